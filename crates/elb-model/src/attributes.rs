@@ -1,0 +1,398 @@
+//! Load balancer and target group attributes: AWS's string keys, their defaults per type
+//! (aws-elb-features.md §2.3 and §5.5), and what values each accepts.
+//!
+//! Every key AWS documents is present with its default, because Terraform reads them all.
+//! A key whose behaviour elbd does not implement yet accepts only its default: setting it to
+//! anything else is refused with a message saying so, rather than stored and ignored.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, ModelError, Result};
+use crate::load_balancer::{LoadBalancerKind, Scheme};
+
+/// A full set of attributes: every applicable key, defaults filled in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributes(BTreeMap<String, String>);
+
+impl Attributes {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// A boolean attribute; absent or unparsable reads as `false` (values were validated on
+    /// the way in).
+    pub fn flag(&self, key: &str) -> bool {
+        self.get(key) == Some("true")
+    }
+
+    /// An integer attribute, validated on the way in.
+    pub fn int(&self, key: &str) -> Option<u64> {
+        self.get(key)?.parse().ok()
+    }
+
+    fn from_defaults(specs: &[Spec], defaults: &dyn Fn(&Spec) -> &'static str) -> Self {
+        Self(
+            specs
+                .iter()
+                .map(|s| (s.key.to_owned(), defaults(s).to_owned()))
+                .collect(),
+        )
+    }
+}
+
+/// What values a key accepts.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Bool,
+    Int(u64, u64),
+    OneOf(&'static [&'static str]),
+    Text,
+}
+
+#[derive(Debug)]
+struct Spec {
+    key: &'static str,
+    value: Value,
+    default: &'static str,
+    /// Whether elbd acts on non-default values yet.
+    honoured: bool,
+}
+
+const fn spec(key: &'static str, value: Value, default: &'static str, honoured: bool) -> Spec {
+    Spec {
+        key,
+        value,
+        default,
+        honoured,
+    }
+}
+
+const BOOL: Value = Value::Bool;
+const TEXT: Value = Value::Text;
+const CROSS_ZONE: &str = "load_balancing.cross_zone.enabled";
+const DENY_IGW: &str = "ipv6.deny_all_igw_traffic";
+
+const COMMON_LB: &[Spec] = &[
+    spec("deletion_protection.enabled", BOOL, "false", true),
+    spec(CROSS_ZONE, BOOL, "false", true),
+];
+const LOGS_LB: &[Spec] = &[
+    spec("access_logs.s3.enabled", BOOL, "false", false),
+    spec("access_logs.s3.bucket", TEXT, "", false),
+    spec("access_logs.s3.prefix", TEXT, "", false),
+    spec(DENY_IGW, BOOL, "false", false),
+    spec("zonal_shift.config.enabled", BOOL, "false", false),
+];
+const ALB_ONLY: &[Spec] = &[
+    spec(
+        "idle_timeout.timeout_seconds",
+        Value::Int(1, 4000),
+        "60",
+        true,
+    ),
+    spec(
+        "client_keep_alive.seconds",
+        Value::Int(60, 604_800),
+        "3600",
+        false,
+    ),
+    spec("connection_logs.s3.enabled", BOOL, "false", false),
+    spec("connection_logs.s3.bucket", TEXT, "", false),
+    spec("connection_logs.s3.prefix", TEXT, "", false),
+    spec("health_check_logs.s3.enabled", BOOL, "false", false),
+    spec("health_check_logs.s3.bucket", TEXT, "", false),
+    spec("health_check_logs.s3.prefix", TEXT, "", false),
+    spec(
+        "routing.http.desync_mitigation_mode",
+        Value::OneOf(&["monitor", "defensive", "strictest"]),
+        "defensive",
+        false,
+    ),
+    spec(
+        "routing.http.drop_invalid_header_fields.enabled",
+        BOOL,
+        "false",
+        false,
+    ),
+    spec(
+        "routing.http.preserve_host_header.enabled",
+        BOOL,
+        "false",
+        true,
+    ),
+    spec(
+        "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
+        BOOL,
+        "false",
+        false,
+    ),
+    spec("routing.http.xff_client_port.enabled", BOOL, "false", true),
+    spec(
+        "routing.http.xff_header_processing.mode",
+        Value::OneOf(&["append", "preserve", "remove"]),
+        "append",
+        true,
+    ),
+    spec("routing.http2.enabled", BOOL, "true", true),
+    spec("waf.fail_open.enabled", BOOL, "false", false),
+];
+const NLB_ONLY: &[Spec] = &[
+    spec(
+        "dns_record.client_routing_policy",
+        Value::OneOf(&[
+            "availability_zone_affinity",
+            "partial_availability_zone_affinity",
+            "any_availability_zone",
+        ]),
+        "any_availability_zone",
+        false,
+    ),
+    spec(
+        "secondary_ips.auto_assigned.per_subnet",
+        Value::Int(0, 7),
+        "0",
+        false,
+    ),
+];
+
+const TARGET_GROUP_HTTP: &[Spec] = &[
+    spec(
+        "deregistration_delay.timeout_seconds",
+        Value::Int(0, 3600),
+        "300",
+        false,
+    ),
+    spec("stickiness.enabled", BOOL, "false", false),
+    spec(
+        "stickiness.type",
+        Value::OneOf(&["lb_cookie", "app_cookie"]),
+        "lb_cookie",
+        false,
+    ),
+    spec(
+        "stickiness.lb_cookie.duration_seconds",
+        Value::Int(1, 604_800),
+        "86400",
+        false,
+    ),
+    spec("stickiness.app_cookie.cookie_name", TEXT, "", false),
+    spec(
+        "stickiness.app_cookie.duration_seconds",
+        Value::Int(1, 604_800),
+        "86400",
+        false,
+    ),
+    spec(
+        "load_balancing.algorithm.type",
+        Value::OneOf(&[
+            "round_robin",
+            "least_outstanding_requests",
+            "weighted_random",
+        ]),
+        "round_robin",
+        false,
+    ),
+    spec(
+        "load_balancing.algorithm.anomaly_mitigation",
+        Value::OneOf(&["on", "off"]),
+        "off",
+        false,
+    ),
+    spec(
+        "slow_start.duration_seconds",
+        Value::Int(0, 900),
+        "0",
+        false,
+    ),
+    spec(
+        CROSS_ZONE,
+        Value::OneOf(&["true", "false", "use_load_balancer_configuration"]),
+        "use_load_balancer_configuration",
+        true,
+    ),
+    spec(
+        "target_group_health.dns_failover.minimum_healthy_targets.count",
+        TEXT,
+        "1",
+        false,
+    ),
+    spec(
+        "target_group_health.dns_failover.minimum_healthy_targets.percentage",
+        TEXT,
+        "off",
+        false,
+    ),
+    spec(
+        "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
+        TEXT,
+        "1",
+        false,
+    ),
+    spec(
+        "target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage",
+        TEXT,
+        "off",
+        false,
+    ),
+];
+
+fn lb_specs(kind: LoadBalancerKind) -> impl Iterator<Item = &'static Spec> {
+    let extra: [&'static [Spec]; 2] = match kind {
+        LoadBalancerKind::Application => [LOGS_LB, ALB_ONLY],
+        LoadBalancerKind::Network => [LOGS_LB, NLB_ONLY],
+        LoadBalancerKind::Gateway => [&[], &[]],
+    };
+    COMMON_LB.iter().chain(extra.into_iter().flatten())
+}
+
+/// The attributes a new load balancer of `kind` and `scheme` starts with.
+pub fn load_balancer_defaults(kind: LoadBalancerKind, scheme: Scheme) -> Attributes {
+    let specs: Vec<&Spec> = lb_specs(kind).collect();
+    let mut attrs = Attributes(BTreeMap::new());
+    for s in specs {
+        let value = match s.key {
+            CROSS_ZONE if kind == LoadBalancerKind::Application => "true",
+            DENY_IGW if scheme == Scheme::Internal => "true",
+            _ => s.default,
+        };
+        attrs.0.insert(s.key.to_owned(), value.to_owned());
+    }
+    attrs
+}
+
+/// The attributes a new HTTP target group starts with.
+pub fn target_group_defaults() -> Attributes {
+    Attributes::from_defaults(TARGET_GROUP_HTTP, &|s| s.default)
+}
+
+/// Applies `changes` to a load balancer's attributes, all or nothing.
+pub fn modify_load_balancer(
+    attrs: &Attributes,
+    kind: LoadBalancerKind,
+    changes: &[(String, String)],
+) -> Result<Attributes> {
+    let specs: Vec<&Spec> = lb_specs(kind).collect();
+    let mut next = attrs.clone();
+    for (key, value) in changes {
+        if kind == LoadBalancerKind::Application && key == CROSS_ZONE && value != "true" {
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                "Cross-zone load balancing is always on for Application Load Balancers; \
+                 turn it off per target group with load_balancing.cross_zone.enabled",
+            ));
+        }
+        let spec = find(&specs, key, "load balancer")?;
+        check(spec, value, attrs.get(key))?;
+        next.0.insert(key.clone(), value.clone());
+    }
+    Ok(next)
+}
+
+/// Applies `changes` to a target group's attributes, all or nothing.
+pub fn modify_target_group(attrs: &Attributes, changes: &[(String, String)]) -> Result<Attributes> {
+    let specs: Vec<&Spec> = TARGET_GROUP_HTTP.iter().collect();
+    let mut next = attrs.clone();
+    for (key, value) in changes {
+        let spec = find(&specs, key, "target group")?;
+        check(spec, value, attrs.get(key))?;
+        next.0.insert(key.clone(), value.clone());
+    }
+    Ok(next)
+}
+
+fn find<'a>(specs: &[&'a Spec], key: &str, what: &str) -> Result<&'a Spec> {
+    specs.iter().copied().find(|s| s.key == key).ok_or_else(|| {
+        ModelError::validation(format!("'{key}' is not a valid {what} attribute key"))
+    })
+}
+
+fn check(spec: &Spec, value: &str, current: Option<&str>) -> Result<()> {
+    let invalid = |why: String| {
+        Err(ModelError::validation(format!(
+            "Invalid value '{value}' for attribute '{}': {why}",
+            spec.key
+        )))
+    };
+    match spec.value {
+        Value::Bool if value != "true" && value != "false" => {
+            return invalid("must be true or false".into());
+        }
+        Value::Int(min, max) => match value.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => {}
+            _ => return invalid(format!("must be an integer from {min} to {max}")),
+        },
+        Value::OneOf(allowed) if !allowed.contains(&value) => {
+            return invalid(format!("must be one of {}", allowed.join(", ")));
+        }
+        _ => {}
+    }
+    if !spec.honoured && Some(value) != current {
+        return Err(ModelError::new(
+            ErrorCode::InvalidConfigurationRequest,
+            format!(
+                "elbd does not implement attribute '{}' yet; only its current value '{}' is accepted",
+                spec.key,
+                current.unwrap_or(spec.default)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(k: &str, v: &str) -> Vec<(String, String)> {
+        vec![(k.to_owned(), v.to_owned())]
+    }
+
+    #[test]
+    fn defaults_differ_by_type_and_scheme() {
+        let alb = load_balancer_defaults(LoadBalancerKind::Application, Scheme::InternetFacing);
+        assert_eq!(alb.get(CROSS_ZONE), Some("true"));
+        assert_eq!(alb.get("idle_timeout.timeout_seconds"), Some("60"));
+        assert_eq!(alb.get(DENY_IGW), Some("false"));
+        let nlb = load_balancer_defaults(LoadBalancerKind::Network, Scheme::Internal);
+        assert_eq!(nlb.get(CROSS_ZONE), Some("false"));
+        assert_eq!(nlb.get(DENY_IGW), Some("true"));
+        assert_eq!(nlb.get("idle_timeout.timeout_seconds"), None);
+    }
+
+    #[test]
+    fn modify_validates_keys_values_and_alb_cross_zone() {
+        let kind = LoadBalancerKind::Application;
+        let alb = load_balancer_defaults(kind, Scheme::InternetFacing);
+        let next =
+            modify_load_balancer(&alb, kind, &change("idle_timeout.timeout_seconds", "5")).unwrap();
+        assert_eq!(next.int("idle_timeout.timeout_seconds"), Some(5));
+        for (k, v) in [
+            ("idle_timeout.timeout_seconds", "0"),
+            ("idle_timeout.timeout_seconds", "x"),
+            ("no.such.key", "1"),
+            ("routing.http.xff_header_processing.mode", "drop"),
+        ] {
+            let err = modify_load_balancer(&alb, kind, &change(k, v)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::ValidationError, "{k}={v}");
+        }
+        let err = modify_load_balancer(&alb, kind, &change(CROSS_ZONE, "false")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
+    }
+
+    #[test]
+    fn unimplemented_attributes_accept_only_their_default() {
+        let tg = target_group_defaults();
+        assert!(modify_target_group(&tg, &change("stickiness.enabled", "false")).is_ok());
+        let err = modify_target_group(&tg, &change("stickiness.enabled", "true")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
+        assert!(err.message.contains("stickiness.enabled"));
+        let next = modify_target_group(&tg, &change(CROSS_ZONE, "false")).unwrap();
+        assert_eq!(next.get(CROSS_ZONE), Some("false"));
+    }
+}

@@ -1,0 +1,94 @@
+//! Errors of the model, named after the elbv2 / EC2 error codes that AWS returns for them, so
+//! the API can render them without a translation table and the config loader can print them.
+
+use std::fmt;
+
+/// An AWS error code. The API turns it into `<Code>` and an HTTP status; nothing else does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    ValidationError,
+    DuplicateLoadBalancerName,
+    DuplicateTargetGroupName,
+    DuplicateListener,
+    LoadBalancerNotFound,
+    ListenerNotFound,
+    TargetGroupNotFound,
+    SubnetNotFound,
+    InvalidSubnet,
+    InvalidSecurityGroup,
+    InvalidScheme,
+    InvalidTarget,
+    InvalidConfigurationRequest,
+    InvalidLoadBalancerAction,
+    IncompatibleProtocols,
+    UnsupportedProtocol,
+    AvailabilityZoneNotSupported,
+    OperationNotPermitted,
+    ResourceInUse,
+    TargetGroupAssociationLimit,
+    TooManyLoadBalancers,
+    TooManyListeners,
+    TooManyTargetGroups,
+    TooManyTargets,
+}
+
+impl ErrorCode {
+    /// The code as AWS spells it on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ValidationError => "ValidationError",
+            Self::DuplicateLoadBalancerName => "DuplicateLoadBalancerName",
+            Self::DuplicateTargetGroupName => "DuplicateTargetGroupName",
+            Self::DuplicateListener => "DuplicateListener",
+            Self::LoadBalancerNotFound => "LoadBalancerNotFound",
+            Self::ListenerNotFound => "ListenerNotFound",
+            Self::TargetGroupNotFound => "TargetGroupNotFound",
+            Self::SubnetNotFound => "SubnetNotFound",
+            Self::InvalidSubnet => "InvalidSubnet",
+            Self::InvalidSecurityGroup => "InvalidSecurityGroup",
+            Self::InvalidScheme => "InvalidScheme",
+            Self::InvalidTarget => "InvalidTarget",
+            Self::InvalidConfigurationRequest => "InvalidConfigurationRequest",
+            Self::InvalidLoadBalancerAction => "InvalidLoadBalancerAction",
+            Self::IncompatibleProtocols => "IncompatibleProtocols",
+            Self::UnsupportedProtocol => "UnsupportedProtocol",
+            Self::AvailabilityZoneNotSupported => "AvailabilityZoneNotSupported",
+            Self::OperationNotPermitted => "OperationNotPermitted",
+            Self::ResourceInUse => "ResourceInUse",
+            Self::TargetGroupAssociationLimit => "TargetGroupAssociationLimit",
+            Self::TooManyLoadBalancers => "TooManyLoadBalancers",
+            Self::TooManyListeners => "TooManyListeners",
+            Self::TooManyTargetGroups => "TooManyTargetGroups",
+            Self::TooManyTargets => "TooManyTargets",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused change: the AWS code and a message naming what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ModelError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ModelError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValidationError, message)
+    }
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;

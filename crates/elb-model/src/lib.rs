@@ -1,0 +1,36 @@
+//! The ELB resource model: what a load balancer, listener, target group and node *are*, what
+//! makes them valid, and how commands change a [`State`]. Pure: no I/O, no clocks, no
+//! randomness. Time and identifiers come in through a [`Context`], so every rule here is
+//! testable with plain `#[test]`s and every state change is reproducible.
+//!
+//! # Layout
+//! - [`id`]: ARNs, resource ids, and the [`IdSource`] that mints them.
+//! - [`network`]: VPCs, subnets, availability zones, security groups, and the seed topology.
+//! - [`alloc`]: the per-subnet address allocator for LB nodes.
+//! - [`attributes`]: AWS's string-keyed attributes with their per-type defaults.
+//! - [`load_balancer`], [`listener`], [`target_group`], [`node`]: the resources.
+//! - [`state`]: [`State`], [`Command`]s applied to it, and the [`Delta`] between two states.
+//! - [`error`]: [`ModelError`], whose codes are AWS's.
+
+pub mod alloc;
+pub mod attributes;
+pub mod error;
+pub mod id;
+pub mod limits;
+pub mod listener;
+pub mod load_balancer;
+pub mod names;
+pub mod network;
+pub mod node;
+pub mod state;
+pub mod target_group;
+
+pub use attributes::Attributes;
+pub use error::{ErrorCode, ModelError};
+pub use id::{Context, IdSource, Scope};
+pub use listener::{Action, Listener, ListenerProtocol};
+pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme};
+pub use network::{SecurityGroup, Subnet, Topology, Vpc, ZoneSpec};
+pub use node::{Node, Placement};
+pub use state::{Command, Delta, Origin, Outcome, State};
+pub use target_group::{Registration, TargetGroup, TargetGroupProtocol, TargetId, TargetType};

@@ -1,0 +1,111 @@
+//! Listeners: a protocol and port on every node of a load balancer, and what to do with what
+//! arrives there.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, ModelError, Result};
+use crate::load_balancer::LoadBalancerKind;
+use crate::state::Origin;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ListenerProtocol {
+    Http,
+    Https,
+    Tcp,
+    Tls,
+    Udp,
+    TcpUdp,
+}
+
+impl ListenerProtocol {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "HTTP" => Ok(Self::Http),
+            "HTTPS" => Ok(Self::Https),
+            "TCP" => Ok(Self::Tcp),
+            "TLS" => Ok(Self::Tls),
+            "UDP" => Ok(Self::Udp),
+            "TCP_UDP" => Ok(Self::TcpUdp),
+            _ => Err(ModelError::validation(format!(
+                "Invalid listener protocol '{s}': must be one of HTTP, HTTPS, TCP, TLS, UDP, TCP_UDP"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "HTTP",
+            Self::Https => "HTTPS",
+            Self::Tcp => "TCP",
+            Self::Tls => "TLS",
+            Self::Udp => "UDP",
+            Self::TcpUdp => "TCP_UDP",
+        }
+    }
+
+    /// Whether a listener of this protocol may exist on `kind`, and whether elbd serves it.
+    pub fn check_for(self, kind: LoadBalancerKind) -> Result<()> {
+        let valid = match kind {
+            LoadBalancerKind::Application => matches!(self, Self::Http | Self::Https),
+            LoadBalancerKind::Network => !matches!(self, Self::Http | Self::Https),
+            LoadBalancerKind::Gateway => false,
+        };
+        if !valid {
+            return Err(ModelError::new(
+                ErrorCode::UnsupportedProtocol,
+                format!(
+                    "Protocol '{}' is not supported by {} load balancers",
+                    self.as_str(),
+                    kind.as_str()
+                ),
+            ));
+        }
+        if self != Self::Http {
+            return Err(ModelError::new(
+                ErrorCode::UnsupportedProtocol,
+                format!(
+                    "elbd does not serve {} listeners yet; only HTTP listeners on application \
+                     load balancers are built",
+                    self.as_str()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a listener does with a request. Rules, redirects and fixed responses arrive with the
+/// listener-rules work; the model refuses them until then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Action {
+    Forward { target_group_arn: String },
+}
+
+impl Action {
+    pub fn target_group_arns(&self) -> impl Iterator<Item = &str> {
+        match self {
+            Self::Forward { target_group_arn } => std::iter::once(target_group_arn.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    pub arn: String,
+    pub load_balancer_arn: String,
+    pub protocol: ListenerProtocol,
+    pub port: u16,
+    pub default_actions: Vec<Action>,
+    pub origin: Origin,
+}
+
+impl Listener {
+    /// The target group the default action forwards to.
+    pub fn forward_target_group(&self) -> Option<&str> {
+        self.default_actions
+            .iter()
+            .find_map(|a| a.target_group_arns().next())
+    }
+}

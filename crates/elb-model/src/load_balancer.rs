@@ -1,0 +1,118 @@
+//! Load balancers: their type, scheme, addressing, subnets and lifecycle state.
+
+use serde::{Deserialize, Serialize};
+
+use crate::attributes::Attributes;
+use crate::error::{ModelError, Result};
+use crate::state::Origin;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadBalancerKind {
+    Application,
+    Network,
+    Gateway,
+}
+
+impl LoadBalancerKind {
+    /// The type segment of ARNs: `app`, `net`, `gwy`.
+    pub fn arn_segment(self) -> &'static str {
+        match self {
+            Self::Application => "app",
+            Self::Network => "net",
+            Self::Gateway => "gwy",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Application => "application",
+            Self::Network => "network",
+            Self::Gateway => "gateway",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "application" => Ok(Self::Application),
+            "network" => Ok(Self::Network),
+            "gateway" => Ok(Self::Gateway),
+            _ => Err(ModelError::validation(format!(
+                "Invalid load balancer type '{s}': must be application, network or gateway"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scheme {
+    #[serde(rename = "internet-facing")]
+    InternetFacing,
+    #[serde(rename = "internal")]
+    Internal,
+}
+
+impl Scheme {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "internet-facing" => Ok(Self::InternetFacing),
+            "internal" => Ok(Self::Internal),
+            _ => Err(ModelError::new(
+                crate::ErrorCode::InvalidScheme,
+                format!("Invalid scheme '{s}': must be internet-facing or internal"),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IpAddressType {
+    Ipv4,
+    Dualstack,
+    DualstackWithoutPublicIpv4,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancerState {
+    /// Created; its nodes are not serving yet.
+    Provisioning,
+    /// Every node has bound its listeners.
+    Active,
+    ActiveImpaired,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancer {
+    pub arn: String,
+    pub name: String,
+    pub kind: LoadBalancerKind,
+    pub scheme: Scheme,
+    pub ip_address_type: IpAddressType,
+    pub vpc_id: String,
+    /// One per enabled availability zone; each has a node.
+    pub subnet_ids: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub state: LoadBalancerState,
+    pub dns_name: String,
+    pub created_ms: u64,
+    pub attributes: Attributes,
+    pub origin: Origin,
+}
+
+impl LoadBalancer {
+    /// `app/NAME/HEX16`, the id CloudWatch and listener ARNs use.
+    pub fn resource_id(&self) -> &str {
+        self.arn
+            .split_once(":loadbalancer/")
+            .map_or(self.arn.as_str(), |(_, id)| id)
+    }
+
+    /// Whether this LB's nodes may send to every AZ (ALB: always; NLB, GWLB: the attribute).
+    pub fn cross_zone(&self) -> bool {
+        self.kind == LoadBalancerKind::Application
+            || self.attributes.flag("load_balancing.cross_zone.enabled")
+    }
+}

@@ -1,0 +1,118 @@
+//! The EC2 side of the model: VPCs, subnets in availability zones, security groups, and the
+//! topology that seeds the default VPC.
+
+use std::net::IpAddr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vpc {
+    pub id: String,
+    /// AWS allows several IPv4 blocks per VPC; the default VPC has one per default subnet.
+    pub cidr_blocks: Vec<Ipv4Net>,
+    pub is_default: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc_id: String,
+    pub availability_zone: String,
+    pub cidr: Ipv4Net,
+    pub default_for_az: bool,
+}
+
+impl Subnet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => self.cidr.contains(&v4),
+            IpAddr::V6(_) => false,
+        }
+    }
+}
+
+/// One ingress rule: a protocol (`-1` = all), a port range and an IPv4 source range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngressRule {
+    pub protocol: String,
+    pub from_port: u16,
+    pub to_port: u16,
+    pub cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    pub vpc_id: String,
+    pub description: String,
+    pub ingress: Vec<IngressRule>,
+}
+
+/// One availability zone of the seed topology and the CIDR of its default subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneSpec {
+    pub name: String,
+    pub cidr: Ipv4Net,
+}
+
+/// The network elbd creates on first start: a default VPC with one default subnet per zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    pub zones: Vec<ZoneSpec>,
+}
+
+impl Default for Topology {
+    /// us-east-1a/b/c on 127.1/16, 127.2/16 and 127.3/16: loopback ranges that bind on any
+    /// Linux machine with no setup.
+    fn default() -> Self {
+        let zone = |name: &str, cidr: &str| ZoneSpec {
+            name: name.into(),
+            cidr: cidr.parse().expect("constant CIDR"),
+        };
+        Self {
+            zones: vec![
+                zone("us-east-1a", "127.1.0.0/16"),
+                zone("us-east-1b", "127.2.0.0/16"),
+                zone("us-east-1c", "127.3.0.0/16"),
+            ],
+        }
+    }
+}
+
+impl Topology {
+    /// Zone names unique, CIDRs disjoint, at least one zone.
+    pub fn validate(&self) -> Result<()> {
+        if self.zones.is_empty() {
+            return Err(ModelError::validation(
+                "the topology needs at least one zone",
+            ));
+        }
+        for (i, a) in self.zones.iter().enumerate() {
+            if a.cidr.prefix_len() > 28 {
+                return Err(ModelError::validation(format!(
+                    "zone {}: subnet {} is smaller than /28, AWS's minimum",
+                    a.name, a.cidr
+                )));
+            }
+            for b in &self.zones[i + 1..] {
+                if a.name == b.name {
+                    return Err(ModelError::validation(format!(
+                        "zone {} is listed twice",
+                        a.name
+                    )));
+                }
+                if a.cidr.contains(&b.cidr.network()) || b.cidr.contains(&a.cidr.network()) {
+                    return Err(ModelError::validation(format!(
+                        "zones {} and {} have overlapping CIDRs {} and {}",
+                        a.name, b.name, a.cidr, b.cidr
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! CreateListener, ModifyListener, DeleteListener.
+
+use super::{CreateListener, Outcome, State, load_balancers, target_groups};
+use crate::error::{ErrorCode, ModelError, Result};
+use crate::id::Context;
+use crate::limits;
+use crate::listener::{Action, Listener};
+use crate::target_group::TargetGroupProtocol;
+
+impl State {
+    pub(super) fn create_listener(
+        &mut self,
+        c: CreateListener,
+        cx: &mut Context<'_>,
+    ) -> Result<Outcome> {
+        let lb = self
+            .load_balancers
+            .get(&c.load_balancer_arn)
+            .ok_or_else(|| load_balancers::not_found(&c.load_balancer_arn))?;
+        c.protocol.check_for(lb.kind)?;
+        target_groups::check_port(c.port)?;
+        if let Some(existing) = self.listeners_of(&lb.arn).find(|l| l.port == c.port) {
+            return if existing.protocol == c.protocol
+                && existing.default_actions == c.default_actions
+            {
+                Ok(Outcome::Created(existing.arn.clone()))
+            } else {
+                Err(ModelError::new(
+                    ErrorCode::DuplicateListener,
+                    format!(
+                        "A listener already exists on port {} of '{}'",
+                        c.port, lb.name
+                    ),
+                ))
+            };
+        }
+        if self.listeners_of(&lb.arn).count() >= limits::LISTENERS_PER_LOAD_BALANCER {
+            return Err(ModelError::new(
+                ErrorCode::TooManyListeners,
+                format!(
+                    "A load balancer can have at most {} listeners",
+                    limits::LISTENERS_PER_LOAD_BALANCER
+                ),
+            ));
+        }
+        self.check_actions(&lb.arn, &c.default_actions)?;
+        let arn = format!(
+            "{}/{}",
+            lb.arn.replacen(":loadbalancer/", ":listener/", 1),
+            cx.hex16()
+        );
+        self.listeners.insert(
+            arn.clone(),
+            Listener {
+                arn: arn.clone(),
+                load_balancer_arn: c.load_balancer_arn,
+                protocol: c.protocol,
+                port: c.port,
+                default_actions: c.default_actions,
+                origin: c.origin,
+            },
+        );
+        Ok(Outcome::Created(arn))
+    }
+
+    pub(super) fn modify_listener(
+        &mut self,
+        arn: &str,
+        default_actions: Vec<Action>,
+    ) -> Result<Outcome> {
+        let lb_arn = self.listener(arn)?.load_balancer_arn.clone();
+        self.check_actions(&lb_arn, &default_actions)?;
+        self.listeners
+            .get_mut(arn)
+            .expect("checked above")
+            .default_actions = default_actions;
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn delete_listener(&mut self, arn: &str) -> Result<Outcome> {
+        self.listener(arn)?;
+        self.listeners.remove(arn);
+        Ok(Outcome::Done)
+    }
+
+    fn listener(&self, arn: &str) -> Result<&Listener> {
+        self.listeners.get(arn).ok_or_else(|| {
+            ModelError::new(
+                ErrorCode::ListenerNotFound,
+                format!("Listener '{arn}' not found"),
+            )
+        })
+    }
+
+    /// Exactly one forward action, to an HTTP target group in the LB's VPC that no other load
+    /// balancer uses.
+    fn check_actions(&self, lb_arn: &str, actions: &[Action]) -> Result<()> {
+        let [action] = actions else {
+            return Err(ModelError::new(
+                ErrorCode::InvalidLoadBalancerAction,
+                "Exactly one default action is supported so far",
+            ));
+        };
+        let lb = &self.load_balancers[lb_arn];
+        for tg_arn in action.target_group_arns() {
+            let tg = self
+                .target_groups
+                .get(tg_arn)
+                .ok_or_else(|| target_groups::not_found(tg_arn))?;
+            if tg.protocol != TargetGroupProtocol::Http {
+                return Err(ModelError::new(
+                    ErrorCode::IncompatibleProtocols,
+                    format!(
+                        "Target group '{}' uses {}; HTTP listeners need an HTTP target group",
+                        tg.name,
+                        tg.protocol.as_str()
+                    ),
+                ));
+            }
+            if tg.vpc_id != lb.vpc_id {
+                return Err(ModelError::validation(format!(
+                    "Target group '{}' is not in the VPC of load balancer '{}'",
+                    tg.name, lb.name
+                )));
+            }
+            if let Some(other) = self.load_balancer_of_target_group(tg_arn)
+                && other != lb_arn
+            {
+                return Err(ModelError::new(
+                    ErrorCode::TargetGroupAssociationLimit,
+                    format!(
+                        "Target group '{}' is already used by load balancer '{other}'",
+                        tg.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

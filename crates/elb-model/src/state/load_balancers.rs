@@ -1,0 +1,262 @@
+//! CreateLoadBalancer, DeleteLoadBalancer, activation and attributes.
+
+use std::collections::BTreeSet;
+
+use super::{CreateLoadBalancer, Outcome, State};
+use crate::alloc;
+use crate::attributes;
+use crate::error::{ErrorCode, ModelError, Result};
+use crate::id::Context;
+use crate::limits;
+use crate::load_balancer::{
+    IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme,
+};
+use crate::names;
+use crate::node::{Node, Placement};
+
+impl State {
+    pub(super) fn create_load_balancer(
+        &mut self,
+        c: CreateLoadBalancer,
+        cx: &mut Context<'_>,
+    ) -> Result<Outcome> {
+        names::check_load_balancer_name(&c.name)?;
+        if c.kind == LoadBalancerKind::Gateway && c.scheme.is_some() {
+            return Err(ModelError::validation(
+                "A scheme cannot be specified for gateway load balancers",
+            ));
+        }
+        let scheme = c.scheme.unwrap_or(Scheme::InternetFacing);
+        let ip_address_type = c.ip_address_type.unwrap_or(IpAddressType::Ipv4);
+        if ip_address_type != IpAddressType::Ipv4 {
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                "elbd supports only the ipv4 IP address type so far",
+            ));
+        }
+        let subnets = self.check_subnets(&c.subnet_ids, c.kind)?;
+        let vpc_id = subnets[0].1.clone();
+        let security_groups =
+            self.check_security_groups(c.kind, c.security_groups.as_deref(), &vpc_id)?;
+
+        if let Some(existing) = self.load_balancer_by_name(&c.name) {
+            let same = existing.kind == c.kind
+                && existing.scheme == scheme
+                && existing.subnet_ids == c.subnet_ids
+                && existing.security_groups == security_groups;
+            return if same {
+                Ok(Outcome::Created(existing.arn.clone()))
+            } else {
+                Err(ModelError::new(
+                    ErrorCode::DuplicateLoadBalancerName,
+                    format!("A load balancer with the name '{}' already exists", c.name),
+                ))
+            };
+        }
+        if self.load_balancers.len() >= limits::LOAD_BALANCERS_PER_REGION {
+            return Err(ModelError::new(
+                ErrorCode::TooManyLoadBalancers,
+                format!(
+                    "The quota of {} load balancers per region is reached",
+                    limits::LOAD_BALANCERS_PER_REGION
+                ),
+            ));
+        }
+
+        let arn = self.scope.arn(&format!(
+            "loadbalancer/{}/{}/{}",
+            c.kind.arn_segment(),
+            c.name,
+            cx.hex16()
+        ));
+        let (region, domain) = (&self.scope.region, &self.scope.dns_domain);
+        let dns_name = match c.kind {
+            LoadBalancerKind::Application => names::alb_dns_name(
+                scheme == Scheme::Internal,
+                &c.name,
+                cx.dns_digits(),
+                region,
+                domain,
+            ),
+            _ => names::nlb_dns_name(&c.name, &cx.hex16(), region, domain),
+        };
+        for (subnet_id, _) in &subnets {
+            self.add_node(&arn, subnet_id, cx)?;
+        }
+        self.load_balancers.insert(
+            arn.clone(),
+            LoadBalancer {
+                arn: arn.clone(),
+                name: c.name,
+                kind: c.kind,
+                scheme,
+                ip_address_type,
+                vpc_id,
+                subnet_ids: c.subnet_ids,
+                security_groups,
+                state: LoadBalancerState::Provisioning,
+                dns_name,
+                created_ms: cx.now_ms,
+                attributes: attributes::load_balancer_defaults(c.kind, scheme),
+                origin: c.origin,
+            },
+        );
+        Ok(Outcome::Created(arn))
+    }
+
+    /// Subnets exist, share one VPC, cover distinct zones, enough of them for the type.
+    /// Returns (subnet id, vpc id) pairs in the order given.
+    fn check_subnets(
+        &self,
+        ids: &[String],
+        kind: LoadBalancerKind,
+    ) -> Result<Vec<(String, String)>> {
+        let mut zones = BTreeSet::new();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let subnet = self.subnets.get(id).ok_or_else(|| {
+                ModelError::new(
+                    ErrorCode::SubnetNotFound,
+                    format!("The subnet ID '{id}' is not valid"),
+                )
+            })?;
+            if !zones.insert(subnet.availability_zone.as_str()) {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidConfigurationRequest,
+                    format!(
+                        "You can specify only one subnet per Availability Zone; {} is given twice",
+                        subnet.availability_zone
+                    ),
+                ));
+            }
+            if let Some((_, vpc)) = out.first()
+                && *vpc != subnet.vpc_id
+            {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidConfigurationRequest,
+                    "All subnets must belong to the same VPC",
+                ));
+            }
+            out.push((id.clone(), subnet.vpc_id.clone()));
+        }
+        let min = if kind == LoadBalancerKind::Application {
+            limits::MIN_ALB_ZONES
+        } else {
+            1
+        };
+        if zones.len() < min {
+            return Err(ModelError::validation(format!(
+                "At least {min} subnets in different Availability Zones must be specified"
+            )));
+        }
+        Ok(out)
+    }
+
+    fn check_security_groups(
+        &self,
+        kind: LoadBalancerKind,
+        given: Option<&[String]>,
+        vpc_id: &str,
+    ) -> Result<Vec<String>> {
+        match (kind, given) {
+            (LoadBalancerKind::Gateway, Some(_)) => Err(ModelError::validation(
+                "Security groups are not supported for gateway load balancers",
+            )),
+            (LoadBalancerKind::Application, None) => Ok(self
+                .security_groups
+                .values()
+                .filter(|sg| sg.vpc_id == vpc_id && sg.name == "default")
+                .map(|sg| sg.id.clone())
+                .collect()),
+            (_, None) => Ok(Vec::new()),
+            (_, Some(ids)) => {
+                for id in ids {
+                    match self.security_groups.get(id) {
+                        Some(sg) if sg.vpc_id == vpc_id => {}
+                        _ => {
+                            return Err(ModelError::new(
+                                ErrorCode::InvalidSecurityGroup,
+                                format!("Security group '{id}' does not exist in VPC '{vpc_id}'"),
+                            ));
+                        }
+                    }
+                }
+                Ok(ids.to_vec())
+            }
+        }
+    }
+
+    /// Makes the node of `lb_arn` in `subnet_id`, with the highest free address of the subnet.
+    fn add_node(&mut self, lb_arn: &str, subnet_id: &str, cx: &mut Context<'_>) -> Result<()> {
+        let subnet = &self.subnets[subnet_id];
+        let ip =
+            alloc::highest_free(subnet.cidr, &self.used_addresses(subnet)).ok_or_else(|| {
+                ModelError::new(
+                    ErrorCode::InvalidSubnet,
+                    format!("The subnet '{subnet_id}' is out of available addresses"),
+                )
+            })?;
+        let node = Node {
+            id: format!("node-{}", cx.hex(17)),
+            load_balancer_arn: lb_arn.to_owned(),
+            availability_zone: subnet.availability_zone.clone(),
+            subnet_id: subnet_id.to_owned(),
+            private_ipv4: ip,
+            ipv6: None,
+            public_ipv4: None,
+            placement: Placement::default(),
+        };
+        self.nodes.insert(node.id.clone(), node);
+        Ok(())
+    }
+
+    /// Deleting a load balancer that does not exist succeeds, as on AWS.
+    pub(super) fn delete_load_balancer(&mut self, arn: &str) -> Result<Outcome> {
+        let Some(lb) = self.load_balancers.get(arn) else {
+            return Ok(Outcome::Done);
+        };
+        if lb.attributes.flag("deletion_protection.enabled") {
+            return Err(ModelError::new(
+                ErrorCode::OperationNotPermitted,
+                format!(
+                    "Load balancer '{arn}' cannot be deleted because deletion protection is enabled"
+                ),
+            ));
+        }
+        self.load_balancers.remove(arn);
+        self.listeners.retain(|_, l| l.load_balancer_arn != arn);
+        self.nodes.retain(|_, n| n.load_balancer_arn != arn);
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn activate_load_balancer(&mut self, arn: &str) -> Result<Outcome> {
+        let lb = self.load_balancer_mut(arn)?;
+        if lb.state == LoadBalancerState::Provisioning {
+            lb.state = LoadBalancerState::Active;
+        }
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn modify_load_balancer_attributes(
+        &mut self,
+        arn: &str,
+        changes: &[(String, String)],
+    ) -> Result<Outcome> {
+        let lb = self.load_balancer_mut(arn)?;
+        lb.attributes = attributes::modify_load_balancer(&lb.attributes, lb.kind, changes)?;
+        Ok(Outcome::Done)
+    }
+
+    fn load_balancer_mut(&mut self, arn: &str) -> Result<&mut LoadBalancer> {
+        self.load_balancers
+            .get_mut(arn)
+            .ok_or_else(|| not_found(arn))
+    }
+}
+
+pub(super) fn not_found(arn: &str) -> ModelError {
+    ModelError::new(
+        ErrorCode::LoadBalancerNotFound,
+        format!("Load balancer '{arn}' not found"),
+    )
+}

@@ -1,0 +1,213 @@
+//! The state of one account and region, and the commands that change it.
+//!
+//! [`State::apply`] validates a [`Command`] and changes the state, or changes nothing and
+//! returns the AWS error. Callers that need several commands to commit together apply them to
+//! a clone and keep the clone only if every one succeeds. [`State::diff`] says what changed
+//! between two states, which is how the data plane and the logs learn about a change.
+
+mod diff;
+mod listeners;
+mod load_balancers;
+mod network;
+mod target_groups;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::id::{Context, Scope};
+use crate::listener::{Action, Listener, ListenerProtocol};
+use crate::load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, Scheme};
+use crate::network::{SecurityGroup, Subnet, Topology, Vpc};
+use crate::node::Node;
+use crate::target_group::TargetGroup;
+
+pub use diff::{Changes, Delta};
+pub use target_groups::TargetDescription;
+
+/// Who declared a resource. A config file reload only ever touches what the file declared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    #[default]
+    Api,
+    ConfigFile,
+}
+
+/// Everything elbd knows about one account in one region. Maps are keyed by ARN or id, and
+/// ordered so that two equal states serialise identically.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub scope: Scope,
+    pub vpcs: BTreeMap<String, Vpc>,
+    pub subnets: BTreeMap<String, Subnet>,
+    pub security_groups: BTreeMap<String, SecurityGroup>,
+    pub load_balancers: BTreeMap<String, LoadBalancer>,
+    pub listeners: BTreeMap<String, Listener>,
+    pub target_groups: BTreeMap<String, TargetGroup>,
+    pub nodes: BTreeMap<String, Node>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateLoadBalancer {
+    pub name: String,
+    pub kind: LoadBalancerKind,
+    pub scheme: Option<Scheme>,
+    pub ip_address_type: Option<IpAddressType>,
+    pub subnet_ids: Vec<String>,
+    pub security_groups: Option<Vec<String>>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateTargetGroup {
+    pub name: String,
+    pub protocol: String,
+    pub port: u16,
+    pub vpc_id: Option<String>,
+    pub target_type: String,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateListener {
+    pub load_balancer_arn: String,
+    pub protocol: ListenerProtocol,
+    pub port: u16,
+    pub default_actions: Vec<Action>,
+    pub origin: Origin,
+}
+
+/// A change to the state. Identifiers of new resources are minted inside the command, from
+/// the [`Context`], so a retried command simply mints new ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Creates the default VPC, its subnets and default security group, once.
+    SeedNetwork(Topology),
+    CreateLoadBalancer(CreateLoadBalancer),
+    DeleteLoadBalancer {
+        arn: String,
+    },
+    /// provisioning → active, once the data plane serves every node.
+    ActivateLoadBalancer {
+        arn: String,
+    },
+    ModifyLoadBalancerAttributes {
+        arn: String,
+        changes: Vec<(String, String)>,
+    },
+    CreateTargetGroup(CreateTargetGroup),
+    DeleteTargetGroup {
+        arn: String,
+    },
+    ModifyTargetGroupAttributes {
+        arn: String,
+        changes: Vec<(String, String)>,
+    },
+    RegisterTargets {
+        target_group_arn: String,
+        targets: Vec<TargetDescription>,
+    },
+    DeregisterTargets {
+        target_group_arn: String,
+        targets: Vec<TargetDescription>,
+    },
+    CreateListener(CreateListener),
+    ModifyListener {
+        arn: String,
+        default_actions: Vec<Action>,
+    },
+    DeleteListener {
+        arn: String,
+    },
+}
+
+/// What a successful command reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// The ARN of the resource created, or of the identical one that already existed
+    /// (creates are idempotent, as AWS's are).
+    Created(String),
+}
+
+impl State {
+    pub fn new(scope: Scope) -> Self {
+        Self {
+            scope,
+            ..Self::default()
+        }
+    }
+
+    /// Applies one command. On error the state is unchanged.
+    pub fn apply(&mut self, command: Command, cx: &mut Context<'_>) -> Result<Outcome> {
+        match command {
+            Command::SeedNetwork(topology) => self.seed_network(&topology, cx),
+            Command::CreateLoadBalancer(c) => self.create_load_balancer(c, cx),
+            Command::DeleteLoadBalancer { arn } => self.delete_load_balancer(&arn),
+            Command::ActivateLoadBalancer { arn } => self.activate_load_balancer(&arn),
+            Command::ModifyLoadBalancerAttributes { arn, changes } => {
+                self.modify_load_balancer_attributes(&arn, &changes)
+            }
+            Command::CreateTargetGroup(c) => self.create_target_group(c, cx),
+            Command::DeleteTargetGroup { arn } => self.delete_target_group(&arn),
+            Command::ModifyTargetGroupAttributes { arn, changes } => {
+                self.modify_target_group_attributes(&arn, &changes)
+            }
+            Command::RegisterTargets {
+                target_group_arn,
+                targets,
+            } => self.register_targets(&target_group_arn, &targets),
+            Command::DeregisterTargets {
+                target_group_arn,
+                targets,
+            } => self.deregister_targets(&target_group_arn, &targets),
+            Command::CreateListener(c) => self.create_listener(c, cx),
+            Command::ModifyListener {
+                arn,
+                default_actions,
+            } => self.modify_listener(&arn, default_actions),
+            Command::DeleteListener { arn } => self.delete_listener(&arn),
+        }
+    }
+
+    pub fn load_balancer_by_name(&self, name: &str) -> Option<&LoadBalancer> {
+        self.load_balancers.values().find(|lb| lb.name == name)
+    }
+
+    pub fn target_group_by_name(&self, name: &str) -> Option<&TargetGroup> {
+        self.target_groups.values().find(|tg| tg.name == name)
+    }
+
+    pub fn listeners_of<'a>(&'a self, lb_arn: &'a str) -> impl Iterator<Item = &'a Listener> {
+        self.listeners
+            .values()
+            .filter(move |l| l.load_balancer_arn == lb_arn)
+    }
+
+    pub fn nodes_of<'a>(&'a self, lb_arn: &'a str) -> impl Iterator<Item = &'a Node> {
+        self.nodes
+            .values()
+            .filter(move |n| n.load_balancer_arn == lb_arn)
+    }
+
+    /// The load balancer whose listeners forward to `target_group_arn`, if any (AWS allows
+    /// one).
+    pub fn load_balancer_of_target_group(&self, target_group_arn: &str) -> Option<&str> {
+        self.listeners
+            .values()
+            .find(|l| {
+                l.default_actions
+                    .iter()
+                    .any(|a| a.target_group_arns().any(|t| t == target_group_arn))
+            })
+            .map(|l| l.load_balancer_arn.as_str())
+    }
+
+    pub fn default_vpc(&self) -> Option<&Vpc> {
+        self.vpcs.values().find(|v| v.is_default)
+    }
+}

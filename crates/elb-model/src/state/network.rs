@@ -1,0 +1,87 @@
+//! Seeding the default VPC, subnets and security group, and the addresses in use per subnet.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::{Outcome, State};
+use crate::error::Result;
+use crate::id::Context;
+use crate::network::{IngressRule, SecurityGroup, Subnet, Topology, Vpc};
+
+impl State {
+    pub(super) fn seed_network(
+        &mut self,
+        topology: &Topology,
+        cx: &mut Context<'_>,
+    ) -> Result<Outcome> {
+        if self.default_vpc().is_some() {
+            return Ok(Outcome::Done);
+        }
+        topology.validate()?;
+        let vpc_id = format!("vpc-{}", cx.hex(17));
+        for zone in &topology.zones {
+            let id = format!("subnet-{}", cx.hex(17));
+            self.subnets.insert(
+                id.clone(),
+                Subnet {
+                    id,
+                    vpc_id: vpc_id.clone(),
+                    availability_zone: zone.name.clone(),
+                    cidr: zone.cidr,
+                    default_for_az: true,
+                },
+            );
+        }
+        let sg_id = format!("sg-{}", cx.hex(17));
+        self.security_groups.insert(
+            sg_id.clone(),
+            SecurityGroup {
+                id: sg_id,
+                name: "default".into(),
+                vpc_id: vpc_id.clone(),
+                description: "default VPC security group".into(),
+                // A documented deviation: AWS's default group admits only its own members;
+                // elbd's admits everyone so that the quick start works.
+                ingress: vec![IngressRule {
+                    protocol: "-1".into(),
+                    from_port: 0,
+                    to_port: 65535,
+                    cidr: "0.0.0.0/0".parse().expect("constant CIDR"),
+                }],
+            },
+        );
+        self.vpcs.insert(
+            vpc_id.clone(),
+            Vpc {
+                id: vpc_id,
+                cidr_blocks: topology.zones.iter().map(|z| z.cidr).collect(),
+                is_default: true,
+            },
+        );
+        Ok(Outcome::Done)
+    }
+
+    /// The subnet of `vpc_id` that holds `ip`.
+    pub fn subnet_containing(&self, vpc_id: &str, ip: IpAddr) -> Option<&Subnet> {
+        self.subnets
+            .values()
+            .find(|s| s.vpc_id == vpc_id && s.contains(ip))
+    }
+
+    /// Every address of `subnet` taken by a node or a registered target.
+    pub(super) fn used_addresses(&self, subnet: &Subnet) -> BTreeSet<Ipv4Addr> {
+        let nodes = self.nodes.values().map(|n| IpAddr::V4(n.private_ipv4));
+        let targets = self
+            .target_groups
+            .values()
+            .flat_map(|tg| tg.targets.iter().map(|t| t.address));
+        nodes
+            .chain(targets)
+            .filter(|ip| subnet.contains(*ip))
+            .filter_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect()
+    }
+}

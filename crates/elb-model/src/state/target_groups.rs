@@ -1,0 +1,254 @@
+//! CreateTargetGroup, DeleteTargetGroup, attributes, and target registration.
+
+use std::net::IpAddr;
+
+use super::{CreateTargetGroup, Outcome, State};
+use crate::attributes;
+use crate::error::{ErrorCode, ModelError, Result};
+use crate::id::Context;
+use crate::limits;
+use crate::names;
+use crate::target_group::{Registration, TargetGroup, TargetGroupProtocol, TargetId, TargetType};
+
+/// A target as RegisterTargets names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetDescription {
+    pub id: String,
+    /// Defaults to the target group's port.
+    pub port: Option<u16>,
+    /// Defaults to the zone of the subnet holding the address; `all` for addresses outside
+    /// the VPC.
+    pub availability_zone: Option<String>,
+}
+
+impl State {
+    pub(super) fn create_target_group(
+        &mut self,
+        c: CreateTargetGroup,
+        cx: &mut Context<'_>,
+    ) -> Result<Outcome> {
+        names::check_target_group_name(&c.name)?;
+        let protocol = TargetGroupProtocol::parse_supported(&c.protocol)?;
+        let target_type = TargetType::parse_supported(&c.target_type)?;
+        check_port(c.port)?;
+        let vpc_id = match c.vpc_id {
+            Some(id) if self.vpcs.contains_key(&id) => id,
+            Some(id) => {
+                return Err(ModelError::validation(format!(
+                    "The VPC ID '{id}' is not found"
+                )));
+            }
+            None => self
+                .default_vpc()
+                .map(|v| v.id.clone())
+                .ok_or_else(|| ModelError::validation("A VPC ID must be specified"))?,
+        };
+        if let Some(existing) = self.target_group_by_name(&c.name) {
+            let same = existing.protocol == protocol
+                && existing.port == c.port
+                && existing.vpc_id == vpc_id
+                && existing.target_type == target_type;
+            return if same {
+                Ok(Outcome::Created(existing.arn.clone()))
+            } else {
+                Err(ModelError::new(
+                    ErrorCode::DuplicateTargetGroupName,
+                    format!("A target group with the name '{}' already exists", c.name),
+                ))
+            };
+        }
+        if self.target_groups.len() >= limits::TARGET_GROUPS_PER_REGION {
+            return Err(ModelError::new(
+                ErrorCode::TooManyTargetGroups,
+                "The quota of target groups per region is reached",
+            ));
+        }
+        let arn = self
+            .scope
+            .arn(&format!("targetgroup/{}/{}", c.name, cx.hex16()));
+        self.target_groups.insert(
+            arn.clone(),
+            TargetGroup {
+                arn: arn.clone(),
+                name: c.name,
+                protocol,
+                port: c.port,
+                vpc_id,
+                target_type,
+                attributes: attributes::target_group_defaults(),
+                targets: Vec::new(),
+                origin: c.origin,
+            },
+        );
+        Ok(Outcome::Created(arn))
+    }
+
+    pub(super) fn delete_target_group(&mut self, arn: &str) -> Result<Outcome> {
+        self.target_group(arn)?;
+        if let Some(lb) = self.load_balancer_of_target_group(arn) {
+            return Err(ModelError::new(
+                ErrorCode::ResourceInUse,
+                format!("Target group '{arn}' is currently in use by a listener of '{lb}'"),
+            ));
+        }
+        self.target_groups.remove(arn);
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn modify_target_group_attributes(
+        &mut self,
+        arn: &str,
+        changes: &[(String, String)],
+    ) -> Result<Outcome> {
+        let tg = self.target_group_mut(arn)?;
+        tg.attributes = attributes::modify_target_group(&tg.attributes, changes)?;
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn register_targets(
+        &mut self,
+        arn: &str,
+        targets: &[TargetDescription],
+    ) -> Result<Outcome> {
+        let tg = self.target_group(arn)?;
+        let mut added = Vec::with_capacity(targets.len());
+        for t in targets {
+            let registration = self.resolve_target(tg, t)?;
+            let known = tg
+                .targets
+                .iter()
+                .chain(&added)
+                .any(|r: &Registration| r.id == registration.id && r.port == registration.port);
+            if !known {
+                added.push(registration);
+            }
+        }
+        if tg.targets.len() + added.len() > limits::TARGETS_PER_TARGET_GROUP {
+            return Err(ModelError::new(
+                ErrorCode::TooManyTargets,
+                format!(
+                    "A target group can have at most {} targets",
+                    limits::TARGETS_PER_TARGET_GROUP
+                ),
+            ));
+        }
+        self.target_group_mut(arn)?.targets.extend(added);
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn deregister_targets(
+        &mut self,
+        arn: &str,
+        targets: &[TargetDescription],
+    ) -> Result<Outcome> {
+        let tg = self.target_group(arn)?;
+        let mut keep = tg.targets.clone();
+        for t in targets {
+            let id = parse_target_id(tg.target_type, &t.id)?;
+            let port = t.port.unwrap_or(tg.port);
+            let before = keep.len();
+            keep.retain(|r| !(r.id == id && r.port == port));
+            if keep.len() == before {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidTarget,
+                    format!(
+                        "The target '{}:{port}' is not registered with '{arn}'",
+                        t.id
+                    ),
+                ));
+            }
+        }
+        self.target_group_mut(arn)?.targets = keep;
+        Ok(Outcome::Done)
+    }
+
+    /// Checks one target against the group and the network, and finds its zone and address.
+    fn resolve_target(&self, tg: &TargetGroup, t: &TargetDescription) -> Result<Registration> {
+        let id = parse_target_id(tg.target_type, &t.id)?;
+        let port = t.port.unwrap_or(tg.port);
+        check_port(port)?;
+        let TargetId::Ip(address) = id else {
+            return Err(ModelError::new(
+                ErrorCode::InvalidTarget,
+                format!("The instance '{}' does not exist", t.id),
+            ));
+        };
+        if self
+            .nodes
+            .values()
+            .any(|n| IpAddr::V4(n.private_ipv4) == address)
+        {
+            return Err(ModelError::new(
+                ErrorCode::InvalidTarget,
+                format!(
+                    "The IP address '{address}' cannot be used as a target, as it is in use by a load balancer"
+                ),
+            ));
+        }
+        let zone = match (
+            self.subnet_containing(&tg.vpc_id, address),
+            t.availability_zone.as_deref(),
+        ) {
+            (Some(subnet), None) => subnet.availability_zone.clone(),
+            (Some(subnet), Some(az)) if az == subnet.availability_zone => az.to_owned(),
+            (None, Some("all")) => "all".to_owned(),
+            (Some(subnet), Some(az)) => {
+                return Err(ModelError::validation(format!(
+                    "Target '{address}' is in {}, not in '{az}'",
+                    subnet.availability_zone
+                )));
+            }
+            (None, _) => {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidTarget,
+                    format!(
+                        "The IP address '{address}' is outside the VPC of the target group; \
+                         register it with AvailabilityZone 'all'"
+                    ),
+                ));
+            }
+        };
+        Ok(Registration {
+            id: TargetId::Ip(address),
+            port,
+            availability_zone: zone,
+            address,
+        })
+    }
+
+    fn target_group(&self, arn: &str) -> Result<&TargetGroup> {
+        self.target_groups.get(arn).ok_or_else(|| not_found(arn))
+    }
+
+    fn target_group_mut(&mut self, arn: &str) -> Result<&mut TargetGroup> {
+        self.target_groups
+            .get_mut(arn)
+            .ok_or_else(|| not_found(arn))
+    }
+}
+
+fn parse_target_id(target_type: TargetType, id: &str) -> Result<TargetId> {
+    match target_type {
+        TargetType::Ip => id.parse().map(TargetId::Ip).map_err(|_| {
+            ModelError::validation(format!("The target ID '{id}' is not a valid IP address"))
+        }),
+        _ if id.starts_with("i-") => Ok(TargetId::Instance(id.to_owned())),
+        _ => Err(ModelError::validation(format!(
+            "The target ID '{id}' is not a valid instance ID"
+        ))),
+    }
+}
+
+pub(super) fn check_port(port: u16) -> Result<()> {
+    if port == 0 {
+        return Err(ModelError::validation("Port must be between 1 and 65535"));
+    }
+    Ok(())
+}
+
+pub(super) fn not_found(arn: &str) -> ModelError {
+    ModelError::new(
+        ErrorCode::TargetGroupNotFound,
+        format!("Target group '{arn}' not found"),
+    )
+}

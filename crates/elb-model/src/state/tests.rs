@@ -1,0 +1,358 @@
+use super::*;
+use crate::error::ErrorCode;
+use crate::id::SequentialIds;
+use crate::load_balancer::LoadBalancerState;
+use crate::target_group::TargetId;
+
+struct World {
+    state: State,
+    ids: SequentialIds,
+}
+
+impl World {
+    fn new() -> Self {
+        let mut w = Self {
+            state: State::new(Scope::default()),
+            ids: SequentialIds::default(),
+        };
+        w.run(Command::SeedNetwork(Topology::default())).unwrap();
+        w
+    }
+
+    /// Applies on a clone and keeps it only on success, as the store does.
+    fn run(&mut self, command: Command) -> Result<Outcome> {
+        let mut next = self.state.clone();
+        let mut cx = Context {
+            ids: &mut self.ids,
+            now_ms: 1_700_000_000_000,
+        };
+        let out = next.apply(command, &mut cx)?;
+        self.state = next;
+        Ok(out)
+    }
+
+    fn created(&mut self, command: Command) -> String {
+        match self.run(command).unwrap() {
+            Outcome::Created(arn) => arn,
+            Outcome::Done => panic!("nothing created"),
+        }
+    }
+
+    fn subnet(&self, az: &str) -> String {
+        self.state
+            .subnets
+            .values()
+            .find(|s| s.availability_zone == az)
+            .unwrap()
+            .id
+            .clone()
+    }
+
+    fn alb(&mut self, name: &str, zones: &[&str]) -> Result<Outcome> {
+        let subnet_ids = zones.iter().map(|z| self.subnet(z)).collect();
+        self.run(Command::CreateLoadBalancer(CreateLoadBalancer {
+            name: name.into(),
+            kind: LoadBalancerKind::Application,
+            scheme: None,
+            ip_address_type: None,
+            subnet_ids,
+            security_groups: None,
+            origin: Origin::Api,
+        }))
+    }
+
+    fn target_group(&mut self, name: &str) -> String {
+        self.created(Command::CreateTargetGroup(CreateTargetGroup {
+            name: name.into(),
+            protocol: "HTTP".into(),
+            port: 9001,
+            vpc_id: None,
+            target_type: "ip".into(),
+            origin: Origin::Api,
+        }))
+    }
+
+    fn listener(&mut self, lb: &str, port: u16, tg: &str) -> Result<Outcome> {
+        self.run(Command::CreateListener(CreateListener {
+            load_balancer_arn: lb.into(),
+            protocol: ListenerProtocol::Http,
+            port,
+            default_actions: vec![Action::Forward {
+                target_group_arn: tg.into(),
+            }],
+            origin: Origin::Api,
+        }))
+    }
+}
+
+fn target(id: &str) -> TargetDescription {
+    TargetDescription {
+        id: id.into(),
+        port: None,
+        availability_zone: None,
+    }
+}
+
+fn arn_of(out: Result<Outcome>) -> String {
+    match out.unwrap() {
+        Outcome::Created(arn) => arn,
+        Outcome::Done => panic!("nothing created"),
+    }
+}
+
+#[test]
+fn seeding_makes_the_default_vpc_once() {
+    let mut w = World::new();
+    assert_eq!(w.state.subnets.len(), 3);
+    assert_eq!(w.state.default_vpc().unwrap().cidr_blocks.len(), 3);
+    let before = w.state.clone();
+    w.run(Command::SeedNetwork(Topology::default())).unwrap();
+    assert_eq!(w.state, before);
+}
+
+#[test]
+fn a_load_balancer_gets_one_node_per_zone_from_the_top_of_each_subnet() {
+    let mut w = World::new();
+    let arn = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    assert!(
+        arn.starts_with(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/"
+        )
+    );
+    assert_eq!(arn.rsplit('/').next().unwrap().len(), 16);
+    let lb = &w.state.load_balancers[&arn];
+    assert_eq!(lb.state, LoadBalancerState::Provisioning);
+    assert!(lb.dns_name.starts_with("web-") && lb.dns_name.ends_with(".us-east-1.elb.localhost"));
+    let mut ips: Vec<String> = w
+        .state
+        .nodes_of(&arn)
+        .map(|n| n.private_ipv4.to_string())
+        .collect();
+    ips.sort();
+    assert_eq!(ips, ["127.1.255.254", "127.2.255.254"]);
+
+    let second = arn_of(w.alb("api", &["us-east-1a", "us-east-1b"]));
+    let ips: Vec<String> = w
+        .state
+        .nodes_of(&second)
+        .map(|n| n.private_ipv4.to_string())
+        .collect();
+    assert!(ips.contains(&"127.1.255.253".to_owned()));
+}
+
+#[test]
+fn creates_are_idempotent_and_conflicts_are_refused() {
+    let mut w = World::new();
+    let first = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    let again = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    assert_eq!(first, again);
+    let err = w.alb("web", &["us-east-1a", "us-east-1c"]).unwrap_err();
+    assert_eq!(err.code, ErrorCode::DuplicateLoadBalancerName);
+    let err = w.alb("solo", &["us-east-1a"]).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ValidationError);
+}
+
+#[test]
+fn a_failed_command_changes_nothing() {
+    let mut w = World::new();
+    let lb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    let tg = w.target_group("web-tg");
+    let before = w.state.clone();
+    let err = w
+        .run(Command::RegisterTargets {
+            target_group_arn: tg.clone(),
+            targets: vec![target("127.1.0.10"), target("not-an-ip")],
+        })
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ValidationError);
+    assert_eq!(w.state, before);
+    let err = w.listener(&lb, 0, &tg).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ValidationError);
+    assert_eq!(w.state, before);
+}
+
+#[test]
+fn targets_take_the_zone_of_their_subnet() {
+    let mut w = World::new();
+    let tg = w.target_group("web-tg");
+    w.run(Command::RegisterTargets {
+        target_group_arn: tg.clone(),
+        targets: vec![
+            target("127.1.0.10"),
+            target("127.2.0.10"),
+            target("127.1.0.10"),
+        ],
+    })
+    .unwrap();
+    let zones: Vec<&str> = w.state.target_groups[&tg]
+        .targets
+        .iter()
+        .map(|t| t.availability_zone.as_str())
+        .collect();
+    assert_eq!(zones, ["us-east-1a", "us-east-1b"]);
+
+    let outside = w.run(Command::RegisterTargets {
+        target_group_arn: tg.clone(),
+        targets: vec![target("10.0.0.1")],
+    });
+    assert_eq!(outside.unwrap_err().code, ErrorCode::InvalidTarget);
+    w.run(Command::RegisterTargets {
+        target_group_arn: tg.clone(),
+        targets: vec![TargetDescription {
+            availability_zone: Some("all".into()),
+            ..target("10.0.0.1")
+        }],
+    })
+    .unwrap();
+    let instance = w.run(Command::RegisterTargets {
+        target_group_arn: tg,
+        targets: vec![target("i-0123")],
+    });
+    assert_eq!(instance.unwrap_err().code, ErrorCode::ValidationError);
+}
+
+#[test]
+fn node_addresses_are_never_targets() {
+    let mut w = World::new();
+    arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    let tg = w.target_group("web-tg");
+    let err = w
+        .run(Command::RegisterTargets {
+            target_group_arn: tg,
+            targets: vec![target("127.1.255.254")],
+        })
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidTarget);
+}
+
+#[test]
+fn node_allocation_skips_addresses_of_targets() {
+    let mut w = World::new();
+    let tg = w.target_group("web-tg");
+    w.run(Command::RegisterTargets {
+        target_group_arn: tg,
+        targets: vec![TargetDescription {
+            id: "127.1.255.254".into(),
+            port: Some(80),
+            availability_zone: None,
+        }],
+    })
+    .unwrap();
+    let lb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    let a = w
+        .state
+        .nodes_of(&lb)
+        .find(|n| n.availability_zone == "us-east-1a")
+        .unwrap();
+    assert_eq!(a.private_ipv4.to_string(), "127.1.255.253");
+}
+
+#[test]
+fn listeners_check_protocol_port_and_target_group() {
+    let mut w = World::new();
+    let lb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    let tg = w.target_group("web-tg");
+    let listener = arn_of(w.listener(&lb, 8080, &tg));
+    assert!(listener.contains(":listener/app/web/"));
+    assert_eq!(arn_of(w.listener(&lb, 8080, &tg)), listener);
+
+    let other = w.target_group("other-tg");
+    assert_eq!(
+        w.listener(&lb, 8080, &other).unwrap_err().code,
+        ErrorCode::DuplicateListener
+    );
+    let missing = format!("{tg}x");
+    assert_eq!(
+        w.listener(&lb, 8081, &missing).unwrap_err().code,
+        ErrorCode::TargetGroupNotFound
+    );
+
+    let https = w.run(Command::CreateListener(CreateListener {
+        load_balancer_arn: lb.clone(),
+        protocol: ListenerProtocol::Https,
+        port: 443,
+        default_actions: vec![],
+        origin: Origin::Api,
+    }));
+    assert_eq!(https.unwrap_err().code, ErrorCode::UnsupportedProtocol);
+
+    let second_lb = arn_of(w.alb("api", &["us-east-1a", "us-east-1b"]));
+    let shared = w.listener(&second_lb, 8080, &tg).unwrap_err();
+    assert_eq!(shared.code, ErrorCode::TargetGroupAssociationLimit);
+
+    let in_use = w.run(Command::DeleteTargetGroup { arn: tg }).unwrap_err();
+    assert_eq!(in_use.code, ErrorCode::ResourceInUse);
+}
+
+#[test]
+fn deleting_a_load_balancer_takes_its_listeners_and_nodes() {
+    let mut w = World::new();
+    let lb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    let tg = w.target_group("web-tg");
+    w.listener(&lb, 8080, &tg).unwrap();
+    w.run(Command::ModifyLoadBalancerAttributes {
+        arn: lb.clone(),
+        changes: vec![("deletion_protection.enabled".into(), "true".into())],
+    })
+    .unwrap();
+    let err = w
+        .run(Command::DeleteLoadBalancer { arn: lb.clone() })
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::OperationNotPermitted);
+    w.run(Command::ModifyLoadBalancerAttributes {
+        arn: lb.clone(),
+        changes: vec![("deletion_protection.enabled".into(), "false".into())],
+    })
+    .unwrap();
+    let before = w.state.clone();
+    w.run(Command::DeleteLoadBalancer { arn: lb.clone() })
+        .unwrap();
+    assert!(w.state.listeners.is_empty() && w.state.nodes.is_empty());
+    let delta = before.diff(&w.state);
+    assert_eq!(delta.load_balancers.removed, [lb.clone()]);
+    assert_eq!(delta.listeners.removed.len(), 1);
+    assert_eq!(delta.nodes.removed.len(), 2);
+    assert!(delta.target_groups.is_empty());
+    w.run(Command::DeleteLoadBalancer { arn: lb }).unwrap();
+}
+
+#[test]
+fn cross_zone_resolves_target_group_over_load_balancer() {
+    let mut w = World::new();
+    let lb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    let tg = w.target_group("web-tg");
+    let lb_cross = w.state.load_balancers[&lb].cross_zone();
+    assert!(lb_cross);
+    assert!(w.state.target_groups[&tg].cross_zone(lb_cross));
+    w.run(Command::ModifyTargetGroupAttributes {
+        arn: tg.clone(),
+        changes: vec![("load_balancing.cross_zone.enabled".into(), "false".into())],
+    })
+    .unwrap();
+    assert!(!w.state.target_groups[&tg].cross_zone(lb_cross));
+}
+
+#[test]
+fn registrations_have_stable_keys() {
+    let mut w = World::new();
+    let tg = w.target_group("web-tg");
+    w.run(Command::RegisterTargets {
+        target_group_arn: tg.clone(),
+        targets: vec![target("127.1.0.10")],
+    })
+    .unwrap();
+    let r = &w.state.target_groups[&tg].targets[0];
+    assert_eq!(r.id, TargetId::Ip("127.1.0.10".parse().unwrap()));
+    assert_eq!(r.key(&tg), format!("{tg}#127.1.0.10:9001"));
+}
+
+#[test]
+fn state_round_trips_through_json() {
+    let mut w = World::new();
+    let lb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    let tg = w.target_group("web-tg");
+    w.listener(&lb, 8080, &tg).unwrap();
+    let json = serde_json::to_string(&w.state).unwrap();
+    let back: State = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, w.state);
+}

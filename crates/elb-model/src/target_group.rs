@@ -1,0 +1,143 @@
+//! Target groups and the targets registered with them.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attributes::Attributes;
+use crate::error::{ErrorCode, ModelError, Result};
+use crate::state::Origin;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TargetGroupProtocol {
+    Http,
+    Https,
+    Tcp,
+    Tls,
+    Udp,
+    TcpUdp,
+    Geneve,
+}
+
+impl TargetGroupProtocol {
+    /// Parses a protocol name and refuses the ones elbd cannot send to yet.
+    pub fn parse_supported(s: &str) -> Result<Self> {
+        let protocol = match s {
+            "HTTP" => Self::Http,
+            "HTTPS" => Self::Https,
+            "TCP" => Self::Tcp,
+            "TLS" => Self::Tls,
+            "UDP" => Self::Udp,
+            "TCP_UDP" => Self::TcpUdp,
+            "GENEVE" => Self::Geneve,
+            _ => {
+                return Err(ModelError::validation(format!(
+                    "Invalid target group protocol '{s}'"
+                )));
+            }
+        };
+        if protocol != Self::Http {
+            return Err(ModelError::new(
+                ErrorCode::UnsupportedProtocol,
+                format!("elbd does not send to {s} target groups yet; only HTTP is built"),
+            ));
+        }
+        Ok(protocol)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "HTTP",
+            Self::Https => "HTTPS",
+            Self::Tcp => "TCP",
+            Self::Tls => "TLS",
+            Self::Udp => "UDP",
+            Self::TcpUdp => "TCP_UDP",
+            Self::Geneve => "GENEVE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetType {
+    Instance,
+    Ip,
+    Lambda,
+    Alb,
+}
+
+impl TargetType {
+    pub fn parse_supported(s: &str) -> Result<Self> {
+        match s {
+            "ip" => Ok(Self::Ip),
+            "instance" => Ok(Self::Instance),
+            "lambda" | "alb" => Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                format!("elbd does not support target type '{s}' yet"),
+            )),
+            _ => Err(ModelError::validation(format!(
+                "Invalid target type '{s}': must be instance, ip, lambda or alb"
+            ))),
+        }
+    }
+}
+
+/// What a registration names: an IP address, or an instance by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetId {
+    Ip(IpAddr),
+    Instance(String),
+}
+
+impl std::fmt::Display for TargetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ip(ip) => write!(f, "{ip}"),
+            Self::Instance(id) => f.write_str(id),
+        }
+    }
+}
+
+/// A registered target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub id: TargetId,
+    pub port: u16,
+    /// The zone of the subnet holding the address, or `all` for addresses outside the VPC.
+    pub availability_zone: String,
+    /// Where traffic goes: the IP itself, or the instance's private address.
+    pub address: IpAddr,
+}
+
+impl Registration {
+    /// A key that names this target across snapshots, for runtime state kept beside them.
+    pub fn key(&self, target_group_arn: &str) -> String {
+        format!("{target_group_arn}#{}:{}", self.id, self.port)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGroup {
+    pub arn: String,
+    pub name: String,
+    pub protocol: TargetGroupProtocol,
+    pub port: u16,
+    pub vpc_id: String,
+    pub target_type: TargetType,
+    pub attributes: Attributes,
+    pub targets: Vec<Registration>,
+    pub origin: Origin,
+}
+
+impl TargetGroup {
+    /// The target group's cross-zone setting resolved against its load balancer's.
+    pub fn cross_zone(&self, load_balancer_cross_zone: bool) -> bool {
+        match self.attributes.get("load_balancing.cross_zone.enabled") {
+            Some("true") => true,
+            Some("false") => false,
+            _ => load_balancer_cross_zone,
+        }
+    }
+}
