@@ -309,7 +309,7 @@ fn deleting_a_load_balancer_takes_its_listeners_and_nodes() {
         .unwrap();
     assert!(w.state.listeners.is_empty() && w.state.nodes.is_empty());
     let delta = before.diff(&w.state);
-    assert_eq!(delta.load_balancers.removed, [lb.clone()]);
+    assert_eq!(delta.load_balancers.removed, std::slice::from_ref(&lb));
     assert_eq!(delta.listeners.removed.len(), 1);
     assert_eq!(delta.nodes.removed.len(), 2);
     assert!(delta.target_groups.is_empty());
