@@ -1,0 +1,141 @@
+//! [`Store`]: commands in, snapshots out.
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use elb_model::{Command, Context, IdSource, ModelError, Outcome, Scope, State, Topology};
+use tokio::sync::watch;
+
+use crate::backend::{Backend, Revision, StoreError};
+
+/// How often an update is retried when another writer commits first.
+const MAX_ATTEMPTS: usize = 8;
+
+/// An immutable view of the state at one revision. Shared by `Arc`; never changed.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub revision: Revision,
+    pub state: State,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The change was refused; nothing was written.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Identifiers from the operating system's entropy (via fastrand's seeded generator).
+struct RandomIds(fastrand::Rng);
+
+impl IdSource for RandomIds {
+    fn next_u64(&mut self) -> u64 {
+        self.0.u64(..)
+    }
+}
+
+pub struct Store {
+    backend: Box<dyn Backend>,
+    scope: String,
+    published: watch::Sender<Arc<Snapshot>>,
+    /// Serialises this process's writers so they do not spin on each other's conflicts;
+    /// writers in other processes are handled by the backend's compare-and-swap.
+    writer: Mutex<RandomIds>,
+}
+
+impl Store {
+    /// Opens the state of `scope`, seeding the default network from `topology` on first use.
+    pub fn open(
+        backend: Box<dyn Backend>,
+        scope: Scope,
+        topology: &Topology,
+    ) -> Result<Self, UpdateError> {
+        let key = scope.key();
+        let (revision, state) = backend
+            .load(&key)?
+            .unwrap_or_else(|| (0, State::new(scope)));
+        let (published, _) = watch::channel(Arc::new(Snapshot { revision, state }));
+        let store = Self {
+            backend,
+            scope: key,
+            published,
+            writer: Mutex::new(RandomIds(fastrand::Rng::new())),
+        };
+        store.execute(Command::SeedNetwork(topology.clone()))?;
+        Ok(store)
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.published.borrow().clone()
+    }
+
+    /// Receives every snapshot from now on (intermediate ones may be skipped; each is whole).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.published.subscribe()
+    }
+
+    /// Applies one command and commits it.
+    pub fn execute(&self, command: Command) -> Result<Outcome, UpdateError> {
+        self.update(|state, cx| state.apply(command.clone(), cx))
+            .map(|(_, out)| out)
+    }
+
+    /// Runs `change` on a copy of the latest state and commits the copy, all or nothing. On a
+    /// revision conflict it reloads and runs `change` again, so `change` must only depend on
+    /// the state it is given. A change that leaves the state equal commits nothing.
+    pub fn update<T>(
+        &self,
+        mut change: impl FnMut(&mut State, &mut Context<'_>) -> Result<T, ModelError>,
+    ) -> Result<(Arc<Snapshot>, T), UpdateError> {
+        let mut ids = self.writer.lock().expect("poisoned");
+        let mut base = self.snapshot();
+        for _ in 0..MAX_ATTEMPTS {
+            let mut next = base.state.clone();
+            let mut cx = Context {
+                ids: &mut *ids,
+                now_ms: now_ms(),
+            };
+            let out = change(&mut next, &mut cx)?;
+            if next == base.state {
+                return Ok((base, out));
+            }
+            match self.backend.commit(&self.scope, base.revision, &next) {
+                Ok(revision) => {
+                    let snapshot = Arc::new(Snapshot {
+                        revision,
+                        state: next,
+                    });
+                    self.published.send_replace(snapshot.clone());
+                    return Ok((snapshot, out));
+                }
+                Err(StoreError::Conflict { .. }) => base = self.reload()?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict {
+            expected: base.revision,
+            found: base.revision + 1,
+        }
+        .into())
+    }
+
+    /// Reads the backend's latest state and publishes it.
+    fn reload(&self) -> Result<Arc<Snapshot>, StoreError> {
+        let current = self.snapshot();
+        let Some((revision, state)) = self.backend.load(&self.scope)? else {
+            return Ok(current);
+        };
+        let snapshot = Arc::new(Snapshot { revision, state });
+        self.published.send_replace(snapshot.clone());
+        Ok(snapshot)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
