@@ -1,1 +1,82 @@
-//! placeholder
+//! The data plane of every load balancer node on this host.
+//!
+//! It never talks to the control plane: [`DataPlane::apply`] receives a model [`State`] (a
+//! snapshot value), compiles it into an immutable [`RoutingTable`], swaps that in with one
+//! atomic store, and binds or unbinds listener sockets so that they match it. A request loads
+//! the table once when it starts and keeps that `Arc` until it ends, so it never waits on a
+//! lock or on the API, and it finishes on the snapshot it started with.
+//!
+//! # Layout
+//! - [`table`]: snapshot → [`RoutingTable`], and the runtime state kept across snapshots.
+//! - [`select`]: which targets a node may use, and round robin over them (pure).
+//! - [`binder`]: one socket per (address, transport, port), with a time-limited drain.
+//! - [`l7`]: the HTTP listener: connections, forwarding, and the one place errors become
+//!   responses ([`l7::rescue`]).
+
+pub mod binder;
+pub mod l7;
+pub mod select;
+pub mod table;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use elb_model::State;
+
+pub use binder::{BindKey, Transport};
+pub use table::RoutingTable;
+
+/// What one [`DataPlane::apply`] did to the sockets.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub bound: Vec<SocketAddr>,
+    pub unbound: Vec<SocketAddr>,
+    /// Listener addresses that could not be bound, with the reason.
+    pub failed: Vec<(SocketAddr, std::io::Error)>,
+}
+
+pub struct DataPlane {
+    table: Arc<ArcSwap<RoutingTable>>,
+    runtime: table::Runtime,
+    binder: binder::Binder,
+}
+
+impl DataPlane {
+    /// `drain` bounds how long connections of a removed listener may finish their requests.
+    pub fn new(drain: Duration) -> Self {
+        let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
+        Self {
+            binder: binder::Binder::new(table.clone(), drain),
+            table,
+            runtime: table::Runtime::default(),
+        }
+    }
+
+    /// Makes the sockets and routes of this host match `state` at `revision`.
+    pub fn apply(&mut self, state: &State, revision: u64) -> Applied {
+        let table = self.runtime.compile(state, revision);
+        let wanted: Vec<BindKey> = table.bind_keys().collect();
+        let unbound = self.binder.unbind_except(&wanted);
+        self.table.store(Arc::new(table));
+        let (bound, failed) = self.binder.bind_missing(&wanted);
+        Applied {
+            bound,
+            unbound,
+            failed,
+        }
+    }
+
+    /// Whether `addr` has a listening socket.
+    pub fn is_bound(&self, addr: SocketAddr) -> bool {
+        self.binder.is_bound(addr)
+    }
+
+    /// Stops accepting everywhere and waits (at most the drain time) for open connections to
+    /// finish their requests.
+    pub async fn shutdown(self) {
+        self.binder.shutdown().await;
+    }
+}

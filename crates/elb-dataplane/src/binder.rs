@@ -1,0 +1,118 @@
+//! Listening sockets: one per (address, transport, port), whatever protocol is served on it.
+//!
+//! Sockets are opened with SO_REUSEPORT so that a new elbd process can bind the same
+//! addresses before the old one lets go (restarts without refused connections). Closing a
+//! socket starts the drain: no new connections, open ones finish their requests within the
+//! drain time, and whatever is left is cut. The same drain serves listener removal and
+//! shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Socket, Type};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::l7;
+use crate::table::RoutingTable;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Tcp,
+}
+
+/// What a socket is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BindKey {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
+struct Bound {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+pub(crate) struct Binder {
+    table: Arc<ArcSwap<RoutingTable>>,
+    drain: Duration,
+    bound: HashMap<BindKey, Bound>,
+}
+
+impl Binder {
+    pub(crate) fn new(table: Arc<ArcSwap<RoutingTable>>, drain: Duration) -> Self {
+        Self {
+            table,
+            drain,
+            bound: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn is_bound(&self, addr: SocketAddr) -> bool {
+        self.bound.keys().any(|k| k.addr == addr)
+    }
+
+    /// Closes every socket not in `wanted`; their connections drain in the background.
+    pub(crate) fn unbind_except(&mut self, wanted: &[BindKey]) -> Vec<SocketAddr> {
+        let gone: Vec<BindKey> = self
+            .bound
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .copied()
+            .collect();
+        for key in &gone {
+            let bound = self.bound.remove(key).expect("listed above");
+            bound.stop.send_replace(true);
+        }
+        gone.into_iter().map(|k| k.addr).collect()
+    }
+
+    /// Opens a socket for every key of `wanted` that has none.
+    pub(crate) fn bind_missing(
+        &mut self,
+        wanted: &[BindKey],
+    ) -> (Vec<SocketAddr>, Vec<(SocketAddr, std::io::Error)>) {
+        let (mut bound, mut failed) = (Vec::new(), Vec::new());
+        for key in wanted {
+            if self.bound.contains_key(key) {
+                continue;
+            }
+            match listen(key.addr) {
+                Ok(listener) => {
+                    let (stop, stopped) = watch::channel(false);
+                    let task =
+                        tokio::spawn(l7::serve(listener, self.table.clone(), stopped, self.drain));
+                    self.bound.insert(*key, Bound { stop, task });
+                    bound.push(key.addr);
+                }
+                Err(e) => failed.push((key.addr, e)),
+            }
+        }
+        (bound, failed)
+    }
+
+    /// Closes every socket and waits for the drains to end.
+    pub(crate) async fn shutdown(mut self) {
+        let all: Vec<Bound> = self.bound.drain().map(|(_, b)| b).collect();
+        for b in &all {
+            b.stop.send_replace(true);
+        }
+        for b in all {
+            let _ = b.task.await;
+        }
+    }
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}

@@ -1,0 +1,249 @@
+//! Forwarding one request: pick a target, rewrite the request as an ALB does, send it over
+//! the node's pool, and hand back the target's response.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use super::rescue::{Body, ProxyError};
+use crate::table::{HttpSettings, Route, XffMode};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not the message.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub(super) async fn forward(
+    mut req: Request<Incoming>,
+    route: &Route,
+    peer: SocketAddr,
+) -> Result<Response<Body>, ProxyError> {
+    let targets = &route.targets;
+    if targets.registered == 0 {
+        return Err(ProxyError::NoTargets);
+    }
+    let target = targets.next().ok_or(ProxyError::NoReachableTargets)?;
+
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let host = request_host(&req, &route.dns_name)?;
+    *req.uri_mut() = Uri::builder()
+        .scheme("http")
+        .authority(target.authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+    *req.version_mut() = Version::HTTP_11;
+    let headers = req.headers_mut();
+    remove_hop_by_hop(headers);
+    headers.insert(header::HOST, target_host(host, route.port, &route.http)?);
+    rewrite_forwarded(headers, &route.http, peer, route.port)?;
+
+    let response =
+        tokio::time::timeout(route.http.idle_timeout, route.upstream.client.request(req))
+            .await
+            .map_err(|_| ProxyError::TargetTimeout)?
+            .map_err(ProxyError::from_target)?;
+    let mut response = response.map(Either::Left);
+    remove_hop_by_hop(response.headers_mut());
+    Ok(response)
+}
+
+/// The Host the client asked for: the Host header, else the HTTP/2 `:authority`, else (HTTP/1.0
+/// without Host) the load balancer's DNS name, as AWS does.
+fn request_host(req: &Request<Incoming>, dns_name: &str) -> Result<String, ProxyError> {
+    if let Some(host) = req.headers().get(header::HOST) {
+        return host
+            .to_str()
+            .map(str::to_owned)
+            .map_err(|_| ProxyError::BadRequest("Host header is not visible ASCII"));
+    }
+    Ok(req
+        .uri()
+        .authority()
+        .map_or_else(|| dns_name.to_owned(), |a| a.as_str().to_owned()))
+}
+
+/// With `preserve_host_header` off (the default), AWS strips the port from Host on listener
+/// ports 80 and 443 and appends `:<listener port>` on the others when it is missing.
+fn target_host(
+    host: String,
+    listener_port: u16,
+    http: &HttpSettings,
+) -> Result<HeaderValue, ProxyError> {
+    let value = if http.preserve_host {
+        host
+    } else {
+        let name = strip_port(&host);
+        match listener_port {
+            80 | 443 => name.to_owned(),
+            port if name.len() == host.len() => format!("{name}:{port}"),
+            _ => host,
+        }
+    };
+    HeaderValue::try_from(value).map_err(|_| ProxyError::BadRequest("invalid Host header"))
+}
+
+/// `host:port` → `host`; `[v6]:port` → `[v6]`; anything without a port is returned whole.
+fn strip_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i)
+            if !host[i..].contains(']') && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            &host[..i]
+        }
+        _ => host,
+    }
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// X-Forwarded-For per the LB's mode; X-Forwarded-Proto and -Port always set.
+fn rewrite_forwarded(
+    headers: &mut HeaderMap,
+    http: &HttpSettings,
+    peer: SocketAddr,
+    listener_port: u16,
+) -> Result<(), ProxyError> {
+    match http.xff {
+        XffMode::Preserve => {}
+        XffMode::Remove => {
+            headers.remove(&X_FORWARDED_FOR);
+        }
+        XffMode::Append => {
+            let client = match (http.xff_client_port, peer) {
+                (false, _) => peer.ip().to_string(),
+                (true, SocketAddr::V4(v4)) => v4.to_string(),
+                (true, SocketAddr::V6(v6)) => format!("[{}]:{}", v6.ip(), v6.port()),
+            };
+            let previous: Vec<&str> = headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let value = if previous.is_empty() {
+                client
+            } else {
+                format!("{}, {client}", previous.join(", "))
+            };
+            let value = HeaderValue::try_from(value)
+                .map_err(|_| ProxyError::BadRequest("invalid X-Forwarded-For header"))?;
+            headers.insert(&X_FORWARDED_FOR, value);
+        }
+    }
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(&X_FORWARDED_PORT, HeaderValue::from(listener_port));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn settings(xff: XffMode, xff_client_port: bool, preserve_host: bool) -> HttpSettings {
+        HttpSettings {
+            idle_timeout: Duration::from_secs(60),
+            xff,
+            xff_client_port,
+            preserve_host,
+            http2: true,
+        }
+    }
+
+    fn host(h: &str, port: u16, preserve: bool) -> String {
+        let http = settings(XffMode::Append, false, preserve);
+        target_host(h.to_owned(), port, &http)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn host_is_rewritten_as_aws_does() {
+        assert_eq!(host("example.com", 8080, false), "example.com:8080");
+        assert_eq!(host("example.com:8080", 8080, false), "example.com:8080");
+        assert_eq!(host("example.com:81", 80, false), "example.com");
+        assert_eq!(host("[::1]:443", 443, false), "[::1]");
+        assert_eq!(host("[::1]", 8080, false), "[::1]:8080");
+        assert_eq!(host("example.com:81", 80, true), "example.com:81");
+    }
+
+    #[test]
+    fn x_forwarded_for_modes() {
+        let peer: SocketAddr = "127.0.9.9:4567".parse().unwrap();
+        let run = |xff, port, existing: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(v) = existing {
+                headers.insert(&X_FORWARDED_FOR, HeaderValue::from_str(v).unwrap());
+            }
+            rewrite_forwarded(&mut headers, &settings(xff, port, false), peer, 8080).unwrap();
+            assert_eq!(headers[&X_FORWARDED_PROTO], "http");
+            assert_eq!(headers[&X_FORWARDED_PORT], "8080");
+            headers
+                .get(&X_FORWARDED_FOR)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            run(XffMode::Append, false, None).as_deref(),
+            Some("127.0.9.9")
+        );
+        assert_eq!(
+            run(XffMode::Append, true, Some("10.0.0.1")).as_deref(),
+            Some("10.0.0.1, 127.0.9.9:4567")
+        );
+        assert_eq!(
+            run(XffMode::Preserve, false, Some("1.2.3.4")).as_deref(),
+            Some("1.2.3.4")
+        );
+        assert_eq!(run(XffMode::Remove, false, Some("1.2.3.4")), None);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,112 @@
+//! The HTTP (ALB) listener: accepts connections on a node address, serves HTTP/1.1 and
+//! cleartext HTTP/2 with prior knowledge, and forwards each request to a target.
+
+mod forward;
+pub mod rescue;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::table::RoutingTable;
+
+pub use rescue::{Body, Fault, ProxyError};
+
+/// Accepts on `listener` until `stopped` turns, then drains: open connections finish the
+/// requests they have (at most `drain`), and the rest are cut.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    table: Arc<ArcSwap<RoutingTable>>,
+    mut stopped: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(connection(stream, local, peer, table.clone(), stopped.clone()));
+                }
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: back off a
+                    // little rather than spin.
+                    warn!(%local, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    info!(%local, open = connections.len(), "listener closed; draining");
+    let drained = tokio::time::timeout(drain, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(%local, cut = connections.len(), "drain time over; closing the rest");
+        connections.abort_all();
+    }
+}
+
+/// Serves one client connection until it closes, or until the listener stops, in which case
+/// the request in progress finishes and the connection closes after it.
+async fn connection(
+    stream: TcpStream,
+    local: SocketAddr,
+    peer: SocketAddr,
+    table: Arc<ArcSwap<RoutingTable>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let Some(route) = table.load().route(local).cloned() else {
+        return;
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(route.http.idle_timeout);
+    if !route.http.http2 {
+        builder = builder.http1_only();
+    }
+    let service = service_fn(move |req: Request<Incoming>| {
+        let table = table.clone();
+        async move {
+            // One load per request: the request keeps this table until it ends.
+            let table = table.load_full();
+            let response = match table.route(local) {
+                Some(route) => forward::forward(req, route, peer).await,
+                None => Err(ProxyError::ListenerGone),
+            };
+            Ok::<_, Infallible>(response.unwrap_or_else(|e| rescue::respond(&e)))
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = stopped.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, %local, error = %e, "client connection ended with an error");
+    }
+}

@@ -1,0 +1,163 @@
+//! The one place where data-plane failures become HTTP responses: each error knows who is at
+//! fault (client, target or the load balancer) and which status AWS answers with, and the
+//! pages are AWS's own (`Server: awselb/2.0`, nginx-style HTML, CRLF line ends).
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::ext::ReasonPhrase;
+use tracing::debug;
+
+/// What the listener answers with: a target's body, or one of ours.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// Who caused a failure; it decides `HTTPCode_ELB_*` versus `HTTPCode_Target_*` counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Client,
+    Target,
+    Elb,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("the listener was removed while the connection was open")]
+    ListenerGone,
+    #[error("the target group has no registered targets")]
+    NoTargets,
+    #[error("no registered target is in reach of this node (cross-zone is off)")]
+    NoReachableTargets,
+    #[error("connecting to the target failed: {0}")]
+    TargetConnect(#[source] hyper_util::client::legacy::Error),
+    #[error("connecting to the target timed out")]
+    TargetConnectTimeout,
+    #[error("the target did not answer within the idle timeout")]
+    TargetTimeout,
+    #[error("the target failed the request: {0}")]
+    Target(#[source] hyper_util::client::legacy::Error),
+    #[error("the request cannot be forwarded: {0}")]
+    BadRequest(&'static str),
+}
+
+impl ProxyError {
+    /// Sorts a client error from hyper into connect failures, connect timeouts and the rest.
+    pub(crate) fn from_target(e: hyper_util::client::legacy::Error) -> Self {
+        if !e.is_connect() {
+            return Self::Target(e);
+        }
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::TimedOut
+            {
+                return Self::TargetConnectTimeout;
+            }
+            source = cause.source();
+        }
+        Self::TargetConnect(e)
+    }
+
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::BadRequest(_) => Fault::Client,
+            Self::TargetConnect(_)
+            | Self::TargetConnectTimeout
+            | Self::TargetTimeout
+            | Self::Target(_) => Fault::Target,
+            Self::ListenerGone | Self::NoTargets | Self::NoReachableTargets => Fault::Elb,
+        }
+    }
+
+    /// The status AWS answers with (aws-elb-features.md §6.4).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::ListenerGone | Self::NoTargets | Self::NoReachableTargets => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::TargetConnect(_) | Self::Target(_) => StatusCode::BAD_GATEWAY,
+            Self::TargetConnectTimeout | Self::TargetTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+/// The response for `error`.
+pub fn respond(error: &ProxyError) -> Response<Body> {
+    debug!(%error, fault = ?error.fault(), "answering with an error page");
+    let mut response = error_page(error.status());
+    if matches!(error, ProxyError::ListenerGone) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+macro_rules! page {
+    ($title:literal) => {
+        concat!(
+            "<html>\r\n<head><title>",
+            $title,
+            "</title></head>\r\n<body>\r\n<center><h1>",
+            $title,
+            "</h1></center>\r\n</body>\r\n</html>\r\n"
+        )
+    };
+}
+
+/// The reason phrase and the body AWS sends for `status`.
+fn page(status: StatusCode) -> (&'static str, &'static str) {
+    match status.as_u16() {
+        400 => ("Bad Request", page!("400 Bad Request")),
+        502 => ("Bad Gateway", page!("502 Bad Gateway")),
+        503 => (
+            "Service Temporarily Unavailable",
+            page!("503 Service Temporarily Unavailable"),
+        ),
+        504 => ("Gateway Time-out", page!("504 Gateway Time-out")),
+        _ => ("Internal Server Error", page!("500 Internal Server Error")),
+    }
+}
+
+/// An error page of the load balancer itself.
+pub fn error_page(status: StatusCode) -> Response<Body> {
+    let (reason, body) = page(status);
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+        body.as_bytes(),
+    ))));
+    *response.status_mut() = status;
+    response
+        .extensions_mut()
+        .insert(ReasonPhrase::from_static(reason.as_bytes()));
+    let headers = response.headers_mut();
+    headers.insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_have_aws_lengths() {
+        // Captured ALB pages: Content-Length 162 for 503 and 122 for 502.
+        assert_eq!(page(StatusCode::SERVICE_UNAVAILABLE).1.len(), 162);
+        assert_eq!(page(StatusCode::BAD_GATEWAY).1.len(), 122);
+    }
+
+    #[test]
+    fn errors_map_to_aws_statuses_and_faults() {
+        assert_eq!(
+            ProxyError::NoTargets.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(ProxyError::NoTargets.fault(), Fault::Elb);
+        assert_eq!(
+            ProxyError::TargetTimeout.status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(ProxyError::TargetTimeout.fault(), Fault::Target);
+    }
+}

@@ -1,0 +1,184 @@
+//! The routing table: a snapshot compiled for the request path, and the runtime state
+//! (round-robin cursors, connection pools) that outlives any one table.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use elb_model::{ListenerProtocol, State};
+
+use crate::binder::{BindKey, Transport};
+use crate::select;
+use crate::upstream::Upstream;
+
+/// Everything the request path needs, keyed by the local address a connection arrived on.
+/// Immutable once built.
+#[derive(Default)]
+pub struct RoutingTable {
+    pub revision: u64,
+    routes: HashMap<SocketAddr, Arc<Route>>,
+}
+
+impl RoutingTable {
+    pub fn route(&self, local: SocketAddr) -> Option<&Arc<Route>> {
+        self.routes.get(&local)
+    }
+
+    pub fn bind_keys(&self) -> impl Iterator<Item = BindKey> + '_ {
+        self.routes.keys().map(|&addr| BindKey {
+            addr,
+            transport: Transport::Tcp,
+        })
+    }
+}
+
+/// One listener on one node.
+pub struct Route {
+    pub listener_arn: String,
+    pub port: u16,
+    /// The load balancer's DNS name, the Host of HTTP/1.0 requests that have none.
+    pub dns_name: String,
+    pub http: HttpSettings,
+    pub targets: Arc<TargetSet>,
+    pub(crate) upstream: Upstream,
+}
+
+/// The load balancer attributes the HTTP path acts on.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `idle_timeout.timeout_seconds`: idle client connections, and waiting for a target.
+    pub idle_timeout: Duration,
+    pub xff: XffMode,
+    pub xff_client_port: bool,
+    pub preserve_host: bool,
+    pub http2: bool,
+}
+
+/// `routing.http.xff_header_processing.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XffMode {
+    Append,
+    Preserve,
+    Remove,
+}
+
+/// The targets one node may send to for one target group.
+pub struct TargetSet {
+    pub target_group_arn: String,
+    /// Whether the group has registered targets at all (503 when not).
+    pub registered: usize,
+    pub endpoints: Vec<Endpoint>,
+    cursor: Arc<AtomicUsize>,
+}
+
+impl TargetSet {
+    /// The next target, round robin; `None` when the node has none to use.
+    pub fn next(&self) -> Option<&Endpoint> {
+        select::round_robin(&self.cursor, self.endpoints.len()).map(|i| &self.endpoints[i])
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once per snapshot rather than per request.
+    pub authority: http::uri::Authority,
+    /// The stable key of the registration (see `Registration::key`).
+    pub key: String,
+}
+
+/// State of the data plane that must survive snapshot swaps. Only the control path (apply)
+/// touches it.
+#[derive(Default)]
+pub(crate) struct Runtime {
+    cursors: HashMap<String, Arc<AtomicUsize>>,
+    upstreams: HashMap<IpAddr, Upstream>,
+}
+
+impl Runtime {
+    /// Compiles `state` into a table: for every node of every load balancer, one route per
+    /// HTTP listener, with the targets that node may reach.
+    pub(crate) fn compile(&mut self, state: &State, revision: u64) -> RoutingTable {
+        let mut routes = HashMap::new();
+        let mut cursors = HashMap::new();
+        let mut upstreams = HashMap::new();
+        for listener in state.listeners.values() {
+            if listener.protocol != ListenerProtocol::Http {
+                continue;
+            }
+            let lb = &state.load_balancers[&listener.load_balancer_arn];
+            let Some(tg) = listener
+                .forward_target_group()
+                .and_then(|arn| state.target_groups.get(arn))
+            else {
+                continue;
+            };
+            let cross_zone = tg.cross_zone(lb.cross_zone());
+            let http = http_settings(&lb.attributes);
+            for node in state.nodes_of(&lb.arn) {
+                let node_ip = IpAddr::V4(node.private_ipv4);
+                let cursor_key = format!("{}|{}", node.id, tg.arn);
+                let cursor = self.cursors.get(&cursor_key).cloned().unwrap_or_default();
+                cursors.insert(cursor_key, cursor.clone());
+                let upstream = self
+                    .upstreams
+                    .get(&node_ip)
+                    .cloned()
+                    .unwrap_or_else(|| Upstream::new(node_ip));
+                upstreams.insert(node_ip, upstream.clone());
+                let endpoints = tg
+                    .targets
+                    .iter()
+                    .filter(|t| {
+                        select::eligible(&node.availability_zone, &t.availability_zone, cross_zone)
+                    })
+                    .map(|t| {
+                        let addr = SocketAddr::new(t.address, t.port);
+                        Endpoint {
+                            addr,
+                            authority: addr
+                                .to_string()
+                                .parse()
+                                .expect("a socket address is an authority"),
+                            key: t.key(&tg.arn),
+                        }
+                    })
+                    .collect();
+                let route = Route {
+                    listener_arn: listener.arn.clone(),
+                    port: listener.port,
+                    dns_name: lb.dns_name.clone(),
+                    http: http.clone(),
+                    targets: Arc::new(TargetSet {
+                        target_group_arn: tg.arn.clone(),
+                        registered: tg.targets.len(),
+                        endpoints,
+                        cursor,
+                    }),
+                    upstream,
+                };
+                routes.insert(SocketAddr::new(node_ip, listener.port), Arc::new(route));
+            }
+        }
+        // Forget what no listener uses any more; pools of removed nodes close with them.
+        self.cursors = cursors;
+        self.upstreams = upstreams;
+        RoutingTable { revision, routes }
+    }
+}
+
+fn http_settings(attrs: &elb_model::Attributes) -> HttpSettings {
+    HttpSettings {
+        idle_timeout: Duration::from_secs(attrs.int("idle_timeout.timeout_seconds").unwrap_or(60)),
+        xff: match attrs.get("routing.http.xff_header_processing.mode") {
+            Some("preserve") => XffMode::Preserve,
+            Some("remove") => XffMode::Remove,
+            _ => XffMode::Append,
+        },
+        xff_client_port: attrs.flag("routing.http.xff_client_port.enabled"),
+        preserve_host: attrs.flag("routing.http.preserve_host_header.enabled"),
+        http2: attrs.get("routing.http2.enabled") != Some("false"),
+    }
+}
