@@ -1,1 +1,52 @@
-fn main() {}
+//! elbd: a self-hosted, AWS-compatible Elastic Load Balancer.
+
+mod config;
+mod demo;
+mod reconcile;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "elbd",
+    version,
+    about = "A self-hosted, AWS-compatible Elastic Load Balancer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Run the load balancers: restore the store, apply the config file, bind every node's
+    /// listeners, and follow changes (SIGHUP re-reads the config file).
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match cli.command {
+        Commands::Serve(args) => serve::run(args),
+    }
+}
+
+/// Parses `--flag ADDR` values.
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|e| format!("'{s}' is not an address:port ({e})"))
+}
+
+/// Where the embedded store lives when `--data-dir` is not given.
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("elbd-data")
+}

@@ -1,0 +1,442 @@
+//! The config file: bootstrap settings (region, account, DNS domain, zones) and, optionally,
+//! resources to declare (load balancers with their listeners, target groups with their
+//! targets and attributes).
+//!
+//! The pipeline is `TOML → FileConfig (serde, unknown keys refused) → Config (checked)`.
+//! Nothing here touches the store; [`crate::reconcile`] turns a [`Config`] into commands.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use elb_model::{Scope, Topology, ZoneSpec};
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+/// A config file that cannot be used: the file, and the key or line at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", file.display())]
+pub(crate) struct ConfigError {
+    pub(crate) file: PathBuf,
+    pub(crate) message: String,
+}
+
+// === the file as written ===
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    settings: FileSettings,
+    #[serde(default)]
+    load_balancer: Vec<FileLoadBalancer>,
+    #[serde(default)]
+    target_group: Vec<FileTargetGroup>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    region: Option<String>,
+    account: Option<String>,
+    dns_domain: Option<String>,
+    #[serde(default)]
+    zone: Vec<FileZone>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileZone {
+    name: String,
+    cidr: Ipv4Net,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLoadBalancer {
+    name: String,
+    #[serde(rename = "type", default = "default_lb_type")]
+    kind: String,
+    scheme: Option<String>,
+    availability_zones: Vec<String>,
+    #[serde(default)]
+    attributes: toml::Table,
+    #[serde(default)]
+    listener: Vec<FileListener>,
+}
+
+fn default_lb_type() -> String {
+    "application".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileListener {
+    protocol: String,
+    port: u16,
+    default_action: FileAction,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAction {
+    /// The name of the target group to forward to.
+    forward: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTargetGroup {
+    name: String,
+    protocol: String,
+    port: u16,
+    #[serde(default = "default_target_type")]
+    target_type: String,
+    #[serde(default)]
+    attributes: toml::Table,
+    #[serde(default)]
+    targets: Vec<FileTarget>,
+}
+
+fn default_target_type() -> String {
+    "ip".into()
+}
+
+/// `"127.1.0.10:9001"`, `"127.1.0.10"` (the group's port), or a table.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FileTarget {
+    Short(String),
+    Full {
+        id: String,
+        port: Option<u16>,
+        availability_zone: Option<String>,
+    },
+}
+
+// === the checked config ===
+
+/// What elbd needs before it opens the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(crate) scope: Scope,
+    pub(crate) topology: Topology,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Config {
+    pub(crate) settings: Option<Settings>,
+    pub(crate) load_balancers: Vec<LoadBalancerSpec>,
+    pub(crate) target_groups: Vec<TargetGroupSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct LoadBalancerSpec {
+    /// Where it is in the file, e.g. `load_balancer[0]`, for messages.
+    pub(crate) path: String,
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) scheme: Option<String>,
+    pub(crate) availability_zones: Vec<String>,
+    pub(crate) attributes: Vec<(String, String)>,
+    pub(crate) listeners: Vec<ListenerSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ListenerSpec {
+    pub(crate) path: String,
+    pub(crate) protocol: String,
+    pub(crate) port: u16,
+    pub(crate) forward: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TargetGroupSpec {
+    pub(crate) path: String,
+    pub(crate) name: String,
+    pub(crate) protocol: String,
+    pub(crate) port: u16,
+    pub(crate) target_type: String,
+    pub(crate) attributes: Vec<(String, String)>,
+    pub(crate) targets: Vec<TargetSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TargetSpec {
+    pub(crate) id: String,
+    pub(crate) port: Option<u16>,
+    pub(crate) availability_zone: Option<String>,
+}
+
+impl Settings {
+    /// The embedded defaults: us-east-1, account 123456789012, three loopback zones.
+    pub(crate) fn embedded() -> Self {
+        Self {
+            scope: Scope::default(),
+            topology: Topology::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`. Errors name the file and the key or line.
+    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
+        let fail = |message: String| ConfigError {
+            file: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let file: FileConfig =
+            toml::from_str(&text).map_err(|e| fail(e.to_string().trim_end().to_owned()))?;
+        file.check().map_err(fail)
+    }
+}
+
+impl FileConfig {
+    fn check(self) -> Result<Config, String> {
+        let settings = self.settings.check()?;
+        let mut names = BTreeSet::new();
+        let mut load_balancers = Vec::new();
+        for (i, lb) in self.load_balancer.into_iter().enumerate() {
+            let path = format!("load_balancer[{i}]");
+            if !names.insert(lb.name.clone()) {
+                return Err(format!(
+                    "{path}.name: load balancer '{}' is declared twice",
+                    lb.name
+                ));
+            }
+            load_balancers.push(lb.check(path)?);
+        }
+        names.clear();
+        let mut target_groups = Vec::new();
+        for (i, tg) in self.target_group.into_iter().enumerate() {
+            let path = format!("target_group[{i}]");
+            if !names.insert(tg.name.clone()) {
+                return Err(format!(
+                    "{path}.name: target group '{}' is declared twice",
+                    tg.name
+                ));
+            }
+            target_groups.push(tg.check(path)?);
+        }
+        Ok(Config {
+            settings,
+            load_balancers,
+            target_groups,
+        })
+    }
+}
+
+impl FileSettings {
+    fn check(self) -> Result<Option<Settings>, String> {
+        let untouched = self.region.is_none()
+            && self.account.is_none()
+            && self.dns_domain.is_none()
+            && self.zone.is_empty();
+        if untouched {
+            return Ok(None);
+        }
+        let mut settings = Settings::embedded();
+        if let Some(region) = self.region {
+            settings.scope.region = region;
+        }
+        if let Some(account) = self.account {
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "settings.account: '{account}' is not a 12-digit account id"
+                ));
+            }
+            settings.scope.account = account;
+        }
+        if let Some(domain) = self.dns_domain {
+            settings.scope.dns_domain = domain;
+        }
+        if !self.zone.is_empty() {
+            settings.topology = Topology {
+                zones: self
+                    .zone
+                    .into_iter()
+                    .map(|z| ZoneSpec {
+                        name: z.name,
+                        cidr: z.cidr,
+                    })
+                    .collect(),
+            };
+        }
+        settings
+            .topology
+            .validate()
+            .map_err(|e| format!("settings.zone: {}", e.message))?;
+        Ok(Some(settings))
+    }
+}
+
+impl FileLoadBalancer {
+    fn check(self, path: String) -> Result<LoadBalancerSpec, String> {
+        let mut ports = BTreeSet::new();
+        let mut listeners = Vec::new();
+        for (i, l) in self.listener.into_iter().enumerate() {
+            let lpath = format!("{path}.listener[{i}]");
+            if !ports.insert(l.port) {
+                return Err(format!("{lpath}.port: port {} has two listeners", l.port));
+            }
+            listeners.push(ListenerSpec {
+                path: lpath,
+                protocol: l.protocol,
+                port: l.port,
+                forward: l.default_action.forward,
+            });
+        }
+        Ok(LoadBalancerSpec {
+            attributes: attributes(&path, self.attributes)?,
+            path,
+            name: self.name,
+            kind: self.kind,
+            scheme: self.scheme,
+            availability_zones: self.availability_zones,
+            listeners,
+        })
+    }
+}
+
+impl FileTargetGroup {
+    fn check(self, path: String) -> Result<TargetGroupSpec, String> {
+        let targets = self
+            .targets
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| t.check(&format!("{path}.targets[{i}]")))
+            .collect::<Result<_, _>>()?;
+        Ok(TargetGroupSpec {
+            attributes: attributes(&path, self.attributes)?,
+            path,
+            name: self.name,
+            protocol: self.protocol,
+            port: self.port,
+            target_type: self.target_type,
+            targets,
+        })
+    }
+}
+
+impl FileTarget {
+    fn check(self, path: &str) -> Result<TargetSpec, String> {
+        match self {
+            Self::Full {
+                id,
+                port,
+                availability_zone,
+            } => Ok(TargetSpec {
+                id,
+                port,
+                availability_zone,
+            }),
+            Self::Short(s) => {
+                if let Ok(addr) = s.parse::<SocketAddr>() {
+                    Ok(TargetSpec {
+                        id: addr.ip().to_string(),
+                        port: Some(addr.port()),
+                        availability_zone: None,
+                    })
+                } else if s.parse::<IpAddr>().is_ok() || s.starts_with("i-") {
+                    Ok(TargetSpec {
+                        id: s,
+                        port: None,
+                        availability_zone: None,
+                    })
+                } else {
+                    Err(format!(
+                        "{path}: '{s}' is not an IP, IP:port or instance id"
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Attribute values are strings on AWS; the file may also write numbers and booleans.
+fn attributes(path: &str, table: toml::Table) -> Result<Vec<(String, String)>, String> {
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(format!(
+                        "{path}.attributes.\"{key}\": expected a string, number or boolean, found {}",
+                        other.type_str()
+                    ));
+                }
+            };
+            Ok((key, value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        file.check()
+    }
+
+    #[test]
+    fn the_example_parses() {
+        let text = include_str!("../../../examples/two-zones.toml");
+        let config = parse(text).unwrap();
+        assert_eq!(config.load_balancers[0].name, "web");
+        assert_eq!(config.load_balancers[0].listeners[0].port, 8080);
+        assert_eq!(config.target_groups[0].targets.len(), 4);
+        assert!(config.settings.is_none());
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            (
+                "[[load_balancer]]\nname = \"a\"\navailability_zones = []\nbogus = 1\n",
+                "bogus",
+            ),
+            (
+                "[[target_group]]\nname = \"t\"\nprotocol = \"HTTP\"\nport = 70000\n",
+                "line 4",
+            ),
+            (
+                "[[target_group]]\nname = \"t\"\nprotocol = \"HTTP\"\nport = 1\n\
+                 [[target_group]]\nname = \"t\"\nprotocol = \"HTTP\"\nport = 1\n",
+                "target_group[1].name",
+            ),
+            (
+                "[[target_group]]\nname = \"t\"\nprotocol = \"HTTP\"\nport = 1\ntargets = [\"x\"]\n",
+                "target_group[0].targets[0]",
+            ),
+            ("[settings]\naccount = \"12\"\n", "settings.account"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(expected), "{err:?} does not name {expected:?}");
+        }
+    }
+
+    #[test]
+    fn targets_and_attributes_in_short_forms() {
+        let config = parse(
+            "[[target_group]]\nname = \"t\"\nprotocol = \"HTTP\"\nport = 80\n\
+             targets = [\"127.1.0.1:81\", \"127.1.0.2\", { id = \"10.0.0.1\", availability_zone = \"all\" }]\n\
+             attributes = { \"deregistration_delay.timeout_seconds\" = 0 }\n",
+        )
+        .unwrap();
+        let tg = &config.target_groups[0];
+        assert_eq!(tg.targets[0].port, Some(81));
+        assert_eq!(tg.targets[1].port, None);
+        assert_eq!(tg.targets[2].availability_zone.as_deref(), Some("all"));
+        assert_eq!(
+            tg.attributes,
+            [("deregistration_delay.timeout_seconds".into(), "0".into())]
+        );
+    }
+}

@@ -1,0 +1,418 @@
+//! Makes the store hold what the config file declares: the same commands the API issues, run
+//! on one copy of the state so that the whole file commits or nothing does.
+//!
+//! The file owns only what it declares. Resources it created carry `Origin::ConfigFile`; a
+//! reload deletes those it no longer declares and never touches resources made through the
+//! API (a file that declares one of their names is refused).
+
+use std::collections::BTreeSet;
+
+use elb_model::attributes::{load_balancer_defaults, target_group_defaults};
+use elb_model::state::{CreateListener, CreateLoadBalancer, CreateTargetGroup, TargetDescription};
+use elb_model::{
+    Action, Attributes, Command, Context, ErrorCode, ListenerProtocol, LoadBalancerKind,
+    ModelError, Origin, Outcome, Scheme, State,
+};
+
+use crate::config::{Config, LoadBalancerSpec, TargetGroupSpec, TargetSpec};
+
+const FILE: Origin = Origin::ConfigFile;
+
+/// Applies `config` to `state`. On error `state` may be half changed: run it on a copy.
+pub(crate) fn reconcile(
+    state: &mut State,
+    config: &Config,
+    cx: &mut Context<'_>,
+) -> Result<(), ModelError> {
+    delete_undeclared_listeners(state, config, cx)?;
+    for tg in &config.target_groups {
+        target_group(state, tg, cx)?;
+    }
+    for lb in &config.load_balancers {
+        load_balancer(state, lb, cx)?;
+    }
+    let declared: BTreeSet<&str> = config
+        .load_balancers
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    let gone: Vec<String> = state
+        .load_balancers
+        .values()
+        .filter(|lb| lb.origin == FILE && !declared.contains(lb.name.as_str()))
+        .map(|lb| lb.arn.clone())
+        .collect();
+    for arn in gone {
+        run(
+            state,
+            Command::DeleteLoadBalancer { arn },
+            cx,
+            "load_balancer (removed)",
+        )?;
+    }
+    let declared: BTreeSet<&str> = config
+        .target_groups
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    let gone: Vec<(String, String)> = state
+        .target_groups
+        .values()
+        .filter(|tg| tg.origin == FILE && !declared.contains(tg.name.as_str()))
+        .map(|tg| (tg.arn.clone(), tg.name.clone()))
+        .collect();
+    for (arn, name) in gone {
+        let path = format!("target_group '{name}' (removed)");
+        run(state, Command::DeleteTargetGroup { arn }, cx, &path)?;
+    }
+    Ok(())
+}
+
+/// Runs one command, prefixing any error with where in the file it comes from.
+fn run(
+    state: &mut State,
+    command: Command,
+    cx: &mut Context<'_>,
+    path: &str,
+) -> Result<Outcome, ModelError> {
+    state.apply(command, cx).map_err(|e| prefix(e, path))
+}
+
+fn created(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Created(arn) => arn,
+        Outcome::Done => unreachable!("create commands report what they created"),
+    }
+}
+
+fn owned_by_api(what: &str, name: &str, code: ErrorCode, path: &str) -> ModelError {
+    ModelError::new(
+        code,
+        format!(
+            "{path}: {what} '{name}' exists and was created through the API; the file cannot take it over"
+        ),
+    )
+}
+
+fn immutable(path: &str, what: &str) -> ModelError {
+    ModelError::new(
+        ErrorCode::InvalidConfigurationRequest,
+        format!(
+            "{path}: the {what} of an existing resource cannot change; give it a new name instead"
+        ),
+    )
+}
+
+/// The attribute changes that turn `current` into `defaults` overlaid with `wanted`.
+fn attribute_changes(
+    current: &Attributes,
+    defaults: &Attributes,
+    wanted: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut desired: Vec<(String, String)> = defaults
+        .iter()
+        .filter(|(k, _)| !wanted.iter().any(|(w, _)| w == k))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    desired.extend(wanted.iter().cloned());
+    desired
+        .into_iter()
+        .filter(|(k, v)| current.get(k) != Some(v.as_str()))
+        .collect()
+}
+
+fn delete_undeclared_listeners(
+    state: &mut State,
+    config: &Config,
+    cx: &mut Context<'_>,
+) -> Result<(), ModelError> {
+    let gone: Vec<String> = state
+        .listeners
+        .values()
+        .filter(|l| l.origin == FILE)
+        .filter(|l| {
+            let lb = &state.load_balancers[&l.load_balancer_arn];
+            !config
+                .load_balancers
+                .iter()
+                .any(|d| d.name == lb.name && d.listeners.iter().any(|dl| dl.port == l.port))
+        })
+        .map(|l| l.arn.clone())
+        .collect();
+    for arn in gone {
+        run(
+            state,
+            Command::DeleteListener { arn },
+            cx,
+            "listener (removed)",
+        )?;
+    }
+    Ok(())
+}
+
+fn target_group(
+    state: &mut State,
+    spec: &TargetGroupSpec,
+    cx: &mut Context<'_>,
+) -> Result<(), ModelError> {
+    let path = spec.path.as_str();
+    let create = Command::CreateTargetGroup(CreateTargetGroup {
+        name: spec.name.clone(),
+        protocol: spec.protocol.clone(),
+        port: spec.port,
+        vpc_id: None,
+        target_type: spec.target_type.clone(),
+        origin: FILE,
+    });
+    let arn = match state.target_group_by_name(&spec.name) {
+        Some(tg) if tg.origin != FILE => {
+            return Err(owned_by_api(
+                "target group",
+                &spec.name,
+                ErrorCode::DuplicateTargetGroupName,
+                path,
+            ));
+        }
+        Some(tg) => {
+            let arn = tg.arn.clone();
+            // Creating the same group again is a no-op; anything else changed an immutable field.
+            match state.apply(create, cx) {
+                Ok(_) => arn,
+                Err(e) if e.code == ErrorCode::DuplicateTargetGroupName => {
+                    return Err(immutable(path, "protocol, port or target type"));
+                }
+                Err(e) => return Err(prefix(e, path)),
+            }
+        }
+        None => created(run(state, create, cx, path)?),
+    };
+    let tg = &state.target_groups[&arn];
+    let changes = attribute_changes(&tg.attributes, &target_group_defaults(), &spec.attributes);
+    if !changes.is_empty() {
+        let path = format!("{path}.attributes");
+        run(
+            state,
+            Command::ModifyTargetGroupAttributes {
+                arn: arn.clone(),
+                changes,
+            },
+            cx,
+            &path,
+        )?;
+    }
+    sync_targets(state, &arn, spec, cx)
+}
+
+/// Registers declared targets that are missing and deregisters registered ones not declared.
+fn sync_targets(
+    state: &mut State,
+    arn: &str,
+    spec: &TargetGroupSpec,
+    cx: &mut Context<'_>,
+) -> Result<(), ModelError> {
+    let describe = |t: &TargetSpec| TargetDescription {
+        id: t.id.clone(),
+        port: t.port,
+        availability_zone: t.availability_zone.clone(),
+    };
+    let path = format!("{}.targets", spec.path);
+    let stale: Vec<TargetDescription> = state.target_groups[arn]
+        .targets
+        .iter()
+        .filter(|r| {
+            !spec
+                .targets
+                .iter()
+                .any(|t| t.id == r.id.to_string() && t.port.unwrap_or(spec.port) == r.port)
+        })
+        .map(|r| TargetDescription {
+            id: r.id.to_string(),
+            port: Some(r.port),
+            availability_zone: None,
+        })
+        .collect();
+    if !stale.is_empty() {
+        let command = Command::DeregisterTargets {
+            target_group_arn: arn.to_owned(),
+            targets: stale,
+        };
+        run(state, command, cx, &path)?;
+    }
+    let command = Command::RegisterTargets {
+        target_group_arn: arn.to_owned(),
+        targets: spec.targets.iter().map(describe).collect(),
+    };
+    run(state, command, cx, &path)?;
+    Ok(())
+}
+
+fn load_balancer(
+    state: &mut State,
+    spec: &LoadBalancerSpec,
+    cx: &mut Context<'_>,
+) -> Result<(), ModelError> {
+    let path = spec.path.as_str();
+    let kind =
+        LoadBalancerKind::parse(&spec.kind).map_err(|e| prefix(e, &format!("{path}.type")))?;
+    let scheme = spec
+        .scheme
+        .as_deref()
+        .map(Scheme::parse)
+        .transpose()
+        .map_err(|e| prefix(e, &format!("{path}.scheme")))?;
+    let subnet_ids = spec
+        .availability_zones
+        .iter()
+        .map(|az| {
+            default_subnet(state, az).map_err(|e| prefix(e, &format!("{path}.availability_zones")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let create = Command::CreateLoadBalancer(CreateLoadBalancer {
+        name: spec.name.clone(),
+        kind,
+        scheme,
+        ip_address_type: None,
+        subnet_ids,
+        security_groups: None,
+        origin: FILE,
+    });
+    let arn = match state.load_balancer_by_name(&spec.name) {
+        Some(lb) if lb.origin != FILE => {
+            return Err(owned_by_api(
+                "load balancer",
+                &spec.name,
+                ErrorCode::DuplicateLoadBalancerName,
+                path,
+            ));
+        }
+        Some(lb) => {
+            let arn = lb.arn.clone();
+            match state.apply(create, cx) {
+                Ok(_) => arn,
+                Err(e) if e.code == ErrorCode::DuplicateLoadBalancerName => {
+                    return Err(immutable(path, "type, scheme or availability zones"));
+                }
+                Err(e) => return Err(prefix(e, path)),
+            }
+        }
+        None => created(run(state, create, cx, path)?),
+    };
+    let lb = &state.load_balancers[&arn];
+    let defaults = load_balancer_defaults(lb.kind, lb.scheme);
+    let changes = attribute_changes(&lb.attributes, &defaults, &spec.attributes);
+    if !changes.is_empty() {
+        let path = format!("{path}.attributes");
+        run(
+            state,
+            Command::ModifyLoadBalancerAttributes {
+                arn: arn.clone(),
+                changes,
+            },
+            cx,
+            &path,
+        )?;
+    }
+    for listener in &spec.listeners {
+        let lpath = listener.path.as_str();
+        let protocol = ListenerProtocol::parse(&listener.protocol)
+            .map_err(|e| prefix(e, &format!("{lpath}.protocol")))?;
+        let tg_arn = state
+            .target_group_by_name(&listener.forward)
+            .map(|tg| tg.arn.clone())
+            .ok_or_else(|| {
+                ModelError::new(
+                    ErrorCode::TargetGroupNotFound,
+                    format!(
+                        "{lpath}.default_action.forward: no target group is named '{}'",
+                        listener.forward
+                    ),
+                )
+            })?;
+        let actions = vec![Action::Forward {
+            target_group_arn: tg_arn,
+        }];
+        let existing = state
+            .listeners_of(&arn)
+            .find(|l| l.port == listener.port)
+            .cloned();
+        match existing {
+            Some(l) if l.origin != FILE => {
+                return Err(ModelError::new(
+                    ErrorCode::DuplicateListener,
+                    format!(
+                        "{lpath}.port: a listener created through the API already uses port {}",
+                        listener.port
+                    ),
+                ));
+            }
+            Some(l) if l.protocol != protocol => {
+                run(state, Command::DeleteListener { arn: l.arn }, cx, lpath)?;
+                create_listener(state, &arn, protocol, listener.port, actions, cx, lpath)?;
+            }
+            Some(l) if l.default_actions != actions => {
+                run(
+                    state,
+                    Command::ModifyListener {
+                        arn: l.arn,
+                        default_actions: actions,
+                    },
+                    cx,
+                    lpath,
+                )?;
+            }
+            Some(_) => {}
+            None => create_listener(state, &arn, protocol, listener.port, actions, cx, lpath)?,
+        }
+    }
+    Ok(())
+}
+
+fn create_listener(
+    state: &mut State,
+    lb_arn: &str,
+    protocol: ListenerProtocol,
+    port: u16,
+    default_actions: Vec<Action>,
+    cx: &mut Context<'_>,
+    path: &str,
+) -> Result<(), ModelError> {
+    let command = Command::CreateListener(CreateListener {
+        load_balancer_arn: lb_arn.to_owned(),
+        protocol,
+        port,
+        default_actions,
+        origin: FILE,
+    });
+    run(state, command, cx, path).map(drop)
+}
+
+fn prefix(e: ModelError, path: &str) -> ModelError {
+    ModelError::new(e.code, format!("{path}: {}", e.message))
+}
+
+/// The default subnet of zone `az` in the default VPC.
+fn default_subnet(state: &State, az: &str) -> Result<String, ModelError> {
+    let vpc = state
+        .default_vpc()
+        .map(|v| v.id.as_str())
+        .unwrap_or_default();
+    let subnets = || {
+        state
+            .subnets
+            .values()
+            .filter(|s| s.vpc_id == vpc && s.default_for_az)
+    };
+    subnets()
+        .find(|s| s.availability_zone == az)
+        .map(|s| s.id.clone())
+        .ok_or_else(|| {
+            let known: Vec<&str> = subnets().map(|s| s.availability_zone.as_str()).collect();
+            ModelError::new(
+                ErrorCode::AvailabilityZoneNotSupported,
+                format!(
+                    "availability zone '{az}' is not one of {}",
+                    known.join(", ")
+                ),
+            )
+        })
+}

@@ -1,0 +1,239 @@
+//! `elbd serve`: the store, the config file, the data plane and the signals, wired together.
+//!
+//! A config change travels: file → [`Config`] → [`reconcile`] on a copy of the state →
+//! one store commit → a new snapshot → [`DataPlane::apply`] → sockets and routes. The API
+//! (a later issue) enters at the same store commit.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use elb_dataplane::{Applied, DataPlane};
+use elb_model::{Command, LoadBalancerState, State};
+use elb_store::{Snapshot, SqliteBackend, Store};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, Settings};
+use crate::reconcile::reconcile;
+use crate::{default_data_dir, demo, socket_addr};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// TOML file with settings (region, account, DNS domain, zones) and resources to declare.
+    /// Re-read on SIGHUP; the file owns only the resources it declares.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of the embedded store (SQLite); created if missing.
+    #[arg(long, value_name = "DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// Address for the AWS API (elbv2, EC2, ACM). Accepted; the API is not served yet.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
+    api_listen: Option<SocketAddr>,
+    /// Address for the authoritative DNS server. Accepted; DNS is not served yet.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
+    dns_listen: Option<SocketAddr>,
+    /// Also start a tiny HTTP backend at each IP target of the config file where nothing
+    /// listens yet; it answers with its address and zone.
+    #[arg(long)]
+    demo_targets: bool,
+    /// Seconds that connections of a closed listener (or of elbd stopping) may take to finish
+    /// their requests before they are cut.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    drain_seconds: u64,
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Everything is read and checked before any port is bound.
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let settings = config.settings.clone().unwrap_or_else(Settings::embedded);
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let db = args.data_dir.join("state.db");
+    let backend = SqliteBackend::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let store = Arc::new(Store::open(
+        Box::new(backend),
+        settings.scope.clone(),
+        &settings.topology,
+    )?);
+    let (snapshot, ()) = store
+        .update(|state, cx| reconcile(state, &config, cx))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config_name(&args)))?;
+    info!(
+        data_dir = %args.data_dir.display(),
+        revision = snapshot.revision,
+        region = %settings.scope.region,
+        account = %settings.scope.account,
+        "store open"
+    );
+    for (flag, addr) in [
+        ("--api-listen", args.api_listen),
+        ("--dns-listen", args.dns_listen),
+    ] {
+        if let Some(addr) = addr {
+            warn!(%addr, "{flag} is accepted but not served yet: that part of elbd is not built");
+        }
+    }
+
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args, settings, store, snapshot))
+}
+
+async fn serve(
+    args: ServeArgs,
+    settings: Settings,
+    store: Arc<Store>,
+    first: Arc<Snapshot>,
+) -> anyhow::Result<()> {
+    if args.demo_targets {
+        demo::start(&first.state);
+    }
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut snapshots = store.subscribe();
+    let mut dataplane = DataPlane::new(Duration::from_secs(args.drain_seconds));
+    let mut previous = State::default();
+    loop {
+        let snapshot = snapshots.borrow_and_update().clone();
+        log_delta(&previous, &snapshot.state);
+        let applied = dataplane.apply(&snapshot.state, snapshot.revision);
+        log_applied(&snapshot.state, &applied);
+        activate_ready(&store, &snapshot.state, &dataplane).await;
+        previous = snapshot.state.clone();
+        tokio::select! {
+            changed = snapshots.changed() => changed?,
+            _ = hangup.recv() => reload(&args, &settings, &store).await,
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    info!(
+        drain_seconds = args.drain_seconds,
+        "stopping: listeners closed, draining connections"
+    );
+    dataplane.shutdown().await;
+    Ok(())
+}
+
+/// SIGHUP: re-read the config file and commit it whole, or refuse it and change nothing.
+async fn reload(args: &ServeArgs, settings: &Settings, store: &Arc<Store>) {
+    let Some(path) = args.config.clone() else {
+        info!("SIGHUP without --config: nothing to reload");
+        return;
+    };
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => return error!("config refused, running state unchanged: {e}"),
+    };
+    if config.settings.as_ref().is_some_and(|s| s != settings) {
+        warn!("[settings] changed; they are read at start only and keep their old values");
+    }
+    let store = store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        store.update(|state, cx| reconcile(state, &config, cx))
+    })
+    .await;
+    match result {
+        Ok(Ok((snapshot, ()))) => info!(revision = snapshot.revision, "config reloaded"),
+        Ok(Err(e)) => error!(
+            "config refused, running state unchanged: {}: {e}",
+            path.display()
+        ),
+        Err(e) => error!("config reload failed: {e}"),
+    }
+}
+
+/// provisioning → active for every load balancer whose nodes have all bound their listeners.
+async fn activate_ready(store: &Arc<Store>, state: &State, dataplane: &DataPlane) {
+    let ready: Vec<String> = state
+        .load_balancers
+        .values()
+        .filter(|lb| lb.state == LoadBalancerState::Provisioning)
+        .filter(|lb| {
+            state.listeners_of(&lb.arn).all(|l| {
+                state.nodes_of(&lb.arn).all(|n| {
+                    dataplane.is_bound(SocketAddr::new(IpAddr::V4(n.private_ipv4), l.port))
+                })
+            })
+        })
+        .map(|lb| lb.arn.clone())
+        .collect();
+    if ready.is_empty() {
+        return;
+    }
+    let store = store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        store.update(|state, cx| {
+            for arn in &ready {
+                if state.load_balancers.contains_key(arn) {
+                    state.apply(Command::ActivateLoadBalancer { arn: arn.clone() }, cx)?;
+                }
+            }
+            Ok(())
+        })
+    })
+    .await;
+    match result {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => error!("activating load balancers: {e}"),
+        Err(e) => error!("activating load balancers: {e}"),
+    }
+}
+
+fn log_delta(previous: &State, next: &State) {
+    let delta = previous.diff(next);
+    for (kind, changes) in delta.kinds() {
+        for arn in &changes.added {
+            info!(id = %arn, "{kind} added");
+        }
+        for arn in &changes.changed {
+            info!(id = %arn, "{kind} changed");
+        }
+        for arn in &changes.removed {
+            info!(id = %arn, "{kind} removed");
+        }
+    }
+}
+
+fn log_applied(state: &State, applied: &Applied) {
+    let describe = |addr: &SocketAddr| {
+        state
+            .nodes
+            .values()
+            .find(|n| IpAddr::V4(n.private_ipv4) == addr.ip())
+            .map(|n| {
+                let lb = state.load_balancers.get(&n.load_balancer_arn);
+                (
+                    lb.map_or("?", |lb| lb.name.as_str()).to_owned(),
+                    n.availability_zone.clone(),
+                )
+            })
+            .unwrap_or_default()
+    };
+    for addr in &applied.bound {
+        let (lb, zone) = describe(addr);
+        info!(%addr, load_balancer = %lb, %zone, "listener up");
+    }
+    for addr in &applied.unbound {
+        info!(%addr, "listener closed");
+    }
+    for (addr, e) in &applied.failed {
+        let (lb, zone) = describe(addr);
+        error!(%addr, load_balancer = %lb, %zone, error = %e, "listener could not bind");
+    }
+}
+
+fn config_name(args: &ServeArgs) -> String {
+    args.config.as_ref().map_or_else(
+        || "embedded defaults".to_owned(),
+        |p| p.display().to_string(),
+    )
+}
