@@ -71,6 +71,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         account = %settings.scope.account,
         "store open"
     );
+    for lb in snapshot.state.load_balancers.values() {
+        let nodes: Vec<String> = snapshot
+            .state
+            .nodes_of(&lb.arn)
+            .map(|n| format!("{}={}", n.availability_zone, n.private_ipv4))
+            .collect();
+        info!(name = %lb.name, arn = %lb.arn, dns_name = %lb.dns_name, nodes = %nodes.join(","), "load balancer");
+    }
     for (flag, addr) in [
         ("--api-listen", args.api_listen),
         ("--dns-listen", args.dns_listen),

@@ -1,0 +1,305 @@
+//! Starting elbd, backends and clients for the tests.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{HeaderMap, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// A test's own corner of loopback: zones `a` and `b` on 127.(N).0.0/16 and 127.(N+1).0.0/16,
+/// and a scratch directory.
+pub(crate) struct Lab {
+    pub(crate) dir: PathBuf,
+    first_octet: u8,
+}
+
+impl Lab {
+    /// `slot` must be unique per test (1..=100); it picks the 127.x ranges.
+    pub(crate) fn new(name: &'static str, slot: u8) -> Self {
+        let dir = std::env::temp_dir().join(format!("elbd-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            dir,
+            first_octet: 10 + 2 * slot,
+        }
+    }
+
+    /// The zones of the example file: us-east-1a = 127.1/16 and us-east-1b = 127.2/16.
+    pub(crate) fn with_default_zones(name: &'static str) -> Self {
+        Self {
+            first_octet: 1,
+            ..Self::new(name, 0)
+        }
+    }
+
+    fn octet(&self, zone: char) -> u8 {
+        self.first_octet + u8::from(zone == 'b')
+    }
+
+    /// The `[settings]` block that puts this lab's zones in the topology.
+    pub(crate) fn settings(&self) -> String {
+        format!(
+            "[settings]\n\
+             [[settings.zone]]\nname = \"us-east-1a\"\ncidr = \"127.{}.0.0/16\"\n\
+             [[settings.zone]]\nname = \"us-east-1b\"\ncidr = \"127.{}.0.0/16\"\n",
+            self.octet('a'),
+            self.octet('b')
+        )
+    }
+
+    /// The address of host `n` in zone `zone`.
+    pub(crate) fn ip(&self, zone: char, n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, self.octet(zone), 0, n)
+    }
+
+    /// The first node address of a zone: the top of its subnet.
+    pub(crate) fn node(&self, zone: char, port: u16) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::new(127, self.octet(zone), 255, 254), port))
+    }
+
+    pub(crate) fn write(&self, file: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(file);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// A running `elbd serve`, killed when dropped.
+pub(crate) struct Elbd {
+    child: Child,
+    pub(crate) log: PathBuf,
+}
+
+impl Elbd {
+    /// Starts elbd on `config` with the lab's data dir and waits until every address of
+    /// `ready` accepts connections.
+    pub(crate) fn start(lab: &Lab, config: &Path, extra: &[&str], ready: &[SocketAddr]) -> Self {
+        let log = lab.dir.join("elbd.log");
+        let child = Self::spawn(lab, config, extra, &log);
+        let mut elbd = Self { child, log };
+        for addr in ready {
+            elbd.wait_until(&format!("{addr} accepts"), || TcpStream::connect(addr).is_ok());
+        }
+        elbd
+    }
+
+    fn spawn(lab: &Lab, config: &Path, extra: &[&str], log: &Path) -> Child {
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_elbd"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(lab.dir.join("data"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Runs elbd on `config` expecting it to refuse to start; returns what it printed.
+    pub(crate) fn refuse(lab: &Lab, config: &Path) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_elbd"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(lab.dir.join("data"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "elbd started with a broken config");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub(crate) fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGKILL, then start again with the same data dir.
+    pub(crate) fn kill_and_restart(&mut self, lab: &Lab, config: &Path, ready: &[SocketAddr]) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::fs::rename(&self.log, lab.dir.join("elbd.before-kill.log")).unwrap();
+        self.child = Self::spawn(lab, config, &[], &self.log);
+        for addr in ready {
+            self.wait_until(&format!("{addr} accepts again"), || TcpStream::connect(addr).is_ok());
+        }
+    }
+
+    pub(crate) fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `done` every 20 ms for up to 10 s; returns how long it took.
+    pub(crate) fn wait_until(&mut self, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+        let start = Instant::now();
+        while !done() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("elbd exited ({status}) waiting for {what}:\n{}", self.logs());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {what}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        start.elapsed()
+    }
+}
+
+impl Drop for Elbd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP backend in the test process that answers with its own address after `delay`, and
+/// counts the requests it served.
+pub(crate) struct Backend {
+    pub(crate) hits: Arc<Mutex<Vec<HeaderMap>>>,
+}
+
+impl Backend {
+    pub(crate) async fn start(addr: SocketAddr, delay: Duration) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let seen = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        seen.lock().unwrap().push(req.headers().clone());
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(addr.to_string()))))
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { hits }
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.hits.lock().unwrap().len()
+    }
+}
+
+/// A backend in its own process (python's http.server), so that it can be SIGSTOPped.
+pub(crate) struct ProcessBackend(Child);
+
+impl ProcessBackend {
+    pub(crate) fn start(addr: SocketAddr) -> Self {
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", &addr.ip().to_string(), &addr.port().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let start = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "python http.server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self(child)
+    }
+
+    pub(crate) fn signal(&self, name: &str) {
+        Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for ProcessBackend {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
+}
+
+pub(crate) fn client() -> Client<HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+pub(crate) async fn get(client: &Client<HttpConnector, Empty<Bytes>>, addr: SocketAddr) -> Reply {
+    let uri = format!("http://{addr}/");
+    let response = client
+        .get(uri.parse().unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("GET {uri}: {e:?}"));
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Sends `n` GETs to `addr`, asserts each is a 200, and counts the answers by body.
+pub(crate) async fn spread(addr: SocketAddr, n: usize) -> BTreeMap<String, usize> {
+    let client = client();
+    let mut counts = BTreeMap::new();
+    for _ in 0..n {
+        let reply = get(&client, addr).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        *counts.entry(reply.body).or_default() += 1;
+    }
+    counts
+}
+
+/// The IPv4 addresses listening on TCP `port` inside `127.<octet>.0.0/16`, from /proc.
+pub(crate) fn listening(octet: u8, port: u16) -> Vec<SocketAddrV4> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (addr, state) = (fields.get(1)?, fields.get(3)?);
+            if *state != "0A" {
+                return None;
+            }
+            let (ip, p) = addr.split_once(':')?;
+            let ip = Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.swap_bytes());
+            let p = u16::from_str_radix(p, 16).ok()?;
+            (p == port && ip.octets()[1] == octet).then_some(SocketAddrV4::new(ip, p))
+        })
+        .collect()
+}

@@ -1,0 +1,8 @@
+//! elbd's integration tests: one binary that starts the real `elbd` process, real backends
+//! and real clients on loopback. Every test uses its own 127.x.0.0/16 zones (see
+//! [`harness::Lab`]), so they run in parallel.
+
+mod errors;
+mod harness;
+mod reload;
+mod zones;
