@@ -36,7 +36,11 @@ async fn refused_missing_and_hung_targets() {
     let reply = get(&client, ports[0]).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert_eq!(reply.headers["server"], "awselb/2.0");
-    assert!(reply.body.contains("<h1>502 Bad Gateway</h1>"), "{}", reply.body);
+    assert!(
+        reply.body.contains("<h1>502 Bad Gateway</h1>"),
+        "{}",
+        reply.body
+    );
 
     let reply = get(&client, ports[1]).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -50,5 +54,8 @@ async fn refused_missing_and_hung_targets() {
     sleeper.signal("CONT");
     assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT, "{}", reply.body);
     assert!(reply.body.contains("504 Gateway Time-out"));
-    assert!(waited >= Duration::from_secs(2), "answered after {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(2),
+        "answered after {waited:?}"
+    );
 }

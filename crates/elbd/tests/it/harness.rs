@@ -91,13 +91,19 @@ impl Elbd {
         let child = Self::spawn(lab, config, extra, &log);
         let mut elbd = Self { child, log };
         for addr in ready {
-            elbd.wait_until(&format!("{addr} accepts"), || TcpStream::connect(addr).is_ok());
+            elbd.wait_until(&format!("{addr} accepts"), || {
+                TcpStream::connect(addr).is_ok()
+            });
         }
         elbd
     }
 
     fn spawn(lab: &Lab, config: &Path, extra: &[&str], log: &Path) -> Child {
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         Command::new(env!("CARGO_BIN_EXE_elbd"))
             .arg("serve")
             .arg("--config")
@@ -142,7 +148,9 @@ impl Elbd {
         std::fs::rename(&self.log, lab.dir.join("elbd.before-kill.log")).unwrap();
         self.child = Self::spawn(lab, config, &[], &self.log);
         for addr in ready {
-            self.wait_until(&format!("{addr} accepts again"), || TcpStream::connect(addr).is_ok());
+            self.wait_until(&format!("{addr} accepts again"), || {
+                TcpStream::connect(addr).is_ok()
+            });
         }
     }
 
@@ -155,7 +163,10 @@ impl Elbd {
         let start = Instant::now();
         while !done() {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("elbd exited ({status}) waiting for {what}:\n{}", self.logs());
+                panic!(
+                    "elbd exited ({status}) waiting for {what}:\n{}",
+                    self.logs()
+                );
             }
             assert!(
                 start.elapsed() < Duration::from_secs(10),
@@ -218,14 +229,23 @@ pub(crate) struct ProcessBackend(Child);
 impl ProcessBackend {
     pub(crate) fn start(addr: SocketAddr) -> Self {
         let child = Command::new("python3")
-            .args(["-m", "http.server", "--bind", &addr.ip().to_string(), &addr.port().to_string()])
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                &addr.ip().to_string(),
+                &addr.port().to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 runs");
         let start = Instant::now();
         while TcpStream::connect(addr).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "python http.server did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "python http.server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Self(child)

@@ -27,7 +27,11 @@ fn config(lab: &Lab, listener: bool, extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_listener_closes_it_on_every_node_and_lets_requests_finish() {
     let lab = Lab::new("remove-listener", 4);
-    let _slow = Backend::start(SocketAddr::from((lab.ip('a', 10), 9001)), Duration::from_millis(1500)).await;
+    let _slow = Backend::start(
+        SocketAddr::from((lab.ip('a', 10), 9001)),
+        Duration::from_millis(1500),
+    )
+    .await;
     let path = lab.write("elbd.toml", &config(&lab, true, ""));
     let nodes = [lab.node('a', 8080), lab.node('b', 8080)];
     let mut elbd = Elbd::start(&lab, &path, &[], &nodes);
@@ -44,7 +48,12 @@ async fn removing_a_listener_closes_it_on_every_node_and_lets_requests_finish() 
     eprintln!("listener removal: port 8080 closed on both nodes after {took:?}");
 
     let reply = in_flight.await.unwrap();
-    assert_eq!(reply.status, StatusCode::OK, "the request in flight was cut: {}", reply.body);
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the request in flight was cut: {}",
+        reply.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,8 +67,16 @@ async fn a_broken_file_is_refused_and_changes_nothing() {
     let client = client();
 
     let broken = [
-        ("bad port", good.replace("port = 8080", "port = 80800"), "port"),
-        ("zero port", good.replace("port = 8080", "port = 0"), "load_balancer[0].listener[0]"),
+        (
+            "bad port",
+            good.replace("port = 8080", "port = 80800"),
+            "port",
+        ),
+        (
+            "zero port",
+            good.replace("port = 8080", "port = 0"),
+            "load_balancer[0].listener[0]",
+        ),
         (
             "unknown target group",
             good.replace("forward = \"tg\"", "forward = \"nope\""),
@@ -77,26 +94,50 @@ async fn a_broken_file_is_refused_and_changes_nothing() {
         ),
         (
             "new listener and a bad attribute",
-            config(&lab, true, "[target_group.attributes]\n\"stickiness.enabled\" = \"maybe\"\n")
-                .replace("port = 8080", "port = 8081"),
+            config(
+                &lab,
+                true,
+                "[target_group.attributes]\n\"stickiness.enabled\" = \"maybe\"\n",
+            )
+            .replace("port = 8080", "port = 8081"),
             "Invalid value 'maybe' for attribute 'stickiness.enabled'",
         ),
     ];
     for (what, text, expected) in &broken {
         let file = lab.write("broken.toml", text);
         let refused = Elbd::refuse(&lab, &file);
-        assert!(refused.contains(expected), "{what}: start-up error does not say {expected:?}:\n{refused}");
-        assert!(refused.contains("broken.toml"), "{what}: the error does not name the file:\n{refused}");
+        assert!(
+            refused.contains(expected),
+            "{what}: start-up error does not say {expected:?}:\n{refused}"
+        );
+        assert!(
+            refused.contains("broken.toml"),
+            "{what}: the error does not name the file:\n{refused}"
+        );
 
         lab.write("elbd.toml", text);
         let refusals = elbd.logs().matches("config refused").count();
         elbd.signal("HUP");
         elbd.wait_until("the reload to be refused", || {
-            std::fs::read_to_string(&elbd_log(&lab)).unwrap().matches("config refused").count() > refusals
+            std::fs::read_to_string(&elbd_log(&lab))
+                .unwrap()
+                .matches("config refused")
+                .count()
+                > refusals
         });
-        assert!(elbd.logs().contains(expected), "{what}: reload error does not say {expected:?}");
-        assert_eq!(get(&client, node).await.status, StatusCode::OK, "{what} changed the running state");
-        assert!(TcpStream::connect(lab.node('a', 8081)).is_err(), "{what}: half a file was applied");
+        assert!(
+            elbd.logs().contains(expected),
+            "{what}: reload error does not say {expected:?}"
+        );
+        assert_eq!(
+            get(&client, node).await.status,
+            StatusCode::OK,
+            "{what} changed the running state"
+        );
+        assert!(
+            TcpStream::connect(lab.node('a', 8081)).is_err(),
+            "{what}: half a file was applied"
+        );
     }
 }
 

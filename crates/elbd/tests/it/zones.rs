@@ -11,7 +11,9 @@ async fn four_backends(lab: &Lab) -> Vec<Backend> {
     let mut backends = Vec::new();
     for zone in ['a', 'b'] {
         for n in [10, 11] {
-            backends.push(Backend::start(SocketAddr::from((lab.ip(zone, n), 9001)), Duration::ZERO).await);
+            backends.push(
+                Backend::start(SocketAddr::from((lab.ip(zone, n), 9001)), Duration::ZERO).await,
+            );
         }
     }
     backends
@@ -46,15 +48,28 @@ async fn the_example_balances_over_two_zones_and_survives_kill_9() {
     let mut elbd = Elbd::start(&lab, &example(), &[], &nodes);
 
     // Exactly one listening address per zone.
-    assert_eq!(listening(1, 8080).len(), 1, "zone a: {:?}", listening(1, 8080));
-    assert_eq!(listening(2, 8080).len(), 1, "zone b: {:?}", listening(2, 8080));
+    assert_eq!(
+        listening(1, 8080).len(),
+        1,
+        "zone a: {:?}",
+        listening(1, 8080)
+    );
+    assert_eq!(
+        listening(2, 8080).len(),
+        1,
+        "zone b: {:?}",
+        listening(2, 8080)
+    );
 
     for node in nodes {
         let counts = spread(node, 400).await;
         assert_eq!(counts.len(), 4, "through {node}: {counts:?}");
         for (target, n) in &counts {
             let share = *n as f64 / 400.0;
-            assert!((0.17..=0.33).contains(&share), "{target} got {share} through {node}");
+            assert!(
+                (0.17..=0.33).contains(&share),
+                "{target} got {share} through {node}"
+            );
         }
     }
     assert_eq!(backends.iter().map(Backend::count).sum::<usize>(), 800);
@@ -63,9 +78,15 @@ async fn the_example_balances_over_two_zones_and_survives_kill_9() {
     assert_eq!(before.len(), 1, "{}", elbd.logs());
     elbd.kill_and_restart(&lab, &example(), &nodes);
     let after = load_balancer_lines(&elbd.logs());
-    assert_eq!(before, after, "ARN, DNS name or node addresses changed across kill -9");
+    assert_eq!(
+        before, after,
+        "ARN, DNS name or node addresses changed across kill -9"
+    );
     assert!(before[0].contains("dns_name=web-") && before[0].contains(".us-east-1.elb.localhost"));
-    assert!(before[0].contains("us-east-1a=127.1.255.254") && before[0].contains("us-east-1b=127.2.255.254"));
+    assert!(
+        before[0].contains("us-east-1a=127.1.255.254")
+            && before[0].contains("us-east-1b=127.2.255.254")
+    );
     assert_eq!(spread(nodes[0], 8).await.len(), 4);
 }
 
@@ -90,8 +111,15 @@ async fn without_cross_zone_each_node_keeps_to_its_zone() {
     let _elbd = Elbd::start(&lab, &config, &[], &nodes);
     for (zone, node) in ['a', 'b'].into_iter().zip(nodes) {
         let counts = spread(node, 100).await;
-        let expected: Vec<String> = [10, 11].iter().map(|&n| format!("{}:9001", lab.ip(zone, n))).collect();
-        assert_eq!(counts.keys().cloned().collect::<Vec<_>>(), expected, "through {node}");
+        let expected: Vec<String> = [10, 11]
+            .iter()
+            .map(|&n| format!("{}:9001", lab.ip(zone, n)))
+            .collect();
+        assert_eq!(
+            counts.keys().cloned().collect::<Vec<_>>(),
+            expected,
+            "through {node}"
+        );
         assert!(counts.values().all(|&n| n == 50), "{counts:?}");
     }
 }
