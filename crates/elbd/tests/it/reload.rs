@@ -118,8 +118,9 @@ async fn a_broken_file_is_refused_and_changes_nothing() {
         lab.write("elbd.toml", text);
         let refusals = elbd.logs().matches("config refused").count();
         elbd.signal("HUP");
+        let log = elbd.log.clone();
         elbd.wait_until("the reload to be refused", || {
-            std::fs::read_to_string(&elbd_log(&lab))
+            std::fs::read_to_string(&log)
                 .unwrap()
                 .matches("config refused")
                 .count()
@@ -139,8 +140,4 @@ async fn a_broken_file_is_refused_and_changes_nothing() {
             "{what}: half a file was applied"
         );
     }
-}
-
-fn elbd_log(lab: &Lab) -> std::path::PathBuf {
-    lab.dir.join("elbd.log")
 }

@@ -1,0 +1,436 @@
+#!/usr/bin/env python3
+"""elbd against HAProxy and NGINX, on this box, in one run.
+
+One NGINX origin (1 worker) serves the bodies. In turn, elbd, HAProxy (nbthread 1) and NGINX
+as a proxy (1 worker) forward to it with equivalent features (X-Forwarded-For/-Proto/-Port,
+keep-alive to the origin, no access logs); "direct" hits the origin itself. The proxy is
+pinned to CPU 1, the load generator and the origin to CPU 0. Rounds alternate the order of the
+proxies. See bench/README.md for the method and what each column means.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU_LOAD, CPU_PROXY = "0", "1"
+ORIGIN = "127.200.0.10"
+ORIGIN_H1, ORIGIN_H2 = 9001, 9002
+# Each proxy: (HTTP/1.1 address, h2c prior-knowledge address).
+ADDRS = {
+    "direct": (f"{ORIGIN}:{ORIGIN_H1}", f"{ORIGIN}:{ORIGIN_H2}"),
+    "elbd": ("127.200.255.254:8080", "127.200.255.254:8080"),
+    "haproxy": ("127.202.0.1:8080", "127.202.0.1:8081"),
+    "nginx": ("127.203.0.1:8080", "127.203.0.1:8081"),
+}
+SCENARIOS = {
+    "keepalive": "HTTP/1.1 keep-alive, 17-byte body",
+    "body16k": "HTTP/1.1 keep-alive, 16 KB body",
+    "newconn": "HTTP/1.1, a new connection per request",
+    "h2c": "h2c, 10 streams per connection (h2load -m 10)",
+}
+CONNECTIONS = 32
+IDLE_CONNECTIONS = 1000
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def wait_for(addr, timeout=10.0):
+    host, port = addr.rsplit(":", 1)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens at {addr}")
+
+
+# === processes ===
+
+
+class Proc:
+    """A server pinned to a CPU; CPU time and memory are read from /proc for its whole tree."""
+
+    def __init__(self, name, argv, cpu, log):
+        self.name = name
+        self.popen = subprocess.Popen(
+            ["taskset", "-c", cpu, *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=open(log, "w"),
+            start_new_session=True,
+        )
+
+    def pids(self):
+        pids, todo = [], [self.popen.pid]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            try:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                children = []
+            todo.extend(int(c) for c in children)
+        return pids
+
+    def cpu_ns(self):
+        total = 0
+        for pid in self.pids():
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    total += int((task / "schedstat").read_text().split()[0])
+                except OSError:
+                    pass
+        return total
+
+    def rss_kb(self):
+        total = 0
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def stop(self):
+        try:
+            os.killpg(self.popen.pid, 15)
+            self.popen.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.popen.pid, 9)
+
+
+def nginx_conf(work, body):
+    return f"""
+worker_processes 1;
+daemon off;
+master_process on;
+pid {work}/nginx-{body}.pid;
+error_log {work}/nginx-{body}.error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
+  uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
+  {body}
+}}
+"""
+
+
+def origin_conf(work):
+    return nginx_conf(work, "origin").replace(
+        "  origin\n",
+        f"""
+  server {{ listen {ORIGIN}:{ORIGIN_H1} reuseport; root {work}/www; }}
+  server {{ listen {ORIGIN}:{ORIGIN_H2} http2; root {work}/www; }}
+""",
+    )
+
+
+def nginx_proxy_conf(work):
+    h1, h2 = ADDRS["nginx"]
+    location = """
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Port $server_port;
+    }"""
+    return nginx_conf(work, "proxy").replace(
+        "  proxy\n",
+        f"""
+  upstream origin {{ server {ORIGIN}:{ORIGIN_H1}; keepalive 64; }}
+  server {{ listen {h1}; {location} }}
+  server {{ listen {h2} http2; {location} }}
+""",
+    )
+
+
+def haproxy_conf():
+    h1, h2 = ADDRS["haproxy"]
+    return f"""
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 10s
+  timeout client 60s
+  timeout server 60s
+  option forwardfor
+  http-reuse always
+frontend h1
+  bind {h1}
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Port %[dst_port]
+  default_backend origin
+frontend h2c
+  bind {h2} proto h2
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Port %[dst_port]
+  default_backend origin
+backend origin
+  server s1 {ORIGIN}:{ORIGIN_H1}
+"""
+
+
+def elbd_conf():
+    return f"""
+[settings]
+[[settings.zone]]
+name = "us-east-1a"
+cidr = "127.200.0.0/16"
+[[settings.zone]]
+name = "us-east-1b"
+cidr = "127.201.0.0/16"
+
+[[load_balancer]]
+name = "bench"
+availability_zones = ["us-east-1a", "us-east-1b"]
+
+[[load_balancer.listener]]
+protocol = "HTTP"
+port = 8080
+default_action = {{ forward = "origin" }}
+
+[[target_group]]
+name = "origin"
+protocol = "HTTP"
+port = {ORIGIN_H1}
+targets = ["{ORIGIN}:{ORIGIN_H1}"]
+"""
+
+
+def start_proxy(name, work):
+    log = work / f"{name}.log"
+    if name == "elbd":
+        conf = work / "elbd.toml"
+        conf.write_text(elbd_conf())
+        data = work / "elbd-data"
+        shutil.rmtree(data, ignore_errors=True)
+        argv = [str(ROOT / "target/release/elbd"), "serve", "--config", str(conf), "--data-dir", str(data)]
+        env_note = "RUST_LOG=warn"
+        os.environ["RUST_LOG"] = "warn"
+    elif name == "haproxy":
+        conf = work / "haproxy.cfg"
+        conf.write_text(haproxy_conf())
+        argv = ["haproxy", "-db", "-f", str(conf)]
+    elif name == "nginx":
+        conf = work / "nginx-proxy.conf"
+        conf.write_text(nginx_proxy_conf(work))
+        argv = ["nginx", "-c", str(conf), "-p", str(work)]
+    else:
+        return None
+    proc = Proc(name, argv, CPU_PROXY, log)
+    for addr in ADDRS[name]:
+        wait_for(addr)
+    return proc
+
+
+# === load ===
+
+
+def url(name, scenario):
+    path = "/16k" if scenario == "body16k" else "/small"
+    index = 1 if scenario == "h2c" else 0
+    return f"http://{ADDRS[name][index]}{path}"
+
+
+def closed_loop(name, scenario, seconds):
+    """Requests and their rate from wrk (h2load for h2c), pinned to the load CPU."""
+    target = url(name, scenario)
+    if scenario == "h2c":
+        out = sh("taskset", "-c", CPU_LOAD, "h2load", "-c", str(CONNECTIONS), "-m", "10",
+                 "-D", str(seconds), "-t", "1", target)
+        done = next(line for line in out.splitlines() if line.startswith("requests:"))
+        ok = int(done.split()[7])
+        return ok, ok / seconds, int(done.split()[-2]) if "errored" in done else 0
+    extra = ["-H", "Connection: close"] if scenario == "newconn" else []
+    out = sh("taskset", "-c", CPU_LOAD, "wrk", "-t1", "-c", str(CONNECTIONS), "-d", f"{seconds}s",
+             *extra, target)
+    requests = int(next(l for l in out.splitlines() if "requests in" in l).split()[0])
+    errors = sum(int(w) for l in out.splitlines() if "Non-2xx" in l for w in l.split()[-1:])
+    return requests, requests / seconds, errors
+
+
+def open_loop(name, rate, seconds):
+    """p50/p99/p99.9 in ms at a fixed rate, corrected for coordinated omission (oha)."""
+    oha = shutil.which("oha") or str(Path.home() / ".cargo/bin/oha")
+    out = sh("taskset", "-c", CPU_LOAD, oha, "-z", f"{seconds}s", "-q", str(rate), "-c", str(CONNECTIONS),
+             "--latency-correction", "--no-tui", "--output-format", "json", url(name, "keepalive"))
+    pct = json.loads(out)["latencyPercentiles"]
+    return {k: pct[k] * 1000 for k in ("p50", "p99", "p99.9")}
+
+
+def idle_memory(proc, name):
+    """KB of proxy RSS per idle keep-alive client connection, over IDLE_CONNECTIONS of them."""
+    host, port = ADDRS[name][0].rsplit(":", 1)
+    before = proc.rss_kb()
+    socks = []
+    request = f"GET /small HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    for _ in range(IDLE_CONNECTIONS):
+        s = socket.create_connection((host, int(port)))
+        s.sendall(request)
+        socks.append(s)
+    for s in socks:
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(4096)
+    time.sleep(0.5)
+    after = proc.rss_kb()
+    for s in socks:
+        s.close()
+    return (after - before) / IDLE_CONNECTIONS
+
+
+# === the run ===
+
+
+def measure(args, work):
+    proxies = ["direct", "elbd", "haproxy", "nginx"]
+    samples = {p: {s: [] for s in SCENARIOS} for p in proxies}
+    extras = {p: {} for p in proxies}
+    for round_no in range(args.rounds):
+        order = proxies[round_no % len(proxies):] + proxies[: round_no % len(proxies)]
+        for name in order:
+            proc = start_proxy(name, work)
+            for scenario in SCENARIOS:
+                closed_loop(name, scenario, 1)  # warm-up: pools, caches, page-ins
+                cpu0 = proc.cpu_ns() if proc else 0
+                requests, rps, errors = closed_loop(name, scenario, args.seconds)
+                cpu = (proc.cpu_ns() - cpu0) if proc else 0
+                samples[name][scenario].append(
+                    {"rps": rps, "cpu_us": cpu / 1000 / max(requests, 1), "errors": errors})
+            if proc and round_no == 0:
+                extras[name]["idle_kb_per_conn"] = idle_memory(proc, name)
+            if proc:
+                proc.stop()
+            print(f"round {round_no + 1}/{args.rounds}: {name} done", file=sys.stderr)
+    # Open loop at one common rate: half the slowest proxy's keep-alive throughput.
+    knee = min(statistics.median(x["rps"] for x in samples[p]["keepalive"]) for p in proxies)
+    rate = int(knee / 2)
+    for name in proxies:
+        proc = start_proxy(name, work)
+        extras[name]["latency_ms"] = open_loop(name, rate, args.seconds)
+        if proc:
+            proc.stop()
+    return samples, extras, rate
+
+
+def summarise(samples, extras):
+    rows = {}
+    for name, by_scenario in samples.items():
+        row = {}
+        for scenario, runs in by_scenario.items():
+            rps = [r["rps"] for r in runs]
+            cpu = [r["cpu_us"] for r in runs]
+            row[scenario] = {
+                "rps": statistics.median(rps),
+                "rps_spread": (max(rps) - min(rps)) / statistics.median(rps) if rps else 0,
+                "cpu_us": statistics.median(cpu),
+                "errors": sum(r["errors"] for r in runs),
+            }
+        row.update(extras[name])
+        rows[name] = row
+    direct = rows["direct"]
+    for name, row in rows.items():
+        for scenario in SCENARIOS:
+            row[scenario]["ratio_to_direct"] = row[scenario]["rps"] / direct[scenario]["rps"]
+        lat, base = row["latency_ms"], direct["latency_ms"]
+        row["added_latency_ms"] = {k: lat[k] - base[k] for k in lat}
+    return rows
+
+
+def table(rows, rate):
+    out = []
+    for scenario, title in SCENARIOS.items():
+        out.append(f"\n**{title}** (closed loop, {CONNECTIONS} connections)\n")
+        out.append("| | req/s | ratio to direct | spread | CPU µs/req | errors |")
+        out.append("|---|---:|---:|---:|---:|---:|")
+        for name, row in rows.items():
+            s = row[scenario]
+            cpu = "-" if name == "direct" else f"{s['cpu_us']:.1f}"
+            out.append(f"| {name} | {s['rps']:.0f} | {s['ratio_to_direct']:.2f} | "
+                       f"{s['rps_spread'] * 100:.0f}% | {cpu} | {s['errors']} |")
+    out.append(f"\n**Open-loop latency at {rate} req/s** (keep-alive, oha --latency-correction), "
+               "and memory per idle keep-alive client connection\n")
+    out.append("| | p50 ms | p99 ms | p99.9 ms | added p99 ms | KB per idle conn |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for name, row in rows.items():
+        lat, add = row["latency_ms"], row["added_latency_ms"]
+        mem = "-" if name == "direct" else f"{row.get('idle_kb_per_conn', 0):.1f}"
+        out.append(f"| {name} | {lat['p50']:.3f} | {lat['p99']:.3f} | {lat['p99.9']:.3f} | "
+                   f"{add['p99']:.3f} | {mem} |")
+    return "\n".join(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s runs (about 2 minutes)")
+    parser.add_argument("--rounds", type=int, help="rounds (default 5, or 2 with --quick)")
+    parser.add_argument("--seconds", type=int, help="seconds per run (default 10, or 3 with --quick)")
+    args = parser.parse_args()
+    args.rounds = args.rounds or (2 if args.quick else 5)
+    args.seconds = args.seconds or (3 if args.quick else 10)
+
+    work = Path(tempfile.mkdtemp(prefix="elbd-bench-"))
+    (work / "tmp").mkdir()
+    (work / "www").mkdir()
+    (work / "www/small").write_text("hello from origin")
+    (work / "www/16k").write_bytes(b"x" * 16384)
+    origin_conf_path = work / "origin.conf"
+    origin_conf_path.write_text(origin_conf(work))
+    origin = Proc("origin", ["nginx", "-c", str(origin_conf_path), "-p", str(work)], CPU_LOAD,
+                  work / "origin.log")
+    try:
+        wait_for(f"{ORIGIN}:{ORIGIN_H1}")
+        samples, extras, rate = measure(args, work)
+    finally:
+        origin.stop()
+    rows = summarise(samples, extras)
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}"
+    versions = {
+        "haproxy": sh("haproxy", "-v").splitlines()[0],
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "elbd": sh("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD").strip(),
+    }
+    report = table(rows, rate)
+    print(report)
+    results = ROOT / "bench/results"
+    results.mkdir(exist_ok=True)
+    record = {"date": when, "machine": machine, "versions": versions, "rounds": args.rounds,
+              "seconds": args.seconds, "open_loop_rate": rate, "rows": rows}
+    (results / f"{when}.json").write_text(json.dumps(record, indent=2))
+    if not args.quick:
+        doc = ROOT / "docs/benchmarks.md"
+        head = doc.read_text().split("<!-- results -->")[0] if doc.exists() else "# Benchmarks\n\n"
+        doc.write_text(f"{head}<!-- results -->\n\n{when}, {machine}; {versions['haproxy']}; "
+                       f"{versions['nginx']}; elbd {versions['elbd']}; {args.rounds} rounds of "
+                       f"{args.seconds} s; spread = (max − min) / median over rounds.\n{report}\n")
+    elbd, haproxy = rows["elbd"]["keepalive"], rows["haproxy"]["keepalive"]
+    print(f"RATIO cpu_per_request elbd/haproxy={elbd['cpu_us'] / haproxy['cpu_us']:.2f} "
+          f"throughput elbd/haproxy={elbd['rps'] / haproxy['rps']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
