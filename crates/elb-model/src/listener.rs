@@ -97,7 +97,12 @@ pub struct Listener {
     pub load_balancer_arn: String,
     pub protocol: ListenerProtocol,
     pub port: u16,
+    /// The actions of the listener's default rule, which matches when no other rule does.
     pub default_actions: Vec<Action>,
+    /// The ARN of that default rule (`…:listener-rule/app/LB/LBID/LISTENERID/HEX16`). Its
+    /// priority is `default`, it has no conditions and cannot be deleted; its actions are
+    /// `default_actions`. Rules with priorities arrive with the listener-rules work.
+    pub default_rule_arn: String,
     pub origin: Origin,
 }
 

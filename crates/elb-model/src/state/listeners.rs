@@ -49,9 +49,15 @@ impl State {
             lb.arn.replacen(":loadbalancer/", ":listener/", 1),
             cx.hex16()
         );
+        let default_rule_arn = format!(
+            "{}/{}",
+            arn.replacen(":listener/", ":listener-rule/", 1),
+            cx.hex16()
+        );
         self.listeners.insert(
             arn.clone(),
             Listener {
+                default_rule_arn,
                 arn: arn.clone(),
                 load_balancer_arn: c.load_balancer_arn,
                 protocol: c.protocol,

@@ -254,6 +254,9 @@ fn listeners_check_protocol_port_and_target_group() {
     let tg = w.target_group("web-tg");
     let listener = arn_of(w.listener(&lb, 8080, &tg));
     assert!(listener.contains(":listener/app/web/"));
+    let rule = &w.state.listeners[&listener].default_rule_arn;
+    let listener_id = listener.rsplit('/').next().unwrap();
+    assert!(rule.contains(":listener-rule/app/web/") && rule.contains(&format!("/{listener_id}/")));
     assert_eq!(arn_of(w.listener(&lb, 8080, &tg)), listener);
 
     let other = w.target_group("other-tg");
