@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::load_balancer::LoadBalancerKind;
-use crate::state::Origin;
+use crate::state::{Origin, Tags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -103,6 +103,7 @@ pub struct Listener {
     /// priority is `default`, it has no conditions and cannot be deleted; its actions are
     /// `default_actions`. Rules with priorities arrive with the listener-rules work.
     pub default_rule_arn: String,
+    pub tags: Tags,
     pub origin: Origin,
 }
 

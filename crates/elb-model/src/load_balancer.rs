@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attributes::Attributes;
 use crate::error::{ModelError, Result};
-use crate::state::Origin;
+use crate::state::{Origin, Tags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -99,6 +99,7 @@ pub struct LoadBalancer {
     pub dns_name: String,
     pub created_ms: u64,
     pub attributes: Attributes,
+    pub tags: Tags,
     pub origin: Origin,
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attributes::Attributes;
 use crate::error::{ErrorCode, ModelError, Result};
-use crate::state::Origin;
+use crate::state::{Origin, Tags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -128,6 +128,7 @@ pub struct TargetGroup {
     pub target_type: TargetType,
     pub attributes: Attributes,
     pub targets: Vec<Registration>,
+    pub tags: Tags,
     pub origin: Origin,
 }
 

@@ -1,6 +1,6 @@
 //! CreateListener, ModifyListener, DeleteListener.
 
-use super::{CreateListener, Outcome, State, load_balancers, target_groups};
+use super::{CreateListener, Outcome, State, Tags, load_balancers, target_groups};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::limits;
@@ -63,6 +63,7 @@ impl State {
                 protocol: c.protocol,
                 port: c.port,
                 default_actions: c.default_actions,
+                tags: Tags::new(),
                 origin: c.origin,
             },
         );
@@ -143,4 +144,11 @@ impl State {
         }
         Ok(())
     }
+}
+
+pub(super) fn not_found(arn: &str) -> ModelError {
+    ModelError::new(
+        ErrorCode::ListenerNotFound,
+        format!("Listener '{arn}' not found"),
+    )
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{CreateLoadBalancer, Outcome, State};
+use super::{CreateLoadBalancer, Outcome, State, Tags};
 use crate::alloc;
 use crate::attributes;
 use crate::error::{ErrorCode, ModelError, Result};
@@ -98,6 +98,7 @@ impl State {
                 dns_name,
                 created_ms: cx.now_ms,
                 attributes: attributes::load_balancer_defaults(c.kind, scheme),
+                tags: Tags::new(),
                 origin: c.origin,
             },
         );

@@ -9,6 +9,7 @@ mod diff;
 mod listeners;
 mod load_balancers;
 mod network;
+mod tags;
 mod target_groups;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,9 @@ use crate::target_group::TargetGroup;
 
 pub use diff::{Changes, Delta};
 pub use target_groups::TargetDescription;
+
+/// AWS resource tags, key → value.
+pub type Tags = BTreeMap<String, String>;
 
 /// Who declared a resource. A config file reload only ever touches what the file declared.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +127,15 @@ pub enum Command {
     DeleteListener {
         arn: String,
     },
+    /// Adds or overwrites tags on load balancers, listeners or target groups.
+    AddTags {
+        arns: Vec<String>,
+        tags: Vec<(String, String)>,
+    },
+    RemoveTags {
+        arns: Vec<String>,
+        keys: Vec<String>,
+    },
 }
 
 /// What a successful command reports.
@@ -171,6 +184,8 @@ impl State {
                 default_actions,
             } => self.modify_listener(&arn, default_actions),
             Command::DeleteListener { arn } => self.delete_listener(&arn),
+            Command::AddTags { arns, tags } => self.add_tags(&arns, &tags),
+            Command::RemoveTags { arns, keys } => self.remove_tags(&arns, &keys),
         }
     }
 

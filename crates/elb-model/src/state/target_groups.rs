@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use super::{CreateTargetGroup, Outcome, State};
+use super::{CreateTargetGroup, Outcome, State, Tags};
 use crate::attributes;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
@@ -77,6 +77,7 @@ impl State {
                 target_type,
                 attributes: attributes::target_group_defaults(),
                 targets: Vec::new(),
+                tags: Tags::new(),
                 origin: c.origin,
             },
         );

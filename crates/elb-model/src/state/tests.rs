@@ -359,3 +359,48 @@ fn state_round_trips_through_json() {
     let back: State = serde_json::from_str(&json).unwrap();
     assert_eq!(back, w.state);
 }
+
+#[test]
+fn tags_are_added_replaced_removed_and_bounded() {
+    let mut w = World::new();
+    let lb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    let tg = w.target_group("web-tg");
+    let tag = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    w.run(Command::AddTags {
+        arns: vec![lb.clone(), tg.clone()],
+        tags: vec![tag("env", "test"), tag("team", "a")],
+    })
+    .unwrap();
+    w.run(Command::AddTags {
+        arns: vec![lb.clone()],
+        tags: vec![tag("env", "prod")],
+    })
+    .unwrap();
+    assert_eq!(w.state.tags(&lb).unwrap()["env"], "prod");
+    assert_eq!(w.state.tags(&tg).unwrap()["env"], "test");
+    w.run(Command::RemoveTags {
+        arns: vec![lb.clone()],
+        keys: vec!["team".into()],
+    })
+    .unwrap();
+    assert_eq!(w.state.tags(&lb).unwrap().len(), 1);
+
+    let dup = w.run(Command::AddTags {
+        arns: vec![lb.clone()],
+        tags: vec![tag("a", "1"), tag("a", "2")],
+    });
+    assert_eq!(dup.unwrap_err().code, ErrorCode::DuplicateTagKeys);
+    let many: Vec<_> = (0..50).map(|i| tag(&format!("k{i}"), "v")).collect();
+    let err = w
+        .run(Command::AddTags {
+            arns: vec![lb.clone()],
+            tags: many,
+        })
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::TooManyTags);
+    let missing = w.run(Command::AddTags {
+        arns: vec![format!("{tg}0")],
+        tags: vec![tag("a", "1")],
+    });
+    assert_eq!(missing.unwrap_err().code, ErrorCode::TargetGroupNotFound);
+}
