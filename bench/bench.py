@@ -318,8 +318,10 @@ def measure(args, work):
                 cpu0 = proc.cpu_ns() if proc else 0
                 requests, rps, errors = closed_loop(name, scenario, args.seconds)
                 cpu = (proc.cpu_ns() - cpu0) if proc else 0
-                samples[name][scenario].append(
-                    {"rps": rps, "cpu_us": cpu / 1000 / max(requests, 1), "errors": errors})
+                cpu_us = cpu / 1000 / max(requests, 1)
+                samples[name][scenario].append({"rps": rps, "cpu_us": cpu_us, "errors": errors})
+                print(f"  {name} {scenario}: {rps:.0f} req/s, {cpu_us:.1f} µs/req, {errors} errors",
+                      file=sys.stderr)
             if proc and round_no == 0:
                 extras[name]["idle_kb_per_conn"] = idle_memory(proc, name)
             if proc:
@@ -345,7 +347,7 @@ def summarise(samples, extras):
             cpu = [r["cpu_us"] for r in runs]
             row[scenario] = {
                 "rps": statistics.median(rps),
-                "rps_spread": (max(rps) - min(rps)) / statistics.median(rps) if rps else 0,
+                "rps_spread": (max(rps) - min(rps)) / max(statistics.median(rps), 1),
                 "cpu_us": statistics.median(cpu),
                 "errors": sum(r["errors"] for r in runs),
             }
@@ -354,7 +356,7 @@ def summarise(samples, extras):
     direct = rows["direct"]
     for name, row in rows.items():
         for scenario in SCENARIOS:
-            row[scenario]["ratio_to_direct"] = row[scenario]["rps"] / direct[scenario]["rps"]
+            row[scenario]["ratio_to_direct"] = row[scenario]["rps"] / max(direct[scenario]["rps"], 1)
         lat, base = row["latency_ms"], direct["latency_ms"]
         row["added_latency_ms"] = {k: lat[k] - base[k] for k in lat}
     return rows
@@ -393,6 +395,7 @@ def main():
     args.seconds = args.seconds or (3 if args.quick else 10)
 
     work = Path(tempfile.mkdtemp(prefix="elbd-bench-"))
+    work.chmod(0o755)  # NGINX workers run as nobody and must read the bodies
     (work / "tmp").mkdir()
     (work / "www").mkdir()
     (work / "www/small").write_text("hello from origin")

@@ -33,4 +33,6 @@ pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalan
 pub use network::{SecurityGroup, Subnet, Topology, Vpc, ZoneSpec};
 pub use node::{Node, Placement};
 pub use state::{Command, Delta, Origin, Outcome, State};
-pub use target_group::{Registration, TargetGroup, TargetGroupProtocol, TargetId, TargetType};
+pub use target_group::{
+    HealthCheck, Registration, TargetGroup, TargetGroupProtocol, TargetId, TargetType,
+};

@@ -103,6 +103,7 @@ pub struct Listener {
     /// priority is `default`, it has no conditions and cannot be deleted; its actions are
     /// `default_actions`. Rules with priorities arrive with the listener-rules work.
     pub default_rule_arn: String,
+    #[serde(default)]
     pub tags: Tags,
     pub origin: Origin,
 }

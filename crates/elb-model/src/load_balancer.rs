@@ -99,6 +99,7 @@ pub struct LoadBalancer {
     pub dns_name: String,
     pub created_ms: u64,
     pub attributes: Attributes,
+    #[serde(default)]
     pub tags: Tags,
     pub origin: Origin,
 }

@@ -118,6 +118,40 @@ impl Registration {
     }
 }
 
+/// Health-check settings of a target group, with AWS's defaults for HTTP target groups of an
+/// ALB. Probing arrives with the health-check work; until then only these defaults are
+/// accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub enabled: bool,
+    pub protocol: String,
+    /// A port number, or `traffic-port` for the target's own port.
+    pub port: String,
+    pub path: String,
+    pub interval_seconds: u16,
+    pub timeout_seconds: u16,
+    pub healthy_threshold: u16,
+    pub unhealthy_threshold: u16,
+    /// `HttpCode` of the matcher: `200`, `200,202`, `200-299`.
+    pub http_code: String,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            protocol: "HTTP".into(),
+            port: "traffic-port".into(),
+            path: "/".into(),
+            interval_seconds: 30,
+            timeout_seconds: 5,
+            healthy_threshold: 5,
+            unhealthy_threshold: 2,
+            http_code: "200".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetGroup {
     pub arn: String,
@@ -127,7 +161,10 @@ pub struct TargetGroup {
     pub vpc_id: String,
     pub target_type: TargetType,
     pub attributes: Attributes,
+    #[serde(default)]
+    pub health_check: HealthCheck,
     pub targets: Vec<Registration>,
+    #[serde(default)]
     pub tags: Tags,
     pub origin: Origin,
 }

@@ -5,7 +5,7 @@
 //! The pipeline is `TOML → FileConfig (serde, unknown keys refused) → Config (checked)`.
 //! Nothing here touches the store; [`crate::reconcile`] turns a [`Config`] into commands.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -42,6 +42,10 @@ struct FileSettings {
     dns_domain: Option<String>,
     #[serde(default)]
     zone: Vec<FileZone>,
+    /// Access key id → secret access key. When any are given, API requests must be signed
+    /// with one of them.
+    #[serde(default)]
+    credentials: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,7 +124,10 @@ enum FileTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Settings {
     pub(crate) scope: Scope,
+    /// Seeds the default VPC on the first start with an empty data dir.
     pub(crate) topology: Topology,
+    /// API credentials (access key id → secret); empty means signatures are not checked.
+    pub(crate) credentials: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -174,6 +181,7 @@ impl Settings {
         Self {
             scope: Scope::default(),
             topology: Topology::default(),
+            credentials: BTreeMap::new(),
         }
     }
 }
@@ -232,7 +240,8 @@ impl FileSettings {
         let untouched = self.region.is_none()
             && self.account.is_none()
             && self.dns_domain.is_none()
-            && self.zone.is_empty();
+            && self.zone.is_empty()
+            && self.credentials.is_empty();
         if untouched {
             return Ok(None);
         }
@@ -248,6 +257,7 @@ impl FileSettings {
             }
             settings.scope.account = account;
         }
+        settings.credentials = self.credentials;
         if let Some(domain) = self.dns_domain {
             settings.scope.dns_domain = domain;
         }

@@ -354,6 +354,7 @@ fn load_balancer(
                     state,
                     Command::ModifyListener {
                         arn: l.arn,
+                        port: None,
                         default_actions: actions,
                     },
                     cx,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use elb_api::{Api, Credentials};
 use elb_dataplane::{Applied, DataPlane};
 use elb_model::{Command, LoadBalancerState, State};
 use elb_store::{Snapshot, SqliteBackend, Store};
@@ -29,7 +30,7 @@ pub(crate) struct ServeArgs {
     /// Directory of the embedded store (SQLite); created if missing.
     #[arg(long, value_name = "DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
-    /// Address for the AWS API (elbv2, EC2, ACM). Accepted; the API is not served yet.
+    /// Address for the AWS API (elbv2 and the EC2 subset), e.g. 127.0.0.1:4566.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     api_listen: Option<SocketAddr>,
     /// Address for the authoritative DNS server. Accepted; DNS is not served yet.
@@ -79,13 +80,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .collect();
         info!(name = %lb.name, arn = %lb.arn, dns_name = %lb.dns_name, nodes = %nodes.join(","), "load balancer");
     }
-    for (flag, addr) in [
-        ("--api-listen", args.api_listen),
-        ("--dns-listen", args.dns_listen),
-    ] {
-        if let Some(addr) = addr {
-            warn!(%addr, "{flag} is accepted but not served yet: that part of elbd is not built");
-        }
+    if let Some(addr) = args.dns_listen {
+        warn!(%addr, "--dns-listen is accepted but not served yet: DNS is not built");
     }
 
     tokio::runtime::Builder::new_multi_thread()
@@ -102,6 +98,26 @@ async fn serve(
 ) -> anyhow::Result<()> {
     if args.demo_targets {
         demo::start(&first.state);
+    }
+    if let Some(addr) = args.api_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--api-listen {addr}"))?;
+        let api = Arc::new(Api {
+            store: store.clone(),
+            credentials: Credentials(settings.credentials.clone().into_iter().collect()),
+        });
+        let signed = if api.credentials.0.is_empty() {
+            "any signature accepted"
+        } else {
+            "signatures checked"
+        };
+        info!(%addr, "AWS API up ({signed})");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, elb_api::router(api)).await {
+                error!(error = %e, "the API server stopped");
+            }
+        });
     }
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;

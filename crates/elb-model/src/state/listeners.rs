@@ -73,14 +73,26 @@ impl State {
     pub(super) fn modify_listener(
         &mut self,
         arn: &str,
+        port: Option<u16>,
         default_actions: Vec<Action>,
     ) -> Result<Outcome> {
-        let lb_arn = self.listener(arn)?.load_balancer_arn.clone();
+        let listener = self.listener(arn)?;
+        let lb_arn = listener.load_balancer_arn.clone();
+        let port = port.unwrap_or(listener.port);
+        target_groups::check_port(port)?;
+        if self
+            .listeners_of(&lb_arn)
+            .any(|l| l.port == port && l.arn != arn)
+        {
+            return Err(ModelError::new(
+                ErrorCode::DuplicateListener,
+                format!("A listener already exists on port {port}"),
+            ));
+        }
         self.check_actions(&lb_arn, &default_actions)?;
-        self.listeners
-            .get_mut(arn)
-            .expect("checked above")
-            .default_actions = default_actions;
+        let listener = self.listeners.get_mut(arn).expect("checked above");
+        listener.port = port;
+        listener.default_actions = default_actions;
         Ok(Outcome::Done)
     }
 

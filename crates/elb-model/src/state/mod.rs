@@ -120,8 +120,10 @@ pub enum Command {
         targets: Vec<TargetDescription>,
     },
     CreateListener(CreateListener),
+    /// Changes a listener's port (when given) and default actions.
     ModifyListener {
         arn: String,
+        port: Option<u16>,
         default_actions: Vec<Action>,
     },
     DeleteListener {
@@ -181,8 +183,9 @@ impl State {
             Command::CreateListener(c) => self.create_listener(c, cx),
             Command::ModifyListener {
                 arn,
+                port,
                 default_actions,
-            } => self.modify_listener(&arn, default_actions),
+            } => self.modify_listener(&arn, port, default_actions),
             Command::DeleteListener { arn } => self.delete_listener(&arn),
             Command::AddTags { arns, tags } => self.add_tags(&arns, &tags),
             Command::RemoveTags { arns, keys } => self.remove_tags(&arns, &keys),

@@ -8,7 +8,9 @@ use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::limits;
 use crate::names;
-use crate::target_group::{Registration, TargetGroup, TargetGroupProtocol, TargetId, TargetType};
+use crate::target_group::{
+    HealthCheck, Registration, TargetGroup, TargetGroupProtocol, TargetId, TargetType,
+};
 
 /// A target as RegisterTargets names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +78,7 @@ impl State {
                 vpc_id,
                 target_type,
                 attributes: attributes::target_group_defaults(),
+                health_check: HealthCheck::default(),
                 targets: Vec::new(),
                 tags: Tags::new(),
                 origin: c.origin,

@@ -81,6 +81,8 @@ impl Lab {
 pub(crate) struct Elbd {
     child: Child,
     pub(crate) log: PathBuf,
+    /// The flags beyond --config and --data-dir, for restarts.
+    extra: Vec<String>,
 }
 
 impl Elbd {
@@ -89,7 +91,8 @@ impl Elbd {
     pub(crate) fn start(lab: &Lab, config: &Path, extra: &[&str], ready: &[SocketAddr]) -> Self {
         let log = lab.dir.join("elbd.log");
         let child = Self::spawn(lab, config, extra, &log);
-        let mut elbd = Self { child, log };
+        let extra = extra.iter().map(ToString::to_string).collect();
+        let mut elbd = Self { child, log, extra };
         for addr in ready {
             elbd.wait_until(&format!("{addr} accepts"), || {
                 TcpStream::connect(addr).is_ok()
@@ -98,7 +101,7 @@ impl Elbd {
         elbd
     }
 
-    fn spawn(lab: &Lab, config: &Path, extra: &[&str], log: &Path) -> Child {
+    fn spawn(lab: &Lab, config: &Path, extra: &[impl AsRef<std::ffi::OsStr>], log: &Path) -> Child {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -146,7 +149,7 @@ impl Elbd {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
         std::fs::rename(&self.log, lab.dir.join("elbd.before-kill.log")).unwrap();
-        self.child = Self::spawn(lab, config, &[], &self.log);
+        self.child = Self::spawn(lab, config, &self.extra, &self.log);
         for addr in ready {
             self.wait_until(&format!("{addr} accepts again"), || {
                 TcpStream::connect(addr).is_ok()
@@ -322,4 +325,79 @@ pub(crate) fn listening(octet: u8, port: u16) -> Vec<SocketAddrV4> {
             (p == port && ip.octets()[1] == octet).then_some(SocketAddrV4::new(ip, p))
         })
         .collect()
+}
+
+/// The Python venv with the aws cli and boto3: `.ci/run` makes it; a test run without it
+/// makes it once (about 20 s).
+pub(crate) fn venv() -> &'static Path {
+    static VENV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    VENV.get_or_init(|| {
+        let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("venv");
+        if !venv.join("bin/aws").exists() {
+            let ok = Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new(venv.join("bin/pip"))
+                    .args(["install", "-q", "awscli", "boto3"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "could not make {} with awscli and boto3",
+                venv.display()
+            );
+        }
+        venv
+    })
+}
+
+/// The aws cli pointed at an elbd API endpoint, with dummy credentials.
+pub(crate) struct Aws {
+    pub(crate) endpoint: String,
+    pub(crate) key: (&'static str, &'static str),
+}
+
+impl Aws {
+    pub(crate) fn new(api: SocketAddr) -> Self {
+        Self {
+            endpoint: format!("http://{api}"),
+            key: ("test", "test"),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Output {
+        Command::new(venv().join("bin/aws"))
+            .args(["--endpoint-url", &self.endpoint, "--output", "json"])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", self.key.0)
+            .env("AWS_SECRET_ACCESS_KEY", self.key.1)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `aws ARGS`, expecting success; returns its JSON output (null when empty).
+    pub(crate) fn ok(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.command(args);
+        assert!(
+            out.status.success(),
+            "aws {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Runs `aws ARGS`, expecting failure; returns what it printed.
+    pub(crate) fn err(&self, args: &[&str]) -> String {
+        let out = self.command(args);
+        assert!(!out.status.success(), "aws {args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
 }

@@ -1,0 +1,89 @@
+//! Describe/Modify of load balancer and target group attributes.
+
+use elb_model::{Attributes, Command, ErrorCode, ModelError};
+
+use crate::Api;
+use crate::error::ApiError;
+use crate::query::Params;
+use crate::xml::Xml;
+
+fn render(attributes: &Attributes) -> Xml {
+    let mut x = Xml::new();
+    x.members("Attributes", attributes.iter(), |x, (key, value)| {
+        x.leaf("Key", key).leaf("Value", value);
+    });
+    x
+}
+
+fn changes(params: &Params) -> Result<Vec<(String, String)>, ApiError> {
+    let changes: Vec<(String, String)> = params
+        .structs("Attributes.member")?
+        .into_iter()
+        .map(|a| {
+            let pair = (
+                a.required("Key")?.to_owned(),
+                a.optional("Value").unwrap_or("").to_owned(),
+            );
+            a.finish()?;
+            Ok::<_, ApiError>(pair)
+        })
+        .collect::<Result<_, _>>()?;
+    if changes.is_empty() {
+        return Err(ApiError::missing("Attributes"));
+    }
+    Ok(changes)
+}
+
+pub(super) fn describe_load_balancer(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("LoadBalancerArn")?;
+    let snapshot = api.store.snapshot();
+    let lb = snapshot.state.load_balancers.get(arn).ok_or_else(|| {
+        ModelError::new(
+            ErrorCode::LoadBalancerNotFound,
+            format!("Load balancer '{arn}' not found"),
+        )
+    })?;
+    Ok(render(&lb.attributes))
+}
+
+pub(super) fn modify_load_balancer(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("LoadBalancerArn")?.to_owned();
+    let changes = changes(params)?;
+    let (snapshot, _) = api.store.update(|state, cx| {
+        state.apply(
+            Command::ModifyLoadBalancerAttributes {
+                arn: arn.clone(),
+                changes: changes.clone(),
+            },
+            cx,
+        )
+    })?;
+    Ok(render(&snapshot.state.load_balancers[&arn].attributes))
+}
+
+pub(super) fn describe_target_group(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("TargetGroupArn")?;
+    let snapshot = api.store.snapshot();
+    let tg = snapshot.state.target_groups.get(arn).ok_or_else(|| {
+        ModelError::new(
+            ErrorCode::TargetGroupNotFound,
+            format!("Target group '{arn}' not found"),
+        )
+    })?;
+    Ok(render(&tg.attributes))
+}
+
+pub(super) fn modify_target_group(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("TargetGroupArn")?.to_owned();
+    let changes = changes(params)?;
+    let (snapshot, _) = api.store.update(|state, cx| {
+        state.apply(
+            Command::ModifyTargetGroupAttributes {
+                arn: arn.clone(),
+                changes: changes.clone(),
+            },
+            cx,
+        )
+    })?;
+    Ok(render(&snapshot.state.target_groups[&arn].attributes))
+}

@@ -1,0 +1,267 @@
+//! Listeners and their rules: create, describe, modify, delete; DescribeRules.
+
+use elb_model::state::CreateListener;
+use elb_model::{
+    Action, Command, ErrorCode, Listener, ListenerProtocol, ModelError, Origin, Outcome, State,
+};
+
+use super::{page, render, tag_params};
+use crate::Api;
+use crate::error::ApiError;
+use crate::query::Params;
+use crate::xml::Xml;
+
+const PROTOCOLS: &[&str] = &[
+    "HTTP", "HTTPS", "TCP", "TLS", "UDP", "TCP_UDP", "GENEVE", "QUIC", "TCP_QUIC",
+];
+
+/// `DefaultActions.member.N`: forward to one target group, by `TargetGroupArn` or by a
+/// `ForwardConfig` naming one group. Other actions arrive with the listener-rules work.
+fn action_params(params: &Params, prefix: &str) -> Result<Vec<Action>, ApiError> {
+    let mut actions = Vec::new();
+    for a in params.structs(prefix)? {
+        let kind = a.required("Type")?;
+        if kind != "forward" {
+            return Err(ModelError::new(
+                ErrorCode::InvalidLoadBalancerAction,
+                format!("elbd does not implement '{kind}' actions yet; only forward is built"),
+            )
+            .into());
+        }
+        a.int("Order", 1, 50_000)?;
+        let mut arns: Vec<String> = a
+            .optional("TargetGroupArn")
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        for group in a.structs("ForwardConfig.TargetGroups.member")? {
+            let arn = group.required("TargetGroupArn")?.to_owned();
+            group.int("Weight", 0, 999)?;
+            group.finish()?;
+            if !arns.contains(&arn) {
+                arns.push(arn);
+            }
+        }
+        if a.bool("ForwardConfig.TargetGroupStickinessConfig.Enabled")? == Some(true) {
+            return Err(ApiError::new(
+                400,
+                "InvalidConfigurationRequest",
+                "elbd does not implement target group stickiness yet",
+            ));
+        }
+        a.int(
+            "ForwardConfig.TargetGroupStickinessConfig.DurationSeconds",
+            1,
+            604_800,
+        )?;
+        a.finish()?;
+        let target_group_arn = match <[String; 1]>::try_from(arns) {
+            Ok([arn]) => arn,
+            Err(arns) if arns.is_empty() => return Err(ApiError::missing("TargetGroupArn")),
+            Err(_) => {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidLoadBalancerAction,
+                    "elbd does not implement weighted forwarding to several target groups yet",
+                )
+                .into());
+            }
+        };
+        actions.push(Action::Forward { target_group_arn });
+    }
+    if actions.is_empty() {
+        return Err(ApiError::missing("DefaultActions"));
+    }
+    Ok(actions)
+}
+
+pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let load_balancer_arn = params.required("LoadBalancerArn")?.to_owned();
+    let protocol = params
+        .one_of("Protocol", PROTOCOLS)?
+        .ok_or_else(|| ApiError::missing("Protocol"))?;
+    let protocol = ListenerProtocol::parse(protocol).map_err(|_| {
+        ModelError::new(
+            ErrorCode::UnsupportedProtocol,
+            format!("elbd does not serve {protocol} listeners"),
+        )
+    })?;
+    let port = params
+        .int("Port", 1, 65535)?
+        .ok_or_else(|| ApiError::missing("Port"))? as u16;
+    let default_actions = action_params(params, "DefaultActions.member")?;
+    let tags = tag_params(params)?;
+    let create = Command::CreateListener(CreateListener {
+        load_balancer_arn,
+        protocol,
+        port,
+        default_actions,
+        origin: Origin::Api,
+    });
+    let (snapshot, arn) = api.store.update(|state, cx| {
+        let Outcome::Created(arn) = state.apply(create.clone(), cx)? else {
+            unreachable!("CreateListener reports what it created")
+        };
+        if !tags.is_empty() {
+            state.apply(
+                Command::AddTags {
+                    arns: vec![arn.clone()],
+                    tags: tags.clone(),
+                },
+                cx,
+            )?;
+        }
+        Ok(arn)
+    })?;
+    let mut x = Xml::new();
+    x.members(
+        "Listeners",
+        [&snapshot.state.listeners[&arn]],
+        render::listener,
+    );
+    Ok(x)
+}
+
+pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let lb_arn = params.optional("LoadBalancerArn");
+    let arns = params.list("ListenerArns.member")?;
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let mut found: Vec<&Listener> = match (lb_arn, arns.is_empty()) {
+        (Some(_), false) => {
+            return Err(ApiError::validation(
+                "Listener ARNs and a load balancer ARN cannot be specified at the same time",
+            ));
+        }
+        (None, true) => {
+            return Err(ApiError::validation(
+                "You must specify either listener ARNs or a load balancer ARN",
+            ));
+        }
+        (Some(lb), true) => {
+            if !state.load_balancers.contains_key(lb) {
+                return Err(ModelError::new(
+                    ErrorCode::LoadBalancerNotFound,
+                    format!("Load balancer '{lb}' not found"),
+                )
+                .into());
+            }
+            state.listeners_of(lb).collect()
+        }
+        (None, false) => {
+            if arns.iter().any(|a| !state.listeners.contains_key(a)) {
+                return Err(ModelError::new(
+                    ErrorCode::ListenerNotFound,
+                    "One or more listeners not found",
+                )
+                .into());
+            }
+            arns.iter().map(|a| &state.listeners[a]).collect()
+        }
+    };
+    found.sort_by_key(|l| (l.port, l.arn.clone()));
+    let (found, next) = page(params, found, |l| &l.arn)?;
+    let mut x = Xml::new();
+    x.members("Listeners", found, render::listener);
+    if let Some(next) = next {
+        x.leaf("NextMarker", next);
+    }
+    Ok(x)
+}
+
+pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("ListenerArn")?.to_owned();
+    let port = params.int("Port", 1, 65535)?.map(|p| p as u16);
+    let protocol = params
+        .one_of("Protocol", PROTOCOLS)?
+        .map(ListenerProtocol::parse)
+        .transpose()?;
+    let actions = if params.structs("DefaultActions.member")?.is_empty() {
+        None
+    } else {
+        Some(action_params(params, "DefaultActions.member")?)
+    };
+    let (snapshot, ()) = api.store.update(|state, cx| {
+        let current = listener(state, &arn)?.clone();
+        if protocol.is_some_and(|p| p != current.protocol) {
+            return Err(ModelError::new(
+                ErrorCode::UnsupportedProtocol,
+                "elbd cannot change a listener's protocol yet",
+            ));
+        }
+        state.apply(
+            Command::ModifyListener {
+                arn: arn.clone(),
+                port,
+                default_actions: actions.clone().unwrap_or(current.default_actions),
+            },
+            cx,
+        )?;
+        Ok(())
+    })?;
+    let mut x = Xml::new();
+    x.members(
+        "Listeners",
+        [&snapshot.state.listeners[&arn]],
+        render::listener,
+    );
+    Ok(x)
+}
+
+pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("ListenerArn")?.to_owned();
+    api.store.execute(Command::DeleteListener { arn })?;
+    Ok(Xml::new())
+}
+
+fn listener<'a>(state: &'a State, arn: &str) -> Result<&'a Listener, ModelError> {
+    state.listeners.get(arn).ok_or_else(|| {
+        ModelError::new(
+            ErrorCode::ListenerNotFound,
+            format!("Listener '{arn}' not found"),
+        )
+    })
+}
+
+/// Every listener has its default rule; prioritised rules arrive with the rules work.
+pub(super) fn describe_rules(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let listener_arn = params.optional("ListenerArn");
+    let rule_arns = params.list("RuleArns.member")?;
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let found: Vec<&Listener> = match (listener_arn, rule_arns.is_empty()) {
+        (Some(arn), true) => vec![listener(state, arn)?],
+        (None, false) => rule_arns
+            .iter()
+            .map(|r| {
+                state
+                    .listeners
+                    .values()
+                    .find(|l| &l.default_rule_arn == r)
+                    .ok_or_else(|| {
+                        ApiError::from(ModelError::new(
+                            ErrorCode::RuleNotFound,
+                            "One or more rules not found",
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(ApiError::validation(
+                "You must specify either a listener ARN or rule ARNs, not both",
+            ));
+        }
+    };
+    let (found, next) = page(params, found, |l| &l.default_rule_arn)?;
+    let mut x = Xml::new();
+    x.members("Rules", found, |x, l| {
+        x.leaf("RuleArn", &l.default_rule_arn)
+            .leaf("Priority", "default");
+        x.node("Conditions", |_| {});
+        render::actions(x, "Actions", &l.default_actions);
+        x.leaf("IsDefault", "true");
+    });
+    if let Some(next) = next {
+        x.leaf("NextMarker", next);
+    }
+    Ok(x)
+}

@@ -1,0 +1,152 @@
+//! CreateLoadBalancer, DescribeLoadBalancers, DeleteLoadBalancer, DescribeAccountLimits.
+
+use elb_model::state::CreateLoadBalancer;
+use elb_model::{
+    Command, ErrorCode, IpAddressType, LoadBalancerKind, ModelError, Origin, Outcome, Scheme,
+    limits,
+};
+
+use super::{page, render, tag_params};
+use crate::Api;
+use crate::error::ApiError;
+use crate::query::Params;
+use crate::xml::Xml;
+
+pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let name = params.required("Name")?.to_owned();
+    let kind = match params.one_of("Type", &["application", "network", "gateway"])? {
+        Some(t) => LoadBalancerKind::parse(t)?,
+        None => LoadBalancerKind::Application,
+    };
+    let scheme = params
+        .one_of("Scheme", &["internet-facing", "internal"])?
+        .map(Scheme::parse)
+        .transpose()?;
+    let ip_address_type = params
+        .one_of(
+            "IpAddressType",
+            &["ipv4", "dualstack", "dualstack-without-public-ipv4"],
+        )?
+        .map(|t| match t {
+            "ipv4" => IpAddressType::Ipv4,
+            "dualstack" => IpAddressType::Dualstack,
+            _ => IpAddressType::DualstackWithoutPublicIpv4,
+        });
+    let mut subnet_ids = params.list("Subnets.member")?;
+    for mapping in params.structs("SubnetMappings.member")? {
+        subnet_ids.push(mapping.required("SubnetId")?.to_owned());
+        mapping.finish()?;
+    }
+    let security_groups = Some(params.list("SecurityGroups.member")?).filter(|sgs| !sgs.is_empty());
+    let tags = tag_params(params)?;
+    let create = Command::CreateLoadBalancer(CreateLoadBalancer {
+        name,
+        kind,
+        scheme,
+        ip_address_type,
+        subnet_ids,
+        security_groups,
+        origin: Origin::Api,
+    });
+    let (snapshot, arn) = api.store.update(|state, cx| {
+        let Outcome::Created(arn) = state.apply(create.clone(), cx)? else {
+            unreachable!("CreateLoadBalancer reports what it created")
+        };
+        if !tags.is_empty() {
+            state.apply(
+                Command::AddTags {
+                    arns: vec![arn.clone()],
+                    tags: tags.clone(),
+                },
+                cx,
+            )?;
+        }
+        Ok(arn)
+    })?;
+    let state = &snapshot.state;
+    let mut x = Xml::new();
+    x.members("LoadBalancers", [&state.load_balancers[&arn]], |x, lb| {
+        render::load_balancer(x, state, lb)
+    });
+    Ok(x)
+}
+
+pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arns = params.list("LoadBalancerArns.member")?;
+    let names = params.list("Names.member")?;
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let mut found: Vec<_> = state.load_balancers.values().collect();
+    if !arns.is_empty() && !names.is_empty() {
+        return Err(ApiError::validation(
+            "Load balancer names and load balancer ARNs cannot be specified at the same time",
+        ));
+    }
+    if !arns.is_empty() {
+        if let Some(missing) = arns.iter().find(|a| !state.load_balancers.contains_key(*a)) {
+            return Err(ModelError::new(
+                ErrorCode::LoadBalancerNotFound,
+                format!("Load balancer '{missing}' not found"),
+            )
+            .into());
+        }
+        found.retain(|lb| arns.contains(&lb.arn));
+    }
+    if !names.is_empty() {
+        let missing: Vec<&str> = names
+            .iter()
+            .filter(|n| state.load_balancer_by_name(n).is_none())
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let message = format!("Load balancers '[{}]' not found", missing.join(", "));
+            return Err(ModelError::new(ErrorCode::LoadBalancerNotFound, message).into());
+        }
+        found.retain(|lb| names.contains(&lb.name));
+    }
+    found.sort_by(|a, b| (a.created_ms, &a.arn).cmp(&(b.created_ms, &b.arn)));
+    let (found, next) = page(params, found, |lb| &lb.arn)?;
+    let mut x = Xml::new();
+    x.members("LoadBalancers", found, |x, lb| {
+        render::load_balancer(x, state, lb)
+    });
+    if let Some(next) = next {
+        x.leaf("NextMarker", next);
+    }
+    Ok(x)
+}
+
+pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("LoadBalancerArn")?.to_owned();
+    api.store.execute(Command::DeleteLoadBalancer { arn })?;
+    Ok(Xml::new())
+}
+
+/// AWS's default quotas, the ones elbd enforces among them.
+pub(super) fn account_limits(params: &Params) -> Result<Xml, ApiError> {
+    let all = [
+        (
+            "application-load-balancers",
+            limits::LOAD_BALANCERS_PER_REGION,
+        ),
+        ("network-load-balancers", limits::LOAD_BALANCERS_PER_REGION),
+        (
+            "listeners-per-application-load-balancer",
+            limits::LISTENERS_PER_LOAD_BALANCER,
+        ),
+        (
+            "listeners-per-network-load-balancer",
+            limits::LISTENERS_PER_LOAD_BALANCER,
+        ),
+        ("target-groups", limits::TARGET_GROUPS_PER_REGION),
+    ];
+    let (limits, next) = page(params, all.to_vec(), |(name, _)| name)?;
+    let mut x = Xml::new();
+    x.members("Limits", limits, |x, (name, max)| {
+        x.leaf("Name", name).leaf("Max", max.to_string());
+    });
+    if let Some(next) = next {
+        x.leaf("NextMarker", next);
+    }
+    Ok(x)
+}

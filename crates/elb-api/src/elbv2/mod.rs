@@ -1,0 +1,160 @@
+//! The elbv2 Query API (version 2015-12-01): dispatch, and the XML shapes shared by several
+//! operations.
+
+mod attributes;
+mod listeners;
+mod load_balancers;
+mod render;
+mod tags;
+mod target_groups;
+
+use crate::Api;
+use crate::error::ApiError;
+use crate::query::Params;
+use crate::xml::Xml;
+
+pub const NAMESPACE: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
+const VERSION: &str = "2015-12-01";
+
+/// The model's 51 operations. Each one elbd does not implement yet answers `NotImplemented`
+/// (HTTP 501), naming itself; the README lists them.
+pub const OPERATIONS: [&str; 51] = [
+    "AddListenerCertificates",
+    "AddTags",
+    "AddTrustStoreRevocations",
+    "CreateListener",
+    "CreateLoadBalancer",
+    "CreateRule",
+    "CreateTargetGroup",
+    "CreateTrustStore",
+    "DeleteListener",
+    "DeleteLoadBalancer",
+    "DeleteRule",
+    "DeleteSharedTrustStoreAssociation",
+    "DeleteTargetGroup",
+    "DeleteTrustStore",
+    "DeregisterTargets",
+    "DescribeAccountLimits",
+    "DescribeCapacityReservation",
+    "DescribeListenerAttributes",
+    "DescribeListenerCertificates",
+    "DescribeListeners",
+    "DescribeLoadBalancerAttributes",
+    "DescribeLoadBalancers",
+    "DescribeRules",
+    "DescribeSSLPolicies",
+    "DescribeTags",
+    "DescribeTargetGroupAttributes",
+    "DescribeTargetGroups",
+    "DescribeTargetHealth",
+    "DescribeTrustStoreAssociations",
+    "DescribeTrustStoreRevocations",
+    "DescribeTrustStores",
+    "GetResourcePolicy",
+    "GetTrustStoreCaCertificatesBundle",
+    "GetTrustStoreRevocationContent",
+    "ModifyCapacityReservation",
+    "ModifyIpPools",
+    "ModifyListener",
+    "ModifyListenerAttributes",
+    "ModifyLoadBalancerAttributes",
+    "ModifyRule",
+    "ModifyTargetGroup",
+    "ModifyTargetGroupAttributes",
+    "ModifyTrustStore",
+    "RegisterTargets",
+    "RemoveListenerCertificates",
+    "RemoveTags",
+    "RemoveTrustStoreRevocations",
+    "SetIpAddressType",
+    "SetRulePriorities",
+    "SetSecurityGroups",
+    "SetSubnets",
+];
+
+/// Runs `action` and returns the content of its `<{Action}Result>`.
+pub fn call(api: &Api, action: &str, params: &Params) -> Result<Xml, ApiError> {
+    match params.optional("Version") {
+        Some(VERSION) | None => {}
+        Some(other) => {
+            return Err(ApiError::new(
+                400,
+                "InvalidAction",
+                format!("Version '{other}' is not supported; elbv2 is version {VERSION}"),
+            ));
+        }
+    }
+    match action {
+        "CreateLoadBalancer" => load_balancers::create(api, params),
+        "DescribeLoadBalancers" => load_balancers::describe(api, params),
+        "DeleteLoadBalancer" => load_balancers::delete(api, params),
+        "DescribeLoadBalancerAttributes" => attributes::describe_load_balancer(api, params),
+        "ModifyLoadBalancerAttributes" => attributes::modify_load_balancer(api, params),
+        "CreateTargetGroup" => target_groups::create(api, params),
+        "DescribeTargetGroups" => target_groups::describe(api, params),
+        "ModifyTargetGroup" => target_groups::modify(api, params),
+        "DeleteTargetGroup" => target_groups::delete(api, params),
+        "RegisterTargets" => target_groups::register(api, params),
+        "DeregisterTargets" => target_groups::deregister(api, params),
+        "DescribeTargetHealth" => target_groups::describe_health(api, params),
+        "DescribeTargetGroupAttributes" => attributes::describe_target_group(api, params),
+        "ModifyTargetGroupAttributes" => attributes::modify_target_group(api, params),
+        "CreateListener" => listeners::create(api, params),
+        "DescribeListeners" => listeners::describe(api, params),
+        "ModifyListener" => listeners::modify(api, params),
+        "DeleteListener" => listeners::delete(api, params),
+        "DescribeRules" => listeners::describe_rules(api, params),
+        "AddTags" => tags::add(api, params),
+        "RemoveTags" => tags::remove(api, params),
+        "DescribeTags" => tags::describe(api, params),
+        "DescribeAccountLimits" => load_balancers::account_limits(params),
+        known if OPERATIONS.contains(&known) => Err(ApiError::new(
+            501,
+            "NotImplemented",
+            format!("elbd does not implement {known} yet"),
+        )),
+        unknown => Err(ApiError::new(
+            400,
+            "InvalidAction",
+            format!("The action {unknown} is not valid for this web service."),
+        )),
+    }
+}
+
+/// One page of `items` after `Marker`, at most `PageSize` long, and the marker of the next.
+fn page<T>(
+    params: &Params,
+    items: Vec<T>,
+    key: impl Fn(&T) -> &str,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let size = params
+        .int("PageSize", 1, 400)?
+        .map_or(usize::MAX, |n| n as usize);
+    let start = match params.optional("Marker") {
+        None => 0,
+        Some(marker) => items
+            .iter()
+            .position(|item| key(item) == marker)
+            .ok_or_else(|| ApiError::validation(format!("Marker '{marker}' is not valid")))?,
+    };
+    let mut rest: Vec<T> = items.into_iter().skip(start).collect();
+    let next = (rest.len() > size).then(|| key(&rest[size]).to_owned());
+    rest.truncate(size);
+    Ok((rest, next))
+}
+
+/// `<Tags>` of a create call, as (key, value) pairs.
+fn tag_params(params: &Params) -> Result<Vec<(String, String)>, ApiError> {
+    params
+        .structs("Tags.member")?
+        .into_iter()
+        .map(|t| {
+            let pair = (
+                t.required("Key")?.to_owned(),
+                t.optional("Value").unwrap_or("").to_owned(),
+            );
+            t.finish()?;
+            Ok(pair)
+        })
+        .collect()
+}

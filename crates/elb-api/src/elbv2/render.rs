@@ -1,0 +1,148 @@
+//! The XML of the elbv2 resource shapes (`LoadBalancer`, `TargetGroup`, `Listener`,
+//! `Action`), written from model values.
+
+use elb_model::{
+    Action, Listener, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme, State, TargetGroup,
+};
+
+use crate::clock;
+use crate::xml::Xml;
+
+/// Route 53 hosted zone of a region's load balancers (ALB, NLB), as Terraform expects them;
+/// regions AWS does not have get us-east-1's.
+fn hosted_zone(region: &str, kind: LoadBalancerKind) -> &'static str {
+    let (alb, nlb) = match region {
+        "us-east-2" => ("Z3AADJGX6KTTL2", "ZLMOA37VPKANP"),
+        "us-west-2" => ("Z1H1FL5HABSF5", "Z18D5FSROUN65G"),
+        "eu-west-1" => ("Z32O12XQLNTSW2", "Z2IFOLAFXWLO4F"),
+        "eu-central-1" => ("Z215JYRZR1TBD5", "Z3F0SRJ5LGBH90"),
+        "ap-northeast-1" => ("Z14GRHDCWA56QT", "Z31USIVHYNEOWT"),
+        _ => ("Z35SXDOTRQ7X7K", "Z26RNL4JYFTOTI"),
+    };
+    if kind == LoadBalancerKind::Application {
+        alb
+    } else {
+        nlb
+    }
+}
+
+fn state_code(state: LoadBalancerState) -> &'static str {
+    match state {
+        LoadBalancerState::Provisioning => "provisioning",
+        LoadBalancerState::Active => "active",
+        LoadBalancerState::ActiveImpaired => "active_impaired",
+        LoadBalancerState::Failed => "failed",
+    }
+}
+
+pub(super) fn load_balancer(x: &mut Xml, state: &State, lb: &LoadBalancer) {
+    x.leaf("LoadBalancerArn", &lb.arn)
+        .leaf("DNSName", &lb.dns_name)
+        .leaf(
+            "CanonicalHostedZoneId",
+            hosted_zone(&state.scope.region, lb.kind),
+        )
+        .leaf("CreatedTime", clock::iso8601(lb.created_ms))
+        .leaf("LoadBalancerName", &lb.name);
+    if lb.kind != LoadBalancerKind::Gateway {
+        let scheme = match lb.scheme {
+            Scheme::InternetFacing => "internet-facing",
+            Scheme::Internal => "internal",
+        };
+        x.leaf("Scheme", scheme);
+    }
+    x.leaf("VpcId", &lb.vpc_id)
+        .node("State", |x| {
+            x.leaf("Code", state_code(lb.state));
+        })
+        .leaf("Type", lb.kind.as_str())
+        .members("AvailabilityZones", &lb.subnet_ids, |x, subnet_id| {
+            let zone = state
+                .subnets
+                .get(subnet_id)
+                .map_or("", |s| s.availability_zone.as_str());
+            x.leaf("ZoneName", zone).leaf("SubnetId", subnet_id);
+            if lb.kind != LoadBalancerKind::Application {
+                let node = state.nodes_of(&lb.arn).find(|n| &n.subnet_id == subnet_id);
+                x.members("LoadBalancerAddresses", node, |x, n| {
+                    x.leaf("PrivateIPv4Address", n.private_ipv4.to_string());
+                });
+            }
+        });
+    if lb.kind != LoadBalancerKind::Gateway {
+        x.text_members("SecurityGroups", &lb.security_groups);
+    }
+    x.leaf("IpAddressType", "ipv4");
+}
+
+pub(super) fn target_group(x: &mut Xml, state: &State, tg: &TargetGroup) {
+    let hc = &tg.health_check;
+    x.leaf("TargetGroupArn", &tg.arn)
+        .leaf("TargetGroupName", &tg.name)
+        .leaf("Protocol", tg.protocol.as_str())
+        .leaf("Port", tg.port.to_string())
+        .leaf("VpcId", &tg.vpc_id)
+        .leaf("HealthCheckProtocol", &hc.protocol)
+        .leaf("HealthCheckPort", &hc.port)
+        .leaf("HealthCheckEnabled", hc.enabled.to_string())
+        .leaf(
+            "HealthCheckIntervalSeconds",
+            hc.interval_seconds.to_string(),
+        )
+        .leaf("HealthCheckTimeoutSeconds", hc.timeout_seconds.to_string())
+        .leaf("HealthyThresholdCount", hc.healthy_threshold.to_string())
+        .leaf(
+            "UnhealthyThresholdCount",
+            hc.unhealthy_threshold.to_string(),
+        )
+        .leaf("HealthCheckPath", &hc.path)
+        .node("Matcher", |x| {
+            x.leaf("HttpCode", &hc.http_code);
+        })
+        .text_members(
+            "LoadBalancerArns",
+            state.load_balancer_of_target_group(&tg.arn),
+        )
+        .leaf("TargetType", target_type(tg))
+        .leaf("ProtocolVersion", "HTTP1")
+        .leaf("IpAddressType", "ipv4");
+}
+
+fn target_type(tg: &TargetGroup) -> &'static str {
+    match tg.target_type {
+        elb_model::TargetType::Instance => "instance",
+        elb_model::TargetType::Ip => "ip",
+        elb_model::TargetType::Lambda => "lambda",
+        elb_model::TargetType::Alb => "alb",
+    }
+}
+
+pub(super) fn listener(x: &mut Xml, l: &Listener) {
+    x.leaf("ListenerArn", &l.arn)
+        .leaf("LoadBalancerArn", &l.load_balancer_arn)
+        .leaf("Port", l.port.to_string())
+        .leaf("Protocol", l.protocol.as_str());
+    actions(x, "DefaultActions", &l.default_actions);
+}
+
+pub(super) fn actions(x: &mut Xml, tag: &str, actions: &[Action]) {
+    x.members(
+        tag,
+        actions.iter().enumerate(),
+        |x, (i, action)| match action {
+            Action::Forward { target_group_arn } => {
+                x.leaf("Type", "forward")
+                    .leaf("TargetGroupArn", target_group_arn)
+                    .leaf("Order", (i + 1).to_string())
+                    .node("ForwardConfig", |x| {
+                        x.members("TargetGroups", [target_group_arn], |x, arn| {
+                            x.leaf("TargetGroupArn", arn).leaf("Weight", "1");
+                        });
+                        x.node("TargetGroupStickinessConfig", |x| {
+                            x.leaf("Enabled", "false");
+                        });
+                    });
+            }
+        },
+    );
+}

@@ -1,0 +1,378 @@
+//! Target groups and their targets: create, describe, modify, delete, register, deregister,
+//! and DescribeTargetHealth.
+
+use elb_model::state::{CreateTargetGroup, TargetDescription};
+use elb_model::{
+    Command, ErrorCode, HealthCheck, ModelError, Origin, Outcome, Registration, State, TargetGroup,
+    TargetId,
+};
+
+use super::{page, render, tag_params};
+use crate::Api;
+use crate::error::ApiError;
+use crate::query::Params;
+use crate::xml::Xml;
+
+const PROTOCOLS: &[&str] = &[
+    "HTTP", "HTTPS", "TCP", "TLS", "UDP", "TCP_UDP", "GENEVE", "QUIC", "TCP_QUIC",
+];
+
+pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let target_type = params
+        .one_of("TargetType", &["instance", "ip", "lambda", "alb"])?
+        .unwrap_or("instance")
+        .to_owned();
+    let name = params.required("Name")?.to_owned();
+    let protocol = params
+        .one_of("Protocol", PROTOCOLS)?
+        .ok_or_else(|| ApiError::missing("Protocol"))?
+        .to_owned();
+    let port = params
+        .int("Port", 1, 65535)?
+        .ok_or_else(|| ApiError::missing("Port"))? as u16;
+    let vpc_id = params.required("VpcId")?.to_owned();
+    match params.one_of("ProtocolVersion", &["HTTP1", "HTTP2", "GRPC"])? {
+        None | Some("HTTP1") => {}
+        Some(other) => {
+            return Err(ModelError::new(
+                ErrorCode::UnsupportedProtocol,
+                format!("elbd does not send {other} to targets yet; only HTTP1 is built"),
+            )
+            .into());
+        }
+    }
+    if let Some(t) = params.one_of("IpAddressType", &["ipv4", "ipv6"])?
+        && t != "ipv4"
+    {
+        return Err(ApiError::new(
+            400,
+            "InvalidConfigurationRequest",
+            "elbd supports only ipv4 target groups so far",
+        ));
+    }
+    check_health_check(params, &HealthCheck::default())?;
+    let tags = tag_params(params)?;
+    let create = Command::CreateTargetGroup(CreateTargetGroup {
+        name,
+        protocol,
+        port,
+        vpc_id: Some(vpc_id),
+        target_type,
+        origin: Origin::Api,
+    });
+    let (snapshot, arn) = api.store.update(|state, cx| {
+        let Outcome::Created(arn) = state.apply(create.clone(), cx)? else {
+            unreachable!("CreateTargetGroup reports what it created")
+        };
+        if !tags.is_empty() {
+            state.apply(
+                Command::AddTags {
+                    arns: vec![arn.clone()],
+                    tags: tags.clone(),
+                },
+                cx,
+            )?;
+        }
+        Ok(arn)
+    })?;
+    let state = &snapshot.state;
+    let mut x = Xml::new();
+    x.members("TargetGroups", [&state.target_groups[&arn]], |x, tg| {
+        render::target_group(x, state, tg)
+    });
+    Ok(x)
+}
+
+/// Health checks are not run yet, so their settings accept only the current values; anything
+/// else is refused rather than stored and ignored.
+fn check_health_check(params: &Params, current: &HealthCheck) -> Result<(), ApiError> {
+    let texts = [
+        ("HealthCheckProtocol", &current.protocol),
+        ("HealthCheckPort", &current.port),
+        ("HealthCheckPath", &current.path),
+        ("Matcher.HttpCode", &current.http_code),
+    ];
+    let numbers = [
+        (
+            "HealthCheckIntervalSeconds",
+            current.interval_seconds,
+            5,
+            300,
+        ),
+        ("HealthCheckTimeoutSeconds", current.timeout_seconds, 2, 120),
+        ("HealthyThresholdCount", current.healthy_threshold, 2, 10),
+        (
+            "UnhealthyThresholdCount",
+            current.unhealthy_threshold,
+            2,
+            10,
+        ),
+    ];
+    let unbuilt = |name: &str, value: &str| {
+        ApiError::new(
+            400,
+            "InvalidConfigurationRequest",
+            format!(
+                "elbd does not run health checks yet; {name} accepts only its current value, not '{value}'"
+            ),
+        )
+    };
+    for (name, value) in texts {
+        if let Some(given) = params.optional(name)
+            && given != value.as_str()
+        {
+            return Err(unbuilt(name, given));
+        }
+    }
+    for (name, value, min, max) in numbers {
+        if let Some(given) = params.int(name, min, max)?
+            && given != i64::from(value)
+        {
+            return Err(unbuilt(name, &given.to_string()));
+        }
+    }
+    if let Some(given) = params.bool("HealthCheckEnabled")?
+        && given != current.enabled
+    {
+        return Err(unbuilt("HealthCheckEnabled", &given.to_string()));
+    }
+    Ok(())
+}
+
+pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let lb_arn = params.optional("LoadBalancerArn");
+    let arns = params.list("TargetGroupArns.member")?;
+    let names = params.list("Names.member")?;
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let mut found: Vec<&TargetGroup> = state.target_groups.values().collect();
+    if let Some(lb_arn) = lb_arn {
+        if !state.load_balancers.contains_key(lb_arn) {
+            return Err(ModelError::new(
+                ErrorCode::LoadBalancerNotFound,
+                format!("Load balancer '{lb_arn}' not found"),
+            )
+            .into());
+        }
+        found.retain(|tg| state.load_balancer_of_target_group(&tg.arn) == Some(lb_arn));
+    }
+    if !arns.is_empty() {
+        if arns.iter().any(|a| !state.target_groups.contains_key(a)) {
+            return Err(ModelError::new(
+                ErrorCode::TargetGroupNotFound,
+                "One or more target groups not found",
+            )
+            .into());
+        }
+        found.retain(|tg| arns.contains(&tg.arn));
+    }
+    if !names.is_empty() {
+        let missing: Vec<&str> = names
+            .iter()
+            .filter(|n| state.target_group_by_name(n).is_none())
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let message = format!("Target groups '[{}]' not found", missing.join(", "));
+            return Err(ModelError::new(ErrorCode::TargetGroupNotFound, message).into());
+        }
+        found.retain(|tg| names.contains(&tg.name));
+    }
+    found.sort_by(|a, b| a.arn.cmp(&b.arn));
+    let (found, next) = page(params, found, |tg| &tg.arn)?;
+    let mut x = Xml::new();
+    x.members("TargetGroups", found, |x, tg| {
+        render::target_group(x, state, tg)
+    });
+    if let Some(next) = next {
+        x.leaf("NextMarker", next);
+    }
+    Ok(x)
+}
+
+pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("TargetGroupArn")?;
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let tg = target_group(state, arn)?;
+    check_health_check(params, &tg.health_check)?;
+    let mut x = Xml::new();
+    x.members("TargetGroups", [tg], |x, tg| {
+        render::target_group(x, state, tg)
+    });
+    Ok(x)
+}
+
+pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("TargetGroupArn")?.to_owned();
+    api.store.execute(Command::DeleteTargetGroup { arn })?;
+    Ok(Xml::new())
+}
+
+fn target_params(params: &Params) -> Result<Vec<TargetDescription>, ApiError> {
+    params
+        .structs("Targets.member")?
+        .into_iter()
+        .map(|t| {
+            let target = TargetDescription {
+                id: t.required("Id")?.to_owned(),
+                port: t.int("Port", 1, 65535)?.map(|p| p as u16),
+                availability_zone: t.optional("AvailabilityZone").map(str::to_owned),
+            };
+            t.finish()?;
+            Ok(target)
+        })
+        .collect()
+}
+
+pub(super) fn register(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let target_group_arn = params.required("TargetGroupArn")?.to_owned();
+    let targets = target_params(params)?;
+    if targets.is_empty() {
+        return Err(ApiError::missing("Targets"));
+    }
+    api.store.execute(Command::RegisterTargets {
+        target_group_arn,
+        targets,
+    })?;
+    Ok(Xml::new())
+}
+
+pub(super) fn deregister(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let target_group_arn = params.required("TargetGroupArn")?.to_owned();
+    let targets = target_params(params)?;
+    if targets.is_empty() {
+        return Err(ApiError::missing("Targets"));
+    }
+    api.store.execute(Command::DeregisterTargets {
+        target_group_arn,
+        targets,
+    })?;
+    Ok(Xml::new())
+}
+
+fn target_group<'a>(state: &'a State, arn: &str) -> Result<&'a TargetGroup, ApiError> {
+    state.target_groups.get(arn).ok_or_else(|| {
+        ModelError::new(
+            ErrorCode::TargetGroupNotFound,
+            format!("Target group '{arn}' not found"),
+        )
+        .into()
+    })
+}
+
+/// A target's state, reason code and description, as DescribeTargetHealth reports them.
+struct Health {
+    state: &'static str,
+    reason: Option<(&'static str, &'static str)>,
+}
+
+/// One `TargetHealthDescription`.
+struct Row {
+    id: String,
+    port: u16,
+    zone: Option<String>,
+    health: Health,
+}
+
+/// What DescribeTargetHealth reports for one registration.
+fn health(state: &State, tg: &TargetGroup, r: &Registration) -> Health {
+    let unused = |reason| Health {
+        state: "unused",
+        reason: Some(reason),
+    };
+    let lb = state
+        .load_balancer_of_target_group(&tg.arn)
+        .and_then(|arn| state.load_balancers.get(arn));
+    let Some(lb) = lb else {
+        return unused((
+            "Target.NotInUse",
+            "Target group is not configured to receive traffic from the load balancer",
+        ));
+    };
+    let zone_enabled = r.availability_zone == "all"
+        || lb.subnet_ids.iter().any(|s| {
+            state
+                .subnets
+                .get(s)
+                .is_some_and(|s| s.availability_zone == r.availability_zone)
+        });
+    if !zone_enabled {
+        return unused((
+            "Target.NotInUse",
+            "Target is in an Availability Zone that is not enabled for the load balancer",
+        ));
+    }
+    // Health checks are not built yet: every registered target in an enabled zone receives
+    // traffic, and the report says why there is no health to show.
+    Health {
+        state: "unavailable",
+        reason: Some((
+            "Target.HealthCheckDisabled",
+            "elbd does not run health checks yet; the target receives traffic",
+        )),
+    }
+}
+
+pub(super) fn describe_health(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("TargetGroupArn")?;
+    let wanted = target_params(params)?;
+    if !params.list("Include.member")?.is_empty() {
+        return Err(ApiError::new(
+            400,
+            "InvalidConfigurationRequest",
+            "elbd does not report anomaly detection yet",
+        ));
+    }
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let tg = target_group(state, arn)?;
+    let names = |t: &TargetDescription, r: &Registration| {
+        t.id == r.id.to_string() && t.port.is_none_or(|p| p == r.port)
+    };
+    let mut rows: Vec<Row> = tg
+        .targets
+        .iter()
+        .filter(|r| wanted.is_empty() || wanted.iter().any(|t| names(t, r)))
+        .map(|r| Row {
+            id: r.id.to_string(),
+            port: r.port,
+            zone: matches!(r.id, TargetId::Ip(_)).then(|| r.availability_zone.clone()),
+            health: health(state, tg, r),
+        })
+        .collect();
+    for t in wanted
+        .iter()
+        .filter(|t| !tg.targets.iter().any(|r| names(t, r)))
+    {
+        rows.push(Row {
+            id: t.id.clone(),
+            port: t.port.unwrap_or(tg.port),
+            zone: None,
+            health: Health {
+                state: "unused",
+                reason: Some((
+                    "Target.NotRegistered",
+                    "Target is not registered to the target group",
+                )),
+            },
+        });
+    }
+    let mut x = Xml::new();
+    x.members("TargetHealthDescriptions", rows, |x, row| {
+        x.node("Target", |x| {
+            x.leaf("Id", &row.id).leaf("Port", row.port.to_string());
+            if let Some(zone) = &row.zone {
+                x.leaf("AvailabilityZone", zone);
+            }
+        });
+        x.leaf("HealthCheckPort", row.port.to_string());
+        x.node("TargetHealth", |x| {
+            x.leaf("State", row.health.state);
+            if let Some((code, description)) = row.health.reason {
+                x.leaf("Reason", code).leaf("Description", description);
+            }
+        });
+    });
+    Ok(x)
+}

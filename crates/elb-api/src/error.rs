@@ -1,0 +1,108 @@
+//! The one place where control-plane failures become AWS error responses.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use elb_model::ModelError;
+use elb_store::UpdateError;
+
+use crate::Service;
+use crate::xml::Xml;
+
+/// An AWS error: its code, HTTP status, and message. `Sender` faults are the client's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(400, "ValidationError", message)
+    }
+
+    pub fn missing(name: &str) -> Self {
+        Self::new(
+            400,
+            "MissingParameter",
+            format!("The request must contain the parameter {name}"),
+        )
+    }
+
+    /// A request elbd cannot even read: bad encoding, bad list numbering, too large.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(400, "MalformedQueryString", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalFailure", message)
+    }
+
+    fn fault(&self) -> &'static str {
+        if self.status >= 500 {
+            "Receiver"
+        } else {
+            "Sender"
+        }
+    }
+
+    /// The error document of `service`'s protocol.
+    pub fn render(&self, service: Service, request_id: &str) -> Response {
+        let mut x = Xml::new();
+        match service {
+            Service::Ec2 => {
+                x.node("Response", |x| {
+                    x.node("Errors", |x| {
+                        x.node("Error", |x| {
+                            x.leaf("Code", &self.code).leaf("Message", &self.message);
+                        });
+                    });
+                    x.leaf("RequestID", request_id);
+                });
+            }
+            Service::Elbv2 => {
+                x.open_ns("ErrorResponse", crate::elbv2::NAMESPACE);
+                x.node("Error", |x| {
+                    x.leaf("Type", self.fault())
+                        .leaf("Code", &self.code)
+                        .leaf("Message", &self.message);
+                });
+                x.leaf("RequestId", request_id);
+                x.close("ErrorResponse");
+            }
+        }
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (
+            status,
+            [
+                ("content-type", "text/xml"),
+                ("x-amzn-requestid", request_id),
+            ],
+            x.into_string(),
+        )
+            .into_response()
+    }
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        Self::new(400, e.code.as_str(), e.message)
+    }
+}
+
+impl From<UpdateError> for ApiError {
+    fn from(e: UpdateError) -> Self {
+        match e {
+            UpdateError::Model(e) => e.into(),
+            UpdateError::Store(e) => Self::internal(format!("the store failed: {e}")),
+        }
+    }
+}

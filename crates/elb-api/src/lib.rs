@@ -1,0 +1,215 @@
+//! The AWS-compatible control plane: one HTTP endpoint that serves the elbv2 Query API and the
+//! EC2 subset elbd models, over the same [`Store`] and [`Command`](elb_model::Command)s as the
+//! config file.
+//!
+//! A request travels: SigV4 scope (which service, which region) → [`Params`] (Query decoding)
+//! → an operation handler, which reads a snapshot or commits commands with
+//! [`Store::update`] (whole or not at all) → XML. Every failure becomes an AWS error document
+//! in one place, [`ApiError::render`].
+//!
+//! # Layout
+//! - [`auth`]: SigV4 scope parsing and, with credentials configured, verification.
+//! - [`query`]: the Query protocol's parameters; [`xml`]: its responses.
+//! - [`elbv2`], [`ec2`]: the operations.
+//! - [`error`]: [`ApiError`] and its rendering.
+
+pub mod auth;
+mod clock;
+pub mod ec2;
+pub mod elbv2;
+pub mod error;
+pub mod query;
+pub mod xml;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use elb_store::Store;
+use tracing::{debug, error};
+
+pub use auth::Credentials;
+pub use error::ApiError;
+pub use query::Params;
+use xml::Xml;
+
+/// The APIs the endpoint speaks, told apart by the SigV4 credential scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Elbv2,
+    Ec2,
+}
+
+/// What every handler gets: the store and the scope it serves.
+pub struct Api {
+    pub store: Arc<Store>,
+    pub credentials: Credentials,
+}
+
+impl Api {
+    pub fn region(&self) -> String {
+        self.store.snapshot().state.scope.region.clone()
+    }
+}
+
+/// The API as an axum router (`POST /`), to serve on `--api-listen` or to call in tests.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/", post(handle))
+        // The body is read, with its own limit, in `handle`, so that a large one still gets an
+        // AWS error document.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(api)
+}
+
+async fn handle(
+    State(api): State<Arc<Api>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = request_id();
+    if headers.contains_key("x-amz-target") {
+        return json_error(&request_id);
+    }
+    let service = match service_of(&headers) {
+        Ok(service) => service,
+        Err(e) => return e.render(Service::Elbv2, &request_id),
+    };
+    let Ok(body) = axum::body::to_bytes(body, query::MAX_BODY).await else {
+        let e = ApiError::malformed(format!(
+            "the request body is larger than {} bytes",
+            query::MAX_BODY
+        ));
+        return e.render(service, &request_id);
+    };
+    let id = request_id.clone();
+    let call = tokio::task::spawn_blocking(move || {
+        call(&api, service, method.as_str(), &headers, &body, &id)
+    });
+    let result = call.await.unwrap_or_else(|e| {
+        error!(error = %e, "API handler panicked");
+        Err(ApiError::internal("elbd failed to process the request"))
+    });
+    match result {
+        Ok(response) => response,
+        Err(e) => {
+            debug!(code = %e.code, message = %e.message, "API error");
+            e.render(service, &request_id)
+        }
+    }
+}
+
+/// Which API a request is for, from its credential scope (checked later, with the body).
+fn service_of(headers: &HeaderMap) -> Result<Service, ApiError> {
+    let scope = Credentials::default().authenticate("POST", headers, b"", 0)?;
+    match scope.service.as_str() {
+        "elasticloadbalancing" => Ok(Service::Elbv2),
+        "ec2" => Ok(Service::Ec2),
+        other => Err(ApiError::new(
+            400,
+            "InvalidAction",
+            format!(
+                "The service '{other}' is not offered by elbd; it serves elasticloadbalancing and ec2"
+            ),
+        )),
+    }
+}
+
+/// Blocking: authenticates, decodes and runs one operation.
+fn call(
+    api: &Api,
+    service: Service,
+    method: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let scope = api.credentials.authenticate(method, headers, body, now)?;
+    let region = api.region();
+    if scope.region != region {
+        return Err(ApiError::new(
+            403,
+            "SignatureDoesNotMatch",
+            format!(
+                "Credential should be scoped to a valid region, not '{}'; elbd serves '{region}'",
+                scope.region
+            ),
+        ));
+    }
+    let params = Params::decode(body)?;
+    let action = params
+        .optional("Action")
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "MissingAction",
+                "The request must contain the parameter Action",
+            )
+        })?
+        .to_owned();
+    let (namespace, result) = match service {
+        Service::Elbv2 => (elbv2::NAMESPACE, elbv2::call(api, &action, &params)?),
+        Service::Ec2 => (ec2::NAMESPACE, ec2::call(api, &action, &params)?),
+    };
+    params.finish()?;
+    let mut x = Xml::new();
+    x.open_ns(&format!("{action}Response"), namespace);
+    match service {
+        Service::Elbv2 => {
+            x.node(&format!("{action}Result"), |x| x.append(result));
+            x.node("ResponseMetadata", |x| {
+                x.leaf("RequestId", request_id);
+            });
+        }
+        Service::Ec2 => {
+            x.leaf("requestId", request_id);
+            x.append(result);
+        }
+    }
+    x.close(&format!("{action}Response"));
+    Ok((
+        [
+            ("content-type", "text/xml"),
+            ("x-amzn-requestid", request_id),
+        ],
+        x.into_string(),
+    )
+        .into_response())
+}
+
+/// ACM and other JSON-protocol services are not offered yet.
+fn json_error(request_id: &str) -> Response {
+    let body = r#"{"__type":"UnknownOperationException","message":"elbd does not offer JSON-protocol services (such as ACM) yet"}"#;
+    (
+        axum::http::StatusCode::BAD_REQUEST,
+        [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amzn-requestid", request_id),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A request id in AWS's UUID form.
+fn request_id() -> String {
+    let n = fastrand::u128(..);
+    let h = format!("{n:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}

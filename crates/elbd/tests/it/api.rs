@@ -1,0 +1,370 @@
+//! The AWS API, driven by the real aws cli and boto3.
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{Aws, Backend, Elbd, Lab, spread, venv};
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+/// elbd with the lab's zones, serving the API on the lab's first address.
+fn start(lab: &Lab, extra_settings: &str) -> (Elbd, SocketAddr) {
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let config = lab.write("elbd.toml", &format!("{}{extra_settings}", lab.settings()));
+    let api_flag = api.to_string();
+    let elbd = Elbd::start(lab, &config, &["--api-listen", &api_flag], &[api]);
+    (elbd, api)
+}
+
+/// Subnet ids of zones a and b, and the VPC.
+fn network(aws: &Aws) -> (String, String, String) {
+    let subnets = aws.ok(&["ec2", "describe-subnets"]);
+    let mut subnets: Vec<&Value> = subnets["Subnets"].as_array().unwrap().iter().collect();
+    subnets.sort_by_key(|s| text(&s["AvailabilityZone"]).to_owned());
+    assert_eq!(subnets.len(), 2, "{subnets:?}");
+    assert!(
+        subnets
+            .iter()
+            .all(|s| s["DefaultForAz"] == Value::Bool(true))
+    );
+    (
+        text(&subnets[0]["SubnetId"]).to_owned(),
+        text(&subnets[1]["SubnetId"]).to_owned(),
+        text(&subnets[0]["VpcId"]).to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_builds_a_working_load_balancer_and_tears_it_down() {
+    let lab = Lab::new("api-cli", 6);
+    let _backends = [
+        Backend::start(SocketAddr::from((lab.ip('a', 10), 9001)), Duration::ZERO).await,
+        Backend::start(SocketAddr::from((lab.ip('b', 10), 9001)), Duration::ZERO).await,
+    ];
+    let (mut elbd, api) = start(&lab, "");
+    let aws = Aws::new(api);
+    let (subnet_a, subnet_b, vpc) = network(&aws);
+
+    let created = aws.ok(&[
+        "elbv2",
+        "create-load-balancer",
+        "--name",
+        "api",
+        "--subnets",
+        &subnet_a,
+        &subnet_b,
+    ]);
+    let lb = &created["LoadBalancers"][0];
+    let lb_arn = text(&lb["LoadBalancerArn"]).to_owned();
+    assert!(lb_arn.contains(":loadbalancer/app/api/"));
+    assert!(text(&lb["DNSName"]).ends_with(".us-east-1.elb.localhost"));
+    aws.ok(&[
+        "elbv2",
+        "wait",
+        "load-balancer-available",
+        "--load-balancer-arns",
+        &lb_arn,
+    ]);
+
+    let tg = aws.ok(&[
+        "elbv2",
+        "create-target-group",
+        "--name",
+        "api-tg",
+        "--protocol",
+        "HTTP",
+        "--port",
+        "9001",
+        "--vpc-id",
+        &vpc,
+        "--target-type",
+        "ip",
+    ]);
+    let tg_arn = text(&tg["TargetGroups"][0]["TargetGroupArn"]).to_owned();
+    let targets = [
+        format!("Id={}", lab.ip('a', 10)),
+        format!("Id={}", lab.ip('b', 10)),
+    ];
+    aws.ok(&[
+        "elbv2",
+        "register-targets",
+        "--target-group-arn",
+        &tg_arn,
+        "--targets",
+        &targets[0],
+        &targets[1],
+    ]);
+    let action = format!("Type=forward,TargetGroupArn={tg_arn}");
+    let listener = aws.ok(&[
+        "elbv2",
+        "create-listener",
+        "--load-balancer-arn",
+        &lb_arn,
+        "--protocol",
+        "HTTP",
+        "--port",
+        "8080",
+        "--default-actions",
+        &action,
+    ]);
+    let listener_arn = text(&listener["Listeners"][0]["ListenerArn"]).to_owned();
+
+    let nodes = [lab.node('a', 8080), lab.node('b', 8080)];
+    for node in nodes {
+        elbd.wait_until("the listener to bind", || TcpStream::connect(node).is_ok());
+        assert_eq!(spread(node, 4).await.len(), 2, "through {node}");
+    }
+
+    // Attributes go in and come back out.
+    aws.ok(&[
+        "elbv2",
+        "modify-load-balancer-attributes",
+        "--load-balancer-arn",
+        &lb_arn,
+        "--attributes",
+        "Key=idle_timeout.timeout_seconds,Value=30",
+    ]);
+    let attrs = aws.ok(&[
+        "elbv2",
+        "describe-load-balancer-attributes",
+        "--load-balancer-arn",
+        &lb_arn,
+    ]);
+    let idle = attrs["Attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["Key"] == "idle_timeout.timeout_seconds");
+    assert_eq!(idle.unwrap()["Value"], "30");
+    aws.ok(&[
+        "elbv2",
+        "modify-target-group-attributes",
+        "--target-group-arn",
+        &tg_arn,
+        "--attributes",
+        "Key=load_balancing.cross_zone.enabled,Value=false",
+    ]);
+    let attrs = aws.ok(&[
+        "elbv2",
+        "describe-target-group-attributes",
+        "--target-group-arn",
+        &tg_arn,
+    ]);
+    assert!(
+        attrs["Attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["Key"] == "load_balancing.cross_zone.enabled" && a["Value"] == "false")
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        spread(nodes[0], 4).await.len(),
+        1,
+        "cross-zone off: node a keeps to zone a"
+    );
+
+    aws.ok(&[
+        "elbv2",
+        "add-tags",
+        "--resource-arns",
+        &lb_arn,
+        "--tags",
+        "Key=env,Value=test",
+    ]);
+    let tags = aws.ok(&["elbv2", "describe-tags", "--resource-arns", &lb_arn]);
+    assert_eq!(tags["TagDescriptions"][0]["Tags"][0]["Value"], "test");
+    let rules = aws.ok(&["elbv2", "describe-rules", "--listener-arn", &listener_arn]);
+    assert_eq!(rules["Rules"][0]["IsDefault"], Value::Bool(true));
+
+    // A kill -9 right after a create loses nothing.
+    aws.ok(&[
+        "elbv2",
+        "create-target-group",
+        "--name",
+        "late",
+        "--protocol",
+        "HTTP",
+        "--port",
+        "80",
+        "--vpc-id",
+        &vpc,
+        "--target-type",
+        "ip",
+    ]);
+    let config = lab.dir.join("elbd.toml");
+    elbd.kill_and_restart(&lab, &config, &[api, nodes[0]]);
+    aws.ok(&["elbv2", "describe-target-groups", "--names", "late"]);
+
+    // Delete everything: the ports close and the waiter sees the load balancer gone.
+    aws.ok(&["elbv2", "delete-listener", "--listener-arn", &listener_arn]);
+    aws.ok(&[
+        "elbv2",
+        "delete-load-balancer",
+        "--load-balancer-arn",
+        &lb_arn,
+    ]);
+    aws.ok(&[
+        "elbv2",
+        "delete-target-group",
+        "--target-group-arn",
+        &tg_arn,
+    ]);
+    for node in nodes {
+        elbd.wait_until("the listener to close", || {
+            TcpStream::connect(node).is_err()
+        });
+    }
+    aws.ok(&[
+        "elbv2",
+        "wait",
+        "load-balancers-deleted",
+        "--load-balancer-arns",
+        &lb_arn,
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_raises_the_modeled_exceptions() {
+    let lab = Lab::new("api-boto3", 7);
+    let (_elbd, api) = start(&lab, "");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/boto3_errors.py");
+    let out = Command::new(venv().join("bin/python"))
+        .arg(script)
+        .arg(format!("http://{api}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_credentials_a_wrong_signature_is_refused_and_changes_nothing() {
+    let lab = Lab::new("api-sigv4", 8);
+    let (_elbd, api) = start(&lab, "[settings.credentials]\n\"AKIDELBD\" = \"s3cret\"\n");
+    let mut aws = Aws::new(api);
+    aws.key = ("AKIDELBD", "wrong");
+    let refused = aws.err(&[
+        "elbv2",
+        "create-target-group",
+        "--name",
+        "tg",
+        "--protocol",
+        "HTTP",
+        "--port",
+        "80",
+        "--vpc-id",
+        "vpc-1",
+    ]);
+    assert!(refused.contains("SignatureDoesNotMatch"), "{refused}");
+    aws.key = ("AKIDOTHER", "s3cret");
+    assert!(
+        aws.err(&["elbv2", "describe-target-groups"])
+            .contains("InvalidClientTokenId")
+    );
+    aws.key = ("AKIDELBD", "s3cret");
+    let groups = aws.ok(&["elbv2", "describe-target-groups"]);
+    assert_eq!(groups["TargetGroups"].as_array().unwrap().len(), 0);
+}
+
+/// POSTs `body` to the API signed for `service` (any signature passes without credentials);
+/// returns the status and the body.
+fn post(api: SocketAddr, service: &str, body: &[u8]) -> (u16, String) {
+    let file = std::env::temp_dir().join(format!("elbd-it-body-{}-{service}", std::process::id()));
+    std::fs::write(&file, body).unwrap();
+    let auth = format!(
+        "Authorization: AWS4-HMAC-SHA256 Credential=test/20261127/us-east-1/{service}/aws4_request, \
+         SignedHeaders=host, Signature=00"
+    );
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-w",
+            "\n%{http_code}",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", file.display()))
+        .arg(format!("http://{api}/"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_aws_errors_and_never_a_500() {
+    let lab = Lab::new("api-malformed", 9);
+    let (_elbd, api) = start(&lab, "");
+    let mut big = b"Action=DescribeLoadBalancers&Names.member.1=".to_vec();
+    big.resize(1 << 20, b'a');
+    let cases: [(&str, &[u8], &str); 9] = [
+        ("no Action", b"Version=2015-12-01", "MissingAction"),
+        ("unknown Action", b"Action=Frobnicate", "InvalidAction"),
+        (
+            "a gap in member.N",
+            b"Action=DescribeLoadBalancers&Names.member.2=x",
+            "MalformedQueryString",
+        ),
+        ("a 1 MB body", &big, "MalformedQueryString"),
+        (
+            "invalid UTF-8",
+            b"Action=DescribeLoadBalancers&Names.member.1=\xff\xfe",
+            "MalformedQueryString",
+        ),
+        (
+            "a word for a number",
+            b"Action=DescribeLoadBalancers&PageSize=ten",
+            "ValidationError",
+        ),
+        (
+            "an unknown parameter",
+            b"Action=DescribeLoadBalancers&Colour=red",
+            "ValidationError",
+        ),
+        (
+            "a repeated parameter",
+            b"Action=DeleteListener&ListenerArn=a&ListenerArn=b",
+            "MalformedQueryString",
+        ),
+        (
+            "another version",
+            b"Action=DescribeLoadBalancers&Version=2012-06-01",
+            "InvalidAction",
+        ),
+    ];
+    for (what, body, code) in cases {
+        let (status, reply) = post(api, "elasticloadbalancing", body);
+        assert_eq!(status, 400, "{what}: {reply}");
+        assert!(
+            reply.contains(&format!("<Code>{code}</Code>")),
+            "{what}: {reply}"
+        );
+        assert!(
+            reply.starts_with("<ErrorResponse xmlns=\"http://elasticloadbalancing"),
+            "{what}: {reply}"
+        );
+    }
+    let (status, reply) = post(api, "ec2", b"Action=DescribeSubnets&SubnetId.1=subnet-nope");
+    assert_eq!(status, 400);
+    assert!(
+        reply.contains("<Code>InvalidSubnetID.NotFound</Code>") && reply.starts_with("<Response>"),
+        "{reply}"
+    );
+    let (status, reply) = post(api, "sqs", b"Action=ListQueues");
+    assert_eq!(status, 400);
+    assert!(reply.contains("not offered by elbd"), "{reply}");
+}

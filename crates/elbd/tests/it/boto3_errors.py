@@ -1,0 +1,84 @@
+"""boto3 against elbd: each failure raises the exception class botocore models for it.
+
+Usage: python boto3_errors.py ENDPOINT. Exits non-zero on the first mismatch.
+"""
+
+import sys
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+endpoint = sys.argv[1]
+# Parameter validation off, so that bad values reach elbd instead of stopping in botocore.
+config = Config(parameter_validation=False, retries={"max_attempts": 1})
+session = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+elbv2 = session.client("elbv2", endpoint_url=endpoint, config=config)
+ec2 = session.client("ec2", endpoint_url=endpoint, config=config)
+
+
+def expect(exception, call, **kwargs):
+    try:
+        call(**kwargs)
+    except exception as e:
+        return e
+    except ClientError as e:
+        raise SystemExit(f"{call.__name__}: expected {exception.__name__}, got {e.response['Error']}")
+    raise SystemExit(f"{call.__name__}({kwargs}) succeeded; expected {exception.__name__}")
+
+
+def expect_code(code, call, **kwargs):
+    e = expect(ClientError, call, **kwargs)
+    got = e.response["Error"]["Code"]
+    assert got == code, f"{call.__name__}: expected {code}, got {got}: {e}"
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+subnets = sorted(ec2.describe_subnets()["Subnets"], key=lambda s: s["AvailabilityZone"])
+subnet_ids = [s["SubnetId"] for s in subnets]
+vpc = subnets[0]["VpcId"]
+x = elbv2.exceptions
+
+lb = elbv2.create_load_balancer(Name="errors", Subnets=subnet_ids)["LoadBalancers"][0]["LoadBalancerArn"]
+tg = elbv2.create_target_group(Name="errors-tg", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip")
+tg = tg["TargetGroups"][0]["TargetGroupArn"]
+action = [{"Type": "forward", "TargetGroupArn": tg}]
+listener = elbv2.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=8080, DefaultActions=action)
+listener = listener["Listeners"][0]["ListenerArn"]
+
+expect(x.LoadBalancerNotFoundException, elbv2.describe_load_balancers, Names=["nope"])
+expect(x.LoadBalancerNotFoundException, elbv2.describe_load_balancers, LoadBalancerArns=[lb + "0"])
+expect(x.TargetGroupNotFoundException, elbv2.describe_target_groups, TargetGroupArns=[tg + "0"])
+expect(x.ListenerNotFoundException, elbv2.describe_listeners, ListenerArns=[listener + "0"])
+expect(x.DuplicateLoadBalancerNameException, elbv2.create_load_balancer, Name="errors",
+       Subnets=subnet_ids, Scheme="internal")
+other = elbv2.create_target_group(Name="other-tg", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip")
+other_action = [{"Type": "forward", "TargetGroupArn": other["TargetGroups"][0]["TargetGroupArn"]}]
+expect(x.DuplicateListenerException, elbv2.create_listener, LoadBalancerArn=lb, Protocol="HTTP",
+       Port=8080, DefaultActions=other_action)
+expect(x.ResourceInUseException, elbv2.delete_target_group, TargetGroupArn=tg)
+expect(x.UnsupportedProtocolException, elbv2.create_listener, LoadBalancerArn=lb, Protocol="HTTPS",
+       Port=443, DefaultActions=action)
+
+expect_code("ValidationError", elbv2.create_load_balancer, Name="-bad-", Subnets=subnet_ids)
+expect_code("ValidationError", elbv2.create_target_group, Name="a_b", Protocol="HTTP", Port=80, VpcId=vpc)
+expect_code("ValidationError", elbv2.create_listener, LoadBalancerArn=lb, Protocol="HTTP", Port=0,
+            DefaultActions=action)
+expect_code("ValidationError", elbv2.create_listener, LoadBalancerArn=lb, Protocol="HTTP", Port=70000,
+            DefaultActions=action)
+expect_code("ValidationError", elbv2.create_load_balancer, Name="enum", Subnets=subnet_ids, Scheme="public")
+expect_code("ValidationError", elbv2.modify_load_balancer_attributes, LoadBalancerArn=lb,
+            Attributes=[{"Key": "idle_timeout.timeout_seconds", "Value": "0"}])
+expect_code("MissingParameter", elbv2.create_target_group, Name="noport", Protocol="HTTP", VpcId=vpc)
+
+# Creates are idempotent: the same call returns the same load balancer.
+again = elbv2.create_load_balancer(Name="errors", Subnets=subnet_ids)["LoadBalancers"][0]["LoadBalancerArn"]
+assert again == lb, (again, lb)
+
+# Pagination follows Marker / NextMarker.
+for i in range(3):
+    elbv2.create_target_group(Name=f"page-{i}", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip")
+pages = list(elbv2.get_paginator("describe_target_groups").paginate(PaginationConfig={"PageSize": 2}))
+names = [tg["TargetGroupName"] for page in pages for tg in page["TargetGroups"]]
+assert len(pages) == 3 and len(names) == len(set(names)) == 5, names
+print("ok")
