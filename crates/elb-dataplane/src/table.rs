@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use elb_model::{ListenerProtocol, State};
+use elb_model::{InstanceState, ListenerProtocol, Registration, State, TargetId};
 
 use crate::binder::{BindKey, Transport};
 use crate::select;
@@ -67,7 +67,8 @@ pub enum XffMode {
 /// The targets one node may send to for one target group.
 pub struct TargetSet {
     pub target_group_arn: String,
-    /// Whether the group has registered targets at all (503 when not).
+    /// How many registered targets can take traffic at all (503 when none): instance targets
+    /// count only while their instance runs.
     pub registered: usize,
     pub endpoints: Vec<Endpoint>,
     cursor: Arc<AtomicUsize>,
@@ -116,6 +117,11 @@ impl Runtime {
                 continue;
             };
             let cross_zone = tg.cross_zone(lb.cross_zone());
+            let usable: Vec<&Registration> = tg
+                .targets
+                .iter()
+                .filter(|t| receives_traffic(state, t))
+                .collect();
             let http = http_settings(&lb.attributes);
             for node in state.nodes_of(&lb.arn) {
                 let node_ip = IpAddr::V4(node.private_ipv4);
@@ -128,8 +134,7 @@ impl Runtime {
                     .cloned()
                     .unwrap_or_else(|| Upstream::new(node_ip));
                 upstreams.insert(node_ip, upstream.clone());
-                let endpoints = tg
-                    .targets
+                let endpoints = usable
                     .iter()
                     .filter(|t| {
                         select::eligible(&node.availability_zone, &t.availability_zone, cross_zone)
@@ -153,7 +158,7 @@ impl Runtime {
                     http: http.clone(),
                     targets: Arc::new(TargetSet {
                         target_group_arn: tg.arn.clone(),
-                        registered: tg.targets.len(),
+                        registered: usable.len(),
                         endpoints,
                         cursor,
                     }),
@@ -166,6 +171,17 @@ impl Runtime {
         self.cursors = cursors;
         self.upstreams = upstreams;
         RoutingTable { revision, routes }
+    }
+}
+
+/// Instance targets take traffic only while their instance runs; IP targets always.
+fn receives_traffic(state: &State, target: &Registration) -> bool {
+    match &target.id {
+        TargetId::Ip(_) => true,
+        TargetId::Instance(id) => state
+            .instances
+            .get(id)
+            .is_some_and(|i| i.state == InstanceState::Running),
     }
 }
 

@@ -19,6 +19,25 @@ pub fn highest_free(cidr: Ipv4Net, used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr
         .find(|ip| !used.contains(ip))
 }
 
+/// The lowest free host address of `cidr` after the four AWS reserves: where instances go.
+pub fn lowest_free(cidr: Ipv4Net, used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let first = u32::from(cidr.network()).checked_add(4)?;
+    let last = u32::from(cidr.broadcast()).checked_sub(1)?;
+    (first..=last)
+        .map(Ipv4Addr::from)
+        .find(|ip| !used.contains(ip))
+}
+
+/// Whether `ip` is one AWS reserves in `cidr` (the first four and the last).
+pub fn is_reserved(cidr: Ipv4Net, ip: Ipv4Addr) -> bool {
+    let (n, b, x) = (
+        u32::from(cidr.network()),
+        u32::from(cidr.broadcast()),
+        u32::from(ip),
+    );
+    x < n.saturating_add(4) || x == b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,6 +53,16 @@ mod tests {
             highest_free(cidr, &used),
             Some(Ipv4Addr::new(127, 1, 255, 253))
         );
+    }
+
+    #[test]
+    fn instances_start_at_the_bottom_after_the_reserved_four() {
+        let cidr: Ipv4Net = "127.1.0.0/16".parse().unwrap();
+        let used = BTreeSet::from([Ipv4Addr::new(127, 1, 0, 4)]);
+        assert_eq!(lowest_free(cidr, &used), Some(Ipv4Addr::new(127, 1, 0, 5)));
+        assert!(is_reserved(cidr, Ipv4Addr::new(127, 1, 0, 3)));
+        assert!(is_reserved(cidr, Ipv4Addr::new(127, 1, 255, 255)));
+        assert!(!is_reserved(cidr, Ipv4Addr::new(127, 1, 0, 10)));
     }
 
     #[test]

@@ -33,6 +33,23 @@ pub enum ErrorCode {
     TooManyListeners,
     TooManyTargetGroups,
     TooManyTargets,
+    // EC2's codes.
+    InvalidVpcIdNotFound,
+    InvalidSubnetIdNotFound,
+    InvalidGroupNotFound,
+    InvalidInstanceIdNotFound,
+    InvalidParameterValue,
+    InvalidVpcRange,
+    InvalidSubnetRange,
+    InvalidSubnetConflict,
+    InvalidIpAddressInUse,
+    InsufficientFreeAddressesInSubnet,
+    DependencyViolation,
+    InvalidGroupDuplicate,
+    InvalidPermissionDuplicate,
+    InvalidPermissionNotFound,
+    CannotDelete,
+    IncorrectInstanceState,
 }
 
 impl ErrorCode {
@@ -66,6 +83,22 @@ impl ErrorCode {
             Self::TooManyListeners => "TooManyListeners",
             Self::TooManyTargetGroups => "TooManyTargetGroups",
             Self::TooManyTargets => "TooManyTargets",
+            Self::InvalidVpcIdNotFound => "InvalidVpcID.NotFound",
+            Self::InvalidSubnetIdNotFound => "InvalidSubnetID.NotFound",
+            Self::InvalidGroupNotFound => "InvalidGroup.NotFound",
+            Self::InvalidInstanceIdNotFound => "InvalidInstanceID.NotFound",
+            Self::InvalidParameterValue => "InvalidParameterValue",
+            Self::InvalidVpcRange => "InvalidVpc.Range",
+            Self::InvalidSubnetRange => "InvalidSubnet.Range",
+            Self::InvalidSubnetConflict => "InvalidSubnet.Conflict",
+            Self::InvalidIpAddressInUse => "InvalidIPAddress.InUse",
+            Self::InsufficientFreeAddressesInSubnet => "InsufficientFreeAddressesInSubnet",
+            Self::DependencyViolation => "DependencyViolation",
+            Self::InvalidGroupDuplicate => "InvalidGroup.Duplicate",
+            Self::InvalidPermissionDuplicate => "InvalidPermission.Duplicate",
+            Self::InvalidPermissionNotFound => "InvalidPermission.NotFound",
+            Self::CannotDelete => "CannotDelete",
+            Self::IncorrectInstanceState => "IncorrectInstanceState",
         }
     }
 }

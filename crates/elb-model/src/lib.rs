@@ -30,7 +30,10 @@ pub use error::{ErrorCode, ModelError};
 pub use id::{Context, IdSource, Scope};
 pub use listener::{Action, Listener, ListenerProtocol};
 pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme};
-pub use network::{SecurityGroup, Subnet, Topology, Vpc, ZoneSpec};
+pub use network::{
+    IngressRule, IngressSource, Instance, InstanceState, SecurityGroup, Subnet, Topology, Vpc,
+    ZoneSpec,
+};
 pub use node::{Node, Placement};
 pub use state::{Command, Delta, Origin, Outcome, State};
 pub use target_group::{

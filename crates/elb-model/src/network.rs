@@ -1,12 +1,13 @@
 //! The EC2 side of the model: VPCs, subnets in availability zones, security groups, and the
 //! topology that seeds the default VPC.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::state::Tags;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vpc {
@@ -14,6 +15,8 @@ pub struct Vpc {
     /// AWS allows several IPv4 blocks per VPC; the default VPC has one per default subnet.
     pub cidr_blocks: Vec<Ipv4Net>,
     pub is_default: bool,
+    #[serde(default)]
+    pub tags: Tags,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +26,8 @@ pub struct Subnet {
     pub availability_zone: String,
     pub cidr: Ipv4Net,
     pub default_for_az: bool,
+    #[serde(default)]
+    pub tags: Tags,
 }
 
 impl Subnet {
@@ -34,13 +39,71 @@ impl Subnet {
     }
 }
 
-/// One ingress rule: a protocol (`-1` = all), a port range and an IPv4 source range.
+/// One ingress rule: a protocol (`-1` = all, `tcp`, `udp`, `icmp`), a port range (ignored
+/// for `-1`), and where traffic may come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngressRule {
     pub protocol: String,
     pub from_port: u16,
     pub to_port: u16,
-    pub cidr: Ipv4Net,
+    pub source: IngressSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IngressSource {
+    /// An IPv4 range.
+    Cidr(Ipv4Net),
+    /// Members of a security group: instances and LB nodes that carry it.
+    Group(String),
+}
+
+/// An EC2 instance as elbd models it: a record with a private address in a subnet. No machine
+/// is started; an instance target routes to `private_ip` while the instance is running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub subnet_id: String,
+    pub vpc_id: String,
+    pub availability_zone: String,
+    pub private_ip: Ipv4Addr,
+    /// As given to RunInstances; nothing boots from it.
+    pub image_id: String,
+    pub instance_type: String,
+    pub state: InstanceState,
+    pub security_groups: Vec<String>,
+    pub launched_ms: u64,
+    /// RunInstances' idempotency token: a retried call returns the same instances.
+    #[serde(default)]
+    pub client_token: Option<String>,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Running,
+    Stopped,
+    Terminated,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Terminated => "terminated",
+        }
+    }
+
+    /// EC2's numeric state code.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Running => 16,
+            Self::Stopped => 80,
+            Self::Terminated => 48,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +113,8 @@ pub struct SecurityGroup {
     pub vpc_id: String,
     pub description: String,
     pub ingress: Vec<IngressRule>,
+    #[serde(default)]
+    pub tags: Tags,
 }
 
 /// One availability zone of the seed topology and the CIDR of its default subnet.

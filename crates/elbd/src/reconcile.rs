@@ -81,7 +81,9 @@ fn run(
 fn created(outcome: Outcome) -> String {
     match outcome {
         Outcome::Created(arn) => arn,
-        Outcome::Done => unreachable!("create commands report what they created"),
+        Outcome::Done | Outcome::CreatedAll(_) => {
+            unreachable!("create commands report what they created")
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 
 use elb_model::state::{CreateTargetGroup, TargetDescription};
 use elb_model::{
-    Command, ErrorCode, HealthCheck, ModelError, Origin, Outcome, Registration, State, TargetGroup,
-    TargetId,
+    Command, ErrorCode, HealthCheck, InstanceState, ModelError, Origin, Outcome, Registration,
+    State, TargetGroup, TargetId,
 };
 
 use super::{page, render, tag_params};
@@ -297,6 +297,14 @@ fn health(state: &State, tg: &TargetGroup, r: &Registration) -> Health {
                 .get(s)
                 .is_some_and(|s| s.availability_zone == r.availability_zone)
         });
+    if let TargetId::Instance(id) = &r.id
+        && state
+            .instances
+            .get(id)
+            .is_some_and(|i| i.state != InstanceState::Running)
+    {
+        return unused(("Target.InvalidState", "Target is in the stopped state"));
+    }
     if !zone_enabled {
         return unused((
             "Target.NotInUse",

@@ -6,6 +6,7 @@
 //! between two states, which is how the data plane and the logs learn about a change.
 
 mod diff;
+mod ec2;
 mod listeners;
 mod load_balancers;
 mod network;
@@ -22,11 +23,12 @@ use crate::error::Result;
 use crate::id::{Context, Scope};
 use crate::listener::{Action, Listener, ListenerProtocol};
 use crate::load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, Scheme};
-use crate::network::{SecurityGroup, Subnet, Topology, Vpc};
+use crate::network::{IngressRule, Instance, InstanceState, SecurityGroup, Subnet, Topology, Vpc};
 use crate::node::Node;
 use crate::target_group::TargetGroup;
 
 pub use diff::{Changes, Delta};
+pub use ec2::RunInstances;
 pub use target_groups::TargetDescription;
 
 /// AWS resource tags, key → value.
@@ -53,6 +55,8 @@ pub struct State {
     pub listeners: BTreeMap<String, Listener>,
     pub target_groups: BTreeMap<String, TargetGroup>,
     pub nodes: BTreeMap<String, Node>,
+    #[serde(default)]
+    pub instances: BTreeMap<String, Instance>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +142,51 @@ pub enum Command {
         arns: Vec<String>,
         keys: Vec<String>,
     },
+    CreateVpc {
+        cidr: ipnet::Ipv4Net,
+    },
+    DeleteVpc {
+        id: String,
+    },
+    CreateSubnet {
+        vpc_id: String,
+        cidr: ipnet::Ipv4Net,
+        availability_zone: String,
+    },
+    DeleteSubnet {
+        id: String,
+    },
+    CreateSecurityGroup {
+        name: String,
+        description: String,
+        vpc_id: Option<String>,
+    },
+    DeleteSecurityGroup {
+        id: String,
+    },
+    AuthorizeIngress {
+        group_id: String,
+        rules: Vec<IngressRule>,
+    },
+    RevokeIngress {
+        group_id: String,
+        rules: Vec<IngressRule>,
+    },
+    RunInstances(RunInstances),
+    /// Stop, start or terminate instances.
+    SetInstanceState {
+        ids: Vec<String>,
+        state: InstanceState,
+    },
+    /// EC2 CreateTags on VPCs, subnets, security groups and instances.
+    CreateEc2Tags {
+        ids: Vec<String>,
+        tags: Vec<(String, String)>,
+    },
+    DeleteEc2Tags {
+        ids: Vec<String>,
+        keys: Vec<String>,
+    },
 }
 
 /// What a successful command reports.
@@ -147,6 +196,8 @@ pub enum Outcome {
     /// The ARN of the resource created, or of the identical one that already existed
     /// (creates are idempotent, as AWS's are).
     Created(String),
+    /// The ids of several resources created at once (RunInstances).
+    CreatedAll(Vec<String>),
 }
 
 impl State {
@@ -189,6 +240,32 @@ impl State {
             Command::DeleteListener { arn } => self.delete_listener(&arn),
             Command::AddTags { arns, tags } => self.add_tags(&arns, &tags),
             Command::RemoveTags { arns, keys } => self.remove_tags(&arns, &keys),
+            Command::CreateVpc { cidr } => self.create_vpc(cidr, cx),
+            Command::DeleteVpc { id } => self.delete_vpc(&id),
+            Command::CreateSubnet {
+                vpc_id,
+                cidr,
+                availability_zone,
+            } => self.create_subnet(&vpc_id, cidr, &availability_zone, cx),
+            Command::DeleteSubnet { id } => self.delete_subnet(&id),
+            Command::CreateSecurityGroup {
+                name,
+                description,
+                vpc_id,
+            } => self.create_security_group(&name, &description, vpc_id.as_deref(), cx),
+            Command::DeleteSecurityGroup { id } => self.delete_security_group(&id),
+            Command::AuthorizeIngress { group_id, rules } => {
+                self.authorize_ingress(&group_id, &rules)
+            }
+            Command::RevokeIngress { group_id, rules } => self.revoke_ingress(&group_id, &rules),
+            Command::RunInstances(run) => self.run_instances(&run, cx),
+            Command::SetInstanceState { ids, state } => self.set_instance_state(&ids, state),
+            Command::CreateEc2Tags { ids, tags } => self.ec2_tags(&ids, &tags, false),
+            Command::DeleteEc2Tags { ids, keys } => {
+                let keys: Vec<(String, String)> =
+                    keys.into_iter().map(|k| (k, String::new())).collect();
+                self.ec2_tags(&ids, &keys, true)
+            }
         }
     }
 

@@ -3,10 +3,12 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{Outcome, State};
+use super::{Outcome, State, Tags};
 use crate::error::Result;
 use crate::id::Context;
-use crate::network::{IngressRule, SecurityGroup, Subnet, Topology, Vpc};
+use crate::network::{
+    IngressRule, IngressSource, InstanceState, SecurityGroup, Subnet, Topology, Vpc,
+};
 
 impl State {
     pub(super) fn seed_network(
@@ -29,6 +31,7 @@ impl State {
                     availability_zone: zone.name.clone(),
                     cidr: zone.cidr,
                     default_for_az: true,
+                    tags: Tags::new(),
                 },
             );
         }
@@ -46,8 +49,9 @@ impl State {
                     protocol: "-1".into(),
                     from_port: 0,
                     to_port: 65535,
-                    cidr: "0.0.0.0/0".parse().expect("constant CIDR"),
+                    source: IngressSource::Cidr("0.0.0.0/0".parse().expect("constant CIDR")),
                 }],
+                tags: Tags::new(),
             },
         );
         self.vpcs.insert(
@@ -56,6 +60,7 @@ impl State {
                 id: vpc_id,
                 cidr_blocks: topology.zones.iter().map(|z| z.cidr).collect(),
                 is_default: true,
+                tags: Tags::new(),
             },
         );
         Ok(Outcome::Done)
@@ -75,8 +80,14 @@ impl State {
             .target_groups
             .values()
             .flat_map(|tg| tg.targets.iter().map(|t| t.address));
+        let instances = self
+            .instances
+            .values()
+            .filter(|i| i.state != InstanceState::Terminated)
+            .map(|i| IpAddr::V4(i.private_ip));
         nodes
             .chain(targets)
+            .chain(instances)
             .filter(|ip| subnet.contains(*ip))
             .filter_map(|ip| match ip {
                 IpAddr::V4(v4) => Some(v4),

@@ -8,6 +8,7 @@ use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::limits;
 use crate::names;
+use crate::network::InstanceState;
 use crate::target_group::{
     HealthCheck, Registration, TargetGroup, TargetGroupProtocol, TargetId, TargetType,
 };
@@ -171,11 +172,37 @@ impl State {
         let id = parse_target_id(tg.target_type, &t.id)?;
         let port = t.port.unwrap_or(tg.port);
         check_port(port)?;
-        let TargetId::Ip(address) = id else {
-            return Err(ModelError::new(
-                ErrorCode::InvalidTarget,
-                format!("The instance '{}' does not exist", t.id),
-            ));
+        let address = match &id {
+            TargetId::Ip(address) => *address,
+            TargetId::Instance(instance_id) => {
+                let instance = self
+                    .instances
+                    .get(instance_id)
+                    .filter(|i| i.state != InstanceState::Terminated);
+                let Some(instance) = instance.filter(|i| i.vpc_id == tg.vpc_id) else {
+                    return Err(ModelError::new(
+                        ErrorCode::InvalidTarget,
+                        format!(
+                            "The target '{instance_id}' does not exist, is terminated, or is not in the VPC of the target group"
+                        ),
+                    ));
+                };
+                if t.availability_zone
+                    .as_deref()
+                    .is_some_and(|az| az != instance.availability_zone)
+                {
+                    return Err(ModelError::validation(format!(
+                        "Instance '{instance_id}' is in {}",
+                        instance.availability_zone
+                    )));
+                }
+                return Ok(Registration {
+                    id,
+                    port,
+                    availability_zone: instance.availability_zone.clone(),
+                    address: IpAddr::V4(instance.private_ip),
+                });
+            }
         };
         if self
             .nodes

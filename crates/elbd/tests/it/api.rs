@@ -120,6 +120,96 @@ async fn the_aws_cli_builds_a_working_load_balancer_and_tears_it_down() {
         assert_eq!(spread(node, 4).await.len(), 2, "through {node}");
     }
 
+    // An instance target: a record with a private address, routed to while it runs.
+    let instance_ip = lab.ip('b', 30).to_string();
+    let _instance_backend =
+        Backend::start(SocketAddr::from((lab.ip('b', 30), 9002)), Duration::ZERO).await;
+    let run = aws.ok(&[
+        "ec2",
+        "run-instances",
+        "--image-id",
+        "ami-12345678",
+        "--count",
+        "1",
+        "--subnet-id",
+        &subnet_b,
+        "--private-ip-address",
+        &instance_ip,
+    ]);
+    let instance_id = text(&run["Instances"][0]["InstanceId"]).to_owned();
+    assert_eq!(
+        run["Instances"][0]["PrivateIpAddress"],
+        instance_ip.as_str()
+    );
+    let described = aws.ok(&["ec2", "describe-instances", "--instance-ids", &instance_id]);
+    assert_eq!(
+        described["Reservations"][0]["Instances"][0]["State"]["Name"],
+        "running"
+    );
+    let itg = aws.ok(&[
+        "elbv2",
+        "create-target-group",
+        "--name",
+        "api-instances",
+        "--protocol",
+        "HTTP",
+        "--port",
+        "9002",
+        "--vpc-id",
+        &vpc,
+        "--target-type",
+        "instance",
+    ]);
+    let itg_arn = text(&itg["TargetGroups"][0]["TargetGroupArn"]).to_owned();
+    aws.ok(&[
+        "elbv2",
+        "register-targets",
+        "--target-group-arn",
+        &itg_arn,
+        "--targets",
+        &format!("Id={instance_id}"),
+    ]);
+    let action = format!("Type=forward,TargetGroupArn={itg_arn}");
+    aws.ok(&[
+        "elbv2",
+        "create-listener",
+        "--load-balancer-arn",
+        &lb_arn,
+        "--protocol",
+        "HTTP",
+        "--port",
+        "8081",
+        "--default-actions",
+        &action,
+    ]);
+    let instance_node = lab.node('a', 8081);
+    elbd.wait_until("the second listener to bind", || {
+        TcpStream::connect(instance_node).is_ok()
+    });
+    let counts = spread(instance_node, 3).await;
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        [&format!("{instance_ip}:9002")]
+    );
+    aws.ok(&["ec2", "stop-instances", "--instance-ids", &instance_id]);
+    let health = aws.ok(&[
+        "elbv2",
+        "describe-target-health",
+        "--target-group-arn",
+        &itg_arn,
+    ]);
+    assert_eq!(
+        health["TargetHealthDescriptions"][0]["TargetHealth"]["Reason"],
+        "Target.InvalidState"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reply = crate::harness::get(&crate::harness::client(), instance_node).await;
+    assert_eq!(
+        reply.status,
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+        "a stopped instance got traffic"
+    );
+
     // Attributes go in and come back out.
     aws.ok(&[
         "elbv2",

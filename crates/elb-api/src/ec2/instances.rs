@@ -1,0 +1,155 @@
+//! Instances: records with a private address in a subnet. No machine is started; an
+//! instance target routes to the address while the instance is running.
+
+use elb_model::state::RunInstances;
+use elb_model::{Command, Instance, InstanceState, Outcome, State};
+
+use super::{no_filters, tag_set, wanted};
+use crate::Api;
+use crate::clock;
+use crate::error::ApiError;
+use crate::query::Params;
+use crate::xml::Xml;
+
+fn instance(x: &mut Xml, state: &State, i: &Instance) {
+    x.leaf("instanceId", &i.id)
+        .leaf("imageId", &i.image_id)
+        .node("instanceState", |x| {
+            x.leaf("code", i.state.code().to_string())
+                .leaf("name", i.state.as_str());
+        })
+        .leaf(
+            "privateDnsName",
+            format!(
+                "ip-{}.ec2.internal",
+                i.private_ip.to_string().replace('.', "-")
+            ),
+        )
+        .leaf("dnsName", "")
+        .leaf("instanceType", &i.instance_type)
+        .leaf("launchTime", clock::iso8601(i.launched_ms))
+        .node("placement", |x| {
+            x.leaf("availabilityZone", &i.availability_zone)
+                .leaf("tenancy", "default");
+        })
+        .leaf("subnetId", &i.subnet_id)
+        .leaf("vpcId", &i.vpc_id)
+        .leaf("privateIpAddress", i.private_ip.to_string())
+        .items("groupSet", &i.security_groups, |x, g| {
+            let name = state.security_groups.get(g).map_or("", |g| g.name.as_str());
+            x.leaf("groupId", g).leaf("groupName", name);
+        });
+    tag_set(x, state, &i.id);
+}
+
+pub(super) fn run(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let image_id = params.required("ImageId")?.to_owned();
+    let min = params
+        .int("MinCount", 1, 100)?
+        .ok_or_else(|| ApiError::missing("MinCount"))?;
+    let max = params
+        .int("MaxCount", 1, 100)?
+        .ok_or_else(|| ApiError::missing("MaxCount"))?;
+    if min > max {
+        return Err(ApiError::new(
+            400,
+            "InvalidParameterValue",
+            "MinCount cannot exceed MaxCount",
+        ));
+    }
+    let private_ip = params
+        .optional("PrivateIpAddress")
+        .map(|ip| {
+            ip.parse().map_err(|_| {
+                ApiError::new(
+                    400,
+                    "InvalidParameterValue",
+                    format!("Invalid private IP address '{ip}'"),
+                )
+            })
+        })
+        .transpose()?;
+    let run = RunInstances {
+        subnet_id: params.optional("SubnetId").map(str::to_owned),
+        private_ip,
+        count: max as u32,
+        security_groups: params.list("SecurityGroupId")?,
+        image_id,
+        instance_type: params
+            .optional("InstanceType")
+            .unwrap_or("m1.small")
+            .to_owned(),
+        client_token: params.optional("ClientToken").map(str::to_owned),
+    };
+    let Outcome::CreatedAll(ids) = api.store.execute(Command::RunInstances(run))? else {
+        return Err(ApiError::internal("RunInstances created nothing"));
+    };
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let mut x = Xml::new();
+    x.leaf("reservationId", format!("r-{}", &ids[0][2..]))
+        .leaf("ownerId", &state.scope.account)
+        .node("groupSet", |_| {})
+        .items("instancesSet", &ids, |x, id| {
+            instance(x, state, &state.instances[id])
+        });
+    Ok(x)
+}
+
+pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let ids = wanted(
+        params,
+        "InstanceId",
+        |id| state.instances.contains_key(id),
+        "InvalidInstanceID.NotFound",
+    )?;
+    no_filters(params)?;
+    let found = state
+        .instances
+        .values()
+        .filter(|i| ids.is_empty() || ids.contains(&i.id));
+    let mut x = Xml::new();
+    // One reservation per instance: elbd does not keep launch batches.
+    x.items("reservationSet", found, |x, i| {
+        x.leaf("reservationId", format!("r-{}", &i.id[2..]))
+            .leaf("ownerId", &state.scope.account)
+            .node("groupSet", |_| {})
+            .items("instancesSet", [i], |x, i| instance(x, state, i));
+    });
+    Ok(x)
+}
+
+pub(super) fn set_state(api: &Api, params: &Params, to: InstanceState) -> Result<Xml, ApiError> {
+    let ids = params.list("InstanceId")?;
+    if ids.is_empty() {
+        return Err(ApiError::missing("InstanceId"));
+    }
+    params.bool("Force")?;
+    let before = api.store.snapshot();
+    let (after, _) = api.store.update(|state, cx| {
+        state.apply(
+            Command::SetInstanceState {
+                ids: ids.clone(),
+                state: to,
+            },
+            cx,
+        )
+    })?;
+    let mut x = Xml::new();
+    x.items("instancesSet", &ids, |x, id| {
+        let was = before.state.instances[id].state;
+        let now = after.state.instances[id].state;
+        x.leaf("instanceId", id)
+            .node("currentState", |x| {
+                x.leaf("code", now.code().to_string())
+                    .leaf("name", now.as_str());
+            })
+            .node("previousState", |x| {
+                x.leaf("code", was.code().to_string())
+                    .leaf("name", was.as_str());
+            });
+    });
+    Ok(x)
+}

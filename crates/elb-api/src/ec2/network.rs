@@ -1,0 +1,227 @@
+//! VPCs, subnets and availability zones.
+
+use elb_model::{Command, State, Subnet, Vpc};
+
+use super::{create, done, no_filters, tag_set, wanted};
+use crate::Api;
+use crate::error::ApiError;
+use crate::query::Params;
+use crate::xml::Xml;
+
+fn cidr(params: &Params) -> Result<ipnet::Ipv4Net, ApiError> {
+    let raw = params.required("CidrBlock")?;
+    raw.parse().map_err(|_| {
+        ApiError::new(
+            400,
+            "InvalidParameterValue",
+            format!("Value ({raw}) for parameter cidrBlock is invalid"),
+        )
+    })
+}
+
+fn vpc(x: &mut Xml, state: &State, vpc: &Vpc) {
+    let first = vpc
+        .cidr_blocks
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    x.leaf("vpcId", &vpc.id)
+        .leaf("ownerId", &state.scope.account)
+        .leaf("state", "available")
+        .leaf("cidrBlock", first)
+        .items(
+            "cidrBlockAssociationSet",
+            vpc.cidr_blocks.iter().enumerate(),
+            |x, (i, cidr)| {
+                x.leaf("associationId", format!("{}-cidr-{i}", vpc.id))
+                    .leaf("cidrBlock", cidr.to_string())
+                    .node("cidrBlockState", |x| {
+                        x.leaf("state", "associated");
+                    });
+            },
+        )
+        .leaf("instanceTenancy", "default")
+        .leaf("isDefault", vpc.is_default.to_string());
+    tag_set(x, state, &vpc.id);
+}
+
+pub(super) fn create_vpc(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let cidr = cidr(params)?;
+    let id = create(api, Command::CreateVpc { cidr })?;
+    let snapshot = api.store.snapshot();
+    let mut x = Xml::new();
+    x.node("vpc", |x| {
+        vpc(x, &snapshot.state, &snapshot.state.vpcs[&id])
+    });
+    Ok(x)
+}
+
+pub(super) fn describe_vpcs(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let ids = wanted(
+        params,
+        "VpcId",
+        |id| state.vpcs.contains_key(id),
+        "InvalidVpcID.NotFound",
+    )?;
+    no_filters(params)?;
+    let mut x = Xml::new();
+    x.items(
+        "vpcSet",
+        state
+            .vpcs
+            .values()
+            .filter(|v| ids.is_empty() || ids.contains(&v.id)),
+        |x, v| vpc(x, state, v),
+    );
+    Ok(x)
+}
+
+pub(super) fn delete_vpc(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let id = params.required("VpcId")?.to_owned();
+    api.store.execute(Command::DeleteVpc { id })?;
+    Ok(done())
+}
+
+/// AWS's zone ids: `us-east-1` + zone `a` → `use1-az1`, `ap-northeast-1` → `apne1-…`.
+fn zone_id(state: &State, zone: &str) -> String {
+    let short: String = state
+        .scope
+        .region
+        .split('-')
+        .enumerate()
+        .map(|(i, part)| match i {
+            1 => ["north", "south", "east", "west", "central"]
+                .iter()
+                .fold(part.to_owned(), |acc, word| acc.replace(word, &word[..1])),
+            _ => part.to_owned(),
+        })
+        .collect();
+    let position = zone
+        .bytes()
+        .last()
+        .map_or(1, |b| b.saturating_sub(b'a') + 1);
+    format!("{short}-az{position}")
+}
+
+fn subnet(x: &mut Xml, state: &State, s: &Subnet) {
+    x.leaf("subnetId", &s.id)
+        .leaf(
+            "subnetArn",
+            format!(
+                "arn:aws:ec2:{}:{}:subnet/{}",
+                state.scope.region, state.scope.account, s.id
+            ),
+        )
+        .leaf("state", "available")
+        .leaf("ownerId", &state.scope.account)
+        .leaf("vpcId", &s.vpc_id)
+        .leaf("cidrBlock", s.cidr.to_string())
+        .leaf(
+            "availableIpAddressCount",
+            s.cidr.hosts().count().saturating_sub(4).to_string(),
+        )
+        .leaf("availabilityZone", &s.availability_zone)
+        .leaf("availabilityZoneId", zone_id(state, &s.availability_zone))
+        .leaf("defaultForAz", s.default_for_az.to_string())
+        .leaf("mapPublicIpOnLaunch", "false");
+    tag_set(x, state, &s.id);
+}
+
+pub(super) fn create_subnet(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let vpc_id = params.required("VpcId")?.to_owned();
+    let cidr = cidr(params)?;
+    let snapshot = api.store.snapshot();
+    let availability_zone = match params.optional("AvailabilityZone") {
+        Some(zone) => zone.to_owned(),
+        None => zones(&snapshot.state)
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+    };
+    let id = create(
+        api,
+        Command::CreateSubnet {
+            vpc_id,
+            cidr,
+            availability_zone,
+        },
+    )?;
+    let snapshot = api.store.snapshot();
+    let mut x = Xml::new();
+    x.node("subnet", |x| {
+        subnet(x, &snapshot.state, &snapshot.state.subnets[&id])
+    });
+    Ok(x)
+}
+
+pub(super) fn describe_subnets(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let ids = wanted(
+        params,
+        "SubnetId",
+        |id| state.subnets.contains_key(id),
+        "InvalidSubnetID.NotFound",
+    )?;
+    no_filters(params)?;
+    let mut x = Xml::new();
+    x.items(
+        "subnetSet",
+        state
+            .subnets
+            .values()
+            .filter(|s| ids.is_empty() || ids.contains(&s.id)),
+        |x, s| {
+            subnet(x, state, s);
+        },
+    );
+    Ok(x)
+}
+
+pub(super) fn delete_subnet(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let id = params.required("SubnetId")?.to_owned();
+    api.store.execute(Command::DeleteSubnet { id })?;
+    Ok(done())
+}
+
+fn zones(state: &State) -> Vec<String> {
+    let mut zones: Vec<String> = state
+        .subnets
+        .values()
+        .map(|s| s.availability_zone.clone())
+        .collect();
+    zones.sort();
+    zones.dedup();
+    zones
+}
+
+pub(super) fn describe_zones(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let all = zones(state);
+    let names = wanted(
+        params,
+        "ZoneName",
+        |z| all.iter().any(|a| a == z),
+        "InvalidParameterValue",
+    )?;
+    params.bool("AllAvailabilityZones")?;
+    no_filters(params)?;
+    let mut x = Xml::new();
+    x.items(
+        "availabilityZoneInfo",
+        all.iter().filter(|z| names.is_empty() || names.contains(z)),
+        |x, zone| {
+            x.leaf("zoneName", zone)
+                .leaf("zoneId", zone_id(state, zone))
+                .leaf("zoneState", "available")
+                .leaf("regionName", &state.scope.region)
+                .leaf("zoneType", "availability-zone")
+                .leaf("optInStatus", "opt-in-not-required")
+                .node("messageSet", |_| {});
+        },
+    );
+    Ok(x)
+}

@@ -1,0 +1,212 @@
+//! Security groups and their ingress rules.
+
+use elb_model::{Command, IngressRule, IngressSource, State};
+
+use super::{create, done, no_filters, tag_set, wanted};
+use crate::Api;
+use crate::error::ApiError;
+use crate::query::Params;
+use crate::xml::Xml;
+
+pub(super) fn create_group(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let name = params.required("GroupName")?.to_owned();
+    let description = params.required("GroupDescription")?.to_owned();
+    let vpc_id = params.optional("VpcId").map(str::to_owned);
+    let id = create(
+        api,
+        Command::CreateSecurityGroup {
+            name,
+            description,
+            vpc_id,
+        },
+    )?;
+    let mut x = done();
+    x.leaf("groupId", id);
+    Ok(x)
+}
+
+fn group_id(api: &Api, params: &Params) -> Result<String, ApiError> {
+    if let Some(id) = params.optional("GroupId") {
+        return Ok(id.to_owned());
+    }
+    let name = params.required("GroupName")?;
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let vpc = state
+        .default_vpc()
+        .map(|v| v.id.as_str())
+        .unwrap_or_default();
+    state
+        .security_groups
+        .values()
+        .find(|g| g.name == name && g.vpc_id == vpc)
+        .map(|g| g.id.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "InvalidGroup.NotFound",
+                format!("The security group '{name}' does not exist in the default VPC"),
+            )
+        })
+}
+
+pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let id = group_id(api, params)?;
+    api.store.execute(Command::DeleteSecurityGroup { id })?;
+    Ok(done())
+}
+
+/// The rules of an Authorize/Revoke call: `IpPermissions.N…`, or the older top-level
+/// `IpProtocol`/`FromPort`/`ToPort`/`CidrIp` form the aws cli's `--protocol --port --cidr` sends.
+fn rules(params: &Params) -> Result<Vec<IngressRule>, ApiError> {
+    let mut rules = Vec::new();
+    for p in params.structs("IpPermissions")? {
+        let (protocol, from_port, to_port) = protocol_and_ports(&p)?;
+        let mut sources: Vec<IngressSource> = Vec::new();
+        for range in p.structs("IpRanges")? {
+            sources.push(IngressSource::Cidr(parse_cidr(range.required("CidrIp")?)?));
+            range.optional("Description");
+            range.finish()?;
+        }
+        for pair in p.structs("Groups")? {
+            sources.push(IngressSource::Group(pair.required("GroupId")?.to_owned()));
+            pair.optional("UserId");
+            pair.finish()?;
+        }
+        p.finish()?;
+        if sources.is_empty() {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameterValue",
+                "A rule needs an IP range or a source group",
+            ));
+        }
+        rules.extend(sources.into_iter().map(|source| IngressRule {
+            protocol: protocol.clone(),
+            from_port,
+            to_port,
+            source,
+        }));
+    }
+    if let Some(cidr) = params.optional("CidrIp") {
+        let (protocol, from_port, to_port) = protocol_and_ports(params)?;
+        rules.push(IngressRule {
+            protocol,
+            from_port,
+            to_port,
+            source: IngressSource::Cidr(parse_cidr(cidr)?),
+        });
+    } else if let Some(group) = params.optional("SourceSecurityGroupId") {
+        let (protocol, from_port, to_port) = protocol_and_ports(params)?;
+        rules.push(IngressRule {
+            protocol,
+            from_port,
+            to_port,
+            source: IngressSource::Group(group.to_owned()),
+        });
+    }
+    if rules.is_empty() {
+        return Err(ApiError::missing("IpPermissions"));
+    }
+    Ok(rules)
+}
+
+fn protocol_and_ports(p: &Params) -> Result<(String, u16, u16), ApiError> {
+    let protocol = match p.required("IpProtocol")? {
+        "6" => "tcp",
+        "17" => "udp",
+        "all" => "-1",
+        other => other,
+    }
+    .to_lowercase();
+    let from = p.int("FromPort", -1, 65535)?;
+    let to = p.int("ToPort", -1, 65535)?;
+    let (from, to) = match (protocol.as_str(), from, to) {
+        ("-1", _, _) => (0, 65535),
+        (_, Some(from), Some(to)) if from >= 0 && to >= 0 => (from as u16, to as u16),
+        _ => {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameterValue",
+                "tcp and udp rules need FromPort and ToPort",
+            ));
+        }
+    };
+    Ok((protocol, from, to))
+}
+
+fn parse_cidr(raw: &str) -> Result<ipnet::Ipv4Net, ApiError> {
+    raw.parse().map(|c: ipnet::Ipv4Net| c.trunc()).map_err(|_| {
+        ApiError::new(
+            400,
+            "InvalidParameterValue",
+            format!("CIDR block {raw} is malformed"),
+        )
+    })
+}
+
+pub(super) fn authorize(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let group_id = group_id(api, params)?;
+    let rules = rules(params)?;
+    api.store
+        .execute(Command::AuthorizeIngress { group_id, rules })?;
+    Ok(done())
+}
+
+pub(super) fn revoke(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let group_id = group_id(api, params)?;
+    let rules = rules(params)?;
+    api.store
+        .execute(Command::RevokeIngress { group_id, rules })?;
+    Ok(done())
+}
+
+fn permission(x: &mut Xml, state: &State, rule: &IngressRule) {
+    x.leaf("ipProtocol", &rule.protocol);
+    if rule.protocol != "-1" {
+        x.leaf("fromPort", rule.from_port.to_string())
+            .leaf("toPort", rule.to_port.to_string());
+    }
+    let (groups, ranges): (Vec<_>, Vec<_>) = match &rule.source {
+        IngressSource::Group(g) => (vec![g], vec![]),
+        IngressSource::Cidr(c) => (vec![], vec![c]),
+    };
+    x.items("groups", groups, |x, g| {
+        x.leaf("userId", &state.scope.account).leaf("groupId", g);
+    });
+    x.items("ipRanges", ranges, |x, cidr| {
+        x.leaf("cidrIp", cidr.to_string());
+    });
+}
+
+pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let snapshot = api.store.snapshot();
+    let state = &snapshot.state;
+    let ids = wanted(
+        params,
+        "GroupId",
+        |id| state.security_groups.contains_key(id),
+        "InvalidGroup.NotFound",
+    )?;
+    let names = params.list("GroupName")?;
+    no_filters(params)?;
+    let groups = state
+        .security_groups
+        .values()
+        .filter(|g| ids.is_empty() || ids.contains(&g.id))
+        .filter(|g| names.is_empty() || names.contains(&g.name));
+    let mut x = Xml::new();
+    x.items("securityGroupInfo", groups, |x, g| {
+        x.leaf("ownerId", &state.scope.account)
+            .leaf("groupId", &g.id)
+            .leaf("groupName", &g.name)
+            .leaf("groupDescription", &g.description)
+            .leaf("vpcId", &g.vpc_id)
+            .items("ipPermissions", &g.ingress, |x, rule| {
+                permission(x, state, rule)
+            })
+            .node("ipPermissionsEgress", |_| {});
+        tag_set(x, state, &g.id);
+    });
+    Ok(x)
+}
