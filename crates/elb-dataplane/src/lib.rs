@@ -8,11 +8,13 @@
 //!
 //! # Layout
 //! - [`table`]: snapshot → [`RoutingTable`], and the runtime state kept across snapshots.
+//! - [`admission`]: which clients a listener's security groups admit (pure).
 //! - [`select`]: which targets a node may use, and round robin over them (pure).
 //! - [`binder`]: one socket per (address, transport, port), with a time-limited drain.
 //! - [`l7`]: the HTTP listener: connections, forwarding, and the one place errors become
 //!   responses ([`l7::rescue`]).
 
+pub mod admission;
 pub mod binder;
 pub mod l7;
 pub mod select;

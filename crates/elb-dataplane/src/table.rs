@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use elb_model::{InstanceState, ListenerProtocol, Registration, State, TargetId};
 
+use crate::admission::Admission;
 use crate::binder::{BindKey, Transport};
 use crate::select;
 use crate::upstream::Upstream;
@@ -37,6 +38,8 @@ impl RoutingTable {
 /// One listener on one node.
 pub struct Route {
     pub listener_arn: String,
+    /// Who may connect, from the load balancer's security groups.
+    pub admission: Admission,
     pub port: u16,
     /// The load balancer's DNS name, the Host of HTTP/1.0 requests that have none.
     pub dns_name: String,
@@ -123,6 +126,7 @@ impl Runtime {
                 .filter(|t| receives_traffic(state, t))
                 .collect();
             let http = http_settings(&lb.attributes);
+            let admission = Admission::for_listener(state, lb, listener.port);
             for node in state.nodes_of(&lb.arn) {
                 let node_ip = IpAddr::V4(node.private_ipv4);
                 let cursor_key = format!("{}|{}", node.id, tg.arn);
@@ -152,6 +156,7 @@ impl Runtime {
                     })
                     .collect();
                 let route = Route {
+                    admission: admission.clone(),
                     listener_arn: listener.arn.clone(),
                     port: listener.port,
                     dns_name: lb.dns_name.clone(),

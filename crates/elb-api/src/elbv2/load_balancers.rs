@@ -150,3 +150,81 @@ pub(super) fn account_limits(params: &Params) -> Result<Xml, ApiError> {
     }
     Ok(x)
 }
+
+pub(super) fn set_subnets(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("LoadBalancerArn")?.to_owned();
+    let mut subnet_ids = params.list("Subnets.member")?;
+    for mapping in params.structs("SubnetMappings.member")? {
+        subnet_ids.push(mapping.required("SubnetId")?.to_owned());
+        mapping.finish()?;
+    }
+    let (snapshot, _) = api.store.update(|state, cx| {
+        state.apply(
+            Command::SetSubnets {
+                arn: arn.clone(),
+                subnet_ids: subnet_ids.clone(),
+            },
+            cx,
+        )
+    })?;
+    let state = &snapshot.state;
+    let lb = &state.load_balancers[&arn];
+    let mut x = Xml::new();
+    x.members("AvailabilityZones", &lb.subnet_ids, |x, subnet_id| {
+        let zone = state
+            .subnets
+            .get(subnet_id)
+            .map_or("", |s| s.availability_zone.as_str());
+        x.leaf("ZoneName", zone).leaf("SubnetId", subnet_id);
+    });
+    x.leaf("IpAddressType", "ipv4");
+    Ok(x)
+}
+
+pub(super) fn set_security_groups(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("LoadBalancerArn")?.to_owned();
+    let security_groups = params.list("SecurityGroups.member")?;
+    let (snapshot, _) = api.store.update(|state, cx| {
+        state.apply(
+            Command::SetSecurityGroups {
+                arn: arn.clone(),
+                security_groups: security_groups.clone(),
+            },
+            cx,
+        )
+    })?;
+    let mut x = Xml::new();
+    x.text_members(
+        "SecurityGroupIds",
+        &snapshot.state.load_balancers[&arn].security_groups,
+    );
+    Ok(x)
+}
+
+/// Only `ipv4` is built; the call checks the load balancer and the value.
+pub(super) fn set_ip_address_type(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("LoadBalancerArn")?;
+    let kind = params
+        .one_of(
+            "IpAddressType",
+            &["ipv4", "dualstack", "dualstack-without-public-ipv4"],
+        )?
+        .ok_or_else(|| ApiError::missing("IpAddressType"))?;
+    if !api.store.snapshot().state.load_balancers.contains_key(arn) {
+        return Err(ModelError::new(
+            ErrorCode::LoadBalancerNotFound,
+            format!("Load balancer '{arn}' not found"),
+        )
+        .into());
+    }
+    if kind != "ipv4" {
+        return Err(ApiError::new(
+            400,
+            "InvalidConfigurationRequest",
+            "elbd supports only the ipv4 IP address type so far",
+        ));
+    }
+    let mut x = Xml::new();
+    x.leaf("IpAddressType", kind);
+    Ok(x)
+}

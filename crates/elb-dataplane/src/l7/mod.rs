@@ -41,7 +41,12 @@ pub(crate) async fn serve(
             _ = stopped.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(connection(stream, local, peer, table.clone(), stopped.clone()));
+                    let admitted = table.load().route(local).is_some_and(|r| r.admission.admits(peer.ip()));
+                    if admitted {
+                        connections.spawn(connection(stream, local, peer, table.clone(), stopped.clone()));
+                    } else {
+                        refuse(stream, peer, local);
+                    }
                 }
                 Err(e) => {
                     // Out of descriptors or a connection reset before accept: back off a
@@ -63,6 +68,13 @@ pub(crate) async fn serve(
         warn!(%local, cut = connections.len(), "drain time over; closing the rest");
         connections.abort_all();
     }
+}
+
+/// A client the security groups do not admit gets a reset at once: the kernel has already
+/// completed the handshake, so dropping silently as AWS does would leave it hanging instead.
+fn refuse(stream: TcpStream, peer: SocketAddr, local: SocketAddr) {
+    debug!(%peer, %local, "connection refused by the security groups");
+    let _ = stream.set_zero_linger();
 }
 
 /// Serves one client connection until it closes, or until the listener stops, in which case

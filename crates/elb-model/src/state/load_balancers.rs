@@ -230,6 +230,61 @@ impl State {
         Ok(Outcome::Done)
     }
 
+    /// SetSubnets: nodes are made for zones added and removed for zones dropped.
+    pub(super) fn set_subnets(
+        &mut self,
+        arn: &str,
+        subnet_ids: Vec<String>,
+        cx: &mut Context<'_>,
+    ) -> Result<Outcome> {
+        let lb = self.load_balancers.get(arn).ok_or_else(|| not_found(arn))?;
+        let checked = self.check_subnets(&subnet_ids, lb.kind)?;
+        if checked[0].1 != lb.vpc_id {
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                format!(
+                    "The subnets must be in the VPC of the load balancer, '{}'",
+                    lb.vpc_id
+                ),
+            ));
+        }
+        self.nodes
+            .retain(|_, n| n.load_balancer_arn != arn || subnet_ids.contains(&n.subnet_id));
+        for subnet_id in &subnet_ids {
+            if !self.nodes_of(arn).any(|n| &n.subnet_id == subnet_id) {
+                self.add_node(arn, subnet_id, cx)?;
+            }
+        }
+        self.load_balancers
+            .get_mut(arn)
+            .expect("checked above")
+            .subnet_ids = subnet_ids;
+        Ok(Outcome::Done)
+    }
+
+    /// SetSecurityGroups. As on AWS, a network load balancer created without security
+    /// groups cannot be given some later.
+    pub(super) fn set_security_groups(&mut self, arn: &str, groups: &[String]) -> Result<Outcome> {
+        let lb = self.load_balancers.get(arn).ok_or_else(|| not_found(arn))?;
+        if lb.kind == LoadBalancerKind::Network && lb.security_groups.is_empty() {
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                "A network load balancer created without security groups cannot have them added",
+            ));
+        }
+        if lb.kind == LoadBalancerKind::Application && groups.is_empty() {
+            return Err(ModelError::validation(
+                "An application load balancer needs at least one security group",
+            ));
+        }
+        let checked = self.check_security_groups(lb.kind, Some(groups), &lb.vpc_id.clone())?;
+        self.load_balancers
+            .get_mut(arn)
+            .expect("checked above")
+            .security_groups = checked;
+        Ok(Outcome::Done)
+    }
+
     pub(super) fn activate_load_balancer(&mut self, arn: &str) -> Result<Outcome> {
         let lb = self.load_balancer_mut(arn)?;
         if lb.state == LoadBalancerState::Provisioning {

@@ -99,6 +99,15 @@ pub enum Command {
     DeleteLoadBalancer {
         arn: String,
     },
+    /// Enables exactly these subnets (one per zone): nodes follow.
+    SetSubnets {
+        arn: String,
+        subnet_ids: Vec<String>,
+    },
+    SetSecurityGroups {
+        arn: String,
+        security_groups: Vec<String>,
+    },
     /// provisioning → active, once the data plane serves every node.
     ActivateLoadBalancer {
         arn: String,
@@ -214,6 +223,11 @@ impl State {
             Command::SeedNetwork(topology) => self.seed_network(&topology, cx),
             Command::CreateLoadBalancer(c) => self.create_load_balancer(c, cx),
             Command::DeleteLoadBalancer { arn } => self.delete_load_balancer(&arn),
+            Command::SetSubnets { arn, subnet_ids } => self.set_subnets(&arn, subnet_ids, cx),
+            Command::SetSecurityGroups {
+                arn,
+                security_groups,
+            } => self.set_security_groups(&arn, &security_groups),
             Command::ActivateLoadBalancer { arn } => self.activate_load_balancer(&arn),
             Command::ModifyLoadBalancerAttributes { arn, changes } => {
                 self.modify_load_balancer_attributes(&arn, &changes)

@@ -561,3 +561,40 @@ fn vpcs_subnets_and_security_groups_check_their_ranges_and_dependencies() {
     assert!(!w.state.vpcs.contains_key(&vpc));
     assert!(w.state.security_groups.values().all(|g| g.vpc_id != vpc));
 }
+
+#[test]
+fn set_subnets_adds_and_removes_nodes() {
+    let mut w = World::new();
+    let lb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    let a_node = w
+        .state
+        .nodes_of(&lb)
+        .find(|n| n.availability_zone == "us-east-1a")
+        .unwrap()
+        .clone();
+    let subnets = vec![w.subnet("us-east-1a"), w.subnet("us-east-1c")];
+    w.run(Command::SetSubnets {
+        arn: lb.clone(),
+        subnet_ids: subnets,
+    })
+    .unwrap();
+    let mut zones: Vec<&str> = w
+        .state
+        .nodes_of(&lb)
+        .map(|n| n.availability_zone.as_str())
+        .collect();
+    zones.sort();
+    assert_eq!(zones, ["us-east-1a", "us-east-1c"]);
+    assert!(
+        w.state.nodes.contains_key(&a_node.id),
+        "the kept zone's node was replaced"
+    );
+    let one = vec![w.subnet("us-east-1a")];
+    let err = w
+        .run(Command::SetSubnets {
+            arn: lb,
+            subnet_ids: one,
+        })
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ValidationError);
+}

@@ -458,3 +458,144 @@ async fn malformed_requests_get_aws_errors_and_never_a_500() {
     assert_eq!(status, 400);
     assert!(reply.contains("not offered by elbd"), "{reply}");
 }
+
+/// curl from `source` to `node`: the HTTP status, or None when the connection was refused.
+fn curl_from(source: &str, node: SocketAddr) -> Option<u16> {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            "--interface",
+            source,
+        ])
+        .arg(format!("http://{node}/"))
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_groups_gate_the_nodes_and_changes_apply_at_once() {
+    let lab = Lab::new("api-sg", 10);
+    let _backend = Backend::start(SocketAddr::from((lab.ip('a', 10), 9001)), Duration::ZERO).await;
+    let (mut elbd, api) = start(&lab, "");
+    let aws = Aws::new(api);
+    let (subnet_a, subnet_b, vpc) = network(&aws);
+    let sg = aws.ok(&[
+        "ec2",
+        "create-security-group",
+        "--group-name",
+        "nine",
+        "--description",
+        "clients in 127.0.9/24",
+        "--vpc-id",
+        &vpc,
+    ]);
+    let sg = text(&sg["GroupId"]).to_owned();
+    let rule = |verb: &str, cidr: &str| {
+        aws.ok(&[
+            "ec2",
+            verb,
+            "--group-id",
+            &sg,
+            "--protocol",
+            "tcp",
+            "--port",
+            "8080",
+            "--cidr",
+            cidr,
+        ]);
+    };
+    rule("authorize-security-group-ingress", "127.0.9.0/24");
+    let lb = aws.ok(&[
+        "elbv2",
+        "create-load-balancer",
+        "--name",
+        "gated",
+        "--subnets",
+        &subnet_a,
+        &subnet_b,
+        "--security-groups",
+        &sg,
+    ]);
+    let lb_arn = text(&lb["LoadBalancers"][0]["LoadBalancerArn"]).to_owned();
+    let tg = aws.ok(&[
+        "elbv2",
+        "create-target-group",
+        "--name",
+        "gated",
+        "--protocol",
+        "HTTP",
+        "--port",
+        "9001",
+        "--vpc-id",
+        &vpc,
+        "--target-type",
+        "ip",
+    ]);
+    let tg_arn = text(&tg["TargetGroups"][0]["TargetGroupArn"]).to_owned();
+    aws.ok(&[
+        "elbv2",
+        "register-targets",
+        "--target-group-arn",
+        &tg_arn,
+        "--targets",
+        &format!("Id={}", lab.ip('a', 10)),
+    ]);
+    let action = format!("Type=forward,TargetGroupArn={tg_arn}");
+    aws.ok(&[
+        "elbv2",
+        "create-listener",
+        "--load-balancer-arn",
+        &lb_arn,
+        "--protocol",
+        "HTTP",
+        "--port",
+        "8080",
+        "--default-actions",
+        &action,
+    ]);
+    let node = lab.node('a', 8080);
+    elbd.wait_until("the listener to bind", || TcpStream::connect(node).is_ok());
+
+    assert_eq!(curl_from("127.0.9.9", node), Some(200));
+    assert_eq!(
+        curl_from("127.0.0.1", node),
+        None,
+        "a client outside the group's ranges got in"
+    );
+    rule("authorize-security-group-ingress", "127.0.0.0/24");
+    assert_eq!(curl_from("127.0.0.1", node), Some(200));
+    rule("revoke-security-group-ingress", "127.0.9.0/24");
+    assert_eq!(curl_from("127.0.9.9", node), None);
+
+    let groups = aws.ok(&[
+        "ec2",
+        "describe-security-groups",
+        "--group-names",
+        "default",
+    ]);
+    let default = text(&groups["SecurityGroups"][0]["GroupId"]).to_owned();
+    aws.ok(&[
+        "elbv2",
+        "set-security-groups",
+        "--load-balancer-arn",
+        &lb_arn,
+        "--security-groups",
+        &default,
+    ]);
+    assert_eq!(
+        curl_from("127.0.9.9", node),
+        Some(200),
+        "the default group admits everyone"
+    );
+    let refused = aws.err(&["ec2", "delete-security-group", "--group-id", &default]);
+    assert!(refused.contains("CannotDelete"), "{refused}");
+}

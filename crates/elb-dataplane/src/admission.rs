@@ -1,0 +1,90 @@
+//! Security groups at the door: which client addresses a listener admits, decided once per
+//! snapshot and checked when a connection is accepted, before any protocol code runs. Pure.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use elb_model::{IngressSource, InstanceState, LoadBalancer, State};
+use ipnet::Ipv4Net;
+
+/// The sources a listener admits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// No security groups (NLB default) or a rule open to everyone.
+    Everyone,
+    /// Only these IPv4 ranges (members of source groups appear as /32s).
+    Ranges(Vec<Ipv4Net>),
+}
+
+impl Admission {
+    /// What the security groups of `lb` admit on TCP `port`: the union of their ingress rules.
+    pub fn for_listener(state: &State, lb: &LoadBalancer, port: u16) -> Self {
+        if lb.security_groups.is_empty() {
+            return Self::Everyone;
+        }
+        let mut ranges = Vec::new();
+        let rules = lb
+            .security_groups
+            .iter()
+            .filter_map(|id| state.security_groups.get(id))
+            .flat_map(|g| &g.ingress)
+            .filter(|r| {
+                r.protocol == "-1"
+                    || (r.protocol == "tcp" && (r.from_port..=r.to_port).contains(&port))
+            });
+        for rule in rules {
+            match &rule.source {
+                IngressSource::Cidr(cidr) if cidr.prefix_len() == 0 => return Self::Everyone,
+                IngressSource::Cidr(cidr) => ranges.push(*cidr),
+                IngressSource::Group(group) => {
+                    ranges.extend(members(state, group).map(|ip| Ipv4Net::from(ip)))
+                }
+            }
+        }
+        Self::Ranges(ranges)
+    }
+
+    pub fn admits(&self, peer: IpAddr) -> bool {
+        match (self, peer) {
+            (Self::Everyone, _) => true,
+            (Self::Ranges(ranges), IpAddr::V4(ip)) => ranges.iter().any(|r| r.contains(&ip)),
+            (Self::Ranges(_), IpAddr::V6(_)) => false,
+        }
+    }
+}
+
+/// The addresses that carry security group `group`: running instances and load balancer
+/// nodes.
+fn members<'a>(state: &'a State, group: &'a str) -> impl Iterator<Item = Ipv4Addr> + 'a {
+    let has = move |groups: &[String]| groups.iter().any(|g| g == group);
+    let instances = state
+        .instances
+        .values()
+        .filter(move |i| i.state == InstanceState::Running && has(&i.security_groups))
+        .map(|i| i.private_ip);
+    let nodes = state
+        .nodes
+        .values()
+        .filter(move |n| {
+            state
+                .load_balancers
+                .get(&n.load_balancer_arn)
+                .is_some_and(|lb| has(&lb.security_groups))
+        })
+        .map(|n| n.private_ipv4);
+    instances.chain(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_admit_only_their_members() {
+        let a = Admission::Ranges(vec!["127.0.9.0/24".parse().unwrap()]);
+        assert!(a.admits("127.0.9.9".parse().unwrap()));
+        assert!(!a.admits("127.0.0.1".parse().unwrap()));
+        assert!(!a.admits("::1".parse().unwrap()));
+        assert!(Admission::Everyone.admits("::1".parse().unwrap()));
+        assert!(!Admission::Ranges(vec![]).admits("127.0.0.1".parse().unwrap()));
+    }
+}
