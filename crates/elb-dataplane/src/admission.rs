@@ -36,7 +36,7 @@ impl Admission {
                 IngressSource::Cidr(cidr) if cidr.prefix_len() == 0 => return Self::Everyone,
                 IngressSource::Cidr(cidr) => ranges.push(*cidr),
                 IngressSource::Group(group) => {
-                    ranges.extend(members(state, group).map(|ip| Ipv4Net::from(ip)))
+                    ranges.extend(members(state, group).map(Ipv4Net::from))
                 }
             }
         }
