@@ -11,7 +11,7 @@
 //! - [`auth`]: SigV4 scope parsing and, with credentials configured, verification.
 //! - [`query`]: the Query protocol's parameters; [`xml`]: its responses.
 //! - [`elbv2`], [`ec2`]: the operations.
-//! - [`error`]: [`ApiError`] and its rendering.
+//! - [`mod@error`]: [`ApiError`] and its rendering.
 
 pub mod auth;
 mod clock;
