@@ -49,6 +49,8 @@ pub enum Service {
 pub struct Api {
     pub store: Arc<Store>,
     pub credentials: Credentials,
+    /// What the health checks find, for DescribeTargetHealth.
+    pub health: tokio::sync::watch::Receiver<Arc<elb_model::HealthView>>,
 }
 
 impl Api {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use elb_model::State;
+use elb_model::{HealthView, State};
 
 pub use binder::{BindKey, Transport};
 pub use table::RoutingTable;
@@ -57,9 +57,10 @@ impl DataPlane {
         }
     }
 
-    /// Makes the sockets and routes of this host match `state` at `revision`.
-    pub fn apply(&mut self, state: &State, revision: u64) -> Applied {
-        let table = self.runtime.compile(state, revision);
+    /// Makes the sockets and routes of this host match `state` at `revision`, routing by
+    /// what `health` says of each target.
+    pub fn apply(&mut self, state: &State, health: &HealthView, revision: u64) -> Applied {
+        let table = self.runtime.compile(state, health, revision);
         let wanted: Vec<BindKey> = table.bind_keys().collect();
         let unbound = self.binder.unbind_except(&wanted);
         self.table.store(Arc::new(table));

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use elb_model::{InstanceState, ListenerProtocol, Registration, State, TargetId};
+use elb_model::{
+    HealthState, HealthView, InstanceState, ListenerProtocol, Node, Registration, State,
+    TargetGroup, TargetId,
+};
 
 use crate::admission::Admission;
 use crate::binder::{BindKey, Transport};
@@ -78,9 +81,21 @@ pub struct TargetSet {
 }
 
 impl TargetSet {
-    /// The next target, round robin; `None` when the node has none to use.
-    pub fn next(&self) -> Option<&Endpoint> {
-        select::round_robin(&self.cursor, self.endpoints.len()).map(|i| &self.endpoints[i])
+    /// The next target, round robin; a target in slow start is taken with the probability of
+    /// its share so far, else passed over; the clock is read only then. `None` when the node
+    /// has none to use.
+    pub fn next(&self, now_ms: impl Fn() -> u64) -> Option<&Endpoint> {
+        let mut pick = None;
+        for _ in 0..self.endpoints.len() {
+            let endpoint =
+                &self.endpoints[select::round_robin(&self.cursor, self.endpoints.len())?];
+            pick = Some(endpoint);
+            match endpoint.ramp {
+                Some(ramp) if fastrand::f64() >= ramp.share(now_ms()) => continue,
+                _ => break,
+            }
+        }
+        pick
     }
 }
 
@@ -89,8 +104,8 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// `addr` as a URI authority, made once per snapshot rather than per request.
     pub authority: http::uri::Authority,
-    /// The stable key of the registration (see `Registration::key`).
-    pub key: String,
+    /// Set while the target is in its slow-start window.
+    pub ramp: Option<select::Ramp>,
 }
 
 /// State of the data plane that must survive snapshot swaps. Only the control path (apply)
@@ -102,9 +117,14 @@ pub(crate) struct Runtime {
 }
 
 impl Runtime {
-    /// Compiles `state` into a table: for every node of every load balancer, one route per
-    /// HTTP listener, with the targets that node may reach.
-    pub(crate) fn compile(&mut self, state: &State, revision: u64) -> RoutingTable {
+    /// Compiles `state` and `health` into a table: for every node of every load balancer, one
+    /// route per HTTP listener, with the targets that node may send to.
+    pub(crate) fn compile(
+        &mut self,
+        state: &State,
+        health: &HealthView,
+        revision: u64,
+    ) -> RoutingTable {
         let mut routes = HashMap::new();
         let mut cursors = HashMap::new();
         let mut upstreams = HashMap::new();
@@ -119,11 +139,10 @@ impl Runtime {
             else {
                 continue;
             };
-            let cross_zone = tg.cross_zone(lb.cross_zone());
-            let usable: Vec<&Registration> = tg
+            let in_service: Vec<&Registration> = tg
                 .targets
                 .iter()
-                .filter(|t| receives_traffic(state, t))
+                .filter(|t| !t.is_draining() && receives_traffic(state, t))
                 .collect();
             let http = http_settings(&lb.attributes);
             let admission = Admission::for_listener(state, lb, listener.port);
@@ -138,23 +157,6 @@ impl Runtime {
                     .cloned()
                     .unwrap_or_else(|| Upstream::new(node_ip));
                 upstreams.insert(node_ip, upstream.clone());
-                let endpoints = usable
-                    .iter()
-                    .filter(|t| {
-                        select::eligible(&node.availability_zone, &t.availability_zone, cross_zone)
-                    })
-                    .map(|t| {
-                        let addr = SocketAddr::new(t.address, t.port);
-                        Endpoint {
-                            addr,
-                            authority: addr
-                                .to_string()
-                                .parse()
-                                .expect("a socket address is an authority"),
-                            key: t.key(&tg.arn),
-                        }
-                    })
-                    .collect();
                 let route = Route {
                     admission: admission.clone(),
                     listener_arn: listener.arn.clone(),
@@ -163,8 +165,8 @@ impl Runtime {
                     http: http.clone(),
                     targets: Arc::new(TargetSet {
                         target_group_arn: tg.arn.clone(),
-                        registered: usable.len(),
-                        endpoints,
+                        registered: in_service.len(),
+                        endpoints: endpoints(node, tg, lb.cross_zone(), &in_service, health),
                         cursor,
                     }),
                     upstream,
@@ -177,6 +179,65 @@ impl Runtime {
         self.upstreams = upstreams;
         RoutingTable { revision, routes }
     }
+}
+
+/// The targets `node` sends `tg`'s requests to: those in reach (its zone, or all with
+/// cross-zone) that its health checks find healthy, or all in reach when too few are healthy
+/// (fail-open, per `target_group_health.unhealthy_state_routing.*`).
+fn endpoints(
+    node: &Node,
+    tg: &TargetGroup,
+    lb_cross_zone: bool,
+    in_service: &[&Registration],
+    health: &HealthView,
+) -> Vec<Endpoint> {
+    let cross_zone = tg.cross_zone(lb_cross_zone);
+    let in_reach: Vec<(&Registration, String)> = in_service
+        .iter()
+        .filter(|t| select::eligible(&node.availability_zone, &t.availability_zone, cross_zone))
+        .map(|t| (*t, t.key(&tg.arn)))
+        .collect();
+    let healthy_since = |key: &str| {
+        health
+            .get(&node.id, key)
+            .filter(|h| h.state == HealthState::Healthy)
+            .map(|h| h.healthy_since_ms.unwrap_or(0))
+    };
+    let healthy = in_reach
+        .iter()
+        .filter(|(_, key)| healthy_since(key).is_some())
+        .count();
+    let attrs = &tg.attributes;
+    let min_count = attrs
+        .int("target_group_health.unhealthy_state_routing.minimum_healthy_targets.count")
+        .unwrap_or(1);
+    let min_percent =
+        attrs.int("target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage");
+    let fail_open = select::fail_open(healthy, in_reach.len(), min_count, min_percent);
+    let slow_start_ms = attrs.int("slow_start.duration_seconds").unwrap_or(0) * 1000;
+    in_reach
+        .into_iter()
+        .filter_map(|(t, key)| {
+            let since = healthy_since(&key);
+            if since.is_none() && !fail_open {
+                return None;
+            }
+            let addr = SocketAddr::new(t.address, t.port);
+            Some(Endpoint {
+                addr,
+                authority: addr
+                    .to_string()
+                    .parse()
+                    .expect("a socket address is an authority"),
+                ramp: since
+                    .filter(|_| slow_start_ms > 0 && !fail_open)
+                    .map(|since_ms| select::Ramp {
+                        since_ms,
+                        duration_ms: slow_start_ms,
+                    }),
+            })
+        })
+        .collect()
 }
 
 /// Instance targets take traffic only while their instance runs; IP targets always.

@@ -52,6 +52,10 @@ enum Value {
     Bool,
     Int(u64, u64),
     OneOf(&'static [&'static str]),
+    /// `off` or an integer in the range.
+    OffOr(u64, u64),
+    /// 0 (off) or 30 to 900 seconds.
+    SlowStart,
     Text,
 }
 
@@ -166,7 +170,7 @@ const TARGET_GROUP_HTTP: &[Spec] = &[
         "deregistration_delay.timeout_seconds",
         Value::Int(0, 3600),
         "300",
-        false,
+        true,
     ),
     spec("stickiness.enabled", BOOL, "false", false),
     spec(
@@ -204,12 +208,7 @@ const TARGET_GROUP_HTTP: &[Spec] = &[
         "off",
         false,
     ),
-    spec(
-        "slow_start.duration_seconds",
-        Value::Int(0, 900),
-        "0",
-        false,
-    ),
+    spec("slow_start.duration_seconds", Value::SlowStart, "0", true),
     spec(
         CROSS_ZONE,
         Value::OneOf(&["true", "false", "use_load_balancer_configuration"]),
@@ -230,15 +229,15 @@ const TARGET_GROUP_HTTP: &[Spec] = &[
     ),
     spec(
         "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
-        TEXT,
+        Value::Int(1, 1000),
         "1",
-        false,
+        true,
     ),
     spec(
         "target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage",
-        TEXT,
+        Value::OffOr(1, 100),
         "off",
-        false,
+        true,
     ),
 ];
 
@@ -330,6 +329,14 @@ fn check(spec: &Spec, value: &str, current: Option<&str>) -> Result<()> {
         Value::OneOf(allowed) if !allowed.contains(&value) => {
             return invalid(format!("must be one of {}", allowed.join(", ")));
         }
+        Value::OffOr(min, max) if value != "off" => match value.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => {}
+            _ => return invalid(format!("must be off or an integer from {min} to {max}")),
+        },
+        Value::SlowStart => match value.parse::<u64>() {
+            Ok(n) if n == 0 || (30..=900).contains(&n) => {}
+            _ => return invalid("must be 0 (off) or from 30 to 900".into()),
+        },
         _ => {}
     }
     if !spec.honoured && Some(value) != current {

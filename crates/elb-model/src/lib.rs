@@ -15,6 +15,7 @@
 pub mod alloc;
 pub mod attributes;
 pub mod error;
+pub mod health;
 pub mod id;
 pub mod limits;
 pub mod listener;
@@ -27,6 +28,7 @@ pub mod target_group;
 
 pub use attributes::Attributes;
 pub use error::{ErrorCode, ModelError};
+pub use health::{HealthState, HealthView, Matcher, Reason, TargetHealth};
 pub use id::{Context, IdSource, Scope};
 pub use listener::{Action, Listener, ListenerProtocol};
 pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme};

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attributes::Attributes;
 use crate::error::{ErrorCode, ModelError, Result};
+use crate::health::Matcher;
 use crate::state::{Origin, Tags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,12 +110,20 @@ pub struct Registration {
     pub availability_zone: String,
     /// Where traffic goes: the IP itself, or the instance's private address.
     pub address: IpAddr,
+    /// Set by DeregisterTargets: the target drains (no new requests) until then (ms since the
+    /// epoch), and is removed after.
+    #[serde(default)]
+    pub draining_until_ms: Option<u64>,
 }
 
 impl Registration {
     /// A key that names this target across snapshots, for runtime state kept beside them.
     pub fn key(&self, target_group_arn: &str) -> String {
         format!("{target_group_arn}#{}:{}", self.id, self.port)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining_until_ms.is_some()
     }
 }
 
@@ -134,6 +143,116 @@ pub struct HealthCheck {
     pub unhealthy_threshold: u16,
     /// `HttpCode` of the matcher: `200`, `200,202`, `200-299`.
     pub http_code: String,
+}
+
+/// The health-check fields ModifyTargetGroup (or a config file) sets; `None` keeps the current.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthCheckChanges {
+    pub enabled: Option<bool>,
+    pub protocol: Option<String>,
+    pub port: Option<String>,
+    pub path: Option<String>,
+    pub interval_seconds: Option<u16>,
+    pub timeout_seconds: Option<u16>,
+    pub healthy_threshold: Option<u16>,
+    pub unhealthy_threshold: Option<u16>,
+    pub http_code: Option<String>,
+}
+
+impl HealthCheck {
+    /// `self` with `changes` applied, checked against AWS's rules for HTTP target groups.
+    pub fn with(&self, changes: &HealthCheckChanges) -> Result<Self> {
+        let next = Self {
+            enabled: changes.enabled.unwrap_or(self.enabled),
+            protocol: changes
+                .protocol
+                .clone()
+                .unwrap_or_else(|| self.protocol.clone()),
+            port: changes.port.clone().unwrap_or_else(|| self.port.clone()),
+            path: changes.path.clone().unwrap_or_else(|| self.path.clone()),
+            interval_seconds: changes.interval_seconds.unwrap_or(self.interval_seconds),
+            timeout_seconds: changes.timeout_seconds.unwrap_or(self.timeout_seconds),
+            healthy_threshold: changes.healthy_threshold.unwrap_or(self.healthy_threshold),
+            unhealthy_threshold: changes
+                .unhealthy_threshold
+                .unwrap_or(self.unhealthy_threshold),
+            http_code: changes
+                .http_code
+                .clone()
+                .unwrap_or_else(|| self.http_code.clone()),
+        };
+        next.validate()?;
+        Ok(next)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let range = |name: &str, value: u16, min: u16, max: u16| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ModelError::validation(format!(
+                    "{name} must be from {min} to {max}, not {value}"
+                )))
+            }
+        };
+        if !self.enabled {
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                "Health checks cannot be disabled for target groups of type instance or ip",
+            ));
+        }
+        match self.protocol.as_str() {
+            "HTTP" => {}
+            "HTTPS" => {
+                return Err(ModelError::new(
+                    ErrorCode::UnsupportedProtocol,
+                    "elbd does not run HTTPS health checks yet; TLS is not built",
+                ));
+            }
+            "TCP" => {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidConfigurationRequest,
+                    "TCP health checks are not supported for HTTP target groups",
+                ));
+            }
+            other => {
+                return Err(ModelError::validation(format!(
+                    "Invalid health check protocol '{other}'"
+                )));
+            }
+        }
+        if self.port != "traffic-port" && !self.port.parse::<u16>().is_ok_and(|p| p > 0) {
+            return Err(ModelError::validation(format!(
+                "Health check port '{}' must be 'traffic-port' or from 1 to 65535",
+                self.port
+            )));
+        }
+        if !self.path.starts_with('/') || self.path.len() > 1024 {
+            return Err(ModelError::validation(
+                "Health check path must start with '/' and be at most 1024 characters",
+            ));
+        }
+        range("HealthCheckIntervalSeconds", self.interval_seconds, 5, 300)?;
+        range("HealthCheckTimeoutSeconds", self.timeout_seconds, 2, 120)?;
+        range("HealthyThresholdCount", self.healthy_threshold, 2, 10)?;
+        range("UnhealthyThresholdCount", self.unhealthy_threshold, 2, 10)?;
+        if self.timeout_seconds >= self.interval_seconds {
+            return Err(ModelError::validation(
+                "Health check timeout must be smaller than the interval",
+            ));
+        }
+        Matcher::parse(&self.http_code)?;
+        Ok(())
+    }
+
+    /// The port to probe a target registered on `traffic_port` on.
+    pub fn port_for(&self, traffic_port: u16) -> u16 {
+        self.port.parse().unwrap_or(traffic_port)
+    }
+
+    pub fn matcher(&self) -> Matcher {
+        Matcher::parse(&self.http_code).expect("validated when set")
+    }
 }
 
 impl Default for HealthCheck {

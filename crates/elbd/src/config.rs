@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use elb_model::target_group::HealthCheckChanges;
 use elb_model::{Scope, Topology, ZoneSpec};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
@@ -99,7 +100,25 @@ struct FileTargetGroup {
     #[serde(default)]
     attributes: toml::Table,
     #[serde(default)]
+    health_check: FileHealthCheck,
+    #[serde(default)]
     targets: Vec<FileTarget>,
+}
+
+/// AWS's health-check settings; what is left out keeps AWS's default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHealthCheck {
+    protocol: Option<String>,
+    /// A port number or "traffic-port".
+    port: Option<toml::Value>,
+    path: Option<String>,
+    interval_seconds: Option<u16>,
+    timeout_seconds: Option<u16>,
+    healthy_threshold: Option<u16>,
+    unhealthy_threshold: Option<u16>,
+    /// `HttpCode`: "200", "200,202", "200-299".
+    matcher: Option<String>,
 }
 
 fn default_target_type() -> String {
@@ -165,6 +184,7 @@ pub(crate) struct TargetGroupSpec {
     pub(crate) port: u16,
     pub(crate) target_type: String,
     pub(crate) attributes: Vec<(String, String)>,
+    pub(crate) health_check: HealthCheckChanges,
     pub(crate) targets: Vec<TargetSpec>,
 }
 
@@ -317,7 +337,31 @@ impl FileTargetGroup {
             .enumerate()
             .map(|(i, t)| t.check(&format!("{path}.targets[{i}]")))
             .collect::<Result<_, _>>()?;
+        let hc = self.health_check;
+        let port = match hc.port {
+            None => None,
+            Some(toml::Value::String(s)) => Some(s),
+            Some(toml::Value::Integer(n)) => Some(n.to_string()),
+            Some(other) => {
+                return Err(format!(
+                    "{path}.health_check.port: expected a number or \"traffic-port\", found {}",
+                    other.type_str()
+                ));
+            }
+        };
+        let health_check = HealthCheckChanges {
+            enabled: None,
+            protocol: hc.protocol,
+            port,
+            path: hc.path,
+            interval_seconds: hc.interval_seconds,
+            timeout_seconds: hc.timeout_seconds,
+            healthy_threshold: hc.healthy_threshold,
+            unhealthy_threshold: hc.unhealthy_threshold,
+            http_code: hc.matcher,
+        };
         Ok(TargetGroupSpec {
+            health_check,
             attributes: attributes(&path, self.attributes)?,
             path,
             name: self.name,

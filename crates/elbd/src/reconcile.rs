@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use elb_model::attributes::{load_balancer_defaults, target_group_defaults};
 use elb_model::state::{CreateListener, CreateLoadBalancer, CreateTargetGroup, TargetDescription};
+use elb_model::target_group::{HealthCheck, HealthCheckChanges};
 use elb_model::{
     Action, Attributes, Command, Context, ErrorCode, ListenerProtocol, LoadBalancerKind,
     ModelError, Origin, Outcome, Scheme, State,
@@ -188,6 +189,27 @@ fn target_group(
         }
         None => created(run(state, create, cx, path)?),
     };
+    let desired = HealthCheck::default()
+        .with(&spec.health_check)
+        .map_err(|e| prefix(e, &format!("{path}.health_check")))?;
+    if state.target_groups[&arn].health_check != desired {
+        let health_check = HealthCheckChanges {
+            enabled: Some(desired.enabled),
+            protocol: Some(desired.protocol),
+            port: Some(desired.port),
+            path: Some(desired.path),
+            interval_seconds: Some(desired.interval_seconds),
+            timeout_seconds: Some(desired.timeout_seconds),
+            healthy_threshold: Some(desired.healthy_threshold),
+            unhealthy_threshold: Some(desired.unhealthy_threshold),
+            http_code: Some(desired.http_code),
+        };
+        let command = Command::ModifyTargetGroup {
+            arn: arn.clone(),
+            health_check,
+        };
+        run(state, command, cx, &format!("{path}.health_check"))?;
+    }
     let tg = &state.target_groups[&arn];
     let changes = attribute_changes(&tg.attributes, &target_group_defaults(), &spec.attributes);
     if !changes.is_empty() {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use elb_api::{Api, Credentials};
 use elb_dataplane::{Applied, DataPlane};
+use elb_health::HealthChecker;
 use elb_model::{Command, LoadBalancerState, State};
 use elb_store::{Snapshot, SqliteBackend, Store};
 use tokio::signal::unix::{SignalKind, signal};
@@ -99,6 +100,7 @@ async fn serve(
     if args.demo_targets {
         demo::start(&first.state);
     }
+    let mut checker = HealthChecker::new();
     if let Some(addr) = args.api_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -106,6 +108,7 @@ async fn serve(
         let api = Arc::new(Api {
             store: store.clone(),
             credentials: Credentials(settings.credentials.clone().into_iter().collect()),
+            health: checker.subscribe(),
         });
         let signed = if api.credentials.0.is_empty() {
             "any signature accepted"
@@ -123,28 +126,67 @@ async fn serve(
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut snapshots = store.subscribe();
+    let mut health = checker.subscribe();
+    let mut drain_timer = tokio::time::interval(Duration::from_secs(1));
     let mut dataplane = DataPlane::new(Duration::from_secs(args.drain_seconds));
     let mut previous = State::default();
     loop {
+        // A new snapshot or new health: bring the probes and the data plane up to date.
         let snapshot = snapshots.borrow_and_update().clone();
-        log_delta(&previous, &snapshot.state);
-        let applied = dataplane.apply(&snapshot.state, snapshot.revision);
+        if snapshot.state != previous {
+            log_delta(&previous, &snapshot.state);
+            checker.update(&snapshot.state);
+            previous = snapshot.state.clone();
+        }
+        let view = health.borrow_and_update().clone();
+        let applied = dataplane.apply(&snapshot.state, &view, snapshot.revision);
         log_applied(&snapshot.state, &applied);
         activate_ready(&store, &snapshot.state, &dataplane).await;
-        previous = snapshot.state.clone();
-        tokio::select! {
-            changed = snapshots.changed() => changed?,
-            _ = hangup.recv() => reload(&args, &settings, &store).await,
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+        loop {
+            tokio::select! {
+                changed = snapshots.changed() => break changed?,
+                changed = health.changed() => break changed?,
+                _ = drain_timer.tick() => expire_draining(&store, &snapshot.state).await,
+                _ = hangup.recv() => reload(&args, &settings, &store).await,
+                _ = terminate.recv() => return stop(dataplane, args.drain_seconds).await,
+                _ = interrupt.recv() => return stop(dataplane, args.drain_seconds).await,
+            }
         }
     }
+}
+
+async fn stop(dataplane: DataPlane, drain_seconds: u64) -> anyhow::Result<()> {
     info!(
-        drain_seconds = args.drain_seconds,
+        drain_seconds,
         "stopping: listeners closed, draining connections"
     );
     dataplane.shutdown().await;
     Ok(())
+}
+
+/// Removes deregistered targets whose delay has passed (one commit, only when one has).
+async fn expire_draining(store: &Arc<Store>, state: &State) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let due = state
+        .target_groups
+        .values()
+        .flat_map(|tg| &tg.targets)
+        .any(|t| t.draining_until_ms.is_some_and(|until| until <= now));
+    if !due {
+        return;
+    }
+    let store = store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        store.update(|state, cx| state.apply(Command::ExpireDraining, cx))
+    })
+    .await;
+    match result {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => error!("removing drained targets: {e}"),
+        Err(e) => error!("removing drained targets: {e}"),
+    }
 }
 
 /// SIGHUP: re-read the config file and commit it whole, or refuse it and change nothing.

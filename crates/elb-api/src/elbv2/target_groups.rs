@@ -2,9 +2,10 @@
 //! and DescribeTargetHealth.
 
 use elb_model::state::{CreateTargetGroup, TargetDescription};
+use elb_model::target_group::HealthCheckChanges;
 use elb_model::{
-    Command, ErrorCode, HealthCheck, InstanceState, ModelError, Origin, Outcome, Registration,
-    State, TargetGroup, TargetId,
+    Command, ErrorCode, HealthState, HealthView, InstanceState, ModelError, Origin, Outcome,
+    Reason, Registration, State, TargetGroup, TargetId,
 };
 
 use super::{page, render, tag_params};
@@ -50,7 +51,7 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
             "elbd supports only ipv4 target groups so far",
         ));
     }
-    check_health_check(params, &HealthCheck::default())?;
+    let health_check = health_check_changes(params)?;
     let tags = tag_params(params)?;
     let create = Command::CreateTargetGroup(CreateTargetGroup {
         name,
@@ -64,6 +65,13 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         let Outcome::Created(arn) = state.apply(create.clone(), cx)? else {
             unreachable!("CreateTargetGroup reports what it created")
         };
+        if health_check != HealthCheckChanges::default() {
+            let command = Command::ModifyTargetGroup {
+                arn: arn.clone(),
+                health_check: health_check.clone(),
+            };
+            state.apply(command, cx)?;
+        }
         if !tags.is_empty() {
             state.apply(
                 Command::AddTags {
@@ -83,60 +91,24 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-/// Health checks are not run yet, so their settings accept only the current values; anything
-/// else is refused rather than stored and ignored.
-fn check_health_check(params: &Params, current: &HealthCheck) -> Result<(), ApiError> {
-    let texts = [
-        ("HealthCheckProtocol", &current.protocol),
-        ("HealthCheckPort", &current.port),
-        ("HealthCheckPath", &current.path),
-        ("Matcher.HttpCode", &current.http_code),
-    ];
-    let numbers = [
-        (
-            "HealthCheckIntervalSeconds",
-            current.interval_seconds,
-            5,
-            300,
-        ),
-        ("HealthCheckTimeoutSeconds", current.timeout_seconds, 2, 120),
-        ("HealthyThresholdCount", current.healthy_threshold, 2, 10),
-        (
-            "UnhealthyThresholdCount",
-            current.unhealthy_threshold,
-            2,
-            10,
-        ),
-    ];
-    let unbuilt = |name: &str, value: &str| {
-        ApiError::new(
-            400,
-            "InvalidConfigurationRequest",
-            format!(
-                "elbd does not run health checks yet; {name} accepts only its current value, not '{value}'"
-            ),
-        )
+/// The health-check settings a call gives; the model checks them.
+fn health_check_changes(params: &Params) -> Result<HealthCheckChanges, ApiError> {
+    let number = |name: &str| -> Result<Option<u16>, ApiError> {
+        Ok(params.int(name, 0, 65535)?.map(|n| n as u16))
     };
-    for (name, value) in texts {
-        if let Some(given) = params.optional(name)
-            && given != value.as_str()
-        {
-            return Err(unbuilt(name, given));
-        }
-    }
-    for (name, value, min, max) in numbers {
-        if let Some(given) = params.int(name, min, max)?
-            && given != i64::from(value)
-        {
-            return Err(unbuilt(name, &given.to_string()));
-        }
-    }
-    if let Some(given) = params.bool("HealthCheckEnabled")?
-        && given != current.enabled
-    {
-        return Err(unbuilt("HealthCheckEnabled", &given.to_string()));
-    }
-    Ok(())
+    Ok(HealthCheckChanges {
+        enabled: params.bool("HealthCheckEnabled")?,
+        protocol: params
+            .one_of("HealthCheckProtocol", PROTOCOLS)?
+            .map(str::to_owned),
+        port: params.optional("HealthCheckPort").map(str::to_owned),
+        path: params.optional("HealthCheckPath").map(str::to_owned),
+        interval_seconds: number("HealthCheckIntervalSeconds")?,
+        timeout_seconds: number("HealthCheckTimeoutSeconds")?,
+        healthy_threshold: number("HealthyThresholdCount")?,
+        unhealthy_threshold: number("UnhealthyThresholdCount")?,
+        http_code: params.optional("Matcher.HttpCode").map(str::to_owned),
+    })
 }
 
 pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
@@ -191,13 +163,20 @@ pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
 }
 
 pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
-    let arn = params.required("TargetGroupArn")?;
-    let snapshot = api.store.snapshot();
+    let arn = params.required("TargetGroupArn")?.to_owned();
+    let health_check = health_check_changes(params)?;
+    let (snapshot, _) = api.store.update(|state, cx| {
+        state.apply(
+            Command::ModifyTargetGroup {
+                arn: arn.clone(),
+                health_check: health_check.clone(),
+            },
+            cx,
+        )
+    })?;
     let state = &snapshot.state;
-    let tg = target_group(state, arn)?;
-    check_health_check(params, &tg.health_check)?;
     let mut x = Xml::new();
-    x.members("TargetGroups", [tg], |x, tg| {
+    x.members("TargetGroups", [&state.target_groups[&arn]], |x, tg| {
         render::target_group(x, state, tg)
     });
     Ok(x)
@@ -261,34 +240,43 @@ fn target_group<'a>(state: &'a State, arn: &str) -> Result<&'a TargetGroup, ApiE
     })
 }
 
-/// A target's state, reason code and description, as DescribeTargetHealth reports them.
-struct Health {
-    state: &'static str,
-    reason: Option<(&'static str, &'static str)>,
-}
-
 /// One `TargetHealthDescription`.
 struct Row {
     id: String,
     port: u16,
     zone: Option<String>,
-    health: Health,
+    health_check_port: u16,
+    state: HealthState,
+    reason: Option<Reason>,
 }
 
-/// What DescribeTargetHealth reports for one registration.
-fn health(state: &State, tg: &TargetGroup, r: &Registration) -> Health {
-    let unused = |reason| Health {
-        state: "unused",
-        reason: Some(reason),
-    };
+/// What DescribeTargetHealth reports for one registration: its draining, instance, group and
+/// zone status first, then what the nodes' health checks found.
+fn health(
+    state: &State,
+    view: &HealthView,
+    tg: &TargetGroup,
+    r: &Registration,
+) -> (HealthState, Option<Reason>) {
+    if r.is_draining() {
+        return (
+            HealthState::Draining,
+            Some(Reason::DeregistrationInProgress),
+        );
+    }
+    if let TargetId::Instance(id) = &r.id
+        && state
+            .instances
+            .get(id)
+            .is_some_and(|i| i.state != InstanceState::Running)
+    {
+        return (HealthState::Unused, Some(Reason::InvalidState));
+    }
     let lb = state
         .load_balancer_of_target_group(&tg.arn)
         .and_then(|arn| state.load_balancers.get(arn));
     let Some(lb) = lb else {
-        return unused((
-            "Target.NotInUse",
-            "Target group is not configured to receive traffic from the load balancer",
-        ));
+        return (HealthState::Unused, Some(Reason::NotInUse));
     };
     let zone_enabled = r.availability_zone == "all"
         || lb.subnet_ids.iter().any(|s| {
@@ -297,28 +285,12 @@ fn health(state: &State, tg: &TargetGroup, r: &Registration) -> Health {
                 .get(s)
                 .is_some_and(|s| s.availability_zone == r.availability_zone)
         });
-    if let TargetId::Instance(id) = &r.id
-        && state
-            .instances
-            .get(id)
-            .is_some_and(|i| i.state != InstanceState::Running)
-    {
-        return unused(("Target.InvalidState", "Target is in the stopped state"));
-    }
     if !zone_enabled {
-        return unused((
-            "Target.NotInUse",
-            "Target is in an Availability Zone that is not enabled for the load balancer",
-        ));
+        return (HealthState::Unused, Some(Reason::ZoneNotEnabled));
     }
-    // Health checks are not built yet: every registered target in an enabled zone receives
-    // traffic, and the report says why there is no health to show.
-    Health {
-        state: "unavailable",
-        reason: Some((
-            "Target.HealthCheckDisabled",
-            "elbd does not run health checks yet; the target receives traffic",
-        )),
+    match view.overall(&r.key(&tg.arn)) {
+        Some(h) => (h.state, h.reason.clone()),
+        None => (HealthState::Initial, Some(Reason::RegistrationInProgress)),
     }
 }
 
@@ -333,6 +305,7 @@ pub(super) fn describe_health(api: &Api, params: &Params) -> Result<Xml, ApiErro
         ));
     }
     let snapshot = api.store.snapshot();
+    let view = api.health.borrow().clone();
     let state = &snapshot.state;
     let tg = target_group(state, arn)?;
     let names = |t: &TargetDescription, r: &Registration| {
@@ -342,28 +315,30 @@ pub(super) fn describe_health(api: &Api, params: &Params) -> Result<Xml, ApiErro
         .targets
         .iter()
         .filter(|r| wanted.is_empty() || wanted.iter().any(|t| names(t, r)))
-        .map(|r| Row {
-            id: r.id.to_string(),
-            port: r.port,
-            zone: matches!(r.id, TargetId::Ip(_)).then(|| r.availability_zone.clone()),
-            health: health(state, tg, r),
+        .map(|r| {
+            let (state_now, reason) = health(state, &view, tg, r);
+            Row {
+                id: r.id.to_string(),
+                port: r.port,
+                zone: matches!(r.id, TargetId::Ip(_)).then(|| r.availability_zone.clone()),
+                health_check_port: tg.health_check.port_for(r.port),
+                state: state_now,
+                reason,
+            }
         })
         .collect();
     for t in wanted
         .iter()
         .filter(|t| !tg.targets.iter().any(|r| names(t, r)))
     {
+        let port = t.port.unwrap_or(tg.port);
         rows.push(Row {
             id: t.id.clone(),
-            port: t.port.unwrap_or(tg.port),
+            port,
             zone: None,
-            health: Health {
-                state: "unused",
-                reason: Some((
-                    "Target.NotRegistered",
-                    "Target is not registered to the target group",
-                )),
-            },
+            health_check_port: tg.health_check.port_for(port),
+            state: HealthState::Unused,
+            reason: Some(Reason::NotRegistered),
         });
     }
     let mut x = Xml::new();
@@ -374,11 +349,12 @@ pub(super) fn describe_health(api: &Api, params: &Params) -> Result<Xml, ApiErro
                 x.leaf("AvailabilityZone", zone);
             }
         });
-        x.leaf("HealthCheckPort", row.port.to_string());
+        x.leaf("HealthCheckPort", row.health_check_port.to_string());
         x.node("TargetHealth", |x| {
-            x.leaf("State", row.health.state);
-            if let Some((code, description)) = row.health.reason {
-                x.leaf("Reason", code).leaf("Description", description);
+            x.leaf("State", row.state.as_str());
+            if let Some(reason) = &row.reason {
+                x.leaf("Reason", reason.code())
+                    .leaf("Description", reason.description());
             }
         });
     });

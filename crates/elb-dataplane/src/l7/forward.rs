@@ -36,7 +36,7 @@ pub(super) async fn forward(
     if targets.registered == 0 {
         return Err(ProxyError::NoTargets);
     }
-    let target = targets.next().ok_or(ProxyError::NoReachableTargets)?;
+    let target = targets.next(now_ms).ok_or(ProxyError::NoReachableTargets)?;
 
     let path = req
         .uri()
@@ -64,6 +64,12 @@ pub(super) async fn forward(
     let mut response = response.map(Either::Left);
     remove_hop_by_hop(response.headers_mut());
     Ok(response)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The Host the client asked for: the Host header, else the HTTP/2 `:authority`, else (HTTP/1.0

@@ -25,7 +25,7 @@ use crate::listener::{Action, Listener, ListenerProtocol};
 use crate::load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, Scheme};
 use crate::network::{IngressRule, Instance, InstanceState, SecurityGroup, Subnet, Topology, Vpc};
 use crate::node::Node;
-use crate::target_group::TargetGroup;
+use crate::target_group::{HealthCheckChanges, TargetGroup};
 
 pub use diff::{Changes, Delta};
 pub use ec2::RunInstances;
@@ -120,6 +120,13 @@ pub enum Command {
     DeleteTargetGroup {
         arn: String,
     },
+    /// Changes health-check settings.
+    ModifyTargetGroup {
+        arn: String,
+        health_check: HealthCheckChanges,
+    },
+    /// Removes targets whose deregistration delay has passed (run by a timer).
+    ExpireDraining,
     ModifyTargetGroupAttributes {
         arn: String,
         changes: Vec<(String, String)>,
@@ -244,7 +251,11 @@ impl State {
             Command::DeregisterTargets {
                 target_group_arn,
                 targets,
-            } => self.deregister_targets(&target_group_arn, &targets),
+            } => self.deregister_targets(&target_group_arn, &targets, cx.now_ms),
+            Command::ModifyTargetGroup { arn, health_check } => {
+                self.modify_target_group(&arn, &health_check)
+            }
+            Command::ExpireDraining => self.expire_draining(cx.now_ms),
             Command::CreateListener(c) => self.create_listener(c, cx),
             Command::ModifyListener {
                 arn,

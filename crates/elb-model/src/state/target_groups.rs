@@ -10,7 +10,8 @@ use crate::limits;
 use crate::names;
 use crate::network::InstanceState;
 use crate::target_group::{
-    HealthCheck, Registration, TargetGroup, TargetGroupProtocol, TargetId, TargetType,
+    HealthCheck, HealthCheckChanges, Registration, TargetGroup, TargetGroupProtocol, TargetId,
+    TargetType,
 };
 
 /// A target as RegisterTargets names it.
@@ -100,6 +101,25 @@ impl State {
         Ok(Outcome::Done)
     }
 
+    pub(super) fn modify_target_group(
+        &mut self,
+        arn: &str,
+        changes: &HealthCheckChanges,
+    ) -> Result<Outcome> {
+        let tg = self.target_group_mut(arn)?;
+        tg.health_check = tg.health_check.with(changes)?;
+        Ok(Outcome::Done)
+    }
+
+    /// Removes the targets whose deregistration delay has passed.
+    pub(super) fn expire_draining(&mut self, now_ms: u64) -> Result<Outcome> {
+        for tg in self.target_groups.values_mut() {
+            tg.targets
+                .retain(|t| t.draining_until_ms.is_none_or(|until| until > now_ms));
+        }
+        Ok(Outcome::Done)
+    }
+
     pub(super) fn modify_target_group_attributes(
         &mut self,
         arn: &str,
@@ -117,15 +137,16 @@ impl State {
     ) -> Result<Outcome> {
         let tg = self.target_group(arn)?;
         let mut added = Vec::with_capacity(targets.len());
+        let mut undrained = Vec::new();
         for t in targets {
             let registration = self.resolve_target(tg, t)?;
-            let known = tg
-                .targets
-                .iter()
-                .chain(&added)
-                .any(|r: &Registration| r.id == registration.id && r.port == registration.port);
-            if !known {
-                added.push(registration);
+            let same = |r: &Registration| r.id == registration.id && r.port == registration.port;
+            match tg.targets.iter().position(same) {
+                // Registering a draining target again takes it back into service.
+                Some(i) if tg.targets[i].is_draining() => undrained.push(i),
+                Some(_) => {}
+                None if !added.iter().any(same) => added.push(registration),
+                None => {}
             }
         }
         if tg.targets.len() + added.len() > limits::TARGETS_PER_TARGET_GROUP {
@@ -137,23 +158,45 @@ impl State {
                 ),
             ));
         }
-        self.target_group_mut(arn)?.targets.extend(added);
+        let tg = self.target_group_mut(arn)?;
+        for i in undrained {
+            tg.targets[i].draining_until_ms = None;
+        }
+        tg.targets.extend(added);
         Ok(Outcome::Done)
     }
 
+    /// Deregistered targets drain for `deregistration_delay.timeout_seconds` (no new
+    /// requests; open ones finish), then [`Command::ExpireDraining`] removes them. With a delay
+    /// of 0 they go at once.
     pub(super) fn deregister_targets(
         &mut self,
         arn: &str,
         targets: &[TargetDescription],
+        now_ms: u64,
     ) -> Result<Outcome> {
         let tg = self.target_group(arn)?;
+        let delay_ms = tg
+            .attributes
+            .int("deregistration_delay.timeout_seconds")
+            .unwrap_or(300)
+            * 1000;
         let mut keep = tg.targets.clone();
         for t in targets {
             let id = parse_target_id(tg.target_type, &t.id)?;
             let port = t.port.unwrap_or(tg.port);
-            let before = keep.len();
-            keep.retain(|r| !(r.id == id && r.port == port));
-            if keep.len() == before {
+            let found = keep.iter().position(|r| r.id == id && r.port == port);
+            match found {
+                Some(i) if delay_ms == 0 => {
+                    keep.remove(i);
+                }
+                Some(i) => {
+                    let until = keep[i].draining_until_ms.unwrap_or(now_ms + delay_ms);
+                    keep[i].draining_until_ms = Some(until);
+                }
+                None => {}
+            }
+            if found.is_none() {
                 return Err(ModelError::new(
                     ErrorCode::InvalidTarget,
                     format!(
@@ -201,6 +244,7 @@ impl State {
                     port,
                     availability_zone: instance.availability_zone.clone(),
                     address: IpAddr::V4(instance.private_ip),
+                    draining_until_ms: None,
                 });
             }
         };
@@ -244,6 +288,7 @@ impl State {
             port,
             availability_zone: zone,
             address,
+            draining_until_ms: None,
         })
     }
 

@@ -4,7 +4,7 @@ use crate::id::SequentialIds;
 use crate::load_balancer::LoadBalancerState;
 use crate::network::InstanceState;
 use crate::state::RunInstances;
-use crate::target_group::TargetId;
+use crate::target_group::{HealthCheckChanges, TargetId};
 
 struct World {
     state: State,
@@ -597,4 +597,111 @@ fn set_subnets_adds_and_removes_nodes() {
         })
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::ValidationError);
+}
+
+#[test]
+fn deregistered_targets_drain_for_the_delay_then_go() {
+    let mut w = World::new();
+    let tg = w.target_group("web-tg");
+    w.run(Command::RegisterTargets {
+        target_group_arn: tg.clone(),
+        targets: vec![target("127.1.0.10")],
+    })
+    .unwrap();
+    w.run(Command::DeregisterTargets {
+        target_group_arn: tg.clone(),
+        targets: vec![target("127.1.0.10")],
+    })
+    .unwrap();
+    let until = w.state.target_groups[&tg].targets[0].draining_until_ms;
+    assert_eq!(
+        until,
+        Some(1_700_000_000_000 + 300_000),
+        "default delay is 300 s"
+    );
+    w.run(Command::ExpireDraining).unwrap();
+    assert_eq!(
+        w.state.target_groups[&tg].targets.len(),
+        1,
+        "expired before its time"
+    );
+    // Registering it again takes it back into service.
+    w.run(Command::RegisterTargets {
+        target_group_arn: tg.clone(),
+        targets: vec![target("127.1.0.10")],
+    })
+    .unwrap();
+    assert!(!w.state.target_groups[&tg].targets[0].is_draining());
+
+    w.run(Command::ModifyTargetGroupAttributes {
+        arn: tg.clone(),
+        changes: vec![("deregistration_delay.timeout_seconds".into(), "0".into())],
+    })
+    .unwrap();
+    w.run(Command::DeregisterTargets {
+        target_group_arn: tg.clone(),
+        targets: vec![target("127.1.0.10")],
+    })
+    .unwrap();
+    assert!(
+        w.state.target_groups[&tg].targets.is_empty(),
+        "a delay of 0 removes at once"
+    );
+}
+
+#[test]
+fn health_check_settings_follow_aws_ranges() {
+    let mut w = World::new();
+    let tg = w.target_group("web-tg");
+    let modify = |changes| Command::ModifyTargetGroup {
+        arn: tg.clone(),
+        health_check: changes,
+    };
+    let ok = HealthCheckChanges {
+        path: Some("/health".into()),
+        interval_seconds: Some(5),
+        timeout_seconds: Some(2),
+        http_code: Some("200-299".into()),
+        ..HealthCheckChanges::default()
+    };
+    w.run(modify(ok)).unwrap();
+    assert_eq!(w.state.target_groups[&tg].health_check.path, "/health");
+    let bad = [
+        HealthCheckChanges {
+            timeout_seconds: Some(5),
+            ..Default::default()
+        },
+        HealthCheckChanges {
+            interval_seconds: Some(4),
+            ..Default::default()
+        },
+        HealthCheckChanges {
+            healthy_threshold: Some(11),
+            ..Default::default()
+        },
+        HealthCheckChanges {
+            path: Some("health".into()),
+            ..Default::default()
+        },
+        HealthCheckChanges {
+            http_code: Some("600".into()),
+            ..Default::default()
+        },
+        HealthCheckChanges {
+            port: Some("0".into()),
+            ..Default::default()
+        },
+        HealthCheckChanges {
+            enabled: Some(false),
+            ..Default::default()
+        },
+    ];
+    for changes in bad {
+        let before = w.state.clone();
+        assert!(
+            w.run(modify(changes.clone())).is_err(),
+            "{changes:?} accepted"
+        );
+        assert_eq!(w.state, before);
+    }
 }

@@ -115,6 +115,14 @@ async fn the_aws_cli_builds_a_working_load_balancer_and_tears_it_down() {
     let listener_arn = text(&listener["Listeners"][0]["ListenerArn"]).to_owned();
 
     let nodes = [lab.node('a', 8080), lab.node('b', 8080)];
+    aws.ok(&[
+        "elbv2",
+        "wait",
+        "target-in-service",
+        "--target-group-arn",
+        &tg_arn,
+    ]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     for node in nodes {
         elbd.wait_until("the listener to bind", || TcpStream::connect(node).is_ok());
         assert_eq!(spread(node, 4).await.len(), 2, "through {node}");

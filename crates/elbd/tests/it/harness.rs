@@ -157,6 +157,21 @@ impl Elbd {
         }
     }
 
+    /// Waits until the health checks have found `n` (node, target) pairs healthy.
+    pub(crate) fn wait_healthy(&mut self, n: usize) {
+        let log = self.log.clone();
+        self.wait_until(&format!("{n} healthy checks"), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.lines()
+                .filter(|l| l.contains("target health") && l.contains("state=healthy"))
+                .count()
+                >= n
+        });
+        // The checker publishes a burst of changes 20 ms after the last one, and the data plane
+        // applies it right after: leave it ample time.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -190,7 +205,7 @@ impl Drop for Elbd {
 }
 
 /// An HTTP backend in the test process that answers with its own address after `delay`, and
-/// counts the requests it served.
+/// keeps the headers of the requests it served (health checks aside).
 pub(crate) struct Backend {
     pub(crate) hits: Arc<Mutex<Vec<HeaderMap>>>,
 }
@@ -207,7 +222,13 @@ impl Backend {
                     let seen = seen.clone();
                     async move {
                         tokio::time::sleep(delay).await;
-                        seen.lock().unwrap().push(req.headers().clone());
+                        let probe = req
+                            .headers()
+                            .get("user-agent")
+                            .is_some_and(|ua| ua == "ELB-HealthChecker/2.0");
+                        if !probe {
+                            seen.lock().unwrap().push(req.headers().clone());
+                        }
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(addr.to_string()))))
                     }
                 });

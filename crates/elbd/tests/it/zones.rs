@@ -46,6 +46,7 @@ async fn the_example_balances_over_two_zones_and_survives_kill_9() {
     let backends = four_backends(&lab).await;
     let nodes = [lab.node('a', 8080), lab.node('b', 8080)];
     let mut elbd = Elbd::start(&lab, &example(), &[], &nodes);
+    elbd.wait_healthy(8);
 
     // Exactly one listening address per zone.
     assert_eq!(
@@ -87,6 +88,7 @@ async fn the_example_balances_over_two_zones_and_survives_kill_9() {
         before[0].contains("us-east-1a=127.1.255.254")
             && before[0].contains("us-east-1b=127.2.255.254")
     );
+    elbd.wait_healthy(8);
     assert_eq!(spread(nodes[0], 8).await.len(), 4);
 }
 
@@ -108,7 +110,8 @@ async fn without_cross_zone_each_node_keeps_to_its_zone() {
         &two_zone_config(&lab, "\"load_balancing.cross_zone.enabled\" = \"false\""),
     );
     let nodes = [lab.node('a', 8080), lab.node('b', 8080)];
-    let _elbd = Elbd::start(&lab, &config, &[], &nodes);
+    let mut elbd = Elbd::start(&lab, &config, &[], &nodes);
+    elbd.wait_healthy(4);
     for (zone, node) in ['a', 'b'].into_iter().zip(nodes) {
         let counts = spread(node, 100).await;
         let expected: Vec<String> = [10, 11]

@@ -1,0 +1,76 @@
+//! What to probe, from a snapshot: for every node, the targets it may route to (its zone's,
+//! or all zones' with cross-zone), each with its group's settings. Pure.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use elb_model::{InstanceState, ListenerProtocol, Matcher, State, TargetId};
+
+use crate::state::Thresholds;
+
+/// One node's checks of one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The node whose address the probe leaves from.
+    pub node_ip: IpAddr,
+    pub target: SocketAddr,
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub thresholds: Thresholds,
+    pub matcher: Matcher,
+}
+
+/// `(node id, registration key)` → probe, for every check the snapshot calls for.
+pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
+    let mut probes = BTreeMap::new();
+    for listener in state
+        .listeners
+        .values()
+        .filter(|l| l.protocol == ListenerProtocol::Http)
+    {
+        let lb = &state.load_balancers[&listener.load_balancer_arn];
+        let Some(tg) = listener
+            .forward_target_group()
+            .and_then(|arn| state.target_groups.get(arn))
+        else {
+            continue;
+        };
+        let hc = &tg.health_check;
+        let cross_zone = tg.cross_zone(lb.cross_zone());
+        for node in state.nodes_of(&lb.arn) {
+            for r in &tg.targets {
+                let running = match &r.id {
+                    TargetId::Ip(_) => true,
+                    TargetId::Instance(id) => state
+                        .instances
+                        .get(id)
+                        .is_some_and(|i| i.state == InstanceState::Running),
+                };
+                let reachable = cross_zone
+                    || r.availability_zone == node.availability_zone
+                    || r.availability_zone == "all";
+                if r.is_draining() || !running || !reachable {
+                    continue;
+                }
+                probes.insert(
+                    (node.id.clone(), r.key(&tg.arn)),
+                    Probe {
+                        node_ip: IpAddr::V4(node.private_ipv4),
+                        target: SocketAddr::new(r.address, hc.port_for(r.port)),
+                        path: hc.path.clone(),
+                        interval: Duration::from_secs(hc.interval_seconds.into()),
+                        timeout: Duration::from_secs(hc.timeout_seconds.into()),
+                        thresholds: Thresholds {
+                            healthy: hc.healthy_threshold,
+                            unhealthy: hc.unhealthy_threshold,
+                        },
+                        matcher: hc.matcher(),
+                    },
+                );
+            }
+        }
+    }
+    probes
+}

@@ -1,0 +1,201 @@
+//! Target health as DescribeTargetHealth reports it, and the health-check settings of a
+//! target group with AWS's ranges. The state machine that moves targets between states lives
+//! in `elb-health`; these are the values it publishes and the API and data plane read.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+
+/// `TargetHealthStateEnum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HealthState {
+    Initial,
+    Healthy,
+    Unhealthy,
+    Unused,
+    Draining,
+    Unavailable,
+}
+
+impl HealthState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initial => "initial",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::Unused => "unused",
+            Self::Draining => "draining",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// `TargetHealthReasonEnum`, with the description AWS gives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reason {
+    RegistrationInProgress,
+    InitialHealthChecking,
+    /// The status codes that did not match.
+    ResponseCodeMismatch(Vec<u16>),
+    Timeout,
+    FailedHealthChecks,
+    NotRegistered,
+    NotInUse,
+    ZoneNotEnabled,
+    DeregistrationInProgress,
+    InvalidState,
+    InternalError,
+}
+
+impl Reason {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::RegistrationInProgress => "Elb.RegistrationInProgress",
+            Self::InitialHealthChecking => "Elb.InitialHealthChecking",
+            Self::ResponseCodeMismatch(_) => "Target.ResponseCodeMismatch",
+            Self::Timeout => "Target.Timeout",
+            Self::FailedHealthChecks => "Target.FailedHealthChecks",
+            Self::NotRegistered => "Target.NotRegistered",
+            Self::NotInUse | Self::ZoneNotEnabled => "Target.NotInUse",
+            Self::DeregistrationInProgress => "Target.DeregistrationInProgress",
+            Self::InvalidState => "Target.InvalidState",
+            Self::InternalError => "Elb.InternalError",
+        }
+    }
+
+    pub fn description(&self) -> String {
+        match self {
+            Self::RegistrationInProgress => "Target registration is in progress".into(),
+            Self::InitialHealthChecking => "Initial health checks in progress".into(),
+            Self::ResponseCodeMismatch(codes) => {
+                let codes: Vec<String> = codes.iter().map(u16::to_string).collect();
+                format!(
+                    "Health checks failed with these codes: [{}]",
+                    codes.join(", ")
+                )
+            }
+            Self::Timeout => "Request timed out".into(),
+            Self::FailedHealthChecks => "Health checks failed".into(),
+            Self::NotRegistered => "Target is not registered to the target group".into(),
+            Self::NotInUse => {
+                "Target group is not configured to receive traffic from the load balancer".into()
+            }
+            Self::ZoneNotEnabled => {
+                "Target is in an Availability Zone that is not enabled for the load balancer".into()
+            }
+            Self::DeregistrationInProgress => "Target deregistration is in progress".into(),
+            Self::InvalidState => "Target is in the stopped state".into(),
+            Self::InternalError => "Health checks failed due to an internal error".into(),
+        }
+    }
+}
+
+/// What one node's checks say of one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetHealth {
+    pub state: HealthState,
+    pub reason: Option<Reason>,
+    /// When the target last turned healthy (ms since the epoch): slow start ramps from here.
+    pub healthy_since_ms: Option<u64>,
+}
+
+/// The health of every probed target, per node: `(node id, registration key)` → health. An
+/// immutable value, published whole by the health checker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthView {
+    pub targets: HashMap<(String, String), TargetHealth>,
+}
+
+impl HealthView {
+    pub fn get(&self, node_id: &str, target_key: &str) -> Option<&TargetHealth> {
+        self.targets
+            .get(&(node_id.to_owned(), target_key.to_owned()))
+    }
+
+    /// One verdict over every node that checks the target: unhealthy if any node says so
+    /// (with that node's reason), else initial if any is still checking, else healthy.
+    /// `None` when no node checks it.
+    pub fn overall(&self, target_key: &str) -> Option<&TargetHealth> {
+        let seen = self
+            .targets
+            .iter()
+            .filter(|((_, key), _)| key == target_key)
+            .map(|(_, h)| h);
+        seen.min_by_key(|h| match h.state {
+            HealthState::Unhealthy => 0,
+            HealthState::Initial => 1,
+            _ => 2,
+        })
+    }
+}
+
+/// Which status codes a health check accepts: `200`, `200,202`, `200-299`, or a mix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matcher(Vec<(u16, u16)>);
+
+impl Matcher {
+    /// Parses an `HttpCode` matcher; ALB allows codes 200 to 499.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let bad = || {
+            ModelError::validation(format!(
+                "Matcher HttpCode '{spec}' must be codes from 200 to 499, as '200', '200,202' or '200-299'"
+            ))
+        };
+        let mut ranges = Vec::new();
+        for part in spec.split(',') {
+            let (lo, hi) = match part.trim().split_once('-') {
+                Some((lo, hi)) => (
+                    lo.trim().parse().map_err(|_| bad())?,
+                    hi.trim().parse().map_err(|_| bad())?,
+                ),
+                None => {
+                    let code = part.trim().parse().map_err(|_| bad())?;
+                    (code, code)
+                }
+            };
+            if !(200..=499).contains(&lo) || !(200..=499).contains(&hi) || lo > hi {
+                return Err(bad());
+            }
+            ranges.push((lo, hi));
+        }
+        Ok(Self(ranges))
+    }
+
+    pub fn matches(&self, code: u16) -> bool {
+        self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&code))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matchers() {
+        let m = Matcher::parse("200,202-204").unwrap();
+        assert!(m.matches(200) && m.matches(203) && !m.matches(201) && !m.matches(500));
+        assert!(Matcher::parse("200-499").unwrap().matches(404));
+        for bad in ["", "abc", "100", "500", "300-200", "200-600"] {
+            assert!(Matcher::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn overall_health_is_the_worst_node_view() {
+        let h = |state| TargetHealth {
+            state,
+            reason: None,
+            healthy_since_ms: None,
+        };
+        let mut view = HealthView::default();
+        view.targets
+            .insert(("n1".into(), "t".into()), h(HealthState::Healthy));
+        assert_eq!(view.overall("t").unwrap().state, HealthState::Healthy);
+        view.targets
+            .insert(("n2".into(), "t".into()), h(HealthState::Unhealthy));
+        assert_eq!(view.overall("t").unwrap().state, HealthState::Unhealthy);
+        assert!(view.overall("other").is_none());
+    }
+}
