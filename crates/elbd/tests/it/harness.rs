@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -208,19 +209,28 @@ impl Drop for Elbd {
 /// keeps the headers of the requests it served (health checks aside).
 pub(crate) struct Backend {
     pub(crate) hits: Arc<Mutex<Vec<HeaderMap>>>,
+    /// The status `/health` answers with (200 at first).
+    pub(crate) health: Arc<AtomicU16>,
 }
 
 impl Backend {
     pub(crate) async fn start(addr: SocketAddr, delay: Duration) -> Self {
         let listener = TcpListener::bind(addr).await.unwrap();
         let hits = Arc::new(Mutex::new(Vec::new()));
-        let seen = hits.clone();
+        let health = Arc::new(AtomicU16::new(200));
+        let (seen, status) = (hits.clone(), health.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let seen = seen.clone();
+                let (seen, status) = (seen.clone(), status.clone());
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let seen = seen.clone();
+                    let (seen, status) = (seen.clone(), status.clone());
                     async move {
+                        let mut response = Response::new(Full::new(Bytes::from(addr.to_string())));
+                        if req.uri().path() == "/health" {
+                            let code = status.load(Ordering::Relaxed);
+                            *response.status_mut() = StatusCode::from_u16(code).unwrap();
+                            return Ok::<_, Infallible>(response);
+                        }
                         tokio::time::sleep(delay).await;
                         let probe = req
                             .headers()
@@ -229,7 +239,7 @@ impl Backend {
                         if !probe {
                             seen.lock().unwrap().push(req.headers().clone());
                         }
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(addr.to_string()))))
+                        Ok(response)
                     }
                 });
                 tokio::spawn(async move {
@@ -239,7 +249,11 @@ impl Backend {
                 });
             }
         });
-        Self { hits }
+        Self { hits, health }
+    }
+
+    pub(crate) fn set_health(&self, status: u16) {
+        self.health.store(status, Ordering::Relaxed);
     }
 
     pub(crate) fn count(&self) -> usize {
@@ -421,4 +435,56 @@ impl Aws {
         assert!(!out.status.success(), "aws {args:?} succeeded");
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
+}
+
+/// One request of a constant-rate loop: when it was sent (since the loop began), its status
+/// (0 when the connection failed) and its body.
+#[derive(Debug, Clone)]
+pub(crate) struct Sent {
+    pub(crate) at: Duration,
+    pub(crate) status: u16,
+    pub(crate) body: String,
+}
+
+/// Sends GETs to `addr` at `rate` per second for `duration`, each on its own task so that a
+/// slow answer does not slow the loop.
+pub(crate) async fn constant_rate(addr: SocketAddr, rate: u32, duration: Duration) -> Vec<Sent> {
+    let client = client();
+    let start = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
+    let mut tasks = Vec::new();
+    while start.elapsed() < duration {
+        ticks.tick().await;
+        let client = client.clone();
+        let at = start.elapsed();
+        tasks.push(tokio::spawn(async move {
+            let uri = format!("http://{addr}/").parse().unwrap();
+            match client.get(uri).await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let body = response
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    Sent {
+                        at,
+                        status,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    }
+                }
+                Err(_) => Sent {
+                    at,
+                    status: 0,
+                    body: String::new(),
+                },
+            }
+        }));
+    }
+    let mut sent = Vec::new();
+    for task in tasks {
+        sent.push(task.await.unwrap());
+    }
+    sent
 }

@@ -5,5 +5,6 @@
 mod api;
 mod errors;
 mod harness;
+mod health;
 mod reload;
 mod zones;
