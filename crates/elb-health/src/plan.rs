@@ -15,7 +15,8 @@ pub struct Probe {
     /// The node whose address the probe leaves from.
     pub node_ip: IpAddr,
     pub target: SocketAddr,
-    pub path: String,
+    /// The whole request, made once: `GET path` with ELB's Host and User-Agent.
+    pub request: Vec<u8>,
     pub interval: Duration,
     pub timeout: Duration,
     pub thresholds: Thresholds,
@@ -54,12 +55,13 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
                 if r.is_draining() || !running || !reachable {
                     continue;
                 }
+                let target = SocketAddr::new(r.address, hc.port_for(r.port));
                 probes.insert(
                     (node.id.clone(), r.key(&tg.arn)),
                     Probe {
                         node_ip: IpAddr::V4(node.private_ipv4),
-                        target: SocketAddr::new(r.address, hc.port_for(r.port)),
-                        path: hc.path.clone(),
+                        target,
+                        request: request(&hc.path, target),
                         interval: Duration::from_secs(hc.interval_seconds.into()),
                         timeout: Duration::from_secs(hc.timeout_seconds.into()),
                         thresholds: Thresholds {
@@ -73,4 +75,12 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
         }
     }
     probes
+}
+
+fn request(path: &str, target: SocketAddr) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: ELB-HealthChecker/2.0\r\n\
+         Accept: */*\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes()
 }
