@@ -15,23 +15,6 @@ pub fn round_robin(cursor: &AtomicUsize, len: usize) -> Option<usize> {
     (len > 0).then(|| cursor.fetch_add(1, Ordering::Relaxed) % len)
 }
 
-/// Whether a group routes to all targets in reach, healthy or not, because too few are
-/// healthy: fewer than `min_count`, or (when set) less than `min_percent` of them. With none in
-/// reach there is nothing to open.
-pub fn fail_open(
-    healthy: usize,
-    in_reach: usize,
-    min_count: u64,
-    min_percent: Option<u64>,
-) -> bool {
-    if in_reach == 0 {
-        return false;
-    }
-    let below_count = (healthy as u64) < min_count.min(in_reach as u64);
-    let below_percent = min_percent.is_some_and(|p| (healthy as u64) * 100 < p * in_reach as u64);
-    below_count || below_percent
-}
-
 /// A target's slow start: its share of requests grows linearly from 0 to 1 over `duration_ms`
 /// after it turned healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,20 +40,6 @@ mod tests {
         assert!(!eligible("a", "b", false));
         assert!(eligible("a", "b", true));
         assert!(eligible("a", "all", false));
-    }
-
-    #[test]
-    fn fail_open_when_too_few_are_healthy() {
-        assert!(fail_open(0, 4, 1, None), "none healthy: route to all");
-        assert!(!fail_open(1, 4, 1, None));
-        assert!(fail_open(1, 4, 2, None));
-        assert!(fail_open(1, 4, 1, Some(50)));
-        assert!(!fail_open(2, 4, 1, Some(50)));
-        assert!(!fail_open(0, 0, 1, None));
-        assert!(
-            !fail_open(1, 1, 5, None),
-            "a count above the group's size asks for all of it"
-        );
     }
 
     #[test]

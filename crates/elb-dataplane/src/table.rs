@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
+use elb_model::health::below_minimum;
 use elb_model::{
-    HealthState, HealthView, InstanceState, ListenerProtocol, Node, Registration, State,
-    TargetGroup, TargetId,
+    HealthState, HealthView, ListenerProtocol, Node, Registration, State, TargetGroup,
 };
 
 use crate::admission::Admission;
@@ -139,11 +139,7 @@ impl Runtime {
             else {
                 continue;
             };
-            let in_service: Vec<&Registration> = tg
-                .targets
-                .iter()
-                .filter(|t| !t.is_draining() && receives_traffic(state, t))
-                .collect();
+            let in_service = tg.targets.iter().filter(|t| state.in_service(t)).count();
             let http = http_settings(&lb.attributes);
             let admission = Admission::for_listener(state, lb, listener.port);
             for node in state.nodes_of(&lb.arn) {
@@ -165,13 +161,20 @@ impl Runtime {
                     http: http.clone(),
                     targets: Arc::new(TargetSet {
                         target_group_arn: tg.arn.clone(),
-                        registered: in_service.len(),
-                        endpoints: endpoints(node, tg, lb.cross_zone(), &in_service, health),
+                        registered: in_service,
+                        endpoints: endpoints(state, node, tg, health),
                         cursor,
                     }),
                     upstream,
                 };
-                routes.insert(SocketAddr::new(node_ip, listener.port), Arc::new(route));
+                // The node listens on its private address and, when it has one, its public one.
+                let route = Arc::new(route);
+                for ip in node.addresses() {
+                    routes.insert(
+                        SocketAddr::new(IpAddr::V4(ip), listener.port),
+                        route.clone(),
+                    );
+                }
             }
         }
         // Forget what no listener uses any more; pools of removed nodes close with them.
@@ -184,18 +187,10 @@ impl Runtime {
 /// The targets `node` sends `tg`'s requests to: those in reach (its zone, or all with
 /// cross-zone) that its health checks find healthy, or all in reach when too few are healthy
 /// (fail-open, per `target_group_health.unhealthy_state_routing.*`).
-fn endpoints(
-    node: &Node,
-    tg: &TargetGroup,
-    lb_cross_zone: bool,
-    in_service: &[&Registration],
-    health: &HealthView,
-) -> Vec<Endpoint> {
-    let cross_zone = tg.cross_zone(lb_cross_zone);
-    let in_reach: Vec<(&Registration, String)> = in_service
-        .iter()
-        .filter(|t| select::eligible(&node.availability_zone, &t.availability_zone, cross_zone))
-        .map(|t| (*t, t.key(&tg.arn)))
+fn endpoints(state: &State, node: &Node, tg: &TargetGroup, health: &HealthView) -> Vec<Endpoint> {
+    let in_reach: Vec<(&Registration, String)> = state
+        .in_reach(node, tg)
+        .map(|t| (t, t.key(&tg.arn)))
         .collect();
     let healthy_since = |key: &str| {
         health
@@ -208,12 +203,12 @@ fn endpoints(
         .filter(|(_, key)| healthy_since(key).is_some())
         .count();
     let attrs = &tg.attributes;
-    let min_count = attrs
-        .int("target_group_health.unhealthy_state_routing.minimum_healthy_targets.count")
-        .unwrap_or(1);
-    let min_percent =
+    let count =
+        attrs.int("target_group_health.unhealthy_state_routing.minimum_healthy_targets.count");
+    let percent =
         attrs.int("target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage");
-    let fail_open = select::fail_open(healthy, in_reach.len(), min_count, min_percent);
+    // Too few healthy: route to every target in reach, healthy or not.
+    let fail_open = !in_reach.is_empty() && below_minimum(healthy, in_reach.len(), count, percent);
     let slow_start_ms = attrs.int("slow_start.duration_seconds").unwrap_or(0) * 1000;
     in_reach
         .into_iter()
@@ -238,17 +233,6 @@ fn endpoints(
             })
         })
         .collect()
-}
-
-/// Instance targets take traffic only while their instance runs; IP targets always.
-fn receives_traffic(state: &State, target: &Registration) -> bool {
-    match &target.id {
-        TargetId::Ip(_) => true,
-        TargetId::Instance(id) => state
-            .instances
-            .get(id)
-            .is_some_and(|i| i.state == InstanceState::Running),
-    }
 }
 
 fn http_settings(attrs: &elb_model::Attributes) -> HttpSettings {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use elb_model::{InstanceState, ListenerProtocol, Matcher, State, TargetId};
+use elb_model::{ListenerProtocol, Matcher, State};
 
 use crate::state::Thresholds;
 
@@ -39,22 +39,8 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
             continue;
         };
         let hc = &tg.health_check;
-        let cross_zone = tg.cross_zone(lb.cross_zone());
         for node in state.nodes_of(&lb.arn) {
-            for r in &tg.targets {
-                let running = match &r.id {
-                    TargetId::Ip(_) => true,
-                    TargetId::Instance(id) => state
-                        .instances
-                        .get(id)
-                        .is_some_and(|i| i.state == InstanceState::Running),
-                };
-                let reachable = cross_zone
-                    || r.availability_zone == node.availability_zone
-                    || r.availability_zone == "all";
-                if r.is_draining() || !running || !reachable {
-                    continue;
-                }
+            for r in state.in_reach(node, tg) {
                 let target = SocketAddr::new(r.address, hc.port_for(r.port));
                 probes.insert(
                     (node.id.clone(), r.key(&tg.arn)),

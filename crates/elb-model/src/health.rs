@@ -131,6 +131,20 @@ impl HealthView {
     }
 }
 
+/// Whether `healthy` of `total` targets falls below a group's minimum: fewer than `count`
+/// (capped at `total`, so a count above the group's size asks for all of it), or less than
+/// `percent` of them. `None` is `off`. Used for routing fail-open and DNS failover alike.
+pub fn below_minimum(
+    healthy: usize,
+    total: usize,
+    count: Option<u64>,
+    percent: Option<u64>,
+) -> bool {
+    let below_count = count.is_some_and(|c| (healthy as u64) < c.min(total as u64));
+    let below_percent = percent.is_some_and(|p| (healthy as u64) * 100 < p * total as u64);
+    below_count || below_percent
+}
+
 /// Which status codes a health check accepts: `200`, `200,202`, `200-299`, or a mix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matcher(Vec<(u16, u16)>);
@@ -180,6 +194,17 @@ mod tests {
         for bad in ["", "abc", "100", "500", "300-200", "200-600"] {
             assert!(Matcher::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn minimums() {
+        assert!(below_minimum(0, 4, Some(1), None));
+        assert!(!below_minimum(1, 4, Some(1), None));
+        assert!(below_minimum(1, 4, Some(2), None));
+        assert!(below_minimum(1, 4, Some(1), Some(50)));
+        assert!(!below_minimum(2, 4, None, Some(50)));
+        assert!(!below_minimum(1, 1, Some(5), None));
+        assert!(!below_minimum(0, 4, None, None), "both off: never below");
     }
 
     #[test]

@@ -122,6 +122,10 @@ pub struct SecurityGroup {
 pub struct ZoneSpec {
     pub name: String,
     pub cidr: Ipv4Net,
+    /// Where internet-facing nodes in this zone get their public address (the one DNS answers
+    /// with); none: they answer with their private address.
+    #[serde(default)]
+    pub public_cidr: Option<Ipv4Net>,
 }
 
 /// The network elbd creates on first start: a default VPC with one default subnet per zone.
@@ -134,22 +138,23 @@ impl Default for Topology {
     /// us-east-1a/b/c on 127.1/16, 127.2/16 and 127.3/16: loopback ranges that bind on any
     /// Linux machine with no setup.
     fn default() -> Self {
-        let zone = |name: &str, cidr: &str| ZoneSpec {
+        let zone = |name: &str, cidr: &str, public: &str| ZoneSpec {
             name: name.into(),
             cidr: cidr.parse().expect("constant CIDR"),
+            public_cidr: Some(public.parse().expect("constant CIDR")),
         };
         Self {
             zones: vec![
-                zone("us-east-1a", "127.1.0.0/16"),
-                zone("us-east-1b", "127.2.0.0/16"),
-                zone("us-east-1c", "127.3.0.0/16"),
+                zone("us-east-1a", "127.1.0.0/16", "127.101.0.0/16"),
+                zone("us-east-1b", "127.2.0.0/16", "127.102.0.0/16"),
+                zone("us-east-1c", "127.3.0.0/16", "127.103.0.0/16"),
             ],
         }
     }
 }
 
 impl Topology {
-    /// Zone names unique, CIDRs disjoint, at least one zone.
+    /// Zone names unique, CIDRs (private and public) disjoint, at least one zone.
     pub fn validate(&self) -> Result<()> {
         if self.zones.is_empty() {
             return Err(ModelError::validation(
@@ -163,17 +168,27 @@ impl Topology {
                     a.name, a.cidr
                 )));
             }
-            for b in &self.zones[i + 1..] {
-                if a.name == b.name {
+            if self.zones[i + 1..].iter().any(|b| b.name == a.name) {
+                return Err(ModelError::validation(format!(
+                    "zone {} is listed twice",
+                    a.name
+                )));
+            }
+        }
+        let ranges: Vec<(&str, Ipv4Net)> = self
+            .zones
+            .iter()
+            .flat_map(|z| {
+                std::iter::once(z.cidr)
+                    .chain(z.public_cidr)
+                    .map(move |c| (z.name.as_str(), c))
+            })
+            .collect();
+        for (i, (a_zone, a)) in ranges.iter().enumerate() {
+            for (b_zone, b) in &ranges[i + 1..] {
+                if a.contains(&b.network()) || b.contains(&a.network()) {
                     return Err(ModelError::validation(format!(
-                        "zone {} is listed twice",
-                        a.name
-                    )));
-                }
-                if a.cidr.contains(&b.cidr.network()) || b.cidr.contains(&a.cidr.network()) {
-                    return Err(ModelError::validation(format!(
-                        "zones {} and {} have overlapping CIDRs {} and {}",
-                        a.name, b.name, a.cidr, b.cidr
+                        "zones {a_zone} and {b_zone}: the ranges {a} and {b} overlap"
                     )));
                 }
             }

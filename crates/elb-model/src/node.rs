@@ -26,3 +26,10 @@ pub struct Node {
     pub public_ipv4: Option<Ipv4Addr>,
     pub placement: Placement,
 }
+
+impl Node {
+    /// Every address the node listens on: private, then public.
+    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> {
+        std::iter::once(self.private_ipv4).chain(self.public_ipv4)
+    }
+}

@@ -54,6 +54,7 @@ struct FileSettings {
 struct FileZone {
     name: String,
     cidr: Ipv4Net,
+    public_cidr: Option<Ipv4Net>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,6 +290,7 @@ impl FileSettings {
                     .map(|z| ZoneSpec {
                         name: z.name,
                         cidr: z.cidr,
+                        public_cidr: z.public_cidr,
                     })
                     .collect(),
             };

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use elb_api::{Api, Credentials};
 use elb_dataplane::{Applied, DataPlane};
+use elb_dns::Dns;
 use elb_health::HealthChecker;
 use elb_model::{Command, LoadBalancerState, State};
 use elb_store::{Snapshot, SqliteBackend, Store};
@@ -34,7 +35,7 @@ pub(crate) struct ServeArgs {
     /// Address for the AWS API (elbv2 and the EC2 subset), e.g. 127.0.0.1:4566.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     api_listen: Option<SocketAddr>,
-    /// Address for the authoritative DNS server. Accepted; DNS is not served yet.
+    /// Address for the authoritative DNS server (UDP and TCP), e.g. 127.0.0.1:5353.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     dns_listen: Option<SocketAddr>,
     /// Also start a tiny HTTP backend at each IP target of the config file where nothing
@@ -81,9 +82,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .collect();
         info!(name = %lb.name, arn = %lb.arn, dns_name = %lb.dns_name, nodes = %nodes.join(","), "load balancer");
     }
-    if let Some(addr) = args.dns_listen {
-        warn!(%addr, "--dns-listen is accepted but not served yet: DNS is not built");
-    }
 
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -101,6 +99,16 @@ async fn serve(
         demo::start(&first.state);
     }
     let mut checker = HealthChecker::new();
+    let dns = match args.dns_listen {
+        Some(addr) => {
+            let dns = Dns::serve(addr)
+                .await
+                .with_context(|| format!("--dns-listen {addr}"))?;
+            info!(%addr, "DNS up");
+            Some(dns)
+        }
+        None => None,
+    };
     if let Some(addr) = args.api_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -140,6 +148,9 @@ async fn serve(
         }
         let view = health.borrow_and_update().clone();
         let applied = dataplane.apply(&snapshot.state, &view, snapshot.revision);
+        if let Some(dns) = &dns {
+            dns.update(&snapshot.state, &view);
+        }
         log_applied(&snapshot.state, &applied);
         activate_ready(&store, &snapshot.state, &dataplane).await;
         loop {
@@ -226,7 +237,8 @@ async fn activate_ready(store: &Arc<Store>, state: &State, dataplane: &DataPlane
         .filter(|lb| {
             state.listeners_of(&lb.arn).all(|l| {
                 state.nodes_of(&lb.arn).all(|n| {
-                    dataplane.is_bound(SocketAddr::new(IpAddr::V4(n.private_ipv4), l.port))
+                    n.addresses()
+                        .all(|ip| dataplane.is_bound(SocketAddr::new(IpAddr::V4(ip), l.port)))
                 })
             })
         })
@@ -274,7 +286,7 @@ fn log_applied(state: &State, applied: &Applied) {
         state
             .nodes
             .values()
-            .find(|n| IpAddr::V4(n.private_ipv4) == addr.ip())
+            .find(|n| n.addresses().any(|ip| IpAddr::V4(ip) == addr.ip()))
             .map(|n| {
                 let lb = state.load_balancers.get(&n.load_balancer_arn);
                 (

@@ -65,6 +65,9 @@ pub(super) fn load_balancer(x: &mut Xml, state: &State, lb: &LoadBalancer) {
             if lb.kind != LoadBalancerKind::Application {
                 let node = state.nodes_of(&lb.arn).find(|n| &n.subnet_id == subnet_id);
                 x.members("LoadBalancerAddresses", node, |x, n| {
+                    if let Some(public) = n.public_ipv4 {
+                        x.leaf("IpAddress", public.to_string());
+                    }
                     x.leaf("PrivateIPv4Address", n.private_ipv4.to_string());
                 });
             }

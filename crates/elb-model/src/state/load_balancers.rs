@@ -81,7 +81,7 @@ impl State {
             _ => names::nlb_dns_name(&c.name, &cx.hex16(), region, domain),
         };
         for (subnet_id, _) in &subnets {
-            self.add_node(&arn, subnet_id, cx)?;
+            self.add_node(&arn, scheme, subnet_id, cx)?;
         }
         self.load_balancers.insert(
             arn.clone(),
@@ -188,15 +188,38 @@ impl State {
     }
 
     /// Makes the node of `lb_arn` in `subnet_id`, with the highest free address of the subnet.
-    fn add_node(&mut self, lb_arn: &str, subnet_id: &str, cx: &mut Context<'_>) -> Result<()> {
+    /// Makes the node of `lb_arn` in `subnet_id`, with the highest free address of the subnet
+    /// and, for internet-facing load balancers, the highest free address of the zone's public
+    /// pool.
+    fn add_node(
+        &mut self,
+        lb_arn: &str,
+        scheme: Scheme,
+        subnet_id: &str,
+        cx: &mut Context<'_>,
+    ) -> Result<()> {
         let subnet = &self.subnets[subnet_id];
-        let ip =
-            alloc::highest_free(subnet.cidr, &self.used_addresses(subnet)).ok_or_else(|| {
-                ModelError::new(
-                    ErrorCode::InvalidSubnet,
-                    format!("The subnet '{subnet_id}' is out of available addresses"),
-                )
-            })?;
+        let exhausted = |range: &str| {
+            ModelError::new(
+                ErrorCode::InvalidSubnet,
+                format!("The {range} is out of available addresses"),
+            )
+        };
+        let ip = alloc::highest_free(subnet.cidr, &self.used_addresses(subnet))
+            .ok_or_else(|| exhausted(&format!("subnet '{subnet_id}'")))?;
+        let public_ipv4 = match self.public_pools.get(&subnet.availability_zone) {
+            Some(pool) if scheme == Scheme::InternetFacing => {
+                let used = self.nodes.values().filter_map(|n| n.public_ipv4).collect();
+                let public = alloc::highest_free(*pool, &used).ok_or_else(|| {
+                    exhausted(&format!(
+                        "public pool {pool} of {}",
+                        subnet.availability_zone
+                    ))
+                })?;
+                Some(public)
+            }
+            _ => None,
+        };
         let node = Node {
             id: format!("node-{}", cx.hex(17)),
             load_balancer_arn: lb_arn.to_owned(),
@@ -204,7 +227,7 @@ impl State {
             subnet_id: subnet_id.to_owned(),
             private_ipv4: ip,
             ipv6: None,
-            public_ipv4: None,
+            public_ipv4,
             placement: Placement::default(),
         };
         self.nodes.insert(node.id.clone(), node);
@@ -239,6 +262,7 @@ impl State {
     ) -> Result<Outcome> {
         let lb = self.load_balancers.get(arn).ok_or_else(|| not_found(arn))?;
         let checked = self.check_subnets(&subnet_ids, lb.kind)?;
+        let scheme = lb.scheme;
         if checked[0].1 != lb.vpc_id {
             return Err(ModelError::new(
                 ErrorCode::InvalidConfigurationRequest,
@@ -252,7 +276,7 @@ impl State {
             .retain(|_, n| n.load_balancer_arn != arn || subnet_ids.contains(&n.subnet_id));
         for subnet_id in &subnet_ids {
             if !self.nodes_of(arn).any(|n| &n.subnet_id == subnet_id) {
-                self.add_node(arn, subnet_id, cx)?;
+                self.add_node(arn, scheme, subnet_id, cx)?;
             }
         }
         self.load_balancers

@@ -25,7 +25,7 @@ use crate::listener::{Action, Listener, ListenerProtocol};
 use crate::load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, Scheme};
 use crate::network::{IngressRule, Instance, InstanceState, SecurityGroup, Subnet, Topology, Vpc};
 use crate::node::Node;
-use crate::target_group::{HealthCheckChanges, TargetGroup};
+use crate::target_group::{HealthCheckChanges, Registration, TargetGroup, TargetId};
 
 pub use diff::{Changes, Delta};
 pub use ec2::RunInstances;
@@ -57,6 +57,9 @@ pub struct State {
     pub nodes: BTreeMap<String, Node>,
     #[serde(default)]
     pub instances: BTreeMap<String, Instance>,
+    /// Zone → the range public node addresses come from.
+    #[serde(default)]
+    pub public_pools: BTreeMap<String, ipnet::Ipv4Net>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,5 +332,53 @@ impl State {
 
     pub fn default_vpc(&self) -> Option<&Vpc> {
         self.vpcs.values().find(|v| v.is_default)
+    }
+}
+
+impl State {
+    /// The registrations of `tg` that `node` may send to: in service (not draining, instance
+    /// running) and in reach (the node's zone, or every zone with cross-zone on). The data
+    /// plane routes among them, the health checker probes them, DNS failover counts them.
+    pub fn in_reach<'a>(
+        &'a self,
+        node: &'a Node,
+        tg: &'a TargetGroup,
+    ) -> impl Iterator<Item = &'a Registration> + 'a {
+        let lb_cross_zone = self
+            .load_balancers
+            .get(&node.load_balancer_arn)
+            .is_some_and(LoadBalancer::cross_zone);
+        let cross_zone = tg.cross_zone(lb_cross_zone);
+        tg.targets.iter().filter(move |t| {
+            let zone = cross_zone
+                || t.availability_zone == node.availability_zone
+                || t.availability_zone == "all";
+            zone && self.in_service(t)
+        })
+    }
+
+    /// Whether a registration takes new traffic at all: not draining, and for an instance
+    /// target, the instance is running.
+    pub fn in_service(&self, target: &Registration) -> bool {
+        let running = match &target.id {
+            TargetId::Ip(_) => true,
+            TargetId::Instance(id) => self
+                .instances
+                .get(id)
+                .is_some_and(|i| i.state == InstanceState::Running),
+        };
+        running && !target.is_draining()
+    }
+
+    /// The target groups a load balancer's listeners forward to.
+    pub fn target_groups_of<'a>(
+        &'a self,
+        lb_arn: &'a str,
+    ) -> impl Iterator<Item = &'a TargetGroup> + 'a {
+        let mut seen = std::collections::BTreeSet::new();
+        self.listeners_of(lb_arn)
+            .filter_map(|l| l.forward_target_group())
+            .filter(move |arn| seen.insert(*arn))
+            .filter_map(|arn| self.target_groups.get(arn))
     }
 }

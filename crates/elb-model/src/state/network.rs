@@ -22,6 +22,9 @@ impl State {
         topology.validate()?;
         let vpc_id = format!("vpc-{}", cx.hex(17));
         for zone in &topology.zones {
+            if let Some(pool) = zone.public_cidr {
+                self.public_pools.insert(zone.name.clone(), pool);
+            }
             let id = format!("subnet-{}", cx.hex(17));
             self.subnets.insert(
                 id.clone(),
