@@ -502,7 +502,7 @@ async fn security_groups_gate_the_nodes_and_changes_apply_at_once() {
         "--group-name",
         "nine",
         "--description",
-        "clients in 127.0.9/24",
+        "clients in 127.9/16",
         "--vpc-id",
         &vpc,
     ]);
@@ -521,7 +521,7 @@ async fn security_groups_gate_the_nodes_and_changes_apply_at_once() {
             cidr,
         ]);
     };
-    rule("authorize-security-group-ingress", "127.0.9.0/24");
+    rule("authorize-security-group-ingress", "127.9.0.0/16");
     let lb = aws.ok(&[
         "elbv2",
         "create-load-balancer",
@@ -573,16 +573,16 @@ async fn security_groups_gate_the_nodes_and_changes_apply_at_once() {
     let node = lab.node('a', 8080);
     elbd.wait_until("the listener to bind", || TcpStream::connect(node).is_ok());
 
-    assert_eq!(curl_from("127.0.9.9", node), Some(200));
+    assert_eq!(curl_from("127.9.0.1", node), Some(200));
     assert_eq!(
-        curl_from("127.0.0.1", node),
+        curl_from("127.8.0.1", node),
         None,
         "a client outside the group's ranges got in"
     );
-    rule("authorize-security-group-ingress", "127.0.0.0/24");
-    assert_eq!(curl_from("127.0.0.1", node), Some(200));
-    rule("revoke-security-group-ingress", "127.0.9.0/24");
-    assert_eq!(curl_from("127.0.9.9", node), None);
+    rule("authorize-security-group-ingress", "127.8.0.0/16");
+    assert_eq!(curl_from("127.8.0.1", node), Some(200));
+    rule("revoke-security-group-ingress", "127.9.0.0/16");
+    assert_eq!(curl_from("127.9.0.1", node), None);
 
     let groups = aws.ok(&[
         "ec2",
@@ -600,7 +600,7 @@ async fn security_groups_gate_the_nodes_and_changes_apply_at_once() {
         &default,
     ]);
     assert_eq!(
-        curl_from("127.0.9.9", node),
+        curl_from("127.9.0.1", node),
         Some(200),
         "the default group admits everyone"
     );

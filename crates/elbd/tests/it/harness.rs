@@ -24,6 +24,8 @@ use tokio::net::TcpListener;
 pub(crate) struct Lab {
     pub(crate) dir: PathBuf,
     first_octet: u8,
+    /// 127.(this).0.0/16 is zone c, for labs that have one.
+    third_zone: Option<u8>,
 }
 
 impl Lab {
@@ -35,6 +37,15 @@ impl Lab {
         Self {
             dir,
             first_octet: 10 + 2 * slot,
+            third_zone: None,
+        }
+    }
+
+    /// A lab with a third zone, us-east-1c, on 127.(160 + slot).0.0/16.
+    pub(crate) fn with_three_zones(name: &'static str, slot: u8) -> Self {
+        Self {
+            third_zone: Some(160 + slot),
+            ..Self::new(name, slot)
         }
     }
 
@@ -47,18 +58,34 @@ impl Lab {
     }
 
     fn octet(&self, zone: char) -> u8 {
-        self.first_octet + u8::from(zone == 'b')
+        match zone {
+            'c' => self.third_zone.expect("this lab has no zone c"),
+            'b' => self.first_octet + 1,
+            _ => self.first_octet,
+        }
     }
 
-    /// The `[settings]` block that puts this lab's zones in the topology.
+    /// The `[settings]` block that puts this lab's zones in the topology: zones a and b with
+    /// public pools 127.(N + 100).0.0/16, and zone c (without one) if the lab has it.
     pub(crate) fn settings(&self) -> String {
-        format!(
-            "[settings]\n\
-             [[settings.zone]]\nname = \"us-east-1a\"\ncidr = \"127.{}.0.0/16\"\n\
-             [[settings.zone]]\nname = \"us-east-1b\"\ncidr = \"127.{}.0.0/16\"\n",
-            self.octet('a'),
-            self.octet('b')
-        )
+        let mut zones = vec![('a', true), ('b', true)];
+        if self.third_zone.is_some() {
+            zones.push(('c', false));
+        }
+        let mut out = String::from("[settings]\n");
+        for (zone, public) in zones {
+            out.push_str(&format!(
+                "[[settings.zone]]\nname = \"us-east-1{zone}\"\ncidr = \"127.{}.0.0/16\"\n",
+                self.octet(zone)
+            ));
+            if public {
+                out.push_str(&format!(
+                    "public_cidr = \"127.{}.0.0/16\"\n",
+                    self.octet(zone) + 100
+                ));
+            }
+        }
+        out
     }
 
     /// The address of host `n` in zone `zone`.
@@ -69,6 +96,11 @@ impl Lab {
     /// The first node address of a zone: the top of its subnet.
     pub(crate) fn node(&self, zone: char, port: u16) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::new(127, self.octet(zone), 255, 254), port))
+    }
+
+    /// The public address of the first internet-facing node of a zone: the top of its pool.
+    pub(crate) fn public_node(&self, zone: char, port: u16) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::new(127, self.octet(zone) + 100, 255, 254), port))
     }
 
     pub(crate) fn write(&self, file: &str, text: &str) -> PathBuf {
@@ -487,4 +519,34 @@ pub(crate) async fn constant_rate(addr: SocketAddr, rate: u32, duration: Duratio
         sent.push(task.await.unwrap());
     }
     sent
+}
+
+/// What `dig` gets for `name` from elbd's DNS at `server`: the status, and the A records as
+/// (TTL, address).
+pub(crate) fn dig(server: SocketAddr, name: &str) -> (String, Vec<(u32, Ipv4Addr)>) {
+    let out = Command::new("dig")
+        .args(["+noall", "+comments", "+answer", "+tries=1", "+time=2"])
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), name, "A"])
+        .output()
+        .expect("dig runs (Debian package dnsutils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let status = text
+        .split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or("no answer")
+        .to_owned();
+    let mut records: Vec<(u32, Ipv4Addr)> = text
+        .lines()
+        .filter(|l| {
+            !l.starts_with(';') && l.contains("\tA\t") || l.split_whitespace().nth(3) == Some("A")
+        })
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            Some((fields.get(1)?.parse().ok()?, fields.get(4)?.parse().ok()?))
+        })
+        .collect();
+    records.sort();
+    (status, records)
 }

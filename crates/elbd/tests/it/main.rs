@@ -3,6 +3,7 @@
 //! [`harness::Lab`]), so they run in parallel.
 
 mod api;
+mod dns;
 mod errors;
 mod harness;
 mod health;
