@@ -62,11 +62,14 @@ impl Scope {
 }
 
 impl Default for Scope {
+    /// us-east-1, account 123456789012, and names under `internal`, the top-level domain
+    /// reserved for private use (not `localhost`, which resolvers answer with 127.0.0.1 on
+    /// their own).
     fn default() -> Self {
         Self {
             region: "us-east-1".into(),
             account: "123456789012".into(),
-            dns_domain: "localhost".into(),
+            dns_domain: "internal".into(),
         }
     }
 }

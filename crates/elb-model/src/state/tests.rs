@@ -124,7 +124,7 @@ fn a_load_balancer_gets_one_node_per_zone_from_the_top_of_each_subnet() {
     assert_eq!(arn.rsplit('/').next().unwrap().len(), 16);
     let lb = &w.state.load_balancers[&arn];
     assert_eq!(lb.state, LoadBalancerState::Provisioning);
-    assert!(lb.dns_name.starts_with("web-") && lb.dns_name.ends_with(".us-east-1.elb.localhost"));
+    assert!(lb.dns_name.starts_with("web-") && lb.dns_name.ends_with(".us-east-1.elb.internal"));
     let mut ips: Vec<String> = w
         .state
         .nodes_of(&arn)

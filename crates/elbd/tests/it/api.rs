@@ -62,7 +62,7 @@ async fn the_aws_cli_builds_a_working_load_balancer_and_tears_it_down() {
     let lb = &created["LoadBalancers"][0];
     let lb_arn = text(&lb["LoadBalancerArn"]).to_owned();
     assert!(lb_arn.contains(":loadbalancer/app/api/"));
-    assert!(text(&lb["DNSName"]).ends_with(".us-east-1.elb.localhost"));
+    assert!(text(&lb["DNSName"]).ends_with(".us-east-1.elb.internal"));
     aws.ok(&[
         "elbv2",
         "wait",

@@ -87,7 +87,7 @@ async fn names_answer_with_their_nodes_zonal_names_with_one_and_unknown_names_no
 
     let public = dns_name(&aws, "public");
     assert!(
-        public.starts_with("public-") && public.ends_with(".us-east-1.elb.localhost"),
+        public.starts_with("public-") && public.ends_with(".us-east-1.elb.internal"),
         "{public}"
     );
     let (status, records) = dig(dns, &public);
@@ -118,7 +118,7 @@ async fn names_answer_with_their_nodes_zonal_names_with_one_and_unknown_names_no
         "internal names answer with subnet addresses: {records:?}"
     );
 
-    assert_eq!(dig(dns, "nope-1.us-east-1.elb.localhost").0, "NXDOMAIN");
+    assert_eq!(dig(dns, "nope-1.us-east-1.elb.internal").0, "NXDOMAIN");
     assert_eq!(dig(dns, "example.com").0, "REFUSED");
     // The public address carries traffic like the private one.
     assert_eq!(spread(lab.public_node('a', 8080), 4).await.len(), 2);

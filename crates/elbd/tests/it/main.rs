@@ -7,5 +7,6 @@ mod dns;
 mod errors;
 mod harness;
 mod health;
+mod netlab;
 mod reload;
 mod zones;

@@ -83,7 +83,7 @@ async fn the_example_balances_over_two_zones_and_survives_kill_9() {
         before, after,
         "ARN, DNS name or node addresses changed across kill -9"
     );
-    assert!(before[0].contains("dns_name=web-") && before[0].contains(".us-east-1.elb.localhost"));
+    assert!(before[0].contains("dns_name=web-") && before[0].contains(".us-east-1.elb.internal"));
     assert!(
         before[0].contains("us-east-1a=127.1.255.254")
             && before[0].contains("us-east-1b=127.2.255.254")

@@ -1,0 +1,297 @@
+//! The network-namespace lab (shared/reference/netlab.md): elbd in its own namespace with the
+//! lab's address ranges as its topology and DNS on port 53; one namespace per zone holds that
+//! zone's target; a client namespace resolves the load balancer's name through elbd. Setting
+//! zone b's link down takes b's node out of DNS, and curl by name keeps working.
+//!
+//! While the lab exists, the root namespace has an `unreachable` route for 10.77.0.0/16, so no
+//! packet of the test can leave the machine. Everything is removed again when the test ends,
+//! whether it passes or fails.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RANGE: &str = "10.77.0.0/16";
+const DNS: &str = "10.77.0.53";
+
+/// Runs a command; panics with its output if it fails.
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The lab's namespaces, bridge and root route; removed on drop.
+struct NetLab {
+    prefix: String,
+    children: Vec<Child>,
+}
+
+impl NetLab {
+    fn ns(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// core (bridge) + lb, tgt-a, tgt-b, client, each on the bridge with `addresses`.
+    fn build() -> Self {
+        let prefix = format!("elbd{}-", std::process::id() % 100_000);
+        let mut lab = Self {
+            prefix,
+            children: Vec::new(),
+        };
+        lab.teardown();
+        run(&["ip", "route", "add", "unreachable", RANGE]);
+        let core = lab.ns("core");
+        run(&["ip", "netns", "add", &core]);
+        run(&["ip", "-n", &core, "link", "add", "br0", "type", "bridge"]);
+        run(&["ip", "-n", &core, "link", "set", "br0", "up"]);
+        let hosts: [(&str, &[&str]); 4] = [
+            ("lb", &["10.77.1.254/16", "10.77.2.254/16", "10.77.0.53/16"]),
+            ("ta", &["10.77.1.10/16"]),
+            ("tb", &["10.77.2.10/16"]),
+            ("cl", &["10.77.0.10/16"]),
+        ];
+        for (host, addresses) in hosts {
+            let ns = lab.ns(host);
+            let peer = format!("p{}{host}", std::process::id() % 100_000);
+            run(&["ip", "netns", "add", &ns]);
+            run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            run(&[
+                "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &peer,
+                "netns", &core,
+            ]);
+            run(&[
+                "ip", "-n", &core, "link", "set", &peer, "master", "br0", "up",
+            ]);
+            for address in addresses {
+                run(&["ip", "-n", &ns, "addr", "add", address, "dev", "eth0"]);
+            }
+            run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        }
+        let resolv = lab.resolv_dir();
+        std::fs::create_dir_all(&resolv).unwrap();
+        std::fs::write(resolv.join("resolv.conf"), format!("nameserver {DNS}\n")).unwrap();
+        lab
+    }
+
+    fn resolv_dir(&self) -> PathBuf {
+        PathBuf::from("/etc/netns").join(self.ns("cl"))
+    }
+
+    /// Starts `args` inside namespace `host`.
+    fn spawn(&mut self, host: &str, args: &[&str], log: &std::path::Path) {
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(host)])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+    }
+
+    /// Runs `args` inside namespace `host` and returns (success, stdout), with stderr logged.
+    fn exec(&self, host: &str, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns(host)])
+            .args(args)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            eprintln!(
+                "{args:?} in {host}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    fn teardown(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for host in ["lb", "ta", "tb", "cl", "core"] {
+            let ns = self.ns(host);
+            let _ = Command::new("ip")
+                .args(["netns", "del", &ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(self.resolv_dir());
+        let _ = Command::new("ip")
+            .args(["route", "del", "unreachable", RANGE])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for NetLab {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+const CONFIG: &str = r#"
+[settings]
+dns_domain = "lab.test"
+[[settings.zone]]
+name = "us-east-1a"
+cidr = "10.77.1.0/24"
+[[settings.zone]]
+name = "us-east-1b"
+cidr = "10.77.2.0/24"
+
+[[load_balancer]]
+name = "lab"
+availability_zones = ["us-east-1a", "us-east-1b"]
+
+[[load_balancer.listener]]
+protocol = "HTTP"
+port = 80
+default_action = { forward = "lab-tg" }
+
+[[target_group]]
+name = "lab-tg"
+protocol = "HTTP"
+port = 9001
+targets = ["10.77.1.10:9001", "10.77.2.10:9001"]
+health_check = { interval_seconds = 5, timeout_seconds = 2, healthy_threshold = 2, unhealthy_threshold = 2 }
+attributes = { "load_balancing.cross_zone.enabled" = "false" }
+"#;
+
+/// The addresses the client's resolver gives for `name`.
+fn resolve(lab: &NetLab, name: &str) -> Vec<String> {
+    let (_, out) = lab.exec("cl", &["getent", "ahostsv4", name]);
+    let mut addresses: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
+}
+
+#[test]
+fn in_a_network_lab_dns_fails_over_from_a_zone_whose_link_is_down() {
+    let status = Command::new("ip").args(["netns", "list"]).output();
+    assert!(
+        status.is_ok_and(|s| s.status.success()),
+        "this test needs root and iproute2 (ip netns); .ci/run provides both"
+    );
+    let dir = std::env::temp_dir().join(format!("elbd-it-netlab-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("elbd.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+
+    let mut lab = NetLab::build();
+    for (host, ip) in [("ta", "10.77.1.10"), ("tb", "10.77.2.10")] {
+        lab.spawn(
+            host,
+            &["python3", "-m", "http.server", "--bind", ip, "9001"],
+            &dir.join(format!("{host}.log")),
+        );
+    }
+    let elbd_log = dir.join("elbd.log");
+    let data = dir.join("data");
+    let (config, data) = (config.to_str().unwrap(), data.to_str().unwrap());
+    let dns = format!("{DNS}:53");
+    lab.spawn(
+        "lb",
+        &[
+            env!("CARGO_BIN_EXE_elbd"),
+            "serve",
+            "--config",
+            config,
+            "--data-dir",
+            data,
+            "--dns-listen",
+            &dns,
+        ],
+        &elbd_log,
+    );
+
+    let logs = || std::fs::read_to_string(&elbd_log).unwrap_or_default();
+    let wait = |what: &str, limit: Duration, done: &mut dyn FnMut() -> bool| -> Duration {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}:\n{}",
+                logs()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        start.elapsed()
+    };
+    let name = loop {
+        if let Some(line) = logs().lines().find(|l| l.contains("dns_name=")) {
+            let name = line
+                .split("dns_name=")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned();
+            break name;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let both = ["10.77.1.254".to_owned(), "10.77.2.254".to_owned()];
+    wait("both targets healthy", Duration::from_secs(20), &mut || {
+        logs()
+            .lines()
+            .filter(|l| l.contains("target health") && l.contains("state=healthy"))
+            .count()
+            >= 2
+    });
+    wait("both nodes in DNS", Duration::from_secs(20), &mut || {
+        resolve(&lab, &name) == both
+    });
+    let curl = |lab: &NetLab| {
+        lab.exec(
+            "cl",
+            &[
+                "curl",
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "3",
+                &format!("http://{name}/"),
+            ],
+        )
+    };
+    assert_eq!(
+        curl(&lab),
+        (true, "200".to_owned()),
+        "curl by name through the lab's DNS"
+    );
+
+    run(&["ip", "-n", &lab.ns("tb"), "link", "set", "eth0", "down"]);
+    let took = wait("zone b to leave DNS", Duration::from_secs(30), &mut || {
+        resolve(&lab, &name) == both[..1]
+    });
+    eprintln!("netlab: zone b's node left DNS {took:?} after its link went down");
+    for _ in 0..5 {
+        assert_eq!(
+            curl(&lab),
+            (true, "200".to_owned()),
+            "curl by name after the failover"
+        );
+    }
+}
