@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use elb_model::health::below_minimum;
@@ -43,6 +43,9 @@ pub struct Route {
     pub listener_arn: String,
     /// Who may connect, from the load balancer's security groups.
     pub admission: Admission,
+    /// Connections the security groups refused on this load balancer (AWS's
+    /// `RejectedConnectionCount`), kept across snapshots.
+    pub refused: Arc<AtomicU64>,
     pub port: u16,
     /// The load balancer's DNS name, the Host of HTTP/1.0 requests that have none.
     pub dns_name: String,
@@ -114,6 +117,7 @@ pub struct Endpoint {
 pub(crate) struct Runtime {
     cursors: HashMap<String, Arc<AtomicUsize>>,
     upstreams: HashMap<IpAddr, Upstream>,
+    refused: HashMap<String, Arc<AtomicU64>>,
 }
 
 impl Runtime {
@@ -128,6 +132,7 @@ impl Runtime {
         let mut routes = HashMap::new();
         let mut cursors = HashMap::new();
         let mut upstreams = HashMap::new();
+        let mut refused_counts = HashMap::new();
         for listener in state.listeners.values() {
             if listener.protocol != ListenerProtocol::Http {
                 continue;
@@ -142,6 +147,8 @@ impl Runtime {
             let in_service = tg.targets.iter().filter(|t| state.in_service(t)).count();
             let http = http_settings(&lb.attributes);
             let admission = Admission::for_listener(state, lb, listener.port);
+            let refused = self.refused.get(&lb.arn).cloned().unwrap_or_default();
+            refused_counts.insert(lb.arn.clone(), refused.clone());
             for node in state.nodes_of(&lb.arn) {
                 let node_ip = IpAddr::V4(node.private_ipv4);
                 let cursor_key = format!("{}|{}", node.id, tg.arn);
@@ -155,6 +162,7 @@ impl Runtime {
                 upstreams.insert(node_ip, upstream.clone());
                 let route = Route {
                     admission: admission.clone(),
+                    refused: refused.clone(),
                     listener_arn: listener.arn.clone(),
                     port: listener.port,
                     dns_name: lb.dns_name.clone(),
@@ -180,6 +188,7 @@ impl Runtime {
         // Forget what no listener uses any more; pools of removed nodes close with them.
         self.cursors = cursors;
         self.upstreams = upstreams;
+        self.refused = refused_counts;
         RoutingTable { revision, routes }
     }
 }

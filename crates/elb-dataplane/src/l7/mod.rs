@@ -7,6 +7,7 @@ pub mod rescue;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -41,11 +42,13 @@ pub(crate) async fn serve(
             _ = stopped.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let admitted = table.load().route(local).is_some_and(|r| r.admission.admits(peer.ip()));
-                    if admitted {
-                        connections.spawn(connection(stream, local, peer, table.clone(), stopped.clone()));
-                    } else {
-                        refuse(stream, peer, local);
+                    let route = table.load().route(local).cloned();
+                    match route {
+                        Some(route) if route.admission.admits(peer.ip()) => {
+                            connections.spawn(connection(stream, local, peer, table.clone(), stopped.clone()));
+                        }
+                        Some(route) => refuse(stream, peer, local, &route.refused),
+                        None => {}
                     }
                 }
                 Err(e) => {
@@ -72,8 +75,9 @@ pub(crate) async fn serve(
 
 /// A client the security groups do not admit gets a reset at once: the kernel has already
 /// completed the handshake, so dropping silently as AWS does would leave it hanging instead.
-fn refuse(stream: TcpStream, peer: SocketAddr, local: SocketAddr) {
-    debug!(%peer, %local, "connection refused by the security groups");
+fn refuse(stream: TcpStream, peer: SocketAddr, local: SocketAddr, refused: &AtomicU64) {
+    let count = refused.fetch_add(1, Ordering::Relaxed) + 1;
+    info!(%peer, %local, refused = count, "connection refused by the security groups");
     let _ = stream.set_zero_linger();
 }
 

@@ -579,6 +579,11 @@ async fn security_groups_gate_the_nodes_and_changes_apply_at_once() {
         None,
         "a client outside the group's ranges got in"
     );
+    assert!(
+        elbd.logs()
+            .contains("connection refused by the security groups"),
+        "refusals are counted and logged"
+    );
     rule("authorize-security-group-ingress", "127.8.0.0/16");
     assert_eq!(curl_from("127.8.0.1", node), Some(200));
     rule("revoke-security-group-ingress", "127.9.0.0/16");
