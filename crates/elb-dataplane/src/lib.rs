@@ -7,18 +7,21 @@
 //! lock or on the API, and it finishes on the snapshot it started with.
 //!
 //! # Layout
-//! - [`table`]: snapshot → [`RoutingTable`], and the runtime state kept across snapshots.
+//! - [`table`]: the [`RoutingTable`]; `compile`: snapshot + health → table, and the runtime
+//!   state kept across snapshots; [`targets`]: target sets and the balancing algorithms.
 //! - [`admission`]: which clients a listener's security groups admit (pure).
-//! - [`select`]: which targets a node may use, and round robin over them (pure).
+//! - [`select`]: round robin, least outstanding, slow start (pure).
 //! - [`binder`]: one socket per (address, transport, port), with a time-limited drain.
 //! - [`l7`]: the HTTP listener: connections, forwarding, and the one place errors become
 //!   responses ([`l7::rescue`]).
 
 pub mod admission;
 pub mod binder;
+mod compile;
 pub mod l7;
 pub mod select;
 pub mod table;
+pub mod targets;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -42,7 +45,7 @@ pub struct Applied {
 
 pub struct DataPlane {
     table: Arc<ArcSwap<RoutingTable>>,
-    runtime: table::Runtime,
+    runtime: compile::Runtime,
     binder: binder::Binder,
 }
 
@@ -53,7 +56,7 @@ impl DataPlane {
         Self {
             binder: binder::Binder::new(table.clone(), drain),
             table,
-            runtime: table::Runtime::default(),
+            runtime: compile::Runtime::default(),
         }
     }
 

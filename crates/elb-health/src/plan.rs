@@ -1,11 +1,12 @@
-//! What to probe, from a snapshot: for every node, the targets it may route to (its zone's,
+//! What to probe, from a snapshot: for every node, the targets of every group its load
+//! balancer forwards to (by default actions or rules) that the node may route to (its zone's,
 //! or all zones' with cross-zone), each with its group's settings. Pure.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use elb_model::{ListenerProtocol, Matcher, State};
+use elb_model::{Matcher, State};
 
 use crate::state::Thresholds;
 
@@ -26,18 +27,11 @@ pub struct Probe {
 /// `(node id, registration key)` → probe, for every check the snapshot calls for.
 pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
     let mut probes = BTreeMap::new();
-    for listener in state
-        .listeners
+    let pairs = state
+        .load_balancers
         .values()
-        .filter(|l| l.protocol == ListenerProtocol::Http)
-    {
-        let lb = &state.load_balancers[&listener.load_balancer_arn];
-        let Some(tg) = listener
-            .forward_target_group()
-            .and_then(|arn| state.target_groups.get(arn))
-        else {
-            continue;
-        };
+        .flat_map(|lb| state.target_groups_of(&lb.arn).map(move |tg| (lb, tg)));
+    for (lb, tg) in pairs {
         let hc = &tg.health_check;
         for node in state.nodes_of(&lb.arn) {
             for r in state.in_reach(node, tg) {

@@ -33,6 +33,8 @@ pub enum ErrorCode {
     TooManyListeners,
     TooManyTargetGroups,
     TooManyTargets,
+    TooManyRules,
+    PriorityInUse,
     // EC2's codes.
     InvalidVpcIdNotFound,
     InvalidSubnetIdNotFound,
@@ -83,6 +85,8 @@ impl ErrorCode {
             Self::TooManyListeners => "TooManyListeners",
             Self::TooManyTargetGroups => "TooManyTargetGroups",
             Self::TooManyTargets => "TooManyTargets",
+            Self::TooManyRules => "TooManyRules",
+            Self::PriorityInUse => "PriorityInUse",
             Self::InvalidVpcIdNotFound => "InvalidVpcID.NotFound",
             Self::InvalidSubnetIdNotFound => "InvalidSubnetID.NotFound",
             Self::InvalidGroupNotFound => "InvalidGroup.NotFound",

@@ -8,7 +8,7 @@
 //! - [`network`]: VPCs, subnets, availability zones, security groups, and the seed topology.
 //! - [`alloc`]: the per-subnet address allocator for LB nodes.
 //! - [`attributes`]: AWS's string-keyed attributes with their per-type defaults.
-//! - [`load_balancer`], [`listener`], [`target_group`], [`node`]: the resources.
+//! - [`load_balancer`], [`listener`], [`rule`], [`target_group`], [`node`]: the resources.
 //! - [`state`]: [`State`], [`Command`]s applied to it, and the [`Delta`] between two states.
 //! - [`error`]: [`ModelError`], whose codes are AWS's.
 
@@ -23,6 +23,7 @@ pub mod load_balancer;
 pub mod names;
 pub mod network;
 pub mod node;
+pub mod rule;
 pub mod state;
 pub mod target_group;
 
@@ -30,13 +31,14 @@ pub use attributes::Attributes;
 pub use error::{ErrorCode, ModelError};
 pub use health::{HealthState, HealthView, Matcher, Reason, TargetHealth};
 pub use id::{Context, IdSource, Scope};
-pub use listener::{Action, Listener, ListenerProtocol};
+pub use listener::{Listener, ListenerProtocol};
 pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme};
 pub use network::{
     IngressRule, IngressSource, Instance, InstanceState, SecurityGroup, Subnet, Topology, Vpc,
     ZoneSpec,
 };
 pub use node::{Node, Placement};
+pub use rule::{Action, Condition, FixedResponse, QueryPair, Redirect, Rule, TargetGroupWeight};
 pub use state::{Command, Delta, Origin, Outcome, State};
 pub use target_group::{
     HealthCheck, Registration, TargetGroup, TargetGroupProtocol, TargetId, TargetType,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::load_balancer::LoadBalancerKind;
+use crate::rule::Action;
 use crate::state::{Origin, Tags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,22 +76,6 @@ impl ListenerProtocol {
     }
 }
 
-/// What a listener does with a request. Rules, redirects and fixed responses arrive with the
-/// listener-rules work; the model refuses them until then.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Action {
-    Forward { target_group_arn: String },
-}
-
-impl Action {
-    pub fn target_group_arns(&self) -> impl Iterator<Item = &str> {
-        match self {
-            Self::Forward { target_group_arn } => std::iter::once(target_group_arn.as_str()),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listener {
     pub arn: String,
@@ -109,10 +94,10 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// The target group the default action forwards to.
-    pub fn forward_target_group(&self) -> Option<&str> {
+    /// The target groups the default actions forward to.
+    pub fn default_target_groups(&self) -> impl Iterator<Item = &str> {
         self.default_actions
             .iter()
-            .find_map(|a| a.target_group_arns().next())
+            .flat_map(Action::target_group_arns)
     }
 }

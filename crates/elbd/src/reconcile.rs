@@ -352,9 +352,7 @@ fn load_balancer(
                     ),
                 )
             })?;
-        let actions = vec![Action::Forward {
-            target_group_arn: tg_arn,
-        }];
+        let actions = vec![Action::forward(tg_arn)];
         let existing = state
             .listeners_of(&arn)
             .find(|l| l.port == listener.port)

@@ -2,9 +2,10 @@
 
 use elb_model::state::CreateListener;
 use elb_model::{
-    Action, Command, ErrorCode, Listener, ListenerProtocol, ModelError, Origin, Outcome, State,
+    Command, ErrorCode, Listener, ListenerProtocol, ModelError, Origin, Outcome, State,
 };
 
+use super::actions::action_params;
 use super::{page, render, tag_params};
 use crate::Api;
 use crate::error::ApiError;
@@ -14,65 +15,6 @@ use crate::xml::Xml;
 const PROTOCOLS: &[&str] = &[
     "HTTP", "HTTPS", "TCP", "TLS", "UDP", "TCP_UDP", "GENEVE", "QUIC", "TCP_QUIC",
 ];
-
-/// `DefaultActions.member.N`: forward to one target group, by `TargetGroupArn` or by a
-/// `ForwardConfig` naming one group. Other actions arrive with the listener-rules work.
-fn action_params(params: &Params, prefix: &str) -> Result<Vec<Action>, ApiError> {
-    let mut actions = Vec::new();
-    for a in params.structs(prefix)? {
-        let kind = a.required("Type")?;
-        if kind != "forward" {
-            return Err(ModelError::new(
-                ErrorCode::InvalidLoadBalancerAction,
-                format!("elbd does not implement '{kind}' actions yet; only forward is built"),
-            )
-            .into());
-        }
-        a.int("Order", 1, 50_000)?;
-        let mut arns: Vec<String> = a
-            .optional("TargetGroupArn")
-            .map(str::to_owned)
-            .into_iter()
-            .collect();
-        for group in a.structs("ForwardConfig.TargetGroups.member")? {
-            let arn = group.required("TargetGroupArn")?.to_owned();
-            group.int("Weight", 0, 999)?;
-            group.finish()?;
-            if !arns.contains(&arn) {
-                arns.push(arn);
-            }
-        }
-        if a.bool("ForwardConfig.TargetGroupStickinessConfig.Enabled")? == Some(true) {
-            return Err(ApiError::new(
-                400,
-                "InvalidConfigurationRequest",
-                "elbd does not implement target group stickiness yet",
-            ));
-        }
-        a.int(
-            "ForwardConfig.TargetGroupStickinessConfig.DurationSeconds",
-            1,
-            604_800,
-        )?;
-        a.finish()?;
-        let target_group_arn = match <[String; 1]>::try_from(arns) {
-            Ok([arn]) => arn,
-            Err(arns) if arns.is_empty() => return Err(ApiError::missing("TargetGroupArn")),
-            Err(_) => {
-                return Err(ModelError::new(
-                    ErrorCode::InvalidLoadBalancerAction,
-                    "elbd does not implement weighted forwarding to several target groups yet",
-                )
-                .into());
-            }
-        };
-        actions.push(Action::Forward { target_group_arn });
-    }
-    if actions.is_empty() {
-        return Err(ApiError::missing("DefaultActions"));
-    }
-    Ok(actions)
-}
 
 pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     let load_balancer_arn = params.required("LoadBalancerArn")?.to_owned();
@@ -220,48 +162,4 @@ fn listener<'a>(state: &'a State, arn: &str) -> Result<&'a Listener, ModelError>
             format!("Listener '{arn}' not found"),
         )
     })
-}
-
-/// Every listener has its default rule; prioritised rules arrive with the rules work.
-pub(super) fn describe_rules(api: &Api, params: &Params) -> Result<Xml, ApiError> {
-    let listener_arn = params.optional("ListenerArn");
-    let rule_arns = params.list("RuleArns.member")?;
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
-    let found: Vec<&Listener> = match (listener_arn, rule_arns.is_empty()) {
-        (Some(arn), true) => vec![listener(state, arn)?],
-        (None, false) => rule_arns
-            .iter()
-            .map(|r| {
-                state
-                    .listeners
-                    .values()
-                    .find(|l| &l.default_rule_arn == r)
-                    .ok_or_else(|| {
-                        ApiError::from(ModelError::new(
-                            ErrorCode::RuleNotFound,
-                            "One or more rules not found",
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(ApiError::validation(
-                "You must specify either a listener ARN or rule ARNs, not both",
-            ));
-        }
-    };
-    let (found, next) = page(params, found, |l| &l.default_rule_arn)?;
-    let mut x = Xml::new();
-    x.members("Rules", found, |x, l| {
-        x.leaf("RuleArn", &l.default_rule_arn)
-            .leaf("Priority", "default");
-        x.node("Conditions", |_| {});
-        render::actions(x, "Actions", &l.default_actions);
-        x.leaf("IsDefault", "true");
-    });
-    if let Some(next) = next {
-        x.leaf("NextMarker", next);
-    }
-    Ok(x)
 }

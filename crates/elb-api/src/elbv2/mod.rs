@@ -1,10 +1,12 @@
 //! The elbv2 Query API (version 2015-12-01): dispatch, and the XML shapes shared by several
 //! operations.
 
+mod actions;
 mod attributes;
 mod listeners;
 mod load_balancers;
 mod render;
+mod rules;
 mod tags;
 mod target_groups;
 
@@ -106,7 +108,11 @@ pub fn call(api: &Api, action: &str, params: &Params) -> Result<Xml, ApiError> {
         "DescribeListeners" => listeners::describe(api, params),
         "ModifyListener" => listeners::modify(api, params),
         "DeleteListener" => listeners::delete(api, params),
-        "DescribeRules" => listeners::describe_rules(api, params),
+        "DescribeRules" => rules::describe(api, params),
+        "CreateRule" => rules::create(api, params),
+        "ModifyRule" => rules::modify(api, params),
+        "DeleteRule" => rules::delete(api, params),
+        "SetRulePriorities" => rules::set_priorities(api, params),
         "AddTags" => tags::add(api, params),
         "RemoveTags" => tags::remove(api, params),
         "DescribeTags" => tags::describe(api, params),

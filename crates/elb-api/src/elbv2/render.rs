@@ -2,7 +2,7 @@
 //! `Action`), written from model values.
 
 use elb_model::{
-    Action, Listener, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme, State, TargetGroup,
+    Listener, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme, State, TargetGroup,
 };
 
 use crate::clock;
@@ -125,27 +125,5 @@ pub(super) fn listener(x: &mut Xml, l: &Listener) {
         .leaf("LoadBalancerArn", &l.load_balancer_arn)
         .leaf("Port", l.port.to_string())
         .leaf("Protocol", l.protocol.as_str());
-    actions(x, "DefaultActions", &l.default_actions);
-}
-
-pub(super) fn actions(x: &mut Xml, tag: &str, actions: &[Action]) {
-    x.members(
-        tag,
-        actions.iter().enumerate(),
-        |x, (i, action)| match action {
-            Action::Forward { target_group_arn } => {
-                x.leaf("Type", "forward")
-                    .leaf("TargetGroupArn", target_group_arn)
-                    .leaf("Order", (i + 1).to_string())
-                    .node("ForwardConfig", |x| {
-                        x.members("TargetGroups", [target_group_arn], |x, arn| {
-                            x.leaf("TargetGroupArn", arn).leaf("Weight", "1");
-                        });
-                        x.node("TargetGroupStickinessConfig", |x| {
-                            x.leaf("Enabled", "false");
-                        });
-                    });
-            }
-        },
-    );
+    super::actions::render_actions(x, "DefaultActions", &l.default_actions);
 }

@@ -10,7 +10,10 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use super::rescue::{Body, ProxyError};
-use crate::table::{HttpSettings, Route, XffMode};
+use super::respond;
+use super::rules::{self, RequestView};
+use crate::table::{HttpSettings, Route, RouteAction, XffMode};
+use crate::targets::TargetSet;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -27,23 +30,59 @@ const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
-pub(super) async fn forward(
-    mut req: Request<Incoming>,
+/// Routes one request: the first rule whose conditions match (or the default) decides
+/// whether it is forwarded, redirected or answered by the load balancer itself.
+pub(super) async fn handle(
+    req: Request<Incoming>,
     route: &Route,
     peer: SocketAddr,
 ) -> Result<Response<Body>, ProxyError> {
-    let targets = &route.targets;
+    let host = request_host(&req, &route.dns_name)?;
+    let view = RequestView {
+        method: req.method().as_str(),
+        host: Some(strip_port(&host)),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers(),
+        peer: peer.ip(),
+    };
+    match rules::first_match(&route.rules, &view).unwrap_or(&route.default_action) {
+        RouteAction::Forward(forward) => {
+            let targets = forward.pick(fastrand::f64()).ok_or(ProxyError::NoTargets)?;
+            proxy(req, route, targets, host, peer).await
+        }
+        RouteAction::Redirect(redirect) => {
+            let original = respond::Original {
+                protocol: "http",
+                host: strip_port(&host),
+                port: route.port,
+                path: req.uri().path(),
+                query: req.uri().query().unwrap_or(""),
+            };
+            respond::redirect(redirect, &original)
+        }
+        RouteAction::Fixed(fixed) => Ok(respond::fixed(fixed)),
+    }
+}
+
+/// Sends the request to a target of `targets` and hands back its response.
+async fn proxy(
+    mut req: Request<Incoming>,
+    route: &Route,
+    targets: &TargetSet,
+    host: String,
+    peer: SocketAddr,
+) -> Result<Response<Body>, ProxyError> {
     if targets.registered == 0 {
         return Err(ProxyError::NoTargets);
     }
-    let target = targets.next(now_ms).ok_or(ProxyError::NoReachableTargets)?;
+    let (target, _in_flight) = targets.next(now_ms).ok_or(ProxyError::NoReachableTargets)?;
 
     let path = req
         .uri()
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let host = request_host(&req, &route.dns_name)?;
     *req.uri_mut() = Uri::builder()
         .scheme("http")
         .authority(target.authority.clone())
@@ -108,7 +147,7 @@ fn target_host(
 }
 
 /// `host:port` → `host`; `[v6]:port` → `[v6]`; anything without a port is returned whole.
-fn strip_port(host: &str) -> &str {
+pub(super) fn strip_port(host: &str) -> &str {
     match host.rfind(':') {
         Some(i)
             if !host[i..].contains(']') && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>

@@ -3,6 +3,8 @@
 
 mod forward;
 pub mod rescue;
+mod respond;
+pub mod rules;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -107,7 +109,7 @@ async fn connection(
             // One load per request: the request keeps this table until it ends.
             let table = table.load_full();
             let response = match table.route(local) {
-                Some(route) => forward::forward(req, route, peer).await,
+                Some(route) => forward::handle(req, route, peer).await,
                 None => Err(ProxyError::ListenerGone),
             };
             Ok::<_, Infallible>(response.unwrap_or_else(|e| rescue::respond(&e)))

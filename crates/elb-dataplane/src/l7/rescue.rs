@@ -94,6 +94,7 @@ pub fn respond(error: &ProxyError) -> Response<Body> {
     response
 }
 
+/// An nginx-style page, as AWS's own responses have, with CRLF line ends.
 macro_rules! page {
     ($title:literal) => {
         concat!(
@@ -109,6 +110,8 @@ macro_rules! page {
 /// The reason phrase and the body AWS sends for `status`.
 fn page(status: StatusCode) -> (&'static str, &'static str) {
     match status.as_u16() {
+        301 => ("Moved Permanently", page!("301 Moved Permanently")),
+        302 => ("Found", page!("302 Found")),
         400 => ("Bad Request", page!("400 Bad Request")),
         502 => ("Bad Gateway", page!("502 Bad Gateway")),
         503 => (
@@ -123,16 +126,28 @@ fn page(status: StatusCode) -> (&'static str, &'static str) {
 /// An error page of the load balancer itself.
 pub fn error_page(status: StatusCode) -> Response<Body> {
     let (reason, body) = page(status);
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
-        body.as_bytes(),
-    ))));
-    *response.status_mut() = status;
+    let mut response = own_response(
+        status,
+        Bytes::from_static(body.as_bytes()),
+        HeaderValue::from_static("text/html"),
+    );
     response
         .extensions_mut()
         .insert(ReasonPhrase::from_static(reason.as_bytes()));
+    response
+}
+
+/// A response of the load balancer itself: `Server: awselb/2.0`, as AWS's.
+pub(super) fn own_response(
+    status: StatusCode,
+    body: Bytes,
+    content_type: HeaderValue,
+) -> Response<Body> {
+    let mut response = Response::new(Either::Right(Full::new(body)));
+    *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    headers.insert(header::CONTENT_TYPE, content_type);
     response
 }
 

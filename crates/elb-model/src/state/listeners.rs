@@ -4,7 +4,8 @@ use super::{CreateListener, Outcome, State, Tags, load_balancers, target_groups}
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::limits;
-use crate::listener::{Action, Listener};
+use crate::listener::Listener;
+use crate::rule::Action;
 use crate::target_group::TargetGroupProtocol;
 
 impl State {
@@ -99,10 +100,11 @@ impl State {
     pub(super) fn delete_listener(&mut self, arn: &str) -> Result<Outcome> {
         self.listener(arn)?;
         self.listeners.remove(arn);
+        self.rules.retain(|_, r| r.listener_arn != arn);
         Ok(Outcome::Done)
     }
 
-    fn listener(&self, arn: &str) -> Result<&Listener> {
+    pub(super) fn listener(&self, arn: &str) -> Result<&Listener> {
         self.listeners.get(arn).ok_or_else(|| {
             ModelError::new(
                 ErrorCode::ListenerNotFound,
@@ -113,13 +115,17 @@ impl State {
 
     /// Exactly one forward action, to an HTTP target group in the LB's VPC that no other load
     /// balancer uses.
-    fn check_actions(&self, lb_arn: &str, actions: &[Action]) -> Result<()> {
+    /// Exactly one action (forward, redirect or fixed response; authentication actions are
+    /// not built), valid in itself, forwarding only to HTTP target groups in the load
+    /// balancer's VPC that no other load balancer uses.
+    pub(super) fn check_actions(&self, lb_arn: &str, actions: &[Action]) -> Result<()> {
         let [action] = actions else {
             return Err(ModelError::new(
                 ErrorCode::InvalidLoadBalancerAction,
-                "Exactly one default action is supported so far",
+                "Exactly one action is supported: forward, redirect or fixed-response",
             ));
         };
+        action.validate()?;
         let lb = &self.load_balancers[lb_arn];
         for tg_arn in action.target_group_arns() {
             let tg = self

@@ -248,6 +248,9 @@ impl State {
             ));
         }
         self.load_balancers.remove(arn);
+        let listeners: Vec<String> = self.listeners_of(arn).map(|l| l.arn.clone()).collect();
+        self.rules
+            .retain(|_, r| !listeners.contains(&r.listener_arn));
         self.listeners.retain(|_, l| l.load_balancer_arn != arn);
         self.nodes.retain(|_, n| n.load_balancer_arn != arn);
         Ok(Outcome::Done)

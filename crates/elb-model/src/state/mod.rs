@@ -10,6 +10,7 @@ mod ec2;
 mod listeners;
 mod load_balancers;
 mod network;
+mod rules;
 mod tags;
 mod target_groups;
 #[cfg(test)]
@@ -21,10 +22,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::id::{Context, Scope};
-use crate::listener::{Action, Listener, ListenerProtocol};
+use crate::listener::{Listener, ListenerProtocol};
 use crate::load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, Scheme};
 use crate::network::{IngressRule, Instance, InstanceState, SecurityGroup, Subnet, Topology, Vpc};
 use crate::node::Node;
+use crate::rule::{Action, Condition, Rule};
 use crate::target_group::{HealthCheckChanges, Registration, TargetGroup, TargetId};
 
 pub use diff::{Changes, Delta};
@@ -60,6 +62,9 @@ pub struct State {
     /// Zone → the range public node addresses come from.
     #[serde(default)]
     pub public_pools: BTreeMap<String, ipnet::Ipv4Net>,
+    /// Listener rules with priorities, by ARN (each listener's default rule is the listener's).
+    #[serde(default)]
+    pub rules: BTreeMap<String, Rule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +197,26 @@ pub enum Command {
         rules: Vec<IngressRule>,
     },
     RunInstances(RunInstances),
+    CreateRule {
+        listener_arn: String,
+        priority: u16,
+        conditions: Vec<Condition>,
+        actions: Vec<Action>,
+        origin: Origin,
+    },
+    /// Replaces a rule's conditions and actions (each when given).
+    ModifyRule {
+        arn: String,
+        conditions: Option<Vec<Condition>>,
+        actions: Option<Vec<Action>>,
+    },
+    DeleteRule {
+        arn: String,
+    },
+    /// Sets several rules' priorities at once.
+    SetRulePriorities {
+        priorities: Vec<(String, u16)>,
+    },
     /// Stop, start or terminate instances.
     SetInstanceState {
         ids: Vec<String>,
@@ -287,6 +312,20 @@ impl State {
             }
             Command::RevokeIngress { group_id, rules } => self.revoke_ingress(&group_id, &rules),
             Command::RunInstances(run) => self.run_instances(&run, cx),
+            Command::CreateRule {
+                listener_arn,
+                priority,
+                conditions,
+                actions,
+                origin,
+            } => self.create_rule(&listener_arn, priority, conditions, actions, origin, cx),
+            Command::ModifyRule {
+                arn,
+                conditions,
+                actions,
+            } => self.modify_rule(&arn, conditions, actions),
+            Command::DeleteRule { arn } => self.delete_rule(&arn),
+            Command::SetRulePriorities { priorities } => self.set_rule_priorities(&priorities),
             Command::SetInstanceState { ids, state } => self.set_instance_state(&ids, state),
             Command::CreateEc2Tags { ids, tags } => self.ec2_tags(&ids, &tags, false),
             Command::DeleteEc2Tags { ids, keys } => {
@@ -320,14 +359,35 @@ impl State {
     /// The load balancer whose listeners forward to `target_group_arn`, if any (AWS allows
     /// one).
     pub fn load_balancer_of_target_group(&self, target_group_arn: &str) -> Option<&str> {
-        self.listeners
+        let by_default = self
+            .listeners
             .values()
-            .find(|l| {
-                l.default_actions
-                    .iter()
-                    .any(|a| a.target_group_arns().any(|t| t == target_group_arn))
-            })
+            .find(|l| l.default_target_groups().any(|t| t == target_group_arn));
+        let by_rule = || {
+            self.rules
+                .values()
+                .find(|r| {
+                    r.actions
+                        .iter()
+                        .flat_map(Action::target_group_arns)
+                        .any(|t| t == target_group_arn)
+                })
+                .and_then(|r| self.listeners.get(&r.listener_arn))
+        };
+        by_default
+            .or_else(by_rule)
             .map(|l| l.load_balancer_arn.as_str())
+    }
+
+    /// A listener's rules, by ascending priority (the default rule is the listener's).
+    pub fn rules_of<'a>(&'a self, listener_arn: &'a str) -> Vec<&'a Rule> {
+        let mut rules: Vec<&Rule> = self
+            .rules
+            .values()
+            .filter(|r| r.listener_arn == listener_arn)
+            .collect();
+        rules.sort_by_key(|r| r.priority);
+        rules
     }
 
     pub fn default_vpc(&self) -> Option<&Vpc> {
@@ -377,7 +437,11 @@ impl State {
     ) -> impl Iterator<Item = &'a TargetGroup> + 'a {
         let mut seen = std::collections::BTreeSet::new();
         self.listeners_of(lb_arn)
-            .filter_map(|l| l.forward_target_group())
+            .flat_map(move |l| {
+                let rules = self.rules.values().filter(move |r| r.listener_arn == l.arn);
+                l.default_target_groups()
+                    .chain(rules.flat_map(|r| r.actions.iter().flat_map(Action::target_group_arns)))
+            })
             .filter(move |arn| seen.insert(*arn))
             .filter_map(|arn| self.target_groups.get(arn))
     }

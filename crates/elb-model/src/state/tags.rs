@@ -72,6 +72,9 @@ impl State {
         if let Some(l) = self.listeners.get(arn) {
             return Ok(&l.tags);
         }
+        if let Some(r) = self.rules.get(arn) {
+            return Ok(&r.tags);
+        }
         Err(not_found(arn))
     }
 
@@ -84,6 +87,9 @@ impl State {
         }
         if let Some(l) = self.listeners.get_mut(arn) {
             return Ok(&mut l.tags);
+        }
+        if let Some(r) = self.rules.get_mut(arn) {
+            return Ok(&mut r.tags);
         }
         Err(not_found(arn))
     }

@@ -3,6 +3,7 @@ use crate::error::ErrorCode;
 use crate::id::SequentialIds;
 use crate::load_balancer::LoadBalancerState;
 use crate::network::InstanceState;
+use crate::rule::Condition;
 use crate::state::RunInstances;
 use crate::target_group::{HealthCheckChanges, TargetId};
 
@@ -79,9 +80,7 @@ impl World {
             load_balancer_arn: lb.into(),
             protocol: ListenerProtocol::Http,
             port,
-            default_actions: vec![Action::Forward {
-                target_group_arn: tg.into(),
-            }],
+            default_actions: vec![Action::forward(tg)],
             origin: Origin::Api,
         }))
     }
@@ -704,4 +703,76 @@ fn health_check_settings_follow_aws_ranges() {
         );
         assert_eq!(w.state, before);
     }
+}
+
+fn path_rule(
+    w: &mut World,
+    listener: &str,
+    priority: u16,
+    path: &str,
+    tg: &str,
+) -> Result<Outcome> {
+    w.run(Command::CreateRule {
+        listener_arn: listener.into(),
+        priority,
+        conditions: vec![Condition::PathPattern {
+            values: vec![path.into()],
+        }],
+        actions: vec![Action::forward(tg)],
+        origin: Origin::Api,
+    })
+}
+
+#[test]
+fn rules_have_unique_priorities_and_count_as_uses_of_target_groups() {
+    let mut w = World::new();
+    let lb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    let tg = w.target_group("web-tg");
+    let api = w.target_group("api-tg");
+    let listener = arn_of(w.listener(&lb, 8080, &tg));
+    let rule = arn_of(path_rule(&mut w, &listener, 10, "/api/*", &api));
+    assert!(rule.contains(":listener-rule/app/web/"));
+    assert_eq!(
+        arn_of(path_rule(&mut w, &listener, 10, "/api/*", &api)),
+        rule,
+        "idempotent"
+    );
+    let err = path_rule(&mut w, &listener, 10, "/other/*", &api).unwrap_err();
+    assert_eq!(err.code, ErrorCode::PriorityInUse);
+    assert_eq!(
+        path_rule(&mut w, &listener, 0, "/x", &api)
+            .unwrap_err()
+            .code,
+        ErrorCode::ValidationError
+    );
+    assert_eq!(
+        w.state.load_balancer_of_target_group(&api),
+        Some(lb.as_str())
+    );
+    assert_eq!(w.state.target_groups_of(&lb).count(), 2);
+    let in_use = w
+        .run(Command::DeleteTargetGroup { arn: api.clone() })
+        .unwrap_err();
+    assert_eq!(in_use.code, ErrorCode::ResourceInUse);
+
+    let second = arn_of(path_rule(&mut w, &listener, 20, "/b", &api));
+    let swap = w.run(Command::SetRulePriorities {
+        priorities: vec![(rule.clone(), 20)],
+    });
+    assert_eq!(
+        swap.unwrap_err().code,
+        ErrorCode::PriorityInUse,
+        "half a swap collides"
+    );
+    w.run(Command::SetRulePriorities {
+        priorities: vec![(rule.clone(), 20), (second.clone(), 10)],
+    })
+    .unwrap();
+    assert_eq!(w.state.rules_of(&listener)[0].arn, second);
+
+    let default = w.state.listeners[&listener].default_rule_arn.clone();
+    let err = w.run(Command::DeleteRule { arn: default }).unwrap_err();
+    assert_eq!(err.code, ErrorCode::OperationNotPermitted);
+    w.run(Command::DeleteListener { arn: listener }).unwrap();
+    assert!(w.state.rules.is_empty(), "rules go with their listener");
 }

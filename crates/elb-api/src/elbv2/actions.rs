@@ -1,0 +1,267 @@
+//! Actions and conditions: decoding them from Query parameters and writing them as XML.
+
+use elb_model::{Action, Condition, FixedResponse, QueryPair, Redirect, TargetGroupWeight};
+
+use crate::error::ApiError;
+use crate::query::Params;
+use crate::xml::Xml;
+
+/// `PREFIX.member.N`: forward (to one group, or weighted over up to five), redirect, or
+/// fixed-response. Authentication actions are refused: they are not built.
+pub(super) fn action_params(params: &Params, prefix: &str) -> Result<Vec<Action>, ApiError> {
+    let mut actions = Vec::new();
+    for a in params.structs(prefix)? {
+        a.int("Order", 1, 50_000)?;
+        let action = match a.required("Type")? {
+            "forward" => forward(&a)?,
+            "redirect" => redirect(&a)?,
+            "fixed-response" => fixed(&a)?,
+            other => {
+                return Err(ApiError::new(
+                    400,
+                    "InvalidLoadBalancerAction",
+                    format!("elbd does not implement '{other}' actions yet"),
+                ));
+            }
+        };
+        a.finish()?;
+        actions.push(action);
+    }
+    if actions.is_empty() {
+        return Err(ApiError::missing(prefix.trim_end_matches(".member")));
+    }
+    Ok(actions)
+}
+
+fn forward(a: &Params) -> Result<Action, ApiError> {
+    let mut target_groups = Vec::new();
+    for group in a.structs("ForwardConfig.TargetGroups.member")? {
+        target_groups.push(TargetGroupWeight {
+            target_group_arn: group.required("TargetGroupArn")?.to_owned(),
+            weight: group.int("Weight", 0, 999)?.map_or(1, |w| w as u16),
+        });
+        group.finish()?;
+    }
+    if let Some(arn) = a.optional("TargetGroupArn") {
+        // Both forms: ForwardConfig must then name exactly that one group.
+        let same = target_groups.is_empty()
+            || (target_groups.len() == 1 && target_groups[0].target_group_arn == arn);
+        if !same {
+            return Err(ApiError::validation(
+                "TargetGroupArn and ForwardConfig name different target groups",
+            ));
+        }
+        if target_groups.is_empty() {
+            return Ok(Action::forward(arn));
+        }
+    }
+    if a.bool("ForwardConfig.TargetGroupStickinessConfig.Enabled")? == Some(true) {
+        return Err(ApiError::new(
+            400,
+            "InvalidConfigurationRequest",
+            "elbd does not implement target group stickiness yet",
+        ));
+    }
+    a.int(
+        "ForwardConfig.TargetGroupStickinessConfig.DurationSeconds",
+        1,
+        604_800,
+    )?;
+    if target_groups.is_empty() {
+        return Err(ApiError::missing("TargetGroupArn"));
+    }
+    Ok(Action::Forward { target_groups })
+}
+
+fn redirect(a: &Params) -> Result<Action, ApiError> {
+    let status = a.one_of("RedirectConfig.StatusCode", &["HTTP_301", "HTTP_302"])?;
+    let text = |name: &str, default: &str| a.optional(name).unwrap_or(default).to_owned();
+    Ok(Action::Redirect(Redirect {
+        protocol: text("RedirectConfig.Protocol", "#{protocol}"),
+        port: text("RedirectConfig.Port", "#{port}"),
+        host: text("RedirectConfig.Host", "#{host}"),
+        path: text("RedirectConfig.Path", "/#{path}"),
+        query: text("RedirectConfig.Query", "#{query}"),
+        status_code: match status.ok_or_else(|| ApiError::missing("RedirectConfig.StatusCode"))? {
+            "HTTP_301" => 301,
+            _ => 302,
+        },
+    }))
+}
+
+fn fixed(a: &Params) -> Result<Action, ApiError> {
+    let status = a.required("FixedResponseConfig.StatusCode")?;
+    let status_code = status.parse().map_err(|_| {
+        ApiError::validation(format!(
+            "Fixed response status code '{status}' is not a number"
+        ))
+    })?;
+    Ok(Action::FixedResponse(FixedResponse {
+        status_code,
+        content_type: a
+            .optional("FixedResponseConfig.ContentType")
+            .map(str::to_owned),
+        body: a
+            .optional("FixedResponseConfig.MessageBody")
+            .map(str::to_owned),
+    }))
+}
+
+/// `Conditions.member.N`, in the `*Config` form or the legacy `Values` one (host-header and
+/// path-pattern only, as AWS allows).
+pub(super) fn condition_params(params: &Params) -> Result<Vec<Condition>, ApiError> {
+    let mut conditions = Vec::new();
+    for c in params.structs("Conditions.member")? {
+        let field = c.required("Field")?.to_owned();
+        let legacy = c.list("Values.member")?;
+        let values = |config: &str| -> Result<Vec<String>, ApiError> {
+            let mut values = c.list(&format!("{config}.Values.member"))?;
+            values.extend(legacy.iter().cloned());
+            Ok(values)
+        };
+        let condition = match field.as_str() {
+            "host-header" => Condition::HostHeader {
+                values: values("HostHeaderConfig")?,
+            },
+            "path-pattern" => Condition::PathPattern {
+                values: values("PathPatternConfig")?,
+            },
+            other if !legacy.is_empty() => {
+                return Err(ApiError::validation(format!(
+                    "The 'Values' field is not compatible with '{other}'"
+                )));
+            }
+            "http-header" => Condition::HttpHeader {
+                name: c.required("HttpHeaderConfig.HttpHeaderName")?.to_owned(),
+                values: c.list("HttpHeaderConfig.Values.member")?,
+            },
+            "http-request-method" => Condition::HttpRequestMethod {
+                values: c.list("HttpRequestMethodConfig.Values.member")?,
+            },
+            "query-string" => Condition::QueryString {
+                values: c
+                    .structs("QueryStringConfig.Values.member")?
+                    .into_iter()
+                    .map(|p| {
+                        let pair = QueryPair {
+                            key: p.optional("Key").map(str::to_owned),
+                            value: p.required("Value")?.to_owned(),
+                        };
+                        p.finish()?;
+                        Ok(pair)
+                    })
+                    .collect::<Result<_, ApiError>>()?,
+            },
+            "source-ip" => Condition::SourceIp {
+                values: c
+                    .list("SourceIpConfig.Values.member")?
+                    .iter()
+                    .map(|v| {
+                        v.parse()
+                            .map_err(|_| ApiError::validation(format!("'{v}' is not a CIDR")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+            other => {
+                return Err(ApiError::validation(format!(
+                    "Condition field '{other}' must be one of host-header, path-pattern, http-header, \
+                     http-request-method, query-string, source-ip"
+                )));
+            }
+        };
+        c.finish()?;
+        conditions.push(condition);
+    }
+    Ok(conditions)
+}
+
+pub(super) fn render_actions(x: &mut Xml, tag: &str, actions: &[Action]) {
+    x.members(tag, actions.iter().enumerate(), |x, (i, action)| {
+        match action {
+            Action::Forward { target_groups } => {
+                x.leaf("Type", "forward");
+                if let [only] = target_groups.as_slice() {
+                    x.leaf("TargetGroupArn", &only.target_group_arn);
+                }
+                x.node("ForwardConfig", |x| {
+                    x.members("TargetGroups", target_groups, |x, g| {
+                        x.leaf("TargetGroupArn", &g.target_group_arn)
+                            .leaf("Weight", g.weight.to_string());
+                    });
+                    x.node("TargetGroupStickinessConfig", |x| {
+                        x.leaf("Enabled", "false");
+                    });
+                });
+            }
+            Action::Redirect(r) => {
+                x.leaf("Type", "redirect").node("RedirectConfig", |x| {
+                    x.leaf("Protocol", &r.protocol)
+                        .leaf("Port", &r.port)
+                        .leaf("Host", &r.host)
+                        .leaf("Path", &r.path)
+                        .leaf("Query", &r.query)
+                        .leaf("StatusCode", format!("HTTP_{}", r.status_code));
+                });
+            }
+            Action::FixedResponse(f) => {
+                x.leaf("Type", "fixed-response")
+                    .node("FixedResponseConfig", |x| {
+                        x.leaf("StatusCode", f.status_code.to_string());
+                        if let Some(t) = &f.content_type {
+                            x.leaf("ContentType", t);
+                        }
+                        if let Some(b) = &f.body {
+                            x.leaf("MessageBody", b);
+                        }
+                    });
+            }
+        }
+        x.leaf("Order", (i + 1).to_string());
+    });
+}
+
+pub(super) fn render_conditions(x: &mut Xml, conditions: &[Condition]) {
+    x.members("Conditions", conditions, |x, c| {
+        x.leaf("Field", c.field());
+        match c {
+            Condition::HostHeader { values } => {
+                x.text_members("Values", values);
+                x.node("HostHeaderConfig", |x| {
+                    x.text_members("Values", values);
+                });
+            }
+            Condition::PathPattern { values } => {
+                x.text_members("Values", values);
+                x.node("PathPatternConfig", |x| {
+                    x.text_members("Values", values);
+                });
+            }
+            Condition::HttpHeader { name, values } => {
+                x.node("HttpHeaderConfig", |x| {
+                    x.leaf("HttpHeaderName", name)
+                        .text_members("Values", values);
+                });
+            }
+            Condition::HttpRequestMethod { values } => {
+                x.node("HttpRequestMethodConfig", |x| {
+                    x.text_members("Values", values);
+                });
+            }
+            Condition::QueryString { values } => {
+                x.node("QueryStringConfig", |x| {
+                    x.members("Values", values, |x, p| {
+                        if let Some(k) = &p.key {
+                            x.leaf("Key", k);
+                        }
+                        x.leaf("Value", &p.value);
+                    });
+                });
+            }
+            Condition::SourceIp { values } => {
+                x.node("SourceIpConfig", |x| {
+                    x.text_members("Values", values.iter().map(ToString::to_string));
+                });
+            }
+        }
+    });
+}

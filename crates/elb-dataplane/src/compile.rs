@@ -1,0 +1,261 @@
+//! Snapshot + health → [`RoutingTable`], and the runtime state (round-robin cursors,
+//! outstanding-request counters, connection pools, refusal counters) that outlives any one
+//! table. Only the control path runs this.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::Duration;
+
+use elb_model::health::below_minimum;
+use elb_model::{
+    Action, HealthState, HealthView, ListenerProtocol, Node, Registration, State, TargetGroup,
+};
+
+use crate::admission::Admission;
+use crate::l7::rules::Matcher;
+use crate::select;
+use crate::table::{Forward, HttpSettings, Route, RouteAction, RoutingTable, XffMode};
+use crate::targets::{Algorithm, Endpoint, TargetSet};
+use crate::upstream::Upstream;
+
+/// State that must survive snapshot swaps, keyed by stable keys.
+#[derive(Default)]
+pub(crate) struct Runtime {
+    /// `node id|target group ARN` → round-robin cursor.
+    cursors: HashMap<String, Arc<AtomicUsize>>,
+    /// `node id|registration key` → requests outstanding.
+    outstanding: HashMap<String, Arc<AtomicUsize>>,
+    /// Node address → its pool of connections to targets.
+    upstreams: HashMap<IpAddr, Upstream>,
+    /// Load balancer ARN → connections refused by its security groups.
+    refused: HashMap<String, Arc<AtomicU64>>,
+}
+
+/// What one compile uses of the runtime; becomes the runtime afterwards, so that whatever no
+/// route uses any more is forgotten (pools of removed nodes close with them).
+#[derive(Default)]
+struct Used {
+    cursors: HashMap<String, Arc<AtomicUsize>>,
+    outstanding: HashMap<String, Arc<AtomicUsize>>,
+    upstreams: HashMap<IpAddr, Upstream>,
+    refused: HashMap<String, Arc<AtomicU64>>,
+}
+
+fn keep<K: std::hash::Hash + Eq + Clone, V: Clone + Default>(
+    old: &HashMap<K, V>,
+    used: &mut HashMap<K, V>,
+    key: &K,
+) -> V {
+    used.entry(key.clone())
+        .or_insert_with(|| old.get(key).cloned().unwrap_or_default())
+        .clone()
+}
+
+impl Runtime {
+    /// Compiles `state` and `health`: for every node of every load balancer, one route per
+    /// HTTP listener, with its rules and the targets that node may send to.
+    pub(crate) fn compile(
+        &mut self,
+        state: &State,
+        health: &HealthView,
+        revision: u64,
+    ) -> RoutingTable {
+        let mut routes = HashMap::new();
+        let mut used = Used::default();
+        for listener in state
+            .listeners
+            .values()
+            .filter(|l| l.protocol == ListenerProtocol::Http)
+        {
+            let lb = &state.load_balancers[&listener.load_balancer_arn];
+            let http = http_settings(&lb.attributes);
+            let admission = Admission::for_listener(state, lb, listener.port);
+            let refused = keep(&self.refused, &mut used.refused, &lb.arn);
+            let rules = state.rules_of(&listener.arn);
+            let matchers: Vec<Vec<Matcher>> = rules
+                .iter()
+                .map(|r| r.conditions.iter().map(Matcher::compile).collect())
+                .collect();
+            for node in state.nodes_of(&lb.arn) {
+                let node_ip = IpAddr::V4(node.private_ipv4);
+                let upstream = used
+                    .upstreams
+                    .entry(node_ip)
+                    .or_insert_with(|| {
+                        self.upstreams
+                            .get(&node_ip)
+                            .cloned()
+                            .unwrap_or_else(|| Upstream::new(node_ip))
+                    })
+                    .clone();
+                let mut sets = HashMap::new();
+                let mut action = |actions: &[Action]| {
+                    self.action(state, health, node, &actions[0], &mut sets, &mut used)
+                };
+                let compiled_rules = rules
+                    .iter()
+                    .zip(&matchers)
+                    .map(|(rule, matchers)| (matchers.clone(), action(&rule.actions)))
+                    .collect();
+                let route = Arc::new(Route {
+                    admission: admission.clone(),
+                    refused: refused.clone(),
+                    listener_arn: listener.arn.clone(),
+                    port: listener.port,
+                    dns_name: lb.dns_name.clone(),
+                    http: http.clone(),
+                    rules: compiled_rules,
+                    default_action: action(&listener.default_actions),
+                    upstream,
+                });
+                // The node listens on its private address and, when it has one, its public one.
+                for ip in node.addresses() {
+                    routes.insert(
+                        SocketAddr::new(IpAddr::V4(ip), listener.port),
+                        route.clone(),
+                    );
+                }
+            }
+        }
+        self.cursors = used.cursors;
+        self.outstanding = used.outstanding;
+        self.upstreams = used.upstreams;
+        self.refused = used.refused;
+        RoutingTable { revision, routes }
+    }
+
+    fn action(
+        &self,
+        state: &State,
+        health: &HealthView,
+        node: &Node,
+        action: &Action,
+        sets: &mut HashMap<String, Arc<TargetSet>>,
+        used: &mut Used,
+    ) -> RouteAction {
+        match action {
+            Action::Forward { target_groups } => {
+                let weighted = target_groups
+                    .iter()
+                    .filter_map(|g| {
+                        let tg = state.target_groups.get(&g.target_group_arn)?;
+                        let set = sets
+                            .entry(tg.arn.clone())
+                            .or_insert_with(|| {
+                                Arc::new(self.target_set(state, health, node, tg, used))
+                            })
+                            .clone();
+                        Some((set, g.weight))
+                    })
+                    .collect();
+                RouteAction::Forward(Forward::new(weighted))
+            }
+            Action::Redirect(redirect) => RouteAction::Redirect(redirect.clone()),
+            Action::FixedResponse(fixed) => RouteAction::Fixed(fixed.clone()),
+        }
+    }
+
+    fn target_set(
+        &self,
+        state: &State,
+        health: &HealthView,
+        node: &Node,
+        tg: &TargetGroup,
+        used: &mut Used,
+    ) -> TargetSet {
+        let cursor = keep(
+            &self.cursors,
+            &mut used.cursors,
+            &format!("{}|{}", node.id, tg.arn),
+        );
+        TargetSet {
+            target_group_arn: tg.arn.clone(),
+            registered: tg.targets.iter().filter(|t| state.in_service(t)).count(),
+            endpoints: self.endpoints(state, node, tg, health, used),
+            algorithm: Algorithm::from_attribute(
+                tg.attributes.get("load_balancing.algorithm.type"),
+            ),
+            cursor,
+        }
+    }
+
+    /// The targets `node` sends `tg`'s requests to: those in reach (its zone, or all with
+    /// cross-zone) that its health checks find healthy, or all in reach when too few are
+    /// healthy (fail-open, per `target_group_health.unhealthy_state_routing.*`).
+    fn endpoints(
+        &self,
+        state: &State,
+        node: &Node,
+        tg: &TargetGroup,
+        health: &HealthView,
+        used: &mut Used,
+    ) -> Vec<Endpoint> {
+        let in_reach: Vec<(&Registration, String)> = state
+            .in_reach(node, tg)
+            .map(|t| (t, t.key(&tg.arn)))
+            .collect();
+        let healthy_since = |key: &str| {
+            health
+                .get(&node.id, key)
+                .filter(|h| h.state == HealthState::Healthy)
+                .map(|h| h.healthy_since_ms.unwrap_or(0))
+        };
+        let healthy = in_reach
+            .iter()
+            .filter(|(_, key)| healthy_since(key).is_some())
+            .count();
+        let attrs = &tg.attributes;
+        let count =
+            attrs.int("target_group_health.unhealthy_state_routing.minimum_healthy_targets.count");
+        let percent = attrs
+            .int("target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage");
+        // Too few healthy: route to every target in reach, healthy or not.
+        let fail_open =
+            !in_reach.is_empty() && below_minimum(healthy, in_reach.len(), count, percent);
+        let slow_start_ms = attrs.int("slow_start.duration_seconds").unwrap_or(0) * 1000;
+        in_reach
+            .into_iter()
+            .filter_map(|(t, key)| {
+                let since = healthy_since(&key);
+                if since.is_none() && !fail_open {
+                    return None;
+                }
+                let addr = SocketAddr::new(t.address, t.port);
+                Some(Endpoint {
+                    addr,
+                    authority: addr
+                        .to_string()
+                        .parse()
+                        .expect("a socket address is an authority"),
+                    ramp: since
+                        .filter(|_| slow_start_ms > 0 && !fail_open)
+                        .map(|since_ms| select::Ramp {
+                            since_ms,
+                            duration_ms: slow_start_ms,
+                        }),
+                    outstanding: keep(
+                        &self.outstanding,
+                        &mut used.outstanding,
+                        &format!("{}|{key}", node.id),
+                    ),
+                })
+            })
+            .collect()
+    }
+}
+
+fn http_settings(attrs: &elb_model::Attributes) -> HttpSettings {
+    HttpSettings {
+        idle_timeout: Duration::from_secs(attrs.int("idle_timeout.timeout_seconds").unwrap_or(60)),
+        xff: match attrs.get("routing.http.xff_header_processing.mode") {
+            Some("preserve") => XffMode::Preserve,
+            Some("remove") => XffMode::Remove,
+            _ => XffMode::Append,
+        },
+        xff_client_port: attrs.flag("routing.http.xff_client_port.enabled"),
+        preserve_host: attrs.flag("routing.http.preserve_host_header.enabled"),
+        http2: attrs.get("routing.http2.enabled") != Some("false"),
+    }
+}

@@ -1,0 +1,167 @@
+//! Listener rules compiled for the request path: conditions become matchers once per
+//! snapshot, and a request is matched against them in priority order, the default last.
+//! Pure: no I/O, no clock.
+
+use std::net::IpAddr;
+
+use elb_model::Condition;
+use http::header::{HeaderMap, HeaderName};
+use ipnet::IpNet;
+
+/// A `*`/`?` wildcard pattern, as AWS's conditions use them: `*` is any run of characters
+/// (even none), `?` exactly one, `\*` and `\?` the characters themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    /// `None` for a literal byte, `Some(true)` for `*`, `Some(false)` for `?`.
+    tokens: Vec<(Option<bool>, u8)>,
+    case_insensitive: bool,
+}
+
+impl Glob {
+    pub fn new(pattern: &str, case_insensitive: bool) -> Self {
+        let mut tokens = Vec::with_capacity(pattern.len());
+        let mut bytes = pattern.bytes();
+        while let Some(b) = bytes.next() {
+            tokens.push(match b {
+                b'\\' => (None, bytes.next().unwrap_or(b'\\')),
+                b'*' => (Some(true), b),
+                b'?' => (Some(false), b),
+                _ => (
+                    None,
+                    if case_insensitive {
+                        b.to_ascii_lowercase()
+                    } else {
+                        b
+                    },
+                ),
+            });
+        }
+        Self {
+            tokens,
+            case_insensitive,
+        }
+    }
+
+    /// Whole-string match, in linear time with one backtracking point (the last `*`).
+    pub fn matches(&self, text: &str) -> bool {
+        let text = text.as_bytes();
+        let fold = |b: u8| {
+            if self.case_insensitive {
+                b.to_ascii_lowercase()
+            } else {
+                b
+            }
+        };
+        let (mut t, mut p) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while t < text.len() {
+            match self.tokens.get(p) {
+                Some((Some(true), _)) => {
+                    star = Some((p, t));
+                    p += 1;
+                }
+                Some((Some(false), _)) => {
+                    p += 1;
+                    t += 1;
+                }
+                Some((None, b)) if *b == fold(text[t]) => {
+                    p += 1;
+                    t += 1;
+                }
+                _ => match star {
+                    Some((sp, st)) => {
+                        p = sp + 1;
+                        t = st + 1;
+                        star = Some((sp, st + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        self.tokens[p..].iter().all(|(kind, _)| *kind == Some(true))
+    }
+}
+
+/// What the conditions look at in a request.
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    /// The Host, without its port.
+    pub host: Option<&'a str>,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub peer: IpAddr,
+}
+
+/// One compiled condition.
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    Host(Vec<Glob>),
+    Path(Vec<Glob>),
+    Header(HeaderName, Vec<Glob>),
+    Method(Vec<String>),
+    Query(Vec<(Option<Glob>, Glob)>),
+    Source(Vec<IpNet>),
+}
+
+impl Matcher {
+    pub fn compile(condition: &Condition) -> Self {
+        let globs = |values: &[String], ci| values.iter().map(|v| Glob::new(v, ci)).collect();
+        match condition {
+            Condition::HostHeader { values } => Self::Host(globs(values, true)),
+            Condition::PathPattern { values } => Self::Path(globs(values, false)),
+            Condition::HttpHeader { name, values } => Self::Header(
+                HeaderName::try_from(name.as_str()).expect("header names were validated"),
+                globs(values, true),
+            ),
+            Condition::HttpRequestMethod { values } => Self::Method(values.clone()),
+            Condition::QueryString { values } => Self::Query(
+                values
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.key.as_deref().map(|k| Glob::new(k, true)),
+                            Glob::new(&p.value, true),
+                        )
+                    })
+                    .collect(),
+            ),
+            Condition::SourceIp { values } => Self::Source(values.clone()),
+        }
+    }
+
+    /// Whether any of the condition's values matches the request.
+    pub fn matches(&self, req: &RequestView<'_>) -> bool {
+        match self {
+            Self::Host(globs) => req.host.is_some_and(|h| globs.iter().any(|g| g.matches(h))),
+            Self::Path(globs) => globs.iter().any(|g| g.matches(req.path)),
+            Self::Header(name, globs) => req
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| globs.iter().any(|g| g.matches(v))),
+            Self::Method(methods) => methods.iter().any(|m| m == req.method),
+            Self::Query(pairs) => req.query.is_some_and(|q| {
+                form_urlencoded::parse(q.as_bytes()).any(|(key, value)| {
+                    pairs.iter().any(|(k, v)| {
+                        k.as_ref().is_none_or(|k| k.matches(&key)) && v.matches(&value)
+                    })
+                })
+            }),
+            Self::Source(nets) => nets.iter().any(|n| n.contains(&req.peer)),
+        }
+    }
+}
+
+/// The index of the first rule whose conditions all match; `None` sends the request to the
+/// default rule. `rules` are in ascending priority.
+pub fn first_match<'r, A>(rules: &'r [(Vec<Matcher>, A)], req: &RequestView<'_>) -> Option<&'r A> {
+    rules
+        .iter()
+        .find(|(matchers, _)| matchers.iter().all(|m| m.matches(req)))
+        .map(|(_, action)| action)
+}
+
+#[cfg(test)]
+mod tests;

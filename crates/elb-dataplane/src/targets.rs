@@ -1,0 +1,91 @@
+//! The targets one node sends one target group's requests to, and how it picks among them:
+//! round robin, least outstanding requests, or weighted random, with slow start on top.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::select;
+
+/// `load_balancing.algorithm.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    RoundRobin,
+    LeastOutstandingRequests,
+    WeightedRandom,
+}
+
+impl Algorithm {
+    pub fn from_attribute(value: Option<&str>) -> Self {
+        match value {
+            Some("least_outstanding_requests") => Self::LeastOutstandingRequests,
+            Some("weighted_random") => Self::WeightedRandom,
+            _ => Self::RoundRobin,
+        }
+    }
+}
+
+pub struct TargetSet {
+    pub target_group_arn: String,
+    /// How many registered targets can take traffic at all (503 when none): instance targets
+    /// count only while their instance runs.
+    pub registered: usize,
+    pub endpoints: Vec<Endpoint>,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) cursor: Arc<AtomicUsize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once per snapshot rather than per request.
+    pub authority: http::uri::Authority,
+    /// Set while the target is in its slow-start window.
+    pub ramp: Option<select::Ramp>,
+    /// Requests this node has sent the target that have not been answered yet; kept across
+    /// snapshots.
+    pub(crate) outstanding: Arc<AtomicUsize>,
+}
+
+/// Counts a request as outstanding on its target until dropped.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl TargetSet {
+    /// The next target by the group's algorithm; a target in slow start is taken with the
+    /// probability of its share so far, else passed over (the clock is read only then).
+    /// `None` when the node has none to use.
+    pub fn next(&self, now_ms: impl Fn() -> u64) -> Option<(&Endpoint, InFlight)> {
+        let n = self.endpoints.len();
+        let mut pick = None;
+        for _ in 0..n {
+            let i = match self.algorithm {
+                Algorithm::RoundRobin => select::round_robin(&self.cursor, n)?,
+                Algorithm::WeightedRandom => fastrand::usize(..n.max(1)),
+                Algorithm::LeastOutstandingRequests => {
+                    let outstanding: Vec<usize> = self
+                        .endpoints
+                        .iter()
+                        .map(|e| e.outstanding.load(Ordering::Relaxed))
+                        .collect();
+                    select::least_outstanding(&outstanding, &self.cursor)?
+                }
+            };
+            let endpoint = &self.endpoints[i];
+            pick = Some(endpoint);
+            match endpoint.ramp {
+                Some(ramp) if fastrand::f64() >= ramp.share(now_ms()) => continue,
+                _ => break,
+            }
+        }
+        pick.map(|e| {
+            e.outstanding.fetch_add(1, Ordering::Relaxed);
+            (e, InFlight(e.outstanding.clone()))
+        })
+    }
+}

@@ -1,0 +1,435 @@
+//! Listener rules: conditions on the request and the actions they lead to
+//! (aws-elb-features.md §4), with AWS's validation.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, ModelError, Result};
+use crate::state::{Origin, Tags};
+
+/// AWS's per-rule limits on condition values and wildcards.
+const MAX_VALUES_PER_RULE: usize = 5;
+const MAX_WILDCARDS_PER_RULE: usize = 5;
+
+/// A target group of a forward action, with its weight (0–999).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGroupWeight {
+    pub target_group_arn: String,
+    pub weight: u16,
+}
+
+/// `RedirectConfig`: components not given keep the request's; `#{protocol}`, `#{host}`,
+/// `#{port}`, `#{path}` and `#{query}` are replaced by the request's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redirect {
+    pub protocol: String,
+    pub port: String,
+    pub host: String,
+    pub path: String,
+    pub query: String,
+    /// 301 or 302.
+    pub status_code: u16,
+}
+
+/// `FixedResponseConfig`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixedResponse {
+    pub status_code: u16,
+    pub content_type: Option<String>,
+    pub body: Option<String>,
+}
+
+/// What a rule (or a listener's default rule) does with a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Action {
+    /// Split requests over target groups by weight.
+    Forward {
+        target_groups: Vec<TargetGroupWeight>,
+    },
+    Redirect(Redirect),
+    FixedResponse(FixedResponse),
+}
+
+impl Action {
+    /// Forward everything to one target group.
+    pub fn forward(target_group_arn: impl Into<String>) -> Self {
+        Self::Forward {
+            target_groups: vec![TargetGroupWeight {
+                target_group_arn: target_group_arn.into(),
+                weight: 1,
+            }],
+        }
+    }
+
+    pub fn target_group_arns(&self) -> impl Iterator<Item = &str> {
+        let groups: &[TargetGroupWeight] = match self {
+            Self::Forward { target_groups } => target_groups,
+            _ => &[],
+        };
+        groups.iter().map(|g| g.target_group_arn.as_str())
+    }
+
+    /// The checks that need nothing but the action itself.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |message: String| {
+            Err(ModelError::new(
+                ErrorCode::InvalidLoadBalancerAction,
+                message,
+            ))
+        };
+        match self {
+            Self::Forward { target_groups } => {
+                if target_groups.is_empty() || target_groups.len() > 5 {
+                    return invalid("A forward action needs 1 to 5 target groups".into());
+                }
+                if target_groups.iter().any(|g| g.weight > 999) {
+                    return invalid("Target group weights must be from 0 to 999".into());
+                }
+                for (i, g) in target_groups.iter().enumerate() {
+                    if target_groups[..i]
+                        .iter()
+                        .any(|h| h.target_group_arn == g.target_group_arn)
+                    {
+                        return invalid(format!(
+                            "Target group '{}' appears twice in one action",
+                            g.target_group_arn
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Self::Redirect(r) => {
+                if r.status_code != 301 && r.status_code != 302 {
+                    return invalid("A redirect's status code must be HTTP_301 or HTTP_302".into());
+                }
+                if !matches!(r.protocol.as_str(), "HTTP" | "HTTPS" | "#{protocol}") {
+                    return invalid(format!(
+                        "Redirect protocol '{}' must be HTTP, HTTPS or #{{protocol}}",
+                        r.protocol
+                    ));
+                }
+                if r.host.is_empty()
+                    || r.host.len() > 128
+                    || r.path.is_empty()
+                    || r.path.len() > 128
+                    || r.query.len() > 128
+                {
+                    return invalid(
+                        "Redirect host and path must be 1 to 128 characters, query at most 128"
+                            .into(),
+                    );
+                }
+                if !r.path.starts_with('/') {
+                    return invalid(format!("Redirect path '{}' must start with '/'", r.path));
+                }
+                let unchanged = r.protocol == "#{protocol}"
+                    && r.port == "#{port}"
+                    && r.host == "#{host}"
+                    && r.path == "/#{path}";
+                if unchanged {
+                    return invalid(
+                        "A redirect must change at least one of protocol, port, host or path, or it would loop".into(),
+                    );
+                }
+                Ok(())
+            }
+            Self::FixedResponse(f) => {
+                let class = f.status_code / 100;
+                if !(200..=599).contains(&f.status_code) || class == 3 {
+                    return invalid(format!(
+                        "Fixed response status code {} must be 2XX, 4XX or 5XX",
+                        f.status_code
+                    ));
+                }
+                const TYPES: [&str; 5] = [
+                    "text/plain",
+                    "text/css",
+                    "text/html",
+                    "application/javascript",
+                    "application/json",
+                ];
+                if let Some(t) = &f.content_type
+                    && !TYPES.contains(&t.as_str())
+                {
+                    return invalid(format!(
+                        "Fixed response content type '{t}' must be one of {}",
+                        TYPES.join(", ")
+                    ));
+                }
+                if f.body.as_ref().is_some_and(|b| b.len() > 1024) {
+                    return invalid("A fixed response body is at most 1024 bytes".into());
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One `key=value` of a query-string condition; no key matches the value under any key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryPair {
+    pub key: Option<String>,
+    pub value: String,
+}
+
+/// A rule condition. Within one, the values are alternatives; a rule's conditions must all
+/// match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "field", rename_all = "kebab-case")]
+pub enum Condition {
+    HostHeader { values: Vec<String> },
+    PathPattern { values: Vec<String> },
+    HttpHeader { name: String, values: Vec<String> },
+    HttpRequestMethod { values: Vec<String> },
+    QueryString { values: Vec<QueryPair> },
+    SourceIp { values: Vec<IpNet> },
+}
+
+impl Condition {
+    /// The field name as AWS spells it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::HostHeader { .. } => "host-header",
+            Self::PathPattern { .. } => "path-pattern",
+            Self::HttpHeader { .. } => "http-header",
+            Self::HttpRequestMethod { .. } => "http-request-method",
+            Self::QueryString { .. } => "query-string",
+            Self::SourceIp { .. } => "source-ip",
+        }
+    }
+
+    fn value_count(&self) -> usize {
+        match self {
+            Self::HostHeader { values }
+            | Self::PathPattern { values }
+            | Self::HttpHeader { values, .. }
+            | Self::HttpRequestMethod { values } => values.len(),
+            Self::QueryString { values } => values.len(),
+            Self::SourceIp { values } => values.len(),
+        }
+    }
+
+    fn wildcards(&self) -> usize {
+        let count = |s: &str| s.chars().filter(|c| *c == '*' || *c == '?').count();
+        match self {
+            Self::HostHeader { values }
+            | Self::PathPattern { values }
+            | Self::HttpHeader { values, .. } => values.iter().map(|v| count(v)).sum(),
+            Self::QueryString { values } => values
+                .iter()
+                .map(|p| count(&p.value) + p.key.as_deref().map_or(0, count))
+                .sum(),
+            _ => 0,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |why: String| {
+            Err(ModelError::validation(format!(
+                "Condition '{}': {why}",
+                self.field()
+            )))
+        };
+        if self.value_count() == 0 {
+            return bad("needs at least one value".into());
+        }
+        let visible = |s: &str| s.bytes().all(|b| (0x21..0x7f).contains(&b));
+        match self {
+            Self::HostHeader { values } => {
+                for v in values {
+                    let ok = v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.*?".contains(&b));
+                    if !ok || v.is_empty() || v.len() > 128 {
+                        return bad(format!("'{v}' must be 1 to 128 of A-Z a-z 0-9 - . * ?"));
+                    }
+                }
+            }
+            Self::PathPattern { values } => {
+                for v in values {
+                    let ok = v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.$/~\"'@:+&*?".contains(&b));
+                    if !ok || v.is_empty() || v.len() > 128 {
+                        return bad(format!(
+                            "'{v}' must be 1 to 128 of A-Z a-z 0-9 _ - . $ / ~ \" ' @ : + & * ?"
+                        ));
+                    }
+                }
+            }
+            Self::HttpHeader { name, values } => {
+                let name_ok = !name.is_empty()
+                    && name.len() <= 40
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !name_ok || name.eq_ignore_ascii_case("host") {
+                    return bad(format!(
+                        "header name '{name}' must be 1 to 40 of A-Z a-z 0-9 -, and not Host"
+                    ));
+                }
+                if let Some(v) = values
+                    .iter()
+                    .find(|v| v.is_empty() || v.len() > 128 || !visible(v))
+                {
+                    return bad(format!(
+                        "value '{v}' must be 1 to 128 visible ASCII characters"
+                    ));
+                }
+            }
+            Self::HttpRequestMethod { values } => {
+                for v in values {
+                    if v.is_empty()
+                        || v.len() > 40
+                        || !v
+                            .bytes()
+                            .all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-')
+                    {
+                        return bad(format!("method '{v}' must be 1 to 40 of A-Z _ -"));
+                    }
+                }
+            }
+            Self::QueryString { values } => {
+                for p in values {
+                    let strings = std::iter::once(p.value.as_str()).chain(p.key.as_deref());
+                    if let Some(s) = strings
+                        .into_iter()
+                        .find(|s| s.is_empty() || s.len() > 128 || !visible(s))
+                    {
+                        return bad(format!("'{s}' must be 1 to 128 visible ASCII characters"));
+                    }
+                }
+            }
+            Self::SourceIp { values } => {
+                if values.iter().any(|n| n.to_string() == "255.255.255.255/32") {
+                    return bad("255.255.255.255/32 is not allowed".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a rule's conditions: at most one of each field but `http-header` and
+/// `query-string`, at most 5 values and 5 wildcards in all.
+pub fn validate_conditions(conditions: &[Condition]) -> Result<()> {
+    if conditions.is_empty() {
+        return Err(ModelError::validation(
+            "A rule needs at least one condition",
+        ));
+    }
+    for (i, c) in conditions.iter().enumerate() {
+        c.validate()?;
+        let repeatable = matches!(
+            c,
+            Condition::HttpHeader { .. } | Condition::QueryString { .. }
+        );
+        if !repeatable && conditions[..i].iter().any(|d| d.field() == c.field()) {
+            return Err(ModelError::validation(format!(
+                "A rule can have only one '{}' condition",
+                c.field()
+            )));
+        }
+    }
+    let values: usize = conditions.iter().map(Condition::value_count).sum();
+    if values > MAX_VALUES_PER_RULE {
+        return Err(ModelError::validation(format!(
+            "A rule can have at most {MAX_VALUES_PER_RULE} condition values, not {values}"
+        )));
+    }
+    let wildcards: usize = conditions.iter().map(Condition::wildcards).sum();
+    if wildcards > MAX_WILDCARDS_PER_RULE {
+        return Err(ModelError::validation(format!(
+            "A rule can have at most {MAX_WILDCARDS_PER_RULE} wildcards, not {wildcards}"
+        )));
+    }
+    Ok(())
+}
+
+/// A listener rule with a priority (1–50000, unique per listener).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub arn: String,
+    pub listener_arn: String,
+    pub priority: u16,
+    pub conditions: Vec<Condition>,
+    pub actions: Vec<Action>,
+    #[serde(default)]
+    pub tags: Tags,
+    pub origin: Origin,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(v: &[&str]) -> Condition {
+        Condition::HostHeader {
+            values: v.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn condition_limits() {
+        assert!(validate_conditions(&[host(&["*.example.com"])]).is_ok());
+        assert!(validate_conditions(&[]).is_err());
+        assert!(
+            validate_conditions(&[host(&["a.com"]), host(&["b.com"])]).is_err(),
+            "two host conditions"
+        );
+        assert!(
+            validate_conditions(&[host(&[
+                "a.com", "b.com", "c.com", "d.com", "e.com", "f.com"
+            ])])
+            .is_err()
+        );
+        assert!(
+            validate_conditions(&[host(&["***.com", "???.com"])]).is_err(),
+            "six wildcards"
+        );
+        assert!(validate_conditions(&[host(&["bad host"])]).is_err());
+        let header = |name: &str| Condition::HttpHeader {
+            name: name.into(),
+            values: vec!["x".into()],
+        };
+        assert!(validate_conditions(&[header("User-Agent"), header("X-Env")]).is_ok());
+        assert!(validate_conditions(&[header("Host")]).is_err());
+        let method = Condition::HttpRequestMethod {
+            values: vec!["get".into()],
+        };
+        assert!(
+            validate_conditions(&[method]).is_err(),
+            "methods are upper case"
+        );
+    }
+
+    #[test]
+    fn action_checks() {
+        assert!(Action::forward("tg").validate().is_ok());
+        let redirect = |protocol: &str, path: &str, code| {
+            Action::Redirect(Redirect {
+                protocol: protocol.into(),
+                port: "#{port}".into(),
+                host: "#{host}".into(),
+                path: path.into(),
+                query: "#{query}".into(),
+                status_code: code,
+            })
+        };
+        assert!(redirect("HTTPS", "/#{path}", 301).validate().is_ok());
+        assert!(
+            redirect("#{protocol}", "/#{path}", 301).validate().is_err(),
+            "a redirect loop"
+        );
+        assert!(redirect("HTTPS", "/#{path}", 307).validate().is_err());
+        let fixed = |code, t: &str| {
+            Action::FixedResponse(FixedResponse {
+                status_code: code,
+                content_type: Some(t.into()),
+                body: None,
+            })
+        };
+        assert!(fixed(503, "text/plain").validate().is_ok());
+        assert!(fixed(302, "text/plain").validate().is_err());
+        assert!(fixed(200, "image/png").validate().is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! CreateRule, ModifyRule, DeleteRule, SetRulePriorities.
+
+use super::{Origin, Outcome, State, Tags};
+use crate::error::{ErrorCode, ModelError, Result};
+use crate::id::Context;
+use crate::rule::{Action, Condition, Rule, validate_conditions};
+
+/// AWS's quota of rules per application load balancer, default rules aside.
+const RULES_PER_LOAD_BALANCER: usize = 100;
+
+impl State {
+    pub(super) fn create_rule(
+        &mut self,
+        listener_arn: &str,
+        priority: u16,
+        conditions: Vec<Condition>,
+        actions: Vec<Action>,
+        origin: Origin,
+        cx: &mut Context<'_>,
+    ) -> Result<Outcome> {
+        let listener = self.listener(listener_arn)?;
+        let lb_arn = listener.load_balancer_arn.clone();
+        check_priority(priority)?;
+        validate_conditions(&conditions)?;
+        self.check_actions(&lb_arn, &actions)?;
+        if let Some(same) = self
+            .rules
+            .values()
+            .find(|r| r.listener_arn == listener_arn && r.priority == priority)
+        {
+            // A repeated identical create is idempotent, as AWS's creates are.
+            return if same.conditions == conditions && same.actions == actions {
+                Ok(Outcome::Created(same.arn.clone()))
+            } else {
+                Err(priority_in_use(priority))
+            };
+        }
+        let listeners: Vec<&str> = self.listeners_of(&lb_arn).map(|l| l.arn.as_str()).collect();
+        if self
+            .rules
+            .values()
+            .filter(|r| listeners.contains(&r.listener_arn.as_str()))
+            .count()
+            >= RULES_PER_LOAD_BALANCER
+        {
+            return Err(ModelError::new(
+                ErrorCode::TooManyRules,
+                format!("A load balancer can have at most {RULES_PER_LOAD_BALANCER} rules"),
+            ));
+        }
+        let arn = format!(
+            "{}/{}",
+            listener_arn.replacen(":listener/", ":listener-rule/", 1),
+            cx.hex16()
+        );
+        self.rules.insert(
+            arn.clone(),
+            Rule {
+                arn: arn.clone(),
+                listener_arn: listener_arn.to_owned(),
+                priority,
+                conditions,
+                actions,
+                tags: Tags::new(),
+                origin,
+            },
+        );
+        Ok(Outcome::Created(arn))
+    }
+
+    pub(super) fn modify_rule(
+        &mut self,
+        arn: &str,
+        conditions: Option<Vec<Condition>>,
+        actions: Option<Vec<Action>>,
+    ) -> Result<Outcome> {
+        let rule = self.rule(arn)?;
+        let lb_arn = self.listener(&rule.listener_arn)?.load_balancer_arn.clone();
+        if let Some(conditions) = &conditions {
+            validate_conditions(conditions)?;
+        }
+        if let Some(actions) = &actions {
+            self.check_actions(&lb_arn, actions)?;
+        }
+        let rule = self.rules.get_mut(arn).expect("checked above");
+        if let Some(conditions) = conditions {
+            rule.conditions = conditions;
+        }
+        if let Some(actions) = actions {
+            rule.actions = actions;
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// The default rule of a listener cannot be deleted: it goes with the listener.
+    pub(super) fn delete_rule(&mut self, arn: &str) -> Result<Outcome> {
+        if self.listeners.values().any(|l| l.default_rule_arn == arn) {
+            return Err(ModelError::new(
+                ErrorCode::OperationNotPermitted,
+                "A default rule cannot be deleted",
+            ));
+        }
+        self.rule(arn)?;
+        self.rules.remove(arn);
+        Ok(Outcome::Done)
+    }
+
+    /// All priorities change together; the result must leave each listener's unique.
+    pub(super) fn set_rule_priorities(&mut self, priorities: &[(String, u16)]) -> Result<Outcome> {
+        for (arn, priority) in priorities {
+            if self.listeners.values().any(|l| &l.default_rule_arn == arn) {
+                return Err(ModelError::new(
+                    ErrorCode::OperationNotPermitted,
+                    "The priority of a default rule cannot be changed",
+                ));
+            }
+            self.rule(arn)?;
+            check_priority(*priority)?;
+        }
+        for (arn, priority) in priorities {
+            self.rules.get_mut(arn).expect("checked above").priority = *priority;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for r in self.rules.values() {
+            if !seen.insert((&r.listener_arn, r.priority)) {
+                return Err(priority_in_use(r.priority));
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    fn rule(&self, arn: &str) -> Result<&Rule> {
+        self.rules.get(arn).ok_or_else(|| {
+            ModelError::new(ErrorCode::RuleNotFound, format!("Rule '{arn}' not found"))
+        })
+    }
+}
+
+fn check_priority(priority: u16) -> Result<()> {
+    if (1..=50_000).contains(&priority) {
+        Ok(())
+    } else {
+        Err(ModelError::validation(format!(
+            "Priority {priority} must be from 1 to 50000"
+        )))
+    }
+}
+
+fn priority_in_use(priority: u16) -> ModelError {
+    ModelError::new(
+        ErrorCode::PriorityInUse,
+        format!("Priority '{priority}' is currently in use"),
+    )
+}
