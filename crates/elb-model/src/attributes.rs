@@ -200,7 +200,7 @@ const TARGET_GROUP_HTTP: &[Spec] = &[
             "weighted_random",
         ]),
         "round_robin",
-        false,
+        true,
     ),
     spec(
         "load_balancing.algorithm.anomaly_mitigation",
@@ -302,6 +302,14 @@ pub fn modify_target_group(attrs: &Attributes, changes: &[(String, String)]) -> 
         check(spec, value, attrs.get(key))?;
         next.0.insert(key.clone(), value.clone());
     }
+    let slow_start = next.int("slow_start.duration_seconds").unwrap_or(0) > 0;
+    if slow_start && next.get("load_balancing.algorithm.type") == Some("least_outstanding_requests")
+    {
+        return Err(ModelError::new(
+            ErrorCode::InvalidConfigurationRequest,
+            "Slow start cannot be combined with the least_outstanding_requests algorithm",
+        ));
+    }
     Ok(next)
 }
 
@@ -389,6 +397,19 @@ mod tests {
             assert_eq!(err.code, ErrorCode::ValidationError, "{k}={v}");
         }
         let err = modify_load_balancer(&alb, kind, &change(CROSS_ZONE, "false")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
+    }
+
+    #[test]
+    fn least_outstanding_requests_excludes_slow_start() {
+        let tg = target_group_defaults();
+        let lor = change(
+            "load_balancing.algorithm.type",
+            "least_outstanding_requests",
+        );
+        let tg = modify_target_group(&tg, &lor).unwrap();
+        let err =
+            modify_target_group(&tg, &change("slow_start.duration_seconds", "30")).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
     }
 

@@ -18,6 +18,7 @@ use crate::targets::TargetSet;
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not the message.
 const HOP_BY_HOP: [&str; 7] = [
@@ -94,6 +95,11 @@ async fn proxy(
     remove_hop_by_hop(headers);
     headers.insert(header::HOST, target_host(host, route.port, &route.http)?);
     rewrite_forwarded(headers, &route.http, peer, route.port)?;
+    let previous = headers.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok());
+    let trace = trace_id(previous, now_ms() / 1000, fastrand::u128(..));
+    if let Ok(trace) = HeaderValue::try_from(trace) {
+        headers.insert(&X_AMZN_TRACE_ID, trace);
+    }
 
     let response =
         tokio::time::timeout(route.http.idle_timeout, route.upstream.client.request(req))
@@ -155,6 +161,36 @@ pub(super) fn strip_port(host: &str) -> &str {
             &host[..i]
         }
         _ => host,
+    }
+}
+
+/// `X-Amzn-Trace-Id` as ALB sets it: `Root=1-<8 hex epoch seconds>-<24 hex random>` for a new
+/// trace; a request that already has a `Root` gets a `Self=1-…` field in front instead (an
+/// older `Self` replaced), and every other field is kept.
+fn trace_id(previous: Option<&str>, epoch_secs: u64, random: u128) -> String {
+    let id = format!(
+        "1-{:08x}-{:024x}",
+        epoch_secs as u32,
+        random & ((1 << 96) - 1)
+    );
+    match previous {
+        None => format!("Root={id}"),
+        Some(previous) => {
+            let kept: Vec<&str> = previous
+                .split(';')
+                .map(str::trim)
+                .filter(|f| !f.is_empty() && !f.starts_with("Self="))
+                .collect();
+            let field = if kept.iter().any(|f| f.starts_with("Root=")) {
+                "Self"
+            } else {
+                "Root"
+            };
+            std::iter::once(format!("{field}={id}"))
+                .chain(kept.into_iter().map(str::to_owned))
+                .collect::<Vec<_>>()
+                .join(";")
+        }
     }
 }
 
@@ -275,6 +311,27 @@ mod tests {
             Some("1.2.3.4")
         );
         assert_eq!(run(XffMode::Remove, false, Some("1.2.3.4")), None);
+    }
+
+    #[test]
+    fn trace_ids_as_alb_sets_them() {
+        let t = 0x5f5e_1000;
+        assert_eq!(
+            trace_id(None, t, 0xabc),
+            "Root=1-5f5e1000-000000000000000000000abc"
+        );
+        assert_eq!(
+            trace_id(Some("Root=1-1-2;CalledFrom=app"), t, 1),
+            "Self=1-5f5e1000-000000000000000000000001;Root=1-1-2;CalledFrom=app"
+        );
+        assert_eq!(
+            trace_id(Some("Self=1-0-0;Root=1-1-2"), t, 1),
+            "Self=1-5f5e1000-000000000000000000000001;Root=1-1-2"
+        );
+        assert_eq!(
+            trace_id(Some("Custom=x"), t, 1),
+            "Root=1-5f5e1000-000000000000000000000001;Custom=x"
+        );
     }
 
     #[test]

@@ -60,6 +60,13 @@ expect(x.ResourceInUseException, elbv2.delete_target_group, TargetGroupArn=tg)
 expect(x.UnsupportedProtocolException, elbv2.create_listener, LoadBalancerArn=lb, Protocol="HTTPS",
        Port=443, DefaultActions=action)
 
+elbv2.create_rule(ListenerArn=listener, Priority=5, Conditions=[{"Field": "path-pattern", "Values": ["/a"]}],
+                  Actions=action)
+expect(x.PriorityInUseException, elbv2.create_rule, ListenerArn=listener, Priority=5,
+       Conditions=[{"Field": "path-pattern", "Values": ["/b"]}], Actions=action)
+expect(x.RuleNotFoundException, elbv2.describe_rules, RuleArns=[listener.replace(":listener/", ":listener-rule/") + "/0"])
+expect(x.OperationNotPermittedException, elbv2.delete_rule,
+       RuleArn=elbv2.describe_rules(ListenerArn=listener)["Rules"][-1]["RuleArn"])
 expect_code("ValidationError", elbv2.create_load_balancer, Name="-bad-", Subnets=subnet_ids)
 expect_code("ValidationError", elbv2.create_target_group, Name="a_b", Protocol="HTTP", Port=80, VpcId=vpc)
 expect_code("ValidationError", elbv2.create_listener, LoadBalancerArn=lb, Protocol="HTTP", Port=0,

@@ -9,4 +9,5 @@ mod harness;
 mod health;
 mod netlab;
 mod reload;
+mod rules;
 mod zones;

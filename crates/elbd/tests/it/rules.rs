@@ -1,0 +1,323 @@
+//! Listener rules through the API and real requests: every condition type, redirect, fixed
+//! response, weighted forwarding, and least outstanding requests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::{Aws, Backend, Elbd, Lab, client};
+
+/// curl `url` with `args`; returns the status, the body and the Location header.
+fn curl(url: &str, args: &[&str]) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "/dev/stderr",
+            "-w",
+            "\n%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    let headers = String::from_utf8_lossy(&out.stderr).into_owned();
+    let location = headers
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or_else(|| l.strip_prefix("Location: "))
+        })
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    (status.parse().unwrap(), body.to_owned(), location)
+}
+
+struct Setup {
+    aws: Aws,
+    listener: String,
+    groups: BTreeMap<&'static str, String>,
+}
+
+impl Setup {
+    fn rule(&self, priority: u16, conditions: &str, actions: &str) {
+        self.aws.ok(&[
+            "elbv2",
+            "create-rule",
+            "--listener-arn",
+            &self.listener,
+            "--priority",
+            &priority.to_string(),
+            "--conditions",
+            conditions,
+            "--actions",
+            actions,
+        ]);
+    }
+
+    fn forward(&self, group: &str) -> String {
+        format!("Type=forward,TargetGroupArn={}", self.groups[group])
+    }
+}
+
+fn fixed(body: &str) -> String {
+    format!(
+        "Type=fixed-response,FixedResponseConfig={{StatusCode=200,ContentType=text/plain,MessageBody={body}}}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_route_by_every_condition_and_act_as_aws() {
+    let lab = Lab::new("rules", 19);
+    let targets = [('a', 10), ('a', 11), ('b', 10), ('a', 12), ('b', 11)]
+        .map(|(z, n)| SocketAddr::from((lab.ip(z, n), 9001)));
+    let delays = [0, 0, 0, 3000, 0];
+    let mut backends = Vec::new();
+    for (addr, delay) in targets.iter().zip(delays) {
+        backends.push(Backend::start(*addr, Duration::from_millis(delay)).await);
+    }
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let config = lab.write("elbd.toml", &lab.settings());
+    let mut elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
+    let aws = Aws::new(api);
+    let subnets = aws.ok(&["ec2", "describe-subnets"]);
+    let subnet_ids: Vec<&str> = subnets["Subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["SubnetId"].as_str().unwrap())
+        .collect();
+    let vpc = subnets["Subnets"][0]["VpcId"].as_str().unwrap().to_owned();
+    let lb = aws.ok(&[
+        "elbv2",
+        "create-load-balancer",
+        "--name",
+        "rules",
+        "--subnets",
+        subnet_ids[0],
+        subnet_ids[1],
+    ]);
+    let lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut groups = BTreeMap::new();
+    for (name, members) in [
+        ("a", &targets[0..1]),
+        ("b", &targets[1..2]),
+        ("c", &targets[2..3]),
+        ("lor", &targets[3..5]),
+    ] {
+        let tg = aws.ok(&[
+            "elbv2",
+            "create-target-group",
+            "--name",
+            &format!("rules-{name}"),
+            "--protocol",
+            "HTTP",
+            "--port",
+            "9001",
+            "--vpc-id",
+            &vpc,
+            "--target-type",
+            "ip",
+            "--health-check-path",
+            "/health",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+        ]);
+        let arn = tg["TargetGroups"][0]["TargetGroupArn"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let ids: Vec<String> = members.iter().map(|t| format!("Id={}", t.ip())).collect();
+        let mut args = vec![
+            "elbv2",
+            "register-targets",
+            "--target-group-arn",
+            &arn,
+            "--targets",
+        ];
+        args.extend(ids.iter().map(String::as_str));
+        aws.ok(&args);
+        groups.insert(name, arn);
+    }
+    aws.ok(&[
+        "elbv2",
+        "modify-target-group-attributes",
+        "--target-group-arn",
+        &groups["lor"],
+        "--attributes",
+        "Key=load_balancing.algorithm.type,Value=least_outstanding_requests",
+    ]);
+    let listener = aws.ok(&[
+        "elbv2",
+        "create-listener",
+        "--load-balancer-arn",
+        &lb_arn,
+        "--protocol",
+        "HTTP",
+        "--port",
+        "8080",
+        "--default-actions",
+        &format!("Type=forward,TargetGroupArn={}", groups["a"]),
+    ]);
+    let setup = Setup {
+        listener: listener["Listeners"][0]["ListenerArn"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        aws,
+        groups,
+    };
+
+    setup.rule(10, "Field=path-pattern,Values=/api/*", &setup.forward("b"));
+    setup.rule(
+        20,
+        "Field=host-header,HostHeaderConfig={Values=[*.example.com]}",
+        &fixed("host"),
+    );
+    setup.rule(
+        30,
+        "Field=http-header,HttpHeaderConfig={HttpHeaderName=X-Env,Values=[canary]}",
+        &fixed("header"),
+    );
+    setup.rule(
+        40,
+        "Field=http-request-method,HttpRequestMethodConfig={Values=[DELETE]}",
+        &fixed("method"),
+    );
+    setup.rule(
+        50,
+        "Field=query-string,QueryStringConfig={Values=[{Key=debug,Value=true}]}",
+        &fixed("query"),
+    );
+    setup.rule(
+        60,
+        "Field=source-ip,SourceIpConfig={Values=[127.9.0.0/16]}",
+        &fixed("source"),
+    );
+    setup.rule(
+        70,
+        "Field=path-pattern,Values=/old/*",
+        r##"[{"Type":"redirect","RedirectConfig":{"Protocol":"HTTPS","Port":"443","Host":"#{host}","Path":"/new/#{path}","Query":"#{query}","StatusCode":"HTTP_301"}}]"##,
+    );
+    let weighted = format!(
+        "Type=forward,ForwardConfig={{TargetGroups=[{{TargetGroupArn={},Weight=80}},{{TargetGroupArn={},Weight=20}}]}}",
+        setup.groups["a"], setup.groups["c"]
+    );
+    setup.rule(80, "Field=path-pattern,Values=/split", &weighted);
+    setup.rule(90, "Field=path-pattern,Values=/lor", &setup.forward("lor"));
+    let taken = setup.aws.err(&[
+        "elbv2",
+        "create-rule",
+        "--listener-arn",
+        &setup.listener,
+        "--priority",
+        "10",
+        "--conditions",
+        "Field=path-pattern,Values=/other",
+        "--actions",
+        &setup.forward("c"),
+    ]);
+    assert!(taken.contains("PriorityInUse"), "{taken}");
+    let rules = setup
+        .aws
+        .ok(&["elbv2", "describe-rules", "--listener-arn", &setup.listener]);
+    assert_eq!(
+        rules["Rules"].as_array().unwrap().len(),
+        10,
+        "nine rules and the default"
+    );
+
+    for tg in setup.groups.values() {
+        setup.aws.ok(&[
+            "elbv2",
+            "wait",
+            "target-in-service",
+            "--target-group-arn",
+            tg,
+        ]);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let node = lab.node('a', 8080);
+    elbd.wait_until("the listener to bind", || {
+        std::net::TcpStream::connect(node).is_ok()
+    });
+    let url = |path: &str| format!("http://{node}{path}");
+
+    assert_eq!(
+        curl(&url("/"), &[]).1,
+        targets[0].to_string(),
+        "the default rule"
+    );
+    assert_eq!(
+        curl(&url("/api/users"), &[]).1,
+        targets[1].to_string(),
+        "path-pattern"
+    );
+    assert_eq!(curl(&url("/"), &["-H", "Host: shop.EXAMPLE.com"]).1, "host");
+    assert_eq!(curl(&url("/"), &["-H", "X-Env: canary"]).1, "header");
+    assert_eq!(curl(&url("/"), &["-X", "DELETE"]).1, "method");
+    assert_eq!(
+        curl(&url("/?debug=TRUE"), &[]).1,
+        "query",
+        "query values match case-insensitively"
+    );
+    assert_eq!(curl(&url("/"), &["--interface", "127.9.0.1"]).1, "source");
+    let (status, _, location) = curl(&url("/old/a/b?x=1"), &["-H", "Host: site.test"]);
+    assert_eq!(
+        (status, location.as_str()),
+        (301, "https://site.test/new/old/a/b?x=1")
+    );
+
+    let client = client();
+    let mut split = BTreeMap::new();
+    for _ in 0..1000 {
+        let uri = format!("http://{node}/split").parse().unwrap();
+        let response = client.get(uri).await.unwrap();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        *split
+            .entry(String::from_utf8_lossy(&body).into_owned())
+            .or_insert(0) += 1;
+    }
+    let to_a = split.get(&targets[0].to_string()).copied().unwrap_or(0);
+    eprintln!("weighted 80/20 over 1000 requests: {split:?}");
+    assert!((750..=850).contains(&to_a), "{split:?}");
+
+    // Least outstanding requests: the slow target keeps the few it got, the rest go around it.
+    let mut requests = Vec::new();
+    for _ in 0..40 {
+        let client = client.clone();
+        let uri: hyper::Uri = format!("http://{node}/lor").parse().unwrap();
+        requests.push(tokio::spawn(async move {
+            let response = client.get(uri).await.unwrap();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            String::from_utf8_lossy(&body).into_owned()
+        }));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut lor = BTreeMap::new();
+    for r in requests {
+        *lor.entry(r.await.unwrap()).or_insert(0) += 1;
+    }
+    eprintln!("least outstanding requests, 40 requests, one target slow: {lor:?}");
+    let slow = lor.get(&targets[3].to_string()).copied().unwrap_or(0);
+    assert!(slow <= 3, "the slow target got {slow} of 40: {lor:?}");
+    drop(backends);
+}
