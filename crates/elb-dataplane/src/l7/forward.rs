@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 
 use super::rescue::{Body, ProxyError};
 use super::respond;
@@ -38,6 +39,12 @@ pub(super) async fn handle(
     route: &Route,
     peer: SocketAddr,
 ) -> Result<Response<Body>, ProxyError> {
+    if req.method() == http::Method::TRACE {
+        return Err(ProxyError::Trace);
+    }
+    if forwarded_for_count(req.headers()) > MAX_FORWARDED_FOR {
+        return Err(ProxyError::TooManyForwardedFor);
+    }
     let host = request_host(&req, &route.dns_name)?;
     let view = RequestView {
         method: req.method().as_str(),
@@ -90,9 +97,18 @@ async fn proxy(
         .path_and_query(path)
         .build()
         .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+    let upgrade = wants_upgrade(req.headers()).then(|| {
+        let protocol = req.headers().get(header::UPGRADE).cloned();
+        (protocol, hyper::upgrade::on(&mut req))
+    });
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     remove_hop_by_hop(headers);
+    if let Some((Some(protocol), _)) = &upgrade {
+        // An upgrade (WebSocket) keeps the two headers that ask for it.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
     headers.insert(header::HOST, target_host(host, route.port, &route.http)?);
     rewrite_forwarded(headers, &route.http, peer, route.port)?;
     let previous = headers.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok());
@@ -107,8 +123,47 @@ async fn proxy(
             .map_err(|_| ProxyError::TargetTimeout)?
             .map_err(ProxyError::from_target)?;
     let mut response = response.map(Either::Left);
+    if let (Some((_, client)), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, response.status()) {
+        let target = hyper::upgrade::on(&mut response);
+        tokio::spawn(tunnel(client, target));
+        return Ok(response);
+    }
     remove_hop_by_hop(response.headers_mut());
     Ok(response)
+}
+
+/// More addresses than this in X-Forwarded-For get a 463, as on AWS.
+const MAX_FORWARDED_FOR: usize = 30;
+
+fn forwarded_for_count(headers: &HeaderMap) -> usize {
+    headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .map(|v| v.as_bytes().split(|b| *b == b',').count())
+        .sum()
+}
+
+/// Whether an HTTP/1.1 request asks to switch protocols (`Connection: upgrade`).
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// After a 101, the two connections carry bytes both ways until either side closes: a
+/// WebSocket is pinned to its target, as on AWS.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, target: hyper::upgrade::OnUpgrade) {
+    let (Ok(client), Ok(target)) = (client.await, target.await) else {
+        return;
+    };
+    let (mut client, mut target) = (TokioIo::new(client), TokioIo::new(target));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut target).await {
+        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    }
 }
 
 fn now_ms() -> u64 {

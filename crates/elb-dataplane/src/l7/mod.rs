@@ -115,7 +115,7 @@ async fn connection(
             Ok::<_, Infallible>(response.unwrap_or_else(|e| rescue::respond(&e)))
         }
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,

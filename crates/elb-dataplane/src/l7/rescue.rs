@@ -38,6 +38,10 @@ pub enum ProxyError {
     Target(#[source] hyper_util::client::legacy::Error),
     #[error("the request cannot be forwarded: {0}")]
     BadRequest(&'static str),
+    #[error("TRACE is not allowed")]
+    Trace,
+    #[error("X-Forwarded-For holds more than 30 addresses")]
+    TooManyForwardedFor,
 }
 
 impl ProxyError {
@@ -60,7 +64,7 @@ impl ProxyError {
 
     pub fn fault(&self) -> Fault {
         match self {
-            Self::BadRequest(_) => Fault::Client,
+            Self::BadRequest(_) | Self::Trace | Self::TooManyForwardedFor => Fault::Client,
             Self::TargetConnect(_)
             | Self::TargetConnectTimeout
             | Self::TargetTimeout
@@ -73,6 +77,10 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Trace => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TooManyForwardedFor => {
+                StatusCode::from_u16(463).expect("463 is a valid status code")
+            }
             Self::ListenerGone | Self::NoTargets | Self::NoReachableTargets => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -113,6 +121,8 @@ fn page(status: StatusCode) -> (&'static str, &'static str) {
         301 => ("Moved Permanently", page!("301 Moved Permanently")),
         302 => ("Found", page!("302 Found")),
         400 => ("Bad Request", page!("400 Bad Request")),
+        405 => ("Not Allowed", page!("405 Not Allowed")),
+        463 => ("", page!("463")),
         502 => ("Bad Gateway", page!("502 Bad Gateway")),
         503 => (
             "Service Temporarily Unavailable",

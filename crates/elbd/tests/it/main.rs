@@ -8,6 +8,7 @@ mod errors;
 mod harness;
 mod health;
 mod netlab;
+mod protocols;
 mod reload;
 mod rules;
 mod zones;
