@@ -227,8 +227,9 @@ def start_proxy(name, work):
         conf.write_text(elbd_conf())
         data = work / "elbd-data"
         shutil.rmtree(data, ignore_errors=True)
-        argv = [str(ROOT / "target/release/elbd"), "serve", "--config", str(conf), "--data-dir", str(data)]
-        env_note = "RUST_LOG=warn"
+        # One thread, as HAProxy's nbthread 1 and NGINX's single worker.
+        argv = [str(ROOT / "target/release/elbd"), "serve", "--config", str(conf), "--data-dir", str(data),
+                "--threads", "1"]
         os.environ["RUST_LOG"] = "warn"
     elif name == "haproxy":
         conf = work / "haproxy.cfg"

@@ -137,6 +137,21 @@ impl Params {
         Ok(out)
     }
 
+    /// `prefix.N.Key` / `prefix.N.Value` pairs (tags, attributes); a missing value is empty.
+    pub fn key_values(&self, prefix: &str) -> Result<Vec<(String, String)>, ApiError> {
+        self.structs(prefix)?
+            .into_iter()
+            .map(|kv| {
+                let pair = (
+                    kv.required("Key")?.to_owned(),
+                    kv.optional("Value").unwrap_or("").to_owned(),
+                );
+                kv.finish()?;
+                Ok(pair)
+            })
+            .collect()
+    }
+
     /// The indices N of `prefix.N<rest>` where `rest` passes `shape`, checked to be 1..=n.
     fn indices(&self, prefix: &str, shape: impl Fn(&str) -> bool) -> Result<Vec<usize>, ApiError> {
         let head = format!("{prefix}.");

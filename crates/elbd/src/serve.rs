@@ -46,6 +46,10 @@ pub(crate) struct ServeArgs {
     /// their requests before they are cut.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     drain_seconds: u64,
+    /// Threads serving traffic; 1 runs everything on one thread. Default: one per CPU elbd
+    /// may run on.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -83,7 +87,18 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         info!(name = %lb.name, arn = %lb.arn, dns_name = %lb.dns_name, nodes = %nodes.join(","), "load balancer");
     }
 
-    tokio::runtime::Builder::new_multi_thread()
+    // One thread: a current-thread runtime, with no cross-thread wakeups (the cheapest per
+    // request on one core, see docs/benchmarks.md); otherwise tokio's work-stealing runtime.
+    let mut runtime = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n.into());
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    runtime
         .enable_all()
         .build()?
         .block_on(serve(args, settings, store, snapshot))

@@ -104,18 +104,7 @@ fn tag_set(x: &mut Xml, state: &State, id: &str) {
 }
 
 fn tag_params(params: &Params) -> Result<Vec<(String, String)>, ApiError> {
-    params
-        .structs("Tag")?
-        .into_iter()
-        .map(|t| {
-            let pair = (
-                t.required("Key")?.to_owned(),
-                t.optional("Value").unwrap_or("").to_owned(),
-            );
-            t.finish()?;
-            Ok(pair)
-        })
-        .collect()
+    params.key_values("Tag")
 }
 
 fn create_tags(api: &Api, params: &Params) -> Result<Xml, ApiError> {

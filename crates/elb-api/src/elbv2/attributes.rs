@@ -16,18 +16,7 @@ fn render(attributes: &Attributes) -> Xml {
 }
 
 fn changes(params: &Params) -> Result<Vec<(String, String)>, ApiError> {
-    let changes: Vec<(String, String)> = params
-        .structs("Attributes.member")?
-        .into_iter()
-        .map(|a| {
-            let pair = (
-                a.required("Key")?.to_owned(),
-                a.optional("Value").unwrap_or("").to_owned(),
-            );
-            a.finish()?;
-            Ok::<_, ApiError>(pair)
-        })
-        .collect::<Result<_, _>>()?;
+    let changes = params.key_values("Attributes.member")?;
     if changes.is_empty() {
         return Err(ApiError::missing("Attributes"));
     }

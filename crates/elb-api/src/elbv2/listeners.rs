@@ -1,12 +1,10 @@
 //! Listeners and their rules: create, describe, modify, delete; DescribeRules.
 
 use elb_model::state::CreateListener;
-use elb_model::{
-    Command, ErrorCode, Listener, ListenerProtocol, ModelError, Origin, Outcome, State,
-};
+use elb_model::{Command, ErrorCode, Listener, ListenerProtocol, ModelError, Origin, State};
 
 use super::actions::action_params;
-use super::{page, render, tag_params};
+use super::{create_then, page, render, tag_params, tagging};
 use crate::Api;
 use crate::error::ApiError;
 use crate::query::Params;
@@ -39,21 +37,8 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         default_actions,
         origin: Origin::Api,
     });
-    let (snapshot, arn) = api.store.update(|state, cx| {
-        let Outcome::Created(arn) = state.apply(create.clone(), cx)? else {
-            unreachable!("CreateListener reports what it created")
-        };
-        if !tags.is_empty() {
-            state.apply(
-                Command::AddTags {
-                    arns: vec![arn.clone()],
-                    tags: tags.clone(),
-                },
-                cx,
-            )?;
-        }
-        Ok(arn)
-    })?;
+    let (snapshot, arn) =
+        create_then(api, create, |arn| tagging(arn, &tags).into_iter().collect())?;
     let mut x = Xml::new();
     x.members(
         "Listeners",

@@ -2,11 +2,10 @@
 
 use elb_model::state::CreateLoadBalancer;
 use elb_model::{
-    Command, ErrorCode, IpAddressType, LoadBalancerKind, ModelError, Origin, Outcome, Scheme,
-    limits,
+    Command, ErrorCode, IpAddressType, LoadBalancerKind, ModelError, Origin, Scheme, limits,
 };
 
-use super::{page, render, tag_params};
+use super::{create_then, page, render, tag_params, tagging};
 use crate::Api;
 use crate::error::ApiError;
 use crate::query::Params;
@@ -48,21 +47,8 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         security_groups,
         origin: Origin::Api,
     });
-    let (snapshot, arn) = api.store.update(|state, cx| {
-        let Outcome::Created(arn) = state.apply(create.clone(), cx)? else {
-            unreachable!("CreateLoadBalancer reports what it created")
-        };
-        if !tags.is_empty() {
-            state.apply(
-                Command::AddTags {
-                    arns: vec![arn.clone()],
-                    tags: tags.clone(),
-                },
-                cx,
-            )?;
-        }
-        Ok(arn)
-    })?;
+    let (snapshot, arn) =
+        create_then(api, create, |arn| tagging(arn, &tags).into_iter().collect())?;
     let state = &snapshot.state;
     let mut x = Xml::new();
     x.members("LoadBalancers", [&state.load_balancers[&arn]], |x, lb| {

@@ -10,6 +10,11 @@ mod rules;
 mod tags;
 mod target_groups;
 
+use std::sync::Arc;
+
+use elb_model::{Command, Outcome};
+use elb_store::Snapshot;
+
 use crate::Api;
 use crate::error::ApiError;
 use crate::query::Params;
@@ -152,18 +157,33 @@ fn page<T>(
     Ok((rest, next))
 }
 
+/// Runs a create command and the commands `then` derives from the new ARN (settings, tags)
+/// as one commit; returns the snapshot after it and the ARN.
+fn create_then(
+    api: &Api,
+    create: Command,
+    then: impl Fn(&str) -> Vec<Command>,
+) -> Result<(Arc<Snapshot>, String), ApiError> {
+    Ok(api.store.update(|state, cx| {
+        let Outcome::Created(arn) = state.apply(create.clone(), cx)? else {
+            unreachable!("create commands report what they created")
+        };
+        for command in then(&arn) {
+            state.apply(command, cx)?;
+        }
+        Ok(arn)
+    })?)
+}
+
+/// The AddTags of a create call's `Tags`, if it has any.
+fn tagging(arn: &str, tags: &[(String, String)]) -> Option<Command> {
+    (!tags.is_empty()).then(|| Command::AddTags {
+        arns: vec![arn.to_owned()],
+        tags: tags.to_vec(),
+    })
+}
+
 /// `<Tags>` of a create call, as (key, value) pairs.
 fn tag_params(params: &Params) -> Result<Vec<(String, String)>, ApiError> {
-    params
-        .structs("Tags.member")?
-        .into_iter()
-        .map(|t| {
-            let pair = (
-                t.required("Key")?.to_owned(),
-                t.optional("Value").unwrap_or("").to_owned(),
-            );
-            t.finish()?;
-            Ok(pair)
-        })
-        .collect()
+    params.key_values("Tags.member")
 }

@@ -1,9 +1,9 @@
 //! CreateRule, DescribeRules, ModifyRule, DeleteRule, SetRulePriorities.
 
-use elb_model::{Command, ErrorCode, Listener, ModelError, Origin, Outcome, Rule, State};
+use elb_model::{Command, ErrorCode, Listener, ModelError, Origin, Rule, State};
 
 use super::actions::{action_params, condition_params, render_actions, render_conditions};
-use super::{page, tag_params};
+use super::{create_then, page, tag_params, tagging};
 use crate::Api;
 use crate::error::ApiError;
 use crate::query::Params;
@@ -62,21 +62,8 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         actions,
         origin: Origin::Api,
     };
-    let (snapshot, arn) = api.store.update(|state, cx| {
-        let Outcome::Created(arn) = state.apply(create.clone(), cx)? else {
-            unreachable!("CreateRule reports what it created")
-        };
-        if !tags.is_empty() {
-            state.apply(
-                Command::AddTags {
-                    arns: vec![arn.clone()],
-                    tags: tags.clone(),
-                },
-                cx,
-            )?;
-        }
-        Ok(arn)
-    })?;
+    let (snapshot, arn) =
+        create_then(api, create, |arn| tagging(arn, &tags).into_iter().collect())?;
     let mut x = Xml::new();
     x.members(
         "Rules",

@@ -4,11 +4,11 @@
 use elb_model::state::{CreateTargetGroup, TargetDescription};
 use elb_model::target_group::HealthCheckChanges;
 use elb_model::{
-    Command, ErrorCode, HealthState, HealthView, InstanceState, ModelError, Origin, Outcome,
-    Reason, Registration, State, TargetGroup, TargetId,
+    Command, ErrorCode, HealthState, HealthView, InstanceState, ModelError, Origin, Reason,
+    Registration, State, TargetGroup, TargetId,
 };
 
-use super::{page, render, tag_params};
+use super::{create_then, page, render, tag_params, tagging};
 use crate::Api;
 use crate::error::ApiError;
 use crate::query::Params;
@@ -61,27 +61,13 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         target_type,
         origin: Origin::Api,
     });
-    let (snapshot, arn) = api.store.update(|state, cx| {
-        let Outcome::Created(arn) = state.apply(create.clone(), cx)? else {
-            unreachable!("CreateTargetGroup reports what it created")
-        };
-        if health_check != HealthCheckChanges::default() {
-            let command = Command::ModifyTargetGroup {
-                arn: arn.clone(),
+    let (snapshot, arn) = create_then(api, create, |arn| {
+        let settings =
+            (health_check != HealthCheckChanges::default()).then(|| Command::ModifyTargetGroup {
+                arn: arn.to_owned(),
                 health_check: health_check.clone(),
-            };
-            state.apply(command, cx)?;
-        }
-        if !tags.is_empty() {
-            state.apply(
-                Command::AddTags {
-                    arns: vec![arn.clone()],
-                    tags: tags.clone(),
-                },
-                cx,
-            )?;
-        }
-        Ok(arn)
+            });
+        settings.into_iter().chain(tagging(arn, &tags)).collect()
     })?;
     let state = &snapshot.state;
     let mut x = Xml::new();

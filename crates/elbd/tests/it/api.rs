@@ -71,48 +71,12 @@ async fn the_aws_cli_builds_a_working_load_balancer_and_tears_it_down() {
         &lb_arn,
     ]);
 
-    let tg = aws.ok(&[
-        "elbv2",
-        "create-target-group",
-        "--name",
-        "api-tg",
-        "--protocol",
-        "HTTP",
-        "--port",
-        "9001",
-        "--vpc-id",
-        &vpc,
-        "--target-type",
-        "ip",
-    ]);
-    let tg_arn = text(&tg["TargetGroups"][0]["TargetGroupArn"]).to_owned();
-    let targets = [
-        format!("Id={}", lab.ip('a', 10)),
-        format!("Id={}", lab.ip('b', 10)),
-    ];
-    aws.ok(&[
-        "elbv2",
-        "register-targets",
-        "--target-group-arn",
+    let tg_arn = aws.target_group("api-tg", &vpc, 9001, "ip", &[]);
+    aws.register(
         &tg_arn,
-        "--targets",
-        &targets[0],
-        &targets[1],
-    ]);
-    let action = format!("Type=forward,TargetGroupArn={tg_arn}");
-    let listener = aws.ok(&[
-        "elbv2",
-        "create-listener",
-        "--load-balancer-arn",
-        &lb_arn,
-        "--protocol",
-        "HTTP",
-        "--port",
-        "8080",
-        "--default-actions",
-        &action,
-    ]);
-    let listener_arn = text(&listener["Listeners"][0]["ListenerArn"]).to_owned();
+        &[lab.ip('a', 10).to_string(), lab.ip('b', 10).to_string()],
+    );
+    let listener_arn = aws.forward_listener(&lb_arn, 8080, &tg_arn);
 
     let nodes = [lab.node('a', 8080), lab.node('b', 8080)];
     aws.ok(&[
@@ -154,42 +118,9 @@ async fn the_aws_cli_builds_a_working_load_balancer_and_tears_it_down() {
         described["Reservations"][0]["Instances"][0]["State"]["Name"],
         "running"
     );
-    let itg = aws.ok(&[
-        "elbv2",
-        "create-target-group",
-        "--name",
-        "api-instances",
-        "--protocol",
-        "HTTP",
-        "--port",
-        "9002",
-        "--vpc-id",
-        &vpc,
-        "--target-type",
-        "instance",
-    ]);
-    let itg_arn = text(&itg["TargetGroups"][0]["TargetGroupArn"]).to_owned();
-    aws.ok(&[
-        "elbv2",
-        "register-targets",
-        "--target-group-arn",
-        &itg_arn,
-        "--targets",
-        &format!("Id={instance_id}"),
-    ]);
-    let action = format!("Type=forward,TargetGroupArn={itg_arn}");
-    aws.ok(&[
-        "elbv2",
-        "create-listener",
-        "--load-balancer-arn",
-        &lb_arn,
-        "--protocol",
-        "HTTP",
-        "--port",
-        "8081",
-        "--default-actions",
-        &action,
-    ]);
+    let itg_arn = aws.target_group("api-instances", &vpc, 9002, "instance", &[]);
+    aws.register(&itg_arn, std::slice::from_ref(&instance_id));
+    aws.forward_listener(&lb_arn, 8081, &itg_arn);
     let instance_node = lab.node('a', 8081);
     elbd.wait_until("the second listener to bind", || {
         TcpStream::connect(instance_node).is_ok()
@@ -281,20 +212,7 @@ async fn the_aws_cli_builds_a_working_load_balancer_and_tears_it_down() {
     assert_eq!(rules["Rules"][0]["IsDefault"], Value::Bool(true));
 
     // A kill -9 right after a create loses nothing.
-    aws.ok(&[
-        "elbv2",
-        "create-target-group",
-        "--name",
-        "late",
-        "--protocol",
-        "HTTP",
-        "--port",
-        "80",
-        "--vpc-id",
-        &vpc,
-        "--target-type",
-        "ip",
-    ]);
+    aws.target_group("late", &vpc, 80, "ip", &[]);
     let config = lab.dir.join("elbd.toml");
     elbd.kill_and_restart(&lab, &config, &[api, nodes[0]]);
     aws.ok(&["elbv2", "describe-target-groups", "--names", "late"]);
@@ -534,42 +452,9 @@ async fn security_groups_gate_the_nodes_and_changes_apply_at_once() {
         &sg,
     ]);
     let lb_arn = text(&lb["LoadBalancers"][0]["LoadBalancerArn"]).to_owned();
-    let tg = aws.ok(&[
-        "elbv2",
-        "create-target-group",
-        "--name",
-        "gated",
-        "--protocol",
-        "HTTP",
-        "--port",
-        "9001",
-        "--vpc-id",
-        &vpc,
-        "--target-type",
-        "ip",
-    ]);
-    let tg_arn = text(&tg["TargetGroups"][0]["TargetGroupArn"]).to_owned();
-    aws.ok(&[
-        "elbv2",
-        "register-targets",
-        "--target-group-arn",
-        &tg_arn,
-        "--targets",
-        &format!("Id={}", lab.ip('a', 10)),
-    ]);
-    let action = format!("Type=forward,TargetGroupArn={tg_arn}");
-    aws.ok(&[
-        "elbv2",
-        "create-listener",
-        "--load-balancer-arn",
-        &lb_arn,
-        "--protocol",
-        "HTTP",
-        "--port",
-        "8080",
-        "--default-actions",
-        &action,
-    ]);
+    let tg_arn = aws.target_group("gated", &vpc, 9001, "ip", &[]);
+    aws.register(&tg_arn, &[lab.ip('a', 10).to_string()]);
+    aws.forward_listener(&lb_arn, 8080, &tg_arn);
     let node = lab.node('a', 8080);
     elbd.wait_until("the listener to bind", || TcpStream::connect(node).is_ok());
 

@@ -204,45 +204,9 @@ async fn set_subnets_adds_a_third_node_and_dns_follows() {
         .as_str()
         .unwrap()
         .to_owned();
-    let tg = aws.ok(&[
-        "elbv2",
-        "create-target-group",
-        "--name",
-        "grow",
-        "--protocol",
-        "HTTP",
-        "--port",
-        "9001",
-        "--vpc-id",
-        &vpc,
-        "--target-type",
-        "ip",
-    ]);
-    let tg_arn = tg["TargetGroups"][0]["TargetGroupArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    aws.ok(&[
-        "elbv2",
-        "register-targets",
-        "--target-group-arn",
-        &tg_arn,
-        "--targets",
-        &format!("Id={}", target.ip()),
-    ]);
-    let action = format!("Type=forward,TargetGroupArn={tg_arn}");
-    aws.ok(&[
-        "elbv2",
-        "create-listener",
-        "--load-balancer-arn",
-        &lb_arn,
-        "--protocol",
-        "HTTP",
-        "--port",
-        "8080",
-        "--default-actions",
-        &action,
-    ]);
+    let tg_arn = aws.target_group("grow", &vpc, 9001, "ip", &[]);
+    aws.register(&tg_arn, &[target.ip().to_string()]);
+    aws.forward_listener(&lb_arn, 8080, &tg_arn);
     let two = [ip(lab.public_node('a', 0)), ip(lab.public_node('b', 0))];
     answers_become(dns, &name, &two, Duration::from_secs(15));
 

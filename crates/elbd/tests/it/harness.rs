@@ -461,6 +461,81 @@ impl Aws {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// `create-target-group`: HTTP on `port` in `vpc`, for targets of `target_type` (`ip` or
+    /// `instance`), with `extra` options; returns its ARN.
+    pub(crate) fn target_group(
+        &self,
+        name: &str,
+        vpc: &str,
+        port: u16,
+        target_type: &str,
+        extra: &[&str],
+    ) -> String {
+        let port = port.to_string();
+        let mut args = vec![
+            "elbv2",
+            "create-target-group",
+            "--name",
+            name,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port,
+            "--vpc-id",
+            vpc,
+            "--target-type",
+            target_type,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args)["TargetGroups"][0]["TargetGroupArn"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// `register-targets` of `ids` (IP addresses or instance ids).
+    pub(crate) fn register(&self, target_group_arn: &str, ids: &[String]) {
+        let targets: Vec<String> = ids.iter().map(|id| format!("Id={id}")).collect();
+        let mut args = vec![
+            "elbv2",
+            "register-targets",
+            "--target-group-arn",
+            target_group_arn,
+            "--targets",
+        ];
+        args.extend(targets.iter().map(String::as_str));
+        self.ok(&args);
+    }
+
+    /// `create-listener`: HTTP on `port`, forwarding to one target group; returns its ARN.
+    pub(crate) fn forward_listener(
+        &self,
+        load_balancer_arn: &str,
+        port: u16,
+        target_group_arn: &str,
+    ) -> String {
+        let (port, action) = (
+            port.to_string(),
+            format!("Type=forward,TargetGroupArn={target_group_arn}"),
+        );
+        let listener = self.ok(&[
+            "elbv2",
+            "create-listener",
+            "--load-balancer-arn",
+            load_balancer_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &port,
+            "--default-actions",
+            &action,
+        ]);
+        listener["Listeners"][0]["ListenerArn"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Runs `aws ARGS`, expecting failure; returns what it printed.
     pub(crate) fn err(&self, args: &[&str]) -> String {
         let out = self.command(args);

@@ -115,40 +115,17 @@ async fn rules_route_by_every_condition_and_act_as_aws() {
         ("c", &targets[2..3]),
         ("lor", &targets[3..5]),
     ] {
-        let tg = aws.ok(&[
-            "elbv2",
-            "create-target-group",
-            "--name",
-            &format!("rules-{name}"),
-            "--protocol",
-            "HTTP",
-            "--port",
-            "9001",
-            "--vpc-id",
-            &vpc,
-            "--target-type",
-            "ip",
+        let health = [
             "--health-check-path",
             "/health",
             "--health-check-interval-seconds",
             "5",
             "--health-check-timeout-seconds",
             "2",
-        ]);
-        let arn = tg["TargetGroups"][0]["TargetGroupArn"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let ids: Vec<String> = members.iter().map(|t| format!("Id={}", t.ip())).collect();
-        let mut args = vec![
-            "elbv2",
-            "register-targets",
-            "--target-group-arn",
-            &arn,
-            "--targets",
         ];
-        args.extend(ids.iter().map(String::as_str));
-        aws.ok(&args);
+        let arn = aws.target_group(&format!("rules-{name}"), &vpc, 9001, "ip", &health);
+        let ids: Vec<String> = members.iter().map(|t| t.ip().to_string()).collect();
+        aws.register(&arn, &ids);
         groups.insert(name, arn);
     }
     aws.ok(&[
@@ -159,23 +136,9 @@ async fn rules_route_by_every_condition_and_act_as_aws() {
         "--attributes",
         "Key=load_balancing.algorithm.type,Value=least_outstanding_requests",
     ]);
-    let listener = aws.ok(&[
-        "elbv2",
-        "create-listener",
-        "--load-balancer-arn",
-        &lb_arn,
-        "--protocol",
-        "HTTP",
-        "--port",
-        "8080",
-        "--default-actions",
-        &format!("Type=forward,TargetGroupArn={}", groups["a"]),
-    ]);
+    let listener = aws.forward_listener(&lb_arn, 8080, &groups["a"]);
     let setup = Setup {
-        listener: listener["Listeners"][0]["ListenerArn"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
+        listener,
         aws,
         groups,
     };

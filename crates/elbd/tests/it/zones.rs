@@ -133,7 +133,8 @@ async fn forwarded_headers_reach_the_target() {
     let backends = four_backends(&lab).await;
     let config = lab.write("elbd.toml", &two_zone_config(&lab, ""));
     let node = lab.node('a', 8080);
-    let _elbd = Elbd::start(&lab, &config, &[], &[node]);
+    let mut elbd = Elbd::start(&lab, &config, &[], &[node]);
+    elbd.wait_healthy(8);
     spread(node, 4).await;
     for backend in &backends {
         let hits = backend.hits.lock().unwrap();
