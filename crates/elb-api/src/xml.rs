@@ -50,16 +50,27 @@ impl Xml {
         self.close(tag)
     }
 
-    /// `<tag><member>…</member>…</tag>`, one member per item.
+    /// `<tag><member>…</member>…</tag>`, one member per item (the Query protocol's lists).
     pub fn members<T>(
         &mut self,
         tag: &str,
+        items: impl IntoIterator<Item = T>,
+        each: impl FnMut(&mut Self, T),
+    ) -> &mut Self {
+        self.list(tag, "member", items, each)
+    }
+
+    /// `<tag><item_tag>…</item_tag>…</tag>`.
+    fn list<T>(
+        &mut self,
+        tag: &str,
+        item_tag: &str,
         items: impl IntoIterator<Item = T>,
         mut each: impl FnMut(&mut Self, T),
     ) -> &mut Self {
         self.node(tag, |x| {
             for item in items {
-                x.node("member", |x| each(x, item));
+                x.node(item_tag, |x| each(x, item));
             }
         })
     }
@@ -80,13 +91,9 @@ impl Xml {
         &mut self,
         tag: &str,
         items: impl IntoIterator<Item = T>,
-        mut each: impl FnMut(&mut Self, T),
+        each: impl FnMut(&mut Self, T),
     ) -> &mut Self {
-        self.node(tag, |x| {
-            for item in items {
-                x.node("item", |x| each(x, item));
-            }
-        })
+        self.list(tag, "item", items, each)
     }
 
     /// Appends another document's content.

@@ -119,3 +119,179 @@ fn zone_healthy(state: &State, health: &HealthView, node: &Node) -> bool {
         !in_reach.is_empty() && !below_minimum(healthy, in_reach.len(), count, percent)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use elb_model::id::SequentialIds;
+    use elb_model::state::{
+        CreateListener, CreateLoadBalancer, CreateTargetGroup, TargetDescription,
+    };
+    use elb_model::{
+        Action, Command, Context, HealthView, ListenerProtocol, LoadBalancerKind, Origin, Outcome,
+        Scope, State, TargetHealth, Topology,
+    };
+
+    use super::*;
+
+    /// An active ALB `web` in zones a and b; target group with 127.1.0.10 and 127.2.0.10,
+    /// cross-zone off. Returns the state, the DNS name and the node ids of a and b.
+    fn world() -> (State, String, [String; 2]) {
+        let mut state = State::new(Scope::default());
+        let mut ids = SequentialIds::default();
+        let mut run = |state: &mut State, command| {
+            let mut cx = Context {
+                ids: &mut ids,
+                now_ms: 0,
+            };
+            state.apply(command, &mut cx).unwrap()
+        };
+        run(&mut state, Command::SeedNetwork(Topology::default()));
+        let subnet = |state: &State, az: &str| {
+            state
+                .subnets
+                .values()
+                .find(|s| s.availability_zone == az)
+                .unwrap()
+                .id
+                .clone()
+        };
+        let subnet_ids = vec![subnet(&state, "us-east-1a"), subnet(&state, "us-east-1b")];
+        let create = CreateLoadBalancer {
+            name: "web".into(),
+            kind: LoadBalancerKind::Application,
+            scheme: Some(Scheme::Internal),
+            ip_address_type: None,
+            subnet_ids,
+            security_groups: None,
+            origin: Origin::Api,
+        };
+        let Outcome::Created(lb) = run(&mut state, Command::CreateLoadBalancer(create)) else {
+            panic!()
+        };
+        let tg = CreateTargetGroup {
+            name: "tg".into(),
+            protocol: "HTTP".into(),
+            port: 80,
+            vpc_id: None,
+            target_type: "ip".into(),
+            origin: Origin::Api,
+        };
+        let Outcome::Created(tg) = run(&mut state, Command::CreateTargetGroup(tg)) else {
+            panic!()
+        };
+        let target = |id: &str| TargetDescription {
+            id: id.into(),
+            port: None,
+            availability_zone: None,
+        };
+        let targets = vec![target("127.1.0.10"), target("127.2.0.10")];
+        run(
+            &mut state,
+            Command::RegisterTargets {
+                target_group_arn: tg.clone(),
+                targets,
+            },
+        );
+        let cross_zone_off = vec![(
+            "load_balancing.cross_zone.enabled".to_owned(),
+            "false".to_owned(),
+        )];
+        run(
+            &mut state,
+            Command::ModifyTargetGroupAttributes {
+                arn: tg.clone(),
+                changes: cross_zone_off,
+            },
+        );
+        let listener = CreateListener {
+            load_balancer_arn: lb.clone(),
+            protocol: ListenerProtocol::Http,
+            port: 80,
+            default_actions: vec![Action::forward(tg)],
+            origin: Origin::Api,
+        };
+        run(&mut state, Command::CreateListener(listener));
+        run(
+            &mut state,
+            Command::ActivateLoadBalancer { arn: lb.clone() },
+        );
+        let node = |az: &str| {
+            state
+                .nodes_of(&lb)
+                .find(|n| n.availability_zone == az)
+                .unwrap()
+                .id
+                .clone()
+        };
+        let nodes = [node("us-east-1a"), node("us-east-1b")];
+        let name = format!("{}.", state.load_balancers[&lb].dns_name);
+        (state, name, nodes)
+    }
+
+    fn healthy(view: &mut HealthView, state: &State, node: &str, target: &str) {
+        let tg = state.target_groups.values().next().unwrap();
+        let key = tg
+            .targets
+            .iter()
+            .find(|t| t.address.to_string() == target)
+            .unwrap()
+            .key(&tg.arn);
+        let health = TargetHealth {
+            state: HealthState::Healthy,
+            reason: None,
+            healthy_since_ms: Some(0),
+        };
+        view.targets.insert((node.to_owned(), key), health);
+    }
+
+    fn answer(table: &DnsTable, name: &str) -> Vec<String> {
+        match table.lookup(name) {
+            Lookup::Addresses { ips, .. } => ips.iter().map(ToString::to_string).collect(),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_zonal_names_and_the_zones_around_them() {
+        let (state, name, _) = world();
+        let table = DnsTable::build(&state, &HealthView::default());
+        assert!(name.starts_with("internal-web-") && name.ends_with(".us-east-1.elb.internal."));
+        // Nothing healthy anywhere: every zone is out, so all are answered (fail-open).
+        assert_eq!(answer(&table, &name), ["127.1.255.254", "127.2.255.254"]);
+        assert_eq!(
+            answer(&table, &format!("us-east-1b.{name}")),
+            ["127.2.255.254"]
+        );
+        assert_eq!(
+            table.lookup("nope-1.us-east-1.elb.internal."),
+            Lookup::NxDomain {
+                origin: "us-east-1.elb.internal."
+            }
+        );
+        assert_eq!(
+            table.lookup("us-east-1.elb.internal."),
+            Lookup::Apex {
+                origin: "us-east-1.elb.internal."
+            }
+        );
+        assert_eq!(table.lookup("example.com."), Lookup::Refused);
+    }
+
+    #[test]
+    fn a_zone_without_healthy_targets_leaves_the_answers() {
+        let (state, name, [a, b]) = world();
+        let mut view = HealthView::default();
+        healthy(&mut view, &state, &a, "127.1.0.10");
+        let table = DnsTable::build(&state, &view);
+        assert_eq!(
+            answer(&table, &name),
+            ["127.1.255.254"],
+            "b's only target is not healthy from b"
+        );
+        healthy(&mut view, &state, &b, "127.2.0.10");
+        assert_eq!(
+            answer(&DnsTable::build(&state, &view), &name),
+            ["127.1.255.254", "127.2.255.254"]
+        );
+    }
+}

@@ -190,12 +190,18 @@ fn target_params(params: &Params) -> Result<Vec<TargetDescription>, ApiError> {
         .collect()
 }
 
-pub(super) fn register(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+/// The target group and the (non-empty) targets of a Register/DeregisterTargets call.
+fn registration(params: &Params) -> Result<(String, Vec<TargetDescription>), ApiError> {
     let target_group_arn = params.required("TargetGroupArn")?.to_owned();
     let targets = target_params(params)?;
     if targets.is_empty() {
         return Err(ApiError::missing("Targets"));
     }
+    Ok((target_group_arn, targets))
+}
+
+pub(super) fn register(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let (target_group_arn, targets) = registration(params)?;
     api.store.execute(Command::RegisterTargets {
         target_group_arn,
         targets,
@@ -204,11 +210,7 @@ pub(super) fn register(api: &Api, params: &Params) -> Result<Xml, ApiError> {
 }
 
 pub(super) fn deregister(api: &Api, params: &Params) -> Result<Xml, ApiError> {
-    let target_group_arn = params.required("TargetGroupArn")?.to_owned();
-    let targets = target_params(params)?;
-    if targets.is_empty() {
-        return Err(ApiError::missing("Targets"));
-    }
+    let (target_group_arn, targets) = registration(params)?;
     api.store.execute(Command::DeregisterTargets {
         target_group_arn,
         targets,
