@@ -14,6 +14,9 @@ use ipnet::IpNet;
 pub struct Glob {
     /// `None` for a literal byte, `Some(true)` for `*`, `Some(false)` for `?`.
     tokens: Vec<(Option<bool>, u8)>,
+    /// The pattern's bytes when it has no wildcard (folded if case-insensitive): such a
+    /// pattern, the common case, is compared whole.
+    literal: Option<Vec<u8>>,
     case_insensitive: bool,
 }
 
@@ -36,8 +39,13 @@ impl Glob {
                 ),
             });
         }
+        let literal = tokens
+            .iter()
+            .all(|(kind, _)| kind.is_none())
+            .then(|| tokens.iter().map(|(_, b)| *b).collect());
         Self {
             tokens,
+            literal,
             case_insensitive,
         }
     }
@@ -45,6 +53,13 @@ impl Glob {
     /// Whole-string match, in linear time with one backtracking point (the last `*`).
     pub fn matches(&self, text: &str) -> bool {
         let text = text.as_bytes();
+        if let Some(literal) = &self.literal {
+            return if self.case_insensitive {
+                literal.eq_ignore_ascii_case(text)
+            } else {
+                literal == text
+            };
+        }
         let fold = |b: u8| {
             if self.case_insensitive {
                 b.to_ascii_lowercase()
