@@ -14,6 +14,13 @@ const PROTOCOLS: &[&str] = &[
     "HTTP", "HTTPS", "TCP", "TLS", "UDP", "TCP_UDP", "GENEVE", "QUIC", "TCP_QUIC",
 ];
 
+/// `<Listeners>` holding the one listener a create or modify call returns.
+fn only_listener(state: &State, arn: &str) -> Xml {
+    let mut x = Xml::new();
+    x.members("Listeners", [&state.listeners[arn]], render::listener);
+    x
+}
+
 pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     let load_balancer_arn = params.required("LoadBalancerArn")?.to_owned();
     let protocol = params
@@ -39,13 +46,7 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     });
     let (snapshot, arn) =
         create_then(api, create, |arn| tagging(arn, &tags).into_iter().collect())?;
-    let mut x = Xml::new();
-    x.members(
-        "Listeners",
-        [&snapshot.state.listeners[&arn]],
-        render::listener,
-    );
-    Ok(x)
+    Ok(only_listener(&snapshot.state, &arn))
 }
 
 pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
@@ -125,13 +126,7 @@ pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         )?;
         Ok(())
     })?;
-    let mut x = Xml::new();
-    x.members(
-        "Listeners",
-        [&snapshot.state.listeners[&arn]],
-        render::listener,
-    );
-    Ok(x)
+    Ok(only_listener(&snapshot.state, &arn))
 }
 
 pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {

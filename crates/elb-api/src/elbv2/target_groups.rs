@@ -69,12 +69,16 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
             });
         settings.into_iter().chain(tagging(arn, &tags)).collect()
     })?;
-    let state = &snapshot.state;
+    Ok(only_target_group(&snapshot.state, &arn))
+}
+
+/// `<TargetGroups>` holding the one group a create or modify call returns.
+fn only_target_group(state: &State, arn: &str) -> Xml {
     let mut x = Xml::new();
-    x.members("TargetGroups", [&state.target_groups[&arn]], |x, tg| {
+    x.members("TargetGroups", [&state.target_groups[arn]], |x, tg| {
         render::target_group(x, state, tg)
     });
-    Ok(x)
+    x
 }
 
 /// The health-check settings a call gives; the model checks them.
@@ -160,12 +164,7 @@ pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
             cx,
         )
     })?;
-    let state = &snapshot.state;
-    let mut x = Xml::new();
-    x.members("TargetGroups", [&state.target_groups[&arn]], |x, tg| {
-        render::target_group(x, state, tg)
-    });
-    Ok(x)
+    Ok(only_target_group(&snapshot.state, &arn))
 }
 
 pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {
