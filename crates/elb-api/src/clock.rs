@@ -65,6 +65,13 @@ pub(crate) fn amz_date(secs: i64) -> String {
     )
 }
 
+/// Milliseconds since the epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,20 @@ impl ApiError {
 
     /// The error document of `service`'s protocol.
     pub fn render(&self, service: Service, request_id: &str) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        if service == Service::Acm {
+            let body = serde_json::json!({"__type": self.code, "message": self.message});
+            return (
+                status,
+                [
+                    ("content-type", "application/x-amz-json-1.1"),
+                    ("x-amzn-requestid", request_id),
+                    ("x-amzn-errortype", self.code.as_str()),
+                ],
+                body.to_string(),
+            )
+                .into_response();
+        }
         let mut x = Xml::new();
         match service {
             Service::Ec2 => {
@@ -68,7 +82,7 @@ impl ApiError {
                     x.leaf("RequestID", request_id);
                 });
             }
-            Service::Elbv2 => {
+            Service::Elbv2 | Service::Acm => {
                 x.open_ns("ErrorResponse", crate::elbv2::NAMESPACE);
                 x.node("Error", |x| {
                     x.leaf("Type", self.fault())
@@ -79,7 +93,6 @@ impl ApiError {
                 x.close("ErrorResponse");
             }
         }
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
         (
             status,
             [

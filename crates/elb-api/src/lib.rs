@@ -1,18 +1,19 @@
-//! The AWS-compatible control plane: one HTTP endpoint that serves the elbv2 Query API and the
-//! EC2 subset elbd models, over the same [`Store`] and [`Command`](elb_model::Command)s as the
-//! config file.
+//! The AWS-compatible control plane: one HTTP endpoint that serves the elbv2 Query API, the
+//! EC2 subset elbd models and the ACM subset (JSON), over the same [`Store`] and
+//! [`Command`](elb_model::Command)s as the config file.
 //!
 //! A request travels: SigV4 scope (which service, which region) → [`Params`] (Query decoding)
-//! → an operation handler, which reads a snapshot or commits commands with
-//! [`Store::update`] (whole or not at all) → XML. Every failure becomes an AWS error document
-//! in one place, [`ApiError::render`].
+//! or JSON (ACM) → an operation handler, which reads a snapshot or commits commands with
+//! [`Store::update`] (whole or not at all) → XML or JSON. Every failure becomes an AWS error
+//! document in one place, [`ApiError::render`].
 //!
 //! # Layout
 //! - [`auth`]: SigV4 scope parsing and, with credentials configured, verification.
 //! - [`query`]: the Query protocol's parameters; [`xml`]: its responses.
-//! - [`elbv2`], [`ec2`]: the operations.
+//! - [`elbv2`], [`ec2`], [`acm`]: the operations.
 //! - [`mod@error`]: [`ApiError`] and its rendering.
 
+pub mod acm;
 pub mod auth;
 mod clock;
 pub mod ec2;
@@ -29,7 +30,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use elb_store::Store;
 use tracing::{debug, error};
 
@@ -43,6 +44,7 @@ use xml::Xml;
 pub enum Service {
     Elbv2,
     Ec2,
+    Acm,
 }
 
 /// What every handler gets: the store and the scope it serves.
@@ -63,6 +65,7 @@ impl Api {
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/", post(handle))
+        .route("/elbd/ca.pem", get(ca_certificate))
         // The body is read, with its own limit, in `handle`, so that a large one still gets an
         // AWS error document.
         .layer(DefaultBodyLimit::disable())
@@ -76,13 +79,24 @@ async fn handle(
     body: Body,
 ) -> Response {
     let request_id = request_id();
-    if headers.contains_key("x-amz-target") {
-        return json_error(&request_id);
-    }
+    // Before the scope is read, the request's own form tells which error format it expects.
+    let form = if headers.contains_key("x-amz-target") {
+        Service::Acm
+    } else {
+        Service::Elbv2
+    };
     let service = match service_of(&headers) {
         Ok(service) => service,
-        Err(e) => return e.render(Service::Elbv2, &request_id),
+        Err(e) => return e.render(form, &request_id),
     };
+    if service != form && (service == Service::Acm || form == Service::Acm) {
+        let e = ApiError::new(
+            400,
+            "InvalidAction",
+            "ACM requests are JSON with X-Amz-Target; elbv2 and EC2 requests are Query forms",
+        );
+        return e.render(form, &request_id);
+    }
     let Ok(body) = axum::body::to_bytes(body, query::MAX_BODY).await else {
         let e = ApiError::malformed(format!(
             "the request body is larger than {} bytes",
@@ -113,11 +127,13 @@ fn service_of(headers: &HeaderMap) -> Result<Service, ApiError> {
     match scope.service.as_str() {
         "elasticloadbalancing" => Ok(Service::Elbv2),
         "ec2" => Ok(Service::Ec2),
+        "acm" => Ok(Service::Acm),
         other => Err(ApiError::new(
             400,
             "InvalidAction",
             format!(
-                "The service '{other}' is not offered by elbd; it serves elasticloadbalancing and ec2"
+                "The service '{other}' is not offered by elbd; it serves elasticloadbalancing, \
+                 ec2 and acm"
             ),
         )),
     }
@@ -147,6 +163,9 @@ fn call(
             ),
         ));
     }
+    if service == Service::Acm {
+        return acm_call(api, headers, body, request_id);
+    }
     let params = Params::decode(body)?;
     let action = params
         .optional("Action")
@@ -161,6 +180,7 @@ fn call(
     let (namespace, result) = match service {
         Service::Elbv2 => (elbv2::NAMESPACE, elbv2::call(api, &action, &params)?),
         Service::Ec2 => (ec2::NAMESPACE, ec2::call(api, &action, &params)?),
+        Service::Acm => unreachable!("answered above"),
     };
     params.finish()?;
     let mut x = Xml::new();
@@ -172,7 +192,7 @@ fn call(
                 x.leaf("RequestId", request_id);
             });
         }
-        Service::Ec2 => {
+        Service::Ec2 | Service::Acm => {
             x.leaf("requestId", request_id);
             x.append(result);
         }
@@ -188,30 +208,52 @@ fn call(
         .into_response())
 }
 
-/// ACM and other JSON-protocol services are not offered yet.
-fn json_error(request_id: &str) -> Response {
-    let body = r#"{"__type":"UnknownOperationException","message":"elbd does not offer JSON-protocol services (such as ACM) yet"}"#;
-    (
-        axum::http::StatusCode::BAD_REQUEST,
+/// One ACM operation: `X-Amz-Target: CertificateManager.<Op>`, a JSON body, a JSON answer.
+fn acm_call(
+    api: &Api,
+    headers: &HeaderMap,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let operation = target.strip_prefix("CertificateManager.").ok_or_else(|| {
+        ApiError::new(
+            400,
+            "UnknownOperationException",
+            format!("X-Amz-Target '{target}' is not a CertificateManager operation"),
+        )
+    })?;
+    let answer = acm::call(api, operation, body)?;
+    Ok((
         [
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amzn-requestid", request_id),
         ],
-        body,
+        answer.to_string(),
     )
-        .into_response()
+        .into_response())
+}
+
+/// `GET /elbd/ca.pem`: the certificate of the CA that RequestCertificate issues from, for
+/// clients to trust. It is public; no signature is asked.
+async fn ca_certificate(State(api): State<Arc<Api>>) -> Response {
+    let pem = api
+        .store
+        .snapshot()
+        .state
+        .secrets
+        .ca_certificate_pem
+        .clone();
+    if pem.is_empty() {
+        return (axum::http::StatusCode::NOT_FOUND, "no local CA yet\n").into_response();
+    }
+    ([("content-type", "application/x-pem-file")], pem).into_response()
 }
 
 /// A request id in AWS's UUID form.
 fn request_id() -> String {
-    let n = fastrand::u128(..);
-    let h = format!("{n:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    elb_model::id::uuid_text(fastrand::u128(..))
 }

@@ -9,9 +9,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use elb_model::health::below_minimum;
+use elb_model::ssl_policy::ssl_policy;
 use elb_model::{
-    Action, HealthState, HealthView, ListenerProtocol, Node, Registration, State, TargetGroup,
+    Action, HealthState, HealthView, ListenerProtocol, ListenerTls, Node, Registration, State,
+    TargetGroup,
 };
+use elb_tls::server::{Resumption, Served, SniResolver, server_config};
+use elb_tls::{TlsError, material, policy};
+use tracing::error;
 
 use crate::admission::Admission;
 use crate::l7::rules::Matcher;
@@ -31,6 +36,11 @@ pub(crate) struct Runtime {
     upstreams: HashMap<IpAddr, Upstream>,
     /// Load balancer ARN → connections refused by its security groups.
     refused: HashMap<String, Arc<AtomicU64>>,
+    /// What an HTTPS listener's configuration was made of → that configuration, so that a
+    /// snapshot that changes nothing of it keeps it (and its parsed keys).
+    tls: HashMap<String, Arc<rustls::ServerConfig>>,
+    /// Session tickets and cache, shared by every HTTPS listener for as long as elbd runs.
+    resumption: Option<Resumption>,
 }
 
 /// What one compile uses of the runtime; becomes the runtime afterwards, so that whatever no
@@ -41,6 +51,7 @@ struct Used {
     outstanding: HashMap<String, Arc<AtomicUsize>>,
     upstreams: HashMap<IpAddr, Upstream>,
     refused: HashMap<String, Arc<AtomicU64>>,
+    tls: HashMap<String, Arc<rustls::ServerConfig>>,
 }
 
 fn keep<K: std::hash::Hash + Eq + Clone, V: Clone + Default>(
@@ -67,10 +78,21 @@ impl Runtime {
         for listener in state
             .listeners
             .values()
-            .filter(|l| l.protocol == ListenerProtocol::Http)
+            .filter(|l| matches!(l.protocol, ListenerProtocol::Http | ListenerProtocol::Https))
         {
             let lb = &state.load_balancers[&listener.load_balancer_arn];
             let http = http_settings(&lb.attributes);
+            let tls = match &listener.tls {
+                None => None,
+                Some(tls) => match self.tls_config(state, tls, http.http2, &mut used) {
+                    Ok(config) => Some(config),
+                    Err(e) => {
+                        // The API checked all of this; only a damaged store gets here.
+                        error!(listener = %listener.arn, error = %e, "listener not served");
+                        continue;
+                    }
+                },
+            };
             let admission = Admission::for_listener(state, lb, listener.port);
             let refused = keep(&self.refused, &mut used.refused, &lb.arn);
             let rules = state.rules_of(&listener.arn);
@@ -109,6 +131,7 @@ impl Runtime {
                     rules: compiled_rules,
                     default_action: action(&listener.default_actions),
                     upstream,
+                    tls: tls.clone(),
                 });
                 // The node listens on its private address and, when it has one, its public one.
                 for ip in node.addresses() {
@@ -123,7 +146,64 @@ impl Runtime {
         self.outstanding = used.outstanding;
         self.upstreams = used.upstreams;
         self.refused = used.refused;
+        self.tls = used.tls;
         RoutingTable { revision, routes }
+    }
+
+    /// The TLS configuration of an HTTPS listener, rebuilt only when its policy, its
+    /// certificates or their material changed.
+    fn tls_config(
+        &mut self,
+        state: &State,
+        tls: &ListenerTls,
+        http2: bool,
+        used: &mut Used,
+    ) -> Result<Arc<rustls::ServerConfig>, String> {
+        let mut fingerprint = format!("{}|{http2}", tls.ssl_policy);
+        let mut certificates = Vec::new();
+        for arn in tls.all_certificate_arns() {
+            let cert = state
+                .certificates
+                .get(arn)
+                .ok_or_else(|| format!("certificate {arn} is missing"))?;
+            fingerprint.push_str(&format!("|{arn}@{}", cert.updated_ms));
+            certificates.push(cert);
+        }
+        if let Some(config) = self.tls.get(&fingerprint) {
+            used.tls.insert(fingerprint, config.clone());
+            return Ok(config.clone());
+        }
+        let served = certificates
+            .iter()
+            .map(|c| {
+                let m = &c.material;
+                Ok(Served {
+                    names: c.names().map(str::to_owned).collect(),
+                    key: material::certified_key(
+                        &m.certificate_pem,
+                        &m.private_key_pem,
+                        &m.chain_pem,
+                    )?,
+                    ecdsa: m.key_algorithm.starts_with("EC"),
+                })
+            })
+            .collect::<Result<Vec<Served>, TlsError>>()
+            .map_err(|e| e.to_string())?;
+        let policy = ssl_policy(&tls.ssl_policy)
+            .ok_or_else(|| format!("unknown policy {}", tls.ssl_policy))?;
+        let offer = policy::offer(policy).map_err(|e| e.to_string())?;
+        let resumption = match &self.resumption {
+            Some(r) => r.clone(),
+            None => {
+                let r = Resumption::new().map_err(|e| e.to_string())?;
+                self.resumption.insert(r).clone()
+            }
+        };
+        let resolver = SniResolver::new(&served[0], &served[1..]);
+        let config =
+            server_config(offer, resolver, &resumption, http2).map_err(|e| e.to_string())?;
+        used.tls.insert(fingerprint, config.clone());
+        Ok(config)
     }
 
     fn action(

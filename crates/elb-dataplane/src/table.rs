@@ -51,6 +51,15 @@ pub struct Route {
     pub rules: Vec<(Vec<Matcher>, RouteAction)>,
     pub default_action: RouteAction,
     pub(crate) upstream: Upstream,
+    /// HTTPS listeners: the TLS configuration new connections handshake with.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Route {
+    /// `http` or `https`: X-Forwarded-Proto and `#{protocol}` in redirects.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
 }
 
 /// What a matched rule does.

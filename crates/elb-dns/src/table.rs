@@ -208,6 +208,8 @@ mod tests {
             protocol: ListenerProtocol::Http,
             port: 80,
             default_actions: vec![Action::forward(tg)],
+            ssl_policy: None,
+            certificate_arns: vec![],
             origin: Origin::Api,
         };
         run(&mut state, Command::CreateListener(listener));

@@ -31,10 +31,28 @@ impl Context<'_> {
         out
     }
 
+    /// A random UUID-shaped id, as in ACM certificate ARNs.
+    pub fn uuid(&mut self) -> String {
+        uuid_text(u128::from(self.ids.next_u64()) << 64 | u128::from(self.ids.next_u64()))
+    }
+
     /// The decimal id in ALB DNS names (`my-lb-424835706.…`): 9 or 10 digits as AWS's are.
     pub fn dns_digits(&mut self) -> u64 {
         100_000_000 + self.ids.next_u64() % 1_900_000_000
     }
+}
+
+/// `8-4-4-4-12` lowercase hex digits of `n`: the form of AWS request ids and ACM ARNs.
+pub fn uuid_text(n: u128) -> String {
+    let h = format!("{n:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// The account and region a state belongs to, and the domain its DNS names end in. Every key

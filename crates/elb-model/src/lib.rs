@@ -8,12 +8,14 @@
 //! - [`network`]: VPCs, subnets, availability zones, security groups, and the seed topology.
 //! - [`alloc`]: the per-subnet address allocator for LB nodes.
 //! - [`attributes`]: AWS's string-keyed attributes with their per-type defaults.
-//! - [`load_balancer`], [`listener`], [`rule`], [`target_group`], [`node`]: the resources.
+//! - [`load_balancer`], [`listener`], [`rule`], [`target_group`], [`node`], [`certificate`]:
+//!   the resources; [`ssl_policy`]: the TLS security policies.
 //! - [`state`]: [`State`], [`Command`]s applied to it, and the [`Delta`] between two states.
 //! - [`error`]: [`ModelError`], whose codes are AWS's.
 
 pub mod alloc;
 pub mod attributes;
+pub mod certificate;
 pub mod error;
 pub mod health;
 pub mod id;
@@ -24,14 +26,16 @@ pub mod names;
 pub mod network;
 pub mod node;
 pub mod rule;
+pub mod ssl_policy;
 pub mod state;
 pub mod target_group;
 
 pub use attributes::Attributes;
+pub use certificate::{Certificate, CertificateKind, CertificateMaterial, Secrets};
 pub use error::{ErrorCode, ModelError};
 pub use health::{HealthState, HealthView, Matcher, Reason, TargetHealth};
 pub use id::{Context, IdSource, Scope};
-pub use listener::{Listener, ListenerProtocol};
+pub use listener::{Listener, ListenerProtocol, ListenerTls};
 pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme};
 pub use network::{
     IngressRule, IngressSource, Instance, InstanceState, SecurityGroup, Subnet, Topology, Vpc,

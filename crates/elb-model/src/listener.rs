@@ -62,17 +62,42 @@ impl ListenerProtocol {
                 ),
             ));
         }
-        if self != Self::Http {
+        if !matches!(self, Self::Http | Self::Https) {
             return Err(ModelError::new(
                 ErrorCode::UnsupportedProtocol,
                 format!(
-                    "elbd does not serve {} listeners yet; only HTTP listeners on application \
-                     load balancers are built",
+                    "elbd does not serve {} listeners yet; only HTTP and HTTPS listeners on \
+                     application load balancers are built",
                     self.as_str()
                 ),
             ));
         }
         Ok(())
+    }
+
+    /// Whether the listener terminates TLS, and so needs a certificate and a policy.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Https | Self::Tls)
+    }
+}
+
+/// What a TLS-terminating listener presents: its security policy and certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerTls {
+    /// A name from [`crate::ssl_policy::SSL_POLICIES`].
+    pub ssl_policy: String,
+    /// Served when the client's SNI name matches none of `certificate_arns`, or it sends none.
+    pub default_certificate_arn: String,
+    /// AddListenerCertificates: chosen by SNI, exact name before wildcard.
+    #[serde(default)]
+    pub certificate_arns: Vec<String>,
+}
+
+impl ListenerTls {
+    /// Every certificate the listener uses, the default first.
+    pub fn all_certificate_arns(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.default_certificate_arn.as_str())
+            .chain(self.certificate_arns.iter().map(String::as_str))
     }
 }
 
@@ -88,6 +113,9 @@ pub struct Listener {
     /// priority is `default`, it has no conditions and cannot be deleted; its actions are
     /// `default_actions`. Rules with priorities arrive with the listener-rules work.
     pub default_rule_arn: String,
+    /// Present exactly when the protocol is HTTPS or TLS.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
     #[serde(default)]
     pub tags: Tags,
     pub origin: Origin,

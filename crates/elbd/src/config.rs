@@ -1,6 +1,6 @@
 //! The config file: bootstrap settings (region, account, DNS domain, zones) and, optionally,
 //! resources to declare (load balancers with their listeners, target groups with their
-//! targets and attributes).
+//! targets and attributes, certificates from PEM files).
 //!
 //! The pipeline is `TOML → FileConfig (serde, unknown keys refused) → Config (checked)`.
 //! Nothing here touches the store; [`crate::reconcile`] turns a [`Config`] into commands.
@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use elb_model::target_group::HealthCheckChanges;
-use elb_model::{Scope, Topology, ZoneSpec};
+use elb_model::{CertificateMaterial, Scope, Topology, ZoneSpec};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 
@@ -33,6 +33,18 @@ struct FileConfig {
     load_balancer: Vec<FileLoadBalancer>,
     #[serde(default)]
     target_group: Vec<FileTargetGroup>,
+    #[serde(default)]
+    certificate: Vec<FileCertificate>,
+}
+
+/// A certificate from PEM files, named for listeners to use. Paths are relative to the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCertificate {
+    name: String,
+    certificate: PathBuf,
+    private_key: PathBuf,
+    chain: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +93,11 @@ struct FileListener {
     protocol: String,
     port: u16,
     default_action: FileAction,
+    /// HTTPS: AWS's default policy when left out.
+    ssl_policy: Option<String>,
+    /// HTTPS: names of `[[certificate]]`s, the default first, then the SNI ones.
+    #[serde(default)]
+    certificates: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +172,14 @@ pub(crate) struct Config {
     pub(crate) settings: Option<Settings>,
     pub(crate) load_balancers: Vec<LoadBalancerSpec>,
     pub(crate) target_groups: Vec<TargetGroupSpec>,
+    pub(crate) certificates: Vec<CertificateSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CertificateSpec {
+    pub(crate) path: String,
+    pub(crate) name: String,
+    pub(crate) material: CertificateMaterial,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +200,8 @@ pub(crate) struct ListenerSpec {
     pub(crate) protocol: String,
     pub(crate) port: u16,
     pub(crate) forward: String,
+    pub(crate) ssl_policy: Option<String>,
+    pub(crate) certificates: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -217,14 +244,28 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
         let file: FileConfig =
             toml::from_str(&text).map_err(|e| fail(e.to_string().trim_end().to_owned()))?;
-        file.check().map_err(fail)
+        let base = path.parent().unwrap_or(Path::new("."));
+        file.check(base).map_err(fail)
     }
 }
 
 impl FileConfig {
-    fn check(self) -> Result<Config, String> {
+    /// `base` is the directory relative paths start from.
+    fn check(self, base: &Path) -> Result<Config, String> {
         let settings = self.settings.check()?;
         let mut names = BTreeSet::new();
+        let mut certificates = Vec::new();
+        for (i, c) in self.certificate.into_iter().enumerate() {
+            let path = format!("certificate[{i}]");
+            if !names.insert(c.name.clone()) {
+                return Err(format!(
+                    "{path}.name: certificate '{}' is declared twice",
+                    c.name
+                ));
+            }
+            certificates.push(c.check(path, base)?);
+        }
+        names.clear();
         let mut load_balancers = Vec::new();
         for (i, lb) in self.load_balancer.into_iter().enumerate() {
             let path = format!("load_balancer[{i}]");
@@ -248,10 +289,25 @@ impl FileConfig {
             }
             target_groups.push(tg.check(path)?);
         }
+        for lb in &load_balancers {
+            for l in &lb.listeners {
+                if let Some(missing) = l
+                    .certificates
+                    .iter()
+                    .find(|c| !certificates.iter().any(|d| &d.name == *c))
+                {
+                    return Err(format!(
+                        "{}.certificates: no certificate is named '{missing}'",
+                        l.path
+                    ));
+                }
+            }
+        }
         Ok(Config {
             settings,
             load_balancers,
             target_groups,
+            certificates,
         })
     }
 }
@@ -317,6 +373,8 @@ impl FileLoadBalancer {
                 protocol: l.protocol,
                 port: l.port,
                 forward: l.default_action.forward,
+                ssl_policy: l.ssl_policy,
+                certificates: l.certificates,
             });
         }
         Ok(LoadBalancerSpec {
@@ -371,6 +429,28 @@ impl FileTargetGroup {
             port: self.port,
             target_type: self.target_type,
             targets,
+        })
+    }
+}
+
+impl FileCertificate {
+    fn check(self, path: String, base: &Path) -> Result<CertificateSpec, String> {
+        let read = |key: &str, file: &Path| {
+            std::fs::read_to_string(base.join(file))
+                .map_err(|e| format!("{path}.{key}: cannot read {}: {e}", file.display()))
+        };
+        let certificate = read("certificate", &self.certificate)?;
+        let private_key = read("private_key", &self.private_key)?;
+        let chain = match &self.chain {
+            Some(chain) => read("chain", chain)?,
+            None => String::new(),
+        };
+        let material = elb_tls::material::read(&certificate, &private_key, &chain)
+            .map_err(|e| format!("{path}: {e}"))?;
+        Ok(CertificateSpec {
+            path,
+            name: self.name,
+            material,
         })
     }
 }
@@ -437,7 +517,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, String> {
         let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        file.check()
+        file.check(Path::new("."))
     }
 
     #[test]

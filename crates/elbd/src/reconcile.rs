@@ -8,14 +8,18 @@
 use std::collections::BTreeSet;
 
 use elb_model::attributes::{load_balancer_defaults, target_group_defaults};
-use elb_model::state::{CreateListener, CreateLoadBalancer, CreateTargetGroup, TargetDescription};
+use elb_model::ssl_policy::DEFAULT_SSL_POLICY;
+use elb_model::state::{
+    CreateListener, CreateLoadBalancer, CreateTargetGroup, ImportCertificate, ListenerChanges,
+    TargetDescription,
+};
 use elb_model::target_group::{HealthCheck, HealthCheckChanges};
 use elb_model::{
-    Action, Attributes, Command, Context, ErrorCode, ListenerProtocol, LoadBalancerKind,
-    ModelError, Origin, Outcome, Scheme, State,
+    Action, Attributes, CertificateKind, Command, Context, ErrorCode, ListenerProtocol,
+    LoadBalancerKind, ModelError, Origin, Outcome, Scheme, State,
 };
 
-use crate::config::{Config, LoadBalancerSpec, TargetGroupSpec, TargetSpec};
+use crate::config::{CertificateSpec, Config, LoadBalancerSpec, TargetGroupSpec, TargetSpec};
 
 const FILE: Origin = Origin::ConfigFile;
 
@@ -26,6 +30,9 @@ pub(crate) fn reconcile(
     cx: &mut Context<'_>,
 ) -> Result<(), ModelError> {
     delete_undeclared_listeners(state, config, cx)?;
+    for cert in &config.certificates {
+        certificate(state, cert, cx)?;
+    }
     for tg in &config.target_groups {
         target_group(state, tg, cx)?;
     }
@@ -66,7 +73,63 @@ pub(crate) fn reconcile(
         let path = format!("target_group '{name}' (removed)");
         run(state, Command::DeleteTargetGroup { arn }, cx, &path)?;
     }
+    let gone: Vec<String> = state
+        .certificates
+        .values()
+        .filter(|c| c.origin == FILE)
+        .filter(|c| {
+            let name = c.tags.get(NAME_TAG).map(String::as_str);
+            !config
+                .certificates
+                .iter()
+                .any(|d| Some(d.name.as_str()) == name)
+        })
+        .map(|c| c.arn.clone())
+        .collect();
+    for arn in gone {
+        run(
+            state,
+            Command::DeleteCertificate { arn },
+            cx,
+            "certificate (removed)",
+        )?;
+    }
     Ok(())
+}
+
+/// The tag that names a file-declared certificate (ACM certificates have no name of their own).
+const NAME_TAG: &str = "Name";
+
+/// The ARN of the file's certificate `name`.
+fn certificate_arn(state: &State, name: &str) -> Option<String> {
+    state
+        .certificates
+        .values()
+        .find(|c| c.origin == FILE && c.tags.get(NAME_TAG).is_some_and(|n| n == name))
+        .map(|c| c.arn.clone())
+}
+
+/// Imports a declared certificate, or re-imports it when its files changed.
+fn certificate(
+    state: &mut State,
+    spec: &CertificateSpec,
+    cx: &mut Context<'_>,
+) -> Result<(), ModelError> {
+    let existing = certificate_arn(state, &spec.name);
+    if let Some(arn) = &existing
+        && state.certificates[arn].material == spec.material
+    {
+        return Ok(());
+    }
+    let command = Command::ImportCertificate(ImportCertificate {
+        arn: existing,
+        kind: CertificateKind::Imported,
+        material: spec.material.clone(),
+        idempotency_token: None,
+        tags: vec![(NAME_TAG.to_owned(), spec.name.clone())],
+        origin: FILE,
+    });
+    run(state, command, cx, &spec.path).map(drop)
 }
 
 /// Runs one command, prefixing any error with where in the file it comes from.
@@ -353,6 +416,19 @@ fn load_balancer(
                 )
             })?;
         let actions = vec![Action::forward(tg_arn)];
+        // Declared names were checked against the file's certificates, imported above.
+        let certificates: Vec<String> = listener
+            .certificates
+            .iter()
+            .filter_map(|name| certificate_arn(state, name))
+            .collect();
+        let desired = Desired {
+            protocol,
+            port: listener.port,
+            actions,
+            ssl_policy: listener.ssl_policy.clone(),
+            certificates,
+        };
         let existing = state
             .listeners_of(&arn)
             .find(|l| l.port == listener.port)
@@ -367,46 +443,115 @@ fn load_balancer(
                     ),
                 ));
             }
-            Some(l) if l.protocol != protocol => {
-                run(state, Command::DeleteListener { arn: l.arn }, cx, lpath)?;
-                create_listener(state, &arn, protocol, listener.port, actions, cx, lpath)?;
+            Some(l) => modify_listener(state, &l.arn, &desired, cx, lpath)?,
+            None => {
+                let command = Command::CreateListener(CreateListener {
+                    load_balancer_arn: arn.clone(),
+                    protocol,
+                    port: listener.port,
+                    default_actions: desired.actions.clone(),
+                    ssl_policy: desired.ssl_policy.clone(),
+                    certificate_arns: desired.certificates.iter().take(1).cloned().collect(),
+                    origin: FILE,
+                });
+                let listener_arn = created(run(state, command, cx, lpath)?);
+                sync_sni_certificates(state, &listener_arn, &desired, cx, lpath)?;
             }
-            Some(l) if l.default_actions != actions => {
-                run(
-                    state,
-                    Command::ModifyListener {
-                        arn: l.arn,
-                        port: None,
-                        default_actions: actions,
-                    },
-                    cx,
-                    lpath,
-                )?;
-            }
-            Some(_) => {}
-            None => create_listener(state, &arn, protocol, listener.port, actions, cx, lpath)?,
         }
     }
     Ok(())
 }
 
-fn create_listener(
-    state: &mut State,
-    lb_arn: &str,
+/// A declared listener: what the file says it is.
+struct Desired {
     protocol: ListenerProtocol,
     port: u16,
-    default_actions: Vec<Action>,
+    actions: Vec<Action>,
+    ssl_policy: Option<String>,
+    /// The default certificate first, then the SNI ones.
+    certificates: Vec<String>,
+}
+
+/// Brings an existing listener to what is declared, in place: open connections stay.
+fn modify_listener(
+    state: &mut State,
+    listener_arn: &str,
+    desired: &Desired,
     cx: &mut Context<'_>,
     path: &str,
 ) -> Result<(), ModelError> {
-    let command = Command::CreateListener(CreateListener {
-        load_balancer_arn: lb_arn.to_owned(),
-        protocol,
-        port,
-        default_actions,
-        origin: FILE,
+    let current = &state.listeners[listener_arn];
+    let policy = desired.ssl_policy.clone().or_else(|| {
+        desired
+            .protocol
+            .is_tls()
+            .then(|| DEFAULT_SSL_POLICY.to_owned())
     });
-    run(state, command, cx, path).map(drop)
+    let current_policy = current.tls.as_ref().map(|t| t.ssl_policy.clone());
+    let current_default = current
+        .tls
+        .as_ref()
+        .map(|t| t.default_certificate_arn.clone());
+    if current.protocol != desired.protocol
+        || current.default_actions != desired.actions
+        || current_policy != policy
+        || current_default.as_ref() != desired.certificates.first()
+    {
+        let changes = ListenerChanges {
+            protocol: Some(desired.protocol),
+            port: Some(desired.port),
+            ssl_policy: policy,
+            certificate_arns: Some(desired.certificates.iter().take(1).cloned().collect()),
+            default_actions: Some(desired.actions.clone()),
+        };
+        let command = Command::ModifyListener {
+            arn: listener_arn.to_owned(),
+            changes,
+        };
+        run(state, command, cx, path)?;
+    }
+    sync_sni_certificates(state, listener_arn, desired, cx, path)
+}
+
+/// Makes a TLS listener's SNI certificates those declared after the default.
+fn sync_sni_certificates(
+    state: &mut State,
+    listener_arn: &str,
+    desired: &Desired,
+    cx: &mut Context<'_>,
+    path: &str,
+) -> Result<(), ModelError> {
+    let Some(tls) = &state.listeners[listener_arn].tls else {
+        return Ok(());
+    };
+    let wanted = desired.certificates.get(1..).unwrap_or_default();
+    let stale: Vec<String> = tls
+        .certificate_arns
+        .iter()
+        .filter(|c| !wanted.contains(c))
+        .cloned()
+        .collect();
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|c| !tls.certificate_arns.contains(c))
+        .cloned()
+        .collect();
+    let listener_arn = listener_arn.to_owned();
+    if !stale.is_empty() {
+        let command = Command::RemoveListenerCertificates {
+            listener_arn: listener_arn.clone(),
+            certificate_arns: stale,
+        };
+        run(state, command, cx, path)?;
+    }
+    if !missing.is_empty() {
+        let command = Command::AddListenerCertificates {
+            listener_arn,
+            certificate_arns: missing,
+        };
+        run(state, command, cx, path)?;
+    }
+    Ok(())
 }
 
 fn prefix(e: ModelError, path: &str) -> ModelError {

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use elb_api::{Api, Credentials};
@@ -68,6 +68,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         settings.scope.clone(),
         &settings.topology,
     )?);
+    elb_tls::install_crypto_provider();
+    if store.snapshot().state.secrets.is_empty() {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
+        let secrets = elb_tls::ca::new_secrets(now_ms)?;
+        store.execute(Command::InitSecrets(secrets))?;
+    }
     let (snapshot, ()) = store
         .update(|state, cx| reconcile(state, &config, cx))
         .map_err(|e| anyhow::anyhow!("{}: {e}", config_name(&args)))?;

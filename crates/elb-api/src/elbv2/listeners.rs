@@ -1,6 +1,7 @@
-//! Listeners and their rules: create, describe, modify, delete; DescribeRules.
+//! Listeners: create, describe, modify, delete; their SNI certificates; the SSL policies.
 
-use elb_model::state::CreateListener;
+use elb_model::ssl_policy::{SSL_POLICIES, SslPolicy};
+use elb_model::state::{CreateListener, ListenerChanges};
 use elb_model::{Command, ErrorCode, Listener, ListenerProtocol, ModelError, Origin, State};
 
 use super::actions::action_params;
@@ -37,11 +38,14 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         .ok_or_else(|| ApiError::missing("Port"))? as u16;
     let default_actions = action_params(params, "DefaultActions.member")?;
     let tags = tag_params(params)?;
+    refuse_unbuilt_tls_options(params)?;
     let create = Command::CreateListener(CreateListener {
         load_balancer_arn,
         protocol,
         port,
         default_actions,
+        ssl_policy: params.optional("SslPolicy").map(str::to_owned),
+        certificate_arns: certificate_params(params)?,
         origin: Origin::Api,
     });
     let (snapshot, arn) =
@@ -103,30 +107,152 @@ pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         .one_of("Protocol", PROTOCOLS)?
         .map(ListenerProtocol::parse)
         .transpose()?;
-    let actions = if params.structs("DefaultActions.member")?.is_empty() {
+    let default_actions = if params.structs("DefaultActions.member")?.is_empty() {
         None
     } else {
         Some(action_params(params, "DefaultActions.member")?)
     };
-    let (snapshot, ()) = api.store.update(|state, cx| {
-        let current = listener(state, &arn)?.clone();
-        if protocol.is_some_and(|p| p != current.protocol) {
-            return Err(ModelError::new(
-                ErrorCode::UnsupportedProtocol,
-                "elbd cannot change a listener's protocol yet",
-            ));
-        }
-        state.apply(
-            Command::ModifyListener {
-                arn: arn.clone(),
-                port,
-                default_actions: actions.clone().unwrap_or(current.default_actions),
-            },
-            cx,
-        )?;
-        Ok(())
-    })?;
+    refuse_unbuilt_tls_options(params)?;
+    let certificates = certificate_params(params)?;
+    let changes = ListenerChanges {
+        port,
+        protocol,
+        ssl_policy: params.optional("SslPolicy").map(str::to_owned),
+        certificate_arns: (!certificates.is_empty()).then_some(certificates),
+        default_actions,
+    };
+    let command = Command::ModifyListener {
+        arn: arn.clone(),
+        changes,
+    };
+    let (snapshot, _) = api
+        .store
+        .update(|state, cx| state.apply(command.clone(), cx))?;
     Ok(only_listener(&snapshot.state, &arn))
+}
+
+/// `Certificates.member.N.CertificateArn`.
+fn certificate_params(params: &Params) -> Result<Vec<String>, ApiError> {
+    params
+        .structs("Certificates.member")?
+        .iter()
+        .map(|c| {
+            let arn = c.required("CertificateArn")?.to_owned();
+            c.optional("IsDefault");
+            c.finish()?;
+            Ok(arn)
+        })
+        .collect()
+}
+
+/// ALPN policies belong to NLB TLS listeners and mutual TLS needs trust stores; neither is
+/// built, so asking for them is refused rather than ignored (`off` is what there is).
+fn refuse_unbuilt_tls_options(params: &Params) -> Result<(), ApiError> {
+    if !params.list("AlpnPolicy.member")?.is_empty() {
+        return Err(ApiError::validation(
+            "ALPN policies apply to TLS listeners of network load balancers, which elbd does \
+             not serve yet",
+        ));
+    }
+    match params.optional("MutualAuthentication.Mode") {
+        None | Some("off") => {
+            params.optional("MutualAuthentication.IgnoreClientCertificateExpiry");
+            Ok(())
+        }
+        Some(mode) => Err(ModelError::new(
+            ErrorCode::InvalidConfigurationRequest,
+            format!("elbd does not implement mutual TLS ('{mode}') yet"),
+        )
+        .into()),
+    }
+}
+
+pub(super) fn add_certificates(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let listener_arn = params.required("ListenerArn")?.to_owned();
+    let certificate_arns = certificate_params(params)?;
+    if certificate_arns.is_empty() {
+        return Err(ApiError::missing("Certificates"));
+    }
+    api.store.execute(Command::AddListenerCertificates {
+        listener_arn,
+        certificate_arns: certificate_arns.clone(),
+    })?;
+    let mut x = Xml::new();
+    x.members("Certificates", &certificate_arns, |x, arn| {
+        x.leaf("CertificateArn", arn);
+    });
+    Ok(x)
+}
+
+pub(super) fn remove_certificates(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let listener_arn = params.required("ListenerArn")?.to_owned();
+    let certificate_arns = certificate_params(params)?;
+    api.store.execute(Command::RemoveListenerCertificates {
+        listener_arn,
+        certificate_arns,
+    })?;
+    Ok(Xml::new())
+}
+
+/// The default certificate (`IsDefault` true) and the SNI ones.
+pub(super) fn describe_certificates(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("ListenerArn")?;
+    let snapshot = api.store.snapshot();
+    let l = listener(&snapshot.state, arn)?;
+    let mut certificates: Vec<(&str, bool)> = Vec::new();
+    if let Some(tls) = &l.tls {
+        certificates.push((&tls.default_certificate_arn, true));
+        certificates.extend(tls.certificate_arns.iter().map(|c| (c.as_str(), false)));
+    }
+    let (found, next) = page(params, certificates, |(arn, _)| arn)?;
+    let mut x = Xml::new();
+    x.members("Certificates", found, |x, (arn, default)| {
+        x.leaf("CertificateArn", arn)
+            .leaf("IsDefault", default.to_string());
+    });
+    if let Some(next) = next {
+        x.leaf("NextMarker", next);
+    }
+    Ok(x)
+}
+
+pub(super) fn describe_ssl_policies(params: &Params) -> Result<Xml, ApiError> {
+    let names = params.list("Names.member")?;
+    let kind = params.one_of("LoadBalancerType", &["application", "network", "gateway"])?;
+    let mut found: Vec<&SslPolicy> = Vec::new();
+    for name in &names {
+        let policy = SSL_POLICIES
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| {
+                ModelError::new(
+                    ErrorCode::SslPolicyNotFound,
+                    format!("SSL policy '{name}' not found"),
+                )
+            })?;
+        found.push(policy);
+    }
+    if names.is_empty() {
+        found = SSL_POLICIES.iter().collect();
+    }
+    // Gateway load balancers terminate no TLS.
+    found.retain(|_| kind != Some("gateway"));
+    let (found, next) = page(params, found, |p| p.name)?;
+    let mut x = Xml::new();
+    x.members("SslPolicies", found, render_policy);
+    if let Some(next) = next {
+        x.leaf("NextMarker", next);
+    }
+    Ok(x)
+}
+
+fn render_policy(x: &mut Xml, p: &SslPolicy) {
+    x.text_members("SslProtocols", p.protocols);
+    x.members("Ciphers", p.ciphers().enumerate(), |x, (i, name)| {
+        x.leaf("Name", name).leaf("Priority", (i + 1).to_string());
+    });
+    x.leaf("Name", p.name);
+    x.text_members("SupportedLoadBalancerTypes", ["application", "network"]);
 }
 
 pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {

@@ -125,5 +125,12 @@ pub(super) fn listener(x: &mut Xml, l: &Listener) {
         .leaf("LoadBalancerArn", &l.load_balancer_arn)
         .leaf("Port", l.port.to_string())
         .leaf("Protocol", l.protocol.as_str());
+    if let Some(tls) = &l.tls {
+        // As AWS: the default certificate only; the SNI ones are in DescribeListenerCertificates.
+        x.leaf("SslPolicy", &tls.ssl_policy);
+        x.members("Certificates", [&tls.default_certificate_arn], |x, arn| {
+            x.leaf("CertificateArn", arn);
+        });
+    }
     super::actions::render_actions(x, "DefaultActions", &l.default_actions);
 }

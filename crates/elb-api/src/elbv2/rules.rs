@@ -1,5 +1,6 @@
 //! CreateRule, DescribeRules, ModifyRule, DeleteRule, SetRulePriorities.
 
+use elb_model::state::ListenerChanges;
 use elb_model::{Command, ErrorCode, Listener, ModelError, Origin, Rule, State};
 
 use super::actions::{action_params, condition_params, render_actions, render_conditions};
@@ -167,8 +168,10 @@ pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
                 state.apply(
                     Command::ModifyListener {
                         arn: l.arn,
-                        port: None,
-                        default_actions: actions,
+                        changes: ListenerChanges {
+                            default_actions: Some(actions),
+                            ..ListenerChanges::default()
+                        },
                     },
                     cx,
                 )?;

@@ -61,7 +61,7 @@ pub(super) async fn handle(
         }
         RouteAction::Redirect(redirect) => {
             let original = respond::Original {
-                protocol: "http",
+                protocol: route.scheme(),
                 host: strip_port(&host),
                 port: route.port,
                 path: req.uri().path(),
@@ -110,7 +110,7 @@ async fn proxy(
         headers.insert(header::UPGRADE, protocol.clone());
     }
     headers.insert(header::HOST, target_host(host, route.port, &route.http)?);
-    rewrite_forwarded(headers, &route.http, peer, route.port)?;
+    rewrite_forwarded(headers, &route.http, peer, route.scheme(), route.port)?;
     let previous = headers.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok());
     let trace = trace_id(previous, now_ms() / 1000, fastrand::u128(..));
     if let Ok(trace) = HeaderValue::try_from(trace) {
@@ -270,6 +270,7 @@ fn rewrite_forwarded(
     headers: &mut HeaderMap,
     http: &HttpSettings,
     peer: SocketAddr,
+    scheme: &'static str,
     listener_port: u16,
 ) -> Result<(), ProxyError> {
     match http.xff {
@@ -298,7 +299,7 @@ fn rewrite_forwarded(
             headers.insert(&X_FORWARDED_FOR, value);
         }
     }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     headers.insert(&X_FORWARDED_PORT, HeaderValue::from(listener_port));
     Ok(())
 }
@@ -346,7 +347,14 @@ mod tests {
             if let Some(v) = existing {
                 headers.insert(&X_FORWARDED_FOR, HeaderValue::from_str(v).unwrap());
             }
-            rewrite_forwarded(&mut headers, &settings(xff, port, false), peer, 8080).unwrap();
+            rewrite_forwarded(
+                &mut headers,
+                &settings(xff, port, false),
+                peer,
+                "http",
+                8080,
+            )
+            .unwrap();
             assert_eq!(headers[&X_FORWARDED_PROTO], "http");
             assert_eq!(headers[&X_FORWARDED_PORT], "8080");
             headers

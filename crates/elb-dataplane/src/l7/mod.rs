@@ -1,5 +1,6 @@
-//! The HTTP (ALB) listener: accepts connections on a node address, serves HTTP/1.1 and
-//! cleartext HTTP/2 with prior knowledge, and forwards each request to a target.
+//! The HTTP and HTTPS (ALB) listeners: accept connections on a node address, terminate TLS
+//! for HTTPS, serve HTTP/1.1 and HTTP/2 (ALPN over TLS; prior knowledge in cleartext), and
+//! forward each request to a target.
 
 mod forward;
 pub mod rescue;
@@ -18,12 +19,13 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::table::RoutingTable;
+use crate::table::{HttpSettings, RoutingTable};
 
 pub use rescue::{Body, Fault, ProxyError};
 
@@ -83,24 +85,50 @@ fn refuse(stream: TcpStream, peer: SocketAddr, local: SocketAddr, refused: &Atom
     let _ = stream.set_zero_linger();
 }
 
+/// A client gets this long to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves one client connection until it closes, or until the listener stops, in which case
-/// the request in progress finishes and the connection closes after it.
+/// the request in progress finishes and the connection closes after it. HTTPS listeners
+/// complete the handshake first, under the configuration current at accept.
 async fn connection(
     stream: TcpStream,
     local: SocketAddr,
     peer: SocketAddr,
     table: Arc<ArcSwap<RoutingTable>>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
 ) {
     let Some(route) = table.load().route(local).cloned() else {
         return;
     };
+    let Some(tls) = route.tls.clone() else {
+        return http(stream, local, peer, &route.http, table, stopped).await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => http(stream, local, peer, &route.http, table, stopped).await,
+        Ok(Err(e)) => debug!(%peer, %local, error = %e, "TLS handshake failed"),
+        Err(_) => debug!(%peer, %local, "TLS handshake timed out"),
+    }
+}
+
+/// HTTP over an established client stream.
+async fn http<S>(
+    stream: S,
+    local: SocketAddr,
+    peer: SocketAddr,
+    settings: &HttpSettings,
+    table: Arc<ArcSwap<RoutingTable>>,
+    mut stopped: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(route.http.idle_timeout);
-    if !route.http.http2 {
+        .header_read_timeout(settings.idle_timeout);
+    if !settings.http2 {
         builder = builder.http1_only();
     }
     let service = service_fn(move |req: Request<Incoming>| {

@@ -1,6 +1,6 @@
 //! CreateListener, ModifyListener, DeleteListener.
 
-use super::{CreateListener, Outcome, State, Tags, load_balancers, target_groups};
+use super::{CreateListener, ListenerChanges, Outcome, State, Tags, load_balancers, target_groups};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::limits;
@@ -20,9 +20,11 @@ impl State {
             .ok_or_else(|| load_balancers::not_found(&c.load_balancer_arn))?;
         c.protocol.check_for(lb.kind)?;
         target_groups::check_port(c.port)?;
+        let tls = self.listener_tls(c.protocol, c.ssl_policy.as_deref(), &c.certificate_arns)?;
         if let Some(existing) = self.listeners_of(&lb.arn).find(|l| l.port == c.port) {
             return if existing.protocol == c.protocol
                 && existing.default_actions == c.default_actions
+                && existing.tls == tls
             {
                 Ok(Outcome::Created(existing.arn.clone()))
             } else {
@@ -64,6 +66,7 @@ impl State {
                 protocol: c.protocol,
                 port: c.port,
                 default_actions: c.default_actions,
+                tls,
                 tags: Tags::new(),
                 origin: c.origin,
             },
@@ -74,12 +77,33 @@ impl State {
     pub(super) fn modify_listener(
         &mut self,
         arn: &str,
-        port: Option<u16>,
-        default_actions: Vec<Action>,
+        changes: ListenerChanges,
     ) -> Result<Outcome> {
         let listener = self.listener(arn)?;
         let lb_arn = listener.load_balancer_arn.clone();
-        let port = port.unwrap_or(listener.port);
+        let protocol = changes.protocol.unwrap_or(listener.protocol);
+        protocol.check_for(self.load_balancers[&lb_arn].kind)?;
+        // A TLS listener keeps what it had unless told otherwise, including its SNI list;
+        // a plain one turning TLS needs a certificate like a new listener.
+        let current = listener.tls.clone().filter(|_| protocol.is_tls());
+        let policy = changes
+            .ssl_policy
+            .clone()
+            .or_else(|| current.as_ref().map(|t| t.ssl_policy.clone()));
+        let certificates = changes.certificate_arns.clone().unwrap_or_else(|| {
+            current
+                .iter()
+                .map(|t| t.default_certificate_arn.clone())
+                .collect()
+        });
+        let mut tls = self.listener_tls(protocol, policy.as_deref(), &certificates)?;
+        if let (Some(tls), Some(current)) = (tls.as_mut(), current) {
+            tls.certificate_arns = current.certificate_arns;
+        }
+        let default_actions = changes
+            .default_actions
+            .unwrap_or_else(|| listener.default_actions.clone());
+        let port = changes.port.unwrap_or(listener.port);
         target_groups::check_port(port)?;
         if self
             .listeners_of(&lb_arn)
@@ -93,6 +117,8 @@ impl State {
         self.check_actions(&lb_arn, &default_actions)?;
         let listener = self.listeners.get_mut(arn).expect("checked above");
         listener.port = port;
+        listener.protocol = protocol;
+        listener.tls = tls;
         listener.default_actions = default_actions;
         Ok(Outcome::Done)
     }
@@ -105,16 +131,13 @@ impl State {
     }
 
     pub(super) fn listener(&self, arn: &str) -> Result<&Listener> {
-        self.listeners.get(arn).ok_or_else(|| {
-            ModelError::new(
-                ErrorCode::ListenerNotFound,
-                format!("Listener '{arn}' not found"),
-            )
-        })
+        self.listeners.get(arn).ok_or_else(|| not_found(arn))
     }
 
-    /// Exactly one forward action, to an HTTP target group in the LB's VPC that no other load
-    /// balancer uses.
+    pub(super) fn listener_mut(&mut self, arn: &str) -> Result<&mut Listener> {
+        self.listeners.get_mut(arn).ok_or_else(|| not_found(arn))
+    }
+
     /// Exactly one action (forward, redirect or fixed response; authentication actions are
     /// not built), valid in itself, forwarding only to HTTP target groups in the load
     /// balancer's VPC that no other load balancer uses.

@@ -5,6 +5,7 @@
 //! a clone and keep the clone only if every one succeeds. [`State::diff`] says what changed
 //! between two states, which is how the data plane and the logs learn about a change.
 
+mod certificates;
 mod diff;
 mod ec2;
 mod listeners;
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::certificate::{Certificate, CertificateKind, CertificateMaterial, Secrets};
 use crate::error::Result;
 use crate::id::{Context, Scope};
 use crate::listener::{Listener, ListenerProtocol};
@@ -65,6 +67,11 @@ pub struct State {
     /// Listener rules with priorities, by ARN (each listener's default rule is the listener's).
     #[serde(default)]
     pub rules: BTreeMap<String, Rule>,
+    /// ACM certificates, by ARN.
+    #[serde(default)]
+    pub certificates: BTreeMap<String, Certificate>,
+    #[serde(default)]
+    pub secrets: Secrets,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +101,33 @@ pub struct CreateListener {
     pub protocol: ListenerProtocol,
     pub port: u16,
     pub default_actions: Vec<Action>,
+    /// HTTPS and TLS listeners: the policy (AWS's default when `None`)…
+    pub ssl_policy: Option<String>,
+    /// …and exactly one certificate, the default.
+    pub certificate_arns: Vec<String>,
+    pub origin: Origin,
+}
+
+/// ModifyListener: what is given changes, the rest stays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerChanges {
+    pub port: Option<u16>,
+    pub protocol: Option<ListenerProtocol>,
+    pub ssl_policy: Option<String>,
+    /// The default certificate (one).
+    pub certificate_arns: Option<Vec<String>>,
+    pub default_actions: Option<Vec<Action>>,
+}
+
+/// ImportCertificate, a re-import when `arn` names an existing certificate, and
+/// RequestCertificate (the caller has issued it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportCertificate {
+    pub arn: Option<String>,
+    pub kind: CertificateKind,
+    pub material: CertificateMaterial,
+    pub idempotency_token: Option<String>,
+    pub tags: Vec<(String, String)>,
     pub origin: Origin,
 }
 
@@ -148,12 +182,26 @@ pub enum Command {
         targets: Vec<TargetDescription>,
     },
     CreateListener(CreateListener),
-    /// Changes a listener's port (when given) and default actions.
     ModifyListener {
         arn: String,
-        port: Option<u16>,
-        default_actions: Vec<Action>,
+        changes: ListenerChanges,
     },
+    /// Adds SNI certificates to an HTTPS listener (those it has already are kept once).
+    AddListenerCertificates {
+        listener_arn: String,
+        certificate_arns: Vec<String>,
+    },
+    RemoveListenerCertificates {
+        listener_arn: String,
+        certificate_arns: Vec<String>,
+    },
+    ImportCertificate(ImportCertificate),
+    /// Refused while a listener uses the certificate.
+    DeleteCertificate {
+        arn: String,
+    },
+    /// Sets the secrets that are still unset; those already made are never replaced.
+    InitSecrets(Secrets),
     DeleteListener {
         arn: String,
     },
@@ -285,11 +333,18 @@ impl State {
             }
             Command::ExpireDraining => self.expire_draining(cx.now_ms),
             Command::CreateListener(c) => self.create_listener(c, cx),
-            Command::ModifyListener {
-                arn,
-                port,
-                default_actions,
-            } => self.modify_listener(&arn, port, default_actions),
+            Command::ModifyListener { arn, changes } => self.modify_listener(&arn, changes),
+            Command::AddListenerCertificates {
+                listener_arn,
+                certificate_arns,
+            } => self.add_listener_certificates(&listener_arn, &certificate_arns),
+            Command::RemoveListenerCertificates {
+                listener_arn,
+                certificate_arns,
+            } => self.remove_listener_certificates(&listener_arn, &certificate_arns),
+            Command::ImportCertificate(c) => self.import_certificate(c, cx),
+            Command::DeleteCertificate { arn } => self.delete_certificate(&arn),
+            Command::InitSecrets(secrets) => Ok(self.init_secrets(secrets)),
             Command::DeleteListener { arn } => self.delete_listener(&arn),
             Command::AddTags { arns, tags } => self.add_tags(&arns, &tags),
             Command::RemoveTags { arns, keys } => self.remove_tags(&arns, &keys),

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Outcome, State, Tags, listeners, load_balancers, target_groups};
+use super::{Outcome, State, Tags, certificates, listeners, load_balancers, target_groups};
 use crate::error::{ErrorCode, ModelError, Result};
 
 /// AWS's quota of tags per resource.
@@ -75,6 +75,9 @@ impl State {
         if let Some(r) = self.rules.get(arn) {
             return Ok(&r.tags);
         }
+        if let Some(c) = self.certificates.get(arn) {
+            return Ok(&c.tags);
+        }
         Err(not_found(arn))
     }
 
@@ -91,6 +94,9 @@ impl State {
         if let Some(r) = self.rules.get_mut(arn) {
             return Ok(&mut r.tags);
         }
+        if let Some(c) = self.certificates.get_mut(arn) {
+            return Ok(&mut c.tags);
+        }
         Err(not_found(arn))
     }
 }
@@ -101,6 +107,8 @@ fn not_found(arn: &str) -> ModelError {
         target_groups::not_found(arn)
     } else if arn.contains(":listener/") {
         listeners::not_found(arn)
+    } else if arn.starts_with("arn:aws:acm:") {
+        certificates::not_found(arn)
     } else if arn.contains(":listener-rule/") {
         ModelError::new(ErrorCode::RuleNotFound, format!("Rule '{arn}' not found"))
     } else {

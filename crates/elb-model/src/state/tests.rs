@@ -81,8 +81,53 @@ impl World {
             protocol: ListenerProtocol::Http,
             port,
             default_actions: vec![Action::forward(tg)],
+            ssl_policy: None,
+            certificate_arns: vec![],
             origin: Origin::Api,
         }))
+    }
+
+    fn https_listener(
+        &mut self,
+        lb: &str,
+        tg: &str,
+        policy: Option<&str>,
+        certificates: &[&str],
+    ) -> Result<Outcome> {
+        self.run(Command::CreateListener(CreateListener {
+            load_balancer_arn: lb.into(),
+            protocol: ListenerProtocol::Https,
+            port: 443,
+            default_actions: vec![Action::forward(tg)],
+            ssl_policy: policy.map(str::to_owned),
+            certificate_arns: certificates.iter().map(|c| (*c).to_owned()).collect(),
+            origin: Origin::Api,
+        }))
+    }
+
+    fn certificate(&mut self, name: &str) -> String {
+        let material = CertificateMaterial {
+            certificate_pem: format!("cert of {name}"),
+            chain_pem: String::new(),
+            private_key_pem: format!("key of {name}"),
+            domain_name: name.into(),
+            subject_alternative_names: vec![name.into()],
+            serial: "01".into(),
+            subject: format!("CN={name}"),
+            issuer: "CN=test".into(),
+            key_algorithm: "EC_prime256v1".into(),
+            signature_algorithm: "SHA256WITHECDSA".into(),
+            not_before_ms: 0,
+            not_after_ms: u64::MAX,
+        };
+        arn_of(self.run(Command::ImportCertificate(ImportCertificate {
+            arn: None,
+            kind: CertificateKind::Imported,
+            material,
+            idempotency_token: None,
+            tags: vec![],
+            origin: Origin::Api,
+        })))
     }
 }
 
@@ -271,14 +316,16 @@ fn listeners_check_protocol_port_and_target_group() {
         ErrorCode::TargetGroupNotFound
     );
 
-    let https = w.run(Command::CreateListener(CreateListener {
+    let tcp = w.run(Command::CreateListener(CreateListener {
         load_balancer_arn: lb.clone(),
-        protocol: ListenerProtocol::Https,
+        protocol: ListenerProtocol::Tcp,
         port: 443,
         default_actions: vec![],
+        ssl_policy: None,
+        certificate_arns: vec![],
         origin: Origin::Api,
     }));
-    assert_eq!(https.unwrap_err().code, ErrorCode::UnsupportedProtocol);
+    assert_eq!(tcp.unwrap_err().code, ErrorCode::UnsupportedProtocol);
 
     let second_lb = arn_of(w.alb("api", &["us-east-1a", "us-east-1b"]));
     let shared = w.listener(&second_lb, 8080, &tg).unwrap_err();
@@ -775,4 +822,68 @@ fn rules_have_unique_priorities_and_count_as_uses_of_target_groups() {
     assert_eq!(err.code, ErrorCode::OperationNotPermitted);
     w.run(Command::DeleteListener { arn: listener }).unwrap();
     assert!(w.state.rules.is_empty(), "rules go with their listener");
+}
+
+#[test]
+fn https_listeners_need_one_known_certificate_and_policy_and_keep_certificates_in_use() {
+    let mut w = World::new();
+    let lb = arn_of(w.alb("tls", &["us-east-1a", "us-east-1b"]));
+    let tg = w.target_group("tls-tg");
+    let code = |r: Result<Outcome>| r.unwrap_err().code;
+    assert_eq!(
+        code(w.https_listener(&lb, &tg, None, &[])),
+        ErrorCode::ValidationError
+    );
+    assert_eq!(
+        code(w.https_listener(&lb, &tg, None, &["arn:aws:acm:us-east-1:1:certificate/x"])),
+        ErrorCode::CertificateNotFound
+    );
+    let a = w.certificate("a.example");
+    let b = w.certificate("b.example");
+    assert_eq!(
+        code(w.https_listener(&lb, &tg, Some("ELBSecurityPolicy-Nope"), &[&a])),
+        ErrorCode::SslPolicyNotFound
+    );
+    assert_eq!(
+        code(w.https_listener(&lb, &tg, None, &[&a, &b])),
+        ErrorCode::TooManyCertificates
+    );
+    assert!(
+        w.state.listeners.is_empty(),
+        "refused creates leave nothing"
+    );
+
+    let listener = arn_of(w.https_listener(&lb, &tg, None, &[&a]));
+    let tls = w.state.listeners[&listener].tls.clone().unwrap();
+    assert_eq!(tls.ssl_policy, crate::ssl_policy::DEFAULT_SSL_POLICY);
+    w.run(Command::AddListenerCertificates {
+        listener_arn: listener.clone(),
+        certificate_arns: vec![b.clone(), a.clone()],
+    })
+    .unwrap();
+    let tls = w.state.listeners[&listener].tls.clone().unwrap();
+    assert_eq!(
+        tls.certificate_arns,
+        vec![b.clone()],
+        "the default is not repeated"
+    );
+
+    for cert in [&a, &b] {
+        let in_use = w.run(Command::DeleteCertificate { arn: cert.clone() });
+        assert_eq!(code(in_use), ErrorCode::ResourceInUse);
+    }
+    // Turning the listener into plain HTTP releases both certificates.
+    w.run(Command::ModifyListener {
+        arn: listener.clone(),
+        changes: ListenerChanges {
+            protocol: Some(ListenerProtocol::Http),
+            port: Some(80),
+            ..ListenerChanges::default()
+        },
+    })
+    .unwrap();
+    assert_eq!(w.state.listeners[&listener].tls, None);
+    w.run(Command::DeleteCertificate { arn: a }).unwrap();
+    w.run(Command::DeleteCertificate { arn: b }).unwrap();
+    assert!(w.state.certificates.is_empty());
 }

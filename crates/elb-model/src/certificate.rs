@@ -1,0 +1,93 @@
+//! ACM certificates: a certificate, its private key and chain, as imported or as issued by
+//! elbd's local certificate authority, with the facts read from it at import.
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::{Origin, Tags};
+
+/// `Type` in ACM's answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CertificateKind {
+    /// Brought in with ImportCertificate (or a PEM pair in the config file).
+    Imported,
+    /// Issued by RequestCertificate; here by elbd's own CA, so ISSUED at once.
+    AmazonIssued,
+}
+
+impl CertificateKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Imported => "IMPORTED",
+            Self::AmazonIssued => "AMAZON_ISSUED",
+        }
+    }
+}
+
+/// PEM texts and what was read from them. Parsing X.509 is I/O-free but not this crate's
+/// business: the caller parses and checks the key matches, and the model keeps the result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateMaterial {
+    pub certificate_pem: String,
+    /// Intermediate certificates, PEM, possibly empty.
+    pub chain_pem: String,
+    pub private_key_pem: String,
+    /// The subject's common name, or the first DNS name when it has none.
+    pub domain_name: String,
+    /// DNS names from the subjectAltName extension.
+    pub subject_alternative_names: Vec<String>,
+    /// Colon-separated lowercase hex, as ACM shows it.
+    pub serial: String,
+    pub subject: String,
+    pub issuer: String,
+    /// `RSA_2048`, `EC_prime256v1`, … as ACM names them.
+    pub key_algorithm: String,
+    pub signature_algorithm: String,
+    pub not_before_ms: u64,
+    pub not_after_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// `arn:aws:acm:REGION:ACCOUNT:certificate/UUID`.
+    pub arn: String,
+    pub kind: CertificateKind,
+    pub material: CertificateMaterial,
+    pub created_ms: u64,
+    /// When the current material arrived (import, re-import or issue).
+    pub updated_ms: u64,
+    /// RequestCertificate's IdempotencyToken: a repeat with the same token and domain gets
+    /// this certificate again.
+    #[serde(default)]
+    pub idempotency_token: Option<String>,
+    #[serde(default)]
+    pub tags: Tags,
+    pub origin: Origin,
+}
+
+impl Certificate {
+    /// Every DNS name the certificate is good for: the domain name and the alternative names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.material.domain_name.as_str()).chain(
+            self.material
+                .subject_alternative_names
+                .iter()
+                .map(String::as_str),
+        )
+    }
+}
+
+/// Secrets elbd makes once and keeps in the store, so that every node and every restart
+/// agrees on them: the key of the stickiness cookies and the local certificate authority.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secrets {
+    /// 32 random bytes, hex.
+    pub cookie_key: String,
+    pub ca_certificate_pem: String,
+    pub ca_private_key_pem: String,
+}
+
+impl Secrets {
+    pub fn is_empty(&self) -> bool {
+        self.cookie_key.is_empty()
+    }
+}
