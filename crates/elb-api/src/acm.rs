@@ -28,7 +28,11 @@ const DEFAULT_KEY_TYPES: &[&str] = &["RSA_1024", "RSA_2048", "EC_prime256v1"];
 
 pub fn call(api: &Api, operation: &str, body: &[u8]) -> Result<Value, ApiError> {
     let input = if body.is_empty() { b"{}" } else { body };
-    let result = match operation {
+    dispatch(api, operation, input).map_err(|e| in_acm_terms(e, &api.store.snapshot().state))
+}
+
+fn dispatch(api: &Api, operation: &str, input: &[u8]) -> Result<Value, ApiError> {
+    match operation {
         "ImportCertificate" => import(api, parse(input)?),
         "RequestCertificate" => request(api, parse(input)?),
         "DescribeCertificate" => describe(api, &parse::<ArnInput>(input)?),
@@ -74,8 +78,7 @@ pub fn call(api: &Api, operation: &str, body: &[u8]) -> Result<Value, ApiError> 
             "UnknownOperationException",
             format!("elbd's ACM has no operation {unknown}"),
         )),
-    };
-    result.map_err(|e| in_acm_terms(e, &api.store.snapshot().state))
+    }
 }
 
 /// The model speaks elbv2's codes; ACM has its own names and messages for the same errors.

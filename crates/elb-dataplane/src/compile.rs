@@ -21,6 +21,7 @@ use tracing::error;
 use crate::admission::Admission;
 use crate::l7::rules::Matcher;
 use crate::select;
+use crate::sticky::{CookieSealer, Stickiness};
 use crate::table::{Forward, HttpSettings, Route, RouteAction, RoutingTable, XffMode};
 use crate::targets::{Algorithm, Endpoint, TargetSet};
 use crate::upstream::Upstream;
@@ -41,6 +42,8 @@ pub(crate) struct Runtime {
     tls: HashMap<String, Arc<rustls::ServerConfig>>,
     /// Session tickets and cache, shared by every HTTPS listener for as long as elbd runs.
     resumption: Option<Resumption>,
+    /// The stickiness cookie key (hex) and its sealer.
+    sealer: Option<(String, Arc<CookieSealer>)>,
 }
 
 /// What one compile uses of the runtime; becomes the runtime afterwards, so that whatever no
@@ -75,6 +78,7 @@ impl Runtime {
     ) -> RoutingTable {
         let mut routes = HashMap::new();
         let mut used = Used::default();
+        let sealer = self.sealer(&state.secrets.cookie_key);
         for listener in state
             .listeners
             .values()
@@ -132,6 +136,7 @@ impl Runtime {
                     default_action: action(&listener.default_actions),
                     upstream,
                     tls: tls.clone(),
+                    sealer: sealer.clone(),
                 });
                 // The node listens on its private address and, when it has one, its public one.
                 for ip in node.addresses() {
@@ -148,6 +153,13 @@ impl Runtime {
         self.refused = used.refused;
         self.tls = used.tls;
         RoutingTable { revision, routes }
+    }
+
+    fn sealer(&mut self, key: &str) -> Option<Arc<CookieSealer>> {
+        if self.sealer.as_ref().is_none_or(|(k, _)| k != key) {
+            self.sealer = CookieSealer::from_hex(key).map(|s| (key.to_owned(), Arc::new(s)));
+        }
+        self.sealer.as_ref().map(|(_, s)| s.clone())
     }
 
     /// The TLS configuration of an HTTPS listener, rebuilt only when its policy, its
@@ -216,7 +228,10 @@ impl Runtime {
         used: &mut Used,
     ) -> RouteAction {
         match action {
-            Action::Forward { target_groups } => {
+            Action::Forward {
+                target_groups,
+                group_stickiness_seconds,
+            } => {
                 let weighted = target_groups
                     .iter()
                     .filter_map(|g| {
@@ -230,7 +245,10 @@ impl Runtime {
                         Some((set, g.weight))
                     })
                     .collect();
-                RouteAction::Forward(Forward::new(weighted))
+                RouteAction::Forward(Forward::new(
+                    weighted,
+                    group_stickiness_seconds.map(u64::from),
+                ))
             }
             Action::Redirect(redirect) => RouteAction::Redirect(redirect.clone()),
             Action::FixedResponse(fixed) => RouteAction::Fixed(fixed.clone()),
@@ -252,6 +270,8 @@ impl Runtime {
         );
         TargetSet {
             target_group_arn: tg.arn.clone(),
+            group_id: tg.arn.rsplit('/').next().unwrap_or_default().to_owned(),
+            stickiness: stickiness(&tg.attributes),
             registered: tg.targets.iter().filter(|t| state.in_service(t)).count(),
             endpoints: self.endpoints(state, node, tg, health, used),
             algorithm: Algorithm::from_attribute(
@@ -323,6 +343,28 @@ impl Runtime {
                 })
             })
             .collect()
+    }
+}
+
+fn stickiness(attrs: &elb_model::Attributes) -> Stickiness {
+    if !attrs.flag("stickiness.enabled") {
+        return Stickiness::Off;
+    }
+    match attrs.get("stickiness.type") {
+        Some("app_cookie") => Stickiness::AppCookie {
+            name: attrs
+                .get("stickiness.app_cookie.cookie_name")
+                .unwrap_or_default()
+                .to_owned(),
+            duration_s: attrs
+                .int("stickiness.app_cookie.duration_seconds")
+                .unwrap_or(86_400),
+        },
+        _ => Stickiness::LbCookie {
+            duration_s: attrs
+                .int("stickiness.lb_cookie.duration_seconds")
+                .unwrap_or(86_400),
+        },
     }
 }
 

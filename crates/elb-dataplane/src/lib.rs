@@ -11,6 +11,7 @@
 //!   state kept across snapshots; [`targets`]: target sets and the balancing algorithms.
 //! - [`admission`]: which clients a listener's security groups admit (pure).
 //! - [`select`]: round robin, least outstanding, slow start (pure).
+//! - [`sticky`]: the stickiness cookies, sealed and opened.
 //! - [`binder`]: one socket per (address, transport, port), with a time-limited drain.
 //! - [`l7`]: the HTTP listener: connections, forwarding, and the one place errors become
 //!   responses ([`l7::rescue`]).
@@ -20,6 +21,7 @@ pub mod binder;
 mod compile;
 pub mod l7;
 pub mod select;
+pub mod sticky;
 pub mod table;
 pub mod targets;
 mod upstream;

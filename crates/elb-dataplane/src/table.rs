@@ -12,6 +12,7 @@ use elb_model::{FixedResponse, Redirect};
 use crate::admission::Admission;
 use crate::binder::{BindKey, Transport};
 use crate::l7::rules::Matcher;
+use crate::sticky::CookieSealer;
 use crate::targets::TargetSet;
 use crate::upstream::Upstream;
 
@@ -53,6 +54,8 @@ pub struct Route {
     pub(crate) upstream: Upstream,
     /// HTTPS listeners: the TLS configuration new connections handshake with.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Seals and opens stickiness cookies; `None` only if the store has no key.
+    pub sealer: Option<Arc<CookieSealer>>,
 }
 
 impl Route {
@@ -73,10 +76,15 @@ pub enum RouteAction {
 pub struct Forward {
     /// Each group with the running total of the weights up to and including it.
     groups: Vec<(Arc<TargetSet>, u32)>,
+    /// Target group stickiness (AWSALBTG): how long a client keeps its group.
+    pub group_stickiness_s: Option<u64>,
 }
 
 impl Forward {
-    pub(crate) fn new(weighted: Vec<(Arc<TargetSet>, u16)>) -> Self {
+    pub(crate) fn new(
+        weighted: Vec<(Arc<TargetSet>, u16)>,
+        group_stickiness_s: Option<u64>,
+    ) -> Self {
         let mut total = 0;
         let groups = weighted
             .into_iter()
@@ -85,7 +93,18 @@ impl Forward {
                 (set, total)
             })
             .collect();
-        Self { groups }
+        Self {
+            groups,
+            group_stickiness_s,
+        }
+    }
+
+    /// The group a group-stickiness cookie names, if the action still has it.
+    pub fn group(&self, group_id: &str) -> Option<&TargetSet> {
+        self.groups
+            .iter()
+            .map(|(set, _)| set.as_ref())
+            .find(|set| set.group_id == group_id)
     }
 
     /// The group for a uniform `draw` in `0..1`: by weight; `None` when every weight is 0.

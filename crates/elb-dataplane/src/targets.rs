@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::select;
+use crate::sticky::Stickiness;
 
 /// `load_balancing.algorithm.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,9 @@ impl Algorithm {
 
 pub struct TargetSet {
     pub target_group_arn: String,
+    /// The last part of the ARN: what stickiness cookies name the group by.
+    pub group_id: String,
+    pub stickiness: Stickiness,
     /// How many registered targets can take traffic at all (503 when none): instance targets
     /// count only while their instance runs.
     pub registered: usize,
@@ -83,9 +87,17 @@ impl TargetSet {
                 _ => break,
             }
         }
-        pick.map(|e| {
-            e.outstanding.fetch_add(1, Ordering::Relaxed);
-            (e, InFlight(e.outstanding.clone()))
-        })
+        pick.map(take)
     }
+
+    /// The target at `addr`, if this node may still send to it (a sticky target that was
+    /// deregistered or turned unhealthy is not here).
+    pub fn endpoint(&self, addr: SocketAddr) -> Option<(&Endpoint, InFlight)> {
+        self.endpoints.iter().find(|e| e.addr == addr).map(take)
+    }
+}
+
+fn take(e: &Endpoint) -> (&Endpoint, InFlight) {
+    e.outstanding.fetch_add(1, Ordering::Relaxed);
+    (e, InFlight(e.outstanding.clone()))
 }

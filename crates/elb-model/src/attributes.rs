@@ -172,25 +172,25 @@ const TARGET_GROUP_HTTP: &[Spec] = &[
         "300",
         true,
     ),
-    spec("stickiness.enabled", BOOL, "false", false),
+    spec("stickiness.enabled", BOOL, "false", true),
     spec(
-        "stickiness.type",
-        Value::OneOf(&["lb_cookie", "app_cookie"]),
+        STICKINESS_TYPE,
+        Value::OneOf(&["lb_cookie", "app_cookie", "source_ip"]),
         "lb_cookie",
-        false,
+        true,
     ),
     spec(
         "stickiness.lb_cookie.duration_seconds",
         Value::Int(1, 604_800),
         "86400",
-        false,
+        true,
     ),
-    spec("stickiness.app_cookie.cookie_name", TEXT, "", false),
+    spec(APP_COOKIE_NAME, TEXT, "", true),
     spec(
         "stickiness.app_cookie.duration_seconds",
         Value::Int(1, 604_800),
         "86400",
-        false,
+        true,
     ),
     spec(
         "load_balancing.algorithm.type",
@@ -302,6 +302,7 @@ pub fn modify_target_group(attrs: &Attributes, changes: &[(String, String)]) -> 
         check(spec, value, attrs.get(key))?;
         next.0.insert(key.clone(), value.clone());
     }
+    check_stickiness(&next)?;
     let slow_start = next.int("slow_start.duration_seconds").unwrap_or(0) > 0;
     if slow_start && next.get("load_balancing.algorithm.type") == Some("least_outstanding_requests")
     {
@@ -311,6 +312,43 @@ pub fn modify_target_group(attrs: &Attributes, changes: &[(String, String)]) -> 
         ));
     }
     Ok(next)
+}
+
+const STICKINESS_TYPE: &str = "stickiness.type";
+const APP_COOKIE_NAME: &str = "stickiness.app_cookie.cookie_name";
+
+/// What AWS checks across the stickiness keys of an HTTP target group.
+fn check_stickiness(attrs: &Attributes) -> Result<()> {
+    let invalid = |message: String| {
+        Err(ModelError::new(
+            ErrorCode::InvalidConfigurationRequest,
+            message,
+        ))
+    };
+    let kind = attrs.get(STICKINESS_TYPE).unwrap_or("lb_cookie");
+    if kind == "source_ip" {
+        return invalid(
+            "Stickiness type 'source_ip' is not supported for target groups with the HTTP \
+             protocol"
+                .into(),
+        );
+    }
+    let name = attrs.get(APP_COOKIE_NAME).unwrap_or("");
+    if ["AWSALB", "AWSALBAPP", "AWSALBTG"]
+        .iter()
+        .any(|p| name.starts_with(p))
+    {
+        return invalid(format!(
+            "Application cookie name '{name}' cannot start with AWSALB, AWSALBAPP or AWSALBTG"
+        ));
+    }
+    if attrs.flag("stickiness.enabled") && kind == "app_cookie" && name.is_empty() {
+        return invalid(
+            "You must set an application cookie name to enable stickiness of type 'app_cookie'"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 fn find<'a>(specs: &[&'a Spec], key: &str, what: &str) -> Result<&'a Spec> {
@@ -414,12 +452,39 @@ mod tests {
     }
 
     #[test]
+    fn stickiness_settings_are_checked_together() {
+        let tg = target_group_defaults();
+        let both = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let on = [
+            ("stickiness.enabled", "true"),
+            (STICKINESS_TYPE, "app_cookie"),
+        ];
+        let err = modify_target_group(&tg, &both(&on)).unwrap_err();
+        assert!(err.message.contains("application cookie name"), "{err}");
+        let named = [on[0], on[1], (APP_COOKIE_NAME, "session")];
+        assert!(modify_target_group(&tg, &both(&named)).is_ok());
+        for bad in [
+            [(APP_COOKIE_NAME, "AWSALBfoo")],
+            [(STICKINESS_TYPE, "source_ip")],
+        ] {
+            let err = modify_target_group(&tg, &both(&bad)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
+        }
+    }
+
+    #[test]
     fn unimplemented_attributes_accept_only_their_default() {
         let tg = target_group_defaults();
-        assert!(modify_target_group(&tg, &change("stickiness.enabled", "false")).is_ok());
-        let err = modify_target_group(&tg, &change("stickiness.enabled", "true")).unwrap_err();
+        let key = "load_balancing.algorithm.anomaly_mitigation";
+        assert!(modify_target_group(&tg, &change(key, "off")).is_ok());
+        let err = modify_target_group(&tg, &change(key, "on")).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
-        assert!(err.message.contains("stickiness.enabled"));
+        assert!(err.message.contains(key));
         let next = modify_target_group(&tg, &change(CROSS_ZONE, "false")).unwrap();
         assert_eq!(next.get(CROSS_ZONE), Some("false"));
     }

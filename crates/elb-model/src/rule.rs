@@ -46,6 +46,10 @@ pub enum Action {
     /// Split requests over target groups by weight.
     Forward {
         target_groups: Vec<TargetGroupWeight>,
+        /// Target group stickiness: for how long (seconds) a client stays with the group it
+        /// was first sent to (the AWSALBTG cookie); `None` when off.
+        #[serde(default)]
+        group_stickiness_seconds: Option<u32>,
     },
     Redirect(Redirect),
     FixedResponse(FixedResponse),
@@ -59,12 +63,13 @@ impl Action {
                 target_group_arn: target_group_arn.into(),
                 weight: 1,
             }],
+            group_stickiness_seconds: None,
         }
     }
 
     pub fn target_group_arns(&self) -> impl Iterator<Item = &str> {
         let groups: &[TargetGroupWeight] = match self {
-            Self::Forward { target_groups } => target_groups,
+            Self::Forward { target_groups, .. } => target_groups,
             _ => &[],
         };
         groups.iter().map(|g| g.target_group_arn.as_str())
@@ -79,7 +84,13 @@ impl Action {
             ))
         };
         match self {
-            Self::Forward { target_groups } => {
+            Self::Forward {
+                target_groups,
+                group_stickiness_seconds,
+            } => {
+                if group_stickiness_seconds.is_some_and(|d| !(1..=604_800).contains(&d)) {
+                    return invalid("Stickiness duration must be from 1 to 604800 seconds".into());
+                }
                 if target_groups.is_empty() || target_groups.len() > 5 {
                     return invalid("A forward action needs 1 to 5 target groups".into());
                 }

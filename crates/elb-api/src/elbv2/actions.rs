@@ -55,14 +55,8 @@ fn forward(a: &Params) -> Result<Action, ApiError> {
             return Ok(Action::forward(arn));
         }
     }
-    if a.bool("ForwardConfig.TargetGroupStickinessConfig.Enabled")? == Some(true) {
-        return Err(ApiError::new(
-            400,
-            "InvalidConfigurationRequest",
-            "elbd does not implement target group stickiness yet",
-        ));
-    }
-    a.int(
+    let sticky = a.bool("ForwardConfig.TargetGroupStickinessConfig.Enabled")? == Some(true);
+    let duration = a.int(
         "ForwardConfig.TargetGroupStickinessConfig.DurationSeconds",
         1,
         604_800,
@@ -70,7 +64,11 @@ fn forward(a: &Params) -> Result<Action, ApiError> {
     if target_groups.is_empty() {
         return Err(ApiError::missing("TargetGroupArn"));
     }
-    Ok(Action::Forward { target_groups })
+    Ok(Action::Forward {
+        target_groups,
+        // AWS's default duration is an hour.
+        group_stickiness_seconds: sticky.then(|| duration.map_or(3600, |d| d as u32)),
+    })
 }
 
 fn redirect(a: &Params) -> Result<Action, ApiError> {
@@ -178,7 +176,10 @@ pub(super) fn condition_params(params: &Params) -> Result<Vec<Condition>, ApiErr
 pub(super) fn render_actions(x: &mut Xml, tag: &str, actions: &[Action]) {
     x.members(tag, actions.iter().enumerate(), |x, (i, action)| {
         match action {
-            Action::Forward { target_groups } => {
+            Action::Forward {
+                target_groups,
+                group_stickiness_seconds,
+            } => {
                 x.leaf("Type", "forward");
                 if let [only] = target_groups.as_slice() {
                     x.leaf("TargetGroupArn", &only.target_group_arn);
@@ -189,7 +190,10 @@ pub(super) fn render_actions(x: &mut Xml, tag: &str, actions: &[Action]) {
                             .leaf("Weight", g.weight.to_string());
                     });
                     x.node("TargetGroupStickinessConfig", |x| {
-                        x.leaf("Enabled", "false");
+                        x.leaf("Enabled", group_stickiness_seconds.is_some().to_string());
+                        if let Some(seconds) = group_stickiness_seconds {
+                            x.leaf("DurationSeconds", seconds.to_string());
+                        }
                     });
                 });
             }

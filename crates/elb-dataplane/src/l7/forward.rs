@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use super::rescue::{Body, ProxyError};
 use super::respond;
 use super::rules::{self, RequestView};
+use crate::sticky::{self, CookieSealer, Stickiness, Ticket};
 use crate::table::{HttpSettings, Route, RouteAction, XffMode};
 use crate::targets::TargetSet;
 
@@ -56,8 +57,36 @@ pub(super) async fn handle(
     };
     match rules::first_match(&route.rules, &view).unwrap_or(&route.default_action) {
         RouteAction::Forward(forward) => {
-            let targets = forward.pick(fastrand::f64()).ok_or(ProxyError::NoTargets)?;
-            proxy(req, route, targets, host, peer).await
+            let now_s = now_ms() / 1000;
+            let sealer = route.sealer.as_deref();
+            let Some((duration_s, sealer)) = forward.group_stickiness_s.zip(sealer) else {
+                let targets = forward.pick(fastrand::f64()).ok_or(ProxyError::NoTargets)?;
+                return proxy(req, route, targets, host, peer, now_s).await;
+            };
+            let stuck = sticky::request_cookie(req.headers(), sticky::GROUP_COOKIE)
+                .and_then(|value| sealer.open(value))
+                .filter(|t| t.target.is_none() && t.fresh(now_s, duration_s))
+                .and_then(|t| forward.group(&t.group));
+            let targets = stuck
+                .or_else(|| forward.pick(fastrand::f64()))
+                .ok_or(ProxyError::NoTargets)?;
+            let mut response = proxy(req, route, targets, host, peer, now_s).await?;
+            let ticket = Ticket {
+                group: targets.group_id.clone(),
+                target: None,
+                issued_s: now_s,
+            };
+            if let Some(value) = sealer.seal(&ticket) {
+                let cors = Some(sticky::GROUP_COOKIE_CORS);
+                sticky::set(
+                    response.headers_mut(),
+                    sticky::GROUP_COOKIE,
+                    cors,
+                    &value,
+                    now_s,
+                );
+            }
+            Ok(response)
         }
         RouteAction::Redirect(redirect) => {
             let original = respond::Original {
@@ -73,18 +102,25 @@ pub(super) async fn handle(
     }
 }
 
-/// Sends the request to a target of `targets` and hands back its response.
+/// Sends the request to a target of `targets` (the one its stickiness cookie names, if that
+/// one may still take it) and hands back its response, with the stickiness cookies renewed.
 async fn proxy(
     mut req: Request<Incoming>,
     route: &Route,
     targets: &TargetSet,
     host: String,
     peer: SocketAddr,
+    now_s: u64,
 ) -> Result<Response<Body>, ProxyError> {
     if targets.registered == 0 {
         return Err(ProxyError::NoTargets);
     }
-    let (target, _in_flight) = targets.next(now_ms).ok_or(ProxyError::NoReachableTargets)?;
+    let sealer = route.sealer.as_deref();
+    let stuck = sealer.and_then(|s| sticky_target(req.headers(), targets, s, now_s));
+    let (target, _in_flight) = match stuck.and_then(|addr| targets.endpoint(addr)) {
+        Some(picked) => picked,
+        None => targets.next(now_ms).ok_or(ProxyError::NoReachableTargets)?,
+    };
 
     let path = req
         .uri()
@@ -123,6 +159,20 @@ async fn proxy(
             .map_err(|_| ProxyError::TargetTimeout)?
             .map_err(ProxyError::from_target)?;
     let mut response = response.map(Either::Left);
+    if let Some(sealer) = sealer {
+        let ticket = Ticket {
+            group: targets.group_id.clone(),
+            target: Some(target.addr),
+            issued_s: now_s,
+        };
+        renew_stickiness(
+            response.headers_mut(),
+            targets,
+            sealer,
+            &ticket,
+            stuck.is_some(),
+        );
+    }
     if let (Some((_, client)), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, response.status()) {
         let target = hyper::upgrade::on(&mut response);
         tokio::spawn(tunnel(client, target));
@@ -130,6 +180,56 @@ async fn proxy(
     }
     remove_hop_by_hop(response.headers_mut());
     Ok(response)
+}
+
+/// The target a request's stickiness cookie names, when the group is sticky and the cookie is
+/// genuine, for this group and not expired. With `app_cookie` stickiness the request must
+/// also carry the application's cookie, as AWS requires.
+fn sticky_target(
+    headers: &HeaderMap,
+    targets: &TargetSet,
+    sealer: &CookieSealer,
+    now_s: u64,
+) -> Option<SocketAddr> {
+    let (cookie, duration_s) = match &targets.stickiness {
+        Stickiness::Off => return None,
+        Stickiness::LbCookie { duration_s } => (sticky::LB_COOKIE, *duration_s),
+        Stickiness::AppCookie { name, duration_s } => {
+            sticky::request_cookie(headers, name)?;
+            (sticky::APP_COOKIE, *duration_s)
+        }
+    };
+    let ticket = sealer.open(sticky::request_cookie(headers, cookie)?)?;
+    (ticket.group == targets.group_id && ticket.fresh(now_s, duration_s))
+        .then_some(ticket.target)
+        .flatten()
+}
+
+/// `lb_cookie`: AWSALB and AWSALBCORS on every response. `app_cookie`: AWSALBAPP-0 when the
+/// target sets the application's cookie, or the request was already stuck.
+fn renew_stickiness(
+    headers: &mut HeaderMap,
+    targets: &TargetSet,
+    sealer: &CookieSealer,
+    ticket: &Ticket,
+    stuck: bool,
+) {
+    let renew = match &targets.stickiness {
+        Stickiness::Off => false,
+        Stickiness::LbCookie { .. } => true,
+        Stickiness::AppCookie { name, .. } => stuck || sticky::response_sets(headers, name),
+    };
+    let Some(value) = renew.then(|| sealer.seal(ticket)).flatten() else {
+        return;
+    };
+    let now_s = ticket.issued_s;
+    match targets.stickiness {
+        Stickiness::AppCookie { .. } => sticky::set_app(headers, &value, now_s),
+        _ => {
+            let cors = Some(sticky::LB_COOKIE_CORS);
+            sticky::set(headers, sticky::LB_COOKIE, cors, &value, now_s);
+        }
+    }
 }
 
 /// More addresses than this in X-Forwarded-For get a 463, as on AWS.

@@ -11,4 +11,5 @@ mod netlab;
 mod protocols;
 mod reload;
 mod rules;
+mod tls;
 mod zones;

@@ -1,0 +1,344 @@
+//! HTTPS listeners with real clients: curl over HTTP/2, openssl s_client for the certificate
+//! served per SNI name and the protocol versions per policy, ACM certificates (issued by the
+//! local CA, imported, re-imported), and a certificate change under a wrk load.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::{Aws, Backend, Elbd, Lab};
+
+/// A self-signed certificate for `name` (its own CA): `(certificate, key)` files.
+fn self_signed(lab: &Lab, file: &str, name: &str) -> (PathBuf, PathBuf) {
+    let cert = lab.dir.join(format!("{file}.crt"));
+    let key = lab.dir.join(format!("{file}.key"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl req failed");
+    (cert, key)
+}
+
+/// The subject of the certificate `node` serves for SNI `name` (none when `name` is empty),
+/// or the handshake error.
+fn served_subject(node: SocketAddr, name: &str) -> String {
+    let mut args = vec!["s_client".to_owned(), "-connect".into(), node.to_string()];
+    if !name.is_empty() {
+        args.extend(["-servername".into(), name.into()]);
+    }
+    let out = Command::new("openssl")
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let pem = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-subject"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    x509.stdin
+        .take()
+        .unwrap()
+        .write_all(pem.as_bytes())
+        .unwrap();
+    let subject = x509.wait_with_output().unwrap();
+    String::from_utf8_lossy(&subject.stdout)
+        .trim()
+        .replace("subject=", "")
+        .replace(' ', "")
+}
+
+/// Whether a handshake with exactly `version` (`-tls1_2`, `-tls1_3`) succeeds.
+fn handshake(node: SocketAddr, version: &str) -> bool {
+    Command::new("openssl")
+        .args(["s_client", version, "-connect", &node.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// `curl https://NAME:PORT/` resolved to `node`, trusting `ca`: "<http version> <status>".
+fn curl_https(node: SocketAddr, name: &str, ca: &Path) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .args(["--max-time", "5", "--cacert"])
+        .arg(ca)
+        .args([
+            "--resolve",
+            &format!("{name}:{}:{}", node.port(), node.ip()),
+            &format!("https://{name}:{}/", node.port()),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn arn(value: &serde_json::Value) -> String {
+    value["CertificateArn"].as_str().unwrap().to_owned()
+}
+
+fn import(aws: &Aws, (cert, key): &(PathBuf, PathBuf), reimport: Option<&str>) -> String {
+    let (cert, key) = (
+        format!("fileb://{}", cert.display()),
+        format!("fileb://{}", key.display()),
+    );
+    let mut args = vec![
+        "acm",
+        "import-certificate",
+        "--certificate",
+        &cert,
+        "--private-key",
+        &key,
+    ];
+    if let Some(existing) = reimport {
+        args.extend(["--certificate-arn", existing]);
+    }
+    arn(&aws.ok(&args))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_listeners_serve_h2_choose_certificates_by_sni_and_follow_policies() {
+    let lab = Lab::new("tls", 21);
+    let backend = Backend::start(SocketAddr::from((lab.ip('a', 10), 9001)), Duration::ZERO).await;
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let config = lab.write("elbd.toml", &lab.settings());
+    let mut elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
+    let aws = Aws::new(api);
+
+    // Certificates: two names issued by the local CA, a wildcard, and an imported one.
+    let request = |name: &str| arn(&aws.ok(&["acm", "request-certificate", "--domain-name", name]));
+    let (default, exact, wildcard) = (
+        request("default.tls.test"),
+        request("a.tls.test"),
+        request("*.b.tls.test"),
+    );
+    let imported_files = self_signed(&lab, "imported", "imported.tls.test");
+    let imported = import(&aws, &imported_files, None);
+    let described = aws.ok(&[
+        "acm",
+        "describe-certificate",
+        "--certificate-arn",
+        &imported,
+    ]);
+    assert_eq!(described["Certificate"]["Type"], "IMPORTED");
+    assert_eq!(described["Certificate"]["DomainName"], "imported.tls.test");
+    assert_eq!(described["Certificate"]["Status"], "ISSUED");
+    let ca = lab.dir.join("ca.pem");
+    let fetched = Command::new("curl")
+        .args(["-sf", "-o"])
+        .arg(&ca)
+        .arg(format!("http://{api}/elbd/ca.pem"))
+        .status()
+        .unwrap();
+    assert!(fetched.success(), "the CA certificate can be fetched");
+
+    let subnets = aws.ok(&["ec2", "describe-subnets"]);
+    let subnet = |i: usize| {
+        subnets["Subnets"][i]["SubnetId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let vpc = subnets["Subnets"][0]["VpcId"].as_str().unwrap().to_owned();
+    let lb = aws.ok(&[
+        "elbv2",
+        "create-load-balancer",
+        "--name",
+        "tls",
+        "--subnets",
+        &subnet(0),
+        &subnet(1),
+    ]);
+    let lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"].as_str().unwrap();
+    let tg = aws.target_group("tls", &vpc, 9001, "ip", &[]);
+    aws.register(&tg, &[lab.ip('a', 10).to_string()]);
+    let listener = aws.ok(&[
+        "elbv2",
+        "create-listener",
+        "--load-balancer-arn",
+        lb_arn,
+        "--protocol",
+        "HTTPS",
+        "--port",
+        "8443",
+        "--certificates",
+        &format!("CertificateArn={default}"),
+        "--default-actions",
+        &format!("Type=forward,TargetGroupArn={tg}"),
+    ]);
+    let listener = &listener["Listeners"][0];
+    assert_eq!(listener["SslPolicy"], "ELBSecurityPolicy-2016-08");
+    let listener_arn = listener["ListenerArn"].as_str().unwrap().to_owned();
+    let more: Vec<String> = [&exact, &wildcard, &imported]
+        .iter()
+        .map(|c| format!("CertificateArn={c}"))
+        .collect();
+    let mut args = vec![
+        "elbv2",
+        "add-listener-certificates",
+        "--listener-arn",
+        &listener_arn,
+        "--certificates",
+    ];
+    args.extend(more.iter().map(String::as_str));
+    aws.ok(&args);
+    let listed = aws.ok(&[
+        "elbv2",
+        "describe-listener-certificates",
+        "--listener-arn",
+        &listener_arn,
+    ]);
+    let listed = listed["Certificates"].as_array().unwrap();
+    assert_eq!(listed.len(), 4);
+    assert_eq!(listed.iter().filter(|c| c["IsDefault"] == true).count(), 1);
+
+    let node = lab.node('a', 8443);
+    elbd.wait_until("the HTTPS listener", || TcpStream::connect(node).is_ok());
+    elbd.wait_healthy(2);
+
+    // HTTP/2 over TLS, with the certificate SNI asks for: exact, wildcard, imported, default.
+    assert_eq!(curl_https(node, "a.tls.test", &ca), "2 200");
+    assert_eq!(curl_https(node, "x.b.tls.test", &ca), "2 200");
+    assert_eq!(
+        curl_https(node, "imported.tls.test", &imported_files.0),
+        "2 200"
+    );
+    assert_eq!(served_subject(node, "a.tls.test"), "CN=a.tls.test");
+    assert_eq!(served_subject(node, "www.b.tls.test"), "CN=*.b.tls.test");
+    assert_eq!(served_subject(node, "c.tls.test"), "CN=default.tls.test");
+    assert_eq!(served_subject(node, ""), "CN=default.tls.test");
+    let seen = backend.hits.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(seen["x-forwarded-proto"], "https");
+    assert_eq!(seen["x-forwarded-port"], "8443");
+
+    // Policies: the default takes TLS 1.2; TLS13-1-3 refuses it and takes 1.3.
+    assert!(handshake(node, "-tls1_2"));
+    let modified = aws.ok(&[
+        "elbv2",
+        "modify-listener",
+        "--listener-arn",
+        &listener_arn,
+        "--ssl-policy",
+        "ELBSecurityPolicy-TLS13-1-3-2021-06",
+    ]);
+    assert_eq!(
+        modified["Listeners"][0]["SslPolicy"],
+        "ELBSecurityPolicy-TLS13-1-3-2021-06"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !handshake(node, "-tls1_2"),
+        "TLS 1.2 refused under TLS13-1-3"
+    );
+    assert!(handshake(node, "-tls1_3"));
+    let policy = aws.ok(&[
+        "elbv2",
+        "describe-ssl-policies",
+        "--names",
+        "ELBSecurityPolicy-TLS13-1-3-2021-06",
+    ]);
+    assert_eq!(policy["SslPolicies"][0]["SslProtocols"][0], "TLSv1.3");
+    for (args, code) in [
+        (
+            vec![
+                "elbv2",
+                "describe-ssl-policies",
+                "--names",
+                "ELBSecurityPolicy-Nope",
+            ],
+            "SSLPolicyNotFound",
+        ),
+        (
+            vec!["acm", "delete-certificate", "--certificate-arn", &exact],
+            "ResourceInUseException",
+        ),
+    ] {
+        let err = aws.err(&args);
+        assert!(err.contains(code), "{args:?}: {err}");
+    }
+
+    // Certificate changes under load: a new default, then a re-import of it; the keep-alive
+    // connections of wrk carry on, and new handshakes see the new certificate.
+    let wrk = Command::new("wrk")
+        .args(["-t1", "-c8", "-d4s", &format!("https://{node}/")])
+        .output();
+    let change = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        aws.ok(&[
+            "elbv2",
+            "modify-listener",
+            "--listener-arn",
+            &listener_arn,
+            "--certificates",
+            &format!("CertificateArn={imported}"),
+        ]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let renewed = self_signed(&lab, "renewed", "renewed.tls.test");
+        assert_eq!(import(&aws, &renewed, Some(&imported)), imported);
+    };
+    let (wrk, ()) = tokio::join!(tokio::task::spawn_blocking(move || wrk), change);
+    let wrk = wrk.unwrap().unwrap();
+    let report = String::from_utf8_lossy(&wrk.stdout);
+    assert!(wrk.status.success(), "{report}");
+    assert!(!report.contains("Socket errors"), "{report}");
+    assert!(!report.contains("Non-2xx"), "{report}");
+    assert!(report.contains("requests in"), "{report}");
+    assert_eq!(served_subject(node, ""), "CN=renewed.tls.test");
+}
+
+#[test]
+fn a_certificate_declared_in_the_file_is_served_and_reloaded_in_place() {
+    let lab = Lab::new("tls-file", 23);
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    let first = self_signed(&lab, "site", "site.tls.test");
+    let config = format!(
+        "{}\n\
+         [[certificate]]\nname = \"site\"\ncertificate = \"site.crt\"\nprivate_key = \"site.key\"\n\
+         [[target_group]]\nname = \"web\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n\
+         [[load_balancer]]\nname = \"web\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTPS\"\nport = 8443\n\
+         ssl_policy = \"ELBSecurityPolicy-TLS13-1-2-2021-06\"\ncertificates = [\"site\"]\n\
+         default_action = {{ forward = \"web\" }}\n",
+        lab.settings()
+    );
+    let config = lab.write("elbd.toml", &config);
+    let node = lab.node('a', 8443);
+    let elbd = Elbd::start(&lab, &config, &[], &[node]);
+    assert_eq!(served_subject(node, "site.tls.test"), "CN=site.tls.test");
+    assert!(handshake(node, "-tls1_3"));
+
+    // New files under the same name: a SIGHUP re-imports them; the listener stays bound.
+    let second = self_signed(&lab, "next", "next.tls.test");
+    std::fs::copy(&second.0, &first.0).unwrap();
+    std::fs::copy(&second.1, &first.1).unwrap();
+    elbd.signal("HUP");
+    let start = std::time::Instant::now();
+    while served_subject(node, "site.tls.test") != "CN=next.tls.test" {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", elbd.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(elbd.logs().contains("config reloaded"), "{}", elbd.logs());
+}
