@@ -15,6 +15,7 @@ config = Config(parameter_validation=False, retries={"max_attempts": 1})
 session = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
 elbv2 = session.client("elbv2", endpoint_url=endpoint, config=config)
 ec2 = session.client("ec2", endpoint_url=endpoint, config=config)
+acm = session.client("acm", endpoint_url=endpoint, config=config)
 
 
 def expect(exception, call, **kwargs):
@@ -57,8 +58,13 @@ other_action = [{"Type": "forward", "TargetGroupArn": other["TargetGroups"][0]["
 expect(x.DuplicateListenerException, elbv2.create_listener, LoadBalancerArn=lb, Protocol="HTTP",
        Port=8080, DefaultActions=other_action)
 expect(x.ResourceInUseException, elbv2.delete_target_group, TargetGroupArn=tg)
-expect(x.UnsupportedProtocolException, elbv2.create_listener, LoadBalancerArn=lb, Protocol="HTTPS",
+expect(x.UnsupportedProtocolException, elbv2.create_listener, LoadBalancerArn=lb, Protocol="TCP",
        Port=443, DefaultActions=action)
+missing_cert = [{"CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0-0-0-0-0"}]
+expect(x.CertificateNotFoundException, elbv2.create_listener, LoadBalancerArn=lb, Protocol="HTTPS",
+       Port=443, DefaultActions=action, Certificates=missing_cert)
+expect(x.SSLPolicyNotFoundException, elbv2.create_listener, LoadBalancerArn=lb, Protocol="HTTPS",
+       Port=443, DefaultActions=action, Certificates=missing_cert, SslPolicy="ELBSecurityPolicy-Nope")
 
 elbv2.create_rule(ListenerArn=listener, Priority=5, Conditions=[{"Field": "path-pattern", "Values": ["/a"]}],
                   Actions=action)
@@ -88,4 +94,20 @@ for i in range(3):
 pages = list(elbv2.get_paginator("describe_target_groups").paginate(PaginationConfig={"PageSize": 2}))
 names = [tg["TargetGroupName"] for page in pages for tg in page["TargetGroups"]]
 assert len(pages) == 3 and len(names) == len(set(names)) == 5, names
+# ACM (JSON protocol): modeled exceptions, pagination, tags.
+a = acm.exceptions
+bogus = "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+expect(a.ResourceNotFoundException, acm.describe_certificate, CertificateArn=bogus)
+expect(a.ResourceNotFoundException, acm.delete_certificate, CertificateArn=bogus)
+expect(a.InvalidParameterException, acm.import_certificate, Certificate=b"not pem", PrivateKey=b"no")
+arns = [acm.request_certificate(DomainName=f"p{i}.boto.test", Tags=[{"Key": "n", "Value": str(i)}])["CertificateArn"]
+        for i in range(3)]
+again = acm.request_certificate(DomainName="p0.boto.test", IdempotencyToken="t1")["CertificateArn"]
+assert acm.request_certificate(DomainName="p0.boto.test", IdempotencyToken="t1")["CertificateArn"] == again
+listed = [c["CertificateArn"] for page in acm.get_paginator("list_certificates").paginate(PaginationConfig={"PageSize": 2})
+          for c in page["CertificateSummaryList"]]
+assert set(arns) <= set(listed) and len(listed) == len(set(listed)), listed
+assert acm.list_tags_for_certificate(CertificateArn=arns[1])["Tags"] == [{"Key": "n", "Value": "1"}]
+got = acm.get_certificate(CertificateArn=arns[0])
+assert got["Certificate"].startswith("-----BEGIN CERTIFICATE-----") and "CertificateChain" in got
 print("ok")

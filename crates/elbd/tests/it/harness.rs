@@ -1,11 +1,10 @@
 //! Starting elbd, backends and clients for the tests.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -238,11 +237,14 @@ impl Drop for Elbd {
 }
 
 /// An HTTP backend in the test process that answers with its own address after `delay`, and
-/// keeps the headers of the requests it served (health checks aside).
+/// keeps the headers of the requests it served (health checks aside). `…/login` also sets the
+/// cookie `session`.
 pub(crate) struct Backend {
     pub(crate) hits: Arc<Mutex<Vec<HeaderMap>>>,
     /// The status `/health` answers with (200 at first).
     pub(crate) health: Arc<AtomicU16>,
+    /// Set: the backend behaves as a dead host, closing every connection without an answer.
+    down: Arc<AtomicBool>,
 }
 
 impl Backend {
@@ -250,18 +252,32 @@ impl Backend {
         let listener = TcpListener::bind(addr).await.unwrap();
         let hits = Arc::new(Mutex::new(Vec::new()));
         let health = Arc::new(AtomicU16::new(200));
-        let (seen, status) = (hits.clone(), health.clone());
+        let down = Arc::new(AtomicBool::new(false));
+        let (seen, status, dead) = (hits.clone(), health.clone(), down.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (seen, status) = (seen.clone(), status.clone());
+                if dead.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let (seen, status, dead) = (seen.clone(), status.clone(), dead.clone());
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let (seen, status) = (seen.clone(), status.clone());
+                    let (seen, status, dead) = (seen.clone(), status.clone(), dead.clone());
                     async move {
+                        if dead.load(Ordering::Relaxed) {
+                            return Err(std::io::Error::other("down"));
+                        }
                         let mut response = Response::new(Full::new(Bytes::from(addr.to_string())));
+                        if req.uri().path().ends_with("/login") {
+                            let cookie =
+                                hyper::header::HeaderValue::from_static("session=1; Path=/");
+                            response
+                                .headers_mut()
+                                .insert(hyper::header::SET_COOKIE, cookie);
+                        }
                         if req.uri().path() == "/health" {
                             let code = status.load(Ordering::Relaxed);
                             *response.status_mut() = StatusCode::from_u16(code).unwrap();
-                            return Ok::<_, Infallible>(response);
+                            return Ok(response);
                         }
                         tokio::time::sleep(delay).await;
                         let probe = req
@@ -281,7 +297,12 @@ impl Backend {
                 });
             }
         });
-        Self { hits, health }
+        Self { hits, health, down }
+    }
+
+    /// From now on the backend is dead to new requests and connections.
+    pub(crate) fn kill(&self) {
+        self.down.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn set_health(&self, status: u16) {

@@ -11,5 +11,6 @@ mod netlab;
 mod protocols;
 mod reload;
 mod rules;
+mod sticky;
 mod tls;
 mod zones;
