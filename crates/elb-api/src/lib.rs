@@ -53,6 +53,8 @@ pub struct Api {
     pub credentials: Credentials,
     /// What the health checks find, for DescribeTargetHealth.
     pub health: tokio::sync::watch::Receiver<Arc<elb_model::HealthView>>,
+    /// Where `s3://BUCKET/KEY` is read from (`BUCKET/KEY` under it): elbd has no S3.
+    pub s3_root: std::path::PathBuf,
 }
 
 impl Api {

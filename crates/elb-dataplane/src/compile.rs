@@ -15,7 +15,7 @@ use elb_model::{
     TargetGroup,
 };
 use elb_tls::server::{Resumption, Served, SniResolver, server_config};
-use elb_tls::{TlsError, material, policy};
+use elb_tls::{TlsError, material, mtls, policy};
 use tracing::error;
 
 use crate::admission::Admission;
@@ -136,6 +136,11 @@ impl Runtime {
                     default_action: action(&listener.default_actions),
                     upstream,
                     tls: tls.clone(),
+                    mtls: listener
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.mutual_authentication.as_ref())
+                        .map(|m| m.mode),
                     sealer: sealer.clone(),
                 });
                 // The node listens on its private address and, when it has one, its public one.
@@ -172,6 +177,26 @@ impl Runtime {
         used: &mut Used,
     ) -> Result<Arc<rustls::ServerConfig>, String> {
         let mut fingerprint = format!("{}|{http2}", tls.ssl_policy);
+        let mut client_auth = None;
+        if let Some(mutual) = &tls.mutual_authentication {
+            let bundle = match &mutual.trust_store_arn {
+                Some(arn) => {
+                    let store = state
+                        .trust_stores
+                        .get(arn)
+                        .ok_or_else(|| format!("trust store {arn} is missing"))?;
+                    fingerprint.push_str(&format!("|{arn}@{}", store.updated_ms));
+                    store.ca_bundle_pem.as_str()
+                }
+                None => "",
+            };
+            fingerprint.push_str(&format!(
+                "|{}|{}",
+                mutual.mode.as_str(),
+                mutual.advertise_ca_names
+            ));
+            client_auth = Some((mutual.mode, bundle, mutual.advertise_ca_names));
+        }
         let mut certificates = Vec::new();
         for arn in tls.all_certificate_arns() {
             let cert = state
@@ -212,8 +237,12 @@ impl Runtime {
             }
         };
         let resolver = SniResolver::new(&served[0], &served[1..]);
-        let config =
-            server_config(offer, resolver, &resumption, http2).map_err(|e| e.to_string())?;
+        let client_auth = client_auth
+            .map(|(mode, bundle, advertise)| mtls::client_verifier(mode, bundle, advertise))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let config = server_config(offer, resolver, &resumption, http2, client_auth)
+            .map_err(|e| e.to_string())?;
         used.tls.insert(fingerprint, config.clone());
         Ok(config)
     }

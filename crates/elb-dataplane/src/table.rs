@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use elb_model::{FixedResponse, Redirect};
+use elb_model::{FixedResponse, MtlsMode, Redirect};
 
 use crate::admission::Admission;
 use crate::binder::{BindKey, Transport};
@@ -54,6 +54,8 @@ pub struct Route {
     pub(crate) upstream: Upstream,
     /// HTTPS listeners: the TLS configuration new connections handshake with.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Mutual TLS: what targets are told of client certificates.
+    pub mtls: Option<MtlsMode>,
     /// Seals and opens stickiness cookies; `None` only if the store has no key.
     pub sealer: Option<Arc<CookieSealer>>,
 }

@@ -210,6 +210,7 @@ mod tests {
             default_actions: vec![Action::forward(tg)],
             ssl_policy: None,
             certificate_arns: vec![],
+            mutual_authentication: None,
             origin: Origin::Api,
         };
         run(&mut state, Command::CreateListener(listener));

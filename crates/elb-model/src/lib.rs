@@ -9,7 +9,7 @@
 //! - [`alloc`]: the per-subnet address allocator for LB nodes.
 //! - [`attributes`]: AWS's string-keyed attributes with their per-type defaults.
 //! - [`load_balancer`], [`listener`], [`rule`], [`target_group`], [`node`], [`certificate`]:
-//!   the resources; [`ssl_policy`]: the TLS security policies.
+//!   [`trust_store`]: the resources; [`ssl_policy`]: the TLS security policies.
 //! - [`state`]: [`State`], [`Command`]s applied to it, and the [`Delta`] between two states.
 //! - [`error`]: [`ModelError`], whose codes are AWS's.
 
@@ -29,6 +29,7 @@ pub mod rule;
 pub mod ssl_policy;
 pub mod state;
 pub mod target_group;
+pub mod trust_store;
 
 pub use attributes::Attributes;
 pub use certificate::{Certificate, CertificateKind, CertificateMaterial, Secrets};
@@ -47,3 +48,4 @@ pub use state::{Command, Delta, Origin, Outcome, State};
 pub use target_group::{
     HealthCheck, Registration, TargetGroup, TargetGroupProtocol, TargetId, TargetType,
 };
+pub use trust_store::{MtlsMode, MutualAuthentication, TrustStore};

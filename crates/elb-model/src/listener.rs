@@ -7,6 +7,7 @@ use crate::error::{ErrorCode, ModelError, Result};
 use crate::load_balancer::LoadBalancerKind;
 use crate::rule::Action;
 use crate::state::{Origin, Tags};
+use crate::trust_store::MutualAuthentication;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -91,6 +92,9 @@ pub struct ListenerTls {
     /// AddListenerCertificates: chosen by SNI, exact name before wildcard.
     #[serde(default)]
     pub certificate_arns: Vec<String>,
+    /// Mutual TLS; `None` is AWS's mode `off`.
+    #[serde(default)]
+    pub mutual_authentication: Option<MutualAuthentication>,
 }
 
 impl ListenerTls {

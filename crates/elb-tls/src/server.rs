@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 
@@ -109,18 +110,22 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// The configuration of one HTTPS listener.
+/// The configuration of one HTTPS listener; `client_auth` for mutual TLS.
 pub fn server_config(
     offer: Offer,
     resolver: SniResolver,
     resumption: &Resumption,
     http2: bool,
+    client_auth: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(Arc::new(offer.provider))
+    let builder = ServerConfig::builder_with_provider(Arc::new(offer.provider))
         .with_protocol_versions(&offer.versions)
-        .map_err(|e| TlsError::new(format!("Inconsistent security policy: {e}")))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .map_err(|e| TlsError::new(format!("Inconsistent security policy: {e}")))?;
+    let builder = match client_auth {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.ignore_client_order = true;
     config.ticketer = resumption.ticketer.clone();
     config.session_storage = resumption.sessions.clone();

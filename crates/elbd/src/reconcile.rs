@@ -452,6 +452,7 @@ fn load_balancer(
                     default_actions: desired.actions.clone(),
                     ssl_policy: desired.ssl_policy.clone(),
                     certificate_arns: desired.certificates.iter().take(1).cloned().collect(),
+                    mutual_authentication: None,
                     origin: FILE,
                 });
                 let listener_arn = created(run(state, command, cx, lpath)?);
@@ -502,6 +503,8 @@ fn modify_listener(
             port: Some(desired.port),
             ssl_policy: policy,
             certificate_arns: Some(desired.certificates.iter().take(1).cloned().collect()),
+            // The file does not declare mutual TLS; what the API set stays.
+            mutual_authentication: None,
             default_actions: Some(desired.actions.clone()),
         };
         let command = Command::ModifyListener {

@@ -138,6 +138,7 @@ async fn serve(
             store: store.clone(),
             credentials: Credentials(settings.credentials.clone().into_iter().collect()),
             health: checker.subscribe(),
+            s3_root: args.data_dir.join("s3"),
         });
         let signed = if api.credentials.0.is_empty() {
             "any signature accepted"

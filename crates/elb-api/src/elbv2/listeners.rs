@@ -2,7 +2,10 @@
 
 use elb_model::ssl_policy::{SSL_POLICIES, SslPolicy};
 use elb_model::state::{CreateListener, ListenerChanges};
-use elb_model::{Command, ErrorCode, Listener, ListenerProtocol, ModelError, Origin, State};
+use elb_model::{
+    Command, ErrorCode, Listener, ListenerProtocol, ModelError, MtlsMode, MutualAuthentication,
+    Origin, State,
+};
 
 use super::actions::action_params;
 use super::{create_then, page, render, tag_params, tagging};
@@ -38,7 +41,8 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         .ok_or_else(|| ApiError::missing("Port"))? as u16;
     let default_actions = action_params(params, "DefaultActions.member")?;
     let tags = tag_params(params)?;
-    refuse_unbuilt_tls_options(params)?;
+    refuse_alpn(params)?;
+    let mutual_authentication = mutual_params(params)?.flatten();
     let create = Command::CreateListener(CreateListener {
         load_balancer_arn,
         protocol,
@@ -46,6 +50,7 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         default_actions,
         ssl_policy: params.optional("SslPolicy").map(str::to_owned),
         certificate_arns: certificate_params(params)?,
+        mutual_authentication,
         origin: Origin::Api,
     });
     let (snapshot, arn) =
@@ -112,13 +117,14 @@ pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     } else {
         Some(action_params(params, "DefaultActions.member")?)
     };
-    refuse_unbuilt_tls_options(params)?;
+    refuse_alpn(params)?;
     let certificates = certificate_params(params)?;
     let changes = ListenerChanges {
         port,
         protocol,
         ssl_policy: params.optional("SslPolicy").map(str::to_owned),
         certificate_arns: (!certificates.is_empty()).then_some(certificates),
+        mutual_authentication: mutual_params(params)?,
         default_actions,
     };
     let command = Command::ModifyListener {
@@ -145,26 +151,46 @@ fn certificate_params(params: &Params) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
-/// ALPN policies belong to NLB TLS listeners and mutual TLS needs trust stores; neither is
-/// built, so asking for them is refused rather than ignored (`off` is what there is).
-fn refuse_unbuilt_tls_options(params: &Params) -> Result<(), ApiError> {
-    if !params.list("AlpnPolicy.member")?.is_empty() {
-        return Err(ApiError::validation(
-            "ALPN policies apply to TLS listeners of network load balancers, which elbd does \
-             not serve yet",
-        ));
+/// ALPN policies belong to TLS listeners of network load balancers, which are not built.
+fn refuse_alpn(params: &Params) -> Result<(), ApiError> {
+    if params.list("AlpnPolicy.member")?.is_empty() {
+        return Ok(());
     }
-    match params.optional("MutualAuthentication.Mode") {
-        None | Some("off") => {
-            params.optional("MutualAuthentication.IgnoreClientCertificateExpiry");
-            Ok(())
-        }
-        Some(mode) => Err(ModelError::new(
+    Err(ApiError::validation(
+        "ALPN policies apply to TLS listeners of network load balancers, which elbd does not \
+         serve yet",
+    ))
+}
+
+/// `MutualAuthentication.*`: `None` when not given, `Some(None)` for mode `off`.
+fn mutual_params(params: &Params) -> Result<Option<Option<MutualAuthentication>>, ApiError> {
+    let prefix = "MutualAuthentication";
+    let mode = params.one_of(&format!("{prefix}.Mode"), &["off", "passthrough", "verify"])?;
+    let trust_store_arn = params
+        .optional(&format!("{prefix}.TrustStoreArn"))
+        .map(str::to_owned);
+    let advertise = params.one_of(
+        &format!("{prefix}.AdvertiseTrustStoreCaNames"),
+        &["on", "off"],
+    )?;
+    if params.bool(&format!("{prefix}.IgnoreClientCertificateExpiry"))? == Some(true) {
+        return Err(ModelError::new(
             ErrorCode::InvalidConfigurationRequest,
-            format!("elbd does not implement mutual TLS ('{mode}') yet"),
+            "elbd does not implement IgnoreClientCertificateExpiry yet",
         )
-        .into()),
+        .into());
     }
+    let mode = match mode {
+        None => return Ok(None),
+        Some("off") => return Ok(Some(None)),
+        Some("verify") => MtlsMode::Verify,
+        Some(_) => MtlsMode::Passthrough,
+    };
+    Ok(Some(Some(MutualAuthentication {
+        mode,
+        trust_store_arn,
+        advertise_ca_names: advertise == Some("on"),
+    })))
 }
 
 pub(super) fn add_certificates(api: &Api, params: &Params) -> Result<Xml, ApiError> {

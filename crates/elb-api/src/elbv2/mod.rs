@@ -9,6 +9,7 @@ mod render;
 mod rules;
 mod tags;
 mod target_groups;
+mod trust_stores;
 
 use std::sync::Arc;
 
@@ -117,6 +118,11 @@ pub fn call(api: &Api, action: &str, params: &Params) -> Result<Xml, ApiError> {
         "RemoveListenerCertificates" => listeners::remove_certificates(api, params),
         "DescribeListenerCertificates" => listeners::describe_certificates(api, params),
         "DescribeSSLPolicies" => listeners::describe_ssl_policies(params),
+        "CreateTrustStore" => trust_stores::create(api, params),
+        "ModifyTrustStore" => trust_stores::modify(api, params),
+        "DeleteTrustStore" => trust_stores::delete(api, params),
+        "DescribeTrustStores" => trust_stores::describe(api, params),
+        "DescribeTrustStoreAssociations" => trust_stores::describe_associations(api, params),
         "DescribeRules" => rules::describe(api, params),
         "CreateRule" => rules::create(api, params),
         "ModifyRule" => rules::modify(api, params),

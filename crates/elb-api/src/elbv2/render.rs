@@ -131,6 +131,23 @@ pub(super) fn listener(x: &mut Xml, l: &Listener) {
         x.members("Certificates", [&tls.default_certificate_arn], |x, arn| {
             x.leaf("CertificateArn", arn);
         });
+        x.node("MutualAuthentication", |x| {
+            match &tls.mutual_authentication {
+                None => {
+                    x.leaf("Mode", "off");
+                }
+                Some(m) => {
+                    x.leaf("Mode", m.mode.as_str());
+                    if let Some(arn) = &m.trust_store_arn {
+                        x.leaf("TrustStoreArn", arn);
+                    }
+                    x.leaf("IgnoreClientCertificateExpiry", "false").leaf(
+                        "AdvertiseTrustStoreCaNames",
+                        if m.advertise_ca_names { "on" } else { "off" },
+                    );
+                }
+            }
+        });
     }
     super::actions::render_actions(x, "DefaultActions", &l.default_actions);
 }

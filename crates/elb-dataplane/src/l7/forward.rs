@@ -10,6 +10,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use super::ClientCert;
 use super::rescue::{Body, ProxyError};
 use super::respond;
 use super::rules::{self, RequestView};
@@ -39,6 +40,7 @@ pub(super) async fn handle(
     req: Request<Incoming>,
     route: &Route,
     peer: SocketAddr,
+    client: &ClientCert,
 ) -> Result<Response<Body>, ProxyError> {
     if req.method() == http::Method::TRACE {
         return Err(ProxyError::Trace);
@@ -61,7 +63,7 @@ pub(super) async fn handle(
             let sealer = route.sealer.as_deref();
             let Some((duration_s, sealer)) = forward.group_stickiness_s.zip(sealer) else {
                 let targets = forward.pick(fastrand::f64()).ok_or(ProxyError::NoTargets)?;
-                return proxy(req, route, targets, host, peer, now_s).await;
+                return proxy(req, route, targets, host, (peer, client), now_s).await;
             };
             let stuck = sticky::request_cookie(req.headers(), sticky::GROUP_COOKIE)
                 .and_then(|value| sealer.open(value))
@@ -70,7 +72,7 @@ pub(super) async fn handle(
             let targets = stuck
                 .or_else(|| forward.pick(fastrand::f64()))
                 .ok_or(ProxyError::NoTargets)?;
-            let mut response = proxy(req, route, targets, host, peer, now_s).await?;
+            let mut response = proxy(req, route, targets, host, (peer, client), now_s).await?;
             let ticket = Ticket {
                 group: targets.group_id.clone(),
                 target: None,
@@ -109,7 +111,7 @@ async fn proxy(
     route: &Route,
     targets: &TargetSet,
     host: String,
-    peer: SocketAddr,
+    (peer, client): (SocketAddr, &ClientCert),
     now_s: u64,
 ) -> Result<Response<Body>, ProxyError> {
     if targets.registered == 0 {
@@ -147,6 +149,15 @@ async fn proxy(
     }
     headers.insert(header::HOST, target_host(host, route.port, &route.http)?);
     rewrite_forwarded(headers, &route.http, peer, route.scheme(), route.port)?;
+    if route.mtls.is_some() {
+        // What a client says of its own certificate is never passed on as ours.
+        for name in MTLS_HEADERS {
+            headers.remove(name);
+        }
+        for (name, value) in client.headers() {
+            headers.insert(name, value.clone());
+        }
+    }
     let previous = headers.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok());
     let trace = trace_id(previous, now_ms() / 1000, fastrand::u128(..));
     if let Ok(trace) = HeaderValue::try_from(trace) {
@@ -231,6 +242,16 @@ fn renew_stickiness(
         }
     }
 }
+
+/// The headers mutual TLS sets towards targets.
+const MTLS_HEADERS: [&str; 6] = [
+    "x-amzn-mtls-clientcert",
+    "x-amzn-mtls-clientcert-serial-number",
+    "x-amzn-mtls-clientcert-issuer",
+    "x-amzn-mtls-clientcert-subject",
+    "x-amzn-mtls-clientcert-validity",
+    "x-amzn-mtls-clientcert-leaf",
+];
 
 /// More addresses than this in X-Forwarded-For get a 463, as on AWS.
 const MAX_FORWARDED_FOR: usize = 30;

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use elb_model::MtlsMode;
+use http::{HeaderName, HeaderValue};
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -102,13 +104,44 @@ async fn connection(
         return;
     };
     let Some(tls) = route.tls.clone() else {
-        return http(stream, local, peer, &route.http, table, stopped).await;
+        let client = ClientCert::default();
+        return http(stream, local, peer, &route.http, client, table, stopped).await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => http(stream, local, peer, &route.http, table, stopped).await,
+        Ok(Ok(stream)) => {
+            let client = match (route.mtls, stream.get_ref().1.peer_certificates()) {
+                (Some(mode), Some(chain)) => ClientCert::of(mode, chain),
+                _ => ClientCert::default(),
+            };
+            http(stream, local, peer, &route.http, client, table, stopped).await;
+        }
         Ok(Err(e)) => debug!(%peer, %local, error = %e, "TLS handshake failed"),
         Err(_) => debug!(%peer, %local, "TLS handshake timed out"),
+    }
+}
+
+/// What a connection's client certificate tells targets (mutual TLS), made once per
+/// connection: header name and value pairs, empty without one.
+#[derive(Clone, Default)]
+pub(crate) struct ClientCert(Arc<Vec<(HeaderName, HeaderValue)>>);
+
+impl ClientCert {
+    fn of(mode: MtlsMode, chain: &[rustls::pki_types::CertificateDer<'_>]) -> Self {
+        let headers = elb_tls::mtls::client_headers(mode, chain)
+            .into_iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    HeaderName::from_static(name),
+                    HeaderValue::try_from(value).ok()?,
+                ))
+            })
+            .collect();
+        Self(Arc::new(headers))
+    }
+
+    pub(crate) fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.0
     }
 }
 
@@ -118,6 +151,7 @@ async fn http<S>(
     local: SocketAddr,
     peer: SocketAddr,
     settings: &HttpSettings,
+    client: ClientCert,
     table: Arc<ArcSwap<RoutingTable>>,
     mut stopped: watch::Receiver<bool>,
 ) where
@@ -132,12 +166,12 @@ async fn http<S>(
         builder = builder.http1_only();
     }
     let service = service_fn(move |req: Request<Incoming>| {
-        let table = table.clone();
+        let (table, client) = (table.clone(), client.clone());
         async move {
             // One load per request: the request keeps this table until it ends.
             let table = table.load_full();
             let response = match table.route(local) {
-                Some(route) => forward::handle(req, route, peer).await,
+                Some(route) => forward::handle(req, route, peer, &client).await,
                 None => Err(ProxyError::ListenerGone),
             };
             Ok::<_, Infallible>(response.unwrap_or_else(|e| rescue::respond(&e)))

@@ -6,6 +6,7 @@ use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::listener::{ListenerProtocol, ListenerTls};
 use crate::ssl_policy::{DEFAULT_SSL_POLICY, ssl_policy};
+use crate::trust_store::MutualAuthentication;
 
 /// AWS's quota of certificates per listener besides the default one.
 const MAX_LISTENER_CERTIFICATES: usize = 25;
@@ -143,16 +144,22 @@ impl State {
         protocol: ListenerProtocol,
         ssl_policy_name: Option<&str>,
         certificate_arns: &[String],
+        mutual_authentication: Option<MutualAuthentication>,
     ) -> Result<Option<ListenerTls>> {
         if !protocol.is_tls() {
-            if ssl_policy_name.is_some() || !certificate_arns.is_empty() {
+            if ssl_policy_name.is_some()
+                || !certificate_arns.is_empty()
+                || mutual_authentication.is_some()
+            {
                 return Err(ModelError::validation(format!(
-                    "A {} listener cannot have an SSL policy or certificates",
+                    "A {} listener cannot have an SSL policy, certificates or mutual \
+                     authentication",
                     protocol.as_str()
                 )));
             }
             return Ok(None);
         }
+        self.check_mutual_authentication(mutual_authentication.as_ref())?;
         let name = ssl_policy_name.unwrap_or(DEFAULT_SSL_POLICY);
         let policy = ssl_policy(name).ok_or_else(|| {
             ModelError::new(
@@ -188,6 +195,7 @@ impl State {
             ssl_policy: name.to_owned(),
             default_certificate_arn: default.clone(),
             certificate_arns: Vec::new(),
+            mutual_authentication,
         }))
     }
 

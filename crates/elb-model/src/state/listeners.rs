@@ -20,7 +20,12 @@ impl State {
             .ok_or_else(|| load_balancers::not_found(&c.load_balancer_arn))?;
         c.protocol.check_for(lb.kind)?;
         target_groups::check_port(c.port)?;
-        let tls = self.listener_tls(c.protocol, c.ssl_policy.as_deref(), &c.certificate_arns)?;
+        let tls = self.listener_tls(
+            c.protocol,
+            c.ssl_policy.as_deref(),
+            &c.certificate_arns,
+            c.mutual_authentication,
+        )?;
         if let Some(existing) = self.listeners_of(&lb.arn).find(|l| l.port == c.port) {
             return if existing.protocol == c.protocol
                 && existing.default_actions == c.default_actions
@@ -96,7 +101,13 @@ impl State {
                 .map(|t| t.default_certificate_arn.clone())
                 .collect()
         });
-        let mut tls = self.listener_tls(protocol, policy.as_deref(), &certificates)?;
+        let mutual = match changes.mutual_authentication.clone() {
+            Some(mutual) => mutual,
+            None => current
+                .as_ref()
+                .and_then(|t| t.mutual_authentication.clone()),
+        };
+        let mut tls = self.listener_tls(protocol, policy.as_deref(), &certificates, mutual)?;
         if let (Some(tls), Some(current)) = (tls.as_mut(), current) {
             tls.certificate_arns = current.certificate_arns;
         }

@@ -16,6 +16,7 @@ mod tags;
 mod target_groups;
 #[cfg(test)]
 mod tests;
+mod trust_stores;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,7 @@ use crate::network::{IngressRule, Instance, InstanceState, SecurityGroup, Subnet
 use crate::node::Node;
 use crate::rule::{Action, Condition, Rule};
 use crate::target_group::{HealthCheckChanges, Registration, TargetGroup, TargetId};
+use crate::trust_store::{MutualAuthentication, TrustStore};
 
 pub use diff::{Changes, Delta};
 pub use ec2::RunInstances;
@@ -72,6 +74,8 @@ pub struct State {
     pub certificates: BTreeMap<String, Certificate>,
     #[serde(default)]
     pub secrets: Secrets,
+    #[serde(default)]
+    pub trust_stores: BTreeMap<String, TrustStore>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +109,7 @@ pub struct CreateListener {
     pub ssl_policy: Option<String>,
     /// …and exactly one certificate, the default.
     pub certificate_arns: Vec<String>,
+    pub mutual_authentication: Option<MutualAuthentication>,
     pub origin: Origin,
 }
 
@@ -116,6 +121,8 @@ pub struct ListenerChanges {
     pub ssl_policy: Option<String>,
     /// The default certificate (one).
     pub certificate_arns: Option<Vec<String>>,
+    /// `Some(None)` turns mutual TLS off.
+    pub mutual_authentication: Option<Option<MutualAuthentication>>,
     pub default_actions: Option<Vec<Action>>,
 }
 
@@ -202,6 +209,22 @@ pub enum Command {
     },
     /// Sets the secrets that are still unset; those already made are never replaced.
     InitSecrets(Secrets),
+    CreateTrustStore {
+        name: String,
+        ca_bundle_pem: String,
+        ca_certificates: usize,
+        origin: Origin,
+    },
+    /// Replaces a trust store's CA bundle.
+    ModifyTrustStore {
+        arn: String,
+        ca_bundle_pem: String,
+        ca_certificates: usize,
+    },
+    /// Refused while a listener verifies with it.
+    DeleteTrustStore {
+        arn: String,
+    },
     DeleteListener {
         arn: String,
     },
@@ -345,6 +368,18 @@ impl State {
             Command::ImportCertificate(c) => self.import_certificate(c, cx),
             Command::DeleteCertificate { arn } => self.delete_certificate(&arn),
             Command::InitSecrets(secrets) => Ok(self.init_secrets(secrets)),
+            Command::CreateTrustStore {
+                name,
+                ca_bundle_pem,
+                ca_certificates,
+                origin,
+            } => self.create_trust_store(name, ca_bundle_pem, ca_certificates, origin, cx),
+            Command::ModifyTrustStore {
+                arn,
+                ca_bundle_pem,
+                ca_certificates,
+            } => self.modify_trust_store(&arn, ca_bundle_pem, ca_certificates, cx),
+            Command::DeleteTrustStore { arn } => self.delete_trust_store(&arn),
             Command::DeleteListener { arn } => self.delete_listener(&arn),
             Command::AddTags { arns, tags } => self.add_tags(&arns, &tags),
             Command::RemoveTags { arns, keys } => self.remove_tags(&arns, &keys),

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{Outcome, State, Tags, certificates, listeners, load_balancers, target_groups};
+use super::{
+    Outcome, State, Tags, certificates, listeners, load_balancers, target_groups, trust_stores,
+};
 use crate::error::{ErrorCode, ModelError, Result};
 
 /// AWS's quota of tags per resource.
@@ -78,6 +80,9 @@ impl State {
         if let Some(c) = self.certificates.get(arn) {
             return Ok(&c.tags);
         }
+        if let Some(t) = self.trust_stores.get(arn) {
+            return Ok(&t.tags);
+        }
         Err(not_found(arn))
     }
 
@@ -97,6 +102,9 @@ impl State {
         if let Some(c) = self.certificates.get_mut(arn) {
             return Ok(&mut c.tags);
         }
+        if let Some(t) = self.trust_stores.get_mut(arn) {
+            return Ok(&mut t.tags);
+        }
         Err(not_found(arn))
     }
 }
@@ -107,6 +115,8 @@ fn not_found(arn: &str) -> ModelError {
         target_groups::not_found(arn)
     } else if arn.contains(":listener/") {
         listeners::not_found(arn)
+    } else if arn.contains(":truststore/") {
+        trust_stores::not_found(arn)
     } else if arn.starts_with("arn:aws:acm:") {
         certificates::not_found(arn)
     } else if arn.contains(":listener-rule/") {

@@ -83,6 +83,7 @@ impl World {
             default_actions: vec![Action::forward(tg)],
             ssl_policy: None,
             certificate_arns: vec![],
+            mutual_authentication: None,
             origin: Origin::Api,
         }))
     }
@@ -101,6 +102,7 @@ impl World {
             default_actions: vec![Action::forward(tg)],
             ssl_policy: policy.map(str::to_owned),
             certificate_arns: certificates.iter().map(|c| (*c).to_owned()).collect(),
+            mutual_authentication: None,
             origin: Origin::Api,
         }))
     }
@@ -323,6 +325,7 @@ fn listeners_check_protocol_port_and_target_group() {
         default_actions: vec![],
         ssl_policy: None,
         certificate_arns: vec![],
+        mutual_authentication: None,
         origin: Origin::Api,
     }));
     assert_eq!(tcp.unwrap_err().code, ErrorCode::UnsupportedProtocol);

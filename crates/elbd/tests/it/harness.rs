@@ -456,7 +456,7 @@ impl Aws {
         }
     }
 
-    fn command(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn command(&self, args: &[&str]) -> std::process::Output {
         Command::new(venv().join("bin/aws"))
             .args(["--endpoint-url", &self.endpoint, "--output", "json"])
             .args(args)
@@ -471,9 +471,15 @@ impl Aws {
     /// Runs `aws ARGS`, expecting success; returns its JSON output (null when empty).
     pub(crate) fn ok(&self, args: &[&str]) -> serde_json::Value {
         let out = self.command(args);
+        assert!(out.status.success(), "aws {args:?} failed");
+        Self::json(out)
+    }
+
+    /// The JSON output of a successful aws command (null when empty).
+    pub(crate) fn json(out: std::process::Output) -> serde_json::Value {
         assert!(
             out.status.success(),
-            "aws {args:?} failed: {}",
+            "aws failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         if out.stdout.iter().all(u8::is_ascii_whitespace) {
@@ -512,6 +518,66 @@ impl Aws {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// `create-load-balancer` over the first two default subnets: its ARN and its VPC.
+    pub(crate) fn load_balancer(&self, name: &str) -> (String, String) {
+        let subnets = self.ok(&["ec2", "describe-subnets"]);
+        let subnet = |i: usize| subnets["Subnets"][i]["SubnetId"].as_str().unwrap();
+        let lb = self.ok(&[
+            "elbv2",
+            "create-load-balancer",
+            "--name",
+            name,
+            "--subnets",
+            subnet(0),
+            subnet(1),
+        ]);
+        let arn = lb["LoadBalancers"][0]["LoadBalancerArn"].as_str().unwrap();
+        let vpc = subnets["Subnets"][0]["VpcId"].as_str().unwrap();
+        (arn.to_owned(), vpc.to_owned())
+    }
+
+    /// `create-listener`: HTTPS on `port` with a default certificate and `extra` options,
+    /// forwarding to one target group; returns the listener as described.
+    pub(crate) fn https_listener(
+        &self,
+        load_balancer_arn: &str,
+        port: u16,
+        certificate_arn: &str,
+        target_group_arn: &str,
+        extra: &[&str],
+    ) -> serde_json::Value {
+        let port = port.to_string();
+        let certificate = format!("CertificateArn={certificate_arn}");
+        let action = format!("Type=forward,TargetGroupArn={target_group_arn}");
+        let mut args = vec![
+            "elbv2",
+            "create-listener",
+            "--load-balancer-arn",
+            load_balancer_arn,
+            "--protocol",
+            "HTTPS",
+            "--port",
+            &port,
+            "--certificates",
+            &certificate,
+            "--default-actions",
+            &action,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args)["Listeners"][0].clone()
+    }
+
+    /// Saves the certificate of elbd's local CA (`GET /elbd/ca.pem`) to `path`.
+    pub(crate) fn save_ca(&self, path: &Path) {
+        let fetched = Command::new("curl")
+            .args(["-sf", "-o"])
+            .arg(path)
+            .arg(format!("{}/elbd/ca.pem", self.endpoint))
+            .status()
+            .unwrap();
+        assert!(fetched.success(), "the CA certificate can be fetched");
     }
 
     /// `register-targets` of `ids` (IP addresses or instance ids).

@@ -75,24 +75,7 @@ async fn sticky_sessions_hold_until_the_target_goes_and_resist_tampering() {
     let config = lab.write("elbd.toml", &lab.settings());
     let mut elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
     let aws = Aws::new(api);
-    let subnets = aws.ok(&["ec2", "describe-subnets"]);
-    let subnet = |i: usize| {
-        subnets["Subnets"][i]["SubnetId"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let vpc = subnets["Subnets"][0]["VpcId"].as_str().unwrap().to_owned();
-    let lb = aws.ok(&[
-        "elbv2",
-        "create-load-balancer",
-        "--name",
-        "sticky",
-        "--subnets",
-        &subnet(0),
-        &subnet(1),
-    ]);
-    let lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"].as_str().unwrap();
+    let (lb_arn, vpc) = aws.load_balancer("sticky");
     let health = [
         "--health-check-path",
         "/health",
@@ -135,7 +118,7 @@ async fn sticky_sessions_hold_until_the_target_goes_and_resist_tampering() {
     );
     let g1 = group("sticky-g1", &addrs[..1], "");
     let g2 = group("sticky-g2", &addrs[2..], "");
-    let listener = aws.forward_listener(lb_arn, 8080, &lb_tg);
+    let listener = aws.forward_listener(&lb_arn, 8080, &lb_tg);
     let rule = |priority: &str, path: &str, actions: &str| {
         aws.ok(&[
             "elbv2",

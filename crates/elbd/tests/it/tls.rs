@@ -147,49 +147,12 @@ async fn https_listeners_serve_h2_choose_certificates_by_sni_and_follow_policies
     assert_eq!(described["Certificate"]["DomainName"], "imported.tls.test");
     assert_eq!(described["Certificate"]["Status"], "ISSUED");
     let ca = lab.dir.join("ca.pem");
-    let fetched = Command::new("curl")
-        .args(["-sf", "-o"])
-        .arg(&ca)
-        .arg(format!("http://{api}/elbd/ca.pem"))
-        .status()
-        .unwrap();
-    assert!(fetched.success(), "the CA certificate can be fetched");
+    aws.save_ca(&ca);
 
-    let subnets = aws.ok(&["ec2", "describe-subnets"]);
-    let subnet = |i: usize| {
-        subnets["Subnets"][i]["SubnetId"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let vpc = subnets["Subnets"][0]["VpcId"].as_str().unwrap().to_owned();
-    let lb = aws.ok(&[
-        "elbv2",
-        "create-load-balancer",
-        "--name",
-        "tls",
-        "--subnets",
-        &subnet(0),
-        &subnet(1),
-    ]);
-    let lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"].as_str().unwrap();
+    let (lb_arn, vpc) = aws.load_balancer("tls");
     let tg = aws.target_group("tls", &vpc, 9001, "ip", &[]);
     aws.register(&tg, &[lab.ip('a', 10).to_string()]);
-    let listener = aws.ok(&[
-        "elbv2",
-        "create-listener",
-        "--load-balancer-arn",
-        lb_arn,
-        "--protocol",
-        "HTTPS",
-        "--port",
-        "8443",
-        "--certificates",
-        &format!("CertificateArn={default}"),
-        "--default-actions",
-        &format!("Type=forward,TargetGroupArn={tg}"),
-    ]);
-    let listener = &listener["Listeners"][0];
+    let listener = aws.https_listener(&lb_arn, 8443, &default, &tg, &[]);
     assert_eq!(listener["SslPolicy"], "ELBSecurityPolicy-2016-08");
     let listener_arn = listener["ListenerArn"].as_str().unwrap().to_owned();
     let more: Vec<String> = [&exact, &wildcard, &imported]
@@ -341,4 +304,208 @@ fn a_certificate_declared_in_the_file_is_served_and_reloaded_in_place() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(elbd.logs().contains("config reloaded"), "{}", elbd.logs());
+}
+
+/// A CA (`NAME.crt`, `NAME.key`) and a client certificate it signs (`NAME-client.crt/.key`).
+fn client_ca(lab: &Lab, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key) = self_signed(lab, name, &format!("{name}-ca"));
+    let key = lab
+        .dir
+        .join(format!("{name}-client.key"))
+        .display()
+        .to_string();
+    let csr = lab
+        .dir
+        .join(format!("{name}-client.csr"))
+        .display()
+        .to_string();
+    let cert = lab.dir.join(format!("{name}-client.crt"));
+    // Extensions make it X.509 v3, which verifiers require.
+    let ext = lab.write(
+        &format!("{name}-client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    );
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let subject = format!("/O=elbd tests/CN={name} client");
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        &subject,
+    ]);
+    let (ca_s, ca_key_s) = (ca.display().to_string(), ca_key.display().to_string());
+    let (ext_s, cert_s) = (ext.display().to_string(), cert.display().to_string());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_s,
+        "-CAkey",
+        &ca_key_s,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &ext_s,
+        "-out",
+        &cert_s,
+    ]);
+    (ca, cert, PathBuf::from(key))
+}
+
+/// `curl` to an mTLS listener with an optional client certificate and extra arguments: the
+/// HTTP status, or 0 when the handshake fails.
+fn curl_client(node: SocketAddr, ca: &Path, client: Option<(&Path, &Path)>, extra: &[&str]) -> u16 {
+    let mut command = Command::new("curl");
+    command
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            "--cacert",
+        ])
+        .arg(ca)
+        .args([
+            "--resolve",
+            &format!("mtls.tls.test:{}:{}", node.port(), node.ip()),
+        ])
+        .args(extra);
+    if let Some((cert, key)) = client {
+        command.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    let out = command
+        .arg(format!("https://mtls.tls.test:{}/", node.port()))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_verifies_clients_against_a_trust_store_or_passes_them_through() {
+    let lab = Lab::new("mtls", 24);
+    let backend = Backend::start(SocketAddr::from((lab.ip('a', 10), 9001)), Duration::ZERO).await;
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let config = lab.write("elbd.toml", &lab.settings());
+    let mut elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
+    let aws = Aws::new(api);
+    let (trusted_ca, good_cert, good_key) = client_ca(&lab, "trusted");
+    let (_, rogue_cert, rogue_key) = client_ca(&lab, "rogue");
+    let (good, rogue) = (
+        Some((good_cert.as_path(), good_key.as_path())),
+        Some((rogue_cert.as_path(), rogue_key.as_path())),
+    );
+    // elbd's stand-in for S3: <data dir>/s3/BUCKET/KEY.
+    let bucket = lab.dir.join("data/s3/bundles");
+    std::fs::create_dir_all(&bucket).unwrap();
+    std::fs::copy(&trusted_ca, bucket.join("clients.pem")).unwrap();
+    let create_store = |name: &str, key: &str| {
+        aws.command(&[
+            "elbv2",
+            "create-trust-store",
+            "--name",
+            name,
+            "--ca-certificates-bundle-s3-bucket",
+            "bundles",
+            "--ca-certificates-bundle-s3-key",
+            key,
+        ])
+    };
+    let store = Aws::json(create_store("clients", "clients.pem"));
+    let store = &store["TrustStores"][0];
+    assert_eq!(store["NumberOfCaCertificates"], 1);
+    let store_arn = store["TrustStoreArn"].as_str().unwrap().to_owned();
+    let missing = create_store("nothing", "absent.pem");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("CaCertificatesBundleNotFound"));
+
+    let request = [
+        "acm",
+        "request-certificate",
+        "--domain-name",
+        "mtls.tls.test",
+    ];
+    let server_cert = arn(&aws.ok(&request));
+    let ca = lab.dir.join("ca.pem");
+    aws.save_ca(&ca);
+    let (lb_arn, vpc) = aws.load_balancer("mtls");
+    let tg = aws.target_group("mtls", &vpc, 9001, "ip", &[]);
+    aws.register(&tg, &[lab.ip('a', 10).to_string()]);
+    let verify = format!("Mode=verify,TrustStoreArn={store_arn}");
+    let mutual = ["--mutual-authentication", &verify];
+    let listener = aws.https_listener(&lb_arn, 8443, &server_cert, &tg, &mutual);
+    assert_eq!(listener["MutualAuthentication"]["Mode"], "verify");
+    let listener_arn = listener["ListenerArn"].as_str().unwrap().to_owned();
+    let in_use = aws.err(&[
+        "elbv2",
+        "delete-trust-store",
+        "--trust-store-arn",
+        &store_arn,
+    ]);
+    assert!(in_use.contains("TrustStoreInUse"), "{in_use}");
+    let node = lab.node('a', 8443);
+    elbd.wait_until("the HTTPS listener", || TcpStream::connect(node).is_ok());
+    elbd.wait_healthy(2);
+
+    // Verify: no certificate, or one the trust store did not sign, is refused.
+    assert_eq!(curl_client(node, &ca, None, &[]), 0);
+    assert_eq!(curl_client(node, &ca, rogue, &[]), 0);
+    assert_eq!(backend.count(), 0);
+    assert_eq!(curl_client(node, &ca, good, &[]), 200);
+    let seen = backend.hits.lock().unwrap().last().cloned().unwrap();
+    let subject = &seen["x-amzn-mtls-clientcert-subject"];
+    assert_eq!(subject, "CN=trusted client,O=elbd tests");
+    assert_eq!(seen["x-amzn-mtls-clientcert-issuer"], "CN=trusted-ca");
+    let validity = seen["x-amzn-mtls-clientcert-validity"].to_str().unwrap();
+    assert!(validity.starts_with("NotBefore="), "{validity}");
+    assert!(seen.contains_key("x-amzn-mtls-clientcert-serial-number"));
+    assert!(!seen.contains_key("x-amzn-mtls-clientcert"));
+
+    // Passthrough: any certificate (or none) passes, and the chain is handed to the target.
+    let modify = |mode: &str| {
+        let mode = format!("Mode={mode}");
+        let args = ["elbv2", "modify-listener", "--listener-arn", &listener_arn];
+        aws.ok(&[&args[..], &["--mutual-authentication", &mode]].concat());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    modify("passthrough");
+    assert_eq!(curl_client(node, &ca, rogue, &[]), 200);
+    let seen = backend.hits.lock().unwrap().last().cloned().unwrap();
+    let chain = seen["x-amzn-mtls-clientcert"].to_str().unwrap();
+    assert!(
+        chain.starts_with("-----BEGIN%20CERTIFICATE-----%0A"),
+        "{chain}"
+    );
+    // A client cannot forge the headers.
+    let forge = ["-H", "X-Amzn-Mtls-Clientcert-Subject: CN=admin"];
+    assert_eq!(curl_client(node, &ca, None, &forge), 200);
+    let seen = backend.hits.lock().unwrap().last().cloned().unwrap();
+    assert!(!seen.contains_key("x-amzn-mtls-clientcert-subject"));
+    modify("off");
+    aws.ok(&[
+        "elbv2",
+        "delete-trust-store",
+        "--trust-store-arn",
+        &store_arn,
+    ]);
 }

@@ -1,0 +1,122 @@
+//! CreateTrustStore, ModifyTrustStore, DeleteTrustStore, and the mutual-TLS settings of
+//! listeners that use them.
+
+use super::{Outcome, State, Tags};
+use crate::error::{ErrorCode, ModelError, Result};
+use crate::id::Context;
+use crate::trust_store::{MtlsMode, MutualAuthentication, TrustStore};
+
+impl State {
+    pub(super) fn create_trust_store(
+        &mut self,
+        name: String,
+        ca_bundle_pem: String,
+        ca_certificates: usize,
+        origin: super::Origin,
+        cx: &mut Context<'_>,
+    ) -> Result<Outcome> {
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !valid {
+            return Err(ModelError::validation(format!(
+                "Trust store name '{name}' must be 1 to 32 letters, digits and hyphens, not \
+                 starting or ending with a hyphen"
+            )));
+        }
+        if self.trust_stores.values().any(|t| t.name == name) {
+            return Err(ModelError::new(
+                ErrorCode::DuplicateTrustStoreName,
+                format!("A trust store named '{name}' already exists"),
+            ));
+        }
+        let arn = self.scope.arn(&format!("truststore/{name}/{}", cx.hex16()));
+        self.trust_stores.insert(
+            arn.clone(),
+            TrustStore {
+                arn: arn.clone(),
+                name,
+                ca_bundle_pem,
+                ca_certificates,
+                updated_ms: cx.now_ms,
+                tags: Tags::new(),
+                origin,
+            },
+        );
+        Ok(Outcome::Created(arn))
+    }
+
+    pub(super) fn modify_trust_store(
+        &mut self,
+        arn: &str,
+        ca_bundle_pem: String,
+        ca_certificates: usize,
+        cx: &mut Context<'_>,
+    ) -> Result<Outcome> {
+        let store = self
+            .trust_stores
+            .get_mut(arn)
+            .ok_or_else(|| not_found(arn))?;
+        store.ca_bundle_pem = ca_bundle_pem;
+        store.ca_certificates = ca_certificates;
+        store.updated_ms = cx.now_ms;
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn delete_trust_store(&mut self, arn: &str) -> Result<Outcome> {
+        self.trust_stores.get(arn).ok_or_else(|| not_found(arn))?;
+        if let Some(user) = self.trust_store_users(arn).next() {
+            return Err(ModelError::new(
+                ErrorCode::TrustStoreInUse,
+                format!("Trust store '{arn}' is in use by listener '{user}'"),
+            ));
+        }
+        self.trust_stores.remove(arn);
+        Ok(Outcome::Done)
+    }
+
+    /// The ARNs of the listeners that verify clients with trust store `arn`.
+    pub fn trust_store_users<'a>(&'a self, arn: &'a str) -> impl Iterator<Item = &'a str> {
+        self.listeners
+            .values()
+            .filter(move |l| {
+                l.tls
+                    .as_ref()
+                    .and_then(|t| t.mutual_authentication.as_ref())
+                    .and_then(|m| m.trust_store_arn.as_deref())
+                    == Some(arn)
+            })
+            .map(|l| l.arn.as_str())
+    }
+
+    /// Verify mode needs a trust store that exists; passthrough takes none.
+    pub(super) fn check_mutual_authentication(
+        &self,
+        mutual: Option<&MutualAuthentication>,
+    ) -> Result<()> {
+        let Some(mutual) = mutual else {
+            return Ok(());
+        };
+        match (mutual.mode, &mutual.trust_store_arn) {
+            (MtlsMode::Verify, None) => Err(ModelError::validation(
+                "Mutual authentication in verify mode needs a trust store",
+            )),
+            (MtlsMode::Verify, Some(arn)) if !self.trust_stores.contains_key(arn) => {
+                Err(not_found(arn))
+            }
+            (MtlsMode::Passthrough, Some(_)) => Err(ModelError::validation(
+                "A trust store applies to verify mode only, not passthrough",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+pub(super) fn not_found(arn: &str) -> ModelError {
+    ModelError::new(
+        ErrorCode::TrustStoreNotFound,
+        format!("Trust store '{arn}' not found"),
+    )
+}
