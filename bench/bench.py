@@ -25,20 +25,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CPU_LOAD, CPU_PROXY = "0", "1"
 ORIGIN = "127.200.0.10"
-ORIGIN_H1, ORIGIN_H2 = 9001, 9002
-# Each proxy: (HTTP/1.1 address, h2c prior-knowledge address).
+ORIGIN_H1, ORIGIN_H2, ORIGIN_TLS = 9001, 9002, 9443
+# Each proxy: (HTTP/1.1 address, h2c prior-knowledge address, TLS address with ALPN h2 and
+# http/1.1).
 ADDRS = {
-    "direct": (f"{ORIGIN}:{ORIGIN_H1}", f"{ORIGIN}:{ORIGIN_H2}"),
-    "elbd": ("127.200.255.254:8080", "127.200.255.254:8080"),
-    "haproxy": ("127.202.0.1:8080", "127.202.0.1:8081"),
-    "nginx": ("127.203.0.1:8080", "127.203.0.1:8081"),
+    "direct": (f"{ORIGIN}:{ORIGIN_H1}", f"{ORIGIN}:{ORIGIN_H2}", f"{ORIGIN}:{ORIGIN_TLS}"),
+    "elbd": ("127.200.255.254:8080", "127.200.255.254:8080", "127.200.255.254:8443"),
+    "haproxy": ("127.202.0.1:8080", "127.202.0.1:8081", "127.202.0.1:8443"),
+    "nginx": ("127.203.0.1:8080", "127.203.0.1:8081", "127.203.0.1:8443"),
 }
 SCENARIOS = {
     "keepalive": "HTTP/1.1 keep-alive, 17-byte body",
     "body16k": "HTTP/1.1 keep-alive, 16 KB body",
     "newconn": "HTTP/1.1, a new connection per request",
     "h2c": "h2c, 10 streams per connection (h2load -m 10)",
+    "tls": "HTTPS keep-alive (TLS 1.3, ECDSA P-256), 17-byte body",
+    "tls_h2": "HTTP/2 over TLS, 10 streams per connection (h2load -m 10)",
+    "tls_full": "a full TLS 1.3 handshake per request (wrk, Connection: close)",
+    "tls_resumed": "a resumed TLS 1.3 session per request (openssl s_time -reuse, 1 connection at a time)",
 }
+TLS_SCENARIOS = [s for s in SCENARIOS if s.startswith("tls")]
 CONNECTIONS = 32
 IDLE_CONNECTIONS = 1000
 
@@ -139,12 +145,18 @@ def origin_conf(work):
         f"""
   server {{ listen {ORIGIN}:{ORIGIN_H1} reuseport; root {work}/www; }}
   server {{ listen {ORIGIN}:{ORIGIN_H2} http2; root {work}/www; }}
+  server {{ listen {ORIGIN}:{ORIGIN_TLS} ssl http2; root {work}/www; {nginx_tls(work)} }}
 """,
     )
 
 
+def nginx_tls(work):
+    return (f"ssl_certificate {work}/cert.pem; ssl_certificate_key {work}/key.pem; "
+            "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:tls:10m; ssl_session_tickets on;")
+
+
 def nginx_proxy_conf(work):
-    h1, h2 = ADDRS["nginx"]
+    h1, h2, tls = ADDRS["nginx"]
     location = """
     location / {
       proxy_pass http://origin;
@@ -161,12 +173,13 @@ def nginx_proxy_conf(work):
   upstream origin {{ server {ORIGIN}:{ORIGIN_H1}; keepalive 64; }}
   server {{ listen {h1}; {location} }}
   server {{ listen {h2} http2; {location} }}
+  server {{ listen {tls} ssl http2; {nginx_tls(work)} {location} }}
 """,
     )
 
 
-def haproxy_conf():
-    h1, h2 = ADDRS["haproxy"]
+def haproxy_conf(work):
+    h1, h2, tls = ADDRS["haproxy"]
     return f"""
 global
   nbthread 1
@@ -188,12 +201,17 @@ frontend h2c
   http-request set-header X-Forwarded-Proto http
   http-request set-header X-Forwarded-Port %[dst_port]
   default_backend origin
+frontend tls
+  bind {tls} ssl crt {work}/combined.pem alpn h2,http/1.1
+  http-request set-header X-Forwarded-Proto https
+  http-request set-header X-Forwarded-Port %[dst_port]
+  default_backend origin
 backend origin
   server s1 {ORIGIN}:{ORIGIN_H1}
 """
 
 
-def elbd_conf():
+def elbd_conf(work):
     return f"""
 [settings]
 [[settings.zone]]
@@ -212,6 +230,18 @@ protocol = "HTTP"
 port = 8080
 default_action = {{ forward = "origin" }}
 
+[[load_balancer.listener]]
+protocol = "HTTPS"
+port = 8443
+ssl_policy = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+certificates = ["bench"]
+default_action = {{ forward = "origin" }}
+
+[[certificate]]
+name = "bench"
+certificate = "{work}/cert.pem"
+private_key = "{work}/key.pem"
+
 [[target_group]]
 name = "origin"
 protocol = "HTTP"
@@ -224,7 +254,7 @@ def start_proxy(name, work):
     log = work / f"{name}.log"
     if name == "elbd":
         conf = work / "elbd.toml"
-        conf.write_text(elbd_conf())
+        conf.write_text(elbd_conf(work))
         data = work / "elbd-data"
         shutil.rmtree(data, ignore_errors=True)
         # One thread, as HAProxy's nbthread 1 and NGINX's single worker.
@@ -233,7 +263,7 @@ def start_proxy(name, work):
         os.environ["RUST_LOG"] = "warn"
     elif name == "haproxy":
         conf = work / "haproxy.cfg"
-        conf.write_text(haproxy_conf())
+        conf.write_text(haproxy_conf(work))
         argv = ["haproxy", "-db", "-f", str(conf)]
     elif name == "nginx":
         conf = work / "nginx-proxy.conf"
@@ -252,6 +282,8 @@ def start_proxy(name, work):
 
 def url(name, scenario):
     path = "/16k" if scenario == "body16k" else "/small"
+    if scenario in TLS_SCENARIOS:
+        return f"https://{ADDRS[name][2]}{path}"
     index = 1 if scenario == "h2c" else 0
     return f"http://{ADDRS[name][index]}{path}"
 
@@ -259,13 +291,20 @@ def url(name, scenario):
 def closed_loop(name, scenario, seconds):
     """Requests and their rate from wrk (h2load for h2c), pinned to the load CPU."""
     target = url(name, scenario)
-    if scenario == "h2c":
+    if scenario == "tls_resumed":
+        addr = ADDRS[name][2]
+        out = sh("taskset", "-c", CPU_LOAD, "openssl", "s_time", "-connect", addr, "-www", "/small",
+                 "-reuse", "-time", str(seconds))
+        done = next(l for l in out.splitlines() if "connections in" in l and "real" in l)
+        count = int(done.split()[0])
+        return count, count / seconds, 0
+    if scenario in ("h2c", "tls_h2"):
         out = sh("taskset", "-c", CPU_LOAD, "h2load", "-c", str(CONNECTIONS), "-m", "10",
                  "-D", str(seconds), "-t", "1", target)
         done = next(line for line in out.splitlines() if line.startswith("requests:"))
         ok = int(done.split()[7])
         return ok, ok / seconds, int(done.split()[-2]) if "errored" in done else 0
-    extra = ["-H", "Connection: close"] if scenario == "newconn" else []
+    extra = ["-H", "Connection: close"] if scenario in ("newconn", "tls_full") else []
     out = sh("taskset", "-c", CPU_LOAD, "wrk", "-t1", "-c", str(CONNECTIONS), "-d", f"{seconds}s",
              *extra, target)
     requests = int(next(l for l in out.splitlines() if "requests in" in l).split()[0])
@@ -308,13 +347,13 @@ def idle_memory(proc, name):
 
 def measure(args, work):
     proxies = ["direct", "elbd", "haproxy", "nginx"]
-    samples = {p: {s: [] for s in SCENARIOS} for p in proxies}
+    samples = {p: {s: [] for s in args.scenarios} for p in proxies}
     extras = {p: {} for p in proxies}
     for round_no in range(args.rounds):
         order = proxies[round_no % len(proxies):] + proxies[: round_no % len(proxies)]
         for name in order:
             proc = start_proxy(name, work)
-            for scenario in SCENARIOS:
+            for scenario in args.scenarios:
                 closed_loop(name, scenario, 1)  # warm-up: pools, caches, page-ins
                 cpu0 = proc.cpu_ns() if proc else 0
                 requests, rps, errors = closed_loop(name, scenario, args.seconds)
@@ -356,7 +395,7 @@ def summarise(samples, extras):
         rows[name] = row
     direct = rows["direct"]
     for name, row in rows.items():
-        for scenario in SCENARIOS:
+        for scenario in by_scenario:
             row[scenario]["ratio_to_direct"] = row[scenario]["rps"] / max(direct[scenario]["rps"], 1)
         lat, base = row["latency_ms"], direct["latency_ms"]
         row["added_latency_ms"] = {k: lat[k] - base[k] for k in lat}
@@ -366,6 +405,8 @@ def summarise(samples, extras):
 def table(rows, rate):
     out = []
     for scenario, title in SCENARIOS.items():
+        if scenario not in rows["direct"]:
+            continue
         out.append(f"\n**{title}** (closed loop, {CONNECTIONS} connections)\n")
         out.append("| | req/s | ratio to direct | spread | CPU µs/req | errors |")
         out.append("|---|---:|---:|---:|---:|---:|")
@@ -391,7 +432,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s runs (about 2 minutes)")
     parser.add_argument("--rounds", type=int, help="rounds (default 5, or 2 with --quick)")
     parser.add_argument("--seconds", type=int, help="seconds per run (default 10, or 3 with --quick)")
+    parser.add_argument("--tls", action=argparse.BooleanOptionalAction,
+                        help="run the TLS scenarios (default: in the full run, not with --quick)")
     args = parser.parse_args()
+    tls = args.tls if args.tls is not None else not args.quick
+    args.scenarios = [s for s in SCENARIOS if tls or s not in TLS_SCENARIOS]
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.seconds = args.seconds or (3 if args.quick else 10)
 
@@ -401,6 +446,10 @@ def main():
     (work / "www").mkdir()
     (work / "www/small").write_text("hello from origin")
     (work / "www/16k").write_bytes(b"x" * 16384)
+    # One ECDSA P-256 certificate for every TLS server; HAProxy wants it and its key in one file.
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+       "-days", "2", "-subj", "/CN=bench.test", "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem"))
+    (work / "combined.pem").write_text((work / "cert.pem").read_text() + (work / "key.pem").read_text())
     origin_conf_path = work / "origin.conf"
     origin_conf_path.write_text(origin_conf(work))
     origin = Proc("origin", ["nginx", "-c", str(origin_conf_path), "-p", str(work)], CPU_LOAD,
