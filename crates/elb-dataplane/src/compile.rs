@@ -12,7 +12,7 @@ use elb_model::health::below_minimum;
 use elb_model::ssl_policy::ssl_policy;
 use elb_model::{
     Action, HealthState, HealthView, ListenerProtocol, ListenerTls, Node, Registration, State,
-    TargetGroup,
+    TargetGroup, TargetGroupProtocol,
 };
 use elb_tls::server::{Resumption, Served, SniResolver, server_config};
 use elb_tls::{TlsError, material, mtls, policy};
@@ -301,6 +301,7 @@ impl Runtime {
             target_group_arn: tg.arn.clone(),
             group_id: tg.arn.rsplit('/').next().unwrap_or_default().to_owned(),
             stickiness: stickiness(&tg.attributes),
+            tls: tg.protocol == TargetGroupProtocol::Https,
             registered: tg.targets.iter().filter(|t| state.in_service(t)).count(),
             endpoints: self.endpoints(state, node, tg, health, used),
             algorithm: Algorithm::from_attribute(

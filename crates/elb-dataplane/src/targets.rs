@@ -31,6 +31,8 @@ pub struct TargetSet {
     /// The last part of the ARN: what stickiness cookies name the group by.
     pub group_id: String,
     pub stickiness: Stickiness,
+    /// HTTPS target group: requests go to targets over TLS.
+    pub tls: bool,
     /// How many registered targets can take traffic at all (503 when none): instance targets
     /// count only while their instance runs.
     pub registered: usize,

@@ -2,9 +2,11 @@
 //! as an ELB node's connections do.
 
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -15,9 +17,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// them under us.
 const POOL_IDLE: Duration = Duration::from_secs(50);
 
+/// A node's pools: plain HTTP, and HTTPS for HTTPS target groups (apart, so that the HTTP
+/// path pays nothing for TLS).
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    pub(crate) client: Client<HttpConnector, Incoming>,
+    pub(crate) http: Client<HttpConnector, Incoming>,
+    pub(crate) https: Client<HttpsConnector<HttpConnector>, Incoming>,
 }
 
 impl Upstream {
@@ -26,10 +31,27 @@ impl Upstream {
         connector.set_local_address(Some(local));
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .build(connector);
-        Self { client }
+            .pool_idle_timeout(POOL_IDLE);
+        let mut tls_connector = connector.clone();
+        tls_connector.enforce_http(false);
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config().as_ref().clone())
+            .https_only()
+            .enable_http1()
+            .wrap_connector(tls_connector);
+        Self {
+            http: builder.build(connector),
+            https: builder.build(https),
+        }
     }
+}
+
+/// One client configuration for every node: targets' certificates are not verified (AWS does
+/// not verify them either).
+fn tls_config() -> &'static Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG.get_or_init(elb_tls::client::target_config)
 }

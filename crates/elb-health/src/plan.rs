@@ -18,6 +18,8 @@ pub struct Probe {
     pub target: SocketAddr,
     /// The whole request, made once: `GET path` with ELB's Host and User-Agent.
     pub request: Vec<u8>,
+    /// HTTPS checks: the request goes over TLS (the target's certificate is not verified).
+    pub tls: bool,
     pub interval: Duration,
     pub timeout: Duration,
     pub thresholds: Thresholds,
@@ -42,6 +44,7 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
                         node_ip: IpAddr::V4(node.private_ipv4),
                         target,
                         request: request(&hc.path, target),
+                        tls: hc.protocol == "HTTPS",
                         interval: Duration::from_secs(hc.interval_seconds.into()),
                         timeout: Duration::from_secs(hc.timeout_seconds.into()),
                         thresholds: Thresholds {

@@ -1,14 +1,18 @@
-//! One HTTP health check: connect from the node's address, send `GET path`, read the status
-//! line, close. As ELB's, the connection is not reused; as HAProxy's, it is closed with a reset
-//! so that thousands of checks a second leave no TIME_WAIT sockets behind.
+//! One HTTP or HTTPS health check: connect from the node's address (and handshake, without
+//! verifying the target's certificate, as ELB), send `GET path`, read the status line, close.
+//! As ELB's, the connection is not reused; as HAProxy's, it is closed with a reset so that
+//! thousands of checks a second leave no TIME_WAIT sockets behind.
 //!
 //! Only the status line matters, so the request is written as bytes made once per plan and
 //! the answer is read no further than its status code: no HTTP client, no extra task.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpSocket;
+use tokio_rustls::TlsConnector;
 
 use crate::plan::Probe;
 use crate::state::ProbeResult;
@@ -31,18 +35,38 @@ async fn exchange(probe: &Probe) -> Option<u16> {
     }
     .ok()?;
     socket.bind((probe.node_ip, 0).into()).ok()?;
-    let mut stream = socket.connect(probe.target).await.ok()?;
-    stream.write_all(&probe.request).await.ok()?;
+    let stream = socket.connect(probe.target).await.ok()?;
+    if !probe.tls {
+        let (status, stream) = ask(stream, &probe.request).await;
+        let _ = stream.set_zero_linger();
+        return status;
+    }
+    let server_name = ServerName::IpAddress(probe.target.ip().into());
+    let stream = tls_connector().connect(server_name, stream).await.ok()?;
+    let (status, stream) = ask(stream, &probe.request).await;
+    let _ = stream.get_ref().0.set_zero_linger();
+    status
+}
+
+/// Writes `request` and reads up to the status code; hands the stream back to be closed.
+async fn ask<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &[u8]) -> (Option<u16>, S) {
+    if stream.write_all(request).await.is_err() {
+        return (None, stream);
+    }
     let mut head = [0u8; 16];
     let mut len = 0;
     while len < head.len() {
-        match stream.read(&mut head[len..]).await.ok()? {
-            0 => break,
-            n => len += n,
+        match stream.read(&mut head[len..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
         }
     }
-    let _ = stream.set_zero_linger();
-    status_code(&head[..len])
+    (status_code(&head[..len]), stream)
+}
+
+fn tls_connector() -> &'static TlsConnector {
+    static CONNECTOR: OnceLock<TlsConnector> = OnceLock::new();
+    CONNECTOR.get_or_init(|| TlsConnector::from(elb_tls::client::target_config()))
 }
 
 /// `HTTP/1.x NNN …` → NNN.

@@ -38,13 +38,20 @@ impl TargetGroupProtocol {
                 )));
             }
         };
-        if protocol != Self::Http {
+        if !protocol.is_http() {
             return Err(ModelError::new(
                 ErrorCode::UnsupportedProtocol,
-                format!("elbd does not send to {s} target groups yet; only HTTP is built"),
+                format!(
+                    "elbd does not send to {s} target groups yet; only HTTP and HTTPS are built"
+                ),
             ));
         }
         Ok(protocol)
+    }
+
+    /// HTTP or HTTPS: what application load balancers forward to.
+    pub fn is_http(self) -> bool {
+        matches!(self, Self::Http | Self::Https)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -202,13 +209,7 @@ impl HealthCheck {
             ));
         }
         match self.protocol.as_str() {
-            "HTTP" => {}
-            "HTTPS" => {
-                return Err(ModelError::new(
-                    ErrorCode::UnsupportedProtocol,
-                    "elbd does not run HTTPS health checks yet; TLS is not built",
-                ));
-            }
+            "HTTP" | "HTTPS" => {}
             "TCP" => {
                 return Err(ModelError::new(
                     ErrorCode::InvalidConfigurationRequest,
@@ -252,6 +253,16 @@ impl HealthCheck {
 
     pub fn matcher(&self) -> Matcher {
         Matcher::parse(&self.http_code).expect("validated when set")
+    }
+}
+
+impl HealthCheck {
+    /// AWS's defaults for a target group of `protocol`: checks speak the traffic's protocol.
+    pub fn for_protocol(protocol: TargetGroupProtocol) -> Self {
+        Self {
+            protocol: protocol.as_str().into(),
+            ..Self::default()
+        }
     }
 }
 

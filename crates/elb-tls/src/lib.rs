@@ -7,9 +7,11 @@
 //! - [`ca`]: elbd's local certificate authority, which RequestCertificate issues from.
 //! - [`policy`]: ELB security policies mapped onto rustls versions and cipher suites.
 //! - [`server`]: a listener's rustls `ServerConfig`, with certificates chosen by SNI.
+//! - [`client`]: TLS towards targets, which ELB does not verify.
 //! - [`mtls`]: client certificates: trust store bundles, verification, headers for targets.
 
 pub mod ca;
+pub mod client;
 pub mod material;
 pub mod mtls;
 pub mod policy;

@@ -130,7 +130,7 @@ async fn proxy(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     *req.uri_mut() = Uri::builder()
-        .scheme("http")
+        .scheme(if targets.tls { "https" } else { "http" })
         .authority(target.authority.clone())
         .path_and_query(path)
         .build()
@@ -164,11 +164,15 @@ async fn proxy(
         headers.insert(&X_AMZN_TRACE_ID, trace);
     }
 
-    let response =
-        tokio::time::timeout(route.http.idle_timeout, route.upstream.client.request(req))
-            .await
-            .map_err(|_| ProxyError::TargetTimeout)?
-            .map_err(ProxyError::from_target)?;
+    let sent = if targets.tls {
+        route.upstream.https.request(req)
+    } else {
+        route.upstream.http.request(req)
+    };
+    let response = tokio::time::timeout(route.http.idle_timeout, sent)
+        .await
+        .map_err(|_| ProxyError::TargetTimeout)?
+        .map_err(ProxyError::from_target)?;
     let mut response = response.map(Either::Left);
     if let Some(sealer) = sealer {
         let ticket = Ticket {

@@ -6,7 +6,6 @@ use crate::id::Context;
 use crate::limits;
 use crate::listener::Listener;
 use crate::rule::Action;
-use crate::target_group::TargetGroupProtocol;
 
 impl State {
     pub(super) fn create_listener(
@@ -166,11 +165,12 @@ impl State {
                 .target_groups
                 .get(tg_arn)
                 .ok_or_else(|| target_groups::not_found(tg_arn))?;
-            if tg.protocol != TargetGroupProtocol::Http {
+            if !tg.protocol.is_http() {
                 return Err(ModelError::new(
                     ErrorCode::IncompatibleProtocols,
                     format!(
-                        "Target group '{}' uses {}; HTTP listeners need an HTTP target group",
+                        "Target group '{}' uses {}; HTTP and HTTPS listeners need an HTTP or \
+                         HTTPS target group",
                         tg.name,
                         tg.protocol.as_str()
                     ),

@@ -80,7 +80,7 @@ impl State {
                 vpc_id,
                 target_type,
                 attributes: attributes::target_group_defaults(),
-                health_check: HealthCheck::default(),
+                health_check: HealthCheck::for_protocol(protocol),
                 targets: Vec::new(),
                 tags: Tags::new(),
                 origin: c.origin,

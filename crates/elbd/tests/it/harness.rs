@@ -471,7 +471,11 @@ impl Aws {
     /// Runs `aws ARGS`, expecting success; returns its JSON output (null when empty).
     pub(crate) fn ok(&self, args: &[&str]) -> serde_json::Value {
         let out = self.command(args);
-        assert!(out.status.success(), "aws {args:?} failed");
+        assert!(
+            out.status.success(),
+            "aws {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Self::json(out)
     }
 

@@ -509,3 +509,92 @@ async fn mutual_tls_verifies_clients_against_a_trust_store_or_passes_them_throug
         &store_arn,
     ]);
 }
+
+/// `openssl s_server -www` on `addr`: a TLS target answering every GET with a status page.
+struct TlsTarget(std::process::Child);
+
+impl TlsTarget {
+    fn start(lab: &Lab, addr: SocketAddr) -> Self {
+        let (cert, key) = self_signed(lab, "target", "target.internal");
+        let child = Command::new("openssl")
+            .args(["s_server", "-www", "-quiet", "-accept", &addr.to_string()])
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "s_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for TlsTarget {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn https_target_groups_are_checked_and_reached_over_tls() {
+    let lab = Lab::new("tls-targets", 25);
+    let target = SocketAddr::from((lab.ip('a', 10), 9443));
+    let _server = TlsTarget::start(&lab, target);
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let config = lab.write("elbd.toml", &lab.settings());
+    let mut elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
+    let aws = Aws::new(api);
+    let (lb_arn, vpc) = aws.load_balancer("tls-targets");
+    let tg = aws.ok(&[
+        "elbv2",
+        "create-target-group",
+        "--name",
+        "tls-targets",
+        "--protocol",
+        "HTTPS",
+        "--port",
+        "9443",
+        "--vpc-id",
+        &vpc,
+        "--target-type",
+        "ip",
+        "--health-check-interval-seconds",
+        "5",
+        "--health-check-timeout-seconds",
+        "2",
+    ]);
+    let tg = &tg["TargetGroups"][0];
+    assert_eq!(
+        tg["HealthCheckProtocol"], "HTTPS",
+        "checks speak the group's protocol"
+    );
+    let tg_arn = tg["TargetGroupArn"].as_str().unwrap().to_owned();
+    aws.register(&tg_arn, &[target.ip().to_string()]);
+    aws.forward_listener(&lb_arn, 8080, &tg_arn);
+    aws.ok(&[
+        "elbv2",
+        "wait",
+        "target-in-service",
+        "--target-group-arn",
+        &tg_arn,
+    ]);
+    let node = lab.node('a', 8080);
+    elbd.wait_until("the listener", || TcpStream::connect(node).is_ok());
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", &format!("http://{node}/")])
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.contains("s_server"), "the TLS target answered: {body}");
+}
