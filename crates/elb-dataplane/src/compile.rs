@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
+use elb_model::attributes::{RESPONSE_HEADER_PREFIX, RESPONSE_HEADER_SUFFIX, SERVER_HEADER};
 use elb_model::health::below_minimum;
 use elb_model::ssl_policy::ssl_policy;
 use elb_model::{
@@ -16,6 +17,7 @@ use elb_model::{
 };
 use elb_tls::server::{Resumption, Served, SniResolver, server_config};
 use elb_tls::{TlsError, material, mtls, policy};
+use http::{HeaderName, HeaderValue};
 use tracing::error;
 
 use crate::admission::Admission;
@@ -141,6 +143,8 @@ impl Runtime {
                         .as_ref()
                         .and_then(|t| t.mutual_authentication.as_ref())
                         .map(|m| m.mode),
+                    response_headers: response_headers(&listener.attributes),
+                    server_header: listener.attributes.get(SERVER_HEADER) != Some("false"),
                     sealer: sealer.clone(),
                 });
                 // The node listens on its private address and, when it has one, its public one.
@@ -374,6 +378,24 @@ impl Runtime {
             })
             .collect()
     }
+}
+
+/// `routing.http.response.<name>.header_value` set → `<name>` (dashed) on every response.
+fn response_headers(attrs: &elb_model::Attributes) -> Vec<(HeaderName, HeaderValue)> {
+    attrs
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .filter_map(|(key, value)| {
+            let name = key
+                .strip_prefix(RESPONSE_HEADER_PREFIX)?
+                .strip_suffix(RESPONSE_HEADER_SUFFIX)?
+                .replace('_', "-");
+            Some((
+                HeaderName::try_from(name).ok()?,
+                HeaderValue::try_from(value).ok()?,
+            ))
+        })
+        .collect()
 }
 
 fn stickiness(attrs: &elb_model::Attributes) -> Stickiness {

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use elb_model::{FixedResponse, MtlsMode, Redirect};
+use http::{HeaderName, HeaderValue};
 
 use crate::admission::Admission;
 use crate::binder::{BindKey, Transport};
@@ -56,6 +57,10 @@ pub struct Route {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Mutual TLS: what targets are told of client certificates.
     pub mtls: Option<MtlsMode>,
+    /// Listener attributes: headers set on every response, and whether elbd's own responses
+    /// keep `Server: awselb/2.0`.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    pub server_header: bool,
     /// Seals and opens stickiness cookies; `None` only if the store has no key.
     pub sealer: Option<Arc<CookieSealer>>,
 }

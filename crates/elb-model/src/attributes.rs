@@ -241,6 +241,151 @@ const TARGET_GROUP_HTTP: &[Spec] = &[
     ),
 ];
 
+/// ALB listener attributes. The response headers are injected into every response when set;
+/// the renames of request headers are not built and keep AWS's names.
+const LISTENER_HTTP: &[Spec] = &[
+    spec(SERVER_HEADER, BOOL, "true", true),
+    spec(
+        "routing.http.response.strict_transport_security.header_value",
+        TEXT,
+        "",
+        true,
+    ),
+    spec(
+        "routing.http.response.access_control_allow_origin.header_value",
+        TEXT,
+        "",
+        true,
+    ),
+    spec(
+        "routing.http.response.access_control_allow_methods.header_value",
+        TEXT,
+        "",
+        true,
+    ),
+    spec(
+        "routing.http.response.access_control_allow_headers.header_value",
+        TEXT,
+        "",
+        true,
+    ),
+    spec(
+        "routing.http.response.access_control_allow_credentials.header_value",
+        TEXT,
+        "",
+        true,
+    ),
+    spec(
+        "routing.http.response.access_control_expose_headers.header_value",
+        TEXT,
+        "",
+        true,
+    ),
+    spec(
+        "routing.http.response.access_control_max_age.header_value",
+        TEXT,
+        "",
+        true,
+    ),
+    spec(
+        "routing.http.response.content_security_policy.header_value",
+        TEXT,
+        "",
+        true,
+    ),
+    spec(
+        "routing.http.response.x_content_type_options.header_value",
+        TEXT,
+        "",
+        true,
+    ),
+    spec(
+        "routing.http.response.x_frame_options.header_value",
+        TEXT,
+        "",
+        true,
+    ),
+    spec(
+        "routing.http.request.x_amzn_mtls_clientcert_serial_number.header_name",
+        TEXT,
+        "X-Amzn-Mtls-Clientcert-Serial-Number",
+        false,
+    ),
+    spec(
+        "routing.http.request.x_amzn_mtls_clientcert_issuer.header_name",
+        TEXT,
+        "X-Amzn-Mtls-Clientcert-Issuer",
+        false,
+    ),
+    spec(
+        "routing.http.request.x_amzn_mtls_clientcert_subject.header_name",
+        TEXT,
+        "X-Amzn-Mtls-Clientcert-Subject",
+        false,
+    ),
+    spec(
+        "routing.http.request.x_amzn_mtls_clientcert_validity.header_name",
+        TEXT,
+        "X-Amzn-Mtls-Clientcert-Validity",
+        false,
+    ),
+    spec(
+        "routing.http.request.x_amzn_mtls_clientcert_leaf.header_name",
+        TEXT,
+        "X-Amzn-Mtls-Clientcert-Leaf",
+        false,
+    ),
+    spec(
+        "routing.http.request.x_amzn_mtls_clientcert.header_name",
+        TEXT,
+        "X-Amzn-Mtls-Clientcert",
+        false,
+    ),
+    spec(
+        "routing.http.request.x_amzn_tls_version.header_name",
+        TEXT,
+        "X-Amzn-Tls-Version",
+        false,
+    ),
+    spec(
+        "routing.http.request.x_amzn_tls_cipher_suite.header_name",
+        TEXT,
+        "X-Amzn-Tls-Cipher-Suite",
+        false,
+    ),
+];
+
+/// `routing.http.response.server.enabled`: whether elbd's own responses say
+/// `Server: awselb/2.0`.
+pub const SERVER_HEADER: &str = "routing.http.response.server.enabled";
+/// The prefix and suffix of the response headers a listener injects.
+pub const RESPONSE_HEADER_PREFIX: &str = "routing.http.response.";
+pub const RESPONSE_HEADER_SUFFIX: &str = ".header_value";
+
+/// The attributes a new HTTP or HTTPS listener starts with.
+pub fn listener_defaults() -> Attributes {
+    Attributes::from_defaults(LISTENER_HTTP, &|s| s.default)
+}
+
+/// Applies `changes` to a listener's attributes, all or nothing.
+pub fn modify_listener(attrs: &Attributes, changes: &[(String, String)]) -> Result<Attributes> {
+    let specs: Vec<&Spec> = LISTENER_HTTP.iter().collect();
+    let mut next = attrs.clone();
+    for (key, value) in changes {
+        let spec = find(&specs, key, "listener")?;
+        check(spec, value, attrs.get(key))?;
+        if key.ends_with(RESPONSE_HEADER_SUFFIX)
+            && value.bytes().any(|b| b.is_ascii_control() || !b.is_ascii())
+        {
+            return Err(ModelError::validation(format!(
+                "Invalid value for attribute '{key}': a header value is visible ASCII"
+            )));
+        }
+        next.0.insert(key.clone(), value.clone());
+    }
+    Ok(next)
+}
+
 fn lb_specs(kind: LoadBalancerKind) -> impl Iterator<Item = &'static Spec> {
     let extra: [&'static [Spec]; 2] = match kind {
         LoadBalancerKind::Application => [LOGS_LB, ALB_ONLY],

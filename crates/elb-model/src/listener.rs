@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::attributes::Attributes;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::load_balancer::LoadBalancerKind;
 use crate::rule::Action;
@@ -120,6 +121,8 @@ pub struct Listener {
     /// Present exactly when the protocol is HTTPS or TLS.
     #[serde(default)]
     pub tls: Option<ListenerTls>,
+    #[serde(default = "crate::attributes::listener_defaults")]
+    pub attributes: Attributes,
     #[serde(default)]
     pub tags: Tags,
     pub origin: Origin,

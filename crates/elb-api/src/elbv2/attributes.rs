@@ -1,4 +1,4 @@
-//! Describe/Modify of load balancer and target group attributes.
+//! Describe/Modify of load balancer, target group and listener attributes.
 
 use elb_model::{Attributes, Command, ErrorCode, ModelError};
 
@@ -75,4 +75,31 @@ pub(super) fn modify_target_group(api: &Api, params: &Params) -> Result<Xml, Api
         )
     })?;
     Ok(render(&snapshot.state.target_groups[&arn].attributes))
+}
+
+pub(super) fn describe_listener(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("ListenerArn")?;
+    let snapshot = api.store.snapshot();
+    let listener = snapshot.state.listeners.get(arn).ok_or_else(|| {
+        ModelError::new(
+            ErrorCode::ListenerNotFound,
+            format!("Listener '{arn}' not found"),
+        )
+    })?;
+    Ok(render(&listener.attributes))
+}
+
+pub(super) fn modify_listener(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("ListenerArn")?.to_owned();
+    let changes = changes(params)?;
+    let (snapshot, _) = api.store.update(|state, cx| {
+        state.apply(
+            Command::ModifyListenerAttributes {
+                arn: arn.clone(),
+                changes: changes.clone(),
+            },
+            cx,
+        )
+    })?;
+    Ok(render(&snapshot.state.listeners[&arn].attributes))
 }

@@ -118,6 +118,8 @@ pub fn call(api: &Api, action: &str, params: &Params) -> Result<Xml, ApiError> {
         "RemoveListenerCertificates" => listeners::remove_certificates(api, params),
         "DescribeListenerCertificates" => listeners::describe_certificates(api, params),
         "DescribeSSLPolicies" => listeners::describe_ssl_policies(params),
+        "DescribeListenerAttributes" => attributes::describe_listener(api, params),
+        "ModifyListenerAttributes" => attributes::modify_listener(api, params),
         "CreateTrustStore" => trust_stores::create(api, params),
         "ModifyTrustStore" => trust_stores::modify(api, params),
         "DeleteTrustStore" => trust_stores::delete(api, params),

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::table::{HttpSettings, RoutingTable};
+use crate::table::{HttpSettings, Route, RoutingTable};
 
 pub use rescue::{Body, Fault, ProxyError};
 
@@ -85,6 +85,22 @@ fn refuse(stream: TcpStream, peer: SocketAddr, local: SocketAddr, refused: &Atom
     let count = refused.fetch_add(1, Ordering::Relaxed) + 1;
     info!(%peer, %local, refused = count, "connection refused by the security groups");
     let _ = stream.set_zero_linger();
+}
+
+/// The listener's response attributes: injected headers, and no `Server: awselb/2.0` on
+/// elbd's own responses when the listener turned it off.
+fn dress(response: &mut hyper::Response<Body>, route: &Route) {
+    let headers = response.headers_mut();
+    if !route.server_header
+        && headers
+            .get(http::header::SERVER)
+            .is_some_and(|v| v == rescue::SERVER)
+    {
+        headers.remove(http::header::SERVER);
+    }
+    for (name, value) in &route.response_headers {
+        headers.insert(name, value.clone());
+    }
 }
 
 /// A client gets this long to complete its TLS handshake.
@@ -170,11 +186,13 @@ async fn http<S>(
         async move {
             // One load per request: the request keeps this table until it ends.
             let table = table.load_full();
-            let response = match table.route(local) {
-                Some(route) => forward::handle(req, route, peer, &client).await,
-                None => Err(ProxyError::ListenerGone),
+            let Some(route) = table.route(local) else {
+                return Ok::<_, Infallible>(rescue::respond(&ProxyError::ListenerGone));
             };
-            Ok::<_, Infallible>(response.unwrap_or_else(|e| rescue::respond(&e)))
+            let response = forward::handle(req, route, peer, &client).await;
+            let mut response = response.unwrap_or_else(|e| rescue::respond(&e));
+            dress(&mut response, route);
+            Ok(response)
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

@@ -147,6 +147,9 @@ pub fn error_page(status: StatusCode) -> Response<Body> {
     response
 }
 
+/// The `Server` of the load balancer's own responses.
+pub(crate) const SERVER: &str = "awselb/2.0";
+
 /// A response of the load balancer itself: `Server: awselb/2.0`, as AWS's.
 pub(super) fn own_response(
     status: StatusCode,
@@ -156,7 +159,7 @@ pub(super) fn own_response(
     let mut response = Response::new(Either::Right(Full::new(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
+    headers.insert(header::SERVER, HeaderValue::from_static(SERVER));
     headers.insert(header::CONTENT_TYPE, content_type);
     response
 }

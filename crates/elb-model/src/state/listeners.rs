@@ -1,6 +1,7 @@
 //! CreateListener, ModifyListener, DeleteListener.
 
 use super::{CreateListener, ListenerChanges, Outcome, State, Tags, load_balancers, target_groups};
+use crate::attributes;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::limits;
@@ -71,6 +72,7 @@ impl State {
                 port: c.port,
                 default_actions: c.default_actions,
                 tls,
+                attributes: attributes::listener_defaults(),
                 tags: Tags::new(),
                 origin: c.origin,
             },
@@ -130,6 +132,16 @@ impl State {
         listener.protocol = protocol;
         listener.tls = tls;
         listener.default_actions = default_actions;
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn modify_listener_attributes(
+        &mut self,
+        arn: &str,
+        changes: &[(String, String)],
+    ) -> Result<Outcome> {
+        let listener = self.listener_mut(arn)?;
+        listener.attributes = attributes::modify_listener(&listener.attributes, changes)?;
         Ok(Outcome::Done)
     }
 

@@ -193,6 +193,10 @@ pub enum Command {
         arn: String,
         changes: ListenerChanges,
     },
+    ModifyListenerAttributes {
+        arn: String,
+        changes: Vec<(String, String)>,
+    },
     /// Adds SNI certificates to an HTTPS listener (those it has already are kept once).
     AddListenerCertificates {
         listener_arn: String,
@@ -357,6 +361,9 @@ impl State {
             Command::ExpireDraining => self.expire_draining(cx.now_ms),
             Command::CreateListener(c) => self.create_listener(c, cx),
             Command::ModifyListener { arn, changes } => self.modify_listener(&arn, changes),
+            Command::ModifyListenerAttributes { arn, changes } => {
+                self.modify_listener_attributes(&arn, &changes)
+            }
             Command::AddListenerCertificates {
                 listener_arn,
                 certificate_arns,

@@ -282,5 +282,63 @@ async fn rules_route_by_every_condition_and_act_as_aws() {
     eprintln!("least outstanding requests, 40 requests, one target slow: {lor:?}");
     let slow = lor.get(&targets[3].to_string()).copied().unwrap_or(0);
     assert!(slow <= 3, "the slow target got {slow} of 40: {lor:?}");
+
+    // Listener attributes: injected response headers, and no Server on elbd's own pages.
+    let attributes = setup.aws.ok(&[
+        "elbv2",
+        "describe-listener-attributes",
+        "--listener-arn",
+        &setup.listener,
+    ]);
+    let server = attributes["Attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["Key"] == "routing.http.response.server.enabled")
+        .cloned();
+    assert_eq!(server.unwrap()["Value"], "true");
+    let modify = |pairs: &[&str]| {
+        let mut args = vec![
+            "elbv2",
+            "modify-listener-attributes",
+            "--listener-arn",
+            &setup.listener,
+            "--attributes",
+        ];
+        args.extend_from_slice(pairs);
+        setup.aws.command(&args)
+    };
+    let hsts = "Key=routing.http.response.strict_transport_security.header_value,Value=max-age=60";
+    let quiet = "Key=routing.http.response.server.enabled,Value=false";
+    assert!(modify(&[hsts, quiet]).status.success());
+    let rename = "Key=routing.http.request.x_amzn_tls_version.header_name,Value=X-Tls";
+    let refused = modify(&[rename]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not implement"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let headers = |path: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-D",
+                "-",
+                &format!("http://{node}{path}"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_lowercase()
+    };
+    let proxied = headers("/");
+    assert!(
+        proxied.contains("strict-transport-security: max-age=60"),
+        "{proxied}"
+    );
+    let own = headers("/old/x");
+    assert!(
+        own.contains("strict-transport-security: max-age=60"),
+        "{own}"
+    );
+    assert!(!own.contains("server: awselb"), "{own}");
     drop(backends);
 }
