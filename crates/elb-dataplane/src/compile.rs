@@ -21,6 +21,7 @@ use http::{HeaderName, HeaderValue};
 use tracing::error;
 
 use crate::admission::Admission;
+use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
 use crate::select;
 use crate::sticky::{CookieSealer, Stickiness};
@@ -306,6 +307,7 @@ impl Runtime {
             group_id: tg.arn.rsplit('/').next().unwrap_or_default().to_owned(),
             stickiness: stickiness(&tg.attributes),
             tls: tg.protocol == TargetGroupProtocol::Https,
+            version: tg.protocol_version,
             registered: tg.targets.iter().filter(|t| state.in_service(t)).count(),
             endpoints: self.endpoints(state, node, tg, health, used),
             algorithm: Algorithm::from_attribute(
@@ -431,5 +433,7 @@ fn http_settings(attrs: &elb_model::Attributes) -> HttpSettings {
         xff_client_port: attrs.flag("routing.http.xff_client_port.enabled"),
         preserve_host: attrs.flag("routing.http.preserve_host_header.enabled"),
         http2: attrs.get("routing.http2.enabled") != Some("false"),
+        drop_invalid_headers: attrs.flag("routing.http.drop_invalid_header_fields.enabled"),
+        desync: DesyncMode::from_attribute(attrs.get("routing.http.desync_mitigation_mode")),
     }
 }

@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::admission::Admission;
 use crate::binder::{BindKey, Transport};
+use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
 use crate::sticky::CookieSealer;
 use crate::targets::TargetSet;
@@ -137,6 +138,11 @@ pub struct HttpSettings {
     pub xff_client_port: bool,
     pub preserve_host: bool,
     pub http2: bool,
+    /// `routing.http.drop_invalid_header_fields.enabled`: drop request headers whose names
+    /// are not letters, digits and hyphens.
+    pub drop_invalid_headers: bool,
+    /// `routing.http.desync_mitigation_mode`.
+    pub desync: DesyncMode,
 }
 
 /// `routing.http.xff_header_processing.mode`.

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use elb_model::ProtocolVersion;
+
 use crate::select;
 use crate::sticky::Stickiness;
 
@@ -33,6 +35,8 @@ pub struct TargetSet {
     pub stickiness: Stickiness,
     /// HTTPS target group: requests go to targets over TLS.
     pub tls: bool,
+    /// HTTP/1.1, HTTP/2 or gRPC to targets, and which requests the group takes.
+    pub version: ProtocolVersion,
     /// How many registered targets can take traffic at all (503 when none): instance targets
     /// count only while their instance runs.
     pub registered: usize,

@@ -17,12 +17,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// them under us.
 const POOL_IDLE: Duration = Duration::from_secs(50);
 
-/// A node's pools: plain HTTP, and HTTPS for HTTPS target groups (apart, so that the HTTP
-/// path pays nothing for TLS).
+/// A node's pools, one per way of reaching targets (apart, so that the plain HTTP/1.1 path
+/// pays nothing for the others): HTTP/1.1 or HTTP/2 (prior knowledge), each in clear or over
+/// TLS (HTTPS target groups; HTTP/2 chosen by ALPN).
 #[derive(Clone)]
 pub(crate) struct Upstream {
     pub(crate) http: Client<HttpConnector, Incoming>,
     pub(crate) https: Client<HttpsConnector<HttpConnector>, Incoming>,
+    pub(crate) h2: Client<HttpConnector, Incoming>,
+    pub(crate) h2s: Client<HttpsConnector<HttpConnector>, Incoming>,
 }
 
 impl Upstream {
@@ -41,10 +44,19 @@ impl Upstream {
             .with_tls_config(tls_config().as_ref().clone())
             .https_only()
             .enable_http1()
+            .wrap_connector(tls_connector.clone());
+        let h2s = HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config().as_ref().clone())
+            .https_only()
+            .enable_http2()
             .wrap_connector(tls_connector);
+        let mut h2_builder = builder.clone();
+        h2_builder.http2_only(true);
         Self {
-            http: builder.build(connector),
+            http: builder.build(connector.clone()),
             https: builder.build(https),
+            h2: h2_builder.build(connector),
+            h2s: h2_builder.build(h2s),
         }
     }
 }
@@ -53,5 +65,5 @@ impl Upstream {
 /// not verify them either).
 fn tls_config() -> &'static Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG.get_or_init(elb_tls::client::target_config)
+    CONFIG.get_or_init(|| elb_tls::client::target_config(&[]))
 }

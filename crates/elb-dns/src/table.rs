@@ -171,6 +171,7 @@ mod tests {
         let tg = CreateTargetGroup {
             name: "tg".into(),
             protocol: "HTTP".into(),
+            protocol_version: elb_model::ProtocolVersion::Http1,
             port: 80,
             vpc_id: None,
             target_type: "ip".into(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use elb_model::{Matcher, State};
+use elb_model::{Matcher, ProtocolVersion, State};
 
 use crate::state::Thresholds;
 
@@ -16,10 +16,14 @@ pub struct Probe {
     /// The node whose address the probe leaves from.
     pub node_ip: IpAddr,
     pub target: SocketAddr,
-    /// The whole request, made once: `GET path` with ELB's Host and User-Agent.
+    /// The whole HTTP/1.1 request, made once: `GET path` with ELB's Host and User-Agent.
     pub request: Vec<u8>,
+    pub path: String,
     /// HTTPS checks: the request goes over TLS (the target's certificate is not verified).
     pub tls: bool,
+    /// HTTP2 and GRPC groups are checked over HTTP/2 (GRPC: a gRPC call, judged by its
+    /// grpc-status).
+    pub version: ProtocolVersion,
     pub interval: Duration,
     pub timeout: Duration,
     pub thresholds: Thresholds,
@@ -44,7 +48,9 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
                         node_ip: IpAddr::V4(node.private_ipv4),
                         target,
                         request: request(&hc.path, target),
+                        path: hc.path.clone(),
                         tls: hc.protocol == "HTTPS",
+                        version: tg.protocol_version,
                         interval: Duration::from_secs(hc.interval_seconds.into()),
                         timeout: Duration::from_secs(hc.timeout_seconds.into()),
                         thresholds: Thresholds {

@@ -1,14 +1,21 @@
 //! One HTTP or HTTPS health check: connect from the node's address (and handshake, without
-//! verifying the target's certificate, as ELB), send `GET path`, read the status line, close.
-//! As ELB's, the connection is not reused; as HAProxy's, it is closed with a reset so that
-//! thousands of checks a second leave no TIME_WAIT sockets behind.
+//! verifying the target's certificate, as ELB), send `GET path`, read the status, close. As
+//! ELB's, the connection is not reused; as HAProxy's, an HTTP/1.1 one is closed with a reset
+//! so that thousands of checks a second leave no TIME_WAIT sockets behind.
 //!
-//! Only the status line matters, so the request is written as bytes made once per plan and
-//! the answer is read no further than its status code: no HTTP client, no extra task.
+//! Over HTTP/1.1 only the status line matters, so the request is written as bytes made once
+//! per plan and the answer is read no further than its status code. HTTP2 and GRPC groups
+//! are checked over HTTP/2 with hyper; a gRPC check is a call whose grpc-status is judged.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use bytes::Bytes;
+use elb_model::ProtocolVersion;
+use http::Request;
+use http::header::{CONTENT_TYPE, TE};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpSocket;
@@ -36,16 +43,67 @@ async fn exchange(probe: &Probe) -> Option<u16> {
     .ok()?;
     socket.bind((probe.node_ip, 0).into()).ok()?;
     let stream = socket.connect(probe.target).await.ok()?;
+    let h2 = probe.version != ProtocolVersion::Http1;
     if !probe.tls {
+        if h2 {
+            return over_h2(stream, probe).await;
+        }
         let (status, stream) = ask(stream, &probe.request).await;
         let _ = stream.set_zero_linger();
         return status;
     }
     let server_name = ServerName::IpAddress(probe.target.ip().into());
-    let stream = tls_connector().connect(server_name, stream).await.ok()?;
+    let stream = tls_connector(h2).connect(server_name, stream).await.ok()?;
+    if h2 {
+        return over_h2(stream, probe).await;
+    }
     let (status, stream) = ask(stream, &probe.request).await;
     let _ = stream.get_ref().0.set_zero_linger();
     status
+}
+
+/// An HTTP/2 check: `GET path`, or for gRPC an empty unary call to `path`, whose grpc-status
+/// (in the headers of a trailers-only answer, else in the trailers) is the code judged.
+async fn over_h2<S>(stream: S, probe: &Probe) -> Option<u16>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .ok()?;
+    let driver = tokio::spawn(connection);
+    let grpc = probe.version == ProtocolVersion::Grpc;
+    let uri = format!("http://{}{}", probe.target, probe.path);
+    let request = if grpc {
+        // One empty message: not compressed, length 0.
+        Request::post(uri)
+            .header(CONTENT_TYPE, "application/grpc")
+            .header(TE, "trailers")
+            .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
+    } else {
+        Request::get(uri).body(Full::new(Bytes::new()))
+    };
+    let request = request.ok()?;
+    let answer = async {
+        let response = sender.send_request(request).await.ok()?;
+        let status = response.status().as_u16();
+        if !grpc || status != 200 {
+            return Some(status);
+        }
+        if let Some(code) = grpc_status(response.headers()) {
+            return Some(code);
+        }
+        let body = response.into_body().collect().await.ok()?;
+        body.trailers().and_then(grpc_status)
+    };
+    let code = answer.await;
+    driver.abort();
+    code
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<u16> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
 /// Writes `request` and reads up to the status code; hands the stream back to be closed.
@@ -64,9 +122,15 @@ async fn ask<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &[u8]) -
     (status_code(&head[..len]), stream)
 }
 
-fn tls_connector() -> &'static TlsConnector {
-    static CONNECTOR: OnceLock<TlsConnector> = OnceLock::new();
-    CONNECTOR.get_or_init(|| TlsConnector::from(elb_tls::client::target_config()))
+/// TLS to targets, offering HTTP/2 by ALPN for HTTP/2 checks.
+fn tls_connector(h2: bool) -> &'static TlsConnector {
+    static HTTP1: OnceLock<TlsConnector> = OnceLock::new();
+    static HTTP2: OnceLock<TlsConnector> = OnceLock::new();
+    if h2 {
+        HTTP2.get_or_init(|| TlsConnector::from(elb_tls::client::target_config(&[b"h2"])))
+    } else {
+        HTTP1.get_or_init(|| TlsConnector::from(elb_tls::client::target_config(&[])))
+    }
 }
 
 /// `HTTP/1.x NNN …` → NNN.

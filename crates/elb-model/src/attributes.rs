@@ -116,13 +116,13 @@ const ALB_ONLY: &[Spec] = &[
         "routing.http.desync_mitigation_mode",
         Value::OneOf(&["monitor", "defensive", "strictest"]),
         "defensive",
-        false,
+        true,
     ),
     spec(
         "routing.http.drop_invalid_header_fields.enabled",
         BOOL,
         "false",
-        false,
+        true,
     ),
     spec(
         "routing.http.preserve_host_header.enabled",

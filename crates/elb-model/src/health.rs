@@ -152,9 +152,18 @@ pub struct Matcher(Vec<(u16, u16)>);
 impl Matcher {
     /// Parses an `HttpCode` matcher; ALB allows codes 200 to 499.
     pub fn parse(spec: &str) -> Result<Self> {
+        Self::parse_in(spec, "HttpCode", 200, 499, "'200', '200,202' or '200-299'")
+    }
+
+    /// Parses a `GrpcCode` matcher: gRPC status codes 0 to 99.
+    pub fn parse_grpc(spec: &str) -> Result<Self> {
+        Self::parse_in(spec, "GrpcCode", 0, 99, "'12', '0,12' or '0-99'")
+    }
+
+    fn parse_in(spec: &str, kind: &str, min: u16, max: u16, examples: &str) -> Result<Self> {
         let bad = || {
             ModelError::validation(format!(
-                "Matcher HttpCode '{spec}' must be codes from 200 to 499, as '200', '200,202' or '200-299'"
+                "Matcher {kind} '{spec}' must be codes from {min} to {max}, as {examples}"
             ))
         };
         let mut ranges = Vec::new();
@@ -169,7 +178,7 @@ impl Matcher {
                     (code, code)
                 }
             };
-            if !(200..=499).contains(&lo) || !(200..=499).contains(&hi) || lo > hi {
+            if !(min..=max).contains(&lo) || !(min..=max).contains(&hi) || lo > hi {
                 return Err(bad());
             }
             ranges.push((lo, hi));
@@ -194,6 +203,9 @@ mod tests {
         for bad in ["", "abc", "100", "500", "300-200", "200-600"] {
             assert!(Matcher::parse(bad).is_err(), "{bad}");
         }
+        let grpc = Matcher::parse_grpc("0,12").unwrap();
+        assert!(grpc.matches(0) && grpc.matches(12) && !grpc.matches(14));
+        assert!(Matcher::parse_grpc("100").is_err());
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub use node::{Node, Placement};
 pub use rule::{Action, Condition, FixedResponse, QueryPair, Redirect, Rule, TargetGroupWeight};
 pub use state::{Command, Delta, Origin, Outcome, State};
 pub use target_group::{
-    HealthCheck, Registration, TargetGroup, TargetGroupProtocol, TargetId, TargetType,
+    HealthCheck, ProtocolVersion, Registration, TargetGroup, TargetGroupProtocol, TargetId,
+    TargetType,
 };
 pub use trust_store::{MtlsMode, MutualAuthentication, TrustStore};

@@ -67,6 +67,39 @@ impl TargetGroupProtocol {
     }
 }
 
+/// `ProtocolVersion`: how an HTTP or HTTPS target group's requests reach its targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ProtocolVersion {
+    #[default]
+    Http1,
+    /// HTTP/2 to targets (prior knowledge in cleartext, ALPN h2 over TLS).
+    Http2,
+    /// gRPC: HTTP/2 POSTs, trailers passed through.
+    Grpc,
+}
+
+impl ProtocolVersion {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "HTTP1" => Ok(Self::Http1),
+            "HTTP2" => Ok(Self::Http2),
+            "GRPC" => Ok(Self::Grpc),
+            _ => Err(ModelError::validation(format!(
+                "Invalid protocol version '{s}': must be HTTP1, HTTP2 or GRPC"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "HTTP1",
+            Self::Http2 => "HTTP2",
+            Self::Grpc => "GRPC",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetType {
@@ -148,8 +181,11 @@ pub struct HealthCheck {
     pub timeout_seconds: u16,
     pub healthy_threshold: u16,
     pub unhealthy_threshold: u16,
-    /// `HttpCode` of the matcher: `200`, `200,202`, `200-299`.
+    /// `HttpCode` of the matcher: `200`, `200,202`, `200-299`; empty for gRPC groups.
     pub http_code: String,
+    /// `GrpcCode` of the matcher (gRPC groups only): `12`, `0-99`.
+    #[serde(default)]
+    pub grpc_code: String,
 }
 
 /// The health-check fields ModifyTargetGroup (or a config file) sets; `None` keeps the current.
@@ -164,6 +200,7 @@ pub struct HealthCheckChanges {
     pub healthy_threshold: Option<u16>,
     pub unhealthy_threshold: Option<u16>,
     pub http_code: Option<String>,
+    pub grpc_code: Option<String>,
 }
 
 impl HealthCheck {
@@ -187,7 +224,20 @@ impl HealthCheck {
                 .http_code
                 .clone()
                 .unwrap_or_else(|| self.http_code.clone()),
+            grpc_code: changes
+                .grpc_code
+                .clone()
+                .unwrap_or_else(|| self.grpc_code.clone()),
         };
+        // A group's kind of matcher is fixed by its protocol version.
+        let grpc = !self.grpc_code.is_empty();
+        if (grpc && changes.http_code.is_some()) || (!grpc && changes.grpc_code.is_some()) {
+            return Err(ModelError::validation(if grpc {
+                "A GRPC target group's matcher is a GrpcCode, not an HttpCode"
+            } else {
+                "Only GRPC target groups take a GrpcCode matcher"
+            }));
+        }
         next.validate()?;
         Ok(next)
     }
@@ -242,8 +292,16 @@ impl HealthCheck {
                 "Health check timeout must be smaller than the interval",
             ));
         }
-        Matcher::parse(&self.http_code)?;
+        self.parse_matcher()?;
         Ok(())
+    }
+
+    fn parse_matcher(&self) -> Result<Matcher> {
+        if self.grpc_code.is_empty() {
+            Matcher::parse(&self.http_code)
+        } else {
+            Matcher::parse_grpc(&self.grpc_code)
+        }
     }
 
     /// The port to probe a target registered on `traffic_port` on.
@@ -251,17 +309,28 @@ impl HealthCheck {
         self.port.parse().unwrap_or(traffic_port)
     }
 
+    /// The status codes (HTTP, or gRPC for gRPC groups) a passing check answers with.
     pub fn matcher(&self) -> Matcher {
-        Matcher::parse(&self.http_code).expect("validated when set")
+        self.parse_matcher().expect("validated when set")
     }
 }
 
 impl HealthCheck {
-    /// AWS's defaults for a target group of `protocol`: checks speak the traffic's protocol.
-    pub fn for_protocol(protocol: TargetGroupProtocol) -> Self {
-        Self {
+    /// AWS's defaults for a target group: checks speak the traffic's protocol; gRPC groups
+    /// call `/AWS.ALB/healthcheck` and accept gRPC status 12 (unimplemented).
+    pub fn for_target_group(protocol: TargetGroupProtocol, version: ProtocolVersion) -> Self {
+        let defaults = Self {
             protocol: protocol.as_str().into(),
             ..Self::default()
+        };
+        match version {
+            ProtocolVersion::Grpc => Self {
+                path: "/AWS.ALB/healthcheck".into(),
+                http_code: String::new(),
+                grpc_code: "12".into(),
+                ..defaults
+            },
+            _ => defaults,
         }
     }
 }
@@ -278,6 +347,7 @@ impl Default for HealthCheck {
             healthy_threshold: 5,
             unhealthy_threshold: 2,
             http_code: "200".into(),
+            grpc_code: String::new(),
         }
     }
 }
@@ -287,6 +357,8 @@ pub struct TargetGroup {
     pub arn: String,
     pub name: String,
     pub protocol: TargetGroupProtocol,
+    #[serde(default)]
+    pub protocol_version: ProtocolVersion,
     pub port: u16,
     pub vpc_id: String,
     pub target_type: TargetType,

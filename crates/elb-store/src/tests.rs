@@ -69,6 +69,7 @@ macro_rules! store_battery {
                     .execute(Command::CreateTargetGroup(CreateTargetGroup {
                         name: "bad name".into(),
                         protocol: "HTTP".into(),
+                        protocol_version: elb_model::ProtocolVersion::Http1,
                         port: 80,
                         vpc_id: None,
                         target_type: "ip".into(),

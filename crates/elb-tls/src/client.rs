@@ -9,16 +9,18 @@ use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_t
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
-/// A client configuration that accepts any target certificate (no ALPN: HTTP/1.1).
-pub fn target_config() -> Arc<ClientConfig> {
+/// A client configuration that accepts any target certificate, offering `alpn` (none for
+/// hyper-rustls, which sets its own).
+pub fn target_config(alpn: &[&[u8]]) -> Arc<ClientConfig> {
     let provider = rustls::crypto::ring::default_provider();
     let verifier = Arc::new(AnyCertificate(provider.signature_verification_algorithms));
-    let config = ClientConfig::builder_with_provider(Arc::new(provider))
+    let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .expect("ring supports TLS 1.2 and 1.3")
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
 }
 

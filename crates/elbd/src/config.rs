@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use elb_model::target_group::HealthCheckChanges;
-use elb_model::{CertificateMaterial, Scope, Topology, ZoneSpec};
+use elb_model::{CertificateMaterial, ProtocolVersion, Scope, Topology, ZoneSpec};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 
@@ -112,6 +112,8 @@ struct FileAction {
 struct FileTargetGroup {
     name: String,
     protocol: String,
+    /// `HTTP1` (default), `HTTP2` or `GRPC`.
+    protocol_version: Option<String>,
     port: u16,
     #[serde(default = "default_target_type")]
     target_type: String,
@@ -137,6 +139,8 @@ struct FileHealthCheck {
     unhealthy_threshold: Option<u16>,
     /// `HttpCode`: "200", "200,202", "200-299".
     matcher: Option<String>,
+    /// `GrpcCode` of GRPC target groups: "12", "0-99".
+    grpc_matcher: Option<String>,
 }
 
 fn default_target_type() -> String {
@@ -209,6 +213,7 @@ pub(crate) struct TargetGroupSpec {
     pub(crate) path: String,
     pub(crate) name: String,
     pub(crate) protocol: String,
+    pub(crate) protocol_version: ProtocolVersion,
     pub(crate) port: u16,
     pub(crate) target_type: String,
     pub(crate) attributes: Vec<(String, String)>,
@@ -419,6 +424,12 @@ impl FileTargetGroup {
             healthy_threshold: hc.healthy_threshold,
             unhealthy_threshold: hc.unhealthy_threshold,
             http_code: hc.matcher,
+            grpc_code: hc.grpc_matcher,
+        };
+        let protocol_version = match &self.protocol_version {
+            None => ProtocolVersion::Http1,
+            Some(v) => ProtocolVersion::parse(v)
+                .map_err(|e| format!("{path}.protocol_version: {}", e.message))?,
         };
         Ok(TargetGroupSpec {
             health_check,
@@ -426,6 +437,7 @@ impl FileTargetGroup {
             path,
             name: self.name,
             protocol: self.protocol,
+            protocol_version,
             port: self.port,
             target_type: self.target_type,
             targets,

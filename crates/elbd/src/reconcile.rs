@@ -225,6 +225,7 @@ fn target_group(
     let create = Command::CreateTargetGroup(CreateTargetGroup {
         name: spec.name.clone(),
         protocol: spec.protocol.clone(),
+        protocol_version: spec.protocol_version,
         port: spec.port,
         vpc_id: None,
         target_type: spec.target_type.clone(),
@@ -252,7 +253,8 @@ fn target_group(
         }
         None => created(run(state, create, cx, path)?),
     };
-    let desired = HealthCheck::default()
+    let tg = &state.target_groups[&arn];
+    let desired = HealthCheck::for_target_group(tg.protocol, tg.protocol_version)
         .with(&spec.health_check)
         .map_err(|e| prefix(e, &format!("{path}.health_check")))?;
     if state.target_groups[&arn].health_check != desired {
@@ -265,7 +267,9 @@ fn target_group(
             timeout_seconds: Some(desired.timeout_seconds),
             healthy_threshold: Some(desired.healthy_threshold),
             unhealthy_threshold: Some(desired.unhealthy_threshold),
-            http_code: Some(desired.http_code),
+            // Each group has one kind of matcher; the other stays unset.
+            http_code: Some(desired.http_code).filter(|c| !c.is_empty()),
+            grpc_code: Some(desired.grpc_code).filter(|c| !c.is_empty()),
         };
         let command = Command::ModifyTargetGroup {
             arn: arn.clone(),

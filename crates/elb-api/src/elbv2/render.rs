@@ -100,14 +100,18 @@ pub(super) fn target_group(x: &mut Xml, state: &State, tg: &TargetGroup) {
         )
         .leaf("HealthCheckPath", &hc.path)
         .node("Matcher", |x| {
-            x.leaf("HttpCode", &hc.http_code);
+            if hc.grpc_code.is_empty() {
+                x.leaf("HttpCode", &hc.http_code);
+            } else {
+                x.leaf("GrpcCode", &hc.grpc_code);
+            }
         })
         .text_members(
             "LoadBalancerArns",
             state.load_balancer_of_target_group(&tg.arn),
         )
         .leaf("TargetType", target_type(tg))
-        .leaf("ProtocolVersion", "HTTP1")
+        .leaf("ProtocolVersion", tg.protocol_version.as_str())
         .leaf("IpAddressType", "ipv4");
 }
 

@@ -4,8 +4,8 @@
 use elb_model::state::{CreateTargetGroup, TargetDescription};
 use elb_model::target_group::HealthCheckChanges;
 use elb_model::{
-    Command, ErrorCode, HealthState, HealthView, InstanceState, ModelError, Origin, Reason,
-    Registration, State, TargetGroup, TargetId,
+    Command, ErrorCode, HealthState, HealthView, InstanceState, ModelError, Origin,
+    ProtocolVersion, Reason, Registration, State, TargetGroup, TargetId,
 };
 
 use super::{create_then, page, render, tag_params, tagging};
@@ -32,16 +32,11 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         .int("Port", 1, 65535)?
         .ok_or_else(|| ApiError::missing("Port"))? as u16;
     let vpc_id = params.required("VpcId")?.to_owned();
-    match params.one_of("ProtocolVersion", &["HTTP1", "HTTP2", "GRPC"])? {
-        None | Some("HTTP1") => {}
-        Some(other) => {
-            return Err(ModelError::new(
-                ErrorCode::UnsupportedProtocol,
-                format!("elbd does not send {other} to targets yet; only HTTP1 is built"),
-            )
-            .into());
-        }
-    }
+    let protocol_version = params
+        .one_of("ProtocolVersion", &["HTTP1", "HTTP2", "GRPC"])?
+        .map(ProtocolVersion::parse)
+        .transpose()?
+        .unwrap_or_default();
     if let Some(t) = params.one_of("IpAddressType", &["ipv4", "ipv6"])?
         && t != "ipv4"
     {
@@ -56,6 +51,7 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     let create = Command::CreateTargetGroup(CreateTargetGroup {
         name,
         protocol,
+        protocol_version,
         port,
         vpc_id: Some(vpc_id),
         target_type,
@@ -98,6 +94,7 @@ fn health_check_changes(params: &Params) -> Result<HealthCheckChanges, ApiError>
         healthy_threshold: number("HealthyThresholdCount")?,
         unhealthy_threshold: number("UnhealthyThresholdCount")?,
         http_code: params.optional("Matcher.HttpCode").map(str::to_owned),
+        grpc_code: params.optional("Matcher.GrpcCode").map(str::to_owned),
     })
 }
 

@@ -11,9 +11,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::ClientCert;
+use super::desync::{self, Verdict};
 use super::rescue::{Body, ProxyError};
 use super::respond;
 use super::rules::{self, RequestView};
+use elb_model::ProtocolVersion;
+
 use crate::sticky::{self, CookieSealer, Stickiness, Ticket};
 use crate::table::{HttpSettings, Route, RouteAction, XffMode};
 use crate::targets::TargetSet;
@@ -37,6 +40,39 @@ const HOP_BY_HOP: [&str; 7] = [
 /// Routes one request: the first rule whose conditions match (or the default) decides
 /// whether it is forwarded, redirected or answered by the load balancer itself.
 pub(super) async fn handle(
+    mut req: Request<Incoming>,
+    route: &Route,
+    peer: SocketAddr,
+    client: &ClientCert,
+    raw_class: Option<(desync::Class, &'static str)>,
+) -> Result<Response<Body>, ProxyError> {
+    check_limits(&req)?;
+    let (class, reason) =
+        raw_class.unwrap_or_else(|| desync::classify(req.method(), req.headers()));
+    let verdict = route.http.desync.verdict(class);
+    if class != desync::Class::Compliant {
+        tracing::info!(%peer, ?class, reason, ?verdict, "desync mitigation classified a request");
+    }
+    match verdict {
+        Verdict::Forward => {}
+        Verdict::Refuse => return Err(ProxyError::Desync(reason)),
+        Verdict::ForwardThenClose => {
+            req.extensions_mut().insert(CloseAfter);
+            let mut response = Box::pin(route_request(req, route, peer, client)).await?;
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(response);
+        }
+    }
+    route_request(req, route, peer, client).await
+}
+
+/// Marks a request whose client and target connections close after it (desync mitigation).
+#[derive(Clone, Copy)]
+struct CloseAfter;
+
+async fn route_request(
     req: Request<Incoming>,
     route: &Route,
     peer: SocketAddr,
@@ -117,6 +153,9 @@ async fn proxy(
     if targets.registered == 0 {
         return Err(ProxyError::NoTargets);
     }
+    if !suits(&req, targets.version) {
+        return Err(ProxyError::IncompatibleProtocol);
+    }
     let sealer = route.sealer.as_deref();
     let stuck = sealer.and_then(|s| sticky_target(req.headers(), targets, s, now_s));
     let (target, _in_flight) = match stuck.and_then(|addr| targets.endpoint(addr)) {
@@ -140,8 +179,23 @@ async fn proxy(
         (protocol, hyper::upgrade::on(&mut req))
     });
     *req.version_mut() = Version::HTTP_11;
+    let close_after = req.extensions().get::<CloseAfter>().is_some();
     let headers = req.headers_mut();
+    let trailers = wants_trailers(headers);
     remove_hop_by_hop(headers);
+
+    if route.http.drop_invalid_headers {
+        drop_invalid_names(headers);
+    }
+    let h2 = targets.version != ProtocolVersion::Http1;
+    if close_after && !h2 {
+        // The target's connection is not reused after an ambiguous request.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if h2 && trailers {
+        // gRPC needs it end to end; HTTP/2 allows no other TE.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     if let Some((Some(protocol), _)) = &upgrade {
         // An upgrade (WebSocket) keeps the two headers that ask for it.
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -164,10 +218,12 @@ async fn proxy(
         headers.insert(&X_AMZN_TRACE_ID, trace);
     }
 
-    let sent = if targets.tls {
-        route.upstream.https.request(req)
-    } else {
-        route.upstream.http.request(req)
+    let upstream = &route.upstream;
+    let sent = match (targets.tls, h2) {
+        (false, false) => upstream.http.request(req),
+        (true, false) => upstream.https.request(req),
+        (false, true) => upstream.h2.request(req),
+        (true, true) => upstream.h2s.request(req),
     };
     let response = tokio::time::timeout(route.http.idle_timeout, sent)
         .await
@@ -195,6 +251,51 @@ async fn proxy(
     }
     remove_hop_by_hop(response.headers_mut());
     Ok(response)
+}
+
+/// Which requests a target group's protocol version takes (AWS's table): HTTP1 groups all but
+/// gRPC, HTTP2 groups HTTP/2 requests, GRPC groups HTTP/2 POSTs.
+fn suits(req: &Request<Incoming>, version: ProtocolVersion) -> bool {
+    let h2 = req.version() == Version::HTTP_2;
+    match version {
+        ProtocolVersion::Http1 => {
+            let grpc = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+            !(h2 && grpc)
+        }
+        ProtocolVersion::Http2 => h2,
+        ProtocolVersion::Grpc => h2 && req.method() == http::Method::POST,
+    }
+}
+
+/// Removes headers whose names hold anything but ASCII letters, digits and hyphens (an
+/// underscore, say), which ELB calls invalid.
+fn drop_invalid_names(headers: &mut HeaderMap) {
+    let invalid: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            !name
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .cloned()
+        .collect();
+    for name in invalid {
+        headers.remove(name);
+    }
+}
+
+/// Whether the client accepts trailers (`TE: trailers`), as gRPC clients say.
+fn wants_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
 }
 
 /// The target a request's stickiness cookie names, when the group is sticky and the cookie is
@@ -256,6 +357,41 @@ const MTLS_HEADERS: [&str; 6] = [
     "x-amzn-mtls-clientcert-validity",
     "x-amzn-mtls-clientcert-leaf",
 ];
+
+/// ALB's hard limits on a request (aws-elb-features.md §6.6): a target over 16 KB gets a 414,
+/// a header over 16 KB or headers over 64 KB in all a 400; a transfer coding other than
+/// chunked (or identity) a 501.
+fn check_limits(req: &Request<Incoming>) -> Result<(), ProxyError> {
+    const LINE: usize = 16 * 1024;
+    const ALL_HEADERS: usize = 64 * 1024;
+    if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > LINE {
+        return Err(ProxyError::UriTooLong);
+    }
+    let mut total = 0;
+    for (name, value) in req.headers() {
+        let size = name.as_str().len() + value.len() + 4;
+        if size > LINE {
+            return Err(ProxyError::BadRequest("a header is larger than 16 KB"));
+        }
+        total += size;
+    }
+    if total > ALL_HEADERS {
+        return Err(ProxyError::BadRequest("the headers are larger than 64 KB"));
+    }
+    let unsupported = req
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|coding| {
+            !coding.eq_ignore_ascii_case(b"chunked") && !coding.eq_ignore_ascii_case(b"identity")
+        });
+    if unsupported {
+        return Err(ProxyError::UnsupportedTransferCoding);
+    }
+    Ok(())
+}
 
 /// More addresses than this in X-Forwarded-For get a 463, as on AWS.
 const MAX_FORWARDED_FOR: usize = 30;
@@ -442,7 +578,24 @@ mod tests {
             xff_client_port,
             preserve_host,
             http2: true,
+            drop_invalid_headers: false,
+            desync: desync::Mode::Defensive,
         }
+    }
+
+    #[test]
+    fn only_names_of_letters_digits_and_hyphens_survive_dropping() {
+        let mut headers = HeaderMap::new();
+        for name in ["x-ok-1", "x_under", "x.dot", "accept"] {
+            headers.insert(
+                HeaderName::try_from(name).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        drop_invalid_names(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-ok-1"]);
     }
 
     fn host(h: &str, port: u16, preserve: bool) -> String {

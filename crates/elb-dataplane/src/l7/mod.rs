@@ -2,10 +2,12 @@
 //! for HTTPS, serve HTTP/1.1 and HTTP/2 (ALPN over TLS; prior knowledge in cleartext), and
 //! forward each request to a target.
 
+pub mod desync;
 mod forward;
 pub mod rescue;
 mod respond;
 pub mod rules;
+mod sniff;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -173,6 +175,7 @@ async fn http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (stream, heads) = sniff::Sniffed::new(stream);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -183,13 +186,19 @@ async fn http<S>(
     }
     let service = service_fn(move |req: Request<Incoming>| {
         let (table, client) = (table.clone(), client.clone());
+        // HTTP/1 heads were classified as sent, in order; HTTP/2 ones are classified parsed.
+        let class = if req.version() == http::Version::HTTP_2 {
+            None
+        } else {
+            heads.lock().expect("not poisoned").pop_front()
+        };
         async move {
             // One load per request: the request keeps this table until it ends.
             let table = table.load_full();
             let Some(route) = table.route(local) else {
                 return Ok::<_, Infallible>(rescue::respond(&ProxyError::ListenerGone));
             };
-            let response = forward::handle(req, route, peer, &client).await;
+            let response = forward::handle(req, route, peer, &client, class).await;
             let mut response = response.unwrap_or_else(|e| rescue::respond(&e));
             dress(&mut response, route);
             Ok(response)

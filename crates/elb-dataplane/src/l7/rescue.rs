@@ -42,6 +42,14 @@ pub enum ProxyError {
     Trace,
     #[error("X-Forwarded-For holds more than 30 addresses")]
     TooManyForwardedFor,
+    #[error("the request's protocol does not suit the target group's protocol version")]
+    IncompatibleProtocol,
+    #[error("the request target is longer than 16 KB")]
+    UriTooLong,
+    #[error("a transfer coding other than chunked")]
+    UnsupportedTransferCoding,
+    #[error("desync mitigation refused the request ({0})")]
+    Desync(&'static str),
 }
 
 impl ProxyError {
@@ -64,7 +72,13 @@ impl ProxyError {
 
     pub fn fault(&self) -> Fault {
         match self {
-            Self::BadRequest(_) | Self::Trace | Self::TooManyForwardedFor => Fault::Client,
+            Self::BadRequest(_)
+            | Self::Trace
+            | Self::TooManyForwardedFor
+            | Self::IncompatibleProtocol
+            | Self::UriTooLong
+            | Self::UnsupportedTransferCoding
+            | Self::Desync(_) => Fault::Client,
             Self::TargetConnect(_)
             | Self::TargetConnectTimeout
             | Self::TargetTimeout
@@ -76,11 +90,16 @@ impl ProxyError {
     /// The status AWS answers with (aws-elb-features.md §6.4).
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::Desync(_) => StatusCode::BAD_REQUEST,
             Self::Trace => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyForwardedFor => {
                 StatusCode::from_u16(463).expect("463 is a valid status code")
             }
+            Self::IncompatibleProtocol => {
+                StatusCode::from_u16(464).expect("464 is a valid status code")
+            }
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             Self::ListenerGone | Self::NoTargets | Self::NoReachableTargets => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -94,7 +113,7 @@ impl ProxyError {
 pub fn respond(error: &ProxyError) -> Response<Body> {
     debug!(%error, fault = ?error.fault(), "answering with an error page");
     let mut response = error_page(error.status());
-    if matches!(error, ProxyError::ListenerGone) {
+    if matches!(error, ProxyError::ListenerGone | ProxyError::Desync(_)) {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -122,7 +141,10 @@ fn page(status: StatusCode) -> (&'static str, &'static str) {
         302 => ("Found", page!("302 Found")),
         400 => ("Bad Request", page!("400 Bad Request")),
         405 => ("Not Allowed", page!("405 Not Allowed")),
+        414 => ("Request-URI Too Large", page!("414 Request-URI Too Large")),
         463 => ("", page!("463")),
+        464 => ("", page!("464")),
+        501 => ("Not Implemented", page!("501 Not Implemented")),
         502 => ("Bad Gateway", page!("502 Bad Gateway")),
         503 => (
             "Service Temporarily Unavailable",

@@ -30,7 +30,9 @@ use crate::load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, Scheme
 use crate::network::{IngressRule, Instance, InstanceState, SecurityGroup, Subnet, Topology, Vpc};
 use crate::node::Node;
 use crate::rule::{Action, Condition, Rule};
-use crate::target_group::{HealthCheckChanges, Registration, TargetGroup, TargetId};
+use crate::target_group::{
+    HealthCheckChanges, ProtocolVersion, Registration, TargetGroup, TargetId,
+};
 use crate::trust_store::{MutualAuthentication, TrustStore};
 
 pub use diff::{Changes, Delta};
@@ -93,6 +95,7 @@ pub struct CreateLoadBalancer {
 pub struct CreateTargetGroup {
     pub name: String,
     pub protocol: String,
+    pub protocol_version: ProtocolVersion,
     pub port: u16,
     pub vpc_id: Option<String>,
     pub target_type: String,

@@ -49,6 +49,7 @@ impl State {
         };
         if let Some(existing) = self.target_group_by_name(&c.name) {
             let same = existing.protocol == protocol
+                && existing.protocol_version == c.protocol_version
                 && existing.port == c.port
                 && existing.vpc_id == vpc_id
                 && existing.target_type == target_type;
@@ -76,11 +77,12 @@ impl State {
                 arn: arn.clone(),
                 name: c.name,
                 protocol,
+                protocol_version: c.protocol_version,
                 port: c.port,
                 vpc_id,
                 target_type,
                 attributes: attributes::target_group_defaults(),
-                health_check: HealthCheck::for_protocol(protocol),
+                health_check: HealthCheck::for_target_group(protocol, c.protocol_version),
                 targets: Vec::new(),
                 tags: Tags::new(),
                 origin: c.origin,

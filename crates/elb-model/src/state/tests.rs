@@ -68,6 +68,7 @@ impl World {
         self.created(Command::CreateTargetGroup(CreateTargetGroup {
             name: name.into(),
             protocol: "HTTP".into(),
+            protocol_version: ProtocolVersion::Http1,
             port: 9001,
             vpc_id: None,
             target_type: "ip".into(),
@@ -460,6 +461,7 @@ fn instance_tg(w: &mut World) -> String {
     w.created(Command::CreateTargetGroup(CreateTargetGroup {
         name: "instances".into(),
         protocol: "HTTP".into(),
+        protocol_version: ProtocolVersion::Http1,
         port: 80,
         vpc_id: None,
         target_type: "instance".into(),

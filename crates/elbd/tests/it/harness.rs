@@ -421,7 +421,13 @@ pub(crate) fn venv() -> &'static Path {
     static VENV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     VENV.get_or_init(|| {
         let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("venv");
-        if !venv.join("bin/aws").exists() {
+        let has = |module: &str| {
+            Command::new(venv.join("bin/python"))
+                .args(["-c", &format!("import {module}")])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !venv.join("bin/aws").exists() || !has("grpc") {
             let ok = Command::new("python3")
                 .arg("-m")
                 .arg("venv")
@@ -429,12 +435,12 @@ pub(crate) fn venv() -> &'static Path {
                 .status()
                 .is_ok_and(|s| s.success())
                 && Command::new(venv.join("bin/pip"))
-                    .args(["install", "-q", "awscli", "boto3"])
+                    .args(["install", "-q", "awscli", "boto3", "grpcio"])
                     .status()
                     .is_ok_and(|s| s.success());
             assert!(
                 ok,
-                "could not make {} with awscli and boto3",
+                "could not make {} with awscli, boto3 and grpcio",
                 venv.display()
             );
         }

@@ -1,5 +1,6 @@
 //! Beyond plain requests: WebSocket upgrades proxied both ways, h2c under h2load, and the
-//! load balancer's own 405 and 463.
+//! load balancer's own 405, 463, 414, 400 and 501, and gRPC through a GRPC target group (464
+//! for HTTP/1.1).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{Elbd, Lab};
+use crate::harness::{Backend, Elbd, Lab, venv};
 
 /// A backend that answers 200, or switches protocols and echoes every byte back.
 async fn echo_backend(addr: SocketAddr) {
@@ -130,6 +131,38 @@ async fn websockets_h2c_and_the_load_balancers_own_answers() {
     let head = exchange_head(&mut plain, &request).await;
     assert!(head.starts_with("HTTP/1.1 463"), "{head}");
 
+    // ALB's limits: a 17 KB target gets 414, a 17 KB header 400, a transfer coding other
+    // than chunked 501; each with AWS's page.
+    for (request, status) in [
+        (
+            format!(
+                "GET /{} HTTP/1.1\r\nHost: p.test\r\n\r\n",
+                "a".repeat(17 * 1024)
+            ),
+            "414",
+        ),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: p.test\r\nX-Big: {}\r\n\r\n",
+                "b".repeat(17 * 1024)
+            ),
+            "400",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: p.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+                .to_owned(),
+            "501",
+        ),
+    ] {
+        let mut plain = TcpStream::connect(node).await.unwrap();
+        let head = exchange_head(&mut plain, &request).await;
+        let expected = format!("HTTP/1.1 {status}");
+        assert!(
+            head.starts_with(&expected) && head.contains("awselb/2.0"),
+            "{head}"
+        );
+    }
+
     // h2c with prior knowledge, multiplexed.
     let out = Command::new("h2load")
         .args(["-n", "20000", "-c", "10", "-m", "10"])
@@ -145,5 +178,187 @@ async fn websockets_h2c_and_the_load_balancers_own_answers() {
     assert!(
         requests.contains("20000 succeeded, 0 failed, 0 errored"),
         "{text}"
+    );
+}
+
+/// A real gRPC server (grpcio) on `addr`, stopped when dropped.
+struct GrpcServer(std::process::Child);
+
+impl GrpcServer {
+    fn start(addr: SocketAddr) -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/grpc_echo.py");
+        let mut child = Command::new(venv().join("bin/python"))
+            .args([script, "serve", &addr.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        use std::io::BufRead as _;
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready.trim(), "ready");
+        Self(child)
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn grpc_calls_reach_a_grpc_target_group_and_http1_requests_get_464() {
+    let lab = Lab::new("grpc", 26);
+    let targets = [lab.ip('a', 10), lab.ip('b', 10)].map(|ip| SocketAddr::from((ip, 50051)));
+    let _servers = targets.map(GrpcServer::start);
+    let config = format!(
+        "{}\n[[load_balancer]]\nname = \"g\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"g-tg\" }}\n\
+         [[target_group]]\nname = \"g-tg\"\nprotocol = \"HTTP\"\nprotocol_version = \"GRPC\"\nport = 50051\n\
+         targets = [\"{}\", \"{}\"]\nhealth_check = {{ interval_seconds = 5, timeout_seconds = 2 }}\n",
+        lab.settings(),
+        targets[0],
+        targets[1]
+    );
+    let node = lab.node('a', 8080);
+    let mut elbd = Elbd::start(&lab, &lab.write("elbd.toml", &config), &[], &[node]);
+    // The default gRPC check calls /AWS.ALB/healthcheck, which answers UNIMPLEMENTED (12):
+    // healthy by the default GrpcCode matcher.
+    elbd.wait_healthy(4);
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/grpc_echo.py");
+    let mut served = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let out = Command::new(venv().join("bin/python"))
+            .args([script, "call", &node.to_string()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (reply, by) = text.trim().split_once(' ').unwrap();
+        assert_eq!(reply, "echo:hello", "the reply and its trailers came back");
+        served.insert(by.to_owned());
+    }
+    assert_eq!(
+        served.len(),
+        2,
+        "calls spread over both targets: {served:?}"
+    );
+
+    // HTTP/1.1 to a GRPC group is refused with 464, as AWS does.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{node}/"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "464");
+}
+
+/// Sends `request` raw on a new connection; returns the status and whether the response said
+/// `Connection: close`.
+async fn raw(node: SocketAddr, request: &str) -> (u16, bool) {
+    let mut stream = TcpStream::connect(node).await.unwrap();
+    let head = exchange_head(&mut stream, request).await;
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (
+        status,
+        head.to_ascii_lowercase().contains("connection: close"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desync_mitigation_classifies_smuggling_attempts_and_acts_per_mode() {
+    let lab = Lab::new("desync", 27);
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    let backend = Backend::start(target, Duration::ZERO).await;
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let config = format!(
+        "{}\n[[load_balancer]]\nname = \"d\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"d-tg\" }}\n\
+         [[target_group]]\nname = \"d-tg\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n",
+        lab.settings()
+    );
+    let node = lab.node('a', 8080);
+    let mut elbd = Elbd::start(
+        &lab,
+        &lab.write("elbd.toml", &config),
+        &["--api-listen", &api.to_string()],
+        &[node, api],
+    );
+    elbd.wait_healthy(2);
+    let both = "POST / HTTP/1.1\r\nHost: d\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let suspicious = "POST / HTTP/1.1\r\nHost: d\r\nContent_Length: 5\r\nContent-Length: 0\r\n\r\n";
+    let get_zero = "GET / HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n";
+    let double_chunked =
+        "POST / HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n";
+    let two_lengths =
+        "POST / HTTP/1.1\r\nHost: d\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!";
+    let compliant = "POST / HTTP/1.1\r\nHost: d\r\nContent-Length: 5\r\n\r\nhello";
+
+    // defensive (the default): ambiguous ones pass and close; acceptable pass; severe get 400.
+    assert_eq!(raw(node, both).await, (200, true));
+    assert_eq!(raw(node, suspicious).await, (200, true));
+    assert_eq!(raw(node, get_zero).await.0, 200);
+    assert_eq!(raw(node, double_chunked).await, (400, true));
+    assert_eq!(raw(node, two_lengths).await.0, 400);
+    assert_eq!(raw(node, compliant).await, (200, false));
+
+    // strictest: nothing but compliant requests reaches the target.
+    let aws = crate::harness::Aws::new(api);
+    let lb = aws.ok(&["elbv2", "describe-load-balancers", "--names", "d"]);
+    let lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"].as_str().unwrap();
+    let mode = |mode: &str| {
+        aws.ok(&[
+            "elbv2",
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            lb_arn,
+            "--attributes",
+            &format!("Key=routing.http.desync_mitigation_mode,Value={mode}"),
+        ]);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    mode("strictest");
+    let before = backend.count();
+    for request in [both, suspicious, get_zero, double_chunked, two_lengths] {
+        assert_eq!(raw(node, request).await.0, 400, "{request:?}");
+    }
+    assert_eq!(
+        backend.count(),
+        before,
+        "no ambiguous request reached the target"
+    );
+    assert_eq!(raw(node, compliant).await.0, 200);
+
+    // monitor: whatever hyper can parse is forwarded, and logged with its class.
+    mode("monitor");
+    // (hyper closes the client connection after Content-Length beside Transfer-Encoding
+    // whatever the mode.)
+    assert_eq!(raw(node, both).await.0, 200);
+    assert_eq!(raw(node, suspicious).await, (200, false));
+    assert_eq!(raw(node, double_chunked).await.0, 200);
+    assert_eq!(
+        raw(node, two_lengths).await.0,
+        400,
+        "hyper refuses conflicting lengths"
+    );
+    let logs = elbd.logs();
+    assert!(logs.contains("reason=\"BothTeClPresent\""), "{logs}");
+    assert!(
+        logs.contains("reason=\"MultipleTransferEncodingChunked\""),
+        "{logs}"
     );
 }
