@@ -1,21 +1,17 @@
 //! What matching one request against a listener's rules costs, with 100 rules (AWS's quota
-//! per load balancer), each with a host and a path condition:
+//! per load balancer), each with a host and a path condition: a match at the first rule, at
+//! the last, and no match (the default rule).
 //!
 //!     cargo bench -p elb-dataplane --bench rules
-//!
-//! A plain timing loop (no criterion, to keep the 2-core build light); it prints nanoseconds
-//! per request for a match at the first rule, at the last, and for no match (the default).
 
 use std::hint::black_box;
-use std::time::Instant;
 
+use criterion::{Criterion, criterion_group, criterion_main};
 use elb_dataplane::l7::rules::{Matcher, RequestView, first_match};
 use elb_model::Condition;
 use http::HeaderMap;
 
-const ITERATIONS: u32 = 200_000;
-
-fn main() {
+fn rules(c: &mut Criterion) {
     let rules: Vec<(Vec<Matcher>, usize)> = (0..100)
         .map(|i| {
             let host = Condition::HostHeader {
@@ -33,6 +29,7 @@ fn main() {
         ("last rule", "svc99.example.com", "/api/v99/users"),
         ("no rule (default)", "other.example.com", "/static/app.js"),
     ];
+    let mut group = c.benchmark_group("100 rules");
     for (what, host, path) in cases {
         let view = RequestView {
             method: "GET",
@@ -42,14 +39,12 @@ fn main() {
             headers: &headers,
             peer: "127.0.0.1".parse().expect("an address"),
         };
-        for _ in 0..ITERATIONS / 10 {
-            black_box(first_match(black_box(&rules), black_box(&view)));
-        }
-        let start = Instant::now();
-        for _ in 0..ITERATIONS {
-            black_box(first_match(black_box(&rules), black_box(&view)));
-        }
-        let per = start.elapsed().as_nanos() as f64 / f64::from(ITERATIONS);
-        println!("100 rules, {what}: {per:.0} ns per request");
+        group.bench_function(what, |b| {
+            b.iter(|| first_match(black_box(&rules), black_box(&view)));
+        });
     }
+    group.finish();
 }
+
+criterion_group!(benches, rules);
+criterion_main!(benches);
