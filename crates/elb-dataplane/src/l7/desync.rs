@@ -57,102 +57,132 @@ pub enum Verdict {
 }
 
 /// The class of a parsed request and AWS's reason for it (`classification_reason` in its
-/// logs). HTTP/1 requests are classified from their raw heads instead ([`classify_raw`]).
+/// logs). HTTP/1 requests are classified from their raw heads instead ([`HeadFacts`]).
 pub fn classify(method: &Method, headers: &HeaderMap) -> (Class, &'static str) {
-    let fields: Vec<(&[u8], &[u8])> = headers
-        .iter()
-        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
-        .collect();
-    classify_raw(method.as_str(), fields.iter().copied())
+    let mut facts = HeadFacts::default();
+    for (name, value) in headers {
+        facts.add(name.as_str().as_bytes(), value.as_bytes());
+    }
+    facts.class(method.as_str().as_bytes())
 }
 
-/// The class of a request from its method and header fields as sent.
-pub fn classify_raw<'a>(
-    method: &str,
-    fields: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
-) -> (Class, &'static str) {
-    let mut worst = (Class::Compliant, "");
-    let mut note = |class: Class, reason: &'static str| {
-        if class > worst.0 {
-            worst = (class, reason);
+/// What matters of a request head for desync mitigation and for framing its body, gathered
+/// in one pass over its fields without allocating.
+#[derive(Debug, Default)]
+pub struct HeadFacts<'a> {
+    lengths: usize,
+    first_length: &'a [u8],
+    lengths_differ: bool,
+    /// Transfer-Encoding fields seen, their `chunked` codings, and whether the last coding
+    /// of the last field is `chunked` (what decides framing).
+    encodings: usize,
+    chunked: usize,
+    last_is_chunked: bool,
+    empty_framing: bool,
+    suspicious: bool,
+    non_compliant: bool,
+    pub upgrade: bool,
+}
+
+impl<'a> HeadFacts<'a> {
+    pub fn add(&mut self, name: &[u8], value: &'a [u8]) {
+        let value = value.trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if self.lengths == 0 {
+                self.first_length = value;
+            } else if value != self.first_length {
+                self.lengths_differ = true;
+            }
+            self.lengths += 1;
+            self.empty_framing |= value.is_empty();
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.encodings += 1;
+            self.empty_framing |= value.is_empty();
+            for coding in value.split(|b| *b == b',') {
+                let chunked = coding.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                self.chunked += usize::from(chunked);
+                self.last_is_chunked = chunked;
+            }
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            self.upgrade = true;
+        } else if reads_as(name, b"content-length") || reads_as(name, b"transfer-encoding") {
+            self.suspicious = true;
         }
-    };
-    let named = |wanted: &'static str| {
-        fields
-            .clone()
-            .filter(move |(name, _)| name.eq_ignore_ascii_case(wanted.as_bytes()))
-            .map(|(_, value)| value.trim_ascii())
-    };
-    let lengths: Vec<&[u8]> = named("content-length").collect();
-    let codings: Vec<&[u8]> = named("transfer-encoding")
-        .flat_map(|v| v.split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .collect();
-    match lengths.as_slice() {
-        [] => {}
-        [one] if !is_number(one) => note(Class::Severe, "BadContentLength"),
-        [first, rest @ ..] if rest.iter().any(|l| l != first) => {
-            note(Class::Severe, "MultipleContentLength");
+        self.non_compliant |= value
+            .iter()
+            .any(|b| !(0x20..0x7f).contains(b) && *b != b'\t');
+    }
+
+    pub fn has_length(&self) -> bool {
+        self.lengths > 0
+    }
+
+    /// The body's length when Content-Length frames it (no Transfer-Encoding).
+    pub fn content_length(&self) -> Option<u64> {
+        if self.encodings > 0 || self.lengths == 0 {
+            return None;
         }
-        [_, _, ..] => note(Class::Ambiguous, "DuplicateContentLength"),
-        [_] => {}
+        std::str::from_utf8(self.first_length).ok()?.parse().ok()
     }
-    let chunked = codings
-        .iter()
-        .filter(|c| c.eq_ignore_ascii_case(b"chunked"))
-        .count();
-    if chunked > 1 {
-        note(Class::Severe, "MultipleTransferEncodingChunked");
-    } else if !codings.is_empty() && chunked == 0 {
-        note(Class::Severe, "BadTransferEncoding");
+
+    /// Whether Transfer-Encoding frames the body: chunked when its last coding is.
+    pub fn transfer_encoding(&self) -> Option<bool> {
+        (self.encodings > 0).then_some(self.last_is_chunked)
     }
-    if !lengths.is_empty() && !codings.is_empty() {
-        note(Class::Ambiguous, "BothTeClPresent");
-    }
-    let bodiless = method == "GET" || method == "HEAD";
-    if bodiless && !codings.is_empty() {
-        note(Class::Ambiguous, "UndefinedTransferEncodingSemantics");
-    }
-    if bodiless && let [length] = lengths.as_slice() {
-        if length.iter().all(|b| *b == b'0') {
-            note(Class::Acceptable, "GetHeadZeroContentLength");
-        } else {
-            note(Class::Ambiguous, "UndefinedContentLengthSemantics");
+
+    /// The worst class the head earns, and AWS's reason for it.
+    pub fn class(&self, method: &[u8]) -> (Class, &'static str) {
+        let mut worst = (Class::Compliant, "");
+        let mut note = |class: Class, reason: &'static str| {
+            if class > worst.0 {
+                worst = (class, reason);
+            }
+        };
+        let number =
+            !self.first_length.is_empty() && self.first_length.iter().all(u8::is_ascii_digit);
+        match self.lengths {
+            0 => {}
+            1 if !number => note(Class::Severe, "BadContentLength"),
+            _ if self.lengths_differ => note(Class::Severe, "MultipleContentLength"),
+            1 => {}
+            _ => note(Class::Ambiguous, "DuplicateContentLength"),
         }
-    }
-    for (name, value) in fields {
-        if is_suspicious(name) {
+        if self.chunked > 1 {
+            note(Class::Severe, "MultipleTransferEncodingChunked");
+        } else if self.encodings > 0 && self.chunked == 0 {
+            note(Class::Severe, "BadTransferEncoding");
+        }
+        if self.lengths > 0 && self.encodings > 0 {
+            note(Class::Ambiguous, "BothTeClPresent");
+        }
+        let bodiless = method == b"GET" || method == b"HEAD";
+        if bodiless && self.encodings > 0 {
+            note(Class::Ambiguous, "UndefinedTransferEncodingSemantics");
+        }
+        if bodiless && self.lengths == 1 {
+            if self.first_length.iter().all(|b| *b == b'0') {
+                note(Class::Acceptable, "GetHeadZeroContentLength");
+            } else {
+                note(Class::Ambiguous, "UndefinedContentLengthSemantics");
+            }
+        }
+        if self.suspicious {
             note(Class::Ambiguous, "SuspiciousHeader");
         }
-        let framing = name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"transfer-encoding");
-        if framing && value.trim_ascii().is_empty() {
+        if self.empty_framing {
             note(Class::Ambiguous, "EmptyHeader");
         }
-        if value
-            .iter()
-            .any(|b| !(0x20..0x7f).contains(b) && *b != b'\t')
-        {
+        if self.non_compliant {
             note(Class::Acceptable, "NonCompliantHeader");
         }
+        worst
     }
-    worst
 }
 
-fn is_number(value: &[u8]) -> bool {
-    !value.is_empty() && value.iter().all(u8::is_ascii_digit)
-}
-
-/// A header that is not Content-Length or Transfer-Encoding but reads as one once `_` and
-/// other separators are taken for `-` and case is ignored (what some servers do).
-fn is_suspicious(name: &[u8]) -> bool {
-    if name.eq_ignore_ascii_case(b"content-length")
-        || name.eq_ignore_ascii_case(b"transfer-encoding")
-    {
-        return false;
-    }
-    let normalized: Vec<u8> = name
-        .iter()
+/// Whether a header name reads as `target` once whitespace is dropped, case ignored and every
+/// other separator taken for `-` (what some servers do with `Content_Length`).
+fn reads_as(name: &[u8], target: &[u8]) -> bool {
+    name.iter()
         .filter(|b| !b.is_ascii_whitespace())
         .map(|b| {
             if b.is_ascii_alphanumeric() {
@@ -161,8 +191,7 @@ fn is_suspicious(name: &[u8]) -> bool {
                 b'-'
             }
         })
-        .collect();
-    normalized == b"content-length" || normalized == b"transfer-encoding"
+        .eq(target.iter().copied())
 }
 
 #[cfg(test)]

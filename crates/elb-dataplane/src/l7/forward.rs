@@ -26,17 +26,6 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not the message.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// Routes one request: the first rule whose conditions match (or the default) decides
 /// whether it is forwarded, redirected or answered by the load balancer itself.
 pub(super) async fn handle(
@@ -484,46 +473,112 @@ pub(super) fn strip_port(host: &str) -> &str {
 /// trace; a request that already has a `Root` gets a `Self=1-…` field in front instead (an
 /// older `Self` replaced), and every other field is kept.
 fn trace_id(previous: Option<&str>, epoch_secs: u64, random: u128) -> String {
-    let id = format!(
-        "1-{:08x}-{:024x}",
-        epoch_secs as u32,
-        random & ((1 << 96) - 1)
-    );
-    match previous {
-        None => format!("Root={id}"),
-        Some(previous) => {
-            let kept: Vec<&str> = previous
-                .split(';')
-                .map(str::trim)
-                .filter(|f| !f.is_empty() && !f.starts_with("Self="))
-                .collect();
-            let field = if kept.iter().any(|f| f.starts_with("Root=")) {
-                "Self"
-            } else {
-                "Root"
-            };
-            std::iter::once(format!("{field}={id}"))
-                .chain(kept.into_iter().map(str::to_owned))
-                .collect::<Vec<_>>()
-                .join(";")
-        }
+    // `1-` 8 hex `-` 24 hex, written by hand (formatting machinery costs more than the rest).
+    let mut id = String::with_capacity(128);
+    let field = match previous {
+        Some(previous) if previous.split(';').any(|f| f.trim().starts_with("Root=")) => "Self=",
+        _ => "Root=",
+    };
+    id.push_str(field);
+    id.push_str("1-");
+    push_hex(&mut id, u128::from(epoch_secs as u32), 8);
+    id.push('-');
+    push_hex(&mut id, random, 24);
+    for kept in previous
+        .into_iter()
+        .flat_map(|p| p.split(';'))
+        .map(str::trim)
+        .filter(|f| !f.is_empty() && !f.starts_with("Self="))
+    {
+        id.push(';');
+        id.push_str(kept);
+    }
+    id
+}
+
+/// The low `digits` hex digits of `value`, lowercase.
+fn push_hex(out: &mut String, value: u128, digits: u32) {
+    for i in (0..digits).rev() {
+        let nibble = (value >> (4 * i)) & 0xf;
+        out.push(char::from(b"0123456789abcdef"[nibble as usize]));
     }
 }
 
+/// Removes the hop-by-hop headers and those `Connection` lists. Most messages carry none, so
+/// the names are looked at once and nothing is removed (or hashed) unless found.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n))
+        .cloned()
+        .collect();
+    if doomed.is_empty() {
+        return;
+    }
+    let listed = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
-    for name in listed {
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok());
+    doomed.extend(listed);
+    for name in doomed {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not the message.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    // Comparing with a standard name is an enum comparison; the other two are rare.
+    *name == header::CONNECTION
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::UPGRADE
+        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+}
+
+/// The client as X-Forwarded-For names it: `1.2.3.4`, or with the client port option
+/// `1.2.3.4:5678` / `[::1]:5678`. IPv4 is written by hand: `Display` costs more than the rest
+/// of the header work.
+fn push_client(out: &mut String, peer: SocketAddr, with_port: bool) {
+    match peer {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, octet.into());
+            }
+            if with_port {
+                out.push(':');
+                push_decimal(out, v4.port());
+            }
+        }
+        SocketAddr::V6(v6) if with_port => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "[{}]:{}", v6.ip(), v6.port());
+        }
+        SocketAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{}", v6.ip());
+        }
     }
+}
+
+fn push_decimal(out: &mut String, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
 }
 
 /// X-Forwarded-For per the LB's mode; X-Forwarded-Proto and -Port always set.
@@ -540,21 +595,15 @@ fn rewrite_forwarded(
             headers.remove(&X_FORWARDED_FOR);
         }
         XffMode::Append => {
-            let client = match (http.xff_client_port, peer) {
-                (false, _) => peer.ip().to_string(),
-                (true, SocketAddr::V4(v4)) => v4.to_string(),
-                (true, SocketAddr::V6(v6)) => format!("[{}]:{}", v6.ip(), v6.port()),
-            };
-            let previous: Vec<&str> = headers
-                .get_all(&X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            let value = if previous.is_empty() {
-                client
-            } else {
-                format!("{}, {client}", previous.join(", "))
-            };
+            let mut value = String::with_capacity(64);
+            for previous in headers.get_all(&X_FORWARDED_FOR) {
+                let previous = previous
+                    .to_str()
+                    .map_err(|_| ProxyError::BadRequest("invalid X-Forwarded-For header"))?;
+                value.push_str(previous);
+                value.push_str(", ");
+            }
+            push_client(&mut value, peer, http.xff_client_port);
             let value = HeaderValue::try_from(value)
                 .map_err(|_| ProxyError::BadRequest("invalid X-Forwarded-For header"))?;
             headers.insert(&X_FORWARDED_FOR, value);

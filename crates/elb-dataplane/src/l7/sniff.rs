@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::desync::{self, Class};
+use super::desync::{Class, HeadFacts};
 
 /// Heads larger than this are not tracked (hyper refuses them anyway).
 const MAX_HEAD: usize = 96 * 1024;
@@ -28,6 +28,8 @@ pub(crate) struct Sniffed<S> {
     inner: S,
     tracker: HeadTracker,
     queue: Queue,
+    /// Classes found in one read, before they join the queue (kept to reuse its memory).
+    found: Vec<(Class, &'static str)>,
 }
 
 impl<S> Sniffed<S> {
@@ -37,6 +39,7 @@ impl<S> Sniffed<S> {
             inner,
             tracker: HeadTracker::default(),
             queue: queue.clone(),
+            found: Vec::new(),
         };
         (sniffed, queue)
     }
@@ -52,10 +55,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Sniffed<S> {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if polled.is_ready() && buf.filled().len() > before {
             let this = &mut *self;
-            let mut found = Vec::new();
-            this.tracker.feed(&buf.filled()[before..], &mut found);
-            if !found.is_empty() {
-                this.queue.lock().expect("not poisoned").extend(found);
+            this.tracker.feed(&buf.filled()[before..], &mut this.found);
+            if !this.found.is_empty() {
+                this.queue
+                    .lock()
+                    .expect("not poisoned")
+                    .extend(this.found.drain(..));
             }
         }
         polled
@@ -115,6 +120,9 @@ pub(crate) struct HeadTracker {
     state: State,
     /// The head or line being collected.
     pending: Vec<u8>,
+    /// Where the current line of a head starts: an index into `pending`, or `pending.len()`
+    /// plus an index into the bytes being fed.
+    line_start: usize,
 }
 
 impl HeadTracker {
@@ -143,7 +151,11 @@ impl HeadTracker {
                         self.pending.push(b'\0');
                     }
                 }
-                State::Head | State::ChunkSize | State::Trailers => {
+                State::Head => {
+                    let taken = self.head_bytes(bytes, found);
+                    bytes = &bytes[taken..];
+                }
+                State::ChunkSize | State::Trailers => {
                     let end = match bytes.iter().position(|b| *b == b'\n') {
                         Some(i) => i + 1,
                         None => bytes.len(),
@@ -153,27 +165,51 @@ impl HeadTracker {
                     if self.pending.len() > MAX_HEAD {
                         self.state = State::Off;
                     } else if self.pending.ends_with(b"\n") {
-                        self.line_done(found);
+                        self.line_done();
                     }
                 }
             }
         }
     }
 
-    /// `pending` ends with a newline: a complete line (or a head, once blank-terminated).
-    fn line_done(&mut self, found: &mut Vec<(Class, &'static str)>) {
-        match self.state {
-            State::Head => {
-                let blank_end =
-                    self.pending.ends_with(b"\n\n") || self.pending.ends_with(b"\n\r\n");
-                // Blank lines before a request are allowed and skipped.
-                if self.pending.iter().all(u8::is_ascii_whitespace) {
-                    self.pending.clear();
-                } else if blank_end {
-                    let head = std::mem::take(&mut self.pending);
-                    self.state = self.head_done(&head, found);
-                }
+    /// Takes the bytes of a head up to its blank line (all of `bytes` if it is not there
+    /// yet); returns how many it took. Each byte is scanned once.
+    fn head_bytes(&mut self, bytes: &[u8], found: &mut Vec<(Class, &'static str)>) -> usize {
+        let old = self.pending.len();
+        self.pending.extend_from_slice(bytes);
+        let mut from = old;
+        let mut dropped = 0;
+        while let Some(i) = self.pending[from..].iter().position(|b| *b == b'\n') {
+            let newline = from + i;
+            from = newline + 1;
+            let line = &self.pending[self.line_start..newline];
+            if !(line.is_empty() || line == b"\r") {
+                self.line_start = from;
+                continue;
             }
+            if self.line_start == 0 {
+                // Blank lines before a request line are allowed and skipped.
+                self.pending.drain(..from);
+                dropped += from;
+                from = 0;
+                continue;
+            }
+            self.pending.truncate(from);
+            self.state = head_state(&self.pending, found);
+            self.pending.clear();
+            self.line_start = 0;
+            // What of `bytes` the head took; the rest is its body or the next request.
+            return dropped + from - old;
+        }
+        if self.pending.len() > MAX_HEAD {
+            self.state = State::Off;
+        }
+        bytes.len()
+    }
+
+    /// `pending` ends with a newline: a chunk-size or trailer line.
+    fn line_done(&mut self) {
+        match self.state {
             State::ChunkSize => {
                 let line = std::mem::take(&mut self.pending);
                 // After chunk data the first "line" is its CRLF; skip it.
@@ -203,60 +239,48 @@ impl HeadTracker {
             _ => {}
         }
     }
+}
 
-    /// Classifies a complete head and says how its body is framed.
-    fn head_done(&mut self, head: &[u8], found: &mut Vec<(Class, &'static str)>) -> State {
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let mut request = httparse::Request::new(&mut headers);
-        let mut config = httparse::ParserConfig::default();
-        config.allow_multiple_spaces_in_request_line_delimiters(true);
-        if !matches!(
-            config.parse_request(&mut request, head),
-            Ok(httparse::Status::Complete(_))
-        ) {
-            // hyper refuses what httparse cannot parse; the connection ends with it.
+/// Classifies a complete head and says how its body is framed. A head hyper would refuse (no
+/// request line, a field without a colon, obs-fold) ends the tracking: the connection ends
+/// with it.
+fn head_state(head: &[u8], found: &mut Vec<(Class, &'static str)>) -> State {
+    let mut lines = head
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let Some(method) = lines
+        .next()
+        .and_then(|line| line.split(|b| *b == b' ').next())
+    else {
+        return State::Off;
+    };
+    let mut facts = HeadFacts::default();
+    for line in lines.filter(|l| !l.is_empty()) {
+        if line[0] == b' ' || line[0] == b'\t' {
             return State::Off;
         }
-        let method = request.method.unwrap_or("");
-        let fields = request.headers.iter().map(|h| (h.name.as_bytes(), h.value));
-        let mut class = desync::classify_raw(method, fields);
-        if head.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') && class.0 < Class::Acceptable {
-            class = (Class::Acceptable, "NonCompliantHeader");
-        }
-        found.push(class);
-        let has = |name: &'static str| {
-            request
-                .headers
-                .iter()
-                .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            return State::Off;
         };
-        if has("upgrade").next().is_some() {
-            return State::Off;
-        }
-        // hyper's framing: Transfer-Encoding wins over Content-Length.
-        if let Some(te) = has("transfer-encoding").next_back() {
-            let chunked = te
-                .value
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            return if chunked {
-                State::ChunkSize
-            } else {
-                State::Off
-            };
-        }
-        match has("content-length").next() {
-            None => State::Head,
-            Some(cl) => match std::str::from_utf8(cl.value.trim_ascii())
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                Some(0) => State::Head,
-                Some(n) => State::Body(n),
-                None => State::Off,
-            },
-        }
+        facts.add(&line[..colon], &line[colon + 1..]);
+    }
+    let mut class = facts.class(method);
+    let bare_lf = head.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r');
+    if bare_lf && class.0 < Class::Acceptable {
+        class = (Class::Acceptable, "NonCompliantHeader");
+    }
+    found.push(class);
+    if facts.upgrade {
+        return State::Off;
+    }
+    // hyper's framing: Transfer-Encoding wins over Content-Length.
+    match (facts.transfer_encoding(), facts.content_length()) {
+        (Some(true), _) => State::ChunkSize,
+        (Some(false), _) => State::Off,
+        (None, Some(0)) => State::Head,
+        (None, Some(n)) => State::Body(n),
+        (None, None) if facts.has_length() => State::Off,
+        (None, None) => State::Head,
     }
 }
 
@@ -287,6 +311,14 @@ GET /d HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n";
         ];
         for split in [0, 1, 30, 60, 100, 150, 200, stream.len()] {
             assert_eq!(classes(stream, split), expected, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn blank_lines_before_a_request_are_skipped() {
+        let stream = b"\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n";
+        for split in [0, 1, 2, 5, 40, 44] {
+            assert_eq!(classes(stream, split).len(), 2, "split at {split}");
         }
     }
 
