@@ -23,6 +23,7 @@ use tracing::error;
 use crate::admission::Admission;
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
+use crate::pool::TargetPool;
 use crate::select;
 use crate::sticky::{CookieSealer, Stickiness};
 use crate::table::{Forward, HttpSettings, Route, RouteAction, RoutingTable, XffMode};
@@ -36,6 +37,8 @@ pub(crate) struct Runtime {
     cursors: HashMap<String, Arc<AtomicUsize>>,
     /// `node id|registration key` → requests outstanding.
     outstanding: HashMap<String, Arc<AtomicUsize>>,
+    /// `node id|registration key` → the node's keep-alive connections to the target.
+    pools: HashMap<String, Arc<TargetPool>>,
     /// Node address → its pool of connections to targets.
     upstreams: HashMap<IpAddr, Upstream>,
     /// Load balancer ARN → connections refused by its security groups.
@@ -55,6 +58,7 @@ pub(crate) struct Runtime {
 struct Used {
     cursors: HashMap<String, Arc<AtomicUsize>>,
     outstanding: HashMap<String, Arc<AtomicUsize>>,
+    pools: HashMap<String, Arc<TargetPool>>,
     upstreams: HashMap<IpAddr, Upstream>,
     refused: HashMap<String, Arc<AtomicU64>>,
     tls: HashMap<String, Arc<rustls::ServerConfig>>,
@@ -159,6 +163,7 @@ impl Runtime {
         }
         self.cursors = used.cursors;
         self.outstanding = used.outstanding;
+        self.pools = used.pools;
         self.upstreams = used.upstreams;
         self.refused = used.refused;
         self.tls = used.tls;
@@ -376,6 +381,15 @@ impl Runtime {
                         &mut used.outstanding,
                         &format!("{}|{key}", node.id),
                     ),
+                    pool: used
+                        .pools
+                        .entry(format!("{}|{key}|{addr}", node.id))
+                        .or_insert_with_key(|k| {
+                            self.pools.get(k).cloned().unwrap_or_else(|| {
+                                Arc::new(TargetPool::new(IpAddr::V4(node.private_ipv4), addr))
+                            })
+                        })
+                        .clone(),
                 })
             })
             .collect()

@@ -13,6 +13,8 @@
 //! - [`select`]: round robin, least outstanding, slow start (pure).
 //! - [`sticky`]: the stickiness cookies, sealed and opened.
 //! - [`binder`]: one socket per (address, transport, port), with a time-limited drain.
+//! - `pool`: each node's keep-alive HTTP/1.1 connections to each target; `upstream`: its
+//!   HTTP/2 and TLS clients.
 //! - [`l7`]: the HTTP listener: connections, forwarding, and the one place errors become
 //!   responses ([`l7::rescue`]).
 
@@ -20,6 +22,7 @@ pub mod admission;
 pub mod binder;
 mod compile;
 pub mod l7;
+mod pool;
 pub mod select;
 pub mod sticky;
 pub mod table;
@@ -34,6 +37,7 @@ use arc_swap::ArcSwap;
 use elb_model::{HealthView, State};
 
 pub use binder::{BindKey, Transport};
+pub use pool::PooledBody;
 pub use table::RoutingTable;
 
 /// What one [`DataPlane::apply`] did to the sockets.

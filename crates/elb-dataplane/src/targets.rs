@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use elb_model::ProtocolVersion;
 
+use crate::pool::TargetPool;
 use crate::select;
 use crate::sticky::Stickiness;
 
@@ -45,7 +46,7 @@ pub struct TargetSet {
     pub(crate) cursor: Arc<AtomicUsize>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Endpoint {
     pub addr: SocketAddr,
     /// `addr` as a URI authority, made once per snapshot rather than per request.
@@ -55,6 +56,8 @@ pub struct Endpoint {
     /// Requests this node has sent the target that have not been answered yet; kept across
     /// snapshots.
     pub(crate) outstanding: Arc<AtomicUsize>,
+    /// This node's keep-alive HTTP/1.1 connections to the target; kept across snapshots.
+    pub(crate) pool: Arc<TargetPool>,
 }
 
 /// Counts a request as outstanding on its target until dropped.

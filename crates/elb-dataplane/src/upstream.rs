@@ -16,16 +16,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle pooled connections are closed before a target's usual 60 s keep-alive would close
 /// them under us.
 const POOL_IDLE: Duration = Duration::from_secs(50);
-/// Idle connections kept per target and node: enough for steady load, while a burst of
-/// clients does not leave one idle target connection (about 20 KB) behind per client.
-const POOL_MAX_IDLE: usize = 64;
 
-/// A node's pools, one per way of reaching targets (apart, so that the plain HTTP/1.1 path
-/// pays nothing for the others): HTTP/1.1 or HTTP/2 (prior knowledge), each in clear or over
-/// TLS (HTTPS target groups; HTTP/2 chosen by ALPN).
+/// A node's clients for the targets its own pools (`pool`, plain HTTP/1.1) do not serve:
+/// HTTP/1.1 over TLS (HTTPS target groups) and HTTP/2 (prior knowledge in clear, ALPN over
+/// TLS), each apart so that no path pays for another.
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    pub(crate) http: Client<HttpConnector, Incoming>,
     pub(crate) https: Client<HttpsConnector<HttpConnector>, Incoming>,
     pub(crate) h2: Client<HttpConnector, Incoming>,
     pub(crate) h2s: Client<HttpsConnector<HttpConnector>, Incoming>,
@@ -40,8 +36,7 @@ impl Upstream {
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(POOL_MAX_IDLE);
+            .pool_idle_timeout(POOL_IDLE);
         let mut tls_connector = connector.clone();
         tls_connector.enforce_http(false);
         let https = HttpsConnectorBuilder::new()
@@ -57,7 +52,6 @@ impl Upstream {
         let mut h2_builder = builder.clone();
         h2_builder.http2_only(true);
         Self {
-            http: builder.build(connector.clone()),
             https: builder.build(https),
             h2: h2_builder.build(connector),
             h2s: h2_builder.build(h2s),

@@ -17,6 +17,7 @@ use super::respond;
 use super::rules::{self, RequestView};
 use elb_model::ProtocolVersion;
 
+use crate::pool::PooledBody;
 use crate::sticky::{self, CookieSealer, Stickiness, Ticket};
 use crate::table::{HttpSettings, Route, RouteAction, XffMode};
 use crate::targets::TargetSet;
@@ -157,12 +158,19 @@ async fn proxy(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::builder()
-        .scheme(if targets.tls { "https" } else { "http" })
-        .authority(target.authority.clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+    let pooled = !targets.tls && targets.version == ProtocolVersion::Http1;
+    // The node's own pool writes the target as it is: origin form. hyper-util's clients take
+    // an absolute URI to know where to connect.
+    *req.uri_mut() = if pooled {
+        Uri::from(path)
+    } else {
+        Uri::builder()
+            .scheme(if targets.tls { "https" } else { "http" })
+            .authority(target.authority.clone())
+            .path_and_query(path)
+            .build()
+            .map_err(|_| ProxyError::BadRequest("invalid request target"))?
+    };
     let upgrade = wants_upgrade(req.headers()).then(|| {
         let protocol = req.headers().get(header::UPGRADE).cloned();
         (protocol, hyper::upgrade::on(&mut req))
@@ -207,17 +215,25 @@ async fn proxy(
         headers.insert(&X_AMZN_TRACE_ID, trace);
     }
 
-    let upstream = &route.upstream;
-    let sent = match (targets.tls, h2) {
-        (false, false) => upstream.http.request(req),
-        (true, false) => upstream.https.request(req),
-        (false, true) => upstream.h2.request(req),
-        (true, true) => upstream.h2s.request(req),
+    let idle_timeout = route.http.idle_timeout;
+    let response = if pooled {
+        tokio::time::timeout(idle_timeout, target.pool.send(req))
+            .await
+            .map_err(|_| ProxyError::TargetTimeout)?
+            .map_err(ProxyError::from_pool)?
+    } else {
+        let upstream = &route.upstream;
+        let sent = match (targets.tls, h2) {
+            (true, false) => upstream.https.request(req),
+            (false, _) => upstream.h2.request(req),
+            (true, true) => upstream.h2s.request(req),
+        };
+        tokio::time::timeout(idle_timeout, sent)
+            .await
+            .map_err(|_| ProxyError::TargetTimeout)?
+            .map_err(ProxyError::from_target)?
+            .map(PooledBody::unpooled)
     };
-    let response = tokio::time::timeout(route.http.idle_timeout, sent)
-        .await
-        .map_err(|_| ProxyError::TargetTimeout)?
-        .map_err(ProxyError::from_target)?;
     let mut response = response.map(Either::Left);
     if let Some(sealer) = sealer {
         let ticket = Ticket {

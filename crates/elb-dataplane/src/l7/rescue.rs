@@ -5,12 +5,13 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 use hyper::ext::ReasonPhrase;
 use tracing::debug;
 
+use crate::pool::{BoxError, PooledBody, SendError};
+
 /// What the listener answers with: a target's body, or one of ours.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<PooledBody, Full<Bytes>>;
 
 /// Who caused a failure; it decides `HTTPCode_ELB_*` versus `HTTPCode_Target_*` counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +30,13 @@ pub enum ProxyError {
     #[error("no registered target is in reach of this node (cross-zone is off)")]
     NoReachableTargets,
     #[error("connecting to the target failed: {0}")]
-    TargetConnect(#[source] hyper_util::client::legacy::Error),
+    TargetConnect(#[source] BoxError),
     #[error("connecting to the target timed out")]
     TargetConnectTimeout,
     #[error("the target did not answer within the idle timeout")]
     TargetTimeout,
     #[error("the target failed the request: {0}")]
-    Target(#[source] hyper_util::client::legacy::Error),
+    Target(#[source] BoxError),
     #[error("the request cannot be forwarded: {0}")]
     BadRequest(&'static str),
     #[error("TRACE is not allowed")]
@@ -56,7 +57,7 @@ impl ProxyError {
     /// Sorts a client error from hyper into connect failures, connect timeouts and the rest.
     pub(crate) fn from_target(e: hyper_util::client::legacy::Error) -> Self {
         if !e.is_connect() {
-            return Self::Target(e);
+            return Self::Target(e.into());
         }
         let mut source = std::error::Error::source(&e);
         while let Some(cause) = source {
@@ -67,7 +68,16 @@ impl ProxyError {
             }
             source = cause.source();
         }
-        Self::TargetConnect(e)
+        Self::TargetConnect(e.into())
+    }
+
+    /// The failure of a request sent through a node's own pool.
+    pub(crate) fn from_pool(e: SendError) -> Self {
+        match e {
+            SendError::Connect(e) => Self::TargetConnect(e),
+            SendError::ConnectTimeout => Self::TargetConnectTimeout,
+            SendError::Request(e) => Self::Target(e.into()),
+        }
     }
 
     pub fn fault(&self) -> Fault {

@@ -245,6 +245,10 @@ impl HeadTracker {
 /// request line, a field without a colon, obs-fold) ends the tracking: the connection ends
 /// with it.
 fn head_state(head: &[u8], found: &mut Vec<(Class, &'static str)>) -> State {
+    if head.starts_with(b"PRI * HTTP/2.0") {
+        // The HTTP/2 preface: the rest of the connection is not HTTP/1.
+        return State::Off;
+    }
     let mut lines = head
         .split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
