@@ -105,7 +105,9 @@ impl<'a> HeadFacts<'a> {
             }
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             self.upgrade = true;
-        } else if reads_as(name, b"content-length") || reads_as(name, b"transfer-encoding") {
+        } else if could_read_as_framing(name)
+            && (reads_as(name, b"content-length") || reads_as(name, b"transfer-encoding"))
+        {
             self.suspicious = true;
         }
         self.non_compliant |= value
@@ -177,6 +179,12 @@ impl<'a> HeadFacts<'a> {
         }
         worst
     }
+}
+
+/// A cheap first look: only names at least as long as `content-length` and starting like
+/// one of the two can read as them.
+fn could_read_as_framing(name: &[u8]) -> bool {
+    name.len() >= 14 && matches!(name[0].to_ascii_lowercase(), b'c' | b't')
 }
 
 /// Whether a header name reads as `target` once whitespace is dropped, case ignored and every

@@ -523,14 +523,20 @@ fn push_hex(out: &mut String, value: u128, digits: u32) {
 /// Removes the hop-by-hop headers and those `Connection` lists. Most messages carry none, so
 /// the names are looked at once and nothing is removed (or hashed) unless found.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let mut found = headers.keys().filter(|n| is_hop_by_hop(n));
+    let (Some(first), more) = (found.next(), found.next().is_some()) else {
+        return;
+    };
+    // The common case, a lone `Connection: keep-alive` or `close`: nothing else to find.
+    if !more && *first == header::CONNECTION && only_persistence(headers) {
+        headers.remove(header::CONNECTION);
+        return;
+    }
     let mut doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| is_hop_by_hop(n))
         .cloned()
         .collect();
-    if doomed.is_empty() {
-        return;
-    }
     let listed = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -541,6 +547,18 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in doomed {
         headers.remove(name);
     }
+}
+
+/// Whether `Connection` names only `keep-alive` or `close`, no other header to remove.
+fn only_persistence(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .all(|t| {
+            let t = t.trim_ascii();
+            t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
+        })
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not the message.
