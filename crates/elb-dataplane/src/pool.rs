@@ -20,10 +20,10 @@ use tokio::net::TcpSocket;
 use tracing::debug;
 
 /// AWS gives up connecting to a target after 10 s (and answers 504).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle connections are not reused after this: a target's usual 60 s keep-alive would close
 /// them under us.
-const IDLE: Duration = Duration::from_secs(50);
+pub(crate) const IDLE: Duration = Duration::from_secs(50);
 /// Idle connections kept at most. A cap near the concurrency of real load makes connections
 /// churn (64 halved h2c throughput, where 32 clients keep 320 requests in flight); this one
 /// only bounds a pathological burst.

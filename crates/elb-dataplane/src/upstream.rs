@@ -1,9 +1,9 @@
-//! Connections to targets: one keep-alive pool per node, leaving from the node's own address
-//! as an ELB node's connections do.
+//! Connections to HTTPS and HTTP/2 targets, through hyper-util's client: one per node and
+//! kind, leaving from the node's own address as an ELB node's connections do. Plain HTTP/1.1,
+//! the hot path, has the node's own pools (`pool`).
 
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -11,11 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-/// AWS gives up connecting to a target after 10 s (and answers 504).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Idle pooled connections are closed before a target's usual 60 s keep-alive would close
-/// them under us.
-const POOL_IDLE: Duration = Duration::from_secs(50);
+use crate::pool::{CONNECT_TIMEOUT, IDLE};
 
 /// A node's clients for the targets its own pools (`pool`, plain HTTP/1.1) do not serve:
 /// HTTP/1.1 over TLS (HTTPS target groups) and HTTP/2 (prior knowledge in clear, ALPN over
@@ -36,7 +32,7 @@ impl Upstream {
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE);
+            .pool_idle_timeout(IDLE);
         let mut tls_connector = connector.clone();
         tls_connector.enforce_http(false);
         let https = HttpsConnectorBuilder::new()
