@@ -22,7 +22,6 @@ if mode == "serve":
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(addr)
     server.start()
-    print("ready", flush=True)
     server.wait_for_termination()
 else:
     with grpc.insecure_channel(addr) as channel:

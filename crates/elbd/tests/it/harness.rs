@@ -314,28 +314,36 @@ impl Backend {
     }
 }
 
-/// A backend in its own process (python's http.server), so that it can be SIGSTOPped.
+/// A backend in its own process, killed when dropped: python's http.server (which can be
+/// SIGSTOPped), or any server command.
 pub(crate) struct ProcessBackend(Child);
 
 impl ProcessBackend {
     pub(crate) fn start(addr: SocketAddr) -> Self {
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                &addr.ip().to_string(),
-                &addr.port().to_string(),
-            ])
+        let mut command = Command::new("python3");
+        command.args([
+            "-m",
+            "http.server",
+            "--bind",
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+        ]);
+        Self::spawn(command, addr)
+    }
+
+    /// Runs `command` (output discarded) and waits until `addr` accepts connections.
+    pub(crate) fn spawn(mut command: Command, addr: SocketAddr) -> Self {
+        let child = command
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 runs");
+            .unwrap_or_else(|e| panic!("{command:?} runs: {e}"));
         let start = Instant::now();
         while TcpStream::connect(addr).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
-                "python http.server did not start"
+                "{command:?} did not listen on {addr}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -380,6 +388,44 @@ pub(crate) async fn get(client: &Client<HttpConnector, Empty<Bytes>>, addr: Sock
         status: parts.status,
         headers: parts.headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// What curl got: the status, the body and the response head as text.
+pub(crate) struct CurlReply {
+    pub(crate) status: u16,
+    pub(crate) body: String,
+    pub(crate) headers: String,
+}
+
+impl CurlReply {
+    /// The first value of header `name` (lowercase), trimmed; empty when absent.
+    pub(crate) fn header(&self, name: &str) -> String {
+        self.headers
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// curl `url` with `args` (5 s at most).
+pub(crate) fn curl(url: &str, args: &[&str]) -> CurlReply {
+    let out = Command::new("curl")
+        .args(["-s", "-D", "/dev/stderr", "-w", "\n%{http_code}"])
+        .args(["--max-time", "5"])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    CurlReply {
+        status: status.parse().unwrap(),
+        body: body.to_owned(),
+        headers: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

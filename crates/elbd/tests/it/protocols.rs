@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{Backend, Elbd, Lab, venv};
+use crate::harness::{Backend, Elbd, Lab, ProcessBackend, venv};
 
 /// A backend that answers 200, or switches protocols and echoes every byte back.
 async fn echo_backend(addr: SocketAddr) {
@@ -181,39 +181,19 @@ async fn websockets_h2c_and_the_load_balancers_own_answers() {
     );
 }
 
-/// A real gRPC server (grpcio) on `addr`, stopped when dropped.
-struct GrpcServer(std::process::Child);
-
-impl GrpcServer {
-    fn start(addr: SocketAddr) -> Self {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/grpc_echo.py");
-        let mut child = Command::new(venv().join("bin/python"))
-            .args([script, "serve", &addr.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        use std::io::BufRead as _;
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert_eq!(ready.trim(), "ready");
-        Self(child)
-    }
-}
-
-impl Drop for GrpcServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A real gRPC server (grpcio) on `addr`.
+fn grpc_server(addr: SocketAddr) -> ProcessBackend {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/grpc_echo.py");
+    let mut command = Command::new(venv().join("bin/python"));
+    command.args([script, "serve", &addr.to_string()]);
+    ProcessBackend::spawn(command, addr)
 }
 
 #[test]
 fn grpc_calls_reach_a_grpc_target_group_and_http1_requests_get_464() {
     let lab = Lab::new("grpc", 26);
     let targets = [lab.ip('a', 10), lab.ip('b', 10)].map(|ip| SocketAddr::from((ip, 50051)));
-    let _servers = targets.map(GrpcServer::start);
+    let _servers = targets.map(grpc_server);
     let config = format!(
         "{}\n[[load_balancer]]\nname = \"g\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
          [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"g-tg\" }}\n\

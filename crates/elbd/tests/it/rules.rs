@@ -6,38 +6,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{Aws, Backend, Elbd, Lab, client};
-
-/// curl `url` with `args`; returns the status, the body and the Location header.
-fn curl(url: &str, args: &[&str]) -> (u16, String, String) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-D",
-            "/dev/stderr",
-            "-w",
-            "\n%{http_code}",
-            "--max-time",
-            "5",
-        ])
-        .args(args)
-        .arg(url)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    let headers = String::from_utf8_lossy(&out.stderr).into_owned();
-    let location = headers
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("location: ")
-                .or_else(|| l.strip_prefix("Location: "))
-        })
-        .unwrap_or("")
-        .trim()
-        .to_owned();
-    (status.parse().unwrap(), body.to_owned(), location)
-}
+use crate::harness::{Aws, Backend, Elbd, Lab, client, curl};
 
 struct Setup {
     aws: Aws,
@@ -219,25 +188,32 @@ async fn rules_route_by_every_condition_and_act_as_aws() {
     let url = |path: &str| format!("http://{node}{path}");
 
     assert_eq!(
-        curl(&url("/"), &[]).1,
+        curl(&url("/"), &[]).body,
         targets[0].to_string(),
         "the default rule"
     );
     assert_eq!(
-        curl(&url("/api/users"), &[]).1,
+        curl(&url("/api/users"), &[]).body,
         targets[1].to_string(),
         "path-pattern"
     );
-    assert_eq!(curl(&url("/"), &["-H", "Host: shop.EXAMPLE.com"]).1, "host");
-    assert_eq!(curl(&url("/"), &["-H", "X-Env: canary"]).1, "header");
-    assert_eq!(curl(&url("/"), &["-X", "DELETE"]).1, "method");
     assert_eq!(
-        curl(&url("/?debug=TRUE"), &[]).1,
+        curl(&url("/"), &["-H", "Host: shop.EXAMPLE.com"]).body,
+        "host"
+    );
+    assert_eq!(curl(&url("/"), &["-H", "X-Env: canary"]).body, "header");
+    assert_eq!(curl(&url("/"), &["-X", "DELETE"]).body, "method");
+    assert_eq!(
+        curl(&url("/?debug=TRUE"), &[]).body,
         "query",
         "query values match case-insensitively"
     );
-    assert_eq!(curl(&url("/"), &["--interface", "127.9.0.1"]).1, "source");
-    let (status, _, location) = curl(&url("/old/a/b?x=1"), &["-H", "Host: site.test"]);
+    assert_eq!(
+        curl(&url("/"), &["--interface", "127.9.0.1"]).body,
+        "source"
+    );
+    let redirected = curl(&url("/old/a/b?x=1"), &["-H", "Host: site.test"]);
+    let (status, location) = (redirected.status, redirected.header("location"));
     assert_eq!(
         (status, location.as_str()),
         (301, "https://site.test/new/old/a/b?x=1")

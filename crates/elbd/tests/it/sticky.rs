@@ -4,40 +4,19 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Aws, Backend, Elbd, Lab};
-
-struct Reply {
-    status: u16,
-    body: String,
-    headers: String,
-}
+use crate::harness::{self, Aws, Backend, CurlReply, Elbd, Lab};
 
 /// curl `url` with a cookie jar (read and written) when given, and `extra` arguments.
-fn curl(url: &str, jar: Option<&Path>, extra: &[&str]) -> Reply {
-    let mut command = Command::new("curl");
-    command.args([
-        "-s",
-        "-D",
-        "/dev/stderr",
-        "-w",
-        "\n%{http_code}",
-        "--max-time",
-        "5",
-    ]);
-    if let Some(jar) = jar {
-        command.arg("-b").arg(jar).arg("-c").arg(jar);
-    }
-    let out = command.args(extra).arg(url).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    Reply {
-        status: status.parse().unwrap(),
-        body: body.to_owned(),
-        headers: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+fn curl(url: &str, jar: Option<&Path>, extra: &[&str]) -> CurlReply {
+    let jar = jar.map(|j| j.display().to_string());
+    let mut args: Vec<&str> = match &jar {
+        Some(jar) => vec!["-b", jar, "-c", jar],
+        None => Vec::new(),
+    };
+    args.extend_from_slice(extra);
+    harness::curl(url, &args)
 }
 
 /// The value the response sets for cookie `name`.

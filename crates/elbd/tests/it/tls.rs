@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{Aws, Backend, Elbd, Lab};
+use crate::harness::{Aws, Backend, Elbd, Lab, ProcessBackend};
 
 /// A self-signed certificate for `name` (its own CA): `(certificate, key)` files.
 fn self_signed(lab: &Lab, file: &str, name: &str) -> (PathBuf, PathBuf) {
@@ -511,46 +511,23 @@ async fn mutual_tls_verifies_clients_against_a_trust_store_or_passes_them_throug
 }
 
 /// `openssl s_server -www` on `addr`: a TLS target answering every GET with a status page.
-struct TlsTarget(std::process::Child);
-
-impl TlsTarget {
-    fn start(lab: &Lab, addr: SocketAddr) -> Self {
-        let (cert, key) = self_signed(lab, "target", "target.internal");
-        let child = Command::new("openssl")
-            .args(["s_server", "-www", "-quiet", "-accept", &addr.to_string()])
-            .arg("-cert")
-            .arg(cert)
-            .arg("-key")
-            .arg(key)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = std::time::Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "s_server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self(child)
-    }
-}
-
-impl Drop for TlsTarget {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn tls_target(lab: &Lab, addr: SocketAddr) -> ProcessBackend {
+    let (cert, key) = self_signed(lab, "target", "target.internal");
+    let mut command = Command::new("openssl");
+    command
+        .args(["s_server", "-www", "-quiet", "-accept", &addr.to_string()])
+        .arg("-cert")
+        .arg(cert)
+        .arg("-key")
+        .arg(key);
+    ProcessBackend::spawn(command, addr)
 }
 
 #[test]
 fn https_target_groups_are_checked_and_reached_over_tls() {
     let lab = Lab::new("tls-targets", 25);
     let target = SocketAddr::from((lab.ip('a', 10), 9443));
-    let _server = TlsTarget::start(&lab, target);
+    let _server = tls_target(&lab, target);
     let api = SocketAddr::from((lab.ip('a', 1), 4566));
     let config = lab.write("elbd.toml", &lab.settings());
     let mut elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
