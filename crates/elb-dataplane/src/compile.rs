@@ -127,12 +127,16 @@ impl Runtime {
                 let mut action = |actions: &[Action]| {
                     self.action(state, health, node, &actions[0], &mut sets, &mut used)
                 };
-                let compiled_rules = rules
+                let compiled_rules: Vec<_> = rules
                     .iter()
                     .zip(&matchers)
                     .map(|(rule, matchers)| (matchers.clone(), action(&rule.actions)))
                     .collect();
-                let route = Arc::new(Route {
+                let header_conditions = compiled_rules
+                    .iter()
+                    .flat_map(|(matchers, _)| matchers)
+                    .any(|m| matches!(m, Matcher::Header(..)));
+                let mut route = Route {
                     admission: admission.clone(),
                     refused: refused.clone(),
                     listener_arn: listener.arn.clone(),
@@ -151,7 +155,11 @@ impl Runtime {
                     response_headers: response_headers(&listener.attributes),
                     server_header: listener.attributes.get(SERVER_HEADER) != Some("false"),
                     sealer: sealer.clone(),
-                });
+                    relayable: false,
+                    header_conditions,
+                };
+                route.relayable = route.relay_serves();
+                let route = Arc::new(route);
                 // The node listens on its private address and, when it has one, its public one.
                 for ip in node.addresses() {
                     routes.insert(

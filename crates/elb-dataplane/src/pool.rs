@@ -16,7 +16,7 @@ use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 use tracing::debug;
 
 /// AWS gives up connecting to a target after 10 s (and answers 504).
@@ -44,6 +44,8 @@ pub(crate) struct TargetPool {
     local: IpAddr,
     target: SocketAddr,
     idle: Mutex<Vec<(SendRequest<Incoming>, Instant)>>,
+    /// Idle connections of the HTTP/1.1 relay, which writes and reads them itself.
+    raw: Mutex<Vec<(TcpStream, Instant)>>,
 }
 
 impl TargetPool {
@@ -52,6 +54,7 @@ impl TargetPool {
             local,
             target,
             idle: Mutex::new(Vec::new()),
+            raw: Mutex::new(Vec::new()),
         }
     }
 
@@ -108,7 +111,55 @@ impl TargetPool {
         }
     }
 
+    /// The most recently used idle relay connection that is still open: one the target
+    /// closed has its end of stream ready to read, which is looked at without a syscall
+    /// unless the connection is readable.
+    pub(crate) fn take_raw(&self) -> Option<TcpStream> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        loop {
+            let (stream, since) = self.raw.lock().expect("not poisoned").pop()?;
+            if since.elapsed() > IDLE {
+                continue;
+            }
+            match stream.poll_read_ready(&mut cx) {
+                Poll::Pending => return Some(stream),
+                // Readable while idle: closed, or talking out of turn.
+                Poll::Ready(_) => {
+                    let mut byte = [0u8];
+                    match stream.try_read(&mut byte) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            return Some(stream);
+                        }
+                        _ => continue,
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn put_raw(&self, stream: TcpStream) {
+        let mut raw = self.raw.lock().expect("not poisoned");
+        if raw.len() < MAX_IDLE {
+            raw.push((stream, Instant::now()));
+        }
+    }
+
     async fn connect(&self) -> Result<SendRequest<Incoming>, SendError> {
+        let stream = self.dial().await?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Connect(e.into()))?;
+        let target = self.target;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                debug!(%target, error = %e, "target connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// A new connection to the target from the node's address.
+    pub(crate) async fn dial(&self) -> Result<TcpStream, SendError> {
         let socket = if self.target.is_ipv4() {
             TcpSocket::new_v4()
         } else {
@@ -123,16 +174,7 @@ impl TargetPool {
             .map_err(|_| SendError::ConnectTimeout)?
             .map_err(|e| SendError::Connect(e.into()))?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| SendError::Connect(e.into()))?;
-        let target = self.target;
-        tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                debug!(%target, error = %e, "target connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(stream)
     }
 }
 

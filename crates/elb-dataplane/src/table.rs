@@ -64,9 +64,33 @@ pub struct Route {
     pub server_header: bool,
     /// Seals and opens stickiness cookies; `None` only if the store has no key.
     pub sealer: Option<Arc<CookieSealer>>,
+    /// Whether the HTTP/1.1 relay may take this listener's requests ([`Route::relay_serves`]).
+    pub(crate) relayable: bool,
+    /// Whether a rule has a header condition: only then does the relay build a header map.
+    pub(crate) header_conditions: bool,
 }
 
 impl Route {
+    /// Whether the HTTP/1.1 relay does all this listener asks of the requests it takes:
+    /// cleartext, no mutual TLS, no headers to add to responses or to drop from requests,
+    /// and every forward to plain HTTP/1.1 groups without stickiness. Redirects and fixed
+    /// responses are left to the general path request by request.
+    pub(crate) fn relay_serves(&self) -> bool {
+        let plain = |action: &RouteAction| match action {
+            RouteAction::Forward(forward) => {
+                forward.group_stickiness_s.is_none()
+                    && forward.groups.iter().all(|(set, _)| set.is_plain())
+            }
+            RouteAction::Redirect(_) | RouteAction::Fixed(_) => true,
+        };
+        self.tls.is_none()
+            && self.mtls.is_none()
+            && self.response_headers.is_empty()
+            && !self.http.drop_invalid_headers
+            && self.rules.iter().all(|(_, action)| plain(action))
+            && plain(&self.default_action)
+    }
+
     /// `http` or `https`: X-Forwarded-Proto and `#{protocol}` in redirects.
     pub fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }

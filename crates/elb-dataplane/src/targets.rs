@@ -70,6 +70,11 @@ impl Drop for InFlight {
 }
 
 impl TargetSet {
+    /// HTTP/1.1 in cleartext, no stickiness: what the relay forwards to.
+    pub(crate) fn is_plain(&self) -> bool {
+        !self.tls && self.version == ProtocolVersion::Http1 && self.stickiness == Stickiness::Off
+    }
+
     /// The next target by the group's algorithm; a target in slow start is taken with the
     /// probability of its share so far, else passed over (the clock is read only then).
     /// `None` when the node has none to use.

@@ -198,7 +198,10 @@ async fn proxy(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol.clone());
     }
-    headers.insert(header::HOST, target_host(host, route.port, &route.http)?);
+    headers.insert(
+        header::HOST,
+        target_host_value(&host, route.port, &route.http)?,
+    );
     rewrite_forwarded(headers, &route.http, peer, route.scheme(), route.port)?;
     if route.mtls.is_some() {
         // What a client says of its own certificate is never passed on as ours.
@@ -210,7 +213,8 @@ async fn proxy(
         }
     }
     let previous = headers.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok());
-    let trace = trace_id(previous, now_ms() / 1000, fastrand::u128(..));
+    let mut trace = Vec::with_capacity(128);
+    write_trace_id(&mut trace, previous, now_ms() / 1000, fastrand::u128(..));
     if let Ok(trace) = HeaderValue::try_from(trace) {
         headers.insert(&X_AMZN_TRACE_ID, trace);
     }
@@ -432,7 +436,7 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, target: hyper::upgrade::OnUpg
     }
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -453,23 +457,33 @@ fn request_host(req: &Request<Incoming>, dns_name: &str) -> Result<String, Proxy
         .map_or_else(|| dns_name.to_owned(), |a| a.as_str().to_owned()))
 }
 
-/// With `preserve_host_header` off (the default), AWS strips the port from Host on listener
-/// ports 80 and 443 and appends `:<listener port>` on the others when it is missing.
-fn target_host(
-    host: String,
+/// The Host a target gets and, when one is to be appended, the port. With
+/// `preserve_host_header` off (the default), AWS strips the port from Host on listener ports
+/// 80 and 443 and appends `:<listener port>` on the others when it is missing.
+pub(super) fn target_host(host: &str, listener_port: u16, preserve: bool) -> (&str, Option<u16>) {
+    if preserve {
+        return (host, None);
+    }
+    let name = strip_port(host);
+    match listener_port {
+        80 | 443 => (name, None),
+        port if name.len() == host.len() => (name, Some(port)),
+        _ => (host, None),
+    }
+}
+
+fn target_host_value(
+    host: &str,
     listener_port: u16,
     http: &HttpSettings,
 ) -> Result<HeaderValue, ProxyError> {
-    let value = if http.preserve_host {
-        host
-    } else {
-        let name = strip_port(&host);
-        match listener_port {
-            80 | 443 => name.to_owned(),
-            port if name.len() == host.len() => format!("{name}:{port}"),
-            _ => host,
-        }
-    };
+    let mut value = Vec::with_capacity(host.len() + 6);
+    let (name, port) = target_host(host, listener_port, http.preserve_host);
+    value.extend_from_slice(name.as_bytes());
+    if let Some(port) = port {
+        value.push(b':');
+        push_decimal(&mut value, port);
+    }
     HeaderValue::try_from(value).map_err(|_| ProxyError::BadRequest("invalid Host header"))
 }
 
@@ -488,35 +502,38 @@ pub(super) fn strip_port(host: &str) -> &str {
 /// `X-Amzn-Trace-Id` as ALB sets it: `Root=1-<8 hex epoch seconds>-<24 hex random>` for a new
 /// trace; a request that already has a `Root` gets a `Self=1-…` field in front instead (an
 /// older `Self` replaced), and every other field is kept.
-fn trace_id(previous: Option<&str>, epoch_secs: u64, random: u128) -> String {
+pub(super) fn write_trace_id(
+    out: &mut Vec<u8>,
+    previous: Option<&str>,
+    epoch_secs: u64,
+    random: u128,
+) {
     // `1-` 8 hex `-` 24 hex, written by hand (formatting machinery costs more than the rest).
-    let mut id = String::with_capacity(128);
     let field = match previous {
         Some(previous) if previous.split(';').any(|f| f.trim().starts_with("Root=")) => "Self=",
         _ => "Root=",
     };
-    id.push_str(field);
-    id.push_str("1-");
-    push_hex(&mut id, u128::from(epoch_secs as u32), 8);
-    id.push('-');
-    push_hex(&mut id, random, 24);
+    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(b"1-");
+    push_hex(out, u128::from(epoch_secs as u32), 8);
+    out.push(b'-');
+    push_hex(out, random, 24);
     for kept in previous
         .into_iter()
         .flat_map(|p| p.split(';'))
         .map(str::trim)
         .filter(|f| !f.is_empty() && !f.starts_with("Self="))
     {
-        id.push(';');
-        id.push_str(kept);
+        out.push(b';');
+        out.extend_from_slice(kept.as_bytes());
     }
-    id
 }
 
 /// The low `digits` hex digits of `value`, lowercase.
-fn push_hex(out: &mut String, value: u128, digits: u32) {
+fn push_hex(out: &mut Vec<u8>, value: u128, digits: u32) {
     for i in (0..digits).rev() {
         let nibble = (value >> (4 * i)) & 0xf;
-        out.push(char::from(b"0123456789abcdef"[nibble as usize]));
+        out.push(b"0123456789abcdef"[nibble as usize]);
     }
 }
 
@@ -575,32 +592,31 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// The client as X-Forwarded-For names it: `1.2.3.4`, or with the client port option
 /// `1.2.3.4:5678` / `[::1]:5678`. IPv4 is written by hand: `Display` costs more than the rest
 /// of the header work.
-fn push_client(out: &mut String, peer: SocketAddr, with_port: bool) {
+pub(super) fn push_client(out: &mut Vec<u8>, peer: SocketAddr, with_port: bool) {
+    use std::io::Write as _;
     match peer {
         SocketAddr::V4(v4) => {
             for (i, octet) in v4.ip().octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    out.push(b'.');
                 }
                 push_decimal(out, octet.into());
             }
             if with_port {
-                out.push(':');
+                out.push(b':');
                 push_decimal(out, v4.port());
             }
         }
         SocketAddr::V6(v6) if with_port => {
-            use std::fmt::Write as _;
             let _ = write!(out, "[{}]:{}", v6.ip(), v6.port());
         }
         SocketAddr::V6(v6) => {
-            use std::fmt::Write as _;
             let _ = write!(out, "{}", v6.ip());
         }
     }
 }
 
-fn push_decimal(out: &mut String, n: u16) {
+pub(super) fn push_decimal(out: &mut Vec<u8>, n: u16) {
     let mut digits = [0u8; 5];
     let mut i = digits.len();
     let mut n = n;
@@ -612,7 +628,7 @@ fn push_decimal(out: &mut String, n: u16) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// X-Forwarded-For per the LB's mode; X-Forwarded-Proto and -Port always set.
@@ -629,13 +645,13 @@ fn rewrite_forwarded(
             headers.remove(&X_FORWARDED_FOR);
         }
         XffMode::Append => {
-            let mut value = String::with_capacity(64);
+            let mut value = Vec::with_capacity(64);
             for previous in headers.get_all(&X_FORWARDED_FOR) {
                 let previous = previous
                     .to_str()
                     .map_err(|_| ProxyError::BadRequest("invalid X-Forwarded-For header"))?;
-                value.push_str(previous);
-                value.push_str(", ");
+                value.extend_from_slice(previous.as_bytes());
+                value.extend_from_slice(b", ");
             }
             push_client(&mut value, peer, http.xff_client_port);
             let value = HeaderValue::try_from(value)
@@ -683,7 +699,7 @@ mod tests {
 
     fn host(h: &str, port: u16, preserve: bool) -> String {
         let http = settings(XffMode::Append, false, preserve);
-        target_host(h.to_owned(), port, &http)
+        target_host_value(h, port, &http)
             .unwrap()
             .to_str()
             .unwrap()
@@ -735,6 +751,12 @@ mod tests {
             Some("1.2.3.4")
         );
         assert_eq!(run(XffMode::Remove, false, Some("1.2.3.4")), None);
+    }
+
+    fn trace_id(previous: Option<&str>, epoch_secs: u64, random: u128) -> String {
+        let mut out = Vec::new();
+        write_trace_id(&mut out, previous, epoch_secs, random);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod desync;
 mod forward;
+mod relay;
 pub mod rescue;
 mod respond;
 pub mod rules;
@@ -122,8 +123,22 @@ async fn connection(
         return;
     };
     let Some(tls) = route.tls.clone() else {
+        if route.relayable {
+            let idle = route.http.idle_timeout;
+            drop(route);
+            return relay::serve(stream, local, peer, table, stopped, idle).await;
+        }
         let client = ClientCert::default();
-        return http(stream, local, peer, &route.http, client, table, stopped).await;
+        return http(
+            stream,
+            Vec::new(),
+            (local, peer),
+            &route.http,
+            client,
+            table,
+            stopped,
+        )
+        .await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -132,7 +147,17 @@ async fn connection(
                 (Some(mode), Some(chain)) => ClientCert::of(mode, chain),
                 _ => ClientCert::default(),
             };
-            http(stream, local, peer, &route.http, client, table, stopped).await;
+            let ends = (local, peer);
+            http(
+                stream,
+                Vec::new(),
+                ends,
+                &route.http,
+                client,
+                table,
+                stopped,
+            )
+            .await;
         }
         Ok(Err(e)) => debug!(%peer, %local, error = %e, "TLS handshake failed"),
         Err(_) => debug!(%peer, %local, "TLS handshake timed out"),
@@ -163,11 +188,12 @@ impl ClientCert {
     }
 }
 
-/// HTTP over an established client stream.
+/// HTTP over an established client stream, from `(local, peer)`; `replay` holds what the
+/// relay already read from it.
 async fn http<S>(
     stream: S,
-    local: SocketAddr,
-    peer: SocketAddr,
+    replay: Vec<u8>,
+    (local, peer): (SocketAddr, SocketAddr),
     settings: &HttpSettings,
     client: ClientCert,
     table: Arc<ArcSwap<RoutingTable>>,
@@ -175,7 +201,7 @@ async fn http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (stream, heads) = sniff::Sniffed::new(stream);
+    let (stream, heads) = sniff::Sniffed::new(stream, replay);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

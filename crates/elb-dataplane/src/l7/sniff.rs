@@ -3,7 +3,8 @@
 //! Transfer-Encoding, and a repeated Content-Length), so only the bytes as sent can be
 //! classified the way ALB classifies them.
 //!
-//! [`Sniffed`] wraps the client stream; every byte hyper reads also passes through a
+//! [`Sniffed`] wraps the client stream (after the bytes the relay read from it, if it handed
+//! the connection over); every byte hyper reads also passes through a
 //! [`HeadTracker`], which follows the HTTP/1 framing (heads, fixed-length and chunked bodies)
 //! just far enough to find each head, and queues one classification per request, in order.
 //! The service takes them in the same order, since HTTP/1 answers requests in order.
@@ -26,6 +27,9 @@ pub(crate) type Queue = Arc<Mutex<VecDeque<(Class, &'static str)>>>;
 
 pub(crate) struct Sniffed<S> {
     inner: S,
+    /// Bytes already read from `inner` (by the relay), read again first; and how many have.
+    replay: Vec<u8>,
+    replayed: usize,
     tracker: HeadTracker,
     queue: Queue,
     /// Classes found in one read, before they join the queue (kept to reuse its memory).
@@ -33,10 +37,12 @@ pub(crate) struct Sniffed<S> {
 }
 
 impl<S> Sniffed<S> {
-    pub(crate) fn new(inner: S) -> (Self, Queue) {
+    pub(crate) fn new(inner: S, replay: Vec<u8>) -> (Self, Queue) {
         let queue = Queue::default();
         let sniffed = Self {
             inner,
+            replay,
+            replayed: 0,
             tracker: HeadTracker::default(),
             queue: queue.clone(),
             found: Vec::new(),
@@ -52,7 +58,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for Sniffed<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let polled = if self.replayed < self.replay.len() {
+            let this = &mut *self;
+            let n = buf.remaining().min(this.replay.len() - this.replayed);
+            buf.put_slice(&this.replay[this.replayed..this.replayed + n]);
+            this.replayed += n;
+            if this.replayed == this.replay.len() {
+                (this.replay, this.replayed) = (Vec::new(), 0);
+            }
+            Poll::Ready(Ok(()))
+        } else {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        };
         if polled.is_ready() && buf.filled().len() > before {
             let this = &mut *self;
             this.tracker.feed(&buf.filled()[before..], &mut this.found);

@@ -9,6 +9,7 @@ mod harness;
 mod health;
 mod netlab;
 mod protocols;
+mod relay;
 mod reload;
 mod rules;
 mod sticky;

@@ -1,0 +1,173 @@
+//! Where a message body ends. The relay forwards bodies as they are (a chunked body stays
+//! chunked), so all it needs is the end: a length to count down, or the chunked framing
+//! followed byte by byte until its last chunk and trailers.
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    Empty,
+    /// This many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the sender closes its connection (responses only).
+    Close,
+}
+
+/// A chunked body that does not follow RFC 9112 §7.1.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Malformed;
+
+/// Bounds on what is not data: a chunk extension, and the trailer section.
+const MAX_EXTENSION: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum State {
+    /// In a chunk-size line: the size so far and whether it has a digit yet.
+    #[default]
+    Size,
+    /// In a chunk extension, up to its CR.
+    Extension,
+    /// After a chunk-size line's CR.
+    SizeLf,
+    /// In chunk data: this many bytes left.
+    Data(u64),
+    /// After chunk data: its CRLF.
+    DataCr,
+    DataLf,
+    /// In a trailer line, or at the blank line that ends the body.
+    Trailer,
+    TrailerLf,
+    Done,
+}
+
+/// Follows a chunked body across reads.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkedEnd {
+    state: State,
+    size: u64,
+    digits: usize,
+    /// Bytes of the current extension or trailer section.
+    other: usize,
+    /// Bytes of the current trailer line.
+    line: usize,
+}
+
+impl ChunkedEnd {
+    /// Consumes the next `bytes` of the body; `Some(n)` when the body ends after `bytes[..n]`.
+    pub(crate) fn scan(&mut self, bytes: &[u8]) -> Result<Option<usize>, Malformed> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if let State::Data(left) = self.state {
+                // Data is skipped whole, not looked at byte by byte.
+                let take = left.min((bytes.len() - i) as u64);
+                i += take as usize;
+                self.state = if take == left {
+                    State::DataCr
+                } else {
+                    State::Data(left - take)
+                };
+                continue;
+            }
+            let b = bytes[i];
+            i += 1;
+            self.state = self.next(b)?;
+            if self.state == State::Done {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The state after byte `b` (not in chunk data).
+    fn next(&mut self, b: u8) -> Result<State, Malformed> {
+        Ok(match (self.state, b) {
+            (State::Size, _) if b.is_ascii_hexdigit() => {
+                // 15 hex digits is more than any body; more could overflow.
+                if self.digits == 15 {
+                    return Err(Malformed);
+                }
+                self.size = self.size * 16 + u64::from(hex(b));
+                self.digits += 1;
+                State::Size
+            }
+            (State::Size, b';' | b' ' | b'\t') if self.digits > 0 => State::Extension,
+            (State::Size, b'\r') if self.digits > 0 => State::SizeLf,
+            (State::Extension, b'\r') => State::SizeLf,
+            (State::Extension, _) if b != b'\n' && self.other < MAX_EXTENSION => {
+                self.other += 1;
+                State::Extension
+            }
+            (State::SizeLf, b'\n') => {
+                let size = std::mem::take(&mut self.size);
+                (self.digits, self.other) = (0, 0);
+                if size == 0 {
+                    State::Trailer
+                } else {
+                    State::Data(size)
+                }
+            }
+            (State::DataCr, b'\r') => State::DataLf,
+            (State::DataLf, b'\n') => State::Size,
+            (State::Trailer, b'\r') => State::TrailerLf,
+            (State::Trailer, _) if b != b'\n' && self.other < MAX_TRAILERS => {
+                self.other += 1;
+                self.line += 1;
+                State::Trailer
+            }
+            (State::TrailerLf, b'\n') if std::mem::take(&mut self.line) == 0 => State::Done,
+            (State::TrailerLf, b'\n') => State::Trailer,
+            _ => return Err(Malformed),
+        })
+    }
+}
+
+fn hex(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => b - b'A' + 10,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the body ends when fed in two parts split at `at`.
+    fn end(body: &[u8], at: usize) -> Result<Option<usize>, Malformed> {
+        let mut scanner = ChunkedEnd::default();
+        let at = at.min(body.len());
+        match scanner.scan(&body[..at])? {
+            Some(n) => Ok(Some(n)),
+            None => Ok(scanner.scan(&body[at..])?.map(|n| at + n)),
+        }
+    }
+
+    #[test]
+    fn the_end_is_found_across_reads_with_extensions_and_trailers() {
+        let body = b"5\r\nhello\r\nA;name=v\r\n0123456789\r\n0\r\nX-Sum: 1\r\n\r\nGET /next";
+        let last = body.len() - b"GET /next".len();
+        for at in 0..=body.len() {
+            assert_eq!(end(body, at), Ok(Some(last)), "split at {at}");
+        }
+        assert_eq!(end(b"0\r\n\r\n", 1), Ok(Some(5)));
+        assert_eq!(end(b"3\r\nabc\r\n", 4), Ok(None));
+    }
+
+    #[test]
+    fn broken_framing_is_refused() {
+        for body in [
+            &b"\r\n"[..],
+            b"g\r\n",
+            b"3\nabc\r\n",
+            b"3\r\nabcd\r\n",
+            b"0\r\nX: 1\n\r\n",
+            b"1000000000000000\r\n",
+        ] {
+            assert_eq!(end(body, 2), Err(Malformed), "{body:?}");
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! Request and response heads as the relay sees them: parsed in place by httparse, checked for
+//! what the relay takes, and written to the other side with their header lines copied as they
+//! came, less the hop-by-hop ones and those the load balancer sets itself.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use httparse::Header;
+
+use super::body::Framing;
+use crate::l7::desync::{Class, HeadFacts};
+
+/// Header lines a head may have; more and the request goes the general way (hyper takes 100).
+pub(crate) const MAX_HEADERS: usize = 64;
+
+/// Why a request is left to the general path, which answers it whatever it is.
+pub(crate) type Unsuited = &'static str;
+
+/// Header names a `Connection` header lists (beside `close` and `keep-alive`): they are
+/// hop-by-hop for this message.
+#[derive(Default)]
+pub(crate) struct Listed<'b> {
+    names: [&'b [u8]; 4],
+    len: usize,
+}
+
+impl<'b> Listed<'b> {
+    /// Reads one `Connection` value; `true` if it says `close`. `None` when it lists more
+    /// names than are kept.
+    fn add(&mut self, value: &'b [u8]) -> Option<bool> {
+        let mut close = false;
+        for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                close = true;
+            } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                *self.names.get_mut(self.len)? = token;
+                self.len += 1;
+            }
+        }
+        Some(close)
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        self.names[..self.len]
+            .iter()
+            .any(|listed| listed.eq_ignore_ascii_case(name))
+    }
+}
+
+/// What the relay needs to know of a request it takes.
+pub(crate) struct RequestFacts<'b> {
+    /// The Host header, visible ASCII.
+    pub host: &'b str,
+    /// The body's length (Content-Length; 0 without one).
+    pub body: u64,
+    /// The client asked to close the connection after this request.
+    pub close: bool,
+    /// The first X-Amzn-Trace-Id.
+    pub trace: Option<&'b str>,
+    /// Names its `Connection` header lists: not passed on.
+    listed: Listed<'b>,
+}
+
+/// More addresses than this in X-Forwarded-For get a 463 (on the general path).
+const MAX_FORWARDED_FOR: usize = 30;
+
+/// Whether the relay takes a parsed request head, and what it needs of it. It takes
+/// HTTP/1.1 requests in origin form with one Host, no body or a Content-Length one, and a
+/// head that desync mitigation finds compliant; the rest go the general way.
+pub(crate) fn inspect_request<'b>(
+    req: &httparse::Request<'_, 'b>,
+) -> Result<RequestFacts<'b>, Unsuited> {
+    if req.version != Some(1) {
+        return Err("not HTTP/1.1");
+    }
+    let method = req.method.unwrap_or_default();
+    if method == "TRACE" {
+        return Err("TRACE");
+    }
+    if !req.path.is_some_and(|p| p.starts_with('/')) {
+        return Err("not in origin form");
+    }
+    let mut framing = HeadFacts::default();
+    let (mut host, mut hosts, mut trace, mut close) = (None, 0, None, false);
+    let mut listed = Listed::default();
+    let mut forwarded_for = 0;
+    for header in req.headers.iter() {
+        let (name, value) = (header.name.as_bytes(), header.value);
+        framing.add(name, value);
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                hosts += 1;
+                host = Some(value);
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => return Err("Expect"),
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                close |= listed.add(value).ok_or("Connection lists many names")?;
+            }
+            15 if name.eq_ignore_ascii_case(b"x-amzn-trace-id") => {
+                trace = trace.or_else(|| std::str::from_utf8(value).ok());
+            }
+            15 if name.eq_ignore_ascii_case(b"x-forwarded-for") => {
+                if !value.iter().all(|b| (0x20..0x7f).contains(b)) {
+                    return Err("X-Forwarded-For is not ASCII");
+                }
+                forwarded_for += value.split(|b| *b == b',').count();
+            }
+            _ => {}
+        }
+    }
+    if framing.class(method.as_bytes()).0 != Class::Compliant {
+        return Err("desync mitigation classifies the head");
+    }
+    if framing.upgrade || framing.transfer_encoding().is_some() {
+        return Err("an upgrade or a transfer coding");
+    }
+    let body = match framing.content_length() {
+        Some(n) => n,
+        None if framing.has_length() => return Err("bad Content-Length"),
+        None => 0,
+    };
+    let host = host
+        .filter(|h| hosts == 1 && !h.is_empty() && h.iter().all(|b| (0x21..0x7f).contains(b)))
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or("no single visible-ASCII Host")?;
+    if forwarded_for > MAX_FORWARDED_FOR {
+        return Err("X-Forwarded-For too long");
+    }
+    Ok(RequestFacts {
+        host,
+        body,
+        close,
+        trace,
+        listed,
+    })
+}
+
+/// The request's headers as a map, for rules with header conditions.
+pub(crate) fn header_map(headers: &[Header<'_>]) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for header in headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(header.name.as_bytes()),
+            HeaderValue::from_bytes(header.value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// Writes the request line and the header lines the target gets as the client sent them:
+/// all but the hop-by-hop ones, Host, X-Forwarded-Proto/-Port, X-Amzn-Trace-Id and (unless
+/// `keep_forwarded_for`) X-Forwarded-For, which the caller writes after. No blank line.
+pub(crate) fn write_request(
+    out: &mut Vec<u8>,
+    req: &httparse::Request<'_, '_>,
+    facts: &RequestFacts<'_>,
+    keep_forwarded_for: bool,
+) {
+    out.extend_from_slice(req.method.unwrap_or_default().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.path.unwrap_or_default().as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for header in req.headers.iter() {
+        let name = header.name.as_bytes();
+        let set_here = match name.len() {
+            4 => name.eq_ignore_ascii_case(b"host"),
+            15 => {
+                name.eq_ignore_ascii_case(b"x-amzn-trace-id")
+                    || (!keep_forwarded_for && name.eq_ignore_ascii_case(b"x-forwarded-for"))
+            }
+            16 => name.eq_ignore_ascii_case(b"x-forwarded-port"),
+            17 => name.eq_ignore_ascii_case(b"x-forwarded-proto"),
+            _ => false,
+        };
+        if !set_here && !is_hop_by_hop(name) && !facts.listed.contains(name) {
+            push_header(out, name, header.value);
+        }
+    }
+}
+
+/// The values of the request's X-Forwarded-For headers, in order.
+pub(crate) fn forwarded_for<'b>(headers: &[Header<'b>]) -> impl Iterator<Item = &'b [u8]> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+        .map(|h| h.value)
+}
+
+pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), and the old `Proxy-Connection`.
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    match name.len() {
+        2 => name.eq_ignore_ascii_case(b"te"),
+        7 => name.eq_ignore_ascii_case(b"trailer") || name.eq_ignore_ascii_case(b"upgrade"),
+        10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
+        16 => name.eq_ignore_ascii_case(b"proxy-connection"),
+        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
+        _ => false,
+    }
+}
+
+/// What the relay needs to know of a target's response head.
+pub(crate) struct ResponseFacts<'b> {
+    pub status: u16,
+    pub framing: Framing,
+    /// The target's connection may take another request after this response.
+    pub reusable: bool,
+    listed: Listed<'b>,
+}
+
+/// A response head the relay cannot forward: the client gets a 502.
+pub(crate) type Malformed = &'static str;
+
+/// How a response to a request (a HEAD one if `head`) is framed, and whether the target keeps
+/// its connection open after it.
+pub(crate) fn inspect_response<'b>(
+    res: &httparse::Response<'_, 'b>,
+    head: bool,
+) -> Result<ResponseFacts<'b>, Malformed> {
+    let status = res.code.unwrap_or_default();
+    let mut listed = Listed::default();
+    let (mut close, mut length, mut coded, mut chunked) =
+        (res.version != Some(1), None, false, false);
+    for header in res.headers.iter() {
+        let (name, value) = (header.name.as_bytes(), header.value);
+        match name.len() {
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                close |= listed.add(value).ok_or("Connection lists many names")?;
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let n = std::str::from_utf8(value.trim_ascii())
+                    .ok()
+                    .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or("bad Content-Length")?;
+                if length.is_some_and(|l| l != n) {
+                    return Err("conflicting Content-Lengths");
+                }
+                length = Some(n);
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                coded = true;
+                chunked = value
+                    .rsplit(|b| *b == b',')
+                    .next()
+                    .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            _ => {}
+        }
+    }
+    let framing = match (status, coded, length) {
+        (100..=199 | 204 | 304, _, _) => Framing::Empty,
+        _ if head => Framing::Empty,
+        (_, true, _) if chunked => Framing::Chunked,
+        (_, true, _) => Framing::Close,
+        (_, false, Some(n)) => Framing::Length(n),
+        (_, false, None) => Framing::Close,
+    };
+    Ok(ResponseFacts {
+        status,
+        framing,
+        reusable: !close && framing != Framing::Close,
+        listed,
+    })
+}
+
+/// Writes the response head the client gets: the target's status and header lines, less the
+/// hop-by-hop ones (Transfer-Encoding stays: the body goes on as it came), and
+/// `Connection: close` when the client's connection ends after it.
+pub(crate) fn write_response(
+    out: &mut Vec<u8>,
+    res: &httparse::Response<'_, '_>,
+    facts: &ResponseFacts<'_>,
+    close_client: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let code = facts.status;
+    out.extend_from_slice(&[
+        b'0' + (code / 100 % 10) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+        b' ',
+    ]);
+    out.extend_from_slice(res.reason.unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for header in res.headers.iter() {
+        let name = header.name.as_bytes();
+        let framing = name.eq_ignore_ascii_case(b"transfer-encoding");
+        if framing || (!is_hop_by_hop(name) && !facts.listed.contains(name)) {
+            push_header(out, name, header.value);
+        }
+    }
+    if close_client {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(head: &[u8], f: impl FnOnce(&httparse::Request<'_, '_>)) {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut storage);
+        assert!(req.parse(head).unwrap().is_complete());
+        f(&req);
+    }
+
+    fn unsuited(head: &[u8]) -> Option<Unsuited> {
+        let mut reason = None;
+        request(head, |req| reason = inspect_request(req).err());
+        reason
+    }
+
+    #[test]
+    fn the_relay_takes_plain_requests_and_leaves_the_rest() {
+        assert_eq!(unsuited(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+        assert_eq!(
+            unsuited(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"),
+            None
+        );
+        for head in [
+            &b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"[..],
+            b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a, b, c, d, e\r\n\r\n",
+        ] {
+            assert!(
+                unsuited(head).is_some(),
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        let many = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: {}\r\n\r\n",
+            ["1.1.1.1"; 31].join(",")
+        );
+        assert!(unsuited(many.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn hop_by_hop_and_rewritten_headers_are_not_copied() {
+        let head = b"GET /p?q=1 HTTP/1.1\r\nHost: a:8080\r\nConnection: keep-alive, X-Secret\r\n\
+X-Secret: s\r\nKeep-Alive: 5\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\n\
+X-Amzn-Trace-Id: Root=1\r\nAccept: */*\r\n\r\n";
+        request(head, |req| {
+            let facts = inspect_request(req).unwrap();
+            assert_eq!((facts.host, facts.body, facts.close), ("a:8080", 0, false));
+            assert_eq!(facts.trace, Some("Root=1"));
+            let mut out = Vec::new();
+            write_request(&mut out, req, &facts, false);
+            assert_eq!(out, b"GET /p?q=1 HTTP/1.1\r\nAccept: */*\r\n");
+            out.clear();
+            write_request(&mut out, req, &facts, true);
+            assert_eq!(
+                out,
+                b"GET /p?q=1 HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\r\nAccept: */*\r\n"
+            );
+        });
+    }
+
+    /// Status, framing and reuse of a response head, and the head written for the client.
+    type Inspected = (Result<(u16, Framing, bool), Malformed>, Vec<u8>);
+
+    fn response(head: &[u8], for_head: bool) -> Inspected {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut storage);
+        assert!(res.parse(head).unwrap().is_complete());
+        let mut out = Vec::new();
+        let facts = inspect_response(&res, for_head).map(|f| {
+            write_response(&mut out, &res, &f, false);
+            (f.status, f.framing, f.reusable)
+        });
+        (facts, out)
+    }
+
+    #[test]
+    fn responses_are_framed_as_rfc_9112_says() {
+        let ok = |head: &[u8], for_head| response(head, for_head).0.unwrap();
+        assert_eq!(
+            ok(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false),
+            (200, Framing::Length(5), true)
+        );
+        assert_eq!(
+            ok(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true),
+            (200, Framing::Empty, true)
+        );
+        assert_eq!(
+            ok(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                false
+            ),
+            (200, Framing::Chunked, true)
+        );
+        assert_eq!(
+            ok(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false),
+            (200, Framing::Close, false)
+        );
+        assert_eq!(
+            ok(b"HTTP/1.1 204 No Content\r\n\r\n", false),
+            (204, Framing::Empty, true)
+        );
+        assert_eq!(
+            ok(
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                false
+            ),
+            (200, Framing::Length(0), false)
+        );
+        assert_eq!(
+            ok(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+            (200, Framing::Length(0), false)
+        );
+        assert!(
+            response(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false
+            )
+            .0
+            .is_err()
+        );
+        assert!(
+            response(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false)
+                .0
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn response_heads_lose_hop_by_hop_headers_but_keep_their_framing() {
+        let (_, out) = response(
+            b"HTTP/1.0 200 Fine\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
+Transfer-Encoding: chunked\r\nServer: t\r\n\r\n",
+            false,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 Fine\r\nTransfer-Encoding: chunked\r\nServer: t\r\n\r\n"
+        );
+    }
+}

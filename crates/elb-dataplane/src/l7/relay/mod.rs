@@ -1,0 +1,558 @@
+//! The HTTP/1.1 relay: the common request (HTTP/1.1 in cleartext, forwarded to an HTTP/1.1
+//! target) handled the way dedicated proxies handle it rather than through a general HTTP
+//! library. Heads are parsed in place and written on with their header lines copied as they
+//! came; bodies are copied as they are; the node keeps its own connections to each target;
+//! and a connection waiting for its next request holds no buffer.
+//!
+//! Whatever the relay does not take (HTTP/2, upgrades, chunked or `Expect` requests, heads
+//! desync mitigation does not find compliant, redirects and fixed responses, stickiness, TLS)
+//! goes to the general path (hyper), with the bytes read so far, for the rest of the
+//! connection: the relay is a faster road to the same answers, never a second set of rules.
+
+mod body;
+mod head;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+use self::body::{ChunkedEnd, Framing};
+use super::forward::{now_ms, push_client, push_decimal, strip_port, target_host, write_trace_id};
+use super::rescue::{self, ProxyError};
+use super::rules::{self, RequestView};
+use super::{ClientCert, dress};
+use crate::pool::TargetPool;
+use crate::table::{Route, RouteAction, RoutingTable, XffMode};
+use crate::targets::TargetSet;
+
+/// Request heads larger than this go the general way (which refuses them past its limits).
+const MAX_HEAD: usize = 16 * 1024;
+/// A target's response head may be this large.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// What one read asks for: heads are small; bodies are read in larger pieces.
+const HEAD_READ: usize = 4096;
+const BODY_READ: usize = 16 * 1024;
+
+/// Serves one cleartext client connection: request after request through the relay, or the
+/// rest of it on the general path once a request needs that.
+pub(super) async fn serve(
+    stream: TcpStream,
+    local: SocketAddr,
+    peer: SocketAddr,
+    table: Arc<ArcSwap<RoutingTable>>,
+    mut stopped: watch::Receiver<bool>,
+    idle_timeout: Duration,
+) {
+    let mut client = Client {
+        stream,
+        peer,
+        buf: Vec::new(),
+        idle_timeout,
+    };
+    loop {
+        if client.buf.is_empty() {
+            // Between requests a connection keeps no buffer.
+            client.buf = Vec::new();
+            tokio::select! {
+                ready = timeout(idle_timeout, client.stream.readable()) => {
+                    if !matches!(ready, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                _ = stopped.changed() => return,
+            }
+        }
+        // One load per request: the request keeps this table until it ends.
+        let snapshot = table.load_full();
+        let Some(route) = snapshot.route(local) else {
+            client.fail(&ProxyError::ListenerGone, None).await;
+            return;
+        };
+        if !route.relayable {
+            break;
+        }
+        match relay(&mut client, route).await {
+            Next::Request => {}
+            Next::Close => return,
+            Next::Handover => break,
+        }
+    }
+    let Some(http) = table.load().route(local).map(|r| r.http.clone()) else {
+        return;
+    };
+    let general = super::http(
+        client.stream,
+        client.buf,
+        (local, peer),
+        &http,
+        ClientCert::default(),
+        table,
+        stopped,
+    );
+    // Boxed: the general path's state is large, and most connections never need it.
+    Box::pin(general).await;
+}
+
+struct Client {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Bytes read from the client and not yet passed on.
+    buf: Vec<u8>,
+    idle_timeout: Duration,
+}
+
+/// What the connection does after a request.
+enum Next {
+    Request,
+    Close,
+    Handover,
+}
+
+/// A request the relay takes, its head already written for the target.
+struct Taken<'r> {
+    head_len: usize,
+    body: u64,
+    close: bool,
+    head_method: bool,
+    targets: &'r TargetSet,
+}
+
+enum Reading<'r> {
+    Taken(Taken<'r>),
+    /// The head is not complete yet.
+    Partial,
+    Handover,
+    Failed(ProxyError),
+}
+
+/// Relays one request and its response.
+async fn relay(client: &mut Client, route: &Route) -> Next {
+    let mut out = Vec::new();
+    let taken = loop {
+        match take_request(&client.buf, route, client.peer, &mut out) {
+            Reading::Taken(taken) => break taken,
+            Reading::Partial => match client.read(HEAD_READ).await {
+                Ok(0) | Err(_) => return Next::Close,
+                Ok(_) => {}
+            },
+            Reading::Handover => return Next::Handover,
+            Reading::Failed(e) => return client.fail(&e, Some(route)).await,
+        }
+    };
+    let Some((endpoint, _in_flight)) = taken.targets.next(now_ms) else {
+        return client
+            .fail(&ProxyError::NoReachableTargets, Some(route))
+            .await;
+    };
+    // The body bytes already read go with the head.
+    let have = client.buf.len() - taken.head_len;
+    let first = usize::try_from(taken.body).map_or(have, |body| body.min(have));
+    out.extend_from_slice(&client.buf[taken.head_len..taken.head_len + first]);
+    client.buf.drain(..taken.head_len + first);
+    let rest = taken.body - first as u64;
+
+    let idle = route.http.idle_timeout;
+    let mut response = Vec::with_capacity(BODY_READ);
+    let target = match send(&endpoint.pool, &out, rest, client, &mut response, idle).await {
+        Ok(target) => target,
+        Err(Failure::Client) => return Next::Close,
+        Err(Failure::Proxy(e)) => return client.fail(&e, Some(route)).await,
+    };
+    match respond(target, &endpoint.pool, &mut response, &taken, client, idle).await {
+        Ok(true) => Next::Request,
+        Ok(false) => {
+            let _ = client.stream.shutdown().await;
+            Next::Close
+        }
+        Err(Failure::Client) => Next::Close,
+        Err(Failure::Proxy(e)) => client.fail(&e, Some(route)).await,
+    }
+}
+
+/// Reads the request head at the start of `buf`: whether the relay takes it, and if so
+/// writes it for the target into `out` with ALB's rewrites.
+fn take_request<'r>(
+    buf: &[u8],
+    route: &'r Route,
+    peer: SocketAddr,
+    out: &mut Vec<u8>,
+) -> Reading<'r> {
+    let mut storage = [httparse::EMPTY_HEADER; head::MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut storage);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Reading::Partial,
+        // Too large, malformed, the HTTP/2 preface, too many headers: the general path
+        // answers those.
+        _ => return Reading::Handover,
+    };
+    let Ok(facts) = head::inspect_request(&req) else {
+        return Reading::Handover;
+    };
+    let method = req.method.unwrap_or_default();
+    let target = req.path.unwrap_or_default();
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    let headers = if route.header_conditions {
+        head::header_map(req.headers)
+    } else {
+        HeaderMap::new()
+    };
+    let view = RequestView {
+        method,
+        host: Some(strip_port(facts.host)),
+        path,
+        query,
+        headers: &headers,
+        peer: peer.ip(),
+    };
+    let action = rules::first_match(&route.rules, &view).unwrap_or(&route.default_action);
+    let RouteAction::Forward(forward) = action else {
+        return Reading::Handover;
+    };
+    let Some(targets) = forward.pick(fastrand::f64()).filter(|t| t.registered > 0) else {
+        return Reading::Failed(ProxyError::NoTargets);
+    };
+
+    let http = &route.http;
+    out.clear();
+    head::write_request(out, &req, &facts, http.xff == XffMode::Preserve);
+    let (name, port) = target_host(facts.host, route.port, http.preserve_host);
+    out.extend_from_slice(b"host: ");
+    out.extend_from_slice(name.as_bytes());
+    if let Some(port) = port {
+        out.push(b':');
+        push_decimal(out, port);
+    }
+    if http.xff == XffMode::Append {
+        out.extend_from_slice(b"\r\nx-forwarded-for: ");
+        for previous in head::forwarded_for(req.headers) {
+            out.extend_from_slice(previous);
+            out.extend_from_slice(b", ");
+        }
+        push_client(out, peer, http.xff_client_port);
+    }
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-port: ");
+    push_decimal(out, route.port);
+    out.extend_from_slice(b"\r\nx-amzn-trace-id: ");
+    write_trace_id(out, facts.trace, now_ms() / 1000, fastrand::u128(..));
+    out.extend_from_slice(b"\r\n\r\n");
+    Reading::Taken(Taken {
+        head_len,
+        body: facts.body,
+        close: facts.close,
+        head_method: method == "HEAD",
+        targets,
+    })
+}
+
+/// Why a request could not be relayed to its end.
+enum Failure {
+    /// The client went away or broke the exchange: its connection closes, nothing to answer.
+    Client,
+    /// The client gets the error page for this.
+    Proxy(ProxyError),
+}
+
+/// Sends the request (`out`, then the `rest` of its body from the client) on an idle
+/// connection to the target or a new one, and reads the first bytes of the response into
+/// `response`. A reused connection that fails before any response byte (the target closed
+/// it meanwhile) is given up for another, as long as the whole request is still at hand.
+async fn send(
+    pool: &TargetPool,
+    out: &[u8],
+    rest: u64,
+    client: &mut Client,
+    response: &mut Vec<u8>,
+    idle: Duration,
+) -> Result<TcpStream, Failure> {
+    loop {
+        let (mut target, reused) = match pool.take_raw() {
+            Some(target) => (target, true),
+            None => {
+                let fresh = pool.dial().await;
+                (
+                    fresh.map_err(|e| Failure::Proxy(ProxyError::from_pool(e)))?,
+                    false,
+                )
+            }
+        };
+        let retry = reused && rest == 0;
+        match target.write_all(out).await {
+            Ok(()) => {}
+            Err(_) if retry => continue,
+            Err(e) => return Err(Failure::Proxy(ProxyError::Target(e.into()))),
+        }
+        if rest > 0 {
+            client.copy_body(&mut target, rest).await?;
+        }
+        response.reserve(BODY_READ);
+        match timeout(idle, target.read_buf(response)).await {
+            Err(_) => return Err(Failure::Proxy(ProxyError::TargetTimeout)),
+            Ok(Ok(n)) if n > 0 => return Ok(target),
+            _ if retry => continue,
+            Ok(Ok(_)) => return Err(target_closed()),
+            Ok(Err(e)) => return Err(Failure::Proxy(ProxyError::Target(e.into()))),
+        }
+    }
+}
+
+fn target_closed() -> Failure {
+    let closed = io::Error::from(io::ErrorKind::UnexpectedEof);
+    Failure::Proxy(ProxyError::Target(closed.into()))
+}
+
+/// A response head, read and written for the client.
+struct Answer {
+    head_len: usize,
+    framing: Framing,
+    reusable: bool,
+}
+
+enum Head {
+    Final(Answer),
+    /// A 1xx response before the final one: forwarded, then the next head.
+    Interim(usize),
+    Partial,
+}
+
+/// Reads the response head at the start of `response` and writes it for the client into
+/// `out`.
+fn take_response(
+    response: &[u8],
+    taken: &Taken<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Head, ProxyError> {
+    let mut storage = [httparse::EMPTY_HEADER; head::MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut storage);
+    let bad = |why: &'static str| ProxyError::Target(why.into());
+    let head_len = match res.parse(response) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if response.len() < MAX_RESPONSE_HEAD => {
+            return Ok(Head::Partial);
+        }
+        Ok(httparse::Status::Partial) => return Err(bad("response head too large")),
+        Err(_) => return Err(bad("malformed response head")),
+    };
+    let facts = head::inspect_response(&res, taken.head_method).map_err(bad)?;
+    if facts.status == 101 {
+        return Err(bad("101 to a request that asked for no upgrade"));
+    }
+    out.clear();
+    if facts.status < 200 {
+        head::write_response(out, &res, &facts, false);
+        return Ok(Head::Interim(head_len));
+    }
+    let close_client = taken.close || facts.framing == Framing::Close;
+    head::write_response(out, &res, &facts, close_client);
+    Ok(Head::Final(Answer {
+        head_len,
+        framing: facts.framing,
+        reusable: facts.reusable,
+    }))
+}
+
+/// Passes the target's response to the client, and the target's connection back to `pool`
+/// when it can take another request. `Ok(false)` when the client's connection ends here.
+async fn respond(
+    mut target: TcpStream,
+    pool: &TargetPool,
+    response: &mut Vec<u8>,
+    taken: &Taken<'_>,
+    client: &mut Client,
+    idle: Duration,
+) -> Result<bool, Failure> {
+    let mut out = Vec::new();
+    let answer = loop {
+        match take_response(response, taken, &mut out).map_err(Failure::Proxy)? {
+            Head::Final(answer) => break answer,
+            Head::Interim(len) => {
+                client.write(&out).await?;
+                response.drain(..len);
+                if !response.is_empty() {
+                    continue;
+                }
+            }
+            Head::Partial => {}
+        }
+        read_target(&mut target, response, idle).await?;
+    };
+    let mut body = Body::new(answer.framing);
+    let (end, extra) = body
+        .advance(&response[answer.head_len..])
+        .map_err(Failure::Proxy)?;
+    out.extend_from_slice(&response[answer.head_len..answer.head_len + end]);
+    client.write(&out).await?;
+    let mut reusable = answer.reusable && !extra;
+    while !body.done {
+        response.clear();
+        match read_target(&mut target, response, idle).await {
+            Ok(()) => {}
+            // The end of a close-delimited body.
+            Err(_) if answer.framing == Framing::Close => break,
+            // Cut short: the client can only be told by closing.
+            Err(_) => return Err(Failure::Client),
+        }
+        let (end, extra) = body.advance(response).map_err(|_| Failure::Client)?;
+        reusable &= !extra;
+        client.write(&response[..end]).await?;
+    }
+    if reusable {
+        pool.put_raw(target);
+    }
+    Ok(!taken.close && answer.framing != Framing::Close)
+}
+
+/// Reads more of the response; an error when the target closes first.
+async fn read_target(
+    target: &mut TcpStream,
+    response: &mut Vec<u8>,
+    idle: Duration,
+) -> Result<(), Failure> {
+    response.reserve(BODY_READ);
+    match timeout(idle, target.read_buf(response)).await {
+        Err(_) => Err(Failure::Proxy(ProxyError::TargetTimeout)),
+        Ok(Ok(0)) => Err(target_closed()),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Failure::Proxy(ProxyError::Target(e.into()))),
+    }
+}
+
+/// How much of a response body is still to come.
+struct Body {
+    framing: Framing,
+    left: u64,
+    chunks: ChunkedEnd,
+    done: bool,
+}
+
+impl Body {
+    fn new(framing: Framing) -> Self {
+        let left = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        Self {
+            framing,
+            left,
+            chunks: ChunkedEnd::default(),
+            done: matches!(framing, Framing::Empty | Framing::Length(0)),
+        }
+    }
+
+    /// Takes the next `bytes` read: how many of them are body, and whether more came than
+    /// the body holds (a target that did so is not used again).
+    fn advance(&mut self, bytes: &[u8]) -> Result<(usize, bool), ProxyError> {
+        let end = match self.framing {
+            Framing::Empty => 0,
+            Framing::Close => bytes.len(),
+            Framing::Length(_) => {
+                let end = usize::try_from(self.left).map_or(bytes.len(), |l| l.min(bytes.len()));
+                self.left -= end as u64;
+                self.done = self.left == 0;
+                end
+            }
+            Framing::Chunked => match self.chunks.scan(bytes) {
+                Ok(Some(end)) => {
+                    self.done = true;
+                    end
+                }
+                Ok(None) => bytes.len(),
+                Err(_) => return Err(ProxyError::Target("malformed chunked body".into())),
+            },
+        };
+        Ok((end, end < bytes.len()))
+    }
+}
+
+impl Client {
+    /// Reads more from the client into `buf`.
+    async fn read(&mut self, want: usize) -> io::Result<usize> {
+        self.buf.reserve(want);
+        match timeout(self.idle_timeout, self.stream.read_buf(&mut self.buf)).await {
+            Ok(read) => read,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        self.stream
+            .write_all(bytes)
+            .await
+            .map_err(|_| Failure::Client)
+    }
+
+    /// Passes the next `left` bytes of the request body from the client to the target;
+    /// what the client sent after them stays in `buf` (its next request).
+    async fn copy_body(&mut self, target: &mut TcpStream, mut left: u64) -> Result<(), Failure> {
+        while left > 0 {
+            if self.read(BODY_READ).await.map_err(|_| Failure::Client)? == 0 {
+                return Err(Failure::Client);
+            }
+            let take = usize::try_from(left).map_or(self.buf.len(), |l| l.min(self.buf.len()));
+            let sent = target.write_all(&self.buf[..take]).await;
+            sent.map_err(|e| Failure::Proxy(ProxyError::Target(e.into())))?;
+            self.buf.drain(..take);
+            left -= take as u64;
+        }
+        Ok(())
+    }
+
+    /// Answers with the load balancer's page for `error` and closes the connection: the
+    /// rest of what the client sent is not read.
+    async fn fail(&mut self, error: &ProxyError, route: Option<&Route>) -> Next {
+        let mut response = rescue::respond(error);
+        if let Some(route) = route {
+            dress(&mut response, route);
+        }
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(512 + body.len());
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(parts.status.as_str().as_bytes());
+        out.push(b' ');
+        let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
+        let reason = reason.map_or(
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or_default()
+                .as_bytes(),
+            |r| r.as_bytes(),
+        );
+        out.extend_from_slice(reason);
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in parts
+            .headers
+            .iter()
+            .filter(|(n, _)| *n != http::header::CONNECTION)
+        {
+            head::push_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        }
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+        head::push_header(&mut out, b"date", date.as_bytes());
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+        out.extend_from_slice(&body);
+        if self.stream.write_all(&out).await.is_ok() {
+            let _ = self.stream.shutdown().await;
+        }
+        Next::Close
+    }
+}

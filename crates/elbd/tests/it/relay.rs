@@ -1,0 +1,280 @@
+//! The HTTP/1.1 relay, byte by byte: pipelined requests, request bodies over many reads,
+//! chunked, HEAD, interim and close-delimited responses passed on as the target sent them,
+//! targets that drop kept-alive connections, and a connection handed to the general path
+//! mid-way. The target is a hand-written HTTP/1.1 server, so that every framing is exact.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::harness::{Elbd, Lab};
+
+/// Reads one HTTP/1.1 message head (through the blank line) from `stream`, with what was read
+/// after it kept in `rest`.
+async fn read_head(stream: &mut (impl AsyncRead + Unpin), rest: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(rest[..end + 4].to_vec()).unwrap();
+            rest.drain(..end + 4);
+            return Some(head);
+        }
+        let mut buf = [0u8; 8192];
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        rest.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Reads `n` body bytes after a head.
+async fn read_exact(stream: &mut TcpStream, rest: &mut Vec<u8>, n: usize) -> Vec<u8> {
+    while rest.len() < n {
+        let mut buf = [0u8; 16384];
+        let got = stream.read(&mut buf).await.unwrap();
+        assert!(got > 0, "closed after {} of {n} bytes", rest.len());
+        rest.extend_from_slice(&buf[..got]);
+    }
+    rest.drain(..n).collect()
+}
+
+/// Reads a chunked body (without extensions or trailers) and returns its data.
+async fn dechunk(stream: &mut TcpStream, rest: &mut Vec<u8>) -> Vec<u8> {
+    let mut data = Vec::new();
+    loop {
+        while !rest.windows(2).any(|w| w == b"\r\n") {
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed in a chunked body");
+            rest.extend_from_slice(&buf[..n]);
+        }
+        let line = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..line]).unwrap(), 16).unwrap();
+        rest.drain(..line + 2);
+        let chunk = read_exact(stream, rest, size + 2).await;
+        if size == 0 {
+            return data;
+        }
+        data.extend_from_slice(&chunk[..size]);
+    }
+}
+
+const CHUNKED: &[u8] = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Sum: 12\r\n\r\n";
+
+/// What the target writes for `path`, piece by piece.
+fn pieces(path: &str, head: &str, body_len: usize) -> Vec<Vec<u8>> {
+    const CHUNKED_HEAD: &[u8] =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Hop: 1\r\nConnection: X-Hop\r\n\r\n";
+    match path {
+        "/echo" => {
+            let text = format!("{body_len} bytes\n{head}");
+            let length = text.len();
+            vec![format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n{text}").into_bytes()]
+        }
+        "/chunked" => vec![
+            [CHUNKED_HEAD, &CHUNKED[..6]].concat(),
+            CHUNKED[6..20].to_vec(),
+            CHUNKED[20..].to_vec(),
+        ],
+        "/interim" => vec![
+            b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal".to_vec(),
+        ],
+        "/close" => vec![
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ".to_vec(),
+            b"the end".to_vec(),
+        ],
+        "/bye" => vec![b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye".to_vec()],
+        _ => vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec(),
+            vec![b'x'; 100],
+        ],
+    }
+}
+
+/// The target: answers by path, writing each response in pieces so that the relay sees
+/// partial heads and bodies.
+async fn target(addr: SocketAddr) {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut rest = Vec::new();
+                while let Some(head) = read_head(&mut stream, &mut rest).await {
+                    let body = if header(&head, "transfer-encoding").is_some() {
+                        dechunk(&mut stream, &mut rest).await
+                    } else {
+                        let length =
+                            header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+                        read_exact(&mut stream, &mut rest, length).await
+                    };
+                    let path = head.split(' ').nth(1).unwrap().to_owned();
+                    let pieces = pieces(&path, &head, body.len());
+                    let head_request = head.starts_with("HEAD ");
+                    for (i, piece) in pieces.iter().enumerate() {
+                        if head_request && i > 0 {
+                            break;
+                        }
+                        if stream.write_all(piece).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    // `/close` ends by closing; `/bye` closes without saying so.
+                    if path == "/close" || path == "/bye" {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Reads a response with a Content-Length body: head and body.
+async fn response(stream: &mut TcpStream, rest: &mut Vec<u8>) -> (String, Vec<u8>) {
+    let head = read_head(stream, rest).await.expect("a response");
+    let length = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+    let body = read_exact(stream, rest, length).await;
+    (head, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_passes_every_framing_on_as_sent() {
+    let lab = Lab::new("relay", 28);
+    let backend = SocketAddr::from((lab.ip('a', 10), 9001));
+    target(backend).await;
+    let config = format!(
+        "{}\n\
+         [[load_balancer]]\nname = \"relay\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"script\" }}\n\
+         [[target_group]]\nname = \"script\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{backend}\"]\n",
+        lab.settings()
+    );
+    let config = lab.write("elbd.toml", &config);
+    let node = lab.node('a', 8080);
+    let _elbd = Elbd::start(&lab, &config, &[], &[node]);
+    let mut client = TcpStream::connect(node).await.unwrap();
+    let mut rest = Vec::new();
+
+    // Three pipelined requests in one write, answered in order on one connection.
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: relay.test\r\n\r\n");
+    let three = [get("/a"), get("/echo"), get("/b")].concat();
+    client.write_all(three.as_bytes()).await.unwrap();
+    for path in ["/a", "/echo", "/b"] {
+        let (head, body) = response(&mut client, &mut rest).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {head}");
+        let echoed = String::from_utf8_lossy(&body);
+        if path == "/echo" {
+            assert!(
+                echoed.starts_with("0 bytes\nGET /echo HTTP/1.1\r\n"),
+                "{echoed}"
+            );
+        } else {
+            assert_eq!(body.len(), 100);
+        }
+    }
+
+    // A 100 KB body sent in pieces after its head; hop-by-hop headers stay behind, and the
+    // target gets ALB's headers.
+    let body = vec![b'b'; 100 * 1024];
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: relay.test\r\nContent-Length: {}\r\nConnection: keep-alive, X-Hop\r\n\
+         X-Hop: secret\r\nKeep-Alive: timeout=5\r\nX-Forwarded-For: 10.0.0.1\r\nX-Kept: yes\r\n\r\n",
+        body.len()
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.chunks(30_000) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        client.write_all(piece).await.unwrap();
+    }
+    let (_, echoed) = response(&mut client, &mut rest).await;
+    let echoed = String::from_utf8(echoed).unwrap();
+    assert!(
+        echoed.starts_with("102400 bytes\nPOST /echo HTTP/1.1\r\n"),
+        "{echoed}"
+    );
+    let seen = |name| header(&echoed, name).map(str::to_owned);
+    assert_eq!(seen("x-kept").as_deref(), Some("yes"));
+    assert_eq!(seen("host").as_deref(), Some("relay.test:8080"));
+    let peer = client.local_addr().unwrap().ip();
+    assert_eq!(seen("x-forwarded-for"), Some(format!("10.0.0.1, {peer}")));
+    assert_eq!(seen("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(seen("x-forwarded-port").as_deref(), Some("8080"));
+    assert!(seen("x-amzn-trace-id").is_some_and(|t| t.starts_with("Root=1-")));
+    for gone in ["connection", "x-hop", "keep-alive"] {
+        assert_eq!(seen(gone), None, "{gone} reached the target: {echoed}");
+    }
+
+    // A chunked response arrives byte for byte as the target wrote it, less its hop-by-hop
+    // headers; the connection goes on.
+    client.write_all(get("/chunked").as_bytes()).await.unwrap();
+    let head = read_head(&mut client, &mut rest).await.unwrap();
+    assert_eq!(
+        header(&head, "transfer-encoding"),
+        Some("chunked"),
+        "{head}"
+    );
+    assert_eq!(header(&head, "x-hop"), None, "{head}");
+    assert_eq!(
+        read_exact(&mut client, &mut rest, CHUNKED.len()).await,
+        CHUNKED
+    );
+
+    // HEAD: the length is announced, no body follows.
+    client
+        .write_all(b"HEAD /a HTTP/1.1\r\nHost: relay.test\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut client, &mut rest).await.unwrap();
+    assert_eq!(header(&head, "content-length"), Some("100"));
+
+    // An interim 103 is passed on before the final response.
+    client.write_all(get("/interim").as_bytes()).await.unwrap();
+    let early = read_head(&mut client, &mut rest).await.unwrap();
+    assert!(early.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{early}");
+    let (head, body) = response(&mut client, &mut rest).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(body, b"final");
+
+    // A target that closes every connection after its response without saying so: the
+    // relay does not reuse them, or retries on a new one, and every request succeeds.
+    for _ in 0..10 {
+        client.write_all(get("/bye").as_bytes()).await.unwrap();
+        let (head, body) = response(&mut client, &mut rest).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert_eq!(body, b"bye");
+    }
+
+    // A chunked request is for the general path: the connection is handed over with what
+    // was read, and goes on there.
+    let chunked = "POST /echo HTTP/1.1\r\nHost: relay.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    client.write_all(chunked.as_bytes()).await.unwrap();
+    client.write_all(b"3\r\nabc\r\n0\r\n\r\n").await.unwrap();
+    let (_, echoed) = response(&mut client, &mut rest).await;
+    assert!(
+        String::from_utf8_lossy(&echoed).starts_with("3 bytes\n"),
+        "{echoed:?}"
+    );
+    client.write_all(get("/echo").as_bytes()).await.unwrap();
+    let (head, _) = response(&mut client, &mut rest).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+
+    // A close-delimited response ends the client's connection too, and says so.
+    let mut client = TcpStream::connect(node).await.unwrap();
+    client.write_all(get("/close").as_bytes()).await.unwrap();
+    let mut all = Vec::new();
+    client.read_to_end(&mut all).await.unwrap();
+    let all = String::from_utf8(all).unwrap();
+    assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{all}");
+    assert_eq!(header(&all, "connection"), Some("close"), "{all}");
+    assert!(all.ends_with("\r\n\r\nuntil the end"), "{all}");
+}
