@@ -348,7 +348,10 @@ def idle_memory(proc, name):
 def measure(args, work):
     proxies = ["direct", "elbd", "haproxy", "nginx"]
     samples = {p: {s: [] for s in args.scenarios} for p in proxies}
-    extras = {p: {} for p in proxies}
+    extras = {p: {"latency": []} for p in proxies}
+    # Open loop at one common rate, half the slowest proxy's keep-alive throughput in the first
+    # round, then sampled in every later round (one sample is mostly this VM's noise).
+    rate = None
     for round_no in range(args.rounds):
         order = proxies[round_no % len(proxies):] + proxies[: round_no % len(proxies)]
         for name in order:
@@ -362,19 +365,16 @@ def measure(args, work):
                 samples[name][scenario].append({"rps": rps, "cpu_us": cpu_us, "errors": errors})
                 print(f"  {name} {scenario}: {rps:.0f} req/s, {cpu_us:.1f} µs/req, {errors} errors",
                       file=sys.stderr)
+            if rate:
+                extras[name]["latency"].append(open_loop(name, rate, args.seconds))
+                print(f"  {name} open loop: {extras[name]['latency'][-1]}", file=sys.stderr)
             if proc and round_no == 0:
                 extras[name]["idle_kb_per_conn"] = idle_memory(proc, name)
             if proc:
                 proc.stop()
             print(f"round {round_no + 1}/{args.rounds}: {name} done", file=sys.stderr)
-    # Open loop at one common rate: half the slowest proxy's keep-alive throughput.
-    knee = min(statistics.median(x["rps"] for x in samples[p]["keepalive"]) for p in proxies)
-    rate = int(knee / 2)
-    for name in proxies:
-        proc = start_proxy(name, work)
-        extras[name]["latency_ms"] = open_loop(name, rate, args.seconds)
-        if proc:
-            proc.stop()
+        if rate is None:
+            rate = int(min(samples[p]["keepalive"][0]["rps"] for p in proxies) / 2)
     return samples, extras, rate
 
 
@@ -392,6 +392,10 @@ def summarise(samples, extras):
                 "errors": sum(r["errors"] for r in runs),
             }
         row.update(extras[name])
+        runs = row.pop("latency")
+        row["latency_ms"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        row["p99_range_ms"] = (min(r["p99"] for r in runs), max(r["p99"] for r in runs))
+        row["latency_rounds"] = len(runs)
         rows[name] = row
     direct = rows["direct"]
     for name, row in rows.items():
@@ -415,15 +419,17 @@ def table(rows, rate):
             cpu = "-" if name == "direct" else f"{s['cpu_us']:.1f}"
             out.append(f"| {name} | {s['rps']:.0f} | {s['ratio_to_direct']:.2f} | "
                        f"{s['rps_spread'] * 100:.0f}% | {cpu} | {s['errors']} |")
-    out.append(f"\n**Open-loop latency at {rate} req/s** (keep-alive, oha --latency-correction), "
-               "and memory per idle keep-alive client connection\n")
-    out.append("| | p50 ms | p99 ms | p99.9 ms | added p99 ms | KB per idle conn |")
-    out.append("|---|---:|---:|---:|---:|---:|")
+    rounds = rows["direct"]["latency_rounds"]
+    out.append(f"\n**Open-loop latency at {rate} req/s** (keep-alive, oha --latency-correction; "
+               f"medians of {rounds} rounds), and memory per idle keep-alive client connection\n")
+    out.append("| | p50 ms | p99 ms | p99 range ms | p99.9 ms | added p99 ms | KB per idle conn |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
         lat, add = row["latency_ms"], row["added_latency_ms"]
+        low, high = row["p99_range_ms"]
         mem = "-" if name == "direct" else f"{row.get('idle_kb_per_conn', 0):.1f}"
-        out.append(f"| {name} | {lat['p50']:.3f} | {lat['p99']:.3f} | {lat['p99.9']:.3f} | "
-                   f"{add['p99']:.3f} | {mem} |")
+        out.append(f"| {name} | {lat['p50']:.3f} | {lat['p99']:.3f} | {low:.1f}–{high:.1f} | "
+                   f"{lat['p99.9']:.3f} | {add['p99']:.3f} | {mem} |")
     return "\n".join(out)
 
 
@@ -437,7 +443,8 @@ def main():
     args = parser.parse_args()
     tls = args.tls if args.tls is not None else not args.quick
     args.scenarios = [s for s in SCENARIOS if tls or s not in TLS_SCENARIOS]
-    args.rounds = args.rounds or (2 if args.quick else 5)
+    # The open loop is sampled from the second round on.
+    args.rounds = max(2, args.rounds or (2 if args.quick else 5))
     args.seconds = args.seconds or (3 if args.quick else 10)
 
     work = Path(tempfile.mkdtemp(prefix="elbd-bench-"))

@@ -71,9 +71,9 @@ pub struct Route {
 }
 
 impl Route {
-    /// Whether the HTTP/1.1 relay does all this listener asks of the requests it takes:
-    /// cleartext, no mutual TLS, no headers to add to responses or to drop from requests,
-    /// and every forward to plain HTTP/1.1 groups without stickiness. Redirects and fixed
+    /// Whether the HTTP/1.1 relay does all this listener asks of the requests it takes: no
+    /// mutual TLS, no headers to add to responses or to drop from requests, and every
+    /// forward to plain HTTP/1.1 groups without stickiness. Redirects and fixed
     /// responses are left to the general path request by request.
     pub(crate) fn relay_serves(&self) -> bool {
         let plain = |action: &RouteAction| match action {
@@ -83,8 +83,7 @@ impl Route {
             }
             RouteAction::Redirect(_) | RouteAction::Fixed(_) => true,
         };
-        self.tls.is_none()
-            && self.mtls.is_none()
+        self.mtls.is_none()
             && self.response_headers.is_empty()
             && !self.http.drop_invalid_headers
             && self.rules.iter().all(|(_, action)| plain(action))

@@ -142,6 +142,11 @@ async fn connection(
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) if route.relayable && stream.get_ref().1.alpn_protocol() != Some(b"h2") => {
+            let idle = route.http.idle_timeout;
+            drop(route);
+            relay::serve(stream, local, peer, table, stopped, idle).await;
+        }
         Ok(Ok(stream)) => {
             let client = match (route.mtls, stream.get_ref().1.peer_certificates()) {
                 (Some(mode), Some(chain)) => ClientCert::of(mode, chain),

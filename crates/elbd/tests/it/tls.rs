@@ -76,7 +76,12 @@ fn handshake(node: SocketAddr, version: &str) -> bool {
 
 /// `curl https://NAME:PORT/` resolved to `node`, trusting `ca`: "<http version> <status>".
 fn curl_https(node: SocketAddr, name: &str, ca: &Path) -> String {
+    curl_https_with(node, name, ca, &[])
+}
+
+fn curl_https_with(node: SocketAddr, name: &str, ca: &Path, extra: &[&str]) -> String {
     let out = Command::new("curl")
+        .args(extra)
         .args([
             "-s",
             "-o",
@@ -193,6 +198,12 @@ async fn https_listeners_serve_h2_choose_certificates_by_sni_and_follow_policies
     assert_eq!(served_subject(node, "www.b.tls.test"), "CN=*.b.tls.test");
     assert_eq!(served_subject(node, "c.tls.test"), "CN=default.tls.test");
     assert_eq!(served_subject(node, ""), "CN=default.tls.test");
+    let seen = backend.hits.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(seen["x-forwarded-proto"], "https");
+    assert_eq!(seen["x-forwarded-port"], "8443");
+    // HTTP/1.1 over TLS takes the relay; the target is told the same.
+    let http1 = curl_https_with(node, "a.tls.test", &ca, &["--http1.1"]);
+    assert_eq!(http1, "1.1 200");
     let seen = backend.hits.lock().unwrap().last().cloned().unwrap();
     assert_eq!(seen["x-forwarded-proto"], "https");
     assert_eq!(seen["x-forwarded-port"], "8443");

@@ -1,17 +1,18 @@
-//! The HTTP/1.1 relay: the common request (HTTP/1.1 in cleartext, forwarded to an HTTP/1.1
-//! target) handled the way dedicated proxies handle it rather than through a general HTTP
+//! The HTTP/1.1 relay: the common request (HTTP/1.1, in cleartext or over TLS, forwarded to
+//! an HTTP/1.1 target) handled the way dedicated proxies handle it rather than through a general HTTP
 //! library. Heads are parsed in place and written on with their header lines copied as they
 //! came; bodies are copied as they are; the node keeps its own connections to each target;
-//! and a connection waiting for its next request holds no buffer.
+//! and a cleartext connection waiting for its next request holds no buffer.
 //!
 //! Whatever the relay does not take (HTTP/2, upgrades, chunked or `Expect` requests, heads
-//! desync mitigation does not find compliant, redirects and fixed responses, stickiness, TLS)
-//! goes to the general path (hyper), with the bytes read so far, for the rest of the
+//! desync mitigation does not find compliant, redirects and fixed responses, stickiness,
+//! mutual TLS) goes to the general path (hyper), with the bytes read so far, for the rest of the
 //! connection: the relay is a faster road to the same answers, never a second set of rules.
 
 mod body;
 mod head;
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,10 +21,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::HeaderMap;
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::timeout;
+use tokio_rustls::server::TlsStream;
 
 use self::body::{ChunkedEnd, Framing};
 use super::forward::{now_ms, push_client, push_decimal, strip_port, target_host, write_trace_id};
@@ -42,10 +44,31 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const HEAD_READ: usize = 4096;
 const BODY_READ: usize = 16 * 1024;
 
-/// Serves one cleartext client connection: request after request through the relay, or the
-/// rest of it on the general path once a request needs that.
-pub(super) async fn serve(
-    stream: TcpStream,
+/// A client connection the relay serves.
+pub(super) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Waits for the first bytes of the next request; `false` at the end of the stream.
+    fn next_bytes(&mut self, buf: &mut Vec<u8>) -> impl Future<Output = io::Result<bool>> + Send;
+}
+
+impl ClientStream for TcpStream {
+    /// Only waits until the socket is readable: an idle connection holds no buffer.
+    async fn next_bytes(&mut self, _: &mut Vec<u8>) -> io::Result<bool> {
+        self.readable().await.map(|()| true)
+    }
+}
+
+impl ClientStream for TlsStream<TcpStream> {
+    /// Reads: rustls may hold decrypted bytes already, which socket readiness would not show.
+    async fn next_bytes(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        buf.reserve(HEAD_READ);
+        self.read_buf(buf).await.map(|n| n > 0)
+    }
+}
+
+/// Serves one client connection: request after request through the relay, or the rest of it
+/// on the general path once a request needs that.
+pub(super) async fn serve<S: ClientStream>(
+    stream: S,
     local: SocketAddr,
     peer: SocketAddr,
     table: Arc<ArcSwap<RoutingTable>>,
@@ -63,8 +86,8 @@ pub(super) async fn serve(
             // Between requests a connection keeps no buffer.
             client.buf = Vec::new();
             tokio::select! {
-                ready = timeout(idle_timeout, client.stream.readable()) => {
-                    if !matches!(ready, Ok(Ok(()))) {
+                ready = timeout(idle_timeout, client.stream.next_bytes(&mut client.buf)) => {
+                    if !matches!(ready, Ok(Ok(true))) {
                         return;
                     }
                 }
@@ -102,8 +125,8 @@ pub(super) async fn serve(
     Box::pin(general).await;
 }
 
-struct Client {
-    stream: TcpStream,
+struct Client<S> {
+    stream: S,
     peer: SocketAddr,
     /// Bytes read from the client and not yet passed on.
     buf: Vec<u8>,
@@ -135,7 +158,7 @@ enum Reading<'r> {
 }
 
 /// Relays one request and its response.
-async fn relay(client: &mut Client, route: &Route) -> Next {
+async fn relay<S: ClientStream>(client: &mut Client<S>, route: &Route) -> Next {
     let mut out = Vec::new();
     let taken = loop {
         match take_request(&client.buf, route, client.peer, &mut out) {
@@ -243,7 +266,9 @@ fn take_request<'r>(
         }
         push_client(out, peer, http.xff_client_port);
     }
-    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-port: ");
+    out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    out.extend_from_slice(route.scheme().as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-port: ");
     push_decimal(out, route.port);
     out.extend_from_slice(b"\r\nx-amzn-trace-id: ");
     write_trace_id(out, facts.trace, now_ms() / 1000, fastrand::u128(..));
@@ -269,11 +294,11 @@ enum Failure {
 /// connection to the target or a new one, and reads the first bytes of the response into
 /// `response`. A reused connection that fails before any response byte (the target closed
 /// it meanwhile) is given up for another, as long as the whole request is still at hand.
-async fn send(
+async fn send<S: ClientStream>(
     pool: &TargetPool,
     out: &[u8],
     rest: u64,
-    client: &mut Client,
+    client: &mut Client<S>,
     response: &mut Vec<u8>,
     idle: Duration,
 ) -> Result<TcpStream, Failure> {
@@ -365,12 +390,12 @@ fn take_response(
 
 /// Passes the target's response to the client, and the target's connection back to `pool`
 /// when it can take another request. `Ok(false)` when the client's connection ends here.
-async fn respond(
+async fn respond<S: ClientStream>(
     mut target: TcpStream,
     pool: &TargetPool,
     response: &mut Vec<u8>,
     taken: &Taken<'_>,
-    client: &mut Client,
+    client: &mut Client<S>,
     idle: Duration,
 ) -> Result<bool, Failure> {
     let mut out = Vec::new();
@@ -476,7 +501,7 @@ impl Body {
     }
 }
 
-impl Client {
+impl<S: ClientStream> Client<S> {
     /// Reads more from the client into `buf`.
     async fn read(&mut self, want: usize) -> io::Result<usize> {
         self.buf.reserve(want);
