@@ -54,7 +54,16 @@ pub(crate) async fn serve(
                     let route = table.load().route(local).cloned();
                     match route {
                         Some(route) if route.admission.admits(peer.ip()) => {
-                            connections.spawn(connection(stream, local, peer, table.clone(), stopped.clone()));
+                            let (table, stopped) = (table.clone(), stopped.clone());
+                            // Spawned apart from the general path, whose state is several
+                            // times larger: an idle connection's task is most of its memory.
+                            if route.tls.is_none() && route.relayable {
+                                let idle = route.http.idle_timeout;
+                                let relay = relay::serve(stream, local, peer, table, stopped, idle);
+                                connections.spawn(relay);
+                            } else {
+                                connections.spawn(connection(stream, local, peer, table, stopped));
+                            }
                         }
                         Some(route) => refuse(stream, peer, local, &route.refused),
                         None => {}
@@ -123,11 +132,6 @@ async fn connection(
         return;
     };
     let Some(tls) = route.tls.clone() else {
-        if route.relayable {
-            let idle = route.http.idle_timeout;
-            drop(route);
-            return relay::serve(stream, local, peer, table, stopped, idle).await;
-        }
         let client = ClientCert::default();
         return http(
             stream,

@@ -1,13 +1,14 @@
 //! The HTTP/1.1 relay: the common request (HTTP/1.1, in cleartext or over TLS, forwarded to
-//! an HTTP/1.1 target) handled the way dedicated proxies handle it rather than through a general HTTP
-//! library. Heads are parsed in place and written on with their header lines copied as they
-//! came; bodies are copied as they are; the node keeps its own connections to each target;
-//! and a cleartext connection waiting for its next request holds no buffer.
+//! an HTTP/1.1 target) handled the way dedicated proxies handle it, not through a general
+//! HTTP library. Heads are parsed in place and written on with their header lines copied as
+//! they came; bodies are copied as they are; the node keeps its own connections to each
+//! target; and a cleartext connection waiting for its next request holds no buffer.
 //!
 //! Whatever the relay does not take (HTTP/2, upgrades, chunked or `Expect` requests, heads
 //! desync mitigation does not find compliant, redirects and fixed responses, stickiness,
-//! mutual TLS) goes to the general path (hyper), with the bytes read so far, for the rest of the
-//! connection: the relay is a faster road to the same answers, never a second set of rules.
+//! mutual TLS) goes to the general path (hyper), with the bytes read so far, for the rest of
+//! the connection: the relay is a faster road to the same answers, never a second set of
+//! rules.
 
 mod body;
 mod head;
