@@ -12,6 +12,7 @@
 
 mod body;
 mod head;
+mod spare;
 
 use std::future::Future;
 use std::io;
@@ -41,9 +42,17 @@ use crate::targets::TargetSet;
 const MAX_HEAD: usize = 16 * 1024;
 /// A target's response head may be this large.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-/// What one read asks for: heads are small; bodies are read in larger pieces.
-const HEAD_READ: usize = 4096;
-const BODY_READ: usize = 16 * 1024;
+/// A read asks for at least this much room.
+const MIN_READ: usize = 1024;
+
+/// Makes room in `buf` for a read: a spare buffer if it has none yet.
+fn room(buf: &mut Vec<u8>) {
+    if buf.capacity() == 0 {
+        *buf = spare::take();
+    } else if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(spare::SIZE);
+    }
+}
 
 /// A client connection the relay serves.
 pub(super) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -61,7 +70,7 @@ impl ClientStream for TcpStream {
 impl ClientStream for TlsStream<TcpStream> {
     /// Reads: rustls may hold decrypted bytes already, which socket readiness would not show.
     async fn next_bytes(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
-        buf.reserve(HEAD_READ);
+        room(buf);
         self.read_buf(buf).await.map(|n| n > 0)
     }
 }
@@ -85,7 +94,7 @@ pub(super) async fn serve<S: ClientStream>(
     loop {
         if client.buf.is_empty() {
             // Between requests a connection keeps no buffer.
-            client.buf = Vec::new();
+            spare::give(std::mem::take(&mut client.buf));
             tokio::select! {
                 ready = timeout(idle_timeout, client.stream.next_bytes(&mut client.buf)) => {
                     if !matches!(ready, Ok(Ok(true))) {
@@ -158,13 +167,27 @@ enum Reading<'r> {
     Failed(ProxyError),
 }
 
-/// Relays one request and its response.
+/// Relays one request and its response, with buffers borrowed for the while.
 async fn relay<S: ClientStream>(client: &mut Client<S>, route: &Route) -> Next {
-    let mut out = Vec::new();
+    let (mut out, mut response) = (spare::take(), spare::take());
+    let next = exchange(client, route, &mut out, &mut response).await;
+    spare::give(out);
+    spare::give(response);
+    next
+}
+
+/// Relays one request: its head written for the target into `out`, the target's response
+/// read into `response`.
+async fn exchange<S: ClientStream>(
+    client: &mut Client<S>,
+    route: &Route,
+    out: &mut Vec<u8>,
+    response: &mut Vec<u8>,
+) -> Next {
     let taken = loop {
-        match take_request(&client.buf, route, client.peer, &mut out) {
+        match take_request(&client.buf, route, client.peer, out) {
             Reading::Taken(taken) => break taken,
-            Reading::Partial => match client.read(HEAD_READ).await {
+            Reading::Partial => match client.read().await {
                 Ok(0) | Err(_) => return Next::Close,
                 Ok(_) => {}
             },
@@ -185,13 +208,21 @@ async fn relay<S: ClientStream>(client: &mut Client<S>, route: &Route) -> Next {
     let rest = taken.body - first as u64;
 
     let idle = route.http.idle_timeout;
-    let mut response = Vec::with_capacity(BODY_READ);
-    let target = match send(&endpoint.pool, &out, rest, client, &mut response, idle).await {
+    let target = match send(&endpoint.pool, out, rest, client, response, idle).await {
         Ok(target) => target,
         Err(Failure::Client) => return Next::Close,
         Err(Failure::Proxy(e)) => return client.fail(&e, Some(route)).await,
     };
-    match respond(target, &endpoint.pool, &mut response, &taken, client, idle).await {
+    match respond(
+        target,
+        &endpoint.pool,
+        (out, response),
+        &taken,
+        client,
+        idle,
+    )
+    .await
+    {
         Ok(true) => Next::Request,
         Ok(false) => {
             let _ = client.stream.shutdown().await;
@@ -323,7 +354,7 @@ async fn send<S: ClientStream>(
         if rest > 0 {
             client.copy_body(&mut target, rest).await?;
         }
-        response.reserve(BODY_READ);
+        room(response);
         match timeout(idle, target.read_buf(response)).await {
             Err(_) => return Err(Failure::Proxy(ProxyError::TargetTimeout)),
             Ok(Ok(n)) if n > 0 => return Ok(target),
@@ -394,17 +425,16 @@ fn take_response(
 async fn respond<S: ClientStream>(
     mut target: TcpStream,
     pool: &TargetPool,
-    response: &mut Vec<u8>,
+    (out, response): (&mut Vec<u8>, &mut Vec<u8>),
     taken: &Taken<'_>,
     client: &mut Client<S>,
     idle: Duration,
 ) -> Result<bool, Failure> {
-    let mut out = Vec::new();
     let answer = loop {
-        match take_response(response, taken, &mut out).map_err(Failure::Proxy)? {
+        match take_response(response, taken, out).map_err(Failure::Proxy)? {
             Head::Final(answer) => break answer,
             Head::Interim(len) => {
-                client.write(&out).await?;
+                client.write(out).await?;
                 response.drain(..len);
                 if !response.is_empty() {
                     continue;
@@ -419,7 +449,7 @@ async fn respond<S: ClientStream>(
         .advance(&response[answer.head_len..])
         .map_err(Failure::Proxy)?;
     out.extend_from_slice(&response[answer.head_len..answer.head_len + end]);
-    client.write(&out).await?;
+    client.write(out).await?;
     let mut reusable = answer.reusable && !extra;
     while !body.done {
         response.clear();
@@ -446,7 +476,7 @@ async fn read_target(
     response: &mut Vec<u8>,
     idle: Duration,
 ) -> Result<(), Failure> {
-    response.reserve(BODY_READ);
+    room(response);
     match timeout(idle, target.read_buf(response)).await {
         Err(_) => Err(Failure::Proxy(ProxyError::TargetTimeout)),
         Ok(Ok(0)) => Err(target_closed()),
@@ -504,8 +534,8 @@ impl Body {
 
 impl<S: ClientStream> Client<S> {
     /// Reads more from the client into `buf`.
-    async fn read(&mut self, want: usize) -> io::Result<usize> {
-        self.buf.reserve(want);
+    async fn read(&mut self) -> io::Result<usize> {
+        room(&mut self.buf);
         match timeout(self.idle_timeout, self.stream.read_buf(&mut self.buf)).await {
             Ok(read) => read,
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
@@ -523,7 +553,7 @@ impl<S: ClientStream> Client<S> {
     /// what the client sent after them stays in `buf` (its next request).
     async fn copy_body(&mut self, target: &mut TcpStream, mut left: u64) -> Result<(), Failure> {
         while left > 0 {
-            if self.read(BODY_READ).await.map_err(|_| Failure::Client)? == 0 {
+            if self.read().await.map_err(|_| Failure::Client)? == 0 {
                 return Err(Failure::Client);
             }
             let take = usize::try_from(left).map_or(self.buf.len(), |l| l.min(self.buf.len()));
