@@ -152,16 +152,16 @@ async fn the_relay_passes_every_framing_on_as_sent() {
     let lab = Lab::new("relay", 28);
     let backend = SocketAddr::from((lab.ip('a', 10), 9001));
     target(backend).await;
-    let config = format!(
+    let text = format!(
         "{}\n\
          [[load_balancer]]\nname = \"relay\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
          [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"script\" }}\n\
          [[target_group]]\nname = \"script\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{backend}\"]\n",
         lab.settings()
     );
-    let config = lab.write("elbd.toml", &config);
+    let config = lab.write("elbd.toml", &text);
     let node = lab.node('a', 8080);
-    let _elbd = Elbd::start(&lab, &config, &[], &[node]);
+    let mut elbd = Elbd::start(&lab, &config, &[], &[node]);
     let mut client = TcpStream::connect(node).await.unwrap();
     let mut rest = Vec::new();
 
@@ -269,12 +269,39 @@ async fn the_relay_passes_every_framing_on_as_sent() {
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
 
     // A close-delimited response ends the client's connection too, and says so.
-    let mut client = TcpStream::connect(node).await.unwrap();
-    client.write_all(get("/close").as_bytes()).await.unwrap();
+    let mut closing = TcpStream::connect(node).await.unwrap();
+    closing.write_all(get("/close").as_bytes()).await.unwrap();
     let mut all = Vec::new();
-    client.read_to_end(&mut all).await.unwrap();
+    closing.read_to_end(&mut all).await.unwrap();
     let all = String::from_utf8(all).unwrap();
     assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{all}");
     assert_eq!(header(&all, "connection"), Some("close"), "{all}");
     assert!(all.ends_with("\r\n\r\nuntil the end"), "{all}");
+
+    // Stickiness is for the general path: once the group turns sticky, the next request on
+    // a kept-alive connection of the relay moves it there, and gets its cookie.
+    let mut kept = TcpStream::connect(node).await.unwrap();
+    let mut rest = Vec::new();
+    kept.write_all(get("/a").as_bytes()).await.unwrap();
+    let (head, _) = response(&mut kept, &mut rest).await;
+    let sticky = |head: &str| {
+        head.lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("set-cookie: awsalb="))
+    };
+    assert!(!sticky(&head), "{head}");
+    lab.write(
+        "elbd.toml",
+        &format!("{text}attributes = {{ \"stickiness.enabled\" = true }}\n"),
+    );
+    elbd.signal("HUP");
+    let log = elbd.log.clone();
+    elbd.wait_until("the reload", || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("config reloaded")
+    });
+    kept.write_all(get("/a").as_bytes()).await.unwrap();
+    let (head, body) = response(&mut kept, &mut rest).await;
+    assert!(sticky(&head), "{head}");
+    assert_eq!(body.len(), 100);
 }

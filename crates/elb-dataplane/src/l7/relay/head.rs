@@ -14,35 +14,48 @@ pub(crate) const MAX_HEADERS: usize = 64;
 /// Why a request is left to the general path, which answers it whatever it is.
 pub(crate) type Unsuited = &'static str;
 
-/// Header names a `Connection` header lists (beside `close` and `keep-alive`): they are
-/// hop-by-hop for this message.
+/// Header names `Connection` headers list (beside `close` and `keep-alive`): they are
+/// hop-by-hop for this message. The values are kept as they are and looked through only when
+/// one of them lists a name, which is rare.
 #[derive(Default)]
 pub(crate) struct Listed<'b> {
-    names: [&'b [u8]; 4],
+    values: [&'b [u8]; 4],
     len: usize,
 }
 
 impl<'b> Listed<'b> {
-    /// Reads one `Connection` value; `true` if it says `close`. `None` when it lists more
+    /// Reads one `Connection` value; `true` if it says `close`. `None` when more values list
     /// names than are kept.
     fn add(&mut self, value: &'b [u8]) -> Option<bool> {
-        let mut close = false;
-        for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+        let (mut close, mut names) = (false, false);
+        for token in tokens(value) {
             if token.eq_ignore_ascii_case(b"close") {
                 close = true;
-            } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
-                *self.names.get_mut(self.len)? = token;
-                self.len += 1;
+            } else if !token.eq_ignore_ascii_case(b"keep-alive") {
+                names = true;
             }
+        }
+        if names {
+            *self.values.get_mut(self.len)? = value;
+            self.len += 1;
         }
         Some(close)
     }
 
     fn contains(&self, name: &[u8]) -> bool {
-        self.names[..self.len]
+        self.values[..self.len]
             .iter()
+            .flat_map(|value| tokens(value))
             .any(|listed| listed.eq_ignore_ascii_case(name))
     }
+}
+
+/// The non-empty tokens of a comma-separated list.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// What the relay needs to know of a request it takes.
@@ -92,7 +105,7 @@ pub(crate) fn inspect_request<'b>(
             }
             6 if name.eq_ignore_ascii_case(b"expect") => return Err("Expect"),
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                close |= listed.add(value).ok_or("Connection lists many names")?;
+                close |= listed.add(value).ok_or("many Connection headers")?;
             }
             15 if name.eq_ignore_ascii_case(b"x-amzn-trace-id") => {
                 trace = trace.or_else(|| std::str::from_utf8(value).ok());
@@ -231,7 +244,7 @@ pub(crate) fn inspect_response<'b>(
         let (name, value) = (header.name.as_bytes(), header.value);
         match name.len() {
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                close |= listed.add(value).ok_or("Connection lists many names")?;
+                close |= listed.add(value).ok_or("many Connection headers")?;
             }
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 let n = std::str::from_utf8(value.trim_ascii())
@@ -336,7 +349,8 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a, b, c, d, e\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a\r\nConnection: b\r\nConnection: c\r\n\
+Connection: d\r\nConnection: e\r\n\r\n",
         ] {
             assert!(
                 unsuited(head).is_some(),
@@ -353,7 +367,7 @@ mod tests {
 
     #[test]
     fn hop_by_hop_and_rewritten_headers_are_not_copied() {
-        let head = b"GET /p?q=1 HTTP/1.1\r\nHost: a:8080\r\nConnection: keep-alive, X-Secret\r\n\
+        let head = b"GET /p?q=1 HTTP/1.1\r\nHost: a:8080\r\nConnection: keep-alive, X-Secret, a, b, c, d\r\n\
 X-Secret: s\r\nKeep-Alive: 5\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\n\
 X-Amzn-Trace-Id: Root=1\r\nAccept: */*\r\n\r\n";
         request(head, |req| {
