@@ -156,12 +156,15 @@ async fn the_relay_passes_every_framing_on_as_sent() {
         "{}\n\
          [[load_balancer]]\nname = \"relay\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
          [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"script\" }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8081\ndefault_action = {{ forward = \"empty\" }}\n\
+         [[target_group]]\nname = \"empty\"\nprotocol = \"HTTP\"\nport = 9001\n\
          [[target_group]]\nname = \"script\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{backend}\"]\n",
         lab.settings()
     );
     let config = lab.write("elbd.toml", &text);
     let node = lab.node('a', 8080);
-    let mut elbd = Elbd::start(&lab, &config, &[], &[node]);
+    let empty = lab.node('a', 8081);
+    let mut elbd = Elbd::start(&lab, &config, &[], &[node, empty]);
     let mut client = TcpStream::connect(node).await.unwrap();
     let mut rest = Vec::new();
 
@@ -267,6 +270,17 @@ async fn the_relay_passes_every_framing_on_as_sent() {
     client.write_all(get("/echo").as_bytes()).await.unwrap();
     let (head, _) = response(&mut client, &mut rest).await;
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+
+    // The load balancer's own answers keep the connection when the request was read whole.
+    let mut refused = TcpStream::connect(empty).await.unwrap();
+    let mut rest = Vec::new();
+    for _ in 0..2 {
+        refused.write_all(get("/a").as_bytes()).await.unwrap();
+        let (head, body) = response(&mut refused, &mut rest).await;
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        assert_eq!(header(&head, "connection"), None, "{head}");
+        assert_eq!(body.len(), 162);
+    }
 
     // A close-delimited response ends the client's connection too, and says so.
     let mut closing = TcpStream::connect(node).await.unwrap();

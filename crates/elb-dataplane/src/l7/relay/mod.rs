@@ -107,7 +107,7 @@ pub(super) async fn serve<S: ClientStream>(
         // One load per request: the request keeps this table until it ends.
         let snapshot = table.load_full();
         let Some(route) = snapshot.route(local) else {
-            client.fail(&ProxyError::ListenerGone, None).await;
+            client.fail(&ProxyError::ListenerGone, None, false).await;
             return;
         };
         if !route.relayable {
@@ -164,7 +164,8 @@ enum Reading<'r> {
     /// The head is not complete yet.
     Partial,
     Handover,
-    Failed(ProxyError),
+    /// Answered by the load balancer; the request's length (head and body) in bytes.
+    Failed(ProxyError, usize),
 }
 
 /// Relays one request and its response, with buffers borrowed for the while.
@@ -192,12 +193,13 @@ async fn exchange<S: ClientStream>(
                 Ok(_) => {}
             },
             Reading::Handover => return Next::Handover,
-            Reading::Failed(e) => return client.fail(&e, Some(route)).await,
+            Reading::Failed(e, len) => return client.refuse(&e, route, len).await,
         }
     };
     let Some((endpoint, _in_flight)) = taken.targets.next(now_ms) else {
+        let len = request_len(taken.head_len, taken.body);
         return client
-            .fail(&ProxyError::NoReachableTargets, Some(route))
+            .refuse(&ProxyError::NoReachableTargets, route, len)
             .await;
     };
     // The body bytes already read go with the head.
@@ -211,7 +213,8 @@ async fn exchange<S: ClientStream>(
     let target = match send(&endpoint.pool, out, rest, client, response, idle).await {
         Ok(target) => target,
         Err(Failure::Client) => return Next::Close,
-        Err(Failure::Proxy(e)) => return client.fail(&e, Some(route)).await,
+        Err(Failure::Proxy(e)) => return client.fail(&e, Some(route), true).await,
+        Err(Failure::Midway(e)) => return client.fail(&e, Some(route), false).await,
     };
     match respond(
         target,
@@ -229,8 +232,17 @@ async fn exchange<S: ClientStream>(
             Next::Close
         }
         Err(Failure::Client) => Next::Close,
-        Err(Failure::Proxy(e)) => client.fail(&e, Some(route)).await,
+        Err(Failure::Proxy(e)) => client.fail(&e, Some(route), true).await,
+        Err(Failure::Midway(e)) => client.fail(&e, Some(route), false).await,
     }
+}
+
+/// A request's length in bytes, head and body.
+fn request_len(head_len: usize, body: u64) -> usize {
+    usize::try_from(body)
+        .ok()
+        .and_then(|body| body.checked_add(head_len))
+        .unwrap_or(usize::MAX)
 }
 
 /// Reads the request head at the start of `buf`: whether the relay takes it, and if so
@@ -277,7 +289,7 @@ fn take_request<'r>(
         return Reading::Handover;
     };
     let Some(targets) = forward.pick(fastrand::f64()).filter(|t| t.registered > 0) else {
-        return Reading::Failed(ProxyError::NoTargets);
+        return Reading::Failed(ProxyError::NoTargets, request_len(head_len, facts.body));
     };
 
     let http = &route.http;
@@ -318,8 +330,12 @@ fn take_request<'r>(
 enum Failure {
     /// The client went away or broke the exchange: its connection closes, nothing to answer.
     Client,
-    /// The client gets the error page for this.
+    /// The client gets the error page for this, and its connection goes on: the whole
+    /// request was read.
     Proxy(ProxyError),
+    /// The client gets the error page for this, and its connection closes: part of the
+    /// request body was not read.
+    Midway(ProxyError),
 }
 
 /// Sends the request (`out`, then the `rest` of its body from the client) on an idle
@@ -334,25 +350,36 @@ async fn send<S: ClientStream>(
     response: &mut Vec<u8>,
     idle: Duration,
 ) -> Result<TcpStream, Failure> {
+    // Until the body is passed on, a failure leaves part of it unread on the client's side.
+    let unread = |e| {
+        if rest > 0 {
+            Failure::Midway(e)
+        } else {
+            Failure::Proxy(e)
+        }
+    };
     loop {
         let (mut target, reused) = match pool.take_raw() {
             Some(target) => (target, true),
             None => {
                 let fresh = pool.dial().await;
-                (
-                    fresh.map_err(|e| Failure::Proxy(ProxyError::from_pool(e)))?,
-                    false,
-                )
+                (fresh.map_err(|e| unread(ProxyError::from_pool(e)))?, false)
             }
         };
         let retry = reused && rest == 0;
         match target.write_all(out).await {
             Ok(()) => {}
             Err(_) if retry => continue,
-            Err(e) => return Err(Failure::Proxy(ProxyError::Target(e.into()))),
+            Err(e) => return Err(unread(ProxyError::Target(e.into()))),
         }
         if rest > 0 {
-            client.copy_body(&mut target, rest).await?;
+            client
+                .copy_body(&mut target, rest)
+                .await
+                .map_err(|e| match e {
+                    Failure::Proxy(e) => Failure::Midway(e),
+                    other => other,
+                })?;
         }
         room(response);
         match timeout(idle, target.read_buf(response)).await {
@@ -565,13 +592,24 @@ impl<S: ClientStream> Client<S> {
         Ok(())
     }
 
-    /// Answers with the load balancer's page for `error` and closes the connection: the
-    /// rest of what the client sent is not read.
-    async fn fail(&mut self, error: &ProxyError, route: Option<&Route>) -> Next {
+    /// Answers a request of `len` bytes without forwarding it: it is skipped if it is all
+    /// here, and the connection goes on; otherwise the connection closes after the page.
+    async fn refuse(&mut self, error: &ProxyError, route: &Route, len: usize) -> Next {
+        let whole = len <= self.buf.len();
+        if whole {
+            self.buf.drain(..len);
+        }
+        self.fail(error, Some(route), whole).await
+    }
+
+    /// Answers with the load balancer's page for `error`; the connection goes on if `keep`
+    /// (and the error does not close it, as a desync refusal does).
+    async fn fail(&mut self, error: &ProxyError, route: Option<&Route>, keep: bool) -> Next {
         let mut response = rescue::respond(error);
         if let Some(route) = route {
             dress(&mut response, route);
         }
+        let keep = keep && !response.headers().contains_key(http::header::CONNECTION);
         let (parts, body) = response.into_parts();
         let body = body
             .collect()
@@ -604,11 +642,19 @@ impl<S: ClientStream> Client<S> {
         head::push_header(&mut out, b"date", date.as_bytes());
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(body.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+        out.extend_from_slice(if keep {
+            b"\r\n\r\n".as_slice()
+        } else {
+            b"\r\nconnection: close\r\n\r\n"
+        });
         out.extend_from_slice(&body);
-        if self.stream.write_all(&out).await.is_ok() {
-            let _ = self.stream.shutdown().await;
+        match self.stream.write_all(&out).await {
+            Ok(()) if keep => Next::Request,
+            Ok(()) => {
+                let _ = self.stream.shutdown().await;
+                Next::Close
+            }
+            Err(_) => Next::Close,
         }
-        Next::Close
     }
 }
