@@ -159,6 +159,7 @@ struct Taken<'r> {
     targets: &'r TargetSet,
 }
 
+/// What reading a request head came to.
 enum Reading<'r> {
     Taken(Taken<'r>),
     /// The head is not complete yet.
@@ -168,7 +169,7 @@ enum Reading<'r> {
     Failed(ProxyError, usize),
 }
 
-/// Relays one request and its response, with buffers borrowed for the while.
+/// Relays one request and its response, with buffers borrowed for as long.
 async fn relay<S: ClientStream>(client: &mut Client<S>, route: &Route) -> Next {
     let (mut out, mut response) = (spare::take(), spare::take());
     let next = exchange(client, route, &mut out, &mut response).await;
