@@ -271,9 +271,17 @@ async fn the_relay_passes_every_framing_on_as_sent() {
     let (head, _) = response(&mut client, &mut rest).await;
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
 
-    // The load balancer's own answers keep the connection when the request was read whole.
+    // The load balancer's own answers keep the connection when the request was read whole;
+    // a HEAD gets the head alone.
     let mut refused = TcpStream::connect(empty).await.unwrap();
     let mut rest = Vec::new();
+    refused
+        .write_all(b"HEAD /a HTTP/1.1\r\nHost: relay.test\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut refused, &mut rest).await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+    assert_eq!(header(&head, "content-length"), Some("162"), "{head}");
     for _ in 0..2 {
         refused.write_all(get("/a").as_bytes()).await.unwrap();
         let (head, body) = response(&mut refused, &mut rest).await;

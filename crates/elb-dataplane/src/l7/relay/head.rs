@@ -8,8 +8,10 @@ use httparse::Header;
 use super::body::Framing;
 use crate::l7::desync::{Class, HeadFacts};
 
-/// Header lines a head may have; more and the request goes the general way (hyper takes 100).
+/// Header lines a request head may have; more and the request goes the general way.
 pub(crate) const MAX_HEADERS: usize = 64;
+/// Header lines a response head may have, as hyper allows (many `Set-Cookie`s, say).
+pub(crate) const MAX_RESPONSE_HEADERS: usize = 100;
 
 /// Why a request is left to the general path, which answers it whatever it is.
 pub(crate) type Unsuited = &'static str;
@@ -40,6 +42,12 @@ impl<'b> Listed<'b> {
             self.len += 1;
         }
         Some(close)
+    }
+
+    /// Whether `name` is listed and goes. The message's framing never goes: a client's
+    /// `Connection: content-length` would leave its body to be read as another request.
+    fn drops(&self, name: &[u8]) -> bool {
+        !name.eq_ignore_ascii_case(b"content-length") && self.contains(name)
     }
 
     fn contains(&self, name: &[u8]) -> bool {
@@ -146,6 +154,12 @@ pub(crate) fn inspect_request<'b>(
     })
 }
 
+/// Whether every line of a head ends with CRLF (a lone CR does not pass httparse).
+pub(crate) fn crlf_only(head: &[u8]) -> bool {
+    let count = |byte: u8| head.iter().filter(|b| **b == byte).count();
+    count(b'\n') == count(b'\r')
+}
+
 /// The request's headers as a map, for rules with header conditions.
 pub(crate) fn header_map(headers: &[Header<'_>]) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(headers.len());
@@ -185,7 +199,7 @@ pub(crate) fn write_request(
             17 => name.eq_ignore_ascii_case(b"x-forwarded-proto"),
             _ => false,
         };
-        if !set_here && !is_hop_by_hop(name) && !facts.listed.contains(name) {
+        if !set_here && !is_hop_by_hop(name) && !facts.listed.drops(name) {
             push_header(out, name, header.value);
         }
     }
@@ -224,6 +238,8 @@ pub(crate) struct ResponseFacts<'b> {
     pub framing: Framing,
     /// The target's connection may take another request after this response.
     pub reusable: bool,
+    /// Transfer-Encoding frames the body: a Content-Length beside it is not passed on.
+    coded: bool,
     listed: Listed<'b>,
 }
 
@@ -237,6 +253,9 @@ pub(crate) fn inspect_response<'b>(
     head: bool,
 ) -> Result<ResponseFacts<'b>, Malformed> {
     let status = res.code.unwrap_or_default();
+    if status < 100 {
+        return Err("status below 100");
+    }
     let mut listed = Listed::default();
     let (mut close, mut length, mut coded, mut chunked) =
         (res.version != Some(1), None, false, false);
@@ -278,7 +297,9 @@ pub(crate) fn inspect_response<'b>(
     Ok(ResponseFacts {
         status,
         framing,
-        reusable: !close && framing != Framing::Close,
+        // A target that sent both framings is not trusted with another request (§6.3).
+        reusable: !close && framing != Framing::Close && !(coded && length.is_some()),
+        coded,
         listed,
     })
 }
@@ -305,7 +326,9 @@ pub(crate) fn write_response(
     for header in res.headers.iter() {
         let name = header.name.as_bytes();
         let framing = name.eq_ignore_ascii_case(b"transfer-encoding");
-        if framing || (!is_hop_by_hop(name) && !facts.listed.contains(name)) {
+        // Both would leave the client to choose; RFC 9112 §6.3 says the coding wins.
+        let overridden = facts.coded && name.eq_ignore_ascii_case(b"content-length");
+        if framing || (!overridden && !is_hop_by_hop(name) && !facts.listed.drops(name)) {
             push_header(out, name, header.value);
         }
     }
@@ -363,6 +386,30 @@ Connection: d\r\nConnection: e\r\n\r\n",
             ["1.1.1.1"; 31].join(",")
         );
         assert!(unsuited(many.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn a_connection_header_cannot_take_the_framing_away() {
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\n\
+Content-Length: 3\r\n\r\n";
+        request(head, |req| {
+            let facts = inspect_request(req).unwrap();
+            let mut out = Vec::new();
+            write_request(&mut out, req, &facts, false);
+            assert_eq!(out, b"POST / HTTP/1.1\r\nContent-Length: 3\r\n");
+        });
+        let (facts, out) = response(
+            b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n",
+            false,
+        );
+        assert_eq!(facts.unwrap(), (200, Framing::Length(5), true));
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+    }
+
+    #[test]
+    fn only_crlf_heads_count_as_such() {
+        assert!(crlf_only(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!crlf_only(b"GET / HTTP/1.1\nHost: a\r\n\r\n"));
     }
 
     #[test]
@@ -451,13 +498,22 @@ X-Amzn-Trace-Id: Root=1\r\nAccept: */*\r\n\r\n";
                 .0
                 .is_err()
         );
+        assert!(response(b"HTTP/1.1 099 Odd\r\n\r\n", false).0.is_err());
+        // Both framings: the coding wins, and the connection is not used again.
+        assert_eq!(
+            ok(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false
+            ),
+            (200, Framing::Chunked, false)
+        );
     }
 
     #[test]
     fn response_heads_lose_hop_by_hop_headers_but_keep_their_framing() {
         let (_, out) = response(
             b"HTTP/1.0 200 Fine\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
-Transfer-Encoding: chunked\r\nServer: t\r\n\r\n",
+Transfer-Encoding: chunked\r\nContent-Length: 10\r\nServer: t\r\n\r\n",
             false,
         );
         assert_eq!(

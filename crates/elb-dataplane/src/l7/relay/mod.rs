@@ -107,7 +107,9 @@ pub(super) async fn serve<S: ClientStream>(
         // One load per request: the request keeps this table until it ends.
         let snapshot = table.load_full();
         let Some(route) = snapshot.route(local) else {
-            client.fail(&ProxyError::ListenerGone, None, false).await;
+            client
+                .fail(&ProxyError::ListenerGone, None, false, false)
+                .await;
             return;
         };
         if !route.relayable {
@@ -156,6 +158,8 @@ struct Taken<'r> {
     body: u64,
     close: bool,
     head_method: bool,
+    /// May be sent again if a kept-alive target connection closes without answering.
+    idempotent: bool,
     targets: &'r TargetSet,
 }
 
@@ -165,8 +169,9 @@ enum Reading<'r> {
     /// The head is not complete yet.
     Partial,
     Handover,
-    /// Answered by the load balancer; the request's length (head and body) in bytes.
-    Failed(ProxyError, usize),
+    /// Answered by the load balancer: the request's length (head and body) in bytes, and
+    /// whether it is a HEAD.
+    Failed(ProxyError, usize, bool),
 }
 
 /// Relays one request and its response, with buffers borrowed for as long.
@@ -194,13 +199,18 @@ async fn exchange<S: ClientStream>(
                 Ok(_) => {}
             },
             Reading::Handover => return Next::Handover,
-            Reading::Failed(e, len) => return client.refuse(&e, route, len).await,
+            Reading::Failed(e, len, head) => return client.refuse(&e, route, len, head).await,
         }
     };
     let Some((endpoint, _in_flight)) = taken.targets.next(now_ms) else {
         let len = request_len(taken.head_len, taken.body);
         return client
-            .refuse(&ProxyError::NoReachableTargets, route, len)
+            .refuse(
+                &ProxyError::NoReachableTargets,
+                route,
+                len,
+                taken.head_method,
+            )
             .await;
     };
     // The body bytes already read go with the head.
@@ -211,11 +221,17 @@ async fn exchange<S: ClientStream>(
     let rest = taken.body - first as u64;
 
     let idle = route.http.idle_timeout;
-    let target = match send(&endpoint.pool, out, rest, client, response, idle).await {
+    let head = taken.head_method;
+    let request = Outgoing {
+        out,
+        rest,
+        idempotent: taken.idempotent,
+    };
+    let target = match send(&endpoint.pool, request, client, response, idle).await {
         Ok(target) => target,
         Err(Failure::Client) => return Next::Close,
-        Err(Failure::Proxy(e)) => return client.fail(&e, Some(route), true).await,
-        Err(Failure::Midway(e)) => return client.fail(&e, Some(route), false).await,
+        Err(Failure::Proxy(e)) => return client.fail(&e, Some(route), true, head).await,
+        Err(Failure::Midway(e)) => return client.fail(&e, Some(route), false, head).await,
     };
     match respond(
         target,
@@ -233,8 +249,8 @@ async fn exchange<S: ClientStream>(
             Next::Close
         }
         Err(Failure::Client) => Next::Close,
-        Err(Failure::Proxy(e)) => client.fail(&e, Some(route), true).await,
-        Err(Failure::Midway(e)) => client.fail(&e, Some(route), false).await,
+        Err(Failure::Proxy(e)) => client.fail(&e, Some(route), true, head).await,
+        Err(Failure::Midway(e)) => client.fail(&e, Some(route), false, head).await,
     }
 }
 
@@ -263,11 +279,19 @@ fn take_request<'r>(
         // answers those.
         _ => return Reading::Handover,
     };
+    // Bare LF line ends, which httparse takes, are non-compliant for desync mitigation.
+    if !head::crlf_only(&buf[..head_len]) {
+        return Reading::Handover;
+    }
     let Ok(facts) = head::inspect_request(&req) else {
         return Reading::Handover;
     };
     let method = req.method.unwrap_or_default();
     let target = req.path.unwrap_or_default();
+    if target.contains('#') {
+        // A fragment: the general path's URI parsing drops it before the rules look.
+        return Reading::Handover;
+    }
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
@@ -290,7 +314,8 @@ fn take_request<'r>(
         return Reading::Handover;
     };
     let Some(targets) = forward.pick(fastrand::f64()).filter(|t| t.registered > 0) else {
-        return Reading::Failed(ProxyError::NoTargets, request_len(head_len, facts.body));
+        let len = request_len(head_len, facts.body);
+        return Reading::Failed(ProxyError::NoTargets, len, method == "HEAD");
     };
 
     let http = &route.http;
@@ -323,6 +348,7 @@ fn take_request<'r>(
         body: facts.body,
         close: facts.close,
         head_method: method == "HEAD",
+        idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"),
         targets,
     })
 }
@@ -339,18 +365,30 @@ enum Failure {
     Midway(ProxyError),
 }
 
-/// Sends the request (`out`, then the `rest` of its body from the client) on an idle
-/// connection to the target or a new one, and reads the first bytes of the response into
-/// `response`. A reused connection that fails before any response byte (the target closed
-/// it meanwhile) is given up for another, as long as the whole request is still at hand.
+/// A request on its way to a target: `out` (its head and the body bytes read with it), the
+/// `rest` of its body still to come from the client.
+struct Outgoing<'a> {
+    out: &'a [u8],
+    rest: u64,
+    idempotent: bool,
+}
+
+/// Sends the request on an idle connection to the target or a new one, and reads the first
+/// bytes of the response into `response`. A kept-alive connection the target closed meanwhile
+/// is given up for another when the request was not taken (the write failed), or when it was
+/// and may be sent again (an idempotent method), as long as the whole request is at hand.
 async fn send<S: ClientStream>(
     pool: &TargetPool,
-    out: &[u8],
-    rest: u64,
+    request: Outgoing<'_>,
     client: &mut Client<S>,
     response: &mut Vec<u8>,
     idle: Duration,
 ) -> Result<TcpStream, Failure> {
+    let Outgoing {
+        out,
+        rest,
+        idempotent,
+    } = request;
     // Until the body is passed on, a failure leaves part of it unread on the client's side.
     let unread = |e| {
         if rest > 0 {
@@ -368,10 +406,11 @@ async fn send<S: ClientStream>(
             }
         };
         let retry = reused && rest == 0;
-        match target.write_all(out).await {
-            Ok(()) => {}
-            Err(_) if retry => continue,
-            Err(e) => return Err(unread(ProxyError::Target(e.into()))),
+        match timeout(idle, target.write_all(out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) if retry => continue,
+            Ok(Err(e)) => return Err(unread(ProxyError::Target(e.into()))),
+            Err(_) => return Err(unread(ProxyError::TargetTimeout)),
         }
         if rest > 0 {
             client
@@ -386,7 +425,7 @@ async fn send<S: ClientStream>(
         match timeout(idle, target.read_buf(response)).await {
             Err(_) => return Err(Failure::Proxy(ProxyError::TargetTimeout)),
             Ok(Ok(n)) if n > 0 => return Ok(target),
-            _ if retry => continue,
+            _ if retry && idempotent => continue,
             Ok(Ok(_)) => return Err(target_closed()),
             Ok(Err(e)) => return Err(Failure::Proxy(ProxyError::Target(e.into()))),
         }
@@ -419,7 +458,7 @@ fn take_response(
     taken: &Taken<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Head, ProxyError> {
-    let mut storage = [httparse::EMPTY_HEADER; head::MAX_HEADERS];
+    let mut storage = [httparse::EMPTY_HEADER; head::MAX_RESPONSE_HEADERS];
     let mut res = httparse::Response::new(&mut storage);
     let bad = |why: &'static str| ProxyError::Target(why.into());
     let head_len = match res.parse(response) {
@@ -472,7 +511,7 @@ async fn respond<S: ClientStream>(
         }
         read_target(&mut target, response, idle).await?;
     };
-    let mut body = Body::new(answer.framing);
+    let mut body = Remaining::new(answer.framing);
     let (end, extra) = body
         .advance(&response[answer.head_len..])
         .map_err(Failure::Proxy)?;
@@ -514,14 +553,14 @@ async fn read_target(
 }
 
 /// How much of a response body is still to come.
-struct Body {
+struct Remaining {
     framing: Framing,
     left: u64,
     chunks: ChunkedEnd,
     done: bool,
 }
 
-impl Body {
+impl Remaining {
     fn new(framing: Framing) -> Self {
         let left = match framing {
             Framing::Length(n) => n,
@@ -585,8 +624,11 @@ impl<S: ClientStream> Client<S> {
                 return Err(Failure::Client);
             }
             let take = usize::try_from(left).map_or(self.buf.len(), |l| l.min(self.buf.len()));
-            let sent = target.write_all(&self.buf[..take]).await;
-            sent.map_err(|e| Failure::Proxy(ProxyError::Target(e.into())))?;
+            match timeout(self.idle_timeout, target.write_all(&self.buf[..take])).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Failure::Proxy(ProxyError::Target(e.into()))),
+                Err(_) => return Err(Failure::Proxy(ProxyError::TargetTimeout)),
+            }
             self.buf.drain(..take);
             left -= take as u64;
         }
@@ -595,17 +637,24 @@ impl<S: ClientStream> Client<S> {
 
     /// Answers a request of `len` bytes without forwarding it: it is skipped if it is all
     /// here, and the connection goes on; otherwise the connection closes after the page.
-    async fn refuse(&mut self, error: &ProxyError, route: &Route, len: usize) -> Next {
+    async fn refuse(&mut self, error: &ProxyError, route: &Route, len: usize, head: bool) -> Next {
         let whole = len <= self.buf.len();
         if whole {
             self.buf.drain(..len);
         }
-        self.fail(error, Some(route), whole).await
+        self.fail(error, Some(route), whole, head).await
     }
 
-    /// Answers with the load balancer's page for `error`; the connection goes on if `keep`
-    /// (and the error does not close it, as a desync refusal does).
-    async fn fail(&mut self, error: &ProxyError, route: Option<&Route>, keep: bool) -> Next {
+    /// Answers with the load balancer's page for `error` (its length only, to a HEAD); the
+    /// connection goes on if `keep` (and the error does not close it, as a desync refusal
+    /// does).
+    async fn fail(
+        &mut self,
+        error: &ProxyError,
+        route: Option<&Route>,
+        keep: bool,
+        head: bool,
+    ) -> Next {
         let mut response = rescue::respond(error);
         if let Some(route) = route {
             dress(&mut response, route);
@@ -648,7 +697,9 @@ impl<S: ClientStream> Client<S> {
         } else {
             b"\r\nconnection: close\r\n\r\n"
         });
-        out.extend_from_slice(&body);
+        if !head {
+            out.extend_from_slice(&body);
+        }
         match self.stream.write_all(&out).await {
             Ok(()) if keep => Next::Request,
             Ok(()) => {
