@@ -16,6 +16,7 @@ mod spare;
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -270,9 +271,10 @@ fn take_request<'r>(
     peer: SocketAddr,
     out: &mut Vec<u8>,
 ) -> Reading<'r> {
-    let mut storage = [httparse::EMPTY_HEADER; head::MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut storage);
-    let head_len = match req.parse(buf) {
+    // Uninitialised: filling 64 empty headers per request costs more than parsing them.
+    let mut storage = [const { MaybeUninit::uninit() }; head::MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut storage) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Reading::Partial,
         // Too large, malformed, the HTTP/2 preface, too many headers: the general path
@@ -458,10 +460,12 @@ fn take_response(
     taken: &Taken<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Head, ProxyError> {
-    let mut storage = [httparse::EMPTY_HEADER; head::MAX_RESPONSE_HEADERS];
-    let mut res = httparse::Response::new(&mut storage);
+    let mut storage = [const { MaybeUninit::uninit() }; head::MAX_RESPONSE_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
     let bad = |why: &'static str| ProxyError::Target(why.into());
-    let head_len = match res.parse(response) {
+    let parser = httparse::ParserConfig::default();
+    let head_len = match parser.parse_response_with_uninit_headers(&mut res, response, &mut storage)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if response.len() < MAX_RESPONSE_HEAD => {
             return Ok(Head::Partial);
