@@ -403,7 +403,7 @@ fn check_limits(req: &Request<Incoming>) -> Result<(), ProxyError> {
 }
 
 /// More addresses than this in X-Forwarded-For get a 463, as on AWS.
-const MAX_FORWARDED_FOR: usize = 30;
+pub(super) const MAX_FORWARDED_FOR: usize = 30;
 
 fn forwarded_for_count(headers: &HeaderMap) -> usize {
     headers
@@ -540,7 +540,9 @@ fn push_hex(out: &mut Vec<u8>, value: u128, digits: u32) {
 /// Removes the hop-by-hop headers and those `Connection` lists. Most messages carry none, so
 /// the names are looked at once and nothing is removed (or hashed) unless found.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let mut found = headers.keys().filter(|n| is_hop_by_hop(n));
+    let mut found = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n.as_str().as_bytes()));
     let (Some(first), more) = (found.next(), found.next().is_some()) else {
         return;
     };
@@ -551,7 +553,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     let mut doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| is_hop_by_hop(n))
+        .filter(|n| is_hop_by_hop(n.as_str().as_bytes()))
         .cloned()
         .collect();
     let listed = headers
@@ -578,15 +580,17 @@ fn only_persistence(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not the message.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    // Comparing with a standard name is an enum comparison; the other two are rare.
-    *name == header::CONNECTION
-        || *name == header::TE
-        || *name == header::TRAILER
-        || *name == header::TRANSFER_ENCODING
-        || *name == header::UPGRADE
-        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+/// Hop-by-hop headers (RFC 9110 §7.6.1), which describe one connection, not the message, and
+/// the old `Proxy-Connection`. The length is looked at first: most names are not near one.
+pub(super) fn is_hop_by_hop(name: &[u8]) -> bool {
+    match name.len() {
+        2 => name.eq_ignore_ascii_case(b"te"),
+        7 => name.eq_ignore_ascii_case(b"trailer") || name.eq_ignore_ascii_case(b"upgrade"),
+        10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
+        16 => name.eq_ignore_ascii_case(b"proxy-connection"),
+        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
+        _ => false,
+    }
 }
 
 /// The client as X-Forwarded-For names it: `1.2.3.4`, or with the client port option

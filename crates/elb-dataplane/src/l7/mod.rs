@@ -4,6 +4,7 @@
 
 pub mod desync;
 mod forward;
+mod framing;
 mod relay;
 pub mod rescue;
 mod respond;

@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::desync::{Class, HeadFacts};
+use super::framing::ChunkedEnd;
 
 /// Heads larger than this are not tracked (hyper refuses them anyway).
 const MAX_HEAD: usize = 96 * 1024;
@@ -122,12 +123,8 @@ enum State {
     Head,
     /// Skipping a body of this many more bytes.
     Body(u64),
-    /// Reading a chunk-size line.
-    ChunkSize,
-    /// Skipping chunk data, then its CRLF.
-    ChunkData(u64),
-    /// Reading trailer lines until the blank one.
-    Trailers,
+    /// Following a chunked body to its end.
+    Chunked(ChunkedEnd),
     /// Not following any more (an upgrade, an oversized head, a framing hyper refuses).
     Off,
 }
@@ -157,33 +154,17 @@ impl HeadTracker {
                         State::Body(n - take)
                     };
                 }
-                State::ChunkData(n) => {
-                    let take = n.min(bytes.len() as u64);
-                    bytes = &bytes[take as usize..];
-                    self.state = State::ChunkData(n - take);
-                    if n == take {
-                        // The chunk's CRLF ends a (blank) line.
-                        self.state = State::ChunkSize;
-                        self.pending.clear();
-                        self.pending.push(b'\0');
+                State::Chunked(ref mut chunks) => match chunks.scan(bytes) {
+                    Ok(Some(end)) => {
+                        bytes = &bytes[end..];
+                        self.state = State::Head;
                     }
-                }
+                    Ok(None) => return,
+                    Err(_) => self.state = State::Off,
+                },
                 State::Head => {
                     let taken = self.head_bytes(bytes, found);
                     bytes = &bytes[taken..];
-                }
-                State::ChunkSize | State::Trailers => {
-                    let end = match bytes.iter().position(|b| *b == b'\n') {
-                        Some(i) => i + 1,
-                        None => bytes.len(),
-                    };
-                    self.pending.extend_from_slice(&bytes[..end]);
-                    bytes = &bytes[end..];
-                    if self.pending.len() > MAX_HEAD {
-                        self.state = State::Off;
-                    } else if self.pending.ends_with(b"\n") {
-                        self.line_done();
-                    }
                 }
             }
         }
@@ -222,39 +203,6 @@ impl HeadTracker {
             self.state = State::Off;
         }
         bytes.len()
-    }
-
-    /// `pending` ends with a newline: a chunk-size or trailer line.
-    fn line_done(&mut self) {
-        match self.state {
-            State::ChunkSize => {
-                let line = std::mem::take(&mut self.pending);
-                // After chunk data the first "line" is its CRLF; skip it.
-                if line.first() == Some(&b'\0') {
-                    return;
-                }
-                let digits: Vec<u8> = line
-                    .iter()
-                    .copied()
-                    .take_while(u8::is_ascii_hexdigit)
-                    .collect();
-                let size = std::str::from_utf8(&digits)
-                    .ok()
-                    .and_then(|d| u64::from_str_radix(d, 16).ok());
-                self.state = match size {
-                    Some(0) => State::Trailers,
-                    Some(n) => State::ChunkData(n),
-                    None => State::Off,
-                };
-            }
-            State::Trailers => {
-                let line = std::mem::take(&mut self.pending);
-                if line == b"\r\n" || line == b"\n" {
-                    self.state = State::Head;
-                }
-            }
-            _ => {}
-        }
     }
 }
 
@@ -296,7 +244,7 @@ fn head_state(head: &[u8], found: &mut Vec<(Class, &'static str)>) -> State {
     }
     // hyper's framing: Transfer-Encoding wins over Content-Length.
     match (facts.transfer_encoding(), facts.content_length()) {
-        (Some(true), _) => State::ChunkSize,
+        (Some(true), _) => State::Chunked(ChunkedEnd::default()),
         (Some(false), _) => State::Off,
         (None, Some(0)) => State::Head,
         (None, Some(n)) => State::Body(n),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Aws, Backend, Elbd, Lab, spread, venv};
+use crate::harness::{Aws, Backend, Elbd, Lab, curl, spread, venv};
 
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
@@ -387,24 +387,8 @@ async fn malformed_requests_get_aws_errors_and_never_a_500() {
 
 /// curl from `source` to `node`: the HTTP status, or None when the connection was refused.
 fn curl_from(source: &str, node: SocketAddr) -> Option<u16> {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-            "--interface",
-            source,
-        ])
-        .arg(format!("http://{node}/"))
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).parse().unwrap())
+    let status = curl(&format!("http://{node}/"), &["--interface", source]).status;
+    (status != 0).then_some(status)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{Backend, Elbd, Lab, ProcessBackend, venv};
+use crate::harness::{Backend, Elbd, Lab, ProcessBackend, curl, venv};
 
 /// A backend that answers 200, or switches protocols and echoes every byte back.
 async fn echo_backend(addr: SocketAddr) {
@@ -233,18 +233,7 @@ fn grpc_calls_reach_a_grpc_target_group_and_http1_requests_get_464() {
     );
 
     // HTTP/1.1 to a GRPC group is refused with 464, as AWS does.
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://{node}/"),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "464");
+    assert_eq!(curl(&format!("http://{node}/"), &[]).status, 464);
 }
 
 /// Sends `request` raw on a new connection; returns the status and whether the response said

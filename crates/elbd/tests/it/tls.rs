@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{Aws, Backend, Elbd, Lab, ProcessBackend};
+use crate::harness::{Aws, Backend, Elbd, Lab, ProcessBackend, curl};
 
 /// A self-signed certificate for `name` (its own CA): `(certificate, key)` files.
 fn self_signed(lab: &Lab, file: &str, name: &str) -> (PathBuf, PathBuf) {
@@ -79,26 +79,14 @@ fn curl_https(node: SocketAddr, name: &str, ca: &Path) -> String {
     curl_https_with(node, name, ca, &[])
 }
 
+/// `<HTTP version> <status>` of a request to `name` on the HTTPS `node`, trusting `ca`.
 fn curl_https_with(node: SocketAddr, name: &str, ca: &Path, extra: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(extra)
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version} %{http_code}",
-        ])
-        .args(["--max-time", "5", "--cacert"])
-        .arg(ca)
-        .args([
-            "--resolve",
-            &format!("{name}:{}:{}", node.port(), node.ip()),
-            &format!("https://{name}:{}/", node.port()),
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let resolve = format!("{name}:{}:{}", node.port(), node.ip());
+    let mut args = vec!["--cacert", ca.to_str().unwrap(), "--resolve", &resolve];
+    args.extend(extra);
+    let reply = curl(&format!("https://{name}:{}/", node.port()), &args);
+    let version = reply.headers.split_whitespace().next().unwrap_or("HTTP/0");
+    format!("{} {}", version.trim_start_matches("HTTP/"), reply.status)
 }
 
 fn arn(value: &serde_json::Value) -> String {
@@ -385,32 +373,18 @@ fn client_ca(lab: &Lab, name: &str) -> (PathBuf, PathBuf, PathBuf) {
 /// `curl` to an mTLS listener with an optional client certificate and extra arguments: the
 /// HTTP status, or 0 when the handshake fails.
 fn curl_client(node: SocketAddr, ca: &Path, client: Option<(&Path, &Path)>, extra: &[&str]) -> u16 {
-    let mut command = Command::new("curl");
-    command
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-            "--cacert",
-        ])
-        .arg(ca)
-        .args([
-            "--resolve",
-            &format!("mtls.tls.test:{}:{}", node.port(), node.ip()),
-        ])
-        .args(extra);
+    let resolve = format!("mtls.tls.test:{}:{}", node.port(), node.ip());
+    let mut args = vec!["--cacert", ca.to_str().unwrap(), "--resolve", &resolve];
     if let Some((cert, key)) = client {
-        command.arg("--cert").arg(cert).arg("--key").arg(key);
+        args.extend([
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ]);
     }
-    let out = command
-        .arg(format!("https://mtls.tls.test:{}/", node.port()))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+    args.extend(extra);
+    curl(&format!("https://mtls.tls.test:{}/", node.port()), &args).status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,9 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use httparse::Header;
 
-use super::body::Framing;
 use crate::l7::desync::{Class, HeadFacts};
+use crate::l7::forward::{MAX_FORWARDED_FOR, is_hop_by_hop};
+use crate::l7::framing::Framing;
 
 /// Header lines a request head may have; more and the request goes the general way.
 pub(crate) const MAX_HEADERS: usize = 64;
@@ -79,9 +80,6 @@ pub(crate) struct RequestFacts<'b> {
     /// Names its `Connection` header lists: not passed on.
     listed: Listed<'b>,
 }
-
-/// More addresses than this in X-Forwarded-For get a 463 (on the general path).
-const MAX_FORWARDED_FOR: usize = 30;
 
 /// Whether the relay takes a parsed request head, and what it needs of it. It takes
 /// HTTP/1.1 requests in origin form with one Host, no body or a Content-Length one, and a
@@ -220,18 +218,6 @@ pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1), and the old `Proxy-Connection`.
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    match name.len() {
-        2 => name.eq_ignore_ascii_case(b"te"),
-        7 => name.eq_ignore_ascii_case(b"trailer") || name.eq_ignore_ascii_case(b"upgrade"),
-        10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
-        16 => name.eq_ignore_ascii_case(b"proxy-connection"),
-        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
-        _ => false,
-    }
 }
 
 /// What the relay needs to know of a target's response head.

@@ -10,7 +10,6 @@
 //! the connection: the relay is a faster road to the same answers, never a second set of
 //! rules.
 
-mod body;
 mod head;
 mod spare;
 
@@ -30,8 +29,8 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_rustls::server::TlsStream;
 
-use self::body::{ChunkedEnd, Framing};
 use super::forward::{now_ms, push_client, push_decimal, strip_port, target_host, write_trace_id};
+use super::framing::{ChunkedEnd, Framing};
 use super::rescue::{self, ProxyError};
 use super::rules::{self, RequestView};
 use super::{ClientCert, dress};

@@ -1,6 +1,7 @@
-//! Where a message body ends. The relay forwards bodies as they are (a chunked body stays
-//! chunked), so all it needs is the end: a length to count down, or the chunked framing
-//! followed byte by byte until its last chunk and trailers.
+//! Where an HTTP/1 message body ends, for those that pass bodies on as they are: the relay
+//! (a chunked body stays chunked) and the desync sniffer (which only looks for the next
+//! head). Either needs only the end: a length to count down, or the chunked framing followed
+//! byte by byte until its last chunk and trailers.
 
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
