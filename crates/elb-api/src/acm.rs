@@ -4,11 +4,11 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use elb_model::state::ImportCertificate;
-use elb_model::{Certificate, CertificateKind, Command, ErrorCode, ModelError, Origin, State};
+use elb_model::{Certificate, CertificateKind, Command, ErrorCode, ModelError, Origin, Region};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::Api;
+use crate::ApiCall;
 use crate::error::ApiError;
 
 /// ACM operations elbd does not build: they answer `NotImplemented` naming themselves.
@@ -26,12 +26,12 @@ const UNBUILT: &[&str] = &[
 /// elbd issues EC_prime256v1 keys, so those are shown too.
 const DEFAULT_KEY_TYPES: &[&str] = &["RSA_1024", "RSA_2048", "EC_prime256v1"];
 
-pub fn call(api: &Api, operation: &str, body: &[u8]) -> Result<Value, ApiError> {
+pub fn call(api: &ApiCall<'_>, operation: &str, body: &[u8]) -> Result<Value, ApiError> {
     let input = if body.is_empty() { b"{}" } else { body };
-    dispatch(api, operation, input).map_err(|e| in_acm_terms(e, &api.store.snapshot().state))
+    dispatch(api, operation, input).map_err(|e| in_acm_terms(e, api.snapshot().state()))
 }
 
-fn dispatch(api: &Api, operation: &str, input: &[u8]) -> Result<Value, ApiError> {
+fn dispatch(api: &ApiCall<'_>, operation: &str, input: &[u8]) -> Result<Value, ApiError> {
     match operation {
         "ImportCertificate" => import(api, parse(input)?),
         "RequestCertificate" => request(api, parse(input)?),
@@ -40,7 +40,7 @@ fn dispatch(api: &Api, operation: &str, input: &[u8]) -> Result<Value, ApiError>
         "GetCertificate" => get(api, &parse::<ArnInput>(input)?),
         "DeleteCertificate" => {
             let input: ArnInput = parse(input)?;
-            api.store.execute(Command::DeleteCertificate {
+            api.execute(Command::DeleteCertificate {
                 arn: input.certificate_arn,
             })?;
             Ok(json!({}))
@@ -51,7 +51,7 @@ fn dispatch(api: &Api, operation: &str, input: &[u8]) -> Result<Value, ApiError>
                 .tags
                 .into_iter()
                 .map(|t| (t.key, t.value.unwrap_or_default()));
-            api.store.execute(Command::AddTags {
+            api.execute(Command::AddTags {
                 arns: vec![input.certificate_arn],
                 tags: tags.collect(),
             })?;
@@ -60,8 +60,8 @@ fn dispatch(api: &Api, operation: &str, input: &[u8]) -> Result<Value, ApiError>
         "RemoveTagsFromCertificate" => remove_tags(api, parse(input)?),
         "ListTagsForCertificate" => {
             let input: ArnInput = parse(input)?;
-            let snapshot = api.store.snapshot();
-            let tags = snapshot.state.tags(&input.certificate_arn)?;
+            let snapshot = api.snapshot();
+            let tags = snapshot.state().tags(&input.certificate_arn)?;
             let tags: Vec<Value> = tags
                 .iter()
                 .map(|(k, v)| json!({"Key": k, "Value": v}))
@@ -82,7 +82,7 @@ fn dispatch(api: &Api, operation: &str, input: &[u8]) -> Result<Value, ApiError>
 }
 
 /// The model speaks elbv2's codes; ACM has its own names and messages for the same errors.
-fn in_acm_terms(e: ApiError, state: &State) -> ApiError {
+fn in_acm_terms(e: ApiError, state: &Region) -> ApiError {
     let account = &state.scope.account;
     let arn_in = |m: &str| m.split('\'').nth(1).unwrap_or("").to_owned();
     match e.code.as_str() {
@@ -213,7 +213,7 @@ fn invalid_parameter(message: impl Into<String>) -> ApiError {
     ApiError::new(400, "InvalidParameterException", message)
 }
 
-fn import(api: &Api, input: ImportInput) -> Result<Value, ApiError> {
+fn import(api: &ApiCall<'_>, input: ImportInput) -> Result<Value, ApiError> {
     let certificate = pem_blob("Certificate", &input.certificate)?;
     let key = pem_blob("PrivateKey", &input.private_key)?;
     let chain = match &input.certificate_chain {
@@ -252,7 +252,7 @@ fn import(api: &Api, input: ImportInput) -> Result<Value, ApiError> {
     Ok(json!({ "CertificateArn": arn }))
 }
 
-fn request(api: &Api, input: RequestInput) -> Result<Value, ApiError> {
+fn request(api: &ApiCall<'_>, input: RequestInput) -> Result<Value, ApiError> {
     if input.certificate_authority_arn.is_some() {
         return Err(invalid_parameter(
             "elbd has no private certificate authorities; leave out CertificateAuthorityArn",
@@ -281,8 +281,8 @@ fn request(api: &Api, input: RequestInput) -> Result<Value, ApiError> {
             names.push(name);
         }
     }
-    let snapshot = api.store.snapshot();
-    let secrets = &snapshot.state.secrets;
+    let snapshot = api.snapshot();
+    let secrets = snapshot.secrets();
     if secrets.ca_certificate_pem.is_empty() {
         return Err(ApiError::internal("elbd's local CA is not set up"));
     }
@@ -320,14 +320,14 @@ fn tags(tags: Vec<Tag>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn create(api: &Api, import: ImportCertificate) -> Result<String, ApiError> {
-    match api.store.execute(Command::ImportCertificate(import))? {
+fn create(api: &ApiCall<'_>, import: ImportCertificate) -> Result<String, ApiError> {
+    match api.execute(Command::ImportCertificate(import))? {
         elb_model::Outcome::Created(arn) => Ok(arn),
         other => unreachable!("ImportCertificate creates, got {other:?}"),
     }
 }
 
-fn certificate<'a>(state: &'a State, arn: &str) -> Result<&'a Certificate, ApiError> {
+fn certificate<'a>(state: &'a Region, arn: &str) -> Result<&'a Certificate, ApiError> {
     state.certificates.get(arn).ok_or_else(|| {
         ModelError::new(
             ErrorCode::CertificateNotFound,
@@ -355,7 +355,7 @@ fn key_algorithm_out(c: &Certificate) -> String {
 }
 
 /// The load balancers whose listeners present the certificate (ACM's `InUseBy`).
-fn in_use_by(state: &State, arn: &str) -> Vec<String> {
+fn in_use_by(state: &Region, arn: &str) -> Vec<String> {
     let mut lbs: Vec<String> = state
         .certificate_users(arn)
         .map(|l| state.listeners[l].load_balancer_arn.clone())
@@ -364,9 +364,9 @@ fn in_use_by(state: &State, arn: &str) -> Vec<String> {
     lbs
 }
 
-fn describe(api: &Api, input: &ArnInput) -> Result<Value, ApiError> {
-    let snapshot = api.store.snapshot();
-    let c = certificate(&snapshot.state, &input.certificate_arn)?;
+fn describe(api: &ApiCall<'_>, input: &ArnInput) -> Result<Value, ApiError> {
+    let snapshot = api.snapshot();
+    let c = certificate(snapshot.state(), &input.certificate_arn)?;
     let m = &c.material;
     let mut detail = json!({
         "CertificateArn": c.arn,
@@ -381,7 +381,7 @@ fn describe(api: &Api, input: &ArnInput) -> Result<Value, ApiError> {
         "NotAfter": seconds(m.not_after_ms),
         "KeyAlgorithm": key_algorithm_out(c),
         "SignatureAlgorithm": m.signature_algorithm,
-        "InUseBy": in_use_by(&snapshot.state, &c.arn),
+        "InUseBy": in_use_by(snapshot.state(), &c.arn),
         "Type": c.kind.as_str(),
         "KeyUsages": [{"Name": "DIGITAL_SIGNATURE"}, {"Name": "KEY_ENCIPHERMENT"}],
         "ExtendedKeyUsages": [{"Name": "TLS_WEB_SERVER_AUTHENTICATION", "OID": "1.3.6.1.5.5.7.3.1"}],
@@ -396,9 +396,9 @@ fn describe(api: &Api, input: &ArnInput) -> Result<Value, ApiError> {
     Ok(json!({ "Certificate": detail }))
 }
 
-fn list(api: &Api, input: ListInput) -> Result<Value, ApiError> {
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+fn list(api: &ApiCall<'_>, input: ListInput) -> Result<Value, ApiError> {
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let includes = input.includes.unwrap_or_default();
     let key_types: Vec<String> = if includes.key_types.is_empty() {
         DEFAULT_KEY_TYPES.iter().map(|k| (*k).to_owned()).collect()
@@ -479,9 +479,9 @@ fn list(api: &Api, input: ListInput) -> Result<Value, ApiError> {
     Ok(out)
 }
 
-fn get(api: &Api, input: &ArnInput) -> Result<Value, ApiError> {
-    let snapshot = api.store.snapshot();
-    let c = certificate(&snapshot.state, &input.certificate_arn)?;
+fn get(api: &ApiCall<'_>, input: &ArnInput) -> Result<Value, ApiError> {
+    let snapshot = api.snapshot();
+    let c = certificate(snapshot.state(), &input.certificate_arn)?;
     let mut out = json!({ "Certificate": c.material.certificate_pem });
     if !c.material.chain_pem.is_empty() {
         out["CertificateChain"] = json!(c.material.chain_pem);
@@ -490,9 +490,9 @@ fn get(api: &Api, input: &ArnInput) -> Result<Value, ApiError> {
 }
 
 /// A tag given with a value is removed only if the value matches; without one, whatever it is.
-fn remove_tags(api: &Api, input: TagsInput) -> Result<Value, ApiError> {
+fn remove_tags(api: &ApiCall<'_>, input: TagsInput) -> Result<Value, ApiError> {
     let arn = input.certificate_arn;
-    api.store.update(|state, cx| {
+    api.update(|state, cx| {
         let current = state.tags(&arn)?.clone();
         let keys: Vec<String> = input
             .tags

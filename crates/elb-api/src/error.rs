@@ -38,6 +38,15 @@ impl ApiError {
     }
 
     /// A request elbd cannot even read: bad encoding, bad list numbering, too large.
+    /// EC2's answer to `DryRun=true` when the request would have succeeded.
+    pub fn dry_run() -> Self {
+        Self::new(
+            412,
+            "DryRunOperation",
+            "Request would have succeeded, but DryRun flag is set.",
+        )
+    }
+
     pub fn malformed(message: impl Into<String>) -> Self {
         Self::new(400, "MalformedQueryString", message)
     }

@@ -1,6 +1,6 @@
 //! The AWS-compatible control plane: one HTTP endpoint that serves the elbv2 Query API, the
 //! EC2 subset elbd models and the ACM subset (JSON), over the same [`Store`] and
-//! [`Command`](elb_model::Command)s as the config file.
+//! [`Command`]s as the config file.
 //!
 //! A request travels: SigV4 scope (which service, which region) → [`Params`] (Query decoding)
 //! or JSON (ACM) → an operation handler, which reads a snapshot or commits commands with
@@ -31,7 +31,10 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use elb_store::Store;
+use std::collections::BTreeMap;
+
+use elb_model::{Command, Context, ModelError, Outcome, Region, Scope, Topology};
+use elb_store::{Snapshot, Store};
 use tracing::{debug, error};
 
 pub use auth::Credentials;
@@ -47,7 +50,7 @@ pub enum Service {
     Acm,
 }
 
-/// What every handler gets: the store and the scope it serves.
+/// What the endpoint serves every request from.
 pub struct Api {
     pub store: Arc<Store>,
     pub credentials: Credentials,
@@ -55,11 +58,101 @@ pub struct Api {
     pub health: tokio::sync::watch::Receiver<Arc<elb_model::HealthView>>,
     /// Where `s3://BUCKET/KEY` is read from (`BUCKET/KEY` under it): elbd has no S3.
     pub s3_root: std::path::PathBuf,
+    /// The account and DNS domain of every region (its `region` is the home region's name).
+    pub home: Scope,
+    /// Regions whose zones the config file names; any other opens on the loopback rule
+    /// ([`Topology::loopback`]).
+    pub topologies: BTreeMap<String, Topology>,
 }
 
-impl Api {
-    pub fn region(&self) -> String {
-        self.store.snapshot().state.scope.region.clone()
+/// One request: the [`Api`] and the region its signature is scoped to, which every handler
+/// reads and changes alone.
+pub struct ApiCall<'a> {
+    pub api: &'a Api,
+    pub region: String,
+    /// EC2's `DryRun=true`: changes are checked on a copy and answered `DryRunOperation`.
+    pub dry_run: bool,
+}
+
+impl std::ops::Deref for ApiCall<'_> {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        self.api
+    }
+}
+
+impl ApiCall<'_> {
+    /// The latest snapshot, seen through this call's region.
+    pub fn snapshot(&self) -> RegionSnapshot {
+        RegionSnapshot {
+            snapshot: self.api.store.snapshot(),
+            region: self.region.clone(),
+        }
+    }
+
+    /// [`Store::update`] on this call's region; with `dry_run`, the change runs on a copy
+    /// and, if it would succeed, is answered `DryRunOperation`.
+    pub fn update<T>(
+        &self,
+        mut change: impl FnMut(&mut Region, &mut Context<'_>) -> Result<T, ModelError>,
+    ) -> Result<(RegionSnapshot, T), ApiError> {
+        let mut in_region = |state: &mut elb_model::State, cx: &mut Context<'_>| {
+            state.in_region(&self.region, cx, &mut change)
+        };
+        if self.dry_run {
+            self.api.store.try_update(&mut in_region)?;
+            return Err(ApiError::dry_run());
+        }
+        let (snapshot, out) = self.api.store.update(in_region)?;
+        let region = self.region.clone();
+        Ok((RegionSnapshot { snapshot, region }, out))
+    }
+
+    /// Applies one command to this call's region.
+    pub fn execute(&self, command: Command) -> Result<Outcome, ApiError> {
+        self.update(|region, cx| region.apply(command.clone(), cx))
+            .map(|(_, out)| out)
+    }
+
+    /// Opens the region on its first request, as AWS's regions exist before anyone calls them.
+    fn open_region(&self) -> Result<(), ApiError> {
+        if self
+            .api
+            .store
+            .snapshot()
+            .state
+            .regions
+            .contains_key(&self.region)
+        {
+            return Ok(());
+        }
+        let scope = Scope {
+            region: self.region.clone(),
+            ..self.api.home.clone()
+        };
+        let topology = self.api.topologies.get(&self.region);
+        self.api
+            .store
+            .update(|state, cx| state.open_region(&scope, topology, cx))?;
+        Ok(())
+    }
+}
+
+/// A snapshot and the region a call reads in it.
+pub struct RegionSnapshot {
+    snapshot: Arc<Snapshot>,
+    region: String,
+}
+
+impl RegionSnapshot {
+    pub fn state(&self) -> &Region {
+        &self.snapshot.state.regions[&self.region]
+    }
+
+    /// The installation's secrets, shared by every region.
+    pub fn secrets(&self) -> &elb_model::Secrets {
+        &self.snapshot.state.secrets
     }
 }
 
@@ -154,17 +247,22 @@ fn call(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let scope = api.credentials.authenticate(method, headers, body, now)?;
-    let region = api.region();
-    if scope.region != region {
+    if !elb_model::names::is_region_name(&scope.region) {
         return Err(ApiError::new(
             403,
             "SignatureDoesNotMatch",
             format!(
-                "Credential should be scoped to a valid region, not '{}'; elbd serves '{region}'",
+                "Credential should be scoped to a valid region, not '{}'",
                 scope.region
             ),
         ));
     }
+    let api = &ApiCall {
+        api,
+        region: scope.region,
+        dry_run: false,
+    };
+    api.open_region()?;
     if service == Service::Acm {
         return acm_call(api, headers, body, request_id);
     }
@@ -212,7 +310,7 @@ fn call(
 
 /// One ACM operation: `X-Amz-Target: CertificateManager.<Op>`, a JSON body, a JSON answer.
 fn acm_call(
-    api: &Api,
+    api: &ApiCall<'_>,
     headers: &HeaderMap,
     body: &[u8],
     request_id: &str,

@@ -153,7 +153,13 @@ impl Params {
     }
 
     /// The indices N of `prefix.N<rest>` where `rest` passes `shape`, checked to be 1..=n.
+    /// An empty list, which botocore sends as `Name=` (elbv2's `Name.member` without the
+    /// `.member`), has none.
     fn indices(&self, prefix: &str, shape: impl Fn(&str) -> bool) -> Result<Vec<usize>, ApiError> {
+        let bare = prefix.strip_suffix(".member").unwrap_or(prefix);
+        if self.values.get(bare).is_some_and(String::is_empty) {
+            self.read.borrow_mut().insert(bare.to_owned());
+        }
         let head = format!("{prefix}.");
         let mut found = BTreeSet::new();
         for name in self.values.keys() {

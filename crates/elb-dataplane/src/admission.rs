@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use elb_model::{IngressSource, InstanceState, LoadBalancer, State};
+use elb_model::{IngressSource, InstanceState, LoadBalancer, Region};
 use ipnet::Ipv4Net;
 
 /// The sources a listener admits.
@@ -17,7 +17,7 @@ pub enum Admission {
 
 impl Admission {
     /// What the security groups of `lb` admit on TCP `port`: the union of their ingress rules.
-    pub fn for_listener(state: &State, lb: &LoadBalancer, port: u16) -> Self {
+    pub fn for_listener(state: &Region, lb: &LoadBalancer, port: u16) -> Self {
         if lb.security_groups.is_empty() {
             return Self::Everyone;
         }
@@ -54,7 +54,7 @@ impl Admission {
 
 /// The addresses that carry security group `group`: running instances and load balancer
 /// nodes.
-fn members<'a>(state: &'a State, group: &'a str) -> impl Iterator<Item = Ipv4Addr> + 'a {
+fn members<'a>(state: &'a Region, group: &'a str) -> impl Iterator<Item = Ipv4Addr> + 'a {
     let has = move |groups: &[String]| groups.iter().any(|g| g == group);
     let instances = state
         .instances

@@ -16,6 +16,7 @@ use socket2::{Domain, Socket, Type};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::Applied;
 use crate::l7;
 use crate::table::RoutingTable;
 
@@ -71,27 +72,27 @@ impl Binder {
     }
 
     /// Opens a socket for every key of `wanted` that has none.
-    pub(crate) fn bind_missing(
-        &mut self,
-        wanted: &[BindKey],
-    ) -> (Vec<SocketAddr>, Vec<(SocketAddr, std::io::Error)>) {
-        let (mut bound, mut failed) = (Vec::new(), Vec::new());
+    pub(crate) fn bind_missing(&mut self, wanted: &[BindKey]) -> Applied {
+        let mut applied = Applied::default();
         for key in wanted {
             if self.bound.contains_key(key) {
                 continue;
             }
             match listen(key.addr) {
-                Ok(listener) => {
+                Ok((listener, local)) => {
                     let (stop, stopped) = watch::channel(false);
                     let task =
                         tokio::spawn(l7::serve(listener, self.table.clone(), stopped, self.drain));
                     self.bound.insert(*key, Bound { stop, task });
-                    bound.push(key.addr);
+                    applied.bound.push(key.addr);
+                    if !local {
+                        applied.not_local.push(key.addr);
+                    }
                 }
-                Err(e) => failed.push((key.addr, e)),
+                Err(e) => applied.failed.push((key.addr, e)),
             }
         }
-        (bound, failed)
+        applied
     }
 
     /// Closes every socket and waits for the drains to end.
@@ -106,13 +107,29 @@ impl Binder {
     }
 }
 
-fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.set_tcp_nodelay(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    tokio::net::TcpListener::from_std(socket.into())
+/// A listening socket at `addr`, and whether this host has the address. Subnets may be
+/// ranges the host does not have (a VPC of 172.28.0.0/16, as most AWS test code makes): those
+/// bind with IP_FREEBIND and serve once the address is added.
+fn listen(addr: SocketAddr) -> std::io::Result<(tokio::net::TcpListener, bool)> {
+    let socket = |freebind: bool| -> std::io::Result<Socket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.set_tcp_nodelay(true)?;
+        if freebind {
+            match addr {
+                SocketAddr::V4(_) => socket.set_freebind_v4(true)?,
+                SocketAddr::V6(_) => socket.set_freebind_v6(true)?,
+            }
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        Ok(socket)
+    };
+    let (socket, local) = match socket(false) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => (socket(true)?, false),
+        other => (other?, true),
+    };
+    Ok((tokio::net::TcpListener::from_std(socket.into())?, local))
 }

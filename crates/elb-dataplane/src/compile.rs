@@ -3,6 +3,7 @@
 //! table. Only the control path runs this.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -12,13 +13,13 @@ use elb_model::attributes::{RESPONSE_HEADER_PREFIX, RESPONSE_HEADER_SUFFIX, SERV
 use elb_model::health::below_minimum;
 use elb_model::ssl_policy::ssl_policy;
 use elb_model::{
-    Action, HealthState, HealthView, ListenerProtocol, ListenerTls, Node, Registration, State,
-    TargetGroup, TargetGroupProtocol,
+    Action, HealthState, HealthView, ListenerProtocol, ListenerTls, Node, Region, Registration,
+    State, TargetGroup, TargetGroupProtocol,
 };
 use elb_tls::server::{Resumption, Served, SniResolver, server_config};
 use elb_tls::{TlsError, material, mtls, policy};
 use http::{HeaderName, HeaderValue};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::admission::Admission;
 use crate::l7::desync::Mode as DesyncMode;
@@ -86,6 +87,29 @@ impl Runtime {
         let mut routes = HashMap::new();
         let mut used = Used::default();
         let sealer = self.sealer(&state.secrets.cookie_key);
+        for region in state.regions.values() {
+            self.compile_region(region, health, &sealer, &mut used, &mut routes);
+        }
+        self.cursors = used.cursors;
+        self.outstanding = used.outstanding;
+        self.pools = used.pools;
+        self.upstreams = used.upstreams;
+        self.refused = used.refused;
+        self.tls = used.tls;
+        RoutingTable { revision, routes }
+    }
+
+    /// The routes of one region's listeners, added to `routes`. Regions have disjoint
+    /// loopback ranges by default, but VPCs of the caller's choosing may overlap: an address
+    /// already routed for another region's node stays with it, and the clash is logged.
+    fn compile_region(
+        &mut self,
+        state: &Region,
+        health: &HealthView,
+        sealer: &Option<Arc<CookieSealer>>,
+        used: &mut Used,
+        routes: &mut HashMap<SocketAddr, Arc<Route>>,
+    ) {
         for listener in state
             .listeners
             .values()
@@ -95,7 +119,7 @@ impl Runtime {
             let http = http_settings(&lb.attributes);
             let tls = match &listener.tls {
                 None => None,
-                Some(tls) => match self.tls_config(state, tls, http.http2, &mut used) {
+                Some(tls) => match self.tls_config(state, tls, http.http2, used) {
                     Ok(config) => Some(config),
                     Err(e) => {
                         // The API checked all of this; only a damaged store gets here.
@@ -125,7 +149,7 @@ impl Runtime {
                     .clone();
                 let mut sets = HashMap::new();
                 let mut action = |actions: &[Action]| {
-                    self.action(state, health, node, &actions[0], &mut sets, &mut used)
+                    self.action(state, health, node, &actions[0], &mut sets, used)
                 };
                 let compiled_rules: Vec<_> = rules
                     .iter()
@@ -162,20 +186,21 @@ impl Runtime {
                 let route = Arc::new(route);
                 // The node listens on its private address and, when it has one, its public one.
                 for ip in node.addresses() {
-                    routes.insert(
-                        SocketAddr::new(IpAddr::V4(ip), listener.port),
-                        route.clone(),
-                    );
+                    let addr = SocketAddr::new(IpAddr::V4(ip), listener.port);
+                    match routes.entry(addr) {
+                        Entry::Vacant(slot) => {
+                            slot.insert(route.clone());
+                        }
+                        Entry::Occupied(taken) => warn!(
+                            %addr,
+                            listener = %listener.arn,
+                            serving = %taken.get().listener_arn,
+                            "address already served by another region's listener; not served"
+                        ),
+                    }
                 }
             }
         }
-        self.cursors = used.cursors;
-        self.outstanding = used.outstanding;
-        self.pools = used.pools;
-        self.upstreams = used.upstreams;
-        self.refused = used.refused;
-        self.tls = used.tls;
-        RoutingTable { revision, routes }
     }
 
     fn sealer(&mut self, key: &str) -> Option<Arc<CookieSealer>> {
@@ -189,7 +214,7 @@ impl Runtime {
     /// certificates or their material changed.
     fn tls_config(
         &mut self,
-        state: &State,
+        state: &Region,
         tls: &ListenerTls,
         http2: bool,
         used: &mut Used,
@@ -267,7 +292,7 @@ impl Runtime {
 
     fn action(
         &self,
-        state: &State,
+        state: &Region,
         health: &HealthView,
         node: &Node,
         action: &Action,
@@ -304,7 +329,7 @@ impl Runtime {
 
     fn target_set(
         &self,
-        state: &State,
+        state: &Region,
         health: &HealthView,
         node: &Node,
         tg: &TargetGroup,
@@ -335,7 +360,7 @@ impl Runtime {
     /// healthy (fail-open, per `target_group_health.unhealthy_state_routing.*`).
     fn endpoints(
         &self,
-        state: &State,
+        state: &Region,
         node: &Node,
         tg: &TargetGroup,
         health: &HealthView,

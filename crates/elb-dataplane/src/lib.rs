@@ -47,6 +47,8 @@ pub struct Applied {
     pub unbound: Vec<SocketAddr>,
     /// Listener addresses that could not be bound, with the reason.
     pub failed: Vec<(SocketAddr, std::io::Error)>,
+    /// Addresses bound that this host does not have (yet): nothing reaches them until it does.
+    pub not_local: Vec<SocketAddr>,
 }
 
 pub struct DataPlane {
@@ -73,11 +75,9 @@ impl DataPlane {
         let wanted: Vec<BindKey> = table.bind_keys().collect();
         let unbound = self.binder.unbind_except(&wanted);
         self.table.store(Arc::new(table));
-        let (bound, failed) = self.binder.bind_missing(&wanted);
         Applied {
-            bound,
             unbound,
-            failed,
+            ..self.binder.bind_missing(&wanted)
         }
     }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use elb_model::health::below_minimum;
-use elb_model::{HealthState, HealthView, LoadBalancerState, Node, Scheme, State};
+use elb_model::{HealthState, HealthView, LoadBalancerState, Node, Region, Scheme, State};
 
 /// Answers for one snapshot. Names are lowercase and end in a dot.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -39,12 +39,20 @@ pub enum Lookup<'a> {
 
 impl DnsTable {
     pub fn build(state: &State, health: &HealthView) -> Self {
+        let mut table = Self::default();
+        for region in state.regions.values() {
+            table.add_region(region, health);
+        }
+        table
+    }
+
+    /// One region's zones and names.
+    fn add_region(&mut self, state: &Region, health: &HealthView) {
         let (region, domain) = (&state.scope.region, &state.scope.dns_domain);
-        let origins = vec![
+        self.origins.extend([
             format!("{region}.elb.{domain}.").to_lowercase(),
             format!("elb.{region}.{domain}.").to_lowercase(),
-        ];
-        let mut names = HashMap::new();
+        ]);
         for lb in state
             .load_balancers
             .values()
@@ -68,14 +76,13 @@ impl DnsTable {
             answer.sort();
             let name = format!("{}.", lb.dns_name.to_lowercase());
             for n in &nodes {
-                names.insert(
+                self.names.insert(
                     format!("{}.{name}", n.availability_zone.to_lowercase()),
                     vec![address(n)],
                 );
             }
-            names.insert(name, answer);
+            self.names.insert(name, answer);
         }
-        Self { origins, names }
     }
 
     /// `qname`: lowercase, ending in a dot.
@@ -101,7 +108,7 @@ impl DnsTable {
 /// forwards to, enough of the targets the node routes to are healthy
 /// (`target_group_health.dns_failover.minimum_healthy_targets.*`; per zone with cross-zone
 /// off, over all zones with it on, since that is what the node routes to).
-fn zone_healthy(state: &State, health: &HealthView, node: &Node) -> bool {
+fn zone_healthy(state: &Region, health: &HealthView, node: &Node) -> bool {
     state.target_groups_of(&node.load_balancer_arn).all(|tg| {
         let in_reach: Vec<_> = state.in_reach(node, tg).collect();
         let healthy = in_reach
@@ -128,7 +135,7 @@ mod tests {
     };
     use elb_model::{
         Action, Command, Context, HealthView, ListenerProtocol, LoadBalancerKind, Origin, Outcome,
-        Scope, State, TargetHealth, Topology,
+        Region, Scope, State, TargetHealth, Topology,
     };
 
     use super::*;
@@ -136,9 +143,9 @@ mod tests {
     /// An active ALB `web` in zones a and b; target group with 127.1.0.10 and 127.2.0.10,
     /// cross-zone off. Returns the state, the DNS name and the node ids of a and b.
     fn world() -> (State, String, [String; 2]) {
-        let mut state = State::new(Scope::default());
+        let mut state = Region::new(Scope::default());
         let mut ids = SequentialIds::default();
-        let mut run = |state: &mut State, command| {
+        let mut run = |state: &mut Region, command| {
             let mut cx = Context {
                 ids: &mut ids,
                 now_ms: 0,
@@ -146,7 +153,7 @@ mod tests {
             state.apply(command, &mut cx).unwrap()
         };
         run(&mut state, Command::SeedNetwork(Topology::default()));
-        let subnet = |state: &State, az: &str| {
+        let subnet = |state: &Region, az: &str| {
             state
                 .subnets
                 .values()
@@ -229,11 +236,15 @@ mod tests {
         };
         let nodes = [node("us-east-1a"), node("us-east-1b")];
         let name = format!("{}.", state.load_balancers[&lb].dns_name);
-        (state, name, nodes)
+        (State::single(state), name, nodes)
     }
 
     fn healthy(view: &mut HealthView, state: &State, node: &str, target: &str) {
-        let tg = state.target_groups.values().next().unwrap();
+        let tg = state.regions["us-east-1"]
+            .target_groups
+            .values()
+            .next()
+            .unwrap();
         let key = tg
             .targets
             .iter()

@@ -33,11 +33,14 @@ pub struct Probe {
 /// `(node id, registration key)` → probe, for every check the snapshot calls for.
 pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
     let mut probes = BTreeMap::new();
-    let pairs = state
-        .load_balancers
-        .values()
-        .flat_map(|lb| state.target_groups_of(&lb.arn).map(move |tg| (lb, tg)));
-    for (lb, tg) in pairs {
+    let pairs = state.regions.values().flat_map(|state| {
+        state.load_balancers.values().flat_map(move |lb| {
+            state
+                .target_groups_of(&lb.arn)
+                .map(move |tg| (state, lb, tg))
+        })
+    });
+    for (state, lb, tg) in pairs {
         let hc = &tg.health_check;
         for node in state.nodes_of(&lb.arn) {
             for r in state.in_reach(node, tg) {

@@ -1,5 +1,5 @@
 //! The ELB resource model: what a load balancer, listener, target group and node *are*, what
-//! makes them valid, and how commands change a [`State`]. Pure: no I/O, no clocks, no
+//! makes them valid, and how commands change a [`Region`] of the account's [`State`]. Pure: no I/O, no clocks, no
 //! randomness. Time and identifiers come in through a [`Context`], so every rule here is
 //! testable with plain `#[test]`s and every state change is reproducible.
 //!
@@ -10,7 +10,8 @@
 //! - [`attributes`]: AWS's string-keyed attributes with their per-type defaults.
 //! - [`load_balancer`], [`listener`], [`rule`], [`target_group`], [`node`], [`certificate`]:
 //!   [`trust_store`]: the resources; [`ssl_policy`]: the TLS security policies.
-//! - [`state`]: [`State`], [`Command`]s applied to it, and the [`Delta`] between two states.
+//! - [`state`]: [`State`] and its [`Region`]s, [`Command`]s applied to a region, and the
+//!   [`Delta`] between two states.
 //! - [`error`]: [`ModelError`], whose codes are AWS's.
 
 pub mod alloc;
@@ -39,12 +40,12 @@ pub use id::{Context, IdSource, Scope};
 pub use listener::{Listener, ListenerProtocol, ListenerTls};
 pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme};
 pub use network::{
-    IngressRule, IngressSource, Instance, InstanceState, SecurityGroup, Subnet, Topology, Vpc,
-    ZoneSpec,
+    IngressRule, IngressSource, Instance, InstanceState, SecurityGroup, Subnet, Tenancy, Topology,
+    Vpc, ZoneSpec,
 };
 pub use node::{Node, Placement};
 pub use rule::{Action, Condition, FixedResponse, QueryPair, Redirect, Rule, TargetGroupWeight};
-pub use state::{Command, Delta, Origin, Outcome, State};
+pub use state::{Command, Delta, Origin, Outcome, Region, State};
 pub use target_group::{
     HealthCheck, ProtocolVersion, Registration, TargetGroup, TargetGroupProtocol, TargetId,
     TargetType,

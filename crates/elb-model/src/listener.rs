@@ -49,20 +49,22 @@ impl ListenerProtocol {
 
     /// Whether a listener of this protocol may exist on `kind`, and whether elbd serves it.
     pub fn check_for(self, kind: LoadBalancerKind) -> Result<()> {
-        let valid = match kind {
-            LoadBalancerKind::Application => matches!(self, Self::Http | Self::Https),
-            LoadBalancerKind::Network => !matches!(self, Self::Http | Self::Https),
-            LoadBalancerKind::Gateway => false,
+        // AWS's wording, with the type's protocols in its order.
+        let allowed = match kind {
+            LoadBalancerKind::Application => "HTTPS, HTTP",
+            LoadBalancerKind::Network => "TCP, TLS, UDP, TCP_UDP",
+            LoadBalancerKind::Gateway => {
+                return Err(ModelError::new(
+                    ErrorCode::UnsupportedProtocol,
+                    "elbd does not serve gateway load balancer listeners yet",
+                ));
+            }
         };
-        if !valid {
-            return Err(ModelError::new(
-                ErrorCode::UnsupportedProtocol,
-                format!(
-                    "Protocol '{}' is not supported by {} load balancers",
-                    self.as_str(),
-                    kind.as_str()
-                ),
-            ));
+        if !allowed.split(", ").any(|p| p == self.as_str()) {
+            return Err(ModelError::validation(format!(
+                "Listener protocol '{}' must be one of '{allowed}'",
+                self.as_str()
+            )));
         }
         if !matches!(self, Self::Http | Self::Https) {
             return Err(ModelError::new(

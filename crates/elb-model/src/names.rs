@@ -37,6 +37,21 @@ fn check_name(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `name` has the form of an AWS region: `[a-z]{2}(-gov)?-[a-z]+-\d` (us-east-1,
+/// us-gov-west-1, eu-central-2, …).
+pub fn is_region_name(name: &str) -> bool {
+    let mut parts = name.split('-');
+    let country = parts.next().unwrap_or("");
+    let mut rest: Vec<&str> = parts.collect();
+    if rest.first() == Some(&"gov") {
+        rest.remove(0);
+    }
+    let lower = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase());
+    country.len() == 2
+        && lower(country)
+        && matches!(rest.as_slice(), [area, n] if lower(area) && n.len() == 1 && n.as_bytes()[0].is_ascii_digit())
+}
+
 /// ALB: `[internal-]NAME-DIGITS.REGION.elb.DOMAIN`.
 pub fn alb_dns_name(internal: bool, name: &str, digits: u64, region: &str, domain: &str) -> String {
     let prefix = if internal { "internal-" } else { "" };
@@ -51,6 +66,29 @@ pub fn nlb_dns_name(name: &str, hex: &str, region: &str, domain: &str) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn region_names() {
+        for good in [
+            "us-east-1",
+            "eu-central-1",
+            "us-gov-west-1",
+            "ap-southeast-4",
+        ] {
+            assert!(is_region_name(good), "{good} refused");
+        }
+        for bad in [
+            "",
+            "us-east",
+            "us-east-12",
+            "US-east-1",
+            "use-east-1",
+            "us--1",
+            "us-gov-1",
+        ] {
+            assert!(!is_region_name(bad), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn load_balancer_names() {

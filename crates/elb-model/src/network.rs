@@ -15,8 +15,29 @@ pub struct Vpc {
     /// AWS allows several IPv4 blocks per VPC; the default VPC has one per default subnet.
     pub cidr_blocks: Vec<Ipv4Net>,
     pub is_default: bool,
+    /// Where instances launched into it run; recorded and echoed, as nothing runs here.
+    #[serde(default)]
+    pub instance_tenancy: Tenancy,
     #[serde(default)]
     pub tags: Tags,
+}
+
+/// A VPC's `InstanceTenancy` (`host` is refused for VPCs by AWS too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tenancy {
+    #[default]
+    Default,
+    Dedicated,
+}
+
+impl Tenancy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Dedicated => "dedicated",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,22 +159,42 @@ impl Default for Topology {
     /// us-east-1a/b/c on 127.1/16, 127.2/16 and 127.3/16: loopback ranges that bind on any
     /// Linux machine with no setup.
     fn default() -> Self {
-        let zone = |name: &str, cidr: &str, public: &str| ZoneSpec {
-            name: name.into(),
-            cidr: cidr.parse().expect("constant CIDR"),
-            public_cidr: Some(public.parse().expect("constant CIDR")),
-        };
-        Self {
-            zones: vec![
-                zone("us-east-1a", "127.1.0.0/16", "127.101.0.0/16"),
-                zone("us-east-1b", "127.2.0.0/16", "127.102.0.0/16"),
-                zone("us-east-1c", "127.3.0.0/16", "127.103.0.0/16"),
-            ],
-        }
+        Self::loopback("us-east-1", 0).expect("slot 0 exists")
     }
 }
 
 impl Topology {
+    /// The most loopback layouts [`Topology::loopback`] has.
+    pub const LOOPBACK_SLOTS: u8 = 31;
+
+    /// Zones `REGION`a/b/c on loopback /16s, by slot: slot 0 is today's us-east-1 layout
+    /// (127.1–3, public 127.101–103); slot k ≥ 1 takes 127.(10+3(k−1)+j) and public
+    /// 127.(110+3(k−1)+j) for zone j, so slots 1–30 fill 127.10–99 and 127.110–199. None beyond.
+    pub fn loopback(region: &str, slot: u8) -> Option<Self> {
+        let (private, public) = match slot {
+            0 => (1, 101),
+            k if k < Self::LOOPBACK_SLOTS => (10 + 3 * (k - 1), 110 + 3 * (k - 1)),
+            _ => return None,
+        };
+        let zones = (0..3u8)
+            .map(|j| ZoneSpec {
+                name: format!("{region}{}", char::from(b'a' + j)),
+                cidr: Ipv4Net::new(Ipv4Addr::new(127, private + j, 0, 0), 16).expect("/16"),
+                public_cidr: Some(
+                    Ipv4Net::new(Ipv4Addr::new(127, public + j, 0, 0), 16).expect("/16"),
+                ),
+            })
+            .collect();
+        Some(Self { zones })
+    }
+
+    /// Every range of the topology, private and public.
+    pub fn ranges(&self) -> impl Iterator<Item = Ipv4Net> + '_ {
+        self.zones
+            .iter()
+            .flat_map(|z| std::iter::once(z.cidr).chain(z.public_cidr))
+    }
+
     /// Zone names unique, CIDRs (private and public) disjoint, at least one zone.
     pub fn validate(&self) -> Result<()> {
         if self.zones.is_empty() {

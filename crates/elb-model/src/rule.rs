@@ -83,6 +83,8 @@ impl Action {
                 message,
             ))
         };
+        // What the API model's patterns and lengths refuse is the framework's ValidationError.
+        let malformed = |message: String| Err(ModelError::validation(message));
         match self {
             Self::Forward {
                 target_groups,
@@ -112,10 +114,12 @@ impl Action {
             }
             Self::Redirect(r) => {
                 if r.status_code != 301 && r.status_code != 302 {
-                    return invalid("A redirect's status code must be HTTP_301 or HTTP_302".into());
+                    return malformed(
+                        "A redirect's status code must be HTTP_301 or HTTP_302".into(),
+                    );
                 }
                 if !matches!(r.protocol.as_str(), "HTTP" | "HTTPS" | "#{protocol}") {
-                    return invalid(format!(
+                    return malformed(format!(
                         "Redirect protocol '{}' must be HTTP, HTTPS or #{{protocol}}",
                         r.protocol
                     ));
@@ -126,7 +130,7 @@ impl Action {
                     || r.path.len() > 128
                     || r.query.len() > 128
                 {
-                    return invalid(
+                    return malformed(
                         "Redirect host and path must be 1 to 128 characters, query at most 128"
                             .into(),
                     );
@@ -148,7 +152,7 @@ impl Action {
             Self::FixedResponse(f) => {
                 let class = f.status_code / 100;
                 if !(200..=599).contains(&f.status_code) || class == 3 {
-                    return invalid(format!(
+                    return malformed(format!(
                         "Fixed response status code {} must be 2XX, 4XX or 5XX",
                         f.status_code
                     ));
@@ -169,7 +173,7 @@ impl Action {
                     ));
                 }
                 if f.body.as_ref().is_some_and(|b| b.len() > 1024) {
-                    return invalid("A fixed response body is at most 1024 bytes".into());
+                    return malformed("A fixed response body is at most 1024 bytes".into());
                 }
                 Ok(())
             }

@@ -16,7 +16,7 @@ pub enum StoreError {
     Decode(#[from] serde_json::Error),
 }
 
-/// Durable storage of one state per scope (`account/region`), with compare-and-swap.
+/// Durable storage of one state per scope (an account), with compare-and-swap.
 pub trait Backend: Send + Sync {
     /// The latest committed state of `scope` and its revision, if it was ever written.
     fn load(&self, scope: &str) -> Result<Option<(Revision, State)>, StoreError>;

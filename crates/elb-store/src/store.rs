@@ -3,7 +3,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use elb_model::{Command, Context, IdSource, ModelError, Outcome, Scope, State, Topology};
+use elb_model::id::SequentialIds;
+use elb_model::{Command, Context, IdSource, ModelError, Outcome, State};
 use tokio::sync::watch;
 
 use crate::backend::{Backend, Revision, StoreError};
@@ -46,25 +47,31 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the state of `scope`, seeding the default network from `topology` on first use.
+    /// Opens the state of `account`. A store written before regions kept its one region under
+    /// `legacy_key` (`ACCOUNT/REGION`): that state is read when `account` has none, and is
+    /// written under `account` by the first commit.
     pub fn open(
         backend: Box<dyn Backend>,
-        scope: Scope,
-        topology: &Topology,
-    ) -> Result<Self, UpdateError> {
-        let key = scope.key();
-        let (revision, state) = backend
-            .load(&key)?
-            .unwrap_or_else(|| (0, State::new(scope)));
+        account: &str,
+        legacy_key: &str,
+    ) -> Result<Self, StoreError> {
+        let (revision, state) = match backend.load(account)? {
+            Some(found) => found,
+            None => (
+                0,
+                backend
+                    .load(legacy_key)?
+                    .map(|(_, s)| s)
+                    .unwrap_or_default(),
+            ),
+        };
         let (published, _) = watch::channel(Arc::new(Snapshot { revision, state }));
-        let store = Self {
+        Ok(Self {
             backend,
-            scope: key,
+            scope: account.to_owned(),
             published,
             writer: Mutex::new(RandomIds(fastrand::Rng::new())),
-        };
-        store.execute(Command::SeedNetwork(topology.clone()))?;
-        Ok(store)
+        })
     }
 
     /// The latest snapshot.
@@ -77,9 +84,9 @@ impl Store {
         self.published.subscribe()
     }
 
-    /// Applies one command and commits it.
-    pub fn execute(&self, command: Command) -> Result<Outcome, UpdateError> {
-        self.update(|state, cx| state.apply(command.clone(), cx))
+    /// Applies one command to an open region and commits it.
+    pub fn execute(&self, region: &str, command: Command) -> Result<Outcome, UpdateError> {
+        self.update(|state, cx| state.apply(region, command.clone(), cx))
             .map(|(_, out)| out)
     }
 
@@ -120,6 +127,21 @@ impl Store {
             found: base.revision + 1,
         }
         .into())
+    }
+
+    /// Runs `change` on a copy of the latest state and keeps nothing: whether it would
+    /// succeed (EC2's DryRun).
+    pub fn try_update<T>(
+        &self,
+        change: impl FnOnce(&mut State, &mut Context<'_>) -> Result<T, ModelError>,
+    ) -> Result<T, ModelError> {
+        let mut copy = self.snapshot().state.clone();
+        let mut ids = SequentialIds::default();
+        let mut cx = Context {
+            ids: &mut ids,
+            now_ms: now_ms(),
+        };
+        change(&mut copy, &mut cx)
     }
 
     /// Reads the backend's latest state and publishes it.

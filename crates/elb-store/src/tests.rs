@@ -4,27 +4,42 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use elb_model::state::{CreateLoadBalancer, CreateTargetGroup};
-use elb_model::{Command, ErrorCode, LoadBalancerKind, Origin, Outcome, Scope, Topology};
+use elb_model::{Command, ErrorCode, LoadBalancerKind, Origin, Outcome, Region, Scope};
 
 use crate::{Backend, MemoryBackend, SqliteBackend, Store, UpdateError};
 
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+
+/// Opens the account's store and its us-east-1 region.
 fn open(backend: impl Backend + 'static) -> Store {
-    Store::open(Box::new(backend), Scope::default(), &Topology::default()).unwrap()
+    let store = Store::open(Box::new(backend), ACCOUNT, "legacy").unwrap();
+    store
+        .update(|state, cx| state.open_region(&Scope::default(), None, cx))
+        .unwrap();
+    store
+}
+
+fn region(store: &Store) -> Region {
+    store.snapshot().state.regions[REGION].clone()
 }
 
 fn create_alb(store: &Store, name: &str) -> Result<Outcome, UpdateError> {
-    let state = &store.snapshot().state;
+    let state = region(store);
     let mut subnets: Vec<_> = state.subnets.values().collect();
     subnets.sort_by(|a, b| a.availability_zone.cmp(&b.availability_zone));
-    store.execute(Command::CreateLoadBalancer(CreateLoadBalancer {
-        name: name.into(),
-        kind: LoadBalancerKind::Application,
-        scheme: None,
-        ip_address_type: None,
-        subnet_ids: subnets[..2].iter().map(|s| s.id.clone()).collect(),
-        security_groups: None,
-        origin: Origin::Api,
-    }))
+    store.execute(
+        REGION,
+        Command::CreateLoadBalancer(CreateLoadBalancer {
+            name: name.into(),
+            kind: LoadBalancerKind::Application,
+            scheme: None,
+            ip_address_type: None,
+            subnet_ids: subnets[..2].iter().map(|s| s.id.clone()).collect(),
+            security_groups: None,
+            origin: Origin::Api,
+        }),
+    )
 }
 
 fn temp_db(name: &str) -> PathBuf {
@@ -46,10 +61,29 @@ macro_rules! store_battery {
                 let (a, b) = $make(stringify!($module), "seed");
                 let first = open(a);
                 assert_eq!(first.snapshot().revision, 1);
-                assert_eq!(first.snapshot().state.subnets.len(), 3);
+                assert_eq!(region(&first).subnets.len(), 3);
                 let again = open(b);
                 assert_eq!(again.snapshot().revision, 1);
                 assert_eq!(again.snapshot().state, first.snapshot().state);
+            }
+
+            #[test]
+            fn a_store_written_before_regions_is_read_and_moves_to_the_account_key() {
+                let (a, b) = $make(stringify!($module), "legacy");
+                let mut cx_ids = elb_model::id::SequentialIds::default();
+                let mut cx = elb_model::Context { ids: &mut cx_ids, now_ms: 0 };
+                let mut old = Region::new(Scope::default());
+                old.apply(Command::SeedNetwork(elb_model::Topology::default()), &mut cx)
+                    .unwrap();
+                let legacy = elb_model::State::single(old.clone());
+                a.commit("123456789012/us-east-1", 0, &legacy).unwrap();
+                let store = Store::open(Box::new(a), ACCOUNT, "123456789012/us-east-1").unwrap();
+                assert_eq!(store.snapshot().revision, 0);
+                assert_eq!(region(&store), old);
+                create_alb(&store, "web").unwrap();
+                let again = Store::open(Box::new(b), ACCOUNT, "123456789012/us-east-1").unwrap();
+                assert_eq!(again.snapshot().revision, 1);
+                assert!(region(&again).load_balancer_by_name("web").is_some());
             }
 
             #[test]
@@ -63,10 +97,10 @@ macro_rules! store_battery {
                 assert!(rx.has_changed().unwrap());
                 let seen = rx.borrow_and_update().clone();
                 assert_eq!(seen.revision, 2);
-                assert!(seen.state.load_balancers.contains_key(&arn));
+                assert!(seen.state.regions[REGION].load_balancers.contains_key(&arn));
 
                 let err = store
-                    .execute(Command::CreateTargetGroup(CreateTargetGroup {
+                    .execute(REGION, Command::CreateTargetGroup(CreateTargetGroup {
                         name: "bad name".into(),
                         protocol: "HTTP".into(),
                         protocol_version: elb_model::ProtocolVersion::Http1,
@@ -90,7 +124,7 @@ macro_rules! store_battery {
                 // `two` still believes revision 1 is the latest: its commit conflicts, it
                 // reloads, and its change lands on top of `one`'s.
                 create_alb(&two, "second").unwrap();
-                let state = &two.snapshot().state;
+                let state = region(&two);
                 assert_eq!(two.snapshot().revision, 3);
                 assert!(state.load_balancer_by_name("first").is_some());
                 assert!(state.load_balancer_by_name("second").is_some());

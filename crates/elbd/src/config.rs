@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use elb_model::names::is_region_name;
 use elb_model::target_group::HealthCheckChanges;
 use elb_model::{CertificateMaterial, ProtocolVersion, Scope, Topology, ZoneSpec};
 use ipnet::Ipv4Net;
@@ -55,10 +56,21 @@ struct FileSettings {
     dns_domain: Option<String>,
     #[serde(default)]
     zone: Vec<FileZone>,
+    /// Other regions' zones, `[[settings.regions]]` (`[[settings.region]]` would clash with
+    /// the `region` key); a region not named opens on the loopback rule.
+    #[serde(default)]
+    regions: Vec<FileRegion>,
     /// Access key id → secret access key. When any are given, API requests must be signed
     /// with one of them.
     #[serde(default)]
     credentials: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRegion {
+    name: String,
+    zone: Vec<FileZone>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,8 +177,10 @@ enum FileTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Settings {
     pub(crate) scope: Scope,
-    /// Seeds the default VPC on the first start with an empty data dir.
-    pub(crate) topology: Topology,
+    /// Region → the zones its default VPC is seeded with when the region is first opened
+    /// (the home region from `[[settings.zone]]`, others from `[[settings.region]]`); regions
+    /// not named here get [`Topology::loopback`]'s.
+    pub(crate) topologies: BTreeMap<String, Topology>,
     /// API credentials (access key id → secret); empty means signatures are not checked.
     pub(crate) credentials: BTreeMap<String, String>,
 }
@@ -233,7 +247,7 @@ impl Settings {
     pub(crate) fn embedded() -> Self {
         Self {
             scope: Scope::default(),
-            topology: Topology::default(),
+            topologies: BTreeMap::new(),
             credentials: BTreeMap::new(),
         }
     }
@@ -323,6 +337,7 @@ impl FileSettings {
             && self.account.is_none()
             && self.dns_domain.is_none()
             && self.zone.is_empty()
+            && self.regions.is_empty()
             && self.credentials.is_empty();
         if untouched {
             return Ok(None);
@@ -343,25 +358,57 @@ impl FileSettings {
         if let Some(domain) = self.dns_domain {
             settings.scope.dns_domain = domain;
         }
-        if !self.zone.is_empty() {
-            settings.topology = Topology {
-                zones: self
-                    .zone
-                    .into_iter()
-                    .map(|z| ZoneSpec {
-                        name: z.name,
-                        cidr: z.cidr,
-                        public_cidr: z.public_cidr,
-                    })
-                    .collect(),
-            };
+        if !is_region_name(&settings.scope.region) {
+            return Err(format!(
+                "settings.region: '{}' is not a region name like us-east-1",
+                settings.scope.region
+            ));
         }
-        settings
-            .topology
-            .validate()
-            .map_err(|e| format!("settings.zone: {}", e.message))?;
+        if !self.zone.is_empty() {
+            let home = settings.scope.region.clone();
+            let topology = topology(self.zone, "settings.zone")?;
+            settings.topologies.insert(home, topology);
+        }
+        for (i, region) in self.regions.into_iter().enumerate() {
+            let path = format!("settings.regions[{i}]");
+            if !is_region_name(&region.name) {
+                return Err(format!(
+                    "{path}.name: '{}' is not a region name like us-east-1",
+                    region.name
+                ));
+            }
+            let topology = topology(region.zone, &format!("{path}.zone"))?;
+            if settings
+                .topologies
+                .insert(region.name.clone(), topology)
+                .is_some()
+            {
+                return Err(format!(
+                    "{path}.name: the zones of {} are given twice",
+                    region.name
+                ));
+            }
+        }
         Ok(Some(settings))
     }
+}
+
+/// A region's zones from the file, checked (names unique, ranges disjoint).
+fn topology(zones: Vec<FileZone>, path: &str) -> Result<Topology, String> {
+    let topology = Topology {
+        zones: zones
+            .into_iter()
+            .map(|z| ZoneSpec {
+                name: z.name,
+                cidr: z.cidr,
+                public_cidr: z.public_cidr,
+            })
+            .collect(),
+    };
+    topology
+        .validate()
+        .map_err(|e| format!("{path}: {}", e.message))?;
+    Ok(topology)
 }
 
 impl FileLoadBalancer {

@@ -16,8 +16,9 @@ use tracing::{debug, info, warn};
 /// Starts a backend at every IP target of a file-declared target group where nothing listens.
 pub(crate) fn start(state: &State) {
     let targets = state
-        .target_groups
+        .regions
         .values()
+        .flat_map(|region| region.target_groups.values())
         .filter(|tg| tg.origin == Origin::ConfigFile)
         .flat_map(|tg| tg.targets.iter());
     for target in targets {

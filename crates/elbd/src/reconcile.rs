@@ -16,7 +16,7 @@ use elb_model::state::{
 use elb_model::target_group::{HealthCheck, HealthCheckChanges};
 use elb_model::{
     Action, Attributes, CertificateKind, Command, Context, ErrorCode, ListenerProtocol,
-    LoadBalancerKind, ModelError, Origin, Outcome, Scheme, State,
+    LoadBalancerKind, ModelError, Origin, Outcome, Region, Scheme,
 };
 
 use crate::config::{CertificateSpec, Config, LoadBalancerSpec, TargetGroupSpec, TargetSpec};
@@ -25,7 +25,7 @@ const FILE: Origin = Origin::ConfigFile;
 
 /// Applies `config` to `state`. On error `state` may be half changed: run it on a copy.
 pub(crate) fn reconcile(
-    state: &mut State,
+    state: &mut Region,
     config: &Config,
     cx: &mut Context<'_>,
 ) -> Result<(), ModelError> {
@@ -101,7 +101,7 @@ pub(crate) fn reconcile(
 const NAME_TAG: &str = "Name";
 
 /// The ARN of the file's certificate `name`.
-fn certificate_arn(state: &State, name: &str) -> Option<String> {
+fn certificate_arn(state: &Region, name: &str) -> Option<String> {
     state
         .certificates
         .values()
@@ -111,7 +111,7 @@ fn certificate_arn(state: &State, name: &str) -> Option<String> {
 
 /// Imports a declared certificate, or re-imports it when its files changed.
 fn certificate(
-    state: &mut State,
+    state: &mut Region,
     spec: &CertificateSpec,
     cx: &mut Context<'_>,
 ) -> Result<(), ModelError> {
@@ -134,7 +134,7 @@ fn certificate(
 
 /// Runs one command, prefixing any error with where in the file it comes from.
 fn run(
-    state: &mut State,
+    state: &mut Region,
     command: Command,
     cx: &mut Context<'_>,
     path: &str,
@@ -188,7 +188,7 @@ fn attribute_changes(
 }
 
 fn delete_undeclared_listeners(
-    state: &mut State,
+    state: &mut Region,
     config: &Config,
     cx: &mut Context<'_>,
 ) -> Result<(), ModelError> {
@@ -217,7 +217,7 @@ fn delete_undeclared_listeners(
 }
 
 fn target_group(
-    state: &mut State,
+    state: &mut Region,
     spec: &TargetGroupSpec,
     cx: &mut Context<'_>,
 ) -> Result<(), ModelError> {
@@ -296,7 +296,7 @@ fn target_group(
 
 /// Registers declared targets that are missing and deregisters registered ones not declared.
 fn sync_targets(
-    state: &mut State,
+    state: &mut Region,
     arn: &str,
     spec: &TargetGroupSpec,
     cx: &mut Context<'_>,
@@ -338,7 +338,7 @@ fn sync_targets(
 }
 
 fn load_balancer(
-    state: &mut State,
+    state: &mut Region,
     spec: &LoadBalancerSpec,
     cx: &mut Context<'_>,
 ) -> Result<(), ModelError> {
@@ -479,7 +479,7 @@ struct Desired {
 
 /// Brings an existing listener to what is declared, in place: open connections stay.
 fn modify_listener(
-    state: &mut State,
+    state: &mut Region,
     listener_arn: &str,
     desired: &Desired,
     cx: &mut Context<'_>,
@@ -522,7 +522,7 @@ fn modify_listener(
 
 /// Makes a TLS listener's SNI certificates those declared after the default.
 fn sync_sni_certificates(
-    state: &mut State,
+    state: &mut Region,
     listener_arn: &str,
     desired: &Desired,
     cx: &mut Context<'_>,
@@ -566,7 +566,7 @@ fn prefix(e: ModelError, path: &str) -> ModelError {
 }
 
 /// The default subnet of zone `az` in the default VPC.
-fn default_subnet(state: &State, az: &str) -> Result<String, ModelError> {
+fn default_subnet(state: &Region, az: &str) -> Result<String, ModelError> {
     let vpc = state
         .default_vpc()
         .map(|v| v.id.as_str())

@@ -1,8 +1,8 @@
 //! `elbd serve`: the store, the config file, the data plane and the signals, wired together.
 //!
-//! A config change travels: file → [`Config`] → [`reconcile`] on a copy of the state →
-//! one store commit → a new snapshot → [`DataPlane::apply`] → sockets and routes. The API
-//! (a later issue) enters at the same store commit.
+//! A config change travels: file → [`Config`] → [`reconcile`] on the home region of a copy of
+//! the state → one store commit → a new snapshot → [`DataPlane::apply`] → sockets and routes.
+//! The API (`--api-listen`) enters at the same store commit.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -63,19 +63,20 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let db = args.data_dir.join("state.db");
     let backend = SqliteBackend::open(&db).with_context(|| format!("opening {}", db.display()))?;
-    let store = Arc::new(Store::open(
-        Box::new(backend),
-        settings.scope.clone(),
-        &settings.topology,
-    )?);
+    let home = &settings.scope;
+    let legacy_key = format!("{}/{}", home.account, home.region);
+    let store = Arc::new(Store::open(Box::new(backend), &home.account, &legacy_key)?);
     elb_tls::install_crypto_provider();
     if store.snapshot().state.secrets.is_empty() {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
         let secrets = elb_tls::ca::new_secrets(now_ms)?;
-        store.execute(Command::InitSecrets(secrets))?;
+        store.update(|state, _| {
+            state.init_secrets(secrets.clone());
+            Ok(())
+        })?;
     }
     let (snapshot, ()) = store
-        .update(|state, cx| reconcile(state, &config, cx))
+        .update(|state, cx| reconcile_home(state, &settings, &config, cx))
         .map_err(|e| anyhow::anyhow!("{}: {e}", config_name(&args)))?;
     info!(
         data_dir = %args.data_dir.display(),
@@ -84,9 +85,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         account = %settings.scope.account,
         "store open"
     );
-    for lb in snapshot.state.load_balancers.values() {
-        let nodes: Vec<String> = snapshot
-            .state
+    let region = &snapshot.state.regions[&settings.scope.region];
+    for lb in region.load_balancers.values() {
+        let nodes: Vec<String> = region
             .nodes_of(&lb.arn)
             .map(|n| format!("{}={}", n.availability_zone, n.private_ipv4))
             .collect();
@@ -139,6 +140,8 @@ async fn serve(
             credentials: Credentials(settings.credentials.clone().into_iter().collect()),
             health: checker.subscribe(),
             s3_root: args.data_dir.join("s3"),
+            home: settings.scope.clone(),
+            topologies: settings.topologies.clone(),
         });
         let signed = if api.credentials.0.is_empty() {
             "any signature accepted"
@@ -202,17 +205,27 @@ async fn expire_draining(store: &Arc<Store>, state: &State) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let due = state
-        .target_groups
+    let due: Vec<String> = state
+        .regions
         .values()
-        .flat_map(|tg| &tg.targets)
-        .any(|t| t.draining_until_ms.is_some_and(|until| until <= now));
-    if !due {
+        .filter(|region| {
+            region
+                .target_groups
+                .values()
+                .flat_map(|tg| &tg.targets)
+                .any(|t| t.draining_until_ms.is_some_and(|until| until <= now))
+        })
+        .map(|region| region.scope.region.clone())
+        .collect();
+    if due.is_empty() {
         return;
     }
     let store = store.clone();
     let result = tokio::task::spawn_blocking(move || {
-        store.update(|state, cx| state.apply(Command::ExpireDraining, cx))
+        store.update(|state, cx| {
+            due.iter()
+                .try_for_each(|region| state.apply(region, Command::ExpireDraining, cx).map(drop))
+        })
     })
     .await;
     match result {
@@ -235,9 +248,9 @@ async fn reload(args: &ServeArgs, settings: &Settings, store: &Arc<Store>) {
     if config.settings.as_ref().is_some_and(|s| s != settings) {
         warn!("[settings] changed; they are read at start only and keep their old values");
     }
-    let store = store.clone();
+    let (store, settings) = (store.clone(), settings.clone());
     let result = tokio::task::spawn_blocking(move || {
-        store.update(|state, cx| reconcile(state, &config, cx))
+        store.update(|state, cx| reconcile_home(state, &settings, &config, cx))
     })
     .await;
     match result {
@@ -252,19 +265,25 @@ async fn reload(args: &ServeArgs, settings: &Settings, store: &Arc<Store>) {
 
 /// provisioning → active for every load balancer whose nodes have all bound their listeners.
 async fn activate_ready(store: &Arc<Store>, state: &State, dataplane: &DataPlane) {
-    let ready: Vec<String> = state
-        .load_balancers
+    let ready: Vec<(String, String)> = state
+        .regions
         .values()
-        .filter(|lb| lb.state == LoadBalancerState::Provisioning)
-        .filter(|lb| {
-            state.listeners_of(&lb.arn).all(|l| {
-                state.nodes_of(&lb.arn).all(|n| {
-                    n.addresses()
-                        .all(|ip| dataplane.is_bound(SocketAddr::new(IpAddr::V4(ip), l.port)))
+        .flat_map(|region| {
+            region
+                .load_balancers
+                .values()
+                .filter(|lb| lb.state == LoadBalancerState::Provisioning)
+                .filter(|lb| {
+                    region.listeners_of(&lb.arn).all(|l| {
+                        region.nodes_of(&lb.arn).all(|n| {
+                            n.addresses().all(|ip| {
+                                dataplane.is_bound(SocketAddr::new(IpAddr::V4(ip), l.port))
+                            })
+                        })
+                    })
                 })
-            })
+                .map(|lb| (region.scope.region.clone(), lb.arn.clone()))
         })
-        .map(|lb| lb.arn.clone())
         .collect();
     if ready.is_empty() {
         return;
@@ -272,9 +291,13 @@ async fn activate_ready(store: &Arc<Store>, state: &State, dataplane: &DataPlane
     let store = store.clone();
     let result = tokio::task::spawn_blocking(move || {
         store.update(|state, cx| {
-            for arn in &ready {
-                if state.load_balancers.contains_key(arn) {
-                    state.apply(Command::ActivateLoadBalancer { arn: arn.clone() }, cx)?;
+            for (region, arn) in &ready {
+                if state
+                    .region(region)
+                    .is_some_and(|r| r.load_balancers.contains_key(arn))
+                {
+                    let activate = Command::ActivateLoadBalancer { arn: arn.clone() };
+                    state.apply(region, activate, cx)?;
                 }
             }
             Ok(())
@@ -306,11 +329,12 @@ fn log_delta(previous: &State, next: &State) {
 fn log_applied(state: &State, applied: &Applied) {
     let describe = |addr: &SocketAddr| {
         state
-            .nodes
+            .regions
             .values()
-            .find(|n| n.addresses().any(|ip| IpAddr::V4(ip) == addr.ip()))
-            .map(|n| {
-                let lb = state.load_balancers.get(&n.load_balancer_arn);
+            .flat_map(|region| region.nodes.values().map(move |n| (region, n)))
+            .find(|(_, n)| n.addresses().any(|ip| IpAddr::V4(ip) == addr.ip()))
+            .map(|(region, n)| {
+                let lb = region.load_balancers.get(&n.load_balancer_arn);
                 (
                     lb.map_or("?", |lb| lb.name.as_str()).to_owned(),
                     n.availability_zone.clone(),
@@ -322,6 +346,10 @@ fn log_applied(state: &State, applied: &Applied) {
         let (lb, zone) = describe(addr);
         info!(%addr, load_balancer = %lb, %zone, "listener up");
     }
+    for addr in &applied.not_local {
+        let (lb, zone) = describe(addr);
+        warn!(%addr, load_balancer = %lb, %zone, "listener bound to an address this host does not have; it serves once the address is added");
+    }
     for addr in &applied.unbound {
         info!(%addr, "listener closed");
     }
@@ -329,6 +357,18 @@ fn log_applied(state: &State, applied: &Applied) {
         let (lb, zone) = describe(addr);
         error!(%addr, load_balancer = %lb, %zone, error = %e, "listener could not bind");
     }
+}
+
+/// Opens the home region (its zones from `[settings]`) and makes it hold what the file declares.
+fn reconcile_home(
+    state: &mut State,
+    settings: &Settings,
+    config: &Config,
+    cx: &mut elb_model::Context<'_>,
+) -> Result<(), elb_model::ModelError> {
+    let home = &settings.scope.region;
+    state.open_region(&settings.scope, settings.topologies.get(home), cx)?;
+    state.in_region(home, cx, |region, cx| reconcile(region, config, cx))
 }
 
 fn config_name(args: &ServeArgs) -> String {

@@ -2,16 +2,16 @@
 //! instance target routes to the address while the instance is running.
 
 use elb_model::state::RunInstances;
-use elb_model::{Command, Instance, InstanceState, Outcome, State};
+use elb_model::{Command, Instance, InstanceState, Outcome, Region};
 
-use super::{no_filters, tag_set, wanted};
-use crate::Api;
+use super::{create_tagged, next_token, no_filters, page, tag_set, tag_specifications, wanted};
+use crate::ApiCall;
 use crate::clock;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
 
-fn instance(x: &mut Xml, state: &State, i: &Instance) {
+fn instance(x: &mut Xml, state: &Region, i: &Instance) {
     x.leaf("instanceId", &i.id)
         .leaf("imageId", &i.image_id)
         .node("instanceState", |x| {
@@ -42,7 +42,7 @@ fn instance(x: &mut Xml, state: &State, i: &Instance) {
     tag_set(x, state, &i.id);
 }
 
-pub(super) fn run(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn run(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let image_id = params.required("ImageId")?.to_owned();
     let min = params
         .int("MinCount", 1, 100)?
@@ -81,11 +81,12 @@ pub(super) fn run(api: &Api, params: &Params) -> Result<Xml, ApiError> {
             .to_owned(),
         client_token: params.optional("ClientToken").map(str::to_owned),
     };
-    let Outcome::CreatedAll(ids) = api.store.execute(Command::RunInstances(run))? else {
+    let tags = tag_specifications(params, "instance")?;
+    let Outcome::CreatedAll(ids) = create_tagged(api, Command::RunInstances(run), tags)? else {
         return Err(ApiError::internal("RunInstances created nothing"));
     };
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let mut x = Xml::new();
     x.leaf("reservationId", format!("r-{}", &ids[0][2..]))
         .leaf("ownerId", &state.scope.account)
@@ -96,9 +97,9 @@ pub(super) fn run(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let ids = wanted(
         params,
         "InstanceId",
@@ -110,7 +111,9 @@ pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         .instances
         .values()
         .filter(|i| ids.is_empty() || ids.contains(&i.id));
+    let (found, next) = page(params, found, |i| &i.id)?;
     let mut x = Xml::new();
+    next_token(&mut x, next);
     // One reservation per instance: elbd does not keep launch batches.
     x.items("reservationSet", found, |x, i| {
         x.leaf("reservationId", format!("r-{}", &i.id[2..]))
@@ -121,14 +124,18 @@ pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-pub(super) fn set_state(api: &Api, params: &Params, to: InstanceState) -> Result<Xml, ApiError> {
+pub(super) fn set_state(
+    api: &ApiCall<'_>,
+    params: &Params,
+    to: InstanceState,
+) -> Result<Xml, ApiError> {
     let ids = params.list("InstanceId")?;
     if ids.is_empty() {
         return Err(ApiError::missing("InstanceId"));
     }
     params.bool("Force")?;
-    let before = api.store.snapshot();
-    let (after, _) = api.store.update(|state, cx| {
+    let before = api.snapshot();
+    let (after, _) = api.update(|state, cx| {
         state.apply(
             Command::SetInstanceState {
                 ids: ids.clone(),
@@ -139,8 +146,8 @@ pub(super) fn set_state(api: &Api, params: &Params, to: InstanceState) -> Result
     })?;
     let mut x = Xml::new();
     x.items("instancesSet", &ids, |x, id| {
-        let was = before.state.instances[id].state;
-        let now = after.state.instances[id].state;
+        let was = before.state().instances[id].state;
+        let now = after.state().instances[id].state;
         x.leaf("instanceId", id)
             .node("currentState", |x| {
                 x.leaf("code", now.code().to_string())

@@ -5,17 +5,31 @@ mod instances;
 mod network;
 mod security_groups;
 
-use elb_model::{Command, Outcome, State};
+use elb_model::{Command, Outcome, Region};
 
-use crate::Api;
+use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
 
 pub const NAMESPACE: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 
-pub fn call(api: &Api, action: &str, params: &Params) -> Result<Xml, ApiError> {
+pub fn call(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, ApiError> {
     params.optional("Version");
+    if params.bool("DryRun")? == Some(true) {
+        let dry = ApiCall {
+            api: api.api,
+            region: api.region.clone(),
+            dry_run: true,
+        };
+        // A change stops at its update with DryRunOperation; a read that succeeds gets it here.
+        operation(&dry, action, params)?;
+        return Err(ApiError::dry_run());
+    }
+    operation(api, action, params)
+}
+
+fn operation(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, ApiError> {
     match action {
         "CreateVpc" => network::create_vpc(api, params),
         "DescribeVpcs" => network::describe_vpcs(api, params),
@@ -54,14 +68,96 @@ fn done() -> Xml {
     x
 }
 
-/// Runs one command and returns the id it created.
-fn create(api: &Api, command: Command) -> Result<String, ApiError> {
-    match api.store.execute(command)? {
+/// Runs one create command, and tags what it made, in one commit; returns the new id.
+fn create(
+    api: &ApiCall<'_>,
+    command: Command,
+    tags: Vec<(String, String)>,
+) -> Result<String, ApiError> {
+    match create_tagged(api, command, tags)? {
         Outcome::Created(id) => Ok(id),
         other => Err(ApiError::internal(format!(
             "expected one created resource, got {other:?}"
         ))),
     }
+}
+
+/// Runs a create command and tags everything it made, in one commit.
+fn create_tagged(
+    api: &ApiCall<'_>,
+    command: Command,
+    tags: Vec<(String, String)>,
+) -> Result<Outcome, ApiError> {
+    let (_, outcome) = api.update(|region, cx| {
+        let outcome = region.apply(command.clone(), cx)?;
+        let ids = match &outcome {
+            Outcome::Created(id) => vec![id.clone()],
+            Outcome::CreatedAll(ids) => ids.clone(),
+            Outcome::Done => vec![],
+        };
+        if !tags.is_empty() {
+            let tags = tags.clone();
+            region.apply(Command::CreateEc2Tags { ids, tags }, cx)?;
+        }
+        Ok(outcome)
+    })?;
+    Ok(outcome)
+}
+
+/// The tags of `TagSpecification.N` for `resource_type`, the only type the call creates.
+fn tag_specifications(
+    params: &Params,
+    resource_type: &str,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut tags = Vec::new();
+    for spec in params.structs("TagSpecification")? {
+        let kind = spec.required("ResourceType")?;
+        if kind != resource_type {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameterValue",
+                format!("'{kind}' is not a valid taggable resource type for this operation"),
+            ));
+        }
+        tags.extend(spec.key_values("Tag")?);
+        spec.finish()?;
+    }
+    Ok(tags)
+}
+
+/// One page of `items` from `NextToken` on, at most `MaxResults` (5–1000) long, and the token of
+/// the next: the key of its first item, as items are in key order.
+fn page<'a, T>(
+    params: &Params,
+    items: impl Iterator<Item = &'a T>,
+    key: impl Fn(&T) -> &str,
+) -> Result<(Vec<&'a T>, Option<String>), ApiError> {
+    let size = params
+        .int("MaxResults", 5, 1000)?
+        .map_or(usize::MAX, |n| n as usize);
+    let mut rest: Vec<&T> = match params.optional("NextToken") {
+        None => items.collect(),
+        Some(token) => items.skip_while(|item| key(item) < token).collect(),
+    };
+    let next = rest.get(size).map(|item| key(item).to_owned());
+    rest.truncate(size);
+    Ok((rest, next))
+}
+
+/// `<nextToken>` when there is a next page.
+fn next_token(x: &mut Xml, next: Option<String>) {
+    if let Some(token) = next {
+        x.leaf("nextToken", token);
+    }
+}
+
+/// A member whose effect elbd does not build, refused by name.
+fn not_built(member: &str, feature: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "InvalidParameterValue",
+        format!("Parameter '{member}' asks for {feature}, which elbd does not support yet"),
+    )
 }
 
 /// The ids asked for with `{prefix}.N`, checked to exist.
@@ -96,7 +192,7 @@ fn no_filters(params: &Params) -> Result<(), ApiError> {
 }
 
 /// `<tagSet>` of an EC2 resource.
-fn tag_set(x: &mut Xml, state: &State, id: &str) {
+fn tag_set(x: &mut Xml, state: &Region, id: &str) {
     let tags = state.ec2_tags_of(id).into_iter().flatten();
     x.items("tagSet", tags, |x, (key, value)| {
         x.leaf("key", key).leaf("value", value);
@@ -107,22 +203,22 @@ fn tag_params(params: &Params) -> Result<Vec<(String, String)>, ApiError> {
     params.key_values("Tag")
 }
 
-fn create_tags(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+fn create_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let ids = params.list("ResourceId")?;
     let tags = tag_params(params)?;
-    api.store.execute(Command::CreateEc2Tags { ids, tags })?;
+    api.execute(Command::CreateEc2Tags { ids, tags })?;
     Ok(done())
 }
 
-fn delete_tags(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+fn delete_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let ids = params.list("ResourceId")?;
     let keys = tag_params(params)?.into_iter().map(|(k, _)| k).collect();
-    api.store.execute(Command::DeleteEc2Tags { ids, keys })?;
+    api.execute(Command::DeleteEc2Tags { ids, keys })?;
     Ok(done())
 }
 
 /// DescribeTags with an optional `resource-id` filter.
-fn describe_tags(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+fn describe_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let mut resource_ids: Option<Vec<String>> = None;
     for filter in params.structs("Filter")? {
         match filter.required("Name")? {
@@ -137,8 +233,8 @@ fn describe_tags(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         }
         filter.finish()?;
     }
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let ids = state
         .vpcs
         .keys()

@@ -1,9 +1,11 @@
 //! VPCs, subnets and availability zones.
 
-use elb_model::{Command, State, Subnet, Vpc};
+use elb_model::{Command, Region, Subnet, Tenancy, Vpc};
 
-use super::{create, done, no_filters, tag_set, wanted};
-use crate::Api;
+use super::{
+    create, done, next_token, no_filters, not_built, page, tag_set, tag_specifications, wanted,
+};
+use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
@@ -19,7 +21,7 @@ fn cidr(params: &Params) -> Result<ipnet::Ipv4Net, ApiError> {
     })
 }
 
-fn vpc(x: &mut Xml, state: &State, vpc: &Vpc) {
+fn vpc(x: &mut Xml, state: &Region, vpc: &Vpc) {
     let first = vpc
         .cidr_blocks
         .first()
@@ -40,25 +42,45 @@ fn vpc(x: &mut Xml, state: &State, vpc: &Vpc) {
                     });
             },
         )
-        .leaf("instanceTenancy", "default")
+        .leaf("instanceTenancy", vpc.instance_tenancy.as_str())
         .leaf("isDefault", vpc.is_default.to_string());
     tag_set(x, state, &vpc.id);
 }
 
-pub(super) fn create_vpc(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn create_vpc(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let cidr = cidr(params)?;
-    let id = create(api, Command::CreateVpc { cidr })?;
-    let snapshot = api.store.snapshot();
+    let instance_tenancy =
+        match params.one_of("InstanceTenancy", &["default", "dedicated", "host"])? {
+            None | Some("default") => Tenancy::Default,
+            Some("dedicated") => Tenancy::Dedicated,
+            Some(_) => {
+                return Err(ApiError::new(
+                    400,
+                    "InvalidParameterValue",
+                    "The tenancy value host is not supported for VPCs",
+                ));
+            }
+        };
+    if params.bool("AmazonProvidedIpv6CidrBlock")? == Some(true) {
+        return Err(not_built("AmazonProvidedIpv6CidrBlock", "IPv6"));
+    }
+    let tags = tag_specifications(params, "vpc")?;
+    let command = Command::CreateVpc {
+        cidr,
+        instance_tenancy,
+    };
+    let id = create(api, command, tags)?;
+    let snapshot = api.snapshot();
     let mut x = Xml::new();
     x.node("vpc", |x| {
-        vpc(x, &snapshot.state, &snapshot.state.vpcs[&id])
+        vpc(x, snapshot.state(), &snapshot.state().vpcs[&id])
     });
     Ok(x)
 }
 
-pub(super) fn describe_vpcs(api: &Api, params: &Params) -> Result<Xml, ApiError> {
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+pub(super) fn describe_vpcs(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let ids = wanted(
         params,
         "VpcId",
@@ -66,26 +88,25 @@ pub(super) fn describe_vpcs(api: &Api, params: &Params) -> Result<Xml, ApiError>
         "InvalidVpcID.NotFound",
     )?;
     no_filters(params)?;
+    let found = state
+        .vpcs
+        .values()
+        .filter(|v| ids.is_empty() || ids.contains(&v.id));
+    let (found, next) = page(params, found, |v| &v.id)?;
     let mut x = Xml::new();
-    x.items(
-        "vpcSet",
-        state
-            .vpcs
-            .values()
-            .filter(|v| ids.is_empty() || ids.contains(&v.id)),
-        |x, v| vpc(x, state, v),
-    );
+    x.items("vpcSet", found, |x, v| vpc(x, state, v));
+    next_token(&mut x, next);
     Ok(x)
 }
 
-pub(super) fn delete_vpc(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn delete_vpc(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let id = params.required("VpcId")?.to_owned();
-    api.store.execute(Command::DeleteVpc { id })?;
+    api.execute(Command::DeleteVpc { id })?;
     Ok(done())
 }
 
 /// AWS's zone ids: `us-east-1` + zone `a` → `use1-az1`, `ap-northeast-1` → `apne1-…`.
-fn zone_id(state: &State, zone: &str) -> String {
+fn zone_id(state: &Region, zone: &str) -> String {
     let short: String = state
         .scope
         .region
@@ -105,7 +126,7 @@ fn zone_id(state: &State, zone: &str) -> String {
     format!("{short}-az{position}")
 }
 
-fn subnet(x: &mut Xml, state: &State, s: &Subnet) {
+fn subnet(x: &mut Xml, state: &Region, s: &Subnet) {
     x.leaf("subnetId", &s.id)
         .leaf(
             "subnetArn",
@@ -129,36 +150,35 @@ fn subnet(x: &mut Xml, state: &State, s: &Subnet) {
     tag_set(x, state, &s.id);
 }
 
-pub(super) fn create_subnet(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn create_subnet(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let vpc_id = params.required("VpcId")?.to_owned();
     let cidr = cidr(params)?;
-    let snapshot = api.store.snapshot();
+    let snapshot = api.snapshot();
     let availability_zone = match params.optional("AvailabilityZone") {
         Some(zone) => zone.to_owned(),
-        None => zones(&snapshot.state)
+        None => zones(snapshot.state())
             .into_iter()
             .next()
             .unwrap_or_default(),
     };
-    let id = create(
-        api,
-        Command::CreateSubnet {
-            vpc_id,
-            cidr,
-            availability_zone,
-        },
-    )?;
-    let snapshot = api.store.snapshot();
+    let tags = tag_specifications(params, "subnet")?;
+    let command = Command::CreateSubnet {
+        vpc_id,
+        cidr,
+        availability_zone,
+    };
+    let id = create(api, command, tags)?;
+    let snapshot = api.snapshot();
     let mut x = Xml::new();
     x.node("subnet", |x| {
-        subnet(x, &snapshot.state, &snapshot.state.subnets[&id])
+        subnet(x, snapshot.state(), &snapshot.state().subnets[&id])
     });
     Ok(x)
 }
 
-pub(super) fn describe_subnets(api: &Api, params: &Params) -> Result<Xml, ApiError> {
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+pub(super) fn describe_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let ids = wanted(
         params,
         "SubnetId",
@@ -166,27 +186,26 @@ pub(super) fn describe_subnets(api: &Api, params: &Params) -> Result<Xml, ApiErr
         "InvalidSubnetID.NotFound",
     )?;
     no_filters(params)?;
+    let found = state
+        .subnets
+        .values()
+        .filter(|s| ids.is_empty() || ids.contains(&s.id));
+    let (found, next) = page(params, found, |s| &s.id)?;
     let mut x = Xml::new();
-    x.items(
-        "subnetSet",
-        state
-            .subnets
-            .values()
-            .filter(|s| ids.is_empty() || ids.contains(&s.id)),
-        |x, s| {
-            subnet(x, state, s);
-        },
-    );
+    next_token(&mut x, next);
+    x.items("subnetSet", found, |x, s| {
+        subnet(x, state, s);
+    });
     Ok(x)
 }
 
-pub(super) fn delete_subnet(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn delete_subnet(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let id = params.required("SubnetId")?.to_owned();
-    api.store.execute(Command::DeleteSubnet { id })?;
+    api.execute(Command::DeleteSubnet { id })?;
     Ok(done())
 }
 
-fn zones(state: &State) -> Vec<String> {
+fn zones(state: &Region) -> Vec<String> {
     let mut zones: Vec<String> = state
         .subnets
         .values()
@@ -197,9 +216,9 @@ fn zones(state: &State) -> Vec<String> {
     zones
 }
 
-pub(super) fn describe_zones(api: &Api, params: &Params) -> Result<Xml, ApiError> {
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+pub(super) fn describe_zones(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let all = zones(state);
     let names = wanted(
         params,

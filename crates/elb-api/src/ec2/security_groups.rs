@@ -1,37 +1,38 @@
 //! Security groups and their ingress rules.
 
-use elb_model::{Command, IngressRule, IngressSource, State};
+use elb_model::{Command, IngressRule, IngressSource, Region};
 
-use super::{create, done, no_filters, tag_set, wanted};
-use crate::Api;
+use super::{create, done, next_token, no_filters, page, tag_set, tag_specifications, wanted};
+use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
 
-pub(super) fn create_group(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn create_group(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let name = params.required("GroupName")?.to_owned();
     let description = params.required("GroupDescription")?.to_owned();
     let vpc_id = params.optional("VpcId").map(str::to_owned);
-    let id = create(
-        api,
-        Command::CreateSecurityGroup {
-            name,
-            description,
-            vpc_id,
-        },
-    )?;
+    let tags = tag_specifications(params, "security-group")?;
+    let command = Command::CreateSecurityGroup {
+        name,
+        description,
+        vpc_id,
+    };
+    let id = create(api, command, tags)?;
+    let snapshot = api.snapshot();
     let mut x = done();
-    x.leaf("groupId", id);
+    x.leaf("groupId", &id);
+    tag_set(&mut x, snapshot.state(), &id);
     Ok(x)
 }
 
-fn group_id(api: &Api, params: &Params) -> Result<String, ApiError> {
+fn group_id(api: &ApiCall<'_>, params: &Params) -> Result<String, ApiError> {
     if let Some(id) = params.optional("GroupId") {
         return Ok(id.to_owned());
     }
     let name = params.required("GroupName")?;
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let vpc = state
         .default_vpc()
         .map(|v| v.id.as_str())
@@ -50,9 +51,9 @@ fn group_id(api: &Api, params: &Params) -> Result<String, ApiError> {
         })
 }
 
-pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn delete(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let id = group_id(api, params)?;
-    api.store.execute(Command::DeleteSecurityGroup { id })?;
+    api.execute(Command::DeleteSecurityGroup { id })?;
     Ok(done())
 }
 
@@ -145,23 +146,21 @@ fn parse_cidr(raw: &str) -> Result<ipnet::Ipv4Net, ApiError> {
     })
 }
 
-pub(super) fn authorize(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn authorize(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let group_id = group_id(api, params)?;
     let rules = rules(params)?;
-    api.store
-        .execute(Command::AuthorizeIngress { group_id, rules })?;
+    api.execute(Command::AuthorizeIngress { group_id, rules })?;
     Ok(done())
 }
 
-pub(super) fn revoke(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn revoke(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let group_id = group_id(api, params)?;
     let rules = rules(params)?;
-    api.store
-        .execute(Command::RevokeIngress { group_id, rules })?;
+    api.execute(Command::RevokeIngress { group_id, rules })?;
     Ok(done())
 }
 
-fn permission(x: &mut Xml, state: &State, rule: &IngressRule) {
+fn permission(x: &mut Xml, state: &Region, rule: &IngressRule) {
     x.leaf("ipProtocol", &rule.protocol);
     if rule.protocol != "-1" {
         x.leaf("fromPort", rule.from_port.to_string())
@@ -179,9 +178,9 @@ fn permission(x: &mut Xml, state: &State, rule: &IngressRule) {
     });
 }
 
-pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let ids = wanted(
         params,
         "GroupId",
@@ -195,7 +194,9 @@ pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         .values()
         .filter(|g| ids.is_empty() || ids.contains(&g.id))
         .filter(|g| names.is_empty() || names.contains(&g.name));
+    let (groups, next) = page(params, groups, |g| &g.id)?;
     let mut x = Xml::new();
+    next_token(&mut x, next);
     x.items("securityGroupInfo", groups, |x, g| {
         x.leaf("ownerId", &state.scope.account)
             .leaf("groupId", &g.id)

@@ -89,11 +89,17 @@ fn redirect(a: &Params) -> Result<Action, ApiError> {
 
 fn fixed(a: &Params) -> Result<Action, ApiError> {
     let status = a.required("FixedResponseConfig.StatusCode")?;
-    let status_code = status.parse().map_err(|_| {
-        ApiError::validation(format!(
-            "Fixed response status code '{status}' is not a number"
-        ))
-    })?;
+    let well_formed = status.len() == 3
+        && status.bytes().all(|b| b.is_ascii_digit())
+        && matches!(status.as_bytes()[0], b'2' | b'4' | b'5');
+    if !well_formed {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{status}' at 'fixedResponseConfig.statusCode' \
+             failed to satisfy constraint: Member must satisfy regular expression pattern: \
+             ^(2|4|5)\\d\\d$"
+        )));
+    }
+    let status_code = status.parse().expect("three digits");
     Ok(Action::FixedResponse(FixedResponse {
         status_code,
         content_type: a
@@ -117,6 +123,11 @@ pub(super) fn condition_params(params: &Params) -> Result<Vec<Condition>, ApiErr
             values.extend(legacy.iter().cloned());
             Ok(values)
         };
+        if legacy.len() > 1 && matches!(field.as_str(), "host-header" | "path-pattern") {
+            return Err(ApiError::validation(format!(
+                "A '{field}' condition field contains too many values; the limit is '1'"
+            )));
+        }
         let condition = match field.as_str() {
             "host-header" => Condition::HostHeader {
                 values: values("HostHeaderConfig")?,

@@ -2,7 +2,7 @@
 
 use elb_model::{Attributes, Command, ErrorCode, ModelError};
 
-use crate::Api;
+use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
@@ -23,10 +23,10 @@ fn changes(params: &Params) -> Result<Vec<(String, String)>, ApiError> {
     Ok(changes)
 }
 
-pub(super) fn describe_load_balancer(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn describe_load_balancer(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?;
-    let snapshot = api.store.snapshot();
-    let lb = snapshot.state.load_balancers.get(arn).ok_or_else(|| {
+    let snapshot = api.snapshot();
+    let lb = snapshot.state().load_balancers.get(arn).ok_or_else(|| {
         ModelError::new(
             ErrorCode::LoadBalancerNotFound,
             format!("Load balancer '{arn}' not found"),
@@ -35,10 +35,10 @@ pub(super) fn describe_load_balancer(api: &Api, params: &Params) -> Result<Xml, 
     Ok(render(&lb.attributes))
 }
 
-pub(super) fn modify_load_balancer(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn modify_load_balancer(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?.to_owned();
     let changes = changes(params)?;
-    let (snapshot, _) = api.store.update(|state, cx| {
+    let (snapshot, _) = api.update(|state, cx| {
         state.apply(
             Command::ModifyLoadBalancerAttributes {
                 arn: arn.clone(),
@@ -47,13 +47,13 @@ pub(super) fn modify_load_balancer(api: &Api, params: &Params) -> Result<Xml, Ap
             cx,
         )
     })?;
-    Ok(render(&snapshot.state.load_balancers[&arn].attributes))
+    Ok(render(&snapshot.state().load_balancers[&arn].attributes))
 }
 
-pub(super) fn describe_target_group(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn describe_target_group(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TargetGroupArn")?;
-    let snapshot = api.store.snapshot();
-    let tg = snapshot.state.target_groups.get(arn).ok_or_else(|| {
+    let snapshot = api.snapshot();
+    let tg = snapshot.state().target_groups.get(arn).ok_or_else(|| {
         ModelError::new(
             ErrorCode::TargetGroupNotFound,
             format!("Target group '{arn}' not found"),
@@ -62,10 +62,10 @@ pub(super) fn describe_target_group(api: &Api, params: &Params) -> Result<Xml, A
     Ok(render(&tg.attributes))
 }
 
-pub(super) fn modify_target_group(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn modify_target_group(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TargetGroupArn")?.to_owned();
     let changes = changes(params)?;
-    let (snapshot, _) = api.store.update(|state, cx| {
+    let (snapshot, _) = api.update(|state, cx| {
         state.apply(
             Command::ModifyTargetGroupAttributes {
                 arn: arn.clone(),
@@ -74,13 +74,13 @@ pub(super) fn modify_target_group(api: &Api, params: &Params) -> Result<Xml, Api
             cx,
         )
     })?;
-    Ok(render(&snapshot.state.target_groups[&arn].attributes))
+    Ok(render(&snapshot.state().target_groups[&arn].attributes))
 }
 
-pub(super) fn describe_listener(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn describe_listener(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("ListenerArn")?;
-    let snapshot = api.store.snapshot();
-    let listener = snapshot.state.listeners.get(arn).ok_or_else(|| {
+    let snapshot = api.snapshot();
+    let listener = snapshot.state().listeners.get(arn).ok_or_else(|| {
         ModelError::new(
             ErrorCode::ListenerNotFound,
             format!("Listener '{arn}' not found"),
@@ -89,10 +89,10 @@ pub(super) fn describe_listener(api: &Api, params: &Params) -> Result<Xml, ApiEr
     Ok(render(&listener.attributes))
 }
 
-pub(super) fn modify_listener(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn modify_listener(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("ListenerArn")?.to_owned();
     let changes = changes(params)?;
-    let (snapshot, _) = api.store.update(|state, cx| {
+    let (snapshot, _) = api.update(|state, cx| {
         state.apply(
             Command::ModifyListenerAttributes {
                 arn: arn.clone(),
@@ -101,5 +101,5 @@ pub(super) fn modify_listener(api: &Api, params: &Params) -> Result<Xml, ApiErro
             cx,
         )
     })?;
-    Ok(render(&snapshot.state.listeners[&arn].attributes))
+    Ok(render(&snapshot.state().listeners[&arn].attributes))
 }

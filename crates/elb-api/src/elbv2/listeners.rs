@@ -4,12 +4,12 @@ use elb_model::ssl_policy::{SSL_POLICIES, SslPolicy};
 use elb_model::state::{CreateListener, ListenerChanges};
 use elb_model::{
     Command, ErrorCode, Listener, ListenerProtocol, ModelError, MtlsMode, MutualAuthentication,
-    Origin, State,
+    Origin, Region,
 };
 
 use super::actions::action_params;
 use super::{create_then, page, render, tag_params, tagging};
-use crate::Api;
+use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
@@ -19,17 +19,17 @@ const PROTOCOLS: &[&str] = &[
 ];
 
 /// `<Listeners>` holding the one listener a create or modify call returns.
-fn only_listener(state: &State, arn: &str) -> Xml {
+fn only_listener(state: &Region, arn: &str) -> Xml {
     let mut x = Xml::new();
     x.members("Listeners", [&state.listeners[arn]], render::listener);
     x
 }
 
-pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let load_balancer_arn = params.required("LoadBalancerArn")?.to_owned();
     let protocol = params
         .one_of("Protocol", PROTOCOLS)?
-        .ok_or_else(|| ApiError::missing("Protocol"))?;
+        .ok_or_else(|| ApiError::validation("A protocol must be specified"))?;
     let protocol = ListenerProtocol::parse(protocol).map_err(|_| {
         ModelError::new(
             ErrorCode::UnsupportedProtocol,
@@ -38,7 +38,8 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     })?;
     let port = params
         .int("Port", 1, 65535)?
-        .ok_or_else(|| ApiError::missing("Port"))? as u16;
+        .ok_or_else(|| ApiError::validation("A listener port must be specified"))?
+        as u16;
     let default_actions = action_params(params, "DefaultActions.member")?;
     let tags = tag_params(params)?;
     refuse_alpn(params)?;
@@ -55,14 +56,14 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     });
     let (snapshot, arn) =
         create_then(api, create, |arn| tagging(arn, &tags).into_iter().collect())?;
-    Ok(only_listener(&snapshot.state, &arn))
+    Ok(only_listener(snapshot.state(), &arn))
 }
 
-pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let lb_arn = params.optional("LoadBalancerArn");
     let arns = params.list("ListenerArns.member")?;
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let mut found: Vec<&Listener> = match (lb_arn, arns.is_empty()) {
         (Some(_), false) => {
             return Err(ApiError::validation(
@@ -105,7 +106,7 @@ pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("ListenerArn")?.to_owned();
     let port = params.int("Port", 1, 65535)?.map(|p| p as u16);
     let protocol = params
@@ -131,10 +132,8 @@ pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         arn: arn.clone(),
         changes,
     };
-    let (snapshot, _) = api
-        .store
-        .update(|state, cx| state.apply(command.clone(), cx))?;
-    Ok(only_listener(&snapshot.state, &arn))
+    let (snapshot, _) = api.update(|state, cx| state.apply(command.clone(), cx))?;
+    Ok(only_listener(snapshot.state(), &arn))
 }
 
 /// `Certificates.member.N.CertificateArn`.
@@ -193,13 +192,13 @@ fn mutual_params(params: &Params) -> Result<Option<Option<MutualAuthentication>>
     })))
 }
 
-pub(super) fn add_certificates(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn add_certificates(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let listener_arn = params.required("ListenerArn")?.to_owned();
     let certificate_arns = certificate_params(params)?;
     if certificate_arns.is_empty() {
         return Err(ApiError::missing("Certificates"));
     }
-    api.store.execute(Command::AddListenerCertificates {
+    api.execute(Command::AddListenerCertificates {
         listener_arn,
         certificate_arns: certificate_arns.clone(),
     })?;
@@ -210,10 +209,10 @@ pub(super) fn add_certificates(api: &Api, params: &Params) -> Result<Xml, ApiErr
     Ok(x)
 }
 
-pub(super) fn remove_certificates(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn remove_certificates(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let listener_arn = params.required("ListenerArn")?.to_owned();
     let certificate_arns = certificate_params(params)?;
-    api.store.execute(Command::RemoveListenerCertificates {
+    api.execute(Command::RemoveListenerCertificates {
         listener_arn,
         certificate_arns,
     })?;
@@ -221,10 +220,10 @@ pub(super) fn remove_certificates(api: &Api, params: &Params) -> Result<Xml, Api
 }
 
 /// The default certificate (`IsDefault` true) and the SNI ones.
-pub(super) fn describe_certificates(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn describe_certificates(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("ListenerArn")?;
-    let snapshot = api.store.snapshot();
-    let l = listener(&snapshot.state, arn)?;
+    let snapshot = api.snapshot();
+    let l = listener(snapshot.state(), arn)?;
     let mut certificates: Vec<(&str, bool)> = Vec::new();
     if let Some(tls) = &l.tls {
         certificates.push((&tls.default_certificate_arn, true));
@@ -281,13 +280,13 @@ fn render_policy(x: &mut Xml, p: &SslPolicy) {
     x.text_members("SupportedLoadBalancerTypes", ["application", "network"]);
 }
 
-pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn delete(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("ListenerArn")?.to_owned();
-    api.store.execute(Command::DeleteListener { arn })?;
+    api.execute(Command::DeleteListener { arn })?;
     Ok(Xml::new())
 }
 
-fn listener<'a>(state: &'a State, arn: &str) -> Result<&'a Listener, ModelError> {
+fn listener<'a>(state: &'a Region, arn: &str) -> Result<&'a Listener, ModelError> {
     state.listeners.get(arn).ok_or_else(|| {
         ModelError::new(
             ErrorCode::ListenerNotFound,

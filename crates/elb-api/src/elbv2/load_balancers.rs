@@ -6,12 +6,12 @@ use elb_model::{
 };
 
 use super::{create_then, page, render, tag_params, tagging};
-use crate::Api;
+use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
 
-pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let name = params.required("Name")?.to_owned();
     let kind = match params.one_of("Type", &["application", "network", "gateway"])? {
         Some(t) => LoadBalancerKind::parse(t)?,
@@ -49,7 +49,7 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     });
     let (snapshot, arn) =
         create_then(api, create, |arn| tagging(arn, &tags).into_iter().collect())?;
-    let state = &snapshot.state;
+    let state = snapshot.state();
     let mut x = Xml::new();
     x.members("LoadBalancers", [&state.load_balancers[&arn]], |x, lb| {
         render::load_balancer(x, state, lb)
@@ -57,11 +57,11 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arns = params.list("LoadBalancerArns.member")?;
     let names = params.list("Names.member")?;
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let mut found: Vec<_> = state.load_balancers.values().collect();
     if !arns.is_empty() && !names.is_empty() {
         return Err(ApiError::validation(
@@ -102,9 +102,9 @@ pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn delete(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?.to_owned();
-    api.store.execute(Command::DeleteLoadBalancer { arn })?;
+    api.execute(Command::DeleteLoadBalancer { arn })?;
     Ok(Xml::new())
 }
 
@@ -137,14 +137,14 @@ pub(super) fn account_limits(params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-pub(super) fn set_subnets(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn set_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?.to_owned();
     let mut subnet_ids = params.list("Subnets.member")?;
     for mapping in params.structs("SubnetMappings.member")? {
         subnet_ids.push(mapping.required("SubnetId")?.to_owned());
         mapping.finish()?;
     }
-    let (snapshot, _) = api.store.update(|state, cx| {
+    let (snapshot, _) = api.update(|state, cx| {
         state.apply(
             Command::SetSubnets {
                 arn: arn.clone(),
@@ -153,7 +153,7 @@ pub(super) fn set_subnets(api: &Api, params: &Params) -> Result<Xml, ApiError> {
             cx,
         )
     })?;
-    let state = &snapshot.state;
+    let state = snapshot.state();
     let lb = &state.load_balancers[&arn];
     let mut x = Xml::new();
     x.members("AvailabilityZones", &lb.subnet_ids, |x, subnet_id| {
@@ -167,10 +167,10 @@ pub(super) fn set_subnets(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-pub(super) fn set_security_groups(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn set_security_groups(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?.to_owned();
     let security_groups = params.list("SecurityGroups.member")?;
-    let (snapshot, _) = api.store.update(|state, cx| {
+    let (snapshot, _) = api.update(|state, cx| {
         state.apply(
             Command::SetSecurityGroups {
                 arn: arn.clone(),
@@ -182,13 +182,13 @@ pub(super) fn set_security_groups(api: &Api, params: &Params) -> Result<Xml, Api
     let mut x = Xml::new();
     x.text_members(
         "SecurityGroupIds",
-        &snapshot.state.load_balancers[&arn].security_groups,
+        &snapshot.state().load_balancers[&arn].security_groups,
     );
     Ok(x)
 }
 
 /// Only `ipv4` is built; the call checks the load balancer and the value.
-pub(super) fn set_ip_address_type(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn set_ip_address_type(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?;
     let kind = params
         .one_of(
@@ -196,7 +196,7 @@ pub(super) fn set_ip_address_type(api: &Api, params: &Params) -> Result<Xml, Api
             &["ipv4", "dualstack", "dualstack-without-public-ipv4"],
         )?
         .ok_or_else(|| ApiError::missing("IpAddressType"))?;
-    if !api.store.snapshot().state.load_balancers.contains_key(arn) {
+    if !api.snapshot().state().load_balancers.contains_key(arn) {
         return Err(ModelError::new(
             ErrorCode::LoadBalancerNotFound,
             format!("Load balancer '{arn}' not found"),

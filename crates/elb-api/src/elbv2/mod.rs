@@ -11,15 +11,12 @@ mod tags;
 mod target_groups;
 mod trust_stores;
 
-use std::sync::Arc;
-
 use elb_model::{Command, Outcome};
-use elb_store::Snapshot;
 
-use crate::Api;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
+use crate::{ApiCall, RegionSnapshot};
 
 pub const NAMESPACE: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
 const VERSION: &str = "2015-12-01";
@@ -81,7 +78,7 @@ pub const OPERATIONS: [&str; 51] = [
 ];
 
 /// Runs `action` and returns the content of its `<{Action}Result>`.
-pub fn call(api: &Api, action: &str, params: &Params) -> Result<Xml, ApiError> {
+pub fn call(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, ApiError> {
     match params.optional("Version") {
         Some(VERSION) | None => {}
         Some(other) => {
@@ -172,11 +169,11 @@ fn page<T>(
 /// Runs a create command and the commands `then` derives from the new ARN (settings, tags)
 /// as one commit; returns the snapshot after it and the ARN.
 fn create_then(
-    api: &Api,
+    api: &ApiCall<'_>,
     create: Command,
     then: impl Fn(&str) -> Vec<Command>,
-) -> Result<(Arc<Snapshot>, String), ApiError> {
-    Ok(api.store.update(|state, cx| {
+) -> Result<(RegionSnapshot, String), ApiError> {
+    api.update(|state, cx| {
         let Outcome::Created(arn) = state.apply(create.clone(), cx)? else {
             unreachable!("create commands report what they created")
         };
@@ -184,7 +181,7 @@ fn create_then(
             state.apply(command, cx)?;
         }
         Ok(arn)
-    })?)
+    })
 }
 
 /// The AddTags of a create call's `Tags`, if it has any.

@@ -2,7 +2,7 @@
 //! `Action`), written from model values.
 
 use elb_model::{
-    Listener, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme, State, TargetGroup,
+    Listener, LoadBalancer, LoadBalancerKind, LoadBalancerState, Region, Scheme, TargetGroup,
 };
 
 use crate::clock;
@@ -35,7 +35,7 @@ fn state_code(state: LoadBalancerState) -> &'static str {
     }
 }
 
-pub(super) fn load_balancer(x: &mut Xml, state: &State, lb: &LoadBalancer) {
+pub(super) fn load_balancer(x: &mut Xml, state: &Region, lb: &LoadBalancer) {
     x.leaf("LoadBalancerArn", &lb.arn)
         .leaf("DNSName", &lb.dns_name)
         .leaf(
@@ -78,7 +78,7 @@ pub(super) fn load_balancer(x: &mut Xml, state: &State, lb: &LoadBalancer) {
     x.leaf("IpAddressType", "ipv4");
 }
 
-pub(super) fn target_group(x: &mut Xml, state: &State, tg: &TargetGroup) {
+pub(super) fn target_group(x: &mut Xml, state: &Region, tg: &TargetGroup) {
     let hc = &tg.health_check;
     x.leaf("TargetGroupArn", &tg.arn)
         .leaf("TargetGroupName", &tg.name)
@@ -106,13 +106,13 @@ pub(super) fn target_group(x: &mut Xml, state: &State, tg: &TargetGroup) {
                 x.leaf("GrpcCode", &hc.grpc_code);
             }
         })
-        .text_members(
-            "LoadBalancerArns",
-            state.load_balancer_of_target_group(&tg.arn),
-        )
         .leaf("TargetType", target_type(tg))
         .leaf("ProtocolVersion", tg.protocol_version.as_str())
         .leaf("IpAddressType", "ipv4");
+    // A group no load balancer uses has no LoadBalancerArns at all, as AWS renders it.
+    if let Some(lb) = state.load_balancer_of_target_group(&tg.arn) {
+        x.text_members("LoadBalancerArns", [lb]);
+    }
 }
 
 fn target_type(tg: &TargetGroup) -> &'static str {

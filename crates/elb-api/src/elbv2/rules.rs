@@ -1,11 +1,11 @@
 //! CreateRule, DescribeRules, ModifyRule, DeleteRule, SetRulePriorities.
 
 use elb_model::state::ListenerChanges;
-use elb_model::{Command, ErrorCode, Listener, ModelError, Origin, Rule, State};
+use elb_model::{Command, ErrorCode, Listener, ModelError, Origin, Region, Rule};
 
 use super::actions::{action_params, condition_params, render_actions, render_conditions};
 use super::{create_then, page, tag_params, tagging};
-use crate::Api;
+use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
@@ -50,7 +50,7 @@ fn priority(params: &Params, name: &str) -> Result<u16, ApiError> {
         .ok_or_else(|| ApiError::missing(name))? as u16)
 }
 
-pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let listener_arn = params.required("ListenerArn")?.to_owned();
     let priority = priority(params, "Priority")?;
     let conditions = condition_params(params)?;
@@ -68,13 +68,13 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     let mut x = Xml::new();
     x.members(
         "Rules",
-        [Shown::Rule(&snapshot.state.rules[&arn])],
+        [Shown::Rule(&snapshot.state().rules[&arn])],
         |x, r| r.render(x),
     );
     Ok(x)
 }
 
-fn listener<'a>(state: &'a State, arn: &str) -> Result<&'a Listener, ApiError> {
+fn listener<'a>(state: &'a Region, arn: &str) -> Result<&'a Listener, ApiError> {
     state.listeners.get(arn).ok_or_else(|| {
         ModelError::new(
             ErrorCode::ListenerNotFound,
@@ -84,11 +84,11 @@ fn listener<'a>(state: &'a State, arn: &str) -> Result<&'a Listener, ApiError> {
     })
 }
 
-pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let listener_arn = params.optional("ListenerArn");
     let rule_arns = params.list("RuleArns.member")?;
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let shown: Vec<Shown<'_>> = match (listener_arn, rule_arns.is_empty()) {
         (Some(arn), true) => {
             let l = listener(state, arn)?;
@@ -134,7 +134,7 @@ pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("RuleArn")?.to_owned();
     let conditions = Some(condition_params(params)?).filter(|c| !c.is_empty());
     let actions = if params.structs("Actions.member")?.is_empty() {
@@ -143,13 +143,12 @@ pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         Some(action_params(params, "Actions.member")?)
     };
     let is_default = api
-        .store
         .snapshot()
-        .state
+        .state()
         .listeners
         .values()
         .any(|l| l.default_rule_arn == arn);
-    let (snapshot, ()) = api.store.update(|state, cx| {
+    let (snapshot, ()) = api.update(|state, cx| {
         if is_default {
             // The default rule is the listener's default actions.
             if conditions.is_some() {
@@ -185,7 +184,7 @@ pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         };
         state.apply(command, cx).map(drop)
     })?;
-    let state = &snapshot.state;
+    let state = snapshot.state();
     let shown = match state.rules.get(&arn) {
         Some(rule) => Shown::Rule(rule),
         None => Shown::Default(
@@ -201,13 +200,13 @@ pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn delete(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("RuleArn")?.to_owned();
-    api.store.execute(Command::DeleteRule { arn })?;
+    api.execute(Command::DeleteRule { arn })?;
     Ok(Xml::new())
 }
 
-pub(super) fn set_priorities(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn set_priorities(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let priorities = params
         .structs("RulePriorities.member")?
         .into_iter()
@@ -218,7 +217,7 @@ pub(super) fn set_priorities(api: &Api, params: &Params) -> Result<Xml, ApiError
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let arns: Vec<String> = priorities.iter().map(|(arn, _)| arn.clone()).collect();
-    let (snapshot, _) = api.store.update(|state, cx| {
+    let (snapshot, _) = api.update(|state, cx| {
         state.apply(
             Command::SetRulePriorities {
                 priorities: priorities.clone(),
@@ -229,7 +228,7 @@ pub(super) fn set_priorities(api: &Api, params: &Params) -> Result<Xml, ApiError
     let mut x = Xml::new();
     x.members(
         "Rules",
-        arns.iter().map(|a| Shown::Rule(&snapshot.state.rules[a])),
+        arns.iter().map(|a| Shown::Rule(&snapshot.state().rules[a])),
         |x, r| r.render(x),
     );
     Ok(x)

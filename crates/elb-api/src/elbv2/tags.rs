@@ -3,7 +3,7 @@
 use elb_model::Command;
 
 use super::tag_params;
-use crate::Api;
+use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
@@ -16,30 +16,30 @@ fn arns(params: &Params) -> Result<Vec<String>, ApiError> {
     Ok(arns)
 }
 
-pub(super) fn add(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn add(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arns = arns(params)?;
     let tags = tag_params(params)?;
     if tags.is_empty() {
         return Err(ApiError::missing("Tags"));
     }
-    api.store.execute(Command::AddTags { arns, tags })?;
+    api.execute(Command::AddTags { arns, tags })?;
     Ok(Xml::new())
 }
 
-pub(super) fn remove(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn remove(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arns = arns(params)?;
     let keys = params.list("TagKeys.member")?;
     if keys.is_empty() {
         return Err(ApiError::missing("TagKeys"));
     }
-    api.store.execute(Command::RemoveTags { arns, keys })?;
+    api.execute(Command::RemoveTags { arns, keys })?;
     Ok(Xml::new())
 }
 
-pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arns = arns(params)?;
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let described = arns
         .iter()
         .map(|arn| Ok((arn, state.tags(arn)?)))

@@ -5,11 +5,11 @@ use elb_model::state::{CreateTargetGroup, TargetDescription};
 use elb_model::target_group::HealthCheckChanges;
 use elb_model::{
     Command, ErrorCode, HealthState, HealthView, InstanceState, ModelError, Origin,
-    ProtocolVersion, Reason, Registration, State, TargetGroup, TargetId,
+    ProtocolVersion, Reason, Region, Registration, TargetGroup, TargetId,
 };
 
 use super::{create_then, page, render, tag_params, tagging};
-use crate::Api;
+use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
@@ -18,7 +18,7 @@ const PROTOCOLS: &[&str] = &[
     "HTTP", "HTTPS", "TCP", "TLS", "UDP", "TCP_UDP", "GENEVE", "QUIC", "TCP_QUIC",
 ];
 
-pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let target_type = params
         .one_of("TargetType", &["instance", "ip", "lambda", "alb"])?
         .unwrap_or("instance")
@@ -26,11 +26,11 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     let name = params.required("Name")?.to_owned();
     let protocol = params
         .one_of("Protocol", PROTOCOLS)?
-        .ok_or_else(|| ApiError::missing("Protocol"))?
+        .ok_or_else(|| ApiError::validation("A protocol must be specified"))?
         .to_owned();
     let port = params
         .int("Port", 1, 65535)?
-        .ok_or_else(|| ApiError::missing("Port"))? as u16;
+        .ok_or_else(|| ApiError::validation("A port must be specified"))? as u16;
     let vpc_id = params.required("VpcId")?.to_owned();
     let protocol_version = params
         .one_of("ProtocolVersion", &["HTTP1", "HTTP2", "GRPC"])?
@@ -65,11 +65,11 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
             });
         settings.into_iter().chain(tagging(arn, &tags)).collect()
     })?;
-    Ok(only_target_group(&snapshot.state, &arn))
+    Ok(only_target_group(snapshot.state(), &arn))
 }
 
 /// `<TargetGroups>` holding the one group a create or modify call returns.
-fn only_target_group(state: &State, arn: &str) -> Xml {
+fn only_target_group(state: &Region, arn: &str) -> Xml {
     let mut x = Xml::new();
     x.members("TargetGroups", [&state.target_groups[arn]], |x, tg| {
         render::target_group(x, state, tg)
@@ -98,12 +98,12 @@ fn health_check_changes(params: &Params) -> Result<HealthCheckChanges, ApiError>
     })
 }
 
-pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let lb_arn = params.optional("LoadBalancerArn");
     let arns = params.list("TargetGroupArns.member")?;
     let names = params.list("Names.member")?;
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     let mut found: Vec<&TargetGroup> = state.target_groups.values().collect();
     if let Some(lb_arn) = lb_arn {
         if !state.load_balancers.contains_key(lb_arn) {
@@ -149,10 +149,10 @@ pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TargetGroupArn")?.to_owned();
     let health_check = health_check_changes(params)?;
-    let (snapshot, _) = api.store.update(|state, cx| {
+    let (snapshot, _) = api.update(|state, cx| {
         state.apply(
             Command::ModifyTargetGroup {
                 arn: arn.clone(),
@@ -161,12 +161,12 @@ pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
             cx,
         )
     })?;
-    Ok(only_target_group(&snapshot.state, &arn))
+    Ok(only_target_group(snapshot.state(), &arn))
 }
 
-pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn delete(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TargetGroupArn")?.to_owned();
-    api.store.execute(Command::DeleteTargetGroup { arn })?;
+    api.execute(Command::DeleteTargetGroup { arn })?;
     Ok(Xml::new())
 }
 
@@ -196,25 +196,25 @@ fn registration(params: &Params) -> Result<(String, Vec<TargetDescription>), Api
     Ok((target_group_arn, targets))
 }
 
-pub(super) fn register(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn register(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let (target_group_arn, targets) = registration(params)?;
-    api.store.execute(Command::RegisterTargets {
+    api.execute(Command::RegisterTargets {
         target_group_arn,
         targets,
     })?;
     Ok(Xml::new())
 }
 
-pub(super) fn deregister(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn deregister(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let (target_group_arn, targets) = registration(params)?;
-    api.store.execute(Command::DeregisterTargets {
+    api.execute(Command::DeregisterTargets {
         target_group_arn,
         targets,
     })?;
     Ok(Xml::new())
 }
 
-fn target_group<'a>(state: &'a State, arn: &str) -> Result<&'a TargetGroup, ApiError> {
+fn target_group<'a>(state: &'a Region, arn: &str) -> Result<&'a TargetGroup, ApiError> {
     state.target_groups.get(arn).ok_or_else(|| {
         ModelError::new(
             ErrorCode::TargetGroupNotFound,
@@ -237,7 +237,7 @@ struct Row {
 /// What DescribeTargetHealth reports for one registration: its draining, instance, group and
 /// zone status first, then what the nodes' health checks found.
 fn health(
-    state: &State,
+    state: &Region,
     view: &HealthView,
     tg: &TargetGroup,
     r: &Registration,
@@ -278,7 +278,7 @@ fn health(
     }
 }
 
-pub(super) fn describe_health(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TargetGroupArn")?;
     let wanted = target_params(params)?;
     if !params.list("Include.member")?.is_empty() {
@@ -288,9 +288,9 @@ pub(super) fn describe_health(api: &Api, params: &Params) -> Result<Xml, ApiErro
             "elbd does not report anomaly detection yet",
         ));
     }
-    let snapshot = api.store.snapshot();
+    let snapshot = api.snapshot();
     let view = api.health.borrow().clone();
-    let state = &snapshot.state;
+    let state = snapshot.state();
     let tg = target_group(state, arn)?;
     let names = |t: &TargetDescription, r: &Registration| {
         t.id == r.id.to_string() && t.port.is_none_or(|p| p == r.port)

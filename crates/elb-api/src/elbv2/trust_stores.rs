@@ -1,16 +1,16 @@
 //! Trust stores: CA bundles for mutual TLS. AWS reads bundles from S3; elbd has no S3 and
 //! reads `s3://BUCKET/KEY` from `<data dir>/s3/BUCKET/KEY` instead.
 
-use elb_model::{Command, Origin, State, TrustStore};
+use elb_model::{Command, Origin, Region, TrustStore};
 
 use super::{create_then, page, tag_params, tagging};
-use crate::Api;
+use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
 
 /// The bundle named by `CaCertificatesBundleS3Bucket`/`Key`, checked, with its CA count.
-fn bundle(api: &Api, params: &Params) -> Result<(String, usize), ApiError> {
+fn bundle(api: &ApiCall<'_>, params: &Params) -> Result<(String, usize), ApiError> {
     let bucket = params.required("CaCertificatesBundleS3Bucket")?;
     let key = params.required("CaCertificatesBundleS3Key")?;
     if params
@@ -51,13 +51,13 @@ fn render(x: &mut Xml, t: &TrustStore) {
         .leaf("TotalRevokedEntries", "0");
 }
 
-fn only(state: &State, arn: &str) -> Xml {
+fn only(state: &Region, arn: &str) -> Xml {
     let mut x = Xml::new();
     x.members("TrustStores", [&state.trust_stores[arn]], render);
     x
 }
 
-fn trust_store<'a>(state: &'a State, arn: &str) -> Result<&'a TrustStore, ApiError> {
+fn trust_store<'a>(state: &'a Region, arn: &str) -> Result<&'a TrustStore, ApiError> {
     state.trust_stores.get(arn).ok_or_else(|| {
         ApiError::new(
             400,
@@ -67,7 +67,7 @@ fn trust_store<'a>(state: &'a State, arn: &str) -> Result<&'a TrustStore, ApiErr
     })
 }
 
-pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let name = params.required("Name")?.to_owned();
     let (ca_bundle_pem, ca_certificates) = bundle(api, params)?;
     let tags = tag_params(params)?;
@@ -79,10 +79,10 @@ pub(super) fn create(api: &Api, params: &Params) -> Result<Xml, ApiError> {
     };
     let (snapshot, arn) =
         create_then(api, create, |arn| tagging(arn, &tags).into_iter().collect())?;
-    Ok(only(&snapshot.state, &arn))
+    Ok(only(snapshot.state(), &arn))
 }
 
-pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TrustStoreArn")?.to_owned();
     let (ca_bundle_pem, ca_certificates) = bundle(api, params)?;
     let command = Command::ModifyTrustStore {
@@ -90,23 +90,21 @@ pub(super) fn modify(api: &Api, params: &Params) -> Result<Xml, ApiError> {
         ca_bundle_pem,
         ca_certificates,
     };
-    let (snapshot, _) = api
-        .store
-        .update(|state, cx| state.apply(command.clone(), cx))?;
-    Ok(only(&snapshot.state, &arn))
+    let (snapshot, _) = api.update(|state, cx| state.apply(command.clone(), cx))?;
+    Ok(only(snapshot.state(), &arn))
 }
 
-pub(super) fn delete(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn delete(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TrustStoreArn")?.to_owned();
-    api.store.execute(Command::DeleteTrustStore { arn })?;
+    api.execute(Command::DeleteTrustStore { arn })?;
     Ok(Xml::new())
 }
 
-pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arns = params.list("TrustStoreArns.member")?;
     let names = params.list("Names.member")?;
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     for arn in &arns {
         trust_store(state, arn)?;
     }
@@ -136,10 +134,10 @@ pub(super) fn describe(api: &Api, params: &Params) -> Result<Xml, ApiError> {
 }
 
 /// The load balancers whose listeners verify clients with the trust store.
-pub(super) fn describe_associations(api: &Api, params: &Params) -> Result<Xml, ApiError> {
+pub(super) fn describe_associations(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TrustStoreArn")?;
-    let snapshot = api.store.snapshot();
-    let state = &snapshot.state;
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
     trust_store(state, arn)?;
     let mut resources: Vec<&str> = state
         .trust_store_users(arn)

@@ -80,3 +80,16 @@ fn decoder_survives_random_input() {
         }
     }
 }
+
+#[test]
+fn empty_lists_as_botocore_sends_them_decode_as_empty() {
+    let p = params("Action=DescribeLoadBalancers&Names=&Tags=");
+    assert!(p.list("Names.member").unwrap().is_empty());
+    assert!(p.structs("Tags.member").unwrap().is_empty());
+    p.required("Action").unwrap();
+    p.finish().unwrap();
+    // A list given a value without members is not an empty list.
+    let p = params("Names=web");
+    assert!(p.list("Names.member").unwrap().is_empty());
+    assert!(p.finish().is_err());
+}

@@ -1,7 +1,7 @@
 //! ACM certificates, the certificates of HTTPS listeners, and the store's own secrets.
 
-use super::{ImportCertificate, Outcome, State, Tags};
-use crate::certificate::{Certificate, Secrets};
+use super::{ImportCertificate, Outcome, Region, Tags};
+use crate::certificate::Certificate;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::listener::{ListenerProtocol, ListenerTls};
@@ -11,7 +11,7 @@ use crate::trust_store::MutualAuthentication;
 /// AWS's quota of certificates per listener besides the default one.
 const MAX_LISTENER_CERTIFICATES: usize = 25;
 
-impl State {
+impl Region {
     pub(super) fn import_certificate(
         &mut self,
         c: ImportCertificate,
@@ -128,13 +128,6 @@ impl State {
         }
         tls.certificate_arns.retain(|a| !arns.contains(a));
         Ok(Outcome::Done)
-    }
-
-    pub(super) fn init_secrets(&mut self, secrets: Secrets) -> Outcome {
-        if self.secrets.is_empty() {
-            self.secrets = secrets;
-        }
-        Outcome::Done
     }
 
     /// The TLS settings a listener of `protocol` gets from a policy name and a certificate

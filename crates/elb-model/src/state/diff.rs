@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::State;
+use super::Region;
 
 /// Keys added, removed and changed in one kind of resource.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,6 +45,20 @@ pub struct Delta {
 }
 
 impl Delta {
+    /// Adds `other`'s changes (another region's) to these.
+    pub fn extend(&mut self, other: Self) {
+        for (mine, theirs) in [
+            (&mut self.load_balancers, other.load_balancers),
+            (&mut self.listeners, other.listeners),
+            (&mut self.target_groups, other.target_groups),
+            (&mut self.nodes, other.nodes),
+        ] {
+            mine.added.extend(theirs.added);
+            mine.removed.extend(theirs.removed);
+            mine.changed.extend(theirs.changed);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.kinds().iter().all(|(_, c)| c.is_empty())
     }
@@ -60,7 +74,7 @@ impl Delta {
     }
 }
 
-impl State {
+impl Region {
     /// What turns `self` into `next`.
     pub fn diff(&self, next: &Self) -> Delta {
         Delta {

@@ -4,12 +4,12 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 
-use super::{Outcome, State, Tags};
+use super::{Outcome, Region, Tags};
 use crate::alloc;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::network::{
-    IngressRule, IngressSource, Instance, InstanceState, SecurityGroup, Subnet, Vpc,
+    IngressRule, IngressSource, Instance, InstanceState, SecurityGroup, Subnet, Tenancy, Vpc,
 };
 
 /// RunInstances: `count` instances in a subnet (the first default subnet when none is
@@ -29,8 +29,13 @@ fn err(code: ErrorCode, message: impl Into<String>) -> ModelError {
     ModelError::new(code, message)
 }
 
-impl State {
-    pub(super) fn create_vpc(&mut self, cidr: Ipv4Net, cx: &mut Context<'_>) -> Result<Outcome> {
+impl Region {
+    pub(super) fn create_vpc(
+        &mut self,
+        cidr: Ipv4Net,
+        instance_tenancy: Tenancy,
+        cx: &mut Context<'_>,
+    ) -> Result<Outcome> {
         if !(16..=28).contains(&cidr.prefix_len()) {
             return Err(err(
                 ErrorCode::InvalidVpcRange,
@@ -44,6 +49,7 @@ impl State {
                 id: id.clone(),
                 cidr_blocks: vec![cidr.trunc()],
                 is_default: false,
+                instance_tenancy,
                 tags: Tags::new(),
             },
         );

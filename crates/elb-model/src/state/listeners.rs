@@ -1,6 +1,8 @@
 //! CreateListener, ModifyListener, DeleteListener.
 
-use super::{CreateListener, ListenerChanges, Outcome, State, Tags, load_balancers, target_groups};
+use super::{
+    CreateListener, ListenerChanges, Outcome, Region, Tags, load_balancers, target_groups,
+};
 use crate::attributes;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
@@ -8,7 +10,7 @@ use crate::limits;
 use crate::listener::Listener;
 use crate::rule::Action;
 
-impl State {
+impl Region {
     pub(super) fn create_listener(
         &mut self,
         c: CreateListener,

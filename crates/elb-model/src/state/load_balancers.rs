@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{CreateLoadBalancer, Outcome, State, Tags};
+use super::{CreateLoadBalancer, Outcome, Region, Tags};
 use crate::alloc;
 use crate::attributes;
 use crate::error::{ErrorCode, ModelError, Result};
@@ -14,7 +14,7 @@ use crate::load_balancer::{
 use crate::names;
 use crate::node::{Node, Placement};
 
-impl State {
+impl Region {
     pub(super) fn create_load_balancer(
         &mut self,
         c: CreateLoadBalancer,

@@ -1,9 +1,10 @@
-//! The state of one account and region, and the commands that change it.
+//! The state of one account: a [`Region`] per region it uses, and the commands that change one.
 //!
-//! [`State::apply`] validates a [`Command`] and changes the state, or changes nothing and
+//! [`Region::apply`] validates a [`Command`] and changes the region, or changes nothing and
 //! returns the AWS error. Callers that need several commands to commit together apply them to
-//! a clone and keep the clone only if every one succeeds. [`State::diff`] says what changed
-//! between two states, which is how the data plane and the logs learn about a change.
+//! a clone of the [`State`] and keep the clone only if every one succeeds. [`State::diff`] says
+//! what changed between two states, which is how the data plane and the logs learn about a
+//! change.
 
 mod certificates;
 mod diff;
@@ -11,6 +12,7 @@ mod ec2;
 mod listeners;
 mod load_balancers;
 mod network;
+mod regions;
 mod rules;
 mod tags;
 mod target_groups;
@@ -22,12 +24,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::certificate::{Certificate, CertificateKind, CertificateMaterial, Secrets};
+use crate::certificate::{Certificate, CertificateKind, CertificateMaterial};
 use crate::error::Result;
 use crate::id::{Context, Scope};
 use crate::listener::{Listener, ListenerProtocol};
 use crate::load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, Scheme};
-use crate::network::{IngressRule, Instance, InstanceState, SecurityGroup, Subnet, Topology, Vpc};
+use crate::network::{
+    IngressRule, Instance, InstanceState, SecurityGroup, Subnet, Tenancy, Topology, Vpc,
+};
 use crate::node::Node;
 use crate::rule::{Action, Condition, Rule};
 use crate::target_group::{
@@ -37,6 +41,7 @@ use crate::trust_store::{MutualAuthentication, TrustStore};
 
 pub use diff::{Changes, Delta};
 pub use ec2::RunInstances;
+pub use regions::State;
 pub use target_groups::TargetDescription;
 
 /// AWS resource tags, key → value.
@@ -54,7 +59,7 @@ pub enum Origin {
 /// Everything elbd knows about one account in one region. Maps are keyed by ARN or id, and
 /// ordered so that two equal states serialise identically.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
+pub struct Region {
     pub scope: Scope,
     pub vpcs: BTreeMap<String, Vpc>,
     pub subnets: BTreeMap<String, Subnet>,
@@ -75,9 +80,11 @@ pub struct State {
     #[serde(default)]
     pub certificates: BTreeMap<String, Certificate>,
     #[serde(default)]
-    pub secrets: Secrets,
-    #[serde(default)]
     pub trust_stores: BTreeMap<String, TrustStore>,
+    /// While a command runs, the node addresses other regions hold: VPCs of two regions may
+    /// overlap, but the host has each address once. Empty otherwise ([`State::in_region`]).
+    #[serde(skip)]
+    pub(crate) elsewhere: std::collections::BTreeSet<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,8 +221,6 @@ pub enum Command {
     DeleteCertificate {
         arn: String,
     },
-    /// Sets the secrets that are still unset; those already made are never replaced.
-    InitSecrets(Secrets),
     CreateTrustStore {
         name: String,
         ca_bundle_pem: String,
@@ -246,6 +251,7 @@ pub enum Command {
     },
     CreateVpc {
         cidr: ipnet::Ipv4Net,
+        instance_tenancy: Tenancy,
     },
     DeleteVpc {
         id: String,
@@ -322,7 +328,7 @@ pub enum Outcome {
     CreatedAll(Vec<String>),
 }
 
-impl State {
+impl Region {
     pub fn new(scope: Scope) -> Self {
         Self {
             scope,
@@ -377,7 +383,6 @@ impl State {
             } => self.remove_listener_certificates(&listener_arn, &certificate_arns),
             Command::ImportCertificate(c) => self.import_certificate(c, cx),
             Command::DeleteCertificate { arn } => self.delete_certificate(&arn),
-            Command::InitSecrets(secrets) => Ok(self.init_secrets(secrets)),
             Command::CreateTrustStore {
                 name,
                 ca_bundle_pem,
@@ -393,7 +398,10 @@ impl State {
             Command::DeleteListener { arn } => self.delete_listener(&arn),
             Command::AddTags { arns, tags } => self.add_tags(&arns, &tags),
             Command::RemoveTags { arns, keys } => self.remove_tags(&arns, &keys),
-            Command::CreateVpc { cidr } => self.create_vpc(cidr, cx),
+            Command::CreateVpc {
+                cidr,
+                instance_tenancy,
+            } => self.create_vpc(cidr, instance_tenancy, cx),
             Command::DeleteVpc { id } => self.delete_vpc(&id),
             Command::CreateSubnet {
                 vpc_id,
@@ -495,7 +503,7 @@ impl State {
     }
 }
 
-impl State {
+impl Region {
     /// The registrations of `tg` that `node` may send to: in service (not draining, instance
     /// running) and in reach (the node's zone, or every zone with cross-zone on). The data
     /// plane routes among them, the health checker probes them, DNS failover counts them.

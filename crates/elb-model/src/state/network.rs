@@ -3,14 +3,14 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{Outcome, State, Tags};
+use super::{Outcome, Region, Tags};
 use crate::error::Result;
 use crate::id::Context;
 use crate::network::{
     IngressRule, IngressSource, InstanceState, SecurityGroup, Subnet, Topology, Vpc,
 };
 
-impl State {
+impl Region {
     pub(super) fn seed_network(
         &mut self,
         topology: &Topology,
@@ -63,6 +63,7 @@ impl State {
                 id: vpc_id,
                 cidr_blocks: topology.zones.iter().map(|z| z.cidr).collect(),
                 is_default: true,
+                instance_tenancy: Default::default(),
                 tags: Tags::new(),
             },
         );
@@ -78,7 +79,12 @@ impl State {
 
     /// Every address of `subnet` taken by a node or a registered target.
     pub(super) fn used_addresses(&self, subnet: &Subnet) -> BTreeSet<Ipv4Addr> {
-        let nodes = self.nodes.values().map(|n| IpAddr::V4(n.private_ipv4));
+        let nodes = self
+            .nodes
+            .values()
+            .map(|n| n.private_ipv4)
+            .chain(self.elsewhere.iter().copied())
+            .map(IpAddr::V4);
         let targets = self
             .target_groups
             .values()

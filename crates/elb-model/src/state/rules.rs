@@ -1,6 +1,6 @@
 //! CreateRule, ModifyRule, DeleteRule, SetRulePriorities.
 
-use super::{Origin, Outcome, State, Tags};
+use super::{Origin, Outcome, Region, Tags};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::rule::{Action, Condition, Rule, validate_conditions};
@@ -8,7 +8,7 @@ use crate::rule::{Action, Condition, Rule, validate_conditions};
 /// AWS's quota of rules per application load balancer, default rules aside.
 const RULES_PER_LOAD_BALANCER: usize = 100;
 
-impl State {
+impl Region {
     pub(super) fn create_rule(
         &mut self,
         listener_arn: &str,

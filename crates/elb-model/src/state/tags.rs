@@ -3,14 +3,14 @@
 use std::collections::BTreeSet;
 
 use super::{
-    Outcome, State, Tags, certificates, listeners, load_balancers, target_groups, trust_stores,
+    Outcome, Region, Tags, certificates, listeners, load_balancers, target_groups, trust_stores,
 };
 use crate::error::{ErrorCode, ModelError, Result};
 
 /// AWS's quota of tags per resource.
 const MAX_TAGS: usize = 50;
 
-impl State {
+impl Region {
     pub(super) fn add_tags(
         &mut self,
         arns: &[String],

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use super::{CreateTargetGroup, Outcome, State, Tags};
+use super::{CreateTargetGroup, Outcome, Region, Tags};
 use crate::attributes;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
@@ -25,7 +25,7 @@ pub struct TargetDescription {
     pub availability_zone: Option<String>,
 }
 
-impl State {
+impl Region {
     pub(super) fn create_target_group(
         &mut self,
         c: CreateTargetGroup,

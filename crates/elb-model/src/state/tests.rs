@@ -8,14 +8,14 @@ use crate::state::RunInstances;
 use crate::target_group::{HealthCheckChanges, TargetId};
 
 struct World {
-    state: State,
+    state: Region,
     ids: SequentialIds,
 }
 
 impl World {
     fn new() -> Self {
         let mut w = Self {
-            state: State::new(Scope::default()),
+            state: Region::new(Scope::default()),
             ids: SequentialIds::default(),
         };
         w.run(Command::SeedNetwork(Topology::default())).unwrap();
@@ -329,7 +329,12 @@ fn listeners_check_protocol_port_and_target_group() {
         mutual_authentication: None,
         origin: Origin::Api,
     }));
-    assert_eq!(tcp.unwrap_err().code, ErrorCode::UnsupportedProtocol);
+    let tcp = tcp.unwrap_err();
+    assert_eq!(tcp.code, ErrorCode::ValidationError);
+    assert_eq!(
+        tcp.message,
+        "Listener protocol 'TCP' must be one of 'HTTPS, HTTP'"
+    );
 
     let second_lb = arn_of(w.alb("api", &["us-east-1a", "us-east-1b"]));
     let shared = w.listener(&second_lb, 8080, &tg).unwrap_err();
@@ -408,7 +413,7 @@ fn state_round_trips_through_json() {
     let tg = w.target_group("web-tg");
     w.listener(&lb, 8080, &tg).unwrap();
     let json = serde_json::to_string(&w.state).unwrap();
-    let back: State = serde_json::from_str(&json).unwrap();
+    let back: Region = serde_json::from_str(&json).unwrap();
     assert_eq!(back, w.state);
 }
 
@@ -548,9 +553,15 @@ fn vpcs_subnets_and_security_groups_check_their_ranges_and_dependencies() {
     let mut w = World::new();
     let vpc = w.created(Command::CreateVpc {
         cidr: "127.60.0.0/16".parse().unwrap(),
+        instance_tenancy: crate::network::Tenancy::Dedicated,
     });
+    assert_eq!(
+        w.state.vpcs[&vpc].instance_tenancy,
+        crate::network::Tenancy::Dedicated
+    );
     let bad = w.run(Command::CreateVpc {
         cidr: "127.0.0.0/8".parse().unwrap(),
+        instance_tenancy: crate::network::Tenancy::Default,
     });
     assert_eq!(bad.unwrap_err().code, ErrorCode::InvalidVpcRange);
     let subnet = |cidr: &str| Command::CreateSubnet {

@@ -1,12 +1,12 @@
 //! CreateTrustStore, ModifyTrustStore, DeleteTrustStore, and the mutual-TLS settings of
 //! listeners that use them.
 
-use super::{Outcome, State, Tags};
+use super::{Outcome, Region, Tags};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::trust_store::{MtlsMode, MutualAuthentication, TrustStore};
 
-impl State {
+impl Region {
     pub(super) fn create_trust_store(
         &mut self,
         name: String,

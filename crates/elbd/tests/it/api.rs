@@ -249,15 +249,20 @@ async fn the_aws_cli_builds_a_working_load_balancer_and_tears_it_down() {
 async fn boto3_raises_the_modeled_exceptions() {
     let lab = Lab::new("api-boto3", 7);
     let (_elbd, api) = start(&lab, "");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/boto3_errors.py");
+    boto3("boto3_errors.py", &[&format!("http://{api}")]);
+}
+
+/// Runs one of this directory's boto3 scripts with `args`; it must exit 0.
+fn boto3(script: &str, args: &[&str]) {
+    let path = format!("{}/tests/it/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(venv().join("bin/python"))
-        .arg(script)
-        .arg(format!("http://{api}"))
+        .arg(path)
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}\n{}",
+        "{script} {args:?}:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -480,4 +485,26 @@ async fn security_groups_gate_the_nodes_and_changes_apply_at_once() {
     );
     let refused = aws.err(&["ec2", "delete-security-group", "--group-id", &default]);
     assert!(refused.contains("CannotDelete"), "{refused}");
+}
+
+/// A boto3 script written for moto's server mode, unchanged, in three regions of one elbd:
+/// each region has its own zones, names and resources. us-east-1 has the lab's zones; the
+/// others are named in `[[settings.regions]]`, on ranges of this test's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moto_style_script_runs_unchanged_in_three_regions() {
+    let lab = Lab::new("api-regions", 29);
+    let regions = "[[settings.regions]]\nname = \"us-west-2\"\n\
+         zone = [{ name = \"us-west-2a\", cidr = \"127.70.0.0/16\" }, { name = \"us-west-2b\", cidr = \"127.71.0.0/16\" }]\n\
+         [[settings.regions]]\nname = \"eu-central-1\"\n\
+         zone = [{ name = \"eu-central-1a\", cidr = \"127.72.0.0/16\" }, { name = \"eu-central-1b\", cidr = \"127.73.0.0/16\" }]\n";
+    let (_elbd, api) = start(&lab, regions);
+    let endpoint = format!("http://{api}");
+    let run = |region: &str, mode: &str| boto3("moto_style.py", &[&endpoint, region, mode]);
+    let regions = ["us-east-1", "us-west-2", "eu-central-1"];
+    for region in regions {
+        run(region, "build");
+    }
+    for region in regions {
+        run(region, "check");
+    }
 }

@@ -58,8 +58,8 @@ other_action = [{"Type": "forward", "TargetGroupArn": other["TargetGroups"][0]["
 expect(x.DuplicateListenerException, elbv2.create_listener, LoadBalancerArn=lb, Protocol="HTTP",
        Port=8080, DefaultActions=other_action)
 expect(x.ResourceInUseException, elbv2.delete_target_group, TargetGroupArn=tg)
-expect(x.UnsupportedProtocolException, elbv2.create_listener, LoadBalancerArn=lb, Protocol="TCP",
-       Port=443, DefaultActions=action)
+expect_code("ValidationError", elbv2.create_listener, LoadBalancerArn=lb, Protocol="TCP",
+            Port=443, DefaultActions=action)
 missing_cert = [{"CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0-0-0-0-0"}]
 expect(x.CertificateNotFoundException, elbv2.create_listener, LoadBalancerArn=lb, Protocol="HTTPS",
        Port=443, DefaultActions=action, Certificates=missing_cert)
@@ -82,7 +82,60 @@ expect_code("ValidationError", elbv2.create_listener, LoadBalancerArn=lb, Protoc
 expect_code("ValidationError", elbv2.create_load_balancer, Name="enum", Subnets=subnet_ids, Scheme="public")
 expect_code("ValidationError", elbv2.modify_load_balancer_attributes, LoadBalancerArn=lb,
             Attributes=[{"Key": "idle_timeout.timeout_seconds", "Value": "0"}])
-expect_code("MissingParameter", elbv2.create_target_group, Name="noport", Protocol="HTTP", VpcId=vpc)
+
+# The error table: what AWS answers each malformed or ill-fitting request with (code, HTTP
+# status 400 and message).
+nlb = elbv2.create_load_balancer(Name="errors-nlb", Type="network", Subnets=subnet_ids)
+nlb = nlb["LoadBalancers"][0]["LoadBalancerArn"]
+
+
+def rule(**action):
+    return {"ListenerArn": listener, "Priority": 60, "Conditions": [{"Field": "path-pattern", "Values": ["/t"]}],
+            "Actions": [action]}
+
+
+redirect = {"Type": "redirect", "RedirectConfig": {"StatusCode": "HTTP_301", "Host": "example.com"}}
+TABLE = [
+    (elbv2.create_listener, dict(LoadBalancerArn=lb, Protocol="TCP", Port=443, DefaultActions=action),
+     "Listener protocol 'TCP' must be one of 'HTTPS, HTTP'"),
+    (elbv2.create_listener, dict(LoadBalancerArn=nlb, Protocol="HTTP", Port=80, DefaultActions=action),
+     "Listener protocol 'HTTP' must be one of 'TCP, TLS, UDP, TCP_UDP'"),
+    (elbv2.create_listener, dict(LoadBalancerArn=lb, Protocol="HTTP", DefaultActions=action),
+     "A listener port must be specified"),
+    (elbv2.create_listener, dict(LoadBalancerArn=lb, Port=81, DefaultActions=action),
+     "A protocol must be specified"),
+    (elbv2.create_target_group, dict(Name="noport", Protocol="HTTP", VpcId=vpc), "A port must be specified"),
+    (elbv2.create_target_group, dict(Name="noproto", Port=80, VpcId=vpc), "A protocol must be specified"),
+    (elbv2.create_rule, rule(Type="fixed-response", FixedResponseConfig={"StatusCode": "600"}),
+     "^(2|4|5)\\d\\d$"),
+    (elbv2.create_rule, rule(Type="fixed-response", FixedResponseConfig={"StatusCode": "+200"}),
+     "^(2|4|5)\\d\\d$"),
+    (elbv2.create_rule, rule(Type="fixed-response", FixedResponseConfig={"StatusCode": "200", "MessageBody": "x" * 1025}),
+     "1024"),
+    (elbv2.create_rule, rule(**{**redirect, "RedirectConfig": {**redirect["RedirectConfig"], "Protocol": "FTP"}}),
+     "FTP"),
+    (elbv2.create_rule, rule(**{**redirect, "RedirectConfig": {**redirect["RedirectConfig"], "Host": "h" * 129}}),
+     "128"),
+    (elbv2.create_rule, dict(ListenerArn=listener, Priority=61, Actions=action,
+                             Conditions=[{"Field": "host-header", "Values": ["a.test", "b.test"]}]),
+     "A 'host-header' condition field contains too many values; the limit is '1'"),
+    (elbv2.create_rule, dict(ListenerArn=listener, Priority=62, Actions=action,
+                             Conditions=[{"Field": "path-pattern", "Values": ["/a", "/b"]}]),
+     "A 'path-pattern' condition field contains too many values; the limit is '1'"),
+    (elbv2.create_load_balancer, dict(Name="x" * 33, Subnets=subnet_ids), "32"),
+    (elbv2.create_load_balancer, dict(Name="bad_name", Subnets=subnet_ids), "bad_name"),
+    (elbv2.create_target_group, dict(Name="tg-", Protocol="HTTP", Port=80, VpcId=vpc), "tg-"),
+]
+for call, kwargs, message in TABLE:
+    e = expect(ClientError, call, **kwargs)
+    error = e.response["Error"]
+    assert error["Code"] == "ValidationError", f"{call.__name__}({kwargs}): {error}"
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400, e.response
+    assert message in error["Message"], f"{call.__name__}: {error['Message']!r} lacks {message!r}"
+# Refused requests changed nothing.
+assert len(elbv2.describe_rules(ListenerArn=listener)["Rules"]) == 2
+names = [t["TargetGroupName"] for t in elbv2.describe_target_groups()["TargetGroups"]]
+assert names == ["errors-tg", "other-tg"], names
 
 # Creates are idempotent: the same call returns the same load balancer.
 again = elbv2.create_load_balancer(Name="errors", Subnets=subnet_ids)["LoadBalancers"][0]["LoadBalancerArn"]

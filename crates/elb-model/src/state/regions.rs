@@ -1,0 +1,327 @@
+//! The account's [`State`]: one [`Region`] per region it uses, opened on first use, and the
+//! secrets every region shares.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Command, Delta, Outcome, Region};
+use crate::certificate::Secrets;
+use crate::error::{ModelError, Result};
+use crate::id::{Context, Scope};
+use crate::network::Topology;
+
+/// Everything elbd knows about one account: its regions by name, and the secrets (cookie key,
+/// local CA) that are the installation's, not a region's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct State {
+    pub regions: BTreeMap<String, Region>,
+    pub secrets: Secrets,
+}
+
+impl State {
+    /// A state holding `region` alone (tests, and one-region tools).
+    pub fn single(region: Region) -> Self {
+        let mut state = Self::default();
+        state.regions.insert(region.scope.region.clone(), region);
+        state
+    }
+
+    pub fn region(&self, name: &str) -> Option<&Region> {
+        self.regions.get(name)
+    }
+
+    /// Opens `scope.region` unless it is open: its default VPC is seeded from `topology`, or
+    /// from the first [`Topology::loopback`] slot whose ranges no open region uses.
+    pub fn open_region(
+        &mut self,
+        scope: &Scope,
+        topology: Option<&Topology>,
+        cx: &mut Context<'_>,
+    ) -> Result<()> {
+        if !self.regions.contains_key(&scope.region) {
+            let topology = match topology {
+                Some(t) => {
+                    if let Some(clash) = t.ranges().find(|r| self.ranges_in_use(*r)) {
+                        return Err(ModelError::validation(format!(
+                            "region {}: the range {clash} is already used by another region",
+                            scope.region
+                        )));
+                    }
+                    t.clone()
+                }
+                None => self.free_loopback(&scope.region)?,
+            };
+            let mut region = Region::new(scope.clone());
+            region.apply(Command::SeedNetwork(topology), cx)?;
+            self.regions.insert(scope.region.clone(), region);
+        }
+        Ok(())
+    }
+
+    /// Applies `command` to an open region.
+    pub fn apply(
+        &mut self,
+        region: &str,
+        command: Command,
+        cx: &mut Context<'_>,
+    ) -> Result<Outcome> {
+        self.in_region(region, cx, |region, cx| region.apply(command, cx))
+    }
+
+    /// Runs `change` on an open region, which sees the node addresses other regions hold.
+    pub fn in_region<T>(
+        &mut self,
+        name: &str,
+        cx: &mut Context<'_>,
+        change: impl FnOnce(&mut Region, &mut Context<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let elsewhere = self
+            .regions
+            .iter()
+            .filter(|(other, _)| *other != name)
+            .flat_map(|(_, r)| r.nodes.values().map(|n| n.private_ipv4))
+            .collect();
+        let region = self
+            .regions
+            .get_mut(name)
+            .ok_or_else(|| ModelError::validation(format!("region '{name}' is not open")))?;
+        region.elsewhere = elsewhere;
+        let out = change(region, cx);
+        region.elsewhere.clear();
+        out
+    }
+
+    /// Sets the secrets if they are unset; secrets once made are never replaced.
+    pub fn init_secrets(&mut self, secrets: Secrets) {
+        if self.secrets.is_empty() {
+            self.secrets = secrets;
+        }
+    }
+
+    /// What turns `self` into `next`, over every region.
+    pub fn diff(&self, next: &Self) -> Delta {
+        let empty = Region::default();
+        let names = self.regions.keys().chain(next.regions.keys());
+        let mut delta = Delta::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for name in names.filter(|n| seen.insert(*n)) {
+            let before = self.regions.get(name).unwrap_or(&empty);
+            let after = next.regions.get(name).unwrap_or(&empty);
+            delta.extend(before.diff(after));
+        }
+        delta
+    }
+
+    fn ranges_in_use(&self, range: ipnet::Ipv4Net) -> bool {
+        let overlaps =
+            |r: &ipnet::Ipv4Net| r.contains(&range.network()) || range.contains(&r.network());
+        self.regions.values().any(|region| {
+            region.subnets.values().any(|s| overlaps(&s.cidr))
+                || region.public_pools.values().any(overlaps)
+        })
+    }
+
+    fn free_loopback(&self, region: &str) -> Result<Topology> {
+        (0..Topology::LOOPBACK_SLOTS)
+            .filter_map(|slot| Topology::loopback(region, slot))
+            .find(|t| !t.ranges().any(|r| self.ranges_in_use(r)))
+            .ok_or_else(|| {
+                ModelError::validation(format!(
+                    "region {region}: every loopback range is taken; name its zones in a \
+                     [[settings.region]] block"
+                ))
+            })
+    }
+}
+
+/// Stored states are read in today's form, or in the form of a store written before regions
+/// (one region at the top level, with the secrets).
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Regions {
+                regions: BTreeMap<String, Region>,
+                secrets: Secrets,
+            },
+            OneRegion {
+                #[serde(flatten)]
+                region: Box<Region>,
+                #[serde(default)]
+                secrets: Secrets,
+            },
+        }
+        Ok(match Stored::deserialize(deserializer)? {
+            Stored::Regions { regions, secrets } => Self { regions, secrets },
+            Stored::OneRegion { region, secrets } => Self {
+                secrets,
+                ..Self::single(*region)
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::SequentialIds;
+
+    fn scope(region: &str) -> Scope {
+        Scope {
+            region: region.into(),
+            ..Scope::default()
+        }
+    }
+
+    #[test]
+    fn regions_take_disjoint_loopback_slots_in_order_of_use() {
+        let mut state = State::default();
+        let mut ids = SequentialIds::default();
+        let mut cx = Context {
+            ids: &mut ids,
+            now_ms: 0,
+        };
+        let mut zones = |state: &mut State, name: &str| {
+            state.open_region(&scope(name), None, &mut cx).unwrap();
+            let region = &state.regions[name];
+            let mut zones: Vec<(String, String)> = region
+                .subnets
+                .values()
+                .map(|s| (s.availability_zone.clone(), s.cidr.to_string()))
+                .collect();
+            zones.sort();
+            zones
+        };
+        assert_eq!(
+            zones(&mut state, "us-east-1")[0],
+            ("us-east-1a".into(), "127.1.0.0/16".into())
+        );
+        assert_eq!(
+            zones(&mut state, "eu-central-1")[2],
+            ("eu-central-1c".into(), "127.12.0.0/16".into())
+        );
+        assert_eq!(
+            zones(&mut state, "us-west-2")[0],
+            ("us-west-2a".into(), "127.13.0.0/16".into())
+        );
+        // Opening again changes nothing.
+        let before = state.clone();
+        zones(&mut state, "eu-central-1");
+        assert_eq!(state, before);
+        assert_eq!(
+            state.regions["us-west-2"].public_pools["us-west-2b"].to_string(),
+            "127.114.0.0/16"
+        );
+    }
+
+    #[test]
+    fn a_configured_topology_may_not_reuse_another_regions_ranges() {
+        let mut state = State::default();
+        let mut ids = SequentialIds::default();
+        let mut cx = Context {
+            ids: &mut ids,
+            now_ms: 0,
+        };
+        state
+            .open_region(&scope("us-east-1"), None, &mut cx)
+            .unwrap();
+        let taken = Topology::loopback("eu-west-1", 0).unwrap();
+        let e = state
+            .open_region(&scope("eu-west-1"), Some(&taken), &mut cx)
+            .unwrap_err();
+        assert!(e.message.contains("127.1.0.0/16"), "{}", e.message);
+        assert!(!state.regions.contains_key("eu-west-1"));
+        // A region whose configured zones took slot 0 pushes the rule's regions to slot 1.
+        let mut state = State::default();
+        state
+            .open_region(&scope("eu-west-1"), Some(&taken), &mut cx)
+            .unwrap();
+        state
+            .open_region(&scope("us-east-1"), None, &mut cx)
+            .unwrap();
+        assert!(
+            state.regions["us-east-1"]
+                .subnets
+                .values()
+                .any(|s| s.cidr.to_string() == "127.10.0.0/16")
+        );
+    }
+
+    #[test]
+    fn regions_whose_vpcs_overlap_never_share_a_node_address() {
+        use crate::state::CreateLoadBalancer;
+        let mut state = State::default();
+        let mut ids = SequentialIds::default();
+        let mut cx = Context {
+            ids: &mut ids,
+            now_ms: 0,
+        };
+        let mut nodes = Vec::new();
+        for name in ["us-west-2", "eu-central-1"] {
+            state.open_region(&scope(name), None, &mut cx).unwrap();
+            let vpc = state
+                .apply(
+                    name,
+                    Command::CreateVpc {
+                        cidr: "172.28.0.0/16".parse().unwrap(),
+                        instance_tenancy: Default::default(),
+                    },
+                    &mut cx,
+                )
+                .unwrap();
+            let Outcome::Created(vpc) = vpc else { panic!() };
+            let mut subnets = Vec::new();
+            for (zone, cidr) in [("a", "172.28.1.0/24"), ("b", "172.28.2.0/24")] {
+                let subnet = Command::CreateSubnet {
+                    vpc_id: vpc.clone(),
+                    cidr: cidr.parse().unwrap(),
+                    availability_zone: format!("{name}{zone}"),
+                };
+                let Outcome::Created(id) = state.apply(name, subnet, &mut cx).unwrap() else {
+                    panic!()
+                };
+                subnets.push(id);
+            }
+            let lb = CreateLoadBalancer {
+                name: "web".into(),
+                kind: crate::LoadBalancerKind::Application,
+                scheme: None,
+                ip_address_type: None,
+                subnet_ids: subnets,
+                security_groups: None,
+                origin: crate::Origin::Api,
+            };
+            state
+                .apply(name, Command::CreateLoadBalancer(lb), &mut cx)
+                .unwrap();
+            nodes.extend(state.regions[name].nodes.values().map(|n| n.private_ipv4));
+        }
+        let distinct: std::collections::BTreeSet<_> = nodes.iter().collect();
+        assert_eq!(distinct.len(), 4, "{nodes:?}");
+        assert!(state.regions.values().all(|r| r.elsewhere.is_empty()));
+    }
+
+    #[test]
+    fn a_store_written_before_regions_reads_as_one_region() {
+        let mut ids = SequentialIds::default();
+        let mut cx = Context {
+            ids: &mut ids,
+            now_ms: 0,
+        };
+        let mut region = Region::new(Scope::default());
+        region
+            .apply(Command::SeedNetwork(Topology::default()), &mut cx)
+            .unwrap();
+        let mut legacy = serde_json::to_value(&region).unwrap();
+        legacy["secrets"] = serde_json::json!({ "cookie_key": "00ff", "ca_certificate_pem": "", "ca_private_key_pem": "" });
+        let state: State = serde_json::from_value(legacy).unwrap();
+        assert_eq!(state.regions["us-east-1"], region);
+        assert!(!state.secrets.is_empty());
+        let again: State = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        assert_eq!(again, state);
+    }
+}
