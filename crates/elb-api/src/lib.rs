@@ -72,6 +72,8 @@ pub struct ApiCall<'a> {
     pub region: String,
     /// EC2's `DryRun=true`: changes are checked on a copy and answered `DryRunOperation`.
     pub dry_run: bool,
+    /// `http://HOST` as the client reached the API, for URLs elbd hands out.
+    pub endpoint: String,
 }
 
 impl std::ops::Deref for ApiCall<'_> {
@@ -161,6 +163,7 @@ pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/", post(handle))
         .route("/elbd/ca.pem", get(ca_certificate))
+        .route("/elbd/trust-store-content", get(trust_store_content))
         // The body is read, with its own limit, in `handle`, so that a large one still gets an
         // AWS error document.
         .layer(DefaultBodyLimit::disable())
@@ -257,10 +260,15 @@ fn call(
             ),
         ));
     }
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
     let api = &ApiCall {
         api,
         region: scope.region,
         dry_run: false,
+        endpoint: format!("http://{host}"),
     };
     api.open_region()?;
     if service == Service::Acm {
@@ -351,6 +359,37 @@ async fn ca_certificate(State(api): State<Arc<Api>>) -> Response {
         return (axum::http::StatusCode::NOT_FOUND, "no local CA yet\n").into_response();
     }
     ([("content-type", "application/x-pem-file")], pem).into_response()
+}
+
+/// `GET /elbd/trust-store-content?arn=ARN[&revocation=ID]`: a trust store's CA bundle or one
+/// of its revocation lists, where GetTrustStoreCaCertificatesBundle and
+/// GetTrustStoreRevocationContent point (AWS points to S3). Certificates and CRLs are public;
+/// no signature is asked.
+async fn trust_store_content(State(api): State<Arc<Api>>, uri: axum::http::Uri) -> Response {
+    let query: BTreeMap<String, String> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let revocation = match query.get("revocation").map(|id| id.parse::<u64>()) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            return (
+                axum::http::StatusCode::BAD_REQUEST,
+                "revocation: not a number\n",
+            )
+                .into_response();
+        }
+    };
+    let arn = query.get("arn").map_or("", String::as_str);
+    match elbv2::trust_store_content(&api.store.snapshot().state, arn, revocation) {
+        Some(pem) => ([("content-type", "application/x-pem-file")], pem).into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            "no such trust store content\n",
+        )
+            .into_response(),
+    }
 }
 
 /// A request id in AWS's UUID form.

@@ -222,23 +222,25 @@ impl Runtime {
         let mut fingerprint = format!("{}|{http2}", tls.ssl_policy);
         let mut client_auth = None;
         if let Some(mutual) = &tls.mutual_authentication {
-            let bundle = match &mutual.trust_store_arn {
+            let (bundle, crls) = match &mutual.trust_store_arn {
                 Some(arn) => {
                     let store = state
                         .trust_stores
                         .get(arn)
                         .ok_or_else(|| format!("trust store {arn} is missing"))?;
+                    // Changes to the bundle or the revocation lists move `updated_ms`.
                     fingerprint.push_str(&format!("|{arn}@{}", store.updated_ms));
-                    store.ca_bundle_pem.as_str()
+                    let crls = store.revocations.iter().map(|r| r.crl_pem.as_str());
+                    (store.ca_bundle_pem.as_str(), crls.collect())
                 }
-                None => "",
+                None => ("", Vec::new()),
             };
             fingerprint.push_str(&format!(
                 "|{}|{}",
                 mutual.mode.as_str(),
                 mutual.advertise_ca_names
             ));
-            client_auth = Some((mutual.mode, bundle, mutual.advertise_ca_names));
+            client_auth = Some((mutual.mode, bundle, crls, mutual.advertise_ca_names));
         }
         let mut certificates = Vec::new();
         for arn in tls.all_certificate_arns() {
@@ -281,7 +283,9 @@ impl Runtime {
         };
         let resolver = SniResolver::new(&served[0], &served[1..]);
         let client_auth = client_auth
-            .map(|(mode, bundle, advertise)| mtls::client_verifier(mode, bundle, advertise))
+            .map(|(mode, bundle, crls, advertise)| {
+                mtls::client_verifier(mode, bundle, &crls, advertise)
+            })
             .transpose()
             .map_err(|e| e.to_string())?;
         let config = server_config(offer, resolver, &resumption, http2, client_auth)

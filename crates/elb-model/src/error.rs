@@ -41,6 +41,8 @@ pub enum ErrorCode {
     TrustStoreNotFound,
     TrustStoreInUse,
     DuplicateTrustStoreName,
+    RevocationIdNotFound,
+    TooManyTrustStoreRevocationEntries,
     // EC2's codes.
     InvalidVpcIdNotFound,
     InvalidSubnetIdNotFound,
@@ -99,6 +101,8 @@ impl ErrorCode {
             Self::TrustStoreNotFound => "TrustStoreNotFound",
             Self::TrustStoreInUse => "TrustStoreInUse",
             Self::DuplicateTrustStoreName => "DuplicateTrustStoreName",
+            Self::RevocationIdNotFound => "RevocationIdNotFound",
+            Self::TooManyTrustStoreRevocationEntries => "TooManyTrustStoreRevocationEntries",
             Self::InvalidVpcIdNotFound => "InvalidVpcID.NotFound",
             Self::InvalidSubnetIdNotFound => "InvalidSubnetID.NotFound",
             Self::InvalidGroupNotFound => "InvalidGroup.NotFound",

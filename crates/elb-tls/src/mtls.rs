@@ -8,11 +8,12 @@ use elb_model::MtlsMode;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::revocation_list::CertificateRevocationList;
 
 use crate::TlsError;
 
@@ -35,10 +36,32 @@ pub fn read_bundle(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> 
     Ok(certs)
 }
 
-/// How a listener asks for and checks client certificates.
+/// A revocation list as it was stored in S3 (PEM or DER), as PEM, with the number of
+/// certificates it revokes.
+pub fn read_crl(bytes: &[u8]) -> Result<(String, usize), TlsError> {
+    let der = match CertificateRevocationListDer::from_pem_slice(bytes) {
+        Ok(der) => der,
+        Err(_) => CertificateRevocationListDer::from(bytes.to_vec()),
+    };
+    let (rest, crl) = CertificateRevocationList::from_der(&der)
+        .map_err(|e| TlsError::new(format!("The revocation file is not an X.509 CRL: {e}")))?;
+    if !rest.is_empty() {
+        return Err(TlsError::new("The revocation file holds more than one CRL"));
+    }
+    let entries = crl.iter_revoked_certificates().count();
+    let b64 = base64_lines(der.as_ref());
+    Ok((
+        format!("-----BEGIN X509 CRL-----\n{b64}-----END X509 CRL-----\n"),
+        entries,
+    ))
+}
+
+/// How a listener asks for and checks client certificates: `crl_pems` are the trust store's
+/// revocation lists (verify mode), which refuse the client certificates they name.
 pub fn client_verifier(
     mode: MtlsMode,
     bundle_pem: &str,
+    crl_pems: &[&str],
     advertise_ca_names: bool,
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -53,7 +76,17 @@ pub fn client_verifier(
                     .add(cert)
                     .map_err(|e| TlsError::new(format!("Unusable CA certificate: {e}")))?;
             }
-            let mut builder = WebPkiClientVerifier::builder_with_provider(roots.into(), provider);
+            let crls = crl_pems
+                .iter()
+                .map(|pem| CertificateRevocationListDer::from_pem_slice(pem.as_bytes()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| TlsError::new(format!("Unusable revocation list: {e}")))?;
+            // Only the client's own certificate is looked up, and one no list speaks of
+            // passes: CAs without a list are not refused for it.
+            let mut builder = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                .with_crls(crls)
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
             if !advertise_ca_names {
                 builder = builder.clear_root_hint_subjects();
             }

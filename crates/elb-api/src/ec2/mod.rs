@@ -18,9 +18,10 @@ pub fn call(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, Api
     params.optional("Version");
     if params.bool("DryRun")? == Some(true) {
         let dry = ApiCall {
-            api: api.api,
-            region: api.region.clone(),
             dry_run: true,
+            region: api.region.clone(),
+            endpoint: api.endpoint.clone(),
+            ..*api
         };
         // A change stops at its update with DryRunOperation; a read that succeeds gets it here.
         operation(&dry, action, params)?;

@@ -196,13 +196,7 @@ pub(super) fn set_ip_address_type(api: &ApiCall<'_>, params: &Params) -> Result<
             &["ipv4", "dualstack", "dualstack-without-public-ipv4"],
         )?
         .ok_or_else(|| ApiError::missing("IpAddressType"))?;
-    if !api.snapshot().state().load_balancers.contains_key(arn) {
-        return Err(ModelError::new(
-            ErrorCode::LoadBalancerNotFound,
-            format!("Load balancer '{arn}' not found"),
-        )
-        .into());
-    }
+    existing(api, arn)?;
     if kind != "ipv4" {
         return Err(ApiError::new(
             400,
@@ -213,4 +207,77 @@ pub(super) fn set_ip_address_type(api: &ApiCall<'_>, params: &Params) -> Result<
     let mut x = Xml::new();
     x.leaf("IpAddressType", kind);
     Ok(x)
+}
+
+/// Refuses an ARN that names no load balancer of this region.
+fn existing(api: &ApiCall<'_>, arn: &str) -> Result<(), ApiError> {
+    if api.snapshot().state().load_balancers.contains_key(arn) {
+        return Ok(());
+    }
+    Err(ModelError::new(
+        ErrorCode::LoadBalancerNotFound,
+        format!("Load balancer '{arn}' not found"),
+    )
+    .into())
+}
+
+/// No capacity is ever reserved: a node's capacity is its host's. The answer is AWS's for a
+/// load balancer without a reservation.
+pub(super) fn describe_capacity_reservation(
+    api: &ApiCall<'_>,
+    params: &Params,
+) -> Result<Xml, ApiError> {
+    existing(api, params.required("LoadBalancerArn")?)?;
+    let mut x = Xml::new();
+    x.members("CapacityReservationState", [(); 0], |_, ()| {});
+    Ok(x)
+}
+
+/// Resetting (there is nothing to reset) is answered; reserving is refused, as it is not built.
+pub(super) fn modify_capacity_reservation(
+    api: &ApiCall<'_>,
+    params: &Params,
+) -> Result<Xml, ApiError> {
+    let arn = params.required("LoadBalancerArn")?;
+    let units = params.int("MinimumLoadBalancerCapacity.CapacityUnits", 0, i64::MAX)?;
+    let reset = params.bool("ResetCapacityReservation")?;
+    existing(api, arn)?;
+    match (units, reset) {
+        (Some(_), Some(true)) => Err(ApiError::validation(
+            "MinimumLoadBalancerCapacity and ResetCapacityReservation cannot be given together",
+        )),
+        (Some(_), _) => Err(ApiError::new(
+            400,
+            "InvalidConfigurationRequest",
+            "MinimumLoadBalancerCapacity: elbd does not reserve capacity (a node's capacity is \
+             its host's)",
+        )),
+        (None, Some(true)) => describe_capacity_reservation(api, params),
+        (None, _) => Err(ApiError::validation(
+            "Either MinimumLoadBalancerCapacity or ResetCapacityReservation must be specified",
+        )),
+    }
+}
+
+/// No IPAM pools exist here: removing the (absent) pool is answered, naming one is refused.
+pub(super) fn modify_ip_pools(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("LoadBalancerArn")?;
+    let pool = params.optional("IpamPools.Ipv4IpamPoolId");
+    for removed in params.list("RemoveIpamPools.member")? {
+        if removed != "ipv4" {
+            return Err(ApiError::validation(format!(
+                "Value '{removed}' at 'removeIpamPools' failed to satisfy constraint: Member \
+                 must satisfy enum value set: [ipv4]"
+            )));
+        }
+    }
+    existing(api, arn)?;
+    if let Some(pool) = pool {
+        return Err(ApiError::new(
+            400,
+            "InvalidConfigurationRequest",
+            format!("The IPAM pool '{pool}' does not exist (elbd has no IPAM pools)"),
+        ));
+    }
+    Ok(Xml::new())
 }

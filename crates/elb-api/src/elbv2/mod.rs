@@ -18,66 +18,13 @@ use crate::query::Params;
 use crate::xml::Xml;
 use crate::{ApiCall, RegionSnapshot};
 
+pub use trust_stores::content as trust_store_content;
+
 pub const NAMESPACE: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
 const VERSION: &str = "2015-12-01";
 
-/// The model's 51 operations. Each one elbd does not implement yet answers `NotImplemented`
-/// (HTTP 501), naming itself; the README lists them.
-pub const OPERATIONS: [&str; 51] = [
-    "AddListenerCertificates",
-    "AddTags",
-    "AddTrustStoreRevocations",
-    "CreateListener",
-    "CreateLoadBalancer",
-    "CreateRule",
-    "CreateTargetGroup",
-    "CreateTrustStore",
-    "DeleteListener",
-    "DeleteLoadBalancer",
-    "DeleteRule",
-    "DeleteSharedTrustStoreAssociation",
-    "DeleteTargetGroup",
-    "DeleteTrustStore",
-    "DeregisterTargets",
-    "DescribeAccountLimits",
-    "DescribeCapacityReservation",
-    "DescribeListenerAttributes",
-    "DescribeListenerCertificates",
-    "DescribeListeners",
-    "DescribeLoadBalancerAttributes",
-    "DescribeLoadBalancers",
-    "DescribeRules",
-    "DescribeSSLPolicies",
-    "DescribeTags",
-    "DescribeTargetGroupAttributes",
-    "DescribeTargetGroups",
-    "DescribeTargetHealth",
-    "DescribeTrustStoreAssociations",
-    "DescribeTrustStoreRevocations",
-    "DescribeTrustStores",
-    "GetResourcePolicy",
-    "GetTrustStoreCaCertificatesBundle",
-    "GetTrustStoreRevocationContent",
-    "ModifyCapacityReservation",
-    "ModifyIpPools",
-    "ModifyListener",
-    "ModifyListenerAttributes",
-    "ModifyLoadBalancerAttributes",
-    "ModifyRule",
-    "ModifyTargetGroup",
-    "ModifyTargetGroupAttributes",
-    "ModifyTrustStore",
-    "RegisterTargets",
-    "RemoveListenerCertificates",
-    "RemoveTags",
-    "RemoveTrustStoreRevocations",
-    "SetIpAddressType",
-    "SetRulePriorities",
-    "SetSecurityGroups",
-    "SetSubnets",
-];
-
-/// Runs `action` and returns the content of its `<{Action}Result>`.
+/// Runs `action`, one of the model's 51 operations, and returns the content of its
+/// `<{Action}Result>`.
 pub fn call(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, ApiError> {
     match params.optional("Version") {
         Some(VERSION) | None => {}
@@ -122,6 +69,12 @@ pub fn call(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, Api
         "DeleteTrustStore" => trust_stores::delete(api, params),
         "DescribeTrustStores" => trust_stores::describe(api, params),
         "DescribeTrustStoreAssociations" => trust_stores::describe_associations(api, params),
+        "DeleteSharedTrustStoreAssociation" => trust_stores::delete_shared_association(api, params),
+        "GetTrustStoreCaCertificatesBundle" => trust_stores::get_ca_bundle(api, params),
+        "AddTrustStoreRevocations" => trust_stores::add_revocations(api, params),
+        "RemoveTrustStoreRevocations" => trust_stores::remove_revocations(api, params),
+        "DescribeTrustStoreRevocations" => trust_stores::describe_revocations(api, params),
+        "GetTrustStoreRevocationContent" => trust_stores::get_revocation_content(api, params),
         "DescribeRules" => rules::describe(api, params),
         "CreateRule" => rules::create(api, params),
         "ModifyRule" => rules::modify(api, params),
@@ -131,17 +84,26 @@ pub fn call(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, Api
         "RemoveTags" => tags::remove(api, params),
         "DescribeTags" => tags::describe(api, params),
         "DescribeAccountLimits" => load_balancers::account_limits(params),
-        known if OPERATIONS.contains(&known) => Err(ApiError::new(
-            501,
-            "NotImplemented",
-            format!("elbd does not implement {known} yet"),
-        )),
+        "DescribeCapacityReservation" => load_balancers::describe_capacity_reservation(api, params),
+        "ModifyCapacityReservation" => load_balancers::modify_capacity_reservation(api, params),
+        "ModifyIpPools" => load_balancers::modify_ip_pools(api, params),
+        "GetResourcePolicy" => get_resource_policy(params),
         unknown => Err(ApiError::new(
             400,
             "InvalidAction",
             format!("The action {unknown} is not valid for this web service."),
         )),
     }
+}
+
+/// Resource policies (resources shared with other accounts) are not built: no resource has one.
+fn get_resource_policy(params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("ResourceArn")?;
+    Err(ApiError::new(
+        400,
+        "ResourceNotFound",
+        format!("No resource policy is attached to '{arn}'"),
+    ))
 }
 
 /// One page of `items` after `Marker`, at most `PageSize` long, and the marker of the next.

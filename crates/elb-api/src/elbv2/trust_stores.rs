@@ -1,7 +1,8 @@
 //! Trust stores: CA bundles for mutual TLS. AWS reads bundles from S3; elbd has no S3 and
 //! reads `s3://BUCKET/KEY` from `<data dir>/s3/BUCKET/KEY` instead.
 
-use elb_model::{Command, Origin, Region, TrustStore};
+use elb_model::trust_store::Revocation;
+use elb_model::{Command, Origin, Outcome, Region, TrustStore};
 
 use super::{create_then, page, tag_params, tagging};
 use crate::ApiCall;
@@ -9,34 +10,54 @@ use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
 
-/// The bundle named by `CaCertificatesBundleS3Bucket`/`Key`, checked, with its CA count.
-fn bundle(api: &ApiCall<'_>, params: &Params) -> Result<(String, usize), ApiError> {
-    let bucket = params.required("CaCertificatesBundleS3Bucket")?;
-    let key = params.required("CaCertificatesBundleS3Key")?;
-    if params
-        .optional("CaCertificatesBundleS3ObjectVersion")
-        .is_some()
-    {
+/// The object `s3://bucket/key` from elbd's S3 stand-in; `None` when there is none. Object
+/// versions do not exist there and are refused.
+fn s3_object(
+    api: &ApiCall<'_>,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    if version.is_some() {
         return Err(ApiError::validation(
             "elbd's local S3 stand-in has no object versions",
         ));
     }
+    let safe = |part: &str| !part.is_empty() && part.split('/').all(|p| p != ".." && p != ".");
+    if !safe(bucket) || !safe(key) || bucket.contains('/') {
+        return Ok(None);
+    }
+    Ok(std::fs::read(api.s3_root.join(bucket).join(key)).ok())
+}
+
+/// Where elbd reads `s3://bucket/key` from, for messages.
+fn stand_in(api: &ApiCall<'_>, bucket: &str, key: &str) -> String {
+    format!(
+        "s3://{bucket}/{key} (elbd reads it from {}/{bucket}/{key})",
+        api.s3_root.display()
+    )
+}
+
+/// The bundle named by `CaCertificatesBundleS3Bucket`/`Key`, checked, with its CA count.
+fn bundle(api: &ApiCall<'_>, params: &Params) -> Result<(String, usize), ApiError> {
+    let bucket = params.required("CaCertificatesBundleS3Bucket")?;
+    let key = params.required("CaCertificatesBundleS3Key")?;
+    let version = params.optional("CaCertificatesBundleS3ObjectVersion");
     let not_found = || {
         ApiError::new(
             400,
             "CaCertificatesBundleNotFound",
-            format!(
-                "No CA bundle at s3://{bucket}/{key} (elbd reads it from {}/{bucket}/{key})",
-                api.s3_root.display()
-            ),
+            format!("No CA bundle at {}", stand_in(api, bucket, key)),
         )
     };
-    let safe = |part: &str| !part.is_empty() && part.split('/').all(|p| p != ".." && p != ".");
-    if !safe(bucket) || !safe(key) || bucket.contains('/') {
-        return Err(not_found());
-    }
-    let pem =
-        std::fs::read_to_string(api.s3_root.join(bucket).join(key)).map_err(|_| not_found())?;
+    let bytes = s3_object(api, bucket, key, version)?.ok_or_else(not_found)?;
+    let pem = String::from_utf8(bytes).map_err(|_| {
+        ApiError::new(
+            400,
+            "InvalidCaCertificatesBundle",
+            "The CA bundle is not PEM text",
+        )
+    })?;
     let count = elb_tls::mtls::read_bundle(&pem)
         .map_err(|e| ApiError::new(400, "InvalidCaCertificatesBundle", e.0))?
         .len();
@@ -48,7 +69,7 @@ fn render(x: &mut Xml, t: &TrustStore) {
         .leaf("TrustStoreArn", &t.arn)
         .leaf("Status", "ACTIVE")
         .leaf("NumberOfCaCertificates", t.ca_certificates.to_string())
-        .leaf("TotalRevokedEntries", "0");
+        .leaf("TotalRevokedEntries", t.revoked_entries().to_string());
 }
 
 fn only(state: &Region, arn: &str) -> Xml {
@@ -154,4 +175,169 @@ pub(super) fn describe_associations(api: &ApiCall<'_>, params: &Params) -> Resul
         x.leaf("NextMarker", next);
     }
     Ok(x)
+}
+
+/// `RevocationContents.member.N`: CRLs (PEM or DER) from elbd's S3 stand-in.
+pub(super) fn add_revocations(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("TrustStoreArn")?.to_owned();
+    let mut crls = Vec::new();
+    for content in params.structs("RevocationContents.member")? {
+        content.one_of("RevocationType", &["CRL"])?;
+        let bucket = content.required("S3Bucket")?;
+        let key = content.required("S3Key")?;
+        let version = content.optional("S3ObjectVersion");
+        let bytes = s3_object(api, bucket, key, version)?.ok_or_else(|| {
+            ApiError::new(
+                400,
+                "RevocationContentNotFound",
+                format!("No revocation file at {}", stand_in(api, bucket, key)),
+            )
+        })?;
+        let crl = elb_tls::mtls::read_crl(&bytes)
+            .map_err(|e| ApiError::new(400, "InvalidRevocationContent", e.0))?;
+        content.finish()?;
+        crls.push(crl);
+    }
+    let command = Command::AddTrustStoreRevocations {
+        arn: arn.clone(),
+        crls,
+    };
+    let (snapshot, outcome) = api.update(|state, cx| state.apply(command.clone(), cx))?;
+    let Outcome::CreatedAll(ids) = outcome else {
+        return Err(ApiError::internal("AddTrustStoreRevocations added nothing"));
+    };
+    let store = &snapshot.state().trust_stores[&arn];
+    let added = store
+        .revocations
+        .iter()
+        .filter(|r| ids.contains(&r.id.to_string()));
+    let mut x = Xml::new();
+    x.members("TrustStoreRevocations", added, |x, r| {
+        revocation(x, store, r)
+    });
+    Ok(x)
+}
+
+fn revocation(x: &mut Xml, store: &TrustStore, r: &Revocation) {
+    x.leaf("TrustStoreArn", &store.arn)
+        .leaf("RevocationId", r.id.to_string())
+        .leaf("RevocationType", "CRL")
+        .leaf("NumberOfRevokedEntries", r.revoked_entries.to_string());
+}
+
+/// `RevocationIds.member.N`, as numbers.
+fn revocation_ids(params: &Params) -> Result<Vec<u64>, ApiError> {
+    params
+        .list("RevocationIds.member")?
+        .iter()
+        .map(|id| {
+            id.parse()
+                .map_err(|_| ApiError::validation(format!("Revocation ID '{id}' is not a number")))
+        })
+        .collect()
+}
+
+pub(super) fn remove_revocations(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("TrustStoreArn")?.to_owned();
+    let ids = revocation_ids(params)?;
+    if ids.is_empty() {
+        return Err(ApiError::missing("RevocationIds"));
+    }
+    api.execute(Command::RemoveTrustStoreRevocations { arn, ids })?;
+    Ok(Xml::new())
+}
+
+pub(super) fn describe_revocations(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("TrustStoreArn")?;
+    let ids = revocation_ids(params)?;
+    let snapshot = api.snapshot();
+    let store = trust_store(snapshot.state(), arn)?;
+    for id in &ids {
+        store.revocation(*id)?;
+    }
+    let found: Vec<&Revocation> = store
+        .revocations
+        .iter()
+        .filter(|r| ids.is_empty() || ids.contains(&r.id))
+        .collect();
+    let keys: Vec<String> = found.iter().map(|r| r.id.to_string()).collect();
+    let (found, next) = page(params, found.into_iter().zip(&keys).collect(), |(_, k)| k)?;
+    let mut x = Xml::new();
+    x.members("TrustStoreRevocations", found, |x, (r, _)| {
+        revocation(x, store, r)
+    });
+    if let Some(next) = next {
+        x.leaf("NextMarker", next);
+    }
+    Ok(x)
+}
+
+/// Where the trust store's CA bundle can be fetched: elbd serves it at
+/// `/elbd/trust-store-content` (AWS answers with a pre-signed S3 URL).
+pub(super) fn get_ca_bundle(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("TrustStoreArn")?;
+    trust_store(api.snapshot().state(), arn)?;
+    let mut x = Xml::new();
+    x.leaf("Location", content_location(api, arn, None));
+    Ok(x)
+}
+
+pub(super) fn get_revocation_content(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("TrustStoreArn")?;
+    let id = params
+        .int("RevocationId", 0, i64::MAX)?
+        .ok_or_else(|| ApiError::missing("RevocationId"))? as u64;
+    trust_store(api.snapshot().state(), arn)?.revocation(id)?;
+    let mut x = Xml::new();
+    x.leaf("Location", content_location(api, arn, Some(id)));
+    Ok(x)
+}
+
+fn content_location(api: &ApiCall<'_>, arn: &str, revocation: Option<u64>) -> String {
+    let mut url = format!("{}/elbd/trust-store-content?", api.endpoint);
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("arn", arn);
+    if let Some(id) = revocation {
+        query.append_pair("revocation", &id.to_string());
+    }
+    url.push_str(&query.finish());
+    url
+}
+
+/// The content `/elbd/trust-store-content` serves: the bundle, or one revocation list, as PEM.
+pub fn content(state: &elb_model::State, arn: &str, revocation: Option<u64>) -> Option<String> {
+    let region = arn.split(':').nth(3)?;
+    let store = state.region(region)?.trust_stores.get(arn)?;
+    match revocation {
+        None => Some(store.ca_bundle_pem.clone()),
+        Some(id) => Some(store.revocation(id).ok()?.crl_pem.clone()),
+    }
+}
+
+/// Sharing trust stores across accounts is not built, so an association to delete is never a
+/// shared one: an own load balancer's is refused as AWS refuses it, any other is not found.
+pub(super) fn delete_shared_association(
+    api: &ApiCall<'_>,
+    params: &Params,
+) -> Result<Xml, ApiError> {
+    let arn = params.required("TrustStoreArn")?;
+    let resource = params.required("ResourceArn")?;
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
+    trust_store(state, arn)?;
+    if state.load_balancers.contains_key(resource) {
+        return Err(ApiError::new(
+            400,
+            "DeleteAssociationSameAccount",
+            format!(
+                "'{resource}' is in the trust store's own account; remove the trust store from \
+                 its listeners with ModifyListener"
+            ),
+        ));
+    }
+    Err(ApiError::new(
+        400,
+        "AssociationNotFound",
+        format!("Trust store '{arn}' has no shared association with '{resource}'"),
+    ))
 }

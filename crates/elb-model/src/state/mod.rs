@@ -237,6 +237,15 @@ pub enum Command {
     DeleteTrustStore {
         arn: String,
     },
+    /// Adds certificate revocation lists (PEM, revoked entries) to a trust store.
+    AddTrustStoreRevocations {
+        arn: String,
+        crls: Vec<(String, usize)>,
+    },
+    RemoveTrustStoreRevocations {
+        arn: String,
+        ids: Vec<u64>,
+    },
     DeleteListener {
         arn: String,
     },
@@ -395,6 +404,12 @@ impl Region {
                 ca_certificates,
             } => self.modify_trust_store(&arn, ca_bundle_pem, ca_certificates, cx),
             Command::DeleteTrustStore { arn } => self.delete_trust_store(&arn),
+            Command::AddTrustStoreRevocations { arn, crls } => {
+                self.add_trust_store_revocations(&arn, crls, cx)
+            }
+            Command::RemoveTrustStoreRevocations { arn, ids } => {
+                self.remove_trust_store_revocations(&arn, &ids, cx)
+            }
             Command::DeleteListener { arn } => self.delete_listener(&arn),
             Command::AddTags { arns, tags } => self.add_tags(&arns, &tags),
             Command::RemoveTags { arns, keys } => self.remove_tags(&arns, &keys),

@@ -903,3 +903,42 @@ fn https_listeners_need_one_known_certificate_and_policy_and_keep_certificates_i
     w.run(Command::DeleteCertificate { arn: b }).unwrap();
     assert!(w.state.certificates.is_empty());
 }
+
+#[test]
+fn revocation_lists_get_ids_never_reused_and_are_removed_all_or_none() {
+    let mut w = World::new();
+    let store = w.created(Command::CreateTrustStore {
+        name: "clients".into(),
+        ca_bundle_pem: "PEM".into(),
+        ca_certificates: 1,
+        origin: Origin::Api,
+    });
+    let add = |entries: usize| Command::AddTrustStoreRevocations {
+        arn: store.clone(),
+        crls: vec![("CRL".into(), entries)],
+    };
+    assert_eq!(
+        w.run(add(2)).unwrap(),
+        Outcome::CreatedAll(vec!["1".into()])
+    );
+    assert_eq!(
+        w.run(add(3)).unwrap(),
+        Outcome::CreatedAll(vec!["2".into()])
+    );
+    assert_eq!(w.state.trust_stores[&store].revoked_entries(), 5);
+    let remove = |ids: Vec<u64>| Command::RemoveTrustStoreRevocations {
+        arn: store.clone(),
+        ids,
+    };
+    let missing = w.run(remove(vec![1, 9])).unwrap_err();
+    assert_eq!(missing.code, ErrorCode::RevocationIdNotFound);
+    assert_eq!(w.state.trust_stores[&store].revocations.len(), 2);
+    w.run(remove(vec![1])).unwrap();
+    assert_eq!(
+        w.run(add(1)).unwrap(),
+        Outcome::CreatedAll(vec!["3".into()])
+    );
+    let limit = crate::trust_store::MAX_REVOKED_ENTRIES;
+    let too_many = w.run(add(limit)).unwrap_err();
+    assert_eq!(too_many.code, ErrorCode::TooManyTrustStoreRevocationEntries);
+}

@@ -4,7 +4,9 @@
 use super::{Outcome, Region, Tags};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
-use crate::trust_store::{MtlsMode, MutualAuthentication, TrustStore};
+use crate::trust_store::{
+    MAX_REVOKED_ENTRIES, MtlsMode, MutualAuthentication, Revocation, TrustStore,
+};
 
 impl Region {
     pub(super) fn create_trust_store(
@@ -41,6 +43,8 @@ impl Region {
                 ca_bundle_pem,
                 ca_certificates,
                 updated_ms: cx.now_ms,
+                revocations: Vec::new(),
+                next_revocation_id: 1,
                 tags: Tags::new(),
                 origin,
             },
@@ -55,14 +59,64 @@ impl Region {
         ca_certificates: usize,
         cx: &mut Context<'_>,
     ) -> Result<Outcome> {
-        let store = self
-            .trust_stores
-            .get_mut(arn)
-            .ok_or_else(|| not_found(arn))?;
+        let store = self.trust_store_mut(arn)?;
         store.ca_bundle_pem = ca_bundle_pem;
         store.ca_certificates = ca_certificates;
         store.updated_ms = cx.now_ms;
         Ok(Outcome::Done)
+    }
+
+    /// Adds CRLs (PEM, with their entry counts); reports their ids.
+    pub(super) fn add_trust_store_revocations(
+        &mut self,
+        arn: &str,
+        crls: Vec<(String, usize)>,
+        cx: &mut Context<'_>,
+    ) -> Result<Outcome> {
+        let store = self.trust_store_mut(arn)?;
+        let total = store.revoked_entries() + crls.iter().map(|(_, n)| n).sum::<usize>();
+        if total > MAX_REVOKED_ENTRIES {
+            return Err(ModelError::new(
+                ErrorCode::TooManyTrustStoreRevocationEntries,
+                format!(
+                    "Trust store '{arn}' would name {total} revoked certificates; the limit is \
+                     {MAX_REVOKED_ENTRIES}"
+                ),
+            ));
+        }
+        let mut ids = Vec::with_capacity(crls.len());
+        for (crl_pem, revoked_entries) in crls {
+            let id = store.next_revocation_id;
+            store.next_revocation_id += 1;
+            store.revocations.push(Revocation {
+                id,
+                crl_pem,
+                revoked_entries,
+            });
+            ids.push(id.to_string());
+        }
+        store.updated_ms = cx.now_ms;
+        Ok(Outcome::CreatedAll(ids))
+    }
+
+    /// Removes CRLs by id, all or none.
+    pub(super) fn remove_trust_store_revocations(
+        &mut self,
+        arn: &str,
+        ids: &[u64],
+        cx: &mut Context<'_>,
+    ) -> Result<Outcome> {
+        let store = self.trust_store_mut(arn)?;
+        for id in ids {
+            store.revocation(*id)?;
+        }
+        store.revocations.retain(|r| !ids.contains(&r.id));
+        store.updated_ms = cx.now_ms;
+        Ok(Outcome::Done)
+    }
+
+    fn trust_store_mut(&mut self, arn: &str) -> Result<&mut TrustStore> {
+        self.trust_stores.get_mut(arn).ok_or_else(|| not_found(arn))
     }
 
     pub(super) fn delete_trust_store(&mut self, arn: &str) -> Result<Outcome> {

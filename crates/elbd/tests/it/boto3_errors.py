@@ -137,6 +137,21 @@ assert len(elbv2.describe_rules(ListenerArn=listener)["Rules"]) == 2
 names = [t["TargetGroupName"] for t in elbv2.describe_target_groups()["TargetGroups"]]
 assert names == ["errors-tg", "other-tg"], names
 
+# What has no local meaning is answered as AWS answers an account that has none of it.
+assert elbv2.describe_capacity_reservation(LoadBalancerArn=lb)["CapacityReservationState"] == []
+elbv2.modify_capacity_reservation(LoadBalancerArn=lb, ResetCapacityReservation=True)
+expect_code("InvalidConfigurationRequest", elbv2.modify_capacity_reservation, LoadBalancerArn=lb,
+            MinimumLoadBalancerCapacity={"CapacityUnits": 100})
+expect(x.LoadBalancerNotFoundException, elbv2.describe_capacity_reservation, LoadBalancerArn=lb + "0")
+assert "IpamPools" not in elbv2.modify_ip_pools(LoadBalancerArn=lb, RemoveIpamPools=["ipv4"])
+expect_code("InvalidConfigurationRequest", elbv2.modify_ip_pools, LoadBalancerArn=lb,
+            IpamPools={"Ipv4IpamPoolId": "ipam-pool-0123456789abcdef0"})
+expect(x.ResourceNotFoundException, elbv2.get_resource_policy, ResourceArn=lb)
+no_store = lb.replace(":loadbalancer/app/errors/", ":truststore/nope/")
+expect(x.TrustStoreNotFoundException, elbv2.delete_shared_trust_store_association, TrustStoreArn=no_store,
+       ResourceArn=lb)
+expect(x.TrustStoreNotFoundException, elbv2.get_trust_store_ca_certificates_bundle, TrustStoreArn=no_store)
+
 # Creates are idempotent: the same call returns the same load balancer.
 again = elbv2.create_load_balancer(Name="errors", Subnets=subnet_ids)["LoadBalancers"][0]["LoadBalancerArn"]
 assert again == lb, (again, lb)

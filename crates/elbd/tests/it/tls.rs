@@ -466,6 +466,83 @@ async fn mutual_tls_verifies_clients_against_a_trust_store_or_passes_them_throug
     assert!(seen.contains_key("x-amzn-mtls-clientcert-serial-number"));
     assert!(!seen.contains_key("x-amzn-mtls-clientcert"));
 
+    // A revocation list naming the good client's certificate refuses it; removing the list
+    // lets it in again. The list and the bundle can be fetched where the API says.
+    let crl = revoke(&lab, "trusted", &good_cert);
+    std::fs::copy(&crl, bucket.join("clients.crl")).unwrap();
+    let content = "S3Bucket=bundles,S3Key=clients.crl,RevocationType=CRL";
+    let store_args = ["--trust-store-arn", &store_arn];
+    let added = aws.ok(&[
+        &["elbv2", "add-trust-store-revocations"][..],
+        &store_args,
+        &["--revocation-contents", content],
+    ]
+    .concat());
+    let added = &added["TrustStoreRevocations"][0];
+    assert_eq!(added["NumberOfRevokedEntries"], 1, "{added}");
+    let id = added["RevocationId"].to_string();
+    let stores = aws.ok(&[
+        "elbv2",
+        "describe-trust-stores",
+        "--trust-store-arns",
+        &store_arn,
+    ]);
+    assert_eq!(stores["TrustStores"][0]["TotalRevokedEntries"], 1);
+    let location = aws.ok(&[
+        &["elbv2", "get-trust-store-revocation-content"][..],
+        &store_args,
+        &["--revocation-id", &id],
+    ]
+    .concat());
+    let fetched = curl(location["Location"].as_str().unwrap(), &[]);
+    assert!(
+        fetched.body.starts_with("-----BEGIN X509 CRL-----"),
+        "{}",
+        fetched.body
+    );
+    let location = aws.ok(&[
+        &["elbv2", "get-trust-store-ca-certificates-bundle"][..],
+        &store_args,
+    ]
+    .concat());
+    let fetched = curl(location["Location"].as_str().unwrap(), &[]);
+    assert_eq!(fetched.body, std::fs::read_to_string(&trusted_ca).unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    let before = backend.count();
+    assert_eq!(
+        curl_client(node, &ca, good, &[]),
+        0,
+        "a revoked certificate got in"
+    );
+    assert_eq!(backend.count(), before);
+    let bad_content = "S3Bucket=bundles,S3Key=clients.pem,RevocationType=CRL";
+    let invalid = aws.err(
+        &[
+            &["elbv2", "add-trust-store-revocations"][..],
+            &store_args,
+            &["--revocation-contents", bad_content],
+        ]
+        .concat(),
+    );
+    assert!(invalid.contains("InvalidRevocationContent"), "{invalid}");
+    aws.ok(&[
+        &["elbv2", "remove-trust-store-revocations"][..],
+        &store_args,
+        &["--revocation-ids", &id],
+    ]
+    .concat());
+    let gone = aws.err(
+        &[
+            &["elbv2", "describe-trust-store-revocations"][..],
+            &store_args,
+            &["--revocation-ids", &id],
+        ]
+        .concat(),
+    );
+    assert!(gone.contains("RevocationIdNotFound"), "{gone}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(curl_client(node, &ca, good, &[]), 200);
+
     // Passthrough: any certificate (or none) passes, and the chain is handed to the target.
     let modify = |mode: &str| {
         let mode = format!("Mode={mode}");
@@ -493,6 +570,48 @@ async fn mutual_tls_verifies_clients_against_a_trust_store_or_passes_them_throug
         "--trust-store-arn",
         &store_arn,
     ]);
+}
+
+/// A CRL, signed by the CA `client_ca(lab, ca)` made, that revokes `cert`.
+fn revoke(lab: &Lab, ca: &str, cert: &Path) -> PathBuf {
+    let dir = lab.dir.join(format!("{ca}-crl"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    let config = dir.join("ca.cnf");
+    std::fs::write(
+        &config,
+        format!(
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = {0}/index.txt\ncrlnumber = {0}/crlnumber\n\
+             default_md = sha256\ndefault_crl_days = 30\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let crl = dir.join("crl.pem");
+    let (ca_cert, ca_key) = (
+        lab.dir.join(format!("{ca}.crt")),
+        lab.dir.join(format!("{ca}.key")),
+    );
+    for action in [
+        vec!["-revoke", cert.to_str().unwrap()],
+        vec!["-gencrl", "-out", crl.to_str().unwrap()],
+    ] {
+        let status = Command::new("openssl")
+            .arg("ca")
+            .arg("-config")
+            .arg(&config)
+            .arg("-keyfile")
+            .arg(&ca_key)
+            .arg("-cert")
+            .arg(&ca_cert)
+            .args(action)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl ca");
+    }
+    crl
 }
 
 /// `openssl s_server -www` on `addr`: a TLS target answering every GET with a status page.
