@@ -37,7 +37,6 @@ impl ApiError {
         )
     }
 
-    /// A request elbd cannot even read: bad encoding, bad list numbering, too large.
     /// EC2's answer to `DryRun=true` when the request would have succeeded.
     pub fn dry_run() -> Self {
         Self::new(
@@ -47,6 +46,7 @@ impl ApiError {
         )
     }
 
+    /// A request elbd cannot even read: bad encoding, bad list numbering, too large.
     pub fn malformed(message: impl Into<String>) -> Self {
         Self::new(400, "MalformedQueryString", message)
     }

@@ -117,7 +117,8 @@ impl ApiCall<'_> {
             .map(|(_, out)| out)
     }
 
-    /// Opens the region on its first request, as AWS's regions exist before anyone calls them.
+    /// Opens the region on its first request, as AWS's regions exist before anyone calls them
+    /// (its default VPC's ids must then stay what the first answer said).
     fn open_region(&self) -> Result<(), ApiError> {
         if self
             .api
@@ -133,10 +134,10 @@ impl ApiCall<'_> {
             region: self.region.clone(),
             ..self.api.home.clone()
         };
-        let topology = self.api.topologies.get(&self.region);
+        let configured = &self.api.topologies;
         self.api
             .store
-            .update(|state, cx| state.open_region(&scope, topology, cx))?;
+            .update(|state, cx| state.open_region(&scope, configured, cx))?;
         Ok(())
     }
 }
@@ -148,6 +149,8 @@ pub struct RegionSnapshot {
 }
 
 impl RegionSnapshot {
+    /// The call's region, which [`ApiCall`] opened before any handler ran (so this does not
+    /// panic for a snapshot an `ApiCall` made).
     pub fn state(&self) -> &Region {
         &self.snapshot.state.regions[&self.region]
     }
@@ -270,8 +273,8 @@ fn call(
         dry_run: false,
         endpoint: format!("http://{host}"),
     };
-    api.open_region()?;
     if service == Service::Acm {
+        api.open_region()?;
         return acm_call(api, headers, body, request_id);
     }
     let params = Params::decode(body)?;
@@ -285,6 +288,7 @@ fn call(
             )
         })?
         .to_owned();
+    api.open_region()?;
     let (namespace, result) = match service {
         Service::Elbv2 => (elbv2::NAMESPACE, elbv2::call(api, &action, &params)?),
         Service::Ec2 => (ec2::NAMESPACE, ec2::call(api, &action, &params)?),

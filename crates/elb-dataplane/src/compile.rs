@@ -99,9 +99,9 @@ impl Runtime {
         RoutingTable { revision, routes }
     }
 
-    /// The routes of one region's listeners, added to `routes`. Regions have disjoint
-    /// loopback ranges by default, but VPCs of the caller's choosing may overlap: an address
-    /// already routed for another region's node stays with it, and the clash is logged.
+    /// The routes of one region's listeners, added to `routes`. Node addresses are allocated
+    /// apart across regions (`State::in_region`), so an address already routed means a
+    /// damaged store: the first region's listener keeps it and the clash is logged.
     fn compile_region(
         &mut self,
         state: &Region,

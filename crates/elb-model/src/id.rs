@@ -67,13 +67,31 @@ pub struct Scope {
 
 impl Scope {
     pub fn arn(&self, resource: &str) -> String {
+        self.service_arn("elasticloadbalancing", resource)
+    }
+
+    /// `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`.
+    pub fn service_arn(&self, service: &str, resource: &str) -> String {
         format!(
-            "arn:aws:elasticloadbalancing:{}:{}:{resource}",
-            self.region, self.account
+            "arn:{}:{service}:{}:{}:{resource}",
+            self.partition(),
+            self.region,
+            self.account
         )
     }
 
-    /// The store key prefix of this scope.
+    /// AWS's partition of the region: `aws-us-gov` for GovCloud, `aws-cn` for China.
+    pub fn partition(&self) -> &'static str {
+        if self.region.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else if self.region.starts_with("cn-") {
+            "aws-cn"
+        } else {
+            "aws"
+        }
+    }
+
+    /// `ACCOUNT/REGION`: where a store written before regions kept this scope's state.
     pub fn key(&self) -> String {
         format!("{}/{}", self.account, self.region)
     }

@@ -15,7 +15,7 @@ const REGION: &str = "us-east-1";
 fn open(backend: impl Backend + 'static) -> Store {
     let store = Store::open(Box::new(backend), ACCOUNT, "legacy").unwrap();
     store
-        .update(|state, cx| state.open_region(&Scope::default(), None, cx))
+        .update(|state, cx| state.open_region(&Scope::default(), &Default::default(), cx))
         .unwrap();
     store
 }

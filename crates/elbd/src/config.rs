@@ -178,7 +178,7 @@ enum FileTarget {
 pub(crate) struct Settings {
     pub(crate) scope: Scope,
     /// Region → the zones its default VPC is seeded with when the region is first opened
-    /// (the home region from `[[settings.zone]]`, others from `[[settings.region]]`); regions
+    /// (the home region from `[[settings.zone]]`, others from `[[settings.regions]]`); regions
     /// not named here get [`Topology::loopback`]'s.
     pub(crate) topologies: BTreeMap<String, Topology>,
     /// API credentials (access key id → secret); empty means signatures are not checked.
@@ -378,6 +378,18 @@ impl FileSettings {
                 ));
             }
             let topology = topology(region.zone, &format!("{path}.zone"))?;
+            for (other, theirs) in &settings.topologies {
+                let clash = topology.ranges().find(|r| {
+                    theirs
+                        .ranges()
+                        .any(|t| r.contains(&t.network()) || t.contains(&r.network()))
+                });
+                if let Some(range) = clash {
+                    return Err(format!(
+                        "{path}.zone: the range {range} overlaps a zone of {other}"
+                    ));
+                }
+            }
             if settings
                 .topologies
                 .insert(region.name.clone(), topology)
@@ -610,6 +622,18 @@ mod tests {
                 "target_group[0].targets[0]",
             ),
             ("[settings]\naccount = \"12\"\n", "settings.account"),
+            ("[settings]\nregion = \"local\"\n", "settings.region"),
+            (
+                "[[settings.regions]]\nname = \"eu-west-1\"\n\
+                 zone = [{ name = \"eu-west-1a\", cidr = \"127.200.0.0/16\" }]\n\
+                 [[settings.regions]]\nname = \"eu-west-2\"\n\
+                 zone = [{ name = \"eu-west-2a\", cidr = \"127.200.128.0/17\" }]\n",
+                "settings.regions[1].zone: the range 127.200.128.0/17 overlaps a zone of eu-west-1",
+            ),
+            (
+                "[[settings.regions]]\nname = \"eu\"\nzone = []\n",
+                "settings.regions[0].name",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err();

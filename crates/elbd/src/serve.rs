@@ -64,7 +64,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let db = args.data_dir.join("state.db");
     let backend = SqliteBackend::open(&db).with_context(|| format!("opening {}", db.display()))?;
     let home = &settings.scope;
-    let legacy_key = format!("{}/{}", home.account, home.region);
+    let legacy_key = home.key();
     let store = Arc::new(Store::open(Box::new(backend), &home.account, &legacy_key)?);
     elb_tls::install_crypto_provider();
     if store.snapshot().state.secrets.is_empty() {
@@ -367,7 +367,7 @@ fn reconcile_home(
     cx: &mut elb_model::Context<'_>,
 ) -> Result<(), elb_model::ModelError> {
     let home = &settings.scope.region;
-    state.open_region(&settings.scope, settings.topologies.get(home), cx)?;
+    state.open_region(&settings.scope, &settings.topologies, cx)?;
     state.in_region(home, cx, |region, cx| reconcile(region, config, cx))
 }
 

@@ -23,8 +23,14 @@ pub fn call(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, Api
             endpoint: api.endpoint.clone(),
             ..*api
         };
-        // A change stops at its update with DryRunOperation; a read that succeeds gets it here.
-        operation(&dry, action, params)?;
+        // A change stops at its update with DryRunOperation; a read that succeeds gets it
+        // here. Either way the parameters must all be known, as without DryRun.
+        match operation(&dry, action, params) {
+            Ok(_) => {}
+            Err(e) if e.code == "DryRunOperation" => {}
+            Err(e) => return Err(e),
+        }
+        params.finish()?;
         return Err(ApiError::dry_run());
     }
     operation(api, action, params)

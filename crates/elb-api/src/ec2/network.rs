@@ -130,10 +130,7 @@ fn subnet(x: &mut Xml, state: &Region, s: &Subnet) {
     x.leaf("subnetId", &s.id)
         .leaf(
             "subnetArn",
-            format!(
-                "arn:aws:ec2:{}:{}:subnet/{}",
-                state.scope.region, state.scope.account, s.id
-            ),
+            state.scope.service_arn("ec2", &format!("subnet/{}", s.id)),
         )
         .leaf("state", "available")
         .leaf("ownerId", &state.scope.account)

@@ -8,8 +8,8 @@ use elb_model::{
 use crate::clock;
 use crate::xml::Xml;
 
-/// Route 53 hosted zone of a region's load balancers (ALB, NLB), as Terraform expects them;
-/// regions AWS does not have get us-east-1's.
+/// Route 53 hosted zone of a region's load balancers (ALB, NLB), as Terraform expects them,
+/// for the regions whose ids the spec records; every other region gets us-east-1's.
 fn hosted_zone(region: &str, kind: LoadBalancerKind) -> &'static str {
     let (alb, nlb) = match region {
         "us-east-2" => ("Z3AADJGX6KTTL2", "ZLMOA37VPKANP"),

@@ -39,10 +39,9 @@ impl Region {
             return Ok(Outcome::Created(same.arn.clone()));
         }
         let uuid = cx.uuid();
-        let arn = format!(
-            "arn:aws:acm:{}:{}:certificate/{uuid}",
-            self.scope.region, self.scope.account
-        );
+        let arn = self
+            .scope
+            .service_arn("acm", &format!("certificate/{uuid}"));
         self.certificates.insert(
             arn.clone(),
             Certificate {

@@ -209,7 +209,13 @@ impl Region {
             .ok_or_else(|| exhausted(&format!("subnet '{subnet_id}'")))?;
         let public_ipv4 = match self.public_pools.get(&subnet.availability_zone) {
             Some(pool) if scheme == Scheme::InternetFacing => {
-                let used = self.nodes.values().filter_map(|n| n.public_ipv4).collect();
+                // A pool may lie in a subnet someone made, here or in another region.
+                let used = self
+                    .nodes
+                    .values()
+                    .flat_map(Node::addresses)
+                    .chain(self.elsewhere.iter().copied())
+                    .collect();
                 let public = alloc::highest_free(*pool, &used).ok_or_else(|| {
                     exhausted(&format!(
                         "public pool {pool} of {}",

@@ -81,8 +81,8 @@ pub struct Region {
     pub certificates: BTreeMap<String, Certificate>,
     #[serde(default)]
     pub trust_stores: BTreeMap<String, TrustStore>,
-    /// While a command runs, the node addresses other regions hold: VPCs of two regions may
-    /// overlap, but the host has each address once. Empty otherwise ([`State::in_region`]).
+    /// While a command runs, the node addresses (private and public) other regions hold: VPCs
+    /// of two regions may overlap, but the host has each address once. Empty otherwise ([`State::in_region`]).
     #[serde(skip)]
     pub(crate) elsewhere: std::collections::BTreeSet<std::net::Ipv4Addr>,
 }

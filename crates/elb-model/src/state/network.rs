@@ -9,6 +9,7 @@ use crate::id::Context;
 use crate::network::{
     IngressRule, IngressSource, InstanceState, SecurityGroup, Subnet, Topology, Vpc,
 };
+use crate::node::Node;
 
 impl Region {
     pub(super) fn seed_network(
@@ -82,7 +83,7 @@ impl Region {
         let nodes = self
             .nodes
             .values()
-            .map(|n| n.private_ipv4)
+            .flat_map(Node::addresses)
             .chain(self.elsewhere.iter().copied())
             .map(IpAddr::V4);
         let targets = self

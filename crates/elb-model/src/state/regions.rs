@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::{Command, Delta, Outcome, Region};
@@ -10,6 +11,7 @@ use crate::certificate::Secrets;
 use crate::error::{ModelError, Result};
 use crate::id::{Context, Scope};
 use crate::network::Topology;
+use crate::node::Node;
 
 /// Everything elbd knows about one account: its regions by name, and the secrets (cookie key,
 /// local CA) that are the installation's, not a region's.
@@ -31,31 +33,37 @@ impl State {
         self.regions.get(name)
     }
 
-    /// Opens `scope.region` unless it is open: its default VPC is seeded from `topology`, or
-    /// from the first [`Topology::loopback`] slot whose ranges no open region uses.
+    /// Opens `scope.region` unless it is open. Its default VPC is seeded from its topology in
+    /// `configured` (the config file's regions), or else from the first
+    /// [`Topology::loopback`] slot that overlaps neither an open region nor a configured one.
     pub fn open_region(
         &mut self,
         scope: &Scope,
-        topology: Option<&Topology>,
+        configured: &BTreeMap<String, Topology>,
         cx: &mut Context<'_>,
     ) -> Result<()> {
-        if !self.regions.contains_key(&scope.region) {
-            let topology = match topology {
-                Some(t) => {
-                    if let Some(clash) = t.ranges().find(|r| self.ranges_in_use(*r)) {
-                        return Err(ModelError::validation(format!(
-                            "region {}: the range {clash} is already used by another region",
-                            scope.region
-                        )));
-                    }
-                    t.clone()
-                }
-                None => self.free_loopback(&scope.region)?,
-            };
-            let mut region = Region::new(scope.clone());
-            region.apply(Command::SeedNetwork(topology), cx)?;
-            self.regions.insert(scope.region.clone(), region);
+        if self.regions.contains_key(&scope.region) {
+            return Ok(());
         }
+        let topology = match configured.get(&scope.region) {
+            Some(t) => {
+                if let Some(clash) = t.ranges().find(|r| self.ranges_in_use(*r)) {
+                    return Err(ModelError::validation(format!(
+                        "region {}: the range {clash} is already used by another region",
+                        scope.region
+                    )));
+                }
+                t.clone()
+            }
+            None => {
+                let reserved: Vec<Ipv4Net> =
+                    configured.values().flat_map(Topology::ranges).collect();
+                self.free_loopback(&scope.region, &reserved)?
+            }
+        };
+        let mut region = Region::new(scope.clone());
+        region.apply(Command::SeedNetwork(topology), cx)?;
+        self.regions.insert(scope.region.clone(), region);
         Ok(())
     }
 
@@ -69,7 +77,8 @@ impl State {
         self.in_region(region, cx, |region, cx| region.apply(command, cx))
     }
 
-    /// Runs `change` on an open region, which sees the node addresses other regions hold.
+    /// Runs `change` on an open region, which sees the node addresses (private and public)
+    /// other regions hold.
     pub fn in_region<T>(
         &mut self,
         name: &str,
@@ -80,7 +89,7 @@ impl State {
             .regions
             .iter()
             .filter(|(other, _)| *other != name)
-            .flat_map(|(_, r)| r.nodes.values().map(|n| n.private_ipv4))
+            .flat_map(|(_, r)| r.nodes.values().flat_map(Node::addresses))
             .collect();
         let region = self
             .regions
@@ -113,26 +122,29 @@ impl State {
         delta
     }
 
-    fn ranges_in_use(&self, range: ipnet::Ipv4Net) -> bool {
-        let overlaps =
-            |r: &ipnet::Ipv4Net| r.contains(&range.network()) || range.contains(&r.network());
+    fn ranges_in_use(&self, range: Ipv4Net) -> bool {
         self.regions.values().any(|region| {
-            region.subnets.values().any(|s| overlaps(&s.cidr))
-                || region.public_pools.values().any(overlaps)
+            region.subnets.values().any(|s| overlap(s.cidr, range))
+                || region.public_pools.values().any(|p| overlap(*p, range))
         })
     }
 
-    fn free_loopback(&self, region: &str) -> Result<Topology> {
+    fn free_loopback(&self, region: &str, reserved: &[Ipv4Net]) -> Result<Topology> {
+        let free = |r: Ipv4Net| !self.ranges_in_use(r) && !reserved.iter().any(|c| overlap(*c, r));
         (0..Topology::LOOPBACK_SLOTS)
             .filter_map(|slot| Topology::loopback(region, slot))
-            .find(|t| !t.ranges().any(|r| self.ranges_in_use(r)))
+            .find(|t| t.ranges().all(free))
             .ok_or_else(|| {
                 ModelError::validation(format!(
                     "region {region}: every loopback range is taken; name its zones in a \
-                     [[settings.region]] block"
+                     [[settings.regions]] block"
                 ))
             })
     }
+}
+
+fn overlap(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
 }
 
 /// Stored states are read in today's form, or in the form of a store written before regions
@@ -170,6 +182,8 @@ mod tests {
     use super::*;
     use crate::id::SequentialIds;
 
+    const NONE: &BTreeMap<String, Topology> = &BTreeMap::new();
+
     fn scope(region: &str) -> Scope {
         Scope {
             region: region.into(),
@@ -186,7 +200,7 @@ mod tests {
             now_ms: 0,
         };
         let mut zones = |state: &mut State, name: &str| {
-            state.open_region(&scope(name), None, &mut cx).unwrap();
+            state.open_region(&scope(name), NONE, &mut cx).unwrap();
             let region = &state.regions[name];
             let mut zones: Vec<(String, String)> = region
                 .subnets
@@ -219,36 +233,49 @@ mod tests {
     }
 
     #[test]
-    fn a_configured_topology_may_not_reuse_another_regions_ranges() {
+    fn configured_topologies_and_the_loopback_rule_keep_out_of_each_others_ranges() {
         let mut state = State::default();
         let mut ids = SequentialIds::default();
         let mut cx = Context {
             ids: &mut ids,
             now_ms: 0,
         };
+        let configured: BTreeMap<String, Topology> = [
+            ("eu-west-1", Topology::loopback("eu-west-1", 0).unwrap()),
+            ("eu-west-2", Topology::loopback("eu-west-2", 1).unwrap()),
+        ]
+        .map(|(name, t)| (name.to_owned(), t))
+        .into();
+        // us-east-1 is not configured: the rule skips slots 0 and 1, which the file reserves,
+        // even though neither configured region is open yet.
         state
-            .open_region(&scope("us-east-1"), None, &mut cx)
+            .open_region(&scope("us-east-1"), &configured, &mut cx)
             .unwrap();
-        let taken = Topology::loopback("eu-west-1", 0).unwrap();
-        let e = state
-            .open_region(&scope("eu-west-1"), Some(&taken), &mut cx)
-            .unwrap_err();
-        assert!(e.message.contains("127.1.0.0/16"), "{}", e.message);
-        assert!(!state.regions.contains_key("eu-west-1"));
-        // A region whose configured zones took slot 0 pushes the rule's regions to slot 1.
-        let mut state = State::default();
-        state
-            .open_region(&scope("eu-west-1"), Some(&taken), &mut cx)
-            .unwrap();
-        state
-            .open_region(&scope("us-east-1"), None, &mut cx)
-            .unwrap();
-        assert!(
-            state.regions["us-east-1"]
+        let first = |state: &State, name: &str| {
+            let mut cidrs: Vec<String> = state.regions[name]
                 .subnets
                 .values()
-                .any(|s| s.cidr.to_string() == "127.10.0.0/16")
-        );
+                .map(|s| s.cidr.to_string())
+                .collect();
+            cidrs.sort();
+            cidrs[0].clone()
+        };
+        assert_eq!(first(&state, "us-east-1"), "127.13.0.0/16");
+        state
+            .open_region(&scope("eu-west-2"), &configured, &mut cx)
+            .unwrap();
+        assert_eq!(first(&state, "eu-west-2"), "127.10.0.0/16");
+        // A configured region whose ranges an open one took cannot open.
+        let clash: BTreeMap<String, Topology> = [(
+            "ap-south-1".to_owned(),
+            Topology::loopback("ap-south-1", 2).unwrap(),
+        )]
+        .into();
+        let e = state
+            .open_region(&scope("ap-south-1"), &clash, &mut cx)
+            .unwrap_err();
+        assert!(e.message.contains("127.13.0.0/16"), "{}", e.message);
+        assert!(!state.regions.contains_key("ap-south-1"));
     }
 
     #[test]
@@ -262,7 +289,7 @@ mod tests {
         };
         let mut nodes = Vec::new();
         for name in ["us-west-2", "eu-central-1"] {
-            state.open_region(&scope(name), None, &mut cx).unwrap();
+            state.open_region(&scope(name), NONE, &mut cx).unwrap();
             let vpc = state
                 .apply(
                     name,

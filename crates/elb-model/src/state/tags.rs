@@ -117,7 +117,7 @@ fn not_found(arn: &str) -> ModelError {
         listeners::not_found(arn)
     } else if arn.contains(":truststore/") {
         trust_stores::not_found(arn)
-    } else if arn.starts_with("arn:aws:acm:") {
+    } else if arn.split(':').nth(2) == Some("acm") {
         certificates::not_found(arn)
     } else if arn.contains(":listener-rule/") {
         ModelError::new(ErrorCode::RuleNotFound, format!("Rule '{arn}' not found"))
