@@ -1,25 +1,32 @@
 //! The ACM subset (JSON 1.1 protocol, `X-Amz-Target: CertificateManager.<Op>`): import,
-//! request (issued at once by elbd's local CA), describe, list, get, delete and tags.
+//! request (issued at once by elbd's local CA), describe, list, get, delete, tags, options,
+//! export, renew, revoke and the account's expiry-event setting.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use elb_model::state::ImportCertificate;
-use elb_model::{Certificate, CertificateKind, Command, ErrorCode, ModelError, Origin, Region};
+use elb_model::{
+    Certificate, CertificateKind, CertificateOptions, Command, ErrorCode, ModelError, Origin,
+    Region,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::ApiCall;
 use crate::error::ApiError;
 
-/// ACM operations elbd does not build: they answer `NotImplemented` naming themselves.
-const UNBUILT: &[&str] = &[
-    "ExportCertificate",
-    "GetAccountConfiguration",
-    "PutAccountConfiguration",
-    "RenewCertificate",
-    "ResendValidationEmail",
-    "RevokeCertificate",
-    "UpdateCertificateOptions",
+/// RevokeCertificate's reasons.
+const REVOCATION_REASONS: &[&str] = &[
+    "UNSPECIFIED",
+    "KEY_COMPROMISE",
+    "CA_COMPROMISE",
+    "AFFILIATION_CHANGED",
+    "SUPERSEDED",
+    "CESSATION_OF_OPERATION",
+    "CERTIFICATE_HOLD",
+    "REMOVE_FROM_CRL",
+    "PRIVILEGE_WITHDRAWN",
+    "A_A_COMPROMISE",
 ];
 
 /// The key types ListCertificates shows when the request names none. AWS shows RSA only;
@@ -68,11 +75,83 @@ fn dispatch(api: &ApiCall<'_>, operation: &str, input: &[u8]) -> Result<Value, A
                 .collect();
             Ok(json!({ "Tags": tags }))
         }
-        known if UNBUILT.contains(&known) => Err(ApiError::new(
-            501,
-            "NotImplemented",
-            format!("elbd does not implement ACM {known}"),
-        )),
+        "UpdateCertificateOptions" => {
+            let input: UpdateOptionsInput = parse(input)?;
+            let (transparency_logging, export) = input.options.switches()?;
+            api.execute(Command::UpdateCertificateOptions {
+                arn: input.certificate_arn,
+                transparency_logging,
+                export,
+            })?;
+            Ok(json!({}))
+        }
+        "ExportCertificate" => export(api, parse(input)?),
+        "RenewCertificate" => renew(api, &parse::<ArnInput>(input)?),
+        "RevokeCertificate" => {
+            let input: RevokeInput = parse(input)?;
+            if !REVOCATION_REASONS.contains(&input.revocation_reason.as_str()) {
+                return Err(ApiError::new(
+                    400,
+                    "ValidationException",
+                    format!(
+                        "RevocationReason '{}' is not one of {}",
+                        input.revocation_reason,
+                        REVOCATION_REASONS.join(", ")
+                    ),
+                ));
+            }
+            let arn = input.certificate_arn;
+            api.execute(Command::RevokeCertificate {
+                arn: arn.clone(),
+                reason: input.revocation_reason,
+            })?;
+            Ok(json!({ "CertificateArn": arn }))
+        }
+        "ResendValidationEmail" => {
+            let input: ResendInput = parse(input)?;
+            let snapshot = api.snapshot();
+            let c = certificate(snapshot.state(), &input.certificate_arn)?;
+            let _ = (&input.domain, &input.validation_domain);
+            Err(ApiError::new(
+                400,
+                "InvalidStateException",
+                format!(
+                    "Certificate {} is {}; validation emails are sent only while a certificate \
+                     is PENDING_VALIDATION",
+                    c.arn,
+                    status(c)
+                ),
+            ))
+        }
+        "GetAccountConfiguration" => {
+            parse::<serde_json::Map<String, Value>>(input)?
+                .is_empty()
+                .then_some(())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        "SerializationException",
+                        "GetAccountConfiguration takes no input",
+                    )
+                })?;
+            let days = api.snapshot().state().acm_expiry_days.unwrap_or(45);
+            Ok(json!({ "ExpiryEvents": { "DaysBeforeExpiry": days } }))
+        }
+        "PutAccountConfiguration" => {
+            let input: PutConfigurationInput = parse(input)?;
+            let _ = input.idempotency_token;
+            if let Some(days) = input.expiry_events.and_then(|e| e.days_before_expiry) {
+                if !(1..=45).contains(&days) {
+                    return Err(ApiError::new(
+                        400,
+                        "ValidationException",
+                        format!("DaysBeforeExpiry {days} is not between 1 and 45"),
+                    ));
+                }
+                api.execute(Command::PutAcmExpiryDays { days: days as u16 })?;
+            }
+            Ok(json!({}))
+        }
         unknown => Err(ApiError::new(
             400,
             "UnknownOperationException",
@@ -162,11 +241,92 @@ struct RequestInput {
     key_algorithm: Option<String>,
     #[serde(default)]
     tags: Vec<Tag>,
-    /// Validation and transparency options have no meaning for a local CA.
+    /// Validation has no meaning for a local CA, which issues at once.
     #[serde(default)]
     domain_validation_options: Vec<Value>,
-    options: Option<Value>,
+    options: Option<OptionsInput>,
     certificate_authority_arn: Option<String>,
+}
+
+/// ACM's `Options`: `ENABLED` or `DISABLED` each.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct OptionsInput {
+    certificate_transparency_logging_preference: Option<String>,
+    export: Option<String>,
+}
+
+impl OptionsInput {
+    /// The two switches as given (`None` when left out).
+    fn switches(&self) -> Result<(Option<bool>, Option<bool>), ApiError> {
+        let switch = |name: &str, value: &Option<String>| match value.as_deref() {
+            None => Ok(None),
+            Some("ENABLED") => Ok(Some(true)),
+            Some("DISABLED") => Ok(Some(false)),
+            Some(other) => Err(ApiError::new(
+                400,
+                "ValidationException",
+                format!("Options.{name} '{other}' is not ENABLED or DISABLED"),
+            )),
+        };
+        Ok((
+            switch(
+                "CertificateTransparencyLoggingPreference",
+                &self.certificate_transparency_logging_preference,
+            )?,
+            switch("Export", &self.export)?,
+        ))
+    }
+
+    fn apply(&self, mut options: CertificateOptions) -> Result<CertificateOptions, ApiError> {
+        let (logging, export) = self.switches()?;
+        options.transparency_logging = logging.unwrap_or(options.transparency_logging);
+        options.export = export.unwrap_or(options.export);
+        Ok(options)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct UpdateOptionsInput {
+    certificate_arn: String,
+    options: OptionsInput,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ExportInput {
+    certificate_arn: String,
+    /// Base64, as botocore sends blobs.
+    passphrase: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct RevokeInput {
+    certificate_arn: String,
+    revocation_reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ResendInput {
+    certificate_arn: String,
+    domain: String,
+    validation_domain: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PutConfigurationInput {
+    expiry_events: Option<ExpiryEvents>,
+    idempotency_token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ExpiryEvents {
+    days_before_expiry: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -245,6 +405,7 @@ fn import(api: &ApiCall<'_>, input: ImportInput) -> Result<Value, ApiError> {
             kind: CertificateKind::Imported,
             material,
             idempotency_token: None,
+            options: CertificateOptions::default(),
             tags: tags(input.tags),
             origin: Origin::Api,
         },
@@ -274,32 +435,19 @@ fn request(api: &ApiCall<'_>, input: RequestInput) -> Result<Value, ApiError> {
             format!("elbd's local CA issues EC_prime256v1 keys only, not {algorithm}"),
         ));
     }
-    let _ = (&input.domain_validation_options, &input.options);
+    // Validation is done at once by the local CA; the options are recorded and echoed.
+    let _ = &input.domain_validation_options;
+    let options = match &input.options {
+        Some(o) => o.apply(CertificateOptions::default())?,
+        None => CertificateOptions::default(),
+    };
     let mut names = vec![input.domain_name.clone()];
     for name in input.subject_alternative_names {
         if !names.contains(&name) {
             names.push(name);
         }
     }
-    let snapshot = api.snapshot();
-    let secrets = snapshot.secrets();
-    if secrets.ca_certificate_pem.is_empty() {
-        return Err(ApiError::internal("elbd's local CA is not set up"));
-    }
-    let now_ms = crate::clock::now_ms();
-    let issued = elb_tls::ca::issue(
-        &secrets.ca_certificate_pem,
-        &secrets.ca_private_key_pem,
-        &names,
-        now_ms,
-    )
-    .map_err(|e| invalid_parameter(e.0))?;
-    let material = elb_tls::material::read(
-        &issued.certificate_pem,
-        &issued.private_key_pem,
-        &issued.chain_pem,
-    )
-    .map_err(|e| ApiError::internal(e.0))?;
+    let material = issue(api, &names)?;
     let arn = create(
         api,
         ImportCertificate {
@@ -307,11 +455,34 @@ fn request(api: &ApiCall<'_>, input: RequestInput) -> Result<Value, ApiError> {
             kind: CertificateKind::AmazonIssued,
             material,
             idempotency_token: input.idempotency_token,
+            options,
             tags: tags(input.tags),
             origin: Origin::Api,
         },
     )?;
     Ok(json!({ "CertificateArn": arn }))
+}
+
+/// A new certificate for `names` from elbd's local CA, read as material.
+fn issue(api: &ApiCall<'_>, names: &[String]) -> Result<elb_model::CertificateMaterial, ApiError> {
+    let snapshot = api.snapshot();
+    let secrets = snapshot.secrets();
+    if secrets.ca_certificate_pem.is_empty() {
+        return Err(ApiError::internal("elbd's local CA is not set up"));
+    }
+    let issued = elb_tls::ca::issue(
+        &secrets.ca_certificate_pem,
+        &secrets.ca_private_key_pem,
+        names,
+        crate::clock::now_ms(),
+    )
+    .map_err(|e| invalid_parameter(e.0))?;
+    elb_tls::material::read(
+        &issued.certificate_pem,
+        &issued.private_key_pem,
+        &issued.chain_pem,
+    )
+    .map_err(|e| ApiError::internal(e.0))
 }
 
 fn tags(tags: Vec<Tag>) -> Vec<(String, String)> {
@@ -338,10 +509,24 @@ fn certificate<'a>(state: &'a Region, arn: &str) -> Result<&'a Certificate, ApiE
 }
 
 fn status(c: &Certificate) -> &'static str {
-    if crate::clock::now_ms() > c.material.not_after_ms {
+    if c.revoked.is_some() {
+        "REVOKED"
+    } else if crate::clock::now_ms() > c.material.not_after_ms {
         "EXPIRED"
     } else {
         "ISSUED"
+    }
+}
+
+fn enabled(on: bool) -> &'static str {
+    if on { "ENABLED" } else { "DISABLED" }
+}
+
+/// Requested certificates renew (RenewCertificate re-issues them); imported ones do not.
+fn renewal_eligibility(c: &Certificate) -> &'static str {
+    match c.kind {
+        CertificateKind::AmazonIssued if c.revoked.is_none() => "ELIGIBLE",
+        _ => "INELIGIBLE",
     }
 }
 
@@ -385,9 +570,16 @@ fn describe(api: &ApiCall<'_>, input: &ArnInput) -> Result<Value, ApiError> {
         "Type": c.kind.as_str(),
         "KeyUsages": [{"Name": "DIGITAL_SIGNATURE"}, {"Name": "KEY_ENCIPHERMENT"}],
         "ExtendedKeyUsages": [{"Name": "TLS_WEB_SERVER_AUTHENTICATION", "OID": "1.3.6.1.5.5.7.3.1"}],
-        "RenewalEligibility": "INELIGIBLE",
-        "Options": {"CertificateTransparencyLoggingPreference": "DISABLED"},
+        "RenewalEligibility": renewal_eligibility(c),
+        "Options": {
+            "CertificateTransparencyLoggingPreference": enabled(c.options.transparency_logging),
+            "Export": enabled(c.options.export),
+        },
     });
+    if let Some((at_ms, reason)) = &c.revoked {
+        detail["RevokedAt"] = json!(seconds(*at_ms));
+        detail["RevocationReason"] = json!(reason);
+    }
     let at = match c.kind {
         CertificateKind::Imported => "ImportedAt",
         CertificateKind::AmazonIssued => "IssuedAt",
@@ -477,6 +669,62 @@ fn list(api: &ApiCall<'_>, input: ListInput) -> Result<Value, ApiError> {
         out["NextToken"] = json!(next);
     }
     Ok(out)
+}
+
+/// The certificate, its chain and its key encrypted with the passphrase, for a certificate
+/// requested with `Options.Export=ENABLED`.
+fn export(api: &ApiCall<'_>, input: ExportInput) -> Result<Value, ApiError> {
+    let passphrase = STANDARD
+        .decode(input.passphrase.trim())
+        .map_err(|_| ApiError::new(400, "ValidationException", "Passphrase is not base64"))?;
+    if !(4..=128).contains(&passphrase.len()) {
+        return Err(ApiError::new(
+            400,
+            "ValidationException",
+            "Passphrase must be 4 to 128 bytes",
+        ));
+    }
+    let arn = input.certificate_arn;
+    let (snapshot, _) =
+        api.update(|state, cx| state.apply(Command::ExportCertificate { arn: arn.clone() }, cx))?;
+    let m = &certificate(snapshot.state(), &arn)?.material;
+    let key = elb_tls::ca::encrypt_private_key(&m.private_key_pem, &passphrase)
+        .map_err(|e| ApiError::internal(e.0))?;
+    Ok(json!({
+        "Certificate": m.certificate_pem,
+        "CertificateChain": m.chain_pem,
+        "PrivateKey": key,
+    }))
+}
+
+/// Re-issues a requested certificate from the local CA for the same names, in place (same
+/// ARN; listeners serve it from the next handshake).
+fn renew(api: &ApiCall<'_>, input: &ArnInput) -> Result<Value, ApiError> {
+    let snapshot = api.snapshot();
+    let c = certificate(snapshot.state(), &input.certificate_arn)?;
+    if renewal_eligibility(c) != "ELIGIBLE" {
+        return Err(ApiError::new(
+            400,
+            "ValidationException",
+            format!(
+                "Certificate {} is not eligible for renewal: only requested, unrevoked \
+                 certificates are",
+                c.arn
+            ),
+        ));
+    }
+    let names: Vec<String> = c.names().map(str::to_owned).collect();
+    let material = issue(api, &names)?;
+    api.execute(Command::ImportCertificate(ImportCertificate {
+        arn: Some(c.arn.clone()),
+        kind: CertificateKind::AmazonIssued,
+        material,
+        idempotency_token: None,
+        options: c.options,
+        tags: Vec::new(),
+        origin: c.origin,
+    }))?;
+    Ok(json!({}))
 }
 
 fn get(api: &ApiCall<'_>, input: &ArnInput) -> Result<Value, ApiError> {

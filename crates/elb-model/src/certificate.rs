@@ -60,8 +60,34 @@ pub struct Certificate {
     #[serde(default)]
     pub idempotency_token: Option<String>,
     #[serde(default)]
+    pub options: CertificateOptions,
+    /// Whether ExportCertificate has handed out the private key (only those can be revoked).
+    #[serde(default)]
+    pub exported: bool,
+    /// RevokeCertificate's record: when, and AWS's reason code.
+    #[serde(default)]
+    pub revoked: Option<(u64, String)>,
+    #[serde(default)]
     pub tags: Tags,
     pub origin: Origin,
+}
+
+/// ACM's `Options`: recorded and echoed (there is no transparency log here), and whether
+/// the private key may be exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateOptions {
+    pub transparency_logging: bool,
+    pub export: bool,
+}
+
+impl Default for CertificateOptions {
+    /// AWS's defaults: logging `ENABLED`, export `DISABLED`.
+    fn default() -> Self {
+        Self {
+            transparency_logging: true,
+            export: false,
+        }
+    }
 }
 
 impl Certificate {

@@ -43,6 +43,8 @@ pub enum ErrorCode {
     DuplicateTrustStoreName,
     RevocationIdNotFound,
     TooManyTrustStoreRevocationEntries,
+    /// ACM: the certificate's status does not allow the operation.
+    InvalidState,
     // EC2's codes.
     InvalidVpcIdNotFound,
     InvalidSubnetIdNotFound,
@@ -103,6 +105,7 @@ impl ErrorCode {
             Self::DuplicateTrustStoreName => "DuplicateTrustStoreName",
             Self::RevocationIdNotFound => "RevocationIdNotFound",
             Self::TooManyTrustStoreRevocationEntries => "TooManyTrustStoreRevocationEntries",
+            Self::InvalidState => "InvalidStateException",
             Self::InvalidVpcIdNotFound => "InvalidVpcID.NotFound",
             Self::InvalidSubnetIdNotFound => "InvalidSubnetID.NotFound",
             Self::InvalidGroupNotFound => "InvalidGroup.NotFound",

@@ -33,7 +33,9 @@ pub mod target_group;
 pub mod trust_store;
 
 pub use attributes::Attributes;
-pub use certificate::{Certificate, CertificateKind, CertificateMaterial, Secrets};
+pub use certificate::{
+    Certificate, CertificateKind, CertificateMaterial, CertificateOptions, Secrets,
+};
 pub use error::{ErrorCode, ModelError};
 pub use health::{HealthState, HealthView, Matcher, Reason, TargetHealth};
 pub use id::{Context, IdSource, Scope};

@@ -100,6 +100,36 @@ fn err(e: rcgen::Error) -> TlsError {
     TlsError::new(format!("Certificate generation failed: {e}"))
 }
 
+/// A PKCS#8 private key (PEM) encrypted with `passphrase` as ACM's ExportCertificate hands it
+/// out: `ENCRYPTED PRIVATE KEY`, PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC (OpenSSL's
+/// default scheme, so `openssl pkey -passin` reads it).
+pub fn encrypt_private_key(pem: &str, passphrase: &[u8]) -> Result<String, TlsError> {
+    use pkcs8::der::pem::LineEnding;
+    use pkcs8::der::{Decode, SecretDocument};
+    use ring::rand::SecureRandom;
+
+    let (label, der) = SecretDocument::from_pem(pem)
+        .map_err(|e| TlsError::new(format!("The private key is not PEM: {e}")))?;
+    if label != "PRIVATE KEY" {
+        return Err(TlsError::new(format!(
+            "The private key is {label}, not PKCS#8"
+        )));
+    }
+    let info = pkcs8::PrivateKeyInfo::from_der(der.as_bytes())
+        .map_err(|e| TlsError::new(format!("The private key is not PKCS#8: {e}")))?;
+    let (mut salt, mut iv) = ([0u8; 16], [0u8; 16]);
+    let rng = ring::rand::SystemRandom::new();
+    rng.fill(&mut salt)
+        .and_then(|()| rng.fill(&mut iv))
+        .map_err(|_| TlsError::new("no randomness for the key's encryption"))?;
+    let scheme = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(2048, &salt, &iv)
+        .map_err(|e| TlsError::new(format!("Cannot encrypt the private key: {e}")))?;
+    info.encrypt_with_params(scheme, passphrase)
+        .and_then(|doc| Ok(doc.to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)?))
+        .map(|pem| pem.to_string())
+        .map_err(|e| TlsError::new(format!("Cannot encrypt the private key: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +161,22 @@ mod tests {
         let mismatch = material::read(&issued.certificate_pem, &other.private_key_pem, "");
         assert!(mismatch.unwrap_err().0.contains("does not fit"));
         assert!(material::read("not pem", &issued.private_key_pem, "").is_err());
+    }
+
+    #[test]
+    fn exported_keys_open_with_their_passphrase_only() {
+        use pkcs8::der::SecretDocument;
+
+        let now = 1_800_000_000_000;
+        let (ca_cert, ca_key) = new_authority(now).unwrap();
+        let issued = issue(&ca_cert, &ca_key, &["x.test".to_owned()], now).unwrap();
+        let encrypted = encrypt_private_key(&issued.private_key_pem, b"s3cret").unwrap();
+        assert!(encrypted.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"));
+        let (_, doc) = SecretDocument::from_pem(&encrypted).unwrap();
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes()).unwrap();
+        let plain = info.decrypt(b"s3cret").unwrap();
+        let (_, original) = SecretDocument::from_pem(&issued.private_key_pem).unwrap();
+        assert_eq!(plain.as_bytes(), original.as_bytes());
+        assert!(info.decrypt(b"wrong").is_err());
     }
 }

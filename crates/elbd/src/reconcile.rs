@@ -123,6 +123,7 @@ fn certificate(
     }
     let command = Command::ImportCertificate(ImportCertificate {
         arn: existing,
+        options: Default::default(),
         kind: CertificateKind::Imported,
         material: spec.material.clone(),
         idempotency_token: None,

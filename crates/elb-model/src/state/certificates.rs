@@ -1,7 +1,7 @@
 //! ACM certificates, the certificates of HTTPS listeners, and the store's own secrets.
 
 use super::{ImportCertificate, Outcome, Region, Tags};
-use crate::certificate::Certificate;
+use crate::certificate::{Certificate, CertificateKind};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::listener::{ListenerProtocol, ListenerTls};
@@ -24,6 +24,11 @@ impl Region {
                 return Err(ModelError::validation(format!(
                     "Certificate '{arn}' was not imported; only imported certificates can be \
                      re-imported"
+                )));
+            }
+            if cert.revoked.is_some() {
+                return Err(ModelError::validation(format!(
+                    "Certificate '{arn}' is revoked"
                 )));
             }
             cert.material = c.material;
@@ -51,6 +56,9 @@ impl Region {
                 created_ms: cx.now_ms,
                 updated_ms: cx.now_ms,
                 idempotency_token: c.idempotency_token,
+                options: c.options,
+                exported: false,
+                revoked: None,
                 tags: Tags::new(),
                 origin: c.origin,
             },
@@ -59,6 +67,69 @@ impl Region {
             self.add_tags(std::slice::from_ref(&arn), &c.tags)?;
         }
         Ok(Outcome::Created(arn))
+    }
+
+    pub(super) fn update_certificate_options(
+        &mut self,
+        arn: &str,
+        transparency_logging: Option<bool>,
+        export: Option<bool>,
+    ) -> Result<Outcome> {
+        let cert = self.certificate_mut(arn)?;
+        if export.is_some() && cert.kind != CertificateKind::AmazonIssued {
+            return Err(ModelError::validation(format!(
+                "Certificate '{arn}' was imported; only requested certificates can be exported"
+            )));
+        }
+        if let Some(logging) = transparency_logging {
+            cert.options.transparency_logging = logging;
+        }
+        if let Some(export) = export {
+            cert.options.export = export;
+        }
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn export_certificate(&mut self, arn: &str, cx: &Context<'_>) -> Result<Outcome> {
+        let cert = self.certificate_mut(arn)?;
+        let exportable = cert.kind == CertificateKind::AmazonIssued && cert.options.export;
+        if !exportable {
+            return Err(ModelError::validation(format!(
+                "Certificate '{arn}' is not exportable: only certificates requested with \
+                 Options.Export ENABLED are"
+            )));
+        }
+        if cert.revoked.is_some() || cert.material.not_after_ms < cx.now_ms {
+            return Err(ModelError::new(
+                ErrorCode::InvalidState,
+                format!("Certificate '{arn}' is not ISSUED"),
+            ));
+        }
+        cert.exported = true;
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn revoke_certificate(
+        &mut self,
+        arn: &str,
+        reason: String,
+        cx: &Context<'_>,
+    ) -> Result<Outcome> {
+        if let Some(user) = self.certificate_users(arn).next() {
+            return Err(ModelError::new(
+                ErrorCode::ResourceInUse,
+                format!("Certificate '{arn}' is in use by listener '{user}'"),
+            ));
+        }
+        let cert = self.certificate_mut(arn)?;
+        if !cert.exported || cert.revoked.is_some() {
+            return Err(ModelError::new(
+                ErrorCode::InvalidState,
+                format!("Certificate '{arn}' can be revoked once, after it has been exported"),
+            ));
+        }
+        cert.revoked = Some((cx.now_ms, reason));
+        Ok(Outcome::Done)
     }
 
     pub(super) fn delete_certificate(&mut self, arn: &str) -> Result<Outcome> {
@@ -91,7 +162,7 @@ impl Region {
         arns: &[String],
     ) -> Result<Outcome> {
         for arn in arns {
-            self.certificate(arn)?;
+            self.servable_certificate(arn)?;
         }
         let listener = self.listener_mut(listener_arn)?;
         let tls = listener.tls.as_mut().ok_or_else(|| not_tls(listener_arn))?;
@@ -182,7 +253,7 @@ impl Region {
                 )
             });
         };
-        self.certificate(default)?;
+        self.servable_certificate(default)?;
         Ok(Some(ListenerTls {
             ssl_policy: name.to_owned(),
             default_certificate_arn: default.clone(),
@@ -193,6 +264,17 @@ impl Region {
 
     pub(super) fn certificate(&self, arn: &str) -> Result<&Certificate> {
         self.certificates.get(arn).ok_or_else(|| not_found(arn))
+    }
+
+    /// A certificate a listener may present: one that exists and is not revoked.
+    fn servable_certificate(&self, arn: &str) -> Result<&Certificate> {
+        let cert = self.certificate(arn)?;
+        if cert.revoked.is_some() {
+            return Err(ModelError::validation(format!(
+                "Certificate '{arn}' is revoked and cannot be served"
+            )));
+        }
+        Ok(cert)
     }
 
     fn certificate_mut(&mut self, arn: &str) -> Result<&mut Certificate> {

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::certificate::{Certificate, CertificateKind, CertificateMaterial};
+use crate::certificate::{Certificate, CertificateKind, CertificateMaterial, CertificateOptions};
 use crate::error::Result;
 use crate::id::{Context, Scope};
 use crate::listener::{Listener, ListenerProtocol};
@@ -81,6 +81,9 @@ pub struct Region {
     pub certificates: BTreeMap<String, Certificate>,
     #[serde(default)]
     pub trust_stores: BTreeMap<String, TrustStore>,
+    /// ACM's `ExpiryEvents.DaysBeforeExpiry` (AWS's default, 45, when unset).
+    #[serde(default)]
+    pub acm_expiry_days: Option<u16>,
     /// While a command runs, the node addresses (private and public) other regions hold: VPCs
     /// of two regions may overlap, but the host has each address once. Empty otherwise ([`State::in_region`]).
     #[serde(skip)]
@@ -144,6 +147,8 @@ pub struct ImportCertificate {
     pub kind: CertificateKind,
     pub material: CertificateMaterial,
     pub idempotency_token: Option<String>,
+    /// RequestCertificate's `Options` (ImportCertificate takes AWS's defaults).
+    pub options: CertificateOptions,
     pub tags: Vec<(String, String)>,
     pub origin: Origin,
 }
@@ -220,6 +225,25 @@ pub enum Command {
     /// Refused while a listener uses the certificate.
     DeleteCertificate {
         arn: String,
+    },
+    /// UpdateCertificateOptions: what is given changes.
+    UpdateCertificateOptions {
+        arn: String,
+        transparency_logging: Option<bool>,
+        export: Option<bool>,
+    },
+    /// ExportCertificate hands out the key of an exportable, issued certificate.
+    ExportCertificate {
+        arn: String,
+    },
+    /// Only an exported certificate can be revoked, once; one in use by a listener cannot.
+    RevokeCertificate {
+        arn: String,
+        reason: String,
+    },
+    /// ACM's account configuration: expiry events this many days ahead.
+    PutAcmExpiryDays {
+        days: u16,
     },
     CreateTrustStore {
         name: String,
@@ -392,6 +416,17 @@ impl Region {
             } => self.remove_listener_certificates(&listener_arn, &certificate_arns),
             Command::ImportCertificate(c) => self.import_certificate(c, cx),
             Command::DeleteCertificate { arn } => self.delete_certificate(&arn),
+            Command::UpdateCertificateOptions {
+                arn,
+                transparency_logging,
+                export,
+            } => self.update_certificate_options(&arn, transparency_logging, export),
+            Command::ExportCertificate { arn } => self.export_certificate(&arn, cx),
+            Command::RevokeCertificate { arn, reason } => self.revoke_certificate(&arn, reason, cx),
+            Command::PutAcmExpiryDays { days } => {
+                self.acm_expiry_days = Some(days);
+                Ok(Outcome::Done)
+            }
             Command::CreateTrustStore {
                 name,
                 ca_bundle_pem,

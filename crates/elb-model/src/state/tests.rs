@@ -125,6 +125,7 @@ impl World {
         };
         arn_of(self.run(Command::ImportCertificate(ImportCertificate {
             arn: None,
+            options: Default::default(),
             kind: CertificateKind::Imported,
             material,
             idempotency_token: None,

@@ -178,4 +178,33 @@ assert set(arns) <= set(listed) and len(listed) == len(set(listed)), listed
 assert acm.list_tags_for_certificate(CertificateArn=arns[1])["Tags"] == [{"Key": "n", "Value": "1"}]
 got = acm.get_certificate(CertificateArn=arns[0])
 assert got["Certificate"].startswith("-----BEGIN CERTIFICATE-----") and "CertificateChain" in got
+
+# ACM: options, export, renewal, revocation, account configuration.
+exportable = acm.request_certificate(DomainName="export.boto.test",
+                                     Options={"Export": "ENABLED", "CertificateTransparencyLoggingPreference": "DISABLED"})
+exportable = exportable["CertificateArn"]
+detail = acm.describe_certificate(CertificateArn=exportable)["Certificate"]
+assert detail["Options"] == {"Export": "ENABLED", "CertificateTransparencyLoggingPreference": "DISABLED"}, detail
+assert detail["RenewalEligibility"] == "ELIGIBLE", detail
+exported = acm.export_certificate(CertificateArn=exportable, Passphrase=b"correct horse")
+assert exported["PrivateKey"].startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----"), exported["PrivateKey"][:40]
+assert exported["Certificate"].startswith("-----BEGIN CERTIFICATE-----")
+expect_code("ValidationException", acm.export_certificate, CertificateArn=arns[0], Passphrase=b"correct horse")
+expect_code("InvalidStateException", acm.revoke_certificate, CertificateArn=arns[0], RevocationReason="SUPERSEDED")
+before = acm.describe_certificate(CertificateArn=arns[1])["Certificate"]["Serial"]
+acm.renew_certificate(CertificateArn=arns[1])
+assert acm.describe_certificate(CertificateArn=arns[1])["Certificate"]["Serial"] != before
+acm.update_certificate_options(CertificateArn=arns[1], Options={"CertificateTransparencyLoggingPreference": "DISABLED"})
+options = acm.describe_certificate(CertificateArn=arns[1])["Certificate"]["Options"]
+assert options["CertificateTransparencyLoggingPreference"] == "DISABLED", options
+assert acm.revoke_certificate(CertificateArn=exportable, RevocationReason="KEY_COMPROMISE")["CertificateArn"] == exportable
+detail = acm.describe_certificate(CertificateArn=exportable)["Certificate"]
+assert detail["Status"] == "REVOKED" and detail["RevocationReason"] == "KEY_COMPROMISE", detail
+expect_code("InvalidStateException", acm.resend_validation_email, CertificateArn=arns[0],
+                Domain="p0.boto.test", ValidationDomain="boto.test")
+assert acm.get_account_configuration()["ExpiryEvents"]["DaysBeforeExpiry"] == 45
+acm.put_account_configuration(ExpiryEvents={"DaysBeforeExpiry": 30}, IdempotencyToken="t")
+assert acm.get_account_configuration()["ExpiryEvents"]["DaysBeforeExpiry"] == 30
+expect_code("ValidationException", acm.put_account_configuration, ExpiryEvents={"DaysBeforeExpiry": 46},
+                IdempotencyToken="t")
 print("ok")
