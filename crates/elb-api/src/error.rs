@@ -91,8 +91,13 @@ impl ApiError {
                     x.leaf("RequestID", request_id);
                 });
             }
-            Service::Elbv2 | Service::Acm => {
-                x.open_ns("ErrorResponse", crate::elbv2::NAMESPACE);
+            Service::Elbv2 | Service::Iam | Service::Acm => {
+                let namespace = if service == Service::Iam {
+                    crate::iam::NAMESPACE
+                } else {
+                    crate::elbv2::NAMESPACE
+                };
+                x.open_ns("ErrorResponse", namespace);
                 x.node("Error", |x| {
                     x.leaf("Type", self.fault())
                         .leaf("Code", &self.code)

@@ -1,6 +1,6 @@
 //! The AWS-compatible control plane: one HTTP endpoint that serves the elbv2 Query API, the
-//! EC2 subset elbd models and the ACM subset (JSON), over the same [`Store`] and
-//! [`Command`]s as the config file.
+//! EC2 subset elbd models, the ACM subset (JSON) and IAM's server certificates, over the same
+//! [`Store`] and [`Command`]s as the config file.
 //!
 //! A request travels: SigV4 scope (which service, which region) → [`Params`] (Query decoding)
 //! or JSON (ACM) → an operation handler, which reads a snapshot or commits commands with
@@ -10,7 +10,7 @@
 //! # Layout
 //! - [`auth`]: SigV4 scope parsing and, with credentials configured, verification.
 //! - [`query`]: the Query protocol's parameters; [`xml`]: its responses.
-//! - [`elbv2`], [`ec2`], [`acm`]: the operations.
+//! - [`elbv2`], [`ec2`], [`acm`], [`iam`]: the operations.
 //! - [`mod@error`]: [`ApiError`] and its rendering.
 
 pub mod acm;
@@ -19,6 +19,7 @@ mod clock;
 pub mod ec2;
 pub mod elbv2;
 pub mod error;
+pub mod iam;
 pub mod query;
 pub mod xml;
 
@@ -48,6 +49,7 @@ pub enum Service {
     Elbv2,
     Ec2,
     Acm,
+    Iam,
 }
 
 /// What the endpoint serves every request from.
@@ -229,12 +231,13 @@ fn service_of(headers: &HeaderMap) -> Result<Service, ApiError> {
         "elasticloadbalancing" => Ok(Service::Elbv2),
         "ec2" => Ok(Service::Ec2),
         "acm" => Ok(Service::Acm),
+        "iam" => Ok(Service::Iam),
         other => Err(ApiError::new(
             400,
             "InvalidAction",
             format!(
                 "The service '{other}' is not offered by elbd; it serves elasticloadbalancing, \
-                 ec2 and acm"
+                 ec2, acm and iam (server certificates)"
             ),
         )),
     }
@@ -288,17 +291,21 @@ fn call(
             )
         })?
         .to_owned();
-    api.open_region()?;
+    // IAM is global: its requests touch no region.
+    if service != Service::Iam {
+        api.open_region()?;
+    }
     let (namespace, result) = match service {
         Service::Elbv2 => (elbv2::NAMESPACE, elbv2::call(api, &action, &params)?),
         Service::Ec2 => (ec2::NAMESPACE, ec2::call(api, &action, &params)?),
+        Service::Iam => (iam::NAMESPACE, iam::call(api, &action, &params)?),
         Service::Acm => unreachable!("answered above"),
     };
     params.finish()?;
     let mut x = Xml::new();
     x.open_ns(&format!("{action}Response"), namespace);
     match service {
-        Service::Elbv2 => {
+        Service::Elbv2 | Service::Iam => {
             x.node(&format!("{action}Result"), |x| x.append(result));
             x.node("ResponseMetadata", |x| {
                 x.leaf("RequestId", request_id);

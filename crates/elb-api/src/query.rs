@@ -191,6 +191,18 @@ impl Params {
         Ok(found.into_iter().collect())
     }
 
+    /// `Version`, when given, must be the API's.
+    pub fn version(&self, api: &str, version: &str) -> Result<(), ApiError> {
+        match self.optional("Version") {
+            Some(given) if given != version => Err(ApiError::new(
+                400,
+                "InvalidAction",
+                format!("Version '{given}' is not supported; {api} is version {version}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses every parameter no handler read: unknown, or known but not implemented.
     pub fn finish(&self) -> Result<(), ApiError> {
         let read = self.read.borrow();

@@ -2,8 +2,8 @@
 //! outstanding-request counters, connection pools, refusal counters) that outlives any one
 //! table. Only the control path runs this.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -14,7 +14,7 @@ use elb_model::health::below_minimum;
 use elb_model::ssl_policy::ssl_policy;
 use elb_model::{
     Action, HealthState, HealthView, ListenerProtocol, ListenerTls, Node, Region, Registration,
-    State, TargetGroup, TargetGroupProtocol,
+    ServerCertificate, State, TargetGroup, TargetGroupProtocol,
 };
 use elb_tls::server::{Resumption, Served, SniResolver, server_config};
 use elb_tls::{TlsError, material, mtls, policy};
@@ -88,7 +88,8 @@ impl Runtime {
         let mut used = Used::default();
         let sealer = self.sealer(&state.secrets.cookie_key);
         for region in state.regions.values() {
-            self.compile_region(region, health, &sealer, &mut used, &mut routes);
+            let iam = &state.server_certificates;
+            self.compile_region(region, iam, health, &sealer, &mut used, &mut routes);
         }
         self.cursors = used.cursors;
         self.outstanding = used.outstanding;
@@ -105,6 +106,7 @@ impl Runtime {
     fn compile_region(
         &mut self,
         state: &Region,
+        iam: &BTreeMap<String, ServerCertificate>,
         health: &HealthView,
         sealer: &Option<Arc<CookieSealer>>,
         used: &mut Used,
@@ -119,7 +121,7 @@ impl Runtime {
             let http = http_settings(&lb.attributes);
             let tls = match &listener.tls {
                 None => None,
-                Some(tls) => match self.tls_config(state, tls, http.http2, used) {
+                Some(tls) => match self.tls_config(state, iam, tls, http.http2, used) {
                     Ok(config) => Some(config),
                     Err(e) => {
                         // The API checked all of this; only a damaged store gets here.
@@ -215,6 +217,7 @@ impl Runtime {
     fn tls_config(
         &mut self,
         state: &Region,
+        iam: &BTreeMap<String, ServerCertificate>,
         tls: &ListenerTls,
         http2: bool,
         used: &mut Used,
@@ -244,9 +247,11 @@ impl Runtime {
         }
         let mut certificates = Vec::new();
         for arn in tls.all_certificate_arns() {
+            // ACM certificates are the region's; IAM server certificates the account's.
             let cert = state
                 .certificates
                 .get(arn)
+                .or_else(|| iam.get(arn).map(|s| &s.certificate))
                 .ok_or_else(|| format!("certificate {arn} is missing"))?;
             fingerprint.push_str(&format!("|{arn}@{}", cert.updated_ms));
             certificates.push(cert);

@@ -25,7 +25,7 @@ impl CertificateKind {
 
 /// PEM texts and what was read from them. Parsing X.509 is I/O-free but not this crate's
 /// business: the caller parses and checks the key matches, and the model keeps the result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateMaterial {
     pub certificate_pem: String,
     /// Intermediate certificates, PEM, possibly empty.
@@ -70,6 +70,18 @@ pub struct Certificate {
     #[serde(default)]
     pub tags: Tags,
     pub origin: Origin,
+}
+
+/// An IAM server certificate (UploadServerCertificate): account-wide, with IAM's name, path and
+/// id; `certificate` holds its material under its IAM ARN
+/// (`arn:aws:iam::ACCOUNT:server-certificate/PATH/NAME`), as listeners present it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerCertificate {
+    pub name: String,
+    pub path: String,
+    /// `ASCA…`, 21 characters.
+    pub id: String,
+    pub certificate: Certificate,
 }
 
 /// ACM's `Options`: recorded and echoed (there is no transparency log here), and whether

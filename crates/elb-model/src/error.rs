@@ -45,6 +45,10 @@ pub enum ErrorCode {
     TooManyTrustStoreRevocationEntries,
     /// ACM: the certificate's status does not allow the operation.
     InvalidState,
+    /// IAM's codes.
+    NoSuchEntity,
+    EntityAlreadyExists,
+    DeleteConflict,
     // EC2's codes.
     InvalidVpcIdNotFound,
     InvalidSubnetIdNotFound,
@@ -106,6 +110,9 @@ impl ErrorCode {
             Self::RevocationIdNotFound => "RevocationIdNotFound",
             Self::TooManyTrustStoreRevocationEntries => "TooManyTrustStoreRevocationEntries",
             Self::InvalidState => "InvalidStateException",
+            Self::NoSuchEntity => "NoSuchEntity",
+            Self::EntityAlreadyExists => "EntityAlreadyExists",
+            Self::DeleteConflict => "DeleteConflict",
             Self::InvalidVpcIdNotFound => "InvalidVpcID.NotFound",
             Self::InvalidSubnetIdNotFound => "InvalidSubnetID.NotFound",
             Self::InvalidGroupNotFound => "InvalidGroup.NotFound",

@@ -26,16 +26,7 @@ const VERSION: &str = "2015-12-01";
 /// Runs `action`, one of the model's 51 operations, and returns the content of its
 /// `<{Action}Result>`.
 pub fn call(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, ApiError> {
-    match params.optional("Version") {
-        Some(VERSION) | None => {}
-        Some(other) => {
-            return Err(ApiError::new(
-                400,
-                "InvalidAction",
-                format!("Version '{other}' is not supported; elbv2 is version {VERSION}"),
-            ));
-        }
-    }
+    params.version("elbv2", VERSION)?;
     match action {
         "CreateLoadBalancer" => load_balancers::create(api, params),
         "DescribeLoadBalancers" => load_balancers::describe(api, params),

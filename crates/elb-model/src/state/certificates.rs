@@ -266,15 +266,18 @@ impl Region {
         self.certificates.get(arn).ok_or_else(|| not_found(arn))
     }
 
-    /// A certificate a listener may present: one that exists and is not revoked.
-    fn servable_certificate(&self, arn: &str) -> Result<&Certificate> {
-        let cert = self.certificate(arn)?;
-        if cert.revoked.is_some() {
+    /// A certificate a listener may present: the account's IAM server certificate, or an ACM
+    /// one of this region that exists and is not revoked.
+    fn servable_certificate(&self, arn: &str) -> Result<()> {
+        if self.beyond.server_certificates.contains(arn) {
+            return Ok(());
+        }
+        if self.certificate(arn)?.revoked.is_some() {
             return Err(ModelError::validation(format!(
                 "Certificate '{arn}' is revoked and cannot be served"
             )));
         }
-        Ok(cert)
+        Ok(())
     }
 
     fn certificate_mut(&mut self, arn: &str) -> Result<&mut Certificate> {

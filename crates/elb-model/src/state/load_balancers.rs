@@ -214,7 +214,7 @@ impl Region {
                     .nodes
                     .values()
                     .flat_map(Node::addresses)
-                    .chain(self.elsewhere.iter().copied())
+                    .chain(self.beyond.node_addresses.iter().copied())
                     .collect();
                 let public = alloc::highest_free(*pool, &used).ok_or_else(|| {
                     exhausted(&format!(

@@ -9,6 +9,7 @@
 mod certificates;
 mod diff;
 mod ec2;
+mod iam;
 mod listeners;
 mod load_balancers;
 mod network;
@@ -41,6 +42,7 @@ use crate::trust_store::{MutualAuthentication, TrustStore};
 
 pub use diff::{Changes, Delta};
 pub use ec2::RunInstances;
+pub use iam::UploadServerCertificate;
 pub use regions::State;
 pub use target_groups::TargetDescription;
 
@@ -84,10 +86,10 @@ pub struct Region {
     /// ACM's `ExpiryEvents.DaysBeforeExpiry` (AWS's default, 45, when unset).
     #[serde(default)]
     pub acm_expiry_days: Option<u16>,
-    /// While a command runs, the node addresses (private and public) other regions hold: VPCs
-    /// of two regions may overlap, but the host has each address once. Empty otherwise ([`State::in_region`]).
+    /// While a command runs, what it must see of the rest of the account
+    /// ([`State::in_region`]); empty otherwise.
     #[serde(skip)]
-    pub(crate) elsewhere: std::collections::BTreeSet<std::net::Ipv4Addr>,
+    pub(crate) beyond: Beyond,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +153,17 @@ pub struct ImportCertificate {
     pub options: CertificateOptions,
     pub tags: Vec<(String, String)>,
     pub origin: Origin,
+}
+
+/// What a command in one region sees of the rest of the account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Beyond {
+    /// Node addresses (private and public) other regions hold: VPCs of two regions may
+    /// overlap, but the host has each address once.
+    pub(crate) node_addresses: std::collections::BTreeSet<std::net::Ipv4Addr>,
+    /// The ARNs of the account's IAM server certificates, which listeners of every region may
+    /// present.
+    pub(crate) server_certificates: std::collections::BTreeSet<String>,
 }
 
 /// A change to the state. Identifiers of new resources are minted inside the command, from

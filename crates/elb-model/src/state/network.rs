@@ -84,7 +84,7 @@ impl Region {
             .nodes
             .values()
             .flat_map(Node::addresses)
-            .chain(self.elsewhere.iter().copied())
+            .chain(self.beyond.node_addresses.iter().copied())
             .map(IpAddr::V4);
         let targets = self
             .target_groups

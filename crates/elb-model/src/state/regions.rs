@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use super::{Command, Delta, Outcome, Region};
-use crate::certificate::Secrets;
+use super::{Beyond, Command, Delta, Outcome, Region};
+use crate::certificate::{Secrets, ServerCertificate};
 use crate::error::{ModelError, Result};
 use crate::id::{Context, Scope};
 use crate::network::Topology;
@@ -19,6 +19,9 @@ use crate::node::Node;
 pub struct State {
     pub regions: BTreeMap<String, Region>,
     pub secrets: Secrets,
+    /// IAM server certificates, by ARN: IAM is global, and listeners of any region may
+    /// present them.
+    pub server_certificates: BTreeMap<String, ServerCertificate>,
 }
 
 impl State {
@@ -85,19 +88,23 @@ impl State {
         cx: &mut Context<'_>,
         change: impl FnOnce(&mut Region, &mut Context<'_>) -> Result<T>,
     ) -> Result<T> {
-        let elsewhere = self
+        let node_addresses = self
             .regions
             .iter()
             .filter(|(other, _)| *other != name)
             .flat_map(|(_, r)| r.nodes.values().flat_map(Node::addresses))
             .collect();
+        let server_certificates = self.server_certificates.keys().cloned().collect();
         let region = self
             .regions
             .get_mut(name)
             .ok_or_else(|| ModelError::validation(format!("region '{name}' is not open")))?;
-        region.elsewhere = elsewhere;
+        region.beyond = Beyond {
+            node_addresses,
+            server_certificates,
+        };
         let out = change(region, cx);
-        region.elsewhere.clear();
+        region.beyond = Beyond::default();
         out
     }
 
@@ -159,6 +166,8 @@ impl<'de> Deserialize<'de> for State {
             Regions {
                 regions: BTreeMap<String, Region>,
                 secrets: Secrets,
+                #[serde(default)]
+                server_certificates: BTreeMap<String, ServerCertificate>,
             },
             OneRegion {
                 #[serde(flatten)]
@@ -168,7 +177,15 @@ impl<'de> Deserialize<'de> for State {
             },
         }
         Ok(match Stored::deserialize(deserializer)? {
-            Stored::Regions { regions, secrets } => Self { regions, secrets },
+            Stored::Regions {
+                regions,
+                secrets,
+                server_certificates,
+            } => Self {
+                regions,
+                secrets,
+                server_certificates,
+            },
             Stored::OneRegion { region, secrets } => Self {
                 secrets,
                 ..Self::single(*region)
@@ -329,7 +346,12 @@ mod tests {
         }
         let distinct: std::collections::BTreeSet<_> = nodes.iter().collect();
         assert_eq!(distinct.len(), 4, "{nodes:?}");
-        assert!(state.regions.values().all(|r| r.elsewhere.is_empty()));
+        assert!(
+            state
+                .regions
+                .values()
+                .all(|r| r.beyond == Beyond::default())
+        );
     }
 
     #[test]

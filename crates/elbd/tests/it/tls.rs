@@ -572,6 +572,101 @@ async fn mutual_tls_verifies_clients_against_a_trust_store_or_passes_them_throug
     ]);
 }
 
+/// IAM server certificates: uploaded with `aws iam`, presented by an HTTPS listener that names
+/// the IAM ARN, listed, and not deletable while in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_server_certificates_are_served_by_https_listeners() {
+    let lab = Lab::new("iam", 32);
+    let _backend = Backend::start(SocketAddr::from((lab.ip('a', 10), 9001)), Duration::ZERO).await;
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let config = lab.write("elbd.toml", &lab.settings());
+    let mut elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
+    let aws = Aws::new(api);
+    let (cert, key) = self_signed(&lab, "iam-site", "iam.tls.test");
+    let (body, key_arg) = (
+        format!("file://{}", cert.display()),
+        format!("file://{}", key.display()),
+    );
+    let uploaded = aws.ok(&[
+        "iam",
+        "upload-server-certificate",
+        "--server-certificate-name",
+        "site",
+        "--path",
+        "/web/",
+        "--certificate-body",
+        &body,
+        "--private-key",
+        &key_arg,
+    ]);
+    let meta = &uploaded["ServerCertificateMetadata"];
+    let iam_arn = meta["Arn"].as_str().unwrap().to_owned();
+    assert_eq!(
+        iam_arn,
+        "arn:aws:iam::123456789012:server-certificate/web/site"
+    );
+    assert!(
+        meta["ServerCertificateId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASCA")
+    );
+    let again = aws.err(&[
+        "iam",
+        "upload-server-certificate",
+        "--server-certificate-name",
+        "site",
+        "--certificate-body",
+        &body,
+        "--private-key",
+        &key_arg,
+    ]);
+    assert!(again.contains("EntityAlreadyExists"), "{again}");
+
+    let (lb_arn, vpc) = aws.load_balancer("iam");
+    let tg = aws.target_group("iam", &vpc, 9001, "ip", &[]);
+    aws.register(&tg, &[lab.ip('a', 10).to_string()]);
+    aws.https_listener(&lb_arn, 8443, &iam_arn, &tg, &[]);
+    let node = lab.node('a', 8443);
+    elbd.wait_until("the HTTPS listener", || TcpStream::connect(node).is_ok());
+    elbd.wait_healthy(2);
+    assert_eq!(served_subject(node, "iam.tls.test"), "CN=iam.tls.test");
+    assert_eq!(curl_https(node, "iam.tls.test", &cert), "2 200");
+
+    let in_use = aws.err(&[
+        "iam",
+        "delete-server-certificate",
+        "--server-certificate-name",
+        "site",
+    ]);
+    assert!(in_use.contains("DeleteConflict"), "{in_use}");
+    let listed = aws.ok(&["iam", "list-server-certificates", "--path-prefix", "/web/"]);
+    assert_eq!(
+        listed["ServerCertificateMetadataList"][0]["Arn"],
+        iam_arn.as_str()
+    );
+    let got = aws.ok(&[
+        "iam",
+        "get-server-certificate",
+        "--server-certificate-name",
+        "site",
+    ]);
+    let got_body = got["ServerCertificate"]["CertificateBody"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        got_body.trim(),
+        std::fs::read_to_string(&cert).unwrap().trim()
+    );
+    let missing = aws.err(&[
+        "iam",
+        "get-server-certificate",
+        "--server-certificate-name",
+        "nope",
+    ]);
+    assert!(missing.contains("NoSuchEntity"), "{missing}");
+}
+
 /// A CRL, signed by the CA `client_ca(lab, ca)` made, that revokes `cert`.
 fn revoke(lab: &Lab, ca: &str, cert: &Path) -> PathBuf {
     let dir = lab.dir.join(format!("{ca}-crl"));
