@@ -216,6 +216,7 @@ mod tests {
             protocol: ListenerProtocol::Http,
             port: 80,
             default_actions: vec![Action::forward(tg)],
+            default_action_order: None,
             ssl_policy: None,
             certificate_arns: vec![],
             mutual_authentication: None,

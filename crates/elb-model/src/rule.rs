@@ -368,6 +368,11 @@ pub struct Rule {
     pub priority: u16,
     pub conditions: Vec<Condition>,
     pub actions: Vec<Action>,
+    /// The `Order` the caller gave its action, as [`Listener::default_action_order`].
+    ///
+    /// [`Listener::default_action_order`]: crate::Listener::default_action_order
+    #[serde(default)]
+    pub action_order: Option<u16>,
     #[serde(default)]
     pub tags: Tags,
     pub origin: Origin,

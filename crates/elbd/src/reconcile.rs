@@ -455,6 +455,7 @@ fn load_balancer(
                     protocol,
                     port: listener.port,
                     default_actions: desired.actions.clone(),
+                    default_action_order: None,
                     ssl_policy: desired.ssl_policy.clone(),
                     certificate_arns: desired.certificates.iter().take(1).cloned().collect(),
                     mutual_authentication: None,
@@ -511,6 +512,8 @@ fn modify_listener(
             // The file does not declare mutual TLS; what the API set stays.
             mutual_authentication: None,
             default_actions: Some(desired.actions.clone()),
+            // The file gives no Order.
+            default_action_order: None,
         };
         let command = Command::ModifyListener {
             arn: listener_arn.to_owned(),

@@ -7,11 +7,19 @@ use crate::query::Params;
 use crate::xml::Xml;
 
 /// `PREFIX.member.N`: forward (to one group, or weighted over up to five), redirect, or
-/// fixed-response. Authentication actions are refused: they are not built.
-pub(super) fn action_params(params: &Params, prefix: &str) -> Result<Vec<Action>, ApiError> {
+/// fixed-response, and the `Order` given to the first (the model takes one action).
+/// Authentication actions are refused: they are not built.
+pub(super) fn action_params(
+    params: &Params,
+    prefix: &str,
+) -> Result<(Vec<Action>, Option<u16>), ApiError> {
     let mut actions = Vec::new();
+    let mut order = None;
     for a in params.structs(prefix)? {
-        a.int("Order", 1, 50_000)?;
+        let given = a.int("Order", 1, 50_000)?.map(|o| o as u16);
+        if actions.is_empty() {
+            order = given;
+        }
         let action = match a.required("Type")? {
             "forward" => forward(&a)?,
             "redirect" => redirect(&a)?,
@@ -30,7 +38,7 @@ pub(super) fn action_params(params: &Params, prefix: &str) -> Result<Vec<Action>
     if actions.is_empty() {
         return Err(ApiError::missing(prefix.trim_end_matches(".member")));
     }
-    Ok(actions)
+    Ok((actions, order))
 }
 
 fn forward(a: &Params) -> Result<Action, ApiError> {
@@ -184,7 +192,8 @@ pub(super) fn condition_params(params: &Params) -> Result<Vec<Condition>, ApiErr
     Ok(conditions)
 }
 
-pub(super) fn render_actions(x: &mut Xml, tag: &str, actions: &[Action]) {
+/// `Order` only when the caller gave one, as AWS echoes it.
+pub(super) fn render_actions(x: &mut Xml, tag: &str, actions: &[Action], order: Option<u16>) {
     x.members(tag, actions.iter().enumerate(), |x, (i, action)| {
         match action {
             Action::Forward {
@@ -231,7 +240,9 @@ pub(super) fn render_actions(x: &mut Xml, tag: &str, actions: &[Action]) {
                     });
             }
         }
-        x.leaf("Order", (i + 1).to_string());
+        if let Some(order) = order.filter(|_| i == 0) {
+            x.leaf("Order", order.to_string());
+        }
     });
 }
 

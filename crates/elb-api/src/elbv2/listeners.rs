@@ -40,7 +40,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         .int("Port", 1, 65535)?
         .ok_or_else(|| ApiError::validation("A listener port must be specified"))?
         as u16;
-    let default_actions = action_params(params, "DefaultActions.member")?;
+    let (default_actions, default_action_order) = action_params(params, "DefaultActions.member")?;
     let tags = tag_params(params)?;
     refuse_alpn(params)?;
     let mutual_authentication = mutual_params(params)?.flatten();
@@ -49,6 +49,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         protocol,
         port,
         default_actions,
+        default_action_order,
         ssl_policy: params.optional("SslPolicy").map(str::to_owned),
         certificate_arns: certificate_params(params)?,
         mutual_authentication,
@@ -126,7 +127,8 @@ pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         ssl_policy: params.optional("SslPolicy").map(str::to_owned),
         certificate_arns: (!certificates.is_empty()).then_some(certificates),
         mutual_authentication: mutual_params(params)?,
-        default_actions,
+        default_action_order: default_actions.as_ref().and_then(|(_, order)| *order),
+        default_actions: default_actions.map(|(actions, _)| actions),
     };
     let command = Command::ModifyListener {
         arn: arn.clone(),

@@ -153,5 +153,10 @@ pub(super) fn listener(x: &mut Xml, l: &Listener) {
             }
         });
     }
-    super::actions::render_actions(x, "DefaultActions", &l.default_actions);
+    super::actions::render_actions(
+        x,
+        "DefaultActions",
+        &l.default_actions,
+        l.default_action_order,
+    );
 }

@@ -30,14 +30,14 @@ impl Shown<'_> {
                 x.leaf("RuleArn", &r.arn)
                     .leaf("Priority", r.priority.to_string());
                 render_conditions(x, &r.conditions);
-                render_actions(x, "Actions", &r.actions);
+                render_actions(x, "Actions", &r.actions, r.action_order);
                 x.leaf("IsDefault", "false");
             }
             Self::Default(l) => {
                 x.leaf("RuleArn", &l.default_rule_arn)
                     .leaf("Priority", "default");
                 render_conditions(x, &[]);
-                render_actions(x, "Actions", &l.default_actions);
+                render_actions(x, "Actions", &l.default_actions, l.default_action_order);
                 x.leaf("IsDefault", "true");
             }
         }
@@ -54,13 +54,14 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
     let listener_arn = params.required("ListenerArn")?.to_owned();
     let priority = priority(params, "Priority")?;
     let conditions = condition_params(params)?;
-    let actions = action_params(params, "Actions.member")?;
+    let (actions, action_order) = action_params(params, "Actions.member")?;
     let tags = tag_params(params)?;
     let create = Command::CreateRule {
         listener_arn,
         priority,
         conditions,
         actions,
+        action_order,
         origin: Origin::Api,
     };
     let (snapshot, arn) =
@@ -163,12 +164,13 @@ pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
                 .find(|l| l.default_rule_arn == arn)
                 .cloned()
                 .expect("found above");
-            if let Some(actions) = actions.clone() {
+            if let Some((actions, order)) = actions.clone() {
                 state.apply(
                     Command::ModifyListener {
                         arn: l.arn,
                         changes: ListenerChanges {
                             default_actions: Some(actions),
+                            default_action_order: order,
                             ..ListenerChanges::default()
                         },
                     },
@@ -180,7 +182,8 @@ pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         let command = Command::ModifyRule {
             arn: arn.clone(),
             conditions: conditions.clone(),
-            actions: actions.clone(),
+            action_order: actions.as_ref().and_then(|(_, order)| *order),
+            actions: actions.clone().map(|(actions, _)| actions),
         };
         state.apply(command, cx).map(drop)
     })?;

@@ -31,6 +31,7 @@ impl Region {
         if let Some(existing) = self.listeners_of(&lb.arn).find(|l| l.port == c.port) {
             return if existing.protocol == c.protocol
                 && existing.default_actions == c.default_actions
+                && existing.default_action_order == c.default_action_order
                 && existing.tls == tls
             {
                 Ok(Outcome::Created(existing.arn.clone()))
@@ -73,6 +74,7 @@ impl Region {
                 protocol: c.protocol,
                 port: c.port,
                 default_actions: c.default_actions,
+                default_action_order: c.default_action_order,
                 tls,
                 attributes: attributes::listener_defaults(),
                 tags: Tags::new(),
@@ -114,9 +116,13 @@ impl Region {
         if let (Some(tls), Some(current)) = (tls.as_mut(), current) {
             tls.certificate_arns = current.certificate_arns;
         }
-        let default_actions = changes
-            .default_actions
-            .unwrap_or_else(|| listener.default_actions.clone());
+        let (default_actions, default_action_order) = match changes.default_actions {
+            Some(actions) => (actions, changes.default_action_order),
+            None => (
+                listener.default_actions.clone(),
+                listener.default_action_order,
+            ),
+        };
         let port = changes.port.unwrap_or(listener.port);
         target_groups::check_port(port)?;
         if self
@@ -134,6 +140,7 @@ impl Region {
         listener.protocol = protocol;
         listener.tls = tls;
         listener.default_actions = default_actions;
+        listener.default_action_order = default_action_order;
         Ok(Outcome::Done)
     }
 

@@ -120,6 +120,7 @@ pub struct CreateListener {
     pub protocol: ListenerProtocol,
     pub port: u16,
     pub default_actions: Vec<Action>,
+    pub default_action_order: Option<u16>,
     /// HTTPS and TLS listeners: the policy (AWS's default when `None`)…
     pub ssl_policy: Option<String>,
     /// …and exactly one certificate, the default.
@@ -139,6 +140,8 @@ pub struct ListenerChanges {
     /// `Some(None)` turns mutual TLS off.
     pub mutual_authentication: Option<Option<MutualAuthentication>>,
     pub default_actions: Option<Vec<Action>>,
+    /// Replaces the order with the actions (when they are given).
+    pub default_action_order: Option<u16>,
 }
 
 /// ImportCertificate, a re-import when `arn` names an existing certificate, and
@@ -332,13 +335,16 @@ pub enum Command {
         priority: u16,
         conditions: Vec<Condition>,
         actions: Vec<Action>,
+        action_order: Option<u16>,
         origin: Origin,
     },
-    /// Replaces a rule's conditions and actions (each when given).
+    /// Replaces a rule's conditions and actions (each when given; the order with the
+    /// actions).
     ModifyRule {
         arn: String,
         conditions: Option<Vec<Condition>>,
         actions: Option<Vec<Action>>,
+        action_order: Option<u16>,
     },
     DeleteRule {
         arn: String,
@@ -488,13 +494,22 @@ impl Region {
                 priority,
                 conditions,
                 actions,
+                action_order,
                 origin,
-            } => self.create_rule(&listener_arn, priority, conditions, actions, origin, cx),
+            } => self.create_rule(
+                &listener_arn,
+                priority,
+                conditions,
+                (actions, action_order),
+                origin,
+                cx,
+            ),
             Command::ModifyRule {
                 arn,
                 conditions,
                 actions,
-            } => self.modify_rule(&arn, conditions, actions),
+                action_order,
+            } => self.modify_rule(&arn, conditions, actions.map(|a| (a, action_order))),
             Command::DeleteRule { arn } => self.delete_rule(&arn),
             Command::SetRulePriorities { priorities } => self.set_rule_priorities(&priorities),
             Command::SetInstanceState { ids, state } => self.set_instance_state(&ids, state),

@@ -14,7 +14,7 @@ impl Region {
         listener_arn: &str,
         priority: u16,
         conditions: Vec<Condition>,
-        actions: Vec<Action>,
+        (actions, action_order): (Vec<Action>, Option<u16>),
         origin: Origin,
         cx: &mut Context<'_>,
     ) -> Result<Outcome> {
@@ -29,7 +29,8 @@ impl Region {
             .find(|r| r.listener_arn == listener_arn && r.priority == priority)
         {
             // A repeated identical create is idempotent, as AWS's creates are.
-            return if same.conditions == conditions && same.actions == actions {
+            let same_actions = same.actions == actions && same.action_order == action_order;
+            return if same.conditions == conditions && same_actions {
                 Ok(Outcome::Created(same.arn.clone()))
             } else {
                 Err(priority_in_use(priority))
@@ -61,6 +62,7 @@ impl Region {
                 priority,
                 conditions,
                 actions,
+                action_order,
                 tags: Tags::new(),
                 origin,
             },
@@ -72,22 +74,23 @@ impl Region {
         &mut self,
         arn: &str,
         conditions: Option<Vec<Condition>>,
-        actions: Option<Vec<Action>>,
+        actions: Option<(Vec<Action>, Option<u16>)>,
     ) -> Result<Outcome> {
         let rule = self.rule(arn)?;
         let lb_arn = self.listener(&rule.listener_arn)?.load_balancer_arn.clone();
         if let Some(conditions) = &conditions {
             validate_conditions(conditions)?;
         }
-        if let Some(actions) = &actions {
+        if let Some((actions, _)) = &actions {
             self.check_actions(&lb_arn, actions)?;
         }
         let rule = self.rules.get_mut(arn).expect("checked above");
         if let Some(conditions) = conditions {
             rule.conditions = conditions;
         }
-        if let Some(actions) = actions {
+        if let Some((actions, order)) = actions {
             rule.actions = actions;
+            rule.action_order = order;
         }
         Ok(Outcome::Done)
     }

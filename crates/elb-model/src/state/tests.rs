@@ -82,6 +82,7 @@ impl World {
             protocol: ListenerProtocol::Http,
             port,
             default_actions: vec![Action::forward(tg)],
+            default_action_order: None,
             ssl_policy: None,
             certificate_arns: vec![],
             mutual_authentication: None,
@@ -101,6 +102,7 @@ impl World {
             protocol: ListenerProtocol::Https,
             port: 443,
             default_actions: vec![Action::forward(tg)],
+            default_action_order: None,
             ssl_policy: policy.map(str::to_owned),
             certificate_arns: certificates.iter().map(|c| (*c).to_owned()).collect(),
             mutual_authentication: None,
@@ -325,6 +327,7 @@ fn listeners_check_protocol_port_and_target_group() {
         protocol: ListenerProtocol::Tcp,
         port: 443,
         default_actions: vec![],
+        default_action_order: None,
         ssl_policy: None,
         certificate_arns: vec![],
         mutual_authentication: None,
@@ -783,6 +786,7 @@ fn path_rule(
             values: vec![path.into()],
         }],
         actions: vec![Action::forward(tg)],
+        action_order: None,
         origin: Origin::Api,
     })
 }

@@ -67,12 +67,15 @@ def build():
     listener = elbv2.create_listener(
         LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80, DefaultActions=forward
     )["Listeners"][0]
-    elbv2.create_rule(
+    # Order is echoed as given, and left out when not given.
+    assert "Order" not in listener["DefaultActions"][0], listener
+    rule = elbv2.create_rule(
         ListenerArn=listener["ListenerArn"],
         Priority=100,
         Conditions=[{"Field": "host-header", "Values": ["example.com"]}],
-        Actions=forward,
-    )
+        Actions=[{**forward[0], "Order": 10}],
+    )["Rules"][0]
+    assert rule["Actions"][0]["Order"] == 10, rule
     elbv2.add_tags(ResourceArns=[tg_arn], Tags=[{"Key": "a", "Value": "b"}])
     tags = elbv2.describe_tags(ResourceArns=[tg_arn])["TagDescriptions"][0]["Tags"]
     assert tags == [{"Key": "a", "Value": "b"}], tags
