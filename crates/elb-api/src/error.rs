@@ -63,6 +63,16 @@ impl ApiError {
         }
     }
 
+    /// EC2 has no `ValidationError`: a parameter it does not know is `UnknownParameter`, a
+    /// value out of its range or set `InvalidParameterValue`.
+    fn ec2_code(&self) -> &str {
+        match self.code.as_str() {
+            "ValidationError" if self.message.contains("is not recognized") => "UnknownParameter",
+            "ValidationError" => "InvalidParameterValue",
+            code => code,
+        }
+    }
+
     /// The error document of `service`'s protocol.
     pub fn render(&self, service: Service, request_id: &str) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -85,7 +95,7 @@ impl ApiError {
                 x.node("Response", |x| {
                     x.node("Errors", |x| {
                         x.node("Error", |x| {
-                            x.leaf("Code", &self.code).leaf("Message", &self.message);
+                            x.leaf("Code", self.ec2_code()).leaf("Message", &self.message);
                         });
                     });
                     x.leaf("RequestID", request_id);

@@ -35,6 +35,8 @@ pub struct BindKey {
 struct Bound {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// Whether this host has the address (bound without IP_FREEBIND).
+    local: bool,
 }
 
 pub(crate) struct Binder {
@@ -54,6 +56,11 @@ impl Binder {
 
     pub(crate) fn is_bound(&self, addr: SocketAddr) -> bool {
         self.bound.keys().any(|k| k.addr == addr)
+    }
+
+    /// Whether `addr` is bound to an address this host does not have (yet).
+    pub(crate) fn is_bound_elsewhere(&self, addr: SocketAddr) -> bool {
+        self.bound.iter().any(|(k, b)| k.addr == addr && !b.local)
     }
 
     /// Closes every socket not in `wanted`; their connections drain in the background.
@@ -83,7 +90,7 @@ impl Binder {
                     let (stop, stopped) = watch::channel(false);
                     let task =
                         tokio::spawn(l7::serve(listener, self.table.clone(), stopped, self.drain));
-                    self.bound.insert(*key, Bound { stop, task });
+                    self.bound.insert(*key, Bound { stop, task, local });
                     applied.bound.push(key.addr);
                     if !local {
                         applied.not_local.push(key.addr);

@@ -86,6 +86,11 @@ impl DataPlane {
         self.binder.is_bound(addr)
     }
 
+    /// Whether `addr`'s listening socket waits for an address this host does not have.
+    pub fn is_bound_elsewhere(&self, addr: SocketAddr) -> bool {
+        self.binder.is_bound_elsewhere(addr)
+    }
+
     /// Stops accepting everywhere and waits (at most the drain time) for open connections to
     /// finish their requests.
     pub async fn shutdown(self) {

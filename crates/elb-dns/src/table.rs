@@ -225,7 +225,10 @@ mod tests {
         run(&mut state, Command::CreateListener(listener));
         run(
             &mut state,
-            Command::ActivateLoadBalancer { arn: lb.clone() },
+            Command::ActivateLoadBalancer {
+                arn: lb.clone(),
+                reason: None,
+            },
         );
         let node = |az: &str| {
             state

@@ -96,6 +96,9 @@ pub struct LoadBalancer {
     pub subnet_ids: Vec<String>,
     pub security_groups: Vec<String>,
     pub state: LoadBalancerState,
+    /// AWS's `State.Reason`: why the state is what it is, when there is something to say.
+    #[serde(default)]
+    pub state_reason: Option<String>,
     pub dns_name: String,
     pub created_ms: u64,
     pub attributes: Attributes,

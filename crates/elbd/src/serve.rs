@@ -263,40 +263,64 @@ async fn reload(args: &ServeArgs, settings: &Settings, store: &Arc<Store>) {
     }
 }
 
-/// provisioning → active for every load balancer whose nodes have all bound their listeners.
+/// provisioning → active for every load balancer whose nodes have all bound their listeners;
+/// the state's reason names the node addresses this host did not have when they were bound.
 async fn activate_ready(store: &Arc<Store>, state: &State, dataplane: &DataPlane) {
-    let ready: Vec<(String, String)> = state
-        .regions
-        .values()
-        .flat_map(|region| {
-            region
-                .load_balancers
-                .values()
-                .filter(|lb| lb.state == LoadBalancerState::Provisioning)
-                .filter(|lb| {
-                    region.listeners_of(&lb.arn).all(|l| {
-                        region.nodes_of(&lb.arn).all(|n| {
-                            n.addresses().all(|ip| {
-                                dataplane.is_bound(SocketAddr::new(IpAddr::V4(ip), l.port))
-                            })
-                        })
-                    })
+    let mut ready: Vec<(String, String, Option<String>)> = Vec::new();
+    for region in state.regions.values() {
+        let settled = |lb: &&elb_model::LoadBalancer| {
+            matches!(
+                lb.state,
+                LoadBalancerState::Provisioning | LoadBalancerState::Active
+            )
+        };
+        for lb in region.load_balancers.values().filter(settled) {
+            let sockets: Vec<SocketAddr> = region
+                .listeners_of(&lb.arn)
+                .flat_map(|l| {
+                    region
+                        .nodes_of(&lb.arn)
+                        .flat_map(|n| n.addresses())
+                        .map(move |ip| SocketAddr::new(IpAddr::V4(ip), l.port))
                 })
-                .map(|lb| (region.scope.region.clone(), lb.arn.clone()))
-        })
-        .collect();
+                .collect();
+            if !sockets.iter().all(|a| dataplane.is_bound(*a)) {
+                continue;
+            }
+            let mut waiting: Vec<String> = sockets
+                .iter()
+                .filter(|a| dataplane.is_bound_elsewhere(**a))
+                .map(|a| a.ip().to_string())
+                .collect();
+            waiting.dedup();
+            let reason = (!waiting.is_empty()).then(|| {
+                format!(
+                    "Nodes listen on {}, which this host does not have; they serve once the \
+                     addresses are added",
+                    waiting.join(", ")
+                )
+            });
+            if lb.state == LoadBalancerState::Active && lb.state_reason == reason {
+                continue;
+            }
+            ready.push((region.scope.region.clone(), lb.arn.clone(), reason));
+        }
+    }
     if ready.is_empty() {
         return;
     }
     let store = store.clone();
     let result = tokio::task::spawn_blocking(move || {
         store.update(|state, cx| {
-            for (region, arn) in &ready {
+            for (region, arn, reason) in &ready {
                 if state
                     .region(region)
                     .is_some_and(|r| r.load_balancers.contains_key(arn))
                 {
-                    let activate = Command::ActivateLoadBalancer { arn: arn.clone() };
+                    let activate = Command::ActivateLoadBalancer {
+                        arn: arn.clone(),
+                        reason: reason.clone(),
+                    };
                     state.apply(region, activate, cx)?;
                 }
             }

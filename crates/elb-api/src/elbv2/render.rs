@@ -54,6 +54,9 @@ pub(super) fn load_balancer(x: &mut Xml, state: &Region, lb: &LoadBalancer) {
     x.leaf("VpcId", &lb.vpc_id)
         .node("State", |x| {
             x.leaf("Code", state_code(lb.state));
+            if let Some(reason) = &lb.state_reason {
+                x.leaf("Reason", reason);
+            }
         })
         .leaf("Type", lb.kind.as_str())
         .members("AvailabilityZones", &lb.subnet_ids, |x, subnet_id| {

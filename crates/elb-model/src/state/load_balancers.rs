@@ -95,6 +95,7 @@ impl Region {
                 subnet_ids: c.subnet_ids,
                 security_groups,
                 state: LoadBalancerState::Provisioning,
+                state_reason: None,
                 dns_name,
                 created_ms: cx.now_ms,
                 attributes: attributes::load_balancer_defaults(c.kind, scheme),
@@ -318,10 +319,18 @@ impl Region {
         Ok(Outcome::Done)
     }
 
-    pub(super) fn activate_load_balancer(&mut self, arn: &str) -> Result<Outcome> {
+    pub(super) fn activate_load_balancer(
+        &mut self,
+        arn: &str,
+        reason: Option<String>,
+    ) -> Result<Outcome> {
         let lb = self.load_balancer_mut(arn)?;
-        if lb.state == LoadBalancerState::Provisioning {
+        if matches!(
+            lb.state,
+            LoadBalancerState::Provisioning | LoadBalancerState::Active
+        ) {
             lb.state = LoadBalancerState::Active;
+            lb.state_reason = reason;
         }
         Ok(Outcome::Done)
     }

@@ -188,9 +188,11 @@ pub enum Command {
         arn: String,
         security_groups: Vec<String>,
     },
-    /// provisioning → active, once the data plane serves every node.
+    /// provisioning → active, once the data plane serves every node; the reason (also
+    /// updated on an active one) says what the nodes wait for (addresses this host lacks).
     ActivateLoadBalancer {
         arn: String,
+        reason: Option<String>,
     },
     ModifyLoadBalancerAttributes {
         arn: String,
@@ -399,7 +401,9 @@ impl Region {
                 arn,
                 security_groups,
             } => self.set_security_groups(&arn, &security_groups),
-            Command::ActivateLoadBalancer { arn } => self.activate_load_balancer(&arn),
+            Command::ActivateLoadBalancer { arn, reason } => {
+                self.activate_load_balancer(&arn, reason)
+            }
             Command::ModifyLoadBalancerAttributes { arn, changes } => {
                 self.modify_load_balancer_attributes(&arn, &changes)
             }

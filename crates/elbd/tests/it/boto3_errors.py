@@ -137,6 +137,10 @@ assert len(elbv2.describe_rules(ListenerArn=listener)["Rules"]) == 2
 names = [t["TargetGroupName"] for t in elbv2.describe_target_groups()["TargetGroups"]]
 assert names == ["errors-tg", "other-tg"], names
 
+# EC2 speaks its own codes: a value out of range is InvalidParameterValue.
+expect_code("InvalidParameterValue", ec2.describe_vpcs, MaxResults=2)
+expect_code("InvalidParameterValue", ec2.create_vpc, CidrBlock="127.90.0.0/16", InstanceTenancy="host")
+
 # What has no local meaning is answered as AWS answers an account that has none of it.
 assert elbv2.describe_capacity_reservation(LoadBalancerArn=lb)["CapacityReservationState"] == []
 elbv2.modify_capacity_reservation(LoadBalancerArn=lb, ResetCapacityReservation=True)

@@ -7,6 +7,7 @@ Usage: python moto_style.py ENDPOINT REGION build|check. Exits non-zero on the f
 """
 
 import sys
+import time
 
 import boto3
 from botocore.config import Config
@@ -82,6 +83,14 @@ def build():
     # Nodes come up on addresses this host does not have (IP_FREEBIND).
     waiter = elbv2.get_waiter("load_balancer_available")
     waiter.wait(LoadBalancerArns=[lb["LoadBalancerArn"]], WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    # The listener binds a moment after it is created; the state's reason then names the
+    # addresses this host lacks.
+    for _ in range(50):
+        state = elbv2.describe_load_balancers(LoadBalancerArns=[lb["LoadBalancerArn"]])["LoadBalancers"][0]["State"]
+        if "Reason" in state:
+            break
+        time.sleep(0.2)
+    assert "172.28.7." in state.get("Reason", "") and "does not have" in state["Reason"], state
     # DryRun checks and changes nothing.
     vpcs = len(ec2.describe_vpcs()["Vpcs"])
     try:
