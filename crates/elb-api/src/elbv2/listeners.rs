@@ -174,6 +174,11 @@ fn mutual_params(params: &Params) -> Result<Option<Option<MutualAuthentication>>
         &format!("{prefix}.AdvertiseTrustStoreCaNames"),
         &["on", "off"],
     )?;
+    // An output field of the shared shape; AWS takes it in requests and ignores it.
+    params.one_of(
+        &format!("{prefix}.TrustStoreAssociationStatus"),
+        &["active", "removed"],
+    )?;
     if params.bool(&format!("{prefix}.IgnoreClientCertificateExpiry"))? == Some(true) {
         return Err(ModelError::new(
             ErrorCode::InvalidConfigurationRequest,

@@ -31,11 +31,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
             "dualstack" => IpAddressType::Dualstack,
             _ => IpAddressType::DualstackWithoutPublicIpv4,
         });
-    let mut subnet_ids = params.list("Subnets.member")?;
-    for mapping in params.structs("SubnetMappings.member")? {
-        subnet_ids.push(mapping.required("SubnetId")?.to_owned());
-        mapping.finish()?;
-    }
+    let subnet_ids = subnet_params(params)?;
     let security_groups = Some(params.list("SecurityGroups.member")?).filter(|sgs| !sgs.is_empty());
     let tags = tag_params(params)?;
     let create = Command::CreateLoadBalancer(CreateLoadBalancer {
@@ -137,12 +133,34 @@ pub(super) fn account_limits(params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-pub(super) fn set_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
-    let arn = params.required("LoadBalancerArn")?.to_owned();
+/// `Subnets` and `SubnetMappings` (by subnet id; addresses of NLB nodes are not built), and
+/// `EnablePrefixForIpv6SourceNat`, which only `off` fits (there is no IPv6 here).
+fn subnet_params(params: &Params) -> Result<Vec<String>, ApiError> {
     let mut subnet_ids = params.list("Subnets.member")?;
     for mapping in params.structs("SubnetMappings.member")? {
         subnet_ids.push(mapping.required("SubnetId")?.to_owned());
         mapping.finish()?;
+    }
+    if params.one_of("EnablePrefixForIpv6SourceNat", &["on", "off"])? == Some("on") {
+        return Err(ApiError::new(
+            400,
+            "InvalidConfigurationRequest",
+            "EnablePrefixForIpv6SourceNat: elbd has no IPv6 source NAT",
+        ));
+    }
+    Ok(subnet_ids)
+}
+
+pub(super) fn set_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let arn = params.required("LoadBalancerArn")?.to_owned();
+    let subnet_ids = subnet_params(params)?;
+    let kinds = ["ipv4", "dualstack", "dualstack-without-public-ipv4"];
+    if params.one_of("IpAddressType", &kinds)?.is_some_and(|t| t != "ipv4") {
+        return Err(ApiError::new(
+            400,
+            "InvalidConfigurationRequest",
+            "elbd supports only the ipv4 IP address type so far",
+        ));
     }
     let (snapshot, _) = api.update(|state, cx| {
         state.apply(

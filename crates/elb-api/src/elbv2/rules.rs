@@ -137,6 +137,8 @@ pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiErr
 
 pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("RuleArn")?.to_owned();
+    // No rule has transforms (they are refused), so resetting them changes nothing.
+    params.bool("ResetTransforms")?;
     let conditions = Some(condition_params(params)?).filter(|c| !c.is_empty());
     let actions = if params.structs("Actions.member")?.is_empty() {
         None
