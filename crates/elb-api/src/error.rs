@@ -95,7 +95,8 @@ impl ApiError {
                 x.node("Response", |x| {
                     x.node("Errors", |x| {
                         x.node("Error", |x| {
-                            x.leaf("Code", self.ec2_code()).leaf("Message", &self.message);
+                            x.leaf("Code", self.ec2_code())
+                                .leaf("Message", &self.message);
                         });
                     });
                     x.leaf("RequestID", request_id);

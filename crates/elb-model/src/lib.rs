@@ -44,7 +44,7 @@ pub use listener::{Listener, ListenerProtocol, ListenerTls};
 pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme};
 pub use network::{
     IngressRule, IngressSource, Instance, InstanceState, SecurityGroup, Subnet, Tenancy, Topology,
-    Vpc, ZoneSpec,
+    Vpc, VpcAttributes, ZoneSpec,
 };
 pub use node::{Node, Placement};
 pub use rule::{Action, Condition, FixedResponse, QueryPair, Redirect, Rule, TargetGroupWeight};

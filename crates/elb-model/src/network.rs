@@ -18,8 +18,30 @@ pub struct Vpc {
     /// Where instances launched into it run; recorded and echoed, as nothing runs here.
     #[serde(default)]
     pub instance_tenancy: Tenancy,
+    /// DescribeVpcAttribute's switches, recorded and echoed (elbd runs no VPC DNS).
+    #[serde(default)]
+    pub attributes: VpcAttributes,
     #[serde(default)]
     pub tags: Tags,
+}
+
+/// A VPC's DNS and metrics switches, with AWS's defaults for a VPC one creates (the default
+/// VPC has DNS hostnames on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcAttributes {
+    pub enable_dns_support: bool,
+    pub enable_dns_hostnames: bool,
+    pub enable_network_address_usage_metrics: bool,
+}
+
+impl Default for VpcAttributes {
+    fn default() -> Self {
+        Self {
+            enable_dns_support: true,
+            enable_dns_hostnames: false,
+            enable_network_address_usage_metrics: false,
+        }
+    }
 }
 
 /// A VPC's `InstanceTenancy` (`host` is refused for VPCs by AWS too).

@@ -41,6 +41,8 @@ fn operation(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, Ap
         "CreateVpc" => network::create_vpc(api, params),
         "DescribeVpcs" => network::describe_vpcs(api, params),
         "DeleteVpc" => network::delete_vpc(api, params),
+        "DescribeVpcAttribute" => network::describe_vpc_attribute(api, params),
+        "ModifyVpcAttribute" => network::modify_vpc_attribute(api, params),
         "CreateSubnet" => network::create_subnet(api, params),
         "DescribeSubnets" => network::describe_subnets(api, params),
         "DeleteSubnet" => network::delete_subnet(api, params),

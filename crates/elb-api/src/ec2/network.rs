@@ -1,6 +1,6 @@
 //! VPCs, subnets and availability zones.
 
-use elb_model::{Command, Region, Subnet, Tenancy, Vpc};
+use elb_model::{Command, Region, Subnet, Tenancy, Vpc, VpcAttributes};
 
 use super::{
     create, done, next_token, no_filters, not_built, page, tag_set, tag_specifications, wanted,
@@ -97,6 +97,83 @@ pub(super) fn describe_vpcs(api: &ApiCall<'_>, params: &Params) -> Result<Xml, A
     x.items("vpcSet", found, |x, v| vpc(x, state, v));
     next_token(&mut x, next);
     Ok(x)
+}
+
+/// The three switches by their EC2 names (the `Attribute` value, `EnableX.Value` parameters).
+const VPC_ATTRIBUTES: [&str; 3] = [
+    "enableDnsSupport",
+    "enableDnsHostnames",
+    "enableNetworkAddressUsageMetrics",
+];
+
+fn switch<'a>(attributes: &'a mut VpcAttributes, name: &str) -> &'a mut bool {
+    match name {
+        "enableDnsSupport" => &mut attributes.enable_dns_support,
+        "enableDnsHostnames" => &mut attributes.enable_dns_hostnames,
+        _ => &mut attributes.enable_network_address_usage_metrics,
+    }
+}
+
+fn existing_vpc<'a>(state: &'a Region, id: &str) -> Result<&'a Vpc, ApiError> {
+    state.vpcs.get(id).ok_or_else(|| {
+        ApiError::new(
+            400,
+            "InvalidVpcID.NotFound",
+            format!("The vpc ID '{id}' does not exist"),
+        )
+    })
+}
+
+pub(super) fn describe_vpc_attribute(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let id = params.required("VpcId")?;
+    let name = params
+        .one_of("Attribute", &VPC_ATTRIBUTES)?
+        .ok_or_else(|| ApiError::missing("Attribute"))?;
+    let snapshot = api.snapshot();
+    let mut attributes = existing_vpc(snapshot.state(), id)?.attributes;
+    let value = *switch(&mut attributes, name);
+    let mut x = Xml::new();
+    x.leaf("vpcId", id).node(name, |x| {
+        x.leaf("value", value.to_string());
+    });
+    Ok(x)
+}
+
+/// One switch per call, as EC2 takes them.
+pub(super) fn modify_vpc_attribute(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let id = params.required("VpcId")?.to_owned();
+    let mut given = Vec::new();
+    for name in VPC_ATTRIBUTES {
+        let mut wire = name.to_owned();
+        wire[..1].make_ascii_uppercase();
+        if let Some(value) = params.bool(&format!("{wire}.Value"))? {
+            given.push((name, value));
+        }
+    }
+    let [(name, value)] = given[..] else {
+        return Err(ApiError::new(
+            400,
+            "InvalidParameterCombination",
+            "ModifyVpcAttribute takes exactly one of EnableDnsSupport, EnableDnsHostnames and \
+             EnableNetworkAddressUsageMetrics",
+        ));
+    };
+    existing_vpc(api.snapshot().state(), &id)?;
+    // Read and written in one commit, so that concurrent calls on other switches stay. (A VPC
+    // deleted meanwhile is refused by the command.)
+    api.update(|region, cx| {
+        let mut attributes = region
+            .vpcs
+            .get(&id)
+            .map(|v| v.attributes)
+            .unwrap_or_default();
+        *switch(&mut attributes, name) = value;
+        let id = id.clone();
+        region
+            .apply(Command::ModifyVpcAttributes { id, attributes }, cx)
+            .map(drop)
+    })?;
+    Ok(done())
 }
 
 pub(super) fn delete_vpc(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {

@@ -155,7 +155,10 @@ pub(super) fn set_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml, Api
     let arn = params.required("LoadBalancerArn")?.to_owned();
     let subnet_ids = subnet_params(params)?;
     let kinds = ["ipv4", "dualstack", "dualstack-without-public-ipv4"];
-    if params.one_of("IpAddressType", &kinds)?.is_some_and(|t| t != "ipv4") {
+    if params
+        .one_of("IpAddressType", &kinds)?
+        .is_some_and(|t| t != "ipv4")
+    {
         return Err(ApiError::new(
             400,
             "InvalidConfigurationRequest",

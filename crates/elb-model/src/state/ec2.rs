@@ -10,6 +10,7 @@ use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::network::{
     IngressRule, IngressSource, Instance, InstanceState, SecurityGroup, Subnet, Tenancy, Vpc,
+    VpcAttributes,
 };
 
 /// RunInstances: `count` instances in a subnet (the first default subnet when none is
@@ -50,11 +51,30 @@ impl Region {
                 cidr_blocks: vec![cidr.trunc()],
                 is_default: false,
                 instance_tenancy,
+                attributes: VpcAttributes::default(),
                 tags: Tags::new(),
             },
         );
         self.create_security_group("default", "default VPC security group", Some(&id), cx)?;
         Ok(Outcome::Created(id))
+    }
+
+    /// ModifyVpcAttribute: one switch at a time, as EC2 takes them. DNS hostnames need DNS
+    /// support, as AWS requires.
+    pub(super) fn modify_vpc_attributes(
+        &mut self,
+        id: &str,
+        attributes: VpcAttributes,
+    ) -> Result<Outcome> {
+        self.vpc(id)?;
+        if attributes.enable_dns_hostnames && !attributes.enable_dns_support {
+            return Err(err(
+                ErrorCode::InvalidParameterValue,
+                "DNS hostnames need DNS support: enable DNS support first",
+            ));
+        }
+        self.vpcs.get_mut(id).expect("checked above").attributes = attributes;
+        Ok(Outcome::Done)
     }
 
     pub(super) fn delete_vpc(&mut self, id: &str) -> Result<Outcome> {

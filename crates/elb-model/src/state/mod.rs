@@ -32,6 +32,7 @@ use crate::listener::{Listener, ListenerProtocol};
 use crate::load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, Scheme};
 use crate::network::{
     IngressRule, Instance, InstanceState, SecurityGroup, Subnet, Tenancy, Topology, Vpc,
+    VpcAttributes,
 };
 use crate::node::Node;
 use crate::rule::{Action, Condition, Rule};
@@ -307,6 +308,11 @@ pub enum Command {
     DeleteVpc {
         id: String,
     },
+    /// Replaces a VPC's DNS and metrics switches.
+    ModifyVpcAttributes {
+        id: String,
+        attributes: VpcAttributes,
+    },
     CreateSubnet {
         vpc_id: String,
         cidr: ipnet::Ipv4Net,
@@ -476,6 +482,9 @@ impl Region {
                 instance_tenancy,
             } => self.create_vpc(cidr, instance_tenancy, cx),
             Command::DeleteVpc { id } => self.delete_vpc(&id),
+            Command::ModifyVpcAttributes { id, attributes } => {
+                self.modify_vpc_attributes(&id, attributes)
+            }
             Command::CreateSubnet {
                 vpc_id,
                 cidr,

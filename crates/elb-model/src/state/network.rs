@@ -7,7 +7,7 @@ use super::{Outcome, Region, Tags};
 use crate::error::Result;
 use crate::id::Context;
 use crate::network::{
-    IngressRule, IngressSource, InstanceState, SecurityGroup, Subnet, Topology, Vpc,
+    IngressRule, IngressSource, InstanceState, SecurityGroup, Subnet, Topology, Vpc, VpcAttributes,
 };
 use crate::node::Node;
 
@@ -65,6 +65,10 @@ impl Region {
                 cidr_blocks: topology.zones.iter().map(|z| z.cidr).collect(),
                 is_default: true,
                 instance_tenancy: Default::default(),
+                attributes: VpcAttributes {
+                    enable_dns_hostnames: true,
+                    ..VpcAttributes::default()
+                },
                 tags: Tags::new(),
             },
         );

@@ -24,6 +24,12 @@ def build():
     vpc = ec2.create_vpc(CidrBlock="172.28.0.0/16", InstanceTenancy="default")["Vpc"]
     assert vpc["InstanceTenancy"] == "default", vpc
     vpc_id = vpc["VpcId"]
+    # DNS switches, as Terraform sets and reads them right after CreateVpc.
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+    dns = ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsHostnames")
+    assert dns["EnableDnsHostnames"] == {"Value": True}, dns
+    dns = ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute="enableDnsSupport")
+    assert dns["EnableDnsSupport"] == {"Value": True}, dns
     subnet1 = ec2.create_subnet(VpcId=vpc_id, CidrBlock="172.28.7.192/26", AvailabilityZone=region + "a")
     subnet2 = ec2.create_subnet(
         VpcId=vpc_id,
