@@ -90,6 +90,23 @@ pub struct IngressRule {
     pub from_port: u16,
     pub to_port: u16,
     pub source: IngressSource,
+    /// The caller's note, echoed; it is not part of what the rule matches.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl IngressRule {
+    /// Whether the two admit the same traffic (descriptions aside), as EC2 finds duplicates
+    /// and the rule a revoke names.
+    pub fn same_permission(&self, other: &Self) -> bool {
+        (&self.protocol, self.from_port, self.to_port, &self.source)
+            == (
+                &other.protocol,
+                other.from_port,
+                other.to_port,
+                &other.source,
+            )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,14 +63,16 @@ fn rules(params: &Params) -> Result<Vec<IngressRule>, ApiError> {
     let mut rules = Vec::new();
     for p in params.structs("IpPermissions")? {
         let (protocol, from_port, to_port) = protocol_and_ports(&p)?;
-        let mut sources: Vec<IngressSource> = Vec::new();
+        let mut sources: Vec<(IngressSource, Option<String>)> = Vec::new();
+        let description = |p: &Params| p.optional("Description").map(str::to_owned);
         for range in p.structs("IpRanges")? {
-            sources.push(IngressSource::Cidr(parse_cidr(range.required("CidrIp")?)?));
-            range.optional("Description");
+            let cidr = parse_cidr(range.required("CidrIp")?)?;
+            sources.push((IngressSource::Cidr(cidr), description(&range)));
             range.finish()?;
         }
         for pair in p.structs("Groups")? {
-            sources.push(IngressSource::Group(pair.required("GroupId")?.to_owned()));
+            let group = IngressSource::Group(pair.required("GroupId")?.to_owned());
+            sources.push((group, description(&pair)));
             pair.optional("UserId");
             pair.finish()?;
         }
@@ -82,12 +84,17 @@ fn rules(params: &Params) -> Result<Vec<IngressRule>, ApiError> {
                 "A rule needs an IP range or a source group",
             ));
         }
-        rules.extend(sources.into_iter().map(|source| IngressRule {
-            protocol: protocol.clone(),
-            from_port,
-            to_port,
-            source,
-        }));
+        rules.extend(
+            sources
+                .into_iter()
+                .map(|(source, description)| IngressRule {
+                    protocol: protocol.clone(),
+                    from_port,
+                    to_port,
+                    source,
+                    description,
+                }),
+        );
     }
     if let Some(cidr) = params.optional("CidrIp") {
         let (protocol, from_port, to_port) = protocol_and_ports(params)?;
@@ -96,6 +103,7 @@ fn rules(params: &Params) -> Result<Vec<IngressRule>, ApiError> {
             from_port,
             to_port,
             source: IngressSource::Cidr(parse_cidr(cidr)?),
+            description: None,
         });
     } else if let Some(group) = params.optional("SourceSecurityGroupId") {
         let (protocol, from_port, to_port) = protocol_and_ports(params)?;
@@ -104,6 +112,7 @@ fn rules(params: &Params) -> Result<Vec<IngressRule>, ApiError> {
             from_port,
             to_port,
             source: IngressSource::Group(group.to_owned()),
+            description: None,
         });
     }
     if rules.is_empty() {
@@ -170,11 +179,18 @@ fn permission(x: &mut Xml, state: &Region, rule: &IngressRule) {
         IngressSource::Group(g) => (vec![g], vec![]),
         IngressSource::Cidr(c) => (vec![], vec![c]),
     };
+    let description = |x: &mut Xml| {
+        if let Some(d) = &rule.description {
+            x.leaf("description", d);
+        }
+    };
     x.items("groups", groups, |x, g| {
         x.leaf("userId", &state.scope.account).leaf("groupId", g);
+        description(x);
     });
     x.items("ipRanges", ranges, |x, cidr| {
         x.leaf("cidrIp", cidr.to_string());
+        description(x);
     });
 }
 

@@ -248,7 +248,7 @@ impl Region {
         }
         let group = self.security_group_mut(id)?;
         for rule in rules {
-            if group.ingress.contains(rule) {
+            if group.ingress.iter().any(|r| r.same_permission(rule)) {
                 return Err(err(
                     ErrorCode::InvalidPermissionDuplicate,
                     format!(
@@ -266,7 +266,7 @@ impl Region {
         let group = self.security_group_mut(id)?;
         for rule in rules {
             let before = group.ingress.len();
-            group.ingress.retain(|r| r != rule);
+            group.ingress.retain(|r| !r.same_permission(rule));
             if group.ingress.len() == before {
                 return Err(err(
                     ErrorCode::InvalidPermissionNotFound,

@@ -54,6 +54,7 @@ impl Region {
                     from_port: 0,
                     to_port: 65535,
                     source: IngressSource::Cidr("0.0.0.0/0".parse().expect("constant CIDR")),
+                    description: None,
                 }],
                 tags: Tags::new(),
             },

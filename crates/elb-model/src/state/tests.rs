@@ -599,6 +599,7 @@ fn vpcs_subnets_and_security_groups_check_their_ranges_and_dependencies() {
         from_port: 80,
         to_port: 80,
         source: crate::network::IngressSource::Cidr("127.0.0.0/8".parse().unwrap()),
+        description: None,
     };
     w.run(Command::AuthorizeIngress {
         group_id: sg.clone(),

@@ -45,6 +45,17 @@ def build():
         TagSpecifications=[{"ResourceType": "security-group", "Tags": [{"Key": "team", "Value": "web"}]}],
     )
     assert security_group["Tags"] == [{"Key": "team", "Value": "web"}], security_group
+    # Rule descriptions are echoed; a revoke names the rule without them.
+    web = {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80}
+    ec2.authorize_security_group_ingress(
+        GroupId=security_group["GroupId"],
+        IpPermissions=[{**web, "IpRanges": [{"CidrIp": "127.0.0.0/8", "Description": "loopback"}]}],
+    )
+    group = ec2.describe_security_groups(GroupIds=[security_group["GroupId"]])["SecurityGroups"][0]
+    assert group["IpPermissions"][0]["IpRanges"] == [{"CidrIp": "127.0.0.0/8", "Description": "loopback"}], group
+    ec2.revoke_security_group_ingress(
+        GroupId=security_group["GroupId"], IpPermissions=[{**web, "IpRanges": [{"CidrIp": "127.0.0.0/8"}]}]
+    )
     lb = elbv2.create_load_balancer(
         Name="my-lb",
         Subnets=[subnet1["Subnet"]["SubnetId"], subnet2["SubnetId"]],
