@@ -4,7 +4,8 @@
 use elb_model::state::RunInstances;
 use elb_model::{Command, Instance, InstanceState, Outcome, Region};
 
-use super::{create_tagged, next_token, no_filters, page, tag_set, tag_specifications, wanted};
+use super::filters::Filters;
+use super::{create_tagged, next_token, page, tag_set, tag_specifications, wanted};
 use crate::ApiCall;
 use crate::clock;
 use crate::error::ApiError;
@@ -106,11 +107,41 @@ pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiErr
         |id| state.instances.contains_key(id),
         "InvalidInstanceID.NotFound",
     )?;
-    no_filters(params)?;
+    let filters = Filters::parse(
+        params,
+        &[
+            "instance-id",
+            "instance-state-name",
+            "instance-state-code",
+            "vpc-id",
+            "subnet-id",
+            "private-ip-address",
+            "availability-zone",
+            "image-id",
+            "instance-type",
+            "instance.group-id",
+            "client-token",
+        ],
+    )?;
     let found = state
         .instances
         .values()
-        .filter(|i| ids.is_empty() || ids.contains(&i.id));
+        .filter(|i| ids.is_empty() || ids.contains(&i.id))
+        .filter(|i| {
+            filters.matches(Some(&i.tags), |name| match name {
+                "instance-id" => vec![i.id.clone()],
+                "instance-state-name" => vec![i.state.as_str().into()],
+                "instance-state-code" => vec![i.state.code().to_string()],
+                "vpc-id" => vec![i.vpc_id.clone()],
+                "subnet-id" => vec![i.subnet_id.clone()],
+                "private-ip-address" => vec![i.private_ip.to_string()],
+                "availability-zone" => vec![i.availability_zone.clone()],
+                "image-id" => vec![i.image_id.clone()],
+                "instance-type" => vec![i.instance_type.clone()],
+                "instance.group-id" => i.security_groups.clone(),
+                _ => i.client_token.clone().into_iter().collect(),
+            })
+        });
     let (found, next) = page(params, found, |i| &i.id)?;
     let mut x = Xml::new();
     next_token(&mut x, next);

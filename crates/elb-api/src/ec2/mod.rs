@@ -1,6 +1,7 @@
 //! The EC2 subset elbd models (EC2 Query protocol, version 2016-11-15, `item` lists): VPCs,
 //! subnets, availability zones, security groups, instances and their tags.
 
+mod filters;
 mod instances;
 mod network;
 mod security_groups;
@@ -11,6 +12,7 @@ use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
+use filters::Filters;
 
 pub const NAMESPACE: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 
@@ -187,19 +189,6 @@ fn wanted(
     Ok(ids)
 }
 
-/// Filters are not built yet; refuse them rather than answer unfiltered.
-fn no_filters(params: &Params) -> Result<(), ApiError> {
-    if params.structs("Filter")?.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            400,
-            "InvalidParameterValue",
-            "elbd does not support Filter here yet",
-        ))
-    }
-}
-
 /// `<tagSet>` of an EC2 resource.
 fn tag_set(x: &mut Xml, state: &Region, id: &str) {
     let tags = state.ec2_tags_of(id).into_iter().flatten();
@@ -228,20 +217,7 @@ fn delete_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
 
 /// DescribeTags with an optional `resource-id` filter.
 fn describe_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
-    let mut resource_ids: Option<Vec<String>> = None;
-    for filter in params.structs("Filter")? {
-        match filter.required("Name")? {
-            "resource-id" => resource_ids = Some(filter.list("Value")?),
-            other => {
-                return Err(ApiError::new(
-                    400,
-                    "InvalidParameterValue",
-                    format!("elbd does not support the filter '{other}' yet"),
-                ));
-            }
-        }
-        filter.finish()?;
-    }
+    let filters = Filters::parse(params, &["resource-id", "resource-type", "key", "value"])?;
     let snapshot = api.snapshot();
     let state = snapshot.state();
     let ids = state
@@ -249,26 +225,31 @@ fn describe_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
         .keys()
         .chain(state.subnets.keys())
         .chain(state.security_groups.keys())
-        .chain(state.instances.keys())
-        .filter(|id| {
-            resource_ids
-                .as_ref()
-                .is_none_or(|wanted| wanted.contains(id))
-        });
+        .chain(state.instances.keys());
     let mut rows = Vec::new();
     for id in ids {
-        for (key, value) in state.ec2_tags_of(id).into_iter().flatten() {
-            rows.push((id, key, value));
-        }
-    }
-    let mut x = Xml::new();
-    x.items("tagSet", rows, |x, (id, key, value)| {
         let kind = match id.split('-').next() {
             Some("vpc") => "vpc",
             Some("subnet") => "subnet",
             Some("sg") => "security-group",
             _ => "instance",
         };
+        for (key, value) in state.ec2_tags_of(id).into_iter().flatten() {
+            let row = [id.as_str(), kind, key.as_str(), value.as_str()];
+            let pass = filters.matches(None, |name| {
+                let column = ["resource-id", "resource-type", "key", "value"]
+                    .iter()
+                    .position(|c| *c == name)
+                    .expect("parsed names only");
+                vec![row[column].to_owned()]
+            });
+            if pass {
+                rows.push(row);
+            }
+        }
+    }
+    let mut x = Xml::new();
+    x.items("tagSet", rows, |x, [id, kind, key, value]| {
         x.leaf("resourceId", id)
             .leaf("resourceType", kind)
             .leaf("key", key)

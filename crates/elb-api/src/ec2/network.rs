@@ -2,9 +2,8 @@
 
 use elb_model::{Command, Region, Subnet, Tenancy, Vpc, VpcAttributes};
 
-use super::{
-    create, done, next_token, no_filters, not_built, page, tag_set, tag_specifications, wanted,
-};
+use super::filters::Filters;
+use super::{create, done, next_token, not_built, page, tag_set, tag_specifications, wanted};
 use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
@@ -87,11 +86,35 @@ pub(super) fn describe_vpcs(api: &ApiCall<'_>, params: &Params) -> Result<Xml, A
         |id| state.vpcs.contains_key(id),
         "InvalidVpcID.NotFound",
     )?;
-    no_filters(params)?;
+    let filters = Filters::parse(
+        params,
+        &[
+            "vpc-id",
+            "cidr",
+            "cidr-block-association.cidr-block",
+            "is-default",
+            "isDefault",
+            "state",
+            "owner-id",
+            "instance-tenancy",
+        ],
+    )?;
     let found = state
         .vpcs
         .values()
-        .filter(|v| ids.is_empty() || ids.contains(&v.id));
+        .filter(|v| ids.is_empty() || ids.contains(&v.id))
+        .filter(|v| {
+            filters.matches(Some(&v.tags), |name| match name {
+                "vpc-id" => vec![v.id.clone()],
+                "cidr" | "cidr-block-association.cidr-block" => {
+                    v.cidr_blocks.iter().map(ToString::to_string).collect()
+                }
+                "is-default" | "isDefault" => vec![v.is_default.to_string()],
+                "state" => vec!["available".into()],
+                "owner-id" => vec![state.scope.account.clone()],
+                _ => vec![v.instance_tenancy.as_str().into()],
+            })
+        });
     let (found, next) = page(params, found, |v| &v.id)?;
     let mut x = Xml::new();
     x.items("vpcSet", found, |x, v| vpc(x, state, v));
@@ -259,11 +282,41 @@ pub(super) fn describe_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml
         |id| state.subnets.contains_key(id),
         "InvalidSubnetID.NotFound",
     )?;
-    no_filters(params)?;
+    let filters = Filters::parse(
+        params,
+        &[
+            "subnet-id",
+            "vpc-id",
+            "availability-zone",
+            "availabilityZone",
+            "availability-zone-id",
+            "cidr-block",
+            "cidr",
+            "cidrBlock",
+            "default-for-az",
+            "defaultForAz",
+            "state",
+            "owner-id",
+        ],
+    )?;
     let found = state
         .subnets
         .values()
-        .filter(|s| ids.is_empty() || ids.contains(&s.id));
+        .filter(|s| ids.is_empty() || ids.contains(&s.id))
+        .filter(|s| {
+            filters.matches(Some(&s.tags), |name| {
+                vec![match name {
+                    "subnet-id" => s.id.clone(),
+                    "vpc-id" => s.vpc_id.clone(),
+                    "availability-zone" | "availabilityZone" => s.availability_zone.clone(),
+                    "availability-zone-id" => zone_id(state, &s.availability_zone),
+                    "cidr-block" | "cidr" | "cidrBlock" => s.cidr.to_string(),
+                    "default-for-az" | "defaultForAz" => s.default_for_az.to_string(),
+                    "state" => "available".into(),
+                    _ => state.scope.account.clone(),
+                }]
+            })
+        });
     let (found, next) = page(params, found, |s| &s.id)?;
     let mut x = Xml::new();
     next_token(&mut x, next);
@@ -301,20 +354,33 @@ pub(super) fn describe_zones(api: &ApiCall<'_>, params: &Params) -> Result<Xml, 
         "InvalidParameterValue",
     )?;
     params.bool("AllAvailabilityZones")?;
-    no_filters(params)?;
+    let filters = Filters::parse(
+        params,
+        &["zone-name", "zone-id", "region-name", "state", "zone-type"],
+    )?;
+    let found = all
+        .iter()
+        .filter(|z| names.is_empty() || names.contains(z))
+        .filter(|z| {
+            filters.matches(None, |name| {
+                vec![match name {
+                    "zone-name" => (*z).clone(),
+                    "zone-id" => zone_id(state, z),
+                    "region-name" => state.scope.region.clone(),
+                    "state" => "available".into(),
+                    _ => "availability-zone".into(),
+                }]
+            })
+        });
     let mut x = Xml::new();
-    x.items(
-        "availabilityZoneInfo",
-        all.iter().filter(|z| names.is_empty() || names.contains(z)),
-        |x, zone| {
-            x.leaf("zoneName", zone)
-                .leaf("zoneId", zone_id(state, zone))
-                .leaf("zoneState", "available")
-                .leaf("regionName", &state.scope.region)
-                .leaf("zoneType", "availability-zone")
-                .leaf("optInStatus", "opt-in-not-required")
-                .node("messageSet", |_| {});
-        },
-    );
+    x.items("availabilityZoneInfo", found, |x, zone| {
+        x.leaf("zoneName", zone)
+            .leaf("zoneId", zone_id(state, zone))
+            .leaf("zoneState", "available")
+            .leaf("regionName", &state.scope.region)
+            .leaf("zoneType", "availability-zone")
+            .leaf("optInStatus", "opt-in-not-required")
+            .node("messageSet", |_| {});
+    });
     Ok(x)
 }

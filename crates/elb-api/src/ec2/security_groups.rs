@@ -2,7 +2,8 @@
 
 use elb_model::{Command, IngressRule, IngressSource, Region};
 
-use super::{create, done, next_token, no_filters, page, tag_set, tag_specifications, wanted};
+use super::filters::Filters;
+use super::{create, done, next_token, page, tag_set, tag_specifications, wanted};
 use crate::ApiCall;
 use crate::error::ApiError;
 use crate::query::Params;
@@ -204,12 +205,32 @@ pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiErr
         "InvalidGroup.NotFound",
     )?;
     let names = params.list("GroupName")?;
-    no_filters(params)?;
+    let filters = Filters::parse(
+        params,
+        &[
+            "group-id",
+            "group-name",
+            "vpc-id",
+            "description",
+            "owner-id",
+        ],
+    )?;
     let groups = state
         .security_groups
         .values()
         .filter(|g| ids.is_empty() || ids.contains(&g.id))
-        .filter(|g| names.is_empty() || names.contains(&g.name));
+        .filter(|g| names.is_empty() || names.contains(&g.name))
+        .filter(|g| {
+            filters.matches(Some(&g.tags), |name| {
+                vec![match name {
+                    "group-id" => g.id.clone(),
+                    "group-name" => g.name.clone(),
+                    "vpc-id" => g.vpc_id.clone(),
+                    "description" => g.description.clone(),
+                    _ => state.scope.account.clone(),
+                }]
+            })
+        });
     let (groups, next) = page(params, groups, |g| &g.id)?;
     let mut x = Xml::new();
     next_token(&mut x, next);

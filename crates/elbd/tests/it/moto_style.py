@@ -130,6 +130,20 @@ def check():
     assert groups[0]["LoadBalancerArns"] == [lbs[0]["LoadBalancerArn"]], groups
     vpcs = ec2.describe_vpcs()["Vpcs"]
     assert sorted(v["IsDefault"] for v in vpcs) == [False, True], vpcs
+    # Filters, as test suites and Terraform's data sources use them.
+    mine = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["false"]}])["Vpcs"]
+    assert [v["CidrBlock"] for v in mine] == ["172.28.0.0/16"], mine
+    in_vpc = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [mine[0]["VpcId"]]}])["Subnets"]
+    assert len(in_vpc) == 5, in_vpc
+    named = ec2.describe_subnets(Filters=[{"Name": "tag:Name", "Values": ["sec*"]}])["Subnets"]
+    assert [s["CidrBlock"] for s in named] == ["172.28.7.0/26"], named
+    groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["a-security-group"]}])
+    assert len(groups["SecurityGroups"]) == 1, groups
+    try:
+        ec2.describe_subnets(Filters=[{"Name": "no-such-filter", "Values": ["x"]}])
+        raise SystemExit("an unknown filter was accepted")
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "InvalidParameterValue", e.response
     zones = {z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]}
     assert zones == {region + "a", region + "b"}, zones
     # Two default subnets, the two above and three more: pages of 5 and 2.
