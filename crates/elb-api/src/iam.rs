@@ -23,10 +23,8 @@ pub fn call(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, Api
         "ListServerCertificates" => list(api, params),
         "DeleteServerCertificate" => {
             let name = params.required("ServerCertificateName")?.to_owned();
-            api.api
-                .store
-                .update(|state, _| state.delete_server_certificate(&name))
-                .map_err(|e| in_iam_terms(e.into()))?;
+            api.update_account(|state, _| state.delete_server_certificate(&name))
+                .map_err(in_iam_terms)?;
             Ok(Xml::new())
         }
         other => Err(ApiError::new(
@@ -72,10 +70,8 @@ fn upload(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
         tags,
     };
     let (snapshot, arn) = api
-        .api
-        .store
-        .update(|state, cx| state.upload_server_certificate(upload.clone(), cx))
-        .map_err(|e| in_iam_terms(e.into()))?;
+        .update_account(|state, cx| state.upload_server_certificate(upload.clone(), cx))
+        .map_err(in_iam_terms)?;
     let server = &snapshot.state.server_certificates[&arn];
     let mut x = Xml::new();
     x.node("ServerCertificateMetadata", |x| metadata(x, server));

@@ -71,6 +71,9 @@ pub struct Api {
 /// reads and changes alone.
 pub struct ApiCall<'a> {
     pub api: &'a Api,
+    /// The request's Query parameters (none for ACM's JSON): every one must have been read
+    /// before anything commits, so that a request refused for one changes nothing.
+    pub params: &'a Params,
     pub region: String,
     /// EC2's `DryRun=true`: changes are checked on a copy and answered `DryRunOperation`.
     pub dry_run: bool,
@@ -101,6 +104,7 @@ impl ApiCall<'_> {
         &self,
         mut change: impl FnMut(&mut Region, &mut Context<'_>) -> Result<T, ModelError>,
     ) -> Result<(RegionSnapshot, T), ApiError> {
+        self.params.finish()?;
         let mut in_region = |state: &mut elb_model::State, cx: &mut Context<'_>| {
             state.in_region(&self.region, cx, &mut change)
         };
@@ -111,6 +115,15 @@ impl ApiCall<'_> {
         let (snapshot, out) = self.api.store.update(in_region)?;
         let region = self.region.clone();
         Ok((RegionSnapshot { snapshot, region }, out))
+    }
+
+    /// [`Store::update`] on the account (IAM, which is global), once every parameter is read.
+    pub fn update_account<T>(
+        &self,
+        change: impl FnMut(&mut elb_model::State, &mut Context<'_>) -> Result<T, ModelError>,
+    ) -> Result<(Arc<Snapshot>, T), ApiError> {
+        self.params.finish()?;
+        Ok(self.api.store.update(change)?)
     }
 
     /// Applies one command to this call's region.
@@ -270,8 +283,14 @@ fn call(
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
+    let params = if service == Service::Acm {
+        Params::default()
+    } else {
+        Params::decode(body)?
+    };
     let api = &ApiCall {
         api,
+        params: &params,
         region: scope.region,
         dry_run: false,
         endpoint: format!("http://{host}"),
@@ -280,7 +299,6 @@ fn call(
         api.open_region()?;
         return acm_call(api, headers, body, request_id);
     }
-    let params = Params::decode(body)?;
     let action = params
         .optional("Action")
         .ok_or_else(|| {

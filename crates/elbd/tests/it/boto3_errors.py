@@ -132,6 +132,14 @@ for call, kwargs, message in TABLE:
     assert error["Code"] == "ValidationError", f"{call.__name__}({kwargs}): {error}"
     assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400, e.response
     assert message in error["Message"], f"{call.__name__}: {error['Message']!r} lacks {message!r}"
+# A request refused for a member elbd does not build changes nothing, even where the rest of
+# it would have been valid.
+expect_code("ValidationError", elbv2.create_load_balancer, Name="coip", Subnets=subnet_ids,
+            CustomerOwnedIpv4Pool="ipv4pool-coip-0123456789abcdef0")
+expect(x.LoadBalancerNotFoundException, elbv2.describe_load_balancers, Names=["coip"])
+vpcs = len(ec2.describe_vpcs()["Vpcs"])
+expect_code("UnknownParameter", ec2.create_vpc, CidrBlock="127.91.0.0/16", Ipv6Pool="ipv6pool-ec2-0")
+assert len(ec2.describe_vpcs()["Vpcs"]) == vpcs
 # Refused requests changed nothing.
 assert len(elbv2.describe_rules(ListenerArn=listener)["Rules"]) == 2
 names = [t["TargetGroupName"] for t in elbv2.describe_target_groups()["TargetGroups"]]
