@@ -106,17 +106,15 @@ fn rules(params: &Params) -> Result<Vec<IngressRule>, ApiError> {
             source: IngressSource::Cidr(parse_cidr(cidr)?),
             description: None,
         });
-    } else if let Some(group) = params.optional("SourceSecurityGroupId") {
-        let (protocol, from_port, to_port) = protocol_and_ports(params)?;
-        rules.push(IngressRule {
-            protocol,
-            from_port,
-            to_port,
-            source: IngressSource::Group(group.to_owned()),
-            description: None,
-        });
     }
     if rules.is_empty() {
+        // The default-VPC form grants a named group TCP, UDP and ICMP; elbd has no ICMP rules.
+        if params.optional("SourceSecurityGroupName").is_some() {
+            return Err(ApiError::validation(
+                "Parameter 'SourceSecurityGroupName' is not supported by elbd yet (it grants \
+                 ICMP too); name the group in IpPermissions.N.Groups",
+            ));
+        }
         return Err(ApiError::missing("IpPermissions"));
     }
     Ok(rules)

@@ -25,10 +25,25 @@ pub(super) fn action_params(
             "redirect" => redirect(&a)?,
             "fixed-response" => fixed(&a)?,
             other => {
+                let config = match other {
+                    "authenticate-oidc" => "AuthenticateOidcConfig",
+                    "authenticate-cognito" => "AuthenticateCognitoConfig",
+                    "jwt-validation" => "JwtValidationConfig",
+                    _ => {
+                        return Err(ApiError::validation(format!(
+                            "Action type '{other}' must be one of forward, redirect, \
+                             fixed-response, authenticate-oidc, authenticate-cognito, \
+                             jwt-validation"
+                        )));
+                    }
+                };
                 return Err(ApiError::new(
                     400,
                     "InvalidLoadBalancerAction",
-                    format!("elbd does not implement '{other}' actions yet"),
+                    format!(
+                        "elbd does not implement '{other}' actions yet (Type '{other}' and \
+                         Parameter '{config}' are not supported)"
+                    ),
                 ));
             }
         };

@@ -285,7 +285,8 @@ pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
         return Err(ApiError::new(
             400,
             "InvalidConfigurationRequest",
-            "elbd does not report anomaly detection yet",
+            "Parameter 'Include' is not supported by elbd: it does not report anomaly detection \
+             yet",
         ));
     }
     let snapshot = api.snapshot();

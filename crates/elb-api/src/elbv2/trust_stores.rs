@@ -11,17 +11,18 @@ use crate::query::Params;
 use crate::xml::Xml;
 
 /// The object `s3://bucket/key` from elbd's S3 stand-in; `None` when there is none. Object
-/// versions do not exist there and are refused.
+/// versions do not exist there: a `(member, version)` given is refused, naming the member.
 fn s3_object(
     api: &ApiCall<'_>,
     bucket: &str,
     key: &str,
-    version: Option<&str>,
+    version: Option<(&str, &str)>,
 ) -> Result<Option<Vec<u8>>, ApiError> {
-    if version.is_some() {
-        return Err(ApiError::validation(
-            "elbd's local S3 stand-in has no object versions",
-        ));
+    if let Some((member, _)) = version {
+        return Err(ApiError::validation(format!(
+            "Parameter '{member}' is not supported by elbd: its local S3 stand-in has no object \
+             versions"
+        )));
     }
     let safe = |part: &str| !part.is_empty() && part.split('/').all(|p| p != ".." && p != ".");
     if !safe(bucket) || !safe(key) || bucket.contains('/') {
@@ -42,7 +43,8 @@ fn stand_in(api: &ApiCall<'_>, bucket: &str, key: &str) -> String {
 fn bundle(api: &ApiCall<'_>, params: &Params) -> Result<(String, usize), ApiError> {
     let bucket = params.required("CaCertificatesBundleS3Bucket")?;
     let key = params.required("CaCertificatesBundleS3Key")?;
-    let version = params.optional("CaCertificatesBundleS3ObjectVersion");
+    let member = "CaCertificatesBundleS3ObjectVersion";
+    let version = params.optional(member).map(|v| (member, v));
     let not_found = || {
         ApiError::new(
             400,
@@ -185,7 +187,9 @@ pub(super) fn add_revocations(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
         content.one_of("RevocationType", &["CRL"])?;
         let bucket = content.required("S3Bucket")?;
         let key = content.required("S3Key")?;
-        let version = content.optional("S3ObjectVersion");
+        let version = content
+            .optional("S3ObjectVersion")
+            .map(|v| ("RevocationContents.member.N.S3ObjectVersion", v));
         let bytes = s3_object(api, bucket, key, version)?.ok_or_else(|| {
             ApiError::new(
                 400,

@@ -508,3 +508,23 @@ async fn a_moto_style_script_runs_unchanged_in_three_regions() {
         run(region, "check");
     }
 }
+
+/// Every input member of every operation elbd implements, as botocore's models have them, is
+/// answered or refused by name (changing nothing), and the README's table of refusals is true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_is_answered_or_refused_by_name_as_the_readme_lists() {
+    let lab = Lab::new("api-model", 33);
+    let (_elbd, api) = start(&lab, "");
+    let data_dir = lab.dir.join("data");
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    boto3(
+        "model_table.py",
+        &[
+            &format!("http://{api}"),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--readme",
+            readme,
+        ],
+    );
+}
