@@ -481,7 +481,9 @@ pub(crate) fn venv() -> &'static Path {
                 .status()
                 .is_ok_and(|s| s.success())
                 && Command::new(venv.join("bin/pip"))
-                    .args(["install", "-q", "awscli", "boto3", "grpcio"])
+                    // The versions .ci/run pins (the model table test needs botocore's).
+                    .args(["install", "-q", "awscli==1.46.3", "boto3==1.44.18"])
+                    .args(["botocore==1.44.18", "grpcio"])
                     .status()
                     .is_ok_and(|s| s.success());
             assert!(
