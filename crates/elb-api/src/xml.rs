@@ -43,6 +43,14 @@ impl Xml {
         self.close(tag)
     }
 
+    /// `<tag>text</tag>` when there is a text; nothing otherwise.
+    pub fn leaf_opt(&mut self, tag: &str, text: Option<&str>) -> &mut Self {
+        match text {
+            Some(text) => self.leaf(tag, text),
+            None => self,
+        }
+    }
+
     /// `<tag>` … `</tag>` around whatever `body` writes.
     pub fn node(&mut self, tag: &str, body: impl FnOnce(&mut Self)) -> &mut Self {
         self.open(tag);

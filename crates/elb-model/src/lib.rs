@@ -43,8 +43,8 @@ pub use id::{Context, IdSource, Scope};
 pub use listener::{Listener, ListenerProtocol, ListenerTls};
 pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme};
 pub use network::{
-    IngressRule, IngressSource, Instance, InstanceState, SecurityGroup, Subnet, Tenancy, Topology,
-    Vpc, VpcAttributes, ZoneSpec,
+    IngressRule, IngressSource, Instance, InstanceOptions, InstanceState, SecurityGroup, Subnet,
+    Tenancy, Topology, Vpc, VpcAttributes, ZoneSpec,
 };
 pub use node::{Node, Placement};
 pub use rule::{Action, Condition, FixedResponse, QueryPair, Redirect, Rule, TargetGroupWeight};

@@ -136,7 +136,17 @@ pub struct Instance {
     #[serde(default)]
     pub client_token: Option<String>,
     #[serde(default)]
+    pub options: InstanceOptions,
+    #[serde(default)]
     pub tags: Tags,
+}
+
+/// RunInstances' settings that have no effect without a machine, kept to be echoed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceOptions {
+    pub key_name: Option<String>,
+    pub monitoring: bool,
+    pub ebs_optimized: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,15 +2,31 @@
 //! instance target routes to the address while the instance is running.
 
 use elb_model::state::RunInstances;
-use elb_model::{Command, Instance, InstanceState, Outcome, Region};
+use elb_model::{Command, Instance, InstanceOptions, InstanceState, Outcome, Region};
 
 use super::filters::Filters;
-use super::{create_tagged, next_token, page, tag_set, tag_specifications, wanted};
+use super::{create_tagged, next_token, not_built, page, tag_set, tag_specifications, wanted};
 use crate::ApiCall;
 use crate::clock;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
+
+/// RunInstances' members that only a machine would act on. With no machine, they change
+/// nothing and AWS echoes them nowhere DescribeInstances shows; those that would forbid a later
+/// call (termination or stop protection) are refused when set.
+fn machine_only(params: &Params) -> Result<(), ApiError> {
+    for accepted in ["UserData", "AdditionalInfo"] {
+        params.optional(accepted);
+    }
+    params.one_of("InstanceInitiatedShutdownBehavior", &["stop", "terminate"])?;
+    for protection in ["DisableApiTermination", "DisableApiStop"] {
+        if params.bool(protection)? == Some(true) {
+            return Err(not_built(protection, "instance protection"));
+        }
+    }
+    Ok(())
+}
 
 fn instance(x: &mut Xml, state: &Region, i: &Instance) {
     x.leaf("instanceId", &i.id)
@@ -28,6 +44,7 @@ fn instance(x: &mut Xml, state: &Region, i: &Instance) {
         )
         .leaf("dnsName", "")
         .leaf("instanceType", &i.instance_type)
+        .leaf_opt("keyName", i.options.key_name.as_deref())
         .leaf("launchTime", clock::iso8601(i.launched_ms))
         .node("placement", |x| {
             x.leaf("availabilityZone", &i.availability_zone)
@@ -36,6 +53,15 @@ fn instance(x: &mut Xml, state: &Region, i: &Instance) {
         .leaf("subnetId", &i.subnet_id)
         .leaf("vpcId", &i.vpc_id)
         .leaf("privateIpAddress", i.private_ip.to_string())
+        .leaf("ebsOptimized", i.options.ebs_optimized.to_string())
+        .node("monitoring", |x| {
+            let state = if i.options.monitoring {
+                "enabled"
+            } else {
+                "disabled"
+            };
+            x.leaf("state", state);
+        })
         .items("groupSet", &i.security_groups, |x, g| {
             let name = state.security_groups.get(g).map_or("", |g| g.name.as_str());
             x.leaf("groupId", g).leaf("groupName", name);
@@ -81,7 +107,13 @@ pub(super) fn run(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
             .unwrap_or("m1.small")
             .to_owned(),
         client_token: params.optional("ClientToken").map(str::to_owned),
+        options: InstanceOptions {
+            key_name: params.optional("KeyName").map(str::to_owned),
+            monitoring: params.bool("Monitoring.Enabled")? == Some(true),
+            ebs_optimized: params.bool("EbsOptimized")? == Some(true),
+        },
     };
+    machine_only(params)?;
     let tags = tag_specifications(params, "instance")?;
     let Outcome::CreatedAll(ids) = create_tagged(api, Command::RunInstances(run), tags)? else {
         return Err(ApiError::internal("RunInstances created nothing"));
@@ -107,6 +139,8 @@ pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiErr
         |id| state.instances.contains_key(id),
         "InvalidInstanceID.NotFound",
     )?;
+    // Managed instances (EKS Auto Mode's, …) do not exist here: there is none to include.
+    params.bool("IncludeManagedResources")?;
     let filters = Filters::parse(
         params,
         &[
@@ -164,7 +198,20 @@ pub(super) fn set_state(
     if ids.is_empty() {
         return Err(ApiError::missing("InstanceId"));
     }
-    params.bool("Force")?;
+    // No operating system runs: a stop or termination skips nothing, and starting needs no
+    // extra information.
+    match to {
+        InstanceState::Running => {
+            params.optional("AdditionalInfo");
+        }
+        InstanceState::Stopped | InstanceState::Terminated => {
+            params.bool("Force")?;
+            params.bool("SkipOsShutdown")?;
+        }
+    }
+    if to == InstanceState::Stopped && params.bool("Hibernate")? == Some(true) {
+        return Err(not_built("Hibernate", "hibernation"));
+    }
     let before = api.snapshot();
     let (after, _) = api.update(|state, cx| {
         state.apply(

@@ -248,8 +248,16 @@ fn describe_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
             }
         }
     }
+    // In (resource, key) order, which a page token (`resource/key`) continues from.
+    rows.sort_unstable();
+    let keyed: Vec<(String, [&str; 4])> = rows
+        .into_iter()
+        .map(|row| (format!("{}/{}", row[0], row[2]), row))
+        .collect();
+    let (rows, next) = page(params, keyed.iter(), |(key, _)| key)?;
     let mut x = Xml::new();
-    x.items("tagSet", rows, |x, [id, kind, key, value]| {
+    next_token(&mut x, next);
+    x.items("tagSet", rows, |x, (_, [id, kind, key, value])| {
         x.leaf("resourceId", id)
             .leaf("resourceType", kind)
             .leaf("key", key)

@@ -251,13 +251,35 @@ pub(super) fn create_subnet(api: &ApiCall<'_>, params: &Params) -> Result<Xml, A
     let vpc_id = params.required("VpcId")?.to_owned();
     let cidr = cidr(params)?;
     let snapshot = api.snapshot();
-    let availability_zone = match params.optional("AvailabilityZone") {
-        Some(zone) => zone.to_owned(),
-        None => zones(snapshot.state())
+    let state = snapshot.state();
+    let by_id = params.optional("AvailabilityZoneId").map(|id| {
+        zones(state)
             .into_iter()
-            .next()
-            .unwrap_or_default(),
+            .find(|z| zone_id(state, z) == id)
+            .ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "InvalidParameterValue",
+                    format!("Value ({id}) for parameter availabilityZoneId is invalid"),
+                )
+            })
+    });
+    let by_id = by_id.transpose()?;
+    let availability_zone = match (params.optional("AvailabilityZone"), by_id) {
+        (Some(zone), Some(other)) if zone != other => {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameterCombination",
+                format!("AvailabilityZone {zone} and AvailabilityZoneId name different zones"),
+            ));
+        }
+        (Some(zone), _) => zone.to_owned(),
+        (None, Some(zone)) => zone,
+        (None, None) => zones(state).into_iter().next().unwrap_or_default(),
     };
+    if params.bool("Ipv6Native")? == Some(true) {
+        return Err(not_built("Ipv6Native", "IPv6"));
+    }
     let tags = tag_specifications(params, "subnet")?;
     let command = Command::CreateSubnet {
         vpc_id,
@@ -353,6 +375,12 @@ pub(super) fn describe_zones(api: &ApiCall<'_>, params: &Params) -> Result<Xml, 
         |z| all.iter().any(|a| a == z),
         "InvalidParameterValue",
     )?;
+    let ids = wanted(
+        params,
+        "ZoneId",
+        |id| all.iter().any(|z| zone_id(state, z) == id),
+        "InvalidParameterValue",
+    )?;
     params.bool("AllAvailabilityZones")?;
     let filters = Filters::parse(
         params,
@@ -361,6 +389,7 @@ pub(super) fn describe_zones(api: &ApiCall<'_>, params: &Params) -> Result<Xml, 
     let found = all
         .iter()
         .filter(|z| names.is_empty() || names.contains(z))
+        .filter(|z| ids.is_empty() || ids.contains(&zone_id(state, z)))
         .filter(|z| {
             filters.matches(None, |name| {
                 vec![match name {

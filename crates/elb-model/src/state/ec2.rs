@@ -9,8 +9,8 @@ use crate::alloc;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::network::{
-    IngressRule, IngressSource, Instance, InstanceState, SecurityGroup, Subnet, Tenancy, Vpc,
-    VpcAttributes,
+    IngressRule, IngressSource, Instance, InstanceOptions, InstanceState, SecurityGroup, Subnet,
+    Tenancy, Vpc, VpcAttributes,
 };
 
 /// RunInstances: `count` instances in a subnet (the first default subnet when none is
@@ -24,6 +24,8 @@ pub struct RunInstances {
     pub image_id: String,
     pub instance_type: String,
     pub client_token: Option<String>,
+    /// Recorded and echoed: there is no machine to log in to, monitor or optimise.
+    pub options: InstanceOptions,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> ModelError {
@@ -384,6 +386,7 @@ impl Region {
                     security_groups: groups.clone(),
                     launched_ms: cx.now_ms,
                     client_token: run.client_token.clone(),
+                    options: run.options.clone(),
                     tags: Tags::new(),
                 },
             );

@@ -488,6 +488,7 @@ fn run(w: &mut World, ip: Option<&str>) -> Result<Outcome> {
         image_id: "ami-1".into(),
         instance_type: "t3.micro".into(),
         client_token: None,
+        options: Default::default(),
     }))
 }
 
