@@ -4,6 +4,7 @@
 //! the state → one store commit → a new snapshot → [`DataPlane::apply`] → sockets and routes.
 //! The API (`--api-listen`) enters at the same store commit.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -287,12 +288,13 @@ async fn activate_ready(store: &Arc<Store>, state: &State, dataplane: &DataPlane
             if !sockets.iter().all(|a| dataplane.is_bound(*a)) {
                 continue;
             }
-            let mut waiting: Vec<String> = sockets
+            // Each address once (every listener binds it), in address order.
+            let waiting: BTreeSet<IpAddr> = sockets
                 .iter()
                 .filter(|a| dataplane.is_bound_elsewhere(**a))
-                .map(|a| a.ip().to_string())
+                .map(SocketAddr::ip)
                 .collect();
-            waiting.dedup();
+            let waiting: Vec<String> = waiting.iter().map(ToString::to_string).collect();
             let reason = (!waiting.is_empty()).then(|| {
                 format!(
                     "Nodes listen on {}, which this host does not have; they serve once the \
