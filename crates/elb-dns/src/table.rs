@@ -297,6 +297,32 @@ mod tests {
     }
 
     #[test]
+    fn each_region_answers_in_its_own_zones() {
+        let (mut state, name, _) = world();
+        let eu = Scope {
+            region: "eu-west-1".into(),
+            ..Scope::default()
+        };
+        state.regions.insert(eu.region.clone(), Region::new(eu));
+        let table = DnsTable::build(&state, &HealthView::default());
+        assert_eq!(answer(&table, &name), ["127.1.255.254", "127.2.255.254"]);
+        // The same name under the other region's zone is that zone's, and unknown there.
+        let elsewhere = name.replace(".us-east-1.", ".eu-west-1.");
+        assert_eq!(
+            table.lookup(&elsewhere),
+            Lookup::NxDomain {
+                origin: "eu-west-1.elb.internal."
+            }
+        );
+        assert_eq!(
+            table.lookup("elb.eu-west-1.internal."),
+            Lookup::Apex {
+                origin: "elb.eu-west-1.internal."
+            }
+        );
+    }
+
+    #[test]
     fn a_zone_without_healthy_targets_leaves_the_answers() {
         let (state, name, [a, b]) = world();
         let mut view = HealthView::default();
