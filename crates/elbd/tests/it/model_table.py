@@ -13,7 +13,7 @@ every answered member at once, to show they compose.
 
 Usage: python model_table.py ENDPOINT --data-dir DIR [--write-readme README | --readme README]
 [--verbose]. DIR is elbd's --data-dir: the trust stores' bundles go into its S3 stand-in, and
-its store's revision shows whether a request changed anything. --verbose prints each refusal's
+its stored state shows whether a request changed anything. --verbose prints each refusal's
 message. Exits non-zero on any failure, or when the README's table differs.
 """
 
@@ -38,7 +38,7 @@ from botocore.exceptions import ClientError
 
 OPERATIONS = {
     "elbv2": None,  # every operation of the model
-    "ec2": ["CreateVpc", "DescribeVpcs", "DeleteVpc", "CreateSubnet", "DescribeSubnets", "DeleteSubnet",
+    "ec2": ["CreateVpc", "DescribeVpcs", "DeleteVpc", "DescribeVpcAttribute", "ModifyVpcAttribute", "CreateSubnet", "DescribeSubnets", "DeleteSubnet",
             "DescribeAvailabilityZones", "CreateSecurityGroup", "DescribeSecurityGroups", "DeleteSecurityGroup",
             "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress", "RunInstances", "DescribeInstances",
             "StopInstances", "StartInstances", "TerminateInstances", "CreateTags", "DeleteTags", "DescribeTags"],
@@ -82,12 +82,22 @@ def unique(prefix):
     return f"{prefix}-{run}-{next(counter)}"
 
 
-def revision():
-    """The revision of elbd's store, which every committed change moves on: a refused request
-    must leave it where it was."""
+def stored_state():
+    """elbd's stored state, as text. A refused request must leave it as it was."""
     store = f"file:{os.path.join(args.data_dir, 'state.db')}?mode=ro"
     with contextlib.closing(sqlite3.connect(store, uri=True)) as db:
-        return db.execute("SELECT sum(revision) FROM states").fetchone()[0]
+        return db.execute("SELECT group_concat(state) FROM states").fetchone()[0]
+
+
+def settled(text):
+    """The state without what elbd changes by itself in the background (load balancers turning
+    active once their nodes listen, and the reason it gives), which may land during any call."""
+    state = json.loads(text)
+    for region in state.get("regions", {}).values():
+        for lb in region.get("load_balancers", {}).values():
+            lb.pop("state", None)
+            lb.pop("state_reason", None)
+    return state
 
 
 def call(service, op, params):
@@ -333,6 +343,8 @@ BASES = {
     "ec2:CreateVpc": lambda: dict(CidrBlock=next(networks)),
     "ec2:DescribeVpcs": lambda: {},
     "ec2:DeleteVpc": lambda: dict(VpcId=fresh_vpc()[0]),
+    "ec2:DescribeVpcAttribute": lambda: dict(VpcId=VPC, Attribute="enableDnsSupport"),
+    "ec2:ModifyVpcAttribute": lambda: dict(VpcId=fresh_vpc()[0], EnableDnsSupport={"Value": True}),
     "ec2:CreateSubnet": subnet_request,
     "ec2:DescribeSubnets": lambda: {},
     "ec2:DeleteSubnet": lambda: dict(SubnetId=ec2.create_subnet(**subnet_request())["Subnet"]["SubnetId"]),
@@ -671,6 +683,11 @@ ADJUST = {
                                                                   drop("ResetCapacityReservation")),
     "ModifyIpPoolsInput.IpamPools": (("pools", "add"), drop("RemoveIpamPools")),
     "DeleteSecurityGroupRequest.GroupName": (("group", "name"), by_name),
+    # ModifyVpcAttribute takes one switch per call, as EC2 does.
+    "ModifyVpcAttributeRequest.EnableDnsSupport": (("switch", "dns"), nothing),
+    "ModifyVpcAttributeRequest.EnableDnsHostnames": (("switch", "hostnames"), drop("EnableDnsSupport")),
+    "ModifyVpcAttributeRequest.EnableNetworkAddressUsageMetrics": (("switch", "metrics"),
+                                                                   drop("EnableDnsSupport")),
 }
 # The older top-level form of a security group rule, from a CIDR or a group by name.
 for shape in ("AuthorizeSecurityGroupIngressRequest", "RevokeSecurityGroupIngressRequest"):
@@ -835,7 +852,7 @@ def outcome(service, op, params):
     key = f"{service}:{op}"
     if key in BEFORE:
         BEFORE[key](params)
-    before = revision()
+    before = stored_state()
     try:
         answer = call(service, op, params)
         if key in UNDO:
@@ -848,7 +865,8 @@ def outcome(service, op, params):
             return "answered", None
         if status >= 500:
             return "failed", f"HTTP {status} {code}: {message}"
-        return "refused", (code, message, revision() != before)
+        after = stored_state()
+        return "refused", (code, message, after != before and settled(after) != settled(before))
     except Exception as e:  # a crash, a dropped connection, an answer botocore cannot read
         return "failed", f"{type(e).__name__}: {e}"
 
