@@ -646,7 +646,7 @@ fn list(api: &ApiCall<'_>, input: ListInput) -> Result<Value, ApiError> {
     let summaries: Vec<Value> = page
         .iter()
         .map(|c| {
-            json!({
+            let mut summary = json!({
                 "CertificateArn": c.arn,
                 "DomainName": c.material.domain_name,
                 "SubjectAlternativeNameSummaries": c.material.subject_alternative_names,
@@ -657,11 +657,17 @@ fn list(api: &ApiCall<'_>, input: ListInput) -> Result<Value, ApiError> {
                 "KeyUsages": ["DIGITAL_SIGNATURE", "KEY_ENCIPHERMENT"],
                 "ExtendedKeyUsages": ["TLS_WEB_SERVER_AUTHENTICATION"],
                 "InUse": state.certificate_users(&c.arn).next().is_some(),
-                "RenewalEligibility": "INELIGIBLE",
+                "RenewalEligibility": renewal_eligibility(c),
                 "NotBefore": seconds(c.material.not_before_ms),
                 "NotAfter": seconds(c.material.not_after_ms),
                 "CreatedAt": seconds(c.created_ms),
-            })
+                "Exported": c.exported,
+                "ExportOption": enabled(c.options.export),
+            });
+            if let Some((at_ms, _)) = &c.revoked {
+                summary["RevokedAt"] = json!(seconds(*at_ms));
+            }
+            summary
         })
         .collect();
     let mut out = json!({ "CertificateSummaryList": summaries });
@@ -684,12 +690,14 @@ fn export(api: &ApiCall<'_>, input: ExportInput) -> Result<Value, ApiError> {
             "Passphrase must be 4 to 128 bytes",
         ));
     }
+    // The key is encrypted before the export is recorded, so a failure records nothing; the
+    // command then checks that the certificate may be exported.
     let arn = input.certificate_arn;
-    let (snapshot, _) =
-        api.update(|state, cx| state.apply(Command::ExportCertificate { arn: arn.clone() }, cx))?;
+    let snapshot = api.snapshot();
     let m = &certificate(snapshot.state(), &arn)?.material;
     let key = elb_tls::ca::encrypt_private_key(&m.private_key_pem, &passphrase)
         .map_err(|e| ApiError::internal(e.0))?;
+    api.execute(Command::ExportCertificate { arn: arn.clone() })?;
     Ok(json!({
         "Certificate": m.certificate_pem,
         "CertificateChain": m.chain_pem,

@@ -63,13 +63,14 @@ impl ApiError {
         }
     }
 
-    /// EC2 has no `ValidationError`: a parameter it does not know is `UnknownParameter`, a
-    /// value out of its range or set `InvalidParameterValue`.
-    fn ec2_code(&self) -> &str {
-        match self.code.as_str() {
-            "ValidationError" if self.message.contains("is not recognized") => "UnknownParameter",
-            "ValidationError" => "InvalidParameterValue",
-            code => code,
+    /// The code in `service`'s words. EC2 has no `ValidationError`: a value out of its range
+    /// or set is `InvalidParameterValue`; elbv2 and IAM have no `UnknownParameter`: a
+    /// parameter they do not know is a `ValidationError`.
+    fn code_for(&self, service: Service) -> &str {
+        match (service, self.code.as_str()) {
+            (Service::Ec2, "ValidationError") => "InvalidParameterValue",
+            (Service::Elbv2 | Service::Iam, "UnknownParameter") => "ValidationError",
+            (_, code) => code,
         }
     }
 
@@ -95,7 +96,7 @@ impl ApiError {
                 x.node("Response", |x| {
                     x.node("Errors", |x| {
                         x.node("Error", |x| {
-                            x.leaf("Code", self.ec2_code())
+                            x.leaf("Code", self.code_for(service))
                                 .leaf("Message", &self.message);
                         });
                     });
@@ -111,7 +112,7 @@ impl ApiError {
                 x.open_ns("ErrorResponse", namespace);
                 x.node("Error", |x| {
                     x.leaf("Type", self.fault())
-                        .leaf("Code", &self.code)
+                        .leaf("Code", self.code_for(service))
                         .leaf("Message", &self.message);
                 });
                 x.leaf("RequestId", request_id);

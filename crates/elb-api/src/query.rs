@@ -208,9 +208,12 @@ impl Params {
         let read = self.read.borrow();
         match self.values.keys().find(|k| !read.contains(*k)) {
             None => Ok(()),
-            Some(name) => Err(ApiError::validation(format!(
-                "Parameter '{name}' is not recognized, or not supported by elbd yet"
-            ))),
+            // Each API words this in its own code (ApiError::render).
+            Some(name) => Err(ApiError::new(
+                400,
+                "UnknownParameter",
+                format!("Parameter '{name}' is not recognized, or not supported by elbd yet"),
+            )),
         }
     }
 }

@@ -59,7 +59,7 @@ impl Binder {
     }
 
     /// Whether `addr` is bound to an address this host does not have (yet).
-    pub(crate) fn is_bound_elsewhere(&self, addr: SocketAddr) -> bool {
+    pub(crate) fn is_waiting_for_address(&self, addr: SocketAddr) -> bool {
         self.bound.iter().any(|(k, b)| k.addr == addr && !b.local)
     }
 

@@ -231,8 +231,11 @@ impl Runtime {
                         .trust_stores
                         .get(arn)
                         .ok_or_else(|| format!("trust store {arn} is missing"))?;
-                    // Changes to the bundle or the revocation lists move `updated_ms`.
-                    fingerprint.push_str(&format!("|{arn}@{}", store.updated_ms));
+                    // Changes to the bundle or the revocation lists move `updated_ms`; the
+                    // lists' ids tell apart two changes within one millisecond.
+                    let ids: Vec<String> =
+                        store.revocations.iter().map(|r| r.id.to_string()).collect();
+                    fingerprint.push_str(&format!("|{arn}@{}#{}", store.updated_ms, ids.join(",")));
                     let crls = store.revocations.iter().map(|r| r.crl_pem.as_str());
                     (store.ca_bundle_pem.as_str(), crls.collect())
                 }
@@ -253,7 +256,10 @@ impl Runtime {
                 .get(arn)
                 .or_else(|| iam.get(arn).map(|s| &s.certificate))
                 .ok_or_else(|| format!("certificate {arn} is missing"))?;
-            fingerprint.push_str(&format!("|{arn}@{}", cert.updated_ms));
+            fingerprint.push_str(&format!(
+                "|{arn}@{}#{}",
+                cert.updated_ms, cert.material.serial
+            ));
             certificates.push(cert);
         }
         if let Some(config) = self.tls.get(&fingerprint) {

@@ -87,8 +87,8 @@ impl DataPlane {
     }
 
     /// Whether `addr`'s listening socket waits for an address this host does not have.
-    pub fn is_bound_elsewhere(&self, addr: SocketAddr) -> bool {
-        self.binder.is_bound_elsewhere(addr)
+    pub fn is_waiting_for_address(&self, addr: SocketAddr) -> bool {
+        self.binder.is_waiting_for_address(addr)
     }
 
     /// Stops accepting everywhere and waits (at most the drain time) for open connections to

@@ -43,6 +43,7 @@ pub enum ErrorCode {
     DuplicateTrustStoreName,
     RevocationIdNotFound,
     TooManyTrustStoreRevocationEntries,
+    InvalidRevocationContent,
     /// ACM: the certificate's status does not allow the operation.
     InvalidState,
     /// IAM's codes.
@@ -109,6 +110,7 @@ impl ErrorCode {
             Self::DuplicateTrustStoreName => "DuplicateTrustStoreName",
             Self::RevocationIdNotFound => "RevocationIdNotFound",
             Self::TooManyTrustStoreRevocationEntries => "TooManyTrustStoreRevocationEntries",
+            Self::InvalidRevocationContent => "InvalidRevocationContent",
             Self::InvalidState => "InvalidStateException",
             Self::NoSuchEntity => "NoSuchEntity",
             Self::EntityAlreadyExists => "EntityAlreadyExists",

@@ -40,9 +40,12 @@ fn first_revocation_id() -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
     pub id: u64,
-    /// The CRL, PEM; the caller checked that it parses.
+    /// The CRL, PEM; the caller checked it as handshakes will use it.
     pub crl_pem: String,
     pub revoked_entries: usize,
+    /// The CA that issued it, RFC 2253.
+    #[serde(default)]
+    pub issuer: String,
 }
 
 impl TrustStore {

@@ -100,6 +100,9 @@ fn err(e: rcgen::Error) -> TlsError {
     TlsError::new(format!("Certificate generation failed: {e}"))
 }
 
+/// PBKDF2 rounds for exported keys (the count travels in the file, so any reader copes).
+const PBKDF2_ROUNDS: u32 = 100_000;
+
 /// A PKCS#8 private key (PEM) encrypted with `passphrase` as ACM's ExportCertificate hands it
 /// out: `ENCRYPTED PRIVATE KEY`, PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC (OpenSSL's
 /// default scheme, so `openssl pkey -passin` reads it).
@@ -122,8 +125,9 @@ pub fn encrypt_private_key(pem: &str, passphrase: &[u8]) -> Result<String, TlsEr
     rng.fill(&mut salt)
         .and_then(|()| rng.fill(&mut iv))
         .map_err(|_| TlsError::new("no randomness for the key's encryption"))?;
-    let scheme = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(2048, &salt, &iv)
-        .map_err(|e| TlsError::new(format!("Cannot encrypt the private key: {e}")))?;
+    let scheme =
+        pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(PBKDF2_ROUNDS, &salt, &iv)
+            .map_err(|e| TlsError::new(format!("Cannot encrypt the private key: {e}")))?;
     info.encrypt_with_params(scheme, passphrase)
         .and_then(|doc| Ok(doc.to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)?))
         .map(|pem| pem.to_string())

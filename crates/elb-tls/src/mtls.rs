@@ -36,9 +36,20 @@ pub fn read_bundle(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> 
     Ok(certs)
 }
 
-/// A revocation list as it was stored in S3 (PEM or DER), as PEM, with the number of
-/// certificates it revokes.
-pub fn read_crl(bytes: &[u8]) -> Result<(String, usize), TlsError> {
+/// A revocation list a trust store can verify with.
+pub struct Crl {
+    pub pem: String,
+    /// How many certificates it revokes.
+    pub revoked: usize,
+    /// Its issuer, RFC 2253.
+    pub issuer: String,
+}
+
+/// A revocation list as it was stored in S3 (PEM or DER), checked the way handshakes will use
+/// it: one CRL that the verifier takes (v2, no delta or unknown critical extension), signed by
+/// a CA of the trust store's `bundle_pem` that may sign CRLs. Without these checks one bad list
+/// would leave every listener of the trust store unable to verify anyone.
+pub fn read_crl(bytes: &[u8], bundle_pem: &str) -> Result<Crl, TlsError> {
     let der = match CertificateRevocationListDer::from_pem_slice(bytes) {
         Ok(der) => der,
         Err(_) => CertificateRevocationListDer::from(bytes.to_vec()),
@@ -48,12 +59,35 @@ pub fn read_crl(bytes: &[u8]) -> Result<(String, usize), TlsError> {
     if !rest.is_empty() {
         return Err(TlsError::new("The revocation file holds more than one CRL"));
     }
-    let entries = crl.iter_revoked_certificates().count();
+    let bundle = read_bundle(bundle_pem)?;
+    let signer = bundle.iter().find_map(|ca| {
+        let (_, ca) = X509Certificate::from_der(ca).ok()?;
+        let named = ca.subject().as_raw() == crl.issuer().as_raw();
+        (named && crl.verify_signature(ca.public_key()).is_ok()).then_some(ca)
+    });
+    let Some(signer) = signer else {
+        return Err(TlsError::new(format!(
+            "The revocation list of {} is not signed by a CA of this trust store",
+            rfc2253(crl.issuer())
+        )));
+    };
+    if let Ok(Some(usage)) = signer.key_usage()
+        && !usage.value.crl_sign()
+    {
+        return Err(TlsError::new(format!(
+            "CA {} may not sign revocation lists (its key usage lacks cRLSign)",
+            rfc2253(signer.subject())
+        )));
+    }
     let b64 = base64_lines(der.as_ref());
-    Ok((
-        format!("-----BEGIN X509 CRL-----\n{b64}-----END X509 CRL-----\n"),
-        entries,
-    ))
+    let pem = format!("-----BEGIN X509 CRL-----\n{b64}-----END X509 CRL-----\n");
+    client_verifier(MtlsMode::Verify, bundle_pem, &[&pem], false)
+        .map_err(|e| TlsError::new(format!("The revocation list cannot be used: {}", e.0)))?;
+    Ok(Crl {
+        pem,
+        revoked: crl.iter_revoked_certificates().count(),
+        issuer: rfc2253(crl.issuer()),
+    })
 }
 
 /// How a listener asks for and checks client certificates: `crl_pems` are the trust store's

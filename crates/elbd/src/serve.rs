@@ -291,7 +291,7 @@ async fn activate_ready(store: &Arc<Store>, state: &State, dataplane: &DataPlane
             // Each address once (every listener binds it), in address order.
             let waiting: BTreeSet<IpAddr> = sockets
                 .iter()
-                .filter(|a| dataplane.is_bound_elsewhere(**a))
+                .filter(|a| dataplane.is_waiting_for_address(**a))
                 .map(SocketAddr::ip)
                 .collect();
             let waiting: Vec<String> = waiting.iter().map(ToString::to_string).collect();

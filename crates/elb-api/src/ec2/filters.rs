@@ -11,23 +11,22 @@ use crate::query::Params;
 pub(super) struct Filters(Vec<(String, Vec<String>)>);
 
 impl Filters {
-    /// The request's filters, each name checked against `names` (the type's own) and the tag
-    /// filters.
-    pub(super) fn parse(params: &Params, names: &[&str]) -> Result<Self, ApiError> {
+    /// The request's filters, each name checked against `names` (the type's own) and, for a
+    /// taggable type, the tag filters.
+    pub(super) fn parse(params: &Params, names: &[&str], taggable: bool) -> Result<Self, ApiError> {
         let mut filters = Vec::new();
         for filter in params.structs("Filter")? {
             let name = filter.required("Name")?.to_owned();
-            let known = names.contains(&name.as_str())
-                || name.starts_with("tag:")
-                || name == "tag-key"
-                || name == "tag-value";
+            let tag = name.starts_with("tag:") || name == "tag-key" || name == "tag-value";
+            let known = names.contains(&name.as_str()) || (taggable && tag);
             if !known {
                 return Err(ApiError::new(
                     400,
                     "InvalidParameterValue",
                     format!(
-                        "The filter '{name}' is invalid (elbd supports {} and tag filters)",
-                        names.join(", ")
+                        "The filter '{name}' is invalid (elbd supports {}{})",
+                        names.join(", "),
+                        if taggable { " and tag filters" } else { "" }
                     ),
                 ));
             }
@@ -52,24 +51,34 @@ impl Filters {
                 None if name == "tag-value" => tags.values().cloned().collect(),
                 None => field(name),
             };
-            wanted
-                .iter()
-                .any(|w| have.iter().any(|h| glob(w.as_bytes(), h.as_bytes())))
+            wanted.iter().any(|w| have.iter().any(|h| glob(w, h)))
         })
     }
 }
 
-/// `*` matches any run of characters, `?` any one.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match (pattern.first(), text.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => {
-            glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+/// `*` matches any run of characters, `?` any one. Iterative, remembering the last `*` and
+/// where it resumed, so a pattern of many stars costs O(pattern × text), not exponential time.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < t.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == t[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            // Let the last star take one more character, and retry from there.
+            star = Some((si, sj + 1));
+            i = si + 1;
+            j = sj + 1;
+        } else {
+            return false;
         }
-        (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
-        (Some(p), Some(t)) if p == t => glob(&pattern[1..], &text[1..]),
-        _ => false,
     }
+    p[i..].iter().all(|c| *c == '*')
 }
 
 #[cfg(test)]
@@ -85,12 +94,15 @@ mod tests {
             ("*web*", "my-web-sg", true),
             ("web", "web2", false),
             ("", "", true),
+            ("*", "", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXbY", false),
+            ("?", "é", true),
         ] {
-            assert_eq!(
-                glob(pattern.as_bytes(), text.as_bytes()),
-                want,
-                "{pattern} {text}"
-            );
+            assert_eq!(glob(pattern, text), want, "{pattern} {text}");
         }
+        // Many stars against a long miss end at once rather than backtracking forever.
+        let pattern = "*a".repeat(40) + "b";
+        assert!(!glob(&pattern, &"a".repeat(2000)));
     }
 }

@@ -156,6 +156,7 @@ pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiErr
             "instance.group-id",
             "client-token",
         ],
+        true,
     )?;
     let found = state
         .instances

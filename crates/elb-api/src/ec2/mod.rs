@@ -17,7 +17,7 @@ use filters::Filters;
 pub const NAMESPACE: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 
 pub fn call(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, ApiError> {
-    params.optional("Version");
+    params.version("EC2", "2016-11-15")?;
     if params.bool("DryRun")? == Some(true) {
         let dry = ApiCall {
             dry_run: true,
@@ -215,9 +215,13 @@ fn delete_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     Ok(done())
 }
 
-/// DescribeTags with an optional `resource-id` filter.
+/// DescribeTags, filtered by `resource-id`, `resource-type`, `key` and `value`, paged.
 fn describe_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
-    let filters = Filters::parse(params, &["resource-id", "resource-type", "key", "value"])?;
+    let filters = Filters::parse(
+        params,
+        &["resource-id", "resource-type", "key", "value"],
+        false,
+    )?;
     let snapshot = api.snapshot();
     let state = snapshot.state();
     let ids = state

@@ -98,6 +98,7 @@ pub(super) fn describe_vpcs(api: &ApiCall<'_>, params: &Params) -> Result<Xml, A
             "owner-id",
             "instance-tenancy",
         ],
+        true,
     )?;
     let found = state
         .vpcs
@@ -320,6 +321,7 @@ pub(super) fn describe_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml
             "state",
             "owner-id",
         ],
+        true,
     )?;
     let found = state
         .subnets
@@ -385,6 +387,7 @@ pub(super) fn describe_zones(api: &ApiCall<'_>, params: &Params) -> Result<Xml, 
     let filters = Filters::parse(
         params,
         &["zone-name", "zone-id", "region-name", "state", "zone-type"],
+        false,
     )?;
     let found = all
         .iter()

@@ -212,6 +212,7 @@ pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiErr
             "description",
             "owner-id",
         ],
+        true,
     )?;
     let groups = state
         .security_groups

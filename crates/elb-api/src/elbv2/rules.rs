@@ -160,12 +160,13 @@ pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
                     "A default rule cannot have conditions",
                 ));
             }
+            // The listener may have gone since the snapshot above.
             let l = state
                 .listeners
                 .values()
                 .find(|l| l.default_rule_arn == arn)
                 .cloned()
-                .expect("found above");
+                .ok_or_else(|| rule_not_found(&arn))?;
             if let Some((actions, order)) = actions.clone() {
                 state.apply(
                     Command::ModifyListener {
@@ -197,7 +198,7 @@ pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
                 .listeners
                 .values()
                 .find(|l| l.default_rule_arn == arn)
-                .expect("modified above"),
+                .ok_or_else(|| rule_not_found(&arn))?,
         ),
     };
     let mut x = Xml::new();
@@ -237,4 +238,8 @@ pub(super) fn set_priorities(api: &ApiCall<'_>, params: &Params) -> Result<Xml, 
         |x, r| r.render(x),
     );
     Ok(x)
+}
+
+fn rule_not_found(arn: &str) -> ModelError {
+    ModelError::new(ErrorCode::RuleNotFound, format!("Rule '{arn}' not found"))
 }

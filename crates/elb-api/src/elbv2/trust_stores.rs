@@ -24,8 +24,16 @@ fn s3_object(
              versions"
         )));
     }
-    let safe = |part: &str| !part.is_empty() && part.split('/').all(|p| p != ".." && p != ".");
-    if !safe(bucket) || !safe(key) || bucket.contains('/') {
+    // Only plain names below the stand-in's root: no absolute key (which `join` would take
+    // as the whole path), no `.` or `..`.
+    let plain = |part: &str| {
+        let path = std::path::Path::new(part);
+        !part.is_empty()
+            && path
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+    };
+    if !plain(bucket) || !plain(key) || bucket.contains('/') {
         return Ok(None);
     }
     Ok(std::fs::read(api.s3_root.join(bucket).join(key)).ok())
@@ -182,6 +190,9 @@ pub(super) fn describe_associations(api: &ApiCall<'_>, params: &Params) -> Resul
 /// `RevocationContents.member.N`: CRLs (PEM or DER) from elbd's S3 stand-in.
 pub(super) fn add_revocations(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TrustStoreArn")?.to_owned();
+    let bundle = trust_store(api.snapshot().state(), &arn)?
+        .ca_bundle_pem
+        .clone();
     let mut crls = Vec::new();
     for content in params.structs("RevocationContents.member")? {
         content.one_of("RevocationType", &["CRL"])?;
@@ -197,10 +208,15 @@ pub(super) fn add_revocations(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
                 format!("No revocation file at {}", stand_in(api, bucket, key)),
             )
         })?;
-        let crl = elb_tls::mtls::read_crl(&bytes)
+        let crl = elb_tls::mtls::read_crl(&bytes, &bundle)
             .map_err(|e| ApiError::new(400, "InvalidRevocationContent", e.0))?;
         content.finish()?;
-        crls.push(crl);
+        crls.push(Revocation {
+            id: 0,
+            crl_pem: crl.pem,
+            revoked_entries: crl.revoked,
+            issuer: crl.issuer,
+        });
     }
     let command = Command::AddTrustStoreRevocations {
         arn: arn.clone(),

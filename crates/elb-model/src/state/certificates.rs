@@ -76,9 +76,11 @@ impl Region {
         export: Option<bool>,
     ) -> Result<Outcome> {
         let cert = self.certificate_mut(arn)?;
-        if export.is_some() && cert.kind != CertificateKind::AmazonIssued {
+        // AWS: "You cannot update the value of Export after the certificate is created."
+        if export.is_some_and(|e| e != cert.options.export) {
             return Err(ModelError::validation(format!(
-                "Certificate '{arn}' was imported; only requested certificates can be exported"
+                "Options.Export of certificate '{arn}' is set when it is requested and cannot \
+                 change"
             )));
         }
         if let Some(logging) = transparency_logging {

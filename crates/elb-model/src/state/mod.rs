@@ -39,7 +39,7 @@ use crate::rule::{Action, Condition, Rule};
 use crate::target_group::{
     HealthCheckChanges, ProtocolVersion, Registration, TargetGroup, TargetId,
 };
-use crate::trust_store::{MutualAuthentication, TrustStore};
+use crate::trust_store::{MutualAuthentication, Revocation, TrustStore};
 
 pub use diff::{Changes, Delta};
 pub use ec2::RunInstances;
@@ -280,10 +280,10 @@ pub enum Command {
     DeleteTrustStore {
         arn: String,
     },
-    /// Adds certificate revocation lists (PEM, revoked entries) to a trust store.
+    /// Adds certificate revocation lists to a trust store (their ids are minted here).
     AddTrustStoreRevocations {
         arn: String,
-        crls: Vec<(String, usize)>,
+        crls: Vec<Revocation>,
     },
     RemoveTrustStoreRevocations {
         arn: String,

@@ -920,9 +920,18 @@ fn revocation_lists_get_ids_never_reused_and_are_removed_all_or_none() {
         ca_certificates: 1,
         origin: Origin::Api,
     });
-    let add = |entries: usize| Command::AddTrustStoreRevocations {
-        arn: store.clone(),
-        crls: vec![("CRL".into(), entries)],
+    let mut issuers = 0;
+    let mut add = |entries: usize| {
+        issuers += 1;
+        Command::AddTrustStoreRevocations {
+            arn: store.clone(),
+            crls: vec![crate::trust_store::Revocation {
+                id: 0,
+                crl_pem: "CRL".into(),
+                revoked_entries: entries,
+                issuer: format!("CN=ca{issuers}"),
+            }],
+        }
     };
     assert_eq!(
         w.run(add(2)).unwrap(),
@@ -933,6 +942,17 @@ fn revocation_lists_get_ids_never_reused_and_are_removed_all_or_none() {
         Outcome::CreatedAll(vec!["2".into()])
     );
     assert_eq!(w.state.trust_stores[&store].revoked_entries(), 5);
+    let same_issuer = Command::AddTrustStoreRevocations {
+        arn: store.clone(),
+        crls: vec![crate::trust_store::Revocation {
+            id: 0,
+            crl_pem: "CRL".into(),
+            revoked_entries: 1,
+            issuer: "CN=ca1".into(),
+        }],
+    };
+    let twice = w.run(same_issuer).unwrap_err();
+    assert_eq!(twice.code, ErrorCode::InvalidRevocationContent);
     let remove = |ids: Vec<u64>| Command::RemoveTrustStoreRevocations {
         arn: store.clone(),
         ids,

@@ -66,15 +66,16 @@ impl Region {
         Ok(Outcome::Done)
     }
 
-    /// Adds CRLs (PEM, with their entry counts); reports their ids.
+    /// Adds CRLs and reports their ids. One list per issuer: handshakes consult only the
+    /// first list of a certificate's issuer, so a second would be silently ignored.
     pub(super) fn add_trust_store_revocations(
         &mut self,
         arn: &str,
-        crls: Vec<(String, usize)>,
+        crls: Vec<Revocation>,
         cx: &mut Context<'_>,
     ) -> Result<Outcome> {
         let store = self.trust_store_mut(arn)?;
-        let total = store.revoked_entries() + crls.iter().map(|(_, n)| n).sum::<usize>();
+        let total = store.revoked_entries() + crls.iter().map(|c| c.revoked_entries).sum::<usize>();
         if total > MAX_REVOKED_ENTRIES {
             return Err(ModelError::new(
                 ErrorCode::TooManyTrustStoreRevocationEntries,
@@ -84,15 +85,33 @@ impl Region {
                 ),
             ));
         }
+        for (i, crl) in crls.iter().enumerate() {
+            let earlier = store
+                .revocations
+                .iter()
+                .map(|r| (&r.issuer, r.id.to_string()));
+            let given = crls[..i]
+                .iter()
+                .map(|r| (&r.issuer, "given with it".to_owned()));
+            if let Some((_, which)) = earlier
+                .chain(given)
+                .find(|(issuer, _)| **issuer == crl.issuer)
+            {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidRevocationContent,
+                    format!(
+                        "Trust store '{arn}' already has a revocation list of {} ({which}); \
+                         remove it first, as one list per CA is consulted",
+                        crl.issuer
+                    ),
+                ));
+            }
+        }
         let mut ids = Vec::with_capacity(crls.len());
-        for (crl_pem, revoked_entries) in crls {
+        for crl in crls {
             let id = store.next_revocation_id;
             store.next_revocation_id += 1;
-            store.revocations.push(Revocation {
-                id,
-                crl_pem,
-                revoked_entries,
-            });
+            store.revocations.push(Revocation { id, ..crl });
             ids.push(id.to_string());
         }
         store.updated_ms = cx.now_ms;

@@ -467,13 +467,14 @@ pub(crate) fn venv() -> &'static Path {
     static VENV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     VENV.get_or_init(|| {
         let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("venv");
-        let has = |module: &str| {
+        let holds = |check: &str| {
             Command::new(venv.join("bin/python"))
-                .args(["-c", &format!("import {module}")])
+                .args(["-c", check])
                 .status()
                 .is_ok_and(|s| s.success())
         };
-        if !venv.join("bin/aws").exists() || !has("grpc") {
+        let pinned = "import botocore, grpc; assert botocore.__version__ == '1.44.18'";
+        if !venv.join("bin/aws").exists() || !holds(pinned) {
             let ok = Command::new("python3")
                 .arg("-m")
                 .arg("venv")

@@ -117,25 +117,34 @@ def openssl(*argv):
     subprocess.run(["openssl", *argv], check=True, capture_output=True)
 
 
-openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f"{tmp}/ca.key", "-out", f"{tmp}/ca.pem", "-days", "30", "-subj", "/CN=ca.model.test",
-        "-addext", "subjectAltName=DNS:ca.model.test")
-CERT, KEY = open(f"{tmp}/ca.pem").read(), open(f"{tmp}/ca.key").read()
-# The trust store's CA bundle and an (empty) revocation list of the same CA, in the S3 stand-in.
+def authority(name):
+    """A CA (certificate and key files under tmp) and its (empty) revocation list, in the S3
+    stand-in as NAME.crl."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", f"{tmp}/{name}.key", "-out", f"{tmp}/{name}.pem", "-days", "30",
+            "-subj", f"/CN={name}.model.test", "-addext", f"subjectAltName=DNS:{name}.model.test")
+    open(f"{tmp}/{name}.index", "w").close()
+    with open(f"{tmp}/{name}.crlnumber", "w") as f:
+        f.write("01\n")
+    with open(f"{tmp}/{name}.cnf", "w") as f:
+        f.write(f"[ca]\ndefault_ca = d\n[d]\ndatabase = {tmp}/{name}.index\n"
+                f"crlnumber = {tmp}/{name}.crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n")
+    openssl("ca", "-config", f"{tmp}/{name}.cnf", "-keyfile", f"{tmp}/{name}.key", "-cert", f"{tmp}/{name}.pem",
+            "-gencrl", "-out", os.path.join(s3_root, bucket, f"{name}.crl"))
+    return open(f"{tmp}/{name}.pem").read(), open(f"{tmp}/{name}.key").read()
+
+
+# The trust store's CA bundle: two CAs, each with a revocation list (a trust store takes one
+# list per CA), in the S3 stand-in.
 s3_root = os.path.join(args.data_dir, "s3")
 bucket = f"model-table-{run}"
 os.makedirs(os.path.join(s3_root, bucket))
+CERT, KEY = authority("ca")
+OTHER_CERT, _ = authority("other")
 with open(os.path.join(s3_root, bucket, "ca.pem"), "w") as f:
-    f.write(CERT)
-open(f"{tmp}/index.txt", "w").close()
-with open(f"{tmp}/crlnumber", "w") as f:
-    f.write("01\n")
-with open(f"{tmp}/ca.cnf", "w") as f:
-    f.write(f"[ca]\ndefault_ca = d\n[d]\ndatabase = {tmp}/index.txt\ncrlnumber = {tmp}/crlnumber\n"
-            "default_md = sha256\ndefault_crl_days = 30\n")
-openssl("ca", "-config", f"{tmp}/ca.cnf", "-keyfile", f"{tmp}/ca.key", "-cert", f"{tmp}/ca.pem", "-gencrl",
-        "-out", os.path.join(s3_root, bucket, "ca.crl"))
+    f.write(CERT + OTHER_CERT)
 REVOCATION = {"S3Bucket": bucket, "S3Key": "ca.crl"}
+OTHER_REVOCATION = {"S3Bucket": bucket, "S3Key": "other.crl"}
 
 subnets = sorted((s for s in ec2.describe_subnets()["Subnets"] if s["DefaultForAz"]),
                  key=lambda s: s["AvailabilityZone"])
@@ -198,9 +207,16 @@ def fresh_trust_store():
     return store["TrustStores"][0]["TrustStoreArn"], name
 
 
-def fresh_revocation():
-    added = elbv2.add_trust_store_revocations(TrustStoreArn=TRUST_STORE, RevocationContents=[REVOCATION])
-    return added["TrustStoreRevocations"][0]["RevocationId"]
+def fresh_revocation(store=None, content=REVOCATION):
+    """A revocation list added to store (a fresh trust store when none): its store and id."""
+    store = store or fresh_trust_store()[0]
+    added = elbv2.add_trust_store_revocations(TrustStoreArn=store, RevocationContents=[content])
+    return store, added["TrustStoreRevocations"][0]["RevocationId"]
+
+
+def removable_revocation():
+    store, revocation = fresh_revocation()
+    return dict(TrustStoreArn=store, RevocationIds=[revocation])
 
 
 def fresh_vpc():
@@ -254,7 +270,7 @@ elbv2.add_listener_certificates(ListenerArn=HTTPS_LISTENER, Certificates=[{"Cert
 MODIFIED_LISTENER, MODIFIED_PORT = fresh_listener(https=True)  # ModifyListener's alone
 RULE = fresh_rule()
 TRUST_STORE, TRUST_STORE_NAME = fresh_trust_store()
-REVOCATION_ID = fresh_revocation()
+_, REVOCATION_ID = fresh_revocation(TRUST_STORE)
 TARGET = fresh_target()
 INSTANCE = fresh_instance()
 SERVER_CERTIFICATE = fresh_server_certificate()
@@ -267,7 +283,7 @@ fresh_listener(LB, https=True, **verify)
 fresh_listener(fresh_lb()[0], https=True, actions=[
     {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}}], **verify)
 fresh_trust_store()
-fresh_revocation()
+fresh_revocation(TRUST_STORE, OTHER_REVOCATION)
 fresh_server_certificate()
 for _ in range(5):
     ec2.create_subnet(**subnet_request())
@@ -335,7 +351,7 @@ BASES = {
     "elbv2:RemoveListenerCertificates": lambda: dict(ListenerArn=HTTPS_LISTENER,
                                                      Certificates=[{"CertificateArn": IMPORTED}]),
     "elbv2:RemoveTags": lambda: dict(ResourceArns=[LB], TagKeys=["k"]),
-    "elbv2:RemoveTrustStoreRevocations": lambda: dict(TrustStoreArn=TRUST_STORE, RevocationIds=[fresh_revocation()]),
+    "elbv2:RemoveTrustStoreRevocations": removable_revocation,
     "elbv2:SetIpAddressType": lambda: dict(LoadBalancerArn=LB, IpAddressType="ipv4"),
     "elbv2:SetRulePriorities": lambda: dict(RulePriorities=[{"RuleArn": RULE, "Priority": 50000}]),
     "elbv2:SetSecurityGroups": lambda: dict(LoadBalancerArn=LB, SecurityGroups=[SG]),
@@ -555,6 +571,8 @@ VALUES = {
     "IamInstanceProfileSpecification.Arn": "arn:aws:iam::123456789012:instance-profile/model-table",
     # ACM and IAM.
     "ImportCertificate:CertificateArn": IMPORTED,
+    # Export is fixed when a certificate is requested: the value it has is the valid one.
+    "UpdateCertificateOptions:Options.Export": "DISABLED",
     "CertificateChainBlob": CERT.encode(),
     "DomainNameString": "request.model.test",
     "IdempotencyToken": lambda: uuid.uuid4().hex,

@@ -525,6 +525,26 @@ async fn mutual_tls_verifies_clients_against_a_trust_store_or_passes_them_throug
         .concat(),
     );
     assert!(invalid.contains("InvalidRevocationContent"), "{invalid}");
+    // A list another CA signed, or a second list of the same CA, is refused too.
+    std::fs::copy(revoke(&lab, "rogue", &rogue_cert), bucket.join("rogue.crl")).unwrap();
+    for (file, why) in [
+        ("rogue.crl", "not signed by a CA of this trust store"),
+        ("clients.crl", "already has a revocation list"),
+    ] {
+        let content = format!("S3Bucket=bundles,S3Key={file},RevocationType=CRL");
+        let refused = aws.err(
+            &[
+                &["elbv2", "add-trust-store-revocations"][..],
+                &store_args,
+                &["--revocation-contents", &content],
+            ]
+            .concat(),
+        );
+        assert!(
+            refused.contains("InvalidRevocationContent") && refused.contains(why),
+            "{refused}"
+        );
+    }
     aws.ok(&[
         &["elbv2", "remove-trust-store-revocations"][..],
         &store_args,
