@@ -145,6 +145,8 @@ pub struct Instance {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceOptions {
     pub key_name: Option<String>,
+    /// `Placement.Tenancy`; the VPC's when not given.
+    pub tenancy: Option<Tenancy>,
     pub monitoring: bool,
     pub ebs_optimized: bool,
 }

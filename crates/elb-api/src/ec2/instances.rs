@@ -2,7 +2,7 @@
 //! instance target routes to the address while the instance is running.
 
 use elb_model::state::RunInstances;
-use elb_model::{Command, Instance, InstanceOptions, InstanceState, Outcome, Region};
+use elb_model::{Command, Instance, InstanceOptions, InstanceState, Outcome, Region, Tenancy};
 
 use super::filters::Filters;
 use super::{create_tagged, next_token, not_built, page, tag_set, tag_specifications, wanted};
@@ -11,6 +11,30 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
+
+/// `SecurityGroup.N`: groups of the default VPC by name, as EC2 takes them.
+fn group_ids_by_name(api: &ApiCall<'_>, names: &[String]) -> Result<Vec<String>, ApiError> {
+    let snapshot = api.snapshot();
+    let state = snapshot.state();
+    let vpc = state.default_vpc().map(|v| v.id.as_str());
+    names
+        .iter()
+        .map(|name| {
+            state
+                .security_groups
+                .values()
+                .find(|g| &g.name == name && Some(g.vpc_id.as_str()) == vpc)
+                .map(|g| g.id.clone())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        "InvalidGroup.NotFound",
+                        format!("The security group '{name}' does not exist in default VPC"),
+                    )
+                })
+        })
+        .collect()
+}
 
 /// RunInstances' members that only a machine would act on. With no machine, they change
 /// nothing and AWS echoes them nowhere DescribeInstances shows; those that would forbid a later
@@ -47,9 +71,14 @@ fn instance(x: &mut Xml, state: &Region, i: &Instance) {
         .leaf_opt("keyName", i.options.key_name.as_deref())
         .leaf("launchTime", clock::iso8601(i.launched_ms))
         .node("placement", |x| {
+            let vpc = state.vpcs.get(&i.vpc_id).map(|v| v.instance_tenancy);
+            let tenancy = i.options.tenancy.or(vpc).unwrap_or_default();
             x.leaf("availabilityZone", &i.availability_zone)
-                .leaf("tenancy", "default");
+                .leaf("tenancy", tenancy.as_str());
         })
+        .leaf("sourceDestCheck", "true")
+        .leaf("amiLaunchIndex", "0")
+        .leaf_opt("clientToken", i.client_token.as_deref())
         .leaf("subnetId", &i.subnet_id)
         .leaf("vpcId", &i.vpc_id)
         .leaf("privateIpAddress", i.private_ip.to_string())
@@ -96,11 +125,22 @@ pub(super) fn run(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
             })
         })
         .transpose()?;
+    let tenancy = match params.one_of("Placement.Tenancy", &["default", "dedicated", "host"])? {
+        None => None,
+        Some("default") => Some(Tenancy::Default),
+        Some("dedicated") => Some(Tenancy::Dedicated),
+        Some(_) => return Err(not_built("Placement.Tenancy", "dedicated hosts")),
+    };
+    let mut security_groups = params.list("SecurityGroupId")?;
+    security_groups.extend(group_ids_by_name(api, &params.list("SecurityGroup")?)?);
     let run = RunInstances {
         subnet_id: params.optional("SubnetId").map(str::to_owned),
+        availability_zone: params
+            .optional("Placement.AvailabilityZone")
+            .map(str::to_owned),
         private_ip,
         count: max as u32,
-        security_groups: params.list("SecurityGroupId")?,
+        security_groups,
         image_id,
         instance_type: params
             .optional("InstanceType")
@@ -109,6 +149,7 @@ pub(super) fn run(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
         client_token: params.optional("ClientToken").map(str::to_owned),
         options: InstanceOptions {
             key_name: params.optional("KeyName").map(str::to_owned),
+            tenancy,
             monitoring: params.bool("Monitoring.Enabled")? == Some(true),
             ebs_optimized: params.bool("EbsOptimized")? == Some(true),
         },

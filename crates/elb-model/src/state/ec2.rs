@@ -18,6 +18,8 @@ use crate::network::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunInstances {
     pub subnet_id: Option<String>,
+    /// `Placement.AvailabilityZone`: the subnet's zone, or the zone whose default subnet to use.
+    pub availability_zone: Option<String>,
     pub private_ip: Option<Ipv4Addr>,
     pub count: u32,
     pub security_groups: Vec<String>,
@@ -307,8 +309,16 @@ impl Region {
         let subnet = match &run.subnet_id {
             Some(id) => self.subnet(id)?.clone(),
             None => {
-                let mut defaults: Vec<&Subnet> =
-                    self.subnets.values().filter(|s| s.default_for_az).collect();
+                let mut defaults: Vec<&Subnet> = self
+                    .subnets
+                    .values()
+                    .filter(|s| s.default_for_az)
+                    .filter(|s| {
+                        run.availability_zone
+                            .as_ref()
+                            .is_none_or(|z| *z == s.availability_zone)
+                    })
+                    .collect();
                 defaults.sort_by(|a, b| a.availability_zone.cmp(&b.availability_zone));
                 (*defaults.first().ok_or_else(|| {
                     err(
@@ -319,6 +329,17 @@ impl Region {
                 .clone()
             }
         };
+        if let Some(zone) = &run.availability_zone
+            && *zone != subnet.availability_zone
+        {
+            return Err(err(
+                ErrorCode::InvalidParameterValue,
+                format!(
+                    "Placement.AvailabilityZone {zone} is not the zone of subnet '{}'",
+                    subnet.id
+                ),
+            ));
+        }
         for g in &run.security_groups {
             if self.security_group(g)?.vpc_id != subnet.vpc_id {
                 return Err(err(

@@ -482,6 +482,7 @@ fn run(w: &mut World, ip: Option<&str>) -> Result<Outcome> {
     let subnet_id = Some(w.subnet("us-east-1b"));
     w.run(Command::RunInstances(RunInstances {
         subnet_id,
+        availability_zone: None,
         private_ip: ip.map(|ip| ip.parse().unwrap()),
         count: 1,
         security_groups: vec![],

@@ -149,6 +149,16 @@ assert names == ["errors-tg", "other-tg"], names
 expect_code("InvalidParameterValue", ec2.describe_vpcs, MaxResults=2)
 expect_code("InvalidParameterValue", ec2.create_vpc, CidrBlock="127.90.0.0/16", InstanceTenancy="host")
 
+# RunInstances as test suites call it: a zone to place in, groups by name, a key pair.
+zone_b = subnets[1]["AvailabilityZone"]
+launched = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, KeyName="deploy",
+                             Placement={"AvailabilityZone": zone_b}, SecurityGroups=["default"])
+instance = launched["Instances"][0]
+assert instance["Placement"]["AvailabilityZone"] == zone_b and instance["SubnetId"] == subnet_ids[1], instance
+assert instance["KeyName"] == "deploy" and instance["SourceDestCheck"] is True, instance
+assert [g["GroupName"] for g in instance["SecurityGroups"]] == ["default"], instance
+ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+
 # What has no local meaning is answered as AWS answers an account that has none of it.
 assert elbv2.describe_capacity_reservation(LoadBalancerArn=lb)["CapacityReservationState"] == []
 elbv2.modify_capacity_reservation(LoadBalancerArn=lb, ResetCapacityReservation=True)
