@@ -210,8 +210,15 @@ fn create_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
 
 fn delete_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let ids = params.list("ResourceId")?;
-    let keys = tag_params(params)?.into_iter().map(|(k, _)| k).collect();
-    api.execute(Command::DeleteEc2Tags { ids, keys })?;
+    let mut tags = Vec::new();
+    for tag in params.structs("Tag")? {
+        // A missing Value deletes the key whatever its value; a given one (even empty) only
+        // when it matches.
+        let value = tag.optional("Value").map(str::to_owned);
+        tags.push((tag.required("Key")?.to_owned(), value));
+        tag.finish()?;
+    }
+    api.execute(Command::DeleteEc2Tags { ids, tags })?;
     Ok(done())
 }
 

@@ -451,16 +451,27 @@ impl Region {
         &mut self,
         ids: &[String],
         tags: &[(String, String)],
-        remove: bool,
+    ) -> Result<Outcome> {
+        for id in ids {
+            self.ec2_tags_mut(id)?.extend(tags.iter().cloned());
+        }
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn delete_ec2_tags(
+        &mut self,
+        ids: &[String],
+        tags: &[(String, Option<String>)],
     ) -> Result<Outcome> {
         for id in ids {
             let resource = self.ec2_tags_mut(id)?;
-            if remove {
-                for (key, _) in tags {
+            if tags.is_empty() {
+                resource.clear();
+            }
+            for (key, value) in tags {
+                if value.is_none() || resource.get(key) == value.as_ref() {
                     resource.remove(key);
                 }
-            } else {
-                resource.extend(tags.iter().cloned());
             }
         }
         Ok(Outcome::Done)

@@ -371,9 +371,10 @@ pub enum Command {
         ids: Vec<String>,
         tags: Vec<(String, String)>,
     },
+    /// EC2 DeleteTags: a key with a value goes only if the value matches; none named, all go.
     DeleteEc2Tags {
         ids: Vec<String>,
-        keys: Vec<String>,
+        tags: Vec<(String, Option<String>)>,
     },
 }
 
@@ -526,12 +527,8 @@ impl Region {
             Command::DeleteRule { arn } => self.delete_rule(&arn),
             Command::SetRulePriorities { priorities } => self.set_rule_priorities(&priorities),
             Command::SetInstanceState { ids, state } => self.set_instance_state(&ids, state),
-            Command::CreateEc2Tags { ids, tags } => self.ec2_tags(&ids, &tags, false),
-            Command::DeleteEc2Tags { ids, keys } => {
-                let keys: Vec<(String, String)> =
-                    keys.into_iter().map(|k| (k, String::new())).collect();
-                self.ec2_tags(&ids, &keys, true)
-            }
+            Command::CreateEc2Tags { ids, tags } => self.ec2_tags(&ids, &tags),
+            Command::DeleteEc2Tags { ids, tags } => self.delete_ec2_tags(&ids, &tags),
         }
     }
 

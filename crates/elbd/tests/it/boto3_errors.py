@@ -159,6 +159,16 @@ assert instance["KeyName"] == "deploy" and instance["SourceDestCheck"] is True, 
 assert [g["GroupName"] for g in instance["SecurityGroups"]] == ["default"], instance
 ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
 
+# DeleteTags as EC2 does it: a given value must match; no tags named deletes them all.
+ec2.create_tags(Resources=[vpc], Tags=[{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}])
+tagged = lambda: {t["Key"]: t["Value"] for t in ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"][0].get("Tags", [])}
+ec2.delete_tags(Resources=[vpc], Tags=[{"Key": "a", "Value": "other"}])
+assert tagged() == {"a": "1", "b": "2"}, tagged()
+ec2.delete_tags(Resources=[vpc], Tags=[{"Key": "a"}])
+assert tagged() == {"b": "2"}, tagged()
+ec2.delete_tags(Resources=[vpc])
+assert tagged() == {}, tagged()
+
 # What has no local meaning is answered as AWS answers an account that has none of it.
 assert elbv2.describe_capacity_reservation(LoadBalancerArn=lb)["CapacityReservationState"] == []
 elbv2.modify_capacity_reservation(LoadBalancerArn=lb, ResetCapacityReservation=True)
