@@ -1,9 +1,9 @@
 //! Security groups at the door: which client addresses a listener admits, decided once per
 //! snapshot and checked when a connection is accepted, before any protocol code runs. Pure.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use elb_model::{IngressSource, InstanceState, LoadBalancer, Region};
+use elb_model::{IngressSource, LoadBalancer, Region};
 use ipnet::Ipv4Net;
 
 /// The sources a listener admits.
@@ -27,16 +27,13 @@ impl Admission {
             .iter()
             .filter_map(|id| state.security_groups.get(id))
             .flat_map(|g| &g.ingress)
-            .filter(|r| {
-                r.protocol == "-1"
-                    || (r.protocol == "tcp" && (r.from_port..=r.to_port).contains(&port))
-            });
+            .filter(|r| r.covers_tcp(port));
         for rule in rules {
             match &rule.source {
                 IngressSource::Cidr(cidr) if cidr.prefix_len() == 0 => return Self::Everyone,
                 IngressSource::Cidr(cidr) => ranges.push(*cidr),
                 IngressSource::Group(group) => {
-                    ranges.extend(members(state, group).map(Ipv4Net::from))
+                    ranges.extend(state.security_group_members(group).map(Ipv4Net::from))
                 }
             }
         }
@@ -50,28 +47,6 @@ impl Admission {
             (Self::Ranges(_), IpAddr::V6(_)) => false,
         }
     }
-}
-
-/// The addresses that carry security group `group`: running instances and load balancer
-/// nodes.
-fn members<'a>(state: &'a Region, group: &'a str) -> impl Iterator<Item = Ipv4Addr> + 'a {
-    let has = move |groups: &[String]| groups.iter().any(|g| g == group);
-    let instances = state
-        .instances
-        .values()
-        .filter(move |i| i.state == InstanceState::Running && has(&i.security_groups))
-        .map(|i| i.private_ip);
-    let nodes = state
-        .nodes
-        .values()
-        .filter(move |n| {
-            state
-                .load_balancers
-                .get(&n.load_balancer_arn)
-                .is_some_and(|lb| has(&lb.security_groups))
-        })
-        .map(|n| n.private_ipv4);
-    instances.chain(nodes)
 }
 
 #[cfg(test)]

@@ -381,8 +381,12 @@ impl Runtime {
         health: &HealthView,
         used: &mut Used,
     ) -> Vec<Endpoint> {
+        // Targets the load balancer's security groups do not let the node reach are left out:
+        // on AWS their connections would time out.
+        let lb = state.load_balancers.get(&node.load_balancer_arn);
         let in_reach: Vec<(&Registration, String)> = state
             .in_reach(node, tg)
+            .filter(|t| lb.is_none_or(|lb| state.egress_allows(lb, t.address, t.port)))
             .map(|t| (t, t.key(&tg.arn)))
             .collect();
         let healthy_since = |key: &str| {

@@ -28,6 +28,9 @@ pub struct Probe {
     pub timeout: Duration,
     pub thresholds: Thresholds,
     pub matcher: Matcher,
+    /// The load balancer's security groups do not let the node reach the target: the check
+    /// times out without a packet sent, as it would on AWS.
+    pub blocked: bool,
 }
 
 /// `(node id, registration key)` → probe, for every check the snapshot calls for.
@@ -45,6 +48,7 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
         for node in state.nodes_of(&lb.arn) {
             for r in state.in_reach(node, tg) {
                 let target = SocketAddr::new(r.address, hc.port_for(r.port));
+                let blocked = !state.egress_allows(lb, target.ip(), target.port());
                 probes.insert(
                     (node.id.clone(), r.key(&tg.arn)),
                     Probe {
@@ -61,6 +65,7 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
                             unhealthy: hc.unhealthy_threshold,
                         },
                         matcher: hc.matcher(),
+                        blocked,
                     },
                 );
             }

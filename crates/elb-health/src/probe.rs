@@ -25,6 +25,10 @@ use crate::plan::Probe;
 use crate::state::ProbeResult;
 
 pub(crate) async fn http(probe: &Probe) -> ProbeResult {
+    if probe.blocked {
+        tokio::time::sleep(probe.timeout).await;
+        return ProbeResult::Timeout;
+    }
     match tokio::time::timeout(probe.timeout, exchange(probe)).await {
         Err(_) => ProbeResult::Timeout,
         Ok(None) => ProbeResult::Failed,

@@ -96,6 +96,23 @@ pub struct IngressRule {
 }
 
 impl IngressRule {
+    /// Every protocol, everywhere: AWS's egress rule of a new group.
+    pub fn allow_all() -> Vec<Self> {
+        vec![Self {
+            protocol: "-1".into(),
+            from_port: 0,
+            to_port: 65535,
+            source: IngressSource::Cidr(Ipv4Net::default()),
+            description: None,
+        }]
+    }
+
+    /// Whether the rule covers TCP to `port`.
+    pub fn covers_tcp(&self, port: u16) -> bool {
+        self.protocol == "-1"
+            || (self.protocol == "tcp" && (self.from_port..=self.to_port).contains(&port))
+    }
+
     /// Whether the two admit the same traffic (descriptions aside), as EC2 finds duplicates
     /// and the rule a revoke names.
     pub fn same_permission(&self, other: &Self) -> bool {
@@ -185,6 +202,10 @@ pub struct SecurityGroup {
     pub vpc_id: String,
     pub description: String,
     pub ingress: Vec<IngressRule>,
+    /// Where members may connect to (a rule's `source` is then its destination). A new group
+    /// may connect anywhere, as AWS's.
+    #[serde(default = "IngressRule::allow_all")]
+    pub egress: Vec<IngressRule>,
     #[serde(default)]
     pub tags: Tags,
 }

@@ -54,6 +54,8 @@ fn operation(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, Ap
         "DeleteSecurityGroup" => security_groups::delete(api, params),
         "AuthorizeSecurityGroupIngress" => security_groups::authorize(api, params),
         "RevokeSecurityGroupIngress" => security_groups::revoke(api, params),
+        "AuthorizeSecurityGroupEgress" => security_groups::authorize_egress(api, params),
+        "RevokeSecurityGroupEgress" => security_groups::revoke_egress(api, params),
         "RunInstances" => instances::run(api, params),
         "DescribeInstances" => instances::describe(api, params),
         "StopInstances" => instances::set_state(api, params, elb_model::InstanceState::Stopped),

@@ -168,6 +168,22 @@ pub(super) fn revoke(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
     Ok(done())
 }
 
+/// Egress rules bound the load balancers' nodes that carry the group: a target they do not
+/// allow is not reached (its health checks time out, and no request goes to it).
+pub(super) fn authorize_egress(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let group_id = params.required("GroupId")?.to_owned();
+    let rules = rules(params)?;
+    api.execute(Command::AuthorizeEgress { group_id, rules })?;
+    Ok(done())
+}
+
+pub(super) fn revoke_egress(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let group_id = params.required("GroupId")?.to_owned();
+    let rules = rules(params)?;
+    api.execute(Command::RevokeEgress { group_id, rules })?;
+    Ok(done())
+}
+
 fn permission(x: &mut Xml, state: &Region, rule: &IngressRule) {
     x.leaf("ipProtocol", &rule.protocol);
     if rule.protocol != "-1" {
@@ -242,7 +258,9 @@ pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiErr
             .items("ipPermissions", &g.ingress, |x, rule| {
                 permission(x, state, rule)
             })
-            .node("ipPermissionsEgress", |_| {});
+            .items("ipPermissionsEgress", &g.egress, |x, rule| {
+                permission(x, state, rule)
+            });
         tag_set(x, state, &g.id);
     });
     Ok(x)

@@ -8,6 +8,7 @@ use super::{Outcome, Region, Tags};
 use crate::alloc;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
+use crate::load_balancer::LoadBalancer;
 use crate::network::{
     IngressRule, IngressSource, Instance, InstanceOptions, InstanceState, SecurityGroup, Subnet,
     Tenancy, Vpc, VpcAttributes,
@@ -206,6 +207,7 @@ impl Region {
                 vpc_id,
                 description: description.to_owned(),
                 ingress: Vec::new(),
+                egress: IngressRule::allow_all(),
                 tags: Tags::new(),
             },
         );
@@ -243,7 +245,13 @@ impl Region {
         Ok(Outcome::Done)
     }
 
-    pub(super) fn authorize_ingress(&mut self, id: &str, rules: &[IngressRule]) -> Result<Outcome> {
+    /// Adds ingress (or, `egress`, egress) rules; one the group has already is refused.
+    pub(super) fn authorize(
+        &mut self,
+        id: &str,
+        rules: &[IngressRule],
+        egress: bool,
+    ) -> Result<Outcome> {
         for rule in rules {
             check_rule(rule)?;
             if let IngressSource::Group(source) = &rule.source {
@@ -251,8 +259,13 @@ impl Region {
             }
         }
         let group = self.security_group_mut(id)?;
+        let list = if egress {
+            &mut group.egress
+        } else {
+            &mut group.ingress
+        };
         for rule in rules {
-            if group.ingress.iter().any(|r| r.same_permission(rule)) {
+            if list.iter().any(|r| r.same_permission(rule)) {
                 return Err(err(
                     ErrorCode::InvalidPermissionDuplicate,
                     format!(
@@ -261,17 +274,28 @@ impl Region {
                     ),
                 ));
             }
-            group.ingress.push(rule.clone());
+            list.push(rule.clone());
         }
         Ok(Outcome::Done)
     }
 
-    pub(super) fn revoke_ingress(&mut self, id: &str, rules: &[IngressRule]) -> Result<Outcome> {
+    /// Removes ingress (or egress) rules, each of which must exist.
+    pub(super) fn revoke(
+        &mut self,
+        id: &str,
+        rules: &[IngressRule],
+        egress: bool,
+    ) -> Result<Outcome> {
         let group = self.security_group_mut(id)?;
+        let list = if egress {
+            &mut group.egress
+        } else {
+            &mut group.ingress
+        };
         for rule in rules {
-            let before = group.ingress.len();
-            group.ingress.retain(|r| !r.same_permission(rule));
-            if group.ingress.len() == before {
+            let before = list.len();
+            list.retain(|r| !r.same_permission(rule));
+            if list.len() == before {
                 return Err(err(
                     ErrorCode::InvalidPermissionNotFound,
                     format!(
@@ -282,6 +306,52 @@ impl Region {
             }
         }
         Ok(Outcome::Done)
+    }
+
+    /// The addresses that carry security group `group`: running instances and load balancer
+    /// nodes.
+    pub fn security_group_members<'a>(
+        &'a self,
+        group: &'a str,
+    ) -> impl Iterator<Item = Ipv4Addr> + 'a {
+        let has = move |groups: &[String]| groups.iter().any(|g| g == group);
+        let instances = self
+            .instances
+            .values()
+            .filter(move |i| i.state == InstanceState::Running && has(&i.security_groups))
+            .map(|i| i.private_ip);
+        let nodes = self
+            .nodes
+            .values()
+            .filter(move |n| {
+                self.load_balancers
+                    .get(&n.load_balancer_arn)
+                    .is_some_and(|lb| has(&lb.security_groups))
+            })
+            .map(|n| n.private_ipv4);
+        instances.chain(nodes)
+    }
+
+    /// Whether `lb`'s nodes may open a TCP connection to `addr:port` under its security
+    /// groups' egress rules (a load balancer without groups may go anywhere).
+    pub fn egress_allows(&self, lb: &LoadBalancer, addr: IpAddr, port: u16) -> bool {
+        let IpAddr::V4(ip) = addr else {
+            return false;
+        };
+        if lb.security_groups.is_empty() {
+            return true;
+        }
+        lb.security_groups
+            .iter()
+            .filter_map(|id| self.security_groups.get(id))
+            .flat_map(|g| &g.egress)
+            .filter(|r| r.covers_tcp(port))
+            .any(|r| match &r.source {
+                IngressSource::Cidr(cidr) => cidr.contains(&ip),
+                IngressSource::Group(group) => {
+                    self.security_group_members(group.as_str()).any(|m| m == ip)
+                }
+            })
     }
 
     pub(super) fn run_instances(

@@ -337,6 +337,14 @@ pub enum Command {
         group_id: String,
         rules: Vec<IngressRule>,
     },
+    AuthorizeEgress {
+        group_id: String,
+        rules: Vec<IngressRule>,
+    },
+    RevokeEgress {
+        group_id: String,
+        rules: Vec<IngressRule>,
+    },
     RunInstances(RunInstances),
     CreateRule {
         listener_arn: String,
@@ -499,9 +507,11 @@ impl Region {
             } => self.create_security_group(&name, &description, vpc_id.as_deref(), cx),
             Command::DeleteSecurityGroup { id } => self.delete_security_group(&id),
             Command::AuthorizeIngress { group_id, rules } => {
-                self.authorize_ingress(&group_id, &rules)
+                self.authorize(&group_id, &rules, false)
             }
-            Command::RevokeIngress { group_id, rules } => self.revoke_ingress(&group_id, &rules),
+            Command::RevokeIngress { group_id, rules } => self.revoke(&group_id, &rules, false),
+            Command::AuthorizeEgress { group_id, rules } => self.authorize(&group_id, &rules, true),
+            Command::RevokeEgress { group_id, rules } => self.revoke(&group_id, &rules, true),
             Command::RunInstances(run) => self.run_instances(&run, cx),
             Command::CreateRule {
                 listener_arn,

@@ -56,6 +56,7 @@ impl Region {
                     source: IngressSource::Cidr("0.0.0.0/0".parse().expect("constant CIDR")),
                     description: None,
                 }],
+                egress: IngressRule::allow_all(),
                 tags: Tags::new(),
             },
         );

@@ -970,3 +970,43 @@ fn revocation_lists_get_ids_never_reused_and_are_removed_all_or_none() {
     let too_many = w.run(add(limit)).unwrap_err();
     assert_eq!(too_many.code, ErrorCode::TooManyTrustStoreRevocationEntries);
 }
+
+#[test]
+fn egress_rules_bound_where_a_load_balancers_nodes_may_connect() {
+    let mut w = World::new();
+    let vpc = w.state.default_vpc().unwrap().id.clone();
+    let sg = w.created(Command::CreateSecurityGroup {
+        name: "lb".into(),
+        description: "lb".into(),
+        vpc_id: Some(vpc),
+    });
+    let lb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    w.run(Command::SetSecurityGroups {
+        arn: lb.clone(),
+        security_groups: vec![sg.clone()],
+    })
+    .unwrap();
+    let target: std::net::IpAddr = "127.1.0.10".parse().unwrap();
+    let allows = |w: &World, port| w.state.egress_allows(&w.state.load_balancers[&lb], target, port);
+    assert!(allows(&w, 80), "a new group may go anywhere");
+    let everywhere = crate::network::IngressRule::allow_all();
+    w.run(Command::RevokeEgress {
+        group_id: sg.clone(),
+        rules: everywhere.clone(),
+    })
+    .unwrap();
+    assert!(!allows(&w, 80));
+    let web = crate::network::IngressRule {
+        protocol: "tcp".into(),
+        from_port: 80,
+        to_port: 80,
+        source: crate::network::IngressSource::Cidr("127.1.0.0/16".parse().unwrap()),
+        description: None,
+    };
+    w.run(Command::AuthorizeEgress {
+        group_id: sg,
+        rules: vec![web],
+    })
+    .unwrap();
+    assert!(allows(&w, 80) && !allows(&w, 81));
+}

@@ -463,6 +463,41 @@ async fn security_groups_gate_the_nodes_and_changes_apply_at_once() {
     rule("revoke-security-group-ingress", "127.9.0.0/16");
     assert_eq!(curl_from("127.9.0.1", node), None);
 
+    // Egress: a new group may reach anything; without a rule that lets the nodes reach the
+    // target, it gets no request (and its checks would time out); a rule to its port and
+    // range brings it back.
+    let egress = |verb: &str, permission: &str| {
+        aws.ok(&[
+            "ec2",
+            verb,
+            "--group-id",
+            &sg,
+            "--ip-permissions",
+            permission,
+        ]);
+    };
+    egress(
+        "revoke-security-group-egress",
+        "IpProtocol=-1,IpRanges=[{CidrIp=0.0.0.0/0}]",
+    );
+    let status_becomes = |want: u16| {
+        let start = std::time::Instant::now();
+        while curl_from("127.8.0.1", node) != Some(want) {
+            assert!(start.elapsed() < Duration::from_secs(5), "never {want}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    status_becomes(503);
+    let target_range = format!(
+        "IpProtocol=tcp,FromPort=9001,ToPort=9001,IpRanges=[{{CidrIp={}/16}}]",
+        lab.ip('a', 0)
+    );
+    egress("authorize-security-group-egress", &target_range);
+    status_becomes(200);
+    let described = aws.ok(&["ec2", "describe-security-groups", "--group-ids", &sg]);
+    let egress_rules = &described["SecurityGroups"][0]["IpPermissionsEgress"];
+    assert_eq!(egress_rules[0]["FromPort"], 9001, "{egress_rules}");
+
     let groups = aws.ok(&[
         "ec2",
         "describe-security-groups",

@@ -40,7 +40,8 @@ OPERATIONS = {
     "elbv2": None,  # every operation of the model
     "ec2": ["CreateVpc", "DescribeVpcs", "DeleteVpc", "DescribeVpcAttribute", "ModifyVpcAttribute", "CreateSubnet", "DescribeSubnets", "DeleteSubnet",
             "DescribeAvailabilityZones", "CreateSecurityGroup", "DescribeSecurityGroups", "DeleteSecurityGroup",
-            "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress", "RunInstances", "DescribeInstances",
+            "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
+            "RevokeSecurityGroupEgress", "RunInstances", "DescribeInstances",
             "StopInstances", "StartInstances", "TerminateInstances", "CreateTags", "DeleteTags", "DescribeTags"],
     "acm": ["ImportCertificate", "RequestCertificate", "DescribeCertificate", "ListCertificates", "GetCertificate",
             "DeleteCertificate", "AddTagsToCertificate", "RemoveTagsFromCertificate", "ListTagsForCertificate",
@@ -369,6 +370,8 @@ BASES = {
     "ec2:DescribeSecurityGroups": lambda: {},
     "ec2:DeleteSecurityGroup": lambda: dict(GroupId=fresh_sg()[0]),
     "ec2:AuthorizeSecurityGroupIngress": lambda: dict(GroupId=fresh_sg()[0], IpPermissions=[SG_RULE]),
+    "ec2:AuthorizeSecurityGroupEgress": lambda: dict(GroupId=fresh_sg()[0], IpPermissions=[SG_RULE]),
+    "ec2:RevokeSecurityGroupEgress": lambda: dict(GroupId=fresh_sg()[0], IpPermissions=[SG_RULE]),
     "ec2:RevokeSecurityGroupIngress": lambda: dict(GroupId=fresh_sg()[0], IpPermissions=[SG_RULE]),
     "ec2:RunInstances": lambda: dict(ImageId="ami-12345678", MinCount=1, MaxCount=1, SubnetId=SUBNETS[0]),
     "ec2:DescribeInstances": lambda: {},
@@ -404,18 +407,25 @@ BASES = {
 }
 
 
-def authorize_first(params):
+def authorize_first(direction):
     """A rule is revoked only where it was authorized: authorize what the request revokes (for
     real, also when the revoke is a dry run)."""
-    takes = ec2.meta.service_model.operation_model("AuthorizeSecurityGroupIngress").input_shape.members
-    try:
-        ec2.authorize_security_group_ingress(**{k: v for k, v in params.items() if k in takes and k != "DryRun"})
-    except ClientError:
-        pass  # refused: the revoke is judged on its own
+    operation = f"AuthorizeSecurityGroup{direction}"
+    takes = ec2.meta.service_model.operation_model(operation).input_shape.members
+
+    def before(params):
+        try:
+            call("ec2", operation, {k: v for k, v in params.items() if k in takes and k != "DryRun"})
+        except ClientError:
+            pass  # refused: the revoke is judged on its own
+    return before
 
 
 # Run before each request of an operation, with the request.
-BEFORE = {"ec2:RevokeSecurityGroupIngress": authorize_first}
+BEFORE = {
+    "ec2:RevokeSecurityGroupIngress": authorize_first("Ingress"),
+    "ec2:RevokeSecurityGroupEgress": authorize_first("Egress"),
+}
 
 # What a create under a quota made is removed again, so that the script can run twice.
 UNDO = {
@@ -552,10 +562,9 @@ VALUES = {
     "UserIdGroupPair.VpcId": VPC,
     "UserIdGroupPair.VpcPeeringConnectionId": "pcx-0123456789abcdef0",
     "UserIdGroupPair.PeeringStatus": "active",
-    "AuthorizeSecurityGroupIngressRequest.CidrIp": "10.0.0.0/8",
-    "RevokeSecurityGroupIngressRequest.CidrIp": "10.0.0.0/8",
-    "AuthorizeSecurityGroupIngressRequest.SourceSecurityGroupOwnerId": "123456789012",
-    "RevokeSecurityGroupIngressRequest.SourceSecurityGroupOwnerId": "123456789012",
+    **{f"{direction}SecurityGroup{way}Request.{member}": value
+       for direction in ("Authorize", "Revoke") for way in ("Ingress", "Egress")
+       for member, value in (("CidrIp", "10.0.0.0/8"), ("SourceSecurityGroupOwnerId", "123456789012"))},
     "RevokeSecurityGroupIngress:SecurityGroupRuleIds": ["sgr-0123456789abcdef0"],
     "InstanceType": "t3.micro",
     "RunInstances:PrivateIpAddress": lambda: next(addresses),
@@ -708,7 +717,8 @@ ADJUST = {
                                                                    drop("EnableDnsSupport")),
 }
 # The older top-level form of a security group rule, from a CIDR or a group by name.
-for shape in ("AuthorizeSecurityGroupIngressRequest", "RevokeSecurityGroupIngressRequest"):
+for shape in ("AuthorizeSecurityGroupIngressRequest", "RevokeSecurityGroupIngressRequest",
+              "AuthorizeSecurityGroupEgressRequest", "RevokeSecurityGroupEgressRequest"):
     ADJUST[f"{shape}.IpPermissions"] = (("rule", "permissions"), nothing)
     for member in ("CidrIp", "FromPort", "ToPort", "IpProtocol"):
         ADJUST[f"{shape}.{member}"] = (("rule", "cidr"), legacy_cidr)
