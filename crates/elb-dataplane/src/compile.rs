@@ -381,14 +381,18 @@ impl Runtime {
         health: &HealthView,
         used: &mut Used,
     ) -> Vec<Endpoint> {
-        // Targets the load balancer's security groups do not let the node reach are left out:
-        // on AWS their connections would time out.
-        let lb = state.load_balancers.get(&node.load_balancer_arn);
         let in_reach: Vec<(&Registration, String)> = state
             .in_reach(node, tg)
-            .filter(|t| lb.is_none_or(|lb| state.egress_allows(lb, t.address, t.port)))
             .map(|t| (t, t.key(&tg.arn)))
             .collect();
+        // Targets the load balancer's security groups do not let the node reach count as
+        // targets (their checks time out) but get no request: on AWS it would time out.
+        let egress = state
+            .load_balancers
+            .get(&node.load_balancer_arn)
+            .map(|lb| state.egress(lb));
+        let reachable =
+            |t: &Registration| egress.as_ref().is_none_or(|e| e.allows(t.address, t.port));
         let healthy_since = |key: &str| {
             health
                 .get(&node.id, key)
@@ -412,7 +416,7 @@ impl Runtime {
             .into_iter()
             .filter_map(|(t, key)| {
                 let since = healthy_since(&key);
-                if since.is_none() && !fail_open {
+                if (since.is_none() && !fail_open) || !reachable(t) {
                     return None;
                 }
                 let addr = SocketAddr::new(t.address, t.port);

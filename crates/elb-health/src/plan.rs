@@ -45,10 +45,11 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
     });
     for (state, lb, tg) in pairs {
         let hc = &tg.health_check;
+        let egress = state.egress(lb);
         for node in state.nodes_of(&lb.arn) {
             for r in state.in_reach(node, tg) {
                 let target = SocketAddr::new(r.address, hc.port_for(r.port));
-                let blocked = !state.egress_allows(lb, target.ip(), target.port());
+                let blocked = !egress.allows(target.ip(), target.port());
                 probes.insert(
                     (node.id.clone(), r.key(&tg.arn)),
                     Probe {

@@ -12,6 +12,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use x509_parser::oid_registry;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
@@ -58,6 +59,24 @@ pub fn read_crl(bytes: &[u8], bundle_pem: &str) -> Result<Crl, TlsError> {
         .map_err(|e| TlsError::new(format!("The revocation file is not an X.509 CRL: {e}")))?;
     if !rest.is_empty() {
         return Err(TlsError::new("The revocation file holds more than one CRL"));
+    }
+    // Only what the handshake's verifier checks: a list it cannot verify would refuse every
+    // client of its CA.
+    let usable = [
+        oid_registry::OID_PKCS1_SHA256WITHRSA,
+        oid_registry::OID_PKCS1_SHA384WITHRSA,
+        oid_registry::OID_PKCS1_SHA512WITHRSA,
+        oid_registry::OID_PKCS1_RSASSAPSS,
+        oid_registry::OID_SIG_ECDSA_WITH_SHA256,
+        oid_registry::OID_SIG_ECDSA_WITH_SHA384,
+        oid_registry::OID_SIG_ED25519,
+    ];
+    if !usable.contains(&crl.signature_algorithm.algorithm) {
+        return Err(TlsError::new(format!(
+            "The revocation list uses an incorrect algorithm ({}); sign it with SHA-256 or \
+             better",
+            crl.signature_algorithm.algorithm
+        )));
     }
     let bundle = read_bundle(bundle_pem)?;
     let signer = bundle.iter().find_map(|ca| {

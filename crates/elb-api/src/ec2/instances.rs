@@ -71,13 +71,16 @@ fn instance(x: &mut Xml, state: &Region, i: &Instance) {
         .leaf_opt("keyName", i.options.key_name.as_deref())
         .leaf("launchTime", clock::iso8601(i.launched_ms))
         .node("placement", |x| {
+            // A dedicated VPC's instances are dedicated, whatever the launch asked.
             let vpc = state.vpcs.get(&i.vpc_id).map(|v| v.instance_tenancy);
-            let tenancy = i.options.tenancy.or(vpc).unwrap_or_default();
+            let tenancy = match (vpc, i.options.tenancy) {
+                (Some(Tenancy::Dedicated), _) => Tenancy::Dedicated,
+                (_, asked) => asked.unwrap_or_default(),
+            };
             x.leaf("availabilityZone", &i.availability_zone)
                 .leaf("tenancy", tenancy.as_str());
         })
         .leaf("sourceDestCheck", "true")
-        .leaf("amiLaunchIndex", "0")
         .leaf_opt("clientToken", i.client_token.as_deref())
         .leaf("subnetId", &i.subnet_id)
         .leaf("vpcId", &i.vpc_id)
@@ -132,7 +135,11 @@ pub(super) fn run(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
         Some(_) => return Err(not_built("Placement.Tenancy", "dedicated hosts")),
     };
     let mut security_groups = params.list("SecurityGroupId")?;
-    security_groups.extend(group_ids_by_name(api, &params.list("SecurityGroup")?)?);
+    for id in group_ids_by_name(api, &params.list("SecurityGroup")?)? {
+        if !security_groups.contains(&id) {
+            security_groups.push(id);
+        }
+    }
     let run = RunInstances {
         subnet_id: params.optional("SubnetId").map(str::to_owned),
         availability_zone: params

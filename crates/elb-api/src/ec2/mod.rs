@@ -229,7 +229,7 @@ fn describe_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let filters = Filters::parse(
         params,
         &["resource-id", "resource-type", "key", "value"],
-        false,
+        true,
     )?;
     let snapshot = api.snapshot();
     let state = snapshot.state();
@@ -249,7 +249,7 @@ fn describe_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
         };
         for (key, value) in state.ec2_tags_of(id).into_iter().flatten() {
             let row = [id.as_str(), kind, key.as_str(), value.as_str()];
-            let pass = filters.matches(None, |name| {
+            let pass = filters.matches(state.ec2_tags_of(id), |name| {
                 let column = ["resource-id", "resource-type", "key", "value"]
                     .iter()
                     .position(|c| *c == name)

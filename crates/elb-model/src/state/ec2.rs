@@ -31,6 +31,36 @@ pub struct RunInstances {
     pub options: InstanceOptions,
 }
 
+/// A load balancer's egress, resolved: `None` when it has no security groups (it may go
+/// anywhere), else its groups' rules with their destinations.
+#[derive(Debug, Clone)]
+pub struct Egress(Option<Vec<(IngressRule, Destination)>>);
+
+#[derive(Debug, Clone)]
+enum Destination {
+    Range(Ipv4Net),
+    Members(std::collections::HashSet<Ipv4Addr>),
+}
+
+impl Egress {
+    /// Whether a TCP connection to `addr:port` is allowed.
+    pub fn allows(&self, addr: IpAddr, port: u16) -> bool {
+        let Some(rules) = &self.0 else {
+            return true;
+        };
+        let IpAddr::V4(ip) = addr else {
+            return false;
+        };
+        rules.iter().any(|(rule, to)| {
+            rule.covers_tcp(port)
+                && match to {
+                    Destination::Range(cidr) => cidr.contains(&ip),
+                    Destination::Members(members) => members.contains(&ip),
+                }
+        })
+    }
+}
+
 fn err(code: ErrorCode, message: impl Into<String>) -> ModelError {
     ModelError::new(code, message)
 }
@@ -233,6 +263,7 @@ impl Region {
                 g.id != id
                     && g.ingress
                         .iter()
+                        .chain(&g.egress)
                         .any(|r| r.source == IngressSource::Group(id.to_owned()))
             });
         if referenced {
@@ -332,26 +363,28 @@ impl Region {
         instances.chain(nodes)
     }
 
-    /// Whether `lb`'s nodes may open a TCP connection to `addr:port` under its security
-    /// groups' egress rules (a load balancer without groups may go anywhere).
-    pub fn egress_allows(&self, lb: &LoadBalancer, addr: IpAddr, port: u16) -> bool {
-        let IpAddr::V4(ip) = addr else {
-            return false;
-        };
+    /// Where `lb`'s nodes may open TCP connections under its security groups' egress rules,
+    /// resolved once (group members included) so that many targets can be asked cheaply.
+    pub fn egress(&self, lb: &LoadBalancer) -> Egress {
         if lb.security_groups.is_empty() {
-            return true;
+            return Egress(None);
         }
-        lb.security_groups
+        let rules = lb
+            .security_groups
             .iter()
             .filter_map(|id| self.security_groups.get(id))
             .flat_map(|g| &g.egress)
-            .filter(|r| r.covers_tcp(port))
-            .any(|r| match &r.source {
-                IngressSource::Cidr(cidr) => cidr.contains(&ip),
-                IngressSource::Group(group) => {
-                    self.security_group_members(group.as_str()).any(|m| m == ip)
-                }
+            .map(|r| {
+                let to = match &r.source {
+                    IngressSource::Cidr(cidr) => Destination::Range(*cidr),
+                    IngressSource::Group(group) => {
+                        Destination::Members(self.security_group_members(group).collect())
+                    }
+                };
+                (r.clone(), to)
             })
+            .collect();
+        Egress(Some(rules))
     }
 
     pub(super) fn run_instances(
@@ -390,12 +423,18 @@ impl Region {
                     })
                     .collect();
                 defaults.sort_by(|a, b| a.availability_zone.cmp(&b.availability_zone));
-                (*defaults.first().ok_or_else(|| {
-                    err(
-                        ErrorCode::InvalidSubnetIdNotFound,
-                        "There is no default subnet",
-                    )
-                })?)
+                (*defaults
+                    .first()
+                    .ok_or_else(|| match &run.availability_zone {
+                        Some(zone) => err(
+                            ErrorCode::InvalidParameterValue,
+                            format!("Invalid availability zone: [{zone}]"),
+                        ),
+                        None => err(
+                            ErrorCode::InvalidSubnetIdNotFound,
+                            "There is no default subnet",
+                        ),
+                    })?)
                 .clone()
             }
         };

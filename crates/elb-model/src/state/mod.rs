@@ -42,7 +42,7 @@ use crate::target_group::{
 use crate::trust_store::{MutualAuthentication, Revocation, TrustStore};
 
 pub use diff::{Changes, Delta};
-pub use ec2::RunInstances;
+pub use ec2::{Egress, RunInstances};
 pub use iam::UploadServerCertificate;
 pub use regions::State;
 pub use target_groups::TargetDescription;

@@ -987,7 +987,11 @@ fn egress_rules_bound_where_a_load_balancers_nodes_may_connect() {
     })
     .unwrap();
     let target: std::net::IpAddr = "127.1.0.10".parse().unwrap();
-    let allows = |w: &World, port| w.state.egress_allows(&w.state.load_balancers[&lb], target, port);
+    let allows = |w: &World, port| {
+        w.state
+            .egress(&w.state.load_balancers[&lb])
+            .allows(target, port)
+    };
     assert!(allows(&w, 80), "a new group may go anywhere");
     let everywhere = crate::network::IngressRule::allow_all();
     w.run(Command::RevokeEgress {

@@ -468,7 +468,7 @@ async fn mutual_tls_verifies_clients_against_a_trust_store_or_passes_them_throug
 
     // A revocation list naming the good client's certificate refuses it; removing the list
     // lets it in again. The list and the bundle can be fetched where the API says.
-    let crl = revoke(&lab, "trusted", &good_cert);
+    let crl = revoke(&lab, "trusted", &good_cert, "sha256");
     std::fs::copy(&crl, bucket.join("clients.crl")).unwrap();
     let content = "S3Bucket=bundles,S3Key=clients.crl,RevocationType=CRL";
     let store_args = ["--trust-store-arn", &store_arn];
@@ -526,9 +526,20 @@ async fn mutual_tls_verifies_clients_against_a_trust_store_or_passes_them_throug
     );
     assert!(invalid.contains("InvalidRevocationContent"), "{invalid}");
     // A list another CA signed, or a second list of the same CA, is refused too.
-    std::fs::copy(revoke(&lab, "rogue", &rogue_cert), bucket.join("rogue.crl")).unwrap();
+    std::fs::copy(
+        revoke(&lab, "rogue", &rogue_cert, "sha256"),
+        bucket.join("rogue.crl"),
+    )
+    .unwrap();
+    // A SHA-1 list the handshake could not verify would lock out all of its CA's clients.
+    std::fs::copy(
+        revoke(&lab, "trusted", &good_cert, "sha1"),
+        bucket.join("sha1.crl"),
+    )
+    .unwrap();
     for (file, why) in [
         ("rogue.crl", "not signed by a CA of this trust store"),
+        ("sha1.crl", "incorrect algorithm"),
         ("clients.crl", "already has a revocation list"),
     ] {
         let content = format!("S3Bucket=bundles,S3Key={file},RevocationType=CRL");
@@ -687,9 +698,9 @@ async fn iam_server_certificates_are_served_by_https_listeners() {
     assert!(missing.contains("NoSuchEntity"), "{missing}");
 }
 
-/// A CRL, signed by the CA `client_ca(lab, ca)` made, that revokes `cert`.
-fn revoke(lab: &Lab, ca: &str, cert: &Path) -> PathBuf {
-    let dir = lab.dir.join(format!("{ca}-crl"));
+/// A CRL, signed by the CA `client_ca(lab, ca)` made with digest `md`, that revokes `cert`.
+fn revoke(lab: &Lab, ca: &str, cert: &Path, md: &str) -> PathBuf {
+    let dir = lab.dir.join(format!("{ca}-{md}-crl"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("index.txt"), "").unwrap();
     std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
@@ -698,7 +709,7 @@ fn revoke(lab: &Lab, ca: &str, cert: &Path) -> PathBuf {
         &config,
         format!(
             "[ca]\ndefault_ca = d\n[d]\ndatabase = {0}/index.txt\ncrlnumber = {0}/crlnumber\n\
-             default_md = sha256\ndefault_crl_days = 30\n",
+             default_md = {md}\ndefault_crl_days = 30\n",
             dir.display()
         ),
     )
