@@ -168,18 +168,41 @@ pub(super) fn revoke(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
     Ok(done())
 }
 
+/// Egress rules come in `IpPermissions` only: EC2 documents the older top-level form as not
+/// supported for egress.
+fn egress_rules(params: &Params) -> Result<Vec<IngressRule>, ApiError> {
+    for legacy in [
+        "CidrIp",
+        "IpProtocol",
+        "FromPort",
+        "ToPort",
+        "SourceSecurityGroupName",
+    ] {
+        if params.optional(legacy).is_some() {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameterCombination",
+                format!(
+                    "Parameter '{legacy}' is not supported for egress rules; use IpPermissions"
+                ),
+            ));
+        }
+    }
+    rules(params)
+}
+
 /// Egress rules bound the load balancers' nodes that carry the group: a target they do not
 /// allow is not reached (its health checks time out, and no request goes to it).
 pub(super) fn authorize_egress(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let group_id = params.required("GroupId")?.to_owned();
-    let rules = rules(params)?;
+    let rules = egress_rules(params)?;
     api.execute(Command::AuthorizeEgress { group_id, rules })?;
     Ok(done())
 }
 
 pub(super) fn revoke_egress(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let group_id = params.required("GroupId")?.to_owned();
-    let rules = rules(params)?;
+    let rules = egress_rules(params)?;
     api.execute(Command::RevokeEgress { group_id, rules })?;
     Ok(done())
 }

@@ -116,6 +116,17 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
 pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TrustStoreArn")?.to_owned();
     let (ca_bundle_pem, ca_certificates) = bundle(api, params)?;
+    // The revocation lists must still verify under the new bundle, or handshakes would refuse
+    // every client of their CAs.
+    for r in &trust_store(api.snapshot().state(), &arn)?.revocations {
+        elb_tls::mtls::read_crl(r.crl_pem.as_bytes(), &ca_bundle_pem).map_err(|e| {
+            ApiError::new(
+                400,
+                "InvalidCaCertificatesBundle",
+                format!("Revocation list {} would no longer apply: {}", r.id, e.0),
+            )
+        })?;
+    }
     let command = Command::ModifyTrustStore {
         arn: arn.clone(),
         ca_bundle_pem,

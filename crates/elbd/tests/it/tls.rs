@@ -396,7 +396,7 @@ async fn mutual_tls_verifies_clients_against_a_trust_store_or_passes_them_throug
     let mut elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
     let aws = Aws::new(api);
     let (trusted_ca, good_cert, good_key) = client_ca(&lab, "trusted");
-    let (_, rogue_cert, rogue_key) = client_ca(&lab, "rogue");
+    let (rogue_ca, rogue_cert, rogue_key) = client_ca(&lab, "rogue");
     let (good, rogue) = (
         Some((good_cert.as_path(), good_key.as_path())),
         Some((rogue_cert.as_path(), rogue_key.as_path())),
@@ -525,6 +525,18 @@ async fn mutual_tls_verifies_clients_against_a_trust_store_or_passes_them_throug
         .concat(),
     );
     assert!(invalid.contains("InvalidRevocationContent"), "{invalid}");
+    // A bundle under which the list would no longer verify is refused while the list is there.
+    std::fs::copy(&rogue_ca, bucket.join("rogue-ca.pem")).unwrap();
+    let rebundle = aws.err(
+        &[
+            &["elbv2", "modify-trust-store"][..],
+            &store_args,
+            &["--ca-certificates-bundle-s3-bucket", "bundles"],
+            &["--ca-certificates-bundle-s3-key", "rogue-ca.pem"],
+        ]
+        .concat(),
+    );
+    assert!(rebundle.contains("would no longer apply"), "{rebundle}");
     // A list another CA signed, or a second list of the same CA, is refused too.
     std::fs::copy(
         revoke(&lab, "rogue", &rogue_cert, "sha256"),
