@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use elb_model::state::ImportCertificate;
 use elb_model::{
     Certificate, CertificateKind, CertificateOptions, Command, ErrorCode, ModelError, Origin,
-    Region,
+    Region, Validation,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -241,11 +241,18 @@ struct RequestInput {
     key_algorithm: Option<String>,
     #[serde(default)]
     tags: Vec<Tag>,
-    /// Validation has no meaning for a local CA, which issues at once.
+    /// Recorded and echoed: the local CA validates every name at once.
     #[serde(default)]
-    domain_validation_options: Vec<Value>,
+    domain_validation_options: Vec<ValidationOption>,
     options: Option<OptionsInput>,
     certificate_authority_arn: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ValidationOption {
+    domain_name: String,
+    validation_domain: String,
 }
 
 /// ACM's `Options`: `ENABLED` or `DISABLED` each.
@@ -406,6 +413,7 @@ fn import(api: &ApiCall<'_>, input: ImportInput) -> Result<Value, ApiError> {
             material,
             idempotency_token: None,
             options: CertificateOptions::default(),
+            validation: Validation::default(),
             tags: tags(input.tags),
             origin: Origin::Api,
         },
@@ -435,8 +443,16 @@ fn request(api: &ApiCall<'_>, input: RequestInput) -> Result<Value, ApiError> {
             format!("elbd's local CA issues EC_prime256v1 keys only, not {algorithm}"),
         ));
     }
-    // Validation is done at once by the local CA; the options are recorded and echoed.
-    let _ = &input.domain_validation_options;
+    // Validation is done at once by the local CA; how it was asked for is recorded and
+    // echoed, as are the options.
+    let validation = Validation {
+        method: input.validation_method.clone(),
+        domains: input
+            .domain_validation_options
+            .iter()
+            .map(|o| (o.domain_name.clone(), o.validation_domain.clone()))
+            .collect(),
+    };
     let options = match &input.options {
         Some(o) => o.apply(CertificateOptions::default())?,
         None => CertificateOptions::default(),
@@ -456,6 +472,7 @@ fn request(api: &ApiCall<'_>, input: RequestInput) -> Result<Value, ApiError> {
             material,
             idempotency_token: input.idempotency_token,
             options,
+            validation,
             tags: tags(input.tags),
             origin: Origin::Api,
         },
@@ -579,6 +596,31 @@ fn describe(api: &ApiCall<'_>, input: &ArnInput) -> Result<Value, ApiError> {
     if let Some((at_ms, reason)) = &c.revoked {
         detail["RevokedAt"] = json!(seconds(*at_ms));
         detail["RevocationReason"] = json!(reason);
+    }
+    if c.kind == CertificateKind::AmazonIssued {
+        // Every name was validated when the local CA issued the certificate.
+        let mut names: Vec<&str> = Vec::new();
+        for name in c.names() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let options: Vec<Value> = names
+            .into_iter()
+            .map(|name| {
+                let domain = c.validation.domains.get(name).map_or(name, String::as_str);
+                let mut option = json!({
+                    "DomainName": name,
+                    "ValidationDomain": domain,
+                    "ValidationStatus": "SUCCESS",
+                });
+                if let Some(method) = &c.validation.method {
+                    option["ValidationMethod"] = json!(method);
+                }
+                option
+            })
+            .collect();
+        detail["DomainValidationOptions"] = json!(options);
     }
     let at = match c.kind {
         CertificateKind::Imported => "ImportedAt",
@@ -729,6 +771,7 @@ fn renew(api: &ApiCall<'_>, input: &ArnInput) -> Result<Value, ApiError> {
         material,
         idempotency_token: None,
         options: c.options,
+        validation: c.validation.clone(),
         tags: Vec::new(),
         origin: c.origin,
     }))?;

@@ -61,6 +61,10 @@ pub struct Certificate {
     pub idempotency_token: Option<String>,
     #[serde(default)]
     pub options: CertificateOptions,
+    /// RequestCertificate's validation: the method and, per name, the domain validated, as
+    /// asked (the local CA issues at once, so every name is validated).
+    #[serde(default)]
+    pub validation: Validation,
     /// Whether ExportCertificate has handed out the private key (only those can be revoked).
     #[serde(default)]
     pub exported: bool,
@@ -82,6 +86,14 @@ pub struct ServerCertificate {
     /// `ASCA…`, 21 characters.
     pub id: String,
     pub certificate: Certificate,
+}
+
+/// How a requested certificate's names were validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validation {
+    pub method: Option<String>,
+    /// Name → the domain its validation used (`ValidationDomain`), when given.
+    pub domains: std::collections::BTreeMap<String, String>,
 }
 
 /// ACM's `Options`: recorded and echoed (there is no transparency log here), and whether

@@ -35,7 +35,7 @@ pub mod trust_store;
 pub use attributes::Attributes;
 pub use certificate::{
     Certificate, CertificateKind, CertificateMaterial, CertificateOptions, Secrets,
-    ServerCertificate,
+    ServerCertificate, Validation,
 };
 pub use error::{ErrorCode, ModelError};
 pub use health::{HealthState, HealthView, Matcher, Reason, TargetHealth};

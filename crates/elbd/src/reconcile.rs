@@ -123,6 +123,7 @@ fn certificate(
     }
     let command = Command::ImportCertificate(ImportCertificate {
         arn: existing,
+        validation: Default::default(),
         options: Default::default(),
         kind: CertificateKind::Imported,
         material: spec.material.clone(),

@@ -57,6 +57,7 @@ impl Region {
                 updated_ms: cx.now_ms,
                 idempotency_token: c.idempotency_token,
                 options: c.options,
+                validation: c.validation,
                 exported: false,
                 revoked: None,
                 tags: Tags::new(),

@@ -96,6 +96,7 @@ impl State {
             updated_ms: cx.now_ms,
             idempotency_token: None,
             options: CertificateOptions::default(),
+            validation: Default::default(),
             exported: false,
             revoked: None,
             tags: upload.tags.into_iter().collect::<Tags>(),

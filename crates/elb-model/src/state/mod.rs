@@ -25,7 +25,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::certificate::{Certificate, CertificateKind, CertificateMaterial, CertificateOptions};
+use crate::certificate::{
+    Certificate, CertificateKind, CertificateMaterial, CertificateOptions, Validation,
+};
 use crate::error::Result;
 use crate::id::{Context, Scope};
 use crate::listener::{Listener, ListenerProtocol};
@@ -155,6 +157,8 @@ pub struct ImportCertificate {
     pub idempotency_token: Option<String>,
     /// RequestCertificate's `Options` (ImportCertificate takes AWS's defaults).
     pub options: CertificateOptions,
+    /// RequestCertificate's validation (none for imports).
+    pub validation: Validation,
     pub tags: Vec<(String, String)>,
     pub origin: Origin,
 }

@@ -127,6 +127,7 @@ impl World {
         };
         arn_of(self.run(Command::ImportCertificate(ImportCertificate {
             arn: None,
+            validation: Default::default(),
             options: Default::default(),
             kind: CertificateKind::Imported,
             material,

@@ -218,6 +218,13 @@ exportable = exportable["CertificateArn"]
 detail = acm.describe_certificate(CertificateArn=exportable)["Certificate"]
 assert detail["Options"] == {"Export": "ENABLED", "CertificateTransparencyLoggingPreference": "DISABLED"}, detail
 assert detail["RenewalEligibility"] == "ELIGIBLE", detail
+validated = acm.request_certificate(DomainName="dv.boto.test", ValidationMethod="DNS",
+                                    SubjectAlternativeNames=["dv.boto.test", "www.dv.boto.test"],
+                                    DomainValidationOptions=[{"DomainName": "www.dv.boto.test",
+                                                              "ValidationDomain": "dv.boto.test"}])
+options = acm.describe_certificate(CertificateArn=validated["CertificateArn"])["Certificate"]["DomainValidationOptions"]
+assert [(o["DomainName"], o["ValidationDomain"], o["ValidationStatus"], o["ValidationMethod"]) for o in options] == [
+    ("dv.boto.test", "dv.boto.test", "SUCCESS", "DNS"), ("www.dv.boto.test", "dv.boto.test", "SUCCESS", "DNS")], options
 exported = acm.export_certificate(CertificateArn=exportable, Passphrase=b"correct horse")
 assert exported["PrivateKey"].startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----"), exported["PrivateKey"][:40]
 assert exported["Certificate"].startswith("-----BEGIN CERTIFICATE-----")
