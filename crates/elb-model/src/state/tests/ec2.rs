@@ -1,0 +1,168 @@
+//! EC2: instances as targets, VPCs, subnets and security groups.
+
+use super::*;
+
+fn instance_tg(w: &mut World) -> String {
+    w.created(Command::CreateTargetGroup(CreateTargetGroup {
+        name: "instances".into(),
+        protocol: "HTTP".into(),
+        protocol_version: ProtocolVersion::Http1,
+        port: 80,
+        vpc_id: None,
+        target_type: "instance".into(),
+        origin: Origin::Api,
+    }))
+}
+
+fn run(w: &mut World, ip: Option<&str>) -> Result<Outcome> {
+    let subnet_id = Some(w.subnet("us-east-1b"));
+    w.run(Command::RunInstances(RunInstances {
+        subnet_id,
+        availability_zone: None,
+        private_ip: ip.map(|ip| ip.parse().unwrap()),
+        count: 1,
+        security_groups: vec![],
+        image_id: "ami-1".into(),
+        instance_type: "t3.micro".into(),
+        client_token: None,
+        options: Default::default(),
+    }))
+}
+
+#[test]
+fn instances_get_addresses_and_become_targets_until_terminated() {
+    let mut w = World::new();
+    let Outcome::CreatedAll(ids) = run(&mut w, Some("127.2.0.20")).unwrap() else {
+        panic!()
+    };
+    let id = ids[0].clone();
+    assert!(id.starts_with("i-"));
+    assert_eq!(
+        run(&mut w, Some("127.2.0.20")).unwrap_err().code,
+        ErrorCode::InvalidIpAddressInUse
+    );
+    assert_eq!(
+        run(&mut w, Some("127.1.0.20")).unwrap_err().code,
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        run(&mut w, Some("127.2.0.2")).unwrap_err().code,
+        ErrorCode::InvalidParameterValue
+    );
+    let Outcome::CreatedAll(next) = run(&mut w, None).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        w.state.instances[&next[0]].private_ip.to_string(),
+        "127.2.0.4"
+    );
+
+    let tg = instance_tg(&mut w);
+    w.run(Command::RegisterTargets {
+        target_group_arn: tg.clone(),
+        targets: vec![target(&id)],
+    })
+    .unwrap();
+    let r = &w.state.target_groups[&tg].targets[0];
+    assert_eq!(
+        (r.address.to_string().as_str(), r.availability_zone.as_str()),
+        ("127.2.0.20", "us-east-1b")
+    );
+    assert_eq!(
+        w.run(Command::RegisterTargets {
+            target_group_arn: tg.clone(),
+            targets: vec![target("i-0000")]
+        })
+        .unwrap_err()
+        .code,
+        ErrorCode::InvalidTarget
+    );
+    w.run(Command::SetInstanceState {
+        ids: vec![id.clone()],
+        state: InstanceState::Terminated,
+    })
+    .unwrap();
+    assert!(w.state.target_groups[&tg].targets.is_empty());
+    let restart = w.run(Command::SetInstanceState {
+        ids: vec![id],
+        state: InstanceState::Running,
+    });
+    assert_eq!(restart.unwrap_err().code, ErrorCode::IncorrectInstanceState);
+}
+
+#[test]
+fn vpcs_subnets_and_security_groups_check_their_ranges_and_dependencies() {
+    let mut w = World::new();
+    let vpc = w.created(Command::CreateVpc {
+        cidr: "127.60.0.0/16".parse().unwrap(),
+        instance_tenancy: crate::network::Tenancy::Dedicated,
+    });
+    assert_eq!(
+        w.state.vpcs[&vpc].instance_tenancy,
+        crate::network::Tenancy::Dedicated
+    );
+    let bad = w.run(Command::CreateVpc {
+        cidr: "127.0.0.0/8".parse().unwrap(),
+        instance_tenancy: crate::network::Tenancy::Default,
+    });
+    assert_eq!(bad.unwrap_err().code, ErrorCode::InvalidVpcRange);
+    let subnet = |cidr: &str| Command::CreateSubnet {
+        vpc_id: vpc.clone(),
+        cidr: cidr.parse().unwrap(),
+        availability_zone: "us-east-1a".into(),
+    };
+    let s = w.created(subnet("127.60.1.0/24"));
+    assert_eq!(
+        w.run(subnet("127.60.1.128/25")).unwrap_err().code,
+        ErrorCode::InvalidSubnetConflict
+    );
+    assert_eq!(
+        w.run(subnet("127.61.0.0/24")).unwrap_err().code,
+        ErrorCode::InvalidSubnetRange
+    );
+    assert_eq!(
+        w.run(Command::DeleteVpc { id: vpc.clone() })
+            .unwrap_err()
+            .code,
+        ErrorCode::DependencyViolation
+    );
+
+    let sg = w.created(Command::CreateSecurityGroup {
+        name: "web".into(),
+        description: "web".into(),
+        vpc_id: Some(vpc.clone()),
+    });
+    let rule = crate::network::IngressRule {
+        protocol: "tcp".into(),
+        from_port: 80,
+        to_port: 80,
+        source: crate::network::IngressSource::Cidr("127.0.0.0/8".parse().unwrap()),
+        description: None,
+    };
+    w.run(Command::AuthorizeIngress {
+        group_id: sg.clone(),
+        rules: vec![rule.clone()],
+    })
+    .unwrap();
+    let dup = w.run(Command::AuthorizeIngress {
+        group_id: sg.clone(),
+        rules: vec![rule.clone()],
+    });
+    assert_eq!(dup.unwrap_err().code, ErrorCode::InvalidPermissionDuplicate);
+    w.run(Command::RevokeIngress {
+        group_id: sg.clone(),
+        rules: vec![rule.clone()],
+    })
+    .unwrap();
+    let gone = w.run(Command::RevokeIngress {
+        group_id: sg.clone(),
+        rules: vec![rule],
+    });
+    assert_eq!(gone.unwrap_err().code, ErrorCode::InvalidPermissionNotFound);
+
+    w.run(Command::DeleteSecurityGroup { id: sg }).unwrap();
+    w.run(Command::DeleteSubnet { id: s }).unwrap();
+    w.run(Command::DeleteVpc { id: vpc.clone() }).unwrap();
+    assert!(!w.state.vpcs.contains_key(&vpc));
+    assert!(w.state.security_groups.values().all(|g| g.vpc_id != vpc));
+}
