@@ -1,4 +1,7 @@
 //! Listening sockets: one per (address, transport, port), whatever protocol is served on it.
+//! The binder accepts for every kind of listener alike: it looks the socket up in the
+//! current table, lets the security groups admit or refuse the client, and hands the
+//! connection to the server of the listener's kind.
 //!
 //! Sockets are opened with SO_REUSEPORT so that a new elbd process can bind the same
 //! addresses before the old one lets go (restarts without refused connections). Closing a
@@ -9,16 +12,19 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{info, warn};
 
 use crate::Applied;
 use crate::l7;
-use crate::table::RoutingTable;
+use crate::table::{Door, Listener, RoutingTable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -30,6 +36,15 @@ pub enum Transport {
 pub struct BindKey {
     pub addr: SocketAddr,
     pub transport: Transport,
+}
+
+impl BindKey {
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            transport: Transport::Tcp,
+        }
+    }
 }
 
 struct Bound {
@@ -89,7 +104,7 @@ impl Binder {
                 Ok((listener, local)) => {
                     let (stop, stopped) = watch::channel(false);
                     let task =
-                        tokio::spawn(l7::serve(listener, self.table.clone(), stopped, self.drain));
+                        tokio::spawn(accept(listener, self.table.clone(), stopped, self.drain));
                     self.bound.insert(*key, Bound { stop, task, local });
                     applied.bound.push(key.addr);
                     if !local {
@@ -114,10 +129,74 @@ impl Binder {
     }
 }
 
+/// Accepts on `listener` until `stopped` turns, then drains: open connections finish what
+/// they are doing (at most `drain`), and the rest are cut.
+async fn accept(
+    listener: TcpListener,
+    table: Arc<ArcSwap<RoutingTable>>,
+    mut stopped: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
+    let key = BindKey::tcp(local);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let snapshot = table.load();
+                    let Some(listener) = snapshot.listener(&key) else {
+                        continue;
+                    };
+                    if !listener.door().admission.admits(peer.ip()) {
+                        refuse(stream, peer, listener.door());
+                        continue;
+                    }
+                    let stopped = stopped.clone();
+                    let ends = (local, peer);
+                    match listener {
+                        Listener::Http(route) => {
+                            l7::spawn(&mut connections, stream, ends, route, table.clone(), stopped)
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: back off a
+                    // little rather than spin.
+                    warn!(%local, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    info!(%local, open = connections.len(), "listener closed; draining");
+    let drained = tokio::time::timeout(drain, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(%local, cut = connections.len(), "drain time over; closing the rest");
+        connections.abort_all();
+    }
+}
+
+/// A client the security groups do not admit gets a reset at once: the kernel has already
+/// completed the handshake, so dropping silently as AWS does would leave it hanging instead.
+fn refuse(stream: TcpStream, peer: SocketAddr, door: &Door) {
+    let count = door.refused.fetch_add(1, Ordering::Relaxed) + 1;
+    info!(%peer, listener = %door.listener_arn, refused = count, "connection refused by the security groups");
+    let _ = stream.set_zero_linger();
+}
+
 /// A listening socket at `addr`, and whether this host has the address. Subnets may be
 /// ranges the host does not have (a VPC of 172.28.0.0/16, as most AWS test code makes): those
 /// bind with IP_FREEBIND and serve once the address is added.
-fn listen(addr: SocketAddr) -> std::io::Result<(tokio::net::TcpListener, bool)> {
+fn listen(addr: SocketAddr) -> std::io::Result<(TcpListener, bool)> {
     let socket = |freebind: bool| -> std::io::Result<Socket> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
@@ -138,5 +217,5 @@ fn listen(addr: SocketAddr) -> std::io::Result<(tokio::net::TcpListener, bool)> 
         Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => (socket(true)?, false),
         other => (other?, true),
     };
-    Ok((tokio::net::TcpListener::from_std(socket.into())?, local))
+    Ok((TcpListener::from_std(socket.into())?, local))
 }

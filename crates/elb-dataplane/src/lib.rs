@@ -7,12 +7,15 @@
 //! lock or on the API, and it finishes on the snapshot it started with.
 //!
 //! # Layout
-//! - [`table`]: the [`RoutingTable`]; `compile`: snapshot + health → table, and the runtime
-//!   state kept across snapshots; [`targets`]: target sets and the balancing algorithms.
+//! - [`table`]: the [`RoutingTable`], listeners by (address, port, transport), each of one
+//!   kind; `compile`: snapshot + health → table, and the runtime state kept across
+//!   snapshots; [`targets`]: target sets (a neutral part, a part per protocol) and the
+//!   HTTP balancing algorithms.
 //! - [`admission`]: which clients a listener's security groups admit (pure).
 //! - [`select`]: round robin, least outstanding, slow start (pure).
 //! - [`sticky`]: the stickiness cookies, sealed and opened.
-//! - [`binder`]: one socket per (address, transport, port), with a time-limited drain.
+//! - [`binder`]: one socket per (address, transport, port); accepts, admits and drains for
+//!   every kind of listener, and hands each connection to its kind's server.
 //! - `pool`: each node's keep-alive HTTP/1.1 connections to each target; `upstream`: its
 //!   HTTP/2 and TLS clients.
 //! - [`l7`]: the HTTP listener: connections, forwarding, and the one place errors become

@@ -1,5 +1,9 @@
 //! The routing table: a snapshot compiled for the request path. Immutable once built; the
 //! request path loads it once per request and never waits on anything to read it.
+//!
+//! It is keyed by what a socket is bound to (address, port, transport), and each entry is a
+//! [`Listener`] of one kind: the binder accepts for every kind alike (admission, drain) and
+//! hands the connection to that kind's server.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,41 +15,66 @@ use elb_model::{FixedResponse, MtlsMode, Redirect};
 use http::{HeaderName, HeaderValue};
 
 use crate::admission::Admission;
-use crate::binder::{BindKey, Transport};
+use crate::binder::BindKey;
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
 use crate::sticky::CookieSealer;
-use crate::targets::TargetSet;
+use crate::targets::HttpTargets;
 use crate::upstream::Upstream;
 
-/// Everything the request path needs, keyed by the local address a connection arrived on.
+/// Everything the request path needs, keyed by the socket a connection arrived on.
 #[derive(Default)]
 pub struct RoutingTable {
     pub revision: u64,
-    pub(crate) routes: HashMap<SocketAddr, Arc<Route>>,
+    pub(crate) listeners: HashMap<BindKey, Listener>,
 }
 
 impl RoutingTable {
-    pub fn route(&self, local: SocketAddr) -> Option<&Arc<Route>> {
-        self.routes.get(&local)
+    pub fn listener(&self, key: &BindKey) -> Option<&Listener> {
+        self.listeners.get(key)
+    }
+
+    /// The HTTP or HTTPS listener on TCP `local`.
+    pub fn http(&self, local: SocketAddr) -> Option<&Arc<HttpRoute>> {
+        match self.listener(&BindKey::tcp(local))? {
+            Listener::Http(route) => Some(route),
+        }
     }
 
     pub fn bind_keys(&self) -> impl Iterator<Item = BindKey> + '_ {
-        self.routes.keys().map(|&addr| BindKey {
-            addr,
-            transport: Transport::Tcp,
-        })
+        self.listeners.keys().copied()
     }
 }
 
-/// One listener on one node.
-pub struct Route {
+/// One listener on one node, by the kind of server it needs. HTTP and HTTPS share a kind:
+/// HTTPS is HTTP behind a handshake ([`HttpRoute::tls`]).
+#[derive(Clone)]
+pub enum Listener {
+    Http(Arc<HttpRoute>),
+}
+
+impl Listener {
+    pub fn door(&self) -> &Door {
+        match self {
+            Self::Http(route) => &route.door,
+        }
+    }
+}
+
+/// What the binder checks before any protocol code runs, for every kind of listener.
+#[derive(Clone)]
+pub struct Door {
     pub listener_arn: String,
     /// Who may connect, from the load balancer's security groups.
     pub admission: Admission,
     /// Connections the security groups refused on this load balancer (AWS's
     /// `RejectedConnectionCount`), kept across snapshots.
     pub refused: Arc<AtomicU64>,
+}
+
+/// An HTTP or HTTPS listener on one node.
+pub struct HttpRoute {
+    pub door: Door,
     pub port: u16,
     /// The load balancer's DNS name, the Host of HTTP/1.0 requests that have none.
     pub dns_name: String,
@@ -64,13 +93,13 @@ pub struct Route {
     pub server_header: bool,
     /// Seals and opens stickiness cookies; `None` only if the store has no key.
     pub sealer: Option<Arc<CookieSealer>>,
-    /// Whether the HTTP/1.1 relay may take this listener's requests ([`Route::relay_serves`]).
+    /// Whether the HTTP/1.1 relay may take this listener's requests ([`HttpRoute::relay_serves`]).
     pub(crate) relayable: bool,
     /// Whether a rule has a header condition: only then does the relay build a header map.
     pub(crate) header_conditions: bool,
 }
 
-impl Route {
+impl HttpRoute {
     /// Whether the HTTP/1.1 relay does all this listener asks of the requests it takes: no
     /// mutual TLS, no headers to add to responses or to drop from requests, and every
     /// forward to plain HTTP/1.1 groups without stickiness. Redirects and fixed
@@ -106,14 +135,14 @@ pub enum RouteAction {
 /// Target groups with their weights: a request goes to one of them in proportion.
 pub struct Forward {
     /// Each group with the running total of the weights up to and including it.
-    groups: Vec<(Arc<TargetSet>, u32)>,
+    groups: Vec<(Arc<HttpTargets>, u32)>,
     /// Target group stickiness (AWSALBTG): how long a client keeps its group.
     pub group_stickiness_s: Option<u64>,
 }
 
 impl Forward {
     pub(crate) fn new(
-        weighted: Vec<(Arc<TargetSet>, u16)>,
+        weighted: Vec<(Arc<HttpTargets>, u16)>,
         group_stickiness_s: Option<u64>,
     ) -> Self {
         let mut total = 0;
@@ -131,7 +160,7 @@ impl Forward {
     }
 
     /// The group a group-stickiness cookie names, if the action still has it.
-    pub fn group(&self, group_id: &str) -> Option<&TargetSet> {
+    pub fn group(&self, group_id: &str) -> Option<&HttpTargets> {
         self.groups
             .iter()
             .map(|(set, _)| set.as_ref())
@@ -139,7 +168,7 @@ impl Forward {
     }
 
     /// The group for a uniform `draw` in `0..1`: by weight; `None` when every weight is 0.
-    pub fn pick(&self, draw: f64) -> Option<&TargetSet> {
+    pub fn pick(&self, draw: f64) -> Option<&HttpTargets> {
         let total = self.groups.last()?.1;
         if total == 0 {
             return None;

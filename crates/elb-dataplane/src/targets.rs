@@ -1,5 +1,6 @@
-//! The targets one node sends one target group's requests to, and how it picks among them:
-//! round robin, least outstanding requests, or weighted random, with slow start on top.
+//! The targets one node sends one target group's traffic to: a protocol-neutral set, with
+//! each protocol's part beside it. HTTP groups pick by round robin, least outstanding
+//! requests, or weighted random, with slow start on top.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,35 +30,31 @@ impl Algorithm {
     }
 }
 
-pub struct TargetSet {
+/// The targets one node sends one target group's traffic to, whatever the protocol: what
+/// every kind of listener needs of a group. `P` is the protocol's part: how it picks among
+/// them, and what it keeps per target ([`Protocol::Endpoint`]).
+pub struct TargetSet<P: Protocol> {
     pub target_group_arn: String,
     /// The last part of the ARN: what stickiness cookies name the group by.
     pub group_id: String,
-    pub stickiness: Stickiness,
-    /// HTTPS target group: requests go to targets over TLS.
-    pub tls: bool,
-    /// HTTP/1.1, HTTP/2 or gRPC to targets, and which requests the group takes.
-    pub version: ProtocolVersion,
     /// How many registered targets can take traffic at all (503 when none): instance targets
     /// count only while their instance runs.
     pub registered: usize,
-    pub endpoints: Vec<Endpoint>,
-    pub(crate) algorithm: Algorithm,
-    pub(crate) cursor: Arc<AtomicUsize>,
+    pub endpoints: Vec<Endpoint<P::Endpoint>>,
+    pub proto: P,
 }
 
-#[derive(Clone)]
-pub struct Endpoint {
+/// What a protocol keeps beside the neutral part of a target set and of each target.
+pub trait Protocol {
+    type Endpoint;
+}
+
+pub struct Endpoint<E> {
     pub addr: SocketAddr,
-    /// `addr` as a URI authority, made once per snapshot rather than per request.
-    pub authority: http::uri::Authority,
-    /// Set while the target is in its slow-start window.
-    pub ramp: Option<select::Ramp>,
-    /// Requests this node has sent the target that have not been answered yet; kept across
-    /// snapshots.
+    /// Requests (or connections) this node has sent the target that have not ended yet;
+    /// kept across snapshots.
     pub(crate) outstanding: Arc<AtomicUsize>,
-    /// This node's keep-alive HTTP/1.1 connections to the target; kept across snapshots.
-    pub(crate) pool: Arc<TargetPool>,
+    pub proto: E,
 }
 
 /// Counts a request as outstanding on its target until dropped.
@@ -69,21 +66,56 @@ impl Drop for InFlight {
     }
 }
 
-impl TargetSet {
+fn take<E>(e: &Endpoint<E>) -> (&Endpoint<E>, InFlight) {
+    e.outstanding.fetch_add(1, Ordering::Relaxed);
+    (e, InFlight(e.outstanding.clone()))
+}
+
+/// An HTTP or HTTPS target group's part: stickiness, the way to its targets, and the
+/// balancing algorithm.
+pub struct Http {
+    pub stickiness: Stickiness,
+    /// HTTPS target group: requests go to targets over TLS.
+    pub tls: bool,
+    /// HTTP/1.1, HTTP/2 or gRPC to targets, and which requests the group takes.
+    pub version: ProtocolVersion,
+    pub(crate) algorithm: Algorithm,
+    pub(crate) cursor: Arc<AtomicUsize>,
+}
+
+/// An HTTP target's part.
+pub struct HttpEndpoint {
+    /// The address as a URI authority, made once per snapshot rather than per request.
+    pub authority: http::uri::Authority,
+    /// Set while the target is in its slow-start window.
+    pub ramp: Option<select::Ramp>,
+    /// This node's keep-alive HTTP/1.1 connections to the target; kept across snapshots.
+    pub(crate) pool: Arc<TargetPool>,
+}
+
+impl Protocol for Http {
+    type Endpoint = HttpEndpoint;
+}
+
+pub type HttpTargets = TargetSet<Http>;
+
+impl TargetSet<Http> {
     /// HTTP/1.1 in cleartext, no stickiness: what the relay forwards to.
     pub(crate) fn is_plain(&self) -> bool {
-        !self.tls && self.version == ProtocolVersion::Http1 && self.stickiness == Stickiness::Off
+        let http = &self.proto;
+        !http.tls && http.version == ProtocolVersion::Http1 && http.stickiness == Stickiness::Off
     }
 
     /// The next target by the group's algorithm; a target in slow start is taken with the
     /// probability of its share so far, else passed over (the clock is read only then).
     /// `None` when the node has none to use.
-    pub fn next(&self, now_ms: impl Fn() -> u64) -> Option<(&Endpoint, InFlight)> {
+    pub fn next(&self, now_ms: impl Fn() -> u64) -> Option<(&Endpoint<HttpEndpoint>, InFlight)> {
         let n = self.endpoints.len();
+        let http = &self.proto;
         let mut pick = None;
         for _ in 0..n {
-            let i = match self.algorithm {
-                Algorithm::RoundRobin => select::round_robin(&self.cursor, n)?,
+            let i = match http.algorithm {
+                Algorithm::RoundRobin => select::round_robin(&http.cursor, n)?,
                 Algorithm::WeightedRandom => fastrand::usize(..n.max(1)),
                 Algorithm::LeastOutstandingRequests => {
                     let outstanding: Vec<usize> = self
@@ -91,12 +123,12 @@ impl TargetSet {
                         .iter()
                         .map(|e| e.outstanding.load(Ordering::Relaxed))
                         .collect();
-                    select::least_outstanding(&outstanding, &self.cursor)?
+                    select::least_outstanding(&outstanding, &http.cursor)?
                 }
             };
             let endpoint = &self.endpoints[i];
             pick = Some(endpoint);
-            match endpoint.ramp {
+            match endpoint.proto.ramp {
                 Some(ramp) if fastrand::f64() >= ramp.share(now_ms()) => continue,
                 _ => break,
             }
@@ -106,12 +138,7 @@ impl TargetSet {
 
     /// The target at `addr`, if this node may still send to it (a sticky target that was
     /// deregistered or turned unhealthy is not here).
-    pub fn endpoint(&self, addr: SocketAddr) -> Option<(&Endpoint, InFlight)> {
+    pub fn endpoint(&self, addr: SocketAddr) -> Option<(&Endpoint<HttpEndpoint>, InFlight)> {
         self.endpoints.iter().find(|e| e.addr == addr).map(take)
     }
-}
-
-fn take(e: &Endpoint) -> (&Endpoint, InFlight) {
-    e.outstanding.fetch_add(1, Ordering::Relaxed);
-    (e, InFlight(e.outstanding.clone()))
 }

@@ -6,7 +6,7 @@
 //! # Layout
 //! - [`plan`]: what to probe, from a snapshot (pure).
 //! - [`state`]: the state machine (pure).
-//! - `probe`: one HTTP check.
+//! - `probe`: one check, by protocol (TCP connect, HTTP, HTTPS, gRPC).
 
 pub mod plan;
 mod probe;
@@ -126,7 +126,7 @@ async fn check(key: Key, probe: Probe, shared: Arc<Shared>) {
     let first = probe.interval.min(Duration::from_millis(500));
     tokio::time::sleep(first.mul_f64(fastrand::f64())).await;
     loop {
-        let result = probe::http(&probe).await;
+        let result = probe::run(&probe).await;
         let changed = {
             let mut trackers = shared.trackers.lock().expect("poisoned");
             let tracker = trackers.get_mut(&key);

@@ -16,6 +16,26 @@ pub struct Probe {
     /// The node whose address the probe leaves from.
     pub node_ip: IpAddr,
     pub target: SocketAddr,
+    pub check: Check,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub thresholds: Thresholds,
+    /// The load balancer's security groups do not let the node reach the target: the check
+    /// times out without a packet sent, as it would on AWS.
+    pub blocked: bool,
+}
+
+/// What a probe does, by the health check's protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// A TCP connection is opened and closed: passing means the target accepted it.
+    Tcp,
+    /// An HTTP or HTTPS request, judged by its status code.
+    Http(HttpCheck),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
     /// The whole HTTP/1.1 request, made once: `GET path` with ELB's Host and User-Agent.
     pub request: Vec<u8>,
     pub path: String,
@@ -24,13 +44,7 @@ pub struct Probe {
     /// HTTP2 and GRPC groups are checked over HTTP/2 (GRPC: a gRPC call, judged by its
     /// grpc-status).
     pub version: ProtocolVersion,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub thresholds: Thresholds,
     pub matcher: Matcher,
-    /// The load balancer's security groups do not let the node reach the target: the check
-    /// times out without a packet sent, as it would on AWS.
-    pub blocked: bool,
 }
 
 /// `(node id, registration key)` → probe, for every check the snapshot calls for.
@@ -50,22 +64,28 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
             for r in state.in_reach(node, tg) {
                 let target = SocketAddr::new(r.address, hc.port_for(r.port));
                 let blocked = !egress.allows(target.ip(), target.port());
+                let check = match hc.protocol.as_str() {
+                    "TCP" => Check::Tcp,
+                    protocol => Check::Http(HttpCheck {
+                        request: request(&hc.path, target),
+                        path: hc.path.clone(),
+                        tls: protocol == "HTTPS",
+                        version: tg.protocol_version,
+                        matcher: hc.matcher(),
+                    }),
+                };
                 probes.insert(
                     (node.id.clone(), r.key(&tg.arn)),
                     Probe {
                         node_ip: IpAddr::V4(node.private_ipv4),
                         target,
-                        request: request(&hc.path, target),
-                        path: hc.path.clone(),
-                        tls: hc.protocol == "HTTPS",
-                        version: tg.protocol_version,
+                        check,
                         interval: Duration::from_secs(hc.interval_seconds.into()),
                         timeout: Duration::from_secs(hc.timeout_seconds.into()),
                         thresholds: Thresholds {
                             healthy: hc.healthy_threshold,
                             unhealthy: hc.unhealthy_threshold,
                         },
-                        matcher: hc.matcher(),
                         blocked,
                     },
                 );

@@ -1,12 +1,14 @@
-//! One HTTP or HTTPS health check: connect from the node's address (and handshake, without
-//! verifying the target's certificate, as ELB), send `GET path`, read the status, close. As
-//! ELB's, the connection is not reused; as HAProxy's, an HTTP/1.1 one is closed with a reset
-//! so that thousands of checks a second leave no TIME_WAIT sockets behind.
+//! One health check from the node's address, by protocol. TCP: connect, then close. HTTP and
+//! HTTPS: connect (and handshake, without verifying the target's certificate, as ELB), send
+//! `GET path`, read the status, close. As ELB's, the connection is not reused; as HAProxy's,
+//! it is closed with a reset so that thousands of checks a second leave no TIME_WAIT sockets
+//! behind.
 //!
 //! Over HTTP/1.1 only the status line matters, so the request is written as bytes made once
 //! per plan and the answer is read no further than its status code. HTTP2 and GRPC groups
 //! are checked over HTTP/2 with hyper; a gRPC check is a call whose grpc-status is judged.
 
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -18,27 +20,40 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
-use crate::plan::Probe;
+use crate::plan::{Check, HttpCheck, Probe};
 use crate::state::ProbeResult;
 
-pub(crate) async fn http(probe: &Probe) -> ProbeResult {
+pub(crate) async fn run(probe: &Probe) -> ProbeResult {
     if probe.blocked {
         tokio::time::sleep(probe.timeout).await;
         return ProbeResult::Timeout;
     }
-    match tokio::time::timeout(probe.timeout, exchange(probe)).await {
+    let answer = async {
+        match &probe.check {
+            Check::Tcp => {
+                let stream = connect(probe).await?;
+                let _ = stream.set_zero_linger();
+                Some(None)
+            }
+            Check::Http(check) => exchange(probe, check).await.map(Some),
+        }
+    };
+    match tokio::time::timeout(probe.timeout, answer).await {
         Err(_) => ProbeResult::Timeout,
         Ok(None) => ProbeResult::Failed,
-        Ok(Some(status)) if probe.matcher.matches(status) => ProbeResult::Pass,
-        Ok(Some(status)) => ProbeResult::Mismatch(status),
+        Ok(Some(None)) => ProbeResult::Pass,
+        Ok(Some(Some(status))) => match &probe.check {
+            Check::Http(check) if !check.matcher.matches(status) => ProbeResult::Mismatch(status),
+            _ => ProbeResult::Pass,
+        },
     }
 }
 
-/// The status code the target answers with; `None` if it cannot be had.
-async fn exchange(probe: &Probe) -> Option<u16> {
+/// A TCP connection to the target from the node's address.
+async fn connect(probe: &Probe) -> Option<TcpStream> {
     let socket = if probe.target.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -46,29 +61,34 @@ async fn exchange(probe: &Probe) -> Option<u16> {
     }
     .ok()?;
     socket.bind((probe.node_ip, 0).into()).ok()?;
-    let stream = socket.connect(probe.target).await.ok()?;
-    let h2 = probe.version != ProtocolVersion::Http1;
-    if !probe.tls {
+    socket.connect(probe.target).await.ok()
+}
+
+/// The status code the target answers with; `None` if it cannot be had.
+async fn exchange(probe: &Probe, check: &HttpCheck) -> Option<u16> {
+    let stream = connect(probe).await?;
+    let h2 = check.version != ProtocolVersion::Http1;
+    if !check.tls {
         if h2 {
-            return over_h2(stream, probe).await;
+            return over_h2(stream, probe.target, check).await;
         }
-        let (status, stream) = ask(stream, &probe.request).await;
+        let (status, stream) = ask(stream, &check.request).await;
         let _ = stream.set_zero_linger();
         return status;
     }
     let server_name = ServerName::IpAddress(probe.target.ip().into());
     let stream = tls_connector(h2).connect(server_name, stream).await.ok()?;
     if h2 {
-        return over_h2(stream, probe).await;
+        return over_h2(stream, probe.target, check).await;
     }
-    let (status, stream) = ask(stream, &probe.request).await;
+    let (status, stream) = ask(stream, &check.request).await;
     let _ = stream.get_ref().0.set_zero_linger();
     status
 }
 
 /// An HTTP/2 check: `GET path`, or for gRPC an empty unary call to `path`, whose grpc-status
 /// (in the headers of a trailers-only answer, else in the trailers) is the code judged.
-async fn over_h2<S>(stream: S, probe: &Probe) -> Option<u16>
+async fn over_h2<S>(stream: S, target: SocketAddr, check: &HttpCheck) -> Option<u16>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -77,8 +97,8 @@ where
             .await
             .ok()?;
     let driver = tokio::spawn(connection);
-    let grpc = probe.version == ProtocolVersion::Grpc;
-    let uri = format!("http://{}{}", probe.target, probe.path);
+    let grpc = check.version == ProtocolVersion::Grpc;
+    let uri = format!("http://{target}{}", check.path);
     let request = if grpc {
         // One empty message: not compressed, length 0.
         Request::post(uri)

@@ -19,8 +19,8 @@ use elb_model::ProtocolVersion;
 
 use crate::pool::PooledBody;
 use crate::sticky::{self, CookieSealer, Stickiness, Ticket};
-use crate::table::{HttpSettings, Route, RouteAction, XffMode};
-use crate::targets::TargetSet;
+use crate::table::{HttpRoute, HttpSettings, RouteAction, XffMode};
+use crate::targets::HttpTargets;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -31,7 +31,7 @@ static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 /// whether it is forwarded, redirected or answered by the load balancer itself.
 pub(super) async fn handle(
     mut req: Request<Incoming>,
-    route: &Route,
+    route: &HttpRoute,
     peer: SocketAddr,
     client: &ClientCert,
     raw_class: Option<(desync::Class, &'static str)>,
@@ -64,7 +64,7 @@ struct CloseAfter;
 
 async fn route_request(
     req: Request<Incoming>,
-    route: &Route,
+    route: &HttpRoute,
     peer: SocketAddr,
     client: &ClientCert,
 ) -> Result<Response<Body>, ProxyError> {
@@ -134,8 +134,8 @@ async fn route_request(
 /// one may still take it) and hands back its response, with the stickiness cookies renewed.
 async fn proxy(
     mut req: Request<Incoming>,
-    route: &Route,
-    targets: &TargetSet,
+    route: &HttpRoute,
+    targets: &HttpTargets,
     host: String,
     (peer, client): (SocketAddr, &ClientCert),
     now_s: u64,
@@ -143,7 +143,7 @@ async fn proxy(
     if targets.registered == 0 {
         return Err(ProxyError::NoTargets);
     }
-    if !suits(&req, targets.version) {
+    if !suits(&req, targets.proto.version) {
         return Err(ProxyError::IncompatibleProtocol);
     }
     let sealer = route.sealer.as_deref();
@@ -158,15 +158,15 @@ async fn proxy(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let pooled = !targets.tls && targets.version == ProtocolVersion::Http1;
+    let pooled = !targets.proto.tls && targets.proto.version == ProtocolVersion::Http1;
     // The node's own pool writes the target as it is: origin form. hyper-util's clients take
     // an absolute URI to know where to connect.
     *req.uri_mut() = if pooled {
         Uri::from(path)
     } else {
         Uri::builder()
-            .scheme(if targets.tls { "https" } else { "http" })
-            .authority(target.authority.clone())
+            .scheme(if targets.proto.tls { "https" } else { "http" })
+            .authority(target.proto.authority.clone())
             .path_and_query(path)
             .build()
             .map_err(|_| ProxyError::BadRequest("invalid request target"))?
@@ -184,7 +184,7 @@ async fn proxy(
     if route.http.drop_invalid_headers {
         drop_invalid_names(headers);
     }
-    let h2 = targets.version != ProtocolVersion::Http1;
+    let h2 = targets.proto.version != ProtocolVersion::Http1;
     if close_after && !h2 {
         // The target's connection is not reused after an ambiguous request.
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -221,13 +221,13 @@ async fn proxy(
 
     let idle_timeout = route.http.idle_timeout;
     let response = if pooled {
-        tokio::time::timeout(idle_timeout, target.pool.send(req))
+        tokio::time::timeout(idle_timeout, target.proto.pool.send(req))
             .await
             .map_err(|_| ProxyError::TargetTimeout)?
             .map_err(ProxyError::from_pool)?
     } else {
         let upstream = &route.upstream;
-        let sent = match (targets.tls, h2) {
+        let sent = match (targets.proto.tls, h2) {
             (true, false) => upstream.https.request(req),
             (false, _) => upstream.h2.request(req),
             (true, true) => upstream.h2s.request(req),
@@ -312,11 +312,11 @@ fn wants_trailers(headers: &HeaderMap) -> bool {
 /// also carry the application's cookie, as AWS requires.
 fn sticky_target(
     headers: &HeaderMap,
-    targets: &TargetSet,
+    targets: &HttpTargets,
     sealer: &CookieSealer,
     now_s: u64,
 ) -> Option<SocketAddr> {
-    let (cookie, duration_s) = match &targets.stickiness {
+    let (cookie, duration_s) = match &targets.proto.stickiness {
         Stickiness::Off => return None,
         Stickiness::LbCookie { duration_s } => (sticky::LB_COOKIE, *duration_s),
         Stickiness::AppCookie { name, duration_s } => {
@@ -334,12 +334,12 @@ fn sticky_target(
 /// target sets the application's cookie, or the request was already stuck.
 fn renew_stickiness(
     headers: &mut HeaderMap,
-    targets: &TargetSet,
+    targets: &HttpTargets,
     sealer: &CookieSealer,
     ticket: &Ticket,
     stuck: bool,
 ) {
-    let renew = match &targets.stickiness {
+    let renew = match &targets.proto.stickiness {
         Stickiness::Off => false,
         Stickiness::LbCookie { .. } => true,
         Stickiness::AppCookie { name, .. } => stuck || sticky::response_sets(headers, name),
@@ -348,7 +348,7 @@ fn renew_stickiness(
         return;
     };
     let now_s = ticket.issued_s;
-    match targets.stickiness {
+    match targets.proto.stickiness {
         Stickiness::AppCookie { .. } => sticky::set_app(headers, &value, now_s),
         _ => {
             let cors = Some(sticky::LB_COOKIE_CORS);

@@ -14,7 +14,6 @@ mod sniff;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -26,83 +25,38 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
-use crate::table::{HttpSettings, Route, RoutingTable};
+use crate::table::{HttpRoute, HttpSettings, RoutingTable};
 
 pub use rescue::{Body, Fault, ProxyError};
 
-/// Accepts on `listener` until `stopped` turns, then drains: open connections finish the
-/// requests they have (at most `drain`), and the rest are cut.
-pub(crate) async fn serve(
-    listener: TcpListener,
+/// Spawns the serving of one accepted connection of an HTTP or HTTPS listener: through the
+/// relay when the listener allows it, else on the general path. The two are spawned apart
+/// because the general path's state is several times larger: an idle connection's task is
+/// most of its memory.
+pub(crate) fn spawn(
+    connections: &mut JoinSet<()>,
+    stream: TcpStream,
+    (local, peer): (SocketAddr, SocketAddr),
+    route: &HttpRoute,
     table: Arc<ArcSwap<RoutingTable>>,
-    mut stopped: watch::Receiver<bool>,
-    drain: Duration,
+    stopped: watch::Receiver<bool>,
 ) {
-    let Ok(local) = listener.local_addr() else {
-        return;
-    };
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let route = table.load().route(local).cloned();
-                    match route {
-                        Some(route) if route.admission.admits(peer.ip()) => {
-                            let (table, stopped) = (table.clone(), stopped.clone());
-                            // Spawned apart from the general path, whose state is several
-                            // times larger: an idle connection's task is most of its memory.
-                            if route.tls.is_none() && route.relayable {
-                                let idle = route.http.idle_timeout;
-                                let relay = relay::serve(stream, local, peer, table, stopped, idle);
-                                connections.spawn(relay);
-                            } else {
-                                connections.spawn(connection(stream, local, peer, table, stopped));
-                            }
-                        }
-                        Some(route) => refuse(stream, peer, local, &route.refused),
-                        None => {}
-                    }
-                }
-                Err(e) => {
-                    // Out of descriptors or a connection reset before accept: back off a
-                    // little rather than spin.
-                    warn!(%local, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
+    if route.tls.is_none() && route.relayable {
+        let idle = route.http.idle_timeout;
+        connections.spawn(relay::serve(stream, local, peer, table, stopped, idle));
+    } else {
+        connections.spawn(general(stream, local, peer, table, stopped));
     }
-    drop(listener);
-    info!(%local, open = connections.len(), "listener closed; draining");
-    let drained = tokio::time::timeout(drain, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        warn!(%local, cut = connections.len(), "drain time over; closing the rest");
-        connections.abort_all();
-    }
-}
-
-/// A client the security groups do not admit gets a reset at once: the kernel has already
-/// completed the handshake, so dropping silently as AWS does would leave it hanging instead.
-fn refuse(stream: TcpStream, peer: SocketAddr, local: SocketAddr, refused: &AtomicU64) {
-    let count = refused.fetch_add(1, Ordering::Relaxed) + 1;
-    info!(%peer, %local, refused = count, "connection refused by the security groups");
-    let _ = stream.set_zero_linger();
 }
 
 /// The listener's response attributes: injected headers, and no `Server: awselb/2.0` on
 /// elbd's own responses when the listener turned it off.
-fn dress(response: &mut hyper::Response<Body>, route: &Route) {
+fn dress(response: &mut hyper::Response<Body>, route: &HttpRoute) {
     let headers = response.headers_mut();
     if !route.server_header
         && headers
@@ -122,14 +76,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves one client connection until it closes, or until the listener stops, in which case
 /// the request in progress finishes and the connection closes after it. HTTPS listeners
 /// complete the handshake first, under the configuration current at accept.
-async fn connection(
+async fn general(
     stream: TcpStream,
     local: SocketAddr,
     peer: SocketAddr,
     table: Arc<ArcSwap<RoutingTable>>,
     stopped: watch::Receiver<bool>,
 ) {
-    let Some(route) = table.load().route(local).cloned() else {
+    let Some(route) = table.load().http(local).cloned() else {
         return;
     };
     let Some(tls) = route.tls.clone() else {
@@ -231,7 +185,7 @@ async fn http<S>(
         async move {
             // One load per request: the request keeps this table until it ends.
             let table = table.load_full();
-            let Some(route) = table.route(local) else {
+            let Some(route) = table.http(local) else {
                 return Ok::<_, Infallible>(rescue::respond(&ProxyError::ListenerGone));
             };
             let response = forward::handle(req, route, peer, &client, class).await;

@@ -35,8 +35,8 @@ use super::rescue::{self, ProxyError};
 use super::rules::{self, RequestView};
 use super::{ClientCert, dress};
 use crate::pool::TargetPool;
-use crate::table::{Route, RouteAction, RoutingTable, XffMode};
-use crate::targets::TargetSet;
+use crate::table::{HttpRoute, RouteAction, RoutingTable, XffMode};
+use crate::targets::HttpTargets;
 
 /// Request heads larger than this go the general way (which refuses them past its limits).
 const MAX_HEAD: usize = 16 * 1024;
@@ -106,7 +106,7 @@ pub(super) async fn serve<S: ClientStream>(
         }
         // One load per request: the request keeps this table until it ends.
         let snapshot = table.load_full();
-        let Some(route) = snapshot.route(local) else {
+        let Some(route) = snapshot.http(local) else {
             client
                 .fail(&ProxyError::ListenerGone, None, false, false)
                 .await;
@@ -121,7 +121,7 @@ pub(super) async fn serve<S: ClientStream>(
             Next::Handover => break,
         }
     }
-    let Some(http) = table.load().route(local).map(|r| r.http.clone()) else {
+    let Some(http) = table.load().http(local).map(|r| r.http.clone()) else {
         return;
     };
     let general = super::http(
@@ -160,7 +160,7 @@ struct Taken<'r> {
     head_method: bool,
     /// May be sent again if a kept-alive target connection closes without answering.
     idempotent: bool,
-    targets: &'r TargetSet,
+    targets: &'r HttpTargets,
 }
 
 /// What reading a request head came to.
@@ -175,7 +175,7 @@ enum Reading<'r> {
 }
 
 /// Relays one request and its response, with buffers borrowed for as long.
-async fn relay<S: ClientStream>(client: &mut Client<S>, route: &Route) -> Next {
+async fn relay<S: ClientStream>(client: &mut Client<S>, route: &HttpRoute) -> Next {
     let (mut out, mut response) = (spare::take(), spare::take());
     let next = exchange(client, route, &mut out, &mut response).await;
     spare::give(out);
@@ -187,7 +187,7 @@ async fn relay<S: ClientStream>(client: &mut Client<S>, route: &Route) -> Next {
 /// read into `response`.
 async fn exchange<S: ClientStream>(
     client: &mut Client<S>,
-    route: &Route,
+    route: &HttpRoute,
     out: &mut Vec<u8>,
     response: &mut Vec<u8>,
 ) -> Next {
@@ -227,7 +227,7 @@ async fn exchange<S: ClientStream>(
         rest,
         idempotent: taken.idempotent,
     };
-    let target = match send(&endpoint.pool, request, client, response, idle).await {
+    let target = match send(&endpoint.proto.pool, request, client, response, idle).await {
         Ok(target) => target,
         Err(Failure::Client) => return Next::Close,
         Err(Failure::Proxy(e)) => return client.fail(&e, Some(route), true, head).await,
@@ -235,7 +235,7 @@ async fn exchange<S: ClientStream>(
     };
     match respond(
         target,
-        &endpoint.pool,
+        &endpoint.proto.pool,
         (out, response),
         &taken,
         client,
@@ -266,7 +266,7 @@ fn request_len(head_len: usize, body: u64) -> usize {
 /// writes it for the target into `out` with ALB's rewrites.
 fn take_request<'r>(
     buf: &[u8],
-    route: &'r Route,
+    route: &'r HttpRoute,
     peer: SocketAddr,
     out: &mut Vec<u8>,
 ) -> Reading<'r> {
@@ -640,7 +640,13 @@ impl<S: ClientStream> Client<S> {
 
     /// Answers a request of `len` bytes without forwarding it: it is skipped if it is all
     /// here, and the connection goes on; otherwise the connection closes after the page.
-    async fn refuse(&mut self, error: &ProxyError, route: &Route, len: usize, head: bool) -> Next {
+    async fn refuse(
+        &mut self,
+        error: &ProxyError,
+        route: &HttpRoute,
+        len: usize,
+        head: bool,
+    ) -> Next {
         let whole = len <= self.buf.len();
         if whole {
             self.buf.drain(..len);
@@ -654,7 +660,7 @@ impl<S: ClientStream> Client<S> {
     async fn fail(
         &mut self,
         error: &ProxyError,
-        route: Option<&Route>,
+        route: Option<&HttpRoute>,
         keep: bool,
         head: bool,
     ) -> Next {

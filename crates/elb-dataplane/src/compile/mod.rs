@@ -1,0 +1,162 @@
+//! Snapshot + health → [`RoutingTable`], and the runtime state (round-robin cursors,
+//! outstanding-request counters, connection pools, refusal counters) that outlives any one
+//! table. Only the control path runs this.
+//!
+//! - `http`: HTTP and HTTPS listeners (rules, TLS configurations, HTTP target groups).
+//! - `targets`: which registered targets a node sends a group's traffic to (any protocol).
+
+mod http;
+mod targets;
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+use elb_model::{
+    HealthView, Listener as ModelListener, ListenerProtocol, Node, Region, ServerCertificate, State,
+};
+use elb_tls::server::Resumption;
+use tracing::warn;
+
+use crate::admission::Admission;
+use crate::binder::BindKey;
+use crate::pool::TargetPool;
+use crate::sticky::CookieSealer;
+use crate::table::{Door, Listener, RoutingTable};
+use crate::upstream::Upstream;
+
+/// State that must survive snapshot swaps, keyed by stable keys.
+#[derive(Default)]
+pub(crate) struct Runtime {
+    kept: Kept,
+    /// Session tickets and cache, shared by every HTTPS listener for as long as elbd runs.
+    resumption: Option<Resumption>,
+    /// The stickiness cookie key (hex) and its sealer.
+    sealer: Option<(String, Arc<CookieSealer>)>,
+}
+
+/// What snapshots hand on to the next. Each compile fills a new one with what it uses, which
+/// then replaces the old: whatever no route uses any more is forgotten (pools of removed
+/// nodes close with them).
+#[derive(Default)]
+struct Kept {
+    /// (node id, target group ARN) → round-robin cursor.
+    cursors: HashMap<(String, String), Arc<AtomicUsize>>,
+    /// (node id, registration key) → requests outstanding.
+    outstanding: HashMap<(String, String), Arc<AtomicUsize>>,
+    /// (node id, registration key, address) → the node's keep-alive connections to the target.
+    pools: HashMap<(String, String, SocketAddr), Arc<TargetPool>>,
+    /// Node address → its pool of connections to targets.
+    upstreams: HashMap<IpAddr, Upstream>,
+    /// Load balancer ARN → connections refused by its security groups.
+    refused: HashMap<String, Arc<AtomicU64>>,
+    /// What an HTTPS listener's configuration was made of → that configuration, so that a
+    /// snapshot that changes nothing of it keeps it (and its parsed keys).
+    tls: HashMap<String, Arc<rustls::ServerConfig>>,
+}
+
+/// The value kept under `key`, from `old` if it had one, recorded as used in `used`.
+fn keep<K: std::hash::Hash + Eq + Clone, V: Clone>(
+    old: &HashMap<K, V>,
+    used: &mut HashMap<K, V>,
+    key: K,
+    new: impl FnOnce() -> V,
+) -> V {
+    used.entry(key)
+        .or_insert_with_key(|k| old.get(k).cloned().unwrap_or_else(new))
+        .clone()
+}
+
+/// What one compile reads, besides the listener at hand.
+struct Inputs<'a> {
+    state: &'a Region,
+    /// The account's IAM server certificates.
+    iam: &'a BTreeMap<String, ServerCertificate>,
+    health: &'a HealthView,
+    sealer: &'a Option<Arc<CookieSealer>>,
+}
+
+impl Runtime {
+    /// Compiles `state` and `health`: for every node of every load balancer, one entry per
+    /// listener, with what its kind of server needs and the targets that node may send to.
+    pub(crate) fn compile(
+        &mut self,
+        state: &State,
+        health: &HealthView,
+        revision: u64,
+    ) -> RoutingTable {
+        let mut listeners = HashMap::new();
+        let mut used = Kept::default();
+        let sealer = self.sealer(&state.secrets.cookie_key);
+        for region in state.regions.values() {
+            let inputs = Inputs {
+                state: region,
+                iam: &state.server_certificates,
+                health,
+                sealer: &sealer,
+            };
+            for listener in region.listeners.values() {
+                let lb = &region.load_balancers[&listener.load_balancer_arn];
+                let door = Door {
+                    listener_arn: listener.arn.clone(),
+                    admission: Admission::for_listener(region, lb, listener.port),
+                    refused: keep(
+                        &self.kept.refused,
+                        &mut used.refused,
+                        lb.arn.clone(),
+                        Arc::default,
+                    ),
+                };
+                let per_node = match listener.protocol {
+                    ListenerProtocol::Http | ListenerProtocol::Https => {
+                        self.http_listener(&inputs, lb, listener, door, &mut used)
+                    }
+                    // The API refuses the kinds not served yet.
+                    _ => Vec::new(),
+                };
+                for (node, served) in per_node {
+                    insert(&mut listeners, node, listener, served);
+                }
+            }
+        }
+        self.kept = used;
+        RoutingTable {
+            revision,
+            listeners,
+        }
+    }
+
+    fn sealer(&mut self, key: &str) -> Option<Arc<CookieSealer>> {
+        if self.sealer.as_ref().is_none_or(|(k, _)| k != key) {
+            self.sealer = CookieSealer::from_hex(key).map(|s| (key.to_owned(), Arc::new(s)));
+        }
+        self.sealer.as_ref().map(|(_, s)| s.clone())
+    }
+}
+
+/// Adds `served` on the node's private address and, when it has one, its public one. Node
+/// addresses are allocated apart across regions (`State::in_region`), so an address already
+/// taken means a damaged store: the first listener keeps it and the clash is logged.
+fn insert(
+    listeners: &mut HashMap<BindKey, Listener>,
+    node: &Node,
+    listener: &ModelListener,
+    served: Listener,
+) {
+    for ip in node.addresses() {
+        let key = BindKey::tcp(SocketAddr::new(IpAddr::V4(ip), listener.port));
+        match listeners.entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert(served.clone());
+            }
+            Entry::Occupied(taken) => warn!(
+                addr = %key.addr,
+                listener = %listener.arn,
+                serving = %taken.get().door().listener_arn,
+                "address already served by another region's listener; not served"
+            ),
+        }
+    }
+}

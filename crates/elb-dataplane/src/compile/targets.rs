@@ -1,0 +1,85 @@
+//! Which registered targets a node sends a target group's traffic to, whatever the protocol:
+//! those in reach (its zone, or all with cross-zone) that its health checks find healthy, or
+//! all in reach when too few are healthy (fail-open, per
+//! `target_group_health.unhealthy_state_routing.*`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use elb_model::health::below_minimum;
+use elb_model::{HealthState, HealthView, Node, Region, Registration, TargetGroup};
+
+use super::{Kept, keep};
+
+/// A target the node may send to.
+pub(super) struct Chosen {
+    /// The registration's key (`TargetGroup` ARN, id and port), as health is kept by.
+    pub(super) key: String,
+    pub(super) addr: SocketAddr,
+    /// Since when it has been healthy; `None` when it is taken only by fail-open.
+    pub(super) healthy_since_ms: Option<u64>,
+    /// Requests or connections outstanding, kept across snapshots.
+    pub(super) outstanding: Arc<AtomicUsize>,
+}
+
+/// The group's targets for `node`, and how many registered targets can take traffic at all.
+pub(super) fn choose(
+    state: &Region,
+    node: &Node,
+    tg: &TargetGroup,
+    health: &HealthView,
+    (old, used): (&Kept, &mut Kept),
+) -> (Vec<Chosen>, usize) {
+    let registered = tg.targets.iter().filter(|t| state.in_service(t)).count();
+    let in_reach: Vec<(&Registration, String)> = state
+        .in_reach(node, tg)
+        .map(|t| (t, t.key(&tg.arn)))
+        .collect();
+    // Targets the load balancer's security groups do not let the node reach count as
+    // targets (their checks time out) but get no traffic: on AWS it would time out.
+    let egress = state
+        .load_balancers
+        .get(&node.load_balancer_arn)
+        .map(|lb| state.egress(lb));
+    let reachable = |t: &Registration| egress.as_ref().is_none_or(|e| e.allows(t.address, t.port));
+    let healthy_since = |key: &str| {
+        health
+            .get(&node.id, key)
+            .filter(|h| h.state == HealthState::Healthy)
+            .map(|h| h.healthy_since_ms.unwrap_or(0))
+    };
+    let healthy = in_reach
+        .iter()
+        .filter(|(_, key)| healthy_since(key).is_some())
+        .count();
+    let attrs = &tg.attributes;
+    let count =
+        attrs.int("target_group_health.unhealthy_state_routing.minimum_healthy_targets.count");
+    let percent =
+        attrs.int("target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage");
+    // Too few healthy: route to every target in reach, healthy or not.
+    let fail_open = !in_reach.is_empty() && below_minimum(healthy, in_reach.len(), count, percent);
+    let chosen = in_reach
+        .into_iter()
+        .filter_map(|(registration, key)| {
+            let since = healthy_since(&key);
+            if (since.is_none() && !fail_open) || !reachable(registration) {
+                return None;
+            }
+            let outstanding = keep(
+                &old.outstanding,
+                &mut used.outstanding,
+                (node.id.clone(), key.clone()),
+                Arc::default,
+            );
+            Some(Chosen {
+                addr: SocketAddr::new(registration.address, registration.port),
+                healthy_since_ms: since.filter(|_| !fail_open),
+                key,
+                outstanding,
+            })
+        })
+        .collect();
+    (chosen, registered)
+}
