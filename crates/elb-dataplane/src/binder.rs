@@ -23,8 +23,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{info, warn};
 
 use crate::Applied;
-use crate::l7;
 use crate::table::{Door, Listener, RoutingTable};
+use crate::{l7, tcp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -160,6 +160,9 @@ async fn accept(
                     match listener {
                         Listener::Http(route) => {
                             l7::spawn(&mut connections, stream, ends, route, table.clone(), stopped)
+                        }
+                        Listener::Tcp(route) => {
+                            connections.spawn(tcp::serve(stream, local, peer, route.clone()));
                         }
                     }
                 }

@@ -20,6 +20,8 @@
 //!   HTTP/2 and TLS clients.
 //! - [`l7`]: the HTTP listener: connections, forwarding, and the one place errors become
 //!   responses ([`l7::rescue`]).
+//! - [`tcp`]: the TCP listener: flows to targets by the flow hash ([`tcp::flow`]).
+//! - `spare`: buffers kept per thread for the relays.
 
 pub mod admission;
 pub mod binder;
@@ -27,9 +29,11 @@ mod compile;
 pub mod l7;
 mod pool;
 pub mod select;
+mod spare;
 pub mod sticky;
 pub mod table;
 pub mod targets;
+pub mod tcp;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -61,13 +65,14 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    /// `drain` bounds how long connections of a removed listener may finish their requests.
-    pub fn new(drain: Duration) -> Self {
+    /// `drain` bounds how long connections of a removed listener may finish their requests;
+    /// `flow_seed` seeds the TCP flow hash.
+    pub fn new(drain: Duration, flow_seed: u64) -> Self {
         let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
         Self {
             binder: binder::Binder::new(table.clone(), drain),
             table,
-            runtime: compile::Runtime::default(),
+            runtime: compile::Runtime::new(flow_seed),
         }
     }
 

@@ -6,7 +6,7 @@
 //! hands the connection to that kind's server.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use crate::binder::BindKey;
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
 use crate::sticky::CookieSealer;
-use crate::targets::HttpTargets;
+use crate::targets::{HttpTargets, TcpTargets};
 use crate::upstream::Upstream;
 
 /// Everything the request path needs, keyed by the socket a connection arrived on.
@@ -38,6 +38,7 @@ impl RoutingTable {
     pub fn http(&self, local: SocketAddr) -> Option<&Arc<HttpRoute>> {
         match self.listener(&BindKey::tcp(local))? {
             Listener::Http(route) => Some(route),
+            Listener::Tcp(_) => None,
         }
     }
 
@@ -51,14 +52,27 @@ impl RoutingTable {
 #[derive(Clone)]
 pub enum Listener {
     Http(Arc<HttpRoute>),
+    Tcp(Arc<TcpRoute>),
 }
 
 impl Listener {
     pub fn door(&self) -> &Door {
         match self {
             Self::Http(route) => &route.door,
+            Self::Tcp(route) => &route.door,
         }
     }
+}
+
+/// A TCP listener (NLB) on one node: each connection is a flow to one target of its group.
+pub struct TcpRoute {
+    pub door: Door,
+    /// `tcp.idle_timeout.seconds`: a flow idle this long is closed with a reset.
+    pub idle_timeout: Duration,
+    /// The node's private address: where flows to targets leave from, unless the group
+    /// preserves the client's.
+    pub node_ip: IpAddr,
+    pub targets: Arc<TcpTargets>,
 }
 
 /// What the binder checks before any protocol code runs, for every kind of listener.

@@ -8,9 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use elb_model::ProtocolVersion;
 
+use tokio::sync::watch;
+
 use crate::pool::TargetPool;
 use crate::select;
 use crate::sticky::Stickiness;
+use crate::tcp::flow::{self, Flow};
 
 /// `load_balancing.algorithm.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +101,44 @@ impl Protocol for Http {
 }
 
 pub type HttpTargets = TargetSet<Http>;
+
+/// A TCP target group's part: how flows are hashed to targets.
+pub struct Tcp {
+    /// The flow hash's seed, the same for every node of this process.
+    pub seed: u64,
+    /// `stickiness.type=source_ip`: the hash covers the client's address only.
+    pub source_ip_sticky: bool,
+    /// `preserve_client_ip.enabled`: flows to targets leave from the client's address.
+    pub preserve_client_ip: bool,
+}
+
+/// A TCP target's part.
+pub struct TcpEndpoint {
+    /// Turns `true` when the target's open flows must be reset (it turned unhealthy, or its
+    /// deregistration delay ended, as the group's attributes ask).
+    pub cut: watch::Receiver<bool>,
+}
+
+impl Protocol for Tcp {
+    type Endpoint = TcpEndpoint;
+}
+
+pub type TcpTargets = TargetSet<Tcp>;
+
+impl TargetSet<Tcp> {
+    /// The target for `flow` by the flow hash, and the others in the order to try them if it
+    /// cannot be reached; counted as outstanding while the returned guard lives.
+    pub fn for_flow(
+        &self,
+        flow: &Flow,
+    ) -> impl Iterator<Item = (&Endpoint<TcpEndpoint>, InFlight)> {
+        let hash = flow.hash(self.proto.seed, self.proto.source_ip_sticky);
+        let addrs: Vec<SocketAddr> = self.endpoints.iter().map(|e| e.addr).collect();
+        flow::ranked(hash, &addrs)
+            .into_iter()
+            .map(|i| take(&self.endpoints[i]))
+    }
+}
 
 impl TargetSet<Http> {
     /// HTTP/1.1 in cleartext, no stickiness: what the relay forwards to.

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, ModelError, Result};
+use crate::listener::ListenerProtocol;
 use crate::load_balancer::{LoadBalancerKind, Scheme};
+use crate::target_group::{TargetGroupProtocol, TargetType};
 
 /// A full set of attributes: every applicable key, defaults filled in.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,10 +38,13 @@ impl Attributes {
         self.get(key)?.parse().ok()
     }
 
-    fn from_defaults(specs: &[Spec], defaults: &dyn Fn(&Spec) -> &'static str) -> Self {
+    fn from_defaults<'a>(
+        specs: impl IntoIterator<Item = &'a Spec>,
+        defaults: &dyn Fn(&Spec) -> &'static str,
+    ) -> Self {
         Self(
             specs
-                .iter()
+                .into_iter()
                 .map(|s| (s.key.to_owned(), defaults(s).to_owned()))
                 .collect(),
         )
@@ -165,13 +170,48 @@ const NLB_ONLY: &[Spec] = &[
     ),
 ];
 
-const TARGET_GROUP_HTTP: &[Spec] = &[
+/// The attributes of every instance and ip target group, whatever its protocol.
+const TARGET_GROUP_COMMON: &[Spec] = &[
     spec(
         "deregistration_delay.timeout_seconds",
         Value::Int(0, 3600),
         "300",
         true,
     ),
+    spec(
+        CROSS_ZONE,
+        Value::OneOf(&["true", "false", "use_load_balancer_configuration"]),
+        "use_load_balancer_configuration",
+        true,
+    ),
+    spec(
+        "target_group_health.dns_failover.minimum_healthy_targets.count",
+        Value::OffOr(1, 1000),
+        "1",
+        true,
+    ),
+    spec(
+        "target_group_health.dns_failover.minimum_healthy_targets.percentage",
+        Value::OffOr(1, 100),
+        "off",
+        true,
+    ),
+    spec(
+        "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
+        Value::OffOr(1, 1000),
+        "1",
+        true,
+    ),
+    spec(
+        "target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage",
+        Value::OffOr(1, 100),
+        "off",
+        true,
+    ),
+];
+
+/// An ALB's (HTTP and HTTPS) target groups, besides the common ones.
+const TARGET_GROUP_HTTP: &[Spec] = &[
     spec("stickiness.enabled", BOOL, "false", true),
     spec(
         STICKINESS_TYPE,
@@ -209,37 +249,40 @@ const TARGET_GROUP_HTTP: &[Spec] = &[
         false,
     ),
     spec("slow_start.duration_seconds", Value::SlowStart, "0", true),
+];
+
+/// An NLB's TCP target groups, besides the common ones. Client IP preservation defaults by
+/// target type ([`target_group_defaults`]).
+const TARGET_GROUP_TCP: &[Spec] = &[
+    spec(DEREGISTRATION_TERMINATION, BOOL, "false", true),
+    spec("stickiness.enabled", BOOL, "false", true),
     spec(
-        CROSS_ZONE,
-        Value::OneOf(&["true", "false", "use_load_balancer_configuration"]),
-        "use_load_balancer_configuration",
+        STICKINESS_TYPE,
+        Value::OneOf(&["source_ip"]),
+        "source_ip",
         true,
     ),
+    spec(PRESERVE_CLIENT_IP, BOOL, "false", true),
+    spec("proxy_protocol_v2.enabled", BOOL, "false", false),
+    spec(UNHEALTHY_TERMINATION, BOOL, "true", true),
     spec(
-        "target_group_health.dns_failover.minimum_healthy_targets.count",
-        Value::OffOr(1, 1000),
-        "1",
-        true,
-    ),
-    spec(
-        "target_group_health.dns_failover.minimum_healthy_targets.percentage",
-        Value::OffOr(1, 100),
-        "off",
-        true,
-    ),
-    spec(
-        "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
-        Value::OffOr(1, 1000),
-        "1",
-        true,
-    ),
-    spec(
-        "target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage",
-        Value::OffOr(1, 100),
-        "off",
-        true,
+        "target_health_state.unhealthy.draining_interval_seconds",
+        Value::Int(0, 360_000),
+        "0",
+        false,
     ),
 ];
+
+/// `deregistration_delay.connection_termination.enabled`: whether a deregistered target's
+/// open connections are closed when its delay ends.
+pub const DEREGISTRATION_TERMINATION: &str = "deregistration_delay.connection_termination.enabled";
+/// `target_health_state.unhealthy.connection_termination.enabled`: whether the connections
+/// of a target that turns unhealthy are reset.
+pub const UNHEALTHY_TERMINATION: &str =
+    "target_health_state.unhealthy.connection_termination.enabled";
+/// `preserve_client_ip.enabled`: whether connections to targets leave from the client's
+/// address.
+pub const PRESERVE_CLIENT_IP: &str = "preserve_client_ip.enabled";
 
 /// ALB listener attributes. The response headers are injected into every response when set;
 /// the renames of request headers are not built and keep AWS's names.
@@ -362,14 +405,38 @@ pub const SERVER_HEADER: &str = "routing.http.response.server.enabled";
 pub const RESPONSE_HEADER_PREFIX: &str = "routing.http.response.";
 pub const RESPONSE_HEADER_SUFFIX: &str = ".header_value";
 
-/// The attributes a new HTTP or HTTPS listener starts with.
-pub fn listener_defaults() -> Attributes {
-    Attributes::from_defaults(LISTENER_HTTP, &|s| s.default)
+/// NLB listener attributes. TLS listeners (not built yet) fix the idle timeout at 350.
+const LISTENER_TCP: &[Spec] = &[spec(TCP_IDLE_TIMEOUT, Value::Int(60, 6000), "350", true)];
+
+/// `tcp.idle_timeout.seconds`: a TCP flow idle this long is closed with a reset.
+pub const TCP_IDLE_TIMEOUT: &str = "tcp.idle_timeout.seconds";
+
+fn listener_specs(protocol: ListenerProtocol) -> &'static [Spec] {
+    if matches!(protocol, ListenerProtocol::Http | ListenerProtocol::Https) {
+        LISTENER_HTTP
+    } else {
+        LISTENER_TCP
+    }
+}
+
+/// The attributes a new HTTP or HTTPS listener starts with (and those stored before
+/// listeners had other protocols).
+pub fn http_listener_defaults() -> Attributes {
+    listener_defaults(ListenerProtocol::Http)
+}
+
+/// The attributes a new listener of `protocol` starts with.
+pub fn listener_defaults(protocol: ListenerProtocol) -> Attributes {
+    Attributes::from_defaults(listener_specs(protocol), &|s| s.default)
 }
 
 /// Applies `changes` to a listener's attributes, all or nothing.
-pub fn modify_listener(attrs: &Attributes, changes: &[(String, String)]) -> Result<Attributes> {
-    let specs: Vec<&Spec> = LISTENER_HTTP.iter().collect();
+pub fn modify_listener(
+    attrs: &Attributes,
+    protocol: ListenerProtocol,
+    changes: &[(String, String)],
+) -> Result<Attributes> {
+    let specs: Vec<&Spec> = listener_specs(protocol).iter().collect();
     let mut next = attrs.clone();
     for (key, value) in changes {
         let spec = find(&specs, key, "listener")?;
@@ -410,9 +477,22 @@ pub fn load_balancer_defaults(kind: LoadBalancerKind, scheme: Scheme) -> Attribu
     attrs
 }
 
-/// The attributes a new HTTP target group starts with.
-pub fn target_group_defaults() -> Attributes {
-    Attributes::from_defaults(TARGET_GROUP_HTTP, &|s| s.default)
+fn target_group_specs(protocol: TargetGroupProtocol) -> impl Iterator<Item = &'static Spec> {
+    let own = if protocol.is_http() {
+        TARGET_GROUP_HTTP
+    } else {
+        TARGET_GROUP_TCP
+    };
+    TARGET_GROUP_COMMON.iter().chain(own)
+}
+
+/// The attributes a new target group of `protocol` and `target_type` starts with: as AWS,
+/// instance targets keep the client's address by default and ip targets over TCP do not.
+pub fn target_group_defaults(protocol: TargetGroupProtocol, target_type: TargetType) -> Attributes {
+    Attributes::from_defaults(target_group_specs(protocol), &|s| match s.key {
+        PRESERVE_CLIENT_IP if target_type == TargetType::Instance => "true",
+        _ => s.default,
+    })
 }
 
 /// Applies `changes` to a load balancer's attributes, all or nothing.
@@ -439,13 +519,20 @@ pub fn modify_load_balancer(
 }
 
 /// Applies `changes` to a target group's attributes, all or nothing.
-pub fn modify_target_group(attrs: &Attributes, changes: &[(String, String)]) -> Result<Attributes> {
-    let specs: Vec<&Spec> = TARGET_GROUP_HTTP.iter().collect();
+pub fn modify_target_group(
+    attrs: &Attributes,
+    protocol: TargetGroupProtocol,
+    changes: &[(String, String)],
+) -> Result<Attributes> {
+    let specs: Vec<&Spec> = target_group_specs(protocol).collect();
     let mut next = attrs.clone();
     for (key, value) in changes {
         let spec = find(&specs, key, "target group")?;
         check(spec, value, attrs.get(key))?;
         next.0.insert(key.clone(), value.clone());
+    }
+    if !protocol.is_http() {
+        return Ok(next);
     }
     check_stickiness(&next)?;
     let slow_start = next.int("slow_start.duration_seconds").unwrap_or(0) > 0;
@@ -585,20 +672,24 @@ mod tests {
 
     #[test]
     fn least_outstanding_requests_excludes_slow_start() {
-        let tg = target_group_defaults();
+        let tg = target_group_defaults(TargetGroupProtocol::Http, TargetType::Instance);
         let lor = change(
             "load_balancing.algorithm.type",
             "least_outstanding_requests",
         );
-        let tg = modify_target_group(&tg, &lor).unwrap();
-        let err =
-            modify_target_group(&tg, &change("slow_start.duration_seconds", "30")).unwrap_err();
+        let tg = modify_target_group(&tg, TargetGroupProtocol::Http, &lor).unwrap();
+        let err = modify_target_group(
+            &tg,
+            TargetGroupProtocol::Http,
+            &change("slow_start.duration_seconds", "30"),
+        )
+        .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
     }
 
     #[test]
     fn stickiness_settings_are_checked_together() {
-        let tg = target_group_defaults();
+        let tg = target_group_defaults(TargetGroupProtocol::Http, TargetType::Instance);
         let both = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
             pairs
                 .iter()
@@ -609,28 +700,31 @@ mod tests {
             ("stickiness.enabled", "true"),
             (STICKINESS_TYPE, "app_cookie"),
         ];
-        let err = modify_target_group(&tg, &both(&on)).unwrap_err();
+        let err = modify_target_group(&tg, TargetGroupProtocol::Http, &both(&on)).unwrap_err();
         assert!(err.message.contains("application cookie name"), "{err}");
         let named = [on[0], on[1], (APP_COOKIE_NAME, "session")];
-        assert!(modify_target_group(&tg, &both(&named)).is_ok());
+        assert!(modify_target_group(&tg, TargetGroupProtocol::Http, &both(&named)).is_ok());
         for bad in [
             [(APP_COOKIE_NAME, "AWSALBfoo")],
             [(STICKINESS_TYPE, "source_ip")],
         ] {
-            let err = modify_target_group(&tg, &both(&bad)).unwrap_err();
+            let err = modify_target_group(&tg, TargetGroupProtocol::Http, &both(&bad)).unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
         }
     }
 
     #[test]
     fn unimplemented_attributes_accept_only_their_default() {
-        let tg = target_group_defaults();
+        let tg = target_group_defaults(TargetGroupProtocol::Http, TargetType::Instance);
         let key = "load_balancing.algorithm.anomaly_mitigation";
-        assert!(modify_target_group(&tg, &change(key, "off")).is_ok());
-        let err = modify_target_group(&tg, &change(key, "on")).unwrap_err();
+        assert!(modify_target_group(&tg, TargetGroupProtocol::Http, &change(key, "off")).is_ok());
+        let err =
+            modify_target_group(&tg, TargetGroupProtocol::Http, &change(key, "on")).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
         assert!(err.message.contains(key));
-        let next = modify_target_group(&tg, &change(CROSS_ZONE, "false")).unwrap();
+        let next =
+            modify_target_group(&tg, TargetGroupProtocol::Http, &change(CROSS_ZONE, "false"))
+                .unwrap();
         assert_eq!(next.get(CROSS_ZONE), Some("false"));
     }
 }

@@ -66,12 +66,13 @@ impl ListenerProtocol {
                 self.as_str()
             )));
         }
-        if !matches!(self, Self::Http | Self::Https) {
+        if !matches!(self, Self::Http | Self::Https | Self::Tcp) {
             return Err(ModelError::new(
                 ErrorCode::UnsupportedProtocol,
                 format!(
-                    "elbd does not serve {} listeners yet; only HTTP and HTTPS listeners on \
-                     application load balancers are built",
+                    "elbd does not serve {} listeners yet; HTTP and HTTPS listeners on \
+                     application load balancers and TCP listeners on network load balancers \
+                     are built",
                     self.as_str()
                 ),
             ));
@@ -127,7 +128,7 @@ pub struct Listener {
     /// Present exactly when the protocol is HTTPS or TLS.
     #[serde(default)]
     pub tls: Option<ListenerTls>,
-    #[serde(default = "crate::attributes::listener_defaults")]
+    #[serde(default = "crate::attributes::http_listener_defaults")]
     pub attributes: Attributes,
     #[serde(default)]
     pub tags: Tags,

@@ -38,11 +38,12 @@ impl TargetGroupProtocol {
                 )));
             }
         };
-        if !protocol.is_http() {
+        if !matches!(protocol, Self::Http | Self::Https | Self::Tcp) {
             return Err(ModelError::new(
                 ErrorCode::UnsupportedProtocol,
                 format!(
-                    "elbd does not send to {s} target groups yet; only HTTP and HTTPS are built"
+                    "elbd does not send to {s} target groups yet; only HTTP, HTTPS and TCP \
+                     are built"
                 ),
             ));
         }
@@ -167,9 +168,8 @@ impl Registration {
     }
 }
 
-/// Health-check settings of a target group, with AWS's defaults for HTTP target groups of an
-/// ALB. Probing arrives with the health-check work; until then only these defaults are
-/// accepted.
+/// Health-check settings of a target group ([`HealthCheck::for_target_group`] has AWS's
+/// defaults per protocol).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {
     pub enabled: bool,
@@ -204,8 +204,8 @@ pub struct HealthCheckChanges {
 }
 
 impl HealthCheck {
-    /// `self` with `changes` applied, checked against AWS's rules for HTTP target groups.
-    pub fn with(&self, changes: &HealthCheckChanges) -> Result<Self> {
+    /// `self` with `changes` applied, checked against AWS's rules for a `group` target group.
+    pub fn with(&self, group: TargetGroupProtocol, changes: &HealthCheckChanges) -> Result<Self> {
         let next = Self {
             enabled: changes.enabled.unwrap_or(self.enabled),
             protocol: changes
@@ -238,11 +238,24 @@ impl HealthCheck {
                 "Only GRPC target groups take a GrpcCode matcher"
             }));
         }
-        next.validate()?;
+        if next.protocol == "TCP" {
+            // AWS refuses what a TCP check cannot use rather than keep it unused.
+            if changes.path.is_some() {
+                return Err(ModelError::validation(
+                    "Health check path cannot be set for TCP health checks",
+                ));
+            }
+            if changes.http_code.is_some() {
+                return Err(ModelError::validation(
+                    "Health check matcher cannot be set for TCP health checks",
+                ));
+            }
+        }
+        next.validate(group)?;
         Ok(next)
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, group: TargetGroupProtocol) -> Result<()> {
         let range = |name: &str, value: u16, min: u16, max: u16| {
             if (min..=max).contains(&value) {
                 Ok(())
@@ -260,12 +273,16 @@ impl HealthCheck {
         }
         match self.protocol.as_str() {
             "HTTP" | "HTTPS" => {}
-            "TCP" => {
+            "TCP" if group.is_http() => {
                 return Err(ModelError::new(
                     ErrorCode::InvalidConfigurationRequest,
-                    "TCP health checks are not supported for HTTP target groups",
+                    format!(
+                        "TCP health checks are not supported for {} target groups",
+                        group.as_str()
+                    ),
                 ));
             }
+            "TCP" => {}
             other => {
                 return Err(ModelError::validation(format!(
                     "Invalid health check protocol '{other}'"
@@ -292,15 +309,18 @@ impl HealthCheck {
                 "Health check timeout must be smaller than the interval",
             ));
         }
-        self.parse_matcher()?;
+        self.parse_matcher(group)?;
         Ok(())
     }
 
-    fn parse_matcher(&self) -> Result<Matcher> {
-        if self.grpc_code.is_empty() {
+    /// HTTP codes 200-499 on an ALB's groups, 200-599 on an NLB's (AWS's ranges).
+    fn parse_matcher(&self, group: TargetGroupProtocol) -> Result<Matcher> {
+        if !self.grpc_code.is_empty() {
+            Matcher::parse_grpc(&self.grpc_code)
+        } else if group.is_http() {
             Matcher::parse(&self.http_code)
         } else {
-            Matcher::parse_grpc(&self.grpc_code)
+            Matcher::parse_network(&self.http_code)
         }
     }
 
@@ -311,14 +331,25 @@ impl HealthCheck {
 
     /// The status codes (HTTP, or gRPC for gRPC groups) a passing check answers with.
     pub fn matcher(&self) -> Matcher {
-        self.parse_matcher().expect("validated when set")
+        // Validated when set, in the widest range of any group.
+        self.parse_matcher(TargetGroupProtocol::Tcp)
+            .expect("validated when set")
     }
 }
 
 impl HealthCheck {
-    /// AWS's defaults for a target group: checks speak the traffic's protocol; gRPC groups
-    /// call `/AWS.ALB/healthcheck` and accept gRPC status 12 (unimplemented).
+    /// AWS's defaults for a target group: an ALB's checks speak the traffic's protocol; gRPC
+    /// groups call `/AWS.ALB/healthcheck` and accept gRPC status 12 (unimplemented). An
+    /// NLB's groups are checked by TCP connect, every 30 s with a 10 s timeout.
     pub fn for_target_group(protocol: TargetGroupProtocol, version: ProtocolVersion) -> Self {
+        if !protocol.is_http() {
+            return Self {
+                protocol: "TCP".into(),
+                timeout_seconds: 10,
+                http_code: "200-399".into(),
+                ..Self::default()
+            };
+        }
         let defaults = Self {
             protocol: protocol.as_str().into(),
             ..Self::default()

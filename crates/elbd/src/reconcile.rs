@@ -257,20 +257,22 @@ fn target_group(
     };
     let tg = &state.target_groups[&arn];
     let desired = HealthCheck::for_target_group(tg.protocol, tg.protocol_version)
-        .with(&spec.health_check)
+        .with(tg.protocol, &spec.health_check)
         .map_err(|e| prefix(e, &format!("{path}.health_check")))?;
     if state.target_groups[&arn].health_check != desired {
+        // A TCP check takes neither a path nor a matcher.
+        let tcp = desired.protocol == "TCP";
         let health_check = HealthCheckChanges {
             enabled: Some(desired.enabled),
             protocol: Some(desired.protocol),
             port: Some(desired.port),
-            path: Some(desired.path),
+            path: Some(desired.path).filter(|_| !tcp),
             interval_seconds: Some(desired.interval_seconds),
             timeout_seconds: Some(desired.timeout_seconds),
             healthy_threshold: Some(desired.healthy_threshold),
             unhealthy_threshold: Some(desired.unhealthy_threshold),
             // Each group has one kind of matcher; the other stays unset.
-            http_code: Some(desired.http_code).filter(|c| !c.is_empty()),
+            http_code: Some(desired.http_code).filter(|c| !c.is_empty() && !tcp),
             grpc_code: Some(desired.grpc_code).filter(|c| !c.is_empty()),
         };
         let command = Command::ModifyTargetGroup {
@@ -280,7 +282,11 @@ fn target_group(
         run(state, command, cx, &format!("{path}.health_check"))?;
     }
     let tg = &state.target_groups[&arn];
-    let changes = attribute_changes(&tg.attributes, &target_group_defaults(), &spec.attributes);
+    let changes = attribute_changes(
+        &tg.attributes,
+        &target_group_defaults(tg.protocol, tg.target_type),
+        &spec.attributes,
+    );
     if !changes.is_empty() {
         let path = format!("{path}.attributes");
         run(

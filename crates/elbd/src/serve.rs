@@ -162,7 +162,8 @@ async fn serve(
     let mut snapshots = store.subscribe();
     let mut health = checker.subscribe();
     let mut drain_timer = tokio::time::interval(Duration::from_secs(1));
-    let mut dataplane = DataPlane::new(Duration::from_secs(args.drain_seconds));
+    // A new flow-hash seed per process, as a random hash key: flows are not predictable.
+    let mut dataplane = DataPlane::new(Duration::from_secs(args.drain_seconds), fastrand::u64(..));
     let mut previous = State::default();
     loop {
         // A new snapshot or new health: bring the probes and the data plane up to date.

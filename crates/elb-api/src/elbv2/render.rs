@@ -101,17 +101,22 @@ pub(super) fn target_group(x: &mut Xml, state: &Region, tg: &TargetGroup) {
             "UnhealthyThresholdCount",
             hc.unhealthy_threshold.to_string(),
         )
-        .leaf("HealthCheckPath", &hc.path)
-        .node("Matcher", |x| {
+        .leaf("TargetType", target_type(tg))
+        .leaf("IpAddressType", "ipv4");
+    // A TCP check has no path or matcher, and only HTTP groups have a protocol version: AWS
+    // leaves out what does not apply.
+    if hc.protocol != "TCP" {
+        x.leaf("HealthCheckPath", &hc.path).node("Matcher", |x| {
             if hc.grpc_code.is_empty() {
                 x.leaf("HttpCode", &hc.http_code);
             } else {
                 x.leaf("GrpcCode", &hc.grpc_code);
             }
-        })
-        .leaf("TargetType", target_type(tg))
-        .leaf("ProtocolVersion", tg.protocol_version.as_str())
-        .leaf("IpAddressType", "ipv4");
+        });
+    }
+    if tg.protocol.is_http() {
+        x.leaf("ProtocolVersion", tg.protocol_version.as_str());
+    }
     // A group no load balancer uses has no LoadBalancerArns at all, as AWS renders it.
     if let Some(lb) = state.load_balancer_of_target_group(&tg.arn) {
         x.text_members("LoadBalancerArns", [lb]);

@@ -241,14 +241,14 @@ impl Runtime {
             (node.id.clone(), tg.arn.clone()),
             Arc::default,
         );
-        let (chosen, registered) =
-            choose(inputs.state, node, tg, inputs.health, (&self.kept, used));
+        let choice = choose(inputs.state, node, tg, inputs.health, (&self.kept, used));
         let slow_start_ms = tg
             .attributes
             .int("slow_start.duration_seconds")
             .unwrap_or(0)
             * 1000;
-        let endpoints = chosen
+        let endpoints = choice
+            .targets
             .into_iter()
             .map(|target| {
                 let addr = target.addr;
@@ -280,7 +280,7 @@ impl Runtime {
         HttpTargets {
             target_group_arn: tg.arn.clone(),
             group_id: tg.arn.rsplit('/').next().unwrap_or_default().to_owned(),
-            registered,
+            registered: choice.registered,
             endpoints,
             proto: Http {
                 stickiness: stickiness(&tg.attributes),

@@ -3,10 +3,12 @@
 //! table. Only the control path runs this.
 //!
 //! - `http`: HTTP and HTTPS listeners (rules, TLS configurations, HTTP target groups).
+//! - `tcp`: TCP listeners (NLB), and the terminators that reset a target's flows.
 //! - `targets`: which registered targets a node sends a group's traffic to (any protocol).
 
 mod http;
 mod targets;
+mod tcp;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -28,9 +30,10 @@ use crate::table::{Door, Listener, RoutingTable};
 use crate::upstream::Upstream;
 
 /// State that must survive snapshot swaps, keyed by stable keys.
-#[derive(Default)]
 pub(crate) struct Runtime {
     kept: Kept,
+    /// The seed of every TCP group's flow hash.
+    flow_seed: u64,
     /// Session tickets and cache, shared by every HTTPS listener for as long as elbd runs.
     resumption: Option<Resumption>,
     /// The stickiness cookie key (hex) and its sealer.
@@ -55,6 +58,8 @@ struct Kept {
     /// What an HTTPS listener's configuration was made of → that configuration, so that a
     /// snapshot that changes nothing of it keeps it (and its parsed keys).
     tls: HashMap<String, Arc<rustls::ServerConfig>>,
+    /// (node id, registration key) → what resets the node's flows to the target.
+    terminators: HashMap<(String, String), Arc<tcp::Terminator>>,
 }
 
 /// The value kept under `key`, from `old` if it had one, recorded as used in `used`.
@@ -79,6 +84,15 @@ struct Inputs<'a> {
 }
 
 impl Runtime {
+    pub(crate) fn new(flow_seed: u64) -> Self {
+        Self {
+            kept: Kept::default(),
+            flow_seed,
+            resumption: None,
+            sealer: None,
+        }
+    }
+
     /// Compiles `state` and `health`: for every node of every load balancer, one entry per
     /// listener, with what its kind of server needs and the targets that node may send to.
     pub(crate) fn compile(
@@ -113,6 +127,9 @@ impl Runtime {
                     ListenerProtocol::Http | ListenerProtocol::Https => {
                         self.http_listener(&inputs, lb, listener, door, &mut used)
                     }
+                    ListenerProtocol::Tcp => {
+                        self.tcp_listener(&inputs, lb, listener, door, &mut used)
+                    }
                     // The API refuses the kinds not served yet.
                     _ => Vec::new(),
                 };
@@ -121,6 +138,7 @@ impl Runtime {
                 }
             }
         }
+        tcp::forget(&self.kept, &used);
         self.kept = used;
         RoutingTable {
             revision,

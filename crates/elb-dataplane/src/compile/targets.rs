@@ -23,14 +23,23 @@ pub(super) struct Chosen {
     pub(super) outstanding: Arc<AtomicUsize>,
 }
 
-/// The group's targets for `node`, and how many registered targets can take traffic at all.
+/// What a node sends a group's traffic to.
+pub(super) struct Choice {
+    pub(super) targets: Vec<Chosen>,
+    /// How many registered targets can take traffic at all.
+    pub(super) registered: usize,
+    /// Too few are healthy: every target in reach is taken, healthy or not.
+    pub(super) fail_open: bool,
+}
+
+/// The group's targets for `node`.
 pub(super) fn choose(
     state: &Region,
     node: &Node,
     tg: &TargetGroup,
     health: &HealthView,
     (old, used): (&Kept, &mut Kept),
-) -> (Vec<Chosen>, usize) {
+) -> Choice {
     let registered = tg.targets.iter().filter(|t| state.in_service(t)).count();
     let in_reach: Vec<(&Registration, String)> = state
         .in_reach(node, tg)
@@ -60,7 +69,7 @@ pub(super) fn choose(
         attrs.int("target_group_health.unhealthy_state_routing.minimum_healthy_targets.percentage");
     // Too few healthy: route to every target in reach, healthy or not.
     let fail_open = !in_reach.is_empty() && below_minimum(healthy, in_reach.len(), count, percent);
-    let chosen = in_reach
+    let targets = in_reach
         .into_iter()
         .filter_map(|(registration, key)| {
             let since = healthy_since(&key);
@@ -81,5 +90,9 @@ pub(super) fn choose(
             })
         })
         .collect();
-    (chosen, registered)
+    Choice {
+        targets,
+        registered,
+        fail_open,
+    }
 }

@@ -7,8 +7,10 @@ use crate::attributes;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::limits;
-use crate::listener::Listener;
+use crate::listener::{Listener, ListenerProtocol};
+use crate::load_balancer::LoadBalancerKind;
 use crate::rule::Action;
+use crate::target_group::TargetGroupProtocol;
 
 impl Region {
     pub(super) fn create_listener(
@@ -54,7 +56,7 @@ impl Region {
                 ),
             ));
         }
-        self.check_actions(&lb.arn, &c.default_actions)?;
+        self.check_actions(&lb.arn, c.protocol, &c.default_actions)?;
         let arn = format!(
             "{}/{}",
             lb.arn.replacen(":loadbalancer/", ":listener/", 1),
@@ -76,7 +78,7 @@ impl Region {
                 default_actions: c.default_actions,
                 default_action_order: c.default_action_order,
                 tls,
-                attributes: attributes::listener_defaults(),
+                attributes: attributes::listener_defaults(c.protocol),
                 tags: Tags::new(),
                 origin: c.origin,
             },
@@ -134,7 +136,7 @@ impl Region {
                 format!("A listener already exists on port {port}"),
             ));
         }
-        self.check_actions(&lb_arn, &default_actions)?;
+        self.check_actions(&lb_arn, protocol, &default_actions)?;
         let listener = self.listeners.get_mut(arn).expect("checked above");
         listener.port = port;
         listener.protocol = protocol;
@@ -150,7 +152,8 @@ impl Region {
         changes: &[(String, String)],
     ) -> Result<Outcome> {
         let listener = self.listener_mut(arn)?;
-        listener.attributes = attributes::modify_listener(&listener.attributes, changes)?;
+        listener.attributes =
+            attributes::modify_listener(&listener.attributes, listener.protocol, changes)?;
         Ok(Outcome::Done)
     }
 
@@ -170,9 +173,15 @@ impl Region {
     }
 
     /// Exactly one action (forward, redirect or fixed response; authentication actions are
-    /// not built), valid in itself, forwarding only to HTTP target groups in the load
-    /// balancer's VPC that no other load balancer uses.
-    pub(super) fn check_actions(&self, lb_arn: &str, actions: &[Action]) -> Result<()> {
+    /// not built), valid in itself, forwarding only to target groups of a protocol the
+    /// listener's carries, in the load balancer's VPC, that no other load balancer uses. A
+    /// network load balancer's listeners forward, to one group.
+    pub(super) fn check_actions(
+        &self,
+        lb_arn: &str,
+        protocol: ListenerProtocol,
+        actions: &[Action],
+    ) -> Result<()> {
         let [action] = actions else {
             return Err(ModelError::new(
                 ErrorCode::InvalidLoadBalancerAction,
@@ -181,19 +190,43 @@ impl Region {
         };
         action.validate()?;
         let lb = &self.load_balancers[lb_arn];
+        if lb.kind == LoadBalancerKind::Network {
+            let one_group = match action {
+                Action::Forward { target_groups, .. } => target_groups.len() == 1,
+                _ => false,
+            };
+            if !one_group {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidLoadBalancerAction,
+                    "Network load balancer listeners support one action: forward to one \
+                     target group",
+                ));
+            }
+        }
         for tg_arn in action.target_group_arns() {
             let tg = self
                 .target_groups
                 .get(tg_arn)
                 .ok_or_else(|| target_groups::not_found(tg_arn))?;
-            if !tg.protocol.is_http() {
+            let carried: &[TargetGroupProtocol] = match protocol {
+                ListenerProtocol::Http | ListenerProtocol::Https => {
+                    &[TargetGroupProtocol::Http, TargetGroupProtocol::Https]
+                }
+                ListenerProtocol::Tcp => &[TargetGroupProtocol::Tcp, TargetGroupProtocol::TcpUdp],
+                ListenerProtocol::Tls => &[TargetGroupProtocol::Tcp, TargetGroupProtocol::Tls],
+                ListenerProtocol::Udp => &[TargetGroupProtocol::Udp, TargetGroupProtocol::TcpUdp],
+                ListenerProtocol::TcpUdp => &[TargetGroupProtocol::TcpUdp],
+            };
+            if !carried.contains(&tg.protocol) {
+                let names: Vec<&str> = carried.iter().map(|p| p.as_str()).collect();
                 return Err(ModelError::new(
                     ErrorCode::IncompatibleProtocols,
                     format!(
-                        "Target group '{}' uses {}; HTTP and HTTPS listeners need an HTTP or \
-                         HTTPS target group",
+                        "Target group '{}' uses {}; {} listeners forward to {} target groups",
                         tg.name,
-                        tg.protocol.as_str()
+                        tg.protocol.as_str(),
+                        protocol.as_str(),
+                        names.join(" or ")
                     ),
                 ));
             }

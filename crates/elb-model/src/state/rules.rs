@@ -3,6 +3,7 @@
 use super::{Origin, Outcome, Region, Tags};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
+use crate::listener::ListenerProtocol;
 use crate::rule::{Action, Condition, Rule, validate_conditions};
 
 /// AWS's quota of rules per application load balancer, default rules aside.
@@ -19,10 +20,17 @@ impl Region {
         cx: &mut Context<'_>,
     ) -> Result<Outcome> {
         let listener = self.listener(listener_arn)?;
-        let lb_arn = listener.load_balancer_arn.clone();
+        let (lb_arn, protocol) = (listener.load_balancer_arn.clone(), listener.protocol);
+        if !matches!(protocol, ListenerProtocol::Http | ListenerProtocol::Https) {
+            return Err(ModelError::validation(format!(
+                "Rules are not supported for {} listeners; only HTTP and HTTPS listeners have \
+                 rules",
+                protocol.as_str()
+            )));
+        }
         check_priority(priority)?;
         validate_conditions(&conditions)?;
-        self.check_actions(&lb_arn, &actions)?;
+        self.check_actions(&lb_arn, protocol, &actions)?;
         if let Some(same) = self
             .rules
             .values()
@@ -77,12 +85,13 @@ impl Region {
         actions: Option<(Vec<Action>, Option<u16>)>,
     ) -> Result<Outcome> {
         let rule = self.rule(arn)?;
-        let lb_arn = self.listener(&rule.listener_arn)?.load_balancer_arn.clone();
+        let listener = self.listener(&rule.listener_arn)?;
+        let (lb_arn, protocol) = (listener.load_balancer_arn.clone(), listener.protocol);
         if let Some(conditions) = &conditions {
             validate_conditions(conditions)?;
         }
         if let Some((actions, _)) = &actions {
-            self.check_actions(&lb_arn, actions)?;
+            self.check_actions(&lb_arn, protocol, actions)?;
         }
         let rule = self.rules.get_mut(arn).expect("checked above");
         if let Some(conditions) = conditions {

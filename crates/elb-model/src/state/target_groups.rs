@@ -81,7 +81,7 @@ impl Region {
                 port: c.port,
                 vpc_id,
                 target_type,
-                attributes: attributes::target_group_defaults(),
+                attributes: attributes::target_group_defaults(protocol, target_type),
                 health_check: HealthCheck::for_target_group(protocol, c.protocol_version),
                 targets: Vec::new(),
                 tags: Tags::new(),
@@ -109,7 +109,7 @@ impl Region {
         changes: &HealthCheckChanges,
     ) -> Result<Outcome> {
         let tg = self.target_group_mut(arn)?;
-        tg.health_check = tg.health_check.with(changes)?;
+        tg.health_check = tg.health_check.with(tg.protocol, changes)?;
         Ok(Outcome::Done)
     }
 
@@ -128,7 +128,7 @@ impl Region {
         changes: &[(String, String)],
     ) -> Result<Outcome> {
         let tg = self.target_group_mut(arn)?;
-        tg.attributes = attributes::modify_target_group(&tg.attributes, changes)?;
+        tg.attributes = attributes::modify_target_group(&tg.attributes, tg.protocol, changes)?;
         Ok(Outcome::Done)
     }
 

@@ -557,6 +557,18 @@ impl Aws {
         target_type: &str,
         extra: &[&str],
     ) -> String {
+        self.target_group_of("HTTP", name, vpc, (port, target_type), extra)
+    }
+
+    /// `create-target-group` of `protocol`, as [`Aws::target_group`].
+    pub(crate) fn target_group_of(
+        &self,
+        protocol: &str,
+        name: &str,
+        vpc: &str,
+        (port, target_type): (u16, &str),
+        extra: &[&str],
+    ) -> String {
         let port = port.to_string();
         let mut args = vec![
             "elbv2",
@@ -564,7 +576,7 @@ impl Aws {
             "--name",
             name,
             "--protocol",
-            "HTTP",
+            protocol,
             "--port",
             &port,
             "--vpc-id",

@@ -8,6 +8,7 @@ mod errors;
 mod harness;
 mod health;
 mod netlab;
+mod nlb;
 mod protocols;
 mod relay;
 mod reload;

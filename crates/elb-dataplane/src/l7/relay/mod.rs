@@ -11,7 +11,6 @@
 //! rules.
 
 mod head;
-mod spare;
 
 use std::future::Future;
 use std::io;
@@ -35,6 +34,7 @@ use super::rescue::{self, ProxyError};
 use super::rules::{self, RequestView};
 use super::{ClientCert, dress};
 use crate::pool::TargetPool;
+use crate::spare;
 use crate::table::{HttpRoute, RouteAction, RoutingTable, XffMode};
 use crate::targets::HttpTargets;
 

@@ -9,6 +9,7 @@ use crate::target_group::{HealthCheckChanges, TargetId};
 
 mod access;
 mod ec2;
+mod nlb;
 
 struct World {
     state: Region,

@@ -1,0 +1,156 @@
+//! TCP listeners (NLB): per node, the one target group the listener forwards to, hashed by
+//! flow; and the terminators that reset a target's open flows when the group's attributes
+//! ask for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use elb_model::attributes::{
+    DEREGISTRATION_TERMINATION, PRESERVE_CLIENT_IP, TCP_IDLE_TIMEOUT, UNHEALTHY_TERMINATION,
+};
+use elb_model::{Action, HealthState, Listener as ModelListener, LoadBalancer, Node, TargetGroup};
+use tokio::sync::watch;
+
+use super::targets::choose;
+use super::{Inputs, Kept, Runtime, keep};
+use crate::table::{Door, Listener, TcpRoute};
+use crate::targets::{Endpoint, Tcp, TcpEndpoint, TcpTargets};
+
+/// Resets the open flows of one node to one target.
+pub(super) struct Terminator {
+    cut: watch::Sender<bool>,
+    /// Whether the flows are reset when the registration goes away (its deregistration delay
+    /// ended): the group's `deregistration_delay.connection_termination.enabled`, as of the
+    /// last snapshot that had the registration.
+    on_removal: bool,
+}
+
+impl Terminator {
+    fn new(on_removal: bool) -> Self {
+        Self {
+            cut: watch::Sender::new(false),
+            on_removal,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+}
+
+/// What the runtime forgets: the terminators of registrations that went away are fired
+/// when their group asked for it.
+pub(super) fn forget(old: &Kept, used: &Kept) {
+    for (key, terminator) in &old.terminators {
+        if terminator.on_removal && !used.terminators.contains_key(key) {
+            terminator.cut();
+        }
+    }
+}
+
+impl Runtime {
+    /// A TCP listener on each node of `lb`, forwarding to its one target group.
+    pub(super) fn tcp_listener<'a>(
+        &mut self,
+        inputs: &Inputs<'a>,
+        lb: &'a LoadBalancer,
+        listener: &ModelListener,
+        door: Door,
+        used: &mut Kept,
+    ) -> Vec<(&'a Node, Listener)> {
+        let state = inputs.state;
+        let group = listener
+            .default_actions
+            .first()
+            .and_then(|action| match action {
+                Action::Forward { target_groups, .. } => target_groups.first(),
+                _ => None,
+            });
+        // The API lets an NLB listener forward to one group and nothing else.
+        let Some(tg) = group.and_then(|g| state.target_groups.get(&g.target_group_arn)) else {
+            return Vec::new();
+        };
+        let idle_timeout =
+            Duration::from_secs(listener.attributes.int(TCP_IDLE_TIMEOUT).unwrap_or(350));
+        state
+            .nodes_of(&lb.arn)
+            .map(|node| {
+                let targets = self.tcp_targets(inputs, node, tg, used);
+                let route = TcpRoute {
+                    door: door.clone(),
+                    idle_timeout,
+                    node_ip: node.private_ipv4.into(),
+                    targets: Arc::new(targets),
+                };
+                (node, Listener::Tcp(Arc::new(route)))
+            })
+            .collect()
+    }
+
+    /// What `node` sends `tg`'s flows to. Along the way, the open flows of targets that
+    /// turned unhealthy are reset when the group asks for it (unless too few are healthy and
+    /// the group fails open to all), and every registration keeps its terminator.
+    fn tcp_targets(
+        &mut self,
+        inputs: &Inputs<'_>,
+        node: &Node,
+        tg: &TargetGroup,
+        used: &mut Kept,
+    ) -> TcpTargets {
+        let state = inputs.state;
+        let attrs = &tg.attributes;
+        let on_removal = attrs.flag(DEREGISTRATION_TERMINATION);
+        let choice = choose(state, node, tg, inputs.health, (&self.kept, used));
+        for registration in &tg.targets {
+            let key = (node.id.clone(), registration.key(&tg.arn));
+            let unhealthy = inputs
+                .health
+                .get(&node.id, &key.1)
+                .is_some_and(|h| h.state == HealthState::Unhealthy);
+            let terminator = keep(
+                &self.kept.terminators,
+                &mut used.terminators,
+                key.clone(),
+                || Arc::new(Terminator::new(on_removal)),
+            );
+            if unhealthy && attrs.flag(UNHEALTHY_TERMINATION) && !choice.fail_open {
+                terminator.cut();
+                // Flows that come after it is healthy again start uncut.
+                used.terminators
+                    .insert(key, Arc::new(Terminator::new(on_removal)));
+            } else if terminator.on_removal != on_removal {
+                let renewed = Terminator {
+                    cut: terminator.cut.clone(),
+                    on_removal,
+                };
+                used.terminators.insert(key, Arc::new(renewed));
+            }
+        }
+        let endpoints = choice
+            .targets
+            .into_iter()
+            .map(|target| {
+                let terminator = &used.terminators[&(node.id.clone(), target.key)];
+                Endpoint {
+                    addr: target.addr,
+                    outstanding: target.outstanding,
+                    proto: TcpEndpoint {
+                        cut: terminator.cut.subscribe(),
+                    },
+                }
+            })
+            .collect();
+        TcpTargets {
+            target_group_arn: tg.arn.clone(),
+            group_id: tg.arn.rsplit('/').next().unwrap_or_default().to_owned(),
+            registered: choice.registered,
+            endpoints,
+            proto: Tcp {
+                seed: self.flow_seed,
+                source_ip_sticky: attrs.flag("stickiness.enabled")
+                    && attrs.get("stickiness.type") == Some("source_ip"),
+                preserve_client_ip: attrs.flag(PRESERVE_CLIENT_IP),
+            },
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Network load balancers: what TCP listeners and target groups accept, as AWS.
+
+use super::*;
+use crate::attributes::{PRESERVE_CLIENT_IP, TCP_IDLE_TIMEOUT};
+use crate::rule::FixedResponse;
+
+impl World {
+    fn nlb(&mut self, name: &str) -> String {
+        let subnet_ids = vec![self.subnet("us-east-1a"), self.subnet("us-east-1b")];
+        self.created(Command::CreateLoadBalancer(CreateLoadBalancer {
+            name: name.into(),
+            kind: LoadBalancerKind::Network,
+            scheme: Some(Scheme::Internal),
+            ip_address_type: None,
+            subnet_ids,
+            security_groups: None,
+            origin: Origin::Api,
+        }))
+    }
+
+    fn group(&mut self, name: &str, protocol: &str, target_type: &str) -> Result<Outcome> {
+        self.run(Command::CreateTargetGroup(CreateTargetGroup {
+            name: name.into(),
+            protocol: protocol.into(),
+            protocol_version: ProtocolVersion::Http1,
+            port: 9100,
+            vpc_id: None,
+            target_type: target_type.into(),
+            origin: Origin::Api,
+        }))
+    }
+
+    fn listener_of(
+        &mut self,
+        lb: &str,
+        protocol: ListenerProtocol,
+        actions: Vec<Action>,
+    ) -> Result<Outcome> {
+        self.run(Command::CreateListener(CreateListener {
+            load_balancer_arn: lb.into(),
+            protocol,
+            port: 7000,
+            default_actions: actions,
+            default_action_order: None,
+            ssl_policy: None,
+            certificate_arns: vec![],
+            mutual_authentication: None,
+            origin: Origin::Api,
+        }))
+    }
+}
+
+#[test]
+fn tcp_groups_take_aws_defaults_and_their_own_attributes() {
+    let mut w = World::new();
+    let ip = arn_of(w.group("ip", "TCP", "ip"));
+    let instance = arn_of(w.group("instance", "TCP", "instance"));
+    let hc = &w.state.target_groups[&ip].health_check;
+    assert_eq!(
+        (hc.protocol.as_str(), hc.port.as_str(), hc.interval_seconds),
+        ("TCP", "traffic-port", 30)
+    );
+    assert_eq!(
+        (
+            hc.timeout_seconds,
+            hc.healthy_threshold,
+            hc.unhealthy_threshold
+        ),
+        (10, 5, 2)
+    );
+    let preserve = |w: &World, arn: &str| {
+        w.state.target_groups[arn]
+            .attributes
+            .get(PRESERVE_CLIENT_IP)
+            .map(str::to_owned)
+    };
+    assert_eq!(preserve(&w, &ip).as_deref(), Some("false"));
+    assert_eq!(preserve(&w, &instance).as_deref(), Some("true"));
+
+    let set = |w: &mut World, key: &str, value: &str| {
+        w.run(Command::ModifyTargetGroupAttributes {
+            arn: ip.clone(),
+            changes: vec![(key.into(), value.into())],
+        })
+    };
+    assert!(set(&mut w, "stickiness.type", "source_ip").is_ok());
+    for (key, value) in [
+        ("stickiness.type", "lb_cookie"),
+        ("slow_start.duration_seconds", "30"),
+        ("deregistration_delay.timeout_seconds", "3601"),
+    ] {
+        let e = set(&mut w, key, value).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationError, "{key}={value}: {e:?}");
+        assert!(e.message.contains(key), "{e:?}");
+    }
+    let e = set(&mut w, "proxy_protocol_v2.enabled", "true").unwrap_err();
+    assert_eq!(
+        e.code,
+        ErrorCode::InvalidConfigurationRequest,
+        "not built: {e:?}"
+    );
+
+    // TCP checks take no path; HTTP ones on an NLB's group match 200-599.
+    let check = |w: &mut World, changes: HealthCheckChanges| {
+        w.run(Command::ModifyTargetGroup {
+            arn: ip.clone(),
+            health_check: changes,
+        })
+    };
+    let path = HealthCheckChanges {
+        path: Some("/health".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        check(&mut w, path).unwrap_err().code,
+        ErrorCode::ValidationError
+    );
+    let http = HealthCheckChanges {
+        protocol: Some("HTTP".into()),
+        path: Some("/health".into()),
+        http_code: Some("200-599".into()),
+        ..Default::default()
+    };
+    assert!(check(&mut w, http).is_ok());
+    let http_group = w.target_group("web");
+    let tcp_check = w.run(Command::ModifyTargetGroup {
+        arn: http_group,
+        health_check: HealthCheckChanges {
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        },
+    });
+    assert_eq!(
+        tcp_check.unwrap_err().code,
+        ErrorCode::InvalidConfigurationRequest
+    );
+    assert_eq!(
+        w.group("udp", "UDP", "ip").unwrap_err().code,
+        ErrorCode::UnsupportedProtocol
+    );
+}
+
+#[test]
+fn nlb_listeners_forward_tcp_to_one_tcp_group() {
+    let mut w = World::new();
+    let lb = w.nlb("flows");
+    let tcp = arn_of(w.group("tcp", "TCP", "ip"));
+    let http = w.target_group("web");
+
+    let e = w
+        .listener_of(&lb, ListenerProtocol::Http, vec![Action::forward(&tcp)])
+        .unwrap_err();
+    assert_eq!(
+        e.message,
+        "Listener protocol 'HTTP' must be one of 'TCP, TLS, UDP, TCP_UDP'"
+    );
+    let e = w
+        .listener_of(&lb, ListenerProtocol::Udp, vec![Action::forward(&tcp)])
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::UnsupportedProtocol);
+    let e = w
+        .listener_of(&lb, ListenerProtocol::Tcp, vec![Action::forward(&http)])
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::IncompatibleProtocols);
+    let fixed = Action::FixedResponse(FixedResponse {
+        status_code: 200,
+        content_type: None,
+        body: None,
+    });
+    let e = w
+        .listener_of(&lb, ListenerProtocol::Tcp, vec![fixed])
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidLoadBalancerAction);
+
+    let listener = arn_of(w.listener_of(&lb, ListenerProtocol::Tcp, vec![Action::forward(&tcp)]));
+    let attrs = &w.state.listeners[&listener].attributes;
+    assert_eq!(attrs.get(TCP_IDLE_TIMEOUT), Some("350"));
+    assert_eq!(attrs.iter().count(), 1, "only the NLB listener attribute");
+    let idle = |w: &mut World, value: &str| {
+        w.run(Command::ModifyListenerAttributes {
+            arn: listener.clone(),
+            changes: vec![(TCP_IDLE_TIMEOUT.into(), value.into())],
+        })
+    };
+    assert!(idle(&mut w, "6000").is_ok());
+    assert_eq!(
+        idle(&mut w, "59").unwrap_err().code,
+        ErrorCode::ValidationError
+    );
+
+    let rule = w.run(Command::CreateRule {
+        listener_arn: listener,
+        priority: 1,
+        conditions: vec![],
+        actions: vec![Action::forward(&tcp)],
+        action_order: None,
+        origin: Origin::Api,
+    });
+    assert_eq!(rule.unwrap_err().code, ErrorCode::ValidationError);
+}

@@ -1,0 +1,459 @@
+//! Network load balancers over TCP: flows per zone and across zones, the address targets see,
+//! half-closes, health checks by TCP connect, and connection termination. Clients are raw
+//! sockets; targets are TCP servers that first say who they are and which peer they see.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use crate::harness::{Aws, Elbd, Lab};
+
+/// A TCP target: to each connection it writes `ADDR PEER\n`, echoes what it reads, and at
+/// the client's half-close writes `bye` and closes.
+struct TcpTarget {
+    addr: SocketAddr,
+    /// Set: the listening socket is closed (new connections are refused); open ones live on.
+    stopped: Arc<AtomicBool>,
+    stop: Arc<Notify>,
+}
+
+impl TcpTarget {
+    async fn start(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Notify::new());
+        let (is_stopped, on_stop) = (stopped.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, peer) = tokio::select! {
+                    accepted = listener.accept() => accepted.unwrap(),
+                    () = on_stop.notified() => return,
+                };
+                if is_stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                tokio::spawn(async move {
+                    let hello = format!("{addr} {peer}\n");
+                    if stream.write_all(hello.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) => {
+                                let _ = stream.write_all(b"bye").await;
+                                return;
+                            }
+                            Ok(n) => {
+                                if stream.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            stopped,
+            stop,
+        }
+    }
+
+    /// Closes the listening socket: health checks and new flows are refused from now on.
+    fn stop_listening(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.stop.notify_one();
+    }
+}
+
+/// A flow through `node`: the target it reached and the peer that target saw, with the
+/// stream still open.
+async fn open(node: SocketAddr) -> (String, String, BufReader<TcpStream>) {
+    let stream = TcpStream::connect(node).await.unwrap();
+    let mut stream = BufReader::new(stream);
+    let mut hello = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_line(&mut hello))
+        .await
+        .expect("the target greets in time")
+        .unwrap();
+    let (target, peer) = hello
+        .trim_end()
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("greeting {hello:?}"));
+    (target.to_owned(), peer.to_owned(), stream)
+}
+
+/// The targets `n` flows through `node` reach, with the peers the targets saw.
+async fn flows(node: SocketAddr, n: usize) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let (target, peer, _) = open(node).await;
+        seen.push((target, peer));
+    }
+    seen
+}
+
+/// Waits (at most 5 s) for `stream` to be reset.
+async fn expect_reset(stream: &mut BufReader<TcpStream>, what: &str) {
+    let mut buf = [0u8; 16];
+    match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+        Ok(Err(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{what}"),
+        other => panic!("{what} was not reset: {other:?}"),
+    }
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+fn start(lab: &Lab) -> (Elbd, Aws) {
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let config = lab.write("elbd.toml", &lab.settings());
+    let elbd = Elbd::start(lab, &config, &["--api-listen", &api.to_string()], &[api]);
+    (elbd, Aws::new(api))
+}
+
+/// An internal NLB in two zones, one ip target per zone, built with the aws cli: each node
+/// keeps to its zone until cross-zone is on, targets see the node's address, a flow keeps its
+/// target, and half-closes cross.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_nlb_keeps_flows_in_their_zone_until_cross_zone_is_on() {
+    let lab = Lab::new("nlb-zones", 35);
+    let targets = [
+        TcpTarget::start(SocketAddr::from((lab.ip('a', 10), 9100))).await,
+        TcpTarget::start(SocketAddr::from((lab.ip('b', 10), 9100))).await,
+    ];
+    let (mut elbd, aws) = start(&lab);
+    let subnets = aws.ok(&["ec2", "describe-subnets"]);
+    let mut subnets: Vec<&Value> = subnets["Subnets"].as_array().unwrap().iter().collect();
+    subnets.sort_by_key(|s| text(&s["AvailabilityZone"]).to_owned());
+    let vpc = text(&subnets[0]["VpcId"]).to_owned();
+
+    let lb = aws.ok(&[
+        "elbv2",
+        "create-load-balancer",
+        "--name",
+        "flows",
+        "--type",
+        "network",
+        "--scheme",
+        "internal",
+        "--subnets",
+        text(&subnets[0]["SubnetId"]),
+        text(&subnets[1]["SubnetId"]),
+    ])["LoadBalancers"][0]
+        .clone();
+    assert_eq!(lb["Type"], "network");
+    let dns = text(&lb["DNSName"]);
+    assert!(
+        dns.starts_with("flows-") && dns.contains(".elb.us-east-1."),
+        "NLB names are NAME-HEX.elb.REGION.DOMAIN: {dns}"
+    );
+    let lb_arn = text(&lb["LoadBalancerArn"]).to_owned();
+
+    // AWS's defaults for a TCP group: TCP checks on the traffic port, 30 s, 10 s, 5 and 2.
+    let defaults = aws.ok(&[
+        "elbv2",
+        "create-target-group",
+        "--name",
+        "defaults",
+        "--protocol",
+        "TCP",
+        "--port",
+        "9100",
+        "--vpc-id",
+        &vpc,
+    ])["TargetGroups"][0]
+        .clone();
+    for (key, value) in [
+        ("HealthCheckProtocol", "TCP"),
+        ("HealthCheckPort", "traffic-port"),
+    ] {
+        assert_eq!(defaults[key], value, "{key}: {defaults}");
+    }
+    for (key, value) in [
+        ("HealthCheckIntervalSeconds", 30),
+        ("HealthCheckTimeoutSeconds", 10),
+        ("HealthyThresholdCount", 5),
+        ("UnhealthyThresholdCount", 2),
+    ] {
+        assert_eq!(defaults[key], value, "{key}: {defaults}");
+    }
+    assert!(defaults.get("HealthCheckPath").is_none(), "{defaults}");
+    let attributes = aws.ok(&[
+        "elbv2",
+        "describe-target-group-attributes",
+        "--target-group-arn",
+        text(&defaults["TargetGroupArn"]),
+    ]);
+    let attribute = |key: &str| {
+        attributes["Attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["Key"] == key)
+            .map(|a| text(&a["Value"]).to_owned())
+    };
+    assert_eq!(
+        attribute("preserve_client_ip.enabled").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        attribute("target_health_state.unhealthy.connection_termination.enabled").as_deref(),
+        Some("true")
+    );
+    assert_eq!(attribute("stickiness.type").as_deref(), Some("source_ip"));
+
+    let checks = [
+        "--health-check-interval-seconds",
+        "5",
+        "--health-check-timeout-seconds",
+        "2",
+        "--healthy-threshold-count",
+        "2",
+    ];
+    let tg = aws.target_group_of("TCP", "flows", &vpc, (9100, "ip"), &checks);
+    let ids: Vec<String> = targets
+        .iter()
+        .map(|t| format!("Id={}", t.addr.ip()))
+        .collect();
+    let mut register = vec![
+        "elbv2",
+        "register-targets",
+        "--target-group-arn",
+        &tg,
+        "--targets",
+    ];
+    register.extend(ids.iter().map(String::as_str));
+    aws.ok(&register);
+
+    // Listener protocols by type, as AWS words it.
+    let action = format!("Type=forward,TargetGroupArn={tg}");
+    let listener = |protocol: &str, port: &str| {
+        aws.command(&[
+            "elbv2",
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            protocol,
+            "--port",
+            port,
+            "--default-actions",
+            &action,
+        ])
+    };
+    let refused = String::from_utf8_lossy(&listener("HTTP", "7001").stderr).into_owned();
+    assert!(
+        refused.contains("ValidationError")
+            && refused.contains("Listener protocol 'HTTP' must be one of 'TCP, TLS, UDP, TCP_UDP'"),
+        "{refused}"
+    );
+    let refused = String::from_utf8_lossy(&listener("UDP", "7001").stderr).into_owned();
+    assert!(refused.contains("UnsupportedProtocol"), "{refused}");
+    let created = Aws::json(listener("TCP", "7000"));
+    let listener_arn = text(&created["Listeners"][0]["ListenerArn"]).to_owned();
+    let too_short = aws.err(&[
+        "elbv2",
+        "modify-listener-attributes",
+        "--listener-arn",
+        &listener_arn,
+        "--attributes",
+        "Key=tcp.idle_timeout.seconds,Value=59",
+    ]);
+    assert!(too_short.contains("ValidationError"), "{too_short}");
+    let not_nlb = aws.err(&[
+        "elbv2",
+        "modify-load-balancer-attributes",
+        "--load-balancer-arn",
+        &lb_arn,
+        "--attributes",
+        "Key=idle_timeout.timeout_seconds,Value=30",
+    ]);
+    assert!(not_nlb.contains("ValidationError"), "{not_nlb}");
+
+    // Cross-zone is off: each node checks and reaches its own zone's target only.
+    elbd.wait_healthy(2);
+    let nodes = [lab.node('a', 7000), lab.node('b', 7000)];
+    for (node, target) in nodes.iter().zip(&targets) {
+        for (reached, peer) in flows(*node, 20).await {
+            assert_eq!(reached, target.addr.to_string(), "through {node}");
+            let peer: SocketAddr = peer.parse().unwrap();
+            assert_eq!(peer.ip(), node.ip(), "an ip target over TCP sees the node");
+        }
+    }
+
+    // A flow open across a configuration change keeps its target; half-closes cross.
+    let (first, _, mut kept) = open(nodes[0]).await;
+    aws.ok(&[
+        "elbv2",
+        "modify-load-balancer-attributes",
+        "--load-balancer-arn",
+        &lb_arn,
+        "--attributes",
+        "Key=load_balancing.cross_zone.enabled,Value=true",
+    ]);
+    elbd.wait_healthy(4);
+    let reached: std::collections::BTreeSet<String> = flows(nodes[0], 40)
+        .await
+        .into_iter()
+        .map(|(target, _)| target)
+        .collect();
+    assert_eq!(
+        reached.len(),
+        2,
+        "cross-zone: both targets through one node"
+    );
+    kept.write_all(b"still ").await.unwrap();
+    kept.get_mut().shutdown().await.unwrap();
+    let mut rest = String::new();
+    kept.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(
+        rest, "still bye",
+        "the flow stayed on {first} and the half-close crossed"
+    );
+
+    // Source-IP stickiness: every flow of one client goes to one target.
+    let set = |attributes: &[&str]| {
+        let mut args = vec![
+            "elbv2",
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg,
+            "--attributes",
+        ];
+        args.extend_from_slice(attributes);
+        aws.ok(&args);
+    };
+    set(&[
+        "Key=stickiness.enabled,Value=true",
+        "Key=stickiness.type,Value=source_ip",
+    ]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reached: std::collections::BTreeSet<String> = flows(nodes[0], 20)
+        .await
+        .into_iter()
+        .map(|(target, _)| target)
+        .collect();
+    assert_eq!(reached.len(), 1, "one client, one target: {reached:?}");
+
+    // Deregistration with connection termination: the open flow is closed when the delay ends.
+    set(&[
+        "Key=deregistration_delay.timeout_seconds,Value=0",
+        "Key=deregistration_delay.connection_termination.enabled,Value=true",
+    ]);
+    let (target, _, mut doomed) = open(nodes[0]).await;
+    let target_ip = target.parse::<SocketAddr>().unwrap().ip().to_string();
+    aws.ok(&[
+        "elbv2",
+        "deregister-targets",
+        "--target-group-arn",
+        &tg,
+        "--targets",
+        &format!("Id={target_ip}"),
+    ]);
+    expect_reset(&mut doomed, "the deregistered target's flow").await;
+}
+
+/// With cross-zone on, a target that stops accepting under a steady connection rate is found
+/// unhealthy within interval × threshold; no new flow fails, and its open flows are reset.
+/// Built from the config file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_target_is_passed_over_and_its_flows_are_reset() {
+    let lab = Lab::new("nlb-health", 36);
+    let targets = [
+        TcpTarget::start(SocketAddr::from((lab.ip('a', 10), 9100))).await,
+        TcpTarget::start(SocketAddr::from((lab.ip('b', 10), 9100))).await,
+    ];
+    let config = format!(
+        "{}\n\
+         [[load_balancer]]\nname = \"tcp\"\ntype = \"network\"\nscheme = \"internal\"\n\
+         availability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         [load_balancer.attributes]\n\"load_balancing.cross_zone.enabled\" = true\n\
+         [[load_balancer.listener]]\nprotocol = \"TCP\"\nport = 7000\ndefault_action = {{ forward = \"tcp-tg\" }}\n\
+         [[target_group]]\nname = \"tcp-tg\"\nprotocol = \"TCP\"\nport = 9100\n\
+         targets = [\"{}\", \"{}\"]\n\
+         health_check = {{ protocol = \"TCP\", port = \"traffic-port\", interval_seconds = 5, \
+         timeout_seconds = 2, healthy_threshold = 2, unhealthy_threshold = 2 }}\n",
+        lab.settings(),
+        targets[0].addr.ip(),
+        targets[1].addr.ip(),
+    );
+    let config = lab.write("elbd.toml", &config);
+    let node = lab.node('a', 7000);
+    let mut elbd = Elbd::start(&lab, &config, &[], &[node]);
+    elbd.wait_healthy(4);
+
+    // An open flow to each target.
+    let mut open_flows = std::collections::BTreeMap::new();
+    while open_flows.len() < 2 {
+        let (target, _, stream) = open(node).await;
+        open_flows.entry(target).or_insert(stream);
+    }
+    let dying = &targets[0];
+    let mut doomed = open_flows.remove(&dying.addr.to_string()).unwrap();
+    let mut survivor = open_flows.into_values().next().unwrap();
+
+    // A new flow every 50 ms, each checked end to end, while the target dies.
+    let clock = tokio::time::Instant::now();
+    let load = tokio::spawn(async move {
+        let mut failed = Vec::new();
+        let mut ticks = tokio::time::interval(Duration::from_millis(50));
+        while clock.elapsed() < Duration::from_secs(14) {
+            ticks.tick().await;
+            let at = clock.elapsed();
+            let flow = async {
+                let (target, _, mut stream) = open(node).await;
+                stream.write_all(b"x").await.ok()?;
+                stream.get_mut().shutdown().await.ok()?;
+                let mut rest = String::new();
+                stream.read_to_string(&mut rest).await.ok()?;
+                (rest == "xbye").then_some(target)
+            };
+            if tokio::time::timeout(Duration::from_secs(5), flow)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                failed.push(at);
+            }
+        }
+        failed
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let killed_at = clock.elapsed();
+    dying.stop_listening();
+
+    let unhealthy_at = loop {
+        let line = format!("target={} state=unhealthy", dying.addr);
+        if elbd.logs().lines().any(|l| l.contains(&line)) {
+            break clock.elapsed();
+        }
+        assert!(clock.elapsed() < Duration::from_secs(20), "{}", elbd.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let detection = unhealthy_at - killed_at;
+    eprintln!("unhealthy after {detection:?}");
+    // Interval × unhealthy threshold, plus the checks' 5% jitter.
+    assert!(detection <= Duration::from_millis(10_500), "{detection:?}");
+
+    // The open flow to the dead target is reset; the other lives on.
+    expect_reset(&mut doomed, "the flow to the unhealthy target").await;
+    survivor.write_all(b"ok").await.unwrap();
+    let mut echo = [0u8; 2];
+    survivor.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"ok");
+
+    let failed = load.await.unwrap();
+    assert!(failed.is_empty(), "flows failed at {failed:?}");
+}
