@@ -27,12 +27,15 @@ CPU_LOAD, CPU_PROXY = "0", "1"
 ORIGIN = "127.200.0.10"
 ORIGIN_H1, ORIGIN_H2, ORIGIN_TLS = 9001, 9002, 9443
 # Each proxy: (HTTP/1.1 address, h2c prior-knowledge address, TLS address with ALPN h2 and
-# http/1.1).
+# http/1.1, TCP (L4) address forwarding to the origin's HTTP/1.1 port). elbd's TCP listener
+# is an NLB's, whose node takes the next address down in the zone.
 ADDRS = {
-    "direct": (f"{ORIGIN}:{ORIGIN_H1}", f"{ORIGIN}:{ORIGIN_H2}", f"{ORIGIN}:{ORIGIN_TLS}"),
-    "elbd": ("127.200.255.254:8080", "127.200.255.254:8080", "127.200.255.254:8443"),
-    "haproxy": ("127.202.0.1:8080", "127.202.0.1:8081", "127.202.0.1:8443"),
-    "nginx": ("127.203.0.1:8080", "127.203.0.1:8081", "127.203.0.1:8443"),
+    "direct": (f"{ORIGIN}:{ORIGIN_H1}", f"{ORIGIN}:{ORIGIN_H2}", f"{ORIGIN}:{ORIGIN_TLS}",
+               f"{ORIGIN}:{ORIGIN_H1}"),
+    "elbd": ("127.200.255.254:8080", "127.200.255.254:8080", "127.200.255.254:8443",
+             "127.200.255.253:9000"),
+    "haproxy": ("127.202.0.1:8080", "127.202.0.1:8081", "127.202.0.1:8443", "127.202.0.1:9000"),
+    "nginx": ("127.203.0.1:8080", "127.203.0.1:8081", "127.203.0.1:8443", "127.203.0.1:9000"),
 }
 SCENARIOS = {
     "keepalive": "HTTP/1.1 keep-alive, 17-byte body",
@@ -43,8 +46,12 @@ SCENARIOS = {
     "tls_h2": "HTTP/2 over TLS, 10 streams per connection (h2load -m 10)",
     "tls_full": "a full TLS 1.3 handshake per request (wrk, Connection: close)",
     "tls_resumed": "a resumed TLS 1.3 session per request (openssl s_time -reuse, 1 connection at a time)",
+    "tcp_conn": "L4 TCP, a new connection per small exchange (wrk Connection: close through the TCP proxy)",
+    "tcp_stream": "L4 TCP, long-lived streams (wrk keep-alive, 1 MiB bodies, 8 connections; CPU per GB)",
 }
 TLS_SCENARIOS = [s for s in SCENARIOS if s.startswith("tls")]
+TCP_SCENARIOS = [s for s in SCENARIOS if s.startswith("tcp")]
+STREAM_BODY = 1 << 20
 CONNECTIONS = 32
 IDLE_CONNECTIONS = 1000
 
@@ -121,8 +128,10 @@ class Proc:
             os.killpg(self.popen.pid, 9)
 
 
-def nginx_conf(work, body):
+def nginx_conf(work, body, stream=""):
+    load = "load_module /usr/lib/nginx/modules/ngx_stream_module.so;" if stream else ""
     return f"""
+{load}
 worker_processes 1;
 daemon off;
 master_process on;
@@ -136,6 +145,7 @@ http {{
   uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
   {body}
 }}
+{stream}
 """
 
 
@@ -156,7 +166,7 @@ def nginx_tls(work):
 
 
 def nginx_proxy_conf(work):
-    h1, h2, tls = ADDRS["nginx"]
+    h1, h2, tls, tcp = ADDRS["nginx"]
     location = """
     location / {
       proxy_pass http://origin;
@@ -167,7 +177,11 @@ def nginx_proxy_conf(work):
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Forwarded-Port $server_port;
     }"""
-    return nginx_conf(work, "proxy").replace(
+    stream = f"""stream {{
+  upstream origin_tcp {{ server {ORIGIN}:{ORIGIN_H1}; }}
+  server {{ listen {tcp}; proxy_pass origin_tcp; }}
+}}"""
+    return nginx_conf(work, "proxy", stream).replace(
         "  proxy\n",
         f"""
   upstream origin {{ server {ORIGIN}:{ORIGIN_H1}; keepalive 64; }}
@@ -179,7 +193,7 @@ def nginx_proxy_conf(work):
 
 
 def haproxy_conf(work):
-    h1, h2, tls = ADDRS["haproxy"]
+    h1, h2, tls, tcp = ADDRS["haproxy"]
     return f"""
 global
   nbthread 1
@@ -207,6 +221,10 @@ frontend tls
   http-request set-header X-Forwarded-Port %[dst_port]
   default_backend origin
 backend origin
+  server s1 {ORIGIN}:{ORIGIN_H1}
+listen tcp
+  mode tcp
+  bind {tcp}
   server s1 {ORIGIN}:{ORIGIN_H1}
 """
 
@@ -247,6 +265,23 @@ name = "origin"
 protocol = "HTTP"
 port = {ORIGIN_H1}
 targets = ["{ORIGIN}:{ORIGIN_H1}"]
+
+[[load_balancer]]
+name = "bench-tcp"
+type = "network"
+scheme = "internal"
+availability_zones = ["us-east-1a"]
+
+[[load_balancer.listener]]
+protocol = "TCP"
+port = 9000
+default_action = {{ forward = "origin-tcp" }}
+
+[[target_group]]
+name = "origin-tcp"
+protocol = "TCP"
+port = {ORIGIN_H1}
+targets = ["{ORIGIN}:{ORIGIN_H1}"]
 """
 
 
@@ -281,9 +316,11 @@ def start_proxy(name, work):
 
 
 def url(name, scenario):
-    path = "/16k" if scenario == "body16k" else "/small"
+    path = {"body16k": "/16k", "tcp_stream": "/1m"}.get(scenario, "/small")
     if scenario in TLS_SCENARIOS:
         return f"https://{ADDRS[name][2]}{path}"
+    if scenario in TCP_SCENARIOS:
+        return f"http://{ADDRS[name][3]}{path}"
     index = 1 if scenario == "h2c" else 0
     return f"http://{ADDRS[name][index]}{path}"
 
@@ -304,8 +341,9 @@ def closed_loop(name, scenario, seconds):
         done = next(line for line in out.splitlines() if line.startswith("requests:"))
         ok = int(done.split()[7])
         return ok, ok / seconds, int(done.split()[-2]) if "errored" in done else 0
-    extra = ["-H", "Connection: close"] if scenario in ("newconn", "tls_full") else []
-    out = sh("taskset", "-c", CPU_LOAD, "wrk", "-t1", "-c", str(CONNECTIONS), "-d", f"{seconds}s",
+    extra = ["-H", "Connection: close"] if scenario in ("newconn", "tls_full", "tcp_conn") else []
+    connections = 8 if scenario == "tcp_stream" else CONNECTIONS
+    out = sh("taskset", "-c", CPU_LOAD, "wrk", "-t1", "-c", str(connections), "-d", f"{seconds}s",
              *extra, target)
     requests = int(next(l for l in out.splitlines() if "requests in" in l).split()[0])
     errors = sum(int(w) for l in out.splitlines() if "Non-2xx" in l for w in l.split()[-1:])
@@ -321,9 +359,10 @@ def open_loop(name, rate, seconds):
     return {k: pct[k] * 1000 for k in ("p50", "p99", "p99.9")}
 
 
-def idle_memory(proc, name):
-    """KB of proxy RSS per idle keep-alive client connection, over IDLE_CONNECTIONS of them."""
-    host, port = ADDRS[name][0].rsplit(":", 1)
+def idle_memory(proc, name, index=0):
+    """KB of proxy RSS per idle keep-alive client connection, over IDLE_CONNECTIONS of them,
+    to the proxy's HTTP address (index 0) or its TCP one (3: each an idle flow to the origin)."""
+    host, port = ADDRS[name][index].rsplit(":", 1)
     before = proc.rss_kb()
     socks = []
     request = f"GET /small HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
@@ -359,13 +398,19 @@ def measure(args, work):
             if proc and round_no == 0:
                 # On a fresh process: after load, allocators reuse freed memory and hide the cost.
                 extras[name]["idle_kb_per_conn"] = idle_memory(proc, name)
+                if any(s in TCP_SCENARIOS for s in args.scenarios):
+                    extras[name]["idle_kb_per_flow"] = idle_memory(proc, name, 3)
             for scenario in args.scenarios:
                 closed_loop(name, scenario, 1)  # warm-up: pools, caches, page-ins
                 cpu0 = proc.cpu_ns() if proc else 0
                 requests, rps, errors = closed_loop(name, scenario, args.seconds)
                 cpu = (proc.cpu_ns() - cpu0) if proc else 0
                 cpu_us = cpu / 1000 / max(requests, 1)
-                samples[name][scenario].append({"rps": rps, "cpu_us": cpu_us, "errors": errors})
+                sample = {"rps": rps, "cpu_us": cpu_us, "errors": errors}
+                if scenario == "tcp_stream":
+                    # CPU ms per GB of bodies moved (the heads are noise beside 1 MiB).
+                    sample["cpu_ms_per_gb"] = cpu / 1e6 / max(requests * STREAM_BODY / 1e9, 1e-9)
+                samples[name][scenario].append(sample)
                 print(f"  {name} {scenario}: {rps:.0f} req/s, {cpu_us:.1f} µs/req, {errors} errors",
                       file=sys.stderr)
             if rate:
@@ -392,6 +437,8 @@ def summarise(samples, extras):
                 "cpu_us": statistics.median(cpu),
                 "errors": sum(r["errors"] for r in runs),
             }
+            if "cpu_ms_per_gb" in runs[0]:
+                row[scenario]["cpu_ms_per_gb"] = statistics.median(r["cpu_ms_per_gb"] for r in runs)
         row.update(extras[name])
         runs = row.pop("latency")
         row["latency_ms"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -413,24 +460,31 @@ def table(rows, rate):
         if scenario not in rows["direct"]:
             continue
         out.append(f"\n**{title}** (closed loop, {CONNECTIONS} connections)\n")
-        out.append("| | req/s | ratio to direct | spread | CPU µs/req | errors |")
-        out.append("|---|---:|---:|---:|---:|---:|")
+        per_gb = scenario == "tcp_stream"
+        out.append("| | req/s | ratio to direct | spread | CPU µs/req | errors |"
+                   + (" CPU ms/GB |" if per_gb else ""))
+        out.append("|---|---:|---:|---:|---:|---:|" + ("---:|" if per_gb else ""))
         for name, row in rows.items():
             s = row[scenario]
             cpu = "-" if name == "direct" else f"{s['cpu_us']:.1f}"
-            out.append(f"| {name} | {s['rps']:.0f} | {s['ratio_to_direct']:.2f} | "
-                       f"{s['rps_spread'] * 100:.0f}% | {cpu} | {s['errors']} |")
+            line = (f"| {name} | {s['rps']:.0f} | {s['ratio_to_direct']:.2f} | "
+                    f"{s['rps_spread'] * 100:.0f}% | {cpu} | {s['errors']} |")
+            if per_gb:
+                line += " - |" if name == "direct" else f" {s['cpu_ms_per_gb']:.0f} |"
+            out.append(line)
     rounds = rows["direct"]["latency_rounds"]
     out.append(f"\n**Open-loop latency at {rate} req/s** (keep-alive, oha --latency-correction; "
                f"medians of {rounds} rounds), and memory per idle keep-alive client connection\n")
-    out.append("| | p50 ms | p99 ms | p99 range ms | p99.9 ms | added p99 ms | KB per idle conn |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|")
+    out.append("| | p50 ms | p99 ms | p99 range ms | p99.9 ms | added p99 ms | KB per idle conn "
+               "| KB per idle TCP flow |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
         lat, add = row["latency_ms"], row["added_latency_ms"]
         low, high = row["p99_range_ms"]
         mem = "-" if name == "direct" else f"{row.get('idle_kb_per_conn', 0):.1f}"
+        flow = "-" if "idle_kb_per_flow" not in row else f"{row['idle_kb_per_flow']:.1f}"
         out.append(f"| {name} | {lat['p50']:.3f} | {lat['p99']:.3f} | {low:.1f}–{high:.1f} | "
-                   f"{lat['p99.9']:.3f} | {add['p99']:.3f} | {mem} |")
+                   f"{lat['p99.9']:.3f} | {add['p99']:.3f} | {mem} | {flow} |")
     return "\n".join(out)
 
 
@@ -441,9 +495,17 @@ def main():
     parser.add_argument("--seconds", type=int, help="seconds per run (default 10, or 3 with --quick)")
     parser.add_argument("--tls", action=argparse.BooleanOptionalAction,
                         help="run the TLS scenarios (default: in the full run, not with --quick)")
+    parser.add_argument("--only", help="comma-separated scenarios to run (keepalive is always run: "
+                        "the open-loop rate comes from it)")
     args = parser.parse_args()
     tls = args.tls if args.tls is not None else not args.quick
     args.scenarios = [s for s in SCENARIOS if tls or s not in TLS_SCENARIOS]
+    if args.only:
+        wanted = {"keepalive", *args.only.split(",")}
+        unknown = wanted - SCENARIOS.keys()
+        if unknown:
+            raise SystemExit(f"unknown scenarios: {', '.join(sorted(unknown))}")
+        args.scenarios = [s for s in SCENARIOS if s in wanted]
     # The open loop is sampled from the second round on.
     args.rounds = max(2, args.rounds or (2 if args.quick else 5))
     args.seconds = args.seconds or (3 if args.quick else 10)
@@ -454,6 +516,7 @@ def main():
     (work / "www").mkdir()
     (work / "www/small").write_text("hello from origin")
     (work / "www/16k").write_bytes(b"x" * 16384)
+    (work / "www/1m").write_bytes(b"x" * STREAM_BODY)
     # One ECDSA P-256 certificate for every TLS server; HAProxy wants it and its key in one file.
     sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
        "-days", "2", "-subj", "/CN=bench.test", "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem"))
@@ -488,9 +551,14 @@ def main():
         doc.write_text(f"{head}<!-- results -->\n\n{when}, {machine}; {versions['haproxy']}; "
                        f"{versions['nginx']}; elbd {versions['elbd']}; {args.rounds} rounds of "
                        f"{args.seconds} s; spread = (max − min) / median over rounds.\n{report}\n")
-    elbd, haproxy = rows["elbd"]["keepalive"], rows["haproxy"]["keepalive"]
-    print(f"RATIO cpu_per_request elbd/haproxy={elbd['cpu_us'] / haproxy['cpu_us']:.2f} "
-          f"throughput elbd/haproxy={elbd['rps'] / haproxy['rps']:.2f}")
+    elbd, haproxy = rows["elbd"], rows["haproxy"]
+    ratio = (f"RATIO cpu_per_request elbd/haproxy={elbd['keepalive']['cpu_us'] / haproxy['keepalive']['cpu_us']:.2f} "
+             f"throughput elbd/haproxy={elbd['keepalive']['rps'] / haproxy['keepalive']['rps']:.2f}")
+    if "tcp_conn" in elbd:
+        ratio += f" tcp_conn_cpu={elbd['tcp_conn']['cpu_us'] / haproxy['tcp_conn']['cpu_us']:.2f}"
+    if "tcp_stream" in elbd:
+        ratio += (f" tcp_gb_cpu={elbd['tcp_stream']['cpu_ms_per_gb'] / haproxy['tcp_stream']['cpu_ms_per_gb']:.2f}")
+    print(ratio)
 
 
 if __name__ == "__main__":

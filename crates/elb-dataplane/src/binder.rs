@@ -142,6 +142,9 @@ async fn accept(
     };
     let key = BindKey::tcp(local);
     let mut connections = JoinSet::new();
+    // Turns when the drain time is over: TCP flows then reset themselves (an aborted task
+    // would close its sockets with a FIN, and a cut stream would look complete).
+    let (drained_flows, drain_over) = watch::channel(false);
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
@@ -162,7 +165,8 @@ async fn accept(
                             l7::spawn(&mut connections, stream, ends, route, table.clone(), stopped)
                         }
                         Listener::Tcp(route) => {
-                            connections.spawn(tcp::serve(stream, local, peer, route.clone()));
+                            let flow = tcp::serve(stream, ends, route.clone(), drain_over.clone());
+                            connections.spawn(flow);
                         }
                     }
                 }
@@ -184,6 +188,12 @@ async fn accept(
     .await;
     if drained.is_err() {
         warn!(%local, cut = connections.len(), "drain time over; closing the rest");
+        drained_flows.send_replace(true);
+        // Flows reset at once; HTTP connections are cut.
+        let _ = tokio::time::timeout(Duration::from_millis(100), async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
         connections.abort_all();
     }
 }

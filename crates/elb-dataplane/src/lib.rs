@@ -21,11 +21,13 @@
 //! - [`l7`]: the HTTP listener: connections, forwarding, and the one place errors become
 //!   responses ([`l7::rescue`]).
 //! - [`tcp`]: the TCP listener: flows to targets by the flow hash ([`tcp::flow`]).
-//! - `spare`: buffers kept per thread for the relays.
+//! - `spare`: buffers kept per thread for the relays; `dial`: sockets to targets from a
+//!   chosen source address.
 
 pub mod admission;
 pub mod binder;
 mod compile;
+mod dial;
 pub mod l7;
 mod pool;
 pub mod select;

@@ -16,8 +16,10 @@ use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tracing::debug;
+
+use crate::dial;
 
 /// AWS gives up connecting to a target after 10 s (and answers 504).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -160,21 +162,12 @@ impl TargetPool {
 
     /// A new connection to the target from the node's address.
     pub(crate) async fn dial(&self) -> Result<TcpStream, SendError> {
-        let socket = if self.target.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(|e| SendError::Connect(e.into()))?;
-        socket
-            .bind(SocketAddr::new(self.local, 0))
-            .map_err(|e| SendError::Connect(e.into()))?;
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(self.target))
+        dial::connect(self.local, self.target, CONNECT_TIMEOUT)
             .await
-            .map_err(|_| SendError::ConnectTimeout)?
-            .map_err(|e| SendError::Connect(e.into()))?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut => SendError::ConnectTimeout,
+                _ => SendError::Connect(e.into()),
+            })
     }
 }
 

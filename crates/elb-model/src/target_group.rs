@@ -206,7 +206,7 @@ pub struct HealthCheckChanges {
 impl HealthCheck {
     /// `self` with `changes` applied, checked against AWS's rules for a `group` target group.
     pub fn with(&self, group: TargetGroupProtocol, changes: &HealthCheckChanges) -> Result<Self> {
-        let next = Self {
+        let mut next = Self {
             enabled: changes.enabled.unwrap_or(self.enabled),
             protocol: changes
                 .protocol
@@ -239,7 +239,8 @@ impl HealthCheck {
             }));
         }
         if next.protocol == "TCP" {
-            // AWS refuses what a TCP check cannot use rather than keep it unused.
+            // AWS refuses what a TCP check cannot use rather than keep it unused; what the
+            // group had is set back to the defaults, which a later HTTP check starts from.
             if changes.path.is_some() {
                 return Err(ModelError::validation(
                     "Health check path cannot be set for TCP health checks",
@@ -250,6 +251,16 @@ impl HealthCheck {
                     "Health check matcher cannot be set for TCP health checks",
                 ));
             }
+            next.path = "/".into();
+            next.http_code = NETWORK_MATCHER.into();
+        }
+        // On an NLB's groups the default timeout follows the check's protocol (HTTP: 6 s,
+        // TCP and HTTPS: 10 s) as long as the caller has not set it.
+        if !group.is_http()
+            && changes.timeout_seconds.is_none()
+            && self.timeout_seconds == network_timeout(&self.protocol)
+        {
+            next.timeout_seconds = network_timeout(&next.protocol);
         }
         next.validate(group)?;
         Ok(next)
@@ -304,10 +315,15 @@ impl HealthCheck {
         range("HealthCheckTimeoutSeconds", self.timeout_seconds, 2, 120)?;
         range("HealthyThresholdCount", self.healthy_threshold, 2, 10)?;
         range("UnhealthyThresholdCount", self.unhealthy_threshold, 2, 10)?;
-        if self.timeout_seconds >= self.interval_seconds {
-            return Err(ModelError::validation(
-                "Health check timeout must be smaller than the interval",
-            ));
+        // An ALB's groups need the timeout below the interval; an NLB's allow them equal.
+        if self.timeout_seconds > self.interval_seconds
+            || (group.is_http() && self.timeout_seconds == self.interval_seconds)
+        {
+            return Err(ModelError::validation(if group.is_http() {
+                "Health check timeout must be smaller than the interval"
+            } else {
+                "Health check timeout must not exceed the interval"
+            }));
         }
         self.parse_matcher(group)?;
         Ok(())
@@ -345,8 +361,8 @@ impl HealthCheck {
         if !protocol.is_http() {
             return Self {
                 protocol: "TCP".into(),
-                timeout_seconds: 10,
-                http_code: "200-399".into(),
+                timeout_seconds: network_timeout("TCP"),
+                http_code: NETWORK_MATCHER.into(),
                 ..Self::default()
             };
         }
@@ -364,6 +380,14 @@ impl HealthCheck {
             _ => defaults,
         }
     }
+}
+
+/// The matcher of an NLB group's checks unless set.
+const NETWORK_MATCHER: &str = "200-399";
+
+/// AWS's default timeout of an NLB group's check of `protocol`.
+fn network_timeout(protocol: &str) -> u16 {
+    if protocol == "HTTP" { 6 } else { 10 }
 }
 
 impl Default for HealthCheck {

@@ -487,6 +487,11 @@ impl FileTargetGroup {
         };
         let protocol_version = match &self.protocol_version {
             None => ProtocolVersion::Http1,
+            Some(_) if !matches!(self.protocol.as_str(), "HTTP" | "HTTPS") => {
+                return Err(format!(
+                    "{path}.protocol_version: only HTTP and HTTPS target groups have one"
+                ));
+            }
             Some(v) => ProtocolVersion::parse(v)
                 .map_err(|e| format!("{path}.protocol_version: {}", e.message))?,
         };

@@ -35,8 +35,13 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
     let protocol_version = params
         .one_of("ProtocolVersion", &["HTTP1", "HTTP2", "GRPC"])?
         .map(ProtocolVersion::parse)
-        .transpose()?
-        .unwrap_or_default();
+        .transpose()?;
+    if protocol_version.is_some() && !matches!(protocol.as_str(), "HTTP" | "HTTPS") {
+        return Err(ApiError::validation(format!(
+            "A protocol version can only be set for HTTP and HTTPS target groups, not {protocol}"
+        )));
+    }
+    let protocol_version = protocol_version.unwrap_or_default();
     if let Some(t) = params.one_of("IpAddressType", &["ipv4", "ipv6"])?
         && t != "ipv4"
     {

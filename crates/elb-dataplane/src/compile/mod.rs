@@ -138,7 +138,7 @@ impl Runtime {
                 }
             }
         }
-        tcp::forget(&self.kept, &used);
+        tcp::forget(&self.kept, &used, state);
         self.kept = used;
         RoutingTable {
             revision,

@@ -8,7 +8,9 @@ use std::time::Duration;
 use elb_model::attributes::{
     DEREGISTRATION_TERMINATION, PRESERVE_CLIENT_IP, TCP_IDLE_TIMEOUT, UNHEALTHY_TERMINATION,
 };
-use elb_model::{Action, HealthState, Listener as ModelListener, LoadBalancer, Node, TargetGroup};
+use elb_model::{
+    Action, HealthState, Listener as ModelListener, LoadBalancer, Node, State, TargetGroup,
+};
 use tokio::sync::watch;
 
 use super::targets::choose;
@@ -19,6 +21,8 @@ use crate::targets::{Endpoint, Tcp, TcpEndpoint, TcpTargets};
 /// Resets the open flows of one node to one target.
 pub(super) struct Terminator {
     cut: watch::Sender<bool>,
+    /// The target group of the registration.
+    group_arn: String,
     /// Whether the flows are reset when the registration goes away (its deregistration delay
     /// ended): the group's `deregistration_delay.connection_termination.enabled`, as of the
     /// last snapshot that had the registration.
@@ -26,9 +30,10 @@ pub(super) struct Terminator {
 }
 
 impl Terminator {
-    fn new(on_removal: bool) -> Self {
+    fn new(group_arn: &str, on_removal: bool) -> Self {
         Self {
             cut: watch::Sender::new(false),
+            group_arn: group_arn.to_owned(),
             on_removal,
         }
     }
@@ -38,11 +43,23 @@ impl Terminator {
     }
 }
 
-/// What the runtime forgets: the terminators of registrations that went away are fired
-/// when their group asked for it.
-pub(super) fn forget(old: &Kept, used: &Kept) {
+/// What the runtime forgets: the terminators of registrations whose deregistration delay
+/// ended (gone from a group that still exists) are fired when their group asked for it.
+/// Those forgotten for other reasons (the listener, its load balancer or the node went away,
+/// or the listener now forwards elsewhere) are not: their flows run on, or drain with the
+/// listener's socket.
+pub(super) fn forget(old: &Kept, used: &Kept, state: &State) {
     for (key, terminator) in &old.terminators {
-        if terminator.on_removal && !used.terminators.contains_key(key) {
+        if !terminator.on_removal || used.terminators.contains_key(key) {
+            continue;
+        }
+        let arn = &terminator.group_arn;
+        let deregistered = state
+            .regions
+            .values()
+            .filter_map(|region| region.target_groups.get(arn))
+            .any(|tg| !tg.targets.iter().any(|r| r.key(arn) == key.1));
+        if deregistered {
             terminator.cut();
         }
     }
@@ -111,16 +128,17 @@ impl Runtime {
                 &self.kept.terminators,
                 &mut used.terminators,
                 key.clone(),
-                || Arc::new(Terminator::new(on_removal)),
+                || Arc::new(Terminator::new(&tg.arn, on_removal)),
             );
             if unhealthy && attrs.flag(UNHEALTHY_TERMINATION) && !choice.fail_open {
                 terminator.cut();
                 // Flows that come after it is healthy again start uncut.
-                used.terminators
-                    .insert(key, Arc::new(Terminator::new(on_removal)));
+                let fresh = Terminator::new(&tg.arn, on_removal);
+                used.terminators.insert(key, Arc::new(fresh));
             } else if terminator.on_removal != on_removal {
                 let renewed = Terminator {
                     cut: terminator.cut.clone(),
+                    group_arn: tg.arn.clone(),
                     on_removal,
                 };
                 used.terminators.insert(key, Arc::new(renewed));

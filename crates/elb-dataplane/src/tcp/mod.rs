@@ -4,11 +4,14 @@
 //! - A half-close is relayed: a side that stops sending gets its peer's write side shut, and
 //!   the other direction goes on.
 //! - A flow idle past the listener's `tcp.idle_timeout.seconds` is closed with a reset on both
-//!   sides, as an NLB resets data on an expired flow.
+//!   sides, as an NLB resets data on an expired flow. Idle means no byte moved either way: a
+//!   proxy that terminates TCP does not see keepalive probes, which reset AWS's timer.
 //! - When the target turns unhealthy (or its deregistration delay ends) and the group asks for
 //!   connection termination, the flow is reset.
 //! - A target that refuses the connection is passed over for the next in the flow's ranking,
 //!   as HAProxy redispatches, so a flow fails only when no target can be reached.
+//! - When a listener's drain time is over, its remaining flows are reset, not closed: a
+//!   truncated stream must not look complete to either side.
 //!
 //! An idle flow holds no buffer: each direction waits for readiness and borrows a spare
 //! buffer only while it has bytes to move.
@@ -18,17 +21,18 @@ pub mod flow;
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use socket2::SockRef;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, warn};
 
-use crate::spare;
 use crate::table::TcpRoute;
+use crate::{dial, spare};
 use flow::Flow;
 
 /// How long a target gets to accept a connection before the next one is tried.
@@ -37,26 +41,23 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const ATTEMPTS: usize = 3;
 
 /// Serves one accepted client connection of a TCP listener: connects to a target and relays
-/// until the flow ends. The route is the one current at accept, for the flow's whole life.
+/// until the flow ends, or until `drained` turns (the listener's drain time is over). The
+/// route is the one current at accept, for the flow's whole life.
 pub(crate) async fn serve(
     client: TcpStream,
-    local: SocketAddr,
-    peer: SocketAddr,
+    (local, peer): (SocketAddr, SocketAddr),
     route: Arc<TcpRoute>,
+    drained: watch::Receiver<bool>,
 ) {
     let flow = Flow {
         protocol: flow::TCP,
         source: peer,
         destination: local,
     };
-    let source = if route.targets.proto.preserve_client_ip {
-        peer.ip()
-    } else {
-        route.node_ip
-    };
+    let source = source(&route, peer.ip());
     let mut connected = None;
     for (endpoint, in_flight) in route.targets.for_flow(&flow).take(ATTEMPTS) {
-        match connect(source, endpoint.addr).await {
+        match dial::connect(source, endpoint.addr, CONNECT_TIMEOUT).await {
             Ok(target) => {
                 connected = Some((target, endpoint.proto.cut.clone(), in_flight));
                 break;
@@ -70,7 +71,7 @@ pub(crate) async fn serve(
         let _ = client.set_zero_linger();
         return;
     };
-    match relay(&client, &target, route.idle_timeout, cut).await {
+    match relay(&client, &target, route.idle_timeout, [cut, drained]).await {
         End::Closed => {}
         end => {
             debug!(%peer, %local, ?end, "flow reset");
@@ -80,33 +81,24 @@ pub(crate) async fn serve(
     }
 }
 
-/// A connection to `target` from `source` (any port).
-async fn connect(source: IpAddr, target: SocketAddr) -> io::Result<TcpStream> {
-    let socket = match target {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    socket.set_nodelay(true)?;
-    if let Err(e) = socket.bind(SocketAddr::new(source, 0)) {
-        // The client's own address is local only on loopback; elsewhere it needs a
-        // transparent socket, which needs CAP_NET_ADMIN.
-        if e.kind() != ErrorKind::AddrNotAvailable {
-            return Err(e);
-        }
-        let sock = SockRef::from(&socket);
-        match source {
-            IpAddr::V4(_) => sock.set_ip_transparent_v4(true),
-            IpAddr::V6(_) => Err(io::Error::other("no transparent IPv6 sockets")),
-        }
-        .map_err(|t| {
-            warn!(%source, error = %t, "preserve_client_ip.enabled: cannot send from the client's address");
-            e
-        })?;
-        socket.bind(SocketAddr::new(source, 0))?;
+/// Where the flow to the target leaves from: the node's address, or with
+/// `preserve_client_ip.enabled` the client's when this host has it (every 127/8 address on
+/// loopback). A client address the host lacks would need a transparent socket and routes
+/// that bring the target's answers back through elbd, which are not built: such flows leave
+/// from the node's address, and the first one says so in the log.
+fn source(route: &TcpRoute, client: IpAddr) -> IpAddr {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !route.targets.proto.preserve_client_ip {
+        return route.node_ip;
     }
-    tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(target))
-        .await
-        .map_err(|_| io::Error::new(ErrorKind::TimedOut, "connect timed out"))?
+    if client.is_loopback() {
+        return client;
+    }
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        warn!(%client, "preserve_client_ip.enabled: this host does not have the client's \
+               address; flows leave from the node's address");
+    }
+    route.node_ip
 }
 
 /// How a flow ended.
@@ -117,24 +109,28 @@ enum End {
     /// A side failed (reset, or an error).
     Failed,
     Idle,
-    /// The target's connections were terminated.
+    /// The target's connections were terminated, or the listener's drain time is over.
     Cut,
 }
 
-/// Copies both ways until both directions end, the flow idles out or it is cut.
+/// Copies both ways until both directions end, the flow idles out or one of `cuts` turns.
 async fn relay(
     client: &TcpStream,
     target: &TcpStream,
     idle: Duration,
-    mut cut: watch::Receiver<bool>,
+    [mut cut, mut drained]: [watch::Receiver<bool>; 2],
 ) -> End {
     let start = Instant::now();
-    // Milliseconds from `start` to the last byte moved either way.
-    let last = AtomicU64::new(0);
-    let up = pump(client, target, &last, start);
-    let down = pump(target, client, &last, start);
+    let shared = Shared {
+        start,
+        last: AtomicU64::new(0),
+        one_ended: AtomicBool::new(false),
+    };
+    let up = pump(client, target, &shared);
+    let down = pump(target, client, &shared);
     tokio::pin!(up, down);
-    let (mut up_open, mut down_open, mut cut_open) = (true, true, true);
+    let (mut up_open, mut down_open) = (true, true);
+    let (mut cut_open, mut drained_open) = (true, true);
     let idle_ms = idle.as_millis() as u64;
     let deadline = sleep_until(start + idle);
     tokio::pin!(deadline);
@@ -154,8 +150,13 @@ async fn relay(
                 // The runtime forgot the target without cutting it: nothing more will come.
                 Err(_) => cut_open = false,
             },
+            changed = drained.changed(), if drained_open => match changed {
+                Ok(()) if *drained.borrow() => return End::Cut,
+                Ok(()) => {}
+                Err(_) => drained_open = false,
+            },
             () = &mut deadline => {
-                let quiet_since = start + Duration::from_millis(last.load(Ordering::Relaxed));
+                let quiet_since = start + Duration::from_millis(shared.last.load(Ordering::Relaxed));
                 if quiet_since + idle <= Instant::now() {
                     return End::Idle;
                 }
@@ -166,62 +167,83 @@ async fn relay(
     End::Closed
 }
 
-/// Copies from `from` to `to` until `from` ends, then shuts `to`'s write side (the
-/// half-close). Holds a buffer only while there are bytes to move.
-async fn pump(
-    from: &TcpStream,
-    to: &TcpStream,
-    last: &AtomicU64,
+/// The two directions of a flow: what each pump shares with the other.
+struct Shared {
     start: Instant,
-) -> io::Result<()> {
+    /// Milliseconds from `start` to the last byte moved either way.
+    last: AtomicU64,
+    /// Set by the first direction to end.
+    one_ended: AtomicBool,
+}
+
+/// Copies from `from` to `to` until `from` ends. The first direction to end shuts `to`'s
+/// write side (the half-close); the second need not, as both sockets close right after.
+/// Holds a buffer only while there are bytes to move.
+async fn pump(from: &TcpStream, to: &TcpStream, shared: &Shared) -> io::Result<()> {
     loop {
         from.readable().await?;
         let mut buf = spare::take();
-        let result = drain_ready(from, to, &mut buf).await;
+        let result = drain_ready(from, to, &mut buf, || {
+            let now = Instant::now().duration_since(shared.start).as_millis() as u64;
+            shared.last.store(now, Ordering::Relaxed);
+        })
+        .await;
         spare::give(buf);
-        match result? {
-            Moved::Some => {
-                let now = Instant::now().duration_since(start).as_millis() as u64;
-                last.store(now, Ordering::Relaxed);
-            }
-            Moved::None => {}
-            Moved::End => {
+        if result? {
+            if !shared.one_ended.swap(true, Ordering::Relaxed) {
                 SockRef::from(to).shutdown(std::net::Shutdown::Write)?;
-                return Ok(());
             }
+            return Ok(());
         }
     }
 }
 
-enum Moved {
-    Some,
-    None,
-    End,
-}
-
-/// Moves what `from` has ready to `to`.
-async fn drain_ready(from: &TcpStream, to: &TcpStream, buf: &mut Vec<u8>) -> io::Result<Moved> {
-    let mut moved = Moved::None;
+/// Moves what `from` has ready to `to`, calling `moved` after each write (under
+/// backpressure this may go on for long, and the flow is not idle meanwhile); `true` at the
+/// end of `from`'s stream.
+async fn drain_ready(
+    from: &TcpStream,
+    to: &TcpStream,
+    buf: &mut Vec<u8>,
+    moved: impl Fn(),
+) -> io::Result<bool> {
     loop {
         buf.clear();
-        match from.try_read_buf(buf) {
-            Ok(0) => return Ok(Moved::End),
-            Ok(_) => {
-                write_all(to, buf).await?;
-                moved = Moved::Some;
+        let mut took_all = false;
+        // A read that does not fill the buffer took all there was: its readiness is cleared
+        // at once rather than learnt from one more read that would block (HAProxy's habit).
+        // Edge-triggered readiness still reports bytes or a FIN that come after, and tokio
+        // keeps a FIN already seen.
+        let read = from.try_io(Interest::READABLE, || {
+            let n = from.try_read_buf(buf)?;
+            if n > 0 && buf.len() < buf.capacity() {
+                took_all = true;
+                return Err(ErrorKind::WouldBlock.into());
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(moved),
+            Ok(n)
+        });
+        match read {
+            Ok(0) => return Ok(true),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock && took_all => {
+                write_all(to, buf).await?;
+                moved();
+                return Ok(false);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(e),
         }
+        write_all(to, buf).await?;
+        moved();
     }
 }
 
+/// Writes all of `bytes`, waiting for room only when the socket has none.
 async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
-        to.writable().await?;
         match to.try_write(bytes) {
             Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => to.writable().await?,
             Err(e) => return Err(e),
         }
     }
@@ -235,6 +257,11 @@ mod tests {
 
     use super::*;
 
+    /// Signals that never turn (their senders are gone).
+    fn never() -> [watch::Receiver<bool>; 2] {
+        [watch::channel(false).1, watch::channel(false).1]
+    }
+
     /// Two connected loopback sockets: (the side the test drives, the side the relay holds).
     async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -247,9 +274,8 @@ mod tests {
     async fn bytes_and_half_closes_cross_both_ways() {
         let (mut client, client_side) = pair().await;
         let (target_side, mut target) = pair().await;
-        let (_cut, never) = watch::channel(false);
         let relay = tokio::spawn(async move {
-            relay(&client_side, &target_side, Duration::from_secs(60), never).await
+            relay(&client_side, &target_side, Duration::from_secs(60), never()).await
         });
         client.write_all(b"ping").await.unwrap();
         client.shutdown().await.unwrap();
@@ -269,11 +295,10 @@ mod tests {
     async fn an_idle_flow_ends_after_the_timeout_and_traffic_defers_it() {
         let (mut client, client_side) = pair().await;
         let (target_side, mut target) = pair().await;
-        let (_cut, never) = watch::channel(false);
         let idle = Duration::from_secs(350);
         let started = Instant::now();
         let relay =
-            tokio::spawn(async move { relay(&client_side, &target_side, idle, never).await });
+            tokio::spawn(async move { relay(&client_side, &target_side, idle, never()).await });
         tokio::time::sleep(Duration::from_secs(300)).await;
         client.write_all(b"still here").await.unwrap();
         let mut buf = [0u8; 10];
@@ -287,14 +312,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cut_ends_the_flow() {
-        let (_client, client_side) = pair().await;
-        let (target_side, _target) = pair().await;
-        let (cut, watched) = watch::channel(false);
+    async fn a_cut_or_the_end_of_a_drain_ends_the_flow() {
+        for which in 0..2 {
+            let (_client, client_side) = pair().await;
+            let (target_side, _target) = pair().await;
+            let (cut, watched) = watch::channel(false);
+            let mut signals = never();
+            signals[which] = watched;
+            let relay = tokio::spawn(async move {
+                relay(&client_side, &target_side, Duration::from_secs(60), signals).await
+            });
+            cut.send_replace(true);
+            assert_eq!(relay.await.unwrap(), End::Cut);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_transfer_under_backpressure_is_not_idle() {
+        let (mut client, client_side) = pair().await;
+        let (target_side, mut target) = pair().await;
         let relay = tokio::spawn(async move {
-            relay(&client_side, &target_side, Duration::from_secs(60), watched).await
+            relay(
+                &client_side,
+                &target_side,
+                Duration::from_secs(350),
+                never(),
+            )
+            .await
         });
-        cut.send_replace(true);
-        assert_eq!(relay.await.unwrap(), End::Cut);
+        // More than the sockets on the way can buffer, so that the relay stays blocked on
+        // writing to a client that reads slowly.
+        let sender = tokio::spawn(async move {
+            target.write_all(&vec![7u8; 32 << 20]).await.unwrap();
+            target.shutdown().await.unwrap();
+            target
+        });
+        client.shutdown().await.unwrap();
+        let mut chunk = vec![0u8; 1 << 20];
+        for _ in 0..6 {
+            client.read_exact(&mut chunk).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(100)).await;
+        }
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest.len() + (6 << 20), 32 << 20);
+        drop(sender.await.unwrap());
+        assert_eq!(
+            relay.await.unwrap(),
+            End::Closed,
+            "600 s of slow reading, never idle"
+        );
     }
 }

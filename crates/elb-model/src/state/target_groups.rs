@@ -10,8 +10,8 @@ use crate::limits;
 use crate::names;
 use crate::network::InstanceState;
 use crate::target_group::{
-    HealthCheck, HealthCheckChanges, Registration, TargetGroup, TargetGroupProtocol, TargetId,
-    TargetType,
+    HealthCheck, HealthCheckChanges, ProtocolVersion, Registration, TargetGroup,
+    TargetGroupProtocol, TargetId, TargetType,
 };
 
 /// A target as RegisterTargets names it.
@@ -33,6 +33,12 @@ impl Region {
     ) -> Result<Outcome> {
         names::check_target_group_name(&c.name)?;
         let protocol = TargetGroupProtocol::parse_supported(&c.protocol)?;
+        if !protocol.is_http() && c.protocol_version != ProtocolVersion::Http1 {
+            return Err(ModelError::validation(format!(
+                "A protocol version can only be set for HTTP and HTTPS target groups, not {}",
+                protocol.as_str()
+            )));
+        }
         let target_type = TargetType::parse_supported(&c.target_type)?;
         check_port(c.port)?;
         let vpc_id = match c.vpc_id {

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use crate::harness::{Aws, Elbd, Lab};
 
 /// A TCP target: to each connection it writes `ADDR PEER\n`, echoes what it reads, and at
-/// the client's half-close writes `bye` and closes.
+/// the client's half-close writes `bye from ADDR` and closes.
 struct TcpTarget {
     addr: SocketAddr,
     /// Set: the listening socket is closed (new connections are refused); open ones live on.
@@ -47,7 +47,8 @@ impl TcpTarget {
                     loop {
                         match stream.read(&mut buf).await {
                             Ok(0) => {
-                                let _ = stream.write_all(b"bye").await;
+                                let bye = format!("bye from {addr}");
+                                let _ = stream.write_all(bye.as_bytes()).await;
                                 return;
                             }
                             Ok(n) => {
@@ -318,8 +319,9 @@ async fn an_nlb_keeps_flows_in_their_zone_until_cross_zone_is_on() {
     let mut rest = String::new();
     kept.read_to_string(&mut rest).await.unwrap();
     assert_eq!(
-        rest, "still bye",
-        "the flow stayed on {first} and the half-close crossed"
+        rest,
+        format!("still bye from {first}"),
+        "the flow stayed on its target and the half-close crossed"
     );
 
     // Source-IP stickiness: every flow of one client goes to one target.
@@ -338,12 +340,19 @@ async fn an_nlb_keeps_flows_in_their_zone_until_cross_zone_is_on() {
         "Key=stickiness.enabled,Value=true",
         "Key=stickiness.type,Value=source_ip",
     ]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let reached: std::collections::BTreeSet<String> = flows(nodes[0], 20)
-        .await
-        .into_iter()
-        .map(|(target, _)| target)
-        .collect();
+    // The data plane applies the change a moment after the API commits it.
+    let mut reached = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        reached = flows(nodes[0], 20)
+            .await
+            .into_iter()
+            .map(|(target, _)| target)
+            .collect();
+        if reached.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(reached.len(), 1, "one client, one target: {reached:?}");
 
     // Deregistration with connection termination: the open flow is closed when the delay ends.
@@ -417,7 +426,7 @@ async fn a_dead_target_is_passed_over_and_its_flows_are_reset() {
                 stream.get_mut().shutdown().await.ok()?;
                 let mut rest = String::new();
                 stream.read_to_string(&mut rest).await.ok()?;
-                (rest == "xbye").then_some(target)
+                (rest == format!("xbye from {target}")).then_some(target)
             };
             if tokio::time::timeout(Duration::from_secs(5), flow)
                 .await
@@ -434,9 +443,15 @@ async fn a_dead_target_is_passed_over_and_its_flows_are_reset() {
     let killed_at = clock.elapsed();
     dying.stop_listening();
 
+    // The doomed flow runs through node a: its checks are the ones that count.
     let unhealthy_at = loop {
         let line = format!("target={} state=unhealthy", dying.addr);
-        if elbd.logs().lines().any(|l| l.contains(&line)) {
+        let from_a = format!("node={}", node.ip());
+        let logs = elbd.logs();
+        if logs
+            .lines()
+            .any(|l| l.contains(&line) && l.contains(&from_a))
+        {
             break clock.elapsed();
         }
         assert!(clock.elapsed() < Duration::from_secs(20), "{}", elbd.logs());

@@ -3,6 +3,7 @@
 use super::*;
 use crate::attributes::{PRESERVE_CLIENT_IP, TCP_IDLE_TIMEOUT};
 use crate::rule::FixedResponse;
+use crate::target_group::{HealthCheck, TargetGroupProtocol};
 
 impl World {
     fn nlb(&mut self, name: &str) -> String {
@@ -138,6 +139,61 @@ fn tcp_groups_take_aws_defaults_and_their_own_attributes() {
         w.group("udp", "UDP", "ip").unwrap_err().code,
         ErrorCode::UnsupportedProtocol
     );
+}
+
+#[test]
+fn nlb_checks_follow_their_protocol_defaults() {
+    let mut w = World::new();
+    let tg = arn_of(w.group("tcp", "TCP", "ip"));
+    let check = |w: &mut World, changes: HealthCheckChanges| {
+        w.run(Command::ModifyTargetGroup {
+            arn: tg.clone(),
+            health_check: changes,
+        })
+        .map(|_| w.state.target_groups[&tg].health_check.clone())
+    };
+    let http = check(
+        &mut w,
+        HealthCheckChanges {
+            protocol: Some("HTTP".into()),
+            path: Some("/health".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(http.timeout_seconds, 6, "an HTTP check's default timeout");
+    let back = check(
+        &mut w,
+        HealthCheckChanges {
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        back,
+        HealthCheck::for_target_group(TargetGroupProtocol::Tcp, ProtocolVersion::Http1)
+    );
+    let equal = HealthCheckChanges {
+        interval_seconds: Some(10),
+        timeout_seconds: Some(10),
+        ..Default::default()
+    };
+    assert!(
+        check(&mut w, equal).is_ok(),
+        "an NLB's timeout may equal its interval"
+    );
+
+    let grpc = w.run(Command::CreateTargetGroup(CreateTargetGroup {
+        name: "grpc".into(),
+        protocol: "TCP".into(),
+        protocol_version: ProtocolVersion::Grpc,
+        port: 9100,
+        vpc_id: None,
+        target_type: "ip".into(),
+        origin: Origin::Api,
+    }));
+    assert_eq!(grpc.unwrap_err().code, ErrorCode::ValidationError);
 }
 
 #[test]
