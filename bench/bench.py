@@ -179,7 +179,7 @@ def nginx_proxy_conf(work):
     }"""
     stream = f"""stream {{
   upstream origin_tcp {{ server {ORIGIN}:{ORIGIN_H1}; }}
-  server {{ listen {tcp}; proxy_pass origin_tcp; }}
+  server {{ listen {tcp}; proxy_pass origin_tcp; proxy_bind {tcp.rsplit(":", 1)[0]}; }}
 }}"""
     return nginx_conf(work, "proxy", stream).replace(
         "  proxy\n",
@@ -225,7 +225,7 @@ backend origin
 listen tcp
   mode tcp
   bind {tcp}
-  server s1 {ORIGIN}:{ORIGIN_H1}
+  server s1 {ORIGIN}:{ORIGIN_H1} source {tcp.rsplit(":", 1)[0]}
 """
 
 
