@@ -201,8 +201,10 @@ async fn accept(
 /// A client the security groups do not admit gets a reset at once: the kernel has already
 /// completed the handshake, so dropping silently as AWS does would leave it hanging instead.
 fn refuse(stream: TcpStream, peer: SocketAddr, door: &Door) {
-    let count = door.refused.fetch_add(1, Ordering::Relaxed) + 1;
-    info!(%peer, listener = %door.listener_arn, refused = count, "connection refused by the security groups");
+    if let Some(metrics) = &door.metrics {
+        metrics.rejected_connections.fetch_add(1, Ordering::Relaxed);
+    }
+    info!(%peer, listener = %door.listener_arn, "connection refused by the security groups");
     let _ = stream.set_zero_linger();
 }
 

@@ -29,6 +29,7 @@ pub mod binder;
 mod compile;
 mod dial;
 pub mod l7;
+pub mod metrics;
 mod pool;
 pub mod select;
 mod spare;
@@ -89,6 +90,11 @@ impl DataPlane {
             unbound,
             ..self.binder.bind_missing(&wanted)
         }
+    }
+
+    /// The metrics of every node on this host, for `/metrics`.
+    pub fn metrics(&self) -> Arc<metrics::Registry> {
+        self.runtime.registry()
     }
 
     /// Whether `addr` has a listening socket.

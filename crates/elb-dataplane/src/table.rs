@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use elb_model::{FixedResponse, MtlsMode, Redirect};
@@ -18,6 +17,7 @@ use crate::admission::Admission;
 use crate::binder::BindKey;
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
+use crate::metrics::NodeMetrics;
 use crate::sticky::CookieSealer;
 use crate::targets::{HttpTargets, TcpTargets};
 use crate::upstream::Upstream;
@@ -75,15 +75,16 @@ pub struct TcpRoute {
     pub targets: Arc<TcpTargets>,
 }
 
-/// What the binder checks before any protocol code runs, for every kind of listener.
+/// What the binder checks and counts before any protocol code runs, for every kind of
+/// listener.
 #[derive(Clone)]
 pub struct Door {
     pub listener_arn: String,
     /// Who may connect, from the load balancer's security groups.
     pub admission: Admission,
-    /// Connections the security groups refused on this load balancer (AWS's
-    /// `RejectedConnectionCount`), kept across snapshots.
-    pub refused: Arc<AtomicU64>,
+    /// The node's metrics (application load balancers'; network load balancers have none
+    /// yet), kept across snapshots.
+    pub metrics: Option<Arc<NodeMetrics>>,
 }
 
 /// An HTTP or HTTPS listener on one node.
@@ -94,7 +95,7 @@ pub struct HttpRoute {
     pub dns_name: String,
     pub http: HttpSettings,
     /// The listener's rules, by ascending priority, then its default action.
-    pub rules: Vec<(Vec<Matcher>, RouteAction)>,
+    pub rules: Vec<(Vec<Matcher>, Rule)>,
     pub default_action: RouteAction,
     pub(crate) upstream: Upstream,
     /// HTTPS listeners: the TLS configuration new connections handshake with.
@@ -129,7 +130,7 @@ impl HttpRoute {
         self.mtls.is_none()
             && self.response_headers.is_empty()
             && !self.http.drop_invalid_headers
-            && self.rules.iter().all(|(_, action)| plain(action))
+            && self.rules.iter().all(|(_, rule)| plain(&rule.action))
             && plain(&self.default_action)
     }
 
@@ -137,6 +138,12 @@ impl HttpRoute {
     pub fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }
     }
+}
+
+/// A listener rule past its conditions: its priority and what it does.
+pub struct Rule {
+    pub priority: u16,
+    pub action: RouteAction,
 }
 
 /// What a matched rule does.

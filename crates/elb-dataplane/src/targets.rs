@@ -10,6 +10,7 @@ use elb_model::ProtocolVersion;
 
 use tokio::sync::watch;
 
+use crate::metrics::GroupMetrics;
 use crate::pool::TargetPool;
 use crate::select;
 use crate::sticky::Stickiness;
@@ -84,6 +85,8 @@ pub struct Http {
     pub version: ProtocolVersion,
     pub(crate) algorithm: Algorithm,
     pub(crate) cursor: Arc<AtomicUsize>,
+    /// The group's metrics in the node's zone, kept across snapshots.
+    pub metrics: Arc<GroupMetrics>,
 }
 
 /// An HTTP target's part.

@@ -3,6 +3,7 @@
 mod config;
 mod demo;
 mod reconcile;
+mod scrape;
 mod serve;
 
 use std::io::IsTerminal;

@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, Settings};
 use crate::reconcile::reconcile;
+use crate::scrape::{self, Scrape};
 use crate::{default_data_dir, demo, socket_addr};
 
 #[derive(Debug, clap::Args)]
@@ -132,6 +133,8 @@ async fn serve(
         }
         None => None,
     };
+    // A new flow-hash seed per process, as a random hash key: flows are not predictable.
+    let mut dataplane = DataPlane::new(Duration::from_secs(args.drain_seconds), fastrand::u64(..));
     if let Some(addr) = args.api_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -149,9 +152,16 @@ async fn serve(
         } else {
             "signatures checked"
         };
-        info!(%addr, "AWS API up ({signed})");
+        info!(%addr, "AWS API up ({signed}), metrics at /metrics");
+        let scrape = Arc::new(Scrape {
+            registry: dataplane.metrics(),
+            store: store.clone(),
+            health: checker.subscribe(),
+            credentials: settings.credentials.clone().into_iter().collect(),
+        });
+        let routes = elb_api::router(api).merge(scrape::router(scrape));
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, elb_api::router(api)).await {
+            if let Err(e) = axum::serve(listener, routes).await {
                 error!(error = %e, "the API server stopped");
             }
         });
@@ -162,8 +172,6 @@ async fn serve(
     let mut snapshots = store.subscribe();
     let mut health = checker.subscribe();
     let mut drain_timer = tokio::time::interval(Duration::from_secs(1));
-    // A new flow-hash seed per process, as a random hash key: flows are not predictable.
-    let mut dataplane = DataPlane::new(Duration::from_secs(args.drain_seconds), fastrand::u64(..));
     let mut previous = State::default();
     loop {
         // A new snapshot or new health: bring the probes and the data plane up to date.

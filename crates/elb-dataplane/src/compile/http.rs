@@ -24,7 +24,7 @@ use crate::l7::rules::Matcher;
 use crate::pool::TargetPool;
 use crate::select;
 use crate::sticky::Stickiness;
-use crate::table::{Door, Forward, HttpRoute, HttpSettings, Listener, RouteAction, XffMode};
+use crate::table::{Door, Forward, HttpRoute, HttpSettings, Listener, RouteAction, Rule, XffMode};
 use crate::targets::{Algorithm, Endpoint, Http, HttpEndpoint, HttpTargets};
 use crate::upstream::Upstream;
 
@@ -66,16 +66,31 @@ impl Runtime {
             let upstream = keep(&self.kept.upstreams, &mut used.upstreams, node_ip, || {
                 Upstream::new(node_ip)
             });
+            let metrics = keep(
+                &self.kept.nodes,
+                &mut used.nodes,
+                (lb.arn.clone(), node.availability_zone.clone()),
+                Arc::default,
+            );
             let mut sets = HashMap::new();
             let mut action =
                 |actions: &[Action]| self.action(inputs, node, &actions[0], &mut sets, used);
             let compiled_rules: Vec<_> = rules
                 .iter()
                 .zip(&matchers)
-                .map(|(rule, matchers)| (matchers.clone(), action(&rule.actions)))
+                .map(|(rule, matchers)| {
+                    let compiled = Rule {
+                        priority: rule.priority,
+                        action: action(&rule.actions),
+                    };
+                    (matchers.clone(), compiled)
+                })
                 .collect();
             let mut route = HttpRoute {
-                door: door.clone(),
+                door: Door {
+                    metrics: Some(metrics),
+                    ..door.clone()
+                },
                 port: listener.port,
                 dns_name: lb.dns_name.clone(),
                 http: http.clone(),
@@ -290,6 +305,16 @@ impl Runtime {
                     tg.attributes.get("load_balancing.algorithm.type"),
                 ),
                 cursor,
+                metrics: keep(
+                    &self.kept.groups,
+                    &mut used.groups,
+                    (
+                        node.load_balancer_arn.clone(),
+                        tg.arn.clone(),
+                        node.availability_zone.clone(),
+                    ),
+                    Arc::default,
+                ),
             },
         }
     }

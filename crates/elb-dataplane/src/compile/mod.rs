@@ -14,7 +14,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 
 use elb_model::{
     HealthView, Listener as ModelListener, ListenerProtocol, Node, Region, ServerCertificate, State,
@@ -24,6 +24,7 @@ use tracing::warn;
 
 use crate::admission::Admission;
 use crate::binder::BindKey;
+use crate::metrics::{GroupMetrics, NodeMetrics, Registry, Series, dimension};
 use crate::pool::TargetPool;
 use crate::sticky::CookieSealer;
 use crate::table::{Door, Listener, RoutingTable};
@@ -32,6 +33,8 @@ use crate::upstream::Upstream;
 /// State that must survive snapshot swaps, keyed by stable keys.
 pub(crate) struct Runtime {
     kept: Kept,
+    /// Where `/metrics` reads the series the current table counts in.
+    registry: Arc<Registry>,
     /// The seed of every TCP group's flow hash.
     flow_seed: u64,
     /// Session tickets and cache, shared by every HTTPS listener for as long as elbd runs.
@@ -53,13 +56,32 @@ struct Kept {
     pools: HashMap<(String, String, SocketAddr), Arc<TargetPool>>,
     /// Node address → its pool of connections to targets.
     upstreams: HashMap<IpAddr, Upstream>,
-    /// Load balancer ARN → connections refused by its security groups.
-    refused: HashMap<String, Arc<AtomicU64>>,
+    /// (load balancer ARN, zone) → the node's metrics.
+    nodes: HashMap<(String, String), Arc<NodeMetrics>>,
+    /// (load balancer ARN, target group ARN, zone) → the group's metrics in that zone.
+    groups: HashMap<(String, String, String), Arc<GroupMetrics>>,
     /// What an HTTPS listener's configuration was made of → that configuration, so that a
     /// snapshot that changes nothing of it keeps it (and its parsed keys).
     tls: HashMap<String, Arc<rustls::ServerConfig>>,
     /// (node id, registration key) → what resets the node's flows to the target.
     terminators: HashMap<(String, String), Arc<tcp::Terminator>>,
+}
+
+impl Kept {
+    /// The metrics series this compile uses, by CloudWatch's dimensions.
+    fn series(&self) -> Series {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|((lb, zone), m)| ((dimension(lb), zone.clone()), m.clone()))
+            .collect();
+        let groups = self
+            .groups
+            .iter()
+            .map(|((lb, tg, zone), g)| ((dimension(lb), dimension(tg), zone.clone()), g.clone()))
+            .collect();
+        Series { nodes, groups }
+    }
 }
 
 /// The value kept under `key`, from `old` if it had one, recorded as used in `used`.
@@ -87,6 +109,7 @@ impl Runtime {
     pub(crate) fn new(flow_seed: u64) -> Self {
         Self {
             kept: Kept::default(),
+            registry: Arc::default(),
             flow_seed,
             resumption: None,
             sealer: None,
@@ -116,12 +139,7 @@ impl Runtime {
                 let door = Door {
                     listener_arn: listener.arn.clone(),
                     admission: Admission::for_listener(region, lb, listener.port),
-                    refused: keep(
-                        &self.kept.refused,
-                        &mut used.refused,
-                        lb.arn.clone(),
-                        Arc::default,
-                    ),
+                    metrics: None,
                 };
                 let per_node = match listener.protocol {
                     ListenerProtocol::Http | ListenerProtocol::Https => {
@@ -139,11 +157,16 @@ impl Runtime {
             }
         }
         tcp::forget(&self.kept, &used, state);
+        self.registry.replace(used.series());
         self.kept = used;
         RoutingTable {
             revision,
             listeners,
         }
+    }
+
+    pub(crate) fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
     }
 
     fn sealer(&mut self, key: &str) -> Option<Arc<CookieSealer>> {

@@ -2,14 +2,19 @@
 //! for HTTPS, serve HTTP/1.1 and HTTP/2 (ALPN over TLS; prior knowledge in cleartext), and
 //! forward each request to a target.
 
+mod decide;
 pub mod desync;
 mod forward;
 mod framing;
+mod headers;
+mod limits;
+pub(crate) mod outcome;
 mod relay;
 pub mod rescue;
 mod respond;
 pub mod rules;
 mod sniff;
+mod stickiness;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,9 +35,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::debug;
 
+use crate::metrics::Active;
 use crate::table::{HttpRoute, HttpSettings, RoutingTable};
 
 pub use rescue::{Body, Fault, ProxyError};
+
+use outcome::{Outcome, Tallied};
 
 /// Spawns the serving of one accepted connection of an HTTP or HTTPS listener: through the
 /// relay when the listener allows it, else on the general path. The two are spawned apart
@@ -46,12 +54,27 @@ pub(crate) fn spawn(
     table: Arc<ArcSwap<RoutingTable>>,
     stopped: watch::Receiver<bool>,
 ) {
+    let active = route.door.metrics.as_ref().map(Active::new);
     if route.tls.is_none() && route.relayable {
         let idle = route.http.idle_timeout;
-        connections.spawn(relay::serve(stream, local, peer, table, stopped, idle));
+        let relay = relay::serve(stream, local, peer, table, stopped, idle);
+        connections.spawn(async move {
+            relay.await;
+            drop(active);
+        });
     } else {
-        connections.spawn(general(stream, local, peer, table, stopped));
+        let general = general(stream, local, peer, table, stopped);
+        connections.spawn(async move {
+            general.await;
+            drop(active);
+        });
     }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The listener's response attributes: injected headers, and no `Server: awselb/2.0` on
@@ -185,13 +208,34 @@ async fn http<S>(
         async move {
             // One load per request: the request keeps this table until it ends.
             let table = table.load_full();
-            let Some(route) = table.http(local) else {
-                return Ok::<_, Infallible>(rescue::respond(&ProxyError::ListenerGone));
+            let Some(route) = table.http(local).cloned() else {
+                let gone = rescue::respond(&ProxyError::ListenerGone);
+                return Ok::<_, Infallible>(gone.map(Tallied::untracked));
             };
-            let response = forward::handle(req, route, peer, &client, class).await;
-            let mut response = response.unwrap_or_else(|e| rescue::respond(&e));
-            dress(&mut response, route);
-            Ok(response)
+            // `METHOD target HTTP/1.1\r\n`; a chunked body counts as empty (its size is
+            // unknown).
+            let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+            let first_line = req.method().as_str().len() + target + 12;
+            let received = outcome::head_size(first_line, req.headers())
+                + hyper::body::Body::size_hint(req.body())
+                    .exact()
+                    .unwrap_or(0);
+            let mut tally = forward::Tally {
+                outcome: Outcome::refused(),
+                group: None,
+            };
+            let response = forward::handle(req, &route, peer, &client, class, &mut tally).await;
+            let mut response = response.unwrap_or_else(|e| {
+                tally.outcome.failed(&e);
+                rescue::respond(&e)
+            });
+            dress(&mut response, &route);
+            let mut outcome = tally.outcome;
+            outcome.elb_status = response.status().as_u16();
+            outcome.received_bytes = received;
+            // `HTTP/1.1 200 OK\r\n`, about.
+            outcome.sent_bytes = outcome::head_size(17, response.headers());
+            Ok(response.map(|body| Tallied::new(body, outcome, route, tally.group)))
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

@@ -80,6 +80,26 @@ impl ProxyError {
         }
     }
 
+    /// The error's name, as the outcome record gives it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::ListenerGone => "ListenerGone",
+            Self::NoTargets => "NoTargets",
+            Self::NoReachableTargets => "NoReachableTargets",
+            Self::TargetConnect(_) => "TargetConnectionError",
+            Self::TargetConnectTimeout => "TargetConnectionTimeout",
+            Self::TargetTimeout => "TargetTimeout",
+            Self::Target(_) => "TargetResponseError",
+            Self::BadRequest(_) => "BadRequest",
+            Self::Trace => "Trace",
+            Self::TooManyForwardedFor => "TooManyForwardedFor",
+            Self::IncompatibleProtocol => "IncompatibleProtocol",
+            Self::UriTooLong => "UriTooLong",
+            Self::UnsupportedTransferCoding => "UnsupportedTransferCoding",
+            Self::Desync(_) => "Desync",
+        }
+    }
+
     pub fn fault(&self) -> Fault {
         match self {
             Self::BadRequest(_)

@@ -25,6 +25,8 @@ pub(crate) struct Lab {
     first_octet: u8,
     /// 127.(this).0.0/16 is zone c, for labs that have one.
     third_zone: Option<u8>,
+    /// elbd's RUST_LOG.
+    log_filter: &'static str,
 }
 
 impl Lab {
@@ -37,6 +39,7 @@ impl Lab {
             dir,
             first_octet: 10 + 2 * slot,
             third_zone: None,
+            log_filter: "info",
         }
     }
 
@@ -45,6 +48,14 @@ impl Lab {
         Self {
             third_zone: Some(160 + slot),
             ..Self::new(name, slot)
+        }
+    }
+
+    /// The same lab, with elbd logging by `filter` (RUST_LOG's syntax).
+    pub(crate) fn logging(self, filter: &'static str) -> Self {
+        Self {
+            log_filter: filter,
+            ..self
         }
     }
 
@@ -146,7 +157,7 @@ impl Elbd {
             .arg("--data-dir")
             .arg(lab.dir.join("data"))
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", lab.log_filter)
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()

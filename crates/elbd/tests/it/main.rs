@@ -7,6 +7,7 @@ mod dns;
 mod errors;
 mod harness;
 mod health;
+mod metrics;
 mod netlab;
 mod nlb;
 mod protocols;

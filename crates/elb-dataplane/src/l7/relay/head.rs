@@ -6,8 +6,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use httparse::Header;
 
 use crate::l7::desync::{Class, HeadFacts};
-use crate::l7::forward::{MAX_FORWARDED_FOR, is_hop_by_hop};
 use crate::l7::framing::Framing;
+use crate::l7::headers::is_hop_by_hop;
 
 /// Header lines a request head may have; more and the request goes the general way.
 pub(crate) const MAX_HEADERS: usize = 64;
@@ -77,6 +77,8 @@ pub(crate) struct RequestFacts<'b> {
     pub close: bool,
     /// The first X-Amzn-Trace-Id.
     pub trace: Option<&'b str>,
+    /// How many addresses the X-Forwarded-For headers hold.
+    pub forwarded_for: usize,
     /// Names its `Connection` header lists: not passed on.
     listed: Listed<'b>,
 }
@@ -91,9 +93,6 @@ pub(crate) fn inspect_request<'b>(
         return Err("not HTTP/1.1");
     }
     let method = req.method.unwrap_or_default();
-    if method == "TRACE" {
-        return Err("TRACE");
-    }
     if !req.path.is_some_and(|p| p.starts_with('/')) {
         return Err("not in origin form");
     }
@@ -140,14 +139,12 @@ pub(crate) fn inspect_request<'b>(
         .filter(|h| hosts == 1 && !h.is_empty() && h.iter().all(|b| (0x21..0x7f).contains(b)))
         .and_then(|h| std::str::from_utf8(h).ok())
         .ok_or("no single visible-ASCII Host")?;
-    if forwarded_for > MAX_FORWARDED_FOR {
-        return Err("X-Forwarded-For too long");
-    }
     Ok(RequestFacts {
         host,
         body,
         close,
         trace,
+        forwarded_for,
         listed,
     })
 }
@@ -355,7 +352,6 @@ mod tests {
             b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET / HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-            b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
@@ -369,11 +365,15 @@ Connection: d\r\nConnection: e\r\n\r\n",
                 String::from_utf8_lossy(head)
             );
         }
+        // TRACE and a long X-Forwarded-For are the decision's to refuse, on either road.
+        assert_eq!(unsuited(b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
         let many = format!(
-            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: {}\r\n\r\n",
-            ["1.1.1.1"; 31].join(",")
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: {}\r\nX-Forwarded-For: 2.2.2.2\r\n\r\n",
+            ["1.1.1.1"; 30].join(",")
         );
-        assert!(unsuited(many.as_bytes()).is_some());
+        request(many.as_bytes(), |req| {
+            assert_eq!(inspect_request(req).unwrap().forwarded_for, 31);
+        });
     }
 
     #[test]

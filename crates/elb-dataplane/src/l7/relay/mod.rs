@@ -17,7 +17,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::HeaderMap;
@@ -28,11 +28,14 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_rustls::server::TlsStream;
 
-use super::forward::{now_ms, push_client, push_decimal, strip_port, target_host, write_trace_id};
+use super::decide::decide;
 use super::framing::{ChunkedEnd, Framing};
+use super::headers::{push_client, push_decimal, strip_port, target_host, write_trace_id};
+use super::outcome::Outcome;
 use super::rescue::{self, ProxyError};
-use super::rules::{self, RequestView};
-use super::{ClientCert, dress};
+use super::rules::RequestView;
+use super::{ClientCert, dress, now_ms};
+use crate::metrics::GroupMetrics;
 use crate::pool::TargetPool;
 use crate::spare;
 use crate::table::{HttpRoute, RouteAction, RoutingTable, XffMode};
@@ -90,6 +93,7 @@ pub(super) async fn serve<S: ClientStream>(
         peer,
         buf: Vec::new(),
         idle_timeout,
+        sent: 0,
     };
     loop {
         if client.buf.is_empty() {
@@ -143,6 +147,8 @@ struct Client<S> {
     /// Bytes read from the client and not yet passed on.
     buf: Vec<u8>,
     idle_timeout: Duration,
+    /// Bytes written to the client since the request began (for its outcome).
+    sent: u64,
 }
 
 /// What the connection does after a request.
@@ -154,6 +160,8 @@ enum Next {
 
 /// A request the relay takes, its head already written for the target.
 struct Taken<'r> {
+    /// Its record, decided and to be completed.
+    outcome: Outcome,
     head_len: usize,
     body: u64,
     close: bool,
@@ -169,9 +177,9 @@ enum Reading<'r> {
     /// The head is not complete yet.
     Partial,
     Handover,
-    /// Answered by the load balancer: the request's length (head and body) in bytes, and
-    /// whether it is a HEAD.
-    Failed(ProxyError, usize, bool),
+    /// Answered by the load balancer: the request's length (head and body) in bytes,
+    /// whether it is a HEAD, and its record so far.
+    Failed(ProxyError, usize, bool, Outcome),
 }
 
 /// Relays one request and its response, with buffers borrowed for as long.
@@ -184,14 +192,15 @@ async fn relay<S: ClientStream>(client: &mut Client<S>, route: &HttpRoute) -> Ne
 }
 
 /// Relays one request: its head written for the target into `out`, the target's response
-/// read into `response`.
+/// read into `response`. Its outcome is recorded when it ends, whichever way.
 async fn exchange<S: ClientStream>(
     client: &mut Client<S>,
     route: &HttpRoute,
     out: &mut Vec<u8>,
     response: &mut Vec<u8>,
 ) -> Next {
-    let taken = loop {
+    client.sent = 0;
+    let mut taken = loop {
         match take_request(&client.buf, route, client.peer, out) {
             Reading::Taken(taken) => break taken,
             Reading::Partial => match client.read().await {
@@ -199,20 +208,24 @@ async fn exchange<S: ClientStream>(
                 Ok(_) => {}
             },
             Reading::Handover => return Next::Handover,
-            Reading::Failed(e, len, head) => return client.refuse(&e, route, len, head).await,
+            Reading::Failed(e, len, head, mut outcome) => {
+                let next = client.refuse(&e, route, len, head).await;
+                outcome.failed(&e);
+                client.finish(outcome, len, route, None);
+                return next;
+            }
         }
     };
+    let len = request_len(taken.head_len, taken.body);
+    let group = &taken.targets.proto.metrics;
     let Some((endpoint, _in_flight)) = taken.targets.next(now_ms) else {
-        let len = request_len(taken.head_len, taken.body);
-        return client
-            .refuse(
-                &ProxyError::NoReachableTargets,
-                route,
-                len,
-                taken.head_method,
-            )
-            .await;
+        let e = ProxyError::NoReachableTargets;
+        let next = client.refuse(&e, route, len, taken.head_method).await;
+        taken.outcome.failed(&e);
+        client.finish(taken.outcome, len, route, Some(group));
+        return next;
     };
+    taken.outcome.target = Some(endpoint.addr);
     // The body bytes already read go with the head.
     let have = client.buf.len() - taken.head_len;
     let first = usize::try_from(taken.body).map_or(have, |body| body.min(have));
@@ -227,32 +240,58 @@ async fn exchange<S: ClientStream>(
         rest,
         idempotent: taken.idempotent,
     };
-    let target = match send(&endpoint.proto.pool, request, client, response, idle).await {
-        Ok(target) => target,
-        Err(Failure::Client) => return Next::Close,
-        Err(Failure::Proxy(e)) => return client.fail(&e, Some(route), true, head).await,
-        Err(Failure::Midway(e)) => return client.fail(&e, Some(route), false, head).await,
+    let sent_at = Instant::now();
+    let sent = send(&endpoint.proto.pool, request, client, response, idle).await;
+    let mut outcome = std::mem::replace(&mut taken.outcome, Outcome::refused());
+    let answered = match sent {
+        Ok(target) => {
+            outcome.target_time = Some(sent_at.elapsed());
+            let answered = respond(
+                target,
+                &endpoint.proto.pool,
+                (out, response),
+                &taken,
+                client,
+                idle,
+            )
+            .await;
+            answered.map(|(keep, status)| {
+                outcome.target_status = Some(status);
+                outcome.elb_status = status;
+                keep
+            })
+        }
+        Err(failure) => Err(failure),
     };
-    match respond(
-        target,
-        &endpoint.proto.pool,
-        (out, response),
-        &taken,
-        client,
-        idle,
-    )
-    .await
-    {
+    let next = match answered {
         Ok(true) => Next::Request,
         Ok(false) => {
             let _ = client.stream.shutdown().await;
             Next::Close
         }
-        Err(Failure::Client) => Next::Close,
-        Err(Failure::Proxy(e)) => client.fail(&e, Some(route), true, head).await,
-        Err(Failure::Midway(e)) => client.fail(&e, Some(route), false, head).await,
-    }
+        Err(Failure::Client) => {
+            // As ALB's 460: the client left before the answer was whole.
+            outcome.elb_status = outcome.target_status.unwrap_or(CLIENT_CLOSED);
+            outcome.error.get_or_insert("ClientClosed");
+            Next::Close
+        }
+        Err(Failure::Proxy(e)) => {
+            let next = client.fail(&e, Some(route), true, head).await;
+            outcome.failed(&e);
+            next
+        }
+        Err(Failure::Midway(e)) => {
+            let next = client.fail(&e, Some(route), false, head).await;
+            outcome.failed(&e);
+            next
+        }
+    };
+    client.finish(outcome, len, route, Some(group));
+    next
 }
+
+/// ALB's status for a request whose client closed the connection before the answer.
+const CLIENT_CLOSED: u16 = 460;
 
 /// A request's length in bytes, head and body.
 fn request_len(head_len: usize, body: u64) -> usize {
@@ -310,13 +349,17 @@ fn take_request<'r>(
         headers: &headers,
         peer: peer.ip(),
     };
-    let action = rules::first_match(&route.rules, &view).unwrap_or(&route.default_action);
-    let RouteAction::Forward(forward) = action else {
+    let len = request_len(head_len, facts.body);
+    let decision = match decide(route, &view, facts.forwarded_for) {
+        Ok(decision) => decision,
+        Err(e) => return Reading::Failed(e, len, method == "HEAD", Outcome::refused()),
+    };
+    let RouteAction::Forward(forward) = decision.action else {
         return Reading::Handover;
     };
+    let outcome = Outcome::decided(&decision);
     let Some(targets) = forward.pick(fastrand::f64()).filter(|t| t.registered > 0) else {
-        let len = request_len(head_len, facts.body);
-        return Reading::Failed(ProxyError::NoTargets, len, method == "HEAD");
+        return Reading::Failed(ProxyError::NoTargets, len, method == "HEAD", outcome);
     };
 
     let http = &route.http;
@@ -345,6 +388,7 @@ fn take_request<'r>(
     write_trace_id(out, facts.trace, now_ms() / 1000, fastrand::u128(..));
     out.extend_from_slice(b"\r\n\r\n");
     Reading::Taken(Taken {
+        outcome,
         head_len,
         body: facts.body,
         close: facts.close,
@@ -440,6 +484,7 @@ fn target_closed() -> Failure {
 
 /// A response head, read and written for the client.
 struct Answer {
+    status: u16,
     head_len: usize,
     framing: Framing,
     reusable: bool,
@@ -484,6 +529,7 @@ fn take_response(
     let close_client = taken.close || facts.framing == Framing::Close;
     head::write_response(out, &res, &facts, close_client);
     Ok(Head::Final(Answer {
+        status: facts.status,
         head_len,
         framing: facts.framing,
         reusable: facts.reusable,
@@ -491,7 +537,8 @@ fn take_response(
 }
 
 /// Passes the target's response to the client, and the target's connection back to `pool`
-/// when it can take another request. `Ok(false)` when the client's connection ends here.
+/// when it can take another request: whether the client's connection goes on, and the
+/// target's status.
 async fn respond<S: ClientStream>(
     mut target: TcpStream,
     pool: &TargetPool,
@@ -499,7 +546,7 @@ async fn respond<S: ClientStream>(
     taken: &Taken<'_>,
     client: &mut Client<S>,
     idle: Duration,
-) -> Result<bool, Failure> {
+) -> Result<(bool, u16), Failure> {
     let answer = loop {
         match take_response(response, taken, out).map_err(Failure::Proxy)? {
             Head::Final(answer) => break answer,
@@ -537,7 +584,10 @@ async fn respond<S: ClientStream>(
     if reusable {
         pool.put_raw(target);
     }
-    Ok(!taken.close && answer.framing != Framing::Close)
+    Ok((
+        !taken.close && answer.framing != Framing::Close,
+        answer.status,
+    ))
 }
 
 /// Reads more of the response; an error when the target closes first.
@@ -613,10 +663,24 @@ impl<S: ClientStream> Client<S> {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        self.sent += bytes.len() as u64;
         self.stream
             .write_all(bytes)
             .await
             .map_err(|_| Failure::Client)
+    }
+
+    /// Records a request of `len` bytes as it ended.
+    fn finish(
+        &self,
+        mut outcome: Outcome,
+        len: usize,
+        route: &HttpRoute,
+        group: Option<&GroupMetrics>,
+    ) {
+        outcome.received_bytes = len as u64;
+        outcome.sent_bytes = self.sent;
+        outcome.record(route, group);
     }
 
     /// Passes the next `left` bytes of the request body from the client to the target;
@@ -709,6 +773,7 @@ impl<S: ClientStream> Client<S> {
         if !head {
             out.extend_from_slice(&body);
         }
+        self.sent += out.len() as u64;
         match self.stream.write_all(&out).await {
             Ok(()) if keep => Next::Request,
             Ok(()) => {

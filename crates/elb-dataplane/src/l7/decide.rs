@@ -1,0 +1,106 @@
+//! The one decision both request roads take: what the load balancer does with a request, from
+//! the listener and the request alone. Pure. The roads then write the answer their own way
+//! (the relay in place, the general path through hyper), and record the same outcome.
+
+use super::limits::MAX_FORWARDED_FOR;
+use super::rescue::ProxyError;
+use super::rules::{self, Matcher, RequestView};
+use crate::table::{HttpRoute, RouteAction, Rule};
+
+/// A request's rule and the action it takes.
+#[derive(Clone, Copy)]
+pub(crate) struct Decision<'r> {
+    /// The matched rule's priority; `None` for the listener's default rule.
+    pub(crate) rule: Option<u16>,
+    pub(crate) action: &'r RouteAction,
+}
+
+/// The decision for a request, or the load balancer's refusal before any rule runs: TRACE
+/// (405) and more than 30 X-Forwarded-For addresses (463), as on AWS. `forwarded_for` counts
+/// the addresses the request's X-Forwarded-For headers hold.
+pub(crate) fn decide<'r>(
+    route: &'r HttpRoute,
+    view: &RequestView<'_>,
+    forwarded_for: usize,
+) -> Result<Decision<'r>, ProxyError> {
+    decide_by(&route.rules, &route.default_action, view, forwarded_for)
+}
+
+/// [`decide`] over a listener's rules (ascending priority) and its default action.
+fn decide_by<'r>(
+    rules: &'r [(Vec<Matcher>, Rule)],
+    default: &'r RouteAction,
+    view: &RequestView<'_>,
+    forwarded_for: usize,
+) -> Result<Decision<'r>, ProxyError> {
+    if view.method == "TRACE" {
+        return Err(ProxyError::Trace);
+    }
+    if forwarded_for > MAX_FORWARDED_FOR {
+        return Err(ProxyError::TooManyForwardedFor);
+    }
+    Ok(match rules::first_match(rules, view) {
+        Some(rule) => Decision {
+            rule: Some(rule.priority),
+            action: &rule.action,
+        },
+        None => Decision {
+            rule: None,
+            action: default,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use elb_model::{Condition, FixedResponse};
+    use http::HeaderMap;
+
+    use super::*;
+
+    fn fixed(status_code: u16) -> RouteAction {
+        RouteAction::Fixed(FixedResponse {
+            status_code,
+            content_type: None,
+            body: None,
+        })
+    }
+
+    fn status(decision: &Decision<'_>) -> u16 {
+        match decision.action {
+            RouteAction::Fixed(f) => f.status_code,
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides_else_the_default_and_some_requests_never_reach_one() {
+        let rules = vec![(
+            vec![Matcher::compile(&Condition::PathPattern {
+                values: vec!["/api/*".into()],
+            })],
+            Rule {
+                priority: 7,
+                action: fixed(201),
+            },
+        )];
+        let default = fixed(404);
+        let headers = HeaderMap::new();
+        let view = |method, path| RequestView {
+            method,
+            host: Some("a"),
+            path,
+            query: None,
+            headers: &headers,
+            peer: "127.0.0.1".parse().unwrap(),
+        };
+        let api = decide_by(&rules, &default, &view("GET", "/api/x"), 0).unwrap();
+        assert_eq!((api.rule, status(&api)), (Some(7), 201));
+        let other = decide_by(&rules, &default, &view("GET", "/x"), 30).unwrap();
+        assert_eq!((other.rule, status(&other)), (None, 404));
+        let trace = decide_by(&rules, &default, &view("TRACE", "/api/x"), 0);
+        assert!(matches!(trace, Err(ProxyError::Trace)));
+        let long = decide_by(&rules, &default, &view("GET", "/api/x"), 31);
+        assert!(matches!(long, Err(ProxyError::TooManyForwardedFor)));
+    }
+}

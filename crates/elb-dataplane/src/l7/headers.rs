@@ -1,0 +1,344 @@
+//! The header work both request roads share: Host towards targets, X-Forwarded-*,
+//! X-Amzn-Trace-Id, hop-by-hop headers, and the hand-written number and address writers
+//! the relay's head writer uses.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::rescue::ProxyError;
+use crate::table::{HttpSettings, XffMode};
+
+pub(super) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(super) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(super) static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub(super) static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+
+/// The Host a target gets and, when one is to be appended, the port. With
+/// `preserve_host_header` off (the default), AWS strips the port from Host on listener ports
+/// 80 and 443 and appends `:<listener port>` on the others when it is missing.
+pub(super) fn target_host(host: &str, listener_port: u16, preserve: bool) -> (&str, Option<u16>) {
+    if preserve {
+        return (host, None);
+    }
+    let name = strip_port(host);
+    match listener_port {
+        80 | 443 => (name, None),
+        port if name.len() == host.len() => (name, Some(port)),
+        _ => (host, None),
+    }
+}
+
+pub(super) fn target_host_value(
+    host: &str,
+    listener_port: u16,
+    http: &HttpSettings,
+) -> Result<HeaderValue, ProxyError> {
+    let mut value = Vec::with_capacity(host.len() + 6);
+    let (name, port) = target_host(host, listener_port, http.preserve_host);
+    value.extend_from_slice(name.as_bytes());
+    if let Some(port) = port {
+        value.push(b':');
+        push_decimal(&mut value, port);
+    }
+    HeaderValue::try_from(value).map_err(|_| ProxyError::BadRequest("invalid Host header"))
+}
+
+/// `host:port` → `host`; `[v6]:port` → `[v6]`; anything without a port is returned whole.
+pub(super) fn strip_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i)
+            if !host[i..].contains(']') && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            &host[..i]
+        }
+        _ => host,
+    }
+}
+
+/// `X-Amzn-Trace-Id` as ALB sets it: `Root=1-<8 hex epoch seconds>-<24 hex random>` for a new
+/// trace; a request that already has a `Root` gets a `Self=1-…` field in front instead (an
+/// older `Self` replaced), and every other field is kept.
+pub(super) fn write_trace_id(
+    out: &mut Vec<u8>,
+    previous: Option<&str>,
+    epoch_secs: u64,
+    random: u128,
+) {
+    // `1-` 8 hex `-` 24 hex, written by hand (formatting machinery costs more than the rest).
+    let field = match previous {
+        Some(previous) if previous.split(';').any(|f| f.trim().starts_with("Root=")) => "Self=",
+        _ => "Root=",
+    };
+    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(b"1-");
+    push_hex(out, u128::from(epoch_secs as u32), 8);
+    out.push(b'-');
+    push_hex(out, random, 24);
+    for kept in previous
+        .into_iter()
+        .flat_map(|p| p.split(';'))
+        .map(str::trim)
+        .filter(|f| !f.is_empty() && !f.starts_with("Self="))
+    {
+        out.push(b';');
+        out.extend_from_slice(kept.as_bytes());
+    }
+}
+
+/// The low `digits` hex digits of `value`, lowercase.
+fn push_hex(out: &mut Vec<u8>, value: u128, digits: u32) {
+    for i in (0..digits).rev() {
+        let nibble = (value >> (4 * i)) & 0xf;
+        out.push(b"0123456789abcdef"[nibble as usize]);
+    }
+}
+
+/// Removes the hop-by-hop headers and those `Connection` lists. Most messages carry none, so
+/// the names are looked at once and nothing is removed (or hashed) unless found.
+pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let mut found = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n.as_str().as_bytes()));
+    let (Some(first), more) = (found.next(), found.next().is_some()) else {
+        return;
+    };
+    // The common case, a lone `Connection: keep-alive` or `close`: nothing else to find.
+    if !more && *first == header::CONNECTION && only_persistence(headers) {
+        headers.remove(header::CONNECTION);
+        return;
+    }
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n.as_str().as_bytes()))
+        .cloned()
+        .collect();
+    let listed = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok());
+    doomed.extend(listed);
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Whether `Connection` names only `keep-alive` or `close`, no other header to remove.
+fn only_persistence(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .all(|t| {
+            let t = t.trim_ascii();
+            t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
+        })
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), which describe one connection, not the message, and
+/// the old `Proxy-Connection`. The length is looked at first: most names are not near one.
+pub(super) fn is_hop_by_hop(name: &[u8]) -> bool {
+    match name.len() {
+        2 => name.eq_ignore_ascii_case(b"te"),
+        7 => name.eq_ignore_ascii_case(b"trailer") || name.eq_ignore_ascii_case(b"upgrade"),
+        10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
+        16 => name.eq_ignore_ascii_case(b"proxy-connection"),
+        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
+        _ => false,
+    }
+}
+
+/// The client as X-Forwarded-For names it: `1.2.3.4`, or with the client port option
+/// `1.2.3.4:5678` / `[::1]:5678`. IPv4 is written by hand: `Display` costs more than the rest
+/// of the header work.
+pub(super) fn push_client(out: &mut Vec<u8>, peer: SocketAddr, with_port: bool) {
+    use std::io::Write as _;
+    match peer {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_decimal(out, octet.into());
+            }
+            if with_port {
+                out.push(b':');
+                push_decimal(out, v4.port());
+            }
+        }
+        SocketAddr::V6(v6) if with_port => {
+            let _ = write!(out, "[{}]:{}", v6.ip(), v6.port());
+        }
+        SocketAddr::V6(v6) => {
+            let _ = write!(out, "{}", v6.ip());
+        }
+    }
+}
+
+pub(super) fn push_decimal(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// X-Forwarded-For per the LB's mode; X-Forwarded-Proto and -Port always set.
+pub(super) fn rewrite_forwarded(
+    headers: &mut HeaderMap,
+    http: &HttpSettings,
+    peer: SocketAddr,
+    scheme: &'static str,
+    listener_port: u16,
+) -> Result<(), ProxyError> {
+    match http.xff {
+        XffMode::Preserve => {}
+        XffMode::Remove => {
+            headers.remove(&X_FORWARDED_FOR);
+        }
+        XffMode::Append => {
+            let mut value = Vec::with_capacity(64);
+            for previous in headers.get_all(&X_FORWARDED_FOR) {
+                let previous = previous
+                    .to_str()
+                    .map_err(|_| ProxyError::BadRequest("invalid X-Forwarded-For header"))?;
+                value.extend_from_slice(previous.as_bytes());
+                value.extend_from_slice(b", ");
+            }
+            push_client(&mut value, peer, http.xff_client_port);
+            let value = HeaderValue::try_from(value)
+                .map_err(|_| ProxyError::BadRequest("invalid X-Forwarded-For header"))?;
+            headers.insert(&X_FORWARDED_FOR, value);
+        }
+    }
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
+    headers.insert(&X_FORWARDED_PORT, HeaderValue::from(listener_port));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::l7::desync;
+
+    fn settings(xff: XffMode, xff_client_port: bool, preserve_host: bool) -> HttpSettings {
+        HttpSettings {
+            idle_timeout: Duration::from_secs(60),
+            xff,
+            xff_client_port,
+            preserve_host,
+            http2: true,
+            drop_invalid_headers: false,
+            desync: desync::Mode::Defensive,
+        }
+    }
+
+    fn host(h: &str, port: u16, preserve: bool) -> String {
+        let http = settings(XffMode::Append, false, preserve);
+        target_host_value(h, port, &http)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn host_is_rewritten_as_aws_does() {
+        assert_eq!(host("example.com", 8080, false), "example.com:8080");
+        assert_eq!(host("example.com:8080", 8080, false), "example.com:8080");
+        assert_eq!(host("example.com:81", 80, false), "example.com");
+        assert_eq!(host("[::1]:443", 443, false), "[::1]");
+        assert_eq!(host("[::1]", 8080, false), "[::1]:8080");
+        assert_eq!(host("example.com:81", 80, true), "example.com:81");
+    }
+
+    #[test]
+    fn x_forwarded_for_modes() {
+        let peer: SocketAddr = "127.0.9.9:4567".parse().unwrap();
+        let run = |xff, port, existing: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(v) = existing {
+                headers.insert(&X_FORWARDED_FOR, HeaderValue::from_str(v).unwrap());
+            }
+            rewrite_forwarded(
+                &mut headers,
+                &settings(xff, port, false),
+                peer,
+                "http",
+                8080,
+            )
+            .unwrap();
+            assert_eq!(headers[&X_FORWARDED_PROTO], "http");
+            assert_eq!(headers[&X_FORWARDED_PORT], "8080");
+            headers
+                .get(&X_FORWARDED_FOR)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            run(XffMode::Append, false, None).as_deref(),
+            Some("127.0.9.9")
+        );
+        assert_eq!(
+            run(XffMode::Append, true, Some("10.0.0.1")).as_deref(),
+            Some("10.0.0.1, 127.0.9.9:4567")
+        );
+        assert_eq!(
+            run(XffMode::Preserve, false, Some("1.2.3.4")).as_deref(),
+            Some("1.2.3.4")
+        );
+        assert_eq!(run(XffMode::Remove, false, Some("1.2.3.4")), None);
+    }
+
+    fn trace_id(previous: Option<&str>, epoch_secs: u64, random: u128) -> String {
+        let mut out = Vec::new();
+        write_trace_id(&mut out, previous, epoch_secs, random);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn trace_ids_as_alb_sets_them() {
+        let t = 0x5f5e_1000;
+        assert_eq!(
+            trace_id(None, t, 0xabc),
+            "Root=1-5f5e1000-000000000000000000000abc"
+        );
+        assert_eq!(
+            trace_id(Some("Root=1-1-2;CalledFrom=app"), t, 1),
+            "Self=1-5f5e1000-000000000000000000000001;Root=1-1-2;CalledFrom=app"
+        );
+        assert_eq!(
+            trace_id(Some("Self=1-0-0;Root=1-1-2"), t, 1),
+            "Self=1-5f5e1000-000000000000000000000001;Root=1-1-2"
+        );
+        assert_eq!(
+            trace_id(Some("Custom=x"), t, 1),
+            "Root=1-5f5e1000-000000000000000000000001;Custom=x"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,54 @@
+//! ALB's hard limits on a request, checked before any rule runs.
+
+use http::Request;
+use http::header::{self, HeaderMap};
+use hyper::body::Incoming;
+
+use super::headers::X_FORWARDED_FOR;
+use super::rescue::ProxyError;
+
+/// ALB's hard limits on a request (aws-elb-features.md §6.6): a target over 16 KB gets a 414,
+/// a header over 16 KB or headers over 64 KB in all a 400; a transfer coding other than
+/// chunked (or identity) a 501.
+pub(super) fn check_limits(req: &Request<Incoming>) -> Result<(), ProxyError> {
+    const LINE: usize = 16 * 1024;
+    const ALL_HEADERS: usize = 64 * 1024;
+    if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > LINE {
+        return Err(ProxyError::UriTooLong);
+    }
+    let mut total = 0;
+    for (name, value) in req.headers() {
+        let size = name.as_str().len() + value.len() + 4;
+        if size > LINE {
+            return Err(ProxyError::BadRequest("a header is larger than 16 KB"));
+        }
+        total += size;
+    }
+    if total > ALL_HEADERS {
+        return Err(ProxyError::BadRequest("the headers are larger than 64 KB"));
+    }
+    let unsupported = req
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|coding| {
+            !coding.eq_ignore_ascii_case(b"chunked") && !coding.eq_ignore_ascii_case(b"identity")
+        });
+    if unsupported {
+        return Err(ProxyError::UnsupportedTransferCoding);
+    }
+    Ok(())
+}
+
+/// More addresses than this in X-Forwarded-For get a 463, as on AWS.
+pub(super) const MAX_FORWARDED_FOR: usize = 30;
+
+pub(super) fn forwarded_for_count(headers: &HeaderMap) -> usize {
+    headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .map(|v| v.as_bytes().split(|b| *b == b',').count())
+        .sum()
+}

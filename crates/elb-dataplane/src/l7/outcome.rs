@@ -1,0 +1,195 @@
+//! One record per request, made alike by both roads: what was decided, what the client and
+//! the target answered, how long the target took, and how many bytes crossed. Metrics read
+//! it (and access logs will); with `RUST_LOG=elbd::request=debug` each one is also logged.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+
+use super::decide::Decision;
+use super::rescue::ProxyError;
+use crate::metrics::GroupMetrics;
+use crate::table::{HttpRoute, RouteAction};
+
+/// What the load balancer did with the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Forward,
+    Redirect,
+    FixedResponse,
+    /// Answered with an error before a rule was applied (limits, desync, TRACE, ...).
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// The matched rule's priority; `None` for the default rule or when refused before.
+    pub(crate) rule: Option<u16>,
+    pub(crate) action: Action,
+    /// The status the client got.
+    pub(crate) elb_status: u16,
+    pub(crate) target: Option<SocketAddr>,
+    /// The status the target answered with, when it answered.
+    pub(crate) target_status: Option<u16>,
+    /// From the request leaving for the target to the first bytes of its response.
+    pub(crate) target_time: Option<Duration>,
+    /// Connecting to the target failed.
+    pub(crate) target_connection_error: bool,
+    /// Why the load balancer answered with an error page.
+    pub(crate) error: Option<&'static str>,
+    pub(crate) received_bytes: u64,
+    pub(crate) sent_bytes: u64,
+}
+
+impl Outcome {
+    /// The record of a request the rules decided on, before it is answered.
+    pub(crate) fn decided(decision: &Decision<'_>) -> Self {
+        Self {
+            rule: decision.rule,
+            action: match decision.action {
+                RouteAction::Forward(_) => Action::Forward,
+                RouteAction::Redirect(_) => Action::Redirect,
+                RouteAction::Fixed(_) => Action::FixedResponse,
+            },
+            ..Self::refused()
+        }
+    }
+
+    /// The record of a request no rule was applied to.
+    pub(crate) fn refused() -> Self {
+        Self {
+            rule: None,
+            action: Action::Refused,
+            elb_status: 0,
+            target: None,
+            target_status: None,
+            target_time: None,
+            target_connection_error: false,
+            error: None,
+            received_bytes: 0,
+            sent_bytes: 0,
+        }
+    }
+
+    /// Notes that the load balancer answered with `error`'s page.
+    pub(crate) fn failed(&mut self, error: &ProxyError) {
+        self.elb_status = error.status().as_u16();
+        self.error = Some(error.reason());
+        self.target_status = None;
+        self.target_connection_error = matches!(
+            error,
+            ProxyError::TargetConnect(_) | ProxyError::TargetConnectTimeout
+        );
+    }
+
+    /// Counts the request in the node's and the group's metrics, and logs it at debug level.
+    pub(crate) fn record(&self, route: &HttpRoute, group: Option<&GroupMetrics>) {
+        if let Some(metrics) = &route.door.metrics {
+            metrics.record(self, group);
+        }
+        tracing::debug!(
+            target: "elbd::request",
+            listener = %route.door.listener_arn,
+            rule = ?self.rule,
+            action = ?self.action,
+            elb_status = self.elb_status,
+            target = ?self.target,
+            target_status = ?self.target_status,
+            error = self.error.unwrap_or("-"),
+            received_bytes = self.received_bytes,
+            sent_bytes = self.sent_bytes,
+            "request"
+        );
+    }
+}
+
+/// A response body on the general path that counts the bytes it passes and records its
+/// request's outcome when hyper is done with it (sent, or dropped when the client went away).
+/// hyper writes the heads, so their sizes are counted from their fields.
+pub(crate) struct Tallied<B> {
+    inner: B,
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    outcome: Outcome,
+    route: Arc<HttpRoute>,
+    group: Option<Arc<GroupMetrics>>,
+}
+
+impl<B> Tallied<B> {
+    pub(crate) fn new(
+        inner: B,
+        outcome: Outcome,
+        route: Arc<HttpRoute>,
+        group: Option<Arc<GroupMetrics>>,
+    ) -> Self {
+        Self {
+            inner,
+            pending: Some(Pending {
+                outcome,
+                route,
+                group,
+            }),
+        }
+    }
+
+    /// A body whose request has no listener to count it in.
+    pub(crate) fn untracked(inner: B) -> Self {
+        Self {
+            inner,
+            pending: None,
+        }
+    }
+}
+
+impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Tallied<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let (Some(data), Some(pending)) = (frame.data_ref(), self.pending.as_mut())
+        {
+            pending.outcome.sent_bytes += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Tallied<B> {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending
+                .outcome
+                .record(&pending.route, pending.group.as_deref());
+        }
+    }
+}
+
+/// The size of a head with these fields: its first line is about 16 bytes, each field takes
+/// `name: value\r\n`, and a blank line ends it.
+pub(crate) fn head_size(first_line: usize, headers: &http::HeaderMap) -> u64 {
+    let fields: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (first_line + fields + 2) as u64
+}

@@ -1,0 +1,459 @@
+//! CloudWatch's load balancer metrics, counted on the request path and read by `/metrics`.
+//!
+//! Each node keeps its counters per load balancer and zone ([`NodeMetrics`]) and per target
+//! group and zone ([`GroupMetrics`]): plain atomics that a request adds to without a lock.
+//! The compile step makes them (kept across snapshots, like connection pools) and lists them
+//! in the [`Registry`], whose lock only the control path and the scrape take. Series are the
+//! finest CloudWatch has (load balancer × zone, target group × zone); coarser dimensions are
+//! sums of these.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use elb_model::{HealthState, HealthView, LoadBalancerKind, State};
+
+use crate::l7::outcome::{Action, Outcome};
+
+/// Upper bounds of the TargetResponseTime histogram, in seconds.
+pub const RESPONSE_TIME_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A histogram of durations in Prometheus's form: cumulative buckets are made at scrape time
+/// from per-bucket counts.
+#[derive(Default)]
+pub struct Histogram {
+    /// Per bucket of [`RESPONSE_TIME_BUCKETS`], and one past the last.
+    counts: [AtomicU64; RESPONSE_TIME_BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = RESPONSE_TIME_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(RESPONSE_TIME_BUCKETS.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// (cumulative count per bound and +Inf, sum in seconds).
+    pub fn read(&self) -> (Vec<u64>, f64) {
+        let mut total = 0;
+        let cumulative = self
+            .counts
+            .iter()
+            .map(|c| {
+                total += c.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        (cumulative, sum)
+    }
+}
+
+/// HTTP status classes, 2XX to 5XX.
+#[derive(Default)]
+pub struct ByClass([AtomicU64; 4]);
+
+impl ByClass {
+    fn add(&self, status: u16) {
+        if let Some(class) = (status / 100).checked_sub(2).filter(|c| *c < 4) {
+            self.0[class as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The count of `class` (2 to 5).
+    pub fn get(&self, class: u16) -> u64 {
+        self.0[(class - 2) as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// A load balancer's counters in one zone (AWS/ApplicationELB with the LoadBalancer and
+/// AvailabilityZone dimensions).
+#[derive(Default)]
+pub struct NodeMetrics {
+    pub request_count: AtomicU64,
+    /// HTTPCode_ELB_3XX/4XX/5XX_Count: answers the load balancer made itself.
+    pub elb: ByClass,
+    /// HTTPCode_ELB_502/503/504_Count.
+    pub elb_502: AtomicU64,
+    pub elb_503: AtomicU64,
+    pub elb_504: AtomicU64,
+    /// HTTPCode_Target_2XX..5XX_Count.
+    pub target: ByClass,
+    pub target_response_time: Histogram,
+    pub target_connection_errors: AtomicU64,
+    pub processed_bytes: AtomicU64,
+    pub new_connections: AtomicU64,
+    /// Client connections open now (a gauge: added at accept, taken at close).
+    pub active_connections: AtomicU64,
+    /// Connections the security groups refused.
+    pub rejected_connections: AtomicU64,
+}
+
+/// A client connection, counted as new when made and as active until dropped.
+pub(crate) struct Active(Arc<NodeMetrics>);
+
+impl Active {
+    pub(crate) fn new(metrics: &Arc<NodeMetrics>) -> Self {
+        metrics.new_connections.fetch_add(1, Ordering::Relaxed);
+        metrics.active_connections.fetch_add(1, Ordering::Relaxed);
+        Self(metrics.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A target group's counters in one zone (the TargetGroup dimension).
+#[derive(Default)]
+pub struct GroupMetrics {
+    /// RequestCount of the group, and the base of RequestCountPerTarget.
+    pub request_count: AtomicU64,
+    pub target: ByClass,
+    pub target_response_time: Histogram,
+    pub target_connection_errors: AtomicU64,
+}
+
+impl NodeMetrics {
+    /// Counts one request's outcome here and, when it went to a group, in `group`.
+    pub(crate) fn record(&self, outcome: &Outcome, group: Option<&GroupMetrics>) {
+        self.request_count.fetch_add(1, Ordering::Relaxed);
+        self.processed_bytes.fetch_add(
+            outcome.received_bytes + outcome.sent_bytes,
+            Ordering::Relaxed,
+        );
+        if let Some(group) = group {
+            group.request_count.fetch_add(1, Ordering::Relaxed);
+        }
+        if outcome.target_connection_error {
+            self.target_connection_errors
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(group) = group {
+                group
+                    .target_connection_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        match outcome.target_status {
+            Some(status) if outcome.action == Action::Forward => {
+                self.target.add(status);
+                if let Some(group) = group {
+                    group.target.add(status);
+                }
+                if let Some(took) = outcome.target_time {
+                    self.target_response_time.observe(took);
+                    if let Some(group) = group {
+                        group.target_response_time.observe(took);
+                    }
+                }
+            }
+            _ => {
+                self.elb.add(outcome.elb_status);
+                match outcome.elb_status {
+                    502 => &self.elb_502,
+                    503 => &self.elb_503,
+                    504 => &self.elb_504,
+                    _ => return,
+                }
+                .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Reads one counter of a node.
+type Read = fn(&NodeMetrics) -> u64;
+
+/// The counters of a load balancer's node, by CloudWatch's names.
+const NODE_COUNTERS: [(&str, Read); 11] = [
+    ("RequestCount", |m| m.request_count.load(Ordering::Relaxed)),
+    ("HTTPCode_ELB_3XX_Count", |m| m.elb.get(3)),
+    ("HTTPCode_ELB_4XX_Count", |m| m.elb.get(4)),
+    ("HTTPCode_ELB_5XX_Count", |m| m.elb.get(5)),
+    ("HTTPCode_ELB_502_Count", |m| {
+        m.elb_502.load(Ordering::Relaxed)
+    }),
+    ("HTTPCode_ELB_503_Count", |m| {
+        m.elb_503.load(Ordering::Relaxed)
+    }),
+    ("HTTPCode_ELB_504_Count", |m| {
+        m.elb_504.load(Ordering::Relaxed)
+    }),
+    ("ProcessedBytes", |m| {
+        m.processed_bytes.load(Ordering::Relaxed)
+    }),
+    ("NewConnectionCount", |m| {
+        m.new_connections.load(Ordering::Relaxed)
+    }),
+    ("TargetConnectionErrorCount", |m| {
+        m.target_connection_errors.load(Ordering::Relaxed)
+    }),
+    ("RejectedConnectionCount", |m| {
+        m.rejected_connections.load(Ordering::Relaxed)
+    }),
+];
+
+/// Where `/metrics` finds every series: (load balancer id, zone) and (load balancer id,
+/// target group id, zone), ids as CloudWatch's dimensions write them (`app/NAME/ID`,
+/// `targetgroup/NAME/ID`).
+#[derive(Default)]
+pub struct Registry {
+    series: Mutex<Series>,
+}
+
+#[derive(Default, Clone)]
+pub(crate) struct Series {
+    pub(crate) nodes: BTreeMap<(String, String), Arc<NodeMetrics>>,
+    pub(crate) groups: BTreeMap<(String, String, String), Arc<GroupMetrics>>,
+}
+
+impl Registry {
+    pub(crate) fn replace(&self, series: Series) {
+        *self.series.lock().expect("not poisoned") = series;
+    }
+
+    fn series(&self) -> Series {
+        self.series.lock().expect("not poisoned").clone()
+    }
+
+    /// The counters in Prometheus's text format, CloudWatch's names rewritten by Prometheus's
+    /// conventions (README: Metrics), followed by `gauges` (host counts, made by the caller
+    /// from the health view).
+    pub fn render(&self, gauges: &[HostCount]) -> String {
+        let series = self.series();
+        let mut out = String::new();
+        let node_label = |(lb, zone): &(String, String)| {
+            format!("load_balancer=\"{lb}\",availability_zone=\"{zone}\"")
+        };
+        let group_label = |(lb, tg, zone): &(String, String, String)| {
+            format!("load_balancer=\"{lb}\",target_group=\"{tg}\",availability_zone=\"{zone}\"")
+        };
+        for (metric, read) in NODE_COUNTERS {
+            let name = prometheus_name(NAMESPACE, metric);
+            let _ = writeln!(out, "# TYPE {name}_total counter");
+            for (key, m) in &series.nodes {
+                let _ = writeln!(out, "{name}_total{{{}}} {}", node_label(key), read(m));
+            }
+        }
+        for class in 2..=5 {
+            let name = prometheus_name(NAMESPACE, &format!("HTTPCode_Target_{class}XX_Count"));
+            let _ = writeln!(out, "# TYPE {name}_total counter");
+            for (key, m) in &series.nodes {
+                let _ = writeln!(
+                    out,
+                    "{name}_total{{{}}} {}",
+                    node_label(key),
+                    m.target.get(class)
+                );
+            }
+            for (key, g) in &series.groups {
+                let _ = writeln!(
+                    out,
+                    "{name}_total{{{}}} {}",
+                    group_label(key),
+                    g.target.get(class)
+                );
+            }
+        }
+        let name = prometheus_name(NAMESPACE, "RequestCountPerTarget");
+        let _ = writeln!(out, "# TYPE {name}_total counter");
+        for (key, g) in &series.groups {
+            let count = g.request_count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_total{{{}}} {count}", group_label(key));
+        }
+        let name = prometheus_name(NAMESPACE, "ActiveConnectionCount");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (key, m) in &series.nodes {
+            let active = m.active_connections.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{{}}} {active}", node_label(key));
+        }
+        let name = format!(
+            "{}_seconds",
+            prometheus_name(NAMESPACE, "TargetResponseTime")
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let histograms = series
+            .nodes
+            .iter()
+            .map(|(key, m)| (node_label(key), &m.target_response_time))
+            .chain(
+                series
+                    .groups
+                    .iter()
+                    .map(|(key, g)| (group_label(key), &g.target_response_time)),
+            );
+        for (labels, histogram) in histograms {
+            let (cumulative, sum) = histogram.read();
+            for (bound, count) in RESPONSE_TIME_BUCKETS.iter().zip(&cumulative) {
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
+            }
+            let count = cumulative.last().copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+            let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+        }
+        for (metric, read) in [
+            (
+                "HealthyHostCount",
+                (|h: &HostCount| h.healthy) as fn(&HostCount) -> u64,
+            ),
+            ("UnHealthyHostCount", |h: &HostCount| h.unhealthy),
+        ] {
+            let name = prometheus_name(NAMESPACE, metric);
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for h in gauges {
+                let key = (
+                    h.load_balancer.clone(),
+                    h.target_group.clone(),
+                    h.zone.clone(),
+                );
+                let _ = writeln!(out, "{name}{{{}}} {}", group_label(&key), read(h));
+            }
+        }
+        out
+    }
+}
+
+/// The namespace of application load balancers' metrics.
+pub const NAMESPACE: &str = "AWS/ApplicationELB";
+
+/// One target group's healthy and unhealthy targets in one zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCount {
+    pub load_balancer: String,
+    pub target_group: String,
+    pub zone: String,
+    pub healthy: u64,
+    pub unhealthy: u64,
+}
+
+/// HealthyHostCount and UnHealthyHostCount of every application load balancer's target
+/// groups, per zone of the targets, by the health checks' overall verdict (a target is
+/// unhealthy if any node finds it so). Draining and unused targets count in neither.
+pub fn host_counts(state: &State, health: &HealthView) -> Vec<HostCount> {
+    let mut counts: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
+    for region in state.regions.values() {
+        let albs = region
+            .load_balancers
+            .values()
+            .filter(|lb| lb.kind == LoadBalancerKind::Application);
+        for lb in albs {
+            for tg in region.target_groups_of(&lb.arn) {
+                for target in tg.targets.iter().filter(|t| region.in_service(t)) {
+                    let key = (
+                        dimension(&lb.arn),
+                        dimension(&tg.arn),
+                        target.availability_zone.clone(),
+                    );
+                    let entry = counts.entry(key).or_default();
+                    match health.overall(&target.key(&tg.arn)).map(|h| h.state) {
+                        Some(HealthState::Healthy) => entry.0 += 1,
+                        Some(HealthState::Unhealthy) => entry.1 += 1,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .map(
+            |((load_balancer, target_group, zone), (healthy, unhealthy))| HostCount {
+                load_balancer,
+                target_group,
+                zone,
+                healthy,
+                unhealthy,
+            },
+        )
+        .collect()
+}
+
+/// An ARN's resource as CloudWatch's dimensions name it: `app/NAME/ID` for a load balancer,
+/// `targetgroup/NAME/ID` for a target group.
+pub fn dimension(arn: &str) -> String {
+    let resource = arn.splitn(6, ':').nth(5).unwrap_or(arn);
+    resource
+        .strip_prefix("loadbalancer/")
+        .unwrap_or(resource)
+        .to_owned()
+}
+
+/// CloudWatch's name in Prometheus's conventions: `aws_` + the namespace lower-cased without
+/// `AWS/` + `_` + the metric name with `_` between a lower-case letter or digit and an
+/// upper-case letter, all lower-cased (`HTTPCode_ELB_4XX_Count` → `httpcode_elb_4_xx_count`).
+pub fn prometheus_name(namespace: &str, metric: &str) -> String {
+    let namespace = namespace.trim_start_matches("AWS/").to_ascii_lowercase();
+    let mut out = format!("aws_{namespace}_");
+    let mut previous: Option<char> = None;
+    for c in metric.chars() {
+        if c.is_ascii_uppercase()
+            && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
+        {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+        previous = Some(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_issue_rule() {
+        let name = |m| prometheus_name(NAMESPACE, m);
+        assert_eq!(name("RequestCount"), "aws_applicationelb_request_count");
+        assert_eq!(
+            name("HTTPCode_ELB_4XX_Count"),
+            "aws_applicationelb_httpcode_elb_4_xx_count"
+        );
+        assert_eq!(
+            name("UnHealthyHostCount"),
+            "aws_applicationelb_un_healthy_host_count"
+        );
+        assert_eq!(
+            name("TargetResponseTime"),
+            "aws_applicationelb_target_response_time"
+        );
+    }
+
+    #[test]
+    fn dimensions_are_arn_resources() {
+        assert_eq!(
+            dimension("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/web/abc"),
+            "app/web/abc"
+        );
+        assert_eq!(
+            dimension("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/t/def"),
+            "targetgroup/t/def"
+        );
+    }
+
+    #[test]
+    fn histograms_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(500));
+        h.observe(Duration::from_millis(30));
+        h.observe(Duration::from_secs(60));
+        let (cumulative, sum) = h.read();
+        assert_eq!(cumulative[0], 1, "≤ 1 ms");
+        assert_eq!(cumulative[4], 2, "≤ 50 ms");
+        assert_eq!(*cumulative.last().unwrap(), 3, "+Inf");
+        assert!((sum - 60.0305).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,74 @@
+//! `GET /metrics` on the API address: the data plane's counters and the targets' health in
+//! Prometheus's text format. With API credentials configured it asks for HTTP basic auth with
+//! an access key id and its secret; without, it is open (it shows no secrets).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use elb_dataplane::metrics::{Registry, host_counts};
+use elb_model::HealthView;
+use elb_store::Store;
+use tokio::sync::watch;
+
+pub(crate) struct Scrape {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) health: watch::Receiver<Arc<HealthView>>,
+    /// Access key id → secret; empty: no authentication.
+    pub(crate) credentials: HashMap<String, String>,
+}
+
+pub(crate) fn router(scrape: Arc<Scrape>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(scrape)
+}
+
+async fn metrics(State(scrape): State<Arc<Scrape>>, headers: HeaderMap) -> Response {
+    if !scrape.credentials.is_empty() && !authorized(&headers, &scrape.credentials) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"elbd metrics\"")],
+            "an access key id and its secret are needed (HTTP basic auth)\n",
+        )
+            .into_response();
+    }
+    let snapshot = scrape.store.snapshot();
+    let health = scrape.health.borrow().clone();
+    let body = scrape
+        .registry
+        .render(&host_counts(&snapshot.state, &health));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Whether `Authorization: Basic` names a configured access key id with its secret.
+fn authorized(headers: &HeaderMap, credentials: &HashMap<String, String>) -> bool {
+    let Some(encoded) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let Ok(pair) = String::from_utf8(decoded) else {
+        return false;
+    };
+    pair.split_once(':')
+        .is_some_and(|(id, secret)| credentials.get(id).is_some_and(|s| s == secret))
+}
