@@ -38,6 +38,31 @@ pub(crate) fn iso8601(ms: u64) -> String {
     )
 }
 
+/// Milliseconds since the epoch of an ISO-8601 UTC time: `2026-12-05T20:00:00Z`, with
+/// optional fractional seconds.
+pub(crate) fn parse_iso8601(s: &str) -> Option<u64> {
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, se) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&day) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let ms = match fraction {
+        "" => 0,
+        f if f.bytes().all(|b| b.is_ascii_digit()) => {
+            let digits: String = f.chars().chain("000".chars()).take(3).collect();
+            digits.parse().ok()?
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, day) * 86_400 + h * 3600 + mi * 60 + se;
+    u64::try_from(secs * 1000 + ms).ok()
+}
+
 /// Seconds since the epoch of SigV4's `20261127T204902Z`.
 pub(crate) fn parse_amz_date(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -79,6 +104,15 @@ mod tests {
     #[test]
     fn formats_round_trip() {
         assert_eq!(iso8601(1_458_941_172_920), "2016-03-25T21:26:12.920Z");
+        assert_eq!(
+            parse_iso8601("2016-03-25T21:26:12.920Z"),
+            Some(1_458_941_172_920)
+        );
+        assert_eq!(
+            parse_iso8601("2016-03-25T21:26:12Z"),
+            Some(1_458_941_172_000)
+        );
+        assert_eq!(parse_iso8601("2016-13-25T21:26:12Z"), None);
         let t = parse_amz_date("20261127T204902Z").unwrap();
         assert_eq!(amz_date(t), "20261127T204902Z");
         assert_eq!(iso8601(t as u64 * 1000), "2026-11-27T20:49:02.000Z");

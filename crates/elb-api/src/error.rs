@@ -68,7 +68,9 @@ impl ApiError {
     /// parameter they do not know is a `ValidationError`.
     fn code_for(&self, service: Service) -> &str {
         match (service, self.code.as_str()) {
-            (Service::Ec2, "ValidationError") => "InvalidParameterValue",
+            (Service::Ec2 | Service::CloudWatch { .. }, "ValidationError") => {
+                "InvalidParameterValue"
+            }
             (Service::Elbv2 | Service::Iam, "UnknownParameter") => "ValidationError",
             (_, code) => code,
         }
@@ -77,6 +79,22 @@ impl ApiError {
     /// The error document of `service`'s protocol.
     pub fn render(&self, service: Service, request_id: &str) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        if service == (Service::CloudWatch { json: true }) {
+            // JSON 1.0 in query-compatible mode: the Query protocol's code rides in a header.
+            let code = self.code_for(service);
+            let body = serde_json::json!({"__type": code, "message": self.message});
+            let query_error = format!("{code};{}", self.fault());
+            return (
+                status,
+                [
+                    ("content-type", "application/x-amz-json-1.0"),
+                    ("x-amzn-requestid", request_id),
+                    ("x-amzn-query-error", query_error.as_str()),
+                ],
+                body.to_string(),
+            )
+                .into_response();
+        }
         if service == Service::Acm {
             let body = serde_json::json!({"__type": self.code, "message": self.message});
             return (
@@ -103,11 +121,11 @@ impl ApiError {
                     x.leaf("RequestID", request_id);
                 });
             }
-            Service::Elbv2 | Service::Iam | Service::Acm => {
-                let namespace = if service == Service::Iam {
-                    crate::iam::NAMESPACE
-                } else {
-                    crate::elbv2::NAMESPACE
+            Service::Elbv2 | Service::Iam | Service::Acm | Service::CloudWatch { .. } => {
+                let namespace = match service {
+                    Service::Iam => crate::iam::NAMESPACE,
+                    Service::CloudWatch { .. } => crate::cloudwatch::NAMESPACE,
+                    _ => crate::elbv2::NAMESPACE,
                 };
                 x.open_ns("ErrorResponse", namespace);
                 x.node("Error", |x| {

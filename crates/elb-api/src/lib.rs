@@ -16,6 +16,7 @@
 pub mod acm;
 pub mod auth;
 mod clock;
+pub mod cloudwatch;
 pub mod ec2;
 pub mod elbv2;
 pub mod error;
@@ -50,6 +51,10 @@ pub enum Service {
     Ec2,
     Acm,
     Iam,
+    /// CloudWatch's metrics; `json`: the JSON 1.0 protocol, else the Query protocol.
+    CloudWatch {
+        json: bool,
+    },
 }
 
 /// What the endpoint serves every request from.
@@ -65,6 +70,8 @@ pub struct Api {
     /// Regions whose zones the config file names; any other opens on the loopback rule
     /// ([`Topology::loopback`]).
     pub topologies: BTreeMap<String, Topology>,
+    /// The load balancers' metrics by the minute, for the CloudWatch API.
+    pub metrics: Arc<std::sync::Mutex<elb_metrics::history::History>>,
 }
 
 /// One request: the [`Api`] and the region its signature is scoped to, which every handler
@@ -196,16 +203,22 @@ async fn handle(
 ) -> Response {
     let request_id = request_id();
     // Before the scope is read, the request's own form tells which error format it expects.
-    let form = if headers.contains_key("x-amz-target") {
-        Service::Acm
-    } else {
-        Service::Elbv2
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let form = match target {
+        Some(t) if t.starts_with(cloudwatch::TARGET_PREFIX) => Service::CloudWatch { json: true },
+        Some(_) => Service::Acm,
+        None => Service::Elbv2,
     };
     let service = match service_of(&headers) {
+        Ok(Service::CloudWatch { .. }) => Service::CloudWatch {
+            json: form == (Service::CloudWatch { json: true }),
+        },
         Ok(service) => service,
         Err(e) => return e.render(form, &request_id),
     };
-    if service != form && (service == Service::Acm || form == Service::Acm) {
+    let json_form = matches!(form, Service::Acm | Service::CloudWatch { json: true });
+    let json_service = matches!(service, Service::Acm | Service::CloudWatch { json: true });
+    if json_form != json_service || (json_form && service != form) {
         let e = ApiError::new(
             400,
             "InvalidAction",
@@ -245,12 +258,13 @@ fn service_of(headers: &HeaderMap) -> Result<Service, ApiError> {
         "ec2" => Ok(Service::Ec2),
         "acm" => Ok(Service::Acm),
         "iam" => Ok(Service::Iam),
+        "monitoring" => Ok(Service::CloudWatch { json: false }),
         other => Err(ApiError::new(
             400,
             "InvalidAction",
             format!(
                 "The service '{other}' is not offered by elbd; it serves elasticloadbalancing, \
-                 ec2, acm and iam (server certificates)"
+                 ec2, acm, iam (server certificates) and monitoring (load balancer metrics)"
             ),
         )),
     }
@@ -283,6 +297,23 @@ fn call(
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
+    if service == (Service::CloudWatch { json: true }) {
+        let operation = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.strip_prefix(cloudwatch::TARGET_PREFIX))
+            .unwrap_or("");
+        let history = api.metrics.lock().expect("not poisoned");
+        let answer = cloudwatch::call_json(&history, operation, body)?;
+        return Ok((
+            [
+                ("content-type", "application/x-amz-json-1.0"),
+                ("x-amzn-requestid", request_id),
+            ],
+            answer.to_string(),
+        )
+            .into_response());
+    }
     let params = if service == Service::Acm {
         Params::default()
     } else {
@@ -309,21 +340,28 @@ fn call(
             )
         })?
         .to_owned();
-    // IAM is global: its requests touch no region.
-    if service != Service::Iam {
+    // IAM is global, and metrics are the host's: their requests touch no region.
+    if !matches!(service, Service::Iam | Service::CloudWatch { .. }) {
         api.open_region()?;
     }
     let (namespace, result) = match service {
         Service::Elbv2 => (elbv2::NAMESPACE, elbv2::call(api, &action, &params)?),
         Service::Ec2 => (ec2::NAMESPACE, ec2::call(api, &action, &params)?),
         Service::Iam => (iam::NAMESPACE, iam::call(api, &action, &params)?),
+        Service::CloudWatch { .. } => {
+            let history = api.metrics.lock().expect("not poisoned");
+            (
+                cloudwatch::NAMESPACE,
+                cloudwatch::call_query(&history, &action, &params)?,
+            )
+        }
         Service::Acm => unreachable!("answered above"),
     };
     params.finish()?;
     let mut x = Xml::new();
     x.open_ns(&format!("{action}Response"), namespace);
     match service {
-        Service::Elbv2 | Service::Iam => {
+        Service::Elbv2 | Service::Iam | Service::CloudWatch { .. } => {
             x.node(&format!("{action}Result"), |x| x.append(result));
             x.node("ResponseMetadata", |x| {
                 x.leaf("RequestId", request_id);

@@ -8,19 +8,14 @@
 //! sums of these.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use elb_metrics::{APPLICATION_ELB, RESPONSE_TIME_BUCKETS, Reading, Value};
 use elb_model::{HealthState, HealthView, LoadBalancerKind, State};
 
 use crate::l7::outcome::{Action, Outcome};
-
-/// Upper bounds of the TargetResponseTime histogram, in seconds.
-pub const RESPONSE_TIME_BUCKETS: [f64; 12] = [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
 
 /// A histogram of durations in Prometheus's form: cumulative buckets are made at scrape time
 /// from per-bucket counts.
@@ -228,106 +223,103 @@ impl Registry {
         self.series.lock().expect("not poisoned").clone()
     }
 
-    /// The counters in Prometheus's text format, CloudWatch's names rewritten by Prometheus's
-    /// conventions (README: Metrics), followed by `gauges` (host counts, made by the caller
-    /// from the health view).
-    pub fn render(&self, gauges: &[HostCount]) -> String {
+    /// Every series' value now, followed by `hosts` (made by the caller from the health
+    /// view): what `/metrics` renders and the CloudWatch history folds in.
+    pub fn readings(&self, hosts: &[HostCount]) -> Vec<Reading> {
         let series = self.series();
-        let mut out = String::new();
-        let node_label = |(lb, zone): &(String, String)| {
-            format!("load_balancer=\"{lb}\",availability_zone=\"{zone}\"")
+        let mut out = Vec::new();
+        let node = |(lb, zone): &(String, String)| {
+            vec![
+                ("LoadBalancer", lb.clone()),
+                ("AvailabilityZone", zone.clone()),
+            ]
         };
-        let group_label = |(lb, tg, zone): &(String, String, String)| {
-            format!("load_balancer=\"{lb}\",target_group=\"{tg}\",availability_zone=\"{zone}\"")
+        let group = |(lb, tg, zone): &(String, String, String)| {
+            vec![
+                ("LoadBalancer", lb.clone()),
+                ("TargetGroup", tg.clone()),
+                ("AvailabilityZone", zone.clone()),
+            ]
         };
-        for (metric, read) in NODE_COUNTERS {
-            let name = prometheus_name(NAMESPACE, metric);
-            let _ = writeln!(out, "# TYPE {name}_total counter");
-            for (key, m) in &series.nodes {
-                let _ = writeln!(out, "{name}_total{{{}}} {}", node_label(key), read(m));
+        let reading = |metric, dimensions, value| Reading {
+            namespace: APPLICATION_ELB,
+            metric,
+            dimensions,
+            value,
+        };
+        for (key, m) in &series.nodes {
+            for (metric, read) in NODE_COUNTERS {
+                out.push(reading(metric, node(key), Value::Count(read(m))));
             }
+            for (class, metric) in TARGET_CLASSES {
+                out.push(reading(
+                    metric,
+                    node(key),
+                    Value::Count(m.target.get(class)),
+                ));
+            }
+            let active = m.active_connections.load(Ordering::Relaxed);
+            out.push(reading(
+                "ActiveConnectionCount",
+                node(key),
+                Value::Gauge(active),
+            ));
+            let (cumulative, sum) = m.target_response_time.read();
+            out.push(reading(
+                "TargetResponseTime",
+                node(key),
+                Value::Timing { cumulative, sum },
+            ));
         }
-        for class in 2..=5 {
-            let name = prometheus_name(NAMESPACE, &format!("HTTPCode_Target_{class}XX_Count"));
-            let _ = writeln!(out, "# TYPE {name}_total counter");
-            for (key, m) in &series.nodes {
-                let _ = writeln!(
-                    out,
-                    "{name}_total{{{}}} {}",
-                    node_label(key),
-                    m.target.get(class)
-                );
-            }
-            for (key, g) in &series.groups {
-                let _ = writeln!(
-                    out,
-                    "{name}_total{{{}}} {}",
-                    group_label(key),
-                    g.target.get(class)
-                );
-            }
-        }
-        let name = prometheus_name(NAMESPACE, "RequestCountPerTarget");
-        let _ = writeln!(out, "# TYPE {name}_total counter");
         for (key, g) in &series.groups {
             let count = g.request_count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_total{{{}}} {count}", group_label(key));
+            out.push(reading(
+                "RequestCountPerTarget",
+                group(key),
+                Value::Count(count),
+            ));
+            for (class, metric) in TARGET_CLASSES {
+                out.push(reading(
+                    metric,
+                    group(key),
+                    Value::Count(g.target.get(class)),
+                ));
+            }
+            let (cumulative, sum) = g.target_response_time.read();
+            out.push(reading(
+                "TargetResponseTime",
+                group(key),
+                Value::Timing { cumulative, sum },
+            ));
         }
-        let name = prometheus_name(NAMESPACE, "ActiveConnectionCount");
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        for (key, m) in &series.nodes {
-            let active = m.active_connections.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}{{{}}} {active}", node_label(key));
-        }
-        let name = format!(
-            "{}_seconds",
-            prometheus_name(NAMESPACE, "TargetResponseTime")
-        );
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let histograms = series
-            .nodes
-            .iter()
-            .map(|(key, m)| (node_label(key), &m.target_response_time))
-            .chain(
-                series
-                    .groups
-                    .iter()
-                    .map(|(key, g)| (group_label(key), &g.target_response_time)),
+        for h in hosts {
+            let key = (
+                h.load_balancer.clone(),
+                h.target_group.clone(),
+                h.zone.clone(),
             );
-        for (labels, histogram) in histograms {
-            let (cumulative, sum) = histogram.read();
-            for (bound, count) in RESPONSE_TIME_BUCKETS.iter().zip(&cumulative) {
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
-            }
-            let count = cumulative.last().copied().unwrap_or(0);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-            let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-            let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
-        }
-        for (metric, read) in [
-            (
+            out.push(reading(
                 "HealthyHostCount",
-                (|h: &HostCount| h.healthy) as fn(&HostCount) -> u64,
-            ),
-            ("UnHealthyHostCount", |h: &HostCount| h.unhealthy),
-        ] {
-            let name = prometheus_name(NAMESPACE, metric);
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            for h in gauges {
-                let key = (
-                    h.load_balancer.clone(),
-                    h.target_group.clone(),
-                    h.zone.clone(),
-                );
-                let _ = writeln!(out, "{name}{{{}}} {}", group_label(&key), read(h));
-            }
+                group(&key),
+                Value::Gauge(h.healthy),
+            ));
+            out.push(reading(
+                "UnHealthyHostCount",
+                group(&key),
+                Value::Gauge(h.unhealthy),
+            ));
         }
         out
     }
 }
 
-/// The namespace of application load balancers' metrics.
-pub const NAMESPACE: &str = "AWS/ApplicationELB";
+/// HTTPCode_Target_*_Count by status class.
+const TARGET_CLASSES: [(u16, &str); 4] = [
+    (2, "HTTPCode_Target_2XX_Count"),
+    (3, "HTTPCode_Target_3XX_Count"),
+    (4, "HTTPCode_Target_4XX_Count"),
+    (5, "HTTPCode_Target_5XX_Count"),
+];
 
 /// One target group's healthy and unhealthy targets in one zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -391,46 +383,9 @@ pub fn dimension(arn: &str) -> String {
         .to_owned()
 }
 
-/// CloudWatch's name in Prometheus's conventions: `aws_` + the namespace lower-cased without
-/// `AWS/` + `_` + the metric name with `_` between a lower-case letter or digit and an
-/// upper-case letter, all lower-cased (`HTTPCode_ELB_4XX_Count` → `httpcode_elb_4_xx_count`).
-pub fn prometheus_name(namespace: &str, metric: &str) -> String {
-    let namespace = namespace.trim_start_matches("AWS/").to_ascii_lowercase();
-    let mut out = format!("aws_{namespace}_");
-    let mut previous: Option<char> = None;
-    for c in metric.chars() {
-        if c.is_ascii_uppercase()
-            && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
-        {
-            out.push('_');
-        }
-        out.push(c.to_ascii_lowercase());
-        previous = Some(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_follow_the_issue_rule() {
-        let name = |m| prometheus_name(NAMESPACE, m);
-        assert_eq!(name("RequestCount"), "aws_applicationelb_request_count");
-        assert_eq!(
-            name("HTTPCode_ELB_4XX_Count"),
-            "aws_applicationelb_httpcode_elb_4_xx_count"
-        );
-        assert_eq!(
-            name("UnHealthyHostCount"),
-            "aws_applicationelb_un_healthy_host_count"
-        );
-        assert_eq!(
-            name("TargetResponseTime"),
-            "aws_applicationelb_target_response_time"
-        );
-    }
 
     #[test]
     fn dimensions_are_arn_resources() {

@@ -1,9 +1,10 @@
 //! `GET /metrics` on the API address: the data plane's counters and the targets' health in
-//! Prometheus's text format. With API credentials configured it asks for HTTP basic auth with
+//! Prometheus's text format; and the sampler that keeps the CloudWatch API's history. With API credentials configured it asks for HTTP basic auth with
 //! an access key id and its secret; without, it is open (it shows no secrets).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::State;
@@ -12,6 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use elb_dataplane::metrics::{Registry, host_counts};
+use elb_metrics::Reading;
+use elb_metrics::history::History;
+use elb_metrics::prometheus;
 use elb_model::HealthView;
 use elb_store::Store;
 use tokio::sync::watch;
@@ -23,6 +27,36 @@ pub(crate) struct Scrape {
     /// Access key id → secret; empty: no authentication.
     pub(crate) credentials: HashMap<String, String>,
 }
+
+impl Scrape {
+    /// Every series now: the data plane's counters, and the targets' health.
+    pub(crate) fn readings(&self) -> Vec<Reading> {
+        let snapshot = self.store.snapshot();
+        let health = self.health.borrow().clone();
+        self.registry
+            .readings(&host_counts(&snapshot.state, &health))
+    }
+}
+
+/// Folds the readings into `history` every few seconds, so that the current minute is never
+/// more than that behind.
+pub(crate) async fn sample(scrape: Arc<Scrape>, history: Arc<Mutex<History>>) {
+    let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        ticks.tick().await;
+        let readings = scrape.readings();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        history
+            .lock()
+            .expect("not poisoned")
+            .observe(now_ms, &readings);
+    }
+}
+
+/// How often the CloudWatch history is brought up to date.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) fn router(scrape: Arc<Scrape>) -> Router {
     Router::new()
@@ -39,11 +73,7 @@ async fn metrics(State(scrape): State<Arc<Scrape>>, headers: HeaderMap) -> Respo
         )
             .into_response();
     }
-    let snapshot = scrape.store.snapshot();
-    let health = scrape.health.borrow().clone();
-    let body = scrape
-        .registry
-        .render(&host_counts(&snapshot.state, &health));
+    let body = prometheus::render(&scrape.readings());
     (
         [(
             header::CONTENT_TYPE,

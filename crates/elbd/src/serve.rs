@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -15,6 +15,7 @@ use elb_api::{Api, Credentials};
 use elb_dataplane::{Applied, DataPlane};
 use elb_dns::Dns;
 use elb_health::HealthChecker;
+use elb_metrics::history::History;
 use elb_model::{Command, LoadBalancerState, State};
 use elb_store::{Snapshot, SqliteBackend, Store};
 use tokio::signal::unix::{SignalKind, signal};
@@ -136,6 +137,7 @@ async fn serve(
     // A new flow-hash seed per process, as a random hash key: flows are not predictable.
     let mut dataplane = DataPlane::new(Duration::from_secs(args.drain_seconds), fastrand::u64(..));
     if let Some(addr) = args.api_listen {
+        let history = Arc::new(Mutex::new(History::default()));
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("--api-listen {addr}"))?;
@@ -146,6 +148,7 @@ async fn serve(
             s3_root: args.data_dir.join("s3"),
             home: settings.scope.clone(),
             topologies: settings.topologies.clone(),
+            metrics: history.clone(),
         });
         let signed = if api.credentials.0.is_empty() {
             "any signature accepted"
@@ -159,6 +162,7 @@ async fn serve(
             health: checker.subscribe(),
             credentials: settings.credentials.clone().into_iter().collect(),
         });
+        tokio::spawn(scrape::sample(scrape.clone(), history));
         let routes = elb_api::router(api).merge(scrape::router(scrape));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, routes).await {

@@ -143,6 +143,85 @@ async fn requests_are_counted_as_cloudwatch_names_them_on_both_roads() {
     );
     assert!(sum("aws_applicationelb_processed_bytes_total", &[&lb_id]) > 0.0);
 
+    // The CloudWatch API answers from the same counters, by the minute (brought up to date
+    // every 5 s).
+    let lb_dimension = format!(
+        "Name=LoadBalancer,Value={}",
+        lb.split_once(":loadbalancer/").unwrap().1
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let iso = |secs: u64| {
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (start, end) = (iso(now - 600), iso(now + 600));
+    let mut summed = 0.0;
+    for _ in 0..40 {
+        let stats = aws.ok(&[
+            "cloudwatch",
+            "get-metric-statistics",
+            "--namespace",
+            "AWS/ApplicationELB",
+            "--metric-name",
+            "RequestCount",
+            "--dimensions",
+            &lb_dimension,
+            "--statistics",
+            "Sum",
+            "--period",
+            "60",
+            "--start-time",
+            &start,
+            "--end-time",
+            &end,
+        ]);
+        summed = stats["Datapoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["Sum"].as_f64().unwrap())
+            .sum();
+        if summed >= 50.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(summed, 50.0);
+    let listed = aws.ok(&[
+        "cloudwatch",
+        "list-metrics",
+        "--namespace",
+        "AWS/ApplicationELB",
+    ]);
+    let names: std::collections::BTreeSet<&str> = listed["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["MetricName"].as_str().unwrap())
+        .collect();
+    assert!(names.contains("HTTPCode_ELB_4XX_Count"), "{names:?}");
+    // The Query protocol of older clients gets the same answer, in XML.
+    let query = std::process::Command::new(crate::harness::venv().join("bin/python"))
+        .arg("-c")
+        .arg(QUERY_CLIENT)
+        .arg(format!("http://{api}/"))
+        .arg("Action=ListMetrics&Version=2010-08-01&Namespace=AWS%2FApplicationELB&MetricName=HTTPCode_ELB_4XX_Count")
+        .output()
+        .unwrap();
+    let xml = String::from_utf8_lossy(&query.stdout);
+    assert!(
+        xml.contains("<ListMetricsResponse")
+            && xml.contains("<MetricName>HTTPCode_ELB_4XX_Count</MetricName>"),
+        "{xml}{}",
+        String::from_utf8_lossy(&query.stderr)
+    );
+
     // The same request on the general path is the same record, bytes received included
     // (what is sent differs by the injected header).
     let before = records(&elbd.logs()).len();
@@ -173,6 +252,21 @@ async fn requests_are_counted_as_cloudwatch_names_them_on_both_roads() {
     assert_eq!(general_record.get("listener"), Some(&general));
     drop(backend);
 }
+
+/// A signed Query-protocol POST to CloudWatch with botocore's signer: argv[1] the endpoint,
+/// argv[2] the form; prints the answer.
+const QUERY_CLIENT: &str = r#"
+import sys, urllib.request
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+request = AWSRequest(method="POST", url=sys.argv[1], data=sys.argv[2],
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+SigV4Auth(Credentials("test", "test"), "monitoring", "us-east-1").add_auth(request)
+prepared = request.prepare()
+sent = urllib.request.Request(prepared.url, data=prepared.body.encode(), headers=dict(prepared.headers), method="POST")
+print(urllib.request.urlopen(sent).read().decode())
+"#;
 
 /// The first record logged after the first `before`, once it is there.
 async fn elbd_records_after(elbd: &mut Elbd, before: usize) -> BTreeMap<String, String> {

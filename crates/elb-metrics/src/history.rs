@@ -1,0 +1,372 @@
+//! The last [`RETAINED_MINUTES`] minutes of every series at CloudWatch's 1-minute resolution,
+//! and the statistics GetMetricStatistics and GetMetricData answer from them.
+//!
+//! Readings are folded in every few seconds: a count's growth since the previous reading is
+//! added to the current minute, a gauge is sampled. Each series is also kept without its
+//! AvailabilityZone dimension (the sum over zones), as CloudWatch publishes load balancer
+//! metrics both per zone and in all. A minute older than the retention is dropped, so memory
+//! is bounded per series.
+
+use std::collections::BTreeMap;
+
+use crate::{RESPONSE_TIME_BUCKETS, Reading, Value};
+
+/// How many minutes each series keeps: three hours, and the current minute.
+pub const RETAINED_MINUTES: u64 = 181;
+
+/// A metric as CloudWatch names it: namespace, name and dimensions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub namespace: String,
+    pub metric: String,
+    pub dimensions: BTreeMap<String, String>,
+}
+
+/// One minute (or period) of a series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Datum {
+    pub sum: f64,
+    pub samples: f64,
+    pub minimum: f64,
+    pub maximum: f64,
+}
+
+impl Datum {
+    fn merge(&mut self, other: &Self) {
+        self.sum += other.sum;
+        self.samples += other.samples;
+        self.minimum = self.minimum.min(other.minimum);
+        self.maximum = self.maximum.max(other.maximum);
+    }
+
+    pub fn average(&self) -> f64 {
+        if self.samples > 0.0 {
+            self.sum / self.samples
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    /// The previous reading, for counts and timings.
+    previous: Option<Value>,
+    /// Minute (since the epoch) → its datum.
+    minutes: BTreeMap<u64, Datum>,
+}
+
+#[derive(Debug, Default)]
+pub struct History {
+    series: BTreeMap<SeriesKey, Series>,
+}
+
+impl History {
+    /// Folds in `readings` taken at `now_ms`. Series that no reading names any more (a deleted
+    /// load balancer) keep their minutes until they age out.
+    pub fn observe(&mut self, now_ms: u64, readings: &[Reading]) {
+        let minute = now_ms / 60_000;
+        let mut totals: BTreeMap<SeriesKey, Value> = BTreeMap::new();
+        for reading in readings {
+            let full = key(reading, true);
+            let all_zones = key(reading, false);
+            for key in [full, all_zones].into_iter().flatten() {
+                totals
+                    .entry(key)
+                    .and_modify(|total| add(total, &reading.value))
+                    .or_insert_with(|| reading.value.clone());
+            }
+        }
+        for (key, value) in totals {
+            let series = self.series.entry(key).or_default();
+            if let Some(datum) = datum(series.previous.as_ref(), &value) {
+                series
+                    .minutes
+                    .entry(minute)
+                    .and_modify(|d| d.merge(&datum))
+                    .or_insert(datum);
+            }
+            series.previous = Some(value);
+        }
+        let oldest = minute.saturating_sub(RETAINED_MINUTES - 1);
+        self.series.retain(|_, series| {
+            series.minutes.retain(|m, _| *m >= oldest);
+            !series.minutes.is_empty() || series.previous.is_some()
+        });
+    }
+
+    /// The series of `namespace` (every one when `None`) named `metric` (any when `None`)
+    /// that have every dimension of `dimensions` (a `None` value: any value).
+    pub fn list(
+        &self,
+        namespace: Option<&str>,
+        metric: Option<&str>,
+        dimensions: &[(String, Option<String>)],
+    ) -> Vec<&SeriesKey> {
+        self.series
+            .keys()
+            .filter(|k| namespace.is_none_or(|n| k.namespace == n))
+            .filter(|k| metric.is_none_or(|m| k.metric == m))
+            .filter(|k| {
+                dimensions.iter().all(|(name, value)| {
+                    k.dimensions
+                        .get(name)
+                        .is_some_and(|v| value.as_ref().is_none_or(|want| want == v))
+                })
+            })
+            .collect()
+    }
+
+    /// The series' data in `[start_ms, end_ms)`, in periods of `period_s` seconds (a multiple
+    /// of 60) from `start_ms`: (period start in ms, datum) for each period that has data.
+    pub fn statistics(
+        &self,
+        key: &SeriesKey,
+        start_ms: u64,
+        end_ms: u64,
+        period_s: u64,
+    ) -> Vec<(u64, Datum)> {
+        let Some(series) = self.series.get(key) else {
+            return Vec::new();
+        };
+        let period_ms = period_s.max(60) * 1000;
+        let mut periods: BTreeMap<u64, Datum> = BTreeMap::new();
+        let first = start_ms / 60_000;
+        let last = end_ms.saturating_sub(1) / 60_000;
+        for (minute, datum) in series.minutes.range(first..=last) {
+            let at = minute * 60_000;
+            let period = start_ms + (at.saturating_sub(start_ms) / period_ms) * period_ms;
+            periods
+                .entry(period)
+                .and_modify(|d| d.merge(datum))
+                .or_insert(*datum);
+        }
+        periods.into_iter().collect()
+    }
+}
+
+/// A reading's key with all its dimensions, or (`with_zone` false) without its
+/// AvailabilityZone; `None` when it has no zone to drop.
+fn key(reading: &Reading, with_zone: bool) -> Option<SeriesKey> {
+    let zone = reading
+        .dimensions
+        .iter()
+        .any(|(name, _)| *name == "AvailabilityZone");
+    if !with_zone && !zone {
+        return None;
+    }
+    Some(SeriesKey {
+        namespace: reading.namespace.to_owned(),
+        metric: reading.metric.to_owned(),
+        dimensions: reading
+            .dimensions
+            .iter()
+            .filter(|(name, _)| with_zone || *name != "AvailabilityZone")
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect(),
+    })
+}
+
+/// `total` plus `value` (of the same kind; a mismatch keeps `total`).
+fn add(total: &mut Value, value: &Value) {
+    match (total, value) {
+        (Value::Count(a), Value::Count(b)) | (Value::Gauge(a), Value::Gauge(b)) => *a += b,
+        (
+            Value::Timing { cumulative, sum },
+            Value::Timing {
+                cumulative: more,
+                sum: more_sum,
+            },
+        ) => {
+            for (a, b) in cumulative.iter_mut().zip(more) {
+                *a += b;
+            }
+            *sum += more_sum;
+        }
+        _ => {}
+    }
+}
+
+/// What a reading adds to its minute, given the previous one: a count's growth (a counter
+/// that went back, as after a restart, starts over), a gauge's sample, a timing's new
+/// durations (their minimum and maximum as the bounds of the buckets they fell in).
+fn datum(previous: Option<&Value>, value: &Value) -> Option<Datum> {
+    match (previous, value) {
+        (_, Value::Gauge(level)) => {
+            let level = *level as f64;
+            Some(Datum {
+                sum: level,
+                samples: 1.0,
+                minimum: level,
+                maximum: level,
+            })
+        }
+        (previous, Value::Count(now)) => {
+            let before = match previous {
+                Some(Value::Count(before)) if before <= now => *before,
+                _ => 0,
+            };
+            let events = (now - before) as f64;
+            (events > 0.0).then_some(Datum {
+                sum: events,
+                samples: events,
+                minimum: 1.0,
+                maximum: 1.0,
+            })
+        }
+        (previous, Value::Timing { cumulative, sum }) => {
+            let (before, before_sum) = match previous {
+                Some(Value::Timing {
+                    cumulative: before,
+                    sum,
+                }) if before.last() <= cumulative.last() => (before.clone(), *sum),
+                _ => (vec![0; cumulative.len()], 0.0),
+            };
+            let counts: Vec<u64> = cumulative
+                .iter()
+                .zip(before.iter().chain(std::iter::repeat(&0)))
+                .map(|(now, then)| now.saturating_sub(*then))
+                .collect();
+            let samples = counts.last().copied().unwrap_or(0) as f64;
+            // Per bucket (not cumulative): where the new durations fell.
+            let per_bucket: Vec<u64> = counts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| c - if i == 0 { 0 } else { counts[i - 1] })
+                .collect();
+            let lowest = per_bucket.iter().position(|c| *c > 0)?;
+            let highest = per_bucket.iter().rposition(|c| *c > 0)?;
+            let bound = |i: usize| RESPONSE_TIME_BUCKETS.get(i).copied();
+            Some(Datum {
+                sum: (sum - before_sum).max(0.0),
+                samples,
+                minimum: if lowest == 0 {
+                    0.0
+                } else {
+                    bound(lowest - 1).unwrap_or(0.0)
+                },
+                maximum: bound(highest).unwrap_or(f64::INFINITY),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::APPLICATION_ELB;
+
+    fn requests(zone: &str, count: u64) -> Reading {
+        Reading {
+            namespace: APPLICATION_ELB,
+            metric: "RequestCount",
+            dimensions: vec![
+                ("LoadBalancer", "app/web/1".into()),
+                ("AvailabilityZone", zone.into()),
+            ],
+            value: Value::Count(count),
+        }
+    }
+
+    fn load_balancer_key() -> SeriesKey {
+        SeriesKey {
+            namespace: APPLICATION_ELB.into(),
+            metric: "RequestCount".into(),
+            dimensions: [("LoadBalancer".to_owned(), "app/web/1".to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn counts_go_to_their_minute_and_sum_over_zones_and_periods() {
+        let mut h = History::default();
+        let t0 = 10 * 60_000;
+        h.observe(t0, &[requests("a", 5), requests("b", 1)]);
+        h.observe(t0 + 30_000, &[requests("a", 8), requests("b", 1)]);
+        h.observe(t0 + 70_000, &[requests("a", 20), requests("b", 3)]);
+        let key = load_balancer_key();
+        let per_minute = h.statistics(&key, t0, t0 + 120_000, 60);
+        assert_eq!(per_minute.len(), 2);
+        assert_eq!(
+            per_minute[0],
+            (
+                t0,
+                Datum {
+                    sum: 9.0,
+                    samples: 9.0,
+                    minimum: 1.0,
+                    maximum: 1.0
+                }
+            )
+        );
+        assert_eq!(per_minute[1].1.sum, 14.0);
+        let whole = h.statistics(&key, t0, t0 + 120_000, 120);
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].1.sum, 23.0);
+        assert_eq!(whole[0].1.average(), 1.0, "each request is a sample of 1");
+        assert!(
+            h.statistics(&key, t0 + 120_000, t0 + 180_000, 60)
+                .is_empty()
+        );
+        let listed = h.list(None, Some("RequestCount"), &[("LoadBalancer".into(), None)]);
+        assert_eq!(listed.len(), 3, "the whole and each zone: {listed:?}");
+    }
+
+    #[test]
+    fn a_counter_that_goes_back_starts_over_and_old_minutes_age_out() {
+        let mut h = History::default();
+        h.observe(0, &[requests("a", 5)]);
+        h.observe(60_000, &[requests("a", 2)]);
+        let key = load_balancer_key();
+        assert_eq!(h.statistics(&key, 0, 120_000, 60)[1].1.sum, 2.0);
+        h.observe(RETAINED_MINUTES * 60_000, &[requests("a", 3)]);
+        let kept = h.statistics(&key, 0, (RETAINED_MINUTES + 1) * 60_000, 60);
+        assert_eq!(kept.len(), 2, "minute 0 is gone: {kept:?}");
+    }
+
+    #[test]
+    fn gauges_are_sampled_and_timings_bounded_by_their_buckets() {
+        let mut h = History::default();
+        let hosts = |n| Reading {
+            namespace: APPLICATION_ELB,
+            metric: "HealthyHostCount",
+            dimensions: vec![("TargetGroup", "targetgroup/t/1".into())],
+            value: Value::Gauge(n),
+        };
+        h.observe(0, &[hosts(2)]);
+        h.observe(10_000, &[hosts(4)]);
+        let key = SeriesKey {
+            namespace: APPLICATION_ELB.into(),
+            metric: "HealthyHostCount".into(),
+            dimensions: [("TargetGroup".to_owned(), "targetgroup/t/1".to_owned())].into(),
+        };
+        let d = h.statistics(&key, 0, 60_000, 60)[0].1;
+        assert_eq!((d.average(), d.minimum, d.maximum), (3.0, 2.0, 4.0));
+
+        let timing = |cumulative: Vec<u64>, sum| Reading {
+            namespace: APPLICATION_ELB,
+            metric: "TargetResponseTime",
+            dimensions: vec![],
+            value: Value::Timing { cumulative, sum },
+        };
+        let mut cumulative = vec![0u64; RESPONSE_TIME_BUCKETS.len() + 1];
+        h.observe(0, &[timing(cumulative.clone(), 0.0)]);
+        // Two durations: one ≤ 5 ms, one in (10 ms, 25 ms].
+        for (i, c) in cumulative.iter_mut().enumerate() {
+            *c = match i {
+                0 => 0,
+                1 | 2 => 1,
+                _ => 2,
+            };
+        }
+        h.observe(30_000, &[timing(cumulative, 0.024)]);
+        let key = SeriesKey {
+            namespace: APPLICATION_ELB.into(),
+            metric: "TargetResponseTime".into(),
+            dimensions: BTreeMap::new(),
+        };
+        let d = h.statistics(&key, 0, 60_000, 60)[0].1;
+        assert_eq!(d.samples, 2.0);
+        assert!((d.average() - 0.012).abs() < 1e-9);
+        assert_eq!((d.minimum, d.maximum), (0.001, 0.025));
+    }
+}
