@@ -1,11 +1,12 @@
-//! CloudWatch's load balancer metrics, counted on the request path and read by `/metrics`.
+//! CloudWatch's load balancer metrics, counted on the request path and read by `/metrics`
+//! and the CloudWatch history.
 //!
-//! Each node keeps its counters per load balancer and zone ([`NodeMetrics`]) and per target
-//! group and zone ([`GroupMetrics`]): plain atomics that a request adds to without a lock.
-//! The compile step makes them (kept across snapshots, like connection pools) and lists them
-//! in the [`Registry`], whose lock only the control path and the scrape take. Series are the
-//! finest CloudWatch has (load balancer × zone, target group × zone); coarser dimensions are
-//! sums of these.
+//! Each node keeps its counters per load balancer and zone ([`NodeMetrics`]: what the load
+//! balancer did) and per target group and zone ([`GroupMetrics`]: what targets did): plain
+//! atomics that a request adds to without a lock. The compile step makes them (kept across
+//! snapshots, like connection pools) and lists them in the [`Registry`], whose lock only the
+//! control path and the readers take. Each metric is read at one level, the finest CloudWatch
+//! has, so that summing it over any label gives the coarser dimension.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,20 +73,22 @@ impl ByClass {
 }
 
 /// A load balancer's counters in one zone (AWS/ApplicationELB with the LoadBalancer and
-/// AvailabilityZone dimensions).
+/// AvailabilityZone dimensions). What targets answered is counted per group only
+/// ([`GroupMetrics`]): a load balancer's are the sum of its groups'.
 #[derive(Default)]
 pub struct NodeMetrics {
     pub request_count: AtomicU64,
-    /// HTTPCode_ELB_3XX/4XX/5XX_Count: answers the load balancer made itself.
+    /// HTTPCode_ELB_3XX/4XX/5XX_Count: answers the load balancer made itself (redirects and
+    /// fixed responses included; 460, a client that left, is logged only, as on AWS).
     pub elb: ByClass,
-    /// HTTPCode_ELB_502/503/504_Count.
+    /// HTTPCode_ELB_500/502/503/504_Count.
+    pub elb_500: AtomicU64,
     pub elb_502: AtomicU64,
     pub elb_503: AtomicU64,
     pub elb_504: AtomicU64,
-    /// HTTPCode_Target_2XX..5XX_Count.
-    pub target: ByClass,
-    pub target_response_time: Histogram,
-    pub target_connection_errors: AtomicU64,
+    /// HTTP_Redirect_Count and HTTP_Fixed_Response_Count.
+    pub redirects: AtomicU64,
+    pub fixed_responses: AtomicU64,
     pub processed_bytes: AtomicU64,
     pub new_connections: AtomicU64,
     /// Client connections open now (a gauge: added at accept, taken at close).
@@ -105,6 +108,14 @@ impl Active {
     }
 }
 
+impl Active {
+    /// A connection handed on to another task (upgraded to a WebSocket): active, not new.
+    pub(crate) fn continued(metrics: &Arc<NodeMetrics>) -> Self {
+        metrics.active_connections.fetch_add(1, Ordering::Relaxed);
+        Self(metrics.clone())
+    }
+}
+
 impl Drop for Active {
     fn drop(&mut self) {
         self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
@@ -114,8 +125,7 @@ impl Drop for Active {
 /// A target group's counters in one zone (the TargetGroup dimension).
 #[derive(Default)]
 pub struct GroupMetrics {
-    /// RequestCount of the group, and the base of RequestCountPerTarget.
-    pub request_count: AtomicU64,
+    /// HTTPCode_Target_2XX..5XX_Count.
     pub target: ByClass,
     pub target_response_time: Histogram,
     pub target_connection_errors: AtomicU64,
@@ -129,34 +139,30 @@ impl NodeMetrics {
             outcome.received_bytes + outcome.sent_bytes,
             Ordering::Relaxed,
         );
+        match outcome.action {
+            Action::Redirect => self.redirects.fetch_add(1, Ordering::Relaxed),
+            Action::FixedResponse => self.fixed_responses.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
         if let Some(group) = group {
-            group.request_count.fetch_add(1, Ordering::Relaxed);
-        }
-        if outcome.target_connection_error {
-            self.target_connection_errors
-                .fetch_add(1, Ordering::Relaxed);
-            if let Some(group) = group {
+            if outcome.target_connection_error {
                 group
                     .target_connection_errors
                     .fetch_add(1, Ordering::Relaxed);
             }
-        }
-        match outcome.target_status {
-            Some(status) if outcome.action == Action::Forward => {
-                self.target.add(status);
-                if let Some(group) = group {
-                    group.target.add(status);
-                }
-                if let Some(took) = outcome.target_time {
-                    self.target_response_time.observe(took);
-                    if let Some(group) = group {
-                        group.target_response_time.observe(took);
-                    }
-                }
+            if let Some(took) = outcome.target_time {
+                group.target_response_time.observe(took);
             }
+        }
+        match (outcome.target_status, group) {
+            (Some(status), Some(group)) if outcome.action == Action::Forward => {
+                group.target.add(status);
+            }
+            _ if outcome.elb_status == CLIENT_CLOSED => {}
             _ => {
                 self.elb.add(outcome.elb_status);
                 match outcome.elb_status {
+                    500 => &self.elb_500,
                     502 => &self.elb_502,
                     503 => &self.elb_503,
                     504 => &self.elb_504,
@@ -168,15 +174,22 @@ impl NodeMetrics {
     }
 }
 
+/// ALB's status for a request whose client left before the answer: logged, not counted in
+/// HTTPCode_ELB_4XX (aws-elb-features.md §6.4).
+pub(crate) const CLIENT_CLOSED: u16 = 460;
+
 /// Reads one counter of a node.
 type Read = fn(&NodeMetrics) -> u64;
 
 /// The counters of a load balancer's node, by CloudWatch's names.
-const NODE_COUNTERS: [(&str, Read); 11] = [
+const NODE_COUNTERS: [(&str, Read); 13] = [
     ("RequestCount", |m| m.request_count.load(Ordering::Relaxed)),
     ("HTTPCode_ELB_3XX_Count", |m| m.elb.get(3)),
     ("HTTPCode_ELB_4XX_Count", |m| m.elb.get(4)),
     ("HTTPCode_ELB_5XX_Count", |m| m.elb.get(5)),
+    ("HTTPCode_ELB_500_Count", |m| {
+        m.elb_500.load(Ordering::Relaxed)
+    }),
     ("HTTPCode_ELB_502_Count", |m| {
         m.elb_502.load(Ordering::Relaxed)
     }),
@@ -186,14 +199,17 @@ const NODE_COUNTERS: [(&str, Read); 11] = [
     ("HTTPCode_ELB_504_Count", |m| {
         m.elb_504.load(Ordering::Relaxed)
     }),
+    ("HTTP_Redirect_Count", |m| {
+        m.redirects.load(Ordering::Relaxed)
+    }),
+    ("HTTP_Fixed_Response_Count", |m| {
+        m.fixed_responses.load(Ordering::Relaxed)
+    }),
     ("ProcessedBytes", |m| {
         m.processed_bytes.load(Ordering::Relaxed)
     }),
     ("NewConnectionCount", |m| {
         m.new_connections.load(Ordering::Relaxed)
-    }),
-    ("TargetConnectionErrorCount", |m| {
-        m.target_connection_errors.load(Ordering::Relaxed)
     }),
     ("RejectedConnectionCount", |m| {
         m.rejected_connections.load(Ordering::Relaxed)
@@ -251,32 +267,19 @@ impl Registry {
             for (metric, read) in NODE_COUNTERS {
                 out.push(reading(metric, node(key), Value::Count(read(m))));
             }
-            for (class, metric) in TARGET_CLASSES {
-                out.push(reading(
-                    metric,
-                    node(key),
-                    Value::Count(m.target.get(class)),
-                ));
-            }
             let active = m.active_connections.load(Ordering::Relaxed);
             out.push(reading(
                 "ActiveConnectionCount",
                 node(key),
                 Value::Gauge(active),
             ));
-            let (cumulative, sum) = m.target_response_time.read();
-            out.push(reading(
-                "TargetResponseTime",
-                node(key),
-                Value::Timing { cumulative, sum },
-            ));
         }
         for (key, g) in &series.groups {
-            let count = g.request_count.load(Ordering::Relaxed);
+            let errors = g.target_connection_errors.load(Ordering::Relaxed);
             out.push(reading(
-                "RequestCountPerTarget",
+                "TargetConnectionErrorCount",
                 group(key),
-                Value::Count(count),
+                Value::Count(errors),
             ));
             for (class, metric) in TARGET_CLASSES {
                 out.push(reading(

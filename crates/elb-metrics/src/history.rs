@@ -2,9 +2,10 @@
 //! and the statistics GetMetricStatistics and GetMetricData answer from them.
 //!
 //! Readings are folded in every few seconds: a count's growth since the previous reading is
-//! added to the current minute, a gauge is sampled. Each series is also kept without its
-//! AvailabilityZone dimension (the sum over zones), as CloudWatch publishes load balancer
-//! metrics both per zone and in all. A minute older than the retention is dropped, so memory
+//! added to the current minute, a gauge is sampled. As CloudWatch publishes load balancer
+//! metrics at several dimension sets, each series is also kept without its AvailabilityZone
+//! (the sum over zones) and, for counts and timings of a target group, without its
+//! TargetGroup (the load balancer's). A minute older than the retention is dropped, so memory
 //! is bounded per series.
 
 use std::collections::BTreeMap;
@@ -68,9 +69,7 @@ impl History {
         let minute = now_ms / 60_000;
         let mut totals: BTreeMap<SeriesKey, Value> = BTreeMap::new();
         for reading in readings {
-            let full = key(reading, true);
-            let all_zones = key(reading, false);
-            for key in [full, all_zones].into_iter().flatten() {
+            for key in keys(reading) {
                 totals
                     .entry(key)
                     .and_modify(|total| add(total, &reading.value))
@@ -145,26 +144,32 @@ impl History {
     }
 }
 
-/// A reading's key with all its dimensions, or (`with_zone` false) without its
-/// AvailabilityZone; `None` when it has no zone to drop.
-fn key(reading: &Reading, with_zone: bool) -> Option<SeriesKey> {
-    let zone = reading
-        .dimensions
-        .iter()
-        .any(|(name, _)| *name == "AvailabilityZone");
-    if !with_zone && !zone {
-        return None;
+/// The keys a reading counts under: its own dimensions, and the coarser sets CloudWatch also
+/// publishes.
+fn keys(reading: &Reading) -> Vec<SeriesKey> {
+    let has = |name| reading.dimensions.iter().any(|(n, _)| *n == name);
+    let zone = [false]
+        .into_iter()
+        .chain(has("AvailabilityZone").then_some(true));
+    let by_group = has("TargetGroup") && !matches!(reading.value, Value::Gauge(_));
+    let group = [false].into_iter().chain(by_group.then_some(true));
+    let mut keys = Vec::new();
+    for drop_group in group {
+        for drop_zone in zone.clone() {
+            keys.push(SeriesKey {
+                namespace: reading.namespace.to_owned(),
+                metric: reading.metric.to_owned(),
+                dimensions: reading
+                    .dimensions
+                    .iter()
+                    .filter(|(n, _)| !(drop_zone && *n == "AvailabilityZone"))
+                    .filter(|(n, _)| !(drop_group && *n == "TargetGroup"))
+                    .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                    .collect(),
+            });
+        }
     }
-    Some(SeriesKey {
-        namespace: reading.namespace.to_owned(),
-        metric: reading.metric.to_owned(),
-        dimensions: reading
-            .dimensions
-            .iter()
-            .filter(|(name, _)| with_zone || *name != "AvailabilityZone")
-            .map(|(name, value)| ((*name).to_owned(), value.clone()))
-            .collect(),
-    })
+    keys
 }
 
 /// `total` plus `value` (of the same kind; a mismatch keeps `total`).
@@ -309,6 +314,33 @@ mod tests {
         );
         let listed = h.list(None, Some("RequestCount"), &[("LoadBalancer".into(), None)]);
         assert_eq!(listed.len(), 3, "the whole and each zone: {listed:?}");
+    }
+
+    #[test]
+    fn a_group_count_is_also_the_load_balancers() {
+        let mut h = History::default();
+        let reading = Reading {
+            namespace: APPLICATION_ELB,
+            metric: "HTTPCode_Target_2XX_Count",
+            dimensions: vec![
+                ("LoadBalancer", "app/web/1".into()),
+                ("TargetGroup", "targetgroup/t/1".into()),
+                ("AvailabilityZone", "a".into()),
+            ],
+            value: Value::Count(3),
+        };
+        h.observe(0, &[reading]);
+        let dimension_sets: Vec<Vec<&String>> = h
+            .list(None, None, &[])
+            .iter()
+            .map(|k| k.dimensions.keys().collect())
+            .collect();
+        assert_eq!(dimension_sets.len(), 4, "{dimension_sets:?}");
+        let lb = SeriesKey {
+            metric: "HTTPCode_Target_2XX_Count".into(),
+            ..load_balancer_key()
+        };
+        assert_eq!(h.statistics(&lb, 0, 60_000, 60)[0].1.sum, 3.0);
     }
 
     #[test]

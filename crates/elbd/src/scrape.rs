@@ -89,7 +89,9 @@ fn authorized(headers: &HeaderMap, credentials: &HashMap<String, String>) -> boo
     let Some(encoded) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, encoded)| encoded)
     else {
         return false;
     };
@@ -99,6 +101,14 @@ fn authorized(headers: &HeaderMap, credentials: &HashMap<String, String>) -> boo
     let Ok(pair) = String::from_utf8(decoded) else {
         return false;
     };
-    pair.split_once(':')
-        .is_some_and(|(id, secret)| credentials.get(id).is_some_and(|s| s == secret))
+    pair.split_once(':').is_some_and(|(id, secret)| {
+        credentials
+            .get(id)
+            .is_some_and(|s| same(s.as_bytes(), secret.as_bytes()))
+    })
+}
+
+/// Equality whose time does not depend on where the inputs differ (only on their lengths).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -15,15 +15,22 @@ pub(crate) struct Decision<'r> {
     pub(crate) action: &'r RouteAction,
 }
 
-/// The decision for a request, or the load balancer's refusal before any rule runs: TRACE
+/// The load balancer's refusal of a request before anything of it is read further: TRACE
 /// (405) and more than 30 X-Forwarded-For addresses (463), as on AWS. `forwarded_for` counts
 /// the addresses the request's X-Forwarded-For headers hold.
-pub(crate) fn decide<'r>(
-    route: &'r HttpRoute,
-    view: &RequestView<'_>,
-    forwarded_for: usize,
-) -> Result<Decision<'r>, ProxyError> {
-    decide_by(&route.rules, &route.default_action, view, forwarded_for)
+pub(crate) fn refusal(method: &str, forwarded_for: usize) -> Result<(), ProxyError> {
+    if method == "TRACE" {
+        return Err(ProxyError::Trace);
+    }
+    if forwarded_for > MAX_FORWARDED_FOR {
+        return Err(ProxyError::TooManyForwardedFor);
+    }
+    Ok(())
+}
+
+/// The rule a request [`refusal`] let through matches, and its action.
+pub(crate) fn decide<'r>(route: &'r HttpRoute, view: &RequestView<'_>) -> Decision<'r> {
+    decide_by(&route.rules, &route.default_action, view)
 }
 
 /// [`decide`] over a listener's rules (ascending priority) and its default action.
@@ -31,15 +38,8 @@ fn decide_by<'r>(
     rules: &'r [(Vec<Matcher>, Rule)],
     default: &'r RouteAction,
     view: &RequestView<'_>,
-    forwarded_for: usize,
-) -> Result<Decision<'r>, ProxyError> {
-    if view.method == "TRACE" {
-        return Err(ProxyError::Trace);
-    }
-    if forwarded_for > MAX_FORWARDED_FOR {
-        return Err(ProxyError::TooManyForwardedFor);
-    }
-    Ok(match rules::first_match(rules, view) {
+) -> Decision<'r> {
+    match rules::first_match(rules, view) {
         Some(rule) => Decision {
             rule: Some(rule.priority),
             action: &rule.action,
@@ -48,7 +48,7 @@ fn decide_by<'r>(
             rule: None,
             action: default,
         },
-    })
+    }
 }
 
 #[cfg(test)]
@@ -74,7 +74,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_matching_rule_decides_else_the_default_and_some_requests_never_reach_one() {
+    fn the_first_matching_rule_decides_else_the_default_and_some_requests_are_refused_first() {
         let rules = vec![(
             vec![Matcher::compile(&Condition::PathPattern {
                 values: vec!["/api/*".into()],
@@ -94,13 +94,15 @@ mod tests {
             headers: &headers,
             peer: "127.0.0.1".parse().unwrap(),
         };
-        let api = decide_by(&rules, &default, &view("GET", "/api/x"), 0).unwrap();
+        let api = decide_by(&rules, &default, &view("GET", "/api/x"));
         assert_eq!((api.rule, status(&api)), (Some(7), 201));
-        let other = decide_by(&rules, &default, &view("GET", "/x"), 30).unwrap();
+        let other = decide_by(&rules, &default, &view("GET", "/x"));
         assert_eq!((other.rule, status(&other)), (None, 404));
-        let trace = decide_by(&rules, &default, &view("TRACE", "/api/x"), 0);
-        assert!(matches!(trace, Err(ProxyError::Trace)));
-        let long = decide_by(&rules, &default, &view("GET", "/api/x"), 31);
-        assert!(matches!(long, Err(ProxyError::TooManyForwardedFor)));
+        assert!(refusal("GET", 30).is_ok());
+        assert!(matches!(refusal("TRACE", 0), Err(ProxyError::Trace)));
+        assert!(matches!(
+            refusal("GET", 31),
+            Err(ProxyError::TooManyForwardedFor)
+        ));
     }
 }

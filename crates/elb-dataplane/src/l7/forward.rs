@@ -3,7 +3,6 @@
 //! node's pool or client, and the target's response handed back.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -13,21 +12,21 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::decide::decide;
+use super::decide::{decide, refusal};
 use super::desync::{self, Verdict};
 use super::headers::{
     X_AMZN_TRACE_ID, remove_hop_by_hop, rewrite_forwarded, strip_port, target_host_value,
     write_trace_id,
 };
 use super::limits::{check_limits, forwarded_for_count};
-use super::outcome::Outcome;
+use super::outcome::Tally;
 use super::rescue::{Body, ProxyError};
 use super::rules::RequestView;
 use super::stickiness::{renew_stickiness, sticky_target};
 use super::{ClientCert, now_ms, respond};
 use elb_model::ProtocolVersion;
 
-use crate::metrics::GroupMetrics;
+use crate::metrics::Active;
 use crate::pool::PooledBody;
 use crate::sticky::{self, Ticket};
 use crate::table::HttpRoute;
@@ -66,13 +65,6 @@ pub(super) async fn handle(
     route_request(req, route, peer, client, tally).await
 }
 
-/// What the general path learns of a request for its outcome record: the record, and the
-/// metrics of the group it went to.
-pub(super) struct Tally {
-    pub(super) outcome: Outcome,
-    pub(super) group: Option<Arc<GroupMetrics>>,
-}
-
 /// Marks a request whose client and target connections close after it (desync mitigation).
 #[derive(Clone, Copy)]
 struct CloseAfter;
@@ -84,6 +76,7 @@ async fn route_request(
     client: &ClientCert,
     tally: &mut Tally,
 ) -> Result<Response<Body>, ProxyError> {
+    refusal(req.method().as_str(), forwarded_for_count(req.headers()))?;
     let host = request_host(&req, &route.dns_name)?;
     let view = RequestView {
         method: req.method().as_str(),
@@ -93,8 +86,8 @@ async fn route_request(
         headers: req.headers(),
         peer: peer.ip(),
     };
-    let decision = decide(route, &view, forwarded_for_count(req.headers()))?;
-    tally.outcome = Outcome::decided(&decision);
+    let decision = decide(route, &view);
+    tally.outcome.decide(&decision);
     match decision.action {
         RouteAction::Forward(forward) => {
             let now_s = now_ms() / 1000;
@@ -274,7 +267,12 @@ async fn proxy(
     }
     if let (Some((_, client)), StatusCode::SWITCHING_PROTOCOLS) = (upgrade, response.status()) {
         let target = hyper::upgrade::on(&mut response);
-        tokio::spawn(tunnel(client, target));
+        // Active until the tunnel ends, after the client connection's own task has.
+        let active = route.door.metrics.as_ref().map(Active::continued);
+        tokio::spawn(async move {
+            tunnel(client, target).await;
+            drop(active);
+        });
         return Ok(response);
     }
     remove_hop_by_hop(response.headers_mut());

@@ -40,7 +40,7 @@ use crate::table::{HttpRoute, HttpSettings, RoutingTable};
 
 pub use rescue::{Body, Fault, ProxyError};
 
-use outcome::{Outcome, Tallied};
+use outcome::{Recording, Tallied};
 
 /// Spawns the serving of one accepted connection of an HTTP or HTTPS listener: through the
 /// relay when the listener allows it, else on the general path. The two are spawned apart
@@ -220,22 +220,16 @@ async fn http<S>(
                 + hyper::body::Body::size_hint(req.body())
                     .exact()
                     .unwrap_or(0);
-            let mut tally = forward::Tally {
-                outcome: Outcome::refused(),
-                group: None,
-            };
-            let response = forward::handle(req, &route, peer, &client, class, &mut tally).await;
+            // Recorded as a client that left if hyper drops the request before an answer.
+            let mut recording = Recording::new(route.clone(), received);
+            let tally = recording.tally();
+            let response = forward::handle(req, &route, peer, &client, class, tally).await;
             let mut response = response.unwrap_or_else(|e| {
                 tally.outcome.failed(&e);
                 rescue::respond(&e)
             });
             dress(&mut response, &route);
-            let mut outcome = tally.outcome;
-            outcome.elb_status = response.status().as_u16();
-            outcome.received_bytes = received;
-            // `HTTP/1.1 200 OK\r\n`, about.
-            outcome.sent_bytes = outcome::head_size(17, response.headers());
-            Ok(response.map(|body| Tallied::new(body, outcome, route, tally.group)))
+            Ok(recording.answered(response))
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

@@ -13,7 +13,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::decide::Decision;
 use super::rescue::ProxyError;
-use crate::metrics::GroupMetrics;
+use crate::metrics::{CLIENT_CLOSED, GroupMetrics};
 use crate::table::{HttpRoute, RouteAction};
 
 /// What the load balancer did with the request.
@@ -49,15 +49,19 @@ pub(crate) struct Outcome {
 impl Outcome {
     /// The record of a request the rules decided on, before it is answered.
     pub(crate) fn decided(decision: &Decision<'_>) -> Self {
-        Self {
-            rule: decision.rule,
-            action: match decision.action {
-                RouteAction::Forward(_) => Action::Forward,
-                RouteAction::Redirect(_) => Action::Redirect,
-                RouteAction::Fixed(_) => Action::FixedResponse,
-            },
-            ..Self::refused()
-        }
+        let mut outcome = Self::refused();
+        outcome.decide(decision);
+        outcome
+    }
+
+    /// Notes the rule a request matched and its action.
+    pub(crate) fn decide(&mut self, decision: &Decision<'_>) {
+        self.rule = decision.rule;
+        self.action = match decision.action {
+            RouteAction::Forward(_) => Action::Forward,
+            RouteAction::Redirect(_) => Action::Redirect,
+            RouteAction::Fixed(_) => Action::FixedResponse,
+        };
     }
 
     /// The record of a request no rule was applied to.
@@ -108,6 +112,65 @@ impl Outcome {
     }
 }
 
+/// What the general path learns of a request for its outcome record as it handles it: the
+/// record, and the metrics of the group it went to.
+pub(crate) struct Tally {
+    pub(crate) outcome: Outcome,
+    pub(crate) group: Option<Arc<GroupMetrics>>,
+}
+
+/// A general-path request being handled. If hyper drops it before there is an answer (the
+/// client left), it is recorded as ALB logs that, 460; once answered, its record moves into
+/// the response body ([`Tallied`]).
+pub(crate) struct Recording {
+    pending: Option<Pending>,
+}
+
+impl Recording {
+    /// `received`: the request's size in bytes.
+    pub(crate) fn new(route: Arc<HttpRoute>, received: u64) -> Self {
+        let mut outcome = Outcome::refused();
+        outcome.received_bytes = received;
+        Self {
+            pending: Some(Pending {
+                tally: Tally {
+                    outcome,
+                    group: None,
+                },
+                route,
+            }),
+        }
+    }
+
+    pub(crate) fn tally(&mut self) -> &mut Tally {
+        &mut self.pending.as_mut().expect("not answered yet").tally
+    }
+
+    /// The answer, whose body records the request when hyper is done with it.
+    pub(crate) fn answered<B>(mut self, response: http::Response<B>) -> http::Response<Tallied<B>> {
+        let mut pending = self.pending.take().expect("answered once");
+        let outcome = &mut pending.tally.outcome;
+        outcome.elb_status = response.status().as_u16();
+        // `HTTP/1.1 200 OK\r\n`, about: hyper writes the head.
+        outcome.sent_bytes = head_size(17, response.headers());
+        response.map(|inner| Tallied {
+            inner,
+            pending: Some(pending),
+        })
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if let Some(mut pending) = self.pending.take() {
+            let outcome = &mut pending.tally.outcome;
+            outcome.elb_status = CLIENT_CLOSED;
+            outcome.error = Some("ClientClosed");
+            pending.record();
+        }
+    }
+}
+
 /// A response body on the general path that counts the bytes it passes and records its
 /// request's outcome when hyper is done with it (sent, or dropped when the client went away).
 /// hyper writes the heads, so their sizes are counted from their fields.
@@ -117,28 +180,18 @@ pub(crate) struct Tallied<B> {
 }
 
 struct Pending {
-    outcome: Outcome,
+    tally: Tally,
     route: Arc<HttpRoute>,
-    group: Option<Arc<GroupMetrics>>,
+}
+
+impl Pending {
+    fn record(self) {
+        let group = self.tally.group.as_deref();
+        self.tally.outcome.record(&self.route, group);
+    }
 }
 
 impl<B> Tallied<B> {
-    pub(crate) fn new(
-        inner: B,
-        outcome: Outcome,
-        route: Arc<HttpRoute>,
-        group: Option<Arc<GroupMetrics>>,
-    ) -> Self {
-        Self {
-            inner,
-            pending: Some(Pending {
-                outcome,
-                route,
-                group,
-            }),
-        }
-    }
-
     /// A body whose request has no listener to count it in.
     pub(crate) fn untracked(inner: B) -> Self {
         Self {
@@ -160,7 +213,7 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Tallied<B> {
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let (Some(data), Some(pending)) = (frame.data_ref(), self.pending.as_mut())
         {
-            pending.outcome.sent_bytes += data.len() as u64;
+            pending.tally.outcome.sent_bytes += data.len() as u64;
         }
         polled
     }
@@ -177,9 +230,7 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Tallied<B> {
 impl<B> Drop for Tallied<B> {
     fn drop(&mut self) {
         if let Some(pending) = self.pending.take() {
-            pending
-                .outcome
-                .record(&pending.route, pending.group.as_deref());
+            pending.record();
         }
     }
 }

@@ -28,14 +28,14 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 use tokio_rustls::server::TlsStream;
 
-use super::decide::decide;
+use super::decide::{decide, refusal};
 use super::framing::{ChunkedEnd, Framing};
 use super::headers::{push_client, push_decimal, strip_port, target_host, write_trace_id};
 use super::outcome::Outcome;
 use super::rescue::{self, ProxyError};
 use super::rules::RequestView;
 use super::{ClientCert, dress, now_ms};
-use crate::metrics::GroupMetrics;
+use crate::metrics::{CLIENT_CLOSED, GroupMetrics};
 use crate::pool::TargetPool;
 use crate::spare;
 use crate::table::{HttpRoute, RouteAction, RoutingTable, XffMode};
@@ -177,9 +177,20 @@ enum Reading<'r> {
     /// The head is not complete yet.
     Partial,
     Handover,
-    /// Answered by the load balancer: the request's length (head and body) in bytes,
-    /// whether it is a HEAD, and its record so far.
-    Failed(ProxyError, usize, bool, Outcome),
+    /// Answered by the load balancer.
+    Failed(Refusal),
+}
+
+/// A request the load balancer answers itself, with what answering it needs.
+struct Refusal {
+    error: ProxyError,
+    /// The request's length, head and body, in bytes.
+    len: usize,
+    head: bool,
+    /// The client asked to close the connection after it.
+    close: bool,
+    /// Its record so far.
+    outcome: Outcome,
 }
 
 /// Relays one request and its response, with buffers borrowed for as long.
@@ -208,10 +219,12 @@ async fn exchange<S: ClientStream>(
                 Ok(_) => {}
             },
             Reading::Handover => return Next::Handover,
-            Reading::Failed(e, len, head, mut outcome) => {
-                let next = client.refuse(&e, route, len, head).await;
-                outcome.failed(&e);
-                client.finish(outcome, len, route, None);
+            Reading::Failed(mut refused) => {
+                let e = &refused.error;
+                let next = client.refuse(e, route, (refused.len, refused.close), refused.head);
+                let next = next.await;
+                refused.outcome.failed(e);
+                client.finish(refused.outcome, refused.len, route, None);
                 return next;
             }
         }
@@ -220,7 +233,8 @@ async fn exchange<S: ClientStream>(
     let group = &taken.targets.proto.metrics;
     let Some((endpoint, _in_flight)) = taken.targets.next(now_ms) else {
         let e = ProxyError::NoReachableTargets;
-        let next = client.refuse(&e, route, len, taken.head_method).await;
+        let next = client.refuse(&e, route, (len, taken.close), taken.head_method);
+        let next = next.await;
         taken.outcome.failed(&e);
         client.finish(taken.outcome, len, route, Some(group));
         return next;
@@ -246,23 +260,20 @@ async fn exchange<S: ClientStream>(
     let answered = match sent {
         Ok(target) => {
             outcome.target_time = Some(sent_at.elapsed());
-            let answered = respond(
+            respond(
                 target,
                 &endpoint.proto.pool,
                 (out, response),
-                &taken,
+                (&taken, &mut outcome.target_status),
                 client,
                 idle,
             )
-            .await;
-            answered.map(|(keep, status)| {
-                outcome.target_status = Some(status);
-                outcome.elb_status = status;
-                keep
-            })
+            .await
         }
         Err(failure) => Err(failure),
     };
+    // The client got the target's status once its head went out.
+    outcome.elb_status = outcome.target_status.unwrap_or(0);
     let next = match answered {
         Ok(true) => Next::Request,
         Ok(false) => {
@@ -270,9 +281,15 @@ async fn exchange<S: ClientStream>(
             Next::Close
         }
         Err(Failure::Client) => {
-            // As ALB's 460: the client left before the answer was whole.
-            outcome.elb_status = outcome.target_status.unwrap_or(CLIENT_CLOSED);
-            outcome.error.get_or_insert("ClientClosed");
+            // Before an answer, ALB logs it as 460: the client left first.
+            if outcome.target_status.is_none() {
+                outcome.elb_status = CLIENT_CLOSED;
+            }
+            outcome.error = Some("ClientClosed");
+            Next::Close
+        }
+        Err(Failure::TargetBroke) => {
+            outcome.error = Some("TargetResponseIncomplete");
             Next::Close
         }
         Err(Failure::Proxy(e)) => {
@@ -289,9 +306,6 @@ async fn exchange<S: ClientStream>(
     client.finish(outcome, len, route, Some(group));
     next
 }
-
-/// ALB's status for a request whose client closed the connection before the answer.
-const CLIENT_CLOSED: u16 = 460;
 
 /// A request's length in bytes, head and body.
 fn request_len(head_len: usize, body: u64) -> usize {
@@ -349,17 +363,23 @@ fn take_request<'r>(
         headers: &headers,
         peer: peer.ip(),
     };
-    let len = request_len(head_len, facts.body);
-    let decision = match decide(route, &view, facts.forwarded_for) {
-        Ok(decision) => decision,
-        Err(e) => return Reading::Failed(e, len, method == "HEAD", Outcome::refused()),
+    let failed = |error, outcome| Refusal {
+        error,
+        len: request_len(head_len, facts.body),
+        head: method == "HEAD",
+        close: facts.close,
+        outcome,
     };
+    if let Err(e) = refusal(method, facts.forwarded_for) {
+        return Reading::Failed(failed(e, Outcome::refused()));
+    }
+    let decision = decide(route, &view);
     let RouteAction::Forward(forward) = decision.action else {
         return Reading::Handover;
     };
     let outcome = Outcome::decided(&decision);
     let Some(targets) = forward.pick(fastrand::f64()).filter(|t| t.registered > 0) else {
-        return Reading::Failed(ProxyError::NoTargets, len, method == "HEAD", outcome);
+        return Reading::Failed(failed(ProxyError::NoTargets, outcome));
     };
 
     let http = &route.http;
@@ -402,6 +422,9 @@ fn take_request<'r>(
 enum Failure {
     /// The client went away or broke the exchange: its connection closes, nothing to answer.
     Client,
+    /// The target cut its response short or broke its framing after the head went out: the
+    /// client can only be told by closing.
+    TargetBroke,
     /// The client gets the error page for this, and its connection goes on: the whole
     /// request was read.
     Proxy(ProxyError),
@@ -537,16 +560,16 @@ fn take_response(
 }
 
 /// Passes the target's response to the client, and the target's connection back to `pool`
-/// when it can take another request: whether the client's connection goes on, and the
-/// target's status.
+/// when it can take another request: whether the client's connection goes on. The target's
+/// status is noted in `status` as soon as its head is read.
 async fn respond<S: ClientStream>(
     mut target: TcpStream,
     pool: &TargetPool,
     (out, response): (&mut Vec<u8>, &mut Vec<u8>),
-    taken: &Taken<'_>,
+    (taken, status): (&Taken<'_>, &mut Option<u16>),
     client: &mut Client<S>,
     idle: Duration,
-) -> Result<(bool, u16), Failure> {
+) -> Result<bool, Failure> {
     let answer = loop {
         match take_response(response, taken, out).map_err(Failure::Proxy)? {
             Head::Final(answer) => break answer,
@@ -561,6 +584,7 @@ async fn respond<S: ClientStream>(
         }
         read_target(&mut target, response, idle).await?;
     };
+    *status = Some(answer.status);
     let mut body = Remaining::new(answer.framing);
     let (end, extra) = body
         .advance(&response[answer.head_len..])
@@ -574,20 +598,16 @@ async fn respond<S: ClientStream>(
             Ok(()) => {}
             // The end of a close-delimited body.
             Err(_) if answer.framing == Framing::Close => break,
-            // Cut short: the client can only be told by closing.
-            Err(_) => return Err(Failure::Client),
+            Err(_) => return Err(Failure::TargetBroke),
         }
-        let (end, extra) = body.advance(response).map_err(|_| Failure::Client)?;
+        let (end, extra) = body.advance(response).map_err(|_| Failure::TargetBroke)?;
         reusable &= !extra;
         client.write(&response[..end]).await?;
     }
     if reusable {
         pool.put_raw(target);
     }
-    Ok((
-        !taken.close && answer.framing != Framing::Close,
-        answer.status,
-    ))
+    Ok(!taken.close && answer.framing != Framing::Close)
 }
 
 /// Reads more of the response; an error when the target closes first.
@@ -703,19 +723,20 @@ impl<S: ClientStream> Client<S> {
     }
 
     /// Answers a request of `len` bytes without forwarding it: it is skipped if it is all
-    /// here, and the connection goes on; otherwise the connection closes after the page.
+    /// here, and the connection goes on unless the client asked to `close` it; otherwise the
+    /// connection closes after the page.
     async fn refuse(
         &mut self,
         error: &ProxyError,
         route: &HttpRoute,
-        len: usize,
+        (len, close): (usize, bool),
         head: bool,
     ) -> Next {
         let whole = len <= self.buf.len();
         if whole {
             self.buf.drain(..len);
         }
-        self.fail(error, Some(route), whole, head).await
+        self.fail(error, Some(route), whole && !close, head).await
     }
 
     /// Answers with the load balancer's page for `error` (its length only, to a HEAD); the
