@@ -285,15 +285,16 @@ targets = ["{ORIGIN}:{ORIGIN_H1}"]
 """
 
 
-def start_proxy(name, work):
+def start_proxy(name, work, baseline=None):
     log = work / f"{name}.log"
-    if name == "elbd":
+    if name in ("elbd", "elbd-base"):
         conf = work / "elbd.toml"
         conf.write_text(elbd_conf(work))
         data = work / "elbd-data"
         shutil.rmtree(data, ignore_errors=True)
+        binary = baseline if name == "elbd-base" else ROOT / "target/release/elbd"
         # One thread, as HAProxy's nbthread 1 and NGINX's single worker.
-        argv = [str(ROOT / "target/release/elbd"), "serve", "--config", str(conf), "--data-dir", str(data),
+        argv = [str(binary), "serve", "--config", str(conf), "--data-dir", str(data),
                 "--threads", "1"]
         os.environ["RUST_LOG"] = "warn"
     elif name == "haproxy":
@@ -307,7 +308,7 @@ def start_proxy(name, work):
     else:
         return None
     proc = Proc(name, argv, CPU_PROXY, log)
-    for addr in ADDRS[name]:
+    for addr in ADDRS["elbd" if name == "elbd-base" else name]:
         wait_for(addr)
     return proc
 
@@ -316,6 +317,7 @@ def start_proxy(name, work):
 
 
 def url(name, scenario):
+    name = "elbd" if name == "elbd-base" else name
     path = {"body16k": "/16k", "tcp_stream": "/1m"}.get(scenario, "/small")
     if scenario in TLS_SCENARIOS:
         return f"https://{ADDRS[name][2]}{path}"
@@ -362,6 +364,7 @@ def open_loop(name, rate, seconds):
 def idle_memory(proc, name, index=0):
     """KB of proxy RSS per idle keep-alive client connection, over IDLE_CONNECTIONS of them,
     to the proxy's HTTP address (index 0) or its TCP one (3: each an idle flow to the origin)."""
+    name = "elbd" if name == "elbd-base" else name
     host, port = ADDRS[name][index].rsplit(":", 1)
     before = proc.rss_kb()
     socks = []
@@ -385,7 +388,7 @@ def idle_memory(proc, name, index=0):
 
 
 def measure(args, work):
-    proxies = ["direct", "elbd", "haproxy", "nginx"]
+    proxies = ["direct", "elbd", "haproxy", "nginx"] + (["elbd-base"] if args.baseline else [])
     samples = {p: {s: [] for s in args.scenarios} for p in proxies}
     extras = {p: {"latency": []} for p in proxies}
     # Open loop at one common rate, half the slowest proxy's keep-alive throughput in the first
@@ -394,7 +397,7 @@ def measure(args, work):
     for round_no in range(args.rounds):
         order = proxies[round_no % len(proxies):] + proxies[: round_no % len(proxies)]
         for name in order:
-            proc = start_proxy(name, work)
+            proc = start_proxy(name, work, args.baseline)
             if proc and round_no == 0:
                 # On a fresh process: after load, allocators reuse freed memory and hide the cost.
                 extras[name]["idle_kb_per_conn"] = idle_memory(proc, name)
@@ -495,6 +498,8 @@ def main():
     parser.add_argument("--seconds", type=int, help="seconds per run (default 10, or 3 with --quick)")
     parser.add_argument("--tls", action=argparse.BooleanOptionalAction,
                         help="run the TLS scenarios (default: in the full run, not with --quick)")
+    parser.add_argument("--baseline", help="another elbd binary (an earlier build) to run beside "
+                        "this one as elbd-base, for an A/B of a change")
     parser.add_argument("--only", help="comma-separated scenarios to run (keepalive is always run: "
                         "the open-loop rate comes from it)")
     args = parser.parse_args()
@@ -558,6 +563,9 @@ def main():
         ratio += f" tcp_conn_cpu={elbd['tcp_conn']['cpu_us'] / haproxy['tcp_conn']['cpu_us']:.2f}"
     if "tcp_stream" in elbd:
         ratio += (f" tcp_gb_cpu={elbd['tcp_stream']['cpu_ms_per_gb'] / haproxy['tcp_stream']['cpu_ms_per_gb']:.2f}")
+    if "elbd-base" in rows:
+        base = rows["elbd-base"]["keepalive"]
+        ratio += f" keepalive_cpu elbd/elbd-base={elbd['keepalive']['cpu_us'] / base['cpu_us']:.3f}"
     print(ratio)
 
 

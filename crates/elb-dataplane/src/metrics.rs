@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use elb_metrics::{APPLICATION_ELB, RESPONSE_TIME_BUCKETS, Reading, Value};
+use elb_metrics::{APPLICATION_ELB, NETWORK_ELB, RESPONSE_TIME_BUCKETS, Reading, Value};
 use elb_model::{HealthState, HealthView, LoadBalancerKind, State};
 
 use crate::l7::outcome::{Action, Outcome};
@@ -174,6 +174,41 @@ impl NodeMetrics {
     }
 }
 
+/// A network load balancer's counters in one zone (AWS/NetworkELB with the LoadBalancer and
+/// AvailabilityZone dimensions).
+#[derive(Default)]
+pub struct FlowMetrics {
+    /// NewFlowCount (and NewFlowCount_TCP).
+    pub new_flows: AtomicU64,
+    /// ActiveFlowCount (a gauge).
+    pub active_flows: AtomicU64,
+    /// ProcessedBytes: bytes moved either way.
+    pub processed_bytes: AtomicU64,
+    /// TCP_ELB_Reset_Count: resets the load balancer sent (idle flows, terminated targets,
+    /// no target to reach, the end of a drain).
+    pub elb_resets: AtomicU64,
+    /// TCP_Target_Reset_Count and TCP_Client_Reset_Count: flows a side reset.
+    pub target_resets: AtomicU64,
+    pub client_resets: AtomicU64,
+}
+
+/// A flow, counted as new when made and as active until dropped.
+pub(crate) struct ActiveFlow(Arc<FlowMetrics>);
+
+impl ActiveFlow {
+    pub(crate) fn new(metrics: &Arc<FlowMetrics>) -> Self {
+        metrics.new_flows.fetch_add(1, Ordering::Relaxed);
+        metrics.active_flows.fetch_add(1, Ordering::Relaxed);
+        Self(metrics.clone())
+    }
+}
+
+impl Drop for ActiveFlow {
+    fn drop(&mut self) {
+        self.0.active_flows.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// ALB's status for a request whose client left before the answer: logged, not counted in
 /// HTTPCode_ELB_4XX (aws-elb-features.md §6.4).
 pub(crate) const CLIENT_CLOSED: u16 = 460;
@@ -228,6 +263,8 @@ pub struct Registry {
 pub(crate) struct Series {
     pub(crate) nodes: BTreeMap<(String, String), Arc<NodeMetrics>>,
     pub(crate) groups: BTreeMap<(String, String, String), Arc<GroupMetrics>>,
+    /// Network load balancers' nodes.
+    pub(crate) flows: BTreeMap<(String, String), Arc<FlowMetrics>>,
 }
 
 impl Registry {
@@ -295,22 +332,51 @@ impl Registry {
                 Value::Timing { cumulative, sum },
             ));
         }
+        for (key, f) in &series.flows {
+            let flow = |metric, value| Reading {
+                namespace: NETWORK_ELB,
+                metric,
+                dimensions: node(key),
+                value,
+            };
+            let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            out.push(flow("NewFlowCount", Value::Count(load(&f.new_flows))));
+            out.push(flow("NewFlowCount_TCP", Value::Count(load(&f.new_flows))));
+            out.push(flow("ActiveFlowCount", Value::Gauge(load(&f.active_flows))));
+            out.push(flow(
+                "ProcessedBytes",
+                Value::Count(load(&f.processed_bytes)),
+            ));
+            out.push(flow(
+                "TCP_ELB_Reset_Count",
+                Value::Count(load(&f.elb_resets)),
+            ));
+            out.push(flow(
+                "TCP_Target_Reset_Count",
+                Value::Count(load(&f.target_resets)),
+            ));
+            out.push(flow(
+                "TCP_Client_Reset_Count",
+                Value::Count(load(&f.client_resets)),
+            ));
+        }
         for h in hosts {
             let key = (
                 h.load_balancer.clone(),
                 h.target_group.clone(),
                 h.zone.clone(),
             );
-            out.push(reading(
-                "HealthyHostCount",
-                group(&key),
-                Value::Gauge(h.healthy),
-            ));
-            out.push(reading(
-                "UnHealthyHostCount",
-                group(&key),
-                Value::Gauge(h.unhealthy),
-            ));
+            for (metric, count) in [
+                ("HealthyHostCount", h.healthy),
+                ("UnHealthyHostCount", h.unhealthy),
+            ] {
+                out.push(Reading {
+                    namespace: h.namespace,
+                    metric,
+                    dimensions: group(&key),
+                    value: Value::Gauge(count),
+                });
+            }
         }
         out
     }
@@ -327,6 +393,8 @@ const TARGET_CLASSES: [(u16, &str); 4] = [
 /// One target group's healthy and unhealthy targets in one zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostCount {
+    /// AWS/ApplicationELB or AWS/NetworkELB, by the load balancer's type.
+    pub namespace: &'static str,
     pub load_balancer: String,
     pub target_group: String,
     pub zone: String,
@@ -334,20 +402,22 @@ pub struct HostCount {
     pub unhealthy: u64,
 }
 
-/// HealthyHostCount and UnHealthyHostCount of every application load balancer's target
+/// HealthyHostCount and UnHealthyHostCount of every application and network load balancer's target
 /// groups, per zone of the targets, by the health checks' overall verdict (a target is
 /// unhealthy if any node finds it so). Draining and unused targets count in neither.
 pub fn host_counts(state: &State, health: &HealthView) -> Vec<HostCount> {
-    let mut counts: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
+    let mut counts: BTreeMap<(&'static str, String, String, String), (u64, u64)> = BTreeMap::new();
     for region in state.regions.values() {
-        let albs = region
-            .load_balancers
-            .values()
-            .filter(|lb| lb.kind == LoadBalancerKind::Application);
-        for lb in albs {
+        for lb in region.load_balancers.values() {
+            let namespace = match lb.kind {
+                LoadBalancerKind::Application => APPLICATION_ELB,
+                LoadBalancerKind::Network => NETWORK_ELB,
+                LoadBalancerKind::Gateway => continue,
+            };
             for tg in region.target_groups_of(&lb.arn) {
                 for target in tg.targets.iter().filter(|t| region.in_service(t)) {
                     let key = (
+                        namespace,
                         dimension(&lb.arn),
                         dimension(&tg.arn),
                         target.availability_zone.clone(),
@@ -365,7 +435,8 @@ pub fn host_counts(state: &State, health: &HealthView) -> Vec<HostCount> {
     counts
         .into_iter()
         .map(
-            |((load_balancer, target_group, zone), (healthy, unhealthy))| HostCount {
+            |((namespace, load_balancer, target_group, zone), (healthy, unhealthy))| HostCount {
+                namespace,
                 load_balancer,
                 target_group,
                 zone,

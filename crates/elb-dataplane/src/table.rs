@@ -17,7 +17,7 @@ use crate::admission::Admission;
 use crate::binder::BindKey;
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
-use crate::metrics::NodeMetrics;
+use crate::metrics::{FlowMetrics, NodeMetrics};
 use crate::sticky::CookieSealer;
 use crate::targets::{HttpTargets, TcpTargets};
 use crate::upstream::Upstream;
@@ -67,6 +67,8 @@ impl Listener {
 /// A TCP listener (NLB) on one node: each connection is a flow to one target of its group.
 pub struct TcpRoute {
     pub door: Door,
+    /// The node's flow metrics (AWS/NetworkELB), kept across snapshots.
+    pub flows: Arc<FlowMetrics>,
     /// `tcp.idle_timeout.seconds`: a flow idle this long is closed with a reset.
     pub idle_timeout: Duration,
     /// The node's private address: where flows to targets leave from, unless the group

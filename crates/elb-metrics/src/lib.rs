@@ -7,6 +7,8 @@ pub mod prometheus;
 
 /// The namespace of application load balancers' metrics.
 pub const APPLICATION_ELB: &str = "AWS/ApplicationELB";
+/// The namespace of network load balancers' metrics.
+pub const NETWORK_ELB: &str = "AWS/NetworkELB";
 
 /// Upper bounds of the TargetResponseTime histogram, in seconds.
 pub const RESPONSE_TIME_BUCKETS: [f64; 12] = [

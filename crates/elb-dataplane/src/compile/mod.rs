@@ -24,7 +24,7 @@ use tracing::warn;
 
 use crate::admission::Admission;
 use crate::binder::BindKey;
-use crate::metrics::{GroupMetrics, NodeMetrics, Registry, Series, dimension};
+use crate::metrics::{FlowMetrics, GroupMetrics, NodeMetrics, Registry, Series, dimension};
 use crate::pool::TargetPool;
 use crate::sticky::CookieSealer;
 use crate::table::{Door, Listener, RoutingTable};
@@ -60,6 +60,8 @@ struct Kept {
     nodes: HashMap<(String, String), Arc<NodeMetrics>>,
     /// (load balancer ARN, target group ARN, zone) → the group's metrics in that zone.
     groups: HashMap<(String, String, String), Arc<GroupMetrics>>,
+    /// (network load balancer ARN, zone) → the node's flow metrics.
+    flows: HashMap<(String, String), Arc<FlowMetrics>>,
     /// What an HTTPS listener's configuration was made of → that configuration, so that a
     /// snapshot that changes nothing of it keeps it (and its parsed keys).
     tls: HashMap<String, Arc<rustls::ServerConfig>>,
@@ -80,7 +82,16 @@ impl Kept {
             .iter()
             .map(|((lb, tg, zone), g)| ((dimension(lb), dimension(tg), zone.clone()), g.clone()))
             .collect();
-        Series { nodes, groups }
+        let flows = self
+            .flows
+            .iter()
+            .map(|((lb, zone), f)| ((dimension(lb), zone.clone()), f.clone()))
+            .collect();
+        Series {
+            nodes,
+            groups,
+            flows,
+        }
     }
 }
 

@@ -93,8 +93,15 @@ impl Runtime {
             .nodes_of(&lb.arn)
             .map(|node| {
                 let targets = self.tcp_targets(inputs, node, tg, used);
+                let flows = keep(
+                    &self.kept.flows,
+                    &mut used.flows,
+                    (lb.arn.clone(), node.availability_zone.clone()),
+                    Arc::default,
+                );
                 let route = TcpRoute {
                     door: door.clone(),
+                    flows,
                     idle_timeout,
                     node_ip: node.private_ipv4.into(),
                     targets: Arc::new(targets),

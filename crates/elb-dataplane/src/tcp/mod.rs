@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, warn};
 
+use crate::metrics::ActiveFlow;
 use crate::table::TcpRoute;
 use crate::{dial, spare};
 use flow::Flow;
@@ -54,6 +55,8 @@ pub(crate) async fn serve(
         source: peer,
         destination: local,
     };
+    let metrics = &route.flows;
+    let _active = ActiveFlow::new(metrics);
     let source = source(&route, peer.ip());
     let mut connected = None;
     for (endpoint, in_flight) in route.targets.for_flow(&flow).take(ATTEMPTS) {
@@ -68,17 +71,27 @@ pub(crate) async fn serve(
     let Some((target, cut, _in_flight)) = connected else {
         // No target, or none reachable: the client gets a reset, as from an NLB.
         debug!(%peer, %local, "no target for the flow; reset");
+        metrics.elb_resets.fetch_add(1, Ordering::Relaxed);
         let _ = client.set_zero_linger();
         return;
     };
-    match relay(&client, &target, route.idle_timeout, [cut, drained]).await {
-        End::Closed => {}
-        end => {
-            debug!(%peer, %local, ?end, "flow reset");
-            let _ = client.set_zero_linger();
-            let _ = target.set_zero_linger();
-        }
-    }
+    let end = relay(
+        (&client, &target),
+        route.idle_timeout,
+        [cut, drained],
+        &metrics.processed_bytes,
+    )
+    .await;
+    let counter = match end {
+        End::Closed => return,
+        End::ClientReset => &metrics.client_resets,
+        End::TargetReset => &metrics.target_resets,
+        End::Idle | End::Cut => &metrics.elb_resets,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    debug!(%peer, %local, ?end, "flow reset");
+    let _ = client.set_zero_linger();
+    let _ = target.set_zero_linger();
 }
 
 /// Where the flow to the target leaves from: the node's address, or with
@@ -107,24 +120,27 @@ enum End {
     /// Both sides closed.
     Closed,
     /// A side failed (reset, or an error).
-    Failed,
+    ClientReset,
+    TargetReset,
     Idle,
     /// The target's connections were terminated, or the listener's drain time is over.
     Cut,
 }
 
-/// Copies both ways until both directions end, the flow idles out or one of `cuts` turns.
+/// Copies both ways until both directions end, the flow idles out or one of `cuts` turns;
+/// the bytes moved are added to `processed`.
 async fn relay(
-    client: &TcpStream,
-    target: &TcpStream,
+    (client, target): (&TcpStream, &TcpStream),
     idle: Duration,
     [mut cut, mut drained]: [watch::Receiver<bool>; 2],
+    processed: &AtomicU64,
 ) -> End {
     let start = Instant::now();
     let shared = Shared {
         start,
         last: AtomicU64::new(0),
         one_ended: AtomicBool::new(false),
+        processed,
     };
     let up = pump(client, target, &shared);
     let down = pump(target, client, &shared);
@@ -138,11 +154,13 @@ async fn relay(
         tokio::select! {
             result = &mut up, if up_open => match result {
                 Ok(()) => up_open = false,
-                Err(_) => return End::Failed,
+                Err(Broken::Reading) => return End::ClientReset,
+                Err(Broken::Writing) => return End::TargetReset,
             },
             result = &mut down, if down_open => match result {
                 Ok(()) => down_open = false,
-                Err(_) => return End::Failed,
+                Err(Broken::Reading) => return End::TargetReset,
+                Err(Broken::Writing) => return End::ClientReset,
             },
             changed = cut.changed(), if cut_open => match changed {
                 Ok(()) if *cut.borrow() => return End::Cut,
@@ -168,45 +186,56 @@ async fn relay(
 }
 
 /// The two directions of a flow: what each pump shares with the other.
-struct Shared {
+struct Shared<'a> {
     start: Instant,
     /// Milliseconds from `start` to the last byte moved either way.
     last: AtomicU64,
     /// Set by the first direction to end.
     one_ended: AtomicBool,
+    /// The node's ProcessedBytes.
+    processed: &'a AtomicU64,
+}
+
+/// Which side of a pump failed: the one it reads from, or the one it writes to.
+enum Broken {
+    Reading,
+    Writing,
 }
 
 /// Copies from `from` to `to` until `from` ends. The first direction to end shuts `to`'s
 /// write side (the half-close); the second need not, as both sockets close right after.
 /// Holds a buffer only while there are bytes to move.
-async fn pump(from: &TcpStream, to: &TcpStream, shared: &Shared) -> io::Result<()> {
+async fn pump(from: &TcpStream, to: &TcpStream, shared: &Shared<'_>) -> Result<(), Broken> {
     loop {
-        from.readable().await?;
+        from.readable().await.map_err(|_| Broken::Reading)?;
         let mut buf = spare::take();
-        let result = drain_ready(from, to, &mut buf, || {
+        let result = drain_ready(from, to, &mut buf, |bytes| {
             let now = Instant::now().duration_since(shared.start).as_millis() as u64;
             shared.last.store(now, Ordering::Relaxed);
+            shared.processed.fetch_add(bytes as u64, Ordering::Relaxed);
         })
         .await;
         spare::give(buf);
         if result? {
             if !shared.one_ended.swap(true, Ordering::Relaxed) {
-                SockRef::from(to).shutdown(std::net::Shutdown::Write)?;
+                SockRef::from(to)
+                    .shutdown(std::net::Shutdown::Write)
+                    .map_err(|_| Broken::Writing)?;
             }
             return Ok(());
         }
     }
 }
 
-/// Moves what `from` has ready to `to`, calling `moved` after each write (under
+/// Moves what `from` has ready to `to`, calling `moved` with the bytes of each write (under
 /// backpressure this may go on for long, and the flow is not idle meanwhile); `true` at the
 /// end of `from`'s stream.
 async fn drain_ready(
     from: &TcpStream,
     to: &TcpStream,
     buf: &mut Vec<u8>,
-    moved: impl Fn(),
-) -> io::Result<bool> {
+    moved: impl Fn(usize),
+) -> Result<bool, Broken> {
     loop {
         buf.clear();
         let mut took_all = false;
@@ -226,15 +255,15 @@ async fn drain_ready(
             Ok(0) => return Ok(true),
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock && took_all => {
-                write_all(to, buf).await?;
-                moved();
+                write_all(to, buf).await.map_err(|_| Broken::Writing)?;
+                moved(buf.len());
                 return Ok(false);
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
+            Err(_) => return Err(Broken::Reading),
         }
-        write_all(to, buf).await?;
-        moved();
+        write_all(to, buf).await.map_err(|_| Broken::Writing)?;
+        moved(buf.len());
     }
 }
 
@@ -257,6 +286,9 @@ mod tests {
 
     use super::*;
 
+    /// The tests' ProcessedBytes.
+    static COUNTED: AtomicU64 = AtomicU64::new(0);
+
     /// Signals that never turn (their senders are gone).
     fn never() -> [watch::Receiver<bool>; 2] {
         [watch::channel(false).1, watch::channel(false).1]
@@ -275,7 +307,13 @@ mod tests {
         let (mut client, client_side) = pair().await;
         let (target_side, mut target) = pair().await;
         let relay = tokio::spawn(async move {
-            relay(&client_side, &target_side, Duration::from_secs(60), never()).await
+            relay(
+                (&client_side, &target_side),
+                Duration::from_secs(60),
+                never(),
+                &COUNTED,
+            )
+            .await
         });
         client.write_all(b"ping").await.unwrap();
         client.shutdown().await.unwrap();
@@ -297,8 +335,9 @@ mod tests {
         let (target_side, mut target) = pair().await;
         let idle = Duration::from_secs(350);
         let started = Instant::now();
-        let relay =
-            tokio::spawn(async move { relay(&client_side, &target_side, idle, never()).await });
+        let relay = tokio::spawn(async move {
+            relay((&client_side, &target_side), idle, never(), &COUNTED).await
+        });
         tokio::time::sleep(Duration::from_secs(300)).await;
         client.write_all(b"still here").await.unwrap();
         let mut buf = [0u8; 10];
@@ -320,7 +359,13 @@ mod tests {
             let mut signals = never();
             signals[which] = watched;
             let relay = tokio::spawn(async move {
-                relay(&client_side, &target_side, Duration::from_secs(60), signals).await
+                relay(
+                    (&client_side, &target_side),
+                    Duration::from_secs(60),
+                    signals,
+                    &COUNTED,
+                )
+                .await
             });
             cut.send_replace(true);
             assert_eq!(relay.await.unwrap(), End::Cut);
@@ -332,13 +377,8 @@ mod tests {
         let (mut client, client_side) = pair().await;
         let (target_side, mut target) = pair().await;
         let relay = tokio::spawn(async move {
-            relay(
-                &client_side,
-                &target_side,
-                Duration::from_secs(350),
-                never(),
-            )
-            .await
+            let sides = (&client_side, &target_side);
+            relay(sides, Duration::from_secs(350), never(), &COUNTED).await
         });
         // More than the sockets on the way can buffer, so that the relay stays blocked on
         // writing to a client that reads slowly.
