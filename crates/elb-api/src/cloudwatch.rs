@@ -166,6 +166,24 @@ pub fn call_query(
                 unit: params.optional("Unit").map(str::to_owned),
             },
         )?,
+        "GetMetricData" => get_metric_data(
+            history,
+            GetMetricData {
+                metric_data_queries: params
+                    .structs("MetricDataQueries.member")?
+                    .iter()
+                    .map(query_data_query)
+                    .collect::<Result<_, _>>()?,
+                start_time: query_time(params, "StartTime")?,
+                end_time: query_time(params, "EndTime")?,
+                next_token: params.optional("NextToken").map(str::to_owned),
+                scan_by: params.optional("ScanBy").map(str::to_owned),
+                max_datapoints: params.int("MaxDatapoints", 1, i64::MAX)?.map(|n| n as u64),
+                label_options: params
+                    .optional("LabelOptions.Timezone")
+                    .map(|zone| json!({"Timezone": zone})),
+            },
+        )?,
         other => return Err(not_built(other)),
     };
     params.finish()?;
@@ -196,6 +214,38 @@ fn query_dimensions(params: &Params, prefix: &str) -> Result<Vec<Dimension>, Api
             })
         })
         .collect()
+}
+
+/// One `MetricDataQueries.member.N` of a Query form.
+fn query_data_query(query: &Params) -> Result<DataQuery, ApiError> {
+    let stat = match query.optional("MetricStat.Stat") {
+        None => None,
+        Some(stat) => Some(MetricStat {
+            metric: Metric {
+                namespace: query.required("MetricStat.Metric.Namespace")?.to_owned(),
+                metric_name: query.required("MetricStat.Metric.MetricName")?.to_owned(),
+                dimensions: query_dimensions(query, "MetricStat.Metric.Dimensions.member")?,
+            },
+            period: query
+                .int("MetricStat.Period", 1, i64::MAX)?
+                .ok_or_else(|| ApiError::validation("MetricStat.Period is required"))?
+                as u64,
+            stat: stat.to_owned(),
+            unit: query.optional("MetricStat.Unit").map(str::to_owned),
+        }),
+    };
+    let data_query = DataQuery {
+        id: query.required("Id")?.to_owned(),
+        metric_stat: stat,
+        expression: query.optional("Expression").map(str::to_owned),
+        label: query.optional("Label").map(str::to_owned),
+        return_data: query.bool("ReturnData")?,
+        period: query.int("Period", 1, i64::MAX)?.map(|n| n as u64),
+        account_id: query.optional("AccountId").map(str::to_owned),
+    };
+    // The query's fields were all read above; any other is unknown.
+    query.finish()?;
+    Ok(data_query)
 }
 
 /// An ISO-8601 time of a Query form, as seconds since the epoch.
@@ -484,7 +534,14 @@ fn element(x: &mut Xml, name: &str, value: &Value) {
         Value::Array(items) => {
             x.node(name, |x| {
                 for item in items {
-                    element(x, "member", item);
+                    match item {
+                        // GetMetricData's list of timestamps.
+                        Value::Number(n) if name == "Timestamps" => {
+                            let ms = (n.as_f64().unwrap_or(0.0) * 1000.0) as u64;
+                            x.leaf("member", clock::iso8601(ms));
+                        }
+                        item => element(x, "member", item),
+                    }
                 }
             });
         }

@@ -112,3 +112,32 @@ fn authorized(headers: &HeaderMap, credentials: &HashMap<String, String>) -> boo
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(authorization: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, authorization.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn basic_auth_takes_a_configured_key_and_its_secret_only() {
+        let credentials: HashMap<String, String> = [("AKID".into(), "s3cret".into())].into();
+        let basic = |pair: &str| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            format!("Basic {encoded}")
+        };
+        assert!(authorized(&with(&basic("AKID:s3cret")), &credentials));
+        assert!(authorized(
+            &with(&basic("AKID:s3cret").replace("Basic", "basic")),
+            &credentials
+        ));
+        assert!(!authorized(&with(&basic("AKID:s3creT")), &credentials));
+        assert!(!authorized(&with(&basic("OTHER:s3cret")), &credentials));
+        assert!(!authorized(&with("Bearer x"), &credentials));
+        assert!(!authorized(&HeaderMap::new(), &credentials));
+    }
+}

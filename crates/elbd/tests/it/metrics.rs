@@ -222,6 +222,31 @@ async fn requests_are_counted_as_cloudwatch_names_them_on_both_roads() {
         String::from_utf8_lossy(&query.stderr)
     );
 
+    let data = std::process::Command::new(crate::harness::venv().join("bin/python"))
+        .arg("-c")
+        .arg(QUERY_CLIENT)
+        .arg(format!("http://{api}/"))
+        .arg(format!(
+            "Action=GetMetricData&Version=2010-08-01&StartTime={start}&EndTime={end}\
+             &MetricDataQueries.member.1.Id=r\
+             &MetricDataQueries.member.1.MetricStat.Metric.Namespace=AWS%2FApplicationELB\
+             &MetricDataQueries.member.1.MetricStat.Metric.MetricName=HTTPCode_ELB_4XX_Count\
+             &MetricDataQueries.member.1.MetricStat.Metric.Dimensions.member.1.Name=LoadBalancer\
+             &MetricDataQueries.member.1.MetricStat.Metric.Dimensions.member.1.Value={}\
+             &MetricDataQueries.member.1.MetricStat.Period=1200\
+             &MetricDataQueries.member.1.MetricStat.Stat=Sum",
+            lb.split_once(":loadbalancer/").unwrap().1
+        ))
+        .output()
+        .unwrap();
+    let xml = String::from_utf8_lossy(&data.stdout);
+    assert!(
+        xml.contains("<Values><member>10.0</member></Values>")
+            || xml.contains("<Values><member>10</member></Values>"),
+        "{xml}{}",
+        String::from_utf8_lossy(&data.stderr)
+    );
+
     // The same request on the general path is the same record, bytes received included
     // (what is sent differs by the injected header).
     let before = records(&elbd.logs()).len();
