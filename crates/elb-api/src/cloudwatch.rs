@@ -339,28 +339,32 @@ fn unit(metric: &str) -> &'static str {
 
 /// The range and period of a request, checked as CloudWatch checks them.
 fn window(start: f64, end: f64, period: u64) -> Result<(u64, u64, u64), ApiError> {
-    if period == 0 || !period.is_multiple_of(60) {
+    if period == 0 || !period.is_multiple_of(60) || period > MAX_PERIOD {
         return Err(ApiError::new(
             400,
             "InvalidParameterValue",
             format!(
-                "The parameter Period must be a multiple of 60 (elbd keeps 1-minute data), not {period}"
+                "The parameter Period must be a multiple of 60 up to {MAX_PERIOD} (elbd keeps \
+                 1-minute data), not {period}"
             ),
         ));
     }
-    if end <= start {
+    let (start_ms, end_ms) = (
+        (start.max(0.0) * 1000.0) as u64,
+        (end.max(0.0) * 1000.0) as u64,
+    );
+    if end_ms <= start_ms {
         return Err(ApiError::new(
             400,
             "InvalidParameterValue",
             "The parameter StartTime must be before EndTime",
         ));
     }
-    Ok((
-        (start.max(0.0) * 1000.0) as u64,
-        (end.max(0.0) * 1000.0) as u64,
-        period,
-    ))
+    Ok((start_ms, end_ms, period))
 }
+
+/// The longest period asked for: a year.
+const MAX_PERIOD: u64 = 366 * 86_400;
 
 fn statistic(datum: &Datum, name: &str) -> f64 {
     match name {
@@ -454,6 +458,8 @@ fn get_metric_data(
         ));
     }
     let mut results = Vec::new();
+    // MaxDatapoints bounds the answer as a whole; what is left out makes it PartialData.
+    let mut room = input.max_datapoints.unwrap_or(u64::MAX);
     for query in input.metric_data_queries {
         if query.expression.is_some() {
             return Err(ApiError::validation(format!(
@@ -498,18 +504,18 @@ fn get_metric_data(
         if descending {
             points.reverse();
         }
-        if let Some(max) = input.max_datapoints {
-            points.truncate(max as usize);
-        }
         if query.return_data == Some(false) {
             continue;
         }
+        let whole = points.len() as u64 <= room;
+        points.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+        room -= points.len() as u64;
         results.push(json!({
             "Id": query.id,
             "Label": label,
             "Timestamps": points.iter().map(|(at, _)| *at as f64 / 1000.0).collect::<Vec<_>>(),
             "Values": points.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
-            "StatusCode": "Complete",
+            "StatusCode": if whole { "Complete" } else { "PartialData" },
         }));
     }
     Ok(json!({"MetricDataResults": results, "Messages": []}))
@@ -622,5 +628,28 @@ mod tests {
         );
         let listed = call("ListMetrics", json!({"MetricName": "RequestCount"})).unwrap();
         assert_eq!(listed["Metrics"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn bad_windows_are_refused_and_max_datapoints_bounds_the_whole_answer() {
+        let metric = json!({"Namespace": APPLICATION_ELB, "MetricName": "RequestCount",
+            "Dimensions": [{"Name": "LoadBalancer", "Value": "app/w/1"}]});
+        let mut stats = metric.clone();
+        stats["StartTime"] = json!(600);
+        stats["EndTime"] = json!(600.0005);
+        stats["Period"] = json!(60);
+        stats["Statistics"] = json!(["Sum"]);
+        let e = call("GetMetricStatistics", stats).unwrap_err();
+        assert_eq!(e.code, "InvalidParameterValue", "{}", e.message);
+
+        let query = |id: &str| json!({"Id": id, "MetricStat": {"Metric": metric, "Period": 60, "Stat": "Sum"}});
+        let data = json!({"StartTime": 600, "EndTime": 720, "MaxDatapoints": 3,
+            "MetricDataQueries": [query("a"), query("b")]});
+        let answer = call("GetMetricData", data).unwrap();
+        let results = answer["MetricDataResults"].as_array().unwrap();
+        assert_eq!(results[0]["Values"], json!([6.0, 4.0]), "newest first");
+        assert_eq!(results[0]["StatusCode"], "Complete");
+        assert_eq!(results[1]["Values"], json!([6.0]));
+        assert_eq!(results[1]["StatusCode"], "PartialData");
     }
 }

@@ -24,7 +24,7 @@ pub mod iam;
 pub mod query;
 pub mod xml;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -303,8 +303,10 @@ fn call(
             .and_then(|v| v.to_str().ok())
             .and_then(|t| t.strip_prefix(cloudwatch::TARGET_PREFIX))
             .unwrap_or("");
-        let history = api.metrics.lock().expect("not poisoned");
-        let answer = cloudwatch::call_json(&history, operation, body)?;
+        let answer = {
+            let history = api.metrics.lock().unwrap_or_else(PoisonError::into_inner);
+            cloudwatch::call_json(&history, operation, body)?
+        };
         return Ok((
             [
                 ("content-type", "application/x-amz-json-1.0"),
@@ -349,7 +351,7 @@ fn call(
         Service::Ec2 => (ec2::NAMESPACE, ec2::call(api, &action, &params)?),
         Service::Iam => (iam::NAMESPACE, iam::call(api, &action, &params)?),
         Service::CloudWatch { .. } => {
-            let history = api.metrics.lock().expect("not poisoned");
+            let history = api.metrics.lock().unwrap_or_else(PoisonError::into_inner);
             (
                 cloudwatch::NAMESPACE,
                 cloudwatch::call_query(&history, &action, &params)?,

@@ -1,12 +1,14 @@
 //! The last [`RETAINED_MINUTES`] minutes of every series at CloudWatch's 1-minute resolution,
 //! and the statistics GetMetricStatistics and GetMetricData answer from them.
 //!
-//! Readings are folded in every few seconds: a count's growth since the previous reading is
-//! added to the current minute, a gauge is sampled. As CloudWatch publishes load balancer
-//! metrics at several dimension sets, each series is also kept without its AvailabilityZone
-//! (the sum over zones) and, for counts and timings of a target group, without its
-//! TargetGroup (the load balancer's). A minute older than the retention is dropped, so memory
-//! is bounded per series.
+//! Readings are folded in every few seconds: a count's growth since that series' previous
+//! reading is added to the current minute, a gauge is sampled (a minute's value is the mean of
+//! its samples). As CloudWatch publishes load balancer metrics at several dimension sets,
+//! each series is also kept without its AvailabilityZone (the sum over zones) and, for counts
+//! and timings of a target group, without its TargetGroup (the load balancer's): a count's
+//! growth is added to each, so a series that goes away (a removed group) takes nothing from
+//! the sums. A minute older than the retention is dropped, and a series no reading has named
+//! for as long is forgotten, so memory is bounded.
 
 use std::collections::BTreeMap;
 
@@ -51,10 +53,36 @@ impl Datum {
 
 #[derive(Debug, Default)]
 struct Series {
-    /// The previous reading, for counts and timings.
+    /// The previous reading of a series readings name (not of a rollup), for counts and
+    /// timings.
     previous: Option<Value>,
+    /// The last minute a reading named the series or one it sums.
+    seen: u64,
+    /// A gauge: a minute's value is the mean of its samples.
+    gauge: bool,
     /// Minute (since the epoch) → its datum.
     minutes: BTreeMap<u64, Datum>,
+}
+
+impl Series {
+    fn add(&mut self, minute: u64, datum: &Datum) {
+        self.minutes
+            .entry(minute)
+            .and_modify(|d| d.merge(datum))
+            .or_insert(*datum);
+    }
+
+    /// A minute as statistics see it: a gauge's samples make one sample of their mean.
+    fn minute(&self, datum: &Datum) -> Datum {
+        if !self.gauge {
+            return *datum;
+        }
+        Datum {
+            sum: datum.average(),
+            samples: 1.0,
+            ..*datum
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -64,33 +92,49 @@ pub struct History {
 
 impl History {
     /// Folds in `readings` taken at `now_ms`. Series that no reading names any more (a deleted
-    /// load balancer) keep their minutes until they age out.
+    /// load balancer) keep their minutes until they age out, and are then forgotten.
     pub fn observe(&mut self, now_ms: u64, readings: &[Reading]) {
         let minute = now_ms / 60_000;
-        let mut totals: BTreeMap<SeriesKey, Value> = BTreeMap::new();
+        // Gauges sum across the series a rollup covers at this instant, then are sampled.
+        let mut levels: BTreeMap<SeriesKey, u64> = BTreeMap::new();
         for reading in readings {
-            for key in keys(reading) {
-                totals
-                    .entry(key)
-                    .and_modify(|total| add(total, &reading.value))
-                    .or_insert_with(|| reading.value.clone());
+            let keys = keys(reading);
+            if let Value::Gauge(level) = reading.value {
+                for key in keys {
+                    *levels.entry(key).or_default() += level;
+                }
+                continue;
+            }
+            let own = self.series.entry(keys[0].clone()).or_default();
+            let growth = datum(own.previous.as_ref(), &reading.value);
+            own.previous = Some(reading.value.clone());
+            for key in keys {
+                let series = self.series.entry(key).or_default();
+                series.seen = minute;
+                if let Some(growth) = &growth {
+                    series.add(minute, growth);
+                }
             }
         }
-        for (key, value) in totals {
+        for (key, level) in levels {
             let series = self.series.entry(key).or_default();
-            if let Some(datum) = datum(series.previous.as_ref(), &value) {
-                series
-                    .minutes
-                    .entry(minute)
-                    .and_modify(|d| d.merge(&datum))
-                    .or_insert(datum);
-            }
-            series.previous = Some(value);
+            series.seen = minute;
+            series.gauge = true;
+            let level = level as f64;
+            series.add(
+                minute,
+                &Datum {
+                    sum: level,
+                    samples: 1.0,
+                    minimum: level,
+                    maximum: level,
+                },
+            );
         }
         let oldest = minute.saturating_sub(RETAINED_MINUTES - 1);
         self.series.retain(|_, series| {
             series.minutes.retain(|m, _| *m >= oldest);
-            !series.minutes.is_empty() || series.previous.is_some()
+            series.seen >= oldest
         });
     }
 
@@ -102,8 +146,11 @@ impl History {
         metric: Option<&str>,
         dimensions: &[(String, Option<String>)],
     ) -> Vec<&SeriesKey> {
+        // As CloudWatch, only metrics with data are listed.
         self.series
-            .keys()
+            .iter()
+            .filter(|(_, series)| !series.minutes.is_empty())
+            .map(|(key, _)| key)
             .filter(|k| namespace.is_none_or(|n| k.namespace == n))
             .filter(|k| metric.is_none_or(|m| k.metric == m))
             .filter(|k| {
@@ -117,7 +164,8 @@ impl History {
     }
 
     /// The series' data in `[start_ms, end_ms)`, in periods of `period_s` seconds (a multiple
-    /// of 60) from `start_ms`: (period start in ms, datum) for each period that has data.
+    /// of 60) from `start_ms` rounded down to its minute, as CloudWatch aligns them: (period
+    /// start in ms, datum) for each period that has data.
     pub fn statistics(
         &self,
         key: &SeriesKey,
@@ -128,17 +176,22 @@ impl History {
         let Some(series) = self.series.get(key) else {
             return Vec::new();
         };
-        let period_ms = period_s.max(60) * 1000;
+        let period_ms = period_s.max(60).saturating_mul(1000);
+        let start_ms = start_ms - start_ms % 60_000;
+        if end_ms <= start_ms {
+            return Vec::new();
+        }
         let mut periods: BTreeMap<u64, Datum> = BTreeMap::new();
         let first = start_ms / 60_000;
-        let last = end_ms.saturating_sub(1) / 60_000;
+        let last = (end_ms - 1) / 60_000;
         for (minute, datum) in series.minutes.range(first..=last) {
             let at = minute * 60_000;
-            let period = start_ms + (at.saturating_sub(start_ms) / period_ms) * period_ms;
+            let period = start_ms + ((at - start_ms) / period_ms) * period_ms;
+            let datum = series.minute(datum);
             periods
                 .entry(period)
-                .and_modify(|d| d.merge(datum))
-                .or_insert(*datum);
+                .and_modify(|d| d.merge(&datum))
+                .or_insert(datum);
         }
         periods.into_iter().collect()
     }
@@ -172,40 +225,13 @@ fn keys(reading: &Reading) -> Vec<SeriesKey> {
     keys
 }
 
-/// `total` plus `value` (of the same kind; a mismatch keeps `total`).
-fn add(total: &mut Value, value: &Value) {
-    match (total, value) {
-        (Value::Count(a), Value::Count(b)) | (Value::Gauge(a), Value::Gauge(b)) => *a += b,
-        (
-            Value::Timing { cumulative, sum },
-            Value::Timing {
-                cumulative: more,
-                sum: more_sum,
-            },
-        ) => {
-            for (a, b) in cumulative.iter_mut().zip(more) {
-                *a += b;
-            }
-            *sum += more_sum;
-        }
-        _ => {}
-    }
-}
-
-/// What a reading adds to its minute, given the previous one: a count's growth (a counter
-/// that went back, as after a restart, starts over), a gauge's sample, a timing's new
-/// durations (their minimum and maximum as the bounds of the buckets they fell in).
+/// What a count or timing reading adds to its minute, given the series' previous one: a
+/// count's growth (a counter that went back, as after a restart, starts over), a timing's new
+/// durations (their minimum and maximum as the bounds of the buckets they fell in; past the
+/// last bound, that bound).
 fn datum(previous: Option<&Value>, value: &Value) -> Option<Datum> {
     match (previous, value) {
-        (_, Value::Gauge(level)) => {
-            let level = *level as f64;
-            Some(Datum {
-                sum: level,
-                samples: 1.0,
-                minimum: level,
-                maximum: level,
-            })
-        }
+        (_, Value::Gauge(_)) => None,
         (previous, Value::Count(now)) => {
             let before = match previous {
                 Some(Value::Count(before)) if before <= now => *before,
@@ -237,7 +263,7 @@ fn datum(previous: Option<&Value>, value: &Value) -> Option<Datum> {
             let per_bucket: Vec<u64> = counts
                 .iter()
                 .enumerate()
-                .map(|(i, c)| c - if i == 0 { 0 } else { counts[i - 1] })
+                .map(|(i, c)| c.saturating_sub(if i == 0 { 0 } else { counts[i - 1] }))
                 .collect();
             let lowest = per_bucket.iter().position(|c| *c > 0)?;
             let highest = per_bucket.iter().rposition(|c| *c > 0)?;
@@ -250,7 +276,8 @@ fn datum(previous: Option<&Value>, value: &Value) -> Option<Datum> {
                 } else {
                     bound(lowest - 1).unwrap_or(0.0)
                 },
-                maximum: bound(highest).unwrap_or(f64::INFINITY),
+                maximum: bound(highest)
+                    .unwrap_or(RESPONSE_TIME_BUCKETS[RESPONSE_TIME_BUCKETS.len() - 1]),
             })
         }
     }
@@ -344,6 +371,35 @@ mod tests {
     }
 
     #[test]
+    fn a_series_that_goes_away_takes_nothing_from_the_sums_and_periods_align_to_minutes() {
+        let mut h = History::default();
+        h.observe(0, &[requests("a", 100), requests("b", 50)]);
+        // Zone b's node goes away; zone a grows by 3.
+        h.observe(60_000, &[requests("a", 103)]);
+        let key = load_balancer_key();
+        let minutes = h.statistics(&key, 0, 120_000, 60);
+        assert_eq!(
+            minutes[1],
+            (
+                60_000,
+                Datum {
+                    sum: 3.0,
+                    samples: 3.0,
+                    minimum: 1.0,
+                    maximum: 1.0
+                }
+            )
+        );
+        // A start in the middle of a minute counts from that minute.
+        assert_eq!(h.statistics(&key, 30_000, 120_000, 60)[0].0, 0);
+        assert!(h.statistics(&key, 120_000, 120_000, 60).is_empty());
+        assert!(h.statistics(&key, 120_000, 119_999, 60).is_empty());
+        // Forgotten once no reading has named it for the retention.
+        h.observe(RETAINED_MINUTES * 60_000 + 60_000, &[]);
+        assert!(h.list(None, None, &[]).is_empty());
+    }
+
+    #[test]
     fn a_counter_that_goes_back_starts_over_and_old_minutes_age_out() {
         let mut h = History::default();
         h.observe(0, &[requests("a", 5)]);
@@ -366,13 +422,19 @@ mod tests {
         };
         h.observe(0, &[hosts(2)]);
         h.observe(10_000, &[hosts(4)]);
+        h.observe(20_000, &[hosts(3)]);
         let key = SeriesKey {
             namespace: APPLICATION_ELB.into(),
             metric: "HealthyHostCount".into(),
             dimensions: [("TargetGroup".to_owned(), "targetgroup/t/1".to_owned())].into(),
         };
         let d = h.statistics(&key, 0, 60_000, 60)[0].1;
-        assert_eq!((d.average(), d.minimum, d.maximum), (3.0, 2.0, 4.0));
+        assert_eq!(
+            (d.sum, d.samples),
+            (3.0, 1.0),
+            "a minute's mean level: {d:?}"
+        );
+        assert_eq!((d.minimum, d.maximum), (2.0, 4.0));
 
         let timing = |cumulative: Vec<u64>, sum| Reading {
             namespace: APPLICATION_ELB,

@@ -3,7 +3,7 @@
 //! an access key id and its secret; without, it is open (it shows no secrets).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -48,10 +48,15 @@ pub(crate) async fn sample(scrape: Arc<Scrape>, history: Arc<Mutex<History>>) {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        history
-            .lock()
-            .expect("not poisoned")
-            .observe(now_ms, &readings);
+        // Off the runtime's threads: with --threads 1 they also carry the traffic.
+        let history = history.clone();
+        let fold = tokio::task::spawn_blocking(move || {
+            history
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .observe(now_ms, &readings);
+        });
+        let _ = fold.await;
     }
 }
 
