@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use elb_metrics::history::{Datum, SeriesKey};
+use elb_metrics::history::{Datum, History, SeriesKey};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -106,11 +106,7 @@ struct MetricStat {
 }
 
 /// One operation from a JSON 1.0 body.
-pub fn call_json(
-    history: &elb_metrics::history::History,
-    operation: &str,
-    body: &[u8],
-) -> Result<Value, ApiError> {
+pub fn call_json(history: &History, operation: &str, body: &[u8]) -> Result<Value, ApiError> {
     let body = if body.is_empty() {
         b"{}".as_slice()
     } else {
@@ -130,11 +126,7 @@ pub fn call_json(
 }
 
 /// One operation from a Query form: the same requests, answered as XML.
-pub fn call_query(
-    history: &elb_metrics::history::History,
-    action: &str,
-    params: &Params,
-) -> Result<Xml, ApiError> {
+pub fn call_query(history: &History, action: &str, params: &Params) -> Result<Xml, ApiError> {
     params.version("CloudWatch", "2010-08-01")?;
     let result = match action {
         "ListMetrics" => list_metrics(
@@ -256,10 +248,7 @@ fn query_time(params: &Params, name: &str) -> Result<f64, ApiError> {
         .ok_or_else(|| ApiError::validation(format!("{name} '{text}' is not an ISO-8601 time")))
 }
 
-fn list_metrics(
-    history: &elb_metrics::history::History,
-    input: ListMetrics,
-) -> Result<Value, ApiError> {
+fn list_metrics(history: &History, input: ListMetrics) -> Result<Value, ApiError> {
     if input.next_token.is_some() {
         return Err(ApiError::new(
             400,
@@ -287,6 +276,16 @@ fn list_metrics(
         .into_iter()
         .map(|d| (d.name, d.value))
         .collect();
+    // RequestCountPerTarget is made from a group's RequestCount wherever that is kept.
+    let per_target = history
+        .list(input.namespace.as_deref(), Some("RequestCount"), &wanted)
+        .into_iter()
+        .filter(|key| key.dimensions.contains_key("TargetGroup"))
+        .map(|key| SeriesKey {
+            metric: PER_TARGET.to_owned(),
+            ..key.clone()
+        })
+        .filter(|_| input.metric_name.as_deref().is_none_or(|m| m == PER_TARGET));
     let metrics: Vec<Value> = history
         .list(
             input.namespace.as_deref(),
@@ -294,6 +293,8 @@ fn list_metrics(
             &wanted,
         )
         .into_iter()
+        .cloned()
+        .chain(per_target)
         .map(|key| {
             json!({
                 "Namespace": key.namespace,
@@ -326,6 +327,46 @@ fn series_key(metric: Metric) -> Result<SeriesKey, ApiError> {
         metric: metric.metric_name,
         dimensions,
     })
+}
+
+/// The requests a target group's targets got each, on average: its RequestCount over its
+/// mean HealthyHostCount, period by period (a period without healthy targets has none).
+const PER_TARGET: &str = "RequestCountPerTarget";
+
+/// A series' data by period, RequestCountPerTarget made from its two sources.
+fn periods(
+    history: &History,
+    key: &SeriesKey,
+    (start, end, period): (u64, u64, u64),
+) -> Vec<(u64, Datum)> {
+    if key.metric != PER_TARGET {
+        return history.statistics(key, start, end, period);
+    }
+    let source = |metric: &str| SeriesKey {
+        metric: metric.to_owned(),
+        ..key.clone()
+    };
+    let hosts: BTreeMap<u64, Datum> = history
+        .statistics(&source("HealthyHostCount"), start, end, period)
+        .into_iter()
+        .collect();
+    history
+        .statistics(&source("RequestCount"), start, end, period)
+        .into_iter()
+        .filter_map(|(at, requests)| {
+            let healthy = hosts.get(&at)?.average();
+            let each = (healthy > 0.0).then(|| requests.sum / healthy)?;
+            Some((
+                at,
+                Datum {
+                    sum: each,
+                    samples: 1.0,
+                    minimum: each,
+                    maximum: each,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// CloudWatch's unit of each metric elbd publishes.
@@ -376,10 +417,7 @@ fn statistic(datum: &Datum, name: &str) -> f64 {
     }
 }
 
-fn get_metric_statistics(
-    history: &elb_metrics::history::History,
-    input: GetMetricStatistics,
-) -> Result<Value, ApiError> {
+fn get_metric_statistics(history: &History, input: GetMetricStatistics) -> Result<Value, ApiError> {
     if !input.extended_statistics.is_empty() {
         return Err(ApiError::new(
             400,
@@ -415,8 +453,7 @@ fn get_metric_statistics(
     let unit = unit(&key.metric);
     // A unit the metric does not have matches no data, as on CloudWatch.
     let matches_unit = input.unit.as_deref().is_none_or(|u| u == unit);
-    let datapoints: Vec<Value> = history
-        .statistics(&key, start, end, period)
+    let datapoints: Vec<Value> = periods(history, &key, (start, end, period))
         .into_iter()
         .filter(|_| matches_unit)
         .map(|(at, datum)| {
@@ -432,10 +469,7 @@ fn get_metric_statistics(
     Ok(json!({"Label": label, "Datapoints": datapoints}))
 }
 
-fn get_metric_data(
-    history: &elb_metrics::history::History,
-    input: GetMetricData,
-) -> Result<Value, ApiError> {
+fn get_metric_data(history: &History, input: GetMetricData) -> Result<Value, ApiError> {
     if input.next_token.is_some() {
         return Err(ApiError::new(
             400,
@@ -495,8 +529,7 @@ fn get_metric_data(
             .unwrap_or_else(|| stat.metric.metric_name.clone());
         let key = series_key(stat.metric)?;
         let matches_unit = stat.unit.as_deref().is_none_or(|u| u == unit(&key.metric));
-        let mut points: Vec<(u64, f64)> = history
-            .statistics(&key, start, end, period)
+        let mut points: Vec<(u64, f64)> = periods(history, &key, (start, end, period))
             .into_iter()
             .filter(|_| matches_unit)
             .map(|(at, datum)| (at, statistic(&datum, &stat.stat)))
@@ -566,7 +599,6 @@ fn element(x: &mut Xml, name: &str, value: &Value) {
 
 #[cfg(test)]
 mod tests {
-    use elb_metrics::history::History;
     use elb_metrics::{APPLICATION_ELB, Reading};
 
     use super::*;
@@ -628,6 +660,63 @@ mod tests {
         );
         let listed = call("ListMetrics", json!({"MetricName": "RequestCount"})).unwrap();
         assert_eq!(listed["Metrics"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn requests_per_target_are_a_groups_requests_over_its_healthy_targets() {
+        let dimensions = |zone: &str| {
+            vec![
+                ("LoadBalancer", "app/w/1".to_owned()),
+                ("TargetGroup", "targetgroup/t/1".to_owned()),
+                ("AvailabilityZone", zone.to_owned()),
+            ]
+        };
+        let reading = |metric, zone: &str, value| Reading {
+            namespace: APPLICATION_ELB,
+            metric,
+            dimensions: dimensions(zone),
+            value,
+        };
+        let mut h = History::default();
+        let count = elb_metrics::Value::Count;
+        let gauge = elb_metrics::Value::Gauge;
+        h.observe(
+            0,
+            &[
+                reading("RequestCount", "a", count(0)),
+                reading("HealthyHostCount", "a", gauge(2)),
+                reading("HealthyHostCount", "b", gauge(2)),
+            ],
+        );
+        h.observe(
+            30_000,
+            &[
+                reading("RequestCount", "a", count(12)),
+                reading("HealthyHostCount", "a", gauge(2)),
+                reading("HealthyHostCount", "b", gauge(2)),
+            ],
+        );
+        let metric = json!({"Namespace": APPLICATION_ELB, "MetricName": PER_TARGET, "Dimensions": [
+            {"Name": "LoadBalancer", "Value": "app/w/1"},
+            {"Name": "TargetGroup", "Value": "targetgroup/t/1"}]});
+        let mut stats = metric;
+        stats["StartTime"] = json!(0);
+        stats["EndTime"] = json!(60);
+        stats["Period"] = json!(60);
+        stats["Statistics"] = json!(["Sum"]);
+        let answer = call_json(&h, "GetMetricStatistics", stats.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            answer["Datapoints"][0]["Sum"],
+            json!(3.0),
+            "12 requests, 4 healthy targets"
+        );
+        let listed = call_json(
+            &h,
+            "ListMetrics",
+            br#"{"MetricName": "RequestCountPerTarget"}"#,
+        )
+        .unwrap();
+        assert_eq!(listed["Metrics"].as_array().unwrap().len(), 2, "{listed}");
     }
 
     #[test]

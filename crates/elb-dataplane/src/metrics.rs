@@ -125,6 +125,8 @@ impl Drop for Active {
 /// A target group's counters in one zone (the TargetGroup dimension).
 #[derive(Default)]
 pub struct GroupMetrics {
+    /// Requests the rules sent to the group (RequestCount with the TargetGroup dimension).
+    pub requests: AtomicU64,
     /// HTTPCode_Target_2XX..5XX_Count.
     pub target: ByClass,
     pub target_response_time: Histogram,
@@ -145,6 +147,7 @@ impl NodeMetrics {
             _ => 0,
         };
         if let Some(group) = group {
+            group.requests.fetch_add(1, Ordering::Relaxed);
             if outcome.target_connection_error {
                 group
                     .target_connection_errors
@@ -277,8 +280,10 @@ impl Registry {
     }
 
     /// Every series' value now, followed by `hosts` (made by the caller from the health
-    /// view): what `/metrics` renders and the CloudWatch history folds in.
-    pub fn readings(&self, hosts: &[HostCount]) -> Vec<Reading> {
+    /// view): what `/metrics` renders and the CloudWatch history folds in. Only `for` the
+    /// history are the groups' RequestCounts read: CloudWatch publishes RequestCount both per
+    /// load balancer and per target group, while in Prometheus one name has one level.
+    pub fn readings(&self, hosts: &[HostCount], reader: Reader) -> Vec<Reading> {
         let series = self.series();
         let mut out = Vec::new();
         let node = |(lb, zone): &(String, String)| {
@@ -312,6 +317,10 @@ impl Registry {
             ));
         }
         for (key, g) in &series.groups {
+            if reader == Reader::CloudWatch {
+                let requests = g.requests.load(Ordering::Relaxed);
+                out.push(reading("RequestCount", group(key), Value::Count(requests)));
+            }
             let errors = g.target_connection_errors.load(Ordering::Relaxed);
             out.push(reading(
                 "TargetConnectionErrorCount",
@@ -380,6 +389,13 @@ impl Registry {
         }
         out
     }
+}
+
+/// Who reads the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Prometheus,
+    CloudWatch,
 }
 
 /// HTTPCode_Target_*_Count by status class.

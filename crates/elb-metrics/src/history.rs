@@ -4,8 +4,8 @@
 //! Readings are folded in every few seconds: a count's growth since that series' previous
 //! reading is added to the current minute, a gauge is sampled (a minute's value is the mean of
 //! its samples). As CloudWatch publishes load balancer metrics at several dimension sets,
-//! each series is also kept without its AvailabilityZone (the sum over zones) and, for counts
-//! and timings of a target group, without its TargetGroup (the load balancer's): a count's
+//! each series is also kept without its AvailabilityZone (the sum over zones) and, for what a
+//! target group's targets did, without its TargetGroup (the load balancer's): a count's
 //! growth is added to each, so a series that goes away (a removed group) takes nothing from
 //! the sums. A minute older than the retention is dropped, and a series no reading has named
 //! for as long is forgotten, so memory is bounded.
@@ -197,6 +197,14 @@ impl History {
     }
 }
 
+/// Whether CloudWatch also publishes a target group's `metric` per load balancer (what
+/// targets did: their codes, times and connection errors), summed over its groups.
+fn of_targets(metric: &str) -> bool {
+    metric.starts_with("HTTPCode_Target_")
+        || metric == "TargetResponseTime"
+        || metric == "TargetConnectionErrorCount"
+}
+
 /// The keys a reading counts under: its own dimensions, and the coarser sets CloudWatch also
 /// publishes.
 fn keys(reading: &Reading) -> Vec<SeriesKey> {
@@ -204,7 +212,7 @@ fn keys(reading: &Reading) -> Vec<SeriesKey> {
     let zone = [false]
         .into_iter()
         .chain(has("AvailabilityZone").then_some(true));
-    let by_group = has("TargetGroup") && !matches!(reading.value, Value::Gauge(_));
+    let by_group = has("TargetGroup") && of_targets(reading.metric);
     let group = [false].into_iter().chain(by_group.then_some(true));
     let mut keys = Vec::new();
     for drop_group in group {
@@ -300,6 +308,20 @@ mod tests {
         }
     }
 
+    /// A count of target group `targetgroup/t/1` of `app/web/1` in zone a.
+    fn of_group(metric: &'static str, count: u64) -> Reading {
+        Reading {
+            namespace: APPLICATION_ELB,
+            metric,
+            dimensions: vec![
+                ("LoadBalancer", "app/web/1".into()),
+                ("TargetGroup", "targetgroup/t/1".into()),
+                ("AvailabilityZone", "a".into()),
+            ],
+            value: Value::Count(count),
+        }
+    }
+
     fn load_balancer_key() -> SeriesKey {
         SeriesKey {
             namespace: APPLICATION_ELB.into(),
@@ -346,17 +368,7 @@ mod tests {
     #[test]
     fn a_group_count_is_also_the_load_balancers() {
         let mut h = History::default();
-        let reading = Reading {
-            namespace: APPLICATION_ELB,
-            metric: "HTTPCode_Target_2XX_Count",
-            dimensions: vec![
-                ("LoadBalancer", "app/web/1".into()),
-                ("TargetGroup", "targetgroup/t/1".into()),
-                ("AvailabilityZone", "a".into()),
-            ],
-            value: Value::Count(3),
-        };
-        h.observe(0, &[reading]);
+        h.observe(0, &[of_group("HTTPCode_Target_2XX_Count", 3)]);
         let dimension_sets: Vec<Vec<&String>> = h
             .list(None, None, &[])
             .iter()
@@ -397,6 +409,15 @@ mod tests {
         // Forgotten once no reading has named it for the retention.
         h.observe(RETAINED_MINUTES * 60_000 + 60_000, &[]);
         assert!(h.list(None, None, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_groups_request_count_stays_the_groups() {
+        let mut h = History::default();
+        h.observe(0, &[of_group("RequestCount", 3)]);
+        // Not under the load balancer alone: its own RequestCount counts those requests.
+        assert!(h.statistics(&load_balancer_key(), 0, 60_000, 60).is_empty());
+        assert_eq!(h.list(None, None, &[]).len(), 2);
     }
 
     #[test]

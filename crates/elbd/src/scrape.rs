@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
-use elb_dataplane::metrics::{Registry, host_counts};
+use elb_dataplane::metrics::{Reader, Registry, host_counts};
 use elb_metrics::Reading;
 use elb_metrics::history::History;
 use elb_metrics::prometheus;
@@ -29,12 +29,12 @@ pub(crate) struct Scrape {
 }
 
 impl Scrape {
-    /// Every series now: the data plane's counters, and the targets' health.
-    pub(crate) fn readings(&self) -> Vec<Reading> {
+    /// Every series now, for `reader`: the data plane's counters, and the targets' health.
+    pub(crate) fn readings(&self, reader: Reader) -> Vec<Reading> {
         let snapshot = self.store.snapshot();
         let health = self.health.borrow().clone();
         self.registry
-            .readings(&host_counts(&snapshot.state, &health))
+            .readings(&host_counts(&snapshot.state, &health), reader)
     }
 }
 
@@ -44,7 +44,7 @@ pub(crate) async fn sample(scrape: Arc<Scrape>, history: Arc<Mutex<History>>) {
     let mut ticks = tokio::time::interval(SAMPLE_EVERY);
     loop {
         ticks.tick().await;
-        let readings = scrape.readings();
+        let readings = scrape.readings(Reader::CloudWatch);
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -78,7 +78,7 @@ async fn metrics(State(scrape): State<Arc<Scrape>>, headers: HeaderMap) -> Respo
         )
             .into_response();
     }
-    let body = prometheus::render(&scrape.readings());
+    let body = prometheus::render(&scrape.readings(Reader::Prometheus));
     (
         [(
             header::CONTENT_TYPE,

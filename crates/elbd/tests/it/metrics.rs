@@ -193,6 +193,42 @@ async fn requests_are_counted_as_cloudwatch_names_them_on_both_roads() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(summed, 50.0);
+    let tg_dimension = format!(
+        "Name=TargetGroup,Value=targetgroup/{}",
+        tg.split_once(":targetgroup/").unwrap().1
+    );
+    // One datapoint over the whole window, of the group's `metric`.
+    let of_group = |metric: &str, statistic: &str| {
+        let stats = aws.ok(&[
+            "cloudwatch",
+            "get-metric-statistics",
+            "--namespace",
+            "AWS/ApplicationELB",
+            "--metric-name",
+            metric,
+            "--dimensions",
+            &lb_dimension,
+            &tg_dimension,
+            "--statistics",
+            statistic,
+            "--period",
+            "1200",
+            "--start-time",
+            &start,
+            "--end-time",
+            &end,
+        ]);
+        stats["Datapoints"][0][statistic].as_f64().unwrap()
+    };
+    // 40 requests over the group's mean healthy count in the window (its one target, once
+    // its checks passed; samples from before count as 0).
+    let healthy = of_group("HealthyHostCount", "Average");
+    let each = of_group("RequestCountPerTarget", "Sum");
+    assert!(healthy > 0.0 && healthy <= 1.0, "{healthy}");
+    assert!(
+        (each - 40.0 / healthy).abs() / each < 0.05,
+        "{each} requests per target, {healthy} healthy on average"
+    );
     let listed = aws.ok(&[
         "cloudwatch",
         "list-metrics",
