@@ -113,6 +113,8 @@ pub struct Tcp {
     pub source_ip_sticky: bool,
     /// `preserve_client_ip.enabled`: flows to targets leave from the client's address.
     pub preserve_client_ip: bool,
+    /// `proxy_protocol_v2.enabled`: each flow to a target starts with a PROXY v2 header.
+    pub proxy_protocol: bool,
 }
 
 /// A TCP target's part.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use elb_model::attributes::PROXY_PROTOCOL_V2;
 use elb_model::{Matcher, ProtocolVersion, State};
 
 use crate::state::Thresholds;
@@ -23,6 +24,9 @@ pub struct Probe {
     /// The load balancer's security groups do not let the node reach the target: the check
     /// times out without a packet sent, as it would on AWS.
     pub blocked: bool,
+    /// `proxy_protocol_v2.enabled`: the connection starts with a LOCAL header (a check has
+    /// no client to name).
+    pub proxy_protocol: bool,
 }
 
 /// What a probe does, by the health check's protocol.
@@ -87,6 +91,7 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
                             unhealthy: hc.unhealthy_threshold,
                         },
                         blocked,
+                        proxy_protocol: tg.attributes.flag(PROXY_PROTOCOL_V2),
                     },
                 );
             }

@@ -1,4 +1,5 @@
-//! One health check from the node's address, by protocol. TCP: connect, then close. HTTP and
+//! One health check from the node's address, by protocol. TCP: connect, then close.
+//! A group with PROXY protocol v2 gets a LOCAL header first, whatever the check. HTTP and
 //! HTTPS: connect (and handshake, without verifying the target's certificate, as ELB), send
 //! `GET path`, read the status, close. As ELB's, the connection is not reused; as HAProxy's,
 //! it is closed with a reset so that thousands of checks a second leave no TIME_WAIT sockets
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use elb_model::ProtocolVersion;
+use elb_wire::proxy_v2;
 use http::Request;
 use http::header::{CONTENT_TYPE, TE};
 use http_body_util::{BodyExt, Full};
@@ -61,7 +63,11 @@ async fn connect(probe: &Probe) -> Option<TcpStream> {
     }
     .ok()?;
     socket.bind((probe.node_ip, 0).into()).ok()?;
-    socket.connect(probe.target).await.ok()
+    let mut stream = socket.connect(probe.target).await.ok()?;
+    if probe.proxy_protocol {
+        stream.write_all(&proxy_v2::local()).await.ok()?;
+    }
+    Some(stream)
 }
 
 /// The status code the target answers with; `None` if it cannot be had.
@@ -184,5 +190,44 @@ mod tests {
         assert_eq!(status_code(b"SSH-2.0-OpenSSH"), None);
         assert_eq!(status_code(b"HTTP/1.1 2x0 OK"), None);
         assert_eq!(status_code(b""), None);
+    }
+
+    /// A group with PROXY protocol v2: the check's connection starts with a LOCAL header,
+    /// then the HTTP request.
+    #[tokio::test]
+    async fn checks_of_a_proxy_protocol_group_send_local_first() {
+        let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = target.local_addr().unwrap();
+        let request = b"GET /ping HTTP/1.1\r\n\r\n";
+        let probe = Probe {
+            node_ip: "127.0.0.1".parse().unwrap(),
+            target: addr,
+            check: Check::Http(HttpCheck {
+                request: request.to_vec(),
+                path: "/ping".into(),
+                tls: false,
+                version: ProtocolVersion::Http1,
+                matcher: elb_model::Matcher::parse("200").unwrap(),
+            }),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+            thresholds: crate::state::Thresholds {
+                healthy: 2,
+                unhealthy: 2,
+            },
+            blocked: false,
+            proxy_protocol: true,
+        };
+        let checked = tokio::spawn(async move { run(&probe).await });
+        let (mut stream, _) = target.accept().await.unwrap();
+        let mut received = vec![0u8; 16 + request.len()];
+        stream.read_exact(&mut received).await.unwrap();
+        stream.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        assert_eq!(
+            elb_wire::proxy_v2::decode(&received),
+            Ok(Some((elb_wire::proxy_v2::Header::Local, 16)))
+        );
+        assert_eq!(&received[16..], request);
+        assert_eq!(checked.await.unwrap(), ProbeResult::Pass);
     }
 }

@@ -263,7 +263,7 @@ const TARGET_GROUP_TCP: &[Spec] = &[
         true,
     ),
     spec(PRESERVE_CLIENT_IP, BOOL, "false", true),
-    spec("proxy_protocol_v2.enabled", BOOL, "false", false),
+    spec(PROXY_PROTOCOL_V2, BOOL, "false", true),
     spec(UNHEALTHY_TERMINATION, BOOL, "true", true),
     spec(
         "target_health_state.unhealthy.draining_interval_seconds",
@@ -283,6 +283,9 @@ pub const UNHEALTHY_TERMINATION: &str =
 /// `preserve_client_ip.enabled`: whether connections to targets leave from the client's
 /// address.
 pub const PRESERVE_CLIENT_IP: &str = "preserve_client_ip.enabled";
+/// `proxy_protocol_v2.enabled`: whether connections to targets start with a PROXY protocol
+/// version 2 header naming the client.
+pub const PROXY_PROTOCOL_V2: &str = "proxy_protocol_v2.enabled";
 
 /// ALB listener attributes. The response headers are injected into every response when set;
 /// the renames of request headers are not built and keep AWS's names.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use elb_model::attributes::{
-    DEREGISTRATION_TERMINATION, PRESERVE_CLIENT_IP, TCP_IDLE_TIMEOUT, UNHEALTHY_TERMINATION,
+    DEREGISTRATION_TERMINATION, PRESERVE_CLIENT_IP, PROXY_PROTOCOL_V2, TCP_IDLE_TIMEOUT,
+    UNHEALTHY_TERMINATION,
 };
 use elb_model::{
     Action, HealthState, Listener as ModelListener, LoadBalancer, Node, State, TargetGroup,
@@ -175,6 +176,7 @@ impl Runtime {
                 source_ip_sticky: attrs.flag("stickiness.enabled")
                     && attrs.get("stickiness.type") == Some("source_ip"),
                 preserve_client_ip: attrs.flag(PRESERVE_CLIENT_IP),
+                proxy_protocol: attrs.flag(PROXY_PROTOCOL_V2),
             },
         }
     }

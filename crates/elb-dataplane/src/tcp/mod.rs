@@ -10,6 +10,8 @@
 //!   connection termination, the flow is reset.
 //! - A target that refuses the connection is passed over for the next in the flow's ranking,
 //!   as HAProxy redispatches, so a flow fails only when no target can be reached.
+//! - With `proxy_protocol_v2.enabled`, a PROXY v2 header naming the client and the listener's
+//!   address comes before the client's first byte.
 //! - When a listener's drain time is over, its remaining flows are reset, not closed: a
 //!   truncated stream must not look complete to either side.
 //!
@@ -24,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use elb_wire::proxy_v2;
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -75,6 +78,14 @@ pub(crate) async fn serve(
         let _ = client.set_zero_linger();
         return;
     };
+    if route.targets.proto.proxy_protocol {
+        let header = proxy_v2::proxy(proxy_v2::Transport::Stream, peer, local);
+        if write_all(&target, &header).await.is_err() {
+            metrics.target_resets.fetch_add(1, Ordering::Relaxed);
+            let _ = client.set_zero_linger();
+            return;
+        }
+    }
     let end = relay(
         (&client, &target),
         route.idle_timeout,

@@ -2,14 +2,14 @@
 //! half-closes, health checks by TCP connect, and connection termination. Clients are raw
 //! sockets; targets are TCP servers that first say who they are and which peer they see.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Notify;
 
 use crate::harness::{Aws, Elbd, Lab};
@@ -87,6 +87,21 @@ async fn open(node: SocketAddr) -> (String, String, BufReader<TcpStream>) {
 /// [`open`], or `None` when the flow fails.
 async fn try_open(node: SocketAddr) -> Option<(String, String, BufReader<TcpStream>)> {
     let stream = TcpStream::connect(node).await.ok()?;
+    hello(stream).await
+}
+
+/// [`open`] from a client socket bound to `source`.
+async fn open_from(node: SocketAddr, source: IpAddr) -> (SocketAddr, String, BufReader<TcpStream>) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    let stream = socket.connect(node).await.unwrap();
+    let client = stream.local_addr().unwrap();
+    let (_, peer, stream) = hello(stream).await.expect("a flow");
+    (client, peer, stream)
+}
+
+/// The target's greeting on a new flow: its address and the peer it sees.
+async fn hello(stream: TcpStream) -> Option<(String, String, BufReader<TcpStream>)> {
     let mut stream = BufReader::new(stream);
     let mut hello = String::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_line(&mut hello))
@@ -107,10 +122,19 @@ async fn flows(node: SocketAddr, n: usize) -> Vec<(String, String)> {
     seen
 }
 
-/// Waits (at most 5 s) for `stream` to be reset.
+/// Waits (at most 5 s) for `stream` to be reset, reading past what the target had sent.
 async fn expect_reset(stream: &mut BufReader<TcpStream>, what: &str) {
-    let mut buf = [0u8; 16];
-    match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+    let mut buf = [0u8; 64];
+    let reset = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => return Ok(0),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    match reset.await {
         Ok(Err(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{what}"),
         other => panic!("{what} was not reset: {other:?}"),
     }
@@ -382,6 +406,50 @@ async fn an_nlb_keeps_flows_in_their_zone_until_cross_zone_is_on() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(reached.len(), 1, "one client, one target: {reached:?}");
+
+    // Client IP preservation: the target sees the client's address (on loopback the port is
+    // the client socket's own, so it cannot be kept).
+    let client_ip: IpAddr = "127.9.0.7".parse().unwrap();
+    set(&["Key=preserve_client_ip.enabled,Value=true"]);
+    let mut seen = String::new();
+    for _ in 0..10 {
+        seen = open_from(nodes[0], client_ip).await.1;
+        if seen.starts_with("127.9.0.7:") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(seen.starts_with("127.9.0.7:"), "the target saw {seen}");
+
+    // PROXY protocol v2 (preservation off): the target reads a header naming the client and
+    // the listener, then the client's bytes (it echoes all it reads).
+    set(&[
+        "Key=preserve_client_ip.enabled,Value=false",
+        "Key=proxy_protocol_v2.enabled,Value=true",
+    ]);
+    let mut proxied = None;
+    for _ in 0..10 {
+        let (client, peer, mut stream) = open_from(nodes[0], client_ip).await;
+        stream.write_all(b"first bytes").await.unwrap();
+        stream.get_mut().shutdown().await.unwrap();
+        let mut echoed = Vec::new();
+        stream.read_to_end(&mut echoed).await.unwrap();
+        if let Ok(Some((header, taken))) = elb_wire::proxy_v2::decode(&echoed) {
+            proxied = Some((client, peer, header, echoed[taken..].to_vec()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (client, peer, header, rest) = proxied.expect("a PROXY v2 header within 2 s");
+    assert_eq!(peer.parse::<SocketAddr>().unwrap().ip(), nodes[0].ip());
+    assert_eq!(
+        header,
+        elb_wire::proxy_v2::Header::Proxy {
+            transport: elb_wire::proxy_v2::Transport::Stream,
+            addresses: Some((client, nodes[0])),
+        }
+    );
+    assert!(rest.starts_with(b"first bytes"), "{rest:?}");
 
     // Deregistration with connection termination: the open flow is closed when the delay ends.
     set(&[

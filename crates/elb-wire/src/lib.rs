@@ -1,0 +1,4 @@
+//! Wire formats elbd speaks to targets, as plain functions over bytes: no sockets, no
+//! clocks, so that each is unit-tested at every split and fuzzed.
+
+pub mod proxy_v2;
