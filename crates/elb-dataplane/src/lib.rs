@@ -20,7 +20,7 @@
 //!   HTTP/2 and TLS clients.
 //! - [`l7`]: the HTTP listener: connections, forwarding, and the one place errors become
 //!   responses ([`l7::rescue`]).
-//! - [`tcp`]: the TCP listener: flows to targets by the flow hash ([`tcp::flow`]).
+//! - [`flow`]: the flow hash (pure); [`tcp`]: the TCP listener, flows to targets by it.
 //! - `spare`: buffers kept per thread for the relays; `dial`: sockets to targets from a
 //!   chosen source address.
 
@@ -28,6 +28,7 @@ pub mod admission;
 pub mod binder;
 mod compile;
 mod dial;
+pub mod flow;
 pub mod l7;
 pub mod metrics;
 mod pool;

@@ -19,7 +19,7 @@ use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
 use crate::metrics::{FlowMetrics, NodeMetrics};
 use crate::sticky::CookieSealer;
-use crate::targets::{HttpTargets, TcpTargets};
+use crate::targets::{FlowTargets, HttpTargets};
 use crate::upstream::Upstream;
 
 /// Everything the request path needs, keyed by the socket a connection arrived on.
@@ -74,7 +74,7 @@ pub struct TcpRoute {
     /// The node's private address: where flows to targets leave from, unless the group
     /// preserves the client's.
     pub node_ip: IpAddr,
-    pub targets: Arc<TcpTargets>,
+    pub targets: Arc<FlowTargets>,
 }
 
 /// What the binder checks and counts before any protocol code runs, for every kind of

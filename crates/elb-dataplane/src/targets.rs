@@ -10,11 +10,11 @@ use elb_model::ProtocolVersion;
 
 use tokio::sync::watch;
 
+use crate::flow::{self, Flow};
 use crate::metrics::GroupMetrics;
 use crate::pool::TargetPool;
 use crate::select;
 use crate::sticky::Stickiness;
-use crate::tcp::flow::{self, Flow};
 
 /// `load_balancing.algorithm.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,8 +105,8 @@ impl Protocol for Http {
 
 pub type HttpTargets = TargetSet<Http>;
 
-/// A TCP target group's part: how flows are hashed to targets.
-pub struct Tcp {
+/// A flow-hashed group's part (NLB: TCP and UDP): how flows are hashed to targets.
+pub struct Flows {
     /// The flow hash's seed, the same for every node of this process.
     pub seed: u64,
     /// `stickiness.type=source_ip`: the hash covers the client's address only.
@@ -117,26 +117,26 @@ pub struct Tcp {
     pub proxy_protocol: bool,
 }
 
-/// A TCP target's part.
-pub struct TcpEndpoint {
+/// A flow-hashed target's part.
+pub struct FlowEndpoint {
     /// Turns `true` when the target's open flows must be reset (it turned unhealthy, or its
     /// deregistration delay ended, as the group's attributes ask).
     pub cut: watch::Receiver<bool>,
 }
 
-impl Protocol for Tcp {
-    type Endpoint = TcpEndpoint;
+impl Protocol for Flows {
+    type Endpoint = FlowEndpoint;
 }
 
-pub type TcpTargets = TargetSet<Tcp>;
+pub type FlowTargets = TargetSet<Flows>;
 
-impl TargetSet<Tcp> {
+impl TargetSet<Flows> {
     /// The target for `flow` by the flow hash, and the others in the order to try them if it
     /// cannot be reached; counted as outstanding while the returned guard lives.
     pub fn for_flow(
         &self,
         flow: &Flow,
-    ) -> impl Iterator<Item = (&Endpoint<TcpEndpoint>, InFlight)> {
+    ) -> impl Iterator<Item = (&Endpoint<FlowEndpoint>, InFlight)> {
         let hash = flow.hash(self.proto.seed, self.proto.source_ip_sticky);
         let addrs: Vec<SocketAddr> = self.endpoints.iter().map(|e| e.addr).collect();
         flow::ranked(hash, &addrs)

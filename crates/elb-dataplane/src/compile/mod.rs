@@ -3,12 +3,12 @@
 //! table. Only the control path runs this.
 //!
 //! - `http`: HTTP and HTTPS listeners (rules, TLS configurations, HTTP target groups).
-//! - `tcp`: TCP listeners (NLB), and the terminators that reset a target's flows.
+//! - `nlb`: network load balancers' listeners, and the terminators that reset a target's flows.
 //! - `targets`: which registered targets a node sends a group's traffic to (any protocol).
 
 mod http;
+mod nlb;
 mod targets;
-mod tcp;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -35,7 +35,7 @@ pub(crate) struct Runtime {
     kept: Kept,
     /// Where `/metrics` reads the series the current table counts in.
     registry: Arc<Registry>,
-    /// The seed of every TCP group's flow hash.
+    /// The seed of every NLB group's flow hash.
     flow_seed: u64,
     /// Session tickets and cache, shared by every HTTPS listener for as long as elbd runs.
     resumption: Option<Resumption>,
@@ -66,7 +66,7 @@ struct Kept {
     /// snapshot that changes nothing of it keeps it (and its parsed keys).
     tls: HashMap<String, Arc<rustls::ServerConfig>>,
     /// (node id, registration key) → what resets the node's flows to the target.
-    terminators: HashMap<(String, String), Arc<tcp::Terminator>>,
+    terminators: HashMap<(String, String), Arc<nlb::Terminator>>,
 }
 
 impl Kept {
@@ -157,7 +157,7 @@ impl Runtime {
                         self.http_listener(&inputs, lb, listener, door, &mut used)
                     }
                     ListenerProtocol::Tcp => {
-                        self.tcp_listener(&inputs, lb, listener, door, &mut used)
+                        self.nlb_listener(&inputs, lb, listener, door, &mut used)
                     }
                     // The API refuses the kinds not served yet.
                     _ => Vec::new(),
@@ -167,7 +167,7 @@ impl Runtime {
                 }
             }
         }
-        tcp::forget(&self.kept, &used, state);
+        nlb::forget(&self.kept, &used, state);
         self.registry.replace(used.series());
         self.kept = used;
         RoutingTable {

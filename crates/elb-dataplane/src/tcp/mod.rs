@@ -18,8 +18,6 @@
 //! An idle flow holds no buffer: each direction waits for readiness and borrows a spare
 //! buffer only while it has bytes to move.
 
-pub mod flow;
-
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -34,10 +32,10 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, warn};
 
+use crate::flow::{self, Flow};
 use crate::metrics::ActiveFlow;
 use crate::table::TcpRoute;
 use crate::{dial, spare};
-use flow::Flow;
 
 /// How long a target gets to accept a connection before the next one is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::targets::choose;
 use super::{Inputs, Kept, Runtime, keep};
 use crate::table::{Door, Listener, TcpRoute};
-use crate::targets::{Endpoint, Tcp, TcpEndpoint, TcpTargets};
+use crate::targets::{Endpoint, FlowEndpoint, FlowTargets, Flows};
 
 /// Resets the open flows of one node to one target.
 pub(super) struct Terminator {
@@ -68,7 +68,7 @@ pub(super) fn forget(old: &Kept, used: &Kept, state: &State) {
 
 impl Runtime {
     /// A TCP listener on each node of `lb`, forwarding to its one target group.
-    pub(super) fn tcp_listener<'a>(
+    pub(super) fn nlb_listener<'a>(
         &mut self,
         inputs: &Inputs<'a>,
         lb: &'a LoadBalancer,
@@ -93,7 +93,7 @@ impl Runtime {
         state
             .nodes_of(&lb.arn)
             .map(|node| {
-                let targets = self.tcp_targets(inputs, node, tg, used);
+                let targets = self.flow_targets(inputs, node, tg, used);
                 let flows = keep(
                     &self.kept.flows,
                     &mut used.flows,
@@ -115,13 +115,13 @@ impl Runtime {
     /// What `node` sends `tg`'s flows to. Along the way, the open flows of targets that
     /// turned unhealthy are reset when the group asks for it (unless too few are healthy and
     /// the group fails open to all), and every registration keeps its terminator.
-    fn tcp_targets(
+    fn flow_targets(
         &mut self,
         inputs: &Inputs<'_>,
         node: &Node,
         tg: &TargetGroup,
         used: &mut Kept,
-    ) -> TcpTargets {
+    ) -> FlowTargets {
         let state = inputs.state;
         let attrs = &tg.attributes;
         let on_removal = attrs.flag(DEREGISTRATION_TERMINATION);
@@ -160,18 +160,18 @@ impl Runtime {
                 Endpoint {
                     addr: target.addr,
                     outstanding: target.outstanding,
-                    proto: TcpEndpoint {
+                    proto: FlowEndpoint {
                         cut: terminator.cut.subscribe(),
                     },
                 }
             })
             .collect();
-        TcpTargets {
+        FlowTargets {
             target_group_arn: tg.arn.clone(),
             group_id: tg.arn.rsplit('/').next().unwrap_or_default().to_owned(),
             registered: choice.registered,
             endpoints,
-            proto: Tcp {
+            proto: Flows {
                 seed: self.flow_seed,
                 source_ip_sticky: attrs.flag("stickiness.enabled")
                     && attrs.get("stickiness.type") == Some("source_ip"),
