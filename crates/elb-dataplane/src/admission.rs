@@ -16,8 +16,9 @@ pub enum Admission {
 }
 
 impl Admission {
-    /// What the security groups of `lb` admit on TCP `port`: the union of their ingress rules.
-    pub fn for_listener(state: &Region, lb: &LoadBalancer, port: u16) -> Self {
+    /// What the security groups of `lb` admit on `port` over `protocol` ("tcp" or "udp"):
+    /// the union of their ingress rules.
+    pub fn for_listener(state: &Region, lb: &LoadBalancer, protocol: &str, port: u16) -> Self {
         if lb.security_groups.is_empty() {
             return Self::Everyone;
         }
@@ -27,7 +28,7 @@ impl Admission {
             .iter()
             .filter_map(|id| state.security_groups.get(id))
             .flat_map(|g| &g.ingress)
-            .filter(|r| r.covers_tcp(port));
+            .filter(|r| r.covers(protocol, port));
         for rule in rules {
             match &rule.source {
                 IngressSource::Cidr(cidr) if cidr.prefix_len() == 0 => return Self::Everyone,

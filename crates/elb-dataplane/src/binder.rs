@@ -17,18 +17,19 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{info, warn};
 
 use crate::Applied;
 use crate::table::{Door, Listener, RoutingTable};
-use crate::{l7, tcp};
+use crate::{l7, tcp, udp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     Tcp,
+    Udp,
 }
 
 /// What a socket is bound to.
@@ -43,6 +44,13 @@ impl BindKey {
         Self {
             addr,
             transport: Transport::Tcp,
+        }
+    }
+
+    pub fn udp(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            transport: Transport::Udp,
         }
     }
 }
@@ -79,7 +87,7 @@ impl Binder {
     }
 
     /// Closes every socket not in `wanted`; their connections drain in the background.
-    pub(crate) fn unbind_except(&mut self, wanted: &[BindKey]) -> Vec<SocketAddr> {
+    pub(crate) fn unbind_except(&mut self, wanted: &[BindKey]) -> Vec<BindKey> {
         let gone: Vec<BindKey> = self
             .bound
             .keys()
@@ -90,7 +98,7 @@ impl Binder {
             let bound = self.bound.remove(key).expect("listed above");
             bound.stop.send_replace(true);
         }
-        gone.into_iter().map(|k| k.addr).collect()
+        gone
     }
 
     /// Opens a socket for every key of `wanted` that has none.
@@ -100,18 +108,28 @@ impl Binder {
             if self.bound.contains_key(key) {
                 continue;
             }
-            match listen(key.addr) {
-                Ok((listener, local)) => {
-                    let (stop, stopped) = watch::channel(false);
-                    let task =
-                        tokio::spawn(accept(listener, self.table.clone(), stopped, self.drain));
+            let (stop, stopped) = watch::channel(false);
+            let table = self.table.clone();
+            let served = match key.transport {
+                Transport::Tcp => listen(key.addr).map(|(listener, local)| {
+                    (
+                        tokio::spawn(accept(listener, table, stopped, self.drain)),
+                        local,
+                    )
+                }),
+                Transport::Udp => bind_udp(key.addr).map(|(socket, local)| {
+                    (tokio::spawn(udp::serve(socket, table, stopped)), local)
+                }),
+            };
+            match served {
+                Ok((task, local)) => {
                     self.bound.insert(*key, Bound { stop, task, local });
-                    applied.bound.push(key.addr);
+                    applied.bound.push(*key);
                     if !local {
-                        applied.not_local.push(key.addr);
+                        applied.not_local.push(*key);
                     }
                 }
-                Err(e) => applied.failed.push((key.addr, e)),
+                Err(e) => applied.failed.push((*key, e)),
             }
         }
         applied
@@ -168,6 +186,8 @@ async fn accept(
                             let flow = tcp::serve(stream, ends, route.clone(), drain_over.clone());
                             connections.spawn(flow);
                         }
+                        // Datagram listeners have sockets of their own.
+                        Listener::Udp(_) => {}
                     }
                 }
                 Err(e) => {
@@ -208,16 +228,29 @@ fn refuse(stream: TcpStream, peer: SocketAddr, door: &Door) {
     let _ = stream.set_zero_linger();
 }
 
-/// A listening socket at `addr`, and whether this host has the address. Subnets may be
-/// ranges the host does not have (a VPC of 172.28.0.0/16, as most AWS test code makes): those
-/// bind with IP_FREEBIND and serve once the address is added.
+/// A listening socket at `addr`, and whether this host has the address.
 fn listen(addr: SocketAddr) -> std::io::Result<(TcpListener, bool)> {
+    let (socket, local) = bind(addr, Type::STREAM)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.listen(1024)?;
+    Ok((TcpListener::from_std(socket.into())?, local))
+}
+
+/// A UDP socket bound to `addr`, and whether this host has the address.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<(UdpSocket, bool)> {
+    let (socket, local) = bind(addr, Type::DGRAM)?;
+    Ok((UdpSocket::from_std(socket.into())?, local))
+}
+
+/// A non-blocking socket of `kind` bound to `addr`, and whether this host has the address.
+/// Subnets may be ranges the host does not have (a VPC of 172.28.0.0/16, as most AWS test
+/// code makes): those bind with IP_FREEBIND and serve once the address is added.
+fn bind(addr: SocketAddr, kind: Type) -> std::io::Result<(Socket, bool)> {
     let socket = |freebind: bool| -> std::io::Result<Socket> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        let socket = Socket::new(Domain::for_address(addr), kind, None)?;
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
         socket.set_nonblocking(true)?;
-        socket.set_tcp_nodelay(true)?;
         if freebind {
             match addr {
                 SocketAddr::V4(_) => socket.set_freebind_v4(true)?,
@@ -225,12 +258,10 @@ fn listen(addr: SocketAddr) -> std::io::Result<(TcpListener, bool)> {
             }
         }
         socket.bind(&addr.into())?;
-        socket.listen(1024)?;
         Ok(socket)
     };
-    let (socket, local) = match socket(false) {
-        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => (socket(true)?, false),
-        other => (other?, true),
-    };
-    Ok((TcpListener::from_std(socket.into())?, local))
+    match socket(false) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Ok((socket(true)?, false)),
+        other => Ok((other?, true)),
+    }
 }

@@ -1,4 +1,4 @@
-//! Sockets to targets, from a chosen source address.
+//! Sockets to targets, from a chosen source address: the node's or the client's.
 //!
 //! The port is left to `connect` (IP_BIND_ADDRESS_NO_PORT, as HAProxy does): a plain
 //! `bind(ip, 0)` would reserve an ephemeral port for the socket whatever its destination,
@@ -7,10 +7,32 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::socket::{setsockopt, sockopt};
 use tokio::net::{TcpSocket, TcpStream};
+use tracing::warn;
+
+/// Where a flow to a target leaves from: the node's address, or when the group preserves the
+/// client's (`preserve_client_ip.enabled`) the client's if this host has it (every 127/8
+/// address on loopback). A client address the host lacks would need a transparent socket
+/// and routes that bring the target's answers back through elbd, which are not built: such
+/// flows leave from the node's address, and the first one says so in the log.
+pub(crate) fn source(preserve_client_ip: bool, client: IpAddr, node: IpAddr) -> IpAddr {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !preserve_client_ip {
+        return node;
+    }
+    if client.is_loopback() {
+        return client;
+    }
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        warn!(%client, "preserve_client_ip.enabled: this host does not have the client's \
+               address; flows leave from the node's address");
+    }
+    node
+}
 
 /// A TCP connection to `target` from `source`, within `timeout`.
 pub(crate) async fn connect(

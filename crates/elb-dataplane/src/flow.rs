@@ -24,6 +24,8 @@ pub struct Flow {
 
 /// TCP's IP protocol number.
 pub const TCP: u8 = 6;
+/// UDP's.
+pub const UDP: u8 = 17;
 
 impl Flow {
     /// The flow's hash under `seed`; with `source_ip_only`, the client's address alone.

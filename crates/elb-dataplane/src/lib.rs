@@ -20,7 +20,8 @@
 //!   HTTP/2 and TLS clients.
 //! - [`l7`]: the HTTP listener: connections, forwarding, and the one place errors become
 //!   responses ([`l7::rescue`]).
-//! - [`flow`]: the flow hash (pure); [`tcp`]: the TCP listener, flows to targets by it.
+//! - [`flow`]: the flow hash (pure); [`tcp`] and [`udp`]: the NLB's listeners, flows to
+//!   targets by it.
 //! - `spare`: buffers kept per thread for the relays; `dial`: sockets to targets from a
 //!   chosen source address.
 
@@ -38,6 +39,7 @@ pub mod sticky;
 pub mod table;
 pub mod targets;
 pub mod tcp;
+pub mod udp;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -54,12 +56,13 @@ pub use table::RoutingTable;
 /// What one [`DataPlane::apply`] did to the sockets.
 #[derive(Debug, Default)]
 pub struct Applied {
-    pub bound: Vec<SocketAddr>,
-    pub unbound: Vec<SocketAddr>,
-    /// Listener addresses that could not be bound, with the reason.
-    pub failed: Vec<(SocketAddr, std::io::Error)>,
-    /// Addresses bound that this host does not have (yet): nothing reaches them until it does.
-    pub not_local: Vec<SocketAddr>,
+    pub bound: Vec<BindKey>,
+    pub unbound: Vec<BindKey>,
+    /// Listener sockets that could not be bound, with the reason.
+    pub failed: Vec<(BindKey, std::io::Error)>,
+    /// Sockets bound to addresses this host does not have (yet): nothing reaches them until
+    /// it does.
+    pub not_local: Vec<BindKey>,
 }
 
 pub struct DataPlane {

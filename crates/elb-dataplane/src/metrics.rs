@@ -181,12 +181,10 @@ impl NodeMetrics {
 /// AvailabilityZone dimensions).
 #[derive(Default)]
 pub struct FlowMetrics {
-    /// NewFlowCount (and NewFlowCount_TCP).
-    pub new_flows: AtomicU64,
-    /// ActiveFlowCount (a gauge).
-    pub active_flows: AtomicU64,
-    /// ProcessedBytes: bytes moved either way.
-    pub processed_bytes: AtomicU64,
+    /// The TCP flows' and the UDP flows' counts (NewFlowCount_TCP, NewFlowCount_UDP, ...);
+    /// NewFlowCount, ActiveFlowCount and ProcessedBytes are their sums.
+    pub tcp: Transport,
+    pub udp: Transport,
     /// TCP_ELB_Reset_Count: resets the load balancer sent (idle flows, terminated targets,
     /// no target to reach, the end of a drain).
     pub elb_resets: AtomicU64,
@@ -195,20 +193,57 @@ pub struct FlowMetrics {
     pub client_resets: AtomicU64,
 }
 
+/// One transport's flows on a network load balancer's node.
+#[derive(Default)]
+pub struct Transport {
+    pub new_flows: AtomicU64,
+    /// A gauge.
+    pub active_flows: AtomicU64,
+    /// Bytes moved either way.
+    pub processed_bytes: AtomicU64,
+}
+
 /// A flow, counted as new when made and as active until dropped.
-pub(crate) struct ActiveFlow(Arc<FlowMetrics>);
+pub(crate) struct ActiveFlow {
+    metrics: Arc<FlowMetrics>,
+    udp: bool,
+}
 
 impl ActiveFlow {
-    pub(crate) fn new(metrics: &Arc<FlowMetrics>) -> Self {
-        metrics.new_flows.fetch_add(1, Ordering::Relaxed);
-        metrics.active_flows.fetch_add(1, Ordering::Relaxed);
-        Self(metrics.clone())
+    pub(crate) fn tcp(metrics: &Arc<FlowMetrics>) -> Self {
+        Self::new(metrics, false)
+    }
+
+    pub(crate) fn udp(metrics: &Arc<FlowMetrics>) -> Self {
+        Self::new(metrics, true)
+    }
+
+    fn new(metrics: &Arc<FlowMetrics>, udp: bool) -> Self {
+        let flow = Self {
+            metrics: metrics.clone(),
+            udp,
+        };
+        flow.transport().new_flows.fetch_add(1, Ordering::Relaxed);
+        flow.transport()
+            .active_flows
+            .fetch_add(1, Ordering::Relaxed);
+        flow
+    }
+
+    fn transport(&self) -> &Transport {
+        if self.udp {
+            &self.metrics.udp
+        } else {
+            &self.metrics.tcp
+        }
     }
 }
 
 impl Drop for ActiveFlow {
     fn drop(&mut self) {
-        self.0.active_flows.fetch_sub(1, Ordering::Relaxed);
+        self.transport()
+            .active_flows
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -349,13 +384,41 @@ impl Registry {
                 value,
             };
             let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-            out.push(flow("NewFlowCount", Value::Count(load(&f.new_flows))));
-            out.push(flow("NewFlowCount_TCP", Value::Count(load(&f.new_flows))));
-            out.push(flow("ActiveFlowCount", Value::Gauge(load(&f.active_flows))));
-            out.push(flow(
-                "ProcessedBytes",
-                Value::Count(load(&f.processed_bytes)),
-            ));
+            type Counter = fn(&Transport) -> &AtomicU64;
+            let by_transport: [([&'static str; 3], Counter, bool); 3] = [
+                (
+                    ["NewFlowCount", "NewFlowCount_TCP", "NewFlowCount_UDP"],
+                    |t| &t.new_flows,
+                    false,
+                ),
+                (
+                    [
+                        "ActiveFlowCount",
+                        "ActiveFlowCount_TCP",
+                        "ActiveFlowCount_UDP",
+                    ],
+                    |t| &t.active_flows,
+                    true,
+                ),
+                (
+                    ["ProcessedBytes", "ProcessedBytes_TCP", "ProcessedBytes_UDP"],
+                    |t| &t.processed_bytes,
+                    false,
+                ),
+            ];
+            for ([all, tcp_name, udp_name], counter, gauge) in by_transport {
+                let value = |n| {
+                    if gauge {
+                        Value::Gauge(n)
+                    } else {
+                        Value::Count(n)
+                    }
+                };
+                let (tcp, udp) = (load(counter(&f.tcp)), load(counter(&f.udp)));
+                out.push(flow(all, value(tcp + udp)));
+                out.push(flow(tcp_name, value(tcp)));
+                out.push(flow(udp_name, value(udp)));
+            }
             out.push(flow(
                 "TCP_ELB_Reset_Count",
                 Value::Count(load(&f.elb_resets)),

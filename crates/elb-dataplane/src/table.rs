@@ -14,7 +14,7 @@ use elb_model::{FixedResponse, MtlsMode, Redirect};
 use http::{HeaderName, HeaderValue};
 
 use crate::admission::Admission;
-use crate::binder::BindKey;
+use crate::binder::{BindKey, Transport};
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
 use crate::metrics::{FlowMetrics, NodeMetrics};
@@ -38,7 +38,7 @@ impl RoutingTable {
     pub fn http(&self, local: SocketAddr) -> Option<&Arc<HttpRoute>> {
         match self.listener(&BindKey::tcp(local))? {
             Listener::Http(route) => Some(route),
-            Listener::Tcp(_) => None,
+            Listener::Tcp(_) | Listener::Udp(_) => None,
         }
     }
 
@@ -53,6 +53,7 @@ impl RoutingTable {
 pub enum Listener {
     Http(Arc<HttpRoute>),
     Tcp(Arc<TcpRoute>),
+    Udp(Arc<UdpRoute>),
 }
 
 impl Listener {
@@ -60,6 +61,15 @@ impl Listener {
         match self {
             Self::Http(route) => &route.door,
             Self::Tcp(route) => &route.door,
+            Self::Udp(route) => &route.door,
+        }
+    }
+
+    /// What the listener's socket takes.
+    pub fn transport(&self) -> Transport {
+        match self {
+            Self::Http(_) | Self::Tcp(_) => Transport::Tcp,
+            Self::Udp(_) => Transport::Udp,
         }
     }
 }
@@ -73,6 +83,17 @@ pub struct TcpRoute {
     pub idle_timeout: Duration,
     /// The node's private address: where flows to targets leave from, unless the group
     /// preserves the client's.
+    pub node_ip: IpAddr,
+    pub targets: Arc<FlowTargets>,
+}
+
+/// A UDP listener (NLB) on one node: each client address and port is a flow to one target
+/// of its group. Flows idle out after AWS's fixed 120 s ([`crate::udp::IDLE_TIMEOUT`]).
+pub struct UdpRoute {
+    pub door: Door,
+    /// The node's flow metrics, shared with its TCP listeners.
+    pub flows: Arc<FlowMetrics>,
+    /// The node's private address: where flows leave from when the client's cannot be kept.
     pub node_ip: IpAddr,
     pub targets: Arc<FlowTargets>,
 }

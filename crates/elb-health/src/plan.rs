@@ -67,7 +67,7 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
         for node in state.nodes_of(&lb.arn) {
             for r in state.in_reach(node, tg) {
                 let target = SocketAddr::new(r.address, hc.port_for(r.port));
-                let blocked = !egress.allows(target.ip(), target.port());
+                let blocked = !egress.allows("tcp", target.ip(), target.port());
                 let check = match hc.protocol.as_str() {
                     "TCP" => Check::Tcp,
                     protocol => Check::Http(HttpCheck {

@@ -251,10 +251,8 @@ const TARGET_GROUP_HTTP: &[Spec] = &[
     spec("slow_start.duration_seconds", Value::SlowStart, "0", true),
 ];
 
-/// An NLB's TCP target groups, besides the common ones. Client IP preservation defaults by
-/// target type ([`target_group_defaults`]).
-const TARGET_GROUP_TCP: &[Spec] = &[
-    spec(DEREGISTRATION_TERMINATION, BOOL, "false", true),
+/// An NLB's target groups, whatever their protocol, besides the common ones.
+const TARGET_GROUP_FLOWS: &[Spec] = &[
     spec("stickiness.enabled", BOOL, "false", true),
     spec(
         STICKINESS_TYPE,
@@ -262,15 +260,29 @@ const TARGET_GROUP_TCP: &[Spec] = &[
         "source_ip",
         true,
     ),
+    spec(UNHEALTHY_TERMINATION, BOOL, "true", true),
+];
+
+/// An NLB's TCP target groups' own. Client IP preservation defaults by target type
+/// ([`target_group_defaults`]).
+const TARGET_GROUP_TCP: &[Spec] = &[
+    spec(DEREGISTRATION_TERMINATION, BOOL, "false", true),
     spec(PRESERVE_CLIENT_IP, BOOL, "false", true),
     spec(PROXY_PROTOCOL_V2, BOOL, "false", true),
-    spec(UNHEALTHY_TERMINATION, BOOL, "true", true),
     spec(
         "target_health_state.unhealthy.draining_interval_seconds",
         Value::Int(0, 360_000),
         "0",
         false,
     ),
+];
+
+/// An NLB's UDP and TCP_UDP target groups' own: as AWS, a deregistered target's flows end
+/// when its delay does, the client's address is always kept ([`modify_target_group`]
+/// refuses turning it off) and there is no PROXY protocol.
+const TARGET_GROUP_UDP: &[Spec] = &[
+    spec(DEREGISTRATION_TERMINATION, BOOL, "true", true),
+    spec(PRESERVE_CLIENT_IP, BOOL, "true", true),
 ];
 
 /// `deregistration_delay.connection_termination.enabled`: whether a deregistered target's
@@ -414,11 +426,12 @@ const LISTENER_TCP: &[Spec] = &[spec(TCP_IDLE_TIMEOUT, Value::Int(60, 6000), "35
 /// `tcp.idle_timeout.seconds`: a TCP flow idle this long is closed with a reset.
 pub const TCP_IDLE_TIMEOUT: &str = "tcp.idle_timeout.seconds";
 
+/// A UDP listener has no attributes: its flows idle out after AWS's fixed 120 s.
 fn listener_specs(protocol: ListenerProtocol) -> &'static [Spec] {
-    if matches!(protocol, ListenerProtocol::Http | ListenerProtocol::Https) {
-        LISTENER_HTTP
-    } else {
-        LISTENER_TCP
+    match protocol {
+        ListenerProtocol::Http | ListenerProtocol::Https => LISTENER_HTTP,
+        ListenerProtocol::Udp => &[],
+        _ => LISTENER_TCP,
     }
 }
 
@@ -481,12 +494,16 @@ pub fn load_balancer_defaults(kind: LoadBalancerKind, scheme: Scheme) -> Attribu
 }
 
 fn target_group_specs(protocol: TargetGroupProtocol) -> impl Iterator<Item = &'static Spec> {
-    let own = if protocol.is_http() {
-        TARGET_GROUP_HTTP
+    let own: &[&[Spec]] = if protocol.is_http() {
+        &[TARGET_GROUP_HTTP]
+    } else if protocol.takes_datagrams() {
+        &[TARGET_GROUP_FLOWS, TARGET_GROUP_UDP]
     } else {
-        TARGET_GROUP_TCP
+        &[TARGET_GROUP_FLOWS, TARGET_GROUP_TCP]
     };
-    TARGET_GROUP_COMMON.iter().chain(own)
+    TARGET_GROUP_COMMON
+        .iter()
+        .chain(own.iter().copied().flatten())
 }
 
 /// The attributes a new target group of `protocol` and `target_type` starts with: as AWS,
@@ -533,6 +550,12 @@ pub fn modify_target_group(
         let spec = find(&specs, key, "target group")?;
         check(spec, value, attrs.get(key))?;
         next.0.insert(key.clone(), value.clone());
+    }
+    if protocol.takes_datagrams() && next.get(PRESERVE_CLIENT_IP) != Some("true") {
+        return Err(ModelError::validation(format!(
+            "'{PRESERVE_CLIENT_IP}' cannot be disabled for {} target groups",
+            protocol.as_str()
+        )));
     }
     if !protocol.is_http() {
         return Ok(next);

@@ -66,18 +66,25 @@ impl ListenerProtocol {
                 self.as_str()
             )));
         }
-        if !matches!(self, Self::Http | Self::Https | Self::Tcp) {
+        if self == Self::Tls {
             return Err(ModelError::new(
                 ErrorCode::UnsupportedProtocol,
-                format!(
-                    "elbd does not serve {} listeners yet; HTTP and HTTPS listeners on \
-                     application load balancers and TCP listeners on network load balancers \
-                     are built",
-                    self.as_str()
-                ),
+                "elbd does not serve TLS listeners yet; HTTP and HTTPS listeners on \
+                 application load balancers and TCP, UDP and TCP_UDP listeners on network \
+                 load balancers are built",
             ));
         }
         Ok(())
+    }
+
+    /// Whether the listener takes UDP datagrams (UDP and TCP_UDP).
+    pub fn takes_datagrams(self) -> bool {
+        matches!(self, Self::Udp | Self::TcpUdp)
+    }
+
+    /// Whether the listener accepts TCP connections (all but UDP).
+    pub fn takes_connections(self) -> bool {
+        self != Self::Udp
     }
 
     /// Whether the listener terminates TLS, and so needs a certificate and a policy.

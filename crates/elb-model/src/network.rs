@@ -107,10 +107,10 @@ impl IngressRule {
         }]
     }
 
-    /// Whether the rule covers TCP to `port`.
-    pub fn covers_tcp(&self, port: u16) -> bool {
+    /// Whether the rule covers `protocol` ("tcp" or "udp") to `port`.
+    pub fn covers(&self, protocol: &str, port: u16) -> bool {
         self.protocol == "-1"
-            || (self.protocol == "tcp" && (self.from_port..=self.to_port).contains(&port))
+            || (self.protocol == protocol && (self.from_port..=self.to_port).contains(&port))
     }
 
     /// Whether the two admit the same traffic (descriptions aside), as EC2 finds duplicates

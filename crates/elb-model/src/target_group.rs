@@ -38,16 +38,21 @@ impl TargetGroupProtocol {
                 )));
             }
         };
-        if !matches!(protocol, Self::Http | Self::Https | Self::Tcp) {
+        if matches!(protocol, Self::Tls | Self::Geneve) {
             return Err(ModelError::new(
                 ErrorCode::UnsupportedProtocol,
                 format!(
-                    "elbd does not send to {s} target groups yet; only HTTP, HTTPS and TCP \
-                     are built"
+                    "elbd does not send to {s} target groups yet; HTTP, HTTPS, TCP, UDP and \
+                     TCP_UDP are built"
                 ),
             ));
         }
         Ok(protocol)
+    }
+
+    /// UDP or TCP_UDP: groups that take datagrams.
+    pub fn takes_datagrams(self) -> bool {
+        matches!(self, Self::Udp | Self::TcpUdp)
     }
 
     /// HTTP or HTTPS: what application load balancers forward to.

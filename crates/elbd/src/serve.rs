@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use elb_api::{Api, Credentials};
-use elb_dataplane::{Applied, DataPlane};
+use elb_dataplane::{Applied, BindKey, DataPlane};
 use elb_dns::Dns;
 use elb_health::HealthChecker;
 use elb_metrics::history::History;
@@ -381,20 +381,20 @@ fn log_applied(state: &State, applied: &Applied) {
             })
             .unwrap_or_default()
     };
-    for addr in &applied.bound {
+    for BindKey { addr, transport } in &applied.bound {
         let (lb, zone) = describe(addr);
-        info!(%addr, load_balancer = %lb, %zone, "listener up");
+        info!(%addr, ?transport, load_balancer = %lb, %zone, "listener up");
     }
-    for addr in &applied.not_local {
+    for BindKey { addr, transport } in &applied.not_local {
         let (lb, zone) = describe(addr);
-        warn!(%addr, load_balancer = %lb, %zone, "listener bound to an address this host does not have; it serves once the address is added");
+        warn!(%addr, ?transport, load_balancer = %lb, %zone, "listener bound to an address this host does not have; it serves once the address is added");
     }
-    for addr in &applied.unbound {
-        info!(%addr, "listener closed");
+    for BindKey { addr, transport } in &applied.unbound {
+        info!(%addr, ?transport, "listener closed");
     }
-    for (addr, e) in &applied.failed {
+    for (BindKey { addr, transport }, e) in &applied.failed {
         let (lb, zone) = describe(addr);
-        error!(%addr, load_balancer = %lb, %zone, error = %e, "listener could not bind");
+        error!(%addr, ?transport, load_balancer = %lb, %zone, error = %e, "listener could not bind");
     }
 }
 

@@ -149,14 +149,14 @@ impl Runtime {
                 let lb = &region.load_balancers[&listener.load_balancer_arn];
                 let door = Door {
                     listener_arn: listener.arn.clone(),
-                    admission: Admission::for_listener(region, lb, listener.port),
+                    admission: Admission::for_listener(region, lb, "tcp", listener.port),
                     metrics: None,
                 };
                 let per_node = match listener.protocol {
                     ListenerProtocol::Http | ListenerProtocol::Https => {
                         self.http_listener(&inputs, lb, listener, door, &mut used)
                     }
-                    ListenerProtocol::Tcp => {
+                    ListenerProtocol::Tcp | ListenerProtocol::Udp | ListenerProtocol::TcpUdp => {
                         self.nlb_listener(&inputs, lb, listener, door, &mut used)
                     }
                     // The API refuses the kinds not served yet.
@@ -198,7 +198,10 @@ fn insert(
     served: Listener,
 ) {
     for ip in node.addresses() {
-        let key = BindKey::tcp(SocketAddr::new(IpAddr::V4(ip), listener.port));
+        let key = BindKey {
+            addr: SocketAddr::new(IpAddr::V4(ip), listener.port),
+            transport: served.transport(),
+        };
         match listeners.entry(key) {
             Entry::Vacant(slot) => {
                 slot.insert(served.clone());

@@ -1,6 +1,6 @@
-//! TCP listeners (NLB): per node, the one target group the listener forwards to, hashed by
-//! flow; and the terminators that reset a target's open flows when the group's attributes
-//! ask for it.
+//! Network load balancers' listeners (TCP, UDP, and TCP_UDP, which is both on one port):
+//! per node, the one target group the listener forwards to, hashed by flow; and the
+//! terminators that end a target's open flows when the group's attributes ask for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,8 @@ use tokio::sync::watch;
 
 use super::targets::choose;
 use super::{Inputs, Kept, Runtime, keep};
-use crate::table::{Door, Listener, TcpRoute};
+use crate::admission::Admission;
+use crate::table::{Door, Listener, TcpRoute, UdpRoute};
 use crate::targets::{Endpoint, FlowEndpoint, FlowTargets, Flows};
 
 /// Resets the open flows of one node to one target.
@@ -67,7 +68,8 @@ pub(super) fn forget(old: &Kept, used: &Kept, state: &State) {
 }
 
 impl Runtime {
-    /// A TCP listener on each node of `lb`, forwarding to its one target group.
+    /// The listener on each node of `lb`, forwarding to its one target group: a TCP one, a
+    /// UDP one, or both for TCP_UDP.
     pub(super) fn nlb_listener<'a>(
         &mut self,
         inputs: &Inputs<'a>,
@@ -90,26 +92,40 @@ impl Runtime {
         };
         let idle_timeout =
             Duration::from_secs(listener.attributes.int(TCP_IDLE_TIMEOUT).unwrap_or(350));
-        state
-            .nodes_of(&lb.arn)
-            .map(|node| {
-                let targets = self.flow_targets(inputs, node, tg, used);
-                let flows = keep(
-                    &self.kept.flows,
-                    &mut used.flows,
-                    (lb.arn.clone(), node.availability_zone.clone()),
-                    Arc::default,
-                );
+        let mut per_node = Vec::new();
+        for node in state.nodes_of(&lb.arn) {
+            let targets = Arc::new(self.flow_targets(inputs, node, tg, used));
+            let flows = keep(
+                &self.kept.flows,
+                &mut used.flows,
+                (lb.arn.clone(), node.availability_zone.clone()),
+                Arc::default,
+            );
+            let node_ip = node.private_ipv4.into();
+            if listener.protocol.takes_connections() {
                 let route = TcpRoute {
                     door: door.clone(),
-                    flows,
+                    flows: flows.clone(),
                     idle_timeout,
-                    node_ip: node.private_ipv4.into(),
-                    targets: Arc::new(targets),
+                    node_ip,
+                    targets: targets.clone(),
                 };
-                (node, Listener::Tcp(Arc::new(route)))
-            })
-            .collect()
+                per_node.push((node, Listener::Tcp(Arc::new(route))));
+            }
+            if listener.protocol.takes_datagrams() {
+                let route = UdpRoute {
+                    door: Door {
+                        admission: Admission::for_listener(state, lb, "udp", listener.port),
+                        ..door.clone()
+                    },
+                    flows,
+                    node_ip,
+                    targets,
+                };
+                per_node.push((node, Listener::Udp(Arc::new(route))));
+            }
+        }
+        per_node
     }
 
     /// What `node` sends `tg`'s flows to. Along the way, the open flows of targets that

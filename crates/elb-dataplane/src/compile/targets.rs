@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use elb_model::health::below_minimum;
-use elb_model::{HealthState, HealthView, Node, Region, Registration, TargetGroup};
+use elb_model::{
+    HealthState, HealthView, Node, Region, Registration, TargetGroup, TargetGroupProtocol,
+};
 
 use super::{Kept, keep};
 
@@ -51,7 +53,19 @@ pub(super) fn choose(
         .load_balancers
         .get(&node.load_balancer_arn)
         .map(|lb| state.egress(lb));
-    let reachable = |t: &Registration| egress.as_ref().is_none_or(|e| e.allows(t.address, t.port));
+    // A TCP_UDP group's targets must be reachable both ways.
+    let protocols: &[&str] = match tg.protocol {
+        TargetGroupProtocol::Udp => &["udp"],
+        TargetGroupProtocol::TcpUdp => &["tcp", "udp"],
+        _ => &["tcp"],
+    };
+    let reachable = |t: &Registration| {
+        egress.as_ref().is_none_or(|e| {
+            protocols
+                .iter()
+                .all(|protocol| e.allows(protocol, t.address, t.port))
+        })
+    };
     let healthy_since = |key: &str| {
         health
             .get(&node.id, key)

@@ -19,7 +19,7 @@
 //! buffer only while it has bytes to move.
 
 use std::io::{self, ErrorKind};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,7 +30,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::flow::{self, Flow};
 use crate::metrics::ActiveFlow;
@@ -57,8 +57,9 @@ pub(crate) async fn serve(
         destination: local,
     };
     let metrics = &route.flows;
-    let _active = ActiveFlow::new(metrics);
-    let source = source(&route, peer.ip());
+    let _active = ActiveFlow::tcp(metrics);
+    let preserve = route.targets.proto.preserve_client_ip;
+    let source = dial::source(preserve, peer.ip(), route.node_ip);
     let mut connected = None;
     for (endpoint, in_flight) in route.targets.for_flow(&flow).take(ATTEMPTS) {
         match dial::connect(source, endpoint.addr, CONNECT_TIMEOUT).await {
@@ -88,7 +89,7 @@ pub(crate) async fn serve(
         (&client, &target),
         route.idle_timeout,
         [cut, drained],
-        &metrics.processed_bytes,
+        &metrics.tcp.processed_bytes,
     )
     .await;
     let counter = match end {
@@ -101,26 +102,6 @@ pub(crate) async fn serve(
     debug!(%peer, %local, ?end, "flow reset");
     let _ = client.set_zero_linger();
     let _ = target.set_zero_linger();
-}
-
-/// Where the flow to the target leaves from: the node's address, or with
-/// `preserve_client_ip.enabled` the client's when this host has it (every 127/8 address on
-/// loopback). A client address the host lacks would need a transparent socket and routes
-/// that bring the target's answers back through elbd, which are not built: such flows leave
-/// from the node's address, and the first one says so in the log.
-fn source(route: &TcpRoute, client: IpAddr) -> IpAddr {
-    static WARNED: AtomicBool = AtomicBool::new(false);
-    if !route.targets.proto.preserve_client_ip {
-        return route.node_ip;
-    }
-    if client.is_loopback() {
-        return client;
-    }
-    if !WARNED.swap(true, Ordering::Relaxed) {
-        warn!(%client, "preserve_client_ip.enabled: this host does not have the client's \
-               address; flows leave from the node's address");
-    }
-    route.node_ip
 }
 
 /// How a flow ended.

@@ -43,8 +43,8 @@ enum Destination {
 }
 
 impl Egress {
-    /// Whether a TCP connection to `addr:port` is allowed.
-    pub fn allows(&self, addr: IpAddr, port: u16) -> bool {
+    /// Whether `protocol` ("tcp" or "udp") to `addr:port` is allowed.
+    pub fn allows(&self, protocol: &str, addr: IpAddr, port: u16) -> bool {
         let Some(rules) = &self.0 else {
             return true;
         };
@@ -52,7 +52,7 @@ impl Egress {
             return false;
         };
         rules.iter().any(|(rule, to)| {
-            rule.covers_tcp(port)
+            rule.covers(protocol, port)
                 && match to {
                     Destination::Range(cidr) => cidr.contains(&ip),
                     Destination::Members(members) => members.contains(&ip),

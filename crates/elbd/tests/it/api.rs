@@ -150,14 +150,7 @@ async fn the_aws_cli_builds_a_working_load_balancer_and_tears_it_down() {
     );
 
     // Attributes go in and come back out.
-    aws.ok(&[
-        "elbv2",
-        "modify-load-balancer-attributes",
-        "--load-balancer-arn",
-        &lb_arn,
-        "--attributes",
-        "Key=idle_timeout.timeout_seconds,Value=30",
-    ]);
+    aws.set_load_balancer_attributes(&lb_arn, &["Key=idle_timeout.timeout_seconds,Value=30"]);
     let attrs = aws.ok(&[
         "elbv2",
         "describe-load-balancer-attributes",

@@ -602,8 +602,51 @@ impl Aws {
             .to_owned()
     }
 
+    /// `modify-load-balancer-attributes` with `Key=K,Value=V` pairs.
+    pub(crate) fn set_load_balancer_attributes(
+        &self,
+        load_balancer_arn: &str,
+        attributes: &[&str],
+    ) {
+        let mut args = vec![
+            "elbv2",
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            load_balancer_arn,
+            "--attributes",
+        ];
+        args.extend_from_slice(attributes);
+        self.ok(&args);
+    }
+
+    /// `create-listener` of `protocol` on `port` forwarding to `target_group_arn`, as run.
+    pub(crate) fn listener_of(
+        &self,
+        load_balancer_arn: &str,
+        (protocol, port): (&str, &str),
+        target_group_arn: &str,
+    ) -> std::process::Output {
+        self.command(&[
+            "elbv2",
+            "create-listener",
+            "--load-balancer-arn",
+            load_balancer_arn,
+            "--protocol",
+            protocol,
+            "--port",
+            port,
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={target_group_arn}"),
+        ])
+    }
+
     /// `create-load-balancer` over the first two default subnets: its ARN and its VPC.
     pub(crate) fn load_balancer(&self, name: &str) -> (String, String) {
+        self.load_balancer_of_type(name, "application")
+    }
+
+    /// [`Self::load_balancer`] of a `kind`: `application` or `network`.
+    pub(crate) fn load_balancer_of_type(&self, name: &str, kind: &str) -> (String, String) {
         let subnets = self.ok(&["ec2", "describe-subnets"]);
         let subnet = |i: usize| subnets["Subnets"][i]["SubnetId"].as_str().unwrap();
         let lb = self.ok(&[
@@ -611,6 +654,8 @@ impl Aws {
             "create-load-balancer",
             "--name",
             name,
+            "--type",
+            kind,
             "--subnets",
             subnet(0),
             subnet(1),
@@ -683,23 +728,9 @@ impl Aws {
         port: u16,
         target_group_arn: &str,
     ) -> String {
-        let (port, action) = (
-            port.to_string(),
-            format!("Type=forward,TargetGroupArn={target_group_arn}"),
-        );
-        let listener = self.ok(&[
-            "elbv2",
-            "create-listener",
-            "--load-balancer-arn",
-            load_balancer_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            &port,
-            "--default-actions",
-            &action,
-        ]);
-        listener["Listeners"][0]["ListenerArn"]
+        let port = port.to_string();
+        let created = self.listener_of(load_balancer_arn, ("HTTP", &port), target_group_arn);
+        Self::json(created)["Listeners"][0]["ListenerArn"]
             .as_str()
             .unwrap()
             .to_owned()

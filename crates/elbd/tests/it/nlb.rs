@@ -1,6 +1,7 @@
-//! Network load balancers over TCP: flows per zone and across zones, the address targets see,
-//! half-closes, health checks by TCP connect, and connection termination. Clients are raw
-//! sockets; targets are TCP servers that first say who they are and which peer they see.
+//! Network load balancers over TCP and UDP: flows per zone and across zones, the address
+//! targets see, half-closes, health checks by TCP connect, connection termination, PROXY
+//! protocol v2. Clients are raw sockets; targets are TCP and UDP servers that say who they
+//! are and which peer they see.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::Notify;
 
 use crate::harness::{Aws, Elbd, Lab};
@@ -140,6 +141,16 @@ async fn expect_reset(stream: &mut BufReader<TcpStream>, what: &str) {
     }
 }
 
+/// Health checks that find targets in seconds.
+const FAST_CHECKS: [&str; 6] = [
+    "--health-check-interval-seconds",
+    "5",
+    "--health-check-timeout-seconds",
+    "2",
+    "--healthy-threshold-count",
+    "2",
+];
+
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
 }
@@ -242,15 +253,7 @@ async fn an_nlb_keeps_flows_in_their_zone_until_cross_zone_is_on() {
     );
     assert_eq!(attribute("stickiness.type").as_deref(), Some("source_ip"));
 
-    let checks = [
-        "--health-check-interval-seconds",
-        "5",
-        "--health-check-timeout-seconds",
-        "2",
-        "--healthy-threshold-count",
-        "2",
-    ];
-    let tg = aws.target_group_of("TCP", "flows", &vpc, (9100, "ip"), &checks);
+    let tg = aws.target_group_of("TCP", "flows", &vpc, (9100, "ip"), &FAST_CHECKS);
     let ids: Vec<String> = targets
         .iter()
         .map(|t| format!("Id={}", t.addr.ip()))
@@ -266,21 +269,7 @@ async fn an_nlb_keeps_flows_in_their_zone_until_cross_zone_is_on() {
     aws.ok(&register);
 
     // Listener protocols by type, as AWS words it.
-    let action = format!("Type=forward,TargetGroupArn={tg}");
-    let listener = |protocol: &str, port: &str| {
-        aws.command(&[
-            "elbv2",
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            protocol,
-            "--port",
-            port,
-            "--default-actions",
-            &action,
-        ])
-    };
+    let listener = |protocol: &str, port: &str| aws.listener_of(&lb_arn, (protocol, port), &tg);
     let refused = String::from_utf8_lossy(&listener("HTTP", "7001").stderr).into_owned();
     assert!(
         refused.contains("ValidationError")
@@ -288,7 +277,10 @@ async fn an_nlb_keeps_flows_in_their_zone_until_cross_zone_is_on() {
         "{refused}"
     );
     let refused = String::from_utf8_lossy(&listener("UDP", "7001").stderr).into_owned();
-    assert!(refused.contains("UnsupportedProtocol"), "{refused}");
+    assert!(
+        refused.contains("IncompatibleProtocols") && refused.contains("UDP listeners"),
+        "{refused}"
+    );
     let created = Aws::json(listener("TCP", "7000"));
     let listener_arn = text(&created["Listeners"][0]["ListenerArn"]).to_owned();
     let too_short = aws.err(&[
@@ -323,14 +315,10 @@ async fn an_nlb_keeps_flows_in_their_zone_until_cross_zone_is_on() {
 
     // A flow open across a configuration change keeps its target; half-closes cross.
     let (first, _, mut kept) = open(nodes[0]).await;
-    aws.ok(&[
-        "elbv2",
-        "modify-load-balancer-attributes",
-        "--load-balancer-arn",
+    aws.set_load_balancer_attributes(
         &lb_arn,
-        "--attributes",
-        "Key=load_balancing.cross_zone.enabled,Value=true",
-    ]);
+        &["Key=load_balancing.cross_zone.enabled,Value=true"],
+    );
     elbd.wait_healthy(4);
     let reached: std::collections::BTreeSet<String> = flows(nodes[0], 40)
         .await
@@ -576,4 +564,134 @@ async fn a_dead_target_is_passed_over_and_its_flows_are_reset() {
         late.is_empty(),
         "flows failed at {failed:?}, unhealthy at {unhealthy_at:?}"
     );
+}
+
+/// A UDP target: answers each datagram with `ADDR PEER PAYLOAD`. Health checks reach the
+/// [`TcpTarget`] on the same port.
+async fn udp_target(addr: SocketAddr) -> TcpTarget {
+    let socket = UdpSocket::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+            let payload = String::from_utf8_lossy(&buf[..n]);
+            let answer = format!("{addr} {peer} {payload}");
+            let _ = socket.send_to(answer.as_bytes(), peer).await;
+        }
+    });
+    TcpTarget::start(addr).await
+}
+
+/// Sends `payload` from `client` to `node` and waits (at most 5 s) for one answer: where it
+/// came from, and the target's `ADDR PEER PAYLOAD`.
+async fn ask(client: &UdpSocket, node: SocketAddr, payload: &str) -> (SocketAddr, String) {
+    client.send_to(payload.as_bytes(), node).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("no answer to {payload} through {node}"))
+        .unwrap();
+    (from, String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// UDP and TCP_UDP listeners: a client socket's datagrams are one flow to one target, whose
+/// answers come back from the listener's address and port; the client's address is kept;
+/// forty client sockets reach both targets across zones; TCP_UDP serves both on one port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_flows_keep_their_target_and_answer_from_the_listener() {
+    let lab = Lab::new("nlb-udp", 38);
+    let targets = [
+        udp_target(SocketAddr::from((lab.ip('a', 10), 9200))).await,
+        udp_target(SocketAddr::from((lab.ip('b', 10), 9200))).await,
+    ];
+    let (mut elbd, aws) = start(&lab);
+    let (lb_arn, vpc) = aws.load_balancer_of_type("datagrams", "network");
+    aws.set_load_balancer_attributes(
+        &lb_arn,
+        &["Key=load_balancing.cross_zone.enabled,Value=true"],
+    );
+    let udp_check = aws.err(&[
+        "elbv2",
+        "create-target-group",
+        "--name",
+        "udp-checked",
+        "--protocol",
+        "UDP",
+        "--port",
+        "9200",
+        "--vpc-id",
+        &vpc,
+        "--health-check-protocol",
+        "UDP",
+    ]);
+    assert!(udp_check.contains("ValidationError"), "{udp_check}");
+    let ids: Vec<String> = targets.iter().map(|t| t.addr.ip().to_string()).collect();
+    let listen = |protocol: &str, port: &str, name: &str| {
+        let tg = aws.target_group_of(protocol, name, &vpc, (9200, "ip"), &FAST_CHECKS);
+        aws.register(&tg, &ids);
+        Aws::json(aws.listener_of(&lb_arn, (protocol, port), &tg));
+    };
+    listen("UDP", "7000", "udp");
+    listen("TCP_UDP", "7001", "both");
+    // Two groups of two targets, checked from two nodes.
+    elbd.wait_healthy(8);
+
+    // One client socket: one flow, one target; every answer from the node's listener.
+    let node = lab.node('a', 7000);
+    let client = UdpSocket::bind("127.9.0.7:0").await.unwrap();
+    let mut reached = std::collections::BTreeSet::new();
+    for i in 0..10 {
+        let (from, answer) = ask(&client, node, &format!("datagram-{i}")).await;
+        assert_eq!(
+            from, node,
+            "answers come from the listener's address and port"
+        );
+        let mut words = answer.split(' ');
+        reached.insert(words.next().unwrap().to_owned());
+        let peer: SocketAddr = words.next().unwrap().parse().unwrap();
+        assert_eq!(
+            peer.ip().to_string(),
+            "127.9.0.7",
+            "the client's address is kept"
+        );
+        assert_eq!(words.next(), Some(format!("datagram-{i}").as_str()));
+    }
+    assert_eq!(reached.len(), 1, "one flow, one target: {reached:?}");
+
+    // Forty client sockets are forty flows, over both zones' targets.
+    let mut reached = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let client = UdpSocket::bind("127.9.0.8:0").await.unwrap();
+        let (from, answer) = ask(&client, node, &format!("client-{i}")).await;
+        assert_eq!(from, node);
+        reached.insert(answer.split(' ').next().unwrap().to_owned());
+    }
+    assert_eq!(
+        reached.len(),
+        2,
+        "cross-zone: both targets through one node"
+    );
+
+    // TCP_UDP: datagrams and connections on one port.
+    let both = lab.node('b', 7001);
+    let (from, answer) = ask(&client, both, "over udp").await;
+    assert_eq!(from, both);
+    assert!(answer.ends_with(" over udp"), "{answer}");
+    let (target, _, _) = open(both).await;
+    assert!(
+        targets.iter().any(|t| t.addr.to_string() == target),
+        "{target}"
+    );
+
+    let page = std::process::Command::new("curl")
+        .args(["-sf", &format!("{}/metrics", aws.endpoint)])
+        .output()
+        .unwrap()
+        .stdout;
+    let page = String::from_utf8(page).unwrap();
+    let udp_flows: f64 = page
+        .lines()
+        .filter(|l| l.starts_with("aws_networkelb_new_flow_count_udp_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(udp_flows, 42.0, "one flow per client socket and node");
 }

@@ -80,7 +80,7 @@ fn egress_rules_bound_where_a_load_balancers_nodes_may_connect() {
     let allows = |w: &World, port| {
         w.state
             .egress(&w.state.load_balancers[&lb])
-            .allows(target, port)
+            .allows("tcp", target, port)
     };
     assert!(allows(&w, 80), "a new group may go anywhere");
     let everywhere = crate::network::IngressRule::allow_all();

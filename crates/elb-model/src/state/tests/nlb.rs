@@ -1,7 +1,7 @@
 //! Network load balancers: what TCP listeners and target groups accept, as AWS.
 
 use super::*;
-use crate::attributes::{PRESERVE_CLIENT_IP, TCP_IDLE_TIMEOUT};
+use crate::attributes::{DEREGISTRATION_TERMINATION, PRESERVE_CLIENT_IP, TCP_IDLE_TIMEOUT};
 use crate::rule::FixedResponse;
 use crate::target_group::{HealthCheck, TargetGroupProtocol};
 
@@ -131,7 +131,7 @@ fn tcp_groups_take_aws_defaults_and_their_own_attributes() {
         ErrorCode::InvalidConfigurationRequest
     );
     assert_eq!(
-        w.group("udp", "UDP", "ip").unwrap_err().code,
+        w.group("tls", "TLS", "ip").unwrap_err().code,
         ErrorCode::UnsupportedProtocol
     );
 }
@@ -208,7 +208,11 @@ fn nlb_listeners_forward_tcp_to_one_tcp_group() {
     let e = w
         .listener_of(&lb, ListenerProtocol::Udp, vec![Action::forward(&tcp)])
         .unwrap_err();
-    assert_eq!(e.code, ErrorCode::UnsupportedProtocol);
+    assert_eq!(e.code, ErrorCode::IncompatibleProtocols);
+    let e = w
+        .listener_of(&lb, ListenerProtocol::Tls, vec![Action::forward(&tcp)])
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::UnsupportedProtocol, "not built: {e:?}");
     let e = w
         .listener_of(&lb, ListenerProtocol::Tcp, vec![Action::forward(&http)])
         .unwrap_err();
@@ -248,4 +252,54 @@ fn nlb_listeners_forward_tcp_to_one_tcp_group() {
         origin: Origin::Api,
     });
     assert_eq!(rule.unwrap_err().code, ErrorCode::ValidationError);
+}
+
+#[test]
+fn udp_groups_keep_the_client_ip_and_are_checked_over_tcp_or_http() {
+    let mut w = World::new();
+    let lb = w.nlb("datagrams");
+    for protocol in ["UDP", "TCP_UDP"] {
+        let group = arn_of(w.group(&protocol.replace('_', "-").to_lowercase(), protocol, "ip"));
+        let tg = &w.state.target_groups[&group];
+        assert_eq!(tg.health_check.protocol, "TCP", "{protocol}");
+        for key in [DEREGISTRATION_TERMINATION, PRESERVE_CLIENT_IP] {
+            assert_eq!(tg.attributes.get(key), Some("true"), "{protocol} {key}");
+        }
+        let set = |w: &mut World, key: &str, value: &str| {
+            w.run(Command::ModifyTargetGroupAttributes {
+                arn: group.clone(),
+                changes: vec![(key.into(), value.into())],
+            })
+        };
+        let e = set(&mut w, PRESERVE_CLIENT_IP, "false").unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationError);
+        assert!(e.message.contains(protocol), "{e:?}");
+        let e = set(&mut w, "proxy_protocol_v2.enabled", "true").unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationError, "{e:?}");
+        assert!(set(&mut w, DEREGISTRATION_TERMINATION, "false").is_ok());
+
+        let e = w
+            .run(Command::ModifyTargetGroup {
+                arn: group.clone(),
+                health_check: HealthCheckChanges {
+                    protocol: Some("UDP".into()),
+                    ..Default::default()
+                },
+            })
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationError, "{e:?}");
+    }
+
+    let udp = w.state.target_groups.values().find(|tg| tg.name == "udp");
+    let udp = udp.unwrap().arn.clone();
+    let listener = arn_of(w.listener_of(&lb, ListenerProtocol::Udp, vec![Action::forward(&udp)]));
+    let attrs = &w.state.listeners[&listener].attributes;
+    assert_eq!(attrs.iter().count(), 0, "UDP listeners have no attributes");
+    let e = w
+        .run(Command::ModifyListenerAttributes {
+            arn: listener,
+            changes: vec![(TCP_IDLE_TIMEOUT.into(), "400".into())],
+        })
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::ValidationError);
 }
