@@ -110,12 +110,13 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// The configuration of one HTTPS listener; `client_auth` for mutual TLS.
+/// The configuration of one HTTPS or TLS listener, offering `alpn` by ALPN in this order of
+/// preference; `client_auth` for mutual TLS.
 pub fn server_config(
     offer: Offer,
     resolver: SniResolver,
     resumption: &Resumption,
-    http2: bool,
+    alpn: &[&[u8]],
     client_auth: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(Arc::new(offer.provider))
@@ -129,11 +130,7 @@ pub fn server_config(
     config.ignore_client_order = true;
     config.ticketer = resumption.ticketer.clone();
     config.session_storage = resumption.sessions.clone();
-    config.alpn_protocols = if http2 {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 

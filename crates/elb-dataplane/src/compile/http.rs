@@ -1,19 +1,15 @@
 //! HTTP and HTTPS listeners: per node, the rules with their compiled conditions, the target
 //! groups they forward to, and the TLS configuration new connections handshake with.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use elb_model::attributes::{RESPONSE_HEADER_PREFIX, RESPONSE_HEADER_SUFFIX, SERVER_HEADER};
-use elb_model::ssl_policy::ssl_policy;
 use elb_model::{
-    Action, Listener as ModelListener, ListenerTls, LoadBalancer, Node, Region, ServerCertificate,
-    TargetGroup, TargetGroupProtocol,
+    Action, Listener as ModelListener, LoadBalancer, Node, TargetGroup, TargetGroupProtocol,
 };
-use elb_tls::server::{Resumption, Served, SniResolver, server_config};
-use elb_tls::{TlsError, material, mtls, policy};
 use http::{HeaderName, HeaderValue};
 use tracing::error;
 
@@ -43,13 +39,15 @@ impl Runtime {
         let http = http_settings(&lb.attributes);
         let tls = match &listener.tls {
             None => None,
-            Some(tls) => match self.tls_config(state, inputs.iam, tls, http.http2, used) {
-                Ok(config) => Some(config),
-                Err(e) => {
-                    error!(listener = %listener.arn, error = %e, "listener not served");
-                    return Vec::new();
+            Some(tls) => {
+                match self.tls_config(state, inputs.iam, (tls, http_alpn(http.http2)), used) {
+                    Ok(config) => Some(config),
+                    Err(e) => {
+                        error!(listener = %listener.arn, error = %e, "listener not served");
+                        return Vec::new();
+                    }
                 }
-            },
+            }
         };
         let rules = state.rules_of(&listener.arn);
         let matchers: Vec<Vec<Matcher>> = rules
@@ -113,99 +111,6 @@ impl Runtime {
             served.push((node, Listener::Http(Arc::new(route))));
         }
         served
-    }
-
-    /// The TLS configuration of an HTTPS listener, rebuilt only when its policy, its
-    /// certificates or their material changed.
-    fn tls_config(
-        &mut self,
-        state: &Region,
-        iam: &BTreeMap<String, ServerCertificate>,
-        tls: &ListenerTls,
-        http2: bool,
-        used: &mut Kept,
-    ) -> Result<Arc<rustls::ServerConfig>, String> {
-        let mut fingerprint = format!("{}|{http2}", tls.ssl_policy);
-        let mut client_auth = None;
-        if let Some(mutual) = &tls.mutual_authentication {
-            let (bundle, crls) = match &mutual.trust_store_arn {
-                Some(arn) => {
-                    let store = state
-                        .trust_stores
-                        .get(arn)
-                        .ok_or_else(|| format!("trust store {arn} is missing"))?;
-                    // Changes to the bundle or the revocation lists move `updated_ms`; the
-                    // lists' ids tell apart two changes within one millisecond.
-                    let ids: Vec<String> =
-                        store.revocations.iter().map(|r| r.id.to_string()).collect();
-                    fingerprint.push_str(&format!("|{arn}@{}#{}", store.updated_ms, ids.join(",")));
-                    let crls = store.revocations.iter().map(|r| r.crl_pem.as_str());
-                    (store.ca_bundle_pem.as_str(), crls.collect())
-                }
-                None => ("", Vec::new()),
-            };
-            fingerprint.push_str(&format!(
-                "|{}|{}",
-                mutual.mode.as_str(),
-                mutual.advertise_ca_names
-            ));
-            client_auth = Some((mutual.mode, bundle, crls, mutual.advertise_ca_names));
-        }
-        let mut certificates = Vec::new();
-        for arn in tls.all_certificate_arns() {
-            // ACM certificates are the region's; IAM server certificates the account's.
-            let cert = state
-                .certificates
-                .get(arn)
-                .or_else(|| iam.get(arn).map(|s| &s.certificate))
-                .ok_or_else(|| format!("certificate {arn} is missing"))?;
-            fingerprint.push_str(&format!(
-                "|{arn}@{}#{}",
-                cert.updated_ms, cert.material.serial
-            ));
-            certificates.push(cert);
-        }
-        if let Some(config) = self.kept.tls.get(&fingerprint) {
-            used.tls.insert(fingerprint, config.clone());
-            return Ok(config.clone());
-        }
-        let served = certificates
-            .iter()
-            .map(|c| {
-                let m = &c.material;
-                Ok(Served {
-                    names: c.names().map(str::to_owned).collect(),
-                    key: material::certified_key(
-                        &m.certificate_pem,
-                        &m.private_key_pem,
-                        &m.chain_pem,
-                    )?,
-                    ecdsa: m.key_algorithm.starts_with("EC"),
-                })
-            })
-            .collect::<Result<Vec<Served>, TlsError>>()
-            .map_err(|e| e.to_string())?;
-        let policy = ssl_policy(&tls.ssl_policy)
-            .ok_or_else(|| format!("unknown policy {}", tls.ssl_policy))?;
-        let offer = policy::offer(policy).map_err(|e| e.to_string())?;
-        let resumption = match &self.resumption {
-            Some(r) => r.clone(),
-            None => {
-                let r = Resumption::new().map_err(|e| e.to_string())?;
-                self.resumption.insert(r).clone()
-            }
-        };
-        let resolver = SniResolver::new(&served[0], &served[1..]);
-        let client_auth = client_auth
-            .map(|(mode, bundle, crls, advertise)| {
-                mtls::client_verifier(mode, bundle, &crls, advertise)
-            })
-            .transpose()
-            .map_err(|e| e.to_string())?;
-        let config = server_config(offer, resolver, &resumption, http2, client_auth)
-            .map_err(|e| e.to_string())?;
-        used.tls.insert(fingerprint, config.clone());
-        Ok(config)
     }
 
     fn action(
@@ -373,5 +278,14 @@ fn http_settings(attrs: &elb_model::Attributes) -> HttpSettings {
         http2: attrs.get("routing.http2.enabled") != Some("false"),
         drop_invalid_headers: attrs.flag("routing.http.drop_invalid_header_fields.enabled"),
         desync: DesyncMode::from_attribute(attrs.get("routing.http.desync_mitigation_mode")),
+    }
+}
+
+/// What an HTTPS listener offers by ALPN: HTTP/2 first when the load balancer has it on.
+fn http_alpn(http2: bool) -> &'static [&'static [u8]] {
+    if http2 {
+        &[b"h2", b"http/1.1"]
+    } else {
+        &[b"http/1.1"]
     }
 }

@@ -2,13 +2,15 @@
 //! outstanding-request counters, connection pools, refusal counters) that outlives any one
 //! table. Only the control path runs this.
 //!
-//! - `http`: HTTP and HTTPS listeners (rules, TLS configurations, HTTP target groups).
+//! - `http`: HTTP and HTTPS listeners (rules, HTTP target groups).
 //! - `nlb`: network load balancers' listeners, and the terminators that reset a target's flows.
 //! - `targets`: which registered targets a node sends a group's traffic to (any protocol).
+//! - `tls`: the TLS configurations of HTTPS and TLS listeners.
 
 mod http;
 mod nlb;
 mod targets;
+mod tls;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
