@@ -191,6 +191,10 @@ pub struct FlowMetrics {
     /// TCP_Target_Reset_Count and TCP_Client_Reset_Count: flows a side reset.
     pub target_resets: AtomicU64,
     pub client_resets: AtomicU64,
+    /// ClientTLSNegotiationErrorCount and TargetTLSNegotiationErrorCount: handshakes that
+    /// failed on a TLS listener or towards a TLS group's target.
+    pub client_tls_errors: AtomicU64,
+    pub target_tls_errors: AtomicU64,
 }
 
 /// One transport's flows on a network load balancer's node.
@@ -419,18 +423,16 @@ impl Registry {
                 out.push(flow(tcp_name, value(tcp)));
                 out.push(flow(udp_name, value(udp)));
             }
-            out.push(flow(
-                "TCP_ELB_Reset_Count",
-                Value::Count(load(&f.elb_resets)),
-            ));
-            out.push(flow(
-                "TCP_Target_Reset_Count",
-                Value::Count(load(&f.target_resets)),
-            ));
-            out.push(flow(
-                "TCP_Client_Reset_Count",
-                Value::Count(load(&f.client_resets)),
-            ));
+            let counts = [
+                ("TCP_ELB_Reset_Count", &f.elb_resets),
+                ("TCP_Target_Reset_Count", &f.target_resets),
+                ("TCP_Client_Reset_Count", &f.client_resets),
+                ("ClientTLSNegotiationErrorCount", &f.client_tls_errors),
+                ("TargetTLSNegotiationErrorCount", &f.target_tls_errors),
+            ];
+            for (metric, counter) in counts {
+                out.push(flow(metric, Value::Count(load(counter))));
+            }
         }
         for h in hosts {
             let key = (

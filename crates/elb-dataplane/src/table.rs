@@ -74,13 +74,16 @@ impl Listener {
     }
 }
 
-/// A TCP listener (NLB) on one node: each connection is a flow to one target of its group.
+/// A TCP or TLS listener (NLB) on one node: each connection is a flow to one target of its
+/// group.
 pub struct TcpRoute {
     pub door: Door,
     /// The node's flow metrics (AWS/NetworkELB), kept across snapshots.
     pub flows: Arc<FlowMetrics>,
     /// `tcp.idle_timeout.seconds`: a flow idle this long is closed with a reset.
     pub idle_timeout: Duration,
+    /// TLS listeners: the configuration clients handshake with (certificates, policy, ALPN).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The node's private address: where flows to targets leave from, unless the group
     /// preserves the client's.
     pub node_ip: IpAddr,

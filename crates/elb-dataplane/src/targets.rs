@@ -115,6 +115,8 @@ pub struct Flows {
     pub preserve_client_ip: bool,
     /// `proxy_protocol_v2.enabled`: each flow to a target starts with a PROXY v2 header.
     pub proxy_protocol: bool,
+    /// TLS groups: flows are re-encrypted to the target.
+    pub tls: bool,
 }
 
 /// A flow-hashed target's part.

@@ -220,6 +220,7 @@ mod tests {
             ssl_policy: None,
             certificate_arns: vec![],
             mutual_authentication: None,
+            alpn_policy: None,
             origin: Origin::Api,
         };
         run(&mut state, Command::CreateListener(listener));

@@ -426,12 +426,16 @@ const LISTENER_TCP: &[Spec] = &[spec(TCP_IDLE_TIMEOUT, Value::Int(60, 6000), "35
 /// `tcp.idle_timeout.seconds`: a TCP flow idle this long is closed with a reset.
 pub const TCP_IDLE_TIMEOUT: &str = "tcp.idle_timeout.seconds";
 
+/// A TLS listener's idle timeout is AWS's fixed 350 s.
+const LISTENER_TLS: &[Spec] = &[spec(TCP_IDLE_TIMEOUT, Value::Int(350, 350), "350", true)];
+
 /// A UDP listener has no attributes: its flows idle out after AWS's fixed 120 s.
 fn listener_specs(protocol: ListenerProtocol) -> &'static [Spec] {
     match protocol {
         ListenerProtocol::Http | ListenerProtocol::Https => LISTENER_HTTP,
         ListenerProtocol::Udp => &[],
-        _ => LISTENER_TCP,
+        ListenerProtocol::Tls => LISTENER_TLS,
+        ListenerProtocol::Tcp | ListenerProtocol::TcpUdp => LISTENER_TCP,
     }
 }
 
@@ -556,6 +560,11 @@ pub fn modify_target_group(
             "'{PRESERVE_CLIENT_IP}' cannot be disabled for {} target groups",
             protocol.as_str()
         )));
+    }
+    if protocol == TargetGroupProtocol::Tls && next.flag("stickiness.enabled") {
+        return Err(ModelError::validation(
+            "Stickiness is not supported for TLS target groups",
+        ));
     }
     if !protocol.is_http() {
         return Ok(next);

@@ -40,7 +40,7 @@ pub use certificate::{
 pub use error::{ErrorCode, ModelError};
 pub use health::{HealthState, HealthView, Matcher, Reason, TargetHealth};
 pub use id::{Context, IdSource, Scope};
-pub use listener::{Listener, ListenerProtocol, ListenerTls};
+pub use listener::{AlpnPolicy, Listener, ListenerProtocol, ListenerTls};
 pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme};
 pub use network::{
     IngressRule, IngressSource, Instance, InstanceOptions, InstanceState, SecurityGroup, Subnet,

@@ -66,14 +66,6 @@ impl ListenerProtocol {
                 self.as_str()
             )));
         }
-        if self == Self::Tls {
-            return Err(ModelError::new(
-                ErrorCode::UnsupportedProtocol,
-                "elbd does not serve TLS listeners yet; HTTP and HTTPS listeners on \
-                 application load balancers and TCP, UDP and TCP_UDP listeners on network \
-                 load balancers are built",
-            ));
-        }
         Ok(())
     }
 
@@ -93,6 +85,45 @@ impl ListenerProtocol {
     }
 }
 
+/// `AlpnPolicy` of a TLS listener: which protocols it negotiates by ALPN, in what order of
+/// preference.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlpnPolicy {
+    Http1Only,
+    Http2Only,
+    Http2Optional,
+    Http2Preferred,
+    /// AWS's `None`: no ALPN.
+    #[default]
+    Off,
+}
+
+impl AlpnPolicy {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "HTTP1Only" => Ok(Self::Http1Only),
+            "HTTP2Only" => Ok(Self::Http2Only),
+            "HTTP2Optional" => Ok(Self::Http2Optional),
+            "HTTP2Preferred" => Ok(Self::Http2Preferred),
+            "None" => Ok(Self::Off),
+            _ => Err(ModelError::validation(format!(
+                "Invalid ALPN policy '{s}': must be one of HTTP1Only, HTTP2Only, \
+                 HTTP2Optional, HTTP2Preferred, None"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1Only => "HTTP1Only",
+            Self::Http2Only => "HTTP2Only",
+            Self::Http2Optional => "HTTP2Optional",
+            Self::Http2Preferred => "HTTP2Preferred",
+            Self::Off => "None",
+        }
+    }
+}
+
 /// What a TLS-terminating listener presents: its security policy and certificates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListenerTls {
@@ -106,6 +137,9 @@ pub struct ListenerTls {
     /// Mutual TLS; `None` is AWS's mode `off`.
     #[serde(default)]
     pub mutual_authentication: Option<MutualAuthentication>,
+    /// TLS listeners (NLB) only.
+    #[serde(default)]
+    pub alpn_policy: AlpnPolicy,
 }
 
 impl ListenerTls {

@@ -38,13 +38,11 @@ impl TargetGroupProtocol {
                 )));
             }
         };
-        if matches!(protocol, Self::Tls | Self::Geneve) {
+        if protocol == Self::Geneve {
             return Err(ModelError::new(
                 ErrorCode::UnsupportedProtocol,
-                format!(
-                    "elbd does not send to {s} target groups yet; HTTP, HTTPS, TCP, UDP and \
-                     TCP_UDP are built"
-                ),
+                "elbd does not send to GENEVE target groups yet; HTTP, HTTPS, TCP, TLS, UDP \
+                 and TCP_UDP are built",
             ));
         }
         Ok(protocol)

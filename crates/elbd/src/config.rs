@@ -107,9 +107,11 @@ struct FileListener {
     default_action: FileAction,
     /// HTTPS: AWS's default policy when left out.
     ssl_policy: Option<String>,
-    /// HTTPS: names of `[[certificate]]`s, the default first, then the SNI ones.
+    /// HTTPS and TLS: names of `[[certificate]]`s, the default first, then the SNI ones.
     #[serde(default)]
     certificates: Vec<String>,
+    /// TLS: AWS's `AlpnPolicy` (`HTTP2Preferred`, ...); `None` when left out.
+    alpn_policy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +222,7 @@ pub(crate) struct ListenerSpec {
     pub(crate) forward: String,
     pub(crate) ssl_policy: Option<String>,
     pub(crate) certificates: Vec<String>,
+    pub(crate) alpn_policy: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -439,6 +442,7 @@ impl FileLoadBalancer {
                 forward: l.default_action.forward,
                 ssl_policy: l.ssl_policy,
                 certificates: l.certificates,
+                alpn_policy: l.alpn_policy,
             });
         }
         Ok(LoadBalancerSpec {

@@ -15,7 +15,7 @@ use elb_model::state::{
 };
 use elb_model::target_group::{HealthCheck, HealthCheckChanges};
 use elb_model::{
-    Action, Attributes, CertificateKind, Command, Context, ErrorCode, ListenerProtocol,
+    Action, AlpnPolicy, Attributes, CertificateKind, Command, Context, ErrorCode, ListenerProtocol,
     LoadBalancerKind, ModelError, Origin, Outcome, Region, Scheme,
 };
 
@@ -434,12 +434,19 @@ fn load_balancer(
             .iter()
             .filter_map(|name| certificate_arn(state, name))
             .collect();
+        let alpn_policy = listener
+            .alpn_policy
+            .as_deref()
+            .map(AlpnPolicy::parse)
+            .transpose()
+            .map_err(|e| ModelError::new(e.code, format!("{lpath}.alpn_policy: {}", e.message)))?;
         let desired = Desired {
             protocol,
             port: listener.port,
             actions,
             ssl_policy: listener.ssl_policy.clone(),
             certificates,
+            alpn_policy,
         };
         let existing = state
             .listeners_of(&arn)
@@ -466,6 +473,7 @@ fn load_balancer(
                     ssl_policy: desired.ssl_policy.clone(),
                     certificate_arns: desired.certificates.iter().take(1).cloned().collect(),
                     mutual_authentication: None,
+                    alpn_policy: desired.alpn_policy,
                     origin: FILE,
                 });
                 let listener_arn = created(run(state, command, cx, lpath)?);
@@ -484,6 +492,7 @@ struct Desired {
     ssl_policy: Option<String>,
     /// The default certificate first, then the SNI ones.
     certificates: Vec<String>,
+    alpn_policy: Option<AlpnPolicy>,
 }
 
 /// Brings an existing listener to what is declared, in place: open connections stay.
@@ -506,10 +515,15 @@ fn modify_listener(
         .tls
         .as_ref()
         .map(|t| t.default_certificate_arn.clone());
+    let current_alpn = current.tls.as_ref().map(|t| t.alpn_policy);
+    let alpn = desired
+        .alpn_policy
+        .or_else(|| (desired.protocol == ListenerProtocol::Tls).then_some(AlpnPolicy::Off));
     if current.protocol != desired.protocol
         || current.default_actions != desired.actions
         || current_policy != policy
         || current_default.as_ref() != desired.certificates.first()
+        || current_alpn.filter(|_| current.protocol == ListenerProtocol::Tls) != alpn
     {
         let changes = ListenerChanges {
             protocol: Some(desired.protocol),
@@ -518,6 +532,7 @@ fn modify_listener(
             certificate_arns: Some(desired.certificates.iter().take(1).cloned().collect()),
             // The file does not declare mutual TLS; what the API set stays.
             mutual_authentication: None,
+            alpn_policy: alpn,
             default_actions: Some(desired.actions.clone()),
             // The file gives no Order.
             default_action_order: None,

@@ -3,8 +3,8 @@
 use elb_model::ssl_policy::{SSL_POLICIES, SslPolicy};
 use elb_model::state::{CreateListener, ListenerChanges};
 use elb_model::{
-    Command, ErrorCode, Listener, ListenerProtocol, ModelError, MtlsMode, MutualAuthentication,
-    Origin, Region,
+    AlpnPolicy, Command, ErrorCode, Listener, ListenerProtocol, ModelError, MtlsMode,
+    MutualAuthentication, Origin, Region,
 };
 
 use super::actions::action_params;
@@ -42,7 +42,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         as u16;
     let (default_actions, default_action_order) = action_params(params, "DefaultActions.member")?;
     let tags = tag_params(params)?;
-    refuse_alpn(params)?;
+    let alpn_policy = alpn_param(params)?;
     let mutual_authentication = mutual_params(params)?.flatten();
     let create = Command::CreateListener(CreateListener {
         load_balancer_arn,
@@ -53,6 +53,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         ssl_policy: params.optional("SslPolicy").map(str::to_owned),
         certificate_arns: certificate_params(params)?,
         mutual_authentication,
+        alpn_policy,
         origin: Origin::Api,
     });
     let (snapshot, arn) =
@@ -119,7 +120,7 @@ pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
     } else {
         Some(action_params(params, "DefaultActions.member")?)
     };
-    refuse_alpn(params)?;
+    let alpn_policy = alpn_param(params)?;
     let certificates = certificate_params(params)?;
     let changes = ListenerChanges {
         port,
@@ -127,6 +128,7 @@ pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         ssl_policy: params.optional("SslPolicy").map(str::to_owned),
         certificate_arns: (!certificates.is_empty()).then_some(certificates),
         mutual_authentication: mutual_params(params)?,
+        alpn_policy,
         default_action_order: default_actions.as_ref().and_then(|(_, order)| *order),
         default_actions: default_actions.map(|(actions, _)| actions),
     };
@@ -152,15 +154,15 @@ fn certificate_params(params: &Params) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
-/// ALPN policies belong to TLS listeners of network load balancers, which are not built.
-fn refuse_alpn(params: &Params) -> Result<(), ApiError> {
-    if params.list("AlpnPolicy.member")?.is_empty() {
-        return Ok(());
+/// `AlpnPolicy.member.1`: AWS's list holds one policy.
+fn alpn_param(params: &Params) -> Result<Option<AlpnPolicy>, ApiError> {
+    match params.list("AlpnPolicy.member")?.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(AlpnPolicy::parse(one)?)),
+        _ => Err(ApiError::validation(
+            "Only one ALPN policy can be specified",
+        )),
     }
-    Err(ApiError::validation(
-        "ALPN policies apply to TLS listeners of network load balancers, which elbd does not \
-         serve yet",
-    ))
 }
 
 /// `MutualAuthentication.*`: `None` when not given, `Some(None)` for mode `off`.

@@ -2,7 +2,8 @@
 //! `Action`), written from model values.
 
 use elb_model::{
-    Listener, LoadBalancer, LoadBalancerKind, LoadBalancerState, Region, Scheme, TargetGroup,
+    Listener, ListenerProtocol, LoadBalancer, LoadBalancerKind, LoadBalancerState, Region, Scheme,
+    TargetGroup,
 };
 
 use crate::clock;
@@ -143,6 +144,15 @@ pub(super) fn listener(x: &mut Xml, l: &Listener) {
         x.members("Certificates", [&tls.default_certificate_arn], |x, arn| {
             x.leaf("CertificateArn", arn);
         });
+        if l.protocol == ListenerProtocol::Tls {
+            x.text_members("AlpnPolicy", [tls.alpn_policy.as_str()]);
+        }
+    }
+    if let Some(tls) = l
+        .tls
+        .as_ref()
+        .filter(|_| l.protocol == ListenerProtocol::Https)
+    {
         x.node("MutualAuthentication", |x| {
             match &tls.mutual_authentication {
                 None => {

@@ -158,11 +158,12 @@ impl Runtime {
                     ListenerProtocol::Http | ListenerProtocol::Https => {
                         self.http_listener(&inputs, lb, listener, door, &mut used)
                     }
-                    ListenerProtocol::Tcp | ListenerProtocol::Udp | ListenerProtocol::TcpUdp => {
+                    ListenerProtocol::Tcp
+                    | ListenerProtocol::Tls
+                    | ListenerProtocol::Udp
+                    | ListenerProtocol::TcpUdp => {
                         self.nlb_listener(&inputs, lb, listener, door, &mut used)
                     }
-                    // The API refuses the kinds not served yet.
-                    _ => Vec::new(),
                 };
                 for (node, served) in per_node {
                     insert(&mut listeners, node, listener, served);

@@ -10,9 +10,11 @@ use elb_model::attributes::{
     UNHEALTHY_TERMINATION,
 };
 use elb_model::{
-    Action, HealthState, Listener as ModelListener, LoadBalancer, Node, State, TargetGroup,
+    Action, AlpnPolicy, HealthState, Listener as ModelListener, LoadBalancer, Node, State,
+    TargetGroup, TargetGroupProtocol,
 };
 use tokio::sync::watch;
+use tracing::error;
 
 use super::targets::choose;
 use super::{Inputs, Kept, Runtime, keep};
@@ -92,6 +94,19 @@ impl Runtime {
         };
         let idle_timeout =
             Duration::from_secs(listener.attributes.int(TCP_IDLE_TIMEOUT).unwrap_or(350));
+        let tls = match &listener.tls {
+            None => None,
+            Some(tls) => {
+                let offer = alpn_offer(tls.alpn_policy);
+                match self.tls_config(state, inputs.iam, (tls, offer), used) {
+                    Ok(config) => Some(config),
+                    Err(e) => {
+                        error!(listener = %listener.arn, error = %e, "listener not served");
+                        return Vec::new();
+                    }
+                }
+            }
+        };
         let mut per_node = Vec::new();
         for node in state.nodes_of(&lb.arn) {
             let targets = Arc::new(self.flow_targets(inputs, node, tg, used));
@@ -107,6 +122,7 @@ impl Runtime {
                     door: door.clone(),
                     flows: flows.clone(),
                     idle_timeout,
+                    tls: tls.clone(),
                     node_ip,
                     targets: targets.clone(),
                 };
@@ -193,7 +209,19 @@ impl Runtime {
                     && attrs.get("stickiness.type") == Some("source_ip"),
                 preserve_client_ip: attrs.flag(PRESERVE_CLIENT_IP),
                 proxy_protocol: attrs.flag(PROXY_PROTOCOL_V2),
+                tls: tg.protocol == TargetGroupProtocol::Tls,
             },
         }
+    }
+}
+
+/// What a TLS listener offers by ALPN under its policy, in its order of preference.
+fn alpn_offer(policy: AlpnPolicy) -> &'static [&'static [u8]] {
+    match policy {
+        AlpnPolicy::Http1Only => &[b"http/1.1"],
+        AlpnPolicy::Http2Only => &[b"h2"],
+        AlpnPolicy::Http2Optional => &[b"http/1.1", b"h2"],
+        AlpnPolicy::Http2Preferred => &[b"h2", b"http/1.1"],
+        AlpnPolicy::Off => &[],
     }
 }

@@ -18,6 +18,8 @@
 //! An idle flow holds no buffer: each direction waits for readiness and borrows a spare
 //! buffer only while it has bytes to move.
 
+mod tls;
+
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +37,9 @@ use tracing::debug;
 use crate::flow::{self, Flow};
 use crate::metrics::ActiveFlow;
 use crate::table::TcpRoute;
+use crate::targets::InFlight;
 use crate::{dial, spare};
+use tls::Stream;
 
 /// How long a target gets to accept a connection before the next one is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,47 +55,63 @@ pub(crate) async fn serve(
     route: Arc<TcpRoute>,
     drained: watch::Receiver<bool>,
 ) {
-    let flow = Flow {
-        protocol: flow::TCP,
-        source: peer,
-        destination: local,
-    };
     let metrics = &route.flows;
     let _active = ActiveFlow::tcp(metrics);
-    let preserve = route.targets.proto.preserve_client_ip;
-    let source = dial::source(preserve, peer.ip(), route.node_ip);
-    let mut connected = None;
-    for (endpoint, in_flight) in route.targets.for_flow(&flow).take(ATTEMPTS) {
-        match dial::connect(source, endpoint.addr, CONNECT_TIMEOUT).await {
-            Ok(target) => {
-                connected = Some((target, endpoint.proto.cut.clone(), in_flight));
-                break;
+    let mut client = match &route.tls {
+        None => Stream::Plain(client),
+        Some(config) => match tls::accept(config, client).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                debug!(%peer, %local, error = %e, "TLS handshake failed");
+                metrics.client_tls_errors.fetch_add(1, Ordering::Relaxed);
+                return;
             }
-            Err(e) => debug!(%peer, target = %endpoint.addr, error = %e, "target not reached"),
-        }
-    }
-    let Some((target, cut, _in_flight)) = connected else {
+        },
+    };
+    let Some((target, addr, cut, _in_flight)) = connect(&route, (local, peer)).await else {
         // No target, or none reachable: the client gets a reset, as from an NLB.
         debug!(%peer, %local, "no target for the flow; reset");
         metrics.elb_resets.fetch_add(1, Ordering::Relaxed);
-        let _ = client.set_zero_linger();
+        let _ = client.tcp().set_zero_linger();
         return;
     };
     if route.targets.proto.proxy_protocol {
         let header = proxy_v2::proxy(proxy_v2::Transport::Stream, peer, local);
         if write_all(&target, &header).await.is_err() {
             metrics.target_resets.fetch_add(1, Ordering::Relaxed);
-            let _ = client.set_zero_linger();
+            let _ = client.tcp().set_zero_linger();
             return;
         }
     }
-    let end = relay(
-        (&client, &target),
-        route.idle_timeout,
-        [cut, drained],
-        &metrics.tcp.processed_bytes,
-    )
-    .await;
+    let mut target = if route.targets.proto.tls {
+        match tls::connect(target, addr, client.alpn(), CONNECT_TIMEOUT).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                debug!(%peer, target = %addr, error = %e, "TLS handshake with the target failed");
+                metrics.target_tls_errors.fetch_add(1, Ordering::Relaxed);
+                let _ = client.tcp().set_zero_linger();
+                return;
+            }
+        }
+    } else {
+        Stream::Plain(target)
+    };
+    let processed = &metrics.tcp.processed_bytes;
+    let cuts = [cut, drained];
+    let end = match (&client, &target) {
+        (Stream::Plain(c), Stream::Plain(t)) => {
+            relay((c, t), route.idle_timeout, cuts, processed).await
+        }
+        _ => {
+            relay_tls(
+                (&mut client, &mut target),
+                route.idle_timeout,
+                cuts,
+                processed,
+            )
+            .await
+        }
+    };
     let counter = match end {
         End::Closed => return,
         End::ClientReset => &metrics.client_resets,
@@ -100,8 +120,32 @@ pub(crate) async fn serve(
     };
     counter.fetch_add(1, Ordering::Relaxed);
     debug!(%peer, %local, ?end, "flow reset");
-    let _ = client.set_zero_linger();
-    let _ = target.set_zero_linger();
+    let _ = client.tcp().set_zero_linger();
+    let _ = target.tcp().set_zero_linger();
+}
+
+/// A connection to the first target in the flow's ranking that accepts one, with its
+/// address, what cuts its flows and the guard counting it as outstanding.
+async fn connect(
+    route: &TcpRoute,
+    (local, peer): (SocketAddr, SocketAddr),
+) -> Option<(TcpStream, SocketAddr, watch::Receiver<bool>, InFlight)> {
+    let flow = Flow {
+        protocol: flow::TCP,
+        source: peer,
+        destination: local,
+    };
+    let preserve = route.targets.proto.preserve_client_ip;
+    let source = dial::source(preserve, peer.ip(), route.node_ip);
+    for (endpoint, in_flight) in route.targets.for_flow(&flow).take(ATTEMPTS) {
+        match dial::connect(source, endpoint.addr, CONNECT_TIMEOUT).await {
+            Ok(target) => {
+                return Some((target, endpoint.addr, endpoint.proto.cut.clone(), in_flight));
+            }
+            Err(e) => debug!(%peer, target = %endpoint.addr, error = %e, "target not reached"),
+        }
+    }
+    None
 }
 
 /// How a flow ended.
@@ -122,18 +166,39 @@ enum End {
 async fn relay(
     (client, target): (&TcpStream, &TcpStream),
     idle: Duration,
-    [mut cut, mut drained]: [watch::Receiver<bool>; 2],
+    cuts: [watch::Receiver<bool>; 2],
     processed: &AtomicU64,
 ) -> End {
-    let start = Instant::now();
-    let shared = Shared {
-        start,
-        last: AtomicU64::new(0),
-        one_ended: AtomicBool::new(false),
-        processed,
-    };
+    let shared = Shared::new(processed);
     let up = pump(client, target, &shared);
     let down = pump(target, client, &shared);
+    run_flow(up, down, idle, cuts, &shared).await
+}
+
+/// [`relay`] for a flow with TLS on either side: plaintext through the TLS streams.
+async fn relay_tls(
+    (client, target): (&mut Stream, &mut Stream),
+    idle: Duration,
+    cuts: [watch::Receiver<bool>; 2],
+    processed: &AtomicU64,
+) -> End {
+    let shared = Shared::new(processed);
+    let (mut client_reads, mut client_writes) = tokio::io::split(client);
+    let (mut target_reads, mut target_writes) = tokio::io::split(target);
+    let up = tls::copy(&mut client_reads, &mut target_writes, &shared);
+    let down = tls::copy(&mut target_reads, &mut client_writes, &shared);
+    run_flow(up, down, idle, cuts, &shared).await
+}
+
+/// Runs a flow's two directions until both end, the flow idles out or one of the cuts turns.
+async fn run_flow(
+    up: impl Future<Output = Result<(), Broken>>,
+    down: impl Future<Output = Result<(), Broken>>,
+    idle: Duration,
+    [mut cut, mut drained]: [watch::Receiver<bool>; 2],
+    shared: &Shared<'_>,
+) -> End {
+    let start = shared.start;
     tokio::pin!(up, down);
     let (mut up_open, mut down_open) = (true, true);
     let (mut cut_open, mut drained_open) = (true, true);
@@ -186,6 +251,24 @@ struct Shared<'a> {
     processed: &'a AtomicU64,
 }
 
+impl<'a> Shared<'a> {
+    fn new(processed: &'a AtomicU64) -> Self {
+        Self {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+            one_ended: AtomicBool::new(false),
+            processed,
+        }
+    }
+
+    /// Counts `bytes` moved now: the flow is not idle.
+    fn moved(&self, bytes: usize) {
+        let now = Instant::now().duration_since(self.start).as_millis() as u64;
+        self.last.store(now, Ordering::Relaxed);
+        self.processed.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
 /// Which side of a pump failed: the one it reads from, or the one it writes to.
 enum Broken {
     Reading,
@@ -199,12 +282,7 @@ async fn pump(from: &TcpStream, to: &TcpStream, shared: &Shared<'_>) -> Result<(
     loop {
         from.readable().await.map_err(|_| Broken::Reading)?;
         let mut buf = spare::take();
-        let result = drain_ready(from, to, &mut buf, |bytes| {
-            let now = Instant::now().duration_since(shared.start).as_millis() as u64;
-            shared.last.store(now, Ordering::Relaxed);
-            shared.processed.fetch_add(bytes as u64, Ordering::Relaxed);
-        })
-        .await;
+        let result = drain_ready(from, to, &mut buf, |bytes| shared.moved(bytes)).await;
         spare::give(buf);
         if result? {
             if !shared.one_ended.swap(true, Ordering::Relaxed) {

@@ -4,7 +4,7 @@ use super::{ImportCertificate, Outcome, Region, Tags};
 use crate::certificate::{Certificate, CertificateKind};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
-use crate::listener::{ListenerProtocol, ListenerTls};
+use crate::listener::{AlpnPolicy, ListenerProtocol, ListenerTls};
 use crate::ssl_policy::{DEFAULT_SSL_POLICY, ssl_policy};
 use crate::trust_store::MutualAuthentication;
 
@@ -204,26 +204,38 @@ impl Region {
     }
 
     /// The TLS settings a listener of `protocol` gets from a policy name and a certificate
-    /// list: `None` for plain protocols, which must name neither.
+    /// list: `None` for plain protocols, which must name neither. Mutual authentication is
+    /// for HTTPS listeners, ALPN policies for TLS ones.
     pub(super) fn listener_tls(
         &self,
         protocol: ListenerProtocol,
         ssl_policy_name: Option<&str>,
         certificate_arns: &[String],
-        mutual_authentication: Option<MutualAuthentication>,
+        (mutual_authentication, alpn_policy): (Option<MutualAuthentication>, Option<AlpnPolicy>),
     ) -> Result<Option<ListenerTls>> {
         if !protocol.is_tls() {
             if ssl_policy_name.is_some()
                 || !certificate_arns.is_empty()
                 || mutual_authentication.is_some()
+                || alpn_policy.is_some()
             {
                 return Err(ModelError::validation(format!(
-                    "A {} listener cannot have an SSL policy, certificates or mutual \
-                     authentication",
+                    "A {} listener cannot have an SSL policy, certificates, mutual \
+                     authentication or an ALPN policy",
                     protocol.as_str()
                 )));
             }
             return Ok(None);
+        }
+        if protocol == ListenerProtocol::Https && alpn_policy.is_some() {
+            return Err(ModelError::validation(
+                "ALPN policies apply to TLS listeners only",
+            ));
+        }
+        if protocol == ListenerProtocol::Tls && mutual_authentication.is_some() {
+            return Err(ModelError::validation(
+                "Mutual authentication is supported on HTTPS listeners only",
+            ));
         }
         self.check_mutual_authentication(mutual_authentication.as_ref())?;
         let name = ssl_policy_name.unwrap_or(DEFAULT_SSL_POLICY);
@@ -262,6 +274,7 @@ impl Region {
             default_certificate_arn: default.clone(),
             certificate_arns: Vec::new(),
             mutual_authentication,
+            alpn_policy: alpn_policy.unwrap_or_default(),
         }))
     }
 

@@ -7,7 +7,7 @@ use crate::attributes;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::limits;
-use crate::listener::{Listener, ListenerProtocol};
+use crate::listener::{AlpnPolicy, Listener, ListenerProtocol};
 use crate::load_balancer::LoadBalancerKind;
 use crate::rule::Action;
 use crate::target_group::TargetGroupProtocol;
@@ -28,7 +28,7 @@ impl Region {
             c.protocol,
             c.ssl_policy.as_deref(),
             &c.certificate_arns,
-            c.mutual_authentication,
+            (c.mutual_authentication, c.alpn_policy),
         )?;
         if let Some(existing) = self.listeners_of(&lb.arn).find(|l| l.port == c.port) {
             return if existing.protocol == c.protocol
@@ -114,7 +114,13 @@ impl Region {
                 .as_ref()
                 .and_then(|t| t.mutual_authentication.clone()),
         };
-        let mut tls = self.listener_tls(protocol, policy.as_deref(), &certificates, mutual)?;
+        // The policy in force carries over; `None`, the default, need not.
+        let alpn = changes.alpn_policy.or_else(|| {
+            let current = current.as_ref().map(|t| t.alpn_policy);
+            current.filter(|p| *p != AlpnPolicy::Off)
+        });
+        let mut tls =
+            self.listener_tls(protocol, policy.as_deref(), &certificates, (mutual, alpn))?;
         if let (Some(tls), Some(current)) = (tls.as_mut(), current) {
             tls.certificate_arns = current.certificate_arns;
         }

@@ -30,7 +30,7 @@ use crate::certificate::{
 };
 use crate::error::Result;
 use crate::id::{Context, Scope};
-use crate::listener::{Listener, ListenerProtocol};
+use crate::listener::{AlpnPolicy, Listener, ListenerProtocol};
 use crate::load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, Scheme};
 use crate::network::{
     IngressRule, Instance, InstanceState, SecurityGroup, Subnet, Tenancy, Topology, Vpc,
@@ -129,6 +129,8 @@ pub struct CreateListener {
     /// …and exactly one certificate, the default.
     pub certificate_arns: Vec<String>,
     pub mutual_authentication: Option<MutualAuthentication>,
+    /// TLS listeners: AWS's `None` when not given.
+    pub alpn_policy: Option<AlpnPolicy>,
     pub origin: Origin,
 }
 
@@ -142,6 +144,7 @@ pub struct ListenerChanges {
     pub certificate_arns: Option<Vec<String>>,
     /// `Some(None)` turns mutual TLS off.
     pub mutual_authentication: Option<Option<MutualAuthentication>>,
+    pub alpn_policy: Option<AlpnPolicy>,
     pub default_actions: Option<Vec<Action>>,
     /// Replaces the order with the actions (when they are given).
     pub default_action_order: Option<u16>,

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::Notify;
 
-use crate::harness::{Aws, Elbd, Lab};
+use crate::harness::{Aws, Elbd, Lab, curl};
 
 /// A TCP target: to each connection it writes `ADDR PEER\n`, echoes what it reads, and at
 /// the client's half-close writes `bye from ADDR` and closes.
@@ -694,4 +694,135 @@ async fn udp_flows_keep_their_target_and_answer_from_the_listener() {
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum();
     assert_eq!(udp_flows, 42.0, "one flow per client socket and node");
+}
+
+/// Through a TLS listener at `node`, trusting `ca` for `name` and offering `alpn`: the
+/// protocol ALPN settled on (or "none"), the target's greeting, and its echo of "ping".
+fn tls_exchange(node: SocketAddr, name: &str, ca: &std::path::Path, alpn: &[&str]) -> String {
+    let script = r#"
+import socket, ssl, sys
+node, port, name, ca, alpn = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+context = ssl.create_default_context(cafile=ca)
+if alpn:
+    context.set_alpn_protocols(alpn.split(","))
+with socket.create_connection((node, port), timeout=5) as raw:
+    with context.wrap_socket(raw, server_hostname=name) as tls:
+        stream = tls.makefile("rwb")
+        hello = stream.readline().decode().strip()
+        stream.write(b"ping\n")
+        stream.flush()
+        echo = stream.readline().decode().strip()
+        print(tls.selected_alpn_protocol() or "none", hello, echo)
+"#;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &node.ip().to_string(),
+            &node.port().to_string(),
+            name,
+        ])
+        .arg(ca)
+        .arg(alpn.join(","))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "TLS through {node}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// TLS listeners: an ACM certificate from the local CA, ALPN by the listener's policy, the
+/// idle timeout fixed at 350 s; a TLS target group re-encrypts to its target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listeners_terminate_and_tls_groups_re_encrypt() {
+    let lab = Lab::new("nlb-tls", 39);
+    let plain = TcpTarget::start(SocketAddr::from((lab.ip('a', 10), 9300))).await;
+    let secure = SocketAddr::from((lab.ip('a', 11), 9443));
+    let _secure = crate::tls::tls_target(&lab, secure);
+    let (mut elbd, aws) = start(&lab);
+    let (lb_arn, vpc) = aws.load_balancer_of_type("secure", "network");
+    let name = "flows.nlb.test";
+    let certificate =
+        aws.ok(&["acm", "request-certificate", "--domain-name", name])["CertificateArn"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let ca = lab.dir.join("ca.pem");
+    aws.save_ca(&ca);
+
+    let tls_listener = |port: &str, tg: &str, alpn: &[&str]| {
+        let mut args = vec![
+            "elbv2",
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "TLS",
+            "--port",
+            port,
+        ];
+        let certificate = format!("CertificateArn={certificate}");
+        let action = format!("Type=forward,TargetGroupArn={tg}");
+        args.extend(["--certificates", &certificate, "--default-actions", &action]);
+        args.extend_from_slice(alpn);
+        aws.ok(&args)["Listeners"][0].clone()
+    };
+    let plain_tg = aws.target_group_of("TCP", "plain", &vpc, (9300, "ip"), &FAST_CHECKS);
+    aws.register(&plain_tg, &[plain.addr.ip().to_string()]);
+    let preferred = tls_listener("7443", &plain_tg, &["--alpn-policy", "HTTP2Preferred"]);
+    assert_eq!(preferred["AlpnPolicy"][0], "HTTP2Preferred", "{preferred}");
+    assert_eq!(
+        preferred["SslPolicy"], "ELBSecurityPolicy-2016-08",
+        "{preferred}"
+    );
+    let listener_arn = text(&preferred["ListenerArn"]).to_owned();
+    let fixed = aws.err(&[
+        "elbv2",
+        "modify-listener-attributes",
+        "--listener-arn",
+        &listener_arn,
+        "--attributes",
+        "Key=tcp.idle_timeout.seconds,Value=400",
+    ]);
+    assert!(fixed.contains("ValidationError"), "{fixed}");
+    let secure_tg = aws.target_group_of("TLS", "secure", &vpc, (9443, "ip"), &FAST_CHECKS);
+    aws.register(&secure_tg, &[secure.ip().to_string()]);
+    let sticky = aws.err(&[
+        "elbv2",
+        "modify-target-group-attributes",
+        "--target-group-arn",
+        &secure_tg,
+        "--attributes",
+        "Key=stickiness.enabled,Value=true",
+    ]);
+    assert!(sticky.contains("ValidationError"), "{sticky}");
+    tls_listener("7444", &secure_tg, &[]);
+    // Two groups, one target each in zone a, checked from its node (cross-zone is off).
+    elbd.wait_healthy(2);
+
+    // Terminated with the ACM certificate (verified against the local CA); h2 when offered.
+    let node = lab.node('a', 7443);
+    let exchange = tls_exchange(node, name, &ca, &["h2", "http/1.1"]);
+    let target = plain.addr.to_string();
+    assert!(
+        exchange.starts_with(&format!("h2 {target} ")) && exchange.ends_with(" ping"),
+        "{exchange}"
+    );
+    let exchange = tls_exchange(node, name, &ca, &["http/1.1"]);
+    assert!(exchange.starts_with("http/1.1 "), "{exchange}");
+    let exchange = tls_exchange(node, name, &ca, &[]);
+    assert!(exchange.starts_with("none "), "{exchange}");
+
+    // A TLS group: the target (openssl s_server -www) answers over TLS from elbd.
+    let node = lab.node('a', 7444);
+    let resolve = format!("{name}:7444:{}", node.ip());
+    let reply = curl(
+        &format!("https://{name}:7444/"),
+        &["--cacert", ca.to_str().unwrap(), "--resolve", &resolve],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.headers);
+    assert!(reply.body.contains("s_server"), "{}", reply.body);
 }

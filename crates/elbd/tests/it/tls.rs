@@ -753,7 +753,7 @@ fn revoke(lab: &Lab, ca: &str, cert: &Path, md: &str) -> PathBuf {
 }
 
 /// `openssl s_server -www` on `addr`: a TLS target answering every GET with a status page.
-fn tls_target(lab: &Lab, addr: SocketAddr) -> ProcessBackend {
+pub(crate) fn tls_target(lab: &Lab, addr: SocketAddr) -> ProcessBackend {
     let (cert, key) = self_signed(lab, "target", "target.internal");
     let mut command = Command::new("openssl");
     command

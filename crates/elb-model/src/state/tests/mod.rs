@@ -90,6 +90,7 @@ impl World {
             ssl_policy: None,
             certificate_arns: vec![],
             mutual_authentication: None,
+            alpn_policy: None,
             origin: Origin::Api,
         }))
     }
@@ -110,6 +111,7 @@ impl World {
             ssl_policy: policy.map(str::to_owned),
             certificate_arns: certificates.iter().map(|c| (*c).to_owned()).collect(),
             mutual_authentication: None,
+            alpn_policy: None,
             origin: Origin::Api,
         }))
     }
@@ -336,6 +338,7 @@ fn listeners_check_protocol_port_and_target_group() {
         ssl_policy: None,
         certificate_arns: vec![],
         mutual_authentication: None,
+        alpn_policy: None,
         origin: Origin::Api,
     }));
     let tcp = tcp.unwrap_err();

@@ -2,8 +2,10 @@
 
 use super::*;
 use crate::attributes::{DEREGISTRATION_TERMINATION, PRESERVE_CLIENT_IP, TCP_IDLE_TIMEOUT};
+use crate::listener::AlpnPolicy;
 use crate::rule::FixedResponse;
 use crate::target_group::{HealthCheck, TargetGroupProtocol};
+use crate::trust_store::{MtlsMode, MutualAuthentication};
 
 impl World {
     fn nlb(&mut self, name: &str) -> String {
@@ -46,6 +48,7 @@ impl World {
             ssl_policy: None,
             certificate_arns: vec![],
             mutual_authentication: None,
+            alpn_policy: None,
             origin: Origin::Api,
         }))
     }
@@ -131,7 +134,7 @@ fn tcp_groups_take_aws_defaults_and_their_own_attributes() {
         ErrorCode::InvalidConfigurationRequest
     );
     assert_eq!(
-        w.group("tls", "TLS", "ip").unwrap_err().code,
+        w.group("geneve", "GENEVE", "ip").unwrap_err().code,
         ErrorCode::UnsupportedProtocol
     );
 }
@@ -212,7 +215,10 @@ fn nlb_listeners_forward_tcp_to_one_tcp_group() {
     let e = w
         .listener_of(&lb, ListenerProtocol::Tls, vec![Action::forward(&tcp)])
         .unwrap_err();
-    assert_eq!(e.code, ErrorCode::UnsupportedProtocol, "not built: {e:?}");
+    assert_eq!(
+        e.message, "A certificate must be specified for TLS listeners",
+        "{e:?}"
+    );
     let e = w
         .listener_of(&lb, ListenerProtocol::Tcp, vec![Action::forward(&http)])
         .unwrap_err();
@@ -302,4 +308,86 @@ fn udp_groups_keep_the_client_ip_and_are_checked_over_tcp_or_http() {
         })
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::ValidationError);
+}
+
+#[test]
+fn alpn_policies_belong_to_tls_listeners_and_stay_until_changed() {
+    let mut w = World::new();
+    let lb = w.nlb("secure");
+    let tcp = arn_of(w.group("tcp", "TCP", "ip"));
+    let cert = w.certificate("secure.example");
+    let tls = |alpn: Option<AlpnPolicy>, protocol, mutual| CreateListener {
+        load_balancer_arn: lb.clone(),
+        protocol,
+        port: 7443,
+        default_actions: vec![Action::forward(&tcp)],
+        default_action_order: None,
+        ssl_policy: None,
+        certificate_arns: if protocol == ListenerProtocol::Tcp {
+            vec![]
+        } else {
+            vec![cert.clone()]
+        },
+        mutual_authentication: mutual,
+        alpn_policy: alpn,
+        origin: Origin::Api,
+    };
+    let preferred = Some(AlpnPolicy::Http2Preferred);
+    let e = w
+        .run(Command::CreateListener(tls(
+            preferred,
+            ListenerProtocol::Tcp,
+            None,
+        )))
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::ValidationError, "{e:?}");
+    let passthrough = Some(MutualAuthentication {
+        mode: MtlsMode::Passthrough,
+        trust_store_arn: None,
+        advertise_ca_names: false,
+    });
+    let e = w
+        .run(Command::CreateListener(tls(
+            None,
+            ListenerProtocol::Tls,
+            passthrough,
+        )))
+        .unwrap_err();
+    assert!(e.message.contains("HTTPS listeners only"), "{e:?}");
+    assert!(w.state.listeners.is_empty());
+
+    let listener = arn_of(w.run(Command::CreateListener(tls(
+        preferred,
+        ListenerProtocol::Tls,
+        None,
+    ))));
+    let alpn = |w: &World| {
+        w.state.listeners[&listener]
+            .tls
+            .as_ref()
+            .unwrap()
+            .alpn_policy
+    };
+    assert_eq!(alpn(&w), AlpnPolicy::Http2Preferred);
+    assert_eq!(
+        w.state.listeners[&listener]
+            .attributes
+            .get(TCP_IDLE_TIMEOUT),
+        Some("350")
+    );
+    // A change that does not name the policy keeps it; one that does replaces it.
+    let modify = |w: &mut World, alpn| {
+        w.run(Command::ModifyListener {
+            arn: listener.clone(),
+            changes: ListenerChanges {
+                ssl_policy: Some("ELBSecurityPolicy-TLS13-1-2-2021-06".into()),
+                alpn_policy: alpn,
+                ..ListenerChanges::default()
+            },
+        })
+    };
+    modify(&mut w, None).unwrap();
+    assert_eq!(alpn(&w), AlpnPolicy::Http2Preferred);
+    modify(&mut w, Some(AlpnPolicy::Http1Only)).unwrap();
+    assert_eq!(alpn(&w), AlpnPolicy::Http1Only);
 }

@@ -1,0 +1,166 @@
+//! TLS on a TCP flow: a TLS listener terminates the client's TLS with the listener's
+//! certificates and ALPN policy, and a TLS target group re-encrypts to the target, offering
+//! the protocol the client negotiated and, as ELB, not verifying the target's certificate.
+//!
+//! Plain flows keep the readiness relay of the parent module; a flow with TLS on either side
+//! moves plaintext through the TLS streams with a buffer per direction.
+
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
+
+use super::{Broken, Shared};
+use crate::spare;
+
+/// A client gets this long to complete its TLS handshake, as on HTTPS listeners.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One side of a flow: plain TCP, or TLS over it.
+pub(super) enum Stream {
+    Plain(TcpStream),
+    /// The client's side of a TLS listener.
+    Server(Box<server::TlsStream<TcpStream>>),
+    /// The target's side of a TLS target group.
+    Client(Box<client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP connection underneath, to reset.
+    pub(super) fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(tcp) => tcp,
+            Self::Server(tls) => tls.get_ref().0,
+            Self::Client(tls) => tls.get_ref().0,
+        }
+    }
+
+    /// The protocol ALPN settled on with the client, if any.
+    pub(super) fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            Self::Server(tls) => tls.get_ref().1.alpn_protocol(),
+            _ => None,
+        }
+    }
+}
+
+/// The client's TLS handshake under `config`; `None` when it fails or takes too long.
+pub(super) async fn accept(
+    config: &Arc<rustls::ServerConfig>,
+    client: TcpStream,
+) -> io::Result<Stream> {
+    let acceptor = TlsAcceptor::from(config.clone());
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(client)).await {
+        Ok(stream) => Ok(Stream::Server(Box::new(stream?))),
+        Err(_) => Err(ErrorKind::TimedOut.into()),
+    }
+}
+
+/// The TLS handshake with the target at `addr` over `target`, offering `alpn`.
+pub(super) async fn connect(
+    target: TcpStream,
+    addr: SocketAddr,
+    alpn: Option<&[u8]>,
+    timeout: Duration,
+) -> io::Result<Stream> {
+    let name = ServerName::IpAddress(addr.ip().into());
+    let handshake = connector(alpn).connect(name, target);
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(stream) => Ok(Stream::Client(Box::new(stream?))),
+        Err(_) => Err(ErrorKind::TimedOut.into()),
+    }
+}
+
+/// A connector offering `alpn`: none, or one of the protocols a TLS listener negotiates.
+fn connector(alpn: Option<&[u8]>) -> &'static TlsConnector {
+    static NONE: OnceLock<TlsConnector> = OnceLock::new();
+    static H2: OnceLock<TlsConnector> = OnceLock::new();
+    static HTTP1: OnceLock<TlsConnector> = OnceLock::new();
+    let (cell, offer): (_, &[&[u8]]) = match alpn {
+        Some(b"h2") => (&H2, &[b"h2"]),
+        Some(b"http/1.1") => (&HTTP1, &[b"http/1.1"]),
+        _ => (&NONE, &[]),
+    };
+    cell.get_or_init(|| TlsConnector::from(elb_tls::client::target_config(offer)))
+}
+
+/// Copies plaintext from `from` to `to` until `from` ends, as the parent module's pump does:
+/// the first direction to end shuts `to`'s write side (TLS: close_notify, then FIN).
+pub(super) async fn copy<R, W>(from: &mut R, to: &mut W, shared: &Shared<'_>) -> Result<(), Broken>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; spare::SIZE];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(n) => n,
+            // A peer that closes without close_notify has still closed: most do.
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => 0,
+            Err(_) => return Err(Broken::Reading),
+        };
+        if n == 0 {
+            if !shared
+                .one_ended
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                to.shutdown().await.map_err(|_| Broken::Writing)?;
+            }
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await.map_err(|_| Broken::Writing)?;
+        to.flush().await.map_err(|_| Broken::Writing)?;
+        shared.moved(n);
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Server(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Client(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Server(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Client(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Server(s) => Pin::new(s).poll_flush(cx),
+            Self::Client(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Server(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Client(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
