@@ -186,8 +186,7 @@ async fn accept(
                             let flow = tcp::serve(stream, ends, route.clone(), drain_over.clone());
                             connections.spawn(flow);
                         }
-                        // Datagram listeners have sockets of their own.
-                        Listener::Udp(_) => {}
+                        Listener::Udp(_) => unreachable!("UDP listeners are keyed by UDP sockets"),
                     }
                 }
                 Err(e) => {

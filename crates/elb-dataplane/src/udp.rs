@@ -12,7 +12,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::ErrorKind;
+use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,11 +33,18 @@ use crate::table::{Listener, RoutingTable, UdpRoute};
 
 /// AWS's idle timeout for UDP flows.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// The largest UDP payload over IPv4.
-const DATAGRAM: usize = 65_507;
+/// Room for the largest UDP payload (65,507 bytes over IPv4, 65,527 over IPv6).
+const DATAGRAM: usize = 65_536;
+/// Datagrams read per wake-up: between batches the listener hears of ended flows and of its
+/// own closing, however busy it is.
+const BATCH: usize = 64;
+/// Flows one listener keeps at once. Each holds a socket (a descriptor and a port) for up to
+/// 120 s, and new client ports cost nothing to forge: past this, new flows are refused until
+/// some end, rather than running the process out of descriptors.
+const MAX_FLOWS: usize = 16_384;
 
 /// A flow the listener knows: where its client's datagrams go.
-struct Open {
+struct OpenFlow {
     /// Tells this flow from a later one of the same client.
     id: u64,
     target: Arc<UdpSocket>,
@@ -69,11 +76,13 @@ pub(crate) async fn serve(
     };
     let socket = Arc::new(socket);
     let key = BindKey::udp(local);
-    let mut open: HashMap<SocketAddr, Open> = HashMap::new();
+    let mut open: HashMap<SocketAddr, OpenFlow> = HashMap::new();
     let mut tasks = JoinSet::new();
     // Flows say here when they end, so that the client's next datagram starts a new one.
     let (ended, mut endings) = mpsc::unbounded_channel::<(SocketAddr, u64)>();
     let mut next_id = 0u64;
+    // Whether new flows are being refused (warned once per spell).
+    let mut full = false;
     let mut buf = vec![0u8; DATAGRAM];
     loop {
         tokio::select! {
@@ -89,15 +98,13 @@ pub(crate) async fn serve(
                     warn!(%local, error = %e, "UDP listener failed");
                     break;
                 }
-                // Everything that has arrived, without waiting for readiness in between.
-                loop {
+                for _ in 0..BATCH {
                     let (n, client) = match socket.try_recv_from(&mut buf) {
                         Ok(received) => received,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) => {
-                            // An ICMP error of an earlier send: nothing to do for this one.
                             debug!(%local, error = %e, "UDP receive failed");
-                            continue;
+                            break;
                         }
                     };
                     let datagram = &buf[..n];
@@ -105,6 +112,14 @@ pub(crate) async fn serve(
                         forward(flow, datagram);
                         continue;
                     }
+                    if open.len() >= MAX_FLOWS {
+                        if !full {
+                            warn!(%local, "UDP listener at {MAX_FLOWS} flows; new clients are dropped until some end");
+                        }
+                        full = true;
+                        continue;
+                    }
+                    full = false;
                     let snapshot = table.load();
                     let Some(Listener::Udp(route)) = snapshot.listener(&key) else {
                         continue;
@@ -115,16 +130,10 @@ pub(crate) async fn serve(
                     }
                     next_id += 1;
                     let ends = (local, client);
-                    let Some((flow, relay)) = start(route, ends, next_id, &socket, &ended).await else {
-                        continue;
-                    };
-                    // A new socket is not known to be writable until the runtime has polled
-                    // it: the first datagram waits for that, where later ones would drop.
-                    if flow.target.send(datagram).await.is_ok() {
-                        flow.metrics.udp.processed_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    if let Some((flow, relay)) = start(route, ends, next_id, &socket, &ended, datagram) {
+                        tasks.spawn(relay);
+                        open.insert(client, flow);
                     }
-                    tasks.spawn(relay);
-                    open.insert(client, flow);
                 }
             }
         }
@@ -133,7 +142,7 @@ pub(crate) async fn serve(
 }
 
 /// Sends a flow's datagram on to its target.
-fn forward(flow: &Open, datagram: &[u8]) {
+fn forward(flow: &OpenFlow, datagram: &[u8]) {
     flow.activity.touch();
     if flow.target.try_send(datagram).is_ok() {
         let bytes = datagram.len() as u64;
@@ -144,15 +153,17 @@ fn forward(flow: &Open, datagram: &[u8]) {
     }
 }
 
-/// A new flow from `client`: a socket connected to the target the hash picks, and the task
-/// that relays the target's replies until the flow ends. `None` when there is no target.
-async fn start(
+/// A new flow from `client` whose first datagram is `first`: a socket connected to the
+/// target the hash picks (`first` already sent on it), and the task that relays the target's
+/// replies until the flow ends. `None` when there is no target or no socket.
+fn start(
     route: &Arc<UdpRoute>,
     (local, client): (SocketAddr, SocketAddr),
     id: u64,
     listener: &Arc<UdpSocket>,
     ended: &mpsc::UnboundedSender<(SocketAddr, u64)>,
-) -> Option<(Open, impl Future<Output = ()> + use<>)> {
+    first: &[u8],
+) -> Option<(OpenFlow, impl Future<Output = ()> + use<>)> {
     let flow = Flow {
         protocol: flow::UDP,
         source: client,
@@ -161,13 +172,17 @@ async fn start(
     let (endpoint, in_flight) = route.targets.for_flow(&flow).next()?;
     let preserve = route.targets.proto.preserve_client_ip;
     let source = dial::source(preserve, client.ip(), route.node_ip);
-    let target = match connect(source, endpoint.addr).await {
+    let target = match connect(source, endpoint.addr, first) {
         Ok(socket) => Arc::new(socket),
         Err(e) => {
             debug!(%client, target = %endpoint.addr, error = %e, "no socket to the target");
             return None;
         }
     };
+    let metrics = &route.flows.udp;
+    metrics
+        .processed_bytes
+        .fetch_add(first.len() as u64, Ordering::Relaxed);
     let activity = Arc::new(Activity {
         start: Instant::now(),
         last_ms: AtomicU64::new(0),
@@ -185,7 +200,7 @@ async fn start(
         }
     };
     Some((
-        Open {
+        OpenFlow {
             id,
             target,
             activity,
@@ -200,8 +215,9 @@ thread_local! {
     static REPLY: RefCell<Vec<u8>> = RefCell::new(vec![0u8; DATAGRAM]);
 }
 
-/// Sends on to `client` what the target has sent, without waiting; the bytes it passed on.
-/// A reply the listener's socket cannot take now is dropped, as the network would.
+/// Sends on to `client` what the target has sent, at most a batch, without waiting; the
+/// bytes it passed on. A reply the listener's socket cannot take now is dropped, as the
+/// network would.
 fn pass_replies(
     target: &UdpSocket,
     listener: &UdpSocket,
@@ -209,7 +225,7 @@ fn pass_replies(
     buf: &mut [u8],
 ) -> u64 {
     let mut moved = 0;
-    loop {
+    for _ in 0..BATCH {
         match target.try_recv(buf) {
             Ok(n) => {
                 if listener.try_send_to(&buf[..n], client).is_ok() {
@@ -225,13 +241,18 @@ fn pass_replies(
             }
         }
     }
+    moved
 }
 
-/// A UDP socket from `source` (any port) connected to `target`.
-async fn connect(source: IpAddr, target: SocketAddr) -> std::io::Result<UdpSocket> {
-    let socket = UdpSocket::bind(SocketAddr::new(source, 0)).await?;
-    socket.connect(target).await?;
-    Ok(socket)
+/// A UDP socket from `source` (any port) connected to `target`, with `first` sent on it.
+/// Sent before the runtime takes the socket, which would not know it writable until its
+/// next poll: a new socket's send buffer is empty, so the send does not block.
+fn connect(source: IpAddr, target: SocketAddr, first: &[u8]) -> io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(SocketAddr::new(source, 0))?;
+    socket.connect(target)?;
+    socket.set_nonblocking(true)?;
+    socket.send(first)?;
+    UdpSocket::from_std(socket)
 }
 
 /// Sends the target's datagrams to `client` from the listener's socket until the flow idles
@@ -272,5 +293,94 @@ async fn replies(
                 deadline.as_mut().reset(last + IDLE_TIMEOUT);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flow's two sockets: (the target's, the flow's connected to it), and the listener's
+    /// with the client's connected to it.
+    async fn sockets() -> ([UdpSocket; 2], [UdpSocket; 2]) {
+        let bind = || UdpSocket::bind("127.0.0.1:0");
+        let (target, flow, listener, client) = (bind(), bind(), bind(), bind());
+        let (target, flow, listener, client) = (
+            target.await.unwrap(),
+            flow.await.unwrap(),
+            listener.await.unwrap(),
+            client.await.unwrap(),
+        );
+        flow.connect(target.local_addr().unwrap()).await.unwrap();
+        client
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        ([target, flow], [listener, client])
+    }
+
+    /// A new flow's activity, cut signal and metrics.
+    fn fresh() -> (
+        Activity,
+        (watch::Sender<bool>, watch::Receiver<bool>),
+        FlowMetrics,
+    ) {
+        let activity = Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        };
+        (activity, watch::channel(false), FlowMetrics::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replies_reach_the_client_and_a_quiet_flow_ends_after_120_s() {
+        let ([target, flow], [listener, client]) = sockets().await;
+        let (activity, (_cut, mut cut_rx), metrics) = fresh();
+        let client_addr = client.local_addr().unwrap();
+        let relay = replies(
+            &flow,
+            &listener,
+            client_addr,
+            &activity,
+            &mut cut_rx,
+            &metrics,
+        );
+        let exchange = async {
+            tokio::time::sleep(Duration::from_secs(100)).await;
+            target
+                .send_to(b"pong", flow.local_addr().unwrap())
+                .await
+                .unwrap();
+            let mut buf = [0u8; 8];
+            let n = client.recv(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"pong", "the reply leaves from the listener");
+        };
+        let started = Instant::now();
+        tokio::join!(relay, exchange);
+        let lasted = started.elapsed();
+        assert!(
+            lasted >= Duration::from_secs(220) && lasted < Duration::from_secs(222),
+            "120 s after the reply at 100 s: {lasted:?}"
+        );
+        assert_eq!(metrics.udp.processed_bytes.load(Ordering::Relaxed), 4);
+    }
+
+    #[tokio::test]
+    async fn a_cut_ends_the_flow() {
+        let ([_target, flow], [listener, client]) = sockets().await;
+        let (activity, (cut, mut cut_rx), metrics) = fresh();
+        let client_addr = client.local_addr().unwrap();
+        cut.send_replace(true);
+        let relay = replies(
+            &flow,
+            &listener,
+            client_addr,
+            &activity,
+            &mut cut_rx,
+            &metrics,
+        );
+        tokio::time::timeout(Duration::from_secs(5), relay)
+            .await
+            .expect("the cut flow ended");
     }
 }

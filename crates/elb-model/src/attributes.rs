@@ -260,15 +260,15 @@ const TARGET_GROUP_FLOWS: &[Spec] = &[
         "source_ip",
         true,
     ),
-    spec(UNHEALTHY_TERMINATION, BOOL, "true", true),
 ];
 
-/// An NLB's TCP target groups' own. Client IP preservation defaults by target type
+/// An NLB's TCP and TLS target groups' own. Client IP preservation defaults by target type
 /// ([`target_group_defaults`]).
 const TARGET_GROUP_TCP: &[Spec] = &[
     spec(DEREGISTRATION_TERMINATION, BOOL, "false", true),
     spec(PRESERVE_CLIENT_IP, BOOL, "false", true),
     spec(PROXY_PROTOCOL_V2, BOOL, "false", true),
+    spec(UNHEALTHY_TERMINATION, BOOL, "true", true),
     spec(
         "target_health_state.unhealthy.draining_interval_seconds",
         Value::Int(0, 360_000),
@@ -279,7 +279,8 @@ const TARGET_GROUP_TCP: &[Spec] = &[
 
 /// An NLB's UDP and TCP_UDP target groups' own: as AWS, a deregistered target's flows end
 /// when its delay does, the client's address is always kept ([`modify_target_group`]
-/// refuses turning it off) and there is no PROXY protocol.
+/// refuses turning it off), and there is no PROXY protocol and no choice of ending an
+/// unhealthy target's flows (elbd always ends them).
 const TARGET_GROUP_UDP: &[Spec] = &[
     spec(DEREGISTRATION_TERMINATION, BOOL, "true", true),
     spec(PRESERVE_CLIENT_IP, BOOL, "true", true),
@@ -443,6 +444,20 @@ fn listener_specs(protocol: ListenerProtocol) -> &'static [Spec] {
 /// listeners had other protocols).
 pub fn http_listener_defaults() -> Attributes {
     listener_defaults(ListenerProtocol::Http)
+}
+
+/// A listener's attributes once its protocol changes from `from` to `to`: kept when both
+/// protocols take the same attributes, else the new protocol's defaults.
+pub fn listener_protocol_changed(
+    attrs: &Attributes,
+    from: ListenerProtocol,
+    to: ListenerProtocol,
+) -> Attributes {
+    if std::ptr::eq(listener_specs(from), listener_specs(to)) {
+        attrs.clone()
+    } else {
+        listener_defaults(to)
+    }
 }
 
 /// The attributes a new listener of `protocol` starts with.

@@ -40,6 +40,8 @@ pub enum Error {
     Signature,
     Version,
     Command,
+    /// A family or transport the specification does not define.
+    Family,
     /// The length is too short for the family's addresses.
     Length,
 }
@@ -108,16 +110,22 @@ pub fn decode(bytes: &[u8]) -> Result<Option<(Header, usize)>, Error> {
     if version != 2 {
         return Err(Error::Version);
     }
-    let length = usize::from(u16::from_be_bytes([bytes[14], bytes[15]]));
-    let family = bytes[13] >> 4;
-    let needed = match family {
-        1 => 12,
-        2 => 36,
-        _ => 0,
-    };
     if command > 1 {
         return Err(Error::Command);
     }
+    let length = usize::from(u16::from_be_bytes([bytes[14], bytes[15]]));
+    let (family, transport) = (bytes[13] >> 4, bytes[13] & 0x0f);
+    // The specification defines families 0-3 and transports 0-2, and has receivers drop
+    // anything else.
+    if family > 3 || transport > 2 {
+        return Err(Error::Family);
+    }
+    let needed = match family {
+        1 => 12,
+        2 => 36,
+        3 => 216,
+        _ => 0,
+    };
     if command == 1 && length < needed {
         return Err(Error::Length);
     }
@@ -127,7 +135,7 @@ pub fn decode(bytes: &[u8]) -> Result<Option<(Header, usize)>, Error> {
     let header = if command == 0 {
         Header::Local
     } else {
-        let transport = if bytes[13] & 0x0f == 2 {
+        let transport = if transport == 2 {
             Transport::Datagram
         } else {
             Transport::Stream
@@ -245,16 +253,19 @@ mod tests {
         };
         assert_eq!((addresses.unwrap().0, taken), (addr("10.0.0.1:1"), 36));
 
+        // UNIX sockets: two paths of 108 bytes, which this decoder does not read.
         let mut unix = local().to_vec();
         unix[12] = 0x21;
         unix[13] = 0x31;
-        unix[15] = 4;
-        unix.extend_from_slice(b"/tmp");
+        unix[14..16].copy_from_slice(&216u16.to_be_bytes());
+        unix.extend_from_slice(&[0u8; 216]);
         let unspecified = Header::Proxy {
             transport: Transport::Stream,
             addresses: None,
         };
-        assert_eq!(decode(&unix), Ok(Some((unspecified, 20))));
+        assert_eq!(decode(&unix), Ok(Some((unspecified, 232))));
+        unix[14..16].copy_from_slice(&4u16.to_be_bytes());
+        assert_eq!(decode(&unix), Err(Error::Length));
     }
 
     #[test]
@@ -270,5 +281,10 @@ mod tests {
         let mut short = proxy(Transport::Stream, addr("1.2.3.4:5"), addr("5.6.7.8:9"));
         short[15] = 8;
         assert_eq!(decode(&short), Err(Error::Length));
+        let mut unknown = proxy(Transport::Stream, addr("1.2.3.4:5"), addr("5.6.7.8:9"));
+        unknown[13] = 0x41;
+        assert_eq!(decode(&unknown), Err(Error::Family));
+        unknown[13] = 0x13;
+        assert_eq!(decode(&unknown), Err(Error::Family));
     }
 }

@@ -161,7 +161,14 @@ impl Runtime {
             (node.id.clone(), tg.arn.clone()),
             Arc::default,
         );
-        let choice = choose(inputs.state, node, tg, inputs.health, (&self.kept, used));
+        let choice = choose(
+            inputs.state,
+            node,
+            tg,
+            inputs.health,
+            "tcp",
+            (&self.kept, used),
+        );
         let slow_start_ms = tg
             .attributes
             .int("slow_start.duration_seconds")

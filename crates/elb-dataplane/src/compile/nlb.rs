@@ -16,7 +16,7 @@ use elb_model::{
 use tokio::sync::watch;
 use tracing::error;
 
-use super::targets::choose;
+use super::targets::{Choice, choose};
 use super::{Inputs, Kept, Runtime, keep};
 use crate::admission::Admission;
 use crate::table::{Door, Listener, TcpRoute, UdpRoute};
@@ -109,7 +109,15 @@ impl Runtime {
         };
         let mut per_node = Vec::new();
         for node in state.nodes_of(&lb.arn) {
-            let targets = Arc::new(self.flow_targets(inputs, node, tg, used));
+            // Each transport takes the targets the security groups let it reach.
+            let mut choice = |protocol| {
+                let kept = (&self.kept, &mut *used);
+                choose(state, node, tg, inputs.health, protocol, kept)
+            };
+            let tcp = listener.protocol.takes_connections().then(|| choice("tcp"));
+            let udp = listener.protocol.takes_datagrams().then(|| choice("udp"));
+            let fail_open = tcp.iter().chain(&udp).any(|c| c.fail_open);
+            self.keep_terminators(inputs, node, tg, fail_open, used);
             let flows = keep(
                 &self.kept.flows,
                 &mut used.flows,
@@ -117,18 +125,18 @@ impl Runtime {
                 Arc::default,
             );
             let node_ip = node.private_ipv4.into();
-            if listener.protocol.takes_connections() {
+            if let Some(choice) = tcp {
                 let route = TcpRoute {
                     door: door.clone(),
                     flows: flows.clone(),
                     idle_timeout,
                     tls: tls.clone(),
                     node_ip,
-                    targets: targets.clone(),
+                    targets: Arc::new(self.flow_targets(node, tg, choice, used)),
                 };
                 per_node.push((node, Listener::Tcp(Arc::new(route))));
             }
-            if listener.protocol.takes_datagrams() {
+            if let Some(choice) = udp {
                 let route = UdpRoute {
                     door: Door {
                         admission: Admission::for_listener(state, lb, "udp", listener.port),
@@ -136,7 +144,7 @@ impl Runtime {
                     },
                     flows,
                     node_ip,
-                    targets,
+                    targets: Arc::new(self.flow_targets(node, tg, choice, used)),
                 };
                 per_node.push((node, Listener::Udp(Arc::new(route))));
             }
@@ -144,20 +152,21 @@ impl Runtime {
         per_node
     }
 
-    /// What `node` sends `tg`'s flows to. Along the way, the open flows of targets that
-    /// turned unhealthy are reset when the group asks for it (unless too few are healthy and
-    /// the group fails open to all), and every registration keeps its terminator.
-    fn flow_targets(
+    /// Keeps a terminator for every registration of `tg` on `node`, and ends the open flows
+    /// of targets that turned unhealthy: when the group asks for it (UDP groups always, as
+    /// a datagram flow would otherwise keep its dead target for as long as the client
+    /// sends), unless too few are healthy and the group fails open to all.
+    fn keep_terminators(
         &mut self,
         inputs: &Inputs<'_>,
         node: &Node,
         tg: &TargetGroup,
+        fail_open: bool,
         used: &mut Kept,
-    ) -> FlowTargets {
-        let state = inputs.state;
+    ) {
         let attrs = &tg.attributes;
         let on_removal = attrs.flag(DEREGISTRATION_TERMINATION);
-        let choice = choose(state, node, tg, inputs.health, (&self.kept, used));
+        let on_unhealthy = tg.protocol.takes_datagrams() || attrs.flag(UNHEALTHY_TERMINATION);
         for registration in &tg.targets {
             let key = (node.id.clone(), registration.key(&tg.arn));
             let unhealthy = inputs
@@ -170,7 +179,7 @@ impl Runtime {
                 key.clone(),
                 || Arc::new(Terminator::new(&tg.arn, on_removal)),
             );
-            if unhealthy && attrs.flag(UNHEALTHY_TERMINATION) && !choice.fail_open {
+            if unhealthy && on_unhealthy && !fail_open {
                 terminator.cut();
                 // Flows that come after it is healthy again start uncut.
                 let fresh = Terminator::new(&tg.arn, on_removal);
@@ -184,6 +193,17 @@ impl Runtime {
                 used.terminators.insert(key, Arc::new(renewed));
             }
         }
+    }
+
+    /// What `node` sends `tg`'s flows to, of those `choice` took.
+    fn flow_targets(
+        &self,
+        node: &Node,
+        tg: &TargetGroup,
+        choice: Choice,
+        used: &Kept,
+    ) -> FlowTargets {
+        let attrs = &tg.attributes;
         let endpoints = choice
             .targets
             .into_iter()

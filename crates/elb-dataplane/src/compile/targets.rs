@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use elb_model::health::below_minimum;
-use elb_model::{
-    HealthState, HealthView, Node, Region, Registration, TargetGroup, TargetGroupProtocol,
-};
+use elb_model::{HealthState, HealthView, Node, Region, Registration, TargetGroup};
 
 use super::{Kept, keep};
 
@@ -34,12 +32,13 @@ pub(super) struct Choice {
     pub(super) fail_open: bool,
 }
 
-/// The group's targets for `node`.
+/// The group's targets for `node` that `protocol` ("tcp" or "udp") can reach.
 pub(super) fn choose(
     state: &Region,
     node: &Node,
     tg: &TargetGroup,
     health: &HealthView,
+    protocol: &str,
     (old, used): (&Kept, &mut Kept),
 ) -> Choice {
     let registered = tg.targets.iter().filter(|t| state.in_service(t)).count();
@@ -53,18 +52,10 @@ pub(super) fn choose(
         .load_balancers
         .get(&node.load_balancer_arn)
         .map(|lb| state.egress(lb));
-    // A TCP_UDP group's targets must be reachable both ways.
-    let protocols: &[&str] = match tg.protocol {
-        TargetGroupProtocol::Udp => &["udp"],
-        TargetGroupProtocol::TcpUdp => &["tcp", "udp"],
-        _ => &["tcp"],
-    };
     let reachable = |t: &Registration| {
-        egress.as_ref().is_none_or(|e| {
-            protocols
-                .iter()
-                .all(|protocol| e.allows(protocol, t.address, t.port))
-        })
+        egress
+            .as_ref()
+            .is_none_or(|e| e.allows(protocol, t.address, t.port))
     };
     let healthy_since = |key: &str| {
         health

@@ -144,6 +144,11 @@ impl Region {
         }
         self.check_actions(&lb_arn, protocol, &default_actions)?;
         let listener = self.listeners.get_mut(arn).expect("checked above");
+        listener.attributes = attributes::listener_protocol_changed(
+            &listener.attributes,
+            listener.protocol,
+            protocol,
+        );
         listener.port = port;
         listener.protocol = protocol;
         listener.tls = tls;

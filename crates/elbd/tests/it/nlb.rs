@@ -629,8 +629,9 @@ async fn udp_flows_keep_their_target_and_answer_from_the_listener() {
         let tg = aws.target_group_of(protocol, name, &vpc, (9200, "ip"), &FAST_CHECKS);
         aws.register(&tg, &ids);
         Aws::json(aws.listener_of(&lb_arn, (protocol, port), &tg));
+        tg
     };
-    listen("UDP", "7000", "udp");
+    let udp_tg = listen("UDP", "7000", "udp");
     listen("TCP_UDP", "7001", "both");
     // Two groups of two targets, checked from two nodes.
     elbd.wait_healthy(8);
@@ -671,6 +672,41 @@ async fn udp_flows_keep_their_target_and_answer_from_the_listener() {
         "cross-zone: both targets through one node"
     );
 
+    // Deregistration ends a flow when its delay does (on by default for UDP groups): the
+    // client's next datagram starts a new flow, to the other target.
+    let (_, answer) = ask(&client, node, "before").await;
+    let first: SocketAddr = answer.split(' ').next().unwrap().parse().unwrap();
+    let delay = "Key=deregistration_delay.timeout_seconds,Value=0";
+    aws.ok(&[
+        "elbv2",
+        "modify-target-group-attributes",
+        "--target-group-arn",
+        &udp_tg,
+        "--attributes",
+        delay,
+    ]);
+    let target = format!("Id={}", first.ip());
+    aws.ok(&[
+        "elbv2",
+        "deregister-targets",
+        "--target-group-arn",
+        &udp_tg,
+        "--targets",
+        &target,
+    ]);
+    let mut now = first.to_string();
+    for _ in 0..25 {
+        now = ask(&client, node, "after").await.1;
+        if !now.starts_with(&first.to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        !now.starts_with(&first.to_string()),
+        "still on {first}: {now}"
+    );
+
     // TCP_UDP: datagrams and connections on one port.
     let both = lab.node('b', 7001);
     let (from, answer) = ask(&client, both, "over udp").await;
@@ -693,7 +729,10 @@ async fn udp_flows_keep_their_target_and_answer_from_the_listener() {
         .filter(|l| l.starts_with("aws_networkelb_new_flow_count_udp_total{"))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum();
-    assert_eq!(udp_flows, 42.0, "one flow per client socket and node");
+    assert_eq!(
+        udp_flows, 43.0,
+        "one flow per client socket and node, and one after the deregistration"
+    );
 }
 
 /// Through a TLS listener at `node`, trusting `ca` for `name` and offering `alpn`: the

@@ -103,4 +103,9 @@ fn egress_rules_bound_where_a_load_balancers_nodes_may_connect() {
     })
     .unwrap();
     assert!(allows(&w, 80) && !allows(&w, 81));
+    let udp = w.state.egress(&w.state.load_balancers[&lb]);
+    assert!(
+        !udp.allows("udp", target, 80),
+        "a TCP rule does not let UDP out"
+    );
 }
