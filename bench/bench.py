@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """elbd against HAProxy and NGINX, on this box, in one run.
 
-One NGINX origin (1 worker) serves the bodies. In turn, elbd, HAProxy (nbthread 1) and NGINX
-as a proxy (1 worker) forward to it with equivalent features (X-Forwarded-For/-Proto/-Port,
-keep-alive to the origin, no access logs); "direct" hits the origin itself. The proxy is
-pinned to CPU 1, the load generator and the origin to CPU 0. Rounds alternate the order of the
-proxies. See bench/README.md for the method and what each column means.
+One NGINX origin (1 worker) serves the bodies, and `udp-load echo` answers datagrams. In turn,
+elbd, HAProxy (nbthread 1) and NGINX as a proxy (1 worker) forward to it with equivalent
+features (X-Forwarded-For/-Proto/-Port, keep-alive to the origin, no access logs); "direct"
+hits the origin itself. The proxy is pinned to CPU 1, the load generator and the origin to
+CPU 0. Rounds alternate the order of the proxies. See bench/README.md for the method and what
+each column means.
 """
 
 import argparse
@@ -37,6 +38,15 @@ ADDRS = {
     "haproxy": ("127.202.0.1:8080", "127.202.0.1:8081", "127.202.0.1:8443", "127.202.0.1:9000"),
     "nginx": ("127.203.0.1:8080", "127.203.0.1:8081", "127.203.0.1:8443", "127.203.0.1:9000"),
 }
+# UDP: the origin's echo server, and each UDP proxy's listener (elbd's on its NLB node).
+# HAProxy 2.6 does not proxy UDP.
+ORIGIN_UDP = 9053
+UDP_ADDRS = {
+    "direct": f"{ORIGIN}:{ORIGIN_UDP}",
+    "elbd": "127.200.255.253:9053",
+    "nginx": "127.203.0.1:9053",
+}
+UDP_LOAD = ROOT / "target/udp-load/release/udp-load"  # built by bench/run
 SCENARIOS = {
     "keepalive": "HTTP/1.1 keep-alive, 17-byte body",
     "body16k": "HTTP/1.1 keep-alive, 16 KB body",
@@ -48,10 +58,13 @@ SCENARIOS = {
     "tls_resumed": "a resumed TLS 1.3 session per request (openssl s_time -reuse, 1 connection at a time)",
     "tcp_conn": "L4 TCP, a new connection per small exchange (wrk Connection: close through the TCP proxy)",
     "tcp_stream": "L4 TCP, long-lived streams (wrk keep-alive, 1 MiB bodies, 8 connections; CPU per GB)",
+    "udp_dgram": "L4 UDP, small datagrams echoed through the UDP proxy, 64 client sockets",
 }
 TLS_SCENARIOS = [s for s in SCENARIOS if s.startswith("tls")]
 TCP_SCENARIOS = [s for s in SCENARIOS if s.startswith("tcp")]
+UDP_SCENARIOS = [s for s in SCENARIOS if s.startswith("udp")]
 STREAM_BODY = 1 << 20
+UDP_SOCKETS, UDP_SIZE = 64, 64
 CONNECTIONS = 32
 IDLE_CONNECTIONS = 1000
 
@@ -70,6 +83,28 @@ def wait_for(addr, timeout=10.0):
         except OSError:
             time.sleep(0.05)
     raise SystemExit(f"nothing listens at {addr}")
+
+
+def wait_for_udp(addr, timeout=10.0):
+    """Until a datagram to `addr` comes back: the echo, through the proxy when it is one."""
+    host, port = addr.rsplit(":", 1)
+    deadline = time.time() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        s.connect((host, int(port)))
+        while time.time() < deadline:
+            try:
+                s.send(b"ready?")
+                s.recv(64)
+                return
+            except OSError:  # no answer yet, or refused while nothing listens
+                time.sleep(0.05)
+    raise SystemExit(f"no UDP echo through {addr}")
+
+
+def runs(name, scenario):
+    """Whether the proxy takes part in the scenario: HAProxy has no UDP proxying."""
+    return scenario not in UDP_SCENARIOS or name != "haproxy"
 
 
 # === processes ===
@@ -177,9 +212,15 @@ def nginx_proxy_conf(work):
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Forwarded-Port $server_port;
     }"""
+    # UDP: a session per client address and port, ended after 120 s idle (elbd's and AWS's
+    # UDP flows); no proxy_responses, which would end it at each reply, making a new upstream
+    # socket per datagram. It leaves from the client's address, as elbd's UDP flows do (AWS
+    # keeps the client IP for UDP groups): on loopback this needs no `transparent`.
     stream = f"""stream {{
   upstream origin_tcp {{ server {ORIGIN}:{ORIGIN_H1}; }}
   server {{ listen {tcp}; proxy_pass origin_tcp; proxy_bind {tcp.rsplit(":", 1)[0]}; }}
+  server {{ listen {UDP_ADDRS["nginx"]} udp; proxy_pass {ORIGIN}:{ORIGIN_UDP}; proxy_timeout 120s;
+           proxy_bind $remote_addr; }}
 }}"""
     return nginx_conf(work, "proxy", stream).replace(
         "  proxy\n",
@@ -229,7 +270,25 @@ listen tcp
 """
 
 
-def elbd_conf(work):
+def elbd_conf(work, udp):
+    # UDP only when its scenario runs: a --baseline build may predate UDP listeners. A UDP
+    # group is checked over TCP: on the origin's HTTP port, as the echo has no TCP side.
+    udp_listener = udp_group = ""
+    if udp:
+        udp_listener = """
+[[load_balancer.listener]]
+protocol = "UDP"
+port = 9053
+default_action = { forward = "origin-udp" }
+"""
+        udp_group = f"""
+[[target_group]]
+name = "origin-udp"
+protocol = "UDP"
+port = {ORIGIN_UDP}
+health_check = {{ port = {ORIGIN_H1} }}
+targets = ["{ORIGIN}:{ORIGIN_UDP}"]
+"""
     return f"""
 [settings]
 [[settings.zone]]
@@ -276,20 +335,20 @@ availability_zones = ["us-east-1a"]
 protocol = "TCP"
 port = 9000
 default_action = {{ forward = "origin-tcp" }}
-
+{udp_listener}
 [[target_group]]
 name = "origin-tcp"
 protocol = "TCP"
 port = {ORIGIN_H1}
 targets = ["{ORIGIN}:{ORIGIN_H1}"]
-"""
+{udp_group}"""
 
 
-def start_proxy(name, work, baseline=None):
+def start_proxy(name, work, baseline=None, udp=False):
     log = work / f"{name}.log"
     if name in ("elbd", "elbd-base"):
         conf = work / "elbd.toml"
-        conf.write_text(elbd_conf(work))
+        conf.write_text(elbd_conf(work, udp))
         data = work / "elbd-data"
         shutil.rmtree(data, ignore_errors=True)
         binary = baseline if name == "elbd-base" else ROOT / "target/release/elbd"
@@ -310,6 +369,8 @@ def start_proxy(name, work, baseline=None):
     proc = Proc(name, argv, CPU_PROXY, log)
     for addr in ADDRS["elbd" if name == "elbd-base" else name]:
         wait_for(addr)
+    if udp and runs(name, "udp_dgram"):
+        wait_for_udp(UDP_ADDRS["elbd" if name == "elbd-base" else name])
     return proc
 
 
@@ -328,7 +389,14 @@ def url(name, scenario):
 
 
 def closed_loop(name, scenario, seconds):
-    """Requests and their rate from wrk (h2load for h2c), pinned to the load CPU."""
+    """Requests and their rate from wrk (h2load for h2c), pinned to the load CPU; for UDP,
+    datagrams echoed and lost (udp-load)."""
+    if scenario in UDP_SCENARIOS:
+        addr = UDP_ADDRS["elbd" if name == "elbd-base" else name]
+        out = json.loads(sh("taskset", "-c", CPU_LOAD, str(UDP_LOAD), "run", "--target", addr,
+                            "--sockets", str(UDP_SOCKETS), "--seconds", str(seconds),
+                            "--size", str(UDP_SIZE)))
+        return out["datagrams"], out["rate"], out["lost"]
     target = url(name, scenario)
     if scenario == "tls_resumed":
         addr = ADDRS[name][2]
@@ -389,21 +457,22 @@ def idle_memory(proc, name, index=0):
 
 def measure(args, work):
     proxies = ["direct", "elbd", "haproxy", "nginx"] + (["elbd-base"] if args.baseline else [])
-    samples = {p: {s: [] for s in args.scenarios} for p in proxies}
+    samples = {p: {s: [] for s in args.scenarios if runs(p, s)} for p in proxies}
     extras = {p: {"latency": []} for p in proxies}
     # Open loop at one common rate, half the slowest proxy's keep-alive throughput in the first
     # round, then sampled in every later round (one sample is mostly this VM's noise).
     rate = None
+    udp = any(s in UDP_SCENARIOS for s in args.scenarios)
     for round_no in range(args.rounds):
         order = proxies[round_no % len(proxies):] + proxies[: round_no % len(proxies)]
         for name in order:
-            proc = start_proxy(name, work, args.baseline)
+            proc = start_proxy(name, work, args.baseline, udp)
             if proc and round_no == 0:
                 # On a fresh process: after load, allocators reuse freed memory and hide the cost.
                 extras[name]["idle_kb_per_conn"] = idle_memory(proc, name)
                 if any(s in TCP_SCENARIOS for s in args.scenarios):
                     extras[name]["idle_kb_per_flow"] = idle_memory(proc, name, 3)
-            for scenario in args.scenarios:
+            for scenario in samples[name]:
                 closed_loop(name, scenario, 1)  # warm-up: pools, caches, page-ins
                 cpu0 = proc.cpu_ns() if proc else 0
                 requests, rps, errors = closed_loop(name, scenario, args.seconds)
@@ -450,7 +519,7 @@ def summarise(samples, extras):
         rows[name] = row
     direct = rows["direct"]
     for name, row in rows.items():
-        for scenario in by_scenario:
+        for scenario in samples[name]:
             row[scenario]["ratio_to_direct"] = row[scenario]["rps"] / max(direct[scenario]["rps"], 1)
         lat, base = row["latency_ms"], direct["latency_ms"]
         row["added_latency_ms"] = {k: lat[k] - base[k] for k in lat}
@@ -462,12 +531,16 @@ def table(rows, rate):
     for scenario, title in SCENARIOS.items():
         if scenario not in rows["direct"]:
             continue
-        out.append(f"\n**{title}** (closed loop, {CONNECTIONS} connections)\n")
-        per_gb = scenario == "tcp_stream"
-        out.append("| | req/s | ratio to direct | spread | CPU µs/req | errors |"
+        per_gb, udp = scenario == "tcp_stream", scenario in UDP_SCENARIOS
+        loop = "HAProxy 2.6 has no UDP proxying" if udp else f"{CONNECTIONS} connections"
+        out.append(f"\n**{title}** (closed loop, {loop})\n")
+        per_s, unit, errors = ("datagrams/s", "datagram", "lost") if udp else ("req/s", "req", "errors")
+        out.append(f"| | {per_s} | ratio to direct | spread | CPU µs/{unit} | {errors} |"
                    + (" CPU ms/GB |" if per_gb else ""))
         out.append("|---|---:|---:|---:|---:|---:|" + ("---:|" if per_gb else ""))
         for name, row in rows.items():
+            if scenario not in row:
+                continue
             s = row[scenario]
             cpu = "-" if name == "direct" else f"{s['cpu_us']:.1f}"
             line = (f"| {name} | {s['rps']:.0f} | {s['ratio_to_direct']:.2f} | "
@@ -530,11 +603,18 @@ def main():
     origin_conf_path.write_text(origin_conf(work))
     origin = Proc("origin", ["nginx", "-c", str(origin_conf_path), "-p", str(work)], CPU_LOAD,
                   work / "origin.log")
+    echo = None
     try:
         wait_for(f"{ORIGIN}:{ORIGIN_H1}")
+        if any(s in UDP_SCENARIOS for s in args.scenarios):
+            echo = Proc("echo", [str(UDP_LOAD), "echo", UDP_ADDRS["direct"]], CPU_LOAD,
+                        work / "echo.log")
+            wait_for_udp(UDP_ADDRS["direct"])
         samples, extras, rate = measure(args, work)
     finally:
-        origin.stop()
+        for server in (origin, echo):
+            if server:
+                server.stop()
     rows = summarise(samples, extras)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}"
@@ -563,6 +643,9 @@ def main():
         ratio += f" tcp_conn_cpu={elbd['tcp_conn']['cpu_us'] / haproxy['tcp_conn']['cpu_us']:.2f}"
     if "tcp_stream" in elbd:
         ratio += (f" tcp_gb_cpu={elbd['tcp_stream']['cpu_ms_per_gb'] / haproxy['tcp_stream']['cpu_ms_per_gb']:.2f}")
+    if "udp_dgram" in elbd:  # HAProxy has no UDP proxying: against NGINX
+        nginx = rows["nginx"]["udp_dgram"]
+        ratio += f" udp_dgram_cpu={elbd['udp_dgram']['cpu_us'] / nginx['cpu_us']:.2f}"
     if "elbd-base" in rows:
         base = rows["elbd-base"]["keepalive"]
         ratio += f" keepalive_cpu elbd/elbd-base={elbd['keepalive']['cpu_us'] / base['cpu_us']:.3f}"
