@@ -181,9 +181,10 @@ impl NodeMetrics {
 /// AvailabilityZone dimensions).
 #[derive(Default)]
 pub struct FlowMetrics {
-    /// The TCP flows' and the UDP flows' counts (NewFlowCount_TCP, NewFlowCount_UDP, ...);
+    /// The counts of TCP, TLS and UDP flows (NewFlowCount_TCP, NewFlowCount_TLS, ...);
     /// NewFlowCount, ActiveFlowCount and ProcessedBytes are their sums.
     pub tcp: Transport,
+    pub tls: Transport,
     pub udp: Transport,
     /// TCP_ELB_Reset_Count: resets the load balancer sent (idle flows, terminated targets,
     /// no target to reach, the end of a drain).
@@ -207,47 +208,51 @@ pub struct Transport {
     pub processed_bytes: AtomicU64,
 }
 
+/// What a flow carries, as CloudWatch tells flows apart.
+#[derive(Clone, Copy)]
+pub(crate) enum FlowKind {
+    Tcp,
+    Tls,
+    Udp,
+}
+
+impl FlowMetrics {
+    fn of(&self, kind: FlowKind) -> &Transport {
+        match kind {
+            FlowKind::Tcp => &self.tcp,
+            FlowKind::Tls => &self.tls,
+            FlowKind::Udp => &self.udp,
+        }
+    }
+}
+
 /// A flow, counted as new when made and as active until dropped.
 pub(crate) struct ActiveFlow {
     metrics: Arc<FlowMetrics>,
-    udp: bool,
+    kind: FlowKind,
 }
 
 impl ActiveFlow {
-    pub(crate) fn tcp(metrics: &Arc<FlowMetrics>) -> Self {
-        Self::new(metrics, false)
-    }
-
-    pub(crate) fn udp(metrics: &Arc<FlowMetrics>) -> Self {
-        Self::new(metrics, true)
-    }
-
-    fn new(metrics: &Arc<FlowMetrics>, udp: bool) -> Self {
-        let flow = Self {
+    pub(crate) fn new(metrics: &Arc<FlowMetrics>, kind: FlowKind) -> Self {
+        let counts = metrics.of(kind);
+        counts.new_flows.fetch_add(1, Ordering::Relaxed);
+        counts.active_flows.fetch_add(1, Ordering::Relaxed);
+        Self {
             metrics: metrics.clone(),
-            udp,
-        };
-        flow.transport().new_flows.fetch_add(1, Ordering::Relaxed);
-        flow.transport()
-            .active_flows
-            .fetch_add(1, Ordering::Relaxed);
-        flow
+            kind,
+        }
     }
 
-    fn transport(&self) -> &Transport {
-        if self.udp {
-            &self.metrics.udp
-        } else {
-            &self.metrics.tcp
-        }
+    /// Where the flow's bytes are counted.
+    pub(crate) fn processed(&self) -> &AtomicU64 {
+        &self.metrics.of(self.kind).processed_bytes
     }
 }
 
 impl Drop for ActiveFlow {
     fn drop(&mut self) {
-        self.transport()
-            .active_flows
-            .fetch_sub(1, Ordering::Relaxed);
+        let counts = self.metrics.of(self.kind);
+        counts.active_flows.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -389,9 +394,15 @@ impl Registry {
             };
             let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
             type Counter = fn(&Transport) -> &AtomicU64;
-            let by_transport: [([&'static str; 3], Counter, bool); 3] = [
+            // Each count in all, then for TCP, TLS and UDP flows.
+            let by_transport: [([&'static str; 4], Counter, bool); 3] = [
                 (
-                    ["NewFlowCount", "NewFlowCount_TCP", "NewFlowCount_UDP"],
+                    [
+                        "NewFlowCount",
+                        "NewFlowCount_TCP",
+                        "NewFlowCount_TLS",
+                        "NewFlowCount_UDP",
+                    ],
                     |t| &t.new_flows,
                     false,
                 ),
@@ -399,18 +410,24 @@ impl Registry {
                     [
                         "ActiveFlowCount",
                         "ActiveFlowCount_TCP",
+                        "ActiveFlowCount_TLS",
                         "ActiveFlowCount_UDP",
                     ],
                     |t| &t.active_flows,
                     true,
                 ),
                 (
-                    ["ProcessedBytes", "ProcessedBytes_TCP", "ProcessedBytes_UDP"],
+                    [
+                        "ProcessedBytes",
+                        "ProcessedBytes_TCP",
+                        "ProcessedBytes_TLS",
+                        "ProcessedBytes_UDP",
+                    ],
                     |t| &t.processed_bytes,
                     false,
                 ),
             ];
-            for ([all, tcp_name, udp_name], counter, gauge) in by_transport {
+            for ([all, by_tcp, by_tls, by_udp], counter, gauge) in by_transport {
                 let value = |n| {
                     if gauge {
                         Value::Gauge(n)
@@ -418,10 +435,11 @@ impl Registry {
                         Value::Count(n)
                     }
                 };
-                let (tcp, udp) = (load(counter(&f.tcp)), load(counter(&f.udp)));
-                out.push(flow(all, value(tcp + udp)));
-                out.push(flow(tcp_name, value(tcp)));
-                out.push(flow(udp_name, value(udp)));
+                let [tcp, tls, udp] = [&f.tcp, &f.tls, &f.udp].map(|t| load(counter(t)));
+                out.push(flow(all, value(tcp + tls + udp)));
+                out.push(flow(by_tcp, value(tcp)));
+                out.push(flow(by_tls, value(tls)));
+                out.push(flow(by_udp, value(udp)));
             }
             let counts = [
                 ("TCP_ELB_Reset_Count", &f.elb_resets),

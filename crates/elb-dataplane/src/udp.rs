@@ -28,7 +28,7 @@ use tracing::{debug, warn};
 use crate::binder::BindKey;
 use crate::dial;
 use crate::flow::{self, Flow};
-use crate::metrics::{ActiveFlow, FlowMetrics};
+use crate::metrics::{ActiveFlow, FlowKind, FlowMetrics};
 use crate::table::{Listener, RoutingTable, UdpRoute};
 
 /// AWS's idle timeout for UDP flows.
@@ -192,7 +192,7 @@ fn start(
         let mut cut = endpoint.proto.cut.clone();
         let metrics = route.flows.clone();
         let ended = ended.clone();
-        let active = ActiveFlow::udp(&metrics);
+        let active = ActiveFlow::new(&metrics, FlowKind::Udp);
         async move {
             replies(&target, &listener, client, &activity, &mut cut, &metrics).await;
             drop((active, in_flight));

@@ -169,6 +169,7 @@ mod tests {
             scheme: Some(Scheme::Internal),
             ip_address_type: None,
             subnet_ids,
+            subnet_mappings: vec![],
             security_groups: None,
             origin: Origin::Api,
         };

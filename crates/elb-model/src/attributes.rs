@@ -421,7 +421,7 @@ pub const SERVER_HEADER: &str = "routing.http.response.server.enabled";
 pub const RESPONSE_HEADER_PREFIX: &str = "routing.http.response.";
 pub const RESPONSE_HEADER_SUFFIX: &str = ".header_value";
 
-/// NLB listener attributes. TLS listeners (not built yet) fix the idle timeout at 350.
+/// NLB TCP and TCP_UDP listener attributes (TLS listeners fix the idle timeout at 350).
 const LISTENER_TCP: &[Spec] = &[spec(TCP_IDLE_TIMEOUT, Value::Int(60, 6000), "350", true)];
 
 /// `tcp.idle_timeout.seconds`: a TCP flow idle this long is closed with a reset.

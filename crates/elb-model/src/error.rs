@@ -37,6 +37,8 @@ pub enum ErrorCode {
     PriorityInUse,
     CertificateNotFound,
     SslPolicyNotFound,
+    AlpnPolicyNotFound,
+    AllocationIdNotFound,
     TooManyCertificates,
     TrustStoreNotFound,
     TrustStoreInUse,
@@ -67,6 +69,10 @@ pub enum ErrorCode {
     InvalidPermissionNotFound,
     CannotDelete,
     IncorrectInstanceState,
+    InvalidAllocationIdNotFound,
+    InvalidAssociationIdNotFound,
+    ResourceAlreadyAssociated,
+    AddressLimitExceeded,
 }
 
 impl ErrorCode {
@@ -104,6 +110,8 @@ impl ErrorCode {
             Self::PriorityInUse => "PriorityInUse",
             Self::CertificateNotFound => "CertificateNotFound",
             Self::SslPolicyNotFound => "SSLPolicyNotFound",
+            Self::AlpnPolicyNotFound => "ALPNPolicyNotFound",
+            Self::AllocationIdNotFound => "AllocationIdNotFound",
             Self::TooManyCertificates => "TooManyCertificates",
             Self::TrustStoreNotFound => "TrustStoreNotFound",
             Self::TrustStoreInUse => "TrustStoreInUse",
@@ -131,6 +139,10 @@ impl ErrorCode {
             Self::InvalidPermissionNotFound => "InvalidPermission.NotFound",
             Self::CannotDelete => "CannotDelete",
             Self::IncorrectInstanceState => "IncorrectInstanceState",
+            Self::InvalidAllocationIdNotFound => "InvalidAllocationID.NotFound",
+            Self::InvalidAssociationIdNotFound => "InvalidAssociationID.NotFound",
+            Self::ResourceAlreadyAssociated => "Resource.AlreadyAssociated",
+            Self::AddressLimitExceeded => "AddressLimitExceeded",
         }
     }
 }

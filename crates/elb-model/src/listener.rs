@@ -106,10 +106,13 @@ impl AlpnPolicy {
             "HTTP2Optional" => Ok(Self::Http2Optional),
             "HTTP2Preferred" => Ok(Self::Http2Preferred),
             "None" => Ok(Self::Off),
-            _ => Err(ModelError::validation(format!(
-                "Invalid ALPN policy '{s}': must be one of HTTP1Only, HTTP2Only, \
-                 HTTP2Optional, HTTP2Preferred, None"
-            ))),
+            _ => Err(ModelError::new(
+                ErrorCode::AlpnPolicyNotFound,
+                format!(
+                    "ALPN policy '{s}' not found: one of HTTP1Only, HTTP2Only, HTTP2Optional, \
+                     HTTP2Preferred, None"
+                ),
+            )),
         }
     }
 

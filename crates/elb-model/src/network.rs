@@ -221,10 +221,48 @@ pub struct ZoneSpec {
     pub public_cidr: Option<Ipv4Net>,
 }
 
-/// The network elbd creates on first start: a default VPC with one default subnet per zone.
+/// The network elbd creates on first start: a default VPC with one default subnet per zone,
+/// and the pool Elastic IPs come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topology {
     pub zones: Vec<ZoneSpec>,
+    /// Where AllocateAddress takes addresses; none: the region has no Elastic IPs.
+    #[serde(default)]
+    pub eip_cidr: Option<Ipv4Net>,
+}
+
+/// The Elastic IP pool of the home region unless the file names one.
+pub const DEFAULT_EIP_CIDR: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(127, 100, 0, 0), 16) {
+    Ok(net) => net,
+    Err(_) => panic!("a /16"),
+};
+
+/// An Elastic IP address (EC2's AllocateAddress), from the region's pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElasticIp {
+    /// `eipalloc-` followed by 17 hex digits.
+    pub allocation_id: String,
+    pub public_ip: Ipv4Addr,
+    pub association: Option<EipAssociation>,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+/// What an Elastic IP is associated with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EipAssociation {
+    /// `eipassoc-` followed by 17 hex digits.
+    pub id: String,
+    pub to: Associated,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Associated {
+    /// An instance (AssociateAddress): a record, so nothing answers on the address.
+    Instance(String),
+    /// A network load balancer's node (a subnet mapping's `AllocationId`), by node id: the
+    /// node listens on it and DNS answers with it.
+    Node(String),
 }
 
 impl Default for Topology {
@@ -257,14 +295,18 @@ impl Topology {
                 ),
             })
             .collect();
-        Some(Self { zones })
+        // Slots 1-30 take 127.201-230, beyond every zone range above.
+        let eip = if slot == 0 { 100 } else { 200 + slot };
+        let eip_cidr = Some(Ipv4Net::new(Ipv4Addr::new(127, eip, 0, 0), 16).expect("/16"));
+        Some(Self { zones, eip_cidr })
     }
 
-    /// Every range of the topology, private and public.
+    /// Every range of the topology: private, public and Elastic IPs.
     pub fn ranges(&self) -> impl Iterator<Item = Ipv4Net> + '_ {
         self.zones
             .iter()
             .flat_map(|z| std::iter::once(z.cidr).chain(z.public_cidr))
+            .chain(self.eip_cidr)
     }
 
     /// Zone names unique, CIDRs (private and public) disjoint, at least one zone.
@@ -288,20 +330,21 @@ impl Topology {
                 )));
             }
         }
-        let ranges: Vec<(&str, Ipv4Net)> = self
+        let ranges: Vec<(String, Ipv4Net)> = self
             .zones
             .iter()
             .flat_map(|z| {
                 std::iter::once(z.cidr)
                     .chain(z.public_cidr)
-                    .map(move |c| (z.name.as_str(), c))
+                    .map(move |c| (format!("zone {}", z.name), c))
             })
+            .chain(self.eip_cidr.map(|c| ("the Elastic IP pool".to_owned(), c)))
             .collect();
-        for (i, (a_zone, a)) in ranges.iter().enumerate() {
-            for (b_zone, b) in &ranges[i + 1..] {
+        for (i, (a_name, a)) in ranges.iter().enumerate() {
+            for (b_name, b) in &ranges[i + 1..] {
                 if a.contains(&b.network()) || b.contains(&a.network()) {
                     return Err(ModelError::validation(format!(
-                        "zones {a_zone} and {b_zone}: the ranges {a} and {b} overlap"
+                        "{a_name} and {b_name}: the ranges {a} and {b} overlap"
                     )));
                 }
             }

@@ -36,6 +36,7 @@ fn create_alb(store: &Store, name: &str) -> Result<Outcome, UpdateError> {
             scheme: None,
             ip_address_type: None,
             subnet_ids: subnets[..2].iter().map(|s| s.id.clone()).collect(),
+            subnet_mappings: vec![],
             security_groups: None,
             origin: Origin::Api,
         }),

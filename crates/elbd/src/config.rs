@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use elb_model::names::is_region_name;
+use elb_model::network::DEFAULT_EIP_CIDR;
 use elb_model::target_group::HealthCheckChanges;
 use elb_model::{CertificateMaterial, ProtocolVersion, Scope, Topology, ZoneSpec};
 use ipnet::Ipv4Net;
@@ -56,6 +57,8 @@ struct FileSettings {
     dns_domain: Option<String>,
     #[serde(default)]
     zone: Vec<FileZone>,
+    /// The home region's Elastic IP pool (default 127.100.0.0/16).
+    eip_cidr: Option<Ipv4Net>,
     /// Other regions' zones, `[[settings.regions]]` (`[[settings.region]]` would clash with
     /// the `region` key); a region not named opens on the loopback rule.
     #[serde(default)]
@@ -71,6 +74,8 @@ struct FileSettings {
 struct FileRegion {
     name: String,
     zone: Vec<FileZone>,
+    /// Its Elastic IP pool; none: AllocateAddress is refused there.
+    eip_cidr: Option<Ipv4Net>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -340,6 +345,7 @@ impl FileSettings {
             && self.account.is_none()
             && self.dns_domain.is_none()
             && self.zone.is_empty()
+            && self.eip_cidr.is_none()
             && self.regions.is_empty()
             && self.credentials.is_empty();
         if untouched {
@@ -367,9 +373,15 @@ impl FileSettings {
                 settings.scope.region
             ));
         }
-        if !self.zone.is_empty() {
+        if !self.zone.is_empty() || self.eip_cidr.is_some() {
             let home = settings.scope.region.clone();
-            let topology = topology(self.zone, "settings.zone")?;
+            let eip_cidr = Some(self.eip_cidr.unwrap_or(DEFAULT_EIP_CIDR));
+            let topology = if self.zone.is_empty() {
+                let zones = Topology::loopback(&home, 0).expect("slot 0").zones;
+                checked(Topology { zones, eip_cidr }, "settings")?
+            } else {
+                topology(self.zone, eip_cidr, "settings.zone")?
+            };
             settings.topologies.insert(home, topology);
         }
         for (i, region) in self.regions.into_iter().enumerate() {
@@ -380,7 +392,7 @@ impl FileSettings {
                     region.name
                 ));
             }
-            let topology = topology(region.zone, &format!("{path}.zone"))?;
+            let topology = topology(region.zone, region.eip_cidr, &format!("{path}.zone"))?;
             for (other, theirs) in &settings.topologies {
                 let clash = topology.ranges().find(|r| {
                     theirs
@@ -408,18 +420,25 @@ impl FileSettings {
     }
 }
 
-/// A region's zones from the file, checked (names unique, ranges disjoint).
-fn topology(zones: Vec<FileZone>, path: &str) -> Result<Topology, String> {
-    let topology = Topology {
-        zones: zones
-            .into_iter()
-            .map(|z| ZoneSpec {
-                name: z.name,
-                cidr: z.cidr,
-                public_cidr: z.public_cidr,
-            })
-            .collect(),
-    };
+/// A region's zones and Elastic IP pool from the file, checked (names unique, ranges
+/// disjoint).
+fn topology(
+    zones: Vec<FileZone>,
+    eip_cidr: Option<Ipv4Net>,
+    path: &str,
+) -> Result<Topology, String> {
+    let zones = zones
+        .into_iter()
+        .map(|z| ZoneSpec {
+            name: z.name,
+            cidr: z.cidr,
+            public_cidr: z.public_cidr,
+        })
+        .collect();
+    checked(Topology { zones, eip_cidr }, path)
+}
+
+fn checked(topology: Topology, path: &str) -> Result<Topology, String> {
     topology
         .validate()
         .map_err(|e| format!("{path}: {}", e.message))?;

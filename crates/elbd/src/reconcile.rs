@@ -372,6 +372,7 @@ fn load_balancer(
         scheme,
         ip_address_type: None,
         subnet_ids,
+        subnet_mappings: vec![],
         security_groups: None,
         origin: FILE,
     });

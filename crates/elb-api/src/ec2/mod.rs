@@ -1,6 +1,7 @@
 //! The EC2 subset elbd models (EC2 Query protocol, version 2016-11-15, `item` lists): VPCs,
-//! subnets, availability zones, security groups, instances and their tags.
+//! subnets, availability zones, security groups, instances, Elastic IPs and their tags.
 
+mod addresses;
 mod filters;
 mod instances;
 mod network;
@@ -63,6 +64,11 @@ fn operation(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, Ap
         "TerminateInstances" => {
             instances::set_state(api, params, elb_model::InstanceState::Terminated)
         }
+        "AllocateAddress" => addresses::allocate(api, params),
+        "DescribeAddresses" => addresses::describe(api, params),
+        "ReleaseAddress" => addresses::release(api, params),
+        "AssociateAddress" => addresses::associate(api, params),
+        "DisassociateAddress" => addresses::disassociate(api, params),
         "CreateTags" => create_tags(api, params),
         "DeleteTags" => delete_tags(api, params),
         "DescribeTags" => describe_tags(api, params),

@@ -1,6 +1,6 @@
 //! CreateLoadBalancer, DescribeLoadBalancers, DeleteLoadBalancer, DescribeAccountLimits.
 
-use elb_model::state::CreateLoadBalancer;
+use elb_model::state::{CreateLoadBalancer, SubnetMapping};
 use elb_model::{
     Command, ErrorCode, IpAddressType, LoadBalancerKind, ModelError, Origin, Scheme, limits,
 };
@@ -31,7 +31,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
             "dualstack" => IpAddressType::Dualstack,
             _ => IpAddressType::DualstackWithoutPublicIpv4,
         });
-    let subnet_ids = subnet_params(params)?;
+    let (subnet_ids, subnet_mappings) = subnet_params(params, true)?;
     let security_groups = Some(params.list("SecurityGroups.member")?).filter(|sgs| !sgs.is_empty());
     let tags = tag_params(params)?;
     let create = Command::CreateLoadBalancer(CreateLoadBalancer {
@@ -40,6 +40,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         scheme,
         ip_address_type,
         subnet_ids,
+        subnet_mappings,
         security_groups,
         origin: Origin::Api,
     });
@@ -133,12 +134,33 @@ pub(super) fn account_limits(params: &Params) -> Result<Xml, ApiError> {
     Ok(x)
 }
 
-/// `Subnets` and `SubnetMappings` (by subnet id; addresses of NLB nodes are not built), and
-/// `EnablePrefixForIpv6SourceNat`, which only `off` fits (there is no IPv6 here).
-fn subnet_params(params: &Params) -> Result<Vec<String>, ApiError> {
+/// `Subnets` and `SubnetMappings`, and `EnablePrefixForIpv6SourceNat`, which only `off` fits
+/// (there is no IPv6 here). A mapping's `AllocationId` and `PrivateIPv4Address` choose a new
+/// node's addresses: read when `addresses` (CreateLoadBalancer), refused by name otherwise
+/// (SetSubnets does not build them).
+fn subnet_params(
+    params: &Params,
+    addresses: bool,
+) -> Result<(Vec<String>, Vec<SubnetMapping>), ApiError> {
     let mut subnet_ids = params.list("Subnets.member")?;
+    let mut mappings = Vec::new();
     for mapping in params.structs("SubnetMappings.member")? {
-        subnet_ids.push(mapping.required("SubnetId")?.to_owned());
+        let subnet_id = mapping.required("SubnetId")?.to_owned();
+        subnet_ids.push(subnet_id.clone());
+        if addresses {
+            let private_ipv4 = mapping
+                .optional("PrivateIPv4Address")
+                .map(|ip| {
+                    ip.parse()
+                        .map_err(|_| ApiError::validation(format!("'{ip}' is not an IPv4 address")))
+                })
+                .transpose()?;
+            mappings.push(SubnetMapping {
+                subnet_id,
+                allocation_id: mapping.optional("AllocationId").map(str::to_owned),
+                private_ipv4,
+            });
+        }
         mapping.finish()?;
     }
     if params.one_of("EnablePrefixForIpv6SourceNat", &["on", "off"])? == Some("on") {
@@ -148,12 +170,12 @@ fn subnet_params(params: &Params) -> Result<Vec<String>, ApiError> {
             "EnablePrefixForIpv6SourceNat: elbd has no IPv6 source NAT",
         ));
     }
-    Ok(subnet_ids)
+    Ok((subnet_ids, mappings))
 }
 
 pub(super) fn set_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?.to_owned();
-    let subnet_ids = subnet_params(params)?;
+    let (subnet_ids, _) = subnet_params(params, false)?;
     let kinds = ["ipv4", "dualstack", "dualstack-without-public-ipv4"];
     if params
         .one_of("IpAddressType", &kinds)?

@@ -72,6 +72,9 @@ pub(super) fn load_balancer(x: &mut Xml, state: &Region, lb: &LoadBalancer) {
                     if let Some(public) = n.public_ipv4 {
                         x.leaf("IpAddress", public.to_string());
                     }
+                    if let Some(eip) = state.elastic_ip_of(&n.id) {
+                        x.leaf("AllocationId", &eip.allocation_id);
+                    }
                     x.leaf("PrivateIPv4Address", n.private_ipv4.to_string());
                 });
             }

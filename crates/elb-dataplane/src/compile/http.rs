@@ -11,7 +11,6 @@ use elb_model::{
     Action, Listener as ModelListener, LoadBalancer, Node, TargetGroup, TargetGroupProtocol,
 };
 use http::{HeaderName, HeaderValue};
-use tracing::error;
 
 use super::targets::choose;
 use super::{Inputs, Kept, Runtime, keep};
@@ -37,17 +36,8 @@ impl Runtime {
     ) -> Vec<(&'a Node, Listener)> {
         let state = inputs.state;
         let http = http_settings(&lb.attributes);
-        let tls = match &listener.tls {
-            None => None,
-            Some(tls) => {
-                match self.tls_config(state, inputs.iam, (tls, http_alpn(http.http2)), used) {
-                    Ok(config) => Some(config),
-                    Err(e) => {
-                        error!(listener = %listener.arn, error = %e, "listener not served");
-                        return Vec::new();
-                    }
-                }
-            }
+        let Ok(tls) = self.listener_tls(inputs, listener, http_alpn(http.http2), used) else {
+            return Vec::new();
         };
         let rules = state.rules_of(&listener.arn);
         let matchers: Vec<Vec<Matcher>> = rules

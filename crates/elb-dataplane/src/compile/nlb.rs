@@ -10,11 +10,10 @@ use elb_model::attributes::{
     UNHEALTHY_TERMINATION,
 };
 use elb_model::{
-    Action, AlpnPolicy, HealthState, Listener as ModelListener, LoadBalancer, Node, State,
-    TargetGroup, TargetGroupProtocol,
+    Action, AlpnPolicy, HealthState, Listener as ModelListener, ListenerProtocol, LoadBalancer,
+    Node, State, TargetGroup, TargetGroupProtocol,
 };
 use tokio::sync::watch;
-use tracing::error;
 
 use super::targets::{Choice, choose};
 use super::{Inputs, Kept, Runtime, keep};
@@ -92,20 +91,18 @@ impl Runtime {
         let Some(tg) = group.and_then(|g| state.target_groups.get(&g.target_group_arn)) else {
             return Vec::new();
         };
-        let idle_timeout =
-            Duration::from_secs(listener.attributes.int(TCP_IDLE_TIMEOUT).unwrap_or(350));
-        let tls = match &listener.tls {
-            None => None,
-            Some(tls) => {
-                let offer = alpn_offer(tls.alpn_policy);
-                match self.tls_config(state, inputs.iam, (tls, offer), used) {
-                    Ok(config) => Some(config),
-                    Err(e) => {
-                        error!(listener = %listener.arn, error = %e, "listener not served");
-                        return Vec::new();
-                    }
-                }
-            }
+        // TLS listeners' timeout is fixed at 350 s, whatever an older store says.
+        let idle_timeout = match listener.protocol {
+            ListenerProtocol::Tls => 350,
+            _ => listener.attributes.int(TCP_IDLE_TIMEOUT).unwrap_or(350),
+        };
+        let idle_timeout = Duration::from_secs(idle_timeout);
+        let offer = listener
+            .tls
+            .as_ref()
+            .map_or(&[][..], |tls| alpn_offer(tls.alpn_policy));
+        let Ok(tls) = self.listener_tls(inputs, listener, offer, used) else {
+            return Vec::new();
         };
         let mut per_node = Vec::new();
         for node in state.nodes_of(&lb.arn) {
@@ -235,13 +232,14 @@ impl Runtime {
     }
 }
 
-/// What a TLS listener offers by ALPN under its policy, in its order of preference.
+/// What a TLS listener offers by ALPN under its policy, in its order of preference, as AWS
+/// lists them.
 fn alpn_offer(policy: AlpnPolicy) -> &'static [&'static [u8]] {
     match policy {
-        AlpnPolicy::Http1Only => &[b"http/1.1"],
+        AlpnPolicy::Http1Only => &[b"http/1.1", b"http/1.0"],
         AlpnPolicy::Http2Only => &[b"h2"],
-        AlpnPolicy::Http2Optional => &[b"http/1.1", b"h2"],
-        AlpnPolicy::Http2Preferred => &[b"h2", b"http/1.1"],
+        AlpnPolicy::Http2Optional => &[b"http/1.1", b"http/1.0", b"h2"],
+        AlpnPolicy::Http2Preferred => &[b"h2", b"http/1.1", b"http/1.0"],
         AlpnPolicy::Off => &[],
     }
 }

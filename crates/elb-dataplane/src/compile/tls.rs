@@ -5,17 +5,37 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use elb_model::ssl_policy::ssl_policy;
-use elb_model::{ListenerTls, Region, ServerCertificate};
+use elb_model::{Listener as ModelListener, ListenerTls, Region, ServerCertificate};
 use elb_tls::server::{Resumption, Served, SniResolver, server_config};
 use elb_tls::{TlsError, material, mtls, policy};
 
-use super::{Kept, Runtime};
+use tracing::error;
+
+use super::{Inputs, Kept, Runtime};
 
 impl Runtime {
+    /// The TLS configuration `listener` serves with (`None` for plain listeners), offering
+    /// `alpn`. `Err` when it cannot be made, which the API prevents (only a damaged store
+    /// gets there): the listener is then not served, and the log says why.
+    pub(super) fn listener_tls(
+        &mut self,
+        inputs: &Inputs<'_>,
+        listener: &ModelListener,
+        alpn: &[&[u8]],
+        used: &mut Kept,
+    ) -> Result<Option<Arc<rustls::ServerConfig>>, ()> {
+        let Some(tls) = &listener.tls else {
+            return Ok(None);
+        };
+        self.tls_config(inputs.state, inputs.iam, (tls, alpn), used)
+            .map(Some)
+            .map_err(|e| error!(listener = %listener.arn, error = %e, "listener not served"))
+    }
+
     /// The TLS configuration of an HTTPS or TLS listener offering `alpn` (in the server's
     /// order of preference), rebuilt only when its policy, its certificates or their
     /// material changed.
-    pub(super) fn tls_config(
+    fn tls_config(
         &mut self,
         state: &Region,
         iam: &BTreeMap<String, ServerCertificate>,

@@ -8,15 +8,18 @@
 //!   proxy that terminates TCP does not see keepalive probes, which reset AWS's timer.
 //! - When the target turns unhealthy (or its deregistration delay ends) and the group asks for
 //!   connection termination, the flow is reset.
-//! - A target that refuses the connection is passed over for the next in the flow's ranking,
-//!   as HAProxy redispatches, so a flow fails only when no target can be reached.
+//! - A target that refuses the connection (or the PROXY header, or the TLS handshake of a
+//!   TLS group) is passed over for the next in the flow's ranking, as HAProxy redispatches,
+//!   so a flow fails only when no target can be reached.
+//! - TLS listeners terminate the client's TLS and TLS groups re-encrypt ([`tls`]); such
+//!   flows move plaintext through the TLS streams, with the same ends.
 //! - With `proxy_protocol_v2.enabled`, a PROXY v2 header naming the client and the listener's
 //!   address comes before the client's first byte.
 //! - When a listener's drain time is over, its remaining flows are reset, not closed: a
 //!   truncated stream must not look complete to either side.
 //!
-//! An idle flow holds no buffer: each direction waits for readiness and borrows a spare
-//! buffer only while it has bytes to move.
+//! An idle flow holds no buffer of its own: each direction waits for readiness (TLS: for a
+//! read that has bytes) and borrows a spare buffer only while it has bytes to move.
 
 mod tls;
 
@@ -35,7 +38,7 @@ use tokio::time::{Instant, sleep_until};
 use tracing::debug;
 
 use crate::flow::{self, Flow};
-use crate::metrics::ActiveFlow;
+use crate::metrics::{ActiveFlow, FlowKind};
 use crate::table::TcpRoute;
 use crate::targets::InFlight;
 use crate::{dial, spare};
@@ -46,9 +49,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many targets a flow tries before it gives up.
 const ATTEMPTS: usize = 3;
 
-/// Serves one accepted client connection of a TCP listener: connects to a target and relays
-/// until the flow ends, or until `drained` turns (the listener's drain time is over). The
-/// route is the one current at accept, for the flow's whole life.
+/// Serves one accepted client connection of a TCP or TLS listener: connects to a target and
+/// relays until the flow ends, or until `drained` turns (the listener's drain time is over).
+/// The route is the one current at accept, for the flow's whole life.
 pub(crate) async fn serve(
     client: TcpStream,
     (local, peer): (SocketAddr, SocketAddr),
@@ -56,7 +59,12 @@ pub(crate) async fn serve(
     drained: watch::Receiver<bool>,
 ) {
     let metrics = &route.flows;
-    let _active = ActiveFlow::tcp(metrics);
+    let kind = if route.tls.is_some() {
+        FlowKind::Tls
+    } else {
+        FlowKind::Tcp
+    };
+    let active = ActiveFlow::new(metrics, kind);
     let mut client = match &route.tls {
         None => Stream::Plain(client),
         Some(config) => match tls::accept(config, client).await {
@@ -68,49 +76,19 @@ pub(crate) async fn serve(
             }
         },
     };
-    let Some((target, addr, cut, _in_flight)) = connect(&route, (local, peer)).await else {
+    let alpn = client.alpn().map(<[u8]>::to_vec);
+    let Some((mut target, cut, _in_flight)) = connect(&route, (local, peer), alpn).await else {
         // No target, or none reachable: the client gets a reset, as from an NLB.
         debug!(%peer, %local, "no target for the flow; reset");
         metrics.elb_resets.fetch_add(1, Ordering::Relaxed);
         let _ = client.tcp().set_zero_linger();
         return;
     };
-    if route.targets.proto.proxy_protocol {
-        let header = proxy_v2::proxy(proxy_v2::Transport::Stream, peer, local);
-        if write_all(&target, &header).await.is_err() {
-            metrics.target_resets.fetch_add(1, Ordering::Relaxed);
-            let _ = client.tcp().set_zero_linger();
-            return;
-        }
-    }
-    let mut target = if route.targets.proto.tls {
-        match tls::connect(target, addr, client.alpn(), CONNECT_TIMEOUT).await {
-            Ok(stream) => stream,
-            Err(e) => {
-                debug!(%peer, target = %addr, error = %e, "TLS handshake with the target failed");
-                metrics.target_tls_errors.fetch_add(1, Ordering::Relaxed);
-                let _ = client.tcp().set_zero_linger();
-                return;
-            }
-        }
-    } else {
-        Stream::Plain(target)
-    };
-    let processed = &metrics.tcp.processed_bytes;
     let cuts = [cut, drained];
+    let (idle, processed) = (route.idle_timeout, active.processed());
     let end = match (&client, &target) {
-        (Stream::Plain(c), Stream::Plain(t)) => {
-            relay((c, t), route.idle_timeout, cuts, processed).await
-        }
-        _ => {
-            relay_tls(
-                (&mut client, &mut target),
-                route.idle_timeout,
-                cuts,
-                processed,
-            )
-            .await
-        }
+        (Stream::Plain(c), Stream::Plain(t)) => relay((c, t), idle, cuts, processed).await,
+        _ => relay_tls((&mut client, &mut target), idle, cuts, processed).await,
     };
     let counter = match end {
         End::Closed => return,
@@ -124,26 +102,53 @@ pub(crate) async fn serve(
     let _ = target.tcp().set_zero_linger();
 }
 
-/// A connection to the first target in the flow's ranking that accepts one, with its
-/// address, what cuts its flows and the guard counting it as outstanding.
+/// The first target in the flow's ranking that takes the flow, ready for the client's
+/// bytes, with what cuts its flows and the guard counting it as outstanding. A target that
+/// refuses the connection, the PROXY header or (TLS groups) the handshake with the client's
+/// `alpn` is passed over for the next.
 async fn connect(
     route: &TcpRoute,
     (local, peer): (SocketAddr, SocketAddr),
-) -> Option<(TcpStream, SocketAddr, watch::Receiver<bool>, InFlight)> {
+    alpn: Option<Vec<u8>>,
+) -> Option<(Stream, watch::Receiver<bool>, InFlight)> {
     let flow = Flow {
         protocol: flow::TCP,
         source: peer,
         destination: local,
     };
-    let preserve = route.targets.proto.preserve_client_ip;
-    let source = dial::source(preserve, peer.ip(), route.node_ip);
+    let group = &route.targets.proto;
+    let source = dial::source(group.preserve_client_ip, peer.ip(), route.node_ip);
     for (endpoint, in_flight) in route.targets.for_flow(&flow).take(ATTEMPTS) {
-        match dial::connect(source, endpoint.addr, CONNECT_TIMEOUT).await {
-            Ok(target) => {
-                return Some((target, endpoint.addr, endpoint.proto.cut.clone(), in_flight));
+        let target = match dial::connect(source, endpoint.addr, CONNECT_TIMEOUT).await {
+            Ok(target) => target,
+            Err(e) => {
+                debug!(%peer, target = %endpoint.addr, error = %e, "target not reached");
+                continue;
             }
-            Err(e) => debug!(%peer, target = %endpoint.addr, error = %e, "target not reached"),
+        };
+        if group.proxy_protocol {
+            let header = proxy_v2::proxy(proxy_v2::Transport::Stream, peer, local);
+            if let Err(e) = write_all(&target, &header).await {
+                debug!(%peer, target = %endpoint.addr, error = %e, "PROXY header not taken");
+                continue;
+            }
         }
+        let target = if group.tls {
+            match tls::connect(target, endpoint.addr, alpn.as_deref(), CONNECT_TIMEOUT).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    debug!(%peer, target = %endpoint.addr, error = %e, "TLS handshake with the target failed");
+                    route
+                        .flows
+                        .target_tls_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+        } else {
+            Stream::Plain(target)
+        };
+        return Some((target, endpoint.proto.cut.clone(), in_flight));
     }
     None
 }
@@ -261,6 +266,12 @@ impl<'a> Shared<'a> {
         }
     }
 
+    /// Whether this is the first direction of the flow to end, which shuts the peer's write
+    /// side; the second need not, as both sockets close right after.
+    fn first_to_end(&self) -> bool {
+        !self.one_ended.swap(true, Ordering::Relaxed)
+    }
+
     /// Counts `bytes` moved now: the flow is not idle.
     fn moved(&self, bytes: usize) {
         let now = Instant::now().duration_since(self.start).as_millis() as u64;
@@ -285,7 +296,7 @@ async fn pump(from: &TcpStream, to: &TcpStream, shared: &Shared<'_>) -> Result<(
         let result = drain_ready(from, to, &mut buf, |bytes| shared.moved(bytes)).await;
         spare::give(buf);
         if result? {
-            if !shared.one_ended.swap(true, Ordering::Relaxed) {
+            if shared.first_to_end() {
                 SockRef::from(to)
                     .shutdown(std::net::Shutdown::Write)
                     .map_err(|_| Broken::Writing)?;

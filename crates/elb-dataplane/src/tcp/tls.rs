@@ -5,9 +5,10 @@
 //! Plain flows keep the readiness relay of the parent module; a flow with TLS on either side
 //! moves plaintext through the TLS streams with a buffer per direction.
 
+use std::future::poll_fn;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -51,7 +52,7 @@ impl Stream {
     }
 }
 
-/// The client's TLS handshake under `config`; `None` when it fails or takes too long.
+/// The client's TLS handshake under `config`; an error when it fails or takes too long.
 pub(super) async fn accept(
     config: &Arc<rustls::ServerConfig>,
     client: TcpStream,
@@ -78,47 +79,72 @@ pub(super) async fn connect(
     }
 }
 
-/// A connector offering `alpn`: none, or one of the protocols a TLS listener negotiates.
+/// A connector offering `alpn`: none, or one of the protocols a TLS listener negotiates
+/// (see `compile::nlb::alpn_offer`); any other offers none.
 fn connector(alpn: Option<&[u8]>) -> &'static TlsConnector {
-    static NONE: OnceLock<TlsConnector> = OnceLock::new();
-    static H2: OnceLock<TlsConnector> = OnceLock::new();
-    static HTTP1: OnceLock<TlsConnector> = OnceLock::new();
-    let (cell, offer): (_, &[&[u8]]) = match alpn {
-        Some(b"h2") => (&H2, &[b"h2"]),
-        Some(b"http/1.1") => (&HTTP1, &[b"http/1.1"]),
-        _ => (&NONE, &[]),
+    static CONNECTORS: [OnceLock<TlsConnector>; 4] = [const { OnceLock::new() }; 4];
+    const OFFERS: [&[&[u8]]; 4] = [&[], &[b"h2"], &[b"http/1.1"], &[b"http/1.0"]];
+    let index = match alpn {
+        Some(b"h2") => 1,
+        Some(b"http/1.1") => 2,
+        Some(b"http/1.0") => 3,
+        _ => 0,
     };
-    cell.get_or_init(|| TlsConnector::from(elb_tls::client::target_config(offer)))
+    CONNECTORS[index]
+        .get_or_init(|| TlsConnector::from(elb_tls::client::target_config(OFFERS[index])))
 }
 
-/// Copies plaintext from `from` to `to` until `from` ends, as the parent module's pump does:
-/// the first direction to end shuts `to`'s write side (TLS: close_notify, then FIN).
+/// Copies plaintext from `from` to `to` until `from` ends, then shuts `to`'s write side: a
+/// TLS side gets close_notify then FIN even when its peer's direction ended first, as a
+/// strict peer takes a stream without close_notify for a truncated one. Holds a spare
+/// buffer only while a read has bytes.
 pub(super) async fn copy<R, W>(from: &mut R, to: &mut W, shared: &Shared<'_>) -> Result<(), Broken>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; spare::SIZE];
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(n) => n,
+        let buf = match read(from).await {
+            Ok(buf) => buf,
             // A peer that closes without close_notify has still closed: most do.
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => 0,
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Vec::new(),
             Err(_) => return Err(Broken::Reading),
         };
-        if n == 0 {
-            if !shared
-                .one_ended
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-            {
-                to.shutdown().await.map_err(|_| Broken::Writing)?;
+        if buf.is_empty() {
+            let first = shared.first_to_end();
+            let shut = to.shutdown().await;
+            // Only the first end's shutdown matters to the flow: the second may find the
+            // socket already closed by its peer.
+            if first {
+                shut.map_err(|_| Broken::Writing)?;
             }
             return Ok(());
         }
-        to.write_all(&buf[..n]).await.map_err(|_| Broken::Writing)?;
-        to.flush().await.map_err(|_| Broken::Writing)?;
-        shared.moved(n);
+        let written = async {
+            to.write_all(&buf).await?;
+            to.flush().await
+        };
+        let written = written.await;
+        shared.moved(buf.len());
+        spare::give(buf);
+        written.map_err(|_| Broken::Writing)?;
     }
+}
+
+/// The next bytes `from` has (none at the end of its stream), in a spare buffer taken for
+/// the read and given back when the read must wait.
+async fn read<R: AsyncRead + Unpin>(from: &mut R) -> io::Result<Vec<u8>> {
+    let mut held: Option<Vec<u8>> = None;
+    poll_fn(|cx| {
+        let buf = held.get_or_insert_with(spare::take);
+        let polled = pin!(from.read_buf(buf)).poll(cx);
+        if polled.is_pending() {
+            spare::give(held.take().expect("taken above"));
+        }
+        polled
+    })
+    .await?;
+    Ok(held.take().unwrap_or_default())
 }
 
 impl AsyncRead for Stream {

@@ -594,6 +594,8 @@ impl Region {
             &self.subnets.get(id)?.tags
         } else if id.starts_with("sg-") {
             &self.security_groups.get(id)?.tags
+        } else if id.starts_with("eipalloc-") {
+            &self.addresses.get(id)?.tags
         } else {
             &self.instances.get(id)?.tags
         };
@@ -613,6 +615,8 @@ impl Region {
             &mut self.subnets.get_mut(id).ok_or_else(missing)?.tags
         } else if id.starts_with("sg-") {
             &mut self.security_groups.get_mut(id).ok_or_else(missing)?.tags
+        } else if id.starts_with("eipalloc-") {
+            &mut self.addresses.get_mut(id).ok_or_else(missing)?.tags
         } else {
             &mut self.instances.get_mut(id).ok_or_else(missing)?.tags
         };

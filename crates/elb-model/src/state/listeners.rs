@@ -114,7 +114,8 @@ impl Region {
                 .as_ref()
                 .and_then(|t| t.mutual_authentication.clone()),
         };
-        // The policy in force carries over; `None`, the default, need not.
+        // The policy in force carries over. `None`, the default every TLS setting holds
+        // (HTTPS listeners' too), is left out: given, it would be refused on HTTPS.
         let alpn = changes.alpn_policy.or_else(|| {
             let current = current.as_ref().map(|t| t.alpn_policy);
             current.filter(|p| *p != AlpnPolicy::Off)

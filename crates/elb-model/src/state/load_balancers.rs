@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use super::addresses::NodeAddresses;
 use super::{CreateLoadBalancer, Outcome, Region, Tags};
 use crate::alloc;
 use crate::attributes;
@@ -12,6 +13,7 @@ use crate::load_balancer::{
     IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme,
 };
 use crate::names;
+use crate::network::{Associated, EipAssociation};
 use crate::node::{Node, Placement};
 
 impl Region {
@@ -36,6 +38,7 @@ impl Region {
         }
         let subnets = self.check_subnets(&c.subnet_ids, c.kind)?;
         let vpc_id = subnets[0].1.clone();
+        let mapped = self.check_subnet_mappings(c.kind, scheme, &c.subnet_mappings)?;
         let security_groups =
             self.check_security_groups(c.kind, c.security_groups.as_deref(), &vpc_id)?;
 
@@ -81,7 +84,8 @@ impl Region {
             _ => names::nlb_dns_name(&c.name, &cx.hex16(), region, domain),
         };
         for (subnet_id, _) in &subnets {
-            self.add_node(&arn, scheme, subnet_id, cx)?;
+            let chosen = mapped.get(subnet_id.as_str()).copied().unwrap_or_default();
+            self.add_node(&arn, scheme, subnet_id, chosen, cx)?;
         }
         self.load_balancers.insert(
             arn.clone(),
@@ -188,15 +192,15 @@ impl Region {
         }
     }
 
-    /// Makes the node of `lb_arn` in `subnet_id`, with the highest free address of the subnet.
-    /// Makes the node of `lb_arn` in `subnet_id`, with the highest free address of the subnet
-    /// and, for internet-facing load balancers, the highest free address of the zone's public
-    /// pool.
+    /// Makes the node of `lb_arn` in `subnet_id`, with the addresses `chosen` (checked by
+    /// [`Region::check_subnet_mappings`]) or else the highest free address of the subnet and,
+    /// for internet-facing load balancers, the highest free address of the zone's public pool.
     fn add_node(
         &mut self,
         lb_arn: &str,
         scheme: Scheme,
         subnet_id: &str,
+        chosen: NodeAddresses<'_>,
         cx: &mut Context<'_>,
     ) -> Result<()> {
         let subnet = &self.subnets[subnet_id];
@@ -206,9 +210,15 @@ impl Region {
                 format!("The {range} is out of available addresses"),
             )
         };
-        let ip = alloc::highest_free(subnet.cidr, &self.used_addresses(subnet))
-            .ok_or_else(|| exhausted(&format!("subnet '{subnet_id}'")))?;
+        let ip = match chosen.private_ipv4 {
+            Some(ip) => ip,
+            None => alloc::highest_free(subnet.cidr, &self.used_addresses(subnet))
+                .ok_or_else(|| exhausted(&format!("subnet '{subnet_id}'")))?,
+        };
+        let node_id = format!("node-{}", cx.hex(17));
+        let elastic = chosen.allocation_id.map(|id| &self.addresses[id]);
         let public_ipv4 = match self.public_pools.get(&subnet.availability_zone) {
+            _ if elastic.is_some() => elastic.map(|a| a.public_ip),
             Some(pool) if scheme == Scheme::InternetFacing => {
                 // A pool may lie in a subnet someone made, here or in another region.
                 let used = self
@@ -227,8 +237,15 @@ impl Region {
             }
             _ => None,
         };
+        if let Some(id) = chosen.allocation_id {
+            let association = EipAssociation {
+                id: format!("eipassoc-{}", cx.hex(17)),
+                to: Associated::Node(node_id.clone()),
+            };
+            self.addresses.get_mut(id).expect("checked").association = Some(association);
+        }
         let node = Node {
-            id: format!("node-{}", cx.hex(17)),
+            id: node_id,
             load_balancer_arn: lb_arn.to_owned(),
             availability_zone: subnet.availability_zone.clone(),
             subnet_id: subnet_id.to_owned(),
@@ -260,6 +277,7 @@ impl Region {
             .retain(|_, r| !listeners.contains(&r.listener_arn));
         self.listeners.retain(|_, l| l.load_balancer_arn != arn);
         self.nodes.retain(|_, n| n.load_balancer_arn != arn);
+        self.release_gone_nodes();
         Ok(Outcome::Done)
     }
 
@@ -284,9 +302,10 @@ impl Region {
         }
         self.nodes
             .retain(|_, n| n.load_balancer_arn != arn || subnet_ids.contains(&n.subnet_id));
+        self.release_gone_nodes();
         for subnet_id in &subnet_ids {
             if !self.nodes_of(arn).any(|n| &n.subnet_id == subnet_id) {
-                self.add_node(arn, scheme, subnet_id, cx)?;
+                self.add_node(arn, scheme, subnet_id, NodeAddresses::default(), cx)?;
             }
         }
         self.load_balancers

@@ -6,6 +6,7 @@
 //! what changed between two states, which is how the data plane and the logs learn about a
 //! change.
 
+mod addresses;
 mod certificates;
 mod diff;
 mod ec2;
@@ -33,7 +34,7 @@ use crate::id::{Context, Scope};
 use crate::listener::{AlpnPolicy, Listener, ListenerProtocol};
 use crate::load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, Scheme};
 use crate::network::{
-    IngressRule, Instance, InstanceState, SecurityGroup, Subnet, Tenancy, Topology, Vpc,
+    ElasticIp, IngressRule, Instance, InstanceState, SecurityGroup, Subnet, Tenancy, Topology, Vpc,
     VpcAttributes,
 };
 use crate::node::Node;
@@ -78,6 +79,12 @@ pub struct Region {
     /// Zone → the range public node addresses come from.
     #[serde(default)]
     pub public_pools: BTreeMap<String, ipnet::Ipv4Net>,
+    /// Where Elastic IPs come from; none in stores made before them.
+    #[serde(default)]
+    pub eip_pool: Option<ipnet::Ipv4Net>,
+    /// Elastic IPs, by allocation id.
+    #[serde(default)]
+    pub addresses: BTreeMap<String, ElasticIp>,
     /// Listener rules with priorities, by ARN (each listener's default rule is the listener's).
     #[serde(default)]
     pub rules: BTreeMap<String, Rule>,
@@ -102,8 +109,19 @@ pub struct CreateLoadBalancer {
     pub scheme: Option<Scheme>,
     pub ip_address_type: Option<IpAddressType>,
     pub subnet_ids: Vec<String>,
+    /// `SubnetMappings` that choose a node's addresses (network load balancers).
+    pub subnet_mappings: Vec<SubnetMapping>,
     pub security_groups: Option<Vec<String>>,
     pub origin: Origin,
+}
+
+/// A node's addresses chosen at creation: an Elastic IP (internet-facing) or a private
+/// address of the subnet (internal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetMapping {
+    pub subnet_id: String,
+    pub allocation_id: Option<String>,
+    pub private_ipv4: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +201,20 @@ pub(crate) struct Beyond {
 pub enum Command {
     /// Creates the default VPC, its subnets and default security group, once.
     SeedNetwork(Topology),
+    /// EC2's AllocateAddress: an Elastic IP from the region's pool.
+    AllocateAddress,
+    ReleaseAddress {
+        allocation_id: String,
+    },
+    /// Associates an Elastic IP with an instance (which, being a record, answers nothing).
+    AssociateAddress {
+        allocation_id: String,
+        instance_id: String,
+        allow_reassociation: bool,
+    },
+    DisassociateAddress {
+        association_id: String,
+    },
     CreateLoadBalancer(CreateLoadBalancer),
     DeleteLoadBalancer {
         arn: String,
@@ -416,6 +448,16 @@ impl Region {
     pub fn apply(&mut self, command: Command, cx: &mut Context<'_>) -> Result<Outcome> {
         match command {
             Command::SeedNetwork(topology) => self.seed_network(&topology, cx),
+            Command::AllocateAddress => self.allocate_address(cx),
+            Command::ReleaseAddress { allocation_id } => self.release_address(&allocation_id),
+            Command::AssociateAddress {
+                allocation_id,
+                instance_id,
+                allow_reassociation,
+            } => self.associate_address(&allocation_id, &instance_id, allow_reassociation, cx),
+            Command::DisassociateAddress { association_id } => {
+                self.disassociate_address(&association_id)
+            }
             Command::CreateLoadBalancer(c) => self.create_load_balancer(c, cx),
             Command::DeleteLoadBalancer { arn } => self.delete_load_balancer(&arn),
             Command::SetSubnets { arn, subnet_ids } => self.set_subnets(&arn, subnet_ids, cx),

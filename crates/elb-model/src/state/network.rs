@@ -21,6 +21,7 @@ impl Region {
             return Ok(Outcome::Done);
         }
         topology.validate()?;
+        self.eip_pool = topology.eip_cidr;
         let vpc_id = format!("vpc-{}", cx.hex(17));
         for zone in &topology.zones {
             if let Some(pool) = zone.public_cidr {

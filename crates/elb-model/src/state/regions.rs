@@ -336,6 +336,7 @@ mod tests {
                 scheme: None,
                 ip_address_type: None,
                 subnet_ids: subnets,
+                subnet_mappings: vec![],
                 security_groups: None,
                 origin: crate::Origin::Api,
             };

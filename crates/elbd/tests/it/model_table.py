@@ -42,7 +42,8 @@ OPERATIONS = {
             "DescribeAvailabilityZones", "CreateSecurityGroup", "DescribeSecurityGroups", "DeleteSecurityGroup",
             "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
             "RevokeSecurityGroupEgress", "RunInstances", "DescribeInstances",
-            "StopInstances", "StartInstances", "TerminateInstances", "CreateTags", "DeleteTags", "DescribeTags"],
+            "StopInstances", "StartInstances", "TerminateInstances", "CreateTags", "DeleteTags", "DescribeTags",
+            "AllocateAddress", "DescribeAddresses", "ReleaseAddress", "AssociateAddress", "DisassociateAddress"],
     "acm": ["ImportCertificate", "RequestCertificate", "DescribeCertificate", "ListCertificates", "GetCertificate",
             "DeleteCertificate", "AddTagsToCertificate", "RemoveTagsFromCertificate", "ListTagsForCertificate",
             "UpdateCertificateOptions", "ExportCertificate", "RenewCertificate", "RevokeCertificate",
@@ -236,6 +237,14 @@ def fresh_instance():
     return instance["Instances"][0]["InstanceId"]
 
 
+def fresh_eip():
+    return ec2.allocate_address(Domain="vpc")["AllocationId"]
+
+
+def associated_eip():
+    return ec2.associate_address(AllocationId=fresh_eip(), InstanceId=fresh_instance())["AssociationId"]
+
+
 def stopped_instance():
     instance = fresh_instance()
     ec2.stop_instances(InstanceIds=[instance])
@@ -276,6 +285,7 @@ _, REVOCATION_ID = fresh_revocation(TRUST_STORE)
 TARGET = fresh_target()
 INSTANCE = fresh_instance()
 SERVER_CERTIFICATE = fresh_server_certificate()
+EIP = ec2.allocate_address(Domain="vpc")
 # Every paged call the table makes has a second page to ask for: two load balancers with a
 # listener verifying with the trust store, two trust stores, revocations, server certificates,
 # and five more of each EC2 resource (EC2's pages hold at least five).
@@ -389,6 +399,11 @@ BASES = {
     "ec2:CreateTags": lambda: dict(Resources=[VPC], Tags=[{"Key": "k", "Value": "v"}]),
     "ec2:DeleteTags": lambda: dict(Resources=[VPC]),
     "ec2:DescribeTags": lambda: {},
+    "ec2:AllocateAddress": lambda: dict(Domain="vpc"),
+    "ec2:DescribeAddresses": lambda: {},
+    "ec2:ReleaseAddress": lambda: dict(AllocationId=fresh_eip()),
+    "ec2:AssociateAddress": lambda: dict(AllocationId=fresh_eip(), InstanceId=INSTANCE, AllowReassociation=True),
+    "ec2:DisassociateAddress": lambda: dict(AssociationId=associated_eip()),
     "acm:ImportCertificate": lambda: dict(Certificate=CERT.encode(), PrivateKey=KEY.encode()),
     "acm:RequestCertificate": lambda: dict(DomainName="request.model.test"),
     "acm:DescribeCertificate": lambda: dict(CertificateArn=ACM_CERT),
@@ -495,7 +510,7 @@ VALUES = {
     "RemoveListenerCertificates:Certificates.IsDefault": False,
     "CreateLoadBalancer:SubnetMappings": [{"SubnetId": SUBNETS[0]}, {"SubnetId": SUBNETS[1]}],
     "SetSubnets:SubnetMappings": [{"SubnetId": SUBNETS[0]}, {"SubnetId": SUBNETS[1]}],
-    "SubnetMapping.AllocationId": "eipalloc-0123456789abcdef0",
+    "SubnetMapping.AllocationId": fresh_eip,
     "SubnetMapping.PrivateIPv4Address": lambda: next(addresses),
     "SubnetMapping.IPv6Address": "2600:1f18::10",
     "SubnetMapping.SourceNatIpv6Prefix": "auto_assigned",
@@ -545,6 +560,12 @@ VALUES = {
     "DescribeSecurityGroups:Filters": ec2_filter("group-id", SG),
     "DescribeInstances:Filters": ec2_filter("instance-id", INSTANCE),
     "DescribeTags:Filters": ec2_filter("resource-id", VPC),
+    "DescribeAddresses:Filters": ec2_filter("domain", "vpc"),
+    "DescribeAddresses:AllocationIds": [EIP["AllocationId"]],
+    "DescribeAddresses:PublicIps": [EIP["PublicIp"]],
+    "AllocateAddress:TagSpecifications": ec2_tags("elastic-ip"),
+    "AllocateAddress:NetworkBorderGroup": "us-east-1",
+    "ReleaseAddress:NetworkBorderGroup": "us-east-1",
     "DescribeAvailabilityZones:ZoneNames": [ZONE],
     "DescribeAvailabilityZones:ZoneIds": [ZONE_ID],
     "DescribeInstances:InstanceIds": [INSTANCE],
@@ -679,6 +700,15 @@ def nothing(structure, request):
     pass
 
 
+def network_lb(scheme):
+    """A new network load balancer of scheme, for the subnet mapping that chooses an address
+    (SetSubnets refuses such members, whatever the load balancer)."""
+    def fix(structure, request):
+        if "Name" in request:
+            request.update(Type="network", Scheme=scheme)
+    return fix
+
+
 def on_tls_listener(structure, request):
     """A new listener of the network load balancer, or its TLS listener."""
     if "ListenerArn" in request:
@@ -713,6 +743,8 @@ ADJUST = {
     "RuleTransform.UrlRewriteConfig": (("type", "url"), typed("url-rewrite", ["HostHeaderRewriteConfig"])),
     "Matcher.GrpcCode": (("code", "grpc"), grpc),
     "CreateListenerInput.AlpnPolicy": (("listener", "tls"), on_tls_listener),
+    "SubnetMapping.AllocationId": (("address", "elastic"), network_lb("internet-facing")),
+    "SubnetMapping.PrivateIPv4Address": (("address", "private"), network_lb("internal")),
     "ModifyListenerInput.AlpnPolicy": (("listener", "tls"), on_tls_listener),
     "CreateLoadBalancerInput.SubnetMappings": (("subnets", "mappings"), drop("Subnets")),
     "SetSubnetsInput.SubnetMappings": (("subnets", "mappings"), drop("Subnets")),
@@ -1007,9 +1039,11 @@ def exercise(service, op, model):
         fail(key, ", ".join(sorted(leaks)), params,
              f"refused, yet elbd's state changed, for each of these members; first: {refusal}")
     # The composed request. A page token belongs to the request it came from, DryRun would
-    # make it a check only, and AlpnPolicy moves the request to a network load balancer, where
-    # the application load balancer's members do not fit: they stay out.
-    answered = [path for path in answered if path[-1] not in (*TOKENS, "DryRun", "AlpnPolicy")]
+    # make it a check only, and AlpnPolicy and a subnet mapping's addresses move the request to
+    # a network load balancer, where the application load balancer's members do not fit: they
+    # stay out.
+    network = ("AlpnPolicy", "AllocationId", "PrivateIPv4Address")
+    answered = [path for path in answered if path[-1] not in (*TOKENS, "DryRun", *network)]
     if len(answered) < 2:
         return
     params, choices = base(), {}

@@ -738,6 +738,17 @@ async fn udp_flows_keep_their_target_and_answer_from_the_listener() {
 /// Through a TLS listener at `node`, trusting `ca` for `name` and offering `alpn`: the
 /// protocol ALPN settled on (or "none"), the target's greeting, and its echo of "ping".
 fn tls_exchange(node: SocketAddr, name: &str, ca: &std::path::Path, alpn: &[&str]) -> String {
+    try_tls_exchange(node, name, ca, alpn)
+        .unwrap_or_else(|e| panic!("TLS through {node} offering {alpn:?}: {e}"))
+}
+
+/// [`tls_exchange`], or why it failed.
+fn try_tls_exchange(
+    node: SocketAddr,
+    name: &str,
+    ca: &std::path::Path,
+    alpn: &[&str],
+) -> Result<String, String> {
     let script = r#"
 import socket, ssl, sys
 node, port, name, ca, alpn = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
@@ -765,12 +776,46 @@ with socket.create_connection((node, port), timeout=5) as raw:
         .arg(alpn.join(","))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "TLS through {node}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A TLS target in Python: greets each connection with `alpn=PROTOCOL` (what the client,
+/// elbd, negotiated), then echoes.
+fn alpn_target(lab: &Lab, addr: SocketAddr) -> crate::harness::ProcessBackend {
+    let (cert, key) = crate::tls::self_signed(lab, "alpn", "alpn.internal");
+    let script = r#"
+import socket, ssl, sys, threading
+host, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+context.set_alpn_protocols(["h2", "http/1.1", "http/1.0"])
+def serve(conn):
+    try:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(f"alpn={tls.selected_alpn_protocol()}\n".encode())
+            while data := tls.recv(4096):
+                tls.sendall(data)
+    except OSError:
+        pass
+with socket.create_server((host, port)) as server:
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
+    let mut command = std::process::Command::new("python3");
+    command
+        .args([
+            "-c",
+            script,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+        ])
+        .arg(cert)
+        .arg(key);
+    crate::harness::ProcessBackend::spawn(command, addr)
 }
 
 /// TLS listeners: an ACM certificate from the local CA, ALPN by the listener's policy, the
@@ -781,6 +826,8 @@ async fn tls_listeners_terminate_and_tls_groups_re_encrypt() {
     let plain = TcpTarget::start(SocketAddr::from((lab.ip('a', 10), 9300))).await;
     let secure = SocketAddr::from((lab.ip('a', 11), 9443));
     let _secure = crate::tls::tls_target(&lab, secure);
+    let alpn = SocketAddr::from((lab.ip('a', 12), 9444));
+    let _alpn = alpn_target(&lab, alpn);
     let (mut elbd, aws) = start(&lab);
     let (lb_arn, vpc) = aws.load_balancer_of_type("secure", "network");
     let name = "flows.nlb.test";
@@ -839,8 +886,21 @@ async fn tls_listeners_terminate_and_tls_groups_re_encrypt() {
     ]);
     assert!(sticky.contains("ValidationError"), "{sticky}");
     tls_listener("7444", &secure_tg, &[]);
-    // Two groups, one target each in zone a, checked from its node (cross-zone is off).
-    elbd.wait_healthy(2);
+    let alpn_tg = aws.target_group_of("TLS", "alpn", &vpc, (9444, "ip"), &FAST_CHECKS);
+    aws.register(&alpn_tg, &[alpn.ip().to_string()]);
+    tls_listener("7445", &alpn_tg, &["--alpn-policy", "HTTP2Optional"]);
+    tls_listener("7446", &plain_tg, &["--alpn-policy", "HTTP2Only"]);
+    let unknown = aws.err(&[
+        "elbv2",
+        "modify-listener",
+        "--listener-arn",
+        &listener_arn,
+        "--alpn-policy",
+        "HTTP3Only",
+    ]);
+    assert!(unknown.contains("ALPNPolicyNotFound"), "{unknown}");
+    // Three groups, one target each in zone a, checked from its node (cross-zone is off).
+    elbd.wait_healthy(3);
 
     // Terminated with the ACM certificate (verified against the local CA); h2 when offered.
     let node = lab.node('a', 7443);
@@ -855,6 +915,36 @@ async fn tls_listeners_terminate_and_tls_groups_re_encrypt() {
     let exchange = tls_exchange(node, name, &ca, &[]);
     assert!(exchange.starts_with("none "), "{exchange}");
 
+    // HTTP2Optional prefers HTTP/1.1, and a TLS group offers the target what was negotiated.
+    let optional = lab.node('a', 7445);
+    let exchange = tls_exchange(optional, name, &ca, &["h2", "http/1.1"]);
+    assert_eq!(exchange, "http/1.1 alpn=http/1.1 ping");
+    let exchange = tls_exchange(optional, name, &ca, &["h2"]);
+    assert_eq!(exchange, "h2 alpn=h2 ping");
+    // HTTP2Only turns away a client that speaks HTTP/1.1 only, and counts it.
+    let only = lab.node('a', 7446);
+    assert!(try_tls_exchange(only, name, &ca, &["http/1.1"]).is_err());
+    assert!(tls_exchange(only, name, &ca, &["h2"]).starts_with("h2 "));
+    let page = String::from_utf8(
+        std::process::Command::new("curl")
+            .args(["-sf", &format!("{}/metrics", aws.endpoint)])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let metric = |name: &str| -> f64 {
+        page.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        metric("aws_networkelb_client_tlsnegotiation_error_count_total"),
+        1.0
+    );
+    assert_eq!(metric("aws_networkelb_new_flow_count_tls_total"), 7.0);
+
     // A TLS group: the target (openssl s_server -www) answers over TLS from elbd.
     let node = lab.node('a', 7444);
     let resolve = format!("{name}:7444:{}", node.ip());
@@ -864,4 +954,134 @@ async fn tls_listeners_terminate_and_tls_groups_re_encrypt() {
     );
     assert_eq!(reply.status, 200, "{}", reply.headers);
     assert!(reply.body.contains("s_server"), "{}", reply.body);
+}
+
+/// Elastic IPs: an internet-facing NLB with one per zone (subnet mappings) answers on those
+/// addresses, DNS gives them, DescribeLoadBalancers and DescribeAddresses say so, and the
+/// addresses stay in use until the load balancer is gone; an internal NLB takes the private
+/// addresses its mappings choose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elastic_ips_and_private_addresses_are_the_nodes_addresses() {
+    let lab = Lab::new("nlb-eip", 40);
+    let targets = [
+        TcpTarget::start(SocketAddr::from((lab.ip('a', 10), 9400))).await,
+        TcpTarget::start(SocketAddr::from((lab.ip('b', 10), 9400))).await,
+    ];
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let dns = SocketAddr::from((lab.ip('a', 2), 5353));
+    let config = lab.write("elbd.toml", &lab.settings());
+    let (api_flag, dns_flag) = (api.to_string(), dns.to_string());
+    let flags = ["--api-listen", &api_flag, "--dns-listen", &dns_flag];
+    let mut elbd = Elbd::start(&lab, &config, &flags, &[api]);
+    let aws = Aws::new(api);
+
+    let allocate = || {
+        let eip = aws.ok(&["ec2", "allocate-address", "--domain", "vpc"]);
+        (
+            text(&eip["AllocationId"]).to_owned(),
+            text(&eip["PublicIp"]).to_owned(),
+        )
+    };
+    let eips = [allocate(), allocate()];
+    assert!(
+        eips.iter().all(|(_, ip)| ip.starts_with("127.100.")),
+        "{eips:?}"
+    );
+    let subnets = aws.ok(&["ec2", "describe-subnets"]);
+    let mut subnets: Vec<&Value> = subnets["Subnets"].as_array().unwrap().iter().collect();
+    subnets.sort_by_key(|s| text(&s["AvailabilityZone"]).to_owned());
+    let vpc = text(&subnets[0]["VpcId"]).to_owned();
+    let mapping = |i: usize, key: &str, value: &str| {
+        format!("SubnetId={},{key}={value}", text(&subnets[i]["SubnetId"]))
+    };
+    let create = |name: &str, scheme: &str, mappings: [String; 2]| {
+        aws.command(&[
+            "elbv2",
+            "create-load-balancer",
+            "--name",
+            name,
+            "--type",
+            "network",
+            "--scheme",
+            scheme,
+            "--subnet-mappings",
+            &mappings[0],
+            &mappings[1],
+        ])
+    };
+    let by_eip = [0, 1].map(|i| mapping(i, "AllocationId", &eips[i].0));
+    // Elastic IPs are for internet-facing load balancers, private addresses for internal ones.
+    let refused =
+        String::from_utf8_lossy(&create("wrong", "internal", by_eip.clone()).stderr).into_owned();
+    assert!(refused.contains("ValidationError"), "{refused}");
+    let lb = Aws::json(create("static", "internet-facing", by_eip))["LoadBalancers"][0].clone();
+    let lb_arn = text(&lb["LoadBalancerArn"]).to_owned();
+    for (i, zone) in lb["AvailabilityZones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let address = &zone["LoadBalancerAddresses"][0];
+        let (allocation, ip) = &eips[i];
+        assert_eq!(text(&address["AllocationId"]), allocation, "{zone}");
+        assert_eq!(text(&address["IpAddress"]), ip, "{zone}");
+    }
+    let taken = aws.err(&["ec2", "release-address", "--allocation-id", &eips[0].0]);
+    assert!(taken.contains("InvalidIPAddress.InUse"), "{taken}");
+    let described = aws.ok(&["ec2", "describe-addresses", "--allocation-ids", &eips[1].0]);
+    let described = &described["Addresses"][0];
+    assert_eq!(
+        described["NetworkInterfaceOwnerId"], "amazon-elb",
+        "{described}"
+    );
+
+    let tg = aws.target_group_of("TCP", "static", &vpc, (9400, "ip"), &FAST_CHECKS);
+    let ids: Vec<String> = targets.iter().map(|t| t.addr.ip().to_string()).collect();
+    aws.register(&tg, &ids);
+    Aws::json(aws.listener_of(&lb_arn, ("TCP", "7000"), &tg));
+    elbd.wait_healthy(2);
+    // Each zone's Elastic IP reaches that zone's target (cross-zone is off).
+    for ((_, ip), target) in eips.iter().zip(&targets) {
+        let node: SocketAddr = format!("{ip}:7000").parse().unwrap();
+        let (reached, _, _) = open(node).await;
+        assert_eq!(reached, target.addr.to_string(), "through {node}");
+    }
+    let (_, answers) = crate::harness::dig(dns, text(&lb["DNSName"]));
+    let mut answered: Vec<String> = answers.iter().map(|(_, ip)| ip.to_string()).collect();
+    answered.sort();
+    let mut expected: Vec<String> = eips.iter().map(|(_, ip)| ip.clone()).collect();
+    expected.sort();
+    assert_eq!(answered, expected, "DNS answers with the Elastic IPs");
+
+    // An internal load balancer on chosen private addresses.
+    let private = [lab.ip('a', 200), lab.ip('b', 200)];
+    let by_address = [0, 1].map(|i| mapping(i, "PrivateIPv4Address", &private[i].to_string()));
+    let internal = Aws::json(create("chosen", "internal", by_address))["LoadBalancers"][0].clone();
+    let zones = internal["AvailabilityZones"].as_array().unwrap();
+    for (zone, ip) in zones.iter().zip(&private) {
+        let address = &zone["LoadBalancerAddresses"][0];
+        assert_eq!(
+            text(&address["PrivateIPv4Address"]),
+            ip.to_string(),
+            "{zone}"
+        );
+    }
+
+    // Once the load balancer is gone, its addresses are free to release.
+    aws.ok(&[
+        "elbv2",
+        "delete-load-balancer",
+        "--load-balancer-arn",
+        &lb_arn,
+    ]);
+    for (allocation, _) in &eips {
+        aws.ok(&["ec2", "release-address", "--allocation-id", allocation]);
+    }
+    let left = aws.ok(&["ec2", "describe-addresses"]);
+    assert_eq!(
+        left["Addresses"].as_array().map(Vec::len),
+        Some(0),
+        "{left}"
+    );
 }

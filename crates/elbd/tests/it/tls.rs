@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::harness::{Aws, Backend, Elbd, Lab, ProcessBackend, curl};
 
 /// A self-signed certificate for `name` (its own CA): `(certificate, key)` files.
-fn self_signed(lab: &Lab, file: &str, name: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn self_signed(lab: &Lab, file: &str, name: &str) -> (PathBuf, PathBuf) {
     let cert = lab.dir.join(format!("{file}.crt"));
     let key = lab.dir.join(format!("{file}.key"));
     let status = Command::new("openssl")

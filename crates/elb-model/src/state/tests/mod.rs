@@ -63,6 +63,7 @@ impl World {
             scheme: None,
             ip_address_type: None,
             subnet_ids,
+            subnet_mappings: vec![],
             security_groups: None,
             origin: Origin::Api,
         }))

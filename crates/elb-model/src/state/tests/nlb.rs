@@ -16,6 +16,7 @@ impl World {
             scheme: Some(Scheme::Internal),
             ip_address_type: None,
             subnet_ids,
+            subnet_mappings: vec![],
             security_groups: None,
             origin: Origin::Api,
         }))
@@ -390,4 +391,132 @@ fn alpn_policies_belong_to_tls_listeners_and_stay_until_changed() {
     assert_eq!(alpn(&w), AlpnPolicy::Http2Preferred);
     modify(&mut w, Some(AlpnPolicy::Http1Only)).unwrap();
     assert_eq!(alpn(&w), AlpnPolicy::Http1Only);
+    assert_eq!(
+        AlpnPolicy::parse("HTTP3Only").unwrap_err().code,
+        ErrorCode::AlpnPolicyNotFound
+    );
+
+    // A TCP listener turned TLS takes the fixed 350 s, whatever it had.
+    let mut plain = tls(None, ListenerProtocol::Tcp, None);
+    plain.port = 7000;
+    let tcp_listener = arn_of(w.run(Command::CreateListener(plain)));
+    w.run(Command::ModifyListenerAttributes {
+        arn: tcp_listener.clone(),
+        changes: vec![(TCP_IDLE_TIMEOUT.into(), "6000".into())],
+    })
+    .unwrap();
+    w.run(Command::ModifyListener {
+        arn: tcp_listener.clone(),
+        changes: ListenerChanges {
+            protocol: Some(ListenerProtocol::Tls),
+            certificate_arns: Some(vec![cert.clone()]),
+            ..ListenerChanges::default()
+        },
+    })
+    .unwrap();
+    let attributes = &w.state.listeners[&tcp_listener].attributes;
+    assert_eq!(attributes.get(TCP_IDLE_TIMEOUT), Some("350"));
+}
+
+#[test]
+fn elastic_ips_come_from_the_pool_and_give_nodes_their_addresses() {
+    let mut w = World::new();
+    let eip = |w: &mut World| arn_of(w.run(Command::AllocateAddress));
+    let (first, second) = (eip(&mut w), eip(&mut w));
+    let ip = |w: &World, id: &str| w.state.addresses[id].public_ip;
+    assert_eq!(ip(&w, &first).to_string(), "127.100.0.4");
+    assert_eq!(ip(&w, &second).to_string(), "127.100.0.5");
+
+    let subnets = [w.subnet("us-east-1a"), w.subnet("us-east-1b")];
+    let create = |w: &mut World, kind, scheme, mappings: Vec<SubnetMapping>| {
+        w.run(Command::CreateLoadBalancer(CreateLoadBalancer {
+            name: "static".into(),
+            kind,
+            scheme: Some(scheme),
+            ip_address_type: None,
+            subnet_ids: subnets.to_vec(),
+            subnet_mappings: mappings,
+            security_groups: None,
+            origin: Origin::Api,
+        }))
+    };
+    let by_eip = |ids: [&str; 2]| {
+        (0..2)
+            .map(|i| SubnetMapping {
+                subnet_id: subnets[i].clone(),
+                allocation_id: Some(ids[i].to_owned()),
+                private_ipv4: None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let code = |r: Result<Outcome>| r.unwrap_err().code;
+    let (network, application) = (LoadBalancerKind::Network, LoadBalancerKind::Application);
+    let facing = Scheme::InternetFacing;
+    let refusals = [
+        (
+            create(&mut w, application, facing, by_eip([&first, &second])),
+            ErrorCode::ValidationError,
+        ),
+        (
+            create(&mut w, network, Scheme::Internal, by_eip([&first, &second])),
+            ErrorCode::ValidationError,
+        ),
+        (
+            create(&mut w, network, facing, by_eip([&first, "eipalloc-0"])),
+            ErrorCode::AllocationIdNotFound,
+        ),
+        (
+            create(&mut w, network, facing, by_eip([&first, &first])),
+            ErrorCode::ValidationError,
+        ),
+    ];
+    for (refused, expected) in refusals {
+        assert_eq!(code(refused), expected);
+    }
+    assert!(w.state.load_balancers.is_empty() && w.state.nodes.is_empty());
+
+    let lb = arn_of(create(&mut w, network, facing, by_eip([&first, &second])));
+    let publics: Vec<_> = w.state.nodes_of(&lb).map(|n| n.public_ipv4).collect();
+    assert_eq!(publics, [Some(ip(&w, &first)), Some(ip(&w, &second))]);
+    assert_eq!(
+        code(w.run(Command::ReleaseAddress {
+            allocation_id: first.clone()
+        })),
+        ErrorCode::InvalidIpAddressInUse
+    );
+    w.run(Command::DeleteLoadBalancer { arn: lb }).unwrap();
+    assert!(w.state.addresses.values().all(|a| a.association.is_none()));
+    w.run(Command::ReleaseAddress {
+        allocation_id: first,
+    })
+    .unwrap();
+    assert_eq!(
+        eip(&mut w),
+        ip_id_at(&w, "127.100.0.4"),
+        "a released address is taken again"
+    );
+
+    // An internal load balancer on a chosen private address, which must be the subnet's.
+    let at = |ip: &str| {
+        vec![SubnetMapping {
+            subnet_id: subnets[0].clone(),
+            allocation_id: None,
+            private_ipv4: Some(ip.parse().unwrap()),
+        }]
+    };
+    let outside = create(&mut w, network, Scheme::Internal, at("10.9.9.9"));
+    assert_eq!(code(outside), ErrorCode::InvalidConfigurationRequest);
+    let lb = arn_of(create(&mut w, network, Scheme::Internal, at("127.1.200.7")));
+    let chosen = w.state.nodes_of(&lb).find(|n| n.subnet_id == subnets[0]);
+    assert_eq!(chosen.unwrap().private_ipv4.to_string(), "127.1.200.7");
+}
+
+/// The allocation id of the Elastic IP at `ip`.
+fn ip_id_at(w: &World, ip: &str) -> String {
+    w.state
+        .addresses
+        .values()
+        .find(|a| a.public_ip.to_string() == ip)
+        .map(|a| a.allocation_id.clone())
+        .unwrap()
 }
