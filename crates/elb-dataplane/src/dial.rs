@@ -1,9 +1,16 @@
-//! Sockets to targets, from a chosen source address: the node's or the client's.
+//! Sockets to targets, from a chosen source: the node's address, or the client's.
 //!
-//! The port is left to `connect` (IP_BIND_ADDRESS_NO_PORT, as HAProxy does): a plain
-//! `bind(ip, 0)` would reserve an ephemeral port for the socket whatever its destination,
-//! capping each source address at about 28,000 flows in all and failing on ports in
-//! TIME_WAIT; chosen at connect, a port need only make the 4-tuple unique.
+//! From the node, the port is left to `connect` (IP_BIND_ADDRESS_NO_PORT, as HAProxy does): a
+//! plain `bind(ip, 0)` would reserve an ephemeral port for the socket whatever its
+//! destination, capping each source address at about 28,000 flows in all and failing on ports
+//! in TIME_WAIT; chosen at connect, a port need only make the 4-tuple unique.
+//!
+//! From the client (`preserve_client_ip.enabled`), the socket is bound to the client's address
+//! and port with IP_TRANSPARENT, as HAProxy's `usesrc clientip` and NLB do. The target's
+//! answers are addressed to the client, so the host must route them back to elbd and deliver
+//! them locally (README, "Client IP preservation"). A client address this host has, as every
+//! 127/8 address on loopback, keeps its address but not its port, which the client's own
+//! socket holds.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -11,32 +18,75 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::socket::{setsockopt, sockopt};
-use tokio::net::{TcpSocket, TcpStream};
+use socket2::{Domain, SockRef, Socket, Type};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tracing::warn;
 
-/// Where a flow to a target leaves from: the node's address, or when the group preserves the
-/// client's (`preserve_client_ip.enabled`) the client's if this host has it (every 127/8
-/// address on loopback). A client address the host lacks would need a transparent socket
-/// and routes that bring the target's answers back through elbd, which are not built: such
-/// flows leave from the node's address, and the first one says so in the log.
-pub(crate) fn source(preserve_client_ip: bool, client: IpAddr, node: IpAddr) -> IpAddr {
-    static WARNED: AtomicBool = AtomicBool::new(false);
-    if !preserve_client_ip {
-        return node;
+/// Where a flow to a target leaves from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source {
+    /// The node's address.
+    Node(IpAddr),
+    /// The client's address and port, or the node's where the client's cannot be had.
+    Client { client: SocketAddr, node: IpAddr },
+}
+
+impl Source {
+    /// The client's address when the group preserves it (`preserve_client_ip.enabled`).
+    pub(crate) fn new(preserve_client_ip: bool, client: SocketAddr, node: IpAddr) -> Self {
+        if preserve_client_ip {
+            Self::Client { client, node }
+        } else {
+            Self::Node(node)
+        }
     }
-    if client.is_loopback() {
-        return client;
+
+    /// Binds `socket` to this source.
+    fn bind(self, socket: &SockRef<'_>) -> io::Result<()> {
+        let node = match self {
+            Self::Node(node) => node,
+            Self::Client { client, node } => match bind_client(socket, client) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    static WARNED: AtomicBool = AtomicBool::new(false);
+                    if !WARNED.swap(true, Ordering::Relaxed) {
+                        warn!(%client, "preserve_client_ip.enabled: a transparent socket needs \
+                               CAP_NET_ADMIN; flows leave from the node's address");
+                    }
+                    node
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        no_port(socket)?;
+        socket.bind(&SocketAddr::new(node, 0).into())
     }
-    if !WARNED.swap(true, Ordering::Relaxed) {
-        warn!(%client, "preserve_client_ip.enabled: this host does not have the client's \
-               address; flows leave from the node's address");
+}
+
+/// Binds to the client's address and port, transparently; to its address alone where this
+/// host has it and the client's socket holds the port.
+fn bind_client(socket: &SockRef<'_>, client: SocketAddr) -> io::Result<()> {
+    if !client.ip().is_loopback() {
+        match client {
+            SocketAddr::V4(_) => socket.set_ip_transparent_v4(true)?,
+            SocketAddr::V6(_) => socket.set_ip_transparent_v6(true)?,
+        }
+        match socket.bind(&client.into()) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
+            bound => return bound,
+        }
     }
-    node
+    no_port(socket)?;
+    socket.bind(&SocketAddr::new(client.ip(), 0).into())
+}
+
+fn no_port(socket: &SockRef<'_>) -> io::Result<()> {
+    Ok(setsockopt(&**socket, sockopt::IpBindAddressNoPort, &true)?)
 }
 
 /// A TCP connection to `target` from `source`, within `timeout`.
 pub(crate) async fn connect(
-    source: IpAddr,
+    source: Source,
     target: SocketAddr,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
@@ -45,9 +95,20 @@ pub(crate) async fn connect(
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.set_nodelay(true)?;
-    setsockopt(&socket, sockopt::IpBindAddressNoPort, &true)?;
-    socket.bind(SocketAddr::new(source, 0))?;
+    source.bind(&SockRef::from(&socket))?;
     tokio::time::timeout(timeout, socket.connect(target))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+}
+
+/// A UDP socket from `source` connected to `target`, with `first` sent on it. Sent before
+/// the runtime takes the socket, which would not know it writable until its next poll: a new
+/// socket's send buffer is empty, so the send does not block.
+pub(crate) fn udp(source: Source, target: SocketAddr, first: &[u8]) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(target), Type::DGRAM, None)?;
+    source.bind(&SockRef::from(&socket))?;
+    socket.connect(&target.into())?;
+    socket.set_nonblocking(true)?;
+    socket.send(first)?;
+    UdpSocket::from_std(socket.into())
 }

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::dial;
+use crate::dial::{self, Source};
 
 /// AWS gives up connecting to a target after 10 s (and answers 504).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -162,7 +162,7 @@ impl TargetPool {
 
     /// A new connection to the target from the node's address.
     pub(crate) async fn dial(&self) -> Result<TcpStream, SendError> {
-        dial::connect(self.local, self.target, CONNECT_TIMEOUT)
+        dial::connect(Source::Node(self.local), self.target, CONNECT_TIMEOUT)
             .await
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::TimedOut => SendError::ConnectTimeout,

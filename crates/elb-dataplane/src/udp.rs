@@ -12,8 +12,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{self, ErrorKind};
-use std::net::{IpAddr, SocketAddr};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,7 +26,7 @@ use tokio::time::{Instant, sleep_until};
 use tracing::{debug, warn};
 
 use crate::binder::BindKey;
-use crate::dial;
+use crate::dial::{self, Source};
 use crate::flow::{self, Flow};
 use crate::metrics::{ActiveFlow, FlowKind, FlowMetrics};
 use crate::table::{Listener, RoutingTable, UdpRoute};
@@ -170,9 +170,12 @@ fn start(
         destination: local,
     };
     let (endpoint, in_flight) = route.targets.for_flow(&flow).next()?;
-    let preserve = route.targets.proto.preserve_client_ip;
-    let source = dial::source(preserve, client.ip(), route.node_ip);
-    let target = match connect(source, endpoint.addr, first) {
+    let source = Source::new(
+        route.targets.proto.preserve_client_ip,
+        client,
+        route.node_ip,
+    );
+    let target = match dial::udp(source, endpoint.addr, first) {
         Ok(socket) => Arc::new(socket),
         Err(e) => {
             debug!(%client, target = %endpoint.addr, error = %e, "no socket to the target");
@@ -242,17 +245,6 @@ fn pass_replies(
         }
     }
     moved
-}
-
-/// A UDP socket from `source` (any port) connected to `target`, with `first` sent on it.
-/// Sent before the runtime takes the socket, which would not know it writable until its
-/// next poll: a new socket's send buffer is empty, so the send does not block.
-fn connect(source: IpAddr, target: SocketAddr, first: &[u8]) -> io::Result<UdpSocket> {
-    let socket = std::net::UdpSocket::bind(SocketAddr::new(source, 0))?;
-    socket.connect(target)?;
-    socket.set_nonblocking(true)?;
-    socket.send(first)?;
-    UdpSocket::from_std(socket)
 }
 
 /// Sends the target's datagrams to `client` from the listener's socket until the flow idles

@@ -113,9 +113,9 @@ fn address(x: &mut Xml, state: &Region, a: &ElasticIp) {
                     x.leaf("privateIpAddress", instance.private_ip.to_string());
                 }
             }
-            // A load balancer's address belongs to its node's interface, owned by ELB.
+            // A load balancer's address belongs to its node's interface, in the account.
             Associated::Node(node) => {
-                x.leaf("networkInterfaceOwnerId", "amazon-elb");
+                x.leaf("networkInterfaceOwnerId", &state.scope.account);
                 if let Some(node) = state.nodes.get(node) {
                     x.leaf("privateIpAddress", node.private_ipv4.to_string());
                 }
@@ -125,14 +125,27 @@ fn address(x: &mut Xml, state: &Region, a: &ElasticIp) {
     tag_set(x, state, &a.allocation_id);
 }
 
-/// The allocation `AllocationId` names, or the one of `PublicIp`.
+/// The allocation `AllocationId` names, or the one at `PublicIp`; both given, they must name
+/// the same address.
 fn allocation_id(state: &Region, params: &Params) -> Result<String, ApiError> {
-    if let Some(id) = params.optional("AllocationId") {
-        return Ok(id.to_owned());
-    }
-    let ip = params
+    let by_ip = params
         .optional("PublicIp")
-        .ok_or_else(|| ApiError::missing("AllocationId"))?;
+        .map(|ip| by_public_ip(state, ip));
+    match (params.optional("AllocationId"), by_ip) {
+        (Some(id), None) => Ok(id.to_owned()),
+        (None, Some(found)) => found,
+        (Some(id), Some(found)) if found.as_deref() == Ok(id) => Ok(id.to_owned()),
+        (Some(_), Some(_)) => Err(ApiError::new(
+            400,
+            "InvalidParameterCombination",
+            "AllocationId and PublicIp name different addresses",
+        )),
+        (None, None) => Err(ApiError::missing("AllocationId")),
+    }
+}
+
+/// The allocation id of the Elastic IP at `ip`.
+fn by_public_ip(state: &Region, ip: &str) -> Result<String, ApiError> {
     state
         .addresses
         .values()
@@ -194,20 +207,25 @@ pub(super) fn associate(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiEr
 }
 
 pub(super) fn disassociate(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
-    let association_id = match params.optional("AssociationId") {
-        Some(id) => id.to_owned(),
-        None => {
+    let association_id = match (
+        params.optional("AssociationId"),
+        params.optional("PublicIp"),
+    ) {
+        (Some(id), _) => id.to_owned(),
+        (None, Some(ip)) => {
             let snapshot = api.snapshot();
-            let id = allocation_id(snapshot.state(), params)?;
-            let association = snapshot.state().addresses[&id].association.clone();
+            let state = snapshot.state();
+            let id = by_public_ip(state, ip)?;
+            let association = state.addresses.get(&id).and_then(|a| a.association.clone());
             association.map(|a| a.id).ok_or_else(|| {
                 ApiError::new(
                     400,
                     "InvalidAssociationID.NotFound",
-                    "The address is not associated",
+                    format!("The address '{ip}' is not associated"),
                 )
             })?
         }
+        (None, None) => return Err(ApiError::missing("AssociationId")),
     };
     let command = Command::DisassociateAddress { association_id };
     api.update(|state, cx| state.apply(command.clone(), cx))?;

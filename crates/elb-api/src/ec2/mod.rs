@@ -244,13 +244,15 @@ fn describe_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
         .keys()
         .chain(state.subnets.keys())
         .chain(state.security_groups.keys())
-        .chain(state.instances.keys());
+        .chain(state.instances.keys())
+        .chain(state.addresses.keys());
     let mut rows = Vec::new();
     for id in ids {
         let kind = match id.split('-').next() {
             Some("vpc") => "vpc",
             Some("subnet") => "subnet",
             Some("sg") => "security-group",
+            Some("eipalloc") => "elastic-ip",
             _ => "instance",
         };
         for (key, value) in state.ec2_tags_of(id).into_iter().flatten() {

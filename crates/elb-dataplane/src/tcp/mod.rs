@@ -37,6 +37,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tracing::debug;
 
+use crate::dial::Source;
 use crate::flow::{self, Flow};
 use crate::metrics::{ActiveFlow, FlowKind};
 use crate::table::TcpRoute;
@@ -117,7 +118,7 @@ async fn connect(
         destination: local,
     };
     let group = &route.targets.proto;
-    let source = dial::source(group.preserve_client_ip, peer.ip(), route.node_ip);
+    let source = Source::new(group.preserve_client_ip, peer, route.node_ip);
     for (endpoint, in_flight) in route.targets.for_flow(&flow).take(ATTEMPTS) {
         let target = match dial::connect(source, endpoint.addr, CONNECT_TIMEOUT).await {
             Ok(target) => target,
@@ -266,8 +267,9 @@ impl<'a> Shared<'a> {
         }
     }
 
-    /// Whether this is the first direction of the flow to end, which shuts the peer's write
-    /// side; the second need not, as both sockets close right after.
+    /// Whether this is the first direction of the flow to end: only its shutdown of the
+    /// peer's write side must succeed (plain flows skip the second's, as both sockets close
+    /// right after; TLS flows make it, for close_notify).
     fn first_to_end(&self) -> bool {
         !self.one_ended.swap(true, Ordering::Relaxed)
     }

@@ -111,6 +111,7 @@ where
             Err(_) => return Err(Broken::Reading),
         };
         if buf.is_empty() {
+            spare::give(buf);
             let first = shared.first_to_end();
             let shut = to.shutdown().await;
             // Only the first end's shutdown matters to the flow: the second may find the
@@ -125,7 +126,9 @@ where
             to.flush().await
         };
         let written = written.await;
-        shared.moved(buf.len());
+        if written.is_ok() {
+            shared.moved(buf.len());
+        }
         spare::give(buf);
         written.map_err(|_| Broken::Writing)?;
     }

@@ -2,14 +2,15 @@
 //! the addresses network load balancers' subnet mappings choose for their nodes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{Outcome, Region, SubnetMapping, Tags};
 use crate::alloc;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::load_balancer::{LoadBalancerKind, Scheme};
-use crate::network::{Associated, EipAssociation, ElasticIp};
+use crate::network::{Associated, EipAssociation, ElasticIp, InstanceState};
+use crate::node::Node;
 
 /// What a subnet mapping chose for the node of its subnet.
 #[derive(Debug, Default, Clone, Copy)]
@@ -31,7 +32,24 @@ impl Region {
                 ),
             )
         })?;
-        let used: BTreeSet<Ipv4Addr> = self.addresses.values().map(|a| a.public_ip).collect();
+        // The pool is the user's to choose: it may overlap subnets, here or in other regions.
+        let nodes = self.nodes.values().flat_map(Node::addresses);
+        let instances = self.instances.values().map(|i| i.private_ip);
+        let targets = self.target_groups.values().flat_map(|tg| {
+            tg.targets.iter().filter_map(|t| match t.address {
+                IpAddr::V4(ip) => Some(ip),
+                IpAddr::V6(_) => None,
+            })
+        });
+        let used: BTreeSet<Ipv4Addr> = self
+            .addresses
+            .values()
+            .map(|a| a.public_ip)
+            .chain(nodes)
+            .chain(self.beyond.node_addresses.iter().copied())
+            .chain(instances)
+            .chain(targets)
+            .collect();
         let public_ip = alloc::lowest_free(pool, &used).ok_or_else(|| {
             ModelError::new(
                 ErrorCode::AddressLimitExceeded,
@@ -67,11 +85,20 @@ impl Region {
         allow_reassociation: bool,
         cx: &mut Context<'_>,
     ) -> Result<Outcome> {
-        if !self.instances.contains_key(instance_id) {
-            return Err(ModelError::new(
-                ErrorCode::InvalidInstanceIdNotFound,
-                format!("The instance ID '{instance_id}' does not exist"),
-            ));
+        match self.instances.get(instance_id).map(|i| i.state) {
+            None => {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidInstanceIdNotFound,
+                    format!("The instance ID '{instance_id}' does not exist"),
+                ));
+            }
+            Some(InstanceState::Terminated) => {
+                return Err(ModelError::new(
+                    ErrorCode::IncorrectInstanceState,
+                    format!("The instance '{instance_id}' is terminated"),
+                ));
+            }
+            Some(_) => {}
         }
         let address = self.address(allocation_id)?;
         match address.association.as_ref().map(|a| &a.to) {
@@ -139,6 +166,12 @@ impl Region {
             if m.allocation_id.is_none() && m.private_ipv4.is_none() {
                 continue;
             }
+            let Some(subnet) = self.subnets.get(&m.subnet_id) else {
+                return Err(ModelError::validation(format!(
+                    "Subnet mapping '{}' is not one of the load balancer's subnets",
+                    m.subnet_id
+                )));
+            };
             if kind != LoadBalancerKind::Network {
                 return Err(ModelError::validation(
                     "Subnet mappings can choose addresses for network load balancers only",
@@ -157,16 +190,15 @@ impl Region {
                         format!("Elastic IP allocation '{id}' not found"),
                     )
                 })?;
+                if address.association.is_some() {
+                    return Err(ModelError::new(
+                        ErrorCode::InvalidConfigurationRequest,
+                        format!("Elastic IP allocation '{id}' is already associated"),
+                    ));
+                }
                 let twice = chosen
                     .values()
                     .any(|n: &NodeAddresses<'_>| n.allocation_id == Some(id.as_str()));
-                if let Some(association) = &address.association {
-                    let held = in_use(address, &association.to);
-                    return Err(ModelError::new(
-                        ErrorCode::InvalidConfigurationRequest,
-                        held.message,
-                    ));
-                }
                 if twice {
                     return Err(ModelError::validation(format!(
                         "Elastic IP allocation '{id}' is given for two subnets"
@@ -179,7 +211,6 @@ impl Region {
                         "Private IPv4 addresses can be assigned to internal load balancers only",
                     ));
                 }
-                let subnet = &self.subnets[&m.subnet_id];
                 if !subnet.cidr.contains(&ip) || alloc::is_reserved(subnet.cidr, ip) {
                     return Err(ModelError::new(
                         ErrorCode::InvalidConfigurationRequest,
@@ -204,6 +235,19 @@ impl Region {
             chosen.insert(m.subnet_id.as_str(), addresses);
         }
         Ok(chosen)
+    }
+
+    /// Whether the nodes of `lb_arn` hold the addresses `mappings` choose: a repeated create
+    /// names the same ones.
+    pub(super) fn holds_mappings(&self, lb_arn: &str, mappings: &[SubnetMapping]) -> bool {
+        mappings.iter().all(|m| {
+            let node = self.nodes_of(lb_arn).find(|n| n.subnet_id == m.subnet_id);
+            node.is_some_and(|n| {
+                let eip = self.elastic_ip_of(&n.id).map(|a| a.allocation_id.as_str());
+                m.allocation_id.as_deref().is_none_or(|id| eip == Some(id))
+                    && m.private_ipv4.is_none_or(|ip| n.private_ipv4 == ip)
+            })
+        })
     }
 
     /// Lets go of the Elastic IPs of nodes that no longer exist.

@@ -10,8 +10,8 @@ use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::load_balancer::LoadBalancer;
 use crate::network::{
-    IngressRule, IngressSource, Instance, InstanceOptions, InstanceState, SecurityGroup, Subnet,
-    Tenancy, Vpc, VpcAttributes,
+    Associated, IngressRule, IngressSource, Instance, InstanceOptions, InstanceState,
+    SecurityGroup, Subnet, Tenancy, Vpc, VpcAttributes,
 };
 
 /// RunInstances: `count` instances in a subnet (the first default subnet when none is
@@ -548,6 +548,13 @@ impl Region {
             if to == InstanceState::Terminated {
                 for tg in self.target_groups.values_mut() {
                     tg.targets.retain(|t| t.id.to_string() != *id);
+                }
+                // A terminated instance lets go of its Elastic IP, as on EC2.
+                let held = Some(Associated::Instance(id.clone()));
+                for address in self.addresses.values_mut() {
+                    if address.association.as_ref().map(|a| a.to.clone()) == held {
+                        address.association = None;
+                    }
                 }
             }
         }

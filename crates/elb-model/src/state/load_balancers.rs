@@ -38,7 +38,6 @@ impl Region {
         }
         let subnets = self.check_subnets(&c.subnet_ids, c.kind)?;
         let vpc_id = subnets[0].1.clone();
-        let mapped = self.check_subnet_mappings(c.kind, scheme, &c.subnet_mappings)?;
         let security_groups =
             self.check_security_groups(c.kind, c.security_groups.as_deref(), &vpc_id)?;
 
@@ -46,7 +45,8 @@ impl Region {
             let same = existing.kind == c.kind
                 && existing.scheme == scheme
                 && existing.subnet_ids == c.subnet_ids
-                && existing.security_groups == security_groups;
+                && existing.security_groups == security_groups
+                && self.holds_mappings(&existing.arn, &c.subnet_mappings);
             return if same {
                 Ok(Outcome::Created(existing.arn.clone()))
             } else {
@@ -56,6 +56,7 @@ impl Region {
                 ))
             };
         }
+        let mapped = self.check_subnet_mappings(c.kind, scheme, &c.subnet_mappings)?;
         if self.load_balancers.len() >= limits::LOAD_BALANCERS_PER_REGION {
             return Err(ModelError::new(
                 ErrorCode::TooManyLoadBalancers,

@@ -133,6 +133,7 @@ impl State {
         self.regions.values().any(|region| {
             region.subnets.values().any(|s| overlap(s.cidr, range))
                 || region.public_pools.values().any(|p| overlap(*p, range))
+                || region.eip_pool.is_some_and(|p| overlap(p, range))
         })
     }
 

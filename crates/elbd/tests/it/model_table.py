@@ -245,6 +245,16 @@ def associated_eip():
     return ec2.associate_address(AllocationId=fresh_eip(), InstanceId=fresh_instance())["AssociationId"]
 
 
+def fresh_eip_ip():
+    return ec2.allocate_address(Domain="vpc")["PublicIp"]
+
+
+def associated_eip_ip():
+    eip = ec2.allocate_address(Domain="vpc")
+    ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=fresh_instance())
+    return eip["PublicIp"]
+
+
 def stopped_instance():
     instance = fresh_instance()
     ec2.stop_instances(InstanceIds=[instance])
@@ -565,6 +575,9 @@ VALUES = {
     "DescribeAddresses:PublicIps": [EIP["PublicIp"]],
     "AllocateAddress:TagSpecifications": ec2_tags("elastic-ip"),
     "AllocateAddress:NetworkBorderGroup": "us-east-1",
+    "ReleaseAddress:PublicIp": fresh_eip_ip,
+    "AssociateAddress:PublicIp": fresh_eip_ip,
+    "DisassociateAddress:PublicIp": associated_eip_ip,
     "ReleaseAddress:NetworkBorderGroup": "us-east-1",
     "DescribeAvailabilityZones:ZoneNames": [ZONE],
     "DescribeAvailabilityZones:ZoneIds": [ZONE_ID],
@@ -744,6 +757,10 @@ ADJUST = {
     "Matcher.GrpcCode": (("code", "grpc"), grpc),
     "CreateListenerInput.AlpnPolicy": (("listener", "tls"), on_tls_listener),
     "SubnetMapping.AllocationId": (("address", "elastic"), network_lb("internet-facing")),
+    # An Elastic IP named by its address rather than its allocation (or association) id.
+    "ReleaseAddressRequest.PublicIp": (("by", "ip"), drop("AllocationId")),
+    "AssociateAddressRequest.PublicIp": (("by", "ip"), drop("AllocationId")),
+    "DisassociateAddressRequest.PublicIp": (("by", "ip"), drop("AssociationId")),
     "SubnetMapping.PrivateIPv4Address": (("address", "private"), network_lb("internal")),
     "ModifyListenerInput.AlpnPolicy": (("listener", "tls"), on_tls_listener),
     "CreateLoadBalancerInput.SubnetMappings": (("subnets", "mappings"), drop("Subnets")),

@@ -1,7 +1,9 @@
 //! The network-namespace lab (shared/reference/netlab.md): elbd in its own namespace with the
 //! lab's address ranges as its topology and DNS on port 53; one namespace per zone holds that
 //! zone's target; a client namespace resolves the load balancer's name through elbd. Setting
-//! zone b's link down takes b's node out of DNS, and curl by name keeps working.
+//! zone b's link down takes b's node out of DNS, and curl by name keeps working. An NLB with
+//! client IP preservation reaches zone a's target from the client's own address and port
+//! (transparent sockets, with the return route the README describes).
 //!
 //! While the lab exists, the root namespace has an `unreachable` route for 10.77.0.0/16, so no
 //! packet of the test can leave the machine. Everything is removed again when the test ends,
@@ -51,7 +53,16 @@ impl NetLab {
         run(&["ip", "-n", &core, "link", "add", "br0", "type", "bridge"]);
         run(&["ip", "-n", &core, "link", "set", "br0", "up"]);
         let hosts: [(&str, &[&str]); 4] = [
-            ("lb", &["10.77.1.254/16", "10.77.2.254/16", "10.77.0.53/16"]),
+            // The ALB's nodes, the NLB's node in zone a, and DNS.
+            (
+                "lb",
+                &[
+                    "10.77.1.254/16",
+                    "10.77.2.254/16",
+                    "10.77.1.253/16",
+                    "10.77.0.53/16",
+                ],
+            ),
             ("ta", &["10.77.1.10/16"]),
             ("tb", &["10.77.2.10/16"]),
             ("cl", &["10.77.0.10/16"]),
@@ -160,6 +171,25 @@ protocol = "HTTP"
 port = 80
 default_action = { forward = "lab-tg" }
 
+[[load_balancer]]
+name = "flows"
+type = "network"
+scheme = "internal"
+availability_zones = ["us-east-1a"]
+
+[[load_balancer.listener]]
+protocol = "TCP"
+port = 7000
+default_action = { forward = "flows-tg" }
+
+[[target_group]]
+name = "flows-tg"
+protocol = "TCP"
+port = 9002
+targets = ["10.77.1.10:9002"]
+health_check = { interval_seconds = 5, timeout_seconds = 2, healthy_threshold = 2, unhealthy_threshold = 2 }
+attributes = { "preserve_client_ip.enabled" = "true" }
+
 [[target_group]]
 name = "lab-tg"
 protocol = "HTTP"
@@ -203,6 +233,57 @@ fn in_a_network_lab_dns_fails_over_from_a_zone_whose_link_is_down() {
             &dir.join(format!("{host}.log")),
         );
     }
+    // Zone a's TCP target tells each connection the peer it sees (health checks reset theirs).
+    let greeter = "import socket\n\
+        s = socket.create_server(('10.77.1.10', 9002))\n\
+        while True:\n\
+        \x20   c, peer = s.accept()\n\
+        \x20   try:\n\
+        \x20       c.sendall(f'{peer[0]}:{peer[1]}\\n'.encode())\n\
+        \x20   except OSError:\n\
+        \x20       pass\n\
+        \x20   c.close()\n";
+    lab.spawn("ta", &["python3", "-c", greeter], &dir.join("greeter.log"));
+    // Client IP preservation: the target answers the client's address through elbd's
+    // namespace, which delivers what comes back from the target locally, to the transparent
+    // socket (README, "Client IP preservation").
+    run(&[
+        "ip",
+        "-n",
+        &lab.ns("ta"),
+        "route",
+        "add",
+        "10.77.0.10/32",
+        "via",
+        "10.77.1.253",
+    ]);
+    let lb = lab.ns("lb");
+    run(&[
+        "ip",
+        "-n",
+        &lb,
+        "rule",
+        "add",
+        "iif",
+        "eth0",
+        "from",
+        "10.77.1.10",
+        "lookup",
+        "100",
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &lb,
+        "route",
+        "add",
+        "local",
+        "0.0.0.0/0",
+        "dev",
+        "lo",
+        "table",
+        "100",
+    ]);
     let elbd_log = dir.join("elbd.log");
     let data = dir.join("data");
     let (config, data) = (config.to_str().unwrap(), data.to_str().unwrap());
@@ -250,13 +331,33 @@ fn in_a_network_lab_dns_fails_over_from_a_zone_whose_link_is_down() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let both = ["10.77.1.254".to_owned(), "10.77.2.254".to_owned()];
-    wait("both targets healthy", Duration::from_secs(20), &mut || {
+    wait(
+        "the three targets healthy",
+        Duration::from_secs(20),
+        &mut || {
+            logs()
+                .lines()
+                .filter(|l| l.contains("target health") && l.contains("state=healthy"))
+                .count()
+                >= 3
+        },
+    );
+    // The target sees the client's address and port.
+    let script = "import socket\n\
+        c = socket.create_connection(('10.77.1.253', 7000), timeout=3)\n\
+        print(c.getsockname()[0], c.getsockname()[1], c.makefile().readline().strip())\n";
+    let (ok, seen) = lab.exec("cl", &["python3", "-c", script]);
+    let words: Vec<&str> = seen.split_whitespace().collect();
+    assert!(
+        ok && words.len() == 3,
+        "through the NLB: {seen}\n{}",
         logs()
-            .lines()
-            .filter(|l| l.contains("target health") && l.contains("state=healthy"))
-            .count()
-            >= 2
-    });
+    );
+    assert_eq!(
+        words[2],
+        format!("{}:{}", words[0], words[1]),
+        "the target sees the client's address and port"
+    );
     wait("both nodes in DNS", Duration::from_secs(20), &mut || {
         resolve(&lab, &name) == both
     });

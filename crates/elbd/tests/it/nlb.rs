@@ -1031,8 +1031,9 @@ async fn elastic_ips_and_private_addresses_are_the_nodes_addresses() {
     assert!(taken.contains("InvalidIPAddress.InUse"), "{taken}");
     let described = aws.ok(&["ec2", "describe-addresses", "--allocation-ids", &eips[1].0]);
     let described = &described["Addresses"][0];
+    let node = &lb["AvailabilityZones"][1]["LoadBalancerAddresses"][0];
     assert_eq!(
-        described["NetworkInterfaceOwnerId"], "amazon-elb",
+        described["PrivateIpAddress"], node["PrivateIPv4Address"],
         "{described}"
     );
 

@@ -476,6 +476,12 @@ fn elastic_ips_come_from_the_pool_and_give_nodes_their_addresses() {
     assert!(w.state.load_balancers.is_empty() && w.state.nodes.is_empty());
 
     let lb = arn_of(create(&mut w, network, facing, by_eip([&first, &second])));
+    // A repeated create is answered with the same load balancer; other addresses are not it.
+    let again = arn_of(create(&mut w, network, facing, by_eip([&first, &second])));
+    assert_eq!(again, lb);
+    let third = eip(&mut w);
+    let other = create(&mut w, network, facing, by_eip([&first, &third]));
+    assert_eq!(code(other), ErrorCode::DuplicateLoadBalancerName);
     let publics: Vec<_> = w.state.nodes_of(&lb).map(|n| n.public_ipv4).collect();
     assert_eq!(publics, [Some(ip(&w, &first)), Some(ip(&w, &second))]);
     assert_eq!(
