@@ -47,6 +47,14 @@ UDP_ADDRS = {
     "nginx": "127.203.0.1:9053",
 }
 UDP_LOAD = ROOT / "target/udp-load/release/udp-load"  # built by bench/run
+# L4 TLS: each proxy's TLS-terminating L4 listener (elbd's an NLB TLS listener, on its node),
+# forwarding plaintext to the origin's HTTP/1.1 port; "direct" is the origin's own TLS port.
+TLS_L4_ADDRS = {
+    "direct": f"{ORIGIN}:{ORIGIN_TLS}",
+    "elbd": "127.200.255.253:9443",
+    "haproxy": "127.202.0.1:9443",
+    "nginx": "127.203.0.1:9443",
+}
 SCENARIOS = {
     "keepalive": "HTTP/1.1 keep-alive, 17-byte body",
     "body16k": "HTTP/1.1 keep-alive, 16 KB body",
@@ -58,9 +66,11 @@ SCENARIOS = {
     "tls_resumed": "a resumed TLS 1.3 session per request (openssl s_time -reuse, 1 connection at a time)",
     "tcp_conn": "L4 TCP, a new connection per small exchange (wrk Connection: close through the TCP proxy)",
     "tcp_stream": "L4 TCP, long-lived streams (wrk keep-alive, 1 MiB bodies, 8 connections; CPU per GB)",
+    "tls_l4_conn": "L4 TLS, a full TLS handshake per small exchange: wrk over https with Connection: "
+                   "close through the TLS-terminating L4 proxy to the origin's plain HTTP/1.1 port",
     "udp_dgram": "L4 UDP, small datagrams echoed through the UDP proxy, 64 client sockets",
 }
-TLS_SCENARIOS = [s for s in SCENARIOS if s.startswith("tls")]
+TLS_SCENARIOS = [s for s in SCENARIOS if s.startswith("tls")]  # tls_l4_conn included
 TCP_SCENARIOS = [s for s in SCENARIOS if s.startswith("tcp")]
 UDP_SCENARIOS = [s for s in SCENARIOS if s.startswith("udp")]
 STREAM_BODY = 1 << 20
@@ -195,9 +205,10 @@ def origin_conf(work):
     )
 
 
-def nginx_tls(work):
+def nginx_tls(work, cache="tls"):
+    # The stream context needs a cache zone of its own: NGINX refuses one name in http and stream.
     return (f"ssl_certificate {work}/cert.pem; ssl_certificate_key {work}/key.pem; "
-            "ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:tls:10m; ssl_session_tickets on;")
+            f"ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:{cache}:10m; ssl_session_tickets on;")
 
 
 def nginx_proxy_conf(work):
@@ -216,9 +227,13 @@ def nginx_proxy_conf(work):
     # UDP flows); no proxy_responses, which would end it at each reply, making a new upstream
     # socket per datagram. It leaves from the client's address, as elbd's UDP flows do (AWS
     # keeps the client IP for UDP groups): on loopback this needs no `transparent`.
+    # L4 TLS: `listen ... ssl` terminates TLS in the stream module (ssl_preread stays off) and
+    # relays plaintext to the origin's HTTP/1.1 port, from the proxy's own address like TCP.
     stream = f"""stream {{
   upstream origin_tcp {{ server {ORIGIN}:{ORIGIN_H1}; }}
   server {{ listen {tcp}; proxy_pass origin_tcp; proxy_bind {tcp.rsplit(":", 1)[0]}; }}
+  server {{ listen {TLS_L4_ADDRS["nginx"]} ssl; {nginx_tls(work, "tls_l4")}
+           proxy_pass origin_tcp; proxy_bind {tcp.rsplit(":", 1)[0]}; }}
   server {{ listen {UDP_ADDRS["nginx"]} udp; proxy_pass {ORIGIN}:{ORIGIN_UDP}; proxy_timeout 120s;
            proxy_bind $remote_addr; }}
 }}"""
@@ -267,13 +282,28 @@ listen tcp
   mode tcp
   bind {tcp}
   server s1 {ORIGIN}:{ORIGIN_H1} source {tcp.rsplit(":", 1)[0]}
+listen tls_l4
+  mode tcp
+  bind {TLS_L4_ADDRS["haproxy"]} ssl crt {work}/combined.pem
+  server s1 {ORIGIN}:{ORIGIN_H1} source {tcp.rsplit(":", 1)[0]}
 """
 
 
-def elbd_conf(work, udp):
+def elbd_conf(work, udp, tls_l4=False):
     # UDP only when its scenario runs: a --baseline build may predate UDP listeners. A UDP
     # group is checked over TCP: on the origin's HTTP port, as the echo has no TCP side.
-    udp_listener = udp_group = ""
+    # Likewise the NLB TLS listener: the HTTPS listener's certificate and policy, no ALPN (the
+    # default AlpnPolicy None; wrk offers none), forwarding to the TCP group.
+    udp_listener = udp_group = tls_listener = ""
+    if tls_l4:
+        tls_listener = f"""
+[[load_balancer.listener]]
+protocol = "TLS"
+port = {TLS_L4_ADDRS["elbd"].rsplit(":", 1)[1]}
+ssl_policy = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+certificates = ["bench"]
+default_action = {{ forward = "origin-tcp" }}
+"""
     if udp:
         udp_listener = """
 [[load_balancer.listener]]
@@ -335,7 +365,7 @@ availability_zones = ["us-east-1a"]
 protocol = "TCP"
 port = 9000
 default_action = {{ forward = "origin-tcp" }}
-{udp_listener}
+{tls_listener}{udp_listener}
 [[target_group]]
 name = "origin-tcp"
 protocol = "TCP"
@@ -344,11 +374,11 @@ targets = ["{ORIGIN}:{ORIGIN_H1}"]
 {udp_group}"""
 
 
-def start_proxy(name, work, baseline=None, udp=False):
+def start_proxy(name, work, baseline=None, udp=False, tls_l4=False):
     log = work / f"{name}.log"
     if name in ("elbd", "elbd-base"):
         conf = work / "elbd.toml"
-        conf.write_text(elbd_conf(work, udp))
+        conf.write_text(elbd_conf(work, udp, tls_l4))
         data = work / "elbd-data"
         shutil.rmtree(data, ignore_errors=True)
         binary = baseline if name == "elbd-base" else ROOT / "target/release/elbd"
@@ -369,6 +399,8 @@ def start_proxy(name, work, baseline=None, udp=False):
     proc = Proc(name, argv, CPU_PROXY, log)
     for addr in ADDRS["elbd" if name == "elbd-base" else name]:
         wait_for(addr)
+    if tls_l4 and name != "direct":
+        wait_for(TLS_L4_ADDRS["elbd" if name == "elbd-base" else name])
     if udp and runs(name, "udp_dgram"):
         wait_for_udp(UDP_ADDRS["elbd" if name == "elbd-base" else name])
     return proc
@@ -380,6 +412,8 @@ def start_proxy(name, work, baseline=None, udp=False):
 def url(name, scenario):
     name = "elbd" if name == "elbd-base" else name
     path = {"body16k": "/16k", "tcp_stream": "/1m"}.get(scenario, "/small")
+    if scenario == "tls_l4_conn":
+        return f"https://{TLS_L4_ADDRS[name]}{path}"
     if scenario in TLS_SCENARIOS:
         return f"https://{ADDRS[name][2]}{path}"
     if scenario in TCP_SCENARIOS:
@@ -411,7 +445,8 @@ def closed_loop(name, scenario, seconds):
         done = next(line for line in out.splitlines() if line.startswith("requests:"))
         ok = int(done.split()[7])
         return ok, ok / seconds, int(done.split()[-2]) if "errored" in done else 0
-    extra = ["-H", "Connection: close"] if scenario in ("newconn", "tls_full", "tcp_conn") else []
+    closing = ("newconn", "tls_full", "tcp_conn", "tls_l4_conn")
+    extra = ["-H", "Connection: close"] if scenario in closing else []
     connections = 8 if scenario == "tcp_stream" else CONNECTIONS
     out = sh("taskset", "-c", CPU_LOAD, "wrk", "-t1", "-c", str(connections), "-d", f"{seconds}s",
              *extra, target)
@@ -463,10 +498,11 @@ def measure(args, work):
     # round, then sampled in every later round (one sample is mostly this VM's noise).
     rate = None
     udp = any(s in UDP_SCENARIOS for s in args.scenarios)
+    tls_l4 = "tls_l4_conn" in args.scenarios
     for round_no in range(args.rounds):
         order = proxies[round_no % len(proxies):] + proxies[: round_no % len(proxies)]
         for name in order:
-            proc = start_proxy(name, work, args.baseline, udp)
+            proc = start_proxy(name, work, args.baseline, udp, tls_l4)
             if proc and round_no == 0:
                 # On a fresh process: after load, allocators reuse freed memory and hide the cost.
                 extras[name]["idle_kb_per_conn"] = idle_memory(proc, name)
@@ -535,6 +571,8 @@ def table(rows, rate):
         loop = "HAProxy 2.6 has no UDP proxying" if udp else f"{CONNECTIONS} connections"
         out.append(f"\n**{title}** (closed loop, {loop})\n")
         per_s, unit, errors = ("datagrams/s", "datagram", "lost") if udp else ("req/s", "req", "errors")
+        if scenario == "tls_l4_conn":  # one request, and one full handshake, per connection
+            per_s, unit = "conn/s", "conn"
         out.append(f"| | {per_s} | ratio to direct | spread | CPU µs/{unit} | {errors} |"
                    + (" CPU ms/GB |" if per_gb else ""))
         out.append("|---|---:|---:|---:|---:|---:|" + ("---:|" if per_gb else ""))
@@ -643,6 +681,9 @@ def main():
         ratio += f" tcp_conn_cpu={elbd['tcp_conn']['cpu_us'] / haproxy['tcp_conn']['cpu_us']:.2f}"
     if "tcp_stream" in elbd:
         ratio += (f" tcp_gb_cpu={elbd['tcp_stream']['cpu_ms_per_gb'] / haproxy['tcp_stream']['cpu_ms_per_gb']:.2f}")
+    if "tls_l4_conn" in elbd:
+        ratio += (f" tls_l4_handshake_cpu="
+                  f"{elbd['tls_l4_conn']['cpu_us'] / haproxy['tls_l4_conn']['cpu_us']:.2f}")
     if "udp_dgram" in elbd:  # HAProxy has no UDP proxying: against NGINX
         nginx = rows["nginx"]["udp_dgram"]
         ratio += f" udp_dgram_cpu={elbd['udp_dgram']['cpu_us'] / nginx['cpu_us']:.2f}"
