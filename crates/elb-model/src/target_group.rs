@@ -118,7 +118,8 @@ impl TargetType {
         match s {
             "ip" => Ok(Self::Ip),
             "instance" => Ok(Self::Instance),
-            "lambda" | "alb" => Err(ModelError::new(
+            "alb" => Ok(Self::Alb),
+            "lambda" => Err(ModelError::new(
                 ErrorCode::InvalidConfigurationRequest,
                 format!("elbd does not support target type '{s}' yet"),
             )),
@@ -129,18 +130,20 @@ impl TargetType {
     }
 }
 
-/// What a registration names: an IP address, or an instance by id.
+/// What a registration names: an IP address, an instance by id, or an application load
+/// balancer of this region by ARN (`alb` target groups).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TargetId {
     Ip(IpAddr),
     Instance(String),
+    Alb(String),
 }
 
 impl std::fmt::Display for TargetId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Ip(ip) => write!(f, "{ip}"),
-            Self::Instance(id) => f.write_str(id),
+            Self::Instance(id) | Self::Alb(id) => f.write_str(id),
         }
     }
 }

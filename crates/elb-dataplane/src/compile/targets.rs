@@ -3,6 +3,7 @@
 //! all in reach when too few are healthy (fail-open, per
 //! `target_group_health.unhealthy_state_routing.*`).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -42,9 +43,12 @@ pub(super) fn choose(
     (old, used): (&Kept, &mut Kept),
 ) -> Choice {
     let registered = tg.targets.iter().filter(|t| state.in_service(t)).count();
-    let in_reach: Vec<(&Registration, String)> = state
+    let in_reach: Vec<(Cow<'_, Registration>, String)> = state
         .in_reach(node, tg)
-        .map(|t| (t, t.key(&tg.arn)))
+        .map(|t| {
+            let key = t.key(&tg.arn);
+            (t, key)
+        })
         .collect();
     // Targets the load balancer's security groups do not let the node reach count as
     // targets (their checks time out) but get no traffic: on AWS it would time out.
@@ -78,7 +82,7 @@ pub(super) fn choose(
         .into_iter()
         .filter_map(|(registration, key)| {
             let since = healthy_since(&key);
-            if (since.is_none() && !fail_open) || !reachable(registration) {
+            if (since.is_none() && !fail_open) || !reachable(&registration) {
                 return None;
             }
             let outstanding = keep(

@@ -15,6 +15,7 @@ use crate::load_balancer::{
 use crate::names;
 use crate::network::{Associated, EipAssociation};
 use crate::node::{Node, Placement};
+use crate::target_group::TargetId;
 
 impl Region {
     pub(super) fn create_load_balancer(
@@ -264,6 +265,20 @@ impl Region {
         let Some(lb) = self.load_balancers.get(arn) else {
             return Ok(Outcome::Done);
         };
+        let as_target = TargetId::Alb(arn.to_owned());
+        if let Some(tg) = self
+            .target_groups
+            .values()
+            .find(|tg| tg.targets.iter().any(|r| r.id == as_target))
+        {
+            return Err(ModelError::new(
+                ErrorCode::ResourceInUse,
+                format!(
+                    "Load balancer '{arn}' is a target of target group '{}'; deregister it first",
+                    tg.arn
+                ),
+            ));
+        }
         if lb.attributes.flag("deletion_protection.enabled") {
             return Err(ModelError::new(
                 ErrorCode::OperationNotPermitted,

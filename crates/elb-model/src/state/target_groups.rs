@@ -7,6 +7,7 @@ use crate::attributes;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::limits;
+use crate::load_balancer::LoadBalancerKind;
 use crate::names;
 use crate::network::InstanceState;
 use crate::target_group::{
@@ -40,6 +41,12 @@ impl Region {
             )));
         }
         let target_type = TargetType::parse_supported(&c.target_type)?;
+        if target_type == TargetType::Alb && protocol != TargetGroupProtocol::Tcp {
+            return Err(ModelError::validation(format!(
+                "Target type 'alb' needs the TCP protocol, not {}",
+                protocol.as_str()
+            )));
+        }
         check_port(c.port)?;
         let vpc_id = match c.vpc_id {
             Some(id) if self.vpcs.contains_key(&id) => id,
@@ -88,7 +95,19 @@ impl Region {
                 vpc_id,
                 target_type,
                 attributes: attributes::target_group_defaults(protocol, target_type),
-                health_check: HealthCheck::for_target_group(protocol, c.protocol_version),
+                health_check: match target_type {
+                    // An application load balancer is checked over HTTP, as AWS does.
+                    TargetType::Alb => HealthCheck::for_target_group(protocol, c.protocol_version)
+                        .with(
+                            protocol,
+                            &HealthCheckChanges {
+                                protocol: Some("HTTP".into()),
+                                path: Some("/".into()),
+                                ..HealthCheckChanges::default()
+                            },
+                        )?,
+                    _ => HealthCheck::for_target_group(protocol, c.protocol_version),
+                },
                 targets: Vec::new(),
                 tags: Tags::new(),
                 origin: c.origin,
@@ -115,7 +134,13 @@ impl Region {
         changes: &HealthCheckChanges,
     ) -> Result<Outcome> {
         let tg = self.target_group_mut(arn)?;
-        tg.health_check = tg.health_check.with(tg.protocol, changes)?;
+        let next = tg.health_check.with(tg.protocol, changes)?;
+        if tg.target_type == TargetType::Alb && next.protocol == "TCP" {
+            return Err(ModelError::validation(
+                "Target groups of type 'alb' are checked over HTTP or HTTPS",
+            ));
+        }
+        tg.health_check = next;
         Ok(Outcome::Done)
     }
 
@@ -156,6 +181,11 @@ impl Region {
                 None if !added.iter().any(same) => added.push(registration),
                 None => {}
             }
+        }
+        if tg.target_type == TargetType::Alb && tg.targets.len() + added.len() > 1 {
+            return Err(ModelError::validation(
+                "A target group of type 'alb' has one application load balancer as its target",
+            ));
         }
         if tg.targets.len() + added.len() > limits::TARGETS_PER_TARGET_GROUP {
             return Err(ModelError::new(
@@ -224,6 +254,7 @@ impl Region {
         let port = t.port.unwrap_or(tg.port);
         check_port(port)?;
         let address = match &id {
+            TargetId::Alb(lb_arn) => return self.resolve_alb(tg, lb_arn, port),
             TargetId::Ip(address) => *address,
             TargetId::Instance(instance_id) => {
                 let instance = self
@@ -311,8 +342,49 @@ impl Region {
     }
 }
 
+impl Region {
+    /// An application load balancer as the one target of an `alb` group: of this region and
+    /// the group's VPC, with a listener on `port`. Its nodes are the addresses traffic goes to
+    /// ([`Region::in_reach`]).
+    fn resolve_alb(&self, tg: &TargetGroup, lb_arn: &str, port: u16) -> Result<Registration> {
+        let lb = self
+            .load_balancers
+            .get(lb_arn)
+            .filter(|lb| lb.kind == LoadBalancerKind::Application)
+            .ok_or_else(|| {
+                ModelError::new(
+                    ErrorCode::InvalidTarget,
+                    format!("The target '{lb_arn}' is not an application load balancer here"),
+                )
+            })?;
+        if lb.vpc_id != tg.vpc_id {
+            return Err(ModelError::new(
+                ErrorCode::InvalidTarget,
+                format!("The load balancer '{lb_arn}' is not in the VPC of the target group"),
+            ));
+        }
+        if !self.listeners_of(lb_arn).any(|l| l.port == port) {
+            return Err(ModelError::new(
+                ErrorCode::InvalidTarget,
+                format!("The load balancer '{lb_arn}' has no listener on port {port}"),
+            ));
+        }
+        Ok(Registration {
+            id: TargetId::Alb(lb_arn.to_owned()),
+            port,
+            availability_zone: "all".into(),
+            address: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            draining_until_ms: None,
+        })
+    }
+}
+
 fn parse_target_id(target_type: TargetType, id: &str) -> Result<TargetId> {
     match target_type {
+        TargetType::Alb if id.contains(":loadbalancer/app/") => Ok(TargetId::Alb(id.to_owned())),
+        TargetType::Alb => Err(ModelError::validation(format!(
+            "The target ID '{id}' is not an application load balancer's ARN"
+        ))),
         TargetType::Ip => id.parse().map(TargetId::Ip).map_err(|_| {
             ModelError::validation(format!("The target ID '{id}' is not a valid IP address"))
         }),

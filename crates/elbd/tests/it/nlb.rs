@@ -1086,3 +1086,116 @@ async fn elastic_ips_and_private_addresses_are_the_nodes_addresses() {
         "{left}"
     );
 }
+
+/// An NLB in front of an ALB (`alb` target group): connections reach the ALB's node in the
+/// same zone, which serves them by its rules; the ALB is checked over HTTP and counts as one
+/// healthy target; an ALB that is a target cannot be deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alb_as_a_target_serves_the_nlb_flows() {
+    let lab = Lab::new("nlb-alb", 41);
+    let backends = [
+        crate::harness::Backend::start(SocketAddr::from((lab.ip('a', 10), 9500)), Duration::ZERO)
+            .await,
+        crate::harness::Backend::start(SocketAddr::from((lab.ip('b', 10), 9500)), Duration::ZERO)
+            .await,
+    ];
+    let (mut elbd, aws) = start(&lab);
+    let (alb, vpc) = aws.load_balancer("inner");
+    let web = aws.target_group("web", &vpc, 9500, "ip", &FAST_CHECKS);
+    aws.register(
+        &web,
+        &[lab.ip('a', 10).to_string(), lab.ip('b', 10).to_string()],
+    );
+    aws.forward_listener(&alb, 8080, &web);
+
+    let (nlb, _) = aws.load_balancer_of_type("outer", "network");
+    let wrong = aws.err(&[
+        "elbv2",
+        "create-target-group",
+        "--name",
+        "wrong",
+        "--protocol",
+        "UDP",
+        "--port",
+        "8080",
+        "--vpc-id",
+        &vpc,
+        "--target-type",
+        "alb",
+    ]);
+    assert!(wrong.contains("ValidationError"), "{wrong}");
+    let front = aws.target_group_of("TCP", "front", &vpc, (8080, "alb"), &FAST_CHECKS);
+    let described = aws.ok(&[
+        "elbv2",
+        "describe-target-groups",
+        "--target-group-arns",
+        &front,
+    ])["TargetGroups"][0]
+        .clone();
+    assert_eq!(described["TargetType"], "alb");
+    assert_eq!(described["HealthCheckProtocol"], "HTTP", "{described}");
+    let no_listener = aws.err(&[
+        "elbv2",
+        "register-targets",
+        "--target-group-arn",
+        &front,
+        "--targets",
+        &format!("Id={alb},Port=9999"),
+    ]);
+    assert!(no_listener.contains("InvalidTarget"), "{no_listener}");
+    aws.register(&front, std::slice::from_ref(&alb));
+    Aws::json(aws.listener_of(&nlb, ("TCP", "7000"), &front));
+    // Two web targets from two ALB nodes, and the ALB from two NLB nodes.
+    elbd.wait_healthy(6);
+
+    let health = aws.ok(&[
+        "elbv2",
+        "describe-target-health",
+        "--target-group-arn",
+        &front,
+    ]);
+    let only = &health["TargetHealthDescriptions"][0];
+    assert_eq!(text(&only["Target"]["Id"]), alb);
+    assert_eq!(only["TargetHealth"]["State"], "healthy", "{health}");
+
+    // Through each NLB node (the ALB's nodes took the top addresses), HTTP reaches the ALB
+    // and one of its targets.
+    let described = aws.ok(&[
+        "elbv2",
+        "describe-load-balancers",
+        "--load-balancer-arns",
+        &nlb,
+    ]);
+    let zones = described["LoadBalancers"][0]["AvailabilityZones"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(zones.len(), 2);
+    let served_before = backends.iter().map(|b| b.count()).sum::<usize>();
+    for zone in &zones {
+        let node = text(&zone["LoadBalancerAddresses"][0]["PrivateIPv4Address"]);
+        let reply = curl(&format!("http://{node}:7000/"), &[]);
+        assert_eq!(reply.status, 200, "through {node}: {}", reply.headers);
+        assert!(reply.body.ends_with(":9500"), "{}", reply.body);
+    }
+    let served = backends.iter().map(|b| b.count()).sum::<usize>() - served_before;
+    assert_eq!(
+        served, 2,
+        "each request reached a web target through the ALB"
+    );
+    // The ALB saw each NLB node as the client (ip targets over TCP do not keep the client's).
+    let mut forwarded_for: Vec<String> = backends
+        .iter()
+        .flat_map(|b| b.hits.lock().unwrap().clone())
+        .filter_map(|h| Some(h.get("x-forwarded-for")?.to_str().ok()?.to_owned()))
+        .collect();
+    forwarded_for.sort();
+    let mut nodes: Vec<String> = zones
+        .iter()
+        .map(|z| text(&z["LoadBalancerAddresses"][0]["PrivateIPv4Address"]).to_owned())
+        .collect();
+    nodes.sort();
+    assert_eq!(forwarded_for, nodes);
+    let in_use = aws.err(&["elbv2", "delete-load-balancer", "--load-balancer-arn", &alb]);
+    assert!(in_use.contains("ResourceInUse"), "{in_use}");
+}

@@ -526,3 +526,85 @@ fn ip_id_at(w: &World, ip: &str) -> String {
         .map(|a| a.allocation_id.clone())
         .unwrap()
 }
+
+#[test]
+fn an_alb_target_stands_for_its_nodes_in_reach() {
+    let mut w = World::new();
+    let alb = arn_of(w.alb("inner", &["us-east-1a", "us-east-1b"]));
+    let web = w.target_group("web");
+    arn_of(w.listener_of(&alb, ListenerProtocol::Http, vec![Action::forward(&web)]));
+    let nlb = w.nlb("outer");
+    assert_eq!(
+        w.group("udp-alb", "UDP", "alb").unwrap_err().code,
+        ErrorCode::ValidationError
+    );
+    let front = arn_of(w.group("front", "TCP", "alb"));
+    assert_eq!(w.state.target_groups[&front].health_check.protocol, "HTTP");
+    let tcp_check = w.run(Command::ModifyTargetGroup {
+        arn: front.clone(),
+        health_check: HealthCheckChanges {
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        },
+    });
+    assert_eq!(tcp_check.unwrap_err().code, ErrorCode::ValidationError);
+
+    let register = |w: &mut World, id: &str, port: u16| {
+        w.run(Command::RegisterTargets {
+            target_group_arn: front.clone(),
+            targets: vec![TargetDescription {
+                id: id.into(),
+                port: Some(port),
+                availability_zone: None,
+            }],
+        })
+    };
+    assert_eq!(
+        register(&mut w, &alb, 8080).unwrap_err().code,
+        ErrorCode::InvalidTarget,
+        "no listener on 8080"
+    );
+    assert_eq!(
+        register(&mut w, &nlb, 7000).unwrap_err().code,
+        ErrorCode::ValidationError,
+        "not an application load balancer's ARN"
+    );
+    register(&mut w, &alb, 7000).unwrap();
+
+    // Each NLB node reaches the ALB's node in its zone; with cross-zone on, both, its own first.
+    let zone_of = |w: &World, ip: std::net::IpAddr| {
+        let node = w
+            .state
+            .nodes
+            .values()
+            .find(|n| IpAddr::V4(n.private_ipv4) == ip);
+        node.unwrap().availability_zone.clone()
+    };
+    let reach = |w: &World| -> Vec<Vec<String>> {
+        let tg = &w.state.target_groups[&front];
+        w.state
+            .nodes_of(&nlb)
+            .map(|node| {
+                w.state
+                    .in_reach(node, tg)
+                    .map(|r| zone_of(w, r.address))
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(reach(&w), [vec!["us-east-1a"], vec!["us-east-1b"]]);
+    w.run(Command::ModifyLoadBalancerAttributes {
+        arn: nlb.clone(),
+        changes: vec![("load_balancing.cross_zone.enabled".into(), "true".into())],
+    })
+    .unwrap();
+    assert_eq!(
+        reach(&w),
+        [
+            vec!["us-east-1a", "us-east-1b"],
+            vec!["us-east-1b", "us-east-1a"]
+        ]
+    );
+    let in_use = w.run(Command::DeleteLoadBalancer { arn: alb.clone() });
+    assert_eq!(in_use.unwrap_err().code, ErrorCode::ResourceInUse);
+}
