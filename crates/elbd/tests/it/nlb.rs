@@ -912,6 +912,40 @@ async fn tls_listeners_terminate_and_tls_groups_re_encrypt() {
     );
     let exchange = tls_exchange(node, name, &ca, &["http/1.1"]);
     assert!(exchange.starts_with("http/1.1 "), "{exchange}");
+    // openssl s_client too: the certificate verifies, h2 is negotiated, the target answers.
+    let mut s_client = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &node.to_string(),
+            "-servername",
+            name,
+        ])
+        .args(["-alpn", "h2,http/1.1", "-CAfile"])
+        .arg(&ca)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut input = s_client.stdin.take().unwrap();
+        input.write_all(b"ping\n").unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let out = String::from_utf8_lossy(&s_client.wait_with_output().unwrap().stdout).into_owned();
+    for expected in [
+        "ALPN protocol: h2",
+        "Verify return code: 0 (ok)",
+        &format!("{target} "),
+        "ping",
+    ] {
+        assert!(
+            out.contains(expected),
+            "s_client lacks {expected:?}:\n{out}"
+        );
+    }
     let exchange = tls_exchange(node, name, &ca, &[]);
     assert!(exchange.starts_with("none "), "{exchange}");
 
@@ -943,7 +977,7 @@ async fn tls_listeners_terminate_and_tls_groups_re_encrypt() {
         metric("aws_networkelb_client_tlsnegotiation_error_count_total"),
         1.0
     );
-    assert_eq!(metric("aws_networkelb_new_flow_count_tls_total"), 7.0);
+    assert_eq!(metric("aws_networkelb_new_flow_count_tls_total"), 8.0);
 
     // A TLS group: the target (openssl s_server -www) answers over TLS from elbd.
     let node = lab.node('a', 7444);
