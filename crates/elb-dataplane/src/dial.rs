@@ -5,12 +5,13 @@
 //! destination, capping each source address at about 28,000 flows in all and failing on ports
 //! in TIME_WAIT; chosen at connect, a port need only make the 4-tuple unique.
 //!
-//! From the client (`preserve_client_ip.enabled`), the socket is bound to the client's address
-//! and port with IP_TRANSPARENT, as HAProxy's `usesrc clientip` and NLB do. The target's
-//! answers are addressed to the client, so the host must route them back to elbd and deliver
-//! them locally (README, "Client IP preservation"). A client address this host has, as every
+//! From the client (`preserve_client_ip.enabled`): a client address this host has, as every
 //! 127/8 address on loopback, keeps its address but not its port, which the client's own
-//! socket holds.
+//! socket holds. Any other is kept, address and port, only when elbd runs with
+//! `--transparent-client-ip`: the socket is bound with IP_TRANSPARENT, as HAProxy's `usesrc
+//! clientip` and NLB do, and since the target's answers are addressed to the client, the
+//! hosts must route them back to elbd and deliver them locally (README, "Client IP
+//! preservation"). Without that, such flows leave from the node's address.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -27,30 +28,51 @@ use tracing::warn;
 pub(crate) enum Source {
     /// The node's address.
     Node(IpAddr),
-    /// The client's address and port, or the node's where the client's cannot be had.
-    Client { client: SocketAddr, node: IpAddr },
+    /// The client's address, which this host has (loopback).
+    ClientAddress(IpAddr),
+    /// The client's address and port through a transparent socket, or the node's address
+    /// where elbd may not make one.
+    Transparent { client: SocketAddr, node: IpAddr },
 }
 
 impl Source {
-    /// The client's address when the group preserves it (`preserve_client_ip.enabled`).
-    pub(crate) fn new(preserve_client_ip: bool, client: SocketAddr, node: IpAddr) -> Self {
-        if preserve_client_ip {
-            Self::Client { client, node }
-        } else {
-            Self::Node(node)
+    /// The source of a group's flows: with `preserve_client_ip.enabled`, the client's as far
+    /// as this host can (`transparent`: elbd runs with `--transparent-client-ip`).
+    pub(crate) fn new(
+        (preserve_client_ip, transparent): (bool, bool),
+        client: SocketAddr,
+        node: IpAddr,
+    ) -> Self {
+        if !preserve_client_ip {
+            return Self::Node(node);
         }
+        if client.ip().is_loopback() {
+            return Self::ClientAddress(client.ip());
+        }
+        if transparent {
+            return Self::Transparent { client, node };
+        }
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            warn!(%client, "preserve_client_ip.enabled: keeping a client's address this host \
+                   lacks takes --transparent-client-ip; flows leave from the node's address");
+        }
+        Self::Node(node)
     }
 
     /// Binds `socket` to this source.
     fn bind(self, socket: &SockRef<'_>) -> io::Result<()> {
-        let node = match self {
-            Self::Node(node) => node,
-            Self::Client { client, node } => match bind_client(socket, client) {
+        let ip = match self {
+            Self::Node(ip) | Self::ClientAddress(ip) => ip,
+            Self::Transparent { client, node } => match bind_transparent(socket, client) {
                 Ok(()) => return Ok(()),
+                // The client's port is held here (a flow from it still in TIME_WAIT): its
+                // address will do.
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => client.ip(),
                 Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                     static WARNED: AtomicBool = AtomicBool::new(false);
                     if !WARNED.swap(true, Ordering::Relaxed) {
-                        warn!(%client, "preserve_client_ip.enabled: a transparent socket needs \
+                        warn!(%client, "--transparent-client-ip: a transparent socket needs \
                                CAP_NET_ADMIN; flows leave from the node's address");
                     }
                     node
@@ -59,25 +81,17 @@ impl Source {
             },
         };
         no_port(socket)?;
-        socket.bind(&SocketAddr::new(node, 0).into())
+        socket.bind(&SocketAddr::new(ip, 0).into())
     }
 }
 
-/// Binds to the client's address and port, transparently; to its address alone where this
-/// host has it and the client's socket holds the port.
-fn bind_client(socket: &SockRef<'_>, client: SocketAddr) -> io::Result<()> {
-    if !client.ip().is_loopback() {
-        match client {
-            SocketAddr::V4(_) => socket.set_ip_transparent_v4(true)?,
-            SocketAddr::V6(_) => socket.set_ip_transparent_v6(true)?,
-        }
-        match socket.bind(&client.into()) {
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
-            bound => return bound,
-        }
+/// Binds to the client's address and port with IP_TRANSPARENT.
+fn bind_transparent(socket: &SockRef<'_>, client: SocketAddr) -> io::Result<()> {
+    match client {
+        SocketAddr::V4(_) => socket.set_ip_transparent_v4(true)?,
+        SocketAddr::V6(_) => socket.set_ip_transparent_v6(true)?,
     }
-    no_port(socket)?;
-    socket.bind(&SocketAddr::new(client.ip(), 0).into())
+    socket.bind(&client.into())
 }
 
 fn no_port(socket: &SockRef<'_>) -> io::Result<()> {

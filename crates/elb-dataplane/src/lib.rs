@@ -73,13 +73,14 @@ pub struct DataPlane {
 
 impl DataPlane {
     /// `drain` bounds how long connections of a removed listener may finish their requests;
-    /// `flow_seed` seeds the TCP flow hash.
-    pub fn new(drain: Duration, flow_seed: u64) -> Self {
+    /// `flow_seed` seeds the NLB flow hash; `transparent_client_ip` keeps client addresses
+    /// this host lacks through transparent sockets (`dial`).
+    pub fn new(drain: Duration, flow_seed: u64, transparent_client_ip: bool) -> Self {
         let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
         Self {
             binder: binder::Binder::new(table.clone(), drain),
             table,
-            runtime: compile::Runtime::new(flow_seed),
+            runtime: compile::Runtime::new(flow_seed, transparent_client_ip),
         }
     }
 

@@ -514,7 +514,8 @@ pub fn host_counts(state: &State, health: &HealthView) -> Vec<HostCount> {
                 LoadBalancerKind::Gateway => continue,
             };
             for tg in region.target_groups_of(&lb.arn) {
-                for target in tg.targets.iter().filter(|t| region.in_service(t)) {
+                let in_service = tg.targets.iter().filter(|t| region.in_service(t));
+                for target in in_service.flat_map(|t| region.expand(t)) {
                     let key = (
                         namespace,
                         dimension(&lb.arn),

@@ -170,8 +170,9 @@ fn start(
         destination: local,
     };
     let (endpoint, in_flight) = route.targets.for_flow(&flow).next()?;
+    let group = &route.targets.proto;
     let source = Source::new(
-        route.targets.proto.preserve_client_ip,
+        (group.preserve_client_ip, group.transparent),
         client,
         route.node_ip,
     );

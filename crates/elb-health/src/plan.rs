@@ -66,12 +66,7 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
         let egress = state.egress(lb);
         for node in state.nodes_of(&lb.arn) {
             for r in state.in_reach(node, tg) {
-                // An application load balancer target is checked once per node, through its
-                // node in this node's zone when it has one (the first `in_reach` gives).
                 let key = (node.id.clone(), r.key(&tg.arn));
-                if probes.contains_key(&key) {
-                    continue;
-                }
                 let target = SocketAddr::new(r.address, hc.port_for(r.port));
                 let blocked = !egress.allows("tcp", target.ip(), target.port());
                 let check = match hc.protocol.as_str() {

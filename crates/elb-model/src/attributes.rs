@@ -526,10 +526,12 @@ fn target_group_specs(protocol: TargetGroupProtocol) -> impl Iterator<Item = &'s
 }
 
 /// The attributes a new target group of `protocol` and `target_type` starts with: as AWS,
-/// instance targets keep the client's address by default and ip targets over TCP do not.
+/// instance and `alb` targets keep the client's address by default and ip targets over TCP
+/// do not.
 pub fn target_group_defaults(protocol: TargetGroupProtocol, target_type: TargetType) -> Attributes {
     Attributes::from_defaults(target_group_specs(protocol), &|s| match s.key {
-        PRESERVE_CLIENT_IP if target_type == TargetType::Instance => "true",
+        // AWS keeps the client's address but for ip targets over TCP and TLS.
+        PRESERVE_CLIENT_IP if target_type != TargetType::Ip => "true",
         _ => s.default,
     })
 }

@@ -118,10 +118,20 @@ impl HealthView {
     /// (with that node's reason), else initial if any is still checking, else healthy.
     /// `None` when no node checks it.
     pub fn overall(&self, target_key: &str) -> Option<&TargetHealth> {
+        self.worst(|key| key == target_key)
+    }
+
+    /// [`Self::overall`] over several keys, as one target: an application load balancer's
+    /// nodes ([`crate::Region::expand`]).
+    pub fn overall_of(&self, target_keys: &[String]) -> Option<&TargetHealth> {
+        self.worst(|key| target_keys.iter().any(|k| k == key))
+    }
+
+    fn worst(&self, wanted: impl Fn(&str) -> bool) -> Option<&TargetHealth> {
         let seen = self
             .targets
             .iter()
-            .filter(|((_, key), _)| key == target_key)
+            .filter(|((_, key), _)| wanted(key))
             .map(|(_, h)| h);
         seen.min_by_key(|h| match h.state {
             HealthState::Unhealthy => 0,

@@ -137,6 +137,13 @@ pub enum TargetId {
     Ip(IpAddr),
     Instance(String),
     Alb(String),
+    /// The node in `zone` of the application load balancer `alb`: what an `Alb` registration
+    /// stands for where traffic and health checks go ([`crate::Region::expand`]); never
+    /// registered itself.
+    AlbNode {
+        alb: String,
+        zone: String,
+    },
 }
 
 impl std::fmt::Display for TargetId {
@@ -144,6 +151,7 @@ impl std::fmt::Display for TargetId {
         match self {
             Self::Ip(ip) => write!(f, "{ip}"),
             Self::Instance(id) | Self::Alb(id) => f.write_str(id),
+            Self::AlbNode { alb, zone } => write!(f, "{alb}@{zone}"),
         }
     }
 }
@@ -362,8 +370,21 @@ impl HealthCheck {
 impl HealthCheck {
     /// AWS's defaults for a target group: an ALB's checks speak the traffic's protocol; gRPC
     /// groups call `/AWS.ALB/healthcheck` and accept gRPC status 12 (unimplemented). An
-    /// NLB's groups are checked by TCP connect, every 30 s with a 10 s timeout.
-    pub fn for_target_group(protocol: TargetGroupProtocol, version: ProtocolVersion) -> Self {
+    /// NLB's groups are checked by TCP connect, every 30 s with a 10 s timeout, except that
+    /// an application load balancer as a target is checked with `GET /` over HTTP.
+    pub fn for_target_group(
+        protocol: TargetGroupProtocol,
+        version: ProtocolVersion,
+        target_type: TargetType,
+    ) -> Self {
+        if target_type == TargetType::Alb {
+            return Self {
+                protocol: "HTTP".into(),
+                timeout_seconds: network_timeout("HTTP"),
+                http_code: NETWORK_MATCHER.into(),
+                ..Self::default()
+            };
+        }
         if !protocol.is_http() {
             return Self {
                 protocol: "TCP".into(),

@@ -518,6 +518,13 @@ impl FileTargetGroup {
             Some(v) => ProtocolVersion::parse(v)
                 .map_err(|e| format!("{path}.protocol_version: {}", e.message))?,
         };
+        // An ALB target is named by an ARN the file cannot know before the ALB exists.
+        if self.target_type == "alb" {
+            return Err(format!(
+                "{path}.target_type: 'alb' target groups are made through the API, which can \
+                 name the application load balancer by its ARN"
+            ));
+        }
         Ok(TargetGroupSpec {
             health_check,
             attributes: attributes(&path, self.attributes)?,

@@ -256,7 +256,7 @@ fn target_group(
         None => created(run(state, create, cx, path)?),
     };
     let tg = &state.target_groups[&arn];
-    let desired = HealthCheck::for_target_group(tg.protocol, tg.protocol_version)
+    let desired = HealthCheck::for_target_group(tg.protocol, tg.protocol_version, tg.target_type)
         .with(tg.protocol, &spec.health_check)
         .map_err(|e| prefix(e, &format!("{path}.health_check")))?;
     if state.target_groups[&arn].health_check != desired {

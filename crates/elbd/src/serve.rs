@@ -49,6 +49,12 @@ pub(crate) struct ServeArgs {
     /// their requests before they are cut.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     drain_seconds: u64,
+    /// Keep the addresses and ports of clients this host does not have toward targets of
+    /// groups with `preserve_client_ip.enabled`, through transparent sockets. Needs
+    /// CAP_NET_ADMIN and routes that bring the targets' answers back (README, "Client IP
+    /// preservation"); without it only client addresses this host has are kept.
+    #[arg(long)]
+    transparent_client_ip: bool,
     /// Threads serving traffic; 1 runs everything on one thread. Default: one per CPU elbd
     /// may run on.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -135,7 +141,11 @@ async fn serve(
         None => None,
     };
     // A new flow-hash seed per process, as a random hash key: flows are not predictable.
-    let mut dataplane = DataPlane::new(Duration::from_secs(args.drain_seconds), fastrand::u64(..));
+    let mut dataplane = DataPlane::new(
+        Duration::from_secs(args.drain_seconds),
+        fastrand::u64(..),
+        args.transparent_client_ip,
+    );
     if let Some(addr) = args.api_listen {
         let history = Arc::new(Mutex::new(History::default()));
         let listener = tokio::net::TcpListener::bind(addr)

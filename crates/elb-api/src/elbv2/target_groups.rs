@@ -277,7 +277,8 @@ fn health(
     if !zone_enabled {
         return (HealthState::Unused, Some(Reason::ZoneNotEnabled));
     }
-    match view.overall(&r.key(&tg.arn)) {
+    let keys: Vec<String> = state.expand(r).map(|x| x.key(&tg.arn)).collect();
+    match view.overall_of(&keys) {
         Some(h) => (h.state, h.reason.clone()),
         None => (HealthState::Initial, Some(Reason::RegistrationInProgress)),
     }

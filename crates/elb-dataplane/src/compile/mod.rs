@@ -39,6 +39,8 @@ pub(crate) struct Runtime {
     registry: Arc<Registry>,
     /// The seed of every NLB group's flow hash.
     flow_seed: u64,
+    /// `--transparent-client-ip`: keep client addresses this host lacks.
+    transparent: bool,
     /// Session tickets and cache, shared by every HTTPS listener for as long as elbd runs.
     resumption: Option<Resumption>,
     /// The stickiness cookie key (hex) and its sealer.
@@ -119,11 +121,12 @@ struct Inputs<'a> {
 }
 
 impl Runtime {
-    pub(crate) fn new(flow_seed: u64) -> Self {
+    pub(crate) fn new(flow_seed: u64, transparent: bool) -> Self {
         Self {
             kept: Kept::default(),
             registry: Arc::default(),
             flow_seed,
+            transparent,
             resumption: None,
             sealer: None,
         }

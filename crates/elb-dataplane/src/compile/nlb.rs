@@ -60,8 +60,11 @@ pub(super) fn forget(old: &Kept, used: &Kept, state: &State) {
         let deregistered = state
             .regions
             .values()
-            .filter_map(|region| region.target_groups.get(arn))
-            .any(|tg| !tg.targets.iter().any(|r| r.key(arn) == key.1));
+            .filter_map(|region| Some((region, region.target_groups.get(arn)?)))
+            .any(|(region, tg)| {
+                let mut registered = tg.targets.iter().flat_map(|r| region.expand(r));
+                !registered.any(|r| r.key(arn) == key.1)
+            });
         if deregistered {
             terminator.cut();
         }
@@ -164,7 +167,8 @@ impl Runtime {
         let attrs = &tg.attributes;
         let on_removal = attrs.flag(DEREGISTRATION_TERMINATION);
         let on_unhealthy = tg.protocol.takes_datagrams() || attrs.flag(UNHEALTHY_TERMINATION);
-        for registration in &tg.targets {
+        let registrations = tg.targets.iter().flat_map(|r| inputs.state.expand(r));
+        for registration in registrations {
             let key = (node.id.clone(), registration.key(&tg.arn));
             let unhealthy = inputs
                 .health
@@ -225,6 +229,7 @@ impl Runtime {
                 source_ip_sticky: attrs.flag("stickiness.enabled")
                     && attrs.get("stickiness.type") == Some("source_ip"),
                 preserve_client_ip: attrs.flag(PRESERVE_CLIENT_IP),
+                transparent: self.transparent,
                 proxy_protocol: attrs.flag(PROXY_PROTOCOL_V2),
                 tls: tg.protocol == TargetGroupProtocol::Tls,
             },

@@ -118,7 +118,11 @@ async fn connect(
         destination: local,
     };
     let group = &route.targets.proto;
-    let source = Source::new(group.preserve_client_ip, peer, route.node_ip);
+    let source = Source::new(
+        (group.preserve_client_ip, group.transparent),
+        peer,
+        route.node_ip,
+    );
     for (endpoint, in_flight) in route.targets.for_flow(&flow).take(ATTEMPTS) {
         let target = match dial::connect(source, endpoint.addr, CONNECT_TIMEOUT).await {
             Ok(target) => target,

@@ -10,7 +10,7 @@ use crate::limits;
 use crate::listener::{AlpnPolicy, Listener, ListenerProtocol};
 use crate::load_balancer::LoadBalancerKind;
 use crate::rule::Action;
-use crate::target_group::TargetGroupProtocol;
+use crate::target_group::{TargetGroupProtocol, TargetType};
 
 impl Region {
     pub(super) fn create_listener(
@@ -229,6 +229,16 @@ impl Region {
                 ListenerProtocol::Udp => &[TargetGroupProtocol::Udp, TargetGroupProtocol::TcpUdp],
                 ListenerProtocol::TcpUdp => &[TargetGroupProtocol::TcpUdp],
             };
+            if tg.target_type == TargetType::Alb && protocol != ListenerProtocol::Tcp {
+                return Err(ModelError::new(
+                    ErrorCode::IncompatibleProtocols,
+                    format!(
+                        "Target group '{}' has an application load balancer as its target: only \
+                         TCP listeners forward to it",
+                        tg.name
+                    ),
+                ));
+            }
             if !carried.contains(&tg.protocol) {
                 let names: Vec<&str> = carried.iter().map(|p| p.as_str()).collect();
                 return Err(ModelError::new(

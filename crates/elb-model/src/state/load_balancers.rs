@@ -228,6 +228,7 @@ impl Region {
                     .values()
                     .flat_map(Node::addresses)
                     .chain(self.beyond.node_addresses.iter().copied())
+                    .chain(self.addresses.values().map(|a| a.public_ip))
                     .collect();
                 let public = alloc::highest_free(*pool, &used).ok_or_else(|| {
                     exhausted(&format!(
@@ -266,11 +267,11 @@ impl Region {
             return Ok(Outcome::Done);
         };
         let as_target = TargetId::Alb(arn.to_owned());
-        if let Some(tg) = self
-            .target_groups
-            .values()
-            .find(|tg| tg.targets.iter().any(|r| r.id == as_target))
-        {
+        if let Some(tg) = self.target_groups.values().find(|tg| {
+            tg.targets
+                .iter()
+                .any(|r| r.id == as_target && !r.is_draining())
+        }) {
             return Err(ModelError::new(
                 ErrorCode::ResourceInUse,
                 format!(

@@ -655,11 +655,8 @@ impl Region {
 impl Region {
     /// The registrations of `tg` that `node` may send to: in service (not draining, instance
     /// running) and in reach (the node's zone, or every zone with cross-zone on). The data
-    /// plane routes among them, the health checker probes them, DNS failover counts them.
-    ///
-    /// An application load balancer registered in an `alb` group stands for its nodes: one
-    /// registration each (same id, so same key and health), at the node's address, the one in
-    /// `node`'s zone first, and those of other zones only with cross-zone on.
+    /// plane routes among them, the health checker probes them, DNS failover counts them. An
+    /// application load balancer stands for its nodes ([`Region::expand`]).
     pub fn in_reach<'a>(
         &'a self,
         node: &'a Node,
@@ -670,34 +667,38 @@ impl Region {
             .get(&node.load_balancer_arn)
             .is_some_and(LoadBalancer::cross_zone);
         let cross_zone = tg.cross_zone(lb_cross_zone);
-        let reaches =
-            move |zone: &str| cross_zone || zone == node.availability_zone || zone == "all";
         tg.targets
             .iter()
             .filter(move |t| self.in_service(t))
-            .flat_map(
-                move |t| -> Box<dyn Iterator<Item = Cow<'a, Registration>> + 'a> {
-                    let TargetId::Alb(alb) = &t.id else {
-                        return Box::new(
-                            reaches(&t.availability_zone)
-                                .then_some(Cow::Borrowed(t))
-                                .into_iter(),
-                        );
-                    };
-                    let mut nodes: Vec<&Node> = self
-                        .nodes_of(alb)
-                        .filter(|n| reaches(&n.availability_zone))
-                        .collect();
-                    nodes.sort_by_key(|n| n.availability_zone != node.availability_zone);
-                    Box::new(nodes.into_iter().map(move |n| {
-                        Cow::Owned(Registration {
-                            address: IpAddr::V4(n.private_ipv4),
-                            availability_zone: n.availability_zone.clone(),
-                            ..t.clone()
-                        })
-                    }))
+            .flat_map(move |t| self.expand(t))
+            .filter(move |t| {
+                cross_zone
+                    || t.availability_zone == node.availability_zone
+                    || t.availability_zone == "all"
+            })
+    }
+
+    /// What a registration stands for where traffic and checks go: itself, or for an
+    /// application load balancer (`alb` groups) one registration per node of it, each with
+    /// its own key, zone and address, so that each is checked and routed to on its own.
+    pub fn expand<'a>(
+        &'a self,
+        registration: &'a Registration,
+    ) -> Box<dyn Iterator<Item = Cow<'a, Registration>> + 'a> {
+        let TargetId::Alb(alb) = &registration.id else {
+            return Box::new(std::iter::once(Cow::Borrowed(registration)));
+        };
+        Box::new(self.nodes_of(alb).map(move |n| {
+            Cow::Owned(Registration {
+                id: TargetId::AlbNode {
+                    alb: alb.clone(),
+                    zone: n.availability_zone.clone(),
                 },
-            )
+                address: IpAddr::V4(n.private_ipv4),
+                availability_zone: n.availability_zone.clone(),
+                ..registration.clone()
+            })
+        }))
     }
 
     /// Whether a registration takes new traffic at all: not draining, and for an instance
@@ -705,7 +706,9 @@ impl Region {
     pub fn in_service(&self, target: &Registration) -> bool {
         let running = match &target.id {
             TargetId::Ip(_) => true,
-            TargetId::Alb(arn) => self.load_balancers.contains_key(arn),
+            TargetId::Alb(alb) | TargetId::AlbNode { alb, .. } => {
+                self.load_balancers.contains_key(alb)
+            }
             TargetId::Instance(id) => self
                 .instances
                 .get(id)

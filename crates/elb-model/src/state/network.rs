@@ -102,9 +102,12 @@ impl Region {
             .values()
             .filter(|i| i.state != InstanceState::Terminated)
             .map(|i| IpAddr::V4(i.private_ip));
+        // The Elastic IP pool may overlap a subnet.
+        let elastic = self.addresses.values().map(|a| IpAddr::V4(a.public_ip));
         nodes
             .chain(targets)
             .chain(instances)
+            .chain(elastic)
             .filter(|ip| subnet.contains(*ip))
             .filter_map(|ip| match ip {
                 IpAddr::V4(v4) => Some(v4),

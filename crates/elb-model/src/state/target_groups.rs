@@ -95,19 +95,11 @@ impl Region {
                 vpc_id,
                 target_type,
                 attributes: attributes::target_group_defaults(protocol, target_type),
-                health_check: match target_type {
-                    // An application load balancer is checked over HTTP, as AWS does.
-                    TargetType::Alb => HealthCheck::for_target_group(protocol, c.protocol_version)
-                        .with(
-                            protocol,
-                            &HealthCheckChanges {
-                                protocol: Some("HTTP".into()),
-                                path: Some("/".into()),
-                                ..HealthCheckChanges::default()
-                            },
-                        )?,
-                    _ => HealthCheck::for_target_group(protocol, c.protocol_version),
-                },
+                health_check: HealthCheck::for_target_group(
+                    protocol,
+                    c.protocol_version,
+                    target_type,
+                ),
                 targets: Vec::new(),
                 tags: Tags::new(),
                 origin: c.origin,
@@ -159,7 +151,14 @@ impl Region {
         changes: &[(String, String)],
     ) -> Result<Outcome> {
         let tg = self.target_group_mut(arn)?;
-        tg.attributes = attributes::modify_target_group(&tg.attributes, tg.protocol, changes)?;
+        let next = attributes::modify_target_group(&tg.attributes, tg.protocol, changes)?;
+        // An application load balancer does not read PROXY headers.
+        if tg.target_type == TargetType::Alb && next.flag(attributes::PROXY_PROTOCOL_V2) {
+            return Err(ModelError::validation(
+                "proxy_protocol_v2.enabled is not supported for target groups of type 'alb'",
+            ));
+        }
+        tg.attributes = next;
         Ok(Outcome::Done)
     }
 
@@ -255,6 +254,7 @@ impl Region {
         check_port(port)?;
         let address = match &id {
             TargetId::Alb(lb_arn) => return self.resolve_alb(tg, lb_arn, port),
+            TargetId::AlbNode { .. } => unreachable!("targets are never named by ALB node"),
             TargetId::Ip(address) => *address,
             TargetId::Instance(instance_id) => {
                 let instance = self
@@ -344,9 +344,15 @@ impl Region {
 
 impl Region {
     /// An application load balancer as the one target of an `alb` group: of this region and
-    /// the group's VPC, with a listener on `port`. Its nodes are the addresses traffic goes to
-    /// ([`Region::in_reach`]).
+    /// the group's VPC, with a listener on the group's port, which is the target's. Its nodes
+    /// are where traffic goes ([`Region::expand`]).
     fn resolve_alb(&self, tg: &TargetGroup, lb_arn: &str, port: u16) -> Result<Registration> {
+        if port != tg.port {
+            return Err(ModelError::validation(format!(
+                "An application load balancer is registered on its target group's port, {}",
+                tg.port
+            )));
+        }
         let lb = self
             .load_balancers
             .get(lb_arn)

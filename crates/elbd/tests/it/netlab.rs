@@ -299,6 +299,7 @@ fn in_a_network_lab_dns_fails_over_from_a_zone_whose_link_is_down() {
             data,
             "--dns-listen",
             &dns,
+            "--transparent-client-ip",
         ],
         &elbd_log,
     );
@@ -317,7 +318,7 @@ fn in_a_network_lab_dns_fails_over_from_a_zone_whose_link_is_down() {
         start.elapsed()
     };
     let name = loop {
-        if let Some(line) = logs().lines().find(|l| l.contains("dns_name=")) {
+        if let Some(line) = logs().lines().find(|l| l.contains(" name=lab ")) {
             let name = line
                 .split("dns_name=")
                 .nth(1)
@@ -341,6 +342,17 @@ fn in_a_network_lab_dns_fails_over_from_a_zone_whose_link_is_down() {
                 .count()
                 >= 3
         },
+    );
+    // The NLB's node took the address the lab gave elbd's namespace for it.
+    let flows = logs()
+        .lines()
+        .find(|l| l.contains(" name=flows "))
+        .map(str::to_owned);
+    assert!(
+        flows
+            .as_deref()
+            .is_some_and(|l| l.contains("nodes=us-east-1a=10.77.1.253")),
+        "{flows:?}"
     );
     // The target sees the client's address and port.
     let script = "import socket\n\

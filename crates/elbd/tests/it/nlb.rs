@@ -1168,14 +1168,20 @@ async fn an_alb_as_a_target_serves_the_nlb_flows() {
         .clone();
     assert_eq!(described["TargetType"], "alb");
     assert_eq!(described["HealthCheckProtocol"], "HTTP", "{described}");
-    let no_listener = aws.err(&[
-        "elbv2",
-        "register-targets",
-        "--target-group-arn",
-        &front,
-        "--targets",
-        &format!("Id={alb},Port=9999"),
-    ]);
+    let register = |tg: &str, target: &str| {
+        aws.err(&[
+            "elbv2",
+            "register-targets",
+            "--target-group-arn",
+            tg,
+            "--targets",
+            target,
+        ])
+    };
+    let other_port = register(&front, &format!("Id={alb},Port=9999"));
+    assert!(other_port.contains("ValidationError"), "{other_port}");
+    let stray = aws.target_group_of("TCP", "stray", &vpc, (9999, "alb"), &[]);
+    let no_listener = register(&stray, &format!("Id={alb}"));
     assert!(no_listener.contains("InvalidTarget"), "{no_listener}");
     aws.register(&front, std::slice::from_ref(&alb));
     Aws::json(aws.listener_of(&nlb, ("TCP", "7000"), &front));
@@ -1208,7 +1214,10 @@ async fn an_alb_as_a_target_serves_the_nlb_flows() {
     let served_before = backends.iter().map(|b| b.count()).sum::<usize>();
     for zone in &zones {
         let node = text(&zone["LoadBalancerAddresses"][0]["PrivateIPv4Address"]);
-        let reply = curl(&format!("http://{node}:7000/"), &[]);
+        let reply = curl(
+            &format!("http://{node}:7000/"),
+            &["--interface", "127.9.0.9"],
+        );
         assert_eq!(reply.status, 200, "through {node}: {}", reply.headers);
         assert!(reply.body.ends_with(":9500"), "{}", reply.body);
     }
@@ -1217,19 +1226,13 @@ async fn an_alb_as_a_target_serves_the_nlb_flows() {
         served, 2,
         "each request reached a web target through the ALB"
     );
-    // The ALB saw each NLB node as the client (ip targets over TCP do not keep the client's).
-    let mut forwarded_for: Vec<String> = backends
+    // An `alb` group keeps the client's address: the ALB saw the client, not the NLB nodes.
+    let forwarded_for: Vec<String> = backends
         .iter()
         .flat_map(|b| b.hits.lock().unwrap().clone())
         .filter_map(|h| Some(h.get("x-forwarded-for")?.to_str().ok()?.to_owned()))
         .collect();
-    forwarded_for.sort();
-    let mut nodes: Vec<String> = zones
-        .iter()
-        .map(|z| text(&z["LoadBalancerAddresses"][0]["PrivateIPv4Address"]).to_owned())
-        .collect();
-    nodes.sort();
-    assert_eq!(forwarded_for, nodes);
+    assert_eq!(forwarded_for, ["127.9.0.9", "127.9.0.9"]);
     let in_use = aws.err(&["elbv2", "delete-load-balancer", "--load-balancer-arn", &alb]);
     assert!(in_use.contains("ResourceInUse"), "{in_use}");
 }

@@ -171,7 +171,11 @@ fn nlb_checks_follow_their_protocol_defaults() {
     .unwrap();
     assert_eq!(
         back,
-        HealthCheck::for_target_group(TargetGroupProtocol::Tcp, ProtocolVersion::Http1)
+        HealthCheck::for_target_group(
+            TargetGroupProtocol::Tcp,
+            ProtocolVersion::Http1,
+            crate::target_group::TargetType::Ip,
+        )
     );
     let equal = HealthCheckChanges {
         interval_seconds: Some(10),
@@ -538,7 +542,16 @@ fn an_alb_target_stands_for_its_nodes_in_reach() {
         w.group("udp-alb", "UDP", "alb").unwrap_err().code,
         ErrorCode::ValidationError
     );
-    let front = arn_of(w.group("front", "TCP", "alb"));
+    let stray = arn_of(w.group("stray", "TCP", "alb"));
+    let front = arn_of(w.run(Command::CreateTargetGroup(CreateTargetGroup {
+        name: "front".into(),
+        protocol: "TCP".into(),
+        protocol_version: ProtocolVersion::Http1,
+        port: 7000,
+        vpc_id: None,
+        target_type: "alb".into(),
+        origin: Origin::Api,
+    })));
     assert_eq!(w.state.target_groups[&front].health_check.protocol, "HTTP");
     let tcp_check = w.run(Command::ModifyTargetGroup {
         arn: front.clone(),
@@ -549,29 +562,46 @@ fn an_alb_target_stands_for_its_nodes_in_reach() {
     });
     assert_eq!(tcp_check.unwrap_err().code, ErrorCode::ValidationError);
 
-    let register = |w: &mut World, id: &str, port: u16| {
+    let register = |w: &mut World, tg: &str, id: &str, port: Option<u16>| {
         w.run(Command::RegisterTargets {
-            target_group_arn: front.clone(),
+            target_group_arn: tg.to_owned(),
             targets: vec![TargetDescription {
                 id: id.into(),
-                port: Some(port),
+                port,
                 availability_zone: None,
             }],
         })
     };
-    assert_eq!(
-        register(&mut w, &alb, 8080).unwrap_err().code,
-        ErrorCode::InvalidTarget,
-        "no listener on 8080"
-    );
-    assert_eq!(
-        register(&mut w, &nlb, 7000).unwrap_err().code,
-        ErrorCode::ValidationError,
-        "not an application load balancer's ARN"
-    );
-    register(&mut w, &alb, 7000).unwrap();
+    let refusals = [
+        (
+            &stray,
+            &alb,
+            None,
+            ErrorCode::InvalidTarget,
+            "no listener on 9100",
+        ),
+        (
+            &front,
+            &alb,
+            Some(8080),
+            ErrorCode::ValidationError,
+            "not the group's port",
+        ),
+        (
+            &front,
+            &nlb,
+            None,
+            ErrorCode::ValidationError,
+            "not an application load balancer",
+        ),
+    ];
+    for (tg, id, port, code, why) in refusals {
+        let refused = register(&mut w, tg, id, port).unwrap_err();
+        assert_eq!(refused.code, code, "{why}: {refused:?}");
+    }
+    register(&mut w, &front, &alb, None).unwrap();
 
-    // Each NLB node reaches the ALB's node in its zone; with cross-zone on, both, its own first.
+    // Each NLB node reaches the ALB's node in its zone; with cross-zone on, both.
     let zone_of = |w: &World, ip: std::net::IpAddr| {
         let node = w
             .state
@@ -602,7 +632,7 @@ fn an_alb_target_stands_for_its_nodes_in_reach() {
         reach(&w),
         [
             vec!["us-east-1a", "us-east-1b"],
-            vec!["us-east-1b", "us-east-1a"]
+            vec!["us-east-1a", "us-east-1b"]
         ]
     );
     let in_use = w.run(Command::DeleteLoadBalancer { arn: alb.clone() });
