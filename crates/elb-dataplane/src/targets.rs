@@ -114,7 +114,7 @@ pub struct Flows {
     /// `preserve_client_ip.enabled`: flows to targets leave from the client's address.
     pub preserve_client_ip: bool,
     /// elbd runs with `--transparent-client-ip`: client addresses this host lacks are kept
-    /// too, with their ports ([`crate::dial::Source`]).
+    /// too, with their ports (`dial::Source`).
     pub transparent: bool,
     /// `proxy_protocol_v2.enabled`: each flow to a target starts with a PROXY v2 header.
     pub proxy_protocol: bool,

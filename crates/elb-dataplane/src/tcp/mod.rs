@@ -11,7 +11,7 @@
 //! - A target that refuses the connection (or the PROXY header, or the TLS handshake of a
 //!   TLS group) is passed over for the next in the flow's ranking, as HAProxy redispatches,
 //!   so a flow fails only when no target can be reached.
-//! - TLS listeners terminate the client's TLS and TLS groups re-encrypt ([`tls`]); such
+//! - TLS listeners terminate the client's TLS and TLS groups re-encrypt (`tls`); such
 //!   flows move plaintext through the TLS streams, with the same ends.
 //! - With `proxy_protocol_v2.enabled`, a PROXY v2 header naming the client and the listener's
 //!   address comes before the client's first byte.
