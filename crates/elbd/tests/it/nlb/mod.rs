@@ -156,6 +156,22 @@ const FAST_CHECKS: [&str; 6] = [
     "2",
 ];
 
+/// The sum over the series of the metric `name` on elbd's `/metrics` page whose labels
+/// contain `only` (every series for "").
+fn metric_sum(aws: &Aws, name: &str, only: &str) -> f64 {
+    let page = std::process::Command::new("curl")
+        .args(["-sf", &format!("{}/metrics", aws.endpoint)])
+        .output()
+        .unwrap()
+        .stdout;
+    String::from_utf8(page)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(only))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
 }
@@ -341,19 +357,7 @@ async fn an_nlb_keeps_flows_in_their_zone_until_cross_zone_is_on() {
         "load_balancer=\"{}\"",
         lb_arn.split_once(":loadbalancer/").unwrap().1
     );
-    let metric = |name: &str| -> f64 {
-        let page = std::process::Command::new("curl")
-            .args(["-sf", &format!("{}/metrics", aws.endpoint)])
-            .output()
-            .unwrap()
-            .stdout;
-        String::from_utf8(page)
-            .unwrap()
-            .lines()
-            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&lb_label))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum()
-    };
+    let metric = |name: &str| metric_sum(&aws, name, &lb_label);
     let before = metric("aws_networkelb_new_flow_count_total");
     flows(nodes[0], 10).await;
     assert_eq!(metric("aws_networkelb_new_flow_count_total") - before, 10.0);

@@ -156,17 +156,7 @@ async fn udp_flows_keep_their_target_and_answer_from_the_listener() {
         "{target}"
     );
 
-    let page = std::process::Command::new("curl")
-        .args(["-sf", &format!("{}/metrics", aws.endpoint)])
-        .output()
-        .unwrap()
-        .stdout;
-    let page = String::from_utf8(page).unwrap();
-    let udp_flows: f64 = page
-        .lines()
-        .filter(|l| l.starts_with("aws_networkelb_new_flow_count_udp_total{"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum();
+    let udp_flows = metric_sum(&aws, "aws_networkelb_new_flow_count_udp_total", "");
     assert_eq!(
         udp_flows, 43.0,
         "one flow per client socket and node, and one after the deregistration"
