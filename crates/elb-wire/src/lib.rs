@@ -1,4 +1,6 @@
-//! Wire formats elbd speaks to targets, as plain functions over bytes: no sockets, no
-//! clocks, so that each is unit-tested at every split (and can be fuzzed).
+//! Wire formats elbd speaks to targets and appliances, as plain functions over bytes: no
+//! sockets, no clocks, so that each is unit-tested at every split and fuzzed.
 
+pub mod geneve;
+pub mod ip;
 pub mod proxy_v2;
