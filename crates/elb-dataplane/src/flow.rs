@@ -53,12 +53,18 @@ pub fn ranked(hash: u64, targets: &[SocketAddr]) -> Vec<usize> {
     scored.into_iter().map(|(_, i)| i).collect()
 }
 
+/// The target a flow with `hash` goes to among `targets`: the first of [`ranked`]'s order,
+/// found without sorting.
+pub fn highest(hash: u64, targets: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
+    targets.into_iter().max_by_key(|t| score(hash, *t))
+}
+
 fn score(hash: u64, target: SocketAddr) -> u64 {
     mix(hash ^ mix(ip_bits(target.ip()) ^ (u64::from(target.port()) << 48)))
 }
 
 /// An address folded into 64 bits.
-fn ip_bits(ip: IpAddr) -> u64 {
+pub(crate) fn ip_bits(ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(v4) => u64::from(u32::from(v4)),
         IpAddr::V6(v6) => {
@@ -69,7 +75,7 @@ fn ip_bits(ip: IpAddr) -> u64 {
 }
 
 /// SplitMix64's finalizer: every input bit affects every output bit.
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)

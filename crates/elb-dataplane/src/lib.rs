@@ -22,6 +22,7 @@
 //!   responses ([`l7::rescue`]).
 //! - [`flow`]: the flow hash (pure); [`tcp`] and [`udp`]: the NLB's listeners, flows to
 //!   targets by it.
+//! - [`gateway`]: the Gateway Load Balancer's flows to appliances.
 //! - `spare`: buffers kept per thread for the relays; `dial`: sockets to targets from a
 //!   chosen source address.
 
@@ -30,6 +31,7 @@ pub mod binder;
 mod compile;
 mod dial;
 pub mod flow;
+pub mod gateway;
 pub mod l7;
 pub mod metrics;
 mod pool;
