@@ -104,6 +104,17 @@ impl Xml {
         self.list(tag, "item", items, each)
     }
 
+    /// `<tag><item>text</item>…</tag>`.
+    pub fn text_items<S: AsRef<str>>(
+        &mut self,
+        tag: &str,
+        items: impl IntoIterator<Item = S>,
+    ) -> &mut Self {
+        self.items(tag, items, |x, s| {
+            x.0.push_str(&escape(s.as_ref()));
+        })
+    }
+
     /// Appends another document's content.
     pub fn append(&mut self, other: Self) {
         self.0.push_str(&other.0);

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use elb_model::health::below_minimum;
-use elb_model::{HealthState, HealthView, LoadBalancerState, Node, Region, Scheme, State};
+use elb_model::{
+    HealthState, HealthView, LoadBalancerKind, LoadBalancerState, Node, Region, Scheme, State,
+};
 
 /// Answers for one snapshot. Names are lowercase and end in a dot.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -56,7 +58,10 @@ impl DnsTable {
         for lb in state
             .load_balancers
             .values()
-            .filter(|lb| lb.state == LoadBalancerState::Active)
+            // Gateways have no name: their endpoints are routes' next hops.
+            .filter(|lb| {
+                lb.state == LoadBalancerState::Active && lb.kind != LoadBalancerKind::Gateway
+            })
         {
             let address = |n: &Node| match lb.scheme {
                 Scheme::InternetFacing => n.public_ipv4.unwrap_or(n.private_ipv4),
@@ -214,8 +219,8 @@ mod tests {
         );
         let listener = CreateListener {
             load_balancer_arn: lb.clone(),
-            protocol: ListenerProtocol::Http,
-            port: 80,
+            protocol: Some(ListenerProtocol::Http),
+            port: Some(80),
             default_actions: vec![Action::forward(tg)],
             default_action_order: None,
             ssl_policy: None,

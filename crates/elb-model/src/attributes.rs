@@ -286,6 +286,33 @@ const TARGET_GROUP_UDP: &[Spec] = &[
     spec(PRESERVE_CLIENT_IP, BOOL, "true", true),
 ];
 
+/// A GWLB's (GENEVE) target groups: no target-group cross-zone or health thresholds for DNS;
+/// flows keyed by the 5-tuple unless stickiness names a shorter tuple; what becomes of an
+/// appliance's flows when it fails or leaves (both keys alike, as AWS requires).
+const TARGET_GROUP_GENEVE: &[Spec] = &[
+    spec(
+        "deregistration_delay.timeout_seconds",
+        Value::Int(0, 3600),
+        "300",
+        true,
+    ),
+    spec("stickiness.enabled", BOOL, "false", true),
+    spec(
+        STICKINESS_TYPE,
+        Value::OneOf(&["source_ip_dest_ip_proto", "source_ip_dest_ip"]),
+        "source_ip_dest_ip_proto",
+        true,
+    ),
+    spec(FAILOVER_ON_DEREGISTRATION, FAILOVER, "no_rebalance", true),
+    spec(FAILOVER_ON_UNHEALTHY, FAILOVER, "no_rebalance", true),
+];
+const FAILOVER: Value = Value::OneOf(&["no_rebalance", "rebalance"]);
+/// `target_failover.on_deregistration`: whether a deregistered appliance's flows move to
+/// another once its delay ends.
+pub const FAILOVER_ON_DEREGISTRATION: &str = "target_failover.on_deregistration";
+/// `target_failover.on_unhealthy`: whether an unhealthy appliance's flows move.
+pub const FAILOVER_ON_UNHEALTHY: &str = "target_failover.on_unhealthy";
+
 /// `deregistration_delay.connection_termination.enabled`: whether a deregistered target's
 /// open connections are closed when its delay ends.
 pub const DEREGISTRATION_TERMINATION: &str = "deregistration_delay.connection_termination.enabled";
@@ -436,7 +463,7 @@ fn listener_specs(protocol: ListenerProtocol) -> &'static [Spec] {
         ListenerProtocol::Http | ListenerProtocol::Https => LISTENER_HTTP,
         ListenerProtocol::Udp => &[],
         ListenerProtocol::Tls => LISTENER_TLS,
-        ListenerProtocol::Tcp | ListenerProtocol::TcpUdp => LISTENER_TCP,
+        ListenerProtocol::Tcp | ListenerProtocol::TcpUdp | ListenerProtocol::Geneve => LISTENER_TCP,
     }
 }
 
@@ -513,16 +540,16 @@ pub fn load_balancer_defaults(kind: LoadBalancerKind, scheme: Scheme) -> Attribu
 }
 
 fn target_group_specs(protocol: TargetGroupProtocol) -> impl Iterator<Item = &'static Spec> {
-    let own: &[&[Spec]] = if protocol.is_http() {
-        &[TARGET_GROUP_HTTP]
+    let (common, own): (&[Spec], &[&[Spec]]) = if protocol == TargetGroupProtocol::Geneve {
+        (&[], &[TARGET_GROUP_GENEVE])
+    } else if protocol.is_http() {
+        (TARGET_GROUP_COMMON, &[TARGET_GROUP_HTTP])
     } else if protocol.takes_datagrams() {
-        &[TARGET_GROUP_FLOWS, TARGET_GROUP_UDP]
+        (TARGET_GROUP_COMMON, &[TARGET_GROUP_FLOWS, TARGET_GROUP_UDP])
     } else {
-        &[TARGET_GROUP_FLOWS, TARGET_GROUP_TCP]
+        (TARGET_GROUP_COMMON, &[TARGET_GROUP_FLOWS, TARGET_GROUP_TCP])
     };
-    TARGET_GROUP_COMMON
-        .iter()
-        .chain(own.iter().copied().flatten())
+    common.iter().chain(own.iter().copied().flatten())
 }
 
 /// The attributes a new target group of `protocol` and `target_type` starts with: as AWS,
@@ -576,6 +603,11 @@ pub fn modify_target_group(
         return Err(ModelError::validation(format!(
             "'{PRESERVE_CLIENT_IP}' cannot be disabled for {} target groups",
             protocol.as_str()
+        )));
+    }
+    if next.get(FAILOVER_ON_DEREGISTRATION) != next.get(FAILOVER_ON_UNHEALTHY) {
+        return Err(ModelError::validation(format!(
+            "'{FAILOVER_ON_DEREGISTRATION}' and '{FAILOVER_ON_UNHEALTHY}' must have the same value"
         )));
     }
     if protocol == TargetGroupProtocol::Tls && next.flag("stickiness.enabled") {

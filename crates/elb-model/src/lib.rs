@@ -9,7 +9,8 @@
 //! - [`alloc`]: the per-subnet address allocator for LB nodes.
 //! - [`attributes`]: AWS's string-keyed attributes with their per-type defaults.
 //! - [`load_balancer`], [`listener`], [`rule`], [`target_group`], [`node`], [`certificate`]:
-//!   [`trust_store`]: the resources; [`ssl_policy`]: the TLS security policies.
+//!   [`trust_store`]: the resources; [`ssl_policy`]: the TLS security policies;
+//!   [`endpoint`]: VPC endpoint services and Gateway Load Balancer endpoints.
 //! - [`state`]: [`State`] and its [`Region`]s, [`Command`]s applied to a region, and the
 //!   [`Delta`] between two states.
 //! - [`error`]: [`ModelError`], whose codes are AWS's.
@@ -17,6 +18,7 @@
 pub mod alloc;
 pub mod attributes;
 pub mod certificate;
+pub mod endpoint;
 pub mod error;
 pub mod health;
 pub mod id;
@@ -37,6 +39,7 @@ pub use certificate::{
     Certificate, CertificateKind, CertificateMaterial, CertificateOptions, Secrets,
     ServerCertificate, Validation,
 };
+pub use endpoint::{EndpointService, EndpointState, VpcEndpoint};
 pub use error::{ErrorCode, ModelError};
 pub use health::{HealthState, HealthView, Matcher, Reason, TargetHealth};
 pub use id::{Context, IdSource, Scope};

@@ -19,6 +19,9 @@ pub enum ListenerProtocol {
     Tls,
     Udp,
     TcpUdp,
+    /// A gateway load balancer's one listener, which names no protocol or port: GENEVE on
+    /// 6081 to its appliances, packets from its endpoints.
+    Geneve,
 }
 
 impl ListenerProtocol {
@@ -30,6 +33,7 @@ impl ListenerProtocol {
             "TLS" => Ok(Self::Tls),
             "UDP" => Ok(Self::Udp),
             "TCP_UDP" => Ok(Self::TcpUdp),
+            "GENEVE" => Ok(Self::Geneve),
             _ => Err(ModelError::validation(format!(
                 "Invalid listener protocol '{s}': must be one of HTTP, HTTPS, TCP, TLS, UDP, TCP_UDP"
             ))),
@@ -44,19 +48,20 @@ impl ListenerProtocol {
             Self::Tls => "TLS",
             Self::Udp => "UDP",
             Self::TcpUdp => "TCP_UDP",
+            Self::Geneve => "GENEVE",
         }
     }
 
-    /// Whether a listener of this protocol may exist on `kind`, and whether elbd serves it.
+    /// Whether a listener of this protocol may exist on `kind`.
     pub fn check_for(self, kind: LoadBalancerKind) -> Result<()> {
         // AWS's wording, with the type's protocols in its order.
         let allowed = match kind {
             LoadBalancerKind::Application => "HTTPS, HTTP",
             LoadBalancerKind::Network => "TCP, TLS, UDP, TCP_UDP",
+            LoadBalancerKind::Gateway if self == Self::Geneve => return Ok(()),
             LoadBalancerKind::Gateway => {
-                return Err(ModelError::new(
-                    ErrorCode::UnsupportedProtocol,
-                    "elbd does not serve gateway load balancer listeners yet",
+                return Err(ModelError::validation(
+                    "A protocol cannot be specified for gateway listeners",
                 ));
             }
         };

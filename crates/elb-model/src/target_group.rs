@@ -9,6 +9,9 @@ use crate::error::{ErrorCode, ModelError, Result};
 use crate::health::Matcher;
 use crate::state::{Origin, Tags};
 
+/// The port GENEVE groups and their appliances use, as AWS's.
+pub const GENEVE_PORT: u16 = 6081;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TargetGroupProtocol {
@@ -22,7 +25,7 @@ pub enum TargetGroupProtocol {
 }
 
 impl TargetGroupProtocol {
-    /// Parses a protocol name and refuses the ones elbd cannot send to yet.
+    /// Parses a protocol name.
     pub fn parse_supported(s: &str) -> Result<Self> {
         let protocol = match s {
             "HTTP" => Self::Http,
@@ -38,13 +41,6 @@ impl TargetGroupProtocol {
                 )));
             }
         };
-        if protocol == Self::Geneve {
-            return Err(ModelError::new(
-                ErrorCode::UnsupportedProtocol,
-                "elbd does not send to GENEVE target groups yet; HTTP, HTTPS, TCP, TLS, UDP \
-                 and TCP_UDP are built",
-            ));
-        }
         Ok(protocol)
     }
 
@@ -271,6 +267,7 @@ impl HealthCheck {
         // On an NLB's groups the default timeout follows the check's protocol (HTTP: 6 s,
         // TCP and HTTPS: 10 s) as long as the caller has not set it.
         if !group.is_http()
+            && group != TargetGroupProtocol::Geneve
             && changes.timeout_seconds.is_none()
             && self.timeout_seconds == network_timeout(&self.protocol)
         {
@@ -371,7 +368,8 @@ impl HealthCheck {
     /// AWS's defaults for a target group: an ALB's checks speak the traffic's protocol; gRPC
     /// groups call `/AWS.ALB/healthcheck` and accept gRPC status 12 (unimplemented). An
     /// NLB's groups are checked by TCP connect, every 30 s with a 10 s timeout, except that
-    /// an application load balancer as a target is checked with `GET /` over HTTP.
+    /// an application load balancer as a target is checked with `GET /` over HTTP. A
+    /// GWLB's appliances are checked by TCP connect to port 80 every 10 s, timeout 5 s.
     pub fn for_target_group(
         protocol: TargetGroupProtocol,
         version: ProtocolVersion,
@@ -381,6 +379,16 @@ impl HealthCheck {
             return Self {
                 protocol: "HTTP".into(),
                 timeout_seconds: network_timeout("HTTP"),
+                http_code: NETWORK_MATCHER.into(),
+                ..Self::default()
+            };
+        }
+        if protocol == TargetGroupProtocol::Geneve {
+            // Appliances are checked apart from the GENEVE traffic, on port 80 by default.
+            return Self {
+                protocol: "TCP".into(),
+                port: GENEVE_CHECK_PORT.into(),
+                interval_seconds: 10,
                 http_code: NETWORK_MATCHER.into(),
                 ..Self::default()
             };
@@ -408,6 +416,9 @@ impl HealthCheck {
         }
     }
 }
+
+/// Where a GENEVE group's appliances are checked unless set.
+const GENEVE_CHECK_PORT: &str = "80";
 
 /// The matcher of an NLB group's checks unless set.
 const NETWORK_MATCHER: &str = "200-399";

@@ -147,7 +147,7 @@ fn run(
 fn created(outcome: Outcome) -> String {
     match outcome {
         Outcome::Created(arn) => arn,
-        Outcome::Done | Outcome::CreatedAll(_) => {
+        Outcome::Done | Outcome::CreatedAll(_) | Outcome::Unsuccessful(_) => {
             unreachable!("create commands report what they created")
         }
     }
@@ -467,8 +467,8 @@ fn load_balancer(
             None => {
                 let command = Command::CreateListener(CreateListener {
                     load_balancer_arn: arn.clone(),
-                    protocol,
-                    port: listener.port,
+                    protocol: Some(protocol),
+                    port: Some(listener.port),
                     default_actions: desired.actions.clone(),
                     default_action_order: None,
                     ssl_policy: desired.ssl_policy.clone(),

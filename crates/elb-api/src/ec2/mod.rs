@@ -1,7 +1,9 @@
 //! The EC2 subset elbd models (EC2 Query protocol, version 2016-11-15, `item` lists): VPCs,
-//! subnets, availability zones, security groups, instances, Elastic IPs and their tags.
+//! subnets, availability zones, security groups, instances, Elastic IPs, VPC endpoint services
+//! and Gateway Load Balancer endpoints, and their tags.
 
 mod addresses;
+mod endpoints;
 mod filters;
 mod instances;
 mod network;
@@ -69,6 +71,22 @@ fn operation(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, Ap
         "ReleaseAddress" => addresses::release(api, params),
         "AssociateAddress" => addresses::associate(api, params),
         "DisassociateAddress" => addresses::disassociate(api, params),
+        "CreateVpcEndpointServiceConfiguration" => endpoints::create_service(api, params),
+        "DescribeVpcEndpointServiceConfigurations" => {
+            endpoints::describe_service_configurations(api, params)
+        }
+        "ModifyVpcEndpointServiceConfiguration" => endpoints::modify_service(api, params),
+        "DeleteVpcEndpointServiceConfigurations" => endpoints::delete_services(api, params),
+        "DescribeVpcEndpointServices" => endpoints::describe_services(api, params),
+        "DescribeVpcEndpointServicePermissions" => endpoints::describe_permissions(api, params),
+        "ModifyVpcEndpointServicePermissions" => endpoints::modify_permissions(api, params),
+        "CreateVpcEndpoint" => endpoints::create_endpoint(api, params),
+        "DescribeVpcEndpoints" => endpoints::describe_endpoints(api, params),
+        "DeleteVpcEndpoints" => endpoints::delete_endpoints(api, params),
+        "DescribeVpcEndpointConnections" => endpoints::describe_connections(api, params),
+        "AcceptVpcEndpointConnections" => endpoints::answer_connections(api, params, true),
+        "RejectVpcEndpointConnections" => endpoints::answer_connections(api, params, false),
+        "DescribePrefixLists" => endpoints::describe_prefix_lists(params),
         "CreateTags" => create_tags(api, params),
         "DeleteTags" => delete_tags(api, params),
         "DescribeTags" => describe_tags(api, params),
@@ -112,7 +130,7 @@ fn create_tagged(
         let ids = match &outcome {
             Outcome::Created(id) => vec![id.clone()],
             Outcome::CreatedAll(ids) => ids.clone(),
-            Outcome::Done => vec![],
+            Outcome::Done | Outcome::Unsuccessful(_) => vec![],
         };
         if !tags.is_empty() {
             let tags = tags.clone();
@@ -245,10 +263,14 @@ fn describe_tags(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
         .chain(state.subnets.keys())
         .chain(state.security_groups.keys())
         .chain(state.instances.keys())
-        .chain(state.addresses.keys());
+        .chain(state.addresses.keys())
+        .chain(state.endpoint_services.keys())
+        .chain(state.vpc_endpoints.keys());
     let mut rows = Vec::new();
     for id in ids {
         let kind = match id.split('-').next() {
+            _ if id.starts_with("vpce-svc-") => "vpc-endpoint-service",
+            Some("vpce") => "vpc-endpoint",
             Some("vpc") => "vpc",
             Some("subnet") => "subnet",
             Some("sg") => "security-group",

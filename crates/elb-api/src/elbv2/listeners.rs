@@ -29,17 +29,16 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
     let load_balancer_arn = params.required("LoadBalancerArn")?.to_owned();
     let protocol = params
         .one_of("Protocol", PROTOCOLS)?
-        .ok_or_else(|| ApiError::validation("A protocol must be specified"))?;
-    let protocol = ListenerProtocol::parse(protocol).map_err(|_| {
-        ModelError::new(
-            ErrorCode::UnsupportedProtocol,
-            format!("elbd does not serve {protocol} listeners"),
-        )
-    })?;
-    let port = params
-        .int("Port", 1, 65535)?
-        .ok_or_else(|| ApiError::validation("A listener port must be specified"))?
-        as u16;
+        .map(|protocol| {
+            ListenerProtocol::parse(protocol).map_err(|_| {
+                ModelError::new(
+                    ErrorCode::UnsupportedProtocol,
+                    format!("elbd does not serve {protocol} listeners"),
+                )
+            })
+        })
+        .transpose()?;
+    let port = params.int("Port", 1, 65535)?.map(|p| p as u16);
     let (default_actions, default_action_order) = action_params(params, "DefaultActions.member")?;
     let tags = tag_params(params)?;
     let alpn_policy = alpn_param(params)?;

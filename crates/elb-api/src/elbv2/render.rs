@@ -37,13 +37,15 @@ fn state_code(state: LoadBalancerState) -> &'static str {
 }
 
 pub(super) fn load_balancer(x: &mut Xml, state: &Region, lb: &LoadBalancer) {
-    x.leaf("LoadBalancerArn", &lb.arn)
-        .leaf("DNSName", &lb.dns_name)
-        .leaf(
+    x.leaf("LoadBalancerArn", &lb.arn);
+    // A gateway is reached through its endpoints, not by name.
+    if lb.kind != LoadBalancerKind::Gateway {
+        x.leaf("DNSName", &lb.dns_name).leaf(
             "CanonicalHostedZoneId",
             hosted_zone(&state.scope.region, lb.kind),
-        )
-        .leaf("CreatedTime", clock::iso8601(lb.created_ms))
+        );
+    }
+    x.leaf("CreatedTime", clock::iso8601(lb.created_ms))
         .leaf("LoadBalancerName", &lb.name);
     if lb.kind != LoadBalancerKind::Gateway {
         let scheme = match lb.scheme {
@@ -66,7 +68,7 @@ pub(super) fn load_balancer(x: &mut Xml, state: &Region, lb: &LoadBalancer) {
                 .get(subnet_id)
                 .map_or("", |s| s.availability_zone.as_str());
             x.leaf("ZoneName", zone).leaf("SubnetId", subnet_id);
-            if lb.kind != LoadBalancerKind::Application {
+            if lb.kind == LoadBalancerKind::Network {
                 let node = state.nodes_of(&lb.arn).find(|n| &n.subnet_id == subnet_id);
                 x.members("LoadBalancerAddresses", node, |x, n| {
                     if let Some(public) = n.public_ipv4 {
@@ -138,9 +140,12 @@ fn target_type(tg: &TargetGroup) -> &'static str {
 
 pub(super) fn listener(x: &mut Xml, l: &Listener) {
     x.leaf("ListenerArn", &l.arn)
-        .leaf("LoadBalancerArn", &l.load_balancer_arn)
-        .leaf("Port", l.port.to_string())
-        .leaf("Protocol", l.protocol.as_str());
+        .leaf("LoadBalancerArn", &l.load_balancer_arn);
+    // A gateway's listener names no port or protocol.
+    if l.protocol != ListenerProtocol::Geneve {
+        x.leaf("Port", l.port.to_string())
+            .leaf("Protocol", l.protocol.as_str());
+    }
     if let Some(tls) = &l.tls {
         // As AWS: the default certificate only; the SNI ones are in DescribeListenerCertificates.
         x.leaf("SslPolicy", &tls.ssl_policy);

@@ -167,6 +167,9 @@ impl Runtime {
                     | ListenerProtocol::TcpUdp => {
                         self.nlb_listener(&inputs, lb, listener, door, &mut used)
                     }
+                    // Gateways bind no listener socket of their own: their packets come
+                    // from endpoints.
+                    ListenerProtocol::Geneve => continue,
                 };
                 for (node, served) in per_node {
                     insert(&mut listeners, node, listener, served);

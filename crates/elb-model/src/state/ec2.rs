@@ -603,6 +603,10 @@ impl Region {
             &self.security_groups.get(id)?.tags
         } else if id.starts_with("eipalloc-") {
             &self.addresses.get(id)?.tags
+        } else if id.starts_with("vpce-svc-") {
+            &self.endpoint_services.get(id)?.tags
+        } else if id.starts_with("vpce-") {
+            &self.vpc_endpoints.get(id)?.tags
         } else {
             &self.instances.get(id)?.tags
         };
@@ -624,6 +628,10 @@ impl Region {
             &mut self.security_groups.get_mut(id).ok_or_else(missing)?.tags
         } else if id.starts_with("eipalloc-") {
             &mut self.addresses.get_mut(id).ok_or_else(missing)?.tags
+        } else if id.starts_with("vpce-svc-") {
+            &mut self.endpoint_services.get_mut(id).ok_or_else(missing)?.tags
+        } else if id.starts_with("vpce-") {
+            &mut self.vpc_endpoints.get_mut(id).ok_or_else(missing)?.tags
         } else {
             &mut self.instances.get_mut(id).ok_or_else(missing)?.tags
         };

@@ -10,7 +10,7 @@ use crate::limits;
 use crate::listener::{AlpnPolicy, Listener, ListenerProtocol};
 use crate::load_balancer::LoadBalancerKind;
 use crate::rule::Action;
-use crate::target_group::{TargetGroupProtocol, TargetType};
+use crate::target_group::{GENEVE_PORT, TargetGroupProtocol, TargetType};
 
 impl Region {
     pub(super) fn create_listener(
@@ -22,16 +22,15 @@ impl Region {
             .load_balancers
             .get(&c.load_balancer_arn)
             .ok_or_else(|| load_balancers::not_found(&c.load_balancer_arn))?;
-        c.protocol.check_for(lb.kind)?;
-        target_groups::check_port(c.port)?;
+        let (protocol, port) = protocol_and_port(lb.kind, c.protocol, c.port)?;
         let tls = self.listener_tls(
-            c.protocol,
+            protocol,
             c.ssl_policy.as_deref(),
             &c.certificate_arns,
             (c.mutual_authentication, c.alpn_policy),
         )?;
-        if let Some(existing) = self.listeners_of(&lb.arn).find(|l| l.port == c.port) {
-            return if existing.protocol == c.protocol
+        if let Some(existing) = self.listeners_of(&lb.arn).find(|l| l.port == port) {
+            return if existing.protocol == protocol
                 && existing.default_actions == c.default_actions
                 && existing.default_action_order == c.default_action_order
                 && existing.tls == tls
@@ -40,10 +39,14 @@ impl Region {
             } else {
                 Err(ModelError::new(
                     ErrorCode::DuplicateListener,
-                    format!(
-                        "A listener already exists on port {} of '{}'",
-                        c.port, lb.name
-                    ),
+                    if lb.kind == LoadBalancerKind::Gateway {
+                        format!(
+                            "Gateway load balancer '{}' already has its listener",
+                            lb.name
+                        )
+                    } else {
+                        format!("A listener already exists on port {port} of '{}'", lb.name)
+                    },
                 ))
             };
         }
@@ -56,7 +59,7 @@ impl Region {
                 ),
             ));
         }
-        self.check_actions(&lb.arn, c.protocol, &c.default_actions)?;
+        self.check_actions(&lb.arn, protocol, &c.default_actions)?;
         let arn = format!(
             "{}/{}",
             lb.arn.replacen(":loadbalancer/", ":listener/", 1),
@@ -73,12 +76,12 @@ impl Region {
                 default_rule_arn,
                 arn: arn.clone(),
                 load_balancer_arn: c.load_balancer_arn,
-                protocol: c.protocol,
-                port: c.port,
+                protocol,
+                port,
                 default_actions: c.default_actions,
                 default_action_order: c.default_action_order,
                 tls,
-                attributes: attributes::listener_defaults(c.protocol),
+                attributes: attributes::listener_defaults(protocol),
                 tags: Tags::new(),
                 origin: c.origin,
             },
@@ -93,8 +96,12 @@ impl Region {
     ) -> Result<Outcome> {
         let listener = self.listener(arn)?;
         let lb_arn = listener.load_balancer_arn.clone();
+        let kind = self.load_balancers[&lb_arn].kind;
+        if kind == LoadBalancerKind::Gateway {
+            protocol_and_port(kind, changes.protocol, changes.port)?;
+        }
         let protocol = changes.protocol.unwrap_or(listener.protocol);
-        protocol.check_for(self.load_balancers[&lb_arn].kind)?;
+        protocol.check_for(kind)?;
         // A TLS listener keeps what it had unless told otherwise, including its SNI list;
         // a plain one turning TLS needs a certificate like a new listener.
         let current = listener.tls.clone().filter(|_| protocol.is_tls());
@@ -202,7 +209,7 @@ impl Region {
         };
         action.validate()?;
         let lb = &self.load_balancers[lb_arn];
-        if lb.kind == LoadBalancerKind::Network {
+        if lb.kind != LoadBalancerKind::Application {
             let one_group = match action {
                 Action::Forward { target_groups, .. } => target_groups.len() == 1,
                 _ => false,
@@ -210,8 +217,15 @@ impl Region {
             if !one_group {
                 return Err(ModelError::new(
                     ErrorCode::InvalidLoadBalancerAction,
-                    "Network load balancer listeners support one action: forward to one \
-                     target group",
+                    format!(
+                        "{} load balancer listeners support one action: forward to one target \
+                         group",
+                        if lb.kind == LoadBalancerKind::Network {
+                            "Network"
+                        } else {
+                            "Gateway"
+                        }
+                    ),
                 ));
             }
         }
@@ -228,6 +242,7 @@ impl Region {
                 ListenerProtocol::Tls => &[TargetGroupProtocol::Tcp, TargetGroupProtocol::Tls],
                 ListenerProtocol::Udp => &[TargetGroupProtocol::Udp, TargetGroupProtocol::TcpUdp],
                 ListenerProtocol::TcpUdp => &[TargetGroupProtocol::TcpUdp],
+                ListenerProtocol::Geneve => &[TargetGroupProtocol::Geneve],
             };
             if tg.target_type == TargetType::Alb && protocol != ListenerProtocol::Tcp {
                 return Err(ModelError::new(
@@ -272,6 +287,33 @@ impl Region {
         }
         Ok(())
     }
+}
+
+/// The protocol and port a new listener of a `kind` load balancer has: given for
+/// application and network load balancers, and never for gateways, whose one listener is
+/// GENEVE on 6081 (AWS names the protocol first when both are given).
+fn protocol_and_port(
+    kind: LoadBalancerKind,
+    protocol: Option<ListenerProtocol>,
+    port: Option<u16>,
+) -> Result<(ListenerProtocol, u16)> {
+    if kind == LoadBalancerKind::Gateway {
+        return match (protocol, port) {
+            (Some(_), _) => Err(ModelError::validation(
+                "A protocol cannot be specified for gateway listeners",
+            )),
+            (None, Some(_)) => Err(ModelError::validation(
+                "A port cannot be specified for gateway listeners",
+            )),
+            (None, None) => Ok((ListenerProtocol::Geneve, GENEVE_PORT)),
+        };
+    }
+    let protocol =
+        protocol.ok_or_else(|| ModelError::validation("A protocol must be specified"))?;
+    let port = port.ok_or_else(|| ModelError::validation("A listener port must be specified"))?;
+    protocol.check_for(kind)?;
+    target_groups::check_port(port)?;
+    Ok((protocol, port))
 }
 
 pub(super) fn not_found(arn: &str) -> ModelError {

@@ -29,7 +29,11 @@ impl Region {
                 "A scheme cannot be specified for gateway load balancers",
             ));
         }
-        let scheme = c.scheme.unwrap_or(Scheme::InternetFacing);
+        // A gateway has no scheme; its nodes have private addresses only, as internal ones.
+        let scheme = c.scheme.unwrap_or(match c.kind {
+            LoadBalancerKind::Gateway => Scheme::Internal,
+            _ => Scheme::InternetFacing,
+        });
         let ip_address_type = c.ip_address_type.unwrap_or(IpAddressType::Ipv4);
         if ip_address_type != IpAddressType::Ipv4 {
             return Err(ModelError::new(
@@ -277,6 +281,20 @@ impl Region {
                 format!(
                     "Load balancer '{arn}' is a target of target group '{}'; deregister it first",
                     tg.arn
+                ),
+            ));
+        }
+        if let Some(service) = self
+            .endpoint_services
+            .values()
+            .find(|s| s.gateway_load_balancer_arns.iter().any(|a| a == arn))
+        {
+            return Err(ModelError::new(
+                ErrorCode::ResourceInUse,
+                format!(
+                    "Load balancer '{arn}' is offered by endpoint service '{}'; remove it from \
+                     the service first",
+                    service.id
                 ),
             ));
         }

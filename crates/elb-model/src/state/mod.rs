@@ -10,6 +10,7 @@ mod addresses;
 mod certificates;
 mod diff;
 mod ec2;
+mod endpoints;
 mod iam;
 mod listeners;
 mod load_balancers;
@@ -31,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use crate::certificate::{
     Certificate, CertificateKind, CertificateMaterial, CertificateOptions, Validation,
 };
-use crate::error::Result;
+use crate::endpoint::{EndpointService, VpcEndpoint};
+use crate::error::{ModelError, Result};
 use crate::id::{Context, Scope};
 use crate::listener::{AlpnPolicy, Listener, ListenerProtocol};
 use crate::load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, Scheme};
@@ -48,6 +50,7 @@ use crate::trust_store::{MutualAuthentication, Revocation, TrustStore};
 
 pub use diff::{Changes, Delta};
 pub use ec2::{Egress, RunInstances};
+pub use endpoints::{CreateVpcEndpoint, EndpointServiceChanges};
 pub use iam::UploadServerCertificate;
 pub use regions::State;
 pub use target_groups::TargetDescription;
@@ -98,6 +101,12 @@ pub struct Region {
     /// ACM's `ExpiryEvents.DaysBeforeExpiry` (AWS's default, 45, when unset).
     #[serde(default)]
     pub acm_expiry_days: Option<u16>,
+    /// VPC endpoint services, by id (`vpce-svc-…`).
+    #[serde(default)]
+    pub endpoint_services: BTreeMap<String, EndpointService>,
+    /// Gateway Load Balancer endpoints, by id (`vpce-…`).
+    #[serde(default)]
+    pub vpc_endpoints: BTreeMap<String, VpcEndpoint>,
     /// While a command runs, what it must see of the rest of the account
     /// ([`State::in_region`]); empty otherwise.
     #[serde(skip)]
@@ -140,8 +149,9 @@ pub struct CreateTargetGroup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateListener {
     pub load_balancer_arn: String,
-    pub protocol: ListenerProtocol,
-    pub port: u16,
+    /// Required but for gateway load balancers, which refuse both.
+    pub protocol: Option<ListenerProtocol>,
+    pub port: Option<u16>,
     pub default_actions: Vec<Action>,
     pub default_action_order: Option<u16>,
     /// HTTPS and TLS listeners: the policy (AWS's default when `None`)…
@@ -425,6 +435,40 @@ pub enum Command {
         ids: Vec<String>,
         tags: Vec<(String, Option<String>)>,
     },
+    CreateVpcEndpointService {
+        gateway_load_balancer_arns: Vec<String>,
+        acceptance_required: bool,
+    },
+    ModifyVpcEndpointService {
+        id: String,
+        changes: EndpointServiceChanges,
+    },
+    ModifyVpcEndpointServicePermissions {
+        id: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
+    /// Per item ([`Outcome::Unsuccessful`]).
+    DeleteVpcEndpointServices {
+        ids: Vec<String>,
+    },
+    CreateVpcEndpoint(CreateVpcEndpoint),
+    /// Per item.
+    DeleteVpcEndpoints {
+        ids: Vec<String>,
+    },
+    /// Accept or RejectVpcEndpointConnections, per item.
+    AnswerVpcEndpointConnections {
+        service_id: String,
+        endpoint_ids: Vec<String>,
+        accept: bool,
+    },
+    /// A pending endpoint's interface came up (`failure` is `None`) or could not be made
+    /// (reported by the host that runs it).
+    SettleVpcEndpoint {
+        id: String,
+        failure: Option<String>,
+    },
 }
 
 /// What a successful command reports.
@@ -436,6 +480,8 @@ pub enum Outcome {
     Created(String),
     /// The ids of several resources created at once (RunInstances).
     CreatedAll(Vec<String>),
+    /// A bulk EC2 call done for some items: the others, with why (empty when all went).
+    Unsuccessful(Vec<(String, ModelError)>),
 }
 
 impl Region {
@@ -590,6 +636,25 @@ impl Region {
             Command::SetInstanceState { ids, state } => self.set_instance_state(&ids, state),
             Command::CreateEc2Tags { ids, tags } => self.ec2_tags(&ids, &tags),
             Command::DeleteEc2Tags { ids, tags } => self.delete_ec2_tags(&ids, &tags),
+            Command::CreateVpcEndpointService {
+                gateway_load_balancer_arns,
+                acceptance_required,
+            } => self.create_endpoint_service(gateway_load_balancer_arns, acceptance_required, cx),
+            Command::ModifyVpcEndpointService { id, changes } => {
+                self.modify_endpoint_service(&id, &changes)
+            }
+            Command::ModifyVpcEndpointServicePermissions { id, add, remove } => {
+                self.modify_endpoint_service_permissions(&id, &add, &remove, cx)
+            }
+            Command::DeleteVpcEndpointServices { ids } => self.delete_endpoint_services(&ids),
+            Command::CreateVpcEndpoint(c) => self.create_vpc_endpoint(&c, cx),
+            Command::DeleteVpcEndpoints { ids } => self.delete_vpc_endpoints(&ids),
+            Command::AnswerVpcEndpointConnections {
+                service_id,
+                endpoint_ids,
+                accept,
+            } => self.answer_endpoint_connections(&service_id, &endpoint_ids, accept),
+            Command::SettleVpcEndpoint { id, failure } => self.settle_vpc_endpoint(&id, failure),
         }
     }
 

@@ -11,7 +11,7 @@ use crate::load_balancer::LoadBalancerKind;
 use crate::names;
 use crate::network::InstanceState;
 use crate::target_group::{
-    HealthCheck, HealthCheckChanges, ProtocolVersion, Registration, TargetGroup,
+    GENEVE_PORT, HealthCheck, HealthCheckChanges, ProtocolVersion, Registration, TargetGroup,
     TargetGroupProtocol, TargetId, TargetType,
 };
 
@@ -48,6 +48,9 @@ impl Region {
             )));
         }
         check_port(c.port)?;
+        if protocol == TargetGroupProtocol::Geneve {
+            check_geneve_port(c.port)?;
+        }
         let vpc_id = match c.vpc_id {
             Some(id) if self.vpcs.contains_key(&id) => id,
             Some(id) => {
@@ -171,6 +174,9 @@ impl Region {
         let mut added = Vec::with_capacity(targets.len());
         let mut undrained = Vec::new();
         for t in targets {
+            if tg.protocol == TargetGroupProtocol::Geneve {
+                check_geneve_port(t.port.unwrap_or(tg.port))?;
+            }
             let registration = self.resolve_target(tg, t)?;
             let same = |r: &Registration| r.id == registration.id && r.port == registration.port;
             match tg.targets.iter().position(same) {
@@ -404,6 +410,17 @@ fn parse_target_id(target_type: TargetType, id: &str) -> Result<TargetId> {
 pub(super) fn check_port(port: u16) -> Result<()> {
     if port == 0 {
         return Err(ModelError::validation("Port must be between 1 and 65535"));
+    }
+    Ok(())
+}
+
+/// Appliances take GENEVE on AWS's port only. (They are instances or addresses: `alb`
+/// targets need TCP groups, and `lambda` ones are refused.)
+fn check_geneve_port(port: u16) -> Result<()> {
+    if port != GENEVE_PORT {
+        return Err(ModelError::validation(format!(
+            "GENEVE target groups and their targets use port {GENEVE_PORT}, not {port}"
+        )));
     }
     Ok(())
 }

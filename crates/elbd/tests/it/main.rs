@@ -5,6 +5,7 @@
 mod api;
 mod dns;
 mod errors;
+mod gateway;
 mod harness;
 mod health;
 mod metrics;

@@ -9,6 +9,7 @@ use crate::target_group::{HealthCheckChanges, TargetId};
 
 mod access;
 mod ec2;
+mod gateway;
 mod nlb;
 
 struct World {
@@ -84,8 +85,8 @@ impl World {
     fn listener(&mut self, lb: &str, port: u16, tg: &str) -> Result<Outcome> {
         self.run(Command::CreateListener(CreateListener {
             load_balancer_arn: lb.into(),
-            protocol: ListenerProtocol::Http,
-            port,
+            protocol: Some(ListenerProtocol::Http),
+            port: Some(port),
             default_actions: vec![Action::forward(tg)],
             default_action_order: None,
             ssl_policy: None,
@@ -105,8 +106,8 @@ impl World {
     ) -> Result<Outcome> {
         self.run(Command::CreateListener(CreateListener {
             load_balancer_arn: lb.into(),
-            protocol: ListenerProtocol::Https,
-            port: 443,
+            protocol: Some(ListenerProtocol::Https),
+            port: Some(443),
             default_actions: vec![Action::forward(tg)],
             default_action_order: None,
             ssl_policy: policy.map(str::to_owned),
@@ -332,8 +333,8 @@ fn listeners_check_protocol_port_and_target_group() {
 
     let tcp = w.run(Command::CreateListener(CreateListener {
         load_balancer_arn: lb.clone(),
-        protocol: ListenerProtocol::Tcp,
-        port: 443,
+        protocol: Some(ListenerProtocol::Tcp),
+        port: Some(443),
         default_actions: vec![],
         default_action_order: None,
         ssl_policy: None,

@@ -42,8 +42,8 @@ impl World {
     ) -> Result<Outcome> {
         self.run(Command::CreateListener(CreateListener {
             load_balancer_arn: lb.into(),
-            protocol,
-            port: 7000,
+            protocol: Some(protocol),
+            port: Some(7000),
             default_actions: actions,
             default_action_order: None,
             ssl_policy: None,
@@ -134,9 +134,10 @@ fn tcp_groups_take_aws_defaults_and_their_own_attributes() {
         tcp_check.unwrap_err().code,
         ErrorCode::InvalidConfigurationRequest
     );
+    // GENEVE groups are a gateway's, on port 6081 alone (tests/gateway.rs).
     assert_eq!(
         w.group("geneve", "GENEVE", "ip").unwrap_err().code,
-        ErrorCode::UnsupportedProtocol
+        ErrorCode::ValidationError
     );
 }
 
@@ -321,10 +322,10 @@ fn alpn_policies_belong_to_tls_listeners_and_stay_until_changed() {
     let lb = w.nlb("secure");
     let tcp = arn_of(w.group("tcp", "TCP", "ip"));
     let cert = w.certificate("secure.example");
-    let tls = |alpn: Option<AlpnPolicy>, protocol, mutual| CreateListener {
+    let tls = |alpn: Option<AlpnPolicy>, protocol: ListenerProtocol, mutual| CreateListener {
         load_balancer_arn: lb.clone(),
-        protocol,
-        port: 7443,
+        protocol: Some(protocol),
+        port: Some(7443),
         default_actions: vec![Action::forward(&tcp)],
         default_action_order: None,
         ssl_policy: None,
@@ -402,7 +403,7 @@ fn alpn_policies_belong_to_tls_listeners_and_stay_until_changed() {
 
     // A TCP listener turned TLS takes the fixed 350 s, whatever it had.
     let mut plain = tls(None, ListenerProtocol::Tcp, None);
-    plain.port = 7000;
+    plain.port = Some(7000);
     let tcp_listener = arn_of(w.run(Command::CreateListener(plain)));
     w.run(Command::ModifyListenerAttributes {
         arn: tcp_listener.clone(),
