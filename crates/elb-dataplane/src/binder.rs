@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::Applied;
 use crate::table::{Door, Listener, RoutingTable};
-use crate::{l7, tcp, udp};
+use crate::{gateway, l7, tcp, udp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -118,7 +118,14 @@ impl Binder {
                     )
                 }),
                 Transport::Udp => bind_udp(key.addr).map(|(socket, local)| {
-                    (tokio::spawn(udp::serve(socket, table, stopped)), local)
+                    let geneve =
+                        matches!(self.table.load().listener(key), Some(Listener::Geneve(_)));
+                    let served = if geneve {
+                        tokio::spawn(gateway::serve(socket, table, stopped))
+                    } else {
+                        tokio::spawn(udp::serve(socket, table, stopped))
+                    };
+                    (served, local)
                 }),
             };
             match served {
@@ -186,7 +193,9 @@ async fn accept(
                             let flow = tcp::serve(stream, ends, route.clone(), drain_over.clone());
                             connections.spawn(flow);
                         }
-                        Listener::Udp(_) => unreachable!("UDP listeners are keyed by UDP sockets"),
+                        Listener::Udp(_) | Listener::Geneve(_) => {
+                            unreachable!("datagram listeners are keyed by UDP sockets")
+                        }
                     }
                 }
                 Err(e) => {

@@ -71,6 +71,7 @@ pub struct DataPlane {
     table: Arc<ArcSwap<RoutingTable>>,
     runtime: compile::Runtime,
     binder: binder::Binder,
+    endpoints: gateway::Endpoints,
 }
 
 impl DataPlane {
@@ -79,10 +80,12 @@ impl DataPlane {
     /// this host lacks through transparent sockets (`dial`).
     pub fn new(drain: Duration, flow_seed: u64, transparent_client_ip: bool) -> Self {
         let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
+        let runtime = compile::Runtime::new(flow_seed, transparent_client_ip);
         Self {
             binder: binder::Binder::new(table.clone(), drain),
+            endpoints: gateway::Endpoints::new(runtime.gateway()),
             table,
-            runtime: compile::Runtime::new(flow_seed, transparent_client_ip),
+            runtime,
         }
     }
 
@@ -93,10 +96,18 @@ impl DataPlane {
         let wanted: Vec<BindKey> = table.bind_keys().collect();
         let unbound = self.binder.unbind_except(&wanted);
         self.table.store(Arc::new(table));
-        Applied {
+        let applied = Applied {
             unbound,
             ..self.binder.bind_missing(&wanted)
-        }
+        };
+        self.endpoints.apply(&self.table);
+        applied
+    }
+
+    /// Whether the interface of Gateway Load Balancer endpoint `id` is up (`Ok`), could not
+    /// be made (`Err`, why), or is not this host's (`None`).
+    pub fn endpoint_status(&self, id: &str) -> Option<Result<(), String>> {
+        self.endpoints.status(id)
     }
 
     /// The metrics of every node on this host, for `/metrics`.

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use elb_metrics::{APPLICATION_ELB, NETWORK_ELB, RESPONSE_TIME_BUCKETS, Reading, Value};
+use elb_metrics::{
+    APPLICATION_ELB, GATEWAY_ELB, NETWORK_ELB, RESPONSE_TIME_BUCKETS, Reading, Value,
+};
 use elb_model::{HealthState, HealthView, LoadBalancerKind, State};
 
 use crate::l7::outcome::{Action, Outcome};
@@ -198,6 +200,32 @@ pub struct FlowMetrics {
     pub target_tls_errors: AtomicU64,
 }
 
+/// A gateway load balancer's counters in one zone (AWS/GatewayELB with the LoadBalancer and
+/// AvailabilityZone dimensions): AWS's flow counts, and elbd's counts of the packets its node
+/// dropped, by why.
+#[derive(Default)]
+pub struct GatewayMetrics {
+    pub new_flows: AtomicU64,
+    /// A gauge: the flows the node's endpoints keep.
+    pub active_flows: AtomicU64,
+    /// Bytes of inner packets, both ways.
+    pub processed_bytes: AtomicU64,
+    /// Returns that were not GENEVE as AWS speaks it.
+    pub malformed: AtomicU64,
+    /// Returns whose options are not what was sent (another endpoint, attachment or flow
+    /// cookie), or that came from no appliance of the endpoint.
+    pub mismatched: AtomicU64,
+    /// Packets with nowhere to go: not IP, TCP without a flow that is no SYN, no appliance,
+    /// the node's socket not bound, a full queue.
+    pub undeliverable: AtomicU64,
+}
+
+impl GatewayMetrics {
+    pub(crate) fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// One transport's flows on a network load balancer's node.
 #[derive(Default)]
 pub struct Transport {
@@ -312,6 +340,8 @@ pub(crate) struct Series {
     pub(crate) groups: BTreeMap<(String, String, String), Arc<GroupMetrics>>,
     /// Network load balancers' nodes.
     pub(crate) flows: BTreeMap<(String, String), Arc<FlowMetrics>>,
+    /// Gateway load balancers' nodes.
+    pub(crate) gateways: BTreeMap<(String, String), Arc<GatewayMetrics>>,
 }
 
 impl Registry {
@@ -452,6 +482,28 @@ impl Registry {
                 out.push(flow(metric, Value::Count(load(counter))));
             }
         }
+        for (key, g) in &series.gateways {
+            let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            let counts = [
+                ("NewFlowCount", Value::Count(load(&g.new_flows))),
+                ("ActiveFlowCount", Value::Gauge(load(&g.active_flows))),
+                ("ProcessedBytes", Value::Count(load(&g.processed_bytes))),
+                ("MalformedPacketCount", Value::Count(load(&g.malformed))),
+                ("MismatchedPacketCount", Value::Count(load(&g.mismatched))),
+                (
+                    "UndeliverablePacketCount",
+                    Value::Count(load(&g.undeliverable)),
+                ),
+            ];
+            for (metric, value) in counts {
+                out.push(Reading {
+                    namespace: GATEWAY_ELB,
+                    metric,
+                    dimensions: node(key),
+                    value,
+                });
+            }
+        }
         for h in hosts {
             let key = (
                 h.load_balancer.clone(),
@@ -492,7 +544,7 @@ const TARGET_CLASSES: [(u16, &str); 4] = [
 /// One target group's healthy and unhealthy targets in one zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostCount {
-    /// AWS/ApplicationELB or AWS/NetworkELB, by the load balancer's type.
+    /// AWS/ApplicationELB, AWS/NetworkELB or AWS/GatewayELB, by the load balancer's type.
     pub namespace: &'static str,
     pub load_balancer: String,
     pub target_group: String,
@@ -501,7 +553,7 @@ pub struct HostCount {
     pub unhealthy: u64,
 }
 
-/// HealthyHostCount and UnHealthyHostCount of every application and network load balancer's target
+/// HealthyHostCount and UnHealthyHostCount of every load balancer's target
 /// groups, per zone of the targets, by the health checks' overall verdict (a target is
 /// unhealthy if any node finds it so). Draining and unused targets count in neither.
 pub fn host_counts(state: &State, health: &HealthView) -> Vec<HostCount> {
@@ -511,7 +563,7 @@ pub fn host_counts(state: &State, health: &HealthView) -> Vec<HostCount> {
             let namespace = match lb.kind {
                 LoadBalancerKind::Application => APPLICATION_ELB,
                 LoadBalancerKind::Network => NETWORK_ELB,
-                LoadBalancerKind::Gateway => continue,
+                LoadBalancerKind::Gateway => GATEWAY_ELB,
             };
             for tg in region.target_groups_of(&lb.arn) {
                 let in_service = tg.targets.iter().filter(|t| region.in_service(t));

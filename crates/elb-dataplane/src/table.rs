@@ -15,9 +15,11 @@ use http::{HeaderName, HeaderValue};
 
 use crate::admission::Admission;
 use crate::binder::{BindKey, Transport};
+use crate::gateway;
+use crate::gateway::flows::{Policy, Standing};
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
-use crate::metrics::{FlowMetrics, NodeMetrics};
+use crate::metrics::{FlowMetrics, GatewayMetrics, NodeMetrics};
 use crate::sticky::CookieSealer;
 use crate::targets::{FlowTargets, HttpTargets};
 use crate::upstream::Upstream;
@@ -27,6 +29,8 @@ use crate::upstream::Upstream;
 pub struct RoutingTable {
     pub revision: u64,
     pub(crate) listeners: HashMap<BindKey, Listener>,
+    /// Gateway Load Balancer endpoints this host runs, by id: where each sends its packets.
+    pub(crate) endpoints: HashMap<String, Arc<EndpointRoute>>,
 }
 
 impl RoutingTable {
@@ -38,12 +42,17 @@ impl RoutingTable {
     pub fn http(&self, local: SocketAddr) -> Option<&Arc<HttpRoute>> {
         match self.listener(&BindKey::tcp(local))? {
             Listener::Http(route) => Some(route),
-            Listener::Tcp(_) | Listener::Udp(_) => None,
+            Listener::Tcp(_) | Listener::Udp(_) | Listener::Geneve(_) => None,
         }
     }
 
     pub fn bind_keys(&self) -> impl Iterator<Item = BindKey> + '_ {
         self.listeners.keys().copied()
+    }
+
+    /// The route of the endpoint `id`, while this host runs it.
+    pub fn endpoint(&self, id: &str) -> Option<&Arc<EndpointRoute>> {
+        self.endpoints.get(id)
     }
 }
 
@@ -54,6 +63,8 @@ pub enum Listener {
     Http(Arc<HttpRoute>),
     Tcp(Arc<TcpRoute>),
     Udp(Arc<UdpRoute>),
+    /// A gateway's node: GENEVE from its appliances on UDP 6081.
+    Geneve(Arc<GeneveRoute>),
 }
 
 impl Listener {
@@ -62,6 +73,7 @@ impl Listener {
             Self::Http(route) => &route.door,
             Self::Tcp(route) => &route.door,
             Self::Udp(route) => &route.door,
+            Self::Geneve(route) => &route.door,
         }
     }
 
@@ -69,7 +81,7 @@ impl Listener {
     pub fn transport(&self) -> Transport {
         match self {
             Self::Http(_) | Self::Tcp(_) => Transport::Tcp,
-            Self::Udp(_) => Transport::Udp,
+            Self::Udp(_) | Self::Geneve(_) => Transport::Udp,
         }
     }
 }
@@ -99,6 +111,40 @@ pub struct UdpRoute {
     /// The node's private address: where flows leave from when the client's cannot be kept.
     pub node_ip: IpAddr,
     pub targets: Arc<FlowTargets>,
+}
+
+/// A gateway load balancer's node, where its appliances return packets (GENEVE on UDP 6081
+/// of the node's address): for each endpoint it serves, by GENEVE id, what a returned
+/// packet must carry to be let back in.
+pub struct GeneveRoute {
+    pub door: Door,
+    pub endpoints: HashMap<u64, Arc<EndpointRoute>>,
+    /// The node's metrics (AWS/GatewayELB), kept across snapshots.
+    pub metrics: Arc<GatewayMetrics>,
+    /// The node's sockets and endpoints' devices, kept across snapshots.
+    pub(crate) shared: Arc<gateway::Shared>,
+}
+
+/// A Gateway Load Balancer endpoint this host runs: its interface, the node its packets go
+/// through, and the appliances that node sends them to.
+pub struct EndpointRoute {
+    /// `vpce-…`.
+    pub id: String,
+    /// The interface that stands for the endpoint (`gwlbe-` and 9 hex digits).
+    pub interface: String,
+    /// GENEVE options 1 and 2.
+    pub endpoint_id: u64,
+    pub attachment_id: u64,
+    /// The gateway node's private address: packets leave from and return to port 6081 of it.
+    pub node_ip: IpAddr,
+    /// The group's appliances the node may send to, with where each stands; empty when the
+    /// gateway has no listener.
+    pub appliances: Vec<(SocketAddr, Standing)>,
+    pub policy: Policy,
+    /// The flow hash's seed (the process's).
+    pub seed: u64,
+    /// The node's metrics.
+    pub metrics: Arc<GatewayMetrics>,
 }
 
 /// What the binder checks and counts before any protocol code runs, for every kind of

@@ -9,6 +9,8 @@ pub mod prometheus;
 pub const APPLICATION_ELB: &str = "AWS/ApplicationELB";
 /// The namespace of network load balancers' metrics.
 pub const NETWORK_ELB: &str = "AWS/NetworkELB";
+/// The namespace of gateway load balancers' metrics.
+pub const GATEWAY_ELB: &str = "AWS/GatewayELB";
 
 /// Upper bounds of the TargetResponseTime histogram, in seconds.
 pub const RESPONSE_TIME_BUCKETS: [f64; 12] = [

@@ -20,6 +20,9 @@ pub struct EndpointService {
     /// ModifyVpcEndpointServicePermissions: principal → its permission id. Recorded and
     /// shown; elbd has one account, which may always connect.
     pub allowed_principals: BTreeMap<String, String>,
+    /// The create call's `ClientToken`: the same token again gets this service back.
+    #[serde(default)]
+    pub client_token: Option<String>,
     pub created_ms: u64,
     pub tags: Tags,
 }
@@ -53,6 +56,8 @@ impl EndpointState {
 pub struct VpcEndpoint {
     pub id: String,
     pub service_id: String,
+    /// Kept with the endpoint: a rejected or failed one outlives its service.
+    pub service_name: String,
     pub vpc_id: String,
     pub subnet_id: String,
     pub state: EndpointState,
@@ -61,6 +66,9 @@ pub struct VpcEndpoint {
     /// GENEVE option type 2: the endpoint's attachment to its service's load balancers,
     /// drawn once when it is made.
     pub attachment_id: u64,
+    /// The create call's `ClientToken`.
+    #[serde(default)]
+    pub client_token: Option<String>,
     pub created_ms: u64,
     pub tags: Tags,
 }
@@ -88,11 +96,13 @@ mod tests {
         let endpoint = VpcEndpoint {
             id: "vpce-0123456789abcdef0".into(),
             service_id: "vpce-svc-0123456789abcdef0".into(),
+            service_name: "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0".into(),
             vpc_id: "vpc-1".into(),
             subnet_id: "subnet-1".into(),
             state: EndpointState::Pending,
             last_error: None,
             attachment_id: 7,
+            client_token: None,
             created_ms: 0,
             tags: Tags::new(),
         };

@@ -78,6 +78,7 @@ pub enum ErrorCode {
     InvalidVpcEndpointIdNotFound,
     InvalidVpcEndpointNotFound,
     ExistingVpcEndpointConnections,
+    IdempotentParameterMismatch,
     ResourceAlreadyAssociated,
     AddressLimitExceeded,
 }
@@ -155,6 +156,7 @@ impl ErrorCode {
             Self::InvalidVpcEndpointIdNotFound => "InvalidVpcEndpointId.NotFound",
             Self::InvalidVpcEndpointNotFound => "InvalidVpcEndpoint.NotFound",
             Self::ExistingVpcEndpointConnections => "ExistingVpcEndpointConnections",
+            Self::IdempotentParameterMismatch => "IdempotentParameterMismatch",
             Self::ResourceAlreadyAssociated => "Resource.AlreadyAssociated",
             Self::AddressLimitExceeded => "AddressLimitExceeded",
         }

@@ -170,6 +170,11 @@ impl Matcher {
         Self::parse_in(spec, "HttpCode", 200, 599, "'200', '200,202' or '200-399'")
     }
 
+    /// Parses a GENEVE group's `HttpCode` matcher: 200 to 399.
+    pub fn parse_gateway(spec: &str) -> Result<Self> {
+        Self::parse_in(spec, "HttpCode", 200, 399, "'200', '200,202' or '200-399'")
+    }
+
     /// Parses a `GrpcCode` matcher: gRPC status codes 0 to 99.
     pub fn parse_grpc(spec: &str) -> Result<Self> {
         Self::parse_in(spec, "GrpcCode", 0, 99, "'12', '0,12' or '0-99'")

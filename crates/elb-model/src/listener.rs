@@ -79,9 +79,12 @@ impl ListenerProtocol {
         matches!(self, Self::Udp | Self::TcpUdp)
     }
 
-    /// Whether the listener accepts TCP connections (all but UDP).
+    /// Whether the listener accepts TCP connections.
     pub fn takes_connections(self) -> bool {
-        self != Self::Udp
+        matches!(
+            self,
+            Self::Http | Self::Https | Self::Tcp | Self::Tls | Self::TcpUdp
+        )
     }
 
     /// Whether the listener terminates TLS, and so needs a certificate and a policy.

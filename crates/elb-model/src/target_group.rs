@@ -340,10 +340,13 @@ impl HealthCheck {
         Ok(())
     }
 
-    /// HTTP codes 200-499 on an ALB's groups, 200-599 on an NLB's (AWS's ranges).
+    /// HTTP codes 200-499 on an ALB's groups, 200-599 on an NLB's, 200-399 on a GWLB's
+    /// (AWS's ranges).
     fn parse_matcher(&self, group: TargetGroupProtocol) -> Result<Matcher> {
         if !self.grpc_code.is_empty() {
             Matcher::parse_grpc(&self.grpc_code)
+        } else if group == TargetGroupProtocol::Geneve {
+            Matcher::parse_gateway(&self.http_code)
         } else if group.is_http() {
             Matcher::parse(&self.http_code)
         } else {

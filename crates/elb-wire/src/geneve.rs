@@ -40,8 +40,7 @@ const CRITICAL: u8 = 0x80;
 /// AWS's options: which endpoint a packet entered by, and which flow it belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AwsOptions {
-    /// The GWLB endpoint's id as a number: `vpce-0123456789abcdef0` is 0x0123456789abcdef0's
-    /// low 64 bits.
+    /// The GWLB endpoint's id as a number: `vpce-0123456789abcdef0` is 0x123456789abcdef0.
     pub endpoint_id: u64,
     /// The endpoint's attachment to the load balancer.
     pub attachment_id: u64,
@@ -72,7 +71,9 @@ pub enum Error {
     Critical,
     /// One of AWS's three options missing, given twice, or of the wrong length.
     AwsOptions,
-    /// A protocol type other than IPv4 or IPv6 (OAM frames included).
+    /// A control (OAM) packet, the O bit set: not data to forward (RFC 8926 §3.4).
+    Control,
+    /// A protocol type other than IPv4 or IPv6.
     Protocol,
     /// The inner packet is not an IP packet of the family the header names.
     Inner(ip::Error),
@@ -85,6 +86,7 @@ impl Error {
             Self::Version => "version",
             Self::OptionLength => "option_length",
             Self::Critical => "critical_option",
+            Self::Control => "control",
             Self::AwsOptions => "aws_options",
             Self::Protocol => "protocol",
             Self::Inner(_) => "inner_packet",
@@ -121,6 +123,9 @@ pub fn decode(datagram: &[u8]) -> Result<Packet<'_>, Error> {
     let fixed = datagram.get(..8).ok_or(Error::Short)?;
     if fixed[0] >> 6 != 0 {
         return Err(Error::Version);
+    }
+    if fixed[1] & 0x80 != 0 {
+        return Err(Error::Control);
     }
     let options_end = 8 + usize::from(fixed[0] & 0x3f) * 4;
     let options = datagram.get(8..options_end).ok_or(Error::Short)?;
@@ -272,6 +277,9 @@ mod tests {
         let mut version = good.clone();
         version[0] |= 0x40;
         assert_eq!(decode(&version), Err(Error::Version));
+        let mut control = good.clone();
+        control[1] |= 0x80;
+        assert_eq!(decode(&control), Err(Error::Control));
         let mut past = good.clone();
         past[8 + 3] = 9; // the endpoint option claims 36 bytes
         assert_eq!(decode(&past), Err(Error::OptionLength));

@@ -1,5 +1,6 @@
 //! The fuzz corpora (fuzz/corpus/TARGET/), run as regression tests: every input the fuzzers
-//! kept, and every crash they found once fixed, keeps passing the targets' properties.
+//! kept keeps passing the targets' properties (a crash they find goes into the corpus once
+//! fixed).
 
 #[path = "common/properties.rs"]
 mod properties;

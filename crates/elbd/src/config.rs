@@ -447,6 +447,13 @@ fn checked(topology: Topology, path: &str) -> Result<Topology, String> {
 
 impl FileLoadBalancer {
     fn check(self, path: String) -> Result<LoadBalancerSpec, String> {
+        // A gateway is wired to its endpoints by ids the file cannot know before they exist.
+        if self.kind == "gateway" {
+            return Err(format!(
+                "{path}.type: gateway load balancers are made through the API, with their \
+                 endpoint services and endpoints"
+            ));
+        }
         let mut ports = BTreeSet::new();
         let mut listeners = Vec::new();
         for (i, l) in self.listener.into_iter().enumerate() {
@@ -668,6 +675,10 @@ mod tests {
             (
                 "[[settings.regions]]\nname = \"eu\"\nzone = []\n",
                 "settings.regions[0].name",
+            ),
+            (
+                "[[load_balancer]]\nname = \"g\"\ntype = \"gateway\"\navailability_zones = []\n",
+                "load_balancer[0].type: gateway load balancers are made through the API",
             ),
         ];
         for (text, expected) in cases {

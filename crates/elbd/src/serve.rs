@@ -16,7 +16,7 @@ use elb_dataplane::{Applied, BindKey, DataPlane};
 use elb_dns::Dns;
 use elb_health::HealthChecker;
 use elb_metrics::history::History;
-use elb_model::{Command, LoadBalancerState, State};
+use elb_model::{Command, EndpointState, LoadBalancerState, State};
 use elb_store::{Snapshot, SqliteBackend, Store};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
@@ -202,6 +202,7 @@ async fn serve(
         }
         log_applied(&snapshot.state, &applied);
         activate_ready(&store, &snapshot.state, &dataplane).await;
+        settle_endpoints(&store, &snapshot.state, &dataplane).await;
         loop {
             tokio::select! {
                 changed = snapshots.changed() => break changed?,
@@ -331,23 +332,43 @@ async fn activate_ready(store: &Arc<Store>, state: &State, dataplane: &DataPlane
             ready.push((region.scope.region.clone(), lb.arn.clone(), reason));
         }
     }
-    if ready.is_empty() {
+    let activations = ready
+        .into_iter()
+        .map(|(region, arn, reason)| (region, Command::ActivateLoadBalancer { arn, reason }))
+        .collect();
+    commit(store, activations, "activating load balancers").await;
+}
+
+/// pending → available (or failed, with why) for every Gateway Load Balancer endpoint whose
+/// interface this host made (or could not make); available → failed when a restart could not
+/// make it again.
+async fn settle_endpoints(store: &Arc<Store>, state: &State, dataplane: &DataPlane) {
+    let mut settled = Vec::new();
+    for region in state.regions.values() {
+        for endpoint in region.vpc_endpoints.values() {
+            let failure = match (endpoint.state, dataplane.endpoint_status(&endpoint.id)) {
+                (EndpointState::Pending, Some(Ok(()))) => None,
+                (EndpointState::Pending | EndpointState::Available, Some(Err(why))) => Some(why),
+                _ => continue,
+            };
+            let id = endpoint.id.clone();
+            let settle = Command::SettleVpcEndpoint { id, failure };
+            settled.push((region.scope.region.clone(), settle));
+        }
+    }
+    commit(store, settled, "settling endpoints").await;
+}
+
+/// Applies `commands` (each in its region) in one commit, off the async threads.
+async fn commit(store: &Arc<Store>, commands: Vec<(String, Command)>, what: &str) {
+    if commands.is_empty() {
         return;
     }
     let store = store.clone();
     let result = tokio::task::spawn_blocking(move || {
         store.update(|state, cx| {
-            for (region, arn, reason) in &ready {
-                if state
-                    .region(region)
-                    .is_some_and(|r| r.load_balancers.contains_key(arn))
-                {
-                    let activate = Command::ActivateLoadBalancer {
-                        arn: arn.clone(),
-                        reason: reason.clone(),
-                    };
-                    state.apply(region, activate, cx)?;
-                }
+            for (region, command) in &commands {
+                state.apply(region, command.clone(), cx)?;
             }
             Ok(())
         })
@@ -355,8 +376,8 @@ async fn activate_ready(store: &Arc<Store>, state: &State, dataplane: &DataPlane
     .await;
     match result {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => error!("activating load balancers: {e}"),
-        Err(e) => error!("activating load balancers: {e}"),
+        Ok(Err(e)) => error!("{what}: {e}"),
+        Err(e) => error!("{what}: {e}"),
     }
 }
 

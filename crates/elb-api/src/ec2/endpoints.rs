@@ -6,11 +6,11 @@
 //! answer per item in `unsuccessful`. Interface endpoints, network load balancer services and
 //! cross-region services are not built, and are refused by name.
 
-use elb_model::state::{CreateVpcEndpoint, EndpointServiceChanges};
-use elb_model::{Command, EndpointService, ModelError, Outcome, Region, VpcEndpoint};
+use elb_model::state::{ConnectionAnswer, CreateVpcEndpoint, EndpointServiceChanges};
+use elb_model::{Command, EndpointService, ErrorCode, ModelError, Outcome, Region, VpcEndpoint};
 
 use super::filters::Filters;
-use super::{done, next_token, not_built, page, tag_set, tag_specifications};
+use super::{create, done, next_token, not_built, page, tag_set, tag_specifications};
 use crate::ApiCall;
 use crate::clock;
 use crate::error::ApiError;
@@ -18,31 +18,6 @@ use crate::query::Params;
 use crate::xml::Xml;
 
 const GATEWAY_LOAD_BALANCER: &str = "GatewayLoadBalancer";
-
-/// Runs `command` and tags what it made with `tags`, in one commit: the new id and the state
-/// after.
-fn create_tagged(
-    api: &ApiCall<'_>,
-    command: Command,
-    tags: Vec<(String, String)>,
-) -> Result<(crate::RegionSnapshot, String), ApiError> {
-    api.update(|region, cx| {
-        let Outcome::Created(id) = region.apply(command.clone(), cx)? else {
-            unreachable!("creates report their id");
-        };
-        if !tags.is_empty() {
-            let ids = vec![id.clone()];
-            region.apply(
-                Command::CreateEc2Tags {
-                    ids,
-                    tags: tags.clone(),
-                },
-                cx,
-            )?;
-        }
-        Ok(id)
-    })
-}
 
 /// `<unsuccessful>`: the items a bulk call could not do, with EC2's error for each.
 fn unsuccessful(outcome: Outcome) -> Xml {
@@ -107,8 +82,10 @@ pub(super) fn create_service(api: &ApiCall<'_>, params: &Params) -> Result<Xml, 
     let command = Command::CreateVpcEndpointService {
         gateway_load_balancer_arns: params.list("GatewayLoadBalancerArn")?,
         acceptance_required: params.bool("AcceptanceRequired")?.unwrap_or(false),
+        client_token: client_token.clone(),
     };
-    let (snapshot, id) = create_tagged(api, command, tags)?;
+    let id = create(api, command, tags)?;
+    let snapshot = api.snapshot();
     let state = snapshot.state();
     let mut x = Xml::new();
     x.node("serviceConfiguration", |x| {
@@ -201,6 +178,17 @@ pub(super) fn modify_service(api: &ApiCall<'_>, params: &Params) -> Result<Xml, 
     for prefix in ["Add", "Remove"] {
         refuse_service_members(params, prefix)?;
         ipv4_only(params, &format!("{prefix}SupportedIpAddressType"))?;
+    }
+    if params
+        .list("RemoveSupportedIpAddressType")?
+        .iter()
+        .any(|t| t == "ipv4")
+    {
+        return Err(ModelError::new(
+            ErrorCode::InvalidParameter,
+            "An endpoint service must support at least one IP address type; ipv4 is its only one",
+        )
+        .into());
     }
     if params.bool("RemovePrivateDnsName")? == Some(true) {
         return Err(not_built("RemovePrivateDnsName", "private DNS names"));
@@ -317,7 +305,8 @@ pub(super) fn create_endpoint(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
             ));
         }
     }
-    let invalid = |message: &str| ApiError::new(400, "InvalidParameter", message);
+    let invalid =
+        |message: &str| ApiError::from(ModelError::new(ErrorCode::InvalidParameter, message));
     if !params.list("RouteTableId")?.is_empty() {
         return Err(invalid(
             "Route table IDs are only supported for Gateway type VPC Endpoint.",
@@ -369,8 +358,10 @@ pub(super) fn create_endpoint(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
             .to_owned(),
         vpc_id: params.required("VpcId")?.to_owned(),
         subnet_ids: params.list("SubnetId")?,
+        client_token: client_token.clone(),
     });
-    let (snapshot, id) = create_tagged(api, command, tags)?;
+    let id = create(api, command, tags)?;
+    let snapshot = api.snapshot();
     let state = snapshot.state();
     let mut x = Xml::new();
     x.node("vpcEndpoint", |x| {
@@ -382,18 +373,11 @@ pub(super) fn create_endpoint(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
     Ok(x)
 }
 
-fn service_name_of<'a>(state: &'a Region, e: &VpcEndpoint) -> &'a str {
-    state
-        .endpoint_services
-        .get(&e.service_id)
-        .map_or("", |s| s.name.as_str())
-}
-
 fn endpoint(x: &mut Xml, state: &Region, e: &VpcEndpoint) {
     x.leaf("vpcEndpointId", &e.id)
         .leaf("vpcEndpointType", GATEWAY_LOAD_BALANCER)
         .leaf("vpcId", &e.vpc_id)
-        .leaf("serviceName", service_name_of(state, e))
+        .leaf("serviceName", &e.service_name)
         .leaf("state", e.state.as_str())
         .text_items("subnetIdSet", [&e.subnet_id])
         .leaf("ipAddressType", "ipv4")
@@ -440,7 +424,7 @@ pub(super) fn describe_endpoints(api: &ApiCall<'_>, params: &Params) -> Result<X
         .filter(|e| {
             filters.matches(Some(&e.tags), |name| match name {
                 "ip-address-type" => vec!["ipv4".into()],
-                "service-name" => vec![service_name_of(state, e).to_owned()],
+                "service-name" => vec![e.service_name.clone()],
                 "vpc-id" => vec![e.vpc_id.clone()],
                 "vpc-endpoint-id" => vec![e.id.clone()],
                 "vpc-endpoint-state" => vec![e.state.as_str().to_owned()],
@@ -475,32 +459,29 @@ pub(super) fn describe_connections(api: &ApiCall<'_>, params: &Params) -> Result
         ],
         false,
     )?;
-    let found = state
-        .vpc_endpoints
-        .values()
-        .filter(|e| state.endpoint_services.contains_key(&e.service_id))
-        .filter(|e| {
-            filters.matches(None, |name| match name {
-                "ip-address-type" => vec!["ipv4".into()],
-                "service-id" => vec![e.service_id.clone()],
-                "vpc-endpoint-owner" => vec![state.scope.account.clone()],
-                "vpc-endpoint-state" => vec![e.state.as_str().to_owned()],
-                _ => vec![e.id.clone()],
-            })
-        });
+    let found = state.vpc_endpoints.values().filter(|e| {
+        filters.matches(None, |name| match name {
+            "ip-address-type" => vec!["ipv4".into()],
+            "service-id" => vec![e.service_id.clone()],
+            "vpc-endpoint-owner" => vec![state.scope.account.clone()],
+            "vpc-endpoint-state" => vec![e.state.as_str().to_owned()],
+            _ => vec![e.id.clone()],
+        })
+    });
     let (found, next) = page(params, found, |e| &e.id)?;
     let mut x = Xml::new();
     x.items("vpcEndpointConnectionSet", found, |x, e| {
-        let service = &state.endpoint_services[&e.service_id];
+        // A rejected or failed endpoint outlives its service, which then offers nothing.
+        let offered = state
+            .endpoint_services
+            .get(&e.service_id)
+            .map_or(&[][..], |s| &s.gateway_load_balancer_arns[..]);
         x.leaf("serviceId", &e.service_id)
             .leaf("vpcEndpointId", &e.id)
             .leaf("vpcEndpointOwner", &state.scope.account)
             .leaf("vpcEndpointState", e.state.as_str())
             .leaf("creationTimestamp", clock::iso8601(e.created_ms))
-            .text_items(
-                "gatewayLoadBalancerArnSet",
-                &service.gateway_load_balancer_arns,
-            )
+            .text_items("gatewayLoadBalancerArnSet", offered)
             .leaf("ipAddressType", "ipv4")
             .leaf(
                 "vpcEndpointConnectionId",
@@ -511,11 +492,11 @@ pub(super) fn describe_connections(api: &ApiCall<'_>, params: &Params) -> Result
     Ok(x)
 }
 
-/// AcceptVpcEndpointConnections (`accept`) and RejectVpcEndpointConnections.
+/// AcceptVpcEndpointConnections and RejectVpcEndpointConnections.
 pub(super) fn answer_connections(
     api: &ApiCall<'_>,
     params: &Params,
-    accept: bool,
+    answer: ConnectionAnswer,
 ) -> Result<Xml, ApiError> {
     if !params.list("TransitGatewayAttachmentId")?.is_empty() {
         return Err(not_built("TransitGatewayAttachmentId", "transit gateways"));
@@ -524,7 +505,7 @@ pub(super) fn answer_connections(
     let command = Command::AnswerVpcEndpointConnections {
         service_id: params.required("ServiceId")?.to_owned(),
         endpoint_ids,
-        accept,
+        answer,
     };
     Ok(unsuccessful(api.execute(command)?))
 }
@@ -584,6 +565,13 @@ fn principal_type(principal: &str) -> &'static str {
 }
 
 pub(super) fn modify_permissions(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    if params.one_of(
+        "PermissionType",
+        &["vpc-endpoint", "transit-gateway-attachment"],
+    )? == Some("transit-gateway-attachment")
+    {
+        return Err(not_built("PermissionType", "transit gateway attachments"));
+    }
     let id = params.required("ServiceId")?.to_owned();
     let add = params.list("AddAllowedPrincipals")?;
     let command = Command::ModifyVpcEndpointServicePermissions {

@@ -9,6 +9,7 @@ mod instances;
 mod network;
 mod security_groups;
 
+use elb_model::state::ConnectionAnswer;
 use elb_model::{Command, Outcome, Region};
 
 use crate::ApiCall;
@@ -84,8 +85,12 @@ fn operation(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, Ap
         "DescribeVpcEndpoints" => endpoints::describe_endpoints(api, params),
         "DeleteVpcEndpoints" => endpoints::delete_endpoints(api, params),
         "DescribeVpcEndpointConnections" => endpoints::describe_connections(api, params),
-        "AcceptVpcEndpointConnections" => endpoints::answer_connections(api, params, true),
-        "RejectVpcEndpointConnections" => endpoints::answer_connections(api, params, false),
+        "AcceptVpcEndpointConnections" => {
+            endpoints::answer_connections(api, params, ConnectionAnswer::Accept)
+        }
+        "RejectVpcEndpointConnections" => {
+            endpoints::answer_connections(api, params, ConnectionAnswer::Reject)
+        }
         "DescribePrefixLists" => endpoints::describe_prefix_lists(params),
         "CreateTags" => create_tags(api, params),
         "DeleteTags" => delete_tags(api, params),

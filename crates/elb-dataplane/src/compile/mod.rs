@@ -2,11 +2,13 @@
 //! outstanding-request counters, connection pools, refusal counters) that outlives any one
 //! table. Only the control path runs this.
 //!
+//! - `gateway`: gateway load balancers' GENEVE listeners and the endpoints this host runs.
 //! - `http`: HTTP and HTTPS listeners (rules, HTTP target groups).
 //! - `nlb`: network load balancers' listeners, and the terminators that reset a target's flows.
 //! - `targets`: which registered targets a node sends a group's traffic to (any protocol).
 //! - `tls`: the TLS configurations of HTTPS and TLS listeners.
 
+mod gateway;
 mod http;
 mod nlb;
 mod targets;
@@ -26,7 +28,10 @@ use tracing::warn;
 
 use crate::admission::Admission;
 use crate::binder::BindKey;
-use crate::metrics::{FlowMetrics, GroupMetrics, NodeMetrics, Registry, Series, dimension};
+use crate::gateway as gateway_plane;
+use crate::metrics::{
+    FlowMetrics, GatewayMetrics, GroupMetrics, NodeMetrics, Registry, Series, dimension,
+};
 use crate::pool::TargetPool;
 use crate::sticky::CookieSealer;
 use crate::table::{Door, Listener, RoutingTable};
@@ -45,6 +50,8 @@ pub(crate) struct Runtime {
     resumption: Option<Resumption>,
     /// The stickiness cookie key (hex) and its sealer.
     sealer: Option<(String, Arc<CookieSealer>)>,
+    /// Gateway nodes' sockets and endpoints' interfaces.
+    gateway: Arc<gateway_plane::Shared>,
 }
 
 /// What snapshots hand on to the next. Each compile fills a new one with what it uses, which
@@ -66,6 +73,8 @@ struct Kept {
     groups: HashMap<(String, String, String), Arc<GroupMetrics>>,
     /// (network load balancer ARN, zone) → the node's flow metrics.
     flows: HashMap<(String, String), Arc<FlowMetrics>>,
+    /// (gateway load balancer ARN, zone) → the node's metrics.
+    gateways: HashMap<(String, String), Arc<GatewayMetrics>>,
     /// What an HTTPS listener's configuration was made of → that configuration, so that a
     /// snapshot that changes nothing of it keeps it (and its parsed keys).
     tls: HashMap<String, Arc<rustls::ServerConfig>>,
@@ -91,10 +100,16 @@ impl Kept {
             .iter()
             .map(|((lb, zone), f)| ((dimension(lb), zone.clone()), f.clone()))
             .collect();
+        let gateways = self
+            .gateways
+            .iter()
+            .map(|((lb, zone), g)| ((dimension(lb), zone.clone()), g.clone()))
+            .collect();
         Series {
             nodes,
             groups,
             flows,
+            gateways,
         }
     }
 }
@@ -129,7 +144,13 @@ impl Runtime {
             transparent,
             resumption: None,
             sealer: None,
+            gateway: Arc::default(),
         }
+    }
+
+    /// What the gateway's tasks share: the endpoint manager needs it too.
+    pub(crate) fn gateway(&self) -> Arc<gateway_plane::Shared> {
+        self.gateway.clone()
     }
 
     /// Compiles `state` and `health`: for every node of every load balancer, one entry per
@@ -141,6 +162,7 @@ impl Runtime {
         revision: u64,
     ) -> RoutingTable {
         let mut listeners = HashMap::new();
+        let mut endpoints = HashMap::new();
         let mut used = Kept::default();
         let sealer = self.sealer(&state.secrets.cookie_key);
         for region in state.regions.values() {
@@ -150,6 +172,7 @@ impl Runtime {
                 health,
                 sealer: &sealer,
             };
+            let region_endpoints = self.endpoint_routes(&inputs, &mut used);
             for listener in region.listeners.values() {
                 let lb = &region.load_balancers[&listener.load_balancer_arn];
                 let door = Door {
@@ -167,14 +190,15 @@ impl Runtime {
                     | ListenerProtocol::TcpUdp => {
                         self.nlb_listener(&inputs, lb, listener, door, &mut used)
                     }
-                    // Gateways bind no listener socket of their own: their packets come
-                    // from endpoints.
-                    ListenerProtocol::Geneve => continue,
+                    ListenerProtocol::Geneve => {
+                        self.gateway_listener(&inputs, lb, door, &region_endpoints, &mut used)
+                    }
                 };
                 for (node, served) in per_node {
                     insert(&mut listeners, node, listener, served);
                 }
             }
+            endpoints.extend(region_endpoints);
         }
         nlb::forget(&self.kept, &used, state);
         self.registry.replace(used.series());
@@ -182,6 +206,7 @@ impl Runtime {
         RoutingTable {
             revision,
             listeners,
+            endpoints,
         }
     }
 

@@ -7,19 +7,22 @@
 //!   `stickiness.enabled` asks.
 //! - A new flow goes to the appliance the flow hash ranks highest among the healthy ones;
 //!   with none healthy it goes to any registered one (AWS fails open).
-//! - A flow ends after its idle timeout (TCP: the listener's `tcp.idle_timeout.seconds`;
-//!   anything else: 120 s); the next packet starts a new flow, which may go elsewhere.
+//! - A flow ends after its idle timeout (TCP: the listener's `tcp.idle_timeout.seconds` with
+//!   5-tuple stickiness, else AWS's 350 s; anything else: 120 s); the next packet starts a
+//!   new flow, which may go elsewhere, but for TCP only a SYN does: other TCP packets without
+//!   a live flow are dropped, as AWS does.
 //! - An appliance that turns unhealthy keeps its flows with `target_failover` `no_rebalance`,
 //!   and they move to a healthy one with `rebalance`. A deregistered one keeps its flows while
 //!   it drains; when its delay ends, they move.
-//! - The table holds at most [`MAX_FLOWS`]; past that, new flows are routed by the hash
-//!   alone, which sends them where the table would have as long as the appliances stay.
+//! - The table holds at most [`MAX_FLOWS`]; when it is full, idle flows are swept out (at
+//!   most once a second), and a new flow that still finds no room is routed by the hash
+//!   alone, which sends it where the table would have as long as the appliances stay.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use elb_wire::ip::{self, Flow};
+use elb_wire::ip::{self, Headers};
 
 use crate::flow::{highest, ip_bits, mix};
 
@@ -27,6 +30,8 @@ use crate::flow::{highest, ip_bits, mix};
 pub const MAX_FLOWS: usize = 262_144;
 /// AWS's idle timeout for flows other than TCP.
 pub const OTHER_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// AWS's idle timeout for TCP flows when stickiness keys them by fewer than five fields.
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(350);
 
 /// The group's `stickiness.*` attributes: what a flow is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +72,7 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
-    pub fn new(flow: &Flow, stickiness: Stickiness) -> Self {
+    pub fn new(flow: &Headers, stickiness: Stickiness) -> Self {
         let (source_port, destination_port) = match (stickiness, flow.ports) {
             (Stickiness::FiveTuple, Some(ports)) => ports,
             _ => (0, 0),
@@ -115,10 +120,12 @@ struct Entry {
     idle_ms: u64,
 }
 
-/// One node's flows for one group.
+/// One endpoint's flows.
 pub struct FlowTable {
     seed: u64,
     flows: HashMap<FlowKey, Entry>,
+    /// When a full table was last swept.
+    swept_full_ms: Option<u64>,
 }
 
 /// The group as a packet's route needs it.
@@ -129,11 +136,23 @@ pub struct Policy {
     pub tcp_idle: Duration,
 }
 
+impl Default for Policy {
+    /// AWS's defaults: the 5-tuple, no rebalancing, 350 s for TCP.
+    fn default() -> Self {
+        Self {
+            stickiness: Stickiness::FiveTuple,
+            failover: Failover::NoRebalance,
+            tcp_idle: Duration::from_secs(350),
+        }
+    }
+}
+
 impl FlowTable {
     pub fn new(seed: u64) -> Self {
         Self {
             seed,
             flows: HashMap::new(),
+            swept_full_ms: None,
         }
     }
 
@@ -146,19 +165,20 @@ impl FlowTable {
     }
 
     /// The appliance for a packet of `flow` (either direction) at `now_ms`, among the
-    /// group's `appliances`; `None` when the group has none that may take it.
+    /// group's `appliances`; `None` when the group has none that may take it, or when a TCP
+    /// packet other than a SYN finds no live flow.
     pub fn route(
         &mut self,
-        flow: &Flow,
+        flow: &Headers,
         policy: &Policy,
         appliances: &[(SocketAddr, Standing)],
         now_ms: u64,
     ) -> Option<Route> {
         let key = FlowKey::new(flow, policy.stickiness);
-        let idle_ms = if flow.protocol == ip::TCP {
-            policy.tcp_idle
-        } else {
-            OTHER_IDLE_TIMEOUT
+        let idle_ms = match (flow.protocol, policy.stickiness) {
+            (ip::TCP, Stickiness::FiveTuple) => policy.tcp_idle,
+            (ip::TCP, _) => TCP_IDLE_TIMEOUT,
+            _ => OTHER_IDLE_TIMEOUT,
         }
         .as_millis() as u64;
         if let Some(entry) = self.flows.get_mut(&key)
@@ -173,8 +193,20 @@ impl FlowTable {
                 new: false,
             });
         }
+        if flow.protocol == ip::TCP && !flow.syn {
+            return None;
+        }
         let appliance = choose(key.hash(self.seed), appliances)?;
         let cookie = key.cookie(self.seed);
+        if self.flows.len() >= MAX_FLOWS
+            && !self.flows.contains_key(&key)
+            && self
+                .swept_full_ms
+                .is_none_or(|at| now_ms.saturating_sub(at) >= 1_000)
+        {
+            self.swept_full_ms = Some(now_ms);
+            self.expire(now_ms);
+        }
         if self.flows.len() < MAX_FLOWS || self.flows.contains_key(&key) {
             self.flows.insert(
                 key,
@@ -246,17 +278,19 @@ mod tests {
         IpAddr::V4(Ipv4Addr::new(10, 98, 1, n))
     }
 
-    fn tcp(client: u8, port: u16) -> Flow {
-        Flow {
+    /// A SYN from `client`'s `port` to the web server.
+    fn tcp(client: u8, port: u16) -> Headers {
+        Headers {
             protocol: ip::TCP,
             source: host(client),
             destination: IpAddr::V4(Ipv4Addr::new(10, 98, 2, 10)),
             ports: Some((port, 80)),
+            syn: true,
         }
     }
 
-    fn reply(f: &Flow) -> Flow {
-        Flow {
+    fn reply(f: &Headers) -> Headers {
+        Headers {
             source: f.destination,
             destination: f.source,
             ports: f.ports.map(|(s, d)| (d, s)),
@@ -275,7 +309,7 @@ mod tests {
             .collect()
     }
 
-    fn flows() -> impl Iterator<Item = Flow> {
+    fn flows() -> impl Iterator<Item = Headers> {
         (1..=50u8).flat_map(|c| (0..40u16).map(move |p| tcp(c, 40_000 + p)))
     }
 
@@ -312,8 +346,9 @@ mod tests {
                 let r = table.route(&tcp(7, 40_000 + p), &policy, &set, 0).unwrap();
                 assert_eq!(r.appliance, first.appliance, "{stickiness:?}");
             }
-            let udp = Flow {
+            let udp = Headers {
                 protocol: ip::UDP,
+                syn: false,
                 ..tcp(7, 5353)
             };
             let same = table
@@ -337,27 +372,37 @@ mod tests {
     fn flows_idle_out_after_their_protocols_timeout() {
         let set = appliances(2);
         let mut table = FlowTable::new(SEED);
-        let udp = Flow {
+        let udp = Headers {
             protocol: ip::UDP,
+            syn: false,
             ..tcp(1, 40_001)
         };
         table.route(&tcp(1, 40_000), &POLICY, &set, 0);
         table.route(&udp, &POLICY, &set, 0);
         assert_eq!(table.expire(119_999), 0);
         assert_eq!(table.expire(120_000), 1, "UDP after 120 s");
-        assert!(
-            !table
-                .route(&tcp(1, 40_000), &POLICY, &set, 349_999)
-                .unwrap()
-                .new
-        );
+        let data = Headers {
+            syn: false,
+            ..tcp(1, 40_000)
+        };
+        assert!(!table.route(&data, &POLICY, &set, 349_999).unwrap().new);
         assert_eq!(table.expire(349_999 + 349_999), 0);
-        assert!(
-            table
-                .route(&tcp(1, 40_000), &POLICY, &set, 349_999 + 350_000)
-                .unwrap()
-                .new
-        );
+        let later = 349_999 + 350_000;
+        let without_flow = table.route(&data, &POLICY, &set, later);
+        assert_eq!(without_flow, None, "TCP data after the timeout is dropped");
+        let syn = table.route(&tcp(1, 40_000), &POLICY, &set, later);
+        assert!(syn.unwrap().new, "a SYN starts a new flow");
+
+        // Keyed by fewer fields, TCP flows idle out after AWS's 350 s, whatever the listener.
+        let mut table = FlowTable::new(SEED);
+        let three = Policy {
+            stickiness: Stickiness::ThreeTuple,
+            tcp_idle: Duration::from_secs(60),
+            ..POLICY
+        };
+        table.route(&tcp(2, 40_000), &three, &set, 0);
+        assert_eq!(table.expire(60_000), 0);
+        assert_eq!(table.expire(350_000), 1);
     }
 
     #[test]
@@ -367,7 +412,7 @@ mod tests {
         for failover in [Failover::NoRebalance, Failover::Rebalance] {
             let policy = Policy { failover, ..POLICY };
             let mut table = FlowTable::new(SEED);
-            let on_victim: Vec<Flow> = flows()
+            let on_victim: Vec<Headers> = flows()
                 .filter(|f| table.route(f, &policy, &set, 0).unwrap().appliance == victim)
                 .collect();
             assert!(!on_victim.is_empty());
@@ -389,7 +434,7 @@ mod tests {
         let mut set = appliances(2);
         let victim = set[1].0;
         let mut table = FlowTable::new(SEED);
-        let on_victim: Vec<Flow> = flows()
+        let on_victim: Vec<Headers> = flows()
             .filter(|f| table.route(f, &POLICY, &set, 0).unwrap().appliance == victim)
             .collect();
         set[1].1 = Standing::Draining;

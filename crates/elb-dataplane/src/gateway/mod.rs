@@ -1,4 +1,154 @@
-//! The Gateway Load Balancer's node: packets from GWLB endpoints, GENEVE-encapsulated to
-//! appliances, and back. [`flows`]: which appliance each flow goes to (pure).
+//! The Gateway Load Balancer: packets a route sends into an endpoint's interface go,
+//! GENEVE-encapsulated, from the gateway node's address to one appliance of its group; what
+//! the appliance returns to the node's UDP 6081 goes back into the endpoint's interface, for
+//! the kernel to deliver.
+//!
+//! - [`flows`]: which appliance each flow goes to (pure).
+//! - `tun`: the endpoints' interfaces; `path`: the two directions (`carry`: interface to
+//!   appliance; `serve`: appliance back to interface, the node's listener kind).
+//! - `Endpoints`: which endpoints' interfaces this host runs, made and removed as
+//!   snapshots say.
 
 pub mod flows;
+mod path;
+mod tun;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub(crate) use path::serve;
+use tun::Tun;
+
+use crate::table::RoutingTable;
+
+/// What the gateway's tasks share across snapshots: each node's GENEVE socket (bound by the
+/// binder, published by `serve`) and each running endpoint's interface.
+#[derive(Default)]
+pub(crate) struct Shared {
+    sockets: ArcSwap<HashMap<IpAddr, Arc<UdpSocket>>>,
+    /// By GENEVE endpoint id (option type 1).
+    interfaces: ArcSwap<HashMap<u64, Arc<Tun>>>,
+}
+
+impl Shared {
+    fn with_socket(&self, ip: IpAddr, socket: Option<&Arc<UdpSocket>>) {
+        self.sockets.rcu(|sockets| {
+            let mut next = HashMap::clone(sockets);
+            match socket {
+                Some(socket) => {
+                    next.insert(ip, socket.clone());
+                }
+                None => {
+                    next.remove(&ip);
+                }
+            }
+            next
+        });
+    }
+
+    fn with_interface(&self, endpoint_id: u64, tun: Option<&Arc<Tun>>) {
+        self.interfaces.rcu(|interfaces| {
+            let mut next = HashMap::clone(interfaces);
+            match tun {
+                Some(tun) => {
+                    next.insert(endpoint_id, tun.clone());
+                }
+                None => {
+                    next.remove(&endpoint_id);
+                }
+            }
+            next
+        });
+    }
+}
+
+struct Running {
+    endpoint_id: u64,
+    stop: watch::Sender<bool>,
+}
+
+/// The endpoints whose interfaces this host runs, and how making each went.
+pub(crate) struct Endpoints {
+    shared: Arc<Shared>,
+    running: HashMap<String, Running>,
+    /// Endpoint id → `Err(why)` when its interface could not be made, `Ok` once it is up.
+    status: HashMap<String, Result<(), String>>,
+}
+
+impl Endpoints {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            running: HashMap::new(),
+            status: HashMap::new(),
+        }
+    }
+
+    /// Makes the interfaces of `table`'s endpoints that are not up yet, and removes those of
+    /// endpoints it no longer has.
+    pub(crate) fn apply(&mut self, table: &Arc<ArcSwap<RoutingTable>>) {
+        let snapshot = table.load();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|id| snapshot.endpoint(id).is_none())
+            .cloned()
+            .collect();
+        for id in gone {
+            // The task ends at once (it waits on nothing but the interface and the signal),
+            // and takes its flows out of the node's count as it goes.
+            let running = self.running.remove(&id).expect("listed above");
+            running.stop.send_replace(true);
+            self.shared.with_interface(running.endpoint_id, None);
+            self.status.remove(&id);
+            info!(endpoint = %id, "endpoint interface removed");
+        }
+        for (id, route) in &snapshot.endpoints {
+            // An interface that could not be made is not tried again: its endpoint fails.
+            if self.running.contains_key(id) || self.status.get(id).is_some_and(Result::is_err) {
+                continue;
+            }
+            match Tun::create(&route.interface) {
+                Ok(tun) => {
+                    let tun = Arc::new(tun);
+                    self.shared.with_interface(route.endpoint_id, Some(&tun));
+                    let (stop, stopped) = watch::channel(false);
+                    tokio::spawn(path::carry(
+                        route.clone(),
+                        tun,
+                        table.clone(),
+                        self.shared.clone(),
+                        stopped,
+                    ));
+                    let endpoint_id = route.endpoint_id;
+                    self.running
+                        .insert(id.clone(), Running { endpoint_id, stop });
+                    self.status.insert(id.clone(), Ok(()));
+                    info!(endpoint = %id, interface = %route.interface, "endpoint interface up");
+                }
+                Err(e) => {
+                    warn!(endpoint = %id, interface = %route.interface, error = %e, "endpoint interface not made");
+                    self.status.insert(
+                        id.clone(),
+                        Err(format!(
+                            "The interface {} could not be made: {e}",
+                            route.interface
+                        )),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whether the interface of endpoint `id` is up (`Ok`), could not be made (`Err`), or is
+    /// not this host's to make (`None`).
+    pub(crate) fn status(&self, id: &str) -> Option<Result<(), String>> {
+        self.status.get(id).cloned()
+    }
+}

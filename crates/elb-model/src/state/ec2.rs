@@ -187,7 +187,8 @@ impl Region {
             || self
                 .instances
                 .values()
-                .any(|i| i.subnet_id == id && i.state != InstanceState::Terminated);
+                .any(|i| i.subnet_id == id && i.state != InstanceState::Terminated)
+            || self.vpc_endpoints.values().any(|e| e.subnet_id == id);
         if in_use {
             return Err(err(
                 ErrorCode::DependencyViolation,

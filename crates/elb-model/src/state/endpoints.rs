@@ -15,6 +15,14 @@ pub struct CreateVpcEndpoint {
     pub vpc_id: String,
     /// Exactly one for a Gateway Load Balancer endpoint.
     pub subnet_ids: Vec<String>,
+    pub client_token: Option<String>,
+}
+
+/// What the service's owner says to endpoints waiting on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionAnswer {
+    Accept,
+    Reject,
 }
 
 /// ModifyVpcEndpointServiceConfiguration: what is given changes.
@@ -23,6 +31,14 @@ pub struct EndpointServiceChanges {
     pub acceptance_required: Option<bool>,
     pub add_gateway_load_balancer_arns: Vec<String>,
     pub remove_gateway_load_balancer_arns: Vec<String>,
+}
+
+/// A `ClientToken` given again with other parameters.
+fn token_reused() -> ModelError {
+    ModelError::new(
+        ErrorCode::IdempotentParameterMismatch,
+        "The client token was already used for a request with other parameters",
+    )
 }
 
 fn invalid_parameter(message: impl Into<String>) -> ModelError {
@@ -41,8 +57,22 @@ impl Region {
         &mut self,
         gateway_load_balancer_arns: Vec<String>,
         acceptance_required: bool,
+        client_token: Option<String>,
         cx: &mut Context<'_>,
     ) -> Result<Outcome> {
+        if let Some(existing) = client_token.as_ref().and_then(|token| {
+            self.endpoint_services
+                .values()
+                .find(|s| s.client_token.as_ref() == Some(token))
+        }) {
+            let same = existing.gateway_load_balancer_arns == gateway_load_balancer_arns
+                && existing.acceptance_required == acceptance_required;
+            return if same {
+                Ok(Outcome::Created(existing.id.clone()))
+            } else {
+                Err(token_reused())
+            };
+        }
         if gateway_load_balancer_arns.is_empty() {
             return Err(invalid_parameter(
                 "exactly one of network_load_balancer_arn or gateway_load_balancer_arn is a \
@@ -60,6 +90,7 @@ impl Region {
                 gateway_load_balancer_arns,
                 acceptance_required,
                 allowed_principals: Default::default(),
+                client_token,
                 created_ms: cx.now_ms,
                 tags: Tags::new(),
             },
@@ -205,6 +236,20 @@ impl Region {
         c: &CreateVpcEndpoint,
         cx: &mut Context<'_>,
     ) -> Result<Outcome> {
+        if let Some(existing) = c.client_token.as_ref().and_then(|token| {
+            self.vpc_endpoints
+                .values()
+                .find(|e| e.client_token.as_ref() == Some(token))
+        }) {
+            let same = existing.service_name == c.service_name
+                && existing.vpc_id == c.vpc_id
+                && [&existing.subnet_id] == c.subnet_ids.iter().collect::<Vec<_>>()[..];
+            return if same {
+                Ok(Outcome::Created(existing.id.clone()))
+            } else {
+                Err(token_reused())
+            };
+        }
         let service = self
             .endpoint_services
             .values()
@@ -267,11 +312,13 @@ impl Region {
         let endpoint = VpcEndpoint {
             id: id.clone(),
             service_id: service.id.clone(),
+            service_name: service.name.clone(),
             vpc_id: c.vpc_id.clone(),
             subnet_id: subnet_id.clone(),
             state,
             last_error: None,
             attachment_id: u64::from_str_radix(&cx.hex(16), 16).expect("hex digits"),
+            client_token: c.client_token.clone(),
             created_ms: cx.now_ms,
             tags: Tags::new(),
         };
@@ -314,15 +361,16 @@ impl Region {
         Ok(Outcome::Unsuccessful(unsuccessful))
     }
 
-    /// AcceptVpcEndpointConnections (`accept`) or RejectVpcEndpointConnections. Accepting
+    /// AcceptVpcEndpointConnections or RejectVpcEndpointConnections. Accepting
     /// takes an endpoint from `pendingAcceptance` to `available` at once, as AWS (its
     /// interface then comes up, or the endpoint fails). Rejecting takes it to `rejected`.
     pub(super) fn answer_endpoint_connections(
         &mut self,
         service_id: &str,
         endpoint_ids: &[String],
-        accept: bool,
+        answer: ConnectionAnswer,
     ) -> Result<Outcome> {
+        let accept = answer == ConnectionAnswer::Accept;
         self.endpoint_service(service_id)?;
         let mut unsuccessful = Vec::new();
         for id in endpoint_ids {

@@ -378,7 +378,10 @@ impl Region {
         arn: &str,
         reason: Option<String>,
     ) -> Result<Outcome> {
-        let lb = self.load_balancer_mut(arn)?;
+        // Reported by the host that bound its listeners: one deleted meanwhile is left be.
+        let Some(lb) = self.load_balancers.get_mut(arn) else {
+            return Ok(Outcome::Done);
+        };
         if matches!(
             lb.state,
             LoadBalancerState::Provisioning | LoadBalancerState::Active

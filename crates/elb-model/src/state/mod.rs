@@ -50,7 +50,7 @@ use crate::trust_store::{MutualAuthentication, Revocation, TrustStore};
 
 pub use diff::{Changes, Delta};
 pub use ec2::{Egress, RunInstances};
-pub use endpoints::{CreateVpcEndpoint, EndpointServiceChanges};
+pub use endpoints::{ConnectionAnswer, CreateVpcEndpoint, EndpointServiceChanges};
 pub use iam::UploadServerCertificate;
 pub use regions::State;
 pub use target_groups::TargetDescription;
@@ -438,6 +438,7 @@ pub enum Command {
     CreateVpcEndpointService {
         gateway_load_balancer_arns: Vec<String>,
         acceptance_required: bool,
+        client_token: Option<String>,
     },
     ModifyVpcEndpointService {
         id: String,
@@ -461,7 +462,7 @@ pub enum Command {
     AnswerVpcEndpointConnections {
         service_id: String,
         endpoint_ids: Vec<String>,
-        accept: bool,
+        answer: ConnectionAnswer,
     },
     /// A pending endpoint's interface came up (`failure` is `None`) or could not be made
     /// (reported by the host that runs it).
@@ -639,7 +640,13 @@ impl Region {
             Command::CreateVpcEndpointService {
                 gateway_load_balancer_arns,
                 acceptance_required,
-            } => self.create_endpoint_service(gateway_load_balancer_arns, acceptance_required, cx),
+                client_token,
+            } => self.create_endpoint_service(
+                gateway_load_balancer_arns,
+                acceptance_required,
+                client_token,
+                cx,
+            ),
             Command::ModifyVpcEndpointService { id, changes } => {
                 self.modify_endpoint_service(&id, &changes)
             }
@@ -652,8 +659,8 @@ impl Region {
             Command::AnswerVpcEndpointConnections {
                 service_id,
                 endpoint_ids,
-                accept,
-            } => self.answer_endpoint_connections(&service_id, &endpoint_ids, accept),
+                answer,
+            } => self.answer_endpoint_connections(&service_id, &endpoint_ids, answer),
             Command::SettleVpcEndpoint { id, failure } => self.settle_vpc_endpoint(&id, failure),
         }
     }

@@ -10,7 +10,7 @@ pub(crate) fn geneve(data: &[u8]) {
         return;
     };
     assert!(data.ends_with(packet.inner));
-    let flow = ip::flow(packet.inner).expect("a decoded packet's inner packet is IP");
+    let flow = ip::headers(packet.inner).expect("a decoded packet's inner packet is IP");
     let family = match flow.source {
         std::net::IpAddr::V4(_) => ip::Family::V4,
         std::net::IpAddr::V6(_) => ip::Family::V6,

@@ -10,6 +10,7 @@ mod harness;
 mod health;
 mod metrics;
 mod netlab;
+mod netns;
 mod nlb;
 mod protocols;
 mod relay;

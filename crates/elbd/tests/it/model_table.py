@@ -43,7 +43,13 @@ OPERATIONS = {
             "AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
             "RevokeSecurityGroupEgress", "RunInstances", "DescribeInstances",
             "StopInstances", "StartInstances", "TerminateInstances", "CreateTags", "DeleteTags", "DescribeTags",
-            "AllocateAddress", "DescribeAddresses", "ReleaseAddress", "AssociateAddress", "DisassociateAddress"],
+            "AllocateAddress", "DescribeAddresses", "ReleaseAddress", "AssociateAddress", "DisassociateAddress",
+            "CreateVpcEndpointServiceConfiguration", "DescribeVpcEndpointServiceConfigurations",
+            "ModifyVpcEndpointServiceConfiguration", "DeleteVpcEndpointServiceConfigurations",
+            "DescribeVpcEndpointServices", "DescribeVpcEndpointServicePermissions",
+            "ModifyVpcEndpointServicePermissions", "CreateVpcEndpoint", "DescribeVpcEndpoints", "DeleteVpcEndpoints",
+            "DescribeVpcEndpointConnections", "AcceptVpcEndpointConnections", "RejectVpcEndpointConnections",
+            "DescribePrefixLists"],
     "acm": ["ImportCertificate", "RequestCertificate", "DescribeCertificate", "ListCertificates", "GetCertificate",
             "DeleteCertificate", "AddTagsToCertificate", "RemoveTagsFromCertificate", "ListTagsForCertificate",
             "UpdateCertificateOptions", "ExportCertificate", "RenewCertificate", "RevokeCertificate",
@@ -93,12 +99,18 @@ def stored_state():
 
 def settled(text):
     """The state without what elbd changes by itself in the background (load balancers turning
-    active once their nodes listen, and the reason it gives), which may land during any call."""
+    active once their nodes listen, and the reason it gives; endpoints turning available once
+    their interface is up, or failed and why), which may land during any call. What an owner
+    does to an endpoint (accept, reject) stays."""
     state = json.loads(text)
     for region in state.get("regions", {}).values():
         for lb in region.get("load_balancers", {}).values():
             lb.pop("state", None)
             lb.pop("state_reason", None)
+        for endpoint in region.get("vpc_endpoints", {}).values():
+            if endpoint.get("state") in ("Pending", "Available", "Failed"):
+                endpoint["state"] = "settling"
+                endpoint.pop("last_error", None)
     return state
 
 
@@ -261,6 +273,57 @@ def stopped_instance():
     return instance
 
 
+def fresh_gateway():
+    """A gateway load balancer in the first zone."""
+    lb = elbv2.create_load_balancer(Name=unique("gwlb"), Type="gateway", Subnets=SUBNETS[:1])
+    return lb["LoadBalancers"][0]["LoadBalancerArn"]
+
+
+def fresh_service(gateway=None, **extra):
+    """An endpoint service offering gateway (a fresh gateway load balancer when none): its id
+    and name."""
+    service = ec2.create_vpc_endpoint_service_configuration(GatewayLoadBalancerArns=[gateway or fresh_gateway()],
+                                                            **extra)["ServiceConfiguration"]
+    return service["ServiceId"], service["ServiceName"]
+
+
+def free_gateway():
+    """FREE_GATEWAY, offered by no service: a load balancer belongs to one service at most, and
+    the service a dry run or a failure left on it is deleted."""
+    for service in ec2.describe_vpc_endpoint_service_configurations()["ServiceConfigurations"]:
+        if FREE_GATEWAY in service["GatewayLoadBalancerArns"]:
+            ec2.delete_vpc_endpoint_service_configurations(ServiceIds=[service["ServiceId"]])
+    return FREE_GATEWAY
+
+
+def endpoint_subnet():
+    """A fresh VPC and its subnet in the first zone, where the services' gateways are: a VPC
+    takes one endpoint of a service per zone."""
+    vpc, cidr = fresh_vpc()
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr.replace(".0.0/16", ".0.0/24"), AvailabilityZone=ZONE)
+    return vpc, subnet["Subnet"]["SubnetId"]
+
+
+def fresh_endpoint(service_name=None):
+    """A Gateway Load Balancer endpoint of the service (SERVICE when none) in a fresh VPC."""
+    vpc, subnet = endpoint_subnet()
+    endpoint = ec2.create_vpc_endpoint(VpcEndpointType="GatewayLoadBalancer", ServiceName=service_name or SERVICE_NAME,
+                                       VpcId=vpc, SubnetIds=[subnet])
+    return endpoint["VpcEndpoint"]["VpcEndpointId"]
+
+
+def pending_endpoint():
+    """An endpoint awaiting the acceptance of ACCEPTING's owner."""
+    return fresh_endpoint(ACCEPTING_NAME)
+
+
+def allowed_principal():
+    """A principal SERVICE allows, to be removed."""
+    principal = f"arn:aws:iam::123456789012:user/{unique('user')}"
+    ec2.modify_vpc_endpoint_service_permissions(ServiceId=SERVICE, AddAllowedPrincipals=[principal])
+    return [principal]
+
+
 def fresh_acm(exportable=False):
     options = {"Options": {"Export": "ENABLED"}} if exportable else {}
     return acm.request_certificate(DomainName="request.model.test", **options)["CertificateArn"]
@@ -311,6 +374,24 @@ for _ in range(5):
     ec2.create_subnet(**subnet_request())
     fresh_sg()
     fresh_instance()
+# Endpoint services, each offering a gateway load balancer of its own: SERVICE connects its
+# endpoints at once, ACCEPTING makes them await acceptance, MODIFIED is ModifyVpcEndpoint-
+# ServiceConfiguration's alone (with EXTRA_GATEWAY to add and remove), FREE_GATEWAY is for the
+# services made and deleted; three more, and six endpoints of ACCEPTING (each in a VPC of its
+# own), give the describes a second page, as do six principals SERVICE allows.
+SERVICE, SERVICE_NAME = fresh_service()
+ACCEPTING, ACCEPTING_NAME = fresh_service(AcceptanceRequired=True)
+MODIFIED_GATEWAY = fresh_gateway()
+MODIFIED, _ = fresh_service(MODIFIED_GATEWAY)
+EXTRA_GATEWAY = fresh_gateway()
+FREE_GATEWAY = fresh_gateway()
+for _ in range(3):
+    fresh_service()
+ENDPOINT = pending_endpoint()
+for _ in range(5):
+    pending_endpoint()
+PRINCIPALS = [f"arn:aws:iam::12345678900{i}:root" for i in range(6)]
+ec2.modify_vpc_endpoint_service_permissions(ServiceId=SERVICE, AddAllowedPrincipals=PRINCIPALS)
 
 # ---------------------------------------------------------------------------------------------
 # Bases: the smallest valid call of each operation. One-shot operations get fresh resources.
@@ -414,6 +495,22 @@ BASES = {
     "ec2:ReleaseAddress": lambda: dict(AllocationId=fresh_eip()),
     "ec2:AssociateAddress": lambda: dict(AllocationId=fresh_eip(), InstanceId=INSTANCE, AllowReassociation=True),
     "ec2:DisassociateAddress": lambda: dict(AssociationId=associated_eip()),
+    "ec2:CreateVpcEndpointServiceConfiguration": lambda: dict(GatewayLoadBalancerArns=[free_gateway()]),
+    "ec2:DescribeVpcEndpointServiceConfigurations": lambda: {},
+    "ec2:ModifyVpcEndpointServiceConfiguration": lambda: dict(ServiceId=MODIFIED),
+    "ec2:DeleteVpcEndpointServiceConfigurations": lambda: dict(ServiceIds=[fresh_service(free_gateway())[0]]),
+    "ec2:DescribeVpcEndpointServices": lambda: {},
+    "ec2:DescribeVpcEndpointServicePermissions": lambda: dict(ServiceId=SERVICE),
+    "ec2:ModifyVpcEndpointServicePermissions": lambda: dict(ServiceId=SERVICE),
+    # In the default VPC's subnet of the gateway's zone: UNDO deletes what was made.
+    "ec2:CreateVpcEndpoint": lambda: dict(VpcEndpointType="GatewayLoadBalancer", ServiceName=SERVICE_NAME, VpcId=VPC,
+                                          SubnetIds=SUBNETS[:1]),
+    "ec2:DescribeVpcEndpoints": lambda: {},
+    "ec2:DeleteVpcEndpoints": lambda: dict(VpcEndpointIds=[fresh_endpoint()]),
+    "ec2:DescribeVpcEndpointConnections": lambda: {},
+    "ec2:AcceptVpcEndpointConnections": lambda: dict(ServiceId=ACCEPTING, VpcEndpointIds=[pending_endpoint()]),
+    "ec2:RejectVpcEndpointConnections": lambda: dict(ServiceId=ACCEPTING, VpcEndpointIds=[pending_endpoint()]),
+    "ec2:DescribePrefixLists": lambda: {},
     "acm:ImportCertificate": lambda: dict(Certificate=CERT.encode(), PrivateKey=KEY.encode()),
     "acm:RequestCertificate": lambda: dict(DomainName="request.model.test"),
     "acm:DescribeCertificate": lambda: dict(CertificateArn=ACM_CERT),
@@ -454,10 +551,25 @@ def authorize_first(direction):
     return before
 
 
+def offer_first(params):
+    """A service adds a gateway load balancer it does not offer and removes one it does: set
+    the service up so (for real, also for a dry run)."""
+    service = params["ServiceId"]
+    offered = ec2.describe_vpc_endpoint_service_configurations(ServiceIds=[service])["ServiceConfigurations"][0][
+        "GatewayLoadBalancerArns"]
+    removed = params.get("RemoveGatewayLoadBalancerArns", [])
+    added = [arn for arn in params.get("AddGatewayLoadBalancerArns", []) if arn not in removed]
+    change = dict(AddGatewayLoadBalancerArns=[arn for arn in removed if arn not in offered],
+                  RemoveGatewayLoadBalancerArns=[arn for arn in added if arn in offered])
+    if any(change.values()):
+        ec2.modify_vpc_endpoint_service_configuration(ServiceId=service, **{k: v for k, v in change.items() if v})
+
+
 # Run before each request of an operation, with the request.
 BEFORE = {
     "ec2:RevokeSecurityGroupIngress": authorize_first("Ingress"),
     "ec2:RevokeSecurityGroupEgress": authorize_first("Egress"),
+    "ec2:ModifyVpcEndpointServiceConfiguration": offer_first,
 }
 
 # What a create under a quota made is removed again, so that the script can run twice.
@@ -466,6 +578,8 @@ UNDO = {
         LoadBalancerArn=a["LoadBalancers"][0]["LoadBalancerArn"]),
     "elbv2:CreateListener": lambda a: elbv2.delete_listener(ListenerArn=a["Listeners"][0]["ListenerArn"]),
     "elbv2:CreateRule": lambda a: elbv2.delete_rule(RuleArn=a["Rules"][0]["RuleArn"]),
+    # A VPC takes one endpoint of a service per zone.
+    "ec2:CreateVpcEndpoint": lambda a: ec2.delete_vpc_endpoints(VpcEndpointIds=[a["VpcEndpoint"]["VpcEndpointId"]]),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -620,6 +734,53 @@ VALUES = {
     "LaunchTemplateSpecification.LaunchTemplateId": "lt-0123456789abcdef0",
     "CreditSpecificationRequest.CpuCredits": "standard",
     "IamInstanceProfileSpecification.Arn": "arn:aws:iam::123456789012:instance-profile/model-table",
+    "CreateVpcEndpointServiceConfiguration:NetworkLoadBalancerArns": [NLB],
+    "CreateVpcEndpointServiceConfiguration:SupportedIpAddressTypes": ["ipv4"],
+    "CreateVpcEndpointServiceConfiguration:SupportedRegions": ["us-west-2"],
+    "CreateVpcEndpointServiceConfiguration:PrivateDnsName": "service.model.test",
+    "CreateVpcEndpointServiceConfiguration:TagSpecifications": ec2_tags("vpc-endpoint-service"),
+    "DescribeVpcEndpointServiceConfigurations:ServiceIds": [SERVICE],
+    "DescribeVpcEndpointServiceConfigurations:Filters": ec2_filter("service-id", SERVICE),
+    "DescribeVpcEndpointServiceConfigurations:MaxResults": 5,
+    "ModifyVpcEndpointServiceConfiguration:PrivateDnsName": "service.model.test",
+    "ModifyVpcEndpointServiceConfiguration:AddNetworkLoadBalancerArns": [NLB],
+    "ModifyVpcEndpointServiceConfiguration:RemoveNetworkLoadBalancerArns": [NLB],
+    "ModifyVpcEndpointServiceConfiguration:AddGatewayLoadBalancerArns": [EXTRA_GATEWAY],
+    "ModifyVpcEndpointServiceConfiguration:RemoveGatewayLoadBalancerArns": [EXTRA_GATEWAY],
+    "ModifyVpcEndpointServiceConfiguration:AddSupportedIpAddressTypes": ["ipv4"],
+    "ModifyVpcEndpointServiceConfiguration:RemoveSupportedIpAddressTypes": ["ipv6"],
+    "ModifyVpcEndpointServiceConfiguration:AddSupportedRegions": ["us-west-2"],
+    "ModifyVpcEndpointServiceConfiguration:RemoveSupportedRegions": ["us-west-2"],
+    "DescribeVpcEndpointServices:ServiceNames": [SERVICE_NAME],
+    "DescribeVpcEndpointServices:Filters": ec2_filter("service-name", SERVICE_NAME),
+    "DescribeVpcEndpointServices:MaxResults": 5,
+    "DescribeVpcEndpointServices:ServiceRegions": ["us-west-2"],
+    "DescribeVpcEndpointServicePermissions:Filters": ec2_filter("principal", PRINCIPALS[0]),
+    "DescribeVpcEndpointServicePermissions:MaxResults": 5,
+    "ModifyVpcEndpointServicePermissions:AddAllowedPrincipals": ["arn:aws:iam::123456789012:role/model-table"],
+    "ModifyVpcEndpointServicePermissions:RemoveAllowedPrincipals": allowed_principal,
+    "CreateVpcEndpoint:PrivateDnsEnabled": False,  # true is for interface endpoints
+    "CreateVpcEndpoint:TagSpecifications": ec2_tags("vpc-endpoint"),
+    "CreateVpcEndpoint:ServiceNetworkArn":
+        "arn:aws:vpc-lattice:us-east-1:123456789012:servicenetwork/sn-0123456789abcdef0",
+    "CreateVpcEndpoint:ResourceConfigurationArn":
+        "arn:aws:vpc-lattice:us-east-1:123456789012:resourceconfiguration/rcfg-0123456789abcdef0",
+    "CreateVpcEndpoint:ServiceRegion": "us-west-2",
+    "CreateVpcEndpoint:RouteTableIds": ["rtb-0123456789abcdef0"],
+    "CreateVpcEndpoint:SecurityGroupIds": [SG],
+    "CreateVpcEndpoint:PolicyDocument": json.dumps(
+        {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}]}),
+    "DescribeVpcEndpoints:VpcEndpointIds": [ENDPOINT],
+    "DescribeVpcEndpoints:Filters": ec2_filter("vpc-endpoint-id", ENDPOINT),
+    "DescribeVpcEndpoints:MaxResults": 5,
+    "DescribeVpcEndpointConnections:Filters": ec2_filter("service-id", ACCEPTING),
+    "DescribeVpcEndpointConnections:MaxResults": 5,
+    "TransitGatewayAttachmentId": "tgw-attach-0123456789abcdef0",
+    "DescribePrefixLists:PrefixListIds": ["pl-63a5400a"],
+    "DescribePrefixLists:Filters": ec2_filter("prefix-list-name", "com.amazonaws.us-east-1.s3"),
+    "DescribePrefixLists:MaxResults": 5,
+    # elbd has no prefix lists, so no page follows the first: a token as AWS makes them.
+    "DescribePrefixLists:NextToken": "eyJ2IjoiMiIsImMiOiJtb2RlbC10YWJsZSJ9",
     # ACM and IAM.
     "ImportCertificate:CertificateArn": IMPORTED,
     # Export is fixed when a certificate is requested: the value it has is the valid one.
@@ -722,6 +883,16 @@ def network_lb(scheme):
     return fix
 
 
+def endpoint_type(kind, service):
+    """An endpoint of another type, of a service of that type: where route tables, security
+    groups and policies belong (a gateway endpoint takes no subnets)."""
+    def fix(request, _):
+        request.update(VpcEndpointType=kind, ServiceName=service)
+        if kind == "Gateway":
+            request.pop("SubnetIds", None)
+    return fix
+
+
 def on_tls_listener(structure, request):
     """A new listener of the network load balancer, or its TLS listener."""
     if "ListenerArn" in request:
@@ -778,6 +949,13 @@ ADJUST = {
                                                                   drop("ResetCapacityReservation")),
     "ModifyIpPoolsInput.IpamPools": (("pools", "add"), drop("RemoveIpamPools")),
     "DeleteSecurityGroupRequest.GroupName": (("group", "name"), by_name),
+    # What a Gateway Load Balancer endpoint does not take, on the endpoints that do.
+    "CreateVpcEndpointRequest.RouteTableIds": (("type", "gateway"),
+                                               endpoint_type("Gateway", "com.amazonaws.us-east-1.s3")),
+    "CreateVpcEndpointRequest.PolicyDocument": (("type", "gateway"),
+                                                endpoint_type("Gateway", "com.amazonaws.us-east-1.s3")),
+    "CreateVpcEndpointRequest.SecurityGroupIds": (("type", "interface"),
+                                                  endpoint_type("Interface", "com.amazonaws.us-east-1.sqs")),
     # ModifyVpcAttribute takes one switch per call, as EC2 does.
     "ModifyVpcAttributeRequest.EnableDnsSupport": (("switch", "dns"), nothing),
     "ModifyVpcAttributeRequest.EnableDnsHostnames": (("switch", "hostnames"), drop("EnableDnsSupport")),
@@ -995,6 +1173,13 @@ failures, refusals, table = [], {}, {}
 counts = {"answered": 0, "refused": 0}
 
 
+def differs(original, params, path):
+    """Whether a scalar member of the request's top level has another value than in original."""
+    if len(path) > 1 or isinstance(original.get(path[0]), (dict, list)):
+        return False
+    return params.get(path[0]) != original.get(path[0])
+
+
 def fail(key, label, params, what):
     if isinstance(what, tuple):  # a refusal that names no member
         code, message, changed = what
@@ -1027,6 +1212,7 @@ def exercise(service, op, model):
         if path in proven or any(wire == w or wire.startswith(w + ".") for w in refused | failed):
             continue
         params = base()
+        original = copy.deepcopy(params)
         try:
             insert(shape, params, path, params, context, {})
         except Exception as e:  # no valid value could be made: the tables above need one
@@ -1039,7 +1225,10 @@ def exercise(service, op, model):
             proven.update(p for p in every if present(params, p))
             continue
         if state == "refused":
-            candidates = {p: wire_name(service, shape, p) for p in every if present(params, p) and p not in in_base}
+            # What the member brought, and a value of the base's the member's setup changed
+            # (an endpoint of another type, for the members only that type takes).
+            candidates = {p: wire_name(service, shape, p) for p in every
+                          if present(params, p) and (p not in in_base or differs(original, params, p))}
             code, message, changed = detail
             name = named(message, candidates, model.protocol == "json")
             if name:

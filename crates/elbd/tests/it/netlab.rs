@@ -9,147 +9,48 @@
 //! packet of the test can leave the machine. Everything is removed again when the test ends,
 //! whether it passes or fails.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::netns::{Namespaces, run, scratch};
 
 const RANGE: &str = "10.77.0.0/16";
 const DNS: &str = "10.77.0.53";
 
-/// Runs a command; panics with its output if it fails.
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The lab's namespaces, bridge and root route; removed on drop.
-struct NetLab {
-    prefix: String,
-    children: Vec<Child>,
-}
-
-impl NetLab {
-    fn ns(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
-    }
-
-    /// core (bridge) + lb, tgt-a, tgt-b, client, each on the bridge with `addresses`.
-    fn build() -> Self {
-        let prefix = format!("elbd{}-", std::process::id() % 100_000);
-        let mut lab = Self {
-            prefix,
-            children: Vec::new(),
-        };
-        lab.teardown();
-        run(&["ip", "route", "add", "unreachable", RANGE]);
-        let core = lab.ns("core");
-        run(&["ip", "netns", "add", &core]);
-        run(&["ip", "-n", &core, "link", "add", "br0", "type", "bridge"]);
-        run(&["ip", "-n", &core, "link", "set", "br0", "up"]);
-        let hosts: [(&str, &[&str]); 4] = [
-            // The ALB's nodes, the NLB's node in zone a, and DNS.
-            (
-                "lb",
-                &[
-                    "10.77.1.254/16",
-                    "10.77.2.254/16",
-                    "10.77.1.253/16",
-                    "10.77.0.53/16",
-                ],
-            ),
-            ("ta", &["10.77.1.10/16"]),
-            ("tb", &["10.77.2.10/16"]),
-            ("cl", &["10.77.0.10/16"]),
-        ];
-        for (host, addresses) in hosts {
-            let ns = lab.ns(host);
-            let peer = format!("p{}{host}", std::process::id() % 100_000);
-            run(&["ip", "netns", "add", &ns]);
-            run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-            run(&[
-                "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &peer,
-                "netns", &core,
-            ]);
-            run(&[
-                "ip", "-n", &core, "link", "set", &peer, "master", "br0", "up",
-            ]);
-            for address in addresses {
-                run(&["ip", "-n", &ns, "addr", "add", address, "dev", "eth0"]);
-            }
-            run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
-        }
-        let resolv = lab.resolv_dir();
-        std::fs::create_dir_all(&resolv).unwrap();
-        std::fs::write(resolv.join("resolv.conf"), format!("nameserver {DNS}\n")).unwrap();
-        lab
-    }
-
-    fn resolv_dir(&self) -> PathBuf {
-        PathBuf::from("/etc/netns").join(self.ns("cl"))
-    }
-
-    /// Starts `args` inside namespace `host`.
-    fn spawn(&mut self, host: &str, args: &[&str], log: &std::path::Path) {
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(host)])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.children.push(child);
-    }
-
-    /// Runs `args` inside namespace `host` and returns (success, stdout), with stderr logged.
-    fn exec(&self, host: &str, args: &[&str]) -> (bool, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns(host)])
-            .args(args)
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            eprintln!(
-                "{args:?} in {host}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+/// core (bridge) + lb, ta, tb, cl, each on the bridge with its addresses, and the client's
+/// resolver pointed at elbd's DNS.
+fn build() -> Namespaces {
+    let mut lab = Namespaces::new("elbd", RANGE);
+    lab.host("core");
+    lab.ip("core", &["link", "add", "br0", "type", "bridge"]);
+    lab.ip("core", &["link", "set", "br0", "up"]);
+    let hosts: [(&str, &[&str]); 4] = [
+        // The ALB's nodes, the NLB's node in zone a, and DNS.
         (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    }
-
-    fn teardown(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+            "lb",
+            &[
+                "10.77.1.254/16",
+                "10.77.2.254/16",
+                "10.77.1.253/16",
+                "10.77.0.53/16",
+            ],
+        ),
+        ("ta", &["10.77.1.10/16"]),
+        ("tb", &["10.77.2.10/16"]),
+        ("cl", &["10.77.0.10/16"]),
+    ];
+    for (host, addresses) in hosts {
+        let peer = format!("p{}{host}", std::process::id() % 100_000);
+        lab.host(host);
+        lab.link((host, "eth0", ""), ("core", &peer, ""));
+        lab.ip("core", &["link", "set", &peer, "master", "br0"]);
+        for address in addresses {
+            lab.ip(host, &["addr", "add", address, "dev", "eth0"]);
         }
-        for host in ["lb", "ta", "tb", "cl", "core"] {
-            let ns = self.ns(host);
-            let _ = Command::new("ip")
-                .args(["netns", "del", &ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(self.resolv_dir());
-        let _ = Command::new("ip")
-            .args(["route", "del", "unreachable", RANGE])
-            .stderr(Stdio::null())
-            .status();
     }
-}
-
-impl Drop for NetLab {
-    fn drop(&mut self) {
-        self.teardown();
-    }
+    let resolv = lab.resolv_dir("cl");
+    std::fs::create_dir_all(&resolv).unwrap();
+    std::fs::write(resolv.join("resolv.conf"), format!("nameserver {DNS}\n")).unwrap();
+    lab
 }
 
 const CONFIG: &str = r#"
@@ -200,7 +101,7 @@ attributes = { "load_balancing.cross_zone.enabled" = "false" }
 "#;
 
 /// The addresses the client's resolver gives for `name`.
-fn resolve(lab: &NetLab, name: &str) -> Vec<String> {
+fn resolve(lab: &Namespaces, name: &str) -> Vec<String> {
     let (_, out) = lab.exec("cl", &["getent", "ahostsv4", name]);
     let mut addresses: Vec<String> = out
         .lines()
@@ -214,18 +115,9 @@ fn resolve(lab: &NetLab, name: &str) -> Vec<String> {
 
 #[test]
 fn in_a_network_lab_dns_fails_over_from_a_zone_whose_link_is_down() {
-    let status = Command::new("ip").args(["netns", "list"]).output();
-    assert!(
-        status.is_ok_and(|s| s.status.success()),
-        "this test needs root and iproute2 (ip netns); .ci/run provides both"
-    );
-    let dir = std::env::temp_dir().join(format!("elbd-it-netlab-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("elbd.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    let (dir, config) = scratch("netlab", CONFIG);
 
-    let mut lab = NetLab::build();
+    let mut lab = build();
     for (host, ip) in [("ta", "10.77.1.10"), ("tb", "10.77.2.10")] {
         lab.spawn(
             host,
@@ -373,7 +265,7 @@ fn in_a_network_lab_dns_fails_over_from_a_zone_whose_link_is_down() {
     wait("both nodes in DNS", Duration::from_secs(20), &mut || {
         resolve(&lab, &name) == both
     });
-    let curl = |lab: &NetLab| {
+    let curl = |lab: &Namespaces| {
         lab.exec(
             "cl",
             &[

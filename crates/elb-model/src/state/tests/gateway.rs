@@ -3,6 +3,7 @@
 use super::*;
 use crate::attributes::{FAILOVER_ON_DEREGISTRATION, FAILOVER_ON_UNHEALTHY, TCP_IDLE_TIMEOUT};
 use crate::endpoint::EndpointState;
+use crate::state::ConnectionAnswer;
 use crate::target_group::TargetGroupProtocol;
 
 impl World {
@@ -242,6 +243,7 @@ impl World {
         self.run(Command::CreateVpcEndpointService {
             gateway_load_balancer_arns: gateways.iter().map(|a| (*a).to_owned()).collect(),
             acceptance_required,
+            client_token: None,
         })
     }
 
@@ -255,6 +257,7 @@ impl World {
             service_name,
             vpc_id,
             subnet_ids,
+            client_token: None,
         }))
     }
 }
@@ -364,23 +367,25 @@ fn endpoints_of_a_service_that_requires_acceptance_wait_for_it() {
         w.state.vpc_endpoints[&first].state,
         EndpointState::PendingAcceptance
     );
-    let answer = |w: &mut World, ids: &[&str], accept| {
+    let answer = |w: &mut World, ids: &[&str], answer| {
         w.run(Command::AnswerVpcEndpointConnections {
             service_id: service.clone(),
             endpoint_ids: ids.iter().map(|i| (*i).to_owned()).collect(),
-            accept,
+            answer,
         })
         .unwrap()
     };
     assert_eq!(
-        answer(&mut w, &[&first], true),
+        answer(&mut w, &[&first], ConnectionAnswer::Accept),
         Outcome::Unsuccessful(vec![])
     );
     assert_eq!(
         w.state.vpc_endpoints[&first].state,
         EndpointState::Available
     );
-    let Outcome::Unsuccessful(again) = answer(&mut w, &[&first, "vpce-0nope"], true) else {
+    let Outcome::Unsuccessful(again) =
+        answer(&mut w, &[&first, "vpce-0nope"], ConnectionAnswer::Accept)
+    else {
         panic!()
     };
     let codes: Vec<_> = again.iter().map(|(_, e)| e.code).collect();
@@ -391,7 +396,7 @@ fn endpoints_of_a_service_that_requires_acceptance_wait_for_it() {
             ErrorCode::InvalidVpcEndpointIdNotFound
         ]
     );
-    answer(&mut w, &[&first], false);
+    answer(&mut w, &[&first], ConnectionAnswer::Reject);
     assert_eq!(w.state.vpc_endpoints[&first].state, EndpointState::Rejected);
     // A rejected endpoint no longer holds the service.
     let out = w
@@ -408,4 +413,36 @@ fn endpoints_of_a_service_that_requires_acceptance_wait_for_it() {
         .0,
         ErrorCode::InvalidVpcEndpointServiceIdNotFound
     );
+}
+
+#[test]
+fn client_tokens_make_creates_idempotent_and_an_endpoint_holds_its_subnet() {
+    let mut w = World::new();
+    let gw = arn_of(w.gateway("gw", None));
+    let create_service = |token: &str, acceptance_required| Command::CreateVpcEndpointService {
+        gateway_load_balancer_arns: vec![gw.clone()],
+        acceptance_required,
+        client_token: Some(token.into()),
+    };
+    let service = arn_of(w.run(create_service("t1", false)));
+    assert_eq!(arn_of(w.run(create_service("t1", false))), service);
+    assert_eq!(
+        message(w.run(create_service("t1", true))).0,
+        ErrorCode::IdempotentParameterMismatch
+    );
+    let subnet = w.subnet("us-east-1a");
+    let vpc_id = w.state.subnets[&subnet].vpc_id.clone();
+    let create_endpoint = CreateVpcEndpoint {
+        service_name: w.state.endpoint_services[&service].name.clone(),
+        vpc_id,
+        subnet_ids: vec![subnet.clone()],
+        client_token: Some("t2".into()),
+    };
+    let endpoint = arn_of(w.run(Command::CreateVpcEndpoint(create_endpoint.clone())));
+    let again = w.run(Command::CreateVpcEndpoint(create_endpoint));
+    assert_eq!(arn_of(again), endpoint, "a retry gets the same endpoint");
+    assert_eq!(w.state.vpc_endpoints.len(), 1);
+    // (Its VPC keeps the subnet, so it cannot go either.)
+    let delete_subnet = w.run(Command::DeleteSubnet { id: subnet });
+    assert_eq!(message(delete_subnet).0, ErrorCode::DependencyViolation);
 }

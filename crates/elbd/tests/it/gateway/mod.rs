@@ -1,6 +1,8 @@
 //! Gateway load balancers: the API as the aws cli drives it (here), and GENEVE traffic
 //! through an endpoint in a namespace lab (`lab`).
 
+mod lab;
+
 use std::net::SocketAddr;
 
 use serde_json::Value;

@@ -1,0 +1,255 @@
+//! The two directions of a gateway's packets.
+//!
+//! - `carry` (one task per endpoint): a packet read from the endpoint's interface is keyed to
+//!   its flow, which names the appliance (the flow table is the task's own: both directions
+//!   of a flow enter by the same endpoint); AWS's options go in front of it, and it leaves
+//!   from the node's address and port 6081 for the appliance's port 6081.
+//! - `serve` (the node's listener kind, UDP 6081): a packet an appliance returns must carry
+//!   the options it was sent (a known endpoint of this node, its attachment, its flow's
+//!   cookie) and come from one of the endpoint's appliances; its inner packet then goes into
+//!   the endpoint's interface. Anything else is dropped and counted.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use elb_wire::geneve::{self, AwsOptions, HEADER_LEN};
+use elb_wire::ip::{self, Family};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio::time::{Instant, interval};
+use tracing::{debug, warn};
+
+use super::Shared;
+use super::flows::{FlowKey, FlowTable};
+use super::tun::{MTU, Tun};
+use crate::binder::BindKey;
+use crate::metrics::GatewayMetrics;
+use crate::table::{EndpointRoute, Listener, RoutingTable};
+
+/// Packets handled per wake-up, so that stopping and idle sweeps are heard however busy.
+const BATCH: usize = 64;
+/// How often idle flows are forgotten.
+const SWEEP: Duration = Duration::from_secs(1);
+/// Room for a GENEVE packet of the largest inner packet, and then some: a longer datagram
+/// is cut short and fails to decode rather than overflow.
+const DATAGRAM: usize = 65_536;
+
+/// Carries the packets of endpoint `route.id`'s interface to its appliances until `stopped`.
+pub(super) async fn carry(
+    route: Arc<EndpointRoute>,
+    tun: Arc<Tun>,
+    table: Arc<ArcSwap<RoutingTable>>,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let start = Instant::now();
+    let mut flows = FlowTable::new(route.seed);
+    // The node's ActiveFlowCount holds this table's flows: `counted` of them, in `metrics`.
+    let mut metrics = route.metrics.clone();
+    let mut counted = 0;
+    let mut buf = vec![0u8; HEADER_LEN + usize::from(MTU)];
+    let mut sweep = interval(SWEEP);
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            _ = sweep.tick() => {
+                flows.expire(start.elapsed().as_millis() as u64);
+            }
+            read = tun.recv_batch(&mut buf, HEADER_LEN, BATCH, |buf, n| {
+                let snapshot = table.load();
+                // This snapshot's route: the appliances and where they stand change.
+                let Some(route) = snapshot.endpoint(&route.id) else {
+                    return;
+                };
+                if !Arc::ptr_eq(&metrics, &route.metrics) {
+                    recount(&metrics, &route.metrics, counted);
+                    metrics = route.metrics.clone();
+                }
+                send(route, &mut flows, &shared, buf, n, start.elapsed().as_millis() as u64);
+            }) => {
+                if let Err(e) = read {
+                    warn!(endpoint = %route.id, error = %e, "endpoint interface failed");
+                    break;
+                }
+            }
+        }
+        let active = flows.len() as u64;
+        if active != counted {
+            // Two's complement: adds the difference, whichever its sign.
+            let change = active.wrapping_sub(counted);
+            metrics.active_flows.fetch_add(change, Ordering::Relaxed);
+            counted = active;
+        }
+    }
+    metrics.active_flows.fetch_sub(counted, Ordering::Relaxed);
+}
+
+/// Moves `counted` flows from one node's metrics to another's (the node was made anew).
+fn recount(from: &GatewayMetrics, to: &GatewayMetrics, counted: u64) {
+    from.active_flows.fetch_sub(counted, Ordering::Relaxed);
+    to.active_flows.fetch_add(counted, Ordering::Relaxed);
+}
+
+/// Sends the packet in `buf[HEADER_LEN..HEADER_LEN + n]` to its flow's appliance, AWS's
+/// options written in front of it.
+fn send(
+    route: &EndpointRoute,
+    flows: &mut FlowTable,
+    shared: &Shared,
+    buf: &mut [u8],
+    n: usize,
+    now_ms: u64,
+) {
+    let metrics = &route.metrics;
+    let packet = &buf[HEADER_LEN..HEADER_LEN + n];
+    let chosen = ip::headers(packet).ok().and_then(|flow| {
+        let chosen = flows.route(&flow, &route.policy, &route.appliances, now_ms)?;
+        Some((family_of(flow.source), chosen))
+    });
+    let socket = shared.sockets.load().get(&route.node_ip).cloned();
+    let (Some((family, chosen)), Some(socket)) = (chosen, socket) else {
+        GatewayMetrics::count(&metrics.undeliverable);
+        return;
+    };
+    if chosen.new {
+        GatewayMetrics::count(&metrics.new_flows);
+    }
+    let options = AwsOptions {
+        endpoint_id: route.endpoint_id,
+        attachment_id: route.attachment_id,
+        flow_cookie: chosen.cookie,
+    };
+    buf[..HEADER_LEN].copy_from_slice(&geneve::header(&options, family));
+    match socket.try_send_to(&buf[..HEADER_LEN + n], chosen.appliance) {
+        Ok(_) => {
+            metrics
+                .processed_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            GatewayMetrics::count(&metrics.undeliverable);
+            if e.kind() != ErrorKind::WouldBlock {
+                debug!(appliance = %chosen.appliance, error = %e, "GENEVE send failed");
+            }
+        }
+    }
+}
+
+fn family_of(ip: IpAddr) -> Family {
+    match ip {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
+    }
+}
+
+/// Serves the GENEVE listener of a gateway node bound to `socket` until `stopped`: the
+/// socket is published for the node's endpoints to send from while it serves.
+pub(crate) async fn serve(
+    socket: UdpSocket,
+    table: Arc<ArcSwap<RoutingTable>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let Ok(local) = socket.local_addr() else {
+        return;
+    };
+    let key = BindKey::udp(local);
+    let Some(Listener::Geneve(route)) = table.load().listener(&key).cloned() else {
+        return;
+    };
+    let shared = route.shared.clone();
+    let socket = Arc::new(socket);
+    shared.with_socket(local.ip(), Some(&socket));
+    let mut buf = vec![0u8; DATAGRAM];
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            ready = socket.readable() => {
+                if let Err(e) = ready {
+                    warn!(%local, error = %e, "GENEVE listener failed");
+                    break;
+                }
+                let snapshot = table.load();
+                let Some(Listener::Geneve(route)) = snapshot.listener(&key) else {
+                    continue;
+                };
+                let metrics = &route.metrics;
+                let interfaces = shared.interfaces.load();
+                for _ in 0..BATCH {
+                    let (n, from) = match socket.try_recv_from(&mut buf) {
+                        Ok(received) => received,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            debug!(%local, error = %e, "GENEVE receive failed");
+                            break;
+                        }
+                    };
+                    let (endpoint_id, inner) = match returned(&buf[..n], from, &route.endpoints) {
+                        Ok(accepted) => accepted,
+                        Err(Refusal::Malformed) => {
+                            GatewayMetrics::count(&metrics.malformed);
+                            continue;
+                        }
+                        Err(Refusal::Mismatched) => {
+                            GatewayMetrics::count(&metrics.mismatched);
+                            continue;
+                        }
+                    };
+                    match interfaces.get(&endpoint_id).map(|tun| tun.send(inner)) {
+                        Some(Ok(_)) => {
+                            let bytes = inner.len() as u64;
+                            metrics.processed_bytes.fetch_add(bytes, Ordering::Relaxed);
+                        }
+                        _ => GatewayMetrics::count(&metrics.undeliverable),
+                    }
+                }
+            }
+        }
+    }
+    // Unpublished unless a later socket of the same address took its place.
+    if shared
+        .sockets
+        .load()
+        .get(&local.ip())
+        .is_some_and(|s| Arc::ptr_eq(s, &socket))
+    {
+        shared.with_socket(local.ip(), None);
+    }
+}
+
+/// Why a returned packet is dropped.
+enum Refusal {
+    /// Not GENEVE as AWS speaks it.
+    Malformed,
+    /// Not what was sent, or not from an appliance.
+    Mismatched,
+}
+
+/// A returned packet's endpoint and inner packet, if it is what that endpoint's appliances
+/// were sent: AWS's options, the endpoint's attachment, the cookie of the inner packet's
+/// flow, from one of its appliances.
+fn returned<'a>(
+    datagram: &'a [u8],
+    from: SocketAddr,
+    endpoints: &HashMap<u64, Arc<EndpointRoute>>,
+) -> Result<(u64, &'a [u8]), Refusal> {
+    let packet = geneve::decode(datagram).map_err(|_| Refusal::Malformed)?;
+    let options = packet.options;
+    let endpoint = endpoints
+        .get(&options.endpoint_id)
+        .ok_or(Refusal::Mismatched)?;
+    let flow = ip::headers(packet.inner).map_err(|_| Refusal::Malformed)?;
+    let cookie = FlowKey::new(&flow, endpoint.policy.stickiness).cookie(endpoint.seed);
+    let from_appliance = endpoint.appliances.iter().any(|(a, _)| a.ip() == from.ip());
+    if options.attachment_id != endpoint.attachment_id
+        || options.flow_cookie != cookie
+        || !from_appliance
+    {
+        return Err(Refusal::Mismatched);
+    }
+    Ok((options.endpoint_id, packet.inner))
+}

@@ -1,0 +1,60 @@
+//! A TUN interface standing for a Gateway Load Balancer endpoint: what the kernel routes into
+//! it is read here as IP packets (no packet-information header), and what is written to it
+//! the kernel routes on as if it had arrived there. It goes when the device is dropped.
+
+use std::io;
+
+use tun_rs::{AsyncDevice, DeviceBuilder};
+
+/// The largest inner packet AWS's endpoints take; GENEVE adds 40 bytes of header, 68 with
+/// the outer IPv4 and UDP headers.
+pub(crate) const MTU: u16 = 8500;
+
+pub(crate) struct Tun {
+    device: AsyncDevice,
+}
+
+impl Tun {
+    /// Creates the interface `name`, up, with AWS's MTU. Endpoints carry IPv4 (their address
+    /// type is ipv4), so the interface takes no IPv6 of its own: without that, the kernel
+    /// would send router solicitations through it to the appliances.
+    pub(crate) fn create(name: &str) -> io::Result<Self> {
+        let device = DeviceBuilder::new()
+            .name(name)
+            .mtu(MTU)
+            .enable(true)
+            .build_async()?;
+        let sysctl = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+        if let Err(e) = std::fs::write(&sysctl, "1") {
+            tracing::debug!(interface = name, error = %e, "IPv6 left on");
+        }
+        Ok(Self { device })
+    }
+
+    /// Waits for a packet, then reads up to `batch` of them, each into `buf[offset..]`, and
+    /// hands each to `each` with the whole buffer and the packet's length.
+    pub(crate) async fn recv_batch(
+        &self,
+        buf: &mut [u8],
+        offset: usize,
+        batch: usize,
+        mut each: impl FnMut(&mut [u8], usize),
+    ) -> io::Result<()> {
+        self.device.readable().await?;
+        for _ in 0..batch {
+            match self.device.try_recv(&mut buf[offset..]) {
+                Ok(n) => each(buf, n),
+                // Drained: readiness is cleared for the next wait.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands `packet` to the kernel. A TUN write does not wait: a full queue drops it, as
+    /// the network would.
+    pub(crate) fn send(&self, packet: &[u8]) -> io::Result<usize> {
+        self.device.try_send(packet)
+    }
+}
