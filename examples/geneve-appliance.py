@@ -7,7 +7,7 @@ default check).
     python3 examples/geneve-appliance.py [--address 0.0.0.0] [--health-port 80]
                                          [--drop-port PORT] [--log FILE]
 
-Each packet is logged as one JSON line: the sender, AWS's options (1: endpoint id, 2:
+Each packet is logged as one JSON line: when (seconds since the epoch), the sender, AWS's options (1: endpoint id, 2:
 attachment id, 3: flow cookie, in hex), the inner flow and whether it was returned. Packets
 without AWS's three options are dropped (the GWLB always sends them), as AWS's own sample
 appliance does. Standard library only.
@@ -19,6 +19,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 AWS_CLASS = 0x0108
 
@@ -82,12 +83,13 @@ def main():
         parsed = options_of(datagram)
         flow = parsed and flow_of(datagram[parsed[1]:])
         if not flow:
-            print(json.dumps({"from": sender[0], "dropped": "not GENEVE with AWS's options"}), file=log)
+            print(json.dumps({"time": time.time(), "from": sender[0],
+                              "dropped": "not GENEVE with AWS's options"}), file=log)
             continue
         protocol, source, source_port, destination, destination_port = flow
         returned = args.drop_port not in (source_port, destination_port)
         print(json.dumps({
-            "from": sender[0], "options": parsed[0], "protocol": protocol,
+            "time": time.time(), "from": sender[0], "options": parsed[0], "protocol": protocol,
             "source": f"{source}:{source_port}", "destination": f"{destination}:{destination_port}",
             "returned": returned,
         }), file=log)

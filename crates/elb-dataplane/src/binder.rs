@@ -30,6 +30,9 @@ use crate::{gateway, l7, tcp, udp};
 pub enum Transport {
     Tcp,
     Udp,
+    /// UDP carrying GENEVE (a gateway node's 6081): its own key, so that an address that
+    /// changes hands between a gateway and a UDP listener is bound anew for its new server.
+    Geneve,
 }
 
 /// What a socket is bound to.
@@ -53,6 +56,13 @@ impl BindKey {
             transport: Transport::Udp,
         }
     }
+
+    pub fn geneve(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            transport: Transport::Geneve,
+        }
+    }
 }
 
 struct Bound {
@@ -66,14 +76,21 @@ pub(crate) struct Binder {
     table: Arc<ArcSwap<RoutingTable>>,
     drain: Duration,
     bound: HashMap<BindKey, Bound>,
+    /// Where gateway nodes' sockets are published for their endpoints to send from.
+    gateway: Arc<gateway::Shared>,
 }
 
 impl Binder {
-    pub(crate) fn new(table: Arc<ArcSwap<RoutingTable>>, drain: Duration) -> Self {
+    pub(crate) fn new(
+        table: Arc<ArcSwap<RoutingTable>>,
+        drain: Duration,
+        gateway: Arc<gateway::Shared>,
+    ) -> Self {
         Self {
             table,
             drain,
             bound: HashMap::new(),
+            gateway,
         }
     }
 
@@ -97,6 +114,9 @@ impl Binder {
         for key in &gone {
             let bound = self.bound.remove(key).expect("listed above");
             bound.stop.send_replace(true);
+            if key.transport == Transport::Geneve {
+                self.gateway.with_socket(key.addr.ip(), None);
+            }
         }
         gone
     }
@@ -118,14 +138,16 @@ impl Binder {
                     )
                 }),
                 Transport::Udp => bind_udp(key.addr).map(|(socket, local)| {
-                    let geneve =
-                        matches!(self.table.load().listener(key), Some(Listener::Geneve(_)));
-                    let served = if geneve {
-                        tokio::spawn(gateway::serve(socket, table, stopped))
-                    } else {
-                        tokio::spawn(udp::serve(socket, table, stopped))
-                    };
-                    (served, local)
+                    (tokio::spawn(udp::serve(socket, table, stopped)), local)
+                }),
+                // Published before the task runs, so that endpoints send from the node's
+                // current socket from the first packet on.
+                Transport::Geneve => bind_udp(key.addr).map(|(socket, local)| {
+                    let socket = Arc::new(socket);
+                    let shared = self.gateway.clone();
+                    shared.with_socket(key.addr.ip(), Some(&socket));
+                    let served = gateway::serve(socket, table, stopped, shared);
+                    (tokio::spawn(served), local)
                 }),
             };
             match served {

@@ -82,7 +82,7 @@ impl DataPlane {
         let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
         let runtime = compile::Runtime::new(flow_seed, transparent_client_ip);
         Self {
-            binder: binder::Binder::new(table.clone(), drain),
+            binder: binder::Binder::new(table.clone(), drain, runtime.gateway()),
             endpoints: gateway::Endpoints::new(runtime.gateway()),
             table,
             runtime,

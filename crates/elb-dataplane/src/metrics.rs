@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use elb_metrics::{
-    APPLICATION_ELB, GATEWAY_ELB, NETWORK_ELB, RESPONSE_TIME_BUCKETS, Reading, Value,
+    APPLICATION_ELB, ELBD_GATEWAY, GATEWAY_ELB, NETWORK_ELB, RESPONSE_TIME_BUCKETS, Reading, Value,
 };
 use elb_model::{HealthState, HealthView, LoadBalancerKind, State};
 
@@ -202,7 +202,7 @@ pub struct FlowMetrics {
 
 /// A gateway load balancer's counters in one zone (AWS/GatewayELB with the LoadBalancer and
 /// AvailabilityZone dimensions): AWS's flow counts, and elbd's counts of the packets its node
-/// dropped, by why.
+/// dropped, by why (elbd/Gateway: AWS has no such metrics).
 #[derive(Default)]
 pub struct GatewayMetrics {
     pub new_flows: AtomicU64,
@@ -220,10 +220,9 @@ pub struct GatewayMetrics {
     pub undeliverable: AtomicU64,
 }
 
-impl GatewayMetrics {
-    pub(crate) fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
+/// One more of `counter`.
+pub(crate) fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// One transport's flows on a network load balancer's node.
@@ -485,19 +484,40 @@ impl Registry {
         for (key, g) in &series.gateways {
             let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
             let counts = [
-                ("NewFlowCount", Value::Count(load(&g.new_flows))),
-                ("ActiveFlowCount", Value::Gauge(load(&g.active_flows))),
-                ("ProcessedBytes", Value::Count(load(&g.processed_bytes))),
-                ("MalformedPacketCount", Value::Count(load(&g.malformed))),
-                ("MismatchedPacketCount", Value::Count(load(&g.mismatched))),
                 (
+                    GATEWAY_ELB,
+                    "NewFlowCount",
+                    Value::Count(load(&g.new_flows)),
+                ),
+                (
+                    GATEWAY_ELB,
+                    "ActiveFlowCount",
+                    Value::Gauge(load(&g.active_flows)),
+                ),
+                (
+                    GATEWAY_ELB,
+                    "ProcessedBytes",
+                    Value::Count(load(&g.processed_bytes)),
+                ),
+                (
+                    ELBD_GATEWAY,
+                    "MalformedPacketCount",
+                    Value::Count(load(&g.malformed)),
+                ),
+                (
+                    ELBD_GATEWAY,
+                    "MismatchedPacketCount",
+                    Value::Count(load(&g.mismatched)),
+                ),
+                (
+                    ELBD_GATEWAY,
                     "UndeliverablePacketCount",
                     Value::Count(load(&g.undeliverable)),
                 ),
             ];
-            for (metric, value) in counts {
+            for (namespace, metric, value) in counts {
                 out.push(Reading {
-                    namespace: GATEWAY_ELB,
+                    namespace,
                     metric,
                     dimensions: node(key),
                     value,

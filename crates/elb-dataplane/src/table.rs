@@ -15,7 +15,6 @@ use http::{HeaderName, HeaderValue};
 
 use crate::admission::Admission;
 use crate::binder::{BindKey, Transport};
-use crate::gateway;
 use crate::gateway::flows::{Policy, Standing};
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
@@ -81,7 +80,8 @@ impl Listener {
     pub fn transport(&self) -> Transport {
         match self {
             Self::Http(_) | Self::Tcp(_) => Transport::Tcp,
-            Self::Udp(_) | Self::Geneve(_) => Transport::Udp,
+            Self::Udp(_) => Transport::Udp,
+            Self::Geneve(_) => Transport::Geneve,
         }
     }
 }
@@ -121,8 +121,6 @@ pub struct GeneveRoute {
     pub endpoints: HashMap<u64, Arc<EndpointRoute>>,
     /// The node's metrics (AWS/GatewayELB), kept across snapshots.
     pub metrics: Arc<GatewayMetrics>,
-    /// The node's sockets and endpoints' devices, kept across snapshots.
-    pub(crate) shared: Arc<gateway::Shared>,
 }
 
 /// A Gateway Load Balancer endpoint this host runs: its interface, the node its packets go
@@ -136,7 +134,9 @@ pub struct EndpointRoute {
     pub endpoint_id: u64,
     pub attachment_id: u64,
     /// The gateway node's private address: packets leave from and return to port 6081 of it.
-    pub node_ip: IpAddr,
+    /// `None` while the endpoint's service has no gateway in its zone (its packets are
+    /// dropped).
+    pub node_ip: Option<IpAddr>,
     /// The group's appliances the node may send to, with where each stands; empty when the
     /// gateway has no listener.
     pub appliances: Vec<(SocketAddr, Standing)>,

@@ -11,6 +11,8 @@ pub const APPLICATION_ELB: &str = "AWS/ApplicationELB";
 pub const NETWORK_ELB: &str = "AWS/NetworkELB";
 /// The namespace of gateway load balancers' metrics.
 pub const GATEWAY_ELB: &str = "AWS/GatewayELB";
+/// elbd's own counts of a gateway node's dropped packets (AWS has none).
+pub const ELBD_GATEWAY: &str = "elbd/Gateway";
 
 /// Upper bounds of the TargetResponseTime histogram, in seconds.
 pub const RESPONSE_TIME_BUCKETS: [f64; 12] = [

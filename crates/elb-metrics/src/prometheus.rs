@@ -53,10 +53,14 @@ pub fn render(readings: &[Reading]) -> String {
 }
 
 /// `aws_applicationelb_httpcode_elb_4_xx_count` for `AWS/ApplicationELB`'s
-/// `HTTPCode_ELB_4XX_Count`.
+/// `HTTPCode_ELB_4XX_Count`; `elbd_gateway_malformed_packet_count` for elbd's own
+/// `elbd/Gateway` `MalformedPacketCount`.
 pub fn name(namespace: &str, metric: &str) -> String {
-    let namespace = namespace.trim_start_matches("AWS/").to_ascii_lowercase();
-    format!("aws_{namespace}_{}", snake(metric))
+    let namespace = match namespace.strip_prefix("AWS/") {
+        Some(aws) => format!("aws_{aws}"),
+        None => namespace.replace('/', "_"),
+    };
+    format!("{}_{}", namespace.to_ascii_lowercase(), snake(metric))
 }
 
 fn labels(reading: &Reading) -> String {
@@ -105,6 +109,10 @@ mod tests {
             "aws_applicationelb_un_healthy_host_count"
         );
         assert_eq!(snake("AvailabilityZone"), "availability_zone");
+        assert_eq!(
+            name(crate::ELBD_GATEWAY, "MalformedPacketCount"),
+            "elbd_gateway_malformed_packet_count"
+        );
     }
 
     #[test]

@@ -201,13 +201,19 @@ async fn serve(
             dns.update(&snapshot.state, &view);
         }
         log_applied(&snapshot.state, &applied);
-        activate_ready(&store, &snapshot.state, &dataplane).await;
-        settle_endpoints(&store, &snapshot.state, &dataplane).await;
+        let mut reports = activations(&snapshot.state, &dataplane);
+        reports.extend(settlements(&snapshot.state, &dataplane));
+        commit(&store, reports, "reporting what this host serves").await;
         loop {
             tokio::select! {
                 changed = snapshots.changed() => break changed?,
                 changed = health.changed() => break changed?,
-                _ = drain_timer.tick() => expire_draining(&store, &snapshot.state).await,
+                _ = drain_timer.tick() => {
+                    expire_draining(&store, &snapshot.state).await;
+                    // An endpoint's interface can fail between snapshots.
+                    let settled = settlements(&snapshot.state, &dataplane);
+                    commit(&store, settled, "settling endpoints").await;
+                }
                 _ = hangup.recv() => reload(&args, &settings, &store).await,
                 _ = terminate.recv() => return stop(dataplane, args.drain_seconds).await,
                 _ = interrupt.recv() => return stop(dataplane, args.drain_seconds).await,
@@ -290,7 +296,7 @@ async fn reload(args: &ServeArgs, settings: &Settings, store: &Arc<Store>) {
 
 /// provisioning → active for every load balancer whose nodes have all bound their listeners;
 /// the state's reason names the node addresses this host did not have when they were bound.
-async fn activate_ready(store: &Arc<Store>, state: &State, dataplane: &DataPlane) {
+fn activations(state: &State, dataplane: &DataPlane) -> Vec<(String, Command)> {
     let mut ready: Vec<(String, String, Option<String>)> = Vec::new();
     for region in state.regions.values() {
         let settled = |lb: &&elb_model::LoadBalancer| {
@@ -332,17 +338,16 @@ async fn activate_ready(store: &Arc<Store>, state: &State, dataplane: &DataPlane
             ready.push((region.scope.region.clone(), lb.arn.clone(), reason));
         }
     }
-    let activations = ready
+    ready
         .into_iter()
         .map(|(region, arn, reason)| (region, Command::ActivateLoadBalancer { arn, reason }))
-        .collect();
-    commit(store, activations, "activating load balancers").await;
+        .collect()
 }
 
 /// pending → available (or failed, with why) for every Gateway Load Balancer endpoint whose
 /// interface this host made (or could not make); available → failed when a restart could not
-/// make it again.
-async fn settle_endpoints(store: &Arc<Store>, state: &State, dataplane: &DataPlane) {
+/// make it again, or it stopped working.
+fn settlements(state: &State, dataplane: &DataPlane) -> Vec<(String, Command)> {
     let mut settled = Vec::new();
     for region in state.regions.values() {
         for endpoint in region.vpc_endpoints.values() {
@@ -356,10 +361,11 @@ async fn settle_endpoints(store: &Arc<Store>, state: &State, dataplane: &DataPla
             settled.push((region.scope.region.clone(), settle));
         }
     }
-    commit(store, settled, "settling endpoints").await;
+    settled
 }
 
-/// Applies `commands` (each in its region) in one commit, off the async threads.
+/// Applies `commands` (each in its region) in one commit, off the async threads. They are
+/// reports of this host's, which leave resources deleted meanwhile be, so none fails for that.
 async fn commit(store: &Arc<Store>, commands: Vec<(String, Command)>, what: &str) {
     if commands.is_empty() {
         return;

@@ -2,13 +2,13 @@
 //! outstanding-request counters, connection pools, refusal counters) that outlives any one
 //! table. Only the control path runs this.
 //!
-//! - `gateway`: gateway load balancers' GENEVE listeners and the endpoints this host runs.
+//! - `gwlb`: gateway load balancers' GENEVE listeners and the endpoints this host runs.
 //! - `http`: HTTP and HTTPS listeners (rules, HTTP target groups).
 //! - `nlb`: network load balancers' listeners, and the terminators that reset a target's flows.
 //! - `targets`: which registered targets a node sends a group's traffic to (any protocol).
 //! - `tls`: the TLS configurations of HTTPS and TLS listeners.
 
-mod gateway;
+mod gwlb;
 mod http;
 mod nlb;
 mod targets;
@@ -28,7 +28,6 @@ use tracing::warn;
 
 use crate::admission::Admission;
 use crate::binder::BindKey;
-use crate::gateway as gateway_plane;
 use crate::metrics::{
     FlowMetrics, GatewayMetrics, GroupMetrics, NodeMetrics, Registry, Series, dimension,
 };
@@ -51,7 +50,7 @@ pub(crate) struct Runtime {
     /// The stickiness cookie key (hex) and its sealer.
     sealer: Option<(String, Arc<CookieSealer>)>,
     /// Gateway nodes' sockets and endpoints' interfaces.
-    gateway: Arc<gateway_plane::Shared>,
+    gateway: Arc<crate::gateway::Shared>,
 }
 
 /// What snapshots hand on to the next. Each compile fills a new one with what it uses, which
@@ -149,7 +148,7 @@ impl Runtime {
     }
 
     /// What the gateway's tasks share: the endpoint manager needs it too.
-    pub(crate) fn gateway(&self) -> Arc<gateway_plane::Shared> {
+    pub(crate) fn gateway(&self) -> Arc<crate::gateway::Shared> {
         self.gateway.clone()
     }
 

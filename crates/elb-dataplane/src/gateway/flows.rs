@@ -181,20 +181,30 @@ impl FlowTable {
             _ => OTHER_IDLE_TIMEOUT,
         }
         .as_millis() as u64;
-        if let Some(entry) = self.flows.get_mut(&key)
-            && now_ms.saturating_sub(entry.last_ms) < entry.idle_ms
-            && keeps(entry.appliance, policy.failover, appliances)
-        {
-            entry.last_ms = now_ms;
-            entry.idle_ms = entry.idle_ms.max(idle_ms);
-            return Some(Route {
-                appliance: entry.appliance,
-                cookie: entry.cookie,
-                new: false,
-            });
-        }
-        if flow.protocol == ip::TCP && !flow.syn {
-            return None;
+        let full = self.flows.len() >= MAX_FLOWS;
+        let live = self
+            .flows
+            .get_mut(&key)
+            .filter(|entry| now_ms.saturating_sub(entry.last_ms) < entry.idle_ms);
+        match live {
+            Some(entry) if keeps(entry.appliance, policy.failover, appliances) => {
+                entry.last_ms = now_ms;
+                entry.idle_ms = entry.idle_ms.max(idle_ms);
+                return Some(Route {
+                    appliance: entry.appliance,
+                    cookie: entry.cookie,
+                    new: false,
+                });
+            }
+            // A live flow moves (its appliance left, or failed under `rebalance`), whatever
+            // the packet.
+            Some(_) => {}
+            // Without a live flow only a SYN starts a TCP one, unless the table is full:
+            // its flows may be ones it had no room to keep, routed by the hash alone.
+            None if flow.protocol == ip::TCP && !flow.syn && !full => {
+                return None;
+            }
+            None => {}
         }
         let appliance = choose(key.hash(self.seed), appliances)?;
         let cookie = key.cookie(self.seed);
@@ -418,7 +428,12 @@ mod tests {
             assert!(!on_victim.is_empty());
             set[0].1 = Standing::Unhealthy;
             for f in &on_victim {
-                let r = table.route(&reply(f), &policy, &set, 1).unwrap();
+                // The connection's next packet (no SYN) moves with it.
+                let ack = Headers {
+                    syn: false,
+                    ..reply(f)
+                };
+                let r = table.route(&ack, &policy, &set, 1).unwrap();
                 let kept = failover == Failover::NoRebalance;
                 assert_eq!(r.appliance == victim, kept, "{failover:?}");
                 assert_eq!(r.new, !kept);
@@ -449,7 +464,8 @@ mod tests {
         }));
         set.truncate(1);
         for f in &on_victim {
-            let r = table.route(f, &POLICY, &set, 2).unwrap();
+            let data = Headers { syn: false, ..*f };
+            let r = table.route(&data, &POLICY, &set, 2).unwrap();
             assert_eq!((r.appliance, r.new), (set[0].0, true), "moved once gone");
         }
     }

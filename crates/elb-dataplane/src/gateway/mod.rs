@@ -20,6 +20,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub(crate) use path::serve;
@@ -37,7 +38,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn with_socket(&self, ip: IpAddr, socket: Option<&Arc<UdpSocket>>) {
+    /// Publishes (or, with `None`, withdraws) the socket of the node at `ip`.
+    pub(crate) fn with_socket(&self, ip: IpAddr, socket: Option<&Arc<UdpSocket>>) {
         self.sockets.rcu(|sockets| {
             let mut next = HashMap::clone(sockets);
             match socket {
@@ -70,7 +72,10 @@ impl Shared {
 
 struct Running {
     endpoint_id: u64,
+    interface: String,
     stop: watch::Sender<bool>,
+    /// Ends early only when the interface fails (deleted under elbd, say).
+    task: JoinHandle<()>,
 }
 
 /// The endpoints whose interfaces this host runs, and how making each went.
@@ -94,21 +99,25 @@ impl Endpoints {
     /// endpoints it no longer has.
     pub(crate) fn apply(&mut self, table: &Arc<ArcSwap<RoutingTable>>) {
         let snapshot = table.load();
-        let gone: Vec<String> = self
+        let ended: Vec<String> = self
             .running
-            .keys()
-            .filter(|id| snapshot.endpoint(id).is_none())
-            .cloned()
+            .iter()
+            .filter(|(id, r)| snapshot.endpoint(id).is_none() || r.task.is_finished())
+            .map(|(id, _)| id.clone())
             .collect();
-        for id in gone {
+        for id in ended {
             // The task ends at once (it waits on nothing but the interface and the signal),
             // and takes its flows out of the node's count as it goes.
             let running = self.running.remove(&id).expect("listed above");
             running.stop.send_replace(true);
             self.shared.with_interface(running.endpoint_id, None);
-            self.status.remove(&id);
-            info!(endpoint = %id, "endpoint interface removed");
+            if running.task.is_finished() {
+                self.status.insert(id, Err(stopped(&running.interface)));
+            } else {
+                info!(endpoint = %id, "endpoint interface removed");
+            }
         }
+        self.status.retain(|id, _| snapshot.endpoint(id).is_some());
         for (id, route) in &snapshot.endpoints {
             // An interface that could not be made is not tried again: its endpoint fails.
             if self.running.contains_key(id) || self.status.get(id).is_some_and(Result::is_err) {
@@ -119,16 +128,20 @@ impl Endpoints {
                     let tun = Arc::new(tun);
                     self.shared.with_interface(route.endpoint_id, Some(&tun));
                     let (stop, stopped) = watch::channel(false);
-                    tokio::spawn(path::carry(
+                    let task = tokio::spawn(path::carry(
                         route.clone(),
                         tun,
                         table.clone(),
                         self.shared.clone(),
                         stopped,
                     ));
-                    let endpoint_id = route.endpoint_id;
-                    self.running
-                        .insert(id.clone(), Running { endpoint_id, stop });
+                    let running = Running {
+                        endpoint_id: route.endpoint_id,
+                        interface: route.interface.clone(),
+                        stop,
+                        task,
+                    };
+                    self.running.insert(id.clone(), running);
                     self.status.insert(id.clone(), Ok(()));
                     info!(endpoint = %id, interface = %route.interface, "endpoint interface up");
                 }
@@ -149,6 +162,13 @@ impl Endpoints {
     /// Whether the interface of endpoint `id` is up (`Ok`), could not be made (`Err`), or is
     /// not this host's to make (`None`).
     pub(crate) fn status(&self, id: &str) -> Option<Result<(), String>> {
-        self.status.get(id).cloned()
+        match self.running.get(id) {
+            Some(running) if running.task.is_finished() => Some(Err(stopped(&running.interface))),
+            _ => self.status.get(id).cloned(),
+        }
     }
+}
+
+fn stopped(interface: &str) -> String {
+    format!("The interface {interface} stopped working (removed from under elbd?)")
 }

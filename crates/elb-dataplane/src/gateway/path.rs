@@ -26,9 +26,9 @@ use tracing::{debug, warn};
 
 use super::Shared;
 use super::flows::{FlowKey, FlowTable};
-use super::tun::{MTU, Tun};
+use super::tun::Tun;
 use crate::binder::BindKey;
-use crate::metrics::GatewayMetrics;
+use crate::metrics::{GatewayMetrics, count};
 use crate::table::{EndpointRoute, Listener, RoutingTable};
 
 /// Packets handled per wake-up, so that stopping and idle sweeps are heard however busy.
@@ -52,13 +52,21 @@ pub(super) async fn carry(
     // The node's ActiveFlowCount holds this table's flows: `counted` of them, in `metrics`.
     let mut metrics = route.metrics.clone();
     let mut counted = 0;
-    let mut buf = vec![0u8; HEADER_LEN + usize::from(MTU)];
+    // Room for the largest packet whatever the interface's MTU was set to since.
+    let mut buf = vec![0u8; HEADER_LEN + usize::from(u16::MAX)];
     let mut sweep = interval(SWEEP);
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
             _ = sweep.tick() => {
                 flows.expire(start.elapsed().as_millis() as u64);
+                // Counted on the node's current metrics, idle or not.
+                if let Some(route) = table.load().endpoint(&route.id)
+                    && !Arc::ptr_eq(&metrics, &route.metrics)
+                {
+                    recount(&metrics, &route.metrics, counted);
+                    metrics = route.metrics.clone();
+                }
             }
             read = tun.recv_batch(&mut buf, HEADER_LEN, BATCH, |buf, n| {
                 let snapshot = table.load();
@@ -111,13 +119,15 @@ fn send(
         let chosen = flows.route(&flow, &route.policy, &route.appliances, now_ms)?;
         Some((family_of(flow.source), chosen))
     });
-    let socket = shared.sockets.load().get(&route.node_ip).cloned();
+    let socket = route
+        .node_ip
+        .and_then(|ip| shared.sockets.load().get(&ip).cloned());
     let (Some((family, chosen)), Some(socket)) = (chosen, socket) else {
-        GatewayMetrics::count(&metrics.undeliverable);
+        count(&metrics.undeliverable);
         return;
     };
     if chosen.new {
-        GatewayMetrics::count(&metrics.new_flows);
+        count(&metrics.new_flows);
     }
     let options = AwsOptions {
         endpoint_id: route.endpoint_id,
@@ -132,7 +142,7 @@ fn send(
                 .fetch_add(n as u64, Ordering::Relaxed);
         }
         Err(e) => {
-            GatewayMetrics::count(&metrics.undeliverable);
+            count(&metrics.undeliverable);
             if e.kind() != ErrorKind::WouldBlock {
                 debug!(appliance = %chosen.appliance, error = %e, "GENEVE send failed");
             }
@@ -147,23 +157,19 @@ fn family_of(ip: IpAddr) -> Family {
     }
 }
 
-/// Serves the GENEVE listener of a gateway node bound to `socket` until `stopped`: the
-/// socket is published for the node's endpoints to send from while it serves.
+/// Serves the GENEVE listener of a gateway node bound to `socket` until `stopped`: what its
+/// appliances return goes into its endpoints' interfaces. (The binder publishes the socket
+/// for the endpoints to send from.)
 pub(crate) async fn serve(
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     table: Arc<ArcSwap<RoutingTable>>,
     mut stopped: watch::Receiver<bool>,
+    shared: Arc<Shared>,
 ) {
     let Ok(local) = socket.local_addr() else {
         return;
     };
-    let key = BindKey::udp(local);
-    let Some(Listener::Geneve(route)) = table.load().listener(&key).cloned() else {
-        return;
-    };
-    let shared = route.shared.clone();
-    let socket = Arc::new(socket);
-    shared.with_socket(local.ip(), Some(&socket));
+    let key = BindKey::geneve(local);
     let mut buf = vec![0u8; DATAGRAM];
     loop {
         tokio::select! {
@@ -174,10 +180,12 @@ pub(crate) async fn serve(
                     break;
                 }
                 let snapshot = table.load();
-                let Some(Listener::Geneve(route)) = snapshot.listener(&key) else {
-                    continue;
+                // Between snapshots the socket may outlive its listener: what comes is read
+                // and dropped, so that readiness clears.
+                let route = match snapshot.listener(&key) {
+                    Some(Listener::Geneve(route)) => Some(route),
+                    _ => None,
                 };
-                let metrics = &route.metrics;
                 let interfaces = shared.interfaces.load();
                 for _ in 0..BATCH {
                     let (n, from) = match socket.try_recv_from(&mut buf) {
@@ -188,14 +196,18 @@ pub(crate) async fn serve(
                             break;
                         }
                     };
+                    let Some(route) = route else {
+                        continue;
+                    };
+                    let metrics = &route.metrics;
                     let (endpoint_id, inner) = match returned(&buf[..n], from, &route.endpoints) {
                         Ok(accepted) => accepted,
                         Err(Refusal::Malformed) => {
-                            GatewayMetrics::count(&metrics.malformed);
+                            count(&metrics.malformed);
                             continue;
                         }
                         Err(Refusal::Mismatched) => {
-                            GatewayMetrics::count(&metrics.mismatched);
+                            count(&metrics.mismatched);
                             continue;
                         }
                     };
@@ -204,20 +216,11 @@ pub(crate) async fn serve(
                             let bytes = inner.len() as u64;
                             metrics.processed_bytes.fetch_add(bytes, Ordering::Relaxed);
                         }
-                        _ => GatewayMetrics::count(&metrics.undeliverable),
+                        _ => count(&metrics.undeliverable),
                     }
                 }
             }
         }
-    }
-    // Unpublished unless a later socket of the same address took its place.
-    if shared
-        .sockets
-        .load()
-        .get(&local.ip())
-        .is_some_and(|s| Arc::ptr_eq(s, &socket))
-    {
-        shared.with_socket(local.ip(), None);
     }
 }
 

@@ -16,18 +16,20 @@ pub(crate) struct Tun {
 
 impl Tun {
     /// Creates the interface `name`, up, with AWS's MTU. Endpoints carry IPv4 (their address
-    /// type is ipv4), so the interface takes no IPv6 of its own: without that, the kernel
-    /// would send router solicitations through it to the appliances.
+    /// type is ipv4): the interface takes IPv6 off before it comes up, so that the kernel
+    /// sends no router solicitations through it to the appliances (inner IPv6 packets do not
+    /// pass it either).
     pub(crate) fn create(name: &str) -> io::Result<Self> {
         let device = DeviceBuilder::new()
             .name(name)
             .mtu(MTU)
-            .enable(true)
+            .enable(false)
             .build_async()?;
         let sysctl = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
         if let Err(e) = std::fs::write(&sysctl, "1") {
-            tracing::debug!(interface = name, error = %e, "IPv6 left on");
+            tracing::warn!(interface = name, error = %e, "IPv6 left on: the kernel may send its own packets through the endpoint");
         }
+        device.enabled(true)?;
         Ok(Self { device })
     }
 

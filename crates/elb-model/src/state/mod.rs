@@ -734,20 +734,23 @@ impl Region {
         node: &'a Node,
         tg: &'a TargetGroup,
     ) -> impl Iterator<Item = Cow<'a, Registration>> + 'a {
-        let lb_cross_zone = self
-            .load_balancers
-            .get(&node.load_balancer_arn)
-            .is_some_and(LoadBalancer::cross_zone);
-        let cross_zone = tg.cross_zone(lb_cross_zone);
         tg.targets
             .iter()
             .filter(move |t| self.in_service(t))
             .flat_map(move |t| self.expand(t))
-            .filter(move |t| {
-                cross_zone
-                    || t.availability_zone == node.availability_zone
-                    || t.availability_zone == "all"
-            })
+            .filter(move |t| self.reaches(node, tg, t))
+    }
+
+    /// Whether `node` may send `tg`'s traffic to `target` by zone: its own, `all`, or any
+    /// with cross-zone on.
+    pub fn reaches(&self, node: &Node, tg: &TargetGroup, target: &Registration) -> bool {
+        let lb_cross_zone = self
+            .load_balancers
+            .get(&node.load_balancer_arn)
+            .is_some_and(LoadBalancer::cross_zone);
+        tg.cross_zone(lb_cross_zone)
+            || target.availability_zone == node.availability_zone
+            || target.availability_zone == "all"
     }
 
     /// What a registration stands for where traffic and checks go: itself, or for an

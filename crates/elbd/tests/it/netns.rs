@@ -56,7 +56,8 @@ impl Namespaces {
             hosts: Vec::new(),
             children: Vec::new(),
         };
-        run(&["ip", "route", "add", "unreachable", range]);
+        // `replace`: a run killed before it could clean up left it.
+        run(&["ip", "route", "replace", "unreachable", range]);
         lab
     }
 

@@ -36,14 +36,13 @@ impl Runtime {
                 let metrics = self.node_metrics(node, used);
                 let served = endpoints
                     .values()
-                    .filter(|e| e.node_ip == IpAddr::V4(node.private_ipv4))
+                    .filter(|e| e.node_ip == Some(IpAddr::V4(node.private_ipv4)))
                     .map(|e| (e.endpoint_id, e.clone()))
                     .collect();
                 let route = GeneveRoute {
                     door: door.clone(),
                     endpoints: served,
                     metrics,
-                    shared: self.gateway.clone(),
                 };
                 (node, Listener::Geneve(Arc::new(route)))
             })
@@ -77,6 +76,9 @@ impl Runtime {
         keep(&self.kept.gateways, &mut used.gateways, key, Arc::default)
     }
 
+    /// The route of a running endpoint. Without a gateway node in its zone (its service
+    /// changed), it keeps its interface and its packets are dropped: the routes into it stay,
+    /// and nothing passes uninspected.
     fn endpoint_route(
         &self,
         inputs: &Inputs<'_>,
@@ -85,7 +87,15 @@ impl Runtime {
     ) -> Option<EndpointRoute> {
         let state = inputs.state;
         let zone = &state.subnets.get(&endpoint.subnet_id)?.availability_zone;
-        let node = state.gateway_node_for(&endpoint.service_id, zone)?;
+        let Some(node) = state.gateway_node_for(&endpoint.service_id, zone) else {
+            return Some(EndpointRoute {
+                node_ip: None,
+                appliances: Vec::new(),
+                policy: Policy::default(),
+                metrics: Arc::default(),
+                ..self.endpoint_identity(endpoint)
+            });
+        };
         let listener = state.listeners_of(&node.load_balancer_arn).next();
         let group = listener
             .and_then(|l| l.default_target_groups().next())
@@ -99,16 +109,27 @@ impl Runtime {
             _ => (Vec::new(), Policy::default()),
         };
         Some(EndpointRoute {
+            node_ip: Some(IpAddr::V4(node.private_ipv4)),
+            appliances,
+            policy,
+            metrics: self.node_metrics(node, used),
+            ..self.endpoint_identity(endpoint)
+        })
+    }
+
+    /// What a route of `endpoint` is whatever its node: its names and numbers.
+    fn endpoint_identity(&self, endpoint: &VpcEndpoint) -> EndpointRoute {
+        EndpointRoute {
             id: endpoint.id.clone(),
             interface: endpoint.interface_name(),
             endpoint_id: endpoint.geneve_id(),
             attachment_id: endpoint.attachment_id,
-            node_ip: IpAddr::V4(node.private_ipv4),
-            appliances,
-            policy,
+            node_ip: None,
+            appliances: Vec::new(),
+            policy: Policy::default(),
             seed: self.flow_seed,
-            metrics: self.node_metrics(node, used),
-        })
+            metrics: Arc::default(),
+        }
     }
 }
 
@@ -131,15 +152,10 @@ fn appliances(
         };
         (SocketAddr::new(r.address, r.port), standing)
     });
-    let lb_cross_zone = state
-        .load_balancers
-        .get(&node.load_balancer_arn)
-        .is_some_and(LoadBalancer::cross_zone);
     let draining = tg
         .targets
         .iter()
-        .filter(|r| r.is_draining())
-        .filter(|r| lb_cross_zone || r.availability_zone == node.availability_zone)
+        .filter(|r| r.is_draining() && state.reaches(node, tg, r))
         .map(|r| (SocketAddr::new(r.address, r.port), Standing::Draining));
     in_service.chain(draining).collect()
 }
