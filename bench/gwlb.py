@@ -16,7 +16,8 @@ runtime thread) and the floor (two threads) run on CPU 1, everything else on CPU
 process used (utime + stime) over the packets it carried is its CPU per packet. Rounds
 alternate the two; medians are reported, and the last line is
 
-    RATIO gwlb_cpu_per_packet elbd/floor=<x> gwlb_pps elbd/floor=<y>
+    RATIO gwlb_cpu_per_packet elbd/floor=<x> gwlb_user_cpu_per_packet elbd/floor=<u>
+          gwlb_pps elbd/floor=<y>
 
 Needs root (ip netns), bench/run's tools (built by bench/gwlb) and the aws cli (the tests'
 venv in target/tmp/venv, made by .ci/run or a test run).
@@ -107,7 +108,7 @@ def gateway():
              "--subnets", subnet["SubnetId"])["LoadBalancers"][0]["LoadBalancerArn"]
     tg = aws("elbv2", "create-target-group", "--name", "bench", "--protocol", "GENEVE", "--port",
              "6081", "--vpc-id", subnet["VpcId"], "--target-type", "ip",
-             "--health-check-port", "9")["TargetGroups"][0]["TargetGroupArn"]
+             "--health-check-port", "8080")["TargetGroups"][0]["TargetGroupArn"]
     aws("elbv2", "register-targets", "--target-group-arn", tg, "--targets", f"Id={NET}.3.10")
     aws("elbv2", "create-listener", "--load-balancer-arn", lb, "--default-actions",
         f"Type=forward,TargetGroupArn={tg}")
@@ -127,9 +128,10 @@ def gateway():
 
 
 def cpu_seconds(pid):
-    """utime + stime of `pid` and its threads, in seconds."""
+    """(utime + stime, utime) of `pid` and its threads, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, int(fields[11]) / tick
 
 
 def inner_pid(proc):
@@ -143,16 +145,17 @@ def measure(device, pid, seconds):
     sh("ip", "-n", ns("edge"), "route", "replace", "default", "dev", device, "table", "100")
     in_ns("client", str(UDP_LOAD), "run", "--target", f"{NET}.2.10:9053", "--sockets", "8",
           "--seconds", "1", "--size", str(SIZE), "--bind", f"{NET}.1.10")  # warm-up
-    before = cpu_seconds(pid)
+    (before, user_before) = cpu_seconds(pid)
     out = in_ns("client", "taskset", "-c", "0", str(UDP_LOAD), "run", "--target",
                 f"{NET}.2.10:9053", "--sockets", str(SOCKETS), "--seconds", str(seconds),
                 "--size", str(SIZE), "--bind", f"{NET}.1.10")
-    used = cpu_seconds(pid) - before
+    (after, user_after) = cpu_seconds(pid)
     result = json.loads(out)
     packets = 2 * result["datagrams"]
     if packets == 0:
         sys.exit(f"nothing passed {device}: {out}")
-    return packets / result["seconds"], used / packets * 1e6, result["lost"]
+    return (packets / result["seconds"], (after - before) / packets * 1e6,
+            (user_after - user_before) / packets * 1e6, result["lost"])
 
 
 def main():
@@ -174,6 +177,10 @@ def main():
                            log=work / "appl.log"))
         procs.append(spawn("dest", str(UDP_LOAD), "echo", f"{NET}.2.10:9053", cpu="0",
                            log=work / "dest.log"))
+        # The appliance's health endpoint (the group's check), so that elbd routes by health,
+        # not by failing open.
+        procs.append(spawn("appl", "python3", "-m", "http.server", "8080", "--bind",
+                           f"{NET}.3.10", cpu="0", log=work / "health.log"))
         elbd = spawn("edge", str(ELBD), "serve", "--config", str(work / "elbd.toml"),
                      "--data-dir", str(work / "data"), "--api-listen", API, "--threads", "1",
                      cpu="1", log=work / "elbd.log")
@@ -199,20 +206,23 @@ def main():
     finally:
         teardown(procs)
     rows = {}
-    print(f"| path | packets/s | CPU µs/packet | lost | ({rounds} rounds of {seconds} s, medians) |")
-    print("|---|---|---|---|---|")
+    print(f"| path | packets/s | CPU µs/packet | of which user | lost | ({rounds} rounds of "
+          f"{seconds} s, medians) |")
+    print("|---|---|---|---|---|---|")
     for name, runs in samples.items():
         pps = statistics.median(s[0] for s in runs)
         cpu = statistics.median(s[1] for s in runs)
-        lost = sum(s[2] for s in runs)
-        rows[name] = {"pps": pps, "cpu_us": cpu, "lost": lost, "samples": runs}
-        print(f"| {name} | {pps:,.0f} | {cpu:.2f} | {lost} | |")
+        user = statistics.median(s[2] for s in runs)
+        lost = sum(s[3] for s in runs)
+        rows[name] = {"pps": pps, "cpu_us": cpu, "user_us": user, "lost": lost, "samples": runs}
+        print(f"| {name} | {pps:,.0f} | {cpu:.2f} | {user:.2f} | {lost} | |")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     out = ROOT / "bench/results" / f"gwlb-{stamp}.json"
     out.write_text(json.dumps({"rounds": rounds, "seconds": seconds, "rows": rows}, indent=1))
-    cpu_ratio = rows["elbd"]["cpu_us"] / rows["floor"]["cpu_us"]
-    pps_ratio = rows["elbd"]["pps"] / rows["floor"]["pps"]
-    print(f"\nRATIO gwlb_cpu_per_packet elbd/floor={cpu_ratio:.2f} gwlb_pps elbd/floor={pps_ratio:.2f}")
+    ratio = {key: rows["elbd"][key] / rows["floor"][key] for key in ("cpu_us", "user_us", "pps")}
+    print(f"\nRATIO gwlb_cpu_per_packet elbd/floor={ratio['cpu_us']:.2f} "
+          f"gwlb_user_cpu_per_packet elbd/floor={ratio['user_us']:.2f} "
+          f"gwlb_pps elbd/floor={ratio['pps']:.2f}")
 
 
 if __name__ == "__main__":

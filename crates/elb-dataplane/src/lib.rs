@@ -104,6 +104,12 @@ impl DataPlane {
         applied
     }
 
+    /// Makes the interfaces of endpoints that are still missing one (one a process handing
+    /// over held), and reaps those that stopped: what a timer calls between snapshots.
+    pub fn retry_endpoints(&mut self) {
+        self.endpoints.apply(&self.table);
+    }
+
     /// Whether the interface of Gateway Load Balancer endpoint `id` is up (`Ok`), could not
     /// be made (`Err`, why), or is not this host's (`None`).
     pub fn endpoint_status(&self, id: &str) -> Option<Result<(), String>> {
@@ -127,7 +133,9 @@ impl DataPlane {
 
     /// Stops accepting everywhere and waits (at most the drain time) for open connections to
     /// finish their requests.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        // Endpoints' interfaces go first: a process taking over makes them anew.
+        self.endpoints.shutdown();
         self.binder.shutdown().await;
     }
 }

@@ -1,5 +1,6 @@
 //! Readings in Prometheus's text format, CloudWatch's vocabulary in Prometheus's conventions:
-//! the name is `aws_` + the namespace without `AWS/`, lower-cased, + `_` + the metric name with
+//! the name is `aws_` + the namespace without `AWS/` (elbd's own namespaces, `elbd/…`, with
+//! `_` for `/`), lower-cased, + `_` + the metric name with
 //! `_` between a lower-case letter or digit and an upper-case letter, lower-cased; counts end
 //! in `_total`, timings are histograms in seconds (`_seconds`), gauges are plain; labels are
 //! the dimensions in snake case.

@@ -210,7 +210,8 @@ async fn serve(
                 changed = health.changed() => break changed?,
                 _ = drain_timer.tick() => {
                     expire_draining(&store, &snapshot.state).await;
-                    // An endpoint's interface can fail between snapshots.
+                    // An endpoint's interface can fail, or become free, between snapshots.
+                    dataplane.retry_endpoints();
                     let settled = settlements(&snapshot.state, &dataplane);
                     commit(&store, settled, "settling endpoints").await;
                 }

@@ -217,7 +217,9 @@ impl FlowTable {
             self.swept_full_ms = Some(now_ms);
             self.expire(now_ms);
         }
-        if self.flows.len() < MAX_FLOWS || self.flows.contains_key(&key) {
+        // A flow the table has no room for is new only once, by its SYN (or first packet).
+        let kept = self.flows.len() < MAX_FLOWS || self.flows.contains_key(&key);
+        if kept {
             self.flows.insert(
                 key,
                 Entry {
@@ -231,7 +233,7 @@ impl FlowTable {
         Some(Route {
             appliance,
             cookie,
-            new: true,
+            new: kept || flow.protocol != ip::TCP || flow.syn,
         })
     }
 

@@ -26,6 +26,9 @@ use tracing::{info, warn};
 pub(crate) use path::serve;
 use tun::Tun;
 
+/// Linux's "device or resource busy": a TUN name another process still holds.
+const EBUSY: i32 = 16;
+
 use crate::table::RoutingTable;
 
 /// What the gateway's tasks share across snapshots: each node's GENEVE socket (bound by the
@@ -145,6 +148,11 @@ impl Endpoints {
                     self.status.insert(id.clone(), Ok(()));
                     info!(endpoint = %id, interface = %route.interface, "endpoint interface up");
                 }
+                // Still held by a process that is handing over: tried again (each second,
+                // `DataPlane::retry_endpoints`) rather than failed.
+                Err(e) if e.raw_os_error() == Some(EBUSY) => {
+                    warn!(endpoint = %id, interface = %route.interface, "endpoint interface busy; trying again");
+                }
                 Err(e) => {
                     warn!(endpoint = %id, interface = %route.interface, error = %e, "endpoint interface not made");
                     self.status.insert(
@@ -156,6 +164,14 @@ impl Endpoints {
                     );
                 }
             }
+        }
+    }
+
+    /// Stops every endpoint's task and lets go of its interface.
+    pub(crate) fn shutdown(&mut self) {
+        for (_, running) in self.running.drain() {
+            running.stop.send_replace(true);
+            self.shared.with_interface(running.endpoint_id, None);
         }
     }
 

@@ -262,15 +262,17 @@ impl Gateway {
         self.lab.spawn(host, &args, &err);
     }
 
-    /// Kills appliance `appliance`'s process: it returns nothing and fails its checks.
+    /// Kills appliance `appliance`'s process, and waits until it is gone: it returns nothing
+    /// and fails its checks.
     fn kill_appliance(&self, appliance: usize) {
-        let host = ["ap1", "ap2"][appliance];
-        let (_, pids) = self
-            .lab
-            .exec("edge", &["ip", "netns", "pids", &self.lab.ns(host)]);
-        for pid in pids.split_whitespace() {
+        let ns = self.lab.ns(["ap1", "ap2"][appliance]);
+        let pids = || self.lab.exec("edge", &["ip", "netns", "pids", &ns]).1;
+        for pid in pids().split_whitespace() {
             let _ = Command::new("kill").arg(pid).status();
         }
+        self.wait("the appliance gone", Duration::from_secs(5), |_| {
+            pids().trim().is_empty()
+        });
     }
 
     /// The aws cli in the edge namespace, against elbd's API there.
@@ -356,6 +358,27 @@ impl Gateway {
         args.extend(attributes.iter().map(|(k, v)| format!("Key={k},Value={v}")));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.ok(&args);
+        // The data plane takes the change from the next snapshot, within milliseconds; a
+        // second leaves room for a loaded machine.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    /// The flow cookies (option 3) of the packets since `since` from or to `client_end`.
+    fn cookies_of(&self, client_end: &str, since: f64) -> BTreeSet<String> {
+        self.seen()
+            .iter()
+            .filter(|p| p.at >= since)
+            .filter(|p| p.source.starts_with(client_end) || p.destination.starts_with(client_end))
+            .map(|p| p.options["3"].clone())
+            .collect()
+    }
+
+    /// Packets the edge has sent towards appliance `appliance` (0 or 1) so far.
+    fn sent_towards(&self, appliance: usize) -> u64 {
+        let link = ["e2", "e3"][appliance];
+        let counter = format!("/sys/class/net/{link}/statistics/tx_packets");
+        let (_, out) = self.lab.exec("edge", &["cat", &counter]);
+        out.trim().parse().unwrap()
     }
 
     /// One curl from the client to the destination: its status code.
@@ -575,6 +598,8 @@ fn stickiness_keeps_hosts_together_and_failover_moves_flows_as_asked() {
         1,
         "3-tuple: one appliance for the two hosts"
     );
+    // One key, so one flow cookie, for every connection between the two hosts.
+    assert_eq!(gateway.cookies_of(&host, 0.0).len(), 1, "3-tuple: one flow");
     gateway.set_group_attributes(&[("stickiness.type", "source_ip_dest_ip")]);
     let from = now();
     let pings = gateway.start_pinger();
@@ -586,13 +611,16 @@ fn stickiness_keeps_hosts_together_and_failover_moves_flows_as_asked() {
     }
     let two_tuple = gateway.appliances_of(&host, from);
     assert_eq!(two_tuple.len(), 1, "2-tuple: TCP and UDP on one appliance");
+    assert_eq!(
+        gateway.cookies_of(&host, from).len(),
+        1,
+        "2-tuple: one flow"
+    );
 
-    // Back to the 5-tuple: the pinger's flow is on one appliance, which then dies.
+    // Back to the 5-tuple: the pinger's flow is keyed anew from its next datagram on, on one
+    // appliance, which then dies.
     gateway.set_group_attributes(&[("stickiness.enabled", "false")]);
-    // The flow is keyed anew from its next datagram on.
     let pinger_end = format!("{client}:{PINGER_PORT}");
-    // Once the data plane has the change (well within half a second).
-    std::thread::sleep(Duration::from_millis(500));
     let rekeyed = now();
     gateway.wait("the pinger's flow seen", Duration::from_secs(5), |g| {
         !g.appliances_of(&pinger_end, rekeyed).is_empty()
@@ -605,22 +633,30 @@ fn stickiness_keeps_hosts_together_and_failover_moves_flows_as_asked() {
     );
     let victim = *carrying.first().unwrap();
     let survivor = 1 - victim;
-    let killed_at = now();
+    let killed = Instant::now();
     gateway.kill_appliance(victim);
-    let mut healthy = [true, true];
-    healthy[victim] = false;
-    let detected = gateway.wait_health(&healthy);
+    let unhealthy = "aws_gatewayelb_un_healthy_host_count";
+    gateway.wait("the appliance unhealthy", Duration::from_secs(30), |g| {
+        g.metric(unhealthy) >= 1.0
+    });
+    let detected = killed.elapsed();
     // Checked every 5 s, unhealthy after 2 failures: 10 s, and a check's timeout.
     assert!(
         detected <= Duration::from_secs(16),
         "unhealthy after {detected:?}"
     );
+    let mut healthy = [true, true];
+    healthy[victim] = false;
+    gateway.wait_health(&healthy);
 
-    // no_rebalance (the default): the flow stays with the dead appliance; new flows do not.
+    // no_rebalance (the default): the flow still goes to the dead appliance, which answers
+    // nothing; new flows go to the healthy one.
+    let (heard, sent) = (last_echo(&pings), gateway.sent_towards(victim));
     std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(last_echo(&pings), heard, "no echo: the flow stayed");
     assert!(
-        last_echo(&pings) < killed_at + 0.5,
-        "the flow stayed on the dead appliance"
+        gateway.sent_towards(victim) >= sent + 10,
+        "still sent to the dead appliance"
     );
     for _ in 0..5 {
         assert_eq!(
