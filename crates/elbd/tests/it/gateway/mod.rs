@@ -3,7 +3,9 @@
 
 mod lab;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -257,4 +259,100 @@ async fn the_aws_cli_builds_a_gateway_with_an_endpoint_service_and_endpoints() {
         "--load-balancer-arn",
         &lb_arn,
     ]);
+}
+
+/// Without the privilege to create TUN devices (CAP_NET_ADMIN dropped), an endpoint goes to
+/// `failed`, with why in `LastError`.
+#[test]
+fn an_endpoint_fails_with_a_reason_without_the_privilege_to_make_its_interface() {
+    let lab = Lab::new("gwlb-unprivileged", 43);
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let config = lab.write("elbd.toml", &lab.settings());
+    let log = std::fs::File::create(lab.dir.join("elbd.log")).unwrap();
+    let mut elbd = Command::new("setpriv")
+        .args(["--bounding-set", "-net_admin", "--inh-caps", "-net_admin"])
+        .arg(env!("CARGO_BIN_EXE_elbd"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(lab.dir.join("data"))
+        .args(["--api-listen", &api.to_string()])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("setpriv (util-linux) runs elbd");
+    let start = Instant::now();
+    while TcpStream::connect(api).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "elbd's API did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let aws = Aws::new(api);
+    let subnet = aws.ok(&["ec2", "describe-subnets"])["Subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["AvailabilityZone"] == "us-east-1a")
+        .unwrap()
+        .clone();
+    let (subnet_id, vpc) = (text(&subnet["SubnetId"]), text(&subnet["VpcId"]));
+    let lb = aws.ok(&[
+        "elbv2",
+        "create-load-balancer",
+        "--name",
+        "gw",
+        "--type",
+        "gateway",
+        "--subnets",
+        subnet_id,
+    ])["LoadBalancers"][0]["LoadBalancerArn"]
+        .clone();
+    let service = aws.ok(&[
+        "ec2",
+        "create-vpc-endpoint-service-configuration",
+        "--gateway-load-balancer-arns",
+        text(&lb),
+        "--no-acceptance-required",
+    ])["ServiceConfiguration"]["ServiceName"]
+        .clone();
+    let endpoint = aws.ok(&[
+        "ec2",
+        "create-vpc-endpoint",
+        "--vpc-endpoint-type",
+        "GatewayLoadBalancer",
+        "--vpc-id",
+        vpc,
+        "--service-name",
+        text(&service),
+        "--subnet-ids",
+        subnet_id,
+    ])["VpcEndpoint"]["VpcEndpointId"]
+        .clone();
+    let described = loop {
+        let described = aws.ok(&[
+            "ec2",
+            "describe-vpc-endpoints",
+            "--vpc-endpoint-ids",
+            text(&endpoint),
+        ]);
+        let described = described["VpcEndpoints"][0].clone();
+        if described["State"] != "pending" {
+            break described;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "still pending: {described}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = elbd.kill();
+    let _ = elbd.wait();
+    assert_eq!(described["State"], "failed", "{described}");
+    let reason = text(&described["LastError"]["Message"]);
+    assert!(
+        reason.contains("could not be made") && reason.contains("not permitted"),
+        "{reason}"
+    );
 }
