@@ -31,7 +31,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
             "dualstack" => IpAddressType::Dualstack,
             _ => IpAddressType::DualstackWithoutPublicIpv4,
         });
-    let (subnet_ids, subnet_mappings) = subnet_params(params, true)?;
+    let (subnet_ids, subnet_mappings) = subnet_params(params)?;
     let security_groups = Some(params.list("SecurityGroups.member")?).filter(|sgs| !sgs.is_empty());
     let tags = tag_params(params)?;
     let create = Command::CreateLoadBalancer(CreateLoadBalancer {
@@ -136,31 +136,25 @@ pub(super) fn account_limits(params: &Params) -> Result<Xml, ApiError> {
 
 /// `Subnets` and `SubnetMappings`, and `EnablePrefixForIpv6SourceNat`, which only `off` fits
 /// (there is no IPv6 here). A mapping's `AllocationId` and `PrivateIPv4Address` choose a new
-/// node's addresses: read when `addresses` (CreateLoadBalancer), refused by name otherwise
-/// (SetSubnets does not build them).
-fn subnet_params(
-    params: &Params,
-    addresses: bool,
-) -> Result<(Vec<String>, Vec<SubnetMapping>), ApiError> {
+/// node's addresses.
+fn subnet_params(params: &Params) -> Result<(Vec<String>, Vec<SubnetMapping>), ApiError> {
     let mut subnet_ids = params.list("Subnets.member")?;
     let mut mappings = Vec::new();
     for mapping in params.structs("SubnetMappings.member")? {
         let subnet_id = mapping.required("SubnetId")?.to_owned();
         subnet_ids.push(subnet_id.clone());
-        if addresses {
-            let private_ipv4 = mapping
-                .optional("PrivateIPv4Address")
-                .map(|ip| {
-                    ip.parse()
-                        .map_err(|_| ApiError::validation(format!("'{ip}' is not an IPv4 address")))
-                })
-                .transpose()?;
-            mappings.push(SubnetMapping {
-                subnet_id,
-                allocation_id: mapping.optional("AllocationId").map(str::to_owned),
-                private_ipv4,
-            });
-        }
+        let private_ipv4 = mapping
+            .optional("PrivateIPv4Address")
+            .map(|ip| {
+                ip.parse()
+                    .map_err(|_| ApiError::validation(format!("'{ip}' is not an IPv4 address")))
+            })
+            .transpose()?;
+        mappings.push(SubnetMapping {
+            subnet_id,
+            allocation_id: mapping.optional("AllocationId").map(str::to_owned),
+            private_ipv4,
+        });
         mapping.finish()?;
     }
     if params.one_of("EnablePrefixForIpv6SourceNat", &["on", "off"])? == Some("on") {
@@ -175,7 +169,7 @@ fn subnet_params(
 
 pub(super) fn set_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?.to_owned();
-    let (subnet_ids, _) = subnet_params(params, false)?;
+    let (subnet_ids, subnet_mappings) = subnet_params(params)?;
     let kinds = ["ipv4", "dualstack", "dualstack-without-public-ipv4"];
     if params
         .one_of("IpAddressType", &kinds)?
@@ -192,6 +186,7 @@ pub(super) fn set_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml, Api
             Command::SetSubnets {
                 arn: arn.clone(),
                 subnet_ids: subnet_ids.clone(),
+                subnet_mappings: subnet_mappings.clone(),
             },
             cx,
         )

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::addresses::NodeAddresses;
-use super::{CreateLoadBalancer, Outcome, Region, Tags};
+use super::{CreateLoadBalancer, Outcome, Region, SubnetMapping, Tags};
 use crate::alloc;
 use crate::attributes;
 use crate::error::{ErrorCode, ModelError, Result};
@@ -321,11 +321,26 @@ impl Region {
         &mut self,
         arn: &str,
         subnet_ids: Vec<String>,
+        mappings: &[SubnetMapping],
         cx: &mut Context<'_>,
     ) -> Result<Outcome> {
         let lb = self.load_balancers.get(arn).ok_or_else(|| not_found(arn))?;
         let checked = self.check_subnets(&subnet_ids, lb.kind)?;
-        let scheme = lb.scheme;
+        let (kind, scheme) = (lb.kind, lb.scheme);
+        // A kept zone's node keeps its addresses: a mapping may repeat them, not change them.
+        let (kept, added): (Vec<SubnetMapping>, Vec<SubnetMapping>) = mappings
+            .iter()
+            .cloned()
+            .partition(|m| self.nodes_of(arn).any(|n| n.subnet_id == m.subnet_id));
+        if let Some(m) = kept
+            .iter()
+            .find(|m| !self.holds_mappings(arn, std::slice::from_ref(m)))
+        {
+            return Err(ModelError::validation(format!(
+                "The node in subnet '{}' keeps its addresses: a subnet mapping cannot change them",
+                m.subnet_id
+            )));
+        }
         if checked[0].1 != lb.vpc_id {
             return Err(ModelError::new(
                 ErrorCode::InvalidConfigurationRequest,
@@ -337,10 +352,13 @@ impl Region {
         }
         self.nodes
             .retain(|_, n| n.load_balancer_arn != arn || subnet_ids.contains(&n.subnet_id));
+        // The addresses of the nodes that went are free for the new ones.
         self.release_gone_nodes();
+        let chosen = self.check_subnet_mappings(kind, scheme, &added)?;
         for subnet_id in &subnet_ids {
             if !self.nodes_of(arn).any(|n| &n.subnet_id == subnet_id) {
-                self.add_node(arn, scheme, subnet_id, NodeAddresses::default(), cx)?;
+                let addresses = chosen.get(subnet_id.as_str()).copied().unwrap_or_default();
+                self.add_node(arn, scheme, subnet_id, addresses, cx)?;
             }
         }
         self.load_balancers

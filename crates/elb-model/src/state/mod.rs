@@ -231,10 +231,12 @@ pub enum Command {
     DeleteLoadBalancer {
         arn: String,
     },
-    /// Enables exactly these subnets (one per zone): nodes follow.
+    /// Enables exactly these subnets (one per zone): nodes follow. Mappings may choose a
+    /// new zone's node addresses (network load balancers), or repeat a kept node's.
     SetSubnets {
         arn: String,
         subnet_ids: Vec<String>,
+        subnet_mappings: Vec<SubnetMapping>,
     },
     SetSecurityGroups {
         arn: String,
@@ -509,7 +511,11 @@ impl Region {
             }
             Command::CreateLoadBalancer(c) => self.create_load_balancer(c, cx),
             Command::DeleteLoadBalancer { arn } => self.delete_load_balancer(&arn),
-            Command::SetSubnets { arn, subnet_ids } => self.set_subnets(&arn, subnet_ids, cx),
+            Command::SetSubnets {
+                arn,
+                subnet_ids,
+                subnet_mappings,
+            } => self.set_subnets(&arn, subnet_ids, &subnet_mappings, cx),
             Command::SetSecurityGroups {
                 arn,
                 security_groups,

@@ -875,11 +875,16 @@ def nothing(structure, request):
 
 
 def network_lb(scheme):
-    """A new network load balancer of scheme, for the subnet mapping that chooses an address
-    (SetSubnets refuses such members, whatever the load balancer)."""
+    """A network load balancer of scheme, for the subnet mapping that chooses an address: the
+    one created, or for SetSubnets one of its own in the last zone, so that the mappings'
+    zones are new to it (a kept zone's node keeps its addresses)."""
     def fix(structure, request):
         if "Name" in request:
             request.update(Type="network", Scheme=scheme)
+        elif "LoadBalancerArn" in request:
+            created = elbv2.create_load_balancer(Name=unique("moved"), Type="network", Scheme=scheme,
+                                                 Subnets=SUBNETS[-1:])
+            request["LoadBalancerArn"] = created["LoadBalancers"][0]["LoadBalancerArn"]
     return fix
 
 

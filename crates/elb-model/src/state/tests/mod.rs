@@ -490,6 +490,7 @@ fn set_subnets_adds_and_removes_nodes() {
     w.run(Command::SetSubnets {
         arn: lb.clone(),
         subnet_ids: subnets,
+        subnet_mappings: vec![],
     })
     .unwrap();
     let mut zones: Vec<&str> = w
@@ -508,6 +509,7 @@ fn set_subnets_adds_and_removes_nodes() {
         .run(Command::SetSubnets {
             arn: lb,
             subnet_ids: one,
+            subnet_mappings: vec![],
         })
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::ValidationError);

@@ -639,3 +639,41 @@ fn an_alb_target_stands_for_its_nodes_in_reach() {
     let in_use = w.run(Command::DeleteLoadBalancer { arn: alb.clone() });
     assert_eq!(in_use.unwrap_err().code, ErrorCode::ResourceInUse);
 }
+
+#[test]
+fn set_subnets_takes_a_new_zones_chosen_address_and_keeps_the_others() {
+    let mut w = World::new();
+    let lb = w.nlb("flows");
+    let node_in = |w: &World, zone: &str| {
+        w.state
+            .nodes_of(&lb)
+            .find(|n| n.availability_zone == zone)
+            .map(|n| n.private_ipv4)
+    };
+    let (a, c) = (w.subnet("us-east-1a"), w.subnet("us-east-1c"));
+    let a_ip = node_in(&w, "us-east-1a").unwrap();
+    let chosen = std::net::Ipv4Addr::from(u32::from(w.state.subnets[&c].cidr.network()) + 77);
+    let mapping = |subnet: &str, ip| SubnetMapping {
+        subnet_id: subnet.to_owned(),
+        allocation_id: None,
+        private_ipv4: Some(ip),
+    };
+    let set = |w: &mut World, mappings: Vec<SubnetMapping>| {
+        w.run(Command::SetSubnets {
+            arn: lb.clone(),
+            subnet_ids: vec![a.clone(), c.clone()],
+            subnet_mappings: mappings,
+        })
+    };
+    let moved = set(&mut w, vec![mapping(&a, chosen), mapping(&c, chosen)]);
+    assert!(moved.unwrap_err().message.contains("keeps its addresses"));
+    assert_eq!(
+        node_in(&w, "us-east-1c"),
+        None,
+        "a refused call changed nothing"
+    );
+    set(&mut w, vec![mapping(&a, a_ip), mapping(&c, chosen)]).unwrap();
+    assert_eq!(node_in(&w, "us-east-1a"), Some(a_ip));
+    assert_eq!(node_in(&w, "us-east-1c"), Some(chosen));
+    assert_eq!(node_in(&w, "us-east-1b"), None);
+}
