@@ -31,10 +31,20 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         .one_of("Protocol", PROTOCOLS)?
         .map(|protocol| {
             ListenerProtocol::parse(protocol).map_err(|_| {
+                // A gateway's listener takes no protocol at all, known or not: AWS says so
+                // before judging the name (the model does for the names elbd knows).
+                let snapshot = api.snapshot();
+                let lb = snapshot.state().load_balancers.get(&load_balancer_arn);
+                if lb.is_some_and(|lb| lb.kind == elb_model::LoadBalancerKind::Gateway) {
+                    return ApiError::validation(
+                        "A protocol cannot be specified for gateway listeners",
+                    );
+                }
                 ModelError::new(
                     ErrorCode::UnsupportedProtocol,
                     format!("elbd does not serve {protocol} listeners"),
                 )
+                .into()
             })
         })
         .transpose()?;

@@ -117,6 +117,11 @@ async fn the_aws_cli_builds_a_gateway_with_an_endpoint_service_and_endpoints() {
         "--default-actions",
         &forward,
     ];
+    let quic = aws.err(&[&create_listener[..], &["--protocol", "QUIC"]].concat());
+    assert!(
+        quic.contains("A protocol cannot be specified for gateway listeners"),
+        "{quic}"
+    );
     let with_port = aws.err(&[&create_listener[..], &["--port", "6081"]].concat());
     assert!(
         with_port.contains("A port cannot be specified for gateway listeners"),
