@@ -95,6 +95,11 @@ pub struct LoadBalancer {
     /// One per enabled availability zone; each has a node.
     pub subnet_ids: Vec<String>,
     pub security_groups: Vec<String>,
+    /// `EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic` of a network load balancer
+    /// with security groups (AWS's default: on). Recorded and echoed: elbd serves network
+    /// load balancers over no PrivateLink, so it decides nothing here.
+    #[serde(default = "on")]
+    pub privatelink_inbound_rules: bool,
     pub state: LoadBalancerState,
     /// AWS's `State.Reason`: why the state is what it is, when there is something to say.
     #[serde(default)]
@@ -120,4 +125,8 @@ impl LoadBalancer {
         self.kind == LoadBalancerKind::Application
             || self.attributes.flag("load_balancing.cross_zone.enabled")
     }
+}
+
+fn on() -> bool {
+    true
 }

@@ -208,20 +208,28 @@ pub(super) fn set_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml, Api
 pub(super) fn set_security_groups(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?.to_owned();
     let security_groups = params.list("SecurityGroups.member")?;
+    let privatelink_inbound_rules = params
+        .one_of(
+            "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic",
+            &["on", "off"],
+        )?
+        .map(|v| v == "on");
     let (snapshot, _) = api.update(|state, cx| {
         state.apply(
             Command::SetSecurityGroups {
                 arn: arn.clone(),
                 security_groups: security_groups.clone(),
+                privatelink_inbound_rules,
             },
             cx,
         )
     })?;
+    let lb = &snapshot.state().load_balancers[&arn];
     let mut x = Xml::new();
-    x.text_members(
-        "SecurityGroupIds",
-        &snapshot.state().load_balancers[&arn].security_groups,
-    );
+    x.text_members("SecurityGroupIds", &lb.security_groups);
+    if let Some(on) = render::privatelink_inbound_rules(lb) {
+        x.leaf("EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic", on);
+    }
     Ok(x)
 }
 

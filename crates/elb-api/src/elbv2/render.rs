@@ -84,7 +84,21 @@ pub(super) fn load_balancer(x: &mut Xml, state: &Region, lb: &LoadBalancer) {
     if lb.kind != LoadBalancerKind::Gateway {
         x.text_members("SecurityGroups", &lb.security_groups);
     }
+    if let Some(on) = privatelink_inbound_rules(lb) {
+        x.leaf("EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic", on);
+    }
     x.leaf("IpAddressType", "ipv4");
+}
+
+/// `EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic`, as AWS shows it: for network load
+/// balancers with security groups.
+pub(super) fn privatelink_inbound_rules(lb: &LoadBalancer) -> Option<&'static str> {
+    let shown = lb.kind == LoadBalancerKind::Network && !lb.security_groups.is_empty();
+    shown.then_some(if lb.privatelink_inbound_rules {
+        "on"
+    } else {
+        "off"
+    })
 }
 
 pub(super) fn target_group(x: &mut Xml, state: &Region, tg: &TargetGroup) {

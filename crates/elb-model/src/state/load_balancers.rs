@@ -104,6 +104,7 @@ impl Region {
                 vpc_id,
                 subnet_ids: c.subnet_ids,
                 security_groups,
+                privatelink_inbound_rules: true,
                 state: LoadBalancerState::Provisioning,
                 state_reason: None,
                 dns_name,
@@ -369,9 +370,21 @@ impl Region {
     }
 
     /// SetSecurityGroups. As on AWS, a network load balancer created without security
-    /// groups cannot be given some later.
-    pub(super) fn set_security_groups(&mut self, arn: &str, groups: &[String]) -> Result<Outcome> {
+    /// groups cannot be given some later, and only network load balancers take
+    /// `EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic`.
+    pub(super) fn set_security_groups(
+        &mut self,
+        arn: &str,
+        groups: &[String],
+        privatelink_inbound_rules: Option<bool>,
+    ) -> Result<Outcome> {
         let lb = self.load_balancers.get(arn).ok_or_else(|| not_found(arn))?;
+        if privatelink_inbound_rules.is_some() && lb.kind != LoadBalancerKind::Network {
+            return Err(ModelError::validation(
+                "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic applies to network load \
+                 balancers only",
+            ));
+        }
         if lb.kind == LoadBalancerKind::Network && lb.security_groups.is_empty() {
             return Err(ModelError::new(
                 ErrorCode::InvalidConfigurationRequest,
@@ -384,10 +397,11 @@ impl Region {
             ));
         }
         let checked = self.check_security_groups(lb.kind, Some(groups), &lb.vpc_id.clone())?;
-        self.load_balancers
-            .get_mut(arn)
-            .expect("checked above")
-            .security_groups = checked;
+        let lb = self.load_balancers.get_mut(arn).expect("checked above");
+        lb.security_groups = checked;
+        if let Some(on) = privatelink_inbound_rules {
+            lb.privatelink_inbound_rules = on;
+        }
         Ok(Outcome::Done)
     }
 

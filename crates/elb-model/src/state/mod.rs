@@ -241,6 +241,8 @@ pub enum Command {
     SetSecurityGroups {
         arn: String,
         security_groups: Vec<String>,
+        /// `EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic` (network load balancers).
+        privatelink_inbound_rules: Option<bool>,
     },
     /// provisioning → active, once the data plane serves every node; the reason (also
     /// updated on an active one) says what the nodes wait for (addresses this host lacks).
@@ -519,7 +521,8 @@ impl Region {
             Command::SetSecurityGroups {
                 arn,
                 security_groups,
-            } => self.set_security_groups(&arn, &security_groups),
+                privatelink_inbound_rules,
+            } => self.set_security_groups(&arn, &security_groups, privatelink_inbound_rules),
             Command::ActivateLoadBalancer { arn, reason } => {
                 self.activate_load_balancer(&arn, reason)
             }

@@ -399,6 +399,10 @@ ec2.modify_vpc_endpoint_service_permissions(ServiceId=SERVICE, AddAllowedPrincip
 # AlpnPolicy belongs to a network load balancer's TLS listeners.
 NLB = elbv2.create_load_balancer(Name=unique("nlb"), Type="network", Subnets=SUBNETS[:2])
 NLB = NLB["LoadBalancers"][0]["LoadBalancerArn"]
+# A network load balancer with security groups: the one SetSecurityGroups' PrivateLink member
+# is for.
+GUARDED_NLB = elbv2.create_load_balancer(Name=unique("guarded"), Type="network", Subnets=SUBNETS[:1],
+                                         SecurityGroups=[SG])["LoadBalancers"][0]["LoadBalancerArn"]
 TCP_TG = fresh_tg(Protocol="TCP")
 TLS_LISTENER, _ = fresh_listener(NLB, actions=[{"Type": "forward", "TargetGroupArn": TCP_TG}], Protocol="TLS",
                                  Certificates=[{"CertificateArn": ACM_CERT}])
@@ -932,6 +936,8 @@ ADJUST = {
     "RuleTransform.UrlRewriteConfig": (("type", "url"), typed("url-rewrite", ["HostHeaderRewriteConfig"])),
     "Matcher.GrpcCode": (("code", "grpc"), grpc),
     "CreateListenerInput.AlpnPolicy": (("listener", "tls"), on_tls_listener),
+    "SetSecurityGroupsInput.EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic": (
+        ("load balancer", "network"), lambda structure, request: request.update(LoadBalancerArn=GUARDED_NLB)),
     "SubnetMapping.AllocationId": (("address", "elastic"), network_lb("internet-facing")),
     # An Elastic IP named by its address rather than its allocation (or association) id.
     "ReleaseAddressRequest.PublicIp": (("by", "ip"), drop("AllocationId")),

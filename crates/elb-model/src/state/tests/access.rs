@@ -74,6 +74,7 @@ fn egress_rules_bound_where_a_load_balancers_nodes_may_connect() {
     w.run(Command::SetSecurityGroups {
         arn: lb.clone(),
         security_groups: vec![sg.clone()],
+        privatelink_inbound_rules: None,
     })
     .unwrap();
     let target: std::net::IpAddr = "127.1.0.10".parse().unwrap();

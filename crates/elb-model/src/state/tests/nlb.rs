@@ -677,3 +677,44 @@ fn set_subnets_takes_a_new_zones_chosen_address_and_keeps_the_others() {
     assert_eq!(node_in(&w, "us-east-1c"), Some(chosen));
     assert_eq!(node_in(&w, "us-east-1b"), None);
 }
+
+#[test]
+fn privatelink_inbound_rules_are_a_guarded_network_load_balancers_setting() {
+    let mut w = World::new();
+    let sg = w
+        .state
+        .security_groups
+        .values()
+        .find(|g| g.name == "default")
+        .unwrap()
+        .id
+        .clone();
+    let nlb = w.created(Command::CreateLoadBalancer(CreateLoadBalancer {
+        name: "guarded".into(),
+        kind: LoadBalancerKind::Network,
+        scheme: None,
+        ip_address_type: None,
+        subnet_ids: vec![w.subnet("us-east-1a")],
+        subnet_mappings: vec![],
+        security_groups: Some(vec![sg.clone()]),
+        origin: Origin::Api,
+    }));
+    assert!(
+        w.state.load_balancers[&nlb].privatelink_inbound_rules,
+        "AWS's default: on"
+    );
+    let set = |w: &mut World, arn: &str, on| {
+        w.run(Command::SetSecurityGroups {
+            arn: arn.to_owned(),
+            security_groups: vec![sg.clone()],
+            privatelink_inbound_rules: Some(on),
+        })
+    };
+    set(&mut w, &nlb, false).unwrap();
+    assert!(!w.state.load_balancers[&nlb].privatelink_inbound_rules);
+    let alb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
+    assert_eq!(
+        set(&mut w, &alb, true).unwrap_err().code,
+        ErrorCode::ValidationError
+    );
+}
