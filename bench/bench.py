@@ -668,7 +668,8 @@ def main():
     record = {"date": when, "machine": machine, "versions": versions, "rounds": args.rounds,
               "seconds": args.seconds, "open_loop_rate": rate, "rows": rows}
     (results / f"{when}.json").write_text(json.dumps(record, indent=2))
-    if not args.quick:
+    # The document holds full runs of every scenario: a run of some (--only) leaves it be.
+    if not args.quick and args.scenarios == list(SCENARIOS):
         doc = ROOT / "docs/benchmarks.md"
         head = doc.read_text().split("<!-- results -->")[0] if doc.exists() else "# Benchmarks\n\n"
         doc.write_text(f"{head}<!-- results -->\n\n{when}, {machine}; {versions['haproxy']}; "
