@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -55,13 +55,14 @@ pub(super) async fn carry(
     // Room for the largest packet whatever the interface's MTU was set to since.
     let mut buf = vec![0u8; HEADER_LEN + usize::from(u16::MAX)];
     let mut sweep = interval(SWEEP);
+    let mut current = Current::default();
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
             _ = sweep.tick() => {
                 flows.expire(start.elapsed().as_millis() as u64);
                 // Counted on the node's current metrics, idle or not.
-                if let Some(route) = table.load().endpoint(&route.id)
+                if let Some(route) = current.route(&table, &route.id)
                     && !Arc::ptr_eq(&metrics, &route.metrics)
                 {
                     recount(&metrics, &route.metrics, counted);
@@ -69,9 +70,8 @@ pub(super) async fn carry(
                 }
             }
             read = tun.recv_batch(&mut buf, HEADER_LEN, BATCH, |buf, n| {
-                let snapshot = table.load();
-                // This snapshot's route: the appliances and where they stand change.
-                let Some(route) = snapshot.endpoint(&route.id) else {
+                // The current table's route: the appliances and where they stand change.
+                let Some(route) = current.route(&table, &route.id) else {
                     return;
                 };
                 if !Arc::ptr_eq(&metrics, &route.metrics) {
@@ -95,6 +95,27 @@ pub(super) async fn carry(
         }
     }
     metrics.active_flows.fetch_sub(counted, Ordering::Relaxed);
+}
+
+/// An endpoint's route in the current table, looked up again only when the table changes
+/// (a load and a pointer comparison per packet, not a lookup by id). The table is held
+/// weakly: one the data plane has let go of is not kept alive, and its address is not reused
+/// while the weak reference lives.
+#[derive(Default)]
+struct Current {
+    table: Weak<RoutingTable>,
+    route: Option<Arc<EndpointRoute>>,
+}
+
+impl Current {
+    fn route(&mut self, table: &ArcSwap<RoutingTable>, id: &str) -> Option<&Arc<EndpointRoute>> {
+        let snapshot = table.load();
+        if !std::ptr::eq(self.table.as_ptr(), Arc::as_ptr(&snapshot)) {
+            self.table = Arc::downgrade(&snapshot);
+            self.route = snapshot.endpoint(id).cloned();
+        }
+        self.route.as_ref()
+    }
 }
 
 /// Moves `counted` flows from one node's metrics to another's (the node was made anew).
