@@ -65,6 +65,9 @@ pub struct Api {
     pub health: tokio::sync::watch::Receiver<Arc<elb_model::HealthView>>,
     /// Where `s3://BUCKET/KEY` is read from (`BUCKET/KEY` under it): elbd has no S3.
     pub s3_root: std::path::PathBuf,
+    /// Where load balancer logs are put: the attribute change that turns them on puts a test
+    /// file first, as AWS does.
+    pub log_buckets: Arc<elb_logs::Buckets>,
     /// The account and DNS domain of every region (its `region` is the home region's name).
     pub home: Scope,
     /// Regions whose zones the config file names; any other opens on the loopback rule
@@ -122,6 +125,20 @@ impl ApiCall<'_> {
         let (snapshot, out) = self.api.store.update(in_region)?;
         let region = self.region.clone();
         Ok((RegionSnapshot { snapshot, region }, out))
+    }
+
+    /// What `change` would make of this call's region, once every parameter is read; nothing
+    /// is committed.
+    pub fn preview<T>(
+        &self,
+        change: impl FnOnce(&mut Region, &mut Context<'_>) -> Result<T, ModelError>,
+    ) -> Result<T, ApiError> {
+        self.params.finish()?;
+        let region = &self.region;
+        Ok(self
+            .api
+            .store
+            .try_update(|state, cx| state.in_region(region, cx, change))?)
     }
 
     /// [`Store::update`] on the account (IAM, which is global), once every parameter is read.

@@ -11,6 +11,7 @@
 //!   kind; `compile`: snapshot + health → table, and the runtime state kept across
 //!   snapshots; [`targets`]: target sets (a neutral part, a part per protocol) and the
 //!   HTTP balancing algorithms.
+//! - [`access_log`]: ALB access log entries in AWS's format, per node until taken.
 //! - [`admission`]: which clients a listener's security groups admit (pure).
 //! - [`select`]: round robin, least outstanding, slow start (pure).
 //! - [`sticky`]: the stickiness cookies, sealed and opened.
@@ -26,6 +27,7 @@
 //! - `spare`: buffers kept per thread for the relays; `dial`: sockets to targets from a
 //!   chosen source address.
 
+pub mod access_log;
 pub mod admission;
 pub mod binder;
 mod compile;
@@ -119,6 +121,11 @@ impl DataPlane {
     /// The metrics of every node on this host, for `/metrics`.
     pub fn metrics(&self) -> Arc<metrics::Registry> {
         self.runtime.registry()
+    }
+
+    /// The nodes' access logs, for the control path to take their entries.
+    pub fn access_logs(&self) -> Arc<access_log::AccessLogs> {
+        self.runtime.access_logs()
     }
 
     /// Whether `addr` has a listening socket.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use elb_model::{FixedResponse, MtlsMode, Redirect};
 use http::{HeaderName, HeaderValue};
 
+use crate::access_log::AccessLog;
 use crate::admission::Admission;
 use crate::binder::{BindKey, Transport};
 use crate::gateway::flows::{Policy, Standing};
@@ -184,6 +185,8 @@ pub struct HttpRoute {
     pub(crate) relayable: bool,
     /// Whether a rule has a header condition: only then does the relay build a header map.
     pub(crate) header_conditions: bool,
+    /// Where the node's access log entries go, while the load balancer logs.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 impl HttpRoute {

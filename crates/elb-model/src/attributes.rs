@@ -91,10 +91,21 @@ const COMMON_LB: &[Spec] = &[
     spec("deletion_protection.enabled", BOOL, "false", true),
     spec(CROSS_ZONE, BOOL, "false", true),
 ];
-const LOGS_LB: &[Spec] = &[
-    spec("access_logs.s3.enabled", BOOL, "false", false),
-    spec("access_logs.s3.bucket", TEXT, "", false),
-    spec("access_logs.s3.prefix", TEXT, "", false),
+pub const ACCESS_LOGS: &str = "access_logs.s3.enabled";
+pub const ACCESS_LOGS_BUCKET: &str = "access_logs.s3.bucket";
+pub const ACCESS_LOGS_PREFIX: &str = "access_logs.s3.prefix";
+/// ALBs' access logs are built; NLBs' (TLS listeners only) are not yet.
+const ALB_LOGS: &[Spec] = &[
+    spec(ACCESS_LOGS, BOOL, "false", true),
+    spec(ACCESS_LOGS_BUCKET, TEXT, "", true),
+    spec(ACCESS_LOGS_PREFIX, TEXT, "", true),
+];
+const NLB_LOGS: &[Spec] = &[
+    spec(ACCESS_LOGS, BOOL, "false", false),
+    spec(ACCESS_LOGS_BUCKET, TEXT, "", false),
+    spec(ACCESS_LOGS_PREFIX, TEXT, "", false),
+];
+const LB_MISC: &[Spec] = &[
     spec(DENY_IGW, BOOL, "false", false),
     spec("zonal_shift.config.enabled", BOOL, "false", false),
 ];
@@ -516,10 +527,10 @@ pub fn modify_listener(
 }
 
 fn lb_specs(kind: LoadBalancerKind) -> impl Iterator<Item = &'static Spec> {
-    let extra: [&'static [Spec]; 2] = match kind {
-        LoadBalancerKind::Application => [LOGS_LB, ALB_ONLY],
-        LoadBalancerKind::Network => [LOGS_LB, NLB_ONLY],
-        LoadBalancerKind::Gateway => [&[], &[]],
+    let extra: [&'static [Spec]; 3] = match kind {
+        LoadBalancerKind::Application => [ALB_LOGS, LB_MISC, ALB_ONLY],
+        LoadBalancerKind::Network => [NLB_LOGS, LB_MISC, NLB_ONLY],
+        LoadBalancerKind::Gateway => [&[], &[], &[]],
     };
     COMMON_LB.iter().chain(extra.into_iter().flatten())
 }
@@ -582,6 +593,11 @@ pub fn modify_load_balancer(
         let spec = find(&specs, key, "load balancer")?;
         check(spec, value, attrs.get(key))?;
         next.0.insert(key.clone(), value.clone());
+    }
+    if next.flag(ACCESS_LOGS) && next.get(ACCESS_LOGS_BUCKET).is_none_or(str::is_empty) {
+        return Err(ModelError::validation(format!(
+            "The value of '{ACCESS_LOGS_BUCKET}' cannot be empty"
+        )));
     }
     Ok(next)
 }

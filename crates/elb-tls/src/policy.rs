@@ -40,6 +40,14 @@ const SUITES: &[(&str, CipherSuite)] = &[
     ),
 ];
 
+/// OpenSSL's name of `suite`, as ELB's access logs name the one a connection negotiated.
+pub fn openssl_name(suite: CipherSuite) -> Option<&'static str> {
+    SUITES
+        .iter()
+        .find(|(_, c)| *c == suite)
+        .map(|(name, _)| *name)
+}
+
 /// What a listener under a policy really offers.
 pub struct Offer {
     pub versions: Vec<&'static SupportedProtocolVersion>,
@@ -53,12 +61,7 @@ impl Offer {
         self.provider
             .cipher_suites
             .iter()
-            .filter_map(|s| {
-                SUITES
-                    .iter()
-                    .find(|(_, c)| *c == s.suite())
-                    .map(|(name, _)| *name)
-            })
+            .filter_map(|s| openssl_name(s.suite()))
             .collect()
     }
 }

@@ -67,6 +67,13 @@ struct FileSettings {
     /// with one of them.
     #[serde(default)]
     credentials: BTreeMap<String, String>,
+    /// How often access logs are delivered (AWS: every five minutes).
+    access_log_interval_seconds: Option<u64>,
+    /// An S3-compatible server logs are delivered to, instead of `<data-dir>/s3`.
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,7 +197,27 @@ pub(crate) struct Settings {
     pub(crate) topologies: BTreeMap<String, Topology>,
     /// API credentials (access key id → secret); empty means signatures are not checked.
     pub(crate) credentials: BTreeMap<String, String>,
+    pub(crate) logs: LogSettings,
 }
+
+/// Where and how often load balancer logs are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogSettings {
+    pub(crate) interval: std::time::Duration,
+    /// `None`: elbd's S3 stand-in, `<data-dir>/s3`.
+    pub(crate) s3: Option<S3Endpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct S3Endpoint {
+    pub(crate) url: String,
+    pub(crate) region: String,
+    /// (access key id, secret access key); unsigned requests without.
+    pub(crate) credentials: Option<(String, String)>,
+}
+
+/// AWS delivers access logs every five minutes.
+const DEFAULT_LOG_INTERVAL_SECONDS: u64 = 300;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Config {
@@ -257,6 +284,10 @@ impl Settings {
             scope: Scope::default(),
             topologies: BTreeMap::new(),
             credentials: BTreeMap::new(),
+            logs: LogSettings {
+                interval: std::time::Duration::from_secs(DEFAULT_LOG_INTERVAL_SECONDS),
+                s3: None,
+            },
         }
     }
 }
@@ -347,11 +378,49 @@ impl FileSettings {
             && self.zone.is_empty()
             && self.eip_cidr.is_none()
             && self.regions.is_empty()
-            && self.credentials.is_empty();
+            && self.credentials.is_empty()
+            && self.access_log_interval_seconds.is_none()
+            && self.s3_endpoint.is_none()
+            && self.s3_region.is_none()
+            && self.s3_access_key_id.is_none()
+            && self.s3_secret_access_key.is_none();
         if untouched {
             return Ok(None);
         }
         let mut settings = Settings::embedded();
+        if let Some(seconds) = self.access_log_interval_seconds {
+            if !(1..=3600).contains(&seconds) {
+                return Err(format!(
+                    "settings.access_log_interval_seconds: {seconds} is not between 1 and 3600"
+                ));
+            }
+            settings.logs.interval = std::time::Duration::from_secs(seconds);
+        }
+        let credentials = match (self.s3_access_key_id, self.s3_secret_access_key) {
+            (Some(id), Some(secret)) => Some((id, secret)),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "settings.s3_access_key_id and settings.s3_secret_access_key go together"
+                        .to_owned(),
+                );
+            }
+        };
+        match self.s3_endpoint {
+            Some(url) => {
+                settings.logs.s3 = Some(S3Endpoint {
+                    url,
+                    region: self.s3_region.unwrap_or_else(|| "us-east-1".to_owned()),
+                    credentials,
+                });
+            }
+            None if credentials.is_some() || self.s3_region.is_some() => {
+                return Err(
+                    "settings.s3_region and S3 credentials need settings.s3_endpoint".to_owned(),
+                );
+            }
+            None => {}
+        }
         if let Some(region) = self.region {
             settings.scope.region = region;
         }

@@ -15,12 +15,14 @@ use elb_api::{Api, Credentials};
 use elb_dataplane::{Applied, BindKey, DataPlane};
 use elb_dns::Dns;
 use elb_health::HealthChecker;
+use elb_logs::Buckets;
 use elb_metrics::history::History;
 use elb_model::{Command, EndpointState, LoadBalancerState, State};
 use elb_store::{Snapshot, SqliteBackend, Store};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
+use crate::access_logs::Delivery;
 use crate::config::{Config, Settings};
 use crate::reconcile::reconcile;
 use crate::scrape::{self, Scrape};
@@ -146,6 +148,24 @@ async fn serve(
         fastrand::u64(..),
         args.transparent_client_ip,
     );
+    let buckets = Arc::new(match &settings.logs.s3 {
+        Some(s3) => Buckets::remote(&s3.url, &s3.region, s3.credentials.clone())
+            .map_err(anyhow::Error::msg)?,
+        None => Buckets::Local(args.data_dir.join("s3")),
+    });
+    let delivery = Delivery::open(
+        &args.data_dir,
+        buckets.clone(),
+        store.clone(),
+        dataplane.access_logs(),
+        settings.logs.interval,
+    )
+    .with_context(|| format!("the access log spool in {}", args.data_dir.display()))?;
+    let (stop_logs, logs_stopped) = tokio::sync::watch::channel(false);
+    let logs = Logs {
+        task: tokio::spawn(delivery.run(logs_stopped)),
+        stop: stop_logs,
+    };
     if let Some(addr) = args.api_listen {
         let history = Arc::new(Mutex::new(History::default()));
         let listener = tokio::net::TcpListener::bind(addr)
@@ -156,6 +176,7 @@ async fn serve(
             credentials: Credentials(settings.credentials.clone().into_iter().collect()),
             health: checker.subscribe(),
             s3_root: args.data_dir.join("s3"),
+            log_buckets: buckets.clone(),
             home: settings.scope.clone(),
             topologies: settings.topologies.clone(),
             metrics: history.clone(),
@@ -216,19 +237,28 @@ async fn serve(
                     commit(&store, settled, "settling endpoints").await;
                 }
                 _ = hangup.recv() => reload(&args, &settings, &store).await,
-                _ = terminate.recv() => return stop(dataplane, args.drain_seconds).await,
-                _ = interrupt.recv() => return stop(dataplane, args.drain_seconds).await,
+                _ = terminate.recv() => return stop(dataplane, logs, args.drain_seconds).await,
+                _ = interrupt.recv() => return stop(dataplane, logs, args.drain_seconds).await,
             }
         }
     }
 }
 
-async fn stop(dataplane: DataPlane, drain_seconds: u64) -> anyhow::Result<()> {
+/// The access log delivery task, and what stops it.
+struct Logs {
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn stop(dataplane: DataPlane, logs: Logs, drain_seconds: u64) -> anyhow::Result<()> {
     info!(
         drain_seconds,
         "stopping: listeners closed, draining connections"
     );
     dataplane.shutdown().await;
+    // After the drain: the requests that finished in it are logged too.
+    let _ = logs.stop.send(true);
+    let _ = logs.task.await;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Describe/Modify of load balancer, target group and listener attributes.
 
-use elb_model::{Attributes, Command, ErrorCode, ModelError};
+use elb_model::attributes::{ACCESS_LOGS, ACCESS_LOGS_BUCKET, ACCESS_LOGS_PREFIX};
+use elb_model::{Attributes, Command, ErrorCode, LoadBalancer, ModelError};
 
 use crate::ApiCall;
 use crate::error::ApiError;
@@ -38,6 +39,27 @@ pub(super) fn describe_load_balancer(api: &ApiCall<'_>, params: &Params) -> Resu
 pub(super) fn modify_load_balancer(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?.to_owned();
     let changes = changes(params)?;
+    let before = api.snapshot().state().load_balancers.get(&arn).cloned();
+    let after = api.preview(|state, cx| {
+        state.apply(
+            Command::ModifyLoadBalancerAttributes {
+                arn: arn.clone(),
+                changes: changes.clone(),
+            },
+            cx,
+        )?;
+        Ok(state.load_balancers[&arn].clone())
+    })?;
+    fn logs(lb: &LoadBalancer) -> Option<(Option<&str>, Option<&str>)> {
+        let a = &lb.attributes;
+        a.flag(ACCESS_LOGS)
+            .then(|| (a.get(ACCESS_LOGS_BUCKET), a.get(ACCESS_LOGS_PREFIX)))
+    }
+    if let Some((Some(bucket), prefix)) = logs(&after)
+        && before.as_ref().and_then(logs) != logs(&after)
+    {
+        write_test_file(api, &after, bucket, prefix.unwrap_or_default())?;
+    }
     let (snapshot, _) = api.update(|state, cx| {
         state.apply(
             Command::ModifyLoadBalancerAttributes {
@@ -48,6 +70,31 @@ pub(super) fn modify_load_balancer(api: &ApiCall<'_>, params: &Params) -> Result
         )
     })?;
     Ok(render(&snapshot.state().load_balancers[&arn].attributes))
+}
+
+/// Puts AWS's `ELBAccessLogTestFile` in the bucket that access logs are turned on for: a
+/// bucket that cannot take it refuses the change, as AWS's bucket policy check does.
+fn write_test_file(
+    api: &ApiCall<'_>,
+    lb: &LoadBalancer,
+    bucket: &str,
+    prefix: &str,
+) -> Result<(), ApiError> {
+    let account = api.snapshot().state().scope.account.clone();
+    let key = elb_logs::test_file_key(prefix, &account);
+    let name = lb.arn.rsplit_once(":loadbalancer/").map_or("", |(_, n)| n);
+    let body = elb_logs::test_file_body(name, std::time::SystemTime::now());
+    // Handlers run on the blocking pool: waiting here holds no runtime thread.
+    let put = api.log_buckets.put(bucket, &key, body.into_bytes());
+    tokio::runtime::Handle::current()
+        .block_on(put)
+        .map_err(|e| {
+            tracing::info!(bucket, error = %e, "access log bucket refused the test file");
+            ApiError::from(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                format!("Access Denied for bucket: {bucket}. Please check S3bucket permission"),
+            ))
+        })
 }
 
 pub(super) fn describe_target_group(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {

@@ -14,8 +14,10 @@ use http::{HeaderName, HeaderValue};
 
 use super::targets::choose;
 use super::{Inputs, Kept, Runtime, keep};
+use crate::access_log::AccessLog;
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
+use crate::metrics::dimension;
 use crate::pool::TargetPool;
 use crate::select;
 use crate::sticky::Stickiness;
@@ -96,6 +98,16 @@ impl Runtime {
                 sealer: inputs.sealer.clone(),
                 relayable: false,
                 header_conditions,
+                access_log: (lb.attributes.get("access_logs.s3.enabled") == Some("true")).then(
+                    || {
+                        keep(
+                            &self.kept.access_logs,
+                            &mut used.access_logs,
+                            (lb.arn.clone(), node_ip),
+                            || Arc::new(AccessLog::new(dimension(&lb.arn))),
+                        )
+                    },
+                ),
             };
             route.relayable = route.relay_serves();
             served.push((node, Listener::Http(Arc::new(route))));

@@ -26,6 +26,7 @@ use elb_model::{
 use elb_tls::server::Resumption;
 use tracing::warn;
 
+use crate::access_log::{AccessLog, AccessLogs};
 use crate::admission::Admission;
 use crate::binder::BindKey;
 use crate::metrics::{
@@ -51,6 +52,8 @@ pub(crate) struct Runtime {
     sealer: Option<(String, Arc<CookieSealer>)>,
     /// Gateway nodes' sockets and endpoints' interfaces.
     gateway: Arc<crate::gateway::Shared>,
+    /// Where the control path takes access log entries from.
+    access_logs: Arc<AccessLogs>,
 }
 
 /// What snapshots hand on to the next. Each compile fills a new one with what it uses, which
@@ -79,6 +82,9 @@ struct Kept {
     tls: HashMap<String, Arc<rustls::ServerConfig>>,
     /// (node id, registration key) → what resets the node's flows to the target.
     terminators: HashMap<(String, String), Arc<nlb::Terminator>>,
+    /// (load balancer ARN, node address) → the node's access log, while the load balancer
+    /// logs: entries not yet taken survive a snapshot.
+    access_logs: HashMap<(String, IpAddr), Arc<AccessLog>>,
 }
 
 impl Kept {
@@ -144,6 +150,7 @@ impl Runtime {
             resumption: None,
             sealer: None,
             gateway: Arc::default(),
+            access_logs: Arc::default(),
         }
     }
 
@@ -201,6 +208,11 @@ impl Runtime {
         }
         nlb::forget(&self.kept, &used, state);
         self.registry.replace(used.series());
+        let logs = used.access_logs.iter();
+        self.access_logs.replace(
+            logs.map(|((lb, ip), log)| (lb.clone(), *ip, log.clone()))
+                .collect(),
+        );
         self.kept = used;
         RoutingTable {
             revision,
@@ -211,6 +223,10 @@ impl Runtime {
 
     pub(crate) fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
+    }
+
+    pub(crate) fn access_logs(&self) -> Arc<AccessLogs> {
+        self.access_logs.clone()
     }
 
     fn sealer(&mut self, key: &str) -> Option<Arc<CookieSealer>> {

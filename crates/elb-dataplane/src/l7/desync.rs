@@ -19,6 +19,18 @@ pub enum Class {
     Severe,
 }
 
+impl Class {
+    /// As access logs' `classification` field writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Compliant => "Compliant",
+            Self::Acceptable => "Acceptable",
+            Self::Ambiguous => "Ambiguous",
+            Self::Severe => "Severe",
+        }
+    }
+}
+
 /// `routing.http.desync_mitigation_mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

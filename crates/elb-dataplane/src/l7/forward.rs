@@ -49,6 +49,9 @@ pub(super) async fn handle(
     let verdict = route.http.desync.verdict(class);
     if class != desync::Class::Compliant {
         tracing::info!(%peer, ?class, reason, ?verdict, "desync mitigation classified a request");
+        if let Some(facts) = tally.outcome.facts() {
+            facts.classification = Some((class.name(), reason));
+        }
     }
     match verdict {
         Verdict::Forward => {}
@@ -148,6 +151,9 @@ async fn proxy(
     tally: &mut Tally,
 ) -> Result<Response<Body>, ProxyError> {
     tally.group = Some(targets.proto.metrics.clone());
+    if let Some(facts) = tally.outcome.facts() {
+        facts.target_group = Some(targets.target_group_arn.clone());
+    }
     if targets.registered == 0 {
         return Err(ProxyError::NoTargets);
     }
@@ -224,12 +230,18 @@ async fn proxy(
     let previous = headers.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok());
     let mut trace = Vec::with_capacity(128);
     write_trace_id(&mut trace, previous, now_ms() / 1000, fastrand::u128(..));
+    if let Some(facts) = tally.outcome.facts() {
+        facts.trace_id = Some(String::from_utf8_lossy(&trace).into_owned());
+    }
     if let Ok(trace) = HeaderValue::try_from(trace) {
         headers.insert(&X_AMZN_TRACE_ID, trace);
     }
 
     let idle_timeout = route.http.idle_timeout;
     let sent_at = Instant::now();
+    if let Some(facts) = tally.outcome.facts() {
+        facts.dispatched = Some(facts.started.elapsed());
+    }
     let response = if pooled {
         tokio::time::timeout(idle_timeout, target.proto.pool.send(req))
             .await

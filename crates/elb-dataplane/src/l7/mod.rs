@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::debug;
 
+use crate::access_log::{Facts, LoggedHead, Session};
 use crate::metrics::Active;
 use crate::table::{HttpRoute, HttpSettings, RoutingTable};
 
@@ -57,7 +58,8 @@ pub(crate) fn spawn(
     let active = route.door.metrics.as_ref().map(Active::new);
     if route.tls.is_none() && route.relayable {
         let idle = route.http.idle_timeout;
-        let relay = relay::serve(stream, local, peer, table, stopped, idle);
+        let session = Session::plain(peer);
+        let relay = relay::serve(stream, local, session, table, stopped, idle);
         connections.spawn(async move {
             relay.await;
             drop(active);
@@ -93,6 +95,29 @@ fn dress(response: &mut hyper::Response<Body>, route: &HttpRoute) {
     }
 }
 
+/// What a general-path request's access log entry needs from its head.
+fn facts(req: &Request<Incoming>, route: &HttpRoute, session: &Session) -> Facts {
+    let headers = req.headers();
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = req
+        .uri()
+        .host()
+        .or_else(|| text(http::header::HOST).map(headers::strip_port))
+        .unwrap_or(&route.dns_name);
+    let head = LoggedHead {
+        method: req.method().as_str(),
+        host,
+        scheme: route.scheme(),
+        port: route.port,
+        target: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        version: req.version(),
+        user_agent: text(http::header::USER_AGENT),
+        websocket: text(http::header::UPGRADE).is_some_and(|u| u.eq_ignore_ascii_case("websocket")),
+        grpc: text(http::header::CONTENT_TYPE).is_some_and(|c| c.starts_with("application/grpc")),
+    };
+    Facts::new(&head, session.tls.is_some())
+}
+
 /// A client gets this long to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -114,7 +139,7 @@ async fn general(
         return http(
             stream,
             Vec::new(),
-            (local, peer),
+            (local, Session::plain(peer)),
             &route.http,
             client,
             table,
@@ -127,14 +152,15 @@ async fn general(
         Ok(Ok(stream)) if route.relayable && stream.get_ref().1.alpn_protocol() != Some(b"h2") => {
             let idle = route.http.idle_timeout;
             drop(route);
-            relay::serve(stream, local, peer, table, stopped, idle).await;
+            let session = Session::tls(peer, stream.get_ref().1);
+            relay::serve(stream, local, session, table, stopped, idle).await;
         }
         Ok(Ok(stream)) => {
             let client = match (route.mtls, stream.get_ref().1.peer_certificates()) {
                 (Some(mode), Some(chain)) => ClientCert::of(mode, chain),
                 _ => ClientCert::default(),
             };
-            let ends = (local, peer);
+            let ends = (local, Session::tls(peer, stream.get_ref().1));
             http(
                 stream,
                 Vec::new(),
@@ -175,12 +201,12 @@ impl ClientCert {
     }
 }
 
-/// HTTP over an established client stream, from `(local, peer)`; `replay` holds what the
-/// relay already read from it.
+/// HTTP over an established client stream, on `local` for the client `session` tells of;
+/// `replay` holds what the relay already read from it.
 async fn http<S>(
     stream: S,
     replay: Vec<u8>,
-    (local, peer): (SocketAddr, SocketAddr),
+    (local, session): (SocketAddr, Session),
     settings: &HttpSettings,
     client: ClientCert,
     table: Arc<ArcSwap<RoutingTable>>,
@@ -197,8 +223,9 @@ async fn http<S>(
     if !settings.http2 {
         builder = builder.http1_only();
     }
+    let peer = session.peer;
     let service = service_fn(move |req: Request<Incoming>| {
-        let (table, client) = (table.clone(), client.clone());
+        let (table, client, session) = (table.clone(), client.clone(), session.clone());
         // HTTP/1 heads were classified as sent, in order; HTTP/2 ones are classified parsed.
         let class = if req.version() == http::Version::HTTP_2 {
             None
@@ -220,8 +247,12 @@ async fn http<S>(
                 + hyper::body::Body::size_hint(req.body())
                     .exact()
                     .unwrap_or(0);
+            let facts = route
+                .access_log
+                .as_ref()
+                .map(|_| facts(&req, &route, &session));
             // Recorded as a client that left if hyper drops the request before an answer.
-            let mut recording = Recording::new(route.clone(), received);
+            let mut recording = Recording::new(route.clone(), session, received, facts);
             let tally = recording.tally();
             let response = forward::handle(req, &route, peer, &client, class, tally).await;
             let mut response = response.unwrap_or_else(|e| {

@@ -1,6 +1,6 @@
 //! One record per request, made alike by both roads: what was decided, what the client and
-//! the target answered, how long the target took, and how many bytes crossed. Metrics read
-//! it (and access logs will); with `RUST_LOG=elbd::request=debug` each one is also logged.
+//! the target answered, how long the target took, and how many bytes crossed. Metrics and
+//! access logs read it; with `RUST_LOG=elbd::request=debug` each one is also logged.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,6 +13,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::decide::Decision;
 use super::rescue::ProxyError;
+use crate::access_log::{Facts, Session};
 use crate::metrics::{CLIENT_CLOSED, GroupMetrics};
 use crate::table::{HttpRoute, RouteAction};
 
@@ -44,6 +45,8 @@ pub(crate) struct Outcome {
     pub(crate) error: Option<&'static str>,
     pub(crate) received_bytes: u64,
     pub(crate) sent_bytes: u64,
+    /// What the access log entry needs besides: gathered only when the load balancer logs.
+    pub(crate) log: Option<Box<Facts>>,
 }
 
 impl Outcome {
@@ -77,6 +80,7 @@ impl Outcome {
             error: None,
             received_bytes: 0,
             sent_bytes: 0,
+            log: None,
         }
     }
 
@@ -91,10 +95,24 @@ impl Outcome {
         );
     }
 
-    /// Counts the request in the node's and the group's metrics, and logs it at debug level.
-    pub(crate) fn record(&self, route: &HttpRoute, group: Option<&GroupMetrics>) {
+    /// The record's access log facts, when it gathers them.
+    pub(crate) fn facts(&mut self) -> Option<&mut Facts> {
+        self.log.as_deref_mut()
+    }
+
+    /// Counts the request in the node's and the group's metrics, writes its access log
+    /// entry when the load balancer logs, and logs it at debug level.
+    pub(crate) fn record(
+        &self,
+        route: &HttpRoute,
+        group: Option<&GroupMetrics>,
+        session: &Session,
+    ) {
         if let Some(metrics) = &route.door.metrics {
             metrics.record(self, group);
+        }
+        if let (Some(log), Some(facts)) = (&route.access_log, &self.log) {
+            log.write(session, self, facts);
         }
         tracing::debug!(
             target: "elbd::request",
@@ -127,10 +145,17 @@ pub(crate) struct Recording {
 }
 
 impl Recording {
-    /// `received`: the request's size in bytes.
-    pub(crate) fn new(route: Arc<HttpRoute>, received: u64) -> Self {
+    /// `received`: the request's size in bytes; `facts`: what its access log entry needs,
+    /// when the load balancer logs.
+    pub(crate) fn new(
+        route: Arc<HttpRoute>,
+        session: Session,
+        received: u64,
+        facts: Option<Facts>,
+    ) -> Self {
         let mut outcome = Outcome::refused();
         outcome.received_bytes = received;
+        outcome.log = facts.map(Box::new);
         Self {
             pending: Some(Pending {
                 tally: Tally {
@@ -138,6 +163,7 @@ impl Recording {
                     group: None,
                 },
                 route,
+                session,
             }),
         }
     }
@@ -151,6 +177,15 @@ impl Recording {
         let mut pending = self.pending.take().expect("answered once");
         let outcome = &mut pending.tally.outcome;
         outcome.elb_status = response.status().as_u16();
+        if outcome.action == Action::Redirect
+            && let Some(facts) = outcome.log.as_deref_mut()
+        {
+            facts.redirect_url = response
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_owned);
+        }
         // `HTTP/1.1 200 OK\r\n`, about: hyper writes the head.
         outcome.sent_bytes = head_size(17, response.headers());
         response.map(|inner| Tallied {
@@ -182,12 +217,13 @@ pub(crate) struct Tallied<B> {
 struct Pending {
     tally: Tally,
     route: Arc<HttpRoute>,
+    session: Session,
 }
 
 impl Pending {
     fn record(self) {
         let group = self.tally.group.as_deref();
-        self.tally.outcome.record(&self.route, group);
+        self.tally.outcome.record(&self.route, group, &self.session);
     }
 }
 

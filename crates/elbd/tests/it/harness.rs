@@ -472,7 +472,7 @@ pub(crate) fn listening(octet: u8, port: u16) -> Vec<SocketAddrV4> {
         .collect()
 }
 
-/// The Python venv with the aws cli and boto3: `.ci/run` makes it; a test run without it
+/// The Python venv with the aws cli, boto3, grpcio and moto's S3 server: `.ci/run` makes it; a test run without it
 /// makes it once (about 20 s).
 pub(crate) fn venv() -> &'static Path {
     static VENV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -484,7 +484,7 @@ pub(crate) fn venv() -> &'static Path {
                 .status()
                 .is_ok_and(|s| s.success())
         };
-        let pinned = "import botocore, grpc; assert botocore.__version__ == '1.44.18'";
+        let pinned = "import botocore, grpc, moto; assert botocore.__version__ == '1.44.18'";
         if !venv.join("bin/aws").exists() || !holds(pinned) {
             let ok = Command::new("python3")
                 .arg("-m")
@@ -495,12 +495,12 @@ pub(crate) fn venv() -> &'static Path {
                 && Command::new(venv.join("bin/pip"))
                     // The versions .ci/run pins (the model table test needs botocore's).
                     .args(["install", "-q", "awscli==1.46.3", "boto3==1.44.18"])
-                    .args(["botocore==1.44.18", "grpcio"])
+                    .args(["botocore==1.44.18", "grpcio", "moto[server]==5.2.6"])
                     .status()
                     .is_ok_and(|s| s.success());
             assert!(
                 ok,
-                "could not make {} with awscli, boto3 and grpcio",
+                "could not make {} with awscli, boto3, grpcio and moto",
                 venv.display()
             );
         }

@@ -2,6 +2,7 @@
 //! and real clients on loopback. Every test uses its own 127.x.0.0/16 zones (see
 //! [`harness::Lab`]), so they run in parallel.
 
+mod access_logs;
 mod api;
 mod dns;
 mod errors;

@@ -35,6 +35,7 @@ use super::outcome::Outcome;
 use super::rescue::{self, ProxyError};
 use super::rules::RequestView;
 use super::{ClientCert, dress, now_ms};
+use crate::access_log::{Facts, LoggedHead, Session};
 use crate::metrics::{CLIENT_CLOSED, GroupMetrics};
 use crate::pool::TargetPool;
 use crate::spare;
@@ -83,14 +84,14 @@ impl ClientStream for TlsStream<TcpStream> {
 pub(super) async fn serve<S: ClientStream>(
     stream: S,
     local: SocketAddr,
-    peer: SocketAddr,
+    session: Session,
     table: Arc<ArcSwap<RoutingTable>>,
     mut stopped: watch::Receiver<bool>,
     idle_timeout: Duration,
 ) {
     let mut client = Client {
         stream,
-        peer,
+        session,
         buf: Vec::new(),
         idle_timeout,
         sent: 0,
@@ -131,7 +132,7 @@ pub(super) async fn serve<S: ClientStream>(
     let general = super::http(
         client.stream,
         client.buf,
-        (local, peer),
+        (local, client.session),
         &http,
         ClientCert::default(),
         table,
@@ -143,7 +144,8 @@ pub(super) async fn serve<S: ClientStream>(
 
 struct Client<S> {
     stream: S,
-    peer: SocketAddr,
+    /// Who the client is, for its requests' access log entries.
+    session: Session,
     /// Bytes read from the client and not yet passed on.
     buf: Vec<u8>,
     idle_timeout: Duration,
@@ -212,7 +214,7 @@ async fn exchange<S: ClientStream>(
 ) -> Next {
     client.sent = 0;
     let mut taken = loop {
-        match take_request(&client.buf, route, client.peer, out) {
+        match take_request(&client.buf, route, &client.session, out) {
             Reading::Taken(taken) => break taken,
             Reading::Partial => match client.read().await {
                 Ok(0) | Err(_) => return Next::Close,
@@ -255,6 +257,9 @@ async fn exchange<S: ClientStream>(
         idempotent: taken.idempotent,
     };
     let sent_at = Instant::now();
+    if let Some(facts) = taken.outcome.facts() {
+        facts.dispatched = Some(facts.started.elapsed());
+    }
     let sent = send(&endpoint.proto.pool, request, client, response, idle).await;
     let mut outcome = std::mem::replace(&mut taken.outcome, Outcome::refused());
     let answered = match sent {
@@ -320,9 +325,10 @@ fn request_len(head_len: usize, body: u64) -> usize {
 fn take_request<'r>(
     buf: &[u8],
     route: &'r HttpRoute,
-    peer: SocketAddr,
+    session: &Session,
     out: &mut Vec<u8>,
 ) -> Reading<'r> {
+    let peer = session.peer;
     // Uninitialised: filling 64 empty headers per request costs more than parsing them.
     let mut storage = [const { MaybeUninit::uninit() }; head::MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -363,12 +369,39 @@ fn take_request<'r>(
         headers: &headers,
         peer: peer.ip(),
     };
-    let failed = |error, outcome| Refusal {
+    let log = route.access_log.as_ref().map(|_| {
+        let header = |name: &str| {
+            req.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .and_then(|h| std::str::from_utf8(h.value).ok())
+        };
+        let head = LoggedHead {
+            method,
+            host: view.host.unwrap_or(&route.dns_name),
+            scheme: route.scheme(),
+            port: route.port,
+            target,
+            version: if req.version == Some(0) {
+                http::Version::HTTP_10
+            } else {
+                http::Version::HTTP_11
+            },
+            user_agent: header("user-agent"),
+            websocket: false,
+            grpc: false,
+        };
+        Box::new(Facts::new(&head, session.tls.is_some()))
+    });
+    let failed = |error, mut outcome: Outcome| Refusal {
         error,
         len: request_len(head_len, facts.body),
         head: method == "HEAD",
         close: facts.close,
-        outcome,
+        outcome: {
+            outcome.log = log.clone();
+            outcome
+        },
     };
     if let Err(e) = refusal(method, facts.forwarded_for) {
         return Reading::Failed(failed(e, Outcome::refused()));
@@ -377,10 +410,11 @@ fn take_request<'r>(
     let RouteAction::Forward(forward) = decision.action else {
         return Reading::Handover;
     };
-    let outcome = Outcome::decided(&decision);
+    let mut outcome = Outcome::decided(&decision);
     let Some(targets) = forward.pick(fastrand::f64()).filter(|t| t.registered > 0) else {
         return Reading::Failed(failed(ProxyError::NoTargets, outcome));
     };
+    outcome.log = log;
 
     let http = &route.http;
     out.clear();
@@ -405,7 +439,12 @@ fn take_request<'r>(
     out.extend_from_slice(b"\r\nx-forwarded-port: ");
     push_decimal(out, route.port);
     out.extend_from_slice(b"\r\nx-amzn-trace-id: ");
+    let trace_at = out.len();
     write_trace_id(out, facts.trace, now_ms() / 1000, fastrand::u128(..));
+    if let Some(log) = outcome.facts() {
+        log.trace_id = Some(String::from_utf8_lossy(&out[trace_at..]).into_owned());
+        log.target_group = Some(targets.target_group_arn.clone());
+    }
     out.extend_from_slice(b"\r\n\r\n");
     Reading::Taken(Taken {
         outcome,
@@ -700,7 +739,7 @@ impl<S: ClientStream> Client<S> {
     ) {
         outcome.received_bytes = len as u64;
         outcome.sent_bytes = self.sent;
-        outcome.record(route, group);
+        outcome.record(route, group, &self.session);
     }
 
     /// Passes the next `left` bytes of the request body from the client to the target;

@@ -1,0 +1,249 @@
+//! Entries on disk until they are delivered. Each stream (a load balancer's node) appends to
+//! `spool/STREAM.log`, beside `spool/STREAM.json` naming its [`Destination`]. Sealing gzips
+//! a stream's file into `ready/NAME.gz` with `ready/NAME.json` (bucket and key), then removes
+//! it; delivery removes a ready object once its bucket has it. Every step leaves a whole
+//! file behind it, so a process killed anywhere loses nothing already appended: the next one
+//! seals what it finds spooled and delivers what it finds ready. A crash between two steps
+//! can deliver an interval twice, never lose it.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+
+use crate::{Destination, random_part};
+
+pub struct Spool {
+    spool: PathBuf,
+    ready: PathBuf,
+    /// Streams with a file open, and where their entries go.
+    open: HashMap<String, (Destination, File)>,
+}
+
+/// A sealed object waiting for its bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {
+    pub bucket: String,
+    pub key: String,
+    /// The gzipped object.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+impl Ready {
+    pub fn body(&self) -> io::Result<Vec<u8>> {
+        fs::read(&self.path)
+    }
+
+    /// Forgets the object: its bucket has it.
+    pub fn delivered(self) -> io::Result<()> {
+        fs::remove_file(self.path.with_extension("json"))?;
+        fs::remove_file(&self.path)
+    }
+}
+
+impl Spool {
+    /// The spool under `root`, made if missing; what an earlier process spooled is sealed
+    /// now, as an interval that ended when it stopped.
+    pub fn open(root: &Path, now: SystemTime) -> io::Result<Self> {
+        let spool = Self {
+            spool: root.join("spool"),
+            ready: root.join("ready"),
+            open: HashMap::new(),
+        };
+        fs::create_dir_all(&spool.spool)?;
+        fs::create_dir_all(&spool.ready)?;
+        for entry in fs::read_dir(&spool.spool)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let stream = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
+                let destination = fs::read(path.with_extension("json"))
+                    .ok()
+                    .and_then(|json| serde_json::from_slice(&json).ok());
+                match destination {
+                    Some(destination) => spool.seal_file(stream, &destination, now)?,
+                    None => tracing::warn!(
+                        path = %path.display(),
+                        "a spooled log without its destination is left where it is"
+                    ),
+                }
+            }
+        }
+        Ok(spool)
+    }
+
+    /// Appends `entries` to `stream`'s file. `stream` names a file: letters, digits, `.`,
+    /// `-` and `_` only. A stream whose destination changed is sealed first, so that each
+    /// object holds entries for one destination.
+    pub fn append(
+        &mut self,
+        stream: &str,
+        destination: &Destination,
+        entries: &[u8],
+        now: SystemTime,
+    ) -> io::Result<()> {
+        if self
+            .open
+            .get(stream)
+            .is_some_and(|(open, _)| open != destination)
+        {
+            self.seal(stream, now)?;
+        }
+        if !self.open.contains_key(stream) {
+            let path = self.spool.join(format!("{stream}.log"));
+            fs::write(
+                path.with_extension("json"),
+                serde_json::to_vec(destination).map_err(io::Error::other)?,
+            )?;
+            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            self.open
+                .insert(stream.to_owned(), (destination.clone(), file));
+        }
+        let (_, file) = self.open.get_mut(stream).expect("opened above");
+        file.write_all(entries)
+    }
+
+    /// Seals every stream, as its interval ends at `end`.
+    pub fn seal_all(&mut self, end: SystemTime) -> io::Result<()> {
+        let streams: Vec<String> = self.open.keys().cloned().collect();
+        for stream in streams {
+            self.seal(&stream, end)?;
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self, stream: &str, end: SystemTime) -> io::Result<()> {
+        if let Some((destination, file)) = self.open.remove(stream) {
+            drop(file);
+            self.seal_file(stream, &destination, end)?;
+        }
+        Ok(())
+    }
+
+    /// Gzips `stream`'s spooled file into a ready object, and removes it.
+    fn seal_file(
+        &self,
+        stream: &str,
+        destination: &Destination,
+        end: SystemTime,
+    ) -> io::Result<()> {
+        let path = self.spool.join(format!("{stream}.log"));
+        let entries = fs::read(&path)?;
+        if !entries.is_empty() {
+            let random = random_part();
+            let name = format!("{stream}_{}_{random}", crate::log_time(end, 6));
+            let ready = Ready {
+                bucket: destination.bucket.clone(),
+                key: destination.key(end, &random),
+                path: self.ready.join(format!("{name}.gz")),
+            };
+            let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+            gz.write_all(&entries)?;
+            let partial = self.ready.join(format!("{name}.partial"));
+            fs::write(&partial, gz.finish()?)?;
+            fs::write(
+                ready.path.with_extension("json"),
+                serde_json::to_vec(&ready).map_err(io::Error::other)?,
+            )?;
+            fs::rename(partial, &ready.path)?;
+        }
+        fs::remove_file(&path)?;
+        fs::remove_file(path.with_extension("json"))
+    }
+
+    /// The sealed objects not yet delivered.
+    pub fn ready(&self) -> io::Result<Vec<Ready>> {
+        let mut ready = Vec::new();
+        for entry in fs::read_dir(&self.ready)? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "gz") {
+                continue;
+            }
+            let described = fs::read(path.with_extension("json"))
+                .ok()
+                .and_then(|json| serde_json::from_slice::<Ready>(&json).ok());
+            if let Some(described) = described {
+                ready.push(Ready { path, ..described });
+            }
+        }
+        ready.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(ready)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn destination(bucket: &str) -> Destination {
+        Destination {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            load_balancer: "app.web.0123456789abcdef".into(),
+            node_ip: "127.1.0.5".parse().unwrap(),
+        }
+    }
+
+    fn gunzip(bytes: &[u8]) -> String {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+
+    #[test]
+    fn entries_survive_a_killed_process_and_are_sealed_by_the_next() {
+        let root = std::env::temp_dir().join(format!("elb-logs-spool-{}", fastrand::u64(..)));
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut spool = Spool::open(&root, now).unwrap();
+        spool
+            .append("web_127.1.0.5", &destination("a"), b"one\n", now)
+            .unwrap();
+        spool
+            .append("web_127.1.0.5", &destination("a"), b"two\n", now)
+            .unwrap();
+        // A change of bucket seals what went to the old one.
+        spool
+            .append("web_127.1.0.5", &destination("b"), b"three\n", now)
+            .unwrap();
+        assert_eq!(spool.ready().unwrap().len(), 1);
+        // Killed: the open file is never sealed by this process.
+        drop(spool);
+        let spool = Spool::open(&root, now).unwrap();
+        let ready = spool.ready().unwrap();
+        let buckets: Vec<_> = ready.iter().map(|r| r.bucket.as_str()).collect();
+        assert_eq!(buckets.len(), 2);
+        assert!(buckets.contains(&"a") && buckets.contains(&"b"));
+        for object in ready {
+            let text = gunzip(&object.body().unwrap());
+            let expected = if object.bucket == "a" {
+                "one\ntwo\n"
+            } else {
+                "three\n"
+            };
+            assert_eq!(text, expected);
+            assert!(
+                object.key.contains("_20231114T2213Z_127.1.0.5_"),
+                "{}",
+                object.key
+            );
+            object.delivered().unwrap();
+        }
+        assert!(spool.ready().unwrap().is_empty());
+        fs::remove_dir_all(root).unwrap();
+    }
+}
