@@ -47,6 +47,19 @@ impl Credentials {
         body: &[u8],
         now: i64,
     ) -> Result<Scope, ApiError> {
+        self.authenticate_at(method, "/", headers, body, now)
+    }
+
+    /// [`Credentials::authenticate`] for a request to `path` (no query string), as elbd's
+    /// own endpoints beside the API are signed.
+    pub fn authenticate_at(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Scope, ApiError> {
         let auth = parse(headers)?;
         if self.0.is_empty() {
             return Ok(auth.scope);
@@ -83,7 +96,7 @@ impl Credentials {
                 ),
             ));
         }
-        let expected = signature(secret, method, headers, body, &auth, amz_date)?;
+        let expected = signature(secret, (method, path), headers, body, &auth, amz_date)?;
         if expected != auth.signature {
             return Err(ApiError::new(
                 403,
@@ -166,10 +179,46 @@ fn hmac(key: &[u8], data: &str) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// The signature the client should have sent (Query APIs: POST to `/`, no query string).
+/// Signs a request to `path` (no query string) as a client does: adds `x-amz-date` and
+/// `Authorization` to `headers`, which must hold `host`. For elbd's own clients (`elbd
+/// explain`).
+pub fn sign(
+    (access_key, secret): (&str, &str),
+    (region, service): (&str, &str),
+    (method, path): (&str, &str),
+    headers: &mut HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<(), ApiError> {
+    let amz_date = clock::amz_date(now);
+    let bad = |_| ApiError::internal("a header value elbd made is not valid");
+    headers.insert("x-amz-date", amz_date.parse().map_err(bad)?);
+    let auth = Authorization {
+        scope: Scope {
+            access_key: access_key.to_owned(),
+            date: amz_date[..8].to_owned(),
+            region: region.to_owned(),
+            service: service.to_owned(),
+        },
+        signed_headers: vec!["host".to_owned(), "x-amz-date".to_owned()],
+        signature: String::new(),
+    };
+    let signature = signature(secret, (method, path), headers, body, &auth, &amz_date)?;
+    let s = &auth.scope;
+    let value = format!(
+        "AWS4-HMAC-SHA256 Credential={}/{}/{}/{}/aws4_request, SignedHeaders=host;x-amz-date, \
+         Signature={signature}",
+        s.access_key, s.date, s.region, s.service
+    );
+    headers.insert("authorization", value.parse().map_err(bad)?);
+    Ok(())
+}
+
+/// The signature the client should have sent to `path`, with no query string (Query APIs:
+/// POST to `/`).
 fn signature(
     secret: &str,
-    method: &str,
+    (method, path): (&str, &str),
     headers: &HeaderMap,
     body: &[u8],
     auth: &Authorization,
@@ -187,7 +236,7 @@ fn signature(
         canonical_headers.push_str(&format!("{name}:{}\n", value.trim()));
     }
     let canonical_request = format!(
-        "{method}\n/\n\n{canonical_headers}\n{}\n{}",
+        "{method}\n{path}\n\n{canonical_headers}\n{}\n{}",
         auth.signed_headers.join(";"),
         hex(&Sha256::digest(body))
     );
@@ -280,6 +329,37 @@ mod tests {
             err.message
         );
         assert_eq!(err.status, 403);
+    }
+
+    #[test]
+    fn what_sign_signs_authenticates_at_its_path_only() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "127.0.0.1:4566".parse().unwrap());
+        let now = 1_765_000_000;
+        sign(
+            ("test", "test"),
+            ("us-east-1", "elasticloadbalancing"),
+            ("POST", "/elbd/explain"),
+            &mut headers,
+            b"{}",
+            now,
+        )
+        .unwrap();
+        let creds = creds();
+        let scope = creds
+            .authenticate_at("POST", "/elbd/explain", &headers, b"{}", now)
+            .unwrap();
+        assert_eq!(scope.service, "elasticloadbalancing");
+        assert!(
+            creds
+                .authenticate_at("POST", "/", &headers, b"{}", now)
+                .is_err()
+        );
+        assert!(
+            creds
+                .authenticate_at("POST", "/elbd/explain", &headers, b"{ }", now)
+                .is_err()
+        );
     }
 
     #[test]

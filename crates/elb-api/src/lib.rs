@@ -39,7 +39,7 @@ use elb_model::{Command, Context, ModelError, Outcome, Region, Scope, Topology};
 use elb_store::{Snapshot, Store};
 use tracing::{debug, error};
 
-pub use auth::Credentials;
+pub use auth::{Credentials, sign};
 pub use error::ApiError;
 pub use query::Params;
 use xml::Xml;

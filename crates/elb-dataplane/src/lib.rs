@@ -123,6 +123,11 @@ impl DataPlane {
         self.runtime.registry()
     }
 
+    /// What `elbd explain` asks how a request would be routed now.
+    pub fn explainer(&self) -> l7::explain::Explainer {
+        l7::explain::Explainer(self.table.clone())
+    }
+
     /// The nodes' access logs, for the control path to take their entries.
     pub fn access_logs(&self) -> Arc<access_log::AccessLogs> {
         self.runtime.access_logs()

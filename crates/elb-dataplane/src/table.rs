@@ -215,10 +215,12 @@ impl HttpRoute {
     }
 }
 
-/// A listener rule past its conditions: its priority and what it does.
+/// A listener rule past its conditions: its priority, what it does, and its conditions as
+/// written (for `elbd explain`; the request path uses the compiled matchers beside it).
 pub struct Rule {
     pub priority: u16,
     pub action: RouteAction,
+    pub conditions: Vec<elb_model::Condition>,
 }
 
 /// What a matched rule does.
@@ -253,6 +255,16 @@ impl Forward {
             groups,
             group_stickiness_s,
         }
+    }
+
+    /// Each group with its own weight.
+    pub fn weights(&self) -> impl Iterator<Item = (&HttpTargets, u32)> {
+        let mut previous = 0;
+        self.groups.iter().map(move |(set, upto)| {
+            let weight = upto - previous;
+            previous = *upto;
+            (set.as_ref(), weight)
+        })
     }
 
     /// The group a group-stickiness cookie names, if the action still has it.

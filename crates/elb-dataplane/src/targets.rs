@@ -87,6 +87,40 @@ pub struct Http {
     pub(crate) cursor: Arc<AtomicUsize>,
     /// The group's metrics in the node's zone, kept across snapshots.
     pub metrics: Arc<GroupMetrics>,
+    pub eligibility: Eligibility,
+}
+
+/// Which of a group's targets a node may send to, for `elbd explain`: the rest, and why.
+#[derive(Debug, Clone, Default)]
+pub struct Eligibility {
+    /// Too few targets are healthy: every target in reach takes traffic.
+    pub fail_open: bool,
+    pub passed_over: Vec<PassedOver>,
+}
+
+/// A registered target a node does not send to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassedOver {
+    pub addr: SocketAddr,
+    pub zone: String,
+    pub why: &'static str,
+}
+
+impl PassedOver {
+    pub(crate) const NOT_IN_SERVICE: &str =
+        "not in service (draining, or its instance is not running)";
+    pub(crate) const OTHER_ZONE: &str = "in another zone, and cross-zone load balancing is off";
+    pub(crate) const UNHEALTHY: &str = "not healthy by this node's checks";
+    pub(crate) const EGRESS: &str =
+        "the load balancer's security groups do not let the node reach it";
+
+    pub(crate) fn of(target: &elb_model::Registration, why: &'static str) -> Self {
+        Self {
+            addr: SocketAddr::new(target.address, target.port),
+            zone: target.availability_zone.clone(),
+            why,
+        }
+    }
 }
 
 /// An HTTP target's part.

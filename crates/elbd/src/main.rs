@@ -3,6 +3,7 @@
 mod access_logs;
 mod config;
 mod demo;
+mod explain;
 mod reconcile;
 mod scrape;
 mod serve;
@@ -29,6 +30,9 @@ enum Commands {
     /// Run the load balancers: restore the store, apply the config file, bind every node's
     /// listeners, and follow changes (SIGHUP re-reads the config file).
     Serve(serve::ServeArgs),
+    /// Ask a running elbd how a listener would route a request now: each rule and why it
+    /// matched or not, the action, the target group, the eligible targets and the pick.
+    Explain(explain::ExplainArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Commands::Serve(args) => serve::run(args),
+        Commands::Explain(args) => explain::run(args),
     }
 }
 

@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::access_logs::Delivery;
 use crate::config::{Config, Settings};
+use crate::explain;
 use crate::reconcile::reconcile;
 use crate::scrape::{self, Scrape};
 use crate::{default_data_dir, demo, socket_addr};
@@ -194,9 +195,17 @@ async fn serve(
             credentials: settings.credentials.clone().into_iter().collect(),
         });
         tokio::spawn(scrape::sample(scrape.clone(), history));
-        let routes = elb_api::router(api).merge(scrape::router(scrape));
+        let explain = Arc::new(explain::Endpoint {
+            explainer: dataplane.explainer(),
+            credentials: Credentials(settings.credentials.clone().into_iter().collect()),
+        });
+        let routes = elb_api::router(api)
+            .merge(scrape::router(scrape))
+            .merge(explain::router(explain));
+        // The peer's address: `elbd explain`'s default source.
+        let service = routes.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, routes).await {
+            if let Err(e) = axum::serve(listener, service).await {
                 error!(error = %e, "the API server stopped");
             }
         });

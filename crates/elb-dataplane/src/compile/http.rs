@@ -22,7 +22,7 @@ use crate::pool::TargetPool;
 use crate::select;
 use crate::sticky::Stickiness;
 use crate::table::{Door, Forward, HttpRoute, HttpSettings, Listener, RouteAction, Rule, XffMode};
-use crate::targets::{Algorithm, Endpoint, Http, HttpEndpoint, HttpTargets};
+use crate::targets::{Algorithm, Eligibility, Endpoint, Http, HttpEndpoint, HttpTargets};
 use crate::upstream::Upstream;
 
 impl Runtime {
@@ -72,6 +72,7 @@ impl Runtime {
                     let compiled = Rule {
                         priority: rule.priority,
                         action: action(&rule.actions),
+                        conditions: rule.conditions.clone(),
                     };
                     (matchers.clone(), compiled)
                 })
@@ -176,6 +177,10 @@ impl Runtime {
             .int("slow_start.duration_seconds")
             .unwrap_or(0)
             * 1000;
+        let eligibility = Eligibility {
+            fail_open: choice.fail_open,
+            passed_over: choice.passed_over,
+        };
         let endpoints = choice
             .targets
             .into_iter()
@@ -229,6 +234,7 @@ impl Runtime {
                     ),
                     Arc::default,
                 ),
+                eligibility,
             },
         }
     }

@@ -12,6 +12,7 @@ use elb_model::health::below_minimum;
 use elb_model::{HealthState, HealthView, Node, Region, Registration, TargetGroup};
 
 use super::{Kept, keep};
+use crate::targets::PassedOver;
 
 /// A target the node may send to.
 pub(super) struct Chosen {
@@ -31,6 +32,8 @@ pub(super) struct Choice {
     pub(super) registered: usize,
     /// Too few are healthy: every target in reach is taken, healthy or not.
     pub(super) fail_open: bool,
+    /// The group's other targets, and why the node does not send to them.
+    pub(super) passed_over: Vec<PassedOver>,
 }
 
 /// The group's targets for `node` that `protocol` ("tcp" or "udp") can reach.
@@ -43,6 +46,20 @@ pub(super) fn choose(
     (old, used): (&Kept, &mut Kept),
 ) -> Choice {
     let registered = tg.targets.iter().filter(|t| state.in_service(t)).count();
+    let mut passed_over: Vec<PassedOver> = tg
+        .targets
+        .iter()
+        .filter_map(|t| {
+            let why = if !state.in_service(t) {
+                PassedOver::NOT_IN_SERVICE
+            } else if !state.reaches(node, tg, t) {
+                PassedOver::OTHER_ZONE
+            } else {
+                return None;
+            };
+            Some(PassedOver::of(t, why))
+        })
+        .collect();
     let in_reach: Vec<(Cow<'_, Registration>, String)> = state
         .in_reach(node, tg)
         .map(|t| {
@@ -82,7 +99,12 @@ pub(super) fn choose(
         .into_iter()
         .filter_map(|(registration, key)| {
             let since = healthy_since(&key);
-            if (since.is_none() && !fail_open) || !reachable(&registration) {
+            if since.is_none() && !fail_open {
+                passed_over.push(PassedOver::of(&registration, PassedOver::UNHEALTHY));
+                return None;
+            }
+            if !reachable(&registration) {
+                passed_over.push(PassedOver::of(&registration, PassedOver::EGRESS));
                 return None;
             }
             let outstanding = keep(
@@ -103,5 +125,6 @@ pub(super) fn choose(
         targets,
         registered,
         fail_open,
+        passed_over,
     }
 }

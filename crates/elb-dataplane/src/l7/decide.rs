@@ -82,6 +82,7 @@ mod tests {
             Rule {
                 priority: 7,
                 action: fixed(201),
+                conditions: Vec::new(),
             },
         )];
         let default = fixed(404);

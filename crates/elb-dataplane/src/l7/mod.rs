@@ -4,6 +4,7 @@
 
 mod decide;
 pub mod desync;
+pub mod explain;
 mod forward;
 mod framing;
 mod headers;

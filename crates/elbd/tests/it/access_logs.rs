@@ -30,18 +30,12 @@ async fn logged(lab: &Lab, settings: &str) -> (Logged, Backend) {
     let tg = aws.target_group("logged", &vpc, 9001, "ip", &[]);
     aws.register(&tg, &[lab.ip('a', 10).to_string()]);
     let listener = aws.forward_listener(&lb, 8080, &tg);
-    aws.ok(&[
-        "elbv2",
-        "create-rule",
-        "--listener-arn",
+    aws.rule(
         &listener,
-        "--priority",
-        "10",
-        "--conditions",
-        "Field=path-pattern,Values=/fixed",
-        "--actions",
+        10,
+        &["Field=path-pattern,Values=/fixed"],
         "Type=fixed-response,FixedResponseConfig={StatusCode=418,ContentType=text/plain,MessageBody=tea}",
-    ]);
+    );
     let mut logged = Logged {
         aws,
         lb,

@@ -736,6 +736,23 @@ impl Aws {
             .to_owned()
     }
 
+    /// `create-rule` on `listener_arn` at `priority` with the cli's `--conditions` and one
+    /// action (`Type=…` shorthand).
+    pub(crate) fn rule(
+        &self,
+        listener_arn: &str,
+        priority: u16,
+        conditions: &[&str],
+        action: &str,
+    ) {
+        let priority = priority.to_string();
+        let mut args = vec!["elbv2", "create-rule", "--listener-arn", listener_arn];
+        args.extend(["--priority", &priority, "--conditions"]);
+        args.extend_from_slice(conditions);
+        args.extend(["--actions", action]);
+        self.ok(&args);
+    }
+
     /// Runs `aws ARGS`, expecting failure; returns what it printed.
     pub(crate) fn err(&self, args: &[&str]) -> String {
         let out = self.command(args);

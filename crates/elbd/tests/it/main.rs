@@ -6,6 +6,7 @@ mod access_logs;
 mod api;
 mod dns;
 mod errors;
+mod explain;
 mod gateway;
 mod harness;
 mod health;
