@@ -1,7 +1,8 @@
 //! ALB access logs: one entry per request in AWS's format, written by the request path into
 //! its node's [`AccessLog`] and taken from there by the control path, which spools and
 //! delivers them (`elb-logs`). A request gathers what its entry needs (`Facts`) only when
-//! its load balancer logs; otherwise logging costs nothing.
+//! its load balancer logs; otherwise it allocates nothing for logs (a TLS connection keeps
+//! what it negotiated, once, in its `Session`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -35,9 +36,12 @@ impl AccessLog {
         }
     }
 
-    /// The entries written since the last take, a line each.
+    /// The entries written since the last take, a line each. The log keeps a buffer as
+    /// large, so that a steady load does not grow one anew every time.
     pub fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.entries.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = Vec::with_capacity(entries.len());
+        std::mem::replace(&mut *entries, room)
     }
 
     /// Entries dropped because too many were waiting, since the last call.
@@ -242,7 +246,12 @@ pub(crate) fn write_entry(
         time = log_time(now, 6),
         client = session.peer,
         target = dash(target.as_deref()),
-        request_time = seconds(facts.dispatched),
+        // A request whose target could not be reached was never dispatched.
+        request_time = seconds(
+            facts
+                .dispatched
+                .filter(|_| !outcome.target_connection_error)
+        ),
         target_time = seconds(outcome.target_time.filter(|_| answered)),
         response_time = seconds(answered.then_some(Duration::ZERO)),
         elb_status = outcome.elb_status,

@@ -75,7 +75,13 @@ impl Buckets {
     /// Puts `body` as `bucket`'s object `key`.
     pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), PutError> {
         match self {
-            Self::Local(root) => put_local(root, bucket, key, &body),
+            Self::Local(root) => {
+                // Off the runtime's threads: with one, they carry the traffic too.
+                let (root, bucket, key) = (root.clone(), bucket.to_owned(), key.to_owned());
+                tokio::task::spawn_blocking(move || put_local(&root, &bucket, &key, &body))
+                    .await
+                    .map_err(|e| PutError::Io(std::io::Error::other(e)))?
+            }
             Self::Remote(remote) => remote.put(bucket, key, body).await,
         }
     }

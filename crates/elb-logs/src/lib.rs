@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use buckets::{Buckets, PutError};
-pub use spool::{Ready, Spool};
+pub use spool::{Outbox, Ready, Spool};
 
 /// Where one node's logs of one load balancer go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

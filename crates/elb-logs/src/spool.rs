@@ -20,10 +20,15 @@ use crate::{Destination, random_part};
 
 pub struct Spool {
     spool: PathBuf,
-    ready: PathBuf,
+    outbox: Outbox,
     /// Streams with a file open, and where their entries go.
     open: HashMap<String, (Destination, File)>,
 }
+
+/// The sealed objects waiting for their buckets (`ready/`): what delivery reads, apart from
+/// the spool that fills it.
+#[derive(Debug, Clone)]
+pub struct Outbox(PathBuf);
 
 /// A sealed object waiting for its bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,11 +58,11 @@ impl Spool {
     pub fn open(root: &Path, now: SystemTime) -> io::Result<Self> {
         let spool = Self {
             spool: root.join("spool"),
-            ready: root.join("ready"),
+            outbox: Outbox(root.join("ready")),
             open: HashMap::new(),
         };
         fs::create_dir_all(&spool.spool)?;
-        fs::create_dir_all(&spool.ready)?;
+        fs::create_dir_all(&spool.outbox.0)?;
         for entry in fs::read_dir(&spool.spool)? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "log") {
@@ -128,7 +133,7 @@ impl Spool {
         Ok(())
     }
 
-    /// Gzips `stream`'s spooled file into a ready object, and removes it.
+    /// Gzips `stream`'s spooled file into a ready object, streaming, and removes it.
     fn seal_file(
         &self,
         stream: &str,
@@ -136,19 +141,19 @@ impl Spool {
         end: SystemTime,
     ) -> io::Result<()> {
         let path = self.spool.join(format!("{stream}.log"));
-        let entries = fs::read(&path)?;
-        if !entries.is_empty() {
+        let mut entries = File::open(&path)?;
+        if entries.metadata()?.len() > 0 {
             let random = random_part();
             let name = format!("{stream}_{}_{random}", crate::log_time(end, 6));
             let ready = Ready {
                 bucket: destination.bucket.clone(),
                 key: destination.key(end, &random),
-                path: self.ready.join(format!("{name}.gz")),
+                path: self.outbox.0.join(format!("{name}.gz")),
             };
-            let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-            gz.write_all(&entries)?;
-            let partial = self.ready.join(format!("{name}.partial"));
-            fs::write(&partial, gz.finish()?)?;
+            let partial = self.outbox.0.join(format!("{name}.partial"));
+            let mut gz = GzEncoder::new(File::create(&partial)?, Compression::default());
+            io::copy(&mut entries, &mut gz)?;
+            gz.finish()?;
             fs::write(
                 ready.path.with_extension("json"),
                 serde_json::to_vec(&ready).map_err(io::Error::other)?,
@@ -159,10 +164,16 @@ impl Spool {
         fs::remove_file(path.with_extension("json"))
     }
 
-    /// The sealed objects not yet delivered.
+    pub fn outbox(&self) -> Outbox {
+        self.outbox.clone()
+    }
+}
+
+impl Outbox {
+    /// The sealed objects not yet delivered, oldest key first.
     pub fn ready(&self) -> io::Result<Vec<Ready>> {
         let mut ready = Vec::new();
-        for entry in fs::read_dir(&self.ready)? {
+        for entry in fs::read_dir(&self.0)? {
             let path = entry?.path();
             if path.extension().is_none_or(|e| e != "gz") {
                 continue;
@@ -220,11 +231,11 @@ mod tests {
         spool
             .append("web_127.1.0.5", &destination("b"), b"three\n", now)
             .unwrap();
-        assert_eq!(spool.ready().unwrap().len(), 1);
+        assert_eq!(spool.outbox().ready().unwrap().len(), 1);
         // Killed: the open file is never sealed by this process.
         drop(spool);
         let spool = Spool::open(&root, now).unwrap();
-        let ready = spool.ready().unwrap();
+        let ready = spool.outbox().ready().unwrap();
         let buckets: Vec<_> = ready.iter().map(|r| r.bucket.as_str()).collect();
         assert_eq!(buckets.len(), 2);
         assert!(buckets.contains(&"a") && buckets.contains(&"b"));
@@ -243,7 +254,7 @@ mod tests {
             );
             object.delivered().unwrap();
         }
-        assert!(spool.ready().unwrap().is_empty());
+        assert!(spool.outbox().ready().unwrap().is_empty());
         fs::remove_dir_all(root).unwrap();
     }
 }

@@ -1,21 +1,26 @@
-//! Access log delivery: every quarter second the nodes' new entries go from the data plane
-//! to the spool on disk; at the end of every interval (aligned on the clock, as AWS's five
-//! minutes are) the spool is sealed into AWS's gzipped objects, which are put in their
-//! buckets, again and again until they are taken. At a clean stop whatever is left is sealed
-//! and put; after a `kill -9` the next process does it (`elb_logs::Spool::open`).
+//! Access log delivery, in two parts that never wait on each other. The spooler, a thread of
+//! its own (its work is file I/O), moves the nodes' new entries from the data plane to the
+//! spool on disk every quarter second and, at the end of every interval (aligned on the
+//! clock, as AWS's five minutes are), seals the spool into AWS's gzipped objects. The courier,
+//! a task, puts sealed objects in their buckets when woken and every few seconds; a bucket
+//! that refuses one is passed over until the next round, and the others go on. At a clean
+//! stop whatever is left is sealed and put; after a `kill -9` the next process does it
+//! (`elb_logs::Spool::open`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use elb_dataplane::access_log::{AccessLog, AccessLogs};
-use elb_logs::{Buckets, Destination, Spool};
+use elb_logs::{Buckets, Destination, Outbox, Spool};
 use elb_model::State;
+use elb_model::attributes::{ACCESS_LOGS, ACCESS_LOGS_BUCKET, ACCESS_LOGS_PREFIX};
 use elb_store::Store;
-use tokio::sync::watch;
-use tracing::warn;
+use tokio::sync::{Notify, watch};
+use tracing::{error, warn};
 
 /// How often entries move from memory to the spool: what a `kill -9` can lose at most.
 const FLUSH: Duration = Duration::from_millis(250);
@@ -24,57 +29,189 @@ const RETRY: Duration = Duration::from_secs(5);
 /// At a clean stop, delivery is given this long.
 const LAST_DELIVERY: Duration = Duration::from_secs(10);
 
+/// The running spooler and courier.
 pub(crate) struct Delivery {
-    spool: Spool,
-    buckets: Arc<Buckets>,
-    store: Arc<Store>,
-    logs: Arc<AccessLogs>,
-    interval: Duration,
-    /// Every log seen, by stream, with where its entries last went: a log the data plane
-    /// dropped (logging turned off, the load balancer deleted) is emptied once more.
-    known: HashMap<(String, IpAddr), (Arc<AccessLog>, Option<Destination>)>,
+    stop_spooler: mpsc::Sender<()>,
+    spooler: std::thread::JoinHandle<()>,
+    stop_courier: watch::Sender<bool>,
+    courier: tokio::task::JoinHandle<()>,
 }
 
 impl Delivery {
-    /// The spool under `<data-dir>/logs`, with what an earlier process left in it sealed.
-    pub(crate) fn open(
+    /// Opens the spool under `<data-dir>/logs` (sealing what an earlier process left in it)
+    /// and starts both parts.
+    pub(crate) fn start(
         data_dir: &Path,
         buckets: Arc<Buckets>,
         store: Arc<Store>,
         logs: Arc<AccessLogs>,
         interval: Duration,
     ) -> std::io::Result<Self> {
-        Ok(Self {
-            spool: Spool::open(&data_dir.join("logs"), SystemTime::now())?,
+        let spool = Spool::open(&data_dir.join("logs"), SystemTime::now())?;
+        let sealed = Arc::new(Notify::new());
+        let courier = Courier {
+            outbox: spool.outbox(),
             buckets,
+            sealed: sealed.clone(),
+        };
+        let spooler = Spooler {
+            spool,
             store,
             logs,
             interval,
-            known: HashMap::new(),
+            sealed,
+            streams: HashMap::new(),
+            retired: Vec::new(),
+        };
+        let (stop_spooler, stopped) = mpsc::channel();
+        let spooler = std::thread::Builder::new()
+            .name("access-log-spooler".into())
+            .spawn(move || spooler.run(&stopped))?;
+        let (stop_courier, stopped) = watch::channel(false);
+        Ok(Self {
+            stop_spooler,
+            spooler,
+            stop_courier,
+            courier: tokio::spawn(courier.run(stopped)),
         })
     }
 
-    /// Runs until `stopped`, then delivers what is left.
-    pub(crate) async fn run(mut self, mut stopped: watch::Receiver<bool>) {
-        let mut flush = tokio::time::interval(FLUSH);
-        let mut retry = tokio::time::interval(RETRY);
+    /// Takes the last entries, seals them and delivers what can be within
+    /// [`LAST_DELIVERY`]; the rest stays spooled for the next start.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop_spooler.send(());
+        let spooler = self.spooler;
+        if tokio::task::spawn_blocking(move || spooler.join())
+            .await
+            .is_err()
+        {
+            error!("the access log spooler panicked; its entries stay spooled");
+        }
+        let _ = self.stop_courier.send(true);
+        let _ = self.courier.await;
+    }
+}
+
+/// One node's log of one load balancer, and where its entries last went.
+struct Stream {
+    load_balancer: String,
+    node: IpAddr,
+    log: Arc<AccessLog>,
+    destination: Option<Destination>,
+}
+
+struct Spooler {
+    spool: Spool,
+    store: Arc<Store>,
+    logs: Arc<AccessLogs>,
+    interval: Duration,
+    /// Told when objects are sealed.
+    sealed: Arc<Notify>,
+    /// The logs the data plane writes to now.
+    streams: HashMap<(String, IpAddr), Stream>,
+    /// Logs it no longer lists (logging turned off, the load balancer gone, a log made anew)
+    /// that requests in flight may still write to: emptied until nothing else holds them.
+    retired: Vec<Stream>,
+}
+
+impl Spooler {
+    fn run(mut self, stopped: &mpsc::Receiver<()>) {
         let mut interval_end = next_boundary(SystemTime::now(), self.interval);
-        loop {
-            tokio::select! {
-                _ = flush.tick() => {
-                    self.flush();
-                    if SystemTime::now() >= interval_end {
-                        self.seal(interval_end);
-                        interval_end = next_boundary(SystemTime::now(), self.interval);
-                        self.deliver().await;
-                    }
-                }
-                _ = retry.tick() => self.deliver().await,
-                _ = stopped.changed() => break,
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(FLUSH) {
+            self.flush();
+            if SystemTime::now() >= interval_end {
+                self.seal(interval_end);
+                interval_end = next_boundary(SystemTime::now(), self.interval);
             }
         }
         self.flush();
         self.seal(SystemTime::now());
+    }
+
+    /// Moves every log's new entries to the spool.
+    fn flush(&mut self) {
+        let mut streams = HashMap::new();
+        for (load_balancer, node, log) in self.logs.current() {
+            let key = (load_balancer, node);
+            let stream = match self.streams.remove(&key) {
+                Some(stream) if Arc::ptr_eq(&stream.log, &log) => stream,
+                previous => {
+                    self.retired.extend(previous);
+                    Stream {
+                        load_balancer: key.0.clone(),
+                        node,
+                        log,
+                        destination: None,
+                    }
+                }
+            };
+            streams.insert(key, stream);
+        }
+        self.retired.extend(self.streams.drain().map(|(_, s)| s));
+        self.streams = streams;
+        let snapshot = self.store.snapshot();
+        let now = SystemTime::now();
+        let spool = &mut self.spool;
+        for stream in self.streams.values_mut() {
+            spool_entries(spool, stream, &snapshot.state, now);
+        }
+        self.retired.retain_mut(|stream| {
+            // Only this holds it: whatever was written is in it now, and nothing more can be.
+            let last = Arc::strong_count(&stream.log) == 1;
+            spool_entries(spool, stream, &snapshot.state, now);
+            !last
+        });
+    }
+
+    fn seal(&mut self, end: SystemTime) {
+        match self.spool.seal_all(end) {
+            Ok(()) => self.sealed.notify_one(),
+            Err(e) => warn!(error = %e, "access logs could not be sealed"),
+        }
+    }
+}
+
+/// Moves `stream`'s new entries to the spool, to where its load balancer logs now (or, if it
+/// stopped, to where it last did).
+fn spool_entries(spool: &mut Spool, stream: &mut Stream, state: &State, now: SystemTime) {
+    let (lb, node) = (&stream.load_balancer, stream.node);
+    if let Some(destination) = destination(state, lb, node) {
+        stream.destination = Some(destination);
+    }
+    let entries = stream.log.take();
+    let dropped = stream.log.take_dropped();
+    if dropped > 0 {
+        warn!(load_balancer = %lb, %node, dropped, "access log entries dropped: the spool fell behind");
+    }
+    if entries.is_empty() {
+        return;
+    }
+    let Some(destination) = &stream.destination else {
+        warn!(load_balancer = %lb, "access log entries without a bucket dropped");
+        return;
+    };
+    let name = format!("{}_{node}", destination.load_balancer);
+    if let Err(e) = spool.append(&name, destination, &entries, now) {
+        warn!(load_balancer = %lb, error = %e, "access log entries could not be spooled");
+    }
+}
+
+struct Courier {
+    outbox: Outbox,
+    buckets: Arc<Buckets>,
+    sealed: Arc<Notify>,
+}
+
+impl Courier {
+    async fn run(self, mut stopped: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = self.sealed.notified() => {}
+                () = tokio::time::sleep(RETRY) => {}
+                _ = stopped.changed() => break,
+            }
+            self.deliver().await;
+        }
         if tokio::time::timeout(LAST_DELIVERY, self.deliver())
             .await
             .is_err()
@@ -83,59 +220,20 @@ impl Delivery {
         }
     }
 
-    /// Moves every node's new entries to the spool.
-    fn flush(&mut self) {
-        for (lb, ip, log) in self.logs.current() {
-            self.known.entry((lb, ip)).or_insert((log, None));
-        }
-        let current: Vec<(String, IpAddr)> = self
-            .logs
-            .current()
-            .into_iter()
-            .map(|(lb, ip, _)| (lb, ip))
-            .collect();
-        let snapshot = self.store.snapshot();
-        let now = SystemTime::now();
-        self.known.retain(|(lb, ip), (log, last)| {
-            let entries = log.take();
-            let dropped = log.take_dropped();
-            if dropped > 0 {
-                warn!(load_balancer = %lb, node = %ip, dropped, "access log entries dropped: the spool fell behind");
-            }
-            if let Some(destination) = destination(&snapshot.state, lb, *ip) {
-                *last = Some(destination);
-            }
-            if !entries.is_empty() {
-                match last {
-                    Some(destination) => {
-                        let stream = format!("{}_{ip}", destination.load_balancer);
-                        if let Err(e) = self.spool.append(&stream, destination, &entries, now) {
-                            warn!(load_balancer = %lb, error = %e, "access log entries could not be spooled");
-                        }
-                    }
-                    None => warn!(load_balancer = %lb, "access log entries without a bucket dropped"),
-                }
-            }
-            current.contains(&(lb.clone(), *ip))
-        });
-    }
-
-    fn seal(&mut self, end: SystemTime) {
-        if let Err(e) = self.spool.seal_all(end) {
-            warn!(error = %e, "access logs could not be sealed");
-        }
-    }
-
-    /// Puts every sealed object in its bucket; what fails stays for the next try.
-    async fn deliver(&mut self) {
-        let ready = match self.spool.ready() {
-            Ok(ready) => ready,
-            Err(e) => {
-                warn!(error = %e, "the access log spool could not be read");
-                return;
-            }
+    /// Puts every sealed object in its bucket; a bucket that refuses one is not tried again
+    /// this round, and what fails stays for the next.
+    async fn deliver(&self) {
+        let outbox = self.outbox.clone();
+        let ready = match tokio::task::spawn_blocking(move || outbox.ready()).await {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(e)) => return warn!(error = %e, "the access log spool could not be read"),
+            Err(e) => return error!(error = %e, "reading the access log spool panicked"),
         };
+        let mut refusing = HashSet::new();
         for object in ready {
+            if refusing.contains(&object.bucket) {
+                continue;
+            }
             let body = match object.body() {
                 Ok(body) => body,
                 Err(e) => {
@@ -151,7 +249,7 @@ impl Delivery {
                 }
                 Err(e) => {
                     warn!(bucket = %object.bucket, key = %object.key, error = %e, "access log not delivered; tried again later");
-                    return;
+                    refusing.insert(object.bucket);
                 }
             }
         }
@@ -170,13 +268,13 @@ fn destination(state: &State, lb: &str, ip: IpAddr) -> Option<Destination> {
         .load_balancers
         .get(lb)?
         .attributes;
-    if attributes.get("access_logs.s3.enabled") != Some("true") {
+    if !attributes.flag(ACCESS_LOGS) {
         return None;
     }
     Some(Destination {
-        bucket: attributes.get("access_logs.s3.bucket")?.to_owned(),
+        bucket: attributes.get(ACCESS_LOGS_BUCKET)?.to_owned(),
         prefix: attributes
-            .get("access_logs.s3.prefix")
+            .get(ACCESS_LOGS_PREFIX)
             .unwrap_or_default()
             .to_owned(),
         account: account.to_owned(),

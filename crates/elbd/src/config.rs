@@ -208,12 +208,26 @@ pub(crate) struct LogSettings {
     pub(crate) s3: Option<S3Endpoint>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct S3Endpoint {
     pub(crate) url: String,
     pub(crate) region: String,
     /// (access key id, secret access key); unsigned requests without.
     pub(crate) credentials: Option<(String, String)>,
+}
+
+/// Without the secret.
+impl std::fmt::Debug for S3Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Endpoint")
+            .field("url", &self.url)
+            .field("region", &self.region)
+            .field(
+                "access_key_id",
+                &self.credentials.as_ref().map(|(id, _)| id),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// AWS delivers access logs every five minutes.

@@ -154,7 +154,7 @@ async fn serve(
             .map_err(anyhow::Error::msg)?,
         None => Buckets::Local(args.data_dir.join("s3")),
     });
-    let delivery = Delivery::open(
+    let logs = Delivery::start(
         &args.data_dir,
         buckets.clone(),
         store.clone(),
@@ -162,11 +162,6 @@ async fn serve(
         settings.logs.interval,
     )
     .with_context(|| format!("the access log spool in {}", args.data_dir.display()))?;
-    let (stop_logs, logs_stopped) = tokio::sync::watch::channel(false);
-    let logs = Logs {
-        task: tokio::spawn(delivery.run(logs_stopped)),
-        stop: stop_logs,
-    };
     if let Some(addr) = args.api_listen {
         let history = Arc::new(Mutex::new(History::default()));
         let listener = tokio::net::TcpListener::bind(addr)
@@ -253,21 +248,14 @@ async fn serve(
     }
 }
 
-/// The access log delivery task, and what stops it.
-struct Logs {
-    task: tokio::task::JoinHandle<()>,
-    stop: tokio::sync::watch::Sender<bool>,
-}
-
-async fn stop(dataplane: DataPlane, logs: Logs, drain_seconds: u64) -> anyhow::Result<()> {
+async fn stop(dataplane: DataPlane, logs: Delivery, drain_seconds: u64) -> anyhow::Result<()> {
     info!(
         drain_seconds,
         "stopping: listeners closed, draining connections"
     );
     dataplane.shutdown().await;
     // After the drain: the requests that finished in it are logged too.
-    let _ = logs.stop.send(true);
-    let _ = logs.task.await;
+    logs.stop().await;
     Ok(())
 }
 

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elb_model::attributes::{RESPONSE_HEADER_PREFIX, RESPONSE_HEADER_SUFFIX, SERVER_HEADER};
+use elb_model::attributes::{
+    ACCESS_LOGS, RESPONSE_HEADER_PREFIX, RESPONSE_HEADER_SUFFIX, SERVER_HEADER,
+};
 use elb_model::{
     Action, Listener as ModelListener, LoadBalancer, Node, TargetGroup, TargetGroupProtocol,
 };
@@ -99,16 +101,14 @@ impl Runtime {
                 sealer: inputs.sealer.clone(),
                 relayable: false,
                 header_conditions,
-                access_log: (lb.attributes.get("access_logs.s3.enabled") == Some("true")).then(
-                    || {
-                        keep(
-                            &self.kept.access_logs,
-                            &mut used.access_logs,
-                            (lb.arn.clone(), node_ip),
-                            || Arc::new(AccessLog::new(dimension(&lb.arn))),
-                        )
-                    },
-                ),
+                access_log: lb.attributes.flag(ACCESS_LOGS).then(|| {
+                    keep(
+                        &self.kept.access_logs,
+                        &mut used.access_logs,
+                        (lb.arn.clone(), node_ip),
+                        || Arc::new(AccessLog::new(dimension(&lb.arn))),
+                    )
+                }),
             };
             route.relayable = route.relay_serves();
             served.push((node, Listener::Http(Arc::new(route))));

@@ -2,6 +2,7 @@
 //! stand-in and to a real S3-compatible server (moto's), and kept across a `kill -9`.
 
 use std::net::SocketAddr;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,10 +14,18 @@ use crate::harness::{Aws, Backend, Elbd, Lab, curl, venv};
 struct Logged {
     aws: Aws,
     lb: String,
+    arns: Arns,
     listener: SocketAddr,
     target: SocketAddr,
     elbd: Elbd,
     config: PathBuf,
+}
+
+/// The rest of what [`logged`] made.
+struct Arns {
+    vpc: String,
+    group: String,
+    listener: String,
 }
 
 async fn logged(lab: &Lab, settings: &str) -> (Logged, Backend) {
@@ -39,6 +48,11 @@ async fn logged(lab: &Lab, settings: &str) -> (Logged, Backend) {
     let mut logged = Logged {
         aws,
         lb,
+        arns: Arns {
+            vpc,
+            group: tg,
+            listener: listener.clone(),
+        },
         listener: lab.node('a', 8080),
         target,
         elbd,
@@ -80,9 +94,11 @@ impl Logged {
     /// Checks the entries as AWS writes them: `forwarded` to the target at priority 0 and
     /// `fixed` answered by the rule at priority 10.
     fn check(&self, lines: &[Vec<String>], forwarded: usize, fixed: usize) {
+        let ours = |f: &&Vec<String>| f[12].contains("/forwarded?") || f[12].contains("/fixed ");
+        let lines: Vec<Vec<String>> = lines.iter().filter(ours).cloned().collect();
         assert_eq!(lines.len(), forwarded + fixed, "{lines:#?}");
         let listener = self.listener;
-        for fields in lines {
+        for fields in &lines {
             assert_eq!(fields.len(), 30, "{fields:?}");
             assert_eq!(fields[0], "http");
             assert!(fields[2].starts_with("app/logged/"), "{fields:?}");
@@ -272,6 +288,7 @@ async fn access_logs_reach_the_stand_in_under_aws_keys_and_survive_a_kill() {
         );
     }
     logged.check(&lines, 40, 10);
+    other_entries(&lab, &mut logged, &bucket).await;
 
     // Spooled entries outlive a kill -9: the next process delivers them.
     let before = logs(&bucket).len();
@@ -298,6 +315,97 @@ async fn access_logs_reach_the_stand_in_under_aws_keys_and_survive_a_kill() {
         .map(|f| std::fs::read(bucket.join(f)).unwrap())
         .collect();
     logged.check(&entries(&delivered), 40 + 5, 10);
+}
+
+/// HTTPS (its TLS fields), h2c, a redirect and a forward to a group with no targets.
+async fn other_entries(lab: &Lab, logged: &mut Logged, bucket: &Path) {
+    let aws = &logged.aws;
+    let listener = &logged.arns.listener;
+    aws.rule(
+        listener,
+        20,
+        &["Field=path-pattern,Values=/old"],
+        "Type=redirect,RedirectConfig={Path=/new,StatusCode=HTTP_301}",
+    );
+    let empty = aws.target_group("empty", &logged.arns.vpc, 9001, "ip", &[]);
+    aws.rule(
+        listener,
+        30,
+        &["Field=path-pattern,Values=/empty"],
+        &format!("Type=forward,TargetGroupArn={empty}"),
+    );
+    let certificate =
+        aws.ok(&["acm", "request-certificate", "--domain-name", "logs.test"])["CertificateArn"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    aws.https_listener(&logged.lb, 8443, &certificate, &logged.arns.group, &[]);
+    let ca = lab.dir.join("ca.pem");
+    aws.save_ca(&ca);
+    let https = lab.node('a', 8443);
+    let resolve = format!("logs.test:8443:{}", https.ip());
+    logged.elbd.wait_until("the HTTPS listener answers", || {
+        TcpStream::connect(https).is_ok()
+    });
+    let node = logged.listener;
+    assert_eq!(curl(&format!("http://{node}/old"), &[]).status, 301);
+    assert_eq!(curl(&format!("http://{node}/empty"), &[]).status, 503);
+    let h2c = curl(&format!("http://{node}/h2"), &["--http2-prior-knowledge"]);
+    assert_eq!(h2c.status, 200);
+    let ca_arg = ca.to_string_lossy().into_owned();
+    let tls = curl(
+        "https://logs.test:8443/tls",
+        &["--cacert", &ca_arg, "--resolve", &resolve, "--http1.1"],
+    );
+    assert_eq!(tls.status, 200, "{}", tls.body);
+
+    let mut lines = Vec::new();
+    logged.elbd.wait_until("four more entries", || {
+        let objects: Vec<Vec<u8>> = files(bucket)
+            .iter()
+            .filter(|f| f.to_string_lossy().ends_with(".log.gz"))
+            .map(|f| std::fs::read(bucket.join(f)).unwrap())
+            .collect();
+        lines = entries(&objects);
+        ["/old ", "/empty ", "/h2 ", "/tls "]
+            .iter()
+            .all(|path| lines.iter().any(|f| f[12].contains(path)))
+    });
+    let line = |path: &str| lines.iter().find(|f| f[12].contains(path)).unwrap().clone();
+    let redirect = line("/old ");
+    assert_eq!(
+        redirect[4..10],
+        ["-", "-1", "-1", "-1", "301", "-"],
+        "{redirect:?}"
+    );
+    assert_eq!(
+        redirect[20..24],
+        [
+            "20",
+            redirect[21].as_str(),
+            "redirect",
+            &format!("http://{}:8080/new", node.ip())
+        ]
+    );
+    let no_targets = line("/empty ");
+    assert_eq!(no_targets[8..10], ["503", "-"], "{no_targets:?}");
+    assert_eq!(no_targets[16], empty, "{no_targets:?}");
+    assert_eq!(no_targets[20], "30");
+    assert_eq!(no_targets[22], "forward");
+    let h2 = line("/h2 ");
+    assert_eq!(h2[0], "h2", "{h2:?}");
+    assert!(h2[12].ends_with("HTTP/2.0"), "{h2:?}");
+    let tls = line("/tls ");
+    assert_eq!(tls[0], "https", "{tls:?}");
+    assert!(
+        tls[12].starts_with("GET https://logs.test:8443/tls "),
+        "{tls:?}"
+    );
+    // The local CA issues ECDSA certificates.
+    assert_eq!(tls[14], "ECDHE-ECDSA-AES128-GCM-SHA256", "{tls:?}");
+    assert_eq!(tls[15], "TLSv1.2");
+    assert_eq!(tls[18], "logs.test");
+    assert_eq!(tls[8..10], ["200", "200"]);
 }
 
 /// moto's S3 server on `addr`, killed when dropped.

@@ -411,10 +411,21 @@ fn take_request<'r>(
         return Reading::Handover;
     };
     let mut outcome = Outcome::decided(&decision);
-    let Some(targets) = forward.pick(fastrand::f64()).filter(|t| t.registered > 0) else {
-        return Reading::Failed(failed(ProxyError::NoTargets, outcome));
+    let picked = forward.pick(fastrand::f64());
+    let group = |outcome: &mut Outcome, targets: &HttpTargets| {
+        if let Some(facts) = outcome.facts() {
+            facts.target_group = Some(targets.target_group_arn.clone());
+        }
+    };
+    let Some(targets) = picked.filter(|t| t.registered > 0) else {
+        let mut refused = failed(ProxyError::NoTargets, outcome);
+        if let Some(targets) = picked {
+            group(&mut refused.outcome, targets);
+        }
+        return Reading::Failed(refused);
     };
     outcome.log = log;
+    group(&mut outcome, targets);
 
     let http = &route.http;
     out.clear();
@@ -443,7 +454,6 @@ fn take_request<'r>(
     write_trace_id(out, facts.trace, now_ms() / 1000, fastrand::u128(..));
     if let Some(log) = outcome.facts() {
         log.trace_id = Some(String::from_utf8_lossy(&out[trace_at..]).into_owned());
-        log.target_group = Some(targets.target_group_arn.clone());
     }
     out.extend_from_slice(b"\r\n\r\n");
     Reading::Taken(Taken {
