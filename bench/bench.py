@@ -289,12 +289,22 @@ listen tls_l4
 """
 
 
-def elbd_conf(work, udp, tls_l4=False):
+def served_as(name):
+    """The addresses a proxy serves on: elbd's variants (an earlier build, access logs on)
+    take elbd's."""
+    return "elbd" if name in ("elbd-base", "elbd-logs") else name
+
+
+def elbd_conf(work, udp, tls_l4=False, access_logs=False):
     # UDP only when its scenario runs: a --baseline build may predate UDP listeners. A UDP
     # group is checked over TCP: on the origin's HTTP port, as the echo has no TCP side.
     # Likewise the NLB TLS listener: the HTTPS listener's certificate and policy, no ALPN (the
     # default AlpnPolicy None; wrk offers none), forwarding to the TCP group.
-    udp_listener = udp_group = tls_listener = ""
+    udp_listener = udp_group = tls_listener = logs = ""
+    if access_logs:
+        # Spooled under the data dir; the interval (AWS's five minutes) outlasts a run.
+        logs = ('attributes = { "access_logs.s3.enabled" = "true", '
+                '"access_logs.s3.bucket" = "bench-logs" }\n')
     if tls_l4:
         tls_listener = f"""
 [[load_balancer.listener]]
@@ -331,7 +341,7 @@ cidr = "127.201.0.0/16"
 [[load_balancer]]
 name = "bench"
 availability_zones = ["us-east-1a", "us-east-1b"]
-
+{logs}
 [[load_balancer.listener]]
 protocol = "HTTP"
 port = 8080
@@ -376,11 +386,12 @@ targets = ["{ORIGIN}:{ORIGIN_H1}"]
 
 def start_proxy(name, work, baseline=None, udp=False, tls_l4=False):
     log = work / f"{name}.log"
-    if name in ("elbd", "elbd-base"):
+    if name in ("elbd", "elbd-base", "elbd-logs"):
         conf = work / "elbd.toml"
-        conf.write_text(elbd_conf(work, udp, tls_l4))
+        conf.write_text(elbd_conf(work, udp, tls_l4, access_logs=name == "elbd-logs"))
         data = work / "elbd-data"
         shutil.rmtree(data, ignore_errors=True)
+        (data / "s3/bench-logs").mkdir(parents=True)
         binary = baseline if name == "elbd-base" else ROOT / "target/release/elbd"
         # One thread, as HAProxy's nbthread 1 and NGINX's single worker.
         argv = [str(binary), "serve", "--config", str(conf), "--data-dir", str(data),
@@ -397,12 +408,12 @@ def start_proxy(name, work, baseline=None, udp=False, tls_l4=False):
     else:
         return None
     proc = Proc(name, argv, CPU_PROXY, log)
-    for addr in ADDRS["elbd" if name == "elbd-base" else name]:
+    for addr in ADDRS[served_as(name)]:
         wait_for(addr)
     if tls_l4 and name != "direct":
-        wait_for(TLS_L4_ADDRS["elbd" if name == "elbd-base" else name])
+        wait_for(TLS_L4_ADDRS[served_as(name)])
     if udp and runs(name, "udp_dgram"):
-        wait_for_udp(UDP_ADDRS["elbd" if name == "elbd-base" else name])
+        wait_for_udp(UDP_ADDRS[served_as(name)])
     return proc
 
 
@@ -410,7 +421,7 @@ def start_proxy(name, work, baseline=None, udp=False, tls_l4=False):
 
 
 def url(name, scenario):
-    name = "elbd" if name == "elbd-base" else name
+    name = served_as(name)
     path = {"body16k": "/16k", "tcp_stream": "/1m"}.get(scenario, "/small")
     if scenario == "tls_l4_conn":
         return f"https://{TLS_L4_ADDRS[name]}{path}"
@@ -426,7 +437,7 @@ def closed_loop(name, scenario, seconds):
     """Requests and their rate from wrk (h2load for h2c), pinned to the load CPU; for UDP,
     datagrams echoed and lost (udp-load)."""
     if scenario in UDP_SCENARIOS:
-        addr = UDP_ADDRS["elbd" if name == "elbd-base" else name]
+        addr = UDP_ADDRS[served_as(name)]
         out = json.loads(sh("taskset", "-c", CPU_LOAD, str(UDP_LOAD), "run", "--target", addr,
                             "--sockets", str(UDP_SOCKETS), "--seconds", str(seconds),
                             "--size", str(UDP_SIZE)))
@@ -467,7 +478,7 @@ def open_loop(name, rate, seconds):
 def idle_memory(proc, name, index=0):
     """KB of proxy RSS per idle keep-alive client connection, over IDLE_CONNECTIONS of them,
     to the proxy's HTTP address (index 0) or its TCP one (3: each an idle flow to the origin)."""
-    name = "elbd" if name == "elbd-base" else name
+    name = served_as(name)
     host, port = ADDRS[name][index].rsplit(":", 1)
     before = proc.rss_kb()
     socks = []
@@ -491,7 +502,8 @@ def idle_memory(proc, name, index=0):
 
 
 def measure(args, work):
-    proxies = ["direct", "elbd", "haproxy", "nginx"] + (["elbd-base"] if args.baseline else [])
+    proxies = (["direct", "elbd", "haproxy", "nginx"] + (["elbd-base"] if args.baseline else [])
+               + (["elbd-logs"] if args.access_logs else []))
     samples = {p: {s: [] for s in args.scenarios if runs(p, s)} for p in proxies}
     extras = {p: {"latency": []} for p in proxies}
     # Open loop at one common rate, half the slowest proxy's keep-alive throughput in the first
@@ -611,10 +623,15 @@ def main():
                         help="run the TLS scenarios (default: in the full run, not with --quick)")
     parser.add_argument("--baseline", help="another elbd binary (an earlier build) to run beside "
                         "this one as elbd-base, for an A/B of a change")
+    parser.add_argument("--access-logs", action=argparse.BooleanOptionalAction,
+                        help="also run elbd with ALB access logs on, as elbd-logs (default: in the "
+                        "full run, not with --quick)")
     parser.add_argument("--only", help="comma-separated scenarios to run (keepalive is always run: "
                         "the open-loop rate comes from it)")
     args = parser.parse_args()
     tls = args.tls if args.tls is not None else not args.quick
+    if args.access_logs is None:
+        args.access_logs = not args.quick
     args.scenarios = [s for s in SCENARIOS if tls or s not in TLS_SCENARIOS]
     if args.only:
         wanted = {"keepalive", *args.only.split(",")}
@@ -688,6 +705,9 @@ def main():
     if "udp_dgram" in elbd:  # HAProxy has no UDP proxying: against NGINX
         nginx = rows["nginx"]["udp_dgram"]
         ratio += f" udp_dgram_cpu={elbd['udp_dgram']['cpu_us'] / nginx['cpu_us']:.2f}"
+    if "elbd-logs" in rows:
+        logs = rows["elbd-logs"]["keepalive"]
+        ratio += f" access_logs_keepalive_cpu elbd-logs/elbd={logs['cpu_us'] / elbd['keepalive']['cpu_us']:.3f}"
     if "elbd-base" in rows:
         base = rows["elbd-base"]["keepalive"]
         ratio += f" keepalive_cpu elbd/elbd-base={elbd['keepalive']['cpu_us'] / base['cpu_us']:.3f}"

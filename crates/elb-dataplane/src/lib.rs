@@ -128,6 +128,11 @@ impl DataPlane {
         l7::explain::Explainer(self.table.clone())
     }
 
+    /// What each node has sent each target, for the console.
+    pub fn traffic(&self) -> Arc<targets::Traffic> {
+        self.runtime.traffic()
+    }
+
     /// The nodes' access logs, for the control path to take their entries.
     pub fn access_logs(&self) -> Arc<access_log::AccessLogs> {
         self.runtime.access_logs()

@@ -3,8 +3,8 @@
 //! requests, or weighted random, with slow start on top.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use elb_model::ProtocolVersion;
 
@@ -55,24 +55,66 @@ pub trait Protocol {
 
 pub struct Endpoint<E> {
     pub addr: SocketAddr,
-    /// Requests (or connections) this node has sent the target that have not ended yet;
-    /// kept across snapshots.
-    pub(crate) outstanding: Arc<AtomicUsize>,
+    /// What this node has sent the target; kept across snapshots.
+    pub(crate) load: Arc<TargetLoad>,
     pub proto: E,
 }
 
+/// What a node has sent one target (requests, or for flows connections tried).
+#[derive(Debug, Default)]
+pub struct TargetLoad {
+    /// Not ended yet: least outstanding requests reads it.
+    outstanding: AtomicUsize,
+    /// Ever: the console's shares of a node's traffic.
+    sent: AtomicU64,
+}
+
+impl TargetLoad {
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+}
+
+/// What every node of the current table has sent each target, by (node id, registration
+/// key): where the console reads its shares.
+#[derive(Default)]
+pub struct Traffic(Mutex<Vec<(NodeTarget, Arc<TargetLoad>)>>);
+
+/// (node id, registration key).
+pub type NodeTarget = (String, String);
+
+impl Traffic {
+    pub(crate) fn replace(&self, loads: Vec<(NodeTarget, Arc<TargetLoad>)>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = loads;
+    }
+
+    /// Requests (or connections) sent so far, by (node id, registration key).
+    pub fn sent(&self) -> Vec<(NodeTarget, u64)> {
+        let loads = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        loads
+            .iter()
+            .map(|(key, load)| (key.clone(), load.sent()))
+            .collect()
+    }
+}
+
 /// Counts a request as outstanding on its target until dropped.
-pub struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(Arc<TargetLoad>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 fn take<E>(e: &Endpoint<E>) -> (&Endpoint<E>, InFlight) {
-    e.outstanding.fetch_add(1, Ordering::Relaxed);
-    (e, InFlight(e.outstanding.clone()))
+    e.load.outstanding.fetch_add(1, Ordering::Relaxed);
+    e.load.sent.fetch_add(1, Ordering::Relaxed);
+    (e, InFlight(e.load.clone()))
 }
 
 /// An HTTP or HTTPS target group's part: stickiness, the way to its targets, and the
@@ -206,7 +248,7 @@ impl TargetSet<Http> {
                     let outstanding: Vec<usize> = self
                         .endpoints
                         .iter()
-                        .map(|e| e.outstanding.load(Ordering::Relaxed))
+                        .map(|e| e.load.outstanding())
                         .collect();
                     select::least_outstanding(&outstanding, &http.cursor)?
                 }

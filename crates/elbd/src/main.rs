@@ -2,6 +2,7 @@
 
 mod access_logs;
 mod config;
+mod console;
 mod demo;
 mod explain;
 mod reconcile;

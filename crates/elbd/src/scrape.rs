@@ -90,7 +90,7 @@ async fn metrics(State(scrape): State<Arc<Scrape>>, headers: HeaderMap) -> Respo
 }
 
 /// Whether `Authorization: Basic` names a configured access key id with its secret.
-fn authorized(headers: &HeaderMap, credentials: &HashMap<String, String>) -> bool {
+pub(crate) fn authorized(headers: &HeaderMap, credentials: &HashMap<String, String>) -> bool {
     let Some(encoded) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -24,6 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::access_logs::Delivery;
 use crate::config::{Config, Settings};
+use crate::console::{self, Console};
 use crate::explain;
 use crate::reconcile::reconcile;
 use crate::scrape::{self, Scrape};
@@ -194,9 +195,18 @@ async fn serve(
             explainer: dataplane.explainer(),
             credentials: Credentials(settings.credentials.clone().into_iter().collect()),
         });
+        let console = Arc::new(Console {
+            store: store.clone(),
+            health: checker.subscribe(),
+            traffic: dataplane.traffic(),
+            credentials: settings.credentials.clone().into_iter().collect(),
+            samples: Mutex::default(),
+        });
+        tokio::spawn(console::sample(console.clone()));
         let routes = elb_api::router(api)
             .merge(scrape::router(scrape))
-            .merge(explain::router(explain));
+            .merge(explain::router(explain))
+            .merge(console::router(console));
         // The peer's address: `elbd explain`'s default source.
         let service = routes.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move {

@@ -194,7 +194,7 @@ impl Runtime {
                 );
                 Endpoint {
                     addr,
-                    outstanding: target.outstanding,
+                    load: target.load,
                     proto: HttpEndpoint {
                         authority: addr
                             .to_string()

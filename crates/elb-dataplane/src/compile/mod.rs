@@ -35,6 +35,7 @@ use crate::metrics::{
 use crate::pool::TargetPool;
 use crate::sticky::CookieSealer;
 use crate::table::{Door, Listener, RoutingTable};
+use crate::targets::{TargetLoad, Traffic};
 use crate::upstream::Upstream;
 
 /// State that must survive snapshot swaps, keyed by stable keys.
@@ -54,6 +55,8 @@ pub(crate) struct Runtime {
     gateway: Arc<crate::gateway::Shared>,
     /// Where the control path takes access log entries from.
     access_logs: Arc<AccessLogs>,
+    /// Where the console reads what each node sent each target.
+    traffic: Arc<Traffic>,
 }
 
 /// What snapshots hand on to the next. Each compile fills a new one with what it uses, which
@@ -63,8 +66,8 @@ pub(crate) struct Runtime {
 struct Kept {
     /// (node id, target group ARN) → round-robin cursor.
     cursors: HashMap<(String, String), Arc<AtomicUsize>>,
-    /// (node id, registration key) → requests outstanding.
-    outstanding: HashMap<(String, String), Arc<AtomicUsize>>,
+    /// (node id, registration key) → what the node has sent the target.
+    loads: HashMap<(String, String), Arc<TargetLoad>>,
     /// (node id, registration key, address) → the node's keep-alive connections to the target.
     pools: HashMap<(String, String, SocketAddr), Arc<TargetPool>>,
     /// Node address → its pool of connections to targets.
@@ -151,6 +154,7 @@ impl Runtime {
             sealer: None,
             gateway: Arc::default(),
             access_logs: Arc::default(),
+            traffic: Arc::default(),
         }
     }
 
@@ -208,6 +212,12 @@ impl Runtime {
         }
         nlb::forget(&self.kept, &used, state);
         self.registry.replace(used.series());
+        let loads = used.loads.iter();
+        self.traffic.replace(
+            loads
+                .map(|(key, load)| (key.clone(), load.clone()))
+                .collect(),
+        );
         let logs = used.access_logs.iter();
         self.access_logs.replace(
             logs.map(|((lb, ip), log)| (lb.clone(), *ip, log.clone()))
@@ -227,6 +237,10 @@ impl Runtime {
 
     pub(crate) fn access_logs(&self) -> Arc<AccessLogs> {
         self.access_logs.clone()
+    }
+
+    pub(crate) fn traffic(&self) -> Arc<Traffic> {
+        self.traffic.clone()
     }
 
     fn sealer(&mut self, key: &str) -> Option<Arc<CookieSealer>> {

@@ -212,7 +212,7 @@ impl Runtime {
                 let terminator = &used.terminators[&(node.id.clone(), target.key)];
                 Endpoint {
                     addr: target.addr,
-                    outstanding: target.outstanding,
+                    load: target.load,
                     proto: FlowEndpoint {
                         cut: terminator.cut.subscribe(),
                     },

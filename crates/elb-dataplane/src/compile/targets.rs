@@ -6,13 +6,12 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use elb_model::health::below_minimum;
 use elb_model::{HealthState, HealthView, Node, Region, Registration, TargetGroup};
 
 use super::{Kept, keep};
-use crate::targets::PassedOver;
+use crate::targets::{PassedOver, TargetLoad};
 
 /// A target the node may send to.
 pub(super) struct Chosen {
@@ -21,8 +20,8 @@ pub(super) struct Chosen {
     pub(super) addr: SocketAddr,
     /// Since when it has been healthy; `None` when it is taken only by fail-open.
     pub(super) healthy_since_ms: Option<u64>,
-    /// Requests or connections outstanding, kept across snapshots.
-    pub(super) outstanding: Arc<AtomicUsize>,
+    /// What the node has sent it, kept across snapshots.
+    pub(super) load: Arc<TargetLoad>,
 }
 
 /// What a node sends a group's traffic to.
@@ -107,9 +106,9 @@ pub(super) fn choose(
                 passed_over.push(PassedOver::of(&registration, PassedOver::EGRESS));
                 return None;
             }
-            let outstanding = keep(
-                &old.outstanding,
-                &mut used.outstanding,
+            let load = keep(
+                &old.loads,
+                &mut used.loads,
                 (node.id.clone(), key.clone()),
                 Arc::default,
             );
@@ -117,7 +116,7 @@ pub(super) fn choose(
                 addr: SocketAddr::new(registration.address, registration.port),
                 healthy_since_ms: since.filter(|_| !fail_open),
                 key,
-                outstanding,
+                load,
             })
         })
         .collect();

@@ -296,7 +296,7 @@ fn group_trace(
                 let outstanding: Vec<usize> = targets
                     .endpoints
                     .iter()
-                    .map(|e| e.outstanding.load(Ordering::Relaxed))
+                    .map(|e| e.load.outstanding())
                     .collect();
                 let least = outstanding.iter().copied().min().unwrap_or(0);
                 let i = (0..n)
@@ -353,7 +353,7 @@ fn group_trace(
 }
 
 /// `path-pattern ["/api/*", "/v2"]`.
-fn describe(condition: &Condition) -> String {
+pub fn describe(condition: &Condition) -> String {
     let values: Vec<String> = match condition {
         Condition::HostHeader { values }
         | Condition::PathPattern { values }

@@ -4,6 +4,7 @@
 
 mod access_logs;
 mod api;
+mod console;
 mod dns;
 mod errors;
 mod explain;
