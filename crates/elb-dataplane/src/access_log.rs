@@ -4,14 +4,14 @@
 //! its load balancer logs; otherwise it allocates nothing for logs (a TLS connection keeps
 //! what it negotiated, once, in its `Session`).
 
-use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use elb_logs::log_time;
+
+use crate::l7::headers::{push_client, push_decimal};
 
 use crate::l7::outcome::{Action, Outcome};
 
@@ -36,12 +36,13 @@ impl AccessLog {
         }
     }
 
-    /// The entries written since the last take, a line each. The log keeps a buffer as
-    /// large, so that a steady load does not grow one anew every time.
-    pub fn take(&self) -> Vec<u8> {
+    /// The entries written since the last take, a line each, exchanged for `spare` (emptied
+    /// here): handing back the buffer of the take before spares the request path a new one,
+    /// and its page faults, every time.
+    pub fn take(&self, mut spare: Vec<u8>) -> Vec<u8> {
+        spare.clear();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let room = Vec::with_capacity(entries.len());
-        std::mem::replace(&mut *entries, room)
+        std::mem::replace(&mut *entries, spare)
     }
 
     /// Entries dropped because too many were waiting, since the last call.
@@ -151,7 +152,7 @@ pub(crate) struct Facts {
     pub(crate) user_agent: Option<String>,
     /// The `X-Amzn-Trace-Id` sent to the target.
     pub(crate) trace_id: Option<String>,
-    pub(crate) target_group: Option<String>,
+    pub(crate) target_group: Option<Arc<str>>,
     /// Where a redirect sent the client.
     pub(crate) redirect_url: Option<String>,
     /// Desync mitigation's class and reason, for requests it did not find compliant.
@@ -190,12 +191,17 @@ impl Facts {
             http::Version::HTTP_2 => "HTTP/2.0",
             _ => "HTTP/1.1",
         };
-        let mut request = String::with_capacity(64);
-        let _ = write!(
-            request,
-            "{} {}://{}:{}{} {version}",
-            head.method, head.scheme, head.host, head.port, head.target
-        );
+        let mut request = Vec::with_capacity(64);
+        for part in [head.method, " ", head.scheme, "://", head.host, ":"] {
+            request.extend_from_slice(part.as_bytes());
+        }
+        push_number(&mut request, u64::from(head.port));
+        request.pop();
+        for part in [head.target, " ", version] {
+            request.extend_from_slice(part.as_bytes());
+        }
+        // Made of `str`s and digits only.
+        let request = String::from_utf8(request).unwrap_or_default();
         Self {
             received: SystemTime::now(),
             started: Instant::now(),
@@ -214,7 +220,8 @@ impl Facts {
 /// Writes the entry of a request that ended at `now`: AWS's fields in AWS's order, up to
 /// `conn_trace_id`, and a newline. `chosen_cert_arn` is always `-`: elbd does not keep
 /// which certificate a handshake chose. `response_processing_time` is 0 for requests a
-/// target answered: elbd passes the target's head on as it reads it.
+/// target answered: elbd passes the target's head on as it reads it. Written byte by byte,
+/// not through `format!`: this runs once per request.
 pub(crate) fn write_entry(
     out: &mut Vec<u8>,
     elb: &str,
@@ -224,76 +231,162 @@ pub(crate) fn write_entry(
     now: SystemTime,
 ) {
     let answered = outcome.target_status.is_some();
-    let seconds = |d: Option<Duration>| match d {
-        Some(d) => format!("{:.3}", d.as_secs_f64()),
-        None => "-1".to_owned(),
-    };
-    let target = outcome.target.map(|t| t.to_string());
-    let target_status = outcome.target_status.map(|s| s.to_string());
     let tls = session.tls.as_deref();
-    let (rule, action) = match outcome.action {
-        Action::Forward => (outcome.rule.unwrap_or(0).to_string(), "forward"),
-        Action::Redirect => (outcome.rule.unwrap_or(0).to_string(), "redirect"),
-        Action::FixedResponse => (outcome.rule.unwrap_or(0).to_string(), "fixed-response"),
-        Action::Refused => ("-".to_owned(), "-"),
+    let field = |out: &mut Vec<u8>, text: &str| {
+        out.extend_from_slice(text.as_bytes());
+        out.push(b' ');
     };
-    let dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
-    let _ = write!(
-        out,
-        "{kind} {time} {elb} {client} {target} {request_time} {target_time} {response_time} \
-         {elb_status} {target_status} {received} {sent} ",
-        kind = facts.kind,
-        time = log_time(now, 6),
-        client = session.peer,
-        target = dash(target.as_deref()),
-        // A request whose target could not be reached was never dispatched.
-        request_time = seconds(
-            facts
-                .dispatched
-                .filter(|_| !outcome.target_connection_error)
-        ),
-        target_time = seconds(outcome.target_time.filter(|_| answered)),
-        response_time = seconds(answered.then_some(Duration::ZERO)),
-        elb_status = outcome.elb_status,
-        target_status = dash(target_status.as_deref()),
-        received = outcome.received_bytes,
-        sent = outcome.sent_bytes,
-    );
+    field(out, facts.kind);
+    push_time(out, now, false);
+    field(out, elb);
+    push_addr(out, Some(session.peer));
+    push_addr(out, outcome.target);
+    // A request whose target could not be reached was never dispatched.
+    let dispatched = facts
+        .dispatched
+        .filter(|_| !outcome.target_connection_error);
+    push_seconds(out, dispatched);
+    push_seconds(out, outcome.target_time.filter(|_| answered));
+    push_seconds(out, answered.then_some(Duration::ZERO));
+    push_number(out, u64::from(outcome.elb_status));
+    match outcome.target_status {
+        Some(status) => push_number(out, u64::from(status)),
+        None => field(out, "-"),
+    }
+    push_number(out, outcome.received_bytes);
+    push_number(out, outcome.sent_bytes);
     quoted(out, &facts.request);
     quoted(out, facts.user_agent.as_deref().unwrap_or("-"));
-    let _ = write!(
-        out,
-        "{} {} {} ",
-        tls.map_or("-", |t| t.cipher),
-        tls.map_or("-", |t| t.protocol),
-        facts.target_group.as_deref().unwrap_or("-"),
-    );
+    field(out, tls.map_or("-", |t| t.cipher));
+    field(out, tls.map_or("-", |t| t.protocol));
+    field(out, facts.target_group.as_deref().unwrap_or("-"));
     quoted(out, facts.trace_id.as_deref().unwrap_or("-"));
     quoted(out, tls.and_then(|t| t.domain.as_deref()).unwrap_or("-"));
     quoted(out, "-");
-    let _ = write!(out, "{rule} {} ", log_time(facts.received, 3));
+    let action = match outcome.action {
+        Action::Forward => "forward",
+        Action::Redirect => "redirect",
+        Action::FixedResponse => "fixed-response",
+        Action::Refused => "-",
+    };
+    match outcome.action {
+        Action::Refused => field(out, "-"),
+        _ => push_number(out, u64::from(outcome.rule.unwrap_or(0))),
+    }
+    push_time(out, facts.received, true);
     quoted(out, action);
     quoted(out, facts.redirect_url.as_deref().unwrap_or("-"));
     quoted(out, "-");
-    quoted(out, target.as_deref().unwrap_or("-"));
-    quoted(out, target_status.as_deref().unwrap_or("-"));
+    out.push(b'"');
+    push_addr(out, outcome.target);
+    out.pop();
+    out.extend_from_slice(b"\" \"");
+    match outcome.target_status {
+        Some(status) => push_number(out, u64::from(status)),
+        None => field(out, "-"),
+    }
+    out.pop();
+    out.extend_from_slice(b"\" ");
     let (class, reason) = facts.classification.unwrap_or(("-", "-"));
     quoted(out, class);
     quoted(out, reason);
-    let _ = writeln!(out, "TID_{:032x}", session.id);
+    out.extend_from_slice(b"TID_");
+    let id = session.id.to_be_bytes();
+    for byte in id {
+        out.extend_from_slice(&hex_byte(byte));
+    }
+    out.push(b'\n');
+}
+
+fn hex_byte(b: u8) -> [u8; 2] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]
+}
+
+/// `n` and a space.
+fn push_number(out: &mut Vec<u8>, n: u64) {
+    push_decimal(out, n);
+    out.push(b' ');
+}
+
+/// `n` in `width` digits, zero-padded.
+fn push_padded(out: &mut Vec<u8>, n: u32, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    let mut n = n;
+    for at in (start..start + width).rev() {
+        out[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// Seconds with three decimals and a space; `-1` for none.
+fn push_seconds(out: &mut Vec<u8>, d: Option<Duration>) {
+    let Some(d) = d else {
+        out.extend_from_slice(b"-1 ");
+        return;
+    };
+    let millis = (d.as_micros() + 500) / 1000;
+    let whole = u64::try_from(millis / 1000).unwrap_or(u64::MAX);
+    push_number(out, whole);
+    out.pop();
+    out.push(b'.');
+    push_padded(out, (millis % 1000) as u32, 3);
+    out.push(b' ');
+}
+
+/// `ip:port` and a space; `-` for none.
+fn push_addr(out: &mut Vec<u8>, addr: Option<SocketAddr>) {
+    match addr {
+        Some(addr) => {
+            push_client(out, addr, true);
+            out.push(b' ');
+        }
+        None => out.extend_from_slice(b"- "),
+    }
+}
+
+/// [`elb_logs::log_time`] and a space, the date and time of the second kept per thread
+/// (requests end many to a second); `millis`: `request_creation_time`'s precision.
+fn push_time(out: &mut Vec<u8>, at: SystemTime, millis: bool) {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let second = since.as_secs();
+    let mut cached = SECOND.get();
+    if cached.0 != second {
+        let text = log_time(at, 6);
+        cached = (second, [0; 19]);
+        cached.1.copy_from_slice(&text.as_bytes()[..19]);
+        SECOND.set(cached);
+    }
+    out.extend_from_slice(&cached.1);
+    out.push(b'.');
+    let micros = since.subsec_micros();
+    push_padded(out, if millis { micros / 1000 * 1000 } else { micros }, 6);
+    out.extend_from_slice(b"Z ");
 }
 
 /// A field in double quotes and a space: quotes and backslashes inside are escaped with a
 /// backslash and control bytes written as `\xHH`, so that a shell-style split keeps it whole.
 fn quoted(out: &mut Vec<u8>, value: &str) {
+    let escaped = |b: &u8| matches!(b, b'"' | b'\\' | 0..0x20 | 0x7f);
     out.push(b'"');
-    for &b in value.as_bytes() {
-        match b {
-            b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
-            0..0x20 | 0x7f => {
-                let _ = write!(out, "\\x{b:02x}");
+    if !value.as_bytes().iter().any(escaped) {
+        out.extend_from_slice(value.as_bytes());
+    } else {
+        for &b in value.as_bytes() {
+            match b {
+                b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+                0..0x20 | 0x7f => {
+                    out.extend_from_slice(b"\\x");
+                    out.extend_from_slice(&hex_byte(b));
+                }
+                _ => out.push(b),
             }
-            _ => out.push(b),
         }
     }
     out.extend_from_slice(b"\" ");
@@ -424,6 +517,38 @@ mod tests {
         assert_eq!(fields[20], "7");
         assert_eq!(fields[22], "fixed-response");
         assert_eq!(fields[25..27], ["-", "-"]);
+    }
+
+    #[test]
+    fn times_and_durations_are_written_by_hand_as_format_would() {
+        let at = |micros| SystemTime::UNIX_EPOCH + Duration::from_micros(micros);
+        // The second's text is kept per thread: a new second must not reuse the last one's.
+        for micros in [
+            1_530_570_180_186_641,
+            1_530_570_181_000_009,
+            1_530_570_181_999_999,
+        ] {
+            let mut mine = Vec::new();
+            push_time(&mut mine, at(micros), false);
+            assert_eq!(
+                mine,
+                format!("{} ", elb_logs::log_time(at(micros), 6)).into_bytes()
+            );
+        }
+        let mut millis = Vec::new();
+        push_time(&mut millis, at(1_530_570_181_999_999), true);
+        assert_eq!(millis, b"2018-07-02T22:23:01.999000Z ");
+        let mut out = Vec::new();
+        for d in [
+            Duration::from_micros(499),
+            Duration::from_micros(1_500),
+            Duration::from_secs(61),
+        ] {
+            push_seconds(&mut out, Some(d));
+        }
+        push_seconds(&mut out, None);
+        push_addr(&mut out, Some("[::1]:80".parse().unwrap()));
+        assert_eq!(out, b"0.000 0.002 61.000 -1 [::1]:80 ");
     }
 
     #[test]

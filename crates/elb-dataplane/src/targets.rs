@@ -38,7 +38,8 @@ impl Algorithm {
 /// every kind of listener needs of a group. `P` is the protocol's part: how it picks among
 /// them, and what it keeps per target ([`Protocol::Endpoint`]).
 pub struct TargetSet<P: Protocol> {
-    pub target_group_arn: String,
+    /// Shared: access log entries name it.
+    pub target_group_arn: Arc<str>,
     /// The last part of the ARN: what stickiness cookies name the group by.
     pub group_id: String,
     /// How many registered targets can take traffic at all (503 when none): instance targets

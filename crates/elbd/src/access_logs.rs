@@ -98,6 +98,8 @@ struct Stream {
     node: IpAddr,
     log: Arc<AccessLog>,
     destination: Option<Destination>,
+    /// The buffer of the last take, handed back at the next.
+    spare: Vec<u8>,
 }
 
 struct Spooler {
@@ -142,6 +144,7 @@ impl Spooler {
                         node,
                         log,
                         destination: None,
+                        spare: Vec::new(),
                     }
                 }
             };
@@ -178,22 +181,23 @@ fn spool_entries(spool: &mut Spool, stream: &mut Stream, state: &State, now: Sys
     if let Some(destination) = destination(state, lb, node) {
         stream.destination = Some(destination);
     }
-    let entries = stream.log.take();
+    let entries = stream.log.take(std::mem::take(&mut stream.spare));
     let dropped = stream.log.take_dropped();
     if dropped > 0 {
         warn!(load_balancer = %lb, %node, dropped, "access log entries dropped: the spool fell behind");
     }
-    if entries.is_empty() {
-        return;
+    if !entries.is_empty() {
+        match &stream.destination {
+            Some(destination) => {
+                let name = format!("{}_{node}", destination.load_balancer);
+                if let Err(e) = spool.append(&name, destination, &entries, now) {
+                    warn!(load_balancer = %lb, error = %e, "access log entries could not be spooled");
+                }
+            }
+            None => warn!(load_balancer = %lb, "access log entries without a bucket dropped"),
+        }
     }
-    let Some(destination) = &stream.destination else {
-        warn!(load_balancer = %lb, "access log entries without a bucket dropped");
-        return;
-    };
-    let name = format!("{}_{node}", destination.load_balancer);
-    if let Err(e) = spool.append(&name, destination, &entries, now) {
-        warn!(load_balancer = %lb, error = %e, "access log entries could not be spooled");
-    }
+    stream.spare = entries;
 }
 
 struct Courier {

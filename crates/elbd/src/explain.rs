@@ -229,6 +229,13 @@ fn text(answer: &Value) -> String {
         s(&answer["listener_arn"]),
         s(&answer["node"])
     );
+    if answer["admitted"] == false {
+        let _ = writeln!(
+            out,
+            "not admitted: the load balancer's security groups refuse the source's connection"
+        );
+        return out;
+    }
     if let Some(why) = answer["refused"].as_str() {
         let _ = writeln!(out, "refused before any rule: {why}");
         return out;
@@ -270,6 +277,15 @@ fn text(answer: &Value) -> String {
         _ => {
             if let Some(seconds) = action["group_stickiness_seconds"].as_u64() {
                 let _ = writeln!(out, "  target group stickiness: {seconds} s");
+            }
+            if let Some(group) = action["sticky_group"].as_str() {
+                let _ = writeln!(
+                    out,
+                    "  its AWSALBTG cookie names {group}: that group takes it"
+                );
+            }
+            if action["no_weight"] == true {
+                let _ = writeln!(out, "  every group weighs 0: answered 503");
             }
             for group in action["groups"].as_array().into_iter().flatten() {
                 group_text(&mut out, group);

@@ -220,7 +220,7 @@ impl Runtime {
             })
             .collect();
         FlowTargets {
-            target_group_arn: tg.arn.clone(),
+            target_group_arn: tg.arn.as_str().into(),
             group_id: tg.arn.rsplit('/').next().unwrap_or_default().to_owned(),
             registered: choice.registered,
             endpoints,

@@ -20,7 +20,7 @@ use super::limits::forwarded_for_count;
 use super::respond::{self, Original};
 use super::rules::RequestView;
 use super::stickiness::sticky_target;
-use crate::sticky::Stickiness;
+use crate::sticky::{self, Stickiness};
 use crate::table::{Listener, RouteAction, RoutingTable};
 use crate::targets::{Algorithm, HttpTargets};
 
@@ -41,6 +41,9 @@ pub struct Explanation {
     pub listener_arn: String,
     /// The node's address and the listener's port.
     pub node: SocketAddr,
+    /// The load balancer's security groups do not admit the source: its connection would be
+    /// refused, and nothing else applies.
+    pub admitted: bool,
     /// The load balancer answers the request before any rule (TRACE, too many
     /// X-Forwarded-For addresses): why, and nothing else applies.
     pub refused: Option<String>,
@@ -75,6 +78,11 @@ pub enum ActionTrace {
     Forward {
         /// Target group stickiness (AWSALBTG), in seconds.
         group_stickiness_seconds: Option<u64>,
+        /// The group a valid AWSALBTG cookie of the request names: it takes the request,
+        /// whatever the weights.
+        sticky_group: Option<String>,
+        /// Every weight is 0: the request is answered 503.
+        no_weight: bool,
         groups: Vec<GroupTrace>,
     },
     Redirect {
@@ -128,8 +136,13 @@ impl Explainer {
         node: Option<IpAddr>,
         question: &Question,
     ) -> Result<Explanation, ExplainError> {
-        let now_s = super::now_ms() / 1000;
-        explain(&self.0.load(), listener_arn, node, question, now_s)
+        explain(
+            &self.0.load(),
+            listener_arn,
+            node,
+            question,
+            super::now_ms(),
+        )
     }
 }
 
@@ -145,13 +158,13 @@ pub enum ExplainError {
 }
 
 /// Explains `question` on listener `listener_arn` at `node` (its first node, the lowest
-/// address, when `None`). `now_s` judges stickiness cookies.
+/// address, when `None`). `now_ms` judges stickiness cookies and slow start.
 pub fn explain(
     table: &RoutingTable,
     listener_arn: &str,
     node: Option<IpAddr>,
     question: &Question,
-    now_s: u64,
+    now_ms: u64,
 ) -> Result<Explanation, ExplainError> {
     let mut nodes: Vec<(&SocketAddr, &Listener)> = table
         .listeners
@@ -193,11 +206,15 @@ pub fn explain(
     let mut explanation = Explanation {
         listener_arn: listener_arn.to_owned(),
         node: *addr,
+        admitted: route.door.admission.admits(question.source),
         refused: None,
         rules: Vec::new(),
         matched_rule: None,
         action: None,
     };
+    if !explanation.admitted {
+        return Ok(explanation);
+    }
     if let Err(e) = refusal(&question.method, forwarded_for_count(&question.headers)) {
         explanation.refused = Some(format!("{} ({})", e.reason(), e.status().as_u16()));
         return Ok(explanation);
@@ -227,6 +244,18 @@ pub fn explain(
     explanation.action = Some(match decision.action {
         RouteAction::Forward(forward) => {
             let total: u32 = forward.weights().map(|(_, w)| w).sum();
+            let now_s = now_ms / 1000;
+            // As forward.rs: a fresh group cookie naming a group of the action decides.
+            let sticky_group = forward
+                .group_stickiness_s
+                .zip(route.sealer.as_deref())
+                .and_then(|(duration_s, sealer)| {
+                    let cookie = sticky::request_cookie(&question.headers, sticky::GROUP_COOKIE)?;
+                    let ticket = sealer.open(cookie)?;
+                    let fresh = ticket.target.is_none() && ticket.fresh(now_s, duration_s);
+                    fresh.then(|| forward.group(&ticket.group)).flatten()
+                })
+                .map(|group| group.target_group_arn.to_string());
             let groups = forward
                 .weights()
                 .map(|(targets, weight)| {
@@ -235,11 +264,13 @@ pub fn explain(
                     let stuck = sealer
                         .and_then(|s| sticky_target(&question.headers, targets, s, now_s))
                         .filter(|addr| targets.endpoints.iter().any(|e| e.addr == *addr));
-                    group_trace(targets, weight, share, stuck)
+                    group_trace(targets, (weight, share), stuck, now_ms)
                 })
                 .collect();
             ActionTrace::Forward {
                 group_stickiness_seconds: forward.group_stickiness_s,
+                sticky_group,
+                no_weight: total == 0,
                 groups,
             }
         }
@@ -266,9 +297,9 @@ pub fn explain(
 
 fn group_trace(
     targets: &HttpTargets,
-    weight: u32,
-    share_percent: f64,
+    (weight, share_percent): (u32, f64),
     stuck: Option<SocketAddr>,
+    now_ms: u64,
 ) -> GroupTrace {
     let http = &targets.proto;
     let eligible: Vec<SocketAddr> = targets.endpoints.iter().map(|e| e.addr).collect();
@@ -314,14 +345,20 @@ fn group_trace(
             ),
         }
     };
-    let why = match pick.and_then(|addr| targets.endpoints.iter().find(|e| e.addr == addr)) {
-        Some(endpoint) if endpoint.proto.ramp.is_some() => {
-            format!("{why}; in slow start, so taken only with its share so far")
-        }
-        _ => why,
+    let ramp = pick
+        .and_then(|addr| targets.endpoints.iter().find(|e| e.addr == addr))
+        .and_then(|e| e.proto.ramp)
+        .map(|ramp| ramp.share(now_ms))
+        .filter(|share| *share < 1.0);
+    let why = match ramp {
+        Some(share) => format!(
+            "{why}; in slow start, taken only {:.0}% of the times it comes up",
+            share * 100.0
+        ),
+        None => why,
     };
     GroupTrace {
-        target_group_arn: targets.target_group_arn.clone(),
+        target_group_arn: targets.target_group_arn.to_string(),
         weight,
         share_percent,
         algorithm: match http.algorithm {

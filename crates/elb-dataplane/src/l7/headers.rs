@@ -153,7 +153,7 @@ pub(super) fn is_hop_by_hop(name: &[u8]) -> bool {
 /// The client as X-Forwarded-For names it: `1.2.3.4`, or with the client port option
 /// `1.2.3.4:5678` / `[::1]:5678`. IPv4 is written by hand: `Display` costs more than the rest
 /// of the header work.
-pub(super) fn push_client(out: &mut Vec<u8>, peer: SocketAddr, with_port: bool) {
+pub(crate) fn push_client(out: &mut Vec<u8>, peer: SocketAddr, with_port: bool) {
     use std::io::Write as _;
     match peer {
         SocketAddr::V4(v4) => {
@@ -161,7 +161,7 @@ pub(super) fn push_client(out: &mut Vec<u8>, peer: SocketAddr, with_port: bool) 
                 if i > 0 {
                     out.push(b'.');
                 }
-                push_decimal(out, octet.into());
+                push_decimal(out, octet);
             }
             if with_port {
                 out.push(b':');
@@ -177,10 +177,11 @@ pub(super) fn push_client(out: &mut Vec<u8>, peer: SocketAddr, with_port: bool) 
     }
 }
 
-pub(super) fn push_decimal(out: &mut Vec<u8>, n: u16) {
-    let mut digits = [0u8; 5];
+/// `n` in decimal, written by hand (`Display` costs more than the rest of the work here).
+pub(crate) fn push_decimal(out: &mut Vec<u8>, n: impl Into<u64>) {
+    let mut digits = [0u8; 20];
     let mut i = digits.len();
-    let mut n = n;
+    let mut n = n.into();
     loop {
         i -= 1;
         digits[i] = b'0' + (n % 10) as u8;

@@ -7,7 +7,7 @@ pub mod desync;
 pub mod explain;
 mod forward;
 mod framing;
-mod headers;
+pub(crate) mod headers;
 mod limits;
 pub(crate) mod outcome;
 mod relay;

@@ -176,6 +176,84 @@ async fn explain_names_the_rule_the_action_the_group_and_the_target() {
         "{first} then {next}"
     );
 
+    // Target group stickiness: the AWSALBTG cookie a real response set names its group,
+    // whatever the weights.
+    let other = aws.target_group("other", &vpc, 9001, "ip", &[]);
+    aws.register(&other, &[here.ip().to_string()]);
+    let groups = format!(
+        "Type=forward,ForwardConfig={{TargetGroups=[{{TargetGroupArn={tg},Weight=1}},\
+         {{TargetGroupArn={other},Weight=1}}],TargetGroupStickinessConfig={{Enabled=true,\
+         DurationSeconds=300}}}}"
+    );
+    aws.rule(
+        &listener,
+        7,
+        &["Field=path-pattern,Values=/weighted"],
+        &groups,
+    );
+    let weighted = format!("http://{node}/weighted");
+    let mut cookie = String::new();
+    elbd.wait_until("a group cookie", || {
+        let reply = curl(&weighted, &[]);
+        cookie = reply
+            .headers
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, value)| value.trim().split(';').next())
+            .find(|c| c.starts_with("AWSALBTG="))
+            .unwrap_or_default()
+            .to_owned();
+        reply.status == 200 && !cookie.is_empty()
+    });
+    let ask = |extra: &[&str]| {
+        let args = ["--listener-arn", &listener, "--output", "json"];
+        let out = explain(
+            api,
+            true,
+            &[&args[..], extra, &["GET", "/weighted"]].concat(),
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let plain = ask(&[]);
+    assert_eq!(plain["matched_rule"], 7);
+    assert_eq!(plain["action"]["sticky_group"], serde_json::Value::Null);
+    assert_eq!(plain["action"]["groups"][1]["share_percent"], 50.0);
+    let stuck = ask(&["-H", &format!("Cookie: {cookie}")]);
+    let named = stuck["action"]["sticky_group"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(named == tg || named == other, "{stuck}");
+
+    // A source the security groups do not admit is not explained further.
+    let sg = aws.ok(&[
+        "ec2",
+        "create-security-group",
+        "--group-name",
+        "explained-sg",
+        "--description",
+        "loopback only",
+        "--vpc-id",
+        &vpc,
+    ])["GroupId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    aws.allow(&sg, 8080, "127.0.0.0/8");
+    aws.ok(&[
+        "elbv2",
+        "set-security-groups",
+        "--load-balancer-arn",
+        &lb,
+        "--security-groups",
+        &sg,
+    ]);
+    let outside = ask(&["--source", "192.0.2.7"]);
+    assert_eq!(outside["admitted"], false, "{outside}");
+    assert_eq!(outside["action"], serde_json::Value::Null);
+    assert_eq!(ask(&["--source", "127.0.0.9"])["admitted"], true);
+
     // With credentials configured, an unsigned question is refused.
     let unsigned = explain(api, false, &["--listener-arn", &listener, "GET", "/"]);
     assert!(!unsigned.status.success());

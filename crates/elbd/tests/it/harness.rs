@@ -736,6 +736,19 @@ impl Aws {
             .to_owned()
     }
 
+    /// `authorize-security-group-ingress`: TCP on `port` from `cidr`.
+    pub(crate) fn allow(&self, group_id: &str, port: u16, cidr: &str) {
+        let port = port.to_string();
+        let mut args = vec![
+            "ec2",
+            "authorize-security-group-ingress",
+            "--group-id",
+            group_id,
+        ];
+        args.extend(["--protocol", "tcp", "--port", &port, "--cidr", cidr]);
+        self.ok(&args);
+    }
+
     /// `create-rule` on `listener_arn` at `priority` with the cli's `--conditions` and one
     /// action (`Type=…` shorthand).
     pub(crate) fn rule(
