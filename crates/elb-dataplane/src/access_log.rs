@@ -1,15 +1,16 @@
-//! ALB access logs: one entry per request in AWS's format, written by the request path into
-//! its node's [`AccessLog`] and taken from there by the control path, which spools and
-//! delivers them (`elb-logs`). A request gathers what its entry needs (`Facts`) only when
-//! its load balancer logs; otherwise it allocates nothing for logs (a TLS connection keeps
-//! what it negotiated, once, in its `Session`).
+//! ALB access and connection logs: one entry per request, and one per client connection, in
+//! AWS's formats, written by the request path into its node's [`NodeLog`] of that kind and
+//! taken from there by the control path, which spools and delivers them (`elb-logs`). A
+//! request gathers what its entry needs (`Facts`) only when its load balancer logs;
+//! otherwise it allocates nothing for logs (a TLS connection keeps what it negotiated, once,
+//! in its `Session`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use elb_logs::log_time;
+use elb_logs::{LogKind, log_time};
 
 use crate::l7::headers::{push_client, push_decimal};
 
@@ -19,15 +20,16 @@ use crate::l7::outcome::{Action, Outcome};
 /// spool must not grow the data plane's memory without bound.
 const MAX_WAITING: usize = 64 << 20;
 
-/// One node's entries of one load balancer, since the control path last took them.
-pub struct AccessLog {
+/// One node's entries of one kind (access or connection) of one load balancer, since the
+/// control path last took them.
+pub struct NodeLog {
     /// `app/NAME/ID`, as entries name the load balancer.
     elb: String,
     entries: Mutex<Vec<u8>>,
     dropped: AtomicU64,
 }
 
-impl AccessLog {
+impl NodeLog {
     pub(crate) fn new(elb: String) -> Self {
         Self {
             elb,
@@ -50,15 +52,27 @@ impl AccessLog {
         self.dropped.swap(0, Ordering::Relaxed)
     }
 
-    /// Adds the entry of a request that ended now. The line is made before the lock is
-    /// taken, in a buffer each thread keeps.
-    pub(crate) fn write(&self, session: &Session, outcome: &Outcome, facts: &Facts) {
+    /// Adds the access log entry of a request that ended now.
+    pub(crate) fn request(&self, session: &Session, outcome: &Outcome, facts: &Facts) {
+        self.add(|line| write_entry(line, &self.elb, session, outcome, facts, SystemTime::now()));
+    }
+
+    /// Adds the connection log entry of a connection accepted on `port` (its handshake
+    /// done, for HTTPS listeners).
+    pub(crate) fn connection(&self, session: &Session, port: u16, handshake: &Handshake) {
+        let now = SystemTime::now();
+        self.add(|line| write_connection_entry(line, session, port, handshake, now));
+    }
+
+    /// Adds the line `write` makes. It is made before the lock is taken, in a buffer each
+    /// thread keeps.
+    fn add(&self, write: impl FnOnce(&mut Vec<u8>)) {
         thread_local! {
             static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         LINE.with_borrow_mut(|line| {
             line.clear();
-            write_entry(line, &self.elb, session, outcome, facts, SystemTime::now());
+            write(line);
             let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             if entries.len() + line.len() > MAX_WAITING {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -69,22 +83,101 @@ impl AccessLog {
     }
 }
 
-/// The logs the current routing table writes to, by load balancer ARN and node address:
-/// where the control path takes entries from.
+/// The logs the current routing table writes to, by load balancer ARN, node address and
+/// kind: where the control path takes entries from.
 #[derive(Default)]
-pub struct AccessLogs(Mutex<Vec<(String, IpAddr, Arc<AccessLog>)>>);
+pub struct NodeLogs(Mutex<Vec<(LogStream, Arc<NodeLog>)>>);
 
-impl AccessLogs {
-    pub(crate) fn replace(&self, logs: Vec<(String, IpAddr, Arc<AccessLog>)>) {
+/// (load balancer ARN, node address, kind).
+pub type LogStream = (String, IpAddr, LogKind);
+
+impl NodeLogs {
+    pub(crate) fn replace(&self, logs: Vec<(LogStream, Arc<NodeLog>)>) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = logs;
     }
 
-    pub fn current(&self) -> Vec<(String, IpAddr, Arc<AccessLog>)> {
+    pub fn current(&self) -> Vec<(LogStream, Arc<NodeLog>)> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
+
+/// How a client connection's TLS handshake went, for its connection log entry.
+#[derive(Debug, Default)]
+pub(crate) struct Handshake {
+    pub(crate) latency: Option<Duration>,
+    /// The client certificate's subject, validity and serial number (mutual TLS).
+    pub(crate) client_cert: Option<[String; 3]>,
+    /// `Success`, or `Failed:` and why; `None` for cleartext connections.
+    pub(crate) status: Option<String>,
+}
+
+impl Handshake {
+    /// A failed handshake's status, in ALB's codes where a client certificate was refused.
+    pub(crate) fn failed(error: &std::io::Error) -> String {
+        use rustls::CertificateError as Cert;
+        let tls = error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>());
+        let code = match tls {
+            Some(rustls::Error::NoCertificatesPresented) => "ClientCertRejected",
+            Some(rustls::Error::InvalidCertificate(cert)) => match cert {
+                Cert::Expired | Cert::ExpiredContext { .. } => "ClientCertExpired",
+                Cert::NotValidYet | Cert::NotValidYetContext { .. } => "ClientCertNotYetValid",
+                Cert::Revoked => "ClientCertCrlHit",
+                Cert::UnknownIssuer | Cert::BadSignature => "ClientCertUntrusted",
+                Cert::InvalidPurpose | Cert::InvalidPurposeContext { .. } => {
+                    "ClientCertPurposeInvalid"
+                }
+                _ => "ClientCertInvalid",
+            },
+            _ => "UnmappedConnectionError",
+        };
+        format!("Failed:{code}")
+    }
+}
+
+/// Writes the connection log entry of a connection to listener `port`: AWS's fields in
+/// AWS's order, `timestamp` to `tls_keyexchange`, and a newline.
+pub(crate) fn write_connection_entry(
+    out: &mut Vec<u8>,
+    session: &Session,
+    port: u16,
+    handshake: &Handshake,
+    now: SystemTime,
+) {
+    let field = |out: &mut Vec<u8>, text: &str| {
+        out.extend_from_slice(text.as_bytes());
+        out.push(b' ');
+    };
+    push_time(out, now, false);
+    push_client(out, session.peer, false);
+    out.push(b' ');
+    push_number(out, u64::from(session.peer.port()));
+    push_number(out, u64::from(port));
+    let tls = session.tls.as_deref();
+    field(out, tls.map_or("-", |t| t.protocol));
+    field(out, tls.map_or("-", |t| t.cipher));
+    match handshake.latency {
+        Some(latency) => push_seconds(out, Some(latency)),
+        None => field(out, "-"),
+    }
+    let [subject, validity, serial] = handshake
+        .client_cert
+        .as_ref()
+        .map_or(["-", "-", "-"], |[a, b, c]| {
+            [a.as_str(), b.as_str(), c.as_str()]
+        });
+    quoted(out, subject);
+    field(out, validity);
+    field(out, serial);
+    field(out, handshake.status.as_deref().unwrap_or("-"));
+    push_trace_id(out, session.id);
+    out.push(b' ');
+    out.extend_from_slice(tls.map_or("-", |t| t.key_exchange).as_bytes());
+    out.push(b'\n');
 }
 
 /// What a client connection tells each of its entries.
@@ -105,6 +198,8 @@ pub(crate) struct Tls {
     pub(crate) protocol: &'static str,
     /// The server name the client asked for.
     pub(crate) domain: Option<String>,
+    /// The key exchange group, as connection logs name it (`x25519`, `secp256r1`, …).
+    pub(crate) key_exchange: &'static str,
 }
 
 impl Session {
@@ -116,7 +211,8 @@ impl Session {
         }
     }
 
-    pub(crate) fn tls(peer: SocketAddr, connection: &rustls::ServerConnection) -> Self {
+    /// The connection's session once its TLS handshake is done: the same trace id.
+    pub(crate) fn with_tls(self, connection: &rustls::ServerConnection) -> Self {
         let protocol = match connection.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
             _ => "TLSv1.2",
@@ -125,14 +221,22 @@ impl Session {
             .negotiated_cipher_suite()
             .and_then(|s| elb_tls::policy::openssl_name(s.suite()))
             .unwrap_or("-");
+        let key_exchange = match connection.negotiated_key_exchange_group().map(|g| g.name()) {
+            Some(rustls::NamedGroup::X25519) => "x25519",
+            Some(rustls::NamedGroup::secp256r1) => "secp256r1",
+            Some(rustls::NamedGroup::secp384r1) => "secp384r1",
+            Some(rustls::NamedGroup::secp521r1) => "secp521r1",
+            _ => "-",
+        };
         let tls = Tls {
             cipher,
             protocol,
             domain: connection.server_name().map(str::to_owned),
+            key_exchange,
         };
         Self {
             tls: Some(Arc::new(tls)),
-            ..Self::plain(peer)
+            ..self
         }
     }
 }
@@ -290,12 +394,16 @@ pub(crate) fn write_entry(
     let (class, reason) = facts.classification.unwrap_or(("-", "-"));
     quoted(out, class);
     quoted(out, reason);
+    push_trace_id(out, session.id);
+    out.push(b'\n');
+}
+
+/// `conn_trace_id`: `TID_` and 32 hex digits, the same in both logs for one connection.
+fn push_trace_id(out: &mut Vec<u8>, id: u128) {
     out.extend_from_slice(b"TID_");
-    let id = session.id.to_be_bytes();
-    for byte in id {
+    for byte in id.to_be_bytes() {
         out.extend_from_slice(&hex_byte(byte));
     }
-    out.push(b'\n');
 }
 
 fn hex_byte(b: u8) -> [u8; 2] {
@@ -549,6 +657,46 @@ mod tests {
         push_seconds(&mut out, None);
         push_addr(&mut out, Some("[::1]:80".parse().unwrap()));
         assert_eq!(out, b"0.000 0.002 61.000 -1 [::1]:80 ");
+    }
+
+    #[test]
+    fn a_connection_entry_has_aws_s_fields() {
+        let tls = Tls {
+            cipher: "ECDHE-RSA-AES128-GCM-SHA256",
+            protocol: "TLSv1.2",
+            domain: None,
+            key_exchange: "secp256r1",
+        };
+        let secured = Session {
+            tls: Some(Arc::new(tls)),
+            ..session()
+        };
+        let handshake = Handshake {
+            latency: Some(Duration::from_micros(4_036_000)),
+            client_cert: Some([
+                "CN=client,O=endEntity".into(),
+                "NotBefore=2023-09-21T22:43:21Z;NotAfter=2026-06-17T22:43:21Z".into(),
+                "FEF257372D5C14D4".into(),
+            ]),
+            status: Some("Success".into()),
+        };
+        let now = SystemTime::UNIX_EPOCH + Duration::from_micros(1_696_439_115_514_108);
+        let mut line = Vec::new();
+        write_connection_entry(&mut line, &secured, 443, &handshake, now);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "2023-10-04T17:05:15.514108Z 192.168.131.39 2817 443 TLSv1.2 \
+             ECDHE-RSA-AES128-GCM-SHA256 4.036 \"CN=client,O=endEntity\" \
+             NotBefore=2023-09-21T22:43:21Z;NotAfter=2026-06-17T22:43:21Z FEF257372D5C14D4 \
+             Success TID_00000000000000000000000000000abc secp256r1\n"
+        );
+        let mut plain = Vec::new();
+        write_connection_entry(&mut plain, &session(), 80, &Handshake::default(), now);
+        let plain = String::from_utf8(plain).unwrap();
+        assert!(
+            plain.ends_with(" 2817 80 - - - \"-\" - - - TID_00000000000000000000000000000abc -\n"),
+            "{plain}"
+        );
     }
 
     #[test]

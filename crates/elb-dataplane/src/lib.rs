@@ -11,7 +11,8 @@
 //!   kind; `compile`: snapshot + health → table, and the runtime state kept across
 //!   snapshots; [`targets`]: target sets (a neutral part, a part per protocol) and the
 //!   HTTP balancing algorithms.
-//! - [`access_log`]: ALB access log entries in AWS's format, per node until taken.
+//! - [`access_log`]: ALB access and connection log entries in AWS's formats, per node until
+//!   taken.
 //! - [`admission`]: which clients a listener's security groups admit (pure).
 //! - [`select`]: round robin, least outstanding, slow start (pure).
 //! - [`sticky`]: the stickiness cookies, sealed and opened.
@@ -133,9 +134,9 @@ impl DataPlane {
         self.runtime.traffic()
     }
 
-    /// The nodes' access logs, for the control path to take their entries.
-    pub fn access_logs(&self) -> Arc<access_log::AccessLogs> {
-        self.runtime.access_logs()
+    /// The nodes' access and connection logs, for the control path to take their entries.
+    pub fn node_logs(&self) -> Arc<access_log::NodeLogs> {
+        self.runtime.node_logs()
     }
 
     /// Whether `addr` has a listening socket.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use elb_model::{FixedResponse, MtlsMode, Redirect};
 use http::{HeaderName, HeaderValue};
 
-use crate::access_log::AccessLog;
+use crate::access_log::NodeLog;
 use crate::admission::Admission;
 use crate::binder::{BindKey, Transport};
 use crate::gateway::flows::{Policy, Standing};
@@ -185,8 +185,10 @@ pub struct HttpRoute {
     pub(crate) relayable: bool,
     /// Whether a rule has a header condition: only then does the relay build a header map.
     pub(crate) header_conditions: bool,
-    /// Where the node's access log entries go, while the load balancer logs.
-    pub access_log: Option<Arc<AccessLog>>,
+    /// Where the node's access log entries go, while the load balancer keeps them.
+    pub access_log: Option<Arc<NodeLog>>,
+    /// Where the node's connection log entries go, likewise.
+    pub connection_log: Option<Arc<NodeLog>>,
 }
 
 impl HttpRoute {

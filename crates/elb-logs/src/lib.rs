@@ -16,11 +16,44 @@ use time::OffsetDateTime;
 pub use buckets::{Buckets, PutError};
 pub use spool::{Outbox, Ready, Spool};
 
-/// Where one node's logs of one load balancer go.
+/// Which of a load balancer's logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LogKind {
+    /// A line per request (`access_logs.s3.*`).
+    #[default]
+    Access,
+    /// A line per client connection (`connection_logs.s3.*`).
+    Connection,
+}
+
+impl LogKind {
+    pub const ALL: [Self; 2] = [Self::Access, Self::Connection];
+
+    /// The attributes' prefix: `access_logs` or `connection_logs`.
+    pub fn attributes(self) -> &'static str {
+        match self {
+            Self::Access => "access_logs",
+            Self::Connection => "connection_logs",
+        }
+    }
+
+    /// What the files' names start with: connection logs' with `conn_log_`, as AWS's keys
+    /// do (AWS's documentation writes `conn_log.`, its buckets hold `conn_log_`).
+    fn file_prefix(self) -> &'static str {
+        match self {
+            Self::Access => "",
+            Self::Connection => "conn_log_",
+        }
+    }
+}
+
+/// Where one node's logs of one kind of one load balancer go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Destination {
+    #[serde(default)]
+    pub kind: LogKind,
     pub bucket: String,
-    /// `access_logs.s3.prefix`: may be empty.
+    /// `access_logs.s3.prefix` (or `connection_logs.…`): may be empty.
     pub prefix: String,
     pub account: String,
     pub region: String,
@@ -38,7 +71,7 @@ impl Destination {
         let (year, month, day) = (t.year(), u8::from(t.month()), t.day());
         format!(
             "{}AWSLogs/{account}/elasticloadbalancing/{region}/{year:04}/{month:02}/{day:02}/\
-             {account}_elasticloadbalancing_{region}_{lb}_{year:04}{month:02}{day:02}T{:02}{:02}Z_{ip}_{random}.log.gz",
+             {file}{account}_elasticloadbalancing_{region}_{lb}_{year:04}{month:02}{day:02}T{:02}{:02}Z_{ip}_{random}.log.gz",
             prefix_path(&self.prefix),
             t.hour(),
             t.minute(),
@@ -46,11 +79,12 @@ impl Destination {
             region = self.region,
             lb = self.load_balancer,
             ip = self.node_ip,
+            file = self.kind.file_prefix(),
         )
     }
 }
 
-/// The key of the file AWS writes when access logs are turned on, to show that it can:
+/// The key of the file AWS writes when logs are turned on, to show that it can:
 /// `PREFIX/AWSLogs/ACCOUNT/ELBAccessLogTestFile`.
 pub fn test_file_key(prefix: &str, account: &str) -> String {
     format!(
@@ -114,6 +148,7 @@ mod tests {
     #[test]
     fn keys_are_aws_s() {
         let destination = Destination {
+            kind: LogKind::Access,
             bucket: "logs".into(),
             prefix: "team/".into(),
             account: "123456789012".into(),
@@ -130,9 +165,15 @@ mod tests {
         );
         let bare = Destination {
             prefix: String::new(),
+            kind: LogKind::Connection,
             ..destination
         };
-        assert!(bare.key(at(0), "x").starts_with("AWSLogs/123456789012/"));
+        let key = bare.key(at(0), "x");
+        assert!(key.starts_with("AWSLogs/123456789012/"), "{key}");
+        assert!(
+            key.contains("/01/conn_log_123456789012_elasticloadbalancing_"),
+            "{key}"
+        );
         assert_eq!(
             test_file_key("", "123456789012"),
             "AWSLogs/123456789012/ELBAccessLogTestFile"

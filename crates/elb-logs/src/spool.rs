@@ -121,16 +121,25 @@ impl Spool {
         member.write_all(entries)?;
         let member = member.finish()?;
         let (_, file) = self.open.get_mut(stream).expect("opened above");
-        file.write_all(&member)
+        // Half a member in the middle would end every reader there: cut a failed write off.
+        let whole = file.metadata()?.len();
+        file.write_all(&member).inspect_err(|_| {
+            let _ = file.set_len(whole);
+        })
     }
 
-    /// Seals every stream, as its interval ends at `end`.
+    /// Seals every stream, as its interval ends at `end`; one that fails does not keep the
+    /// others from it (the first error is returned).
     pub fn seal_all(&mut self, end: SystemTime) -> io::Result<()> {
         let streams: Vec<String> = self.open.keys().cloned().collect();
+        let mut first = Ok(());
         for stream in streams {
-            self.seal(&stream, end)?;
+            let sealed = self.seal(&stream, end);
+            if first.is_ok() {
+                first = sealed;
+            }
         }
-        Ok(())
+        first
     }
 
     fn seal(&mut self, stream: &str, end: SystemTime) -> io::Result<()> {
@@ -229,6 +238,7 @@ mod tests {
 
     fn destination(bucket: &str) -> Destination {
         Destination {
+            kind: crate::LogKind::Access,
             bucket: bucket.into(),
             prefix: String::new(),
             account: "123456789012".into(),

@@ -91,9 +91,10 @@ const COMMON_LB: &[Spec] = &[
     spec("deletion_protection.enabled", BOOL, "false", true),
     spec(CROSS_ZONE, BOOL, "false", true),
 ];
-pub const ACCESS_LOGS: &str = "access_logs.s3.enabled";
-pub const ACCESS_LOGS_BUCKET: &str = "access_logs.s3.bucket";
-pub const ACCESS_LOGS_PREFIX: &str = "access_logs.s3.prefix";
+const ACCESS_LOGS: &str = "access_logs.s3.enabled";
+const ACCESS_LOGS_BUCKET: &str = "access_logs.s3.bucket";
+const ACCESS_LOGS_PREFIX: &str = "access_logs.s3.prefix";
+const CONNECTION_LOGS: &str = "connection_logs.s3.enabled";
 /// ALBs' access logs are built; NLBs' (TLS listeners only) are not yet.
 const ALB_LOGS: &[Spec] = &[
     spec(ACCESS_LOGS, BOOL, "false", true),
@@ -122,9 +123,9 @@ const ALB_ONLY: &[Spec] = &[
         "3600",
         false,
     ),
-    spec("connection_logs.s3.enabled", BOOL, "false", false),
-    spec("connection_logs.s3.bucket", TEXT, "", false),
-    spec("connection_logs.s3.prefix", TEXT, "", false),
+    spec(CONNECTION_LOGS, BOOL, "false", true),
+    spec("connection_logs.s3.bucket", TEXT, "", true),
+    spec("connection_logs.s3.prefix", TEXT, "", true),
     spec("health_check_logs.s3.enabled", BOOL, "false", false),
     spec("health_check_logs.s3.bucket", TEXT, "", false),
     spec("health_check_logs.s3.prefix", TEXT, "", false),
@@ -594,10 +595,13 @@ pub fn modify_load_balancer(
         check(spec, value, attrs.get(key))?;
         next.0.insert(key.clone(), value.clone());
     }
-    if next.flag(ACCESS_LOGS) && next.get(ACCESS_LOGS_BUCKET).is_none_or(str::is_empty) {
-        return Err(ModelError::validation(format!(
-            "The value of '{ACCESS_LOGS_BUCKET}' cannot be empty"
-        )));
+    for logs in ["access_logs", "connection_logs"] {
+        let bucket = format!("{logs}.s3.bucket");
+        if next.flag(&format!("{logs}.s3.enabled")) && next.get(&bucket).is_none_or(str::is_empty) {
+            return Err(ModelError::validation(format!(
+                "The value of '{bucket}' cannot be empty"
+            )));
+        }
     }
     Ok(next)
 }

@@ -1,4 +1,4 @@
-//! Access log delivery, in two parts that never wait on each other. The spooler, a thread of
+//! Access and connection log delivery, in two parts that never wait on each other. The spooler, a thread of
 //! its own (its work is file I/O), moves the nodes' new entries from the data plane to the
 //! spool on disk every quarter second and, at the end of every interval (aligned on the
 //! clock, as AWS's five minutes are), seals the spool into AWS's gzipped objects. The courier,
@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
-use elb_dataplane::access_log::{AccessLog, AccessLogs};
-use elb_logs::{Buckets, Destination, Outbox, Spool};
+use elb_dataplane::access_log::{LogStream, NodeLog, NodeLogs};
+use elb_logs::{Buckets, Destination, LogKind, Outbox, Spool};
 use elb_model::State;
-use elb_model::attributes::{ACCESS_LOGS, ACCESS_LOGS_BUCKET, ACCESS_LOGS_PREFIX};
 use elb_store::Store;
 use tokio::sync::{Notify, watch};
 use tracing::{error, warn};
@@ -44,7 +43,7 @@ impl Delivery {
         data_dir: &Path,
         buckets: Arc<Buckets>,
         store: Arc<Store>,
-        logs: Arc<AccessLogs>,
+        logs: Arc<NodeLogs>,
         interval: Duration,
     ) -> std::io::Result<Self> {
         let spool = Spool::open(&data_dir.join("logs"), SystemTime::now())?;
@@ -85,18 +84,19 @@ impl Delivery {
             .await
             .is_err()
         {
-            error!("the access log spooler panicked; its entries stay spooled");
+            error!("the log spooler panicked; its entries stay spooled");
         }
         let _ = self.stop_courier.send(true);
         let _ = self.courier.await;
     }
 }
 
-/// One node's log of one load balancer, and where its entries last went.
+/// One node's log of one kind of one load balancer, and where its entries last went.
 struct Stream {
     load_balancer: String,
     node: IpAddr,
-    log: Arc<AccessLog>,
+    kind: LogKind,
+    log: Arc<NodeLog>,
     destination: Option<Destination>,
     /// The buffer of the last take, handed back at the next.
     spare: Vec<u8>,
@@ -105,12 +105,12 @@ struct Stream {
 struct Spooler {
     spool: Spool,
     store: Arc<Store>,
-    logs: Arc<AccessLogs>,
+    logs: Arc<NodeLogs>,
     interval: Duration,
     /// Told when objects are sealed.
     sealed: Arc<Notify>,
     /// The logs the data plane writes to now.
-    streams: HashMap<(String, IpAddr), Stream>,
+    streams: HashMap<LogStream, Stream>,
     /// Logs it no longer lists (logging turned off, the load balancer gone, a log made anew)
     /// that requests in flight may still write to: emptied until nothing else holds them.
     retired: Vec<Stream>,
@@ -133,15 +133,15 @@ impl Spooler {
     /// Moves every log's new entries to the spool.
     fn flush(&mut self) {
         let mut streams = HashMap::new();
-        for (load_balancer, node, log) in self.logs.current() {
-            let key = (load_balancer, node);
+        for (key, log) in self.logs.current() {
             let stream = match self.streams.remove(&key) {
                 Some(stream) if Arc::ptr_eq(&stream.log, &log) => stream,
                 previous => {
                     self.retired.extend(previous);
                     Stream {
                         load_balancer: key.0.clone(),
-                        node,
+                        node: key.1,
+                        kind: key.2,
                         log,
                         destination: None,
                         spare: Vec::new(),
@@ -169,7 +169,7 @@ impl Spooler {
     fn seal(&mut self, end: SystemTime) {
         match self.spool.seal_all(end) {
             Ok(()) => self.sealed.notify_one(),
-            Err(e) => warn!(error = %e, "access logs could not be sealed"),
+            Err(e) => warn!(error = %e, "logs could not be sealed"),
         }
     }
 }
@@ -178,23 +178,26 @@ impl Spooler {
 /// stopped, to where it last did).
 fn spool_entries(spool: &mut Spool, stream: &mut Stream, state: &State, now: SystemTime) {
     let (lb, node) = (&stream.load_balancer, stream.node);
-    if let Some(destination) = destination(state, lb, node) {
+    if let Some(destination) = destination(state, lb, node, stream.kind) {
         stream.destination = Some(destination);
     }
     let entries = stream.log.take(std::mem::take(&mut stream.spare));
     let dropped = stream.log.take_dropped();
     if dropped > 0 {
-        warn!(load_balancer = %lb, %node, dropped, "access log entries dropped: the spool fell behind");
+        warn!(load_balancer = %lb, %node, kind = stream.kind.attributes(), dropped, "log entries dropped: the spool fell behind");
     }
     if !entries.is_empty() {
         match &stream.destination {
             Some(destination) => {
-                let name = format!("{}_{node}", destination.load_balancer);
+                let kind = stream.kind.attributes();
+                let name = format!("{}_{node}_{kind}", destination.load_balancer);
                 if let Err(e) = spool.append(&name, destination, &entries, now) {
-                    warn!(load_balancer = %lb, error = %e, "access log entries could not be spooled");
+                    warn!(load_balancer = %lb, kind, error = %e, "log entries could not be spooled");
                 }
             }
-            None => warn!(load_balancer = %lb, "access log entries without a bucket dropped"),
+            None => {
+                warn!(load_balancer = %lb, kind = stream.kind.attributes(), "log entries without a bucket dropped")
+            }
         }
     }
     stream.spare = entries;
@@ -220,7 +223,7 @@ impl Courier {
             .await
             .is_err()
         {
-            warn!("access logs not delivered at stop stay spooled for the next start");
+            warn!("logs not delivered at stop stay spooled for the next start");
         }
     }
 
@@ -230,8 +233,8 @@ impl Courier {
         let outbox = self.outbox.clone();
         let ready = match tokio::task::spawn_blocking(move || outbox.ready()).await {
             Ok(Ok(ready)) => ready,
-            Ok(Err(e)) => return warn!(error = %e, "the access log spool could not be read"),
-            Err(e) => return error!(error = %e, "reading the access log spool panicked"),
+            Ok(Err(e)) => return warn!(error = %e, "the log spool could not be read"),
+            Err(e) => return error!(error = %e, "reading the log spool panicked"),
         };
         let mut refusing = HashSet::new();
         for object in ready {
@@ -241,18 +244,18 @@ impl Courier {
             let body = match object.body() {
                 Ok(body) => body,
                 Err(e) => {
-                    warn!(key = %object.key, error = %e, "a sealed access log could not be read");
+                    warn!(key = %object.key, error = %e, "a sealed log could not be read");
                     continue;
                 }
             };
             match self.buckets.put(&object.bucket, &object.key, body).await {
                 Ok(()) => {
                     if let Err(e) = object.delivered() {
-                        warn!(error = %e, "a delivered access log could not be removed from the spool");
+                        warn!(error = %e, "a delivered log could not be removed from the spool");
                     }
                 }
                 Err(e) => {
-                    warn!(bucket = %object.bucket, key = %object.key, error = %e, "access log not delivered; tried again later");
+                    warn!(bucket = %object.bucket, key = %object.key, error = %e, "log not delivered; tried again later");
                     refusing.insert(object.bucket);
                 }
             }
@@ -260,8 +263,8 @@ impl Courier {
     }
 }
 
-/// Where the entries of `lb`'s node `ip` go, while the load balancer logs.
-fn destination(state: &State, lb: &str, ip: IpAddr) -> Option<Destination> {
+/// Where the entries of `lb`'s node `ip` of `kind` go, while the load balancer keeps them.
+fn destination(state: &State, lb: &str, ip: IpAddr, kind: LogKind) -> Option<Destination> {
     // arn:aws:elasticloadbalancing:REGION:ACCOUNT:loadbalancer/app/NAME/ID
     let mut parts = lb.splitn(6, ':');
     let (region, account) = (parts.nth(3)?, parts.next()?);
@@ -272,13 +275,15 @@ fn destination(state: &State, lb: &str, ip: IpAddr) -> Option<Destination> {
         .load_balancers
         .get(lb)?
         .attributes;
-    if !attributes.flag(ACCESS_LOGS) {
+    let attribute = |name| format!("{}.s3.{name}", kind.attributes());
+    if !attributes.flag(&attribute("enabled")) {
         return None;
     }
     Some(Destination {
-        bucket: attributes.get(ACCESS_LOGS_BUCKET)?.to_owned(),
+        kind,
+        bucket: attributes.get(&attribute("bucket"))?.to_owned(),
         prefix: attributes
-            .get(ACCESS_LOGS_PREFIX)
+            .get(&attribute("prefix"))
             .unwrap_or_default()
             .to_owned(),
         account: account.to_owned(),

@@ -159,7 +159,7 @@ async fn serve(
         &args.data_dir,
         buckets.clone(),
         store.clone(),
-        dataplane.access_logs(),
+        dataplane.node_logs(),
         settings.logs.interval,
     )
     .with_context(|| format!("the access log spool in {}", args.data_dir.display()))?;

@@ -1,8 +1,7 @@
 //! Describe/Modify of load balancer, target group and listener attributes.
 
-use elb_logs::PutError;
-use elb_model::attributes::{ACCESS_LOGS, ACCESS_LOGS_BUCKET, ACCESS_LOGS_PREFIX};
-use elb_model::{Attributes, Command, ErrorCode, LoadBalancer, ModelError};
+use elb_logs::{LogKind, PutError};
+use elb_model::{Attributes, Command, ErrorCode, LoadBalancer, ModelError, Region};
 
 use crate::ApiCall;
 use crate::error::ApiError;
@@ -37,12 +36,20 @@ pub(super) fn describe_load_balancer(api: &ApiCall<'_>, params: &Params) -> Resu
     Ok(render(&lb.attributes))
 }
 
-/// Where a load balancer's access logs go while they are on: (bucket, prefix).
-fn log_destination(lb: &LoadBalancer) -> Option<(String, String)> {
+/// Where a load balancer's logs go, of each kind that is on: (bucket, prefix).
+fn log_destinations(lb: &LoadBalancer) -> Vec<(LogKind, String, String)> {
     let a = &lb.attributes;
-    let text = |key| a.get(key).unwrap_or_default().to_owned();
-    a.flag(ACCESS_LOGS)
-        .then(|| (text(ACCESS_LOGS_BUCKET), text(ACCESS_LOGS_PREFIX)))
+    LogKind::ALL
+        .into_iter()
+        .filter(|kind| a.flag(&format!("{}.s3.enabled", kind.attributes())))
+        .map(|kind| {
+            let text = |name| {
+                let key = format!("{}.s3.{name}", kind.attributes());
+                a.get(&key).unwrap_or_default().to_owned()
+            };
+            (kind, text("bucket"), text("prefix"))
+        })
+        .collect()
 }
 
 pub(super) fn modify_load_balancer(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
@@ -51,29 +58,38 @@ pub(super) fn modify_load_balancer(api: &ApiCall<'_>, params: &Params) -> Result
         arn: arn.clone(),
         changes: changes(params)?,
     };
+    let destinations = |state: &Region| {
+        state
+            .load_balancers
+            .get(&arn)
+            .map(log_destinations)
+            .unwrap_or_default()
+    };
     // Turning logs on, or sending them elsewhere, puts the test file first.
     let (before, after) = api.preview(|state, cx| {
-        let before = state.load_balancers.get(&arn).and_then(log_destination);
+        let before = destinations(state);
         state.apply(command.clone(), cx)?;
-        Ok((before, log_destination(&state.load_balancers[&arn])))
+        Ok((before, destinations(state)))
     })?;
-    let tested = match after {
-        Some(destination) if before.as_ref() != Some(&destination) => {
-            write_test_file(api, &arn, &destination)?;
-            Some(destination)
-        }
-        _ => None,
-    };
+    let tested: Vec<_> = after
+        .into_iter()
+        .filter(|destination| !before.contains(destination))
+        .collect();
+    for (_, bucket, prefix) in &tested {
+        write_test_file(api, &arn, bucket, prefix)?;
+    }
     let (snapshot, _) = api.update(|state, cx| {
-        let before = state.load_balancers.get(&arn).and_then(log_destination);
+        let before = destinations(state);
         state.apply(command.clone(), cx)?;
-        let after = log_destination(&state.load_balancers[&arn]);
         // Another call may have changed the attributes since: a destination this one turns
-        // on must be the one it tested.
-        if after.is_some() && after != before && after != tested {
+        // on must be one it tested.
+        let untested = destinations(state)
+            .into_iter()
+            .any(|d| !before.contains(&d) && !tested.contains(&d));
+        if untested {
             return Err(ModelError::new(
                 ErrorCode::InvalidConfigurationRequest,
-                "The access log bucket changed while it was being checked; try again",
+                "The log bucket changed while it was being checked; try again",
             ));
         }
         Ok(())
@@ -81,12 +97,14 @@ pub(super) fn modify_load_balancer(api: &ApiCall<'_>, params: &Params) -> Result
     Ok(render(&snapshot.state().load_balancers[&arn].attributes))
 }
 
-/// Puts AWS's `ELBAccessLogTestFile` in the bucket that access logs are turned on for: a
-/// bucket that does not take it refuses the change, as AWS's bucket policy check does.
+/// Puts AWS's `ELBAccessLogTestFile` in a bucket that logs are turned on for (connection
+/// logs too: AWS does not document another name): a bucket that does not take it refuses the
+/// change, as AWS's bucket policy check does.
 fn write_test_file(
     api: &ApiCall<'_>,
     arn: &str,
-    (bucket, prefix): &(String, String),
+    bucket: &str,
+    prefix: &str,
 ) -> Result<(), ApiError> {
     let account = api.snapshot().state().scope.account.clone();
     let key = elb_logs::test_file_key(prefix, &account);
@@ -98,7 +116,7 @@ fn write_test_file(
         .block_on(put)
         .map_err(|e| match e {
             PutError::NoSuchBucket(_) | PutError::Refused(_) => {
-                tracing::info!(bucket, error = %e, "access log bucket refused the test file");
+                tracing::info!(bucket, error = %e, "log bucket refused the test file");
                 ApiError::from(ModelError::new(
                     ErrorCode::InvalidConfigurationRequest,
                     format!("Access Denied for bucket: {bucket}. Please check S3bucket permission"),
@@ -107,7 +125,7 @@ fn write_test_file(
             PutError::Unreachable(_) | PutError::Io(_) => ApiError::new(
                 503,
                 "ServiceUnavailable",
-                format!("The access log bucket '{bucket}' could not be checked: {e}"),
+                format!("The log bucket '{bucket}' could not be checked: {e}"),
             ),
         })
 }

@@ -6,9 +6,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elb_model::attributes::{
-    ACCESS_LOGS, RESPONSE_HEADER_PREFIX, RESPONSE_HEADER_SUFFIX, SERVER_HEADER,
-};
+use elb_logs::LogKind;
+use elb_model::attributes::{RESPONSE_HEADER_PREFIX, RESPONSE_HEADER_SUFFIX, SERVER_HEADER};
 use elb_model::{
     Action, Listener as ModelListener, LoadBalancer, Node, TargetGroup, TargetGroupProtocol,
 };
@@ -16,7 +15,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::targets::choose;
 use super::{Inputs, Kept, Runtime, keep};
-use crate::access_log::AccessLog;
+use crate::access_log::NodeLog;
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rules::Matcher;
 use crate::metrics::dimension;
@@ -101,19 +100,32 @@ impl Runtime {
                 sealer: inputs.sealer.clone(),
                 relayable: false,
                 header_conditions,
-                access_log: lb.attributes.flag(ACCESS_LOGS).then(|| {
-                    keep(
-                        &self.kept.access_logs,
-                        &mut used.access_logs,
-                        (lb.arn.clone(), node_ip),
-                        || Arc::new(AccessLog::new(dimension(&lb.arn))),
-                    )
-                }),
+                access_log: self.node_log(lb, node_ip, LogKind::Access, used),
+                connection_log: self.node_log(lb, node_ip, LogKind::Connection, used),
             };
             route.relayable = route.relay_serves();
             served.push((node, Listener::Http(Arc::new(route))));
         }
         served
+    }
+
+    /// The node's log of `kind`, kept across snapshots, while the load balancer keeps it.
+    fn node_log(
+        &self,
+        lb: &LoadBalancer,
+        node_ip: IpAddr,
+        kind: LogKind,
+        used: &mut Kept,
+    ) -> Option<Arc<NodeLog>> {
+        let enabled = format!("{}.s3.enabled", kind.attributes());
+        lb.attributes.flag(&enabled).then(|| {
+            keep(
+                &self.kept.node_logs,
+                &mut used.node_logs,
+                (lb.arn.clone(), node_ip, kind),
+                || Arc::new(NodeLog::new(dimension(&lb.arn))),
+            )
+        })
     }
 
     fn action(

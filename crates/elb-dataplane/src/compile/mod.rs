@@ -26,7 +26,7 @@ use elb_model::{
 use elb_tls::server::Resumption;
 use tracing::warn;
 
-use crate::access_log::{AccessLog, AccessLogs};
+use crate::access_log::{LogStream, NodeLog, NodeLogs};
 use crate::admission::Admission;
 use crate::binder::BindKey;
 use crate::metrics::{
@@ -53,8 +53,8 @@ pub(crate) struct Runtime {
     sealer: Option<(String, Arc<CookieSealer>)>,
     /// Gateway nodes' sockets and endpoints' interfaces.
     gateway: Arc<crate::gateway::Shared>,
-    /// Where the control path takes access log entries from.
-    access_logs: Arc<AccessLogs>,
+    /// Where the control path takes log entries from.
+    node_logs: Arc<NodeLogs>,
     /// Where the console reads what each node sent each target.
     traffic: Arc<Traffic>,
 }
@@ -85,9 +85,9 @@ struct Kept {
     tls: HashMap<String, Arc<rustls::ServerConfig>>,
     /// (node id, registration key) → what resets the node's flows to the target.
     terminators: HashMap<(String, String), Arc<nlb::Terminator>>,
-    /// (load balancer ARN, node address) → the node's access log, while the load balancer
-    /// logs: entries not yet taken survive a snapshot.
-    access_logs: HashMap<(String, IpAddr), Arc<AccessLog>>,
+    /// (load balancer ARN, node address, kind) → the node's log, while the load balancer
+    /// keeps it: entries not yet taken survive a snapshot.
+    node_logs: HashMap<LogStream, Arc<NodeLog>>,
 }
 
 impl Kept {
@@ -153,7 +153,7 @@ impl Runtime {
             resumption: None,
             sealer: None,
             gateway: Arc::default(),
-            access_logs: Arc::default(),
+            node_logs: Arc::default(),
             traffic: Arc::default(),
         }
     }
@@ -218,9 +218,9 @@ impl Runtime {
                 .map(|(key, load)| (key.clone(), load.clone()))
                 .collect(),
         );
-        let logs = used.access_logs.iter();
-        self.access_logs.replace(
-            logs.map(|((lb, ip), log)| (lb.clone(), *ip, log.clone()))
+        let logs = used.node_logs.iter();
+        self.node_logs.replace(
+            logs.map(|(stream, log)| (stream.clone(), log.clone()))
                 .collect(),
         );
         self.kept = used;
@@ -235,8 +235,8 @@ impl Runtime {
         self.registry.clone()
     }
 
-    pub(crate) fn access_logs(&self) -> Arc<AccessLogs> {
-        self.access_logs.clone()
+    pub(crate) fn node_logs(&self) -> Arc<NodeLogs> {
+        self.node_logs.clone()
     }
 
     pub(crate) fn traffic(&self) -> Arc<Traffic> {

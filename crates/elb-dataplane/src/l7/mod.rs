@@ -20,7 +20,7 @@ mod stickiness;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use elb_model::MtlsMode;
@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::debug;
 
-use crate::access_log::{Facts, LoggedHead, Session};
+use crate::access_log::{Facts, Handshake, LoggedHead, Session};
 use crate::metrics::Active;
 use crate::table::{HttpRoute, HttpSettings, RoutingTable};
 
@@ -57,16 +57,19 @@ pub(crate) fn spawn(
     stopped: watch::Receiver<bool>,
 ) {
     let active = route.door.metrics.as_ref().map(Active::new);
+    let session = Session::plain(peer);
+    if let (None, Some(log)) = (&route.tls, &route.connection_log) {
+        log.connection(&session, local.port(), &Handshake::default());
+    }
     if route.tls.is_none() && route.relayable {
         let idle = route.http.idle_timeout;
-        let session = Session::plain(peer);
         let relay = relay::serve(stream, local, session, table, stopped, idle);
         connections.spawn(async move {
             relay.await;
             drop(active);
         });
     } else {
-        let general = general(stream, local, peer, table, stopped);
+        let general = general(stream, local, session, table, stopped);
         connections.spawn(async move {
             general.await;
             drop(active);
@@ -124,11 +127,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one client connection until it closes, or until the listener stops, in which case
 /// the request in progress finishes and the connection closes after it. HTTPS listeners
-/// complete the handshake first, under the configuration current at accept.
+/// complete the handshake first, under the configuration current at accept, and log it when
+/// the load balancer keeps connection logs.
 async fn general(
     stream: TcpStream,
     local: SocketAddr,
-    peer: SocketAddr,
+    session: Session,
     table: Arc<ArcSwap<RoutingTable>>,
     stopped: watch::Receiver<bool>,
 ) {
@@ -136,46 +140,75 @@ async fn general(
         return;
     };
     let Some(tls) = route.tls.clone() else {
-        let client = ClientCert::default();
-        return http(
-            stream,
-            Vec::new(),
-            (local, Session::plain(peer)),
-            &route.http,
-            client,
-            table,
-            stopped,
-        )
-        .await;
+        let ends = (local, session, ClientCert::default());
+        return http(stream, Vec::new(), ends, &route.http, table, stopped).await;
     };
+    let peer = session.peer;
+    let started = Instant::now();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) if route.relayable && stream.get_ref().1.alpn_protocol() != Some(b"h2") => {
-            let idle = route.http.idle_timeout;
-            drop(route);
-            let session = Session::tls(peer, stream.get_ref().1);
-            relay::serve(stream, local, session, table, stopped, idle).await;
+    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+    let log = |session: &Session, handshake: Handshake| {
+        if let Some(log) = &route.connection_log {
+            log.connection(session, local.port(), &handshake);
         }
-        Ok(Ok(stream)) => {
-            let client = match (route.mtls, stream.get_ref().1.peer_certificates()) {
-                (Some(mode), Some(chain)) => ClientCert::of(mode, chain),
-                _ => ClientCert::default(),
-            };
-            let ends = (local, Session::tls(peer, stream.get_ref().1));
-            http(
-                stream,
-                Vec::new(),
-                ends,
-                &route.http,
-                client,
-                table,
-                stopped,
-            )
-            .await;
+    };
+    let failed = |status| Handshake {
+        latency: Some(started.elapsed()),
+        client_cert: None,
+        status: Some(status),
+    };
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            debug!(%peer, %local, error = %e, "TLS handshake failed");
+            return log(&session, failed(Handshake::failed(&e)));
         }
-        Ok(Err(e)) => debug!(%peer, %local, error = %e, "TLS handshake failed"),
-        Err(_) => debug!(%peer, %local, "TLS handshake timed out"),
+        Err(_) => {
+            debug!(%peer, %local, "TLS handshake timed out");
+            return log(
+                &session,
+                failed("Failed:UnmappedConnectionError".to_owned()),
+            );
+        }
+    };
+    let connection = stream.get_ref().1;
+    let session = session.with_tls(connection);
+    if route.connection_log.is_some() {
+        let handshake = Handshake {
+            latency: Some(started.elapsed()),
+            client_cert: connection.peer_certificates().and_then(leaf),
+            status: Some("Success".to_owned()),
+        };
+        log(&session, handshake);
     }
+    if route.relayable && connection.alpn_protocol() != Some(b"h2") {
+        let idle = route.http.idle_timeout;
+        drop(route);
+        return relay::serve(stream, local, session, table, stopped, idle).await;
+    }
+    let client = match (route.mtls, connection.peer_certificates()) {
+        (Some(mode), Some(chain)) => ClientCert::of(mode, chain),
+        _ => ClientCert::default(),
+    };
+    let ends = (local, session, client);
+    http(stream, Vec::new(), ends, &route.http, table, stopped).await;
+}
+
+/// A client certificate's subject, validity and serial number, as connection logs write
+/// them (the values ALB's mutual TLS headers carry).
+fn leaf(chain: &[rustls::pki_types::CertificateDer<'_>]) -> Option<[String; 3]> {
+    let headers = elb_tls::mtls::client_headers(MtlsMode::Verify, chain);
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    };
+    Some([
+        value("x-amzn-mtls-clientcert-subject")?,
+        value("x-amzn-mtls-clientcert-validity")?,
+        value("x-amzn-mtls-clientcert-serial-number")?,
+    ])
 }
 
 /// What a connection's client certificate tells targets (mutual TLS), made once per
@@ -202,14 +235,14 @@ impl ClientCert {
     }
 }
 
-/// HTTP over an established client stream, on `local` for the client `session` tells of;
-/// `replay` holds what the relay already read from it.
+/// HTTP over an established client stream, on `local` for the client `session` tells of,
+/// with what its certificate tells targets; `replay` holds what the relay already read from
+/// it.
 async fn http<S>(
     stream: S,
     replay: Vec<u8>,
-    (local, session): (SocketAddr, Session),
+    (local, session, client): (SocketAddr, Session, ClientCert),
     settings: &HttpSettings,
-    client: ClientCert,
     table: Arc<ArcSwap<RoutingTable>>,
     mut stopped: watch::Receiver<bool>,
 ) where

@@ -112,7 +112,7 @@ impl Outcome {
             metrics.record(self, group);
         }
         if let (Some(log), Some(facts)) = (&route.access_log, &self.log) {
-            log.write(session, self, facts);
+            log.request(session, self, facts);
         }
         tracing::debug!(
             target: "elbd::request",

@@ -342,6 +342,16 @@ async fn other_entries(lab: &Lab, logged: &mut Logged, bucket: &Path) {
     aws.https_listener(&logged.lb, 8443, &certificate, &logged.arns.group, &[]);
     let ca = lab.dir.join("ca.pem");
     aws.save_ca(&ca);
+    // Connection logs too, to a bucket of their own.
+    let conns = bucket.parent().unwrap().join("conns");
+    std::fs::create_dir_all(&conns).unwrap();
+    aws.set_load_balancer_attributes(
+        &logged.lb,
+        &[
+            "Key=connection_logs.s3.enabled,Value=true",
+            "Key=connection_logs.s3.bucket,Value=conns",
+        ],
+    );
     let https = lab.node('a', 8443);
     let resolve = format!("logs.test:8443:{}", https.ip());
     logged.elbd.wait_until("the HTTPS listener answers", || {
@@ -406,6 +416,52 @@ async fn other_entries(lab: &Lab, logged: &mut Logged, bucket: &Path) {
     assert_eq!(tls[15], "TLSv1.2");
     assert_eq!(tls[18], "logs.test");
     assert_eq!(tls[8..10], ["200", "200"]);
+
+    // Each connection's entry carries the trace id of its requests' entries.
+    let mut connections = Vec::new();
+    logged.elbd.wait_until("connection entries", || {
+        let objects: Vec<Vec<u8>> = files(&conns)
+            .iter()
+            .filter(|f| {
+                let name = f.file_name().unwrap().to_string_lossy();
+                name.starts_with("conn_log_123456789012_elasticloadbalancing_us-east-1_app.logged.")
+                    && name.ends_with(".log.gz")
+            })
+            .map(|f| std::fs::read(conns.join(f)).unwrap())
+            .collect();
+        connections = entries(&objects);
+        [&tls, &h2]
+            .iter()
+            .all(|request| connections.iter().any(|c| c[11] == request[29]))
+    });
+    let of = |request: &Vec<String>| connections.iter().find(|c| c[11] == request[29]).unwrap();
+    let handshake = of(&tls);
+    assert_eq!(handshake.len(), 13, "{handshake:?}");
+    assert_eq!(
+        handshake[1..6],
+        [
+            "127.0.0.1",
+            tls[3].rsplit(':').next().unwrap(),
+            "8443",
+            "TLSv1.2",
+            "ECDHE-ECDSA-AES128-GCM-SHA256"
+        ],
+        "{handshake:?}"
+    );
+    assert!(handshake[6].parse::<f64>().is_ok(), "{handshake:?}");
+    assert_eq!(
+        handshake[7..11],
+        ["-", "-", "-", "Success"],
+        "{handshake:?}"
+    );
+    assert_eq!(handshake[12], "x25519", "{handshake:?}");
+    let cleartext = of(&h2);
+    assert_eq!(
+        cleartext[3..11],
+        ["8080", "-", "-", "-", "-", "-", "-", "-"],
+        "{cleartext:?}"
+    );
+    assert_eq!(cleartext[12], "-");
 }
 
 /// moto's S3 server on `addr`, killed when dropped.

@@ -129,15 +129,8 @@ pub(super) async fn serve<S: ClientStream>(
     let Some(http) = table.load().http(local).map(|r| r.http.clone()) else {
         return;
     };
-    let general = super::http(
-        client.stream,
-        client.buf,
-        (local, client.session),
-        &http,
-        ClientCert::default(),
-        table,
-        stopped,
-    );
+    let ends = (local, client.session, ClientCert::default());
+    let general = super::http(client.stream, client.buf, ends, &http, table, stopped);
     // Boxed: the general path's state is large, and most connections never need it.
     Box::pin(general).await;
 }
