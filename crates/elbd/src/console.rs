@@ -204,9 +204,11 @@ fn load_balancer(region: &Region, arn: &str, health: &HealthView, sent: &Counts)
     let target_groups: Vec<Value> = region
         .target_groups_of(arn)
         .map(|tg| {
+            // As traffic and checks go: an ALB-type target stands for each of its nodes.
             let targets: Vec<Value> = tg
                 .targets
                 .iter()
+                .flat_map(|t| region.expand(t))
                 .map(|t| {
                     let key = t.key(&tg.arn);
                     let address = format!("{}:{}", t.address, t.port);

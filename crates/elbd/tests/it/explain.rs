@@ -254,6 +254,18 @@ async fn explain_names_the_rule_the_action_the_group_and_the_target() {
     assert_eq!(outside["action"], serde_json::Value::Null);
     assert_eq!(ask(&["--source", "127.0.0.9"])["admitted"], true);
 
+    // With credentials configured, the console asks for them too (basic auth, as /metrics).
+    let console = format!("http://{api}/console/state.json");
+    assert_eq!(curl(&console, &[]).status, 401);
+    assert_eq!(curl(&console, &["-u", "test:wrong"]).status, 401);
+    let state = curl(&console, &["-u", "test:test"]);
+    assert_eq!(state.status, 200);
+    assert!(
+        state.body.contains("\"name\":\"explained\""),
+        "{}",
+        state.body
+    );
+
     // With credentials configured, an unsigned question is refused.
     let unsigned = explain(api, false, &["--listener-arn", &listener, "GET", "/"]);
     assert!(!unsigned.status.success());
