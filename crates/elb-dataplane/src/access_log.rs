@@ -64,6 +64,12 @@ impl NodeLog {
         self.add(|line| write_connection_entry(line, session, port, handshake, now));
     }
 
+    /// Adds the access log entry of a network load balancer's TLS connection that ended now.
+    pub(crate) fn tls_flow(&self, flow: &TlsFlow<'_>) {
+        let now = SystemTime::now();
+        self.add(|line| write_tls_flow_entry(line, &self.elb, flow, now));
+    }
+
     /// Adds the line `write` makes. It is made before the lock is taken, in a buffer each
     /// thread keeps.
     fn add(&self, write: impl FnOnce(&mut Vec<u8>)) {
@@ -102,6 +108,68 @@ impl NodeLogs {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
+
+/// What a network load balancer's TLS connection tells its access log entry.
+pub(crate) struct TlsFlow<'a> {
+    /// The listener's id (the last part of its ARN).
+    pub(crate) listener: &'a str,
+    pub(crate) client: SocketAddr,
+    /// The listener's address and port.
+    pub(crate) destination: SocketAddr,
+    /// When the client connected.
+    pub(crate) created: SystemTime,
+    pub(crate) connection_time: Duration,
+    pub(crate) handshake_time: Duration,
+    /// Plaintext from and to the client.
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+    pub(crate) tls: &'a Tls,
+    /// ALPN with the client and with the target.
+    pub(crate) alpn_front: Option<&'a [u8]>,
+    pub(crate) alpn_back: Option<&'a [u8]>,
+}
+
+/// Writes an NLB TLS connection's access log entry: AWS's fields in AWS's order, `type`
+/// (`tls`) to `tls_connection_creation_time`, and a newline; times to the second without a
+/// zone, durations in milliseconds. `incoming_tls_alert`, `chosen_cert_arn`,
+/// `chosen_cert_serial` and `alpn_client_preference_list` are `-`: rustls does not tell
+/// them after the handshake.
+pub(crate) fn write_tls_flow_entry(
+    out: &mut Vec<u8>,
+    elb: &str,
+    flow: &TlsFlow<'_>,
+    now: SystemTime,
+) {
+    let field = |out: &mut Vec<u8>, text: &[u8]| {
+        out.extend_from_slice(text);
+        out.push(b' ');
+    };
+    let second = |at| log_time(at, 6)[..19].to_owned();
+    field(out, b"tls 2.0");
+    field(out, second(now).as_bytes());
+    field(out, elb.as_bytes());
+    field(out, flow.listener.as_bytes());
+    push_addr(out, Some(flow.client));
+    push_addr(out, Some(flow.destination));
+    push_number(out, flow.connection_time.as_millis() as u64);
+    push_number(out, flow.handshake_time.as_millis() as u64);
+    push_number(out, flow.received);
+    push_number(out, flow.sent);
+    field(out, b"- - -");
+    field(out, flow.tls.cipher.as_bytes());
+    let version: &[u8] = match flow.tls.protocol {
+        "TLSv1.3" => b"tlsv13",
+        _ => b"tlsv12",
+    };
+    field(out, version);
+    field(out, flow.tls.key_exchange.as_bytes());
+    field(out, flow.tls.domain.as_deref().unwrap_or("-").as_bytes());
+    field(out, flow.alpn_front.unwrap_or(b"-"));
+    field(out, flow.alpn_back.unwrap_or(b"-"));
+    field(out, b"-");
+    out.extend_from_slice(second(flow.created).as_bytes());
+    out.push(b'\n');
 }
 
 /// How a client connection's TLS handshake went, for its connection log entry.

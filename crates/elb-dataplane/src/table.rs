@@ -101,6 +101,9 @@ pub struct TcpRoute {
     /// preserves the client's.
     pub node_ip: IpAddr,
     pub targets: Arc<FlowTargets>,
+    /// TLS listeners of a load balancer that keeps access logs: where the node's entries go,
+    /// and the listener's id they name.
+    pub access_log: Option<(Arc<NodeLog>, String)>,
 }
 
 /// A UDP listener (NLB) on one node: each client address and port is a flow to one target

@@ -95,16 +95,11 @@ const ACCESS_LOGS: &str = "access_logs.s3.enabled";
 const ACCESS_LOGS_BUCKET: &str = "access_logs.s3.bucket";
 const ACCESS_LOGS_PREFIX: &str = "access_logs.s3.prefix";
 const CONNECTION_LOGS: &str = "connection_logs.s3.enabled";
-/// ALBs' access logs are built; NLBs' (TLS listeners only) are not yet.
-const ALB_LOGS: &[Spec] = &[
+/// Access logs: an ALB's of every request, an NLB's of its TLS connections (as AWS's).
+const LOGS: &[Spec] = &[
     spec(ACCESS_LOGS, BOOL, "false", true),
     spec(ACCESS_LOGS_BUCKET, TEXT, "", true),
     spec(ACCESS_LOGS_PREFIX, TEXT, "", true),
-];
-const NLB_LOGS: &[Spec] = &[
-    spec(ACCESS_LOGS, BOOL, "false", false),
-    spec(ACCESS_LOGS_BUCKET, TEXT, "", false),
-    spec(ACCESS_LOGS_PREFIX, TEXT, "", false),
 ];
 const LB_MISC: &[Spec] = &[
     spec(DENY_IGW, BOOL, "false", false),
@@ -529,8 +524,8 @@ pub fn modify_listener(
 
 fn lb_specs(kind: LoadBalancerKind) -> impl Iterator<Item = &'static Spec> {
     let extra: [&'static [Spec]; 3] = match kind {
-        LoadBalancerKind::Application => [ALB_LOGS, LB_MISC, ALB_ONLY],
-        LoadBalancerKind::Network => [NLB_LOGS, LB_MISC, NLB_ONLY],
+        LoadBalancerKind::Application => [LOGS, LB_MISC, ALB_ONLY],
+        LoadBalancerKind::Network => [LOGS, LB_MISC, NLB_ONLY],
         LoadBalancerKind::Gateway => [&[], &[], &[]],
     };
     COMMON_LB.iter().chain(extra.into_iter().flatten())

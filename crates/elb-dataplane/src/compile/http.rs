@@ -110,7 +110,7 @@ impl Runtime {
     }
 
     /// The node's log of `kind`, kept across snapshots, while the load balancer keeps it.
-    fn node_log(
+    pub(super) fn node_log(
         &self,
         lb: &LoadBalancer,
         node_ip: IpAddr,

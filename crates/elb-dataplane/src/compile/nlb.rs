@@ -15,6 +15,8 @@ use elb_model::{
 };
 use tokio::sync::watch;
 
+use elb_logs::LogKind;
+
 use super::targets::{Choice, choose};
 use super::{Inputs, Kept, Runtime, keep};
 use crate::admission::Admission;
@@ -126,6 +128,12 @@ impl Runtime {
             );
             let node_ip = node.private_ipv4.into();
             if let Some(choice) = tcp {
+                // AWS logs an NLB's TLS connections only.
+                let access_log = tls.as_ref().and_then(|_| {
+                    let log = self.node_log(lb, node_ip, LogKind::Access, used)?;
+                    let id = listener.arn.rsplit('/').next().unwrap_or_default();
+                    Some((log, id.to_owned()))
+                });
                 let route = TcpRoute {
                     door: door.clone(),
                     flows: flows.clone(),
@@ -133,6 +141,7 @@ impl Runtime {
                     tls: tls.clone(),
                     node_ip,
                     targets: Arc::new(self.flow_targets(node, tg, choice, used)),
+                    access_log,
                 };
                 per_node.push((node, Listener::Tcp(Arc::new(route))));
             }

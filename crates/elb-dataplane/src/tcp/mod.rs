@@ -27,7 +27,7 @@ use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use elb_wire::proxy_v2;
 use socket2::SockRef;
@@ -37,6 +37,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tracing::debug;
 
+use crate::access_log::{Session, TlsFlow};
 use crate::dial::Source;
 use crate::flow::{self, Flow};
 use crate::metrics::{ActiveFlow, FlowKind};
@@ -66,6 +67,7 @@ pub(crate) async fn serve(
         FlowKind::Tcp
     };
     let active = ActiveFlow::new(metrics, kind);
+    let (created, started) = (SystemTime::now(), Instant::now());
     let mut client = match &route.tls {
         None => Stream::Plain(client),
         Some(config) => match tls::accept(config, client).await {
@@ -77,6 +79,7 @@ pub(crate) async fn serve(
             }
         },
     };
+    let handshake_time = started.elapsed();
     let alpn = client.alpn().map(<[u8]>::to_vec);
     let Some((mut target, cut, _in_flight)) = connect(&route, (local, peer), alpn).await else {
         // No target, or none reachable: the client gets a reset, as from an NLB.
@@ -87,10 +90,28 @@ pub(crate) async fn serve(
     };
     let cuts = [cut, drained];
     let (idle, processed) = (route.idle_timeout, active.processed());
+    let moved = Moved::default();
     let end = match (&client, &target) {
         (Stream::Plain(c), Stream::Plain(t)) => relay((c, t), idle, cuts, processed).await,
-        _ => relay_tls((&mut client, &mut target), idle, cuts, processed).await,
+        _ => relay_tls((&mut client, &mut target), idle, cuts, (processed, &moved)).await,
     };
+    if let (Some((log, listener)), Stream::Server(tls)) = (&route.access_log, &client) {
+        let session = Session::plain(peer).with_tls(tls.get_ref().1);
+        let flow = TlsFlow {
+            listener,
+            client: peer,
+            destination: local,
+            created,
+            connection_time: started.elapsed(),
+            handshake_time,
+            received: moved.up.load(Ordering::Relaxed),
+            sent: moved.down.load(Ordering::Relaxed),
+            tls: session.tls.as_deref().expect("a TLS session"),
+            alpn_front: client.alpn(),
+            alpn_back: target.target_alpn(),
+        };
+        log.tls_flow(&flow);
+    }
     let counter = match end {
         End::Closed => return,
         End::ClientReset => &metrics.client_resets,
@@ -185,18 +206,26 @@ async fn relay(
     run_flow(up, down, idle, cuts, &shared).await
 }
 
-/// [`relay`] for a flow with TLS on either side: plaintext through the TLS streams.
+/// Plaintext bytes a TLS flow moved from the client (`up`) and to it (`down`).
+#[derive(Default)]
+struct Moved {
+    up: AtomicU64,
+    down: AtomicU64,
+}
+
+/// [`relay`] for a flow with TLS on either side: plaintext through the TLS streams, counted
+/// per direction in `moved`.
 async fn relay_tls(
     (client, target): (&mut Stream, &mut Stream),
     idle: Duration,
     cuts: [watch::Receiver<bool>; 2],
-    processed: &AtomicU64,
+    (processed, moved): (&AtomicU64, &Moved),
 ) -> End {
     let shared = Shared::new(processed);
     let (mut client_reads, mut client_writes) = tokio::io::split(client);
     let (mut target_reads, mut target_writes) = tokio::io::split(target);
-    let up = tls::copy(&mut client_reads, &mut target_writes, &shared);
-    let down = tls::copy(&mut target_reads, &mut client_writes, &shared);
+    let up = tls::copy(&mut client_reads, &mut target_writes, &shared, &moved.up);
+    let down = tls::copy(&mut target_reads, &mut client_writes, &shared, &moved.down);
     run_flow(up, down, idle, cuts, &shared).await
 }
 

@@ -9,6 +9,7 @@ use std::future::poll_fn;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -47,6 +48,14 @@ impl Stream {
     pub(super) fn alpn(&self) -> Option<&[u8]> {
         match self {
             Self::Server(tls) => tls.get_ref().1.alpn_protocol(),
+            _ => None,
+        }
+    }
+
+    /// The protocol ALPN settled on with the target, if any.
+    pub(super) fn target_alpn(&self) -> Option<&[u8]> {
+        match self {
+            Self::Client(tls) => tls.get_ref().1.alpn_protocol(),
             _ => None,
         }
     }
@@ -98,7 +107,12 @@ fn connector(alpn: Option<&[u8]>) -> &'static TlsConnector {
 /// TLS side gets close_notify then FIN even when its peer's direction ended first, as a
 /// strict peer takes a stream without close_notify for a truncated one. Holds a spare
 /// buffer only while a read has bytes.
-pub(super) async fn copy<R, W>(from: &mut R, to: &mut W, shared: &Shared<'_>) -> Result<(), Broken>
+pub(super) async fn copy<R, W>(
+    from: &mut R,
+    to: &mut W,
+    shared: &Shared<'_>,
+    moved: &AtomicU64,
+) -> Result<(), Broken>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -128,6 +142,7 @@ where
         let written = written.await;
         if written.is_ok() {
             shared.moved(buf.len());
+            moved.fetch_add(buf.len() as u64, Ordering::Relaxed);
         }
         spare::give(buf);
         written.map_err(|_| Broken::Writing)?;

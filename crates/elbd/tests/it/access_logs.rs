@@ -580,3 +580,94 @@ async fn access_logs_reach_an_s3_compatible_server() {
         .collect();
     logged.check(&entries(&objects), 40, 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_load_balancer_logs_its_tls_connections() {
+    let lab = Lab::new("access-logs-nlb", 49);
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    let _backend = Backend::start(target, Duration::ZERO).await;
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let config = lab.write(
+        "elbd.toml",
+        &with_settings(&lab, "access_log_interval_seconds = 2\n"),
+    );
+    let mut elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
+    let aws = Aws::new(api);
+    let (lb, vpc) = aws.load_balancer_of_type("flows", "network");
+    let tg = aws.target_group_of("TCP", "flows", &vpc, (9001, "ip"), &[]);
+    aws.register(&tg, &[target.ip().to_string()]);
+    let certificate =
+        aws.ok(&["acm", "request-certificate", "--domain-name", "flows.test"])["CertificateArn"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let listener = aws.ok(&[
+        "elbv2",
+        "create-listener",
+        "--load-balancer-arn",
+        &lb,
+        "--protocol",
+        "TLS",
+        "--port",
+        "7443",
+        "--certificates",
+        &format!("CertificateArn={certificate}"),
+        "--default-actions",
+        &format!("Type=forward,TargetGroupArn={tg}"),
+    ])["Listeners"][0]["ListenerArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bucket = lab.dir.join("data/s3/flows");
+    std::fs::create_dir_all(&bucket).unwrap();
+    aws.set_load_balancer_attributes(
+        &lb,
+        &[
+            "Key=access_logs.s3.enabled,Value=true",
+            "Key=access_logs.s3.bucket,Value=flows",
+        ],
+    );
+    let ca = lab.dir.join("ca.pem");
+    aws.save_ca(&ca);
+    let node = lab.node('a', 7443);
+    let resolve = format!("flows.test:7443:{}", node.ip());
+    let ca_arg = ca.to_string_lossy().into_owned();
+    let args = [
+        "--cacert",
+        ca_arg.as_str(),
+        "--resolve",
+        resolve.as_str(),
+        "--http1.1",
+    ];
+    elbd.wait_until("the TLS listener answers", || {
+        curl("https://flows.test:7443/", &args).status == 200
+    });
+    let mut lines = Vec::new();
+    elbd.wait_until("a TLS connection logged", || {
+        let objects: Vec<Vec<u8>> = files(&bucket)
+            .iter()
+            .filter(|f| f.to_string_lossy().contains("_net.flows."))
+            .map(|f| std::fs::read(bucket.join(f)).unwrap())
+            .collect();
+        lines = entries(&objects);
+        !lines.is_empty()
+    });
+    let fields = &lines[0];
+    assert_eq!(fields.len(), 22, "{fields:?}");
+    assert_eq!(fields[..2], ["tls", "2.0"]);
+    assert_eq!(fields[2].len(), "2020-04-01T08:51:42".len(), "{fields:?}");
+    assert!(fields[3].starts_with("net/flows/"), "{fields:?}");
+    assert_eq!(fields[4], listener.rsplit('/').next().unwrap());
+    assert!(fields[5].starts_with("127.0.0.1:"), "{fields:?}");
+    assert_eq!(fields[6], node.to_string());
+    for number in &fields[7..11] {
+        assert!(number.parse::<u64>().is_ok(), "{fields:?}");
+    }
+    // curl's request went up, the backend's answer came down.
+    assert!(fields[9].parse::<u64>().unwrap() > 0 && fields[10].parse::<u64>().unwrap() > 0);
+    assert_eq!(fields[14], "ECDHE-ECDSA-AES128-GCM-SHA256", "{fields:?}");
+    assert_eq!(fields[15], "tlsv12");
+    assert_eq!(fields[16], "x25519");
+    assert_eq!(fields[17], "flows.test");
+    assert_eq!(fields[18..21], ["-", "-", "-"], "no ALPN policy");
+}
