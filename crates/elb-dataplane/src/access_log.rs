@@ -1,5 +1,5 @@
-//! ALB access and connection logs: one entry per request, and one per client connection, in
-//! AWS's formats, written by the request path into its node's [`NodeLog`] of that kind and
+//! ALB access and connection logs (one entry per request, and one per client connection)
+//! and NLB TLS access logs (one per TLS connection), in AWS's formats, written by the request path into its node's [`NodeLog`] of that kind and
 //! taken from there by the control path, which spools and delivers them (`elb-logs`). A
 //! request gathers what its entry needs (`Facts`) only when its load balancer logs;
 //! otherwise it allocates nothing for logs (a TLS connection keeps what it negotiated, once,
@@ -133,8 +133,8 @@ pub(crate) struct TlsFlow<'a> {
 /// Writes an NLB TLS connection's access log entry: AWS's fields in AWS's order, `type`
 /// (`tls`) to `tls_connection_creation_time`, and a newline; times to the second without a
 /// zone, durations in milliseconds. `incoming_tls_alert`, `chosen_cert_arn`,
-/// `chosen_cert_serial` and `alpn_client_preference_list` are `-`: rustls does not tell
-/// them after the handshake.
+/// `chosen_cert_serial` and `alpn_client_preference_list` are `-`: elbd does not keep them
+/// from the handshake.
 pub(crate) fn write_tls_flow_entry(
     out: &mut Vec<u8>,
     elb: &str,

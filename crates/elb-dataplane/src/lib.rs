@@ -11,8 +11,8 @@
 //!   kind; `compile`: snapshot + health → table, and the runtime state kept across
 //!   snapshots; [`targets`]: target sets (a neutral part, a part per protocol) and the
 //!   HTTP balancing algorithms.
-//! - [`access_log`]: ALB access and connection log entries in AWS's formats, per node until
-//!   taken.
+//! - [`access_log`]: ALB access and connection log entries and NLB TLS access log entries
+//!   in AWS's formats, per node until taken.
 //! - [`admission`]: which clients a listener's security groups admit (pure).
 //! - [`select`]: round robin, least outstanding, slow start (pure).
 //! - [`sticky`]: the stickiness cookies, sealed and opened.

@@ -57,7 +57,7 @@ pub struct Destination {
     pub prefix: String,
     pub account: String,
     pub region: String,
-    /// `app.NAME.ID`: the load balancer's ARN suffix with its slashes as dots.
+    /// `app.NAME.ID` (or `net.…`): the load balancer's ARN suffix with its slashes as dots.
     pub load_balancer: String,
     pub node_ip: IpAddr,
 }
@@ -65,7 +65,7 @@ pub struct Destination {
 impl Destination {
     /// AWS's key of the file of an interval ending at `end`, whose `random` part tells
     /// files of the same interval apart: `PREFIX/AWSLogs/ACCOUNT/elasticloadbalancing/
-    /// REGION/YYYY/MM/DD/ACCOUNT_elasticloadbalancing_REGION_app.NAME.ID_YYYYMMDDTHHMMZ_IP_RANDOM.log.gz`.
+    /// REGION/YYYY/MM/DD/[conn_log_]ACCOUNT_elasticloadbalancing_REGION_app.NAME.ID_YYYYMMDDTHHMMZ_IP_RANDOM.log.gz`.
     pub fn key(&self, end: SystemTime, random: &str) -> String {
         let t = OffsetDateTime::from(end);
         let (year, month, day) = (t.year(), u8::from(t.month()), t.day());

@@ -79,39 +79,34 @@ pub(crate) async fn serve(
             }
         },
     };
-    let handshake_time = started.elapsed();
+    let timing = Timing {
+        created,
+        started,
+        handshake: started.elapsed(),
+    };
     let alpn = client.alpn().map(<[u8]>::to_vec);
+    let moved = Moved::default();
     let Some((mut target, cut, _in_flight)) = connect(&route, (local, peer), alpn).await else {
         // No target, or none reachable: the client gets a reset, as from an NLB.
         debug!(%peer, %local, "no target for the flow; reset");
+        log_tls_flow(&route, (&client, None), (local, peer), &timing, &moved);
         metrics.elb_resets.fetch_add(1, Ordering::Relaxed);
         let _ = client.tcp().set_zero_linger();
         return;
     };
     let cuts = [cut, drained];
     let (idle, processed) = (route.idle_timeout, active.processed());
-    let moved = Moved::default();
     let end = match (&client, &target) {
         (Stream::Plain(c), Stream::Plain(t)) => relay((c, t), idle, cuts, processed).await,
         _ => relay_tls((&mut client, &mut target), idle, cuts, (processed, &moved)).await,
     };
-    if let (Some((log, listener)), Stream::Server(tls)) = (&route.access_log, &client) {
-        let session = Session::plain(peer).with_tls(tls.get_ref().1);
-        let flow = TlsFlow {
-            listener,
-            client: peer,
-            destination: local,
-            created,
-            connection_time: started.elapsed(),
-            handshake_time,
-            received: moved.up.load(Ordering::Relaxed),
-            sent: moved.down.load(Ordering::Relaxed),
-            tls: session.tls.as_deref().expect("a TLS session"),
-            alpn_front: client.alpn(),
-            alpn_back: target.target_alpn(),
-        };
-        log.tls_flow(&flow);
-    }
+    log_tls_flow(
+        &route,
+        (&client, Some(&target)),
+        (local, peer),
+        &timing,
+        &moved,
+    );
     let counter = match end {
         End::Closed => return,
         End::ClientReset => &metrics.client_resets,
@@ -204,6 +199,42 @@ async fn relay(
     let up = pump(client, target, &shared);
     let down = pump(target, client, &shared);
     run_flow(up, down, idle, cuts, &shared).await
+}
+
+/// When a flow began, and how long its TLS handshake took.
+struct Timing {
+    created: SystemTime,
+    started: Instant,
+    handshake: Duration,
+}
+
+/// Writes a TLS listener's flow's access log entry as it ends, when its load balancer keeps
+/// them: after the relay, or with no target reached (`target` is `None`).
+fn log_tls_flow(
+    route: &TcpRoute,
+    (client, target): (&Stream, Option<&Stream>),
+    (local, peer): (SocketAddr, SocketAddr),
+    timing: &Timing,
+    moved: &Moved,
+) {
+    let (Some((log, listener)), Stream::Server(tls)) = (&route.access_log, client) else {
+        return;
+    };
+    let session = Session::plain(peer).with_tls(tls.get_ref().1);
+    let flow = TlsFlow {
+        listener,
+        client: peer,
+        destination: local,
+        created: timing.created,
+        connection_time: timing.started.elapsed(),
+        handshake_time: timing.handshake,
+        received: moved.up.load(Ordering::Relaxed),
+        sent: moved.down.load(Ordering::Relaxed),
+        tls: session.tls.as_deref().expect("a TLS session"),
+        alpn_front: client.alpn(),
+        alpn_back: target.and_then(Stream::target_alpn),
+    };
+    log.tls_flow(&flow);
 }
 
 /// Plaintext bytes a TLS flow moved from the client (`up`) and to it (`down`).

@@ -665,9 +665,14 @@ async fn a_network_load_balancer_logs_its_tls_connections() {
     }
     // curl's request went up, the backend's answer came down.
     assert!(fields[9].parse::<u64>().unwrap() > 0 && fields[10].parse::<u64>().unwrap() > 0);
+    assert_eq!(fields[11..14], ["-", "-", "-"], "{fields:?}");
     assert_eq!(fields[14], "ECDHE-ECDSA-AES128-GCM-SHA256", "{fields:?}");
     assert_eq!(fields[15], "tlsv12");
     assert_eq!(fields[16], "x25519");
     assert_eq!(fields[17], "flows.test");
     assert_eq!(fields[18..21], ["-", "-", "-"], "no ALPN policy");
+    assert!(
+        fields[21].len() == 19 && fields[21] <= fields[2],
+        "{fields:?}"
+    );
 }
