@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use elb_model::ModelError;
-use elb_store::UpdateError;
+use elb_store::{StoreError, UpdateError};
 
 use crate::Service;
 use crate::xml::Xml;
@@ -159,6 +159,13 @@ impl From<UpdateError> for ApiError {
     fn from(e: UpdateError) -> Self {
         match e {
             UpdateError::Model(e) => e.into(),
+            // Retryable, as AWS's 503s are (SDKs retry them). A commit whose answer was lost
+            // may have landed; a retried create finds it, as creates are idempotent.
+            UpdateError::Store(e @ StoreError::Unavailable { .. }) => Self::new(
+                503,
+                "ServiceUnavailable",
+                format!("the store did not answer: {e}"),
+            ),
             UpdateError::Store(e) => Self::internal(format!("the store failed: {e}")),
         }
     }

@@ -1,8 +1,11 @@
 //! What a storage backend must provide.
 
 use elb_model::State;
+use tokio::sync::mpsc;
 
-/// A monotonically increasing version of one scope's state; 0 means "never written".
+/// A version of one scope's state, greater after every commit; 0 means "never written".
+/// (etcd's revisions are the store's, so they grow by more than one between a scope's
+/// commits.)
 pub type Revision = u64;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,35 +17,61 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("stored state cannot be decoded: {0}")]
     Decode(#[from] serde_json::Error),
+    /// A key that no part of the state is stored under.
+    #[error("the store holds a key elbd does not know: {0}")]
+    Layout(String),
+    /// The distributed store cannot be reached or refused the request; nothing was committed
+    /// unless the error says so.
+    #[error("etcd at {endpoints}: {message}")]
+    Unavailable { endpoints: String, message: String },
 }
 
+/// Whole states committed by other processes, in revision order, each once.
+pub type Changes = mpsc::Receiver<(Revision, State)>;
+
 /// Durable storage of one state per scope (an account), with compare-and-swap.
+#[async_trait::async_trait]
 pub trait Backend: Send + Sync {
     /// The latest committed state of `scope` and its revision, if it was ever written.
-    fn load(&self, scope: &str) -> Result<Option<(Revision, State)>, StoreError>;
+    async fn load(&self, scope: &str) -> Result<Option<(Revision, State)>, StoreError>;
 
-    /// Durably stores `state` as the next revision of `scope`, provided the scope is still at
-    /// `expected`; otherwise changes nothing and returns [`StoreError::Conflict`].
-    fn commit(
+    /// Durably stores `next` as the next revision of `scope`, provided the scope is still at
+    /// `expected`, where it held `base`; otherwise changes nothing and returns
+    /// [`StoreError::Conflict`].
+    async fn commit(
         &self,
         scope: &str,
         expected: Revision,
-        state: &State,
+        base: &State,
+        next: &State,
     ) -> Result<Revision, StoreError>;
+
+    /// The commits to `scope` after `after`, for a backend other processes write while this
+    /// one runs; `None` for one only this process writes (SQLite, memory), whose changes the
+    /// store sees as it makes them.
+    async fn watch(&self, _scope: &str, _after: Revision) -> Result<Option<Changes>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Several [`Store`](crate::Store)s may share one backend, as processes share a database.
+#[async_trait::async_trait]
 impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
-    fn load(&self, scope: &str) -> Result<Option<(Revision, State)>, StoreError> {
-        (**self).load(scope)
+    async fn load(&self, scope: &str) -> Result<Option<(Revision, State)>, StoreError> {
+        (**self).load(scope).await
     }
 
-    fn commit(
+    async fn commit(
         &self,
         scope: &str,
         expected: Revision,
-        state: &State,
+        base: &State,
+        next: &State,
     ) -> Result<Revision, StoreError> {
-        (**self).commit(scope, expected, state)
+        (**self).commit(scope, expected, base, next).await
+    }
+
+    async fn watch(&self, scope: &str, after: Revision) -> Result<Option<Changes>, StoreError> {
+        (**self).watch(scope, after).await
     }
 }

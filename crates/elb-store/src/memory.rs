@@ -12,15 +12,17 @@ pub struct MemoryBackend {
     scopes: Mutex<HashMap<String, (Revision, State)>>,
 }
 
+#[async_trait::async_trait]
 impl Backend for MemoryBackend {
-    fn load(&self, scope: &str) -> Result<Option<(Revision, State)>, StoreError> {
+    async fn load(&self, scope: &str) -> Result<Option<(Revision, State)>, StoreError> {
         Ok(self.scopes.lock().expect("poisoned").get(scope).cloned())
     }
 
-    fn commit(
+    async fn commit(
         &self,
         scope: &str,
         expected: Revision,
+        _base: &State,
         state: &State,
     ) -> Result<Revision, StoreError> {
         let mut scopes = self.scopes.lock().expect("poisoned");

@@ -34,8 +34,9 @@ impl SqliteBackend {
     }
 }
 
+#[async_trait::async_trait]
 impl Backend for SqliteBackend {
-    fn load(&self, scope: &str) -> Result<Option<(Revision, State)>, StoreError> {
+    async fn load(&self, scope: &str) -> Result<Option<(Revision, State)>, StoreError> {
         let conn = self.conn.lock().expect("poisoned");
         let row: Option<(i64, String)> = conn
             .query_row(
@@ -48,10 +49,11 @@ impl Backend for SqliteBackend {
             .transpose()
     }
 
-    fn commit(
+    async fn commit(
         &self,
         scope: &str,
         expected: Revision,
+        _base: &State,
         state: &State,
     ) -> Result<Revision, StoreError> {
         let json = serde_json::to_string(state)?;

@@ -8,6 +8,7 @@ mod explain;
 mod reconcile;
 mod scrape;
 mod serve;
+mod store_url;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

@@ -18,7 +18,7 @@ use elb_health::HealthChecker;
 use elb_logs::Buckets;
 use elb_metrics::history::History;
 use elb_model::{Command, EndpointState, LoadBalancerState, State};
-use elb_store::{Snapshot, SqliteBackend, Store};
+use elb_store::{Snapshot, Store};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -28,6 +28,7 @@ use crate::console::{self, Console};
 use crate::explain;
 use crate::reconcile::reconcile;
 use crate::scrape::{self, Scrape};
+use crate::store_url::{EtcdArgs, StoreUrl};
 use crate::{default_data_dir, demo, socket_addr};
 
 #[derive(Debug, clap::Args)]
@@ -36,9 +37,16 @@ pub(crate) struct ServeArgs {
     /// Re-read on SIGHUP; the file owns only the resources it declares.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Directory of the embedded store (SQLite); created if missing.
+    /// Directory of the embedded store (unless --store names another), the access log spool
+    /// and local buckets; created if missing.
     #[arg(long, value_name = "DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
+    /// Where the state lives: `sqlite:PATH` (default: `sqlite:DATA-DIR/state.db`) or
+    /// `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`, shared by every elbd process using it.
+    #[arg(long, value_name = "URL")]
+    store: Option<StoreUrl>,
+    #[command(flatten)]
+    etcd: EtcdArgs,
     /// Address for the AWS API (elbv2 and the EC2 subset), e.g. 127.0.0.1:4566.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     api_listen: Option<SocketAddr>,
@@ -74,11 +82,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = config.settings.clone().unwrap_or_else(Settings::embedded);
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let db = args.data_dir.join("state.db");
-    let backend = SqliteBackend::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let store_url =
+        (args.store.clone()).unwrap_or_else(|| StoreUrl::Sqlite(args.data_dir.join("state.db")));
     let home = &settings.scope;
     let legacy_key = home.key();
-    let store = Arc::new(Store::open(Box::new(backend), &home.account, &legacy_key)?);
+    let backend = store_url.open(&args.etcd)?;
+    let store = Store::open(backend, &home.account, &legacy_key)
+        .with_context(|| format!("the store at {store_url}"))?;
+    let store = Arc::new(store);
     elb_tls::install_crypto_provider();
     if store.snapshot().state.secrets.is_empty() {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
@@ -93,6 +104,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", config_name(&args)))?;
     info!(
         data_dir = %args.data_dir.display(),
+        store = %store_url,
         revision = snapshot.revision,
         region = %settings.scope.region,
         account = %settings.scope.account,

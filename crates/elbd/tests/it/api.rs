@@ -39,9 +39,23 @@ fn network(aws: &Aws) -> (String, String, String) {
     )
 }
 
+/// The same lab on the embedded store, then (one after the other, on the same addresses) on
+/// etcd: the API suite runs against both.
+fn on_each_store(name: &'static str, slot: u8) -> [Box<dyn Fn() -> Lab>; 2] {
+    [
+        Box::new(move || Lab::new(name, slot)),
+        Box::new(move || Lab::new(name, slot).named("etcd").on_etcd()),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_builds_a_working_load_balancer_and_tears_it_down() {
-    let lab = Lab::new("api-cli", 6);
+    for lab in on_each_store("api-cli", 6) {
+        builds_and_tears_down(lab()).await;
+    }
+}
+
+async fn builds_and_tears_down(lab: Lab) {
     let _backends = [
         Backend::start(SocketAddr::from((lab.ip('a', 10), 9001)), Duration::ZERO).await,
         Backend::start(SocketAddr::from((lab.ip('b', 10), 9001)), Duration::ZERO).await,
@@ -240,9 +254,11 @@ async fn the_aws_cli_builds_a_working_load_balancer_and_tears_it_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_raises_the_modeled_exceptions() {
-    let lab = Lab::new("api-boto3", 7);
-    let (_elbd, api) = start(&lab, "");
-    boto3("boto3_errors.py", &[&format!("http://{api}")]);
+    for lab in on_each_store("api-boto3", 7) {
+        let lab = lab();
+        let (_elbd, api) = start(&lab, "");
+        boto3("boto3_errors.py", &[&format!("http://{api}")]);
+    }
 }
 
 /// Runs one of this directory's boto3 scripts with `args`; it must exit 0.
@@ -321,8 +337,13 @@ fn post(api: SocketAddr, service: &str, body: &[u8]) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_aws_errors_and_never_a_500() {
-    let lab = Lab::new("api-malformed", 9);
-    let (_elbd, api) = start(&lab, "");
+    for lab in on_each_store("api-malformed", 9) {
+        malformed_requests(&lab());
+    }
+}
+
+fn malformed_requests(lab: &Lab) {
+    let (_elbd, api) = start(lab, "");
     let mut big = b"Action=DescribeLoadBalancers&Names.member.1=".to_vec();
     big.resize(1 << 20, b'a');
     let cases: [(&str, &[u8], &str); 9] = [
@@ -520,12 +541,17 @@ async fn security_groups_gate_the_nodes_and_changes_apply_at_once() {
 /// others are named in `[[settings.regions]]`, on ranges of this test's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moto_style_script_runs_unchanged_in_three_regions() {
-    let lab = Lab::new("api-regions", 29);
+    for lab in on_each_store("api-regions", 29) {
+        moto_style_in_three_regions(&lab());
+    }
+}
+
+fn moto_style_in_three_regions(lab: &Lab) {
     let regions = "[[settings.regions]]\nname = \"us-west-2\"\n\
          zone = [{ name = \"us-west-2a\", cidr = \"127.70.0.0/16\" }, { name = \"us-west-2b\", cidr = \"127.71.0.0/16\" }]\n\
          [[settings.regions]]\nname = \"eu-central-1\"\n\
          zone = [{ name = \"eu-central-1a\", cidr = \"127.72.0.0/16\" }, { name = \"eu-central-1b\", cidr = \"127.73.0.0/16\" }]\n";
-    let (_elbd, api) = start(&lab, regions);
+    let (_elbd, api) = start(lab, regions);
     let endpoint = format!("http://{api}");
     let run = |region: &str, mode: &str| boto3("moto_style.py", &[&endpoint, region, mode]);
     let regions = ["us-east-1", "us-west-2", "eu-central-1"];

@@ -27,6 +27,8 @@ pub(crate) struct Lab {
     third_zone: Option<u8>,
     /// elbd's RUST_LOG.
     log_filter: &'static str,
+    /// The etcd that elbd keeps its state in, for labs [`Lab::on_etcd`].
+    etcd: Option<Arc<Etcd>>,
 }
 
 impl Lab {
@@ -40,6 +42,7 @@ impl Lab {
             first_octet: 10 + 2 * slot,
             third_zone: None,
             log_filter: "info",
+            etcd: None,
         }
     }
 
@@ -56,6 +59,40 @@ impl Lab {
         Self {
             log_filter: filter,
             ..self
+        }
+    }
+
+    /// The same lab in a scratch directory of its own (a second run of a test on the same
+    /// addresses).
+    pub(crate) fn named(self, suffix: &str) -> Self {
+        let dir = PathBuf::from(format!("{}-{suffix}", self.dir.display()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir, ..self }
+    }
+
+    /// The same lab, with elbd's state in an etcd of its own (on zone a's 255.1).
+    pub(crate) fn on_etcd(self) -> Self {
+        let etcd = Etcd::start(
+            &self.dir.join("etcd"),
+            Ipv4Addr::new(127, self.octet('a'), 255, 1),
+        );
+        Self {
+            etcd: Some(Arc::new(etcd)),
+            ..self
+        }
+    }
+
+    /// This lab's etcd ([`Lab::on_etcd`]).
+    pub(crate) fn etcd(&self) -> &Etcd {
+        self.etcd.as_ref().expect("a lab on etcd")
+    }
+
+    /// `--store` for elbd: this lab's etcd, or the embedded default.
+    fn store_flags(&self) -> Vec<String> {
+        match &self.etcd {
+            Some(etcd) => vec!["--store".into(), format!("etcd://{}/elbd", etcd.endpoint)],
+            None => vec![],
         }
     }
 
@@ -120,6 +157,58 @@ impl Lab {
     }
 }
 
+/// An etcd server (Debian's etcd-server) on a lab's address, killed when dropped.
+pub(crate) struct Etcd {
+    child: Child,
+    /// `HOST:PORT` of its clients' URL.
+    pub(crate) endpoint: SocketAddr,
+}
+
+impl Etcd {
+    pub(crate) fn start(dir: &Path, ip: Ipv4Addr) -> Self {
+        let endpoint = SocketAddr::from((ip, 2379));
+        let peer = format!("http://{ip}:2380");
+        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+        let child = Command::new("etcd")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--name", "lab"])
+            .args(["--listen-client-urls", &format!("http://{endpoint}")])
+            .args(["--advertise-client-urls", &format!("http://{endpoint}")])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("lab={peer}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd (Debian's etcd-server) is installed");
+        let etcd = Self { child, endpoint };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(endpoint).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not start on {endpoint}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        etcd
+    }
+}
+
+impl Etcd {
+    /// Sends the server `signal` (`STOP` hangs it: requests go unanswered; `CONT` resumes).
+    pub(crate) fn signal(&self, signal: &str) {
+        send_signal(&self.child, signal);
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running `elbd serve`, killed when dropped.
 pub(crate) struct Elbd {
     child: Child,
@@ -156,6 +245,7 @@ impl Elbd {
             .arg(config)
             .arg("--data-dir")
             .arg(lab.dir.join("data"))
+            .args(lab.store_flags())
             .args(extra)
             .env("RUST_LOG", lab.log_filter)
             .stdout(Stdio::null())
@@ -172,6 +262,7 @@ impl Elbd {
             .arg(config)
             .arg("--data-dir")
             .arg(lab.dir.join("data"))
+            .args(lab.store_flags())
             .output()
             .unwrap();
         assert!(!out.status.success(), "elbd started with a broken config");
@@ -179,12 +270,7 @@ impl Elbd {
     }
 
     pub(crate) fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        send_signal(&self.child, name);
     }
 
     /// SIGKILL, then start again with the same data dir.
@@ -256,6 +342,14 @@ pub(crate) struct Backend {
     pub(crate) health: Arc<AtomicU16>,
     /// Set: the backend behaves as a dead host, closing every connection without an answer.
     down: Arc<AtomicBool>,
+    /// Its accept loop, stopped (and its port freed) when the backend is dropped.
+    accept: tokio::task::AbortHandle,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
 }
 
 impl Backend {
@@ -265,7 +359,7 @@ impl Backend {
         let health = Arc::new(AtomicU16::new(200));
         let down = Arc::new(AtomicBool::new(false));
         let (seen, status, dead) = (hits.clone(), health.clone(), down.clone());
-        tokio::spawn(async move {
+        let accept = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 if dead.load(Ordering::Relaxed) {
                     continue;
@@ -308,7 +402,13 @@ impl Backend {
                 });
             }
         });
-        Self { hits, health, down }
+        let accept = accept.abort_handle();
+        Self {
+            hits,
+            health,
+            down,
+            accept,
+        }
     }
 
     /// From now on the backend is dead to new requests and connections.
@@ -362,12 +462,18 @@ impl ProcessBackend {
     }
 
     pub(crate) fn signal(&self, name: &str) {
-        Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.0.id().to_string())
-            .status()
-            .unwrap();
+        send_signal(&self.0, name);
     }
+}
+
+/// `kill -SIGNAL` to a child process (which must still run).
+fn send_signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {}", child.id());
 }
 
 impl Drop for ProcessBackend {

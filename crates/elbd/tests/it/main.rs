@@ -7,6 +7,7 @@ mod api;
 mod console;
 mod dns;
 mod errors;
+mod etcd;
 mod explain;
 mod gateway;
 mod harness;
