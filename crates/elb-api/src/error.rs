@@ -159,13 +159,19 @@ impl From<UpdateError> for ApiError {
     fn from(e: UpdateError) -> Self {
         match e {
             UpdateError::Model(e) => e.into(),
-            // Retryable, as AWS's 503s are (SDKs retry them). A commit whose answer was lost
-            // may have landed; a retried create finds it, as creates are idempotent.
-            UpdateError::Store(e @ StoreError::Unavailable { .. }) => Self::new(
-                503,
-                "ServiceUnavailable",
-                format!("the store did not answer: {e}"),
-            ),
+            // Retryable, as AWS's 503s are (SDKs retry them). The client is not told where
+            // the store is; the log is.
+            UpdateError::Store(
+                e @ (StoreError::Unavailable { .. } | StoreError::Conflict { .. }),
+            ) => {
+                tracing::warn!(error = %e, "a change could not be committed");
+                Self::new(
+                    503,
+                    "ServiceUnavailable",
+                    "the store did not take the change in time; retry",
+                )
+            }
+            UpdateError::Store(e @ StoreError::TooLarge { .. }) => Self::validation(e.to_string()),
             UpdateError::Store(e) => Self::internal(format!("the store failed: {e}")),
         }
     }

@@ -93,7 +93,7 @@ impl Reason {
 }
 
 /// What one node's checks say of one target.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetHealth {
     pub state: HealthState,
     pub reason: Option<Reason>,

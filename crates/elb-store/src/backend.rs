@@ -20,14 +20,27 @@ pub enum StoreError {
     /// A key that no part of the state is stored under.
     #[error("the store holds a key elbd does not know: {0}")]
     Layout(String),
-    /// The distributed store cannot be reached or refused the request; nothing was committed
-    /// unless the error says so.
+    /// The distributed store cannot be reached, or did not answer in time: worth retrying.
+    /// A commit whose answer was lost may have landed.
     #[error("etcd at {endpoints}: {message}")]
     Unavailable { endpoints: String, message: String },
+    /// The distributed store refused the request, and would again (too large, not
+    /// permitted): nothing was committed.
+    #[error("etcd at {endpoints} refused: {message}")]
+    Refused { endpoints: String, message: String },
+    /// A value larger than the distributed store takes in one request; nothing was committed.
+    #[error("{key} is {bytes} bytes, more than the {limit} etcd takes in one request")]
+    TooLarge {
+        key: String,
+        bytes: usize,
+        limit: usize,
+    },
 }
 
-/// Whole states committed by other processes, in revision order, each once.
-pub type Changes = mpsc::Receiver<(Revision, State)>;
+/// Whole states as the backend commits them (others' commits, and this process's own, which
+/// the store has published already), in revision order, each once; states in between may be
+/// skipped.
+pub type Changes = mpsc::UnboundedReceiver<(Revision, State)>;
 
 /// Durable storage of one state per scope (an account), with compare-and-swap.
 #[async_trait::async_trait]

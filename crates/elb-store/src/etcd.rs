@@ -31,10 +31,10 @@ use crate::backend::{Backend, Changes, Revision, StoreError};
 use crate::layout::{self, Keys};
 
 /// Operations per transaction: etcd's default `--max-txn-ops`.
-pub(crate) const MAX_OPS: usize = 128;
+const MAX_OPS: usize = 128;
 /// Bytes of values per transaction, well inside etcd's default `--max-request-bytes`
 /// (1.5 MiB) with room for keys and framing.
-pub(crate) const MAX_BYTES: usize = 1 << 20;
+const MAX_BYTES: usize = 1 << 20;
 /// A staged change set's chunk.
 const CHUNK_BYTES: usize = 512 << 10;
 /// How long one request may take before the store is called unreachable.
@@ -69,8 +69,8 @@ pub struct EtcdBackend {
     prefix: String,
     /// For errors: where etcd was looked for.
     endpoints: String,
-    /// etcd's client lives on a runtime of its own, so a store can be used from any thread,
-    /// in or out of the runtime that serves traffic.
+    /// etcd's client lives on a runtime of its own, whose I/O goes on whatever thread waits
+    /// for it (the store waits on blocking threads) and apart from the traffic's.
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -100,9 +100,13 @@ impl EtcdBackend {
                 (false, false) => format!("http://{e}"),
             })
             .collect();
+        // A member cut off from the cluster's leader answers nothing rather than old data; an
+        // expired authentication token is renewed rather than refusing every request.
         let mut connect = ConnectOptions::new()
             .with_connect_timeout(REQUEST_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(2), REQUEST_TIMEOUT);
+            .with_keep_alive(Duration::from_secs(2), REQUEST_TIMEOUT)
+            .with_require_leader(true)
+            .with_auto_token_refresh(true);
         if let Some((user, password)) = options.user {
             connect = connect.with_user(user, password);
         }
@@ -136,12 +140,37 @@ impl EtcdBackend {
     }
 
     fn names(&self, scope: &str) -> Names {
-        // A scope's keys must not fall under another's prefix.
-        let scope = scope.replace('%', "%25").replace('/', "%2F");
         Names {
-            scope: format!("{}{scope}/", self.prefix),
+            scope: format!("{}{}/", self.prefix, escape(scope)),
             endpoints: self.endpoints.clone(),
         }
+    }
+
+    /// Where `scope`'s live keys are ([`crate::live`]): apart from its state, so that the
+    /// state's watchers do not see every heartbeat.
+    pub(crate) fn live_names(&self, scope: &str) -> Names {
+        Names {
+            scope: format!("{}live/{}/", self.prefix, escape(scope)),
+            endpoints: self.endpoints.clone(),
+        }
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Runs `work` on etcd's runtime and waits for it (off async threads).
+    pub(crate) fn block_on<T>(&self, work: impl Future<Output = T>) -> T {
+        self.runtime
+            .as_ref()
+            .expect("open until dropped")
+            .block_on(work)
+    }
+
+    /// Runs `work` on etcd's runtime, in the background.
+    pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let runtime = self.runtime.as_ref().expect("open until dropped");
+        runtime.spawn(work);
     }
 
     /// Runs `work` on etcd's runtime (whose I/O this runtime may not drive).
@@ -201,16 +230,35 @@ impl Backend for EtcdBackend {
     }
 
     async fn watch(&self, scope: &str, after: Revision) -> Result<Option<Changes>, StoreError> {
-        let (tx, rx) = mpsc::channel(16);
-        let runtime = self.runtime.as_ref().expect("open until dropped");
-        runtime.spawn(follow(self.client.clone(), self.names(scope), after, tx));
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.spawn(follow(self.client(), self.names(scope), after, tx));
         Ok(Some(rx))
     }
 }
 
+/// The largest answer read from etcd: a whole state (the default, 4 MiB, is about 35 target
+/// groups of 1,000 targets).
+const MAX_ANSWER: usize = 1 << 30;
+
+/// etcd's key-value calls, taking answers up to [`MAX_ANSWER`].
+pub(crate) fn kv(client: &Client) -> etcd_client::KvClient {
+    client.kv_client().max_decoding_message_size(MAX_ANSWER)
+}
+
+/// etcd's watch, taking batches up to [`MAX_ANSWER`] (one catching up may be large).
+fn watcher(client: &Client) -> etcd_client::WatchClient {
+    client.watch_client().max_decoding_message_size(MAX_ANSWER)
+}
+
+/// A scope's keys must not fall under another's prefix (accounts are digits; a store written
+/// before regions had `ACCOUNT/REGION`).
+fn escape(scope: &str) -> String {
+    scope.replace('%', "%25").replace('/', "%2F")
+}
+
 /// The key names of one scope.
 #[derive(Debug, Clone)]
-struct Names {
+pub(crate) struct Names {
     /// `PREFIX/SCOPE/`
     scope: String,
     endpoints: String,
@@ -222,24 +270,39 @@ const STATE: &str = "state/";
 const STAGED: &str = "staged/";
 
 impl Names {
-    fn key(&self, relative: &str) -> String {
+    pub(crate) fn key(&self, relative: &str) -> String {
         format!("{}{relative}", self.scope)
     }
 
-    fn unavailable(&self, message: String) -> StoreError {
+    pub(crate) fn unavailable(&self, message: String) -> StoreError {
         StoreError::Unavailable {
             endpoints: self.endpoints.clone(),
             message,
         }
     }
 
-    /// Awaits one request, within [`REQUEST_TIMEOUT`].
-    async fn ask<T>(
+    /// Awaits one request, within [`REQUEST_TIMEOUT`]. etcd out of reach is
+    /// [`StoreError::Unavailable`] (worth retrying); a refusal that would be the same again
+    /// (too large, not permitted) is [`StoreError::Refused`].
+    pub(crate) async fn ask<T>(
         &self,
         request: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, StoreError> {
+        use etcd_client::Error;
+        use tonic::Code;
         match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
             Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(Error::GRpcStatus(status)))
+                if !matches!(
+                    status.code(),
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Aborted
+                ) =>
+            {
+                Err(StoreError::Refused {
+                    endpoints: self.endpoints.clone(),
+                    message: status.message().to_owned(),
+                })
+            }
             Ok(Err(e)) => Err(self.unavailable(e.to_string())),
             Err(_) => Err(self.unavailable(format!("no answer within {REQUEST_TIMEOUT:?}"))),
         }
@@ -250,8 +313,31 @@ impl Names {
 /// `None` to delete it.
 type ChangeSet = Vec<(String, Option<Vec<u8>>)>;
 
+/// A change set as staged: values as the JSON text they are (bytes would serialise as arrays
+/// of numbers, three times larger).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Staged(Vec<(String, Option<String>)>);
+
+impl Staged {
+    fn of(changes: &ChangeSet) -> Self {
+        let text = |v: &Vec<u8>| String::from_utf8_lossy(v).into_owned();
+        Self(
+            changes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_ref().map(text)))
+                .collect(),
+        )
+    }
+
+    fn into_changes(self) -> ChangeSet {
+        (self.0.into_iter())
+            .map(|(k, v)| (k, v.map(String::into_bytes)))
+            .collect()
+    }
+}
+
 /// The staged change set that `staging` names.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Staging {
     id: String,
     chunks: usize,
@@ -259,19 +345,19 @@ struct Staging {
 
 /// Every key of a scope (relative to it) as etcd held them at one revision.
 #[derive(Debug, Default)]
-struct Scoped {
+pub(crate) struct Scoped {
     /// The store's revision the keys were read at.
     revision: i64,
     /// `head`'s `mod_revision`: the state's revision (0 when never written).
     head: i64,
-    keys: BTreeMap<String, Vec<u8>>,
+    pub(crate) keys: BTreeMap<String, Vec<u8>>,
 }
 
 impl Scoped {
-    async fn read(mut client: Client, names: &Names) -> Result<Self, StoreError> {
+    pub(crate) async fn read(client: Client, names: &Names) -> Result<Self, StoreError> {
         let options = GetOptions::new().with_prefix();
         let mut answer = names
-            .ask(client.get(names.scope.as_str(), Some(options)))
+            .ask(kv(&client).get(names.scope.as_str(), Some(options)))
             .await?;
         let revision = answer.header().map_or(0, |h| h.revision());
         let mut scoped = Self {
@@ -315,7 +401,8 @@ impl Scoped {
                 .ok_or_else(|| StoreError::Layout(format!("{key} (a staged commit's chunk)")))?;
             bytes.extend_from_slice(chunk);
         }
-        Ok(Some((staging, serde_json::from_slice(&bytes)?)))
+        let staged: Staged = serde_json::from_slice(&bytes)?;
+        Ok(Some((staging, staged.into_changes())))
     }
 
     /// The state at `head`: the resource keys, with a staged change set over them.
@@ -344,92 +431,134 @@ impl Scoped {
 /// Commits `changes` on top of `expected`: one conditioned transaction when they fit, staged
 /// otherwise (the module's doc).
 async fn commit(
-    mut client: Client,
+    client: Client,
     names: &Names,
     expected: Revision,
     changes: ChangeSet,
 ) -> Result<Revision, StoreError> {
-    let fits = changes.len() < MAX_OPS && bytes(&changes) <= MAX_BYTES;
+    // A value etcd refuses in any request would stop every later writer at its copy.
+    if let Some((key, value)) = changes.iter().find_map(|(k, v)| {
+        v.as_ref()
+            .filter(|v| k.len() + v.len() > MAX_BYTES)
+            .map(|v| (k, v))
+    }) {
+        return Err(StoreError::TooLarge {
+            key: key.clone(),
+            bytes: key.len() + value.len(),
+            limit: MAX_BYTES,
+        });
+    }
+    let fits = changes.len() < MAX_OPS && change_bytes(&changes) <= MAX_BYTES;
     let staging = if fits {
         None
     } else {
-        Some(stage(&mut client, names, &changes).await?)
+        Some(stage(&client, names, &changes).await?)
     };
-    // Twice at most: a commit found half copied is finished, then this one is tried again.
-    for _ in 0..2 {
-        let expected = expected as i64;
-        let when = [
-            Compare::mod_revision(names.key(HEAD), CompareOp::Equal, expected),
-            Compare::version(names.key(STAGING), CompareOp::Equal, 0),
-        ];
-        let mut then = vec![TxnOp::put(names.key(HEAD), Vec::new(), None)];
-        match &staging {
-            Some(staging) => then.push(TxnOp::put(
-                names.key(STAGING),
-                serde_json::to_vec(staging)?,
-                None,
-            )),
-            None => then.extend(changes.iter().map(|change| put_or_delete(names, change))),
-        }
-        let txn = etcd_client::Txn::new()
-            .when(when)
-            .and_then(then)
-            .or_else([TxnOp::get(
-                names.scope.as_str(),
-                Some(GetOptions::new().with_prefix()),
-            )]);
-        let answer = names.ask(client.txn(txn)).await?;
-        let revision = answer.header().map_or(0, |h| h.revision());
-        if answer.succeeded() {
-            if staging.is_some() {
-                copy_staged(&mut client, names, revision, changes).await?;
+    let result = commit_at(&client, names, expected, &changes, staging.as_ref()).await;
+    match (result, &staging) {
+        (Ok(revision), Some(_)) => {
+            // The commit has landed; a copy cut short is finished by the next writer.
+            if let Err(e) = copy_staged(&client, names, revision as i64, changes).await {
+                warn!(error = %e, "a large commit landed; its copy is left to the next writer");
             }
+            Ok(revision)
+        }
+        (Err(e), Some(staging)) => {
+            // Best effort: the chunks of a commit that did not happen are no one's.
+            let staged = names.key(&format!("{STAGED}{}/", staging.id));
+            let options = DeleteOptions::new().with_prefix();
+            let _ = names.ask(kv(&client).delete(staged, Some(options))).await;
+            Err(e)
+        }
+        (result, None) => result,
+    }
+}
+
+/// The conditioned transaction of a commit: the changes themselves, or `staging` naming them.
+async fn commit_at(
+    client: &Client,
+    names: &Names,
+    expected: Revision,
+    changes: &ChangeSet,
+    staging: Option<&Staging>,
+) -> Result<Revision, StoreError> {
+    let expected = expected as i64;
+    let mut when = vec![
+        Compare::mod_revision(names.key(HEAD), CompareOp::Equal, expected),
+        Compare::version(names.key(STAGING), CompareOp::Equal, 0),
+    ];
+    let mut then = vec![TxnOp::put(names.key(HEAD), Vec::new(), None)];
+    match staging {
+        Some(staging) => {
+            // Its chunks are all there: a staging never names chunks that went.
+            let last = staging.chunks.saturating_sub(1);
+            let last = names.key(&format!("{STAGED}{}/{last:06}", staging.id));
+            when.push(Compare::version(last, CompareOp::Greater, 0));
+            let named = serde_json::to_vec(staging)?;
+            then.push(TxnOp::put(names.key(STAGING), named, None));
+        }
+        None => then.extend(changes.iter().map(|change| put_or_delete(names, change))),
+    }
+    let check = [
+        TxnOp::get(names.key(HEAD), None),
+        TxnOp::get(names.key(STAGING), None),
+    ];
+    let txn = etcd_client::Txn::new()
+        .when(when.clone())
+        .and_then(then.clone());
+    let txn = txn.or_else(check.clone());
+    // Twice at most: a commit found half copied is finished, then this one is tried again.
+    let mut answer = names.ask(kv(client).txn(txn)).await?;
+    for _ in 0..2 {
+        if answer.succeeded() {
+            let revision = answer.header().map_or(0, |h| h.revision());
             return Ok(revision as Revision);
         }
         // What stood in the way: a newer head, or a staged commit not yet copied.
-        let mut found = Scoped {
-            revision,
-            ..Scoped::default()
-        };
+        let (mut head, mut theirs) = (0, None);
         for response in answer.op_responses() {
-            if let TxnOpResponse::Get(mut get) = response {
-                for kv in get.take_kvs() {
-                    found.absorb(names, kv);
+            let TxnOpResponse::Get(get) = response else {
+                continue;
+            };
+            for kv in get.kvs() {
+                if kv.key() == names.key(HEAD).as_bytes() {
+                    head = kv.mod_revision();
+                } else {
+                    theirs = Some(serde_json::from_slice::<Staging>(kv.value())?);
                 }
             }
         }
-        if found.head != expected {
-            if let Some(staging) = &staging {
-                // Best effort: the chunks of a commit that did not happen are no one's.
-                let staged = names.key(&format!("{STAGED}{}/", staging.id));
-                let options = DeleteOptions::new().with_prefix();
-                let _ = names.ask(client.delete(staged, Some(options))).await;
-            }
+        if head != expected {
             return Err(StoreError::Conflict {
                 expected: expected as Revision,
-                found: found.head as Revision,
+                found: head as Revision,
             });
         }
-        let Some((_, theirs)) = found.staged()? else {
-            continue;
-        };
-        copy_staged(&mut client, names, found.head, theirs).await?;
+        if let Some(theirs) = theirs {
+            let changes = read_staged(client, names, &theirs).await?;
+            copy_staged(client, names, head, changes).await?;
+        }
+        let txn = etcd_client::Txn::new()
+            .when(when.clone())
+            .and_then(then.clone());
+        answer = names
+            .ask(kv(client).txn(txn.or_else(check.clone())))
+            .await?;
     }
-    Err(names.unavailable("a staged commit could not be finished".into()))
+    Err(StoreError::Conflict {
+        expected: expected as Revision,
+        found: expected as Revision,
+    })
 }
 
 /// Writes `changes` under `staged/ID/` in chunks; returns what `staging` will name.
-async fn stage(
-    client: &mut Client,
-    names: &Names,
-    changes: &ChangeSet,
-) -> Result<Staging, StoreError> {
+async fn stage(client: &Client, names: &Names, changes: &ChangeSet) -> Result<Staging, StoreError> {
     let id = format!("{:016x}", fastrand::u64(..));
-    let bytes = serde_json::to_vec(changes)?;
+    let bytes = serde_json::to_vec(&Staged::of(changes))?;
     let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
     for (n, chunk) in chunks.iter().enumerate() {
         let key = names.key(&format!("{STAGED}{id}/{n:06}"));
-        names.ask(client.put(key, chunk.to_vec(), None)).await?;
+        names.ask(kv(client).put(key, chunk.to_vec(), None)).await?;
     }
     Ok(Staging {
         id,
@@ -437,52 +566,67 @@ async fn stage(
     })
 }
 
+/// The change set that `staging` names, read from its chunks.
+async fn read_staged(
+    client: &Client,
+    names: &Names,
+    staging: &Staging,
+) -> Result<ChangeSet, StoreError> {
+    let prefix = names.key(&format!("{STAGED}{}/", staging.id));
+    let options = GetOptions::new().with_prefix();
+    let answer = names.ask(kv(client).get(prefix, Some(options))).await?;
+    let bytes: Vec<u8> = answer
+        .kvs()
+        .iter()
+        .flat_map(|kv| kv.value())
+        .copied()
+        .collect();
+    Ok(serde_json::from_slice::<Staged>(&bytes)?.into_changes())
+}
+
 /// Copies a staged commit's `changes` to the resource keys, in batches that apply only while
 /// `head` is still at `head` (so a late batch never overwrites a newer commit), then ends
 /// the staging.
 async fn copy_staged(
-    client: &mut Client,
+    client: &Client,
     names: &Names,
     head: i64,
     changes: ChangeSet,
 ) -> Result<(), StoreError> {
     let still = || Compare::mod_revision(names.key(HEAD), CompareOp::Equal, head);
-    let mut batch: Vec<TxnOp> = Vec::new();
+    let mut batches: Vec<Vec<TxnOp>> = vec![Vec::new()];
     let mut batch_bytes = 0;
-    let mut batches = Vec::new();
     for change in &changes {
-        let size = change.1.as_ref().map_or(0, Vec::len);
-        if batch.len() + 1 >= MAX_OPS || batch_bytes + size > MAX_BYTES {
-            batches.push(std::mem::take(&mut batch));
+        let size = change.0.len() + change.1.as_ref().map_or(0, Vec::len);
+        let batch = batches.last_mut().expect("one at least");
+        if !batch.is_empty() && (batch.len() + 1 >= MAX_OPS || batch_bytes + size > MAX_BYTES) {
+            batches.push(Vec::new());
             batch_bytes = 0;
         }
-        batch.push(put_or_delete(names, change));
+        batches
+            .last_mut()
+            .expect("one at least")
+            .push(put_or_delete(names, change));
         batch_bytes += size;
     }
-    batches.push(batch);
     for ops in batches {
         let txn = etcd_client::Txn::new().when([still()]).and_then(ops);
-        if !names.ask(client.txn(txn)).await?.succeeded() {
+        if !names.ask(kv(client).txn(txn)).await?.succeeded() {
             // Another writer finished this copy and committed on top of it.
             return Ok(());
         }
     }
-    let staging: Option<Staging> = {
-        let answer = names.ask(client.get(names.key(STAGING), None)).await?;
-        match answer.kvs().first() {
-            Some(kv) => Some(serde_json::from_slice(kv.value())?),
-            None => None,
-        }
-    };
-    let Some(staging) = staging else {
+    let answer = names.ask(kv(client).get(names.key(STAGING), None)).await?;
+    let Some(staging) = answer.kvs().first() else {
         return Ok(());
     };
+    let staging: Staging = serde_json::from_slice(staging.value())?;
     let staged = names.key(&format!("{STAGED}{}/", staging.id));
     let end = etcd_client::Txn::new().when([still()]).and_then([
         TxnOp::delete(names.key(STAGING), None),
         TxnOp::delete(staged, Some(DeleteOptions::new().with_prefix())),
     ]);
-    names.ask(client.txn(end)).await?;
+    names.ask(kv(client).txn(end)).await?;
     Ok(())
 }
 
@@ -494,43 +638,62 @@ fn put_or_delete(names: &Names, (key, value): &(String, Option<Vec<u8>>)) -> Txn
     }
 }
 
-fn bytes(changes: &ChangeSet) -> usize {
+/// Bytes of keys and values: what a transaction of `changes` carries.
+fn change_bytes(changes: &ChangeSet) -> usize {
     changes
         .iter()
         .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
         .sum()
 }
 
-/// Follows the scope's keys from the state at `after` on, sending each newer state; across
-/// lost connections it resumes from the last revision seen, and reads everything again
-/// when etcd has compacted that history away.
+/// Follows the scope's state from `after` on, sending each newer state.
 async fn follow(
-    mut client: Client,
+    client: Client,
     names: Names,
     after: Revision,
-    states: mpsc::Sender<(Revision, State)>,
+    states: mpsc::UnboundedSender<(Revision, State)>,
 ) {
     let mut sent = after as i64;
+    mirror(client, &names, |current| {
+        if current.head <= sent {
+            return Ok(true);
+        }
+        let Some(state) = current.state()? else {
+            return Ok(true);
+        };
+        sent = current.head;
+        Ok(states.send(state).is_ok())
+    })
+    .await;
+}
+
+/// Keeps a copy of every key under `names.scope` and calls `changed` with it after each
+/// change, until `changed` says to stop. Across lost connections it resumes from the last
+/// revision seen, and reads everything again when etcd has compacted that history away.
+pub(crate) async fn mirror(
+    client: Client,
+    names: &Names,
+    mut changed: impl FnMut(&Scoped) -> Result<bool, StoreError> + Send,
+) {
     let mut scoped: Option<Scoped> = None;
-    let mut failing = false;
+    let mut failures = 0;
     loop {
         let result = async {
             let current = match scoped.take() {
                 Some(current) => current,
-                None => Scoped::read(client.clone(), &names).await?,
+                None => Scoped::read(client.clone(), names).await?,
             };
             let from = current.revision + 1;
-            let current = scoped.insert(current);
-            if !deliver(current, &mut sent, &states).await? {
+            if !changed(scoped.insert(current))? {
                 return Ok(());
             }
             let options = WatchOptions::new().with_prefix().with_start_revision(from);
             let mut stream = names
-                .ask(client.watch(names.scope.as_str(), Some(options)))
+                .ask(watcher(&client).watch(names.scope.as_str(), Some(options)))
                 .await?;
-            if failing {
+            if failures > 0 {
                 info!(endpoints = %names.endpoints, "etcd watch resumed");
-                failing = false;
+                failures = 0;
             }
             while let Some(answer) = stream
                 .message()
@@ -541,7 +704,7 @@ async fn follow(
                     // The history to resume from is gone: read everything again.
                     scoped = None;
                     return Err(names.unavailable(format!(
-                        "watch canceled ({}); reading the state again",
+                        "watch canceled ({}); reading the keys again",
                         answer.cancel_reason()
                     )));
                 }
@@ -550,11 +713,11 @@ async fn follow(
                     let Some(kv) = event.kv() else { continue };
                     current.revision = current.revision.max(kv.mod_revision());
                     match event.event_type() {
-                        EventType::Put => current.absorb(&names, kv.clone()),
-                        EventType::Delete => current.forget(&names, kv.key()),
+                        EventType::Put => current.absorb(names, kv.clone()),
+                        EventType::Delete => current.forget(names, kv.key()),
                     }
                 }
-                if !deliver(current, &mut sent, &states).await? {
+                if !changed(current)? {
                     return Ok(());
                 }
             }
@@ -564,31 +727,19 @@ async fn follow(
         match result {
             Ok(()) => return,
             Err(e) => {
-                if !failing {
+                if failures == 0 {
                     warn!(error = %e, "etcd watch lost: serving the last state seen until it is back");
-                    failing = true;
+                }
+                failures += 1;
+                // A failure that repeats may be in what was kept: start again from a read.
+                if failures % 3 == 0 {
+                    warn!(error = %e, failures, "etcd watch still failing: reading the keys again");
+                    scoped = None;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
-}
-
-/// Sends the state at `current`'s head if it is newer than the last `sent`; false when no one
-/// listens any more.
-async fn deliver(
-    current: &Scoped,
-    sent: &mut i64,
-    states: &mpsc::Sender<(Revision, State)>,
-) -> Result<bool, StoreError> {
-    if current.head <= *sent {
-        return Ok(true);
-    }
-    let Some(state) = current.state()? else {
-        return Ok(true);
-    };
-    *sent = current.head;
-    Ok(states.send(state).await.is_ok())
 }
 
 #[cfg(test)]
@@ -599,24 +750,25 @@ mod tests {
     use crate::Store;
     use crate::tests::{etcd_endpoint, etcd_prefix};
 
-    /// A writer that dies after its staged commit's `head` transaction and before the copy:
-    /// readers see the whole commit, and the next writer finishes the copy.
-    #[test]
-    fn a_commit_left_half_copied_is_seen_whole_and_finished_by_the_next_writer() {
-        let prefix = etcd_prefix("half-copied");
-        let connect = || EtcdBackend::connect(&[etcd_endpoint()], &prefix, EtcdOptions::default());
-        let backend = Arc::new(connect().unwrap());
+    /// A backend on a prefix of the test's own, and a store on it with us-east-1 open.
+    fn opened(test: &str) -> (Arc<EtcdBackend>, Store) {
+        let prefix = etcd_prefix(test);
+        let options = EtcdOptions::default();
+        let backend = Arc::new(EtcdBackend::connect(&[etcd_endpoint()], &prefix, options).unwrap());
         let store = Store::open(Box::new(backend.clone()), "acct", "none").unwrap();
         let scope = elb_model::Scope::default();
         store
             .update(|state, cx| state.open_region(&scope, &Default::default(), cx))
             .unwrap();
-        let base = store.snapshot();
-        let next = store
+        (backend, store)
+    }
+
+    fn many_groups(store: &Store, prefix: &str) -> State {
+        store
             .try_update(|state, cx| {
                 for i in 0..200 {
                     let group = elb_model::state::CreateTargetGroup {
-                        name: format!("group-{i}"),
+                        name: format!("{prefix}-{i}"),
                         protocol: "HTTP".into(),
                         protocol_version: elb_model::ProtocolVersion::Http1,
                         port: 80,
@@ -629,15 +781,58 @@ mod tests {
                 }
                 Ok(state.clone())
             })
+            .unwrap()
+    }
+
+    /// Commits at a revision that is no longer the head conflict, small or staged, and a
+    /// staged one that conflicts leaves no chunks; one that lands leaves no staging.
+    #[test]
+    fn stale_commits_conflict_and_staging_leaves_nothing_behind() {
+        let (backend, store) = opened("stale");
+        let base = store.snapshot();
+        let runtime = backend.runtime.as_ref().unwrap();
+        let commit = |next: &State| {
+            runtime.block_on(backend.commit("acct", base.revision, &base.state, next))
+        };
+        let landed = commit(&many_groups(&store, "a")).unwrap();
+        assert!(landed > base.revision);
+        for next in [many_groups(&store, "b"), State::default()] {
+            let err = commit(&next).unwrap_err();
+            assert!(
+                matches!(err, StoreError::Conflict { found, .. } if found == landed),
+                "{err}"
+            );
+        }
+        let names = backend.names("acct");
+        let scoped = runtime
+            .block_on(Scoped::read(backend.client(), &names))
             .unwrap();
+        assert!(
+            !scoped
+                .keys
+                .keys()
+                .any(|k| k == STAGING || k.starts_with(STAGED))
+        );
+        assert_eq!(scoped.head as Revision, landed);
+        let groups = scoped.keys.keys().filter(|k| k.contains("/target_groups/"));
+        assert_eq!(groups.count(), 200);
+    }
+
+    /// A writer that dies after its staged commit's `head` transaction and before the copy:
+    /// readers see the whole commit, and the next writer finishes the copy.
+    #[test]
+    fn a_commit_left_half_copied_is_seen_whole_and_finished_by_the_next_writer() {
+        let (backend, store) = opened("half-copied");
+        let base = store.snapshot();
+        let next = many_groups(&store, "group");
         let changes = layout::changes(
             &layout::split(&base.state).unwrap(),
             &layout::split(&next).unwrap(),
         );
-        let (mut client, names) = (backend.client.clone(), backend.names("acct"));
+        let (client, names) = (backend.client(), backend.names("acct"));
         let runtime = backend.runtime.as_ref().unwrap();
         runtime.block_on(async {
-            let staging = stage(&mut client, &names, &changes).await.unwrap();
+            let staging = stage(&client, &names, &changes).await.unwrap();
             let begin = etcd_client::Txn::new()
                 .when([Compare::mod_revision(
                     names.key(HEAD),
@@ -652,10 +847,12 @@ mod tests {
                         None,
                     ),
                 ]);
-            assert!(client.txn(begin).await.unwrap().succeeded());
+            assert!(kv(&client).txn(begin).await.unwrap().succeeded());
         });
 
-        let reader = Store::open(Box::new(connect().unwrap()), "acct", "none").unwrap();
+        let prefix = etcd_prefix("half-copied");
+        let another = EtcdBackend::connect(&[etcd_endpoint()], &prefix, EtcdOptions::default());
+        let reader = Store::open(Box::new(another.unwrap()), "acct", "none").unwrap();
         assert_eq!(reader.snapshot().state, next);
         let tail = elb_model::Command::DeleteTargetGroup {
             arn: next.regions["us-east-1"]

@@ -10,6 +10,7 @@
 mod backend;
 mod etcd;
 mod layout;
+mod live;
 mod memory;
 mod sqlite;
 mod store;
@@ -18,6 +19,7 @@ mod tests;
 
 pub use backend::{Backend, Changes, Revision, StoreError};
 pub use etcd::{EtcdBackend, EtcdOptions, EtcdTls};
+pub use live::{Lease, LiveKeys};
 pub use memory::MemoryBackend;
 pub use sqlite::SqliteBackend;
 pub use store::{Snapshot, Store, UpdateError};

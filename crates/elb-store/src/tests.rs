@@ -225,6 +225,14 @@ pub(crate) fn etcd_endpoint() -> String {
                     .unwrap()
                     .port()
             };
+            let found = std::process::Command::new("sh")
+                .args(["-c", "command -v etcd"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            assert!(
+                found,
+                "these tests run etcd (Debian's etcd-server; .ci/run installs it)"
+            );
             let (client, peer) = (port(), port());
             let dir = temp_db("etcd").with_extension("etcd");
             let dir = dir.display();
@@ -240,7 +248,7 @@ pub(crate) fn etcd_endpoint() -> String {
                 .args(["-c", &script])
                 .stdin(std::process::Stdio::piped())
                 .spawn()
-                .expect("etcd (Debian's etcd-server) is installed");
+                .unwrap();
             // Its stdin stays open as long as this process lives.
             std::mem::forget(child);
             let endpoint = format!("127.0.0.1:{client}");

@@ -5,7 +5,10 @@ mod config;
 mod console;
 mod demo;
 mod explain;
+mod nodes;
 mod reconcile;
+mod reports;
+mod roles;
 mod scrape;
 mod serve;
 mod store_url;
@@ -35,6 +38,9 @@ enum Commands {
     /// Ask a running elbd how a listener would route a request now: each rule and why it
     /// matched or not, the action, the target group, the eligible targets and the pick.
     Explain(explain::ExplainArgs),
+    /// List the node processes that serve load balancers from a shared store (etcd): host,
+    /// zones, the nodes they serve and their addresses, last heartbeat.
+    Nodes(nodes::NodesArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +55,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Commands::Serve(args) => serve::run(args),
         Commands::Explain(args) => explain::run(args),
+        Commands::Nodes(args) => nodes::run(args),
     }
 }
 

@@ -4,7 +4,6 @@
 //! the state → one store commit → a new snapshot → [`DataPlane::apply`] → sockets and routes.
 //! The API (`--api-listen`) enters at the same store commit.
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -17,8 +16,8 @@ use elb_dns::Dns;
 use elb_health::HealthChecker;
 use elb_logs::Buckets;
 use elb_metrics::history::History;
-use elb_model::{Command, EndpointState, LoadBalancerState, State};
-use elb_store::{Snapshot, Store};
+use elb_model::State;
+use elb_store::{EtcdBackend, Snapshot, Store};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -27,6 +26,8 @@ use crate::config::{Config, Settings};
 use crate::console::{self, Console};
 use crate::explain;
 use crate::reconcile::reconcile;
+use crate::reports::{Reporter, activations, draining_over, settlements};
+use crate::roles::{ClusterView, NodeProcess, Presence, Role, Roles};
 use crate::scrape::{self, Scrape};
 use crate::store_url::{EtcdArgs, StoreUrl};
 use crate::{default_data_dir, demo, socket_addr};
@@ -47,6 +48,17 @@ pub(crate) struct ServeArgs {
     store: Option<StoreUrl>,
     #[command(flatten)]
     etcd: EtcdArgs,
+    /// What this process runs: api (the API, the config file's resources, the control
+    /// loops), dns, node (the load balancer nodes of its --zones); repeatable; default all.
+    /// Parts apart share their state through --store etcd://.
+    #[arg(long, value_name = "ROLE", value_enum)]
+    role: Vec<Role>,
+    /// A zone whose load balancer nodes this node process serves (repeatable).
+    #[arg(long, value_name = "NAME")]
+    zone: Vec<String>,
+    /// How long a node process that stops answering etcd keeps its zones in DNS.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    lease_seconds: u64,
     /// Address for the AWS API (elbv2 and the EC2 subset), e.g. 127.0.0.1:4566.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     api_listen: Option<SocketAddr>,
@@ -86,8 +98,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         (args.store.clone()).unwrap_or_else(|| StoreUrl::Sqlite(args.data_dir.join("state.db")));
     let home = &settings.scope;
     let legacy_key = home.key();
-    let backend = store_url.open(&args.etcd)?;
-    let store = Store::open(backend, &home.account, &legacy_key)
+    let roles = Roles::new(&args.role, &args.zone, &store_url).map_err(anyhow::Error::msg)?;
+    if roles.apart && roles.api && args.api_listen.is_none() {
+        anyhow::bail!("--role api serves the API: add --api-listen ADDR");
+    }
+    if roles.apart && roles.dns && args.dns_listen.is_none() {
+        anyhow::bail!("--role dns serves DNS: add --dns-listen ADDR");
+    }
+    let opened = store_url.open(&args.etcd)?;
+    let store = Store::open(opened.backend, &home.account, &legacy_key)
         .with_context(|| format!("the store at {store_url}"))?;
     let store = Arc::new(store);
     elb_tls::install_crypto_provider();
@@ -99,9 +118,21 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             Ok(())
         })?;
     }
-    let (snapshot, ()) = store
-        .update(|state, cx| reconcile_home(state, &settings, &config, cx))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", config_name(&args)))?;
+    // The config file's resources are the API's side: node and DNS processes read its
+    // settings only.
+    let (snapshot, ()) = if roles.api {
+        store
+            .update(|state, cx| reconcile_home(state, &settings, &config, cx))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config_name(&args)))?
+    } else {
+        (store.snapshot(), ())
+    };
+    let unknown = roles.unknown_zones(&snapshot.state);
+    anyhow::ensure!(
+        unknown.is_empty(),
+        "--zone {}: no region has such a zone",
+        unknown.join(", ")
+    );
     info!(
         data_dir = %args.data_dir.display(),
         store = %store_url,
@@ -110,8 +141,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         account = %settings.scope.account,
         "store open"
     );
-    let region = &snapshot.state.regions[&settings.scope.region];
-    for lb in region.load_balancers.values() {
+    let regions = snapshot.state.regions.get(&settings.scope.region);
+    for (region, lb) in regions
+        .iter()
+        .flat_map(|r| r.load_balancers.values().map(move |lb| (r, lb)))
+    {
         let nodes: Vec<String> = region
             .nodes_of(&lb.arn)
             .map(|n| format!("{}={}", n.availability_zone, n.private_ipv4))
@@ -130,10 +164,22 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
-    runtime
-        .enable_all()
-        .build()?
-        .block_on(serve(args, settings, store, snapshot))
+    runtime.enable_all().build()?.block_on(serve(
+        args,
+        settings,
+        store,
+        snapshot,
+        Parts {
+            roles,
+            etcd: opened.etcd,
+        },
+    ))
+}
+
+/// What this process runs, and etcd, where the parts apart meet.
+struct Parts {
+    roles: Roles,
+    etcd: Option<Arc<EtcdBackend>>,
 }
 
 async fn serve(
@@ -141,12 +187,33 @@ async fn serve(
     settings: Settings,
     store: Arc<Store>,
     first: Arc<Snapshot>,
+    Parts { roles, etcd }: Parts,
 ) -> anyhow::Result<()> {
     if args.demo_targets {
         demo::start(&first.state);
     }
     let mut checker = HealthChecker::new();
-    let dns = match args.dns_listen {
+    let account = &settings.scope.account;
+    // Apart, a node process publishes what it serves and finds; the API and DNS read what
+    // every node process publishes. Together, they read this process's own checks.
+    let lease = Duration::from_secs(args.lease_seconds);
+    let presence = (roles.apart && roles.node)
+        .then(|| {
+            etcd.as_ref()
+                .map(|etcd| Presence::new(etcd.lease(account, lease)))
+        })
+        .flatten();
+    let cluster = (roles.apart && (roles.api || roles.dns))
+        .then(|| {
+            etcd.as_ref()
+                .map(|etcd| ClusterView::follow(etcd.live(account)))
+        })
+        .flatten();
+    let seen_health = match &cluster {
+        Some(cluster) => cluster.health.clone(),
+        None => checker.subscribe(),
+    };
+    let dns = match args.dns_listen.filter(|_| roles.dns) {
         Some(addr) => {
             let dns = Dns::serve(addr)
                 .await
@@ -175,7 +242,7 @@ async fn serve(
         settings.logs.interval,
     )
     .with_context(|| format!("the access log spool in {}", args.data_dir.display()))?;
-    if let Some(addr) = args.api_listen {
+    if let Some(addr) = args.api_listen.filter(|_| roles.api) {
         let history = Arc::new(Mutex::new(History::default()));
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -183,7 +250,7 @@ async fn serve(
         let api = Arc::new(Api {
             store: store.clone(),
             credentials: Credentials(settings.credentials.clone().into_iter().collect()),
-            health: checker.subscribe(),
+            health: seen_health.clone(),
             s3_root: args.data_dir.join("s3"),
             log_buckets: buckets.clone(),
             home: settings.scope.clone(),
@@ -199,7 +266,7 @@ async fn serve(
         let scrape = Arc::new(Scrape {
             registry: dataplane.metrics(),
             store: store.clone(),
-            health: checker.subscribe(),
+            health: seen_health.clone(),
             credentials: settings.credentials.clone().into_iter().collect(),
         });
         tokio::spawn(scrape::sample(scrape.clone(), history));
@@ -209,7 +276,7 @@ async fn serve(
         });
         let console = Arc::new(Console {
             store: store.clone(),
-            health: checker.subscribe(),
+            health: seen_health.clone(),
             traffic: dataplane.traffic(),
             credentials: settings.credentials.clone().into_iter().collect(),
             samples: Mutex::default(),
@@ -232,35 +299,73 @@ async fn serve(
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut snapshots = store.subscribe();
     let mut health = checker.subscribe();
-    let mut drain_timer = tokio::time::interval(Duration::from_secs(1));
+    let mut others = cluster.as_ref().map(|c| c.live.clone());
+    let reporter = Reporter::start(store.clone());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut previous = State::default();
+    let started_ms = now_ms();
     loop {
-        // A new snapshot or new health: bring the probes and the data plane up to date.
+        // A new snapshot, new health or news from the node processes: bring the probes, the
+        // data plane and DNS up to date, and report what changed.
         let snapshot = snapshots.borrow_and_update().clone();
+        let local = roles.node.then(|| roles.local(&snapshot.state));
         if snapshot.state != previous {
             log_delta(&previous, &snapshot.state);
-            checker.update(&snapshot.state);
+            if let Some(local) = &local {
+                checker.update(local);
+            }
             previous = snapshot.state.clone();
         }
         let view = health.borrow_and_update().clone();
-        let applied = dataplane.apply(&snapshot.state, &view, snapshot.revision);
-        if let Some(dns) = &dns {
-            dns.update(&snapshot.state, &view);
+        let mut reports = Vec::new();
+        let mut served = Vec::new();
+        if let Some(local) = &local {
+            let applied = dataplane.apply(local, &view, snapshot.revision);
+            log_applied(local, &applied);
+            served = NodeProcess::serving(local, &dataplane);
+            reports.extend(settlements(local, &dataplane));
+            if let Some(presence) = &presence {
+                presence.publish(&NodeProcess::new(&roles, served.clone(), started_ms));
+                presence.publish_health(&view);
+            }
         }
-        log_applied(&snapshot.state, &applied);
-        let mut reports = activations(&snapshot.state, &dataplane);
-        reports.extend(settlements(&snapshot.state, &dataplane));
-        commit(&store, reports, "reporting what this host serves").await;
+        let now = others.as_mut().map(|o| o.borrow_and_update().clone());
+        if let Some(dns) = &dns {
+            match &now {
+                Some(cluster) => dns.update(&cluster.served(&snapshot.state), &cluster.health),
+                None => dns.update(&snapshot.state, &view),
+            }
+        }
+        if roles.api {
+            let ready = match &now {
+                Some(cluster) => cluster.ready(),
+                None => served.iter().map(|s| (s.id.as_str(), s)).collect(),
+            };
+            reports.extend(activations(&snapshot.state, &ready));
+        }
+        reporter.report(reports);
         loop {
             tokio::select! {
                 changed = snapshots.changed() => break changed?,
                 changed = health.changed() => break changed?,
-                _ = drain_timer.tick() => {
-                    expire_draining(&store, &snapshot.state).await;
-                    // An endpoint's interface can fail, or become free, between snapshots.
-                    dataplane.retry_endpoints();
-                    let settled = settlements(&snapshot.state, &dataplane);
-                    commit(&store, settled, "settling endpoints").await;
+                Some(changed) = async { match others.as_mut() {
+                    Some(others) => Some(others.changed().await),
+                    None => None,
+                } } => break changed?,
+                _ = tick.tick() => {
+                    let mut reports = Vec::new();
+                    if roles.api {
+                        reports.extend(draining_over(&snapshot.state, now_ms()));
+                    }
+                    if let Some(local) = &local {
+                        // An endpoint's interface can fail, or become free, between snapshots.
+                        dataplane.retry_endpoints();
+                        reports.extend(settlements(local, &dataplane));
+                    }
+                    if let Some(presence) = &presence {
+                        presence.publish(&NodeProcess::new(&roles, served.clone(), started_ms));
+                    }
+                    reporter.report(reports);
                 }
                 _ = hangup.recv() => reload(&args, &settings, &store).await,
                 _ = terminate.recv() => return stop(dataplane, logs, args.drain_seconds).await,
@@ -268,6 +373,12 @@ async fn serve(
             }
         }
     }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn stop(dataplane: DataPlane, logs: Delivery, drain_seconds: u64) -> anyhow::Result<()> {
@@ -279,41 +390,6 @@ async fn stop(dataplane: DataPlane, logs: Delivery, drain_seconds: u64) -> anyho
     // After the drain: the requests that finished in it are logged too.
     logs.stop().await;
     Ok(())
-}
-
-/// Removes deregistered targets whose delay has passed (one commit, only when one has).
-async fn expire_draining(store: &Arc<Store>, state: &State) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let due: Vec<String> = state
-        .regions
-        .values()
-        .filter(|region| {
-            region
-                .target_groups
-                .values()
-                .flat_map(|tg| &tg.targets)
-                .any(|t| t.draining_until_ms.is_some_and(|until| until <= now))
-        })
-        .map(|region| region.scope.region.clone())
-        .collect();
-    if due.is_empty() {
-        return;
-    }
-    let store = store.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        store.update(|state, cx| {
-            due.iter()
-                .try_for_each(|region| state.apply(region, Command::ExpireDraining, cx).map(drop))
-        })
-    })
-    .await;
-    match result {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => error!("removing drained targets: {e}"),
-        Err(e) => error!("removing drained targets: {e}"),
-    }
 }
 
 /// SIGHUP: re-read the config file and commit it whole, or refuse it and change nothing.
@@ -341,99 +417,6 @@ async fn reload(args: &ServeArgs, settings: &Settings, store: &Arc<Store>) {
             path.display()
         ),
         Err(e) => error!("config reload failed: {e}"),
-    }
-}
-
-/// provisioning → active for every load balancer whose nodes have all bound their listeners;
-/// the state's reason names the node addresses this host did not have when they were bound.
-fn activations(state: &State, dataplane: &DataPlane) -> Vec<(String, Command)> {
-    let mut ready: Vec<(String, String, Option<String>)> = Vec::new();
-    for region in state.regions.values() {
-        let settled = |lb: &&elb_model::LoadBalancer| {
-            matches!(
-                lb.state,
-                LoadBalancerState::Provisioning | LoadBalancerState::Active
-            )
-        };
-        for lb in region.load_balancers.values().filter(settled) {
-            let sockets: Vec<SocketAddr> = region
-                .listeners_of(&lb.arn)
-                .flat_map(|l| {
-                    region
-                        .nodes_of(&lb.arn)
-                        .flat_map(|n| n.addresses())
-                        .map(move |ip| SocketAddr::new(IpAddr::V4(ip), l.port))
-                })
-                .collect();
-            if !sockets.iter().all(|a| dataplane.is_bound(*a)) {
-                continue;
-            }
-            // Each address once (every listener binds it), in address order.
-            let waiting: BTreeSet<IpAddr> = sockets
-                .iter()
-                .filter(|a| dataplane.is_waiting_for_address(**a))
-                .map(SocketAddr::ip)
-                .collect();
-            let waiting: Vec<String> = waiting.iter().map(ToString::to_string).collect();
-            let reason = (!waiting.is_empty()).then(|| {
-                format!(
-                    "Nodes listen on {}, which this host does not have; they serve once the \
-                     addresses are added",
-                    waiting.join(", ")
-                )
-            });
-            if lb.state == LoadBalancerState::Active && lb.state_reason == reason {
-                continue;
-            }
-            ready.push((region.scope.region.clone(), lb.arn.clone(), reason));
-        }
-    }
-    ready
-        .into_iter()
-        .map(|(region, arn, reason)| (region, Command::ActivateLoadBalancer { arn, reason }))
-        .collect()
-}
-
-/// pending → available (or failed, with why) for every Gateway Load Balancer endpoint whose
-/// interface this host made (or could not make); available → failed when a restart could not
-/// make it again, or it stopped working.
-fn settlements(state: &State, dataplane: &DataPlane) -> Vec<(String, Command)> {
-    let mut settled = Vec::new();
-    for region in state.regions.values() {
-        for endpoint in region.vpc_endpoints.values() {
-            let failure = match (endpoint.state, dataplane.endpoint_status(&endpoint.id)) {
-                (EndpointState::Pending, Some(Ok(()))) => None,
-                (EndpointState::Pending | EndpointState::Available, Some(Err(why))) => Some(why),
-                _ => continue,
-            };
-            let id = endpoint.id.clone();
-            let settle = Command::SettleVpcEndpoint { id, failure };
-            settled.push((region.scope.region.clone(), settle));
-        }
-    }
-    settled
-}
-
-/// Applies `commands` (each in its region) in one commit, off the async threads. They are
-/// reports of this host's, which leave resources deleted meanwhile be, so none fails for that.
-async fn commit(store: &Arc<Store>, commands: Vec<(String, Command)>, what: &str) {
-    if commands.is_empty() {
-        return;
-    }
-    let store = store.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        store.update(|state, cx| {
-            for (region, command) in &commands {
-                state.apply(region, command.clone(), cx)?;
-            }
-            Ok(())
-        })
-    })
-    .await;
-    match result {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => error!("{what}: {e}"),
-        Err(e) => error!("{what}: {e}"),
     }
 }
 

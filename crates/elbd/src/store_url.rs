@@ -2,6 +2,7 @@
 //! `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`, a state several elbd processes share.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use elb_store::{Backend, EtcdBackend, EtcdOptions, EtcdTls, SqliteBackend};
@@ -61,11 +62,10 @@ fn is_host_port(endpoint: &str) -> bool {
 /// How to reach etcd when it asks for authentication or TLS, as etcd's own clients take them.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct EtcdArgs {
-    /// etcd user (etcd's authentication); the password is read from ELBD_ETCD_PASSWORD.
-    #[arg(long, value_name = "USER", requires = "etcd_password")]
+    /// etcd user (etcd's authentication); the password is read from ELBD_ETCD_PASSWORD, so
+    /// that no process listing shows it.
+    #[arg(long, value_name = "USER")]
     etcd_user: Option<String>,
-    #[arg(long, env = "ELBD_ETCD_PASSWORD", hide_env_values = true, hide = true)]
-    etcd_password: Option<String>,
     /// CA certificate (PEM) that signs etcd's servers: connect with TLS.
     #[arg(long, value_name = "FILE")]
     etcd_ca_file: Option<PathBuf>,
@@ -78,6 +78,10 @@ pub(crate) struct EtcdArgs {
 }
 
 impl EtcdArgs {
+    fn given(&self) -> bool {
+        self.etcd_user.is_some() || self.etcd_ca_file.is_some()
+    }
+
     fn options(&self) -> anyhow::Result<EtcdOptions> {
         let read = |path: &Path| {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))
@@ -92,28 +96,50 @@ impl EtcdArgs {
             }),
             None => None,
         };
-        Ok(EtcdOptions {
-            user: self.etcd_user.clone().zip(self.etcd_password.clone()),
-            tls,
-        })
+        let user = match &self.etcd_user {
+            Some(user) => {
+                let password = std::env::var("ELBD_ETCD_PASSWORD")
+                    .context("--etcd-user needs the password in ELBD_ETCD_PASSWORD")?;
+                Some((user.clone(), password))
+            }
+            None => None,
+        };
+        Ok(EtcdOptions { user, tls })
     }
+}
+
+/// A backend opened, and etcd's own handle where it is etcd (leases, live keys).
+pub(crate) struct Opened {
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) etcd: Option<Arc<EtcdBackend>>,
 }
 
 impl StoreUrl {
     /// The backend this URL names, connected (etcd) or opened (SQLite).
-    pub(crate) fn open(&self, etcd: &EtcdArgs) -> anyhow::Result<Box<dyn Backend>> {
+    pub(crate) fn open(&self, etcd: &EtcdArgs) -> anyhow::Result<Opened> {
         Ok(match self {
             Self::Sqlite(path) => {
+                anyhow::ensure!(
+                    !etcd.given(),
+                    "--etcd-* flags apply to --store etcd://, not to {self}"
+                );
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)
                         .with_context(|| format!("creating {}", dir.display()))?;
                 }
                 let backend = SqliteBackend::open(path)
                     .with_context(|| format!("opening {}", path.display()))?;
-                Box::new(backend)
+                Opened {
+                    backend: Box::new(backend),
+                    etcd: None,
+                }
             }
             Self::Etcd { endpoints, prefix } => {
-                Box::new(EtcdBackend::connect(endpoints, prefix, etcd.options()?)?)
+                let backend = Arc::new(EtcdBackend::connect(endpoints, prefix, etcd.options()?)?);
+                Opened {
+                    backend: Box::new(backend.clone()),
+                    etcd: Some(backend),
+                }
             }
         })
     }

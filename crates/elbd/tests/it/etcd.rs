@@ -1,9 +1,9 @@
 //! elbd on etcd (`--store etcd://`): what it does when the store goes away and comes back.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Aws, Backend, Elbd, Lab, spread};
+use crate::harness::{Aws, Backend, Elbd, Lab, dig, spread};
 
 /// etcd hangs: the nodes go on serving the last state (fail static), reads are answered, writes
 /// are refused with ServiceUnavailable and change nothing; once etcd answers again, writes
@@ -79,6 +79,197 @@ async fn with_etcd_hung_traffic_flows_and_writes_are_refused_until_it_is_back() 
     assert_eq!(spread(node, 4).await.len(), 2, "traffic after etcd is back");
 }
 
+/// `elbd nodes` on the lab's etcd.
+fn elbd_nodes(lab: &Lab) -> String {
+    let endpoint = format!("etcd://{}", lab.etcd().endpoint);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_elbd"))
+        .args(["nodes", "--store", &endpoint])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn elbd_logs(lab: &Lab) -> String {
     std::fs::read_to_string(lab.dir.join("elbd.log")).unwrap_or_default()
+}
+
+/// The parts of elbd apart, sharing one state in etcd, as AWS runs a load balancer: two API
+/// processes (the first with DNS) and a node process per zone. A load balancer made through
+/// one API and a target group through the other are one state; each node process listens on
+/// its zone's node alone; health comes from the node processes; a node process killed takes
+/// its zone out of DNS within its lease, and a new one brings it back; with the first API
+/// gone, the second takes writes and a deregistration's delay still expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_dns_and_a_node_process_per_zone_share_one_state() {
+    let lab = Lab::new("etcd-parts", 50).on_etcd();
+    let _backends = [
+        Backend::start(SocketAddr::from((lab.ip('a', 10), 9001)), Duration::ZERO).await,
+        Backend::start(SocketAddr::from((lab.ip('b', 10), 9001)), Duration::ZERO).await,
+    ];
+    let config = lab.write("elbd.toml", &lab.settings());
+    let (api1, api2) = (
+        SocketAddr::from((lab.ip('a', 1), 4566)),
+        SocketAddr::from((lab.ip('a', 2), 4566)),
+    );
+    let dns = SocketAddr::from((lab.ip('a', 1), 5353));
+    let first_api = Elbd::start_part(
+        &lab,
+        "api1",
+        &config,
+        &[
+            "--role",
+            "api",
+            "--role",
+            "dns",
+            "--api-listen",
+            &api1.to_string(),
+        ]
+        .into_iter()
+        .chain(["--dns-listen", &dns.to_string()])
+        .collect::<Vec<_>>(),
+        &[api1],
+    );
+    let _second_api = Elbd::start_part(
+        &lab,
+        "api2",
+        &config,
+        &["--role", "api", "--api-listen", &api2.to_string()],
+        &[api2],
+    );
+    let node = |zone: char| {
+        let name = format!("us-east-1{zone}");
+        let args = ["--role", "node", "--zone", &name, "--lease-seconds", "2"];
+        Elbd::start_part(&lab, &format!("node-{zone}"), &config, &args, &[])
+    };
+    let (mut node_a, node_b) = (node('a'), node('b'));
+
+    let (one, two) = (Aws::new(api1), Aws::new(api2));
+    let (lb, vpc) = one.load_balancer("web");
+    let group = two.target_group("pool", &vpc, 9001, "ip", &[]);
+    two.register(
+        &group,
+        &[lab.ip('a', 10).to_string(), lab.ip('b', 10).to_string()],
+    );
+    one.forward_listener(&lb, 8080, &group);
+    let nodes = [lab.node('a', 8080), lab.node('b', 8080)];
+    for node in nodes {
+        node_a.wait_until(&format!("{node} to listen"), || {
+            std::net::TcpStream::connect(node).is_ok()
+        });
+    }
+    two.ok(&[
+        "elbv2",
+        "wait",
+        "target-in-service",
+        "--target-group-arn",
+        &group,
+    ]);
+    for node in nodes {
+        assert_eq!(spread(node, 4).await.len(), 2, "through {node}");
+    }
+    let described = one.ok(&[
+        "elbv2",
+        "describe-load-balancers",
+        "--load-balancer-arns",
+        &lb,
+    ]);
+    let name = described["LoadBalancers"][0]["DNSName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(described["LoadBalancers"][0]["State"]["Code"], "active");
+    let name = name.as_str();
+    let answers = |want: usize| move || dig(dns, name).1.len() == want;
+    let public = |zone: char| lab.public_node(zone, 8080).ip();
+    assert_eq!(
+        dig(dns, name)
+            .1
+            .iter()
+            .map(|(_, ip)| IpAddr::V4(*ip))
+            .collect::<Vec<_>>(),
+        [public('a'), public('b')]
+    );
+
+    // Zone b's node process dies: its node stops listening (it was that process's alone),
+    // and zone b leaves DNS once its lease is over; a new one brings it back.
+    drop(node_b);
+    assert!(std::net::TcpStream::connect(nodes[1]).is_err());
+    assert!(std::net::TcpStream::connect(nodes[0]).is_ok());
+    node_a.wait_until("zone b to leave DNS", answers(1));
+    assert_eq!(IpAddr::V4(dig(dns, name).1[0].1), public('a'));
+    let _node_b = node('b');
+    node_a.wait_until("zone b back in DNS", answers(2));
+
+    // A second node process for zone a joins the first (the same addresses, SO_REUSEPORT):
+    // with the first gone, zone a's node still serves, and stays in DNS.
+    let mut node_a2 = Elbd::start_part(
+        &lab,
+        "node-a2",
+        &config,
+        &[
+            "--role",
+            "node",
+            "--zone",
+            "us-east-1a",
+            "--lease-seconds",
+            "2",
+        ],
+        &[],
+    );
+    node_a2.wait_until("two processes to serve zone a", || {
+        elbd_nodes(&lab).matches("us-east-1a").count() == 2
+    });
+    node_a2.wait_healthy(2);
+    drop(node_a);
+    assert_eq!(
+        spread(nodes[0], 4).await.len(),
+        2,
+        "zone a after its first process"
+    );
+    node_a2.wait_until("zone a's first process to leave the list", || {
+        elbd_nodes(&lab).matches("us-east-1a").count() == 1
+    });
+    assert_eq!(dig(dns, name).1.len(), 2);
+    let mut node_a = node_a2;
+
+    // API 1 dies: API 2 takes writes, and removes a deregistered target once its delay is over.
+    drop(first_api);
+    let delay = [
+        "--attributes",
+        "Key=deregistration_delay.timeout_seconds,Value=1",
+    ];
+    two.ok(&[
+        &[
+            "elbv2",
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &group,
+        ][..],
+        &delay,
+    ]
+    .concat());
+    let target = format!("Id={}", lab.ip('b', 10));
+    two.ok(&[
+        "elbv2",
+        "deregister-targets",
+        "--target-group-arn",
+        &group,
+        "--targets",
+        &target,
+    ]);
+    let registered = || {
+        let health = two.ok(&[
+            "elbv2",
+            "describe-target-health",
+            "--target-group-arn",
+            &group,
+        ]);
+        health["TargetHealthDescriptions"].as_array().unwrap().len()
+    };
+    node_a.wait_until("the deregistered target to go", || registered() == 1);
 }

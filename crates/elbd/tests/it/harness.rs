@@ -221,9 +221,38 @@ impl Elbd {
     /// Starts elbd on `config` with the lab's data dir and waits until every address of
     /// `ready` accepts connections.
     pub(crate) fn start(lab: &Lab, config: &Path, extra: &[&str], ready: &[SocketAddr]) -> Self {
-        let log = lab.dir.join("elbd.log");
-        let child = Self::spawn(lab, config, extra, &log);
-        let extra = extra.iter().map(ToString::to_string).collect();
+        Self::start_as(lab, None, config, extra, ready)
+    }
+
+    /// Starts one of several elbd processes of a lab (`--role`s apart): its data dir and
+    /// log are `data-NAME` and `elbd-NAME.log`.
+    pub(crate) fn start_part(
+        lab: &Lab,
+        name: &str,
+        config: &Path,
+        extra: &[&str],
+        ready: &[SocketAddr],
+    ) -> Self {
+        Self::start_as(lab, Some(name), config, extra, ready)
+    }
+
+    fn start_as(
+        lab: &Lab,
+        name: Option<&str>,
+        config: &Path,
+        extra: &[&str],
+        ready: &[SocketAddr],
+    ) -> Self {
+        let (log, data) = match name {
+            Some(name) => (
+                lab.dir.join(format!("elbd-{name}.log")),
+                lab.dir.join(format!("data-{name}")),
+            ),
+            None => (lab.dir.join("elbd.log"), lab.dir.join("data")),
+        };
+        let mut extra: Vec<String> = extra.iter().map(ToString::to_string).collect();
+        extra.extend(["--data-dir".into(), data.display().to_string()]);
+        let child = Self::spawn(lab, config, &extra, &log);
         let mut elbd = Self { child, log, extra };
         for addr in ready {
             elbd.wait_until(&format!("{addr} accepts"), || {
@@ -243,8 +272,6 @@ impl Elbd {
             .arg("serve")
             .arg("--config")
             .arg(config)
-            .arg("--data-dir")
-            .arg(lab.dir.join("data"))
             .args(lab.store_flags())
             .args(extra)
             .env("RUST_LOG", lab.log_filter)

@@ -1,0 +1,144 @@
+//! What lives only as long as the process that says it: keys under `PREFIX/live/SCOPE/`, put
+//! under an etcd lease that this process keeps alive. When the process dies, or loses etcd
+//! for longer than the lease's TTL, etcd deletes them and every watcher sees them go; a
+//! process that stops cleanly revokes its lease, and they go at once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, DeleteOptions, PutOptions};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::backend::StoreError;
+use crate::etcd::{EtcdBackend, Names, Scoped, kv, mirror};
+
+/// Key (relative to `live/SCOPE/`) → value.
+pub type LiveKeys = BTreeMap<String, Vec<u8>>;
+
+/// This process's keys under its lease: set them, and the lease's keeper writes them (again
+/// after a lost lease is granted anew).
+pub struct Lease {
+    wanted: watch::Sender<LiveKeys>,
+}
+
+impl Lease {
+    /// Puts `key` (relative to `live/SCOPE/`) with `value`, unless it holds it already.
+    pub fn set(&self, key: &str, value: Vec<u8>) {
+        self.wanted
+            .send_if_modified(|keys| keys.insert(key.to_owned(), value.clone()) != Some(value));
+    }
+
+    /// Makes the keys under `prefix` exactly `keys` (each relative to `prefix`).
+    pub fn set_under(&self, prefix: &str, keys: LiveKeys) {
+        self.wanted.send_if_modified(|wanted| {
+            let before = wanted.len();
+            let mut changed = false;
+            wanted.retain(|k, _| !k.starts_with(prefix) || keys.contains_key(&k[prefix.len()..]));
+            changed |= wanted.len() != before;
+            for (key, value) in keys {
+                let key = format!("{prefix}{key}");
+                changed |= wanted.get(&key) != Some(&value);
+                wanted.insert(key, value);
+            }
+            changed
+        });
+    }
+}
+
+impl EtcdBackend {
+    /// Starts keeping a lease of `ttl` for `scope`'s live keys of this process.
+    pub fn lease(&self, scope: &str, ttl: Duration) -> Lease {
+        let (wanted, receiver) = watch::channel(LiveKeys::new());
+        let names = self.live_names(scope);
+        self.spawn(keep(self.client(), names, ttl, receiver));
+        Lease { wanted }
+    }
+
+    /// Every process's live keys of `scope`, as etcd holds them now (one read; blocks).
+    pub fn live_now(&self, scope: &str) -> Result<LiveKeys, StoreError> {
+        let names = self.live_names(scope);
+        let scoped = self.block_on(Scoped::read(self.client(), &names))?;
+        Ok(scoped.keys)
+    }
+
+    /// Every process's live keys of `scope`, as etcd holds them now; a new value on each
+    /// change.
+    pub fn live(&self, scope: &str) -> watch::Receiver<Arc<LiveKeys>> {
+        let (sender, receiver) = watch::channel(Arc::new(LiveKeys::new()));
+        let (client, names) = (self.client(), self.live_names(scope));
+        self.spawn(async move {
+            mirror(client, &names, |current| {
+                sender.send_replace(Arc::new(current.keys.clone()));
+                Ok(!sender.is_closed())
+            })
+            .await;
+        });
+        receiver
+    }
+}
+
+/// Holds a lease and writes the wanted keys under it, granting a new lease when it is lost.
+async fn keep(
+    mut client: Client,
+    names: Names,
+    ttl: Duration,
+    mut wanted: watch::Receiver<LiveKeys>,
+) {
+    loop {
+        match hold(&mut client, &names, ttl, &mut wanted).await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(error = %e, "etcd lease lost: this process's live keys are gone until a new one is granted");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// One lease's life: until it is lost (an error) or the [`Lease`] is dropped (revoked).
+async fn hold(
+    client: &mut Client,
+    names: &Names,
+    ttl: Duration,
+    wanted: &mut watch::Receiver<LiveKeys>,
+) -> Result<(), StoreError> {
+    let seconds = ttl.as_secs().max(1) as i64;
+    let lease = names.ask(client.lease_grant(seconds, None)).await?.id();
+    let (mut keeper, mut answers) = names.ask(client.lease_keep_alive(lease)).await?;
+    info!(lease, ttl_seconds = seconds, "etcd lease granted");
+    let mut written = LiveKeys::new();
+    let mut renew = tokio::time::interval(Duration::from_secs(seconds as u64) / 3);
+    loop {
+        let keys = wanted.borrow_and_update().clone();
+        for (key, value) in &keys {
+            if written.get(key) != Some(value) {
+                let options = PutOptions::new().with_lease(lease);
+                names
+                    .ask(kv(client).put(names.key(key), value.clone(), Some(options)))
+                    .await?;
+            }
+        }
+        for key in written.keys().filter(|k| !keys.contains_key(*k)) {
+            names
+                .ask(kv(client).delete(names.key(key), None::<DeleteOptions>))
+                .await?;
+        }
+        written = keys;
+        tokio::select! {
+            changed = wanted.changed() => if changed.is_err() {
+                // The process is stopping: its keys go now, not in a TTL.
+                let _ = names.ask(client.lease_revoke(lease)).await;
+                return Ok(());
+            },
+            _ = renew.tick() => {
+                names.ask(keeper.keep_alive()).await?;
+                let answer = names.ask(answers.message()).await?;
+                if answer.is_none_or(|a| a.ttl() <= 0) {
+                    return Err(names.unavailable(format!("lease {lease} expired")));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! `--role api|dns|node` and `--zone`: which parts of elbd this process runs. One process runs
+//! them all by default, as it always has. On a shared store (etcd) they can run apart, a node
+//! process per zone on its own host, as AWS runs a load balancer's nodes: a node process
+//! publishes under its lease ([`elb_store::Lease`]) which nodes it serves and what its health
+//! checks find, and the others read that ([`Cluster`]): DNS answers only with nodes a live
+//! process serves, DescribeTargetHealth merges every node process's checks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use elb_dataplane::DataPlane;
+use elb_model::{HealthState, HealthView, State, TargetHealth};
+use elb_store::{Lease, LiveKeys};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::store_url::StoreUrl;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Role {
+    /// The AWS API, the config file's resources and the control loops.
+    Api,
+    /// The DNS server.
+    Dns,
+    /// The load balancer nodes of `--zone`s, and their health checks.
+    Node,
+    /// Everything, in one process (the default).
+    All,
+}
+
+/// What this process runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Roles {
+    pub(crate) api: bool,
+    pub(crate) dns: bool,
+    pub(crate) node: bool,
+    /// Parts run apart: node processes publish, the others read what they publish.
+    pub(crate) apart: bool,
+    /// The zones whose nodes this process serves; empty: every zone.
+    pub(crate) zones: BTreeSet<String>,
+}
+
+impl Roles {
+    pub(crate) fn new(roles: &[Role], zones: &[String], store: &StoreUrl) -> Result<Self, String> {
+        let all = roles.is_empty() || roles.contains(&Role::All);
+        let has = |role| all || roles.contains(&role);
+        let roles = Self {
+            api: has(Role::Api),
+            dns: has(Role::Dns),
+            node: has(Role::Node),
+            apart: !all,
+            zones: zones.iter().cloned().collect(),
+        };
+        if roles.apart && matches!(store, StoreUrl::Sqlite(_)) {
+            return Err(
+                "--role runs parts of elbd apart, which share their state through etcd: \
+                 add --store etcd://HOST:PORT"
+                    .into(),
+            );
+        }
+        if !roles.zones.is_empty() && !roles.node {
+            return Err("--zone names the zones a node process serves: add --role node".into());
+        }
+        if roles.apart && roles.node && roles.zones.is_empty() {
+            return Err("a node process serves the zones it is given: add --zone NAME".into());
+        }
+        Ok(roles)
+    }
+
+    /// This process's share of `state`: the nodes of its zones (every node when it runs
+    /// them all).
+    pub(crate) fn local(&self, state: &State) -> State {
+        if self.zones.is_empty() {
+            return state.clone();
+        }
+        let mut local = state.clone();
+        for region in local.regions.values_mut() {
+            let zone_of = |subnet: &str| {
+                region
+                    .subnets
+                    .get(subnet)
+                    .map(|s| s.availability_zone.clone())
+            };
+            let endpoints_elsewhere: Vec<String> = region
+                .vpc_endpoints
+                .values()
+                .filter(|e| zone_of(&e.subnet_id).is_none_or(|z| !self.zones.contains(&z)))
+                .map(|e| e.id.clone())
+                .collect();
+            for id in endpoints_elsewhere {
+                region.vpc_endpoints.remove(&id);
+            }
+            region
+                .nodes
+                .retain(|_, n| self.zones.contains(&n.availability_zone));
+        }
+        local
+    }
+
+    /// The zones named by `--zone` that no region of `state` has.
+    pub(crate) fn unknown_zones(&self, state: &State) -> Vec<String> {
+        let known: BTreeSet<&str> = state
+            .regions
+            .values()
+            .flat_map(|r| r.subnets.values().map(|s| s.availability_zone.as_str()))
+            .collect();
+        (self.zones.iter())
+            .filter(|z| !known.contains(z.as_str()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// What a node process publishes of itself (`nodes/ID`), for the others and `elbd nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NodeProcess {
+    pub(crate) host: String,
+    pub(crate) pid: u32,
+    pub(crate) zones: BTreeSet<String>,
+    pub(crate) nodes: Vec<Served>,
+    pub(crate) started_ms: u64,
+    /// Written again every lease period: how recent this is.
+    pub(crate) heartbeat_ms: u64,
+}
+
+/// A load balancer node a node process serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Served {
+    pub(crate) id: String,
+    pub(crate) load_balancer_arn: String,
+    pub(crate) zone: String,
+    pub(crate) addresses: Vec<IpAddr>,
+    /// Every listener of its load balancer is bound on it.
+    pub(crate) ready: bool,
+    /// Addresses it listens on that this host does not have (yet).
+    pub(crate) waiting: Vec<IpAddr>,
+}
+
+const NODES: &str = "nodes/";
+const HEALTH: &str = "health/";
+
+impl NodeProcess {
+    /// This process's record, now.
+    pub(crate) fn new(roles: &Roles, nodes: Vec<Served>, started_ms: u64) -> Self {
+        Self {
+            host: hostname(),
+            pid: std::process::id(),
+            zones: roles.zones.clone(),
+            nodes,
+            started_ms,
+            heartbeat_ms: crate::serve::now_ms(),
+        }
+    }
+
+    /// What `dataplane` serves of `local` (this process's share of the state) now.
+    pub(crate) fn serving(local: &State, dataplane: &DataPlane) -> Vec<Served> {
+        let mut served = Vec::new();
+        for region in local.regions.values() {
+            for node in region.nodes.values() {
+                let addresses: Vec<IpAddr> = node.addresses().map(IpAddr::V4).collect();
+                let sockets: Vec<SocketAddr> = region
+                    .listeners_of(&node.load_balancer_arn)
+                    .flat_map(|l| addresses.iter().map(move |ip| SocketAddr::new(*ip, l.port)))
+                    .collect();
+                let waiting: BTreeSet<IpAddr> = sockets
+                    .iter()
+                    .filter(|a| dataplane.is_waiting_for_address(**a))
+                    .map(SocketAddr::ip)
+                    .collect();
+                served.push(Served {
+                    id: node.id.clone(),
+                    load_balancer_arn: node.load_balancer_arn.clone(),
+                    zone: node.availability_zone.clone(),
+                    ready: sockets.iter().all(|a| dataplane.is_bound(*a)),
+                    waiting: waiting.into_iter().collect(),
+                    addresses,
+                });
+            }
+        }
+        served
+    }
+}
+
+/// Publishes this node process's record and its checks' findings under its lease.
+pub(crate) struct Presence {
+    lease: Lease,
+    id: String,
+}
+
+impl Presence {
+    pub(crate) fn new(lease: Lease) -> Self {
+        let host = hostname();
+        let id = format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..));
+        Self { lease, id }
+    }
+
+    pub(crate) fn publish(&self, record: &NodeProcess) {
+        let value = serde_json::to_vec(record).expect("a record serialises");
+        self.lease.set(&format!("{NODES}{}", self.id), value);
+    }
+
+    /// Each node's findings under `health/ID/NODE`, so no key grows with the fleet.
+    pub(crate) fn publish_health(&self, view: &HealthView) {
+        let mut by_node: BTreeMap<String, Vec<(&str, &TargetHealth)>> = BTreeMap::new();
+        for ((node, target), health) in &view.targets {
+            by_node
+                .entry(node.clone())
+                .or_default()
+                .push((target.as_str(), health));
+        }
+        let keys: LiveKeys = by_node
+            .into_iter()
+            .map(|(node, mut findings)| {
+                findings.sort_by_key(|(target, _)| *target);
+                let value = serde_json::to_vec(&findings).expect("findings serialise");
+                (node, value)
+            })
+            .collect();
+        self.lease.set_under(&format!("{HEALTH}{}/", self.id), keys);
+    }
+}
+
+/// What the live node processes publish, read back: who serves which node, and every node's
+/// health checks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Cluster {
+    pub(crate) processes: BTreeMap<String, NodeProcess>,
+    pub(crate) health: HealthView,
+}
+
+impl Cluster {
+    /// Reads the live keys; what does not parse (a newer elbd's format) is skipped.
+    pub(crate) fn read(keys: &LiveKeys) -> Self {
+        let mut cluster = Self::default();
+        for (key, value) in keys {
+            if let Some(id) = key.strip_prefix(NODES) {
+                if let Ok(record) = serde_json::from_slice(value) {
+                    cluster.processes.insert(id.to_owned(), record);
+                }
+            } else if let Some((_, node)) = key
+                .strip_prefix(HEALTH)
+                .and_then(|rest| rest.split_once('/'))
+            {
+                let findings: Vec<(String, TargetHealth)> =
+                    serde_json::from_slice(value).unwrap_or_default();
+                for (target, health) in findings {
+                    // Two processes serving one node (redundancy): it can route to a target
+                    // either finds healthy, so the healthier finding stands.
+                    let key = (node.to_owned(), target);
+                    let targets = &mut cluster.health.targets;
+                    if targets
+                        .get(&key)
+                        .is_none_or(|seen| rank(seen) < rank(&health))
+                    {
+                        targets.insert(key, health);
+                    }
+                }
+            }
+        }
+        cluster
+    }
+
+    /// The nodes some live process serves with every listener bound.
+    pub(crate) fn ready(&self) -> BTreeMap<&str, &Served> {
+        (self.processes.values())
+            .flat_map(|p| &p.nodes)
+            .filter(|n| n.ready)
+            .map(|n| (n.id.as_str(), n))
+            .collect()
+    }
+
+    /// `state` with only the nodes a live process serves: what DNS may answer with.
+    pub(crate) fn served(&self, state: &State) -> State {
+        let ready = self.ready();
+        let mut served = state.clone();
+        for region in served.regions.values_mut() {
+            region.nodes.retain(|id, _| ready.contains_key(id.as_str()));
+        }
+        served
+    }
+}
+
+/// The cluster as the live keys say, followed: each change read once, for every reader.
+pub(crate) struct ClusterView {
+    pub(crate) live: watch::Receiver<Arc<Cluster>>,
+    /// Its health alone, in the shape the API and the console read.
+    pub(crate) health: watch::Receiver<Arc<HealthView>>,
+}
+
+impl ClusterView {
+    pub(crate) fn follow(mut keys: watch::Receiver<Arc<LiveKeys>>) -> Self {
+        let (live_tx, live) = watch::channel(Arc::new(Cluster::default()));
+        let (health_tx, health) = watch::channel(Arc::new(HealthView::default()));
+        tokio::spawn(async move {
+            loop {
+                let cluster = Cluster::read(&keys.borrow_and_update());
+                health_tx.send_if_modified(|h| {
+                    let changed = **h != cluster.health;
+                    if changed {
+                        *h = Arc::new(cluster.health.clone());
+                    }
+                    changed
+                });
+                live_tx.send_replace(Arc::new(cluster));
+                if keys.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self { live, health }
+    }
+}
+
+/// How well a finding speaks of its target, for choosing between two of one node.
+fn rank(health: &TargetHealth) -> u8 {
+    match health.state {
+        HealthState::Healthy => 3,
+        HealthState::Initial | HealthState::Draining => 2,
+        HealthState::Unused | HealthState::Unavailable => 1,
+        HealthState::Unhealthy => 0,
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_run_apart_only_on_etcd_and_node_processes_name_their_zones() {
+        let etcd: StoreUrl = "etcd://127.0.0.1:2379".parse().unwrap();
+        let sqlite = StoreUrl::Sqlite("state.db".into());
+        let zones = ["us-east-1a".to_owned()];
+        let all = Roles::new(&[], &[], &sqlite).unwrap();
+        assert!(all.api && all.dns && all.node && !all.apart);
+        let node = Roles::new(&[Role::Node], &zones, &etcd).unwrap();
+        assert!(node.node && !node.api && !node.dns && node.apart);
+        for (roles, zones, store, says) in [
+            (&[Role::Api][..], &[][..], &sqlite, "etcd"),
+            (&[Role::Node], &[], &etcd, "--zone"),
+            (&[Role::Api], &zones[..], &etcd, "--role node"),
+        ] {
+            let err = Roles::new(roles, zones, store).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+    }
+
+    #[test]
+    fn health_published_per_node_reads_back_merged_with_the_records() {
+        let keys: LiveKeys = [
+            (
+                "nodes/h-1".to_owned(),
+                br#"{"host":"h","pid":1,"zones":["us-east-1a"],"nodes":[{"id":"n-a","load_balancer_arn":"lb","zone":"us-east-1a","addresses":["127.1.255.254"],"ready":true,"waiting":[]},{"id":"n-x","load_balancer_arn":"lb2","zone":"us-east-1a","addresses":[],"ready":false,"waiting":[]}],"started_ms":1,"heartbeat_ms":2}"#.to_vec(),
+            ),
+            (
+                "health/h-1/n-a".to_owned(),
+                br#"[["t1",{"state":"Healthy","reason":null,"healthy_since_ms":5}]]"#.to_vec(),
+            ),
+            (
+                "health/h-2/n-a".to_owned(),
+                br#"[["t1",{"state":"Initial","reason":null,"healthy_since_ms":null}]]"#.to_vec(),
+            ),
+            ("nodes/newer".to_owned(), b"not json".to_vec()),
+        ]
+        .into_iter()
+        .collect();
+        let cluster = Cluster::read(&keys);
+        assert_eq!(cluster.processes.len(), 1);
+        assert_eq!(cluster.ready().keys().copied().collect::<Vec<_>>(), ["n-a"]);
+        // Two processes serve n-a: the healthier finding stands, whichever key comes last.
+        let health = cluster.health.get("n-a", "t1").unwrap();
+        assert_eq!(health.state, HealthState::Healthy);
+    }
+}
