@@ -142,3 +142,81 @@ async fn hold(
         }
     }
 }
+
+impl EtcdBackend {
+    /// Campaigns for the lead of `scope`'s control loops, as `who`: one process at a time
+    /// leads (an etcd election, each campaigner with a lease of `ttl`), and a leader that dies
+    /// or loses etcd loses its lease, which hands the lead to another within `ttl`. The
+    /// receiver says whether this process leads now; dropping it resigns.
+    pub fn lead(&self, scope: &str, ttl: Duration, who: &str) -> watch::Receiver<bool> {
+        let (leading, receiver) = watch::channel(false);
+        let (client, names, who) = (self.client(), self.live_names(scope), who.to_owned());
+        self.spawn(async move {
+            loop {
+                let result = lead_once(&client, &names, ttl, &who, &leading).await;
+                leading.send_replace(false);
+                match result {
+                    Ok(()) => return,
+                    Err(e) => warn!(error = %e, "the lead of the control loops is lost; campaigning again"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        receiver
+    }
+}
+
+/// One campaign, and the lead while its lease lives; `Ok` once no one listens.
+async fn lead_once(
+    client: &Client,
+    names: &Names,
+    ttl: Duration,
+    who: &str,
+    leading: &watch::Sender<bool>,
+) -> Result<(), StoreError> {
+    let seconds = ttl.as_secs().max(1) as i64;
+    let mut leases = client.lease_client();
+    let lease = names.ask(leases.grant(seconds, None)).await?.id();
+    let (mut keeper, mut answers) = names.ask(leases.keep_alive(lease)).await?;
+    let keep = async {
+        let mut renew = tokio::time::interval(Duration::from_secs(seconds as u64) / 3);
+        loop {
+            renew.tick().await;
+            names.ask(keeper.keep_alive()).await?;
+            let answer = names.ask(answers.message()).await?;
+            if answer.is_none_or(|a| a.ttl() <= 0) {
+                return Err::<(), _>(names.unavailable(format!("lease {lease} expired")));
+            }
+        }
+    };
+    tokio::pin!(keep);
+    let mut election = client.election_client();
+    // No timeout: a campaign waits, as long as it takes, for the leader before to go.
+    let campaign = election.campaign(names.key(LEADER), who, lease);
+    tokio::select! {
+        kept = &mut keep => return kept,
+        () = leading.closed() => return resign(&mut leases, names, lease).await,
+        elected = campaign => {
+            elected.map_err(|e| names.unavailable(e.to_string()))?;
+        }
+    }
+    info!(who, "leading the control loops");
+    leading.send_replace(true);
+    tokio::select! {
+        kept = &mut keep => kept,
+        () = leading.closed() => resign(&mut leases, names, lease).await,
+    }
+}
+
+/// Gives up a lead or a campaign now, rather than in a lease's time.
+async fn resign(
+    leases: &mut etcd_client::LeaseClient,
+    names: &Names,
+    lease: i64,
+) -> Result<(), StoreError> {
+    let _ = names.ask(leases.revoke(lease)).await;
+    Ok(())
+}
+
+/// The election's name, under the scope's live keys.
+const LEADER: &str = "leader";

@@ -190,8 +190,7 @@ pub(crate) struct Presence {
 
 impl Presence {
     pub(crate) fn new(lease: Lease) -> Self {
-        let host = hostname();
-        let id = format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..));
+        let id = format!("{}-{:08x}", process_name(), fastrand::u32(..));
         Self { lease, id }
     }
 
@@ -320,6 +319,11 @@ fn rank(health: &TargetHealth) -> u8 {
         HealthState::Unused | HealthState::Unavailable => 1,
         HealthState::Unhealthy => 0,
     }
+}
+
+/// `HOST-PID`: how this process is named to the others.
+pub(crate) fn process_name() -> String {
+    format!("{}-{}", hostname(), std::process::id())
 }
 
 fn hostname() -> String {

@@ -27,7 +27,7 @@ use crate::console::{self, Console};
 use crate::explain;
 use crate::reconcile::reconcile;
 use crate::reports::{Reporter, activations, draining_over, settlements};
-use crate::roles::{ClusterView, NodeProcess, Presence, Role, Roles};
+use crate::roles::{ClusterView, NodeProcess, Presence, Role, Roles, process_name};
 use crate::scrape::{self, Scrape};
 use crate::store_url::{EtcdArgs, StoreUrl};
 use crate::{default_data_dir, demo, socket_addr};
@@ -209,6 +209,11 @@ async fn serve(
                 .map(|etcd| ClusterView::follow(etcd.live(account)))
         })
         .flatten();
+    // Apart, the API processes elect one to run the control loops (activations, draining);
+    // together, this process runs them.
+    let mut leading = (roles.apart && roles.api)
+        .then(|| (etcd.as_ref()).map(|etcd| etcd.lead(account, lease, &process_name())))
+        .flatten();
     let seen_health = match &cluster {
         Some(cluster) => cluster.health.clone(),
         None => checker.subscribe(),
@@ -336,7 +341,8 @@ async fn serve(
                 None => dns.update(&snapshot.state, &view),
             }
         }
-        if roles.api {
+        let leads = roles.api && leading.as_mut().is_none_or(|l| *l.borrow_and_update());
+        if leads {
             let ready = match &now {
                 Some(cluster) => cluster.ready(),
                 None => served.iter().map(|s| (s.id.as_str(), s)).collect(),
@@ -352,9 +358,13 @@ async fn serve(
                     Some(others) => Some(others.changed().await),
                     None => None,
                 } } => break changed?,
+                Some(changed) = async { match leading.as_mut() {
+                    Some(leading) => Some(leading.changed().await),
+                    None => None,
+                } } => break changed?,
                 _ = tick.tick() => {
                     let mut reports = Vec::new();
-                    if roles.api {
+                    if leads {
                         reports.extend(draining_over(&snapshot.state, now_ms()));
                     }
                     if let Some(local) = &local {

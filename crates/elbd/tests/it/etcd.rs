@@ -117,7 +117,7 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
         SocketAddr::from((lab.ip('a', 2), 4566)),
     );
     let dns = SocketAddr::from((lab.ip('a', 1), 5353));
-    let first_api = Elbd::start_part(
+    let mut first_api = Elbd::start_part(
         &lab,
         "api1",
         &config,
@@ -134,6 +134,13 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
         .collect::<Vec<_>>(),
         &[api1],
     );
+    // API 1 leads the control loops: it campaigns first.
+    let leads = |part: &str| {
+        let log = std::fs::read_to_string(lab.dir.join(format!("elbd-{part}.log")));
+        log.unwrap_or_default()
+            .contains("leading the control loops")
+    };
+    first_api.wait_until("API 1 to lead", || leads("api1"));
     let _second_api = Elbd::start_part(
         &lab,
         "api2",
@@ -237,7 +244,9 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
     assert_eq!(dig(dns, name).1.len(), 2);
     let mut node_a = node_a2;
 
-    // API 1 dies: API 2 takes writes, and removes a deregistered target once its delay is over.
+    // API 1 dies: API 2 takes writes, takes the lead once API 1's lease is over, and removes
+    // a deregistered target once its delay is over.
+    assert!(!leads("api2"));
     drop(first_api);
     let delay = [
         "--attributes",
@@ -271,5 +280,6 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
         ]);
         health["TargetHealthDescriptions"].as_array().unwrap().len()
     };
+    node_a.wait_until("API 2 to lead", || leads("api2"));
     node_a.wait_until("the deregistered target to go", || registered() == 1);
 }
