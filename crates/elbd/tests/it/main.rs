@@ -14,6 +14,7 @@ mod harness;
 mod health;
 mod metrics;
 mod netlab;
+mod netlab_parts;
 mod netns;
 mod nlb;
 mod protocols;

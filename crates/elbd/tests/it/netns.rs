@@ -113,6 +113,14 @@ impl Namespaces {
         self.children.push(child);
     }
 
+    /// Kills (SIGKILL) every process inside `host`, as a host that dies.
+    pub(crate) fn kill(&self, host: &str) {
+        let pids = run(&["ip", "netns", "pids", &self.ns(host)]);
+        for pid in pids.split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+
     /// Runs `args` inside `host` and returns (success, stdout), with stderr logged.
     pub(crate) fn exec(&self, host: &str, args: &[&str]) -> (bool, String) {
         let out = Command::new("ip")
