@@ -19,10 +19,6 @@ const DNS: &str = "10.77.0.53";
 /// core (bridge) + lb, ta, tb, cl, each on the bridge with its addresses, and the client's
 /// resolver pointed at elbd's DNS.
 fn build() -> Namespaces {
-    let mut lab = Namespaces::new("elbd", RANGE);
-    lab.host("core");
-    lab.ip("core", &["link", "add", "br0", "type", "bridge"]);
-    lab.ip("core", &["link", "set", "br0", "up"]);
     let hosts: [(&str, &[&str]); 4] = [
         // The ALB's nodes, the NLB's node in zone a, and DNS.
         (
@@ -38,19 +34,7 @@ fn build() -> Namespaces {
         ("tb", &["10.77.2.10/16"]),
         ("cl", &["10.77.0.10/16"]),
     ];
-    for (host, addresses) in hosts {
-        let peer = format!("p{}{host}", std::process::id() % 100_000);
-        lab.host(host);
-        lab.link((host, "eth0", ""), ("core", &peer, ""));
-        lab.ip("core", &["link", "set", &peer, "master", "br0"]);
-        for address in addresses {
-            lab.ip(host, &["addr", "add", address, "dev", "eth0"]);
-        }
-    }
-    let resolv = lab.resolv_dir("cl");
-    std::fs::create_dir_all(&resolv).unwrap();
-    std::fs::write(resolv.join("resolv.conf"), format!("nameserver {DNS}\n")).unwrap();
-    lab
+    Namespaces::bridged("elbd", RANGE, &hosts, ("cl", DNS))
 }
 
 const CONFIG: &str = r#"
@@ -102,15 +86,7 @@ attributes = { "load_balancing.cross_zone.enabled" = "false" }
 
 /// The addresses the client's resolver gives for `name`.
 fn resolve(lab: &Namespaces, name: &str) -> Vec<String> {
-    let (_, out) = lab.exec("cl", &["getent", "ahostsv4", name]);
-    let mut addresses: Vec<String> = out
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_owned)
-        .collect();
-    addresses.sort();
-    addresses.dedup();
-    addresses
+    lab.resolve("cl", name)
 }
 
 #[test]

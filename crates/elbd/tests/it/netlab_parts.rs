@@ -35,10 +35,6 @@ cidr = "10.78.2.0/24"
 /// core (bridge) + ctl (etcd, the APIs, DNS), na and nb (a node process each), ta and tb (a
 /// target each), cl (the client, resolving through elbd).
 fn build() -> Namespaces {
-    let mut lab = Namespaces::new("prt", RANGE);
-    lab.host("core");
-    lab.ip("core", &["link", "add", "br0", "type", "bridge"]);
-    lab.ip("core", &["link", "set", "br0", "up"]);
     let hosts: [(&str, &[&str]); 6] = [
         (
             "ctl",
@@ -55,19 +51,7 @@ fn build() -> Namespaces {
         ("tb", &["10.78.2.10/16"]),
         ("cl", &["10.78.0.10/16"]),
     ];
-    for (host, addresses) in hosts {
-        let peer = format!("q{}{host}", std::process::id() % 100_000);
-        lab.host(host);
-        lab.link((host, "eth0", ""), ("core", &peer, ""));
-        lab.ip("core", &["link", "set", &peer, "master", "br0"]);
-        for address in addresses {
-            lab.ip(host, &["addr", "add", address, "dev", "eth0"]);
-        }
-    }
-    let resolv = lab.resolv_dir("cl");
-    std::fs::create_dir_all(&resolv).unwrap();
-    std::fs::write(resolv.join("resolv.conf"), format!("nameserver {DNS}\n")).unwrap();
-    lab
+    Namespaces::bridged("prt", RANGE, &hosts, ("cl", DNS))
 }
 
 fn wait(what: &str, mut done: impl FnMut() -> bool) {
@@ -314,16 +298,7 @@ fn in_a_network_lab_api_dns_and_a_node_process_per_zone_host_serve_by_name() {
         "the node processes' checks to find both targets healthy",
         healthy,
     );
-    let resolve = |lab: &Namespaces| {
-        let (_, out) = lab.exec("cl", &["getent", "ahostsv4", name]);
-        let mut addresses: Vec<String> = out
-            .lines()
-            .filter_map(|l| Some(l.split_whitespace().next()?.to_owned()))
-            .collect();
-        addresses.sort();
-        addresses.dedup();
-        addresses
-    };
+    let resolve = |lab: &Namespaces| lab.resolve("cl", name);
     wait("both zones in DNS", || resolve(&lab) == NODES);
     let curl = |lab: &Namespaces| {
         let url = format!("http://{name}/");

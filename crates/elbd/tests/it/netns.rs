@@ -61,6 +61,51 @@ impl Namespaces {
         lab
     }
 
+    /// A lab named `tag` over `range`: a `core` host with bridge `br0`, and `hosts` on it,
+    /// each with its addresses on `eth0`; `resolver` = (host, DNS server address) points that
+    /// host's resolver at the server.
+    pub(crate) fn bridged(
+        tag: &str,
+        range: &'static str,
+        hosts: &[(&str, &[&str])],
+        resolver: (&str, &str),
+    ) -> Self {
+        let mut lab = Self::new(tag, range);
+        lab.host("core");
+        lab.ip("core", &["link", "add", "br0", "type", "bridge"]);
+        lab.ip("core", &["link", "set", "br0", "up"]);
+        for (host, addresses) in hosts {
+            let peer = format!("{tag}{}{host}", std::process::id() % 100_000);
+            lab.host(host);
+            lab.link((host, "eth0", ""), ("core", &peer, ""));
+            lab.ip("core", &["link", "set", &peer, "master", "br0"]);
+            for address in *addresses {
+                lab.ip(host, &["addr", "add", address, "dev", "eth0"]);
+            }
+        }
+        let resolv = lab.resolv_dir(resolver.0);
+        std::fs::create_dir_all(&resolv).unwrap();
+        std::fs::write(
+            resolv.join("resolv.conf"),
+            format!("nameserver {}\n", resolver.1),
+        )
+        .unwrap();
+        lab
+    }
+
+    /// The addresses `host`'s resolver gives for `name`, sorted, each once.
+    pub(crate) fn resolve(&self, host: &str, name: &str) -> Vec<String> {
+        let (_, out) = self.exec(host, &["getent", "ahostsv4", name]);
+        let mut addresses: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        addresses
+    }
+
     /// The namespace of `host`.
     pub(crate) fn ns(&self, host: &str) -> String {
         format!("{}{host}", self.prefix)
