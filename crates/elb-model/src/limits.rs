@@ -1,9 +1,29 @@
 //! AWS's default quotas (aws-elb-features.md §11). Breaching one is refused with its
-//! `TooMany…` code, as AWS does.
+//! `TooMany…` code, as AWS does. A region's [`Quotas`] may be raised (`[settings.quotas]`), as
+//! AWS raises them on request.
 
-pub const LOAD_BALANCERS_PER_REGION: usize = 50;
-pub const LISTENERS_PER_LOAD_BALANCER: usize = 50;
-pub const TARGET_GROUPS_PER_REGION: usize = 3000;
-pub const TARGETS_PER_TARGET_GROUP: usize = 1000;
+use serde::{Deserialize, Serialize};
+
 /// ALB needs subnets in at least two availability zones.
 pub const MIN_ALB_ZONES: usize = 2;
+
+/// The quotas a region's resources are held to; AWS's defaults unless raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quotas {
+    pub load_balancers_per_region: usize,
+    pub listeners_per_load_balancer: usize,
+    pub target_groups_per_region: usize,
+    pub targets_per_target_group: usize,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            load_balancers_per_region: 50,
+            listeners_per_load_balancer: 50,
+            target_groups_per_region: 3000,
+            targets_per_target_group: 1000,
+        }
+    }
+}

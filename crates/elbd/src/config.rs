@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use elb_model::limits::Quotas;
 use elb_model::names::is_region_name;
 use elb_model::network::DEFAULT_EIP_CIDR;
 use elb_model::target_group::HealthCheckChanges;
@@ -74,6 +75,8 @@ struct FileSettings {
     s3_region: Option<String>,
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
+    /// The home region's quotas, raised from AWS's defaults (`[settings.quotas]`).
+    quotas: Option<Quotas>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +201,8 @@ pub(crate) struct Settings {
     /// API credentials (access key id → secret); empty means signatures are not checked.
     pub(crate) credentials: BTreeMap<String, String>,
     pub(crate) logs: LogSettings,
+    /// The home region's quotas.
+    pub(crate) quotas: Quotas,
 }
 
 /// Where and how often load balancer logs are delivered.
@@ -302,6 +307,7 @@ impl Settings {
                 interval: std::time::Duration::from_secs(DEFAULT_LOG_INTERVAL_SECONDS),
                 s3: None,
             },
+            quotas: Quotas::default(),
         }
     }
 }
@@ -397,11 +403,30 @@ impl FileSettings {
             && self.s3_endpoint.is_none()
             && self.s3_region.is_none()
             && self.s3_access_key_id.is_none()
-            && self.s3_secret_access_key.is_none();
+            && self.s3_secret_access_key.is_none()
+            && self.quotas.is_none();
         if untouched {
             return Ok(None);
         }
         let mut settings = Settings::embedded();
+        if let Some(quotas) = self.quotas {
+            let all = [
+                (
+                    "load_balancers_per_region",
+                    quotas.load_balancers_per_region,
+                ),
+                (
+                    "listeners_per_load_balancer",
+                    quotas.listeners_per_load_balancer,
+                ),
+                ("target_groups_per_region", quotas.target_groups_per_region),
+                ("targets_per_target_group", quotas.targets_per_target_group),
+            ];
+            if let Some((name, _)) = all.iter().find(|(_, n)| *n == 0) {
+                return Err(format!("settings.quotas.{name}: a quota is at least 1"));
+            }
+            settings.quotas = quotas;
+        }
         if let Some(seconds) = self.access_log_interval_seconds {
             if !(1..=3600).contains(&seconds) {
                 return Err(format!(
@@ -763,11 +788,30 @@ mod tests {
                 "[[load_balancer]]\nname = \"g\"\ntype = \"gateway\"\navailability_zones = []\n",
                 "load_balancer[0].type: gateway load balancers are made through the API",
             ),
+            (
+                "[settings.quotas]\ntargets_per_target_group = 0\n",
+                "settings.quotas.targets_per_target_group: a quota is at least 1",
+            ),
+            (
+                "[settings.quotas]\nrules_per_listener = 5\n",
+                "rules_per_listener",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err();
             assert!(err.contains(expected), "{err:?} does not name {expected:?}");
         }
+    }
+
+    #[test]
+    fn quotas_not_raised_keep_aws_defaults() {
+        let config = parse("[settings.quotas]\nload_balancers_per_region = 1000\n").unwrap();
+        let quotas = config.settings.unwrap().quotas;
+        assert_eq!(quotas.load_balancers_per_region, 1000);
+        assert_eq!(
+            quotas.target_groups_per_region,
+            Quotas::default().target_groups_per_region
+        );
     }
 
     #[test]

@@ -487,7 +487,11 @@ fn reconcile_home(
 ) -> Result<(), elb_model::ModelError> {
     let home = &settings.scope.region;
     state.open_region(&settings.scope, &settings.topologies, cx)?;
-    state.in_region(home, cx, |region, cx| reconcile(region, config, cx))
+    state.in_region(home, cx, |region, cx| {
+        // Before the file's resources, which may need them.
+        region.quotas = settings.quotas;
+        reconcile(region, config, cx)
+    })
 }
 
 fn config_name(args: &ServeArgs) -> String {

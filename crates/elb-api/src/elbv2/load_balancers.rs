@@ -1,9 +1,7 @@
 //! CreateLoadBalancer, DescribeLoadBalancers, DeleteLoadBalancer, DescribeAccountLimits.
 
 use elb_model::state::{CreateLoadBalancer, SubnetMapping};
-use elb_model::{
-    Command, ErrorCode, IpAddressType, LoadBalancerKind, ModelError, Origin, Scheme, limits,
-};
+use elb_model::{Command, ErrorCode, IpAddressType, LoadBalancerKind, ModelError, Origin, Scheme};
 
 use super::{create_then, page, render, tag_params, tagging};
 use crate::ApiCall;
@@ -105,23 +103,24 @@ pub(super) fn delete(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
     Ok(Xml::new())
 }
 
-/// AWS's default quotas, the ones elbd enforces among them.
-pub(super) fn account_limits(params: &Params) -> Result<Xml, ApiError> {
+/// The region's quotas (AWS's defaults unless raised), the ones elbd enforces among them.
+pub(super) fn account_limits(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    let quotas = api.snapshot().state().quotas;
     let all = [
         (
             "application-load-balancers",
-            limits::LOAD_BALANCERS_PER_REGION,
+            quotas.load_balancers_per_region,
         ),
-        ("network-load-balancers", limits::LOAD_BALANCERS_PER_REGION),
+        ("network-load-balancers", quotas.load_balancers_per_region),
         (
             "listeners-per-application-load-balancer",
-            limits::LISTENERS_PER_LOAD_BALANCER,
+            quotas.listeners_per_load_balancer,
         ),
         (
             "listeners-per-network-load-balancer",
-            limits::LISTENERS_PER_LOAD_BALANCER,
+            quotas.listeners_per_load_balancer,
         ),
-        ("target-groups", limits::TARGET_GROUPS_PER_REGION),
+        ("target-groups", quotas.target_groups_per_region),
     ];
     let (limits, next) = page(params, all.to_vec(), |(name, _)| name)?;
     let mut x = Xml::new();

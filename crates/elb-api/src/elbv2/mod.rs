@@ -74,7 +74,7 @@ pub fn call(api: &ApiCall<'_>, action: &str, params: &Params) -> Result<Xml, Api
         "AddTags" => tags::add(api, params),
         "RemoveTags" => tags::remove(api, params),
         "DescribeTags" => tags::describe(api, params),
-        "DescribeAccountLimits" => load_balancers::account_limits(params),
+        "DescribeAccountLimits" => load_balancers::account_limits(api, params),
         "DescribeCapacityReservation" => load_balancers::describe_capacity_reservation(api, params),
         "ModifyCapacityReservation" => load_balancers::modify_capacity_reservation(api, params),
         "ModifyIpPools" => load_balancers::modify_ip_pools(api, params),

@@ -6,7 +6,6 @@ use super::{
 use crate::attributes;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
-use crate::limits;
 use crate::listener::{AlpnPolicy, Listener, ListenerProtocol};
 use crate::load_balancer::LoadBalancerKind;
 use crate::rule::Action;
@@ -50,12 +49,12 @@ impl Region {
                 ))
             };
         }
-        if self.listeners_of(&lb.arn).count() >= limits::LISTENERS_PER_LOAD_BALANCER {
+        if self.listeners_of(&lb.arn).count() >= self.quotas.listeners_per_load_balancer {
             return Err(ModelError::new(
                 ErrorCode::TooManyListeners,
                 format!(
                     "A load balancer can have at most {} listeners",
-                    limits::LISTENERS_PER_LOAD_BALANCER
+                    self.quotas.listeners_per_load_balancer
                 ),
             ));
         }

@@ -62,12 +62,12 @@ impl Region {
             };
         }
         let mapped = self.check_subnet_mappings(c.kind, scheme, &c.subnet_mappings)?;
-        if self.load_balancers.len() >= limits::LOAD_BALANCERS_PER_REGION {
+        if self.load_balancers.len() >= self.quotas.load_balancers_per_region {
             return Err(ModelError::new(
                 ErrorCode::TooManyLoadBalancers,
                 format!(
                     "The quota of {} load balancers per region is reached",
-                    limits::LOAD_BALANCERS_PER_REGION
+                    self.quotas.load_balancers_per_region
                 ),
             ));
         }

@@ -101,6 +101,9 @@ pub struct Region {
     /// ACM's `ExpiryEvents.DaysBeforeExpiry` (AWS's default, 45, when unset).
     #[serde(default)]
     pub acm_expiry_days: Option<u16>,
+    /// The quotas this region's resources are held to (AWS's defaults unless raised).
+    #[serde(default)]
+    pub quotas: crate::limits::Quotas,
     /// VPC endpoint services, by id (`vpce-svc-…`).
     #[serde(default)]
     pub endpoint_services: BTreeMap<String, EndpointService>,

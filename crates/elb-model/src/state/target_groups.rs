@@ -6,7 +6,6 @@ use super::{CreateTargetGroup, Outcome, Region, Tags};
 use crate::attributes;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
-use crate::limits;
 use crate::load_balancer::LoadBalancerKind;
 use crate::names;
 use crate::network::InstanceState;
@@ -78,7 +77,7 @@ impl Region {
                 ))
             };
         }
-        if self.target_groups.len() >= limits::TARGET_GROUPS_PER_REGION {
+        if self.target_groups.len() >= self.quotas.target_groups_per_region {
             return Err(ModelError::new(
                 ErrorCode::TooManyTargetGroups,
                 "The quota of target groups per region is reached",
@@ -192,12 +191,12 @@ impl Region {
                 "A target group of type 'alb' has one application load balancer as its target",
             ));
         }
-        if tg.targets.len() + added.len() > limits::TARGETS_PER_TARGET_GROUP {
+        if tg.targets.len() + added.len() > self.quotas.targets_per_target_group {
             return Err(ModelError::new(
                 ErrorCode::TooManyTargets,
                 format!(
                     "A target group can have at most {} targets",
-                    limits::TARGETS_PER_TARGET_GROUP
+                    self.quotas.targets_per_target_group
                 ),
             ));
         }
