@@ -87,7 +87,8 @@ impl EtcdBackend {
             message,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            // Two: assembling a large state from the watch must not hold up lease renewals.
+            .worker_threads(2)
             .thread_name("elbd-etcd")
             .enable_all()
             .build()
@@ -165,6 +166,15 @@ impl EtcdBackend {
             .as_ref()
             .expect("open until dropped")
             .block_on(work)
+    }
+
+    /// etcd's runtime, for tasks of the store's own.
+    pub(crate) fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("open until dropped")
+            .handle()
+            .clone()
     }
 
     /// Runs `work` on etcd's runtime, in the background.
@@ -295,7 +305,13 @@ impl Names {
             Ok(Err(Error::GRpcStatus(status)))
                 if !matches!(
                     status.code(),
-                    Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Aborted
+                    Code::Unavailable
+                        | Code::DeadlineExceeded
+                        | Code::Unknown
+                        | Code::Aborted
+                        | Code::Cancelled
+                        | Code::Internal
+                        | Code::ResourceExhausted
                 ) =>
             {
                 Err(StoreError::Refused {
@@ -464,7 +480,21 @@ async fn commit(
             Ok(revision)
         }
         (Err(e), Some(staging)) => {
-            // Best effort: the chunks of a commit that did not happen are no one's.
+            // An answer lost may hide a commit that landed: then its chunks are the state's.
+            if matches!(e, StoreError::Unavailable { .. }) {
+                match landed(&client, names, &staging.id).await {
+                    Ok(Some(revision)) => {
+                        if let Err(e) = copy_staged(&client, names, revision, changes).await {
+                            warn!(error = %e, "a large commit landed; its copy is left to the next writer");
+                        }
+                        return Ok(revision as Revision);
+                    }
+                    Ok(None) => {}
+                    // Still unknown: the chunks stay (a leak at worst, never a loss).
+                    Err(_) => return Err(e),
+                }
+            }
+            // The chunks of a commit that did not happen are no one's.
             let staged = names.key(&format!("{STAGED}{}/", staging.id));
             let options = DeleteOptions::new().with_prefix();
             let _ = names.ask(kv(&client).delete(staged, Some(options))).await;
@@ -472,6 +502,20 @@ async fn commit(
         }
         (result, None) => result,
     }
+}
+
+/// `head`'s revision if `staging` names the commit staged as `id` (it landed, and is not yet
+/// copied); `None` if it names another or none.
+async fn landed(client: &Client, names: &Names, id: &str) -> Result<Option<i64>, StoreError> {
+    let staging = names.ask(kv(client).get(names.key(STAGING), None)).await?;
+    let Some(named) = staging.kvs().first() else {
+        return Ok(None);
+    };
+    if serde_json::from_slice::<Staging>(named.value())?.id != id {
+        return Ok(None);
+    }
+    let head = names.ask(kv(client).get(names.key(HEAD), None)).await?;
+    Ok(head.kvs().first().map(etcd_client::KeyValue::mod_revision))
 }
 
 /// The conditioned transaction of a commit: the changes themselves, or `staging` naming them.

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, DeleteOptions, PutOptions};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use etcd_client::{Client, PutOptions, TxnOp};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -21,6 +23,11 @@ pub type LiveKeys = BTreeMap<String, Vec<u8>>;
 /// after a lost lease is granted anew).
 pub struct Lease {
     wanted: watch::Sender<LiveKeys>,
+    /// The lease now held (0 while none is), for [`Lease::revoke`].
+    held: Arc<AtomicI64>,
+    client: Client,
+    names: Names,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Lease {
@@ -45,6 +52,27 @@ impl Lease {
             changed
         });
     }
+
+    /// Gives the lease up now, so every key under it goes at once (a clean stop), waiting a
+    /// moment for etcd to say so; a lease not revoked runs out in its TTL anyway.
+    pub async fn revoke(self) {
+        let Self {
+            wanted,
+            held,
+            client,
+            names,
+            runtime,
+        } = self;
+        drop(wanted);
+        let lease = held.load(Ordering::Relaxed);
+        if lease == 0 {
+            return;
+        }
+        let revoking = runtime.spawn(async move {
+            let _ = names.ask(client.lease_client().revoke(lease)).await;
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(2), revoking).await;
+    }
 }
 
 impl EtcdBackend {
@@ -52,8 +80,21 @@ impl EtcdBackend {
     pub fn lease(&self, scope: &str, ttl: Duration) -> Lease {
         let (wanted, receiver) = watch::channel(LiveKeys::new());
         let names = self.live_names(scope);
-        self.spawn(keep(self.client(), names, ttl, receiver));
-        Lease { wanted }
+        let held = Arc::new(AtomicI64::new(0));
+        let keeper = Keeper {
+            client: self.client(),
+            names: names.clone(),
+            ttl,
+            held: held.clone(),
+        };
+        self.spawn(keeper.keep(receiver));
+        Lease {
+            wanted,
+            held,
+            client: self.client(),
+            names,
+            runtime: self.handle(),
+        }
     }
 
     /// Every process's live keys of `scope`, as etcd holds them now (one read; blocks).
@@ -64,13 +105,13 @@ impl EtcdBackend {
     }
 
     /// Every process's live keys of `scope`, as etcd holds them now; a new value on each
-    /// change.
-    pub fn live(&self, scope: &str) -> watch::Receiver<Arc<LiveKeys>> {
-        let (sender, receiver) = watch::channel(Arc::new(LiveKeys::new()));
+    /// change. `None` until etcd has been read once (an empty map would say no one lives).
+    pub fn live(&self, scope: &str) -> watch::Receiver<Option<Arc<LiveKeys>>> {
+        let (sender, receiver) = watch::channel(None);
         let (client, names) = (self.client(), self.live_names(scope));
         self.spawn(async move {
             mirror(client, &names, |current| {
-                sender.send_replace(Arc::new(current.keys.clone()));
+                sender.send_replace(Some(Arc::new(current.keys.clone())));
                 Ok(!sender.is_closed())
             })
             .await;
@@ -80,66 +121,106 @@ impl EtcdBackend {
 }
 
 /// Holds a lease and writes the wanted keys under it, granting a new lease when it is lost.
-async fn keep(
-    mut client: Client,
+struct Keeper {
+    client: Client,
     names: Names,
     ttl: Duration,
-    mut wanted: watch::Receiver<LiveKeys>,
-) {
-    loop {
-        match hold(&mut client, &names, ttl, &mut wanted).await {
-            Ok(()) => return,
-            Err(e) => {
-                warn!(error = %e, "etcd lease lost: this process's live keys are gone until a new one is granted");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
+    held: Arc<AtomicI64>,
 }
 
-/// One lease's life: until it is lost (an error) or the [`Lease`] is dropped (revoked).
-async fn hold(
-    client: &mut Client,
-    names: &Names,
-    ttl: Duration,
-    wanted: &mut watch::Receiver<LiveKeys>,
-) -> Result<(), StoreError> {
-    let seconds = ttl.as_secs().max(1) as i64;
-    let lease = names.ask(client.lease_grant(seconds, None)).await?.id();
-    let (mut keeper, mut answers) = names.ask(client.lease_keep_alive(lease)).await?;
-    info!(lease, ttl_seconds = seconds, "etcd lease granted");
-    let mut written = LiveKeys::new();
-    let mut renew = tokio::time::interval(Duration::from_secs(seconds as u64) / 3);
-    loop {
-        let keys = wanted.borrow_and_update().clone();
-        for (key, value) in &keys {
-            if written.get(key) != Some(value) {
-                let options = PutOptions::new().with_lease(lease);
-                names
-                    .ask(kv(client).put(names.key(key), value.clone(), Some(options)))
-                    .await?;
+/// Writes per transaction: under etcd's 128 operations.
+const WRITES_PER_TXN: usize = 100;
+
+impl Keeper {
+    async fn keep(self, mut wanted: watch::Receiver<LiveKeys>) {
+        // Until the Lease is dropped (a clean stop revokes it itself).
+        while wanted.has_changed().is_ok() {
+            match self.hold(&mut wanted).await {
+                Ok(()) => return,
+                Err(e) => {
+                    warn!(error = %e, "etcd lease lost: this process's live keys are gone until a new one is granted")
+                }
             }
+            self.held.store(0, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        for key in written.keys().filter(|k| !keys.contains_key(*k)) {
-            names
-                .ask(kv(client).delete(names.key(key), None::<DeleteOptions>))
-                .await?;
-        }
-        written = keys;
-        tokio::select! {
-            changed = wanted.changed() => if changed.is_err() {
-                // The process is stopping: its keys go now, not in a TTL.
-                let _ = names.ask(client.lease_revoke(lease)).await;
-                return Ok(());
-            },
-            _ = renew.tick() => {
+    }
+
+    /// One lease's life: until it is lost (an error) or the [`Lease`] is dropped (revoked).
+    /// Renewals run beside the writes, so a slow write never lets the lease lapse.
+    async fn hold(&self, wanted: &mut watch::Receiver<LiveKeys>) -> Result<(), StoreError> {
+        let names = &self.names;
+        let mut leases = self.client.lease_client();
+        let seconds = self.ttl.as_secs().max(1) as i64;
+        let grant = names.ask(leases.grant(seconds, None)).await?;
+        // etcd may raise a TTL below its minimum: renew by what it granted.
+        let (lease, granted) = (grant.id(), grant.ttl().max(1) as u64);
+        self.held.store(lease, Ordering::Relaxed);
+        let (mut keeper, mut answers) = names.ask(leases.keep_alive(lease)).await?;
+        info!(lease, ttl_seconds = granted, "etcd lease granted");
+        let renew = async {
+            let mut every = tokio::time::interval(Duration::from_secs(granted) / 3);
+            loop {
+                every.tick().await;
                 names.ask(keeper.keep_alive()).await?;
                 let answer = names.ask(answers.message()).await?;
                 if answer.is_none_or(|a| a.ttl() <= 0) {
                     return Err(names.unavailable(format!("lease {lease} expired")));
                 }
             }
+        };
+        let write = async {
+            let mut written = LiveKeys::new();
+            loop {
+                let keys = wanted.borrow_and_update().clone();
+                self.write(lease, &written, &keys).await?;
+                written = keys;
+                if wanted.changed().await.is_err() {
+                    // The process is stopping: its keys go now, not in a TTL.
+                    let _ = names.ask(self.client.lease_client().revoke(lease)).await;
+                    return Ok(());
+                }
+            }
+        };
+        tokio::select! {
+            renewed = renew => renewed,
+            written = write => written,
         }
+    }
+
+    /// Writes what differs between `written` and `keys`, in transactions of a bounded size;
+    /// records (`nodes/…`) first, so that what describes a process is never held up by its
+    /// findings.
+    async fn write(
+        &self,
+        lease: i64,
+        written: &LiveKeys,
+        keys: &LiveKeys,
+    ) -> Result<(), StoreError> {
+        let names = &self.names;
+        let mut ops: Vec<(bool, TxnOp)> = keys
+            .iter()
+            .filter(|(k, v)| written.get(*k) != Some(*v))
+            .map(|(k, v)| {
+                let options = PutOptions::new().with_lease(lease);
+                (
+                    !k.starts_with("nodes/"),
+                    TxnOp::put(names.key(k), v.clone(), Some(options)),
+                )
+            })
+            .collect();
+        ops.extend(
+            (written.keys())
+                .filter(|k| !keys.contains_key(*k))
+                .map(|k| (true, TxnOp::delete(names.key(k), None))),
+        );
+        ops.sort_by_key(|(later, _)| *later);
+        let ops: Vec<TxnOp> = ops.into_iter().map(|(_, op)| op).collect();
+        for batch in ops.chunks(WRITES_PER_TXN) {
+            let txn = etcd_client::Txn::new().and_then(batch.to_vec());
+            names.ask(kv(&self.client).txn(txn)).await?;
+        }
+        Ok(())
     }
 }
 

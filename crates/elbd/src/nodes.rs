@@ -22,11 +22,11 @@ pub(crate) struct NodesArgs {
 }
 
 pub(crate) fn run(args: NodesArgs) -> anyhow::Result<()> {
-    let etcd = args
-        .store
-        .open(&args.etcd)?
-        .etcd
-        .context("node processes publish themselves in etcd: --store etcd://HOST:PORT")?;
+    anyhow::ensure!(
+        matches!(args.store, StoreUrl::Etcd { .. }),
+        "node processes publish themselves in etcd: --store etcd://HOST:PORT"
+    );
+    let etcd = (args.store.open(&args.etcd)?.etcd).context("an etcd store")?;
     let cluster = Cluster::read(&etcd.live_now(&args.account)?);
     if args.json {
         for (id, record) in &cluster.processes {
@@ -35,7 +35,7 @@ pub(crate) fn run(args: NodesArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    println!("ID\tHOST\tZONES\tNODES READY\tADDRESSES\tHEARTBEAT");
+    println!("ID\tHOST\tZONES\tNODES READY\tADDRESSES\tREVISION\tHEARTBEAT");
     let now = now_ms();
     for (id, record) in &cluster.processes {
         let ready = record.nodes.iter().filter(|n| n.ready).count();
@@ -46,11 +46,12 @@ pub(crate) fn run(args: NodesArgs) -> anyhow::Result<()> {
         let zones: Vec<&str> = record.zones.iter().map(String::as_str).collect();
         let age = now.saturating_sub(record.heartbeat_ms) as f64 / 1000.0;
         println!(
-            "{id}\t{}\t{}\t{ready}/{}\t{}\t{age:.1}s ago",
+            "{id}\t{}\t{}\t{ready}/{}\t{}\t{}\t{age:.1}s ago",
             record.host,
             zones.join(","),
             record.nodes.len(),
-            addresses.join(",")
+            addresses.join(","),
+            record.revision
         );
     }
     Ok(())

@@ -79,10 +79,10 @@ pub(crate) fn draining_over(state: &State, now_ms: u64) -> Vec<Report> {
         .collect()
 }
 
-/// provisioning → active for every load balancer whose nodes are all `ready` (every listener
-/// bound); the state's reason names the node addresses their hosts did not have when they
+/// provisioning → active for every load balancer whose nodes are all served and ready (every
+/// listener bound); the state's reason names the node addresses their hosts did not have when they
 /// were bound.
-pub(crate) fn activations(state: &State, ready: &BTreeMap<&str, &Served>) -> Vec<Report> {
+pub(crate) fn activations(state: &State, served: &BTreeMap<&str, &Served>) -> Vec<Report> {
     let mut reports = Vec::new();
     for region in state.regions.values() {
         let settled = |lb: &&elb_model::LoadBalancer| {
@@ -92,16 +92,16 @@ pub(crate) fn activations(state: &State, ready: &BTreeMap<&str, &Served>) -> Vec
             )
         };
         for lb in region.load_balancers.values().filter(settled) {
-            let served: Option<Vec<&Served>> = region
+            let nodes: Option<Vec<&Served>> = region
                 .nodes_of(&lb.arn)
-                .map(|n| ready.get(n.id.as_str()).copied())
+                .map(|n| served.get(n.id.as_str()).copied().filter(|s| s.ready))
                 .collect();
-            let Some(served) = served else {
+            let Some(nodes) = nodes else {
                 continue;
             };
             // Each address once, in address order.
             let waiting: BTreeSet<IpAddr> =
-                served.iter().flat_map(|s| &s.waiting).copied().collect();
+                nodes.iter().flat_map(|s| &s.waiting).copied().collect();
             let waiting: Vec<String> = waiting.iter().map(ToString::to_string).collect();
             let reason = (!waiting.is_empty()).then(|| {
                 format!(

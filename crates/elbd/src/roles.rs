@@ -5,6 +5,7 @@
 //! checks find, and the others read that ([`Cluster`]): DNS answers only with nodes a live
 //! process serves, DescribeTargetHealth merges every node process's checks.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -59,7 +60,8 @@ impl Roles {
                     .into(),
             );
         }
-        if !roles.zones.is_empty() && !roles.node {
+        let node_apart = roles.apart && roles.node;
+        if !roles.zones.is_empty() && !node_apart {
             return Err("--zone names the zones a node process serves: add --role node".into());
         }
         if roles.apart && roles.node && roles.zones.is_empty() {
@@ -70,9 +72,9 @@ impl Roles {
 
     /// This process's share of `state`: the nodes of its zones (every node when it runs
     /// them all).
-    pub(crate) fn local(&self, state: &State) -> State {
+    pub(crate) fn local<'a>(&self, state: &'a State) -> Cow<'a, State> {
         if self.zones.is_empty() {
-            return state.clone();
+            return Cow::Borrowed(state);
         }
         let mut local = state.clone();
         for region in local.regions.values_mut() {
@@ -95,7 +97,7 @@ impl Roles {
                 .nodes
                 .retain(|_, n| self.zones.contains(&n.availability_zone));
         }
-        local
+        Cow::Owned(local)
     }
 
     /// The zones named by `--zone` that no region of `state` has.
@@ -120,9 +122,15 @@ pub(crate) struct NodeProcess {
     pub(crate) zones: BTreeSet<String>,
     pub(crate) nodes: Vec<Served>,
     pub(crate) started_ms: u64,
-    /// Written again every lease period: how recent this is.
+    /// The state's revision the record describes: a process whose state lags says so.
+    pub(crate) revision: u64,
+    /// When the record was last written: at each change, and every [`HEARTBEAT`] (the
+    /// lease, not this, says the process lives).
     pub(crate) heartbeat_ms: u64,
 }
+
+/// How often an unchanged record is written again, for `elbd nodes` to show it is recent.
+pub(crate) const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A load balancer node a node process serves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,13 +150,14 @@ const HEALTH: &str = "health/";
 
 impl NodeProcess {
     /// This process's record, now.
-    pub(crate) fn new(roles: &Roles, nodes: Vec<Served>, started_ms: u64) -> Self {
+    pub(crate) fn new(roles: &Roles, nodes: Vec<Served>, started_ms: u64, revision: u64) -> Self {
         Self {
             host: hostname(),
             pid: std::process::id(),
             zones: roles.zones.clone(),
             nodes,
             started_ms,
+            revision,
             heartbeat_ms: crate::serve::now_ms(),
         }
     }
@@ -186,17 +195,41 @@ impl NodeProcess {
 pub(crate) struct Presence {
     lease: Lease,
     id: String,
+    /// The record last written: an unchanged one is written again only every [`HEARTBEAT`]
+    /// (each write is a revision etcd keeps until compacted, and wakes every reader).
+    last: std::sync::Mutex<Option<NodeProcess>>,
 }
 
 impl Presence {
     pub(crate) fn new(lease: Lease) -> Self {
         let id = format!("{}-{:08x}", process_name(), fastrand::u32(..));
-        Self { lease, id }
+        Self {
+            lease,
+            id,
+            last: std::sync::Mutex::default(),
+        }
     }
 
-    pub(crate) fn publish(&self, record: &NodeProcess) {
-        let value = serde_json::to_vec(record).expect("a record serialises");
+    pub(crate) fn publish(&self, record: NodeProcess) {
+        let mut last = self.last.lock().expect("poisoned");
+        if let Some(last) = last.as_ref() {
+            let same = NodeProcess {
+                heartbeat_ms: last.heartbeat_ms,
+                ..record.clone()
+            } == *last;
+            let recent = record.heartbeat_ms < last.heartbeat_ms + HEARTBEAT.as_millis() as u64;
+            if same && recent {
+                return;
+            }
+        }
+        let value = serde_json::to_vec(&record).expect("a record serialises");
         self.lease.set(&format!("{NODES}{}", self.id), value);
+        *last = Some(record);
+    }
+
+    /// Withdraws this process from the others' view at once (a clean stop, before draining).
+    pub(crate) async fn withdraw(self) {
+        self.lease.revoke().await;
     }
 
     /// Each node's findings under `health/ID/NODE`, so no key grows with the fleet.
@@ -282,18 +315,27 @@ impl Cluster {
 
 /// The cluster as the live keys say, followed: each change read once, for every reader.
 pub(crate) struct ClusterView {
-    pub(crate) live: watch::Receiver<Arc<Cluster>>,
+    /// `None` until etcd has been read once.
+    pub(crate) live: watch::Receiver<Option<Arc<Cluster>>>,
     /// Its health alone, in the shape the API and the console read.
     pub(crate) health: watch::Receiver<Arc<HealthView>>,
 }
 
 impl ClusterView {
-    pub(crate) fn follow(mut keys: watch::Receiver<Arc<LiveKeys>>) -> Self {
-        let (live_tx, live) = watch::channel(Arc::new(Cluster::default()));
+    pub(crate) fn follow(mut keys: watch::Receiver<Option<Arc<LiveKeys>>>) -> Self {
+        let (live_tx, live) = watch::channel(None);
         let (health_tx, health) = watch::channel(Arc::new(HealthView::default()));
         tokio::spawn(async move {
             loop {
-                let cluster = Cluster::read(&keys.borrow_and_update());
+                // Not read at all yet is not "no one lives": wait for the first read.
+                let read = keys.borrow_and_update().clone();
+                let Some(read) = read else {
+                    if keys.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                };
+                let cluster = Cluster::read(&read);
                 health_tx.send_if_modified(|h| {
                     let changed = **h != cluster.health;
                     if changed {
@@ -301,7 +343,7 @@ impl ClusterView {
                     }
                     changed
                 });
-                live_tx.send_replace(Arc::new(cluster));
+                live_tx.send_replace(Some(Arc::new(cluster)));
                 if keys.changed().await.is_err() {
                     return;
                 }
@@ -349,6 +391,7 @@ mod tests {
             (&[Role::Api][..], &[][..], &sqlite, "etcd"),
             (&[Role::Node], &[], &etcd, "--zone"),
             (&[Role::Api], &zones[..], &etcd, "--role node"),
+            (&[], &zones[..], &sqlite, "--role node"),
         ] {
             let err = Roles::new(roles, zones, store).unwrap_err();
             assert!(err.contains(says), "{err}");
@@ -360,7 +403,7 @@ mod tests {
         let keys: LiveKeys = [
             (
                 "nodes/h-1".to_owned(),
-                br#"{"host":"h","pid":1,"zones":["us-east-1a"],"nodes":[{"id":"n-a","load_balancer_arn":"lb","zone":"us-east-1a","addresses":["127.1.255.254"],"ready":true,"waiting":[]},{"id":"n-x","load_balancer_arn":"lb2","zone":"us-east-1a","addresses":[],"ready":false,"waiting":[]}],"started_ms":1,"heartbeat_ms":2}"#.to_vec(),
+                br#"{"host":"h","pid":1,"zones":["us-east-1a"],"nodes":[{"id":"n-a","load_balancer_arn":"lb","zone":"us-east-1a","addresses":["127.1.255.254"],"ready":true,"waiting":[]},{"id":"n-x","load_balancer_arn":"lb2","zone":"us-east-1a","addresses":[],"ready":false,"waiting":[]}],"started_ms":1,"revision":7,"heartbeat_ms":2}"#.to_vec(),
             ),
             (
                 "health/h-1/n-a".to_owned(),

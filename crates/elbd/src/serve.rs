@@ -99,11 +99,16 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let home = &settings.scope;
     let legacy_key = home.key();
     let roles = Roles::new(&args.role, &args.zone, &store_url).map_err(anyhow::Error::msg)?;
-    if roles.apart && roles.api && args.api_listen.is_none() {
-        anyhow::bail!("--role api serves the API: add --api-listen ADDR");
-    }
-    if roles.apart && roles.dns && args.dns_listen.is_none() {
-        anyhow::bail!("--role dns serves DNS: add --dns-listen ADDR");
+    if roles.apart {
+        let api = (roles.api, args.api_listen.is_some());
+        let dns = (roles.dns, args.dns_listen.is_some());
+        match (api, dns) {
+            ((true, false), _) => anyhow::bail!("--role api serves the API: add --api-listen ADDR"),
+            ((false, true), _) => anyhow::bail!("--api-listen is for --role api"),
+            (_, (true, false)) => anyhow::bail!("--role dns serves DNS: add --dns-listen ADDR"),
+            (_, (false, true)) => anyhow::bail!("--dns-listen is for --role dns"),
+            _ => {}
+        }
     }
     let opened = store_url.open(&args.etcd)?;
     let store = Store::open(opened.backend, &home.account, &legacy_key)
@@ -322,34 +327,54 @@ async fn serve(
             previous = snapshot.state.clone();
         }
         let view = health.borrow_and_update().clone();
-        let mut reports = Vec::new();
-        let mut served = Vec::new();
         if let Some(local) = &local {
             let applied = dataplane.apply(local, &view, snapshot.revision);
             log_applied(local, &applied);
-            served = NodeProcess::serving(local, &dataplane);
-            reports.extend(settlements(local, &dataplane));
             if let Some(presence) = &presence {
-                presence.publish(&NodeProcess::new(&roles, served.clone(), started_ms));
                 presence.publish_health(&view);
             }
         }
+        // Apart: what the node processes publish (`None` until etcd was read once, which
+        // is not "no one serves").
         let now = others.as_mut().map(|o| o.borrow_and_update().clone());
         if let Some(dns) = &dns {
             match &now {
-                Some(cluster) => dns.update(&cluster.served(&snapshot.state), &cluster.health),
+                Some(Some(cluster)) => {
+                    dns.update(&cluster.served(&snapshot.state), &cluster.health)
+                }
+                Some(None) => {}
                 None => dns.update(&snapshot.state, &view),
             }
         }
         let leads = roles.api && leading.as_mut().is_none_or(|l| *l.borrow_and_update());
-        if leads {
-            let ready = match &now {
-                Some(cluster) => cluster.ready(),
-                None => served.iter().map(|s| (s.id.as_str(), s)).collect(),
-            };
-            reports.extend(activations(&snapshot.state, &ready));
-        }
-        reporter.report(reports);
+        // What this process finds, recomputed now and every tick (reports are idempotent,
+        // and one not committed is found again).
+        let findings = |dataplane: &DataPlane| {
+            let mut reports = Vec::new();
+            let mut served = Vec::new();
+            if let Some(local) = &local {
+                served = NodeProcess::serving(local, dataplane);
+                reports.extend(settlements(local, dataplane));
+                if let Some(presence) = &presence {
+                    let record =
+                        NodeProcess::new(&roles, served.clone(), started_ms, snapshot.revision);
+                    presence.publish(record);
+                }
+            }
+            if leads {
+                reports.extend(draining_over(&snapshot.state, now_ms()));
+                let ready = match &now {
+                    Some(Some(cluster)) => Some(cluster.ready()),
+                    Some(None) => None,
+                    None => Some(served.iter().map(|s| (s.id.as_str(), s)).collect()),
+                };
+                if let Some(ready) = ready {
+                    reports.extend(activations(&snapshot.state, &ready));
+                }
+            }
+            reports
+        };
+        reporter.report(findings(&dataplane));
         loop {
             tokio::select! {
                 changed = snapshots.changed() => break changed?,
@@ -363,23 +388,18 @@ async fn serve(
                     None => None,
                 } } => break changed?,
                 _ = tick.tick() => {
-                    let mut reports = Vec::new();
-                    if leads {
-                        reports.extend(draining_over(&snapshot.state, now_ms()));
-                    }
-                    if let Some(local) = &local {
+                    if local.is_some() {
                         // An endpoint's interface can fail, or become free, between snapshots.
                         dataplane.retry_endpoints();
-                        reports.extend(settlements(local, &dataplane));
                     }
-                    if let Some(presence) = &presence {
-                        presence.publish(&NodeProcess::new(&roles, served.clone(), started_ms));
-                    }
-                    reporter.report(reports);
+                    reporter.report(findings(&dataplane));
                 }
-                _ = hangup.recv() => reload(&args, &settings, &store).await,
-                _ = terminate.recv() => return stop(dataplane, logs, args.drain_seconds).await,
-                _ = interrupt.recv() => return stop(dataplane, logs, args.drain_seconds).await,
+                _ = hangup.recv() => match roles.api {
+                    true => reload(&args, &settings, &store).await,
+                    false => info!("SIGHUP: the config file's resources are the API processes' (--role api); nothing to reload here"),
+                },
+                _ = terminate.recv() => return stop(dataplane, logs, presence, args.drain_seconds).await,
+                _ = interrupt.recv() => return stop(dataplane, logs, presence, args.drain_seconds).await,
             }
         }
     }
@@ -391,7 +411,16 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-async fn stop(dataplane: DataPlane, logs: Delivery, drain_seconds: u64) -> anyhow::Result<()> {
+async fn stop(
+    dataplane: DataPlane,
+    logs: Delivery,
+    presence: Option<Presence>,
+    drain_seconds: u64,
+) -> anyhow::Result<()> {
+    // First out of DNS, so that no client is sent to listeners about to close.
+    if let Some(presence) = presence {
+        presence.withdraw().await;
+    }
     info!(
         drain_seconds,
         "stopping: listeners closed, draining connections"

@@ -189,7 +189,16 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(described["LoadBalancers"][0]["State"]["Code"], "active");
+    let state = || {
+        let described = one.ok(&[
+            "elbv2",
+            "describe-load-balancers",
+            "--load-balancer-arns",
+            &lb,
+        ]);
+        described["LoadBalancers"][0]["State"]["Code"] == "active"
+    };
+    node_a.wait_until("the load balancer to be active", state);
     let name = name.as_str();
     let answers = |want: usize| move || dig(dns, name).1.len() == want;
     let public = |zone: char| lab.public_node(zone, 8080).ip();
@@ -209,6 +218,25 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
     assert!(std::net::TcpStream::connect(nodes[0]).is_ok());
     node_a.wait_until("zone b to leave DNS", answers(1));
     assert_eq!(IpAddr::V4(dig(dns, name).1[0].1), public('a'));
+    // Again, with a lease longer than any wait here: a clean stop (SIGTERM) withdraws the
+    // zone at once, not when the lease runs out.
+    let node_b = Elbd::start_part(
+        &lab,
+        "node-b2",
+        &config,
+        &[
+            "--role",
+            "node",
+            "--zone",
+            "us-east-1b",
+            "--lease-seconds",
+            "60",
+        ],
+        &[],
+    );
+    node_a.wait_until("zone b back in DNS", answers(2));
+    node_b.signal("TERM");
+    node_a.wait_until("zone b to leave DNS on a clean stop", answers(1));
     let _node_b = node('b');
     node_a.wait_until("zone b back in DNS", answers(2));
 
