@@ -16,7 +16,7 @@
 //! deleted. A writer that finds `staging` first finishes that copy, whoever began it, so a
 //! crash mid-way loses nothing and no later commit is overwritten by a late batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use elb_model::State;
@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::backend::{Backend, Changes, Revision, StoreError};
-use crate::layout::{self, Keys};
+use crate::layout::{self, ChangeSet, Keys};
 
 /// Operations per transaction: etcd's default `--max-txn-ops`.
 const MAX_OPS: usize = 128;
@@ -226,11 +226,9 @@ impl Backend for EtcdBackend {
     ) -> Result<Revision, StoreError> {
         // A scope never written holds no keys, whatever `base` was read from (a store
         // written before regions).
-        let before = match expected {
-            0 => Keys::new(),
-            _ => layout::split(base)?,
-        };
-        let changes = layout::changes(&before, &layout::split(next)?);
+        let none = State::default();
+        let before = if expected == 0 { &none } else { base };
+        let changes = layout::changes(before, next)?;
         let (client, names) = (self.client.clone(), self.names(scope));
         let write = {
             let names = names.clone();
@@ -325,10 +323,6 @@ impl Names {
     }
 }
 
-/// What a change set is staged as: each key (relative to `state/`) and its new value, or
-/// `None` to delete it.
-type ChangeSet = Vec<(String, Option<Vec<u8>>)>;
-
 /// A change set as staged: values as the JSON text they are (bytes would serialise as arrays
 /// of numbers, three times larger).
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -367,6 +361,10 @@ pub(crate) struct Scoped {
     /// `head`'s `mod_revision`: the state's revision (0 when never written).
     head: i64,
     pub(crate) keys: BTreeMap<String, Vec<u8>>,
+    /// Keys changed since a follower last took them ([`Scoped::take_changed`]).
+    changed: BTreeSet<String>,
+    /// Read whole, not followed: a follower starts again from these keys.
+    fresh: bool,
 }
 
 impl Scoped {
@@ -378,6 +376,7 @@ impl Scoped {
         let revision = answer.header().map_or(0, |h| h.revision());
         let mut scoped = Self {
             revision,
+            fresh: true,
             ..Self::default()
         };
         for kv in answer.take_kvs() {
@@ -394,12 +393,27 @@ impl Scoped {
         if key == HEAD {
             self.head = mod_revision;
         }
+        self.changed.insert(key.clone());
         self.keys.insert(key, value);
     }
 
     fn forget(&mut self, names: &Names, key: &[u8]) {
-        let key = String::from_utf8_lossy(&key[names.scope.len()..]);
-        self.keys.remove(key.as_ref());
+        let key = String::from_utf8_lossy(&key[names.scope.len()..]).into_owned();
+        self.keys.remove(&key);
+        self.changed.insert(key);
+    }
+
+    /// The resource keys changed since the last call, relative to `state/`, each with its
+    /// value now (`None`: deleted).
+    fn take_changed(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
+        let changed = std::mem::take(&mut self.changed);
+        changed
+            .into_iter()
+            .filter_map(|key| {
+                let value = self.keys.get(&key).cloned();
+                Some((key.strip_prefix(STATE)?.to_owned(), value))
+            })
+            .collect()
     }
 
     /// The staged change set that `staging` names, if a commit is being copied.
@@ -690,7 +704,8 @@ fn change_bytes(changes: &ChangeSet) -> usize {
         .sum()
 }
 
-/// Follows the scope's state from `after` on, sending each newer state.
+/// Follows the scope's state from `after` on, sending each newer state. The follower keeps
+/// the state the resource keys hold, and applies to it only the keys each change touched.
 async fn follow(
     client: Client,
     names: Names,
@@ -698,15 +713,36 @@ async fn follow(
     states: mpsc::UnboundedSender<(Revision, State)>,
 ) {
     let mut sent = after as i64;
+    let mut resources: Option<State> = None;
     mirror(client, &names, |current| {
+        if std::mem::take(&mut current.fresh) {
+            resources = None;
+        }
+        let changed = current.take_changed();
+        let resources = match &mut resources {
+            Some(resources) => {
+                for (key, value) in &changed {
+                    layout::apply(resources, key, value.as_deref())?;
+                }
+                resources
+            }
+            None => {
+                let keys = current.keys.iter();
+                let keys = keys.filter_map(|(k, v)| Some((k.strip_prefix(STATE)?, v.as_slice())));
+                resources.insert(layout::join(keys)?.unwrap_or_default())
+            }
+        };
         if current.head <= sent {
             return Ok(true);
         }
-        let Some(state) = current.state()? else {
-            return Ok(true);
-        };
+        let mut state = resources.clone();
+        if let Some((_, staged)) = current.staged()? {
+            for (key, value) in &staged {
+                layout::apply(&mut state, key, value.as_deref())?;
+            }
+        }
         sent = current.head;
-        Ok(states.send(state).is_ok())
+        Ok(states.send((sent as Revision, state)).is_ok())
     })
     .await;
 }
@@ -717,7 +753,7 @@ async fn follow(
 pub(crate) async fn mirror(
     client: Client,
     names: &Names,
-    mut changed: impl FnMut(&Scoped) -> Result<bool, StoreError> + Send,
+    mut changed: impl FnMut(&mut Scoped) -> Result<bool, StoreError> + Send,
 ) {
     let mut scoped: Option<Scoped> = None;
     let mut failures = 0;
@@ -728,7 +764,10 @@ pub(crate) async fn mirror(
                 None => Scoped::read(client.clone(), names).await?,
             };
             let from = current.revision + 1;
-            if !changed(scoped.insert(current))? {
+            let current = scoped.insert(current);
+            let go_on = changed(current)?;
+            current.changed.clear();
+            if !go_on {
                 return Ok(());
             }
             let options = WatchOptions::new().with_prefix().with_start_revision(from);
@@ -761,7 +800,9 @@ pub(crate) async fn mirror(
                         EventType::Delete => current.forget(names, kv.key()),
                     }
                 }
-                if !changed(current)? {
+                let go_on = changed(current)?;
+                current.changed.clear();
+                if !go_on {
                     return Ok(());
                 }
             }
@@ -869,10 +910,7 @@ mod tests {
         let (backend, store) = opened("half-copied");
         let base = store.snapshot();
         let next = many_groups(&store, "group");
-        let changes = layout::changes(
-            &layout::split(&base.state).unwrap(),
-            &layout::split(&next).unwrap(),
-        );
+        let changes = layout::changes(&base.state, &next).unwrap();
         let (client, names) = (backend.client(), backend.names("acct"));
         let runtime = backend.runtime.as_ref().unwrap();
         runtime.block_on(async {
