@@ -65,6 +65,12 @@ pub trait Backend: Send + Sync {
     async fn watch(&self, _scope: &str, _after: Revision) -> Result<Option<Changes>, StoreError> {
         Ok(None)
     }
+
+    /// Whether the watch is up now (false: serving the last state seen); `None` for a backend
+    /// without one.
+    fn following(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// Several [`Store`](crate::Store)s may share one backend, as processes share a database.
@@ -86,5 +92,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
 
     async fn watch(&self, scope: &str, after: Revision) -> Result<Option<Changes>, StoreError> {
         (**self).watch(scope, after).await
+    }
+
+    fn following(&self) -> Option<bool> {
+        (**self).following()
     }
 }

@@ -17,6 +17,8 @@
 //! crash mid-way loses nothing and no later commit is overwritten by a late batch.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use elb_model::State;
@@ -69,6 +71,8 @@ pub struct EtcdBackend {
     prefix: String,
     /// For errors: where etcd was looked for.
     endpoints: String,
+    /// The state's watch is up (the store follows others' commits).
+    following: Arc<AtomicBool>,
     /// etcd's client lives on a runtime of its own, whose I/O goes on whatever thread waits
     /// for it (the store waits on blocking threads) and apart from the traffic's.
     runtime: Option<tokio::runtime::Runtime>,
@@ -134,6 +138,7 @@ impl EtcdBackend {
         info!(endpoints = %named, prefix, "etcd connected");
         Ok(Self {
             client,
+            following: Arc::new(AtomicBool::new(false)),
             prefix: format!("{}/", prefix.trim_end_matches('/')),
             endpoints: named,
             runtime: Some(runtime),
@@ -239,8 +244,13 @@ impl Backend for EtcdBackend {
 
     async fn watch(&self, scope: &str, after: Revision) -> Result<Option<Changes>, StoreError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.spawn(follow(self.client(), self.names(scope), after, tx));
+        let up = self.following.clone();
+        self.spawn(follow(self.client(), self.names(scope), after, tx, up));
         Ok(Some(rx))
+    }
+
+    fn following(&self) -> Option<bool> {
+        Some(self.following.load(Ordering::Relaxed))
     }
 }
 
@@ -711,10 +721,11 @@ async fn follow(
     names: Names,
     after: Revision,
     states: mpsc::UnboundedSender<(Revision, State)>,
+    up: Arc<AtomicBool>,
 ) {
     let mut sent = after as i64;
     let mut resources: Option<State> = None;
-    mirror(client, &names, |current| {
+    mirror(client, &names, Some(&up), |current| {
         if std::mem::take(&mut current.fresh) {
             resources = None;
         }
@@ -753,6 +764,7 @@ async fn follow(
 pub(crate) async fn mirror(
     client: Client,
     names: &Names,
+    up: Option<&AtomicBool>,
     mut changed: impl FnMut(&mut Scoped) -> Result<bool, StoreError> + Send,
 ) {
     let mut scoped: Option<Scoped> = None;
@@ -777,6 +789,9 @@ pub(crate) async fn mirror(
             if failures > 0 {
                 info!(endpoints = %names.endpoints, "etcd watch resumed");
                 failures = 0;
+            }
+            if let Some(up) = up {
+                up.store(true, Ordering::Relaxed);
             }
             while let Some(answer) = stream
                 .message()
@@ -812,6 +827,9 @@ pub(crate) async fn mirror(
         match result {
             Ok(()) => return,
             Err(e) => {
+                if let Some(up) = up {
+                    up.store(false, Ordering::Relaxed);
+                }
                 if failures == 0 {
                     warn!(error = %e, "etcd watch lost: serving the last state seen until it is back");
                 }

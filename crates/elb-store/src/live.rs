@@ -110,7 +110,7 @@ impl EtcdBackend {
         let (sender, receiver) = watch::channel(None);
         let (client, names) = (self.client(), self.live_names(scope));
         self.spawn(async move {
-            mirror(client, &names, |current| {
+            mirror(client, &names, None, |current| {
                 sender.send_replace(Some(Arc::new(current.keys.clone())));
                 Ok(!sender.is_closed())
             })

@@ -100,6 +100,12 @@ impl Store {
         self.published.borrow().clone()
     }
 
+    /// Whether this store follows others' commits now (false: etcd is out of reach and the
+    /// last state seen is served); `None` for a store only this process writes.
+    pub fn following(&self) -> Option<bool> {
+        self.backend.following()
+    }
+
     /// Receives every snapshot from now on (intermediate ones may be skipped; each is whole).
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.published.subscribe()

@@ -78,7 +78,15 @@ async fn metrics(State(scrape): State<Arc<Scrape>>, headers: HeaderMap) -> Respo
         )
             .into_response();
     }
-    let body = prometheus::render(&scrape.readings(Reader::Prometheus));
+    let mut body = prometheus::render(&scrape.readings(Reader::Prometheus));
+    if let Some(following) = scrape.store.following() {
+        body.push_str(
+            "# HELP elbd_store_watch_up Whether this process follows the shared store's \
+             changes (0: etcd is out of reach; the last state seen is served).\n\
+             # TYPE elbd_store_watch_up gauge\n",
+        );
+        body.push_str(&format!("elbd_store_watch_up {}\n", u8::from(following)));
+    }
     (
         [(
             header::CONTENT_TYPE,

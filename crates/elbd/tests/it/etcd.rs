@@ -3,11 +3,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Aws, Backend, Elbd, Lab, dig, spread};
+use crate::harness::{Aws, Backend, Elbd, Etcd, EtcdTls, Lab, ProcessBackend, curl, dig, spread};
+use crate::tls::{self_signed, signed_by};
 
 /// etcd hangs: the nodes go on serving the last state (fail static), reads are answered, writes
-/// are refused with ServiceUnavailable and change nothing; once etcd answers again, writes
-/// land and the watch resumes.
+/// are refused with ServiceUnavailable, the log and `elbd_store_watch_up` say so; once etcd
+/// answers again, writes land and the watch resumes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_etcd_hung_traffic_flows_and_writes_are_refused_until_it_is_back() {
     let lab = Lab::new("etcd-outage", 34).on_etcd();
@@ -63,6 +64,18 @@ async fn with_etcd_hung_traffic_flows_and_writes_are_refused_until_it_is_back() 
     elbd.wait_until("the watch to notice", || {
         elbd_logs(&lab).contains("etcd watch lost")
     });
+    let watch_up = || {
+        let metrics = curl(&format!("http://{api}/metrics"), &[]).body;
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("elbd_store_watch_up "));
+        line.map(|l| l.ends_with(" 1"))
+    };
+    assert_eq!(
+        watch_up(),
+        Some(false),
+        "the metrics say the store is out of reach"
+    );
 
     lab.etcd().signal("CONT");
     // The client reconnects on its own; the first write after may still meet the old channel.
@@ -76,6 +89,7 @@ async fn with_etcd_hung_traffic_flows_and_writes_are_refused_until_it_is_back() 
     elbd.wait_until("the watch to resume", || {
         elbd_logs(&lab).contains("etcd watch resumed")
     });
+    assert_eq!(watch_up(), Some(true));
     assert_eq!(spread(node, 4).await.len(), 2, "traffic after etcd is back");
 }
 
@@ -310,4 +324,105 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
     };
     node_a.wait_until("API 2 to lead", || leads("api2"));
     node_a.wait_until("the deregistered target to go", || registered() == 1);
+}
+
+/// etcd with TLS, client certificates and a password: elbd reaches it through its --etcd-*
+/// flags and ELBD_ETCD_PASSWORD, and takes writes. At start, a wrong password, a missing CA, an
+/// endpoint that does not answer and a zone no region has are refused, each named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_with_tls_and_a_password_is_reached_by_flags_and_bad_settings_are_refused() {
+    // Slot 34's zone a, on addresses the outage test leaves alone.
+    let lab = Lab::new("etcd-secure", 34);
+    let ip = std::net::Ipv4Addr::new(127, 78, 255, 3);
+    let (ca, ca_key) = self_signed(&lab, "etcd-ca", "etcd-ca");
+    let server =
+        format!("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:{ip}\n");
+    let (cert, key) = signed_by(&lab, (&ca, &ca_key), "etcd-server", "/CN=etcd", &server);
+    let client = "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n";
+    let (client_cert, client_key) = signed_by(&lab, (&ca, &ca_key), "elbd", "/CN=elbd", client);
+    let tls = EtcdTls {
+        ca: &ca,
+        cert: &cert,
+        key: &key,
+    };
+    let etcd = Etcd::start_with(&lab.dir.join("etcd"), ip, Some(tls));
+    let endpoint = format!("https://{}", etcd.endpoint);
+    let etcdctl = |args: &[&str]| {
+        let out = std::process::Command::new("etcdctl")
+            .args(["--endpoints", &endpoint, "--user", "root:s3cret"])
+            .arg("--cacert")
+            .arg(&ca)
+            .arg("--cert")
+            .arg(&client_cert)
+            .arg("--key")
+            .arg(&client_key)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    etcdctl(&["user", "add", "root:s3cret"]);
+    etcdctl(&["auth", "enable"]);
+
+    let api = SocketAddr::from((lab.ip('a', 3), 4566));
+    let config = lab.write("elbd.toml", &lab.settings());
+    let elbd = |store: &str, password: &str, tls: bool, extra: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_elbd"));
+        command
+            .args(["serve", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(lab.dir.join("data"))
+            .args(["--store", store, "--etcd-user", "root"])
+            .env("ELBD_ETCD_PASSWORD", password);
+        if tls {
+            command
+                .arg("--etcd-ca-file")
+                .arg(&ca)
+                .arg("--etcd-cert-file")
+                .arg(&client_cert)
+                .arg("--etcd-key-file")
+                .arg(&client_key);
+        }
+        command.args(extra);
+        command
+    };
+    let store = format!("etcd://{}", etcd.endpoint);
+    let refused = |mut command: std::process::Command, says: &[&str]| {
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started: {stderr}");
+        for said in says {
+            assert!(stderr.contains(said), "{said:?} not in: {stderr}");
+        }
+    };
+    let named = format!("etcd at {}", etcd.endpoint);
+    refused(
+        elbd(&store, "wrong", true, &[]),
+        &[&named, "authentication failed"],
+    );
+    refused(elbd(&store, "s3cret", false, &[]), &[&named]);
+    refused(
+        elbd("etcd://127.78.255.9:2379", "s3cret", true, &[]),
+        &["etcd at 127.78.255.9:2379"],
+    );
+
+    let api_flag = api.to_string();
+    let serving = elbd(&store, "s3cret", true, &["--api-listen", &api_flag]);
+    let _elbd = ProcessBackend::spawn(serving, api);
+    let aws = Aws::new(api);
+    let vpcs = aws.ok(&["ec2", "describe-vpcs"]);
+    let vpc = vpcs["Vpcs"][0]["VpcId"].as_str().unwrap();
+    aws.target_group("through-tls", vpc, 80, "ip", &[]);
+    let node = elbd(
+        &store,
+        "s3cret",
+        true,
+        &["--role", "node", "--zone", "us-east-1z"],
+    );
+    refused(node, &["--zone us-east-1z: no region has such a zone"]);
 }

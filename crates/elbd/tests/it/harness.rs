@@ -164,20 +164,46 @@ pub(crate) struct Etcd {
     pub(crate) endpoint: SocketAddr,
 }
 
+/// TLS for an etcd server: the CA its clients must present certificates of, and its own
+/// certificate and key (PEM files).
+pub(crate) struct EtcdTls<'a> {
+    pub(crate) ca: &'a Path,
+    pub(crate) cert: &'a Path,
+    pub(crate) key: &'a Path,
+}
+
 impl Etcd {
     pub(crate) fn start(dir: &Path, ip: Ipv4Addr) -> Self {
+        Self::start_with(dir, ip, None)
+    }
+
+    /// With `tls`: clients connect over TLS and must present a certificate the CA signed.
+    pub(crate) fn start_with(dir: &Path, ip: Ipv4Addr, tls: Option<EtcdTls<'_>>) -> Self {
         let endpoint = SocketAddr::from((ip, 2379));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let peer = format!("http://{ip}:2380");
         let log = std::fs::File::create(dir.with_extension("log")).unwrap();
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        command
             .arg("--data-dir")
             .arg(dir)
             .args(["--name", "lab"])
-            .args(["--listen-client-urls", &format!("http://{endpoint}")])
-            .args(["--advertise-client-urls", &format!("http://{endpoint}")])
+            .args(["--listen-client-urls", &format!("{scheme}://{endpoint}")])
+            .args(["--advertise-client-urls", &format!("{scheme}://{endpoint}")])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("lab={peer}")])
+            .args(["--initial-cluster", &format!("lab={peer}")]);
+        if let Some(tls) = tls {
+            command
+                .arg("--trusted-ca-file")
+                .arg(tls.ca)
+                .arg("--cert-file")
+                .arg(tls.cert)
+                .arg("--key-file")
+                .arg(tls.key)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

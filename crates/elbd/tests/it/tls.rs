@@ -308,23 +308,32 @@ fn a_certificate_declared_in_the_file_is_served_and_reloaded_in_place() {
 /// A CA (`NAME.crt`, `NAME.key`) and a client certificate it signs (`NAME-client.crt/.key`).
 fn client_ca(lab: &Lab, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let (ca, ca_key) = self_signed(lab, name, &format!("{name}-ca"));
-    let key = lab
-        .dir
-        .join(format!("{name}-client.key"))
-        .display()
-        .to_string();
-    let csr = lab
-        .dir
-        .join(format!("{name}-client.csr"))
-        .display()
-        .to_string();
-    let cert = lab.dir.join(format!("{name}-client.crt"));
-    // Extensions make it X.509 v3, which verifiers require.
-    let ext = lab.write(
-        &format!("{name}-client.ext"),
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    let subject = format!("/O=elbd tests/CN={name} client");
+    let ext = "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n";
+    let (cert, key) = signed_by(
+        lab,
+        (&ca, &ca_key),
+        &format!("{name}-client"),
+        &subject,
+        ext,
     );
-    let run = |args: &[&str]| {
+    (ca, cert, key)
+}
+
+/// A P-256 certificate (`FILE.crt`, `FILE.key`) for `subject`, signed by `ca` (certificate,
+/// key), with the X.509 v3 `extensions` (openssl's extfile syntax; verifiers require v3).
+pub(crate) fn signed_by(
+    lab: &Lab,
+    ca: (&Path, &Path),
+    file: &str,
+    subject: &str,
+    extensions: &str,
+) -> (PathBuf, PathBuf) {
+    let key = lab.dir.join(format!("{file}.key"));
+    let csr = lab.dir.join(format!("{file}.csr"));
+    let cert = lab.dir.join(format!("{file}.crt"));
+    let ext = lab.write(&format!("{file}.ext"), extensions);
+    let run = |args: &[&std::ffi::OsStr]| {
         let status = Command::new("openssl")
             .args(args)
             .stderr(Stdio::null())
@@ -332,42 +341,40 @@ fn client_ca(lab: &Lab, name: &str) -> (PathBuf, PathBuf, PathBuf) {
             .unwrap();
         assert!(status.success(), "openssl {args:?}");
     };
-    let subject = format!("/O=elbd tests/CN={name} client");
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
     run(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &csr,
-        "-subj",
-        &subject,
+        os("req"),
+        os("-new"),
+        os("-newkey"),
+        os("ec"),
+        os("-pkeyopt"),
+        os("ec_paramgen_curve:prime256v1"),
+        os("-nodes"),
+        os("-keyout"),
+        key.as_os_str(),
+        os("-out"),
+        csr.as_os_str(),
+        os("-subj"),
+        std::ffi::OsStr::new(subject),
     ]);
-    let (ca_s, ca_key_s) = (ca.display().to_string(), ca_key.display().to_string());
-    let (ext_s, cert_s) = (ext.display().to_string(), cert.display().to_string());
     run(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        &ca_s,
-        "-CAkey",
-        &ca_key_s,
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        &ext_s,
-        "-out",
-        &cert_s,
+        os("x509"),
+        os("-req"),
+        os("-in"),
+        csr.as_os_str(),
+        os("-CA"),
+        ca.0.as_os_str(),
+        os("-CAkey"),
+        ca.1.as_os_str(),
+        os("-CAcreateserial"),
+        os("-days"),
+        os("2"),
+        os("-extfile"),
+        ext.as_os_str(),
+        os("-out"),
+        cert.as_os_str(),
     ]);
-    (ca, cert, PathBuf::from(key))
+    (cert, key)
 }
 
 /// `curl` to an mTLS listener with an optional client certificate and extra arguments: the
