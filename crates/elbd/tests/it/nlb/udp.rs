@@ -96,13 +96,16 @@ async fn udp_flows_keep_their_target_and_answer_from_the_listener() {
     }
     assert_eq!(reached.len(), 1, "one flow, one target: {reached:?}");
 
-    // Forty client sockets are forty flows, over both zones' targets.
+    // Forty client sockets are forty flows, over both zones' targets. All stay open, so no
+    // two share a port (a port used again would be the same flow).
     let mut reached = std::collections::BTreeSet::new();
+    let mut clients = Vec::new();
     for i in 0..40 {
         let client = UdpSocket::bind("127.9.0.8:0").await.unwrap();
         let (from, answer) = ask(&client, node, &format!("client-{i}")).await;
         assert_eq!(from, node);
         reached.insert(answer.split(' ').next().unwrap().to_owned());
+        clients.push(client);
     }
     assert_eq!(
         reached.len(),
