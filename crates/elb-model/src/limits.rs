@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 /// ALB needs subnets in at least two availability zones.
 pub const MIN_ALB_ZONES: usize = 2;
 
-/// The quotas a region's resources are held to; AWS's defaults unless raised.
+/// The quotas a region's resources are held to; AWS's defaults unless raised. Stored with the
+/// region: a quota an older elbd does not know is ignored by it, not refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Quotas {
     pub load_balancers_per_region: usize,
     pub listeners_per_load_balancer: usize,

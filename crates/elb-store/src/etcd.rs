@@ -36,7 +36,7 @@ use crate::layout::{self, ChangeSet, Keys};
 const MAX_OPS: usize = 128;
 /// Bytes of values per transaction, well inside etcd's default `--max-request-bytes`
 /// (1.5 MiB) with room for keys and framing.
-const MAX_BYTES: usize = 1 << 20;
+pub(crate) const MAX_BYTES: usize = 1 << 20;
 /// A staged change set's chunk.
 const CHUNK_BYTES: usize = 512 << 10;
 /// How long one request may take before the store is called unreachable.
@@ -420,8 +420,8 @@ impl Scoped {
         changed
             .into_iter()
             .filter_map(|key| {
-                let value = self.keys.get(&key).cloned();
-                Some((key.strip_prefix(STATE)?.to_owned(), value))
+                let resource = key.strip_prefix(STATE)?.to_owned();
+                Some((resource, self.keys.get(&key).cloned()))
             })
             .collect()
     }
@@ -528,8 +528,8 @@ async fn commit(
     }
 }
 
-/// `head`'s revision if `staging` names the commit staged as `id` (it landed, and is not yet
-/// copied); `None` if it names another or none.
+/// The commit's revision if `staging` names the commit staged as `id` (it landed, and is not
+/// yet copied); `None` if it names another or none.
 async fn landed(client: &Client, names: &Names, id: &str) -> Result<Option<i64>, StoreError> {
     let staging = names.ask(kv(client).get(names.key(STAGING), None)).await?;
     let Some(named) = staging.kvs().first() else {
@@ -538,8 +538,9 @@ async fn landed(client: &Client, names: &Names, id: &str) -> Result<Option<i64>,
     if serde_json::from_slice::<Staging>(named.value())?.id != id {
         return Ok(None);
     }
-    let head = names.ask(kv(client).get(names.key(HEAD), None)).await?;
-    Ok(head.kvs().first().map(etcd_client::KeyValue::mod_revision))
+    // Written in the transaction that put `head`: the commit's revision, even if `head` has
+    // moved on since (then the copy's batches find it moved, and stop).
+    Ok(Some(named.mod_revision()))
 }
 
 /// The conditioned transaction of a commit: the changes themselves, or `staging` naming them.
@@ -728,25 +729,27 @@ async fn follow(
     mirror(client, &names, Some(&up), |current| {
         if std::mem::take(&mut current.fresh) {
             resources = None;
+            current.changed.clear();
         }
         let changed = current.take_changed();
-        let resources = match &mut resources {
-            Some(resources) => {
-                for (key, value) in &changed {
-                    layout::apply(resources, key, value.as_deref())?;
-                }
-                resources
-            }
+        let followed = match resources.take() {
+            Some(mut followed) => changed
+                .iter()
+                .try_for_each(|(key, value)| layout::apply(&mut followed, key, value.as_deref()))
+                .map(|()| followed),
             None => {
                 let keys = current.keys.iter();
                 let keys = keys.filter_map(|(k, v)| Some((k.strip_prefix(STATE)?, v.as_slice())));
-                resources.insert(layout::join(keys)?.unwrap_or_default())
+                layout::join(keys).map(Option::unwrap_or_default)
             }
         };
+        // On an error the state followed is dropped, so the next change rebuilds it from
+        // every key rather than serve a state with a change missing.
+        let followed = resources.insert(followed?);
         if current.head <= sent {
             return Ok(true);
         }
-        let mut state = resources.clone();
+        let mut state = followed.clone();
         if let Some((_, staged)) = current.staged()? {
             for (key, value) in &staged {
                 layout::apply(&mut state, key, value.as_deref())?;
@@ -786,12 +789,12 @@ pub(crate) async fn mirror(
             let mut stream = names
                 .ask(watcher(&client).watch(names.scope.as_str(), Some(options)))
                 .await?;
+            if let Some(up) = up {
+                up.store(true, Ordering::Relaxed);
+            }
             if failures > 0 {
                 info!(endpoints = %names.endpoints, "etcd watch resumed");
                 failures = 0;
-            }
-            if let Some(up) = up {
-                up.store(true, Ordering::Relaxed);
             }
             while let Some(answer) = stream
                 .message()
@@ -851,7 +854,7 @@ mod tests {
 
     use super::*;
     use crate::Store;
-    use crate::tests::{etcd_endpoint, etcd_prefix};
+    use crate::tests::{etcd_endpoint, etcd_prefix, target_group};
 
     /// A backend on a prefix of the test's own, and a store on it with us-east-1 open.
     fn opened(test: &str) -> (Arc<EtcdBackend>, Store) {
@@ -870,17 +873,7 @@ mod tests {
         store
             .try_update(|state, cx| {
                 for i in 0..200 {
-                    let group = elb_model::state::CreateTargetGroup {
-                        name: format!("{prefix}-{i}"),
-                        protocol: "HTTP".into(),
-                        protocol_version: elb_model::ProtocolVersion::Http1,
-                        port: 80,
-                        vpc_id: None,
-                        target_type: "ip".into(),
-                        origin: elb_model::Origin::Api,
-                    };
-                    let create = elb_model::Command::CreateTargetGroup(group);
-                    state.apply("us-east-1", create, cx)?;
+                    state.apply("us-east-1", target_group(&format!("{prefix}-{i}")), cx)?;
                 }
                 Ok(state.clone())
             })
@@ -919,6 +912,42 @@ mod tests {
         assert_eq!(scoped.head as Revision, landed);
         let groups = scoped.keys.keys().filter(|k| k.contains("/target_groups/"));
         assert_eq!(groups.count(), 200);
+    }
+
+    /// A value the follower cannot read stops it delivering, rather than it serving a state
+    /// with that change missing; once the value is gone it follows again.
+    #[test]
+    fn a_follower_that_cannot_read_a_change_delivers_nothing_until_it_can() {
+        let (backend, writer) = opened("unreadable");
+        let reader = Store::open(Box::new(backend.clone()), "acct", "none").unwrap();
+        let names = backend.names("acct");
+        let bogus = names.key("state/regions/us-east-1/target_groups/bogus");
+        let runtime = backend.runtime.as_ref().unwrap();
+        let with_head = |op: TxnOp| {
+            let txn = etcd_client::Txn::new()
+                .and_then([op, TxnOp::put(names.key(HEAD), Vec::new(), None)]);
+            runtime.block_on(kv(&backend.client()).txn(txn)).unwrap();
+        };
+        let before = reader.snapshot().revision;
+        with_head(TxnOp::put(bogus.clone(), b"not json".to_vec(), None));
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            reader.snapshot().revision,
+            before,
+            "a state with a change missing"
+        );
+        with_head(TxnOp::delete(bogus, None));
+        // A commit through the store, after: the follower rebuilds from every key.
+        writer.execute("us-east-1", target_group("after")).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while reader.snapshot().revision < writer.snapshot().revision {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the follower did not recover"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(reader.snapshot().state, writer.snapshot().state);
     }
 
     /// A writer that dies after its staged commit's `head` transaction and before the copy:

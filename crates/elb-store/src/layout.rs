@@ -265,7 +265,12 @@ mod tests {
 
     #[test]
     fn a_state_split_into_keys_joins_back_whole() {
-        let state = busy_state();
+        let mut state = busy_state();
+        // Every field of the region's own key away from its default, so none is lost.
+        let region = state.regions.get_mut("us-east-1").unwrap();
+        region.quotas.targets_per_target_group = 7;
+        region.acm_expiry_days = Some(30);
+        region.eip_pool = Some("127.99.0.0/16".parse().unwrap());
         let keys = split(&state).unwrap();
         assert!(keys.keys().any(|k| k.contains("/load_balancers/arn:aws:")));
         assert!(keys.keys().any(|k| k.contains("/target_groups/")));

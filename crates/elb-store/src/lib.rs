@@ -19,7 +19,7 @@ mod tests;
 
 pub use backend::{Backend, Changes, Revision, StoreError};
 pub use etcd::{EtcdBackend, EtcdOptions, EtcdTls};
-pub use live::{Lease, LiveKeys};
+pub use live::{Leadership, Lease, LiveKeys};
 pub use memory::MemoryBackend;
 pub use sqlite::SqliteBackend;
 pub use store::{Snapshot, Store, UpdateError};

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::backend::StoreError;
-use crate::etcd::{EtcdBackend, Names, Scoped, kv, mirror};
+use crate::etcd::{EtcdBackend, MAX_BYTES, Names, Scoped, kv, mirror};
 
 /// Key (relative to `live/SCOPE/`) → value.
 pub type LiveKeys = BTreeMap<String, Vec<u8>>;
@@ -23,11 +23,8 @@ pub type LiveKeys = BTreeMap<String, Vec<u8>>;
 /// after a lost lease is granted anew).
 pub struct Lease {
     wanted: watch::Sender<LiveKeys>,
-    /// The lease now held (0 while none is), for [`Lease::revoke`].
-    held: Arc<AtomicI64>,
-    client: Client,
-    names: Names,
-    runtime: tokio::runtime::Handle,
+    /// The lease now held, for [`Lease::revoke`].
+    held: Held,
 }
 
 impl Lease {
@@ -56,22 +53,77 @@ impl Lease {
     /// Gives the lease up now, so every key under it goes at once (a clean stop), waiting a
     /// moment for etcd to say so; a lease not revoked runs out in its TTL anyway.
     pub async fn revoke(self) {
-        let Self {
-            wanted,
-            held,
-            client,
-            names,
-            runtime,
-        } = self;
+        let Self { wanted, held, .. } = self;
         drop(wanted);
-        let lease = held.load(Ordering::Relaxed);
+        held.revoke().await;
+    }
+}
+
+/// The lease a task of etcd's runtime holds now, for giving it up from elsewhere.
+#[derive(Clone)]
+struct Held {
+    lease: Arc<AtomicI64>,
+    client: Client,
+    names: Names,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Held {
+    fn new(backend: &EtcdBackend, names: &Names) -> Self {
+        Self {
+            lease: Arc::new(AtomicI64::new(0)),
+            client: backend.client(),
+            names: names.clone(),
+            runtime: backend.handle(),
+        }
+    }
+
+    fn set(&self, lease: i64) {
+        self.lease.store(lease, Ordering::Relaxed);
+    }
+
+    /// Revokes the lease held now, waiting a moment for etcd to say so (a lease not revoked
+    /// runs out in its TTL anyway).
+    async fn revoke(self) {
+        let lease = self.lease.load(Ordering::Relaxed);
         if lease == 0 {
             return;
         }
+        let Self {
+            client,
+            names,
+            runtime,
+            ..
+        } = self;
         let revoking = runtime.spawn(async move {
             let _ = names.ask(client.lease_client().revoke(lease)).await;
         });
         let _ = tokio::time::timeout(Duration::from_secs(2), revoking).await;
+    }
+}
+
+/// Whether this process leads the control loops ([`EtcdBackend::lead`]).
+pub struct Leadership {
+    leading: watch::Receiver<bool>,
+    held: Held,
+}
+
+impl Leadership {
+    /// Leading now; changes are [`Leadership::changed`].
+    pub fn leads(&mut self) -> bool {
+        *self.leading.borrow_and_update()
+    }
+
+    /// Waits for the lead to be won or lost.
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        self.leading.changed().await
+    }
+
+    /// Hands the lead over now (a clean stop), rather than when the lease runs out.
+    pub async fn resign(self) {
+        let Self { leading, held } = self;
+        drop(leading);
+        held.revoke().await;
     }
 }
 
@@ -80,21 +132,15 @@ impl EtcdBackend {
     pub fn lease(&self, scope: &str, ttl: Duration) -> Lease {
         let (wanted, receiver) = watch::channel(LiveKeys::new());
         let names = self.live_names(scope);
-        let held = Arc::new(AtomicI64::new(0));
+        let held = Held::new(self, &names);
         let keeper = Keeper {
             client: self.client(),
-            names: names.clone(),
+            names,
             ttl,
             held: held.clone(),
         };
         self.spawn(keeper.keep(receiver));
-        Lease {
-            wanted,
-            held,
-            client: self.client(),
-            names,
-            runtime: self.handle(),
-        }
+        Lease { wanted, held }
     }
 
     /// Every process's live keys of `scope`, as etcd holds them now (one read; blocks).
@@ -125,11 +171,13 @@ struct Keeper {
     client: Client,
     names: Names,
     ttl: Duration,
-    held: Arc<AtomicI64>,
+    held: Held,
 }
 
 /// Writes per transaction: under etcd's 128 operations.
 const WRITES_PER_TXN: usize = 100;
+/// The keys that describe a process, written before its findings.
+const RECORDS: &str = "nodes/";
 
 impl Keeper {
     async fn keep(self, mut wanted: watch::Receiver<LiveKeys>) {
@@ -141,40 +189,27 @@ impl Keeper {
                     warn!(error = %e, "etcd lease lost: this process's live keys are gone until a new one is granted")
                 }
             }
-            self.held.store(0, Ordering::Relaxed);
+            self.held.set(0);
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
     /// One lease's life: until it is lost (an error) or the [`Lease`] is dropped (revoked).
-    /// Renewals run beside the writes, so a slow write never lets the lease lapse.
+    /// Renewals run beside the writes, so a slow write never lets the lease lapse, and a
+    /// write that fails is tried again under the same lease.
     async fn hold(&self, wanted: &mut watch::Receiver<LiveKeys>) -> Result<(), StoreError> {
         let names = &self.names;
-        let mut leases = self.client.lease_client();
-        let seconds = self.ttl.as_secs().max(1) as i64;
-        let grant = names.ask(leases.grant(seconds, None)).await?;
-        // etcd may raise a TTL below its minimum: renew by what it granted.
-        let (lease, granted) = (grant.id(), grant.ttl().max(1) as u64);
-        self.held.store(lease, Ordering::Relaxed);
-        let (mut keeper, mut answers) = names.ask(leases.keep_alive(lease)).await?;
-        info!(lease, ttl_seconds = granted, "etcd lease granted");
-        let renew = async {
-            let mut every = tokio::time::interval(Duration::from_secs(granted) / 3);
-            loop {
-                every.tick().await;
-                names.ask(keeper.keep_alive()).await?;
-                let answer = names.ask(answers.message()).await?;
-                if answer.is_none_or(|a| a.ttl() <= 0) {
-                    return Err(names.unavailable(format!("lease {lease} expired")));
-                }
-            }
-        };
+        let (lease, granted, renewals) = grant(&self.client, names, self.ttl).await?;
+        self.held.set(lease);
+        info!(lease, ttl_seconds = granted.as_secs(), "etcd lease granted");
         let write = async {
             let mut written = LiveKeys::new();
             loop {
                 let keys = wanted.borrow_and_update().clone();
-                self.write(lease, &written, &keys).await?;
-                written = keys;
+                while let Err(e) = self.write(lease, &mut written, &keys).await {
+                    warn!(error = %e, "writing this process's live keys failed; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
                 if wanted.changed().await.is_err() {
                     // The process is stopping: its keys go now, not in a TTL.
                     let _ = names.ask(self.client.lease_client().revoke(lease)).await;
@@ -183,58 +218,126 @@ impl Keeper {
             }
         };
         tokio::select! {
-            renewed = renew => renewed,
+            renewed = renewals => renewed,
             written = write => written,
         }
     }
 
-    /// Writes what differs between `written` and `keys`, in transactions of a bounded size;
-    /// records (`nodes/…`) first, so that what describes a process is never held up by its
-    /// findings.
+    /// Writes what differs between `written` and `keys`, bringing `written` along as each
+    /// transaction lands: the records (`nodes/…`) in one of their own first, so that what
+    /// describes a process is never held up by its findings, then the rest in transactions
+    /// bounded in operations and bytes.
     async fn write(
         &self,
         lease: i64,
-        written: &LiveKeys,
+        written: &mut LiveKeys,
         keys: &LiveKeys,
     ) -> Result<(), StoreError> {
-        let names = &self.names;
-        let mut ops: Vec<(bool, TxnOp)> = keys
-            .iter()
+        let mut changes: Vec<(String, Option<&Vec<u8>>)> = (keys.iter())
             .filter(|(k, v)| written.get(*k) != Some(*v))
-            .map(|(k, v)| {
-                let options = PutOptions::new().with_lease(lease);
-                (
-                    !k.starts_with("nodes/"),
-                    TxnOp::put(names.key(k), v.clone(), Some(options)),
-                )
-            })
+            .map(|(k, v)| (k.clone(), Some(v)))
+            .chain(
+                (written.keys())
+                    .filter(|k| !keys.contains_key(*k))
+                    .map(|k| (k.clone(), None)),
+            )
             .collect();
-        ops.extend(
-            (written.keys())
-                .filter(|k| !keys.contains_key(*k))
-                .map(|k| (true, TxnOp::delete(names.key(k), None))),
-        );
-        ops.sort_by_key(|(later, _)| *later);
-        let ops: Vec<TxnOp> = ops.into_iter().map(|(_, op)| op).collect();
-        for batch in ops.chunks(WRITES_PER_TXN) {
-            let txn = etcd_client::Txn::new().and_then(batch.to_vec());
-            names.ask(kv(&self.client).txn(txn)).await?;
+        changes.sort_by_key(|(k, _)| !k.starts_with(RECORDS));
+        let size = |(k, v): &(String, Option<&Vec<u8>>)| k.len() + v.map_or(0, Vec::len);
+        let record = |(k, _): &(String, Option<&Vec<u8>>)| k.starts_with(RECORDS);
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for (i, change) in changes.iter().enumerate() {
+            batch.push(change);
+            bytes += size(change);
+            let full = batch.len() >= WRITES_PER_TXN
+                || changes.get(i + 1).is_none_or(|next| {
+                    record(next) != record(change) || bytes + size(next) > MAX_BYTES
+                });
+            if full {
+                self.commit(lease, &batch).await?;
+                for (key, value) in batch.drain(..) {
+                    match value {
+                        Some(value) => written.insert(key.clone(), (*value).clone()),
+                        None => written.remove(key),
+                    };
+                }
+                bytes = 0;
+            }
         }
         Ok(())
     }
+
+    async fn commit(
+        &self,
+        lease: i64,
+        batch: &[&(String, Option<&Vec<u8>>)],
+    ) -> Result<(), StoreError> {
+        let names = &self.names;
+        let ops: Vec<TxnOp> = (batch.iter())
+            .map(|(key, value)| match value {
+                Some(value) => {
+                    let options = PutOptions::new().with_lease(lease);
+                    TxnOp::put(names.key(key), (*value).clone(), Some(options))
+                }
+                None => TxnOp::delete(names.key(key), None),
+            })
+            .collect();
+        let txn = etcd_client::Txn::new().and_then(ops);
+        names.ask(kv(&self.client).txn(txn)).await?;
+        Ok(())
+    }
+}
+
+/// Grants a lease of `ttl` (etcd may raise a TTL below its minimum: what it granted counts)
+/// and returns it with the future that keeps it alive: renewed every third of its TTL, each
+/// renewal given that third to answer, so that a process cut off from etcd gives up within
+/// two thirds of the TTL, before etcd lets the lease go. The future ends only in an error.
+async fn grant(
+    client: &Client,
+    names: &Names,
+    ttl: Duration,
+) -> Result<(i64, Duration, impl Future<Output = Result<(), StoreError>>), StoreError> {
+    let mut leases = client.lease_client();
+    let seconds = ttl.as_secs().max(1) as i64;
+    let grant = names.ask(leases.grant(seconds, None)).await?;
+    let (lease, granted) = (grant.id(), Duration::from_secs(grant.ttl().max(1) as u64));
+    let (mut keeper, mut answers) = names.ask(leases.keep_alive(lease)).await?;
+    let names = names.clone();
+    let renewals = async move {
+        let third = granted / 3;
+        let mut every = tokio::time::interval(third);
+        loop {
+            every.tick().await;
+            let renewed = tokio::time::timeout(third, async {
+                keeper.keep_alive().await?;
+                answers.message().await
+            });
+            let answer = match renewed.await {
+                Ok(answer) => answer.map_err(|e| names.unavailable(e.to_string()))?,
+                Err(_) => None,
+            };
+            if answer.is_none_or(|a| a.ttl() <= 0) {
+                return Err(names.unavailable(format!("lease {lease} was not renewed in time")));
+            }
+        }
+    };
+    Ok((lease, granted, renewals))
 }
 
 impl EtcdBackend {
     /// Campaigns for the lead of `scope`'s control loops, as `who`: one process at a time
     /// leads (an etcd election, each campaigner with a lease of `ttl`), and a leader that dies
     /// or loses etcd loses its lease, which hands the lead to another within `ttl`. The
-    /// receiver says whether this process leads now; dropping it resigns.
-    pub fn lead(&self, scope: &str, ttl: Duration, who: &str) -> watch::Receiver<bool> {
+    /// [`Leadership`] says whether this process leads now; dropping it resigns.
+    pub fn lead(&self, scope: &str, ttl: Duration, who: &str) -> Leadership {
         let (leading, receiver) = watch::channel(false);
         let (client, names, who) = (self.client(), self.live_names(scope), who.to_owned());
+        let held = Held::new(self, &names);
+        let campaigner = held.clone();
         self.spawn(async move {
             loop {
-                let result = lead_once(&client, &names, ttl, &who, &leading).await;
+                let result = lead_once(&client, &names, ttl, &who, &leading, &campaigner).await;
                 leading.send_replace(false);
                 match result {
                     Ok(()) => return,
@@ -243,7 +346,10 @@ impl EtcdBackend {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
-        receiver
+        Leadership {
+            leading: receiver,
+            held,
+        }
     }
 }
 
@@ -254,37 +360,34 @@ async fn lead_once(
     ttl: Duration,
     who: &str,
     leading: &watch::Sender<bool>,
+    held: &Held,
 ) -> Result<(), StoreError> {
-    let seconds = ttl.as_secs().max(1) as i64;
     let mut leases = client.lease_client();
-    let lease = names.ask(leases.grant(seconds, None)).await?.id();
-    let (mut keeper, mut answers) = names.ask(leases.keep_alive(lease)).await?;
-    let keep = async {
-        let mut renew = tokio::time::interval(Duration::from_secs(seconds as u64) / 3);
-        loop {
-            renew.tick().await;
-            names.ask(keeper.keep_alive()).await?;
-            let answer = names.ask(answers.message()).await?;
-            if answer.is_none_or(|a| a.ttl() <= 0) {
-                return Err::<(), _>(names.unavailable(format!("lease {lease} expired")));
-            }
-        }
-    };
-    tokio::pin!(keep);
+    let (lease, _, renewals) = grant(client, names, ttl).await?;
+    held.set(lease);
+    tokio::pin!(renewals);
     let mut election = client.election_client();
     // No timeout: a campaign waits, as long as it takes, for the leader before to go.
     let campaign = election.campaign(names.key(LEADER), who, lease);
-    tokio::select! {
-        kept = &mut keep => return kept,
+    let result = tokio::select! {
+        renewed = &mut renewals => renewed,
         () = leading.closed() => return resign(&mut leases, names, lease).await,
-        elected = campaign => {
-            elected.map_err(|e| names.unavailable(e.to_string()))?;
-        }
+        elected = campaign => elected.map(drop).map_err(|e| names.unavailable(e.to_string())),
+    };
+    if let Err(e) = result {
+        let _ = resign(&mut leases, names, lease).await;
+        return Err(e);
     }
     info!(who, "leading the control loops");
     leading.send_replace(true);
     tokio::select! {
-        kept = &mut keep => kept,
+        renewed = &mut renewals => {
+            // Step down before etcd lets the lease go; hand the lead over at once if etcd
+            // still answers.
+            leading.send_replace(false);
+            let _ = resign(&mut leases, names, lease).await;
+            renewed
+        }
         () = leading.closed() => resign(&mut leases, names, lease).await,
     }
 }

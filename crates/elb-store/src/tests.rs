@@ -67,7 +67,7 @@ fn create_target_group(store: &Store, name: &str, targets: usize) -> String {
     arn
 }
 
-fn target_group(name: &str) -> Command {
+pub(crate) fn target_group(name: &str) -> Command {
     Command::CreateTargetGroup(CreateTargetGroup {
         name: name.into(),
         protocol: "HTTP".into(),

@@ -76,7 +76,17 @@ struct FileSettings {
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
     /// The home region's quotas, raised from AWS's defaults (`[settings.quotas]`).
-    quotas: Option<Quotas>,
+    quotas: Option<FileQuotas>,
+}
+
+/// `[settings.quotas]`: each quota left out keeps AWS's default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileQuotas {
+    load_balancers_per_region: Option<usize>,
+    listeners_per_load_balancer: Option<usize>,
+    target_groups_per_region: Option<usize>,
+    targets_per_target_group: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,8 +211,9 @@ pub(crate) struct Settings {
     /// API credentials (access key id → secret); empty means signatures are not checked.
     pub(crate) credentials: BTreeMap<String, String>,
     pub(crate) logs: LogSettings,
-    /// The home region's quotas.
-    pub(crate) quotas: Quotas,
+    /// The home region's quotas, when the file declares them (else the region keeps what it
+    /// has: another API process may have raised them).
+    pub(crate) quotas: Option<Quotas>,
 }
 
 /// Where and how often load balancer logs are delivered.
@@ -307,7 +318,7 @@ impl Settings {
                 interval: std::time::Duration::from_secs(DEFAULT_LOG_INTERVAL_SECONDS),
                 s3: None,
             },
-            quotas: Quotas::default(),
+            quotas: None,
         }
     }
 }
@@ -409,7 +420,22 @@ impl FileSettings {
             return Ok(None);
         }
         let mut settings = Settings::embedded();
-        if let Some(quotas) = self.quotas {
+        if let Some(file) = self.quotas {
+            let aws = Quotas::default();
+            let quotas = Quotas {
+                load_balancers_per_region: file
+                    .load_balancers_per_region
+                    .unwrap_or(aws.load_balancers_per_region),
+                listeners_per_load_balancer: file
+                    .listeners_per_load_balancer
+                    .unwrap_or(aws.listeners_per_load_balancer),
+                target_groups_per_region: file
+                    .target_groups_per_region
+                    .unwrap_or(aws.target_groups_per_region),
+                targets_per_target_group: file
+                    .targets_per_target_group
+                    .unwrap_or(aws.targets_per_target_group),
+            };
             let all = [
                 (
                     "load_balancers_per_region",
@@ -425,7 +451,7 @@ impl FileSettings {
             if let Some((name, _)) = all.iter().find(|(_, n)| *n == 0) {
                 return Err(format!("settings.quotas.{name}: a quota is at least 1"));
             }
-            settings.quotas = quotas;
+            settings.quotas = Some(quotas);
         }
         if let Some(seconds) = self.access_log_interval_seconds {
             if !(1..=3600).contains(&seconds) {
@@ -806,7 +832,7 @@ mod tests {
     #[test]
     fn quotas_not_raised_keep_aws_defaults() {
         let config = parse("[settings.quotas]\nload_balancers_per_region = 1000\n").unwrap();
-        let quotas = config.settings.unwrap().quotas;
+        let quotas = config.settings.unwrap().quotas.unwrap();
         assert_eq!(quotas.load_balancers_per_region, 1000);
         assert_eq!(
             quotas.target_groups_per_region,

@@ -122,7 +122,8 @@ pub(crate) struct NodeProcess {
     pub(crate) zones: BTreeSet<String>,
     pub(crate) nodes: Vec<Served>,
     pub(crate) started_ms: u64,
-    /// The state's revision the record describes: a process whose state lags says so.
+    /// The state's revision the record describes, as of its last write: a process whose
+    /// state lags says so.
     pub(crate) revision: u64,
     /// When the record was last written: at each change, and every [`HEARTBEAT`] (the
     /// lease, not this, says the process lives).
@@ -147,6 +148,8 @@ pub(crate) struct Served {
 
 const NODES: &str = "nodes/";
 const HEALTH: &str = "health/";
+/// About 180 bytes each: a key of findings stays near 360 KB, inside etcd's 1.5 MiB request.
+const FINDINGS_PER_KEY: usize = 2000;
 
 impl NodeProcess {
     /// This process's record, now.
@@ -213,8 +216,11 @@ impl Presence {
     pub(crate) fn publish(&self, record: NodeProcess) {
         let mut last = self.last.lock().expect("poisoned");
         if let Some(last) = last.as_ref() {
+            // The revision moves with every commit to the account: it is refreshed with the
+            // heartbeat, not written for itself.
             let same = NodeProcess {
                 heartbeat_ms: last.heartbeat_ms,
+                revision: last.revision,
                 ..record.clone()
             } == *last;
             let recent = record.heartbeat_ms < last.heartbeat_ms + HEARTBEAT.as_millis() as u64;
@@ -232,7 +238,8 @@ impl Presence {
         self.lease.revoke().await;
     }
 
-    /// Each node's findings under `health/ID/NODE`, so no key grows with the fleet.
+    /// Each node's findings under `health/ID/NODE/N`, [`FINDINGS_PER_KEY`] to a key, so that
+    /// no key grows past what etcd takes in one request.
     pub(crate) fn publish_health(&self, view: &HealthView) {
         let mut by_node: BTreeMap<String, Vec<(&str, &TargetHealth)>> = BTreeMap::new();
         for ((node, target), health) in &view.targets {
@@ -241,14 +248,14 @@ impl Presence {
                 .or_default()
                 .push((target.as_str(), health));
         }
-        let keys: LiveKeys = by_node
-            .into_iter()
-            .map(|(node, mut findings)| {
-                findings.sort_by_key(|(target, _)| *target);
-                let value = serde_json::to_vec(&findings).expect("findings serialise");
-                (node, value)
-            })
-            .collect();
+        let mut keys = LiveKeys::new();
+        for (node, mut findings) in by_node {
+            findings.sort_by_key(|(target, _)| *target);
+            for (n, part) in findings.chunks(FINDINGS_PER_KEY).enumerate() {
+                let value = serde_json::to_vec(part).expect("findings serialise");
+                keys.insert(format!("{node}/{n}"), value);
+            }
+        }
         self.lease.set_under(&format!("{HEALTH}{}/", self.id), keys);
     }
 }
@@ -273,6 +280,7 @@ impl Cluster {
             } else if let Some((_, node)) = key
                 .strip_prefix(HEALTH)
                 .and_then(|rest| rest.split_once('/'))
+                .and_then(|(id, rest)| Some((id, rest.split_once('/')?.0)))
             {
                 let findings: Vec<(String, TargetHealth)> =
                     serde_json::from_slice(value).unwrap_or_default();
@@ -406,11 +414,11 @@ mod tests {
                 br#"{"host":"h","pid":1,"zones":["us-east-1a"],"nodes":[{"id":"n-a","load_balancer_arn":"lb","zone":"us-east-1a","addresses":["127.1.255.254"],"ready":true,"waiting":[]},{"id":"n-x","load_balancer_arn":"lb2","zone":"us-east-1a","addresses":[],"ready":false,"waiting":[]}],"started_ms":1,"revision":7,"heartbeat_ms":2}"#.to_vec(),
             ),
             (
-                "health/h-1/n-a".to_owned(),
+                "health/h-1/n-a/0".to_owned(),
                 br#"[["t1",{"state":"Healthy","reason":null,"healthy_since_ms":5}]]"#.to_vec(),
             ),
             (
-                "health/h-2/n-a".to_owned(),
+                "health/h-2/n-a/0".to_owned(),
                 br#"[["t1",{"state":"Initial","reason":null,"healthy_since_ms":null}]]"#.to_vec(),
             ),
             ("nodes/newer".to_owned(), b"not json".to_vec()),

@@ -17,7 +17,7 @@ use elb_health::HealthChecker;
 use elb_logs::Buckets;
 use elb_metrics::history::History;
 use elb_model::State;
-use elb_store::{EtcdBackend, Snapshot, Store};
+use elb_store::{EtcdBackend, Leadership, Snapshot, Store};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -346,31 +346,35 @@ async fn serve(
                 None => dns.update(&snapshot.state, &view),
             }
         }
-        let leads = roles.api && leading.as_mut().is_none_or(|l| *l.borrow_and_update());
-        // What this process finds, recomputed now and every tick (reports are idempotent,
-        // and one not committed is found again).
+        let leads = roles.api && leading.as_mut().is_none_or(Leadership::leads);
+        // What this process serves and what the leader activates, found once per change;
+        // activations not yet committed are reported again every tick (reports are
+        // idempotent).
+        let served = match &local {
+            Some(local) => NodeProcess::serving(local, &dataplane),
+            None => Vec::new(),
+        };
+        let record = || NodeProcess::new(&roles, served.clone(), started_ms, snapshot.revision);
+        if let Some(presence) = &presence {
+            presence.publish(record());
+        }
+        let ready = match &now {
+            Some(Some(cluster)) => Some(cluster.ready()),
+            Some(None) => None,
+            None => Some(served.iter().map(|s| (s.id.as_str(), s)).collect()),
+        };
+        let activating = match ready.filter(|_| leads) {
+            Some(ready) => activations(&snapshot.state, &ready),
+            None => Vec::new(),
+        };
+        // What is found on the clock: deregistrations over, endpoints' interfaces settled.
         let findings = |dataplane: &DataPlane| {
-            let mut reports = Vec::new();
-            let mut served = Vec::new();
-            if let Some(local) = &local {
-                served = NodeProcess::serving(local, dataplane);
-                reports.extend(settlements(local, dataplane));
-                if let Some(presence) = &presence {
-                    let record =
-                        NodeProcess::new(&roles, served.clone(), started_ms, snapshot.revision);
-                    presence.publish(record);
-                }
-            }
+            let mut reports = activating.clone();
             if leads {
                 reports.extend(draining_over(&snapshot.state, now_ms()));
-                let ready = match &now {
-                    Some(Some(cluster)) => Some(cluster.ready()),
-                    Some(None) => None,
-                    None => Some(served.iter().map(|s| (s.id.as_str(), s)).collect()),
-                };
-                if let Some(ready) = ready {
-                    reports.extend(activations(&snapshot.state, &ready));
-                }
+            }
+            if let Some(local) = &local {
+                reports.extend(settlements(local, dataplane));
             }
             reports
         };
@@ -393,13 +397,17 @@ async fn serve(
                         dataplane.retry_endpoints();
                     }
                     reporter.report(findings(&dataplane));
+                    if let Some(presence) = &presence {
+                        // Written again only when its heartbeat is due.
+                        presence.publish(record());
+                    }
                 }
                 _ = hangup.recv() => match roles.api {
                     true => reload(&args, &settings, &store).await,
                     false => info!("SIGHUP: the config file's resources are the API processes' (--role api); nothing to reload here"),
                 },
-                _ = terminate.recv() => return stop(dataplane, logs, presence, args.drain_seconds).await,
-                _ = interrupt.recv() => return stop(dataplane, logs, presence, args.drain_seconds).await,
+                _ = terminate.recv() => return stop(dataplane, logs, presence, leading, args.drain_seconds).await,
+                _ = interrupt.recv() => return stop(dataplane, logs, presence, leading, args.drain_seconds).await,
             }
         }
     }
@@ -415,11 +423,16 @@ async fn stop(
     dataplane: DataPlane,
     logs: Delivery,
     presence: Option<Presence>,
+    leading: Option<Leadership>,
     drain_seconds: u64,
 ) -> anyhow::Result<()> {
-    // First out of DNS, so that no client is sent to listeners about to close.
+    // First out of DNS, so that no client is sent to listeners about to close; and the lead
+    // to another API process now, not when the lease runs out.
     if let Some(presence) = presence {
         presence.withdraw().await;
+    }
+    if let Some(leading) = leading {
+        leading.resign().await;
     }
     info!(
         drain_seconds,
@@ -517,8 +530,11 @@ fn reconcile_home(
     let home = &settings.scope.region;
     state.open_region(&settings.scope, &settings.topologies, cx)?;
     state.in_region(home, cx, |region, cx| {
-        // Before the file's resources, which may need them.
-        region.quotas = settings.quotas;
+        // Before the file's resources, which may need them; a file without quotas leaves the
+        // region's as they are.
+        if let Some(quotas) = settings.quotas {
+            region.quotas = quotas;
+        }
         reconcile(region, config, cx)
     })
 }
