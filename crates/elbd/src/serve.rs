@@ -62,6 +62,10 @@ pub(crate) struct ServeArgs {
     /// Address for the AWS API (elbv2 and the EC2 subset), e.g. 127.0.0.1:4566.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     api_listen: Option<SocketAddr>,
+    /// Address for `GET /metrics` alone: this process's traffic counters and health checks
+    /// (a node process's, when parts run apart; the API address serves /metrics too).
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
+    metrics_listen: Option<SocketAddr>,
     /// Address for the authoritative DNS server (UDP and TCP), e.g. 127.0.0.1:5353.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     dns_listen: Option<SocketAddr>,
@@ -252,6 +256,28 @@ async fn serve(
         settings.logs.interval,
     )
     .with_context(|| format!("the access log spool in {}", args.data_dir.display()))?;
+    if let Some(addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--metrics-listen {addr}"))?;
+        let scrape = Arc::new(Scrape {
+            registry: dataplane.metrics(),
+            store: store.clone(),
+            // What this process's own probes find, where it runs them.
+            health: if roles.node {
+                checker.subscribe()
+            } else {
+                seen_health.clone()
+            },
+            credentials: settings.credentials.clone().into_iter().collect(),
+        });
+        info!(%addr, "metrics at /metrics");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, scrape::router(scrape)).await {
+                error!(error = %e, "the metrics server stopped");
+            }
+        });
+    }
     if let Some(addr) = args.api_listen.filter(|_| roles.api) {
         let history = Arc::new(Mutex::new(History::default()));
         let listener = tokio::net::TcpListener::bind(addr)

@@ -162,12 +162,20 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
         &["--role", "api", "--api-listen", &api2.to_string()],
         &[api2],
     );
-    let node = |zone: char| {
+    let node_with = |zone: char, extra: &[&str]| {
         let name = format!("us-east-1{zone}");
         let args = ["--role", "node", "--zone", &name, "--lease-seconds", "2"];
+        let args = [&args[..], extra].concat();
         Elbd::start_part(&lab, &format!("node-{zone}"), &config, &args, &[])
     };
-    let (mut node_a, node_b) = (node('a'), node('b'));
+    let node = |zone: char| node_with(zone, &[]);
+    // Zone a's node process shows its own counters on an address of its own.
+    let metrics = SocketAddr::from((lab.ip('a', 5), 9100));
+    let metrics_flag = metrics.to_string();
+    let (mut node_a, node_b) = (
+        node_with('a', &["--metrics-listen", &metrics_flag]),
+        node('b'),
+    );
 
     let (one, two) = (Aws::new(api1), Aws::new(api2));
     let (lb, vpc) = one.load_balancer("web");
@@ -193,6 +201,15 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
     for node in nodes {
         assert_eq!(spread(node, 4).await.len(), 2, "through {node}");
     }
+    let served = curl(&format!("http://{metrics}/metrics"), &[]).body;
+    let requests: f64 = (served.lines())
+        .filter(|l| l.starts_with("aws_applicationelb_request_count_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(
+        requests, 4.0,
+        "zone a's node process counts the requests it served"
+    );
     let described = one.ok(&[
         "elbv2",
         "describe-load-balancers",
