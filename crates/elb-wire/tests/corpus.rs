@@ -5,21 +5,10 @@
 #[path = "common/properties.rs"]
 mod properties;
 
-use std::path::PathBuf;
+#[path = "common/corpus.rs"]
+mod corpus;
 
-fn each_input(target: &str, check: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
-    let mut count = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        check(&data);
-        count += 1;
-    }
-    assert!(count > 0, "{} holds no inputs", dir.display());
-}
+use corpus::each_input;
 
 #[test]
 fn geneve_corpus() {

@@ -1,0 +1,6 @@
+#![no_main]
+
+#[path = "../../crates/elb-api/tests/common/properties.rs"]
+mod properties;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| properties::query(data));
