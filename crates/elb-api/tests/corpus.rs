@@ -9,3 +9,8 @@ mod properties;
 fn query_corpus() {
     corpus::each_input("query", properties::query);
 }
+
+#[test]
+fn sigv4_corpus() {
+    corpus::each_input("sigv4", properties::sigv4);
+}

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use elb_api::auth::{Credentials, sign};
 use elb_api::query::Params;
+use http::{HeaderMap, HeaderValue};
 
 /// The Query decoder: any body decodes or is refused as malformed (a 400), never panics. It
 /// refuses exactly what is not UTF-8 or names a parameter twice; what it decodes answers each
@@ -30,4 +32,71 @@ pub(crate) fn query(data: &[u8]) {
             }
         }
     }
+}
+
+/// SigV4: any Authorization and X-Amz-Date headers with any body are refused with an AWS
+/// error (never a panic) unless really signed, and without credentials only their scope is
+/// read; a request elbd signs for a body verifies, and with one bit of the body changed, or
+/// signed for another secret, does not.
+pub(crate) fn sigv4(data: &[u8]) {
+    let mut parts = data.splitn(3, |b| *b == b'\n');
+    let (authorization, date) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let body = parts.next().unwrap_or_default();
+    let now = 1_780_000_000;
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("127.0.0.1:4566"));
+    if let Ok(value) = HeaderValue::from_bytes(authorization) {
+        headers.insert("authorization", value);
+    }
+    if let Ok(value) = HeaderValue::from_bytes(date) {
+        headers.insert("x-amz-date", value);
+    }
+    let checked = Credentials([("AKID".to_owned(), "secret".to_owned())].into());
+    if let Err(refused) = checked.authenticate("POST", &headers, body, now) {
+        assert_eq!(refused.status, 403, "{refused:?}");
+    }
+    let _ = Credentials::default().authenticate("POST", &headers, body, now);
+
+    let mut signed = HeaderMap::new();
+    signed.insert("host", HeaderValue::from_static("127.0.0.1:4566"));
+    let scope = ("us-east-1", "elasticloadbalancing");
+    sign(
+        ("AKID", "secret"),
+        scope,
+        ("POST", "/"),
+        &mut signed,
+        body,
+        now,
+    )
+    .expect("signs");
+    let verified = checked
+        .authenticate("POST", &signed, body, now)
+        .expect("verifies");
+    assert_eq!(
+        (verified.access_key.as_str(), verified.region.as_str()),
+        ("AKID", "us-east-1")
+    );
+    if let Some((first, rest)) = body.split_first() {
+        let changed = [&[first ^ 1][..], rest].concat();
+        assert!(
+            checked
+                .authenticate("POST", &signed, &changed, now)
+                .is_err()
+        );
+    }
+    let mut forged = HeaderMap::new();
+    forged.insert("host", HeaderValue::from_static("127.0.0.1:4566"));
+    sign(
+        ("AKID", "other"),
+        scope,
+        ("POST", "/"),
+        &mut forged,
+        body,
+        now,
+    )
+    .expect("signs");
+    assert!(checked.authenticate("POST", &forged, body, now).is_err());
 }
