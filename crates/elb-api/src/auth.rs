@@ -97,7 +97,7 @@ impl Credentials {
             ));
         }
         let expected = signature(secret, (method, path), headers, body, &auth, amz_date)?;
-        if expected != auth.signature {
+        if !same(expected.as_bytes(), auth.signature.as_bytes()) {
             return Err(ApiError::new(
                 403,
                 "SignatureDoesNotMatch",
@@ -107,6 +107,12 @@ impl Credentials {
         }
         Ok(auth.scope)
     }
+}
+
+/// Equality whose time does not depend on where the inputs differ (only on their lengths):
+/// for secrets and signatures.
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -1,5 +1,6 @@
-//! `GET /metrics` on the API address: the data plane's counters and the targets' health in
-//! Prometheus's text format; and the sampler that keeps the CloudWatch API's history. With API credentials configured it asks for HTTP basic auth with
+//! `GET /metrics` on the API address (and on `--metrics-listen`): the data plane's counters
+//! and the targets' health in Prometheus's text format; and the sampler that keeps the
+//! CloudWatch API's history. With API credentials configured it asks for HTTP basic auth with
 //! an access key id and its secret; without, it is open (it shows no secrets).
 
 use std::collections::HashMap;
@@ -117,13 +118,8 @@ pub(crate) fn authorized(headers: &HeaderMap, credentials: &HashMap<String, Stri
     pair.split_once(':').is_some_and(|(id, secret)| {
         credentials
             .get(id)
-            .is_some_and(|s| same(s.as_bytes(), secret.as_bytes()))
+            .is_some_and(|s| elb_api::auth::same(s.as_bytes(), secret.as_bytes()))
     })
-}
-
-/// Equality whose time does not depend on where the inputs differ (only on their lengths).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

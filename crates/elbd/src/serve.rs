@@ -103,6 +103,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let home = &settings.scope;
     let legacy_key = home.key();
     let roles = Roles::new(&args.role, &args.zone, &store_url).map_err(anyhow::Error::msg)?;
+    if let Some(metrics) = args.metrics_listen {
+        anyhow::ensure!(
+            args.api_listen != Some(metrics),
+            "--metrics-listen {metrics} is --api-listen's address, which serves /metrics already"
+        );
+    }
     if roles.apart {
         let api = (roles.api, args.api_listen.is_some());
         let dns = (roles.dns, args.dns_listen.is_some());

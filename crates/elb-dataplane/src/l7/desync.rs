@@ -131,9 +131,12 @@ impl<'a> HeadFacts<'a> {
         self.lengths > 0
     }
 
-    /// The body's length when Content-Length frames it (no Transfer-Encoding).
+    /// The body's length when Content-Length frames it: no Transfer-Encoding, and every
+    /// Content-Length the same run of digits (not `+5`, which `u64` parsing would take).
     pub fn content_length(&self) -> Option<u64> {
-        if self.encodings > 0 || self.lengths == 0 {
+        let digits =
+            !self.first_length.is_empty() && self.first_length.iter().all(u8::is_ascii_digit);
+        if self.encodings > 0 || self.lengths == 0 || self.lengths_differ || !digits {
             return None;
         }
         std::str::from_utf8(self.first_length).ok()?.parse().ok()
