@@ -10,9 +10,9 @@
 //! shutdown.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -76,6 +76,10 @@ pub(crate) struct Binder {
     table: Arc<ArcSwap<RoutingTable>>,
     drain: Duration,
     bound: HashMap<BindKey, Bound>,
+    /// The client connections of each node address over all its HTTP listeners, and how
+    /// many it may hold.
+    nodes: HashMap<IpAddr, Arc<AtomicUsize>>,
+    max_connections_per_node: usize,
     /// Where gateway nodes' sockets are published for their endpoints to send from.
     gateway: Arc<gateway::Shared>,
 }
@@ -83,13 +87,15 @@ pub(crate) struct Binder {
 impl Binder {
     pub(crate) fn new(
         table: Arc<ArcSwap<RoutingTable>>,
-        drain: Duration,
+        options: &crate::Options,
         gateway: Arc<gateway::Shared>,
     ) -> Self {
         Self {
             table,
-            drain,
+            drain: options.drain,
             bound: HashMap::new(),
+            nodes: HashMap::new(),
+            max_connections_per_node: options.max_connections_per_node,
             gateway,
         }
     }
@@ -118,6 +124,10 @@ impl Binder {
                 self.gateway.with_socket(key.addr.ip(), None);
             }
         }
+        // A node's count goes with its last socket (draining connections keep theirs).
+        let bound = &self.bound;
+        self.nodes
+            .retain(|ip, _| bound.keys().any(|k| k.addr.ip() == *ip));
         gone
     }
 
@@ -132,10 +142,12 @@ impl Binder {
             let table = self.table.clone();
             let served = match key.transport {
                 Transport::Tcp => listen(key.addr).map(|(listener, local)| {
-                    (
-                        tokio::spawn(accept(listener, table, stopped, self.drain)),
-                        local,
-                    )
+                    let node = Node {
+                        connections: self.nodes.entry(key.addr.ip()).or_default().clone(),
+                        max: self.max_connections_per_node,
+                    };
+                    let accepted = accept(listener, table, stopped, (self.drain, node));
+                    (tokio::spawn(accepted), local)
                 }),
                 Transport::Udp => bind_udp(key.addr).map(|(socket, local)| {
                     (tokio::spawn(udp::serve(socket, table, stopped)), local)
@@ -176,13 +188,37 @@ impl Binder {
     }
 }
 
+/// The client connections of a load balancer node over all its HTTP listeners.
+struct Node {
+    connections: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl Node {
+    /// A place for one more connection, held until dropped; none when the node is full.
+    fn admit(&self) -> Option<Place> {
+        let taken = self.connections.fetch_add(1, Ordering::Relaxed);
+        let place = Place(self.connections.clone());
+        (taken < self.max).then_some(place)
+    }
+}
+
+/// One connection's place in its node's count.
+pub(crate) struct Place(Arc<AtomicUsize>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Accepts on `listener` until `stopped` turns, then drains: open connections finish what
 /// they are doing (at most `drain`), and the rest are cut.
 async fn accept(
     listener: TcpListener,
     table: Arc<ArcSwap<RoutingTable>>,
     mut stopped: watch::Receiver<bool>,
-    drain: Duration,
+    (drain, node): (Duration, Node),
 ) {
     let Ok(local) = listener.local_addr() else {
         return;
@@ -208,9 +244,21 @@ async fn accept(
                     let stopped = stopped.clone();
                     let ends = (local, peer);
                     match listener {
-                        Listener::Http(route) => {
-                            l7::spawn(&mut connections, stream, ends, route, table.clone(), stopped)
-                        }
+                        Listener::Http(route) => match node.admit() {
+                            Some(place) => l7::spawn(
+                                &mut connections,
+                                (stream, place),
+                                ends,
+                                route,
+                                (table.clone(), stopped),
+                            ),
+                            None => {
+                                if let Some(metrics) = &route.door.metrics {
+                                    metrics.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                                }
+                                connections.spawn(l7::full(stream, peer, route.clone()));
+                            }
+                        },
                         Listener::Tcp(route) => {
                             let flow = tcp::serve(stream, ends, route.clone(), drain_over.clone());
                             connections.spawn(flow);

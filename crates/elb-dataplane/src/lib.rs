@@ -70,6 +70,24 @@ pub struct Applied {
     pub not_local: Vec<BindKey>,
 }
 
+/// What the data plane is given by the process that runs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How long connections of a removed listener (or of a stopping process) may take to
+    /// finish their requests before they are cut.
+    pub drain: Duration,
+    /// Seeds the NLB flow hash.
+    pub flow_seed: u64,
+    /// Keep client addresses this host lacks through transparent sockets (`dial`).
+    pub transparent_client_ip: bool,
+    /// How long an HTTP client may take to send a whole request head (the first one from the
+    /// connection's start, later ones from their first byte); a 408 after.
+    pub header_timeout: Duration,
+    /// Client connections one load balancer node holds at most over its HTTP and HTTPS
+    /// listeners; a client beyond gets a 503.
+    pub max_connections_per_node: usize,
+}
+
 pub struct DataPlane {
     table: Arc<ArcSwap<RoutingTable>>,
     runtime: compile::Runtime,
@@ -78,14 +96,11 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    /// `drain` bounds how long connections of a removed listener may finish their requests;
-    /// `flow_seed` seeds the NLB flow hash; `transparent_client_ip` keeps client addresses
-    /// this host lacks through transparent sockets (`dial`).
-    pub fn new(drain: Duration, flow_seed: u64, transparent_client_ip: bool) -> Self {
+    pub fn new(options: Options) -> Self {
         let table = Arc::new(ArcSwap::from_pointee(RoutingTable::default()));
-        let runtime = compile::Runtime::new(flow_seed, transparent_client_ip);
+        let runtime = compile::Runtime::new(&options);
         Self {
-            binder: binder::Binder::new(table.clone(), drain, runtime.gateway()),
+            binder: binder::Binder::new(table.clone(), &options, runtime.gateway()),
             endpoints: gateway::Endpoints::new(runtime.gateway()),
             table,
             runtime,

@@ -299,6 +299,11 @@ impl Forward {
 pub struct HttpSettings {
     /// `idle_timeout.timeout_seconds`: idle client connections, and waiting for a target.
     pub idle_timeout: Duration,
+    /// `client_keep_alive.seconds`: a client connection older than this is closed after the
+    /// request it is on (HTTP/1 `Connection: close`, HTTP/2 GOAWAY).
+    pub client_keep_alive: Duration,
+    /// How long a client may take to send a request head (`--header-timeout-seconds`).
+    pub header_timeout: Duration,
     pub xff: XffMode,
     pub xff_client_port: bool,
     pub preserve_host: bool,

@@ -116,7 +116,7 @@ const ALB_ONLY: &[Spec] = &[
         "client_keep_alive.seconds",
         Value::Int(60, 604_800),
         "3600",
-        false,
+        true,
     ),
     spec(CONNECTION_LOGS, BOOL, "false", true),
     spec("connection_logs.s3.bucket", TEXT, "", true),

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use elb_api::{Api, Credentials};
-use elb_dataplane::{Applied, BindKey, DataPlane};
+use elb_dataplane::{Applied, BindKey, DataPlane, Options};
 use elb_dns::Dns;
 use elb_health::HealthChecker;
 use elb_logs::Buckets;
@@ -77,6 +77,15 @@ pub(crate) struct ServeArgs {
     /// their requests before they are cut.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     drain_seconds: u64,
+    /// Seconds an HTTP client has to send a whole request head (the first from its
+    /// connection's start, later ones from their first byte); after, a 408 and the
+    /// connection closes.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout_seconds: u64,
+    /// Client connections one load balancer node holds at most over its HTTP and HTTPS
+    /// listeners; a client beyond gets a 503 (HTTP) or a reset (HTTPS).
+    #[arg(long, value_name = "N", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_node: u64,
     /// Keep the addresses and ports of clients this host does not have toward targets of
     /// groups with `preserve_client_ip.enabled`, through transparent sockets. Needs
     /// CAP_NET_ADMIN and routes that bring the targets' answers back (README, "Client IP
@@ -244,11 +253,14 @@ async fn serve(
         None => None,
     };
     // A new flow-hash seed per process, as a random hash key: flows are not predictable.
-    let mut dataplane = DataPlane::new(
-        Duration::from_secs(args.drain_seconds),
-        fastrand::u64(..),
-        args.transparent_client_ip,
-    );
+    let mut dataplane = DataPlane::new(Options {
+        drain: Duration::from_secs(args.drain_seconds),
+        flow_seed: fastrand::u64(..),
+        transparent_client_ip: args.transparent_client_ip,
+        header_timeout: Duration::from_secs(args.header_timeout_seconds),
+        max_connections_per_node: usize::try_from(args.max_connections_per_node)
+            .unwrap_or(usize::MAX),
+    });
     let buckets = Arc::new(match &settings.logs.s3 {
         Some(s3) => Buckets::remote(&s3.url, &s3.region, s3.credentials.clone())
             .map_err(anyhow::Error::msg)?,

@@ -38,7 +38,7 @@ impl Runtime {
         used: &mut Kept,
     ) -> Vec<(&'a Node, Listener)> {
         let state = inputs.state;
-        let http = http_settings(&lb.attributes);
+        let http = http_settings(&lb.attributes, self.header_timeout);
         let Ok(tls) = self.listener_tls(inputs, listener, http_alpn(http.http2), used) else {
             return Vec::new();
         };
@@ -292,9 +292,13 @@ fn stickiness(attrs: &elb_model::Attributes) -> Stickiness {
     }
 }
 
-fn http_settings(attrs: &elb_model::Attributes) -> HttpSettings {
+fn http_settings(attrs: &elb_model::Attributes, header_timeout: Duration) -> HttpSettings {
     HttpSettings {
         idle_timeout: Duration::from_secs(attrs.int("idle_timeout.timeout_seconds").unwrap_or(60)),
+        client_keep_alive: Duration::from_secs(
+            attrs.int("client_keep_alive.seconds").unwrap_or(3600),
+        ),
+        header_timeout,
         xff: match attrs.get("routing.http.xff_header_processing.mode") {
             Some("preserve") => XffMode::Preserve,
             Some("remove") => XffMode::Remove,

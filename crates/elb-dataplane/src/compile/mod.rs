@@ -47,6 +47,8 @@ pub(crate) struct Runtime {
     flow_seed: u64,
     /// `--transparent-client-ip`: keep client addresses this host lacks.
     transparent: bool,
+    /// `--header-timeout-seconds`, for every HTTP listener.
+    header_timeout: std::time::Duration,
     /// Session tickets and cache, shared by every HTTPS listener for as long as elbd runs.
     resumption: Option<Resumption>,
     /// The stickiness cookie key (hex) and its sealer.
@@ -144,12 +146,13 @@ struct Inputs<'a> {
 }
 
 impl Runtime {
-    pub(crate) fn new(flow_seed: u64, transparent: bool) -> Self {
+    pub(crate) fn new(options: &crate::Options) -> Self {
         Self {
             kept: Kept::default(),
             registry: Arc::default(),
-            flow_seed,
-            transparent,
+            flow_seed: options.flow_seed,
+            transparent: options.transparent_client_ip,
+            header_timeout: options.header_timeout,
             resumption: None,
             sealer: None,
             gateway: Arc::default(),

@@ -236,6 +236,8 @@ mod tests {
     fn settings(xff: XffMode, xff_client_port: bool, preserve_host: bool) -> HttpSettings {
         HttpSettings {
             idle_timeout: Duration::from_secs(60),
+            client_keep_alive: Duration::from_secs(3600),
+            header_timeout: Duration::from_secs(60),
             xff,
             xff_client_port,
             preserve_host,

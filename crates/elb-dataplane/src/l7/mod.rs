@@ -20,6 +20,7 @@ mod stickiness;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -30,7 +31,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -48,33 +49,53 @@ use outcome::{Recording, Tallied};
 /// relay when the listener allows it, else on the general path. The two are spawned apart
 /// because the general path's state is several times larger: an idle connection's task is
 /// most of its memory.
-pub(crate) fn spawn(
+pub(crate) fn spawn<P: Send + 'static>(
     connections: &mut JoinSet<()>,
-    stream: TcpStream,
+    (stream, place): (TcpStream, P),
     (local, peer): (SocketAddr, SocketAddr),
     route: &HttpRoute,
-    table: Arc<ArcSwap<RoutingTable>>,
-    stopped: watch::Receiver<bool>,
+    (table, stopped): (Arc<ArcSwap<RoutingTable>>, watch::Receiver<bool>),
 ) {
-    let active = route.door.metrics.as_ref().map(Active::new);
+    // Both held for as long as the connection is served.
+    let held = (route.door.metrics.as_ref().map(Active::new), place);
     let session = Session::plain(peer);
     if let (None, Some(log)) = (&route.tls, &route.connection_log) {
         log.connection(&session, local.port(), &Handshake::default());
     }
     if route.tls.is_none() && route.relayable {
-        let idle = route.http.idle_timeout;
-        let relay = relay::serve(stream, local, session, table, stopped, idle);
+        let settings = route.http.clone();
         connections.spawn(async move {
-            relay.await;
-            drop(active);
+            relay::serve(stream, local, session, table, stopped, &settings).await;
+            drop(held);
         });
     } else {
         let general = general(stream, local, session, table, stopped);
         connections.spawn(async move {
             general.await;
-            drop(active);
+            drop(held);
         });
     }
+}
+
+/// Answers a client its node has no room for: a 503 on a plain HTTP listener (after which
+/// what it sent is read for a moment, so that closing does not reset the page away), a reset
+/// on an HTTPS one (a handshake would cost the node what it has no room for).
+pub(crate) async fn full(stream: TcpStream, peer: SocketAddr, route: Arc<HttpRoute>) {
+    debug!(%peer, listener = %route.door.listener_arn, "node full: connection refused");
+    if route.tls.is_some() {
+        let _ = stream.set_zero_linger();
+        return;
+    }
+    let mut stream = stream;
+    let page = rescue::closing_page(&ProxyError::ConnectionLimit);
+    if stream.write_all(&page).await.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -182,9 +203,9 @@ async fn general(
         log(&session, handshake);
     }
     if route.relayable && connection.alpn_protocol() != Some(b"h2") {
-        let idle = route.http.idle_timeout;
+        let settings = route.http.clone();
         drop(route);
-        return relay::serve(stream, local, session, table, stopped, idle).await;
+        return relay::serve(stream, local, session, table, stopped, &settings).await;
     }
     let client = match (route.mtls, connection.peer_certificates()) {
         (Some(mode), Some(chain)) => ClientCert::of(mode, chain),
@@ -248,7 +269,9 @@ async fn http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (stream, heads) = sniff::Sniffed::new(stream, replay);
+    let (stream, heads, timed_out) = sniff::Sniffed::new(stream, replay, settings.header_timeout);
+    let closes_at = Instant::now() + settings.client_keep_alive;
+    let h2 = Arc::new(AtomicBool::new(false));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -258,14 +281,19 @@ async fn http<S>(
         builder = builder.http1_only();
     }
     let peer = session.peer;
+    let (record_table, record_session) = (table.clone(), session.clone());
+    let seen_h2 = h2.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let (table, client, session) = (table.clone(), client.clone(), session.clone());
         // HTTP/1 heads were classified as sent, in order; HTTP/2 ones are classified parsed.
         let class = if req.version() == http::Version::HTTP_2 {
+            seen_h2.store(true, Ordering::Relaxed);
             None
         } else {
             heads.lock().expect("not poisoned").pop_front()
         };
+        // Past `client_keep_alive.seconds`, an HTTP/1 request is the connection's last.
+        let last = req.version() < http::Version::HTTP_2 && Instant::now() >= closes_at;
         async move {
             // One load per request: the request keeps this table until it ends.
             let table = table.load_full();
@@ -294,18 +322,44 @@ async fn http<S>(
                 rescue::respond(&e)
             });
             dress(&mut response, &route);
+            if last {
+                let close = http::HeaderValue::from_static("close");
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, close);
+            }
             Ok(recording.answered(response))
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = stopped.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let aged = tokio::time::sleep_until(closes_at.into());
+    tokio::pin!(aged);
+    let mut aged_past = false;
+    let result = loop {
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            _ = stopped.changed() => {
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            // An HTTP/2 client past its keep-alive gets a GOAWAY; HTTP/1 ones are told on
+            // their next response.
+            () = &mut aged, if !aged_past => {
+                aged_past = true;
+                if h2.load(Ordering::Relaxed) {
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
         }
     };
+    if timed_out.load(Ordering::Relaxed)
+        && let Some(route) = record_table.load().http(local)
+    {
+        let mut outcome = outcome::Outcome::refused();
+        outcome.failed(&ProxyError::RequestTimeout);
+        outcome.record(route, None, &record_session);
+    }
     if let Err(e) = result {
         debug!(%peer, %local, error = %e, "client connection ended with an error");
     }

@@ -51,6 +51,10 @@ pub enum ProxyError {
     UnsupportedTransferCoding,
     #[error("desync mitigation refused the request ({0})")]
     Desync(&'static str),
+    #[error("the client did not send a whole request head within the header timeout")]
+    RequestTimeout,
+    #[error("the node holds as many client connections as it may")]
+    ConnectionLimit,
 }
 
 impl ProxyError {
@@ -97,6 +101,8 @@ impl ProxyError {
             Self::UriTooLong => "UriTooLong",
             Self::UnsupportedTransferCoding => "UnsupportedTransferCoding",
             Self::Desync(_) => "Desync",
+            Self::RequestTimeout => "RequestTimeout",
+            Self::ConnectionLimit => "ConnectionLimit",
         }
     }
 
@@ -108,12 +114,16 @@ impl ProxyError {
             | Self::IncompatibleProtocol
             | Self::UriTooLong
             | Self::UnsupportedTransferCoding
-            | Self::Desync(_) => Fault::Client,
+            | Self::Desync(_)
+            | Self::RequestTimeout => Fault::Client,
             Self::TargetConnect(_)
             | Self::TargetConnectTimeout
             | Self::TargetTimeout
             | Self::Target(_) => Fault::Target,
-            Self::ListenerGone | Self::NoTargets | Self::NoReachableTargets => Fault::Elb,
+            Self::ListenerGone
+            | Self::NoTargets
+            | Self::NoReachableTargets
+            | Self::ConnectionLimit => Fault::Elb,
         }
     }
 
@@ -130,9 +140,11 @@ impl ProxyError {
             }
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
-            Self::ListenerGone | Self::NoTargets | Self::NoReachableTargets => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::ListenerGone
+            | Self::NoTargets
+            | Self::NoReachableTargets
+            | Self::ConnectionLimit => StatusCode::SERVICE_UNAVAILABLE,
             Self::TargetConnect(_) | Self::Target(_) => StatusCode::BAD_GATEWAY,
             Self::TargetConnectTimeout | Self::TargetTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -143,7 +155,13 @@ impl ProxyError {
 pub fn respond(error: &ProxyError) -> Response<Body> {
     debug!(%error, fault = ?error.fault(), "answering with an error page");
     let mut response = error_page(error.status());
-    if matches!(error, ProxyError::ListenerGone | ProxyError::Desync(_)) {
+    if matches!(
+        error,
+        ProxyError::ListenerGone
+            | ProxyError::Desync(_)
+            | ProxyError::RequestTimeout
+            | ProxyError::ConnectionLimit
+    ) {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -171,6 +189,7 @@ fn page(status: StatusCode) -> (&'static str, &'static str) {
         302 => ("Found", page!("302 Found")),
         400 => ("Bad Request", page!("400 Bad Request")),
         405 => ("Not Allowed", page!("405 Not Allowed")),
+        408 => ("Request Time-out", page!("408 Request Time-out")),
         414 => ("Request-URI Too Large", page!("414 Request-URI Too Large")),
         463 => ("", page!("463")),
         464 => ("", page!("464")),
@@ -197,6 +216,53 @@ pub fn error_page(status: StatusCode) -> Response<Body> {
         .extensions_mut()
         .insert(ReasonPhrase::from_static(reason.as_bytes()));
     response
+}
+
+/// `error`'s page as the HTTP/1.1 bytes of a response that ends its connection, for a
+/// connection that has no listener's response settings at hand (or no request yet).
+pub(crate) fn closing_page(error: &ProxyError) -> Vec<u8> {
+    let (parts, _) = respond(error).into_parts();
+    let mut out = Vec::with_capacity(512);
+    write_http1(&mut out, &parts, page(error.status()).1.as_bytes(), false);
+    out
+}
+
+/// A response of the load balancer's own as HTTP/1.1 bytes: its head (a `Date`, its
+/// `Content-Length`, and `Connection: close` unless `keep`) and `body`.
+pub(crate) fn write_http1(
+    out: &mut Vec<u8>,
+    parts: &http::response::Parts,
+    body: &[u8],
+    keep: bool,
+) {
+    fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    let reason = parts.extensions.get::<ReasonPhrase>();
+    let canonical = parts.status.canonical_reason().unwrap_or_default();
+    out.extend_from_slice(reason.map_or(canonical.as_bytes(), |r| r.as_bytes()));
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in parts
+        .headers
+        .iter()
+        .filter(|(n, _)| *n != header::CONNECTION)
+    {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    field(out, b"date", date.as_bytes());
+    field(out, b"content-length", body.len().to_string().as_bytes());
+    if !keep {
+        field(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
 }
 
 /// The `Server` of the load balancer's own responses.

@@ -8,17 +8,27 @@
 //! [`HeadTracker`], which follows the HTTP/1 framing (heads, fixed-length and chunked bodies)
 //! just far enough to find each head, and queues one classification per request, in order.
 //! The service takes them in the same order, since HTTP/1 answers requests in order.
+//!
+//! Knowing where heads start and end, [`Sniffed`] also keeps the header timeout: a client
+//! that has not sent a whole head in time is answered 408 and its stream ends (hyper's own
+//! header timeout closes without an answer).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 use super::desync::{Class, HeadFacts};
 use super::framing::ChunkedEnd;
+use super::rescue::{ProxyError, closing_page};
 
 /// Heads larger than this are not tracked (hyper refuses them anyway).
 const MAX_HEAD: usize = 96 * 1024;
@@ -35,11 +45,31 @@ pub(crate) struct Sniffed<S> {
     queue: Queue,
     /// Classes found in one read, before they join the queue (kept to reuse its memory).
     found: Vec<(Class, &'static str)>,
+    clock: HeadClock,
+}
+
+/// The header timeout of one connection.
+struct HeadClock {
+    limit: Duration,
+    /// When the head being read is due: armed at the start for the first head, and at the
+    /// first byte of each later one; none while no head is being read.
+    due: Option<Pin<Box<Sleep>>>,
+    /// The 408 being written, and how much of it has been.
+    answer: Option<(Vec<u8>, usize)>,
+    /// Set once a head timed out (for the request's record).
+    timed_out: Arc<AtomicBool>,
 }
 
 impl<S> Sniffed<S> {
-    pub(crate) fn new(inner: S, replay: Vec<u8>) -> (Self, Queue) {
+    /// `inner` read after `replay`, heads due `header_timeout` after they start; with the
+    /// classes of its heads, and a flag that turns when one timed out.
+    pub(crate) fn new(
+        inner: S,
+        replay: Vec<u8>,
+        header_timeout: Duration,
+    ) -> (Self, Queue, Arc<AtomicBool>) {
         let queue = Queue::default();
+        let timed_out = Arc::new(AtomicBool::new(false));
         let sniffed = Self {
             inner,
             replay,
@@ -47,17 +77,74 @@ impl<S> Sniffed<S> {
             tracker: HeadTracker::default(),
             queue: queue.clone(),
             found: Vec::new(),
+            clock: HeadClock {
+                limit: header_timeout,
+                due: Some(Box::pin(tokio::time::sleep(header_timeout))),
+                answer: None,
+                timed_out: timed_out.clone(),
+            },
         };
-        (sniffed, queue)
+        (sniffed, queue, timed_out)
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Sniffed<S> {
+impl<S: AsyncWrite + Unpin> Sniffed<S> {
+    /// Whether the head being read is overdue: then the stream ends, after a 408 if part of
+    /// a head came (a client that sent nothing is let go without one). Ready when it has.
+    fn poll_overdue(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let clock = &mut self.clock;
+        if clock.answer.is_none() {
+            let Some(due) = &mut clock.due else {
+                return Poll::Pending;
+            };
+            if due.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let page = if self.tracker.mid_head() {
+                clock.timed_out.store(true, Ordering::Relaxed);
+                closing_page(&ProxyError::RequestTimeout)
+            } else {
+                Vec::new()
+            };
+            clock.answer = Some((page, 0));
+        }
+        let (page, written) = clock.answer.as_mut().expect("set above");
+        while *written < page.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &page[*written..]) {
+                Poll::Ready(Ok(n)) if n > 0 => *written += n,
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Pin::new(&mut self.inner).poll_shutdown(cx).map(|_| ())
+    }
+
+    /// Arms the clock at the first byte of a head, and stops it once no head is being read.
+    fn time(&mut self) {
+        let clock = &mut self.clock;
+        if !self.tracker.mid_head() {
+            clock.due = None;
+        } else if clock.due.is_none() {
+            clock.due = Some(Box::pin(tokio::time::sleep_until(
+                Instant::now() + clock.limit,
+            )));
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Sniffed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // An overdue head ends the stream: hyper then closes the connection.
+        if self.poll_overdue(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        if self.clock.answer.is_some() {
+            return Poll::Pending;
+        }
         let before = buf.filled().len();
         let polled = if self.replayed < self.replay.len() {
             let this = &mut *self;
@@ -80,6 +167,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Sniffed<S> {
                     .expect("not poisoned")
                     .extend(this.found.drain(..));
             }
+            this.time();
         }
         polled
     }
@@ -140,6 +228,11 @@ pub(crate) struct HeadTracker {
 }
 
 impl HeadTracker {
+    /// Whether part of a head has come and not the rest.
+    fn mid_head(&self) -> bool {
+        matches!(self.state, State::Head) && !self.pending.is_empty()
+    }
+
     /// Consumes `bytes`, pushing the class of every request head completed in them.
     pub(crate) fn feed(&mut self, mut bytes: &[u8], found: &mut Vec<(Class, &'static str)>) {
         while !bytes.is_empty() {

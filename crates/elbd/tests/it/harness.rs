@@ -326,6 +326,10 @@ impl Elbd {
         send_signal(&self.child, name);
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, then start again with the same data dir.
     pub(crate) fn kill_and_restart(&mut self, lab: &Lab, config: &Path, ready: &[SocketAddr]) {
         self.child.kill().unwrap();

@@ -12,6 +12,7 @@ mod explain;
 mod gateway;
 mod harness;
 mod health;
+mod limits;
 mod metrics;
 mod netlab;
 mod netlab_parts;

@@ -25,7 +25,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at};
 use tokio_rustls::server::TlsStream;
 
 use super::decide::{decide, refusal};
@@ -39,7 +39,7 @@ use crate::access_log::{Facts, LoggedHead, Session};
 use crate::metrics::{CLIENT_CLOSED, GroupMetrics};
 use crate::pool::TargetPool;
 use crate::spare;
-use crate::table::{HttpRoute, RouteAction, RoutingTable, XffMode};
+use crate::table::{HttpRoute, HttpSettings, RouteAction, RoutingTable, XffMode};
 use crate::targets::HttpTargets;
 
 /// Request heads larger than this go the general way (which refuses them past its limits).
@@ -87,27 +87,41 @@ pub(super) async fn serve<S: ClientStream>(
     session: Session,
     table: Arc<ArcSwap<RoutingTable>>,
     mut stopped: watch::Receiver<bool>,
-    idle_timeout: Duration,
+    settings: &HttpSettings,
 ) {
+    let started = Instant::now();
     let mut client = Client {
         stream,
         session,
         buf: Vec::new(),
-        idle_timeout,
+        idle_timeout: settings.idle_timeout,
+        head_due: started + settings.header_timeout,
+        closes_at: started + settings.client_keep_alive,
         sent: 0,
     };
+    let (idle, header) = (settings.idle_timeout, settings.header_timeout);
+    // The first head is due from the connection's start; a client that sends nothing at all
+    // is let go without a page (as browsers' unused preconnections are).
+    let mut first = true;
     loop {
         if client.buf.is_empty() {
             // Between requests a connection keeps no buffer.
             spare::give(std::mem::take(&mut client.buf));
+            let wait = if first { idle.min(header) } else { idle };
             tokio::select! {
-                ready = timeout(idle_timeout, client.stream.next_bytes(&mut client.buf)) => {
+                ready = timeout(wait, client.stream.next_bytes(&mut client.buf)) => {
                     if !matches!(ready, Ok(Ok(true))) {
                         return;
                     }
                 }
                 _ = stopped.changed() => return,
             }
+        }
+        if first {
+            first = false;
+        } else {
+            // Later heads are due from their first byte.
+            client.head_due = Instant::now() + header;
         }
         // One load per request: the request keeps this table until it ends.
         let snapshot = table.load_full();
@@ -142,6 +156,11 @@ struct Client<S> {
     /// Bytes read from the client and not yet passed on.
     buf: Vec<u8>,
     idle_timeout: Duration,
+    /// When the head being read must be whole (`--header-timeout-seconds`).
+    head_due: Instant,
+    /// When the connection has lived its `client_keep_alive.seconds`: the request then
+    /// being served is its last.
+    closes_at: Instant,
     /// Bytes written to the client since the request began (for its outcome).
     sent: u64,
 }
@@ -209,9 +228,10 @@ async fn exchange<S: ClientStream>(
     let mut taken = loop {
         match take_request(&client.buf, route, &client.session, out) {
             Reading::Taken(taken) => break taken,
-            Reading::Partial => match client.read().await {
-                Ok(0) | Err(_) => return Next::Close,
-                Ok(_) => {}
+            Reading::Partial => match timeout_at(client.head_due.into(), client.read()).await {
+                Err(_) => return client.timed_out(route).await,
+                Ok(Ok(0) | Err(_)) => return Next::Close,
+                Ok(Ok(_)) => {}
             },
             Reading::Handover => return Next::Handover,
             Reading::Failed(mut refused) => {
@@ -224,6 +244,7 @@ async fn exchange<S: ClientStream>(
             }
         }
     };
+    taken.close |= Instant::now() >= client.closes_at;
     let len = request_len(taken.head_len, taken.body);
     let group = &taken.targets.proto.metrics;
     let Some((endpoint, _in_flight)) = taken.targets.next(now_ms) else {
@@ -781,6 +802,21 @@ impl<S: ClientStream> Client<S> {
         self.fail(error, Some(route), whole && !close, head).await
     }
 
+    /// Answers a client that did not send a whole head in time with a 408, and closes (a
+    /// client that sent nothing is let go without one).
+    async fn timed_out(&mut self, route: &HttpRoute) -> Next {
+        if self.buf.is_empty() {
+            return Next::Close;
+        }
+        let e = ProxyError::RequestTimeout;
+        tracing::debug!(peer = %self.session.peer, "request head timed out");
+        let next = self.fail(&e, Some(route), false, false).await;
+        let mut outcome = Outcome::refused();
+        outcome.failed(&e);
+        self.finish(outcome, self.buf.len(), route, None);
+        next
+    }
+
     /// Answers with the load balancer's page for `error` (its length only, to a HEAD); the
     /// connection goes on if `keep` (and the error does not close it, as a desync refusal
     /// does).
@@ -803,38 +839,9 @@ impl<S: ClientStream> Client<S> {
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         let mut out = Vec::with_capacity(512 + body.len());
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(parts.status.as_str().as_bytes());
-        out.push(b' ');
-        let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
-        let reason = reason.map_or(
-            parts
-                .status
-                .canonical_reason()
-                .unwrap_or_default()
-                .as_bytes(),
-            |r| r.as_bytes(),
-        );
-        out.extend_from_slice(reason);
-        out.extend_from_slice(b"\r\n");
-        for (name, value) in parts
-            .headers
-            .iter()
-            .filter(|(n, _)| *n != http::header::CONNECTION)
-        {
-            head::push_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
-        }
-        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-        head::push_header(&mut out, b"date", date.as_bytes());
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
-        out.extend_from_slice(if keep {
-            b"\r\n\r\n".as_slice()
-        } else {
-            b"\r\nconnection: close\r\n\r\n"
-        });
-        if !head {
-            out.extend_from_slice(&body);
+        rescue::write_http1(&mut out, &parts, &body, keep);
+        if head {
+            out.truncate(out.len() - body.len());
         }
         self.sent += out.len() as u64;
         match self.stream.write_all(&out).await {

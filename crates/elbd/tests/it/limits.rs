@@ -1,0 +1,252 @@
+//! Client limits: the header timeout (slow clients answered 408, on the relay and on the
+//! general path), the client keep-alive, and the node's connection limit.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::{Backend, Elbd, Lab, curl};
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: limits.test\r\n\r\n";
+
+/// An ALB with two HTTP listeners on one target: 8080 through the relay, 8081 (a sticky
+/// group) on the general path; `attributes` are the load balancer's.
+fn config(lab: &Lab, target: SocketAddr, attributes: &str) -> std::path::PathBuf {
+    let text = format!(
+        "{}\n\
+         [[load_balancer]]\nname = \"limits\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         attributes = {{ {attributes} }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"plain\" }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8081\ndefault_action = {{ forward = \"sticky\" }}\n\
+         [[target_group]]\nname = \"plain\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n\
+         [[target_group]]\nname = \"sticky\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n\
+         attributes = {{ \"stickiness.enabled\" = \"true\" }}\n",
+        lab.settings()
+    );
+    lab.write("elbd.toml", &text)
+}
+
+/// Reads until the peer closes (or 10 s pass): everything it sent.
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got));
+    let _ = read.await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Sends one request on `stream` and reads its response head and body (Content-Length).
+async fn exchange(stream: &mut TcpStream) -> String {
+    stream.write_all(GET).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("a response within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+    }
+}
+
+fn rss_kib(elbd: &Elbd) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", elbd.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_get_408_at_the_header_timeout_and_delay_no_one() {
+    let lab = Lab::new("limits", 51);
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    let _backend = Backend::start(target, Duration::ZERO).await;
+    let config = config(&lab, target, "");
+    let ports = [lab.node('a', 8080), lab.node('a', 8081)];
+    let elbd = Elbd::start(&lab, &config, &["--header-timeout-seconds", "2"], &ports);
+    for port in ports {
+        let mut stream = TcpStream::connect(port).await.unwrap();
+        assert!(exchange(&mut stream).await.starts_with("http/1.1 200"));
+    }
+    let before = rss_kib(&elbd);
+
+    // 300 slowloris clients, 150 on each path: a request line, then a byte now and then.
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    let mut rss = vec![before];
+    for i in 0..300 {
+        let port = ports[i / 150];
+        if i == 150 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            rss.push(rss_kib(&elbd));
+        }
+        slow.push(tokio::spawn(async move {
+            let mut stream = TcpStream::connect(port).await.unwrap();
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            loop {
+                tokio::select! {
+                    read = stream.read(&mut buf) => match read {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    },
+                    () = tokio::time::sleep(Duration::from_millis(400)) => {
+                        if stream.write_all(b"x").await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            (
+                String::from_utf8_lossy(&got).into_owned(),
+                started.elapsed(),
+            )
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rss.push(rss_kib(&elbd));
+    // Meanwhile others are served at once, on both paths.
+    for port in ports {
+        let asked = Instant::now();
+        let mut stream = TcpStream::connect(port).await.unwrap();
+        assert!(exchange(&mut stream).await.starts_with("http/1.1 200"));
+        assert!(asked.elapsed() < Duration::from_millis(500), "{port}");
+    }
+    // A client that sends nothing is let go at the timeout, without a page.
+    let mut silent = TcpStream::connect(ports[0]).await.unwrap();
+    let silent_at = Instant::now();
+    let said = read_to_close(&mut silent).await;
+    assert_eq!(said, "");
+    let waited = silent_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+
+    for (i, task) in slow.into_iter().enumerate() {
+        let (said, after) = task.await.unwrap();
+        assert!(
+            said.starts_with("HTTP/1.1 408 Request Time-out\r\n"),
+            "slow client {i} (port {}): {said:?}",
+            ports[i / 150]
+        );
+        assert!(said.to_lowercase().contains("server: awselb/2.0"), "{said}");
+        assert!(said.contains("<h1>408 Request Time-out</h1>"), "{said}");
+        assert!(
+            after >= Duration::from_millis(1900) && after < Duration::from_secs(5),
+            "slow client {i} closed after {after:?}"
+        );
+    }
+    let per_connection = |from: u64, to: u64| to.saturating_sub(from) as f64 / 150.0;
+    println!(
+        "memory per slow connection: relay {:.1} KiB, general path {:.1} KiB (RSS {rss:?} KiB)",
+        per_connection(rss[0], rss[1]),
+        per_connection(rss[1], rss[2]),
+    );
+
+    // A kept-alive connection may wait between requests past the header timeout: a later
+    // head is due from its first byte.
+    for port in ports {
+        let mut stream = TcpStream::connect(port).await.unwrap();
+        assert!(exchange(&mut stream).await.starts_with("http/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(
+            exchange(&mut stream).await.starts_with("http/1.1 200"),
+            "{port}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_past_its_client_keep_alive_closes_after_its_next_request() {
+    let lab = Lab::new("keepalive", 52);
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    let _backend = Backend::start(target, Duration::ZERO).await;
+    // AWS's least client keep-alive is 60 s; the idle timeout lets the clients wait longer.
+    let attributes = "\"client_keep_alive.seconds\" = 60, \"idle_timeout.timeout_seconds\" = 120";
+    let config = config(&lab, target, attributes);
+    let ports = [lab.node('a', 8080), lab.node('a', 8081)];
+    let _elbd = Elbd::start(&lab, &config, &[], &ports);
+    let mut streams = Vec::new();
+    for port in ports {
+        let mut stream = TcpStream::connect(port).await.unwrap();
+        let answer = exchange(&mut stream).await;
+        assert!(answer.starts_with("http/1.1 200"), "{answer}");
+        assert!(!answer.contains("connection: close"), "{answer}");
+        streams.push(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    for (mut stream, port) in streams.into_iter().zip(ports) {
+        let answer = exchange(&mut stream).await;
+        assert!(answer.starts_with("http/1.1 200"), "{port}: {answer}");
+        assert!(answer.contains("connection: close"), "{port}: {answer}");
+        assert_eq!(read_to_close(&mut stream).await, "", "{port}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_answers_503_and_takes_clients_again_when_one_leaves() {
+    let lab = Lab::new("maxconn", 6);
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    let _backend = Backend::start(target, Duration::ZERO).await;
+    let config = config(&lab, target, "");
+    let ports = [lab.node('a', 8080), lab.node('a', 8081)];
+    let metrics = SocketAddr::from((lab.ip('a', 250), 9100)).to_string();
+    let flags = [
+        "--max-connections-per-node",
+        "4",
+        "--metrics-listen",
+        &metrics,
+    ];
+    let _elbd = Elbd::start(&lab, &config, &flags, &ports);
+    // The readiness probes' connections have closed; four kept-alive clients over both
+    // listeners fill the node.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let mut stream = TcpStream::connect(ports[i % 2]).await.unwrap();
+        assert!(exchange(&mut stream).await.starts_with("http/1.1 200"));
+        held.push(stream);
+    }
+    for port in ports {
+        let mut stream = TcpStream::connect(port).await.unwrap();
+        stream.write_all(GET).await.unwrap();
+        let said = read_to_close(&mut stream).await;
+        assert!(
+            said.starts_with("HTTP/1.1 503 Service Temporarily Unavailable\r\n"),
+            "{port}: {said:?}"
+        );
+    }
+    // Counted as AWS counts refusals at its connection limit.
+    let scraped = curl(&format!("http://{metrics}/metrics"), &[]).body;
+    let rejected: f64 = (scraped.lines())
+        .filter(|l| l.starts_with("aws_applicationelb_rejected_connection_count_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(rejected, 2.0, "{scraped}");
+    // Zone b's node is another node: it has room.
+    let mut other = TcpStream::connect(lab.node('b', 8080)).await.unwrap();
+    assert!(exchange(&mut other).await.starts_with("http/1.1 200"));
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut stream = TcpStream::connect(ports[0]).await.unwrap();
+    assert!(exchange(&mut stream).await.starts_with("http/1.1 200"));
+}
