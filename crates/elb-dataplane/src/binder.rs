@@ -3,14 +3,16 @@
 //! current table, lets the security groups admit or refuse the client, and hands the
 //! connection to the server of the listener's kind.
 //!
-//! Sockets are opened with SO_REUSEPORT so that a new elbd process can bind the same
-//! addresses before the old one lets go (restarts without refused connections). Closing a
-//! socket starts the drain: no new connections, open ones finish their requests within the
-//! drain time, and whatever is left is cut. The same drain serves listener removal and
-//! shutdown.
+//! A new elbd process taking over from a running one gets these very sockets
+//! ([`Binder::sockets`], [`Binder::inherit`]): their queues of connections not yet accepted
+//! pass to it whole. Sockets are also opened with SO_REUSEPORT, so that a process started
+//! without a hand-over can bind beside the old one. Closing a socket starts the drain: no
+//! new connections, open ones finish their requests within the drain time, and whatever is
+//! left is cut. The same drain serves listener removal and shutdown.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -70,6 +72,17 @@ struct Bound {
     task: JoinHandle<()>,
     /// Whether this host has the address (bound without IP_FREEBIND).
     local: bool,
+    /// The socket itself (another descriptor of it), for a process taking over.
+    socket: Socket,
+}
+
+/// A listening socket handed from one elbd process to the next.
+#[derive(Debug)]
+pub struct Handed {
+    pub key: BindKey,
+    /// Whether the host has the address (as [`Binder`] found when it bound it).
+    pub local: bool,
+    pub socket: OwnedFd,
 }
 
 pub(crate) struct Binder {
@@ -82,6 +95,9 @@ pub(crate) struct Binder {
     max_connections_per_node: usize,
     /// Where gateway nodes' sockets are published for their endpoints to send from.
     gateway: Arc<gateway::Shared>,
+    /// Sockets a process handing over gave this one, used instead of binding anew until the
+    /// first sockets are bound.
+    inherited: HashMap<BindKey, (Socket, bool)>,
 }
 
 impl Binder {
@@ -97,7 +113,30 @@ impl Binder {
             nodes: HashMap::new(),
             max_connections_per_node: options.max_connections_per_node,
             gateway,
+            inherited: HashMap::new(),
         }
+    }
+
+    /// Takes over the sockets of a process handing over: they serve the keys they are bound
+    /// to when the first state is applied (the rest are closed then).
+    pub(crate) fn inherit(&mut self, sockets: Vec<Handed>) {
+        for handed in sockets {
+            let socket = Socket::from(handed.socket);
+            self.inherited.insert(handed.key, (socket, handed.local));
+        }
+    }
+
+    /// Another descriptor of every socket bound, for a process taking over.
+    pub(crate) fn sockets(&self) -> std::io::Result<Vec<Handed>> {
+        let mut handed = Vec::with_capacity(self.bound.len());
+        for (key, bound) in &self.bound {
+            handed.push(Handed {
+                key: *key,
+                local: bound.local,
+                socket: bound.socket.try_clone()?.into(),
+            });
+        }
+        Ok(handed)
     }
 
     pub(crate) fn is_bound(&self, addr: SocketAddr) -> bool {
@@ -140,31 +179,46 @@ impl Binder {
             }
             let (stop, stopped) = watch::channel(false);
             let table = self.table.clone();
-            let served = match key.transport {
-                Transport::Tcp => listen(key.addr).map(|(listener, local)| {
-                    let node = Node {
-                        connections: self.nodes.entry(key.addr.ip()).or_default().clone(),
-                        max: self.max_connections_per_node,
-                    };
-                    let accepted = accept(listener, table, stopped, (self.drain, node));
-                    (tokio::spawn(accepted), local)
-                }),
-                Transport::Udp => bind_udp(key.addr).map(|(socket, local)| {
-                    (tokio::spawn(udp::serve(socket, table, stopped)), local)
-                }),
-                // Published before the task runs, so that endpoints send from the node's
-                // current socket from the first packet on.
-                Transport::Geneve => bind_udp(key.addr).map(|(socket, local)| {
-                    let socket = Arc::new(socket);
-                    let shared = self.gateway.clone();
-                    shared.with_socket(key.addr.ip(), Some(&socket));
-                    let served = gateway::serve(socket, table, stopped, shared);
-                    (tokio::spawn(served), local)
-                }),
+            let opened = match self.inherited.remove(key) {
+                Some(inherited) => Ok(inherited),
+                None if key.transport == Transport::Tcp => listening(key.addr),
+                None => bind(key.addr, Type::DGRAM),
             };
+            let served = opened.and_then(|(socket, local)| {
+                let kept = socket.try_clone()?;
+                let task = match key.transport {
+                    Transport::Tcp => {
+                        let listener = TcpListener::from_std(socket.into())?;
+                        let node = Node {
+                            connections: self.nodes.entry(key.addr.ip()).or_default().clone(),
+                            max: self.max_connections_per_node,
+                        };
+                        tokio::spawn(accept(listener, table, stopped, (self.drain, node)))
+                    }
+                    Transport::Udp => {
+                        let socket = UdpSocket::from_std(socket.into())?;
+                        tokio::spawn(udp::serve(socket, table, stopped))
+                    }
+                    // Published before the task runs, so that endpoints send from the node's
+                    // current socket from the first packet on.
+                    Transport::Geneve => {
+                        let socket = Arc::new(UdpSocket::from_std(socket.into())?);
+                        let shared = self.gateway.clone();
+                        shared.with_socket(key.addr.ip(), Some(&socket));
+                        tokio::spawn(gateway::serve(socket, table, stopped, shared))
+                    }
+                };
+                Ok((task, local, kept))
+            });
             match served {
-                Ok((task, local)) => {
-                    self.bound.insert(*key, Bound { stop, task, local });
+                Ok((task, local, socket)) => {
+                    let bound = Bound {
+                        stop,
+                        task,
+                        local,
+                        socket,
+                    };
+                    self.bound.insert(*key, bound);
                     applied.bound.push(*key);
                     if !local {
                         applied.not_local.push(*key);
@@ -173,6 +227,8 @@ impl Binder {
                 Err(e) => applied.failed.push((*key, e)),
             }
         }
+        // What was handed over and is not wanted closes now.
+        self.inherited.clear();
         applied
     }
 
@@ -307,17 +363,11 @@ fn refuse(stream: TcpStream, peer: SocketAddr, door: &Door) {
 }
 
 /// A listening socket at `addr`, and whether this host has the address.
-fn listen(addr: SocketAddr) -> std::io::Result<(TcpListener, bool)> {
+fn listening(addr: SocketAddr) -> std::io::Result<(Socket, bool)> {
     let (socket, local) = bind(addr, Type::STREAM)?;
     socket.set_tcp_nodelay(true)?;
     socket.listen(1024)?;
-    Ok((TcpListener::from_std(socket.into())?, local))
-}
-
-/// A UDP socket bound to `addr`, and whether this host has the address.
-fn bind_udp(addr: SocketAddr) -> std::io::Result<(UdpSocket, bool)> {
-    let (socket, local) = bind(addr, Type::DGRAM)?;
-    Ok((UdpSocket::from_std(socket.into())?, local))
+    Ok((socket, local))
 }
 
 /// A non-blocking socket of `kind` bound to `addr`, and whether this host has the address.

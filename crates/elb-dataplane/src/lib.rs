@@ -54,7 +54,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use elb_model::{HealthView, State};
 
-pub use binder::{BindKey, Transport};
+pub use binder::{BindKey, Handed, Transport};
 pub use pool::PooledBody;
 pub use table::RoutingTable;
 
@@ -152,6 +152,17 @@ impl DataPlane {
     /// The nodes' access and connection logs, for the control path to take their entries.
     pub fn node_logs(&self) -> Arc<access_log::NodeLogs> {
         self.runtime.node_logs()
+    }
+
+    /// Serves with the sockets of a process handing over, where the first state applied
+    /// wants them (the others are closed then); before the first [`DataPlane::apply`].
+    pub fn inherit(&mut self, sockets: Vec<binder::Handed>) {
+        self.binder.inherit(sockets);
+    }
+
+    /// Another descriptor of every listening socket, for a process taking over.
+    pub fn sockets(&self) -> std::io::Result<Vec<binder::Handed>> {
+        self.binder.sockets()
     }
 
     /// Whether `addr` has a listening socket.

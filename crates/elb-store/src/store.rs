@@ -177,6 +177,13 @@ impl Store {
         change(&mut copy, &mut cx)
     }
 
+    /// Reads the backend's latest state and publishes it if it is newer than the one
+    /// published: for a backend another process wrote without a watch (SQLite, when one
+    /// process hands over to the next).
+    pub fn refresh(&self) -> Result<Arc<Snapshot>, StoreError> {
+        self.reload()
+    }
+
     /// Reads the backend's latest state and publishes it.
     fn reload(&self) -> Result<Arc<Snapshot>, StoreError> {
         let current = self.snapshot();

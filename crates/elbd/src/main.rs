@@ -5,6 +5,7 @@ mod config;
 mod console;
 mod demo;
 mod explain;
+mod handover;
 mod nodes;
 mod reconcile;
 mod reports;

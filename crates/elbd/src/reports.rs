@@ -21,13 +21,20 @@ pub(crate) type Report = (String, Command);
 /// Commits the latest reports in the background, one commit at a time.
 pub(crate) struct Reporter {
     latest: watch::Sender<Vec<Report>>,
+    committing: tokio::task::JoinHandle<()>,
 }
 
 impl Reporter {
     pub(crate) fn start(store: Arc<Store>) -> Self {
         let (latest, reports) = watch::channel(Vec::new());
-        tokio::spawn(commit_latest(store, reports));
-        Self { latest }
+        let committing = tokio::spawn(commit_latest(store, reports));
+        Self { latest, committing }
+    }
+
+    /// Commits what is waiting, and nothing after.
+    pub(crate) async fn stop(self) {
+        drop(self.latest);
+        let _ = self.committing.await;
     }
 
     /// Replaces what is waiting to be committed: reports are recomputed from each snapshot,

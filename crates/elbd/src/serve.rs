@@ -5,6 +5,7 @@
 //! The API (`--api-listen`) enters at the same store commit.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,13 +19,16 @@ use elb_logs::Buckets;
 use elb_metrics::history::History;
 use elb_model::State;
 use elb_store::{EtcdBackend, Leadership, Snapshot, Store};
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::access_logs::Delivery;
 use crate::config::{Config, Settings};
 use crate::console::{self, Console};
 use crate::explain;
+use crate::handover::{self, Asked, Purpose, Sockets, Taken};
 use crate::reconcile::reconcile;
 use crate::reports::{Reporter, activations, draining_over, settlements};
 use crate::roles::{ClusterView, NodeProcess, Presence, Role, Roles, process_name};
@@ -177,6 +181,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         info!(name = %lb.name, arn = %lb.arn, dns_name = %lb.dns_name, nodes = %nodes.join(","), "load balancer");
     }
 
+    // A process running on this data dir hands its sockets over (once all is checked).
+    let taken = handover::take(&args.data_dir)?;
+
     // One thread: a current-thread runtime, with no cross-thread wakeups (the cheapest per
     // request on one core, see docs/benchmarks.md); otherwise tokio's work-stealing runtime.
     let mut runtime = match args.threads {
@@ -196,14 +203,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         Parts {
             roles,
             etcd: opened.etcd,
+            taken,
         },
     ))
 }
 
-/// What this process runs, and etcd, where the parts apart meet.
+/// What this process runs, etcd, where the parts apart meet, and the hand-over from the
+/// process this one replaces.
 struct Parts {
     roles: Roles,
     etcd: Option<Arc<EtcdBackend>>,
+    taken: Option<Taken>,
 }
 
 async fn serve(
@@ -211,8 +221,14 @@ async fn serve(
     settings: Settings,
     store: Arc<Store>,
     first: Arc<Snapshot>,
-    Parts { roles, etcd }: Parts,
+    Parts {
+        roles,
+        etcd,
+        mut taken,
+    }: Parts,
 ) -> anyhow::Result<()> {
+    let mut inherited =
+        (taken.as_mut()).map_or_else(Sockets::default, |t| std::mem::take(&mut t.sockets));
     if args.demo_targets {
         demo::start(&first.state);
     }
@@ -244,9 +260,15 @@ async fn serve(
     };
     let dns = match args.dns_listen.filter(|_| roles.dns) {
         Some(addr) => {
-            let dns = Dns::serve(addr)
-                .await
-                .with_context(|| format!("--dns-listen {addr}"))?;
+            let handed = (
+                inherited.take(Purpose::DnsUdp, addr),
+                inherited.take(Purpose::DnsTcp, addr),
+            );
+            let dns = match handed {
+                (Some(udp), Some(tcp)) => Dns::serve_on(udp, tcp),
+                _ => Dns::serve(addr).await,
+            };
+            let dns = dns.with_context(|| format!("--dns-listen {addr}"))?;
             info!(%addr, "DNS up");
             Some(dns)
         }
@@ -261,6 +283,12 @@ async fn serve(
         max_connections_per_node: usize::try_from(args.max_connections_per_node)
             .unwrap_or(usize::MAX),
     });
+    dataplane.inherit(inherited.take_nodes());
+    // The API and metrics servers: their sockets (for a process taking over) and their
+    // tasks, which stop accepting when `quiet` turns and end once their requests are done.
+    let mut own_sockets: Vec<(Purpose, SocketAddr, OwnedFd)> = Vec::new();
+    let (quiet, quieted) = watch::channel(false);
+    let mut servers = Vec::new();
     let buckets = Arc::new(match &settings.logs.s3 {
         Some(s3) => Buckets::remote(&s3.url, &s3.region, s3.credentials.clone())
             .map_err(anyhow::Error::msg)?,
@@ -275,9 +303,14 @@ async fn serve(
     )
     .with_context(|| format!("the access log spool in {}", args.data_dir.display()))?;
     if let Some(addr) = args.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
+        let listener = listen(inherited.take(Purpose::Metrics, addr), addr)
             .await
             .with_context(|| format!("--metrics-listen {addr}"))?;
+        own_sockets.push((
+            Purpose::Metrics,
+            addr,
+            listener.as_fd().try_clone_to_owned()?,
+        ));
         let scrape = Arc::new(Scrape {
             registry: dataplane.metrics(),
             store: store.clone(),
@@ -290,17 +323,21 @@ async fn serve(
             credentials: settings.credentials.clone().into_iter().collect(),
         });
         info!(%addr, "metrics at /metrics");
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, scrape::router(scrape)).await {
+        let served = axum::serve(listener, scrape::router(scrape))
+            .with_graceful_shutdown(until_true(quieted.clone()));
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = served.await {
                 error!(error = %e, "the metrics server stopped");
             }
-        });
+        }));
     }
+    let mut api_server = None;
     if let Some(addr) = args.api_listen.filter(|_| roles.api) {
         let history = Arc::new(Mutex::new(History::default()));
-        let listener = tokio::net::TcpListener::bind(addr)
+        let listener = listen(inherited.take(Purpose::Api, addr), addr)
             .await
             .with_context(|| format!("--api-listen {addr}"))?;
+        own_sockets.push((Purpose::Api, addr, listener.as_fd().try_clone_to_owned()?));
         let api = Arc::new(Api {
             store: store.clone(),
             credentials: Credentials(settings.credentials.clone().into_iter().collect()),
@@ -342,15 +379,25 @@ async fn serve(
             .merge(console::router(console));
         // The peer's address: `elbd explain`'s default source.
         let service = routes.into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, service).await {
+        let served = axum::serve(listener, service).with_graceful_shutdown(until_true(quieted));
+        api_server = Some(async move {
+            if let Err(e) = served.await {
                 error!(error = %e, "the API server stopped");
             }
         });
     }
+    // Taking over, the API opens once the old process commits nothing more (below).
+    if taken.is_none() {
+        servers.extend(api_server.take().map(tokio::spawn));
+    }
+    let mut asked = match taken {
+        Some(_) => None,
+        None => offer(&args.data_dir),
+    };
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut user2 = signal(SignalKind::user_defined2())?;
     let mut snapshots = store.subscribe();
     let mut health = checker.subscribe();
     let mut others = cluster.as_ref().map(|c| c.live.clone());
@@ -377,6 +424,20 @@ async fn serve(
             if let Some(presence) = &presence {
                 presence.publish_health(&view);
             }
+        }
+        // Taking over: this process serves traffic now; once the old one has stopped
+        // accepting and committing, read what it committed last and open the API.
+        if let Some(taken) = taken.take() {
+            match tokio::task::spawn_blocking(move || taken.ready()).await? {
+                Ok(revision) => info!(revision, "the old elbd stopped accepting; this one serves"),
+                Err(e) => warn!("the old elbd did not confirm it stopped: {e:#}"),
+            }
+            let refreshing = store.clone();
+            tokio::task::spawn_blocking(move || refreshing.refresh()).await??;
+            servers.extend(api_server.take().map(tokio::spawn));
+            asked = offer(&args.data_dir);
+            // The snapshot read again is applied on the next turn.
+            continue;
         }
         // Apart: what the node processes publish (`None` until etcd was read once, which
         // is not "no one serves").
@@ -452,8 +513,104 @@ async fn serve(
                 },
                 _ = terminate.recv() => return stop(dataplane, logs, presence, leading, args.drain_seconds).await,
                 _ = interrupt.recv() => return stop(dataplane, logs, presence, leading, args.drain_seconds).await,
+                _ = user2.recv() => reexec(),
+                Some(ask) = async { match asked.as_mut() {
+                    Some(asked) => asked.recv().await,
+                    None => None,
+                } } => match ask {
+                    Asked::Sockets(reply) => {
+                        let _ = reply.send(sockets(&dataplane, dns.as_ref(), &own_sockets));
+                    }
+                    Asked::Quiesce(reply) => {
+                        // Nothing accepted or committed after this; then the drain.
+                        quiet.send_replace(true);
+                        let servers = futures_all(std::mem::take(&mut servers));
+                        if tokio::time::timeout(QUIESCE, servers).await.is_err() {
+                            warn!("API requests still open after {QUIESCE:?}; handing over anyway");
+                        }
+                        reporter.stop().await;
+                        let _ = reply.send(store.snapshot().revision);
+                        return stop(dataplane, logs, presence, leading, args.drain_seconds).await;
+                    }
+                },
             }
         }
+    }
+}
+
+/// How long a process handing over waits for its API requests to finish.
+const QUIESCE: Duration = Duration::from_secs(10);
+
+/// A listener on `addr`: the one handed over for it, or a new one.
+async fn listen(handed: Option<OwnedFd>, addr: SocketAddr) -> std::io::Result<TcpListener> {
+    match handed {
+        Some(fd) => {
+            let listener = std::net::TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            TcpListener::from_std(listener)
+        }
+        None => TcpListener::bind(addr).await,
+    }
+}
+
+/// Resolves once `flag` is true (or its sender is gone).
+async fn until_true(mut flag: watch::Receiver<bool>) {
+    let _ = flag.wait_for(|on| *on).await;
+}
+
+/// Waits for every task.
+async fn futures_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Listens for a process taking over; without (the data dir refuses a socket), restarts
+/// are not seamless, which is said.
+fn offer(data_dir: &std::path::Path) -> Option<tokio::sync::mpsc::Receiver<Asked>> {
+    handover::offer(data_dir)
+        .inspect_err(|e| warn!("no hand-over to a new process: {e:#}"))
+        .ok()
+}
+
+/// Every socket this process serves on, for a process taking over.
+fn sockets(
+    dataplane: &DataPlane,
+    dns: Option<&Dns>,
+    own: &[(Purpose, SocketAddr, OwnedFd)],
+) -> std::io::Result<Sockets> {
+    let mut sockets = Sockets::default();
+    sockets.add_nodes(dataplane.sockets()?);
+    for (purpose, addr, fd) in own {
+        sockets.add(*purpose, *addr, fd.try_clone()?);
+    }
+    if let Some(dns) = dns {
+        let (udp, tcp) = dns.sockets()?;
+        let addr = dns.addr();
+        sockets.add(Purpose::DnsUdp, addr, udp);
+        sockets.add(Purpose::DnsTcp, addr, tcp);
+    }
+    Ok(sockets)
+}
+
+/// SIGUSR2: starts this binary again with the same arguments (NGINX's habit); the new
+/// process takes this one's sockets and has it drain and exit. The path this process was
+/// started by is used, so that a binary replaced there (an upgrade) is the one started.
+fn reexec() {
+    let mut args = std::env::args_os();
+    let started_as = args.next().map(PathBuf::from);
+    let program = match started_as.filter(|p| p.components().count() > 1) {
+        Some(path) => path,
+        None => match std::env::current_exe() {
+            Ok(path) => path,
+            Err(e) => return error!("SIGUSR2: cannot find this binary: {e}"),
+        },
+    };
+    match std::process::Command::new(&program).args(args).spawn() {
+        Ok(child) => {
+            info!(pid = child.id(), program = %program.display(), "SIGUSR2: started a new elbd to take over")
+        }
+        Err(e) => error!("SIGUSR2: starting {}: {e}", program.display()),
     }
 }
 

@@ -272,6 +272,7 @@ async fn http<S>(
     let (stream, heads, timed_out) = sniff::Sniffed::new(stream, replay, settings.header_timeout);
     let closes_at = Instant::now() + settings.client_keep_alive;
     let h2 = Arc::new(AtomicBool::new(false));
+    let draining = Arc::new(AtomicBool::new(*stopped.borrow()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -282,7 +283,7 @@ async fn http<S>(
     }
     let peer = session.peer;
     let (record_table, record_session) = (table.clone(), session.clone());
-    let seen_h2 = h2.clone();
+    let (seen_h2, last_call) = (h2.clone(), draining.clone());
     let service = service_fn(move |req: Request<Incoming>| {
         let (table, client, session) = (table.clone(), client.clone(), session.clone());
         // HTTP/1 heads were classified as sent, in order; HTTP/2 ones are classified parsed.
@@ -292,8 +293,10 @@ async fn http<S>(
         } else {
             heads.lock().expect("not poisoned").pop_front()
         };
-        // Past `client_keep_alive.seconds`, an HTTP/1 request is the connection's last.
-        let last = req.version() < http::Version::HTTP_2 && Instant::now() >= closes_at;
+        // Past `client_keep_alive.seconds`, or draining, an HTTP/1 request is the
+        // connection's last.
+        let last = req.version() < http::Version::HTTP_2
+            && (last_call.load(Ordering::Relaxed) || Instant::now() >= closes_at);
         async move {
             // One load per request: the request keeps this table until it ends.
             let table = table.load_full();
@@ -336,15 +339,18 @@ async fn http<S>(
     let aged = tokio::time::sleep_until(closes_at.into());
     tokio::pin!(aged);
     let mut aged_past = false;
+    // An HTTP/2 client past its keep-alive, or draining, gets a GOAWAY; HTTP/1 ones are told
+    // on their next response (hyper's graceful shutdown would close them idle, under a
+    // request they may be sending; the drain's end cuts them).
     let result = loop {
         tokio::select! {
             result = conn.as_mut() => break result,
-            _ = stopped.changed() => {
-                conn.as_mut().graceful_shutdown();
-                break conn.await;
+            _ = stopped.changed(), if !draining.load(Ordering::Relaxed) => {
+                draining.store(true, Ordering::Relaxed);
+                if h2.load(Ordering::Relaxed) {
+                    conn.as_mut().graceful_shutdown();
+                }
             }
-            // An HTTP/2 client past its keep-alive gets a GOAWAY; HTTP/1 ones are told on
-            // their next response.
             () = &mut aged, if !aged_past => {
                 aged_past = true;
                 if h2.load(Ordering::Relaxed) {

@@ -262,6 +262,31 @@ impl Elbd {
         Self::start_as(lab, Some(name), config, extra, ready)
     }
 
+    /// Starts a second elbd on the lab's data dir while the first runs (it takes over), with
+    /// its log in `elbd-next.log`.
+    pub(crate) fn take_over(lab: &Lab, config: &Path, extra: &[&str]) -> Self {
+        let log = lab.dir.join("elbd-next.log");
+        let mut extra: Vec<String> = extra.iter().map(ToString::to_string).collect();
+        extra.extend([
+            "--data-dir".into(),
+            lab.dir.join("data").display().to_string(),
+        ]);
+        let child = Self::spawn(lab, config, &extra, &log);
+        Self { child, log, extra }
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, if it did.
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     fn start_as(
         lab: &Lab,
         name: Option<&str>,

@@ -10,6 +10,7 @@ mod errors;
 mod etcd;
 mod explain;
 mod gateway;
+mod handover;
 mod harness;
 mod health;
 mod limits;

@@ -97,6 +97,7 @@ pub(super) async fn serve<S: ClientStream>(
         idle_timeout: settings.idle_timeout,
         head_due: started + settings.header_timeout,
         closes_at: started + settings.client_keep_alive,
+        draining: false,
         sent: 0,
     };
     let (idle, header) = (settings.idle_timeout, settings.header_timeout);
@@ -104,6 +105,9 @@ pub(super) async fn serve<S: ClientStream>(
     // is let go without a page (as browsers' unused preconnections are).
     let mut first = true;
     loop {
+        // Draining, a kept-alive client is answered once more, with `Connection: close`,
+        // rather than closed under a request it may be sending (the drain's end cuts it).
+        client.draining = *stopped.borrow();
         if client.buf.is_empty() {
             // Between requests a connection keeps no buffer.
             spare::give(std::mem::take(&mut client.buf));
@@ -114,7 +118,10 @@ pub(super) async fn serve<S: ClientStream>(
                         return;
                     }
                 }
-                _ = stopped.changed() => return,
+                changed = stopped.changed(), if !client.draining => match changed {
+                    Ok(()) => continue,
+                    Err(_) => return,
+                },
             }
         }
         if first {
@@ -161,6 +168,8 @@ struct Client<S> {
     /// When the connection has lived its `client_keep_alive.seconds`: the request then
     /// being served is its last.
     closes_at: Instant,
+    /// The listener is draining: the request being served is the connection's last.
+    draining: bool,
     /// Bytes written to the client since the request began (for its outcome).
     sent: u64,
 }
@@ -244,7 +253,7 @@ async fn exchange<S: ClientStream>(
             }
         }
     };
-    taken.close |= Instant::now() >= client.closes_at;
+    taken.close |= client.draining || Instant::now() >= client.closes_at;
     let len = request_len(taken.head_len, taken.body);
     let group = &taken.targets.proto.metrics;
     let Some((endpoint, _in_flight)) = taken.targets.next(now_ms) else {
