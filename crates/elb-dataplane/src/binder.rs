@@ -4,7 +4,7 @@
 //! connection to the server of the listener's kind.
 //!
 //! A new elbd process taking over from a running one gets these very sockets
-//! ([`Binder::sockets`], [`Binder::inherit`]): their queues of connections not yet accepted
+//! (`Binder::sockets`, `Binder::inherit`): their queues of connections not yet accepted
 //! pass to it whole. Sockets are also opened with SO_REUSEPORT, so that a process started
 //! without a hand-over can bind beside the old one. Closing a socket starts the drain: no
 //! new connections, open ones finish their requests within the drain time, and whatever is
@@ -80,7 +80,7 @@ struct Bound {
 #[derive(Debug)]
 pub struct Handed {
     pub key: BindKey,
-    /// Whether the host has the address (as [`Binder`] found when it bound it).
+    /// Whether the host has the address (as the binder found when it bound it).
     pub local: bool,
     pub socket: OwnedFd,
 }
@@ -118,7 +118,8 @@ impl Binder {
     }
 
     /// Takes over the sockets of a process handing over: they serve the keys they are bound
-    /// to when the first state is applied (the rest are closed then).
+    /// to when a state that wants them is applied (the rest are closed by
+    /// [`Binder::forget_inherited`]).
     pub(crate) fn inherit(&mut self, sockets: Vec<Handed>) {
         for handed in sockets {
             let socket = Socket::from(handed.socket);
@@ -163,10 +164,11 @@ impl Binder {
                 self.gateway.with_socket(key.addr.ip(), None);
             }
         }
-        // A node's count goes with its last socket (draining connections keep theirs).
+        // A node's count goes with its last socket and its last connection.
         let bound = &self.bound;
-        self.nodes
-            .retain(|ip, _| bound.keys().any(|k| k.addr.ip() == *ip));
+        self.nodes.retain(|ip, connections| {
+            Arc::strong_count(connections) > 1 || bound.keys().any(|k| k.addr.ip() == *ip)
+        });
         gone
     }
 
@@ -227,20 +229,31 @@ impl Binder {
                 Err(e) => applied.failed.push((*key, e)),
             }
         }
-        // What was handed over and is not wanted closes now.
-        self.inherited.clear();
         applied
     }
 
     /// Closes every socket and waits for the drains to end.
     pub(crate) async fn shutdown(mut self) {
-        let all: Vec<Bound> = self.bound.drain().map(|(_, b)| b).collect();
-        for b in &all {
-            b.stop.send_replace(true);
+        self.inherited.clear();
+        // The copies kept for a hand-over close now, or the kernel would go on completing
+        // handshakes nobody accepts until the drain ends.
+        let tasks: Vec<_> = (self.bound.drain())
+            .map(|(_, b)| {
+                b.stop.send_replace(true);
+                b.task
+            })
+            .collect();
+        for task in tasks {
+            let _ = task.await;
         }
-        for b in all {
-            let _ = b.task.await;
+    }
+
+    /// Closes the sockets handed over that no state applied since wanted.
+    pub(crate) fn forget_inherited(&mut self) {
+        for key in self.inherited.keys() {
+            warn!(addr = %key.addr, "a socket handed over is not served here; closed");
         }
+        self.inherited.clear();
     }
 }
 

@@ -154,10 +154,16 @@ impl DataPlane {
         self.runtime.node_logs()
     }
 
-    /// Serves with the sockets of a process handing over, where the first state applied
-    /// wants them (the others are closed then); before the first [`DataPlane::apply`].
+    /// Serves with the sockets of a process handing over, where a state applied wants them;
+    /// before the first [`DataPlane::apply`].
     pub fn inherit(&mut self, sockets: Vec<binder::Handed>) {
         self.binder.inherit(sockets);
+    }
+
+    /// Closes the sockets handed over that no state applied wanted: once the state the old
+    /// process left is applied.
+    pub fn forget_inherited(&mut self) {
+        self.binder.forget_inherited();
     }
 
     /// Another descriptor of every listening socket, for a process taking over.

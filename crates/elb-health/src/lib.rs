@@ -69,6 +69,18 @@ impl HealthChecker {
         self.view.clone()
     }
 
+    /// Goes on from `view`, what another process's checks found (a hand-over): before the
+    /// first [`HealthChecker::update`], its targets start where they were rather than
+    /// `initial`, and it is published at once.
+    pub fn resume(&mut self, view: &HealthView) {
+        let mut trackers = self.shared.trackers.lock().expect("poisoned");
+        for (key, health) in &view.targets {
+            trackers.insert(key.clone(), Tracker::resume(health));
+        }
+        drop(trackers);
+        self.shared.changed.notify_one();
+    }
+
     /// Makes the running probes match `state`: new targets start `initial`, removed ones are
     /// forgotten, and changed settings restart a probe without losing its target's state.
     pub fn update(&mut self, state: &State) {

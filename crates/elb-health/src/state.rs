@@ -49,6 +49,18 @@ impl Default for Tracker {
 }
 
 impl Tracker {
+    /// Goes on from `health` as another process's checks left it (a hand-over): the state
+    /// holds until the thresholds move it, counted afresh.
+    pub fn resume(health: &TargetHealth) -> Self {
+        Self {
+            state: health.state,
+            reason: health.reason.clone(),
+            passes: 0,
+            failures: 0,
+            healthy_since_ms: health.healthy_since_ms,
+        }
+    }
+
     /// Records one probe; returns whether the reported health changed.
     pub fn record(&mut self, result: &ProbeResult, thresholds: Thresholds, now_ms: u64) -> bool {
         let before = self.health();
@@ -115,6 +127,21 @@ mod tests {
 
     use HealthState::{Healthy, Initial, Unhealthy};
     use ProbeResult::{Failed, Pass, Timeout};
+
+    #[test]
+    fn a_resumed_target_keeps_its_state_until_the_thresholds_move_it() {
+        let mut healthy = Tracker::default();
+        run(&mut healthy, &[Pass]);
+        let mut t = Tracker::resume(&healthy.health());
+        assert_eq!(t.health(), healthy.health());
+        assert_eq!(run(&mut t, &[Failed, Failed]), [Healthy, Unhealthy]);
+        let mut t = Tracker::resume(&t.health());
+        // An unhealthy target needs the healthy threshold, not the single pass of a new one.
+        assert_eq!(
+            run(&mut t, &[Pass, Pass, Pass]),
+            [Unhealthy, Unhealthy, Healthy]
+        );
+    }
 
     #[test]
     fn a_new_target_needs_one_pass() {

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use elb_dataplane::{BindKey, Handed, Transport};
+use elb_model::{HealthView, TargetHealth};
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
@@ -52,6 +53,9 @@ enum Message {
     Sockets {
         version: u32,
         sockets: Vec<Described>,
+        flow_seed: u64,
+        /// (node id, registration key, health): HealthView's entries.
+        health: Vec<(String, String, TargetHealth)>,
     },
     Descriptors {
         count: usize,
@@ -87,9 +91,15 @@ pub(crate) struct Described {
     local: bool,
 }
 
-/// Sockets on their way from one process to the next.
+/// Sockets on their way from one process to the next, and the flow-hash seed that goes with
+/// them (so that UDP and GENEVE flows keep their targets across the hand-over).
 #[derive(Debug, Default)]
-pub(crate) struct Sockets(Vec<(Described, OwnedFd)>);
+pub(crate) struct Sockets {
+    handed: Vec<(Described, OwnedFd)>,
+    pub(crate) flow_seed: u64,
+    /// What the old process's health checks found, for the new one's to go on from.
+    pub(crate) health: HealthView,
+}
 
 impl Sockets {
     /// Adds a socket other than a node's.
@@ -100,7 +110,7 @@ impl Sockets {
             addr,
             local,
         };
-        self.0.push((described, fd));
+        self.handed.push((described, fd));
     }
 
     /// Adds the data plane's sockets.
@@ -116,22 +126,22 @@ impl Sockets {
                 addr: key.addr,
                 local,
             };
-            self.0.push((described, socket));
+            self.handed.push((described, socket));
         }
     }
 
     /// Takes the socket serving `purpose` on `addr`, if one was handed over.
     pub(crate) fn take(&mut self, purpose: Purpose, addr: SocketAddr) -> Option<OwnedFd> {
-        let at = (self.0.iter()).position(|(d, _)| d.purpose == purpose && d.addr == addr)?;
-        Some(self.0.swap_remove(at).1)
+        let at = (self.handed.iter()).position(|(d, _)| d.purpose == purpose && d.addr == addr)?;
+        Some(self.handed.swap_remove(at).1)
     }
 
     /// Takes the data plane's sockets.
     pub(crate) fn take_nodes(&mut self) -> Vec<Handed> {
-        let (nodes, rest) = std::mem::take(&mut self.0)
+        let (nodes, rest) = std::mem::take(&mut self.handed)
             .into_iter()
             .partition(|(d, _)| matches!(d.purpose, Purpose::Tcp | Purpose::Udp | Purpose::Geneve));
-        self.0 = rest;
+        self.handed = rest;
         let nodes: Vec<(Described, OwnedFd)> = nodes;
         (nodes.into_iter())
             .map(|(d, socket)| {
@@ -147,6 +157,13 @@ impl Sockets {
                 }
             })
             .collect()
+    }
+
+    /// Closes what no server took (an address whose flag changed), saying so.
+    pub(crate) fn close_rest(self) {
+        for (described, _) in self.handed {
+            warn!(addr = %described.addr, purpose = ?described.purpose, "a socket handed over is not served here; closed");
+        }
     }
 }
 
@@ -179,8 +196,13 @@ pub(crate) fn take(data_dir: &Path) -> anyhow::Result<Option<Taken>> {
     line.set_read_timeout(Some(PATIENCE))?;
     send(&line, &Message::Hello { version: VERSION }, &[])?;
     let mut fds = Vec::new();
-    let described = match receive(&line, &mut fds)? {
-        Message::Sockets { version, sockets } if version == VERSION => sockets,
+    let (described, flow_seed, health) = match receive(&line, &mut fds)? {
+        Message::Sockets {
+            version,
+            sockets,
+            flow_seed,
+            health,
+        } if version == VERSION => (sockets, flow_seed, health),
         Message::Sockets { version, .. } => bail!(
             "the elbd running on {} speaks hand-over version {version}, this one {VERSION}",
             data_dir.display()
@@ -189,8 +211,13 @@ pub(crate) fn take(data_dir: &Path) -> anyhow::Result<Option<Taken>> {
         other => bail!("the running elbd answered {other:?} to hello"),
     };
     while fds.len() < described.len() {
+        let before = fds.len();
         match receive(&line, &mut fds)? {
-            Message::Descriptors { .. } => {}
+            Message::Descriptors { count } if fds.len() - before == count => {}
+            Message::Descriptors { count } => bail!(
+                "a hand-over message said {count} descriptors and brought {} (out of descriptors?)",
+                fds.len() - before
+            ),
             other => bail!("the running elbd sent {other:?} among its descriptors"),
         }
     }
@@ -201,20 +228,49 @@ pub(crate) fn take(data_dir: &Path) -> anyhow::Result<Option<Taken>> {
             fds.len()
         );
     }
-    let sockets = Sockets(described.into_iter().zip(fds).collect());
-    info!(sockets = sockets.0.len(), "took the running elbd's sockets");
+    let health = HealthView {
+        targets: (health.into_iter())
+            .map(|(node, key, health)| ((node, key), health))
+            .collect(),
+    };
+    let sockets = Sockets {
+        handed: described.into_iter().zip(fds).collect(),
+        flow_seed,
+        health,
+    };
+    info!(
+        sockets = sockets.handed.len(),
+        "took the running elbd's sockets"
+    );
     Ok(Some(Taken { sockets, line }))
 }
 
 impl Taken {
     /// Tells the old process that this one serves, and waits until it accepts and commits
-    /// nothing more; returns the last revision it committed.
-    pub(crate) fn ready(self) -> anyhow::Result<u64> {
-        send(&self.line, &Message::Ready, &[])?;
-        match receive(&self.line, &mut Vec::new())? {
-            Message::Quiesced { revision } => Ok(revision),
-            other => bail!("the old elbd answered {other:?} to ready"),
+    /// nothing more; returns the last revision it committed, and the line to it, which ends
+    /// when it exits. `None` when the old process is gone already (its line closed); an
+    /// error when it may still serve, in which case this one must not.
+    pub(crate) fn ready(self) -> anyhow::Result<Option<(u64, Gone)>> {
+        let answer = send(&self.line, &Message::Ready, &[])
+            .map_err(anyhow::Error::from)
+            .and_then(|()| receive(&self.line, &mut Vec::new()));
+        match answer {
+            Ok(Message::Quiesced { revision }) => Ok(Some((revision, Gone(self.line)))),
+            Ok(other) => bail!("the old elbd answered {other:?} to ready"),
+            Err(e) if closed(&e) => Ok(None),
+            Err(e) => Err(e),
         }
+    }
+}
+
+/// The line to an old process that is draining: it holds it open until it exits.
+pub(crate) struct Gone(UnixStream);
+
+impl Gone {
+    /// Blocks until the old process has exited.
+    pub(crate) fn wait(self) {
+        let _ = self.0.set_read_timeout(None);
+        let _ = std::io::Read::read(&mut &self.0, &mut [0u8; 1]);
     }
 }
 
@@ -240,12 +296,23 @@ pub(crate) fn offer(data_dir: &Path) -> anyhow::Result<mpsc::Receiver<Asked>> {
         .name("handover".into())
         .spawn(move || {
             for line in listener.incoming() {
-                let handed = line.map_err(anyhow::Error::from).and_then(|line| {
-                    line.set_read_timeout(Some(PATIENCE))?;
-                    hand_over(&line, &asks)
-                });
+                let line = match line {
+                    Ok(line) => line,
+                    Err(e) => {
+                        warn!("a hand-over line failed: {e}");
+                        continue;
+                    }
+                };
+                let handed = line
+                    .set_read_timeout(Some(PATIENCE))
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| hand_over(&line, &asks));
                 match handed {
-                    Ok(true) => return,
+                    // The line stays open until this process exits: the new one waits for
+                    // that to take over the access log spool.
+                    Ok(true) => loop {
+                        std::thread::park();
+                    },
                     Ok(false) => {}
                     Err(e) => warn!("a hand-over did not complete; serving on: {e:#}"),
                 }
@@ -267,11 +334,19 @@ fn hand_over(line: &UnixStream, asks: &mpsc::Sender<Asked>) -> anyhow::Result<bo
     }
     let (reply, sockets) = oneshot::channel();
     asks.blocking_send(Asked::Sockets(reply))?;
-    let Sockets(sockets) = sockets.blocking_recv()??;
+    let Sockets {
+        handed: sockets,
+        flow_seed,
+        health,
+    } = sockets.blocking_recv()??;
     let described = sockets.iter().map(|(d, _)| *d).collect();
     let message = Message::Sockets {
         version: VERSION,
         sockets: described,
+        flow_seed,
+        health: (health.targets.into_iter())
+            .map(|((node, key), health)| (node, key, health))
+            .collect(),
     };
     send(line, &message, &[])?;
     let fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|(_, fd)| fd.as_fd()).collect();
@@ -291,6 +366,18 @@ fn hand_over(line: &UnixStream, asks: &mpsc::Sender<Asked>) -> anyhow::Result<bo
     let revision = revision.blocking_recv()?;
     send(line, &Message::Quiesced { revision }, &[])?;
     Ok(true)
+}
+
+/// Whether `e` says the other end of the line is gone.
+fn closed(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+        )
+    })
 }
 
 /// Writes `message` as one frame, with `fds` attached to it.
@@ -339,12 +426,16 @@ fn read_exact(line: &UnixStream, mut buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> 
     while !buf.is_empty() {
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(BATCH))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
-        let read = rustix::net::recvmsg(
+        let read = match rustix::net::recvmsg(
             line,
             &mut [IoSliceMut::new(buf)],
             &mut control,
             RecvFlags::CMSG_CLOEXEC,
-        )?;
+        ) {
+            Ok(read) => read,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
         for message in control.drain() {
             if let RecvAncillaryMessage::ScmRights(received) = message {
                 fds.extend(received);

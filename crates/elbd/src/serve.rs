@@ -133,6 +133,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             _ => {}
         }
     }
+    // A process running on this data dir hands its sockets over; one that will not (another
+    // protocol version) is refused before this one changes the state.
+    let taken = handover::take(&args.data_dir)?;
     let opened = store_url.open(&args.etcd)?;
     let store = Store::open(opened.backend, &home.account, &legacy_key)
         .with_context(|| format!("the store at {store_url}"))?;
@@ -180,9 +183,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .collect();
         info!(name = %lb.name, arn = %lb.arn, dns_name = %lb.dns_name, nodes = %nodes.join(","), "load balancer");
     }
-
-    // A process running on this data dir hands its sockets over (once all is checked).
-    let taken = handover::take(&args.data_dir)?;
 
     // One thread: a current-thread runtime, with no cross-thread wakeups (the cheapest per
     // request on one core, see docs/benchmarks.md); otherwise tokio's work-stealing runtime.
@@ -233,6 +233,9 @@ async fn serve(
         demo::start(&first.state);
     }
     let mut checker = HealthChecker::new();
+    if taken.is_some() {
+        checker.resume(&inherited.health);
+    }
     let account = &settings.scope.account;
     // Apart, a node process publishes what it serves and finds; the API and DNS read what
     // every node process publishes. Together, they read this process's own checks.
@@ -275,9 +278,14 @@ async fn serve(
         None => None,
     };
     // A new flow-hash seed per process, as a random hash key: flows are not predictable.
+    // Taking over, the old process's, so that flows keep their targets.
+    let flow_seed = match &taken {
+        Some(_) => inherited.flow_seed,
+        None => fastrand::u64(..),
+    };
     let mut dataplane = DataPlane::new(Options {
         drain: Duration::from_secs(args.drain_seconds),
-        flow_seed: fastrand::u64(..),
+        flow_seed,
         transparent_client_ip: args.transparent_client_ip,
         header_timeout: Duration::from_secs(args.header_timeout_seconds),
         max_connections_per_node: usize::try_from(args.max_connections_per_node)
@@ -294,14 +302,25 @@ async fn serve(
             .map_err(anyhow::Error::msg)?,
         None => Buckets::Local(args.data_dir.join("s3")),
     });
-    let logs = Delivery::start(
-        &args.data_dir,
-        buckets.clone(),
-        store.clone(),
-        dataplane.node_logs(),
-        settings.logs.interval,
-    )
-    .with_context(|| format!("the access log spool in {}", args.data_dir.display()))?;
+    let node_logs = dataplane.node_logs();
+    let start_logs = || {
+        let (node_logs, interval) = (node_logs.clone(), settings.logs.interval);
+        Delivery::start(
+            &args.data_dir,
+            buckets.clone(),
+            store.clone(),
+            node_logs,
+            interval,
+        )
+        .with_context(|| format!("the access log spool in {}", args.data_dir.display()))
+    };
+    // Taking over, the spool is the old process's until it exits (opening it seals what is
+    // spooled); meanwhile the nodes' entries wait in memory.
+    let mut logs = match taken {
+        Some(_) => None,
+        None => Some(start_logs()?),
+    };
+    let (old_gone, mut old_went) = tokio::sync::mpsc::channel::<()>(1);
     if let Some(addr) = args.metrics_listen {
         let listener = listen(inherited.take(Purpose::Metrics, addr), addr)
             .await
@@ -386,6 +405,7 @@ async fn serve(
             }
         });
     }
+    inherited.close_rest();
     // Taking over, the API opens once the old process commits nothing more (below).
     if taken.is_none() {
         servers.extend(api_server.take().map(tokio::spawn));
@@ -400,9 +420,14 @@ async fn serve(
     let mut user2 = signal(SignalKind::user_defined2())?;
     let mut snapshots = store.subscribe();
     let mut health = checker.subscribe();
+    if taken.is_some() {
+        // The first state applied routes by the health the old process found.
+        let _ = tokio::time::timeout(Duration::from_secs(1), health.changed()).await;
+    }
     let mut others = cluster.as_ref().map(|c| c.live.clone());
     let reporter = Reporter::start(store.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut settle_inherited = false;
     let mut previous = State::default();
     let started_ms = now_ms();
     loop {
@@ -425,19 +450,8 @@ async fn serve(
                 presence.publish_health(&view);
             }
         }
-        // Taking over: this process serves traffic now; once the old one has stopped
-        // accepting and committing, read what it committed last and open the API.
-        if let Some(taken) = taken.take() {
-            match tokio::task::spawn_blocking(move || taken.ready()).await? {
-                Ok(revision) => info!(revision, "the old elbd stopped accepting; this one serves"),
-                Err(e) => warn!("the old elbd did not confirm it stopped: {e:#}"),
-            }
-            let refreshing = store.clone();
-            tokio::task::spawn_blocking(move || refreshing.refresh()).await??;
-            servers.extend(api_server.take().map(tokio::spawn));
-            asked = offer(&args.data_dir);
-            // The snapshot read again is applied on the next turn.
-            continue;
+        if std::mem::take(&mut settle_inherited) {
+            dataplane.forget_inherited();
         }
         // Apart: what the node processes publish (`None` until etcd was read once, which
         // is not "no one serves").
@@ -450,6 +464,34 @@ async fn serve(
                 Some(None) => {}
                 None => dns.update(&snapshot.state, &view),
             }
+        }
+        // Taking over: this process serves traffic now; once the old one has stopped
+        // accepting and committing, read what it committed last and open the API.
+        if let Some(taken) = taken.take() {
+            // An old process that may still serve keeps serving, and this one stops.
+            let ready = tokio::task::spawn_blocking(move || taken.ready()).await?;
+            match ready.context("the hand-over failed; the running elbd serves on")? {
+                Some((revision, gone)) => {
+                    info!(revision, "the old elbd stopped accepting; this one serves");
+                    let old_gone = old_gone.clone();
+                    tokio::spawn(async move {
+                        let _ = tokio::task::spawn_blocking(move || gone.wait()).await;
+                        let _ = old_gone.send(()).await;
+                    });
+                }
+                None => {
+                    warn!("the old elbd exited before it confirmed it stopped; this one serves");
+                    let _ = old_gone.try_send(());
+                }
+            }
+            let refreshing = store.clone();
+            tokio::task::spawn_blocking(move || refreshing.refresh()).await??;
+            servers.extend(api_server.take().map(tokio::spawn));
+            asked = offer(&args.data_dir);
+            // The state read again is applied on the next turn; sockets handed over that it
+            // does not want close after.
+            settle_inherited = true;
+            continue;
         }
         let leads = roles.api && leading.as_mut().is_none_or(Leadership::leads);
         // What this process serves and what the leader activates, found once per change;
@@ -514,19 +556,30 @@ async fn serve(
                 _ = terminate.recv() => return stop(dataplane, logs, presence, leading, args.drain_seconds).await,
                 _ = interrupt.recv() => return stop(dataplane, logs, presence, leading, args.drain_seconds).await,
                 _ = user2.recv() => reexec(),
+                Some(()) = old_went.recv(), if logs.is_none() => {
+                    info!("the old elbd exited; this one delivers the access logs");
+                    logs = Some(start_logs()?);
+                }
                 Some(ask) = async { match asked.as_mut() {
                     Some(asked) => asked.recv().await,
                     None => None,
                 } } => match ask {
                     Asked::Sockets(reply) => {
-                        let _ = reply.send(sockets(&dataplane, dns.as_ref(), &own_sockets));
+                        let handed = sockets(&dataplane, dns.as_ref(), &own_sockets, flow_seed);
+                        let health = checker.subscribe().borrow().as_ref().clone();
+                        let _ = reply.send(handed.map(|mut handed| {
+                            handed.health = health;
+                            handed
+                        }));
                     }
                     Asked::Quiesce(reply) => {
                         // Nothing accepted or committed after this; then the drain.
                         quiet.send_replace(true);
+                        let aborts: Vec<_> = servers.iter().map(|s| s.abort_handle()).collect();
                         let servers = futures_all(std::mem::take(&mut servers));
                         if tokio::time::timeout(QUIESCE, servers).await.is_err() {
-                            warn!("API requests still open after {QUIESCE:?}; handing over anyway");
+                            warn!("API requests still open after {QUIESCE:?}: cut, handing over");
+                            aborts.iter().for_each(tokio::task::AbortHandle::abort);
                         }
                         reporter.stop().await;
                         let _ = reply.send(store.snapshot().revision);
@@ -578,8 +631,10 @@ fn sockets(
     dataplane: &DataPlane,
     dns: Option<&Dns>,
     own: &[(Purpose, SocketAddr, OwnedFd)],
+    flow_seed: u64,
 ) -> std::io::Result<Sockets> {
     let mut sockets = Sockets::default();
+    sockets.flow_seed = flow_seed;
     sockets.add_nodes(dataplane.sockets()?);
     for (purpose, addr, fd) in own {
         sockets.add(*purpose, *addr, fd.try_clone()?);
@@ -594,23 +649,28 @@ fn sockets(
 }
 
 /// SIGUSR2: starts this binary again with the same arguments (NGINX's habit); the new
-/// process takes this one's sockets and has it drain and exit. The path this process was
-/// started by is used, so that a binary replaced there (an upgrade) is the one started.
+/// process takes this one's sockets and has it drain and exit. It is started as this one was
+/// (its `argv[0]`, searched in PATH when bare), so that a binary replaced there (an upgrade)
+/// is the one started.
 fn reexec() {
     let mut args = std::env::args_os();
-    let started_as = args.next().map(PathBuf::from);
-    let program = match started_as.filter(|p| p.components().count() > 1) {
-        Some(path) => path,
-        None => match std::env::current_exe() {
-            Ok(path) => path,
-            Err(e) => return error!("SIGUSR2: cannot find this binary: {e}"),
-        },
+    let Some(program) = args.next() else {
+        return error!("SIGUSR2: no argv[0] to start again");
     };
+    let shown = PathBuf::from(&program).display().to_string();
     match std::process::Command::new(&program).args(args).spawn() {
-        Ok(child) => {
-            info!(pid = child.id(), program = %program.display(), "SIGUSR2: started a new elbd to take over")
+        Ok(mut child) => {
+            info!(pid = child.id(), program = %shown, "SIGUSR2: started a new elbd to take over");
+            // Reaped while this process lives; a failed start is said.
+            let _ = std::thread::Builder::new()
+                .name("reexec-wait".into())
+                .spawn(move || match child.wait() {
+                    Ok(status) if status.success() => {}
+                    Ok(status) => error!("SIGUSR2: the new elbd exited: {status}"),
+                    Err(e) => error!("SIGUSR2: waiting for the new elbd: {e}"),
+                });
         }
-        Err(e) => error!("SIGUSR2: starting {}: {e}", program.display()),
+        Err(e) => error!("SIGUSR2: starting {shown}: {e}"),
     }
 }
 
@@ -622,7 +682,7 @@ pub(crate) fn now_ms() -> u64 {
 
 async fn stop(
     dataplane: DataPlane,
-    logs: Delivery,
+    logs: Option<Delivery>,
     presence: Option<Presence>,
     leading: Option<Leadership>,
     drain_seconds: u64,
@@ -641,7 +701,9 @@ async fn stop(
     );
     dataplane.shutdown().await;
     // After the drain: the requests that finished in it are logged too.
-    logs.stop().await;
+    if let Some(logs) = logs {
+        logs.stop().await;
+    }
     Ok(())
 }
 

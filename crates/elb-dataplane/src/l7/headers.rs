@@ -226,6 +226,14 @@ pub(super) fn rewrite_forwarded(
     Ok(())
 }
 
+/// Writes the field `name: value` of an HTTP/1 head.
+pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -38,6 +38,7 @@ use tokio::task::JoinSet;
 use tracing::debug;
 
 use crate::access_log::{Facts, Handshake, LoggedHead, Session};
+use crate::binder::Place;
 use crate::metrics::Active;
 use crate::table::{HttpRoute, HttpSettings, RoutingTable};
 
@@ -49,9 +50,9 @@ use outcome::{Recording, Tallied};
 /// relay when the listener allows it, else on the general path. The two are spawned apart
 /// because the general path's state is several times larger: an idle connection's task is
 /// most of its memory.
-pub(crate) fn spawn<P: Send + 'static>(
+pub(crate) fn spawn(
     connections: &mut JoinSet<()>,
-    (stream, place): (TcpStream, P),
+    (stream, place): (TcpStream, Place),
     (local, peer): (SocketAddr, SocketAddr),
     route: &HttpRoute,
     (table, stopped): (Arc<ArcSwap<RoutingTable>>, watch::Receiver<bool>),
@@ -88,11 +89,17 @@ pub(crate) async fn full(stream: TcpStream, peer: SocketAddr, route: Arc<HttpRou
     }
     let mut stream = stream;
     let page = rescue::closing_page(&ProxyError::ConnectionLimit);
-    if stream.write_all(&page).await.is_err() || stream.shutdown().await.is_err() {
-        return;
+    if stream.write_all(&page).await.is_ok() && stream.shutdown().await.is_ok() {
+        linger(&mut stream).await;
     }
+}
+
+/// After a page that closes the connection before its client is done sending: what the
+/// client still sends is read away for a moment, so that closing does not reset the page
+/// away (the kernel answers unread data with a reset).
+async fn linger(stream: &mut (impl AsyncRead + Unpin)) {
     let mut sink = [0u8; 1024];
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    let _ = tokio::time::timeout(sniff::LINGER, async {
         while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
@@ -162,7 +169,17 @@ async fn general(
     };
     let Some(tls) = route.tls.clone() else {
         let ends = (local, session, ClientCert::default());
-        return http(stream, Vec::new(), ends, &route.http, table, stopped).await;
+        let clocks = Clocks::start(&route.http);
+        return http(
+            stream,
+            Vec::new(),
+            ends,
+            &route.http,
+            clocks,
+            table,
+            stopped,
+        )
+        .await;
     };
     let peer = session.peer;
     let started = Instant::now();
@@ -212,7 +229,17 @@ async fn general(
         _ => ClientCert::default(),
     };
     let ends = (local, session, client);
-    http(stream, Vec::new(), ends, &route.http, table, stopped).await;
+    let clocks = Clocks::start(&route.http);
+    http(
+        stream,
+        Vec::new(),
+        ends,
+        &route.http,
+        clocks,
+        table,
+        stopped,
+    )
+    .await;
 }
 
 /// A client certificate's subject, validity and serial number, as connection logs write
@@ -256,6 +283,25 @@ impl ClientCert {
     }
 }
 
+/// When a connection's head is due and when it has lived its keep-alive: carried on when
+/// the relay hands a connection to the general path, so that neither starts again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clocks {
+    pub(crate) head_due: Instant,
+    pub(crate) closes_at: Instant,
+}
+
+impl Clocks {
+    /// The clocks of a connection starting now.
+    pub(crate) fn start(settings: &HttpSettings) -> Self {
+        let now = Instant::now();
+        Self {
+            head_due: now + settings.header_timeout,
+            closes_at: now + settings.client_keep_alive,
+        }
+    }
+}
+
 /// HTTP over an established client stream, on `local` for the client `session` tells of,
 /// with what its certificate tells targets; `replay` holds what the relay already read from
 /// it.
@@ -264,14 +310,17 @@ async fn http<S>(
     replay: Vec<u8>,
     (local, session, client): (SocketAddr, Session, ClientCert),
     settings: &HttpSettings,
+    Clocks {
+        head_due,
+        closes_at,
+    }: Clocks,
     table: Arc<ArcSwap<RoutingTable>>,
     mut stopped: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (stream, heads, timed_out) = sniff::Sniffed::new(stream, replay, settings.header_timeout);
-    let closes_at = Instant::now() + settings.client_keep_alive;
-    let h2 = Arc::new(AtomicBool::new(false));
+    let timeout = (settings.header_timeout, head_due);
+    let (stream, heads, progress) = sniff::Sniffed::new(stream, replay, timeout);
     let draining = Arc::new(AtomicBool::new(*stopped.borrow()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -283,24 +332,26 @@ async fn http<S>(
     }
     let peer = session.peer;
     let (record_table, record_session) = (table.clone(), session.clone());
-    let (seen_h2, last_call) = (h2.clone(), draining.clone());
+    let (last_call, answered) = (draining.clone(), progress.answered.clone());
     let service = service_fn(move |req: Request<Incoming>| {
         let (table, client, session) = (table.clone(), client.clone(), session.clone());
+        let answered = answered.clone();
         // HTTP/1 heads were classified as sent, in order; HTTP/2 ones are classified parsed.
         let class = if req.version() == http::Version::HTTP_2 {
-            seen_h2.store(true, Ordering::Relaxed);
             None
         } else {
             heads.lock().expect("not poisoned").pop_front()
         };
         // Past `client_keep_alive.seconds`, or draining, an HTTP/1 request is the
-        // connection's last.
+        // connection's last (an upgrade aside: its answer must keep `Connection: upgrade`).
         let last = req.version() < http::Version::HTTP_2
+            && !req.headers().contains_key(http::header::UPGRADE)
             && (last_call.load(Ordering::Relaxed) || Instant::now() >= closes_at);
         async move {
             // One load per request: the request keeps this table until it ends.
             let table = table.load_full();
             let Some(route) = table.http(local).cloned() else {
+                answered.fetch_add(1, Ordering::Relaxed);
                 let gone = rescue::respond(&ProxyError::ListenerGone);
                 return Ok::<_, Infallible>(gone.map(Tallied::untracked));
             };
@@ -317,7 +368,7 @@ async fn http<S>(
                 .as_ref()
                 .map(|_| facts(&req, &route, &session));
             // Recorded as a client that left if hyper drops the request before an answer.
-            let mut recording = Recording::new(route.clone(), session, received, facts);
+            let mut recording = Recording::new(route.clone(), session, (received, facts), answered);
             let tally = recording.tally();
             let response = forward::handle(req, &route, peer, &client, class, tally).await;
             let mut response = response.unwrap_or_else(|e| {
@@ -339,27 +390,28 @@ async fn http<S>(
     let aged = tokio::time::sleep_until(closes_at.into());
     tokio::pin!(aged);
     let mut aged_past = false;
-    // An HTTP/2 client past its keep-alive, or draining, gets a GOAWAY; HTTP/1 ones are told
-    // on their next response (hyper's graceful shutdown would close them idle, under a
+    // Past its keep-alive, or draining, an HTTP/2 connection gets a GOAWAY; HTTP/1 ones are
+    // told on their next response (hyper's graceful shutdown would close them idle, under a
     // request they may be sending; the drain's end cuts them).
+    let http1 = |progress: &sniff::Progress| !progress.http2.load(Ordering::Relaxed);
     let result = loop {
         tokio::select! {
             result = conn.as_mut() => break result,
             _ = stopped.changed(), if !draining.load(Ordering::Relaxed) => {
                 draining.store(true, Ordering::Relaxed);
-                if h2.load(Ordering::Relaxed) {
+                if !http1(&progress) {
                     conn.as_mut().graceful_shutdown();
                 }
             }
             () = &mut aged, if !aged_past => {
                 aged_past = true;
-                if h2.load(Ordering::Relaxed) {
+                if !http1(&progress) {
                     conn.as_mut().graceful_shutdown();
                 }
             }
         }
     };
-    if timed_out.load(Ordering::Relaxed)
+    if progress.timed_out.load(Ordering::Relaxed)
         && let Some(route) = record_table.load().http(local)
     {
         let mut outcome = outcome::Outcome::refused();

@@ -144,14 +144,17 @@ pub(crate) struct Recording {
     pending: Option<Pending>,
 }
 
+/// Counts a connection's requests whose responses hyper is done with (sent, or dropped).
+pub(crate) type Answered = Arc<std::sync::atomic::AtomicUsize>;
+
 impl Recording {
     /// `received`: the request's size in bytes; `facts`: what its access log entry needs,
-    /// when the load balancer logs.
+    /// when the load balancer logs; `answered` counts it once it is over.
     pub(crate) fn new(
         route: Arc<HttpRoute>,
         session: Session,
-        received: u64,
-        facts: Option<Facts>,
+        (received, facts): (u64, Option<Facts>),
+        answered: Answered,
     ) -> Self {
         let mut outcome = Outcome::refused();
         outcome.received_bytes = received;
@@ -164,6 +167,7 @@ impl Recording {
                 },
                 route,
                 session,
+                answered,
             }),
         }
     }
@@ -218,10 +222,13 @@ struct Pending {
     tally: Tally,
     route: Arc<HttpRoute>,
     session: Session,
+    answered: Answered,
 }
 
 impl Pending {
     fn record(self) {
+        self.answered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let group = self.tally.group.as_deref();
         self.tally.outcome.record(&self.route, group, &self.session);
     }

@@ -8,6 +8,7 @@ use http_body_util::{Either, Full};
 use hyper::ext::ReasonPhrase;
 use tracing::debug;
 
+use super::headers::push_header;
 use crate::pool::{BoxError, PooledBody, SendError};
 
 /// What the listener answers with: a target's body, or one of ours.
@@ -235,12 +236,6 @@ pub(crate) fn write_http1(
     body: &[u8],
     keep: bool,
 ) {
-    fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
     out.push(b' ');
@@ -253,13 +248,13 @@ pub(crate) fn write_http1(
         .iter()
         .filter(|(n, _)| *n != header::CONNECTION)
     {
-        field(out, name.as_str().as_bytes(), value.as_bytes());
+        push_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-    field(out, b"date", date.as_bytes());
-    field(out, b"content-length", body.len().to_string().as_bytes());
+    push_header(out, b"date", date.as_bytes());
+    push_header(out, b"content-length", body.len().to_string().as_bytes());
     if !keep {
-        field(out, b"connection", b"close");
+        push_header(out, b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);

@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -28,10 +28,17 @@ use tokio::time::{Instant, Sleep};
 
 use super::desync::{Class, HeadFacts};
 use super::framing::ChunkedEnd;
+use super::outcome::Answered;
 use super::rescue::{ProxyError, closing_page};
 
 /// Heads larger than this are not tracked (hyper refuses them anyway).
 const MAX_HEAD: usize = 96 * 1024;
+
+/// How HTTP/2's preface starts.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// How long an overdue client's last bytes are read away after its 408.
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
 /// Classifications of the connection's requests, oldest first.
 pub(crate) type Queue = Arc<Mutex<VecDeque<(Class, &'static str)>>>;
@@ -46,30 +53,57 @@ pub(crate) struct Sniffed<S> {
     /// Classes found in one read, before they join the queue (kept to reuse its memory).
     found: Vec<(Class, &'static str)>,
     clock: HeadClock,
+    progress: Arc<Progress>,
+}
+
+/// How far the connection's requests have come, shared with the service.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// HTTP/1 heads found whole.
+    pub(crate) heads: AtomicUsize,
+    /// Requests whose responses hyper is done with (see
+    /// [`Recording`](super::outcome::Recording)).
+    pub(crate) answered: Answered,
+    /// A head timed out (for its request's record).
+    pub(crate) timed_out: AtomicBool,
+    /// The connection opened with HTTP/2's preface.
+    pub(crate) http2: AtomicBool,
 }
 
 /// The header timeout of one connection.
 struct HeadClock {
     limit: Duration,
-    /// When the head being read is due: armed at the start for the first head, and at the
-    /// first byte of each later one; none while no head is being read.
+    /// When the head being read is due: from the connection's start for the first head, and
+    /// from the first byte of each later one; none while no head is being read.
     due: Option<Pin<Box<Sleep>>>,
-    /// The 408 being written, and how much of it has been.
-    answer: Option<(Vec<u8>, usize)>,
-    /// Set once a head timed out (for the request's record).
-    timed_out: Arc<AtomicBool>,
+    /// Set once a head is overdue: the stream is ending.
+    ending: Option<Ending>,
+    /// Requests answered when the clock was armed: one answered since restarts it (hyper
+    /// reads a pipelined head only after the request before it).
+    answered: usize,
+}
+
+/// How an overdue head ends its stream: the 408 written (none to a client that sent
+/// nothing), the stream shut, and what the client still sends read away for a moment, so
+/// that closing does not reset the page away.
+struct Ending {
+    page: Vec<u8>,
+    written: usize,
+    shut: bool,
+    linger: Pin<Box<Sleep>>,
 }
 
 impl<S> Sniffed<S> {
-    /// `inner` read after `replay`, heads due `header_timeout` after they start; with the
-    /// classes of its heads, and a flag that turns when one timed out.
+    /// `inner` read after `replay`, its first head due at `first_due` and later ones
+    /// `header_timeout` after their first byte; with the classes of its heads, and its
+    /// requests' progress.
     pub(crate) fn new(
         inner: S,
         replay: Vec<u8>,
-        header_timeout: Duration,
-    ) -> (Self, Queue, Arc<AtomicBool>) {
+        (header_timeout, first_due): (Duration, std::time::Instant),
+    ) -> (Self, Queue, Arc<Progress>) {
         let queue = Queue::default();
-        let timed_out = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(Progress::default());
         let sniffed = Self {
             inner,
             replay,
@@ -79,55 +113,82 @@ impl<S> Sniffed<S> {
             found: Vec::new(),
             clock: HeadClock {
                 limit: header_timeout,
-                due: Some(Box::pin(tokio::time::sleep(header_timeout))),
-                answer: None,
-                timed_out: timed_out.clone(),
+                due: Some(Box::pin(tokio::time::sleep_until(first_due.into()))),
+                ending: None,
+                answered: 0,
             },
+            progress: progress.clone(),
         };
-        (sniffed, queue, timed_out)
+        (sniffed, queue, progress)
+    }
+
+    /// Arms the clock at the first byte of a head (and afresh for a head begun in the read
+    /// that `completed` another), and stops it once no head is being read.
+    fn time(&mut self, completed: bool) {
+        let clock = &mut self.clock;
+        if !self.tracker.mid_head() {
+            clock.due = None;
+        } else if clock.due.is_none() || completed {
+            clock.due = Some(Box::pin(tokio::time::sleep_until(
+                Instant::now() + clock.limit,
+            )));
+            clock.answered = self.progress.answered.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the head being read is overdue. Not while a request is still being answered,
+    /// nor if one was answered since the clock was armed: hyper reads a pipelined head only
+    /// after the request before it, so its time starts again then.
+    fn overdue(&mut self, cx: &mut Context<'_>) -> bool {
+        let clock = &mut self.clock;
+        let Some(due) = &mut clock.due else {
+            return false;
+        };
+        if due.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let answered = self.progress.answered.load(Ordering::Relaxed);
+        let in_flight = answered < self.progress.heads.load(Ordering::Relaxed);
+        if in_flight || answered != clock.answered {
+            clock.answered = answered;
+            due.as_mut().reset(Instant::now() + clock.limit);
+            let _ = due.as_mut().poll(cx);
+            return false;
+        }
+        true
     }
 }
 
-impl<S: AsyncWrite + Unpin> Sniffed<S> {
-    /// Whether the head being read is overdue: then the stream ends, after a 408 if part of
-    /// a head came (a client that sent nothing is let go without one). Ready when it has.
-    fn poll_overdue(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let clock = &mut self.clock;
-        if clock.answer.is_none() {
-            let Some(due) = &mut clock.due else {
-                return Poll::Pending;
-            };
-            if due.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let page = if self.tracker.mid_head() {
-                clock.timed_out.store(true, Ordering::Relaxed);
-                closing_page(&ProxyError::RequestTimeout)
-            } else {
-                Vec::new()
-            };
-            clock.answer = Some((page, 0));
-        }
-        let (page, written) = clock.answer.as_mut().expect("set above");
-        while *written < page.len() {
-            match Pin::new(&mut self.inner).poll_write(cx, &page[*written..]) {
-                Poll::Ready(Ok(n)) if n > 0 => *written += n,
+impl<S: AsyncRead + AsyncWrite + Unpin> Sniffed<S> {
+    /// Ends the stream of an overdue head; ready when it has ended.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(ending) = &mut self.clock.ending else {
+            return Poll::Ready(());
+        };
+        while ending.written < ending.page.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &ending.page[ending.written..]) {
+                Poll::Ready(Ok(n)) if n > 0 => ending.written += n,
                 Poll::Ready(_) => return Poll::Ready(()),
                 Poll::Pending => return Poll::Pending,
             }
         }
-        Pin::new(&mut self.inner).poll_shutdown(cx).map(|_| ())
-    }
-
-    /// Arms the clock at the first byte of a head, and stops it once no head is being read.
-    fn time(&mut self) {
-        let clock = &mut self.clock;
-        if !self.tracker.mid_head() {
-            clock.due = None;
-        } else if clock.due.is_none() {
-            clock.due = Some(Box::pin(tokio::time::sleep_until(
-                Instant::now() + clock.limit,
-            )));
+        if !ending.shut {
+            if Pin::new(&mut self.inner).poll_shutdown(cx).is_pending() {
+                return Poll::Pending;
+            }
+            ending.shut = true;
+        }
+        let mut scratch = [0u8; 512];
+        loop {
+            if ending.linger.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            let mut read = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if !read.filled().is_empty() => {}
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }
@@ -139,11 +200,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Sniffed<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         // An overdue head ends the stream: hyper then closes the connection.
-        if self.poll_overdue(cx).is_ready() {
-            return Poll::Ready(Ok(()));
-        }
-        if self.clock.answer.is_some() {
-            return Poll::Pending;
+        if self.clock.ending.is_some() {
+            return self.poll_end(cx).map(Ok);
         }
         let before = buf.filled().len();
         let polled = if self.replayed < self.replay.len() {
@@ -158,16 +216,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Sniffed<S> {
         } else {
             Pin::new(&mut self.inner).poll_read(cx, buf)
         };
-        if polled.is_ready() && buf.filled().len() > before {
-            let this = &mut *self;
+        let this = &mut *self;
+        if polled.is_pending() {
+            if !this.overdue(cx) {
+                return Poll::Pending;
+            }
+            let page = if this.tracker.mid_head() {
+                this.progress.timed_out.store(true, Ordering::Relaxed);
+                closing_page(&ProxyError::RequestTimeout)
+            } else {
+                Vec::new()
+            };
+            this.clock.ending = Some(Ending {
+                page,
+                written: 0,
+                shut: false,
+                linger: Box::pin(tokio::time::sleep(LINGER)),
+            });
+            return this.poll_end(cx).map(Ok);
+        }
+        if buf.filled().len() > before {
             this.tracker.feed(&buf.filled()[before..], &mut this.found);
-            if !this.found.is_empty() {
+            if this.tracker.http2 {
+                this.progress.http2.store(true, Ordering::Relaxed);
+            }
+            let completed = !this.found.is_empty();
+            if completed {
+                (this.progress.heads).fetch_add(this.found.len(), Ordering::Relaxed);
                 this.queue
                     .lock()
                     .expect("not poisoned")
                     .extend(this.found.drain(..));
             }
-            this.time();
+            this.time(completed);
         }
         polled
     }
@@ -220,6 +301,8 @@ enum State {
 #[derive(Debug, Default)]
 pub(crate) struct HeadTracker {
     state: State,
+    /// The stream opened with HTTP/2's preface.
+    http2: bool,
     /// The head or line being collected.
     pending: Vec<u8>,
     /// Where the current line of a head starts: an index into `pending`, or `pending.len()`
@@ -286,6 +369,7 @@ impl HeadTracker {
                 continue;
             }
             self.pending.truncate(from);
+            self.http2 |= self.pending.starts_with(PREFACE);
             self.state = head_state(&self.pending, found);
             self.pending.clear();
             self.line_start = 0;
@@ -303,7 +387,7 @@ impl HeadTracker {
 /// request line, a field without a colon, obs-fold) ends the tracking: the connection ends
 /// with it.
 fn head_state(head: &[u8], found: &mut Vec<(Class, &'static str)>) -> State {
-    if head.starts_with(b"PRI * HTTP/2.0") {
+    if head.starts_with(PREFACE) {
         // The HTTP/2 preface: the rest of the connection is not HTTP/1.
         return State::Off;
     }

@@ -235,6 +235,22 @@ async fn a_new_elbd_takes_over_under_load_and_changes_without_a_failed_request()
         "the old elbd exited after {took:?}"
     );
     println!("the old elbd exited {took:?} after the new one started");
+    // The access log spool passes to the new process once the old one is gone.
+    let next_log = lab.dir.join("elbd-next.log");
+    let spool_taken = async {
+        while !std::fs::read_to_string(&next_log)
+            .unwrap_or_default()
+            .contains("the old elbd exited; this one delivers the access logs")
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let taken = tokio::time::timeout(Duration::from_secs(10), spool_taken).await;
+    assert!(
+        taken.is_ok(),
+        "the new elbd did not take the spool: {}",
+        new.logs()
+    );
 
     // The new process serves what was changed, through the API it took over.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -277,5 +293,57 @@ async fn a_new_elbd_takes_over_under_load_and_changes_without_a_failed_request()
     assert!(ok > 500, "only {ok} requests");
     slow.store(false, Ordering::Relaxed);
     slowloris_clients.abort_all();
-    new.wait_until("the new elbd to keep running", || true);
+    assert!(new.is_running(), "the new elbd exited: {}", new.logs());
+}
+
+/// A process this test did not start, killed when dropped.
+struct Stray(u32);
+
+impl Drop for Stray {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr2_starts_the_binary_again_and_the_new_process_takes_over() {
+    let lab = Lab::new("usr2", 54);
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    let _backend = Backend::start(target, Duration::ZERO).await;
+    let text = format!(
+        "{}\n\
+         [[load_balancer]]\nname = \"usr2\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"web\" }}\n\
+         [[target_group]]\nname = \"web\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n",
+        lab.settings()
+    );
+    let config = lab.write("elbd.toml", &text);
+    let node = lab.node('a', 8080);
+    let mut old = Elbd::start(&lab, &config, &["--drain-seconds", "1"], &[node]);
+    let mut stream = TcpStream::connect(node).await.unwrap();
+    assert_eq!(request(&mut stream, true).await, Ok(false));
+
+    old.signal("USR2");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = old.wait_exit(Duration::from_secs(15));
+        (status, old.logs())
+    });
+    let (status, logs) = status.await.unwrap();
+    let pid = logs
+        .lines()
+        .find(|l| l.contains("started a new elbd to take over"))
+        .and_then(|l| l.split("pid=").nth(1))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .map(Stray);
+    assert!(pid.is_some(), "no new process: {logs}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the old elbd did not exit: {logs}"
+    );
+    assert!(logs.contains("took the running elbd's sockets"), "{logs}");
+    let mut stream = TcpStream::connect(node).await.unwrap();
+    assert_eq!(request(&mut stream, true).await, Ok(false), "{logs}");
 }

@@ -275,6 +275,10 @@ impl Elbd {
         Self { child, log, extra }
     }
 
+    pub(crate) fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Waits up to `limit` for the process to exit; its status, if it did.
     pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let start = Instant::now();

@@ -6,6 +6,7 @@ mod access_logs;
 mod api;
 mod console;
 mod dns;
+mod durability;
 mod errors;
 mod etcd;
 mod explain;

@@ -7,7 +7,7 @@ use httparse::Header;
 
 use crate::l7::desync::{Class, HeadFacts};
 use crate::l7::framing::Framing;
-use crate::l7::headers::is_hop_by_hop;
+use crate::l7::headers::{is_hop_by_hop, push_header};
 
 /// Header lines a request head may have; more and the request goes the general way.
 pub(crate) const MAX_HEADERS: usize = 64;
@@ -208,13 +208,6 @@ pub(crate) fn forwarded_for<'b>(headers: &[Header<'b>]) -> impl Iterator<Item = 
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
         .map(|h| h.value)
-}
-
-pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// What the relay needs to know of a target's response head.

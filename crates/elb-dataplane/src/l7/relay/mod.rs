@@ -34,7 +34,7 @@ use super::headers::{push_client, push_decimal, strip_port, target_host, write_t
 use super::outcome::Outcome;
 use super::rescue::{self, ProxyError};
 use super::rules::RequestView;
-use super::{ClientCert, dress, now_ms};
+use super::{ClientCert, Clocks, dress, now_ms};
 use crate::access_log::{Facts, LoggedHead, Session};
 use crate::metrics::{CLIENT_CLOSED, GroupMetrics};
 use crate::pool::TargetPool;
@@ -95,7 +95,8 @@ pub(super) async fn serve<S: ClientStream>(
         session,
         buf: Vec::new(),
         idle_timeout: settings.idle_timeout,
-        head_due: started + settings.header_timeout,
+        header_timeout: settings.header_timeout,
+        head_due: Some(started + settings.header_timeout),
         closes_at: started + settings.client_keep_alive,
         draining: false,
         sent: 0,
@@ -124,11 +125,9 @@ pub(super) async fn serve<S: ClientStream>(
                 },
             }
         }
-        if first {
-            first = false;
-        } else {
+        if !std::mem::replace(&mut first, false) {
             // Later heads are due from their first byte.
-            client.head_due = Instant::now() + header;
+            client.head_due = None;
         }
         // One load per request: the request keeps this table until it ends.
         let snapshot = table.load_full();
@@ -151,7 +150,19 @@ pub(super) async fn serve<S: ClientStream>(
         return;
     };
     let ends = (local, client.session, ClientCert::default());
-    let general = super::http(client.stream, client.buf, ends, &http, table, stopped);
+    let clocks = Clocks {
+        head_due: (client.head_due).unwrap_or_else(|| Instant::now() + client.header_timeout),
+        closes_at: client.closes_at,
+    };
+    let general = super::http(
+        client.stream,
+        client.buf,
+        ends,
+        &http,
+        clocks,
+        table,
+        stopped,
+    );
     // Boxed: the general path's state is large, and most connections never need it.
     Box::pin(general).await;
 }
@@ -163,8 +174,10 @@ struct Client<S> {
     /// Bytes read from the client and not yet passed on.
     buf: Vec<u8>,
     idle_timeout: Duration,
-    /// When the head being read must be whole (`--header-timeout-seconds`).
-    head_due: Instant,
+    header_timeout: Duration,
+    /// When the head being read must be whole: from the connection's start for the first,
+    /// from its first byte for later ones (none before it).
+    head_due: Option<Instant>,
     /// When the connection has lived its `client_keep_alive.seconds`: the request then
     /// being served is its last.
     closes_at: Instant,
@@ -237,13 +250,23 @@ async fn exchange<S: ClientStream>(
     let mut taken = loop {
         match take_request(&client.buf, route, &client.session, out) {
             Reading::Taken(taken) => break taken,
-            Reading::Partial => match timeout_at(client.head_due.into(), client.read()).await {
-                Err(_) => return client.timed_out(route).await,
-                Ok(Ok(0) | Err(_)) => return Next::Close,
-                Ok(Ok(_)) => {}
-            },
+            Reading::Partial => {
+                if client.head_due.is_none() && !client.buf.is_empty() {
+                    client.head_due = Some(Instant::now() + client.header_timeout);
+                }
+                let read = match client.head_due {
+                    Some(due) => timeout_at(due.into(), client.read()).await,
+                    None => Ok(client.read().await),
+                };
+                match read {
+                    Err(_) => return client.timed_out(route).await,
+                    Ok(Ok(0) | Err(_)) => return Next::Close,
+                    Ok(Ok(_)) => {}
+                }
+            }
             Reading::Handover => return Next::Handover,
             Reading::Failed(mut refused) => {
+                refused.close |= client.draining || Instant::now() >= client.closes_at;
                 let e = &refused.error;
                 let next = client.refuse(e, route, (refused.len, refused.close), refused.head);
                 let next = next.await;
@@ -819,11 +842,12 @@ impl<S: ClientStream> Client<S> {
         }
         let e = ProxyError::RequestTimeout;
         tracing::debug!(peer = %self.session.peer, "request head timed out");
-        let next = self.fail(&e, Some(route), false, false).await;
+        self.fail(&e, Some(route), false, false).await;
         let mut outcome = Outcome::refused();
         outcome.failed(&e);
         self.finish(outcome, self.buf.len(), route, None);
-        next
+        super::linger(&mut self.stream).await;
+        Next::Close
     }
 
     /// Answers with the load balancer's page for `error` (its length only, to a HEAD); the
