@@ -264,6 +264,20 @@ impl TargetSet<Http> {
         pick.map(take)
     }
 
+    /// A target other than those of `refused` (which refused a connection), from a random
+    /// place in the list: after a refusal, spreading matters more than the algorithm.
+    pub fn other_than(
+        &self,
+        refused: &[SocketAddr],
+    ) -> Option<(&Endpoint<HttpEndpoint>, InFlight)> {
+        let n = self.endpoints.len();
+        let start = fastrand::usize(..n.max(1));
+        (0..n)
+            .map(|k| &self.endpoints[(start + k) % n])
+            .find(|e| !refused.contains(&e.addr))
+            .map(take)
+    }
+
     /// The target at `addr`, if this node may still send to it (a sticky target that was
     /// deregistered or turned unhealthy is not here).
     pub fn endpoint(&self, addr: SocketAddr) -> Option<(&Endpoint<HttpEndpoint>, InFlight)> {

@@ -4,135 +4,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::{Aws, Backend, Elbd, Lab};
-
-/// What the load saw.
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    /// Why the first failures failed.
-    reasons: std::sync::Mutex<Vec<String>>,
-}
-
-impl Tally {
-    fn fail(&self, why: String) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-        let mut reasons = self.reasons.lock().unwrap();
-        if reasons.len() < 10 {
-            reasons.push(why);
-        }
-    }
-}
-
-/// Sends `GET /` on `stream` and reads the whole response: whether the connection may be
-/// used again, or why the request failed.
-async fn request(stream: &mut TcpStream, close: bool) -> Result<bool, String> {
-    let connection = if close { "close" } else { "keep-alive" };
-    let head = format!("GET / HTTP/1.1\r\nHost: handover.test\r\nConnection: {connection}\r\n\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => return Err(format!("read: {e}")),
-            Err(_) => return Err("no answer in 5 s".into()),
-        };
-        if n == 0 {
-            return Err(format!("closed after {:?}", String::from_utf8_lossy(&got)));
-        }
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).to_lowercase();
-        let Some(end) = text.find("\r\n\r\n") else {
-            continue;
-        };
-        let length: usize = (text.lines())
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .map_or(0, |v| v.trim().parse().unwrap_or(0));
-        if got.len() < end + 4 + length {
-            continue;
-        }
-        if !text.starts_with("http/1.1 200") {
-            return Err(text.lines().next().unwrap_or_default().to_owned());
-        }
-        return Ok(!text.contains("connection: close"));
-    }
-}
-
-/// A client on one kept-alive connection at `rate` requests per second, connecting again
-/// when the load balancer closes it after a response.
-async fn kept_alive(node: SocketAddr, rate: u32, tally: Arc<Tally>, running: Arc<AtomicBool>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
-    let mut stream: Option<TcpStream> = None;
-    while running.load(Ordering::Relaxed) {
-        ticks.tick().await;
-        let mut current = match stream.take() {
-            Some(stream) => stream,
-            None => match TcpStream::connect(node).await {
-                Ok(stream) => stream,
-                Err(e) => {
-                    tally.fail(format!("connect: {e}"));
-                    continue;
-                }
-            },
-        };
-        match request(&mut current, false).await {
-            Ok(reusable) => {
-                tally.ok.fetch_add(1, Ordering::Relaxed);
-                stream = reusable.then_some(current);
-            }
-            Err(why) => tally.fail(format!("kept-alive: {why}")),
-        }
-    }
-}
-
-/// New connections at `rate` per second, one request each.
-async fn fresh(node: SocketAddr, rate: u32, tally: Arc<Tally>, running: Arc<AtomicBool>) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
-    let mut sent = tokio::task::JoinSet::new();
-    while running.load(Ordering::Relaxed) {
-        ticks.tick().await;
-        let tally = tally.clone();
-        sent.spawn(async move {
-            let answered = match TcpStream::connect(node).await {
-                Ok(mut stream) => request(&mut stream, true).await,
-                Err(e) => Err(format!("connect: {e}")),
-            };
-            match answered {
-                Ok(_) => tally.ok.fetch_add(1, Ordering::Relaxed),
-                Err(why) => {
-                    tally.fail(format!("new connection: {why}"));
-                    0
-                }
-            };
-        });
-    }
-    while sent.join_next().await.is_some() {}
-}
-
-/// A slowloris client: a request line, then a byte now and then, until it is closed.
-async fn slowloris(node: SocketAddr, running: Arc<AtomicBool>) {
-    let Ok(mut stream) = TcpStream::connect(node).await else {
-        return;
-    };
-    let _ = stream.write_all(b"GET / HTTP/1.1\r\nX-Slow: ").await;
-    while running.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if stream.write_all(b"x").await.is_err() {
-            return;
-        }
-    }
-}
+use crate::load::{Tally, fresh, kept_alive, request, slowloris};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_elbd_takes_over_under_load_and_changes_without_a_failed_request() {

@@ -131,14 +131,17 @@ async fn a_killed_target_turns_unhealthy_within_15_s_and_then_gets_nothing() {
         after.len() > 20 && after.iter().all(|s| s.status == 200),
         "failures after detection"
     );
+    // Before detection, the dead target refuses connections: its requests go to the others
+    // (the relay passes a refusal over), and only one it was answering at the kill may fail.
     let failed = during.iter().filter(|s| s.status != 200).count();
     assert!(
-        failed > 0,
-        "the dead target got no requests before detection"
+        failed <= 1,
+        "{failed} of {} failed before detection",
+        during.len()
     );
     assert!(
-        failed * 100 <= during.len() * 35,
-        "{failed} of {} failed: more than the dead target's quarter",
+        during.len() > 40,
+        "only {} requests before detection",
         during.len()
     );
     assert!(

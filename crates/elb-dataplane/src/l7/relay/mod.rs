@@ -17,6 +17,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -279,7 +280,7 @@ async fn exchange<S: ClientStream>(
     taken.close |= client.draining || Instant::now() >= client.closes_at;
     let len = request_len(taken.head_len, taken.body);
     let group = &taken.targets.proto.metrics;
-    let Some((endpoint, _in_flight)) = taken.targets.next(now_ms) else {
+    let Some(mut picked) = taken.targets.next(now_ms) else {
         let e = ProxyError::NoReachableTargets;
         let next = client.refuse(&e, route, (len, taken.close), taken.head_method);
         let next = next.await;
@@ -287,7 +288,6 @@ async fn exchange<S: ClientStream>(
         client.finish(taken.outcome, len, route, Some(group));
         return next;
     };
-    taken.outcome.target = Some(endpoint.addr);
     // The body bytes already read go with the head.
     let have = client.buf.len() - taken.head_len;
     let first = usize::try_from(taken.body).map_or(have, |body| body.min(have));
@@ -297,16 +297,35 @@ async fn exchange<S: ClientStream>(
 
     let idle = route.http.idle_timeout;
     let head = taken.head_method;
-    let request = Outgoing {
-        out,
-        rest,
-        idempotent: taken.idempotent,
-    };
-    let sent_at = Instant::now();
     if let Some(facts) = taken.outcome.facts() {
         facts.dispatched = Some(facts.started.elapsed());
     }
-    let sent = send(&endpoint.proto.pool, request, client, response, idle).await;
+    // A target that refuses the connection has not begun the request (or, for an idempotent
+    // one, closed the kept-alive connection it was sent on): it goes to another target, as
+    // NGINX's `proxy_next_upstream error` does, up to `REFUSALS` of them.
+    let mut refused = Vec::new();
+    let (endpoint, sent_at, sent) = loop {
+        let endpoint = picked.0;
+        taken.outcome.target = Some(endpoint.addr);
+        let request = Outgoing {
+            out,
+            rest,
+            idempotent: taken.idempotent,
+        };
+        let sent_at = Instant::now();
+        let sent = send(&endpoint.proto.pool, request, client, response, idle).await;
+        if refused.len() < REFUSALS && sent.as_ref().is_err_and(Failure::is_refusal) {
+            refused.push(endpoint.addr);
+            if let Some(other) = taken.targets.other_than(&refused) {
+                group
+                    .target_connection_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                picked = other;
+                continue;
+            }
+        }
+        break (endpoint, sent_at, sent);
+    };
     let mut outcome = std::mem::replace(&mut taken.outcome, Outcome::refused());
     let answered = match sent {
         Ok(target) => {
@@ -526,6 +545,20 @@ enum Failure {
     /// The client gets the error page for this, and its connection closes: part of the
     /// request body was not read.
     Midway(ProxyError),
+}
+
+/// Targets a request is sent past when they refuse its connection (a target that does not
+/// answer a connect at all is not passed over: each would cost the 10 s connect timeout).
+const REFUSALS: usize = 2;
+
+impl Failure {
+    /// The target refused the connection (or one could not be made to it).
+    fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Proxy(ProxyError::TargetConnect(_)) | Self::Midway(ProxyError::TargetConnect(_))
+        )
+    }
 }
 
 /// A request on its way to a target: `out` (its head and the body bytes read with it), the

@@ -1,0 +1,224 @@
+//! The fault matrix: under a fixed load of kept-alive and new-connection clients, one fault at
+//! a time, with the failed requests counted against what is expected of each and the time
+//! from the fault to the last failure (docs/reliability.md has the table).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Backend, Elbd, Lab, ProcessBackend};
+use crate::load::{Tally, fresh, kept_alive};
+
+/// Health checks every 5 s (±5 %), 2 s timeout, 2 to change: a target that fails its checks
+/// is found within 2 × 5.25 s, one that hangs within 2 × (5.25 + 2) s; plus a second.
+const DETECTION: Duration = Duration::from_millis(11_500);
+const DETECTION_HUNG: Duration = Duration::from_millis(15_500);
+/// The load balancer's idle timeout: a request sent to a hung target fails this much later.
+const IDLE: Duration = Duration::from_secs(3);
+
+/// What one row measured.
+struct Row {
+    answered: u64,
+    failed: u64,
+    /// From the fault to the last failed request.
+    recovered_after: Option<Duration>,
+}
+
+/// Runs the load on `node` for `span`, applying `fault` after one second.
+async fn under_load(node: SocketAddr, span: Duration, fault: impl FnOnce()) -> (Row, Vec<String>) {
+    let tally = Arc::new(Tally::default());
+    let running = Arc::new(AtomicBool::new(true));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        load.spawn(kept_alive(node, 20, tally.clone(), running.clone()));
+    }
+    load.spawn(fresh(node, 20, tally.clone(), running.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fault_at = Instant::now();
+    fault();
+    tokio::time::sleep(span).await;
+    running.store(false, Ordering::Relaxed);
+    while load.join_next().await.is_some() {}
+    let last = *tally.last_failure.lock().unwrap();
+    let row = Row {
+        answered: tally.ok.load(Ordering::Relaxed),
+        failed: tally.failed.load(Ordering::Relaxed),
+        recovered_after: last.map(|at| at.saturating_duration_since(fault_at)),
+    };
+    let reasons = tally.reasons.lock().unwrap().clone();
+    (row, reasons)
+}
+
+/// How many times `target` was found healthy, by any node.
+fn healthy_count(log: &Path, target: SocketAddr) -> usize {
+    let needle = format!("target={target} state=healthy");
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().filter(|l| l.contains(&needle)).count()
+}
+
+/// Waits until both nodes have found `target` healthy once more than `before` counts.
+async fn healthy_again(log: &Path, target: SocketAddr, before: usize) {
+    let start = Instant::now();
+    while healthy_count(log, target) < before + 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{target} did not turn healthy again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn set_mode(file: &Path, mode: &str) {
+    std::fs::write(file, mode).unwrap();
+}
+
+fn report(name: &str, expected: &str, row: &Row) {
+    println!(
+        "fault matrix | {name} | {} answered | {} failed | expected {expected} | last failure {}",
+        row.answered,
+        row.failed,
+        row.recovered_after.map_or("none".to_owned(), |d| format!(
+            "{:.1} s after the fault",
+            d.as_secs_f64()
+        ))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_matrix_counts_what_each_fault_costs() {
+    let lab = Lab::new("faults", 56);
+    let faulty = SocketAddr::from((lab.ip('a', 10), 9001));
+    let steady = SocketAddr::from((lab.ip('b', 10), 9001));
+    let mode = lab.dir.join("mode");
+    set_mode(&mode, "ok");
+    let script = format!("{}/tests/it/fault_target.py", env!("CARGO_MANIFEST_DIR"));
+    let start_faulty = || {
+        let mut command = Command::new("python3");
+        command
+            .args([&script, &faulty.ip().to_string(), "9001"])
+            .arg(&mode);
+        ProcessBackend::spawn(command, faulty)
+    };
+    let mut target = Some(start_faulty());
+    let _steady = Backend::start(steady, Duration::ZERO).await;
+    let text = format!(
+        "{}\n\
+         [[load_balancer]]\nname = \"faults\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         attributes = {{ \"idle_timeout.timeout_seconds\" = 3 }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"web\" }}\n\
+         [[target_group]]\nname = \"web\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{faulty}\", \"{steady}\"]\n\
+         health_check = {{ path = \"/health\", interval_seconds = 5, timeout_seconds = 2, healthy_threshold = 2, unhealthy_threshold = 2 }}\n",
+        lab.settings()
+    );
+    let config = lab.write("elbd.toml", &text);
+    let node = lab.node('a', 8080);
+    let mut elbd = Elbd::start(&lab, &config, &["--drain-seconds", "3"], &[node]);
+    elbd.wait_healthy(4);
+    let log = lab.dir.join("elbd.log");
+
+    // The target closes each kept-alive connection after its response, without saying so:
+    // the relay sends a request that meets a closed connection again on a new one.
+    let (row, reasons) =
+        under_load(node, Duration::from_secs(4), || set_mode(&mode, "close")).await;
+    report("target closes kept-alive connections", "0", &row);
+    assert_eq!(row.failed, 0, "{reasons:?}");
+    set_mode(&mode, "ok");
+
+    // A killed target refuses connections: its requests go to the other target, and only
+    // those it had when it died fail. A target that resets connections once it has the
+    // request, or hangs, is found only by the health checks: its requests fail until then
+    // (as on ALB: 502 for a reset, 504 past the idle timeout), none after.
+    let faults: [(&str, &str, &str); 3] = [
+        (
+            "target killed (SIGKILL)",
+            "kill",
+            "those in flight at the kill (at most 10)",
+        ),
+        (
+            "target resets connections",
+            "reset",
+            "its requests until found unhealthy",
+        ),
+        (
+            "target hung (SIGSTOP)",
+            "stop",
+            "its requests until found unhealthy",
+        ),
+    ];
+    for (name, fault, expected) in faults {
+        let before = healthy_count(&log, faulty);
+        let running = target.as_ref().unwrap();
+        let bound = match fault {
+            "stop" => DETECTION_HUNG + IDLE,
+            _ => DETECTION,
+        };
+        let (row, reasons) = under_load(node, bound + Duration::from_secs(3), || match fault {
+            "reset" => set_mode(&mode, "reset"),
+            "kill" => running.signal("KILL"),
+            _ => running.signal("STOP"),
+        })
+        .await;
+        report(name, expected, &row);
+        println!("fault matrix | {name} | reasons {reasons:?}");
+        let recovered = row.recovered_after.unwrap_or_default();
+        assert!(
+            recovered <= bound,
+            "{name}: failures until {recovered:?}: {reasons:?}"
+        );
+        // The other target answers throughout: at most the faulty one's half fails.
+        assert!(
+            row.answered >= 700,
+            "{name}: only {} answered",
+            row.answered
+        );
+        assert!(
+            row.failed * 2 <= row.answered + row.failed,
+            "{name}: {} failed",
+            row.failed
+        );
+        if fault == "kill" {
+            assert!(
+                row.failed <= 10,
+                "{name}: {} failed: {reasons:?}",
+                row.failed
+            );
+        }
+        match fault {
+            "reset" => set_mode(&mode, "ok"),
+            "kill" => target = Some(start_faulty()),
+            _ => target.as_ref().unwrap().signal("CONT"),
+        }
+        healthy_again(&log, faulty, before).await;
+    }
+
+    // elbd itself killed and started again: every request until it listens again fails.
+    let (row, _) = under_load(node, Duration::from_secs(4), || {
+        elbd.kill_and_restart(&lab, &config, &[node]);
+    })
+    .await;
+    report(
+        "elbd killed (SIGKILL) and restarted",
+        "those until it listens",
+        &row,
+    );
+    let recovered = row.recovered_after.unwrap_or_default();
+    assert!(
+        recovered < Duration::from_secs(3),
+        "failures until {recovered:?}"
+    );
+
+    elbd.wait_healthy(4);
+    // A new elbd takes over: nothing fails.
+    let mut next = None;
+    let (row, reasons) = under_load(node, Duration::from_secs(5), || {
+        next = Some(Elbd::take_over(&lab, &config, &["--drain-seconds", "3"]));
+    })
+    .await;
+    report("zero-downtime restart", "0", &row);
+    assert_eq!(row.failed, 0, "{reasons:?}");
+    assert!(elbd.wait_exit(Duration::from_secs(10)).is_some());
+    drop(next);
+}
