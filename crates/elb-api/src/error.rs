@@ -159,11 +159,10 @@ impl From<UpdateError> for ApiError {
     fn from(e: UpdateError) -> Self {
         match e {
             UpdateError::Model(e) => e.into(),
-            // Retryable, as AWS's 503s are (SDKs retry them). The client is not told where
-            // the store is; the log is.
-            UpdateError::Store(
-                e @ (StoreError::Unavailable { .. } | StoreError::Conflict { .. }),
-            ) => {
+            // Retryable, as AWS's 503s are (SDKs retry them): a store unreachable, busy (its
+            // file locked by another process) or full. The client is not told where the store
+            // is; the log is.
+            UpdateError::Store(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "a change could not be committed");
                 Self::new(
                     503,

@@ -37,6 +37,22 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether retrying later may succeed: the store was busy, unreachable, full or raced.
+    /// Nothing was committed (for etcd, a commit whose answer was lost may have landed).
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull};
+        match self {
+            Self::Conflict { .. } | Self::Unavailable { .. } => true,
+            Self::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(DatabaseBusy | DatabaseLocked | DiskFull)
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Whole states as the backend commits them (others' commits, and this process's own, which
 /// the store has published already), in revision order, each once; states in between may be
 /// skipped.

@@ -331,3 +331,18 @@ fn sqlite_restores_everything_after_reopening() {
     assert_eq!(after.revision, before.revision);
     assert_eq!(after.state, before.state);
 }
+
+#[test]
+fn a_busy_locked_or_full_sqlite_store_is_worth_retrying_and_a_corrupt_one_is_not() {
+    let sqlite = |code| {
+        crate::StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    };
+    use rusqlite::ffi::{SQLITE_BUSY, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_LOCKED};
+    for code in [SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL] {
+        assert!(sqlite(code).is_transient(), "{code}");
+    }
+    assert!(!sqlite(SQLITE_CORRUPT).is_transient());
+}
