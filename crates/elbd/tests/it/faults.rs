@@ -261,17 +261,19 @@ async fn a_locked_store_refuses_writes_with_an_aws_error_while_traffic_flows() {
         aws.command(&[&args[..], &["--port", "80", "--vpc-id", &vpc]].concat())
     };
 
-    // Another process holds the database's write lock for 8 s: a write waits for SQLite's
-    // busy timeout (5 s), then is refused with a retryable AWS error, and changes nothing.
+    // Another process holds the database's write lock until the test lets go: a write waits
+    // for SQLite's busy timeout (5 s), then is refused with a retryable AWS error, and
+    // changes nothing.
     let db = lab.dir.join("data").join("state.db");
-    let hold = "import sqlite3, sys, time\n\
+    let hold = "import sqlite3, sys\n\
                 c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
                 c.execute('BEGIN EXCLUSIVE')\n\
                 print('locked', flush=True)\n\
-                time.sleep(8)\n";
+                sys.stdin.read()\n";
     let mut lock = Command::new("python3")
         .args(["-c", hold])
         .arg(&db)
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -305,6 +307,8 @@ async fn a_locked_store_refuses_writes_with_an_aws_error_while_traffic_flows() {
     );
     assert_eq!(row.failed, 0);
 
+    // The lock is let go.
+    drop(lock.stdin.take());
     assert!(lock.wait().unwrap().success());
     let out = create("after-lock");
     assert!(
