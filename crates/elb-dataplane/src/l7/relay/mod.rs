@@ -107,9 +107,6 @@ pub(super) async fn serve<S: ClientStream>(
     // is let go without a page (as browsers' unused preconnections are).
     let mut first = true;
     loop {
-        // Draining, a kept-alive client is answered once more, with `Connection: close`,
-        // rather than closed under a request it may be sending (the drain's end cuts it).
-        client.draining = *stopped.borrow();
         if client.buf.is_empty() {
             // Between requests a connection keeps no buffer.
             spare::give(std::mem::take(&mut client.buf));
@@ -120,8 +117,14 @@ pub(super) async fn serve<S: ClientStream>(
                         return;
                     }
                 }
+                // Draining, a kept-alive client is answered once more, with `Connection:
+                // close`, rather than closed under a request it may be sending (the drain's
+                // end cuts it). Seen between requests: no lock is taken per request.
                 changed = stopped.changed(), if !client.draining => match changed {
-                    Ok(()) => continue,
+                    Ok(()) => {
+                        client.draining = true;
+                        continue;
+                    }
                     Err(_) => return,
                 },
             }
