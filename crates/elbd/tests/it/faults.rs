@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Aws, Backend, Elbd, Lab, ProcessBackend};
+use crate::harness::{Backend, Elbd, Lab, ProcessBackend};
 use crate::load::{Tally, fresh, kept_alive};
 
 /// Health checks every 5 s (±5 %), 2 s timeout, 2 to change: a target that fails its checks
@@ -221,108 +221,4 @@ async fn the_fault_matrix_counts_what_each_fault_costs() {
     assert_eq!(row.failed, 0, "{reasons:?}");
     assert!(elbd.wait_exit(Duration::from_secs(10)).is_some());
     drop(next);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locked_store_refuses_writes_with_an_aws_error_while_traffic_flows() {
-    let lab = Lab::new("store-locked", 57);
-    let target = SocketAddr::from((lab.ip('a', 10), 9001));
-    let _backend = Backend::start(target, Duration::ZERO).await;
-    let text = format!(
-        "{}\n\
-         [[load_balancer]]\nname = \"locked\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
-         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"web\" }}\n\
-         [[target_group]]\nname = \"web\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n",
-        lab.settings()
-    );
-    let config = lab.write("elbd.toml", &text);
-    let api = SocketAddr::from((lab.ip('a', 250), 4566));
-    let node = lab.node('a', 8080);
-    let _elbd = Elbd::start(
-        &lab,
-        &config,
-        &["--api-listen", &api.to_string()],
-        &[api, node],
-    );
-    let aws = Aws::new(api);
-    let vpc = aws.ok(&["ec2", "describe-vpcs"])["Vpcs"][0]["VpcId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let create = move |name: &str| {
-        let args = [
-            "elbv2",
-            "create-target-group",
-            "--name",
-            name,
-            "--protocol",
-            "HTTP",
-        ];
-        aws.command(&[&args[..], &["--port", "80", "--vpc-id", &vpc]].concat())
-    };
-
-    // Another process holds the database's write lock until the test lets go: a write waits
-    // for SQLite's busy timeout (5 s), then is refused with a retryable AWS error, and
-    // changes nothing.
-    let db = lab.dir.join("data").join("state.db");
-    let hold = "import sqlite3, sys\n\
-                c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
-                c.execute('BEGIN EXCLUSIVE')\n\
-                print('locked', flush=True)\n\
-                sys.stdin.read()\n";
-    let mut lock = Command::new("python3")
-        .args(["-c", hold])
-        .arg(&db)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut said = String::new();
-    std::io::Read::read_to_string(
-        &mut std::io::Read::take(lock.stdout.take().unwrap(), 6),
-        &mut said,
-    )
-    .unwrap();
-    assert_eq!(said, "locked");
-
-    let (row, refused) = {
-        let mut refused = None;
-        let (row, _) = under_load(node, Duration::from_secs(7), || {
-            refused = Some(std::thread::spawn(move || {
-                let out = create("while-locked");
-                (out, create)
-            }));
-        })
-        .await;
-        (row, refused.unwrap().join().unwrap())
-    };
-    let (out, create) = refused;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a write went through a locked store");
-    assert!(stderr.contains("ServiceUnavailable"), "{stderr}");
-    report(
-        "store locked by another process (writes refused)",
-        "0",
-        &row,
-    );
-    assert_eq!(row.failed, 0);
-
-    // The lock is let go.
-    drop(lock.stdin.take());
-    assert!(lock.wait().unwrap().success());
-    let out = create("after-lock");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let aws = Aws::new(api);
-    let groups = aws.ok(&["elbv2", "describe-target-groups"]);
-    let names: Vec<&str> = (groups["TargetGroups"].as_array().unwrap().iter())
-        .filter_map(|g| g["TargetGroupName"].as_str())
-        .collect();
-    assert!(
-        names.contains(&"after-lock") && !names.contains(&"while-locked"),
-        "{names:?}"
-    );
 }
