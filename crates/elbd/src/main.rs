@@ -1,7 +1,6 @@
 //! elbd: a self-hosted, AWS-compatible Elastic Load Balancer.
 
 mod access_logs;
-mod config;
 mod console;
 mod demo;
 mod explain;

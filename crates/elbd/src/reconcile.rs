@@ -19,7 +19,7 @@ use elb_model::{
     LoadBalancerKind, ModelError, Origin, Outcome, Region, Scheme,
 };
 
-use crate::config::{CertificateSpec, Config, LoadBalancerSpec, TargetGroupSpec, TargetSpec};
+use elb_config::{CertificateSpec, Config, LoadBalancerSpec, TargetGroupSpec, TargetSpec};
 
 const FILE: Origin = Origin::ConfigFile;
 

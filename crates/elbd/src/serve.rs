@@ -25,7 +25,6 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::access_logs::Delivery;
-use crate::config::{Config, Settings};
 use crate::console::{self, Console};
 use crate::explain;
 use crate::handover::{self, Asked, Purpose, Sockets, Taken};
@@ -35,6 +34,7 @@ use crate::roles::{ClusterView, NodeProcess, Presence, Role, Roles, process_name
 use crate::scrape::{self, Scrape};
 use crate::store_url::{EtcdArgs, StoreUrl};
 use crate::{default_data_dir, demo, socket_addr};
+use elb_config::{Config, Settings};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {

@@ -3,7 +3,7 @@
 //! targets and attributes, certificates from PEM files).
 //!
 //! The pipeline is `TOML → FileConfig (serde, unknown keys refused) → Config (checked)`.
-//! Nothing here touches the store; [`crate::reconcile`] turns a [`Config`] into commands.
+//! Nothing here touches the store; elbd's `reconcile` turns a [`Config`] into commands.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -20,9 +20,9 @@ use serde::Deserialize;
 /// A config file that cannot be used: the file, and the key or line at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {message}", file.display())]
-pub(crate) struct ConfigError {
-    pub(crate) file: PathBuf,
-    pub(crate) message: String,
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub message: String,
 }
 
 // === the file as written ===
@@ -202,34 +202,34 @@ enum FileTarget {
 
 /// What elbd needs before it opens the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Settings {
-    pub(crate) scope: Scope,
+pub struct Settings {
+    pub scope: Scope,
     /// Region → the zones its default VPC is seeded with when the region is first opened
     /// (the home region from `[[settings.zone]]`, others from `[[settings.regions]]`); regions
     /// not named here get [`Topology::loopback`]'s.
-    pub(crate) topologies: BTreeMap<String, Topology>,
+    pub topologies: BTreeMap<String, Topology>,
     /// API credentials (access key id → secret); empty means signatures are not checked.
-    pub(crate) credentials: BTreeMap<String, String>,
-    pub(crate) logs: LogSettings,
+    pub credentials: BTreeMap<String, String>,
+    pub logs: LogSettings,
     /// The home region's quotas, when the file declares them (else the region keeps what it
     /// has: another API process may have raised them).
-    pub(crate) quotas: Option<Quotas>,
+    pub quotas: Option<Quotas>,
 }
 
 /// Where and how often load balancer logs are delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LogSettings {
-    pub(crate) interval: std::time::Duration,
+pub struct LogSettings {
+    pub interval: std::time::Duration,
     /// `None`: elbd's S3 stand-in, `<data-dir>/s3`.
-    pub(crate) s3: Option<S3Endpoint>,
+    pub s3: Option<S3Endpoint>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct S3Endpoint {
-    pub(crate) url: String,
-    pub(crate) region: String,
+pub struct S3Endpoint {
+    pub url: String,
+    pub region: String,
     /// (access key id, secret access key); unsigned requests without.
-    pub(crate) credentials: Option<(String, String)>,
+    pub credentials: Option<(String, String)>,
 }
 
 /// Without the secret.
@@ -250,66 +250,66 @@ impl std::fmt::Debug for S3Endpoint {
 const DEFAULT_LOG_INTERVAL_SECONDS: u64 = 300;
 
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Config {
-    pub(crate) settings: Option<Settings>,
-    pub(crate) load_balancers: Vec<LoadBalancerSpec>,
-    pub(crate) target_groups: Vec<TargetGroupSpec>,
-    pub(crate) certificates: Vec<CertificateSpec>,
+pub struct Config {
+    pub settings: Option<Settings>,
+    pub load_balancers: Vec<LoadBalancerSpec>,
+    pub target_groups: Vec<TargetGroupSpec>,
+    pub certificates: Vec<CertificateSpec>,
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct CertificateSpec {
-    pub(crate) path: String,
-    pub(crate) name: String,
-    pub(crate) material: CertificateMaterial,
+pub struct CertificateSpec {
+    pub path: String,
+    pub name: String,
+    pub material: CertificateMaterial,
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct LoadBalancerSpec {
+pub struct LoadBalancerSpec {
     /// Where it is in the file, e.g. `load_balancer[0]`, for messages.
-    pub(crate) path: String,
-    pub(crate) name: String,
-    pub(crate) kind: String,
-    pub(crate) scheme: Option<String>,
-    pub(crate) availability_zones: Vec<String>,
-    pub(crate) attributes: Vec<(String, String)>,
-    pub(crate) listeners: Vec<ListenerSpec>,
+    pub path: String,
+    pub name: String,
+    pub kind: String,
+    pub scheme: Option<String>,
+    pub availability_zones: Vec<String>,
+    pub attributes: Vec<(String, String)>,
+    pub listeners: Vec<ListenerSpec>,
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct ListenerSpec {
-    pub(crate) path: String,
-    pub(crate) protocol: String,
-    pub(crate) port: u16,
-    pub(crate) forward: String,
-    pub(crate) ssl_policy: Option<String>,
-    pub(crate) certificates: Vec<String>,
-    pub(crate) alpn_policy: Option<String>,
+pub struct ListenerSpec {
+    pub path: String,
+    pub protocol: String,
+    pub port: u16,
+    pub forward: String,
+    pub ssl_policy: Option<String>,
+    pub certificates: Vec<String>,
+    pub alpn_policy: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct TargetGroupSpec {
-    pub(crate) path: String,
-    pub(crate) name: String,
-    pub(crate) protocol: String,
-    pub(crate) protocol_version: ProtocolVersion,
-    pub(crate) port: u16,
-    pub(crate) target_type: String,
-    pub(crate) attributes: Vec<(String, String)>,
-    pub(crate) health_check: HealthCheckChanges,
-    pub(crate) targets: Vec<TargetSpec>,
+pub struct TargetGroupSpec {
+    pub path: String,
+    pub name: String,
+    pub protocol: String,
+    pub protocol_version: ProtocolVersion,
+    pub port: u16,
+    pub target_type: String,
+    pub attributes: Vec<(String, String)>,
+    pub health_check: HealthCheckChanges,
+    pub targets: Vec<TargetSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TargetSpec {
-    pub(crate) id: String,
-    pub(crate) port: Option<u16>,
-    pub(crate) availability_zone: Option<String>,
+pub struct TargetSpec {
+    pub id: String,
+    pub port: Option<u16>,
+    pub availability_zone: Option<String>,
 }
 
 impl Settings {
     /// The embedded defaults: us-east-1, account 123456789012, three loopback zones.
-    pub(crate) fn embedded() -> Self {
+    pub fn embedded() -> Self {
         Self {
             scope: Scope::default(),
             topologies: BTreeMap::new(),
@@ -325,16 +325,21 @@ impl Settings {
 
 impl Config {
     /// Reads and checks `path`. Errors name the file and the key or line.
-    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let fail = |message: String| ConfigError {
             file: path.to_owned(),
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        Self::parse(&text, path.parent().unwrap_or(Path::new("."))).map_err(fail)
+    }
+
+    /// Reads and checks a file's text; `base` is the directory its relative paths start from.
+    /// Errors name the key or line.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
         let file: FileConfig =
-            toml::from_str(&text).map_err(|e| fail(e.to_string().trim_end().to_owned()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        file.check(base).map_err(fail)
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        file.check(base)
     }
 }
 
@@ -763,8 +768,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, String> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        file.check(Path::new("."))
+        Config::parse(text, Path::new("."))
     }
 
     #[test]
