@@ -10,3 +10,18 @@ mod properties;
 fn desync_corpus() {
     corpus::each_input("desync", properties::desync);
 }
+
+#[test]
+fn relay_request_corpus() {
+    corpus::each_input("relay_request", properties::relay_request);
+}
+
+#[test]
+fn relay_response_corpus() {
+    corpus::each_input("relay_response", properties::relay_response);
+}
+
+#[test]
+fn chunked_corpus() {
+    corpus::each_input("chunked", properties::chunked);
+}

@@ -5,7 +5,7 @@
 
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Framing {
+pub enum Framing {
     /// No body.
     Empty,
     /// This many bytes.
@@ -18,7 +18,7 @@ pub(crate) enum Framing {
 
 /// A chunked body that does not follow RFC 9112 §7.1.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Malformed;
+pub struct Malformed;
 
 /// Bounds on what is not data: a chunk extension, and the trailer section.
 const MAX_EXTENSION: usize = 4096;
@@ -46,7 +46,7 @@ enum State {
 
 /// Follows a chunked body across reads.
 #[derive(Debug, Default)]
-pub(crate) struct ChunkedEnd {
+pub struct ChunkedEnd {
     state: State,
     size: u64,
     digits: usize,
@@ -58,7 +58,7 @@ pub(crate) struct ChunkedEnd {
 
 impl ChunkedEnd {
     /// Consumes the next `bytes` of the body; `Some(n)` when the body ends after `bytes[..n]`.
-    pub(crate) fn scan(&mut self, bytes: &[u8]) -> Result<Option<usize>, Malformed> {
+    pub fn scan(&mut self, bytes: &[u8]) -> Result<Option<usize>, Malformed> {
         let mut i = 0;
         while i < bytes.len() {
             if let State::Data(left) = self.state {

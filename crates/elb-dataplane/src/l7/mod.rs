@@ -17,6 +17,17 @@ pub mod rules;
 mod sniff;
 mod stickiness;
 
+/// The relay's HTTP/1 wire handling: its gate and rewriting of heads, and where a chunked body
+/// ends (which the desync sniffer shares). Public for the fuzz targets and their corpus tests
+/// (fuzz/, tests/corpus.rs); the relay is its one user.
+pub mod http1 {
+    pub use super::framing::{ChunkedEnd, Framing, Malformed as BadChunk};
+    pub use super::relay::head::{
+        MAX_HEADERS, MAX_RESPONSE_HEADERS, Malformed, RequestFacts, ResponseFacts, Unsuited,
+        crlf_only, inspect_request, inspect_response, write_request, write_response,
+    };
+}
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -10,12 +10,12 @@ use crate::l7::framing::Framing;
 use crate::l7::headers::{is_hop_by_hop, push_header};
 
 /// Header lines a request head may have; more and the request goes the general way.
-pub(crate) const MAX_HEADERS: usize = 64;
+pub const MAX_HEADERS: usize = 64;
 /// Header lines a response head may have, as hyper allows (many `Set-Cookie`s, say).
-pub(crate) const MAX_RESPONSE_HEADERS: usize = 100;
+pub const MAX_RESPONSE_HEADERS: usize = 100;
 
 /// Why a request is left to the general path, which answers it whatever it is.
-pub(crate) type Unsuited = &'static str;
+pub type Unsuited = &'static str;
 
 /// Header names `Connection` headers list (beside `close` and `keep-alive`): they are
 /// hop-by-hop for this message. The values are kept as they are and looked through only when
@@ -68,7 +68,7 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// What the relay needs to know of a request it takes.
-pub(crate) struct RequestFacts<'b> {
+pub struct RequestFacts<'b> {
     /// The Host header, visible ASCII.
     pub host: &'b str,
     /// The body's length (Content-Length; 0 without one).
@@ -86,9 +86,7 @@ pub(crate) struct RequestFacts<'b> {
 /// Whether the relay takes a parsed request head, and what it needs of it. It takes
 /// HTTP/1.1 requests in origin form with one Host, no body or a Content-Length one, and a
 /// head that desync mitigation finds compliant; the rest go the general way.
-pub(crate) fn inspect_request<'b>(
-    req: &httparse::Request<'_, 'b>,
-) -> Result<RequestFacts<'b>, Unsuited> {
+pub fn inspect_request<'b>(req: &httparse::Request<'_, 'b>) -> Result<RequestFacts<'b>, Unsuited> {
     if req.version != Some(1) {
         return Err("not HTTP/1.1");
     }
@@ -150,7 +148,7 @@ pub(crate) fn inspect_request<'b>(
 }
 
 /// Whether every line of a head ends with CRLF (a lone CR does not pass httparse).
-pub(crate) fn crlf_only(head: &[u8]) -> bool {
+pub fn crlf_only(head: &[u8]) -> bool {
     let (lf, cr) = head.iter().fold((0usize, 0usize), |(lf, cr), b| {
         (lf + usize::from(*b == b'\n'), cr + usize::from(*b == b'\r'))
     });
@@ -174,7 +172,7 @@ pub(crate) fn header_map(headers: &[Header<'_>]) -> HeaderMap {
 /// Writes the request line and the header lines the target gets as the client sent them:
 /// all but the hop-by-hop ones, Host, X-Forwarded-Proto/-Port, X-Amzn-Trace-Id and (unless
 /// `keep_forwarded_for`) X-Forwarded-For, which the caller writes after. No blank line.
-pub(crate) fn write_request(
+pub fn write_request(
     out: &mut Vec<u8>,
     req: &httparse::Request<'_, '_>,
     facts: &RequestFacts<'_>,
@@ -211,7 +209,7 @@ pub(crate) fn forwarded_for<'b>(headers: &[Header<'b>]) -> impl Iterator<Item = 
 }
 
 /// What the relay needs to know of a target's response head.
-pub(crate) struct ResponseFacts<'b> {
+pub struct ResponseFacts<'b> {
     pub status: u16,
     pub framing: Framing,
     /// The target's connection may take another request after this response.
@@ -222,11 +220,11 @@ pub(crate) struct ResponseFacts<'b> {
 }
 
 /// A response head the relay cannot forward: the client gets a 502.
-pub(crate) type Malformed = &'static str;
+pub type Malformed = &'static str;
 
 /// How a response to a request (a HEAD one if `head`) is framed, and whether the target keeps
 /// its connection open after it.
-pub(crate) fn inspect_response<'b>(
+pub fn inspect_response<'b>(
     res: &httparse::Response<'_, 'b>,
     head: bool,
 ) -> Result<ResponseFacts<'b>, Malformed> {
@@ -285,7 +283,7 @@ pub(crate) fn inspect_response<'b>(
 /// Writes the response head the client gets: the target's status and header lines, less the
 /// hop-by-hop ones (Transfer-Encoding stays: the body goes on as it came), and
 /// `Connection: close` when the client's connection ends after it.
-pub(crate) fn write_response(
+pub fn write_response(
     out: &mut Vec<u8>,
     res: &httparse::Response<'_, '_>,
     facts: &ResponseFacts<'_>,

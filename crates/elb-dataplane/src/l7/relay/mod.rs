@@ -10,7 +10,7 @@
 //! the connection: the relay is a faster road to the same answers, never a second set of
 //! rules.
 
-mod head;
+pub(super) mod head;
 
 use std::future::Future;
 use std::io;
