@@ -3,13 +3,13 @@
 //! from the fault to the last failure (docs/reliability.md has the table).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Backend, Elbd, Lab, ProcessBackend};
+use crate::harness::{Aws, Backend, Elbd, Lab, ProcessBackend};
 use crate::load::{Tally, fresh, kept_alive};
 
 /// Health checks every 5 s (±5 %), 2 s timeout, 2 to change: a target that fails its checks
@@ -221,4 +221,117 @@ async fn the_fault_matrix_counts_what_each_fault_costs() {
     assert_eq!(row.failed, 0, "{reasons:?}");
     assert!(elbd.wait_exit(Duration::from_secs(10)).is_some());
     drop(next);
+}
+
+/// A tmpfs of a few MiB mounted on a directory until dropped: a disk that fills.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: PathBuf) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "this test mounts a tmpfs: it needs root, as .ci/run has"
+        );
+        Self(dir)
+    }
+
+    /// Writes a file until the disk has no room left.
+    fn fill(&self) -> PathBuf {
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            match std::io::Write::write(&mut file, &block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_with_an_aws_error_while_traffic_flows() {
+    let lab = Lab::new("disk-full", 57);
+    let disk = SmallDisk::mount(lab.dir.join("data"));
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    let _backend = Backend::start(target, Duration::ZERO).await;
+    let text = format!(
+        "{}\n\
+         [[load_balancer]]\nname = \"full\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"web\" }}\n\
+         [[target_group]]\nname = \"web\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n",
+        lab.settings()
+    );
+    let config = lab.write("elbd.toml", &text);
+    let api = SocketAddr::from((lab.ip('a', 250), 4566));
+    let node = lab.node('a', 8080);
+    let _elbd = Elbd::start(
+        &lab,
+        &config,
+        &["--api-listen", &api.to_string()],
+        &[api, node],
+    );
+    let aws = Aws::new(api);
+    let vpc = aws.ok(&["ec2", "describe-vpcs"])["Vpcs"][0]["VpcId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let create = move |name: &str| {
+        let args = [
+            "elbv2",
+            "create-target-group",
+            "--name",
+            name,
+            "--protocol",
+            "HTTP",
+        ];
+        aws.command(&[&args[..], &["--port", "80", "--vpc-id", &vpc]].concat())
+    };
+
+    // The store's disk fills: a write is refused with a retryable AWS error and changes
+    // nothing, while traffic, which needs no disk, flows.
+    let filler = disk.fill();
+    let mut refused = None;
+    let (row, reasons) = under_load(node, Duration::from_secs(3), || {
+        refused = Some(std::thread::spawn(move || (create("while-full"), create)));
+    })
+    .await;
+    let (out, create) = refused.unwrap().join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a write went to a full disk");
+    assert!(stderr.contains("ServiceUnavailable"), "{stderr}");
+    report("the store's disk full (writes refused)", "0", &row);
+    assert_eq!(row.failed, 0, "{reasons:?}");
+
+    // Room again: the next write is taken, and the refused one never was.
+    std::fs::remove_file(filler).unwrap();
+    let out = create("after-full");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let groups = Aws::new(api).ok(&["elbv2", "describe-target-groups"]);
+    let names: Vec<&str> = (groups["TargetGroups"].as_array().unwrap().iter())
+        .filter_map(|g| g["TargetGroupName"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"after-full") && !names.contains(&"while-full"),
+        "{names:?}"
+    );
 }

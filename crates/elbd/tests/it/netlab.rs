@@ -1,7 +1,9 @@
 //! The network-namespace lab (shared/reference/netlab.md): elbd in its own namespace with the
 //! lab's address ranges as its topology and DNS on port 53; one namespace per zone holds that
 //! zone's target; a client namespace resolves the load balancer's name through elbd. Setting
-//! zone b's link down takes b's node out of DNS, and curl by name keeps working. An NLB with
+//! zone b's link down under a load by name (the fault matrix's zone row, docs/reliability.md)
+//! fails only requests sent to b's node before it leaves DNS, and curl by name keeps working.
+//! An NLB with
 //! client IP preservation reaches zone a's target from the client's own address and port
 //! (transparent sockets, with the return route the README describes).
 //!
@@ -83,6 +85,14 @@ targets = ["10.77.1.10:9001", "10.77.2.10:9001"]
 health_check = { interval_seconds = 5, timeout_seconds = 2, healthy_threshold = 2, unhealthy_threshold = 2 }
 attributes = { "load_balancing.cross_zone.enabled" = "false" }
 "#;
+
+/// Seconds since the epoch, the load script's clock.
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
 
 /// The addresses the client's resolver gives for `name`.
 fn resolve(lab: &Namespaces, name: &str) -> Vec<String> {
@@ -263,11 +273,58 @@ fn in_a_network_lab_dns_fails_over_from_a_zone_whose_link_is_down() {
         "curl by name through the lab's DNS"
     );
 
-    run(&["ip", "-n", &lab.ns("tb"), "link", "set", "eth0", "down"]);
-    let took = wait("zone b to leave DNS", Duration::from_secs(30), &mut || {
-        resolve(&lab, &name) == both[..1]
+    // Zone b's link goes down under a load by name (the fault matrix's row for it): only
+    // requests that went to b's node fail, and none once DNS has dropped it.
+    let script = format!("{}/tests/it/zone_load.py", env!("CARGO_MANIFEST_DIR"));
+    let (took, fault_at, dropped_at, load) = std::thread::scope(|scope| {
+        let load = scope.spawn(|| lab.exec("cl", &["python3", &script, &name, "20", "30"]));
+        std::thread::sleep(Duration::from_secs(3));
+        let fault_at = wall_clock();
+        run(&["ip", "-n", &lab.ns("tb"), "link", "set", "eth0", "down"]);
+        let took = wait("zone b to leave DNS", Duration::from_secs(30), &mut || {
+            resolve(&lab, &name) == both[..1]
+        });
+        let dropped_at = wall_clock();
+        (took, fault_at, dropped_at, load.join().unwrap())
     });
     eprintln!("netlab: zone b's node left DNS {took:?} after its link went down");
+    let (ok, lines) = load;
+    assert!(ok, "the load script failed");
+    let requests: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(requests.len(), 600, "every request reported");
+    let failed: Vec<&serde_json::Value> =
+        requests.iter().filter(|r| r["outcome"] != "ok").collect();
+    let last = failed
+        .iter()
+        .filter_map(|r| r["at"].as_f64())
+        .fold(None, |m: Option<f64>, at| Some(m.map_or(at, |m| m.max(at))));
+    println!(
+        "fault matrix | zone b's link down (netns; DNS by name) | {} answered | {} failed | \
+         expected those sent to zone b's node before DNS drops it ({:.1} s) | last failure {}",
+        requests.len() - failed.len(),
+        failed.len(),
+        took.as_secs_f64(),
+        last.map_or("none".to_owned(), |at| format!(
+            "{:.1} s after the fault",
+            at - fault_at
+        )),
+    );
+    for request in &failed {
+        assert_eq!(request["address"], "10.77.2.254", "{request}");
+        // Resolved before DNS dropped zone b (the wait sees it within its 250 ms poll).
+        let at = request["at"].as_f64().unwrap();
+        assert!(
+            at <= dropped_at + 0.5,
+            "{request}: failed after DNS dropped zone b"
+        );
+    }
+    assert!(
+        requests.len() - failed.len() >= 400,
+        "zone a's node answers throughout"
+    );
     for _ in 0..5 {
         assert_eq!(
             curl(&lab),
