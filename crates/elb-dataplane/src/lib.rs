@@ -184,7 +184,8 @@ impl DataPlane {
     /// Stops accepting everywhere and waits (at most the drain time) for open connections to
     /// finish their requests.
     pub async fn shutdown(mut self) {
-        // Endpoints' interfaces go first: a process taking over makes them anew.
+        // Endpoints' queues go first: a process taking over holds its own queue of each
+        // interface, which then takes every packet.
         self.endpoints.shutdown();
         self.binder.shutdown().await;
     }

@@ -24,10 +24,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub(crate) use path::serve;
-use tun::Tun;
-
-/// Linux's "device or resource busy": a TUN name another process still holds.
-const EBUSY: i32 = 16;
+use tun::{EBUSY, Tun};
 
 use crate::table::RoutingTable;
 
@@ -148,7 +145,7 @@ impl Endpoints {
                     self.status.insert(id.clone(), Ok(()));
                     info!(endpoint = %id, interface = %route.interface, "endpoint interface up");
                 }
-                // Still held by a process that is handing over: tried again (each second,
+                // Held by an older process that is handing over: tried again (each second,
                 // `DataPlane::retry_endpoints`) rather than failed.
                 Err(e) if e.raw_os_error() == Some(EBUSY) => {
                     warn!(endpoint = %id, interface = %route.interface, "endpoint interface busy; trying again");

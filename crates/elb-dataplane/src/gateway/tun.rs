@@ -1,8 +1,10 @@
 //! A TUN interface standing for a Gateway Load Balancer endpoint: what the kernel routes into
 //! it is read here as IP packets (no packet-information header), and what is written to it
-//! the kernel routes on as if it had arrived there. It goes when the device is dropped.
+//! the kernel routes on as if it had arrived there. It goes when the last process holding a
+//! queue of it drops its device.
 
 use std::io;
+use std::path::Path;
 
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
@@ -10,21 +12,38 @@ use tun_rs::{AsyncDevice, DeviceBuilder};
 /// the outer IPv4 and UDP headers.
 pub(crate) const MTU: u16 = 8500;
 
+/// Linux's answers to TUNSETIFF for an interface another process holds, and for one whose
+/// flags differ from those asked.
+pub(crate) const EBUSY: i32 = 16;
+const EINVAL: i32 = 22;
+
 pub(crate) struct Tun {
     device: AsyncDevice,
 }
 
 impl Tun {
-    /// Creates the interface `name`, up, with AWS's MTU. Endpoints carry IPv4 (their address
-    /// type is ipv4): the interface takes IPv6 off before it comes up, so that the kernel
-    /// sends no router solicitations through it to the appliances (inner IPv6 packets do not
-    /// pass it either).
+    /// Creates the interface `name`, up, with AWS's MTU, or attaches to it if it exists. It is
+    /// a multi-queue interface, so that a process taking over (elbd's hand-over) attaches a
+    /// queue of its own while the old process still holds one: the interface, and the routes
+    /// that lead into it, outlive the hand-over. Endpoints carry IPv4 (their address type is
+    /// ipv4): the interface takes IPv6 off before it first comes up, so that the kernel sends
+    /// no router solicitations through it to the appliances (inner IPv6 packets do not pass it
+    /// either).
     pub(crate) fn create(name: &str) -> io::Result<Self> {
-        let device = DeviceBuilder::new()
-            .name(name)
-            .mtu(MTU)
-            .enable(false)
-            .build_async()?;
+        let builder = DeviceBuilder::new().name(name).multi_queue(true);
+        if Path::new("/sys/class/net").join(name).exists() {
+            // As the process that made it left it: up, with its MTU. One made without
+            // multi-queue (by an elbd before it had them) takes no second queue: busy until
+            // its process lets go of it.
+            let device = builder.inherit_enable_state().build_async().map_err(|e| {
+                match e.raw_os_error() {
+                    Some(EINVAL) => io::Error::from_raw_os_error(EBUSY),
+                    _ => e,
+                }
+            })?;
+            return Ok(Self { device });
+        }
+        let device = builder.mtu(MTU).enable(false).build_async()?;
         let sysctl = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
         if let Err(e) = std::fs::write(&sysctl, "1") {
             tracing::warn!(interface = name, error = %e, "IPv6 left on: the kernel may send its own packets through the endpoint");

@@ -58,6 +58,8 @@ struct Gateway {
     endpoint_id: String,
     /// How many times each appliance was started, to name its logs.
     starts: [usize; 2],
+    /// How elbd is started in the edge.
+    elbd_args: Vec<String>,
 }
 
 impl Gateway {
@@ -117,6 +119,7 @@ impl Gateway {
             tg_arn: String::new(),
             endpoint_id: String::new(),
             starts: [0, 0],
+            elbd_args: Vec::new(),
         };
         // The gateway node's address: the operator's to give, never elbd's.
         let node = format!("{}/32", gateway.ip("edge"));
@@ -136,7 +139,7 @@ impl Gateway {
         let log = gateway.dir.join("echo.log");
         gateway.lab.spawn("dest", &["python3", "-c", &echo], &log);
         let data = gateway.dir.join("data");
-        let elbd = [
+        gateway.elbd_args = [
             env!("CARGO_BIN_EXE_elbd"),
             "serve",
             "--config",
@@ -145,14 +148,35 @@ impl Gateway {
             data.to_str().unwrap(),
             "--api-listen",
             API,
-        ];
+            "--drain-seconds",
+            "2",
+        ]
+        .map(str::to_owned)
+        .to_vec();
         let log = gateway.elbd_log.clone();
-        gateway.lab.spawn("edge", &elbd, &log);
+        gateway.spawn_elbd(&log);
         gateway.wait("elbd's API", Duration::from_secs(20), |g| {
             g.aws(&["ec2", "describe-vpcs"]).is_ok()
         });
         gateway.build();
         gateway
+    }
+
+    /// Starts elbd in the edge (a second one takes over from the first), logging to `log`.
+    fn spawn_elbd(&mut self, log: &Path) {
+        let args: Vec<&str> = self.elbd_args.iter().map(String::as_str).collect();
+        self.lab.spawn("edge", &args, log);
+    }
+
+    /// How many elbd processes run in the edge.
+    fn elbd_processes(&self) -> usize {
+        let pids = crate::netns::run(&["ip", "netns", "pids", &self.lab.ns("edge")]);
+        pids.split_whitespace()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "elbd")
+            })
+            .count()
     }
 
     /// The gateway, a GENEVE group of the two appliances (checked every 5 s, healthy after
@@ -490,10 +514,11 @@ fn now() -> f64 {
 /// destination's traffic into. Twenty curls from the client reach the destination; both
 /// appliances see flows; every packet carries AWS's three options, option 1 the endpoint id;
 /// each TCP connection, both directions, is seen by one appliance only; the node counts the
-/// flows and the returns it refuses.
+/// flows and the returns it refuses; a new elbd taking over keeps the interface, the route
+/// into it and a running flow.
 #[test]
 fn traffic_routed_through_an_endpoint_passes_the_appliances_flow_by_flow() {
-    let gateway = Gateway::start("gwa", 98, "10.98.0.0/16");
+    let mut gateway = Gateway::start("gwa", 98, "10.98.0.0/16");
     for i in 0..20 {
         assert_eq!(gateway.curl(), "200", "request {i} through the gateway");
     }
@@ -573,6 +598,70 @@ fn traffic_routed_through_an_endpoint_passes_the_appliances_flow_by_flow() {
     gateway.wait("the forged returns counted", Duration::from_secs(5), |g| {
         (g.metric(malformed), g.metric(mismatched)) == (before.0 + 1.0, before.1 + 1.0)
     });
+
+    // A new elbd takes over in the edge. It attaches a queue of its own to the endpoint's
+    // interface before the old one lets go of its queue, so the interface, and the route the
+    // operator made into it, stay: the pinger's UDP flow goes on through the appliances, and
+    // new connections pass. (Before, the interface went with the old process, and with it
+    // the route: traffic then went around the gateway.)
+    let pings = gateway.start_pinger();
+    gateway.wait("the pinger's echoes", Duration::from_secs(10), |_| {
+        last_echo(&pings) > 0.0
+    });
+    let handed_at = now();
+    let next_log = gateway.dir.join("elbd-next.log");
+    gateway.spawn_elbd(&next_log);
+    gateway.wait("the new elbd serving", Duration::from_secs(20), |_| {
+        std::fs::read_to_string(&next_log).is_ok_and(|l| l.contains("this one serves"))
+    });
+    gateway.wait("the old elbd gone", Duration::from_secs(15), |g| {
+        g.elbd_processes() == 1
+    });
+    let gone_at = now();
+    gateway.wait(
+        "echoes after the old elbd left",
+        Duration::from_secs(5),
+        |_| last_echo(&pings) > gone_at + 1.0,
+    );
+    let echoes: Vec<f64> = std::fs::read_to_string(&pings)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .filter(|at| *at >= handed_at - 1.0)
+        .collect();
+    let gap = echoes.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    eprintln!(
+        "gateway hand-over: {} echoes, the longest gap {gap:.2} s, the old elbd gone {:.1} s after",
+        echoes.len(),
+        gone_at - handed_at
+    );
+    // The pinger sends every 0.1 s after an echo and waits 0.1 s for one.
+    assert!(
+        gap < 0.5,
+        "the flow stopped for {gap:.2} s in the hand-over"
+    );
+    let interface = format!(
+        "gwlbe-{}",
+        &gateway.endpoint_id[gateway.endpoint_id.len() - 9..]
+    );
+    let (_, routes) = gateway
+        .lab
+        .exec("edge", &["ip", "route", "show", "table", "100"]);
+    assert!(
+        routes.contains(&interface),
+        "the route into the endpoint: {routes}"
+    );
+    // Not around the gateway: the echoes after the old elbd left passed an appliance.
+    let pinger_end = format!("{}:{PINGER_PORT}", gateway.ip("client"));
+    assert!(
+        !gateway.appliances_of(&pinger_end, gone_at).is_empty(),
+        "the flow no longer passes the appliances"
+    );
+    assert_eq!(
+        gateway.curl(),
+        "200",
+        "a new connection after the hand-over"
+    );
 }
 
 /// Stickiness and failover: with 3-tuple stickiness, every connection between the client and
