@@ -61,18 +61,22 @@ impl TargetPool {
     }
 
     /// Sends `req` on an idle connection, or on a new one; a request that an idle connection
-    /// closed before taking is sent again on a new one.
+    /// closed before taking is sent again on a new one. When no connection could be made,
+    /// the request comes back with the error, untouched, for another target.
     pub(crate) async fn send(
         self: &Arc<Self>,
         mut req: Request<Incoming>,
-    ) -> Result<Response<PooledBody>, SendError> {
+    ) -> Result<Response<PooledBody>, (SendError, Option<Request<Incoming>>)> {
         let mut fresh = false;
         loop {
             let mut sender = match self.take_idle().await {
                 Some(sender) => sender,
                 None => {
                     fresh = true;
-                    self.connect().await?
+                    match self.connect().await {
+                        Ok(sender) => sender,
+                        Err(e) => return Err((e, Some(req))),
+                    }
                 }
             };
             match sender.try_send_request(req).await {
@@ -83,7 +87,7 @@ impl TargetPool {
                 Err(mut e) => match e.take_message() {
                     // Not sent: the idle connection was gone. Once more, on a new one.
                     Some(back) if !fresh => req = back,
-                    _ => return Err(SendError::Request(e.into_error())),
+                    _ => return Err((SendError::Request(e.into_error()), None)),
                 },
             }
         }

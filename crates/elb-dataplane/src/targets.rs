@@ -16,6 +16,11 @@ use crate::pool::TargetPool;
 use crate::select;
 use crate::sticky::Stickiness;
 
+/// Targets a request is sent past when they refuse its connection, as NGINX's
+/// `proxy_next_upstream error` does (a target that does not answer a connect at all is not
+/// passed over: each would cost the 10 s connect timeout).
+pub(crate) const REFUSALS: usize = 2;
+
 /// `load_balancing.algorithm.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -265,7 +270,8 @@ impl TargetSet<Http> {
     }
 
     /// A target other than those of `refused` (which refused a connection), from a random
-    /// place in the list: after a refusal, spreading matters more than the algorithm.
+    /// place in the list: after a refusal, spreading matters more than the algorithm. A
+    /// request is passed on this way past at most [`REFUSALS`] targets.
     pub fn other_than(
         &self,
         refused: &[SocketAddr],

@@ -3,6 +3,7 @@
 //! node's pool or client, and the target's response handed back.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -27,11 +28,11 @@ use super::{ClientCert, now_ms, respond};
 use elb_model::ProtocolVersion;
 
 use crate::metrics::Active;
-use crate::pool::PooledBody;
+use crate::pool::{PooledBody, SendError};
 use crate::sticky::{self, Ticket};
 use crate::table::HttpRoute;
 use crate::table::RouteAction;
-use crate::targets::HttpTargets;
+use crate::targets::{HttpTargets, REFUSALS};
 
 /// Routes one request: the first rule whose conditions match (or the default) decides
 /// whether it is forwarded, redirected or answered by the load balancer itself.
@@ -162,7 +163,7 @@ async fn proxy(
     }
     let sealer = route.sealer.as_deref();
     let stuck = sealer.and_then(|s| sticky_target(req.headers(), targets, s, now_s));
-    let (target, _in_flight) = match stuck.and_then(|addr| targets.endpoint(addr)) {
+    let (mut target, mut _in_flight) = match stuck.and_then(|addr| targets.endpoint(addr)) {
         Some(picked) => picked,
         None => targets.next(now_ms).ok_or(ProxyError::NoReachableTargets)?,
     };
@@ -243,10 +244,29 @@ async fn proxy(
         facts.dispatched = Some(facts.started.elapsed());
     }
     let response = if pooled {
-        tokio::time::timeout(idle_timeout, target.proto.pool.send(req))
-            .await
-            .map_err(|_| ProxyError::TargetTimeout)?
-            .map_err(ProxyError::from_pool)?
+        // A target that refuses the connection has not seen the request: it goes to another
+        // target, as on the relay.
+        let mut refused = Vec::new();
+        loop {
+            let sent = tokio::time::timeout(idle_timeout, target.proto.pool.send(req))
+                .await
+                .map_err(|_| ProxyError::TargetTimeout)?;
+            match sent {
+                Ok(response) => break response,
+                Err((SendError::Connect(e), Some(unsent))) if refused.len() < REFUSALS => {
+                    refused.push(target.addr);
+                    let Some(other) = targets.other_than(&refused) else {
+                        return Err(ProxyError::TargetConnect(e));
+                    };
+                    let counter = &targets.proto.metrics.target_connection_errors;
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    (target, _in_flight) = other;
+                    tally.outcome.target = Some(target.addr);
+                    req = unsent;
+                }
+                Err((e, _)) => return Err(ProxyError::from_pool(e)),
+            }
+        }
     } else {
         let upstream = &route.upstream;
         let sent = match (targets.proto.tls, h2) {

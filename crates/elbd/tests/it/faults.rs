@@ -1,6 +1,7 @@
-//! The fault matrix: under a fixed load of kept-alive and new-connection clients, one fault at
-//! a time, with the failed requests counted against what is expected of each and the time
-//! from the fault to the last failure (docs/reliability.md has the table).
+//! The fault matrix: under a fixed load of kept-alive and new-connection clients (on the relay,
+//! and HTTP/1.0 ones the general path answers), one fault at a time, with the failed requests
+//! counted against what is expected of each and the time from the fault to the last failure
+//! (docs/reliability.md has the table).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::harness::{Aws, Backend, Elbd, Lab, ProcessBackend};
-use crate::load::{Tally, fresh, kept_alive};
+use crate::load::{Road, Tally, fresh, kept_alive};
 
 /// Health checks every 5 s (±5 %), 2 s timeout, 2 to change: a target that fails its checks
 /// is found within 2 × 5.25 s, one that hangs within 2 × (5.25 + 2) s; plus a second.
@@ -35,7 +36,14 @@ async fn under_load(node: SocketAddr, span: Duration, fault: impl FnOnce()) -> (
     for _ in 0..4 {
         load.spawn(kept_alive(node, 20, tally.clone(), running.clone()));
     }
-    load.spawn(fresh(node, 20, tally.clone(), running.clone()));
+    load.spawn(fresh(node, 20, Road::Relay, tally.clone(), running.clone()));
+    load.spawn(fresh(
+        node,
+        10,
+        Road::General,
+        tally.clone(),
+        running.clone(),
+    ));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let fault_at = Instant::now();
     fault();

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::harness::{Aws, Backend, Elbd, Lab};
-use crate::load::{Tally, fresh, kept_alive, request, slowloris};
+use crate::load::{Road, Tally, fresh, kept_alive, request, slowloris};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_elbd_takes_over_under_load_and_changes_without_a_failed_request() {
@@ -51,7 +51,7 @@ async fn a_new_elbd_takes_over_under_load_and_changes_without_a_failed_request()
     for _ in 0..5 {
         load.spawn(kept_alive(node, 30, tally.clone(), running.clone()));
     }
-    load.spawn(fresh(node, 40, tally.clone(), running.clone()));
+    load.spawn(fresh(node, 40, Road::Relay, tally.clone(), running.clone()));
     let slow = Arc::new(AtomicBool::new(true));
     let mut slowloris_clients = tokio::task::JoinSet::new();
     for _ in 0..300 {

@@ -132,7 +132,7 @@ async fn a_killed_target_turns_unhealthy_within_15_s_and_then_gets_nothing() {
         "failures after detection"
     );
     // Before detection, the dead target refuses connections: its requests go to the others
-    // (the relay passes a refusal over), and only one it was answering at the kill may fail.
+    // (the relay and the general path pass a refusal over), and only one it was answering at the kill may fail.
     let failed = during.iter().filter(|s| s.status != 200).count();
     assert!(
         failed <= 1,

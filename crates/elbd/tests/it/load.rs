@@ -36,6 +36,11 @@ impl Tally {
 pub(crate) async fn request(stream: &mut TcpStream, close: bool) -> Result<bool, String> {
     let connection = if close { "close" } else { "keep-alive" };
     let head = format!("GET / HTTP/1.1\r\nHost: handover.test\r\nConnection: {connection}\r\n\r\n");
+    exchange(stream, &head).await
+}
+
+/// Sends `head` on `stream` and reads the whole response, as [`request`].
+async fn exchange(stream: &mut TcpStream, head: &str) -> Result<bool, String> {
     stream
         .write_all(head.as_bytes())
         .await
@@ -62,7 +67,7 @@ pub(crate) async fn request(stream: &mut TcpStream, close: bool) -> Result<bool,
         if got.len() < end + 4 + length {
             continue;
         }
-        if !text.starts_with("http/1.1 200") {
+        if !text.starts_with("http/1.1 200") && !text.starts_with("http/1.0 200") {
             return Err(text.lines().next().unwrap_or_default().to_owned());
         }
         return Ok(!text.contains("connection: close"));
@@ -103,10 +108,20 @@ pub(crate) async fn kept_alive(
     }
 }
 
+/// The requests a [`fresh`] client sends.
+#[derive(Clone, Copy)]
+pub(crate) enum Road {
+    /// HTTP/1.1, which the relay takes.
+    Relay,
+    /// HTTP/1.0, which the relay leaves to the general path.
+    General,
+}
+
 /// New connections at `rate` per second, one request each.
 pub(crate) async fn fresh(
     node: SocketAddr,
     rate: u32,
+    road: Road,
     tally: Arc<Tally>,
     running: Arc<AtomicBool>,
 ) {
@@ -118,9 +133,12 @@ pub(crate) async fn fresh(
         ticks.tick().await;
         let tally = tally.clone();
         sent.spawn(async move {
-            let answered = match TcpStream::connect(node).await {
-                Ok(mut stream) => request(&mut stream, true).await,
-                Err(e) => Err(format!("connect: {e}")),
+            let answered = match (TcpStream::connect(node).await, road) {
+                (Ok(mut stream), Road::Relay) => request(&mut stream, true).await,
+                (Ok(mut stream), Road::General) => {
+                    exchange(&mut stream, "GET / HTTP/1.0\r\nHost: general.test\r\n\r\n").await
+                }
+                (Err(e), _) => Err(format!("connect: {e}")),
             };
             match answered {
                 Ok(_) => tally.ok.fetch_add(1, Ordering::Relaxed),

@@ -41,7 +41,7 @@ use crate::metrics::{CLIENT_CLOSED, GroupMetrics};
 use crate::pool::TargetPool;
 use crate::spare;
 use crate::table::{HttpRoute, HttpSettings, RouteAction, RoutingTable, XffMode};
-use crate::targets::HttpTargets;
+use crate::targets::{HttpTargets, REFUSALS};
 
 /// Request heads larger than this go the general way (which refuses them past its limits).
 const MAX_HEAD: usize = 16 * 1024;
@@ -549,10 +549,6 @@ enum Failure {
     /// request body was not read.
     Midway(ProxyError),
 }
-
-/// Targets a request is sent past when they refuse its connection (a target that does not
-/// answer a connect at all is not passed over: each would cost the 10 s connect timeout).
-const REFUSALS: usize = 2;
 
 impl Failure {
     /// The target refused the connection (or one could not be made to it).
