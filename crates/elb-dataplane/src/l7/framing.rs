@@ -18,7 +18,7 @@ pub enum Framing {
 
 /// A chunked body that does not follow RFC 9112 §7.1.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Malformed;
+pub struct BadChunk;
 
 /// Bounds on what is not data: a chunk extension, and the trailer section.
 const MAX_EXTENSION: usize = 4096;
@@ -58,7 +58,7 @@ pub struct ChunkedEnd {
 
 impl ChunkedEnd {
     /// Consumes the next `bytes` of the body; `Some(n)` when the body ends after `bytes[..n]`.
-    pub fn scan(&mut self, bytes: &[u8]) -> Result<Option<usize>, Malformed> {
+    pub fn scan(&mut self, bytes: &[u8]) -> Result<Option<usize>, BadChunk> {
         let mut i = 0;
         while i < bytes.len() {
             if let State::Data(left) = self.state {
@@ -83,12 +83,12 @@ impl ChunkedEnd {
     }
 
     /// The state after byte `b` (not in chunk data).
-    fn next(&mut self, b: u8) -> Result<State, Malformed> {
+    fn next(&mut self, b: u8) -> Result<State, BadChunk> {
         Ok(match (self.state, b) {
             (State::Size, _) if b.is_ascii_hexdigit() => {
                 // 15 hex digits is more than any body; more could overflow.
                 if self.digits == 15 {
-                    return Err(Malformed);
+                    return Err(BadChunk);
                 }
                 self.size = self.size * 16 + u64::from(hex(b));
                 self.digits += 1;
@@ -120,7 +120,7 @@ impl ChunkedEnd {
             }
             (State::TrailerLf, b'\n') if std::mem::take(&mut self.line) == 0 => State::Done,
             (State::TrailerLf, b'\n') => State::Trailer,
-            _ => return Err(Malformed),
+            _ => return Err(BadChunk),
         })
     }
 }
@@ -138,7 +138,7 @@ mod tests {
     use super::*;
 
     /// Where the body ends when fed in two parts split at `at`.
-    fn end(body: &[u8], at: usize) -> Result<Option<usize>, Malformed> {
+    fn end(body: &[u8], at: usize) -> Result<Option<usize>, BadChunk> {
         let mut scanner = ChunkedEnd::default();
         let at = at.min(body.len());
         match scanner.scan(&body[..at])? {
@@ -168,7 +168,7 @@ mod tests {
             b"0\r\nX: 1\n\r\n",
             b"1000000000000000\r\n",
         ] {
-            assert_eq!(end(body, 2), Err(Malformed), "{body:?}");
+            assert_eq!(end(body, 2), Err(BadChunk), "{body:?}");
         }
     }
 }

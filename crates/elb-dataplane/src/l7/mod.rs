@@ -21,9 +21,9 @@ mod stickiness;
 /// ends (which the desync sniffer shares). Public for the fuzz targets and their corpus tests
 /// (fuzz/, tests/corpus.rs); the relay is its one user.
 pub mod http1 {
-    pub use super::framing::{ChunkedEnd, Framing, Malformed as BadChunk};
+    pub use super::framing::{BadChunk, ChunkedEnd, Framing};
     pub use super::relay::head::{
-        MAX_HEADERS, MAX_RESPONSE_HEADERS, Malformed, RequestFacts, ResponseFacts, Unsuited,
+        BadResponse, MAX_HEADERS, MAX_RESPONSE_HEADERS, RequestFacts, ResponseFacts, Unsuited,
         crlf_only, inspect_request, inspect_response, write_request, write_response,
     };
 }

@@ -235,7 +235,27 @@ async fn the_fault_matrix_counts_what_each_fault_costs() {
 struct SmallDisk(PathBuf);
 
 impl SmallDisk {
+    /// Mounts it on `dir`, after unmounting those of earlier runs that were killed before
+    /// they could (labs end in the id of their process, which is gone).
     fn mount(dir: PathBuf) -> Self {
+        let lab = dir
+            .parent()
+            .and_then(Path::file_name)
+            .unwrap()
+            .to_string_lossy();
+        let prefix = format!("{}-", lab.rsplit_once('-').unwrap().0);
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        for point in mounts.lines().filter_map(|l| l.split(' ').nth(1)) {
+            let point = Path::new(point);
+            let owner = point
+                .parent()
+                .filter(|lab| lab.parent() == Some(std::env::temp_dir().as_path()))
+                .and_then(Path::file_name)
+                .and_then(|n| n.to_str()?.strip_prefix(&prefix)?.parse::<u32>().ok());
+            if owner.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = Command::new("umount").arg("-l").arg(point).status();
+            }
+        }
         std::fs::create_dir_all(&dir).unwrap();
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
@@ -268,7 +288,13 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let unmounted = Command::new("umount").arg("-l").arg(&self.0).status();
+        if !unmounted.is_ok_and(|s| s.success()) {
+            eprintln!(
+                "{} stays mounted: the next run unmounts it",
+                self.0.display()
+            );
+        }
     }
 }
 
@@ -312,17 +338,23 @@ async fn a_full_disk_refuses_writes_with_an_aws_error_while_traffic_flows() {
     };
 
     // The store's disk fills: a write is refused with a retryable AWS error and changes
-    // nothing, while traffic, which needs no disk, flows.
+    // nothing, while traffic, which needs no disk, flows. (The commit appends to SQLite's
+    // write-ahead log, which needs new pages: the few commits since the start have not
+    // filled it to its first checkpoint, after which it would be written over in place.)
     let filler = disk.fill();
     let mut refused = None;
-    let (row, reasons) = under_load(node, Duration::from_secs(3), || {
+    let (row, reasons) = under_load(node, Duration::from_secs(6), || {
         refused = Some(std::thread::spawn(move || (create("while-full"), create)));
     })
     .await;
-    let (out, create) = refused.unwrap().join().unwrap();
+    let refused = refused.unwrap();
+    assert!(refused.is_finished(), "the write outlasted the load");
+    let (out, create) = refused.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a write went to a full disk");
     assert!(stderr.contains("ServiceUnavailable"), "{stderr}");
+    let log = std::fs::read_to_string(lab.dir.join("elbd.log")).unwrap();
+    assert!(log.contains("database or disk is full"), "another cause");
     report("the store's disk full (writes refused)", "0", &row);
     assert_eq!(row.failed, 0, "{reasons:?}");
 

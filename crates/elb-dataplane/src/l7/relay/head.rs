@@ -17,13 +17,15 @@ pub const MAX_RESPONSE_HEADERS: usize = 100;
 /// Why a request is left to the general path, which answers it whatever it is.
 pub type Unsuited = &'static str;
 
-/// Header names `Connection` headers list (beside `close` and `keep-alive`): they are
-/// hop-by-hop for this message. The values are kept as they are and looked through only when
-/// one of them lists a name, which is rare.
+/// Header names `Connection` headers list: they are hop-by-hop for this message (RFC 9110
+/// §7.6.1). The values are kept as they are and looked through only when one of them lists a
+/// name beside `close` and `keep-alive`, which is rare; `close` is remembered apart (a field
+/// named `Close` goes too), and `Keep-Alive` is hop-by-hop anyway.
 #[derive(Default)]
 pub(crate) struct Listed<'b> {
     values: [&'b [u8]; 4],
     len: usize,
+    close: bool,
 }
 
 impl<'b> Listed<'b> {
@@ -42,13 +44,15 @@ impl<'b> Listed<'b> {
             *self.values.get_mut(self.len)? = value;
             self.len += 1;
         }
+        self.close |= close;
         Some(close)
     }
 
     /// Whether `name` is listed and goes. The message's framing never goes: a client's
     /// `Connection: content-length` would leave its body to be read as another request.
     fn drops(&self, name: &[u8]) -> bool {
-        !name.eq_ignore_ascii_case(b"content-length") && self.contains(name)
+        !name.eq_ignore_ascii_case(b"content-length")
+            && ((self.close && name.eq_ignore_ascii_case(b"close")) || self.contains(name))
     }
 
     fn contains(&self, name: &[u8]) -> bool {
@@ -219,15 +223,24 @@ pub struct ResponseFacts<'b> {
     listed: Listed<'b>,
 }
 
+impl ResponseFacts<'_> {
+    /// Whether the client's connection ends after this response: when the client asked
+    /// (`client_close`), or when only the target's close ends the body. Never after an
+    /// interim (1xx) response.
+    pub fn closes_client(&self, client_close: bool) -> bool {
+        self.status >= 200 && (client_close || self.framing == Framing::Close)
+    }
+}
+
 /// A response head the relay cannot forward: the client gets a 502.
-pub type Malformed = &'static str;
+pub type BadResponse = &'static str;
 
 /// How a response to a request (a HEAD one if `head`) is framed, and whether the target keeps
 /// its connection open after it.
 pub fn inspect_response<'b>(
     res: &httparse::Response<'_, 'b>,
     head: bool,
-) -> Result<ResponseFacts<'b>, Malformed> {
+) -> Result<ResponseFacts<'b>, BadResponse> {
     let status = res.code.unwrap_or_default();
     if status < 100 {
         return Err("status below 100");
@@ -254,10 +267,11 @@ pub fn inspect_response<'b>(
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
                 coded = true;
-                chunked = value
-                    .rsplit(|b| *b == b',')
-                    .next()
-                    .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                // The codings of all the lines make one list; chunked frames the body when
+                // it is the last (empty elements are no codings).
+                if let Some(last) = tokens(value).last() {
+                    chunked = last.eq_ignore_ascii_case(b"chunked");
+                }
             }
             _ => {}
         }
@@ -413,7 +427,7 @@ X-Amzn-Trace-Id: Root=1\r\nAccept: */*\r\n\r\n";
     }
 
     /// Status, framing and reuse of a response head, and the head written for the client.
-    type Inspected = (Result<(u16, Framing, bool), Malformed>, Vec<u8>);
+    type Inspected = (Result<(u16, Framing, bool), BadResponse>, Vec<u8>);
 
     fn response(head: &[u8], for_head: bool) -> Inspected {
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -486,6 +500,22 @@ X-Amzn-Trace-Id: Root=1\r\nAccept: */*\r\n\r\n";
             ),
             (200, Framing::Chunked, false)
         );
+    }
+
+    #[test]
+    fn transfer_codings_are_one_list_and_a_listed_close_field_goes() {
+        let ok = |head: &[u8]| response(head, false).0.unwrap().1;
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked,\r\n\r\n";
+        assert_eq!(ok(chunked), Framing::Chunked);
+        let last =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(ok(last), Framing::Close);
+        let (_, out) = response(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nClose: x\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     }
 
     #[test]

@@ -672,12 +672,10 @@ fn take_response(
         return Err(bad("101 to a request that asked for no upgrade"));
     }
     out.clear();
+    head::write_response(out, &res, &facts, facts.closes_client(taken.close));
     if facts.status < 200 {
-        head::write_response(out, &res, &facts, false);
         return Ok(Head::Interim(head_len));
     }
-    let close_client = taken.close || facts.framing == Framing::Close;
-    head::write_response(out, &res, &facts, close_client);
     Ok(Head::Final(Answer {
         status: facts.status,
         head_len,
