@@ -16,9 +16,11 @@ fn rules(c: &mut Criterion) {
         .map(|i| {
             let host = Condition::HostHeader {
                 values: vec![format!("svc{i}.example.com")],
+                regex_values: Vec::new(),
             };
             let path = Condition::PathPattern {
                 values: vec![format!("/api/v{i}/*")],
+                regex_values: Vec::new(),
             };
             (vec![Matcher::compile(&host), Matcher::compile(&path)], i)
         })
@@ -34,6 +36,7 @@ fn rules(c: &mut Criterion) {
         let view = RequestView {
             method: "GET",
             host: Some(host),
+            authority: Some(host),
             path,
             query: None,
             headers: &headers,

@@ -271,7 +271,7 @@ impl TargetSet<Http> {
 
     /// A target other than those of `refused` (which refused a connection), from a random
     /// place in the list: after a refusal, spreading matters more than the algorithm. A
-    /// request is passed on this way past at most [`REFUSALS`] targets.
+    /// request is passed on this way past at most `REFUSALS` targets.
     pub fn other_than(
         &self,
         refused: &[SocketAddr],

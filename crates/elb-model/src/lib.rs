@@ -50,7 +50,9 @@ pub use network::{
     Tenancy, Topology, Vpc, VpcAttributes, ZoneSpec,
 };
 pub use node::{Node, Placement};
-pub use rule::{Action, Condition, FixedResponse, QueryPair, Redirect, Rule, TargetGroupWeight};
+pub use rule::{
+    Action, Condition, FixedResponse, QueryPair, Redirect, Rule, TargetGroupWeight, condition_regex,
+};
 pub use state::{Command, Delta, Origin, Outcome, Region, State};
 pub use target_group::{
     HealthCheck, ProtocolVersion, Registration, TargetGroup, TargetGroupProtocol, TargetId,

@@ -189,16 +189,53 @@ pub struct QueryPair {
 }
 
 /// A rule condition. Within one, the values are alternatives; a rule's conditions must all
-/// match.
+/// match. Host, path and header conditions take either wildcard `values` or `regex_values`
+/// (AWS's `RegexValues`), not both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "field", rename_all = "kebab-case")]
 pub enum Condition {
-    HostHeader { values: Vec<String> },
-    PathPattern { values: Vec<String> },
-    HttpHeader { name: String, values: Vec<String> },
-    HttpRequestMethod { values: Vec<String> },
-    QueryString { values: Vec<QueryPair> },
-    SourceIp { values: Vec<IpNet> },
+    HostHeader {
+        values: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        regex_values: Vec<String>,
+    },
+    PathPattern {
+        values: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        regex_values: Vec<String>,
+    },
+    HttpHeader {
+        name: String,
+        values: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        regex_values: Vec<String>,
+    },
+    HttpRequestMethod {
+        values: Vec<String>,
+    },
+    QueryString {
+        values: Vec<QueryPair>,
+    },
+    SourceIp {
+        values: Vec<IpNet>,
+    },
+}
+
+/// A condition's regular expression as the data plane runs it: searched for anywhere in the
+/// text (anchor it with `^` and `$`), case-sensitive unless it says `(?i)`, over bytes, with
+/// what AWS's engine lacks refused (look-around and back-references, which this engine has
+/// not either, and Unicode classes such as `\p{L}`). Linear in the text: no backtracking.
+pub fn condition_regex(pattern: &str) -> std::result::Result<regex::bytes::Regex, String> {
+    regex::bytes::RegexBuilder::new(pattern)
+        .unicode(false)
+        // Far more than 128 characters of pattern need, and far less than a hostile one
+        // would take.
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::Syntax(why) => why.lines().last().unwrap_or_default().trim().to_owned(),
+            other => other.to_string(),
+        })
 }
 
 impl Condition {
@@ -214,22 +251,33 @@ impl Condition {
         }
     }
 
-    fn value_count(&self) -> usize {
+    /// The regular expressions of a host, path or header condition.
+    pub fn regex_values(&self) -> &[String] {
         match self {
-            Self::HostHeader { values }
-            | Self::PathPattern { values }
+            Self::HostHeader { regex_values, .. }
+            | Self::PathPattern { regex_values, .. }
+            | Self::HttpHeader { regex_values, .. } => regex_values,
+            _ => &[],
+        }
+    }
+
+    fn value_count(&self) -> usize {
+        let plain = match self {
+            Self::HostHeader { values, .. }
+            | Self::PathPattern { values, .. }
             | Self::HttpHeader { values, .. }
             | Self::HttpRequestMethod { values } => values.len(),
             Self::QueryString { values } => values.len(),
             Self::SourceIp { values } => values.len(),
-        }
+        };
+        plain + self.regex_values().len()
     }
 
     fn wildcards(&self) -> usize {
         let count = |s: &str| s.chars().filter(|c| *c == '*' || *c == '?').count();
         match self {
-            Self::HostHeader { values }
-            | Self::PathPattern { values }
+            Self::HostHeader { values, .. }
+            | Self::PathPattern { values, .. }
             | Self::HttpHeader { values, .. } => values.iter().map(|v| count(v)).sum(),
             Self::QueryString { values } => values
                 .iter()
@@ -249,9 +297,25 @@ impl Condition {
         if self.value_count() == 0 {
             return bad("needs at least one value".into());
         }
+        let regexes = self.regex_values();
+        if !regexes.is_empty() && self.value_count() != regexes.len() {
+            return bad("takes Values or RegexValues, not both".into());
+        }
+        for pattern in regexes {
+            if pattern.is_empty() || pattern.len() > 128 {
+                return bad(format!(
+                    "regular expression '{pattern}' must be 1 to 128 characters"
+                ));
+            }
+            if let Err(why) = condition_regex(pattern) {
+                return bad(format!(
+                    "regular expression '{pattern}' is not one this engine runs: {why}"
+                ));
+            }
+        }
         let visible = |s: &str| s.bytes().all(|b| (0x21..0x7f).contains(&b));
         match self {
-            Self::HostHeader { values } => {
+            Self::HostHeader { values, .. } => {
                 for v in values {
                     let ok = v
                         .bytes()
@@ -261,7 +325,7 @@ impl Condition {
                     }
                 }
             }
-            Self::PathPattern { values } => {
+            Self::PathPattern { values, .. } => {
                 for v in values {
                     let ok = v
                         .bytes()
@@ -273,7 +337,7 @@ impl Condition {
                     }
                 }
             }
-            Self::HttpHeader { name, values } => {
+            Self::HttpHeader { name, values, .. } => {
                 let name_ok = !name.is_empty()
                     && name.len() <= 40
                     && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
@@ -385,7 +449,29 @@ mod tests {
     fn host(v: &[&str]) -> Condition {
         Condition::HostHeader {
             values: v.iter().map(|s| s.to_string()).collect(),
+            regex_values: Vec::new(),
         }
+    }
+
+    #[test]
+    fn regex_values_are_checked_as_the_engine_runs_them() {
+        let regex = |v: &[&str]| Condition::PathPattern {
+            values: Vec::new(),
+            regex_values: v.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(validate_conditions(&[regex(&["^/api/v[0-9]+/", "(?i)\\.png$"])]).is_ok());
+        for bad in ["(", "a(?=b)", "(a)\\1", "\\p{L}", ""] {
+            assert!(validate_conditions(&[regex(&[bad])]).is_err(), "{bad}");
+        }
+        assert!(validate_conditions(&[regex(&[&"a".repeat(129)])]).is_err());
+        let both = Condition::HostHeader {
+            values: vec!["a.example.com".into()],
+            regex_values: vec!["^b".into()],
+        };
+        assert!(validate_conditions(&[both]).is_err(), "values and regexes");
+        let six: Vec<String> = (0..6).map(|i| format!("^/{i}")).collect();
+        let six: Vec<&str> = six.iter().map(String::as_str).collect();
+        assert!(validate_conditions(&[regex(&six)]).is_err(), "six values");
     }
 
     #[test]
@@ -410,6 +496,7 @@ mod tests {
         let header = |name: &str| Condition::HttpHeader {
             name: name.into(),
             values: vec!["x".into()],
+            regex_values: Vec::new(),
         };
         assert!(validate_conditions(&[header("User-Agent"), header("X-Env")]).is_ok());
         assert!(validate_conditions(&[header("Host")]).is_err());

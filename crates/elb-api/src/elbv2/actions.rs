@@ -141,31 +141,42 @@ pub(super) fn condition_params(params: &Params) -> Result<Vec<Condition>, ApiErr
     for c in params.structs("Conditions.member")? {
         let field = c.required("Field")?.to_owned();
         let legacy = c.list("Values.member")?;
-        let values = |config: &str| -> Result<Vec<String>, ApiError> {
-            let mut values = c.list(&format!("{config}.Values.member"))?;
+        let legacy_regex = c.list("RegexValues.member")?;
+        // The config's list and the legacy one beside it make one.
+        let with = |config: &str, list: &str, legacy: &[String]| -> Result<Vec<String>, ApiError> {
+            let mut values = c.list(&format!("{config}.{list}.member"))?;
             values.extend(legacy.iter().cloned());
             Ok(values)
         };
-        if legacy.len() > 1 && matches!(field.as_str(), "host-header" | "path-pattern") {
+        let host_or_path = matches!(field.as_str(), "host-header" | "path-pattern");
+        if host_or_path && (legacy.len() > 1 || legacy_regex.len() > 1) {
             return Err(ApiError::validation(format!(
                 "A '{field}' condition field contains too many values; the limit is '1'"
             )));
         }
         let condition = match field.as_str() {
             "host-header" => Condition::HostHeader {
-                values: values("HostHeaderConfig")?,
+                values: with("HostHeaderConfig", "Values", &legacy)?,
+                regex_values: with("HostHeaderConfig", "RegexValues", &legacy_regex)?,
             },
             "path-pattern" => Condition::PathPattern {
-                values: values("PathPatternConfig")?,
+                values: with("PathPatternConfig", "Values", &legacy)?,
+                regex_values: with("PathPatternConfig", "RegexValues", &legacy_regex)?,
             },
-            other if !legacy.is_empty() => {
+            other if !legacy.is_empty() || !legacy_regex.is_empty() => {
+                let given = if legacy.is_empty() {
+                    "RegexValues"
+                } else {
+                    "Values"
+                };
                 return Err(ApiError::validation(format!(
-                    "The 'Values' field is not compatible with '{other}'"
+                    "The '{given}' field is not compatible with '{other}'"
                 )));
             }
             "http-header" => Condition::HttpHeader {
                 name: c.required("HttpHeaderConfig.HttpHeaderName")?.to_owned(),
                 values: c.list("HttpHeaderConfig.Values.member")?,
+                regex_values: c.list("HttpHeaderConfig.RegexValues.member")?,
             },
             "http-request-method" => Condition::HttpRequestMethod {
                 values: c.list("HttpRequestMethodConfig.Values.member")?,
@@ -265,22 +276,32 @@ pub(super) fn render_conditions(x: &mut Xml, conditions: &[Condition]) {
     x.members("Conditions", conditions, |x, c| {
         x.leaf("Field", c.field());
         match c {
-            Condition::HostHeader { values } => {
-                x.text_members("Values", values);
+            Condition::HostHeader {
+                values,
+                regex_values,
+            } => {
+                render_patterns(x, values, regex_values);
                 x.node("HostHeaderConfig", |x| {
-                    x.text_members("Values", values);
+                    render_patterns(x, values, regex_values)
                 });
             }
-            Condition::PathPattern { values } => {
-                x.text_members("Values", values);
+            Condition::PathPattern {
+                values,
+                regex_values,
+            } => {
+                render_patterns(x, values, regex_values);
                 x.node("PathPatternConfig", |x| {
-                    x.text_members("Values", values);
+                    render_patterns(x, values, regex_values)
                 });
             }
-            Condition::HttpHeader { name, values } => {
+            Condition::HttpHeader {
+                name,
+                values,
+                regex_values,
+            } => {
                 x.node("HttpHeaderConfig", |x| {
-                    x.leaf("HttpHeaderName", name)
-                        .text_members("Values", values);
+                    x.leaf("HttpHeaderName", name);
+                    render_patterns(x, values, regex_values);
                 });
             }
             Condition::HttpRequestMethod { values } => {
@@ -305,4 +326,13 @@ pub(super) fn render_conditions(x: &mut Xml, conditions: &[Condition]) {
             }
         }
     });
+}
+
+/// A host, path or header condition's wildcard values or regular expressions, whichever it has.
+fn render_patterns(x: &mut Xml, values: &[String], regex_values: &[String]) {
+    if regex_values.is_empty() {
+        x.text_members("Values", values);
+    } else {
+        x.text_members("RegexValues", regex_values);
+    }
 }

@@ -77,6 +77,7 @@ mod tests {
     fn the_first_matching_rule_decides_else_the_default_and_some_requests_are_refused_first() {
         let rules = vec![(
             vec![Matcher::compile(&Condition::PathPattern {
+                regex_values: Vec::new(),
                 values: vec!["/api/*".into()],
             })],
             Rule {
@@ -90,6 +91,7 @@ mod tests {
         let view = |method, path| RequestView {
             method,
             host: Some("a"),
+            authority: Some("a"),
             path,
             query: None,
             headers: &headers,

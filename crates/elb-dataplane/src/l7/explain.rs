@@ -198,6 +198,7 @@ pub fn explain(
     let view = RequestView {
         method: &question.method,
         host: Some(host),
+        authority: Some(host_header.unwrap_or(&route.dns_name)),
         path,
         query,
         headers: &question.headers,
@@ -389,13 +390,14 @@ fn group_trace(
     }
 }
 
-/// `path-pattern ["/api/*", "/v2"]`.
+/// `path-pattern ["/api/*", "/v2"]`; regular expressions as `path-pattern regex ["^/v[0-9]/"]`.
 pub fn describe(condition: &Condition) -> String {
     let values: Vec<String> = match condition {
-        Condition::HostHeader { values }
-        | Condition::PathPattern { values }
+        c if !c.regex_values().is_empty() => c.regex_values().to_vec(),
+        Condition::HostHeader { values, .. }
+        | Condition::PathPattern { values, .. }
+        | Condition::HttpHeader { values, .. }
         | Condition::HttpRequestMethod { values } => values.clone(),
-        Condition::HttpHeader { values, .. } => values.clone(),
         Condition::QueryString { values } => values
             .iter()
             .map(|p| match &p.key {
@@ -405,16 +407,22 @@ pub fn describe(condition: &Condition) -> String {
             .collect(),
         Condition::SourceIp { values } => values.iter().map(ToString::to_string).collect(),
     };
-    let field = match condition {
+    let mut field = match condition {
         Condition::HttpHeader { name, .. } => format!("http-header {name}"),
         other => other.field().to_owned(),
     };
+    if !condition.regex_values().is_empty() {
+        field.push_str(" regex");
+    }
     format!("{field} {values:?}")
 }
 
 /// What the request shows `condition`.
 fn saw(condition: &Condition, view: &RequestView<'_>) -> String {
     match condition {
+        Condition::HostHeader { regex_values, .. } if !regex_values.is_empty() => {
+            view.authority.unwrap_or("-").to_owned()
+        }
         Condition::HostHeader { .. } => view.host.unwrap_or("-").to_owned(),
         Condition::PathPattern { .. } => view.path.to_owned(),
         Condition::HttpRequestMethod { .. } => view.method.to_owned(),

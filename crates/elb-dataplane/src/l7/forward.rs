@@ -85,6 +85,7 @@ async fn route_request(
     let view = RequestView {
         method: req.method().as_str(),
         host: Some(strip_port(&host)),
+        authority: Some(&host),
         path: req.uri().path(),
         query: req.uri().query(),
         headers: req.headers(),

@@ -4,9 +4,10 @@
 
 use std::net::IpAddr;
 
-use elb_model::Condition;
+use elb_model::{Condition, condition_regex};
 use http::header::{HeaderMap, HeaderName};
 use ipnet::IpNet;
+use regex::bytes::Regex;
 
 /// A `*`/`?` wildcard pattern, as AWS's conditions use them: `*` is any run of characters
 /// (even none), `?` exactly one, `\*` and `\?` the characters themselves.
@@ -97,11 +98,53 @@ impl Glob {
     }
 }
 
+/// A condition's values: wildcard patterns, matched whole, or regular expressions, found
+/// anywhere in the text ([`elb_model::condition_regex`]).
+#[derive(Debug, Clone)]
+pub enum Patterns {
+    Globs(Vec<Glob>),
+    Regexes(Vec<Regex>),
+}
+
+impl Patterns {
+    fn compile(values: &[String], regex_values: &[String], case_insensitive: bool) -> Self {
+        if regex_values.is_empty() {
+            Self::Globs(
+                values
+                    .iter()
+                    .map(|v| Glob::new(v, case_insensitive))
+                    .collect(),
+            )
+        } else {
+            Self::Regexes(
+                regex_values
+                    .iter()
+                    .map(|r| condition_regex(r).expect("regular expressions were validated"))
+                    .collect(),
+            )
+        }
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        match self {
+            Self::Globs(globs) => globs.iter().any(|g| g.matches(text)),
+            Self::Regexes(regexes) => regexes.iter().any(|r| r.is_match(text.as_bytes())),
+        }
+    }
+
+    fn is_regex(&self) -> bool {
+        matches!(self, Self::Regexes(_))
+    }
+}
+
 /// What the conditions look at in a request.
 pub struct RequestView<'a> {
     pub method: &'a str,
     /// The Host, without its port.
     pub host: Option<&'a str>,
+    /// The Host as sent, with its port if it has one: what regular expressions are matched
+    /// against (a wildcard value cannot name a port).
+    pub authority: Option<&'a str>,
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
@@ -111,9 +154,9 @@ pub struct RequestView<'a> {
 /// One compiled condition.
 #[derive(Debug, Clone)]
 pub enum Matcher {
-    Host(Vec<Glob>),
-    Path(Vec<Glob>),
-    Header(HeaderName, Vec<Glob>),
+    Host(Patterns),
+    Path(Patterns),
+    Header(HeaderName, Patterns),
     Method(Vec<String>),
     Query(Vec<(Option<Glob>, Glob)>),
     Source(Vec<IpNet>),
@@ -121,13 +164,22 @@ pub enum Matcher {
 
 impl Matcher {
     pub fn compile(condition: &Condition) -> Self {
-        let globs = |values: &[String], ci| values.iter().map(|v| Glob::new(v, ci)).collect();
         match condition {
-            Condition::HostHeader { values } => Self::Host(globs(values, true)),
-            Condition::PathPattern { values } => Self::Path(globs(values, false)),
-            Condition::HttpHeader { name, values } => Self::Header(
+            Condition::HostHeader {
+                values,
+                regex_values,
+            } => Self::Host(Patterns::compile(values, regex_values, true)),
+            Condition::PathPattern {
+                values,
+                regex_values,
+            } => Self::Path(Patterns::compile(values, regex_values, false)),
+            Condition::HttpHeader {
+                name,
+                values,
+                regex_values,
+            } => Self::Header(
                 HeaderName::try_from(name.as_str()).expect("header names were validated"),
-                globs(values, true),
+                Patterns::compile(values, regex_values, true),
             ),
             Condition::HttpRequestMethod { values } => Self::Method(values.clone()),
             Condition::QueryString { values } => Self::Query(
@@ -148,14 +200,21 @@ impl Matcher {
     /// Whether any of the condition's values matches the request.
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
         match self {
-            Self::Host(globs) => req.host.is_some_and(|h| globs.iter().any(|g| g.matches(h))),
-            Self::Path(globs) => globs.iter().any(|g| g.matches(req.path)),
-            Self::Header(name, globs) => req
+            Self::Host(patterns) => {
+                let host = if patterns.is_regex() {
+                    req.authority
+                } else {
+                    req.host
+                };
+                host.is_some_and(|h| patterns.matches(h))
+            }
+            Self::Path(patterns) => patterns.matches(req.path),
+            Self::Header(name, patterns) => req
                 .headers
                 .get_all(name)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .any(|v| globs.iter().any(|g| g.matches(v))),
+                .any(|v| patterns.matches(v)),
             Self::Method(methods) => methods.iter().any(|m| m == req.method),
             Self::Query(pairs) => req.query.is_some_and(|q| {
                 form_urlencoded::parse(q.as_bytes()).any(|(key, value)| {

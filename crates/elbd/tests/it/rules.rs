@@ -1,5 +1,6 @@
-//! Listener rules through the API and real requests: every condition type, redirect, fixed
-//! response, weighted forwarding, and least outstanding requests.
+//! Listener rules through the API and real requests: every condition type (wildcard values
+//! and regular expressions), redirect, fixed response, weighted forwarding, and least
+//! outstanding requests.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -149,6 +150,38 @@ async fn rules_route_by_every_condition_and_act_as_aws() {
     );
     setup.rule(80, "Field=path-pattern,Values=/split", &weighted);
     setup.rule(90, "Field=path-pattern,Values=/lor", &setup.forward("lor"));
+    // Regular expressions: found anywhere unless anchored; the host's with its port.
+    setup.rule(
+        15,
+        r#"[{"Field":"path-pattern","PathPatternConfig":{"RegexValues":["^/v[0-9]+/items$"]}}]"#,
+        &fixed("path-regex"),
+    );
+    setup.rule(
+        25,
+        r#"[{"Field":"host-header","HostHeaderConfig":{"RegexValues":["^app-[0-9]+\\.site\\.test:[0-9]+$"]}}]"#,
+        &fixed("host-regex"),
+    );
+    setup.rule(
+        35,
+        r#"[{"Field":"http-header","HttpHeaderConfig":{"HttpHeaderName":"X-Build","RegexValues":["rc-[0-9]"]}}]"#,
+        &fixed("header-regex"),
+    );
+    let lookahead = setup.aws.err(&[
+        "elbv2",
+        "create-rule",
+        "--listener-arn",
+        &setup.listener,
+        "--priority",
+        "95",
+        "--conditions",
+        r#"[{"Field":"path-pattern","PathPatternConfig":{"RegexValues":["^/a(?=b)"]}}]"#,
+        "--actions",
+        &fixed("never"),
+    ]);
+    assert!(
+        lookahead.contains("ValidationError") && lookahead.contains("^/a(?=b)"),
+        "{lookahead}"
+    );
     let taken = setup.aws.err(&[
         "elbv2",
         "create-rule",
@@ -167,8 +200,19 @@ async fn rules_route_by_every_condition_and_act_as_aws() {
         .ok(&["elbv2", "describe-rules", "--listener-arn", &setup.listener]);
     assert_eq!(
         rules["Rules"].as_array().unwrap().len(),
-        10,
-        "nine rules and the default"
+        13,
+        "twelve rules and the default"
+    );
+    let described = rules["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["Priority"] == "15")
+        .unwrap();
+    assert_eq!(
+        described["Conditions"][0]["PathPatternConfig"]["RegexValues"],
+        serde_json::json!(["^/v[0-9]+/items$"]),
+        "{described}"
     );
 
     for tg in setup.groups.values() {
@@ -202,6 +246,21 @@ async fn rules_route_by_every_condition_and_act_as_aws() {
         "host"
     );
     assert_eq!(curl(&url("/"), &["-H", "X-Env: canary"]).body, "header");
+    assert_eq!(curl(&url("/v12/items"), &[]).body, "path-regex");
+    assert_eq!(
+        curl(&url("/v12/items/x"), &[]).body,
+        targets[0].to_string(),
+        "anchored at the end"
+    );
+    assert_eq!(
+        curl(&url("/"), &["-H", "Host: app-7.site.test:8080"]).body,
+        "host-regex"
+    );
+    assert_eq!(
+        curl(&url("/"), &["-H", "X-Build: 2.0-rc-3"]).body,
+        "header-regex",
+        "found anywhere"
+    );
     assert_eq!(curl(&url("/"), &["-X", "DELETE"]).body, "method");
     assert_eq!(
         curl(&url("/?debug=TRUE"), &[]).body,

@@ -432,6 +432,7 @@ fn take_request<'r>(
     let view = RequestView {
         method,
         host: Some(strip_port(facts.host)),
+        authority: Some(facts.host),
         path,
         query,
         headers: &headers,

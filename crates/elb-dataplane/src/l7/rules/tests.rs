@@ -34,6 +34,7 @@ fn view<'a>(headers: &'a HeaderMap, path: &'a str, query: Option<&'a str>) -> Re
     RequestView {
         method: "GET",
         host: Some("api.example.com"),
+        authority: Some("api.example.com:8443"),
         path,
         query,
         headers,
@@ -51,28 +52,34 @@ fn every_condition_type() {
     let m = |c: Condition| Matcher::compile(&c).matches(&req);
     let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert!(m(Condition::HostHeader {
-        values: s(&["*.example.com"])
+        values: s(&["*.example.com"]),
+        regex_values: Vec::new(),
     }));
     assert!(!m(Condition::HostHeader {
-        values: s(&["www.example.com"])
+        values: s(&["www.example.com"]),
+        regex_values: Vec::new(),
     }));
     assert!(m(Condition::PathPattern {
-        values: s(&["/img/*", "/api/*"])
+        values: s(&["/img/*", "/api/*"]),
+        regex_values: Vec::new(),
     }));
     assert!(m(Condition::HttpHeader {
         name: "User-Agent".into(),
-        values: s(&["*CURL*"])
+        values: s(&["*CURL*"]),
+        regex_values: Vec::new(),
     }));
     assert!(
         m(Condition::HttpHeader {
             name: "x-env".into(),
-            values: s(&["canary"])
+            values: s(&["canary"]),
+            regex_values: Vec::new(),
         }),
         "each occurrence"
     );
     assert!(!m(Condition::HttpHeader {
         name: "x-missing".into(),
-        values: s(&["*"])
+        values: s(&["*"]),
+        regex_values: Vec::new(),
     }));
     assert!(m(Condition::HttpRequestMethod {
         values: s(&["POST", "GET"])
@@ -108,11 +115,43 @@ fn every_condition_type() {
 }
 
 #[test]
+fn regular_expressions_are_found_anywhere_and_see_the_host_with_its_port() {
+    let mut headers = HeaderMap::new();
+    headers.append("x-env", "staging-7".parse().unwrap());
+    let req = view(&headers, "/api/v2/users", None);
+    let m = |c: Condition| Matcher::compile(&c).matches(&req);
+    let r = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let host = |v: &[&str]| Condition::HostHeader {
+        values: Vec::new(),
+        regex_values: r(v),
+    };
+    let path = |v: &[&str]| Condition::PathPattern {
+        values: Vec::new(),
+        regex_values: r(v),
+    };
+    assert!(
+        m(host(&["^api\\.example\\.com:8443$"])),
+        "the port is there"
+    );
+    assert!(!m(host(&["^api\\.example\\.com$"])));
+    assert!(m(path(&["/v[0-9]+/"])), "found anywhere");
+    assert!(!m(path(&["^/v[0-9]+/"])));
+    assert!(!m(path(&["/API/"])), "case-sensitive");
+    assert!(m(path(&["(?i)/API/"])));
+    assert!(m(Condition::HttpHeader {
+        name: "x-env".into(),
+        values: Vec::new(),
+        regex_values: r(&["^(staging|canary)-[0-9]$"]),
+    }));
+}
+
+#[test]
 fn the_first_matching_rule_in_priority_order_wins() {
     let headers = HeaderMap::new();
     let path = |p: &str| {
         vec![Matcher::compile(&Condition::PathPattern {
             values: vec![p.into()],
+            regex_values: Vec::new(),
         })]
     };
     let rules = vec![(path("/api/admin/*"), "admin"), (path("/api/*"), "api")];

@@ -634,6 +634,7 @@ fn path_rule(
         priority,
         conditions: vec![Condition::PathPattern {
             values: vec![path.into()],
+            regex_values: Vec::new(),
         }],
         actions: vec![Action::forward(tg)],
         action_order: None,
