@@ -158,12 +158,14 @@ impl DataPlane {
     /// before the first [`DataPlane::apply`].
     pub fn inherit(&mut self, sockets: Vec<binder::Handed>) {
         self.binder.inherit(sockets);
+        self.endpoints.set_adopting(true);
     }
 
     /// Closes the sockets handed over that no state applied wanted: once the state the old
-    /// process left is applied.
+    /// process left is applied. Endpoints started after this are new to this host.
     pub fn forget_inherited(&mut self) {
         self.binder.forget_inherited();
+        self.endpoints.set_adopting(false);
     }
 
     /// Another descriptor of every listening socket, for a process taking over.

@@ -126,6 +126,10 @@ pub struct FlowTable {
     flows: HashMap<FlowKey, Entry>,
     /// When a full table was last swept.
     swept_full_ms: Option<u64>,
+    /// Taking over from another process: its TCP connections run on without a SYN here, so
+    /// for one TCP idle timeout any TCP packet may start a flow (to the appliance the shared
+    /// seed's hash gives, the one the old process chose unless the appliances changed).
+    adopting: bool,
 }
 
 /// The group as a packet's route needs it.
@@ -153,6 +157,16 @@ impl FlowTable {
             seed,
             flows: HashMap::new(),
             swept_full_ms: None,
+            adopting: false,
+        }
+    }
+
+    /// A table started by a process taking over from one that ran the endpoint (with its
+    /// seed): the connections already open are adopted rather than dropped.
+    pub fn adopting(seed: u64) -> Self {
+        Self {
+            adopting: true,
+            ..Self::new(seed)
         }
     }
 
@@ -182,6 +196,7 @@ impl FlowTable {
         }
         .as_millis() as u64;
         let full = self.flows.len() >= MAX_FLOWS;
+        let adopts = self.adopts(policy, now_ms);
         let live = self
             .flows
             .get_mut(&key)
@@ -199,9 +214,10 @@ impl FlowTable {
             // A live flow moves (its appliance left, or failed under `rebalance`), whatever
             // the packet.
             Some(_) => {}
-            // Without a live flow only a SYN starts a TCP one, unless the table is full:
-            // its flows may be ones it had no room to keep, routed by the hash alone.
-            None if flow.protocol == ip::TCP && !flow.syn && !full => {
+            // Without a live flow only a SYN starts a TCP one, unless the table is full (its
+            // flows may be ones it had no room to keep, routed by the hash alone) or adopting
+            // another process's.
+            None if flow.protocol == ip::TCP && !flow.syn && !full && !adopts => {
                 return None;
             }
             None => {}
@@ -235,6 +251,12 @@ impl FlowTable {
             cookie,
             new: kept || flow.protocol != ip::TCP || flow.syn,
         })
+    }
+
+    /// Whether a TCP packet without a SYN may still start a flow: while adopting, within the
+    /// TCP idle timeout of the table's start (`now_ms` counts from it).
+    fn adopts(&self, policy: &Policy, now_ms: u64) -> bool {
+        self.adopting && u128::from(now_ms) < policy.tcp_idle.as_millis()
     }
 
     /// Forgets flows idle past their timeout at `now_ms`; returns how many ended.
@@ -378,6 +400,37 @@ mod tests {
                 1 + usize::from(stickiness == Stickiness::ThreeTuple)
             );
         }
+    }
+
+    #[test]
+    fn a_table_taking_over_adopts_open_connections_for_one_idle_timeout() {
+        let set = appliances(2);
+        let data = Headers {
+            syn: false,
+            ..tcp(1, 40_000)
+        };
+        assert!(
+            FlowTable::new(SEED)
+                .route(&data, &POLICY, &set, 0)
+                .is_none()
+        );
+        let mut table = FlowTable::adopting(SEED);
+        let adopted = table.route(&data, &POLICY, &set, 1_000).unwrap();
+        // Where the old process, with the same seed, sent the connection's SYN.
+        let mut old = FlowTable::new(SEED);
+        let first = old.route(&tcp(1, 40_000), &POLICY, &set, 0).unwrap();
+        assert_eq!(
+            (adopted.appliance, adopted.cookie),
+            (first.appliance, first.cookie)
+        );
+        let other = Headers {
+            syn: false,
+            ..tcp(2, 40_000)
+        };
+        assert!(
+            table.route(&other, &POLICY, &set, 350_000).is_none(),
+            "only within the TCP idle timeout"
+        );
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub(crate) struct Endpoints {
     running: HashMap<String, Running>,
     /// Endpoint id → `Err(why)` when its interface could not be made, `Ok` once it is up.
     status: HashMap<String, Result<(), String>>,
+    /// Taking over from another process until its state is applied: the endpoints started
+    /// meanwhile adopt the connections already open (`FlowTable::adopting`).
+    adopting: bool,
 }
 
 impl Endpoints {
@@ -92,7 +95,13 @@ impl Endpoints {
             shared,
             running: HashMap::new(),
             status: HashMap::new(),
+            adopting: false,
         }
+    }
+
+    /// Whether endpoints started from now on adopt another process's connections.
+    pub(crate) fn set_adopting(&mut self, adopting: bool) {
+        self.adopting = adopting;
     }
 
     /// Makes the interfaces of `table`'s endpoints that are not up yet, and removes those of
@@ -134,6 +143,7 @@ impl Endpoints {
                         table.clone(),
                         self.shared.clone(),
                         stopped,
+                        self.adopting,
                     ));
                     let running = Running {
                         endpoint_id: route.endpoint_id,

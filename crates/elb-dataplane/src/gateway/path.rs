@@ -46,9 +46,14 @@ pub(super) async fn carry(
     table: Arc<ArcSwap<RoutingTable>>,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
+    adopting: bool,
 ) {
     let start = Instant::now();
-    let mut flows = FlowTable::new(route.seed);
+    let mut flows = if adopting {
+        FlowTable::adopting(route.seed)
+    } else {
+        FlowTable::new(route.seed)
+    };
     // The node's ActiveFlowCount holds this table's flows: `counted` of them, in `metrics`.
     let mut metrics = route.metrics.clone();
     let mut counted = 0;

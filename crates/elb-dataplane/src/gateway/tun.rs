@@ -4,7 +4,6 @@
 //! queue of it drops its device.
 
 use std::io;
-use std::path::Path;
 
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
@@ -25,28 +24,27 @@ impl Tun {
     /// Creates the interface `name`, up, with AWS's MTU, or attaches to it if it exists. It is
     /// a multi-queue interface, so that a process taking over (elbd's hand-over) attaches a
     /// queue of its own while the old process still holds one: the interface, and the routes
-    /// that lead into it, outlive the hand-over. Endpoints carry IPv4 (their address type is
-    /// ipv4): the interface takes IPv6 off before it first comes up, so that the kernel sends
-    /// no router solicitations through it to the appliances (inner IPv6 packets do not pass it
-    /// either).
+    /// that lead into it, outlive the hand-over. What follows the attach is the same whether
+    /// the interface is new (down) or another process's (up), so it never takes a live one
+    /// down: IPv6 off (endpoints carry IPv4: the kernel then sends no router solicitations
+    /// through it to the appliances, and inner IPv6 packets do not pass it either), AWS's
+    /// MTU, up.
     pub(crate) fn create(name: &str) -> io::Result<Self> {
-        let builder = DeviceBuilder::new().name(name).multi_queue(true);
-        if Path::new("/sys/class/net").join(name).exists() {
-            // As the process that made it left it: up, with its MTU. One made without
-            // multi-queue (by an elbd before it had them) takes no second queue: busy until
-            // its process lets go of it.
-            let device = builder.inherit_enable_state().build_async().map_err(|e| {
-                match e.raw_os_error() {
-                    Some(EINVAL) => io::Error::from_raw_os_error(EBUSY),
-                    _ => e,
-                }
+        let device = DeviceBuilder::new()
+            .name(name)
+            .multi_queue(true)
+            .inherit_enable_state()
+            .build_async()
+            .map_err(|e| match e.raw_os_error() {
+                Some(EINVAL) if held_single_queue(name) => io::Error::from_raw_os_error(EBUSY),
+                _ => e,
             })?;
-            return Ok(Self { device });
-        }
-        let device = builder.mtu(MTU).enable(false).build_async()?;
         let sysctl = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
         if let Err(e) = std::fs::write(&sysctl, "1") {
             tracing::warn!(interface = name, error = %e, "IPv6 left on: the kernel may send its own packets through the endpoint");
+        }
+        if device.mtu()? != MTU {
+            device.set_mtu(MTU)?;
         }
         device.enabled(true)?;
         Ok(Self { device })
@@ -78,4 +76,14 @@ impl Tun {
     pub(crate) fn send(&self, packet: &[u8]) -> io::Result<usize> {
         self.device.try_send(packet)
     }
+}
+
+/// Whether `name` is a TUN interface made without multi-queue (by an elbd before it had them):
+/// it takes no second queue, and is busy until its process lets go of it.
+fn held_single_queue(name: &str) -> bool {
+    const IFF_MULTI_QUEUE: u32 = 0x100;
+    std::fs::read_to_string(format!("/sys/class/net/{name}/tun_flags"))
+        .ok()
+        .and_then(|flags| u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).ok())
+        .is_some_and(|flags| flags & IFF_MULTI_QUEUE == 0)
 }

@@ -240,7 +240,7 @@ async fn proxy(
     }
 
     let idle_timeout = route.http.idle_timeout;
-    let sent_at = Instant::now();
+    let mut sent_at = Instant::now();
     if let Some(facts) = tally.outcome.facts() {
         facts.dispatched = Some(facts.started.elapsed());
     }
@@ -263,6 +263,8 @@ async fn proxy(
                     counter.fetch_add(1, Ordering::Relaxed);
                     (target, _in_flight) = other;
                     tally.outcome.target = Some(target.addr);
+                    // The target's time is the last attempt's, as on the relay.
+                    sent_at = Instant::now();
                     req = unsent;
                 }
                 Err((e, _)) => return Err(ProxyError::from_pool(e)),

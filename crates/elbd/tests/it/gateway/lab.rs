@@ -138,6 +138,15 @@ impl Gateway {
         );
         let log = gateway.dir.join("echo.log");
         gateway.lab.spawn("dest", &["python3", "-c", &echo], &log);
+        let tcp_echo = format!(
+            "import socket, threading\ns = socket.create_server(('{dest}', {ECHO_PORT}))\n\
+             def serve(c):\n    while d := c.recv(64):\n        c.sendall(d)\n\
+             while True:\n    c, _ = s.accept()\n    threading.Thread(target=serve, args=(c,), daemon=True).start()\n"
+        );
+        let log = gateway.dir.join("tcp-echo.log");
+        gateway
+            .lab
+            .spawn("dest", &["python3", "-c", &tcp_echo], &log);
         let data = gateway.dir.join("data");
         gateway.elbd_args = [
             env!("CARGO_BIN_EXE_elbd"),
@@ -492,6 +501,38 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// One TCP connection from the client to the destination's echo, kept open, a line every
+    /// 100 ms; each echo heard is a line in the returned log (seconds since the epoch). The
+    /// script ends if the connection does.
+    fn start_tcp_pinger(&mut self) -> PathBuf {
+        let log = self.dir.join("tcp-pinger.log");
+        let script = format!(
+            "import socket, time\nc = socket.create_connection(('{}', {ECHO_PORT}), timeout=0.5)\n\
+             log = open('{}', 'a', buffering=1)\n\
+             while True:\n    c.sendall(b'ping')\n    try:\n        c.recv(64)\n        \
+             print(time.time(), file=log)\n        time.sleep(0.1)\n    except socket.timeout:\n        pass\n",
+            self.ip("dest"),
+            log.display(),
+        );
+        let err = self.dir.join("tcp-pinger.err");
+        self.lab.spawn("client", &["python3", "-c", &script], &err);
+        log
+    }
+}
+
+/// The echoes `log` heard from `since` on, and the longest gap between two of them.
+fn echoes_since(log: &Path, since: f64) -> (usize, f64) {
+    let echoes: Vec<f64> = std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .filter(|at| *at >= since)
+        .collect();
+    let gap = echoes.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    (echoes.len(), gap)
+}
+
 /// When the pinger last heard an echo (seconds since the epoch), or 0.
 fn last_echo(log: &Path) -> f64 {
     std::fs::read_to_string(log)
@@ -601,12 +642,14 @@ fn traffic_routed_through_an_endpoint_passes_the_appliances_flow_by_flow() {
 
     // A new elbd takes over in the edge. It attaches a queue of its own to the endpoint's
     // interface before the old one lets go of its queue, so the interface, and the route the
-    // operator made into it, stay: the pinger's UDP flow goes on through the appliances, and
-    // new connections pass. (Before, the interface went with the old process, and with it
-    // the route: traffic then went around the gateway.)
+    // operator made into it, stay; and it adopts the TCP connections already open, which
+    // send no SYN to it. A UDP flow and a TCP connection go on through the appliances, and
+    // new connections pass. (Before, the interface went with the old process, and with it the
+    // route: traffic then went around the gateway.)
     let pings = gateway.start_pinger();
-    gateway.wait("the pinger's echoes", Duration::from_secs(10), |_| {
-        last_echo(&pings) > 0.0
+    let tcp_pings = gateway.start_tcp_pinger();
+    gateway.wait("the pingers' echoes", Duration::from_secs(10), |_| {
+        last_echo(&pings) > 0.0 && last_echo(&tcp_pings) > 0.0
     });
     let handed_at = now();
     let next_log = gateway.dir.join("elbd-next.log");
@@ -621,25 +664,19 @@ fn traffic_routed_through_an_endpoint_passes_the_appliances_flow_by_flow() {
     gateway.wait(
         "echoes after the old elbd left",
         Duration::from_secs(5),
-        |_| last_echo(&pings) > gone_at + 1.0,
+        |_| last_echo(&pings) > gone_at + 1.0 && last_echo(&tcp_pings) > gone_at + 1.0,
     );
-    let echoes: Vec<f64> = std::fs::read_to_string(&pings)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .filter(|at| *at >= handed_at - 1.0)
-        .collect();
-    let gap = echoes.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    let (udp, udp_gap) = echoes_since(&pings, handed_at - 1.0);
+    let (tcp, tcp_gap) = echoes_since(&tcp_pings, handed_at - 1.0);
     eprintln!(
-        "gateway hand-over: {} echoes, the longest gap {gap:.2} s, the old elbd gone {:.1} s after",
-        echoes.len(),
+        "gateway hand-over: UDP {udp} echoes, the longest gap {udp_gap:.2} s; TCP {tcp} echoes, \
+         the longest gap {tcp_gap:.2} s; the old elbd gone {:.1} s after",
         gone_at - handed_at
     );
-    // The pinger sends every 0.1 s after an echo and waits 0.1 s for one.
-    assert!(
-        gap < 0.5,
-        "the flow stopped for {gap:.2} s in the hand-over"
-    );
+    // Each pinger sends every 0.1 s after an echo; a lost echo shows as a gap of 0.2 s or
+    // more (UDP waits 0.1 s for one, TCP retransmits).
+    assert!(udp_gap < 0.2, "the UDP flow lost an echo ({udp_gap:.2} s)");
+    assert!(tcp_gap < 1.0, "the TCP connection stalled ({tcp_gap:.2} s)");
     let interface = format!(
         "gwlbe-{}",
         &gateway.endpoint_id[gateway.endpoint_id.len() - 9..]
@@ -655,7 +692,15 @@ fn traffic_routed_through_an_endpoint_passes_the_appliances_flow_by_flow() {
     let pinger_end = format!("{}:{PINGER_PORT}", gateway.ip("client"));
     assert!(
         !gateway.appliances_of(&pinger_end, gone_at).is_empty(),
-        "the flow no longer passes the appliances"
+        "the UDP flow no longer passes the appliances"
+    );
+    let dest_end = format!("{}:{ECHO_PORT}", gateway.ip("dest"));
+    let tcp_through = gateway.seen().into_iter().any(|p| {
+        p.at >= gone_at && p.protocol == 6 && (p.source == dest_end || p.destination == dest_end)
+    });
+    assert!(
+        tcp_through,
+        "the TCP connection no longer passes the appliances"
     );
     assert_eq!(
         gateway.curl(),
