@@ -18,6 +18,7 @@ use crate::admission::Admission;
 use crate::binder::{BindKey, Transport};
 use crate::gateway::flows::{Policy, Standing};
 use crate::l7::desync::Mode as DesyncMode;
+use crate::l7::rewrite::Rewrites;
 use crate::l7::rules::Matcher;
 use crate::metrics::{FlowMetrics, GatewayMetrics, NodeMetrics};
 use crate::sticky::CookieSealer;
@@ -226,6 +227,8 @@ pub struct Rule {
     pub priority: u16,
     pub action: RouteAction,
     pub conditions: Vec<elb_model::Condition>,
+    /// Its transforms, for the requests it forwards; `None` without any.
+    pub(crate) rewrites: Option<Rewrites>,
 }
 
 /// What a matched rule does.

@@ -51,7 +51,8 @@ pub use network::{
 };
 pub use node::{Node, Placement};
 pub use rule::{
-    Action, Condition, FixedResponse, QueryPair, Redirect, Rule, TargetGroupWeight, condition_regex,
+    Action, Condition, FixedResponse, QueryPair, Redirect, Rewrite, Rule, TargetGroupWeight,
+    Transform, condition_regex,
 };
 pub use state::{Command, Delta, Origin, Outcome, Region, State};
 pub use target_group::{

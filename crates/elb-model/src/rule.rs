@@ -221,21 +221,67 @@ pub enum Condition {
     },
 }
 
-/// A condition's regular expression as the data plane runs it: searched for anywhere in the
-/// text (anchor it with `^` and `$`), case-sensitive unless it says `(?i)`, over bytes, with
-/// what AWS's engine lacks refused (look-around and back-references, which this engine has
-/// not either, and Unicode classes such as `\p{L}`). Linear in the text: no backtracking.
+/// A condition's (or transform's) regular expression as the data plane runs it: searched for
+/// anywhere in the text (anchor it with `^` and `$`), case-sensitive unless it says `(?i)`,
+/// over bytes. What AWS's dialect lacks is refused: look-around and back-references (which
+/// this engine lacks too), possessive quantifiers (`a*+`, which it would read as a repetition
+/// of a repetition) and Unicode classes (`\p{L}`, also behind `(?u)`); so are characters other
+/// than visible ASCII and spaces, and patterns that compile to more than 64 KiB, whose
+/// matching would cost every request: linear in the text, but by the pattern's size.
 pub fn condition_regex(pattern: &str) -> std::result::Result<regex::bytes::Regex, String> {
+    if let Some(c) = pattern.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(format!("{c:?} is not a visible ASCII character"));
+    }
+    let ast = regex_syntax::ast::parse::Parser::new()
+        .parse(pattern)
+        .map_err(|e| e.kind().to_string())?;
+    refuse_unsupported(&ast)?;
     regex::bytes::RegexBuilder::new(pattern)
         .unicode(false)
-        // Far more than 128 characters of pattern need, and far less than a hostile one
-        // would take.
-        .size_limit(1 << 20)
+        .size_limit(1 << 16)
         .build()
         .map_err(|e| match e {
             regex::Error::Syntax(why) => why.lines().last().unwrap_or_default().trim().to_owned(),
             other => other.to_string(),
         })
+}
+
+/// Refuses, anywhere in `ast`, a repetition of a repetition (a possessive quantifier in
+/// AWS's dialect) and the Unicode flag.
+fn refuse_unsupported(ast: &regex_syntax::ast::Ast) -> std::result::Result<(), String> {
+    use regex_syntax::ast::{Ast, Flag, FlagsItemKind, GroupKind};
+    let unicode = |flags: &regex_syntax::ast::Flags| {
+        // A flag after `-` is turned off.
+        let mut negated = false;
+        flags.items.iter().any(|item| match item.kind {
+            FlagsItemKind::Negation => {
+                negated = true;
+                false
+            }
+            FlagsItemKind::Flag(Flag::Unicode) => !negated,
+            FlagsItemKind::Flag(_) => false,
+        })
+    };
+    match ast {
+        Ast::Repetition(rep) => {
+            if matches!(*rep.ast, Ast::Repetition(_)) {
+                return Err("possessive quantifiers are not supported".into());
+            }
+            refuse_unsupported(&rep.ast)
+        }
+        Ast::Flags(set) if unicode(&set.flags) => Err("the Unicode flag is not supported".into()),
+        Ast::Group(group) => {
+            if let GroupKind::NonCapturing(flags) = &group.kind
+                && unicode(flags)
+            {
+                return Err("the Unicode flag is not supported".into());
+            }
+            refuse_unsupported(&group.ast)
+        }
+        Ast::Alternation(alt) => alt.asts.iter().try_for_each(refuse_unsupported),
+        Ast::Concat(concat) => concat.asts.iter().try_for_each(refuse_unsupported),
+        _ => Ok(()),
+    }
 }
 
 impl Condition {
@@ -424,6 +470,76 @@ pub fn validate_conditions(conditions: &[Condition]) -> Result<()> {
     Ok(())
 }
 
+/// One rewrite (AWS's `RewriteConfig`): the first match of `regex` ([`condition_regex`]'s
+/// dialect) is replaced by `replace`, where `$1`, `${1}` and `${name}` stand for capture
+/// groups. Text the regex does not match is left as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rewrite {
+    pub regex: String,
+    pub replace: String,
+}
+
+/// A rewrite of the requests a rule forwards (AWS's `RuleTransform`), of the Host header or
+/// of the URL (path and query): its rewrites apply in order. The rule's conditions saw the
+/// request as it came.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Transform {
+    HostHeaderRewrite { rewrites: Vec<Rewrite> },
+    UrlRewrite { rewrites: Vec<Rewrite> },
+}
+
+impl Transform {
+    /// The type as AWS spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::HostHeaderRewrite { .. } => "host-header-rewrite",
+            Self::UrlRewrite { .. } => "url-rewrite",
+        }
+    }
+
+    pub fn rewrites(&self) -> &[Rewrite] {
+        match self {
+            Self::HostHeaderRewrite { rewrites } | Self::UrlRewrite { rewrites } => rewrites,
+        }
+    }
+}
+
+/// Checks a rule's transforms: at most one of each type, each with a rewrite or more, each
+/// regular expression one the engine runs, regular expressions and replacements at most
+/// 1,024 characters.
+pub fn validate_transforms(transforms: &[Transform]) -> Result<()> {
+    for (i, t) in transforms.iter().enumerate() {
+        let bad = |why: String| {
+            Err(ModelError::validation(format!(
+                "Transform '{}': {why}",
+                t.kind()
+            )))
+        };
+        if transforms[..i].iter().any(|u| u.kind() == t.kind()) {
+            return bad("a rule can have only one of this type".into());
+        }
+        if t.rewrites().is_empty() {
+            return bad("needs a rewrite".into());
+        }
+        for Rewrite { regex, replace } in t.rewrites() {
+            if regex.is_empty() || regex.len() > 1024 || replace.len() > 1024 {
+                return bad(
+                    "a regular expression must be 1 to 1024 characters and a replacement at \
+                     most 1024"
+                        .into(),
+                );
+            }
+            if let Err(why) = condition_regex(regex) {
+                return bad(format!(
+                    "regular expression '{regex}' is not one this engine runs: {why}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A listener rule with a priority (1–50000, unique per listener).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
@@ -432,6 +548,9 @@ pub struct Rule {
     pub priority: u16,
     pub conditions: Vec<Condition>,
     pub actions: Vec<Action>,
+    /// Rewrites of the requests it forwards: at most one of each type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<Transform>,
     /// The `Order` the caller gave its action, as [`Listener::default_action_order`].
     ///
     /// [`Listener::default_action_order`]: crate::Listener::default_action_order
@@ -460,7 +579,22 @@ mod tests {
             regex_values: v.iter().map(|s| s.to_string()).collect(),
         };
         assert!(validate_conditions(&[regex(&["^/api/v[0-9]+/", "(?i)\\.png$"])]).is_ok());
-        for bad in ["(", "a(?=b)", "(a)\\1", "\\p{L}", ""] {
+        assert!(
+            validate_conditions(&[regex(&["(?-u:a)\\++", "(a+)+"])]).is_ok(),
+            "Unicode off, a literal + repeated, a repeated group"
+        );
+        for bad in [
+            "(",
+            "a(?=b)",
+            "(a)\\1",
+            "\\p{L}",
+            "(?u)\\w",
+            "(?i:(?u:a))",
+            "a*+",
+            "\u{1}",
+            "([a-z]{1,100}){1,100}",
+            "",
+        ] {
             assert!(validate_conditions(&[regex(&[bad])]).is_err(), "{bad}");
         }
         assert!(validate_conditions(&[regex(&[&"a".repeat(129)])]).is_err());
@@ -507,6 +641,31 @@ mod tests {
             validate_conditions(&[method]).is_err(),
             "methods are upper case"
         );
+    }
+
+    #[test]
+    fn transforms_are_one_of_each_type_with_runnable_regexes() {
+        let rewrite = |regex: &str| Rewrite {
+            regex: regex.into(),
+            replace: "/$1".into(),
+        };
+        let url = |regexes: &[&str]| Transform::UrlRewrite {
+            rewrites: regexes.iter().map(|r| rewrite(r)).collect(),
+        };
+        let host = Transform::HostHeaderRewrite {
+            rewrites: vec![rewrite("^(.+)\\.example\\.com$")],
+        };
+        assert!(validate_transforms(&[url(&["^/api/(.*)$"]), host.clone()]).is_ok());
+        assert!(
+            validate_transforms(&[url(&["^/a"]), url(&["^/b"])]).is_err(),
+            "two of a type"
+        );
+        assert!(validate_transforms(&[url(&[])]).is_err(), "no rewrite");
+        assert!(
+            validate_transforms(&[url(&["(?<=a)b"])]).is_err(),
+            "look-behind"
+        );
+        assert!(validate_transforms(&[url(&[&"a".repeat(1025)])]).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Actions and conditions: decoding them from Query parameters and writing them as XML.
 
-use elb_model::{Action, Condition, FixedResponse, QueryPair, Redirect, TargetGroupWeight};
+use elb_model::{
+    Action, Condition, FixedResponse, QueryPair, Redirect, Rewrite, TargetGroupWeight, Transform,
+};
 
 use crate::error::ApiError;
 use crate::query::Params;
@@ -149,7 +151,7 @@ pub(super) fn condition_params(params: &Params) -> Result<Vec<Condition>, ApiErr
             Ok(values)
         };
         let host_or_path = matches!(field.as_str(), "host-header" | "path-pattern");
-        if host_or_path && (legacy.len() > 1 || legacy_regex.len() > 1) {
+        if host_or_path && legacy.len() > 1 {
             return Err(ApiError::validation(format!(
                 "A '{field}' condition field contains too many values; the limit is '1'"
             )));
@@ -163,6 +165,12 @@ pub(super) fn condition_params(params: &Params) -> Result<Vec<Condition>, ApiErr
                 values: with("PathPatternConfig", "Values", &legacy)?,
                 regex_values: with("PathPatternConfig", "RegexValues", &legacy_regex)?,
             },
+            // The legacy RegexValues serve http-header too, as botocore's model says.
+            "http-header" if legacy.is_empty() => Condition::HttpHeader {
+                name: c.required("HttpHeaderConfig.HttpHeaderName")?.to_owned(),
+                values: c.list("HttpHeaderConfig.Values.member")?,
+                regex_values: with("HttpHeaderConfig", "RegexValues", &legacy_regex)?,
+            },
             other if !legacy.is_empty() || !legacy_regex.is_empty() => {
                 let given = if legacy.is_empty() {
                     "RegexValues"
@@ -173,11 +181,6 @@ pub(super) fn condition_params(params: &Params) -> Result<Vec<Condition>, ApiErr
                     "The '{given}' field is not compatible with '{other}'"
                 )));
             }
-            "http-header" => Condition::HttpHeader {
-                name: c.required("HttpHeaderConfig.HttpHeaderName")?.to_owned(),
-                values: c.list("HttpHeaderConfig.Values.member")?,
-                regex_values: c.list("HttpHeaderConfig.RegexValues.member")?,
-            },
             "http-request-method" => Condition::HttpRequestMethod {
                 values: c.list("HttpRequestMethodConfig.Values.member")?,
             },
@@ -335,4 +338,59 @@ fn render_patterns(x: &mut Xml, values: &[String], regex_values: &[String]) {
     } else {
         x.text_members("RegexValues", regex_values);
     }
+}
+
+/// `Transforms.member.N`: a host header rewrite and a URL rewrite, each a list of `Regex` and
+/// `Replace` pairs in its own config.
+pub(super) fn transform_params(params: &Params) -> Result<Vec<Transform>, ApiError> {
+    let mut transforms = Vec::new();
+    for t in params.structs("Transforms.member")? {
+        let kind = t.required("Type")?;
+        let config = match kind {
+            "host-header-rewrite" => "HostHeaderRewriteConfig",
+            "url-rewrite" => "UrlRewriteConfig",
+            other => {
+                return Err(ApiError::validation(format!(
+                    "Transform type '{other}' must be one of host-header-rewrite, url-rewrite"
+                )));
+            }
+        };
+        let rewrites = t
+            .structs(&format!("{config}.Rewrites.member"))?
+            .into_iter()
+            .map(|r| {
+                let rewrite = Rewrite {
+                    regex: r.required("Regex")?.to_owned(),
+                    replace: r.required("Replace")?.to_owned(),
+                };
+                r.finish()?;
+                Ok(rewrite)
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        // A config of the other type is left unread, and refused by name.
+        t.finish()?;
+        transforms.push(match kind {
+            "host-header-rewrite" => Transform::HostHeaderRewrite { rewrites },
+            _ => Transform::UrlRewrite { rewrites },
+        });
+    }
+    Ok(transforms)
+}
+
+pub(super) fn render_transforms(x: &mut Xml, transforms: &[Transform]) {
+    if transforms.is_empty() {
+        return;
+    }
+    x.members("Transforms", transforms, |x, t| {
+        x.leaf("Type", t.kind());
+        let config = match t {
+            Transform::HostHeaderRewrite { .. } => "HostHeaderRewriteConfig",
+            Transform::UrlRewrite { .. } => "UrlRewriteConfig",
+        };
+        x.node(config, |x| {
+            x.members("Rewrites", t.rewrites(), |x, r| {
+                x.leaf("Regex", &r.regex).leaf("Replace", &r.replace);
+            });
+        });
+    });
 }

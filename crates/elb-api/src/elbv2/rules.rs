@@ -3,7 +3,10 @@
 use elb_model::state::ListenerChanges;
 use elb_model::{Command, ErrorCode, Listener, ModelError, Origin, Region, Rule};
 
-use super::actions::{action_params, condition_params, render_actions, render_conditions};
+use super::actions::{
+    action_params, condition_params, render_actions, render_conditions, render_transforms,
+    transform_params,
+};
 use super::{create_then, page, tag_params, tagging};
 use crate::ApiCall;
 use crate::error::ApiError;
@@ -32,6 +35,7 @@ impl Shown<'_> {
                 render_conditions(x, &r.conditions);
                 render_actions(x, "Actions", &r.actions, r.action_order);
                 x.leaf("IsDefault", "false");
+                render_transforms(x, &r.transforms);
             }
             Self::Default(l) => {
                 x.leaf("RuleArn", &l.default_rule_arn)
@@ -55,6 +59,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
     let priority = priority(params, "Priority")?;
     let conditions = condition_params(params)?;
     let (actions, action_order) = action_params(params, "Actions.member")?;
+    let transforms = transform_params(params)?;
     let tags = tag_params(params)?;
     let create = Command::CreateRule {
         listener_arn,
@@ -62,6 +67,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         conditions,
         actions,
         action_order,
+        transforms,
         origin: Origin::Api,
     };
     let (snapshot, arn) =
@@ -137,8 +143,17 @@ pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiErr
 
 pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("RuleArn")?.to_owned();
-    // No rule has transforms (they are refused), so resetting them changes nothing.
-    params.bool("ResetTransforms")?;
+    let given = transform_params(params)?;
+    let transforms = match (params.bool("ResetTransforms")?, given.is_empty()) {
+        (Some(true), false) => {
+            return Err(ApiError::validation(
+                "If you specify Transforms, you can't specify ResetTransforms",
+            ));
+        }
+        (Some(true), true) => Some(Vec::new()),
+        (_, false) => Some(given),
+        (_, true) => None,
+    };
     let conditions = Some(condition_params(params)?).filter(|c| !c.is_empty());
     let actions = if params.structs("Actions.member")?.is_empty() {
         None
@@ -158,6 +173,12 @@ pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
                 return Err(ModelError::new(
                     ErrorCode::OperationNotPermitted,
                     "A default rule cannot have conditions",
+                ));
+            }
+            if transforms.as_ref().is_some_and(|t| !t.is_empty()) {
+                return Err(ModelError::new(
+                    ErrorCode::OperationNotPermitted,
+                    "A default rule cannot have transforms",
                 ));
             }
             // The listener may have gone since the snapshot above.
@@ -185,6 +206,7 @@ pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         let command = Command::ModifyRule {
             arn: arn.clone(),
             conditions: conditions.clone(),
+            transforms: transforms.clone(),
             action_order: actions.as_ref().and_then(|(_, order)| *order),
             actions: actions.clone().map(|(actions, _)| actions),
         };

@@ -17,6 +17,7 @@ use super::targets::choose;
 use super::{Inputs, Kept, Runtime, keep};
 use crate::access_log::NodeLog;
 use crate::l7::desync::Mode as DesyncMode;
+use crate::l7::rewrite::Rewrites;
 use crate::l7::rules::Matcher;
 use crate::metrics::dimension;
 use crate::pool::TargetPool;
@@ -74,6 +75,7 @@ impl Runtime {
                         priority: rule.priority,
                         action: action(&rule.actions),
                         conditions: rule.conditions.clone(),
+                        rewrites: Rewrites::compile(&rule.transforms),
                     };
                     (matchers.clone(), compiled)
                 })

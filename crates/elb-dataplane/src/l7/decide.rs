@@ -4,6 +4,7 @@
 
 use super::limits::MAX_FORWARDED_FOR;
 use super::rescue::ProxyError;
+use super::rewrite::Rewrites;
 use super::rules::{self, Matcher, RequestView};
 use crate::table::{HttpRoute, RouteAction, Rule};
 
@@ -13,6 +14,8 @@ pub(crate) struct Decision<'r> {
     /// The matched rule's priority; `None` for the listener's default rule.
     pub(crate) rule: Option<u16>,
     pub(crate) action: &'r RouteAction,
+    /// The rule's transforms, for a forwarded request.
+    pub(crate) rewrites: Option<&'r Rewrites>,
 }
 
 /// The load balancer's refusal of a request before anything of it is read further: TRACE
@@ -43,10 +46,12 @@ fn decide_by<'r>(
         Some(rule) => Decision {
             rule: Some(rule.priority),
             action: &rule.action,
+            rewrites: rule.rewrites.as_ref(),
         },
         None => Decision {
             rule: None,
             action: default,
+            rewrites: None,
         },
     }
 }
@@ -84,6 +89,7 @@ mod tests {
                 priority: 7,
                 action: fixed(201),
                 conditions: Vec::new(),
+                rewrites: None,
             },
         )];
         let default = fixed(404);

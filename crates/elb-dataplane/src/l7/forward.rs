@@ -22,6 +22,7 @@ use super::headers::{
 use super::limits::{check_limits, forwarded_for_count};
 use super::outcome::Tally;
 use super::rescue::{Body, ProxyError};
+use super::rewrite::Rewrites;
 use super::rules::RequestView;
 use super::stickiness::{renew_stickiness, sticky_target};
 use super::{ClientCert, now_ms, respond};
@@ -95,6 +96,10 @@ async fn route_request(
     tally.outcome.decide(&decision);
     match decision.action {
         RouteAction::Forward(forward) => {
+            let (req, host) = match decision.rewrites {
+                Some(rewrites) => rewritten(req, host, rewrites)?,
+                None => (req, host),
+            };
             let now_s = now_ms() / 1000;
             let sealer = route.sealer.as_deref();
             let Some((duration_s, sealer)) = forward.group_stickiness_s.zip(sealer) else {
@@ -139,6 +144,22 @@ async fn route_request(
         }
         RouteAction::Fixed(fixed) => Ok(respond::fixed(fixed)),
     }
+}
+
+/// The request and its Host as a rule's transforms make them, for its target.
+fn rewritten(
+    mut req: Request<Incoming>,
+    host: String,
+    rewrites: &Rewrites,
+) -> Result<(Request<Incoming>, String), ProxyError> {
+    let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+    if let Some(url) = rewrites.url(target)? {
+        let url = PathAndQuery::try_from(url).map_err(|_| ProxyError::Transform("URL"))?;
+        // The target's URI is made from its path and query (`proxy`).
+        *req.uri_mut() = Uri::from(url);
+    }
+    let host = rewrites.host(&host)?.unwrap_or(host);
+    Ok((req, host))
 }
 
 /// Sends the request to a target of `targets` (the one its stickiness cookie names, if that

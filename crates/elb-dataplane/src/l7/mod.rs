@@ -13,6 +13,7 @@ pub(crate) mod outcome;
 mod relay;
 pub mod rescue;
 mod respond;
+pub(crate) mod rewrite;
 pub mod rules;
 mod sniff;
 mod stickiness;

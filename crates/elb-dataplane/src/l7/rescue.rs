@@ -56,6 +56,8 @@ pub enum ProxyError {
     RequestTimeout,
     #[error("the node holds as many client connections as it may")]
     ConnectionLimit,
+    #[error("a rule's transform made a {0} that cannot be sent")]
+    Transform(&'static str),
 }
 
 impl ProxyError {
@@ -104,6 +106,7 @@ impl ProxyError {
             Self::Desync(_) => "Desync",
             Self::RequestTimeout => "RequestTimeout",
             Self::ConnectionLimit => "ConnectionLimit",
+            Self::Transform(_) => "TransformFailed",
         }
     }
 
@@ -124,7 +127,8 @@ impl ProxyError {
             Self::ListenerGone
             | Self::NoTargets
             | Self::NoReachableTargets
-            | Self::ConnectionLimit => Fault::Elb,
+            | Self::ConnectionLimit
+            | Self::Transform(_) => Fault::Elb,
         }
     }
 
@@ -148,6 +152,8 @@ impl ProxyError {
             | Self::ConnectionLimit => StatusCode::SERVICE_UNAVAILABLE,
             Self::TargetConnect(_) | Self::Target(_) => StatusCode::BAD_GATEWAY,
             Self::TargetConnectTimeout | Self::TargetTimeout => StatusCode::GATEWAY_TIMEOUT,
+            // As ALB answers a transform that matched and failed.
+            Self::Transform(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

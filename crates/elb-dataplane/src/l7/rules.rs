@@ -116,12 +116,9 @@ impl Patterns {
                     .collect(),
             )
         } else {
-            Self::Regexes(
-                regex_values
-                    .iter()
-                    .map(|r| condition_regex(r).expect("regular expressions were validated"))
-                    .collect(),
-            )
+            // The API validated them; one a later, stricter check refuses (stored by an
+            // earlier elbd, say) matches nothing rather than failing the whole snapshot.
+            Self::Regexes(regex_values.iter().filter_map(|r| compiled(r)).collect())
         }
     }
 
@@ -132,9 +129,31 @@ impl Patterns {
         }
     }
 
+    /// [`Patterns::matches`] over a header value, which regular expressions see as bytes
+    /// even where it is not ASCII.
+    fn matches_value(&self, value: &http::HeaderValue) -> bool {
+        match self {
+            Self::Globs(_) => value.to_str().is_ok_and(|v| self.matches(v)),
+            Self::Regexes(regexes) => regexes.iter().any(|r| r.is_match(value.as_bytes())),
+        }
+    }
+
     fn is_regex(&self) -> bool {
         matches!(self, Self::Regexes(_))
     }
+}
+
+/// `pattern` compiled, or `None` (and a warning) when it no longer passes the checks.
+pub(crate) fn compiled(pattern: &str) -> Option<Regex> {
+    condition_regex(pattern)
+        .inspect_err(|why| {
+            tracing::warn!(
+                pattern,
+                why,
+                "a stored regular expression is refused: it matches nothing"
+            )
+        })
+        .ok()
 }
 
 /// What the conditions look at in a request.
@@ -213,8 +232,7 @@ impl Matcher {
                 .headers
                 .get_all(name)
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .any(|v| patterns.matches(v)),
+                .any(|v| patterns.matches_value(v)),
             Self::Method(methods) => methods.iter().any(|m| m == req.method),
             Self::Query(pairs) => req.query.is_some_and(|q| {
                 form_urlencoded::parse(q.as_bytes()).any(|(key, value)| {

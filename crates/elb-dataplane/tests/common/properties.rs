@@ -70,7 +70,8 @@ pub(crate) fn relay_request(data: &[u8]) {
     };
     let keep_forwarded_for = data.len().is_multiple_of(2);
     let mut out = Vec::new();
-    http1::write_request(&mut out, &request, &facts, keep_forwarded_for);
+    let target = request.path.expect("a complete head has a target");
+    http1::write_request(&mut out, &request, target, &facts, keep_forwarded_for);
     // What the relay adds after the copied lines, less the headers it makes itself.
     out.extend_from_slice(b"host: ");
     out.extend_from_slice(facts.host.as_bytes());

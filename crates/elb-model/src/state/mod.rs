@@ -42,7 +42,7 @@ use crate::network::{
     VpcAttributes,
 };
 use crate::node::Node;
-use crate::rule::{Action, Condition, Rule};
+use crate::rule::{Action, Condition, Rule, Transform};
 use crate::target_group::{
     HealthCheckChanges, ProtocolVersion, Registration, TargetGroup, TargetId,
 };
@@ -410,15 +410,17 @@ pub enum Command {
         conditions: Vec<Condition>,
         actions: Vec<Action>,
         action_order: Option<u16>,
+        transforms: Vec<Transform>,
         origin: Origin,
     },
-    /// Replaces a rule's conditions and actions (each when given; the order with the
-    /// actions).
+    /// Replaces a rule's conditions, actions and transforms (each when given; the order with
+    /// the actions; no transforms resets them).
     ModifyRule {
         arn: String,
         conditions: Option<Vec<Condition>>,
         actions: Option<Vec<Action>>,
         action_order: Option<u16>,
+        transforms: Option<Vec<Transform>>,
     },
     DeleteRule {
         arn: String,
@@ -629,11 +631,12 @@ impl Region {
                 conditions,
                 actions,
                 action_order,
+                transforms,
                 origin,
             } => self.create_rule(
                 &listener_arn,
                 priority,
-                conditions,
+                (conditions, transforms),
                 (actions, action_order),
                 origin,
                 cx,
@@ -643,7 +646,12 @@ impl Region {
                 conditions,
                 actions,
                 action_order,
-            } => self.modify_rule(&arn, conditions, actions.map(|a| (a, action_order))),
+                transforms,
+            } => self.modify_rule(
+                &arn,
+                (conditions, transforms),
+                actions.map(|a| (a, action_order)),
+            ),
             Command::DeleteRule { arn } => self.delete_rule(&arn),
             Command::SetRulePriorities { priorities } => self.set_rule_priorities(&priorities),
             Command::SetInstanceState { ids, state } => self.set_instance_state(&ids, state),

@@ -4,7 +4,7 @@ use super::{Origin, Outcome, Region, Tags};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::listener::ListenerProtocol;
-use crate::rule::{Action, Condition, Rule, validate_conditions};
+use crate::rule::{Action, Condition, Rule, Transform, validate_conditions, validate_transforms};
 
 /// AWS's quota of rules per application load balancer, default rules aside.
 const RULES_PER_LOAD_BALANCER: usize = 100;
@@ -14,7 +14,7 @@ impl Region {
         &mut self,
         listener_arn: &str,
         priority: u16,
-        conditions: Vec<Condition>,
+        (conditions, transforms): (Vec<Condition>, Vec<Transform>),
         (actions, action_order): (Vec<Action>, Option<u16>),
         origin: Origin,
         cx: &mut Context<'_>,
@@ -30,6 +30,7 @@ impl Region {
         }
         check_priority(priority)?;
         validate_conditions(&conditions)?;
+        validate_transforms(&transforms)?;
         self.check_actions(&lb_arn, protocol, &actions)?;
         if let Some(same) = self
             .rules
@@ -38,7 +39,8 @@ impl Region {
         {
             // A repeated identical create is idempotent, as AWS's creates are.
             let same_actions = same.actions == actions && same.action_order == action_order;
-            return if same.conditions == conditions && same_actions {
+            let same_rest = same.conditions == conditions && same.transforms == transforms;
+            return if same_rest && same_actions {
                 Ok(Outcome::Created(same.arn.clone()))
             } else {
                 Err(priority_in_use(priority))
@@ -70,6 +72,7 @@ impl Region {
                 priority,
                 conditions,
                 actions,
+                transforms,
                 action_order,
                 tags: Tags::new(),
                 origin,
@@ -81,7 +84,7 @@ impl Region {
     pub(super) fn modify_rule(
         &mut self,
         arn: &str,
-        conditions: Option<Vec<Condition>>,
+        (conditions, transforms): (Option<Vec<Condition>>, Option<Vec<Transform>>),
         actions: Option<(Vec<Action>, Option<u16>)>,
     ) -> Result<Outcome> {
         let rule = self.rule(arn)?;
@@ -90,12 +93,18 @@ impl Region {
         if let Some(conditions) = &conditions {
             validate_conditions(conditions)?;
         }
+        if let Some(transforms) = &transforms {
+            validate_transforms(transforms)?;
+        }
         if let Some((actions, _)) = &actions {
             self.check_actions(&lb_arn, protocol, actions)?;
         }
         let rule = self.rules.get_mut(arn).expect("checked above");
         if let Some(conditions) = conditions {
             rule.conditions = conditions;
+        }
+        if let Some(transforms) = transforms {
+            rule.transforms = transforms;
         }
         if let Some((actions, order)) = actions {
             rule.actions = actions;

@@ -420,8 +420,9 @@ impl Drop for Elbd {
 }
 
 /// An HTTP backend in the test process that answers with its own address after `delay`, and
-/// keeps the headers of the requests it served (health checks aside). `…/login` also sets the
-/// cookie `session`.
+/// keeps the headers of the requests it served (health checks aside), with their request
+/// target under the made-up name `x-test-request-target`. `…/login` also sets the cookie
+/// `session`.
 pub(crate) struct Backend {
     pub(crate) hits: Arc<Mutex<Vec<HeaderMap>>>,
     /// The status `/health` answers with (200 at first).
@@ -476,7 +477,13 @@ impl Backend {
                             .get("user-agent")
                             .is_some_and(|ua| ua == "ELB-HealthChecker/2.0");
                         if !probe {
-                            seen.lock().unwrap().push(req.headers().clone());
+                            let mut headers = req.headers().clone();
+                            let target = req.uri().path_and_query().map_or("", |t| t.as_str());
+                            headers.insert(
+                                "x-test-request-target",
+                                target.parse().expect("a request target is a header value"),
+                            );
+                            seen.lock().unwrap().push(headers);
                         }
                         Ok(response)
                     }

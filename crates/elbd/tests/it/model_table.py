@@ -956,6 +956,8 @@ ADJUST = {
     "DescribeTargetGroupsInput.Names": (("by", "names"), nothing),
     "DescribeTrustStoresInput.TrustStoreArns": (("by", "arns"), nothing),
     "DescribeTrustStoresInput.Names": (("by", "names"), nothing),
+    # AWS: "If you specify Transforms, you can't specify ResetTransforms".
+    "ModifyRuleInput.ResetTransforms": (("transforms", "reset"), drop("Transforms")),
     "ModifyCapacityReservationInput.MinimumLoadBalancerCapacity": (("capacity", "reserve"),
                                                                   drop("ResetCapacityReservation")),
     "ModifyIpPoolsInput.IpamPools": (("pools", "add"), drop("RemoveIpamPools")),

@@ -166,6 +166,32 @@ async fn rules_route_by_every_condition_and_act_as_aws() {
         r#"[{"Field":"http-header","HttpHeaderConfig":{"HttpHeaderName":"X-Build","RegexValues":["rc-[0-9]"]}}]"#,
         &fixed("header-regex"),
     );
+    // Transforms: the forwarded request's URL and Host rewritten; one that makes a URL that
+    // cannot be sent is a 500.
+    let transforms = r#"[{"Type":"url-rewrite","UrlRewriteConfig":{"Rewrites":[{"Regex":"^/legacy/(.*)$","Replace":"/v2/$1"}]}},{"Type":"host-header-rewrite","HostHeaderRewriteConfig":{"Rewrites":[{"Regex":"^(.+)\\.old\\.test","Replace":"$1.new.test"}]}}]"#;
+    for (priority, path, transforms) in [
+        ("12", "/legacy/*", transforms),
+        (
+            "13",
+            "/broken/*",
+            r#"[{"Type":"url-rewrite","UrlRewriteConfig":{"Rewrites":[{"Regex":"^/broken/(.*)$","Replace":"$1"}]}}]"#,
+        ),
+    ] {
+        setup.aws.ok(&[
+            "elbv2",
+            "create-rule",
+            "--listener-arn",
+            &setup.listener,
+            "--priority",
+            priority,
+            "--conditions",
+            &format!("Field=path-pattern,Values={path}"),
+            "--actions",
+            &setup.forward("b"),
+            "--transforms",
+            transforms,
+        ]);
+    }
     let lookahead = setup.aws.err(&[
         "elbv2",
         "create-rule",
@@ -200,8 +226,18 @@ async fn rules_route_by_every_condition_and_act_as_aws() {
         .ok(&["elbv2", "describe-rules", "--listener-arn", &setup.listener]);
     assert_eq!(
         rules["Rules"].as_array().unwrap().len(),
-        13,
-        "twelve rules and the default"
+        15,
+        "fourteen rules and the default"
+    );
+    let legacy = rules["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["Priority"] == "12")
+        .unwrap();
+    assert_eq!(
+        legacy["Transforms"][0]["UrlRewriteConfig"]["Rewrites"][0]["Replace"], "/v2/$1",
+        "{legacy}"
     );
     let described = rules["Rules"]
         .as_array()
@@ -246,6 +282,35 @@ async fn rules_route_by_every_condition_and_act_as_aws() {
         "host"
     );
     assert_eq!(curl(&url("/"), &["-H", "X-Env: canary"]).body, "header");
+    // On the relay (HTTP/1.1) and on the general path (HTTP/1.0) alike.
+    for version in ["--http1.1", "--http1.0"] {
+        let answer = curl(
+            &url("/legacy/items?id=3"),
+            &[version, "-H", "Host: shop.old.test:8080"],
+        );
+        assert_eq!(answer.body, targets[1].to_string(), "{version}");
+        let seen = backends[1].hits.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(seen["x-test-request-target"], "/v2/items?id=3", "{version}");
+        let host = seen["host"].to_str().unwrap();
+        assert!(host.starts_with("shop.new.test"), "{version}: {host}");
+        assert_eq!(curl(&url("/broken/x"), &[version]).status, 500, "{version}");
+    }
+    let legacy_arn = legacy["RuleArn"].as_str().unwrap();
+    let reset = setup.aws.ok(&[
+        "elbv2",
+        "modify-rule",
+        "--rule-arn",
+        legacy_arn,
+        "--reset-transforms",
+    ]);
+    assert!(reset["Rules"][0].get("Transforms").is_none(), "{reset}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    curl(&url("/legacy/items"), &[]);
+    let seen = backends[1].hits.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        seen["x-test-request-target"], "/legacy/items",
+        "no transform"
+    );
     assert_eq!(curl(&url("/v12/items"), &[]).body, "path-regex");
     assert_eq!(
         curl(&url("/v12/items/x"), &[]).body,

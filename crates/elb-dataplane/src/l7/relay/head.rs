@@ -173,18 +173,20 @@ pub(crate) fn header_map(headers: &[Header<'_>]) -> HeaderMap {
     map
 }
 
-/// Writes the request line and the header lines the target gets as the client sent them:
-/// all but the hop-by-hop ones, Host, X-Forwarded-Proto/-Port, X-Amzn-Trace-Id and (unless
-/// `keep_forwarded_for`) X-Forwarded-For, which the caller writes after. No blank line.
+/// Writes the request line, with `target` (the request's own, or a rule's rewrite of it), and
+/// the header lines the target gets as the client sent them: all but the hop-by-hop ones,
+/// Host, X-Forwarded-Proto/-Port, X-Amzn-Trace-Id and (unless `keep_forwarded_for`)
+/// X-Forwarded-For, which the caller writes after. No blank line.
 pub fn write_request(
     out: &mut Vec<u8>,
     req: &httparse::Request<'_, '_>,
+    target: &str,
     facts: &RequestFacts<'_>,
     keep_forwarded_for: bool,
 ) {
     out.extend_from_slice(req.method.unwrap_or_default().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(req.path.unwrap_or_default().as_bytes());
+    out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for header in req.headers.iter() {
         let name = header.name.as_bytes();
@@ -388,7 +390,7 @@ Content-Length: 3\r\n\r\n";
         request(head, |req| {
             let facts = inspect_request(req).unwrap();
             let mut out = Vec::new();
-            write_request(&mut out, req, &facts, false);
+            write_request(&mut out, req, req.path.unwrap(), &facts, false);
             assert_eq!(out, b"POST / HTTP/1.1\r\nContent-Length: 3\r\n");
         });
         let (facts, out) = response(
@@ -415,10 +417,10 @@ X-Amzn-Trace-Id: Root=1\r\nAccept: */*\r\n\r\n";
             assert_eq!((facts.host, facts.body, facts.close), ("a:8080", 0, false));
             assert_eq!(facts.trace, Some("Root=1"));
             let mut out = Vec::new();
-            write_request(&mut out, req, &facts, false);
+            write_request(&mut out, req, req.path.unwrap(), &facts, false);
             assert_eq!(out, b"GET /p?q=1 HTTP/1.1\r\nAccept: */*\r\n");
             out.clear();
-            write_request(&mut out, req, &facts, true);
+            write_request(&mut out, req, req.path.unwrap(), &facts, true);
             assert_eq!(
                 out,
                 b"GET /p?q=1 HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\r\nAccept: */*\r\n"

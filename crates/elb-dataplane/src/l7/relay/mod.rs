@@ -493,13 +493,28 @@ fn take_request<'r>(
         }
         return Reading::Failed(refused);
     };
+    // The rule's transforms: the target gets the URL and Host they make.
+    let (url, host) = match decision
+        .rewrites
+        .map(|r| (r.url(target), r.host(facts.host)))
+    {
+        None => (None, None),
+        Some((Ok(url), Ok(host))) => (url, host),
+        Some((Err(e), _) | (_, Err(e))) => {
+            let mut refused = failed(e, outcome);
+            group(&mut refused.outcome, targets);
+            return Reading::Failed(refused);
+        }
+    };
     outcome.log = log;
     group(&mut outcome, targets);
 
     let http = &route.http;
     out.clear();
-    head::write_request(out, &req, &facts, http.xff == XffMode::Preserve);
-    let (name, port) = target_host(facts.host, route.port, http.preserve_host);
+    let target = url.as_deref().unwrap_or(target);
+    head::write_request(out, &req, target, &facts, http.xff == XffMode::Preserve);
+    let host = host.as_deref().unwrap_or(facts.host);
+    let (name, port) = target_host(host, route.port, http.preserve_host);
     out.extend_from_slice(b"host: ");
     out.extend_from_slice(name.as_bytes());
     if let Some(port) = port {

@@ -638,6 +638,7 @@ fn path_rule(
         }],
         actions: vec![Action::forward(tg)],
         action_order: None,
+        transforms: Vec::new(),
         origin: Origin::Api,
     })
 }

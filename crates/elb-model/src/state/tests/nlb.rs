@@ -261,6 +261,7 @@ fn nlb_listeners_forward_tcp_to_one_tcp_group() {
         conditions: vec![],
         actions: vec![Action::forward(&tcp)],
         action_order: None,
+        transforms: Vec::new(),
         origin: Origin::Api,
     });
     assert_eq!(rule.unwrap_err().code, ErrorCode::ValidationError);
