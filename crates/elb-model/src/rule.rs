@@ -218,6 +218,10 @@ pub enum Condition {
     },
     SourceIp {
         values: Vec<IpNet>,
+        /// `IpAddressType`, when given: `ipv4` (IPv6, which would be the other, is not
+        /// built), echoed as given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip_address_type: Option<String>,
     },
 }
 
@@ -314,7 +318,7 @@ impl Condition {
             | Self::HttpHeader { values, .. }
             | Self::HttpRequestMethod { values } => values.len(),
             Self::QueryString { values } => values.len(),
-            Self::SourceIp { values } => values.len(),
+            Self::SourceIp { values, .. } => values.len(),
         };
         plain + self.regex_values().len()
     }
@@ -424,7 +428,26 @@ impl Condition {
                     }
                 }
             }
-            Self::SourceIp { values } => {
+            Self::SourceIp {
+                values,
+                ip_address_type,
+            } => {
+                match ip_address_type.as_deref() {
+                    None | Some("ipv4") => {}
+                    Some("ipv6") => {
+                        return Err(ModelError::new(
+                            ErrorCode::UnsupportedProtocol,
+                            "Condition 'source-ip': IpAddressType ipv6 is not built: elbd's load \
+                             balancers carry IPv4",
+                        ));
+                    }
+                    Some(other) => {
+                        return bad(format!("IpAddressType '{other}' must be ipv4 or ipv6"));
+                    }
+                }
+                if ip_address_type.is_some() && values.iter().any(|n| matches!(n, IpNet::V6(_))) {
+                    return bad("IpAddressType ipv4 takes IPv4 CIDRs only".into());
+                }
                 if values.iter().any(|n| n.to_string() == "255.255.255.255/32") {
                     return bad("255.255.255.255/32 is not allowed".into());
                 }
@@ -641,6 +664,20 @@ mod tests {
             validate_conditions(&[method]).is_err(),
             "methods are upper case"
         );
+    }
+
+    #[test]
+    fn source_ip_conditions_take_ipv4_as_their_address_type() {
+        let source = |kind: Option<&str>, cidr: &str| Condition::SourceIp {
+            values: vec![cidr.parse().unwrap()],
+            ip_address_type: kind.map(str::to_owned),
+        };
+        assert!(validate_conditions(&[source(None, "10.0.0.0/8")]).is_ok());
+        assert!(validate_conditions(&[source(Some("ipv4"), "10.0.0.0/8")]).is_ok());
+        assert!(validate_conditions(&[source(Some("ipv4"), "2001:db8::/32")]).is_err());
+        let ipv6 = validate_conditions(&[source(Some("ipv6"), "2001:db8::/32")]).unwrap_err();
+        assert_eq!(ipv6.code, ErrorCode::UnsupportedProtocol);
+        assert!(validate_conditions(&[source(Some("ipv5"), "10.0.0.0/8")]).is_err());
     }
 
     #[test]

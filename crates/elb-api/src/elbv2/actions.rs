@@ -207,6 +207,9 @@ pub(super) fn condition_params(params: &Params) -> Result<Vec<Condition>, ApiErr
                             .map_err(|_| ApiError::validation(format!("'{v}' is not a CIDR")))
                     })
                     .collect::<Result<_, _>>()?,
+                ip_address_type: c
+                    .optional("SourceIpConfig.IpAddressType")
+                    .map(str::to_owned),
             },
             other => {
                 return Err(ApiError::validation(format!(
@@ -322,9 +325,15 @@ pub(super) fn render_conditions(x: &mut Xml, conditions: &[Condition]) {
                     });
                 });
             }
-            Condition::SourceIp { values } => {
+            Condition::SourceIp {
+                values,
+                ip_address_type,
+            } => {
                 x.node("SourceIpConfig", |x| {
                     x.text_members("Values", values.iter().map(ToString::to_string));
+                    if let Some(kind) = ip_address_type {
+                        x.leaf("IpAddressType", kind);
+                    }
                 });
             }
         }

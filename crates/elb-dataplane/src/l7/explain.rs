@@ -405,7 +405,7 @@ pub fn describe(condition: &Condition) -> String {
                 None => p.value.clone(),
             })
             .collect(),
-        Condition::SourceIp { values } => values.iter().map(ToString::to_string).collect(),
+        Condition::SourceIp { values, .. } => values.iter().map(ToString::to_string).collect(),
     };
     let mut field = match condition {
         Condition::HttpHeader { name, .. } => format!("http-header {name}"),

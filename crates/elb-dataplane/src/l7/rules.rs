@@ -212,7 +212,7 @@ impl Matcher {
                     })
                     .collect(),
             ),
-            Condition::SourceIp { values } => Self::Source(values.clone()),
+            Condition::SourceIp { values, .. } => Self::Source(values.clone()),
         }
     }
 

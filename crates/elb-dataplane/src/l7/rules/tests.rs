@@ -107,10 +107,12 @@ fn every_condition_type() {
         values: vec![pair(Some("version"), "v3")]
     }));
     assert!(m(Condition::SourceIp {
-        values: vec!["127.0.9.0/24".parse().unwrap()]
+        values: vec!["127.0.9.0/24".parse().unwrap()],
+        ip_address_type: None,
     }));
     assert!(!m(Condition::SourceIp {
-        values: vec!["10.0.0.0/8".parse().unwrap()]
+        values: vec!["10.0.0.0/8".parse().unwrap()],
+        ip_address_type: None,
     }));
 }
 
