@@ -52,7 +52,7 @@ pub use network::{
 pub use node::{Node, Placement};
 pub use rule::{
     Action, Condition, FixedResponse, QueryPair, Redirect, Rewrite, Rule, TargetGroupWeight,
-    Transform, condition_regex,
+    Transform, condition_regex, expanded_replacement,
 };
 pub use state::{Command, Delta, Origin, Outcome, Region, State};
 pub use target_group::{

@@ -553,14 +553,91 @@ pub fn validate_transforms(transforms: &[Transform]) -> Result<()> {
                         .into(),
                 );
             }
-            if let Err(why) = condition_regex(regex) {
+            // Nothing a URL or a Host could carry, nor what XML cannot.
+            if let Some(c) = replace.chars().find(|c| !('!'..='~').contains(c)) {
                 return bad(format!(
-                    "regular expression '{regex}' is not one this engine runs: {why}"
+                    "replacement '{replace}': {c:?} is not a visible ASCII character"
                 ));
+            }
+            let compiled = condition_regex(regex).map_err(|why| {
+                ModelError::validation(format!(
+                    "Transform '{}': regular expression '{regex}' is not one this engine runs: \
+                     {why}",
+                    t.kind()
+                ))
+            })?;
+            let groups = compiled.captures_len();
+            for group in group_references(replace) {
+                let known = match group.parse::<usize>() {
+                    Ok(n) => n < groups,
+                    Err(_) => compiled.capture_names().flatten().any(|name| name == group),
+                };
+                if !known {
+                    return bad(format!(
+                        "replacement '{replace}' names group '{group}', which '{regex}' has not"
+                    ));
+                }
             }
         }
     }
     Ok(())
+}
+
+/// The groups a replacement names: `$1` (the digits alone, as AWS writes them: `$1a` is
+/// group 1 then `a`), `${1}`, `${name}`; `$$` is a dollar sign.
+fn group_references(replace: &str) -> Vec<&str> {
+    let mut groups = Vec::new();
+    let mut rest = replace;
+    while let Some(at) = rest.find('$') {
+        let after = &rest[at + 1..];
+        let (group, next) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) => (Some(&braced[..end]), &braced[end + 1..]),
+                None => (None, braced),
+            }
+        } else if let Some(dollar) = after.strip_prefix('$') {
+            (None, dollar)
+        } else {
+            let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            (
+                Some(&after[..digits]).filter(|d| !d.is_empty()),
+                &after[digits..],
+            )
+        };
+        groups.extend(group);
+        rest = next;
+    }
+    groups
+}
+
+/// `replace` in the regex crate's syntax, read as AWS documents it: `$1a` (which the crate
+/// would take for a group named `1a`) is group 1 then `a`, and a `$` that names no group is
+/// itself.
+pub fn expanded_replacement(replace: &str) -> String {
+    let mut out = String::with_capacity(replace.len() + 4);
+    let mut rest = replace;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        rest = if after.starts_with('{') {
+            out.push('$');
+            after
+        } else if let Some(dollar) = after.strip_prefix('$') {
+            out.push_str("$$");
+            dollar
+        } else if digits > 0 {
+            out.push_str("${");
+            out.push_str(&after[..digits]);
+            out.push('}');
+            &after[digits..]
+        } else {
+            out.push_str("$$");
+            after
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A listener rule with a priority (1–50000, unique per listener).
@@ -703,6 +780,23 @@ mod tests {
             "look-behind"
         );
         assert!(validate_transforms(&[url(&[&"a".repeat(1025)])]).is_err());
+        let with = |regex: &str, replace: &str| {
+            validate_transforms(&[Transform::UrlRewrite {
+                rewrites: vec![Rewrite {
+                    regex: regex.into(),
+                    replace: replace.into(),
+                }],
+            }])
+        };
+        assert!(with("^/(?<rest>.*)$", "/v2/${rest}$1$$").is_ok());
+        assert!(with("^/(.*)$", "/$2").is_err(), "no group 2");
+        assert!(with("^/(.*)$", "/${name}").is_err(), "no group named so");
+        assert!(with("^/(.*)$", "/a b").is_err(), "a space");
+        assert!(with("^/(.*)$", "/\u{1}").is_err(), "a control character");
+        assert_eq!(
+            expanded_replacement("/$1v2/$$/${x}/$y$"),
+            "/${1}v2/$$/${x}/$$y$$"
+        );
     }
 
     #[test]

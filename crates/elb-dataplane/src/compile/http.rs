@@ -48,6 +48,11 @@ impl Runtime {
             .iter()
             .map(|r| r.conditions.iter().map(Matcher::compile).collect())
             .collect();
+        // Once per listener, as the matchers: each node's rules take clones.
+        let rewrites: Vec<Option<Rewrites>> = rules
+            .iter()
+            .map(|r| Rewrites::compile(&r.transforms))
+            .collect();
         let header_conditions = matchers
             .iter()
             .flatten()
@@ -70,12 +75,13 @@ impl Runtime {
             let compiled_rules: Vec<_> = rules
                 .iter()
                 .zip(&matchers)
-                .map(|(rule, matchers)| {
+                .zip(&rewrites)
+                .map(|((rule, matchers), rewrites)| {
                     let compiled = Rule {
                         priority: rule.priority,
                         action: action(&rule.actions),
                         conditions: rule.conditions.clone(),
-                        rewrites: Rewrites::compile(&rule.transforms),
+                        rewrites: rewrites.clone(),
                     };
                     (matchers.clone(), compiled)
                 })

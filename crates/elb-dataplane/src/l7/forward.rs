@@ -96,15 +96,13 @@ async fn route_request(
     tally.outcome.decide(&decision);
     match decision.action {
         RouteAction::Forward(forward) => {
-            let (req, host) = match decision.rewrites {
-                Some(rewrites) => rewritten(req, host, rewrites)?,
-                None => (req, host),
-            };
+            let rewrites = decision.rewrites;
             let now_s = now_ms() / 1000;
             let sealer = route.sealer.as_deref();
             let Some((duration_s, sealer)) = forward.group_stickiness_s.zip(sealer) else {
                 let targets = forward.pick(fastrand::f64()).ok_or(ProxyError::NoTargets)?;
-                return proxy(req, route, targets, host, (peer, client), now_s, tally).await;
+                let request = (req, host, rewrites);
+                return proxy(request, route, targets, (peer, client), now_s, tally).await;
             };
             let stuck = sticky::request_cookie(req.headers(), sticky::GROUP_COOKIE)
                 .and_then(|value| sealer.open(value))
@@ -113,8 +111,8 @@ async fn route_request(
             let targets = stuck
                 .or_else(|| forward.pick(fastrand::f64()))
                 .ok_or(ProxyError::NoTargets)?;
-            let mut response =
-                proxy(req, route, targets, host, (peer, client), now_s, tally).await?;
+            let request = (req, host, rewrites);
+            let mut response = proxy(request, route, targets, (peer, client), now_s, tally).await?;
             let ticket = Ticket {
                 group: targets.group_id.clone(),
                 target: None,
@@ -152,8 +150,12 @@ fn rewritten(
     host: String,
     rewrites: &Rewrites,
 ) -> Result<(Request<Incoming>, String), ProxyError> {
-    let target = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
-    if let Some(url) = rewrites.url(target)? {
+    // What the target would get: an absolute-form request without a path asks for `/`.
+    let target = match req.uri().path_and_query().map(PathAndQuery::as_str) {
+        Some(target) if target.starts_with('/') => target.to_owned(),
+        other => format!("/{}", other.unwrap_or_default()),
+    };
+    if let Some(url) = rewrites.url(&target)? {
         let url = PathAndQuery::try_from(url).map_err(|_| ProxyError::Transform("URL"))?;
         // The target's URI is made from its path and query (`proxy`).
         *req.uri_mut() = Uri::from(url);
@@ -162,13 +164,12 @@ fn rewritten(
     Ok((req, host))
 }
 
-/// Sends the request to a target of `targets` (the one its stickiness cookie names, if that
+/// Sends the request (with its Host and its rule's transforms) to a target of `targets` (the one its stickiness cookie names, if that
 /// one may still take it) and hands back its response, with the stickiness cookies renewed.
 async fn proxy(
-    mut req: Request<Incoming>,
+    (req, host, rewrites): (Request<Incoming>, String, Option<&Rewrites>),
     route: &HttpRoute,
     targets: &HttpTargets,
-    host: String,
     (peer, client): (SocketAddr, &ClientCert),
     now_s: u64,
     tally: &mut Tally,
@@ -183,6 +184,11 @@ async fn proxy(
     if !suits(&req, targets.proto.version) {
         return Err(ProxyError::IncompatibleProtocol);
     }
+    // The rule's transforms, checked after the group as on the relay.
+    let (mut req, host) = match rewrites {
+        Some(rewrites) => rewritten(req, host, rewrites)?,
+        None => (req, host),
+    };
     let sealer = route.sealer.as_deref();
     let stuck = sealer.and_then(|s| sticky_target(req.headers(), targets, s, now_s));
     let (mut target, mut _in_flight) = match stuck.and_then(|addr| targets.endpoint(addr)) {

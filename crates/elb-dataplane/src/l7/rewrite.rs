@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use elb_model::{Rewrite, Transform};
+use elb_model::{Rewrite, Transform, expanded_replacement};
 use http::uri::{Authority, PathAndQuery};
 use regex::bytes::Regex;
 
@@ -28,7 +28,7 @@ impl Rewrites {
         let compile = |rewrites: &[Rewrite]| {
             rewrites
                 .iter()
-                .filter_map(|r| Some((compiled(&r.regex)?, r.replace.clone())))
+                .filter_map(|r| Some((compiled(&r.regex)?, expanded_replacement(&r.replace))))
                 .collect()
         };
         let mut compiled = Self::default();

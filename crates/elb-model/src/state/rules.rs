@@ -31,6 +31,9 @@ impl Region {
         check_priority(priority)?;
         validate_conditions(&conditions)?;
         validate_transforms(&transforms)?;
+        // In one order, so that a repeated create compares them as a set.
+        let mut transforms = transforms;
+        transforms.sort_by_key(Transform::kind);
         self.check_actions(&lb_arn, protocol, &actions)?;
         if let Some(same) = self
             .rules
@@ -103,7 +106,8 @@ impl Region {
         if let Some(conditions) = conditions {
             rule.conditions = conditions;
         }
-        if let Some(transforms) = transforms {
+        if let Some(mut transforms) = transforms {
+            transforms.sort_by_key(Transform::kind);
             rule.transforms = transforms;
         }
         if let Some((actions, order)) = actions {

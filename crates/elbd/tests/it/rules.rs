@@ -235,8 +235,14 @@ async fn rules_route_by_every_condition_and_act_as_aws() {
         .iter()
         .find(|r| r["Priority"] == "12")
         .unwrap();
+    let url_rewrite = legacy["Transforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["Type"] == "url-rewrite")
+        .unwrap();
     assert_eq!(
-        legacy["Transforms"][0]["UrlRewriteConfig"]["Rewrites"][0]["Replace"], "/v2/$1",
+        url_rewrite["UrlRewriteConfig"]["Rewrites"][0]["Replace"], "/v2/$1",
         "{legacy}"
     );
     let described = rules["Rules"]
