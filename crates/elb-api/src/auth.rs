@@ -8,8 +8,7 @@
 use std::collections::HashMap;
 
 use axum::http::HeaderMap;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use elb_wire::sigv4;
 
 use crate::clock;
 use crate::error::ApiError;
@@ -175,16 +174,6 @@ fn parse(headers: &HeaderMap) -> Result<Authorization, ApiError> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(data.as_bytes());
-    mac.finalize().into_bytes().to_vec()
-}
-
 /// Signs a request to `path` (no query string) as a client does: adds `x-amz-date` and
 /// `Authorization` to `headers`, which must hold `host`. For elbd's own clients (`elbd
 /// explain`).
@@ -211,11 +200,12 @@ pub fn sign(
     };
     let signature = signature(secret, (method, path), headers, body, &auth, &amz_date)?;
     let s = &auth.scope;
-    let value = format!(
-        "AWS4-HMAC-SHA256 Credential={}/{}/{}/{}/aws4_request, SignedHeaders=host;x-amz-date, \
-         Signature={signature}",
-        s.access_key, s.date, s.region, s.service
-    );
+    let scope = sigv4::Scope {
+        date: &s.date,
+        region: &s.region,
+        service: &s.service,
+    };
+    let value = sigv4::authorization(access_key, scope, &["host", "x-amz-date"], &signature);
     headers.insert("authorization", value.parse().map_err(bad)?);
     Ok(())
 }
@@ -230,7 +220,7 @@ fn signature(
     auth: &Authorization,
     amz_date: &str,
 ) -> Result<String, ApiError> {
-    let mut canonical_headers = String::new();
+    let mut signed = Vec::with_capacity(auth.signed_headers.len());
     for name in &auth.signed_headers {
         let value = header(headers, name).ok_or_else(|| {
             ApiError::new(
@@ -239,26 +229,22 @@ fn signature(
                 format!("signed header '{name}' is missing"),
             )
         })?;
-        canonical_headers.push_str(&format!("{name}:{}\n", value.trim()));
+        signed.push((name.as_str(), value));
     }
-    let canonical_request = format!(
-        "{method}\n{path}\n\n{canonical_headers}\n{}\n{}",
-        auth.signed_headers.join(";"),
-        hex(&Sha256::digest(body))
-    );
     let s = &auth.scope;
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{}/{}/{}/aws4_request\n{}",
-        s.date,
-        s.region,
-        s.service,
-        hex(&Sha256::digest(canonical_request.as_bytes()))
-    );
-    let mut key = hmac(format!("AWS4{secret}").as_bytes(), &s.date);
-    for part in [s.region.as_str(), s.service.as_str(), "aws4_request"] {
-        key = hmac(&key, part);
-    }
-    Ok(hex(&hmac(&key, &string_to_sign)))
+    let scope = sigv4::Scope {
+        date: &s.date,
+        region: &s.region,
+        service: &s.service,
+    };
+    let request = sigv4::Request {
+        method,
+        path,
+        query: "",
+        headers: &signed,
+        body,
+    };
+    Ok(sigv4::signature(secret, scope, amz_date, &request))
 }
 
 #[cfg(test)]

@@ -75,6 +75,11 @@ struct FileSettings {
     s3_region: Option<String>,
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
+    /// The Lambda Invoke API `lambda` groups' functions are invoked at, and the credentials
+    /// its requests are signed with.
+    lambda_endpoint: Option<String>,
+    lambda_access_key_id: Option<String>,
+    lambda_secret_access_key: Option<String>,
     /// The home region's quotas, raised from AWS's defaults (`[settings.quotas]`).
     quotas: Option<FileQuotas>,
 }
@@ -214,6 +219,29 @@ pub struct Settings {
     /// The home region's quotas, when the file declares them (else the region keeps what it
     /// has: another API process may have raised them).
     pub quotas: Option<Quotas>,
+    /// Where functions of `lambda` groups are invoked; `None`: their requests fail (502).
+    pub lambda: Option<LambdaEndpoint>,
+}
+
+/// The Lambda Invoke API's URL, and (access key id, secret access key) to sign with;
+/// unsigned requests without.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LambdaEndpoint {
+    pub url: String,
+    pub credentials: Option<(String, String)>,
+}
+
+/// Without the secret.
+impl std::fmt::Debug for LambdaEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LambdaEndpoint")
+            .field("url", &self.url)
+            .field(
+                "access_key_id",
+                &self.credentials.as_ref().map(|(id, _)| id),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where and how often load balancer logs are delivered.
@@ -319,6 +347,7 @@ impl Settings {
                 s3: None,
             },
             quotas: None,
+            lambda: None,
         }
     }
 }
@@ -420,6 +449,9 @@ impl FileSettings {
             && self.s3_region.is_none()
             && self.s3_access_key_id.is_none()
             && self.s3_secret_access_key.is_none()
+            && self.lambda_endpoint.is_none()
+            && self.lambda_access_key_id.is_none()
+            && self.lambda_secret_access_key.is_none()
             && self.quotas.is_none();
         if untouched {
             return Ok(None);
@@ -487,6 +519,30 @@ impl FileSettings {
             None if credentials.is_some() || self.s3_region.is_some() => {
                 return Err(
                     "settings.s3_region and S3 credentials need settings.s3_endpoint".to_owned(),
+                );
+            }
+            None => {}
+        }
+        let lambda_credentials = match (self.lambda_access_key_id, self.lambda_secret_access_key) {
+            (Some(id), Some(secret)) => Some((id, secret)),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "settings.lambda_access_key_id and settings.lambda_secret_access_key go together"
+                        .to_owned(),
+                );
+            }
+        };
+        match self.lambda_endpoint {
+            Some(url) => {
+                settings.lambda = Some(LambdaEndpoint {
+                    url,
+                    credentials: lambda_credentials,
+                });
+            }
+            None if lambda_credentials.is_some() => {
+                return Err(
+                    "settings.lambda_access_key_id needs settings.lambda_endpoint".to_owned(),
                 );
             }
             None => {}
@@ -669,6 +725,12 @@ impl FileTargetGroup {
             return Err(format!(
                 "{path}.target_type: 'alb' target groups are made through the API, which can \
                  name the application load balancer by its ARN"
+            ));
+        }
+        if self.target_type == "lambda" {
+            return Err(format!(
+                "{path}.target_type: 'lambda' target groups are not built in the config file \
+                 yet; make them through the API"
             ));
         }
         Ok(TargetGroupSpec {

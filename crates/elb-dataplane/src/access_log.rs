@@ -448,7 +448,9 @@ pub(crate) fn write_entry(
     push_time(out, facts.received, true);
     quoted(out, action);
     quoted(out, facts.redirect_url.as_deref().unwrap_or("-"));
-    quoted(out, "-");
+    // error_reason: ALB writes it for Lambda (and authentication and WAF) failures only.
+    let error_reason = outcome.error.filter(|e| e.starts_with("Lambda"));
+    quoted(out, error_reason.unwrap_or("-"));
     out.push(b'"');
     push_addr(out, outcome.target);
     out.pop();

@@ -71,7 +71,7 @@ pub struct Applied {
 }
 
 /// What the data plane is given by the process that runs it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// How long connections of a removed listener (or of a stopping process) may take to
     /// finish their requests before they are cut.
@@ -86,6 +86,9 @@ pub struct Options {
     /// Client connections one load balancer node holds at most over its HTTP and HTTPS
     /// listeners; a client beyond gets a 503.
     pub max_connections_per_node: usize,
+    /// Where `lambda` groups' functions are invoked (`[settings] lambda_endpoint`); without
+    /// it their requests fail with a 502.
+    pub lambda: Option<Arc<elb_lambda::Invoker>>,
 }
 
 pub struct DataPlane {

@@ -136,6 +136,17 @@ pub struct Http {
     /// The group's metrics in the node's zone, kept across snapshots.
     pub metrics: Arc<GroupMetrics>,
     pub eligibility: Eligibility,
+    /// A `lambda` group's function: its requests are invoked, not sent to addresses.
+    pub function: Option<Arc<Function>>,
+}
+
+/// A `lambda` group's registered function and how it is invoked.
+pub struct Function {
+    pub arn: elb_model::FunctionArn,
+    /// `lambda.multi_value_headers.enabled`.
+    pub multi_value: bool,
+    /// `None` when elbd has no Lambda endpoint: its requests fail.
+    pub invoker: Option<Arc<elb_lambda::Invoker>>,
 }
 
 /// Which of a group's targets a node may send to, for `elbd explain`: the rest, and why.
@@ -233,10 +244,13 @@ impl TargetSet<Flows> {
 }
 
 impl TargetSet<Http> {
-    /// HTTP/1.1 in cleartext, no stickiness: what the relay forwards to.
+    /// HTTP/1.1 in cleartext, no stickiness, no function: what the relay forwards to.
     pub(crate) fn is_plain(&self) -> bool {
         let http = &self.proto;
-        !http.tls && http.version == ProtocolVersion::Http1 && http.stickiness == Stickiness::Off
+        !http.tls
+            && http.version == ProtocolVersion::Http1
+            && http.stickiness == Stickiness::Off
+            && http.function.is_none()
     }
 
     /// The next target by the group's algorithm; a target in slow start is taken with the

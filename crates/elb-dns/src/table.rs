@@ -183,9 +183,9 @@ mod tests {
         };
         let tg = CreateTargetGroup {
             name: "tg".into(),
-            protocol: "HTTP".into(),
+            protocol: Some("HTTP".into()),
             protocol_version: elb_model::ProtocolVersion::Http1,
-            port: 80,
+            port: Some(80),
             vpc_id: None,
             target_type: "ip".into(),
             origin: Origin::Api,

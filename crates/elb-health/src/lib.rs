@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use elb_lambda::Invoker;
 use elb_model::{HealthView, State};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -34,6 +35,8 @@ const COALESCE: Duration = Duration::from_millis(20);
 struct Shared {
     trackers: Mutex<HashMap<Key, Tracker>>,
     changed: Notify,
+    /// Where `lambda` groups' functions are invoked, when elbd has an endpoint.
+    lambda: Option<Arc<Invoker>>,
 }
 
 struct Running {
@@ -50,10 +53,12 @@ pub struct HealthChecker {
 
 impl HealthChecker {
     /// Starts the publisher; probes start with the first [`HealthChecker::update`].
-    pub fn new() -> Self {
+    /// Functions' checks invoke them through `lambda`.
+    pub fn new(lambda: Option<Arc<Invoker>>) -> Self {
         let shared = Arc::new(Shared {
             trackers: Mutex::default(),
             changed: Notify::new(),
+            lambda,
         });
         let (tx, view) = watch::channel(Arc::new(HealthView::default()));
         tokio::spawn(publish(shared.clone(), tx));
@@ -112,12 +117,6 @@ impl HealthChecker {
     }
 }
 
-impl Default for HealthChecker {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Drop for HealthChecker {
     fn drop(&mut self) {
         for running in self.running.values() {
@@ -138,7 +137,7 @@ async fn check(key: Key, probe: Probe, shared: Arc<Shared>) {
     let first = probe.interval.min(Duration::from_millis(500));
     tokio::time::sleep(first.mul_f64(fastrand::f64())).await;
     loop {
-        let result = probe::run(&probe).await;
+        let result = probe::run(&probe, shared.lambda.as_deref()).await;
         let changed = {
             let mut trackers = shared.trackers.lock().expect("poisoned");
             let tracker = trackers.get_mut(&key);

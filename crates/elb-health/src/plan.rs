@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use elb_model::attributes::PROXY_PROTOCOL_V2;
-use elb_model::{Matcher, ProtocolVersion, State};
+use elb_model::attributes::{MULTI_VALUE_HEADERS, PROXY_PROTOCOL_V2};
+use elb_model::{FunctionArn, Matcher, ProtocolVersion, State, TargetId};
 
 use crate::state::Thresholds;
 
@@ -36,6 +36,18 @@ pub enum Check {
     Tcp,
     /// An HTTP or HTTPS request, judged by its status code.
     Http(HttpCheck),
+    /// An event to a `lambda` group's function, judged by the status code it answers with.
+    Lambda(LambdaCheck),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaCheck {
+    pub function: FunctionArn,
+    /// The whole event, made once: `GET path` from ELB's health checker, as ALB sends it.
+    pub event: Vec<u8>,
+    /// `lambda.multi_value_headers.enabled`: the event and the answer have the group's shape.
+    pub multi_value: bool,
+    pub matcher: Matcher,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,15 +75,31 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
     });
     for (state, lb, tg) in pairs {
         let hc = &tg.health_check;
+        // Only a `lambda` group's checks can be off.
+        if !hc.enabled {
+            continue;
+        }
         let egress = state.egress(lb);
         for node in state.nodes_of(&lb.arn) {
             for r in state.in_reach(node, tg) {
                 let key = (node.id.clone(), r.key(&tg.arn));
                 let target = SocketAddr::new(r.address, hc.port_for(r.port));
                 let blocked = !egress.allows("tcp", target.ip(), target.port());
-                let check = match hc.protocol.as_str() {
-                    "TCP" => Check::Tcp,
-                    protocol => Check::Http(HttpCheck {
+                let check = match (&r.id, hc.protocol.as_str()) {
+                    (TargetId::Lambda(arn), _) => {
+                        let Ok(function) = FunctionArn::parse(arn) else {
+                            continue;
+                        };
+                        let multi_value = tg.attributes.flag(MULTI_VALUE_HEADERS);
+                        Check::Lambda(LambdaCheck {
+                            function,
+                            event: lambda_event(&tg.arn, &hc.path, multi_value),
+                            multi_value,
+                            matcher: hc.matcher(),
+                        })
+                    }
+                    (_, "TCP") => Check::Tcp,
+                    (_, protocol) => Check::Http(HttpCheck {
                         request: request(&hc.path, target),
                         path: hc.path.clone(),
                         tls: protocol == "HTTPS",
@@ -99,6 +127,23 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
         }
     }
     probes
+}
+
+/// ALB's health check event: a GET of the path with ELB's User-Agent, and nothing else.
+fn lambda_event(target_group_arn: &str, path: &str, multi_value: bool) -> Vec<u8> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static("ELB-HealthChecker/2.0"),
+    );
+    let request = elb_lambda::Request {
+        method: "GET",
+        path,
+        query: None,
+        headers: &headers,
+        body: b"",
+    };
+    elb_lambda::event::event(target_group_arn, &request, multi_value)
 }
 
 fn request(path: &str, target: SocketAddr) -> Vec<u8> {

@@ -25,31 +25,56 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
-use crate::plan::{Check, HttpCheck, Probe};
+use crate::plan::{Check, HttpCheck, LambdaCheck, Probe};
 use crate::state::ProbeResult;
+use elb_lambda::Invoker;
 
-pub(crate) async fn run(probe: &Probe) -> ProbeResult {
+pub(crate) async fn run(probe: &Probe, lambda: Option<&Invoker>) -> ProbeResult {
+    // A function is invoked, not connected to: security groups do not apply.
+    let http = match &probe.check {
+        Check::Lambda(check) => return invoke(probe, check, lambda).await,
+        Check::Tcp => None,
+        Check::Http(check) => Some(check),
+    };
     if probe.blocked {
         tokio::time::sleep(probe.timeout).await;
         return ProbeResult::Timeout;
     }
     let answer = async {
-        match &probe.check {
-            Check::Tcp => {
+        match http {
+            None => {
                 let stream = connect(probe).await?;
                 let _ = stream.set_zero_linger();
                 Some(None)
             }
-            Check::Http(check) => exchange(probe, check).await.map(Some),
+            Some(check) => exchange(probe, check).await.map(Some),
         }
     };
     match tokio::time::timeout(probe.timeout, answer).await {
         Err(_) => ProbeResult::Timeout,
         Ok(None) => ProbeResult::Failed,
         Ok(Some(None)) => ProbeResult::Pass,
-        Ok(Some(Some(status))) => match &probe.check {
-            Check::Http(check) if !check.matcher.matches(status) => ProbeResult::Mismatch(status),
+        Ok(Some(Some(status))) => match http {
+            Some(check) if !check.matcher.matches(status) => ProbeResult::Mismatch(status),
             _ => ProbeResult::Pass,
+        },
+    }
+}
+
+/// A function's check: its answer's status code against the matcher. A function that
+/// fails, or elbd without a Lambda endpoint, fails the check.
+async fn invoke(probe: &Probe, check: &LambdaCheck, lambda: Option<&Invoker>) -> ProbeResult {
+    let Some(invoker) = lambda else {
+        return ProbeResult::Failed;
+    };
+    let answer = invoker.invoke(&check.function, check.event.clone());
+    match tokio::time::timeout(probe.timeout, answer).await {
+        Err(_) => ProbeResult::Timeout,
+        Ok(Err(_)) => ProbeResult::Failed,
+        Ok(Ok(payload)) => match elb_lambda::event::response(&payload, check.multi_value) {
+            Err(_) => ProbeResult::Failed,
+            Ok(answer) if check.matcher.matches(answer.status.as_u16()) => ProbeResult::Pass,
+            Ok(answer) => ProbeResult::Mismatch(answer.status.as_u16()),
         },
     }
 }
@@ -218,7 +243,7 @@ mod tests {
             blocked: false,
             proxy_protocol: true,
         };
-        let checked = tokio::spawn(async move { run(&probe).await });
+        let checked = tokio::spawn(async move { run(&probe, None).await });
         let (mut stream, _) = target.accept().await.unwrap();
         let mut received = vec![0u8; 16 + request.len()];
         stream.read_exact(&mut received).await.unwrap();

@@ -92,6 +92,9 @@ const COMMON_LB: &[Spec] = &[
     spec(CROSS_ZONE, BOOL, "false", true),
 ];
 const ACCESS_LOGS: &str = "access_logs.s3.enabled";
+/// `lambda` groups: whether events and answers carry every value of a header or query
+/// parameter, or the last.
+pub const MULTI_VALUE_HEADERS: &str = "lambda.multi_value_headers.enabled";
 const ACCESS_LOGS_BUCKET: &str = "access_logs.s3.bucket";
 const ACCESS_LOGS_PREFIX: &str = "access_logs.s3.prefix";
 const CONNECTION_LOGS: &str = "connection_logs.s3.enabled";
@@ -313,6 +316,9 @@ const TARGET_GROUP_GENEVE: &[Spec] = &[
     spec(FAILOVER_ON_DEREGISTRATION, FAILOVER, "no_rebalance", true),
     spec(FAILOVER_ON_UNHEALTHY, FAILOVER, "no_rebalance", true),
 ];
+
+/// A `lambda` group's only attribute.
+const TARGET_GROUP_LAMBDA: &[Spec] = &[spec(MULTI_VALUE_HEADERS, BOOL, "false", true)];
 const FAILOVER: Value = Value::OneOf(&["no_rebalance", "rebalance"]);
 /// `target_failover.on_deregistration`: whether a deregistered appliance's flows move to
 /// another once its delay ends.
@@ -546,8 +552,13 @@ pub fn load_balancer_defaults(kind: LoadBalancerKind, scheme: Scheme) -> Attribu
     attrs
 }
 
-fn target_group_specs(protocol: TargetGroupProtocol) -> impl Iterator<Item = &'static Spec> {
-    let (common, own): (&[Spec], &[&[Spec]]) = if protocol == TargetGroupProtocol::Geneve {
+fn target_group_specs(
+    protocol: TargetGroupProtocol,
+    target_type: TargetType,
+) -> impl Iterator<Item = &'static Spec> {
+    let (common, own): (&[Spec], &[&[Spec]]) = if target_type == TargetType::Lambda {
+        (&[], &[TARGET_GROUP_LAMBDA])
+    } else if protocol == TargetGroupProtocol::Geneve {
         (&[], &[TARGET_GROUP_GENEVE])
     } else if protocol.is_http() {
         (TARGET_GROUP_COMMON, &[TARGET_GROUP_HTTP])
@@ -563,11 +574,14 @@ fn target_group_specs(protocol: TargetGroupProtocol) -> impl Iterator<Item = &'s
 /// instance and `alb` targets keep the client's address by default and ip targets over TCP
 /// do not.
 pub fn target_group_defaults(protocol: TargetGroupProtocol, target_type: TargetType) -> Attributes {
-    Attributes::from_defaults(target_group_specs(protocol), &|s| match s.key {
-        // AWS keeps the client's address but for ip targets over TCP and TLS.
-        PRESERVE_CLIENT_IP if target_type != TargetType::Ip => "true",
-        _ => s.default,
-    })
+    Attributes::from_defaults(
+        target_group_specs(protocol, target_type),
+        &|s| match s.key {
+            // AWS keeps the client's address but for ip targets over TCP and TLS.
+            PRESERVE_CLIENT_IP if target_type != TargetType::Ip => "true",
+            _ => s.default,
+        },
+    )
 }
 
 /// Applies `changes` to a load balancer's attributes, all or nothing.
@@ -604,15 +618,18 @@ pub fn modify_load_balancer(
 /// Applies `changes` to a target group's attributes, all or nothing.
 pub fn modify_target_group(
     attrs: &Attributes,
-    protocol: TargetGroupProtocol,
+    (protocol, target_type): (TargetGroupProtocol, TargetType),
     changes: &[(String, String)],
 ) -> Result<Attributes> {
-    let specs: Vec<&Spec> = target_group_specs(protocol).collect();
+    let specs: Vec<&Spec> = target_group_specs(protocol, target_type).collect();
     let mut next = attrs.clone();
     for (key, value) in changes {
         let spec = find(&specs, key, "target group")?;
         check(spec, value, attrs.get(key))?;
         next.0.insert(key.clone(), value.clone());
+    }
+    if target_type == TargetType::Lambda {
+        return Ok(next);
     }
     if protocol.takes_datagrams() && next.get(PRESERVE_CLIENT_IP) != Some("true") {
         return Err(ModelError::validation(format!(
@@ -776,10 +793,11 @@ mod tests {
             "load_balancing.algorithm.type",
             "least_outstanding_requests",
         );
-        let tg = modify_target_group(&tg, TargetGroupProtocol::Http, &lor).unwrap();
+        let tg = modify_target_group(&tg, (TargetGroupProtocol::Http, TargetType::Instance), &lor)
+            .unwrap();
         let err = modify_target_group(
             &tg,
-            TargetGroupProtocol::Http,
+            (TargetGroupProtocol::Http, TargetType::Instance),
             &change("slow_start.duration_seconds", "30"),
         )
         .unwrap_err();
@@ -799,15 +817,32 @@ mod tests {
             ("stickiness.enabled", "true"),
             (STICKINESS_TYPE, "app_cookie"),
         ];
-        let err = modify_target_group(&tg, TargetGroupProtocol::Http, &both(&on)).unwrap_err();
+        let err = modify_target_group(
+            &tg,
+            (TargetGroupProtocol::Http, TargetType::Instance),
+            &both(&on),
+        )
+        .unwrap_err();
         assert!(err.message.contains("application cookie name"), "{err}");
         let named = [on[0], on[1], (APP_COOKIE_NAME, "session")];
-        assert!(modify_target_group(&tg, TargetGroupProtocol::Http, &both(&named)).is_ok());
+        assert!(
+            modify_target_group(
+                &tg,
+                (TargetGroupProtocol::Http, TargetType::Instance),
+                &both(&named)
+            )
+            .is_ok()
+        );
         for bad in [
             [(APP_COOKIE_NAME, "AWSALBfoo")],
             [(STICKINESS_TYPE, "source_ip")],
         ] {
-            let err = modify_target_group(&tg, TargetGroupProtocol::Http, &both(&bad)).unwrap_err();
+            let err = modify_target_group(
+                &tg,
+                (TargetGroupProtocol::Http, TargetType::Instance),
+                &both(&bad),
+            )
+            .unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
         }
     }
@@ -816,14 +851,28 @@ mod tests {
     fn unimplemented_attributes_accept_only_their_default() {
         let tg = target_group_defaults(TargetGroupProtocol::Http, TargetType::Instance);
         let key = "load_balancing.algorithm.anomaly_mitigation";
-        assert!(modify_target_group(&tg, TargetGroupProtocol::Http, &change(key, "off")).is_ok());
-        let err =
-            modify_target_group(&tg, TargetGroupProtocol::Http, &change(key, "on")).unwrap_err();
+        assert!(
+            modify_target_group(
+                &tg,
+                (TargetGroupProtocol::Http, TargetType::Instance),
+                &change(key, "off")
+            )
+            .is_ok()
+        );
+        let err = modify_target_group(
+            &tg,
+            (TargetGroupProtocol::Http, TargetType::Instance),
+            &change(key, "on"),
+        )
+        .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
         assert!(err.message.contains(key));
-        let next =
-            modify_target_group(&tg, TargetGroupProtocol::Http, &change(CROSS_ZONE, "false"))
-                .unwrap();
+        let next = modify_target_group(
+            &tg,
+            (TargetGroupProtocol::Http, TargetType::Instance),
+            &change(CROSS_ZONE, "false"),
+        )
+        .unwrap();
         assert_eq!(next.get(CROSS_ZONE), Some("false"));
     }
 }

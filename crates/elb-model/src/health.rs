@@ -47,6 +47,8 @@ pub enum Reason {
     DeregistrationInProgress,
     InvalidState,
     InternalError,
+    /// A `lambda` group's checks are off (its default).
+    HealthCheckDisabled,
 }
 
 impl Reason {
@@ -62,6 +64,7 @@ impl Reason {
             Self::DeregistrationInProgress => "Target.DeregistrationInProgress",
             Self::InvalidState => "Target.InvalidState",
             Self::InternalError => "Elb.InternalError",
+            Self::HealthCheckDisabled => "Target.HealthCheckDisabled",
         }
     }
 
@@ -88,6 +91,7 @@ impl Reason {
             Self::DeregistrationInProgress => "Target deregistration is in progress".into(),
             Self::InvalidState => "Target is in the stopped state".into(),
             Self::InternalError => "Health checks failed due to an internal error".into(),
+            Self::HealthCheckDisabled => "Health checks are disabled".into(),
         }
     }
 }

@@ -56,7 +56,7 @@ pub use rule::{
 };
 pub use state::{Command, Delta, Origin, Outcome, Region, State};
 pub use target_group::{
-    HealthCheck, ProtocolVersion, Registration, TargetGroup, TargetGroupProtocol, TargetId,
-    TargetType,
+    FunctionArn, HealthCheck, ProtocolVersion, Registration, TargetGroup, TargetGroupProtocol,
+    TargetId, TargetType,
 };
 pub use trust_store::{MtlsMode, MutualAuthentication, TrustStore};

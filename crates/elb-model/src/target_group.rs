@@ -115,10 +115,7 @@ impl TargetType {
             "ip" => Ok(Self::Ip),
             "instance" => Ok(Self::Instance),
             "alb" => Ok(Self::Alb),
-            "lambda" => Err(ModelError::new(
-                ErrorCode::InvalidConfigurationRequest,
-                format!("elbd does not support target type '{s}' yet"),
-            )),
+            "lambda" => Ok(Self::Lambda),
             _ => Err(ModelError::validation(format!(
                 "Invalid target type '{s}': must be instance, ip, lambda or alb"
             ))),
@@ -126,8 +123,9 @@ impl TargetType {
     }
 }
 
-/// What a registration names: an IP address, an instance by id, or an application load
-/// balancer of this region by ARN (`alb` target groups).
+/// What a registration names: an IP address, an instance by id, an application load
+/// balancer of this region by ARN (`alb` target groups), or a Lambda function by ARN
+/// (`lambda` groups).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TargetId {
     Ip(IpAddr),
@@ -140,13 +138,15 @@ pub enum TargetId {
         alb: String,
         zone: String,
     },
+    /// A Lambda function by its ARN, as registered (a version or alias included).
+    Lambda(String),
 }
 
 impl std::fmt::Display for TargetId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Ip(ip) => write!(f, "{ip}"),
-            Self::Instance(id) | Self::Alb(id) => f.write_str(id),
+            Self::Instance(id) | Self::Alb(id) | Self::Lambda(id) => f.write_str(id),
             Self::AlbNode { alb, zone } => write!(f, "{alb}@{zone}"),
         }
     }
@@ -214,31 +214,19 @@ pub struct HealthCheckChanges {
 }
 
 impl HealthCheck {
-    /// `self` with `changes` applied, checked against AWS's rules for a `group` target group.
-    pub fn with(&self, group: TargetGroupProtocol, changes: &HealthCheckChanges) -> Result<Self> {
-        let mut next = Self {
-            enabled: changes.enabled.unwrap_or(self.enabled),
-            protocol: changes
-                .protocol
-                .clone()
-                .unwrap_or_else(|| self.protocol.clone()),
-            port: changes.port.clone().unwrap_or_else(|| self.port.clone()),
-            path: changes.path.clone().unwrap_or_else(|| self.path.clone()),
-            interval_seconds: changes.interval_seconds.unwrap_or(self.interval_seconds),
-            timeout_seconds: changes.timeout_seconds.unwrap_or(self.timeout_seconds),
-            healthy_threshold: changes.healthy_threshold.unwrap_or(self.healthy_threshold),
-            unhealthy_threshold: changes
-                .unhealthy_threshold
-                .unwrap_or(self.unhealthy_threshold),
-            http_code: changes
-                .http_code
-                .clone()
-                .unwrap_or_else(|| self.http_code.clone()),
-            grpc_code: changes
-                .grpc_code
-                .clone()
-                .unwrap_or_else(|| self.grpc_code.clone()),
-        };
+    /// `self` with `changes` applied, checked against AWS's rules for a target group of
+    /// `group`'s protocol and target type.
+    pub fn with(
+        &self,
+        (group, target_type): (TargetGroupProtocol, TargetType),
+        changes: &HealthCheckChanges,
+    ) -> Result<Self> {
+        let mut next = self.merged(changes);
+        if target_type == TargetType::Lambda {
+            check_lambda_changes(changes)?;
+            next.check_ranges(TargetGroupProtocol::Http)?;
+            return Ok(next);
+        }
         // A group's kind of matcher is fixed by its protocol version.
         let grpc = !self.grpc_code.is_empty();
         if (grpc && changes.http_code.is_some()) || (!grpc && changes.grpc_code.is_some()) {
@@ -277,16 +265,34 @@ impl HealthCheck {
         Ok(next)
     }
 
+    /// `self` with what `changes` sets.
+    fn merged(&self, changes: &HealthCheckChanges) -> Self {
+        Self {
+            enabled: changes.enabled.unwrap_or(self.enabled),
+            protocol: changes
+                .protocol
+                .clone()
+                .unwrap_or_else(|| self.protocol.clone()),
+            port: changes.port.clone().unwrap_or_else(|| self.port.clone()),
+            path: changes.path.clone().unwrap_or_else(|| self.path.clone()),
+            interval_seconds: changes.interval_seconds.unwrap_or(self.interval_seconds),
+            timeout_seconds: changes.timeout_seconds.unwrap_or(self.timeout_seconds),
+            healthy_threshold: changes.healthy_threshold.unwrap_or(self.healthy_threshold),
+            unhealthy_threshold: changes
+                .unhealthy_threshold
+                .unwrap_or(self.unhealthy_threshold),
+            http_code: changes
+                .http_code
+                .clone()
+                .unwrap_or_else(|| self.http_code.clone()),
+            grpc_code: changes
+                .grpc_code
+                .clone()
+                .unwrap_or_else(|| self.grpc_code.clone()),
+        }
+    }
+
     fn validate(&self, group: TargetGroupProtocol) -> Result<()> {
-        let range = |name: &str, value: u16, min: u16, max: u16| {
-            if (min..=max).contains(&value) {
-                Ok(())
-            } else {
-                Err(ModelError::validation(format!(
-                    "{name} must be from {min} to {max}, not {value}"
-                )))
-            }
-        };
         if !self.enabled {
             return Err(ModelError::new(
                 ErrorCode::InvalidConfigurationRequest,
@@ -317,6 +323,20 @@ impl HealthCheck {
                 self.port
             )));
         }
+        self.check_ranges(group)
+    }
+
+    /// The path, timings, thresholds and matcher, in AWS's ranges.
+    fn check_ranges(&self, group: TargetGroupProtocol) -> Result<()> {
+        let range = |name: &str, value: u16, min: u16, max: u16| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ModelError::validation(format!(
+                    "{name} must be from {min} to {max}, not {value}"
+                )))
+            }
+        };
         if !self.path.starts_with('/') || self.path.len() > 1024 {
             return Err(ModelError::validation(
                 "Health check path must start with '/' and be at most 1024 characters",
@@ -378,6 +398,15 @@ impl HealthCheck {
         version: ProtocolVersion,
         target_type: TargetType,
     ) -> Self {
+        if target_type == TargetType::Lambda {
+            // AWS's: off, and every 35 s with a 30 s timeout when turned on.
+            return Self {
+                enabled: false,
+                interval_seconds: 35,
+                timeout_seconds: 30,
+                ..Self::default()
+            };
+        }
         if target_type == TargetType::Alb {
             return Self {
                 protocol: "HTTP".into(),
@@ -417,6 +446,22 @@ impl HealthCheck {
             },
             _ => defaults,
         }
+    }
+}
+
+/// A function's checks are an event to the path, judged by its status code: there is no
+/// protocol, port or gRPC matcher to set.
+fn check_lambda_changes(changes: &HealthCheckChanges) -> Result<()> {
+    let unsettable = [
+        ("protocol", changes.protocol.is_some()),
+        ("port", changes.port.is_some()),
+        ("gRPC matcher", changes.grpc_code.is_some()),
+    ];
+    match unsettable.iter().find(|(_, set)| *set) {
+        Some((name, _)) => Err(ModelError::validation(format!(
+            "A health check {name} cannot be set for target groups with target type 'lambda'"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -475,5 +520,58 @@ impl TargetGroup {
             Some("false") => false,
             _ => load_balancer_cross_zone,
         }
+    }
+}
+
+/// A Lambda function as a `lambda` group's target names it:
+/// `arn:aws:lambda:REGION:ACCOUNT:function:NAME`, with a version or alias after a last `:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionArn {
+    pub region: String,
+    pub account: String,
+    pub name: String,
+    pub qualifier: Option<String>,
+}
+
+impl FunctionArn {
+    /// Parses a function ARN as Lambda's API patterns have it: names of letters, digits,
+    /// hyphens and underscores (1–64), qualifiers of those and `$` (1–128).
+    pub fn parse(arn: &str) -> Result<Self> {
+        let invalid = || ModelError::validation(format!("'{arn}' is not a Lambda function ARN"));
+        let mut parts = arn.split(':');
+        let (Some("arn"), Some(_partition), Some("lambda"), Some(region), Some(account)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(invalid());
+        };
+        let (Some("function"), Some(name)) = (parts.next(), parts.next()) else {
+            return Err(invalid());
+        };
+        let qualifier = parts.next();
+        let word = |s: &str, max: usize, extra: &[u8]| {
+            (1..=max).contains(&s.len())
+                && s.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || extra.contains(&b)
+                })
+        };
+        let valid = parts.next().is_none()
+            && crate::names::is_region_name(region)
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && word(name, 64, b"")
+            && qualifier.is_none_or(|q| word(q, 128, b"$"));
+        if !valid {
+            return Err(invalid());
+        }
+        Ok(Self {
+            region: region.to_owned(),
+            account: account.to_owned(),
+            name: name.to_owned(),
+            qualifier: qualifier.map(str::to_owned),
+        })
     }
 }

@@ -70,9 +70,9 @@ fn create_target_group(store: &Store, name: &str, targets: usize) -> String {
 pub(crate) fn target_group(name: &str) -> Command {
     Command::CreateTargetGroup(CreateTargetGroup {
         name: name.into(),
-        protocol: "HTTP".into(),
+        protocol: Some("HTTP".into()),
         protocol_version: elb_model::ProtocolVersion::Http1,
-        port: 80,
+        port: Some(80),
         vpc_id: None,
         target_type: "ip".into(),
         origin: Origin::Api,

@@ -4,3 +4,4 @@
 pub mod geneve;
 pub mod ip;
 pub mod proxy_v2;
+pub mod sigv4;

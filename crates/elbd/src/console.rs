@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use elb_dataplane::l7::explain::describe;
 use elb_dataplane::targets::{NodeTarget, Traffic};
-use elb_model::{Action, HealthView, Region, State};
+use elb_model::{Action, HealthView, Region, State, TargetId, TargetType};
 use elb_store::Store;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -211,22 +211,30 @@ fn load_balancer(region: &Region, arn: &str, health: &HealthView, sent: &Counts)
                 .flat_map(|t| region.expand(t))
                 .map(|t| {
                     let key = t.key(&tg.arn);
-                    let address = format!("{}:{}", t.address, t.port);
+                    // A function has no address, and no health while its checks are off.
+                    let address = match t.id {
+                        TargetId::Lambda(_) => "function".to_owned(),
+                        _ => format!("{}:{}", t.address, t.port),
+                    };
                     targets_by_key
                         .insert(key.clone(), (address.clone(), t.availability_zone.clone()));
                     let overall = health.overall(&key);
+                    let unchecked = !tg.health_check.enabled;
                     json!({
                         "id": t.id.to_string(),
                         "address": address,
                         "zone": t.availability_zone,
-                        "health": overall.map_or("initial", |h| h.state.as_str()),
+                        "health": if unchecked { "unavailable" } else { overall.map_or("initial", |h| h.state.as_str()) },
                         "reason": overall.and_then(|h| h.reason.as_ref()).map(|r| r.description()),
                     })
                 })
                 .collect();
             json!({
                 "name": tg.name,
-                "protocol": tg.protocol.as_str(),
+                "protocol": match tg.target_type {
+                    TargetType::Lambda => "LAMBDA",
+                    _ => tg.protocol.as_str(),
+                },
                 "targets": targets,
             })
         })

@@ -226,9 +226,9 @@ fn target_group(
     let path = spec.path.as_str();
     let create = Command::CreateTargetGroup(CreateTargetGroup {
         name: spec.name.clone(),
-        protocol: spec.protocol.clone(),
+        protocol: Some(spec.protocol.clone()),
         protocol_version: spec.protocol_version,
-        port: spec.port,
+        port: Some(spec.port),
         vpc_id: None,
         target_type: spec.target_type.clone(),
         origin: FILE,
@@ -257,7 +257,7 @@ fn target_group(
     };
     let tg = &state.target_groups[&arn];
     let desired = HealthCheck::for_target_group(tg.protocol, tg.protocol_version, tg.target_type)
-        .with(tg.protocol, &spec.health_check)
+        .with((tg.protocol, tg.target_type), &spec.health_check)
         .map_err(|e| prefix(e, &format!("{path}.health_check")))?;
     if state.target_groups[&arn].health_check != desired {
         // A TCP check takes neither a path nor a matcher.

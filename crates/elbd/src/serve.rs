@@ -232,7 +232,15 @@ async fn serve(
     if args.demo_targets {
         demo::start(&first.state);
     }
-    let mut checker = HealthChecker::new();
+    // One invoker for the data plane and the checks: it pools its connections.
+    let lambda = match &settings.lambda {
+        Some(endpoint) => Some(Arc::new(
+            elb_lambda::Invoker::new(&endpoint.url, endpoint.credentials.clone())
+                .map_err(anyhow::Error::msg)?,
+        )),
+        None => None,
+    };
+    let mut checker = HealthChecker::new(lambda.clone());
     if taken.is_some() {
         checker.resume(&inherited.health);
     }
@@ -290,6 +298,7 @@ async fn serve(
         header_timeout: Duration::from_secs(args.header_timeout_seconds),
         max_connections_per_node: usize::try_from(args.max_connections_per_node)
             .unwrap_or(usize::MAX),
+        lambda,
     });
     dataplane.inherit(inherited.take_nodes());
     // The API and metrics servers: their sockets (for a process taking over) and their

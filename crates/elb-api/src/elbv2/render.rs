@@ -104,13 +104,17 @@ pub(super) fn privatelink_inbound_rules(lb: &LoadBalancer) -> Option<&'static st
 pub(super) fn target_group(x: &mut Xml, state: &Region, tg: &TargetGroup) {
     let hc = &tg.health_check;
     x.leaf("TargetGroupArn", &tg.arn)
-        .leaf("TargetGroupName", &tg.name)
-        .leaf("Protocol", tg.protocol.as_str())
-        .leaf("Port", tg.port.to_string())
-        .leaf("VpcId", &tg.vpc_id)
-        .leaf("HealthCheckProtocol", &hc.protocol)
-        .leaf("HealthCheckPort", &hc.port)
-        .leaf("HealthCheckEnabled", hc.enabled.to_string())
+        .leaf("TargetGroupName", &tg.name);
+    // A function's group has no protocol, port, VPC or check protocol and port to show.
+    let lambda = tg.target_type == elb_model::TargetType::Lambda;
+    if !lambda {
+        x.leaf("Protocol", tg.protocol.as_str())
+            .leaf("Port", tg.port.to_string())
+            .leaf("VpcId", &tg.vpc_id)
+            .leaf("HealthCheckProtocol", &hc.protocol)
+            .leaf("HealthCheckPort", &hc.port);
+    }
+    x.leaf("HealthCheckEnabled", hc.enabled.to_string())
         .leaf(
             "HealthCheckIntervalSeconds",
             hc.interval_seconds.to_string(),
@@ -134,7 +138,7 @@ pub(super) fn target_group(x: &mut Xml, state: &Region, tg: &TargetGroup) {
             }
         });
     }
-    if tg.protocol.is_http() {
+    if tg.protocol.is_http() && !lambda {
         x.leaf("ProtocolVersion", tg.protocol_version.as_str());
     }
     // A group no load balancer uses has no LoadBalancerArns at all, as AWS renders it.

@@ -5,7 +5,7 @@ use elb_model::state::{CreateTargetGroup, TargetDescription};
 use elb_model::target_group::HealthCheckChanges;
 use elb_model::{
     Command, ErrorCode, HealthState, HealthView, InstanceState, ModelError, Origin,
-    ProtocolVersion, Reason, Region, Registration, TargetGroup, TargetId,
+    ProtocolVersion, Reason, Region, Registration, TargetGroup, TargetId, TargetType,
 };
 
 use super::{create_then, page, render, tag_params, tagging};
@@ -24,22 +24,29 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         .unwrap_or("instance")
         .to_owned();
     let name = params.required("Name")?.to_owned();
-    let protocol = params
-        .one_of("Protocol", PROTOCOLS)?
-        .ok_or_else(|| ApiError::validation("A protocol must be specified"))?
-        .to_owned();
-    let port = params
-        .int("Port", 1, 65535)?
-        .ok_or_else(|| ApiError::validation("A port must be specified"))? as u16;
-    let vpc_id = params.required("VpcId")?.to_owned();
+    let protocol = params.one_of("Protocol", PROTOCOLS)?.map(str::to_owned);
+    let port = params.int("Port", 1, 65535)?.map(|p| p as u16);
+    // Lambda groups take none; the model says so if given.
+    let vpc_id = match target_type.as_str() {
+        "lambda" => params.optional("VpcId"),
+        _ => Some(params.required("VpcId")?),
+    }
+    .map(str::to_owned);
     let protocol_version = params
         .one_of("ProtocolVersion", &["HTTP1", "HTTP2", "GRPC"])?
         .map(ProtocolVersion::parse)
         .transpose()?;
-    if protocol_version.is_some() && !matches!(protocol.as_str(), "HTTP" | "HTTPS") {
+    if let (Some(protocol), Some(_)) = (&protocol, protocol_version)
+        && !matches!(protocol.as_str(), "HTTP" | "HTTPS")
+    {
         return Err(ApiError::validation(format!(
             "A protocol version can only be set for HTTP and HTTPS target groups, not {protocol}"
         )));
+    }
+    if protocol_version.is_some() && target_type == "lambda" {
+        return Err(ApiError::validation(
+            "Protocol version cannot be specified for target groups with target type 'lambda'",
+        ));
     }
     let protocol_version = protocol_version.unwrap_or_default();
     if let Some(t) = params.one_of("IpAddressType", &["ipv4", "ipv6"])?
@@ -58,7 +65,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         protocol,
         protocol_version,
         port,
-        vpc_id: Some(vpc_id),
+        vpc_id,
         target_type,
         origin: Origin::Api,
     });
@@ -232,9 +239,10 @@ fn target_group<'a>(state: &'a Region, arn: &str) -> Result<&'a TargetGroup, Api
 /// One `TargetHealthDescription`.
 struct Row {
     id: String,
-    port: u16,
+    /// `None` for a function, which has no port, nor a port to check.
+    port: Option<u16>,
     zone: Option<String>,
-    health_check_port: u16,
+    health_check_port: Option<u16>,
     state: HealthState,
     reason: Option<Reason>,
 }
@@ -277,6 +285,9 @@ fn health(
     if !zone_enabled {
         return (HealthState::Unused, Some(Reason::ZoneNotEnabled));
     }
+    if !tg.health_check.enabled {
+        return (HealthState::Unavailable, Some(Reason::HealthCheckDisabled));
+    }
     let keys: Vec<String> = state.expand(r).map(|x| x.key(&tg.arn)).collect();
     match view.overall_of(&keys) {
         Some(h) => (h.state, h.reason.clone()),
@@ -299,6 +310,7 @@ pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
     let view = api.health.borrow().clone();
     let state = snapshot.state();
     let tg = target_group(state, arn)?;
+    let lambda = tg.target_type == TargetType::Lambda;
     let names = |t: &TargetDescription, r: &Registration| {
         t.id == r.id.to_string() && t.port.is_none_or(|p| p == r.port)
     };
@@ -308,11 +320,13 @@ pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
         .filter(|r| wanted.is_empty() || wanted.iter().any(|t| names(t, r)))
         .map(|r| {
             let (state_now, reason) = health(state, &view, tg, r);
+            let port = (!lambda).then_some(r.port);
             Row {
                 id: r.id.to_string(),
-                port: r.port,
-                zone: matches!(r.id, TargetId::Ip(_)).then(|| r.availability_zone.clone()),
-                health_check_port: tg.health_check.port_for(r.port),
+                port,
+                zone: matches!(r.id, TargetId::Ip(_) | TargetId::Lambda(_))
+                    .then(|| r.availability_zone.clone()),
+                health_check_port: port.map(|p| tg.health_check.port_for(p)),
                 state: state_now,
                 reason,
             }
@@ -322,12 +336,12 @@ pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
         .iter()
         .filter(|t| !tg.targets.iter().any(|r| names(t, r)))
     {
-        let port = t.port.unwrap_or(tg.port);
+        let port = (!lambda).then(|| t.port.unwrap_or(tg.port));
         rows.push(Row {
             id: t.id.clone(),
             port,
             zone: None,
-            health_check_port: tg.health_check.port_for(port),
+            health_check_port: port.map(|p| tg.health_check.port_for(p)),
             state: HealthState::Unused,
             reason: Some(Reason::NotRegistered),
         });
@@ -335,12 +349,17 @@ pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
     let mut x = Xml::new();
     x.members("TargetHealthDescriptions", rows, |x, row| {
         x.node("Target", |x| {
-            x.leaf("Id", &row.id).leaf("Port", row.port.to_string());
+            x.leaf("Id", &row.id);
+            if let Some(port) = row.port {
+                x.leaf("Port", port.to_string());
+            }
             if let Some(zone) = &row.zone {
                 x.leaf("AvailabilityZone", zone);
             }
         });
-        x.leaf("HealthCheckPort", row.health_check_port.to_string());
+        if let Some(port) = row.health_check_port {
+            x.leaf("HealthCheckPort", port.to_string());
+        }
         x.node("TargetHealth", |x| {
             x.leaf("State", row.state.as_str());
             if let Some(reason) = &row.reason {

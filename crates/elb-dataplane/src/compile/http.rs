@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use elb_logs::LogKind;
-use elb_model::attributes::{RESPONSE_HEADER_PREFIX, RESPONSE_HEADER_SUFFIX, SERVER_HEADER};
+use elb_model::attributes::{
+    MULTI_VALUE_HEADERS, RESPONSE_HEADER_PREFIX, RESPONSE_HEADER_SUFFIX, SERVER_HEADER,
+};
 use elb_model::{
-    Action, Listener as ModelListener, LoadBalancer, Node, TargetGroup, TargetGroupProtocol,
+    Action, FunctionArn, Listener as ModelListener, LoadBalancer, Node, TargetGroup,
+    TargetGroupProtocol, TargetId, TargetType,
 };
 use http::{HeaderName, HeaderValue};
 
@@ -24,7 +27,7 @@ use crate::pool::TargetPool;
 use crate::select;
 use crate::sticky::Stickiness;
 use crate::table::{Door, Forward, HttpRoute, HttpSettings, Listener, RouteAction, Rule, XffMode};
-use crate::targets::{Algorithm, Eligibility, Endpoint, Http, HttpEndpoint, HttpTargets};
+use crate::targets::{Algorithm, Eligibility, Endpoint, Function, Http, HttpEndpoint, HttpTargets};
 use crate::upstream::Upstream;
 
 impl Runtime {
@@ -197,12 +200,19 @@ impl Runtime {
             .int("slow_start.duration_seconds")
             .unwrap_or(0)
             * 1000;
-        let eligibility = Eligibility {
-            fail_open: choice.fail_open,
-            passed_over: choice.passed_over,
+        let function = self.function(inputs.state, tg).map(Arc::new);
+        // A function is invoked, not reached at an address: no address is chosen or passed
+        // over.
+        let (eligibility, addressed) = if function.is_some() {
+            (Eligibility::default(), Vec::new())
+        } else {
+            let eligibility = Eligibility {
+                fail_open: choice.fail_open,
+                passed_over: choice.passed_over,
+            };
+            (eligibility, choice.targets)
         };
-        let endpoints = choice
-            .targets
+        let endpoints = addressed
             .into_iter()
             .map(|target| {
                 let addr = target.addr;
@@ -255,8 +265,25 @@ impl Runtime {
                     Arc::default,
                 ),
                 eligibility,
+                function,
             },
         }
+    }
+
+    /// A `lambda` group's function, while one is registered and in service.
+    fn function(&self, state: &elb_model::Region, tg: &TargetGroup) -> Option<Function> {
+        if tg.target_type != TargetType::Lambda {
+            return None;
+        }
+        let arn = tg.targets.iter().find_map(|r| match &r.id {
+            TargetId::Lambda(arn) if state.in_service(r) => FunctionArn::parse(arn).ok(),
+            _ => None,
+        })?;
+        Some(Function {
+            arn,
+            multi_value: tg.attributes.flag(MULTI_VALUE_HEADERS),
+            invoker: self.lambda.clone(),
+        })
     }
 }
 

@@ -59,6 +59,8 @@ pub(crate) struct Runtime {
     node_logs: Arc<NodeLogs>,
     /// Where the console reads what each node sent each target.
     traffic: Arc<Traffic>,
+    /// Where functions of `lambda` groups are invoked.
+    lambda: Option<Arc<elb_lambda::Invoker>>,
 }
 
 /// What snapshots hand on to the next. Each compile fills a new one with what it uses, which
@@ -151,6 +153,7 @@ impl Runtime {
             kept: Kept::default(),
             registry: Arc::default(),
             flow_seed: options.flow_seed,
+            lambda: options.lambda.clone(),
             transparent: options.transparent_client_ip,
             header_timeout: options.header_timeout,
             resumption: None,

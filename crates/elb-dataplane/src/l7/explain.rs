@@ -309,6 +309,16 @@ fn group_trace(
             None,
             "no registered target can take traffic: 503".to_owned(),
         )
+    } else if let Some(function) = &http.function {
+        let arn = &function.arn;
+        let qualifier = arn
+            .qualifier
+            .as_deref()
+            .map_or(String::new(), |q| format!(" ({q})"));
+        (
+            None,
+            format!("invokes the Lambda function {}{qualifier}", arn.name),
+        )
     } else if let Some(addr) = stuck {
         (
             Some(addr),

@@ -189,6 +189,11 @@ async fn proxy(
         Some(rewrites) => rewritten(req, host, rewrites)?,
         None => (req, host),
     };
+    if let Some(function) = &targets.proto.function {
+        let request = (req, host.as_str());
+        return super::lambda::invoke(request, route, targets, function, (peer, client), tally)
+            .await;
+    }
     let sealer = route.sealer.as_deref();
     let stuck = sealer.and_then(|s| sticky_target(req.headers(), targets, s, now_s));
     let (mut target, mut _in_flight) = match stuck.and_then(|addr| targets.endpoint(addr)) {
@@ -225,9 +230,6 @@ async fn proxy(
     let trailers = wants_trailers(headers);
     remove_hop_by_hop(headers);
 
-    if route.http.drop_invalid_headers {
-        drop_invalid_names(headers);
-    }
     let h2 = targets.proto.version != ProtocolVersion::Http1;
     if close_after && !h2 {
         // The target's connection is not reused after an ambiguous request.
@@ -242,29 +244,7 @@ async fn proxy(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol.clone());
     }
-    headers.insert(
-        header::HOST,
-        target_host_value(&host, route.port, &route.http)?,
-    );
-    rewrite_forwarded(headers, &route.http, peer, route.scheme(), route.port)?;
-    if route.mtls.is_some() {
-        // What a client says of its own certificate is never passed on as ours.
-        for name in MTLS_HEADERS {
-            headers.remove(name);
-        }
-        for (name, value) in client.headers() {
-            headers.insert(name, value.clone());
-        }
-    }
-    let previous = headers.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok());
-    let mut trace = Vec::with_capacity(128);
-    write_trace_id(&mut trace, previous, now_ms() / 1000, fastrand::u128(..));
-    if let Some(facts) = tally.outcome.facts() {
-        facts.trace_id = Some(String::from_utf8_lossy(&trace).into_owned());
-    }
-    if let Ok(trace) = HeaderValue::try_from(trace) {
-        headers.insert(&X_AMZN_TRACE_ID, trace);
-    }
+    dress_request(headers, &host, route, (peer, client), tally)?;
 
     let idle_timeout = route.http.idle_timeout;
     let mut sent_at = Instant::now();
@@ -341,6 +321,45 @@ async fn proxy(
     Ok(response)
 }
 
+/// What the load balancer sets on every request it forwards (to an address or a function),
+/// its hop-by-hop headers already gone: invalid header names dropped when the load balancer
+/// asks, the Host, X-Forwarded-*, mutual TLS's headers and X-Amzn-Trace-Id.
+pub(super) fn dress_request(
+    headers: &mut HeaderMap,
+    host: &str,
+    route: &HttpRoute,
+    (peer, client): (SocketAddr, &ClientCert),
+    tally: &mut Tally,
+) -> Result<(), ProxyError> {
+    if route.http.drop_invalid_headers {
+        drop_invalid_names(headers);
+    }
+    headers.insert(
+        header::HOST,
+        target_host_value(host, route.port, &route.http)?,
+    );
+    rewrite_forwarded(headers, &route.http, peer, route.scheme(), route.port)?;
+    if route.mtls.is_some() {
+        // What a client says of its own certificate is never passed on as ours.
+        for name in MTLS_HEADERS {
+            headers.remove(name);
+        }
+        for (name, value) in client.headers() {
+            headers.insert(name, value.clone());
+        }
+    }
+    let previous = headers.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok());
+    let mut trace = Vec::with_capacity(128);
+    write_trace_id(&mut trace, previous, now_ms() / 1000, fastrand::u128(..));
+    if let Some(facts) = tally.outcome.facts() {
+        facts.trace_id = Some(String::from_utf8_lossy(&trace).into_owned());
+    }
+    if let Ok(trace) = HeaderValue::try_from(trace) {
+        headers.insert(&X_AMZN_TRACE_ID, trace);
+    }
+    Ok(())
+}
+
 /// Which requests a target group's protocol version takes (AWS's table): HTTP1 groups all but
 /// gRPC, HTTP2 groups HTTP/2 requests, GRPC groups HTTP/2 POSTs.
 fn suits(req: &Request<Incoming>, version: ProtocolVersion) -> bool {
@@ -397,7 +416,7 @@ const MTLS_HEADERS: [&str; 6] = [
 ];
 
 /// Whether an HTTP/1.1 request asks to switch protocols (`Connection: upgrade`).
-fn wants_upgrade(headers: &HeaderMap) -> bool {
+pub(super) fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && headers
             .get_all(header::CONNECTION)

@@ -8,6 +8,7 @@ pub mod explain;
 mod forward;
 mod framing;
 pub(crate) mod headers;
+mod lambda;
 mod limits;
 pub(crate) mod outcome;
 mod relay;

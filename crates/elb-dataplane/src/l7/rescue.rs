@@ -58,6 +58,12 @@ pub enum ProxyError {
     ConnectionLimit,
     #[error("a rule's transform made a {0} that cannot be sent")]
     Transform(&'static str),
+    #[error("the Lambda target failed: {0}")]
+    Lambda(#[source] elb_lambda::Failure),
+    #[error("the request body is over the 1 MB a Lambda function takes")]
+    LambdaRequestTooLarge,
+    #[error("the Lambda function did not answer within the idle timeout")]
+    LambdaTimeout,
 }
 
 impl ProxyError {
@@ -107,6 +113,9 @@ impl ProxyError {
             Self::RequestTimeout => "RequestTimeout",
             Self::ConnectionLimit => "ConnectionLimit",
             Self::Transform(_) => "TransformFailed",
+            Self::Lambda(failure) => failure.code(),
+            Self::LambdaRequestTooLarge => "LambdaRequestTooLarge",
+            Self::LambdaTimeout => "LambdaConnectionTimeout",
         }
     }
 
@@ -119,11 +128,14 @@ impl ProxyError {
             | Self::UriTooLong
             | Self::UnsupportedTransferCoding
             | Self::Desync(_)
-            | Self::RequestTimeout => Fault::Client,
+            | Self::RequestTimeout
+            | Self::LambdaRequestTooLarge => Fault::Client,
             Self::TargetConnect(_)
             | Self::TargetConnectTimeout
             | Self::TargetTimeout
-            | Self::Target(_) => Fault::Target,
+            | Self::Target(_)
+            | Self::Lambda(_)
+            | Self::LambdaTimeout => Fault::Target,
             Self::ListenerGone
             | Self::NoTargets
             | Self::NoReachableTargets
@@ -151,7 +163,11 @@ impl ProxyError {
             | Self::NoReachableTargets
             | Self::ConnectionLimit => StatusCode::SERVICE_UNAVAILABLE,
             Self::TargetConnect(_) | Self::Target(_) => StatusCode::BAD_GATEWAY,
-            Self::TargetConnectTimeout | Self::TargetTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::TargetConnectTimeout | Self::TargetTimeout | Self::LambdaTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            Self::Lambda(_) => StatusCode::BAD_GATEWAY,
+            Self::LambdaRequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             // As ALB answers a transform that matched and failed.
             Self::Transform(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -197,6 +213,10 @@ fn page(status: StatusCode) -> (&'static str, &'static str) {
         400 => ("Bad Request", page!("400 Bad Request")),
         405 => ("Not Allowed", page!("405 Not Allowed")),
         408 => ("Request Time-out", page!("408 Request Time-out")),
+        413 => (
+            "Request Entity Too Large",
+            page!("413 Request Entity Too Large"),
+        ),
         414 => ("Request-URI Too Large", page!("414 Request-URI Too Large")),
         463 => ("", page!("463")),
         464 => ("", page!("464")),

@@ -253,6 +253,18 @@ impl Region {
                     ),
                 ));
             }
+            if tg.target_type == TargetType::Lambda
+                && !matches!(protocol, ListenerProtocol::Http | ListenerProtocol::Https)
+            {
+                return Err(ModelError::new(
+                    ErrorCode::IncompatibleProtocols,
+                    format!(
+                        "Target group '{}' has a Lambda function as its target: only HTTP and \
+                         HTTPS listeners forward to it",
+                        tg.name
+                    ),
+                ));
+            }
             if !carried.contains(&tg.protocol) {
                 let names: Vec<&str> = carried.iter().map(|p| p.as_str()).collect();
                 return Err(ModelError::new(
@@ -266,7 +278,8 @@ impl Region {
                     ),
                 ));
             }
-            if tg.vpc_id != lb.vpc_id {
+            // A function is in no VPC.
+            if tg.target_type != TargetType::Lambda && tg.vpc_id != lb.vpc_id {
                 return Err(ModelError::validation(format!(
                     "Target group '{}' is not in the VPC of load balancer '{}'",
                     tg.name, lb.name

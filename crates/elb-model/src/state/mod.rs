@@ -141,9 +141,10 @@ pub struct SubnetMapping {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateTargetGroup {
     pub name: String,
-    pub protocol: String,
+    /// Required but for `lambda` groups, which refuse it, as they refuse a port and a VPC.
+    pub protocol: Option<String>,
     pub protocol_version: ProtocolVersion,
-    pub port: u16,
+    pub port: Option<u16>,
     pub vpc_id: Option<String>,
     pub target_type: String,
     pub origin: Origin,
@@ -800,7 +801,7 @@ impl Region {
     /// target, the instance is running.
     pub fn in_service(&self, target: &Registration) -> bool {
         let running = match &target.id {
-            TargetId::Ip(_) => true,
+            TargetId::Ip(_) | TargetId::Lambda(_) => true,
             TargetId::Alb(alb) | TargetId::AlbNode { alb, .. } => {
                 self.load_balancers.contains_key(alb)
             }

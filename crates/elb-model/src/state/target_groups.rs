@@ -10,8 +10,8 @@ use crate::load_balancer::LoadBalancerKind;
 use crate::names;
 use crate::network::InstanceState;
 use crate::target_group::{
-    GENEVE_PORT, HealthCheck, HealthCheckChanges, ProtocolVersion, Registration, TargetGroup,
-    TargetGroupProtocol, TargetId, TargetType,
+    FunctionArn, GENEVE_PORT, HealthCheck, HealthCheckChanges, ProtocolVersion, Registration,
+    TargetGroup, TargetGroupProtocol, TargetId, TargetType,
 };
 
 /// A target as RegisterTargets names it.
@@ -32,40 +32,16 @@ impl Region {
         cx: &mut Context<'_>,
     ) -> Result<Outcome> {
         names::check_target_group_name(&c.name)?;
-        let protocol = TargetGroupProtocol::parse_supported(&c.protocol)?;
-        if !protocol.is_http() && c.protocol_version != ProtocolVersion::Http1 {
-            return Err(ModelError::validation(format!(
-                "A protocol version can only be set for HTTP and HTTPS target groups, not {}",
-                protocol.as_str()
-            )));
-        }
         let target_type = TargetType::parse_supported(&c.target_type)?;
-        if target_type == TargetType::Alb && protocol != TargetGroupProtocol::Tcp {
-            return Err(ModelError::validation(format!(
-                "Target type 'alb' needs the TCP protocol, not {}",
-                protocol.as_str()
-            )));
-        }
-        check_port(c.port)?;
-        if protocol == TargetGroupProtocol::Geneve {
-            check_geneve_port(c.port)?;
-        }
-        let vpc_id = match c.vpc_id {
-            Some(id) if self.vpcs.contains_key(&id) => id,
-            Some(id) => {
-                return Err(ModelError::validation(format!(
-                    "The VPC ID '{id}' is not found"
-                )));
-            }
-            None => self
-                .default_vpc()
-                .map(|v| v.id.clone())
-                .ok_or_else(|| ModelError::validation("A VPC ID must be specified"))?,
+        let (protocol, port, vpc_id) = if target_type == TargetType::Lambda {
+            lambda_group(&c)?
+        } else {
+            self.network_group(&c, target_type)?
         };
         if let Some(existing) = self.target_group_by_name(&c.name) {
             let same = existing.protocol == protocol
                 && existing.protocol_version == c.protocol_version
-                && existing.port == c.port
+                && existing.port == port
                 && existing.vpc_id == vpc_id
                 && existing.target_type == target_type;
             return if same {
@@ -93,7 +69,7 @@ impl Region {
                 name: c.name,
                 protocol,
                 protocol_version: c.protocol_version,
-                port: c.port,
+                port,
                 vpc_id,
                 target_type,
                 attributes: attributes::target_group_defaults(protocol, target_type),
@@ -108,6 +84,52 @@ impl Region {
             },
         );
         Ok(Outcome::Created(arn))
+    }
+
+    /// An instance, ip or `alb` group's protocol, port and VPC (the default VPC's when none
+    /// is named).
+    fn network_group(
+        &self,
+        c: &CreateTargetGroup,
+        target_type: TargetType,
+    ) -> Result<(TargetGroupProtocol, u16, String)> {
+        let protocol = c
+            .protocol
+            .as_deref()
+            .ok_or_else(|| ModelError::validation("A protocol must be specified"))?;
+        let protocol = TargetGroupProtocol::parse_supported(protocol)?;
+        if !protocol.is_http() && c.protocol_version != ProtocolVersion::Http1 {
+            return Err(ModelError::validation(format!(
+                "A protocol version can only be set for HTTP and HTTPS target groups, not {}",
+                protocol.as_str()
+            )));
+        }
+        if target_type == TargetType::Alb && protocol != TargetGroupProtocol::Tcp {
+            return Err(ModelError::validation(format!(
+                "Target type 'alb' needs the TCP protocol, not {}",
+                protocol.as_str()
+            )));
+        }
+        let port = c
+            .port
+            .ok_or_else(|| ModelError::validation("A port must be specified"))?;
+        check_port(port)?;
+        if protocol == TargetGroupProtocol::Geneve {
+            check_geneve_port(port)?;
+        }
+        let vpc_id = match &c.vpc_id {
+            Some(id) if self.vpcs.contains_key(id) => id.clone(),
+            Some(id) => {
+                return Err(ModelError::validation(format!(
+                    "The VPC ID '{id}' is not found"
+                )));
+            }
+            None => self
+                .default_vpc()
+                .map(|v| v.id.clone())
+                .ok_or_else(|| ModelError::validation("A VPC ID must be specified"))?,
+        };
+        Ok((protocol, port, vpc_id))
     }
 
     pub(super) fn delete_target_group(&mut self, arn: &str) -> Result<Outcome> {
@@ -128,7 +150,9 @@ impl Region {
         changes: &HealthCheckChanges,
     ) -> Result<Outcome> {
         let tg = self.target_group_mut(arn)?;
-        let next = tg.health_check.with(tg.protocol, changes)?;
+        let next = tg
+            .health_check
+            .with((tg.protocol, tg.target_type), changes)?;
         if tg.target_type == TargetType::Alb && next.protocol == "TCP" {
             return Err(ModelError::validation(
                 "Target groups of type 'alb' are checked over HTTP or HTTPS",
@@ -153,7 +177,11 @@ impl Region {
         changes: &[(String, String)],
     ) -> Result<Outcome> {
         let tg = self.target_group_mut(arn)?;
-        let next = attributes::modify_target_group(&tg.attributes, tg.protocol, changes)?;
+        let next = attributes::modify_target_group(
+            &tg.attributes,
+            (tg.protocol, tg.target_type),
+            changes,
+        )?;
         // An application load balancer does not read PROXY headers.
         if tg.target_type == TargetType::Alb && next.flag(attributes::PROXY_PROTOCOL_V2) {
             return Err(ModelError::validation(
@@ -191,6 +219,12 @@ impl Region {
                 "A target group of type 'alb' has one application load balancer as its target",
             ));
         }
+        if tg.target_type == TargetType::Lambda && tg.targets.len() + added.len() > 1 {
+            return Err(ModelError::new(
+                ErrorCode::TooManyTargets,
+                "A target group of type 'lambda' has one function as its target",
+            ));
+        }
         if tg.targets.len() + added.len() > self.quotas.targets_per_target_group {
             return Err(ModelError::new(
                 ErrorCode::TooManyTargets,
@@ -218,11 +252,16 @@ impl Region {
         now_ms: u64,
     ) -> Result<Outcome> {
         let tg = self.target_group(arn)?;
-        let delay_ms = tg
-            .attributes
-            .int("deregistration_delay.timeout_seconds")
-            .unwrap_or(300)
-            * 1000;
+        // A function is removed at once (AWS: its requests in flight fail; here they finish).
+        let delay_ms = match tg.target_type {
+            TargetType::Lambda => 0,
+            _ => {
+                tg.attributes
+                    .int("deregistration_delay.timeout_seconds")
+                    .unwrap_or(300)
+                    * 1000
+            }
+        };
         let mut keep = tg.targets.clone();
         for t in targets {
             let id = parse_target_id(tg.target_type, &t.id)?;
@@ -239,12 +278,14 @@ impl Region {
                 None => {}
             }
             if found.is_none() {
+                // A function is named without a port.
+                let named = match tg.target_type {
+                    TargetType::Lambda => t.id.clone(),
+                    _ => format!("{}:{port}", t.id),
+                };
                 return Err(ModelError::new(
                     ErrorCode::InvalidTarget,
-                    format!(
-                        "The target '{}:{port}' is not registered with '{arn}'",
-                        t.id
-                    ),
+                    format!("The target '{named}' is not registered with '{arn}'"),
                 ));
             }
         }
@@ -255,11 +296,15 @@ impl Region {
     /// Checks one target against the group and the network, and finds its zone and address.
     fn resolve_target(&self, tg: &TargetGroup, t: &TargetDescription) -> Result<Registration> {
         let id = parse_target_id(tg.target_type, &t.id)?;
+        if let TargetId::Lambda(function) = &id {
+            return self.resolve_function(function, t);
+        }
         let port = t.port.unwrap_or(tg.port);
         check_port(port)?;
         let address = match &id {
             TargetId::Alb(lb_arn) => return self.resolve_alb(tg, lb_arn, port),
             TargetId::AlbNode { .. } => unreachable!("targets are never named by ALB node"),
+            TargetId::Lambda(_) => unreachable!("resolved above"),
             TargetId::Ip(address) => *address,
             TargetId::Instance(instance_id) => {
                 let instance = self
@@ -390,12 +435,44 @@ impl Region {
     }
 }
 
+impl Region {
+    /// A Lambda function as the one target of a `lambda` group: of this region and account,
+    /// as AWS requires, registered without a port, in every zone.
+    fn resolve_function(&self, arn: &str, t: &TargetDescription) -> Result<Registration> {
+        let function = FunctionArn::parse(arn)?;
+        if function.region != self.scope.region || function.account != self.scope.account {
+            return Err(ModelError::new(
+                ErrorCode::InvalidTarget,
+                format!("The function '{arn}' is not in this target group's account and region"),
+            ));
+        }
+        if t.port.is_some() {
+            return Err(ModelError::validation(
+                "A port cannot be specified for Lambda function targets",
+            ));
+        }
+        if t.availability_zone.as_deref().is_some_and(|az| az != "all") {
+            return Err(ModelError::validation(
+                "The Availability Zone of a Lambda function target can only be 'all'",
+            ));
+        }
+        Ok(Registration {
+            id: TargetId::Lambda(arn.to_owned()),
+            port: 0,
+            availability_zone: "all".into(),
+            address: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            draining_until_ms: None,
+        })
+    }
+}
+
 fn parse_target_id(target_type: TargetType, id: &str) -> Result<TargetId> {
     match target_type {
         TargetType::Alb if id.contains(":loadbalancer/app/") => Ok(TargetId::Alb(id.to_owned())),
         TargetType::Alb => Err(ModelError::validation(format!(
             "The target ID '{id}' is not an application load balancer's ARN"
         ))),
+        TargetType::Lambda => Ok(TargetId::Lambda(id.to_owned())),
         TargetType::Ip => id.parse().map(TargetId::Ip).map_err(|_| {
             ModelError::validation(format!("The target ID '{id}' is not a valid IP address"))
         }),
@@ -406,6 +483,26 @@ fn parse_target_id(target_type: TargetType, id: &str) -> Result<TargetId> {
     }
 }
 
+/// A `lambda` group takes no protocol, port or VPC, as AWS's. It keeps HTTP and port 0
+/// in their place (its function takes HTTP requests as events); neither is ever shown.
+fn lambda_group(c: &CreateTargetGroup) -> Result<(TargetGroupProtocol, u16, String)> {
+    let given = [
+        ("Protocol", c.protocol.is_some()),
+        ("Port", c.port.is_some()),
+        ("VPC ID", c.vpc_id.is_some()),
+        (
+            "Protocol version",
+            c.protocol_version != ProtocolVersion::Http1,
+        ),
+    ];
+    if let Some((name, _)) = given.iter().find(|(_, given)| *given) {
+        return Err(ModelError::validation(format!(
+            "{name} cannot be specified for target groups with target type 'lambda'"
+        )));
+    }
+    Ok((TargetGroupProtocol::Http, 0, String::new()))
+}
+
 pub(super) fn check_port(port: u16) -> Result<()> {
     if port == 0 {
         return Err(ModelError::validation("Port must be between 1 and 65535"));
@@ -414,7 +511,7 @@ pub(super) fn check_port(port: u16) -> Result<()> {
 }
 
 /// Appliances take GENEVE on AWS's port only. (They are instances or addresses: `alb`
-/// targets need TCP groups, and `lambda` ones are refused.)
+/// targets need TCP groups, and `lambda` groups have no protocol.)
 fn check_geneve_port(port: u16) -> Result<()> {
     if port != GENEVE_PORT {
         return Err(ModelError::validation(format!(

@@ -15,6 +15,7 @@ mod gateway;
 mod handover;
 mod harness;
 mod health;
+mod lambda;
 mod limits;
 mod load;
 mod metrics;

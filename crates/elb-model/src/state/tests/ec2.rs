@@ -5,9 +5,9 @@ use super::*;
 fn instance_tg(w: &mut World) -> String {
     w.created(Command::CreateTargetGroup(CreateTargetGroup {
         name: "instances".into(),
-        protocol: "HTTP".into(),
+        protocol: Some("HTTP".into()),
         protocol_version: ProtocolVersion::Http1,
-        port: 80,
+        port: Some(80),
         vpc_id: None,
         target_type: "instance".into(),
         origin: Origin::Api,

@@ -24,9 +24,9 @@ impl World {
     fn geneve_group(&mut self, name: &str, port: u16, target_type: &str) -> Result<Outcome> {
         self.run(Command::CreateTargetGroup(CreateTargetGroup {
             name: name.into(),
-            protocol: "GENEVE".into(),
+            protocol: Some("GENEVE".into()),
             protocol_version: ProtocolVersion::Http1,
-            port,
+            port: Some(port),
             vpc_id: None,
             target_type: target_type.into(),
             origin: Origin::Api,

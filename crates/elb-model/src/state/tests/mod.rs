@@ -10,6 +10,7 @@ use crate::target_group::{HealthCheckChanges, TargetId};
 mod access;
 mod ec2;
 mod gateway;
+mod lambda;
 mod nlb;
 
 struct World {
@@ -73,9 +74,9 @@ impl World {
     fn target_group(&mut self, name: &str) -> String {
         self.created(Command::CreateTargetGroup(CreateTargetGroup {
             name: name.into(),
-            protocol: "HTTP".into(),
+            protocol: Some("HTTP".into()),
             protocol_version: ProtocolVersion::Http1,
-            port: 9001,
+            port: Some(9001),
             vpc_id: None,
             target_type: "ip".into(),
             origin: Origin::Api,

@@ -25,9 +25,9 @@ impl World {
     fn group(&mut self, name: &str, protocol: &str, target_type: &str) -> Result<Outcome> {
         self.run(Command::CreateTargetGroup(CreateTargetGroup {
             name: name.into(),
-            protocol: protocol.into(),
+            protocol: Some(protocol.into()),
             protocol_version: ProtocolVersion::Http1,
-            port: 9100,
+            port: Some(9100),
             vpc_id: None,
             target_type: target_type.into(),
             origin: Origin::Api,
@@ -190,9 +190,9 @@ fn nlb_checks_follow_their_protocol_defaults() {
 
     let grpc = w.run(Command::CreateTargetGroup(CreateTargetGroup {
         name: "grpc".into(),
-        protocol: "TCP".into(),
+        protocol: Some("TCP".into()),
         protocol_version: ProtocolVersion::Grpc,
-        port: 9100,
+        port: Some(9100),
         vpc_id: None,
         target_type: "ip".into(),
         origin: Origin::Api,
@@ -547,9 +547,9 @@ fn an_alb_target_stands_for_its_nodes_in_reach() {
     let stray = arn_of(w.group("stray", "TCP", "alb"));
     let front = arn_of(w.run(Command::CreateTargetGroup(CreateTargetGroup {
         name: "front".into(),
-        protocol: "TCP".into(),
+        protocol: Some("TCP".into()),
         protocol_version: ProtocolVersion::Http1,
-        port: 7000,
+        port: Some(7000),
         vpc_id: None,
         target_type: "alb".into(),
         origin: Origin::Api,

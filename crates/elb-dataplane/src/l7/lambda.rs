@@ -1,0 +1,85 @@
+//! Requests to a `lambda` group: read whole (up to 1 MB), dressed as any forwarded request,
+//! turned into ALB's event, invoked within the load balancer's idle timeout, and the
+//! function's answer turned into the response.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use elb_lambda::{Failure, MAX_BODY};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+
+use super::ClientCert;
+use super::forward::{dress_request, wants_upgrade};
+use super::headers::remove_hop_by_hop;
+use super::outcome::Tally;
+use super::rescue::{Body, ProxyError};
+use crate::table::HttpRoute;
+use crate::targets::{Function, HttpTargets};
+
+/// Invokes `function` with `req` (whose Host is `host`) and answers with what it returns.
+pub(super) async fn invoke(
+    (req, host): (Request<Incoming>, &str),
+    route: &HttpRoute,
+    targets: &HttpTargets,
+    function: &Function,
+    client: (SocketAddr, &ClientCert),
+    tally: &mut Tally,
+) -> Result<Response<Body>, ProxyError> {
+    if wants_upgrade(req.headers()) {
+        return Err(ProxyError::BadRequest(
+            "a Lambda function takes no WebSocket",
+        ));
+    }
+    let (mut parts, body) = req.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    dress_request(&mut parts.headers, host, route, client, tally)?;
+    // A client that stops sending its body gets a 408 after the idle timeout, as on ALB.
+    let body = tokio::time::timeout(
+        route.http.idle_timeout,
+        Limited::new(body, MAX_BODY).collect(),
+    )
+    .await
+    .map_err(|_| ProxyError::RequestTimeout)?
+    .map_err(|e| {
+        if e.is::<LengthLimitError>() {
+            ProxyError::LambdaRequestTooLarge
+        } else {
+            ProxyError::BadRequest("the request body could not be read")
+        }
+    })?
+    .to_bytes();
+    let request = elb_lambda::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body: &body,
+    };
+    let invoker = function.invoker.as_ref().ok_or_else(|| {
+        ProxyError::Lambda(Failure::Connection(
+            "elbd has no lambda_endpoint in its [settings]".to_owned(),
+        ))
+    })?;
+    let event = elb_lambda::event::event(&targets.target_group_arn, &request, function.multi_value);
+    if let Some(facts) = tally.outcome.facts() {
+        facts.dispatched = Some(facts.started.elapsed());
+    }
+    let sent_at = Instant::now();
+    let answer = tokio::time::timeout(
+        route.http.idle_timeout,
+        invoker.invoke(&function.arn, event),
+    )
+    .await
+    .map_err(|_| ProxyError::LambdaTimeout)?
+    .map_err(ProxyError::Lambda)?;
+    tally.outcome.target_time = Some(sent_at.elapsed());
+    let answer = elb_lambda::event::response(&answer, function.multi_value)
+        .map_err(|e| ProxyError::Lambda(Failure::InvalidResponse(e)))?;
+    tally.outcome.target_status = Some(answer.status.as_u16());
+    let mut response = Response::new(Either::Right(Full::new(answer.body)));
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = answer.headers;
+    Ok(response)
+}
