@@ -155,10 +155,11 @@ struct FileAction {
 #[serde(deny_unknown_fields)]
 struct FileTargetGroup {
     name: String,
-    protocol: String,
+    /// Required but for `lambda` groups, which take neither a protocol nor a port.
+    protocol: Option<String>,
     /// `HTTP1` (default), `HTTP2` or `GRPC`.
     protocol_version: Option<String>,
-    port: u16,
+    port: Option<u16>,
     #[serde(default = "default_target_type")]
     target_type: String,
     #[serde(default)]
@@ -173,6 +174,8 @@ struct FileTargetGroup {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileHealthCheck {
+    /// Only `lambda` groups' checks can be off (their default).
+    enabled: Option<bool>,
     protocol: Option<String>,
     /// A port number or "traffic-port".
     port: Option<toml::Value>,
@@ -319,9 +322,10 @@ pub struct ListenerSpec {
 pub struct TargetGroupSpec {
     pub path: String,
     pub name: String,
-    pub protocol: String,
+    /// `None` only for `lambda` groups (as is the port).
+    pub protocol: Option<String>,
     pub protocol_version: ProtocolVersion,
-    pub port: u16,
+    pub port: Option<u16>,
     pub target_type: String,
     pub attributes: Vec<(String, String)>,
     pub health_check: HealthCheckChanges,
@@ -699,7 +703,7 @@ impl FileTargetGroup {
             }
         };
         let health_check = HealthCheckChanges {
-            enabled: None,
+            enabled: hc.enabled,
             protocol: hc.protocol,
             port,
             path: hc.path,
@@ -712,7 +716,7 @@ impl FileTargetGroup {
         };
         let protocol_version = match &self.protocol_version {
             None => ProtocolVersion::Http1,
-            Some(_) if !matches!(self.protocol.as_str(), "HTTP" | "HTTPS") => {
+            Some(_) if !matches!(self.protocol.as_deref(), Some("HTTP" | "HTTPS")) => {
                 return Err(format!(
                     "{path}.protocol_version: only HTTP and HTTPS target groups have one"
                 ));
@@ -727,11 +731,13 @@ impl FileTargetGroup {
                  name the application load balancer by its ARN"
             ));
         }
-        if self.target_type == "lambda" {
-            return Err(format!(
-                "{path}.target_type: 'lambda' target groups are not built in the config file \
-                 yet; make them through the API"
-            ));
+        if self.target_type != "lambda" {
+            if self.protocol.is_none() {
+                return Err(format!("{path}.protocol: a target group needs one"));
+            }
+            if self.port.is_none() {
+                return Err(format!("{path}.port: a target group needs one"));
+            }
         }
         Ok(TargetGroupSpec {
             health_check,
@@ -788,7 +794,10 @@ impl FileTarget {
                         port: Some(addr.port()),
                         availability_zone: None,
                     })
-                } else if s.parse::<IpAddr>().is_ok() || s.starts_with("i-") {
+                } else if s.parse::<IpAddr>().is_ok()
+                    || s.starts_with("i-")
+                    || s.starts_with("arn:aws:lambda:")
+                {
                     Ok(TargetSpec {
                         id: s,
                         port: None,
@@ -796,7 +805,7 @@ impl FileTarget {
                     })
                 } else {
                     Err(format!(
-                        "{path}: '{s}' is not an IP, IP:port or instance id"
+                        "{path}: '{s}' is not an IP, IP:port, instance id or function ARN"
                     ))
                 }
             }

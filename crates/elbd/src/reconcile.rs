@@ -16,7 +16,7 @@ use elb_model::state::{
 use elb_model::target_group::{HealthCheck, HealthCheckChanges};
 use elb_model::{
     Action, AlpnPolicy, Attributes, CertificateKind, Command, Context, ErrorCode, ListenerProtocol,
-    LoadBalancerKind, ModelError, Origin, Outcome, Region, Scheme,
+    LoadBalancerKind, ModelError, Origin, Outcome, Region, Scheme, TargetType,
 };
 
 use elb_config::{CertificateSpec, Config, LoadBalancerSpec, TargetGroupSpec, TargetSpec};
@@ -226,9 +226,9 @@ fn target_group(
     let path = spec.path.as_str();
     let create = Command::CreateTargetGroup(CreateTargetGroup {
         name: spec.name.clone(),
-        protocol: Some(spec.protocol.clone()),
+        protocol: spec.protocol.clone(),
         protocol_version: spec.protocol_version,
-        port: Some(spec.port),
+        port: spec.port,
         vpc_id: None,
         target_type: spec.target_type.clone(),
         origin: FILE,
@@ -260,12 +260,13 @@ fn target_group(
         .with((tg.protocol, tg.target_type), &spec.health_check)
         .map_err(|e| prefix(e, &format!("{path}.health_check")))?;
     if state.target_groups[&arn].health_check != desired {
-        // A TCP check takes neither a path nor a matcher.
+        // A TCP check takes neither a path nor a matcher; a function's, no protocol or port.
         let tcp = desired.protocol == "TCP";
+        let lambda = tg.target_type == TargetType::Lambda;
         let health_check = HealthCheckChanges {
             enabled: Some(desired.enabled),
-            protocol: Some(desired.protocol),
-            port: Some(desired.port),
+            protocol: Some(desired.protocol).filter(|_| !lambda),
+            port: Some(desired.port).filter(|_| !lambda),
             path: Some(desired.path).filter(|_| !tcp),
             interval_seconds: Some(desired.interval_seconds),
             timeout_seconds: Some(desired.timeout_seconds),
@@ -322,7 +323,7 @@ fn sync_targets(
             !spec
                 .targets
                 .iter()
-                .any(|t| t.id == r.id.to_string() && t.port.unwrap_or(spec.port) == r.port)
+                .any(|t| t.id == r.id.to_string() && t.port.or(spec.port).unwrap_or(0) == r.port)
         })
         .map(|r| TargetDescription {
             id: r.id.to_string(),

@@ -38,3 +38,47 @@ async fn an_alb_invokes_lambda_functions_through_the_invoke_api() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The config file declares a `lambda` group like any other (no protocol or port, the
+/// function by ARN, checks on): the ALB it declares invokes the function, and checks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lambda_group_declared_in_the_config_file_is_invoked_and_checked() {
+    let lab = Lab::new("lambda-file", 30);
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let invoke = SocketAddr::from((lab.ip('a', 60), 9300));
+    let settings = lab.settings().replacen(
+        "[settings]\n",
+        &format!("[settings]\nlambda_endpoint = \"http://{invoke}\"\n"),
+        1,
+    );
+    let declared = r#"
+[[load_balancer]]
+name = "fn-file"
+availability_zones = ["us-east-1a", "us-east-1b"]
+
+[[load_balancer.listener]]
+protocol = "HTTP"
+port = 8080
+default_action = { forward = "fn-file-tg" }
+
+[[target_group]]
+name = "fn-file-tg"
+target_type = "lambda"
+targets = ["arn:aws:lambda:us-east-1:123456789012:function:echo"]
+health_check = { enabled = true, path = "/health", interval_seconds = 5, timeout_seconds = 2 }
+"#;
+    let config = lab.write("elbd.toml", &format!("{settings}{declared}"));
+    let _elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/lambda_targets.py");
+    let out = Command::new(venv().join("bin/python"))
+        .args([script, "file", &invoke.to_string()])
+        .arg(lab.node('a', 8080).to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -6,8 +6,11 @@ requests through the ALB with curl.
 Usage: python lambda_targets.py API INVOKE_ADDR NODE_ADDR DATA_DIR. INVOKE_ADDR is where
 elbd's `lambda_endpoint` points (signed for AKIDLAMBDA / lambda-secret); NODE_ADDR is the
 ALB's first node, where its listener on that port is reached; DATA_DIR is elbd's, whose S3
-stand-in receives the access logs (delivered every second). Exits non-zero on the first
-mismatch.
+stand-in receives the access logs (delivered every second).
+
+`python lambda_targets.py file INVOKE_ADDR NODE_ADDR` serves the function only and checks an
+ALB the config file declares (`fn-file-tg` with the function `echo`, checks on `/health`).
+Exits non-zero on the first mismatch.
 """
 
 import base64
@@ -30,7 +33,11 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-api, invoke_addr, node_addr, data_dir = sys.argv[1:5]
+if sys.argv[1] == "file":
+    api, data_dir = None, None
+    invoke_addr, node_addr = sys.argv[2:4]
+else:
+    api, invoke_addr, node_addr, data_dir = sys.argv[1:5]
 ACCOUNT = "123456789012"
 session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
 config = Config(retries={"max_attempts": 1})
@@ -171,6 +178,35 @@ def curl(path, *args):
             headers.setdefault(name.lower(), []).append(value.strip())
     return status, headers, body
 
+
+def through_the_file():
+    """The config file's lambda group: invoked, and checked on its path."""
+    for _ in range(100):
+        try:
+            status, headers, _ = curl("/from-file")
+            if status != 503:
+                break
+        except subprocess.CalledProcessError:
+            pass
+        time.sleep(0.1)
+    assert status == 201 and headers["x-seen-path"] == ["/from-file"], (status, headers)
+    event = [e for _, _, e in seen if e.get("path") == "/from-file"][-1]
+    arn = event["requestContext"]["elb"]["targetGroupArn"]
+    assert ":targetgroup/fn-file-tg/" in arn, arn
+    for _ in range(100):
+        if any(e.get("path") == "/health" for _, _, e in seen):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the file's health check never invoked the function")
+    # This elbd has no Lambda credentials: it signs nothing.
+    assert len(unsigned) == len(seen), (unsigned, seen)
+    print("ok: the file's lambda group")
+
+
+if api is None:
+    through_the_file()
+    sys.exit(0)
 
 subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]]
 lb = elbv2.create_load_balancer(Name="fn-alb", Subnets=subnets[:2])["LoadBalancers"][0]
