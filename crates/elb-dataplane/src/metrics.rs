@@ -8,6 +8,7 @@
 //! control path and the readers take. Each metric is read at one level, the finest CloudWatch
 //! has, so that summing it over any label gives the coarser dimension.
 
+use elb_lambda::Blame;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -133,6 +134,9 @@ pub struct GroupMetrics {
     pub target: ByClass,
     pub target_response_time: Histogram,
     pub target_connection_errors: AtomicU64,
+    /// LambdaUserError and LambdaInternalError: a function's failed invocations.
+    pub lambda_user_errors: AtomicU64,
+    pub lambda_internal_errors: AtomicU64,
 }
 
 impl NodeMetrics {
@@ -157,6 +161,14 @@ impl NodeMetrics {
             }
             if let Some(took) = outcome.target_time {
                 group.target_response_time.observe(took);
+            }
+            let lambda = match outcome.lambda_error {
+                Some(Blame::User) => Some(&group.lambda_user_errors),
+                Some(Blame::Internal) => Some(&group.lambda_internal_errors),
+                None => None,
+            };
+            if let Some(errors) = lambda {
+                errors.fetch_add(1, Ordering::Relaxed);
             }
         }
         match (outcome.target_status, group) {
@@ -400,6 +412,17 @@ impl Registry {
                 group(key),
                 Value::Count(errors),
             ));
+            // Only functions' groups have these: they appear with the first failure.
+            let lambda = [
+                ("LambdaUserError", &g.lambda_user_errors),
+                ("LambdaInternalError", &g.lambda_internal_errors),
+            ];
+            for (metric, errors) in lambda {
+                let errors = errors.load(Ordering::Relaxed);
+                if errors > 0 {
+                    out.push(reading(metric, group(key), Value::Count(errors)));
+                }
+            }
             for (class, metric) in TARGET_CLASSES {
                 out.push(reading(
                     metric,

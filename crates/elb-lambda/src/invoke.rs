@@ -37,7 +37,22 @@ pub enum Failure {
     InvalidResponse(#[from] crate::event::InvalidResponse),
 }
 
+/// Whose a failed invocation is, as ALB's metrics count it: `LambdaUserError` (the function
+/// or its configuration) or `LambdaInternalError` (Lambda, or the way to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    User,
+    Internal,
+}
+
 impl Failure {
+    pub fn blame(&self) -> Blame {
+        match self {
+            Self::Connection(_) | Self::Service(_) => Blame::Internal,
+            _ => Blame::User,
+        }
+    }
+
     /// The access log's `error_reason`, as ALB writes it (an endpoint elbd cannot reach is,
     /// from the load balancer's side, Lambda failing internally).
     pub fn code(&self) -> &'static str {

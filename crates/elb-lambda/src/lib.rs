@@ -6,4 +6,4 @@ pub mod event;
 pub mod invoke;
 
 pub use event::{InvalidResponse, MAX_BODY, Request, Response};
-pub use invoke::{Failure, Invoker};
+pub use invoke::{Blame, Failure, Invoker};

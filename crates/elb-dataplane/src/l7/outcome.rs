@@ -2,6 +2,7 @@
 //! the target answered, how long the target took, and how many bytes crossed. Metrics and
 //! access logs read it; with `RUST_LOG=elbd::request=debug` each one is also logged.
 
+use elb_lambda::Blame;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub(crate) struct Outcome {
     pub(crate) target_connection_error: bool,
     /// Why the load balancer answered with an error page.
     pub(crate) error: Option<&'static str>,
+    /// A Lambda target's failure, by whose it is (ALB's two Lambda error metrics).
+    pub(crate) lambda_error: Option<Blame>,
     pub(crate) received_bytes: u64,
     pub(crate) sent_bytes: u64,
     /// What the access log entry needs besides: gathered only when the load balancer logs.
@@ -78,6 +81,7 @@ impl Outcome {
             target_time: None,
             target_connection_error: false,
             error: None,
+            lambda_error: None,
             received_bytes: 0,
             sent_bytes: 0,
             log: None,
@@ -88,6 +92,7 @@ impl Outcome {
     pub(crate) fn failed(&mut self, error: &ProxyError) {
         self.elb_status = error.status().as_u16();
         self.error = Some(error.reason());
+        self.lambda_error = error.lambda_blame();
         self.target_status = None;
         self.target_connection_error = matches!(
             error,

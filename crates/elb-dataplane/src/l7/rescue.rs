@@ -3,6 +3,7 @@
 //! pages are AWS's own (`Server: awselb/2.0`, nginx-style HTML, CRLF line ends).
 
 use bytes::Bytes;
+use elb_lambda::Blame;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::ext::ReasonPhrase;
@@ -116,6 +117,16 @@ impl ProxyError {
             Self::Lambda(failure) => failure.code(),
             Self::LambdaRequestTooLarge => "LambdaRequestTooLarge",
             Self::LambdaTimeout => "LambdaConnectionTimeout",
+        }
+    }
+
+    /// For a Lambda target's failure, which of ALB's two Lambda error metrics counts it.
+    pub fn lambda_blame(&self) -> Option<Blame> {
+        match self {
+            Self::Lambda(failure) => Some(failure.blame()),
+            Self::LambdaTimeout => Some(Blame::Internal),
+            Self::LambdaRequestTooLarge => Some(Blame::User),
+            _ => None,
         }
     }
 

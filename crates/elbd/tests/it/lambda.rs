@@ -24,19 +24,10 @@ async fn an_alb_invokes_lambda_functions_through_the_invoke_api() {
     let settings = lab.settings().replacen("[settings]\n", &lambda, 1);
     let config = lab.write("elbd.toml", &settings);
     let _elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/lambda_targets.py");
-    let out = Command::new(venv().join("bin/python"))
-        .args([script, &format!("http://{api}"), &invoke.to_string()])
-        .arg(lab.node('a', 8080).to_string())
-        .arg(lab.dir.join("data"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let data = lab.dir.join("data");
+    let node = lab.node('a', 8080).to_string();
+    let api = format!("http://{api}");
+    script(&[&api, &invoke.to_string(), &node, data.to_str().unwrap()]);
 }
 
 /// The config file declares a `lambda` group like any other (no protocol or port, the
@@ -69,10 +60,19 @@ health_check = { enabled = true, path = "/health", interval_seconds = 5, timeout
 "#;
     let config = lab.write("elbd.toml", &format!("{settings}{declared}"));
     let _elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/lambda_targets.py");
+    script(&[
+        "file",
+        &invoke.to_string(),
+        &lab.node('a', 8080).to_string(),
+    ]);
+}
+
+/// Runs lambda_targets.py with `args`; it must exit 0.
+fn script(args: &[&str]) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/lambda_targets.py");
     let out = Command::new(venv().join("bin/python"))
-        .args([script, "file", &invoke.to_string()])
-        .arg(lab.node('a', 8080).to_string())
+        .arg(path)
+        .args(args)
         .output()
         .unwrap();
     assert!(

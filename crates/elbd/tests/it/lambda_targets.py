@@ -118,8 +118,10 @@ class Invoke(BaseHTTPRequestHandler):
             answer = {"errorMessage": "boom", "errorType": "Exception"}
             extra["X-Amz-Function-Error"] = "Unhandled"
         elif name == "slow":
+            # elbd gives up after its idle timeout and closes the connection first.
             time.sleep(4)
-            answer = {"statusCode": 200, "body": "late"}
+            self.close_connection = True
+            return
         elif name == "malformed":
             answer = {"body": "no status code"}
         else:
@@ -395,6 +397,26 @@ for path, (status, reason) in wanted.items():
     assert path in found, (path, found)
     target, elb_status, error_reason = found[path]
     assert (target, elb_status, error_reason) == ("-", status, reason), (path, found[path])
+
+# ALB's Lambda error metrics, per target group: the function's failures are the user's, the
+# invocation that timed out Lambda's.
+page = subprocess.run(["curl", "-sf", f"{api}/metrics"], capture_output=True, check=True).stdout.decode()
+
+
+def counted(metric, group):
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in page.splitlines()
+        if line.startswith(metric + "{") and f'target_group="targetgroup/fn-{group}/' in line
+    ]
+    return sum(values)
+
+
+# The body over 1 MB is a user error of the echo group's too, as ALB counts it.
+for group, user, internal in [("fails", 1, 0), ("malformed", 1, 0), ("missing", 1, 0), ("slow", 0, 1), ("echo", 1, 0)]:
+    seen_counts = (counted("aws_applicationelb_lambda_user_error_total", group),
+                   counted("aws_applicationelb_lambda_internal_error_total", group))
+    assert seen_counts == (user, internal), (group, seen_counts)
 
 assert not unsigned, f"invocations whose signature did not verify: {unsigned}"
 print(f"ok: {len(seen)} invocations, each signed")
