@@ -124,6 +124,8 @@ class Invoke(BaseHTTPRequestHandler):
             return
         elif name == "malformed":
             answer = {"body": "no status code"}
+        elif name == "huge":
+            answer = {"statusCode": 200, "body": "x" * (1024 * 1024)}
         else:
             self.send_response(404)
             payload = json.dumps({"Type": "User", "message": "Function not found"}).encode()
@@ -227,7 +229,7 @@ elbv2.modify_load_balancer_attributes(
 # A lambda group takes no protocol, port or VPC, and its checks are off.
 refused("ValidationError", elbv2.create_target_group, Name="bad", TargetType="lambda", Protocol="HTTP")
 groups = {}
-for name in ["echo", "fails", "slow", "malformed", "missing"]:
+for name in ["echo", "fails", "slow", "malformed", "missing", "huge"]:
     tg = elbv2.create_target_group(Name=f"fn-{name}", TargetType="lambda")["TargetGroups"][0]
     for absent in ["Protocol", "Port", "VpcId", "HealthCheckProtocol", "HealthCheckPort", "ProtocolVersion"]:
         assert absent not in tg, (absent, tg)
@@ -253,7 +255,7 @@ refused(
 echo_arn = function("echo") + ":live"
 elbv2.register_targets(TargetGroupArn=groups["echo"], Targets=[{"Id": echo_arn}])
 refused("TooManyTargets", elbv2.register_targets, TargetGroupArn=groups["echo"], Targets=[{"Id": function("other")}])
-for name in ["fails", "slow", "malformed", "missing"]:
+for name in ["fails", "slow", "malformed", "missing", "huge"]:
     elbv2.register_targets(TargetGroupArn=groups[name], Targets=[{"Id": function(name)}])
 
 listener = elbv2.create_listener(
@@ -262,7 +264,7 @@ listener = elbv2.create_listener(
     Port=int(node_addr.rsplit(":", 1)[1]),
     DefaultActions=[{"Type": "forward", "TargetGroupArn": groups["echo"]}],
 )["Listeners"][0]
-for priority, name in enumerate(["fails", "slow", "malformed", "missing"], start=1):
+for priority, name in enumerate(["fails", "slow", "malformed", "missing", "huge"], start=1):
     elbv2.create_rule(
         ListenerArn=listener["ListenerArn"],
         Priority=priority,
@@ -336,6 +338,7 @@ assert "headers" not in event and "queryStringParameters" not in event, event
 assert curl("/fails")[0] == 502
 assert curl("/malformed")[0] == 502
 assert curl("/missing")[0] == 502
+assert curl("/huge")[0] == 502
 started = time.monotonic()
 assert curl("/slow")[0] == 504
 assert 1.5 < time.monotonic() - started < 4, time.monotonic() - started
@@ -380,7 +383,8 @@ assert state_of_echo()["Reason"] == "Target.ResponseCodeMismatch", state_of_echo
 # The access log names no target for a function, and the failures by ALB's reason codes.
 wanted = {"/fails": ("502", "LambdaUnhandled"), "/malformed": ("502", "LambdaInvalidResponse"),
           "/missing": ("502", "LambdaResourceNotFound"), "/slow": ("504", "LambdaConnectionTimeout"),
-          "/big": ("413", "LambdaRequestTooLarge"), "/json": ("201", "-")}
+          "/big": ("413", "LambdaRequestTooLarge"), "/huge": ("502", "LambdaResponseTooLarge"),
+          "/json": ("201", "-")}
 found = {}
 for _ in range(100):
     for gz in logs.rglob("*.log.gz"):
@@ -413,7 +417,9 @@ def counted(metric, group):
 
 
 # The body over 1 MB is a user error of the echo group's too, as ALB counts it.
-for group, user, internal in [("fails", 1, 0), ("malformed", 1, 0), ("missing", 1, 0), ("slow", 0, 1), ("echo", 1, 0)]:
+for group, user, internal in [
+    ("fails", 1, 0), ("malformed", 1, 0), ("missing", 1, 0), ("huge", 1, 0), ("slow", 0, 1), ("echo", 1, 0)
+]:
     seen_counts = (counted("aws_applicationelb_lambda_user_error_total", group),
                    counted("aws_applicationelb_lambda_internal_error_total", group))
     assert seen_counts == (user, internal), (group, seen_counts)
