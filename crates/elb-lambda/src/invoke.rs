@@ -13,28 +13,27 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::event::MAX_BODY;
 
-/// Why an invocation gave no answer to map: each is one of ALB's `Lambda*` error reasons, and
-/// each is a 502 to the client, as ALB answers a failed invocation.
+/// How long a connection to the endpoint may take, as a target's.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why an invocation gave no answer to map: each is one of ALB's `Lambda*` error reasons.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     #[error("the Lambda endpoint could not be reached: {0}")]
     Connection(String),
-    #[error("Lambda throttled the invocation")]
-    Throttled,
-    #[error("Lambda has no such function")]
-    NotFound,
-    #[error("Lambda refused elbd's credentials")]
-    AccessDenied,
-    #[error("Lambda refused the invocation as malformed")]
-    BadRequest,
-    #[error("Lambda failed the invocation (status {0})")]
-    Service(u16),
+    #[error("connecting to the Lambda endpoint timed out")]
+    ConnectTimeout,
+    #[error("the function did not answer within the load balancer's idle timeout")]
+    Timeout,
     #[error("the function failed: {0}")]
     Unhandled(String),
     #[error("the function's response is over 1 MB")]
     ResponseTooLarge,
     #[error("{0}")]
     InvalidResponse(#[from] crate::event::InvalidResponse),
+    /// Lambda refused the invocation: ALB's code for Lambda's error type.
+    #[error("Lambda refused the invocation: {code} (status {status})")]
+    Refused { code: &'static str, status: u16 },
 }
 
 /// Whose a failed invocation is, as ALB's metrics count it: `LambdaUserError` (the function
@@ -45,27 +44,152 @@ pub enum Blame {
     Internal,
 }
 
+/// Lambda's error types (`x-amzn-errortype`) and ALB's codes for them, with whose they are.
+const REFUSALS: &[(&str, &str, Blame)] = &[
+    (
+        "ResourceNotFoundException",
+        "LambdaResourceNotFound",
+        Blame::User,
+    ),
+    ("TooManyRequestsException", "LambdaThrottling", Blame::User),
+    ("AccessDeniedException", "LambdaAccessDenied", Blame::User),
+    (
+        "InvalidRequestContentException",
+        "LambdaBadRequest",
+        Blame::User,
+    ),
+    (
+        "InvalidParameterValueException",
+        "LambdaBadRequest",
+        Blame::User,
+    ),
+    (
+        "RequestTooLargeException",
+        "LambdaRequestTooLarge",
+        Blame::User,
+    ),
+    (
+        "ServiceException",
+        "LambdaServiceException",
+        Blame::Internal,
+    ),
+    (
+        "EC2AccessDeniedException",
+        "LambdaEC2AccessDeniedException",
+        Blame::User,
+    ),
+    (
+        "EC2ThrottledException",
+        "LambdaEC2ThrottledException",
+        Blame::User,
+    ),
+    (
+        "EC2UnexpectedException",
+        "LambdaEC2UnexpectedException",
+        Blame::User,
+    ),
+    (
+        "ENILimitReachedException",
+        "LambdaENILimitReachedException",
+        Blame::User,
+    ),
+    (
+        "InvalidRuntimeException",
+        "LambdaInvalidRuntimeException",
+        Blame::User,
+    ),
+    (
+        "InvalidSecurityGroupIDException",
+        "LambdaInvalidSecurityGroupIDException",
+        Blame::User,
+    ),
+    (
+        "InvalidSubnetIDException",
+        "LambdaInvalidSubnetIDException",
+        Blame::User,
+    ),
+    (
+        "InvalidZipFileException",
+        "LambdaInvalidZipFileException",
+        Blame::User,
+    ),
+    (
+        "KMSAccessDeniedException",
+        "LambdaKMSAccessDeniedException",
+        Blame::User,
+    ),
+    (
+        "KMSDisabledException",
+        "LambdaKMSDisabledException",
+        Blame::User,
+    ),
+    (
+        "KMSInvalidStateException",
+        "LambdaKMSInvalidStateException",
+        Blame::User,
+    ),
+    (
+        "KMSNotFoundException",
+        "LambdaKMSNotFoundException",
+        Blame::User,
+    ),
+    (
+        "SubnetIPAddressLimitReachedException",
+        "LambdaSubnetIPAddressLimitReachedException",
+        Blame::User,
+    ),
+];
+
 impl Failure {
+    /// Lambda's refusal with `status` and error type `kind` (`x-amzn-errortype`, whose part
+    /// before a `:` names it); a type ALB has no code for is sorted by status.
+    fn refused(status: u16, kind: Option<&str>) -> Self {
+        let kind = kind.map(|k| k.split(':').next().unwrap_or(k));
+        let known = REFUSALS.iter().find(|(name, _, _)| Some(*name) == kind);
+        let code = match (known, status) {
+            (Some((_, code, _)), _) => code,
+            (None, 401 | 403) => "LambdaAccessDenied",
+            (None, 404) => "LambdaResourceNotFound",
+            (None, 429) => "LambdaThrottling",
+            (None, 400..=499) => "LambdaBadRequest",
+            (None, _) => "LambdaServiceException",
+        };
+        Self::Refused { code, status }
+    }
+
+    /// The status the client gets: 504 when no answer came in time, else 502.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Self::ConnectTimeout | Self::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
+            _ => http::StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// A function slower than the load balancer waits is the function's; Lambda, or the way
+    /// to it, failing is Lambda's.
     pub fn blame(&self) -> Blame {
         match self {
-            Self::Connection(_) | Self::Service(_) => Blame::Internal,
+            Self::Connection(_) | Self::ConnectTimeout => Blame::Internal,
+            Self::Refused { code, .. } => REFUSALS
+                .iter()
+                .find(|(_, known, _)| known == code)
+                .map_or(Blame::Internal, |(_, _, blame)| *blame),
             _ => Blame::User,
         }
     }
 
-    /// The access log's `error_reason`, as ALB writes it (an endpoint elbd cannot reach is,
-    /// from the load balancer's side, Lambda failing internally).
+    /// The access log's `error_reason`, as ALB writes it. An endpoint elbd cannot connect to
+    /// is, from the load balancer's side, Lambda failing; a function that has not answered
+    /// within the idle timeout is logged as a timeout reaching Lambda, the one timeout ALB
+    /// names.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Connection(_) => "LambdaServiceException",
-            Self::Throttled => "LambdaThrottling",
-            Self::NotFound => "LambdaResourceNotFound",
-            Self::AccessDenied => "LambdaAccessDenied",
-            Self::BadRequest => "LambdaBadRequest",
-            Self::Service(_) => "LambdaServiceException",
+            Self::ConnectTimeout | Self::Timeout => "LambdaConnectionTimeout",
             Self::Unhandled(_) => "LambdaUnhandled",
             Self::ResponseTooLarge => "LambdaResponseTooLarge",
             Self::InvalidResponse(_) => "LambdaInvalidResponse",
+            Self::Refused { code, .. } => code,
         }
     }
 }
@@ -96,12 +220,21 @@ impl Invoker {
             .parse()
             .map_err(|e| format!("lambda_endpoint '{endpoint}' is not a URL: {e}"))?;
         let plain = matches!(uri.scheme_str(), Some("http" | "https"))
-            && uri.authority().is_some()
+            && uri.authority().is_some_and(|a| !a.as_str().contains('@'))
             && uri.query().is_none();
         if !plain {
             return Err(format!(
-                "lambda_endpoint '{endpoint}' must be an http:// or https:// URL without a query"
+                "lambda_endpoint must be an http:// or https:// URL without credentials or a \
+                 query, not '{}'",
+                uri.authority()
+                    .map_or(endpoint, |_| uri.scheme_str().unwrap_or("?"))
             ));
+        }
+        // They go into a header as they are.
+        if let Some((id, secret)) = &credentials
+            && !(id.bytes().chain(secret.bytes())).all(|b| b.is_ascii_graphic())
+        {
+            return Err("the Lambda credentials must be visible ASCII".to_owned());
         }
         // The machine's roots only where they are used: an http:// endpoint needs none.
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
@@ -116,7 +249,10 @@ impl Invoker {
                     .with_no_client_auth(),
             )
         };
-        let connector = builder.https_or_http().enable_http1().build();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
         Ok(Self {
             endpoint: uri,
             credentials,
@@ -128,16 +264,22 @@ impl Invoker {
     /// The caller bounds the wait (the load balancer's idle timeout).
     pub async fn invoke(&self, function: &FunctionArn, payload: Vec<u8>) -> Result<Bytes, Failure> {
         let request = self.request(function, payload, time::OffsetDateTime::now_utc());
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| Failure::Connection(e.to_string()))?;
-        let status = response.status();
-        let function_error = response
-            .headers()
-            .get("x-amz-function-error")
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let response = self.client.request(request).await.map_err(unreached)?;
+        let text = |name| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        // Lambda's refusals say what they are in a header; their bodies are not read.
+        if response.status() != http::StatusCode::OK {
+            let kind = text("x-amzn-errortype");
+            return Err(Failure::refused(
+                response.status().as_u16(),
+                kind.as_deref(),
+            ));
+        }
+        let function_error = text("x-amz-function-error");
         let body = Limited::new(response.into_body(), MAX_BODY)
             .collect()
             .await
@@ -149,16 +291,9 @@ impl Invoker {
                 }
             })?
             .to_bytes();
-        match status.as_u16() {
-            200 => match function_error {
-                Some(kind) => Err(Failure::Unhandled(kind)),
-                None => Ok(body),
-            },
-            404 => Err(Failure::NotFound),
-            429 => Err(Failure::Throttled),
-            401 | 403 => Err(Failure::AccessDenied),
-            400 | 413 => Err(Failure::BadRequest),
-            other => Err(Failure::Service(other)),
+        match function_error {
+            Some(kind) => Err(Failure::Unhandled(kind)),
+            None => Ok(body),
         }
     }
 
@@ -227,6 +362,21 @@ impl Invoker {
     }
 }
 
+/// Why the endpoint gave no answer: its connect timed out, or something else failed.
+fn unreached(e: hyper_util::client::legacy::Error) -> Failure {
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+            && e.is_connect()
+        {
+            return Failure::ConnectTimeout;
+        }
+        source = cause.source();
+    }
+    Failure::Connection(e.to_string())
+}
+
 /// SigV4's URI encoding of a query value: everything but unreserved characters.
 fn encode(value: &str) -> String {
     value
@@ -292,5 +442,81 @@ mod tests {
         assert!(!request.headers().contains_key("authorization"));
         assert!(Invoker::new("ftp://x", None).is_err());
         assert!(Invoker::new("http://x/?a=b", None).is_err());
+    }
+
+    /// Invokes a function at a one-shot endpoint that answers with `head` and `body`.
+    async fn answered(head: &str, body: &'static str) -> Result<Bytes, Failure> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let response = format!("{head}\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 64 * 1024];
+            let _ = stream.read(&mut request).await;
+            stream.write_all(response.as_bytes()).await.unwrap();
+        });
+        let invoker = Invoker::new(&format!("http://{addr}"), None).unwrap();
+        let function = FunctionArn::parse("arn:aws:lambda:us-east-1:123456789012:function:f");
+        invoker.invoke(&function.unwrap(), b"{}".to_vec()).await
+    }
+
+    #[tokio::test]
+    async fn lambdas_answers_are_sorted_into_albs_codes_and_blame() {
+        let ok = answered("HTTP/1.1 200 OK", r#"{"statusCode": 200}"#).await;
+        assert_eq!(&ok.unwrap()[..], br#"{"statusCode": 200}"#);
+        let cases = [
+            (
+                "HTTP/1.1 200 OK\r\nx-amz-function-error: Unhandled",
+                "LambdaUnhandled",
+                Blame::User,
+            ),
+            (
+                "HTTP/1.1 404 Not Found\r\nx-amzn-errortype: ResourceNotFoundException:http://internal.amazon.com/",
+                "LambdaResourceNotFound",
+                Blame::User,
+            ),
+            (
+                "HTTP/1.1 429 Too Many Requests\r\nx-amzn-errortype: TooManyRequestsException",
+                "LambdaThrottling",
+                Blame::User,
+            ),
+            (
+                "HTTP/1.1 502 Bad Gateway\r\nx-amzn-errortype: EC2ThrottledException",
+                "LambdaEC2ThrottledException",
+                Blame::User,
+            ),
+            (
+                "HTTP/1.1 500 Internal Server Error\r\nx-amzn-errortype: ServiceException",
+                "LambdaServiceException",
+                Blame::Internal,
+            ),
+            (
+                "HTTP/1.1 503 Service Unavailable",
+                "LambdaServiceException",
+                Blame::Internal,
+            ),
+            ("HTTP/1.1 403 Forbidden", "LambdaAccessDenied", Blame::User),
+            ("HTTP/1.1 409 Conflict", "LambdaBadRequest", Blame::User),
+        ];
+        for (head, code, blame) in cases {
+            let failure = answered(head, r#"{"message": "no"}"#).await.unwrap_err();
+            assert_eq!((failure.code(), failure.blame()), (code, blame), "{head}");
+            assert_eq!(failure.status(), http::StatusCode::BAD_GATEWAY);
+        }
+        // Nothing listens on a port just let go of.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let invoker = Invoker::new(&format!("http://{addr}"), None).unwrap();
+        let function = FunctionArn::parse("arn:aws:lambda:us-east-1:123456789012:function:f");
+        let failure = invoker
+            .invoke(&function.unwrap(), Vec::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(failure, Failure::Connection(_)), "{failure:?}");
+        assert_eq!(failure.blame(), Blame::Internal);
+        assert!(Invoker::new("http://user:pass@127.0.0.1:1", None).is_err());
+        assert!(Invoker::new("http://127.0.0.1:1", Some(("a\nb".into(), "s".into()))).is_err());
     }
 }

@@ -202,8 +202,8 @@ impl Runtime {
             * 1000;
         let function = self.function(inputs.state, tg).map(Arc::new);
         // A function is invoked, not reached at an address: no address is chosen or passed
-        // over.
-        let (eligibility, addressed) = if function.is_some() {
+        // over (without a function in service the group has none to send to).
+        let (eligibility, addressed) = if tg.target_type == TargetType::Lambda {
             (Eligibility::default(), Vec::new())
         } else {
             let eligibility = Eligibility {

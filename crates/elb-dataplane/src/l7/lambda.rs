@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use elb_lambda::{Failure, MAX_BODY};
-use http::{Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
@@ -35,6 +35,9 @@ pub(super) async fn invoke(
     let (mut parts, body) = req.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     dress_request(&mut parts.headers, host, route, client, tally)?;
+    if parts.version == Version::HTTP_2 {
+        join_cookies(&mut parts.headers);
+    }
     // A client that stops sending its body gets a 408 after the idle timeout, as on ALB.
     let body = tokio::time::timeout(
         route.http.idle_timeout,
@@ -72,7 +75,7 @@ pub(super) async fn invoke(
         invoker.invoke(&function.arn, event),
     )
     .await
-    .map_err(|_| ProxyError::LambdaTimeout)?
+    .map_err(|_| ProxyError::Lambda(Failure::Timeout))?
     .map_err(ProxyError::Lambda)?;
     tally.outcome.target_time = Some(sent_at.elapsed());
     let answer = elb_lambda::event::response(&answer, function.multi_value)
@@ -82,4 +85,37 @@ pub(super) async fn invoke(
     *response.status_mut() = answer.status;
     *response.headers_mut() = answer.headers;
     Ok(response)
+}
+
+/// HTTP/2 clients may split their cookies over several fields; they are one header again
+/// before leaving HTTP/2 (RFC 9113, 8.2.3), so that a single-value event keeps them all.
+fn join_cookies(headers: &mut HeaderMap) {
+    let crumbs: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if crumbs.len() < 2 {
+        return;
+    }
+    if let Ok(joined) = HeaderValue::from_bytes(&crumbs.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, joined);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_cookies_are_joined_and_one_is_left_alone() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        join_cookies(&mut headers);
+        assert_eq!(headers[header::COOKIE], "a=1");
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_cookies(&mut headers);
+        let all: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; b=2"]);
+    }
 }

@@ -63,8 +63,6 @@ pub enum ProxyError {
     Lambda(#[source] elb_lambda::Failure),
     #[error("the request body is over the 1 MB a Lambda function takes")]
     LambdaRequestTooLarge,
-    #[error("the Lambda function did not answer within the idle timeout")]
-    LambdaTimeout,
 }
 
 impl ProxyError {
@@ -116,7 +114,6 @@ impl ProxyError {
             Self::Transform(_) => "TransformFailed",
             Self::Lambda(failure) => failure.code(),
             Self::LambdaRequestTooLarge => "LambdaRequestTooLarge",
-            Self::LambdaTimeout => "LambdaConnectionTimeout",
         }
     }
 
@@ -124,7 +121,6 @@ impl ProxyError {
     pub fn lambda_blame(&self) -> Option<Blame> {
         match self {
             Self::Lambda(failure) => Some(failure.blame()),
-            Self::LambdaTimeout => Some(Blame::Internal),
             Self::LambdaRequestTooLarge => Some(Blame::User),
             _ => None,
         }
@@ -145,8 +141,7 @@ impl ProxyError {
             | Self::TargetConnectTimeout
             | Self::TargetTimeout
             | Self::Target(_)
-            | Self::Lambda(_)
-            | Self::LambdaTimeout => Fault::Target,
+            | Self::Lambda(_) => Fault::Target,
             Self::ListenerGone
             | Self::NoTargets
             | Self::NoReachableTargets
@@ -174,10 +169,8 @@ impl ProxyError {
             | Self::NoReachableTargets
             | Self::ConnectionLimit => StatusCode::SERVICE_UNAVAILABLE,
             Self::TargetConnect(_) | Self::Target(_) => StatusCode::BAD_GATEWAY,
-            Self::TargetConnectTimeout | Self::TargetTimeout | Self::LambdaTimeout => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
-            Self::Lambda(_) => StatusCode::BAD_GATEWAY,
+            Self::TargetConnectTimeout | Self::TargetTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Lambda(failure) => failure.status(),
             Self::LambdaRequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             // As ALB answers a transform that matched and failed.
             Self::Transform(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -162,6 +162,7 @@ fn only_http_and_https_listeners_forward_to_a_function() {
         }))
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::IncompatibleProtocols);
+    assert!(err.message.contains("Lambda function"), "{}", err.message);
 }
 
 #[test]
