@@ -32,6 +32,13 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
     let (subnet_ids, subnet_mappings) = subnet_params(params)?;
     let security_groups = Some(params.list("SecurityGroups.member")?).filter(|sgs| !sgs.is_empty());
     let tags = tag_params(params)?;
+    // Pools of this account: it has no Outposts and no IPAM, so none exists.
+    if let Some(pool) = params.optional("CustomerOwnedIpv4Pool") {
+        return Err(no_such_pool("customer-owned IPv4 pool", pool));
+    }
+    if let Some(pool) = params.optional("IpamPools.Ipv4IpamPoolId") {
+        return Err(no_such_pool("IPAM pool", pool));
+    }
     let create = Command::CreateLoadBalancer(CreateLoadBalancer {
         name,
         kind,
@@ -304,6 +311,15 @@ pub(super) fn modify_capacity_reservation(
     }
 }
 
+/// AWS's answer to a pool the account does not have.
+fn no_such_pool(kind: &str, pool: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "InvalidConfigurationRequest",
+        format!("The {kind} '{pool}' does not exist"),
+    )
+}
+
 /// No IPAM pools exist here: removing the (absent) pool is answered, naming one is refused.
 pub(super) fn modify_ip_pools(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?;
@@ -318,11 +334,7 @@ pub(super) fn modify_ip_pools(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
     }
     existing(api, arn)?;
     if let Some(pool) = pool {
-        return Err(ApiError::new(
-            400,
-            "InvalidConfigurationRequest",
-            format!("The IPAM pool '{pool}' does not exist (elbd has no IPAM pools)"),
-        ));
+        return Err(no_such_pool("IPAM pool", pool));
     }
     Ok(Xml::new())
 }

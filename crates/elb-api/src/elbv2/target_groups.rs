@@ -192,6 +192,13 @@ fn target_params(params: &Params) -> Result<Vec<TargetDescription>, ApiError> {
                 port: t.int("Port", 1, 65535)?.map(|p| p as u16),
                 availability_zone: t.optional("AvailabilityZone").map(str::to_owned),
             };
+            // As AWS answers for a group of another protocol: elbd has no QUIC groups.
+            if t.optional("QuicServerId").is_some() {
+                return Err(ApiError::validation(
+                    "A QUIC server ID can be specified only for targets of QUIC and TCP_QUIC \
+                     target groups",
+                ));
+            }
             t.finish()?;
             Ok(target)
         })

@@ -10,19 +10,13 @@ use crate::error::ApiError;
 use crate::query::Params;
 use crate::xml::Xml;
 
-/// The object `s3://bucket/key` from elbd's S3 stand-in; `None` when there is none. Object
-/// versions do not exist there: a `(member, version)` given is refused, naming the member.
-fn s3_object(
-    api: &ApiCall<'_>,
-    bucket: &str,
-    key: &str,
-    version: Option<(&str, &str)>,
-) -> Result<Option<Vec<u8>>, ApiError> {
-    if let Some((member, _)) = version {
-        return Err(ApiError::validation(format!(
-            "Parameter '{member}' is not supported by elbd: its local S3 stand-in has no object \
-             versions"
-        )));
+/// The object `s3://bucket/key` (of `version`, when given) from elbd's S3 stand-in; `None`
+/// when there is none.
+fn s3_object(api: &ApiCall<'_>, bucket: &str, key: &str, version: Option<&str>) -> Option<Vec<u8>> {
+    // The stand-in's buckets are unversioned: their objects' one version is `null`, as S3
+    // names it; any other is not there.
+    if version.is_some_and(|id| id != "null") {
+        return None;
     }
     // Only plain names below the stand-in's root: no absolute key (which `join` would take
     // as the whole path), no `.` or `..`.
@@ -34,15 +28,18 @@ fn s3_object(
                 .all(|c| matches!(c, std::path::Component::Normal(_)))
     };
     if !plain(bucket) || !plain(key) || bucket.contains('/') {
-        return Ok(None);
+        return None;
     }
-    Ok(std::fs::read(api.s3_root.join(bucket).join(key)).ok())
+    std::fs::read(api.s3_root.join(bucket).join(key)).ok()
 }
 
-/// Where elbd reads `s3://bucket/key` from, for messages.
-fn stand_in(api: &ApiCall<'_>, bucket: &str, key: &str) -> String {
+/// Where elbd reads `s3://bucket/key` (of `version`) from, for messages.
+fn stand_in(api: &ApiCall<'_>, bucket: &str, key: &str, version: Option<&str>) -> String {
+    let version = version.map_or(String::new(), |v| {
+        format!(", version '{v}': its one version is 'null'")
+    });
     format!(
-        "s3://{bucket}/{key} (elbd reads it from {}/{bucket}/{key})",
+        "s3://{bucket}/{key} (elbd reads it from {}/{bucket}/{key}{version})",
         api.s3_root.display()
     )
 }
@@ -51,16 +48,15 @@ fn stand_in(api: &ApiCall<'_>, bucket: &str, key: &str) -> String {
 fn bundle(api: &ApiCall<'_>, params: &Params) -> Result<(String, usize), ApiError> {
     let bucket = params.required("CaCertificatesBundleS3Bucket")?;
     let key = params.required("CaCertificatesBundleS3Key")?;
-    let member = "CaCertificatesBundleS3ObjectVersion";
-    let version = params.optional(member).map(|v| (member, v));
+    let version = params.optional("CaCertificatesBundleS3ObjectVersion");
     let not_found = || {
         ApiError::new(
             400,
             "CaCertificatesBundleNotFound",
-            format!("No CA bundle at {}", stand_in(api, bucket, key)),
+            format!("No CA bundle at {}", stand_in(api, bucket, key, version)),
         )
     };
-    let bytes = s3_object(api, bucket, key, version)?.ok_or_else(not_found)?;
+    let bytes = s3_object(api, bucket, key, version).ok_or_else(not_found)?;
     let pem = String::from_utf8(bytes).map_err(|_| {
         ApiError::new(
             400,
@@ -209,14 +205,15 @@ pub(super) fn add_revocations(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
         content.one_of("RevocationType", &["CRL"])?;
         let bucket = content.required("S3Bucket")?;
         let key = content.required("S3Key")?;
-        let version = content
-            .optional("S3ObjectVersion")
-            .map(|v| ("RevocationContents.member.N.S3ObjectVersion", v));
-        let bytes = s3_object(api, bucket, key, version)?.ok_or_else(|| {
+        let version = content.optional("S3ObjectVersion");
+        let bytes = s3_object(api, bucket, key, version).ok_or_else(|| {
             ApiError::new(
                 400,
                 "RevocationContentNotFound",
-                format!("No revocation file at {}", stand_in(api, bucket, key)),
+                format!(
+                    "No revocation file at {}",
+                    stand_in(api, bucket, key, version)
+                ),
             )
         })?;
         let crl = elb_tls::mtls::read_crl(&bytes, &bundle)

@@ -125,6 +125,8 @@ TABLE = [
     (elbv2.create_load_balancer, dict(Name="x" * 33, Subnets=subnet_ids), "32"),
     (elbv2.create_load_balancer, dict(Name="bad_name", Subnets=subnet_ids), "bad_name"),
     (elbv2.create_target_group, dict(Name="tg-", Protocol="HTTP", Port=80, VpcId=vpc), "tg-"),
+    (elbv2.register_targets, dict(TargetGroupArn=tg, Targets=[{"Id": "10.0.0.9", "QuicServerId": "0123456789abcdef"}]),
+     "QUIC"),
 ]
 for call, kwargs, message in TABLE:
     e = expect(ClientError, call, **kwargs)
@@ -132,11 +134,12 @@ for call, kwargs, message in TABLE:
     assert error["Code"] == "ValidationError", f"{call.__name__}({kwargs}): {error}"
     assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400, e.response
     assert message in error["Message"], f"{call.__name__}: {error['Message']!r} lacks {message!r}"
-# A request refused for a member elbd does not build changes nothing, even where the rest of
-# it would have been valid.
-expect_code("ValidationError", elbv2.create_load_balancer, Name="coip", Subnets=subnet_ids,
-            CustomerOwnedIpv4Pool="ipv4pool-coip-0123456789abcdef0")
-expect(x.LoadBalancerNotFoundException, elbv2.describe_load_balancers, Names=["coip"])
+# A request refused for what the account does not have (an Outposts or IPAM pool) changes
+# nothing, even where the rest of it would have been valid.
+for pools in [dict(CustomerOwnedIpv4Pool="ipv4pool-coip-0123456789abcdef0"),
+              dict(IpamPools={"Ipv4IpamPoolId": "ipam-pool-0123456789abcdef0"})]:
+    expect_code("InvalidConfigurationRequest", elbv2.create_load_balancer, Name="pool", Subnets=subnet_ids, **pools)
+    expect(x.LoadBalancerNotFoundException, elbv2.describe_load_balancers, Names=["pool"])
 vpcs = len(ec2.describe_vpcs()["Vpcs"])
 expect_code("UnknownParameter", ec2.create_vpc, CidrBlock="127.91.0.0/16", Ipv6Pool="ipv6pool-ec2-0")
 assert len(ec2.describe_vpcs()["Vpcs"]) == vpcs

@@ -430,6 +430,25 @@ async fn mutual_tls_verifies_clients_against_a_trust_store_or_passes_them_throug
     let store_arn = store["TrustStoreArn"].as_str().unwrap().to_owned();
     let missing = create_store("nothing", "absent.pem");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("CaCertificatesBundleNotFound"));
+    // The stand-in's buckets are unversioned: an object's one version is `null`.
+    let versioned = |version: &str| {
+        aws.command(&[
+            "elbv2",
+            "create-trust-store",
+            "--name",
+            "versioned",
+            "--ca-certificates-bundle-s3-bucket",
+            "bundles",
+            "--ca-certificates-bundle-s3-key",
+            "clients.pem",
+            "--ca-certificates-bundle-s3-object-version",
+            version,
+        ])
+    };
+    let other = versioned("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY");
+    assert!(String::from_utf8_lossy(&other.stderr).contains("CaCertificatesBundleNotFound"));
+    let null = Aws::json(versioned("null"));
+    assert_eq!(null["TrustStores"][0]["NumberOfCaCertificates"], 1);
 
     let request = [
         "acm",
