@@ -112,6 +112,9 @@ fn all_values<'a>(pairs: impl Iterator<Item = (&'a str, String)>) -> Value {
 #[derive(Debug)]
 pub struct Response {
     pub status: StatusCode,
+    /// The reason phrase of `statusDescription` ("201 Created": "Created"), when it starts
+    /// with the status code as AWS asks.
+    pub reason: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -138,6 +141,12 @@ pub fn response(payload: &[u8], multi_value: bool) -> Result<Response, InvalidRe
         .filter(|code| (200..=599).contains(code))
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or(InvalidResponse("has no statusCode from 200 to 599"))?;
+    let reason = answer
+        .get("statusDescription")
+        .and_then(Value::as_str)
+        .and_then(|d| d.strip_prefix(status.as_str())?.strip_prefix(' '))
+        .filter(|phrase| !phrase.is_empty())
+        .map(str::to_owned);
     let mut headers = HeaderMap::new();
     let field = if multi_value {
         "multiValueHeaders"
@@ -193,6 +202,7 @@ pub fn response(payload: &[u8], multi_value: bool) -> Result<Response, InvalidRe
     };
     Ok(Response {
         status,
+        reason,
         headers,
         body,
     })
@@ -306,6 +316,7 @@ mod tests {
             "body": "aGVsbG8=", "isBase64Encoded": true}"#;
         let r = response(answer, false).unwrap();
         assert_eq!(r.status, StatusCode::CREATED);
+        assert_eq!(r.reason.as_deref(), Some("Created"));
         assert_eq!(r.headers["x-one"], "1");
         assert!(!r.headers.contains_key("connection") && !r.headers.contains_key("content-length"));
         assert_eq!(&r.body[..], b"hello");
@@ -316,12 +327,13 @@ mod tests {
         assert_eq!(&r.body[..], b"x");
         // Without multi-value headers, multiValueHeaders is not read, as on ALB.
         assert!(response(multi, false).unwrap().headers.is_empty());
-        assert!(
-            response(br#"{"statusCode": 204}"#, false)
-                .unwrap()
-                .body
-                .is_empty()
+        // A description that does not start with the code names no reason phrase.
+        let bare = response(
+            br#"{"statusCode": 204, "statusDescription": "200 OK"}"#,
+            false,
         );
+        let bare = bare.unwrap();
+        assert!(bare.body.is_empty() && bare.reason.is_none());
     }
 
     #[test]

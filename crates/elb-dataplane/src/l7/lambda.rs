@@ -9,6 +9,7 @@ use elb_lambda::{Failure, MAX_BODY};
 use http::{HeaderMap, HeaderValue, Request, Response, Version, header};
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use hyper::ext::ReasonPhrase;
 
 use super::ClientCert;
 use super::forward::{dress_request, wants_upgrade};
@@ -84,6 +85,12 @@ pub(super) async fn invoke(
     let mut response = Response::new(Either::Right(Full::new(answer.body)));
     *response.status_mut() = answer.status;
     *response.headers_mut() = answer.headers;
+    // HTTP/1 clients get the function's reason phrase; one that is not a valid phrase is
+    // left for the status's own.
+    let reason = answer.reason.map(String::into_bytes);
+    if let Some(reason) = reason.and_then(|r| ReasonPhrase::try_from(r).ok()) {
+        response.extensions_mut().insert(reason);
+    }
     Ok(response)
 }
 

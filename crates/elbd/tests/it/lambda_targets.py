@@ -108,7 +108,7 @@ class Invoke(BaseHTTPRequestHandler):
             else:
                 answer = {
                     "statusCode": 201,
-                    "statusDescription": "201 Created",
+                    "statusDescription": "201 Made For You",
                     "headers": {
                         "X-Seen-Path": event["path"],
                         "Content-Type": "application/octet-stream",
@@ -167,6 +167,9 @@ def refused(code, call, **kwargs):
     raise AssertionError(f"{call.__name__} {kwargs} was not refused")
 
 
+status_lines = []
+
+
 def curl(path, *args):
     """Status, headers (lower-case names, every value) and body of a request through the ALB."""
     with tempfile.NamedTemporaryFile() as out:
@@ -179,6 +182,7 @@ def curl(path, *args):
     # The last head: an interim `100 Continue` may come first.
     head = [block for block in done.stdout.decode().split("\r\n\r\n") if block][-1]
     lines = head.split("\r\n")
+    status_lines.append(lines[0])
     status = int(lines[0].split()[1])
     headers = {}
     for line in lines[1:]:
@@ -295,6 +299,8 @@ for _ in range(100):
 else:
     raise AssertionError("the listener never answered")
 assert status == 201, (status, headers, body)
+# The function's statusDescription is the reason phrase.
+assert status_lines[-1] == "HTTP/1.1 201 Made For You", status_lines[-1]
 assert headers["x-seen-path"] == ["/lambda/items"], headers
 assert body == b"\x00binary\xff", body
 assert headers["content-length"] == ["8"] and "connection" not in headers, headers
