@@ -96,8 +96,12 @@ pub struct TcpRoute {
     pub flows: Arc<FlowMetrics>,
     /// `tcp.idle_timeout.seconds`: a flow idle this long is closed with a reset.
     pub idle_timeout: Duration,
-    /// TLS listeners: the configuration clients handshake with (certificates, policy, ALPN).
+    /// TLS listeners: the configuration clients handshake with (certificates, policy, ALPN,
+    /// mutual TLS).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Mutual TLS's identity filters: a verified client certificate none of them matches is
+    /// not admitted. Empty: every verified one is.
+    pub identity_filters: Vec<elb_model::IdentityFilter>,
     /// The node's private address: where flows to targets leave from, unless the group
     /// preserves the client's.
     pub node_ip: IpAddr,

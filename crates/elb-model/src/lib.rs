@@ -59,4 +59,6 @@ pub use target_group::{
     FunctionArn, HealthCheck, ProtocolVersion, Registration, TargetGroup, TargetGroupProtocol,
     TargetId, TargetType,
 };
-pub use trust_store::{MtlsMode, MutualAuthentication, TrustStore};
+pub use trust_store::{
+    CertificateIdentity, IdentityField, IdentityFilter, MtlsMode, MutualAuthentication, TrustStore,
+};

@@ -94,4 +94,185 @@ pub struct MutualAuthentication {
     /// `AdvertiseTrustStoreCaNames`: send the trust store's CA names in the handshake.
     #[serde(default)]
     pub advertise_ca_names: bool,
+    /// `ClientCertificateIdentityFilters` (network load balancers, verify mode): when any,
+    /// a verified client certificate is admitted only if one of them matches it.
+    #[serde(default)]
+    pub identity_filters: Vec<IdentityFilter>,
+}
+
+/// The most identity filters a listener takes, as AWS allows.
+pub const MAX_IDENTITY_FILTERS: usize = 100;
+
+/// One of `ClientCertificateIdentityFilters`: its action is always `accept`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityFilter {
+    pub field: IdentityField,
+    /// `prefix` rather than `exact`.
+    pub prefix: bool,
+    pub value: String,
+}
+
+/// The client certificate field an identity filter matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdentityField {
+    SubjectCn,
+    SubjectOu,
+    SanDns,
+    SanUri,
+}
+
+impl IdentityField {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "subject-cn" => Ok(Self::SubjectCn),
+            "subject-ou" => Ok(Self::SubjectOu),
+            "san-dns" => Ok(Self::SanDns),
+            "san-uri" => Ok(Self::SanUri),
+            _ => Err(ModelError::validation(format!(
+                "Invalid client certificate identity filter field '{s}': must be subject-cn, \
+                 subject-ou, san-dns or san-uri"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SubjectCn => "subject-cn",
+            Self::SubjectOu => "subject-ou",
+            Self::SanDns => "san-dns",
+            Self::SanUri => "san-uri",
+        }
+    }
+}
+
+/// What identity filters match in a client certificate: each field's values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertificateIdentity {
+    pub subject_cn: Vec<String>,
+    pub subject_ou: Vec<String>,
+    pub san_dns: Vec<String>,
+    pub san_uri: Vec<String>,
+}
+
+impl IdentityFilter {
+    /// Checks the value as AWS does: 1–256 printable ASCII characters; a `san-uri` value
+    /// begins with a letter, has only letters, digits, `+`, `-` and `.` before its first
+    /// colon, and has one when matched exactly.
+    pub fn check(&self) -> Result<()> {
+        let v = &self.value;
+        let invalid = |why: &str| {
+            Err(ModelError::validation(format!(
+                "Client certificate identity filter value '{v}' {why}"
+            )))
+        };
+        if v.is_empty() || v.len() > 256 || !v.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+            return invalid("must be 1 to 256 printable ASCII characters");
+        }
+        if self.field != IdentityField::SanUri {
+            return Ok(());
+        }
+        let scheme = v.split(':').next().unwrap_or_default();
+        let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+        if !scheme_ok {
+            return invalid(
+                "must begin with a letter and have only letters, digits, '+', '-' and '.' before its first colon",
+            );
+        }
+        if !self.prefix && !v.contains(':') {
+            return invalid("must contain a colon to be matched exactly");
+        }
+        Ok(())
+    }
+
+    /// Whether any of the certificate's values of the filter's field matches: names case
+    /// aside; a URI's scheme and host case aside, the rest as written.
+    pub fn matches(&self, identity: &CertificateIdentity) -> bool {
+        let (values, fold): (&[String], fn(&str) -> String) = match self.field {
+            IdentityField::SubjectCn => (&identity.subject_cn, str::to_ascii_lowercase),
+            IdentityField::SubjectOu => (&identity.subject_ou, str::to_ascii_lowercase),
+            IdentityField::SanDns => (&identity.san_dns, str::to_ascii_lowercase),
+            IdentityField::SanUri => (&identity.san_uri, fold_uri),
+        };
+        let wanted = fold(&self.value);
+        values.iter().map(|v| fold(v)).any(|v| {
+            if self.prefix {
+                v.starts_with(&wanted)
+            } else {
+                v == wanted
+            }
+        })
+    }
+}
+
+/// Whether `filters` admit a certificate of `identity`: any matches, or there are none.
+pub fn admits(filters: &[IdentityFilter], identity: &CertificateIdentity) -> bool {
+    filters.is_empty() || filters.iter().any(|f| f.matches(identity))
+}
+
+/// A URI with its scheme and host lower-cased (`SPIFFE://Example.COM/W` → `spiffe://example.com/W`).
+fn fold_uri(uri: &str) -> String {
+    let authority_end = match uri.find("://") {
+        Some(i) => i + 3 + uri[i + 3..].find('/').unwrap_or(uri.len() - i - 3),
+        None => uri.find(':').unwrap_or(uri.len()),
+    };
+    let (head, rest) = uri.split_at(authority_end);
+    format!("{}{rest}", head.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(field: IdentityField, prefix: bool, value: &str) -> IdentityFilter {
+        IdentityFilter {
+            field,
+            prefix,
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn filters_match_their_field_case_as_aws_says() {
+        let identity = CertificateIdentity {
+            subject_cn: vec!["Client.Example.com".into()],
+            subject_ou: vec!["Payments".into()],
+            san_dns: vec!["a.example.com".into(), "b.example.com".into()],
+            san_uri: vec!["spiffe://Example.com/Workload/x".into()],
+        };
+        use IdentityField::*;
+        assert!(filter(SubjectCn, false, "client.example.COM").matches(&identity));
+        assert!(!filter(SubjectCn, false, "client").matches(&identity));
+        assert!(filter(SubjectCn, true, "client.").matches(&identity));
+        assert!(filter(SubjectOu, false, "payments").matches(&identity));
+        assert!(filter(SanDns, false, "b.example.com").matches(&identity));
+        assert!(filter(SanUri, false, "SPIFFE://example.COM/Workload/x").matches(&identity));
+        assert!(!filter(SanUri, false, "spiffe://example.com/workload/x").matches(&identity));
+        assert!(filter(SanUri, true, "spiffe://example.com/Workload/").matches(&identity));
+        assert!(!filter(SanDns, false, "c.example.com").matches(&identity));
+        assert!(admits(&[], &identity));
+        let other = [filter(SubjectCn, false, "other")];
+        assert!(!admits(&other, &identity));
+        assert!(!admits(&other, &CertificateIdentity::default()));
+    }
+
+    #[test]
+    fn values_are_checked_as_aws_checks_them() {
+        use IdentityField::*;
+        assert!(filter(SubjectCn, false, "anything goes").check().is_ok());
+        assert!(filter(SubjectCn, false, "").check().is_err());
+        assert!(filter(SubjectCn, false, &"x".repeat(257)).check().is_err());
+        assert!(filter(SubjectCn, false, "tab\there").check().is_err());
+        assert!(
+            filter(SanUri, false, "spiffe://example.com/workload")
+                .check()
+                .is_ok()
+        );
+        assert!(filter(SanUri, false, "spiffe").check().is_err());
+        assert!(filter(SanUri, true, "spiffe").check().is_ok());
+        assert!(filter(SanUri, true, "1abc:x").check().is_err());
+        assert!(filter(SanUri, true, "a_b:x").check().is_err());
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use elb_model::MtlsMode;
+use elb_model::{CertificateIdentity, MtlsMode};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
@@ -12,6 +12,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use x509_parser::extensions::GeneralName;
 use x509_parser::oid_registry;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -194,6 +195,36 @@ impl ClientCertVerifier for Passthrough {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
     }
+}
+
+/// What identity filters read of a client certificate (DER): its subject's common names and
+/// organizational units, its DNS and URI subject alternative names. Empty for one that does
+/// not parse.
+pub fn identity(leaf: &CertificateDer<'_>) -> CertificateIdentity {
+    let Ok((_, cert)) = X509Certificate::from_der(leaf) else {
+        return CertificateIdentity::default();
+    };
+    let text =
+        |attr: &x509_parser::x509::AttributeTypeAndValue<'_>| attr.as_str().ok().map(str::to_owned);
+    let mut identity = CertificateIdentity {
+        subject_cn: cert.subject().iter_common_name().filter_map(text).collect(),
+        subject_ou: cert
+            .subject()
+            .iter_organizational_unit()
+            .filter_map(text)
+            .collect(),
+        ..CertificateIdentity::default()
+    };
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(dns) => identity.san_dns.push((*dns).to_owned()),
+                GeneralName::URI(uri) => identity.san_uri.push((*uri).to_owned()),
+                _ => {}
+            }
+        }
+    }
+    identity
 }
 
 /// The headers a target gets about the client's chain (leaf first): the whole chain in

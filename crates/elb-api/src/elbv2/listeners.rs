@@ -3,8 +3,8 @@
 use elb_model::ssl_policy::{SSL_POLICIES, SslPolicy};
 use elb_model::state::{CreateListener, ListenerChanges};
 use elb_model::{
-    AlpnPolicy, Command, ErrorCode, Listener, ListenerProtocol, ModelError, MtlsMode,
-    MutualAuthentication, Origin, Region,
+    AlpnPolicy, Command, ErrorCode, IdentityField, IdentityFilter, Listener, ListenerProtocol,
+    ModelError, MtlsMode, MutualAuthentication, Origin, Region,
 };
 
 use super::actions::action_params;
@@ -197,9 +197,15 @@ fn mutual_params(params: &Params) -> Result<Option<Option<MutualAuthentication>>
         )
         .into());
     }
+    let identity_filters = identity_filter_params(params, prefix)?;
     let mode = match mode {
         None => return Ok(None),
-        Some("off") => return Ok(Some(None)),
+        Some("off") if identity_filters.is_empty() => return Ok(Some(None)),
+        Some("off") => {
+            return Err(ApiError::validation(
+                "Client certificate identity filters can be specified only in verify mode",
+            ));
+        }
         Some("verify") => MtlsMode::Verify,
         Some(_) => MtlsMode::Passthrough,
     };
@@ -207,7 +213,37 @@ fn mutual_params(params: &Params) -> Result<Option<Option<MutualAuthentication>>
         mode,
         trust_store_arn,
         advertise_ca_names: advertise == Some("on"),
+        identity_filters,
     })))
+}
+
+/// `MutualAuthentication.ClientCertificateIdentityFilters.member.N`; the model checks values.
+fn identity_filter_params(params: &Params, prefix: &str) -> Result<Vec<IdentityFilter>, ApiError> {
+    let list = format!("{prefix}.ClientCertificateIdentityFilters.member");
+    params
+        .structs(&list)?
+        .into_iter()
+        .map(|f| {
+            let field = IdentityField::parse(f.required("Field")?)?;
+            f.one_of("Action", &["accept"])?
+                .ok_or_else(|| ApiError::missing("ClientCertificateIdentityFilters.Action"))?;
+            let prefix = match f.one_of("MatchType", &["exact", "prefix"])? {
+                Some(kind) => kind == "prefix",
+                None => {
+                    return Err(ApiError::missing(
+                        "ClientCertificateIdentityFilters.MatchType",
+                    ));
+                }
+            };
+            let filter = IdentityFilter {
+                field,
+                prefix,
+                value: f.required("Value")?.to_owned(),
+            };
+            f.finish()?;
+            Ok(filter)
+        })
+        .collect()
 }
 
 pub(super) fn add_certificates(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {

@@ -174,10 +174,11 @@ pub(super) fn listener(x: &mut Xml, l: &Listener) {
             x.text_members("AlpnPolicy", [tls.alpn_policy.as_str()]);
         }
     }
+    // HTTPS listeners always show it; TLS ones (network load balancers) once it is on.
     if let Some(tls) = l
         .tls
         .as_ref()
-        .filter(|_| l.protocol == ListenerProtocol::Https)
+        .filter(|t| l.protocol == ListenerProtocol::Https || t.mutual_authentication.is_some())
     {
         x.node("MutualAuthentication", |x| {
             match &tls.mutual_authentication {
@@ -193,6 +194,18 @@ pub(super) fn listener(x: &mut Xml, l: &Listener) {
                         "AdvertiseTrustStoreCaNames",
                         if m.advertise_ca_names { "on" } else { "off" },
                     );
+                    if !m.identity_filters.is_empty() {
+                        x.members(
+                            "ClientCertificateIdentityFilters",
+                            &m.identity_filters,
+                            |x, f| {
+                                x.leaf("Field", f.field.as_str())
+                                    .leaf("Action", "accept")
+                                    .leaf("MatchType", if f.prefix { "prefix" } else { "exact" })
+                                    .leaf("Value", &f.value);
+                            },
+                        );
+                    }
                 }
             }
         });

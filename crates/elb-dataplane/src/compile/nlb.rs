@@ -109,6 +109,12 @@ impl Runtime {
         let Ok(tls) = self.listener_tls(inputs, listener, offer, used) else {
             return Vec::new();
         };
+        let identity_filters = listener
+            .tls
+            .as_ref()
+            .and_then(|t| t.mutual_authentication.as_ref())
+            .map(|m| m.identity_filters.clone())
+            .unwrap_or_default();
         let mut per_node = Vec::new();
         for node in state.nodes_of(&lb.arn) {
             // Each transport takes the targets the security groups let it reach.
@@ -139,6 +145,7 @@ impl Runtime {
                     flows: flows.clone(),
                     idle_timeout,
                     tls: tls.clone(),
+                    identity_filters: identity_filters.clone(),
                     node_ip,
                     targets: Arc::new(self.flow_targets(node, tg, choice, used)),
                     access_log,

@@ -79,6 +79,12 @@ pub(crate) async fn serve(
             }
         },
     };
+    if !client.admitted(&route.identity_filters) {
+        debug!(%peer, %local, "client certificate matches no identity filter; reset");
+        metrics.client_tls_errors.fetch_add(1, Ordering::Relaxed);
+        let _ = client.tcp().set_zero_linger();
+        return;
+    }
     let timing = Timing {
         created,
         started,

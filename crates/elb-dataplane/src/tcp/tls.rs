@@ -44,6 +44,21 @@ impl Stream {
         }
     }
 
+    /// Whether mutual TLS's identity `filters` admit the client's (verified) certificate:
+    /// always without filters.
+    pub(super) fn admitted(&self, filters: &[elb_model::IdentityFilter]) -> bool {
+        if filters.is_empty() {
+            return true;
+        }
+        let leaf = match self {
+            Self::Server(tls) => tls.get_ref().1.peer_certificates().and_then(|c| c.first()),
+            _ => None,
+        };
+        leaf.is_some_and(|leaf| {
+            elb_model::trust_store::admits(filters, &elb_tls::mtls::identity(leaf))
+        })
+    }
+
     /// The protocol ALPN settled on with the client, if any.
     pub(super) fn alpn(&self) -> Option<&[u8]> {
         match self {

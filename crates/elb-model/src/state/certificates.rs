@@ -204,8 +204,8 @@ impl Region {
     }
 
     /// The TLS settings a listener of `protocol` gets from a policy name and a certificate
-    /// list: `None` for plain protocols, which must name neither. Mutual authentication is
-    /// for HTTPS listeners, ALPN policies for TLS ones.
+    /// list: `None` for plain protocols, which must name neither. ALPN policies are for TLS
+    /// listeners.
     pub(super) fn listener_tls(
         &self,
         protocol: ListenerProtocol,
@@ -232,12 +232,7 @@ impl Region {
                 "ALPN policies apply to TLS listeners only",
             ));
         }
-        if protocol == ListenerProtocol::Tls && mutual_authentication.is_some() {
-            return Err(ModelError::validation(
-                "Mutual authentication is supported on HTTPS listeners only",
-            ));
-        }
-        self.check_mutual_authentication(mutual_authentication.as_ref())?;
+        self.check_mutual_authentication(protocol, mutual_authentication.as_ref())?;
         let name = ssl_policy_name.unwrap_or(DEFAULT_SSL_POLICY);
         let policy = ssl_policy(name).ok_or_else(|| {
             ModelError::new(

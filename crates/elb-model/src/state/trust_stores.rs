@@ -4,8 +4,10 @@
 use super::{Outcome, Region, Tags};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
+use crate::listener::ListenerProtocol;
 use crate::trust_store::{
-    MAX_REVOKED_ENTRIES, MtlsMode, MutualAuthentication, Revocation, TrustStore,
+    MAX_IDENTITY_FILTERS, MAX_REVOKED_ENTRIES, MtlsMode, MutualAuthentication, Revocation,
+    TrustStore,
 };
 
 impl Region {
@@ -165,13 +167,43 @@ impl Region {
     }
 
     /// Verify mode needs a trust store that exists; passthrough takes none.
+    /// Mutual TLS on a listener of `protocol`: HTTPS listeners verify or pass the chain
+    /// through; TLS listeners (network load balancers) only verify, and only they take
+    /// identity filters, as AWS's.
     pub(super) fn check_mutual_authentication(
         &self,
+        protocol: ListenerProtocol,
         mutual: Option<&MutualAuthentication>,
     ) -> Result<()> {
         let Some(mutual) = mutual else {
             return Ok(());
         };
+        let filters = &mutual.identity_filters;
+        if protocol == ListenerProtocol::Tls && mutual.mode == MtlsMode::Passthrough {
+            return Err(ModelError::validation(
+                "The mutual authentication mode of a TLS listener must be off or verify",
+            ));
+        }
+        if !filters.is_empty() && protocol != ListenerProtocol::Tls {
+            return Err(ModelError::validation(
+                "Client certificate identity filters apply to TLS listeners of network load \
+                 balancers only",
+            ));
+        }
+        if !filters.is_empty() && mutual.mode != MtlsMode::Verify {
+            return Err(ModelError::validation(
+                "Client certificate identity filters can be specified only in verify mode",
+            ));
+        }
+        if filters.len() > MAX_IDENTITY_FILTERS {
+            return Err(ModelError::validation(format!(
+                "A listener can have at most {MAX_IDENTITY_FILTERS} client certificate identity \
+                 filters"
+            )));
+        }
+        for filter in filters {
+            filter.check()?;
+        }
         match (mutual.mode, &mutual.trust_store_arn) {
             (MtlsMode::Verify, None) => Err(ModelError::validation(
                 "Mutual authentication in verify mode needs a trust store",

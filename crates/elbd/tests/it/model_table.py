@@ -968,6 +968,9 @@ ADJUST = {
     "DisassociateAddressRequest.PublicIp": (("by", "ip"), drop("AssociationId")),
     "SubnetMapping.PrivateIPv4Address": (("address", "private"), network_lb("internal")),
     "ModifyListenerInput.AlpnPolicy": (("listener", "tls"), on_tls_listener),
+    # Network load balancers' mutual TLS only.
+    "MutualAuthenticationAttributes.ClientCertificateIdentityFilters": (("listener", "tls"),
+                                                                        on_tls_listener),
     "CreateLoadBalancerInput.SubnetMappings": (("subnets", "mappings"), drop("Subnets")),
     "SetSubnetsInput.SubnetMappings": (("subnets", "mappings"), drop("Subnets")),
     "DescribeListenersInput.ListenerArns": (("by", "arns"), drop("LoadBalancerArn")),
@@ -1284,10 +1287,10 @@ def exercise(service, op, model):
         fail(key, ", ".join(sorted(leaks)), params,
              f"refused, yet elbd's state changed, for each of these members; first: {refusal}")
     # The composed request. A page token belongs to the request it came from, DryRun would
-    # make it a check only, and AlpnPolicy and a subnet mapping's addresses move the request to
-    # a network load balancer, where the application load balancer's members do not fit: they
-    # stay out.
-    network = ("AlpnPolicy", "AllocationId", "PrivateIPv4Address")
+    # make it a check only, and AlpnPolicy, identity filters and a subnet mapping's addresses
+    # move the request to a network load balancer, where the application load balancer's
+    # members do not fit: they stay out.
+    network = ("AlpnPolicy", "ClientCertificateIdentityFilters", "AllocationId", "PrivateIPv4Address")
     answered = [path for path in answered if path[-1] not in (*TOKENS, "DryRun", *network)]
     if len(answered) < 2:
         return

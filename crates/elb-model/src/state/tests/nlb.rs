@@ -352,6 +352,7 @@ fn alpn_policies_belong_to_tls_listeners_and_stay_until_changed() {
         mode: MtlsMode::Passthrough,
         trust_store_arn: None,
         advertise_ca_names: false,
+        identity_filters: Vec::new(),
     });
     let e = w
         .run(Command::CreateListener(tls(
@@ -360,7 +361,7 @@ fn alpn_policies_belong_to_tls_listeners_and_stay_until_changed() {
             passthrough,
         )))
         .unwrap_err();
-    assert!(e.message.contains("HTTPS listeners only"), "{e:?}");
+    assert!(e.message.contains("must be off or verify"), "{e:?}");
     assert!(w.state.listeners.is_empty());
 
     let listener = arn_of(w.run(Command::CreateListener(tls(

@@ -16,12 +16,24 @@ fn try_tls_exchange(
     ca: &std::path::Path,
     alpn: &[&str],
 ) -> Result<String, String> {
+    exchange_as(node, (name, ca), alpn, None)
+}
+
+/// [`try_tls_exchange`] presenting `client` (certificate, key) when given.
+fn exchange_as(
+    node: SocketAddr,
+    (name, ca): (&str, &std::path::Path),
+    alpn: &[&str],
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<String, String> {
     let script = r#"
 import socket, ssl, sys
 node, port, name, ca, alpn = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 context = ssl.create_default_context(cafile=ca)
 if alpn:
     context.set_alpn_protocols(alpn.split(","))
+if len(sys.argv) > 7:
+    context.load_cert_chain(sys.argv[6], sys.argv[7])
 with socket.create_connection((node, port), timeout=5) as raw:
     with context.wrap_socket(raw, server_hostname=name) as tls:
         stream = tls.makefile("rwb")
@@ -41,6 +53,7 @@ with socket.create_connection((node, port), timeout=5) as raw:
         ])
         .arg(ca)
         .arg(alpn.join(","))
+        .args(client.map(|(cert, key)| [cert, key]).into_iter().flatten())
         .output()
         .unwrap();
     if !out.status.success() {
@@ -262,4 +275,151 @@ async fn tls_listeners_terminate_and_tls_groups_re_encrypt() {
     );
     // The chance that none of 20 flows ranks the plain target first is 2^-20.
     assert!(failed >= 1.0, "{failed} failed target handshakes");
+}
+
+/// Mutual TLS on a TLS listener (network load balancers take verify mode): only clients whose
+/// certificate the trust store verifies get through, and with identity filters only those a
+/// filter matches (here by URI SAN prefix, then by exact common name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listeners_verify_clients_and_admit_them_by_identity_filters() {
+    let lab = Lab::new("nlb-mtls", 31);
+    let target = TcpTarget::start(SocketAddr::from((lab.ip('a', 10), 9300))).await;
+    let (mut elbd, aws) = start(&lab);
+    let (lb_arn, vpc) = aws.load_balancer_of_type("mtls", "network");
+    let name = "mtls.nlb.test";
+    let request = ["acm", "request-certificate", "--domain-name", name];
+    let certificate = text(&aws.ok(&request)["CertificateArn"]).to_owned();
+    let ca = lab.dir.join("ca.pem");
+    aws.save_ca(&ca);
+    // Two clients of one CA: alice with a SPIFFE ID, mallory without.
+    let (client_ca, client_key) = crate::tls::self_signed(&lab, "clients", "clients-ca");
+    let client = |file: &str, cn: &str, san: &str| {
+        let ext = format!("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n{san}");
+        let subject = format!("/O=elbd tests/CN={cn}");
+        crate::tls::signed_by(&lab, (&client_ca, &client_key), file, &subject, &ext)
+    };
+    let alice = client(
+        "alice",
+        "alice client",
+        "subjectAltName=URI:spiffe://Example.org/alice\n",
+    );
+    let mallory = client("mallory", "mallory client", "");
+    let bucket = lab.dir.join("data/s3/bundles");
+    std::fs::create_dir_all(&bucket).unwrap();
+    std::fs::copy(&client_ca, bucket.join("clients.pem")).unwrap();
+    let store = aws.ok(&[
+        "elbv2",
+        "create-trust-store",
+        "--name",
+        "clients",
+        "--ca-certificates-bundle-s3-bucket",
+        "bundles",
+        "--ca-certificates-bundle-s3-key",
+        "clients.pem",
+    ]);
+    let store = text(&store["TrustStores"][0]["TrustStoreArn"]).to_owned();
+    let mutual = |filter: &str| {
+        serde_json::json!({
+            "Mode": "verify",
+            "TrustStoreArn": store,
+            "ClientCertificateIdentityFilters": [serde_json::from_str::<serde_json::Value>(filter).unwrap()],
+        })
+    };
+    let by_uri = r#"{"Field": "san-uri", "Action": "accept", "MatchType": "prefix", "Value": "spiffe://example.org/"}"#;
+    let tg = aws.target_group_of("TCP", "mtls", &vpc, (9300, "ip"), &FAST_CHECKS);
+    aws.register(&tg, &[target.addr.ip().to_string()]);
+    // boto3: the aws cli's older botocore lacks the identity filters.
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let listener = boto3_elbv2(
+        api,
+        "create_listener",
+        &serde_json::json!({
+            "LoadBalancerArn": lb_arn,
+            "Protocol": "TLS",
+            "Port": 7443,
+            "Certificates": [{"CertificateArn": certificate}],
+            "DefaultActions": [{"Type": "forward", "TargetGroupArn": tg}],
+            "MutualAuthentication": mutual(by_uri),
+        }),
+    );
+    let described = &listener["Listeners"][0]["MutualAuthentication"];
+    assert_eq!(described["Mode"], "verify", "{described}");
+    let filter = &described["ClientCertificateIdentityFilters"][0];
+    assert_eq!(
+        (&filter["Field"], &filter["MatchType"], &filter["Value"]),
+        (
+            &"san-uri".into(),
+            &"prefix".into(),
+            &"spiffe://example.org/".into()
+        ),
+        "{described}"
+    );
+    let listener_arn = text(&listener["Listeners"][0]["ListenerArn"]).to_owned();
+    // AWS's rules: filters only in verify mode, on TLS listeners; passthrough is not a
+    // network load balancer's.
+    let passthrough = aws.err(&[
+        "elbv2",
+        "modify-listener",
+        "--listener-arn",
+        &listener_arn,
+        "--mutual-authentication",
+        "Mode=passthrough",
+    ]);
+    assert!(passthrough.contains("ValidationError"), "{passthrough}");
+    elbd.wait_healthy(1);
+
+    let node = lab.node('a', 7443);
+    let as_client = |who: Option<&(std::path::PathBuf, std::path::PathBuf)>| {
+        let client = who.map(|(c, k)| (c.as_path(), k.as_path()));
+        exchange_as(node, (name, &ca), &[], client)
+    };
+    let admitted = as_client(Some(&alice)).unwrap();
+    assert!(admitted.ends_with(" ping"), "{admitted}");
+    assert!(
+        as_client(Some(&mallory)).is_err(),
+        "mallory matches no filter"
+    );
+    assert!(as_client(None).is_err(), "no client certificate");
+
+    // Another filter: mallory's common name, exactly (case aside); alice no longer matches.
+    let by_name = r#"{"Field": "subject-cn", "Action": "accept", "MatchType": "exact", "Value": "Mallory Client"}"#;
+    let modify =
+        serde_json::json!({"ListenerArn": listener_arn, "MutualAuthentication": mutual(by_name)});
+    boto3_elbv2(api, "modify_listener", &modify);
+    elbd.wait_until("the new filter", || {
+        as_client(Some(&mallory)).is_ok_and(|e| e.ends_with(" ping"))
+    });
+    assert!(
+        as_client(Some(&alice)).is_err(),
+        "alice matches no filter now"
+    );
+}
+
+/// `elbv2.CALL(**kwargs)` through boto3 against the API at `api`: its answer as JSON.
+fn boto3_elbv2(api: SocketAddr, call: &str, kwargs: &serde_json::Value) -> serde_json::Value {
+    let script = r#"
+import json, sys
+import boto3
+client = boto3.client("elbv2", endpoint_url=sys.argv[1], region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+answer = getattr(client, sys.argv[2])(**json.loads(sys.argv[3]))
+answer.pop("ResponseMetadata", None)
+print(json.dumps(answer, default=str))
+"#;
+    let out = std::process::Command::new(crate::harness::venv().join("bin/python"))
+        .args([
+            "-c",
+            script,
+            &format!("http://{api}"),
+            call,
+            &kwargs.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{call}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
