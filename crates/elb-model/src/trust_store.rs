@@ -212,13 +212,21 @@ pub fn admits(filters: &[IdentityFilter], identity: &CertificateIdentity) -> boo
     filters.is_empty() || filters.iter().any(|f| f.matches(identity))
 }
 
-/// A URI with its scheme and host lower-cased (`SPIFFE://Example.COM/W` → `spiffe://example.com/W`).
+/// A URI with its scheme and host lower-cased (`SPIFFE://Example.COM/W` → `spiffe://example.com/W`):
+/// the scheme runs to the first `:`, and an authority after `//` to the first `/`, `?` or `#`.
 fn fold_uri(uri: &str) -> String {
-    let authority_end = match uri.find("://") {
-        Some(i) => i + 3 + uri[i + 3..].find('/').unwrap_or(uri.len() - i - 3),
-        None => uri.find(':').unwrap_or(uri.len()),
+    let Some(colon) = uri.find(':') else {
+        return uri.to_owned();
     };
-    let (head, rest) = uri.split_at(authority_end);
+    let after = &uri[colon + 1..];
+    let head_end = match after.strip_prefix("//") {
+        Some(authority) => {
+            let end = authority.find(['/', '?', '#']).unwrap_or(authority.len());
+            colon + 3 + end
+        }
+        None => colon,
+    };
+    let (head, rest) = uri.split_at(head_end);
     format!("{}{rest}", head.to_ascii_lowercase())
 }
 
@@ -252,6 +260,12 @@ mod tests {
         assert!(!filter(SanUri, false, "spiffe://example.com/workload/x").matches(&identity));
         assert!(filter(SanUri, true, "spiffe://example.com/Workload/").matches(&identity));
         assert!(!filter(SanDns, false, "c.example.com").matches(&identity));
+        assert_eq!(
+            fold_uri("HTTPS://Host.Example?Q=A"),
+            "https://host.example?Q=A"
+        );
+        assert_eq!(fold_uri("URN:X://Y"), "urn:X://Y");
+        assert_eq!(fold_uri("Mailto:User@Example"), "mailto:User@Example");
         assert!(admits(&[], &identity));
         let other = [filter(SubjectCn, false, "other")];
         assert!(!admits(&other, &identity));

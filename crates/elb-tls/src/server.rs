@@ -111,7 +111,10 @@ impl ResolvesServerCert for SniResolver {
 }
 
 /// The configuration of one HTTPS or TLS listener, offering `alpn` by ALPN in this order of
-/// preference; `client_auth` for mutual TLS.
+/// preference; `client_auth` for mutual TLS. Listeners share `resumption`, but not those with
+/// mutual TLS: a resumed session skips the client certificate's verification, so a ticket
+/// taken from a listener that verifies nothing (or another trust store) would get past it.
+/// They make a full handshake each time.
 pub fn server_config(
     offer: Offer,
     resolver: SniResolver,
@@ -122,14 +125,20 @@ pub fn server_config(
     let builder = ServerConfig::builder_with_provider(Arc::new(offer.provider))
         .with_protocol_versions(&offer.versions)
         .map_err(|e| TlsError::new(format!("Inconsistent security policy: {e}")))?;
+    let mutual = client_auth.is_some();
     let builder = match client_auth {
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.ignore_client_order = true;
-    config.ticketer = resumption.ticketer.clone();
-    config.session_storage = resumption.sessions.clone();
+    if mutual {
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    } else {
+        config.ticketer = resumption.ticketer.clone();
+        config.session_storage = resumption.sessions.clone();
+    }
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

@@ -198,14 +198,14 @@ fn mutual_params(params: &Params) -> Result<Option<Option<MutualAuthentication>>
         .into());
     }
     let identity_filters = identity_filter_params(params, prefix)?;
+    if !identity_filters.is_empty() && mode != Some("verify") {
+        return Err(ApiError::validation(
+            "Client certificate identity filters can be specified only in verify mode",
+        ));
+    }
     let mode = match mode {
         None => return Ok(None),
-        Some("off") if identity_filters.is_empty() => return Ok(Some(None)),
-        Some("off") => {
-            return Err(ApiError::validation(
-                "Client certificate identity filters can be specified only in verify mode",
-            ));
-        }
+        Some("off") => return Ok(Some(None)),
         Some("verify") => MtlsMode::Verify,
         Some(_) => MtlsMode::Passthrough,
     };

@@ -35,9 +35,10 @@ fn s3_object(api: &ApiCall<'_>, bucket: &str, key: &str, version: Option<&str>) 
 
 /// Where elbd reads `s3://bucket/key` (of `version`) from, for messages.
 fn stand_in(api: &ApiCall<'_>, bucket: &str, key: &str, version: Option<&str>) -> String {
-    let version = version.map_or(String::new(), |v| {
-        format!(", version '{v}': its one version is 'null'")
-    });
+    let version = match version {
+        Some(v) if v != "null" => format!(", version '{v}': its one version is 'null'"),
+        _ => String::new(),
+    };
     format!(
         "s3://{bucket}/{key} (elbd reads it from {}/{bucket}/{key}{version})",
         api.s3_root.display()

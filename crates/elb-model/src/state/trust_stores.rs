@@ -166,10 +166,10 @@ impl Region {
             .map(|l| l.arn.as_str())
     }
 
-    /// Verify mode needs a trust store that exists; passthrough takes none.
     /// Mutual TLS on a listener of `protocol`: HTTPS listeners verify or pass the chain
     /// through; TLS listeners (network load balancers) only verify, and only they take
-    /// identity filters, as AWS's.
+    /// identity filters, as AWS's. Verify mode needs a trust store that exists; passthrough
+    /// takes none.
     pub(super) fn check_mutual_authentication(
         &self,
         protocol: ListenerProtocol,

@@ -70,23 +70,25 @@ ANSWERED_ERRORS = {
 
 # Members every valid value of which AWS refuses for an account like elbd's, by the error it
 # answers: the account has no Outposts or IPAM pools, and (QUIC not being built) no QUIC group.
+NO_POOL = ("InvalidConfigurationRequest", re.compile(r"pool '[^']+' does not exist$"))
+NO_QUIC = ("ValidationError", re.compile(r"^A QUIC server ID can be specified only for"))
 NONE_HERE = {
-    ("elbv2:CreateLoadBalancer", "CustomerOwnedIpv4Pool"): "InvalidConfigurationRequest",
-    ("elbv2:CreateLoadBalancer", "IpamPools"): "InvalidConfigurationRequest",
-    ("elbv2:ModifyIpPools", "IpamPools"): "InvalidConfigurationRequest",
-    ("elbv2:RegisterTargets", "Targets.QuicServerId"): "ValidationError",
-    ("elbv2:DeregisterTargets", "Targets.QuicServerId"): "ValidationError",
-    ("elbv2:DescribeTargetHealth", "Targets.QuicServerId"): "ValidationError",
+    ("elbv2:CreateLoadBalancer", "CustomerOwnedIpv4Pool"): NO_POOL,
+    ("elbv2:CreateLoadBalancer", "IpamPools"): NO_POOL,
+    ("elbv2:ModifyIpPools", "IpamPools"): NO_POOL,
+    ("elbv2:RegisterTargets", "Targets.QuicServerId"): NO_QUIC,
+    ("elbv2:DeregisterTargets", "Targets.QuicServerId"): NO_QUIC,
+    ("elbv2:DescribeTargetHealth", "Targets.QuicServerId"): NO_QUIC,
 }
 
 
 def none_here(key, wire, detail):
     """Whether a refusal is AWS's answer to a member whose every value names what the account
-    lacks (and it changed nothing)."""
-    code, _, changed = detail
-    return not changed and any(
-        code == answer and (wire == member or wire.startswith(member + "."))
-        for (op, member), answer in NONE_HERE.items() if op == key
+    lacks (by its code and message, not a not-built refusal, and it changed nothing)."""
+    code, message, changed = detail
+    return not changed and not NOT_BUILT.search(message) and any(
+        code == answer and pattern.search(message) and (wire == member or wire.startswith(member + "."))
+        for (op, member), (answer, pattern) in NONE_HERE.items() if op == key
     )
 
 

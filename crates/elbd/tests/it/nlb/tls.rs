@@ -43,6 +43,24 @@ with socket.create_connection((node, port), timeout=5) as raw:
         echo = stream.readline().decode().strip()
         print(tls.selected_alpn_protocol() or "none", hello, echo)
 "#;
+    let alpn = std::ffi::OsString::from(alpn.join(","));
+    let mut args = vec![ca.as_os_str(), alpn.as_os_str()];
+    args.extend(
+        client
+            .iter()
+            .flat_map(|(cert, key)| [cert.as_os_str(), key.as_os_str()]),
+    );
+    client_script(script, node, name, &args)
+}
+
+/// Runs a Python client `script` with the node's address and port, `name` and `args`: what
+/// it printed, or its error.
+fn client_script(
+    script: &str,
+    node: SocketAddr,
+    name: &str,
+    args: &[&std::ffi::OsStr],
+) -> Result<String, String> {
     let out = std::process::Command::new("python3")
         .args([
             "-c",
@@ -51,9 +69,7 @@ with socket.create_connection((node, port), timeout=5) as raw:
             &node.port().to_string(),
             name,
         ])
-        .arg(ca)
-        .arg(alpn.join(","))
-        .args(client.map(|(cert, key)| [cert, key]).into_iter().flatten())
+        .args(args)
         .output()
         .unwrap();
     if !out.status.success() {
@@ -304,6 +320,11 @@ async fn tls_listeners_verify_clients_and_admit_them_by_identity_filters() {
         "subjectAltName=URI:spiffe://Example.org/alice\n",
     );
     let mallory = client("mallory", "mallory client", "");
+    // Eve's certificate matches the filter but no CA of the trust store signed it.
+    let (eve_ca, eve_ca_key) = crate::tls::self_signed(&lab, "eve-ca", "eve-ca");
+    let eve_ext = "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n\
+                   subjectAltName=URI:spiffe://example.org/eve\n";
+    let eve = crate::tls::signed_by(&lab, (&eve_ca, &eve_ca_key), "eve", "/CN=eve", eve_ext);
     let bucket = lab.dir.join("data/s3/bundles");
     std::fs::create_dir_all(&bucket).unwrap();
     std::fs::copy(&client_ca, bucket.join("clients.pem")).unwrap();
@@ -365,7 +386,10 @@ async fn tls_listeners_verify_clients_and_admit_them_by_identity_filters() {
         "--mutual-authentication",
         "Mode=passthrough",
     ]);
-    assert!(passthrough.contains("ValidationError"), "{passthrough}");
+    assert!(
+        passthrough.contains("must be off or verify"),
+        "{passthrough}"
+    );
     elbd.wait_healthy(1);
 
     let node = lab.node('a', 7443);
@@ -379,7 +403,34 @@ async fn tls_listeners_verify_clients_and_admit_them_by_identity_filters() {
         as_client(Some(&mallory)).is_err(),
         "mallory matches no filter"
     );
+    assert!(as_client(Some(&eve)).is_err(), "eve's CA is not trusted");
     assert!(as_client(None).is_err(), "no client certificate");
+    // No session is resumed on a listener with mutual TLS (a resumed one skips the check);
+    // a listener without it resumes them.
+    let plain = aws.ok(&[
+        "elbv2",
+        "create-listener",
+        "--load-balancer-arn",
+        &lb_arn,
+        "--protocol",
+        "TLS",
+        "--port",
+        "7444",
+        "--certificates",
+        &format!("CertificateArn={certificate}"),
+        "--default-actions",
+        &format!("Type=forward,TargetGroupArn={tg}"),
+    ]);
+    assert!(
+        plain["Listeners"][0]["MutualAuthentication"].is_null(),
+        "{plain}"
+    );
+    let plain_node = lab.node('a', 7444);
+    elbd.wait_until("the plain listener", || {
+        resumed(plain_node, (name, &ca), &alice).is_ok()
+    });
+    assert_eq!(resumed(plain_node, (name, &ca), &alice), Ok(true));
+    assert_eq!(resumed(node, (name, &ca), &alice), Ok(false));
 
     // Another filter: mallory's common name, exactly (case aside); alice no longer matches.
     let by_name = r#"{"Field": "subject-cn", "Action": "accept", "MatchType": "exact", "Value": "Mallory Client"}"#;
@@ -422,4 +473,31 @@ print(json.dumps(answer, default=str))
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Whether a second connection through `node` as `client` resumed the first's TLS session.
+fn resumed(
+    node: SocketAddr,
+    (name, ca): (&str, &std::path::Path),
+    (cert, key): &(std::path::PathBuf, std::path::PathBuf),
+) -> Result<bool, String> {
+    let script = r#"
+import socket, ssl, sys
+node, port, name, ca, cert, key = sys.argv[1], int(sys.argv[2]), *sys.argv[3:7]
+context = ssl.create_default_context(cafile=ca)
+context.load_cert_chain(cert, key)
+session = None
+for _ in range(2):
+    with socket.create_connection((node, port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=name, session=session) as tls:
+            stream = tls.makefile("rwb")
+            stream.readline()
+            stream.write(b"ping\n")
+            stream.flush()
+            stream.readline()
+            reused, session = tls.session_reused, tls.session
+print(reused)
+"#;
+    let args = [ca.as_os_str(), cert.as_os_str(), key.as_os_str()];
+    client_script(script, node, name, &args).map(|out| out == "True")
 }
