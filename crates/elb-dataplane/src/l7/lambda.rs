@@ -39,7 +39,7 @@ pub(super) async fn invoke(
     if parts.version == Version::HTTP_2 {
         join_cookies(&mut parts.headers);
     }
-    // A client that stops sending its body gets a 408 after the idle timeout, as on ALB.
+    // A body not received whole within the idle timeout is a 408, as a stalled one on ALB.
     let body = tokio::time::timeout(
         route.http.idle_timeout,
         Limited::new(body, MAX_BODY).collect(),

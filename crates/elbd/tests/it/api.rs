@@ -262,7 +262,7 @@ async fn boto3_raises_the_modeled_exceptions() {
 }
 
 /// Runs one of this directory's boto3 scripts with `args`; it must exit 0.
-fn boto3(script: &str, args: &[&str]) {
+pub(crate) fn boto3(script: &str, args: &[&str]) {
     let path = format!("{}/tests/it/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(venv().join("bin/python"))
         .arg(path)

@@ -2,9 +2,9 @@
 //! `[settings] lambda_endpoint`, which the test's boto3 script serves itself.
 
 use std::net::SocketAddr;
-use std::process::Command;
 
-use crate::harness::{Elbd, Lab, venv};
+use crate::api::boto3;
+use crate::harness::{Elbd, Lab};
 
 /// boto3 makes `lambda` groups and curl goes through the ALB: the function's status,
 /// headers (single and multi-value) and base64 body come back, the event has ALB's shape,
@@ -27,7 +27,10 @@ async fn an_alb_invokes_lambda_functions_through_the_invoke_api() {
     let data = lab.dir.join("data");
     let node = lab.node('a', 8080).to_string();
     let api = format!("http://{api}");
-    script(&[&api, &invoke.to_string(), &node, data.to_str().unwrap()]);
+    boto3(
+        "lambda_targets.py",
+        &[&api, &invoke.to_string(), &node, data.to_str().unwrap()],
+    );
 }
 
 /// The config file declares a `lambda` group like any other (no protocol or port, the
@@ -60,25 +63,12 @@ health_check = { enabled = true, path = "/health", interval_seconds = 5, timeout
 "#;
     let config = lab.write("elbd.toml", &format!("{settings}{declared}"));
     let _elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
-    script(&[
-        "file",
-        &invoke.to_string(),
-        &lab.node('a', 8080).to_string(),
-    ]);
-}
-
-/// Runs lambda_targets.py with `args`; it must exit 0.
-fn script(args: &[&str]) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/lambda_targets.py");
-    let out = Command::new(venv().join("bin/python"))
-        .arg(path)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    boto3(
+        "lambda_targets.py",
+        &[
+            "file",
+            &invoke.to_string(),
+            &lab.node('a', 8080).to_string(),
+        ],
     );
 }

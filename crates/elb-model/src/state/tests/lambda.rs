@@ -6,9 +6,9 @@ use crate::target_group::{FunctionArn, TargetType};
 
 const ECHO: &str = "arn:aws:lambda:us-east-1:123456789012:function:echo";
 
-fn create(protocol: Option<&str>, port: Option<u16>, vpc_id: Option<&str>) -> Command {
+fn create(name: &str, protocol: Option<&str>, port: Option<u16>, vpc_id: Option<&str>) -> Command {
     Command::CreateTargetGroup(CreateTargetGroup {
-        name: "fn".into(),
+        name: name.into(),
         protocol: protocol.map(str::to_owned),
         protocol_version: ProtocolVersion::Http1,
         port,
@@ -30,15 +30,15 @@ fn a_lambda_group_takes_no_protocol_port_or_vpc_and_starts_with_checks_off() {
     let mut w = World::new();
     let vpc = w.state.vpcs.keys().next().unwrap().clone();
     for (command, named) in [
-        (create(Some("HTTP"), None, None), "Protocol"),
-        (create(None, Some(80), None), "Port"),
-        (create(None, None, Some(&vpc)), "VPC ID"),
+        (create("fn", Some("HTTP"), None, None), "Protocol"),
+        (create("fn", None, Some(80), None), "Port"),
+        (create("fn", None, None, Some(&vpc)), "VPC ID"),
     ] {
         let err = w.run(command).unwrap_err();
         assert_eq!(err.code, ErrorCode::ValidationError);
         assert!(err.message.starts_with(named), "{}", err.message);
     }
-    let arn = w.created(create(None, None, None));
+    let arn = w.created(create("fn", None, None, None));
     let tg = &w.state.target_groups[&arn];
     assert_eq!(tg.target_type, TargetType::Lambda);
     let hc = &tg.health_check;
@@ -50,7 +50,7 @@ fn a_lambda_group_takes_no_protocol_port_or_vpc_and_starts_with_checks_off() {
         [("lambda.multi_value_headers.enabled", "false")]
     );
     // The same create again is the same group.
-    assert_eq!(w.created(create(None, None, None)), arn);
+    assert_eq!(w.created(create("fn", None, None, None)), arn);
     let other_attribute = Command::ModifyTargetGroupAttributes {
         arn: arn.clone(),
         changes: vec![("deregistration_delay.timeout_seconds".into(), "0".into())],
@@ -85,7 +85,7 @@ fn a_lambda_group_takes_no_protocol_port_or_vpc_and_starts_with_checks_off() {
 #[test]
 fn one_function_of_the_groups_region_and_account_without_a_port() {
     let mut w = World::new();
-    let arn = w.created(create(None, None, None));
+    let arn = w.created(create("fn", None, None, None));
     let refused = |w: &mut World, target: TargetDescription| {
         let before = w.state.target_groups[&arn].targets.clone();
         let err = register(w, &arn, target).unwrap_err();
@@ -126,40 +126,14 @@ fn one_function_of_the_groups_region_and_account_without_a_port() {
 #[test]
 fn only_http_and_https_listeners_forward_to_a_function() {
     let mut w = World::new();
-    let tg = w.created(create(None, None, None));
+    let tg = w.created(create("fn", None, None, None));
     let alb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
     w.listener(&alb, 80, &tg).unwrap();
-    let subnet_ids = vec![w.subnet("us-east-1a")];
-    let nlb = arn_of(w.run(Command::CreateLoadBalancer(CreateLoadBalancer {
-        name: "net".into(),
-        kind: LoadBalancerKind::Network,
-        scheme: None,
-        ip_address_type: None,
-        subnet_ids,
-        subnet_mappings: vec![],
-        security_groups: None,
-        origin: Origin::Api,
-    })));
-    let tg2 = w.created(Command::CreateTargetGroup(CreateTargetGroup {
-        name: "fn2".into(),
-        ..match create(None, None, None) {
-            Command::CreateTargetGroup(c) => c,
-            _ => unreachable!(),
-        }
-    }));
+    let nlb = w.nlb("net");
+    let tg2 = w.created(create("fn2", None, None, None));
+    let tcp = ListenerProtocol::Tcp;
     let err = w
-        .run(Command::CreateListener(CreateListener {
-            load_balancer_arn: nlb,
-            protocol: Some(ListenerProtocol::Tcp),
-            port: Some(80),
-            default_actions: vec![Action::forward(&tg2)],
-            default_action_order: None,
-            ssl_policy: None,
-            certificate_arns: vec![],
-            mutual_authentication: None,
-            alpn_policy: None,
-            origin: Origin::Api,
-        }))
+        .listener_of(&nlb, tcp, vec![Action::forward(&tg2)])
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::IncompatibleProtocols);
     assert!(err.message.contains("Lambda function"), "{}", err.message);

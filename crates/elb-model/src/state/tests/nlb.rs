@@ -8,7 +8,7 @@ use crate::target_group::{HealthCheck, TargetGroupProtocol};
 use crate::trust_store::{MtlsMode, MutualAuthentication};
 
 impl World {
-    fn nlb(&mut self, name: &str) -> String {
+    pub(super) fn nlb(&mut self, name: &str) -> String {
         let subnet_ids = vec![self.subnet("us-east-1a"), self.subnet("us-east-1b")];
         self.created(Command::CreateLoadBalancer(CreateLoadBalancer {
             name: name.into(),
@@ -34,7 +34,7 @@ impl World {
         }))
     }
 
-    fn listener_of(
+    pub(super) fn listener_of(
         &mut self,
         lb: &str,
         protocol: ListenerProtocol,
