@@ -29,7 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -205,6 +205,7 @@ pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/", post(handle))
         .route("/elbd/ca.pem", get(ca_certificate))
+        .route("/elbd/public-keys/{kid}", get(claims_public_key))
         .route("/elbd/trust-store-content", get(trust_store_content))
         // The body is read, with its own limit, in `handle`, so that a large one still gets an
         // AWS error document.
@@ -445,6 +446,20 @@ async fn ca_certificate(State(api): State<Arc<Api>>) -> Response {
         return (axum::http::StatusCode::NOT_FOUND, "no local CA yet\n").into_response();
     }
     ([("content-type", "application/x-pem-file")], pem).into_response()
+}
+
+/// `GET /elbd/public-keys/KID`: the public key (PEM) that verifies the `x-amzn-oidc-data`
+/// JWTs whose `kid` is KID, as ALB publishes its keys. Public, as ALB's are.
+async fn claims_public_key(State(api): State<Arc<Api>>, Path(kid): Path<String>) -> Response {
+    let pem = api.store.snapshot().state.secrets.claims_key_pem.clone();
+    match elb_tls::claims_key::ClaimsKey::from_pem(&pem) {
+        Ok(key) if key.id() == kid => (
+            [("content-type", "application/x-pem-file")],
+            key.public_pem().to_owned(),
+        )
+            .into_response(),
+        _ => (axum::http::StatusCode::NOT_FOUND, "no such key\n").into_response(),
+    }
 }
 
 /// `GET /elbd/trust-store-content?arn=ARN[&revocation=ID]`: a trust store's CA bundle or one

@@ -80,6 +80,13 @@ struct FileSettings {
     lambda_endpoint: Option<String>,
     lambda_access_key_id: Option<String>,
     lambda_secret_access_key: Option<String>,
+    /// CA certificates (PEM) identity providers' certificates may chain to, besides the
+    /// machine's roots.
+    oidc_ca_file: Option<PathBuf>,
+    /// Where `authenticate-cognito` actions find Cognito, and its app clients' secrets.
+    cognito_endpoint: Option<String>,
+    #[serde(default)]
+    cognito_client_secrets: BTreeMap<String, String>,
     /// The home region's quotas, raised from AWS's defaults (`[settings.quotas]`).
     quotas: Option<FileQuotas>,
 }
@@ -224,6 +231,29 @@ pub struct Settings {
     pub quotas: Option<Quotas>,
     /// Where functions of `lambda` groups are invoked; `None`: their requests fail (502).
     pub lambda: Option<LambdaEndpoint>,
+    pub providers: ProviderSettings,
+}
+
+/// How authenticate actions reach identity providers.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// A PEM file of CA certificates trusted besides the machine's roots.
+    pub oidc_ca_file: Option<PathBuf>,
+    /// `https://…`: Cognito's endpoints in its layout; without it `authenticate-cognito`
+    /// actions answer 500.
+    pub cognito_endpoint: Option<String>,
+    /// App client id → secret (Cognito's API, which ALB asks for them, is not here).
+    pub cognito_client_secrets: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSettings")
+            .field("oidc_ca_file", &self.oidc_ca_file)
+            .field("cognito_endpoint", &self.cognito_endpoint)
+            .field("cognito_clients", &self.cognito_client_secrets.keys())
+            .finish()
+    }
 }
 
 /// The Lambda Invoke API's URL, and (access key id, secret access key) to sign with;
@@ -352,6 +382,7 @@ impl Settings {
             },
             quotas: None,
             lambda: None,
+            providers: ProviderSettings::default(),
         }
     }
 }
@@ -456,6 +487,9 @@ impl FileSettings {
             && self.lambda_endpoint.is_none()
             && self.lambda_access_key_id.is_none()
             && self.lambda_secret_access_key.is_none()
+            && self.oidc_ca_file.is_none()
+            && self.cognito_endpoint.is_none()
+            && self.cognito_client_secrets.is_empty()
             && self.quotas.is_none();
         if untouched {
             return Ok(None);
@@ -551,6 +585,23 @@ impl FileSettings {
             }
             None => {}
         }
+        if let Some(url) = &self.cognito_endpoint
+            && !url.starts_with("https://")
+        {
+            return Err(format!(
+                "settings.cognito_endpoint '{url}' must be an https:// URL"
+            ));
+        }
+        if self.cognito_endpoint.is_none() && !self.cognito_client_secrets.is_empty() {
+            return Err(
+                "settings.cognito_client_secrets needs settings.cognito_endpoint".to_owned(),
+            );
+        }
+        settings.providers = ProviderSettings {
+            oidc_ca_file: self.oidc_ca_file,
+            cognito_endpoint: self.cognito_endpoint,
+            cognito_client_secrets: self.cognito_client_secrets,
+        };
         if let Some(region) = self.region {
             settings.scope.region = region;
         }

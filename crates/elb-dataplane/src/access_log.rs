@@ -435,11 +435,15 @@ pub(crate) fn write_entry(
     quoted(out, facts.trace_id.as_deref().unwrap_or("-"));
     quoted(out, tls.and_then(|t| t.domain.as_deref()).unwrap_or("-"));
     quoted(out, "-");
-    let action = match outcome.action {
-        Action::Forward => "forward",
-        Action::Redirect => "redirect",
-        Action::FixedResponse => "fixed-response",
-        Action::Refused => "-",
+    let action = match (outcome.authenticated, outcome.action) {
+        (_, Action::Refused) => "-",
+        (_, Action::Authenticate) => "authenticate",
+        (false, Action::Forward) => "forward",
+        (false, Action::Redirect) => "redirect",
+        (false, Action::FixedResponse) => "fixed-response",
+        (true, Action::Forward) => "authenticate,forward",
+        (true, Action::Redirect) => "authenticate,redirect",
+        (true, Action::FixedResponse) => "authenticate,fixed-response",
     };
     match outcome.action {
         Action::Refused => field(out, "-"),
@@ -448,8 +452,10 @@ pub(crate) fn write_entry(
     push_time(out, facts.received, true);
     quoted(out, action);
     quoted(out, facts.redirect_url.as_deref().unwrap_or("-"));
-    // error_reason: ALB writes it for Lambda (and authentication and WAF) failures only.
-    let error_reason = outcome.error.filter(|e| e.starts_with("Lambda"));
+    // error_reason: ALB writes it for Lambda, authentication (and WAF) failures only.
+    let error_reason = outcome
+        .error
+        .filter(|e| e.starts_with("Lambda") || e.starts_with("Auth"));
     quoted(out, error_reason.unwrap_or("-"));
     out.push(b'"');
     push_addr(out, outcome.target);

@@ -14,6 +14,7 @@
 //! - [`access_log`]: ALB access and connection log entries and NLB TLS access log entries
 //!   in AWS's formats, per node until taken.
 //! - [`admission`]: which clients a listener's security groups admit (pure).
+//! - [`auth`]: authenticate actions' login flow through an identity provider.
 //! - [`select`]: round robin, least outstanding, slow start (pure).
 //! - [`sticky`]: the stickiness cookies, sealed and opened.
 //! - [`binder`]: one socket per (address, transport, port); accepts, admits and drains for
@@ -30,6 +31,7 @@
 
 pub mod access_log;
 pub mod admission;
+pub mod auth;
 pub mod binder;
 mod compile;
 mod dial;
@@ -89,6 +91,8 @@ pub struct Options {
     /// Where `lambda` groups' functions are invoked (`[settings] lambda_endpoint`); without
     /// it their requests fail with a 502.
     pub lambda: Option<Arc<elb_lambda::Invoker>>,
+    /// How authenticate actions reach identity providers.
+    pub providers: Arc<auth::Providers>,
 }
 
 pub struct DataPlane {

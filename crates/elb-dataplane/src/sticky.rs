@@ -99,20 +99,35 @@ impl CookieSealer {
 
     /// `base64(nonce ‖ ciphertext ‖ tag)`; a fresh random nonce each time.
     pub fn seal(&self, ticket: &Ticket) -> Option<String> {
+        self.seal_for(b"", ticket.encode().as_bytes())
+    }
+
+    /// The ticket in `value`, or `None` for anything not sealed by this key, altered or
+    /// malformed: the caller then picks afresh, without an error.
+    pub fn open(&self, value: &str) -> Option<Ticket> {
+        Ticket::decode(std::str::from_utf8(&self.open_for(b"", value)?).ok()?)
+    }
+
+    /// Seals `data` for one `purpose` (authenticated, not encrypted, with it): a value sealed
+    /// for one purpose does not open for another, so a stickiness cookie is never a session.
+    pub fn seal_for(&self, purpose: &[u8], data: &[u8]) -> Option<String> {
         let mut nonce = [0u8; NONCE_LEN];
         self.random.fill(&mut nonce).ok()?;
-        let mut data = ticket.encode().into_bytes();
+        let mut data = data.to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(purpose),
+                &mut data,
+            )
             .ok()?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&data);
         Some(STANDARD.encode(out))
     }
 
-    /// The ticket in `value`, or `None` for anything not sealed by this key, altered or
-    /// malformed: the caller then picks afresh, without an error.
-    pub fn open(&self, value: &str) -> Option<Ticket> {
+    /// What [`CookieSealer::seal_for`] sealed for `purpose`, or `None`.
+    pub fn open_for(&self, purpose: &[u8], value: &str) -> Option<Vec<u8>> {
         let raw = STANDARD.decode(value).ok()?;
         if raw.len() < NONCE_LEN {
             return None;
@@ -122,9 +137,9 @@ impl CookieSealer {
         let mut sealed = sealed.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce, Aad::empty(), &mut sealed)
+            .open_in_place(nonce, Aad::from(purpose), &mut sealed)
             .ok()?;
-        Ticket::decode(std::str::from_utf8(plain).ok()?)
+        Some(plain.to_vec())
     }
 }
 
@@ -203,6 +218,17 @@ mod tests {
         assert_eq!(s.open(""), None);
         let other = CookieSealer::from_hex(&"cd".repeat(32)).unwrap();
         assert_eq!(other.open(&value), None);
+        let session = s.seal_for(b"session", b"alice").unwrap();
+        assert_eq!(
+            s.open_for(b"session", &session).as_deref(),
+            Some(&b"alice"[..])
+        );
+        assert_eq!(
+            s.open_for(b"state", &session),
+            None,
+            "sealed for another purpose"
+        );
+        assert_eq!(s.open_for(b"session", &value), None);
         assert!(ticket.fresh(1_800_000_060, 60));
         assert!(!ticket.fresh(1_800_000_061, 60));
     }

@@ -15,6 +15,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::access_log::NodeLog;
 use crate::admission::Admission;
+use crate::auth::{Login, Providers};
 use crate::binder::{BindKey, Transport};
 use crate::gateway::flows::{Policy, Standing};
 use crate::l7::desync::Mode as DesyncMode;
@@ -178,6 +179,10 @@ pub struct HttpRoute {
     /// The listener's rules, by ascending priority, then its default action.
     pub rules: Vec<(Vec<Matcher>, Rule)>,
     pub default_action: RouteAction,
+    /// The default rule's authenticate action, if it has one.
+    pub default_login: Option<Arc<Login>>,
+    /// What the listener's authenticate actions need; `None` when it has none.
+    pub logins: Option<Logins>,
     pub(crate) upstream: Upstream,
     /// HTTPS listeners: the TLS configuration new connections handshake with.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -201,7 +206,7 @@ pub struct HttpRoute {
 
 impl HttpRoute {
     /// Whether the HTTP/1.1 relay does all this listener asks of the requests it takes: no
-    /// mutual TLS, no headers to add to responses or to drop from requests, and every
+    /// mutual TLS, no authenticate action, no headers to add to responses or to drop from requests, and every
     /// forward to plain HTTP/1.1 groups without stickiness. Redirects and fixed
     /// responses are left to the general path request by request.
     pub(crate) fn relay_serves(&self) -> bool {
@@ -213,6 +218,7 @@ impl HttpRoute {
             RouteAction::Redirect(_) | RouteAction::Fixed(_) => true,
         };
         self.mtls.is_none()
+            && self.logins.is_none()
             && self.response_headers.is_empty()
             && !self.http.drop_invalid_headers
             && self.rules.iter().all(|(_, rule)| plain(&rule.action))
@@ -229,13 +235,23 @@ impl HttpRoute {
 /// written (for `elbd explain`; the request path uses the compiled matchers beside it).
 pub struct Rule {
     pub priority: u16,
+    /// Its authenticate action, which runs before `action`.
+    pub login: Option<Arc<Login>>,
     pub action: RouteAction,
     pub conditions: Vec<elb_model::Condition>,
     /// Its transforms, for the requests it forwards; `None` without any.
     pub(crate) rewrites: Option<Rewrites>,
 }
 
-/// What a matched rule does.
+/// What a listener's authenticate actions share: the client towards identity providers,
+/// and the key that signs the claims targets get (`None` if the store has none).
+#[derive(Clone)]
+pub struct Logins {
+    pub providers: Arc<Providers>,
+    pub claims_key: Option<Arc<elb_tls::claims_key::ClaimsKey>>,
+}
+
+/// What a matched rule answers with.
 pub enum RouteAction {
     Forward(Forward),
     Redirect(Redirect),

@@ -222,7 +222,7 @@ mod tests {
             protocol: Some(ListenerProtocol::Http),
             port: Some(80),
             default_actions: vec![Action::forward(tg)],
-            default_action_order: None,
+            default_action_orders: Vec::new(),
             ssl_policy: None,
             certificate_arns: vec![],
             mutual_authentication: None,

@@ -127,17 +127,27 @@ impl Certificate {
 }
 
 /// Secrets elbd makes once and keeps in the store, so that every node and every restart
-/// agrees on them: the key of the stickiness cookies and the local certificate authority.
+/// agrees on them: the key of the cookies it seals (stickiness, login sessions), the local
+/// certificate authority, and the key that signs the user claims of authenticate actions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Secrets {
     /// 32 random bytes, hex.
     pub cookie_key: String,
     pub ca_certificate_pem: String,
     pub ca_private_key_pem: String,
+    /// An ECDSA P-256 key, PKCS#8 PEM: signs `x-amzn-oidc-data`. Stores made before
+    /// authenticate actions lack it until the next start adds it.
+    #[serde(default)]
+    pub claims_key_pem: String,
 }
 
 impl Secrets {
     pub fn is_empty(&self) -> bool {
         self.cookie_key.is_empty()
+    }
+
+    /// Whether some secret is still to be made.
+    pub fn incomplete(&self) -> bool {
+        self.is_empty() || self.claims_key_pem.is_empty()
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod alloc;
 pub mod attributes;
+pub mod authenticate;
 pub mod certificate;
 pub mod endpoint;
 pub mod error;
@@ -35,6 +36,10 @@ pub mod target_group;
 pub mod trust_store;
 
 pub use attributes::Attributes;
+pub use authenticate::{
+    Authenticate, CognitoUserPool, IdentityProvider, OidcProvider, OnUnauthenticated,
+    SessionOptions,
+};
 pub use certificate::{
     Certificate, CertificateKind, CertificateMaterial, CertificateOptions, Secrets,
     ServerCertificate, Validation,

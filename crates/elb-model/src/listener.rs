@@ -169,10 +169,14 @@ pub struct Listener {
     pub port: u16,
     /// The actions of the listener's default rule, which matches when no other rule does.
     pub default_actions: Vec<Action>,
-    /// The `Order` the caller gave its action, echoed as given (none given, none shown). One
-    /// number suffices while a listener has one action (authenticate actions are not built).
-    #[serde(default)]
-    pub default_action_order: Option<u16>,
+    /// The `Order` the caller gave each action, echoed as given: empty when none was given
+    /// (then none is shown), else one per action, ascending as the actions run.
+    #[serde(
+        default,
+        alias = "default_action_order",
+        deserialize_with = "crate::rule::action_orders"
+    )]
+    pub default_action_orders: Vec<u16>,
     /// The ARN of that default rule (`…:listener-rule/app/LB/LBID/LISTENERID/HEX16`). Its
     /// priority is `default`, it has no conditions and cannot be deleted; its actions are
     /// `default_actions`. Rules with priorities arrive with the listener-rules work.

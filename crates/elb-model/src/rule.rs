@@ -4,6 +4,7 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::authenticate::Authenticate;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::state::{Origin, Tags};
 
@@ -53,6 +54,8 @@ pub enum Action {
     },
     Redirect(Redirect),
     FixedResponse(FixedResponse),
+    /// Log the user in at an identity provider first: the first of two actions.
+    Authenticate(Box<Authenticate>),
 }
 
 impl Action {
@@ -64,6 +67,22 @@ impl Action {
                 weight: 1,
             }],
             group_stickiness_seconds: None,
+        }
+    }
+
+    /// Whether the action answers the request (forward, redirect, fixed-response), and so
+    /// ends the list.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, Self::Authenticate(_))
+    }
+
+    /// AWS's name of the action's type.
+    pub fn action_type(&self) -> &'static str {
+        match self {
+            Self::Forward { .. } => "forward",
+            Self::Redirect(_) => "redirect",
+            Self::FixedResponse(_) => "fixed-response",
+            Self::Authenticate(auth) => auth.action_type(),
         }
     }
 
@@ -177,6 +196,7 @@ impl Action {
                 }
                 Ok(())
             }
+            Self::Authenticate(auth) => auth.validate(),
         }
     }
 }
@@ -640,6 +660,23 @@ pub fn expanded_replacement(replace: &str) -> String {
     out
 }
 
+/// Reads a list of action orders, or the one order (or none) stores kept before rules could
+/// have two actions.
+pub(crate) fn action_orders<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Orders {
+        One(Option<u16>),
+        Many(Vec<u16>),
+    }
+    Ok(match Orders::deserialize(d)? {
+        Orders::One(order) => order.into_iter().collect(),
+        Orders::Many(orders) => orders,
+    })
+}
+
 /// A listener rule with a priority (1–50000, unique per listener).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
@@ -651,11 +688,11 @@ pub struct Rule {
     /// Rewrites of the requests it forwards: at most one of each type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transforms: Vec<Transform>,
-    /// The `Order` the caller gave its action, as [`Listener::default_action_order`].
+    /// The `Order` of each action, as [`Listener::default_action_orders`].
     ///
-    /// [`Listener::default_action_order`]: crate::Listener::default_action_order
-    #[serde(default)]
-    pub action_order: Option<u16>,
+    /// [`Listener::default_action_orders`]: crate::Listener::default_action_orders
+    #[serde(default, alias = "action_order", deserialize_with = "action_orders")]
+    pub action_orders: Vec<u16>,
     #[serde(default)]
     pub tags: Tags,
     pub origin: Origin,

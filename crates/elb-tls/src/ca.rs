@@ -22,7 +22,7 @@ pub struct Issued {
     pub chain_pem: String,
 }
 
-/// The secrets a new store starts with: a random stickiness-cookie key and a new CA.
+/// The secrets a new store starts with: a random cookie key, a new CA and a claims key.
 pub fn new_secrets(now_ms: u64) -> Result<Secrets, TlsError> {
     let mut key = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
@@ -32,6 +32,7 @@ pub fn new_secrets(now_ms: u64) -> Result<Secrets, TlsError> {
         cookie_key: key.iter().map(|b| format!("{b:02x}")).collect(),
         ca_certificate_pem,
         ca_private_key_pem,
+        claims_key_pem: crate::claims_key::new_claims_key()?,
     })
 }
 

@@ -5,12 +5,14 @@
 //! - [`material`]: PEM certificate + key + chain → the facts ACM shows, checking they belong
 //!   together.
 //! - [`ca`]: elbd's local certificate authority, which RequestCertificate issues from.
+//! - [`claims_key`]: the key that signs the user claims authenticate actions forward.
 //! - [`policy`]: ELB security policies mapped onto rustls versions and cipher suites.
 //! - [`server`]: a listener's rustls `ServerConfig`, with certificates chosen by SNI.
 //! - [`client`]: TLS towards targets, which ELB does not verify.
 //! - [`mtls`]: client certificates: trust store bundles, verification, headers for targets.
 
 pub mod ca;
+pub mod claims_key;
 pub mod client;
 pub mod material;
 pub mod mtls;

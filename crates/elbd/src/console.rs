@@ -164,7 +164,7 @@ fn load_balancer(region: &Region, arn: &str, health: &HealthView, sent: &Counts)
             .get(tg_arn)
             .map_or(tg_arn.to_owned(), |tg| tg.name.clone())
     };
-    let action = |actions: &[Action]| match actions.first() {
+    let action = |actions: &[Action]| match actions.last() {
         Some(Action::Forward { target_groups, .. }) => {
             let groups: Vec<String> = target_groups
                 .iter()
@@ -174,7 +174,14 @@ fn load_balancer(region: &Region, arn: &str, health: &HealthView, sent: &Counts)
         }
         Some(Action::Redirect(r)) => format!("redirect {}", r.status_code),
         Some(Action::FixedResponse(f)) => format!("fixed response {}", f.status_code),
-        None => "-".to_owned(),
+        Some(Action::Authenticate(_)) | None => "-".to_owned(),
+    };
+    // An authenticate action runs first.
+    let action = |actions: &[Action]| match actions.first() {
+        Some(Action::Authenticate(auth)) if actions.len() > 1 => {
+            format!("{}, then {}", auth.action_type(), action(actions))
+        }
+        _ => action(actions),
     };
     let listeners: Vec<Value> = region
         .listeners_of(arn)

@@ -471,7 +471,7 @@ fn load_balancer(
                     protocol: Some(protocol),
                     port: Some(listener.port),
                     default_actions: desired.actions.clone(),
-                    default_action_order: None,
+                    default_action_orders: Vec::new(),
                     ssl_policy: desired.ssl_policy.clone(),
                     certificate_arns: desired.certificates.iter().take(1).cloned().collect(),
                     mutual_authentication: None,
@@ -537,7 +537,7 @@ fn modify_listener(
             alpn_policy: alpn,
             default_actions: Some(desired.actions.clone()),
             // The file gives no Order.
-            default_action_order: None,
+            default_action_orders: Vec::new(),
         };
         let command = Command::ModifyListener {
             arn: listener_arn.to_owned(),

@@ -141,7 +141,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("the store at {store_url}"))?;
     let store = Arc::new(store);
     elb_tls::install_crypto_provider();
-    if store.snapshot().state.secrets.is_empty() {
+    if store.snapshot().state.secrets.incomplete() {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
         let secrets = elb_tls::ca::new_secrets(now_ms)?;
         store.update(|state, _| {
@@ -240,6 +240,7 @@ async fn serve(
         )),
         None => None,
     };
+    let providers = identity_providers(&settings.providers)?;
     let mut checker = HealthChecker::new(lambda.clone());
     if taken.is_some() {
         checker.resume(&inherited.health);
@@ -299,6 +300,7 @@ async fn serve(
         max_connections_per_node: usize::try_from(args.max_connections_per_node)
             .unwrap_or(usize::MAX),
         lambda,
+        providers,
     });
     dataplane.inherit(inherited.take_nodes());
     // The API and metrics servers: their sockets (for a process taking over) and their
@@ -816,4 +818,30 @@ fn config_name(args: &ServeArgs) -> String {
         || "embedded defaults".to_owned(),
         |p| p.display().to_string(),
     )
+}
+
+/// How authenticate actions reach identity providers, from `[settings]`.
+fn identity_providers(
+    settings: &elb_config::ProviderSettings,
+) -> anyhow::Result<Arc<elb_dataplane::auth::Providers>> {
+    let extra_roots = match &settings.oidc_ca_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("settings.oidc_ca_file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let cognito = settings
+        .cognito_endpoint
+        .as_ref()
+        .map(|endpoint| elb_dataplane::auth::Cognito {
+            endpoint: endpoint.clone(),
+            client_secrets: settings
+                .cognito_client_secrets
+                .clone()
+                .into_iter()
+                .collect(),
+        });
+    elb_dataplane::auth::Providers::new(extra_roots.as_deref(), cognito)
+        .map_err(|e| anyhow::anyhow!("settings.oidc_ca_file: {e}"))
 }

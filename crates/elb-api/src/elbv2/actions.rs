@@ -1,7 +1,9 @@
 //! Actions and conditions: decoding them from Query parameters and writing them as XML.
 
 use elb_model::{
-    Action, Condition, FixedResponse, QueryPair, Redirect, Rewrite, TargetGroupWeight, Transform,
+    Action, Authenticate, CognitoUserPool, Condition, FixedResponse, IdentityProvider,
+    OidcProvider, OnUnauthenticated, QueryPair, Redirect, Rewrite, SessionOptions,
+    TargetGroupWeight, Transform,
 };
 
 use crate::error::ApiError;
@@ -9,53 +11,140 @@ use crate::query::Params;
 use crate::xml::Xml;
 
 /// `PREFIX.member.N`: forward (to one group, or weighted over up to five), redirect, or
-/// fixed-response, and the `Order` given to the first (the model takes one action).
-/// Authentication actions are refused: they are not built.
+/// fixed-response, after an authenticate-oidc or authenticate-cognito action; sorted by
+/// `Order`, which several actions must each have, and returned with the orders given.
+/// jwt-validation actions are refused: they are not built.
 pub(super) fn action_params(
     params: &Params,
     prefix: &str,
-) -> Result<(Vec<Action>, Option<u16>), ApiError> {
+) -> Result<(Vec<Action>, Vec<u16>), ApiError> {
     let mut actions = Vec::new();
-    let mut order = None;
     for a in params.structs(prefix)? {
-        let given = a.int("Order", 1, 50_000)?.map(|o| o as u16);
-        if actions.is_empty() {
-            order = given;
-        }
+        let order = a.int("Order", 1, 50_000)?.map(|o| o as u16);
         let action = match a.required("Type")? {
             "forward" => forward(&a)?,
             "redirect" => redirect(&a)?,
             "fixed-response" => fixed(&a)?,
-            other => {
-                let config = match other {
-                    "authenticate-oidc" => "AuthenticateOidcConfig",
-                    "authenticate-cognito" => "AuthenticateCognitoConfig",
-                    "jwt-validation" => "JwtValidationConfig",
-                    _ => {
-                        return Err(ApiError::validation(format!(
-                            "Action type '{other}' must be one of forward, redirect, \
-                             fixed-response, authenticate-oidc, authenticate-cognito, \
-                             jwt-validation"
-                        )));
-                    }
-                };
+            "authenticate-oidc" => authenticate(&a, oidc(&a)?)?,
+            "authenticate-cognito" => authenticate(&a, cognito(&a)?)?,
+            "jwt-validation" => {
                 return Err(ApiError::new(
                     400,
                     "InvalidLoadBalancerAction",
-                    format!(
-                        "elbd does not implement '{other}' actions yet (Type '{other}' and \
-                         Parameter '{config}' are not supported)"
-                    ),
+                    "elbd does not implement 'jwt-validation' actions yet (Type \
+                     'jwt-validation' and Parameter 'JwtValidationConfig' are not supported)",
                 ));
+            }
+            other => {
+                return Err(ApiError::validation(format!(
+                    "Action type '{other}' must be one of forward, redirect, fixed-response, \
+                     authenticate-oidc, authenticate-cognito, jwt-validation"
+                )));
             }
         };
         a.finish()?;
-        actions.push(action);
+        actions.push((order, action));
     }
-    if actions.is_empty() {
-        return Err(ApiError::missing(prefix.trim_end_matches(".member")));
+    match actions.as_slice() {
+        [] => return Err(ApiError::missing(prefix.trim_end_matches(".member"))),
+        [_] => {}
+        several => {
+            let mut orders: Vec<Option<u16>> = several.iter().map(|(o, _)| *o).collect();
+            orders.sort_unstable();
+            if orders.contains(&None) || orders.windows(2).any(|w| w[0] == w[1]) {
+                return Err(ApiError::validation(
+                    "Each action must have its own Order when a rule has more than one",
+                ));
+            }
+            actions.sort_by_key(|(order, _)| *order);
+        }
     }
-    Ok((actions, order))
+    Ok(actions
+        .into_iter()
+        .map(|(order, action)| (action, order))
+        .fold(
+            (Vec::new(), Vec::new()),
+            |(mut actions, mut orders), (a, o)| {
+                actions.push(a);
+                orders.extend(o);
+                (actions, orders)
+            },
+        ))
+}
+
+fn oidc(a: &Params) -> Result<IdentityProvider, ApiError> {
+    let text = |name: &str| -> Result<String, ApiError> {
+        Ok(a.required(&format!("AuthenticateOidcConfig.{name}"))?
+            .to_owned())
+    };
+    let use_existing = a.bool("AuthenticateOidcConfig.UseExistingClientSecret")? == Some(true);
+    let client_secret = a
+        .optional("AuthenticateOidcConfig.ClientSecret")
+        .map(str::to_owned);
+    if client_secret.is_none() && !use_existing {
+        return Err(ApiError::validation(
+            "A ClientSecret must be specified unless UseExistingClientSecret is true",
+        ));
+    }
+    Ok(IdentityProvider::Oidc(OidcProvider {
+        issuer: text("Issuer")?,
+        authorization_endpoint: text("AuthorizationEndpoint")?,
+        token_endpoint: text("TokenEndpoint")?,
+        user_info_endpoint: text("UserInfoEndpoint")?,
+        client_id: text("ClientId")?,
+        // A secret given wins over keeping the old one.
+        client_secret,
+    }))
+}
+
+fn cognito(a: &Params) -> Result<IdentityProvider, ApiError> {
+    let text = |name: &str| -> Result<String, ApiError> {
+        Ok(a.required(&format!("AuthenticateCognitoConfig.{name}"))?
+            .to_owned())
+    };
+    Ok(IdentityProvider::Cognito(CognitoUserPool {
+        user_pool_arn: text("UserPoolArn")?,
+        user_pool_client_id: text("UserPoolClientId")?,
+        user_pool_domain: text("UserPoolDomain")?,
+    }))
+}
+
+/// The session options both configs share, under the provider's config.
+fn authenticate(a: &Params, provider: IdentityProvider) -> Result<Action, ApiError> {
+    let config = match provider {
+        IdentityProvider::Oidc(_) => "AuthenticateOidcConfig",
+        IdentityProvider::Cognito(_) => "AuthenticateCognitoConfig",
+    };
+    let name = |field: &str| format!("{config}.{field}");
+    let defaults = SessionOptions::default();
+    let mut extra_params = Vec::new();
+    for entry in a.structs(&name("AuthenticationRequestExtraParams.entry"))? {
+        extra_params.push((
+            entry.required("key")?.to_owned(),
+            entry.optional("value").unwrap_or_default().to_owned(),
+        ));
+        entry.finish()?;
+    }
+    let session = SessionOptions {
+        cookie_name: a
+            .optional(&name("SessionCookieName"))
+            .map_or(defaults.cookie_name, str::to_owned),
+        scope: a
+            .optional(&name("Scope"))
+            .map_or(defaults.scope, str::to_owned),
+        timeout_s: a
+            .int(&name("SessionTimeout"), 1, i64::from(u32::MAX))?
+            .map_or(defaults.timeout_s, |t| t as u32),
+        on_unauthenticated: match a.optional(&name("OnUnauthenticatedRequest")) {
+            Some(given) => OnUnauthenticated::parse(given)?,
+            None => defaults.on_unauthenticated,
+        },
+        extra_params,
+    };
+    Ok(Action::Authenticate(Box::new(Authenticate {
+        provider,
+        session,
+    })))
 }
 
 fn forward(a: &Params) -> Result<Action, ApiError> {
@@ -224,8 +313,8 @@ pub(super) fn condition_params(params: &Params) -> Result<Vec<Condition>, ApiErr
     Ok(conditions)
 }
 
-/// `Order` only when the caller gave one, as AWS echoes it.
-pub(super) fn render_actions(x: &mut Xml, tag: &str, actions: &[Action], order: Option<u16>) {
+/// `Order` only when the caller gave them, as AWS echoes them.
+pub(super) fn render_actions(x: &mut Xml, tag: &str, actions: &[Action], orders: &[u16]) {
     x.members(tag, actions.iter().enumerate(), |x, (i, action)| {
         match action {
             Action::Forward {
@@ -271,11 +360,53 @@ pub(super) fn render_actions(x: &mut Xml, tag: &str, actions: &[Action], order: 
                         }
                     });
             }
+            Action::Authenticate(auth) => render_authenticate(x, auth),
         }
-        if let Some(order) = order.filter(|_| i == 0) {
+        if let Some(order) = orders.get(i) {
             x.leaf("Order", order.to_string());
         }
     });
+}
+
+/// An authenticate action as AWS describes it: everything but the client secret.
+fn render_authenticate(x: &mut Xml, auth: &Authenticate) {
+    x.leaf("Type", auth.action_type());
+    let session = |x: &mut Xml| {
+        let s = &auth.session;
+        x.leaf("SessionCookieName", &s.cookie_name)
+            .leaf("Scope", &s.scope)
+            .leaf("SessionTimeout", s.timeout_s.to_string());
+        if !s.extra_params.is_empty() {
+            x.node("AuthenticationRequestExtraParams", |x| {
+                for (key, value) in &s.extra_params {
+                    x.node("entry", |x| {
+                        x.leaf("key", key).leaf("value", value);
+                    });
+                }
+            });
+        }
+        x.leaf("OnUnauthenticatedRequest", s.on_unauthenticated.as_str());
+    };
+    match &auth.provider {
+        IdentityProvider::Oidc(oidc) => {
+            x.node("AuthenticateOidcConfig", |x| {
+                x.leaf("Issuer", &oidc.issuer)
+                    .leaf("AuthorizationEndpoint", &oidc.authorization_endpoint)
+                    .leaf("TokenEndpoint", &oidc.token_endpoint)
+                    .leaf("UserInfoEndpoint", &oidc.user_info_endpoint)
+                    .leaf("ClientId", &oidc.client_id);
+                session(x);
+            });
+        }
+        IdentityProvider::Cognito(pool) => {
+            x.node("AuthenticateCognitoConfig", |x| {
+                x.leaf("UserPoolArn", &pool.user_pool_arn)
+                    .leaf("UserPoolClientId", &pool.user_pool_client_id)
+                    .leaf("UserPoolDomain", &pool.user_pool_domain);
+                session(x);
+            });
+        }
+    }
 }
 
 pub(super) fn render_conditions(x: &mut Xml, conditions: &[Condition]) {

@@ -49,7 +49,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         })
         .transpose()?;
     let port = params.int("Port", 1, 65535)?.map(|p| p as u16);
-    let (default_actions, default_action_order) = action_params(params, "DefaultActions.member")?;
+    let (default_actions, default_action_orders) = action_params(params, "DefaultActions.member")?;
     let tags = tag_params(params)?;
     let alpn_policy = alpn_param(params)?;
     let mutual_authentication = mutual_params(params)?.flatten();
@@ -58,7 +58,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         protocol,
         port,
         default_actions,
-        default_action_order,
+        default_action_orders,
         ssl_policy: params.optional("SslPolicy").map(str::to_owned),
         certificate_arns: certificate_params(params)?,
         mutual_authentication,
@@ -138,7 +138,10 @@ pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         certificate_arns: (!certificates.is_empty()).then_some(certificates),
         mutual_authentication: mutual_params(params)?,
         alpn_policy,
-        default_action_order: default_actions.as_ref().and_then(|(_, order)| *order),
+        default_action_orders: default_actions
+            .as_ref()
+            .map(|(_, orders)| orders.clone())
+            .unwrap_or_default(),
         default_actions: default_actions.map(|(actions, _)| actions),
     };
     let command = Command::ModifyListener {

@@ -214,6 +214,6 @@ pub(super) fn listener(x: &mut Xml, l: &Listener) {
         x,
         "DefaultActions",
         &l.default_actions,
-        l.default_action_order,
+        &l.default_action_orders,
     );
 }

@@ -33,7 +33,7 @@ impl Shown<'_> {
                 x.leaf("RuleArn", &r.arn)
                     .leaf("Priority", r.priority.to_string());
                 render_conditions(x, &r.conditions);
-                render_actions(x, "Actions", &r.actions, r.action_order);
+                render_actions(x, "Actions", &r.actions, &r.action_orders);
                 x.leaf("IsDefault", "false");
                 render_transforms(x, &r.transforms);
             }
@@ -41,7 +41,7 @@ impl Shown<'_> {
                 x.leaf("RuleArn", &l.default_rule_arn)
                     .leaf("Priority", "default");
                 render_conditions(x, &[]);
-                render_actions(x, "Actions", &l.default_actions, l.default_action_order);
+                render_actions(x, "Actions", &l.default_actions, &l.default_action_orders);
                 x.leaf("IsDefault", "true");
             }
         }
@@ -58,7 +58,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
     let listener_arn = params.required("ListenerArn")?.to_owned();
     let priority = priority(params, "Priority")?;
     let conditions = condition_params(params)?;
-    let (actions, action_order) = action_params(params, "Actions.member")?;
+    let (actions, action_orders) = action_params(params, "Actions.member")?;
     let transforms = transform_params(params)?;
     let tags = tag_params(params)?;
     let create = Command::CreateRule {
@@ -66,7 +66,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         priority,
         conditions,
         actions,
-        action_order,
+        action_orders,
         transforms,
         origin: Origin::Api,
     };
@@ -194,7 +194,7 @@ pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
                         arn: l.arn,
                         changes: ListenerChanges {
                             default_actions: Some(actions),
-                            default_action_order: order,
+                            default_action_orders: order,
                             ..ListenerChanges::default()
                         },
                     },
@@ -207,7 +207,10 @@ pub(super) fn modify(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
             arn: arn.clone(),
             conditions: conditions.clone(),
             transforms: transforms.clone(),
-            action_order: actions.as_ref().and_then(|(_, order)| *order),
+            action_orders: actions
+                .as_ref()
+                .map(|(_, orders)| orders.clone())
+                .unwrap_or_default(),
             actions: actions.clone().map(|(actions, _)| actions),
         };
         state.apply(command, cx).map(drop)

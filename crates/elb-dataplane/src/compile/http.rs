@@ -11,7 +11,7 @@ use elb_model::attributes::{
     MULTI_VALUE_HEADERS, RESPONSE_HEADER_PREFIX, RESPONSE_HEADER_SUFFIX, SERVER_HEADER,
 };
 use elb_model::{
-    Action, FunctionArn, Listener as ModelListener, LoadBalancer, Node, TargetGroup,
+    Action, FixedResponse, FunctionArn, Listener as ModelListener, LoadBalancer, Node, TargetGroup,
     TargetGroupProtocol, TargetId, TargetType,
 };
 use http::{HeaderName, HeaderValue};
@@ -19,6 +19,7 @@ use http::{HeaderName, HeaderValue};
 use super::targets::choose;
 use super::{Inputs, Kept, Runtime, keep};
 use crate::access_log::NodeLog;
+use crate::auth::Login;
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rewrite::Rewrites;
 use crate::l7::rules::Matcher;
@@ -26,7 +27,9 @@ use crate::metrics::dimension;
 use crate::pool::TargetPool;
 use crate::select;
 use crate::sticky::Stickiness;
-use crate::table::{Door, Forward, HttpRoute, HttpSettings, Listener, RouteAction, Rule, XffMode};
+use crate::table::{
+    Door, Forward, HttpRoute, HttpSettings, Listener, Logins, RouteAction, Rule, XffMode,
+};
 use crate::targets::{Algorithm, Eligibility, Endpoint, Function, Http, HttpEndpoint, HttpTargets};
 use crate::upstream::Upstream;
 
@@ -56,6 +59,22 @@ impl Runtime {
             .iter()
             .map(|r| Rewrites::compile(&r.transforms))
             .collect();
+        // Authenticate actions, once per listener too.
+        let cognito = self.providers.cognito.as_ref();
+        let login = |actions: &[Action]| {
+            actions.iter().find_map(|a| match a {
+                Action::Authenticate(auth) => Some(Login::compile(auth, &lb.arn, cognito)),
+                _ => None,
+            })
+        };
+        let rule_logins: Vec<Option<Arc<Login>>> =
+            rules.iter().map(|r| login(&r.actions)).collect();
+        let default_login = login(&listener.default_actions);
+        let logins =
+            (default_login.is_some() || rule_logins.iter().any(Option::is_some)).then(|| Logins {
+                providers: self.providers.clone(),
+                claims_key: inputs.claims_key.clone(),
+            });
         let header_conditions = matchers
             .iter()
             .flatten()
@@ -74,14 +93,16 @@ impl Runtime {
             );
             let mut sets = HashMap::new();
             let mut action =
-                |actions: &[Action]| self.action(inputs, node, &actions[0], &mut sets, used);
+                |actions: &[Action]| self.action(inputs, node, actions, &mut sets, used);
             let compiled_rules: Vec<_> = rules
                 .iter()
                 .zip(&matchers)
                 .zip(&rewrites)
-                .map(|((rule, matchers), rewrites)| {
+                .zip(&rule_logins)
+                .map(|(((rule, matchers), rewrites), login)| {
                     let compiled = Rule {
                         priority: rule.priority,
+                        login: login.clone(),
                         action: action(&rule.actions),
                         conditions: rule.conditions.clone(),
                         rewrites: rewrites.clone(),
@@ -99,6 +120,8 @@ impl Runtime {
                 http: http.clone(),
                 rules: compiled_rules,
                 default_action: action(&listener.default_actions),
+                default_login: default_login.clone(),
+                logins: logins.clone(),
                 upstream,
                 tls: tls.clone(),
                 mtls: listener
@@ -139,14 +162,27 @@ impl Runtime {
         })
     }
 
+    /// What the rule's last action, the one that answers, does on `node`.
     fn action(
         &self,
         inputs: &Inputs<'_>,
         node: &Node,
-        action: &Action,
+        actions: &[Action],
         sets: &mut HashMap<String, Arc<HttpTargets>>,
         used: &mut Kept,
     ) -> RouteAction {
+        let refused = || {
+            // The model lets no such rule in: only a damaged store gets here.
+            tracing::warn!("a rule has no action that answers; it answers 500");
+            RouteAction::Fixed(FixedResponse {
+                status_code: 500,
+                content_type: None,
+                body: None,
+            })
+        };
+        let Some(action) = actions.last() else {
+            return refused();
+        };
         match action {
             Action::Forward {
                 target_groups,
@@ -170,6 +206,7 @@ impl Runtime {
             }
             Action::Redirect(redirect) => RouteAction::Redirect(redirect.clone()),
             Action::FixedResponse(fixed) => RouteAction::Fixed(fixed.clone()),
+            Action::Authenticate(_) => refused(),
         }
     }
 

@@ -23,6 +23,7 @@ use std::sync::atomic::AtomicUsize;
 use elb_model::{
     HealthView, Listener as ModelListener, ListenerProtocol, Node, Region, ServerCertificate, State,
 };
+use elb_tls::claims_key::ClaimsKey;
 use elb_tls::server::Resumption;
 use tracing::warn;
 
@@ -61,6 +62,10 @@ pub(crate) struct Runtime {
     traffic: Arc<Traffic>,
     /// Where functions of `lambda` groups are invoked.
     lambda: Option<Arc<elb_lambda::Invoker>>,
+    /// How authenticate actions reach identity providers.
+    providers: Arc<crate::auth::Providers>,
+    /// The claims key (PEM) and the key made of it.
+    claims_key: Option<(String, Arc<ClaimsKey>)>,
 }
 
 /// What snapshots hand on to the next. Each compile fills a new one with what it uses, which
@@ -145,6 +150,7 @@ struct Inputs<'a> {
     iam: &'a BTreeMap<String, ServerCertificate>,
     health: &'a HealthView,
     sealer: &'a Option<Arc<CookieSealer>>,
+    claims_key: &'a Option<Arc<ClaimsKey>>,
 }
 
 impl Runtime {
@@ -154,6 +160,8 @@ impl Runtime {
             registry: Arc::default(),
             flow_seed: options.flow_seed,
             lambda: options.lambda.clone(),
+            providers: options.providers.clone(),
+            claims_key: None,
             transparent: options.transparent_client_ip,
             header_timeout: options.header_timeout,
             resumption: None,
@@ -181,12 +189,14 @@ impl Runtime {
         let mut endpoints = HashMap::new();
         let mut used = Kept::default();
         let sealer = self.sealer(&state.secrets.cookie_key);
+        let claims_key = self.claims_key(&state.secrets.claims_key_pem);
         for region in state.regions.values() {
             let inputs = Inputs {
                 state: region,
                 iam: &state.server_certificates,
                 health,
                 sealer: &sealer,
+                claims_key: &claims_key,
             };
             let region_endpoints = self.endpoint_routes(&inputs, &mut used);
             for listener in region.listeners.values() {
@@ -254,6 +264,19 @@ impl Runtime {
             self.sealer = CookieSealer::from_hex(key).map(|s| (key.to_owned(), Arc::new(s)));
         }
         self.sealer.as_ref().map(|(_, s)| s.clone())
+    }
+
+    fn claims_key(&mut self, pem: &str) -> Option<Arc<ClaimsKey>> {
+        if pem.is_empty() {
+            return None;
+        }
+        if self.claims_key.as_ref().is_none_or(|(k, _)| k != pem) {
+            self.claims_key = ClaimsKey::from_pem(pem)
+                .inspect_err(|e| warn!(error = %e, "the store's claims key is unusable"))
+                .ok()
+                .map(|key| (pem.to_owned(), Arc::new(key)));
+        }
+        self.claims_key.as_ref().map(|(_, k)| k.clone())
     }
 }
 

@@ -6,6 +6,7 @@ use super::limits::MAX_FORWARDED_FOR;
 use super::rescue::ProxyError;
 use super::rewrite::Rewrites;
 use super::rules::{self, Matcher, RequestView};
+use crate::auth::Login;
 use crate::table::{HttpRoute, RouteAction, Rule};
 
 /// A request's rule and the action it takes.
@@ -14,6 +15,8 @@ pub(crate) struct Decision<'r> {
     /// The matched rule's priority; `None` for the listener's default rule.
     pub(crate) rule: Option<u16>,
     pub(crate) action: &'r RouteAction,
+    /// The rule's authenticate action, which runs first.
+    pub(crate) login: Option<&'r Login>,
     /// The rule's transforms, for a forwarded request.
     pub(crate) rewrites: Option<&'r Rewrites>,
 }
@@ -33,24 +36,27 @@ pub(crate) fn refusal(method: &str, forwarded_for: usize) -> Result<(), ProxyErr
 
 /// The rule a request [`refusal`] let through matches, and its action.
 pub(crate) fn decide<'r>(route: &'r HttpRoute, view: &RequestView<'_>) -> Decision<'r> {
-    decide_by(&route.rules, &route.default_action, view)
+    let default = (&route.default_action, route.default_login.as_deref());
+    decide_by(&route.rules, default, view)
 }
 
-/// [`decide`] over a listener's rules (ascending priority) and its default action.
+/// [`decide`] over a listener's rules (ascending priority) and its default rule's actions.
 fn decide_by<'r>(
     rules: &'r [(Vec<Matcher>, Rule)],
-    default: &'r RouteAction,
+    (default, default_login): (&'r RouteAction, Option<&'r Login>),
     view: &RequestView<'_>,
 ) -> Decision<'r> {
     match rules::first_match(rules, view) {
         Some(rule) => Decision {
             rule: Some(rule.priority),
             action: &rule.action,
+            login: rule.login.as_deref(),
             rewrites: rule.rewrites.as_ref(),
         },
         None => Decision {
             rule: None,
             action: default,
+            login: default_login,
             rewrites: None,
         },
     }
@@ -87,6 +93,7 @@ mod tests {
             })],
             Rule {
                 priority: 7,
+                login: None,
                 action: fixed(201),
                 conditions: Vec::new(),
                 rewrites: None,
@@ -103,9 +110,9 @@ mod tests {
             headers: &headers,
             peer: "127.0.0.1".parse().unwrap(),
         };
-        let api = decide_by(&rules, &default, &view("GET", "/api/x"));
+        let api = decide_by(&rules, (&default, None), &view("GET", "/api/x"));
         assert_eq!((api.rule, status(&api)), (Some(7), 201));
-        let other = decide_by(&rules, &default, &view("GET", "/x"));
+        let other = decide_by(&rules, (&default, None), &view("GET", "/x"));
         assert_eq!((other.rule, status(&other)), (None, 404));
         assert!(refusal("GET", 30).is_ok());
         assert!(matches!(refusal("TRACE", 0), Err(ProxyError::Trace)));

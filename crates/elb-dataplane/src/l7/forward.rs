@@ -13,6 +13,7 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use super::authenticate::{self, Gate};
 use super::decide::{decide, refusal};
 use super::desync::{self, Verdict};
 use super::headers::{
@@ -20,7 +21,7 @@ use super::headers::{
     write_trace_id,
 };
 use super::limits::{check_limits, forwarded_for_count};
-use super::outcome::Tally;
+use super::outcome::{Action, Tally};
 use super::rescue::{Body, ProxyError};
 use super::rewrite::Rewrites;
 use super::rules::RequestView;
@@ -75,7 +76,7 @@ pub(super) async fn handle(
 struct CloseAfter;
 
 async fn route_request(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     route: &HttpRoute,
     peer: SocketAddr,
     client: &ClientCert,
@@ -83,6 +84,10 @@ async fn route_request(
 ) -> Result<Response<Body>, ProxyError> {
     refusal(req.method().as_str(), forwarded_for_count(req.headers()))?;
     let host = request_host(&req, &route.dns_name)?;
+    if authenticate::is_callback(route, req.uri().path()) {
+        tally.outcome.action = Action::Authenticate;
+        return authenticate::callback(route, &req, &host, now_ms() / 1000).await;
+    }
     let view = RequestView {
         method: req.method().as_str(),
         host: Some(strip_port(&host)),
@@ -94,6 +99,16 @@ async fn route_request(
     };
     let decision = decide(route, &view);
     tally.outcome.decide(&decision);
+    if let Some(login) = decision.login {
+        let request = (&mut req, host.as_str());
+        match authenticate::gate(login, route, decision.rule, request, now_ms() / 1000)? {
+            Gate::Pass => tally.outcome.authenticated = true,
+            Gate::Answer(response) => {
+                tally.outcome.action = Action::Authenticate;
+                return Ok(response);
+            }
+        }
+    }
     match decision.action {
         RouteAction::Forward(forward) => {
             let rewrites = decision.rewrites;

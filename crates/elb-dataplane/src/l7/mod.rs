@@ -2,6 +2,7 @@
 //! for HTTPS, serve HTTP/1.1 and HTTP/2 (ALPN over TLS; prior knowledge in cleartext), and
 //! forward each request to a target.
 
+mod authenticate;
 mod decide;
 pub mod desync;
 pub mod explain;

@@ -24,6 +24,8 @@ pub(crate) enum Action {
     Forward,
     Redirect,
     FixedResponse,
+    /// Answered by an authenticate action: sent to log in, or back from the provider.
+    Authenticate,
     /// Answered with an error before a rule was applied (limits, desync, TRACE, ...).
     Refused,
 }
@@ -33,6 +35,8 @@ pub(crate) struct Outcome {
     /// The matched rule's priority; `None` for the default rule or when refused before.
     pub(crate) rule: Option<u16>,
     pub(crate) action: Action,
+    /// Whether an authenticate action ran before `action`.
+    pub(crate) authenticated: bool,
     /// The status the client got.
     pub(crate) elb_status: u16,
     pub(crate) target: Option<SocketAddr>,
@@ -75,6 +79,7 @@ impl Outcome {
         Self {
             rule: None,
             action: Action::Refused,
+            authenticated: false,
             elb_status: 0,
             target: None,
             target_status: None,

@@ -10,6 +10,7 @@ use hyper::ext::ReasonPhrase;
 use tracing::debug;
 
 use super::headers::push_header;
+use crate::auth::AuthFailure;
 use crate::pool::{BoxError, PooledBody, SendError};
 
 /// What the listener answers with: a target's body, or one of ours.
@@ -63,6 +64,8 @@ pub enum ProxyError {
     Lambda(#[source] elb_lambda::Failure),
     #[error("the request body is over the 1 MB a Lambda function takes")]
     LambdaRequestTooLarge,
+    #[error("authentication failed: {0}")]
+    Auth(#[source] AuthFailure),
 }
 
 impl ProxyError {
@@ -114,6 +117,7 @@ impl ProxyError {
             Self::Transform(_) => "TransformFailed",
             Self::Lambda(failure) => failure.code(),
             Self::LambdaRequestTooLarge => "LambdaRequestTooLarge",
+            Self::Auth(failure) => failure.code(),
         }
     }
 
@@ -137,6 +141,10 @@ impl ProxyError {
             | Self::Desync(_)
             | Self::RequestTimeout
             | Self::LambdaRequestTooLarge => Fault::Client,
+            Self::Auth(failure) if failure.status() == StatusCode::INTERNAL_SERVER_ERROR => {
+                Fault::Elb
+            }
+            Self::Auth(_) => Fault::Client,
             Self::TargetConnect(_)
             | Self::TargetConnectTimeout
             | Self::TargetTimeout
@@ -174,6 +182,7 @@ impl ProxyError {
             Self::LambdaRequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             // As ALB answers a transform that matched and failed.
             Self::Transform(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Auth(failure) => failure.status(),
         }
     }
 }
@@ -215,6 +224,7 @@ fn page(status: StatusCode) -> (&'static str, &'static str) {
         301 => ("Moved Permanently", page!("301 Moved Permanently")),
         302 => ("Found", page!("302 Found")),
         400 => ("Bad Request", page!("400 Bad Request")),
+        401 => ("Unauthorized", page!("401 Authorization Required")),
         405 => ("Not Allowed", page!("405 Not Allowed")),
         408 => ("Request Time-out", page!("408 Request Time-out")),
         413 => (
@@ -224,6 +234,7 @@ fn page(status: StatusCode) -> (&'static str, &'static str) {
         414 => ("Request-URI Too Large", page!("414 Request-URI Too Large")),
         463 => ("", page!("463")),
         464 => ("", page!("464")),
+        561 => ("", page!("561")),
         501 => ("Not Implemented", page!("501 Not Implemented")),
         502 => ("Bad Gateway", page!("502 Bad Gateway")),
         503 => (

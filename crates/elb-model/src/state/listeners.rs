@@ -4,6 +4,7 @@ use super::{
     CreateListener, ListenerChanges, Outcome, Region, Tags, load_balancers, target_groups,
 };
 use crate::attributes;
+use crate::authenticate::IdentityProvider;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::listener::{AlpnPolicy, Listener, ListenerProtocol};
@@ -31,7 +32,7 @@ impl Region {
         if let Some(existing) = self.listeners_of(&lb.arn).find(|l| l.port == port) {
             return if existing.protocol == protocol
                 && existing.default_actions == c.default_actions
-                && existing.default_action_order == c.default_action_order
+                && existing.default_action_orders == c.default_action_orders
                 && existing.tls == tls
             {
                 Ok(Outcome::Created(existing.arn.clone()))
@@ -59,6 +60,8 @@ impl Region {
             ));
         }
         self.check_actions(&lb.arn, protocol, &c.default_actions)?;
+        let mut default_actions = c.default_actions;
+        keep_client_secret(&mut default_actions, &[])?;
         let arn = format!(
             "{}/{}",
             lb.arn.replacen(":loadbalancer/", ":listener/", 1),
@@ -77,8 +80,8 @@ impl Region {
                 load_balancer_arn: c.load_balancer_arn,
                 protocol,
                 port,
-                default_actions: c.default_actions,
-                default_action_order: c.default_action_order,
+                default_actions,
+                default_action_orders: c.default_action_orders,
                 tls,
                 attributes: attributes::listener_defaults(protocol),
                 tags: Tags::new(),
@@ -131,11 +134,14 @@ impl Region {
         if let (Some(tls), Some(current)) = (tls.as_mut(), current) {
             tls.certificate_arns = current.certificate_arns;
         }
-        let (default_actions, default_action_order) = match changes.default_actions {
-            Some(actions) => (actions, changes.default_action_order),
+        let (default_actions, default_action_orders) = match changes.default_actions {
+            Some(mut actions) => {
+                keep_client_secret(&mut actions, &listener.default_actions)?;
+                (actions, changes.default_action_orders)
+            }
             None => (
                 listener.default_actions.clone(),
-                listener.default_action_order,
+                listener.default_action_orders.clone(),
             ),
         };
         let port = changes.port.unwrap_or(listener.port);
@@ -150,6 +156,10 @@ impl Region {
             ));
         }
         self.check_actions(&lb_arn, protocol, &default_actions)?;
+        // Its rules' authenticate actions need it to stay HTTPS.
+        for rule in self.rules.values().filter(|r| r.listener_arn == arn) {
+            self.check_actions(&lb_arn, protocol, &rule.actions)?;
+        }
         let listener = self.listeners.get_mut(arn).expect("checked above");
         listener.attributes = attributes::listener_protocol_changed(
             &listener.attributes,
@@ -160,7 +170,7 @@ impl Region {
         listener.protocol = protocol;
         listener.tls = tls;
         listener.default_actions = default_actions;
-        listener.default_action_order = default_action_order;
+        listener.default_action_orders = default_action_orders;
         Ok(Outcome::Done)
     }
 
@@ -190,21 +200,35 @@ impl Region {
         self.listeners.get_mut(arn).ok_or_else(|| not_found(arn))
     }
 
-    /// Exactly one action (forward, redirect or fixed response; authentication actions are
-    /// not built), valid in itself, forwarding only to target groups of a protocol the
-    /// listener's carries, in the load balancer's VPC, that no other load balancer uses. A
-    /// network load balancer's listeners forward, to one group.
+    /// One action that answers (forward, redirect or fixed response), after an authenticate
+    /// action on HTTPS listeners, each valid in itself, forwarding only to target groups of
+    /// a protocol the listener's carries, in the load balancer's VPC, that no other load
+    /// balancer uses. A network load balancer's listeners forward, to one group.
     pub(super) fn check_actions(
         &self,
         lb_arn: &str,
         protocol: ListenerProtocol,
         actions: &[Action],
     ) -> Result<()> {
-        let [action] = actions else {
-            return Err(ModelError::new(
-                ErrorCode::InvalidLoadBalancerAction,
-                "Exactly one action is supported: forward, redirect or fixed-response",
-            ));
+        let action = match actions {
+            [action] if action.is_terminal() => action,
+            [Action::Authenticate(auth), action] if action.is_terminal() => {
+                if protocol != ListenerProtocol::Https {
+                    return Err(ModelError::validation(format!(
+                        "An {} action is supported on HTTPS listeners only, not {}",
+                        auth.action_type(),
+                        protocol.as_str()
+                    )));
+                }
+                auth.validate()?;
+                action
+            }
+            _ => {
+                return Err(ModelError::validation(
+                    "The actions must be one forward, redirect or fixed-response action, \
+                     last, after at most one authenticate-oidc or authenticate-cognito action",
+                ));
+            }
         };
         action.validate()?;
         let lb = &self.load_balancers[lb_arn];
@@ -333,4 +357,30 @@ pub(super) fn not_found(arn: &str) -> ModelError {
         ErrorCode::ListenerNotFound,
         format!("Listener '{arn}' not found"),
     )
+}
+
+/// Fills an `authenticate-oidc` action's client secret, when the caller asked to keep it
+/// (`UseExistingClientSecret`), from the one in `current`; a new action without one is
+/// refused.
+pub(super) fn keep_client_secret(actions: &mut [Action], current: &[Action]) -> Result<()> {
+    let existing = current.iter().find_map(|a| match a {
+        Action::Authenticate(auth) => match &auth.provider {
+            IdentityProvider::Oidc(oidc) => oidc.client_secret.clone(),
+            IdentityProvider::Cognito(_) => None,
+        },
+        _ => None,
+    });
+    for action in actions {
+        if let Action::Authenticate(auth) = action
+            && let IdentityProvider::Oidc(oidc) = &mut auth.provider
+            && oidc.client_secret.is_none()
+        {
+            oidc.client_secret = Some(existing.clone().ok_or_else(|| {
+                ModelError::validation(
+                    "A ClientSecret must be specified: there is no existing client secret to use",
+                )
+            })?);
+        }
+    }
+    Ok(())
 }

@@ -157,7 +157,7 @@ pub struct CreateListener {
     pub protocol: Option<ListenerProtocol>,
     pub port: Option<u16>,
     pub default_actions: Vec<Action>,
-    pub default_action_order: Option<u16>,
+    pub default_action_orders: Vec<u16>,
     /// HTTPS and TLS listeners: the policy (AWS's default when `None`)…
     pub ssl_policy: Option<String>,
     /// …and exactly one certificate, the default.
@@ -181,7 +181,7 @@ pub struct ListenerChanges {
     pub alpn_policy: Option<AlpnPolicy>,
     pub default_actions: Option<Vec<Action>>,
     /// Replaces the order with the actions (when they are given).
-    pub default_action_order: Option<u16>,
+    pub default_action_orders: Vec<u16>,
 }
 
 /// ImportCertificate, a re-import when `arn` names an existing certificate, and
@@ -410,7 +410,7 @@ pub enum Command {
         priority: u16,
         conditions: Vec<Condition>,
         actions: Vec<Action>,
-        action_order: Option<u16>,
+        action_orders: Vec<u16>,
         transforms: Vec<Transform>,
         origin: Origin,
     },
@@ -420,7 +420,7 @@ pub enum Command {
         arn: String,
         conditions: Option<Vec<Condition>>,
         actions: Option<Vec<Action>>,
-        action_order: Option<u16>,
+        action_orders: Vec<u16>,
         transforms: Option<Vec<Transform>>,
     },
     DeleteRule {
@@ -631,14 +631,14 @@ impl Region {
                 priority,
                 conditions,
                 actions,
-                action_order,
+                action_orders,
                 transforms,
                 origin,
             } => self.create_rule(
                 &listener_arn,
                 priority,
                 (conditions, transforms),
-                (actions, action_order),
+                (actions, action_orders),
                 origin,
                 cx,
             ),
@@ -646,12 +646,12 @@ impl Region {
                 arn,
                 conditions,
                 actions,
-                action_order,
+                action_orders,
                 transforms,
             } => self.modify_rule(
                 &arn,
                 (conditions, transforms),
-                actions.map(|a| (a, action_order)),
+                actions.map(|a| (a, action_orders)),
             ),
             Command::DeleteRule { arn } => self.delete_rule(&arn),
             Command::SetRulePriorities { priorities } => self.set_rule_priorities(&priorities),

@@ -108,10 +108,12 @@ impl State {
         out
     }
 
-    /// Sets the secrets if they are unset; secrets once made are never replaced.
+    /// Sets the secrets that are unset; secrets once made are never replaced.
     pub fn init_secrets(&mut self, secrets: Secrets) {
         if self.secrets.is_empty() {
             self.secrets = secrets;
+        } else if self.secrets.claims_key_pem.is_empty() {
+            self.secrets.claims_key_pem = secrets.claims_key_pem;
         }
     }
 

@@ -15,7 +15,7 @@ impl Region {
         listener_arn: &str,
         priority: u16,
         (conditions, transforms): (Vec<Condition>, Vec<Transform>),
-        (actions, action_order): (Vec<Action>, Option<u16>),
+        (actions, action_orders): (Vec<Action>, Vec<u16>),
         origin: Origin,
         cx: &mut Context<'_>,
     ) -> Result<Outcome> {
@@ -35,13 +35,15 @@ impl Region {
         let mut transforms = transforms;
         transforms.sort_by_key(Transform::kind);
         self.check_actions(&lb_arn, protocol, &actions)?;
+        let mut actions = actions;
+        super::listeners::keep_client_secret(&mut actions, &[])?;
         if let Some(same) = self
             .rules
             .values()
             .find(|r| r.listener_arn == listener_arn && r.priority == priority)
         {
             // A repeated identical create is idempotent, as AWS's creates are.
-            let same_actions = same.actions == actions && same.action_order == action_order;
+            let same_actions = same.actions == actions && same.action_orders == action_orders;
             let same_rest = same.conditions == conditions && same.transforms == transforms;
             return if same_rest && same_actions {
                 Ok(Outcome::Created(same.arn.clone()))
@@ -76,7 +78,7 @@ impl Region {
                 conditions,
                 actions,
                 transforms,
-                action_order,
+                action_orders,
                 tags: Tags::new(),
                 origin,
             },
@@ -88,7 +90,7 @@ impl Region {
         &mut self,
         arn: &str,
         (conditions, transforms): (Option<Vec<Condition>>, Option<Vec<Transform>>),
-        actions: Option<(Vec<Action>, Option<u16>)>,
+        actions: Option<(Vec<Action>, Vec<u16>)>,
     ) -> Result<Outcome> {
         let rule = self.rule(arn)?;
         let listener = self.listener(&rule.listener_arn)?;
@@ -99,8 +101,10 @@ impl Region {
         if let Some(transforms) = &transforms {
             validate_transforms(transforms)?;
         }
-        if let Some((actions, _)) = &actions {
+        let mut actions = actions;
+        if let Some((actions, _)) = &mut actions {
             self.check_actions(&lb_arn, protocol, actions)?;
+            super::listeners::keep_client_secret(actions, &rule.actions)?;
         }
         let rule = self.rules.get_mut(arn).expect("checked above");
         if let Some(conditions) = conditions {
@@ -112,7 +116,7 @@ impl Region {
         }
         if let Some((actions, order)) = actions {
             rule.actions = actions;
-            rule.action_order = order;
+            rule.action_orders = order;
         }
         Ok(Outcome::Done)
     }

@@ -4,6 +4,7 @@
 
 mod access_logs;
 mod api;
+mod authenticate;
 mod console;
 mod dns;
 mod durability;

@@ -45,7 +45,7 @@ impl World {
             protocol,
             port,
             default_actions: vec![Action::forward(tg)],
-            default_action_order: None,
+            default_action_orders: Vec::new(),
             ssl_policy: None,
             certificate_arns: vec![],
             mutual_authentication: None,

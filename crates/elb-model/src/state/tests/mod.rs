@@ -8,6 +8,7 @@ use crate::state::RunInstances;
 use crate::target_group::{HealthCheckChanges, TargetId};
 
 mod access;
+mod authenticate;
 mod ec2;
 mod gateway;
 mod lambda;
@@ -89,7 +90,7 @@ impl World {
             protocol: Some(ListenerProtocol::Http),
             port: Some(port),
             default_actions: vec![Action::forward(tg)],
-            default_action_order: None,
+            default_action_orders: Vec::new(),
             ssl_policy: None,
             certificate_arns: vec![],
             mutual_authentication: None,
@@ -110,7 +111,7 @@ impl World {
             protocol: Some(ListenerProtocol::Https),
             port: Some(443),
             default_actions: vec![Action::forward(tg)],
-            default_action_order: None,
+            default_action_orders: Vec::new(),
             ssl_policy: policy.map(str::to_owned),
             certificate_arns: certificates.iter().map(|c| (*c).to_owned()).collect(),
             mutual_authentication: None,
@@ -337,7 +338,7 @@ fn listeners_check_protocol_port_and_target_group() {
         protocol: Some(ListenerProtocol::Tcp),
         port: Some(443),
         default_actions: vec![],
-        default_action_order: None,
+        default_action_orders: Vec::new(),
         ssl_policy: None,
         certificate_arns: vec![],
         mutual_authentication: None,
@@ -638,7 +639,7 @@ fn path_rule(
             regex_values: Vec::new(),
         }],
         actions: vec![Action::forward(tg)],
-        action_order: None,
+        action_orders: Vec::new(),
         transforms: Vec::new(),
         origin: Origin::Api,
     })

@@ -45,7 +45,7 @@ impl World {
             protocol: Some(protocol),
             port: Some(7000),
             default_actions: actions,
-            default_action_order: None,
+            default_action_orders: Vec::new(),
             ssl_policy: None,
             certificate_arns: vec![],
             mutual_authentication: None,
@@ -260,7 +260,7 @@ fn nlb_listeners_forward_tcp_to_one_tcp_group() {
         priority: 1,
         conditions: vec![],
         actions: vec![Action::forward(&tcp)],
-        action_order: None,
+        action_orders: Vec::new(),
         transforms: Vec::new(),
         origin: Origin::Api,
     });
@@ -328,7 +328,7 @@ fn alpn_policies_belong_to_tls_listeners_and_stay_until_changed() {
         protocol: Some(protocol),
         port: Some(7443),
         default_actions: vec![Action::forward(&tcp)],
-        default_action_order: None,
+        default_action_orders: Vec::new(),
         ssl_policy: None,
         certificate_arns: if protocol == ListenerProtocol::Tcp {
             vec![]

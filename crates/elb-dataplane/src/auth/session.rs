@@ -1,0 +1,193 @@
+//! The session a login leaves: who the user is, their claims and access token, until when,
+//! and for which provider and client. Sealed with the store's cookie key and split over
+//! cookies `NAME-0`, `NAME-1`, ... as ALB splits its `AWSELBAuthSessionCookie`. Pure.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderValue, header};
+use serde::{Deserialize, Serialize};
+
+use crate::sticky::{self, CookieSealer};
+
+/// What sessions are sealed for: a value sealed for anything else does not open as one.
+const PURPOSE: &[u8] = b"elbd auth session v1";
+/// Each cookie's value at most, so that name and value stay under browsers' 4 KB.
+const SHARD: usize = 4000;
+/// More shards than this is not a session elbd wrote (the claims are at most 11 KB).
+const MAX_SHARDS: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The provider (issuer) and client the session is for.
+    pub issuer: String,
+    pub client_id: String,
+    /// The user's `sub`.
+    pub subject: String,
+    /// The user-info endpoint's JSON object, as it answered.
+    pub claims: String,
+    pub access_token: String,
+    pub expires_s: u64,
+}
+
+impl Session {
+    /// Whether the session holds at `now_s` for a login at `issuer` as `client_id`.
+    pub fn valid_for(&self, issuer: &str, client_id: &str, now_s: u64) -> bool {
+        self.issuer == issuer && self.client_id == client_id && now_s < self.expires_s
+    }
+
+    /// The sealed session as cookie values, in shard order.
+    pub fn seal(&self, sealer: &CookieSealer) -> Option<Vec<String>> {
+        let json = serde_json::to_vec(self).ok()?;
+        let sealed = sealer.seal_for(PURPOSE, &json)?;
+        // Base64 is ASCII, so any byte is a boundary.
+        Some(
+            sealed
+                .as_bytes()
+                .chunks(SHARD)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect(),
+        )
+    }
+
+    /// The session the request's `NAME-0`, `NAME-1`, ... cookies hold, if they hold one.
+    pub fn from_request(headers: &HeaderMap, name: &str, sealer: &CookieSealer) -> Option<Self> {
+        let mut sealed = String::new();
+        for shard in shards(headers, name) {
+            sealed.push_str(shard);
+        }
+        if sealed.is_empty() {
+            return None;
+        }
+        let json = sealer.open_for(PURPOSE, &sealed)?;
+        serde_json::from_slice(&json).ok()
+    }
+}
+
+/// The request's shards of the cookie `name`, in order, up to the first missing.
+fn shards<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h str> {
+    (0..MAX_SHARDS).map_while(move |i| sticky::request_cookie(headers, &format!("{name}-{i}")))
+}
+
+/// Sets the session's cookies on a response (secure, HTTP only, until the session ends) and
+/// clears the shards the request had beyond them, which would otherwise spoil the value.
+pub fn set_cookies(
+    out: &mut HeaderMap,
+    name: &str,
+    values: &[String],
+    expires_s: u64,
+    request: &HeaderMap,
+) {
+    let expires = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(expires_s));
+    for (i, value) in values.iter().enumerate() {
+        let cookie = format!("{name}-{i}={value}; Expires={expires}; Path=/; Secure; HttpOnly");
+        if let Ok(v) = HeaderValue::try_from(cookie) {
+            out.append(header::SET_COOKIE, v);
+        }
+    }
+    let had = shards(request, name).count();
+    for i in values.len()..had {
+        clear(out, &format!("{name}-{i}"));
+    }
+}
+
+/// Appends a `Set-Cookie` that removes the cookie `name`.
+pub fn clear(out: &mut HeaderMap, name: &str) {
+    let cookie =
+        format!("{name}=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; Secure; HttpOnly");
+    if let Ok(v) = HeaderValue::try_from(cookie) {
+        out.append(header::SET_COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(claims_len: usize) -> Session {
+        Session {
+            issuer: "https://idp.example".into(),
+            client_id: "elbd".into(),
+            subject: "alice".into(),
+            claims: format!(r#"{{"sub":"alice","pad":"{}"}}"#, "x".repeat(claims_len)),
+            access_token: "at".into(),
+            expires_s: 1_000,
+        }
+    }
+
+    /// The request a browser sends back with the cookies `set` set.
+    fn returned(set: &HeaderMap) -> HeaderMap {
+        let pairs: Vec<String> = set
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .filter(|cookie| !cookie.contains("01 Jan 1970 00:00:00"))
+            .map(|cookie| cookie.split(';').next().unwrap().to_owned())
+            .collect();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, pairs.join("; ").parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_session_splits_over_cookies_and_comes_back_whole() {
+        let sealer = CookieSealer::from_hex(&"ab".repeat(32)).unwrap();
+        let big = session(9000);
+        let values = big.seal(&sealer).unwrap();
+        assert_eq!(values.len(), 4, "about 12 KB of base64 in 4000-byte shards");
+        let mut out = HeaderMap::new();
+        set_cookies(&mut out, "S", &values, 1_000, &HeaderMap::new());
+        let first = out.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+        assert!(first.starts_with("S-0="), "{first}");
+        assert!(
+            first.ends_with("; Expires=Thu, 01 Jan 1970 00:16:40 GMT; Path=/; Secure; HttpOnly")
+        );
+        let back = Session::from_request(&returned(&out), "S", &sealer).unwrap();
+        assert_eq!(back, big);
+        assert!(back.valid_for("https://idp.example", "elbd", 999));
+        assert!(
+            !back.valid_for("https://idp.example", "elbd", 1_000),
+            "expired"
+        );
+        assert!(
+            !back.valid_for("https://other.example", "elbd", 0),
+            "another provider"
+        );
+        assert_eq!(Session::from_request(&returned(&out), "T", &sealer), None);
+        let other = CookieSealer::from_hex(&"cd".repeat(32)).unwrap();
+        assert_eq!(Session::from_request(&returned(&out), "S", &other), None);
+    }
+
+    #[test]
+    fn a_smaller_session_clears_the_shards_a_bigger_one_left() {
+        let sealer = CookieSealer::from_hex(&"ab".repeat(32)).unwrap();
+        let mut first = HeaderMap::new();
+        set_cookies(
+            &mut first,
+            "S",
+            &session(9000).seal(&sealer).unwrap(),
+            1_000,
+            &HeaderMap::new(),
+        );
+        let request = returned(&first);
+        let mut second = HeaderMap::new();
+        let small = session(10);
+        set_cookies(
+            &mut second,
+            "S",
+            &small.seal(&sealer).unwrap(),
+            1_000,
+            &request,
+        );
+        let set: Vec<&str> = second
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(set.len(), 4);
+        assert!(set[1].starts_with("S-1=; Expires=Thu, 01 Jan 1970 00:00:00 GMT"));
+        assert_eq!(
+            Session::from_request(&returned(&second), "S", &sealer),
+            Some(small)
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! authenticate-oidc and authenticate-cognito actions against a real OpenID Connect provider
+//! (the npm package oidc-provider, `oidc/provider.mjs`), laid out once as a generic provider
+//! and once as Cognito; a `requests` session logs in through the ALB like a browser.
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::api::boto3;
+use crate::harness::{Elbd, Lab, ProcessBackend};
+use crate::tls::{self_signed, signed_by};
+
+const POOL_ID: &str = "us-east-1_ElbdTest";
+const CLIENT_ID: &str = "elbd-client";
+// `+`, `/` and `=` must be form-encoded in the Basic credentials (RFC 6749 2.3.1).
+const CLIENT_SECRET: &str = "s3cr3t+/=value";
+
+/// A user logs in at the provider and reaches the target with the three `x-amzn-oidc-*`
+/// headers, whose JWT verifies with the published key; the session cookie carries later
+/// requests without the provider; deny answers 401, allow forwards without the headers, a
+/// short session expires; authenticate-cognito logs in through Cognito's layout; actions
+/// AWS refuses are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_log_in_through_an_openid_connect_provider_before_reaching_targets() {
+    let lab = Lab::new("oidc", 58);
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let oidc = SocketAddr::from((lab.ip('a', 61), 9443));
+    let cognito = SocketAddr::from((lab.ip('a', 62), 9443));
+    let target = SocketAddr::from((lab.ip('a', 63), 9080));
+    let node = lab.node('a', 8443);
+
+    // The provider's certificate, from a CA only elbd is told of.
+    let (ca, ca_key) = self_signed(&lab, "idp-ca", "elbd test identity providers");
+    let sans = format!(
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:{},IP:{}\n",
+        oidc.ip(),
+        cognito.ip()
+    );
+    let (cert, key) = signed_by(&lab, (&ca, &ca_key), "idp", "/CN=idp", &sans);
+
+    let settings = lab.settings().replacen(
+        "[settings]\n",
+        &format!(
+            "[settings]\noidc_ca_file = \"{}\"\ncognito_endpoint = \"https://{cognito}\"\n\
+             cognito_client_secrets = {{ \"{CLIENT_ID}\" = \"{CLIENT_SECRET}\" }}\n",
+            ca.display()
+        ),
+        1,
+    );
+    let config = lab.write("elbd.toml", &settings);
+    let _elbd = Elbd::start(&lab, &config, &["--api-listen", &api.to_string()], &[api]);
+
+    let provider = format!("{}/tests/it/oidc/provider.mjs", env!("CARGO_MANIFEST_DIR"));
+    let mut command = Command::new("node");
+    command.arg(provider).arg(&cert).arg(&key).args([
+        &oidc.to_string(),
+        &cognito.to_string(),
+        POOL_ID,
+        CLIENT_ID,
+        CLIENT_SECRET,
+        &format!("https://{node}/oauth2/idpresponse"),
+    ]);
+    let _provider = ProcessBackend::spawn(command, oidc);
+    let start = Instant::now();
+    while TcpStream::connect(cognito).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{cognito} listens"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    boto3(
+        "oidc_login.py",
+        &[
+            &format!("http://{api}"),
+            &node.to_string(),
+            &target.to_string(),
+            &oidc.to_string(),
+            &cognito.to_string(),
+            POOL_ID,
+            CLIENT_ID,
+            CLIENT_SECRET,
+        ],
+    );
+}

@@ -1,0 +1,377 @@
+"""Logging in through an ALB's authenticate-oidc and authenticate-cognito actions like a
+browser: this script serves the target itself, makes an ALB with an HTTPS listener through
+boto3, and follows the redirects with a `requests` session through a real OpenID Connect
+provider (`oidc/provider.mjs`, already running) and back, filling in its login form.
+
+Usage: python oidc_login.py API NODE_ADDR TARGET_ADDR OIDC_ADDR COGNITO_ADDR POOL_ID CLIENT_ID
+CLIENT_SECRET. NODE_ADDR is the ALB's first node, where the HTTPS listener on that port is
+reached; the provider's generic layout is at OIDC_ADDR and its Cognito layout at COGNITO_ADDR
+(elbd's `cognito_endpoint`), both with the client CLIENT_ID and the redirect URI
+`https://NODE_ADDR/oauth2/idpresponse`. Exits non-zero on the first mismatch.
+"""
+
+import base64
+import json
+import sys
+import threading
+import time
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urljoin, urlsplit
+
+import boto3
+import requests
+import urllib3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+api, node_addr, target_addr, oidc_addr, cognito_addr, pool_id, client_id, client_secret = sys.argv[1:9]
+ACCOUNT = "123456789012"
+session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+config = Config(retries={"max_attempts": 1})
+ec2 = session.client("ec2", endpoint_url=api, config=config)
+elbv2 = session.client("elbv2", endpoint_url=api, config=config)
+acm = session.client("acm", endpoint_url=api, config=config)
+# The browser trusts neither elbd's CA nor the provider's: it checks what it is told, not who.
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+node = f"https://{node_addr}"
+
+
+class Target(BaseHTTPRequestHandler):
+    """Answers every request with what it saw: its path and headers (lower-case names)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        seen = {"path": self.path, "headers": {name.lower(): value for name, value in self.headers.items()}}
+        payload = json.dumps(seen).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+
+host, port = target_addr.rsplit(":", 1)
+server = ThreadingHTTPServer((host, int(port)), Target)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+def browser():
+    """A fresh browser: its own cookies, and no proxy or CA bundle from the environment (whose
+    REQUESTS_CA_BUNDLE would otherwise override `verify`)."""
+    fresh = requests.Session()
+    fresh.trust_env = False
+    fresh.verify = False
+    return fresh
+
+
+def provider_requests(addr):
+    """The provider's counts of authorization, token and userinfo requests, and the last
+    authorization request's query."""
+    return browser().get(f"https://{addr}/__requests", timeout=10).json()
+
+
+class Forms(HTMLParser):
+    """The forms of a page: action and named inputs (with their values) of each."""
+
+    def __init__(self):
+        super().__init__()
+        self.forms = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.forms.append((attrs.get("action", ""), {}))
+        elif tag == "input" and self.forms and attrs.get("name"):
+            self.forms[-1][1][attrs["name"]] = attrs.get("value") or ""
+
+
+def log_in(web, response, user):
+    """Fills in the provider's login form (and its consent form, if it shows one), following the
+    redirects to wherever they end: through elbd's `/oauth2/idpresponse`, back to the page."""
+    for _ in range(3):
+        if "text/html" not in response.headers.get("content-type", ""):
+            return response
+        parser = Forms()
+        parser.feed(response.text)
+        if not parser.forms:
+            return response
+        action, fields = parser.forms[0]
+        if "password" in fields:
+            fields.update(login=user, password="anything")
+        response = web.post(urljoin(response.url, action), data=fields, timeout=20)
+    raise AssertionError(f"still on a form after 3 submissions: {response.url} {response.text[:300]}")
+
+
+def visit(web, path, user, response=None):
+    """GET `path` on the listener (or go on from its `response`), logging in as `user` at the
+    provider: what the target saw."""
+    if response is None:
+        response = web.get(node + path, timeout=20)
+    else:
+        response = web.get(urljoin(response.url, response.headers["location"]), timeout=20)
+    assert response.status_code == 200, (path, response.status_code, response.url, response.text[:300])
+    response = log_in(web, response, user)
+    assert response.status_code == 200, (path, response.status_code, response.url, response.text[:300])
+    # Back where the browser started, by way of elbd's redirect URI.
+    assert any(urlsplit(r.url).path == "/oauth2/idpresponse" for r in response.history), response.history
+    back = urlsplit(response.url)
+    assert (back.path + ("?" + back.query if back.query else "")) == path, (path, response.url)
+    return response.json()
+
+
+def b64url(part):
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def claims_of(data, issuer):
+    """Checks `x-amzn-oidc-data` as ALB makes it, signature included; returns its payload."""
+    parts = data.split(".")
+    assert len(parts) == 3 and all(parts), data
+    # AWS's own ALB pads these parts (its docs say so); elbd does not.
+    assert not any("=" in part for part in parts), data
+    header, payload = json.loads(b64url(parts[0])), json.loads(b64url(parts[1]))
+    assert header["alg"] == "ES256" and header.get("kid"), header
+    assert header["signer"] == lb_arn and header["client"] == client_id, header
+    assert header["iss"] == issuer, (header, issuer)
+    assert isinstance(header["exp"], int) and header["exp"] > time.time(), header
+    # The key is published by id, as at public-keys.auth.elb.REGION.amazonaws.com/KID.
+    pem = browser().get(f"{api}/elbd/public-keys/{header['kid']}", timeout=10)
+    assert pem.status_code == 200, (pem.status_code, pem.text)
+    key = serialization.load_pem_public_key(pem.content)
+    signature = b64url(parts[2])
+    assert len(signature) == 64, len(signature)
+    der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+    signed = f"{parts[0]}.{parts[1]}".encode()
+    key.verify(der, signed, ec.ECDSA(hashes.SHA256()))
+    tampered = bytearray(signed)
+    tampered[len(parts[0]) + 2] ^= 1
+    try:
+        key.verify(der, bytes(tampered), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        pass
+    else:
+        raise AssertionError("a changed payload still verifies")
+    return payload
+
+
+def identity(seen, user, issuer, email=True):
+    """Checks the identity headers the target saw for `user` (with the email claim, or without:
+    the scope was `openid` alone); returns the claims."""
+    headers = seen["headers"]
+    assert headers.get("x-amzn-oidc-identity") == user, headers
+    assert headers.get("x-amzn-oidc-accesstoken"), headers
+    claims = claims_of(headers["x-amzn-oidc-data"], issuer)
+    assert claims["sub"] == user, claims
+    assert claims.get("email") == (f"{user}@example.test" if email else None), claims
+    return claims
+
+
+def oidc_headers(seen):
+    return [name for name in seen["headers"] if name.startswith("x-amzn-oidc-")]
+
+
+def refused(code, call, **kwargs):
+    try:
+        call(**kwargs)
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == code, (code, e.response["Error"])
+        return e.response["Error"]["Message"]
+    raise AssertionError(f"{call.__name__} {kwargs} was not refused")
+
+
+# a. The ALB: an HTTPS listener whose default is to log in at the provider, then forward.
+subnets = ec2.describe_subnets()["Subnets"]
+lb = elbv2.create_load_balancer(Name="oidc-alb", Subnets=[s["SubnetId"] for s in subnets[:2]], Scheme="internal")
+lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+tg_arn = elbv2.create_target_group(
+    Name="oidc-tg",
+    Protocol="HTTP",
+    Port=int(port),
+    VpcId=subnets[0]["VpcId"],
+    TargetType="ip",
+    HealthCheckIntervalSeconds=5,
+    HealthCheckTimeoutSeconds=2,
+    HealthyThresholdCount=2,
+)["TargetGroups"][0]["TargetGroupArn"]
+elbv2.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": host}])
+certificate = acm.request_certificate(DomainName="oidc.elbd.test")["CertificateArn"]
+forward = {"Type": "forward", "TargetGroupArn": tg_arn, "Order": 2}
+
+
+def oidc(**extra):
+    """An authenticate-oidc action at the generic provider, first."""
+    issuer = f"https://{oidc_addr}"
+    settings = {
+        "Issuer": issuer,
+        "AuthorizationEndpoint": f"{issuer}/auth",
+        "TokenEndpoint": f"{issuer}/token",
+        "UserInfoEndpoint": f"{issuer}/me",
+        "ClientId": client_id,
+        "ClientSecret": client_secret,
+        "Scope": "openid email profile",
+        "AuthenticationRequestExtraParams": {"elbd_test": "yes"},
+    }
+    settings.update(extra)
+    return {"Type": "authenticate-oidc", "AuthenticateOidcConfig": settings, "Order": 1}
+
+
+listener_arn = elbv2.create_listener(
+    LoadBalancerArn=lb_arn,
+    Protocol="HTTPS",
+    Port=int(node_addr.rsplit(":", 1)[1]),
+    Certificates=[{"CertificateArn": certificate}],
+    DefaultActions=[oidc(), forward],
+)["Listeners"][0]["ListenerArn"]
+for _ in range(60):
+    health = elbv2.describe_target_health(TargetGroupArn=tg_arn)["TargetHealthDescriptions"]
+    if health[0]["TargetHealth"]["State"] == "healthy":
+        break
+    time.sleep(1)
+else:
+    raise AssertionError(f"the target never turned healthy: {health}")
+print("ok: an HTTPS listener authenticating at the provider, its target healthy")
+
+# b. Rules: refusing or letting through the unauthenticated, a short session, and Cognito.
+cognito = {
+    "Type": "authenticate-cognito",
+    "AuthenticateCognitoConfig": {
+        "UserPoolArn": f"arn:aws:cognito-idp:us-east-1:{ACCOUNT}:userpool/{pool_id}",
+        "UserPoolClientId": client_id,
+        "UserPoolDomain": "elbd-test",
+    },
+    "Order": 1,
+}
+for priority, (pattern, first) in enumerate(
+    [
+        ("/deny*", oidc(OnUnauthenticatedRequest="deny")),
+        ("/allow*", oidc(OnUnauthenticatedRequest="allow")),
+        ("/short*", oidc(SessionTimeout=3, SessionCookieName="ShortSession")),
+        ("/cognito*", cognito),
+    ],
+    start=1,
+):
+    elbv2.create_rule(
+        ListenerArn=listener_arn,
+        Priority=priority,
+        Conditions=[{"Field": "path-pattern", "Values": [pattern]}],
+        Actions=[first, forward],
+    )
+described = elbv2.describe_rules(ListenerArn=listener_arn)["Rules"]
+default = next(r for r in described if r["IsDefault"])["Actions"]
+assert [(a["Type"], a["Order"]) for a in default] == [("authenticate-oidc", 1), ("forward", 2)], default
+shown = default[0]["AuthenticateOidcConfig"]
+assert "ClientSecret" not in shown, shown
+assert shown["OnUnauthenticatedRequest"] == "authenticate" and shown["SessionTimeout"] == 604800, shown
+assert shown["SessionCookieName"] == "AWSELBAuthSessionCookie", shown
+assert shown["AuthenticationRequestExtraParams"] == {"elbd_test": "yes"}, shown
+shown = next(r for r in described if r["Priority"] == "4")["Actions"][0]["AuthenticateCognitoConfig"]
+assert shown["UserPoolDomain"] == "elbd-test" and shown["Scope"] == "openid", shown
+# A modify that keeps the client secret it does not repeat.
+kept = oidc(UseExistingClientSecret=True)
+del kept["AuthenticateOidcConfig"]["ClientSecret"]
+elbv2.modify_listener(ListenerArn=listener_arn, DefaultActions=[kept, forward])
+print("ok: rules with deny, allow, a short session and Cognito, described as AWS does")
+
+# c. Logging in: to the provider's form, back through elbd, to the page first asked for.
+alice = browser()
+seen = visit(alice, "/app?x=1", "alice")
+assert seen["path"] == "/app?x=1", seen
+claims = identity(seen, "alice", f"https://{oidc_addr}")
+assert "AWSELBAuthSessionCookie-0" in alice.cookies.get_dict(), alice.cookies.get_dict()
+asked = provider_requests(oidc_addr)
+query = asked["last_auth_query"]
+assert query["response_type"] == "code" and query["client_id"] == client_id, query
+assert query["redirect_uri"] == f"{node}/oauth2/idpresponse", query
+assert query["scope"] == "openid email profile" and query["elbd_test"] == "yes", query
+assert query.get("state") and query.get("nonce"), query
+assert asked["auth"] == 1 and asked["token"] == 1 and asked["userinfo"] == 1, asked
+# The access token passed on is the provider's own: its userinfo endpoint takes it.
+token = seen["headers"]["x-amzn-oidc-accesstoken"]
+me = browser().get(f"https://{oidc_addr}/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+assert me.status_code == 200 and me.json()["sub"] == "alice", (me.status_code, me.text)
+print(f"ok: logged in as alice, the target saw her claims {claims}")
+
+# d. The session cookie alone lets the next request through: the provider is not asked again.
+before = provider_requests(oidc_addr)
+response = alice.get(f"{node}/app/again", allow_redirects=False, timeout=20)
+assert response.status_code == 200, (response.status_code, response.headers)
+identity(response.json(), "alice", f"https://{oidc_addr}")
+after = provider_requests(oidc_addr)
+assert [after[k] for k in ("auth", "token", "userinfo")] == [before[k] for k in ("auth", "token", "userinfo")], (
+    before,
+    after,
+)
+print("ok: the session cookie is enough the second time")
+
+# e. Unauthenticated requests: refused, let through bare, or sent to the provider.
+response = browser().get(f"{node}/deny/x", allow_redirects=False, timeout=20)
+assert response.status_code == 401, (response.status_code, response.headers)
+response = browser().get(f"{node}/allow/x", allow_redirects=False, timeout=20)
+assert response.status_code == 200 and not oidc_headers(response.json()), (response.status_code, response.text)
+response = alice.get(f"{node}/allow/x", allow_redirects=False, timeout=20)
+assert response.status_code == 200, (response.status_code, response.headers)
+identity(response.json(), "alice", f"https://{oidc_addr}")
+response = browser().get(f"{node}/app", allow_redirects=False, timeout=20)
+assert response.status_code == 302, (response.status_code, response.headers)
+assert response.headers["location"].startswith(f"https://{oidc_addr}/auth?"), response.headers
+print("ok: deny is a 401, allow passes without identity (with it when logged in), else a redirect")
+
+# f. A session of 3 seconds, under its own cookie name.
+short = browser()
+identity(visit(short, "/short/x", "carol"), "carol", f"https://{oidc_addr}")
+assert "ShortSession-0" in short.cookies.get_dict(), short.cookies.get_dict()
+response = short.get(f"{node}/short/x", allow_redirects=False, timeout=20)
+assert response.status_code == 200, (response.status_code, response.headers)
+time.sleep(4)
+response = short.get(f"{node}/short/x", allow_redirects=False, timeout=20)
+assert response.status_code == 302, (response.status_code, response.headers)
+assert response.headers["location"].startswith(f"https://{oidc_addr}/auth?"), response.headers
+print("ok: the short session expires after its 3 seconds")
+
+# g. Cognito: the user pool's domain is the provider's Cognito layout.
+bob = browser()
+response = bob.get(f"{node}/cognito/x", allow_redirects=False, timeout=20)
+assert response.status_code == 302, (response.status_code, response.headers)
+assert response.headers["location"].startswith(f"https://{cognito_addr}/oauth2/authorize?"), response.headers
+seen = visit(bob, "/cognito/x", "bob", response)
+# The action names no scope: ALB's default, `openid`, gets no email from userinfo.
+identity(seen, "bob", f"https://{cognito_addr}/{pool_id}", email=False)
+assert provider_requests(cognito_addr)["last_auth_query"]["client_id"] == client_id
+print("ok: logged in as bob through the Cognito user pool")
+
+# h. What ALB refuses: authentication on HTTP, alone, unordered, or after the forward.
+listeners = elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]
+refused(
+    "ValidationError",
+    elbv2.create_listener,
+    LoadBalancerArn=lb_arn,
+    Protocol="HTTP",
+    Port=int(node_addr.rsplit(":", 1)[1]) + 1,
+    DefaultActions=[oidc(), forward],
+)
+assert elbv2.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"] == listeners
+rules = elbv2.describe_rules(ListenerArn=listener_arn)["Rules"]
+unordered = [{k: v for k, v in action.items() if k != "Order"} for action in (oidc(), forward)]
+for actions in [[oidc()], unordered, [{**oidc(), "Order": 2}, {**forward, "Order": 1}]]:
+    refused(
+        "ValidationError",
+        elbv2.create_rule,
+        ListenerArn=listener_arn,
+        Priority=10,
+        Conditions=[{"Field": "path-pattern", "Values": ["/refused*"]}],
+        Actions=actions,
+    )
+assert elbv2.describe_rules(ListenerArn=listener_arn)["Rules"] == rules
+print("ok: authentication on HTTP, alone, without orders or after the forward is refused")
