@@ -237,8 +237,8 @@ pub struct Settings {
 /// How authenticate actions reach identity providers.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProviderSettings {
-    /// A PEM file of CA certificates trusted besides the machine's roots.
-    pub oidc_ca_file: Option<PathBuf>,
+    /// CA certificates (PEM, read from `oidc_ca_file`) trusted besides the machine's roots.
+    pub oidc_ca_pem: Option<String>,
     /// `https://…`: Cognito's endpoints in its layout; without it `authenticate-cognito`
     /// actions answer 500.
     pub cognito_endpoint: Option<String>,
@@ -249,7 +249,7 @@ pub struct ProviderSettings {
 impl std::fmt::Debug for ProviderSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProviderSettings")
-            .field("oidc_ca_file", &self.oidc_ca_file)
+            .field("oidc_ca", &self.oidc_ca_pem.is_some())
             .field("cognito_endpoint", &self.cognito_endpoint)
             .field("cognito_clients", &self.cognito_client_secrets.keys())
             .finish()
@@ -410,7 +410,7 @@ impl Config {
 impl FileConfig {
     /// `base` is the directory relative paths start from.
     fn check(self, base: &Path) -> Result<Config, String> {
-        let settings = self.settings.check()?;
+        let settings = self.settings.check(base)?;
         let mut names = BTreeSet::new();
         let mut certificates = Vec::new();
         for (i, c) in self.certificate.into_iter().enumerate() {
@@ -471,7 +471,8 @@ impl FileConfig {
 }
 
 impl FileSettings {
-    fn check(self) -> Result<Option<Settings>, String> {
+    /// `base` is the directory relative paths start from.
+    fn check(self, base: &Path) -> Result<Option<Settings>, String> {
         let untouched = self.region.is_none()
             && self.account.is_none()
             && self.dns_domain.is_none()
@@ -597,8 +598,19 @@ impl FileSettings {
                 "settings.cognito_client_secrets needs settings.cognito_endpoint".to_owned(),
             );
         }
+        let oidc_ca_pem = match &self.oidc_ca_file {
+            Some(file) => {
+                let pem = std::fs::read_to_string(base.join(file)).map_err(|e| {
+                    format!("settings.oidc_ca_file: cannot read {}: {e}", file.display())
+                })?;
+                elb_tls::mtls::read_bundle(&pem)
+                    .map_err(|e| format!("settings.oidc_ca_file {}: {e}", file.display()))?;
+                Some(pem)
+            }
+            None => None,
+        };
         settings.providers = ProviderSettings {
-            oidc_ca_file: self.oidc_ca_file,
+            oidc_ca_pem,
             cognito_endpoint: self.cognito_endpoint,
             cognito_client_secrets: self.cognito_client_secrets,
         };

@@ -15,7 +15,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::access_log::NodeLog;
 use crate::admission::Admission;
-use crate::auth::{Login, Providers};
+use crate::auth::{Guard, Providers};
 use crate::binder::{BindKey, Transport};
 use crate::gateway::flows::{Policy, Standing};
 use crate::l7::desync::Mode as DesyncMode;
@@ -179,10 +179,11 @@ pub struct HttpRoute {
     /// The listener's rules, by ascending priority, then its default action.
     pub rules: Vec<(Vec<Matcher>, Rule)>,
     pub default_action: RouteAction,
-    /// The default rule's authenticate action, if it has one.
-    pub default_login: Option<Arc<Login>>,
-    /// What the listener's authenticate actions need; `None` when it has none.
-    pub logins: Option<Logins>,
+    /// The default rule's first action, when it has one before the one that answers.
+    pub default_guard: Option<Arc<Guard>>,
+    /// What the listener's authenticate and jwt-validation actions need; `None` when it has
+    /// none.
+    pub auth: Option<AuthContext>,
     pub(crate) upstream: Upstream,
     /// HTTPS listeners: the TLS configuration new connections handshake with.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -206,7 +207,7 @@ pub struct HttpRoute {
 
 impl HttpRoute {
     /// Whether the HTTP/1.1 relay does all this listener asks of the requests it takes: no
-    /// mutual TLS, no authenticate action, no headers to add to responses or to drop from requests, and every
+    /// mutual TLS, no authenticate or jwt-validation action, no headers to add to responses or to drop from requests, and every
     /// forward to plain HTTP/1.1 groups without stickiness. Redirects and fixed
     /// responses are left to the general path request by request.
     pub(crate) fn relay_serves(&self) -> bool {
@@ -218,7 +219,7 @@ impl HttpRoute {
             RouteAction::Redirect(_) | RouteAction::Fixed(_) => true,
         };
         self.mtls.is_none()
-            && self.logins.is_none()
+            && self.auth.is_none()
             && self.response_headers.is_empty()
             && !self.http.drop_invalid_headers
             && self.rules.iter().all(|(_, rule)| plain(&rule.action))
@@ -235,18 +236,19 @@ impl HttpRoute {
 /// written (for `elbd explain`; the request path uses the compiled matchers beside it).
 pub struct Rule {
     pub priority: u16,
-    /// Its authenticate action, which runs before `action`.
-    pub login: Option<Arc<Login>>,
+    /// Its authenticate or jwt-validation action, which runs before `action`.
+    pub guard: Option<Arc<Guard>>,
     pub action: RouteAction,
     pub conditions: Vec<elb_model::Condition>,
     /// Its transforms, for the requests it forwards; `None` without any.
     pub(crate) rewrites: Option<Rewrites>,
 }
 
-/// What a listener's authenticate actions share: the client towards identity providers,
-/// and the key that signs the claims targets get (`None` if the store has none).
+/// What a listener's authenticate and jwt-validation actions share: the client towards
+/// identity providers, and the key that signs the claims targets get (`None` if the store
+/// has none).
 #[derive(Clone)]
-pub struct Logins {
+pub struct AuthContext {
     pub providers: Arc<Providers>,
     pub claims_key: Option<Arc<elb_tls::claims_key::ClaimsKey>>,
 }

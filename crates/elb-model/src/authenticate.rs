@@ -1,6 +1,7 @@
 //! `authenticate-oidc` and `authenticate-cognito` actions: who the identity provider is, and
 //! the session the load balancer keeps once a user has logged in there (aws-elb-features.md
-//! §4). An authenticate action comes first in a rule's actions, before the one that answers.
+//! §4); and `jwt-validation` actions, which check the bearer token a request carries. Either
+//! comes first in a rule's actions, before the one that answers.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +40,7 @@ pub enum IdentityProvider {
 
 /// `AuthenticateOidcConfig`'s provider: its endpoints (HTTPS) and the client the load balancer
 /// is there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OidcProvider {
     pub issuer: String,
     pub authorization_endpoint: String,
@@ -49,6 +50,19 @@ pub struct OidcProvider {
     /// `None` only in a modify with `UseExistingClientSecret`, until the state fills it in
     /// from the action it replaces; never described back, as on AWS.
     pub client_secret: Option<String>,
+}
+
+/// Without the client secret: commands and states are logged.
+impl std::fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("issuer", &self.issuer)
+            .field("authorization_endpoint", &self.authorization_endpoint)
+            .field("token_endpoint", &self.token_endpoint)
+            .field("user_info_endpoint", &self.user_info_endpoint)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `AuthenticateCognitoConfig`'s user pool, its app client and its domain. Its endpoints are
@@ -134,14 +148,6 @@ impl Authenticate {
         }
     }
 
-    /// The client id the load balancer has at the provider.
-    pub fn client_id(&self) -> &str {
-        match &self.provider {
-            IdentityProvider::Oidc(oidc) => &oidc.client_id,
-            IdentityProvider::Cognito(pool) => &pool.user_pool_client_id,
-        }
-    }
-
     /// The checks that need nothing but the action itself. A missing client secret is the
     /// state's to judge (`UseExistingClientSecret`).
     pub fn validate(&self) -> Result<()> {
@@ -156,8 +162,13 @@ impl Authenticate {
                     https_url(name, url)?;
                 }
                 visible("ClientId", &oidc.client_id)?;
-                if let Some(secret) = &oidc.client_secret {
-                    visible("ClientSecret", secret)?;
+                // Named, never echoed.
+                if let Some(secret) = &oidc.client_secret
+                    && (secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_graphic()))
+                {
+                    return Err(ModelError::validation(
+                        "ClientSecret must be printable ASCII without spaces",
+                    ));
                 }
             }
             IdentityProvider::Cognito(pool) => {
@@ -242,15 +253,125 @@ impl SessionOptions {
     }
 }
 
+/// A `jwt-validation` action: the request's `Authorization: Bearer` token must be a JWT signed
+/// RS256 by a key of the JWKS endpoint, of the issuer, unexpired (and not before its `nbf`
+/// or `iat`), with the additional claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtValidation {
+    pub jwks_endpoint: String,
+    pub issuer: String,
+    #[serde(default)]
+    pub additional_claims: Vec<AdditionalClaim>,
+}
+
+/// A claim the token must have, with one of `values`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdditionalClaim {
+    pub format: ClaimFormat,
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+/// How a claim holds its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClaimFormat {
+    /// A string, one of the values.
+    SingleString,
+    /// An array of strings, one of which is one of the values.
+    StringArray,
+    /// A string of space-separated words (a `scope`), one of which is one of the values.
+    SpaceSeparatedValues,
+}
+
+impl ClaimFormat {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "single-string" => Ok(Self::SingleString),
+            "string-array" => Ok(Self::StringArray),
+            "space-separated-values" => Ok(Self::SpaceSeparatedValues),
+            _ => Err(ModelError::validation(format!(
+                "Claim format '{s}' must be one of single-string, string-array, \
+                 space-separated-values"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SingleString => "single-string",
+            Self::StringArray => "string-array",
+            Self::SpaceSeparatedValues => "space-separated-values",
+        }
+    }
+}
+
+/// AWS's limits.
+const MAX_URL: usize = 256;
+const MAX_CLAIMS: usize = 10;
+const MAX_CLAIM_VALUES: usize = 10;
+/// The claims every validation checks, which may not be asked for again.
+const CHECKED_CLAIMS: [&str; 4] = ["exp", "iss", "nbf", "iat"];
+
+impl JwtValidation {
+    pub fn validate(&self) -> Result<()> {
+        https_url("JwksEndpoint", &self.jwks_endpoint)?;
+        for (name, value) in [
+            ("JwksEndpoint", &self.jwks_endpoint),
+            ("Issuer", &self.issuer),
+        ] {
+            if value.is_empty() || value.len() > MAX_URL {
+                return Err(ModelError::validation(format!(
+                    "{name} must be 1 to {MAX_URL} characters"
+                )));
+            }
+        }
+        if self.additional_claims.len() > MAX_CLAIMS {
+            return Err(ModelError::validation(format!(
+                "AdditionalClaims has {} claims; the limit is {MAX_CLAIMS}",
+                self.additional_claims.len()
+            )));
+        }
+        for (i, claim) in self.additional_claims.iter().enumerate() {
+            let name = &claim.name;
+            if name.is_empty() || CHECKED_CLAIMS.contains(&name.as_str()) {
+                return Err(ModelError::validation(format!(
+                    "Claim '{name}' cannot be an additional claim: {} are always checked",
+                    CHECKED_CLAIMS.join(", ")
+                )));
+            }
+            if self.additional_claims[..i].iter().any(|c| &c.name == name) {
+                return Err(ModelError::validation(format!(
+                    "Claim '{name}' is named twice"
+                )));
+            }
+            let values = &claim.values;
+            let well_formed = !values.is_empty()
+                && values.len() <= MAX_CLAIM_VALUES
+                && values.iter().all(|v| !v.is_empty() && v.len() <= MAX_URL)
+                && (claim.format != ClaimFormat::SpaceSeparatedValues
+                    || values.iter().all(|v| !v.contains(' ')));
+            if !well_formed {
+                return Err(ModelError::validation(format!(
+                    "Claim '{name}' needs 1 to {MAX_CLAIM_VALUES} values of 1 to {MAX_URL} \
+                     characters (without spaces for space-separated-values)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn https_url(name: &str, url: &str) -> Result<()> {
     let authority = url
         .strip_prefix("https://")
         .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+    // The load balancer appends its query: a fragment would swallow it.
     let ok = authority.is_some_and(|a| !a.is_empty() && !a.contains('@'))
-        && url.bytes().all(|b| b.is_ascii_graphic());
+        && url.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
     if !ok {
         return Err(ModelError::validation(format!(
-            "{name} '{url}' must be an https:// URL with a host"
+            "{name} '{url}' must be an https:// URL with a host and no fragment"
         )));
     }
     Ok(())

@@ -37,8 +37,8 @@ pub mod trust_store;
 
 pub use attributes::Attributes;
 pub use authenticate::{
-    Authenticate, CognitoUserPool, IdentityProvider, OidcProvider, OnUnauthenticated,
-    SessionOptions,
+    AdditionalClaim, Authenticate, ClaimFormat, CognitoUserPool, IdentityProvider, JwtValidation,
+    OidcProvider, OnUnauthenticated, SessionOptions,
 };
 pub use certificate::{
     Certificate, CertificateKind, CertificateMaterial, CertificateOptions, Secrets,

@@ -4,7 +4,7 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::authenticate::Authenticate;
+use crate::authenticate::{Authenticate, JwtValidation};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::state::{Origin, Tags};
 
@@ -56,6 +56,8 @@ pub enum Action {
     FixedResponse(FixedResponse),
     /// Log the user in at an identity provider first: the first of two actions.
     Authenticate(Box<Authenticate>),
+    /// Check the request's bearer token first: the first of two actions.
+    JwtValidation(Box<JwtValidation>),
 }
 
 impl Action {
@@ -73,7 +75,7 @@ impl Action {
     /// Whether the action answers the request (forward, redirect, fixed-response), and so
     /// ends the list.
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, Self::Authenticate(_))
+        !matches!(self, Self::Authenticate(_) | Self::JwtValidation(_))
     }
 
     /// AWS's name of the action's type.
@@ -83,6 +85,7 @@ impl Action {
             Self::Redirect(_) => "redirect",
             Self::FixedResponse(_) => "fixed-response",
             Self::Authenticate(auth) => auth.action_type(),
+            Self::JwtValidation(_) => "jwt-validation",
         }
     }
 
@@ -197,6 +200,7 @@ impl Action {
                 Ok(())
             }
             Self::Authenticate(auth) => auth.validate(),
+            Self::JwtValidation(jwt) => jwt.validate(),
         }
     }
 }

@@ -174,12 +174,12 @@ fn load_balancer(region: &Region, arn: &str, health: &HealthView, sent: &Counts)
         }
         Some(Action::Redirect(r)) => format!("redirect {}", r.status_code),
         Some(Action::FixedResponse(f)) => format!("fixed response {}", f.status_code),
-        Some(Action::Authenticate(_)) | None => "-".to_owned(),
+        Some(Action::Authenticate(_) | Action::JwtValidation(_)) | None => "-".to_owned(),
     };
-    // An authenticate action runs first.
+    // An authenticate or jwt-validation action runs first.
     let action = |actions: &[Action]| match actions.first() {
-        Some(Action::Authenticate(auth)) if actions.len() > 1 => {
-            format!("{}, then {}", auth.action_type(), action(actions))
+        Some(first) if !first.is_terminal() && actions.len() > 1 => {
+            format!("{}, then {}", first.action_type(), action(actions))
         }
         _ => action(actions),
     };

@@ -824,13 +824,6 @@ fn config_name(args: &ServeArgs) -> String {
 fn identity_providers(
     settings: &elb_config::ProviderSettings,
 ) -> anyhow::Result<Arc<elb_dataplane::auth::Providers>> {
-    let extra_roots = match &settings.oidc_ca_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("settings.oidc_ca_file {}", path.display()))?,
-        ),
-        None => None,
-    };
     let cognito = settings
         .cognito_endpoint
         .as_ref()
@@ -842,6 +835,6 @@ fn identity_providers(
                 .into_iter()
                 .collect(),
         });
-    elb_dataplane::auth::Providers::new(extra_roots.as_deref(), cognito)
+    elb_dataplane::auth::Providers::new(settings.oidc_ca_pem.as_deref(), cognito)
         .map_err(|e| anyhow::anyhow!("settings.oidc_ca_file: {e}"))
 }

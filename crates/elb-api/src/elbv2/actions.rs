@@ -1,9 +1,9 @@
 //! Actions and conditions: decoding them from Query parameters and writing them as XML.
 
 use elb_model::{
-    Action, Authenticate, CognitoUserPool, Condition, FixedResponse, IdentityProvider,
-    OidcProvider, OnUnauthenticated, QueryPair, Redirect, Rewrite, SessionOptions,
-    TargetGroupWeight, Transform,
+    Action, AdditionalClaim, Authenticate, ClaimFormat, CognitoUserPool, Condition, FixedResponse,
+    IdentityProvider, JwtValidation, OidcProvider, OnUnauthenticated, QueryPair, Redirect, Rewrite,
+    SessionOptions, TargetGroupWeight, Transform,
 };
 
 use crate::error::ApiError;
@@ -11,9 +11,9 @@ use crate::query::Params;
 use crate::xml::Xml;
 
 /// `PREFIX.member.N`: forward (to one group, or weighted over up to five), redirect, or
-/// fixed-response, after an authenticate-oidc or authenticate-cognito action; sorted by
-/// `Order`, which several actions must each have, and returned with the orders given.
-/// jwt-validation actions are refused: they are not built.
+/// fixed-response, after an authenticate-oidc, authenticate-cognito or jwt-validation
+/// action; sorted by `Order`, which several actions must each have, and returned with the
+/// orders given.
 pub(super) fn action_params(
     params: &Params,
     prefix: &str,
@@ -27,14 +27,7 @@ pub(super) fn action_params(
             "fixed-response" => fixed(&a)?,
             "authenticate-oidc" => authenticate(&a, oidc(&a)?)?,
             "authenticate-cognito" => authenticate(&a, cognito(&a)?)?,
-            "jwt-validation" => {
-                return Err(ApiError::new(
-                    400,
-                    "InvalidLoadBalancerAction",
-                    "elbd does not implement 'jwt-validation' actions yet (Type \
-                     'jwt-validation' and Parameter 'JwtValidationConfig' are not supported)",
-                ));
-            }
+            "jwt-validation" => jwt_validation(&a)?,
             other => {
                 return Err(ApiError::validation(format!(
                     "Action type '{other}' must be one of forward, redirect, fixed-response, \
@@ -70,6 +63,23 @@ pub(super) fn action_params(
                 (actions, orders)
             },
         ))
+}
+
+fn jwt_validation(a: &Params) -> Result<Action, ApiError> {
+    let mut additional_claims = Vec::new();
+    for claim in a.structs("JwtValidationConfig.AdditionalClaims.member")? {
+        additional_claims.push(AdditionalClaim {
+            format: ClaimFormat::parse(claim.required("Format")?)?,
+            name: claim.required("Name")?.to_owned(),
+            values: claim.list("Values.member")?,
+        });
+        claim.finish()?;
+    }
+    Ok(Action::JwtValidation(Box::new(JwtValidation {
+        jwks_endpoint: a.required("JwtValidationConfig.JwksEndpoint")?.to_owned(),
+        issuer: a.required("JwtValidationConfig.Issuer")?.to_owned(),
+        additional_claims,
+    })))
 }
 
 fn oidc(a: &Params) -> Result<IdentityProvider, ApiError> {
@@ -361,6 +371,19 @@ pub(super) fn render_actions(x: &mut Xml, tag: &str, actions: &[Action], orders:
                     });
             }
             Action::Authenticate(auth) => render_authenticate(x, auth),
+            Action::JwtValidation(jwt) => {
+                x.leaf("Type", "jwt-validation")
+                    .node("JwtValidationConfig", |x| {
+                        x.leaf("JwksEndpoint", &jwt.jwks_endpoint)
+                            .leaf("Issuer", &jwt.issuer);
+                        if !jwt.additional_claims.is_empty() {
+                            x.members("AdditionalClaims", &jwt.additional_claims, |x, c| {
+                                x.leaf("Format", c.format.as_str()).leaf("Name", &c.name);
+                                x.text_members("Values", &c.values);
+                            });
+                        }
+                    });
+            }
         }
         if let Some(order) = orders.get(i) {
             x.leaf("Order", order.to_string());

@@ -3,7 +3,7 @@
 //! JWT (`x-amzn-oidc-data`) targets get.
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use elb_tls::claims_key::ClaimsKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -13,10 +13,10 @@ use crate::sticky::CookieSealer;
 
 /// Where the provider sends the user back, on every listener with authenticate actions.
 pub const CALLBACK_PATH: &str = "/oauth2/idpresponse";
-/// The cookie that ties a callback to the browser that was sent to log in.
-pub const NONCE_COOKIE: &str = "AWSELBAuthNonce";
 /// How long a user has to log in (ALB's 15 minutes).
 pub const LOGIN_TIMEOUT_S: u64 = 900;
+/// How far apart nodes' clocks may be: a state made by one opens on another.
+const CLOCK_SKEW_S: u64 = 60;
 /// ALB's limit on the user's claims.
 pub const MAX_CLAIMS: usize = 11 * 1024;
 const STATE_PURPOSE: &[u8] = b"elbd auth state v1";
@@ -35,22 +35,54 @@ pub struct State {
 }
 
 impl State {
+    /// Sealed, in base64url: a provider that echoes it without encoding it again keeps it.
     pub fn seal(&self, sealer: &CookieSealer) -> Option<String> {
-        sealer.seal_for(STATE_PURPOSE, &serde_json::to_vec(self).ok()?)
+        let sealed = sealer.seal_for(STATE_PURPOSE, &serde_json::to_vec(self).ok()?)?;
+        Some(URL_SAFE_NO_PAD.encode(STANDARD.decode(sealed).ok()?))
     }
 
     /// The state `value` carries, if this load balancer sealed it less than the login
     /// timeout before `now_s`.
     pub fn open(value: &str, sealer: &CookieSealer, now_s: u64) -> Result<Self, AuthFailure> {
-        let state: Self = sealer
-            .open_for(STATE_PURPOSE, value)
+        let state: Self = URL_SAFE_NO_PAD
+            .decode(value)
+            .ok()
+            .and_then(|raw| sealer.open_for(STATE_PURPOSE, &STANDARD.encode(raw)))
             .and_then(|json| serde_json::from_slice(&json).ok())
             .ok_or(AuthFailure::InvalidState)?;
-        if state.issued_s > now_s || now_s - state.issued_s > LOGIN_TIMEOUT_S {
+        let fresh = state.issued_s <= now_s + CLOCK_SKEW_S
+            && now_s.saturating_sub(state.issued_s) <= LOGIN_TIMEOUT_S;
+        if !fresh {
             return Err(AuthFailure::InvalidState);
         }
         Ok(state)
     }
+
+    /// The cookie that ties the callback to the browser that was sent to log in: one per
+    /// login under way (a second tab does not spoil the first), `__Host-` so that no other
+    /// host can set it.
+    pub fn nonce_cookie(&self) -> String {
+        let tag: String = self.nonce.chars().take(8).collect();
+        format!("__Host-AWSELBAuthNonce-{tag}")
+    }
+}
+
+/// Where a login ends: the page first asked for on the host the provider sent the user back
+/// to. Absolute, so that a path such as `//elsewhere.example` stays a path on this host;
+/// bytes a header cannot carry are percent-encoded.
+pub fn return_url(host: &str, target: &str) -> String {
+    let mut url = format!("https://{host}");
+    if !target.starts_with('/') {
+        url.push('/');
+    }
+    for b in target.bytes() {
+        if b.is_ascii_graphic() {
+            url.push(char::from(b));
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
 }
 
 /// `https://HOST/oauth2/idpresponse`, HOST as the client sent it (with its port).
@@ -109,10 +141,12 @@ pub fn token_response(
     let bad = |why: &str| AuthFailure::InvalidTokenResponse(why.to_owned());
     let response: Map<String, Value> =
         serde_json::from_slice(body).map_err(|_| bad("not a JSON object"))?;
+    // Both go to targets in headers.
     let access_token = response
         .get("access_token")
         .and_then(Value::as_str)
-        .ok_or_else(|| bad("no access_token"))?;
+        .filter(|t| header_safe(t))
+        .ok_or_else(|| bad("no access_token a header can carry"))?;
     let id_token = response
         .get("id_token")
         .and_then(Value::as_str)
@@ -142,9 +176,13 @@ fn id_token_subject(
             login.issuer
         )));
     }
+    let client = Some(login.client_id.as_str());
     let audience = match payload.get("aud") {
         Some(Value::String(one)) => one == &login.client_id,
-        Some(Value::Array(many)) => many.iter().any(|a| a.as_str() == Some(&login.client_id)),
+        // Several audiences: the party it was issued to must be this client (Core 3.1.3.7).
+        Some(Value::Array(many)) => {
+            many.iter().any(|a| a.as_str() == client) && (many.len() == 1 || text("azp") == client)
+        }
         _ => false,
     };
     if !audience {
@@ -153,21 +191,28 @@ fn id_token_subject(
     if text("nonce") != Some(nonce) {
         return Err(bad("its nonce is not this login's".into()));
     }
+    // A NumericDate may have a fraction.
     if payload
         .get("exp")
-        .and_then(Value::as_u64)
-        .is_none_or(|exp| exp <= now_s)
+        .and_then(Value::as_f64)
+        .is_none_or(|exp| exp <= now_s as f64)
     {
         return Err(bad("expired".into()));
     }
     text("sub")
+        .filter(|sub| header_safe(sub))
         .map(str::to_owned)
-        .ok_or_else(|| bad("no sub".into()))
+        .ok_or_else(|| bad("no sub a header can carry".into()))
+}
+
+/// Whether `value` can be a header value as it is.
+fn header_safe(value: &str) -> bool {
+    !value.is_empty() && http::HeaderValue::from_str(value).is_ok()
 }
 
 /// The user-info endpoint's answer as the session keeps it: a JSON object of at most 11 KB
 /// whose `sub` is the ID token's.
-pub fn user_claims(body: &[u8], subject: &str) -> Result<String, AuthFailure> {
+pub fn user_claims(body: &[u8], subject: &str) -> Result<Map<String, Value>, AuthFailure> {
     if body.len() > MAX_CLAIMS {
         return Err(AuthFailure::ClaimsTooLarge);
     }
@@ -178,13 +223,18 @@ pub fn user_claims(body: &[u8], subject: &str) -> Result<String, AuthFailure> {
             "its sub is not the ID token's".into(),
         ));
     }
-    Ok(String::from_utf8_lossy(body).into_owned())
+    Ok(claims)
 }
 
 /// `x-amzn-oidc-data`: the user's claims signed ES256, the header naming the key, the load
 /// balancer (`signer`), the provider, the client and the expiry, as ALB's. The payload is
 /// the claims with `iss` and `exp` set too, so that JWT libraries check them.
-pub fn claims_jwt(key: &ClaimsKey, login: &Login, claims: &str, expires_s: u64) -> Option<String> {
+pub fn claims_jwt(
+    key: &ClaimsKey,
+    login: &Login,
+    claims: &Map<String, Value>,
+    expires_s: u64,
+) -> Option<String> {
     let header = serde_json::json!({
         "alg": "ES256",
         "typ": "JWT",
@@ -194,7 +244,7 @@ pub fn claims_jwt(key: &ClaimsKey, login: &Login, claims: &str, expires_s: u64) 
         "client": login.client_id,
         "exp": expires_s,
     });
-    let mut payload: Map<String, Value> = serde_json::from_str(claims).ok()?;
+    let mut payload = claims.clone();
     payload.insert("iss".into(), Value::from(login.issuer.as_str()));
     payload.insert("exp".into(), Value::from(expires_s));
     key.sign_jwt(&header.to_string(), &Value::Object(payload).to_string())
@@ -260,6 +310,17 @@ mod tests {
             issued_s: 100,
         };
         let sealed = state.seal(&sealer).unwrap();
+        assert!(!sealed.contains(['+', '/', '=']), "{sealed}");
+        assert_eq!(
+            State::open(&sealed, &sealer, 40),
+            Ok(state.clone()),
+            "a clock behind"
+        );
+        assert_eq!(
+            State::open(&sealed, &sealer, 39),
+            Err(AuthFailure::InvalidState)
+        );
+        assert_eq!(state.nonce_cookie(), "__Host-AWSELBAuthNonce-n");
         assert_eq!(State::open(&sealed, &sealer, 100 + 900), Ok(state));
         assert_eq!(
             State::open(&sealed, &sealer, 100 + 901),
@@ -270,6 +331,17 @@ mod tests {
             State::open(&sealed, &other, 100),
             Err(AuthFailure::InvalidState)
         );
+    }
+
+    #[test]
+    fn a_login_ends_on_this_host_whatever_the_path() {
+        assert_eq!(return_url("lb:8443", "/app?x=1"), "https://lb:8443/app?x=1");
+        assert_eq!(
+            return_url("lb", "//evil.example/x"),
+            "https://lb//evil.example/x"
+        );
+        assert_eq!(return_url("lb", ""), "https://lb/");
+        assert_eq!(return_url("lb", "/caf\u{e9}"), "https://lb/caf%C3%A9");
     }
 
     #[test]
@@ -299,7 +371,10 @@ mod tests {
         let response = |id: &str| format!(r#"{{"access_token":"at","id_token":"{}"}}"#, jwt(id));
         let ok = token_response(response(good).as_bytes(), &login(), "n", 100);
         assert_eq!(ok, Ok(("at".into(), "alice".into())));
+        let shared = good.replace(r#"["elbd"]"#, r#"["elbd","other"],"azp":"other""#);
         for (payload, why) in [
+            (shared, "client"),
+            (good.replace("alice", "al\\u0001ice"), "sub"),
             (good.replace("\"n\"", "\"m\""), "nonce"),
             (good.replace("[\"elbd\"]", "\"other\""), "client"),
             (good.replace("idp.example", "evil.example"), "issued"),
@@ -323,7 +398,8 @@ mod tests {
 
     #[test]
     fn user_claims_are_the_tokens_user_and_at_most_11_kb() {
-        assert!(user_claims(br#"{"sub":"alice","email":"a@x"}"#, "alice").is_ok());
+        let claims = user_claims(br#"{"sub":"alice",  "email":"a@x"}"#, "alice").unwrap();
+        assert_eq!(claims["email"], "a@x");
         assert!(matches!(
             user_claims(br#"{"sub":"mallory"}"#, "alice"),
             Err(AuthFailure::InvalidUserInfo(_))
@@ -338,7 +414,8 @@ mod tests {
     #[test]
     fn the_claims_jwt_names_its_key_signer_issuer_and_client() {
         let key = ClaimsKey::from_pem(&elb_tls::claims_key::new_claims_key().unwrap()).unwrap();
-        let jwt = claims_jwt(&key, &login(), r#"{"sub":"alice","exp":1}"#, 500).unwrap();
+        let claims = serde_json::from_str(r#"{"sub":"alice","exp":1}"#).unwrap();
+        let jwt = claims_jwt(&key, &login(), &claims, 500).unwrap();
         let parts: Vec<Value> = jwt
             .split('.')
             .take(2)

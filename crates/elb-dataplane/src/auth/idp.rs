@@ -1,6 +1,7 @@
 //! The load balancer's calls to identity providers: the code for tokens at the token
-//! endpoint, then the user's claims at the user-info endpoint. HTTPS only, verified against
-//! the machine's roots and `[settings] oidc_ca_file`; each call has ALB's 5 seconds.
+//! endpoint, then the user's claims at the user-info endpoint; and issuers' key sets, kept
+//! for `jwt-validation`. HTTPS only, verified against the machine's roots and
+//! `[settings] oidc_ca_file`; each call has ALB's 5 seconds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,18 +16,21 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::jwt::KeySet;
+use super::key_sets::KeySets;
 use super::{AuthFailure, Cognito, Login};
 
 /// ALB gives each endpoint 5 seconds.
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// More than any token response or claims ALB takes.
-const MAX_BODY: usize = 64 * 1024;
+/// More than any token response or claims ALB takes, and as much as a key set.
+const MAX_BODY: usize = super::jwt::MAX_JWKS_BYTES;
 
 /// What every authenticate action on this host shares: the HTTPS client towards providers
 /// and Cognito's settings.
 pub struct Providers {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     pub cognito: Option<Cognito>,
+    key_sets: KeySets,
 }
 
 impl std::fmt::Debug for Providers {
@@ -56,6 +60,7 @@ impl Providers {
         Ok(Arc::new(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
             cognito,
+            key_sets: KeySets::default(),
         }))
     }
 
@@ -69,6 +74,7 @@ impl Providers {
         let request = token_request(login, code, redirect_uri)?;
         let (status, body) = self.call(request).await.map_err(|e| match e {
             Call::Timeout => AuthFailure::TokenTimeout,
+            Call::TooLarge => AuthFailure::TokenResponseTooLarge,
             Call::Failed(why) => AuthFailure::TokenConnection(why),
         })?;
         if status != 200 {
@@ -88,12 +94,42 @@ impl Providers {
             .map_err(|e| AuthFailure::UserInfoConnection(e.to_string()))?;
         let (status, body) = self.call(request).await.map_err(|e| match e {
             Call::Timeout => AuthFailure::UserInfoTimeout,
+            Call::TooLarge => AuthFailure::ClaimsTooLarge,
             Call::Failed(why) => AuthFailure::UserInfoConnection(why),
         })?;
         if status != 200 {
             return Err(AuthFailure::InvalidUserInfo(format!("status {status}")));
         }
         Ok(body)
+    }
+
+    /// The key set at `endpoint` (named `name`), kept or read now ([`KeySets::get`]).
+    pub async fn key_set(
+        &self,
+        endpoint: &Uri,
+        name: &str,
+        lacking_key: bool,
+    ) -> Result<Arc<KeySet>, AuthFailure> {
+        let read = || self.read_key_set(endpoint);
+        self.key_sets
+            .get(name, lacking_key, read)
+            .await
+            .map_err(AuthFailure::KeySet)
+    }
+
+    async fn read_key_set(&self, endpoint: &Uri) -> Result<KeySet, String> {
+        let request = Request::builder()
+            .uri(endpoint.clone())
+            .header(header::ACCEPT, "application/json")
+            .body(Full::default())
+            .map_err(|e| e.to_string())?;
+        match self.call(request).await {
+            Ok((200, body)) => KeySet::parse(&body),
+            Ok((status, _)) => Err(format!("{endpoint} answered {status}")),
+            Err(Call::Timeout) => Err(format!("{endpoint} did not answer in time")),
+            Err(Call::TooLarge) => Err(format!("{endpoint}'s key set is too large")),
+            Err(Call::Failed(why)) => Err(why),
+        }
     }
 
     async fn call(&self, request: Request<Full<Bytes>>) -> Result<(u16, Bytes), Call> {
@@ -108,7 +144,10 @@ impl Providers {
             let body = Limited::new(response.into_body(), MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| Call::Failed(format!("{uri}: {e}")))?
+                .map_err(|e| match e.is::<http_body_util::LengthLimitError>() {
+                    true => Call::TooLarge,
+                    false => Call::Failed(format!("{uri}: {e}")),
+                })?
                 .to_bytes();
             Ok((status, body))
         };
@@ -155,5 +194,7 @@ fn token_request(
 
 enum Call {
     Timeout,
+    /// A body over [`MAX_BODY`].
+    TooLarge,
     Failed(String),
 }

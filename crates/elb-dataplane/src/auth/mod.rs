@@ -1,29 +1,34 @@
-//! Authenticate actions (`authenticate-oidc`, `authenticate-cognito`): ALB's login flow
-//! through an OpenID Connect provider, before the action that answers.
+//! What runs before a rule's answering action: authenticate actions (`authenticate-oidc`,
+//! `authenticate-cognito`), ALB's login flow through an OpenID Connect provider, and
+//! `jwt-validation` actions, a check of the request's bearer token.
 //!
 //! - [`flow`]: the authorization request, the state it carries through the provider, the
 //!   checks of the token endpoint's answer, and the claims JWT targets get (pure).
 //! - [`session`]: the session a login leaves, sealed into cookies (pure).
-//! - [`idp`]: the calls to the provider's token and user-info endpoints.
+//! - [`jwt`]: a bearer token checked against a key set (pure); [`key_sets`]: issuers' sets,
+//!   kept and read again as ALB does.
+//! - [`idp`]: the calls to providers: token, user-info and key-set endpoints.
 //!
 //! The request side (when to redirect, the `/oauth2/idpresponse` callback, the headers to
-//! targets) is `l7::authenticate`.
+//! targets, the token check) is `l7::authenticate`.
 
 pub mod flow;
 pub mod idp;
+pub mod jwt;
+pub mod key_sets;
 pub mod session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use elb_model::{Authenticate, IdentityProvider, SessionOptions};
+use elb_model::{AdditionalClaim, Authenticate, IdentityProvider, JwtValidation, SessionOptions};
 use http::{StatusCode, Uri};
 
 pub use idp::Providers;
 
 /// `[settings] cognito_endpoint`: where `authenticate-cognito` actions find Cognito, in its
 /// layout, and the secrets of its app clients (Cognito's API, which ALB asks, is not here).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Cognito {
     /// `https://HOST[:PORT]`: `/oauth2/authorize`, `/oauth2/token`, `/oauth2/userInfo`
     /// under it, and the issuer `ENDPOINT/POOL_ID`.
@@ -32,8 +37,54 @@ pub struct Cognito {
     pub client_secrets: HashMap<String, String>,
 }
 
-/// An authenticate action compiled for the request path.
+impl std::fmt::Debug for Cognito {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cognito")
+            .field("endpoint", &self.endpoint)
+            .field("clients", &self.client_secrets.keys())
+            .finish()
+    }
+}
+
+/// A rule's first action, compiled: it runs before the one that answers.
 #[derive(Debug)]
+pub enum Guard {
+    Login(Box<Login>),
+    Token(TokenCheck),
+}
+
+/// A `jwt-validation` action compiled for the request path.
+#[derive(Debug)]
+pub struct TokenCheck {
+    pub jwks_endpoint: Uri,
+    /// The endpoint as written: its set's name in the cache.
+    pub jwks_name: String,
+    pub issuer: String,
+    pub claims: Vec<AdditionalClaim>,
+    /// Why requests fail (a 500) rather than reach the key set.
+    pub unusable: Option<String>,
+}
+
+impl TokenCheck {
+    pub fn compile(jwt: &JwtValidation) -> Arc<Guard> {
+        let (jwks_endpoint, unusable) = match jwt.jwks_endpoint.parse::<Uri>() {
+            Ok(uri) => (uri, None),
+            Err(e) => (
+                Uri::default(),
+                Some(format!("'{}' is not a URL: {e}", jwt.jwks_endpoint)),
+            ),
+        };
+        Arc::new(Guard::Token(Self {
+            jwks_endpoint,
+            jwks_name: jwt.jwks_endpoint.clone(),
+            issuer: jwt.issuer.clone(),
+            claims: jwt.additional_claims.clone(),
+            unusable,
+        }))
+    }
+}
+
+/// An authenticate action compiled for the request path.
 pub struct Login {
     pub issuer: String,
     pub authorization_endpoint: String,
@@ -49,9 +100,24 @@ pub struct Login {
     pub unusable: Option<String>,
 }
 
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("signer", &self.signer)
+            .field("unusable", &self.unusable)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Login {
     /// `auth` as the request path runs it, with `cognito` resolving Cognito's endpoints.
-    pub fn compile(auth: &Authenticate, signer: &str, cognito: Option<&Cognito>) -> Arc<Self> {
+    pub fn compile(auth: &Authenticate, signer: &str, cognito: Option<&Cognito>) -> Arc<Guard> {
+        Arc::new(Guard::Login(Box::new(Self::new(auth, signer, cognito))))
+    }
+
+    fn new(auth: &Authenticate, signer: &str, cognito: Option<&Cognito>) -> Self {
         let mut unusable = None;
         let mut uri = |url: &str| {
             url.parse::<Uri>().unwrap_or_else(|e| {
@@ -72,7 +138,7 @@ impl Login {
                 IdentityProvider::Cognito(pool) => {
                     let client_id = pool.user_pool_client_id.clone();
                     let Some(cognito) = cognito else {
-                        return Arc::new(Self {
+                        return Self {
                             issuer: String::new(),
                             authorization_endpoint: String::new(),
                             token_endpoint: Uri::default(),
@@ -84,7 +150,7 @@ impl Login {
                             unusable: Some(
                                 "authenticate-cognito needs [settings] cognito_endpoint".into(),
                             ),
-                        });
+                        };
                     };
                     let base = cognito.endpoint.trim_end_matches('/');
                     (
@@ -97,7 +163,7 @@ impl Login {
                     )
                 }
             };
-        Arc::new(Self {
+        Self {
             issuer,
             authorization_endpoint: authorization,
             token_endpoint: token,
@@ -107,7 +173,7 @@ impl Login {
             session: auth.session.clone(),
             signer: signer.to_owned(),
             unusable,
-        })
+        }
     }
 }
 
@@ -134,16 +200,22 @@ pub enum AuthFailure {
     TokenConnection(String),
     #[error("the token endpoint did not answer in time")]
     TokenTimeout,
+    #[error("the token endpoint's answer is too large")]
+    TokenResponseTooLarge,
     #[error("the user-info endpoint could not be reached: {0}")]
     UserInfoConnection(String),
     #[error("the user-info endpoint did not answer in time")]
     UserInfoTimeout,
     #[error("the user-info endpoint's answer is not the user's claims: {0}")]
     InvalidUserInfo(String),
-    #[error("the user's claims are over 11 KB")]
+    #[error("the user's claims are over 11 KB, or too many for cookies")]
     ClaimsTooLarge,
     #[error("the action cannot run: {0}")]
     Unusable(String),
+    #[error("the bearer token is refused: {0}")]
+    Token(jwt::TokenFailure),
+    #[error("the issuer's key set cannot be had: {0}")]
+    KeySet(String),
 }
 
 impl AuthFailure {
@@ -153,9 +225,11 @@ impl AuthFailure {
             Self::Provider(_) => StatusCode::from_u16(561).expect("561 is a valid status code"),
             Self::TokenConnection(_)
             | Self::TokenTimeout
+            | Self::TokenResponseTooLarge
             | Self::UserInfoConnection(_)
             | Self::UserInfoTimeout
-            | Self::Unusable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Self::Unusable(_)
+            | Self::KeySet(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -174,11 +248,15 @@ impl AuthFailure {
             Self::InvalidIdToken(_) => "AuthInvalidIdToken",
             Self::TokenConnection(_) => "AuthTokenEpRequestConnectionError",
             Self::TokenTimeout => "AuthTokenEpRequestTimeout",
+            Self::TokenResponseTooLarge => "AuthTokenEpResponseSizeExceeded",
             Self::UserInfoConnection(_) => "AuthUserinfoEpRequestConnectionError",
             Self::UserInfoTimeout => "AuthUserinfoEpRequestTimeout",
             Self::InvalidUserInfo(_) => "AuthInvalidUserinfoResponse",
             Self::ClaimsTooLarge => "AuthUserinfoResponseSizeExceeded",
             Self::Unusable(_) => "AuthUnhandledException",
+            // ALB's codes for these are not published.
+            Self::Token(_) => "InvalidToken",
+            Self::KeySet(_) => "KeySetUnavailable",
         }
     }
 }

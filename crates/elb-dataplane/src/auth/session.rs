@@ -6,6 +6,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue, header};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::Login;
 
 use crate::sticky::{self, CookieSealer};
 
@@ -13,32 +16,57 @@ use crate::sticky::{self, CookieSealer};
 const PURPOSE: &[u8] = b"elbd auth session v1";
 /// Each cookie's value at most, so that name and value stay under browsers' 4 KB.
 const SHARD: usize = 4000;
-/// More shards than this is not a session elbd wrote (the claims are at most 11 KB).
-const MAX_SHARDS: usize = 8;
+/// A sealed session at most: its cookies, sent in one `Cookie` header over HTTP/1.1, must
+/// leave room for others under the 16 KB a header may have.
+const MAX_SEALED: usize = 3 * SHARD;
+const MAX_SHARDS: usize = MAX_SEALED / SHARD;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
-    /// The provider (issuer) and client the session is for.
+    /// The load balancer, provider (issuer) and client the session is for.
+    pub signer: String,
     pub issuer: String,
     pub client_id: String,
     /// The user's `sub`.
     pub subject: String,
-    /// The user-info endpoint's JSON object, as it answered.
-    pub claims: String,
+    /// The user-info endpoint's claims.
+    pub claims: Map<String, Value>,
     pub access_token: String,
+    pub issued_s: u64,
     pub expires_s: u64,
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("signer", &self.signer)
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .field("expires_s", &self.expires_s)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Session {
-    /// Whether the session holds at `now_s` for a login at `issuer` as `client_id`.
-    pub fn valid_for(&self, issuer: &str, client_id: &str, now_s: u64) -> bool {
-        self.issuer == issuer && self.client_id == client_id && now_s < self.expires_s
+    /// Whether the session holds at `now_s` for `login`: its load balancer, provider and
+    /// client, and younger than its session timeout (another rule's may be longer).
+    pub fn valid_for(&self, login: &Login, now_s: u64) -> bool {
+        let timeout = u64::from(login.session.timeout_s);
+        self.signer == login.signer
+            && self.issuer == login.issuer
+            && self.client_id == login.client_id
+            && now_s < self.expires_s
+            && now_s < self.issued_s.saturating_add(timeout)
     }
 
-    /// The sealed session as cookie values, in shard order.
+    /// The sealed session as cookie values, in shard order; `None` when it is too large for
+    /// cookies.
     pub fn seal(&self, sealer: &CookieSealer) -> Option<Vec<String>> {
         let json = serde_json::to_vec(self).ok()?;
         let sealed = sealer.seal_for(PURPOSE, &json)?;
+        if sealed.len() > MAX_SEALED {
+            return None;
+        }
         // Base64 is ASCII, so any byte is a boundary.
         Some(
             sealed
@@ -101,15 +129,40 @@ pub fn clear(out: &mut HeaderMap, name: &str) {
 
 #[cfg(test)]
 mod tests {
+    use elb_model::SessionOptions;
+    use http::Uri;
+
     use super::*;
 
+    const SIGNER: &str = "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/a/b";
+
+    fn login(timeout_s: u32) -> Login {
+        Login {
+            issuer: "https://idp.example".into(),
+            authorization_endpoint: "https://idp.example/auth".into(),
+            token_endpoint: Uri::from_static("https://idp.example/token"),
+            user_info_endpoint: Uri::from_static("https://idp.example/me"),
+            client_id: "elbd".into(),
+            client_secret: None,
+            session: SessionOptions {
+                timeout_s,
+                ..SessionOptions::default()
+            },
+            signer: SIGNER.into(),
+            unusable: None,
+        }
+    }
+
     fn session(claims_len: usize) -> Session {
+        let claims = serde_json::json!({ "sub": "alice", "pad": "x".repeat(claims_len) });
         Session {
+            signer: SIGNER.into(),
             issuer: "https://idp.example".into(),
             client_id: "elbd".into(),
             subject: "alice".into(),
-            claims: format!(r#"{{"sub":"alice","pad":"{}"}}"#, "x".repeat(claims_len)),
+            claims: claims.as_object().unwrap().clone(),
             access_token: "at".into(),
+            issued_s: 100,
             expires_s: 1_000,
         }
     }
@@ -131,43 +184,41 @@ mod tests {
     #[test]
     fn a_session_splits_over_cookies_and_comes_back_whole() {
         let sealer = CookieSealer::from_hex(&"ab".repeat(32)).unwrap();
-        let big = session(9000);
+        let big = session(8000);
         let values = big.seal(&sealer).unwrap();
-        assert_eq!(values.len(), 4, "about 12 KB of base64 in 4000-byte shards");
+        assert_eq!(values.len(), 3, "about 11 KB of base64 in 4000-byte shards");
         let mut out = HeaderMap::new();
         set_cookies(&mut out, "S", &values, 1_000, &HeaderMap::new());
         let first = out.get(header::SET_COOKIE).unwrap().to_str().unwrap();
         assert!(first.starts_with("S-0="), "{first}");
-        assert!(
-            first.ends_with("; Expires=Thu, 01 Jan 1970 00:16:40 GMT; Path=/; Secure; HttpOnly")
-        );
+        let attributes = "; Expires=Thu, 01 Jan 1970 00:16:40 GMT; Path=/; Secure; HttpOnly";
+        assert!(first.ends_with(attributes), "{first}");
         let back = Session::from_request(&returned(&out), "S", &sealer).unwrap();
-        assert_eq!(back, big);
-        assert!(back.valid_for("https://idp.example", "elbd", 999));
+        assert!(back == big);
+        assert!(back.valid_for(&login(3600), 999));
+        assert!(!back.valid_for(&login(3600), 1_000), "expired");
         assert!(
-            !back.valid_for("https://idp.example", "elbd", 1_000),
-            "expired"
+            !back.valid_for(&login(60), 160),
+            "older than this rule's timeout"
         );
-        assert!(
-            !back.valid_for("https://other.example", "elbd", 0),
-            "another provider"
-        );
-        assert_eq!(Session::from_request(&returned(&out), "T", &sealer), None);
+        let mut elsewhere = login(3600);
+        elsewhere.signer = "another load balancer".into();
+        assert!(!back.valid_for(&elsewhere, 200));
+        assert!(Session::from_request(&returned(&out), "T", &sealer).is_none());
         let other = CookieSealer::from_hex(&"cd".repeat(32)).unwrap();
-        assert_eq!(Session::from_request(&returned(&out), "S", &other), None);
+        assert!(Session::from_request(&returned(&out), "S", &other).is_none());
+        assert!(
+            session(9000).seal(&sealer).is_none(),
+            "too large for cookies"
+        );
     }
 
     #[test]
     fn a_smaller_session_clears_the_shards_a_bigger_one_left() {
         let sealer = CookieSealer::from_hex(&"ab".repeat(32)).unwrap();
         let mut first = HeaderMap::new();
-        set_cookies(
-            &mut first,
-            "S",
-            &session(9000).seal(&sealer).unwrap(),
-            1_000,
-            &HeaderMap::new(),
-        );
+        let big = session(8000).seal(&sealer).unwrap();
+        set_cookies(&mut first, "S", &big, 1_000, &HeaderMap::new());
         let request = returned(&first);
         let mut second = HeaderMap::new();
         let small = session(10);
@@ -183,11 +234,9 @@ mod tests {
             .iter()
             .map(|v| v.to_str().unwrap())
             .collect();
-        assert_eq!(set.len(), 4);
+        assert_eq!(set.len(), 3);
         assert!(set[1].starts_with("S-1=; Expires=Thu, 01 Jan 1970 00:00:00 GMT"));
-        assert_eq!(
-            Session::from_request(&returned(&second), "S", &sealer),
-            Some(small)
-        );
+        let back = Session::from_request(&returned(&second), "S", &sealer);
+        assert!(back == Some(small));
     }
 }

@@ -19,7 +19,7 @@ use http::{HeaderName, HeaderValue};
 use super::targets::choose;
 use super::{Inputs, Kept, Runtime, keep};
 use crate::access_log::NodeLog;
-use crate::auth::Login;
+use crate::auth::{Guard, Login, TokenCheck};
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rewrite::Rewrites;
 use crate::l7::rules::Matcher;
@@ -28,7 +28,7 @@ use crate::pool::TargetPool;
 use crate::select;
 use crate::sticky::Stickiness;
 use crate::table::{
-    Door, Forward, HttpRoute, HttpSettings, Listener, Logins, RouteAction, Rule, XffMode,
+    AuthContext, Door, Forward, HttpRoute, HttpSettings, Listener, RouteAction, Rule, XffMode,
 };
 use crate::targets::{Algorithm, Eligibility, Endpoint, Function, Http, HttpEndpoint, HttpTargets};
 use crate::upstream::Upstream;
@@ -59,21 +59,24 @@ impl Runtime {
             .iter()
             .map(|r| Rewrites::compile(&r.transforms))
             .collect();
-        // Authenticate actions, once per listener too.
+        // Authenticate and jwt-validation actions, once per listener too.
         let cognito = self.providers.cognito.as_ref();
-        let login = |actions: &[Action]| {
+        let guard = |actions: &[Action]| {
             actions.iter().find_map(|a| match a {
                 Action::Authenticate(auth) => Some(Login::compile(auth, &lb.arn, cognito)),
+                Action::JwtValidation(jwt) => Some(TokenCheck::compile(jwt)),
                 _ => None,
             })
         };
-        let rule_logins: Vec<Option<Arc<Login>>> =
-            rules.iter().map(|r| login(&r.actions)).collect();
-        let default_login = login(&listener.default_actions);
-        let logins =
-            (default_login.is_some() || rule_logins.iter().any(Option::is_some)).then(|| Logins {
-                providers: self.providers.clone(),
-                claims_key: inputs.claims_key.clone(),
+        let rule_guards: Vec<Option<Arc<Guard>>> =
+            rules.iter().map(|r| guard(&r.actions)).collect();
+        let default_guard = guard(&listener.default_actions);
+        let auth =
+            (default_guard.is_some() || rule_guards.iter().any(Option::is_some)).then(|| {
+                AuthContext {
+                    providers: self.providers.clone(),
+                    claims_key: inputs.claims_key.clone(),
+                }
             });
         let header_conditions = matchers
             .iter()
@@ -98,11 +101,11 @@ impl Runtime {
                 .iter()
                 .zip(&matchers)
                 .zip(&rewrites)
-                .zip(&rule_logins)
-                .map(|(((rule, matchers), rewrites), login)| {
+                .zip(&rule_guards)
+                .map(|(((rule, matchers), rewrites), guard)| {
                     let compiled = Rule {
                         priority: rule.priority,
-                        login: login.clone(),
+                        guard: guard.clone(),
                         action: action(&rule.actions),
                         conditions: rule.conditions.clone(),
                         rewrites: rewrites.clone(),
@@ -120,8 +123,8 @@ impl Runtime {
                 http: http.clone(),
                 rules: compiled_rules,
                 default_action: action(&listener.default_actions),
-                default_login: default_login.clone(),
-                logins: logins.clone(),
+                default_guard: default_guard.clone(),
+                auth: auth.clone(),
                 upstream,
                 tls: tls.clone(),
                 mtls: listener
@@ -206,7 +209,7 @@ impl Runtime {
             }
             Action::Redirect(redirect) => RouteAction::Redirect(redirect.clone()),
             Action::FixedResponse(fixed) => RouteAction::Fixed(fixed.clone()),
-            Action::Authenticate(_) => refused(),
+            Action::Authenticate(_) | Action::JwtValidation(_) => refused(),
         }
     }
 

@@ -1,17 +1,21 @@
-//! Authenticate actions on the request path. A request with a valid session goes on with
-//! the user's claims in `x-amzn-oidc-*` headers; one without is denied, let through without
-//! them, or sent to log in; the provider's callback (`/oauth2/idpresponse`) finishes a
-//! login with a session cookie and sends the user where they were going.
+//! Authenticate and jwt-validation actions on the request path. A request with a valid
+//! session goes on with the user's claims in `x-amzn-oidc-*` headers; one without is denied,
+//! let through without them, or sent to log in; the provider's callback
+//! (`/oauth2/idpresponse`) finishes a login with a session cookie and sends the user where
+//! they were going. A jwt-validation action lets through requests whose bearer token holds.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::rescue::{Body, ProxyError, error_page};
-use crate::auth::flow::{self, NONCE_COOKIE, State};
+use crate::auth::flow::{self, State};
 use crate::auth::session::{self, Session};
-use crate::auth::{AuthFailure, Login};
+use std::sync::Arc;
+
+use crate::auth::jwt::{self, TokenFailure};
+use crate::auth::{AuthFailure, Guard, Login, TokenCheck};
 use crate::sticky::{self, CookieSealer};
-use crate::table::{HttpRoute, Logins};
+use crate::table::{AuthContext, HttpRoute};
 
 const ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-amzn-oidc-accesstoken");
 const IDENTITY: HeaderName = HeaderName::from_static("x-amzn-oidc-identity");
@@ -24,6 +28,51 @@ pub(super) enum Gate {
     Answer(Response<Body>),
 }
 
+/// Drops the identity headers a client sent, and their names from its `Connection` (whose
+/// listed headers go as hop-by-hop after the load balancer has set its own): on listeners
+/// with authenticate actions, only the load balancer says who the user is.
+pub(super) fn strip_claims(headers: &mut HeaderMap) {
+    // Underscored spellings too: CGI-style servers read them as the same variable.
+    const UNDERSCORED: [&str; 3] = [
+        "x_amzn_oidc_accesstoken",
+        "x_amzn_oidc_identity",
+        "x_amzn_oidc_data",
+    ];
+    for name in [ACCESS_TOKEN, IDENTITY, DATA] {
+        headers.remove(name);
+    }
+    for name in UNDERSCORED {
+        headers.remove(name);
+    }
+    let ours = |token: &str| {
+        [ACCESS_TOKEN, IDENTITY, DATA]
+            .iter()
+            .any(|n| token.eq_ignore_ascii_case(n.as_str()))
+    };
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if listed.iter().any(|t| ours(t)) {
+        let kept: Vec<&str> = listed
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !ours(t))
+            .collect();
+        headers.remove(header::CONNECTION);
+        if let Ok(value) = HeaderValue::try_from(kept.join(", "))
+            && !kept.is_empty()
+        {
+            headers.insert(header::CONNECTION, value);
+        }
+    }
+}
+
 /// Runs `login` (the action of the rule `rule`) on `req`, sent to `host`.
 pub(super) fn gate(
     login: &Login,
@@ -32,29 +81,28 @@ pub(super) fn gate(
     (req, host): (&mut Request<Incoming>, &str),
     now_s: u64,
 ) -> Result<Gate, ProxyError> {
-    // Only the load balancer says who the user is.
-    for name in [ACCESS_TOKEN, IDENTITY, DATA] {
-        req.headers_mut().remove(name);
-    }
     let (logins, sealer) = usable(login, route)?;
     let session = Session::from_request(req.headers(), &login.session.cookie_name, sealer)
-        .filter(|s| s.valid_for(&login.issuer, &login.client_id, now_s));
+        .filter(|s| s.valid_for(login, now_s));
     if let Some(session) = session {
         let key = logins
             .claims_key
             .as_deref()
             .ok_or_else(|| unusable("no claims key"))?;
-        let jwt = flow::claims_jwt(key, login, &session.claims, session.expires_s)
+        // The rule's own timeout may end it sooner than the session's.
+        let ends_s = session
+            .expires_s
+            .min(session.issued_s + u64::from(login.session.timeout_s));
+        let jwt = flow::claims_jwt(key, login, &session.claims, ends_s)
             .ok_or_else(|| unusable("the claims could not be signed"))?;
         let headers = req.headers_mut();
+        // The callback sealed only values a header carries; the JWT is base64url.
         for (name, value) in [
             (ACCESS_TOKEN, session.access_token.as_str()),
             (IDENTITY, session.subject.as_str()),
             (DATA, jwt.as_str()),
         ] {
-            let value = HeaderValue::try_from(value)
-                .map_err(|_| AuthFailure::InvalidUserInfo(format!("{name} is not a header value")))
-                .map_err(ProxyError::Auth)?;
+            let value = HeaderValue::try_from(value).map_err(|_| unusable("a claim header"))?;
             headers.insert(name, value);
         }
         return Ok(Gate::Pass);
@@ -73,13 +121,14 @@ pub(super) fn gate(
                 target: target.to_owned(),
                 issued_s: now_s,
             };
+            let cookie = format!(
+                "{}={nonce}; Max-Age={}; Path=/; Secure; HttpOnly",
+                state.nonce_cookie(),
+                flow::LOGIN_TIMEOUT_S
+            );
             let state = state.seal(sealer).ok_or_else(|| unusable("no state"))?;
             let url = flow::authorization_url(login, &flow::redirect_uri(host), &state, &nonce);
             let mut response = found(&url)?;
-            let cookie = format!(
-                "{NONCE_COOKIE}={nonce}; Max-Age={}; Path=/; Secure; HttpOnly",
-                flow::LOGIN_TIMEOUT_S
-            );
             set_cookie(response.headers_mut(), cookie);
             Ok(Gate::Answer(response))
         }
@@ -102,19 +151,22 @@ pub(super) async fn callback(
         .ok_or_else(|| unusable("no cookie key"))?;
     let state = State::open(&state, sealer, now_s).map_err(failed)?;
     // The browser that comes back must be the one that was sent.
-    if sticky::request_cookie(req.headers(), NONCE_COOKIE) != Some(state.nonce.as_str()) {
+    let cookie = state.nonce_cookie();
+    if sticky::request_cookie(req.headers(), &cookie) != Some(state.nonce.as_str()) {
         return Err(failed(AuthFailure::InvalidState));
     }
-    let login = match state.rule {
+    let guard = match state.rule {
         Some(priority) => route
             .rules
             .iter()
             .find(|(_, r)| r.priority == priority)
-            .and_then(|(_, r)| r.login.as_deref()),
-        None => route.default_login.as_deref(),
-    }
-    .filter(|l| l.client_id == state.client_id)
-    .ok_or(failed(AuthFailure::InvalidState))?;
+            .and_then(|(_, r)| r.guard.as_deref()),
+        None => route.default_guard.as_deref(),
+    };
+    let login = match guard {
+        Some(Guard::Login(login)) if login.client_id == state.client_id => login,
+        _ => return Err(failed(AuthFailure::InvalidState)),
+    };
     let (logins, sealer) = usable(login, route)?;
     let redirect_uri = flow::redirect_uri(host);
     let tokens = logins
@@ -131,37 +183,83 @@ pub(super) async fn callback(
         .map_err(failed)?;
     let claims = flow::user_claims(&info, &subject).map_err(failed)?;
     let session = Session {
+        signer: login.signer.clone(),
         issuer: login.issuer.clone(),
         client_id: login.client_id.clone(),
         subject,
         claims,
         access_token,
+        issued_s: now_s,
         expires_s: now_s + u64::from(login.session.timeout_s),
     };
-    let values = session.seal(sealer).ok_or_else(|| unusable("no session"))?;
-    let mut response = found(&state.target)?;
+    let values = session
+        .seal(sealer)
+        .ok_or(failed(AuthFailure::ClaimsTooLarge))?;
+    let mut response = found(&flow::return_url(host, &state.target))?;
     let headers = response.headers_mut();
     let name = &login.session.cookie_name;
     session::set_cookies(headers, name, &values, session.expires_s, req.headers());
-    session::clear(headers, NONCE_COOKIE);
+    session::clear(headers, &cookie);
     Ok(response)
 }
 
 /// Whether `path` is the callback's on `route`, which has authenticate actions.
 pub(super) fn is_callback(route: &HttpRoute, path: &str) -> bool {
-    route.logins.is_some() && path == flow::CALLBACK_PATH
+    let login =
+        |guard: Option<&Arc<Guard>>| matches!(guard.map(Arc::as_ref), Some(Guard::Login(_)));
+    path == flow::CALLBACK_PATH
+        && route.auth.is_some()
+        && (login(route.default_guard.as_ref())
+            || route.rules.iter().any(|(_, r)| login(r.guard.as_ref())))
+}
+
+/// A jwt-validation action: the request's bearer token must hold against the issuer's key
+/// set (read again once when the token names a key the set lacks).
+pub(super) async fn check_token(
+    check: &TokenCheck,
+    route: &HttpRoute,
+    headers: &HeaderMap,
+    now_s: u64,
+) -> Result<(), ProxyError> {
+    if let Some(why) = &check.unusable {
+        return Err(unusable(why));
+    }
+    let providers = &route
+        .auth
+        .as_ref()
+        .ok_or_else(|| unusable("no providers"))?
+        .providers;
+    let refused = |e| ProxyError::Auth(AuthFailure::Token(e));
+    let token = jwt::bearer(headers).map_err(refused)?;
+    let action = (check.issuer.as_str(), check.claims.as_slice());
+    let mut lacking_key = false;
+    loop {
+        let keys = providers
+            .key_set(&check.jwks_endpoint, &check.jwks_name, lacking_key)
+            .await
+            .map_err(ProxyError::Auth)?;
+        match jwt::verify(token, &keys, action, now_s) {
+            // Only a token that could be the issuer's has the set read again.
+            Err(TokenFailure::UnknownKey(_))
+                if !lacking_key && jwt::plausible(token, &check.issuer, now_s) =>
+            {
+                lacking_key = true;
+            }
+            checked => return checked.map_err(refused),
+        }
+    }
 }
 
 /// The listener's shared parts and its sealer, or why the action cannot run.
 fn usable<'r>(
     login: &Login,
     route: &'r HttpRoute,
-) -> Result<(&'r Logins, &'r CookieSealer), ProxyError> {
+) -> Result<(&'r AuthContext, &'r CookieSealer), ProxyError> {
     if let Some(why) = &login.unusable {
         return Err(unusable(why));
     }
     let logins = route
-        .logins
+        .auth
         .as_ref()
         .ok_or_else(|| unusable("no providers"))?;
     let sealer = route

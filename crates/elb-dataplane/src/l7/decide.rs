@@ -6,7 +6,7 @@ use super::limits::MAX_FORWARDED_FOR;
 use super::rescue::ProxyError;
 use super::rewrite::Rewrites;
 use super::rules::{self, Matcher, RequestView};
-use crate::auth::Login;
+use crate::auth::Guard;
 use crate::table::{HttpRoute, RouteAction, Rule};
 
 /// A request's rule and the action it takes.
@@ -15,8 +15,8 @@ pub(crate) struct Decision<'r> {
     /// The matched rule's priority; `None` for the listener's default rule.
     pub(crate) rule: Option<u16>,
     pub(crate) action: &'r RouteAction,
-    /// The rule's authenticate action, which runs first.
-    pub(crate) login: Option<&'r Login>,
+    /// The rule's authenticate or jwt-validation action, which runs first.
+    pub(crate) guard: Option<&'r Guard>,
     /// The rule's transforms, for a forwarded request.
     pub(crate) rewrites: Option<&'r Rewrites>,
 }
@@ -36,27 +36,27 @@ pub(crate) fn refusal(method: &str, forwarded_for: usize) -> Result<(), ProxyErr
 
 /// The rule a request [`refusal`] let through matches, and its action.
 pub(crate) fn decide<'r>(route: &'r HttpRoute, view: &RequestView<'_>) -> Decision<'r> {
-    let default = (&route.default_action, route.default_login.as_deref());
+    let default = (&route.default_action, route.default_guard.as_deref());
     decide_by(&route.rules, default, view)
 }
 
 /// [`decide`] over a listener's rules (ascending priority) and its default rule's actions.
 fn decide_by<'r>(
     rules: &'r [(Vec<Matcher>, Rule)],
-    (default, default_login): (&'r RouteAction, Option<&'r Login>),
+    (default, default_guard): (&'r RouteAction, Option<&'r Guard>),
     view: &RequestView<'_>,
 ) -> Decision<'r> {
     match rules::first_match(rules, view) {
         Some(rule) => Decision {
             rule: Some(rule.priority),
             action: &rule.action,
-            login: rule.login.as_deref(),
+            guard: rule.guard.as_deref(),
             rewrites: rule.rewrites.as_ref(),
         },
         None => Decision {
             rule: None,
             action: default,
-            login: default_login,
+            guard: default_guard,
             rewrites: None,
         },
     }
@@ -93,7 +93,7 @@ mod tests {
             })],
             Rule {
                 priority: 7,
-                login: None,
+                guard: None,
                 action: fixed(201),
                 conditions: Vec::new(),
                 rewrites: None,

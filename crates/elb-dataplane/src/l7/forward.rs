@@ -27,6 +27,7 @@ use super::rewrite::Rewrites;
 use super::rules::RequestView;
 use super::stickiness::{renew_stickiness, sticky_target};
 use super::{ClientCert, now_ms, respond};
+use crate::auth::Guard;
 use elb_model::ProtocolVersion;
 
 use crate::metrics::Active;
@@ -99,14 +100,27 @@ async fn route_request(
     };
     let decision = decide(route, &view);
     tally.outcome.decide(&decision);
-    if let Some(login) = decision.login {
-        let request = (&mut req, host.as_str());
-        match authenticate::gate(login, route, decision.rule, request, now_ms() / 1000)? {
-            Gate::Pass => tally.outcome.authenticated = true,
-            Gate::Answer(response) => {
-                tally.outcome.action = Action::Authenticate;
-                return Ok(response);
+    if route.auth.is_some() {
+        authenticate::strip_claims(req.headers_mut());
+    }
+    if let Some(guard) = decision.guard {
+        let now_s = now_ms() / 1000;
+        let gated = match guard {
+            Guard::Login(login) => {
+                let request = (&mut req, host.as_str());
+                authenticate::gate(login, route, decision.rule, request, now_s)
             }
+            Guard::Token(check) => authenticate::check_token(check, route, req.headers(), now_s)
+                .await
+                .map(|()| Gate::Pass),
+        };
+        // What the authenticate action answers (a redirect, a denial) is its own.
+        if !matches!(gated, Ok(Gate::Pass)) {
+            tally.outcome.action = Action::Authenticate;
+        }
+        match gated? {
+            Gate::Pass => tally.outcome.authenticated = true,
+            Gate::Answer(response) => return Ok(response),
         }
     }
     match decision.action {

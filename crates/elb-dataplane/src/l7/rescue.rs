@@ -11,6 +11,7 @@ use tracing::debug;
 
 use super::headers::push_header;
 use crate::auth::AuthFailure;
+use crate::auth::jwt::TokenFailure;
 use crate::pool::{BoxError, PooledBody, SendError};
 
 /// What the listener answers with: a target's body, or one of ours.
@@ -191,6 +192,18 @@ impl ProxyError {
 pub fn respond(error: &ProxyError) -> Response<Body> {
     debug!(%error, fault = ?error.fault(), "answering with an error page");
     let mut response = error_page(error.status());
+    // A refused bearer token says so, as RFC 6750 has it.
+    if let ProxyError::Auth(AuthFailure::Token(failure)) = error {
+        let challenge = match failure {
+            TokenFailure::Missing => "Bearer",
+            TokenFailure::Several => "Bearer error=\"invalid_request\"",
+            _ => "Bearer error=\"invalid_token\"",
+        };
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
     if matches!(
         error,
         ProxyError::ListenerGone

@@ -212,21 +212,22 @@ impl Region {
     ) -> Result<()> {
         let action = match actions {
             [action] if action.is_terminal() => action,
-            [Action::Authenticate(auth), action] if action.is_terminal() => {
+            [first, action] if !first.is_terminal() && action.is_terminal() => {
                 if protocol != ListenerProtocol::Https {
                     return Err(ModelError::validation(format!(
-                        "An {} action is supported on HTTPS listeners only, not {}",
-                        auth.action_type(),
+                        "A {} action is supported on HTTPS listeners only, not {}",
+                        first.action_type(),
                         protocol.as_str()
                     )));
                 }
-                auth.validate()?;
+                first.validate()?;
                 action
             }
             _ => {
                 return Err(ModelError::validation(
                     "The actions must be one forward, redirect or fixed-response action, \
-                     last, after at most one authenticate-oidc or authenticate-cognito action",
+                     last, after at most one authenticate-oidc, authenticate-cognito or \
+                     jwt-validation action",
                 ));
             }
         };
@@ -360,12 +361,13 @@ pub(super) fn not_found(arn: &str) -> ModelError {
 }
 
 /// Fills an `authenticate-oidc` action's client secret, when the caller asked to keep it
-/// (`UseExistingClientSecret`), from the one in `current`; a new action without one is
-/// refused.
+/// (`UseExistingClientSecret`), from the one in `current`: of the same client at the same
+/// token endpoint, so that a secret is never sent anywhere its owner did not send it. A new
+/// action without one is refused.
 pub(super) fn keep_client_secret(actions: &mut [Action], current: &[Action]) -> Result<()> {
     let existing = current.iter().find_map(|a| match a {
         Action::Authenticate(auth) => match &auth.provider {
-            IdentityProvider::Oidc(oidc) => oidc.client_secret.clone(),
+            IdentityProvider::Oidc(oidc) => Some(oidc),
             IdentityProvider::Cognito(_) => None,
         },
         _ => None,
@@ -375,11 +377,19 @@ pub(super) fn keep_client_secret(actions: &mut [Action], current: &[Action]) -> 
             && let IdentityProvider::Oidc(oidc) = &mut auth.provider
             && oidc.client_secret.is_none()
         {
-            oidc.client_secret = Some(existing.clone().ok_or_else(|| {
-                ModelError::validation(
-                    "A ClientSecret must be specified: there is no existing client secret to use",
-                )
-            })?);
+            let same_client = existing.filter(|e| {
+                e.client_id == oidc.client_id && e.token_endpoint == oidc.token_endpoint
+            });
+            oidc.client_secret = Some(
+                same_client
+                    .and_then(|e| e.client_secret.clone())
+                    .ok_or_else(|| {
+                        ModelError::validation(
+                            "A ClientSecret must be specified: there is no existing client \
+                             secret of this ClientId and TokenEndpoint to use",
+                        )
+                    })?,
+            );
         }
     }
     Ok(())

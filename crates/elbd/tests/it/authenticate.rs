@@ -1,13 +1,13 @@
 //! authenticate-oidc and authenticate-cognito actions against a real OpenID Connect provider
 //! (the npm package oidc-provider, `oidc/provider.mjs`), laid out once as a generic provider
-//! and once as Cognito; a `requests` session logs in through the ALB like a browser.
+//! and once as Cognito; a `requests` session logs in through the ALB like a browser. Then
+//! jwt-validation, with a key set the test script serves.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::api::boto3;
-use crate::harness::{Elbd, Lab, ProcessBackend};
+use crate::harness::{Elbd, Lab, ProcessBackend, wait_listening};
 use crate::tls::{self_signed, signed_by};
 
 const POOL_ID: &str = "us-east-1_ElbdTest";
@@ -19,7 +19,9 @@ const CLIENT_SECRET: &str = "s3cr3t+/=value";
 /// headers, whose JWT verifies with the published key; the session cookie carries later
 /// requests without the provider; deny answers 401, allow forwards without the headers, a
 /// short session expires; authenticate-cognito logs in through Cognito's layout; actions
-/// AWS refuses are refused.
+/// AWS refuses are refused. A jwt-validation listener passes tokens signed by the key set's
+/// keys with the claims asked for, refuses the rest with 401, and reads the set again for a
+/// new key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_log_in_through_an_openid_connect_provider_before_reaching_targets() {
     let lab = Lab::new("oidc", 58);
@@ -27,14 +29,16 @@ async fn users_log_in_through_an_openid_connect_provider_before_reaching_targets
     let oidc = SocketAddr::from((lab.ip('a', 61), 9443));
     let cognito = SocketAddr::from((lab.ip('a', 62), 9443));
     let target = SocketAddr::from((lab.ip('a', 63), 9080));
+    let jwks = SocketAddr::from((lab.ip('a', 64), 9443));
     let node = lab.node('a', 8443);
 
     // The provider's certificate, from a CA only elbd is told of.
     let (ca, ca_key) = self_signed(&lab, "idp-ca", "elbd test identity providers");
     let sans = format!(
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:{},IP:{}\n",
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:{},IP:{},IP:{}\n",
         oidc.ip(),
-        cognito.ip()
+        cognito.ip(),
+        jwks.ip()
     );
     let (cert, key) = signed_by(&lab, (&ca, &ca_key), "idp", "/CN=idp", &sans);
 
@@ -61,14 +65,7 @@ async fn users_log_in_through_an_openid_connect_provider_before_reaching_targets
         &format!("https://{node}/oauth2/idpresponse"),
     ]);
     let _provider = ProcessBackend::spawn(command, oidc);
-    let start = Instant::now();
-    while TcpStream::connect(cognito).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{cognito} listens"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(cognito, "the provider's Cognito layout");
 
     boto3(
         "oidc_login.py",
@@ -81,6 +78,9 @@ async fn users_log_in_through_an_openid_connect_provider_before_reaching_targets
             POOL_ID,
             CLIENT_ID,
             CLIENT_SECRET,
+            &jwks.to_string(),
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
         ],
     );
 }

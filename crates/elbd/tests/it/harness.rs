@@ -543,19 +543,24 @@ impl ProcessBackend {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{command:?} runs: {e}"));
-        let start = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "{command:?} did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(addr, &format!("{command:?}"));
         Self(child)
     }
 
     pub(crate) fn signal(&self, name: &str) {
         send_signal(&self.0, name);
+    }
+}
+
+/// Waits (10 s at most) until `addr` accepts connections, as `what` should make it.
+pub(crate) fn wait_listening(addr: SocketAddr, what: &str) {
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what} did not listen on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

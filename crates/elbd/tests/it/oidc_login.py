@@ -3,15 +3,21 @@ browser: this script serves the target itself, makes an ALB with an HTTPS listen
 boto3, and follows the redirects with a `requests` session through a real OpenID Connect
 provider (`oidc/provider.mjs`, already running) and back, filling in its login form.
 
+Then jwt-validation: the script serves a JSON Web Key Set itself (HTTPS at JWKS_ADDR with
+CERT and KEY, which elbd's `oidc_ca_file` trusts), signs tokens with its keys, and sends them
+through a second HTTPS listener on the node's next port.
+
 Usage: python oidc_login.py API NODE_ADDR TARGET_ADDR OIDC_ADDR COGNITO_ADDR POOL_ID CLIENT_ID
-CLIENT_SECRET. NODE_ADDR is the ALB's first node, where the HTTPS listener on that port is
-reached; the provider's generic layout is at OIDC_ADDR and its Cognito layout at COGNITO_ADDR
-(elbd's `cognito_endpoint`), both with the client CLIENT_ID and the redirect URI
-`https://NODE_ADDR/oauth2/idpresponse`. Exits non-zero on the first mismatch.
+CLIENT_SECRET JWKS_ADDR CERT KEY. NODE_ADDR is the ALB's first node, where the HTTPS listener
+on that port is reached; the provider's generic layout is at OIDC_ADDR and its Cognito layout
+at COGNITO_ADDR (elbd's `cognito_endpoint`), both with the client CLIENT_ID and the redirect
+URI `https://NODE_ADDR/oauth2/idpresponse`. Exits non-zero on the first mismatch.
 """
 
 import base64
 import json
+import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -26,10 +32,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 api, node_addr, target_addr, oidc_addr, cognito_addr, pool_id, client_id, client_secret = sys.argv[1:9]
+jwks_addr, cert_file, key_file = sys.argv[9:12]
 ACCOUNT = "123456789012"
 session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
 config = Config(retries={"max_attempts": 1})
@@ -313,12 +320,18 @@ assert [after[k] for k in ("auth", "token", "userinfo")] == [before[k] for k in 
     before,
     after,
 )
-print("ok: the session cookie is enough the second time")
+# A client cannot say who it is: its identity headers are dropped, even when its Connection
+# names them to take the load balancer's away.
+spoof = {"x-amzn-oidc-identity": "mallory", "x-amzn-oidc-data": "forged", "Connection": "x-amzn-oidc-identity"}
+response = alice.get(f"{node}/app/again", headers=spoof, allow_redirects=False, timeout=20)
+identity(response.json(), "alice", f"https://{oidc_addr}")
+print("ok: the session cookie is enough the second time, and claims cannot be forged")
 
 # e. Unauthenticated requests: refused, let through bare, or sent to the provider.
 response = browser().get(f"{node}/deny/x", allow_redirects=False, timeout=20)
 assert response.status_code == 401, (response.status_code, response.headers)
-response = browser().get(f"{node}/allow/x", allow_redirects=False, timeout=20)
+spoof = {"x-amzn-oidc-identity": "mallory"}
+response = browser().get(f"{node}/allow/x", headers=spoof, allow_redirects=False, timeout=20)
 assert response.status_code == 200 and not oidc_headers(response.json()), (response.status_code, response.text)
 response = alice.get(f"{node}/allow/x", allow_redirects=False, timeout=20)
 assert response.status_code == 200, (response.status_code, response.headers)
@@ -339,6 +352,14 @@ response = short.get(f"{node}/short/x", allow_redirects=False, timeout=20)
 assert response.status_code == 302, (response.status_code, response.headers)
 assert response.headers["location"].startswith(f"https://{oidc_addr}/auth?"), response.headers
 print("ok: the short session expires after its 3 seconds")
+
+# A login started at a path that looks like another host ends on this one.
+dave = browser()
+# visit() checks the browser ended at this path on the node; Python's server folds the
+# leading slashes of what it is sent.
+seen = visit(dave, "//evil.example/x?y=1", "dave")
+assert seen["path"] in ("//evil.example/x?y=1", "/evil.example/x?y=1"), seen
+print("ok: a login ends on the load balancer's host whatever the path")
 
 # g. Cognito: the user pool's domain is the provider's Cognito layout.
 bob = browser()
@@ -375,3 +396,120 @@ for actions in [[oidc()], unordered, [{**oidc(), "Order": 2}, {**forward, "Order
     )
 assert elbv2.describe_rules(ListenerArn=listener_arn)["Rules"] == rules
 print("ok: authentication on HTTP, alone, without orders or after the forward is refused")
+
+# i. jwt-validation: tokens signed by keys of a key set this script serves.
+def rsa_jwk(private, kid):
+    numbers = private.public_key().public_numbers()
+    encode = lambda n: base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+    return {"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": encode(numbers.n), "e": encode(numbers.e)}
+
+
+keys = {"k1": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
+published = {"jwks": [rsa_jwk(keys["k1"], "k1")], "reads": 0}
+
+
+class KeySet(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        published["reads"] += 1
+        body = json.dumps({"keys": published["jwks"]}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+jwks_host, jwks_port = jwks_addr.rsplit(":", 1)
+jwks_server = ThreadingHTTPServer((jwks_host, int(jwks_port)), KeySet)
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain(cert_file, key_file)
+jwks_server.socket = tls.wrap_socket(jwks_server.socket, server_side=True)
+threading.Thread(target=jwks_server.serve_forever, daemon=True).start()
+
+ISSUER = "https://issuer.elbd.test"
+
+
+def token(kid="k1", signer=None, **claims):
+    payload = {"iss": ISSUER, "exp": int(time.time()) + 300, "scope": "read write", "sub": "svc"}
+    payload.update(claims)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    encode = lambda doc: base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+    signed = f"{encode({'alg': 'RS256', 'kid': kid, 'typ': 'JWT'})}.{encode(payload)}"
+    signature = (signer or keys[kid]).sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signed}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+jwt_port = int(node_addr.rsplit(":", 1)[1]) + 1
+jwt_node = f"https://{node_addr.rsplit(':', 1)[0]}:{jwt_port}"
+validation = {
+    "Type": "jwt-validation",
+    "Order": 1,
+    "JwtValidationConfig": {
+        "JwksEndpoint": f"https://{jwks_addr}/.well-known/jwks.json",
+        "Issuer": ISSUER,
+        "AdditionalClaims": [{"Format": "space-separated-values", "Name": "scope", "Values": ["read", "admin"]}],
+    },
+}
+jwt_listener = elbv2.create_listener(
+    LoadBalancerArn=lb_arn,
+    Protocol="HTTPS",
+    Port=jwt_port,
+    Certificates=[{"CertificateArn": certificate}],
+    DefaultActions=[validation, forward],
+)["Listeners"][0]
+shown = jwt_listener["DefaultActions"][0]
+assert shown["Type"] == "jwt-validation" and shown["Order"] == 1, shown
+assert shown["JwtValidationConfig"]["AdditionalClaims"][0]["Values"] == ["read", "admin"], shown
+
+
+def call(bearer=None):
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    return browser().get(f"{jwt_node}/api", headers=headers, allow_redirects=False, timeout=20)
+
+
+good = token()
+for attempt in range(50):
+    try:
+        response = call(good)
+        if response.status_code != 503:
+            break
+    except requests.ConnectionError:
+        pass  # the listener is not bound yet
+    time.sleep(0.1)
+assert response.status_code == 200, (response.status_code, response.text)
+assert response.json()["headers"]["authorization"] == f"Bearer {good}", response.json()
+response = call()
+assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer", response.headers
+# A second Authorization header: one would be checked, the other might reach the target.
+twice = subprocess.run(
+    ["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Authorization: Bearer {good}",
+     "-H", "Authorization: Bearer forged", f"{jwt_node}/api"],
+    capture_output=True, text=True, check=True,
+).stdout
+assert twice == "401", twice
+stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+for name, bad in [
+    ("expired", token(exp=int(time.time()) - 10)),
+    ("no expiry", token(exp=None)),
+    ("not yet valid", token(nbf=int(time.time()) + 3600)),
+    ("another issuer", token(iss="https://elsewhere.test")),
+    ("without the scope", token(scope="write")),
+    ("signed by a stranger", token(signer=stranger)),
+    ("not a JWT", "abc.def"),
+]:
+    response = call(bad)
+    assert response.status_code == 401, (name, response.status_code)
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"', (name, response.headers)
+reads = published["reads"]
+assert reads == 1, f"the key set is read once and kept: {reads} reads"
+# A new key: a token naming it makes elbd read the set again (once it is a second old).
+time.sleep(1.5)
+keys["k2"] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+published["jwks"].append(rsa_jwk(keys["k2"], "k2"))
+response = call(token(kid="k2", scope="admin"))
+assert response.status_code == 200, (response.status_code, response.text)
+assert published["reads"] == 2, published["reads"]
+print("ok: jwt-validation passes tokens of the issuer's keys and claims, and refuses the rest")

@@ -91,6 +91,21 @@ fn authenticate_actions_come_first_on_https_listeners_and_may_keep_their_secret(
         Some("s"),
         "kept"
     );
+    // Not for another token endpoint: the secret would go where its owner never sent it.
+    let mut elsewhere = login(None);
+    if let Action::Authenticate(auth) = &mut elsewhere
+        && let IdentityProvider::Oidc(oidc) = &mut auth.provider
+    {
+        oidc.token_endpoint = "https://attacker.example/token".into();
+    }
+    let refused = w.run(Command::ModifyRule {
+        arn: created.clone(),
+        conditions: None,
+        actions: Some(vec![elsewhere, forward.clone()]),
+        action_orders: vec![1, 2],
+        transforms: None,
+    });
+    assert!(refused.unwrap_err().message.contains("ClientSecret"));
 
     // The listener cannot turn HTTP under its rule's authenticate action.
     let turn = w.run(Command::ModifyListener {

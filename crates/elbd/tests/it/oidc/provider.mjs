@@ -41,7 +41,7 @@ function provider(issuer, routes) {
     // ALB sends no code_challenge; the library requires one by default.
     pkce: { required: () => false },
     scopes: ['openid'],
-    // These scopes (and so the claims) are what ALB's default `openid email profile` asks.
+    // The claims each scope brings; ALB asks `openid` by default, the tests `email profile` too.
     claims: { openid: ['sub'], email: ['email'], profile: ['name'] },
     extraParams: ['elbd_test'],
     async findAccount(ctx, login) {
