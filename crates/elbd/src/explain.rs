@@ -266,6 +266,9 @@ fn text(answer: &Value) -> String {
         None => "the default rule".to_owned(),
     };
     let action = &answer["action"];
+    if let Some(guard) = answer["guard"].as_str() {
+        let _ = writeln!(out, "first, {guard}");
+    }
     let _ = writeln!(out, "decided by {rule}: {}", s(&action["type"]));
     match action["type"].as_str() {
         Some("redirect") => {

@@ -14,12 +14,14 @@ use elb_model::Condition;
 use http::HeaderMap;
 use serde::Serialize;
 
+use super::authenticate::is_callback;
 use super::decide::{decide, refusal};
 use super::headers::strip_port;
 use super::limits::forwarded_for_count;
 use super::respond::{self, Original};
 use super::rules::RequestView;
 use super::stickiness::sticky_target;
+use crate::auth::Guard;
 use crate::sticky::{self, Stickiness};
 use crate::table::{Listener, RouteAction, RoutingTable};
 use crate::targets::{Algorithm, HttpTargets};
@@ -51,6 +53,9 @@ pub struct Explanation {
     pub rules: Vec<RuleTrace>,
     /// The matched rule's priority; `None`: the default rule.
     pub matched_rule: Option<u16>,
+    /// The rule's authenticate or jwt-validation action, which runs before `action`: what
+    /// it asks of the request.
+    pub guard: Option<String>,
     pub action: Option<ActionTrace>,
 }
 
@@ -211,6 +216,7 @@ pub fn explain(
         refused: None,
         rules: Vec::new(),
         matched_rule: None,
+        guard: None,
         action: None,
     };
     if !explanation.admitted {
@@ -218,6 +224,12 @@ pub fn explain(
     }
     if let Err(e) = refusal(&question.method, forwarded_for_count(&question.headers)) {
         explanation.refused = Some(format!("{} ({})", e.reason(), e.status().as_u16()));
+        return Ok(explanation);
+    }
+    if is_callback(route, path) {
+        explanation.refused = Some(
+            "the identity provider's callback: it finishes a login, whatever the rules".into(),
+        );
         return Ok(explanation);
     }
     explanation.rules = route
@@ -242,6 +254,18 @@ pub fn explain(
         .collect();
     let decision = decide(route, &view);
     explanation.matched_rule = decision.rule;
+    explanation.guard = decision.guard.map(|guard| match guard {
+        Guard::Login(login) => format!(
+            "authenticate at {} as client {}; without a session: {}",
+            login.issuer,
+            login.client_id,
+            login.session.on_unauthenticated.as_str()
+        ),
+        Guard::Token(check) => format!(
+            "jwt-validation: a bearer token of {}, signed by a key of {}",
+            check.issuer, check.jwks_name
+        ),
+    });
     explanation.action = Some(match decision.action {
         RouteAction::Forward(forward) => {
             let total: u32 = forward.weights().map(|(_, w)| w).sum();

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use crate::api::boto3;
-use crate::harness::{Elbd, Lab, ProcessBackend, wait_listening};
+use crate::harness::{Aws, Elbd, Lab, ProcessBackend, wait_listening};
 use crate::tls::{self_signed, signed_by};
 
 const POOL_ID: &str = "us-east-1_ElbdTest";
@@ -82,5 +82,50 @@ async fn users_log_in_through_an_openid_connect_provider_before_reaching_targets
             cert.to_str().unwrap(),
             key.to_str().unwrap(),
         ],
+    );
+
+    // `elbd explain` names the action that runs first, and the callback no rule decides.
+    let aws = Aws::new(api);
+    let lb = aws.ok(&["elbv2", "describe-load-balancers", "--names", "oidc-alb"]);
+    let lb = lb["LoadBalancers"][0]["LoadBalancerArn"].as_str().unwrap();
+    let listeners = aws.ok(&["elbv2", "describe-listeners", "--load-balancer-arn", lb]);
+    let listener = |port: u16| {
+        let all = listeners["Listeners"].as_array().unwrap();
+        let found = all.iter().find(|l| l["Port"] == port).unwrap();
+        found["ListenerArn"].as_str().unwrap().to_owned()
+    };
+    let explain = |listener: &str, path: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_elbd"))
+            .args(["explain", "--api-url", &format!("http://{api}")])
+            .args(["--listener-arn", listener, "--output", "json", "GET", path])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let login = listener(node.port());
+    let deny = explain(&login, "/deny/x");
+    let guard = deny["guard"].as_str().unwrap();
+    assert!(
+        guard.contains(&format!("authenticate at https://{oidc}")),
+        "{deny}"
+    );
+    assert!(guard.ends_with("without a session: deny"), "{deny}");
+    let callback = explain(&login, "/oauth2/idpresponse");
+    assert!(
+        callback["refused"].as_str().unwrap().contains("callback"),
+        "{callback}"
+    );
+    let token = explain(&listener(node.port() + 1), "/api");
+    assert!(
+        token["guard"]
+            .as_str()
+            .unwrap()
+            .starts_with("jwt-validation"),
+        "{token}"
     );
 }
