@@ -182,8 +182,15 @@ pub(super) fn delete(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
     Ok(Xml::new())
 }
 
-fn target_params(params: &Params) -> Result<Vec<TargetDescription>, ApiError> {
-    params
+/// `Targets.member.N`. A QUIC server ID is answered as AWS answers it for a group that is
+/// not QUIC (elbd has none), once the group `arn` is known to exist.
+fn target_params(
+    api: &ApiCall<'_>,
+    params: &Params,
+    arn: &str,
+) -> Result<Vec<TargetDescription>, ApiError> {
+    let mut quic = false;
+    let targets = params
         .structs("Targets.member")?
         .into_iter()
         .map(|t| {
@@ -192,23 +199,28 @@ fn target_params(params: &Params) -> Result<Vec<TargetDescription>, ApiError> {
                 port: t.int("Port", 1, 65535)?.map(|p| p as u16),
                 availability_zone: t.optional("AvailabilityZone").map(str::to_owned),
             };
-            // As AWS answers for a group of another protocol: elbd has no QUIC groups.
-            if t.optional("QuicServerId").is_some() {
-                return Err(ApiError::validation(
-                    "A QUIC server ID can be specified only for targets of QUIC and TCP_QUIC \
-                     target groups",
-                ));
-            }
+            quic |= t.optional("QuicServerId").is_some();
             t.finish()?;
             Ok(target)
         })
-        .collect()
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    if quic {
+        target_group(api.snapshot().state(), arn)?;
+        return Err(ApiError::validation(
+            "A QUIC server ID can be specified only for targets of QUIC and TCP_QUIC target \
+             groups",
+        ));
+    }
+    Ok(targets)
 }
 
 /// The target group and the (non-empty) targets of a Register/DeregisterTargets call.
-fn registration(params: &Params) -> Result<(String, Vec<TargetDescription>), ApiError> {
+fn registration(
+    api: &ApiCall<'_>,
+    params: &Params,
+) -> Result<(String, Vec<TargetDescription>), ApiError> {
     let target_group_arn = params.required("TargetGroupArn")?.to_owned();
-    let targets = target_params(params)?;
+    let targets = target_params(api, params, &target_group_arn)?;
     if targets.is_empty() {
         return Err(ApiError::missing("Targets"));
     }
@@ -216,7 +228,7 @@ fn registration(params: &Params) -> Result<(String, Vec<TargetDescription>), Api
 }
 
 pub(super) fn register(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
-    let (target_group_arn, targets) = registration(params)?;
+    let (target_group_arn, targets) = registration(api, params)?;
     api.execute(Command::RegisterTargets {
         target_group_arn,
         targets,
@@ -225,7 +237,7 @@ pub(super) fn register(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiErr
 }
 
 pub(super) fn deregister(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
-    let (target_group_arn, targets) = registration(params)?;
+    let (target_group_arn, targets) = registration(api, params)?;
     api.execute(Command::DeregisterTargets {
         target_group_arn,
         targets,
@@ -304,7 +316,7 @@ fn health(
 
 pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TargetGroupArn")?;
-    let wanted = target_params(params)?;
+    let wanted = target_params(api, params, arn)?;
     if !params.list("Include.member")?.is_empty() {
         return Err(ApiError::new(
             400,

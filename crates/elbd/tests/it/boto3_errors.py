@@ -50,6 +50,9 @@ listener = listener["Listeners"][0]["ListenerArn"]
 expect(x.LoadBalancerNotFoundException, elbv2.describe_load_balancers, Names=["nope"])
 expect(x.LoadBalancerNotFoundException, elbv2.describe_load_balancers, LoadBalancerArns=[lb + "0"])
 expect(x.TargetGroupNotFoundException, elbv2.describe_target_groups, TargetGroupArns=[tg + "0"])
+# A group that does not exist is named before the QUIC server ID a target of it has.
+expect(x.TargetGroupNotFoundException, elbv2.register_targets, TargetGroupArn=tg + "0",
+       Targets=[{"Id": "10.0.0.9", "QuicServerId": "0123456789abcdef"}])
 expect(x.ListenerNotFoundException, elbv2.describe_listeners, ListenerArns=[listener + "0"])
 expect(x.DuplicateLoadBalancerNameException, elbv2.create_load_balancer, Name="errors",
        Subnets=subnet_ids, Scheme="internal")
