@@ -15,6 +15,8 @@ use crate::sticky::CookieSealer;
 pub const CALLBACK_PATH: &str = "/oauth2/idpresponse";
 /// How long a user has to log in (ALB's 15 minutes).
 pub const LOGIN_TIMEOUT_S: u64 = 900;
+/// The nonce cookies' names start so; the nonce's first characters follow.
+pub const NONCE_COOKIE_PREFIX: &str = "__Host-AWSELBAuthNonce-";
 /// How far apart nodes' clocks may be: a state made by one opens on another.
 const CLOCK_SKEW_S: u64 = 60;
 /// ALB's limit on the user's claims.
@@ -63,7 +65,7 @@ impl State {
     /// host can set it.
     pub fn nonce_cookie(&self) -> String {
         let tag: String = self.nonce.chars().take(8).collect();
-        format!("__Host-AWSELBAuthNonce-{tag}")
+        format!("{NONCE_COOKIE_PREFIX}{tag}")
     }
 }
 

@@ -20,6 +20,8 @@ use crate::table::{AuthContext, HttpRoute};
 const ACCESS_TOKEN: HeaderName = HeaderName::from_static("x-amzn-oidc-accesstoken");
 const IDENTITY: HeaderName = HeaderName::from_static("x-amzn-oidc-identity");
 const DATA: HeaderName = HeaderName::from_static("x-amzn-oidc-data");
+/// Logins under way one browser keeps nonce cookies for.
+const MAX_PENDING_LOGINS: usize = 8;
 
 /// What the authenticate action decided: the request goes on (with the user's claims when
 /// it has a session), or the load balancer answers it.
@@ -129,6 +131,22 @@ pub(super) fn gate(
             let state = state.seal(sealer).ok_or_else(|| unusable("no state"))?;
             let url = flow::authorization_url(login, &flow::redirect_uri(host), &state, &nonce);
             let mut response = found(&url)?;
+            // Logins begun and never finished leave their cookies for 15 minutes; past a
+            // few, they are cleared rather than left to crowd the Cookie header.
+            let pending: Vec<&str> = req
+                .headers()
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .filter_map(|pair| pair.trim().split_once('=').map(|(name, _)| name))
+                .filter(|name| name.starts_with(flow::NONCE_COOKIE_PREFIX))
+                .collect();
+            if pending.len() >= MAX_PENDING_LOGINS {
+                for name in pending {
+                    session::clear(response.headers_mut(), name);
+                }
+            }
             set_cookie(response.headers_mut(), cookie);
             Ok(Gate::Answer(response))
         }

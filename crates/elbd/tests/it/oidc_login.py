@@ -339,6 +339,12 @@ identity(response.json(), "alice", f"https://{oidc_addr}")
 response = browser().get(f"{node}/app", allow_redirects=False, timeout=20)
 assert response.status_code == 302, (response.status_code, response.headers)
 assert response.headers["location"].startswith(f"https://{oidc_addr}/auth?"), response.headers
+# Logins begun and abandoned: past eight, their nonce cookies are cleared.
+pending = browser()
+for _ in range(9):
+    pending.get(f"{node}/app", allow_redirects=False, timeout=20)
+nonces = [c.name for c in pending.cookies if c.name.startswith("__Host-AWSELBAuthNonce-")]
+assert len(nonces) == 1, nonces
 print("ok: deny is a 401, allow passes without identity (with it when logged in), else a redirect")
 
 # f. A session of 3 seconds, under its own cookie name.
