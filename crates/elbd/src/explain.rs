@@ -240,6 +240,14 @@ fn text(answer: &Value) -> String {
         let _ = writeln!(out, "refused before any rule: {why}");
         return out;
     }
+    if answer["callback"] == true {
+        let _ = writeln!(
+            out,
+            "the identity provider's callback: the load balancer finishes a login with it, \
+             and no rule applies"
+        );
+        return out;
+    }
     for rule in answer["rules"].as_array().into_iter().flatten() {
         let verdict = if rule["matched"] == true {
             "matches"

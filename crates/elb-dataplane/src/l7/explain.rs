@@ -23,8 +23,10 @@ use super::rules::RequestView;
 use super::stickiness::sticky_target;
 use crate::auth::Guard;
 use crate::sticky::{self, Stickiness};
+use crate::table::HttpRoute;
 use crate::table::{Listener, RouteAction, RoutingTable};
 use crate::targets::{Algorithm, HttpTargets};
+use elb_model::OnUnauthenticated;
 
 /// The request to explain.
 #[derive(Debug, Clone)]
@@ -49,6 +51,10 @@ pub struct Explanation {
     /// The load balancer answers the request before any rule (TRACE, too many
     /// X-Forwarded-For addresses): why, and nothing else applies.
     pub refused: Option<String>,
+    /// The request is the identity provider's callback (`/oauth2/idpresponse` on a listener
+    /// with authenticate actions): the load balancer finishes a login with it, and no rule
+    /// applies.
+    pub callback: bool,
     /// Every rule in priority order (the default rule is not listed).
     pub rules: Vec<RuleTrace>,
     /// The matched rule's priority; `None`: the default rule.
@@ -214,6 +220,7 @@ pub fn explain(
         node: *addr,
         admitted: route.door.admission.admits(question.source),
         refused: None,
+        callback: false,
         rules: Vec::new(),
         matched_rule: None,
         guard: None,
@@ -227,9 +234,7 @@ pub fn explain(
         return Ok(explanation);
     }
     if is_callback(route, path) {
-        explanation.refused = Some(
-            "the identity provider's callback: it finishes a login, whatever the rules".into(),
-        );
+        explanation.callback = true;
         return Ok(explanation);
     }
     explanation.rules = route
@@ -254,18 +259,7 @@ pub fn explain(
         .collect();
     let decision = decide(route, &view);
     explanation.matched_rule = decision.rule;
-    explanation.guard = decision.guard.map(|guard| match guard {
-        Guard::Login(login) => format!(
-            "authenticate at {} as client {}; without a session: {}",
-            login.issuer,
-            login.client_id,
-            login.session.on_unauthenticated.as_str()
-        ),
-        Guard::Token(check) => format!(
-            "jwt-validation: a bearer token of {}, signed by a key of {}",
-            check.issuer, check.jwks_name
-        ),
-    });
+    explanation.guard = decision.guard.map(|guard| guard_text(guard, route));
     explanation.action = Some(match decision.action {
         RouteAction::Forward(forward) => {
             let total: u32 = forward.weights().map(|(_, w)| w).sum();
@@ -318,6 +312,52 @@ pub fn explain(
         },
     });
     Ok(explanation)
+}
+
+/// What a rule's first action asks of a request, and what happens without it; or why it
+/// cannot run (every request then answers 500), as the data plane checks first.
+fn guard_text(guard: &Guard, route: &HttpRoute) -> String {
+    let unusable = match guard {
+        Guard::Login(login) => login.unusable.clone().or_else(|| {
+            route
+                .sealer
+                .is_none()
+                .then(|| "the store has no cookie key".to_owned())
+        }),
+        Guard::Token(check) => check.unusable.clone(),
+    };
+    if let Some(why) = unusable {
+        return format!(
+            "an authentication action that cannot run ({why}): every request answers 500"
+        );
+    }
+    match guard {
+        Guard::Login(login) => {
+            let without = match login.session.on_unauthenticated {
+                OnUnauthenticated::Authenticate => "a 302 to the provider's login",
+                OnUnauthenticated::Deny => "401",
+                OnUnauthenticated::Allow => "forwarded without the user's claims",
+            };
+            format!(
+                "authenticate at {} as client {}; a valid {}-N session cookie adds x-amzn-oidc-*, \
+                 without one: {without}",
+                login.issuer, login.client_id, login.session.cookie_name
+            )
+        }
+        Guard::Token(check) => {
+            let claims: Vec<&str> = check.claims.iter().map(|c| c.name.as_str()).collect();
+            let claims = if claims.is_empty() {
+                String::new()
+            } else {
+                format!(", with the claims {}", claims.join(", "))
+            };
+            format!(
+                "jwt-validation: a bearer token issued by {}, signed by a key of {}{claims}; \
+                 without one: 401",
+                check.issuer, check.jwks_name
+            )
+        }
+    }
 }
 
 fn group_trace(

@@ -114,12 +114,9 @@ async fn users_log_in_through_an_openid_connect_provider_before_reaching_targets
         guard.contains(&format!("authenticate at https://{oidc}")),
         "{deny}"
     );
-    assert!(guard.ends_with("without a session: deny"), "{deny}");
+    assert!(guard.ends_with("without one: 401"), "{deny}");
     let callback = explain(&login, "/oauth2/idpresponse");
-    assert!(
-        callback["refused"].as_str().unwrap().contains("callback"),
-        "{callback}"
-    );
+    assert_eq!(callback["callback"], true, "{callback}");
     let token = explain(&listener(node.port() + 1), "/api");
     assert!(
         token["guard"]
