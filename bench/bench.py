@@ -12,8 +12,10 @@ each column means.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
+import random
 import shutil
 import socket
 import statistics
@@ -412,12 +414,17 @@ def start_proxy(name, work, baseline=None, udp=False, tls_l4=False):
     else:
         return None
     proc = Proc(name, argv, CPU_PROXY, log)
-    for addr in ADDRS[served_as(name)]:
-        wait_for(addr)
-    if tls_l4 and name != "direct":
-        wait_for(TLS_L4_ADDRS[served_as(name)])
-    if udp and runs(name, "udp_dgram"):
-        wait_for_udp(UDP_ADDRS[served_as(name)])
+    try:
+        for addr in ADDRS[served_as(name)]:
+            wait_for(addr)
+        if tls_l4 and name != "direct":
+            wait_for(TLS_L4_ADDRS[served_as(name)])
+        if udp and runs(name, "udp_dgram"):
+            wait_for_udp(UDP_ADDRS[served_as(name)])
+    except BaseException:
+        # A proxy left running would hold the addresses, and the next run measure it.
+        proc.stop()
+        raise
     return proc
 
 
@@ -448,7 +455,7 @@ def closed_loop(name, scenario, seconds):
         return out["datagrams"], out["rate"], out["lost"]
     target = url(name, scenario)
     if scenario == "tls_resumed":
-        addr = ADDRS[name][2]
+        addr = ADDRS[served_as(name)][2]
         out = sh("taskset", "-c", CPU_LOAD, "openssl", "s_time", "-connect", addr, "-www", "/small",
                  "-reuse", "-time", str(seconds))
         done = next(l for l in out.splitlines() if "connections in" in l and "real" in l)
@@ -475,8 +482,13 @@ def open_loop(name, rate, seconds):
     oha = shutil.which("oha") or str(Path.home() / ".cargo/bin/oha")
     out = sh("taskset", "-c", CPU_LOAD, oha, "-z", f"{seconds}s", "-q", str(rate), "-c", str(CONNECTIONS),
              "--latency-correction", "--no-tui", "--output-format", "json", url(name, "keepalive"))
-    pct = json.loads(out)["latencyPercentiles"]
-    return {k: pct[k] * 1000 for k in ("p50", "p99", "p99.9")}
+    report = json.loads(out)
+    pct = report["latencyPercentiles"]
+    sample = {k: pct[k] * 1000 for k in ("p50", "p99", "p99.9")}
+    # A sample that fell short of the rate measured the load generator as much as the proxy.
+    summary = report["summary"]
+    sample["short"] = summary["requestsPerSec"] < 0.95 * rate or summary["successRate"] < 1
+    return sample
 
 
 def idle_memory(proc, name, index=0):
@@ -516,26 +528,28 @@ def measure(args, work):
         order = proxies[round_no % len(proxies):] + proxies[: round_no % len(proxies)]
         for name in order:
             proc = start_proxy(name, work, args.baseline, udp, tls_l4)
-            if proc and round_no == 0:
-                # On a fresh process: after load, allocators reuse freed memory and hide the cost.
-                extras[name]["idle_kb_per_conn"] = idle_memory(proc, name)
-                if any(s in TCP_SCENARIOS for s in args.scenarios):
-                    extras[name]["idle_kb_per_flow"] = idle_memory(proc, name, 3)
-            for scenario in samples[name]:
-                closed_loop(name, scenario, 1)  # warm-up: pools, caches, page-ins
-                cpu0 = proc.cpu_ns() if proc else 0
-                requests, rps, errors = closed_loop(name, scenario, args.seconds)
-                cpu = (proc.cpu_ns() - cpu0) if proc else 0
-                cpu_us = cpu / 1000 / max(requests, 1)
-                sample = {"rps": rps, "cpu_us": cpu_us, "errors": errors}
-                if scenario == "tcp_stream":
-                    # CPU ms per GB of bodies moved (the heads are noise beside 1 MiB).
-                    sample["cpu_ms_per_gb"] = cpu / 1e6 / max(requests * STREAM_BODY / 1e9, 1e-9)
-                samples[name][scenario].append(sample)
-                print(f"  {name} {scenario}: {rps:.0f} req/s, {cpu_us:.1f} µs/req, {errors} errors",
-                      file=sys.stderr)
-            if proc:
-                proc.stop()
+            try:
+                if proc and round_no == 0:
+                    # On a fresh process: after load, allocators reuse freed memory and hide the cost.
+                    extras[name]["idle_kb_per_conn"] = idle_memory(proc, name)
+                    if any(s in TCP_SCENARIOS for s in args.scenarios):
+                        extras[name]["idle_kb_per_flow"] = idle_memory(proc, name, 3)
+                for scenario in samples[name]:
+                    closed_loop(name, scenario, 1)  # warm-up: pools, caches, page-ins
+                    cpu0 = proc.cpu_ns() if proc else 0
+                    requests, rps, errors = closed_loop(name, scenario, args.seconds)
+                    cpu = (proc.cpu_ns() - cpu0) if proc else 0
+                    cpu_us = cpu / 1000 / max(requests, 1)
+                    sample = {"rps": rps, "cpu_us": cpu_us, "errors": errors}
+                    if scenario == "tcp_stream":
+                        # CPU ms per GB of bodies moved (the heads are noise beside 1 MiB).
+                        sample["cpu_ms_per_gb"] = cpu / 1e6 / max(requests * STREAM_BODY / 1e9, 1e-9)
+                    samples[name][scenario].append(sample)
+                    print(f"  {name} {scenario}: {rps:.0f} req/s, {cpu_us:.1f} µs/req, {errors} errors",
+                          file=sys.stderr)
+            finally:
+                if proc:
+                    proc.stop()
             print(f"round {round_no + 1}/{args.rounds}: {name} done", file=sys.stderr)
     knee = min(statistics.median(r["rps"] for r in samples[p]["keepalive"])
                for p in ("elbd", "haproxy", "nginx"))
@@ -550,10 +564,16 @@ def open_loop_samples(args, work, proxies, rates):
     the order rotating each sample, so that the VM's slow moments fall on every proxy alike.
     Sample i of each proxy is paired with direct's."""
     tail = {p: {label: [] for label in rates} for p in proxies}
-    running = [start_proxy(name, work, args.baseline) for name in proxies]
+    running = []
+    # Seeded: every run shuffles alike, and no proxy always follows the same one.
+    shuffle = random.Random(23)
     try:
+        for name in proxies:
+            running.append(start_proxy(name, work, args.baseline))
+            closed_loop(name, "keepalive", 1)  # warm-up, as the rounds have
         for i in range(args.open_samples):
-            order = proxies[i % len(proxies):] + proxies[: i % len(proxies)]
+            order = proxies[:]
+            shuffle.shuffle(order)
             for name in order:
                 for label, rate in rates.items():
                     tail[name][label].append(open_loop(name, rate, args.open_seconds))
@@ -582,21 +602,38 @@ def summarise_tail(tail):
         for label, runs in by_rate.items():
             direct = tail["direct"][label]
             added = [r["p99"] - d["p99"] for r, d in zip(runs, direct)]
+            percentiles = ("p50", "p99", "p99.9")
             out[name][label] = {
-                "median_ms": {k: statistics.median(r[k] for r in runs) for k in runs[0]},
+                "median_ms": {k: statistics.median(r[k] for r in runs) for k in percentiles},
                 "p99_quartiles_ms": quartiles([r["p99"] for r in runs]),
                 "added_p99_quartiles_ms": quartiles(added),
                 "samples": len(runs),
+                "short_samples": sum(r["short"] for r in runs),
+                "p99_ms": [r["p99"] for r in runs],
             }
     return out
 
 
+def sign_test(a, b):
+    """Two-sided exact sign test over paired samples: the chance of a split this lopsided
+    between a < b and a > b if neither were lower. Ties are dropped."""
+    below = sum(x < y for x, y in zip(a, b))
+    above = sum(x > y for x, y in zip(a, b))
+    n, k = below + above, max(below, above)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
 def ranked(a, b):
-    """Whether two proxies' added-p99 quartiles are apart enough to rank them: their
-    interquartile ranges do not overlap."""
-    a_low, _, a_high = a["added_p99_quartiles_ms"]
-    b_low, _, b_high = b["added_p99_quartiles_ms"]
-    return a_high < b_low or b_high < a_low
+    """Which of two proxies has the lower p99, sample by sample (each sample ran both in the
+    same minute), or None when a sign test cannot tell at 5 %."""
+    p = sign_test(a["p99_ms"], b["p99_ms"])
+    if p >= 0.05:
+        return None
+    lower = sum(x < y for x, y in zip(a["p99_ms"], b["p99_ms"]))
+    return "first" if lower * 2 > len(a["p99_ms"]) else "second"
 
 
 def summarise(samples, extras):
@@ -653,22 +690,24 @@ def table(rows, rates, tail):
         out.append(f"\n**Open-loop latency at {rate} req/s, {share}** (keep-alive, oha "
                    f"--latency-correction; medians and interquartile ranges of {samples} "
                    f"samples, proxies alternating)\n")
-        out.append("| | p50 ms | p99 ms | p99 IQR ms | p99.9 ms | added p99 ms | added p99 IQR ms |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        out.append("| | p50 ms | p99 ms | p99 IQR ms | p99.9 ms | added p99 ms | added p99 IQR ms "
+                   "| samples short of the rate |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name, by_rate in tail.items():
             t = by_rate[label]
             lat = t["median_ms"]
             q1, _, q3 = t["p99_quartiles_ms"]
             a1, added, a3 = t["added_p99_quartiles_ms"]
             out.append(f"| {name} | {lat['p50']:.3f} | {lat['p99']:.3f} | {q1:.2f}–{q3:.2f} | "
-                       f"{lat['p99.9']:.3f} | {added:.3f} | {a1:.2f}–{a3:.2f} |")
-        elbd, haproxy = tail["elbd"][label], tail["haproxy"][label]
-        if ranked(elbd, haproxy):
-            better = "elbd" if elbd["added_p99_quartiles_ms"][1] < haproxy["added_p99_quartiles_ms"][1] else "HAProxy"
-            out.append(f"\nAdded p99: {better} is ahead (the interquartile ranges do not overlap).")
+                       f"{lat['p99.9']:.3f} | {added:.3f} | {a1:.2f}–{a3:.2f} | "
+                       f"{t['short_samples']} |")
+        winner = ranked(tail["elbd"][label], tail["haproxy"][label])
+        if winner:
+            better = "elbd" if winner == "first" else "HAProxy"
+            out.append(f"\np99: {better} is lower (sign test over the paired samples, p < 0.05).")
         else:
-            out.append("\nAdded p99: the spread is too wide to rank elbd and HAProxy (their "
-                       "interquartile ranges overlap).")
+            out.append("\np99: too close or too noisy to rank elbd and HAProxy (sign test over "
+                       "the paired samples, p ≥ 0.05).")
     out.append("\n**Memory per idle connection** (KB of RSS, over 1,000)\n")
     out.append("| | KB per idle conn | KB per idle TCP flow |")
     out.append("|---|---:|---:|")
@@ -694,6 +733,7 @@ def ratio_line(rows, tail):
     half = tail["elbd"]["half"]["added_p99_quartiles_ms"][1], tail["haproxy"]["half"]["added_p99_quartiles_ms"][1]
     # An added p99 at or under direct's is as good as it gets: counted as 10 µs.
     ratio("p99_added", max(half[0], 0.01), max(half[1], 0.01))
+    parts.append(f"p99_ranked={'yes' if ranked(tail['elbd']['half'], tail['haproxy']['half']) else 'no'}")
     for key, scenario in [("body16k_cpu", "body16k"), ("h2c_cpu", "h2c"), ("h2tls_cpu", "tls_h2"),
                           ("tls_handshake_cpu", "tls_full"), ("tcp_conn_cpu", "tcp_conn"),
                           ("tls_l4_handshake_cpu", "tls_l4_conn")]:
@@ -716,7 +756,8 @@ def ratio_line(rows, tail):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="2 rounds of 3 s runs (under 3 minutes)")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 rounds of 3 s runs and 2 s open-loop samples (about 5 minutes)")
     parser.add_argument("--rounds", type=int, help="rounds (default 5, or 2 with --quick)")
     parser.add_argument("--seconds", type=int, help="seconds per run (default 10, or 3 with --quick)")
     parser.add_argument("--tls", action=argparse.BooleanOptionalAction,
@@ -746,6 +787,8 @@ def main():
     args.rounds = max(1, args.rounds or (2 if args.quick else 5))
     args.seconds = args.seconds or (3 if args.quick else 10)
     args.open_seconds = args.open_seconds or (2 if args.quick else 5)
+    if args.open_samples < 1:
+        raise SystemExit("--open-samples must be at least 1")
 
     work = Path(tempfile.mkdtemp(prefix="elbd-bench-"))
     work.chmod(0o755)  # NGINX workers run as nobody and must read the bodies
@@ -782,14 +825,15 @@ def main():
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
         "elbd": sh("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD").strip(),
     }
-    tail = summarise_tail(tail)
+    tail_samples = tail
+    tail = summarise_tail(tail_samples)
     report = table(rows, rates, tail)
     print(report)
     results = ROOT / "bench/results"
     results.mkdir(exist_ok=True)
     record = {"date": when, "machine": machine, "versions": versions, "rounds": args.rounds,
               "seconds": args.seconds, "open_loop_rates": rates, "open_seconds": args.open_seconds,
-              "rows": rows, "tail": tail}
+              "rows": rows, "tail": tail, "tail_samples": tail_samples}
     (results / f"{when}.json").write_text(json.dumps(record, indent=2))
     # The document holds full runs of every scenario: a run of some (--only) leaves it be.
     if not args.quick and args.scenarios == list(SCENARIOS):
