@@ -212,8 +212,8 @@ pub(crate) fn etcd_prefix(test: &str) -> String {
     format!("test-{}-{test}", std::process::id())
 }
 
-/// One etcd server for the test process, on loopback; it stops when the process ends (the
-/// shell that started it waits on the process's end of a pipe).
+/// One etcd server for the test process, on loopback; it stops, and its data goes, when the
+/// process ends (the shell that started it waits on the process's end of a pipe).
 pub(crate) fn etcd_endpoint() -> String {
     static ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ENDPOINT
@@ -234,15 +234,15 @@ pub(crate) fn etcd_endpoint() -> String {
                 "these tests run etcd (Debian's etcd-server; .ci/run installs it)"
             );
             let (client, peer) = (port(), port());
-            let dir = temp_db("etcd").with_extension("etcd");
-            let dir = dir.display();
+            let root = temp_db("etcd");
+            let root = root.parent().unwrap().display();
             let script = format!(
-                "etcd --data-dir {dir} --listen-client-urls http://127.0.0.1:{client} \
+                "etcd --data-dir {root}/data --listen-client-urls http://127.0.0.1:{client} \
                  --advertise-client-urls http://127.0.0.1:{client} \
                  --listen-peer-urls http://127.0.0.1:{peer} \
                  --initial-advertise-peer-urls http://127.0.0.1:{peer} \
-                 --initial-cluster default=http://127.0.0.1:{peer} >{dir}.log 2>&1 & \
-                 read _; kill $!"
+                 --initial-cluster default=http://127.0.0.1:{peer} >{root}/etcd.log 2>&1 & \
+                 read _; kill $!; wait $!; rm -rf {root}"
             );
             let child = std::process::Command::new("sh")
                 .args(["-c", &script])

@@ -330,6 +330,7 @@ fn post(api: SocketAddr, service: &str, body: &[u8]) -> (u16, String) {
         .arg(format!("http://{api}/"))
         .output()
         .unwrap();
+    let _ = std::fs::remove_file(&file);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').unwrap();
     (status.parse().unwrap(), body.to_owned())

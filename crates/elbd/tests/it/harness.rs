@@ -18,6 +18,40 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+/// A directory of a test's own files, made empty and removed when the test passes: a failed
+/// test's files stay for reading (a full suite writes about 1 GB, which would fill CI's disk
+/// over runs).
+pub(crate) struct Scratch(PathBuf);
+
+impl Scratch {
+    /// `TMPDIR/elbd-it-NAME-PID`, empty.
+    pub(crate) fn new(name: &str) -> Self {
+        Self::at(std::env::temp_dir().join(format!("elbd-it-{name}-{}", std::process::id())))
+    }
+
+    fn at(dir: PathBuf) -> Self {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// A test's own corner of loopback: zones `a` and `b` on 127.(N).0.0/16 and 127.(N+1).0.0/16,
 /// and a scratch directory.
 pub(crate) struct Lab {
@@ -29,20 +63,21 @@ pub(crate) struct Lab {
     log_filter: &'static str,
     /// The etcd that elbd keeps its state in, for labs [`Lab::on_etcd`].
     etcd: Option<Arc<Etcd>>,
+    /// `dir` and any [`Lab::named`] ones; last, so etcd has stopped before they go.
+    scratch: Vec<Scratch>,
 }
 
 impl Lab {
     /// `slot` must be unique per test (1..=100); it picks the 127.x ranges.
     pub(crate) fn new(name: &'static str, slot: u8) -> Self {
-        let dir = std::env::temp_dir().join(format!("elbd-it-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = Scratch::new(name);
         Self {
-            dir,
+            dir: scratch.to_path_buf(),
             first_octet: 10 + 2 * slot,
             third_zone: None,
             log_filter: "info",
             etcd: None,
+            scratch: vec![scratch],
         }
     }
 
@@ -65,10 +100,13 @@ impl Lab {
     /// The same lab in a scratch directory of its own (a second run of a test on the same
     /// addresses).
     pub(crate) fn named(self, suffix: &str) -> Self {
-        let dir = PathBuf::from(format!("{}-{suffix}", self.dir.display()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir, ..self }
+        let scratch = Scratch::at(PathBuf::from(format!("{}-{suffix}", self.dir.display())));
+        let mut named = Self {
+            dir: scratch.to_path_buf(),
+            ..self
+        };
+        named.scratch.push(scratch);
+        named
     }
 
     /// The same lab, with elbd's state in an etcd of its own (on zone a's 255.1).

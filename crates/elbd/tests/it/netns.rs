@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use crate::harness::Scratch;
+
 /// Runs a command; panics with its output if it fails.
 pub(crate) fn run(args: &[&str]) -> String {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
@@ -20,10 +22,8 @@ pub(crate) fn run(args: &[&str]) -> String {
 
 /// A fresh directory for test `name`'s files, with elbd's config file `config` in it: the
 /// directory and the file's path.
-pub(crate) fn scratch(name: &str, config: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("elbd-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+pub(crate) fn scratch(name: &str, config: &str) -> (Scratch, PathBuf) {
+    let dir = Scratch::new(name);
     let file = dir.join("elbd.toml");
     std::fs::write(&file, config).unwrap();
     (dir, file)

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::venv;
+use crate::harness::{Scratch, venv};
 use crate::netns::{Namespaces, scratch};
 
 const API: &str = "127.0.0.1:4566";
@@ -52,7 +52,8 @@ struct Gateway {
     lab: Namespaces,
     /// The lab's second octet: its addresses are 10.N.x.y.
     net: u8,
-    dir: PathBuf,
+    /// After `lab`, so its programs have stopped before their files go.
+    dir: Scratch,
     elbd_log: PathBuf,
     tg_arn: String,
     endpoint_id: String,
