@@ -31,6 +31,7 @@
 
 pub mod access_log;
 pub mod admission;
+pub mod anomaly;
 pub mod auth;
 pub mod binder;
 mod compile;
@@ -54,7 +55,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use elb_model::{HealthView, State};
+use elb_model::{AnomalyView, HealthView, State};
+use tokio::sync::watch;
 
 pub use binder::{BindKey, Handed, Transport};
 pub use pool::PooledBody;
@@ -100,6 +102,8 @@ pub struct DataPlane {
     runtime: compile::Runtime,
     binder: binder::Binder,
     endpoints: gateway::Endpoints,
+    detector: anomaly::Detector,
+    anomalies: watch::Sender<Arc<AnomalyView>>,
 }
 
 impl DataPlane {
@@ -111,6 +115,8 @@ impl DataPlane {
             endpoints: gateway::Endpoints::new(runtime.gateway()),
             table,
             runtime,
+            detector: anomaly::Detector::default(),
+            anomalies: watch::Sender::new(Arc::default()),
         }
     }
 
@@ -149,6 +155,24 @@ impl DataPlane {
     /// What `elbd explain` asks how a request would be routed now.
     pub fn explainer(&self) -> l7::explain::Explainer {
         l7::explain::Explainer(self.table.clone())
+    }
+
+    /// One tick of anomaly detection (a second, on the control loop's timer): each node's
+    /// verdicts on the targets of its `weighted_random` groups, and the weights it picks by.
+    pub fn assess_targets(&mut self) {
+        let view = self.detector.tick(self.runtime.watched());
+        self.anomalies.send_if_modified(|old| {
+            let changed = **old != view;
+            if changed {
+                *old = Arc::new(view);
+            }
+            changed
+        });
+    }
+
+    /// Anomaly detection's verdicts, for DescribeTargetHealth.
+    pub fn anomalies(&self) -> watch::Receiver<Arc<AnomalyView>> {
+        self.anomalies.subscribe()
     }
 
     /// What each node has sent each target, for the console.

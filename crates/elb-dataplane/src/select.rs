@@ -1,4 +1,5 @@
-//! Target selection: round robin, least outstanding requests, slow start. Pure. (Which
+//! Target selection: round robin, least outstanding requests, weighted random, slow start.
+//! Pure. (Which
 //! targets a node may send to is the model's `State::in_reach`.)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +18,18 @@ pub fn least_outstanding(outstanding: &[usize], cursor: &AtomicUsize) -> Option<
     (0..outstanding.len())
         .map(|k| (start + k) % outstanding.len())
         .find(|&i| outstanding[i] == least)
+}
+
+/// The index drawn by `draw` (uniform over `u64`) with a chance proportional to its weight;
+/// `None` when the weights sum to 0.
+pub fn weighted_random(weights: impl Iterator<Item = u32> + Clone, draw: u64) -> Option<usize> {
+    let total: u64 = weights.clone().map(u64::from).sum();
+    let mut point = draw.checked_rem(total)?;
+    weights.map(u64::from).position(|w| {
+        let here = point < w;
+        point = point.saturating_sub(w);
+        here
+    })
 }
 
 /// A target's slow start: its share of requests grows linearly from 0 to 1 over `duration_ms`
@@ -44,5 +57,17 @@ mod tests {
         let picks: Vec<_> = (0..6).map(|_| round_robin(&cursor, 3).unwrap()).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
         assert_eq!(round_robin(&cursor, 0), None);
+    }
+
+    #[test]
+    fn weighted_random_draws_in_proportion_to_the_weights() {
+        let weights = [1024_u32, 64, 1024];
+        let mut hits = [0; 3];
+        for draw in 0..2112 {
+            hits[weighted_random(weights.iter().copied(), draw).unwrap()] += 1;
+        }
+        assert_eq!(hits, [1024, 64, 1024]);
+        assert_eq!(weighted_random([0_u32, 0].into_iter(), 7), None);
+        assert_eq!(weighted_random(std::iter::empty(), 7), None);
     }
 }

@@ -1,15 +1,17 @@
 //! The targets one node sends one target group's traffic to: a protocol-neutral set, with
 //! each protocol's part beside it. HTTP groups pick by round robin, least outstanding
-//! requests, or weighted random, with slow start on top.
+//! requests, or weighted random (by the weights anomaly mitigation sets), with slow start on
+//! top.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use elb_model::ProtocolVersion;
 
 use tokio::sync::watch;
 
+use crate::anomaly::{self, Counts};
 use crate::flow::{self, Flow};
 use crate::metrics::GroupMetrics;
 use crate::pool::TargetPool;
@@ -67,12 +69,27 @@ pub struct Endpoint<E> {
 }
 
 /// What a node has sent one target (requests, or for flows connections tried).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TargetLoad {
     /// Not ended yet: least outstanding requests reads it.
     outstanding: AtomicUsize,
     /// Ever: the console's shares of a node's traffic.
     sent: AtomicU64,
+    /// Ever, of `sent`: answered 5XX, or not reached or not answering (anomaly detection).
+    failed: AtomicU64,
+    /// Out of [`anomaly::FULL`]: less while anomaly mitigation holds the target back.
+    weight: AtomicU32,
+}
+
+impl Default for TargetLoad {
+    fn default() -> Self {
+        Self {
+            outstanding: AtomicUsize::new(0),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            weight: AtomicU32::new(anomaly::FULL),
+        }
+    }
 }
 
 impl TargetLoad {
@@ -82,6 +99,26 @@ impl TargetLoad {
 
     pub(crate) fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Counts one of the requests sent as failed by the target.
+    pub(crate) fn count_failure(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            sent: self.sent(),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Ordering::Relaxed);
     }
 }
 
@@ -263,7 +300,10 @@ impl TargetSet<Http> {
         for _ in 0..n {
             let i = match http.algorithm {
                 Algorithm::RoundRobin => select::round_robin(&http.cursor, n)?,
-                Algorithm::WeightedRandom => fastrand::usize(..n.max(1)),
+                Algorithm::WeightedRandom => {
+                    let weights = self.endpoints.iter().map(|e| e.load.weight());
+                    select::weighted_random(weights, fastrand::u64(..))?
+                }
                 Algorithm::LeastOutstandingRequests => {
                     let outstanding: Vec<usize> = self
                         .endpoints

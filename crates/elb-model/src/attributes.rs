@@ -253,10 +253,10 @@ const TARGET_GROUP_HTTP: &[Spec] = &[
         true,
     ),
     spec(
-        "load_balancing.algorithm.anomaly_mitigation",
+        ANOMALY_MITIGATION,
         Value::OneOf(&["on", "off"]),
         "off",
-        false,
+        true,
     ),
     spec("slow_start.duration_seconds", Value::SlowStart, "0", true),
 ];
@@ -652,16 +652,26 @@ pub fn modify_target_group(
     }
     check_stickiness(&next)?;
     let slow_start = next.int("slow_start.duration_seconds").unwrap_or(0) > 0;
-    if slow_start && next.get("load_balancing.algorithm.type") == Some("least_outstanding_requests")
-    {
+    if slow_start && next.get(ALGORITHM) == Some("least_outstanding_requests") {
         return Err(ModelError::new(
             ErrorCode::InvalidConfigurationRequest,
             "Slow start cannot be combined with the least_outstanding_requests algorithm",
         ));
     }
+    if next.get(ANOMALY_MITIGATION) == Some("on") && next.get(ALGORITHM) != Some("weighted_random")
+    {
+        return Err(ModelError::new(
+            ErrorCode::InvalidConfigurationRequest,
+            format!("'{ANOMALY_MITIGATION}' can be 'on' only with the weighted_random algorithm"),
+        ));
+    }
     Ok(next)
 }
 
+/// A target group's balancing algorithm.
+pub const ALGORITHM: &str = "load_balancing.algorithm.type";
+/// `on`: a `weighted_random` group's anomalous targets get less traffic.
+pub const ANOMALY_MITIGATION: &str = "load_balancing.algorithm.anomaly_mitigation";
 const STICKINESS_TYPE: &str = "stickiness.type";
 const APP_COOKIE_NAME: &str = "stickiness.app_cookie.cookie_name";
 
@@ -848,31 +858,15 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_attributes_accept_only_their_default() {
+    fn anomaly_mitigation_needs_weighted_random() {
         let tg = target_group_defaults(TargetGroupProtocol::Http, TargetType::Instance);
-        let key = "load_balancing.algorithm.anomaly_mitigation";
-        assert!(
-            modify_target_group(
-                &tg,
-                (TargetGroupProtocol::Http, TargetType::Instance),
-                &change(key, "off")
-            )
-            .is_ok()
-        );
-        let err = modify_target_group(
-            &tg,
-            (TargetGroupProtocol::Http, TargetType::Instance),
-            &change(key, "on"),
-        )
-        .unwrap_err();
+        let kind = (TargetGroupProtocol::Http, TargetType::Instance);
+        let err = modify_target_group(&tg, kind, &change(ANOMALY_MITIGATION, "on")).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
-        assert!(err.message.contains(key));
-        let next = modify_target_group(
-            &tg,
-            (TargetGroupProtocol::Http, TargetType::Instance),
-            &change(CROSS_ZONE, "false"),
-        )
-        .unwrap();
-        assert_eq!(next.get(CROSS_ZONE), Some("false"));
+        assert!(err.message.contains(ANOMALY_MITIGATION));
+        let both = [(ALGORITHM, "weighted_random"), (ANOMALY_MITIGATION, "on")];
+        let next = modify_target_group(&tg, kind, &both.map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .unwrap();
+        assert_eq!(next.get(ANOMALY_MITIGATION), Some("on"));
     }
 }

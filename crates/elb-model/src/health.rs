@@ -145,6 +145,38 @@ impl HealthView {
     }
 }
 
+/// What anomaly detection (ALB's automatic target weights) finds of one target on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anomaly {
+    /// Its requests fail far more often than its peers'.
+    pub anomalous: bool,
+    /// The node sends it less than its share (`load_balancing.algorithm.anomaly_mitigation`).
+    pub mitigated: bool,
+}
+
+/// Anomaly detection's findings, per node: `(node id, registration key)` → finding, for the
+/// targets of `weighted_random` groups a node assesses. Published whole by the data plane.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnomalyView {
+    pub targets: HashMap<(String, String), Anomaly>,
+}
+
+impl AnomalyView {
+    /// One finding over every node that assesses the target (by any of `target_keys`, as
+    /// [`HealthView::overall_of`]): anomalous if a node finds it so, mitigated if a node
+    /// sends it less. `None` when no node assesses it.
+    pub fn overall_of(&self, target_keys: &[String]) -> Option<Anomaly> {
+        self.targets
+            .iter()
+            .filter(|((_, key), _)| target_keys.contains(key))
+            .map(|(_, finding)| *finding)
+            .reduce(|a, b| Anomaly {
+                anomalous: a.anomalous || b.anomalous,
+                mitigated: a.mitigated || b.mitigated,
+            })
+    }
+}
+
 /// Whether `healthy` of `total` targets falls below a group's minimum: fewer than `count`
 /// (capped at `total`, so a count above the group's size asks for all of it), or less than
 /// `percent` of them. `None` is `off`. Used for routing fail-open and DNS failover alike.

@@ -46,7 +46,7 @@ pub use certificate::{
 };
 pub use endpoint::{EndpointService, EndpointState, VpcEndpoint};
 pub use error::{ErrorCode, ModelError};
-pub use health::{HealthState, HealthView, Matcher, Reason, TargetHealth};
+pub use health::{Anomaly, AnomalyView, HealthState, HealthView, Matcher, Reason, TargetHealth};
 pub use id::{Context, IdSource, Scope};
 pub use listener::{AlpnPolicy, Listener, ListenerProtocol, ListenerTls};
 pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState, Scheme};

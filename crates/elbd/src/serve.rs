@@ -372,6 +372,7 @@ async fn serve(
             store: store.clone(),
             credentials: Credentials(settings.credentials.clone().into_iter().collect()),
             health: seen_health.clone(),
+            anomalies: roles.node.then(|| dataplane.anomalies()),
             s3_root: args.data_dir.join("s3"),
             log_buckets: buckets.clone(),
             home: settings.scope.clone(),
@@ -553,6 +554,7 @@ async fn serve(
                     if local.is_some() {
                         // An endpoint's interface can fail, or become free, between snapshots.
                         dataplane.retry_endpoints();
+                        dataplane.assess_targets();
                     }
                     reporter.report(findings(&dataplane));
                     if let Some(presence) = &presence {

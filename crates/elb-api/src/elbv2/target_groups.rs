@@ -1,10 +1,11 @@
 //! Target groups and their targets: create, describe, modify, delete, register, deregister,
 //! and DescribeTargetHealth.
 
+use elb_model::attributes::ALGORITHM;
 use elb_model::state::{CreateTargetGroup, TargetDescription};
 use elb_model::target_group::HealthCheckChanges;
 use elb_model::{
-    Command, ErrorCode, HealthState, HealthView, InstanceState, ModelError, Origin,
+    Anomaly, Command, ErrorCode, HealthState, HealthView, InstanceState, ModelError, Origin,
     ProtocolVersion, Reason, Region, Registration, TargetGroup, TargetId, TargetType,
 };
 
@@ -264,7 +265,12 @@ struct Row {
     health_check_port: Option<u16>,
     state: HealthState,
     reason: Option<Reason>,
+    /// Asked for (`Include`), and the group's nodes assess the target.
+    anomaly: Option<Anomaly>,
 }
+
+/// `DescribeTargetHealthInputIncludeEnum`.
+const INCLUDE: [&str; 2] = ["AnomalyDetection", "All"];
 
 /// What DescribeTargetHealth reports for one registration: its draining, instance, group and
 /// zone status first, then what the nodes' health checks found.
@@ -317,19 +323,41 @@ fn health(
 pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TargetGroupArn")?;
     let wanted = target_params(api, params, arn)?;
-    if !params.list("Include.member")?.is_empty() {
-        return Err(ApiError::new(
-            400,
-            "InvalidConfigurationRequest",
-            "Parameter 'Include' is not supported by elbd: it does not report anomaly detection \
-             yet",
-        ));
+    let include = params.list("Include.member")?;
+    if let Some(bad) = include.iter().find(|v| !INCLUDE.contains(&v.as_str())) {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{bad}' at 'include' failed to satisfy \
+             constraint: Member must satisfy enum value set: [{}]",
+            INCLUDE.join(", ")
+        )));
     }
+    // Either value asks for anomaly detection; `All` adds the administrative override.
+    let anomalies = match &api.anomalies {
+        _ if include.is_empty() => None,
+        Some(anomalies) => Some(anomalies.borrow().clone()),
+        None => {
+            return Err(ApiError::new(
+                400,
+                "InvalidConfigurationRequest",
+                "Parameter 'Include' asks for anomaly detection, which the processes serving \
+                 traffic do and an API process (--role api) does not see yet",
+            ));
+        }
+    };
+    let overrides = include.iter().any(|v| v == "All");
     let snapshot = api.snapshot();
     let view = api.health.borrow().clone();
     let state = snapshot.state();
     let tg = target_group(state, arn)?;
     let lambda = tg.target_type == TargetType::Lambda;
+    let assessed = tg.attributes.get(ALGORITHM) == Some("weighted_random");
+    let anomaly = |r: &Registration| {
+        let keys: Vec<String> = state.expand(r).map(|x| x.key(&tg.arn)).collect();
+        anomalies
+            .as_ref()
+            .filter(|_| assessed)
+            .and_then(|view| view.overall_of(&keys))
+    };
     let names = |t: &TargetDescription, r: &Registration| {
         t.id == r.id.to_string() && t.port.is_none_or(|p| p == r.port)
     };
@@ -348,6 +376,7 @@ pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
                 health_check_port: port.map(|p| tg.health_check.port_for(p)),
                 state: state_now,
                 reason,
+                anomaly: anomaly(r),
             }
         })
         .collect();
@@ -363,6 +392,7 @@ pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
             health_check_port: port.map(|p| tg.health_check.port_for(p)),
             state: HealthState::Unused,
             reason: Some(Reason::NotRegistered),
+            anomaly: None,
         });
     }
     let mut x = Xml::new();
@@ -386,6 +416,27 @@ pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
                     .leaf("Description", reason.description());
             }
         });
+        if let Some(anomaly) = row.anomaly {
+            x.node("AnomalyDetection", |x| {
+                let result = if anomaly.anomalous {
+                    "anomalous"
+                } else {
+                    "normal"
+                };
+                x.leaf("Result", result).leaf(
+                    "MitigationInEffect",
+                    if anomaly.mitigated { "yes" } else { "no" },
+                );
+            });
+        }
+        if overrides {
+            // elbd has no zonal shift.
+            x.node("AdministrativeOverride", |x| {
+                x.leaf("State", "no_override")
+                    .leaf("Reason", "AdministrativeOverride.NoOverride")
+                    .leaf("Description", "No override is currently active on target");
+            });
+        }
     });
     Ok(x)
 }

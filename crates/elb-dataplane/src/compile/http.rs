@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use elb_logs::LogKind;
 use elb_model::attributes::{
-    MULTI_VALUE_HEADERS, RESPONSE_HEADER_PREFIX, RESPONSE_HEADER_SUFFIX, SERVER_HEADER,
+    ALGORITHM, ANOMALY_MITIGATION, MULTI_VALUE_HEADERS, RESPONSE_HEADER_PREFIX,
+    RESPONSE_HEADER_SUFFIX, SERVER_HEADER,
 };
 use elb_model::{
     Action, FixedResponse, FunctionArn, Listener as ModelListener, LoadBalancer, Node, TargetGroup,
@@ -19,6 +20,7 @@ use http::{HeaderName, HeaderValue};
 use super::targets::choose;
 use super::{Inputs, Kept, Runtime, keep};
 use crate::access_log::NodeLog;
+use crate::anomaly::Watched;
 use crate::auth::{Guard, Login, TokenCheck};
 use crate::l7::desync::Mode as DesyncMode;
 use crate::l7::rewrite::Rewrites;
@@ -241,6 +243,18 @@ impl Runtime {
             .unwrap_or(0)
             * 1000;
         let function = self.function(inputs.state, tg).map(Arc::new);
+        let algorithm = Algorithm::from_attribute(tg.attributes.get(ALGORITHM));
+        if algorithm == Algorithm::WeightedRandom && tg.target_type != TargetType::Lambda {
+            let watched = Watched {
+                node_id: node.id.clone(),
+                mitigation: tg.attributes.get(ANOMALY_MITIGATION) == Some("on"),
+                targets: (choice.targets.iter())
+                    .map(|t| (t.key.clone(), t.load.clone()))
+                    .collect(),
+            };
+            used.watched
+                .insert((node.id.clone(), tg.arn.clone()), watched);
+        }
         // A function is invoked, not reached at an address: no address is chosen or passed
         // over (without a function in service the group has none to send to).
         let (eligibility, addressed) = if tg.target_type == TargetType::Lambda {
@@ -290,9 +304,7 @@ impl Runtime {
                 stickiness: stickiness(&tg.attributes),
                 tls: tg.protocol == TargetGroupProtocol::Https,
                 version: tg.protocol_version,
-                algorithm: Algorithm::from_attribute(
-                    tg.attributes.get("load_balancing.algorithm.type"),
-                ),
+                algorithm,
                 cursor,
                 metrics: keep(
                     &self.kept.groups,

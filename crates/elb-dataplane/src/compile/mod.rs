@@ -29,6 +29,7 @@ use tracing::warn;
 
 use crate::access_log::{LogStream, NodeLog, NodeLogs};
 use crate::admission::Admission;
+use crate::anomaly::Watched;
 use crate::binder::BindKey;
 use crate::metrics::{
     FlowMetrics, GatewayMetrics, GroupMetrics, NodeMetrics, Registry, Series, dimension,
@@ -77,6 +78,8 @@ struct Kept {
     cursors: HashMap<(String, String), Arc<AtomicUsize>>,
     /// (node id, registration key) → what the node has sent the target.
     loads: HashMap<(String, String), Arc<TargetLoad>>,
+    /// (node id, target group ARN) → a `weighted_random` group, for anomaly detection.
+    watched: HashMap<(String, String), Watched>,
     /// (node id, registration key, address) → the node's keep-alive connections to the target.
     pools: HashMap<(String, String, SocketAddr), Arc<TargetPool>>,
     /// Node address → its pool of connections to targets.
@@ -257,6 +260,11 @@ impl Runtime {
 
     pub(crate) fn traffic(&self) -> Arc<Traffic> {
         self.traffic.clone()
+    }
+
+    /// The `weighted_random` groups of the last compile, as each node sends to them.
+    pub(crate) fn watched(&self) -> impl Iterator<Item = &Watched> {
+        self.kept.watched.values()
     }
 
     fn sealer(&mut self, key: &str) -> Option<Arc<CookieSealer>> {

@@ -21,6 +21,7 @@ use super::limits::forwarded_for_count;
 use super::respond::{self, Original};
 use super::rules::RequestView;
 use super::stickiness::sticky_target;
+use crate::anomaly;
 use crate::auth::Guard;
 use crate::sticky::{self, Stickiness};
 use crate::table::HttpRoute;
@@ -414,10 +415,21 @@ fn group_trace(
                     format!("least outstanding requests: {least} outstanding, ties in turn"),
                 )
             }
-            Algorithm::WeightedRandom => (
-                None,
-                "weighted random: any eligible target, drawn per request".to_owned(),
-            ),
+            Algorithm::WeightedRandom => {
+                let held_back: Vec<String> = (targets.endpoints.iter())
+                    .filter(|e| e.load.weight() < anomaly::FULL)
+                    .map(|e| e.addr.to_string())
+                    .collect();
+                let why = if held_back.is_empty() {
+                    "weighted random: any eligible target, drawn per request".to_owned()
+                } else {
+                    format!(
+                        "weighted random: drawn per request, less often {} (anomaly mitigation)",
+                        held_back.join(", ")
+                    )
+                };
+                (None, why)
+            }
         }
     };
     let ramp = pick

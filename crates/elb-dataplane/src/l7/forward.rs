@@ -230,6 +230,7 @@ async fn proxy(
         None => targets.next(now_ms).ok_or(ProxyError::NoReachableTargets)?,
     };
     tally.outcome.target = Some(target.addr);
+    tally.load = Some(target.load.clone());
 
     let path = req
         .uri()
@@ -297,8 +298,10 @@ async fn proxy(
                     };
                     let counter = &targets.proto.metrics.target_connection_errors;
                     counter.fetch_add(1, Ordering::Relaxed);
+                    target.load.count_failure();
                     (target, _in_flight) = other;
                     tally.outcome.target = Some(target.addr);
+                    tally.load = Some(target.load.clone());
                     // The target's time is the last attempt's, as on the relay.
                     sent_at = Instant::now();
                     req = unsent;

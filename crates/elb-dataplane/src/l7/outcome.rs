@@ -17,6 +17,7 @@ use super::rescue::ProxyError;
 use crate::access_log::{Facts, Session};
 use crate::metrics::{CLIENT_CLOSED, GroupMetrics};
 use crate::table::{HttpRoute, RouteAction};
+use crate::targets::TargetLoad;
 
 /// What the load balancer did with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub(crate) struct Outcome {
     pub(crate) target_time: Option<Duration>,
     /// Connecting to the target failed.
     pub(crate) target_connection_error: bool,
+    /// The target was not reached, did not answer, or broke off its response.
+    pub(crate) target_error: bool,
     /// Why the load balancer answered with an error page.
     pub(crate) error: Option<&'static str>,
     /// A Lambda target's failure, by whose it is (ALB's two Lambda error metrics).
@@ -85,6 +88,7 @@ impl Outcome {
             target_status: None,
             target_time: None,
             target_connection_error: false,
+            target_error: false,
             error: None,
             lambda_error: None,
             received_bytes: 0,
@@ -103,6 +107,13 @@ impl Outcome {
             error,
             ProxyError::TargetConnect(_) | ProxyError::TargetConnectTimeout
         );
+        self.target_error = error.blames_target();
+    }
+
+    /// Whether the target failed the request, as anomaly detection counts: it answered 5XX,
+    /// or was not reached, or did not answer or broke off.
+    pub(crate) fn failed_by_target(&self) -> bool {
+        self.target.is_some() && (self.target_error || self.target_status.is_some_and(|s| s >= 500))
     }
 
     /// The record's access log facts, when it gathers them.
@@ -145,6 +156,8 @@ impl Outcome {
 pub(crate) struct Tally {
     pub(crate) outcome: Outcome,
     pub(crate) group: Option<Arc<GroupMetrics>>,
+    /// What the node has sent the target: its failure is counted there.
+    pub(crate) load: Option<Arc<TargetLoad>>,
 }
 
 /// A general-path request being handled. If hyper drops it before there is an answer (the
@@ -174,6 +187,7 @@ impl Recording {
                 tally: Tally {
                     outcome,
                     group: None,
+                    load: None,
                 },
                 route,
                 session,
@@ -239,8 +253,15 @@ impl Pending {
     fn record(self) {
         self.answered
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let group = self.tally.group.as_deref();
-        self.tally.outcome.record(&self.route, group, &self.session);
+        let tally = &self.tally;
+        if let Some(load) = &tally.load
+            && tally.outcome.failed_by_target()
+        {
+            load.count_failure();
+        }
+        tally
+            .outcome
+            .record(&self.route, tally.group.as_deref(), &self.session);
     }
 }
 

@@ -122,6 +122,18 @@ impl ProxyError {
         }
     }
 
+    /// Whether the target was not reached or did not answer (what anomaly detection counts
+    /// against it, besides its 5XX answers).
+    pub fn blames_target(&self) -> bool {
+        matches!(
+            self,
+            Self::TargetConnect(_)
+                | Self::TargetConnectTimeout
+                | Self::TargetTimeout
+                | Self::Target(_)
+        )
+    }
+
     /// For a Lambda target's failure, which of ALB's two Lambda error metrics counts it.
     pub fn lambda_blame(&self) -> Option<Blame> {
         match self {

@@ -1,10 +1,19 @@
 //! Health checks under a constant request rate: unhealthy targets lose their traffic, healthy
 //! ones win it back, deregistration drains without a failed request, and everything fails
-//! open when nothing is healthy.
+//! open when nothing is healthy; anomaly detection finds a target failing requests while its
+//! checks pass, and mitigation takes its traffic away until it recovers.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::harness::{Aws, Backend, Elbd, Lab, ProcessBackend, Sent, constant_rate, spread};
@@ -370,4 +379,150 @@ async fn a_target_coming_back_needs_the_healthy_threshold_and_ramps_with_slow_st
         / sent.len() as f64;
     eprintln!("returning target's share in the first seconds of slow start: {share:.3}");
     assert!(share < 0.25, "share {share} is not ramping");
+}
+
+/// A backend that answers with its address, and while `failing` is set answers every other
+/// request with a 500 (a gray failure: its health checks on `/health` still pass).
+async fn flaky_backend(addr: SocketAddr) -> Arc<AtomicBool> {
+    let failing = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (flag, served) = (failing.clone(), Arc::new(AtomicUsize::new(0)));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (flag, served) = (flag.clone(), served.clone());
+            let service = service_fn(move |req: Request<Incoming>| {
+                let n = served.fetch_add(1, Ordering::Relaxed);
+                let fail = flag.load(Ordering::Relaxed) && req.uri().path() != "/health";
+                let status = if fail && n % 2 == 0 { 500 } else { 200 };
+                let mut response = Response::new(Full::new(Bytes::from(addr.to_string())));
+                *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    failing
+}
+
+/// DescribeTargetHealth with `--include INCLUDE`: each target's `AnomalyDetection`, by id.
+fn anomalies(aws: &Aws, arn: &str, include: &str) -> Vec<(String, Value)> {
+    let health = aws.ok(&[
+        "elbv2",
+        "describe-target-health",
+        "--target-group-arn",
+        arn,
+        "--include",
+        include,
+    ]);
+    let rows = health["TargetHealthDescriptions"].as_array().unwrap();
+    rows.iter()
+        .map(|row| {
+            let id = row["Target"]["Id"].as_str().unwrap().to_owned();
+            (id, row["AnomalyDetection"].clone())
+        })
+        .collect()
+}
+
+/// Of the requests sent, the share that reached `target` and the count of 500s.
+fn share(sent: &[Sent], target: SocketAddr) -> (f64, usize) {
+    let hits = sent.iter().filter(|s| s.body == target.to_string()).count();
+    let errors = sent.iter().filter(|s| s.status == 500).count();
+    (hits as f64 / sent.len().max(1) as f64, errors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_fails_more_than_its_peers_is_anomalous_and_mitigated_until_it_recovers() {
+    let lab = Lab::new("health-anomaly", 59);
+    let targets = [10, 11, 12].map(|n| SocketAddr::from((lab.ip('a', n), 9001)));
+    let mut failing = Vec::new();
+    for target in targets {
+        failing.push(flaky_backend(target).await);
+    }
+    let attributes = "\"load_balancing.algorithm.type\" = \"weighted_random\"";
+    let (mut elbd, aws) = start(&lab, &config(&lab, &targets, "/health", attributes));
+    elbd.wait_healthy(6);
+    let tg = aws.ok(&["elbv2", "describe-target-groups", "--names", "h-tg"]);
+    let arn = tg["TargetGroups"][0]["TargetGroupArn"].as_str().unwrap();
+    let node = lab.node('a', 8080);
+    let gray = targets[2];
+
+    // Mitigation off: the failing target is found anomalous and keeps its share.
+    failing[2].store(true, Ordering::Relaxed);
+    let sent = constant_rate(node, 100, Duration::from_secs(6)).await;
+    let (before, errors) = share(&sent, gray);
+    assert!(errors > 50, "the target failed: {errors} 500s");
+    assert!(
+        before > 0.2,
+        "a third of the traffic without mitigation: {before}"
+    );
+    let found = anomalies(&aws, arn, "AnomalyDetection");
+    for (id, anomaly) in &found {
+        let anomalous = *id == gray.ip().to_string();
+        let result = if anomalous { "anomalous" } else { "normal" };
+        assert_eq!(anomaly["Result"], result, "{id}: {found:?}");
+        assert_eq!(anomaly["MitigationInEffect"], "no", "{id}: {found:?}");
+    }
+    // Without Include, no finding is shown; a value outside the enum is refused.
+    let plain = aws.ok(&["elbv2", "describe-target-health", "--target-group-arn", arn]);
+    assert!(plain["TargetHealthDescriptions"][0]["AnomalyDetection"].is_null());
+    let bad = aws.command(&[
+        "elbv2",
+        "describe-target-health",
+        "--target-group-arn",
+        arn,
+        "--include",
+        "Everything",
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("ValidationError"));
+
+    // Mitigation on: the node sends it a sliver of its share, and fewer requests fail.
+    aws.ok(&[
+        "elbv2",
+        "modify-target-group-attributes",
+        "--target-group-arn",
+        arn,
+        "--attributes",
+        "Key=load_balancing.algorithm.anomaly_mitigation,Value=on",
+    ]);
+    constant_rate(node, 100, Duration::from_secs(5)).await;
+    let sent = constant_rate(node, 100, Duration::from_secs(5)).await;
+    let (mitigated, fewer) = share(&sent, gray);
+    assert!(
+        mitigated < 0.08,
+        "mitigated to a sliver: {mitigated} (was {before})"
+    );
+    assert!(fewer * 3 < errors, "{fewer} 500s against {errors}");
+    let found = anomalies(&aws, arn, "All");
+    let gray_row = found.iter().find(|(id, _)| *id == gray.ip().to_string());
+    assert_eq!(
+        gray_row.unwrap().1["MitigationInEffect"],
+        "yes",
+        "{found:?}"
+    );
+    let all = aws.ok(&[
+        "elbv2",
+        "describe-target-health",
+        "--target-group-arn",
+        arn,
+        "--include",
+        "All",
+    ]);
+    let first = &all["TargetHealthDescriptions"][0];
+    assert_eq!(first["AdministrativeOverride"]["State"], "no_override");
+
+    // Recovered: normal again, and its traffic comes back.
+    failing[2].store(false, Ordering::Relaxed);
+    constant_rate(node, 100, Duration::from_secs(20)).await;
+    let sent = constant_rate(node, 100, Duration::from_secs(5)).await;
+    let (after, errors) = share(&sent, gray);
+    assert_eq!(errors, 0);
+    assert!(after > 0.2, "its share is back: {after}");
+    for (id, anomaly) in anomalies(&aws, arn, "AnomalyDetection") {
+        assert_eq!(anomaly["Result"], "normal", "{id}");
+        assert_eq!(anomaly["MitigationInEffect"], "no", "{id}");
+    }
 }

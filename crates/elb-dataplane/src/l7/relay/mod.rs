@@ -323,6 +323,7 @@ async fn exchange<S: ClientStream>(
                 group
                     .target_connection_errors
                     .fetch_add(1, Ordering::Relaxed);
+                endpoint.load.count_failure();
                 picked = other;
                 continue;
             }
@@ -363,6 +364,7 @@ async fn exchange<S: ClientStream>(
         }
         Err(Failure::TargetBroke) => {
             outcome.error = Some("TargetResponseIncomplete");
+            outcome.target_error = true;
             Next::Close
         }
         Err(Failure::Proxy(e)) => {
@@ -376,6 +378,9 @@ async fn exchange<S: ClientStream>(
             next
         }
     };
+    if outcome.failed_by_target() {
+        endpoint.load.count_failure();
+    }
     client.finish(outcome, len, route, Some(group));
     next
 }
