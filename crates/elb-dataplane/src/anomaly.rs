@@ -21,7 +21,8 @@ pub const FULL: u32 = 1024;
 const FLOOR: u32 = FULL / 16;
 /// Ticks of history a verdict may look back over.
 const WINDOW: usize = 30;
-/// Requests a target needs within the window for a verdict; with fewer, it keeps its last.
+/// Requests a target needs for a verdict before the window is full; with fewer, it keeps its
+/// last until a whole window has passed (on a quiet group, then judged on what it holds).
 const MIN_SAMPLE: u64 = 20;
 /// Detection needs peers to compare with (AWS: at least three healthy targets).
 const MIN_TARGETS: usize = 3;
@@ -98,10 +99,11 @@ impl Watch {
     }
 }
 
-/// Judges each of a group's targets against its peers, after each got this tick's counts,
-/// and moves the weights one step: down for the most anomalous (at most half the targets,
-/// when `mitigation` is on), up for the rest. `None` for each when the group has too few
-/// targets to compare (every weight is then full again).
+/// Judges each of a group's targets against its peers over the same ticks, after each got
+/// this tick's counts, and moves the weights one step: down for the most anomalous, up for
+/// the rest. With `mitigation` on, at most half the targets are held back at once (those
+/// still climbing back count). `None` for each when the group has too few targets to compare
+/// (every weight is then full again).
 pub fn assess(targets: &mut [Watch], mitigation: bool) -> Vec<Option<Anomaly>> {
     if targets.len() < MIN_TARGETS {
         for target in targets.iter_mut() {
@@ -114,9 +116,12 @@ pub fn assess(targets: &mut [Watch], mitigation: bool) -> Vec<Option<Anomaly>> {
     }
     let mut ratios = vec![0.0; targets.len()];
     for i in 0..targets.len() {
-        // The fewest recent ticks that hold enough of this target's requests.
-        let Some(ticks) = (1..=targets[i].history.len())
+        let seen = targets[i].history.len();
+        // The fewest recent ticks that hold enough of this target's requests, or a whole
+        // window of a quiet group.
+        let Some(ticks) = (1..=seen)
             .find(|&ticks| targets[i].recent(ticks).sent >= MIN_SAMPLE)
+            .or((seen == WINDOW).then_some(WINDOW))
         else {
             continue;
         };
@@ -126,7 +131,9 @@ pub fn assess(targets: &mut [Watch], mitigation: bool) -> Vec<Option<Anomaly>> {
             .enumerate()
             .filter(|&(j, _)| j != i)
             .fold(Counts::default(), |sum, (_, t)| sum + t.recent(ticks));
-        if peers.sent == 0 {
+        if own.sent == 0 || peers.sent == 0 {
+            // Nothing to hold against it over a whole window; else wait for the peers.
+            targets[i].anomalous &= own.sent >= MIN_SAMPLE;
             continue;
         }
         let ratio = own.failed as f64 / own.sent as f64;
@@ -138,7 +145,11 @@ pub fn assess(targets: &mut [Watch], mitigation: bool) -> Vec<Option<Anomaly>> {
         .filter(|&i| targets[i].anomalous)
         .collect();
     worst.sort_by(|&a, &b| ratios[b].total_cmp(&ratios[a]));
-    worst.truncate(if mitigation { targets.len() / 2 } else { 0 });
+    let climbing = (targets.iter())
+        .filter(|t| !t.anomalous && t.weight < FULL)
+        .count();
+    let cap = if mitigation { targets.len() / 2 } else { 0 };
+    worst.truncate(cap.saturating_sub(climbing));
     for (i, target) in targets.iter_mut().enumerate() {
         target.weight = if worst.contains(&i) {
             (target.weight / 2).max(FLOOR)
@@ -175,8 +186,10 @@ impl Detector {
             let mut round = Vec::with_capacity(group.targets.len());
             for (key, load) in &group.targets {
                 let key = (group.node_id.clone(), key.clone());
-                let (mut watch, last) = self.watches.remove(&key).unwrap_or_default();
                 let now = load.counts();
+                // A target newly watched starts from its counts now, not from all it ever had.
+                let (mut watch, last) =
+                    (self.watches.remove(&key)).unwrap_or_else(|| (Watch::default(), now));
                 watch.push(Counts {
                     sent: now.sent.saturating_sub(last.sent),
                     failed: now.failed.saturating_sub(last.failed),
@@ -308,6 +321,40 @@ mod tests {
         let findings = assess(&mut targets, false);
         assert!(findings[2].unwrap().anomalous && !findings[2].unwrap().mitigated);
         assert_eq!(targets[2].weight(), FULL);
+    }
+
+    #[test]
+    fn on_a_quiet_group_a_recovered_target_is_judged_after_a_window() {
+        let mut targets = Vec::new();
+        tick(&mut targets, 100, &[0, 0, 60]);
+        assert!(targets[2].anomalous);
+        // A trickle that never reaches the held-back target, for a whole window.
+        let mut findings = Vec::new();
+        for _ in 0..WINDOW {
+            assert!(targets[2].anomalous, "kept until the window is full");
+            for (t, sent) in targets.iter_mut().zip([1, 1, 0]) {
+                t.push(Counts { sent, failed: 0 });
+            }
+            findings = assess(&mut targets, true);
+        }
+        assert!(!findings[2].unwrap().anomalous);
+    }
+
+    #[test]
+    fn targets_climbing_back_count_toward_the_half() {
+        let mut targets = Vec::new();
+        for _ in 0..4 {
+            tick(&mut targets, 100, &[0, 0, 90]);
+        }
+        for t in &mut targets {
+            t.history.clear();
+        }
+        // The last recovered and climbs back; another is anomalous now, but one of three
+        // targets is still held back.
+        let findings = tick(&mut targets, 100, &[0, 90, 0]);
+        assert!(findings[1].unwrap().anomalous);
+        assert!(targets[2].weight() < FULL);
+        assert_eq!(targets[1].weight(), FULL, "{findings:?}");
     }
 
     #[test]

@@ -21,15 +21,20 @@ pub fn least_outstanding(outstanding: &[usize], cursor: &AtomicUsize) -> Option<
 }
 
 /// The index drawn by `draw` (uniform over `u64`) with a chance proportional to its weight;
-/// `None` when the weights sum to 0.
+/// `None` when the weights sum to 0. The weights are read twice: one lowered in between (by
+/// anomaly mitigation) can leave the draw past the end, which then takes the last index.
 pub fn weighted_random(weights: impl Iterator<Item = u32> + Clone, draw: u64) -> Option<usize> {
     let total: u64 = weights.clone().map(u64::from).sum();
     let mut point = draw.checked_rem(total)?;
-    weights.map(u64::from).position(|w| {
-        let here = point < w;
-        point = point.saturating_sub(w);
-        here
-    })
+    let mut last = 0;
+    for (i, w) in weights.map(u64::from).enumerate() {
+        if point < w {
+            return Some(i);
+        }
+        point -= w;
+        last = i;
+    }
+    Some(last)
 }
 
 /// A target's slow start: its share of requests grows linearly from 0 to 1 over `duration_ms`
@@ -68,6 +73,14 @@ mod tests {
         }
         assert_eq!(hits, [1024, 64, 1024]);
         assert_eq!(weighted_random([0_u32, 0].into_iter(), 7), None);
+        // Weights lowered between the sum and the walk: still a target.
+        let lowered = std::cell::Cell::new(false);
+        let racing = [1024_u32, 1024].into_iter().map(|w| {
+            let w = if lowered.get() { w / 16 } else { w };
+            lowered.set(true);
+            w
+        });
+        assert_eq!(weighted_random(racing, 2047), Some(1));
         assert_eq!(weighted_random(std::iter::empty(), 7), None);
     }
 }

@@ -237,12 +237,12 @@ pub(crate) fn etcd_endpoint() -> String {
             let root = temp_db("etcd");
             let root = root.parent().unwrap().display();
             let script = format!(
-                "etcd --data-dir {root}/data --listen-client-urls http://127.0.0.1:{client} \
+                "etcd --data-dir '{root}/data' --listen-client-urls http://127.0.0.1:{client} \
                  --advertise-client-urls http://127.0.0.1:{client} \
                  --listen-peer-urls http://127.0.0.1:{peer} \
                  --initial-advertise-peer-urls http://127.0.0.1:{peer} \
-                 --initial-cluster default=http://127.0.0.1:{peer} >{root}/etcd.log 2>&1 & \
-                 read _; kill $!; wait $!; rm -rf {root}"
+                 --initial-cluster default=http://127.0.0.1:{peer} >'{root}/etcd.log' 2>&1 & \
+                 read _; kill $!; wait $!; rm -rf '{root}'"
             );
             let child = std::process::Command::new("sh")
                 .args(["-c", &script])

@@ -372,7 +372,8 @@ async fn serve(
             store: store.clone(),
             credentials: Credentials(settings.credentials.clone().into_iter().collect()),
             health: seen_health.clone(),
-            anomalies: roles.node.then(|| dataplane.anomalies()),
+            // A process that serves every node: apart, the others' findings are not published.
+            anomalies: (roles.node && !roles.apart).then(|| dataplane.anomalies()),
             s3_root: args.data_dir.join("s3"),
             log_buckets: buckets.clone(),
             home: settings.scope.clone(),
@@ -439,6 +440,8 @@ async fn serve(
     let mut others = cluster.as_ref().map(|c| c.live.clone());
     let reporter = Reporter::start(store.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // A slow apply must not bring a burst of ticks: each is a second of anomaly detection.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut settle_inherited = false;
     let mut previous = State::default();
     let started_ms = now_ms();

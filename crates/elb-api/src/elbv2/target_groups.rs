@@ -322,15 +322,17 @@ fn health(
 
 pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("TargetGroupArn")?;
-    let wanted = target_params(api, params, arn)?;
     let include = params.list("Include.member")?;
-    if let Some(bad) = include.iter().find(|v| !INCLUDE.contains(&v.as_str())) {
+    if include.iter().any(|v| !INCLUDE.contains(&v.as_str())) {
         return Err(ApiError::validation(format!(
-            "1 validation error detected: Value '{bad}' at 'include' failed to satisfy \
-             constraint: Member must satisfy enum value set: [{}]",
+            "1 validation error detected: Value '[{}]' at 'include' failed to satisfy \
+             constraint: Member must satisfy constraint: [Member must satisfy enum value set: \
+             [{}]]",
+            include.join(", "),
             INCLUDE.join(", ")
         )));
     }
+    let wanted = target_params(api, params, arn)?;
     // Either value asks for anomaly detection; `All` adds the administrative override.
     let anomalies = match &api.anomalies {
         _ if include.is_empty() => None,
@@ -339,8 +341,9 @@ pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
             return Err(ApiError::new(
                 400,
                 "InvalidConfigurationRequest",
-                "Parameter 'Include' asks for anomaly detection, which the processes serving \
-                 traffic do and an API process (--role api) does not see yet",
+                "Parameter 'Include' asks for anomaly detection, which each process does for \
+                 the nodes it serves: a process in a cluster of node processes does not see \
+                 the others' findings yet",
             ));
         }
     };

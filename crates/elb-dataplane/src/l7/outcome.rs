@@ -284,10 +284,19 @@ impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Tallied<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let (Some(data), Some(pending)) = (frame.data_ref(), self.pending.as_mut())
-        {
-            pending.tally.outcome.sent_bytes += data.len() as u64;
+        match (&polled, self.pending.as_mut()) {
+            (Poll::Ready(Some(Ok(frame))), Some(pending)) => {
+                if let Some(data) = frame.data_ref() {
+                    pending.tally.outcome.sent_bytes += data.len() as u64;
+                }
+            }
+            (Poll::Ready(Some(Err(_))), Some(pending)) => {
+                // The target broke off its response after the head, as the relay notes it.
+                let outcome = &mut pending.tally.outcome;
+                outcome.error = Some("TargetResponseIncomplete");
+                outcome.target_error = true;
+            }
+            _ => {}
         }
         polled
     }
