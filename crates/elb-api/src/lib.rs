@@ -63,9 +63,8 @@ pub struct Api {
     pub credentials: Credentials,
     /// What the health checks find, for DescribeTargetHealth.
     pub health: tokio::sync::watch::Receiver<Arc<elb_model::HealthView>>,
-    /// What anomaly detection finds, for DescribeTargetHealth's `Include`: `None` in a
-    /// process without a data plane.
-    pub anomalies: Option<tokio::sync::watch::Receiver<Arc<elb_model::AnomalyView>>>,
+    /// What anomaly detection finds, for DescribeTargetHealth's `Include`.
+    pub anomalies: tokio::sync::watch::Receiver<Arc<elb_model::AnomalyView>>,
     /// Where `s3://BUCKET/KEY` is read from (`BUCKET/KEY` under it): elbd has no S3.
     pub s3_root: std::path::PathBuf,
     /// Where load balancer logs are put: the attribute change that turns them on puts a test

@@ -146,7 +146,7 @@ impl HealthView {
 }
 
 /// What anomaly detection (ALB's automatic target weights) finds of one target on one node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anomaly {
     /// Its requests fail far more often than its peers'.
     pub anomalous: bool,
@@ -170,10 +170,17 @@ impl AnomalyView {
             .iter()
             .filter(|((_, key), _)| target_keys.contains(key))
             .map(|(_, finding)| *finding)
-            .reduce(|a, b| Anomaly {
-                anomalous: a.anomalous || b.anomalous,
-                mitigated: a.mitigated || b.mitigated,
-            })
+            .reduce(Anomaly::either)
+    }
+}
+
+impl Anomaly {
+    /// Two findings of one target as one: anomalous, or mitigated, if either says so.
+    pub fn either(self, other: Self) -> Self {
+        Self {
+            anomalous: self.anomalous || other.anomalous,
+            mitigated: self.mitigated || other.mitigated,
+        }
     }
 }
 

@@ -6,12 +6,12 @@
 //! process serves, DescribeTargetHealth merges every node process's checks.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use elb_dataplane::DataPlane;
-use elb_model::{HealthState, HealthView, State, TargetHealth};
+use elb_model::{Anomaly, AnomalyView, HealthState, HealthView, State, TargetHealth};
 use elb_store::{Lease, LiveKeys};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -148,6 +148,7 @@ pub(crate) struct Served {
 
 const NODES: &str = "nodes/";
 const HEALTH: &str = "health/";
+const ANOMALIES: &str = "anomalies/";
 /// About 180 bytes each: a key of findings stays near 360 KB, inside etcd's 1.5 MiB request.
 const FINDINGS_PER_KEY: usize = 2000;
 
@@ -241,12 +242,21 @@ impl Presence {
     /// Each node's findings under `health/ID/NODE/N`, [`FINDINGS_PER_KEY`] to a key, so that
     /// no key grows past what etcd takes in one request.
     pub(crate) fn publish_health(&self, view: &HealthView) {
-        let mut by_node: BTreeMap<String, Vec<(&str, &TargetHealth)>> = BTreeMap::new();
-        for ((node, target), health) in &view.targets {
+        self.publish_findings(HEALTH, &view.targets);
+    }
+
+    /// Each node's anomaly detection findings under `anomalies/ID/NODE/N`, as its health.
+    pub(crate) fn publish_anomalies(&self, view: &AnomalyView) {
+        self.publish_findings(ANOMALIES, &view.targets);
+    }
+
+    fn publish_findings<F: Serialize>(&self, kind: &str, findings: &HashMap<(String, String), F>) {
+        let mut by_node: BTreeMap<&str, Vec<(&str, &F)>> = BTreeMap::new();
+        for ((node, target), finding) in findings {
             by_node
-                .entry(node.clone())
+                .entry(node.as_str())
                 .or_default()
-                .push((target.as_str(), health));
+                .push((target.as_str(), finding));
         }
         let mut keys = LiveKeys::new();
         for (node, mut findings) in by_node {
@@ -256,8 +266,14 @@ impl Presence {
                 keys.insert(format!("{node}/{n}"), value);
             }
         }
-        self.lease.set_under(&format!("{HEALTH}{}/", self.id), keys);
+        self.lease.set_under(&format!("{kind}{}/", self.id), keys);
     }
+}
+
+/// `KIND/ID/NODE/N` → NODE.
+fn findings_node<'k>(key: &'k str, kind: &str) -> Option<&'k str> {
+    let (_, rest) = key.strip_prefix(kind)?.split_once('/')?;
+    Some(rest.split_once('/')?.0)
 }
 
 /// What the live node processes publish, read back: who serves which node, and every node's
@@ -266,6 +282,7 @@ impl Presence {
 pub(crate) struct Cluster {
     pub(crate) processes: BTreeMap<String, NodeProcess>,
     pub(crate) health: HealthView,
+    pub(crate) anomalies: AnomalyView,
 }
 
 impl Cluster {
@@ -277,11 +294,16 @@ impl Cluster {
                 if let Ok(record) = serde_json::from_slice(value) {
                     cluster.processes.insert(id.to_owned(), record);
                 }
-            } else if let Some((_, node)) = key
-                .strip_prefix(HEALTH)
-                .and_then(|rest| rest.split_once('/'))
-                .and_then(|(id, rest)| Some((id, rest.split_once('/')?.0)))
-            {
+            } else if let Some(node) = findings_node(key, ANOMALIES) {
+                let findings: Vec<(String, Anomaly)> =
+                    serde_json::from_slice(value).unwrap_or_default();
+                for (target, finding) in findings {
+                    // Two processes serving one node: anomalous if either finds it so.
+                    let seen = cluster.anomalies.targets.entry((node.to_owned(), target));
+                    seen.and_modify(|seen| *seen = seen.either(finding))
+                        .or_insert(finding);
+                }
+            } else if let Some(node) = findings_node(key, HEALTH) {
                 let findings: Vec<(String, TargetHealth)> =
                     serde_json::from_slice(value).unwrap_or_default();
                 for (target, health) in findings {
@@ -327,12 +349,15 @@ pub(crate) struct ClusterView {
     pub(crate) live: watch::Receiver<Option<Arc<Cluster>>>,
     /// Its health alone, in the shape the API and the console read.
     pub(crate) health: watch::Receiver<Arc<HealthView>>,
+    /// Its anomaly detection findings alone, for the API.
+    pub(crate) anomalies: watch::Receiver<Arc<AnomalyView>>,
 }
 
 impl ClusterView {
     pub(crate) fn follow(mut keys: watch::Receiver<Option<Arc<LiveKeys>>>) -> Self {
         let (live_tx, live) = watch::channel(None);
         let (health_tx, health) = watch::channel(Arc::new(HealthView::default()));
+        let (anomalies_tx, anomalies) = watch::channel(Arc::new(AnomalyView::default()));
         tokio::spawn(async move {
             loop {
                 // Not read at all yet is not "no one lives": wait for the first read.
@@ -351,13 +376,24 @@ impl ClusterView {
                     }
                     changed
                 });
+                anomalies_tx.send_if_modified(|a| {
+                    let changed = **a != cluster.anomalies;
+                    if changed {
+                        *a = Arc::new(cluster.anomalies.clone());
+                    }
+                    changed
+                });
                 live_tx.send_replace(Some(Arc::new(cluster)));
                 if keys.changed().await.is_err() {
                     return;
                 }
             }
         });
-        Self { live, health }
+        Self {
+            live,
+            health,
+            anomalies,
+        }
     }
 }
 
@@ -421,6 +457,14 @@ mod tests {
                 "health/h-2/n-a/0".to_owned(),
                 br#"[["t1",{"state":"Initial","reason":null,"healthy_since_ms":null}]]"#.to_vec(),
             ),
+            (
+                "anomalies/h-1/n-a/0".to_owned(),
+                br#"[["t1",{"anomalous":false,"mitigated":false}]]"#.to_vec(),
+            ),
+            (
+                "anomalies/h-2/n-a/0".to_owned(),
+                br#"[["t1",{"anomalous":true,"mitigated":true}]]"#.to_vec(),
+            ),
             ("nodes/newer".to_owned(), b"not json".to_vec()),
         ]
         .into_iter()
@@ -431,5 +475,8 @@ mod tests {
         // Two processes serve n-a: the healthier finding stands, whichever key comes last.
         let health = cluster.health.get("n-a", "t1").unwrap();
         assert_eq!(health.state, HealthState::Healthy);
+        // And the anomalous finding of the two.
+        let anomaly = cluster.anomalies.overall_of(&["t1".to_owned()]).unwrap();
+        assert!(anomaly.anomalous && anomaly.mitigated);
     }
 }

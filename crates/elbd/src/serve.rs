@@ -372,8 +372,11 @@ async fn serve(
             store: store.clone(),
             credentials: Credentials(settings.credentials.clone().into_iter().collect()),
             health: seen_health.clone(),
-            // A process that serves every node: apart, the others' findings are not published.
-            anomalies: (roles.node && !roles.apart).then(|| dataplane.anomalies()),
+            // Apart, the node processes' published findings; together, this one's own.
+            anomalies: match &cluster {
+                Some(cluster) => cluster.anomalies.clone(),
+                None => dataplane.anomalies(),
+            },
             s3_root: args.data_dir.join("s3"),
             log_buckets: buckets.clone(),
             home: settings.scope.clone(),
@@ -558,6 +561,9 @@ async fn serve(
                         // An endpoint's interface can fail, or become free, between snapshots.
                         dataplane.retry_endpoints();
                         dataplane.assess_targets();
+                        if let Some(presence) = &presence {
+                            presence.publish_anomalies(&dataplane.anomalies().borrow());
+                        }
                     }
                     reporter.report(findings(&dataplane));
                     if let Some(presence) = &presence {

@@ -334,19 +334,7 @@ pub(super) fn describe_health(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
     }
     let wanted = target_params(api, params, arn)?;
     // Either value asks for anomaly detection; `All` adds the administrative override.
-    let anomalies = match &api.anomalies {
-        _ if include.is_empty() => None,
-        Some(anomalies) => Some(anomalies.borrow().clone()),
-        None => {
-            return Err(ApiError::new(
-                400,
-                "InvalidConfigurationRequest",
-                "Parameter 'Include' asks for anomaly detection, which each process does for \
-                 the nodes it serves: a process in a cluster of node processes does not see \
-                 the others' findings yet",
-            ));
-        }
-    };
+    let anomalies = (!include.is_empty()).then(|| api.anomalies.borrow().clone());
     let overrides = include.iter().any(|v| v == "All");
     let snapshot = api.snapshot();
     let view = api.health.borrow().clone();

@@ -210,6 +210,44 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
         requests, 4.0,
         "zone a's node process counts the requests it served"
     );
+    // The node processes judge a weighted_random group's targets; an API process, which has
+    // no data plane, answers with what they publish.
+    let _third = Backend::start(SocketAddr::from((lab.ip('a', 11), 9001)), Duration::ZERO).await;
+    let weighted = two.target_group("weighted", &vpc, 9001, "ip", &[]);
+    two.ok(&[
+        "elbv2",
+        "modify-target-group-attributes",
+        "--target-group-arn",
+        &weighted,
+        "--attributes",
+        "Key=load_balancing.algorithm.type,Value=weighted_random",
+    ]);
+    let three = [10, 11].map(|n| lab.ip('a', n).to_string());
+    two.register(
+        &weighted,
+        &[&three[..], &[lab.ip('b', 10).to_string()]].concat(),
+    );
+    one.forward_listener(&lb, 8081, &weighted);
+    let judged = || {
+        let health = one.ok(&[
+            "elbv2",
+            "describe-target-health",
+            "--target-group-arn",
+            &weighted,
+            "--include",
+            "AnomalyDetection",
+        ]);
+        let rows = health["TargetHealthDescriptions"]
+            .as_array()
+            .unwrap()
+            .clone();
+        rows.len() == 3
+            && (rows.iter()).all(|r| {
+                r["TargetHealth"]["State"] == "healthy"
+                    && r["AnomalyDetection"]["Result"] == "normal"
+            })
+    };
+    node_a.wait_until("the node processes' anomaly findings", judged);
     let described = one.ok(&[
         "elbv2",
         "describe-load-balancers",
