@@ -130,7 +130,42 @@ pub fn callback_params(query: Option<&str>) -> Result<(String, String), AuthFail
     Ok((code, state))
 }
 
-/// The token endpoint's answer: the access token and the ID token's subject, once the ID
+/// What a token response grants (RFC 6749 5.1): the access token, until when, and a refresh
+/// token when the provider gives one.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub access_token: String,
+    /// `expires_in` from now; `None` when the provider does not say.
+    pub access_expires_s: Option<u64>,
+    pub refresh_token: Option<String>,
+}
+
+impl Grant {
+    /// The grant of a token endpoint's answer `body`, received at `now_s`.
+    pub fn parse(body: &[u8], now_s: u64) -> Result<(Self, Map<String, Value>), AuthFailure> {
+        let bad = |why: &str| AuthFailure::InvalidTokenResponse(why.to_owned());
+        let response: Map<String, Value> =
+            serde_json::from_slice(body).map_err(|_| bad("not a JSON object"))?;
+        // It goes to targets in a header.
+        let access_token = response
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| header_safe(t))
+            .ok_or_else(|| bad("no access_token a header can carry"))?;
+        let grant = Self {
+            access_token: access_token.to_owned(),
+            access_expires_s: (response.get("expires_in"))
+                .and_then(Value::as_u64)
+                .map(|s| now_s.saturating_add(s)),
+            refresh_token: (response.get("refresh_token"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        Ok((grant, response))
+    }
+}
+
+/// The token endpoint's answer to a login: its grant and the ID token's subject, once the ID
 /// token is for this provider, this client and this login (its nonce) and unexpired. Its
 /// signature is not checked: it came straight from the token endpoint over TLS, which
 /// OpenID Connect Core (3.1.3.7) lets stand for it.
@@ -139,22 +174,14 @@ pub fn token_response(
     login: &Login,
     nonce: &str,
     now_s: u64,
-) -> Result<(String, String), AuthFailure> {
-    let bad = |why: &str| AuthFailure::InvalidTokenResponse(why.to_owned());
-    let response: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|_| bad("not a JSON object"))?;
-    // Both go to targets in headers.
-    let access_token = response
-        .get("access_token")
-        .and_then(Value::as_str)
-        .filter(|t| header_safe(t))
-        .ok_or_else(|| bad("no access_token a header can carry"))?;
+) -> Result<(Grant, String), AuthFailure> {
+    let (grant, response) = Grant::parse(body, now_s)?;
     let id_token = response
         .get("id_token")
         .and_then(Value::as_str)
         .ok_or_else(|| AuthFailure::InvalidIdToken("no id_token".into()))?;
     let subject = id_token_subject(id_token, login, nonce, now_s)?;
-    Ok((access_token.to_owned(), subject))
+    Ok((grant, subject))
 }
 
 fn id_token_subject(
@@ -372,7 +399,12 @@ mod tests {
             r#"{"iss":"https://idp.example","aud":["elbd"],"nonce":"n","exp":200,"sub":"alice"}"#;
         let response = |id: &str| format!(r#"{{"access_token":"at","id_token":"{}"}}"#, jwt(id));
         let ok = token_response(response(good).as_bytes(), &login(), "n", 100);
-        assert_eq!(ok, Ok(("at".into(), "alice".into())));
+        let grant = Grant {
+            access_token: "at".into(),
+            access_expires_s: None,
+            refresh_token: None,
+        };
+        assert_eq!(ok, Ok((grant, "alice".into())));
         let shared = good.replace(r#"["elbd"]"#, r#"["elbd","other"],"azp":"other""#);
         for (payload, why) in [
             (shared, "client"),
@@ -396,6 +428,17 @@ mod tests {
             token_response(b"<html>", &login(), "n", 100),
             Err(AuthFailure::InvalidTokenResponse(_))
         ));
+    }
+
+    #[test]
+    fn a_grant_says_until_when_and_may_bring_a_refresh_token() {
+        let body =
+            br#"{"access_token":"at","expires_in":60,"refresh_token":"rt","token_type":"Bearer"}"#;
+        let (grant, _) = Grant::parse(body, 100).unwrap();
+        assert_eq!(grant.access_expires_s, Some(160));
+        assert_eq!(grant.refresh_token.as_deref(), Some("rt"));
+        let refused = Grant::parse(br#"{"access_token":"a\nb"}"#, 100);
+        assert!(matches!(refused, Err(AuthFailure::InvalidTokenResponse(_))));
     }
 
     #[test]

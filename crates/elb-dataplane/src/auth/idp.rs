@@ -1,6 +1,6 @@
-//! The load balancer's calls to identity providers: the code for tokens at the token
-//! endpoint, then the user's claims at the user-info endpoint; and issuers' key sets, kept
-//! for `jwt-validation`. HTTPS only, verified against the machine's roots and
+//! The load balancer's calls to identity providers: the code (or a refresh token) for tokens
+//! at the token endpoint, then the user's claims at the user-info endpoint; and issuers' key
+//! sets, kept for `jwt-validation`. HTTPS only, verified against the machine's roots and
 //! `[settings] oidc_ca_file`; each call has ALB's 5 seconds.
 
 use std::sync::Arc;
@@ -71,7 +71,26 @@ impl Providers {
         code: &str,
         redirect_uri: &str,
     ) -> Result<Bytes, AuthFailure> {
-        let request = token_request(login, code, redirect_uri)?;
+        let grant = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+        ];
+        self.token(login, &grant).await
+    }
+
+    /// A refresh token for new tokens (RFC 6749 6): the token endpoint's body, once it
+    /// answers 200.
+    pub async fn refresh(&self, login: &Login, refresh_token: &str) -> Result<Bytes, AuthFailure> {
+        let grant = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        self.token(login, &grant).await
+    }
+
+    async fn token(&self, login: &Login, grant: &[(&str, &str)]) -> Result<Bytes, AuthFailure> {
+        let request = token_request(login, grant)?;
         let (status, body) = self.call(request).await.map_err(|e| match e {
             Call::Timeout => AuthFailure::TokenTimeout,
             Call::TooLarge => AuthFailure::TokenResponseTooLarge,
@@ -157,16 +176,13 @@ impl Providers {
     }
 }
 
-/// The token request for `code`, the client authenticated as the action has it.
+/// The token request for `grant`, the client authenticated as the action has it.
 fn token_request(
     login: &Login,
-    code: &str,
-    redirect_uri: &str,
+    grant: &[(&str, &str)],
 ) -> Result<Request<Full<Bytes>>, AuthFailure> {
     let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "authorization_code")
-        .append_pair("code", code)
-        .append_pair("redirect_uri", redirect_uri);
+    form.extend_pairs(grant);
     let mut request = Request::builder()
         .method(Method::POST)
         .uri(login.token_endpoint.clone())

@@ -190,7 +190,7 @@ pub enum AuthFailure {
     MissingCode,
     #[error("the identity provider answered the login with an error: {0}")]
     Provider(String),
-    #[error("the token endpoint refused the code: {0}")]
+    #[error("the token endpoint refused the code or refresh token: {0}")]
     InvalidGrant(String),
     #[error("the token endpoint's answer is not a token response: {0}")]
     InvalidTokenResponse(String),

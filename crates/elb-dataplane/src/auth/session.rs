@@ -32,6 +32,12 @@ pub struct Session {
     /// The user-info endpoint's claims.
     pub claims: Map<String, Value>,
     pub access_token: String,
+    /// When the access token expires, if the provider said: the session is refreshed then.
+    #[serde(default)]
+    pub access_expires_s: Option<u64>,
+    /// The provider's refresh token, if it gave one.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
     pub issued_s: u64,
     pub expires_s: u64,
 }
@@ -57,6 +63,12 @@ impl Session {
             && self.client_id == login.client_id
             && now_s < self.expires_s
             && now_s < self.issued_s.saturating_add(timeout)
+    }
+
+    /// Whether the access token has expired at `now_s`: the claims are refreshed with the
+    /// refresh token, or the user logs in again.
+    pub fn access_expired(&self, now_s: u64) -> bool {
+        self.access_expires_s.is_some_and(|at| now_s >= at)
     }
 
     /// The sealed session as cookie values, in shard order; `None` when it is too large for
@@ -162,6 +174,8 @@ mod tests {
             subject: "alice".into(),
             claims: claims.as_object().unwrap().clone(),
             access_token: "at".into(),
+            access_expires_s: None,
+            refresh_token: None,
             issued_s: 100,
             expires_s: 1_000,
         }

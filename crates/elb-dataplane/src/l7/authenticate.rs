@@ -2,7 +2,10 @@
 //! session goes on with the user's claims in `x-amzn-oidc-*` headers; one without is denied,
 //! let through without them, or sent to log in; the provider's callback
 //! (`/oauth2/idpresponse`) finishes a login with a session cookie and sends the user where
-//! they were going. A jwt-validation action lets through requests whose bearer token holds.
+//! they were going. Once the access token expires, a session with a refresh token gets new
+//! tokens and claims (its cookie renewed on the response); one without, or whose refresh
+//! fails, is no session. A jwt-validation action lets through requests whose bearer token
+//! holds.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -24,9 +27,10 @@ const DATA: HeaderName = HeaderName::from_static("x-amzn-oidc-data");
 const MAX_PENDING_LOGINS: usize = 8;
 
 /// What the authenticate action decided: the request goes on (with the user's claims when
-/// it has a session), or the load balancer answers it.
+/// it has a session; with the `Set-Cookie`s of a refreshed one for its response), or the
+/// load balancer answers it.
 pub(super) enum Gate {
-    Pass,
+    Pass(HeaderMap),
     Answer(Response<Body>),
 }
 
@@ -76,7 +80,7 @@ pub(super) fn strip_claims(headers: &mut HeaderMap) {
 }
 
 /// Runs `login` (the action of the rule `rule`) on `req`, sent to `host`.
-pub(super) fn gate(
+pub(super) async fn gate(
     login: &Login,
     route: &HttpRoute,
     rule: Option<u16>,
@@ -84,8 +88,24 @@ pub(super) fn gate(
     now_s: u64,
 ) -> Result<Gate, ProxyError> {
     let (logins, sealer) = usable(login, route)?;
-    let session = Session::from_request(req.headers(), &login.session.cookie_name, sealer)
+    let mut renewed = HeaderMap::new();
+    let mut session = Session::from_request(req.headers(), &login.session.cookie_name, sealer)
         .filter(|s| s.valid_for(login, now_s));
+    if let Some(expired) = session.take_if(|s| s.access_expired(now_s))
+        && let Some(refresh_token) = expired.refresh_token.clone()
+    {
+        match refresh(logins, login, (expired, &refresh_token), now_s).await {
+            Ok(fresh) => {
+                let values = fresh.seal(sealer).ok_or(AuthFailure::ClaimsTooLarge);
+                let values = values.map_err(ProxyError::Auth)?;
+                let name = &login.session.cookie_name;
+                session::set_cookies(&mut renewed, name, &values, fresh.expires_s, req.headers());
+                session = Some(fresh);
+            }
+            // As AWS: a refresh that fails leaves the user without a session.
+            Err(e) => tracing::debug!(error = %e, "refreshing a session failed"),
+        }
+    }
     if let Some(session) = session {
         let key = logins
             .claims_key
@@ -107,11 +127,11 @@ pub(super) fn gate(
             let value = HeaderValue::try_from(value).map_err(|_| unusable("a claim header"))?;
             headers.insert(name, value);
         }
-        return Ok(Gate::Pass);
+        return Ok(Gate::Pass(renewed));
     }
     use elb_model::OnUnauthenticated::*;
     match login.session.on_unauthenticated {
-        Allow => Ok(Gate::Pass),
+        Allow => Ok(Gate::Pass(HeaderMap::new())),
         Deny => Err(ProxyError::Auth(AuthFailure::Unauthenticated)),
         Authenticate => {
             let nonce = flow::nonce().ok_or_else(|| unusable("no randomness"))?;
@@ -192,11 +212,11 @@ pub(super) async fn callback(
         .exchange(login, &code, &redirect_uri)
         .await
         .map_err(failed)?;
-    let (access_token, subject) =
+    let (grant, subject) =
         flow::token_response(&tokens, login, &state.nonce, now_s).map_err(failed)?;
     let info = logins
         .providers
-        .user_info(login, &access_token)
+        .user_info(login, &grant.access_token)
         .await
         .map_err(failed)?;
     let claims = flow::user_claims(&info, &subject).map_err(failed)?;
@@ -206,7 +226,9 @@ pub(super) async fn callback(
         client_id: login.client_id.clone(),
         subject,
         claims,
-        access_token,
+        access_token: grant.access_token,
+        access_expires_s: grant.access_expires_s,
+        refresh_token: grant.refresh_token,
         issued_s: now_s,
         expires_s: now_s + u64::from(login.session.timeout_s),
     };
@@ -219,6 +241,31 @@ pub(super) async fn callback(
     session::set_cookies(headers, name, &values, session.expires_s, req.headers());
     session::clear(headers, &cookie);
     Ok(response)
+}
+
+/// `expired` with new tokens for its `refresh_token` and the claims they give (the same
+/// user's), until the session's own end.
+async fn refresh(
+    logins: &AuthContext,
+    login: &Login,
+    (expired, refresh_token): (Session, &str),
+    now_s: u64,
+) -> Result<Session, AuthFailure> {
+    let tokens = logins.providers.refresh(login, refresh_token).await?;
+    let (grant, _) = flow::Grant::parse(&tokens, now_s)?;
+    let info = logins
+        .providers
+        .user_info(login, &grant.access_token)
+        .await?;
+    let claims = flow::user_claims(&info, &expired.subject)?;
+    Ok(Session {
+        claims,
+        access_token: grant.access_token,
+        access_expires_s: grant.access_expires_s,
+        // A provider that does not rotate it leaves the one it gave.
+        refresh_token: grant.refresh_token.or(expired.refresh_token),
+        ..expired
+    })
 }
 
 /// Whether `path` is the callback's on `route`, which has authenticate actions.

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::authenticate::{self, Gate};
-use super::decide::{decide, refusal};
+use super::decide::{Decision, decide, refusal};
 use super::desync::{self, Verdict};
 use super::headers::{
     X_AMZN_TRACE_ID, remove_hop_by_hop, rewrite_forwarded, strip_port, target_host_value,
@@ -108,21 +108,41 @@ async fn route_request(
         let gated = match guard {
             Guard::Login(login) => {
                 let request = (&mut req, host.as_str());
-                authenticate::gate(login, route, decision.rule, request, now_s)
+                authenticate::gate(login, route, decision.rule, request, now_s).await
             }
             Guard::Token(check) => authenticate::check_token(check, route, req.headers(), now_s)
                 .await
-                .map(|()| Gate::Pass),
+                .map(|()| Gate::Pass(HeaderMap::new())),
         };
         // What the authenticate action answers (a redirect, a denial) is its own.
-        if !matches!(gated, Ok(Gate::Pass)) {
+        if !matches!(gated, Ok(Gate::Pass(_))) {
             tally.outcome.action = Action::Authenticate;
         }
         match gated? {
-            Gate::Pass => tally.outcome.authenticated = true,
+            Gate::Pass(renewed) => {
+                tally.outcome.authenticated = true;
+                let mut response = act(decision, req, route, host, (peer, client), tally).await?;
+                // Appended: `extend` would replace the target's own cookies.
+                for (name, value) in &renewed {
+                    response.headers_mut().append(name, value.clone());
+                }
+                return Ok(response);
+            }
             Gate::Answer(response) => return Ok(response),
         }
     }
+    act(decision, req, route, host, (peer, client), tally).await
+}
+
+/// Runs the rule's action: forward (with group stickiness), redirect or fixed response.
+async fn act(
+    decision: Decision<'_>,
+    req: Request<Incoming>,
+    route: &HttpRoute,
+    host: String,
+    (peer, client): (SocketAddr, &ClientCert),
+    tally: &mut Tally,
+) -> Result<Response<Body>, ProxyError> {
     match decision.action {
         RouteAction::Forward(forward) => {
             let rewrites = decision.rewrites;

@@ -18,7 +18,7 @@ const CLIENT_SECRET: &str = "s3cr3t+/=value";
 /// A user logs in at the provider and reaches the target with the three `x-amzn-oidc-*`
 /// headers, whose JWT verifies with the published key; the session cookie carries later
 /// requests without the provider; deny answers 401, allow forwards without the headers, a
-/// short session expires; authenticate-cognito logs in through Cognito's layout; actions
+/// short session expires, an expired access token is refreshed with the refresh token; authenticate-cognito logs in through Cognito's layout; actions
 /// AWS refuses are refused. A jwt-validation listener passes tokens signed by the key set's
 /// keys with the claims asked for, refuses the rest with 401, and reads the set again for a
 /// new key.

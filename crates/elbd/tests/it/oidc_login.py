@@ -142,15 +142,16 @@ def b64url(part):
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-def claims_of(data, issuer):
-    """Checks `x-amzn-oidc-data` as ALB makes it, signature included; returns its payload."""
+def claims_of(data, issuer, client=None):
+    """Checks `x-amzn-oidc-data` as ALB makes it (for `client`, the test's by default), signature
+    included; returns its payload."""
     parts = data.split(".")
     assert len(parts) == 3 and all(parts), data
     # AWS's own ALB pads these parts (its docs say so); elbd does not.
     assert not any("=" in part for part in parts), data
     header, payload = json.loads(b64url(parts[0])), json.loads(b64url(parts[1]))
     assert header["alg"] == "ES256" and header.get("kid"), header
-    assert header["signer"] == lb_arn and header["client"] == client_id, header
+    assert header["signer"] == lb_arn and header["client"] == (client or client_id), header
     assert header["iss"] == issuer, (header, issuer)
     assert isinstance(header["exp"], int) and header["exp"] > time.time(), header
     # The key is published by id, as at public-keys.auth.elb.REGION.amazonaws.com/KID.
@@ -173,13 +174,13 @@ def claims_of(data, issuer):
     return payload
 
 
-def identity(seen, user, issuer, email=True):
+def identity(seen, user, issuer, email=True, client=None):
     """Checks the identity headers the target saw for `user` (with the email claim, or without:
     the scope was `openid` alone); returns the claims."""
     headers = seen["headers"]
     assert headers.get("x-amzn-oidc-identity") == user, headers
     assert headers.get("x-amzn-oidc-accesstoken"), headers
-    claims = claims_of(headers["x-amzn-oidc-data"], issuer)
+    claims = claims_of(headers["x-amzn-oidc-data"], issuer, client)
     assert claims["sub"] == user, claims
     assert claims.get("email") == (f"{user}@example.test" if email else None), claims
     return claims
@@ -266,6 +267,7 @@ for priority, (pattern, first) in enumerate(
         ("/allow*", oidc(OnUnauthenticatedRequest="allow")),
         ("/short*", oidc(SessionTimeout=3, SessionCookieName="ShortSession")),
         ("/cognito*", cognito),
+        ("/refresh*", oidc(ClientId=f"{client_id}-refresh", SessionCookieName="RefreshSession")),
     ],
     start=1,
 ):
@@ -358,6 +360,32 @@ response = short.get(f"{node}/short/x", allow_redirects=False, timeout=20)
 assert response.status_code == 302, (response.status_code, response.headers)
 assert response.headers["location"].startswith(f"https://{oidc_addr}/auth?"), response.headers
 print("ok: the short session expires after its 3 seconds")
+
+# An access token that expires (the provider gives this client 3-second ones, and refresh
+# tokens): the next request gets new tokens and claims with the refresh token, without a
+# login, and the renewed session cookie carries the one after without the provider.
+erin = browser()
+refreshing = f"{client_id}-refresh"
+first = visit(erin, "/refresh/x", "erin")
+identity(first, "erin", f"https://{oidc_addr}", client=refreshing)
+before = provider_requests(oidc_addr)
+time.sleep(4)
+response = erin.get(f"{node}/refresh/x", allow_redirects=False, timeout=20)
+assert response.status_code == 200, (response.status_code, response.headers)
+assert "RefreshSession-0" in response.cookies.get_dict(), response.headers
+refreshed = response.json()
+identity(refreshed, "erin", f"https://{oidc_addr}", client=refreshing)
+after = provider_requests(oidc_addr)
+assert after["auth"] == before["auth"], (before, after)
+assert (after["token"], after["userinfo"]) == (before["token"] + 1, before["userinfo"] + 1), (before, after)
+token = refreshed["headers"]["x-amzn-oidc-accesstoken"]
+assert token != first["headers"]["x-amzn-oidc-accesstoken"], "a new access token"
+me = browser().get(f"https://{oidc_addr}/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+assert me.status_code == 200 and me.json()["sub"] == "erin", (me.status_code, me.text)
+response = erin.get(f"{node}/refresh/y", allow_redirects=False, timeout=20)
+assert response.status_code == 200, (response.status_code, response.headers)
+assert provider_requests(oidc_addr)["token"] == after["token"], "the renewed cookie alone"
+print("ok: an expired access token is refreshed with the refresh token, without a login")
 
 # A login started at a path that looks like another host ends on this one.
 dave = browser()

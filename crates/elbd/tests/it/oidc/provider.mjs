@@ -5,6 +5,9 @@
 // node provider.mjs CERT_PEM KEY_PEM OIDC_ADDR COGNITO_ADDR POOL_ID CLIENT_ID CLIENT_SECRET
 //   REDIRECT_URI [REDIRECT_URI...]
 //
+// Client CLIENT_ID-refresh (same secret) gets refresh tokens and access tokens of
+// ACCESS_TOKEN_SECONDS.
+//
 // Prints `ready` once both listen. `GET /__requests` on either server counts the requests to
 // its authorization, token and userinfo endpoints and echoes the last authorization query, so
 // a test can tell whether elbd went to the provider, and what it asked for.
@@ -22,6 +25,8 @@ if (!redirectUris.length) {
   process.exit(2);
 }
 const tls = { cert: readFileSync(cert), key: readFileSync(key) };
+const refreshingClient = `${clientId}-refresh`;
+const ACCESS_TOKEN_SECONDS = 3;
 // A signing key of this run's own, rather than the library's published development keys.
 const signingKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
 
@@ -37,7 +42,20 @@ function provider(issuer, routes) {
       grant_types: ['authorization_code'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
+    }, {
+      client_id: refreshingClient,
+      client_secret: clientSecret,
+      redirect_uris: redirectUris,
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
     }],
+    // Without the `offline_access` scope ALB does not ask for, the library gives none.
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    ttl: {
+      AccessToken: (ctx, token, client) =>
+        client.clientId === refreshingClient ? ACCESS_TOKEN_SECONDS : 3600,
+    },
     // ALB sends no code_challenge; the library requires one by default.
     pkce: { required: () => false },
     scopes: ['openid'],
