@@ -3,9 +3,9 @@
 //! let through without them, or sent to log in; the provider's callback
 //! (`/oauth2/idpresponse`) finishes a login with a session cookie and sends the user where
 //! they were going. Once the access token expires, a session with a refresh token gets new
-//! tokens and claims (its cookie renewed on the response); one without, or whose refresh
-//! fails, is no session. A jwt-validation action lets through requests whose bearer token
-//! holds.
+//! tokens and claims (its cookie renewed on the response); one whose refresh fails ends (its
+//! cookie cleared); one without lasts its timeout. A jwt-validation action lets through
+//! requests whose bearer token holds.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -27,10 +27,9 @@ const DATA: HeaderName = HeaderName::from_static("x-amzn-oidc-data");
 const MAX_PENDING_LOGINS: usize = 8;
 
 /// What the authenticate action decided: the request goes on (with the user's claims when
-/// it has a session; with the `Set-Cookie`s of a refreshed one for its response), or the
-/// load balancer answers it.
+/// it has a session), or the load balancer answers it.
 pub(super) enum Gate {
-    Pass(HeaderMap),
+    Pass,
     Answer(Response<Body>),
 }
 
@@ -79,31 +78,34 @@ pub(super) fn strip_claims(headers: &mut HeaderMap) {
     }
 }
 
-/// Runs `login` (the action of the rule `rule`) on `req`, sent to `host`.
+/// Runs `login` (the action of the rule `rule`) on `req`, sent to `host`; the session cookie
+/// a refresh renews or ends goes into `cookies`, for whatever answers the request.
 pub(super) async fn gate(
     login: &Login,
     route: &HttpRoute,
     rule: Option<u16>,
     (req, host): (&mut Request<Incoming>, &str),
     now_s: u64,
+    cookies: &mut HeaderMap,
 ) -> Result<Gate, ProxyError> {
     let (logins, sealer) = usable(login, route)?;
-    let mut renewed = HeaderMap::new();
-    let mut session = Session::from_request(req.headers(), &login.session.cookie_name, sealer)
-        .filter(|s| s.valid_for(login, now_s));
-    if let Some(expired) = session.take_if(|s| s.access_expired(now_s))
-        && let Some(refresh_token) = expired.refresh_token.clone()
+    let name = &login.session.cookie_name;
+    let mut session =
+        Session::from_request(req.headers(), name, sealer).filter(|s| s.valid_for(login, now_s));
+    // Without a refresh token a session lasts its timeout, whatever its access token's.
+    if let Some(expired) = session.take_if(|s| s.access_expired(now_s) && s.refresh_token.is_some())
     {
-        match refresh(logins, login, (expired, &refresh_token), now_s).await {
-            Ok(fresh) => {
-                let values = fresh.seal(sealer).ok_or(AuthFailure::ClaimsTooLarge);
-                let values = values.map_err(ProxyError::Auth)?;
-                let name = &login.session.cookie_name;
-                session::set_cookies(&mut renewed, name, &values, fresh.expires_s, req.headers());
+        match refresh(logins, login, expired, sealer, now_s).await {
+            Ok((fresh, values)) => {
+                session::set_cookies(cookies, name, &values, fresh.expires_s, req.headers());
                 session = Some(fresh);
             }
-            // As AWS: a refresh that fails leaves the user without a session.
-            Err(e) => tracing::debug!(error = %e, "refreshing a session failed"),
+            // As AWS: a failed refresh ends the session; its cookie goes, not to be tried
+            // again on every request.
+            Err(e) => {
+                tracing::debug!(error = %e, "refreshing a session failed");
+                session::set_cookies(cookies, name, &[], 0, req.headers());
+            }
         }
     }
     if let Some(session) = session {
@@ -127,11 +129,11 @@ pub(super) async fn gate(
             let value = HeaderValue::try_from(value).map_err(|_| unusable("a claim header"))?;
             headers.insert(name, value);
         }
-        return Ok(Gate::Pass(renewed));
+        return Ok(Gate::Pass);
     }
     use elb_model::OnUnauthenticated::*;
     match login.session.on_unauthenticated {
-        Allow => Ok(Gate::Pass(HeaderMap::new())),
+        Allow => Ok(Gate::Pass),
         Deny => Err(ProxyError::Auth(AuthFailure::Unauthenticated)),
         Authenticate => {
             let nonce = flow::nonce().ok_or_else(|| unusable("no randomness"))?;
@@ -243,14 +245,17 @@ pub(super) async fn callback(
     Ok(response)
 }
 
-/// `expired` with new tokens for its `refresh_token` and the claims they give (the same
-/// user's), until the session's own end.
+/// `expired` with new tokens for its refresh token and the claims they give (the same
+/// user's), until the session's own end; sealed for its cookies.
 async fn refresh(
     logins: &AuthContext,
     login: &Login,
-    (expired, refresh_token): (Session, &str),
+    expired: Session,
+    sealer: &CookieSealer,
     now_s: u64,
-) -> Result<Session, AuthFailure> {
+) -> Result<(Session, Vec<String>), AuthFailure> {
+    let refresh_token = (expired.refresh_token.as_deref())
+        .ok_or_else(|| AuthFailure::InvalidGrant("no refresh token".into()))?;
     let tokens = logins.providers.refresh(login, refresh_token).await?;
     let (grant, _) = flow::Grant::parse(&tokens, now_s)?;
     let info = logins
@@ -258,14 +263,16 @@ async fn refresh(
         .user_info(login, &grant.access_token)
         .await?;
     let claims = flow::user_claims(&info, &expired.subject)?;
-    Ok(Session {
+    let fresh = Session {
         claims,
         access_token: grant.access_token,
         access_expires_s: grant.access_expires_s,
         // A provider that does not rotate it leaves the one it gave.
         refresh_token: grant.refresh_token.or(expired.refresh_token),
         ..expired
-    })
+    };
+    let values = fresh.seal(sealer).ok_or(AuthFailure::ClaimsTooLarge)?;
+    Ok((fresh, values))
 }
 
 /// Whether `path` is the callback's on `route`, which has authenticate actions.

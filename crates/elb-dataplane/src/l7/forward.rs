@@ -26,7 +26,7 @@ use super::rescue::{Body, ProxyError};
 use super::rewrite::Rewrites;
 use super::rules::RequestView;
 use super::stickiness::{renew_stickiness, sticky_target};
-use super::{ClientCert, now_ms, respond};
+use super::{ClientCert, now_ms, rescue, respond};
 use crate::auth::Guard;
 use elb_model::ProtocolVersion;
 
@@ -103,35 +103,46 @@ async fn route_request(
     if route.auth.is_some() {
         authenticate::strip_claims(req.headers_mut());
     }
-    if let Some(guard) = decision.guard {
-        let now_s = now_ms() / 1000;
-        let gated = match guard {
-            Guard::Login(login) => {
-                let request = (&mut req, host.as_str());
-                authenticate::gate(login, route, decision.rule, request, now_s).await
-            }
-            Guard::Token(check) => authenticate::check_token(check, route, req.headers(), now_s)
-                .await
-                .map(|()| Gate::Pass(HeaderMap::new())),
-        };
-        // What the authenticate action answers (a redirect, a denial) is its own.
-        if !matches!(gated, Ok(Gate::Pass(_))) {
-            tally.outcome.action = Action::Authenticate;
+    let Some(guard) = decision.guard else {
+        return act(decision, req, route, host, (peer, client), tally).await;
+    };
+    let mut cookies = HeaderMap::new();
+    let now_s = now_ms() / 1000;
+    let gated = match guard {
+        Guard::Login(login) => {
+            let request = (&mut req, host.as_str());
+            authenticate::gate(login, route, decision.rule, request, now_s, &mut cookies).await
         }
-        match gated? {
-            Gate::Pass(renewed) => {
-                tally.outcome.authenticated = true;
-                let mut response = act(decision, req, route, host, (peer, client), tally).await?;
-                // Appended: `extend` would replace the target's own cookies.
-                for (name, value) in &renewed {
-                    response.headers_mut().append(name, value.clone());
-                }
-                return Ok(response);
-            }
-            Gate::Answer(response) => return Ok(response),
-        }
+        Guard::Token(check) => authenticate::check_token(check, route, req.headers(), now_s)
+            .await
+            .map(|()| Gate::Pass),
+    };
+    // What the authenticate action answers (a redirect, a denial) is its own.
+    if !matches!(gated, Ok(Gate::Pass)) {
+        tally.outcome.action = Action::Authenticate;
     }
-    act(decision, req, route, host, (peer, client), tally).await
+    let answered = match gated {
+        Ok(Gate::Pass) => {
+            tally.outcome.authenticated = true;
+            act(decision, req, route, host, (peer, client), tally).await
+        }
+        Ok(Gate::Answer(response)) => Ok(response),
+        Err(e) => Err(e),
+    };
+    if cookies.is_empty() {
+        return answered;
+    }
+    // A session renewed or ended goes with any answer, an error page too: a provider that
+    // rotates refresh tokens has spent the old one.
+    let mut response = answered.unwrap_or_else(|e| {
+        tally.outcome.failed(&e);
+        rescue::respond(&e)
+    });
+    // Appended: `extend` would replace the target's own cookies.
+    for (name, value) in &cookies {
+        response.headers_mut().append(name, value.clone());
+    }
+    Ok(response)
 }
 
 /// Runs the rule's action: forward (with group stickiness), redirect or fixed response.

@@ -222,11 +222,8 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
         "--attributes",
         "Key=load_balancing.algorithm.type,Value=weighted_random",
     ]);
-    let three = [10, 11].map(|n| lab.ip('a', n).to_string());
-    two.register(
-        &weighted,
-        &[&three[..], &[lab.ip('b', 10).to_string()]].concat(),
-    );
+    let targets = [('a', 10), ('a', 11), ('b', 10)].map(|(zone, n)| lab.ip(zone, n).to_string());
+    two.register(&weighted, &targets);
     one.forward_listener(&lb, 8081, &weighted);
     let judged = || {
         let health = one.ok(&[

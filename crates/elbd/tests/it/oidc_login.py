@@ -361,7 +361,7 @@ assert response.status_code == 302, (response.status_code, response.headers)
 assert response.headers["location"].startswith(f"https://{oidc_addr}/auth?"), response.headers
 print("ok: the short session expires after its 3 seconds")
 
-# An access token that expires (the provider gives this client 3-second ones, and refresh
+# An access token that expires (the provider gives this client 6-second ones, and refresh
 # tokens): the next request gets new tokens and claims with the refresh token, without a
 # login, and the renewed session cookie carries the one after without the provider.
 erin = browser()
@@ -369,7 +369,7 @@ refreshing = f"{client_id}-refresh"
 first = visit(erin, "/refresh/x", "erin")
 identity(first, "erin", f"https://{oidc_addr}", client=refreshing)
 before = provider_requests(oidc_addr)
-time.sleep(4)
+time.sleep(7)
 response = erin.get(f"{node}/refresh/x", allow_redirects=False, timeout=20)
 assert response.status_code == 200, (response.status_code, response.headers)
 assert "RefreshSession-0" in response.cookies.get_dict(), response.headers

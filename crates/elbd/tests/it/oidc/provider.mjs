@@ -26,7 +26,7 @@ if (!redirectUris.length) {
 }
 const tls = { cert: readFileSync(cert), key: readFileSync(key) };
 const refreshingClient = `${clientId}-refresh`;
-const ACCESS_TOKEN_SECONDS = 3;
+const ACCESS_TOKEN_SECONDS = 6;
 // A signing key of this run's own, rather than the library's published development keys.
 const signingKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
 
