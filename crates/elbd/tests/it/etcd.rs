@@ -325,7 +325,8 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
     node_a2.wait_until("two processes to serve zone a", || {
         elbd_nodes(&lab).matches("us-east-1a").count() == 2
     });
-    node_a2.wait_healthy(2);
+    // Both groups' targets: the two of `pool` and the three of `weighted`.
+    node_a2.wait_healthy(5);
     drop(node_a);
     assert_eq!(
         spread(nodes[0], 4).await.len(),
