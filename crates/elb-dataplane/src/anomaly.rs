@@ -4,7 +4,7 @@
 //! on, the node halves its weight each tick it stays so, down to a sixteenth, and doubles it
 //! back each tick once it is normal, so a recovering target gets its traffic back gradually.
 //!
-//! [`assess`] is the verdict, a plain function over counts; [`Detector`] reads the nodes'
+//! [`assess`] is the verdict, a plain function over counts; `Detector` reads the nodes'
 //! counters once a tick (a second, on the control loop's timer) and sets the weights the
 //! data plane picks by, never on a request's path.
 
