@@ -27,7 +27,9 @@ pub(crate) fn give(mut buf: Vec<u8>) {
         return;
     }
     buf.clear();
-    SPARE.with_borrow_mut(|spare| {
+    // A buffer given back while the thread ends (a task dropped late) is freed instead.
+    let _ = SPARE.try_with(|spare| {
+        let mut spare = spare.borrow_mut();
         if spare.len() < KEPT {
             spare.push(buf);
         }

@@ -19,14 +19,20 @@
 //!   truncated stream must not look complete to either side.
 //!
 //! An idle flow holds no buffer of its own: each direction waits for readiness (TLS: for a
-//! read that has bytes) and borrows a spare buffer only while it has bytes to move.
+//! read that has bytes) and borrows a spare buffer only while it has bytes to move. A plain
+//! flow's directions are polled by hand (`Pump`) and wait in their sockets' own waker
+//! slots, so that a flow is a small task: a connection per exchange pays for its task's
+//! allocation and moves, not for nested futures.
 
 mod tls;
 
+use std::future::{Future, pending};
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use elb_wire::proxy_v2;
@@ -70,7 +76,8 @@ pub(crate) async fn serve(
     let (created, started) = (SystemTime::now(), Instant::now());
     let mut client = match &route.tls {
         None => Stream::Plain(client),
-        Some(config) => match tls::accept(config, client).await {
+        // Boxed, as the TLS relay and handshakes below: a plain flow's task stays small.
+        Some(config) => match Box::pin(tls::accept(config, client)).await {
             Ok(stream) => stream,
             Err(e) => {
                 debug!(%peer, %local, error = %e, "TLS handshake failed");
@@ -104,7 +111,15 @@ pub(crate) async fn serve(
     let (idle, processed) = (route.idle_timeout, active.processed());
     let end = match (&client, &target) {
         (Stream::Plain(c), Stream::Plain(t)) => relay((c, t), idle, cuts, processed).await,
-        _ => relay_tls((&mut client, &mut target), idle, cuts, (processed, &moved)).await,
+        _ => {
+            Box::pin(relay_tls(
+                (&mut client, &mut target),
+                idle,
+                cuts,
+                (processed, &moved),
+            ))
+            .await
+        }
     };
     log_tls_flow(
         &route,
@@ -161,7 +176,8 @@ async fn connect(
             }
         }
         let target = if group.tls {
-            match tls::connect(target, endpoint.addr, alpn.as_deref(), CONNECT_TIMEOUT).await {
+            let handshake = tls::connect(target, endpoint.addr, alpn.as_deref(), CONNECT_TIMEOUT);
+            match Box::pin(handshake).await {
                 Ok(stream) => stream,
                 Err(e) => {
                     debug!(%peer, target = %endpoint.addr, error = %e, "TLS handshake with the target failed");
@@ -202,9 +218,9 @@ async fn relay(
     processed: &AtomicU64,
 ) -> End {
     let shared = Shared::new(processed);
-    let up = pump(client, target, &shared);
-    let down = pump(target, client, &shared);
-    run_flow(up, down, idle, cuts, &shared).await
+    let up = Pump::new(client, target, &shared);
+    let down = Pump::new(target, client, &shared);
+    run_flow(pin!(up), pin!(down), idle, cuts, &shared).await
 }
 
 /// When a flow began, and how long its TLS handshake took.
@@ -261,27 +277,43 @@ async fn relay_tls(
     let shared = Shared::new(processed);
     let (mut client_reads, mut client_writes) = tokio::io::split(client);
     let (mut target_reads, mut target_writes) = tokio::io::split(target);
-    let up = tls::copy(&mut client_reads, &mut target_writes, &shared, &moved.up);
-    let down = tls::copy(&mut target_reads, &mut client_writes, &shared, &moved.down);
+    let up = pin!(tls::copy(
+        &mut client_reads,
+        &mut target_writes,
+        &shared,
+        &moved.up
+    ));
+    let down = pin!(tls::copy(
+        &mut target_reads,
+        &mut client_writes,
+        &shared,
+        &moved.down
+    ));
     run_flow(up, down, idle, cuts, &shared).await
 }
 
 /// Runs a flow's two directions until both end, the flow idles out or one of the cuts turns.
-async fn run_flow(
-    up: impl Future<Output = Result<(), Broken>>,
-    down: impl Future<Output = Result<(), Broken>>,
+/// The directions are pinned by the caller, and the cuts are watched by futures that live as
+/// long as the flow: each wake-up polls them, but none registers anew.
+async fn run_flow<Up, Down>(
+    mut up: Pin<&mut Up>,
+    mut down: Pin<&mut Down>,
     idle: Duration,
-    [mut cut, mut drained]: [watch::Receiver<bool>; 2],
+    [cut, drained]: [watch::Receiver<bool>; 2],
     shared: &Shared<'_>,
-) -> End {
+) -> End
+where
+    Up: Future<Output = Result<(), Broken>>,
+    Down: Future<Output = Result<(), Broken>>,
+{
     let start = shared.start;
-    tokio::pin!(up, down);
     let (mut up_open, mut down_open) = (true, true);
-    let (mut cut_open, mut drained_open) = (true, true);
+    let (mut cut, mut drained) = (pin!(turned(cut)), pin!(turned(drained)));
     let idle_ms = idle.as_millis() as u64;
-    let deadline = sleep_until(start + idle);
-    tokio::pin!(deadline);
+    let mut deadline = pin!(sleep_until(start + idle));
     while up_open || down_open {
+        // Unbiased: a direction that spends the task's budget must not starve the other, the
+        // cuts or the deadline.
         tokio::select! {
             result = &mut up, if up_open => match result {
                 Ok(()) => up_open = false,
@@ -293,17 +325,8 @@ async fn run_flow(
                 Err(Broken::Reading) => return End::TargetReset,
                 Err(Broken::Writing) => return End::ClientReset,
             },
-            changed = cut.changed(), if cut_open => match changed {
-                Ok(()) if *cut.borrow() => return End::Cut,
-                Ok(()) => {}
-                // The runtime forgot the target without cutting it: nothing more will come.
-                Err(_) => cut_open = false,
-            },
-            changed = drained.changed(), if drained_open => match changed {
-                Ok(()) if *drained.borrow() => return End::Cut,
-                Ok(()) => {}
-                Err(_) => drained_open = false,
-            },
+            () = &mut cut => return End::Cut,
+            () = &mut drained => return End::Cut,
             () = &mut deadline => {
                 let quiet_since = start + Duration::from_millis(shared.last.load(Ordering::Relaxed));
                 if quiet_since + idle <= Instant::now() {
@@ -314,6 +337,19 @@ async fn run_flow(
         }
     }
     End::Closed
+}
+
+/// Ends when `signal` turns true. A signal whose sender is gone never turns (the runtime
+/// forgot the target without cutting it: nothing more will come).
+async fn turned(mut signal: watch::Receiver<bool>) {
+    loop {
+        if signal.changed().await.is_err() {
+            pending::<()>().await;
+        }
+        if *signal.borrow() {
+            return;
+        }
+    }
 }
 
 /// The two directions of a flow: what each pump shares with the other.
@@ -358,63 +394,141 @@ enum Broken {
     Writing,
 }
 
-/// Copies from `from` to `to` until `from` ends. The first direction to end shuts `to`'s
-/// write side (the half-close); the second need not, as both sockets close right after.
-/// Holds a buffer only while there are bytes to move.
-async fn pump(from: &TcpStream, to: &TcpStream, shared: &Shared<'_>) -> Result<(), Broken> {
-    loop {
-        from.readable().await.map_err(|_| Broken::Reading)?;
-        let mut buf = spare::take();
-        let result = drain_ready(from, to, &mut buf, |bytes| shared.moved(bytes)).await;
-        spare::give(buf);
-        if result? {
-            if shared.first_to_end() {
-                SockRef::from(to)
-                    .shutdown(std::net::Shutdown::Write)
-                    .map_err(|_| Broken::Writing)?;
+/// One direction of a plain flow: copies from `from` to `to` until `from` ends, then, if it
+/// is the first direction to end, shuts `to`'s write side (the half-close; the second need
+/// not, as both sockets close right after). Polled by hand: it waits in `from`'s read waker
+/// slot and `to`'s write slot, which no other future of the flow uses, and holds a buffer
+/// only while it has bytes to move.
+struct Pump<'a> {
+    from: &'a TcpStream,
+    to: &'a TcpStream,
+    shared: &'a Shared<'a>,
+    /// Bytes read and not yet all written: `buf[written..]` is still to go.
+    pending: Option<Vec<u8>>,
+    written: usize,
+    /// Whether the read that filled `pending` took all `from` had: the buffer then goes back
+    /// once written, rather than being kept for the next read.
+    took_all: bool,
+}
+
+impl<'a> Pump<'a> {
+    fn new(from: &'a TcpStream, to: &'a TcpStream, shared: &'a Shared<'a>) -> Self {
+        Self {
+            from,
+            to,
+            shared,
+            pending: None,
+            written: 0,
+            took_all: false,
+        }
+    }
+
+    /// Writes out `pending`; ready when it is all written.
+    fn poll_write_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Broken>> {
+        let Some(buf) = &self.pending else {
+            return Poll::Ready(Ok(()));
+        };
+        while self.written < buf.len() {
+            match self.to.try_write(&buf[self.written..]) {
+                Ok(n) => self.written += n,
+                // try_write cleared the readiness: this registers for the next.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    ready!(self.to.poll_write_ready(cx)).map_err(|_| Broken::Writing)?;
+                }
+                Err(_) => return Poll::Ready(Err(Broken::Writing)),
             }
-            return Ok(());
+        }
+        // Counted as each buffer goes out: a transfer under backpressure is not idle.
+        self.shared.moved(buf.len());
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads what `from` has ready into `kept` or a spare buffer, which becomes `pending`;
+    /// `Ok(false)` at the end of `from`'s stream. No buffer is held while it waits.
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut kept: Option<Vec<u8>>,
+    ) -> Poll<Result<bool, Broken>> {
+        loop {
+            let ready = self.from.poll_read_ready(cx);
+            if !matches!(ready, Poll::Ready(Ok(()))) {
+                if let Some(buf) = kept {
+                    spare::give(buf);
+                }
+                return ready.map(|_| Err(Broken::Reading));
+            }
+            let mut buf = kept.take().unwrap_or_else(spare::take);
+            buf.clear();
+            let mut took_all = false;
+            // A read that does not fill the buffer took all there was: its readiness is
+            // cleared at once rather than learnt from one more read that would block
+            // (HAProxy's habit). Edge-triggered readiness still reports bytes or a FIN that
+            // come after, and tokio keeps a FIN already seen.
+            let read = self.from.try_io(Interest::READABLE, || {
+                let n = self.from.try_read_buf(&mut buf)?;
+                if n > 0 && buf.len() < buf.capacity() {
+                    took_all = true;
+                    return Err(ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            match read {
+                Ok(0) => {
+                    spare::give(buf);
+                    return Poll::Ready(Ok(false));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock && took_all => {}
+                // Woken for nothing: the readiness is cleared, and the next poll waits.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    spare::give(buf);
+                    continue;
+                }
+                Err(_) => {
+                    spare::give(buf);
+                    return Poll::Ready(Err(Broken::Reading));
+                }
+            }
+            (self.pending, self.written, self.took_all) = (Some(buf), 0, took_all);
+            return Poll::Ready(Ok(true));
         }
     }
 }
 
-/// Moves what `from` has ready to `to`, calling `moved` with the bytes of each write (under
-/// backpressure this may go on for long, and the flow is not idle meanwhile); `true` at the
-/// end of `from`'s stream.
-async fn drain_ready(
-    from: &TcpStream,
-    to: &TcpStream,
-    buf: &mut Vec<u8>,
-    moved: impl Fn(usize),
-) -> Result<bool, Broken> {
-    loop {
-        buf.clear();
-        let mut took_all = false;
-        // A read that does not fill the buffer took all there was: its readiness is cleared
-        // at once rather than learnt from one more read that would block (HAProxy's habit).
-        // Edge-triggered readiness still reports bytes or a FIN that come after, and tokio
-        // keeps a FIN already seen.
-        let read = from.try_io(Interest::READABLE, || {
-            let n = from.try_read_buf(buf)?;
-            if n > 0 && buf.len() < buf.capacity() {
-                took_all = true;
-                return Err(ErrorKind::WouldBlock.into());
+impl Future for Pump<'_> {
+    type Output = Result<(), Broken>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            ready!(this.poll_write_pending(cx))?;
+            // All written: the buffer is kept only when the read that filled it may have
+            // left more behind.
+            let kept = match this.pending.take() {
+                Some(buf) if this.took_all => {
+                    spare::give(buf);
+                    None
+                }
+                kept => kept,
+            };
+            if !ready!(this.poll_read(cx, kept))? {
+                if this.shared.first_to_end() {
+                    SockRef::from(this.to)
+                        .shutdown(std::net::Shutdown::Write)
+                        .map_err(|_| Broken::Writing)?;
+                }
+                return Poll::Ready(Ok(()));
             }
-            Ok(n)
-        });
-        match read {
-            Ok(0) => return Ok(true),
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock && took_all => {
-                write_all(to, buf).await.map_err(|_| Broken::Writing)?;
-                moved(buf.len());
-                return Ok(false);
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-            Err(_) => return Err(Broken::Reading),
         }
-        write_all(to, buf).await.map_err(|_| Broken::Writing)?;
-        moved(buf.len());
+    }
+}
+
+impl Drop for Pump<'_> {
+    fn drop(&mut self) {
+        if let Some(buf) = self.pending.take() {
+            spare::give(buf);
+        }
     }
 }
 
