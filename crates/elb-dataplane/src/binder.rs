@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -286,7 +287,7 @@ impl Drop for Place {
 async fn accept(
     listener: TcpListener,
     table: Arc<ArcSwap<RoutingTable>>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
     (drain, node): (Duration, Node),
 ) {
     let Ok(local) = listener.local_addr() else {
@@ -297,9 +298,14 @@ async fn accept(
     // Turns when the drain time is over: TCP flows then reset themselves (an aborted task
     // would close its sockets with a FIN, and a cut stream would look complete).
     let (drained_flows, drain_over) = watch::channel(false);
+    // Watched by one future for the loop's life, not one registered anew per connection.
+    let mut stop = stopped.clone();
+    let mut stop = pin!(async move {
+        let _ = stop.changed().await;
+    });
     loop {
         tokio::select! {
-            _ = stopped.changed() => break,
+            () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let snapshot = table.load();

@@ -53,6 +53,13 @@ pub fn ranked(hash: u64, targets: &[SocketAddr]) -> Vec<usize> {
     scored.into_iter().map(|(_, i)| i).collect()
 }
 
+/// The index of the target a flow with `hash` goes to among `targets`: the first of
+/// [`ranked`]'s order, found without sorting or allocating.
+pub fn first(hash: u64, targets: impl IntoIterator<Item = SocketAddr>) -> Option<usize> {
+    let scored = targets.into_iter().map(|t| score(hash, t)).enumerate();
+    scored.max_by_key(|&(_, score)| score).map(|(i, _)| i)
+}
+
 /// The target a flow with `hash` goes to among `targets`: the first of [`ranked`]'s order,
 /// found without sorting.
 pub fn highest(hash: u64, targets: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
@@ -108,6 +115,16 @@ mod tests {
 
     fn flows() -> impl Iterator<Item = Flow> {
         (0..100u32).flat_map(|c| (0..100u16).map(move |p| flow(c, 40_000 + p)))
+    }
+
+    #[test]
+    fn the_first_target_is_the_first_of_the_ranking() {
+        let set = targets(7);
+        for f in flows().take(2_000) {
+            let hash = f.hash(SEED, false);
+            assert_eq!(first(hash, set.iter().copied()), pick(hash, &set));
+        }
+        assert_eq!(first(1, []), None);
     }
 
     #[test]

@@ -26,11 +26,16 @@ use crate::sticky::CookieSealer;
 use crate::targets::{FlowTargets, HttpTargets};
 use crate::upstream::Upstream;
 
+/// The listeners by the socket they serve. Looked up for every connection, request and
+/// datagram, by keys only the configuration makes: a fast hasher, not one that resists
+/// flooding.
+pub(crate) type Listeners = HashMap<BindKey, Listener, foldhash::fast::RandomState>;
+
 /// Everything the request path needs, keyed by the socket a connection arrived on.
 #[derive(Default)]
 pub struct RoutingTable {
     pub revision: u64,
-    pub(crate) listeners: HashMap<BindKey, Listener>,
+    pub(crate) listeners: Listeners,
     /// Gateway Load Balancer endpoints this host runs, by id: where each sends its packets.
     pub(crate) endpoints: HashMap<String, Arc<EndpointRoute>>,
 }

@@ -273,9 +273,20 @@ impl TargetSet<Flows> {
         flow: &Flow,
     ) -> impl Iterator<Item = (&Endpoint<FlowEndpoint>, InFlight)> {
         let hash = flow.hash(self.proto.seed, self.proto.source_ip_sticky);
-        let addrs: Vec<SocketAddr> = self.endpoints.iter().map(|e| e.addr).collect();
-        flow::ranked(hash, &addrs)
+        // Every connection asks for its own target: found without sorting or allocating.
+        // The others are ranked only when it cannot be reached.
+        let first = flow::first(hash, self.endpoints.iter().map(|e| e.addr));
+        let mut others: Option<std::vec::IntoIter<usize>> = None;
+        let rest = std::iter::from_fn(move || {
+            let others = others.get_or_insert_with(|| {
+                let addrs: Vec<SocketAddr> = self.endpoints.iter().map(|e| e.addr).collect();
+                flow::ranked(hash, &addrs).into_iter()
+            });
+            others.find(|&i| Some(i) != first)
+        });
+        first
             .into_iter()
+            .chain(rest)
             .map(|i| take(&self.endpoints[i]))
     }
 }
@@ -342,5 +353,60 @@ impl TargetSet<Http> {
     /// deregistered or turned unhealthy is not here).
     pub fn endpoint(&self, addr: SocketAddr) -> Option<(&Endpoint<HttpEndpoint>, InFlight)> {
         self.endpoints.iter().find(|e| e.addr == addr).map(take)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: u64 = 7;
+
+    fn flow_set(addrs: &[SocketAddr]) -> FlowTargets {
+        let endpoint = |addr| Endpoint {
+            addr,
+            load: Arc::default(),
+            proto: FlowEndpoint {
+                cut: watch::channel(false).1,
+            },
+        };
+        TargetSet {
+            target_group_arn: Arc::from("arn:test"),
+            group_id: String::new(),
+            registered: addrs.len(),
+            endpoints: addrs.iter().copied().map(endpoint).collect(),
+            proto: Flows {
+                seed: SEED,
+                source_ip_sticky: false,
+                preserve_client_ip: false,
+                transparent: false,
+                proxy_protocol: false,
+                tls: false,
+            },
+        }
+    }
+
+    #[test]
+    fn a_flow_tries_the_targets_in_the_ranking_order() {
+        // Up to six targets, the last two repeating addresses: tied scores too.
+        for n in 0..=6u8 {
+            let addrs: Vec<SocketAddr> = (0..n)
+                .map(|i| SocketAddr::from(([127, 0, 60, 1 + i % 4], 9000)))
+                .collect();
+            let set = flow_set(&addrs);
+            for port in 40_000..40_100 {
+                let flow = Flow {
+                    protocol: flow::TCP,
+                    source: SocketAddr::from(([127, 0, 0, 9], port)),
+                    destination: SocketAddr::from(([127, 0, 0, 1], 80)),
+                };
+                let tried: Vec<usize> = set
+                    .for_flow(&flow)
+                    .map(|(e, _)| set.endpoints.iter().position(|x| std::ptr::eq(x, e)))
+                    .map(Option::unwrap)
+                    .collect();
+                assert_eq!(tried, flow::ranked(flow.hash(SEED, false), &addrs));
+            }
+        }
     }
 }

@@ -36,7 +36,7 @@ use crate::metrics::{
 };
 use crate::pool::TargetPool;
 use crate::sticky::CookieSealer;
-use crate::table::{Door, Listener, RoutingTable};
+use crate::table::{Door, Listener, Listeners, RoutingTable};
 use crate::targets::{TargetLoad, Traffic};
 use crate::upstream::Upstream;
 
@@ -188,7 +188,7 @@ impl Runtime {
         health: &HealthView,
         revision: u64,
     ) -> RoutingTable {
-        let mut listeners = HashMap::new();
+        let mut listeners = Listeners::default();
         let mut endpoints = HashMap::new();
         let mut used = Kept::default();
         let sealer = self.sealer(&state.secrets.cookie_key);
@@ -291,12 +291,7 @@ impl Runtime {
 /// Adds `served` on the node's private address and, when it has one, its public one. Node
 /// addresses are allocated apart across regions (`State::in_region`), so an address already
 /// taken means a damaged store: the first listener keeps it and the clash is logged.
-fn insert(
-    listeners: &mut HashMap<BindKey, Listener>,
-    node: &Node,
-    listener: &ModelListener,
-    served: Listener,
-) {
+fn insert(listeners: &mut Listeners, node: &Node, listener: &ModelListener, served: Listener) {
     for ip in node.addresses() {
         let key = BindKey {
             addr: SocketAddr::new(IpAddr::V4(ip), listener.port),

@@ -361,7 +361,9 @@ async fn http<S>(
         let last = req.version() < http::Version::HTTP_2
             && !req.headers().contains_key(http::header::UPGRADE)
             && (last_call.load(Ordering::Relaxed) || Instant::now() >= closes_at);
-        async move {
+        // Boxed: HTTP/2 spawns a task per stream around this future, and a task moves its
+        // future through its stages; a pointer moves, not the request's kilobytes of state.
+        Box::pin(async move {
             // One load per request: the request keeps this table until it ends.
             let table = table.load_full();
             let Some(route) = table.http(local).cloned() else {
@@ -397,7 +399,7 @@ async fn http<S>(
                     .insert(http::header::CONNECTION, close);
             }
             Ok(recording.answered(response))
-        }
+        })
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
