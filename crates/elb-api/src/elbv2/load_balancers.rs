@@ -285,7 +285,9 @@ pub(super) fn describe_capacity_reservation(
     Ok(x)
 }
 
-/// Resetting (there is nothing to reset) is answered; reserving is refused, as it is not built.
+/// Resetting (there is nothing to reset) is answered. Reserving gets AWS's answer to an
+/// account whose limit of reserved capacity units is 0: elbd provisions no capacity to
+/// reserve, as a node's capacity is its host's.
 pub(super) fn modify_capacity_reservation(
     api: &ApiCall<'_>,
     params: &Params,
@@ -300,9 +302,9 @@ pub(super) fn modify_capacity_reservation(
         )),
         (Some(_), _) => Err(ApiError::new(
             400,
-            "InvalidConfigurationRequest",
-            "MinimumLoadBalancerCapacity: elbd does not reserve capacity (a node's capacity is \
-             its host's)",
+            "CapacityUnitsLimitExceeded",
+            "You've exceeded the capacity units limit: this account may reserve 0 capacity \
+             units (a node's capacity is its host's)",
         )),
         (None, Some(true)) => describe_capacity_reservation(api, params),
         (None, _) => Err(ApiError::validation(

@@ -178,8 +178,11 @@ assert tagged() == {}, tagged()
 # What has no local meaning is answered as AWS answers an account that has none of it.
 assert elbv2.describe_capacity_reservation(LoadBalancerArn=lb)["CapacityReservationState"] == []
 elbv2.modify_capacity_reservation(LoadBalancerArn=lb, ResetCapacityReservation=True)
-expect_code("InvalidConfigurationRequest", elbv2.modify_capacity_reservation, LoadBalancerArn=lb,
-            MinimumLoadBalancerCapacity={"CapacityUnits": 100})
+# An account whose limit of reserved capacity units is 0: the modeled 400, and nothing reserved.
+limited = expect(x.CapacityUnitsLimitExceededException, elbv2.modify_capacity_reservation,
+                 LoadBalancerArn=lb, MinimumLoadBalancerCapacity={"CapacityUnits": 100})
+assert limited.response["ResponseMetadata"]["HTTPStatusCode"] == 400, limited.response
+assert elbv2.describe_capacity_reservation(LoadBalancerArn=lb)["CapacityReservationState"] == []
 expect(x.LoadBalancerNotFoundException, elbv2.describe_capacity_reservation, LoadBalancerArn=lb + "0")
 assert "IpamPools" not in elbv2.modify_ip_pools(LoadBalancerArn=lb, RemoveIpamPools=["ipv4"])
 expect_code("InvalidConfigurationRequest", elbv2.modify_ip_pools, LoadBalancerArn=lb,

@@ -69,7 +69,8 @@ ANSWERED_ERRORS = {
 }
 
 # Members every valid value of which AWS refuses for an account like elbd's, by the error it
-# answers: the account has no Outposts or IPAM pools, and (QUIC not being built) no QUIC group.
+# answers: the account has no Outposts or IPAM pools, (QUIC not being built) no QUIC group, and
+# a limit of 0 reserved capacity units (a node's capacity is its host's).
 NO_POOL = ("InvalidConfigurationRequest", re.compile(r"pool '[^']+' does not exist$"))
 NO_QUIC = ("ValidationError", re.compile(r"^A QUIC server ID can be specified only for"))
 NONE_HERE = {
@@ -79,6 +80,8 @@ NONE_HERE = {
     ("elbv2:RegisterTargets", "Targets.QuicServerId"): NO_QUIC,
     ("elbv2:DeregisterTargets", "Targets.QuicServerId"): NO_QUIC,
     ("elbv2:DescribeTargetHealth", "Targets.QuicServerId"): NO_QUIC,
+    ("elbv2:ModifyCapacityReservation", "MinimumLoadBalancerCapacity"):
+        ("CapacityUnitsLimitExceeded", re.compile(r"^You've exceeded the capacity units limit")),
 }
 
 
