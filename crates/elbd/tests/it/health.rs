@@ -514,12 +514,19 @@ async fn a_target_that_fails_more_than_its_peers_is_anomalous_and_mitigated_unti
     let first = &all["TargetHealthDescriptions"][0];
     assert_eq!(first["AdministrativeOverride"]["State"], "no_override");
 
-    // Recovered: normal again, and its traffic comes back.
+    // Recovered: normal again once its failures have left the 30-tick window, and its weight
+    // climbs back step by step: its share comes back within a window and the climb (how
+    // soon within that depends on the machine's pace, so it is polled).
     failing[2].store(false, Ordering::Relaxed);
-    constant_rate(node, 100, Duration::from_secs(20)).await;
-    let sent = constant_rate(node, 100, Duration::from_secs(5)).await;
-    let (after, errors) = share(&sent, gray);
-    assert_eq!(errors, 0);
+    let back_by = tokio::time::Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let sent = constant_rate(node, 100, Duration::from_secs(5)).await;
+        let (after, errors) = share(&sent, gray);
+        assert_eq!(errors, 0);
+        if after > 0.2 || tokio::time::Instant::now() >= back_by {
+            break after;
+        }
+    };
     assert!(after > 0.2, "its share is back: {after}");
     for (id, anomaly) in anomalies(&aws, arn, "AnomalyDetection") {
         assert_eq!(anomaly["Result"], "normal", "{id}");
