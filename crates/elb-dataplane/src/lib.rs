@@ -59,7 +59,7 @@ use elb_model::{AnomalyView, HealthView, State};
 use tokio::sync::watch;
 
 pub use binder::{BindKey, Handed, Transport};
-pub use pool::PooledBody;
+pub use l7::TargetBody;
 pub use table::RoutingTable;
 
 /// What one [`DataPlane::apply`] did to the sockets.

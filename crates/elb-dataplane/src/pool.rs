@@ -1,23 +1,16 @@
 //! Keep-alive HTTP/1.1 connections from one node to one target, the hot path of a load
-//! balancer. A request takes an idle connection (or opens one from the node's address), sends
-//! on it, and the connection goes back when the response body has been read to its end: no
-//! pool key to hash, no task per request to bring it back (what hyper-util's general-purpose
-//! client does).
+//! balancer. A request takes an idle connection (or opens one from the node's address), the
+//! relay or the general path's exchange writes and reads it, and the connection goes back
+//! when the response has been read to its end: no pool key to hash, no task per connection
+//! (what hyper-util's general-purpose client has).
 
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tracing::debug;
 
 use crate::dial::{self, Source};
 
@@ -39,15 +32,15 @@ pub(crate) enum SendError {
     Connect(BoxError),
     ConnectTimeout,
     /// The request was sent (or may have been) and failed.
-    Request(hyper::Error),
+    Request(BoxError),
+    /// The client's request body broke off on its way.
+    ClientBody(BoxError),
 }
 
 pub(crate) struct TargetPool {
     local: IpAddr,
     target: SocketAddr,
-    idle: Mutex<Vec<(SendRequest<Incoming>, Instant)>>,
-    /// Idle connections of the HTTP/1.1 relay, which writes and reads them itself.
-    raw: Mutex<Vec<(TcpStream, Instant)>>,
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
 }
 
 impl TargetPool {
@@ -56,74 +49,16 @@ impl TargetPool {
             local,
             target,
             idle: Mutex::new(Vec::new()),
-            raw: Mutex::new(Vec::new()),
         }
     }
 
-    /// Sends `req` on an idle connection, or on a new one; a request that an idle connection
-    /// closed before taking is sent again on a new one. When no connection could be made,
-    /// the request comes back with the error, untouched, for another target.
-    pub(crate) async fn send(
-        self: &Arc<Self>,
-        mut req: Request<Incoming>,
-    ) -> Result<Response<PooledBody>, (SendError, Option<Request<Incoming>>)> {
-        let mut fresh = false;
-        loop {
-            let mut sender = match self.take_idle().await {
-                Some(sender) => sender,
-                None => {
-                    fresh = true;
-                    match self.connect().await {
-                        Ok(sender) => sender,
-                        Err(e) => return Err((e, Some(req))),
-                    }
-                }
-            };
-            match sender.try_send_request(req).await {
-                Ok(response) => {
-                    let pool = Arc::clone(self);
-                    return Ok(response.map(|body| PooledBody::pooled(body, sender, pool)));
-                }
-                Err(mut e) => match e.take_message() {
-                    // Not sent: the idle connection was gone. Once more, on a new one.
-                    Some(back) if !fresh => req = back,
-                    _ => return Err((SendError::Request(e.into_error()), None)),
-                },
-            }
-        }
-    }
-
-    /// The most recently used idle connection that is still open and ready.
-    async fn take_idle(&self) -> Option<SendRequest<Incoming>> {
-        loop {
-            let (mut sender, since) = self.idle.lock().expect("not poisoned").pop()?;
-            if sender.is_closed() || since.elapsed() > IDLE {
-                continue;
-            }
-            // Its last response ended just now; the connection may need a turn to be ready.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
-            }
-        }
-    }
-
-    fn put_back(&self, sender: SendRequest<Incoming>) {
-        let mut idle = self.idle.lock().expect("not poisoned");
-        if idle.len() >= MAX_IDLE {
-            idle.retain(|(s, _)| !s.is_closed());
-        }
-        if idle.len() < MAX_IDLE {
-            idle.push((sender, Instant::now()));
-        }
-    }
-
-    /// The most recently used idle relay connection that is still open: one the target
-    /// closed has its end of stream ready to read, which is looked at without a syscall
-    /// unless the connection is readable.
-    pub(crate) fn take_raw(&self) -> Option<TcpStream> {
+    /// The most recently used idle connection that is still open: one the target closed has
+    /// its end of stream ready to read, which is looked at without a syscall unless the
+    /// connection is readable.
+    pub(crate) fn take(&self) -> Option<TcpStream> {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         loop {
-            let (stream, since) = self.raw.lock().expect("not poisoned").pop()?;
+            let (stream, since) = self.idle.lock().expect("not poisoned").pop()?;
             if since.elapsed() > IDLE {
                 continue;
             }
@@ -143,25 +78,11 @@ impl TargetPool {
         }
     }
 
-    pub(crate) fn put_raw(&self, stream: TcpStream) {
-        let mut raw = self.raw.lock().expect("not poisoned");
-        if raw.len() < MAX_IDLE {
-            raw.push((stream, Instant::now()));
+    pub(crate) fn put(&self, stream: TcpStream) {
+        let mut idle = self.idle.lock().expect("not poisoned");
+        if idle.len() < MAX_IDLE {
+            idle.push((stream, Instant::now()));
         }
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Incoming>, SendError> {
-        let stream = self.dial().await?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| SendError::Connect(e.into()))?;
-        let target = self.target;
-        tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                debug!(%target, error = %e, "target connection ended with an error");
-            }
-        });
-        Ok(sender)
     }
 
     /// A new connection to the target from the node's address.
@@ -172,59 +93,5 @@ impl TargetPool {
                 std::io::ErrorKind::TimedOut => SendError::ConnectTimeout,
                 _ => SendError::Connect(e.into()),
             })
-    }
-}
-
-/// A target's response body; when it ends, its connection goes back to the pool.
-pub struct PooledBody {
-    inner: Incoming,
-    home: Option<(SendRequest<Incoming>, Arc<TargetPool>)>,
-}
-
-impl PooledBody {
-    fn pooled(inner: Incoming, sender: SendRequest<Incoming>, pool: Arc<TargetPool>) -> Self {
-        Self {
-            inner,
-            home: Some((sender, pool)),
-        }
-    }
-
-    /// A body from a connection elbd does not pool itself (HTTP/2 and TLS targets).
-    pub(crate) fn unpooled(inner: Incoming) -> Self {
-        Self { inner, home: None }
-    }
-
-    fn finished(&mut self) {
-        if let Some((sender, pool)) = self.home.take() {
-            pool.put_back(sender);
-        }
-    }
-}
-
-impl Body for PooledBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.finished(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finished(),
-            // A broken body leaves a connection nobody should reuse.
-            Poll::Ready(Some(Err(_))) => self.home = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -30,8 +30,9 @@ use super::{ClientCert, now_ms, rescue, respond};
 use crate::auth::Guard;
 use elb_model::ProtocolVersion;
 
+use super::exchange::{self, TargetBody};
 use crate::metrics::Active;
-use crate::pool::{PooledBody, SendError};
+use crate::pool::SendError;
 use crate::sticky::{self, Ticket};
 use crate::table::HttpRoute;
 use crate::table::RouteAction;
@@ -317,9 +318,13 @@ async fn proxy(
         // target, as on the relay.
         let mut refused = Vec::new();
         loop {
-            let sent = tokio::time::timeout(idle_timeout, target.proto.pool.send(req))
-                .await
-                .map_err(|_| ProxyError::TargetTimeout)?;
+            let pool = &target.proto.pool;
+            let sent = if upgrade.is_some() {
+                tokio::time::timeout(idle_timeout, exchange::upgrade(pool, req)).await
+            } else {
+                tokio::time::timeout(idle_timeout, exchange::send(pool, req)).await
+            };
+            let sent = sent.map_err(|_| ProxyError::TargetTimeout)?;
             match sent {
                 Ok(response) => break response,
                 Err((SendError::Connect(e), Some(unsent))) if refused.len() < REFUSALS => {
@@ -351,7 +356,7 @@ async fn proxy(
             .await
             .map_err(|_| ProxyError::TargetTimeout)?
             .map_err(ProxyError::from_target)?
-            .map(PooledBody::unpooled)
+            .map(TargetBody::hyper)
     };
     tally.outcome.target_time = Some(sent_at.elapsed());
     tally.outcome.target_status = Some(response.status().as_u16());

@@ -1,7 +1,10 @@
 //! Where an HTTP/1 message body ends, for those that pass bodies on as they are: the relay
 //! (a chunked body stays chunked) and the desync sniffer (which only looks for the next
 //! head). Either needs only the end: a length to count down, or the chunked framing followed
-//! byte by byte until its last chunk and trailers.
+//! byte by byte until its last chunk and trailers. The general path's exchange with a target
+//! takes the chunks' data out (`ChunkedEnd::decode`) with the same state machine.
+
+use std::ops::Range;
 
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,27 +62,47 @@ pub struct ChunkedEnd {
 impl ChunkedEnd {
     /// Consumes the next `bytes` of the body; `Some(n)` when the body ends after `bytes[..n]`.
     pub fn scan(&mut self, bytes: &[u8]) -> Result<Option<usize>, BadChunk> {
+        let mut at = 0;
+        while at < bytes.len() {
+            let decoded = self.decode(&bytes[at..])?;
+            at += decoded.taken;
+            if decoded.done {
+                return Ok(Some(at));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Consumes the body's next `bytes` up to the end of the first run of chunk data in them,
+    /// or to the body's end, or to their end: what they held.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Decoded, BadChunk> {
         let mut i = 0;
+        let mut trailers = None;
         while i < bytes.len() {
             if let State::Data(left) = self.state {
-                // Data is skipped whole, not looked at byte by byte.
+                // Data is taken whole, not looked at byte by byte.
                 let take = left.min((bytes.len() - i) as u64);
-                i += take as usize;
                 self.state = if take == left {
                     State::DataCr
                 } else {
                     State::Data(left - take)
                 };
-                continue;
+                let data = i..i + take as usize;
+                return Ok(Decoded::part(data.end, data, trailers));
+            }
+            if matches!(self.state, State::Trailer | State::TrailerLf) {
+                trailers.get_or_insert(i);
             }
             let b = bytes[i];
             i += 1;
             self.state = self.next(b)?;
             if self.state == State::Done {
-                return Ok(Some(i));
+                let mut decoded = Decoded::part(i, i..i, trailers);
+                decoded.done = true;
+                return Ok(decoded);
             }
         }
-        Ok(None)
+        Ok(Decoded::part(i, i..i, trailers))
     }
 
     /// The state after byte `b` (not in chunk data).
@@ -125,6 +148,31 @@ impl ChunkedEnd {
     }
 }
 
+/// What [`ChunkedEnd::decode`] found in the bytes it took.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decoded {
+    /// How many bytes it took from the front.
+    pub taken: usize,
+    /// Where they hold chunk data: the last of them, when any.
+    pub data: Range<usize>,
+    /// Where they hold the trailer section (its field lines and the blank line ending it).
+    pub trailers: Range<usize>,
+    /// The body ended with them.
+    pub done: bool,
+}
+
+impl Decoded {
+    /// `trailers` started at that index, if they did: they run to the end of what was taken.
+    fn part(taken: usize, data: Range<usize>, trailers: Option<usize>) -> Self {
+        Self {
+            taken,
+            data,
+            trailers: trailers.map_or(taken..taken, |start| start..taken),
+            done: false,
+        }
+    }
+}
+
 fn hex(b: u8) -> u8 {
     match b {
         b'0'..=b'9' => b - b'0',
@@ -156,6 +204,44 @@ mod tests {
         }
         assert_eq!(end(b"0\r\n\r\n", 1), Ok(Some(5)));
         assert_eq!(end(b"3\r\nabc\r\n", 4), Ok(None));
+    }
+
+    /// The data and trailer bytes of `body` fed in two parts split at `at`, until its end.
+    fn decode(body: &[u8], at: usize) -> Result<(Vec<u8>, Vec<u8>, usize), BadChunk> {
+        let mut decoder = ChunkedEnd::default();
+        let (mut data, mut trailers) = (Vec::new(), Vec::new());
+        let at = at.min(body.len());
+        for (offset, part) in [(0, &body[..at]), (at, &body[at..])] {
+            let mut i = 0;
+            while i < part.len() {
+                let decoded = decoder.decode(&part[i..])?;
+                data.extend_from_slice(&part[i..][decoded.data]);
+                trailers.extend_from_slice(&part[i..][decoded.trailers]);
+                i += decoded.taken;
+                if decoded.done {
+                    return Ok((data, trailers, offset + i));
+                }
+            }
+        }
+        Err(BadChunk)
+    }
+
+    #[test]
+    fn decoding_takes_out_the_data_and_the_trailers_across_reads() {
+        let body = b"5\r\nhello\r\nA;name=v\r\n0123456789\r\n0\r\nX-Sum: 1\r\n\r\nGET /next";
+        let last = body.len() - b"GET /next".len();
+        for at in 0..=body.len() {
+            let (data, trailers, end) = decode(body, at).unwrap();
+            assert_eq!(data, b"hello0123456789", "split at {at}");
+            assert_eq!(trailers, b"X-Sum: 1\r\n\r\n", "split at {at}");
+            assert_eq!(end, last, "split at {at}");
+        }
+        let (data, trailers, end) = decode(b"0\r\n\r\n", 2).unwrap();
+        assert_eq!((data.len(), &trailers[..], end), (0, &b"\r\n"[..], 5));
+        // A run of data ends a call, so that the reader can pass it on.
+        let mut decoder = ChunkedEnd::default();
+        let first = decoder.decode(b"2\r\nab\r\n1\r\nc\r\n0\r\n\r\n").unwrap();
+        assert_eq!((first.taken, first.data, first.done), (5, 3..5, false));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod authenticate;
 mod decide;
 pub mod desync;
+mod exchange;
 pub mod explain;
 mod forward;
 mod framing;
@@ -56,6 +57,7 @@ use crate::binder::Place;
 use crate::metrics::Active;
 use crate::table::{HttpRoute, HttpSettings, RoutingTable};
 
+pub use exchange::TargetBody;
 pub use rescue::{Body, Fault, ProxyError};
 
 use outcome::{Recording, Tallied};

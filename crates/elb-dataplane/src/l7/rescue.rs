@@ -9,13 +9,14 @@ use http_body_util::{Either, Full};
 use hyper::ext::ReasonPhrase;
 use tracing::debug;
 
+use super::exchange::TargetBody;
 use super::headers::push_header;
 use crate::auth::AuthFailure;
 use crate::auth::jwt::TokenFailure;
-use crate::pool::{BoxError, PooledBody, SendError};
+use crate::pool::{BoxError, SendError};
 
 /// What the listener answers with: a target's body, or one of ours.
-pub type Body = Either<PooledBody, Full<Bytes>>;
+pub type Body = Either<TargetBody, Full<Bytes>>;
 
 /// Who caused a failure; it decides `HTTPCode_ELB_*` versus `HTTPCode_Target_*` counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +93,11 @@ impl ProxyError {
         match e {
             SendError::Connect(e) => Self::TargetConnect(e),
             SendError::ConnectTimeout => Self::TargetConnectTimeout,
-            SendError::Request(e) => Self::Target(e.into()),
+            SendError::Request(e) => Self::Target(e),
+            SendError::ClientBody(e) => {
+                debug!(error = %e, "the request body broke off");
+                Self::BadRequest("the request body broke off")
+            }
         }
     }
 

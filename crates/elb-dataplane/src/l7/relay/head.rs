@@ -221,7 +221,7 @@ pub struct ResponseFacts<'b> {
     /// The target's connection may take another request after this response.
     pub reusable: bool,
     /// Transfer-Encoding frames the body: a Content-Length beside it is not passed on.
-    coded: bool,
+    pub coded: bool,
     listed: Listed<'b>,
 }
 

@@ -46,7 +46,7 @@ use crate::targets::{HttpTargets, REFUSALS};
 /// Request heads larger than this go the general way (which refuses them past its limits).
 const MAX_HEAD: usize = 16 * 1024;
 /// A target's response head may be this large.
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+pub(super) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// A read asks for at least this much room.
 const MIN_READ: usize = 1024;
 
@@ -614,7 +614,7 @@ async fn send<S: ClientStream>(
         }
     };
     loop {
-        let (mut target, reused) = match pool.take_raw() {
+        let (mut target, reused) = match pool.take() {
             Some(target) => (target, true),
             None => {
                 let fresh = pool.dial().await;
@@ -751,7 +751,7 @@ async fn respond<S: ClientStream>(
         client.write(&response[..end]).await?;
     }
     if reusable {
-        pool.put_raw(target);
+        pool.put(target);
     }
     Ok(!taken.close && answer.framing != Framing::Close)
 }
