@@ -136,9 +136,8 @@ pub(super) async fn serve<S: ClientStream>(
         // One load per request: the request keeps this table until it ends.
         let snapshot = table.load_full();
         let Some(route) = snapshot.http(local) else {
-            client
-                .fail(&ProxyError::ListenerGone, None, false, false)
-                .await;
+            let fail = client.fail(&ProxyError::ListenerGone, None, false, false);
+            Box::pin(fail).await;
             return;
         };
         if !route.relayable {
@@ -244,6 +243,8 @@ async fn relay<S: ClientStream>(client: &mut Client<S>, route: &HttpRoute) -> Ne
 
 /// Relays one request: its head written for the target into `out`, the target's response
 /// read into `response`. Its outcome is recorded when it ends, whichever way.
+/// The load balancer's own answers (error pages, the 408 and its linger) are awaited boxed:
+/// they are rare, and their state would otherwise size every connection's task, idle or not.
 async fn exchange<S: ClientStream>(
     client: &mut Client<S>,
     route: &HttpRoute,
@@ -263,7 +264,7 @@ async fn exchange<S: ClientStream>(
                     None => Ok(client.read().await),
                 };
                 match read {
-                    Err(_) => return client.timed_out(route).await,
+                    Err(_) => return Box::pin(client.timed_out(route)).await,
                     Ok(Ok(0) | Err(_)) => return Next::Close,
                     Ok(Ok(_)) => {}
                 }
@@ -273,7 +274,7 @@ async fn exchange<S: ClientStream>(
                 refused.close |= client.draining || Instant::now() >= client.closes_at;
                 let e = &refused.error;
                 let next = client.refuse(e, route, (refused.len, refused.close), refused.head);
-                let next = next.await;
+                let next = Box::pin(next).await;
                 refused.outcome.failed(e);
                 client.finish(refused.outcome, refused.len, route, None);
                 return next;
@@ -286,7 +287,7 @@ async fn exchange<S: ClientStream>(
     let Some(mut picked) = taken.targets.next(now_ms) else {
         let e = ProxyError::NoReachableTargets;
         let next = client.refuse(&e, route, (len, taken.close), taken.head_method);
-        let next = next.await;
+        let next = Box::pin(next).await;
         taken.outcome.failed(&e);
         client.finish(taken.outcome, len, route, Some(group));
         return next;
@@ -368,12 +369,12 @@ async fn exchange<S: ClientStream>(
             Next::Close
         }
         Err(Failure::Proxy(e)) => {
-            let next = client.fail(&e, Some(route), true, head).await;
+            let next = Box::pin(client.fail(&e, Some(route), true, head)).await;
             outcome.failed(&e);
             next
         }
         Err(Failure::Midway(e)) => {
-            let next = client.fail(&e, Some(route), false, head).await;
+            let next = Box::pin(client.fail(&e, Some(route), false, head)).await;
             outcome.failed(&e);
             next
         }
