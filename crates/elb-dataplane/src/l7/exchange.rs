@@ -11,6 +11,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -22,6 +23,7 @@ use hyper::ext::ReasonPhrase;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use super::framing::{ChunkedEnd, Framing};
 use super::headers::push_header;
@@ -40,10 +42,12 @@ const MAX_READ: usize = 256 * 1024;
 const MIN_ROOM: usize = 1024;
 
 /// Sends `req` (its URI in origin form) on an idle connection to the target or a new one,
-/// and reads the response head while its body goes. An idle connection the target had closed
-/// is given up for another when the request was not taken (the head's write failed), or when
-/// it was and may be sent again (an idempotent request without a body), as on the relay.
-pub(super) async fn send(pool: &Arc<TargetPool>, req: Request<Incoming>) -> Sent {
+/// and reads the response head while its body goes. An idle connection the target had
+/// closed is given up for another when the request was not taken (the head's write failed),
+/// or when it was and may be sent again (an idempotent request without a body), as on the
+/// relay. The response body ends with an error when nothing goes either way for `idle` (the
+/// load balancer's idle timeout).
+pub(super) async fn send(pool: &Arc<TargetPool>, req: Request<Incoming>, idle: Duration) -> Sent {
     let (mut parts, body) = req.into_parts();
     let outgoing = outgoing(&mut parts, &body);
     let mut out = Vec::with_capacity(1024);
@@ -79,7 +83,7 @@ pub(super) async fn send(pool: &Arc<TargetPool>, req: Request<Incoming>) -> Sent
     let head = head.map_err(|e| (e, None))?;
     let reusable = head.reusable && !asks_close(&parts.headers);
     let target = (target, Arc::clone(pool));
-    let body = Exchanged::new(target, (buf, upload), head.framing, reusable);
+    let body = Exchanged::new(target, (buf, upload), (head.framing, reusable), idle);
     Ok(head
         .response
         .map(|()| TargetBody(Source::Exchange(Box::new(body)))))
@@ -235,9 +239,9 @@ impl Upload {
         }
     }
 
-    /// Writes what the client's body has ready. Only a failure of that body is an error: a
-    /// target that stops reading may still answer.
-    fn progress(&mut self, target: &TcpStream, cx: &mut Context<'_>) -> Result<(), BoxError> {
+    /// Writes what the client's body has ready: whether any of it went. Only a failure of
+    /// that body is an error: a target that stops reading may still answer.
+    fn progress(&mut self, target: &TcpStream, cx: &mut Context<'_>) -> Result<bool, BoxError> {
         let Self::Sending {
             body,
             chunked,
@@ -245,17 +249,18 @@ impl Upload {
             ended,
         } = self
         else {
-            return Ok(());
+            return Ok(false);
         };
-        match poll_send(target, body, *chunked, (pending, ended), cx) {
-            Poll::Pending => Ok(()),
+        let mut wrote = false;
+        match poll_send(target, body, *chunked, (pending, ended), &mut wrote, cx) {
+            Poll::Pending => Ok(wrote),
             Poll::Ready(Ok(())) => {
                 *self = Self::Sent;
-                Ok(())
+                Ok(wrote)
             }
             Poll::Ready(Err(Broke::Target(e))) => {
                 *self = Self::Stopped(Some(e.into()));
-                Ok(())
+                Ok(wrote)
             }
             Poll::Ready(Err(Broke::Client(e))) => {
                 *self = Self::Stopped(None);
@@ -287,13 +292,17 @@ fn poll_send(
     body: &mut Incoming,
     chunked: bool,
     (pending, ended): (&mut Bytes, &mut bool),
+    wrote: &mut bool,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Broke>> {
     loop {
         while !pending.is_empty() {
             ready!(target.poll_write_ready(cx)).map_err(Broke::Target)?;
             match target.try_write(pending) {
-                Ok(n) => pending.advance(n),
+                Ok(n) => {
+                    pending.advance(n);
+                    *wrote = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(Broke::Target(e))),
             }
@@ -476,6 +485,11 @@ struct Exchanged {
     read_size: usize,
     /// A chunked body's trailer section, as it arrives.
     trailers: Vec<u8>,
+    /// How long the target may send nothing, and the timer that says so: armed when a read
+    /// first waits (a body that came with its head never reads the clock), and moved on
+    /// lazily from `heard`, when the target last sent something.
+    idle: Duration,
+    timer: Option<(Pin<Box<Sleep>>, Instant)>,
 }
 
 /// What the bytes at hand give.
@@ -489,8 +503,8 @@ impl Exchanged {
     fn new(
         target: (TcpStream, Arc<TargetPool>),
         (buf, upload): (BytesMut, Upload),
-        framing: Framing,
-        reusable: bool,
+        (framing, reusable): (Framing, bool),
+        idle: Duration,
     ) -> Self {
         let reading = match framing {
             Framing::Empty | Framing::Length(0) => Reading::Done,
@@ -506,6 +520,8 @@ impl Exchanged {
             reusable,
             read_size: FIRST_READ,
             trailers: Vec::new(),
+            idle,
+            timer: None,
         };
         match reading {
             Reading::Done => body.end(),
@@ -519,9 +535,12 @@ impl Exchanged {
             let step = self.step();
             if matches!(step, Ok(Step::More))
                 && let Some((target, _)) = &self.target
-                && let Err(e) = self.upload.progress(target, cx)
             {
-                return Poll::Ready(Some(Err(self.broken(e))));
+                match self.upload.progress(target, cx) {
+                    Ok(false) => {}
+                    Ok(true) => self.heard(),
+                    Err(e) => return Poll::Ready(Some(Err(self.broken(e)))),
+                }
             }
             match step {
                 Ok(Step::Frame(frame)) => return Poll::Ready(Some(Ok(frame))),
@@ -532,7 +551,12 @@ impl Exchanged {
             let Some((target, _)) = &self.target else {
                 return Poll::Ready(None);
             };
-            match ready!(poll_read(target, &mut self.buf, self.read_size, cx)) {
+            let read = match poll_read(target, &mut self.buf, self.read_size, cx) {
+                Poll::Ready(read) => read,
+                Poll::Pending => return self.poll_idle(cx),
+            };
+            self.heard();
+            match read {
                 Ok((0, _)) if matches!(self.reading, Reading::Close) => {
                     self.broken(());
                     return Poll::Ready(None);
@@ -551,8 +575,33 @@ impl Exchanged {
         }
     }
 
+    /// Waiting for the target: an error once it has sent nothing for the idle timeout.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let (timer, heard) = self.timer.get_or_insert_with(|| {
+            let now = Instant::now();
+            (Box::pin(tokio::time::sleep_until(now + self.idle)), now)
+        });
+        while timer.as_mut().poll(cx).is_ready() {
+            let due = *heard + self.idle;
+            if due <= Instant::now() {
+                let silent = "the target sent nothing for the idle timeout";
+                return Poll::Ready(Some(Err(self.broken(silent.into()))));
+            }
+            timer.as_mut().reset(due);
+        }
+        Poll::Pending
+    }
+
+    /// Something went to or came from the target: the idle timeout starts again.
+    fn heard(&mut self) {
+        if let Some((_, heard)) = &mut self.timer {
+            *heard = Instant::now();
+        }
+    }
+
     /// The exchange cannot go on: its connection is closed, not pooled.
     fn broken<E>(&mut self, error: E) -> E {
+        self.timer = None;
         self.target = None;
         self.reading = Reading::Done;
         self.upload = Upload::Stopped(None);
@@ -608,6 +657,7 @@ impl Exchanged {
     /// body had all gone (what it has not read would be taken for the next request).
     fn end(&mut self) {
         self.reading = Reading::Done;
+        self.timer = None;
         let sent = matches!(self.upload, Upload::Sent);
         self.upload = Upload::Stopped(None);
         if let Some((target, pool)) = self.target.take()
@@ -773,17 +823,33 @@ mod tests {
         assert!(trailer_fields(b"no colon\r\n\r\n").is_err());
     }
 
-    #[tokio::test]
-    async fn the_body_is_read_de_chunked_and_its_connection_goes_back() {
+    /// A target connection's two ends on loopback, and the pool the client end belongs to.
+    async fn connection() -> (Arc<TargetPool>, TcpStream, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let pool = Arc::new(TargetPool::new(addr.ip(), addr));
         let client = TcpStream::connect(addr).await.unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
-        let buf = BytesMut::from(&b"5\r\nhel"[..]);
-        let read = (buf, Upload::Sent);
-        let body = Exchanged::new((client, Arc::clone(&pool)), read, Framing::Chunked, true);
-        let body = TargetBody(Source::Exchange(Box::new(body)));
+        let (server, _) = listener.accept().await.unwrap();
+        (pool, client, server)
+    }
+
+    /// A response body read from `client` after the head, with `buf` read with the head.
+    fn body(
+        (pool, client): (&Arc<TargetPool>, TcpStream),
+        buf: &[u8],
+        framing: Framing,
+        idle: Duration,
+    ) -> TargetBody {
+        let read = (BytesMut::from(buf), Upload::Sent);
+        let body = Exchanged::new((client, Arc::clone(pool)), read, (framing, true), idle);
+        TargetBody(Source::Exchange(Box::new(body)))
+    }
+
+    #[tokio::test]
+    async fn the_body_is_read_de_chunked_and_its_connection_goes_back() {
+        let (pool, client, mut server) = connection().await;
+        let idle = Duration::from_secs(10);
+        let body = body((&pool, client), b"5\r\nhel", Framing::Chunked, idle);
         server
             .write_all(b"lo\r\n6\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n")
             .await
@@ -795,5 +861,44 @@ mod tests {
             pool.take().is_some(),
             "the connection went back to the pool"
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_ends_with_an_error_once_the_target_is_silent_for_the_idle_timeout() {
+        let (pool, client, mut server) = connection().await;
+        // A byte every 250 ms, six times (longer in all than the 1 s idle timeout, each gap
+        // well within it), then nothing.
+        let trickle = tokio::spawn(async move {
+            for byte in [b"a", b"b", b"c", b"d", b"e", b"f"] {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                server.write_all(byte).await.unwrap();
+            }
+            server
+        });
+        let idle = Duration::from_secs(1);
+        let mut body = body((&pool, client), b"", Framing::Length(8), idle);
+        let mut got = Vec::new();
+        let mut last = std::time::Instant::now();
+        let until_error = async {
+            loop {
+                match body.frame().await.expect("no end before the error") {
+                    Ok(frame) => got.extend_from_slice(&frame.into_data().unwrap()),
+                    Err(e) => break e,
+                }
+                last = std::time::Instant::now();
+            }
+        };
+        let error = tokio::time::timeout(Duration::from_secs(5), until_error)
+            .await
+            .expect("the silence ends the body");
+        assert_eq!(got, b"abcdef");
+        assert!(error.to_string().contains("idle timeout"), "{error}");
+        // Not before the whole timeout after the last byte (a timer never fires early).
+        assert!(
+            last.elapsed() >= Duration::from_millis(990),
+            "{:?}",
+            last.elapsed()
+        );
+        drop(trickle.await.unwrap());
     }
 }

@@ -322,7 +322,8 @@ async fn proxy(
             let sent = if upgrade.is_some() {
                 tokio::time::timeout(idle_timeout, exchange::upgrade(pool, req)).await
             } else {
-                tokio::time::timeout(idle_timeout, exchange::send(pool, req)).await
+                let exchanged = exchange::send(pool, req, idle_timeout);
+                tokio::time::timeout(idle_timeout, exchanged).await
             };
             let sent = sent.map_err(|_| ProxyError::TargetTimeout)?;
             match sent {
