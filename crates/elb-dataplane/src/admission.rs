@@ -4,15 +4,16 @@
 use std::net::IpAddr;
 
 use elb_model::{IngressSource, LoadBalancer, Region};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 /// The sources a listener admits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    /// No security groups (NLB default) or a rule open to everyone.
+    /// No security groups (NLB default), or rules open to every IPv4 and every IPv6 address.
     Everyone,
-    /// Only these IPv4 ranges (members of source groups appear as /32s).
-    Ranges(Vec<Ipv4Net>),
+    /// Only these ranges (members of source groups appear as /32s); `0.0.0.0/0` is every IPv4
+    /// address and no IPv6 one, as in EC2.
+    Ranges(Vec<IpNet>),
 }
 
 impl Admission {
@@ -31,21 +32,29 @@ impl Admission {
             .filter(|r| r.covers(protocol, port));
         for rule in rules {
             match &rule.source {
-                IngressSource::Cidr(cidr) if cidr.prefix_len() == 0 => return Self::Everyone,
                 IngressSource::Cidr(cidr) => ranges.push(*cidr),
-                IngressSource::Group(group) => {
-                    ranges.extend(state.security_group_members(group).map(Ipv4Net::from))
-                }
+                IngressSource::Group(group) => ranges.extend(
+                    state
+                        .security_group_members(group)
+                        .map(|ip| IpNet::from(IpAddr::V4(ip))),
+                ),
             }
+        }
+        let open = |ip: IpAddr| {
+            ranges
+                .iter()
+                .any(|r| r.prefix_len() == 0 && r.contains(&ip))
+        };
+        if open(IpAddr::from([0u8; 4])) && open(IpAddr::from([0u16; 8])) {
+            return Self::Everyone;
         }
         Self::Ranges(ranges)
     }
 
     pub fn admits(&self, peer: IpAddr) -> bool {
-        match (self, peer) {
-            (Self::Everyone, _) => true,
-            (Self::Ranges(ranges), IpAddr::V4(ip)) => ranges.iter().any(|r| r.contains(&ip)),
-            (Self::Ranges(_), IpAddr::V6(_)) => false,
+        match self {
+            Self::Everyone => true,
+            Self::Ranges(ranges) => ranges.iter().any(|r| r.contains(&peer)),
         }
     }
 }
@@ -62,5 +71,16 @@ mod tests {
         assert!(!a.admits("::1".parse().unwrap()));
         assert!(Admission::Everyone.admits("::1".parse().unwrap()));
         assert!(!Admission::Ranges(vec![]).admits("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn each_family_is_opened_by_its_own_rule() {
+        let v4 = Admission::Ranges(vec!["0.0.0.0/0".parse().unwrap()]);
+        assert!(v4.admits("10.1.2.3".parse().unwrap()));
+        assert!(!v4.admits("fd00:ec2::1".parse().unwrap()));
+        let v6 = Admission::Ranges(vec!["fd00:ec2::/56".parse().unwrap()]);
+        assert!(v6.admits("fd00:ec2::1".parse().unwrap()));
+        assert!(!v6.admits("fd00:ec2:0:100::1".parse().unwrap()));
+        assert!(!v6.admits("10.1.2.3".parse().unwrap()));
     }
 }

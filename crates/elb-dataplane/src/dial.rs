@@ -24,7 +24,7 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tracing::warn;
 
 /// Where a flow to a target leaves from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
     /// The node's address.
     Node(IpAddr),
@@ -43,7 +43,9 @@ impl Source {
         client: SocketAddr,
         node: IpAddr,
     ) -> Self {
-        if !preserve_client_ip {
+        // An IPv6 client of a dual-stack node reaches IPv4 targets from the node's address,
+        // as AWS's do (and the other way round).
+        if !preserve_client_ip || client.is_ipv6() != node.is_ipv6() {
             return Self::Node(node);
         }
         if client.ip().is_loopback() {
@@ -125,4 +127,23 @@ pub(crate) fn udp(source: Source, target: SocketAddr, first: &[u8]) -> io::Resul
     socket.set_nonblocking(true)?;
     socket.send(first)?;
     UdpSocket::from_std(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_of_the_other_family_leaves_from_the_node() {
+        let node: IpAddr = "127.80.1.253".parse().unwrap();
+        let v4: SocketAddr = "127.0.0.9:5000".parse().unwrap();
+        let v6: SocketAddr = "[::1]:5000".parse().unwrap();
+        let preserving = (true, false);
+        assert_eq!(
+            Source::new(preserving, v4, node),
+            Source::ClientAddress(v4.ip())
+        );
+        assert_eq!(Source::new(preserving, v6, node), Source::Node(node));
+        assert_eq!(Source::new((false, false), v4, node), Source::Node(node));
+    }
 }

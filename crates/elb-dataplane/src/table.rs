@@ -108,9 +108,11 @@ pub struct TcpRoute {
     /// Mutual TLS's identity filters: a verified client certificate none of them matches is
     /// not admitted. Empty: every verified one is.
     pub identity_filters: Vec<elb_model::IdentityFilter>,
-    /// The node's private address: where flows to targets leave from, unless the group
-    /// preserves the client's.
-    pub node_ip: IpAddr,
+    /// Where flows to targets leave from, unless the group preserves the client's: the node's
+    /// private address, or for IPv6 targets its source NAT or IPv6 address ([`Node::source`]).
+    ///
+    /// [`Node::source`]: elb_model::Node::source
+    pub source_ip: IpAddr,
     pub targets: Arc<FlowTargets>,
     /// TLS listeners of a load balancer that keeps access logs: where the node's entries go,
     /// and the listener's id they name.
@@ -123,8 +125,8 @@ pub struct UdpRoute {
     pub door: Door,
     /// The node's flow metrics, shared with its TCP listeners.
     pub flows: Arc<FlowMetrics>,
-    /// The node's private address: where flows leave from when the client's cannot be kept.
-    pub node_ip: IpAddr,
+    /// Where flows leave from when the client's cannot be kept, as [`TcpRoute::source_ip`].
+    pub source_ip: IpAddr,
     pub targets: Arc<FlowTargets>,
 }
 

@@ -174,7 +174,7 @@ fn start(
     let source = Source::new(
         (group.preserve_client_ip, group.transparent),
         client,
-        route.node_ip,
+        route.source_ip,
     );
     let target = match dial::udp(source, endpoint.addr, first) {
         Ok(socket) => Arc::new(socket),

@@ -2,7 +2,7 @@
 //! kind, leaving from the node's own address as an ELB node's connections do. Plain HTTP/1.1,
 //! the hot path, has the node's own pools (`pool`).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
 use hyper::body::Incoming;
@@ -24,9 +24,13 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    pub(crate) fn new(local: IpAddr) -> Self {
+    /// Clients that connect from `v4`, or from `v6` to IPv6 targets where the node has one.
+    pub(crate) fn new((v4, v6): (Ipv4Addr, Option<Ipv6Addr>)) -> Self {
         let mut connector = HttpConnector::new();
-        connector.set_local_address(Some(local));
+        match v6 {
+            Some(v6) => connector.set_local_addresses(v4, v6),
+            None => connector.set_local_address(Some(IpAddr::V4(v4))),
+        }
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
         let mut builder = Client::builder(TokioExecutor::new());

@@ -1,13 +1,14 @@
 //! The DNS server: hickory-server's UDP and TCP handling around a handler that answers from the
 //! current [`DnsTable`].
 
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Edns, Header, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_server::proto::rr::rdata::{A, NS, SOA};
+use hickory_server::proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -24,6 +25,14 @@ pub(crate) struct Handler {
 
 fn name(s: &str) -> Name {
     Name::from_str(s).unwrap_or_else(|_| Name::root())
+}
+
+/// Whether an address answers a query of `qtype`: IPv4 ones A, IPv6 ones AAAA, both ANY.
+fn answers_to(qtype: RecordType, ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(_) => matches!(qtype, RecordType::A | RecordType::ANY),
+        IpAddr::V6(_) => matches!(qtype, RecordType::AAAA | RecordType::ANY),
+    }
 }
 
 fn soa(origin: &str) -> Record {
@@ -84,14 +93,17 @@ impl RequestHandler for Handler {
                         metadata.response_code = ResponseCode::NXDomain;
                         soa_section.push(soa(origin));
                     }
-                    Lookup::Addresses { ips, .. }
-                        if matches!(qtype, RecordType::A | RecordType::ANY) =>
-                    {
+                    Lookup::Addresses { ips, .. } if ips.iter().any(|ip| answers_to(qtype, ip)) => {
                         let owner = name(&qname);
-                        answers
-                            .extend(ips.iter().map(|ip| {
-                                Record::from_rdata(owner.clone(), TTL, RData::A(A(*ip)))
-                            }));
+                        let record = |ip: &IpAddr| match ip {
+                            IpAddr::V4(v4) => RData::A(A(*v4)),
+                            IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+                        };
+                        answers.extend(
+                            ips.iter()
+                                .filter(|ip| answers_to(qtype, ip))
+                                .map(|ip| Record::from_rdata(owner.clone(), TTL, record(ip))),
+                        );
                     }
                     Lookup::Apex { origin } if qtype == RecordType::SOA => {
                         answers.push(soa(origin))

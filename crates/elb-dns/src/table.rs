@@ -6,13 +6,17 @@
 //!   if no zone is healthy, with all of them (fail-open), as AWS does.
 //! - `ZONE.<name>` answers with that zone's node only.
 //! - Internet-facing nodes answer with their public address when they have one.
+//! - `dualstack.<name>` (what Route 53's alias records name) answers as `<name>`.
+//! - Dual-stack load balancers' nodes answer AAAA queries with their IPv6 addresses; those
+//!   without public IPv4 have no A records.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use elb_model::health::below_minimum;
 use elb_model::{
-    HealthState, HealthView, LoadBalancerKind, LoadBalancerState, Node, Region, Scheme, State,
+    HealthState, HealthView, IpAddressType, LoadBalancer, LoadBalancerKind, LoadBalancerState,
+    Node, Region, Scheme, State,
 };
 
 /// Answers for one snapshot. Names are lowercase and end in a dot.
@@ -20,7 +24,7 @@ use elb_model::{
 pub struct DnsTable {
     /// The zones elbd is authoritative for: `REGION.elb.DOMAIN.` and `elb.REGION.DOMAIN.`.
     pub origins: Vec<String>,
-    names: HashMap<String, Vec<Ipv4Addr>>,
+    names: HashMap<String, Vec<IpAddr>>,
 }
 
 /// What a name is, for the server to turn into a response.
@@ -30,11 +34,8 @@ pub enum Lookup<'a> {
     Refused,
     /// In a zone of ours, but not a name that exists.
     NxDomain { origin: &'a str },
-    /// A load balancer or zonal name.
-    Addresses {
-        origin: &'a str,
-        ips: &'a [Ipv4Addr],
-    },
+    /// A load balancer or zonal name: its IPv4 and IPv6 addresses.
+    Addresses { origin: &'a str, ips: &'a [IpAddr] },
     /// The zone apex itself (SOA, NS).
     Apex { origin: &'a str },
 }
@@ -63,18 +64,14 @@ impl DnsTable {
                 lb.state == LoadBalancerState::Active && lb.kind != LoadBalancerKind::Gateway
             })
         {
-            let address = |n: &Node| match lb.scheme {
-                Scheme::InternetFacing => n.public_ipv4.unwrap_or(n.private_ipv4),
-                Scheme::Internal => n.private_ipv4,
-            };
             let nodes: Vec<&Node> = state.nodes_of(&lb.arn).collect();
-            let healthy: Vec<Ipv4Addr> = nodes
+            let healthy: Vec<IpAddr> = nodes
                 .iter()
                 .filter(|n| zone_healthy(state, health, n))
-                .map(|n| address(n))
+                .flat_map(|n| addresses(lb, n))
                 .collect();
             let mut answer = if healthy.is_empty() {
-                nodes.iter().map(|n| address(n)).collect()
+                nodes.iter().flat_map(|n| addresses(lb, n)).collect()
             } else {
                 healthy
             };
@@ -83,9 +80,12 @@ impl DnsTable {
             for n in &nodes {
                 self.names.insert(
                     format!("{}.{name}", n.availability_zone.to_lowercase()),
-                    vec![address(n)],
+                    addresses(lb, n).collect(),
                 );
             }
+            // Route 53's alias records name any load balancer so.
+            self.names
+                .insert(format!("dualstack.{name}"), answer.clone());
             self.names.insert(name, answer);
         }
     }
@@ -107,6 +107,18 @@ impl DnsTable {
             None => Lookup::NxDomain { origin },
         }
     }
+}
+
+/// What a node of `lb` answers with: its public IPv4 address if internet-facing (its private
+/// one where there is no public pool), none if `dualstack-without-public-ipv4`, else its
+/// private one; and its IPv6 address if it has one.
+fn addresses(lb: &LoadBalancer, n: &Node) -> impl Iterator<Item = IpAddr> {
+    let v4 = match (lb.scheme, lb.ip_address_type) {
+        (Scheme::InternetFacing, IpAddressType::DualstackWithoutPublicIpv4) => None,
+        (Scheme::InternetFacing, _) => Some(n.public_ipv4.unwrap_or(n.private_ipv4)),
+        (Scheme::Internal, _) => Some(n.private_ipv4),
+    };
+    v4.map(IpAddr::V4).into_iter().chain(n.ipv6.map(IpAddr::V6))
 }
 
 /// DNS failover: a node's zone is healthy when, for every target group its load balancer
@@ -173,6 +185,7 @@ mod tests {
             kind: LoadBalancerKind::Application,
             scheme: Some(Scheme::Internal),
             ip_address_type: None,
+            ipv6_source_nat: None,
             subnet_ids,
             subnet_mappings: vec![],
             security_groups: None,
@@ -188,6 +201,7 @@ mod tests {
             port: Some(80),
             vpc_id: None,
             target_type: "ip".into(),
+            ip_address_type: None,
             origin: Origin::Api,
         };
         let Outcome::Created(tg) = run(&mut state, Command::CreateTargetGroup(tg)) else {

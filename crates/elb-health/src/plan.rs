@@ -110,7 +110,7 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
                 probes.insert(
                     key,
                     Probe {
-                        node_ip: IpAddr::V4(node.private_ipv4),
+                        node_ip: node.source(target.ip().is_ipv6()),
                         target,
                         check,
                         interval: Duration::from_secs(hc.interval_seconds.into()),

@@ -62,7 +62,7 @@ pub use rule::{
 pub use state::{Command, Delta, Origin, Outcome, Region, State};
 pub use target_group::{
     FunctionArn, HealthCheck, ProtocolVersion, Registration, TargetGroup, TargetGroupProtocol,
-    TargetId, TargetType,
+    TargetId, TargetIpAddressType, TargetType,
 };
 pub use trust_store::{
     CertificateIdentity, IdentityField, IdentityFilter, MtlsMode, MutualAuthentication, TrustStore,

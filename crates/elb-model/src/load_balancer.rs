@@ -73,6 +73,17 @@ pub enum IpAddressType {
     DualstackWithoutPublicIpv4,
 }
 
+impl IpAddressType {
+    /// AWS's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ipv4 => "ipv4",
+            Self::Dualstack => "dualstack",
+            Self::DualstackWithoutPublicIpv4 => "dualstack-without-public-ipv4",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadBalancerState {
@@ -100,6 +111,11 @@ pub struct LoadBalancer {
     /// load balancers over no PrivateLink, so it decides nothing here.
     #[serde(default = "on")]
     pub privatelink_inbound_rules: bool,
+    /// `EnablePrefixForIpv6SourceNat` of a dual-stack network load balancer: each node has a
+    /// /80 of its subnet's IPv6 block that its flows to IPv6 targets leave from (UDP
+    /// listeners need it, as on AWS).
+    #[serde(default)]
+    pub ipv6_source_nat: bool,
     pub state: LoadBalancerState,
     /// AWS's `State.Reason`: why the state is what it is, when there is something to say.
     #[serde(default)]

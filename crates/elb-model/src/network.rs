@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
@@ -14,6 +14,9 @@ pub struct Vpc {
     pub id: String,
     /// AWS allows several IPv4 blocks per VPC; the default VPC has one per default subnet.
     pub cidr_blocks: Vec<Ipv4Net>,
+    /// Amazon-provided IPv6 blocks (/56s of [`AMAZON_IPV6_POOL`]), none unless asked for.
+    #[serde(default)]
+    pub ipv6_cidr_blocks: Vec<Ipv6Net>,
     pub is_default: bool,
     /// Where instances launched into it run; recorded and echoed, as nothing runs here.
     #[serde(default)]
@@ -68,6 +71,10 @@ pub struct Subnet {
     pub vpc_id: String,
     pub availability_zone: String,
     pub cidr: Ipv4Net,
+    /// A /64 of its VPC's IPv6 block, when the subnet has one: what dual-stack load
+    /// balancers' nodes take their IPv6 addresses from.
+    #[serde(default)]
+    pub ipv6_cidr: Option<Ipv6Net>,
     pub default_for_az: bool,
     #[serde(default)]
     pub tags: Tags,
@@ -77,10 +84,14 @@ impl Subnet {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(v4) => self.cidr.contains(&v4),
-            IpAddr::V6(_) => false,
+            IpAddr::V6(v6) => self.ipv6_cidr.is_some_and(|c| c.contains(&v6)),
         }
     }
 }
+
+/// Where Amazon-provided IPv6 blocks come from here: unique local addresses (RFC 4193), a /56
+/// per VPC, the first free one of any region.
+pub const AMAZON_IPV6_POOL: &str = "fd00:ec2::/32";
 
 /// One ingress rule: a protocol (`-1` = all, `tcp`, `udp`, `icmp`), a port range (ignored
 /// for `-1`), and where traffic may come from.
@@ -98,13 +109,26 @@ pub struct IngressRule {
 impl IngressRule {
     /// Every protocol, everywhere: AWS's egress rule of a new group.
     pub fn allow_all() -> Vec<Self> {
-        vec![Self {
+        vec![Self::anywhere(IpNet::V4(Ipv4Net::default()))]
+    }
+
+    /// AWS's egress rules of a new group in a VPC with IPv6: to every IPv4 and every IPv6
+    /// address.
+    pub fn allow_all_dual_stack() -> Vec<Self> {
+        vec![
+            Self::anywhere(IpNet::V4(Ipv4Net::default())),
+            Self::anywhere(IpNet::V6(Ipv6Net::default())),
+        ]
+    }
+
+    fn anywhere(cidr: IpNet) -> Self {
+        Self {
             protocol: "-1".into(),
             from_port: 0,
             to_port: 65535,
-            source: IngressSource::Cidr(Ipv4Net::default()),
+            source: IngressSource::Cidr(cidr),
             description: None,
-        }]
+        }
     }
 
     /// Whether the rule covers `protocol` ("tcp" or "udp") to `port`.
@@ -128,8 +152,8 @@ impl IngressRule {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IngressSource {
-    /// An IPv4 range.
-    Cidr(Ipv4Net),
+    /// An IPv4 or IPv6 range (`IpRanges`, `Ipv6Ranges`).
+    Cidr(IpNet),
     /// Members of a security group: instances and LB nodes that carry it.
     Group(String),
 }

@@ -461,8 +461,8 @@ impl Condition {
                     Some("ipv6") => {
                         return Err(ModelError::new(
                             ErrorCode::UnsupportedProtocol,
-                            "Condition 'source-ip': IpAddressType ipv6 is not built: elbd's load \
-                             balancers carry IPv4",
+                            "Condition 'source-ip': IpAddressType ipv6 is not built yet (IPv6 \
+                             CIDRs in Values match IPv6 clients)",
                         ));
                     }
                     Some(other) => {

@@ -123,6 +123,30 @@ impl TargetType {
     }
 }
 
+/// The address family of a group's targets: `ipv6` groups take IPv6 addresses (`ip` targets)
+/// and forward for dual-stack load balancers only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetIpAddressType {
+    #[default]
+    Ipv4,
+    Ipv6,
+}
+
+impl TargetIpAddressType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ipv4 => "ipv4",
+            Self::Ipv6 => "ipv6",
+        }
+    }
+
+    /// Whether `ip` is of this family.
+    pub fn fits(self, ip: IpAddr) -> bool {
+        ip.is_ipv6() == (self == Self::Ipv6)
+    }
+}
+
 /// What a registration names: an IP address, an instance by id, an application load
 /// balancer of this region by ARN (`alb` target groups), or a Lambda function by ARN
 /// (`lambda` groups).
@@ -503,6 +527,8 @@ pub struct TargetGroup {
     pub port: u16,
     pub vpc_id: String,
     pub target_type: TargetType,
+    #[serde(default)]
+    pub ip_address_type: TargetIpAddressType,
     pub attributes: Attributes,
     #[serde(default)]
     pub health_check: HealthCheck,

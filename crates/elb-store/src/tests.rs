@@ -35,6 +35,7 @@ fn create_alb(store: &Store, name: &str) -> Result<Outcome, UpdateError> {
             kind: LoadBalancerKind::Application,
             scheme: None,
             ip_address_type: None,
+            ipv6_source_nat: None,
             subnet_ids: subnets[..2].iter().map(|s| s.id.clone()).collect(),
             subnet_mappings: vec![],
             security_groups: None,
@@ -75,6 +76,7 @@ pub(crate) fn target_group(name: &str) -> Command {
         port: Some(80),
         vpc_id: None,
         target_type: "ip".into(),
+        ip_address_type: None,
         origin: Origin::Api,
     })
 }

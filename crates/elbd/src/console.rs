@@ -152,6 +152,7 @@ fn load_balancer(region: &Region, arn: &str, health: &HealthView, sent: &Counts)
                 "id": node.id,
                 "private": node.private_ipv4.to_string(),
                 "public": node.public_ipv4.map(|ip| ip.to_string()),
+                "ipv6": node.ipv6.map(|ip| ip.to_string()),
             }));
     }
     let zones: Vec<Value> = zones

@@ -231,6 +231,7 @@ fn target_group(
         port: spec.port,
         vpc_id: None,
         target_type: spec.target_type.clone(),
+        ip_address_type: None,
         origin: FILE,
     });
     let arn = match state.target_group_by_name(&spec.name) {
@@ -372,6 +373,7 @@ fn load_balancer(
         kind,
         scheme,
         ip_address_type: None,
+        ipv6_source_nat: None,
         subnet_ids,
         subnet_mappings: vec![],
         security_groups: None,

@@ -171,7 +171,7 @@ impl NodeProcess {
         let mut served = Vec::new();
         for region in local.regions.values() {
             for node in region.nodes.values() {
-                let addresses: Vec<IpAddr> = node.addresses().map(IpAddr::V4).collect();
+                let addresses: Vec<IpAddr> = node.addresses().collect();
                 let sockets: Vec<SocketAddr> = region
                     .listeners_of(&node.load_balancer_arn)
                     .flat_map(|l| addresses.iter().map(move |ip| SocketAddr::new(*ip, l.port)))

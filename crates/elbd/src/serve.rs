@@ -4,7 +4,7 @@
 //! the state → one store commit → a new snapshot → [`DataPlane::apply`] → sockets and routes.
 //! The API (`--api-listen`) enters at the same store commit.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -778,7 +778,7 @@ fn log_applied(state: &State, applied: &Applied) {
             .regions
             .values()
             .flat_map(|region| region.nodes.values().map(move |n| (region, n)))
-            .find(|(_, n)| n.addresses().any(|ip| IpAddr::V4(ip) == addr.ip()))
+            .find(|(_, n)| n.addresses().any(|ip| ip == addr.ip()))
             .map(|(region, n)| {
                 let lb = region.load_balancers.get(&n.load_balancer_arn);
                 (

@@ -41,6 +41,19 @@ fn vpc(x: &mut Xml, state: &Region, vpc: &Vpc) {
                     });
             },
         )
+        .items(
+            "ipv6CidrBlockAssociationSet",
+            vpc.ipv6_cidr_blocks.iter().enumerate(),
+            |x, (i, cidr)| {
+                x.leaf("associationId", format!("{}-ipv6-cidr-{i}", vpc.id))
+                    .leaf("ipv6CidrBlock", cidr.to_string())
+                    .node("ipv6CidrBlockState", |x| {
+                        x.leaf("state", "associated");
+                    })
+                    .leaf("networkBorderGroup", &state.scope.region)
+                    .leaf("ipv6Pool", "Amazon");
+            },
+        )
         .leaf("instanceTenancy", vpc.instance_tenancy.as_str())
         .leaf("isDefault", vpc.is_default.to_string());
     tag_set(x, state, &vpc.id);
@@ -60,13 +73,29 @@ pub(super) fn create_vpc(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiE
                 ));
             }
         };
-    if params.bool("AmazonProvidedIpv6CidrBlock")? == Some(true) {
-        return Err(not_built("AmazonProvidedIpv6CidrBlock", "IPv6"));
+    let amazon_ipv6 = params.bool("AmazonProvidedIpv6CidrBlock")? == Some(true);
+    // Amazon's IPv6 blocks here have one border group: the region.
+    if let Some(group) = params.optional("Ipv6CidrBlockNetworkBorderGroup") {
+        if !amazon_ipv6 {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameterCombination",
+                "Ipv6CidrBlockNetworkBorderGroup is given without AmazonProvidedIpv6CidrBlock",
+            ));
+        }
+        if group != api.region {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameterValue",
+                format!("Value ({group}) for parameter ipv6CidrBlockNetworkBorderGroup is invalid"),
+            ));
+        }
     }
     let tags = tag_specifications(params, "vpc")?;
     let command = Command::CreateVpc {
         cidr,
         instance_tenancy,
+        amazon_ipv6,
     };
     let id = create(api, command, tags)?;
     let snapshot = api.snapshot();
@@ -92,6 +121,7 @@ pub(super) fn describe_vpcs(api: &ApiCall<'_>, params: &Params) -> Result<Xml, A
             "vpc-id",
             "cidr",
             "cidr-block-association.cidr-block",
+            "ipv6-cidr-block-association.ipv6-cidr-block",
             "is-default",
             "isDefault",
             "state",
@@ -109,6 +139,9 @@ pub(super) fn describe_vpcs(api: &ApiCall<'_>, params: &Params) -> Result<Xml, A
                 "vpc-id" => vec![v.id.clone()],
                 "cidr" | "cidr-block-association.cidr-block" => {
                     v.cidr_blocks.iter().map(ToString::to_string).collect()
+                }
+                "ipv6-cidr-block-association.ipv6-cidr-block" => {
+                    v.ipv6_cidr_blocks.iter().map(ToString::to_string).collect()
                 }
                 "is-default" | "isDefault" => vec![v.is_default.to_string()],
                 "state" => vec!["available".into()],
@@ -244,7 +277,16 @@ fn subnet(x: &mut Xml, state: &Region, s: &Subnet) {
         .leaf("availabilityZone", &s.availability_zone)
         .leaf("availabilityZoneId", zone_id(state, &s.availability_zone))
         .leaf("defaultForAz", s.default_for_az.to_string())
-        .leaf("mapPublicIpOnLaunch", "false");
+        .leaf("mapPublicIpOnLaunch", "false")
+        .leaf("assignIpv6AddressOnCreation", "false")
+        .items("ipv6CidrBlockAssociationSet", &s.ipv6_cidr, |x, cidr| {
+            x.leaf("associationId", format!("{}-ipv6-cidr", s.id))
+                .leaf("ipv6CidrBlock", cidr.to_string())
+                .node("ipv6CidrBlockState", |x| {
+                    x.leaf("state", "associated");
+                });
+        })
+        .leaf("ipv6Native", "false");
     tag_set(x, state, &s.id);
 }
 
@@ -279,12 +321,25 @@ pub(super) fn create_subnet(api: &ApiCall<'_>, params: &Params) -> Result<Xml, A
         (None, None) => zones(state).into_iter().next().unwrap_or_default(),
     };
     if params.bool("Ipv6Native")? == Some(true) {
-        return Err(not_built("Ipv6Native", "IPv6"));
+        return Err(not_built("Ipv6Native", "IPv6-only subnets"));
     }
+    let ipv6_cidr = params
+        .optional("Ipv6CidrBlock")
+        .map(|raw| {
+            raw.parse().map_err(|_| {
+                ApiError::new(
+                    400,
+                    "InvalidParameterValue",
+                    format!("Value ({raw}) for parameter ipv6CidrBlock is invalid"),
+                )
+            })
+        })
+        .transpose()?;
     let tags = tag_specifications(params, "subnet")?;
     let command = Command::CreateSubnet {
         vpc_id,
         cidr,
+        ipv6_cidr,
         availability_zone,
     };
     let id = create(api, command, tags)?;
@@ -316,6 +371,7 @@ pub(super) fn describe_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml
             "cidr-block",
             "cidr",
             "cidrBlock",
+            "ipv6-cidr-block-association.ipv6-cidr-block",
             "default-for-az",
             "defaultForAz",
             "state",
@@ -335,6 +391,9 @@ pub(super) fn describe_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml
                     "availability-zone" | "availabilityZone" => s.availability_zone.clone(),
                     "availability-zone-id" => zone_id(state, &s.availability_zone),
                     "cidr-block" | "cidr" | "cidrBlock" => s.cidr.to_string(),
+                    "ipv6-cidr-block-association.ipv6-cidr-block" => {
+                        s.ipv6_cidr.map(|c| c.to_string()).unwrap_or_default()
+                    }
                     "default-for-az" | "defaultForAz" => s.default_for_az.to_string(),
                     "state" => "available".into(),
                     _ => state.scope.account.clone(),

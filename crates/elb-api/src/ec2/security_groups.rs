@@ -1,6 +1,7 @@
 //! Security groups and their ingress rules.
 
 use elb_model::{Command, IngressRule, IngressSource, Region};
+use ipnet::IpNet;
 
 use super::filters::Filters;
 use super::{create, done, next_token, page, tag_set, tag_specifications, wanted};
@@ -68,6 +69,11 @@ fn rules(params: &Params) -> Result<Vec<IngressRule>, ApiError> {
         let description = |p: &Params| p.optional("Description").map(str::to_owned);
         for range in p.structs("IpRanges")? {
             let cidr = parse_cidr(range.required("CidrIp")?)?;
+            sources.push((IngressSource::Cidr(cidr), description(&range)));
+            range.finish()?;
+        }
+        for range in p.structs("Ipv6Ranges")? {
+            let cidr = parse_cidr_ipv6(range.required("CidrIpv6")?)?;
             sources.push((IngressSource::Cidr(cidr), description(&range)));
             range.finish()?;
         }
@@ -144,14 +150,28 @@ fn protocol_and_ports(p: &Params) -> Result<(String, u16, u16), ApiError> {
     Ok((protocol, from, to))
 }
 
-fn parse_cidr(raw: &str) -> Result<ipnet::Ipv4Net, ApiError> {
-    raw.parse().map(|c: ipnet::Ipv4Net| c.trunc()).map_err(|_| {
-        ApiError::new(
-            400,
-            "InvalidParameterValue",
-            format!("CIDR block {raw} is malformed"),
-        )
-    })
+fn parse_cidr(raw: &str) -> Result<IpNet, ApiError> {
+    raw.parse()
+        .map(|c: ipnet::Ipv4Net| IpNet::V4(c.trunc()))
+        .map_err(|_| {
+            ApiError::new(
+                400,
+                "InvalidParameterValue",
+                format!("CIDR block {raw} is malformed"),
+            )
+        })
+}
+
+fn parse_cidr_ipv6(raw: &str) -> Result<IpNet, ApiError> {
+    raw.parse()
+        .map(|c: ipnet::Ipv6Net| IpNet::V6(c.trunc()))
+        .map_err(|_| {
+            ApiError::new(
+                400,
+                "InvalidParameterValue",
+                format!("IPv6 CIDR block {raw} is malformed"),
+            )
+        })
 }
 
 pub(super) fn authorize(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
@@ -213,9 +233,10 @@ fn permission(x: &mut Xml, state: &Region, rule: &IngressRule) {
         x.leaf("fromPort", rule.from_port.to_string())
             .leaf("toPort", rule.to_port.to_string());
     }
-    let (groups, ranges): (Vec<_>, Vec<_>) = match &rule.source {
-        IngressSource::Group(g) => (vec![g], vec![]),
-        IngressSource::Cidr(c) => (vec![], vec![c]),
+    let (groups, ranges, ipv6_ranges): (Vec<_>, Vec<_>, Vec<_>) = match &rule.source {
+        IngressSource::Group(g) => (vec![g], vec![], vec![]),
+        IngressSource::Cidr(c @ IpNet::V4(_)) => (vec![], vec![c], vec![]),
+        IngressSource::Cidr(c @ IpNet::V6(_)) => (vec![], vec![], vec![c]),
     };
     let description = |x: &mut Xml| {
         if let Some(d) = &rule.description {
@@ -228,6 +249,10 @@ fn permission(x: &mut Xml, state: &Region, rule: &IngressRule) {
     });
     x.items("ipRanges", ranges, |x, cidr| {
         x.leaf("cidrIp", cidr.to_string());
+        description(x);
+    });
+    x.items("ipv6Ranges", ipv6_ranges, |x, cidr| {
+        x.leaf("cidrIpv6", cidr.to_string());
         description(x);
     });
 }

@@ -1,6 +1,6 @@
 //! CreateLoadBalancer, DescribeLoadBalancers, DeleteLoadBalancer, DescribeAccountLimits.
 
-use elb_model::state::{CreateLoadBalancer, SubnetMapping};
+use elb_model::state::{CreateLoadBalancer, SourceNatPrefix, SubnetMapping};
 use elb_model::{Command, ErrorCode, IpAddressType, LoadBalancerKind, ModelError, Origin, Scheme};
 
 use super::{create_then, page, render, tag_params, tagging};
@@ -19,17 +19,9 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         .one_of("Scheme", &["internet-facing", "internal"])?
         .map(Scheme::parse)
         .transpose()?;
-    let ip_address_type = params
-        .one_of(
-            "IpAddressType",
-            &["ipv4", "dualstack", "dualstack-without-public-ipv4"],
-        )?
-        .map(|t| match t {
-            "ipv4" => IpAddressType::Ipv4,
-            "dualstack" => IpAddressType::Dualstack,
-            _ => IpAddressType::DualstackWithoutPublicIpv4,
-        });
+    let ip_address_type = ip_address_type(params)?;
     let (subnet_ids, subnet_mappings) = subnet_params(params)?;
+    let ipv6_source_nat = source_nat(params)?;
     let security_groups = Some(params.list("SecurityGroups.member")?).filter(|sgs| !sgs.is_empty());
     let tags = tag_params(params)?;
     // Pools of this account: it has no Outposts and no IPAM, so none exists.
@@ -44,6 +36,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         kind,
         scheme,
         ip_address_type,
+        ipv6_source_nat,
         subnet_ids,
         subnet_mappings,
         security_groups,
@@ -140,9 +133,25 @@ pub(super) fn account_limits(api: &ApiCall<'_>, params: &Params) -> Result<Xml, 
     Ok(x)
 }
 
-/// `Subnets` and `SubnetMappings`, and `EnablePrefixForIpv6SourceNat`, which only `off` fits
-/// (there is no IPv6 here). A mapping's `AllocationId` and `PrivateIPv4Address` choose a new
-/// node's addresses.
+fn ip_address_type(params: &Params) -> Result<Option<IpAddressType>, ApiError> {
+    let kinds = ["ipv4", "dualstack", "dualstack-without-public-ipv4"];
+    Ok(params.one_of("IpAddressType", &kinds)?.map(|t| match t {
+        "ipv4" => IpAddressType::Ipv4,
+        "dualstack" => IpAddressType::Dualstack,
+        _ => IpAddressType::DualstackWithoutPublicIpv4,
+    }))
+}
+
+/// `EnablePrefixForIpv6SourceNat`.
+fn source_nat(params: &Params) -> Result<Option<bool>, ApiError> {
+    Ok(params
+        .one_of("EnablePrefixForIpv6SourceNat", &["on", "off"])?
+        .map(|v| v == "on"))
+}
+
+/// `Subnets` and `SubnetMappings`. A mapping's `AllocationId`, `PrivateIPv4Address`,
+/// `IPv6Address` and `SourceNatIpv6Prefix` (a /80, or `auto_assigned`) choose a new node's
+/// addresses.
 fn subnet_params(params: &Params) -> Result<(Vec<String>, Vec<SubnetMapping>), ApiError> {
     let mut subnet_ids = params.list("Subnets.member")?;
     let mut mappings = Vec::new();
@@ -156,19 +165,30 @@ fn subnet_params(params: &Params) -> Result<(Vec<String>, Vec<SubnetMapping>), A
                     .map_err(|_| ApiError::validation(format!("'{ip}' is not an IPv4 address")))
             })
             .transpose()?;
+        let ipv6 = mapping
+            .optional("IPv6Address")
+            .map(|ip| {
+                ip.parse()
+                    .map_err(|_| ApiError::validation(format!("'{ip}' is not an IPv6 address")))
+            })
+            .transpose()?;
+        let source_nat_ipv6_prefix = match mapping.optional("SourceNatIpv6Prefix") {
+            None => None,
+            Some("auto_assigned") => Some(SourceNatPrefix::AutoAssigned),
+            Some(prefix) => Some(SourceNatPrefix::Given(prefix.parse().map_err(|_| {
+                ApiError::validation(format!(
+                    "'{prefix}' is not an IPv6 prefix or 'auto_assigned'"
+                ))
+            })?)),
+        };
         mappings.push(SubnetMapping {
             subnet_id,
             allocation_id: mapping.optional("AllocationId").map(str::to_owned),
             private_ipv4,
+            ipv6,
+            source_nat_ipv6_prefix,
         });
         mapping.finish()?;
-    }
-    if params.one_of("EnablePrefixForIpv6SourceNat", &["on", "off"])? == Some("on") {
-        return Err(ApiError::new(
-            400,
-            "InvalidConfigurationRequest",
-            "EnablePrefixForIpv6SourceNat: elbd has no IPv6 source NAT",
-        ));
     }
     Ok((subnet_ids, mappings))
 }
@@ -176,23 +196,16 @@ fn subnet_params(params: &Params) -> Result<(Vec<String>, Vec<SubnetMapping>), A
 pub(super) fn set_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?.to_owned();
     let (subnet_ids, subnet_mappings) = subnet_params(params)?;
-    let kinds = ["ipv4", "dualstack", "dualstack-without-public-ipv4"];
-    if params
-        .one_of("IpAddressType", &kinds)?
-        .is_some_and(|t| t != "ipv4")
-    {
-        return Err(ApiError::new(
-            400,
-            "InvalidConfigurationRequest",
-            "elbd supports only the ipv4 IP address type so far",
-        ));
-    }
+    let ip_address_type = ip_address_type(params)?;
+    let ipv6_source_nat = source_nat(params)?;
     let (snapshot, _) = api.update(|state, cx| {
         state.apply(
             Command::SetSubnets {
                 arn: arn.clone(),
                 subnet_ids: subnet_ids.clone(),
                 subnet_mappings: subnet_mappings.clone(),
+                ip_address_type,
+                ipv6_source_nat,
             },
             cx,
         )
@@ -200,14 +213,14 @@ pub(super) fn set_subnets(api: &ApiCall<'_>, params: &Params) -> Result<Xml, Api
     let state = snapshot.state();
     let lb = &state.load_balancers[&arn];
     let mut x = Xml::new();
-    x.members("AvailabilityZones", &lb.subnet_ids, |x, subnet_id| {
-        let zone = state
-            .subnets
-            .get(subnet_id)
-            .map_or("", |s| s.availability_zone.as_str());
-        x.leaf("ZoneName", zone).leaf("SubnetId", subnet_id);
-    });
-    x.leaf("IpAddressType", "ipv4");
+    render::availability_zones(&mut x, state, lb);
+    x.leaf("IpAddressType", lb.ip_address_type.as_str());
+    if lb.kind == LoadBalancerKind::Network {
+        x.leaf(
+            "EnablePrefixForIpv6SourceNat",
+            render::on_off(lb.ipv6_source_nat),
+        );
+    }
     Ok(x)
 }
 
@@ -239,25 +252,16 @@ pub(super) fn set_security_groups(api: &ApiCall<'_>, params: &Params) -> Result<
     Ok(x)
 }
 
-/// Only `ipv4` is built; the call checks the load balancer and the value.
 pub(super) fn set_ip_address_type(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
-    let arn = params.required("LoadBalancerArn")?;
-    let kind = params
-        .one_of(
-            "IpAddressType",
-            &["ipv4", "dualstack", "dualstack-without-public-ipv4"],
-        )?
-        .ok_or_else(|| ApiError::missing("IpAddressType"))?;
-    existing(api, arn)?;
-    if kind != "ipv4" {
-        return Err(ApiError::new(
-            400,
-            "InvalidConfigurationRequest",
-            "elbd supports only the ipv4 IP address type so far",
-        ));
-    }
+    let arn = params.required("LoadBalancerArn")?.to_owned();
+    let ip_address_type =
+        ip_address_type(params)?.ok_or_else(|| ApiError::missing("IpAddressType"))?;
+    api.execute(Command::SetIpAddressType {
+        arn,
+        ip_address_type,
+    })?;
     let mut x = Xml::new();
-    x.leaf("IpAddressType", kind);
+    x.leaf("IpAddressType", ip_address_type.as_str());
     Ok(x)
 }
 

@@ -61,44 +61,59 @@ pub(super) fn load_balancer(x: &mut Xml, state: &Region, lb: &LoadBalancer) {
                 x.leaf("Reason", reason);
             }
         })
-        .leaf("Type", lb.kind.as_str())
-        .members("AvailabilityZones", &lb.subnet_ids, |x, subnet_id| {
-            let zone = state
-                .subnets
-                .get(subnet_id)
-                .map_or("", |s| s.availability_zone.as_str());
-            x.leaf("ZoneName", zone).leaf("SubnetId", subnet_id);
-            if lb.kind == LoadBalancerKind::Network {
-                let node = state.nodes_of(&lb.arn).find(|n| &n.subnet_id == subnet_id);
-                x.members("LoadBalancerAddresses", node, |x, n| {
-                    if let Some(public) = n.public_ipv4 {
-                        x.leaf("IpAddress", public.to_string());
-                    }
-                    if let Some(eip) = state.elastic_ip_of(&n.id) {
-                        x.leaf("AllocationId", &eip.allocation_id);
-                    }
-                    x.leaf("PrivateIPv4Address", n.private_ipv4.to_string());
-                });
-            }
-        });
+        .leaf("Type", lb.kind.as_str());
+    availability_zones(x, state, lb);
     if lb.kind != LoadBalancerKind::Gateway {
         x.text_members("SecurityGroups", &lb.security_groups);
     }
     if let Some(on) = privatelink_inbound_rules(lb) {
         x.leaf("EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic", on);
     }
-    x.leaf("IpAddressType", "ipv4");
+    x.leaf("IpAddressType", lb.ip_address_type.as_str());
+    if lb.kind == LoadBalancerKind::Network {
+        x.leaf("EnablePrefixForIpv6SourceNat", on_off(lb.ipv6_source_nat));
+    }
+}
+
+/// A load balancer's zones, each with its subnet, and for network load balancers the node's
+/// addresses and source NAT prefix.
+pub(super) fn availability_zones(x: &mut Xml, state: &Region, lb: &LoadBalancer) {
+    x.members("AvailabilityZones", &lb.subnet_ids, |x, subnet_id| {
+        let zone = state
+            .subnets
+            .get(subnet_id)
+            .map_or("", |s| s.availability_zone.as_str());
+        x.leaf("ZoneName", zone).leaf("SubnetId", subnet_id);
+        if lb.kind == LoadBalancerKind::Network {
+            let node = state.nodes_of(&lb.arn).find(|n| &n.subnet_id == subnet_id);
+            x.members("LoadBalancerAddresses", node, |x, n| {
+                if let Some(public) = n.public_ipv4 {
+                    x.leaf("IpAddress", public.to_string());
+                }
+                if let Some(eip) = state.elastic_ip_of(&n.id) {
+                    x.leaf("AllocationId", &eip.allocation_id);
+                }
+                x.leaf("PrivateIPv4Address", n.private_ipv4.to_string());
+                if let Some(ipv6) = n.ipv6 {
+                    x.leaf("IPv6Address", ipv6.to_string());
+                }
+            });
+            if let Some(prefix) = node.and_then(|n| n.source_nat_ipv6_prefix) {
+                x.text_members("SourceNatIpv6Prefixes", [prefix.to_string()]);
+            }
+        }
+    });
+}
+
+pub(super) fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }
 
 /// `EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic`, as AWS shows it: for network load
 /// balancers with security groups.
 pub(super) fn privatelink_inbound_rules(lb: &LoadBalancer) -> Option<&'static str> {
     let shown = lb.kind == LoadBalancerKind::Network && !lb.security_groups.is_empty();
-    shown.then_some(if lb.privatelink_inbound_rules {
-        "on"
-    } else {
-        "off"
-    })
+    shown.then_some(on_off(lb.privatelink_inbound_rules))
 }
 
 pub(super) fn target_group(x: &mut Xml, state: &Region, tg: &TargetGroup) {
@@ -126,7 +141,7 @@ pub(super) fn target_group(x: &mut Xml, state: &Region, tg: &TargetGroup) {
             hc.unhealthy_threshold.to_string(),
         )
         .leaf("TargetType", target_type(tg))
-        .leaf("IpAddressType", "ipv4");
+        .leaf("IpAddressType", tg.ip_address_type.as_str());
     // A TCP check has no path or matcher, and only HTTP groups have a protocol version: AWS
     // leaves out what does not apply.
     if hc.protocol != "TCP" {

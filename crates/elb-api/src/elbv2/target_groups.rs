@@ -3,7 +3,7 @@
 
 use elb_model::attributes::ALGORITHM;
 use elb_model::state::{CreateTargetGroup, TargetDescription};
-use elb_model::target_group::HealthCheckChanges;
+use elb_model::target_group::{HealthCheckChanges, TargetIpAddressType};
 use elb_model::{
     Anomaly, Command, ErrorCode, HealthState, HealthView, InstanceState, ModelError, Origin,
     ProtocolVersion, Reason, Region, Registration, TargetGroup, TargetId, TargetType,
@@ -50,15 +50,12 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         ));
     }
     let protocol_version = protocol_version.unwrap_or_default();
-    if let Some(t) = params.one_of("IpAddressType", &["ipv4", "ipv6"])?
-        && t != "ipv4"
-    {
-        return Err(ApiError::new(
-            400,
-            "InvalidConfigurationRequest",
-            "elbd supports only ipv4 target groups so far",
-        ));
-    }
+    let ip_address_type = params
+        .one_of("IpAddressType", &["ipv4", "ipv6"])?
+        .map(|t| match t {
+            "ipv6" => TargetIpAddressType::Ipv6,
+            _ => TargetIpAddressType::Ipv4,
+        });
     let health_check = health_check_changes(params)?;
     let tags = tag_params(params)?;
     let create = Command::CreateTargetGroup(CreateTargetGroup {
@@ -68,6 +65,7 @@ pub(super) fn create(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
         port,
         vpc_id,
         target_type,
+        ip_address_type,
         origin: Origin::Api,
     });
     let (snapshot, arn) = create_then(api, create, |arn| {

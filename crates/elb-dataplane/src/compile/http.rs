@@ -87,8 +87,9 @@ impl Runtime {
         let mut served = Vec::new();
         for node in state.nodes_of(&lb.arn) {
             let node_ip = IpAddr::V4(node.private_ipv4);
-            let upstream = keep(&self.kept.upstreams, &mut used.upstreams, node_ip, || {
-                Upstream::new(node_ip)
+            let sources = (node.private_ipv4, node.ipv6);
+            let upstream = keep(&self.kept.upstreams, &mut used.upstreams, sources, || {
+                Upstream::new(sources)
             });
             let metrics = keep(
                 &self.kept.nodes,
@@ -274,7 +275,7 @@ impl Runtime {
                     &self.kept.pools,
                     &mut used.pools,
                     (node.id.clone(), target.key, addr),
-                    || Arc::new(TargetPool::new(IpAddr::V4(node.private_ipv4), addr)),
+                    || Arc::new(TargetPool::new(node.source(addr.is_ipv6()), addr)),
                 );
                 Endpoint {
                     addr,

@@ -16,7 +16,7 @@ mod tls;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
@@ -82,8 +82,8 @@ struct Kept {
     watched: HashMap<(String, String), Watched>,
     /// (node id, registration key, address) → the node's keep-alive connections to the target.
     pools: HashMap<(String, String, SocketAddr), Arc<TargetPool>>,
-    /// Node address → its pool of connections to targets.
-    upstreams: HashMap<IpAddr, Upstream>,
+    /// (node's private address, its IPv6 one) → its clients for TLS and HTTP/2 targets.
+    upstreams: HashMap<(Ipv4Addr, Option<Ipv6Addr>), Upstream>,
     /// (load balancer ARN, zone) → the node's metrics.
     nodes: HashMap<(String, String), Arc<NodeMetrics>>,
     /// (load balancer ARN, target group ARN, zone) → the group's metrics in that zone.
@@ -288,13 +288,13 @@ impl Runtime {
     }
 }
 
-/// Adds `served` on the node's private address and, when it has one, its public one. Node
+/// Adds `served` on each of the node's addresses (private; public and IPv6 where it has them). Node
 /// addresses are allocated apart across regions (`State::in_region`), so an address already
 /// taken means a damaged store: the first listener keeps it and the clash is logged.
 fn insert(listeners: &mut Listeners, node: &Node, listener: &ModelListener, served: Listener) {
     for ip in node.addresses() {
         let key = BindKey {
-            addr: SocketAddr::new(IpAddr::V4(ip), listener.port),
+            addr: SocketAddr::new(ip, listener.port),
             transport: served.transport(),
         };
         match listeners.entry(key) {

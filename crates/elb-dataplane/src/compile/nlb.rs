@@ -2,6 +2,7 @@
 //! per node, the one target group the listener forwards to, hashed by flow; and the
 //! terminators that end a target's open flows when the group's attributes ask for it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use elb_model::attributes::{
 };
 use elb_model::{
     Action, AlpnPolicy, HealthState, Listener as ModelListener, ListenerProtocol, LoadBalancer,
-    Node, State, TargetGroup, TargetGroupProtocol,
+    Node, State, TargetGroup, TargetGroupProtocol, TargetIpAddressType,
 };
 use tokio::sync::watch;
 
@@ -132,10 +133,11 @@ impl Runtime {
                 (lb.arn.clone(), node.availability_zone.clone()),
                 Arc::default,
             );
-            let node_ip = node.private_ipv4.into();
+            let source_ip = node.source(tg.ip_address_type == TargetIpAddressType::Ipv6);
             if let Some(choice) = tcp {
                 // AWS logs an NLB's TLS connections only.
                 let access_log = tls.as_ref().and_then(|_| {
+                    let node_ip = IpAddr::V4(node.private_ipv4);
                     let log = self.node_log(lb, node_ip, LogKind::Access, used)?;
                     let id = listener.arn.rsplit('/').next().unwrap_or_default();
                     Some((log, id.to_owned()))
@@ -146,7 +148,7 @@ impl Runtime {
                     idle_timeout,
                     tls: tls.clone(),
                     identity_filters: identity_filters.clone(),
-                    node_ip,
+                    source_ip,
                     targets: Arc::new(self.flow_targets(node, tg, choice, used)),
                     access_log,
                 };
@@ -159,7 +161,7 @@ impl Runtime {
                         ..door.clone()
                     },
                     flows,
-                    node_ip,
+                    source_ip,
                     targets: Arc::new(self.flow_targets(node, tg, choice, used)),
                 };
                 per_node.push((node, Listener::Udp(Arc::new(route))));

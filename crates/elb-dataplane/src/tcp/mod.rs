@@ -158,7 +158,7 @@ async fn connect(
     let source = Source::new(
         (group.preserve_client_ip, group.transparent),
         peer,
-        route.node_ip,
+        route.source_ip,
     );
     for (endpoint, in_flight) in route.targets.for_flow(&flow).take(ATTEMPTS) {
         let target = match dial::connect(source, endpoint.addr, CONNECT_TIMEOUT).await {

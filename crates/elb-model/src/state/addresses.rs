@@ -2,14 +2,17 @@
 //! the addresses network load balancers' subnet mappings choose for their nodes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::{Outcome, Region, SubnetMapping, Tags};
+use ipnet::Ipv6Net;
+
+use super::load_balancers::Addressing;
+use super::{Outcome, Region, SourceNatPrefix, SubnetMapping, Tags};
 use crate::alloc;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
-use crate::load_balancer::{LoadBalancerKind, Scheme};
-use crate::network::{Associated, EipAssociation, ElasticIp, InstanceState};
+use crate::load_balancer::{IpAddressType, LoadBalancerKind, Scheme};
+use crate::network::{Associated, EipAssociation, ElasticIp, InstanceState, Subnet};
 use crate::node::Node;
 
 /// What a subnet mapping chose for the node of its subnet.
@@ -18,6 +21,8 @@ pub(super) struct NodeAddresses<'a> {
     pub(super) private_ipv4: Option<Ipv4Addr>,
     /// The Elastic IP's allocation id.
     pub(super) allocation_id: Option<&'a str>,
+    pub(super) ipv6: Option<Ipv6Addr>,
+    pub(super) source_nat_prefix: Option<Ipv6Net>,
 }
 
 impl Region {
@@ -33,7 +38,7 @@ impl Region {
             )
         })?;
         // The pool is the user's to choose: it may overlap subnets, here or in other regions.
-        let nodes = self.nodes.values().flat_map(Node::addresses);
+        let nodes = self.nodes.values().flat_map(Node::ipv4_addresses);
         let instances = self.instances.values().map(|i| i.private_ip);
         let targets = self.target_groups.values().flat_map(|tg| {
             tg.targets.iter().filter_map(|t| match t.address {
@@ -154,16 +159,22 @@ impl Region {
 
     /// The addresses each subnet's node gets from `mappings`, checked as AWS does: Elastic
     /// IPs for internet-facing network load balancers (existing, free, one per node), private
-    /// addresses for internal ones (in the subnet, free, not reserved).
+    /// addresses for internal ones (in the subnet, free, not reserved), IPv6 addresses for
+    /// dual-stack ones (in the subnet's IPv6 block, free, not reserved) and source NAT
+    /// prefixes where they are on (a free /80 of that block).
     pub(super) fn check_subnet_mappings<'a>(
         &self,
         kind: LoadBalancerKind,
-        scheme: Scheme,
+        (scheme, addressing): (Scheme, Addressing),
         mappings: &'a [SubnetMapping],
     ) -> Result<BTreeMap<&'a str, NodeAddresses<'a>>> {
         let mut chosen = BTreeMap::new();
         for m in mappings {
-            if m.allocation_id.is_none() && m.private_ipv4.is_none() {
+            let chooses = m.allocation_id.is_some()
+                || m.private_ipv4.is_some()
+                || m.ipv6.is_some()
+                || m.source_nat_ipv6_prefix.is_some();
+            if !chooses {
                 continue;
             }
             let Some(subnet) = self.subnets.get(&m.subnet_id) else {
@@ -228,13 +239,133 @@ impl Region {
                     ));
                 }
             }
+            if let Some(ip) = m.ipv6 {
+                self.check_node_ipv6(subnet, addressing.ip, ip)?;
+            }
+            if let Some(prefix) = m.source_nat_ipv6_prefix {
+                self.check_source_nat_prefix(subnet, addressing, prefix, m.ipv6)?;
+            }
             let addresses = NodeAddresses {
                 private_ipv4: m.private_ipv4,
                 allocation_id: m.allocation_id.as_deref(),
+                ipv6: m.ipv6,
+                source_nat_prefix: m.source_nat_ipv6_prefix.and_then(SourceNatPrefix::given),
             };
             chosen.insert(m.subnet_id.as_str(), addresses);
         }
         Ok(chosen)
+    }
+
+    /// A mapping's `IPv6Address`: for a dual-stack load balancer, a usable address of the
+    /// subnet's IPv6 block that no node or target has.
+    pub(super) fn check_node_ipv6(
+        &self,
+        subnet: &Subnet,
+        ip_address_type: IpAddressType,
+        ip: Ipv6Addr,
+    ) -> Result<()> {
+        if ip_address_type == IpAddressType::Ipv4 {
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                format!("The IPv6 address {ip} can be assigned only to a dualstack load balancer"),
+            ));
+        }
+        let usable = subnet
+            .ipv6_cidr
+            .is_some_and(|c| c.contains(&ip) && !alloc::is_reserved_v6(c, ip));
+        if !usable {
+            let block = subnet.ipv6_cidr.map_or("none".into(), |c| c.to_string());
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                format!(
+                    "The IPv6 address {ip} is not a usable address of subnet '{}' (IPv6 block: \
+                     {block})",
+                    subnet.id
+                ),
+            ));
+        }
+        let in_prefix = self.source_nat_prefixes().iter().any(|p| p.contains(&ip));
+        if in_prefix || self.used_ipv6_addresses().contains(&ip) {
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                format!("The IPv6 address {ip} is already in use (or in a source NAT prefix)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A mapping's `SourceNatIpv6Prefix`: where prefixes are on, `auto_assigned` or a /80 of
+    /// the subnet's IPv6 block past the first (the reserved addresses') that is no other
+    /// node's and holds no node's or target's address, nor `own`, the node's.
+    pub(super) fn check_source_nat_prefix(
+        &self,
+        subnet: &Subnet,
+        addressing: Addressing,
+        prefix: SourceNatPrefix,
+        own: Option<Ipv6Addr>,
+    ) -> Result<()> {
+        let refused = |message: String| {
+            Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                message,
+            ))
+        };
+        if !addressing.source_nat {
+            return refused(format!(
+                "The source NAT prefix of subnet '{}' needs EnablePrefixForIpv6SourceNat on",
+                subnet.id
+            ));
+        }
+        let SourceNatPrefix::Given(prefix) = prefix else {
+            return Ok(());
+        };
+        let usable = subnet
+            .ipv6_cidr
+            .is_some_and(|c| c.contains(&prefix) && !prefix.contains(&c.network()));
+        if prefix.prefix_len() != 80 || prefix.trunc() != prefix || !usable {
+            let block = subnet.ipv6_cidr.map_or("none".into(), |c| c.to_string());
+            return refused(format!(
+                "The source NAT prefix {prefix} is not a usable /80 of subnet '{}' (IPv6 block: \
+                 {block}; its first /80 holds reserved addresses)",
+                subnet.id
+            ));
+        }
+        let taken = self.source_nat_prefixes().contains(&prefix)
+            || self
+                .used_ipv6_addresses()
+                .iter()
+                .chain(&own)
+                .any(|ip| prefix.contains(ip));
+        if taken {
+            return refused(format!(
+                "The source NAT prefix {prefix} is already in use, or holds an address in use"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The nodes' source NAT prefixes: address space no node address or target may take.
+    pub(super) fn source_nat_prefixes(&self) -> Vec<Ipv6Net> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.source_nat_ipv6_prefix)
+            .collect()
+    }
+
+    /// The IPv6 addresses nodes and targets hold: Amazon-provided blocks are unique to a VPC of
+    /// one region, so this region's are all there are.
+    pub(super) fn used_ipv6_addresses(&self) -> BTreeSet<Ipv6Addr> {
+        let targets = self.target_groups.values().flat_map(|tg| {
+            tg.targets.iter().filter_map(|t| match t.address {
+                IpAddr::V6(ip) => Some(ip),
+                IpAddr::V4(_) => None,
+            })
+        });
+        self.nodes
+            .values()
+            .filter_map(|n| n.ipv6)
+            .chain(targets)
+            .collect()
     }
 
     /// Whether the nodes of `lb_arn` hold the addresses `mappings` choose: a repeated create
@@ -246,6 +377,11 @@ impl Region {
                 let eip = self.elastic_ip_of(&n.id).map(|a| a.allocation_id.as_str());
                 m.allocation_id.as_deref().is_none_or(|id| eip == Some(id))
                     && m.private_ipv4.is_none_or(|ip| n.private_ipv4 == ip)
+                    && m.ipv6.is_none_or(|ip| n.ipv6 == Some(ip))
+                    && m.source_nat_ipv6_prefix.is_none_or(|p| match p {
+                        SourceNatPrefix::AutoAssigned => n.source_nat_ipv6_prefix.is_some(),
+                        SourceNatPrefix::Given(p) => n.source_nat_ipv6_prefix == Some(p),
+                    })
             })
         })
     }

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{Outcome, Region, Tags};
 use crate::alloc;
@@ -10,8 +10,8 @@ use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::load_balancer::LoadBalancer;
 use crate::network::{
-    Associated, IngressRule, IngressSource, Instance, InstanceOptions, InstanceState,
-    SecurityGroup, Subnet, Tenancy, Vpc, VpcAttributes,
+    AMAZON_IPV6_POOL, Associated, IngressRule, IngressSource, Instance, InstanceOptions,
+    InstanceState, SecurityGroup, Subnet, Tenancy, Vpc, VpcAttributes,
 };
 
 /// RunInstances: `count` instances in a subnet (the first default subnet when none is
@@ -38,7 +38,7 @@ pub struct Egress(Option<Vec<(IngressRule, Destination)>>);
 
 #[derive(Debug, Clone)]
 enum Destination {
-    Range(Ipv4Net),
+    Range(IpNet),
     Members(std::collections::HashSet<Ipv4Addr>),
 }
 
@@ -48,14 +48,12 @@ impl Egress {
         let Some(rules) = &self.0 else {
             return true;
         };
-        let IpAddr::V4(ip) = addr else {
-            return false;
-        };
         rules.iter().any(|(rule, to)| {
             rule.covers(protocol, port)
-                && match to {
-                    Destination::Range(cidr) => cidr.contains(&ip),
-                    Destination::Members(members) => members.contains(&ip),
+                && match (to, addr) {
+                    (Destination::Range(cidr), _) => cidr.contains(&addr),
+                    (Destination::Members(members), IpAddr::V4(ip)) => members.contains(&ip),
+                    (Destination::Members(_), IpAddr::V6(_)) => false,
                 }
         })
     }
@@ -70,6 +68,7 @@ impl Region {
         &mut self,
         cidr: Ipv4Net,
         instance_tenancy: Tenancy,
+        amazon_ipv6: bool,
         cx: &mut Context<'_>,
     ) -> Result<Outcome> {
         if !(16..=28).contains(&cidr.prefix_len()) {
@@ -78,12 +77,17 @@ impl Region {
                 format!("The CIDR '{cidr}' is invalid: the prefix must be /16 to /28"),
             ));
         }
+        let ipv6_cidr_blocks = match amazon_ipv6 {
+            true => vec![self.free_ipv6_block()?],
+            false => Vec::new(),
+        };
         let id = format!("vpc-{}", cx.hex(17));
         self.vpcs.insert(
             id.clone(),
             Vpc {
                 id: id.clone(),
                 cidr_blocks: vec![cidr.trunc()],
+                ipv6_cidr_blocks,
                 is_default: false,
                 instance_tenancy,
                 attributes: VpcAttributes::default(),
@@ -92,6 +96,27 @@ impl Region {
         );
         self.create_security_group("default", "default VPC security group", Some(&id), cx)?;
         Ok(Outcome::Created(id))
+    }
+
+    /// The first /56 of [`AMAZON_IPV6_POOL`] that no VPC of any region holds.
+    fn free_ipv6_block(&self) -> Result<Ipv6Net> {
+        let pool: Ipv6Net = AMAZON_IPV6_POOL.parse().expect("constant CIDR");
+        let taken = |block: &Ipv6Net| {
+            self.vpcs
+                .values()
+                .flat_map(|v| &v.ipv6_cidr_blocks)
+                .chain(&self.beyond.ipv6_blocks)
+                .any(|b| b == block)
+        };
+        pool.subnets(56)
+            .expect("a /32 holds /56s")
+            .find(|b| !taken(b))
+            .ok_or_else(|| {
+                err(
+                    ErrorCode::InsufficientFreeAddressesInSubnet,
+                    format!("Every /56 of {AMAZON_IPV6_POOL} is taken"),
+                )
+            })
     }
 
     /// ModifyVpcAttribute: one switch at a time, as EC2 takes them. DNS hostnames need DNS
@@ -135,6 +160,7 @@ impl Region {
         &mut self,
         vpc_id: &str,
         cidr: Ipv4Net,
+        ipv6_cidr: Option<Ipv6Net>,
         zone: &str,
         cx: &mut Context<'_>,
     ) -> Result<Outcome> {
@@ -160,6 +186,9 @@ impl Region {
                 ),
             ));
         }
+        if let Some(block) = ipv6_cidr {
+            self.check_ipv6_subnet(vpc_id, block)?;
+        }
         if !self.subnets.values().any(|s| s.availability_zone == zone) {
             return Err(err(
                 ErrorCode::InvalidParameterValue,
@@ -174,11 +203,54 @@ impl Region {
                 vpc_id: vpc_id.to_owned(),
                 availability_zone: zone.to_owned(),
                 cidr: cidr.trunc(),
+                ipv6_cidr,
                 default_for_az: false,
                 tags: Tags::new(),
             },
         );
         Ok(Outcome::Created(id))
+    }
+
+    /// A subnet's IPv6 block: a /64 of one of its VPC's blocks that no other subnet has.
+    fn check_ipv6_subnet(&self, vpc_id: &str, block: Ipv6Net) -> Result<()> {
+        let vpc = self.vpc(vpc_id)?;
+        if block.prefix_len() != 64 || block.trunc() != block {
+            return Err(err(
+                ErrorCode::InvalidSubnetRange,
+                format!("The IPv6 CIDR '{block}' is invalid: a subnet's IPv6 block is a /64"),
+            ));
+        }
+        if !vpc.ipv6_cidr_blocks.iter().any(|b| b.contains(&block)) {
+            let held = match &vpc.ipv6_cidr_blocks[..] {
+                [] => "none".to_owned(),
+                blocks => blocks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            return Err(err(
+                ErrorCode::InvalidSubnetRange,
+                format!(
+                    "The IPv6 CIDR '{block}' is not within the IPv6 blocks of VPC '{vpc_id}' \
+                     ({held})"
+                ),
+            ));
+        }
+        if let Some(other) = self
+            .subnets
+            .values()
+            .find(|s| s.vpc_id == vpc_id && s.ipv6_cidr == Some(block))
+        {
+            return Err(err(
+                ErrorCode::InvalidSubnetConflict,
+                format!(
+                    "The IPv6 CIDR '{block}' conflicts with subnet '{}'",
+                    other.id
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub(super) fn delete_subnet(&mut self, id: &str) -> Result<Outcome> {
@@ -230,6 +302,10 @@ impl Region {
             ));
         }
         let id = format!("sg-{}", cx.hex(17));
+        let egress = match self.vpcs[&vpc_id].ipv6_cidr_blocks.is_empty() {
+            true => IngressRule::allow_all(),
+            false => IngressRule::allow_all_dual_stack(),
+        };
         self.security_groups.insert(
             id.clone(),
             SecurityGroup {
@@ -238,7 +314,7 @@ impl Region {
                 vpc_id,
                 description: description.to_owned(),
                 ingress: Vec::new(),
-                egress: IngressRule::allow_all(),
+                egress,
                 tags: Tags::new(),
             },
         );

@@ -1,5 +1,6 @@
 //! CreateListener, ModifyListener, DeleteListener.
 
+use super::load_balancers::Addressing;
 use super::{
     CreateListener, ListenerChanges, Outcome, Region, Tags, load_balancers, target_groups,
 };
@@ -8,9 +9,9 @@ use crate::authenticate::IdentityProvider;
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
 use crate::listener::{AlpnPolicy, Listener, ListenerProtocol};
-use crate::load_balancer::LoadBalancerKind;
+use crate::load_balancer::{IpAddressType, LoadBalancerKind};
 use crate::rule::Action;
-use crate::target_group::{GENEVE_PORT, TargetGroupProtocol, TargetType};
+use crate::target_group::{GENEVE_PORT, TargetGroupProtocol, TargetIpAddressType, TargetType};
 
 impl Region {
     pub(super) fn create_listener(
@@ -23,6 +24,7 @@ impl Region {
             .get(&c.load_balancer_arn)
             .ok_or_else(|| load_balancers::not_found(&c.load_balancer_arn))?;
         let (protocol, port) = protocol_and_port(lb.kind, c.protocol, c.port)?;
+        check_datagrams(Addressing::of(lb), protocol)?;
         let tls = self.listener_tls(
             protocol,
             c.ssl_policy.as_deref(),
@@ -104,6 +106,7 @@ impl Region {
         }
         let protocol = changes.protocol.unwrap_or(listener.protocol);
         protocol.check_for(kind)?;
+        check_datagrams(Addressing::of(&self.load_balancers[&lb_arn]), protocol)?;
         // A TLS listener keeps what it had unless told otherwise, including its SNI list;
         // a plain one turning TLS needs a certificate like a new listener.
         let current = listener.tls.clone().filter(|_| protocol.is_tls());
@@ -303,6 +306,18 @@ impl Region {
                     ),
                 ));
             }
+            if tg.ip_address_type == TargetIpAddressType::Ipv6
+                && lb.ip_address_type == IpAddressType::Ipv4
+            {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidConfigurationRequest,
+                    format!(
+                        "Target group '{}' has IPv6 targets: load balancer '{}' must be \
+                         dualstack to forward to it",
+                        tg.name, lb.name
+                    ),
+                ));
+            }
             // A function is in no VPC.
             if tg.target_type != TargetType::Lambda && tg.vpc_id != lb.vpc_id {
                 return Err(ModelError::validation(format!(
@@ -351,6 +366,22 @@ fn protocol_and_port(
     protocol.check_for(kind)?;
     target_groups::check_port(port)?;
     Ok((protocol, port))
+}
+
+/// UDP on a dual-stack network load balancer takes IPv6 source NAT prefixes, as on AWS.
+pub(super) fn check_datagrams(addressing: Addressing, protocol: ListenerProtocol) -> Result<()> {
+    if addressing.ip != IpAddressType::Ipv4 && !addressing.source_nat && protocol.takes_datagrams()
+    {
+        return Err(ModelError::new(
+            ErrorCode::InvalidConfigurationRequest,
+            format!(
+                "A {} listener of a dualstack load balancer needs IPv6 source NAT prefixes: \
+                 EnablePrefixForIpv6SourceNat on",
+                protocol.as_str()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn not_found(arn: &str) -> ModelError {

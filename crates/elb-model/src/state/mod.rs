@@ -44,7 +44,7 @@ use crate::network::{
 use crate::node::Node;
 use crate::rule::{Action, Condition, Rule, Transform};
 use crate::target_group::{
-    HealthCheckChanges, ProtocolVersion, Registration, TargetGroup, TargetId,
+    HealthCheckChanges, ProtocolVersion, Registration, TargetGroup, TargetId, TargetIpAddressType,
 };
 use crate::trust_store::{MutualAuthentication, Revocation, TrustStore};
 
@@ -122,6 +122,8 @@ pub struct CreateLoadBalancer {
     pub kind: LoadBalancerKind,
     pub scheme: Option<Scheme>,
     pub ip_address_type: Option<IpAddressType>,
+    /// `EnablePrefixForIpv6SourceNat`; off when not given.
+    pub ipv6_source_nat: Option<bool>,
     pub subnet_ids: Vec<String>,
     /// `SubnetMappings` that choose a node's addresses (network load balancers).
     pub subnet_mappings: Vec<SubnetMapping>,
@@ -130,12 +132,32 @@ pub struct CreateLoadBalancer {
 }
 
 /// A node's addresses chosen at creation: an Elastic IP (internet-facing) or a private
-/// address of the subnet (internal).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// address of the subnet (internal), an IPv6 address of the subnet (dual-stack) and a source
+/// NAT prefix (`auto_assigned` when not given).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubnetMapping {
     pub subnet_id: String,
     pub allocation_id: Option<String>,
     pub private_ipv4: Option<std::net::Ipv4Addr>,
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    pub source_nat_ipv6_prefix: Option<SourceNatPrefix>,
+}
+
+/// A subnet mapping's `SourceNatIpv6Prefix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceNatPrefix {
+    /// `auto_assigned`: the highest free /80 of the subnet's IPv6 block.
+    AutoAssigned,
+    Given(ipnet::Ipv6Net),
+}
+
+impl SourceNatPrefix {
+    pub fn given(self) -> Option<ipnet::Ipv6Net> {
+        match self {
+            Self::AutoAssigned => None,
+            Self::Given(prefix) => Some(prefix),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +169,8 @@ pub struct CreateTargetGroup {
     pub port: Option<u16>,
     pub vpc_id: Option<String>,
     pub target_type: String,
+    /// `ipv4` when not given.
+    pub ip_address_type: Option<TargetIpAddressType>,
     pub origin: Origin,
 }
 
@@ -206,6 +230,8 @@ pub(crate) struct Beyond {
     /// Node addresses (private and public) other regions hold: VPCs of two regions may
     /// overlap, but the host has each address once.
     pub(crate) node_addresses: std::collections::BTreeSet<std::net::Ipv4Addr>,
+    /// The Amazon-provided IPv6 blocks other regions' VPCs hold, which are unique as AWS's.
+    pub(crate) ipv6_blocks: Vec<ipnet::Ipv6Net>,
     /// The ARNs of the account's IAM server certificates, which listeners of every region may
     /// present.
     pub(crate) server_certificates: std::collections::BTreeSet<String>,
@@ -241,6 +267,15 @@ pub enum Command {
         arn: String,
         subnet_ids: Vec<String>,
         subnet_mappings: Vec<SubnetMapping>,
+        /// SetSubnets' `IpAddressType`: the type to change to in the same commit.
+        ip_address_type: Option<IpAddressType>,
+        /// SetSubnets' `EnablePrefixForIpv6SourceNat`, likewise.
+        ipv6_source_nat: Option<bool>,
+    },
+    /// SetIpAddressType.
+    SetIpAddressType {
+        arn: String,
+        ip_address_type: IpAddressType,
     },
     SetSecurityGroups {
         arn: String,
@@ -363,6 +398,8 @@ pub enum Command {
     CreateVpc {
         cidr: ipnet::Ipv4Net,
         instance_tenancy: Tenancy,
+        /// `AmazonProvidedIpv6CidrBlock`: give the VPC a /56 of IPv6 too.
+        amazon_ipv6: bool,
     },
     DeleteVpc {
         id: String,
@@ -375,6 +412,8 @@ pub enum Command {
     CreateSubnet {
         vpc_id: String,
         cidr: ipnet::Ipv4Net,
+        /// A /64 of the VPC's IPv6 block.
+        ipv6_cidr: Option<ipnet::Ipv6Net>,
         availability_zone: String,
     },
     DeleteSubnet {
@@ -523,7 +562,16 @@ impl Region {
                 arn,
                 subnet_ids,
                 subnet_mappings,
-            } => self.set_subnets(&arn, subnet_ids, &subnet_mappings, cx),
+                ip_address_type,
+                ipv6_source_nat,
+            } => {
+                let addressing = (ip_address_type, ipv6_source_nat);
+                self.set_subnets(&arn, subnet_ids, &subnet_mappings, addressing, cx)
+            }
+            Command::SetIpAddressType {
+                arn,
+                ip_address_type,
+            } => self.set_ip_address_type(&arn, ip_address_type),
             Command::SetSecurityGroups {
                 arn,
                 security_groups,
@@ -602,7 +650,8 @@ impl Region {
             Command::CreateVpc {
                 cidr,
                 instance_tenancy,
-            } => self.create_vpc(cidr, instance_tenancy, cx),
+                amazon_ipv6,
+            } => self.create_vpc(cidr, instance_tenancy, amazon_ipv6, cx),
             Command::DeleteVpc { id } => self.delete_vpc(&id),
             Command::ModifyVpcAttributes { id, attributes } => {
                 self.modify_vpc_attributes(&id, attributes)
@@ -610,8 +659,9 @@ impl Region {
             Command::CreateSubnet {
                 vpc_id,
                 cidr,
+                ipv6_cidr,
                 availability_zone,
-            } => self.create_subnet(&vpc_id, cidr, &availability_zone, cx),
+            } => self.create_subnet(&vpc_id, cidr, ipv6_cidr, &availability_zone, cx),
             Command::DeleteSubnet { id } => self.delete_subnet(&id),
             Command::CreateSecurityGroup {
                 name,

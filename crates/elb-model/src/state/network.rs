@@ -35,6 +35,7 @@ impl Region {
                     vpc_id: vpc_id.clone(),
                     availability_zone: zone.name.clone(),
                     cidr: zone.cidr,
+                    ipv6_cidr: None,
                     default_for_az: true,
                     tags: Tags::new(),
                 },
@@ -66,6 +67,7 @@ impl Region {
             Vpc {
                 id: vpc_id,
                 cidr_blocks: topology.zones.iter().map(|z| z.cidr).collect(),
+                ipv6_cidr_blocks: Vec::new(),
                 is_default: true,
                 instance_tenancy: Default::default(),
                 attributes: VpcAttributes {
@@ -90,7 +92,7 @@ impl Region {
         let nodes = self
             .nodes
             .values()
-            .flat_map(Node::addresses)
+            .flat_map(Node::ipv4_addresses)
             .chain(self.beyond.node_addresses.iter().copied())
             .map(IpAddr::V4);
         let targets = self

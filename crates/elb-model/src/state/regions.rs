@@ -92,7 +92,13 @@ impl State {
             .regions
             .iter()
             .filter(|(other, _)| *other != name)
-            .flat_map(|(_, r)| r.nodes.values().flat_map(Node::addresses))
+            .flat_map(|(_, r)| r.nodes.values().flat_map(Node::ipv4_addresses))
+            .collect();
+        let ipv6_blocks = self
+            .regions
+            .iter()
+            .filter(|(other, _)| *other != name)
+            .flat_map(|(_, r)| r.vpcs.values().flat_map(|v| v.ipv6_cidr_blocks.clone()))
             .collect();
         let server_certificates = self.server_certificates.keys().cloned().collect();
         let region = self
@@ -101,6 +107,7 @@ impl State {
             .ok_or_else(|| ModelError::validation(format!("region '{name}' is not open")))?;
         region.beyond = Beyond {
             node_addresses,
+            ipv6_blocks,
             server_certificates,
         };
         let out = change(region, cx);
@@ -316,6 +323,7 @@ mod tests {
                     Command::CreateVpc {
                         cidr: "172.28.0.0/16".parse().unwrap(),
                         instance_tenancy: Default::default(),
+                        amazon_ipv6: true,
                     },
                     &mut cx,
                 )
@@ -326,6 +334,7 @@ mod tests {
                 let subnet = Command::CreateSubnet {
                     vpc_id: vpc.clone(),
                     cidr: cidr.parse().unwrap(),
+                    ipv6_cidr: None,
                     availability_zone: format!("{name}{zone}"),
                 };
                 let Outcome::Created(id) = state.apply(name, subnet, &mut cx).unwrap() else {
@@ -338,6 +347,7 @@ mod tests {
                 kind: crate::LoadBalancerKind::Application,
                 scheme: None,
                 ip_address_type: None,
+                ipv6_source_nat: None,
                 subnet_ids: subnets,
                 subnet_mappings: vec![],
                 security_groups: None,
@@ -350,6 +360,14 @@ mod tests {
         }
         let distinct: std::collections::BTreeSet<_> = nodes.iter().collect();
         assert_eq!(distinct.len(), 4, "{nodes:?}");
+        // Amazon-provided IPv6 blocks are unique across regions, as AWS's.
+        let blocks: Vec<_> = state
+            .regions
+            .values()
+            .flat_map(|r| r.vpcs.values().flat_map(|v| v.ipv6_cidr_blocks.clone()))
+            .collect();
+        assert_eq!(blocks.len(), 2);
+        assert_ne!(blocks[0], blocks[1]);
         assert!(
             state
                 .regions

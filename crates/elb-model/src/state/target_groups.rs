@@ -11,7 +11,7 @@ use crate::names;
 use crate::network::InstanceState;
 use crate::target_group::{
     FunctionArn, GENEVE_PORT, HealthCheck, HealthCheckChanges, ProtocolVersion, Registration,
-    TargetGroup, TargetGroupProtocol, TargetId, TargetType,
+    TargetGroup, TargetGroupProtocol, TargetId, TargetIpAddressType, TargetType,
 };
 
 /// A target as RegisterTargets names it.
@@ -38,12 +38,15 @@ impl Region {
         } else {
             self.network_group(&c, target_type)?
         };
+        let ip_address_type = c.ip_address_type.unwrap_or_default();
+        check_ip_address_type(target_type, ip_address_type)?;
         if let Some(existing) = self.target_group_by_name(&c.name) {
             let same = existing.protocol == protocol
                 && existing.protocol_version == c.protocol_version
                 && existing.port == port
                 && existing.vpc_id == vpc_id
-                && existing.target_type == target_type;
+                && existing.target_type == target_type
+                && existing.ip_address_type == ip_address_type;
             return if same {
                 Ok(Outcome::Created(existing.arn.clone()))
             } else {
@@ -72,6 +75,7 @@ impl Region {
                 port,
                 vpc_id,
                 target_type,
+                ip_address_type,
                 attributes: attributes::target_group_defaults(protocol, target_type),
                 health_check: HealthCheck::for_target_group(
                     protocol,
@@ -305,6 +309,12 @@ impl Region {
             TargetId::Alb(lb_arn) => return self.resolve_alb(tg, lb_arn, port),
             TargetId::AlbNode { .. } => unreachable!("targets are never named by ALB node"),
             TargetId::Lambda(_) => unreachable!("resolved above"),
+            TargetId::Ip(address) if !tg.ip_address_type.fits(*address) => {
+                return Err(ModelError::validation(format!(
+                    "The IP address type of target '{address}' must be the target group's, {}",
+                    tg.ip_address_type.as_str()
+                )));
+            }
             TargetId::Ip(address) => *address,
             TargetId::Instance(instance_id) => {
                 let instance = self
@@ -337,10 +347,15 @@ impl Region {
                 });
             }
         };
-        if self
-            .nodes
-            .values()
-            .any(|n| IpAddr::V4(n.private_ipv4) == address)
+        let in_prefix = self.source_nat_prefixes().iter().any(|p| match address {
+            IpAddr::V6(ip) => p.contains(&ip),
+            IpAddr::V4(_) => false,
+        });
+        if in_prefix
+            || self
+                .nodes
+                .values()
+                .any(|n| n.addresses().any(|a| a == address))
         {
             return Err(ModelError::new(
                 ErrorCode::InvalidTarget,
@@ -501,6 +516,25 @@ fn lambda_group(c: &CreateTargetGroup) -> Result<(TargetGroupProtocol, u16, Stri
         )));
     }
     Ok((TargetGroupProtocol::Http, 0, String::new()))
+}
+
+/// `ipv6` groups are of `ip` targets: this host's instances have IPv4 addresses only, and
+/// functions and load balancers have no address family to choose.
+fn check_ip_address_type(
+    target_type: TargetType,
+    ip_address_type: TargetIpAddressType,
+) -> Result<()> {
+    match (target_type, ip_address_type) {
+        (_, TargetIpAddressType::Ipv4) | (TargetType::Ip, _) => Ok(()),
+        (TargetType::Instance, _) => Err(ModelError::new(
+            ErrorCode::InvalidConfigurationRequest,
+            "IpAddressType 'ipv6' with instance targets: elbd's instances have no IPv6 \
+             addresses; register their addresses in an ip group",
+        )),
+        (TargetType::Lambda | TargetType::Alb, _) => Err(ModelError::validation(
+            "The IP address type of a lambda or alb target group can only be ipv4",
+        )),
+    }
 }
 
 pub(super) fn check_port(port: u16) -> Result<()> {

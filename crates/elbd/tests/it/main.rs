@@ -7,6 +7,7 @@ mod api;
 mod authenticate;
 mod console;
 mod dns;
+mod dualstack;
 mod durability;
 mod errors;
 mod etcd;

@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import copy
 import datetime
+import ipaddress
 import itertools
 import json
 import os
@@ -269,6 +270,15 @@ def fresh_vpc():
 def subnet_request():
     vpc, cidr = fresh_vpc()
     return dict(VpcId=vpc, CidrBlock=cidr.replace(".0.0/16", ".0.0/24"))
+
+
+def ipv6_subnet(request, _):
+    """A subnet with an IPv6 block, in a VPC given one: the first /64 of the VPC's /56."""
+    cidr = next(networks)
+    vpc = ec2.create_vpc(CidrBlock=cidr, AmazonProvidedIpv6CidrBlock=True)["Vpc"]
+    block = vpc["Ipv6CidrBlockAssociationSet"][0]["Ipv6CidrBlock"]
+    request.update(VpcId=vpc["VpcId"], CidrBlock=cidr.replace(".0.0/16", ".0.0/24"),
+                   Ipv6CidrBlock=block.replace("/56", "/64"))
 
 
 def fresh_instance():
@@ -620,6 +630,55 @@ UNDO = {
 # one-shot values are fresh.
 
 
+def dual_stack_subnets():
+    """Two subnets with IPv6 blocks, in zones a and b of a VPC given one (made once)."""
+    if not DUAL_STACK:
+        cidr = next(networks)
+        vpc = ec2.create_vpc(CidrBlock=cidr, AmazonProvidedIpv6CidrBlock=True)["Vpc"]
+        block = ipaddress.ip_network(vpc["Ipv6CidrBlockAssociationSet"][0]["Ipv6CidrBlock"])
+        for n, (subnet, ipv6) in enumerate(zip(subnets[:2], block.subnets(new_prefix=64))):
+            DUAL_STACK.append(ec2.create_subnet(
+                VpcId=vpc["VpcId"], CidrBlock=cidr.replace(".0.0/16", f".{n}.0/24"),
+                AvailabilityZone=subnet["AvailabilityZone"], Ipv6CidrBlock=str(ipv6))["Subnet"])
+    return DUAL_STACK
+
+
+DUAL_STACK = []
+# IPv6 addresses of zone a's dual-stack subnet, one per request (taken ones stay taken).
+ipv6_hosts = itertools.count(0x10)
+
+
+def dual_stack_address():
+    block = ipaddress.ip_network(dual_stack_subnets()[0]["Ipv6CidrBlockAssociationSet"][0]["Ipv6CidrBlock"])
+    return str(block[next(ipv6_hosts)])
+
+
+def dual_stack_lb(structure, request):
+    """A dual-stack network load balancer with IPv6 source NAT prefixes, for the subnet
+    mapping that chooses an IPv6 address or prefix: the one created, or for SetSubnets one of
+    its own in zone b, so that the mapping's zone a is new to it."""
+    zone_a, zone_b = (s["SubnetId"] for s in dual_stack_subnets())
+    mappings = request.get("SubnetMappings", [])
+    structure["SubnetId"] = zone_a
+    if request.get("EnablePrefixForIpv6SourceNat") == "on":
+        return  # set up for the mapping's other member already
+    request.update(IpAddressType="dualstack", EnablePrefixForIpv6SourceNat="on")
+    if "Name" in request:
+        vpc = dual_stack_subnets()[0]["VpcId"]
+        group = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                      {"Name": "group-name", "Values": ["default"]}])
+        request.update(Type="network", Scheme="internal",
+                       SecurityGroups=[group["SecurityGroups"][0]["GroupId"]])
+    else:
+        created = elbv2.create_load_balancer(Name=unique("moved"), Type="network", Scheme="internal",
+                                             IpAddressType="dualstack", EnablePrefixForIpv6SourceNat="on",
+                                             Subnets=[zone_b])
+        request["LoadBalancerArn"] = created["LoadBalancers"][0]["LoadBalancerArn"]
+    for mapping in mappings:
+        if mapping is not structure:
+            mapping["SubnetId"] = zone_b
+
+
 def ec2_tags(resource_type):
     return [{"ResourceType": resource_type, "Tags": [{"Key": "k", "Value": "v"}]}]
 
@@ -668,7 +727,7 @@ VALUES = {
     "SetSubnets:SubnetMappings": [{"SubnetId": SUBNETS[0]}, {"SubnetId": SUBNETS[1]}],
     "SubnetMapping.AllocationId": fresh_eip,
     "SubnetMapping.PrivateIPv4Address": lambda: next(addresses),
-    "SubnetMapping.IPv6Address": "2600:1f18::10",
+    "SubnetMapping.IPv6Address": dual_stack_address,
     "SubnetMapping.SourceNatIpv6Prefix": "auto_assigned",
     "MutualAuthenticationAttributes.IgnoreClientCertificateExpiry": False,
     "ClientCertificateIdentityFilter.Value": "client.model.test",
@@ -739,7 +798,6 @@ VALUES = {
     "CreateVpc:Ipv6CidrBlockNetworkBorderGroup": "us-east-1",
     "CreateSubnet:AvailabilityZone": ZONE,
     "CreateSubnet:AvailabilityZoneId": ZONE_ID,
-    "CreateSubnet:Ipv6CidrBlock": "2600:1f18::/64",
     "CreateSubnet:OutpostArn": "arn:aws:outposts:us-east-1:123456789012:outpost/op-0123456789abcdef0",
     "CreateSubnet:Ipv4NetmaskLength": 24,
     "CreateSubnet:Ipv6NetmaskLength": 64,
@@ -832,6 +890,7 @@ VALUES = {
 MINIMAL = {
     "Action": forward,
     "Certificate": {"CertificateArn": ACM_CERT},
+    "Ipv6Range": {"CidrIpv6": "::/0"},
     "ForwardActionConfig": {"TargetGroups": [{"TargetGroupArn": TG}]},
     "TargetGroupStickinessConfig": {"Enabled": True, "DurationSeconds": 3600},
     "RedirectActionConfig": {"StatusCode": "HTTP_301", "Host": "www.model.test"},  # one that does not loop
@@ -972,10 +1031,15 @@ ADJUST = {
     "AssociateAddressRequest.PublicIp": (("by", "ip"), drop("AllocationId")),
     "DisassociateAddressRequest.PublicIp": (("by", "ip"), drop("AssociationId")),
     "SubnetMapping.PrivateIPv4Address": (("address", "private"), network_lb("internal")),
+    "SubnetMapping.IPv6Address": (("address", "ipv6"), dual_stack_lb),
+    "SubnetMapping.SourceNatIpv6Prefix": (("address", "ipv6"), dual_stack_lb),
     "ModifyListenerInput.AlpnPolicy": (("listener", "tls"), on_tls_listener),
     # Network load balancers' mutual TLS only.
     "MutualAuthenticationAttributes.ClientCertificateIdentityFilters": (("listener", "tls"),
                                                                         on_tls_listener),
+    "CreateSubnetRequest.Ipv6CidrBlock": (("vpc", "ipv6"), ipv6_subnet),
+    "CreateVpcRequest.Ipv6CidrBlockNetworkBorderGroup": (
+        ("ipv6", "amazon"), lambda request, _: request.update(AmazonProvidedIpv6CidrBlock=True)),
     "CreateLoadBalancerInput.SubnetMappings": (("subnets", "mappings"), drop("Subnets")),
     "SetSubnetsInput.SubnetMappings": (("subnets", "mappings"), drop("Subnets")),
     "DescribeListenersInput.ListenerArns": (("by", "arns"), drop("LoadBalancerArn")),

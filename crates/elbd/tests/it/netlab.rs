@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::netns::{Namespaces, run, scratch};
+use crate::netns::{GREETER, Namespaces, run, scratch};
 
 const RANGE: &str = "10.77.0.0/16";
 const DNS: &str = "10.77.0.53";
@@ -110,17 +110,12 @@ fn in_a_network_lab_dns_fails_over_from_a_zone_whose_link_is_down() {
             &dir.join(format!("{host}.log")),
         );
     }
-    // Zone a's TCP target tells each connection the peer it sees (health checks reset theirs).
-    let greeter = "import socket\n\
-        s = socket.create_server(('10.77.1.10', 9002))\n\
-        while True:\n\
-        \x20   c, peer = s.accept()\n\
-        \x20   try:\n\
-        \x20       c.sendall(f'{peer[0]}:{peer[1]}\\n'.encode())\n\
-        \x20   except OSError:\n\
-        \x20       pass\n\
-        \x20   c.close()\n";
-    lab.spawn("ta", &["python3", "-c", greeter], &dir.join("greeter.log"));
+    // Zone a's TCP target tells each connection the peer it sees.
+    lab.spawn(
+        "ta",
+        &["python3", "-c", GREETER, "10.77.1.10", "9002"],
+        &dir.join("greeter.log"),
+    );
     // Client IP preservation: the target answers the client's address through elbd's
     // namespace, which delivers what comes back from the target locally, to the transparent
     // socket (README, "Client IP preservation").

@@ -8,6 +8,19 @@ use std::process::{Child, Command, Stdio};
 
 use crate::harness::Scratch;
 
+/// A TCP target that tells each connection the peer it sees (health checks reset theirs);
+/// argv: address (IPv4 or IPv6), port.
+pub(crate) const GREETER: &str = "import socket, sys\n\
+    family = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET\n\
+    s = socket.create_server((sys.argv[1], int(sys.argv[2])), family=family)\n\
+    while True:\n\
+    \x20   c, peer = s.accept()\n\
+    \x20   try:\n\
+    \x20       c.sendall(f'{peer[0]}:{peer[1]}\\n'.encode())\n\
+    \x20   except OSError:\n\
+    \x20       pass\n\
+    \x20   c.close()\n";
+
 /// Runs a command; panics with its output if it fails.
 pub(crate) fn run(args: &[&str]) -> String {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();

@@ -10,6 +10,7 @@ fn instance_tg(w: &mut World) -> String {
         port: Some(80),
         vpc_id: None,
         target_type: "instance".into(),
+        ip_address_type: None,
         origin: Origin::Api,
     }))
 }
@@ -91,11 +92,44 @@ fn instances_get_addresses_and_become_targets_until_terminated() {
 }
 
 #[test]
+fn ipv6_blocks_are_amazon_provided_56s_and_subnets_take_64s_of_them() {
+    let mut w = World::new();
+    let vpc = |w: &mut World| {
+        w.created(Command::CreateVpc {
+            cidr: "127.60.0.0/16".parse().unwrap(),
+            instance_tenancy: crate::network::Tenancy::Default,
+            amazon_ipv6: true,
+        })
+    };
+    let (first, second) = (vpc(&mut w), vpc(&mut w));
+    let block = |w: &World, id: &str| w.state.vpcs[id].ipv6_cidr_blocks.clone();
+    assert_eq!(block(&w, &first), ["fd00:ec2::/56".parse().unwrap()]);
+    assert_eq!(block(&w, &second), ["fd00:ec2:0:100::/56".parse().unwrap()]);
+    let subnet = |cidr: &str, ipv6: &str| Command::CreateSubnet {
+        vpc_id: first.clone(),
+        cidr: cidr.parse().unwrap(),
+        ipv6_cidr: Some(ipv6.parse().unwrap()),
+        availability_zone: "us-east-1a".into(),
+    };
+    let s = w.created(subnet("127.60.1.0/24", "fd00:ec2:0:1::/64"));
+    assert!(w.state.subnets[&s].contains("fd00:ec2:0:1::9".parse().unwrap()));
+    for (ipv6, code) in [
+        ("fd00:ec2:0:1::/64", ErrorCode::InvalidSubnetConflict),
+        ("fd00:ec2:0:100::/64", ErrorCode::InvalidSubnetRange),
+        ("fd00:ec2:0:2::/60", ErrorCode::InvalidSubnetRange),
+    ] {
+        let refused = w.run(subnet("127.60.2.0/24", ipv6)).unwrap_err();
+        assert_eq!(refused.code, code, "{ipv6}: {}", refused.message);
+    }
+}
+
+#[test]
 fn vpcs_subnets_and_security_groups_check_their_ranges_and_dependencies() {
     let mut w = World::new();
     let vpc = w.created(Command::CreateVpc {
         cidr: "127.60.0.0/16".parse().unwrap(),
         instance_tenancy: crate::network::Tenancy::Dedicated,
+        amazon_ipv6: false,
     });
     assert_eq!(
         w.state.vpcs[&vpc].instance_tenancy,
@@ -104,11 +138,13 @@ fn vpcs_subnets_and_security_groups_check_their_ranges_and_dependencies() {
     let bad = w.run(Command::CreateVpc {
         cidr: "127.0.0.0/8".parse().unwrap(),
         instance_tenancy: crate::network::Tenancy::Default,
+        amazon_ipv6: false,
     });
     assert_eq!(bad.unwrap_err().code, ErrorCode::InvalidVpcRange);
     let subnet = |cidr: &str| Command::CreateSubnet {
         vpc_id: vpc.clone(),
         cidr: cidr.parse().unwrap(),
+        ipv6_cidr: None,
         availability_zone: "us-east-1a".into(),
     };
     let s = w.created(subnet("127.60.1.0/24"));

@@ -14,6 +14,7 @@ impl World {
             kind: LoadBalancerKind::Gateway,
             scheme,
             ip_address_type: None,
+            ipv6_source_nat: None,
             subnet_ids,
             subnet_mappings: vec![],
             security_groups: None,
@@ -29,6 +30,7 @@ impl World {
             port: Some(port),
             vpc_id: None,
             target_type: target_type.into(),
+            ip_address_type: None,
             origin: Origin::Api,
         }))
     }

@@ -14,6 +14,7 @@ fn create(name: &str, protocol: Option<&str>, port: Option<u16>, vpc_id: Option<
         port,
         vpc_id: vpc_id.map(str::to_owned),
         target_type: "lambda".into(),
+        ip_address_type: None,
         origin: Origin::Api,
     })
 }

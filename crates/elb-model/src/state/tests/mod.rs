@@ -9,6 +9,7 @@ use crate::target_group::{HealthCheckChanges, TargetId};
 
 mod access;
 mod authenticate;
+mod dualstack;
 mod ec2;
 mod gateway;
 mod lambda;
@@ -65,6 +66,7 @@ impl World {
             kind: LoadBalancerKind::Application,
             scheme: None,
             ip_address_type: None,
+            ipv6_source_nat: None,
             subnet_ids,
             subnet_mappings: vec![],
             security_groups: None,
@@ -80,6 +82,7 @@ impl World {
             port: Some(9001),
             vpc_id: None,
             target_type: "ip".into(),
+            ip_address_type: None,
             origin: Origin::Api,
         }))
     }
@@ -493,6 +496,8 @@ fn set_subnets_adds_and_removes_nodes() {
         arn: lb.clone(),
         subnet_ids: subnets,
         subnet_mappings: vec![],
+        ip_address_type: None,
+        ipv6_source_nat: None,
     })
     .unwrap();
     let mut zones: Vec<&str> = w
@@ -512,6 +517,8 @@ fn set_subnets_adds_and_removes_nodes() {
             arn: lb,
             subnet_ids: one,
             subnet_mappings: vec![],
+            ip_address_type: None,
+            ipv6_source_nat: None,
         })
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::ValidationError);

@@ -15,6 +15,7 @@ impl World {
             kind: LoadBalancerKind::Network,
             scheme: Some(Scheme::Internal),
             ip_address_type: None,
+            ipv6_source_nat: None,
             subnet_ids,
             subnet_mappings: vec![],
             security_groups: None,
@@ -30,6 +31,7 @@ impl World {
             port: Some(9100),
             vpc_id: None,
             target_type: target_type.into(),
+            ip_address_type: None,
             origin: Origin::Api,
         }))
     }
@@ -195,6 +197,7 @@ fn nlb_checks_follow_their_protocol_defaults() {
         port: Some(9100),
         vpc_id: None,
         target_type: "ip".into(),
+        ip_address_type: None,
         origin: Origin::Api,
     }));
     assert_eq!(grpc.unwrap_err().code, ErrorCode::ValidationError);
@@ -441,6 +444,7 @@ fn elastic_ips_come_from_the_pool_and_give_nodes_their_addresses() {
             kind,
             scheme: Some(scheme),
             ip_address_type: None,
+            ipv6_source_nat: None,
             subnet_ids: subnets.to_vec(),
             subnet_mappings: mappings,
             security_groups: None,
@@ -452,7 +456,7 @@ fn elastic_ips_come_from_the_pool_and_give_nodes_their_addresses() {
             .map(|i| SubnetMapping {
                 subnet_id: subnets[i].clone(),
                 allocation_id: Some(ids[i].to_owned()),
-                private_ipv4: None,
+                ..SubnetMapping::default()
             })
             .collect::<Vec<_>>()
     };
@@ -513,8 +517,8 @@ fn elastic_ips_come_from_the_pool_and_give_nodes_their_addresses() {
     let at = |ip: &str| {
         vec![SubnetMapping {
             subnet_id: subnets[0].clone(),
-            allocation_id: None,
             private_ipv4: Some(ip.parse().unwrap()),
+            ..SubnetMapping::default()
         }]
     };
     let outside = create(&mut w, network, Scheme::Internal, at("10.9.9.9"));
@@ -553,6 +557,7 @@ fn an_alb_target_stands_for_its_nodes_in_reach() {
         port: Some(7000),
         vpc_id: None,
         target_type: "alb".into(),
+        ip_address_type: None,
         origin: Origin::Api,
     })));
     assert_eq!(w.state.target_groups[&front].health_check.protocol, "HTTP");
@@ -657,14 +662,16 @@ fn set_subnets_takes_a_new_zones_chosen_address_and_keeps_the_others() {
     let chosen = std::net::Ipv4Addr::from(u32::from(w.state.subnets[&c].cidr.network()) + 77);
     let mapping = |subnet: &str, ip| SubnetMapping {
         subnet_id: subnet.to_owned(),
-        allocation_id: None,
         private_ipv4: Some(ip),
+        ..SubnetMapping::default()
     };
     let set = |w: &mut World, mappings: Vec<SubnetMapping>| {
         w.run(Command::SetSubnets {
             arn: lb.clone(),
             subnet_ids: vec![a.clone(), c.clone()],
             subnet_mappings: mappings,
+            ip_address_type: None,
+            ipv6_source_nat: None,
         })
     };
     let moved = set(&mut w, vec![mapping(&a, chosen), mapping(&c, chosen)]);
@@ -696,6 +703,7 @@ fn privatelink_inbound_rules_are_a_guarded_network_load_balancers_setting() {
         kind: LoadBalancerKind::Network,
         scheme: None,
         ip_address_type: None,
+        ipv6_source_nat: None,
         subnet_ids: vec![w.subnet("us-east-1a")],
         subnet_mappings: vec![],
         security_groups: Some(vec![sg.clone()]),
