@@ -456,21 +456,24 @@ impl Condition {
                 values,
                 ip_address_type,
             } => {
-                match ip_address_type.as_deref() {
-                    None | Some("ipv4") => {}
-                    Some("ipv6") => {
-                        return Err(ModelError::new(
-                            ErrorCode::UnsupportedProtocol,
-                            "Condition 'source-ip': IpAddressType ipv6 is not built yet (IPv6 \
-                             CIDRs in Values match IPv6 clients)",
-                        ));
-                    }
+                // The address type names the family of every CIDR in Values.
+                let ipv6 = match ip_address_type.as_deref() {
+                    None => None,
+                    Some("ipv4") => Some(false),
+                    Some("ipv6") => Some(true),
                     Some(other) => {
                         return bad(format!("IpAddressType '{other}' must be ipv4 or ipv6"));
                     }
-                }
-                if ip_address_type.is_some() && values.iter().any(|n| matches!(n, IpNet::V6(_))) {
-                    return bad("IpAddressType ipv4 takes IPv4 CIDRs only".into());
+                };
+                if let Some(ipv6) = ipv6
+                    && values.iter().any(|n| matches!(n, IpNet::V6(_)) != ipv6)
+                {
+                    let family = if ipv6 {
+                        "ipv6 takes IPv6"
+                    } else {
+                        "ipv4 takes IPv4"
+                    };
+                    return bad(format!("IpAddressType {family} CIDRs only"));
                 }
                 if values.iter().any(|n| n.to_string() == "255.255.255.255/32") {
                     return bad("255.255.255.255/32 is not allowed".into());
@@ -785,7 +788,7 @@ mod tests {
     }
 
     #[test]
-    fn source_ip_conditions_take_ipv4_as_their_address_type() {
+    fn source_ip_conditions_name_the_family_of_their_cidrs() {
         let source = |kind: Option<&str>, cidr: &str| Condition::SourceIp {
             values: vec![cidr.parse().unwrap()],
             ip_address_type: kind.map(str::to_owned),
@@ -793,8 +796,8 @@ mod tests {
         assert!(validate_conditions(&[source(None, "10.0.0.0/8")]).is_ok());
         assert!(validate_conditions(&[source(Some("ipv4"), "10.0.0.0/8")]).is_ok());
         assert!(validate_conditions(&[source(Some("ipv4"), "2001:db8::/32")]).is_err());
-        let ipv6 = validate_conditions(&[source(Some("ipv6"), "2001:db8::/32")]).unwrap_err();
-        assert_eq!(ipv6.code, ErrorCode::UnsupportedProtocol);
+        assert!(validate_conditions(&[source(Some("ipv6"), "2001:db8::/32")]).is_ok());
+        assert!(validate_conditions(&[source(Some("ipv6"), "10.0.0.0/8")]).is_err());
         assert!(validate_conditions(&[source(Some("ipv5"), "10.0.0.0/8")]).is_err());
     }
 

@@ -125,8 +125,13 @@ try:
     raise SystemExit("an IPv4 target joined an ipv6 group")
 except elbv2.exceptions.ClientError as e:
     check("an IPv4 target in an ipv6 group", e.response["Error"]["Code"], "ValidationError")
-forward(alb, "HTTP", 80, tg)
+listener = forward(alb, "HTTP", 80, tg)
 listener6 = forward(alb, "HTTP", 81, tg6)
+# A rule for IPv6 clients, by a source-ip condition of that address type.
+elbv2.create_rule(ListenerArn=listener["ListenerArn"], Priority=1, Conditions=[
+    {"Field": "path-pattern", "Values": ["/family"]},
+    {"Field": "source-ip", "SourceIpConfig": {"Values": ["::/0"], "IpAddressType": "ipv6"}}],
+    Actions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200", "MessageBody": "ipv6"}}])
 
 # The network load balancer, its zone a node at a chosen IPv6 address.
 nlb = elbv2.create_load_balancer(Name="flows", Type="network", Scheme="internal", IpAddressType="dualstack",
@@ -170,6 +175,15 @@ def active(arn):
 wait("the load balancers to be active",
      lambda: all(active(lb["LoadBalancerArn"]) for lb in (alb, nlb, datagrams)))
 
+
+def healthy(arn):
+    described = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
+    return all(d["TargetHealth"]["State"] == "healthy" for d in described)
+
+
+# DNS answers with the zones whose nodes see healthy targets: wait for every check to pass.
+wait("the targets to be healthy", lambda: all(healthy(arn) for arn in (tg, tg6, tcp, tcp6, udp6)))
+
 # DNS: A and AAAA records, under the name and its dualstack. alias.
 name = alb["DNSName"]
 v6 = wait("AAAA records", lambda: dig(name, "AAAA"))
@@ -182,20 +196,14 @@ check("the dualstack. alias's AAAA records", dig(f"dualstack.{name}", "AAAA"), v
 check("the NLB's zonal AAAA record", dig(f"us-east-1a.{nlb['DNSName']}", "AAAA"), ["fd00:ec2:0:1::10"])
 
 
-def get(address, port=80):
+def get(address, port=80, path="/"):
     """The answer's status and body, and the address the request came from."""
     conn = http.client.HTTPConnection(address, port, timeout=5)
-    conn.request("GET", "/", headers={"Host": "web"})
+    conn.request("GET", path, headers={"Host": "web"})
     response = conn.getresponse()
     return response.status, response.read().decode(), conn.sock.getsockname()[0]
 
 
-def healthy(arn):
-    described = elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]
-    return all(d["TargetHealth"]["State"] == "healthy" for d in described)
-
-
-wait("the targets to be healthy", lambda: all(healthy(arn) for arn in (tg, tg6, tcp, tcp6, udp6)))
 for address in v6:
     status, body, client = get(address)
     if ":" not in client:
@@ -207,6 +215,7 @@ for address in v6:
         raise SystemExit(f"the IPv4 target saw {peer}, not a node's private address")
     status, body, client = get(address, 81)
     check(f"GET to the IPv6 target through {address}", (status, body), (200, f"{client} {address}"))
+    check(f"the IPv6 clients' rule through {address}", get(address, 80, "/family")[:2], (200, "ipv6"))
 
 # The group admits IPv6 clients only: an IPv4 client is reset at the door.
 try:
