@@ -295,8 +295,8 @@ impl Region {
     }
 
     /// A mapping's `SourceNatIpv6Prefix`: where prefixes are on, `auto_assigned` or a /80 of
-    /// the subnet's IPv6 block past the first (the reserved addresses') that is no other
-    /// node's and holds no node's or target's address, nor `own`, the node's.
+    /// the subnet's IPv6 block, neither the first nor the last (which hold reserved addresses),
+    /// that is no other node's and holds no node's or target's address, nor `own`, the node's.
     pub(super) fn check_source_nat_prefix(
         &self,
         subnet: &Subnet,
@@ -319,14 +319,16 @@ impl Region {
         let SourceNatPrefix::Given(prefix) = prefix else {
             return Ok(());
         };
-        let usable = subnet
-            .ipv6_cidr
-            .is_some_and(|c| c.contains(&prefix) && !prefix.contains(&c.network()));
+        let usable = subnet.ipv6_cidr.is_some_and(|c| {
+            c.contains(&prefix)
+                && !prefix.contains(&c.network())
+                && !prefix.contains(&c.broadcast())
+        });
         if prefix.prefix_len() != 80 || prefix.trunc() != prefix || !usable {
             let block = subnet.ipv6_cidr.map_or("none".into(), |c| c.to_string());
             return refused(format!(
                 "The source NAT prefix {prefix} is not a usable /80 of subnet '{}' (IPv6 block: \
-                 {block}; its first /80 holds reserved addresses)",
+                 {block}; its first and last /80s hold reserved addresses)",
                 subnet.id
             ));
         }

@@ -146,7 +146,7 @@ pub struct SubnetMapping {
 /// A subnet mapping's `SourceNatIpv6Prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceNatPrefix {
-    /// `auto_assigned`: the highest free /80 of the subnet's IPv6 block.
+    /// `auto_assigned`: the lowest free /80 of the subnet's IPv6 block past the first.
     AutoAssigned,
     Given(ipnet::Ipv6Net),
 }

@@ -328,22 +328,19 @@ fn source_nat_prefixes_are_80s_of_the_subnets_and_let_udp_in() {
         ..SubnetMapping::default()
     };
     let (network, dual) = (LoadBalancerKind::Network, IpAddressType::Dualstack);
-    for refused in [
+    let refused = [
         nat(&mut w, LoadBalancerKind::Application, dual, vec![]),
         nat(&mut w, network, IpAddressType::Ipv4, vec![]),
-        nat(
-            &mut w,
-            network,
-            dual,
-            vec![prefix(&a, "fd00:ec2:0:1:1::/96")],
-        ),
-        nat(
-            &mut w,
-            network,
-            dual,
-            vec![prefix(&a, "fd00:ec2:0:2:1::/80")],
-        ),
-    ] {
+    ];
+    // Not a /80, another subnet's, the first and the last (they hold reserved addresses).
+    let bad_prefixes = [
+        "fd00:ec2:0:1:1::/96",
+        "fd00:ec2:0:2:1::/80",
+        "fd00:ec2:0:1::/80",
+        "fd00:ec2:0:1:ffff::/80",
+    ]
+    .map(|p| nat(&mut w, network, dual, vec![prefix(&a, p)]));
+    for refused in refused.into_iter().chain(bad_prefixes) {
         assert_eq!(code(refused), ErrorCode::InvalidConfigurationRequest);
     }
     // Without source NAT, a mapping may not ask for a prefix, not even an automatic one.
