@@ -754,6 +754,35 @@ def ratio_line(rows, tail):
     return "RATIO " + " ".join(parts)
 
 
+def prepare():
+    """A work directory with the origin's bodies and the TLS certificate every server uses."""
+    work = Path(tempfile.mkdtemp(prefix="elbd-bench-"))
+    work.chmod(0o755)  # NGINX workers run as nobody and must read the bodies
+    (work / "tmp").mkdir()
+    (work / "www").mkdir()
+    (work / "www/small").write_text("hello from origin")
+    (work / "www/16k").write_bytes(b"x" * 16384)
+    (work / "www/1m").write_bytes(b"x" * STREAM_BODY)
+    # One ECDSA P-256 certificate for every TLS server; HAProxy wants it and its key in one file.
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+       "-days", "2", "-subj", "/CN=bench.test", "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem"))
+    (work / "combined.pem").write_text((work / "cert.pem").read_text() + (work / "key.pem").read_text())
+    return work
+
+
+def start_origin(work):
+    """The NGINX origin, on the load CPU, once it listens."""
+    conf = work / "origin.conf"
+    conf.write_text(origin_conf(work))
+    origin = Proc("origin", ["nginx", "-c", str(conf), "-p", str(work)], CPU_LOAD, work / "origin.log")
+    try:
+        wait_for(f"{ORIGIN}:{ORIGIN_H1}")
+    except BaseException:
+        origin.stop()
+        raise
+    return origin
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true",
@@ -790,24 +819,10 @@ def main():
     if args.open_samples < 1:
         raise SystemExit("--open-samples must be at least 1")
 
-    work = Path(tempfile.mkdtemp(prefix="elbd-bench-"))
-    work.chmod(0o755)  # NGINX workers run as nobody and must read the bodies
-    (work / "tmp").mkdir()
-    (work / "www").mkdir()
-    (work / "www/small").write_text("hello from origin")
-    (work / "www/16k").write_bytes(b"x" * 16384)
-    (work / "www/1m").write_bytes(b"x" * STREAM_BODY)
-    # One ECDSA P-256 certificate for every TLS server; HAProxy wants it and its key in one file.
-    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-       "-days", "2", "-subj", "/CN=bench.test", "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem"))
-    (work / "combined.pem").write_text((work / "cert.pem").read_text() + (work / "key.pem").read_text())
-    origin_conf_path = work / "origin.conf"
-    origin_conf_path.write_text(origin_conf(work))
-    origin = Proc("origin", ["nginx", "-c", str(origin_conf_path), "-p", str(work)], CPU_LOAD,
-                  work / "origin.log")
+    work = prepare()
+    origin = start_origin(work)
     echo = None
     try:
-        wait_for(f"{ORIGIN}:{ORIGIN_H1}")
         if any(s in UDP_SCENARIOS for s in args.scenarios):
             echo = Proc("echo", [str(UDP_LOAD), "echo", UDP_ADDRS["direct"]], CPU_LOAD,
                         work / "echo.log")
