@@ -25,9 +25,9 @@ PROBES = {"uring": "127.204.0.1", "uring-multishot": "127.206.0.1", "epoll": "12
 TICK = 100  # clock ticks per second (USER_HZ)
 
 
-def start(name, work):
+def start(name, work, baseline):
     if name not in PROBES:
-        return bench.start_proxy(name, work)
+        return bench.start_proxy(name, work, baseline)
     ip = PROBES[name]
     argv = [str(PROBE), name, f"{ip}:9000", f"{bench.ORIGIN}:{bench.ORIGIN_H1}", ip]
     proc = bench.Proc(name, argv, bench.CPU_PROXY, work / f"{name}.log")
@@ -66,7 +66,7 @@ def load(name, scenario, seconds):
     """Exchanges made, their rate and errors."""
     if scenario == "tcp_conn":
         return bench.closed_loop(name, scenario, seconds)
-    target = f"http://{bench.ADDRS[name][3]}/small"
+    target = f"http://{bench.ADDRS[bench.served_as(name)][3]}/small"
     out = bench.sh("taskset", "-c", bench.CPU_LOAD, "wrk", "-t1", "-c", str(bench.CONNECTIONS),
                    "-d", f"{seconds}s", target)
     requests = int(next(l for l in out.splitlines() if "requests in" in l).split()[0])
@@ -79,6 +79,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--only", default="elbd,haproxy,uring,uring-multishot,epoll")
+    parser.add_argument("--baseline", help="an earlier elbd binary, run as elbd-base (add it to --only)")
     parser.add_argument("--scenario", choices=["tcp_conn", "tcp_keepalive"], default="tcp_conn")
     args = parser.parse_args()
     names = args.only.split(",")
@@ -91,7 +92,7 @@ def main():
         for round_no in range(args.rounds):
             order = names[round_no % len(names):] + names[: round_no % len(names)]
             for name in order:
-                proc = start(name, work)
+                proc = start(name, work, args.baseline)
                 try:
                     load(name, args.scenario, 1)
                     (u0, s0) = user_system(proc)
@@ -118,7 +119,7 @@ def main():
         totals[name] = statistics.median(total)
         cells = [f"{statistics.median(v):.1f} ({min(v):.1f}–{max(v):.1f})" for v in (user, system, total)]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    pairs = [("uring", "epoll"), ("uring-multishot", "epoll"), ("uring", "haproxy"),
+    pairs = [("elbd", "elbd-base"), ("uring", "epoll"), ("uring-multishot", "epoll"), ("uring", "haproxy"),
              ("uring-multishot", "haproxy"), ("elbd", "haproxy"), ("epoll", "haproxy")]
     print(" ".join(f"{a}/{b}={totals[a] / totals[b]:.2f}" for a, b in pairs
                    if a in totals and b in totals))

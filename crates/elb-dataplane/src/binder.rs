@@ -182,9 +182,10 @@ impl Binder {
             }
             let (stop, stopped) = watch::channel(false);
             let table = self.table.clone();
+            let answers = table.load().listener(key).is_some_and(Listener::answers);
             let opened = match self.inherited.remove(key) {
                 Some(inherited) => Ok(inherited),
-                None if key.transport == Transport::Tcp => listening(key.addr),
+                None if key.transport == Transport::Tcp => listening(key.addr, answers),
                 None => bind(key.addr, Type::DGRAM),
             };
             let served = opened.and_then(|(socket, local)| {
@@ -383,11 +384,21 @@ fn refuse(stream: TcpStream, peer: SocketAddr, door: &Door) {
     let _ = stream.set_zero_linger();
 }
 
-/// A listening socket at `addr`, and whether this host has the address.
-fn listening(addr: SocketAddr) -> std::io::Result<(Socket, bool)> {
+/// A listening socket at `addr`, and whether this host has the address. A listener that
+/// `answers` what a client sends first (HTTP, TLS) does not acknowledge it on its own: its
+/// connections start without quick ACKs (inherited from the listening socket, so from the
+/// first request on), and the ACK rides on the answer, as HAProxy's HTTP listeners do: a
+/// packet fewer per connection. A listener whose kind changes later (TLS to TCP on one
+/// port) keeps its socket, and only delays the first ACKs: the kernel still ACKs every
+/// second segment and within its delayed-ACK timeout.
+fn listening(addr: SocketAddr, answers: bool) -> std::io::Result<(Socket, bool)> {
     let (socket, local) = bind(addr, Type::STREAM)?;
     socket.set_tcp_nodelay(true)?;
     socket.listen(1024)?;
+    // After listen(), which resets the ACK state.
+    if answers {
+        socket.set_tcp_quickack(false)?;
+    }
     Ok((socket, local))
 }
 

@@ -75,6 +75,16 @@ pub enum Listener {
 }
 
 impl Listener {
+    /// Whether elbd itself answers what a client sends first (a request, a TLS ClientHello),
+    /// rather than a target that may not.
+    pub(crate) fn answers(&self) -> bool {
+        match self {
+            Self::Http(_) => true,
+            Self::Tcp(route) => route.tls.is_some(),
+            Self::Udp(_) | Self::Geneve(_) => false,
+        }
+    }
+
     pub fn door(&self) -> &Door {
         match self {
             Self::Http(route) => &route.door,

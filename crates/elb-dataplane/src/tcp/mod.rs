@@ -2,7 +2,8 @@
 //! flow hash, with bytes copied both ways until both sides have closed.
 //!
 //! - A half-close is relayed: a side that stops sending gets its peer's write side shut, and
-//!   the other direction goes on.
+//!   the other direction goes on. A FIN that came with the last bytes leaves with them, in
+//!   one segment.
 //! - A flow idle past the listener's `tcp.idle_timeout.seconds` is closed with a reset on both
 //!   sides, as an NLB resets data on an expired flow. Idle means no byte moved either way: a
 //!   proxy that terminates TCP does not see keepalive probes, which reset AWS's timer.
@@ -36,6 +37,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use elb_wire::proxy_v2;
+use rustix::net::SendFlags;
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -409,6 +411,11 @@ struct Pump<'a> {
     /// Whether the read that filled `pending` took all `from` had: the buffer then goes back
     /// once written, rather than being kept for the next read.
     took_all: bool,
+    /// Whether `from`'s end is known to follow `pending`: its bytes are then sent with
+    /// MSG_MORE, so that the half-close's FIN leaves in the same segment, as HAProxy's
+    /// does (a connection per exchange then costs two packets fewer: the lone FIN and its
+    /// acknowledgement).
+    end_follows: bool,
 }
 
 impl<'a> Pump<'a> {
@@ -420,6 +427,7 @@ impl<'a> Pump<'a> {
             pending: None,
             written: 0,
             took_all: false,
+            end_follows: false,
         }
     }
 
@@ -428,10 +436,19 @@ impl<'a> Pump<'a> {
         let Some(buf) = &self.pending else {
             return Poll::Ready(Ok(()));
         };
+        let flags = if self.end_follows {
+            SendFlags::MORE | SendFlags::NOSIGNAL
+        } else {
+            SendFlags::NOSIGNAL
+        };
         while self.written < buf.len() {
-            match self.to.try_write(&buf[self.written..]) {
+            let rest = &buf[self.written..];
+            let sent = self.to.try_io(Interest::WRITABLE, || {
+                rustix::net::send(self.to, rest, flags).map_err(io::Error::from)
+            });
+            match sent {
                 Ok(n) => self.written += n,
-                // try_write cleared the readiness: this registers for the next.
+                // try_io cleared the readiness: this registers for the next.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     ready!(self.to.poll_write_ready(cx)).map_err(|_| Broken::Writing)?;
                 }
@@ -490,7 +507,11 @@ impl<'a> Pump<'a> {
                     return Poll::Ready(Err(Broken::Reading));
                 }
             }
-            (self.pending, self.written, self.took_all) = (Some(buf), 0, took_all);
+            // The readiness that woke this read may have carried the peer's FIN too
+            // (EPOLLRDHUP, which tokio keeps): then the next read is the end.
+            let end_follows = took_all && read_closed(self.from, cx);
+            (self.pending, self.written) = (Some(buf), 0);
+            (self.took_all, self.end_follows) = (took_all, end_follows);
             return Poll::Ready(Ok(true));
         }
     }
@@ -532,6 +553,13 @@ impl Drop for Pump<'_> {
     }
 }
 
+/// Whether `socket`'s peer is known to have closed its side, from the readiness tokio holds
+/// (no system call): a FIN that came with the bytes just read, or before.
+fn read_closed(socket: &TcpStream, cx: &mut Context<'_>) -> bool {
+    let ready = pin!(socket.ready(Interest::READABLE));
+    matches!(ready.poll(cx), Poll::Ready(Ok(r)) if r.is_read_closed())
+}
+
 /// Writes all of `bytes`, waiting for room only when the socket has none.
 async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
@@ -567,19 +595,22 @@ mod tests {
         (outer.unwrap(), inner.unwrap().0)
     }
 
+    /// A relay between the two sides the relay holds, with no cut.
+    fn spawn_relay(
+        client_side: TcpStream,
+        target_side: TcpStream,
+        idle: Duration,
+    ) -> tokio::task::JoinHandle<End> {
+        tokio::spawn(
+            async move { relay((&client_side, &target_side), idle, never(), &COUNTED).await },
+        )
+    }
+
     #[tokio::test]
     async fn bytes_and_half_closes_cross_both_ways() {
         let (mut client, client_side) = pair().await;
         let (target_side, mut target) = pair().await;
-        let relay = tokio::spawn(async move {
-            relay(
-                (&client_side, &target_side),
-                Duration::from_secs(60),
-                never(),
-                &COUNTED,
-            )
-            .await
-        });
+        let relay = spawn_relay(client_side, target_side, Duration::from_secs(60));
         client.write_all(b"ping").await.unwrap();
         client.shutdown().await.unwrap();
         let mut seen = Vec::new();
@@ -594,15 +625,33 @@ mod tests {
         assert_eq!(relay.await.unwrap(), End::Closed);
     }
 
+    #[tokio::test]
+    async fn an_answer_with_the_end_behind_it_leaves_with_its_fin_and_the_flow_goes_on() {
+        let (mut client, client_side) = pair().await;
+        let (target_side, mut target) = pair().await;
+        // Both are there when the relay first reads: the bytes go out with MSG_MORE and
+        // must still leave, with the half-close.
+        target.write_all(b"answer").await.unwrap();
+        target.shutdown().await.unwrap();
+        let relay = spawn_relay(client_side, target_side, Duration::from_secs(60));
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"answer");
+        client.write_all(b"thanks").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut seen = Vec::new();
+        target.read_to_end(&mut seen).await.unwrap();
+        assert_eq!(seen, b"thanks", "the client's direction still flows");
+        assert_eq!(relay.await.unwrap(), End::Closed);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_idle_flow_ends_after_the_timeout_and_traffic_defers_it() {
         let (mut client, client_side) = pair().await;
         let (target_side, mut target) = pair().await;
         let idle = Duration::from_secs(350);
         let started = Instant::now();
-        let relay = tokio::spawn(async move {
-            relay((&client_side, &target_side), idle, never(), &COUNTED).await
-        });
+        let relay = spawn_relay(client_side, target_side, idle);
         tokio::time::sleep(Duration::from_secs(300)).await;
         client.write_all(b"still here").await.unwrap();
         let mut buf = [0u8; 10];
@@ -641,10 +690,7 @@ mod tests {
     async fn a_long_transfer_under_backpressure_is_not_idle() {
         let (mut client, client_side) = pair().await;
         let (target_side, mut target) = pair().await;
-        let relay = tokio::spawn(async move {
-            let sides = (&client_side, &target_side);
-            relay(sides, Duration::from_secs(350), never(), &COUNTED).await
-        });
+        let relay = spawn_relay(client_side, target_side, Duration::from_secs(350));
         // More than the sockets on the way can buffer, so that the relay stays blocked on
         // writing to a client that reads slowly.
         let sender = tokio::spawn(async move {
