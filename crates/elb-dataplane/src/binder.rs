@@ -176,19 +176,28 @@ impl Binder {
     /// Opens a socket for every key of `wanted` that has none.
     pub(crate) fn bind_missing(&mut self, wanted: &[BindKey]) -> Applied {
         let mut applied = Applied::default();
+        let snapshot = self.table.load();
         for key in wanted {
-            if self.bound.contains_key(key) {
+            // Set on every apply, sockets handed over and kept ones included: a listener's
+            // kind may change on its socket (TLS to TCP on one port).
+            let answers = snapshot.listener(key).is_some_and(Listener::answers);
+            if let Some(bound) = self.bound.get(key) {
+                if key.transport == Transport::Tcp {
+                    quick_acks(&bound.socket, !answers);
+                }
                 continue;
             }
             let (stop, stopped) = watch::channel(false);
             let table = self.table.clone();
-            let answers = table.load().listener(key).is_some_and(Listener::answers);
             let opened = match self.inherited.remove(key) {
                 Some(inherited) => Ok(inherited),
-                None if key.transport == Transport::Tcp => listening(key.addr, answers),
+                None if key.transport == Transport::Tcp => listening(key.addr),
                 None => bind(key.addr, Type::DGRAM),
             };
             let served = opened.and_then(|(socket, local)| {
+                if key.transport == Transport::Tcp {
+                    quick_acks(&socket, !answers);
+                }
                 let kept = socket.try_clone()?;
                 let task = match key.transport {
                     Transport::Tcp => {
@@ -384,22 +393,23 @@ fn refuse(stream: TcpStream, peer: SocketAddr, door: &Door) {
     let _ = stream.set_zero_linger();
 }
 
-/// A listening socket at `addr`, and whether this host has the address. A listener that
-/// `answers` what a client sends first (HTTP, TLS) does not acknowledge it on its own: its
-/// connections start without quick ACKs (inherited from the listening socket, so from the
-/// first request on), and the ACK rides on the answer, as HAProxy's HTTP listeners do: a
-/// packet fewer per connection. A listener whose kind changes later (TLS to TCP on one
-/// port) keeps its socket, and only delays the first ACKs: the kernel still ACKs every
-/// second segment and within its delayed-ACK timeout.
-fn listening(addr: SocketAddr, answers: bool) -> std::io::Result<(Socket, bool)> {
+/// A listening socket at `addr`, and whether this host has the address.
+fn listening(addr: SocketAddr) -> std::io::Result<(Socket, bool)> {
     let (socket, local) = bind(addr, Type::STREAM)?;
     socket.set_tcp_nodelay(true)?;
     socket.listen(1024)?;
-    // After listen(), which resets the ACK state.
-    if answers {
-        socket.set_tcp_quickack(false)?;
-    }
     Ok((socket, local))
+}
+
+/// Whether the connections a listening socket accepts from now on start with quick ACKs
+/// (they inherit its ACK state; set after listen(), which resets it). A listener that
+/// answers what a client sends first (HTTP, TLS) turns them off: the ACK of a new
+/// connection's first request rides on the answer, a packet fewer per connection, as with
+/// HAProxy's HTTP listeners. The trade-off is theirs too: a client that writes a request in
+/// two small writes with Nagle on waits for the delayed ACK (up to 40 ms) before the second.
+/// An optimisation only: a failure changes nothing else.
+fn quick_acks(listening: &Socket, on: bool) {
+    let _ = listening.set_tcp_quickack(on);
 }
 
 /// A non-blocking socket of `kind` bound to `addr`, and whether this host has the address.
@@ -423,5 +433,24 @@ fn bind(addr: SocketAddr, kind: Type) -> std::io::Result<(Socket, bool)> {
     match socket(false) {
         Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Ok((socket(true)?, false)),
         other => Ok((other?, true)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `quick_acks` relies on: accepted connections take the listening socket's state.
+    #[test]
+    fn connections_inherit_the_listening_sockets_quick_acks() {
+        for on in [false, true] {
+            let (socket, _) = listening("127.0.0.1:0".parse().unwrap()).unwrap();
+            quick_acks(&socket, on);
+            let addr = socket.local_addr().unwrap().as_socket().unwrap();
+            let _client = std::net::TcpStream::connect(addr).unwrap();
+            socket.set_nonblocking(false).unwrap();
+            let (accepted, _) = socket.accept().unwrap();
+            assert_eq!(accepted.tcp_quickack().unwrap(), on, "quick ACKs {on}");
+        }
     }
 }

@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, SystemTime};
 
 use elb_wire::proxy_v2;
@@ -508,8 +508,9 @@ impl<'a> Pump<'a> {
                 }
             }
             // The readiness that woke this read may have carried the peer's FIN too
-            // (EPOLLRDHUP, which tokio keeps): then the next read is the end.
-            let end_follows = took_all && read_closed(self.from, cx);
+            // (EPOLLRDHUP, which tokio keeps): then the next read is the end, or an error
+            // when the peer reset (see `Pump::poll`).
+            let end_follows = took_all && read_closed(self.from);
             (self.pending, self.written) = (Some(buf), 0);
             (self.took_all, self.end_follows) = (took_all, end_follows);
             return Poll::Ready(Ok(true));
@@ -533,7 +534,14 @@ impl Future for Pump<'_> {
                 }
                 kept => kept,
             };
-            if !ready!(this.poll_read(cx, kept))? {
+            let read = ready!(this.poll_read(cx, kept));
+            if read.is_err() && this.end_follows {
+                // A reset, not a FIN, came after the bytes just sent with MSG_MORE: they go
+                // now (setting TCP_NODELAY pushes what is queued), before the flow's reset
+                // would drop them.
+                let _ = SockRef::from(this.to).set_tcp_nodelay(true);
+            }
+            if !read? {
                 if this.shared.first_to_end() {
                     SockRef::from(this.to)
                         .shutdown(std::net::Shutdown::Write)
@@ -553,11 +561,12 @@ impl Drop for Pump<'_> {
     }
 }
 
-/// Whether `socket`'s peer is known to have closed its side, from the readiness tokio holds
-/// (no system call): a FIN that came with the bytes just read, or before.
-fn read_closed(socket: &TcpStream, cx: &mut Context<'_>) -> bool {
+/// Whether `socket`'s peer is known to have closed its side (a FIN, or a reset), from the
+/// readiness tokio holds: no system call, and no waker left behind.
+fn read_closed(socket: &TcpStream) -> bool {
     let ready = pin!(socket.ready(Interest::READABLE));
-    matches!(ready.poll(cx), Poll::Ready(Ok(r)) if r.is_read_closed())
+    let mut cx = Context::from_waker(Waker::noop());
+    matches!(ready.poll(&mut cx), Poll::Ready(Ok(r)) if r.is_read_closed())
 }
 
 /// Writes all of `bytes`, waiting for room only when the socket has none.
@@ -635,7 +644,10 @@ mod tests {
         target.shutdown().await.unwrap();
         let relay = spawn_relay(client_side, target_side, Duration::from_secs(60));
         let mut answer = Vec::new();
-        client.read_to_end(&mut answer).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answer));
+        read.await
+            .expect("the answer and its end, not held")
+            .unwrap();
         assert_eq!(answer, b"answer");
         client.write_all(b"thanks").await.unwrap();
         client.shutdown().await.unwrap();
@@ -643,6 +655,51 @@ mod tests {
         target.read_to_end(&mut seen).await.unwrap();
         assert_eq!(seen, b"thanks", "the client's direction still flows");
         assert_eq!(relay.await.unwrap(), End::Closed);
+    }
+
+    #[tokio::test]
+    async fn an_answer_the_target_resets_after_still_reaches_the_client() {
+        let (mut client, client_side) = pair().await;
+        let (target_side, target) = pair().await;
+        let mut target = target;
+        target.write_all(b"answer").await.unwrap();
+        // A reset rather than a FIN, as from a target that closes with input unread.
+        target.set_zero_linger().unwrap();
+        drop(target);
+        let relay = tokio::spawn(async move {
+            let end = relay(
+                (&client_side, &target_side),
+                Duration::from_secs(60),
+                never(),
+                &COUNTED,
+            )
+            .await;
+            // As `serve` ends a reset flow: an abortive close drops what was not sent.
+            let _ = client_side.set_zero_linger();
+            let _ = target_side.set_zero_linger();
+            end
+        });
+        assert_eq!(relay.await.unwrap(), End::TargetReset);
+        let mut answer = [0; 6];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"answer", "the bytes came before the reset");
+    }
+
+    #[tokio::test]
+    async fn a_fin_that_came_with_the_bytes_read_is_known_without_a_read() {
+        for end in [false, true] {
+            let (mut peer, socket) = pair().await;
+            peer.write_all(b"bytes").await.unwrap();
+            if end {
+                peer.shutdown().await.unwrap();
+            }
+            // Until tokio has seen the readiness the last of them raised.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            socket.readable().await.unwrap();
+            let mut buf = [0; 64];
+            assert_eq!(socket.try_read(&mut buf).unwrap(), 5);
+            assert_eq!(read_closed(&socket), end);
+        }
     }
 
     #[tokio::test(start_paused = true)]
