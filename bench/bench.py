@@ -27,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_LOAD, CPU_PROXY = "0", "1"
+# Threads (NGINX: workers) of each proxy; bench/multicore.py runs them with 2.
+THREADS = 1
 ORIGIN = "127.200.0.10"
 ORIGIN_H1, ORIGIN_H2, ORIGIN_TLS = 9001, 9002, 9443
 # Each proxy: (HTTP/1.1 address, h2c prior-knowledge address, TLS address with ALPN h2 and
@@ -179,11 +181,11 @@ class Proc:
             os.killpg(self.popen.pid, 9)
 
 
-def nginx_conf(work, body, stream=""):
+def nginx_conf(work, body, stream="", workers=1):
     load = "load_module /usr/lib/nginx/modules/ngx_stream_module.so;" if stream else ""
     return f"""
 {load}
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 master_process on;
 pid {work}/nginx-{body}.pid;
@@ -243,7 +245,7 @@ def nginx_proxy_conf(work):
   server {{ listen {UDP_ADDRS["nginx"]} udp; proxy_pass {ORIGIN}:{ORIGIN_UDP}; proxy_timeout 120s;
            proxy_bind $remote_addr; }}
 }}"""
-    return nginx_conf(work, "proxy", stream).replace(
+    return nginx_conf(work, "proxy", stream, THREADS).replace(
         "  proxy\n",
         f"""
   upstream origin {{ server {ORIGIN}:{ORIGIN_H1}; keepalive 64; }}
@@ -258,7 +260,7 @@ def haproxy_conf(work):
     h1, h2, tls, tcp = ADDRS["haproxy"]
     return f"""
 global
-  nbthread 1
+  nbthread {THREADS}
   maxconn 8000
 defaults
   mode http
@@ -399,9 +401,9 @@ def start_proxy(name, work, baseline=None, udp=False, tls_l4=False):
         shutil.rmtree(data, ignore_errors=True)
         (data / "s3/bench-logs").mkdir(parents=True)
         binary = baseline if name == "elbd-base" else ROOT / "target/release/elbd"
-        # One thread, as HAProxy's nbthread 1 and NGINX's single worker.
+        # One thread, as HAProxy's nbthread 1 and NGINX's single worker (THREADS).
         argv = [str(binary), "serve", "--config", str(conf), "--data-dir", str(data),
-                "--threads", "1"]
+                "--threads", str(THREADS)]
         os.environ["RUST_LOG"] = "warn"
     elif name == "haproxy":
         conf = work / "haproxy.cfg"
@@ -524,8 +526,7 @@ def measure(args, work):
     extras = {p: {} for p in proxies}
     udp = any(s in UDP_SCENARIOS for s in args.scenarios)
     tls_l4 = "tls_l4_conn" in args.scenarios
-    for round_no in range(args.rounds):
-        order = proxies[round_no % len(proxies):] + proxies[: round_no % len(proxies)]
+    for round_no, order in rotations(proxies, args.rounds):
         for name in order:
             proc = start_proxy(name, work, args.baseline, udp, tls_l4)
             try:
@@ -583,6 +584,19 @@ def open_loop_samples(args, work, proxies, rates):
             if proc:
                 proc.stop()
     return tail
+
+
+def rotations(items, rounds):
+    """(round number, the items in that round's order): rotated each round, so that none
+    always runs first or right after the same one."""
+    for round_no in range(rounds):
+        k = round_no % len(items)
+        yield round_no, items[k:] + items[:k]
+
+
+def median_range(values):
+    """'median (min–max)', to one decimal."""
+    return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
 
 
 def quartiles(values):

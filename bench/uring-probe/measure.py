@@ -89,8 +89,7 @@ def main():
     origin = bench.start_origin(work)
     samples = {name: [] for name in names}
     try:
-        for round_no in range(args.rounds):
-            order = names[round_no % len(names):] + names[: round_no % len(names)]
+        for round_no, order in bench.rotations(names, args.rounds):
             for name in order:
                 proc = start(name, work, args.baseline)
                 try:
@@ -111,14 +110,12 @@ def main():
     print(f"{args.scenario}, {args.rounds} rounds of {args.seconds} s")
     print("| relay | user µs per exchange (median, range) | system | total |")
     print("|---|---|---|---|")
-    totals = {}
+    totals = {name: statistics.median(u + s for u, s in samples[name]) for name in names}
     for name in names:
         user = [u for u, _ in samples[name]]
         system = [s for _, s in samples[name]]
         total = [u + s for u, s in samples[name]]
-        totals[name] = statistics.median(total)
-        cells = [f"{statistics.median(v):.1f} ({min(v):.1f}–{max(v):.1f})" for v in (user, system, total)]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {name} | " + " | ".join(bench.median_range(v) for v in (user, system, total)) + " |")
     pairs = [("elbd", "elbd-base"), ("uring", "epoll"), ("uring-multishot", "epoll"), ("uring", "haproxy"),
              ("uring-multishot", "haproxy"), ("elbd", "haproxy"), ("epoll", "haproxy")]
     print(" ".join(f"{a}/{b}={totals[a] / totals[b]:.2f}" for a, b in pairs
