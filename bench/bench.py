@@ -588,7 +588,7 @@ def open_loop_samples(args, work, proxies, rates):
 
 def rotations(items, rounds):
     """(round number, the items in that round's order): rotated each round, so that none
-    always runs first or right after the same one."""
+    always runs first (each still follows the same one, bar the first)."""
     for round_no in range(rounds):
         k = round_no % len(items)
         yield round_no, items[k:] + items[:k]

@@ -25,13 +25,16 @@ PROXIES = ["elbd", "haproxy", "nginx"]
 
 
 def fixed_rate(name, rate, seconds):
-    """Requests answered and their p99 in ms, at `rate` for `seconds`."""
+    """Requests answered 2xx and their p99 in ms, at `rate` for `seconds`."""
     oha = shutil.which("oha") or str(Path.home() / ".cargo/bin/oha")
     out = bench.sh("taskset", "-c", bench.CPU_LOAD, oha, "-z", f"{seconds}s", "-q", str(rate),
                    "-c", str(bench.CONNECTIONS), "--latency-correction", "--no-tui",
                    "--output-format", "json", bench.url(name, "keepalive"))
     report = json.loads(out)
-    answered = sum(report["statusCodeDistribution"].values())
+    codes = report["statusCodeDistribution"]
+    answered = sum(n for code, n in codes.items() if code.startswith("2"))
+    if not answered:
+        raise SystemExit(f"{name}: no request answered at {rate} req/s")
     return answered, report["latencyPercentiles"]["p99"] * 1000
 
 
@@ -41,6 +44,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args()
+    args.rounds = max(1, args.rounds)
     bench.CPU_PROXY = "0,1"
     work = bench.prepare()
     origin = bench.start_origin(work)

@@ -10,6 +10,7 @@ time come from /proc/PID/stat (whole process). Run by bench/uring-probe/run.
 """
 
 import argparse
+import os
 import socket
 import statistics
 import sys
@@ -22,7 +23,7 @@ import bench  # noqa: E402
 PROBE = bench.ROOT / "target/uring-probe/release/uring-probe"
 # Each bare relay listens on an address of its own and connects from it, as the others do.
 PROBES = {"uring": "127.204.0.1", "uring-multishot": "127.206.0.1", "epoll": "127.205.0.1"}
-TICK = 100  # clock ticks per second (USER_HZ)
+TICK = os.sysconf("SC_CLK_TCK")  # the unit of /proc/PID/stat's times
 
 
 def start(name, work, baseline):
@@ -31,7 +32,11 @@ def start(name, work, baseline):
     ip = PROBES[name]
     argv = [str(PROBE), name, f"{ip}:9000", f"{bench.ORIGIN}:{bench.ORIGIN_H1}", ip]
     proc = bench.Proc(name, argv, bench.CPU_PROXY, work / f"{name}.log")
-    bench.wait_for(f"{ip}:9000")
+    try:
+        bench.wait_for(f"{ip}:9000")
+    except BaseException:
+        proc.stop()
+        raise
     return proc
 
 
@@ -57,7 +62,10 @@ def user_system(proc):
     """The process tree's user and system time, in seconds."""
     user = system = 0
     for pid in proc.pids():
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a child that has just exited
+            continue
         user, system = user + int(fields[11]), system + int(fields[12])
     return user / TICK, system / TICK
 
@@ -83,6 +91,10 @@ def main():
     parser.add_argument("--scenario", choices=["tcp_conn", "tcp_keepalive"], default="tcp_conn")
     args = parser.parse_args()
     names = args.only.split(",")
+    known = {"elbd", "haproxy", *PROBES} | ({"elbd-base"} if args.baseline else set())
+    if unknown := set(names) - known:
+        raise SystemExit(f"unknown relays: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+    args.rounds = max(1, args.rounds)
     for name, ip in PROBES.items():
         bench.ADDRS[name] = (None, None, None, f"{ip}:9000")
     work = bench.prepare()
