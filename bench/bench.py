@@ -82,9 +82,16 @@ UDP_SOCKETS, UDP_SIZE = 64, 64
 CONNECTIONS = 32
 IDLE_CONNECTIONS = 1000
 # The open loop: samples per proxy and rate, at these fractions of the knee (the slowest
-# proxy's keep-alive throughput).
+# keep-alive throughput, direct's included: past it, the load CPU is the queue).
 OPEN_SAMPLES = 8
 OPEN_RATES = {"half": 0.5, "80%": 0.8}
+# Client connections of the open loop: enough that oha's pool is not the queue (at half the
+# knee, rate × latency keeps 20–30 connections busy, and with 32 a small latency difference
+# became queueing in the load generator), as an ALB serves many clients.
+OPEN_CONNECTIONS = 128
+# A sample during which the hypervisor kept a CPU of this VM from running for more than this
+# share of it (steal time) measured the host, not the proxies: it is left out of the tail.
+DISTURBED_STEAL = 0.01
 
 
 def sh(*args, **kw):
@@ -160,6 +167,19 @@ class Proc:
                     total += int((task / "schedstat").read_text().split()[0])
                 except OSError:
                     pass
+        return total
+
+    def sleeps(self):
+        """Times the tree's threads went to sleep (voluntary context switches): each one a
+        wake-up to come, which on a VM that halts idle CPUs is the host's to schedule."""
+        total = 0
+        for pid in self.pids():
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    status = (task / "status").read_text()
+                except OSError:
+                    continue
+                total += int(status.split("\nvoluntary_ctxt_switches:")[1].split()[0])
         return total
 
     def rss_kb(self):
@@ -479,10 +499,19 @@ def closed_loop(name, scenario, seconds):
     return requests, requests / seconds, errors
 
 
-def open_loop(name, rate, seconds):
-    """p50/p99/p99.9 in ms at a fixed rate, corrected for coordinated omission (oha)."""
+def steal_ms():
+    """Per CPU, the ms the hypervisor has kept this VM's CPU from running (/proc/stat)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    return [int(line.split()[8]) * 1000 / hz for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("cpu") and not line.startswith("cpu ")]
+
+
+def open_loop(name, rate, seconds, proc=None):
+    """p50/p99/p99.9 in ms at a fixed rate, corrected for coordinated omission (oha); the
+    host's steal time over the sample, and the proxy's sleeps per request."""
     oha = shutil.which("oha") or str(Path.home() / ".cargo/bin/oha")
-    out = sh("taskset", "-c", CPU_LOAD, oha, "-z", f"{seconds}s", "-q", str(rate), "-c", str(CONNECTIONS),
+    stolen, slept = steal_ms(), proc.sleeps() if proc else 0
+    out = sh("taskset", "-c", CPU_LOAD, oha, "-z", f"{seconds}s", "-q", str(rate), "-c", str(OPEN_CONNECTIONS),
              "--latency-correction", "--no-tui", "--output-format", "json", url(name, "keepalive"))
     report = json.loads(out)
     pct = report["latencyPercentiles"]
@@ -490,6 +519,11 @@ def open_loop(name, rate, seconds):
     # A sample that fell short of the rate measured the load generator as much as the proxy.
     summary = report["summary"]
     sample["short"] = summary["requestsPerSec"] < 0.95 * rate or summary["successRate"] < 1
+    sample["steal_ms"] = max(b - a for a, b in zip(stolen, steal_ms()))
+    sample["disturbed"] = sample["steal_ms"] > DISTURBED_STEAL * seconds * 1000
+    if proc:
+        requests = summary["requestsPerSec"] * summary["total"]
+        sample["sleeps_per_req"] = (proc.sleeps() - slept) / max(requests, 1)
     return sample
 
 
@@ -553,7 +587,7 @@ def measure(args, work):
                     proc.stop()
             print(f"round {round_no + 1}/{args.rounds}: {name} done", file=sys.stderr)
     knee = min(statistics.median(r["rps"] for r in samples[p]["keepalive"])
-               for p in ("elbd", "haproxy", "nginx"))
+               for p in ("direct", "elbd", "haproxy", "nginx"))
     rates = {label: int(knee * share) for label, share in OPEN_RATES.items()}
     tail = open_loop_samples(args, work, ["direct", "elbd", "haproxy", "nginx"], rates)
     return samples, extras, rates, tail
@@ -565,22 +599,23 @@ def open_loop_samples(args, work, proxies, rates):
     the order rotating each sample, so that the VM's slow moments fall on every proxy alike.
     Sample i of each proxy is paired with direct's."""
     tail = {p: {label: [] for label in rates} for p in proxies}
-    running = []
+    running = {}
     # Seeded: every run shuffles alike, and no proxy always follows the same one.
     shuffle = random.Random(23)
     try:
         for name in proxies:
-            running.append(start_proxy(name, work, args.baseline))
+            running[name] = start_proxy(name, work, args.baseline)
             closed_loop(name, "keepalive", 1)  # warm-up, as the rounds have
         for i in range(args.open_samples):
             order = proxies[:]
             shuffle.shuffle(order)
             for name in order:
                 for label, rate in rates.items():
-                    tail[name][label].append(open_loop(name, rate, args.open_seconds))
+                    sample = open_loop(name, rate, args.open_seconds, running[name])
+                    tail[name][label].append(sample)
             print(f"open loop: sample {i + 1}/{args.open_samples} done", file=sys.stderr)
     finally:
-        for proc in running:
+        for proc in running.values():
             if proc:
                 proc.stop()
     return tail
@@ -600,7 +635,9 @@ def median_range(values):
 
 
 def quartiles(values):
-    """(first quartile, median, third quartile)."""
+    """(first quartile, median, third quartile); Nones when there are no values."""
+    if not values:
+        return None, None, None
     if len(values) < 2:
         return values[0], values[0], values[0]
     q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
@@ -608,24 +645,35 @@ def quartiles(values):
 
 
 def summarise_tail(tail):
-    """Per proxy and rate: the median of each percentile, p99's quartiles, and the added p99
-    (the proxy's minus direct's in the same sample), median and quartiles."""
+    """Per proxy and rate, over the samples the host did not disturb: the median of each
+    percentile, p99's quartiles, and the added p99 (the proxy's minus direct's in the same
+    sample, both undisturbed), median and quartiles. `p99_ms` keeps every sample's p99 in
+    order, None where disturbed, for pairing."""
     out = {}
     for name, by_rate in tail.items():
         out[name] = {}
         for label, runs in by_rate.items():
             direct = tail["direct"][label]
-            added = [r["p99"] - d["p99"] for r, d in zip(runs, direct)]
+            clean = [r for r in runs if not r["disturbed"]]
+            added = [r["p99"] - d["p99"] for r, d in zip(runs, direct)
+                     if not (r["disturbed"] or d["disturbed"])]
+            sleeps = [r["sleeps_per_req"] for r in clean if "sleeps_per_req" in r]
             percentiles = ("p50", "p99", "p99.9")
             out[name][label] = {
-                "median_ms": {k: statistics.median(r[k] for r in runs) for k in percentiles},
-                "p99_quartiles_ms": quartiles([r["p99"] for r in runs]),
+                "median_ms": {k: median_or_none([r[k] for r in clean]) for k in percentiles},
+                "p99_quartiles_ms": quartiles([r["p99"] for r in clean]),
                 "added_p99_quartiles_ms": quartiles(added),
                 "samples": len(runs),
-                "short_samples": sum(r["short"] for r in runs),
-                "p99_ms": [r["p99"] for r in runs],
+                "disturbed_samples": len(runs) - len(clean),
+                "short_samples": sum(r["short"] for r in clean),
+                "sleeps_per_req": median_or_none(sleeps),
+                "p99_ms": [None if r["disturbed"] else r["p99"] for r in runs],
             }
     return out
+
+
+def median_or_none(values):
+    return statistics.median(values) if values else None
 
 
 def sign_test(a, b):
@@ -642,12 +690,14 @@ def sign_test(a, b):
 
 def ranked(a, b):
     """Which of two proxies has the lower p99, sample by sample (each sample ran both in the
-    same minute), or None when a sign test cannot tell at 5 %."""
-    p = sign_test(a["p99_ms"], b["p99_ms"])
-    if p >= 0.05:
+    same minute; pairs with a disturbed sample left out), or None when a sign test cannot
+    tell at 5 %."""
+    pairs = [(x, y) for x, y in zip(a["p99_ms"], b["p99_ms"]) if x is not None and y is not None]
+    mine, theirs = [x for x, _ in pairs], [y for _, y in pairs]
+    if sign_test(mine, theirs) >= 0.05:
         return None
-    lower = sum(x < y for x, y in zip(a["p99_ms"], b["p99_ms"]))
-    return "first" if lower * 2 > len(a["p99_ms"]) else "second"
+    lower = sum(x < y for x, y in pairs)
+    return "first" if lower * 2 > len(pairs) else "second"
 
 
 def summarise(samples, extras):
@@ -702,19 +752,20 @@ def table(rows, rates, tail):
         samples = tail["direct"][label]["samples"]
         share = "half the knee" if label == "half" else f"{label} of the knee"
         out.append(f"\n**Open-loop latency at {rate} req/s, {share}** (keep-alive, oha "
-                   f"--latency-correction; medians and interquartile ranges of {samples} "
-                   f"samples, proxies alternating)\n")
+                   f"--latency-correction, {OPEN_CONNECTIONS} connections; medians and interquartile ranges of {samples} "
+                   f"samples, proxies alternating, those the host disturbed left out)\n")
         out.append("| | p50 ms | p99 ms | p99 IQR ms | p99.9 ms | added p99 ms | added p99 IQR ms "
-                   "| samples short of the rate |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+                   "| sleeps per request | samples short of the rate | samples the host disturbed |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name, by_rate in tail.items():
             t = by_rate[label]
             lat = t["median_ms"]
             q1, _, q3 = t["p99_quartiles_ms"]
             a1, added, a3 = t["added_p99_quartiles_ms"]
-            out.append(f"| {name} | {lat['p50']:.3f} | {lat['p99']:.3f} | {q1:.2f}–{q3:.2f} | "
-                       f"{lat['p99.9']:.3f} | {added:.3f} | {a1:.2f}–{a3:.2f} | "
-                       f"{t['short_samples']} |")
+            out.append(f"| {name} | {num(lat['p50'], 3)} | {num(lat['p99'], 3)} | "
+                       f"{num(q1)}–{num(q3)} | {num(lat['p99.9'], 3)} | {num(added, 3)} | "
+                       f"{num(a1)}–{num(a3)} | {num(t['sleeps_per_req'])} | "
+                       f"{t['short_samples']} | {t['disturbed_samples']} |")
         winner = ranked(tail["elbd"][label], tail["haproxy"][label])
         if winner:
             better = "elbd" if winner == "first" else "HAProxy"
@@ -733,6 +784,11 @@ def table(rows, rates, tail):
     return "\n".join(out)
 
 
+def num(value, digits=2):
+    """A figure of the tail table, or "-" where every sample was disturbed."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def ratio_line(rows, tail):
     """Every goal at a glance, each `KEY elbd/haproxy=X` (UDP over NGINX, named so), for
     the scenarios that ran."""
@@ -745,8 +801,11 @@ def ratio_line(rows, tail):
     ratio("cpu_per_request", elbd["keepalive"]["cpu_us"], haproxy["keepalive"]["cpu_us"])
     ratio("throughput", elbd["keepalive"]["rps"], haproxy["keepalive"]["rps"])
     half = tail["elbd"]["half"]["added_p99_quartiles_ms"][1], tail["haproxy"]["half"]["added_p99_quartiles_ms"][1]
-    # An added p99 at or under direct's is as good as it gets: counted as 10 µs.
-    ratio("p99_added", max(half[0], 0.01), max(half[1], 0.01))
+    if None in half:
+        parts.append("p99_added elbd/haproxy=-")  # no undisturbed pair of samples
+    else:
+        # An added p99 at or under direct's is as good as it gets: counted as 10 µs.
+        ratio("p99_added", max(half[0], 0.01), max(half[1], 0.01))
     parts.append(f"p99_ranked={'yes' if ranked(tail['elbd']['half'], tail['haproxy']['half']) else 'no'}")
     for key, scenario in [("body16k_cpu", "body16k"), ("h2c_cpu", "h2c"), ("h2tls_cpu", "tls_h2"),
                           ("tls_handshake_cpu", "tls_full"), ("tcp_conn_cpu", "tcp_conn"),
