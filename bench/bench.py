@@ -170,17 +170,17 @@ class Proc:
         return total
 
     def sleeps(self):
-        """Times the tree's threads went to sleep (voluntary context switches): each one a
+        """Per thread id, the times it went to sleep (voluntary context switches): each one a
         wake-up to come, which on a VM that halts idle CPUs is the host's to schedule."""
-        total = 0
+        counts = {}
         for pid in self.pids():
             for task in Path(f"/proc/{pid}/task").glob("*"):
                 try:
                     status = (task / "status").read_text()
                 except OSError:
                     continue
-                total += int(status.split("\nvoluntary_ctxt_switches:")[1].split()[0])
-        return total
+                counts[task.name] = int(status.split("\nvoluntary_ctxt_switches:")[1].split()[0])
+        return counts
 
     def rss_kb(self):
         total = 0
@@ -500,17 +500,25 @@ def closed_loop(name, scenario, seconds):
 
 
 def steal_ms():
-    """Per CPU, the ms the hypervisor has kept this VM's CPU from running (/proc/stat)."""
+    """For the load CPU and the proxy's, the ms the hypervisor has kept it from running
+    (/proc/stat's steal)."""
     hz = os.sysconf("SC_CLK_TCK")
+    wanted = {f"cpu{CPU_LOAD}", f"cpu{CPU_PROXY}"}
     return [int(line.split()[8]) * 1000 / hz for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("cpu") and not line.startswith("cpu ")]
+            if line.split()[0] in wanted]
+
+
+def sleeps_between(before, after):
+    """Sleeps of the threads alive at the end since `before` (0 for threads started since);
+    a thread that ended in between takes its count with it."""
+    return sum(max(count - before.get(tid, 0), 0) for tid, count in after.items())
 
 
 def open_loop(name, rate, seconds, proc=None):
     """p50/p99/p99.9 in ms at a fixed rate, corrected for coordinated omission (oha); the
     host's steal time over the sample, and the proxy's sleeps per request."""
     oha = shutil.which("oha") or str(Path.home() / ".cargo/bin/oha")
-    stolen, slept = steal_ms(), proc.sleeps() if proc else 0
+    stolen, slept, started = steal_ms(), proc.sleeps() if proc else {}, time.monotonic()
     out = sh("taskset", "-c", CPU_LOAD, oha, "-z", f"{seconds}s", "-q", str(rate), "-c", str(OPEN_CONNECTIONS),
              "--latency-correction", "--no-tui", "--output-format", "json", url(name, "keepalive"))
     report = json.loads(out)
@@ -520,10 +528,11 @@ def open_loop(name, rate, seconds, proc=None):
     summary = report["summary"]
     sample["short"] = summary["requestsPerSec"] < 0.95 * rate or summary["successRate"] < 1
     sample["steal_ms"] = max(b - a for a, b in zip(stolen, steal_ms()))
-    sample["disturbed"] = sample["steal_ms"] > DISTURBED_STEAL * seconds * 1000
+    # Over the whole window the steal was read across, oha's start and exit included.
+    sample["disturbed"] = sample["steal_ms"] > DISTURBED_STEAL * (time.monotonic() - started) * 1000
     if proc:
         requests = summary["requestsPerSec"] * summary["total"]
-        sample["sleeps_per_req"] = (proc.sleeps() - slept) / max(requests, 1)
+        sample["sleeps_per_req"] = sleeps_between(slept, proc.sleeps()) / max(requests, 1)
     return sample
 
 
@@ -696,8 +705,9 @@ def ranked(a, b):
     mine, theirs = [x for x, _ in pairs], [y for _, y in pairs]
     if sign_test(mine, theirs) >= 0.05:
         return None
-    lower = sum(x < y for x, y in pairs)
-    return "first" if lower * 2 > len(pairs) else "second"
+    below = sum(x < y for x, y in pairs)
+    above = sum(x > y for x, y in pairs)
+    return "first" if below > above else "second"
 
 
 def summarise(samples, extras):
@@ -763,8 +773,8 @@ def table(rows, rates, tail):
             q1, _, q3 = t["p99_quartiles_ms"]
             a1, added, a3 = t["added_p99_quartiles_ms"]
             out.append(f"| {name} | {num(lat['p50'], 3)} | {num(lat['p99'], 3)} | "
-                       f"{num(q1)}–{num(q3)} | {num(lat['p99.9'], 3)} | {num(added, 3)} | "
-                       f"{num(a1)}–{num(a3)} | {num(t['sleeps_per_req'])} | "
+                       f"{span(q1, q3)} | {num(lat['p99.9'], 3)} | {num(added, 3)} | "
+                       f"{span(a1, a3)} | {num(t['sleeps_per_req'])} | "
                        f"{t['short_samples']} | {t['disturbed_samples']} |")
         winner = ranked(tail["elbd"][label], tail["haproxy"][label])
         if winner:
@@ -787,6 +797,11 @@ def table(rows, rates, tail):
 def num(value, digits=2):
     """A figure of the tail table, or "-" where every sample was disturbed."""
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def span(low, high):
+    """An interquartile range of the tail table, or "-"."""
+    return "-" if low is None else f"{low:.2f}–{high:.2f}"
 
 
 def ratio_line(rows, tail):
