@@ -27,7 +27,7 @@
 //!   targets by it.
 //! - [`gateway`]: the Gateway Load Balancer's flows to appliances.
 //! - `spare`: buffers kept per thread for the relays; `dial`: sockets to targets from a
-//!   chosen source address.
+//!   chosen source address; `send`: last bytes that leave with the FIN.
 
 pub mod access_log;
 pub mod admission;
@@ -42,6 +42,7 @@ pub mod l7;
 pub mod metrics;
 mod pool;
 pub mod select;
+mod send;
 mod spare;
 pub mod sticky;
 pub mod table;

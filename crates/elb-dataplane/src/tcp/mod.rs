@@ -37,7 +37,6 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, SystemTime};
 
 use elb_wire::proxy_v2;
-use rustix::net::SendFlags;
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -51,7 +50,7 @@ use crate::flow::{self, Flow};
 use crate::metrics::{ActiveFlow, FlowKind};
 use crate::table::TcpRoute;
 use crate::targets::InFlight;
-use crate::{dial, spare};
+use crate::{dial, send, spare};
 use tls::Stream;
 
 /// How long a target gets to accept a connection before the next one is tried.
@@ -436,17 +435,9 @@ impl<'a> Pump<'a> {
         let Some(buf) = &self.pending else {
             return Poll::Ready(Ok(()));
         };
-        let flags = if self.end_follows {
-            SendFlags::MORE | SendFlags::NOSIGNAL
-        } else {
-            SendFlags::NOSIGNAL
-        };
         while self.written < buf.len() {
             let rest = &buf[self.written..];
-            let sent = self.to.try_io(Interest::WRITABLE, || {
-                rustix::net::send(self.to, rest, flags).map_err(io::Error::from)
-            });
-            match sent {
+            match send::try_send(self.to, rest, self.end_follows) {
                 Ok(n) => self.written += n,
                 // try_io cleared the readiness: this registers for the next.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {

@@ -325,6 +325,34 @@ async fn the_relay_passes_every_framing_on_as_sent() {
     assert_eq!(header(&all, "connection"), Some("close"), "{all}");
     assert!(all.ends_with("\r\n\r\nuntil the end"), "{all}");
 
+    // A client that asks to close gets its whole answer and the end of the connection, in
+    // one piece or after several (the last bytes wait in the kernel for the FIN to join
+    // them: nothing is held past it).
+    let hundred = "x".repeat(100);
+    for (path, body, ending) in [
+        (
+            "/echo",
+            "\r\n\r\n0 bytes\nGET /echo HTTP/1.1\r\n",
+            "\r\n\r\n",
+        ),
+        ("/x", "\r\n\r\nxx", hundred.as_str()),
+        ("/chunked", "\r\n\r\n5\r\nhello", "0\r\nX-Sum: 12\r\n\r\n"),
+    ] {
+        let mut last = TcpStream::connect(node).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: relay.test\r\nConnection: close\r\n\r\n");
+        last.write_all(request.as_bytes()).await.unwrap();
+        let mut all = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), last.read_to_end(&mut all))
+            .await
+            .expect("the answer and the connection's end")
+            .unwrap();
+        let all = String::from_utf8(all).unwrap();
+        assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {all}");
+        assert_eq!(header(&all, "connection"), Some("close"), "{path}: {all}");
+        assert!(all.contains(body) && all.ends_with(ending), "{path}: {all}");
+    }
+
     // Stickiness is for the general path: once the group turns sticky, the next request on
     // a kept-alive connection of the relay moves it there, and gets its cookie.
     let mut kept = TcpStream::connect(node).await.unwrap();

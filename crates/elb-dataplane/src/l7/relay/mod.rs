@@ -39,9 +39,9 @@ use super::{ClientCert, Clocks, dress, now_ms};
 use crate::access_log::{Facts, LoggedHead, Session};
 use crate::metrics::{CLIENT_CLOSED, GroupMetrics};
 use crate::pool::TargetPool;
-use crate::spare;
 use crate::table::{HttpRoute, HttpSettings, RouteAction, RoutingTable, XffMode};
 use crate::targets::{HttpTargets, REFUSALS};
+use crate::{send, spare};
 
 /// Request heads larger than this go the general way (which refuses them past its limits).
 const MAX_HEAD: usize = 16 * 1024;
@@ -63,12 +63,20 @@ fn room(buf: &mut Vec<u8>) {
 pub(super) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Waits for the first bytes of the next request; `false` at the end of the stream.
     fn next_bytes(&mut self, buf: &mut Vec<u8>) -> impl Future<Output = io::Result<bool>> + Send;
+
+    /// Writes the last bytes of the connection's last response; its shutdown follows.
+    fn write_last(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
 }
 
 impl ClientStream for TcpStream {
     /// Only waits until the socket is readable: an idle connection holds no buffer.
     async fn next_bytes(&mut self, _: &mut Vec<u8>) -> io::Result<bool> {
         self.readable().await.map(|()| true)
+    }
+
+    /// With MSG_MORE: the FIN leaves in their segment, and the client acknowledges one.
+    async fn write_last(&mut self, bytes: &[u8]) -> io::Result<()> {
+        send::send_last(self, bytes).await
     }
 }
 
@@ -77,6 +85,11 @@ impl ClientStream for TlsStream<TcpStream> {
     async fn next_bytes(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
         room(buf);
         self.read_buf(buf).await.map(|n| n > 0)
+    }
+
+    /// As any write: the close_notify record comes between them and the FIN.
+    async fn write_last(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_all(bytes).await
     }
 }
 
@@ -737,7 +750,9 @@ async fn respond<S: ClientStream>(
         .advance(&response[answer.head_len..])
         .map_err(Failure::Proxy)?;
     out.extend_from_slice(&response[answer.head_len..answer.head_len + end]);
-    client.write(out).await?;
+    // The connection's last response: its end goes with the shutdown's FIN.
+    let ends = |body: &Remaining| body.done && taken.close;
+    client.write_response(out, ends(&body)).await?;
     let mut reusable = answer.reusable && !extra;
     while !body.done {
         response.clear();
@@ -749,7 +764,7 @@ async fn respond<S: ClientStream>(
         }
         let (end, extra) = body.advance(response).map_err(|_| Failure::TargetBroke)?;
         reusable &= !extra;
-        client.write(&response[..end]).await?;
+        client.write_response(&response[..end], ends(&body)).await?;
     }
     if reusable {
         pool.put(target);
@@ -833,6 +848,19 @@ impl<S: ClientStream> Client<S> {
         self.sent += bytes.len() as u64;
         self.stream
             .write_all(bytes)
+            .await
+            .map_err(|_| Failure::Client)
+    }
+
+    /// Writes bytes of a target's response, the `last` of the connection when its shutdown
+    /// comes next.
+    async fn write_response(&mut self, bytes: &[u8], last: bool) -> Result<(), Failure> {
+        if !last {
+            return self.write(bytes).await;
+        }
+        self.sent += bytes.len() as u64;
+        self.stream
+            .write_last(bytes)
             .await
             .map_err(|_| Failure::Client)
     }
