@@ -2,9 +2,9 @@
 //!
 //! A proxy that writes a connection's last bytes and then shuts its write side sends them and
 //! the FIN in two segments, each acknowledged: written with MSG_MORE, the bytes wait in the
-//! kernel for what follows, and the shutdown's FIN leaves with them, as HAProxy's do. Whoever
-//! sends with `more` must follow with the shutdown (or a close) without waiting on the peer:
-//! nothing else pushes the held bytes out.
+//! kernel for what follows, and the shutdown's FIN leaves with them, as HAProxy's do. The
+//! kernel holds them until a shutdown, a close, a send without MSG_MORE or TCP_NODELAY pushes
+//! them: whoever sends with `more` must follow with one of those, without waiting on the peer.
 
 use std::io;
 

@@ -855,14 +855,13 @@ impl<S: ClientStream> Client<S> {
     /// Writes bytes of a target's response, the `last` of the connection when its shutdown
     /// comes next.
     async fn write_response(&mut self, bytes: &[u8], last: bool) -> Result<(), Failure> {
-        if !last {
-            return self.write(bytes).await;
-        }
         self.sent += bytes.len() as u64;
-        self.stream
-            .write_last(bytes)
-            .await
-            .map_err(|_| Failure::Client)
+        let written = if last {
+            self.stream.write_last(bytes).await
+        } else {
+            self.stream.write_all(bytes).await
+        };
+        written.map_err(|_| Failure::Client)
     }
 
     /// Records a request of `len` bytes as it ended.
