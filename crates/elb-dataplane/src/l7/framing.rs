@@ -2,7 +2,8 @@
 //! (a chunked body stays chunked) and the desync sniffer (which only looks for the next
 //! head). Either needs only the end: a length to count down, or the chunked framing followed
 //! byte by byte until its last chunk and trailers. The general path's exchange with a target
-//! takes the chunks' data out (`ChunkedEnd::decode`) with the same state machine.
+//! takes the chunks' data out (`ChunkedEnd::decode`) with the same state machine, and the
+//! relay counts a response body down with `Remaining`.
 
 use std::ops::Range;
 
@@ -158,7 +159,7 @@ pub struct Decoded {
     /// Where they hold the trailer section (its field lines and the blank line ending it).
     pub trailers: Range<usize>,
     /// The body ended with them.
-    pub done: bool,
+    pub(crate) done: bool,
 }
 
 impl Decoded {
@@ -178,6 +179,53 @@ fn hex(b: u8) -> u8 {
         b'0'..=b'9' => b - b'0',
         b'a'..=b'f' => b - b'a' + 10,
         _ => b - b'A' + 10,
+    }
+}
+
+/// How much of a body passed on as it is still to come.
+pub(crate) struct Remaining {
+    framing: Framing,
+    left: u64,
+    chunks: ChunkedEnd,
+    /// The body has ended (a close-delimited one never knows: its sender's close ends it).
+    pub(crate) done: bool,
+}
+
+impl Remaining {
+    pub(crate) fn new(framing: Framing) -> Self {
+        let left = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        Self {
+            framing,
+            left,
+            chunks: ChunkedEnd::default(),
+            done: matches!(framing, Framing::Empty | Framing::Length(0)),
+        }
+    }
+
+    /// Takes the next `bytes` read: how many of them are body, and whether more came than
+    /// the body holds.
+    pub(crate) fn advance(&mut self, bytes: &[u8]) -> Result<(usize, bool), BadChunk> {
+        let end = match self.framing {
+            Framing::Empty => 0,
+            Framing::Close => bytes.len(),
+            Framing::Length(_) => {
+                let end = usize::try_from(self.left).map_or(bytes.len(), |l| l.min(bytes.len()));
+                self.left -= end as u64;
+                self.done = self.left == 0;
+                end
+            }
+            Framing::Chunked => match self.chunks.scan(bytes)? {
+                Some(end) => {
+                    self.done = true;
+                    end
+                }
+                None => bytes.len(),
+            },
+        };
+        Ok((end, end < bytes.len()))
     }
 }
 
@@ -256,5 +304,35 @@ mod tests {
         ] {
             assert_eq!(end(body, 2), Err(BadChunk), "{body:?}");
         }
+    }
+
+    #[test]
+    fn remaining_counts_a_body_down_and_tells_what_came_after_it() {
+        let mut length = Remaining::new(Framing::Length(5));
+        assert_eq!(length.advance(b"abc"), Ok((3, false)));
+        assert!(!length.done);
+        assert_eq!(
+            length.advance(b"deNEXT"),
+            Ok((2, true)),
+            "more than the body"
+        );
+        assert!(length.done);
+
+        assert!(Remaining::new(Framing::Empty).done);
+        assert!(Remaining::new(Framing::Length(0)).done);
+
+        let mut chunked = Remaining::new(Framing::Chunked);
+        assert_eq!(chunked.advance(b"3\r\nabc\r\n"), Ok((8, false)));
+        assert!(!chunked.done);
+        assert_eq!(chunked.advance(b"0\r\n\r\nX"), Ok((5, true)));
+        assert!(chunked.done);
+        assert_eq!(
+            Remaining::new(Framing::Chunked).advance(b"zz\r\n"),
+            Err(BadChunk)
+        );
+
+        let mut close = Remaining::new(Framing::Close);
+        assert_eq!(close.advance(b"all of it"), Ok((9, false)));
+        assert!(!close.done, "only the sender's close ends it");
     }
 }

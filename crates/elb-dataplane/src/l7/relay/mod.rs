@@ -30,7 +30,7 @@ use tokio::time::{timeout, timeout_at};
 use tokio_rustls::server::TlsStream;
 
 use super::decide::{decide, refusal};
-use super::framing::{ChunkedEnd, Framing};
+use super::framing::{Framing, Remaining};
 use super::headers::{push_client, push_decimal, strip_port, target_host, write_trace_id};
 use super::outcome::Outcome;
 use super::rescue::{self, ProxyError};
@@ -748,7 +748,7 @@ async fn respond<S: ClientStream>(
     let mut body = Remaining::new(answer.framing);
     let (end, extra) = body
         .advance(&response[answer.head_len..])
-        .map_err(Failure::Proxy)?;
+        .map_err(|_| Failure::Proxy(ProxyError::Target("malformed chunked body".into())))?;
     out.extend_from_slice(&response[answer.head_len..answer.head_len + end]);
     // The connection's last response: its end goes with the shutdown's FIN.
     let ends = |body: &Remaining| body.done && taken.close;
@@ -784,53 +784,6 @@ async fn read_target(
         Ok(Ok(0)) => Err(target_closed()),
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(Failure::Proxy(ProxyError::Target(e.into()))),
-    }
-}
-
-/// How much of a response body is still to come.
-struct Remaining {
-    framing: Framing,
-    left: u64,
-    chunks: ChunkedEnd,
-    done: bool,
-}
-
-impl Remaining {
-    fn new(framing: Framing) -> Self {
-        let left = match framing {
-            Framing::Length(n) => n,
-            _ => 0,
-        };
-        Self {
-            framing,
-            left,
-            chunks: ChunkedEnd::default(),
-            done: matches!(framing, Framing::Empty | Framing::Length(0)),
-        }
-    }
-
-    /// Takes the next `bytes` read: how many of them are body, and whether more came than
-    /// the body holds (a target that did so is not used again).
-    fn advance(&mut self, bytes: &[u8]) -> Result<(usize, bool), ProxyError> {
-        let end = match self.framing {
-            Framing::Empty => 0,
-            Framing::Close => bytes.len(),
-            Framing::Length(_) => {
-                let end = usize::try_from(self.left).map_or(bytes.len(), |l| l.min(bytes.len()));
-                self.left -= end as u64;
-                self.done = self.left == 0;
-                end
-            }
-            Framing::Chunked => match self.chunks.scan(bytes) {
-                Ok(Some(end)) => {
-                    self.done = true;
-                    end
-                }
-                Ok(None) => bytes.len(),
-                Err(_) => return Err(ProxyError::Target("malformed chunked body".into())),
-            },
-        };
-        Ok((end, end < bytes.len()))
     }
 }
 
