@@ -571,13 +571,19 @@ def measure(args, work):
     tls_l4 = "tls_l4_conn" in args.scenarios
     for round_no, order in rotations(proxies, args.rounds):
         for name in order:
+            if round_no == 0 and name != "direct" and any(s in TCP_SCENARIOS for s in args.scenarios):
+                # A process of its own: after the idle connections below are closed, the memory
+                # they freed would be reused for the flows and hide their cost (elbd read 0.0).
+                proc = start_proxy(name, work, args.baseline, udp, tls_l4)
+                try:
+                    extras[name]["idle_kb_per_flow"] = idle_memory(proc, name, 3)
+                finally:
+                    proc.stop()
             proc = start_proxy(name, work, args.baseline, udp, tls_l4)
             try:
                 if proc and round_no == 0:
                     # On a fresh process: after load, allocators reuse freed memory and hide the cost.
                     extras[name]["idle_kb_per_conn"] = idle_memory(proc, name)
-                    if any(s in TCP_SCENARIOS for s in args.scenarios):
-                        extras[name]["idle_kb_per_flow"] = idle_memory(proc, name, 3)
                 for scenario in samples[name]:
                     closed_loop(name, scenario, 1)  # warm-up: pools, caches, page-ins
                     cpu0 = proc.cpu_ns() if proc else 0
