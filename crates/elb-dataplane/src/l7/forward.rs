@@ -16,10 +16,8 @@ use hyper_util::rt::TokioIo;
 use super::authenticate::{self, Gate};
 use super::decide::{Decision, decide, refusal};
 use super::desync::{self, Verdict};
-use super::headers::{
-    X_AMZN_TRACE_ID, remove_hop_by_hop, rewrite_forwarded, strip_port, target_host_value,
-    write_trace_id,
-};
+use super::dressing::{Arrival, Dressing};
+use super::headers::{X_FORWARDED_FOR, remove_hop_by_hop, strip_port};
 use super::limits::{check_limits, forwarded_for_count};
 use super::outcome::{Action, Tally};
 use super::rescue::{Body, ProxyError};
@@ -34,8 +32,7 @@ use super::exchange::{self, TargetBody};
 use crate::metrics::Active;
 use crate::pool::SendError;
 use crate::sticky::{self, Ticket};
-use crate::table::HttpRoute;
-use crate::table::RouteAction;
+use crate::table::{HttpRoute, RouteAction, XffMode};
 use crate::targets::{HttpTargets, REFUSALS};
 
 /// Routes one request: the first rule whose conditions match (or the default) decides
@@ -306,7 +303,16 @@ async fn proxy(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol.clone());
     }
-    dress_request(headers, &host, route, (peer, client), tally)?;
+    let dressing = dress_request(headers, &host, route, (peer, client), tally)?;
+    // The exchange writes the dressing after the client's headers; every other road reads
+    // the map.
+    let exchanged = pooled && upgrade.is_none();
+    let dressing = if exchanged {
+        Some(dressing)
+    } else {
+        dressing.insert_into(headers)?;
+        None
+    };
 
     let idle_timeout = route.http.idle_timeout;
     let mut sent_at = Instant::now();
@@ -319,11 +325,12 @@ async fn proxy(
         let mut refused = Vec::new();
         loop {
             let pool = &target.proto.pool;
-            let sent = if upgrade.is_some() {
-                tokio::time::timeout(idle_timeout, exchange::upgrade(pool, req)).await
-            } else {
-                let exchanged = exchange::send(pool, req, idle_timeout);
-                tokio::time::timeout(idle_timeout, exchanged).await
+            let sent = match &dressing {
+                Some(dressing) => {
+                    let exchanged = exchange::send(pool, req, dressing, idle_timeout);
+                    tokio::time::timeout(idle_timeout, exchanged).await
+                }
+                None => tokio::time::timeout(idle_timeout, exchange::upgrade(pool, req)).await,
             };
             let sent = sent.map_err(|_| ProxyError::TargetTimeout)?;
             match sent {
@@ -392,22 +399,21 @@ async fn proxy(
 
 /// What the load balancer sets on every request it forwards (to an address or a function),
 /// its hop-by-hop headers already gone: invalid header names dropped when the load balancer
-/// asks, the Host, X-Forwarded-*, mutual TLS's headers and X-Amzn-Trace-Id.
+/// asks, X-Forwarded-For removed when it is to go, mutual TLS's headers; and the dressing
+/// (Host, X-Forwarded-*, X-Amzn-Trace-Id), which the caller writes or inserts.
 pub(super) fn dress_request(
     headers: &mut HeaderMap,
     host: &str,
     route: &HttpRoute,
     (peer, client): (SocketAddr, &ClientCert),
     tally: &mut Tally,
-) -> Result<(), ProxyError> {
+) -> Result<Dressing, ProxyError> {
     if route.http.drop_invalid_headers {
         drop_invalid_names(headers);
     }
-    headers.insert(
-        header::HOST,
-        target_host_value(host, route.port, &route.http)?,
-    );
-    rewrite_forwarded(headers, &route.http, peer, route.scheme(), route.port)?;
+    if route.http.xff == XffMode::Remove {
+        headers.remove(&X_FORWARDED_FOR);
+    }
     if route.mtls.is_some() {
         // What a client says of its own certificate is never passed on as ours.
         for name in MTLS_HEADERS {
@@ -417,16 +423,17 @@ pub(super) fn dress_request(
             headers.insert(name, value.clone());
         }
     }
-    let previous = headers.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok());
-    let mut trace = Vec::with_capacity(128);
-    write_trace_id(&mut trace, previous, now_ms() / 1000, fastrand::u128(..));
+    let arrival = Arrival {
+        peer,
+        scheme: route.scheme(),
+        port: route.port,
+    };
+    let trace = (now_ms() / 1000, fastrand::u128(..));
+    let dressing = Dressing::new(headers, host, &route.http, &arrival, trace)?;
     if let Some(facts) = tally.outcome.facts() {
-        facts.trace_id = Some(String::from_utf8_lossy(&trace).into_owned());
+        facts.trace_id = Some(String::from_utf8_lossy(dressing.trace_id()).into_owned());
     }
-    if let Ok(trace) = HeaderValue::try_from(trace) {
-        headers.insert(&X_AMZN_TRACE_ID, trace);
-    }
-    Ok(())
+    Ok(dressing)
 }
 
 /// Which requests a target group's protocol version takes (AWS's table): HTTP1 groups all but

@@ -1,13 +1,10 @@
-//! The header work both request roads share: Host towards targets, X-Forwarded-*,
+//! The header work both request roads share: Host towards targets, X-Forwarded-For's client,
 //! X-Amzn-Trace-Id, hop-by-hop headers, and the hand-written number and address writers
 //! the relay's head writer uses.
 
 use std::net::SocketAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-
-use super::rescue::ProxyError;
-use crate::table::{HttpSettings, XffMode};
+use http::header::{self, HeaderMap, HeaderName};
 
 pub(super) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(super) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -27,21 +24,6 @@ pub(super) fn target_host(host: &str, listener_port: u16, preserve: bool) -> (&s
         port if name.len() == host.len() => (name, Some(port)),
         _ => (host, None),
     }
-}
-
-pub(super) fn target_host_value(
-    host: &str,
-    listener_port: u16,
-    http: &HttpSettings,
-) -> Result<HeaderValue, ProxyError> {
-    let mut value = Vec::with_capacity(host.len() + 6);
-    let (name, port) = target_host(host, listener_port, http.preserve_host);
-    value.extend_from_slice(name.as_bytes());
-    if let Some(port) = port {
-        value.push(b':');
-        push_decimal(&mut value, port);
-    }
-    HeaderValue::try_from(value).map_err(|_| ProxyError::BadRequest("invalid Host header"))
 }
 
 /// `host:port` → `host`; `[v6]:port` → `[v6]`; anything without a port is returned whole.
@@ -193,39 +175,6 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, n: impl Into<u64>) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// X-Forwarded-For per the LB's mode; X-Forwarded-Proto and -Port always set.
-pub(super) fn rewrite_forwarded(
-    headers: &mut HeaderMap,
-    http: &HttpSettings,
-    peer: SocketAddr,
-    scheme: &'static str,
-    listener_port: u16,
-) -> Result<(), ProxyError> {
-    match http.xff {
-        XffMode::Preserve => {}
-        XffMode::Remove => {
-            headers.remove(&X_FORWARDED_FOR);
-        }
-        XffMode::Append => {
-            let mut value = Vec::with_capacity(64);
-            for previous in headers.get_all(&X_FORWARDED_FOR) {
-                let previous = previous
-                    .to_str()
-                    .map_err(|_| ProxyError::BadRequest("invalid X-Forwarded-For header"))?;
-                value.extend_from_slice(previous.as_bytes());
-                value.extend_from_slice(b", ");
-            }
-            push_client(&mut value, peer, http.xff_client_port);
-            let value = HeaderValue::try_from(value)
-                .map_err(|_| ProxyError::BadRequest("invalid X-Forwarded-For header"))?;
-            headers.insert(&X_FORWARDED_FOR, value);
-        }
-    }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
-    headers.insert(&X_FORWARDED_PORT, HeaderValue::from(listener_port));
-    Ok(())
-}
-
 /// Writes the field `name: value` of an HTTP/1 head.
 pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
@@ -236,80 +185,8 @@ pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::l7::desync;
-
-    fn settings(xff: XffMode, xff_client_port: bool, preserve_host: bool) -> HttpSettings {
-        HttpSettings {
-            idle_timeout: Duration::from_secs(60),
-            client_keep_alive: Duration::from_secs(3600),
-            header_timeout: Duration::from_secs(60),
-            xff,
-            xff_client_port,
-            preserve_host,
-            http2: true,
-            drop_invalid_headers: false,
-            desync: desync::Mode::Defensive,
-        }
-    }
-
-    fn host(h: &str, port: u16, preserve: bool) -> String {
-        let http = settings(XffMode::Append, false, preserve);
-        target_host_value(h, port, &http)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    #[test]
-    fn host_is_rewritten_as_aws_does() {
-        assert_eq!(host("example.com", 8080, false), "example.com:8080");
-        assert_eq!(host("example.com:8080", 8080, false), "example.com:8080");
-        assert_eq!(host("example.com:81", 80, false), "example.com");
-        assert_eq!(host("[::1]:443", 443, false), "[::1]");
-        assert_eq!(host("[::1]", 8080, false), "[::1]:8080");
-        assert_eq!(host("example.com:81", 80, true), "example.com:81");
-    }
-
-    #[test]
-    fn x_forwarded_for_modes() {
-        let peer: SocketAddr = "127.0.9.9:4567".parse().unwrap();
-        let run = |xff, port, existing: Option<&str>| {
-            let mut headers = HeaderMap::new();
-            if let Some(v) = existing {
-                headers.insert(&X_FORWARDED_FOR, HeaderValue::from_str(v).unwrap());
-            }
-            rewrite_forwarded(
-                &mut headers,
-                &settings(xff, port, false),
-                peer,
-                "http",
-                8080,
-            )
-            .unwrap();
-            assert_eq!(headers[&X_FORWARDED_PROTO], "http");
-            assert_eq!(headers[&X_FORWARDED_PORT], "8080");
-            headers
-                .get(&X_FORWARDED_FOR)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
-        assert_eq!(
-            run(XffMode::Append, false, None).as_deref(),
-            Some("127.0.9.9")
-        );
-        assert_eq!(
-            run(XffMode::Append, true, Some("10.0.0.1")).as_deref(),
-            Some("10.0.0.1, 127.0.9.9:4567")
-        );
-        assert_eq!(
-            run(XffMode::Preserve, false, Some("1.2.3.4")).as_deref(),
-            Some("1.2.3.4")
-        );
-        assert_eq!(run(XffMode::Remove, false, Some("1.2.3.4")), None);
-    }
+    use http::HeaderValue;
 
     fn trace_id(previous: Option<&str>, epoch_secs: u64, random: u128) -> String {
         let mut out = Vec::new();

@@ -35,7 +35,8 @@ pub(super) async fn invoke(
     }
     let (mut parts, body) = req.into_parts();
     remove_hop_by_hop(&mut parts.headers);
-    dress_request(&mut parts.headers, host, route, client, tally)?;
+    dress_request(&mut parts.headers, host, route, client, tally)?
+        .insert_into(&mut parts.headers)?;
     if parts.version == Version::HTTP_2 {
         join_cookies(&mut parts.headers);
     }

@@ -5,6 +5,7 @@
 mod authenticate;
 mod decide;
 pub mod desync;
+mod dressing;
 mod exchange;
 pub mod explain;
 mod forward;

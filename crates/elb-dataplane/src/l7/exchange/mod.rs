@@ -30,6 +30,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::dressing::Dressing;
 use super::framing::Framing;
 use super::headers::push_header;
 use super::relay::{MAX_RESPONSE_HEAD, head};
@@ -52,11 +53,16 @@ const MIN_ROOM: usize = 1024;
 /// or when it was and may be sent again (an idempotent request without a body), as on the
 /// relay. The response body ends with an error when nothing goes either way for `idle` (the
 /// load balancer's idle timeout).
-pub(super) async fn send(pool: &Arc<TargetPool>, req: Request<Incoming>, idle: Duration) -> Sent {
+pub(super) async fn send(
+    pool: &Arc<TargetPool>,
+    req: Request<Incoming>,
+    dressing: &Dressing,
+    idle: Duration,
+) -> Sent {
     let (mut parts, body) = req.into_parts();
     let outgoing = outgoing(&mut parts, &body);
     let mut out = Vec::with_capacity(1024);
-    write_head(&mut out, &parts);
+    write_head(&mut out, &parts, dressing);
     let resendable = outgoing == Outgoing::Nothing && parts.method.is_idempotent();
     let failed = |e: BoxError| (SendError::Request(e), None);
     let mut buf = BytesMut::new();
@@ -179,9 +185,10 @@ fn outgoing(parts: &mut Parts, body: &impl Body) -> Outgoing {
     Outgoing::Chunked
 }
 
-/// Writes the request line and header lines. HTTP/2 splits Cookie into a field per crumb;
-/// they go to the target joined on one line (RFC 9113 §8.2.3).
-fn write_head(out: &mut Vec<u8>, parts: &Parts) {
+/// Writes the request line, the client's header lines but those the dressing sets, and the
+/// dressing's. HTTP/2 splits Cookie into a field per crumb; they go to the target joined on
+/// one line (RFC 9113 §8.2.3).
+fn write_head(out: &mut Vec<u8>, parts: &Parts, dressing: &Dressing) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -198,10 +205,11 @@ fn write_head(out: &mut Vec<u8>, parts: &Parts) {
         out.extend_from_slice(b"\r\n");
     }
     for (name, value) in &parts.headers {
-        if name != header::COOKIE {
+        if name != header::COOKIE && !dressing.sets(name) {
             push_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
+    dressing.write(out);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -377,8 +385,9 @@ fn response_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Respons
         let base = buf.as_ptr() as usize;
         let mut fields = Vec::with_capacity(res.headers.len());
         for field in res.headers.iter() {
-            // Transfer-Encoding frames the body: a Content-Length beside it is not passed on.
-            if facts.coded && field.name.eq_ignore_ascii_case("content-length") {
+            // Hop-by-hop fields stay here (Transfer-Encoding too: the body is de-chunked
+            // here), and so does a Content-Length beside a coding.
+            if !facts.passes(field.name.as_bytes()) {
                 continue;
             }
             let start = field.value.as_ptr() as usize - base;
@@ -418,6 +427,8 @@ fn response_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Respons
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::l7::dressing::tests::{arrival, settings};
+    use crate::table::XffMode;
     use http_body_util::{Empty, Full};
     use hyper::body::Frame;
 
@@ -470,22 +481,29 @@ mod tests {
     }
 
     #[test]
-    fn the_head_joins_cookie_crumbs_and_keeps_the_rest_in_order() {
+    fn the_head_joins_cookie_crumbs_keeps_the_rest_in_order_and_ends_with_the_dressing() {
         let parts = parts(
             Method::GET,
             &[
-                ("host", "a.test"),
+                ("host", "a.test:80"),
                 ("cookie", "a=1"),
                 ("x-one", "1"),
+                ("x-forwarded-proto", "https"),
                 ("cookie", "b=2"),
+                ("x-forwarded-for", "10.0.0.1"),
                 ("x-one", "2"),
             ],
         );
+        let http = settings(XffMode::Append, false, false);
+        let trace = (0x5f5e_1000, 1);
+        let dressing = Dressing::new(&parts.headers, "a.test:80", &http, &arrival(80), trace);
         let mut out = Vec::new();
-        write_head(&mut out, &parts);
+        write_head(&mut out, &parts, &dressing.unwrap());
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "GET /p?q=1 HTTP/1.1\r\ncookie: a=1; b=2\r\nhost: a.test\r\nx-one: 1\r\nx-one: 2\r\n\r\n"
+            "GET /p?q=1 HTTP/1.1\r\ncookie: a=1; b=2\r\nx-one: 1\r\nx-one: 2\r\n\
+             host: a.test\r\nx-forwarded-for: 10.0.0.1, 127.0.9.9\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-port: 80\r\nx-amzn-trace-id: Root=1-5f5e1000-000000000000000000000001\r\n\r\n"
         );
     }
 
@@ -494,7 +512,7 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n\
                HTTP/1.1 200 Fine\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\
-               X-A: 1\r\nX-A: 2\r\n\r\n5\r\nhello"[..],
+               Connection: x-gone\r\nX-Gone: 1\r\nX-A: 1\r\nX-A: 2\r\n\r\n5\r\nhello"[..],
         );
         let head = response_head(&mut buf, false).unwrap().unwrap();
         assert_eq!(head.response.status(), StatusCode::OK);
@@ -502,6 +520,8 @@ mod tests {
         assert_eq!(reason.as_bytes(), b"Fine");
         let headers = head.response.headers();
         assert!(!headers.contains_key(header::CONTENT_LENGTH));
+        assert!(!headers.contains_key(header::TRANSFER_ENCODING));
+        assert!(!headers.contains_key(header::CONNECTION) && !headers.contains_key("x-gone"));
         let values: Vec<_> = headers.get_all("x-a").iter().collect();
         assert_eq!(values, ["1", "2"]);
         assert_eq!(head.framing, Framing::Chunked);

@@ -232,6 +232,14 @@ impl ResponseFacts<'_> {
     pub fn closes_client(&self, client_close: bool) -> bool {
         self.status >= 200 && (client_close || self.framing == Framing::Close)
     }
+
+    /// Whether a field of this name goes on to the client: not a hop-by-hop one (nor one
+    /// `Connection` lists), and not a Content-Length beside a Transfer-Encoding, which RFC
+    /// 9112 §6.3 says the coding overrides.
+    pub fn passes(&self, name: &[u8]) -> bool {
+        let overridden = self.coded && name.eq_ignore_ascii_case(b"content-length");
+        !overridden && !is_hop_by_hop(name) && !self.listed.drops(name)
+    }
 }
 
 /// A response head the relay cannot forward: the client gets a 502.
@@ -317,10 +325,9 @@ pub fn write_response(
     out.extend_from_slice(b"\r\n");
     for header in res.headers.iter() {
         let name = header.name.as_bytes();
+        // The body goes on as it came, framed as it was.
         let framing = name.eq_ignore_ascii_case(b"transfer-encoding");
-        // Both would leave the client to choose; RFC 9112 §6.3 says the coding wins.
-        let overridden = facts.coded && name.eq_ignore_ascii_case(b"content-length");
-        if framing || (!overridden && !is_hop_by_hop(name) && !facts.listed.drops(name)) {
+        if framing || facts.passes(name) {
             push_header(out, name, header.value);
         }
     }
