@@ -1,8 +1,9 @@
 //! What the general path sets on every request it forwards, its values written once as bytes:
 //! Host, X-Forwarded-For (when the client is appended), -Proto, -Port and X-Amzn-Trace-Id.
-//! The exchange writes them as header lines after the client's own, as the relay does;
-//! hyper's clients and Lambda find them in the request's map. Either way no header value is
-//! allocated, hashed or removed for them one by one.
+//! The exchange writes them as header lines after the client's own, as the relay does, and
+//! skips the client's lines of those names: no header value is made and no map entry is
+//! touched. hyper's clients and Lambda find them in the request's map, the values sharing
+//! one buffer.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -24,12 +25,16 @@ pub(super) struct Arrival {
     pub port: u16,
 }
 
+/// Nothing is set until it is written or inserted.
+#[must_use]
 pub(super) struct Dressing {
     /// The values, back to back.
     values: Vec<u8>,
     host: Range<usize>,
     /// None when the mode keeps the client's own header or removes it.
     forwarded_for: Option<Range<usize>>,
+    /// The mode removes the client's X-Forwarded-For and sets none.
+    removes_forwarded_for: bool,
     proto: Range<usize>,
     port: Range<usize>,
     trace: Range<usize>,
@@ -46,18 +51,18 @@ impl Dressing {
         trace: (u64, u128),
     ) -> Result<Self, ProxyError> {
         let mut values = Vec::with_capacity(host.len() + 128);
-        let (name, port) = target_host(host, arrival.port, http.preserve_host);
+        let (name, appended_port) = target_host(host, arrival.port, http.preserve_host);
         if !name.bytes().all(valid_value_byte) {
             return Err(ProxyError::BadRequest("invalid Host header"));
         }
-        let host = field(&mut values, |out| {
+        let host_at = field(&mut values, |out| {
             out.extend_from_slice(name.as_bytes());
-            if let Some(port) = port {
+            if let Some(port) = appended_port {
                 out.push(b':');
                 push_decimal(out, port);
             }
         });
-        let forwarded_for = match http.xff {
+        let forwarded_for_at = match http.xff {
             XffMode::Append => {
                 let start = values.len();
                 for previous in headers.get_all(&X_FORWARDED_FOR) {
@@ -72,21 +77,23 @@ impl Dressing {
             }
             XffMode::Preserve | XffMode::Remove => None,
         };
-        let proto = field(&mut values, |out| {
+        let proto_at = field(&mut values, |out| {
             out.extend_from_slice(arrival.scheme.as_bytes());
         });
-        let port = field(&mut values, |out| push_decimal(out, arrival.port));
+        let port_at = field(&mut values, |out| push_decimal(out, arrival.port));
         let previous = headers.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok());
-        let trace = field(&mut values, |out| {
-            write_trace_id(out, previous, trace.0, trace.1);
+        let (epoch_secs, random) = trace;
+        let trace_at = field(&mut values, |out| {
+            write_trace_id(out, previous, epoch_secs, random);
         });
         Ok(Self {
             values,
-            host,
-            forwarded_for,
-            proto,
-            port,
-            trace,
+            host: host_at,
+            forwarded_for: forwarded_for_at,
+            removes_forwarded_for: http.xff == XffMode::Remove,
+            proto: proto_at,
+            port: port_at,
+            trace: trace_at,
         })
     }
 
@@ -94,9 +101,11 @@ impl Dressing {
         &self.values[self.trace.clone()]
     }
 
-    /// Whether the client's own header of this name gives way to one set here.
-    pub(super) fn sets(&self, name: &HeaderName) -> bool {
+    /// Whether the client's own header of this name goes: one is set here instead, or
+    /// (X-Forwarded-For in the remove mode) none.
+    pub(super) fn replaces(&self, name: &HeaderName) -> bool {
         self.fields().any(|(set, _)| set == name)
+            || (self.removes_forwarded_for && name == X_FORWARDED_FOR)
     }
 
     /// The header lines, after the client's own.
@@ -108,6 +117,9 @@ impl Dressing {
 
     /// Sets the headers in `headers`, in place of the client's.
     pub(super) fn insert_into(self, headers: &mut HeaderMap) -> Result<(), ProxyError> {
+        if self.removes_forwarded_for {
+            headers.remove(&X_FORWARDED_FOR);
+        }
         let fields = self.fields();
         let values = Bytes::from(self.values);
         for (name, range) in fields {
@@ -212,8 +224,16 @@ pub(super) mod tests {
         assert_eq!(host("[::1]", 8080, false), "[::1]:8080");
         assert_eq!(host("example.com:81", 80, true), "example.com:81");
         let http = settings(XffMode::Append, false, true);
-        let refused = Dressing::new(&HeaderMap::new(), "a\u{7f}b", &http, &arrival(80), (0, 0));
+        let refused = Dressing::new(&HeaderMap::new(), "a\r\nb", &http, &arrival(80), (0, 0));
         assert!(matches!(refused, Err(ProxyError::BadRequest(_))));
+        // The exchange writes what `new` let through: it must be what a HeaderValue takes.
+        for b in 0..=u8::MAX {
+            assert_eq!(
+                valid_value_byte(b),
+                HeaderValue::from_bytes(&[b]).is_ok(),
+                "{b}"
+            );
+        }
     }
 
     #[test]
@@ -233,8 +253,8 @@ pub(super) mod tests {
                 (0, 0),
             );
             assert_eq!(
-                dressing.unwrap().sets(&X_FORWARDED_FOR),
-                xff == XffMode::Append
+                dressing.unwrap().replaces(&X_FORWARDED_FOR),
+                xff != XffMode::Preserve
             );
             lines
                 .lines()
@@ -252,6 +272,12 @@ pub(super) mod tests {
         // Kept as the client sent it, or removed by the caller: not written here.
         assert_eq!(run(XffMode::Preserve, false, &["1.2.3.4"]), None);
         assert_eq!(run(XffMode::Remove, false, &["1.2.3.4"]), None);
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
+        let http = settings(XffMode::Remove, false, false);
+        let dressing = Dressing::new(&headers, "h", &http, &arrival(80), (0, 0)).unwrap();
+        dressing.insert_into(&mut headers).unwrap();
+        assert!(!headers.contains_key(&X_FORWARDED_FOR));
     }
 
     #[test]
@@ -262,8 +288,8 @@ pub(super) mod tests {
         let dressing = Dressing::new(&headers, "h", &http, &arrival(80), (0x5f5e_1000, 1)).unwrap();
         let id = b"Self=1-5f5e1000-000000000000000000000001;Root=1-1-2";
         assert_eq!(dressing.trace_id(), id);
-        assert!(dressing.sets(&X_AMZN_TRACE_ID) && dressing.sets(&HOST));
-        assert!(!dressing.sets(&header::COOKIE));
+        assert!(dressing.replaces(&X_AMZN_TRACE_ID) && dressing.replaces(&HOST));
+        assert!(!dressing.replaces(&header::COOKIE));
         dressing.insert_into(&mut headers).unwrap();
         assert_eq!(headers[&X_AMZN_TRACE_ID].as_bytes(), id);
     }

@@ -17,7 +17,7 @@ use super::authenticate::{self, Gate};
 use super::decide::{Decision, decide, refusal};
 use super::desync::{self, Verdict};
 use super::dressing::{Arrival, Dressing};
-use super::headers::{X_FORWARDED_FOR, remove_hop_by_hop, strip_port};
+use super::headers::{remove_hop_by_hop, strip_port};
 use super::limits::{check_limits, forwarded_for_count};
 use super::outcome::{Action, Tally};
 use super::rescue::{Body, ProxyError};
@@ -32,7 +32,7 @@ use super::exchange::{self, TargetBody};
 use crate::metrics::Active;
 use crate::pool::SendError;
 use crate::sticky::{self, Ticket};
-use crate::table::{HttpRoute, RouteAction, XffMode};
+use crate::table::{HttpRoute, RouteAction};
 use crate::targets::{HttpTargets, REFUSALS};
 
 /// Routes one request: the first rule whose conditions match (or the default) decides
@@ -306,8 +306,8 @@ async fn proxy(
     let dressing = dress_request(headers, &host, route, (peer, client), tally)?;
     // The exchange writes the dressing after the client's headers; every other road reads
     // the map.
-    let exchanged = pooled && upgrade.is_none();
-    let dressing = if exchanged {
+    let by_exchange = pooled && upgrade.is_none();
+    let dressing = if by_exchange {
         Some(dressing)
     } else {
         dressing.insert_into(headers)?;
@@ -393,14 +393,17 @@ async fn proxy(
         });
         return Ok(response);
     }
-    remove_hop_by_hop(response.headers_mut());
+    if !by_exchange {
+        // The exchange's responses come without them (`ResponseFacts::passes`).
+        remove_hop_by_hop(response.headers_mut());
+    }
     Ok(response)
 }
 
 /// What the load balancer sets on every request it forwards (to an address or a function),
 /// its hop-by-hop headers already gone: invalid header names dropped when the load balancer
-/// asks, X-Forwarded-For removed when it is to go, mutual TLS's headers; and the dressing
-/// (Host, X-Forwarded-*, X-Amzn-Trace-Id), which the caller writes or inserts.
+/// asks, mutual TLS's headers; and the dressing (Host, X-Forwarded-*, X-Amzn-Trace-Id), which
+/// the caller writes or inserts.
 pub(super) fn dress_request(
     headers: &mut HeaderMap,
     host: &str,
@@ -410,9 +413,6 @@ pub(super) fn dress_request(
 ) -> Result<Dressing, ProxyError> {
     if route.http.drop_invalid_headers {
         drop_invalid_names(headers);
-    }
-    if route.http.xff == XffMode::Remove {
-        headers.remove(&X_FORWARDED_FOR);
     }
     if route.mtls.is_some() {
         // What a client says of its own certificate is never passed on as ours.

@@ -185,8 +185,8 @@ fn outgoing(parts: &mut Parts, body: &impl Body) -> Outgoing {
     Outgoing::Chunked
 }
 
-/// Writes the request line, the client's header lines but those the dressing sets, and the
-/// dressing's. HTTP/2 splits Cookie into a field per crumb; they go to the target joined on
+/// Writes the request line, the client's header lines but those the dressing replaces, and
+/// the dressing's. HTTP/2 splits Cookie into a field per crumb; they go to the target joined on
 /// one line (RFC 9113 §8.2.3).
 fn write_head(out: &mut Vec<u8>, parts: &Parts, dressing: &Dressing) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
@@ -205,7 +205,7 @@ fn write_head(out: &mut Vec<u8>, parts: &Parts, dressing: &Dressing) {
         out.extend_from_slice(b"\r\n");
     }
     for (name, value) in &parts.headers {
-        if name != header::COOKIE && !dressing.sets(name) {
+        if name != header::COOKIE && !dressing.replaces(name) {
             push_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
@@ -385,8 +385,8 @@ fn response_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Respons
         let base = buf.as_ptr() as usize;
         let mut fields = Vec::with_capacity(res.headers.len());
         for field in res.headers.iter() {
-            // Hop-by-hop fields stay here (Transfer-Encoding too: the body is de-chunked
-            // here), and so does a Content-Length beside a coding.
+            // Hop-by-hop fields are not passed on (Transfer-Encoding neither: the body is
+            // de-chunked here), nor is a Content-Length beside a coding.
             if !facts.passes(field.name.as_bytes()) {
                 continue;
             }
@@ -505,6 +505,22 @@ mod tests {
              host: a.test\r\nx-forwarded-for: 10.0.0.1, 127.0.9.9\r\nx-forwarded-proto: http\r\n\
              x-forwarded-port: 80\r\nx-amzn-trace-id: Root=1-5f5e1000-000000000000000000000001\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn x_forwarded_for_is_kept_once_or_removed_as_the_mode_says() {
+        let parts = parts(Method::GET, &[("x-forwarded-for", "10.0.0.1")]);
+        let head = |xff| {
+            let http = settings(xff, false, false);
+            let dressing = Dressing::new(&parts.headers, "h", &http, &arrival(80), (0, 0));
+            let mut out = Vec::new();
+            write_head(&mut out, &parts, &dressing.unwrap());
+            String::from_utf8(out).unwrap()
+        };
+        let preserved = head(XffMode::Preserve);
+        assert_eq!(preserved.matches("x-forwarded-for").count(), 1);
+        assert!(preserved.contains("x-forwarded-for: 10.0.0.1\r\n"));
+        assert!(!head(XffMode::Remove).contains("x-forwarded-for"));
     }
 
     #[test]
