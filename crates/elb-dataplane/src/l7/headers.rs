@@ -1,6 +1,6 @@
 //! The header work both request roads share: Host towards targets, X-Forwarded-For's client,
 //! X-Amzn-Trace-Id, hop-by-hop headers, and the hand-written number and address writers
-//! the relay's head writer uses.
+//! the relay's head writer and the general path's dressing use.
 
 use std::net::SocketAddr;
 
@@ -120,11 +120,13 @@ fn only_persistence(headers: &HeaderMap) -> bool {
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), which describe one connection, not the message, and
-/// the old `Proxy-Connection`. The length is looked at first: most names are not near one.
+/// the old `Proxy-Connection`. `Trailer` is not one: it names the message's trailer fields,
+/// which an HTTP/1.1 client only gets from hyper's server when they are named there. The
+/// length is looked at first: most names are not near one.
 pub(super) fn is_hop_by_hop(name: &[u8]) -> bool {
     match name.len() {
         2 => name.eq_ignore_ascii_case(b"te"),
-        7 => name.eq_ignore_ascii_case(b"trailer") || name.eq_ignore_ascii_case(b"upgrade"),
+        7 => name.eq_ignore_ascii_case(b"upgrade"),
         10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
         16 => name.eq_ignore_ascii_case(b"proxy-connection"),
         17 => name.eq_ignore_ascii_case(b"transfer-encoding"),

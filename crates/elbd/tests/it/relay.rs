@@ -82,7 +82,8 @@ const CHUNKED: &[u8] = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Sum: 12\r\n\
 /// What the target writes for `path`, piece by piece.
 fn pieces(path: &str, head: &str, body_len: usize) -> Vec<Vec<u8>> {
     const CHUNKED_HEAD: &[u8] =
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Hop: 1\r\nConnection: X-Hop\r\n\r\n";
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\nX-Hop: 1\r\n\
+          Connection: X-Hop\r\n\r\n";
     match path {
         "/echo" => {
             let text = format!("{body_len} bytes\n{head}");
@@ -248,6 +249,7 @@ async fn the_relay_passes_every_framing_on_as_sent() {
         "{head}"
     );
     assert_eq!(header(&head, "x-hop"), None, "{head}");
+    assert_eq!(header(&head, "trailer"), Some("X-Sum"), "{head}");
     assert_eq!(
         read_exact(&mut client, &mut rest, CHUNKED.len()).await,
         CHUNKED
@@ -462,6 +464,32 @@ async fn http2_clients_get_every_framing_of_an_http1_target() {
     assert_eq!(reply.body, b"hello, world");
     assert_eq!(reply.trailers.expect("trailers")["x-sum"], "12");
     assert!(!reply.headers.contains_key("x-hop"), "{:?}", reply.headers);
+    assert_eq!(reply.headers["trailer"], "X-Sum");
+
+    // An HTTP/1.1 client the relay leaves to the general path (it expects a 100) gets the
+    // trailer too when it takes trailers: hyper's server sends those Trailer names.
+    let mut client = TcpStream::connect(node).await.unwrap();
+    let ask = "GET /chunked HTTP/1.1\r\nHost: exchange.test\r\nTE: trailers\r\n\
+               Expect: 100-continue\r\n\r\n";
+    client.write_all(ask.as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let mut head = read_head(&mut client, &mut rest).await.unwrap();
+    while head.starts_with("HTTP/1.1 100") {
+        head = read_head(&mut client, &mut rest).await.unwrap();
+    }
+    assert_eq!(header(&head, "trailer"), Some("X-Sum"), "{head}");
+    while !(rest.ends_with(b"\r\n\r\n") && rest.windows(3).any(|w| w == b"0\r\n")) {
+        let mut buf = [0u8; 4096];
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed in a chunked body: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+        rest.extend_from_slice(&buf[..n]);
+    }
+    let body = String::from_utf8(rest).unwrap().to_ascii_lowercase();
+    assert!(body.contains("\r\nx-sum: 12\r\n\r\n"), "{body:?}");
 
     // An interim 103 is skipped (HTTP/2 responses here carry none); a HEAD has no body.
     let reply = h2(&sender, get("/interim"), empty()).await;
