@@ -310,14 +310,13 @@ fn chunked_end(body: &[u8]) -> Option<usize> {
     }
 }
 
-/// Header fields that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1, and
-/// Transfer-Encoding, which the relay writes only as the target sent it).
-const HOP_BY_HOP: [&str; 7] = [
+/// Header fields that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1, which does
+/// not list Trailer, and Transfer-Encoding, which the relay writes only as the target sent it).
+const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "te",
-    "trailer",
     "transfer-encoding",
     "upgrade",
 ];
