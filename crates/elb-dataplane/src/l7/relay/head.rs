@@ -114,6 +114,8 @@ pub fn inspect_request<'b>(req: &httparse::Request<'_, 'b>) -> Result<RequestFac
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 close |= listed.add(value).ok_or("many Connection headers")?;
             }
+            // Visible ASCII if the relay takes the head (desync mitigation sends the rest the
+            // general way), so this reads as the general path's `HeaderValue::to_str` does.
             15 if name.eq_ignore_ascii_case(b"x-amzn-trace-id") => {
                 trace = trace.or_else(|| std::str::from_utf8(value).ok());
             }
@@ -433,6 +435,18 @@ X-Amzn-Trace-Id: Root=1\r\nAccept: */*\r\n\r\n";
                 b"GET /p?q=1 HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\r\nAccept: */*\r\n"
             );
         });
+    }
+
+    #[test]
+    fn the_trace_id_is_the_first_field_and_never_beyond_visible_ascii() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Amzn-Trace-Id: Root=1;\tA=b\r\n\
+X-Amzn-Trace-Id: Root=2\r\n\r\n";
+        request(head, |req| {
+            assert_eq!(inspect_request(req).unwrap().trace, Some("Root=1;\tA=b"));
+        });
+        let accented = "GET / HTTP/1.1\r\nHost: a\r\nX-Amzn-Trace-Id: Root=\u{e9}\r\n\r\n";
+        let reason = unsuited(accented.as_bytes());
+        assert_eq!(reason, Some("desync mitigation classifies the head"));
     }
 
     /// Status, framing and reuse of a response head, and the head written for the client.
