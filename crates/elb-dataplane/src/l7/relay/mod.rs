@@ -10,38 +10,36 @@
 //! the connection: the relay is a faster road to the same answers, never a second set of
 //! rules.
 
+mod client;
 pub(super) mod head;
+mod target;
 
-use std::future::Future;
-use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::HeaderMap;
-use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::{timeout, timeout_at};
-use tokio_rustls::server::TlsStream;
+
+use client::{Client, ClientStream};
+use target::{Outgoing, respond, send};
 
 use super::decide::{decide, refusal};
-use super::framing::{Framing, Remaining};
 use super::headers::{push_client, push_decimal, strip_port, target_host, write_trace_id};
 use super::outcome::Outcome;
-use super::rescue::{self, ProxyError};
+use super::rescue::ProxyError;
 use super::rules::RequestView;
-use super::{ClientCert, Clocks, dress, now_ms};
+use super::{ClientCert, Clocks, now_ms};
 use crate::access_log::{Facts, LoggedHead, Session};
-use crate::metrics::{CLIENT_CLOSED, GroupMetrics};
-use crate::pool::TargetPool;
+use crate::metrics::CLIENT_CLOSED;
+use crate::spare;
 use crate::table::{HttpRoute, HttpSettings, RouteAction, RoutingTable, XffMode};
 use crate::targets::{HttpTargets, REFUSALS};
-use crate::{send, spare};
 
 /// Request heads larger than this go the general way (which refuses them past its limits).
 const MAX_HEAD: usize = 16 * 1024;
@@ -56,40 +54,6 @@ fn room(buf: &mut Vec<u8>) {
         *buf = spare::take();
     } else if buf.capacity() - buf.len() < MIN_READ {
         buf.reserve(spare::SIZE);
-    }
-}
-
-/// A client connection the relay serves.
-pub(super) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// Waits for the first bytes of the next request; `false` at the end of the stream.
-    fn next_bytes(&mut self, buf: &mut Vec<u8>) -> impl Future<Output = io::Result<bool>> + Send;
-
-    /// Writes the last bytes of the connection's last response; its shutdown follows.
-    fn write_last(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
-}
-
-impl ClientStream for TcpStream {
-    /// Only waits until the socket is readable: an idle connection holds no buffer.
-    async fn next_bytes(&mut self, _: &mut Vec<u8>) -> io::Result<bool> {
-        self.readable().await.map(|()| true)
-    }
-
-    /// With MSG_MORE: the FIN leaves in their segment, and the client acknowledges one.
-    async fn write_last(&mut self, bytes: &[u8]) -> io::Result<()> {
-        send::send_last(self, bytes).await
-    }
-}
-
-impl ClientStream for TlsStream<TcpStream> {
-    /// Reads: rustls may hold decrypted bytes already, which socket readiness would not show.
-    async fn next_bytes(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
-        room(buf);
-        self.read_buf(buf).await.map(|n| n > 0)
-    }
-
-    /// As any write: the close_notify record comes between them and the FIN.
-    async fn write_last(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.write_all(bytes).await
     }
 }
 
@@ -181,26 +145,6 @@ pub(super) async fn serve<S: ClientStream>(
     );
     // Boxed: the general path's state is large, and most connections never need it.
     Box::pin(general).await;
-}
-
-struct Client<S> {
-    stream: S,
-    /// Who the client is, for its requests' access log entries.
-    session: Session,
-    /// Bytes read from the client and not yet passed on.
-    buf: Vec<u8>,
-    idle_timeout: Duration,
-    header_timeout: Duration,
-    /// When the head being read must be whole: from the connection's start for the first,
-    /// from its first byte for later ones (none before it).
-    head_due: Option<Instant>,
-    /// When the connection has lived its `client_keep_alive.seconds`: the request then
-    /// being served is its last.
-    closes_at: Instant,
-    /// The listener is draining: the request being served is the connection's last.
-    draining: bool,
-    /// Bytes written to the client since the request began (for its outcome).
-    sent: u64,
 }
 
 /// What the connection does after a request.
@@ -592,330 +536,5 @@ impl Failure {
             self,
             Self::Proxy(ProxyError::TargetConnect(_)) | Self::Midway(ProxyError::TargetConnect(_))
         )
-    }
-}
-
-/// A request on its way to a target: `out` (its head and the body bytes read with it), the
-/// `rest` of its body still to come from the client.
-struct Outgoing<'a> {
-    out: &'a [u8],
-    rest: u64,
-    idempotent: bool,
-}
-
-/// Sends the request on an idle connection to the target or a new one, and reads the first
-/// bytes of the response into `response`. A kept-alive connection the target closed meanwhile
-/// is given up for another when the request was not taken (the write failed), or when it was
-/// and may be sent again (an idempotent method), as long as the whole request is at hand.
-async fn send<S: ClientStream>(
-    pool: &TargetPool,
-    request: Outgoing<'_>,
-    client: &mut Client<S>,
-    response: &mut Vec<u8>,
-    idle: Duration,
-) -> Result<TcpStream, Failure> {
-    let Outgoing {
-        out,
-        rest,
-        idempotent,
-    } = request;
-    // Until the body is passed on, a failure leaves part of it unread on the client's side.
-    let unread = |e| {
-        if rest > 0 {
-            Failure::Midway(e)
-        } else {
-            Failure::Proxy(e)
-        }
-    };
-    loop {
-        let (mut target, reused) = match pool.take() {
-            Some(target) => (target, true),
-            None => {
-                let fresh = pool.dial().await;
-                (fresh.map_err(|e| unread(ProxyError::from_pool(e)))?, false)
-            }
-        };
-        let retry = reused && rest == 0;
-        match timeout(idle, target.write_all(out)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) if retry => continue,
-            Ok(Err(e)) => return Err(unread(ProxyError::Target(e.into()))),
-            Err(_) => return Err(unread(ProxyError::TargetTimeout)),
-        }
-        if rest > 0 {
-            client
-                .copy_body(&mut target, rest)
-                .await
-                .map_err(|e| match e {
-                    Failure::Proxy(e) => Failure::Midway(e),
-                    other => other,
-                })?;
-        }
-        room(response);
-        match timeout(idle, target.read_buf(response)).await {
-            Err(_) => return Err(Failure::Proxy(ProxyError::TargetTimeout)),
-            Ok(Ok(n)) if n > 0 => return Ok(target),
-            _ if retry && idempotent => continue,
-            Ok(Ok(_)) => return Err(target_closed()),
-            Ok(Err(e)) => return Err(Failure::Proxy(ProxyError::Target(e.into()))),
-        }
-    }
-}
-
-fn target_closed() -> Failure {
-    let closed = io::Error::from(io::ErrorKind::UnexpectedEof);
-    Failure::Proxy(ProxyError::Target(closed.into()))
-}
-
-/// A response head, read and written for the client.
-struct Answer {
-    status: u16,
-    head_len: usize,
-    framing: Framing,
-    reusable: bool,
-}
-
-enum Head {
-    Final(Answer),
-    /// A 1xx response before the final one: forwarded, then the next head.
-    Interim(usize),
-    Partial,
-}
-
-/// Reads the response head at the start of `response` and writes it for the client into
-/// `out`.
-fn take_response(
-    response: &[u8],
-    taken: &Taken<'_>,
-    out: &mut Vec<u8>,
-) -> Result<Head, ProxyError> {
-    let mut storage = [const { MaybeUninit::uninit() }; head::MAX_RESPONSE_HEADERS];
-    let mut res = httparse::Response::new(&mut []);
-    let bad = |why: &'static str| ProxyError::Target(why.into());
-    let parser = httparse::ParserConfig::default();
-    let head_len = match parser.parse_response_with_uninit_headers(&mut res, response, &mut storage)
-    {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if response.len() < MAX_RESPONSE_HEAD => {
-            return Ok(Head::Partial);
-        }
-        Ok(httparse::Status::Partial) => return Err(bad("response head too large")),
-        Err(_) => return Err(bad("malformed response head")),
-    };
-    let facts = head::inspect_response(&res, taken.head_method).map_err(bad)?;
-    if facts.status == 101 {
-        return Err(bad("101 to a request that asked for no upgrade"));
-    }
-    out.clear();
-    head::write_response(out, &res, &facts, facts.closes_client(taken.close));
-    if facts.status < 200 {
-        return Ok(Head::Interim(head_len));
-    }
-    Ok(Head::Final(Answer {
-        status: facts.status,
-        head_len,
-        framing: facts.framing,
-        reusable: facts.reusable,
-    }))
-}
-
-/// Passes the target's response to the client, and the target's connection back to `pool`
-/// when it can take another request: whether the client's connection goes on. The target's
-/// status is noted in `status` as soon as its head is read.
-async fn respond<S: ClientStream>(
-    mut target: TcpStream,
-    pool: &TargetPool,
-    (out, response): (&mut Vec<u8>, &mut Vec<u8>),
-    (taken, status): (&Taken<'_>, &mut Option<u16>),
-    client: &mut Client<S>,
-    idle: Duration,
-) -> Result<bool, Failure> {
-    let answer = loop {
-        match take_response(response, taken, out).map_err(Failure::Proxy)? {
-            Head::Final(answer) => break answer,
-            Head::Interim(len) => {
-                client.write(out).await?;
-                response.drain(..len);
-                if !response.is_empty() {
-                    continue;
-                }
-            }
-            Head::Partial => {}
-        }
-        read_target(&mut target, response, idle).await?;
-    };
-    *status = Some(answer.status);
-    let mut body = Remaining::new(answer.framing);
-    let (end, extra) = body
-        .advance(&response[answer.head_len..])
-        .map_err(|_| Failure::Proxy(ProxyError::Target("malformed chunked body".into())))?;
-    out.extend_from_slice(&response[answer.head_len..answer.head_len + end]);
-    // The connection's last response: its end goes with the shutdown's FIN.
-    let ends = |body: &Remaining| body.done && taken.close;
-    client.write_response(out, ends(&body)).await?;
-    let mut reusable = answer.reusable && !extra;
-    while !body.done {
-        response.clear();
-        match read_target(&mut target, response, idle).await {
-            Ok(()) => {}
-            // The end of a close-delimited body.
-            Err(_) if answer.framing == Framing::Close => break,
-            Err(_) => return Err(Failure::TargetBroke),
-        }
-        let (end, extra) = body.advance(response).map_err(|_| Failure::TargetBroke)?;
-        reusable &= !extra;
-        client.write_response(&response[..end], ends(&body)).await?;
-    }
-    if reusable {
-        pool.put(target);
-    }
-    Ok(!taken.close && answer.framing != Framing::Close)
-}
-
-/// Reads more of the response; an error when the target closes first.
-async fn read_target(
-    target: &mut TcpStream,
-    response: &mut Vec<u8>,
-    idle: Duration,
-) -> Result<(), Failure> {
-    room(response);
-    match timeout(idle, target.read_buf(response)).await {
-        Err(_) => Err(Failure::Proxy(ProxyError::TargetTimeout)),
-        Ok(Ok(0)) => Err(target_closed()),
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(Failure::Proxy(ProxyError::Target(e.into()))),
-    }
-}
-
-impl<S: ClientStream> Client<S> {
-    /// Reads more from the client into `buf`.
-    async fn read(&mut self) -> io::Result<usize> {
-        room(&mut self.buf);
-        match timeout(self.idle_timeout, self.stream.read_buf(&mut self.buf)).await {
-            Ok(read) => read,
-            Err(_) => Err(io::ErrorKind::TimedOut.into()),
-        }
-    }
-
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
-        self.sent += bytes.len() as u64;
-        self.stream
-            .write_all(bytes)
-            .await
-            .map_err(|_| Failure::Client)
-    }
-
-    /// Writes bytes of a target's response, the `last` of the connection when its shutdown
-    /// comes next.
-    async fn write_response(&mut self, bytes: &[u8], last: bool) -> Result<(), Failure> {
-        self.sent += bytes.len() as u64;
-        let written = if last {
-            self.stream.write_last(bytes).await
-        } else {
-            self.stream.write_all(bytes).await
-        };
-        written.map_err(|_| Failure::Client)
-    }
-
-    /// Records a request of `len` bytes as it ended.
-    fn finish(
-        &self,
-        mut outcome: Outcome,
-        len: usize,
-        route: &HttpRoute,
-        group: Option<&GroupMetrics>,
-    ) {
-        outcome.received_bytes = len as u64;
-        outcome.sent_bytes = self.sent;
-        outcome.record(route, group, &self.session);
-    }
-
-    /// Passes the next `left` bytes of the request body from the client to the target;
-    /// what the client sent after them stays in `buf` (its next request).
-    async fn copy_body(&mut self, target: &mut TcpStream, mut left: u64) -> Result<(), Failure> {
-        while left > 0 {
-            if self.read().await.map_err(|_| Failure::Client)? == 0 {
-                return Err(Failure::Client);
-            }
-            let take = usize::try_from(left).map_or(self.buf.len(), |l| l.min(self.buf.len()));
-            match timeout(self.idle_timeout, target.write_all(&self.buf[..take])).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(Failure::Proxy(ProxyError::Target(e.into()))),
-                Err(_) => return Err(Failure::Proxy(ProxyError::TargetTimeout)),
-            }
-            self.buf.drain(..take);
-            left -= take as u64;
-        }
-        Ok(())
-    }
-
-    /// Answers a request of `len` bytes without forwarding it: it is skipped if it is all
-    /// here, and the connection goes on unless the client asked to `close` it; otherwise the
-    /// connection closes after the page.
-    async fn refuse(
-        &mut self,
-        error: &ProxyError,
-        route: &HttpRoute,
-        (len, close): (usize, bool),
-        head: bool,
-    ) -> Next {
-        let whole = len <= self.buf.len();
-        if whole {
-            self.buf.drain(..len);
-        }
-        self.fail(error, Some(route), whole && !close, head).await
-    }
-
-    /// Answers a client that did not send a whole head in time with a 408, and closes (a
-    /// client that sent nothing is let go without one).
-    async fn timed_out(&mut self, route: &HttpRoute) -> Next {
-        if self.buf.is_empty() {
-            return Next::Close;
-        }
-        let e = ProxyError::RequestTimeout;
-        tracing::debug!(peer = %self.session.peer, "request head timed out");
-        self.fail(&e, Some(route), false, false).await;
-        let mut outcome = Outcome::refused();
-        outcome.failed(&e);
-        self.finish(outcome, self.buf.len(), route, None);
-        super::linger(&mut self.stream).await;
-        Next::Close
-    }
-
-    /// Answers with the load balancer's page for `error` (its length only, to a HEAD); the
-    /// connection goes on if `keep` (and the error does not close it, as a desync refusal
-    /// does).
-    async fn fail(
-        &mut self,
-        error: &ProxyError,
-        route: Option<&HttpRoute>,
-        keep: bool,
-        head: bool,
-    ) -> Next {
-        let mut response = rescue::respond(error);
-        if let Some(route) = route {
-            dress(&mut response, route);
-        }
-        let keep = keep && !response.headers().contains_key(http::header::CONNECTION);
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let mut out = Vec::with_capacity(512 + body.len());
-        rescue::write_http1(&mut out, &parts, &body, keep);
-        if head {
-            out.truncate(out.len() - body.len());
-        }
-        self.sent += out.len() as u64;
-        match self.stream.write_all(&out).await {
-            Ok(()) if keep => Next::Request,
-            Ok(()) => {
-                let _ = self.stream.shutdown().await;
-                Next::Close
-            }
-            Err(_) => Next::Close,
-        }
     }
 }
