@@ -16,6 +16,11 @@
 //! deleted. A writer that finds `staging` first finishes that copy, whoever began it, so a
 //! crash mid-way loses nothing and no later commit is overwritten by a late batch.
 
+mod staging;
+mod watch;
+
+pub(crate) use watch::mirror;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,14 +28,16 @@ use std::time::Duration;
 
 use elb_model::State;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, TxnOp,
-    TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, TxnOp, TxnOpResponse,
 };
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::backend::{Backend, Changes, Revision, StoreError};
 use crate::layout::{self, ChangeSet, Keys};
+
+use staging::{Staged, Staging, copy_staged, read_staged, stage};
+use watch::follow;
 
 /// Operations per transaction: etcd's default `--max-txn-ops`.
 const MAX_OPS: usize = 128;
@@ -333,36 +340,6 @@ impl Names {
     }
 }
 
-/// A change set as staged: values as the JSON text they are (bytes would serialise as arrays
-/// of numbers, three times larger).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Staged(Vec<(String, Option<String>)>);
-
-impl Staged {
-    fn of(changes: &ChangeSet) -> Self {
-        let text = |v: &Vec<u8>| String::from_utf8_lossy(v).into_owned();
-        Self(
-            changes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_ref().map(text)))
-                .collect(),
-        )
-    }
-
-    fn into_changes(self) -> ChangeSet {
-        (self.0.into_iter())
-            .map(|(k, v)| (k, v.map(String::into_bytes)))
-            .collect()
-    }
-}
-
-/// The staged change set that `staging` names.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Staging {
-    id: String,
-    chunks: usize,
-}
-
 /// Every key of a scope (relative to it) as etcd held them at one revision.
 #[derive(Debug, Default)]
 pub(crate) struct Scoped {
@@ -620,85 +597,6 @@ async fn commit_at(
     })
 }
 
-/// Writes `changes` under `staged/ID/` in chunks; returns what `staging` will name.
-async fn stage(client: &Client, names: &Names, changes: &ChangeSet) -> Result<Staging, StoreError> {
-    let id = format!("{:016x}", fastrand::u64(..));
-    let bytes = serde_json::to_vec(&Staged::of(changes))?;
-    let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
-    for (n, chunk) in chunks.iter().enumerate() {
-        let key = names.key(&format!("{STAGED}{id}/{n:06}"));
-        names.ask(kv(client).put(key, chunk.to_vec(), None)).await?;
-    }
-    Ok(Staging {
-        id,
-        chunks: chunks.len(),
-    })
-}
-
-/// The change set that `staging` names, read from its chunks.
-async fn read_staged(
-    client: &Client,
-    names: &Names,
-    staging: &Staging,
-) -> Result<ChangeSet, StoreError> {
-    let prefix = names.key(&format!("{STAGED}{}/", staging.id));
-    let options = GetOptions::new().with_prefix();
-    let answer = names.ask(kv(client).get(prefix, Some(options))).await?;
-    let bytes: Vec<u8> = answer
-        .kvs()
-        .iter()
-        .flat_map(|kv| kv.value())
-        .copied()
-        .collect();
-    Ok(serde_json::from_slice::<Staged>(&bytes)?.into_changes())
-}
-
-/// Copies a staged commit's `changes` to the resource keys, in batches that apply only while
-/// `head` is still at `head` (so a late batch never overwrites a newer commit), then ends
-/// the staging.
-async fn copy_staged(
-    client: &Client,
-    names: &Names,
-    head: i64,
-    changes: ChangeSet,
-) -> Result<(), StoreError> {
-    let still = || Compare::mod_revision(names.key(HEAD), CompareOp::Equal, head);
-    let mut batches: Vec<Vec<TxnOp>> = vec![Vec::new()];
-    let mut batch_bytes = 0;
-    for change in &changes {
-        let size = change.0.len() + change.1.as_ref().map_or(0, Vec::len);
-        let batch = batches.last_mut().expect("one at least");
-        if !batch.is_empty() && (batch.len() + 1 >= MAX_OPS || batch_bytes + size > MAX_BYTES) {
-            batches.push(Vec::new());
-            batch_bytes = 0;
-        }
-        batches
-            .last_mut()
-            .expect("one at least")
-            .push(put_or_delete(names, change));
-        batch_bytes += size;
-    }
-    for ops in batches {
-        let txn = etcd_client::Txn::new().when([still()]).and_then(ops);
-        if !names.ask(kv(client).txn(txn)).await?.succeeded() {
-            // Another writer finished this copy and committed on top of it.
-            return Ok(());
-        }
-    }
-    let answer = names.ask(kv(client).get(names.key(STAGING), None)).await?;
-    let Some(staging) = answer.kvs().first() else {
-        return Ok(());
-    };
-    let staging: Staging = serde_json::from_slice(staging.value())?;
-    let staged = names.key(&format!("{STAGED}{}/", staging.id));
-    let end = etcd_client::Txn::new().when([still()]).and_then([
-        TxnOp::delete(names.key(STAGING), None),
-        TxnOp::delete(staged, Some(DeleteOptions::new().with_prefix())),
-    ]);
-    names.ask(kv(client).txn(end)).await?;
-    Ok(())
-}
-
 fn put_or_delete(names: &Names, (key, value): &(String, Option<Vec<u8>>)) -> TxnOp {
     let key = names.key(&format!("{STATE}{key}"));
     match value {
@@ -713,139 +611,6 @@ fn change_bytes(changes: &ChangeSet) -> usize {
         .iter()
         .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
         .sum()
-}
-
-/// Follows the scope's state from `after` on, sending each newer state. The follower keeps
-/// the state the resource keys hold, and applies to it only the keys each change touched.
-async fn follow(
-    client: Client,
-    names: Names,
-    after: Revision,
-    states: mpsc::UnboundedSender<(Revision, State)>,
-    up: Arc<AtomicBool>,
-) {
-    let mut sent = after as i64;
-    let mut resources: Option<State> = None;
-    mirror(client, &names, Some(&up), |current| {
-        if std::mem::take(&mut current.fresh) {
-            resources = None;
-            current.changed.clear();
-        }
-        let changed = current.take_changed();
-        let followed = match resources.take() {
-            Some(mut followed) => changed
-                .iter()
-                .try_for_each(|(key, value)| layout::apply(&mut followed, key, value.as_deref()))
-                .map(|()| followed),
-            None => {
-                let keys = current.keys.iter();
-                let keys = keys.filter_map(|(k, v)| Some((k.strip_prefix(STATE)?, v.as_slice())));
-                layout::join(keys).map(Option::unwrap_or_default)
-            }
-        };
-        // On an error the state followed is dropped, so the next change rebuilds it from
-        // every key rather than serve a state with a change missing.
-        let followed = resources.insert(followed?);
-        if current.head <= sent {
-            return Ok(true);
-        }
-        let mut state = followed.clone();
-        if let Some((_, staged)) = current.staged()? {
-            for (key, value) in &staged {
-                layout::apply(&mut state, key, value.as_deref())?;
-            }
-        }
-        sent = current.head;
-        Ok(states.send((sent as Revision, state)).is_ok())
-    })
-    .await;
-}
-
-/// Keeps a copy of every key under `names.scope` and calls `changed` with it after each
-/// change, until `changed` says to stop. Across lost connections it resumes from the last
-/// revision seen, and reads everything again when etcd has compacted that history away.
-pub(crate) async fn mirror(
-    client: Client,
-    names: &Names,
-    up: Option<&AtomicBool>,
-    mut changed: impl FnMut(&mut Scoped) -> Result<bool, StoreError> + Send,
-) {
-    let mut scoped: Option<Scoped> = None;
-    let mut failures = 0;
-    loop {
-        let result = async {
-            let current = match scoped.take() {
-                Some(current) => current,
-                None => Scoped::read(client.clone(), names).await?,
-            };
-            let from = current.revision + 1;
-            let current = scoped.insert(current);
-            let go_on = changed(current)?;
-            current.changed.clear();
-            if !go_on {
-                return Ok(());
-            }
-            let options = WatchOptions::new().with_prefix().with_start_revision(from);
-            let mut stream = names
-                .ask(watcher(&client).watch(names.scope.as_str(), Some(options)))
-                .await?;
-            if let Some(up) = up {
-                up.store(true, Ordering::Relaxed);
-            }
-            if failures > 0 {
-                info!(endpoints = %names.endpoints, "etcd watch resumed");
-                failures = 0;
-            }
-            while let Some(answer) = stream
-                .message()
-                .await
-                .map_err(|e| names.unavailable(e.to_string()))?
-            {
-                if answer.compact_revision() > 0 || answer.canceled() {
-                    // The history to resume from is gone: read everything again.
-                    scoped = None;
-                    return Err(names.unavailable(format!(
-                        "watch canceled ({}); reading the keys again",
-                        answer.cancel_reason()
-                    )));
-                }
-                let current = scoped.as_mut().expect("read above");
-                for event in answer.events() {
-                    let Some(kv) = event.kv() else { continue };
-                    current.revision = current.revision.max(kv.mod_revision());
-                    match event.event_type() {
-                        EventType::Put => current.absorb(names, kv.clone()),
-                        EventType::Delete => current.forget(names, kv.key()),
-                    }
-                }
-                let go_on = changed(current)?;
-                current.changed.clear();
-                if !go_on {
-                    return Ok(());
-                }
-            }
-            Err(names.unavailable("the watch ended".into()))
-        }
-        .await;
-        match result {
-            Ok(()) => return,
-            Err(e) => {
-                if let Some(up) = up {
-                    up.store(false, Ordering::Relaxed);
-                }
-                if failures == 0 {
-                    warn!(error = %e, "etcd watch lost: serving the last state seen until it is back");
-                }
-                failures += 1;
-                // A failure that repeats may be in what was kept: start again from a read.
-                if failures % 3 == 0 {
-                    warn!(error = %e, failures, "etcd watch still failing: reading the keys again");
-                    scoped = None;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
 }
 
 #[cfg(test)]
