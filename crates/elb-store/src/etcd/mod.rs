@@ -668,12 +668,7 @@ mod tests {
         let scoped = runtime
             .block_on(Scoped::read(backend.client(), &names))
             .unwrap();
-        assert!(
-            !scoped
-                .keys
-                .keys()
-                .any(|k| k == STAGING || k.starts_with(STAGED))
-        );
+        assert_nothing_staged(&scoped);
         assert_eq!(scoped.head as Revision, landed);
         let groups = scoped.keys.keys().filter(|k| k.contains("/target_groups/"));
         assert_eq!(groups.count(), 200);
@@ -760,14 +755,15 @@ mod tests {
         let scoped = runtime
             .block_on(Scoped::read(client.clone(), &names))
             .unwrap();
-        assert!(
-            !scoped
-                .keys
-                .keys()
-                .any(|k| k == STAGING || k.starts_with(STAGED))
-        );
+        assert_nothing_staged(&scoped);
         let groups = scoped.keys.keys().filter(|k| k.contains("/target_groups/"));
         assert_eq!(groups.count(), 199);
         assert_eq!(scoped.state().unwrap().unwrap().1, reader.snapshot().state);
+    }
+
+    /// No `staging` key and no chunk is left.
+    fn assert_nothing_staged(scoped: &Scoped) {
+        let staged = |k: &String| k == STAGING || k.starts_with(STAGED);
+        assert!(!scoped.keys.keys().any(staged), "{:?}", scoped.keys.keys());
     }
 }
