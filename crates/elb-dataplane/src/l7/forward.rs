@@ -3,8 +3,9 @@
 //! node's pool or client, and the target's response handed back.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
@@ -18,6 +19,7 @@ use super::decide::{Decision, decide, refusal};
 use super::desync::{self, Verdict};
 use super::dressing::{Arrival, Dressing};
 use super::headers::{remove_hop_by_hop, strip_port};
+use super::idle::{Activity, Noted, idle};
 use super::limits::{check_limits, forwarded_for_count};
 use super::outcome::{Action, Tally};
 use super::rescue::{Body, ProxyError};
@@ -388,7 +390,7 @@ async fn proxy(
         // Active until the tunnel ends, after the client connection's own task has.
         let active = route.door.metrics.as_ref().map(Active::continued);
         tokio::spawn(async move {
-            tunnel(client, target).await;
+            tunnel(client, target, idle_timeout).await;
             drop(active);
         });
         return Ok(response);
@@ -502,15 +504,29 @@ pub(super) fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// After a 101, the two connections carry bytes both ways until either side closes: a
-/// WebSocket is pinned to its target, as on AWS.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, target: hyper::upgrade::OnUpgrade) {
+/// After a 101, the two connections carry bytes both ways until either side closes, or
+/// neither has sent any for the idle timeout: a WebSocket is pinned to its target, and idles
+/// out, as on AWS.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    target: hyper::upgrade::OnUpgrade,
+    idle_timeout: Duration,
+) {
     let (Ok(client), Ok(target)) = (client.await, target.await) else {
         return;
     };
-    let (mut client, mut target) = (TokioIo::new(client), TokioIo::new(target));
-    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut target).await {
-        tracing::debug!(error = %e, "upgraded connection ended with an error");
+    let activity = Arc::new(Activity::default());
+    let mut client = Noted::new(TokioIo::new(client), activity.clone());
+    let mut target = Noted::new(TokioIo::new(target), activity.clone());
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut target) => {
+            if let Err(e) = copied {
+                tracing::debug!(error = %e, "upgraded connection ended with an error");
+            }
+        }
+        () = idle(&activity, idle_timeout) => {
+            tracing::debug!("upgraded connection idle past the timeout: closed");
+        }
     }
 }
 

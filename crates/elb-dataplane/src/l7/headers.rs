@@ -40,13 +40,16 @@ pub(super) fn strip_port(host: &str) -> &str {
 
 /// `X-Amzn-Trace-Id` as ALB sets it: `Root=1-<8 hex epoch seconds>-<24 hex random>` for a new
 /// trace; a request that already has a `Root` gets a `Self=1-…` field in front instead (an
-/// older `Self` replaced), and every other field is kept.
+/// older `Self` replaced), and every other field is kept. One over 7 KB is replaced by a new
+/// `Root` alone.
 pub(super) fn write_trace_id(
     out: &mut Vec<u8>,
     previous: Option<&str>,
     epoch_secs: u64,
     random: u128,
 ) {
+    const MAX_KEPT: usize = 7 * 1024;
+    let previous = previous.filter(|p| p.len() <= MAX_KEPT);
     // `1-` 8 hex `-` 24 hex, written by hand (formatting machinery costs more than the rest).
     let field = match previous {
         Some(previous) if previous.split(';').any(|f| f.trim().starts_with("Root=")) => "Self=",
@@ -214,6 +217,11 @@ mod tests {
         assert_eq!(
             trace_id(Some("Custom=x"), t, 1),
             "Root=1-5f5e1000-000000000000000000000001;Custom=x"
+        );
+        let large = format!("Root=1-1-2;Pad={}", "x".repeat(7 * 1024));
+        assert_eq!(
+            trace_id(Some(&large), t, 1),
+            "Root=1-5f5e1000-000000000000000000000001"
         );
     }
 

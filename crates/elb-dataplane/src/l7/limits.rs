@@ -42,6 +42,12 @@ pub(super) fn check_limits(req: &Request<Incoming>) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE: the 64 KB of headers [`check_limits`] takes (a
+/// larger request gets its 400 page), plus the 32 bytes HTTP/2 counts per field (RFC 9113
+/// §6.5.2) for a thousand fields. hyper's default, 16 KB, refused large cookies over HTTP/2
+/// that HTTP/1.1 took.
+pub(super) const HTTP2_HEADER_LIST: u32 = (64 + 32) * 1024;
+
 /// More addresses than this in X-Forwarded-For get a 463, as on AWS.
 pub(super) const MAX_FORWARDED_FOR: usize = 30;
 

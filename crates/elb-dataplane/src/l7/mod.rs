@@ -11,6 +11,7 @@ pub mod explain;
 mod forward;
 mod framing;
 pub(crate) mod headers;
+mod idle;
 mod lambda;
 mod limits;
 pub(crate) mod outcome;
@@ -344,7 +345,11 @@ async fn http<S>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.idle_timeout);
-    if !settings.http2 {
+    if settings.http2 {
+        builder
+            .http2()
+            .max_header_list_size(limits::HTTP2_HEADER_LIST);
+    } else {
         builder = builder.http1_only();
     }
     let peer = session.peer;
@@ -413,9 +418,26 @@ async fn http<S>(
     // told on their next response (hyper's graceful shutdown would close them idle, under a
     // request they may be sending; the drain's end cuts them).
     let http1 = |progress: &sniff::Progress| !progress.http2.load(Ordering::Relaxed);
+    // An HTTP/2 connection idle past the timeout gets a GOAWAY, and is dropped if it stays
+    // idle for as long again (a client that never acknowledges it). HTTP/1 ones are hyper's.
+    let watch = || idle::idle(&progress.activity, settings.idle_timeout);
+    let idled = watch();
+    tokio::pin!(idled);
+    let (mut watching, mut told_idle) = (true, false);
     let result = loop {
         tokio::select! {
             result = conn.as_mut() => break result,
+            () = &mut idled, if watching => {
+                if http1(&progress) {
+                    watching = false;
+                } else if told_idle {
+                    break Ok(());
+                } else {
+                    told_idle = true;
+                    conn.as_mut().graceful_shutdown();
+                    idled.set(watch());
+                }
+            }
             _ = stopped.changed(), if !draining.load(Ordering::Relaxed) => {
                 draining.store(true, Ordering::Relaxed);
                 if !http1(&progress) {

@@ -28,6 +28,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::desync::{Class, HeadFacts};
 use super::framing::ChunkedEnd;
+use super::idle::Activity;
 use super::outcome::Answered;
 use super::rescue::{ProxyError, closing_page};
 
@@ -68,6 +69,8 @@ pub(crate) struct Progress {
     pub(crate) timed_out: AtomicBool,
     /// The connection opened with HTTP/2's preface.
     pub(crate) http2: AtomicBool,
+    /// Its reads and writes, for HTTP/2's idle timeout.
+    pub(crate) activity: Activity,
 }
 
 /// The header timeout of one connection.
@@ -236,6 +239,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Sniffed<S> {
             return this.poll_end(cx).map(Ok);
         }
         if buf.filled().len() > before {
+            this.progress.activity.note();
             this.tracker.feed(&buf.filled()[before..], &mut this.found);
             if this.tracker.http2 {
                 this.progress.http2.store(true, Ordering::Relaxed);
@@ -260,7 +264,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffed<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress.activity.wrote(polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -276,7 +281,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffed<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progress.activity.wrote(polled)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -1,6 +1,6 @@
 //! Beyond plain requests: WebSocket upgrades proxied both ways, h2c under h2load, and the
-//! load balancer's own 405, 463, 414, 400 and 501, and gRPC through a GRPC target group (464
-//! for HTTP/1.1).
+//! load balancer's own 405, 463, 414, 400 and 501, gRPC through a GRPC target group (464
+//! for HTTP/1.1), and the idle timeout and AWS's header limits on HTTP/2 and WebSockets.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,9 +25,7 @@ async fn echo_backend(addr: SocketAddr) {
         while let Ok((stream, _)) = listener.accept().await {
             let service = service_fn(|mut req: Request<Incoming>| async move {
                 if !req.headers().contains_key("upgrade") {
-                    return Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
-                        b"plain",
-                    ))));
+                    return Ok::<_, Infallible>(plain(&req));
                 }
                 let upgrade = hyper::upgrade::on(&mut req);
                 tokio::spawn(async move {
@@ -59,6 +57,29 @@ async fn echo_backend(addr: SocketAddr) {
         }
     });
 }
+
+/// A plain answer: `/bighead/N` with a header of N bytes, `/trace` with the trace id the
+/// request came with, anything else `plain`.
+fn plain(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if let Some(size) = path.strip_prefix("/bighead/") {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"big")));
+        let value = "h".repeat(size.parse().unwrap());
+        response
+            .headers_mut()
+            .insert("x-big", value.parse().unwrap());
+        return response;
+    }
+    let body = match req.headers().get("x-amzn-trace-id") {
+        Some(trace) if path == "/trace" => Bytes::copy_from_slice(trace.as_bytes()),
+        _ => Bytes::from_static(b"plain"),
+    };
+    Response::new(Full::new(body))
+}
+
+/// A WebSocket handshake.
+const WEBSOCKET: &str = "GET /chat HTTP/1.1\r\nHost: chat.test\r\nConnection: Upgrade\r\n\
+    Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
 /// Sends `head` on a new connection to `node` and returns the response head.
 async fn exchange_head(stream: &mut TcpStream, head: &str) -> String {
@@ -94,12 +115,7 @@ async fn websockets_h2c_and_the_load_balancers_own_answers() {
 
     // A WebSocket handshake through elbd, then bytes both ways over the same connection.
     let mut ws = TcpStream::connect(node).await.unwrap();
-    let head = exchange_head(
-        &mut ws,
-        "GET /chat HTTP/1.1\r\nHost: chat.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await;
+    let head = exchange_head(&mut ws, WEBSOCKET).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(
         head.to_ascii_lowercase().contains("upgrade: websocket"),
@@ -179,6 +195,100 @@ async fn websockets_h2c_and_the_load_balancers_own_answers() {
         requests.contains("20000 succeeded, 0 failed, 0 errored"),
         "{text}"
     );
+}
+
+/// Reads `stream` until it closes, which must be after `at_least` and before `within`:
+/// what came.
+async fn closes_between(stream: &mut TcpStream, at_least: Duration, within: Duration) -> Vec<u8> {
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut got));
+    let _ = read.await;
+    let took = start.elapsed();
+    assert!(took >= at_least, "closed early: {took:?}");
+    assert!(took < within, "not closed in time: {took:?}");
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_and_websocket_connections_close_and_aws_header_limits_hold() {
+    let lab = Lab::new("idle-h2", 61);
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    echo_backend(target).await;
+    let config = format!(
+        "{}\n[[load_balancer]]\nname = \"i\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         attributes = {{ \"idle_timeout.timeout_seconds\" = 2 }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"i-tg\" }}\n\
+         [[target_group]]\nname = \"i-tg\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n",
+        lab.settings()
+    );
+    let node = lab.node('a', 8080);
+    let mut elbd = Elbd::start(&lab, &lab.write("elbd.toml", &config), &[], &[node]);
+    elbd.wait_healthy(2);
+    let url = |path: &str| format!("http://{node}{path}");
+    let h2c = "--http2-prior-knowledge";
+
+    // A WebSocket that carries nothing for the idle timeout is closed (it was kept forever).
+    let mut ws = TcpStream::connect(node).await.unwrap();
+    let head = exchange_head(&mut ws, WEBSOCKET).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let idle = Duration::from_millis(1900);
+    closes_between(&mut ws, idle, Duration::from_secs(5)).await;
+
+    // An HTTP/2 connection with nothing to do gets a GOAWAY, and is closed when the client
+    // does not take it up (this one never answers the PING that comes with it).
+    let mut h2 = TcpStream::connect(node).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let got = closes_between(&mut h2, idle, Duration::from_secs(10)).await;
+    let mut frames = Vec::new();
+    let mut rest = got.as_slice();
+    while rest.len() >= 9 {
+        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        frames.push(rest[3]);
+        rest = &rest[(9 + len).min(rest.len())..];
+    }
+    assert!(frames.contains(&0x7), "no GOAWAY among frames {frames:?}");
+
+    // HTTP/2 takes headers up to AWS's 64 KB in all, as HTTP/1.1 does (hyper's default list
+    // of 16 KB refused these three cookies with a bare 431).
+    let cookies: Vec<String> = (0..3)
+        .map(|i| format!("Cookie: c{i}={}", "a".repeat(7000)))
+        .collect();
+    for version in ["--http1.1", h2c] {
+        let mut args = vec![version];
+        for cookie in &cookies {
+            args.extend(["-H", cookie.as_str()]);
+        }
+        assert_eq!(curl(&url("/"), &args).status, 200, "{version}");
+    }
+
+    // A target's response head over 32 KB is a 502, on the relay and through the exchange.
+    for version in ["--http1.1", h2c] {
+        assert_eq!(
+            curl(&url("/bighead/31000"), &[version]).status,
+            200,
+            "{version}"
+        );
+        assert_eq!(
+            curl(&url("/bighead/33000"), &[version]).status,
+            502,
+            "{version}"
+        );
+    }
+
+    // A trace id over 7 KB is replaced by a new Root alone.
+    let long = format!("X-Amzn-Trace-Id: Root=1-1-2;Pad={}", "p".repeat(7200));
+    for version in ["--http1.1", h2c] {
+        let reply = curl(&url("/trace"), &[version, "-H", &long]);
+        assert!(
+            reply.body.starts_with("Root=1-"),
+            "{version}: {}",
+            &reply.body[..40]
+        );
+        assert!(!reply.body.contains(';'), "{version}: kept fields");
+    }
 }
 
 /// A real gRPC server (grpcio) on `addr`.

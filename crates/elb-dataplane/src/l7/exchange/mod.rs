@@ -367,9 +367,9 @@ fn response_head(buf: &mut BytesMut, head_method: bool) -> Result<Option<Respons
         let parser = httparse::ParserConfig::default();
         let head_len = match parser.parse_response_with_uninit_headers(&mut res, buf, &mut storage)
         {
-            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Complete(n)) if n <= MAX_RESPONSE_HEAD => n,
             Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => return Ok(None),
-            Ok(httparse::Status::Partial) => return Err("response head too large".into()),
+            Ok(_) => return Err("response head too large".into()),
             Err(_) => return Err("malformed response head".into()),
         };
         let facts = head::inspect_response(&res, head_method)?;

@@ -115,11 +115,11 @@ fn take_response(
     let parser = httparse::ParserConfig::default();
     let head_len = match parser.parse_response_with_uninit_headers(&mut res, response, &mut storage)
     {
-        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Complete(n)) if n <= MAX_RESPONSE_HEAD => n,
         Ok(httparse::Status::Partial) if response.len() < MAX_RESPONSE_HEAD => {
             return Ok(Head::Partial);
         }
-        Ok(httparse::Status::Partial) => return Err(bad("response head too large")),
+        Ok(_) => return Err(bad("response head too large")),
         Err(_) => return Err(bad("malformed response head")),
     };
     let facts = head::inspect_response(&res, taken.head_method).map_err(bad)?;

@@ -1,0 +1,130 @@
+//! The idle timeout (`idle_timeout.timeout_seconds`) of the connections whose bytes hyper
+//! moves without a request being read: HTTP/2 connections and upgraded ones (WebSockets). No
+//! byte either way for that long ends them, as on AWS. (HTTP/1 connections have theirs from
+//! hyper between requests, and from the relay.)
+//!
+//! I/O is counted, not timed, so that a read or a write costs an increment and no clock: a
+//! watch looks at the count every quarter of the timeout, and a connection is idle once four
+//! looks in a row find it unchanged. It ends between the timeout and 1.25 × it after its last
+//! byte.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// How many reads that brought bytes and writes a connection has made.
+#[derive(Debug, Default)]
+pub(crate) struct Activity(AtomicU64);
+
+impl Activity {
+    pub(crate) fn note(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes a write that wrote, and passes its result on.
+    pub(crate) fn wrote(&self, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.note();
+        }
+        polled
+    }
+
+    fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Resolves once `activity` has stood still for `timeout`.
+pub(crate) async fn idle(activity: &Activity, timeout: Duration) {
+    const LOOKS: u32 = 4;
+    let mut seen = activity.count();
+    let mut still = 0;
+    loop {
+        tokio::time::sleep(timeout / LOOKS).await;
+        let now = activity.count();
+        if now != seen {
+            (seen, still) = (now, 0);
+            continue;
+        }
+        still += 1;
+        if still == LOOKS {
+            return;
+        }
+    }
+}
+
+/// A stream whose reads and writes count in an [`Activity`].
+pub(crate) struct Noted<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Noted<S> {
+    pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Noted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.note();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Noted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.wrote(polled)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_after_the_timeout_without_io_and_not_before() {
+        let activity = Arc::new(Activity::default());
+        let timeout = Duration::from_secs(8);
+        let start = tokio::time::Instant::now();
+        let noting = activity.clone();
+        // Bytes every 3 s for 20 s keep it busy; then it idles.
+        tokio::spawn(async move {
+            for _ in 0..7 {
+                noting.note();
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        });
+        idle(&activity, timeout).await;
+        let took = start.elapsed();
+        // The last byte at 18 s: idle from 26 s, seen by 28 s.
+        assert!(took >= Duration::from_secs(26), "{took:?}");
+        assert!(took <= Duration::from_secs(28), "{took:?}");
+    }
+}
