@@ -155,7 +155,13 @@ fn source_nat(params: &Params) -> Result<Option<bool>, ApiError> {
 fn subnet_params(params: &Params) -> Result<(Vec<String>, Vec<SubnetMapping>), ApiError> {
     let mut subnet_ids = params.list("Subnets.member")?;
     let mut mappings = Vec::new();
-    for mapping in params.structs("SubnetMappings.member")? {
+    let mapped = params.structs("SubnetMappings.member")?;
+    if !subnet_ids.is_empty() && !mapped.is_empty() {
+        return Err(ApiError::validation(
+            "You must specify either subnets or subnet mappings, but not both",
+        ));
+    }
+    for mapping in mapped {
         let subnet_id = mapping.required("SubnetId")?.to_owned();
         subnet_ids.push(subnet_id.clone());
         let private_ipv4 = mapping
@@ -343,4 +349,19 @@ pub(super) fn modify_ip_pools(api: &ApiCall<'_>, params: &Params) -> Result<Xml,
         return Err(no_such_pool("IPAM pool", pool));
     }
     Ok(Xml::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_and_subnet_mappings_are_one_or_the_other() {
+        let both = "Subnets.member.1=subnet-a&SubnetMappings.member.1.SubnetId=subnet-b";
+        let err = subnet_params(&Params::decode(both.as_bytes()).unwrap()).unwrap_err();
+        assert!(err.message.contains("not both"), "{}", err.message);
+        let mapped = "SubnetMappings.member.1.SubnetId=subnet-b";
+        let (ids, mappings) = subnet_params(&Params::decode(mapped.as_bytes()).unwrap()).unwrap();
+        assert_eq!((ids, mappings.len()), (vec!["subnet-b".to_owned()], 1));
+    }
 }

@@ -113,6 +113,14 @@ pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiErr
     let lb_arn = params.optional("LoadBalancerArn");
     let arns = params.list("TargetGroupArns.member")?;
     let names = params.list("Names.member")?;
+    // The API reference: "specify one of" the three.
+    let filters = usize::from(lb_arn.is_some()) + usize::from(!arns.is_empty());
+    if filters + usize::from(!names.is_empty()) > 1 {
+        return Err(ApiError::validation(
+            "A load balancer ARN, target group ARNs and target group names cannot be specified \
+             together: specify one of them",
+        ));
+    }
     let snapshot = api.snapshot();
     let state = snapshot.state();
     let mut found: Vec<&TargetGroup> = state.target_groups.values().collect();

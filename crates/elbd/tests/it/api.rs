@@ -222,7 +222,15 @@ async fn builds_and_tears_down(lab: Lab) {
     aws.target_group("late", &vpc, 80, "ip", &[]);
     let config = lab.dir.join("elbd.toml");
     elbd.kill_and_restart(&lab, &config, &[api, nodes[0]]);
-    aws.ok(&["elbv2", "describe-target-groups", "--names", "late"]);
+    let late = aws.ok(&["elbv2", "describe-target-groups", "--names", "late"]);
+    let late_arn = late["TargetGroups"][0]["TargetGroupArn"].as_str().unwrap();
+    // One filter at a time, as the API reference says.
+    let both = ["--names", "late", "--target-group-arns", late_arn];
+    let refused = aws.err(&[&["elbv2", "describe-target-groups"][..], &both].concat());
+    assert!(refused.contains("ValidationError"), "{refused}");
+    // Deregistering a target that is not registered succeeds, as on AWS.
+    let absent = ["--target-group-arn", late_arn, "--targets", "Id=127.1.0.99"];
+    aws.ok(&[&["elbv2", "deregister-targets"][..], &absent].concat());
 
     // Delete everything: the ports close and the waiter sees the load balancer gone.
     aws.ok(&["elbv2", "delete-listener", "--listener-arn", &listener_arn]);

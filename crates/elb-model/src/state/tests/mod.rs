@@ -572,6 +572,13 @@ fn deregistered_targets_drain_for_the_delay_then_go() {
         w.state.target_groups[&tg].targets.is_empty(),
         "a delay of 0 removes at once"
     );
+    // A target that is not registered is no error (AWS "returns successfully").
+    w.run(Command::DeregisterTargets {
+        target_group_arn: tg.clone(),
+        targets: vec![target("127.1.0.10")],
+    })
+    .unwrap();
+    assert!(w.state.target_groups[&tg].targets.is_empty());
 }
 
 #[test]
