@@ -106,6 +106,12 @@ pub struct LoadBalancer {
     /// One per enabled availability zone; each has a node.
     pub subnet_ids: Vec<String>,
     pub security_groups: Vec<String>,
+    /// Created with security groups: a network load balancer may then have them changed (or
+    /// removed, and given again) at any time; one created without never takes any. (Absent
+    /// from records written before it was kept: [`LoadBalancer::takes_security_groups`]
+    /// reads those by the groups they have.)
+    #[serde(default)]
+    pub created_with_security_groups: bool,
     /// `EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic` of a network load balancer
     /// with security groups (AWS's default: on). Recorded and echoed: elbd serves network
     /// load balancers over no PrivateLink, so it decides nothing here.
@@ -129,6 +135,14 @@ pub struct LoadBalancer {
 }
 
 impl LoadBalancer {
+    /// Whether SetSecurityGroups may give it security groups (AWS: not a network load
+    /// balancer created without any).
+    pub fn takes_security_groups(&self) -> bool {
+        self.kind != LoadBalancerKind::Network
+            || self.created_with_security_groups
+            || !self.security_groups.is_empty()
+    }
+
     /// `app/NAME/HEX16`, the id CloudWatch and listener ARNs use.
     pub fn resource_id(&self) -> &str {
         self.arn

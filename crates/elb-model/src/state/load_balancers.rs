@@ -107,6 +107,7 @@ impl Region {
                 ipv6_source_nat: addressing.source_nat,
                 vpc_id,
                 subnet_ids: c.subnet_ids,
+                created_with_security_groups: !security_groups.is_empty(),
                 security_groups,
                 privatelink_inbound_rules: true,
                 state: LoadBalancerState::Provisioning,
@@ -595,7 +596,8 @@ impl Region {
     }
 
     /// SetSecurityGroups. As on AWS, a network load balancer created without security
-    /// groups cannot be given some later, and only network load balancers take
+    /// groups cannot be given some later (one created with them can lose them all and have
+    /// them back), and only network load balancers take
     /// `EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic`.
     pub(super) fn set_security_groups(
         &mut self,
@@ -610,7 +612,7 @@ impl Region {
                  balancers only",
             ));
         }
-        if lb.kind == LoadBalancerKind::Network && lb.security_groups.is_empty() {
+        if !lb.takes_security_groups() {
             return Err(ModelError::new(
                 ErrorCode::InvalidConfigurationRequest,
                 "A network load balancer created without security groups cannot have them added",

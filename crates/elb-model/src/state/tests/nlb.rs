@@ -722,6 +722,18 @@ fn privatelink_inbound_rules_are_a_guarded_network_load_balancers_setting() {
     };
     set(&mut w, &nlb, false).unwrap();
     assert!(!w.state.load_balancers[&nlb].privatelink_inbound_rules);
+    // Created with security groups, it may lose them all and have them back.
+    let groups = |w: &mut World, groups: Vec<String>| {
+        w.run(Command::SetSecurityGroups {
+            arn: nlb.clone(),
+            security_groups: groups,
+            privatelink_inbound_rules: None,
+        })
+    };
+    groups(&mut w, vec![]).unwrap();
+    assert!(w.state.load_balancers[&nlb].security_groups.is_empty());
+    groups(&mut w, vec![sg.clone()]).unwrap();
+    assert_eq!(w.state.load_balancers[&nlb].security_groups, [sg.clone()]);
     let alb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
     assert_eq!(
         set(&mut w, &alb, true).unwrap_err().code,
