@@ -318,13 +318,19 @@ impl Region {
                         ),
                     ));
                 };
-                if t.availability_zone
-                    .as_deref()
-                    .is_some_and(|az| az != instance.availability_zone)
-                {
+                // The API reference: registered instances must be running, and take no zone.
+                if instance.state != InstanceState::Running {
+                    return Err(ModelError::new(
+                        ErrorCode::InvalidTarget,
+                        format!(
+                            "The following targets are not in a running state and cannot be registered: '{instance_id}'"
+                        ),
+                    ));
+                }
+                if t.availability_zone.is_some() {
                     return Err(ModelError::validation(format!(
-                        "Instance '{instance_id}' is in {}",
-                        instance.availability_zone
+                        "An availability zone cannot be specified for target '{instance_id}': \
+                         targets of type instance are in their instance's zone"
                     )));
                 }
                 return Ok(Registration {

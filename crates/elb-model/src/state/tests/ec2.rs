@@ -78,6 +78,25 @@ fn instances_get_addresses_and_become_targets_until_terminated() {
         .code,
         ErrorCode::InvalidTarget
     );
+    // The API reference: an instance target takes no zone, and must be running.
+    let mut zoned = target(&next[0]);
+    zoned.availability_zone = Some("us-east-1b".into());
+    let register = |w: &mut World, t| {
+        w.run(Command::RegisterTargets {
+            target_group_arn: tg.clone(),
+            targets: vec![t],
+        })
+    };
+    let refused = register(&mut w, zoned).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::ValidationError);
+    w.run(Command::SetInstanceState {
+        ids: vec![next[0].clone()],
+        state: InstanceState::Stopped,
+    })
+    .unwrap();
+    let refused = register(&mut w, target(&next[0])).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::InvalidTarget);
+    assert!(refused.message.contains("not in a running state"));
     w.run(Command::SetInstanceState {
         ids: vec![id.clone()],
         state: InstanceState::Terminated,
