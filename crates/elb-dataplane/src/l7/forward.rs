@@ -18,7 +18,7 @@ use super::authenticate::{self, Gate};
 use super::decide::{Decision, decide, refusal};
 use super::desync::{self, Verdict};
 use super::dressing::{Arrival, Dressing};
-use super::headers::{remove_hop_by_hop, strip_port};
+use super::headers::{remove_hop_by_hop, strip_port, valid_host};
 use super::idle::{Activity, Noted, idle};
 use super::limits::{check_limits, forwarded_for_count};
 use super::outcome::{Action, Tally};
@@ -84,7 +84,7 @@ async fn route_request(
     tally: &mut Tally,
 ) -> Result<Response<Body>, ProxyError> {
     refusal(req.method().as_str(), forwarded_for_count(req.headers()))?;
-    let host = request_host(&req, &route.dns_name)?;
+    let host = request_host(req.uri(), req.headers(), &route.dns_name)?;
     if authenticate::is_callback(route, req.uri().path()) {
         tally.outcome.action = Action::Authenticate;
         return authenticate::callback(route, &req, &host, now_ms() / 1000).await;
@@ -530,24 +530,40 @@ async fn tunnel(
     }
 }
 
-/// The Host the client asked for: the Host header, else the HTTP/2 `:authority`, else (HTTP/1.0
-/// without Host) the load balancer's DNS name, as AWS does.
-fn request_host(req: &Request<Incoming>, dns_name: &str) -> Result<String, ProxyError> {
-    if let Some(host) = req.headers().get(header::HOST) {
-        return host
-            .to_str()
-            .map(str::to_owned)
-            .map_err(|_| ProxyError::BadRequest("Host header is not visible ASCII"));
+/// The Host the client asked for: the authority of an absolute-form target or HTTP/2's
+/// `:authority` (RFC 9112 §3.2.2: the Host header is then ignored), else the Host header,
+/// else (HTTP/1.0 without Host, or an empty one) the load balancer's DNS name, as AWS does.
+fn request_host(uri: &Uri, headers: &HeaderMap, dns_name: &str) -> Result<String, ProxyError> {
+    if let Some(authority) = uri.authority() {
+        return Ok(authority.as_str().to_owned());
     }
-    Ok(req
-        .uri()
-        .authority()
-        .map_or_else(|| dns_name.to_owned(), |a| a.as_str().to_owned()))
+    match headers.get(header::HOST).map(HeaderValue::as_bytes) {
+        // An empty Host names no authority (RFC 9112 §3.2): the load balancer's own.
+        None | Some(b"") => Ok(dns_name.to_owned()),
+        Some(host) if valid_host(host) => Ok(String::from_utf8_lossy(host).into_owned()),
+        Some(_) => Err(ProxyError::BadRequest("invalid Host header")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_is_the_targets_authority_before_the_host_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("other.com"));
+        let absolute: Uri = "http://a.wild.example/echo".parse().unwrap();
+        let origin: Uri = "/echo".parse().unwrap();
+        let host = |uri: &Uri, headers: &HeaderMap| request_host(uri, headers, "lb.dns").unwrap();
+        assert_eq!(host(&absolute, &headers), "a.wild.example");
+        assert_eq!(host(&origin, &headers), "other.com");
+        assert_eq!(host(&origin, &HeaderMap::new()), "lb.dns");
+        headers.insert(header::HOST, HeaderValue::from_static(""));
+        assert_eq!(host(&origin, &headers), "lb.dns");
+        headers.insert(header::HOST, HeaderValue::from_static("a wild"));
+        assert!(request_host(&origin, &headers, "lb.dns").is_err());
+    }
 
     #[test]
     fn only_names_of_letters_digits_and_hyphens_survive_dropping() {

@@ -26,6 +26,28 @@ pub(super) fn target_host(host: &str, listener_port: u16, preserve: bool) -> (&s
     }
 }
 
+/// Whether a Host value is `uri-host [":" port]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a
+/// bracketed IP literal, or a name of unreserved characters, sub-delims and
+/// percent-escapes; any port all digits. Anything else is a 400 (RFC 9112 §3.2).
+pub(super) fn valid_host(host: &[u8]) -> bool {
+    let (name, port) = match host.iter().rposition(|&b| b == b':') {
+        Some(i) if !host[i..].contains(&b']') => (&host[..i], Some(&host[i + 1..])),
+        _ => (host, None),
+    };
+    let name_ok = match name {
+        [b'[', literal @ .., b']'] => {
+            !literal.is_empty()
+                && literal
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+        }
+        _ => name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b)),
+    };
+    name_ok && port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
+}
+
 /// `host:port` → `host`; `[v6]:port` → `[v6]`; anything without a port is returned whole.
 pub(super) fn strip_port(host: &str) -> &str {
     match host.rfind(':') {
@@ -197,6 +219,31 @@ mod tests {
         let mut out = Vec::new();
         write_trace_id(&mut out, previous, epoch_secs, random);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn hosts_are_names_or_ip_literals_with_digit_ports() {
+        for good in [
+            "a.example",
+            "a.example:8080",
+            "[::1]",
+            "[::1]:443",
+            "127.0.0.1:80",
+            "a%2d_b~",
+        ] {
+            assert!(valid_host(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "a wild",
+            "a.example:abc",
+            "a.example:8080:9",
+            "[::1",
+            "[zz]",
+            "a/b",
+            "a@b",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]

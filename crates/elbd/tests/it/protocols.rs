@@ -58,8 +58,8 @@ async fn echo_backend(addr: SocketAddr) {
     });
 }
 
-/// A plain answer: `/bighead/N` with a header of N bytes, `/trace` with the trace id the
-/// request came with, anything else `plain`.
+/// A plain answer: `/bighead/N` with a header of N bytes, `/trace` and `/host` with the
+/// trace id and the Host the request came with, anything else `plain`.
 fn plain(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if let Some(size) = path.strip_prefix("/bighead/") {
@@ -70,10 +70,14 @@ fn plain(req: &Request<Incoming>) -> Response<Full<Bytes>> {
             .insert("x-big", value.parse().unwrap());
         return response;
     }
-    let body = match req.headers().get("x-amzn-trace-id") {
-        Some(trace) if path == "/trace" => Bytes::copy_from_slice(trace.as_bytes()),
-        _ => Bytes::from_static(b"plain"),
+    let echoed = match path {
+        "/trace" => req.headers().get("x-amzn-trace-id"),
+        "/host" => req.headers().get("host"),
+        _ => None,
     };
+    let body = echoed.map_or(Bytes::from_static(b"plain"), |v| {
+        Bytes::copy_from_slice(v.as_bytes())
+    });
     Response::new(Full::new(body))
 }
 
@@ -169,6 +173,12 @@ async fn websockets_h2c_and_the_load_balancers_own_answers() {
                 .to_owned(),
             "501",
         ),
+        // A Host that is no `host[:port]` (RFC 9112 §3.2).
+        ("GET / HTTP/1.1\r\nHost: a wild\r\n\r\n".to_owned(), "400"),
+        (
+            "GET / HTTP/1.1\r\nHost: p.test:abc\r\n\r\n".to_owned(),
+            "400",
+        ),
     ] {
         let mut plain = TcpStream::connect(node).await.unwrap();
         let head = exchange_head(&mut plain, &request).await;
@@ -178,6 +188,19 @@ async fn websockets_h2c_and_the_load_balancers_own_answers() {
             "{head}"
         );
     }
+
+    // An absolute-form target names the host: the Host header is ignored (RFC 9112 §3.2.2).
+    let mut absolute = TcpStream::connect(node).await.unwrap();
+    absolute
+        .write_all(
+            b"GET http://abs.test/host HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    absolute.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("abs.test:8080"), "{answer}");
 
     // h2c with prior knowledge, multiplexed.
     let out = Command::new("h2load")

@@ -7,7 +7,7 @@ use httparse::Header;
 
 use crate::l7::desync::{Class, HeadFacts};
 use crate::l7::framing::Framing;
-use crate::l7::headers::{is_hop_by_hop, push_header};
+use crate::l7::headers::{is_hop_by_hop, push_header, valid_host};
 
 /// Header lines a request head may have; more and the request goes the general way.
 pub const MAX_HEADERS: usize = 64;
@@ -73,7 +73,7 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// What the relay needs to know of a request it takes.
 pub struct RequestFacts<'b> {
-    /// The Host header, visible ASCII.
+    /// The Host header, a valid one (`headers::valid_host`).
     pub host: &'b str,
     /// The body's length (Content-Length; 0 without one).
     pub body: u64,
@@ -140,9 +140,9 @@ pub fn inspect_request<'b>(req: &httparse::Request<'_, 'b>) -> Result<RequestFac
         None => 0,
     };
     let host = host
-        .filter(|h| hosts == 1 && !h.is_empty() && h.iter().all(|b| (0x21..0x7f).contains(b)))
+        .filter(|h| hosts == 1 && !h.is_empty() && valid_host(h))
         .and_then(|h| std::str::from_utf8(h).ok())
-        .ok_or("no single visible-ASCII Host")?;
+        .ok_or("no single valid Host")?;
     Ok(RequestFacts {
         host,
         body,

@@ -733,7 +733,10 @@ fn privatelink_inbound_rules_are_a_guarded_network_load_balancers_setting() {
     groups(&mut w, vec![]).unwrap();
     assert!(w.state.load_balancers[&nlb].security_groups.is_empty());
     groups(&mut w, vec![sg.clone()]).unwrap();
-    assert_eq!(w.state.load_balancers[&nlb].security_groups, [sg.clone()]);
+    assert_eq!(
+        w.state.load_balancers[&nlb].security_groups,
+        std::slice::from_ref(&sg)
+    );
     let alb = arn_of(w.alb("web", &["us-east-1a", "us-east-1b"]));
     assert_eq!(
         set(&mut w, &alb, true).unwrap_err().code,
