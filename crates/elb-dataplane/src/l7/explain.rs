@@ -202,10 +202,12 @@ pub fn explain(
         Some((path, query)) => (path, Some(query)),
         None => (question.target.as_str(), None),
     };
+    // An empty Host names no authority: the load balancer's own, as the data plane reads it.
     let host_header = question
         .headers
         .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok());
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty());
     let host = strip_port(host_header.unwrap_or(&route.dns_name));
     let view = RequestView {
         method: &question.method,

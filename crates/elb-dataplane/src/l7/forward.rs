@@ -285,7 +285,11 @@ async fn proxy(
         let protocol = req.headers().get(header::UPGRADE).cloned();
         (protocol, hyper::upgrade::on(&mut req))
     });
-    *req.version_mut() = Version::HTTP_11;
+    // hyper's clients take the target's version; the exchange writes its own request line,
+    // and reads the client's to join HTTP/2's cookie crumbs.
+    if !pooled || upgrade.is_some() {
+        *req.version_mut() = Version::HTTP_11;
+    }
     let close_after = req.extensions().get::<CloseAfter>().is_some();
     let headers = req.headers_mut();
     let trailers = wants_trailers(headers);
@@ -534,8 +538,12 @@ async fn tunnel(
 /// `:authority` (RFC 9112 §3.2.2: the Host header is then ignored), else the Host header,
 /// else (HTTP/1.0 without Host, or an empty one) the load balancer's DNS name, as AWS does.
 fn request_host(uri: &Uri, headers: &HeaderMap, dns_name: &str) -> Result<String, ProxyError> {
-    if let Some(authority) = uri.authority() {
-        return Ok(authority.as_str().to_owned());
+    if let Some(authority) = uri.authority().map(|a| a.as_str()) {
+        // The `http` crate takes userinfo and any port; a Host takes neither.
+        if authority.contains('@') || !valid_host(authority.as_bytes()) {
+            return Err(ProxyError::BadRequest("invalid authority"));
+        }
+        return Ok(authority.to_owned());
     }
     match headers.get(header::HOST).map(HeaderValue::as_bytes) {
         // An empty Host names no authority (RFC 9112 §3.2): the load balancer's own.
@@ -563,6 +571,13 @@ mod tests {
         assert_eq!(host(&origin, &headers), "lb.dns");
         headers.insert(header::HOST, HeaderValue::from_static("a wild"));
         assert!(request_host(&origin, &headers, "lb.dns").is_err());
+        for bad in ["http://u:p@abs.test/", "http://abs.test:abc/"] {
+            let uri: Uri = bad.parse().unwrap();
+            assert!(
+                request_host(&uri, &HeaderMap::new(), "lb.dns").is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub(super) fn target_host(host: &str, listener_port: u16, preserve: bool) -> (&s
 }
 
 /// Whether a Host value is `uri-host [":" port]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a
-/// bracketed IP literal, or a name of unreserved characters, sub-delims and
+/// bracketed IPv6 literal, or a non-empty name of unreserved characters, sub-delims and
 /// percent-escapes; any port all digits. Anything else is a 400 (RFC 9112 §3.2).
 pub(super) fn valid_host(host: &[u8]) -> bool {
     let (name, port) = match host.iter().rposition(|&b| b == b':') {
@@ -35,8 +35,9 @@ pub(super) fn valid_host(host: &[u8]) -> bool {
         _ => (host, None),
     };
     let name_ok = match name {
+        [] => false,
         [b'[', literal @ .., b']'] => {
-            !literal.is_empty()
+            literal.contains(&b':')
                 && literal
                     .iter()
                     .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
@@ -234,6 +235,9 @@ mod tests {
             assert!(valid_host(good.as_bytes()), "{good}");
         }
         for bad in [
+            ":80",
+            "",
+            "[1.2.3.4]",
             "a wild",
             "a.example:abc",
             "a.example:8080:9",

@@ -428,8 +428,11 @@ async fn http<S>(
         tokio::select! {
             result = conn.as_mut() => break result,
             () = &mut idled, if watching => {
-                if http1(&progress) {
+                if http1(&progress) && progress.heads.load(Ordering::Relaxed) > 0 {
                     watching = false;
+                } else if http1(&progress) {
+                    // Nothing has come yet: HTTP/2's preface may still.
+                    idled.set(watch());
                 } else if told_idle {
                     break Ok(());
                 } else {

@@ -1,5 +1,6 @@
 //! Client limits: the header timeout (slow clients answered 408, on the relay and on the
-//! general path), the client keep-alive, and the node's connection limit.
+//! general path), the idle timeout mid-request (408 on the relay), the client keep-alive, and
+//! the node's connection limit.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -182,6 +183,34 @@ async fn slow_clients_get_408_at_the_header_timeout_and_delay_no_one() {
         assert!(
             waited >= Duration::from_millis(1900),
             "{port}: 408 after {waited:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_mid_request_past_the_idle_timeout_gets_408_on_the_relay() {
+    let lab = Lab::new("stall", 62);
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    let _backend = Backend::start(target, Duration::ZERO).await;
+    let config = config(&lab, target, "\"idle_timeout.timeout_seconds\" = 2");
+    let relay = lab.node('a', 8080);
+    let _elbd = Elbd::start(&lab, &config, &[], &[relay]);
+    // Half a head, then half a body: AWS's 408 at the idle timeout (the header timeout,
+    // 60 s, is far off), where the relay closed without a word.
+    let stalls: [&[u8]; 2] = [
+        b"GET / HTTP/1.1\r\nHost: lim",
+        b"POST / HTTP/1.1\r\nHost: limits.test\r\nContent-Length: 10\r\n\r\nhello",
+    ];
+    for stall in stalls {
+        let mut stream = TcpStream::connect(relay).await.unwrap();
+        stream.write_all(stall).await.unwrap();
+        let begun = Instant::now();
+        let said = read_to_close(&mut stream).await;
+        let waited = begun.elapsed();
+        assert!(said.starts_with("HTTP/1.1 408 "), "{said:?}");
+        assert!(
+            waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
+            "408 after {waited:?}"
         );
     }
 }

@@ -127,8 +127,14 @@ impl<S: ClientStream> Client<S> {
         mut left: u64,
     ) -> Result<(), Failure> {
         while left > 0 {
-            if self.read().await.map_err(|_| Failure::Client)? == 0 {
-                return Err(Failure::Client);
+            match self.read().await {
+                Ok(0) => return Err(Failure::Client),
+                Ok(_) => {}
+                // No byte of the body for the idle timeout: AWS's 408.
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(Failure::Proxy(ProxyError::RequestTimeout));
+                }
+                Err(_) => return Err(Failure::Client),
             }
             let take = usize::try_from(left).map_or(self.buf.len(), |l| l.min(self.buf.len()));
             match timeout(self.idle_timeout, target.write_all(&self.buf[..take])).await {

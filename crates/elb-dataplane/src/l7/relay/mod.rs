@@ -14,6 +14,7 @@ mod client;
 pub(super) mod head;
 mod target;
 
+use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -221,8 +222,13 @@ async fn exchange<S: ClientStream>(
                     Some(due) => timeout_at(due.into(), client.read()).await,
                     None => Ok(client.read().await),
                 };
+                // Overdue, or idle past the idle timeout mid-head: a 408 (AWS's answer to a
+                // client that sent no data for the idle timeout).
                 match read {
                     Err(_) => return Box::pin(client.timed_out(route)).await,
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                        return Box::pin(client.timed_out(route)).await;
+                    }
                     Ok(Ok(0) | Err(_)) => return Next::Close,
                     Ok(Ok(_)) => {}
                 }
