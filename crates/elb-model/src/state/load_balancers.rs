@@ -625,6 +625,8 @@ impl Region {
         }
         let checked = self.check_security_groups(lb.kind, Some(groups), &lb.vpc_id.clone())?;
         let lb = self.load_balancers.get_mut(arn).expect("checked above");
+        // A record older than the flag has it from the groups it had, before they go.
+        lb.created_with_security_groups |= !lb.security_groups.is_empty();
         lb.security_groups = checked;
         if let Some(on) = privatelink_inbound_rules {
             lb.privatelink_inbound_rules = on;

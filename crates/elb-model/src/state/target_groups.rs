@@ -208,14 +208,26 @@ impl Region {
             if tg.protocol == TargetGroupProtocol::Geneve {
                 check_geneve_port(t.port.unwrap_or(tg.port))?;
             }
+            // A target registered already is left as it is (a draining one goes back into
+            // service), unchecked: the config file registers every target it declares on each
+            // load, and an instance stopped since must not refuse the file.
+            let id = parse_target_id(tg.target_type, &t.id)?;
+            let default_port = if tg.target_type == TargetType::Lambda {
+                0
+            } else {
+                tg.port
+            };
+            let port = t.port.unwrap_or(default_port);
+            if let Some(i) = tg.targets.iter().position(|r| r.id == id && r.port == port) {
+                if tg.targets[i].is_draining() {
+                    undrained.push(i);
+                }
+                continue;
+            }
             let registration = self.resolve_target(tg, t)?;
             let same = |r: &Registration| r.id == registration.id && r.port == registration.port;
-            match tg.targets.iter().position(same) {
-                // Registering a draining target again takes it back into service.
-                Some(i) if tg.targets[i].is_draining() => undrained.push(i),
-                Some(_) => {}
-                None if !added.iter().any(same) => added.push(registration),
-                None => {}
+            if !added.iter().any(same) {
+                added.push(registration);
             }
         }
         if tg.target_type == TargetType::Alb && tg.targets.len() + added.len() > 1 {
@@ -365,6 +377,16 @@ impl Region {
         ) {
             (Some(subnet), None) => subnet.availability_zone.clone(),
             (Some(subnet), Some(az)) if az == subnet.availability_zone => az.to_owned(),
+            (None, Some("all")) if !private(address) => {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidTarget,
+                    format!(
+                        "The IP address '{address}' is publicly routable: a target outside the \
+                         VPC must be in a private range (10.0.0.0/8, 172.16.0.0/12, \
+                         192.168.0.0/16, 100.64.0.0/10, fc00::/7, or loopback here)"
+                    ),
+                ));
+            }
             (None, Some("all")) => "all".to_owned(),
             (Some(subnet), Some(az)) => {
                 return Err(ModelError::validation(format!(
@@ -555,4 +577,17 @@ pub(super) fn not_found(arn: &str) -> ModelError {
         ErrorCode::TargetGroupNotFound,
         format!("Target group '{arn}' not found"),
     )
+}
+
+/// Whether an address outside every VPC may still be a target: AWS takes private ranges
+/// (RFC 1918, RFC 6598's shared space, IPv6 unique-local) and no publicly routable address;
+/// loopback is this host's own.
+fn private(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(ip) => {
+            let shared = ip.octets()[0] == 100 && (64..128).contains(&ip.octets()[1]);
+            ip.is_private() || ip.is_loopback() || shared
+        }
+        IpAddr::V6(ip) => ip.is_loopback() || ip.is_unique_local(),
+    }
 }

@@ -97,6 +97,14 @@ fn instances_get_addresses_and_become_targets_until_terminated() {
     let refused = register(&mut w, target(&next[0])).unwrap_err();
     assert_eq!(refused.code, ErrorCode::InvalidTarget);
     assert!(refused.message.contains("not in a running state"));
+    // One registered before it stopped is registered again without a word (the config
+    // file's reload does it).
+    w.run(Command::SetInstanceState {
+        ids: vec![id.clone()],
+        state: InstanceState::Stopped,
+    })
+    .unwrap();
+    register(&mut w, target(&id)).unwrap();
     w.run(Command::SetInstanceState {
         ids: vec![id.clone()],
         state: InstanceState::Terminated,

@@ -270,6 +270,15 @@ fn targets_take_the_zone_of_their_subnet() {
         }],
     })
     .unwrap();
+    // Not a publicly routable one, as on AWS.
+    let public = w.run(Command::RegisterTargets {
+        target_group_arn: tg.clone(),
+        targets: vec![TargetDescription {
+            availability_zone: Some("all".into()),
+            ..target("8.8.8.8")
+        }],
+    });
+    assert_eq!(public.unwrap_err().code, ErrorCode::InvalidTarget);
     let instance = w.run(Command::RegisterTargets {
         target_group_arn: tg,
         targets: vec![target("i-0123")],
