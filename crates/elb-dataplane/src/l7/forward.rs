@@ -288,6 +288,9 @@ async fn proxy(
     // hyper's clients take the target's version; the exchange writes its own request line,
     // and reads the client's to join HTTP/2's cookie crumbs.
     if !pooled || upgrade.is_some() {
+        if req.version() == Version::HTTP_2 && targets.proto.version == ProtocolVersion::Http1 {
+            join_cookie_crumbs(req.headers_mut());
+        }
         *req.version_mut() = Version::HTTP_11;
     }
     let close_after = req.extensions().get::<CloseAfter>().is_some();
@@ -400,8 +403,12 @@ async fn proxy(
         return Ok(response);
     }
     if !by_exchange {
-        // The exchange's responses come without them (`ResponseFacts::passes`).
+        // The exchange's responses come without them (`ResponseFacts::passes`), and without a
+        // 204's Content-Length (RFC 9110 §8.6; HTTP/2 clients reset the stream over it).
         remove_hop_by_hop(response.headers_mut());
+        if response.status() == StatusCode::NO_CONTENT {
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+        }
     }
     Ok(response)
 }
@@ -534,6 +541,23 @@ async fn tunnel(
     }
 }
 
+/// HTTP/2 splits Cookie into a field per crumb; an HTTP/1.1 target gets them joined on one
+/// line (RFC 9113 §8.2.3), as the exchange writes them.
+fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    let mut crumbs = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (crumbs.next(), crumbs.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for crumb in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, joined);
+    }
+}
+
 /// The Host the client asked for: the authority of an absolute-form target or HTTP/2's
 /// `:authority` (RFC 9112 §3.2.2: the Host header is then ignored), else the Host header,
 /// else (HTTP/1.0 without Host, or an empty one) the load balancer's DNS name, as AWS does.
@@ -556,6 +580,16 @@ fn request_host(uri: &Uri, headers: &HeaderMap, dns_name: &str) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookie_crumbs_are_joined_on_one_line() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_cookie_crumbs(&mut headers);
+        let joined: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(joined, ["a=1; b=2"]);
+    }
 
     #[test]
     fn the_host_is_the_targets_authority_before_the_host_header() {

@@ -237,6 +237,16 @@ impl Region {
         action.validate()?;
         let lb = &self.load_balancers[lb_arn];
         if lb.kind != LoadBalancerKind::Application {
+            if let Action::Forward {
+                group_stickiness_seconds: Some(_),
+                ..
+            } = action
+            {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidLoadBalancerAction,
+                    "Target group stickiness is supported on application load balancers only",
+                ));
+            }
             let one_group = match action {
                 Action::Forward { target_groups, .. } => target_groups.len() == 1,
                 _ => false,

@@ -339,6 +339,8 @@ async fn exchange<S: ClientStream>(
         }
         Err(Failure::Midway(e)) => {
             let next = Box::pin(client.fail(&e, Some(route), false, head)).await;
+            // Part of the body is unread: closing under it would reset the page away.
+            super::linger(&mut client.stream).await;
             outcome.failed(&e);
             next
         }

@@ -241,6 +241,19 @@ fn nlb_listeners_forward_tcp_to_one_tcp_group() {
         .listener_of(&lb, ListenerProtocol::Tcp, vec![fixed])
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidLoadBalancerAction);
+    // Target group stickiness is the ALB's (it was stored and echoed).
+    let mut sticky = Action::forward(&tcp);
+    if let Action::Forward {
+        group_stickiness_seconds,
+        ..
+    } = &mut sticky
+    {
+        *group_stickiness_seconds = Some(100);
+    }
+    let e = w
+        .listener_of(&lb, ListenerProtocol::Tcp, vec![sticky])
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidLoadBalancerAction);
 
     let listener = arn_of(w.listener_of(&lb, ListenerProtocol::Tcp, vec![Action::forward(&tcp)]));
     let attrs = &w.state.listeners[&listener].attributes;
