@@ -285,14 +285,10 @@ async fn proxy(
         let protocol = req.headers().get(header::UPGRADE).cloned();
         (protocol, hyper::upgrade::on(&mut req))
     });
-    // hyper's clients take the target's version; the exchange writes its own request line,
-    // and reads the client's to join HTTP/2's cookie crumbs.
-    if !pooled || upgrade.is_some() {
-        if req.version() == Version::HTTP_2 && targets.proto.version == ProtocolVersion::Http1 {
-            join_cookie_crumbs(req.headers_mut());
-        }
-        *req.version_mut() = Version::HTTP_11;
+    if req.version() == Version::HTTP_2 && targets.proto.version == ProtocolVersion::Http1 {
+        join_cookie_crumbs(req.headers_mut());
     }
+    *req.version_mut() = Version::HTTP_11;
     let close_after = req.extensions().get::<CloseAfter>().is_some();
     let headers = req.headers_mut();
     let trailers = wants_trailers(headers);
@@ -542,7 +538,7 @@ async fn tunnel(
 }
 
 /// HTTP/2 splits Cookie into a field per crumb; an HTTP/1.1 target gets them joined on one
-/// line (RFC 9113 §8.2.3), as the exchange writes them.
+/// line (RFC 9113 §8.2.3), whichever road takes the request.
 fn join_cookie_crumbs(headers: &mut HeaderMap) {
     let mut crumbs = headers.get_all(header::COOKIE).iter();
     let (Some(first), Some(_)) = (crumbs.next(), crumbs.next()) else {

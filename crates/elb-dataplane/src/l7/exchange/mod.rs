@@ -186,28 +186,15 @@ fn outgoing(parts: &mut Parts, body: &impl Body) -> Outgoing {
 }
 
 /// Writes the request line, the client's header lines but those the dressing replaces, and
-/// the dressing's. HTTP/2 splits Cookie into a field per crumb; they go to the target joined on
-/// one line (RFC 9113 §8.2.3). An HTTP/1.1 client's Cookie lines go as they came, as the
-/// relay passes them.
+/// the dressing's.
 fn write_head(out: &mut Vec<u8>, parts: &Parts, dressing: &Dressing) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let joined = parts.version == Version::HTTP_2;
-    let mut crumbs = parts.headers.get_all(header::COOKIE).iter();
-    if let Some(first) = crumbs.next().filter(|_| joined) {
-        out.extend_from_slice(b"cookie: ");
-        out.extend_from_slice(first.as_bytes());
-        for crumb in crumbs {
-            out.extend_from_slice(b"; ");
-            out.extend_from_slice(crumb.as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
-    }
     for (name, value) in &parts.headers {
-        if (!joined || name != header::COOKIE) && !dressing.replaces(name) {
+        if !dressing.replaces(name) {
             push_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
@@ -486,8 +473,8 @@ mod tests {
     }
 
     #[test]
-    fn the_head_joins_http2_cookie_crumbs_keeps_the_rest_in_order_and_ends_with_the_dressing() {
-        let mut parts = parts(
+    fn the_head_keeps_the_clients_lines_in_order_and_ends_with_the_dressing() {
+        let parts = parts(
             Method::GET,
             &[
                 ("host", "a.test:80"),
@@ -502,25 +489,13 @@ mod tests {
         let http = settings(XffMode::Append, false, false);
         let trace = (0x5f5e_1000, 1);
         let dressing = Dressing::new(&parts.headers, "a.test:80", &http, &arrival(80), trace);
-        let dressing = dressing.unwrap();
-        let dressed = "host: a.test\r\nx-forwarded-for: 10.0.0.1, 127.0.9.9\r\n\
-             x-forwarded-proto: http\r\nx-forwarded-port: 80\r\n\
-             x-amzn-trace-id: Root=1-5f5e1000-000000000000000000000001\r\n\r\n";
-        let head = |parts: &Parts| {
-            let mut out = Vec::new();
-            write_head(&mut out, parts, &dressing);
-            String::from_utf8(out).unwrap()
-        };
-        let lines = "cookie: a=1\r\ncookie: b=2\r\nx-one: 1\r\nx-one: 2\r\n";
+        let mut out = Vec::new();
+        write_head(&mut out, &parts, &dressing.unwrap());
         assert_eq!(
-            head(&parts),
-            format!("GET /p?q=1 HTTP/1.1\r\n{lines}{dressed}")
-        );
-        parts.version = Version::HTTP_2;
-        let joined = "cookie: a=1; b=2\r\nx-one: 1\r\nx-one: 2\r\n";
-        assert_eq!(
-            head(&parts),
-            format!("GET /p?q=1 HTTP/1.1\r\n{joined}{dressed}")
+            String::from_utf8(out).unwrap(),
+            "GET /p?q=1 HTTP/1.1\r\ncookie: a=1\r\ncookie: b=2\r\nx-one: 1\r\nx-one: 2\r\n\
+             host: a.test\r\nx-forwarded-for: 10.0.0.1, 127.0.9.9\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-port: 80\r\nx-amzn-trace-id: Root=1-5f5e1000-000000000000000000000001\r\n\r\n"
         );
     }
 
