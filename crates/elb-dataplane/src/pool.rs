@@ -35,6 +35,10 @@ pub(crate) enum SendError {
     Request(BoxError),
     /// The client's request body broke off on its way.
     ClientBody(BoxError),
+    /// Nothing went either way for the idle timeout while the target owed its answer...
+    TargetTimeout,
+    /// ... or while the client owed the rest of its body.
+    ClientTimeout,
 }
 
 pub(crate) struct TargetPool {

@@ -5,12 +5,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
-use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::l7::idle::NotedBody;
 use crate::pool::{CONNECT_TIMEOUT, IDLE};
 
 /// A node's clients for the targets its own pools (`pool`, plain HTTP/1.1) do not serve:
@@ -18,9 +18,9 @@ use crate::pool::{CONNECT_TIMEOUT, IDLE};
 /// TLS), each apart so that no path pays for another.
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    pub(crate) https: Client<HttpsConnector<HttpConnector>, Incoming>,
-    pub(crate) h2: Client<HttpConnector, Incoming>,
-    pub(crate) h2s: Client<HttpsConnector<HttpConnector>, Incoming>,
+    pub(crate) https: Client<HttpsConnector<HttpConnector>, NotedBody>,
+    pub(crate) h2: Client<HttpConnector, NotedBody>,
+    pub(crate) h2s: Client<HttpsConnector<HttpConnector>, NotedBody>,
 }
 
 impl Upstream {

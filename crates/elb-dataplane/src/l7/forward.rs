@@ -19,7 +19,7 @@ use super::decide::{Decision, decide, refusal};
 use super::desync::{self, Verdict};
 use super::dressing::{Arrival, Dressing};
 use super::headers::{remove_hop_by_hop, strip_port, valid_host};
-use super::idle::{Activity, Noted, idle};
+use super::idle::{Activity, Noted, NotedBody, idle};
 use super::limits::{check_limits, forwarded_for_count};
 use super::outcome::{Action, Tally};
 use super::rescue::{Body, ProxyError};
@@ -331,13 +331,12 @@ async fn proxy(
         loop {
             let pool = &target.proto.pool;
             let sent = match &dressing {
-                Some(dressing) => {
-                    let exchanged = exchange::send(pool, req, dressing, idle_timeout);
-                    tokio::time::timeout(idle_timeout, exchanged).await
-                }
-                None => tokio::time::timeout(idle_timeout, exchange::upgrade(pool, req)).await,
+                // The exchange keeps its own idle timeout, which an upload's bytes restart.
+                Some(dressing) => exchange::send(pool, req, dressing, idle_timeout).await,
+                None => tokio::time::timeout(idle_timeout, exchange::upgrade(pool, req))
+                    .await
+                    .map_err(|_| ProxyError::TargetTimeout)?,
             };
-            let sent = sent.map_err(|_| ProxyError::TargetTimeout)?;
             match sent {
                 Ok(response) => break response,
                 Err((SendError::Connect(e), Some(unsent))) if refused.len() < REFUSALS => {
@@ -360,16 +359,22 @@ async fn proxy(
         }
     } else {
         let upstream = &route.upstream;
+        let (parts, body) = req.into_parts();
+        let (body, upload) = NotedBody::new(body);
+        let req = Request::from_parts(parts, body);
         let sent = match (targets.proto.tls, h2) {
             (true, false) => upstream.https.request(req),
             (false, _) => upstream.h2.request(req),
             (true, true) => upstream.h2s.request(req),
         };
-        tokio::time::timeout(idle_timeout, sent)
-            .await
-            .map_err(|_| ProxyError::TargetTimeout)?
-            .map_err(ProxyError::from_target)?
-            .map(TargetBody::hyper)
+        // Timed as the exchange times its own: the body's bytes restart the idle timeout.
+        tokio::select! {
+            sent = sent => sent.map_err(ProxyError::from_target)?.map(TargetBody::hyper),
+            client_owes = upload.stalled(idle_timeout) => return Err(match client_owes {
+                true => ProxyError::RequestTimeout,
+                false => ProxyError::TargetTimeout,
+            }),
+        }
     };
     tally.outcome.target_time = Some(sent_at.elapsed());
     tally.outcome.target_status = Some(response.status().as_u16());

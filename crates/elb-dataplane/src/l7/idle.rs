@@ -6,15 +6,17 @@
 //! I/O is counted, not timed, so that a read or a write costs an increment and no clock: a
 //! watch looks at the count every quarter of the timeout, and a connection is idle once four
 //! looks in a row find it unchanged. It ends between the timeout and 1.25 × it after its last
-//! byte.
+//! byte. A request hyper's client sends is watched alike until its answer comes, by the
+//! frames of its body ([`NotedBody`]).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// How many reads that brought bytes and writes a connection has made.
@@ -101,6 +103,62 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Noted<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request body on its way through hyper's client: its frames count as activity, and it
+/// knows whether the client owes the next one (hyper waits for it) when nothing moves.
+pub(crate) struct NotedBody {
+    inner: Incoming,
+    progress: Arc<UploadProgress>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct UploadProgress {
+    activity: Activity,
+    client_owes: AtomicBool,
+}
+
+impl UploadProgress {
+    /// Resolves once the upload has stood still for `timeout`: whether the client owed it
+    /// bytes then (rather than the target being slow to take them, or to answer).
+    pub(crate) async fn stalled(&self, timeout: Duration) -> bool {
+        idle(&self.activity, timeout).await;
+        self.client_owes.load(Ordering::Relaxed)
+    }
+}
+
+impl NotedBody {
+    pub(crate) fn new(inner: Incoming) -> (Self, Arc<UploadProgress>) {
+        let progress = Arc::new(UploadProgress::default());
+        let progress_seen = progress.clone();
+        (Self { inner, progress }, progress_seen)
+    }
+}
+
+impl Body for NotedBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let owes = polled.is_pending();
+        self.progress.client_owes.store(owes, Ordering::Relaxed);
+        if !owes {
+            self.progress.activity.note();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

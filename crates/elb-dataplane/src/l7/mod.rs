@@ -11,7 +11,7 @@ pub mod explain;
 mod forward;
 mod framing;
 pub(crate) mod headers;
-mod idle;
+pub(crate) mod idle;
 mod lambda;
 mod limits;
 pub(crate) mod outcome;

@@ -56,7 +56,7 @@ pub enum ProxyError {
     UnsupportedTransferCoding,
     #[error("desync mitigation refused the request ({0})")]
     Desync(&'static str),
-    #[error("the client did not send a whole request head within the header timeout")]
+    #[error("the client did not send its whole request within the header or idle timeout")]
     RequestTimeout,
     #[error("the node holds as many client connections as it may")]
     ConnectionLimit,
@@ -98,6 +98,8 @@ impl ProxyError {
                 debug!(error = %e, "the request body broke off");
                 Self::BadRequest("the request body broke off")
             }
+            SendError::TargetTimeout => Self::TargetTimeout,
+            SendError::ClientTimeout => Self::RequestTimeout,
         }
     }
 

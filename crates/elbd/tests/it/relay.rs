@@ -588,3 +588,156 @@ async fn http2_clients_get_every_framing_of_an_http1_target() {
         assert_eq!((reply.status, &reply.body[..]), (200, &b"bye"[..]));
     }
 }
+
+/// A request body that sends `left` bytes of `x`: one at once, then one each `every`.
+struct Trickle {
+    left: usize,
+    every: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Trickle {
+    fn body(left: usize, every: Duration) -> AnyBody {
+        let timer = Box::pin(tokio::time::sleep(Duration::ZERO));
+        let trickle = Self { left, every, timer };
+        BodyExt::boxed(trickle)
+    }
+}
+
+impl Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        std::task::ready!(self.timer.as_mut().poll(cx));
+        let next = tokio::time::Instant::now() + self.every;
+        self.timer.as_mut().reset(next);
+        self.left -= 1;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"x")))))
+    }
+}
+
+/// An HTTP/2 (prior knowledge) target that reads each request's whole body, then says how
+/// long it was.
+async fn h2_target(addr: SocketAddr) {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(
+                |req: http::Request<hyper::body::Incoming>| async move {
+                    let body = req.into_body().collect().await?.to_bytes();
+                    let said = Full::new(Bytes::from(format!("{} bytes", body.len())));
+                    Ok::<_, hyper::Error>(http::Response::new(said))
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_flows_outlasts_the_idle_timeout_and_one_that_stalls_gets_408() {
+    let lab = Lab::new("upload", 18);
+    let (h1_backend, h2_backend) = (
+        SocketAddr::from((lab.ip('a', 10), 9001)),
+        SocketAddr::from((lab.ip('a', 11), 9002)),
+    );
+    target(h1_backend).await;
+    h2_target(h2_backend).await;
+    // 8080 on the relay; 8081 (a sticky group) on the general path's own exchange; 8082 to an
+    // HTTP/2 target, through hyper's client.
+    let text = format!(
+        "{}\n\
+         [[load_balancer]]\nname = \"upload\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         attributes = {{ \"idle_timeout.timeout_seconds\" = 2 }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"plain\" }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8081\ndefault_action = {{ forward = \"sticky\" }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8082\ndefault_action = {{ forward = \"h2\" }}\n\
+         [[target_group]]\nname = \"plain\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{h1_backend}\"]\n\
+         [[target_group]]\nname = \"sticky\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{h1_backend}\"]\n\
+         attributes = {{ \"stickiness.enabled\" = \"true\" }}\n\
+         [[target_group]]\nname = \"h2\"\nprotocol = \"HTTP\"\nprotocol_version = \"HTTP2\"\nport = 9002\n\
+         targets = [\"{h2_backend}\"]\nhealth_check = {{ matcher = \"200-499\" }}\n",
+        lab.settings()
+    );
+    let config = lab.write("elbd.toml", &text);
+    let nodes = [8080, 8081, 8082].map(|port| lab.node('a', port));
+    let _elbd = Elbd::start(&lab, &config, &[], &nodes);
+    let every = Duration::from_millis(600);
+
+    // Ten bytes, one each 0.6 s: 6 s of upload under a 2 s idle timeout, answered in full on
+    // either HTTP/1.1 road (the general path cut it with a 504 at 2 s).
+    for node in &nodes[..2] {
+        let mut stream = TcpStream::connect(node).await.unwrap();
+        let head = "POST /echo HTTP/1.1\r\nHost: upload.test\r\nContent-Length: 10\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        for _ in 0..10 {
+            tokio::time::sleep(every).await;
+            stream.write_all(b"x").await.unwrap();
+        }
+        let mut rest = Vec::new();
+        let (head, body) = response(&mut stream, &mut rest).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{node}: {head}");
+        assert!(body.starts_with(b"10 bytes\n"), "{node}");
+    }
+    // So over HTTP/2, to the HTTP/1.1 target (the exchange) and to the HTTP/2 one (hyper's
+    // client).
+    // (A connection each time: an idle one closes at the idle timeout.)
+    let connect = |node: SocketAddr| async move {
+        let stream = TcpStream::connect(node).await.unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        sender
+    };
+    let post = || http::Request::post("http://upload.test/echo");
+    for node in [nodes[0], nodes[2]] {
+        let reply = h2(&connect(node).await, post(), Trickle::body(10, every)).await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.starts_with(b"10 bytes"), "{:?}", reply.body);
+    }
+
+    // A body that stops half-way: the client's timeout (AWS's 408) at the idle timeout, not
+    // the target's 504.
+    let mut stream = TcpStream::connect(nodes[1]).await.unwrap();
+    let half = "POST /echo HTTP/1.1\r\nHost: upload.test\r\nContent-Length: 10\r\n\r\nhello";
+    stream.write_all(half.as_bytes()).await.unwrap();
+    let begun = std::time::Instant::now();
+    let mut said = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut said)).await;
+    let waited = begun.elapsed();
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.starts_with("HTTP/1.1 408 "), "{said}");
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
+        "408 after {waited:?}"
+    );
+    for node in [nodes[0], nodes[2]] {
+        let sender = connect(node).await;
+        let begun = std::time::Instant::now();
+        let stalled = Trickle::body(2, Duration::from_secs(30));
+        let reply = h2(&sender, post(), stalled).await;
+        let waited = begun.elapsed();
+        assert_eq!(
+            reply.status,
+            408,
+            "{:?}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert!(
+            waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
+            "408 after {waited:?}"
+        );
+    }
+}

@@ -12,9 +12,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
 
-use super::{FIRST_READ, MAX_READ, MIN_ROOM, Upload};
+use super::{FIRST_READ, MAX_READ, MIN_ROOM, Silence, Upload};
 use crate::l7::framing::{ChunkedEnd, Framing};
 use crate::l7::relay::head;
 use crate::pool::{BoxError, TargetPool};
@@ -103,11 +102,8 @@ struct Exchanged {
     read_size: usize,
     /// A chunked body's trailer section, as it arrives.
     trailers: Vec<u8>,
-    /// How long the target may send nothing, and the timer that says so: armed when a read
-    /// first waits (a body that came with its head never reads the clock), and moved on
-    /// lazily from `heard`, when the target last sent something.
-    idle: Duration,
-    timer: Option<(Pin<Box<Sleep>>, Instant)>,
+    /// How long the target may send nothing (and the request's body not move).
+    silence: Silence,
 }
 
 /// What the bytes at hand give.
@@ -138,8 +134,7 @@ impl Exchanged {
             reusable,
             read_size: FIRST_READ,
             trailers: Vec::new(),
-            idle,
-            timer: None,
+            silence: Silence::new(idle),
         };
         match reading {
             Reading::Done => body.end(),
@@ -156,7 +151,7 @@ impl Exchanged {
             {
                 match self.upload.progress(target, cx) {
                     Ok(false) => {}
-                    Ok(true) => self.heard(),
+                    Ok(true) => self.silence.heard(),
                     Err(e) => return Poll::Ready(Some(Err(self.broken(e)))),
                 }
             }
@@ -171,9 +166,13 @@ impl Exchanged {
             };
             let read = match poll_read(target, &mut self.buf, self.read_size, cx) {
                 Poll::Ready(read) => read,
-                Poll::Pending => return self.poll_idle(cx),
+                Poll::Pending => {
+                    ready!(self.silence.poll_over(cx));
+                    let silent = "the target sent nothing for the idle timeout";
+                    return Poll::Ready(Some(Err(self.broken(silent.into()))));
+                }
             };
-            self.heard();
+            self.silence.heard();
             match read {
                 Ok((0, _)) if matches!(self.reading, Reading::Close) => {
                     self.broken(());
@@ -193,33 +192,9 @@ impl Exchanged {
         }
     }
 
-    /// Waiting for the target: an error once it has sent nothing for the idle timeout.
-    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let (timer, heard) = self.timer.get_or_insert_with(|| {
-            let now = Instant::now();
-            (Box::pin(tokio::time::sleep_until(now + self.idle)), now)
-        });
-        while timer.as_mut().poll(cx).is_ready() {
-            let due = *heard + self.idle;
-            if due <= Instant::now() {
-                let silent = "the target sent nothing for the idle timeout";
-                return Poll::Ready(Some(Err(self.broken(silent.into()))));
-            }
-            timer.as_mut().reset(due);
-        }
-        Poll::Pending
-    }
-
-    /// Something went to or came from the target: the idle timeout starts again.
-    fn heard(&mut self) {
-        if let Some((_, heard)) = &mut self.timer {
-            *heard = Instant::now();
-        }
-    }
-
     /// The exchange cannot go on: its connection is closed, not pooled.
     fn broken<E>(&mut self, error: E) -> E {
-        self.timer = None;
+        self.silence.stop();
         self.target = None;
         self.reading = Reading::Done;
         self.upload = Upload::Stopped(None);
@@ -275,7 +250,7 @@ impl Exchanged {
     /// body had all gone (what it has not read would be taken for the next request).
     fn end(&mut self) {
         self.reading = Reading::Done;
-        self.timer = None;
+        self.silence.stop();
         let sent = matches!(self.upload, Upload::Sent);
         self.upload = Upload::Stopped(None);
         if let Some((target, pool)) = self.target.take()

@@ -29,6 +29,7 @@ use hyper::ext::ReasonPhrase;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use super::dressing::Dressing;
 use super::framing::Framing;
@@ -47,12 +48,10 @@ const MAX_READ: usize = 256 * 1024;
 /// Less room than this left in the read buffer, and a read makes more first.
 const MIN_ROOM: usize = 1024;
 
-/// Sends `req` (its URI in origin form) on an idle connection to the target or a new one,
-/// and reads the response head while its body goes. An idle connection the target had
-/// closed is given up for another when the request was not taken (the head's write failed),
-/// or when it was and may be sent again (an idempotent request without a body), as on the
-/// relay. The response body ends with an error when nothing goes either way for `idle` (the
-/// load balancer's idle timeout).
+/// Sends `req` (its URI in origin form) on an idle connection to the target or a new one
+/// (as `deliver` says), and reads the response head while its body goes. Nothing going
+/// either way for `idle` (the load balancer's idle timeout) ends the wait for the head with
+/// the timeout of whichever side owed bytes, and the response body with an error.
 pub(super) async fn send(
     pool: &Arc<TargetPool>,
     req: Request<Incoming>,
@@ -64,50 +63,78 @@ pub(super) async fn send(
     let mut out = Vec::with_capacity(1024);
     write_head(&mut out, &parts, dressing);
     let resendable = outgoing == Outgoing::Nothing && parts.method.is_idempotent();
-    let failed = |e: BoxError| (SendError::Request(e), None);
     let mut buf = BytesMut::new();
-    let target = loop {
-        let (mut target, reused) = match pool.take() {
-            Some(target) => (target, true),
-            None => match pool.dial().await {
-                Ok(target) => (target, false),
-                Err(e) => return Err((e, Some(Request::from_parts(parts, body)))),
-            },
-        };
-        match target.write_all(&out).await {
-            Ok(()) => {}
-            Err(_) if reused => continue,
-            Err(e) => return Err(failed(e.into())),
-        }
-        if !(reused && resendable) {
-            break target;
-        }
-        // Nothing from the target at all: it had closed the connection. Once more.
-        buf.reserve(FIRST_READ);
-        if let Ok(1..) = target.read_buf(&mut buf).await {
-            break target;
-        }
+    let delivered = tokio::time::timeout(idle, deliver(pool, &out, resendable, &mut buf)).await;
+    let target = match delivered {
+        Ok(Ok(target)) => target,
+        Ok(Err(Undelivered::Unsent(e))) => return Err((e, Some(Request::from_parts(parts, body)))),
+        Ok(Err(Undelivered::Failed(e))) => return Err((e, None)),
+        Err(_) => return Err((SendError::TargetTimeout, None)),
     };
     let mut upload = Upload::new(body, outgoing);
     let head_method = parts.method == Method::HEAD;
-    let head = poll_fn(|cx| poll_head(&target, &mut buf, &mut upload, head_method, cx)).await;
-    let head = head.map_err(|e| (e, None))?;
+    let mut silence = Silence::new(idle);
+    let head = poll_fn(|cx| {
+        let waiting = (&mut upload, &mut silence);
+        poll_head(&target, &mut buf, waiting, head_method, cx)
+    });
+    let head = head.await.map_err(|e| (e, None))?;
     let reusable = head.reusable && !asks_close(&parts.headers);
     let target = (target, Arc::clone(pool));
     let body = TargetBody::exchanged(target, (buf, upload), (head.framing, reusable), idle);
     Ok(head.response.map(|()| body))
 }
 
-/// Reads until a final response head is in `buf`, sending the request's body meanwhile.
+/// Why a request's head did not reach a target.
+enum Undelivered {
+    /// Not sent: another target may take the request.
+    Unsent(SendError),
+    Failed(SendError),
+}
+
+/// Writes the request's head `out` on an idle connection to the target or a new one. One the
+/// target had closed is given up for another when the write fails, or when the request may
+/// be sent again and nothing at all comes back (its first bytes are then read into `buf`).
+async fn deliver(
+    pool: &TargetPool,
+    out: &[u8],
+    resendable: bool,
+    buf: &mut BytesMut,
+) -> Result<TcpStream, Undelivered> {
+    loop {
+        let (mut target, reused) = match pool.take() {
+            Some(target) => (target, true),
+            None => (pool.dial().await.map_err(Undelivered::Unsent)?, false),
+        };
+        match target.write_all(out).await {
+            Ok(()) => {}
+            Err(_) if reused => continue,
+            Err(e) => return Err(Undelivered::Failed(SendError::Request(e.into()))),
+        }
+        if !(reused && resendable) {
+            return Ok(target);
+        }
+        buf.reserve(FIRST_READ);
+        if let Ok(1..) = target.read_buf(buf).await {
+            return Ok(target);
+        }
+    }
+}
+
+/// Reads until a final response head is in `buf`, sending the request's body meanwhile, for
+/// as long as bytes go either way within the idle timeout: a long upload that flows is not
+/// cut, and one that stops is the client's timeout, not the target's.
 fn poll_head(
     target: &TcpStream,
     buf: &mut BytesMut,
-    upload: &mut Upload,
+    (upload, silence): (&mut Upload, &mut Silence),
     head_method: bool,
     cx: &mut Context<'_>,
 ) -> Poll<Result<ResponseHead, SendError>> {
-    if let Err(e) = upload.progress(target, cx) {
-        return Poll::Ready(Err(SendError::ClientBody(e)));
+    match upload.progress(target, cx) {
+        Ok(true) => silence.heard(),
+        Ok(false) => {}
+        Err(e) => return Poll::Ready(Err(SendError::ClientBody(e))),
     }
     loop {
         match response_head(buf, head_method) {
@@ -115,12 +142,62 @@ fn poll_head(
             Ok(None) => {}
             Err(e) => return Poll::Ready(Err(SendError::Request(e))),
         }
-        let failure = match ready!(poll_read(target, buf, FIRST_READ, cx)) {
+        let read = match poll_read(target, buf, FIRST_READ, cx) {
+            Poll::Ready(read) => read,
+            Poll::Pending => {
+                ready!(silence.poll_over(cx));
+                return Poll::Ready(Err(upload.stalled()));
+            }
+        };
+        silence.heard();
+        let failure = match read {
             Ok((0, _)) => upload.failure().unwrap_or_else(closed),
             Ok(_) => continue,
             Err(e) => e.into(),
         };
         return Poll::Ready(Err(SendError::Request(failure)));
+    }
+}
+
+/// The idle timeout of an exchange: over once nothing has gone either way for `idle`. The
+/// clock is read only once the exchange waits (an answer at hand never reads it), and then at
+/// each sign of life (`heard`), the timer moved on lazily when it fires.
+pub(super) struct Silence {
+    idle: Duration,
+    timer: Option<(Pin<Box<Sleep>>, Instant)>,
+}
+
+impl Silence {
+    fn new(idle: Duration) -> Self {
+        Self { idle, timer: None }
+    }
+
+    /// Bytes went to or came from the target: the timeout starts again.
+    fn heard(&mut self) {
+        if let Some((_, heard)) = &mut self.timer {
+            *heard = Instant::now();
+        }
+    }
+
+    /// Ready once the exchange has been silent for the idle timeout.
+    fn poll_over(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let (timer, heard) = self.timer.get_or_insert_with(|| {
+            let now = Instant::now();
+            (Box::pin(tokio::time::sleep_until(now + self.idle)), now)
+        });
+        while timer.as_mut().poll(cx).is_ready() {
+            let due = *heard + self.idle;
+            if due <= Instant::now() {
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(due);
+        }
+        Poll::Pending
+    }
+
+    /// The exchange is over: its timer goes.
+    fn stop(&mut self) {
+        self.timer = None;
     }
 }
 
@@ -266,6 +343,19 @@ impl Upload {
                 *self = Self::Stopped(None);
                 Err(e)
             }
+        }
+    }
+
+    /// Whose silence it is when nothing has moved for the idle timeout: the client's when
+    /// its body has more to come and all it sent has gone on.
+    fn stalled(&self) -> SendError {
+        match self {
+            Self::Sending {
+                pending,
+                ended: false,
+                ..
+            } if pending.is_empty() => SendError::ClientTimeout,
+            _ => SendError::TargetTimeout,
         }
     }
 
