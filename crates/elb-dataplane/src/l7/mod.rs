@@ -338,20 +338,18 @@ async fn http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let timeout = (settings.header_timeout, head_due);
-    let (stream, heads, progress) = sniff::Sniffed::new(stream, replay, timeout);
+    // HTTP/2 off, the sniffer answers its preface (the builder's `http1_only` is not heeded
+    // by connections with upgrades).
+    let (stream, heads, progress) = sniff::Sniffed::new(stream, replay, timeout, settings.http2);
     let draining = Arc::new(AtomicBool::new(*stopped.borrow()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.idle_timeout);
-    if settings.http2 {
-        builder
-            .http2()
-            .max_header_list_size(limits::HTTP2_HEADER_LIST);
-    } else {
-        builder = builder.http1_only();
-    }
+    builder
+        .http2()
+        .max_header_list_size(limits::HTTP2_HEADER_LIST);
     let peer = session.peer;
     let (record_table, record_session) = (table.clone(), session.clone());
     let (last_call, answered) = (draining.clone(), progress.answered.clone());
@@ -455,11 +453,11 @@ async fn http<S>(
             }
         }
     };
-    if progress.timed_out.load(Ordering::Relaxed)
+    if let Some(refusal) = progress.refused.get()
         && let Some(route) = record_table.load().http(local)
     {
         let mut outcome = outcome::Outcome::refused();
-        outcome.failed(&ProxyError::RequestTimeout);
+        outcome.failed(refusal);
         outcome.record(route, None, &record_session);
     }
     if let Err(e) = result {

@@ -58,6 +58,8 @@ pub enum ProxyError {
     Desync(&'static str),
     #[error("the client did not send its whole request within the header or idle timeout")]
     RequestTimeout,
+    #[error("the client opened with HTTP/2's preface, and HTTP/2 is off (routing.http2.enabled)")]
+    Http2Off,
     #[error("the node holds as many client connections as it may")]
     ConnectionLimit,
     #[error("a rule's transform made a {0} that cannot be sent")]
@@ -121,6 +123,7 @@ impl ProxyError {
             Self::UnsupportedTransferCoding => "UnsupportedTransferCoding",
             Self::Desync(_) => "Desync",
             Self::RequestTimeout => "RequestTimeout",
+            Self::Http2Off => "HttpVersionNotSupported",
             Self::ConnectionLimit => "ConnectionLimit",
             Self::Transform(_) => "TransformFailed",
             Self::Lambda(failure) => failure.code(),
@@ -160,6 +163,7 @@ impl ProxyError {
             | Self::UnsupportedTransferCoding
             | Self::Desync(_)
             | Self::RequestTimeout
+            | Self::Http2Off
             | Self::LambdaRequestTooLarge => Fault::Client,
             Self::Auth(failure) if failure.status() == StatusCode::INTERNAL_SERVER_ERROR => {
                 Fault::Elb
@@ -192,6 +196,7 @@ impl ProxyError {
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Http2Off => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Self::ListenerGone
             | Self::NoTargets
             | Self::NoReachableTargets
@@ -228,6 +233,7 @@ pub fn respond(error: &ProxyError) -> Response<Body> {
         ProxyError::ListenerGone
             | ProxyError::Desync(_)
             | ProxyError::RequestTimeout
+            | ProxyError::Http2Off
             | ProxyError::ConnectionLimit
     ) {
         response
@@ -274,6 +280,10 @@ fn page(status: StatusCode) -> (&'static str, &'static str) {
             page!("503 Service Temporarily Unavailable"),
         ),
         504 => ("Gateway Time-out", page!("504 Gateway Time-out")),
+        505 => (
+            "HTTP Version Not Supported",
+            page!("505 HTTP Version Not Supported"),
+        ),
         _ => ("Internal Server Error", page!("500 Internal Server Error")),
     }
 }

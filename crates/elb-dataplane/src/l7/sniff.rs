@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -55,6 +55,10 @@ pub(crate) struct Sniffed<S> {
     found: Vec<(Class, &'static str)>,
     clock: HeadClock,
     progress: Arc<Progress>,
+    /// Whether the load balancer takes HTTP/2 (`routing.http2.enabled`): without it, the
+    /// preface is answered with a 505 here (hyper-util's server reads it as HTTP/2 whatever
+    /// its builder says, once upgrades are on).
+    http2: bool,
 }
 
 /// How far the connection's requests have come, shared with the service.
@@ -65,8 +69,9 @@ pub(crate) struct Progress {
     /// Requests whose responses hyper is done with (see
     /// [`Recording`](super::outcome::Recording)).
     pub(crate) answered: Answered,
-    /// A head timed out (for its request's record).
-    pub(crate) timed_out: AtomicBool,
+    /// The sniffer's own answer, if it gave one (a head timed out, a refused HTTP/2
+    /// preface), for its request's record.
+    pub(crate) refused: OnceLock<ProxyError>,
     /// The connection opened with HTTP/2's preface.
     pub(crate) http2: AtomicBool,
     /// Its reads and writes, for HTTP/2's idle timeout.
@@ -86,8 +91,8 @@ struct HeadClock {
     answered: usize,
 }
 
-/// How an overdue head ends its stream: the 408 written (none to a client that sent
-/// nothing), the stream shut, and what the client still sends read away for a moment, so
+/// How an overdue head (or a refused HTTP/2 preface) ends its stream: the 408 (505) written
+/// (none to a client that sent nothing), the stream shut, and what the client still sends read away for a moment, so
 /// that closing does not reset the page away.
 struct Ending {
     page: Vec<u8>,
@@ -104,6 +109,7 @@ impl<S> Sniffed<S> {
         inner: S,
         replay: Vec<u8>,
         (header_timeout, first_due): (Duration, std::time::Instant),
+        http2: bool,
     ) -> (Self, Queue, Arc<Progress>) {
         let queue = Queue::default();
         let progress = Arc::new(Progress::default());
@@ -121,6 +127,7 @@ impl<S> Sniffed<S> {
                 answered: 0,
             },
             progress: progress.clone(),
+            http2,
         };
         (sniffed, queue, progress)
     }
@@ -163,6 +170,24 @@ impl<S> Sniffed<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Sniffed<S> {
+    /// The page for `error`, which the connection's record will give.
+    fn refuse(&self, error: ProxyError) -> Vec<u8> {
+        let page = closing_page(&error);
+        let _ = self.progress.refused.set(error);
+        page
+    }
+
+    /// Starts ending the stream with `page`.
+    fn end_with(&mut self, page: Vec<u8>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.clock.ending = Some(Ending {
+            page,
+            written: 0,
+            shut: false,
+            linger: Box::pin(tokio::time::sleep(LINGER)),
+        });
+        self.poll_end(cx).map(Ok)
+    }
+
     /// Ends the stream of an overdue head; ready when it has ended.
     fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(ending) = &mut self.clock.ending else {
@@ -225,22 +250,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Sniffed<S> {
                 return Poll::Pending;
             }
             let page = if this.tracker.mid_head() {
-                this.progress.timed_out.store(true, Ordering::Relaxed);
-                closing_page(&ProxyError::RequestTimeout)
+                this.refuse(ProxyError::RequestTimeout)
             } else {
                 Vec::new()
             };
-            this.clock.ending = Some(Ending {
-                page,
-                written: 0,
-                shut: false,
-                linger: Box::pin(tokio::time::sleep(LINGER)),
-            });
-            return this.poll_end(cx).map(Ok);
+            return this.end_with(page, cx);
         }
         if buf.filled().len() > before {
             this.progress.activity.note();
             this.tracker.feed(&buf.filled()[before..], &mut this.found);
+            if this.tracker.http2 && !this.http2 {
+                // hyper never sees the preface: it reads the end of the stream after the page.
+                buf.set_filled(before);
+                let page = this.refuse(ProxyError::Http2Off);
+                return this.end_with(page, cx);
+            }
             if this.tracker.http2 {
                 this.progress.http2.store(true, Ordering::Relaxed);
             }

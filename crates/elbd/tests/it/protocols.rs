@@ -221,6 +221,46 @@ async fn websockets_h2c_and_the_load_balancers_own_answers() {
 }
 
 /// Reads `stream` until it closes, which must be after `at_least` and before `within`:
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_http2_off_a_prior_knowledge_client_gets_505_on_both_roads() {
+    let lab = Lab::new("http2off", 29);
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    echo_backend(target).await;
+    // 8080 on the relay; 8081, a sticky group's, on the general path from the first byte.
+    let config = format!(
+        "{}\n[[load_balancer]]\nname = \"off\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         attributes = {{ \"routing.http2.enabled\" = false }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"plain\" }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8081\ndefault_action = {{ forward = \"sticky\" }}\n\
+         [[target_group]]\nname = \"plain\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n\
+         [[target_group]]\nname = \"sticky\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n\
+         attributes = {{ \"stickiness.enabled\" = \"true\" }}\n",
+        lab.settings()
+    );
+    let nodes = [lab.node('a', 8080), lab.node('a', 8081)];
+    let _elbd = Elbd::start(&lab, &lab.write("elbd.toml", &config), &[], &nodes);
+    for node in nodes {
+        // The preface and an empty SETTINGS frame: hyper-util's server took it as HTTP/2.
+        let mut stream = TcpStream::connect(node).await.unwrap();
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+        stream.write_all(preface).await.unwrap();
+        let said = closes_between(&mut stream, Duration::ZERO, Duration::from_secs(5)).await;
+        let said = String::from_utf8_lossy(&said);
+        assert!(
+            said.starts_with("HTTP/1.1 505 HTTP Version Not Supported\r\n"),
+            "{node}: {said}"
+        );
+        assert!(
+            said.contains("<h1>505 HTTP Version Not Supported</h1>"),
+            "{said}"
+        );
+        // HTTP/1.1 is served as ever.
+        let mut stream = TcpStream::connect(node).await.unwrap();
+        let head = exchange_head(&mut stream, "GET / HTTP/1.1\r\nHost: off.test\r\n\r\n").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{node}: {head}");
+    }
+}
 /// what came.
 async fn closes_between(stream: &mut TcpStream, at_least: Duration, within: Duration) -> Vec<u8> {
     let start = std::time::Instant::now();
