@@ -99,6 +99,9 @@ pub(crate) struct Binder {
     /// Sockets a process handing over gave this one, used instead of binding anew until the
     /// first sockets are bound.
     inherited: HashMap<BindKey, (Socket, bool)>,
+    /// Why each wanted socket that could not be bound could not (tried again on every
+    /// apply and every retry).
+    failed: HashMap<BindKey, String>,
 }
 
 impl Binder {
@@ -115,6 +118,7 @@ impl Binder {
             max_connections_per_node: options.max_connections_per_node,
             gateway,
             inherited: HashMap::new(),
+            failed: HashMap::new(),
         }
     }
 
@@ -145,6 +149,12 @@ impl Binder {
         self.bound.keys().any(|k| k.addr == addr)
     }
 
+    /// Why `addr`'s socket could not be bound, when it could not.
+    pub(crate) fn bind_failure(&self, addr: SocketAddr) -> Option<&str> {
+        let mut failed = self.failed.iter().filter(|(k, _)| k.addr == addr);
+        failed.next().map(|(_, why)| why.as_str())
+    }
+
     /// Whether `addr` is bound to an address this host does not have (yet).
     pub(crate) fn is_waiting_for_address(&self, addr: SocketAddr) -> bool {
         self.bound.iter().any(|(k, b)| k.addr == addr && !b.local)
@@ -152,6 +162,7 @@ impl Binder {
 
     /// Closes every socket not in `wanted`; their connections drain in the background.
     pub(crate) fn unbind_except(&mut self, wanted: &[BindKey]) -> Vec<BindKey> {
+        self.failed.retain(|key, _| wanted.contains(key));
         let gone: Vec<BindKey> = self
             .bound
             .keys()
@@ -173,7 +184,8 @@ impl Binder {
         gone
     }
 
-    /// Opens a socket for every key of `wanted` that has none.
+    /// Opens a socket for every key of `wanted` that has none. A failure is reported once,
+    /// and again only if its reason changes.
     pub(crate) fn bind_missing(&mut self, wanted: &[BindKey]) -> Applied {
         let mut applied = Applied::default();
         let snapshot = self.table.load();
@@ -232,15 +244,29 @@ impl Binder {
                         socket,
                     };
                     self.bound.insert(*key, bound);
+                    self.failed.remove(key);
                     applied.bound.push(*key);
                     if !local {
                         applied.not_local.push(*key);
                     }
                 }
-                Err(e) => applied.failed.push((*key, e)),
+                Err(e) => {
+                    let why = e.to_string();
+                    if self.failed.get(key) != Some(&why) {
+                        self.failed.insert(*key, why);
+                        applied.failed.push((*key, e));
+                    }
+                }
             }
         }
         applied
+    }
+
+    /// Binds again what could not be bound (the keys still wanted: `unbind_except` forgets
+    /// the others).
+    pub(crate) fn retry_failed(&mut self) -> Applied {
+        let failed: Vec<BindKey> = self.failed.keys().copied().collect();
+        self.bind_missing(&failed)
     }
 
     /// Closes every socket and waits for the drains to end.

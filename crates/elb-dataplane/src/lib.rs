@@ -136,6 +136,12 @@ impl DataPlane {
         applied
     }
 
+    /// Tries again to bind the listeners that could not be (their address or port taken,
+    /// say): what a timer calls between snapshots.
+    pub fn retry_binds(&mut self) -> Applied {
+        self.binder.retry_failed()
+    }
+
     /// Makes the interfaces of endpoints that are still missing one (one a process handing
     /// over held), and reaps those that stopped: what a timer calls between snapshots.
     pub fn retry_endpoints(&mut self) {
@@ -208,6 +214,11 @@ impl DataPlane {
     /// Whether `addr` has a listening socket.
     pub fn is_bound(&self, addr: SocketAddr) -> bool {
         self.binder.is_bound(addr)
+    }
+
+    /// Why `addr`'s listening socket could not be bound, when it could not.
+    pub fn bind_failure(&self, addr: SocketAddr) -> Option<&str> {
+        self.binder.bind_failure(addr)
     }
 
     /// Whether `addr`'s listening socket waits for an address this host does not have.

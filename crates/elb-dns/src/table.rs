@@ -59,9 +59,13 @@ impl DnsTable {
         for lb in state
             .load_balancers
             .values()
-            // Gateways have no name: their endpoints are routes' next hops.
+            // Gateways have no name: their endpoints are routes' next hops. An impaired load
+            // balancer still routes on what it could bind.
             .filter(|lb| {
-                lb.state == LoadBalancerState::Active && lb.kind != LoadBalancerKind::Gateway
+                matches!(
+                    lb.state,
+                    LoadBalancerState::Active | LoadBalancerState::ActiveImpaired
+                ) && lb.kind != LoadBalancerKind::Gateway
             })
         {
             let nodes: Vec<&Node> = state.nodes_of(&lb.arn).collect();
@@ -248,6 +252,7 @@ mod tests {
             &mut state,
             Command::ActivateLoadBalancer {
                 arn: lb.clone(),
+                impaired: false,
                 reason: None,
             },
         );

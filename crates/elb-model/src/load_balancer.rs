@@ -91,6 +91,7 @@ pub enum LoadBalancerState {
     Provisioning,
     /// Every node has bound its listeners.
     Active,
+    /// Some listener could not be bound (the reason says which); it is retried.
     ActiveImpaired,
     Failed,
 }

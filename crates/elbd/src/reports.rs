@@ -86,42 +86,63 @@ pub(crate) fn draining_over(state: &State, now_ms: u64) -> Vec<Report> {
         .collect()
 }
 
-/// provisioning → active for every load balancer whose nodes are all served and ready (every
-/// listener bound); the state's reason names the node addresses their hosts did not have when they
-/// were bound.
+/// provisioning → active for every load balancer whose nodes are all served and tried (every
+/// listener bound, or found unbindable): active_impaired while some listener cannot be bound,
+/// active again once it is. The state's reason names those listeners, and the node addresses
+/// their hosts did not have when they were bound.
 pub(crate) fn activations(state: &State, served: &BTreeMap<&str, &Served>) -> Vec<Report> {
     let mut reports = Vec::new();
     for region in state.regions.values() {
-        let settled = |lb: &&elb_model::LoadBalancer| {
-            matches!(
-                lb.state,
-                LoadBalancerState::Provisioning | LoadBalancerState::Active
-            )
-        };
+        let settled = |lb: &&elb_model::LoadBalancer| lb.state != LoadBalancerState::Failed;
         for lb in region.load_balancers.values().filter(settled) {
             let nodes: Option<Vec<&Served>> = region
                 .nodes_of(&lb.arn)
-                .map(|n| served.get(n.id.as_str()).copied().filter(|s| s.ready))
+                .map(|n| {
+                    let served = served.get(n.id.as_str()).copied();
+                    served.filter(|s| s.ready || !s.failing.is_empty())
+                })
                 .collect();
             let Some(nodes) = nodes else {
                 continue;
             };
+            let failing: Vec<&str> = nodes
+                .iter()
+                .flat_map(|s| &s.failing)
+                .map(String::as_str)
+                .collect();
             // Each address once, in address order.
             let waiting: BTreeSet<IpAddr> =
                 nodes.iter().flat_map(|s| &s.waiting).copied().collect();
             let waiting: Vec<String> = waiting.iter().map(ToString::to_string).collect();
-            let reason = (!waiting.is_empty()).then(|| {
-                format!(
+            let mut reasons = Vec::new();
+            if !failing.is_empty() {
+                reasons.push(format!(
+                    "Listeners could not be bound (tried again every second): {}",
+                    failing.join("; ")
+                ));
+            }
+            if !waiting.is_empty() {
+                reasons.push(format!(
                     "Nodes listen on {}, which this host does not have; they serve once the \
                      addresses are added",
                     waiting.join(", ")
-                )
-            });
-            if lb.state == LoadBalancerState::Active && lb.state_reason == reason {
+                ));
+            }
+            let reason = (!reasons.is_empty()).then(|| reasons.join(". "));
+            let impaired = !failing.is_empty();
+            let now = match impaired {
+                true => LoadBalancerState::ActiveImpaired,
+                false => LoadBalancerState::Active,
+            };
+            if lb.state == now && lb.state_reason == reason {
                 continue;
             }
             let arn = lb.arn.clone();
-            let activate = Command::ActivateLoadBalancer { arn, reason };
+            let activate = Command::ActivateLoadBalancer {
+                arn,
+                impaired,
+                reason,
+            };
             reports.push((region.scope.region.clone(), activate));
         }
     }

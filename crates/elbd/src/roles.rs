@@ -144,6 +144,9 @@ pub(crate) struct Served {
     pub(crate) ready: bool,
     /// Addresses it listens on that this host does not have (yet).
     pub(crate) waiting: Vec<IpAddr>,
+    /// Its listeners that could not be bound, each as `address:port: why`.
+    #[serde(default)]
+    pub(crate) failing: Vec<String>,
 }
 
 const NODES: &str = "nodes/";
@@ -181,12 +184,16 @@ impl NodeProcess {
                     .filter(|a| dataplane.is_waiting_for_address(**a))
                     .map(SocketAddr::ip)
                     .collect();
+                let failing = (sockets.iter())
+                    .filter_map(|a| Some(format!("{a}: {}", dataplane.bind_failure(*a)?)))
+                    .collect();
                 served.push(Served {
                     id: node.id.clone(),
                     load_balancer_arn: node.load_balancer_arn.clone(),
                     zone: node.availability_zone.clone(),
                     ready: sockets.iter().all(|a| dataplane.is_bound(*a)),
                     waiting: waiting.into_iter().collect(),
+                    failing,
                     addresses,
                 });
             }

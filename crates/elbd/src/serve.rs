@@ -557,8 +557,14 @@ async fn serve(
                     None => None,
                 } } => break changed?,
                 _ = tick.tick() => {
-                    if local.is_some() {
-                        // An endpoint's interface can fail, or become free, between snapshots.
+                    if let Some(local) = &local {
+                        // A listener's port, or an endpoint's interface, can fail or become
+                        // free between snapshots; what changed is reported anew.
+                        let applied = dataplane.retry_binds();
+                        log_applied(local, &applied);
+                        if !(applied.bound.is_empty() && applied.failed.is_empty()) {
+                            break;
+                        }
                         dataplane.retry_endpoints();
                         dataplane.assess_targets();
                         if let Some(presence) = &presence {

@@ -637,17 +637,18 @@ impl Region {
     pub(super) fn activate_load_balancer(
         &mut self,
         arn: &str,
+        impaired: bool,
         reason: Option<String>,
     ) -> Result<Outcome> {
         // Reported by the host that bound its listeners: one deleted meanwhile is left be.
         let Some(lb) = self.load_balancers.get_mut(arn) else {
             return Ok(Outcome::Done);
         };
-        if matches!(
-            lb.state,
-            LoadBalancerState::Provisioning | LoadBalancerState::Active
-        ) {
-            lb.state = LoadBalancerState::Active;
+        if lb.state != LoadBalancerState::Failed {
+            lb.state = match impaired {
+                true => LoadBalancerState::ActiveImpaired,
+                false => LoadBalancerState::Active,
+            };
             lb.state_reason = reason;
         }
         Ok(Outcome::Done)

@@ -283,10 +283,12 @@ pub enum Command {
         /// `EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic` (network load balancers).
         privatelink_inbound_rules: Option<bool>,
     },
-    /// provisioning → active, once the data plane serves every node; the reason (also
-    /// updated on an active one) says what the nodes wait for (addresses this host lacks).
+    /// provisioning → active, once the data plane has tried every node's listeners: active
+    /// when all are bound, active_impaired while some cannot be (and back); the reason says
+    /// which, and what the nodes wait for (addresses this host lacks).
     ActivateLoadBalancer {
         arn: String,
+        impaired: bool,
         reason: Option<String>,
     },
     ModifyLoadBalancerAttributes {
@@ -577,9 +579,11 @@ impl Region {
                 security_groups,
                 privatelink_inbound_rules,
             } => self.set_security_groups(&arn, &security_groups, privatelink_inbound_rules),
-            Command::ActivateLoadBalancer { arn, reason } => {
-                self.activate_load_balancer(&arn, reason)
-            }
+            Command::ActivateLoadBalancer {
+                arn,
+                impaired,
+                reason,
+            } => self.activate_load_balancer(&arn, impaired, reason),
             Command::ModifyLoadBalancerAttributes { arn, changes } => {
                 self.modify_load_balancer_attributes(&arn, &changes)
             }

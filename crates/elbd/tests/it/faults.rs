@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Aws, Backend, Elbd, Lab, ProcessBackend};
+use crate::harness::{Aws, Backend, Elbd, Lab, ProcessBackend, curl};
 use crate::load::{Road, Tally, fresh, kept_alive};
 
 /// Health checks every 5 s (±5 %), 2 s timeout, 2 to change: a target that fails its checks
@@ -374,4 +374,55 @@ async fn a_full_disk_refuses_writes_with_an_aws_error_while_traffic_flows() {
         names.contains(&"after-full") && !names.contains(&"while-full"),
         "{names:?}"
     );
+}
+
+#[test]
+fn a_listener_whose_port_is_taken_impairs_its_load_balancer_until_it_is_bound() {
+    let lab = Lab::new("taken", 7);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    let _backend = runtime.block_on(Backend::start(target, Duration::ZERO));
+    let api = SocketAddr::from((lab.ip('a', 1), 4566));
+    let text = format!(
+        "{}\n[[load_balancer]]\nname = \"taken\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"tg\" }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8081\ndefault_action = {{ forward = \"tg\" }}\n\
+         [[target_group]]\nname = \"tg\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n",
+        lab.settings()
+    );
+    let config = lab.write("elbd.toml", &text);
+    // Another program holds one node's second port.
+    let taken = lab.node('a', 8081);
+    let squatter = std::net::TcpListener::bind(taken).unwrap();
+    let flags = ["--api-listen", &api.to_string()];
+    let _elbd = Elbd::start(&lab, &config, &flags, &[api, lab.node('a', 8080)]);
+    let aws = Aws::new(api);
+    let state = || {
+        let described = aws.ok(&["elbv2", "describe-load-balancers", "--names", "taken"]);
+        described["LoadBalancers"][0]["State"].clone()
+    };
+    let until = |code: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = state();
+            if now["Code"] == code || Instant::now() > deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // Impaired, saying which listener and why; the rest serves.
+    let impaired = until("active_impaired");
+    assert_eq!(impaired["Code"], "active_impaired", "{impaired}");
+    let reason = impaired["Reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&taken.to_string()), "{reason}");
+    assert!(reason.contains("in use"), "{reason}");
+    let url = |node: SocketAddr| format!("http://{node}/");
+    assert_eq!(curl(&url(lab.node('a', 8080)), &[]).status, 200);
+    // Freed, the port is bound within the retry's second: active, and served.
+    drop(squatter);
+    let active = until("active");
+    assert_eq!(active["Code"], "active", "{active}");
+    assert!(active.get("Reason").is_none(), "{active}");
+    assert_eq!(curl(&url(taken), &[]).status, 200);
 }
