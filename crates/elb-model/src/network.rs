@@ -30,6 +30,16 @@ pub struct Vpc {
 
 /// A VPC's DNS and metrics switches, with AWS's defaults for a VPC one creates (the default
 /// VPC has DNS hostnames on).
+impl Vpc {
+    /// Whether `ip` is in one of the VPC's blocks (in a subnet or not).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => self.cidr_blocks.iter().any(|c| c.contains(&v4)),
+            IpAddr::V6(v6) => self.ipv6_cidr_blocks.iter().any(|c| c.contains(&v6)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VpcAttributes {
     pub enable_dns_support: bool,

@@ -394,6 +394,20 @@ impl Region {
                     subnet.availability_zone
                 )));
             }
+            (None, _)
+                if self
+                    .vpcs
+                    .get(&tg.vpc_id)
+                    .is_some_and(|v| v.contains(address)) =>
+            {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidTarget,
+                    format!(
+                        "The IP address '{address}' is in the VPC of the target group but in none \
+                         of its subnets, so it has no Availability Zone"
+                    ),
+                ));
+            }
             (None, _) => {
                 return Err(ModelError::new(
                     ErrorCode::InvalidTarget,

@@ -229,3 +229,44 @@ fn vpcs_subnets_and_security_groups_check_their_ranges_and_dependencies() {
     assert!(!w.state.vpcs.contains_key(&vpc));
     assert!(w.state.security_groups.values().all(|g| g.vpc_id != vpc));
 }
+
+#[test]
+fn an_ip_target_in_the_vpc_but_in_no_subnet_is_refused_as_such() {
+    let mut w = World::new();
+    let vpc = w.created(Command::CreateVpc {
+        cidr: "127.60.0.0/16".parse().unwrap(),
+        instance_tenancy: crate::network::Tenancy::Default,
+        amazon_ipv6: false,
+    });
+    w.created(Command::CreateSubnet {
+        vpc_id: vpc.clone(),
+        cidr: "127.60.1.0/24".parse().unwrap(),
+        ipv6_cidr: None,
+        availability_zone: "us-east-1a".into(),
+    });
+    let tg = w.created(Command::CreateTargetGroup(CreateTargetGroup {
+        name: "in-vpc".into(),
+        protocol: Some("HTTP".into()),
+        protocol_version: ProtocolVersion::Http1,
+        port: Some(9001),
+        vpc_id: Some(vpc),
+        target_type: "ip".into(),
+        ip_address_type: None,
+        origin: Origin::Api,
+    }));
+    let register = |w: &mut World, ip: &str| {
+        w.run(Command::RegisterTargets {
+            target_group_arn: tg.clone(),
+            targets: vec![target(ip)],
+        })
+    };
+    register(&mut w, "127.60.1.10").unwrap();
+    let between = register(&mut w, "127.60.2.10").unwrap_err();
+    assert_eq!(between.code, ErrorCode::InvalidTarget);
+    assert!(
+        between.message.contains("in none of its subnets"),
+        "{between:?}"
+    );
+    let outside = register(&mut w, "127.61.0.10").unwrap_err();
+    assert!(outside.message.contains("outside the VPC"), "{outside:?}");
+}
