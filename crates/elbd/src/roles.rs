@@ -339,15 +339,35 @@ impl Cluster {
             .collect()
     }
 
+    /// The nodes some live process has tried to bind every listener of: ready ones, and
+    /// ones with a listener that cannot be bound (the ready record wins when two processes
+    /// serve one node).
+    pub(crate) fn tried(&self) -> BTreeMap<&str, &Served> {
+        let mut tried: BTreeMap<&str, &Served> = BTreeMap::new();
+        let nodes = self.processes.values().flat_map(|p| &p.nodes);
+        for node in nodes.filter(|n| n.ready || !n.failing.is_empty()) {
+            let seen = tried.entry(node.id.as_str()).or_insert(node);
+            if node.ready {
+                *seen = node;
+            }
+        }
+        tried
+    }
+
     /// `state` with only the nodes a live process serves: what DNS may answer with.
     pub(crate) fn served(&self, state: &State) -> State {
         let ready = self.ready();
-        let mut served = state.clone();
-        for region in served.regions.values_mut() {
-            region.nodes.retain(|id, _| ready.contains_key(id.as_str()));
-        }
-        served
+        answerable(state, |id| ready.contains_key(id))
     }
+}
+
+/// `state` with only the nodes `keep` keeps (by id): what DNS may answer with.
+pub(crate) fn answerable(state: &State, keep: impl Fn(&str) -> bool) -> State {
+    let mut answerable = state.clone();
+    for region in answerable.regions.values_mut() {
+        region.nodes.retain(|id, _| keep(id));
+    }
+    answerable
 }
 
 /// The cluster as the live keys say, followed: each change read once, for every reader.
@@ -485,5 +505,33 @@ mod tests {
         // And the anomalous finding of the two.
         let anomaly = cluster.anomalies.overall_of(&["t1".to_owned()]).unwrap();
         assert!(anomaly.anomalous && anomaly.mitigated);
+    }
+
+    #[test]
+    fn a_node_with_a_listener_it_cannot_bind_is_tried_but_not_served() {
+        let record = |ready: bool, failing: &str| {
+            format!(
+                r#"{{"host":"h","pid":1,"zones":["us-east-1a"],"nodes":[{{"id":"n-a","load_balancer_arn":"lb","zone":"us-east-1a","addresses":["127.1.255.254"],"ready":{ready},"waiting":[],"failing":[{failing}]}}],"started_ms":1,"revision":7,"heartbeat_ms":2}}"#
+            )
+            .into_bytes()
+        };
+        let failing = r#""127.1.255.254:80: Address in use""#;
+        let one: LiveKeys = [("nodes/h-1".to_owned(), record(false, failing))]
+            .into_iter()
+            .collect();
+        let cluster = Cluster::read(&one);
+        assert!(cluster.ready().is_empty());
+        assert_eq!(cluster.tried()["n-a"].failing.len(), 1);
+        // Another process serves the node whole: its record stands, whichever comes first.
+        for (first, second) in [("h-1", "h-2"), ("h-2", "h-1")] {
+            let two: LiveKeys = [
+                (format!("nodes/{first}"), record(false, failing)),
+                (format!("nodes/{second}"), record(true, "")),
+            ]
+            .into_iter()
+            .collect();
+            let cluster = Cluster::read(&two);
+            assert!(cluster.tried()["n-a"].ready, "{first} first");
+        }
     }
 }

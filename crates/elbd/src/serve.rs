@@ -30,7 +30,7 @@ use crate::explain;
 use crate::handover::{self, Asked, Purpose, Sockets, Taken};
 use crate::reconcile::reconcile;
 use crate::reports::{Reporter, activations, draining_over, settlements};
-use crate::roles::{ClusterView, NodeProcess, Presence, Role, Roles, process_name};
+use crate::roles::{ClusterView, NodeProcess, Presence, Role, Roles, answerable, process_name};
 use crate::scrape::{self, Scrape};
 use crate::store_url::{EtcdArgs, StoreUrl};
 use crate::{default_data_dir, demo, socket_addr};
@@ -474,12 +474,24 @@ async fn serve(
         // Apart: what the node processes publish (`None` until etcd was read once, which
         // is not "no one serves").
         let now = others.as_mut().map(|o| o.borrow_and_update().clone());
+        // What this process serves, found once per change.
+        let served = match &local {
+            Some(local) => NodeProcess::serving(local, &dataplane),
+            None => Vec::new(),
+        };
         if let Some(dns) = &dns {
             match &now {
                 Some(Some(cluster)) => {
                     dns.update(&cluster.served(&snapshot.state), &cluster.health)
                 }
                 Some(None) => {}
+                // A node with a listener it cannot bind is left out, as the cluster leaves
+                // out nodes not ready: its port may be another program's.
+                None if served.iter().any(|s| !s.failing.is_empty()) => {
+                    let failing =
+                        |id: &str| served.iter().any(|s| s.id == id && !s.failing.is_empty());
+                    dns.update(&answerable(&snapshot.state, |id| !failing(id)), &view)
+                }
                 None => dns.update(&snapshot.state, &view),
             }
         }
@@ -512,24 +524,19 @@ async fn serve(
             continue;
         }
         let leads = roles.api && leading.as_mut().is_none_or(Leadership::leads);
-        // What this process serves and what the leader activates, found once per change;
-        // activations not yet committed are reported again every tick (reports are
-        // idempotent).
-        let served = match &local {
-            Some(local) => NodeProcess::serving(local, &dataplane),
-            None => Vec::new(),
-        };
+        // What the leader activates, found once per change; activations not yet committed
+        // are reported again every tick (reports are idempotent).
         let record = || NodeProcess::new(&roles, served.clone(), started_ms, snapshot.revision);
         if let Some(presence) = &presence {
             presence.publish(record());
         }
-        let ready = match &now {
-            Some(Some(cluster)) => Some(cluster.ready()),
+        let tried = match &now {
+            Some(Some(cluster)) => Some(cluster.tried()),
             Some(None) => None,
             None => Some(served.iter().map(|s| (s.id.as_str(), s)).collect()),
         };
-        let activating = match ready.filter(|_| leads) {
-            Some(ready) => activations(&snapshot.state, &ready),
+        let activating = match tried.filter(|_| leads) {
+            Some(tried) => activations(&snapshot.state, &tried),
             None => Vec::new(),
         };
         // What is found on the clock: deregistrations over, endpoints' interfaces settled.

@@ -367,7 +367,9 @@ async fn proxy(
             (false, _) => upstream.h2.request(req),
             (true, true) => upstream.h2s.request(req),
         };
-        // Timed as the exchange times its own: the body's bytes restart the idle timeout.
+        // Timed as the exchange times its own, as closely as hyper's client lets it: each
+        // frame of the body hyper takes restarts the idle timeout (not each byte it writes,
+        // nor the target's bytes before its head).
         tokio::select! {
             sent = sent => sent.map_err(ProxyError::from_target)?.map(TargetBody::hyper),
             client_owes = upload.stalled(idle_timeout) => return Err(match client_owes {

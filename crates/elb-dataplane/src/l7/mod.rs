@@ -416,20 +416,22 @@ async fn http<S>(
     // told on their next response (hyper's graceful shutdown would close them idle, under a
     // request they may be sending; the drain's end cuts them).
     let http1 = |progress: &sniff::Progress| !progress.http2.load(Ordering::Relaxed);
-    // An HTTP/2 connection idle past the timeout gets a GOAWAY, and is dropped if it stays
-    // idle for as long again (a client that never acknowledges it). HTTP/1 ones are hyper's.
+    // A connection idle past the timeout is shut gracefully (HTTP/2's GOAWAY; an HTTP/1
+    // one closes after the response it is on), and dropped if it stays idle for as long
+    // again: a client that never acknowledges the GOAWAY, or stopped reading a response
+    // (hyper has no write timeout). Every wait for a target or a client within a request
+    // ends, with an answer, at the idle timeout, so a live request is never cut by this.
     let watch = || idle::idle(&progress.activity, settings.idle_timeout);
     let idled = watch();
     tokio::pin!(idled);
-    let (mut watching, mut told_idle) = (true, false);
+    let mut told_idle = false;
     let result = loop {
         tokio::select! {
             result = conn.as_mut() => break result,
-            () = &mut idled, if watching => {
-                if http1(&progress) && progress.heads.load(Ordering::Relaxed) > 0 {
-                    watching = false;
-                } else if http1(&progress) {
-                    // Nothing has come yet: HTTP/2's preface may still.
+            () = &mut idled => {
+                if http1(&progress) && progress.heads.load(Ordering::Relaxed) == 0 {
+                    // Nothing has come yet: HTTP/2's preface may still (the header timeout
+                    // closes a client that never sends a head).
                     idled.set(watch());
                 } else if told_idle {
                     break Ok(());

@@ -92,8 +92,8 @@ struct HeadClock {
 }
 
 /// How an overdue head (or a refused HTTP/2 preface) ends its stream: the 408 (505) written
-/// (none to a client that sent nothing), the stream shut, and what the client still sends read away for a moment, so
-/// that closing does not reset the page away.
+/// (none to a client that sent nothing), the stream shut, and what the client still sends
+/// read away for a moment, so that closing does not reset the page away.
 struct Ending {
     page: Vec<u8>,
     written: usize,
@@ -331,8 +331,11 @@ enum State {
 #[derive(Debug, Default)]
 pub(crate) struct HeadTracker {
     state: State,
-    /// The stream opened with HTTP/2's preface.
+    /// The stream opened with HTTP/2's preface (at its very first byte, as hyper-util
+    /// reads it: a `PRI` head later is HTTP/1's to refuse).
     http2: bool,
+    /// A head, or a blank line before one, has come: the preface can no longer.
+    opened: bool,
     /// The head or line being collected.
     pending: Vec<u8>,
     /// Where the current line of a head starts: an index into `pending`, or `pending.len()`
@@ -393,13 +396,15 @@ impl HeadTracker {
             }
             if self.line_start == 0 {
                 // Blank lines before a request line are allowed and skipped.
+                self.opened = true;
                 self.pending.drain(..from);
                 dropped += from;
                 from = 0;
                 continue;
             }
             self.pending.truncate(from);
-            self.http2 |= self.pending.starts_with(PREFACE);
+            self.http2 |= !self.opened && self.pending.starts_with(PREFACE);
+            self.opened = true;
             self.state = head_state(&self.pending, found);
             self.pending.clear();
             self.line_start = 0;
@@ -487,6 +492,26 @@ GET /d HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n";
         ];
         for split in [0, 1, 30, 60, 100, 150, 200, stream.len()] {
             assert_eq!(classes(stream, split), expected, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn only_a_stream_that_opens_with_the_preface_is_http2() {
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        let later = [&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], preface].concat();
+        let blank_first = [&b"\r\n"[..], preface].concat();
+        for (stream, http2) in [(&preface[..], true), (&later, false), (&blank_first, false)] {
+            for split in [1, 10, stream.len()] {
+                let mut tracker = HeadTracker::default();
+                tracker.feed(&stream[..split], &mut Vec::new());
+                tracker.feed(&stream[split..], &mut Vec::new());
+                assert_eq!(
+                    tracker.http2,
+                    http2,
+                    "{:?}",
+                    String::from_utf8_lossy(stream)
+                );
+            }
         }
     }
 

@@ -220,8 +220,6 @@ async fn websockets_h2c_and_the_load_balancers_own_answers() {
     );
 }
 
-/// Reads `stream` until it closes, which must be after `at_least` and before `within`:
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_http2_off_a_prior_knowledge_client_gets_505_on_both_roads() {
     let lab = Lab::new("http2off", 29);
@@ -261,6 +259,8 @@ async fn with_http2_off_a_prior_knowledge_client_gets_505_on_both_roads() {
         assert!(head.starts_with("HTTP/1.1 200"), "{node}: {head}");
     }
 }
+
+/// Reads `stream` until it closes, which must be after `at_least` and before `within`:
 /// what came.
 async fn closes_between(stream: &mut TcpStream, at_least: Duration, within: Duration) -> Vec<u8> {
     let start = std::time::Instant::now();

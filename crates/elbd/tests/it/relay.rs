@@ -94,6 +94,9 @@ async fn dechunk(stream: &mut TcpStream, rest: &mut Vec<u8>) -> (Vec<u8>, String
     }
 }
 
+/// The size of `/large`'s body: far more than the socket buffers on the way hold.
+const LARGE: usize = 64 << 20;
+
 const CHUNKED: &[u8] = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Sum: 12\r\n\r\n";
 
 /// What the target writes for `path`, piece by piece.
@@ -121,6 +124,12 @@ fn pieces(path: &str, head: &str, body_len: usize) -> Vec<Vec<u8>> {
             b"the end".to_vec(),
         ],
         "/bye" => vec![b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye".to_vec()],
+        // Takes the request, body and all, and never answers.
+        "/silent" => Vec::new(),
+        "/large" => {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {LARGE}\r\n\r\n");
+            vec![head.into_bytes(), vec![b'l'; LARGE]]
+        }
         "/early" => {
             vec![b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo long".to_vec()]
         }
@@ -739,5 +748,82 @@ async fn an_upload_that_flows_outlasts_the_idle_timeout_and_one_that_stalls_gets
             waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
             "408 after {waited:?}"
         );
+    }
+
+    // A target that takes the whole body and then says nothing: its timeout, a 504, on
+    // every road.
+    let silent = "POST /silent HTTP/1.1\r\nHost: upload.test\r\nContent-Length: 5\r\n\r\nhello";
+    for node in &nodes[..2] {
+        let mut stream = TcpStream::connect(node).await.unwrap();
+        stream.write_all(silent.as_bytes()).await.unwrap();
+        let begun = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut stream, &mut rest));
+        let head = head.await.unwrap().unwrap_or_default();
+        let waited = begun.elapsed();
+        assert!(head.starts_with("HTTP/1.1 504"), "{node}: {head}");
+        assert!(
+            waited >= Duration::from_millis(1900),
+            "{node}: 504 after {waited:?}"
+        );
+    }
+    let sender = connect(nodes[0]).await;
+    let body = Full::new(Bytes::from_static(b"hello")).boxed();
+    let reply = h2(
+        &sender,
+        http::Request::post("http://upload.test/silent"),
+        body,
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        504,
+        "{:?}",
+        String::from_utf8_lossy(&reply.body)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_a_response_is_let_go_within_twice_the_idle_timeout() {
+    let lab = Lab::new("unread", 63);
+    let backend = SocketAddr::from((lab.ip('a', 10), 9001));
+    target(backend).await;
+    // 8080 on the relay; 8081 (a sticky group) on the general path.
+    let text = format!(
+        "{}\n\
+         [[load_balancer]]\nname = \"unread\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         attributes = {{ \"idle_timeout.timeout_seconds\" = 2 }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"plain\" }}\n\
+         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8081\ndefault_action = {{ forward = \"sticky\" }}\n\
+         [[target_group]]\nname = \"plain\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{backend}\"]\n\
+         [[target_group]]\nname = \"sticky\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{backend}\"]\n\
+         attributes = {{ \"stickiness.enabled\" = \"true\" }}\n",
+        lab.settings()
+    );
+    let config = lab.write("elbd.toml", &text);
+    let nodes = [8080, 8081].map(|port| lab.node('a', port));
+    let _elbd = Elbd::start(&lab, &config, &[], &nodes);
+    for node in nodes {
+        let mut stream = TcpStream::connect(node).await.unwrap();
+        let ask = "GET /large HTTP/1.1\r\nHost: unread.test\r\n\r\n";
+        stream.write_all(ask.as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        let head = read_head(&mut stream, &mut rest).await.unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{node}: {head}");
+        // Nothing read for more than twice the timeout: the connection is gone by then, and
+        // what is left to read ends short of the body.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let mut got = rest.len();
+        let mut buf = vec![0u8; 1 << 20];
+        let drained = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                got += n;
+            }
+        });
+        assert!(
+            drained.await.is_ok(),
+            "{node}: still open after {got} bytes"
+        );
+        assert!(got < LARGE, "{node}: the whole body came");
     }
 }

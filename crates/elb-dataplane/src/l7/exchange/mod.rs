@@ -64,12 +64,10 @@ pub(super) async fn send(
     write_head(&mut out, &parts, dressing);
     let resendable = outgoing == Outgoing::Nothing && parts.method.is_idempotent();
     let mut buf = BytesMut::new();
-    let delivered = tokio::time::timeout(idle, deliver(pool, &out, resendable, &mut buf)).await;
-    let target = match delivered {
-        Ok(Ok(target)) => target,
-        Ok(Err(Undelivered::Unsent(e))) => return Err((e, Some(Request::from_parts(parts, body)))),
-        Ok(Err(Undelivered::Failed(e))) => return Err((e, None)),
-        Err(_) => return Err((SendError::TargetTimeout, None)),
+    let target = match deliver(pool, &out, (resendable, idle), &mut buf).await {
+        Ok(target) => target,
+        Err(Undelivered::Unsent(e)) => return Err((e, Some(Request::from_parts(parts, body)))),
+        Err(Undelivered::Failed(e)) => return Err((e, None)),
     };
     let mut upload = Upload::new(body, outgoing);
     let head_method = parts.method == Method::HEAD;
@@ -89,34 +87,40 @@ pub(super) async fn send(
 enum Undelivered {
     /// Not sent: another target may take the request.
     Unsent(SendError),
+    /// Sent, or may have been: the request goes no further.
     Failed(SendError),
 }
 
-/// Writes the request's head `out` on an idle connection to the target or a new one. One the
-/// target had closed is given up for another when the write fails, or when the request may
-/// be sent again and nothing at all comes back (its first bytes are then read into `buf`).
+/// Writes the request's head `out` on an idle connection to the target or a new one (dialed
+/// within its own connect timeout). One the target had closed is given up for another when
+/// the write fails, or when the request may be sent again and nothing at all comes back (its
+/// first bytes are then read into `buf`); the write and that read wait at most `idle`.
 async fn deliver(
     pool: &TargetPool,
     out: &[u8],
-    resendable: bool,
+    (resendable, idle): (bool, Duration),
     buf: &mut BytesMut,
 ) -> Result<TcpStream, Undelivered> {
+    let silent = || Undelivered::Failed(SendError::TargetTimeout);
     loop {
         let (mut target, reused) = match pool.take() {
             Some(target) => (target, true),
             None => (pool.dial().await.map_err(Undelivered::Unsent)?, false),
         };
-        match target.write_all(out).await {
-            Ok(()) => {}
-            Err(_) if reused => continue,
-            Err(e) => return Err(Undelivered::Failed(SendError::Request(e.into()))),
+        match tokio::time::timeout(idle, target.write_all(out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) if reused => continue,
+            Ok(Err(e)) => return Err(Undelivered::Failed(SendError::Request(e.into()))),
+            Err(_) => return Err(silent()),
         }
         if !(reused && resendable) {
             return Ok(target);
         }
         buf.reserve(FIRST_READ);
-        if let Ok(1..) = target.read_buf(buf).await {
-            return Ok(target);
+        match tokio::time::timeout(idle, target.read_buf(buf)).await {
+            Ok(Ok(1..)) => return Ok(target),
+            Ok(_) => {}
+            Err(_) => return Err(silent()),
         }
     }
 }

@@ -86,24 +86,27 @@ impl<S: ClientStream> Client<S> {
         }
     }
 
+    /// Writes `bytes` to the client; one that takes none of them for the idle timeout (it
+    /// stopped reading) has left.
     pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         self.sent += bytes.len() as u64;
-        self.stream
-            .write_all(bytes)
-            .await
-            .map_err(|_| Failure::Client)
+        match timeout(self.idle_timeout, self.stream.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Failure::Client),
+        }
     }
 
     /// Writes bytes of a target's response, the `last` of the connection when its shutdown
-    /// comes next.
+    /// comes next, under the idle timeout as `write`.
     pub(super) async fn write_response(&mut self, bytes: &[u8], last: bool) -> Result<(), Failure> {
+        if !last {
+            return self.write(bytes).await;
+        }
         self.sent += bytes.len() as u64;
-        let written = if last {
-            self.stream.write_last(bytes).await
-        } else {
-            self.stream.write_all(bytes).await
-        };
-        written.map_err(|_| Failure::Client)
+        match timeout(self.idle_timeout, self.stream.write_last(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Failure::Client),
+        }
     }
 
     /// Records a request of `len` bytes as it ended.
@@ -208,13 +211,13 @@ impl<S: ClientStream> Client<S> {
             out.truncate(out.len() - body.len());
         }
         self.sent += out.len() as u64;
-        match self.stream.write_all(&out).await {
-            Ok(()) if keep => Next::Request,
-            Ok(()) => {
+        match timeout(self.idle_timeout, self.stream.write_all(&out)).await {
+            Ok(Ok(())) if keep => Next::Request,
+            Ok(Ok(())) => {
                 let _ = self.stream.shutdown().await;
                 Next::Close
             }
-            Err(_) => Next::Close,
+            _ => Next::Close,
         }
     }
 }
