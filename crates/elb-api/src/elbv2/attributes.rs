@@ -24,6 +24,21 @@ fn changes(params: &Params) -> Result<Vec<(String, String)>, ApiError> {
     Ok(changes)
 }
 
+/// A load balancer's attribute changes: at most 20 in one call (the model's bound, which
+/// target groups and listeners do not have).
+fn load_balancer_changes(params: &Params) -> Result<Vec<(String, String)>, ApiError> {
+    const MAX: usize = 20;
+    let changes = changes(params)?;
+    if changes.len() > MAX {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value of {} attributes at 'attributes' failed to \
+             satisfy constraint: Member must have length less than or equal to {MAX}",
+            changes.len()
+        )));
+    }
+    Ok(changes)
+}
+
 pub(super) fn describe_load_balancer(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let arn = params.required("LoadBalancerArn")?;
     let snapshot = api.snapshot();
@@ -56,7 +71,7 @@ pub(super) fn modify_load_balancer(api: &ApiCall<'_>, params: &Params) -> Result
     let arn = params.required("LoadBalancerArn")?.to_owned();
     let command = Command::ModifyLoadBalancerAttributes {
         arn: arn.clone(),
-        changes: changes(params)?,
+        changes: load_balancer_changes(params)?,
     };
     let destinations = |state: &Region| {
         state

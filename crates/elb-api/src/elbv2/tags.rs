@@ -37,7 +37,15 @@ pub(super) fn remove(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
 }
 
 pub(super) fn describe(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
+    /// How many resources one call may describe (the API reference).
+    const MAX: usize = 20;
     let arns = arns(params)?;
+    if arns.len() > MAX {
+        return Err(ApiError::validation(format!(
+            "You can specify up to {MAX} resources in a single call, not {}",
+            arns.len()
+        )));
+    }
     let snapshot = api.snapshot();
     let state = snapshot.state();
     let described = arns

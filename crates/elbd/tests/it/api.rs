@@ -215,6 +215,24 @@ async fn builds_and_tears_down(lab: Lab) {
     ]);
     let tags = aws.ok(&["elbv2", "describe-tags", "--resource-arns", &lb_arn]);
     assert_eq!(tags["TagDescriptions"][0]["Tags"][0]["Value"], "test");
+    // At most 20 resources at once, and 20 load balancer attributes.
+    let many: Vec<&str> = std::iter::repeat_n(lb_arn.as_str(), 21).collect();
+    let refused = aws.err(&[&["elbv2", "describe-tags", "--resource-arns"][..], &many].concat());
+    assert!(refused.contains("ValidationError"), "{refused}");
+    let attributes: Vec<String> = (0..21)
+        .map(|_| "Key=idle_timeout.timeout_seconds,Value=30".to_owned())
+        .collect();
+    let attributes: Vec<&str> = attributes.iter().map(String::as_str).collect();
+    let modify = [
+        "elbv2",
+        "modify-load-balancer-attributes",
+        "--load-balancer-arn",
+    ];
+    let refused = aws.err(&[&modify[..], &[&lb_arn, "--attributes"], &attributes].concat());
+    assert!(
+        refused.contains("length less than or equal to 20"),
+        "{refused}"
+    );
     let rules = aws.ok(&["elbv2", "describe-rules", "--listener-arn", &listener_arn]);
     assert_eq!(rules["Rules"][0]["IsDefault"], Value::Bool(true));
 

@@ -3,6 +3,8 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
@@ -76,6 +78,22 @@ pub(super) struct Client<S> {
     pub(super) sent: u64,
 }
 
+/// Writes what of `bytes` the stream takes without waiting: how much.
+fn write_now<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> io::Result<usize> {
+    // Polled once more by whoever waits for the rest, with its own waker.
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut written = 0;
+    while written < bytes.len() {
+        match Pin::new(&mut *stream).poll_write(&mut cx, &bytes[written..]) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => written += n,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => break,
+        }
+    }
+    Ok(written)
+}
+
 impl<S: ClientStream> Client<S> {
     /// Reads more from the client into `buf`.
     pub(super) async fn read(&mut self) -> io::Result<usize> {
@@ -87,10 +105,15 @@ impl<S: ClientStream> Client<S> {
     }
 
     /// Writes `bytes` to the client; one that takes none of them for the idle timeout (it
-    /// stopped reading) has left.
+    /// stopped reading) has left. What the socket takes at once is written without reading
+    /// the clock (most responses): the timeout is armed only for the rest.
     pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         self.sent += bytes.len() as u64;
-        match timeout(self.idle_timeout, self.stream.write_all(bytes)).await {
+        let written = write_now(&mut self.stream, bytes).map_err(|_| Failure::Client)?;
+        if written == bytes.len() {
+            return Ok(());
+        }
+        match timeout(self.idle_timeout, self.stream.write_all(&bytes[written..])).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(Failure::Client),
         }
