@@ -28,8 +28,6 @@ pub struct Vpc {
     pub tags: Tags,
 }
 
-/// A VPC's DNS and metrics switches, with AWS's defaults for a VPC one creates (the default
-/// VPC has DNS hostnames on).
 impl Vpc {
     /// Whether `ip` is in one of the VPC's blocks (in a subnet or not).
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -40,6 +38,8 @@ impl Vpc {
     }
 }
 
+/// A VPC's DNS and metrics switches, with AWS's defaults for a VPC one creates (the default
+/// VPC has DNS hostnames on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VpcAttributes {
     pub enable_dns_support: bool,

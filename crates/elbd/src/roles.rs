@@ -330,15 +330,6 @@ impl Cluster {
         cluster
     }
 
-    /// The nodes some live process serves with every listener bound.
-    pub(crate) fn ready(&self) -> BTreeMap<&str, &Served> {
-        (self.processes.values())
-            .flat_map(|p| &p.nodes)
-            .filter(|n| n.ready)
-            .map(|n| (n.id.as_str(), n))
-            .collect()
-    }
-
     /// The nodes some live process has tried to bind every listener of: ready ones, and
     /// ones with a listener that cannot be bound (the ready record wins when two processes
     /// serve one node).
@@ -354,20 +345,17 @@ impl Cluster {
         tried
     }
 
-    /// `state` with only the nodes a live process serves: what DNS may answer with.
+    /// `state` with only the nodes a live process serves: what DNS may answer with. A node
+    /// with a listener it cannot bind stays, as one process alone keeps it: its load
+    /// balancer is impaired, not gone, and routes on what it could bind.
     pub(crate) fn served(&self, state: &State) -> State {
-        let ready = self.ready();
-        answerable(state, |id| ready.contains_key(id))
+        let tried = self.tried();
+        let mut served = state.clone();
+        for region in served.regions.values_mut() {
+            region.nodes.retain(|id, _| tried.contains_key(id.as_str()));
+        }
+        served
     }
-}
-
-/// `state` with only the nodes `keep` keeps (by id): what DNS may answer with.
-pub(crate) fn answerable(state: &State, keep: impl Fn(&str) -> bool) -> State {
-    let mut answerable = state.clone();
-    for region in answerable.regions.values_mut() {
-        region.nodes.retain(|id, _| keep(id));
-    }
-    answerable
 }
 
 /// The cluster as the live keys say, followed: each change read once, for every reader.
@@ -498,7 +486,7 @@ mod tests {
         .collect();
         let cluster = Cluster::read(&keys);
         assert_eq!(cluster.processes.len(), 1);
-        assert_eq!(cluster.ready().keys().copied().collect::<Vec<_>>(), ["n-a"]);
+        assert_eq!(cluster.tried().keys().copied().collect::<Vec<_>>(), ["n-a"]);
         // Two processes serve n-a: the healthier finding stands, whichever key comes last.
         let health = cluster.health.get("n-a", "t1").unwrap();
         assert_eq!(health.state, HealthState::Healthy);
@@ -508,7 +496,7 @@ mod tests {
     }
 
     #[test]
-    fn a_node_with_a_listener_it_cannot_bind_is_tried_but_not_served() {
+    fn a_node_with_a_listener_it_cannot_bind_is_tried_and_a_ready_record_wins() {
         let record = |ready: bool, failing: &str| {
             format!(
                 r#"{{"host":"h","pid":1,"zones":["us-east-1a"],"nodes":[{{"id":"n-a","load_balancer_arn":"lb","zone":"us-east-1a","addresses":["127.1.255.254"],"ready":{ready},"waiting":[],"failing":[{failing}]}}],"started_ms":1,"revision":7,"heartbeat_ms":2}}"#
@@ -520,7 +508,6 @@ mod tests {
             .into_iter()
             .collect();
         let cluster = Cluster::read(&one);
-        assert!(cluster.ready().is_empty());
         assert_eq!(cluster.tried()["n-a"].failing.len(), 1);
         // Another process serves the node whole: its record stands, whichever comes first.
         for (first, second) in [("h-1", "h-2"), ("h-2", "h-1")] {

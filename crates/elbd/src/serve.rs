@@ -30,7 +30,7 @@ use crate::explain;
 use crate::handover::{self, Asked, Purpose, Sockets, Taken};
 use crate::reconcile::reconcile;
 use crate::reports::{Reporter, activations, draining_over, settlements};
-use crate::roles::{ClusterView, NodeProcess, Presence, Role, Roles, answerable, process_name};
+use crate::roles::{ClusterView, NodeProcess, Presence, Role, Roles, process_name};
 use crate::scrape::{self, Scrape};
 use crate::store_url::{EtcdArgs, StoreUrl};
 use crate::{default_data_dir, demo, socket_addr};
@@ -485,13 +485,6 @@ async fn serve(
                     dns.update(&cluster.served(&snapshot.state), &cluster.health)
                 }
                 Some(None) => {}
-                // A node with a listener it cannot bind is left out, as the cluster leaves
-                // out nodes not ready: its port may be another program's.
-                None if served.iter().any(|s| !s.failing.is_empty()) => {
-                    let failing =
-                        |id: &str| served.iter().any(|s| s.id == id && !s.failing.is_empty());
-                    dns.update(&answerable(&snapshot.state, |id| !failing(id)), &view)
-                }
                 None => dns.update(&snapshot.state, &view),
             }
         }

@@ -19,25 +19,41 @@ use std::time::Duration;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// How many reads that brought bytes and writes a connection has made.
+/// How many reads that brought bytes and writes a connection has made, and whether its
+/// last write (or flush) had to wait for the peer.
 #[derive(Debug, Default)]
-pub(crate) struct Activity(AtomicU64);
+pub(crate) struct Activity {
+    count: AtomicU64,
+    blocked: AtomicBool,
+}
 
 impl Activity {
     pub(crate) fn note(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Notes a write that wrote, and passes its result on.
     pub(crate) fn wrote(&self, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        self.blocked.store(polled.is_pending(), Ordering::Relaxed);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.note();
         }
         polled
     }
 
+    /// Notes whether a flush had to wait (TLS holds what the socket did not take).
+    pub(crate) fn flushed(&self, polled: Poll<io::Result<()>>) -> Poll<io::Result<()>> {
+        self.blocked.store(polled.is_pending(), Ordering::Relaxed);
+        polled
+    }
+
+    /// Whether the peer left the last write waiting: idle so, it has stopped reading.
+    pub(crate) fn blocked(&self) -> bool {
+        self.blocked.load(Ordering::Relaxed)
+    }
+
     fn count(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.count.load(Ordering::Relaxed)
     }
 }
 
@@ -98,7 +114,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Noted<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.activity.flushed(polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -416,11 +416,11 @@ async fn http<S>(
     // told on their next response (hyper's graceful shutdown would close them idle, under a
     // request they may be sending; the drain's end cuts them).
     let http1 = |progress: &sniff::Progress| !progress.http2.load(Ordering::Relaxed);
-    // A connection idle past the timeout is shut gracefully (HTTP/2's GOAWAY; an HTTP/1
-    // one closes after the response it is on), and dropped if it stays idle for as long
-    // again: a client that never acknowledges the GOAWAY, or stopped reading a response
-    // (hyper has no write timeout). Every wait for a target or a client within a request
-    // ends, with an answer, at the idle timeout, so a live request is never cut by this.
+    // No byte either way for the idle timeout: a client that left a write waiting all that
+    // time has stopped reading, and is dropped (hyper has no write timeout; the relay
+    // drops it alike). Otherwise an HTTP/2 connection gets a GOAWAY, and is dropped if it
+    // stays idle as long again (a client that never acknowledges it); an HTTP/1 one is
+    // hyper's (its header timeout), and any wait within a request answers by its own.
     let watch = || idle::idle(&progress.activity, settings.idle_timeout);
     let idled = watch();
     tokio::pin!(idled);
@@ -429,17 +429,14 @@ async fn http<S>(
         tokio::select! {
             result = conn.as_mut() => break result,
             () = &mut idled => {
-                if http1(&progress) && progress.heads.load(Ordering::Relaxed) == 0 {
-                    // Nothing has come yet: HTTP/2's preface may still (the header timeout
-                    // closes a client that never sends a head).
-                    idled.set(watch());
-                } else if told_idle {
+                if progress.activity.blocked() || (told_idle && !http1(&progress)) {
                     break Ok(());
-                } else {
+                }
+                if !http1(&progress) {
                     told_idle = true;
                     conn.as_mut().graceful_shutdown();
-                    idled.set(watch());
                 }
+                idled.set(watch());
             }
             _ = stopped.changed(), if !draining.load(Ordering::Relaxed) => {
                 draining.store(true, Ordering::Relaxed);

@@ -74,7 +74,7 @@ pub(crate) struct Progress {
     pub(crate) refused: OnceLock<ProxyError>,
     /// The connection opened with HTTP/2's preface.
     pub(crate) http2: AtomicBool,
-    /// Its reads and writes, for HTTP/2's idle timeout.
+    /// Its reads and writes, for the idle timeout.
     pub(crate) activity: Activity,
 }
 
@@ -293,7 +293,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffed<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress.activity.flushed(polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

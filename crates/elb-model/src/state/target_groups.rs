@@ -371,10 +371,22 @@ impl Region {
                 ),
             ));
         }
-        let zone = match (
-            self.subnet_containing(&tg.vpc_id, address),
-            t.availability_zone.as_deref(),
-        ) {
+        let subnet = self.subnet_containing(&tg.vpc_id, address);
+        // `all` is for addresses outside the VPC: one inside must be in a subnet.
+        let in_vpc = self
+            .vpcs
+            .get(&tg.vpc_id)
+            .is_some_and(|v| v.contains(address));
+        if subnet.is_none() && in_vpc {
+            return Err(ModelError::new(
+                ErrorCode::InvalidTarget,
+                format!(
+                    "The IP address '{address}' is in the VPC of the target group but in none \
+                     of its subnets, so it has no Availability Zone"
+                ),
+            ));
+        }
+        let zone = match (subnet, t.availability_zone.as_deref()) {
             (Some(subnet), None) => subnet.availability_zone.clone(),
             (Some(subnet), Some(az)) if az == subnet.availability_zone => az.to_owned(),
             (None, Some("all")) if !private(address) => {
@@ -393,20 +405,6 @@ impl Region {
                     "Target '{address}' is in {}, not in '{az}'",
                     subnet.availability_zone
                 )));
-            }
-            (None, _)
-                if self
-                    .vpcs
-                    .get(&tg.vpc_id)
-                    .is_some_and(|v| v.contains(address)) =>
-            {
-                return Err(ModelError::new(
-                    ErrorCode::InvalidTarget,
-                    format!(
-                        "The IP address '{address}' is in the VPC of the target group but in none \
-                         of its subnets, so it has no Availability Zone"
-                    ),
-                ));
             }
             (None, _) => {
                 return Err(ModelError::new(

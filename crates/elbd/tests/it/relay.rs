@@ -784,7 +784,7 @@ async fn an_upload_that_flows_outlasts_the_idle_timeout_and_one_that_stalls_gets
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_stops_reading_a_response_is_let_go_within_twice_the_idle_timeout() {
+async fn a_client_that_stops_reading_a_response_is_let_go_after_the_idle_timeout() {
     let lab = Lab::new("unread", 63);
     let backend = SocketAddr::from((lab.ip('a', 10), 9001));
     target(backend).await;
@@ -810,8 +810,8 @@ async fn a_client_that_stops_reading_a_response_is_let_go_within_twice_the_idle_
         let mut rest = Vec::new();
         let head = read_head(&mut stream, &mut rest).await.unwrap();
         assert!(head.starts_with("HTTP/1.1 200"), "{node}: {head}");
-        // Nothing read for more than twice the timeout: the connection is gone by then, and
-        // what is left to read ends short of the body.
+        // Nothing read for three times the timeout: the connection is gone by then, and what
+        // is left to read ends short of the body.
         tokio::time::sleep(Duration::from_secs(6)).await;
         let mut got = rest.len();
         let mut buf = vec![0u8; 1 << 20];

@@ -29,6 +29,10 @@ pub(in crate::l7) trait ClientStream:
     /// Waits for the first bytes of the next request; `false` at the end of the stream.
     fn next_bytes(&mut self, buf: &mut Vec<u8>) -> impl Future<Output = io::Result<bool>> + Send;
 
+    /// Whether bytes written are still held on this side (TLS records the socket did not
+    /// take: a write returns once rustls holds them), to be flushed.
+    fn holds_unsent(&self) -> bool;
+
     /// Writes the last bytes of the connection's last response; its shutdown follows.
     fn write_last(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
 }
@@ -37,6 +41,10 @@ impl ClientStream for TcpStream {
     /// Only waits until the socket is readable: an idle connection holds no buffer.
     async fn next_bytes(&mut self, _: &mut Vec<u8>) -> io::Result<bool> {
         self.readable().await.map(|()| true)
+    }
+
+    fn holds_unsent(&self) -> bool {
+        false
     }
 
     /// With MSG_MORE: the FIN leaves in their segment, and the client acknowledges one.
@@ -50,6 +58,10 @@ impl ClientStream for TlsStream<TcpStream> {
     async fn next_bytes(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
         room(buf);
         self.read_buf(buf).await.map(|n| n > 0)
+    }
+
+    fn holds_unsent(&self) -> bool {
+        self.get_ref().1.wants_write()
     }
 
     /// As any write: the close_notify record comes between them and the FIN.
@@ -80,7 +92,7 @@ pub(super) struct Client<S> {
 
 /// Writes what of `bytes` the stream takes without waiting: how much.
 fn write_now<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> io::Result<usize> {
-    // Polled once more by whoever waits for the rest, with its own waker.
+    // Polled again, with a waker, by whoever waits for the rest or flushes what TLS holds.
     let mut cx = Context::from_waker(Waker::noop());
     let mut written = 0;
     while written < bytes.len() {
@@ -110,13 +122,23 @@ impl<S: ClientStream> Client<S> {
     pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         self.sent += bytes.len() as u64;
         let written = write_now(&mut self.stream, bytes).map_err(|_| Failure::Client)?;
-        if written == bytes.len() {
+        if written == bytes.len() && !self.stream.holds_unsent() {
             return Ok(());
         }
-        match timeout(self.idle_timeout, self.stream.write_all(&bytes[written..])).await {
+        let rest = async {
+            self.stream.write_all(&bytes[written..]).await?;
+            self.stream.flush().await
+        };
+        match timeout(self.idle_timeout, rest).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(Failure::Client),
         }
+    }
+
+    /// Shuts the connection's sending side, waiting at most the idle timeout for the client
+    /// to take what is left.
+    pub(super) async fn shutdown(&mut self) {
+        let _ = timeout(self.idle_timeout, self.stream.shutdown()).await;
     }
 
     /// Writes bytes of a target's response, the `last` of the connection when its shutdown
@@ -237,7 +259,7 @@ impl<S: ClientStream> Client<S> {
         match timeout(self.idle_timeout, self.stream.write_all(&out)).await {
             Ok(Ok(())) if keep => Next::Request,
             Ok(Ok(())) => {
-                let _ = self.stream.shutdown().await;
+                self.shutdown().await;
                 Next::Close
             }
             _ => Next::Close,

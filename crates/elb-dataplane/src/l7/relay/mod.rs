@@ -23,7 +23,6 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::HeaderMap;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::{timeout, timeout_at};
 
@@ -316,7 +315,7 @@ async fn exchange<S: ClientStream>(
     let next = match answered {
         Ok(true) => Next::Request,
         Ok(false) => {
-            let _ = client.stream.shutdown().await;
+            client.shutdown().await;
             Next::Close
         }
         Err(Failure::Client) => {

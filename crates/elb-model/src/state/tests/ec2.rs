@@ -267,6 +267,15 @@ fn an_ip_target_in_the_vpc_but_in_no_subnet_is_refused_as_such() {
         between.message.contains("in none of its subnets"),
         "{between:?}"
     );
+    // Not as an address outside the VPC either.
+    let all = w.run(Command::RegisterTargets {
+        target_group_arn: tg.clone(),
+        targets: vec![TargetDescription {
+            availability_zone: Some("all".into()),
+            ..target("127.60.2.10")
+        }],
+    });
+    assert!(all.unwrap_err().message.contains("in none of its subnets"));
     let outside = register(&mut w, "127.61.0.10").unwrap_err();
     assert!(outside.message.contains("outside the VPC"), "{outside:?}");
 }
