@@ -12,23 +12,6 @@ use crate::harness::{Backend, Elbd, Lab, curl};
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: limits.test\r\n\r\n";
 
-/// An ALB with two HTTP listeners on one target: 8080 through the relay, 8081 (a sticky
-/// group) on the general path; `attributes` are the load balancer's.
-fn config(lab: &Lab, target: SocketAddr, attributes: &str) -> std::path::PathBuf {
-    let text = format!(
-        "{}\n\
-         [[load_balancer]]\nname = \"limits\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
-         attributes = {{ {attributes} }}\n\
-         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"plain\" }}\n\
-         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8081\ndefault_action = {{ forward = \"sticky\" }}\n\
-         [[target_group]]\nname = \"plain\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n\
-         [[target_group]]\nname = \"sticky\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n\
-         attributes = {{ \"stickiness.enabled\" = \"true\" }}\n",
-        lab.settings()
-    );
-    lab.write("elbd.toml", &text)
-}
-
 /// Reads until the peer closes (or 10 s pass): everything it sent.
 async fn read_to_close(stream: &mut TcpStream) -> String {
     let mut got = Vec::new();
@@ -76,7 +59,7 @@ async fn slow_clients_get_408_at_the_header_timeout_and_delay_no_one() {
     let lab = Lab::new("limits", 51);
     let target = SocketAddr::from((lab.ip('a', 10), 9001));
     let _backend = Backend::start(target, Duration::ZERO).await;
-    let config = config(&lab, target, "");
+    let config = lab.both_roads("limits", "", target, "");
     let ports = [lab.node('a', 8080), lab.node('a', 8081)];
     let elbd = Elbd::start(&lab, &config, &["--header-timeout-seconds", "2"], &ports);
     for port in ports {
@@ -192,7 +175,7 @@ async fn a_client_that_stalls_mid_request_past_the_idle_timeout_gets_408_on_the_
     let lab = Lab::new("stall", 62);
     let target = SocketAddr::from((lab.ip('a', 10), 9001));
     let _backend = Backend::start(target, Duration::ZERO).await;
-    let config = config(&lab, target, "\"idle_timeout.timeout_seconds\" = 2");
+    let config = lab.both_roads("limits", "\"idle_timeout.timeout_seconds\" = 2", target, "");
     let relay = lab.node('a', 8080);
     let _elbd = Elbd::start(&lab, &config, &[], &[relay]);
     // Half a head, then half a body: AWS's 408 at the idle timeout (the header timeout,
@@ -222,7 +205,7 @@ async fn a_connection_past_its_client_keep_alive_closes_after_its_next_request()
     let _backend = Backend::start(target, Duration::ZERO).await;
     // AWS's least client keep-alive is 60 s; the idle timeout lets the clients wait longer.
     let attributes = "\"client_keep_alive.seconds\" = 60, \"idle_timeout.timeout_seconds\" = 120";
-    let config = config(&lab, target, attributes);
+    let config = lab.both_roads("limits", attributes, target, "");
     let ports = [lab.node('a', 8080), lab.node('a', 8081)];
     let _elbd = Elbd::start(&lab, &config, &[], &ports);
     let mut streams = Vec::new();
@@ -247,7 +230,7 @@ async fn a_full_node_answers_503_and_takes_clients_again_when_one_leaves() {
     let lab = Lab::new("maxconn", 6);
     let target = SocketAddr::from((lab.ip('a', 10), 9001));
     let _backend = Backend::start(target, Duration::ZERO).await;
-    let config = config(&lab, target, "");
+    let config = lab.both_roads("limits", "", target, "");
     let ports = [lab.node('a', 8080), lab.node('a', 8081)];
     let metrics = SocketAddr::from((lab.ip('a', 250), 9100)).to_string();
     let flags = [

@@ -225,19 +225,10 @@ async fn with_http2_off_a_prior_knowledge_client_gets_505_on_both_roads() {
     let lab = Lab::new("http2off", 29);
     let target = SocketAddr::from((lab.ip('a', 10), 9001));
     echo_backend(target).await;
-    // 8080 on the relay; 8081, a sticky group's, on the general path from the first byte.
-    let config = format!(
-        "{}\n[[load_balancer]]\nname = \"off\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
-         attributes = {{ \"routing.http2.enabled\" = false }}\n\
-         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"plain\" }}\n\
-         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8081\ndefault_action = {{ forward = \"sticky\" }}\n\
-         [[target_group]]\nname = \"plain\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n\
-         [[target_group]]\nname = \"sticky\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n\
-         attributes = {{ \"stickiness.enabled\" = \"true\" }}\n",
-        lab.settings()
-    );
+    let off = "\"routing.http2.enabled\" = false";
+    let config = lab.both_roads("off", off, target, "");
     let nodes = [lab.node('a', 8080), lab.node('a', 8081)];
-    let _elbd = Elbd::start(&lab, &lab.write("elbd.toml", &config), &[], &nodes);
+    let _elbd = Elbd::start(&lab, &config, &[], &nodes);
     for node in nodes {
         // The preface and an empty SETTINGS frame: hyper-util's server took it as HTTP/2.
         let mut stream = TcpStream::connect(node).await.unwrap();

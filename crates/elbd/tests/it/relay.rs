@@ -662,23 +662,15 @@ async fn an_upload_that_flows_outlasts_the_idle_timeout_and_one_that_stalls_gets
     );
     target(h1_backend).await;
     h2_target(h2_backend).await;
-    // 8080 on the relay; 8081 (a sticky group) on the general path's own exchange; 8082 to an
-    // HTTP/2 target, through hyper's client.
-    let text = format!(
-        "{}\n\
-         [[load_balancer]]\nname = \"upload\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
-         attributes = {{ \"idle_timeout.timeout_seconds\" = 2 }}\n\
-         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"plain\" }}\n\
-         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8081\ndefault_action = {{ forward = \"sticky\" }}\n\
-         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8082\ndefault_action = {{ forward = \"h2\" }}\n\
-         [[target_group]]\nname = \"plain\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{h1_backend}\"]\n\
-         [[target_group]]\nname = \"sticky\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{h1_backend}\"]\n\
-         attributes = {{ \"stickiness.enabled\" = \"true\" }}\n\
+    // 8080 on the relay; 8081 on the general path's own exchange; 8082 to an HTTP/2 target,
+    // through hyper's client.
+    let h2_group = format!(
+        "[[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8082\ndefault_action = {{ forward = \"h2\" }}\n\
          [[target_group]]\nname = \"h2\"\nprotocol = \"HTTP\"\nprotocol_version = \"HTTP2\"\nport = 9002\n\
-         targets = [\"{h2_backend}\"]\nhealth_check = {{ matcher = \"200-499\" }}\n",
-        lab.settings()
+         targets = [\"{h2_backend}\"]\nhealth_check = {{ matcher = \"200-499\" }}\n"
     );
-    let config = lab.write("elbd.toml", &text);
+    let idle = "\"idle_timeout.timeout_seconds\" = 2";
+    let config = lab.both_roads("upload", idle, h1_backend, &h2_group);
     let nodes = [8080, 8081, 8082].map(|port| lab.node('a', port));
     let _elbd = Elbd::start(&lab, &config, &[], &nodes);
     let every = Duration::from_millis(600);
@@ -788,19 +780,8 @@ async fn a_client_that_stops_reading_a_response_is_let_go_after_the_idle_timeout
     let lab = Lab::new("unread", 63);
     let backend = SocketAddr::from((lab.ip('a', 10), 9001));
     target(backend).await;
-    // 8080 on the relay; 8081 (a sticky group) on the general path.
-    let text = format!(
-        "{}\n\
-         [[load_balancer]]\nname = \"unread\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
-         attributes = {{ \"idle_timeout.timeout_seconds\" = 2 }}\n\
-         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"plain\" }}\n\
-         [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8081\ndefault_action = {{ forward = \"sticky\" }}\n\
-         [[target_group]]\nname = \"plain\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{backend}\"]\n\
-         [[target_group]]\nname = \"sticky\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{backend}\"]\n\
-         attributes = {{ \"stickiness.enabled\" = \"true\" }}\n",
-        lab.settings()
-    );
-    let config = lab.write("elbd.toml", &text);
+    let idle = "\"idle_timeout.timeout_seconds\" = 2";
+    let config = lab.both_roads("unread", idle, backend, "");
     let nodes = [8080, 8081].map(|port| lab.node('a', port));
     let _elbd = Elbd::start(&lab, &config, &[], &nodes);
     for node in nodes {

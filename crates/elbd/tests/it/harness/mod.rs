@@ -197,6 +197,30 @@ impl Lab {
         std::fs::write(&path, text).unwrap();
         path
     }
+
+    /// `elbd.toml` for an ALB `name` with `attributes` and two HTTP listeners on `target`:
+    /// 8080 through the relay, 8081 (a sticky group's) on the general path from the first
+    /// byte; `extra` is more of the file (more listeners of it, more groups).
+    pub(crate) fn both_roads(
+        &self,
+        name: &str,
+        attributes: &str,
+        target: SocketAddr,
+        extra: &str,
+    ) -> PathBuf {
+        let text = format!(
+            "{}\n\
+             [[load_balancer]]\nname = \"{name}\"\navailability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+             attributes = {{ {attributes} }}\n\
+             [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8080\ndefault_action = {{ forward = \"plain\" }}\n\
+             [[load_balancer.listener]]\nprotocol = \"HTTP\"\nport = 8081\ndefault_action = {{ forward = \"sticky\" }}\n\
+             [[target_group]]\nname = \"plain\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n\
+             [[target_group]]\nname = \"sticky\"\nprotocol = \"HTTP\"\nport = 9001\ntargets = [\"{target}\"]\n\
+             attributes = {{ \"stickiness.enabled\" = \"true\" }}\n{extra}",
+            self.settings()
+        );
+        self.write("elbd.toml", &text)
+    }
 }
 
 /// An etcd server (Debian's etcd-server) on a lab's address, killed when dropped.
