@@ -475,7 +475,7 @@ impl Drop for Moto {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_logs_reach_an_s3_compatible_server() {
-    let lab = Lab::new("access-logs-s3", 46);
+    let lab = Lab::new("access-logs-s3", 70);
     let s3 = SocketAddr::from((lab.ip('a', 5), 5000));
     let _moto = Moto(
         Command::new(venv().join("bin/moto_server"))

@@ -385,7 +385,7 @@ async fn api_dns_and_a_node_process_per_zone_share_one_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_with_tls_and_a_password_is_reached_by_flags_and_bad_settings_are_refused() {
     // Slot 34's zone a, on addresses the outage test leaves alone.
-    let lab = Lab::new("etcd-secure", 34);
+    let lab = Lab::new("etcd-secure", 69);
     let ip = std::net::Ipv4Addr::new(127, 78, 255, 3);
     let (ca, ca_key) = self_signed(&lab, "etcd-ca", "etcd-ca");
     let server =

@@ -378,7 +378,7 @@ async fn a_full_disk_refuses_writes_with_an_aws_error_while_traffic_flows() {
 
 #[test]
 fn a_listener_whose_port_is_taken_impairs_its_load_balancer_until_it_is_bound() {
-    let lab = Lab::new("taken", 7);
+    let lab = Lab::new("taken", 65);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let target = SocketAddr::from((lab.ip('a', 10), 9001));
     let _backend = runtime.block_on(Backend::start(target, Duration::ZERO));

@@ -13,7 +13,7 @@ use crate::harness::{Elbd, Lab};
 /// invocation is signed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alb_invokes_lambda_functions_through_the_invoke_api() {
-    let lab = Lab::new("lambda", 9);
+    let lab = Lab::new("lambda", 66);
     let api = SocketAddr::from((lab.ip('a', 1), 4566));
     let invoke = SocketAddr::from((lab.ip('a', 60), 9300));
     let lambda = format!(

@@ -227,7 +227,7 @@ async fn a_connection_past_its_client_keep_alive_closes_after_its_next_request()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_node_answers_503_and_takes_clients_again_when_one_leaves() {
-    let lab = Lab::new("maxconn", 6);
+    let lab = Lab::new("maxconn", 64);
     let target = SocketAddr::from((lab.ip('a', 10), 9001));
     let _backend = Backend::start(target, Duration::ZERO).await;
     let config = lab.both_roads("limits", "", target, "");

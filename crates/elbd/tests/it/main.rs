@@ -1,6 +1,6 @@
 //! elbd's integration tests: one binary that starts the real `elbd` process, real backends
-//! and real clients on loopback. Every test uses its own 127.x.0.0/16 zones (see
-//! [`harness::Lab`]), so they run in parallel.
+//! and real clients on loopback. Every test uses its own 127.x addresses (a lab slot of its
+//! own: see [`harness::Lab::new`]), so they run in parallel.
 
 mod access_logs;
 mod api;

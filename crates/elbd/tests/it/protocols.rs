@@ -222,7 +222,7 @@ async fn websockets_h2c_and_the_load_balancers_own_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_http2_off_a_prior_knowledge_client_gets_505_on_both_roads() {
-    let lab = Lab::new("http2off", 29);
+    let lab = Lab::new("http2off", 68);
     let target = SocketAddr::from((lab.ip('a', 10), 9001));
     echo_backend(target).await;
     let off = "\"routing.http2.enabled\" = false";

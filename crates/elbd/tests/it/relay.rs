@@ -655,7 +655,7 @@ async fn h2_target(addr: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_that_flows_outlasts_the_idle_timeout_and_one_that_stalls_gets_408() {
-    let lab = Lab::new("upload", 18);
+    let lab = Lab::new("upload", 67);
     let (h1_backend, h2_backend) = (
         SocketAddr::from((lab.ip('a', 10), 9001)),
         SocketAddr::from((lab.ip('a', 11), 9002)),

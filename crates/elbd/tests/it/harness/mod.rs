@@ -22,6 +22,29 @@ mod aws;
 
 pub(crate) use aws::Aws;
 
+/// The highest lab slot: zone b of slot 70 is 127.151/16, below the third zones (127.161+).
+const MAX_SLOT: u8 = 70;
+/// Slots whose zones would be the default topology's public pools and Elastic IP pool
+/// (127.100-103), which the example's lab (slot 0) serves on.
+const RESERVED_SLOTS: [u8; 2] = [45, 46];
+
+/// Which test holds each lab slot.
+static SLOTS: Mutex<BTreeMap<u8, &'static str>> = Mutex::new(BTreeMap::new());
+
+/// Takes `slot` for the test `name`: a slot another test holds is a bug in the tests (every
+/// test of the suite runs in one process, so a full run finds any such pair).
+fn claim(name: &'static str, slot: u8) {
+    assert!(
+        (1..=MAX_SLOT).contains(&slot) && !RESERVED_SLOTS.contains(&slot),
+        "lab slot {slot} ({name}) is not one of 1..={MAX_SLOT} less {RESERVED_SLOTS:?}"
+    );
+    let mut slots = SLOTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let holder = *slots.entry(slot).or_insert(name);
+    assert_eq!(holder, name, "lab slot {slot} is taken by another test");
+}
+
 /// A directory of a test's own files, made empty and removed when the test passes: a failed
 /// test's files stay for reading (a full suite writes about 1 GB, which would fill CI's disk
 /// over runs).
@@ -60,6 +83,7 @@ impl Drop for Scratch {
 /// and a scratch directory.
 pub(crate) struct Lab {
     pub(crate) dir: PathBuf,
+    slot: u8,
     first_octet: u8,
     /// 127.(this).0.0/16 is zone c, for labs that have one.
     third_zone: Option<u8>,
@@ -72,11 +96,17 @@ pub(crate) struct Lab {
 }
 
 impl Lab {
-    /// `slot` must be unique per test (1..=100); it picks the 127.x ranges.
+    /// `slot` picks the lab's addresses, which no other lab shares: zones a and b on
+    /// 127.(10 + 2 slot) and 127.(11 + 2 slot), their public pools and the Elastic IP pool
+    /// on 127.240-242.slot.0/24. One test's slot (its `name`'s), 1..=[`MAX_SLOT`] but the
+    /// [`RESERVED_SLOTS`]: two tests on one slot would share listening addresses (elbd binds
+    /// with SO_REUSEPORT, so both would bind, and each would get the other's connections).
     pub(crate) fn new(name: &'static str, slot: u8) -> Self {
+        claim(name, slot);
         let scratch = Scratch::new(name);
         Self {
             dir: scratch.to_path_buf(),
+            slot,
             first_octet: 10 + 2 * slot,
             third_zone: None,
             log_filter: "info",
@@ -85,7 +115,7 @@ impl Lab {
         }
     }
 
-    /// A lab with a third zone, us-east-1c, on 127.(160 + slot).0.0/16.
+    /// A lab with a third zone, us-east-1c, on 127.(160 + slot).0.0/16 (no public pool).
     pub(crate) fn with_three_zones(name: &'static str, slot: u8) -> Self {
         Self {
             third_zone: Some(160 + slot),
@@ -140,9 +170,15 @@ impl Lab {
 
     /// The zones of the example file: us-east-1a = 127.1/16 and us-east-1b = 127.2/16.
     pub(crate) fn with_default_zones(name: &'static str) -> Self {
+        let scratch = Scratch::new(name);
         Self {
+            dir: scratch.to_path_buf(),
+            slot: 0,
             first_octet: 1,
-            ..Self::new(name, 0)
+            third_zone: None,
+            log_filter: "info",
+            etcd: None,
+            scratch: vec![scratch],
         }
     }
 
@@ -155,26 +191,38 @@ impl Lab {
     }
 
     /// The `[settings]` block that puts this lab's zones in the topology: zones a and b with
-    /// public pools 127.(N + 100).0.0/16, and zone c (without one) if the lab has it.
+    /// their public pools, zone c (without one) if the lab has it, and the Elastic IP pool.
     pub(crate) fn settings(&self) -> String {
-        let mut zones = vec![('a', true), ('b', true)];
+        let mut zones = vec!['a', 'b'];
         if self.third_zone.is_some() {
-            zones.push(('c', false));
+            zones.push('c');
         }
-        let mut out = String::from("[settings]\n");
-        for (zone, public) in zones {
+        let mut out = format!("[settings]\neip_cidr = \"{}.0/24\"\n", self.eip_prefix());
+        for zone in zones {
             out.push_str(&format!(
                 "[[settings.zone]]\nname = \"us-east-1{zone}\"\ncidr = \"127.{}.0.0/16\"\n",
                 self.octet(zone)
             ));
-            if public {
-                out.push_str(&format!(
-                    "public_cidr = \"127.{}.0.0/16\"\n",
-                    self.octet(zone) + 100
-                ));
+            if let Some(pool) = self.public_pool(zone) {
+                out.push_str(&format!("public_cidr = \"{pool}.0/24\"\n"));
             }
         }
         out
+    }
+
+    /// The first three octets of zone `zone`'s public pool (a /24), if it has one.
+    fn public_pool(&self, zone: char) -> Option<String> {
+        let pool = match zone {
+            'a' => 240,
+            'b' => 241,
+            _ => return None,
+        };
+        Some(format!("127.{pool}.{}", self.slot))
+    }
+
+    /// The first three octets of this lab's Elastic IP pool (a /24).
+    pub(crate) fn eip_prefix(&self) -> String {
+        format!("127.242.{}", self.slot)
     }
 
     /// The address of host `n` in zone `zone`.
@@ -189,7 +237,10 @@ impl Lab {
 
     /// The public address of the first internet-facing node of a zone: the top of its pool.
     pub(crate) fn public_node(&self, zone: char, port: u16) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::new(127, self.octet(zone) + 100, 255, 254), port))
+        let pool = self
+            .public_pool(zone)
+            .expect("zones a and b have public pools");
+        format!("{pool}.254:{port}").parse().unwrap()
     }
 
     pub(crate) fn write(&self, file: &str, text: &str) -> PathBuf {
