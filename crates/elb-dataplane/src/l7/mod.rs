@@ -367,6 +367,7 @@ async fn http<S>(
         let last = req.version() < http::Version::HTTP_2
             && !req.headers().contains_key(http::header::UPGRADE)
             && (last_call.load(Ordering::Relaxed) || Instant::now() >= closes_at);
+        let http10 = req.version() == http::Version::HTTP_10;
         // Boxed: HTTP/2 spawns a task per stream around this future, and a task moves its
         // future through its stages; a pointer moves, not the request's kilobytes of state.
         Box::pin(async move {
@@ -398,11 +399,22 @@ async fn http<S>(
                 rescue::respond(&e)
             });
             dress(&mut response, &route);
-            if last {
+            // An HTTP/1.0 client cannot take a chunked body: one of unknown length ends with
+            // the connection, which hyper would still call kept alive.
+            let unframed = http10
+                && hyper::body::Body::size_hint(response.body())
+                    .exact()
+                    .is_none();
+            if last || unframed {
                 let close = http::HeaderValue::from_static("close");
                 response
                     .headers_mut()
                     .insert(http::header::CONNECTION, close);
+                if http10 {
+                    // Else hyper adds `keep-alive` beside `close` for a client that asked
+                    // for it.
+                    *response.version_mut() = http::Version::HTTP_10;
+                }
             }
             Ok(recording.answered(response))
         })

@@ -187,6 +187,19 @@ async fn target(addr: SocketAddr) {
     });
 }
 
+/// Sends `request` on a new connection to `node`: all it reads until the connection ends
+/// (within 5 s).
+async fn until_closed(node: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(node).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut all))
+        .await
+        .expect("the answer and the connection's end")
+        .unwrap();
+    String::from_utf8(all).unwrap()
+}
+
 /// Reads a response with a Content-Length body: head and body.
 async fn response(stream: &mut TcpStream, rest: &mut Vec<u8>) -> (String, Vec<u8>) {
     let head = read_head(stream, rest).await.expect("a response");
@@ -344,14 +357,19 @@ async fn the_relay_passes_every_framing_on_as_sent() {
     }
 
     // A close-delimited response ends the client's connection too, and says so.
-    let mut closing = TcpStream::connect(node).await.unwrap();
-    closing.write_all(get("/close").as_bytes()).await.unwrap();
-    let mut all = Vec::new();
-    closing.read_to_end(&mut all).await.unwrap();
-    let all = String::from_utf8(all).unwrap();
+    let all = until_closed(node, &get("/close")).await;
     assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{all}");
     assert_eq!(header(&all, "connection"), Some("close"), "{all}");
     assert!(all.ends_with("\r\n\r\nuntil the end"), "{all}");
+
+    // An HTTP/1.0 client that asks to be kept alive (the general path's) cannot take a chunked
+    // body: it gets the body to the connection's end, and is told so.
+    let ask = "GET /chunked HTTP/1.0\r\nHost: relay.test\r\nConnection: keep-alive\r\n\r\n";
+    let all = until_closed(node, ask).await;
+    assert!(all.starts_with("HTTP/1.0 200 OK\r\n"), "{all}");
+    assert_eq!(header(&all, "connection"), Some("close"), "{all}");
+    assert_eq!(header(&all, "transfer-encoding"), None, "{all}");
+    assert!(all.ends_with("\r\n\r\nhello, world"), "{all}");
 
     // A client that asks to close gets its whole answer and the end of the connection, in
     // one piece or after several (the last bytes wait in the kernel for the FIN to join
@@ -366,16 +384,9 @@ async fn the_relay_passes_every_framing_on_as_sent() {
         ("/x", "\r\n\r\nxx", hundred.as_str()),
         ("/chunked", "\r\n\r\n5\r\nhello", "0\r\nX-Sum: 12\r\n\r\n"),
     ] {
-        let mut last = TcpStream::connect(node).await.unwrap();
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: relay.test\r\nConnection: close\r\n\r\n");
-        last.write_all(request.as_bytes()).await.unwrap();
-        let mut all = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), last.read_to_end(&mut all))
-            .await
-            .expect("the answer and the connection's end")
-            .unwrap();
-        let all = String::from_utf8(all).unwrap();
+        let all = until_closed(node, &request).await;
         assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {all}");
         assert_eq!(header(&all, "connection"), Some("close"), "{path}: {all}");
         assert!(all.contains(body) && all.ends_with(ending), "{path}: {all}");
