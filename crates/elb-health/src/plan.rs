@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use elb_model::attributes::{MULTI_VALUE_HEADERS, PROXY_PROTOCOL_V2};
-use elb_model::{FunctionArn, Matcher, ProtocolVersion, State, TargetId};
+use elb_model::{FunctionArn, LoadBalancerKind, Matcher, ProtocolVersion, State, TargetId};
 
 use crate::state::Thresholds;
 
@@ -80,11 +80,24 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
             continue;
         }
         let egress = state.egress(lb);
+        // An NLB's HTTP checks name the node and the port of the listener forwarding to the
+        // group in their Host, as AWS's do (the lowest such port if there are several).
+        let listener_port = (lb.kind == LoadBalancerKind::Network)
+            .then(|| {
+                let forwarding = state.listeners_of(&lb.arn);
+                (forwarding.filter(|l| l.default_target_groups().any(|t| t == tg.arn)))
+                    .map(|l| l.port)
+                    .min()
+            })
+            .flatten();
         for node in state.nodes_of(&lb.arn) {
             for r in state.in_reach(node, tg) {
                 let key = (node.id.clone(), r.key(&tg.arn));
                 let target = SocketAddr::new(r.address, hc.port_for(r.port));
                 let blocked = !egress.allows("tcp", target.ip(), target.port());
+                let host = listener_port.map_or(target, |port| {
+                    SocketAddr::new(node.source(target.is_ipv6()), port)
+                });
                 let check = match (&r.id, hc.protocol.as_str()) {
                     (TargetId::Lambda(arn), _) => {
                         let Ok(function) = FunctionArn::parse(arn) else {
@@ -100,7 +113,7 @@ pub fn plan(state: &State) -> BTreeMap<(String, String), Probe> {
                     }
                     (_, "TCP") => Check::Tcp,
                     (_, protocol) => Check::Http(HttpCheck {
-                        request: request(&hc.path, target),
+                        request: request(&hc.path, host),
                         path: hc.path.clone(),
                         tls: protocol == "HTTPS",
                         version: tg.protocol_version,
@@ -146,9 +159,10 @@ fn lambda_event(target_group_arn: &str, path: &str, multi_value: bool) -> Vec<u8
     elb_lambda::event::event(target_group_arn, &request, multi_value)
 }
 
-fn request(path: &str, target: SocketAddr) -> Vec<u8> {
+/// An HTTP check's request, with `host` (the target's address, or an NLB node's) as Host.
+fn request(path: &str, host: SocketAddr) -> Vec<u8> {
     format!(
-        "GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: ELB-HealthChecker/2.0\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ELB-HealthChecker/2.0\r\n\
          Accept: */*\r\nConnection: close\r\n\r\n"
     )
     .into_bytes()

@@ -575,9 +575,9 @@ async fn a_moto_style_script_runs_unchanged_in_three_regions() {
 
 fn moto_style_in_three_regions(lab: &Lab) {
     let regions = "[[settings.regions]]\nname = \"us-west-2\"\n\
-         zone = [{ name = \"us-west-2a\", cidr = \"127.152.0.0/16\" }, { name = \"us-west-2b\", cidr = \"127.153.0.0/16\" }]\n\
+         zone = [{ name = \"us-west-2a\", cidr = \"127.156.0.0/16\" }, { name = \"us-west-2b\", cidr = \"127.157.0.0/16\" }]\n\
          [[settings.regions]]\nname = \"eu-central-1\"\n\
-         zone = [{ name = \"eu-central-1a\", cidr = \"127.154.0.0/16\" }, { name = \"eu-central-1b\", cidr = \"127.155.0.0/16\" }]\n";
+         zone = [{ name = \"eu-central-1a\", cidr = \"127.158.0.0/16\" }, { name = \"eu-central-1b\", cidr = \"127.159.0.0/16\" }]\n";
     let (_elbd, api) = start(lab, regions);
     let endpoint = format!("http://{api}");
     let run = |region: &str, mode: &str| boto3("moto_style.py", &[&endpoint, region, mode]);

@@ -22,8 +22,8 @@ mod aws;
 
 pub(crate) use aws::Aws;
 
-/// The highest lab slot: zone b of slot 70 is 127.151/16, below the third zones (127.161+).
-const MAX_SLOT: u8 = 70;
+/// The highest lab slot: zone b of slot 72 is 127.155/16, below the third zones (127.161+).
+const MAX_SLOT: u8 = 72;
 /// Slots whose zones would be the default topology's public pools and Elastic IP pool
 /// (127.100-103), which the example's lab (slot 0) serves on.
 const RESERVED_SLOTS: [u8; 2] = [45, 46];

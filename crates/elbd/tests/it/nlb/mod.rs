@@ -8,9 +8,10 @@ mod addresses;
 mod tls;
 mod udp;
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -689,4 +690,56 @@ async fn an_alb_as_a_target_serves_the_nlb_flows() {
     assert_eq!(forwarded_for, ["127.9.0.9", "127.9.0.9"]);
     let in_use = aws.err(&["elbv2", "delete-load-balancer", "--load-balancer-arn", &alb]);
     assert!(in_use.contains("ResourceInUse"), "{in_use}");
+}
+
+/// An HTTP target that notes the Host of every request it gets and answers each 200, closing.
+async fn noting_hosts(addr: SocketAddr) -> Arc<Mutex<BTreeSet<String>>> {
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let hosts = Arc::new(Mutex::new(BTreeSet::new()));
+    let noted = hosts.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let noted = noted.clone();
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                let mut line = String::new();
+                // Up to the blank line that ends the head.
+                while stream.read_line(&mut line).await.is_ok_and(|n| n > 2) {
+                    if let Some(host) = line.strip_prefix("Host: ") {
+                        noted.lock().unwrap().insert(host.trim().to_owned());
+                    }
+                    line.clear();
+                }
+                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                let _ = stream.get_mut().write_all(ok).await;
+            });
+        }
+    });
+    hosts
+}
+
+/// HTTP checks of an NLB's targets carry the node's address and the listener's port as their
+/// Host, as AWS's do (an ALB's carry the target's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_checks_of_an_nlb_name_its_node_and_listener_port() {
+    let lab = Lab::new("nlb-check-host", 71);
+    let target = SocketAddr::from((lab.ip('a', 10), 9100));
+    let hosts = noting_hosts(target).await;
+    let config = format!(
+        "{}\n\
+         [[load_balancer]]\nname = \"tcp\"\ntype = \"network\"\nscheme = \"internal\"\n\
+         availability_zones = [\"us-east-1a\", \"us-east-1b\"]\n\
+         [[load_balancer.listener]]\nprotocol = \"TCP\"\nport = 7000\ndefault_action = {{ forward = \"checked\" }}\n\
+         [[target_group]]\nname = \"checked\"\nprotocol = \"TCP\"\nport = 9100\ntargets = [\"{}\"]\n\
+         health_check = {{ protocol = \"HTTP\", path = \"/ping\", interval_seconds = 5, \
+         timeout_seconds = 2, healthy_threshold = 2, unhealthy_threshold = 2 }}\n",
+        lab.settings(),
+        target.ip(),
+    );
+    let config = lab.write("elbd.toml", &config);
+    let node = lab.node('a', 7000);
+    let mut elbd = Elbd::start(&lab, &config, &[], &[node]);
+    elbd.wait_healthy(1);
+    // Cross-zone off: zone a's node alone checks zone a's target.
+    assert_eq!(*hosts.lock().unwrap(), BTreeSet::from([node.to_string()]));
 }
