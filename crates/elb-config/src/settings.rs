@@ -60,6 +60,7 @@ pub(crate) struct FileSettings {
 #[serde(deny_unknown_fields)]
 struct FileQuotas {
     load_balancers_per_region: Option<usize>,
+    gateway_load_balancers_per_region: Option<usize>,
     listeners_per_load_balancer: Option<usize>,
     target_groups_per_region: Option<usize>,
     targets_per_target_group: Option<usize>,
@@ -229,6 +230,9 @@ impl FileSettings {
                 load_balancers_per_region: file
                     .load_balancers_per_region
                     .unwrap_or(aws.load_balancers_per_region),
+                gateway_load_balancers_per_region: file
+                    .gateway_load_balancers_per_region
+                    .unwrap_or(aws.gateway_load_balancers_per_region),
                 listeners_per_load_balancer: file
                     .listeners_per_load_balancer
                     .unwrap_or(aws.listeners_per_load_balancer),
@@ -243,6 +247,10 @@ impl FileSettings {
                 (
                     "load_balancers_per_region",
                     quotas.load_balancers_per_region,
+                ),
+                (
+                    "gateway_load_balancers_per_region",
+                    quotas.gateway_load_balancers_per_region,
                 ),
                 (
                     "listeners_per_load_balancer",

@@ -103,15 +103,19 @@ pub(super) fn delete(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError
     Ok(Xml::new())
 }
 
-/// The region's quotas (AWS's defaults unless raised), the ones elbd enforces among them.
+/// The region's quotas (AWS's defaults unless raised), the ones elbd enforces among them, in
+/// the order of their names.
 pub(super) fn account_limits(api: &ApiCall<'_>, params: &Params) -> Result<Xml, ApiError> {
     let quotas = api.snapshot().state().quotas;
     let all = [
         (
             "application-load-balancers",
-            quotas.load_balancers_per_region,
+            quotas.load_balancers_of(LoadBalancerKind::Application),
         ),
-        ("network-load-balancers", quotas.load_balancers_per_region),
+        (
+            "gateway-load-balancers",
+            quotas.load_balancers_of(LoadBalancerKind::Gateway),
+        ),
         (
             "listeners-per-application-load-balancer",
             quotas.listeners_per_load_balancer,
@@ -119,6 +123,14 @@ pub(super) fn account_limits(api: &ApiCall<'_>, params: &Params) -> Result<Xml, 
         (
             "listeners-per-network-load-balancer",
             quotas.listeners_per_load_balancer,
+        ),
+        (
+            "network-load-balancers",
+            quotas.load_balancers_of(LoadBalancerKind::Network),
+        ),
+        (
+            "rules-per-application-load-balancer",
+            elb_model::limits::RULES_PER_LOAD_BALANCER,
         ),
         ("target-groups", quotas.target_groups_per_region),
     ];

@@ -65,12 +65,14 @@ impl Region {
         }
         let mapped =
             self.check_subnet_mappings(c.kind, (scheme, addressing), &c.subnet_mappings)?;
-        if self.load_balancers.len() >= self.quotas.load_balancers_per_region {
+        let quota = self.quotas.load_balancers_of(c.kind);
+        let of_kind = self.load_balancers.values().filter(|lb| lb.kind == c.kind);
+        if of_kind.count() >= quota {
             return Err(ModelError::new(
                 ErrorCode::TooManyLoadBalancers,
                 format!(
-                    "The quota of {} load balancers per region is reached",
-                    self.quotas.load_balancers_per_region
+                    "The quota of {quota} {} load balancers per region is reached",
+                    c.kind.as_str()
                 ),
             ));
         }

@@ -3,11 +3,9 @@
 use super::{Origin, Outcome, Region, Tags};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::id::Context;
+use crate::limits::RULES_PER_LOAD_BALANCER;
 use crate::listener::ListenerProtocol;
 use crate::rule::{Action, Condition, Rule, Transform, validate_conditions, validate_transforms};
-
-/// AWS's quota of rules per application load balancer, default rules aside.
-const RULES_PER_LOAD_BALANCER: usize = 100;
 
 impl Region {
     pub(super) fn create_rule(

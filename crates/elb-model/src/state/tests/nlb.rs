@@ -756,3 +756,17 @@ fn privatelink_inbound_rules_are_a_guarded_network_load_balancers_setting() {
         ErrorCode::ValidationError
     );
 }
+
+/// The load balancer quota counts each type apart, as AWS's: a region at its quota of ALBs
+/// still takes an NLB.
+#[test]
+fn the_load_balancer_quota_counts_each_type_apart() {
+    let mut w = World::new();
+    w.state.quotas.load_balancers_per_region = 1;
+    let zones = ["us-east-1a", "us-east-1b"];
+    w.alb("first", &zones).unwrap();
+    let e = w.alb("second", &zones).unwrap_err();
+    assert_eq!(e.code, ErrorCode::TooManyLoadBalancers);
+    assert!(e.message.contains("1 application load balancers"), "{e:?}");
+    w.nlb("network");
+}
