@@ -64,6 +64,21 @@ async fn builds_and_tears_down(lab: Lab) {
     let aws = Aws::new(api);
     let (subnet_a, subnet_b, vpc) = network(&aws);
 
+    // The quotas elbd holds load balancers to, each type's apart, by AWS's names and defaults.
+    let limits = aws.ok(&["elbv2", "describe-account-limits"]);
+    let limit = |name: &str| {
+        let all = limits["Limits"].as_array().unwrap();
+        let found = all.iter().find(|l| l["Name"] == name);
+        found.map(|l| l["Max"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(limit("application-load-balancers").as_deref(), Some("50"));
+    assert_eq!(limit("network-load-balancers").as_deref(), Some("50"));
+    assert_eq!(limit("gateway-load-balancers").as_deref(), Some("100"));
+    assert_eq!(
+        limit("rules-per-application-load-balancer").as_deref(),
+        Some("100")
+    );
+
     let created = aws.ok(&[
         "elbv2",
         "create-load-balancer",
