@@ -145,6 +145,13 @@ fn only_persistence(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Whether `Connection` says `close`.
+pub(super) fn closes(headers: &HeaderMap) -> bool {
+    (headers.get_all(header::CONNECTION).iter())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1), which describe one connection, not the message, and
 /// the old `Proxy-Connection`. `Trailer` is not one: it names the message's trailer fields,
 /// which an HTTP/1.1 client only gets from hyper's server when they are named there. The

@@ -410,11 +410,11 @@ async fn http<S>(
                 response
                     .headers_mut()
                     .insert(http::header::CONNECTION, close);
-                if http10 {
-                    // Else hyper adds `keep-alive` beside `close` for a client that asked
-                    // for it.
-                    *response.version_mut() = http::Version::HTTP_10;
-                }
+            }
+            // Else hyper adds `keep-alive` beside a `close` (this one, a desync verdict's, an
+            // error page's) for an HTTP/1.0 client that asked for it.
+            if http10 && headers::closes(response.headers()) {
+                *response.version_mut() = http::Version::HTTP_10;
             }
             Ok(recording.answered(response))
         })

@@ -193,6 +193,10 @@ impl Lab {
     /// The `[settings]` block that puts this lab's zones in the topology: zones a and b with
     /// their public pools, zone c (without one) if the lab has it, and the Elastic IP pool.
     pub(crate) fn settings(&self) -> String {
+        assert_ne!(
+            self.slot, 0,
+            "the example's lab keeps the example's settings"
+        );
         let mut zones = vec!['a', 'b'];
         if self.third_zone.is_some() {
             zones.push('c');
@@ -212,6 +216,10 @@ impl Lab {
 
     /// The first three octets of zone `zone`'s public pool (a /24), if it has one.
     fn public_pool(&self, zone: char) -> Option<String> {
+        if self.slot == 0 {
+            // The default topology's: 127.(100 + the zone's octet)/16, its top /24 255.
+            return Some(format!("127.{}.255", self.octet(zone) + 100));
+        }
         let pool = match zone {
             'a' => 240,
             'b' => 241,
@@ -222,6 +230,7 @@ impl Lab {
 
     /// The first three octets of this lab's Elastic IP pool (a /24).
     pub(crate) fn eip_prefix(&self) -> String {
+        assert_ne!(self.slot, 0, "the example's Elastic IPs are not in one /24");
         format!("127.242.{}", self.slot)
     }
 
