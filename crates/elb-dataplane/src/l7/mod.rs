@@ -337,16 +337,19 @@ async fn http<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let timeout = (settings.header_timeout, head_due);
+    let timeout = (settings.header_timeout, settings.idle_timeout, head_due);
     // HTTP/2 off, the sniffer answers its preface (the builder's `http1_only` is not heeded
     // by connections with upgrades).
     let (stream, heads, progress) = sniff::Sniffed::new(stream, replay, timeout, settings.http2);
     let draining = Arc::new(AtomicBool::new(*stopped.borrow()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The sniffer times heads and the idle check below closes idle connections; hyper's
+    // header timeout, which counts from the end of the response before, is a backstop past
+    // both.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.idle_timeout);
+        .header_read_timeout(settings.header_timeout + settings.idle_timeout);
     builder
         .http2()
         .max_header_list_size(limits::HTTP2_HEADER_LIST);
@@ -431,8 +434,9 @@ async fn http<S>(
     // No byte either way for the idle timeout: a client that left a write waiting all that
     // time has stopped reading, and is dropped (hyper has no write timeout; the relay
     // drops it alike). Otherwise an HTTP/2 connection gets a GOAWAY, and is dropped if it
-    // stays idle as long again (a client that never acknowledges it); an HTTP/1 one is
-    // hyper's (its header timeout), and any wait within a request answers by its own.
+    // stays idle as long again (a client that never acknowledges it); an HTTP/1 one between
+    // requests is closed, as the relay closes it; a head begun is the sniffer's to time
+    // (AWS's 408), and any wait within a request answers by its own.
     let watch = || idle::idle(&progress.activity, settings.idle_timeout);
     let idled = watch();
     tokio::pin!(idled);
@@ -441,7 +445,10 @@ async fn http<S>(
         tokio::select! {
             result = conn.as_mut() => break result,
             () = &mut idled => {
-                if progress.activity.blocked() || (told_idle && !http1(&progress)) {
+                if progress.activity.blocked()
+                    || (told_idle && !http1(&progress))
+                    || (http1(&progress) && progress.between_requests())
+                {
                     break Ok(());
                 }
                 if !http1(&progress) {

@@ -9,9 +9,11 @@
 //! just far enough to find each head, and queues one classification per request, in order.
 //! The service takes them in the same order, since HTTP/1 answers requests in order.
 //!
-//! Knowing where heads start and end, [`Sniffed`] also keeps the header timeout: a client
-//! that has not sent a whole head in time is answered 408 and its stream ends (hyper's own
-//! header timeout closes without an answer).
+//! Knowing where heads start and end, [`Sniffed`] also keeps the header timeout and the idle
+//! timeout within a head: a client that has not sent a whole head in time, or that sent
+//! nothing more of one for the idle timeout, is answered 408 and its stream ends, as on the
+//! relay (hyper's own header timeout closes without an answer, and counts from the end of
+//! the response before, so it is only a backstop here).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -74,15 +76,30 @@ pub(crate) struct Progress {
     pub(crate) refused: OnceLock<ProxyError>,
     /// The connection opened with HTTP/2's preface.
     pub(crate) http2: AtomicBool,
+    /// Part of an HTTP/1 head has come, not the rest: the head's clock, not the connection's
+    /// idle timeout, ends the wait.
+    pub(crate) mid_head: AtomicBool,
     /// Its reads and writes, for the idle timeout.
     pub(crate) activity: Activity,
 }
 
-/// The header timeout of one connection.
+impl Progress {
+    /// No request of the connection is being read or answered (HTTP/1).
+    pub(crate) fn between_requests(&self) -> bool {
+        let answered = self.answered.load(Ordering::Relaxed);
+        !self.mid_head.load(Ordering::Relaxed) && answered >= self.heads.load(Ordering::Relaxed)
+    }
+}
+
+/// The header timeout of one connection, and its idle timeout within a head.
 struct HeadClock {
     limit: Duration,
-    /// When the head being read is due: from the connection's start for the first head, and
-    /// from the first byte of each later one; none while no head is being read.
+    idle: Duration,
+    /// When the head being read must be whole: from the connection's start for the first
+    /// head, and from the first byte of each later one; none while no head is being read.
+    whole_by: Option<Instant>,
+    /// When the wait ends: at `whole_by`, or earlier at the idle timeout after the head's
+    /// last byte; none while no head is being read.
     due: Option<Pin<Box<Sleep>>>,
     /// Set once a head is overdue: the stream is ending.
     ending: Option<Ending>,
@@ -103,16 +120,19 @@ struct Ending {
 
 impl<S> Sniffed<S> {
     /// `inner` read after `replay`, its first head due at `first_due` and later ones
-    /// `header_timeout` after their first byte; with the classes of its heads, and its
+    /// `header_timeout` after their first byte, each within `idle_timeout` of its last byte
+    /// (the first's wait for a first byte too); with the classes of its heads, and its
     /// requests' progress.
     pub(crate) fn new(
         inner: S,
         replay: Vec<u8>,
-        (header_timeout, first_due): (Duration, std::time::Instant),
+        (header_timeout, idle_timeout, first_due): (Duration, Duration, std::time::Instant),
         http2: bool,
     ) -> (Self, Queue, Arc<Progress>) {
         let queue = Queue::default();
         let progress = Arc::new(Progress::default());
+        let first_due = Instant::from_std(first_due);
+        let first_wait = first_due.min(Instant::now() + idle_timeout);
         let sniffed = Self {
             inner,
             replay,
@@ -122,7 +142,9 @@ impl<S> Sniffed<S> {
             found: Vec::new(),
             clock: HeadClock {
                 limit: header_timeout,
-                due: Some(Box::pin(tokio::time::sleep_until(first_due.into()))),
+                idle: idle_timeout,
+                whole_by: Some(first_due),
+                due: Some(Box::pin(tokio::time::sleep_until(first_wait))),
                 ending: None,
                 answered: 0,
             },
@@ -132,17 +154,26 @@ impl<S> Sniffed<S> {
         (sniffed, queue, progress)
     }
 
-    /// Arms the clock at the first byte of a head (and afresh for a head begun in the read
-    /// that `completed` another), and stops it once no head is being read.
+    /// After bytes of the stream: arms the clock at the first byte of a head (and afresh for
+    /// a head begun in the read that `completed` another), moves its idle deadline on from
+    /// each later byte, and stops it once no head is being read.
     fn time(&mut self, completed: bool) {
         let clock = &mut self.clock;
-        if !self.tracker.mid_head() {
-            clock.due = None;
-        } else if clock.due.is_none() || completed {
-            clock.due = Some(Box::pin(tokio::time::sleep_until(
-                Instant::now() + clock.limit,
-            )));
+        let mid_head = self.tracker.mid_head();
+        self.progress.mid_head.store(mid_head, Ordering::Relaxed);
+        if !mid_head {
+            (clock.whole_by, clock.due) = (None, None);
+            return;
+        }
+        let now = Instant::now();
+        if clock.whole_by.is_none() || completed {
+            clock.whole_by = Some(now + clock.limit);
             clock.answered = self.progress.answered.load(Ordering::Relaxed);
+        }
+        let by = clock.whole_by.map_or(now, |by| by.min(now + clock.idle));
+        match &mut clock.due {
+            Some(due) => due.as_mut().reset(by),
+            None => clock.due = Some(Box::pin(tokio::time::sleep_until(by))),
         }
     }
 
@@ -161,7 +192,9 @@ impl<S> Sniffed<S> {
         let in_flight = answered < self.progress.heads.load(Ordering::Relaxed);
         if in_flight || answered != clock.answered {
             clock.answered = answered;
-            due.as_mut().reset(Instant::now() + clock.limit);
+            let now = Instant::now();
+            clock.whole_by = Some(now + clock.limit);
+            due.as_mut().reset(now + clock.limit.min(clock.idle));
             let _ = due.as_mut().poll(cx);
             return false;
         }

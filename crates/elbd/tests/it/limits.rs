@@ -23,6 +23,11 @@ async fn read_to_close(stream: &mut TcpStream) -> String {
 /// Sends one request on `stream` and reads its response head and body (Content-Length).
 async fn exchange(stream: &mut TcpStream) -> String {
     stream.write_all(GET).await.unwrap();
+    read_response(stream).await
+}
+
+/// Reads a response head and body (Content-Length) from `stream`, lowercased.
+async fn read_response(stream: &mut TcpStream) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -171,31 +176,58 @@ async fn slow_clients_get_408_at_the_header_timeout_and_delay_no_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_stalls_mid_request_past_the_idle_timeout_gets_408_on_the_relay() {
+async fn a_client_that_stalls_mid_request_past_the_idle_timeout_gets_408_on_both_roads() {
     let lab = Lab::new("stall", 62);
     let target = SocketAddr::from((lab.ip('a', 10), 9001));
     let _backend = Backend::start(target, Duration::ZERO).await;
     let config = lab.both_roads("limits", "\"idle_timeout.timeout_seconds\" = 2", target, "");
-    let relay = lab.node('a', 8080);
-    let _elbd = Elbd::start(&lab, &config, &[], &[relay]);
-    // Half a head, then half a body: AWS's 408 at the idle timeout (the header timeout,
-    // 60 s, is far off), where the relay closed without a word.
-    let stalls: [&[u8]; 2] = [
-        b"GET / HTTP/1.1\r\nHost: lim",
-        b"POST / HTTP/1.1\r\nHost: limits.test\r\nContent-Length: 10\r\n\r\nhello",
-    ];
-    for stall in stalls {
-        let mut stream = TcpStream::connect(relay).await.unwrap();
+    let ports = [lab.node('a', 8080), lab.node('a', 8081)];
+    let _elbd = Elbd::start(&lab, &config, &[], &ports);
+    let mut roads = tokio::task::JoinSet::new();
+    // Half a body is the relay's alone to time: on the general path this target answers
+    // before the body is whole, and the answer goes back at once.
+    for (port, body_stall) in ports.into_iter().zip([true, false]) {
+        roads.spawn(stalls_and_a_trickle(port, body_stall));
+    }
+    while let Some(road) = roads.join_next().await {
+        road.unwrap();
+    }
+}
+
+/// On `port` (idle timeout 2 s, header timeout 60 s): half a head, on a new connection and
+/// after a request on a kept-alive one, and half a body if `body_stall`, get AWS's 408 at the
+/// idle timeout, where the relay, and hyper on the general path, closed without a word; a
+/// head that trickles in for longer than the idle timeout, a piece a second, is answered.
+async fn stalls_and_a_trickle(port: SocketAddr, body_stall: bool) {
+    let half_head: &[u8] = b"GET / HTTP/1.1\r\nHost: lim";
+    let half_body: &[u8] =
+        b"POST / HTTP/1.1\r\nHost: limits.test\r\nContent-Length: 10\r\n\r\nhello";
+    let mut stalls = vec![(half_head, false), (half_head, true)];
+    if body_stall {
+        stalls.push((half_body, false));
+    }
+    for (stall, kept) in stalls {
+        let mut stream = TcpStream::connect(port).await.unwrap();
+        if kept {
+            assert!(exchange(&mut stream).await.starts_with("http/1.1 200"));
+        }
         stream.write_all(stall).await.unwrap();
         let begun = Instant::now();
         let said = read_to_close(&mut stream).await;
         let waited = begun.elapsed();
-        assert!(said.starts_with("HTTP/1.1 408 "), "{said:?}");
+        assert!(said.starts_with("HTTP/1.1 408 "), "{port}: {said:?}");
         assert!(
             waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
-            "408 after {waited:?}"
+            "{port}: 408 after {waited:?}"
         );
     }
+    let mut stream = TcpStream::connect(port).await.unwrap();
+    for piece in GET.chunks(GET.len() / 5 + 1) {
+        stream.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let answer = read_response(&mut stream).await;
+    assert!(answer.starts_with("http/1.1 200"), "{port}: {answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
