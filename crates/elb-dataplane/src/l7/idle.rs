@@ -1,7 +1,7 @@
 //! The idle timeout (`idle_timeout.timeout_seconds`) of the connections whose bytes hyper
-//! moves without a request being read: HTTP/2 connections and upgraded ones (WebSockets). No
-//! byte either way for that long ends them, as on AWS. (HTTP/1 connections have theirs from
-//! hyper between requests, and from the relay.)
+//! moves: HTTP/2 connections, HTTP/1 ones between requests (a head begun is the sniffer's to
+//! time), and upgraded ones (WebSockets). No byte either way for that long ends them, as on
+//! AWS. (The relay keeps its own.)
 //!
 //! I/O is counted, not timed, so that a read or a write costs an increment and no clock: a
 //! watch looks at the count every quarter of the timeout, and a connection is idle once four

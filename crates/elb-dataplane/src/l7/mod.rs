@@ -343,20 +343,22 @@ async fn http<S>(
     let (stream, heads, progress) = sniff::Sniffed::new(stream, replay, timeout, settings.http2);
     let draining = Arc::new(AtomicBool::new(*stopped.borrow()));
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // The sniffer times heads and the idle check below closes idle connections; hyper's
-    // header timeout, which counts from the end of the response before, is a backstop past
-    // both.
+    // The sniffer times heads and the idle check below closes idle connections (within 1.25 ×
+    // the idle timeout); hyper's header timeout, which counts from the end of the response
+    // before, is a backstop past both.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_timeout + settings.idle_timeout);
+        .header_read_timeout(settings.header_timeout + 2 * settings.idle_timeout);
     builder
         .http2()
         .max_header_list_size(limits::HTTP2_HEADER_LIST);
     let peer = session.peer;
     let (record_table, record_session) = (table.clone(), session.clone());
     let (last_call, answered) = (draining.clone(), progress.answered.clone());
+    let counted = progress.clone();
     let service = service_fn(move |req: Request<Incoming>| {
+        counted.started.fetch_add(1, Ordering::Relaxed);
         let (table, client, session) = (table.clone(), client.clone(), session.clone());
         let answered = answered.clone();
         // HTTP/1 heads were classified as sent, in order; HTTP/2 ones are classified parsed.

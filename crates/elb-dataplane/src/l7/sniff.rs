@@ -68,6 +68,9 @@ pub(crate) struct Sniffed<S> {
 pub(crate) struct Progress {
     /// HTTP/1 heads found whole.
     pub(crate) heads: AtomicUsize,
+    /// Requests hyper handed to the service (the tracker stops counting heads after an
+    /// `Upgrade` request, which hyper may answer without switching, and past 96 KB).
+    pub(crate) started: AtomicUsize,
     /// Requests whose responses hyper is done with (see
     /// [`Recording`](super::outcome::Recording)).
     pub(crate) answered: Answered,
@@ -86,8 +89,13 @@ pub(crate) struct Progress {
 impl Progress {
     /// No request of the connection is being read or answered (HTTP/1).
     pub(crate) fn between_requests(&self) -> bool {
-        let answered = self.answered.load(Ordering::Relaxed);
-        !self.mid_head.load(Ordering::Relaxed) && answered >= self.heads.load(Ordering::Relaxed)
+        !self.mid_head.load(Ordering::Relaxed) && !self.in_flight()
+    }
+
+    /// A request whose head has come is not answered yet.
+    fn in_flight(&self) -> bool {
+        let begun = (self.heads.load(Ordering::Relaxed)).max(self.started.load(Ordering::Relaxed));
+        self.answered.load(Ordering::Relaxed) < begun
     }
 }
 
@@ -189,8 +197,7 @@ impl<S> Sniffed<S> {
             return false;
         }
         let answered = self.progress.answered.load(Ordering::Relaxed);
-        let in_flight = answered < self.progress.heads.load(Ordering::Relaxed);
-        if in_flight || answered != clock.answered {
+        if self.progress.in_flight() || answered != clock.answered {
             clock.answered = answered;
             let now = Instant::now();
             clock.whole_by = Some(now + clock.limit);

@@ -197,7 +197,8 @@ async fn a_client_that_stalls_mid_request_past_the_idle_timeout_gets_408_on_both
 /// On `port` (idle timeout 2 s, header timeout 60 s): half a head, on a new connection and
 /// after a request on a kept-alive one, and half a body if `body_stall`, get AWS's 408 at the
 /// idle timeout, where the relay, and hyper on the general path, closed without a word; a
-/// head that trickles in for longer than the idle timeout, a piece a second, is answered.
+/// head that trickles in for longer than the idle timeout, a piece a second, is answered, and
+/// its connection, idle after, is closed at the idle timeout.
 async fn stalls_and_a_trickle(port: SocketAddr, body_stall: bool) {
     let half_head: &[u8] = b"GET / HTTP/1.1\r\nHost: lim";
     let half_body: &[u8] =
@@ -222,12 +223,22 @@ async fn stalls_and_a_trickle(port: SocketAddr, body_stall: bool) {
         );
     }
     let mut stream = TcpStream::connect(port).await.unwrap();
-    for piece in GET.chunks(GET.len() / 5 + 1) {
+    for (i, piece) in GET.chunks(GET.len() / 5 + 1).enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         stream.write_all(piece).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let answer = read_response(&mut stream).await;
     assert!(answer.starts_with("http/1.1 200"), "{port}: {answer}");
+    // Idle between requests for the idle timeout, the connection is closed without a word.
+    let answered = Instant::now();
+    assert_eq!(read_to_close(&mut stream).await, "", "{port}");
+    let idle = answered.elapsed();
+    assert!(
+        idle >= Duration::from_millis(1900) && idle < Duration::from_millis(4500),
+        "{port}: closed after {idle:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
