@@ -14,6 +14,7 @@ pub(crate) mod headers;
 pub(crate) mod idle;
 mod lambda;
 mod limits;
+mod malformed;
 pub(crate) mod outcome;
 mod relay;
 pub mod rescue;
@@ -379,7 +380,7 @@ async fn http<S>(
             // One load per request: the request keeps this table until it ends.
             let table = table.load_full();
             let Some(route) = table.http(local).cloned() else {
-                answered.fetch_add(1, Ordering::Relaxed);
+                answered.add();
                 let gone = rescue::respond(&ProxyError::ListenerGone);
                 return Ok::<_, Infallible>(gone.map(Tallied::untracked));
             };

@@ -5,8 +5,9 @@
 use elb_lambda::Blame;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -167,8 +168,41 @@ pub(crate) struct Recording {
     pending: Option<Pending>,
 }
 
-/// Counts a connection's requests whose responses hyper is done with (sent, or dropped).
-pub(crate) type Answered = Arc<std::sync::atomic::AtomicUsize>;
+/// A connection's count of requests whose responses hyper is done with (sent, or dropped).
+pub(crate) type Answered = Arc<Answers>;
+
+/// Counts answers, and wakes whoever waits for the next: the sniffer, holding a refusal
+/// until the requests before it are answered.
+#[derive(Debug, Default)]
+pub(crate) struct Answers {
+    count: AtomicUsize,
+    /// Set with `waker`; both orderings are sequential, as the waiter counts again after
+    /// setting it.
+    waiting: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Answers {
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn add(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        if self.waiting.swap(false, Ordering::SeqCst)
+            && let Some(waker) = self.waker.lock().expect("not poisoned").take()
+        {
+            waker.wake();
+        }
+    }
+
+    /// Wakes `waker` at the next answer. The caller counts again after this, so that an
+    /// answer that came in between is not missed.
+    pub(crate) fn wake_at_next(&self, waker: &Waker) {
+        *self.waker.lock().expect("not poisoned") = Some(waker.clone());
+        self.waiting.store(true, Ordering::SeqCst);
+    }
+}
 
 impl Recording {
     /// `received`: the request's size in bytes; `facts`: what its access log entry needs,
@@ -251,8 +285,7 @@ struct Pending {
 
 impl Pending {
     fn record(self) {
-        self.answered
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.answered.add();
         let tally = &self.tally;
         if let Some(load) = &tally.load
             && tally.outcome.failed_by_target()

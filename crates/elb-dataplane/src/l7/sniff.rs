@@ -14,6 +14,12 @@
 //! nothing more of one for the idle timeout, is answered 408 and its stream ends, as on the
 //! relay (hyper's own header timeout closes without an answer, and counts from the end of
 //! the response before, so it is only a backstop here).
+//!
+//! hyper answers a head it cannot take (malformed, too many fields, bad framing) with a bare
+//! status line; ALB answers with its page. So hyper gets each head only once it is whole and
+//! [`malformed`](super::malformed) finds nothing hyper would refuse in it: a head still
+//! coming is held back, and one hyper would refuse is answered here with ALB's page once
+//! the requests before it are, ending the stream.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -31,10 +37,12 @@ use tokio::time::{Instant, Sleep};
 use super::desync::{Class, HeadFacts};
 use super::framing::ChunkedEnd;
 use super::idle::Activity;
+use super::malformed;
 use super::outcome::Answered;
 use super::rescue::{ProxyError, closing_page};
 
-/// Heads larger than this are not tracked (hyper refuses them anyway).
+/// Heads larger than this are refused. ALB refuses headers over 64 KB: `check_limits` answers
+/// those, counting fields, for heads up to this; past it, only padding could keep them under.
 const MAX_HEAD: usize = 96 * 1024;
 
 /// How HTTP/2's preface starts.
@@ -48,9 +56,14 @@ pub(crate) type Queue = Arc<Mutex<VecDeque<(Class, &'static str)>>>;
 
 pub(crate) struct Sniffed<S> {
     inner: S,
-    /// Bytes already read from `inner` (by the relay), read again first; and how many have.
-    replay: Vec<u8>,
-    replayed: usize,
+    /// Bytes already read from `inner` (by the relay), read again first.
+    replay: Spool,
+    /// Bytes tracked and released, waiting for room in hyper's buffer.
+    ready: Spool,
+    /// Bytes of a head not whole yet, held back from hyper.
+    held: Vec<u8>,
+    /// A head hyper would refuse, answered once the requests before it are.
+    refusal: Option<ProxyError>,
     tracker: HeadTracker,
     queue: Queue,
     /// Classes found in one read, before they join the queue (kept to reuse its memory).
@@ -74,8 +87,8 @@ pub(crate) struct Progress {
     /// Requests whose responses hyper is done with (see
     /// [`Recording`](super::outcome::Recording)).
     pub(crate) answered: Answered,
-    /// The sniffer's own answer, if it gave one (a head timed out, a refused HTTP/2
-    /// preface), for its request's record.
+    /// The sniffer's own answer, if it gave one (a head timed out or malformed, a refused
+    /// HTTP/2 preface), for its request's record.
     pub(crate) refused: OnceLock<ProxyError>,
     /// The connection opened with HTTP/2's preface.
     pub(crate) http2: AtomicBool,
@@ -95,7 +108,40 @@ impl Progress {
     /// A request whose head has come is not answered yet.
     fn in_flight(&self) -> bool {
         let begun = (self.heads.load(Ordering::Relaxed)).max(self.started.load(Ordering::Relaxed));
-        self.answered.load(Ordering::Relaxed) < begun
+        self.answered.count() < begun
+    }
+
+    /// hyper has something left to write: a request not answered, or bytes the client has
+    /// not taken yet. The sniffer's own page must wait for them.
+    fn owes(&self) -> bool {
+        self.in_flight() || self.activity.blocked()
+    }
+}
+
+/// Bytes to hand hyper before the stream's own.
+#[derive(Default)]
+struct Spool {
+    bytes: Vec<u8>,
+    given: usize,
+}
+
+impl Spool {
+    fn new(bytes: Vec<u8>) -> Self {
+        Self { bytes, given: 0 }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.given == self.bytes.len()
+    }
+
+    /// Puts what fits into `buf`.
+    fn give(&mut self, buf: &mut ReadBuf<'_>) {
+        let n = buf.remaining().min(self.bytes.len() - self.given);
+        buf.put_slice(&self.bytes[self.given..self.given + n]);
+        self.given += n;
+        if self.is_empty() {
+            *self = Self::default();
+        }
     }
 }
 
@@ -143,8 +189,10 @@ impl<S> Sniffed<S> {
         let first_wait = first_due.min(Instant::now() + idle_timeout);
         let sniffed = Self {
             inner,
-            replay,
-            replayed: 0,
+            replay: Spool::new(replay),
+            ready: Spool::default(),
+            held: Vec::new(),
+            refusal: None,
             tracker: HeadTracker::default(),
             queue: queue.clone(),
             found: Vec::new(),
@@ -176,7 +224,7 @@ impl<S> Sniffed<S> {
         let now = Instant::now();
         if clock.whole_by.is_none() || completed {
             clock.whole_by = Some(now + clock.limit);
-            clock.answered = self.progress.answered.load(Ordering::Relaxed);
+            clock.answered = self.progress.answered.count();
         }
         let by = clock.whole_by.map_or(now, |by| by.min(now + clock.idle));
         match &mut clock.due {
@@ -185,9 +233,9 @@ impl<S> Sniffed<S> {
         }
     }
 
-    /// Whether the head being read is overdue. Not while a request is still being answered,
-    /// nor if one was answered since the clock was armed: hyper reads a pipelined head only
-    /// after the request before it, so its time starts again then.
+    /// Whether the head being read is overdue. Not while hyper still owes an answer, nor if
+    /// one was answered since the clock was armed: hyper reads a pipelined head only after
+    /// the request before it, so its time starts again then.
     fn overdue(&mut self, cx: &mut Context<'_>) -> bool {
         let clock = &mut self.clock;
         let Some(due) = &mut clock.due else {
@@ -196,8 +244,8 @@ impl<S> Sniffed<S> {
         if due.as_mut().poll(cx).is_pending() {
             return false;
         }
-        let answered = self.progress.answered.load(Ordering::Relaxed);
-        if self.progress.in_flight() || answered != clock.answered {
+        let answered = self.progress.answered.count();
+        if self.progress.owes() || answered != clock.answered {
             clock.answered = answered;
             let now = Instant::now();
             clock.whole_by = Some(now + clock.limit);
@@ -206,6 +254,16 @@ impl<S> Sniffed<S> {
             return false;
         }
         true
+    }
+}
+
+impl<S> Sniffed<S> {
+    /// Before noting a write of hyper's: if it went through where the last was left waiting,
+    /// a refusal waiting for hyper's bytes looks again (hyper reads again only when woken).
+    fn wrote(&self, cx: &Context<'_>, through: bool) {
+        if through && self.refusal.is_some() && self.progress.activity.blocked() {
+            cx.waker().wake_by_ref();
+        }
     }
 }
 
@@ -261,44 +319,102 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sniffed<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> Sniffed<S> {
+    /// Passes on what `fed` released of the bytes read into `buf` after `before`: held bytes
+    /// of a head it completed go first (through `ready` when the two do not fit), the rest of
+    /// a head still coming is held, and a refused head is dropped with all after it.
+    fn release(&mut self, buf: &mut ReadBuf<'_>, before: usize, fed: Fed) {
+        let read = &buf.filled()[before..];
+        let pass = fed.pass;
+        if self.held.is_empty() || pass == 0 {
+            if fed.refused.is_some() {
+                self.held.clear();
+            } else {
+                self.held.extend_from_slice(&read[pass..]);
+            }
+            buf.set_filled(before + pass);
+        } else {
+            let read = read.to_vec();
+            let mut released = std::mem::take(&mut self.held);
+            released.extend_from_slice(&read[..pass]);
+            if fed.refused.is_none() {
+                self.held.extend_from_slice(&read[pass..]);
+            }
+            buf.set_filled(before);
+            self.ready = Spool::new(released);
+            self.ready.give(buf);
+        }
+        self.refusal = fed.refused;
+    }
+
+    /// Answers a refused head once hyper owes nothing before it. Meanwhile what the client
+    /// sends is read away (nothing after a refused head is taken), and its leaving is
+    /// passed on: hyper then drops the request in flight, as for any client that leaves.
+    fn poll_refuse(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.progress.owes() {
+            // Woken by the next answer, or by the next write that goes through.
+            self.progress.answered.wake_at_next(cx.waker());
+            if self.progress.owes() {
+                let mut scratch = [0u8; 512];
+                loop {
+                    let mut read = ReadBuf::new(&mut scratch);
+                    match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
+                        Poll::Ready(Ok(())) if !read.filled().is_empty() => {}
+                        Poll::Ready(ended) => return Poll::Ready(ended),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            }
+        }
+        let error = self.refusal.take().expect("a refusal waits");
+        let page = self.refuse(error);
+        self.end_with(page, cx)
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Sniffed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        // An overdue head ends the stream: hyper then closes the connection.
-        if self.clock.ending.is_some() {
-            return self.poll_end(cx).map(Ok);
-        }
-        let before = buf.filled().len();
-        let polled = if self.replayed < self.replay.len() {
-            let this = &mut *self;
-            let n = buf.remaining().min(this.replay.len() - this.replayed);
-            buf.put_slice(&this.replay[this.replayed..this.replayed + n]);
-            this.replayed += n;
-            if this.replayed == this.replay.len() {
-                (this.replay, this.replayed) = (Vec::new(), 0);
-            }
-            Poll::Ready(Ok(()))
-        } else {
-            Pin::new(&mut self.inner).poll_read(cx, buf)
-        };
         let this = &mut *self;
-        if polled.is_pending() {
-            if !this.overdue(cx) {
-                return Poll::Pending;
-            }
-            let page = if this.tracker.mid_head() {
-                this.refuse(ProxyError::RequestTimeout)
-            } else {
-                Vec::new()
-            };
-            return this.end_with(page, cx);
+        // An overdue or refused head ends the stream: hyper then closes the connection.
+        if this.clock.ending.is_some() {
+            return this.poll_end(cx).map(Ok);
         }
-        if buf.filled().len() > before {
+        if !this.ready.is_empty() {
+            this.ready.give(buf);
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if this.refusal.is_some() {
+                return this.poll_refuse(cx);
+            }
+            let before = buf.filled().len();
+            let polled = if this.replay.is_empty() {
+                Pin::new(&mut this.inner).poll_read(cx, buf)
+            } else {
+                this.replay.give(buf);
+                Poll::Ready(Ok(()))
+            };
+            if polled.is_pending() {
+                if !this.overdue(cx) {
+                    return Poll::Pending;
+                }
+                let page = if this.tracker.mid_head() {
+                    this.refuse(ProxyError::RequestTimeout)
+                } else {
+                    Vec::new()
+                };
+                return this.end_with(page, cx);
+            }
+            if buf.filled().len() == before {
+                // The end of the stream, or an error: a head held back goes with it.
+                return polled;
+            }
             this.progress.activity.note();
-            this.tracker.feed(&buf.filled()[before..], &mut this.found);
+            let fed = this.tracker.feed(&buf.filled()[before..], &mut this.found);
             if this.tracker.http2 && !this.http2 {
                 // hyper never sees the preface: it reads the end of the stream after the page.
                 buf.set_filled(before);
@@ -317,8 +433,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Sniffed<S> {
                     .extend(this.found.drain(..));
             }
             this.time(completed);
+            this.release(buf, before, fed);
+            if buf.filled().len() > before {
+                return Poll::Ready(Ok(()));
+            }
+            // All of it held back, or refused: read on, or answer.
         }
-        polled
     }
 }
 
@@ -329,11 +449,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffed<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(cx, polled.is_ready());
         self.progress.activity.wrote(polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.wrote(cx, polled.is_ready());
         self.progress.activity.flushed(polled)
     }
 
@@ -347,6 +469,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffed<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(cx, polled.is_ready());
         self.progress.activity.wrote(polled)
     }
 
@@ -365,8 +488,19 @@ enum State {
     Body(u64),
     /// Following a chunked body to its end.
     Chunked(ChunkedEnd),
-    /// Not following any more (an upgrade, an oversized head, a framing hyper refuses).
+    /// Not following any more (HTTP/2, an upgrade, a chunked body hyper refuses).
     Off,
+    /// A head was refused: the stream ends there.
+    Refused,
+}
+
+/// What of the bytes fed hyper may have.
+#[derive(Debug)]
+pub(crate) struct Fed {
+    /// How many, from the first: the rest is a head not whole yet (held back), or refused.
+    pass: usize,
+    /// The head at `pass` is one hyper would refuse: the error its page tells.
+    refused: Option<ProxyError>,
 }
 
 #[derive(Debug, Default)]
@@ -390,39 +524,75 @@ impl HeadTracker {
         matches!(self.state, State::Head) && !self.pending.is_empty()
     }
 
-    /// Consumes `bytes`, pushing the class of every request head completed in them.
-    pub(crate) fn feed(&mut self, mut bytes: &[u8], found: &mut Vec<(Class, &'static str)>) {
-        while !bytes.is_empty() {
+    /// Whether the head coming may be HTTP/2's preface, which opens a connection.
+    fn may_be_preface(&self) -> bool {
+        let n = self.pending.len().min(PREFACE.len());
+        !self.opened && self.pending[..n] == PREFACE[..n]
+    }
+
+    /// Consumes `bytes`, pushing the class of every request head completed in them; says
+    /// how many of them hyper may have: bodies, and heads once whole and not refused.
+    pub(crate) fn feed(&mut self, bytes: &[u8], found: &mut Vec<(Class, &'static str)>) -> Fed {
+        let mut at = 0;
+        let mut pass = 0;
+        while at < bytes.len() {
             match self.state {
-                State::Off => return,
+                State::Off => return Fed::all(bytes),
+                State::Refused => break,
                 State::Body(n) => {
-                    let take = n.min(bytes.len() as u64);
-                    bytes = &bytes[take as usize..];
+                    let take = n.min((bytes.len() - at) as u64);
+                    at += take as usize;
+                    pass = at;
                     self.state = if n == take {
                         State::Head
                     } else {
                         State::Body(n - take)
                     };
                 }
-                State::Chunked(ref mut chunks) => match chunks.scan(bytes) {
+                State::Chunked(ref mut chunks) => match chunks.scan(&bytes[at..]) {
                     Ok(Some(end)) => {
-                        bytes = &bytes[end..];
+                        at += end;
+                        pass = at;
                         self.state = State::Head;
                     }
-                    Ok(None) => return,
+                    Ok(None) => return Fed::all(bytes),
                     Err(_) => self.state = State::Off,
                 },
                 State::Head => {
-                    let taken = self.head_bytes(bytes, found);
-                    bytes = &bytes[taken..];
+                    let (taken, whole) = self.head_bytes(&bytes[at..], found);
+                    at += taken;
+                    match whole {
+                        Some(Ok(())) => pass = at,
+                        Some(Err(error)) => {
+                            self.state = State::Refused;
+                            return Fed {
+                                pass,
+                                refused: Some(error),
+                            };
+                        }
+                        None => {}
+                    }
                 }
             }
+        }
+        // Blank lines before a head pass: hyper skips them.
+        if matches!(self.state, State::Head) && self.pending.is_empty() {
+            pass = bytes.len();
+        }
+        Fed {
+            pass,
+            refused: None,
         }
     }
 
     /// Takes the bytes of a head up to its blank line (all of `bytes` if it is not there
-    /// yet); returns how many it took. Each byte is scanned once.
-    fn head_bytes(&mut self, bytes: &[u8], found: &mut Vec<(Class, &'static str)>) -> usize {
+    /// yet); returns how many it took, and once the head is whole whether hyper may have
+    /// it. Each byte is scanned once.
+    fn head_bytes(
+        &mut self,
+        bytes: &[u8],
+        found: &mut Vec<(Class, &'static str)>,
+    ) -> (usize, Option<Result<(), ProxyError>>) {
         let old = self.pending.len();
         self.pending.extend_from_slice(bytes);
         let mut from = old;
@@ -444,66 +614,91 @@ impl HeadTracker {
                 continue;
             }
             self.pending.truncate(from);
-            self.http2 |= !self.opened && self.pending.starts_with(PREFACE);
+            // The HTTP/2 preface: the rest of the connection is not HTTP/1.
+            let preface = !self.opened && self.pending.starts_with(PREFACE);
+            self.http2 |= preface;
             self.opened = true;
-            self.state = head_state(&self.pending, found);
+            let state = if preface {
+                Ok(State::Off)
+            } else if self.pending.len() > MAX_HEAD {
+                Err(too_large(&self.pending))
+            } else {
+                head_state(&self.pending, found)
+            };
             self.pending.clear();
             self.line_start = 0;
             // What of `bytes` the head took; the rest is its body or the next request.
-            return dropped + from - old;
+            let taken = dropped + from - old;
+            return match state {
+                Ok(state) => {
+                    self.state = state;
+                    (taken, Some(Ok(())))
+                }
+                Err(error) => (taken, Some(Err(error))),
+            };
         }
         if self.pending.len() > MAX_HEAD {
-            self.state = State::Off;
+            return (bytes.len(), Some(Err(too_large(&self.pending))));
         }
-        bytes.len()
+        // hyper parses what it has of a head, and refuses it at the first byte it cannot
+        // take (a TLS handshake on an HTTP port, say), not at a blank line that may never come.
+        if !self.pending.is_empty() && !self.may_be_preface() {
+            let mut fields = malformed::fields();
+            if let Err(error) = malformed::parse(&self.pending, &mut fields) {
+                return (bytes.len(), Some(Err(error)));
+            }
+        }
+        (bytes.len(), None)
     }
 }
 
-/// Classifies a complete head and says how its body is framed. A head hyper would refuse (no
-/// request line, a field without a colon, obs-fold) ends the tracking: the connection ends
-/// with it.
-fn head_state(head: &[u8], found: &mut Vec<(Class, &'static str)>) -> State {
-    if head.starts_with(PREFACE) {
-        // The HTTP/2 preface: the rest of the connection is not HTTP/1.
-        return State::Off;
+impl Fed {
+    fn all(bytes: &[u8]) -> Self {
+        Self {
+            pass: bytes.len(),
+            refused: None,
+        }
     }
-    let mut lines = head
-        .split(|b| *b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let Some(method) = lines
-        .next()
-        .and_then(|line| line.split(|b| *b == b' ').next())
-    else {
-        return State::Off;
+}
+
+/// The error for a head past [`MAX_HEAD`]: a 414 if its request line is not even whole.
+fn too_large(head: &[u8]) -> ProxyError {
+    if head.contains(&b'\n') {
+        ProxyError::BadRequest("the request head is larger than 96 KB")
+    } else {
+        ProxyError::UriTooLong
+    }
+}
+
+/// Classifies a complete head and says how its body is framed; or the error whose page
+/// answers a head hyper would refuse.
+fn head_state(head: &[u8], found: &mut Vec<(Class, &'static str)>) -> Result<State, ProxyError> {
+    let mut fields = malformed::fields();
+    let Some(req) = malformed::parse(head, &mut fields)? else {
+        return Ok(State::Off);
     };
     let mut facts = HeadFacts::default();
-    for line in lines.filter(|l| !l.is_empty()) {
-        if line[0] == b' ' || line[0] == b'\t' {
-            return State::Off;
-        }
-        let Some(colon) = line.iter().position(|b| *b == b':') else {
-            return State::Off;
-        };
-        facts.add(&line[..colon], &line[colon + 1..]);
+    for field in req.headers.iter() {
+        facts.add(field.name.as_bytes(), field.value);
     }
-    let mut class = facts.class(method);
+    let mut class = facts.class(req.method.unwrap_or_default().as_bytes());
     let bare_lf = head.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r');
     if bare_lf && class.0 < Class::Acceptable {
         class = (Class::Acceptable, "NonCompliantHeader");
     }
     found.push(class);
     if facts.upgrade {
-        return State::Off;
+        return Ok(State::Off);
     }
     // hyper's framing: Transfer-Encoding wins over Content-Length.
-    match (facts.transfer_encoding(), facts.content_length()) {
+    Ok(match (facts.transfer_encoding(), facts.content_length()) {
         (Some(true), _) => State::Chunked(ChunkedEnd::default()),
         (Some(false), _) => State::Off,
         (None, Some(0)) => State::Head,
         (None, Some(n)) => State::Body(n),
         (None, None) if facts.has_length() => State::Off,
         (None, None) => State::Head,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -554,6 +749,60 @@ GET /d HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n";
                 );
             }
         }
+    }
+
+    fn fed(tracker: &mut HeadTracker, bytes: &[u8]) -> (usize, Option<u16>) {
+        let fed = tracker.feed(bytes, &mut Vec::new());
+        (fed.pass, fed.refused.map(|e| e.status().as_u16()))
+    }
+
+    #[test]
+    fn hyper_gets_heads_only_whole_and_bodies_as_they_come() {
+        let mut tracker = HeadTracker::default();
+        assert_eq!(fed(&mut tracker, b"GET / HTTP/1.1\r\n\r\n"), (18, None));
+        assert_eq!(fed(&mut tracker, b"POST / HT"), (0, None));
+        let rest = b"TP/1.1\r\nContent-Length: 10\r\n\r\nabc";
+        assert_eq!(fed(&mut tracker, rest), (rest.len(), None));
+        assert_eq!(fed(&mut tracker, b"defghijGET /b"), (7, None));
+        assert_eq!(fed(&mut tracker, b" HTTP/1.1\r\n\r\n\r\n"), (15, None));
+    }
+
+    #[test]
+    fn a_head_hyper_would_refuse_stops_the_stream_where_it_starts() {
+        let mut tracker = HeadTracker::default();
+        let stream =
+            b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nX: a\r\n b\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        assert_eq!(fed(&mut tracker, stream), (18, Some(400)));
+        assert_eq!(fed(&mut tracker, b"GET / HTTP/1.1\r\n\r\n"), (0, None));
+
+        let mut tracker = HeadTracker::default();
+        assert_eq!(fed(&mut tracker, b"GET / HTTP/1.1\r\nX: a\r\n"), (0, None));
+        assert_eq!(fed(&mut tracker, b" b\r\n\r\n"), (0, Some(400)));
+
+        let mut tracker = HeadTracker::default();
+        let huge = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; MAX_HEAD]].concat();
+        assert_eq!(fed(&mut tracker, &huge), (0, Some(400)));
+        let mut tracker = HeadTracker::default();
+        let huge = [b"GET /".as_slice(), &[b'a'; MAX_HEAD]].concat();
+        assert_eq!(fed(&mut tracker, &huge), (0, Some(414)));
+
+        // hyper refuses what it cannot take as soon as it comes, blank line or not; the
+        // preface, coming in pieces, is not refused.
+        for garbage in [
+            &b"\x16\x03\x01\x02\x00\x01"[..],
+            b"GET /\r\n",
+            b"GET / HTTP/1.1\r\nX: a\r\n b",
+        ] {
+            let mut tracker = HeadTracker::default();
+            assert_eq!(fed(&mut tracker, garbage), (0, Some(400)), "{garbage:?}");
+        }
+        let mut tracker = HeadTracker::default();
+        assert_eq!(fed(&mut tracker, b"PRI * HTTP/2.0\r\n"), (0, None));
+        assert_eq!(fed(&mut tracker, b"\r\nSM\r\n\r\n"), (8, None));
+
+        let mut tracker = HeadTracker::default();
+        let later_preface = b"GET / HTTP/1.1\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        assert_eq!(fed(&mut tracker, later_preface), (18, Some(400)));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Client limits: the header timeout (slow clients answered 408, on the relay and on the
-//! general path), the idle timeout mid-request (408 on the relay), the client keep-alive, and
-//! the node's connection limit.
+//! general path), the idle timeout mid-request (408 on the relay), heads hyper cannot take
+//! (ALB's 400 on both roads), the client keep-alive, and the node's connection limit.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -239,6 +239,79 @@ async fn stalls_and_a_trickle(port: SocketAddr, body_stall: bool) {
         idle >= Duration::from_millis(1900) && idle < Duration::from_millis(4500),
         "{port}: closed after {idle:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_hyper_cannot_take_get_albs_400_page_on_both_roads() {
+    let lab = Lab::new("malformed", 72);
+    let target = SocketAddr::from((lab.ip('a', 10), 9001));
+    // A target that takes its time: a refusal waits for the answers before it.
+    let _backend = Backend::start(target, Duration::from_millis(200)).await;
+    let config = lab.both_roads("limits", "", target, "");
+    let ports = [lab.node('a', 8080), lab.node('a', 8081)];
+    let _elbd = Elbd::start(&lab, &config, &[], &ports);
+    let fields = |n: usize| "X-Field: yes\r\n".repeat(n);
+    let get = |extra: &str| format!("GET / HTTP/1.1\r\nHost: limits.test\r\n{extra}\r\n");
+    for port in ports {
+        // Each is answered with ALB's page, where hyper answered with a bare status line.
+        for (what, request) in [
+            ("obs-fold", get("X-A: b\r\n  c\r\n")),
+            ("a field without a colon", get("Bad Field\r\n")),
+            ("no request line", "GARBAGE\r\n\r\n".to_owned()),
+            // Refused at once, with no blank line to wait for (the header timeout is 60 s).
+            (
+                "a TLS handshake",
+                "\x16\x03\x01\x02\x00\x01\x00\x01\x03\x03".to_owned(),
+            ),
+            ("HTTP/0.9", "GET /\r\n".to_owned()),
+            ("101 fields", get(&fields(100))),
+            (
+                "a Content-Length list",
+                get("Content-Length: 5, 5\r\n") + "hello",
+            ),
+            (
+                "a head over 96 KB",
+                get(&format!("X-Big: {}\r\n", "a".repeat(100_000))),
+            ),
+        ] {
+            let mut stream = TcpStream::connect(port).await.unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let said = read_to_close(&mut stream).await;
+            assert!(albs_400(&said), "{port}, {what}: {said:?}");
+        }
+        // 96 fields are taken (the relay takes 64 and hands the rest to the general path),
+        // and reach the target with ALB's four: its hyper takes 100.
+        let mut stream = TcpStream::connect(port).await.unwrap();
+        stream.write_all(get(&fields(95)).as_bytes()).await.unwrap();
+        let answer = read_response(&mut stream).await;
+        assert!(answer.starts_with("http/1.1 200"), "{port}: {answer}");
+        // Pipelined behind two good requests, a bad one is answered after them; sent in two
+        // writes, its first half looking well, it still gets the page.
+        let half = "GET / HTTP/1.1\r\nHost: limits.test\r\nX-A: b\r\n";
+        stream
+            .write_all([get(""), get(""), half.to_owned()].concat().as_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(b" c\r\n\r\n").await.unwrap();
+        let said = read_to_close(&mut stream).await;
+        let page = said.find("HTTP/1.1 400 ").unwrap_or(0);
+        assert_eq!(
+            said[..page].matches("HTTP/1.1 200 OK").count(),
+            2,
+            "{port}: {said:?}"
+        );
+        assert!(albs_400(&said[page..]), "{port}, pipelined: {said:?}");
+    }
+}
+
+/// ALB's 400 page, whole, and the end of the connection after it.
+fn albs_400(said: &str) -> bool {
+    let said = said.to_ascii_lowercase();
+    said.starts_with("http/1.1 400 bad request\r\n")
+        && said.contains("\r\nserver: awselb/2.0\r\n")
+        && said.contains("\r\nconnection: close\r\n")
+        && said.ends_with("<center><h1>400 bad request</h1></center>\r\n</body>\r\n</html>\r\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
