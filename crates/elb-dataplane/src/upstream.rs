@@ -13,6 +13,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::l7::idle::NotedBody;
 use crate::pool::{CONNECT_TIMEOUT, IDLE};
 
+/// SETTINGS_MAX_HEADER_LIST_SIZE to HTTP/2 targets: ALB's 32 KB response head (checked as the
+/// response comes), plus the 32 bytes HTTP/2 counts per field for a thousand fields. hyper's
+/// default, 16 KB, failed heads ALB passes on.
+const HTTP2_RESPONSE_HEADER_LIST: u32 = (32 + 32) * 1024;
+
 /// A node's clients for the targets its own pools (`pool`, plain HTTP/1.1) do not serve:
 /// HTTP/1.1 over TLS (HTTPS target groups) and HTTP/2 (prior knowledge in clear, ALPN over
 /// TLS), each apart so that no path pays for another.
@@ -50,7 +55,9 @@ impl Upstream {
             .enable_http2()
             .wrap_connector(tls_connector);
         let mut h2_builder = builder.clone();
-        h2_builder.http2_only(true);
+        h2_builder
+            .http2_only(true)
+            .http2_max_header_list_size(HTTP2_RESPONSE_HEADER_LIST);
         Self {
             https: builder.build(https),
             h2: h2_builder.build(connector),

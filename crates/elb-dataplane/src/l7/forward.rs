@@ -20,7 +20,7 @@ use super::desync::{self, Verdict};
 use super::dressing::{Arrival, Dressing};
 use super::headers::{remove_hop_by_hop, strip_port, valid_host};
 use super::idle::{Activity, Noted, NotedBody, idle};
-use super::limits::{check_limits, forwarded_for_count};
+use super::limits::{self, check_limits, forwarded_for_count};
 use super::outcome::{Action, Tally};
 use super::rescue::{Body, ProxyError};
 use super::rewrite::Rewrites;
@@ -338,6 +338,11 @@ async fn proxy(
                     .map_err(|_| ProxyError::TargetTimeout)?,
             };
             match sent {
+                // hyper's client read an upgrade's answer: held to ALB's limit here.
+                Ok(response) if dressing.is_none() => {
+                    limits::check_response_head(response.status(), response.headers())?;
+                    break response;
+                }
                 Ok(response) => break response,
                 Err((SendError::Connect(e), Some(unsent))) if refused.len() < REFUSALS => {
                     refused.push(target.addr);
@@ -371,7 +376,11 @@ async fn proxy(
         // frame of the body hyper takes restarts the idle timeout (not each byte it writes,
         // nor the target's bytes before its head).
         tokio::select! {
-            sent = sent => sent.map_err(ProxyError::from_target)?.map(TargetBody::hyper),
+            sent = sent => {
+                let response = sent.map_err(ProxyError::from_target)?;
+                limits::check_response_head(response.status(), response.headers())?;
+                response.map(TargetBody::hyper)
+            }
             client_owes = upload.stalled(idle_timeout) => return Err(match client_owes {
                 true => ProxyError::RequestTimeout,
                 false => ProxyError::TargetTimeout,

@@ -1,4 +1,4 @@
-//! ALB's hard limits on a request, checked before any rule runs.
+//! ALB's hard limits on a request, checked before any rule runs, and on a target's response head.
 
 use http::Request;
 use http::header::{self, HeaderMap};
@@ -38,6 +38,27 @@ pub(super) fn check_limits(req: &Request<Incoming>) -> Result<(), ProxyError> {
         });
     if unsupported {
         return Err(ProxyError::UnsupportedTransferCoding);
+    }
+    Ok(())
+}
+
+/// A target's response head may be this large: a larger one is a 502, as on AWS (whole
+/// response header 32 KB). The relay and the exchange count the head's bytes as sent.
+pub(super) const MAX_RESPONSE_HEAD: usize = 32 * 1024;
+
+/// A response from hyper's clients (HTTPS and HTTP/2 targets) whose head is over
+/// [`MAX_RESPONSE_HEAD`], counted as HTTP/1.1 would send it: a 502, as the relay answers.
+pub(super) fn check_response_head(
+    status: http::StatusCode,
+    headers: &HeaderMap,
+) -> Result<(), ProxyError> {
+    // `HTTP/1.1 200 OK\r\n`, each field as `name: value\r\n`, and the blank line.
+    let status_line = 15 + status.canonical_reason().map_or(0, str::len);
+    let fields: usize = (headers.iter())
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if status_line + fields + 2 > MAX_RESPONSE_HEAD {
+        return Err(ProxyError::Target("response head too large".into()));
     }
     Ok(())
 }

@@ -124,6 +124,13 @@ fn pieces(path: &str, head: &str, body_len: usize) -> Vec<Vec<u8>> {
             b"the end".to_vec(),
         ],
         "/bye" => vec![b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye".to_vec()],
+        // A chunk size that is not hex, in the bytes that come with the head.
+        "/badchunk" => {
+            vec![
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+                    .to_vec(),
+            ]
+        }
         // Takes the request, body and all, and never answers.
         "/silent" => Vec::new(),
         "/large" => {
@@ -356,6 +363,20 @@ async fn the_relay_passes_every_framing_on_as_sent() {
         assert_eq!(body.len(), 162);
     }
 
+    // A chunked body that breaks in the bytes that came with its head is a 502, on the relay
+    // and on the general path (which an `Expect` takes it to); it was an empty reply there.
+    let expect = "GET /badchunk HTTP/1.1\r\nHost: relay.test\r\nExpect: 100-continue\r\n\r\n";
+    for ask in [get("/badchunk"), expect.to_owned()] {
+        let mut broken = TcpStream::connect(node).await.unwrap();
+        broken.write_all(ask.as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        let mut head = read_head(&mut broken, &mut rest).await.unwrap();
+        while head.starts_with("HTTP/1.1 100") {
+            head = read_head(&mut broken, &mut rest).await.unwrap();
+        }
+        assert!(head.starts_with("HTTP/1.1 502 "), "{ask}: {head}");
+    }
+
     // A close-delimited response ends the client's connection too, and says so.
     let all = until_closed(node, &get("/close")).await;
     assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{all}");
@@ -526,6 +547,11 @@ async fn http2_clients_get_every_framing_of_an_http1_target() {
     let reply = h2(&sender, head, empty()).await;
     assert_eq!((reply.status, reply.body.len()), (200, 0));
     assert_eq!(reply.headers["content-length"], "100");
+
+    // A chunked body that breaks with its head is a 502, as on the relay (the stream was
+    // reset).
+    let reply = h2(&sender, get("/badchunk"), empty()).await;
+    assert_eq!(reply.status, 502);
 
     // A close-delimited response.
     let reply = h2(&sender, get("/close"), empty()).await;

@@ -32,9 +32,10 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::dressing::Dressing;
-use super::framing::Framing;
+use super::framing::{ChunkedEnd, Framing};
 use super::headers::push_header;
-use super::relay::{MAX_RESPONSE_HEAD, head};
+use super::limits::MAX_RESPONSE_HEAD;
+use super::relay::head;
 use crate::pool::{BoxError, SendError, TargetPool};
 
 /// A target's response, or why there is none: with the request when it was not sent, so that
@@ -77,6 +78,11 @@ pub(super) async fn send(
         poll_head(&target, &mut buf, waiting, head_method, cx)
     });
     let head = head.await.map_err(|e| (e, None))?;
+    // A chunked body that breaks in the bytes that came with its head is a 502, as on the
+    // relay: the head has not gone to the client yet.
+    if head.framing == Framing::Chunked && ChunkedEnd::default().scan(&buf).is_err() {
+        return Err((SendError::Request("malformed chunked body".into()), None));
+    }
     let reusable = head.reusable && !asks_close(&parts.headers);
     let target = (target, Arc::clone(pool));
     let body = TargetBody::exchanged(target, (buf, upload), (head.framing, reusable), idle);

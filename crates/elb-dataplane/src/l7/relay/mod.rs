@@ -43,9 +43,6 @@ use crate::targets::{HttpTargets, REFUSALS};
 
 /// Request heads larger than this go the general way (which refuses them past its limits).
 const MAX_HEAD: usize = 16 * 1024;
-/// A target's response head may be this large: a larger one is a 502, as on AWS (whole
-/// response header 32 KB).
-pub(super) const MAX_RESPONSE_HEAD: usize = 32 * 1024;
 /// A read asks for at least this much room.
 const MIN_READ: usize = 1024;
 

@@ -10,8 +10,9 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::client::{Client, ClientStream};
-use super::{Failure, MAX_RESPONSE_HEAD, Taken, head, room};
+use super::{Failure, Taken, head, room};
 use crate::l7::framing::{Framing, Remaining};
+use crate::l7::limits::MAX_RESPONSE_HEAD;
 use crate::l7::rescue::ProxyError;
 use crate::pool::TargetPool;
 
