@@ -206,9 +206,10 @@ const TARGET_GROUP_COMMON: &[Spec] = &[
         "off",
         true,
     ),
+    // Not `off`: routing failover always has a count.
     spec(
         "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
-        Value::OffOr(1, 1000),
+        Value::Int(1, 1000),
         "1",
         true,
     ),
@@ -631,6 +632,7 @@ pub fn modify_target_group(
     if target_type == TargetType::Lambda {
         return Ok(next);
     }
+    check_health_thresholds(&next, changes)?;
     if protocol.takes_datagrams() && next.get(PRESERVE_CLIENT_IP) != Some("true") {
         return Err(ModelError::validation(format!(
             "'{PRESERVE_CLIENT_IP}' cannot be disabled for {} target groups",
@@ -666,6 +668,38 @@ pub fn modify_target_group(
         ));
     }
     Ok(next)
+}
+
+/// AWS's rule across a group's health thresholds ("if you specify thresholds for both
+/// actions"): DNS failover comes at or before routing failover, so where a call sets either,
+/// and both are set (the DNS count's default, 1, is not a threshold a caller set), the DNS
+/// one is at least the routing one of its kind (count, percentage).
+fn check_health_thresholds(attrs: &Attributes, changes: &[(String, String)]) -> Result<()> {
+    const DNS_COUNT_DEFAULT: &str = "1";
+    for unit in ["count", "percentage"] {
+        let key =
+            |action: &str| format!("target_group_health.{action}.minimum_healthy_targets.{unit}");
+        let (dns_key, routing_key) = (key("dns_failover"), key("unhealthy_state_routing"));
+        let changed = |key: &str| changes.iter().any(|(k, _)| k == key);
+        if !changed(&dns_key) && !changed(&routing_key) {
+            continue;
+        }
+        let dns_set =
+            changed(&dns_key) || unit != "count" || attrs.get(&dns_key) != Some(DNS_COUNT_DEFAULT);
+        if let (true, Some(dns), Some(routing)) =
+            (dns_set, attrs.int(&dns_key), attrs.int(&routing_key))
+            && dns < routing
+        {
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                format!(
+                    "The DNS failover threshold ({unit} {dns}) must be greater than or equal to \
+                     the unhealthy state routing threshold ({unit} {routing})"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A target group's balancing algorithm.
@@ -757,116 +791,4 @@ fn check(spec: &Spec, value: &str, current: Option<&str>) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn change(k: &str, v: &str) -> Vec<(String, String)> {
-        vec![(k.to_owned(), v.to_owned())]
-    }
-
-    #[test]
-    fn defaults_differ_by_type_and_scheme() {
-        let alb = load_balancer_defaults(LoadBalancerKind::Application, Scheme::InternetFacing);
-        assert_eq!(alb.get(CROSS_ZONE), Some("true"));
-        assert_eq!(alb.get("idle_timeout.timeout_seconds"), Some("60"));
-        assert_eq!(alb.get(DENY_IGW), Some("false"));
-        let nlb = load_balancer_defaults(LoadBalancerKind::Network, Scheme::Internal);
-        assert_eq!(nlb.get(CROSS_ZONE), Some("false"));
-        assert_eq!(nlb.get(DENY_IGW), Some("true"));
-        assert_eq!(nlb.get("idle_timeout.timeout_seconds"), None);
-    }
-
-    #[test]
-    fn modify_validates_keys_values_and_alb_cross_zone() {
-        let kind = LoadBalancerKind::Application;
-        let alb = load_balancer_defaults(kind, Scheme::InternetFacing);
-        let next =
-            modify_load_balancer(&alb, kind, &change("idle_timeout.timeout_seconds", "5")).unwrap();
-        assert_eq!(next.int("idle_timeout.timeout_seconds"), Some(5));
-        for (k, v) in [
-            ("idle_timeout.timeout_seconds", "0"),
-            ("idle_timeout.timeout_seconds", "x"),
-            ("no.such.key", "1"),
-            ("routing.http.xff_header_processing.mode", "drop"),
-        ] {
-            let err = modify_load_balancer(&alb, kind, &change(k, v)).unwrap_err();
-            assert_eq!(err.code, ErrorCode::ValidationError, "{k}={v}");
-        }
-        let err = modify_load_balancer(&alb, kind, &change(CROSS_ZONE, "false")).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
-    }
-
-    #[test]
-    fn least_outstanding_requests_excludes_slow_start() {
-        let tg = target_group_defaults(TargetGroupProtocol::Http, TargetType::Instance);
-        let lor = change(
-            "load_balancing.algorithm.type",
-            "least_outstanding_requests",
-        );
-        let tg = modify_target_group(&tg, (TargetGroupProtocol::Http, TargetType::Instance), &lor)
-            .unwrap();
-        let err = modify_target_group(
-            &tg,
-            (TargetGroupProtocol::Http, TargetType::Instance),
-            &change("slow_start.duration_seconds", "30"),
-        )
-        .unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
-    }
-
-    #[test]
-    fn stickiness_settings_are_checked_together() {
-        let tg = target_group_defaults(TargetGroupProtocol::Http, TargetType::Instance);
-        let both = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
-        let on = [
-            ("stickiness.enabled", "true"),
-            (STICKINESS_TYPE, "app_cookie"),
-        ];
-        let err = modify_target_group(
-            &tg,
-            (TargetGroupProtocol::Http, TargetType::Instance),
-            &both(&on),
-        )
-        .unwrap_err();
-        assert!(err.message.contains("application cookie name"), "{err}");
-        let named = [on[0], on[1], (APP_COOKIE_NAME, "session")];
-        assert!(
-            modify_target_group(
-                &tg,
-                (TargetGroupProtocol::Http, TargetType::Instance),
-                &both(&named)
-            )
-            .is_ok()
-        );
-        for bad in [
-            [(APP_COOKIE_NAME, "AWSALBfoo")],
-            [(STICKINESS_TYPE, "source_ip")],
-        ] {
-            let err = modify_target_group(
-                &tg,
-                (TargetGroupProtocol::Http, TargetType::Instance),
-                &both(&bad),
-            )
-            .unwrap_err();
-            assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
-        }
-    }
-
-    #[test]
-    fn anomaly_mitigation_needs_weighted_random() {
-        let tg = target_group_defaults(TargetGroupProtocol::Http, TargetType::Instance);
-        let kind = (TargetGroupProtocol::Http, TargetType::Instance);
-        let err = modify_target_group(&tg, kind, &change(ANOMALY_MITIGATION, "on")).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidConfigurationRequest);
-        assert!(err.message.contains(ANOMALY_MITIGATION));
-        let both = [(ALGORITHM, "weighted_random"), (ANOMALY_MITIGATION, "on")];
-        let next = modify_target_group(&tg, kind, &both.map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .unwrap();
-        assert_eq!(next.get(ANOMALY_MITIGATION), Some("on"));
-    }
-}
+mod tests;
