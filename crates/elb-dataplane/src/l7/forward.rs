@@ -338,11 +338,6 @@ async fn proxy(
                     .map_err(|_| ProxyError::TargetTimeout)?,
             };
             match sent {
-                // hyper's client read an upgrade's answer: held to ALB's limit here.
-                Ok(response) if dressing.is_none() => {
-                    limits::check_response_head(response.status(), response.headers())?;
-                    break response;
-                }
                 Ok(response) => break response,
                 Err((SendError::Connect(e), Some(unsent))) if refused.len() < REFUSALS => {
                     refused.push(target.addr);
@@ -376,11 +371,7 @@ async fn proxy(
         // frame of the body hyper takes restarts the idle timeout (not each byte it writes,
         // nor the target's bytes before its head).
         tokio::select! {
-            sent = sent => {
-                let response = sent.map_err(ProxyError::from_target)?;
-                limits::check_response_head(response.status(), response.headers())?;
-                response.map(TargetBody::hyper)
-            }
+            sent = sent => sent.map_err(ProxyError::from_target)?.map(TargetBody::hyper),
             client_owes = upload.stalled(idle_timeout) => return Err(match client_owes {
                 true => ProxyError::RequestTimeout,
                 false => ProxyError::TargetTimeout,
@@ -389,6 +380,11 @@ async fn proxy(
     };
     tally.outcome.target_time = Some(sent_at.elapsed());
     tally.outcome.target_status = Some(response.status().as_u16());
+    if !by_exchange {
+        // The exchange held the head's bytes to ALB's limit; hyper's clients (HTTPS and
+        // HTTP/2 targets, upgrades) are held to it here.
+        limits::check_response_head(response.status(), response.headers())?;
+    }
     let mut response = response.map(Either::Left);
     if let Some(sealer) = sealer {
         let ticket = Ticket {

@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 use super::rescue::ProxyError;
 
 /// Header fields a head may have: hyper's default, and HAProxy's (`tune.http.maxhdr`, 101).
-pub(super) const MAX_FIELDS: usize = 100;
+const MAX_FIELDS: usize = 100;
 
 /// The longest request target hyper takes.
 const MAX_TARGET: usize = u16::MAX as usize - 1;

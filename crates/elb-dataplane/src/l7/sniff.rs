@@ -82,7 +82,7 @@ pub(crate) struct Progress {
     /// HTTP/1 heads found whole.
     pub(crate) heads: AtomicUsize,
     /// Requests hyper handed to the service (the tracker stops counting heads after an
-    /// `Upgrade` request, which hyper may answer without switching, and past 96 KB).
+    /// `Upgrade` request, which hyper may answer without switching).
     pub(crate) started: AtomicUsize,
     /// Requests whose responses hyper is done with (see
     /// [`Recording`](super::outcome::Recording)).
@@ -255,9 +255,7 @@ impl<S> Sniffed<S> {
         }
         true
     }
-}
 
-impl<S> Sniffed<S> {
     /// Before noting a write of hyper's: if it went through where the last was left waiting,
     /// a refusal waiting for hyper's bytes looks again (hyper reads again only when woken).
     fn wrote(&self, cx: &Context<'_>, through: bool) {
@@ -317,9 +315,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sniffed<S> {
             }
         }
     }
-}
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Sniffed<S> {
     /// Passes on what `fed` released of the bytes read into `buf` after `before`: held bytes
     /// of a head it completed go first (through `ready` when the two do not fit), the rest of
     /// a head still coming is held, and a refused head is dropped with all after it.
